@@ -1,0 +1,65 @@
+//! # rtclab — a WebRTC stack written from scratch, to learn from and to use
+//!
+//! rtclab implements the protocols under `RTCPeerConnection` by hand, one module
+//! per layer, and proves them against real peers (coturn, OpenSSL, Chromium). The
+//! tutorial in `chapters/` walks through them in the order of Google's codelab
+//! "Real time communication with WebRTC".
+//!
+//! ## The layers
+//!
+//! ```text
+//!   peer::PeerConnection          JSEP-like API, ties the layers to one 5-tuple
+//!     ├─ sdp                      offer/answer text
+//!     ├─ datachannel → sctp       DCEP; SCTP association over DTLS
+//!     ├─ rtp → srtp               RTP/RTCP, packetizers; SRTP keyed by DTLS
+//!     ├─ dtls                     DTLS 1.2 handshake and records
+//!     └─ ice → stun (turn)        candidates, connectivity checks
+//!
+//!   one UDP 5-tuple carries everything; the first byte picks the layer
+//!   (RFC 7983): 0..=3 STUN · 20..=63 DTLS · 128..=191 RTP/RTCP
+//! ```
+//!
+//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`sim`] (the
+//! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
+//! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab speed`).
+//! Later layers arrive with their issues.
+//!
+//! ## The sans-IO contract
+//!
+//! Every state machine is a plain struct driven through the [`machine::Machine`]
+//! trait: `handle_receive(now, datagram)`, `handle_timeout(now)` and API calls go
+//! in; `poll_transmit()`, `poll_event()` and `poll_timeout()` come out. No
+//! sockets, clocks, threads or global randomness below [`runtime`]; events are
+//! enum values; state changes through `&mut self`.
+//!
+//! ## The run loop
+//!
+//! Driving a machine over a real socket is a few lines (this is what
+//! [`runtime::Driver`] does):
+//!
+//! ```text
+//! loop {
+//!     while let Some(t) = machine.poll_transmit() { socket.send_to(&t.contents, t.destination) }
+//!     while let Some(e) = machine.poll_event()    { application(e) }
+//!     select! {
+//!         (len, from) = socket.recv_from(&mut buf) => machine.handle_receive(now(), Receive { .. }),
+//!         _ = sleep_until(machine.poll_timeout())  => machine.handle_timeout(now()),
+//!     }
+//! }
+//! ```
+//!
+//! ## Chapters
+//!
+//! 1. Introduction · 2. [Overview: the crate tour](../chapters/src/ch02-overview.md)
+//!    · 3. [Your first packets: STUN](../chapters/src/ch03-stun.md) · 4. Media as RTP
+//!    · 5. Two peers · 6. Data channels · 7. Signaling · 8. Browser ↔ Rust peer
+//!    · 9. Big messages · 10. The SFU. Build the book with `mdbook build chapters`.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod machine;
+pub mod runtime;
+pub mod sim;
+pub mod speed;
+pub mod stun;

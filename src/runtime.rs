@@ -1,0 +1,1 @@
+//! The tokio driver (placeholder; filled by the foundation issue).

@@ -1,0 +1,1 @@
+//! The deterministic network simulator (placeholder; filled by the foundation issue).

@@ -1,0 +1,1 @@
+//! `rtclab speed` (placeholder; filled by the foundation issue).

@@ -1,0 +1,1 @@
+//! STUN (placeholder; filled by the foundation issue).
