@@ -433,7 +433,9 @@ impl<'a> Attribute<'a> {
             MAPPED_ADDRESS => Attribute::MappedAddress(decode_address(value)?),
             XOR_MAPPED_ADDRESS => Attribute::XorMappedAddress(decode_xor_address(value, tid)?),
             USERNAME => Attribute::Username(utf8(value, 509)?),
-            USERHASH => Attribute::UserHash(value.try_into().map_err(|_| "USERHASH is not 32 bytes")?),
+            USERHASH => {
+                Attribute::UserHash(value.try_into().map_err(|_| "USERHASH is not 32 bytes")?)
+            }
             MESSAGE_INTEGRITY => Attribute::MessageIntegrity(
                 value
                     .try_into()
@@ -442,7 +444,9 @@ impl<'a> Attribute<'a> {
             MESSAGE_INTEGRITY_SHA256 => {
                 // RFC 8489 §14.6: at least 16 bytes, a multiple of 4, at most 32.
                 if value.len() < 16 || value.len() > 32 || value.len() % 4 != 0 {
-                    return Err("MESSAGE-INTEGRITY-SHA256 length is not 16..=32 and a multiple of 4");
+                    return Err(
+                        "MESSAGE-INTEGRITY-SHA256 length is not 16..=32 and a multiple of 4",
+                    );
                 }
                 Attribute::MessageIntegritySha256(value)
             }
@@ -474,7 +478,9 @@ impl<'a> Attribute<'a> {
                 }
                 Attribute::UseCandidate
             }
-            ICE_CONTROLLED => Attribute::IceControlled(be_u64(value, "ICE-CONTROLLED is not 8 bytes")?),
+            ICE_CONTROLLED => {
+                Attribute::IceControlled(be_u64(value, "ICE-CONTROLLED is not 8 bytes")?)
+            }
             ICE_CONTROLLING => {
                 Attribute::IceControlling(be_u64(value, "ICE-CONTROLLING is not 8 bytes")?)
             }

@@ -229,9 +229,7 @@ impl fmt::Debug for Message<'_> {
 /// True when `buf` starts like a STUN message (RFC 7983 demultiplexing plus the
 /// magic cookie): a cheap test before [`Message::decode`].
 pub fn is_stun(buf: &[u8]) -> bool {
-    buf.len() >= HEADER_LEN
-        && buf[0] & 0xC0 == 0
-        && buf[4..8] == MAGIC_COOKIE.to_be_bytes()
+    buf.len() >= HEADER_LEN && buf[0] & 0xC0 == 0 && buf[4..8] == MAGIC_COOKIE.to_be_bytes()
 }
 
 impl<'a> Message<'a> {
@@ -254,7 +252,9 @@ impl<'a> Message<'a> {
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         // RFC 8489 §5: the length excludes the header and is a multiple of 4.
         if length % 4 != 0 {
-            return Err(StunError::BadHeader("message length is not a multiple of 4"));
+            return Err(StunError::BadHeader(
+                "message length is not a multiple of 4",
+            ));
         }
         if buf.len() < HEADER_LEN + length {
             return Err(StunError::Truncated {
@@ -553,7 +553,11 @@ impl<'a> Iterator for Attributes<'a> {
                 _ => false,
             };
             if counts {
-                return Some(RawAttribute { typ, value, offset: off });
+                return Some(RawAttribute {
+                    typ,
+                    value,
+                    offset: off,
+                });
             }
         }
     }
@@ -660,7 +664,8 @@ impl<'b> MessageEncoder<'b> {
         let body = self.body_len() + 24;
         self.set_length(body);
         let tag = key.hmac_sha1(&self.out[self.start..]);
-        self.out.extend_from_slice(&attr::MESSAGE_INTEGRITY.to_be_bytes());
+        self.out
+            .extend_from_slice(&attr::MESSAGE_INTEGRITY.to_be_bytes());
         self.out.extend_from_slice(&20u16.to_be_bytes());
         self.out.extend_from_slice(&tag);
         self

@@ -56,7 +56,9 @@ pub use message::{
     Class, HEADER_LEN, MAGIC_COOKIE, Message, MessageEncoder, MessageType, Method, RawAttribute,
     TransactionId, is_stun,
 };
-pub use nat::{DiscoveryError, DiscoveryMode, FilteringBehavior, MappingBehavior, NatDiscovery, NatReport};
+pub use nat::{
+    DiscoveryError, DiscoveryMode, FilteringBehavior, MappingBehavior, NatDiscovery, NatReport,
+};
 pub use server::{BindingServer, ServerConfig};
 
 #[cfg(test)]

@@ -300,11 +300,7 @@ impl<R: Rng> NatDiscovery<R> {
             return self.finish(Err(DiscoveryError::NoRfc5780));
         };
         self.step = Step::Map2;
-        self.send(
-            now,
-            SocketAddr::new(other.ip(), self.server.port()),
-            None,
-        );
+        self.send(now, SocketAddr::new(other.ip(), self.server.port()), None);
     }
 
     fn on_result(&mut self, now: Instant, result: Result<Response, TransactionError>) {

@@ -144,7 +144,9 @@ fn rfc5769_ipv4_response_both_directions() {
 fn rfc5769_ipv6_response_both_directions() {
     check_response_vector(
         SAMPLE_IPV6_RESPONSE,
-        "[2001:db8:1234:5678:11:2233:4455:6677]:32853".parse().unwrap(),
+        "[2001:db8:1234:5678:11:2233:4455:6677]:32853"
+            .parse()
+            .unwrap(),
     );
 }
 
@@ -164,23 +166,18 @@ fn rfc5769_long_term_request_both_directions() {
     );
     assert!(!m.has_fingerprint());
     // The password "The<U+00AD>M<U+00AA>tr<U+2168>" after SASLprep.
-    let key =
-        IntegrityKey::long_term(username, "example.org", "TheMatrIX", PasswordAlgorithm::Md5)
-            .unwrap();
+    let key = IntegrityKey::long_term(username, "example.org", "TheMatrIX", PasswordAlgorithm::Md5)
+        .unwrap();
     m.verify_integrity(&key).unwrap();
 
     let mut out = Vec::new();
-    MessageEncoder::new(
-        &mut out,
-        MessageType::BINDING_REQUEST,
-        m.transaction_id(),
-    )
-    .attribute(&Attribute::Username(username))
-    .attribute(&Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA"))
-    .attribute(&Attribute::Realm("example.org"))
-    .message_integrity(&key)
-    .finish()
-    .unwrap();
+    MessageEncoder::new(&mut out, MessageType::BINDING_REQUEST, m.transaction_id())
+        .attribute(&Attribute::Username(username))
+        .attribute(&Attribute::Nonce("f//499k954d6OL34oL9FSTvy64sA"))
+        .attribute(&Attribute::Realm("example.org"))
+        .message_integrity(&key)
+        .finish()
+        .unwrap();
     assert_eq!(out, bytes);
 }
 
@@ -246,7 +243,8 @@ fn attributes_after_integrity_are_ignored() {
     let key = IntegrityKey::short_term("pw");
     let mut out = Vec::new();
     let mut enc = MessageEncoder::new(&mut out, MessageType::BINDING_REQUEST, tid);
-    enc.attribute(&Attribute::Priority(1)).message_integrity(&key);
+    enc.attribute(&Attribute::Priority(1))
+        .message_integrity(&key);
     enc.finish().unwrap();
     // Append a SOFTWARE after MESSAGE-INTEGRITY (as an attacker could).
     out.extend_from_slice(&[0x80, 0x22, 0, 4, b'e', b'v', b'i', b'l']);
@@ -275,7 +273,10 @@ fn integrity_sha256_and_truncation() {
     m.verify_integrity(&key).unwrap();
     assert_eq!(m.verify_fingerprint(), Ok(true));
     let other = IntegrityKey::short_term("x");
-    assert_eq!(m.verify_integrity(&other), Err(StunError::IntegrityMismatch));
+    assert_eq!(
+        m.verify_integrity(&other),
+        Err(StunError::IntegrityMismatch)
+    );
 
     // A truncated (16-byte) MESSAGE-INTEGRITY-SHA256 verifies too.
     let mut out = Vec::new();
@@ -318,7 +319,10 @@ fn flipped_bits_fail_integrity_or_fingerprint() {
 fn password_algorithms_and_userhash() {
     let mut v = Vec::new();
     attributes::PasswordAlgorithms::encode(
-        &[(PasswordAlgorithm::Sha256, &[]), (PasswordAlgorithm::Md5, &[])],
+        &[
+            (PasswordAlgorithm::Sha256, &[]),
+            (PasswordAlgorithm::Md5, &[]),
+        ],
         &mut v,
     );
     let tid = TransactionId([1; 12]);
@@ -327,7 +331,10 @@ fn password_algorithms_and_userhash() {
         panic!("wrong type")
     };
     let algs: Vec<_> = list.iter().map(|(a, _)| a).collect();
-    assert_eq!(algs, vec![PasswordAlgorithm::Sha256, PasswordAlgorithm::Md5]);
+    assert_eq!(
+        algs,
+        vec![PasswordAlgorithm::Sha256, PasswordAlgorithm::Md5]
+    );
     // Lying parameter length.
     assert!(Attribute::decode(attr::PASSWORD_ALGORITHMS, &[0, 1, 0, 9, 0, 0], &tid).is_err());
     // USERHASH is SHA-256("user:realm").
@@ -388,7 +395,10 @@ fn client_retransmits_on_the_rfc_schedule_and_times_out_at_39_5_s() {
     }
     assert_eq!(sends, vec![0, 500, 1500, 3500, 7500, 15500, 31500]);
     assert_eq!(now.duration_since(t0), Duration::from_millis(39500));
-    assert_eq!(ClientConfig::default().timeout(), Duration::from_millis(39500));
+    assert_eq!(
+        ClientConfig::default().timeout(),
+        Duration::from_millis(39500)
+    );
     assert_eq!(c.pending(), 0);
 }
 
@@ -422,11 +432,21 @@ fn client_matches_by_transaction_id_and_checks_integrity() {
         }
     }
     // Another transaction's response is not ours.
-    assert!(!c.handle_response(t0, rx(&success_for(TransactionId([3; 12]), mapped, None), server, local)));
+    assert!(!c.handle_response(
+        t0,
+        rx(
+            &success_for(TransactionId([3; 12]), mapped, None),
+            server,
+            local
+        )
+    ));
     // A response without integrity is discarded; one with the wrong key too.
     assert!(c.handle_response(t0, rx(&success_for(tid, mapped, None), server, local)));
     let wrong = IntegrityKey::short_term("other");
-    assert!(c.handle_response(t0, rx(&success_for(tid, mapped, Some(&wrong)), server, local)));
+    assert!(c.handle_response(
+        t0,
+        rx(&success_for(tid, mapped, Some(&wrong)), server, local)
+    ));
     assert!(c.poll_event().is_none());
     assert!(c.is_pending(tid));
     // The right one completes it.
@@ -434,7 +454,10 @@ fn client_matches_by_transaction_id_and_checks_integrity() {
     match c.poll_event() {
         Some(ClientEvent::Completed { id, result: Ok(r) }) => {
             assert_eq!(id, tid);
-            assert_eq!(r.message().unwrap().xor_mapped_address().unwrap(), Some(mapped));
+            assert_eq!(
+                r.message().unwrap().xor_mapped_address().unwrap(),
+                Some(mapped)
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
@@ -447,7 +470,8 @@ fn client_surfaces_error_responses() {
     let server = addr("192.0.2.1:3478");
     let mut c = Client::new(ClientConfig::default());
     let tid = TransactionId([4; 12]);
-    c.start(t0, binding_request(tid), server, None, None).unwrap();
+    c.start(t0, binding_request(tid), server, None, None)
+        .unwrap();
     let mut out = Vec::new();
     MessageEncoder::new(&mut out, MessageType::BINDING_ERROR, tid)
         .attribute(&Attribute::ErrorCode(ErrorCode {
@@ -478,7 +502,12 @@ fn client_surfaces_error_responses() {
 
 // ---- server --------------------------------------------------------------
 
-fn ask(server: &mut BindingServer, request: &[u8], from: SocketAddr, to: SocketAddr) -> Vec<crate::machine::Transmit> {
+fn ask(
+    server: &mut BindingServer,
+    request: &[u8],
+    from: SocketAddr,
+    to: SocketAddr,
+) -> Vec<crate::machine::Transmit> {
     server.handle_receive(
         Instant::now(),
         Receive {
@@ -581,10 +610,14 @@ fn server_answers_nothing_malformed_and_no_indications() {
     assert!(ask(&mut s, &resp, client, primary).is_empty());
     // A malformed XOR-MAPPED-ADDRESS inside a request.
     let mut req = Vec::new();
-    MessageEncoder::new(&mut req, MessageType::BINDING_REQUEST, TransactionId([8; 12]))
-        .raw_attribute(attr::XOR_MAPPED_ADDRESS, &[0, 9, 0, 0])
-        .finish()
-        .unwrap();
+    MessageEncoder::new(
+        &mut req,
+        MessageType::BINDING_REQUEST,
+        TransactionId([8; 12]),
+    )
+    .raw_attribute(attr::XOR_MAPPED_ADDRESS, &[0, 9, 0, 0])
+    .finish()
+    .unwrap();
     assert!(ask(&mut s, &req, client, primary).is_empty());
     assert_eq!(s.stats().dropped, 4);
 }
@@ -613,13 +646,17 @@ fn server_rfc5780_change_request_and_response_port() {
         (true, false, addr("192.0.2.2:3478")),
     ] {
         let mut req = Vec::new();
-        MessageEncoder::new(&mut req, MessageType::BINDING_REQUEST, TransactionId([1; 12]))
-            .attribute(&Attribute::ChangeRequest {
-                change_ip: ip,
-                change_port: port,
-            })
-            .finish()
-            .unwrap();
+        MessageEncoder::new(
+            &mut req,
+            MessageType::BINDING_REQUEST,
+            TransactionId([1; 12]),
+        )
+        .attribute(&Attribute::ChangeRequest {
+            change_ip: ip,
+            change_port: port,
+        })
+        .finish()
+        .unwrap();
         let out = ask(&mut s, &req, client, primary);
         assert_eq!(out[0].source, Some(from));
         let m = Message::decode(&out[0].contents).unwrap();
@@ -627,10 +664,14 @@ fn server_rfc5780_change_request_and_response_port() {
         assert_eq!(m.address(attr::OTHER_ADDRESS).unwrap(), Some(alternate));
     }
     let mut req = Vec::new();
-    MessageEncoder::new(&mut req, MessageType::BINDING_REQUEST, TransactionId([1; 12]))
-        .attribute(&Attribute::ResponsePort(7000))
-        .finish()
-        .unwrap();
+    MessageEncoder::new(
+        &mut req,
+        MessageType::BINDING_REQUEST,
+        TransactionId([1; 12]),
+    )
+    .attribute(&Attribute::ResponsePort(7000))
+    .finish()
+    .unwrap();
     let out = ask(&mut s, &req, client, primary);
     assert_eq!(out[0].destination, addr("203.0.113.5:7000"));
 
@@ -653,10 +694,14 @@ fn server_never_amplifies() {
     assert!(out[0].contents.len() <= server::MAX_RESPONSE_LEN);
     // A request carrying PADDING gets no bigger answer.
     let mut padded = Vec::new();
-    MessageEncoder::new(&mut padded, MessageType::BINDING_REQUEST, TransactionId([1; 12]))
-        .attribute(&Attribute::Padding(&[0; 1000]))
-        .finish()
-        .unwrap();
+    MessageEncoder::new(
+        &mut padded,
+        MessageType::BINDING_REQUEST,
+        TransactionId([1; 12]),
+    )
+    .attribute(&Attribute::Padding(&[0; 1000]))
+    .finish()
+    .unwrap();
     let out2 = ask(&mut s, &padded, client, primary);
     assert_eq!(out2[0].contents.len(), out[0].contents.len());
 }
@@ -729,7 +774,10 @@ fn with_attribute<T>(o: &Owned, scratch: &mut Vec<u8>, f: impl FnOnce(Attribute<
         Owned::U64(0, v) => Attribute::IceControlled(*v),
         Owned::U64(_, v) => Attribute::IceControlling(*v),
         Owned::Bytes(v) => Attribute::Padding(v),
-        Owned::Error(c, r) => Attribute::ErrorCode(ErrorCode { code: *c, reason: r }),
+        Owned::Error(c, r) => Attribute::ErrorCode(ErrorCode {
+            code: *c,
+            reason: r,
+        }),
         Owned::Change(a, b) => Attribute::ChangeRequest {
             change_ip: *a,
             change_port: *b,
@@ -737,9 +785,7 @@ fn with_attribute<T>(o: &Owned, scratch: &mut Vec<u8>, f: impl FnOnce(Attribute<
         Owned::Port(p) => Attribute::ResponsePort(*p),
         Owned::UseCandidate => Attribute::UseCandidate,
         Owned::Hash(h) => Attribute::UserHash(h),
-        Owned::Algorithm(a, p) => {
-            Attribute::PasswordAlgorithm(PasswordAlgorithm::from_code(*a), p)
-        }
+        Owned::Algorithm(a, p) => Attribute::PasswordAlgorithm(PasswordAlgorithm::from_code(*a), p),
         Owned::Unknown(list) => {
             attributes::encode_unknown_attributes(list, scratch);
             Attribute::UnknownAttributes(attributes::unknown_attributes(scratch).unwrap())
@@ -827,11 +873,19 @@ pub(crate) fn poke(bytes: &[u8]) {
         let _ = m.verify_integrity(&IntegrityKey::short_term("k"));
         let _ = m.verify_fingerprint();
         for a in m.attributes() {
-            if let Ok(Attribute::PasswordAlgorithms(p)) = Attribute::decode(a.typ, a.value, &m.transaction_id()) {
+            if let Ok(Attribute::PasswordAlgorithms(p)) =
+                Attribute::decode(a.typ, a.value, &m.transaction_id())
+            {
                 for _ in p.iter() {}
             }
         }
-        let mut s = BindingServer::new(ServerConfig::new("127.0.0.1:3478".parse().unwrap())).unwrap();
-        let _ = ask(&mut s, bytes, "127.0.0.1:1".parse().unwrap(), "127.0.0.1:3478".parse().unwrap());
+        let mut s =
+            BindingServer::new(ServerConfig::new("127.0.0.1:3478".parse().unwrap())).unwrap();
+        let _ = ask(
+            &mut s,
+            bytes,
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:3478".parse().unwrap(),
+        );
     }
 }
