@@ -204,4 +204,10 @@ impl<M: Machine> Driver<M> {
             self.turn().await?;
         }
     }
+
+    /// Runs until an I/O error, dropping events: for servers, whose machines
+    /// have none worth reporting.
+    pub async fn serve(&mut self) -> io::Result<()> {
+        self.run(|_, _| ControlFlow::<()>::Continue(())).await
+    }
 }

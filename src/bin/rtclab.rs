@@ -213,7 +213,7 @@ async fn stun_server(listen: SocketAddr, alt: Option<SocketAddr>) -> Result<(), 
         eprintln!("STUN server listening on {a}");
     }
     tokio::select! {
-        r = driver.run(|_, e| match e {}) => r.map_err(|e| e.to_string()).map(|_: ()| ()),
+        r = driver.serve() => r.map_err(|e| e.to_string()),
         _ = tokio::signal::ctrl_c() => {
             let s = driver.machine().stats();
             eprintln!("stopped: {} answered, {} errors, {} dropped", s.success, s.errors, s.dropped);
