@@ -46,6 +46,17 @@ enum Command {
         #[arg(long)]
         alt: Option<SocketAddr>,
     },
+    /// The main demo. For now: a STUN server on 127.0.0.1 and 127.0.0.2 and a
+    /// client that asks it for its mapped address and tests the "NAT" (the
+    /// browser demo replaces this with the browser issue).
+    Demo {
+        /// The server's primary address.
+        #[arg(long, default_value = "127.0.0.1:3478")]
+        listen: SocketAddr,
+        /// The server's alternate address (RFC 5780).
+        #[arg(long, default_value = "127.0.0.2:3479")]
+        alt: SocketAddr,
+    },
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server (default: all).
@@ -97,6 +108,7 @@ fn main() -> ExitCode {
                 local,
             } => stun_client(&server, mode, local).await,
             Command::StunServer { listen, alt } => stun_server(listen, alt).await,
+            Command::Demo { listen, alt } => demo(listen, alt).await,
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
     });
@@ -220,4 +232,35 @@ async fn stun_server(listen: SocketAddr, alt: Option<SocketAddr>) -> Result<(), 
             Ok(())
         }
     }
+}
+
+async fn demo(listen: SocketAddr, alt: SocketAddr) -> Result<(), String> {
+    let mut config = ServerConfig::new(listen);
+    config.alternate = Some(alt);
+    let server = BindingServer::new(config).map_err(|e| e.to_string())?;
+    let addrs = server.local_addrs().to_vec();
+    let mut driver = Driver::bind(server, &addrs).await.map_err(|e| {
+        format!("{e} (is another server on that port? try --listen 127.0.0.1:0 … or other ports)")
+    })?;
+    let bound = driver.local_addrs();
+    println!("rtclab demo: a STUN server (RFC 8489 + RFC 5780) listening on");
+    for a in &bound {
+        println!("  {a}");
+    }
+    let server_task = tokio::spawn(async move {
+        let _ = driver.serve().await;
+    });
+    let primary = bound[0];
+    println!();
+    println!("$ rtclab stun {primary}");
+    let r1 = stun_client(&primary.to_string(), Mode::Binding, None).await;
+    println!();
+    println!("$ rtclab stun {primary} --mode full");
+    let r2 = stun_client(&primary.to_string(), Mode::Full, None).await;
+    server_task.abort();
+    r1.and(r2)?;
+    println!();
+    println!("Next: read chapters/src/ch03-stun.md, or run `cargo run -- stun-server -v` and");
+    println!("point `turnutils_stunclient` (from coturn) at it.");
+    Ok(())
 }

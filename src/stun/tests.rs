@@ -864,28 +864,7 @@ proptest! {
     }
 }
 
-/// Everything a receiver might do with untrusted bytes.
+/// Everything a receiver might do with untrusted bytes: the fuzz harness.
 pub(crate) fn poke(bytes: &[u8]) {
-    let _ = is_stun(bytes);
-    if let Ok(m) = Message::decode(bytes) {
-        let _ = format!("{m:?}");
-        let _ = m.validate();
-        let _ = m.verify_integrity(&IntegrityKey::short_term("k"));
-        let _ = m.verify_fingerprint();
-        for a in m.attributes() {
-            if let Ok(Attribute::PasswordAlgorithms(p)) =
-                Attribute::decode(a.typ, a.value, &m.transaction_id())
-            {
-                for _ in p.iter() {}
-            }
-        }
-        let mut s =
-            BindingServer::new(ServerConfig::new("127.0.0.1:3478".parse().unwrap())).unwrap();
-        let _ = ask(
-            &mut s,
-            bytes,
-            "127.0.0.1:1".parse().unwrap(),
-            "127.0.0.1:3478".parse().unwrap(),
-        );
-    }
+    crate::fuzzing::stun_message(bytes);
 }
