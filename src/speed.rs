@@ -144,8 +144,7 @@ pub fn stun() -> Vec<Figure> {
     // Ceilings: the two primitives every check must run, on the same bytes.
     let hmac_len = msg.len() - 32;
     let hmac = time_ns(|| {
-        let mut mac =
-            <hmac::Hmac<sha1::Sha1> as hmac::KeyInit>::new_from_slice(key.as_bytes()).ok();
+        let mut mac = <hmac::Hmac<sha1::Sha1> as hmac::Mac>::new_from_slice(key.as_bytes()).ok();
         if let Some(m) = mac.as_mut() {
             hmac::Mac::update(m, black_box(&msg[..hmac_len]));
         }

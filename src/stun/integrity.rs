@@ -14,7 +14,7 @@
 //! Not done: the OpaqueString/SASLprep normalisation of passwords (RFC 8265);
 //! pass passwords already normalised (ICE passwords are plain ASCII).
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha1::Sha1;
 
@@ -49,7 +49,7 @@ impl IntegrityKey {
         IntegrityKey {
             key: key.to_vec(),
             // HMAC takes a key of any length: `new_from_slice` cannot fail for it.
-            sha1: <Hmac<Sha1> as KeyInit>::new_from_slice(key)
+            sha1: <Hmac<Sha1> as Mac>::new_from_slice(key)
                 .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length")),
             sha256: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
         }
