@@ -70,8 +70,8 @@ pub struct NatConfig {
     pub mapping: MappingBehavior,
     /// RFC 4787 §5 filtering behaviour.
     pub filtering: FilteringBehavior,
-    /// How long a mapping (and each remote endpoint's permission on it) lives
-    /// without refresh. RFC 4787 §4.3 REQ-5: MUST NOT expire in less than two
+    /// How long a mapping (and each remote endpoint's filtering permission on
+    /// it) lives without refresh. RFC 4787 §4.3 REQ-5: MUST NOT expire in less than two
     /// minutes; a default of five minutes or more is RECOMMENDED.
     pub binding_timeout: Duration,
     /// RFC 4787 §4.2.1: try to keep the internal port as the external port.
@@ -81,7 +81,10 @@ pub struct NatConfig {
     /// packet arrives with the sender's external address as its source).
     pub hairpinning: bool,
     /// RFC 4787 §4.3 REQ-6: outbound packets always refresh a mapping; inbound
-    /// packets MAY (this flag).
+    /// packets MAY (this flag). Filtering permissions age with the same
+    /// timeout: an outbound packet to a remote endpoint refreshes its
+    /// permission, and with this flag an inbound packet refreshes the
+    /// permissions that let it in.
     pub inbound_refresh: bool,
 }
 
@@ -334,7 +337,18 @@ impl Nat {
             return Err(DropReason::NatFiltered);
         }
         if self.config.inbound_refresh {
+            // The mapping and the permissions that let this packet in.
             m.refreshed = now;
+            for (remote, t) in m.permissions.iter_mut() {
+                let matches = match filtering {
+                    FilteringBehavior::EndpointIndependent => false,
+                    FilteringBehavior::AddressDependent => remote.ip() == src.ip(),
+                    FilteringBehavior::AddressAndPortDependent => *remote == src,
+                };
+                if matches {
+                    *t = now;
+                }
+            }
         }
         self.stats.inbound += 1;
         Ok(m.internal)
