@@ -1054,3 +1054,92 @@ fn capture_is_bounded_and_readable() {
     assert!(line.contains("192.0.2."), "{line}");
     assert!(line.contains("4 bytes"), "{line}");
 }
+
+// ----- properties -------------------------------------------------------------
+
+fn accounted(sim: &Sim) -> bool {
+    let st = sim.stats();
+    st.sent + st.duplicated
+        == st.delivered
+            + st.lost
+            + st.queue_dropped
+            + st.nat_filtered
+            + st.unroutable
+            + sim.in_flight() as u64
+}
+
+/// A random network: a pinger behind a random NAT, a blaster on the
+/// internet, random links everywhere. Returns the capture.
+fn random_run(
+    seed: u64,
+    link: LinkConfig,
+    mapping: MappingBehavior,
+    filtering: FilteringBehavior,
+) -> Vec<CaptureRecord> {
+    let mut sim = Sim::new(seed);
+    sim.set_default_link(link);
+    sim.set_capture(true);
+    let server = addr("192.0.2.1:7");
+    sim.add_host(Echo::default(), &[server]);
+    let nat = sim.add_nat(NatConfig {
+        mapping,
+        filtering,
+        ..NatConfig::new(ip("203.0.113.1"))
+    });
+    let c = sim.add_host_behind(nat, Pinger::new(server, 20), &[addr("10.0.0.2:5000")]);
+    let start = sim.now();
+    sim.machine_mut::<Pinger>(c).start(start);
+    // Unsolicited traffic at the NAT and at the server.
+    sim.add_host(
+        Blaster::new(start, addr("203.0.113.1:5000"), 50, 20, 7 * MS),
+        &[addr("198.51.100.1:1")],
+    );
+    sim.add_host(
+        Blaster::new(start, server, 300, 50, 3 * MS),
+        &[addr("198.51.100.2:1")],
+    );
+    for _ in 0..20 {
+        sim.run_for(Duration::from_millis(500));
+        assert!(
+            accounted(&sim),
+            "{:?} in flight {}",
+            sim.stats(),
+            sim.in_flight()
+        );
+    }
+    sim.drain_capture()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn every_datagram_is_accounted_for_and_runs_replay(
+        seed in proptest::prelude::any::<u64>(),
+        loss in 0.0f64..0.5,
+        duplicate in 0.0f64..0.3,
+        reorder in 0.0f64..0.3,
+        jitter_ms in 0u64..30,
+        rate in proptest::option::of(10_000u64..10_000_000),
+        queue in 0usize..20_000,
+        m in 0usize..3,
+        f in 0usize..3,
+    ) {
+        use MappingBehavior as M;
+        use FilteringBehavior as F;
+        let mapping = [M::EndpointIndependent, M::AddressDependent, M::AddressAndPortDependent][m];
+        let filtering = [F::EndpointIndependent, F::AddressDependent, F::AddressAndPortDependent][f];
+        let link = LinkConfig {
+            loss,
+            duplicate,
+            reorder,
+            jitter: Duration::from_millis(jitter_ms),
+            rate_bps: rate,
+            queue_limit_bytes: queue,
+            ..LinkConfig::default()
+        };
+        let a = random_run(seed, link.clone(), mapping, filtering);
+        let b = random_run(seed, link, mapping, filtering);
+        proptest::prop_assert_eq!(a, b);
+    }
+}

@@ -62,6 +62,13 @@
 //! still wants a timeout `≤ t`), the simulator panics naming the machine
 //! rather than crawl: that machine breaks the contract.
 //!
+//! Give machines `sim.now()` as their notion of the current time when you
+//! build them or call their API (never `Instant::now()`), then run the
+//! network with [`Sim::step`], [`Sim::run_for`], [`Sim::run_until`] or, most
+//! often in tests, [`Sim::run_until_with`] / [`Sim::run_for_with`], which stop
+//! as soon as a predicate holds and report whether it did before the
+//! deadline.
+//!
 //! ## Determinism
 //!
 //! All randomness (loss, jitter, duplication, reordering, NAT port choice)

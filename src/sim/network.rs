@@ -118,6 +118,10 @@ impl fmt::Display for DropReason {
 /// (up and down) did; `nat_filtered` (any NAT refusal: no mapping, filter,
 /// hairpin off, ports exhausted) and `unroutable` (including invalid sources
 /// and hop limits) count datagrams this host sent.
+///
+/// Summed over all hosts, every datagram is accounted for:
+/// `sent + duplicated == delivered + lost + queue_dropped + nat_filtered +
+/// unroutable + in_flight` (see [`Sim::in_flight`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Datagrams sent.
@@ -752,11 +756,12 @@ impl Sim {
 
     /// Steps until `done(self)` holds (checked before the first step and
     /// after each one) or `deadline` passes. Returns whether `done` held; on
-    /// `false` the clock is at `deadline`.
+    /// `false` the clock is at `deadline`. The predicate gets `&mut Sim` so it
+    /// may drain events ([`Sim::events`]) or call machine APIs.
     pub fn run_until_with(
         &mut self,
         deadline: Instant,
-        mut done: impl FnMut(&Sim) -> bool,
+        mut done: impl FnMut(&mut Sim) -> bool,
     ) -> bool {
         loop {
             if done(self) {
@@ -775,7 +780,7 @@ impl Sim {
     }
 
     /// [`Sim::run_until_with`] with a deadline `limit` from now.
-    pub fn run_for_with(&mut self, limit: Duration, done: impl FnMut(&Sim) -> bool) -> bool {
+    pub fn run_for_with(&mut self, limit: Duration, done: impl FnMut(&mut Sim) -> bool) -> bool {
         let deadline = self.now + limit;
         self.run_until_with(deadline, done)
     }
