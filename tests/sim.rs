@@ -609,21 +609,23 @@ fn rate_limit_sets_throughput() {
     assert_eq!(got.len(), 500);
     let first = got[0].at;
     let last = got[got.len() - 1].at;
-    // 1000 bytes = 8 ms at 1 Mbit/s; 499 more after the first.
-    assert_eq!(last - first, 499 * 8 * MS);
-    let bps = (499.0 * 8000.0) / (last - first).as_secs_f64();
+    // 1000 bytes of payload are 1028 bytes of IPv4 packet: 8.224 ms at
+    // 1 Mbit/s; 499 more after the first.
+    assert_eq!(last - first, 499 * Duration::from_micros(8224));
+    let bps = (499.0 * 1028.0 * 8.0) / (last - first).as_secs_f64();
     assert!((bps - 1e6).abs() < 1.0, "{bps}");
     assert_eq!(sim.stats().queue_dropped, 0);
 }
 
 #[test]
 fn overfull_queue_drops_tail() {
-    // 100 packets at once into a 10 000-byte queue: 10 fit.
+    // 100 packets at once (1028 bytes as IP packets) into a 10 280-byte
+    // queue: 10 fit.
     let (got, sim) = blast(
         6,
         LinkConfig {
             rate_bps: Some(1_000_000),
-            queue_limit_bytes: 10_000,
+            queue_limit_bytes: 10_280,
             ..LinkConfig::default()
         },
         100,
@@ -637,7 +639,8 @@ fn overfull_queue_drops_tail() {
 
 #[test]
 fn paced_overload_delivers_the_bottleneck_rate() {
-    // 2 Mbit/s offered (1000 bytes every 4 ms) for 4 s into 1 Mbit/s.
+    // 2 Mbit/s of payload offered (1000 bytes every 4 ms) for 4 s into
+    // 1 Mbit/s: about 4 s / 8.224 ms = 486 leave, plus the 19 still queued.
     let (got, sim) = blast(
         7,
         LinkConfig {
@@ -651,7 +654,7 @@ fn paced_overload_delivers_the_bottleneck_rate() {
     );
     let first = got[0].at;
     let last = got[got.len() - 1].at;
-    let bps = (got.len() - 1) as f64 * 8000.0 / (last - first).as_secs_f64();
+    let bps = (got.len() - 1) as f64 * 1028.0 * 8.0 / (last - first).as_secs_f64();
     assert!((bps - 1e6).abs() < 1e4, "{bps}");
     let st = sim.stats();
     eprintln!("2 Mbit/s into 1 Mbit/s: {bps:.0} bit/s delivered, {st:?}");
@@ -660,6 +663,27 @@ fn paced_overload_delivers_the_bottleneck_rate() {
         "{}",
         st.queue_dropped
     );
+}
+
+#[test]
+fn mtu_drops_oversized_datagrams() {
+    let mut sim = Sim::new(1);
+    let rx = addr("192.0.2.1:9");
+    let r = sim.add_host(Recorder::default(), &[rx]);
+    let s = sim.add_host(Recorder::default(), &[addr("192.0.2.2:9")]);
+    sim.set_downlink(
+        r,
+        LinkConfig {
+            mtu: Some(1500),
+            ..LinkConfig::default()
+        },
+    );
+    let m = sim.machine_mut::<Recorder>(s);
+    m.send(None, rx, &[0; 1472]); // 1500 bytes with IPv4 + UDP headers
+    m.send(None, rx, &[0; 1473]);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.machine::<Recorder>(r).got.len(), 1);
+    assert_eq!(sim.host_stats(r).too_big, 1);
 }
 
 #[test]
@@ -1063,6 +1087,7 @@ fn accounted(sim: &Sim) -> bool {
         == st.delivered
             + st.lost
             + st.queue_dropped
+            + st.too_big
             + st.nat_filtered
             + st.unroutable
             + sim.in_flight() as u64
@@ -1122,6 +1147,7 @@ proptest::proptest! {
         jitter_ms in 0u64..30,
         rate in proptest::option::of(10_000u64..10_000_000),
         queue in 0usize..20_000,
+        mtu in proptest::option::of(200usize..400),
         m in 0usize..3,
         f in 0usize..3,
     ) {
@@ -1136,6 +1162,7 @@ proptest::proptest! {
             jitter: Duration::from_millis(jitter_ms),
             rate_bps: rate,
             queue_limit_bytes: queue,
+            mtu,
             ..LinkConfig::default()
         };
         let a = random_run(seed, link.clone(), mapping, filtering);

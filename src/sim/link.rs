@@ -5,9 +5,14 @@
 //! NATs on the way, then the receiver's downlink. Each link applies, in order:
 //!
 //! ```text
-//!   loss ──► bottleneck queue (rate_bps, drop-tail) ──► duplication
-//!        ──► propagation delay + jitter ──► (sometimes) reordering delay
+//!   size check (mtu) ──► loss ──► bottleneck queue (rate_bps, drop-tail)
+//!        ──► duplication ──► propagation delay + jitter
+//!        ──► (sometimes) reordering delay
 //! ```
+//!
+//! Sizes on a link are IP packet sizes: the UDP payload plus 28 bytes of
+//! IPv4 + UDP header (48 for IPv6), so a 1000-byte datagram occupies 1028
+//! bytes of queue and of rate. Link-layer framing is not modelled.
 //!
 //! Jitter alone never reorders: a link delivers in FIFO order unless a packet
 //! is picked for reordering (probability `reorder`), in which case it gets
@@ -44,17 +49,23 @@ pub struct LinkConfig {
     pub reorder: f64,
     /// Extra delay given to a reordered packet.
     pub reorder_delay: Duration,
-    /// Bottleneck rate in bits per second; `None` means unlimited (no queue).
+    /// Bottleneck rate in bits per second (of IP packets); `None` means
+    /// unlimited (no queue). `Some(0)` passes nothing.
     pub rate_bps: Option<u64>,
     /// Size of the drop-tail queue in front of the bottleneck, in bytes: a
     /// packet that would make the backlog exceed it is dropped (an idle link
     /// always accepts one packet, however large). Unused without `rate_bps`.
     pub queue_limit_bytes: usize,
+    /// Largest IP packet the link carries; bigger ones are dropped, as if
+    /// sent with Don't Fragment (1500 on Ethernet, so 1472 bytes of UDP
+    /// payload over IPv4). `None` (the default) carries any size, as if IP
+    /// fragmentation worked.
+    pub mtu: Option<usize>,
 }
 
 impl Default for LinkConfig {
     /// 5 ms one way, no jitter, no loss, no duplication, no reordering,
-    /// unlimited rate (64 KiB queue if a rate is set).
+    /// unlimited rate (64 KiB queue if a rate is set), no MTU limit.
     fn default() -> Self {
         LinkConfig {
             delay: Duration::from_millis(5),
@@ -65,6 +76,7 @@ impl Default for LinkConfig {
             reorder_delay: Duration::from_millis(10),
             rate_bps: None,
             queue_limit_bytes: 64 * 1024,
+            mtu: None,
         }
     }
 }
@@ -86,6 +98,8 @@ pub(crate) enum Transit {
     Lost,
     /// Dropped because the bottleneck queue was full.
     QueueFull,
+    /// Dropped because it was bigger than the link's MTU.
+    TooBig,
     /// Leaves the link at `first` (and a duplicate at `duplicate`).
     Pass {
         first: Instant,
@@ -139,13 +153,17 @@ impl Link {
         backlog.as_nanos() * u128::from(rate_bps) / 8_000_000_000
     }
 
-    /// Sends one packet of `len` bytes into the link at `now`.
+    /// Sends one IP packet of `len` bytes into the link at `now`.
     pub(crate) fn transit(&mut self, now: Instant, len: usize) -> Transit {
+        if self.config.mtu.is_some_and(|mtu| len > mtu) {
+            return Transit::TooBig;
+        }
         if chance(&mut self.rng, self.config.loss) {
             return Transit::Lost;
         }
         let depart = match self.config.rate_bps {
-            Some(rate) if rate > 0 => {
+            Some(0) => return Transit::QueueFull,
+            Some(rate) => {
                 let backlog = self.backlog_bytes(now, rate);
                 let limit = self.config.queue_limit_bytes as u128;
                 if backlog > 0 && backlog + len as u128 > limit {
@@ -160,7 +178,7 @@ impl Link {
                 self.busy_until = Some(done);
                 done
             }
-            _ => now,
+            None => now,
         };
         let duplicated = chance(&mut self.rng, self.config.duplicate);
         let first = self.propagate(depart);
@@ -246,7 +264,7 @@ mod tests {
             match l.transit(t0, 1000) {
                 Transit::Pass { first, .. } => exits.push(first),
                 Transit::QueueFull => dropped += 1,
-                Transit::Lost => panic!("no loss configured"),
+                Transit::Lost | Transit::TooBig => panic!("no loss or MTU configured"),
             }
         }
         assert_eq!(exits.len(), 5);
@@ -269,6 +287,22 @@ mod tests {
         });
         assert!(matches!(l.transit(t0, 1500), Transit::Pass { .. }));
         assert_eq!(l.transit(t0, 1500), Transit::QueueFull);
+    }
+
+    #[test]
+    fn mtu_and_zero_rate() {
+        let t0 = Instant::now();
+        let mut l = link(LinkConfig {
+            mtu: Some(1500),
+            ..LinkConfig::default()
+        });
+        assert!(matches!(l.transit(t0, 1500), Transit::Pass { .. }));
+        assert_eq!(l.transit(t0, 1501), Transit::TooBig);
+        l.set_config(LinkConfig {
+            rate_bps: Some(0),
+            ..LinkConfig::default()
+        });
+        assert_eq!(l.transit(t0, 1), Transit::QueueFull);
     }
 
     #[test]

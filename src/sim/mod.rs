@@ -33,8 +33,8 @@
 //!   server for RFC 5780 behaviour discovery has two IPs with two ports
 //!   each). The first address is the source of `Transmit { source: None, .. }`.
 //! - Each host has an **access link** per direction ([`LinkConfig`]): delay,
-//!   jitter, loss, duplication, reordering, and a rate-limited drop-tail
-//!   queue. A datagram crosses the sender's uplink, any NATs, then the
+//!   jitter, loss, duplication, reordering, an MTU, and a rate-limited
+//!   drop-tail queue (sizes count the IP and UDP headers). A datagram crosses the sender's uplink, any NATs, then the
 //!   receiver's downlink; with the default 5 ms per link a host-to-host trip
 //!   takes 10 ms each way. NATs and the core add no delay.
 //! - A **realm** is an address space: the public internet, or the inside of

@@ -77,6 +77,8 @@ pub enum DropReason {
     Loss,
     /// The bottleneck queue of an access link was full.
     QueueFull,
+    /// Bigger than an access link's MTU.
+    TooBig,
     /// Sent to a NAT's public address on a port without a mapping.
     NatNoMapping,
     /// Refused by a NAT's filtering behaviour.
@@ -98,6 +100,7 @@ impl fmt::Display for DropReason {
         f.write_str(match self {
             DropReason::Loss => "lost on a link",
             DropReason::QueueFull => "link queue full",
+            DropReason::TooBig => "bigger than the link MTU",
             DropReason::NatNoMapping => "no NAT mapping for the destination port",
             DropReason::NatFiltered => "refused by the NAT filter",
             DropReason::HairpinDisabled => "NAT does not hairpin",
@@ -114,14 +117,14 @@ impl fmt::Display for DropReason {
 ///
 /// For one host: `sent`/`bytes_sent` count datagrams its machine emitted,
 /// `delivered`/`bytes_delivered` those handed to its machine; `lost`,
-/// `duplicated` and `queue_dropped` count what the host's own access links
+/// `duplicated`, `queue_dropped` and `too_big` count what the host's own access links
 /// (up and down) did; `nat_filtered` (any NAT refusal: no mapping, filter,
 /// hairpin off, ports exhausted) and `unroutable` (including invalid sources
 /// and hop limits) count datagrams this host sent.
 ///
 /// Summed over all hosts, every datagram is accounted for:
-/// `sent + duplicated == delivered + lost + queue_dropped + nat_filtered +
-/// unroutable + in_flight` (see [`Sim::in_flight`]).
+/// `sent + duplicated == delivered + lost + queue_dropped + too_big +
+/// nat_filtered + unroutable + in_flight` (see [`Sim::in_flight`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Datagrams sent.
@@ -138,6 +141,8 @@ pub struct Stats {
     pub duplicated: u64,
     /// Datagrams dropped by a full link queue.
     pub queue_dropped: u64,
+    /// Datagrams dropped for exceeding a link's MTU.
+    pub too_big: u64,
     /// Datagrams dropped by a NAT.
     pub nat_filtered: u64,
     /// Datagrams nobody could route.
@@ -153,6 +158,7 @@ impl Stats {
         self.lost += o.lost;
         self.duplicated += o.duplicated;
         self.queue_dropped += o.queue_dropped;
+        self.too_big += o.too_big;
         self.nat_filtered += o.nat_filtered;
         self.unroutable += o.unroutable;
     }
@@ -300,6 +306,19 @@ impl Ord for Scheduled {
     fn cmp(&self, other: &Self) -> Ordering {
         (self.time, self.seq).cmp(&(other.time, other.seq))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Up,
+    Down,
+}
+
+/// The size of a datagram as an IP packet: UDP payload + UDP header (8) + IP
+/// header (20 for IPv4, 40 for IPv6).
+fn wire_len(packet: &Packet) -> usize {
+    let ip = if packet.destination.is_ipv4() { 20 } else { 40 };
+    packet.contents.len() + 8 + ip
 }
 
 /// The most NATs a datagram may cross (a guard against topology loops).
@@ -856,7 +875,6 @@ impl Sim {
 
     /// A machine emitted `t`: into the sender's uplink.
     fn send(&mut self, id: HostId, t: Transmit) {
-        let now = self.now;
         let h = &mut self.hosts[id.0];
         let source = t.source.unwrap_or(h.addrs[0]);
         let packet = Packet {
@@ -874,33 +892,51 @@ impl Sim {
             h.stats.unroutable += 1;
             return self.drop_packet(DropReason::InvalidSource, &packet);
         }
+        self.cross(id, Direction::Up, packet);
+    }
+
+    /// Sends `packet` through one of `host`'s access links: on the uplink it
+    /// then arrives in the host's realm, on the downlink at the machine.
+    fn cross(&mut self, host: HostId, direction: Direction, packet: Packet) {
+        let now = self.now;
+        let h = &mut self.hosts[host.0];
         let realm = h.realm;
-        match h.up.transit(now, len) {
+        let link = match direction {
+            Direction::Up => &mut h.up,
+            Direction::Down => &mut h.down,
+        };
+        let reason = match link.transit(now, wire_len(&packet)) {
+            Transit::Pass { first, duplicate } => {
+                if duplicate.is_some() {
+                    h.stats.duplicated += 1;
+                }
+                let event = |packet| match direction {
+                    Direction::Up => Event::Arrive { realm, packet },
+                    Direction::Down => Event::Deliver { host, packet },
+                };
+                if let Some(d) = duplicate {
+                    let copy = packet.clone();
+                    self.schedule(first, event(packet));
+                    self.schedule(d, event(copy));
+                } else {
+                    self.schedule(first, event(packet));
+                }
+                return;
+            }
             Transit::Lost => {
                 h.stats.lost += 1;
-                self.drop_packet(DropReason::Loss, &packet);
+                DropReason::Loss
             }
             Transit::QueueFull => {
                 h.stats.queue_dropped += 1;
-                self.drop_packet(DropReason::QueueFull, &packet);
+                DropReason::QueueFull
             }
-            Transit::Pass { first, duplicate } => {
-                if let Some(d) = duplicate {
-                    h.stats.duplicated += 1;
-                    let copy = packet.clone();
-                    self.schedule(first, Event::Arrive { realm, packet });
-                    self.schedule(
-                        d,
-                        Event::Arrive {
-                            realm,
-                            packet: copy,
-                        },
-                    );
-                } else {
-                    self.schedule(first, Event::Arrive { realm, packet });
-                }
+            Transit::TooBig => {
+                h.stats.too_big += 1;
+                DropReason::TooBig
             }
-        }
+        };
+        self.drop_packet(reason, &packet);
     }
 
     fn drop_packet(&mut self, reason: DropReason, packet: &Packet) {
@@ -930,7 +966,7 @@ impl Sim {
         let mut reason = DropReason::TooManyHops;
         for _ in 0..=MAX_HOPS {
             if let Some(&host) = self.host_addrs.get(&(realm, packet.destination)) {
-                return self.downlink(host, packet);
+                return self.cross(host, Direction::Down, packet);
             }
             let dst_ip = packet.destination.ip();
             if self.host_ips.contains(&(realm, dst_ip)) {
@@ -970,30 +1006,6 @@ impl Sim {
         }
         self.hosts[packet.origin.0].stats.unroutable += 1;
         self.drop_packet(reason, &packet);
-    }
-
-    /// The packet reached `host`'s access link from the network side.
-    fn downlink(&mut self, host: HostId, packet: Packet) {
-        let now = self.now;
-        let h = &mut self.hosts[host.0];
-        match h.down.transit(now, packet.contents.len()) {
-            Transit::Lost => {
-                h.stats.lost += 1;
-                self.drop_packet(DropReason::Loss, &packet);
-            }
-            Transit::QueueFull => {
-                h.stats.queue_dropped += 1;
-                self.drop_packet(DropReason::QueueFull, &packet);
-            }
-            Transit::Pass { first, duplicate } => {
-                if let Some(d) = duplicate {
-                    h.stats.duplicated += 1;
-                    let copy = packet.clone();
-                    self.schedule(d, Event::Deliver { host, packet: copy });
-                }
-                self.schedule(first, Event::Deliver { host, packet });
-            }
-        }
     }
 
     fn deliver(&mut self, host: HostId, packet: Packet) {
