@@ -1170,3 +1170,18 @@ proptest::proptest! {
         proptest::prop_assert_eq!(a, b);
     }
 }
+
+#[test]
+fn capture_saves_as_pcap() {
+    let records = lossy_run(3);
+    let delivered: Vec<&CaptureRecord> = records
+        .iter()
+        .filter(|r| r.kind == CaptureKind::Delivered)
+        .collect();
+    let mut pcap = Vec::new();
+    let n = rtclab::sim::write_pcap(delivered.iter().copied(), &mut pcap);
+    assert_eq!(n, delivered.len());
+    // Global header + per packet: record header, IPv4, UDP, payload.
+    let payload: usize = delivered.iter().map(|r| r.contents.len()).sum();
+    assert_eq!(pcap.len(), 24 + n * (16 + 20 + 8) + payload);
+}

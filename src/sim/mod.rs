@@ -80,7 +80,9 @@
 //!
 //! Every delivery is logged with `tracing::trace!` (drops at `debug`), and
 //! [`Sim::set_capture`] keeps a bounded list of [`CaptureRecord`]s (sent,
-//! delivered, dropped with the reason) for a test or a chapter to print.
+//! delivered, dropped with the reason) for a test or a chapter to print, or
+//! to save with [`write_pcap`] and open in Wireshark (each record wrapped
+//! in the IPv4/IPv6 and UDP headers it would have had).
 //!
 //! ## Example
 //!
@@ -137,6 +139,7 @@
 mod link;
 mod nat;
 mod network;
+mod pcap;
 
 pub use link::LinkConfig;
 pub use nat::{FilteringBehavior, MappingBehavior, NatBinding, NatConfig, NatStats};
@@ -144,3 +147,4 @@ pub use network::{
     CaptureKind, CaptureRecord, DEFAULT_CAPTURE_LIMIT, DEFAULT_SPIN_LIMIT, DropReason, HostId,
     MIN_STEP, NatId, Sim, Stats,
 };
+pub use pcap::write_pcap;

@@ -203,6 +203,10 @@ pub(crate) struct Nat {
     by_port: BTreeMap<u16, Mapping>,
     /// (internal, remote key) → external port.
     by_key: BTreeMap<(SocketAddr, RemoteKey), u16>,
+    /// Nothing expires before this instant (a lower bound: refreshes only
+    /// move timers later, and a new entry expires a full timeout from now),
+    /// so most packets skip the expiry scan.
+    next_expiry: Option<Instant>,
 }
 
 /// The port range mappings are allocated from (RFC 4787 REQ-3 recommends
@@ -217,11 +221,15 @@ impl Nat {
             rng,
             by_port: BTreeMap::new(),
             by_key: BTreeMap::new(),
+            next_expiry: None,
         }
     }
 
     /// Drops mappings and permissions whose timer ran out by `now`.
     fn expire(&mut self, now: Instant) {
+        if self.next_expiry.is_none_or(|t| now < t) {
+            return;
+        }
         let timeout = self.config.binding_timeout;
         let expired: Vec<u16> = self
             .by_port
@@ -236,9 +244,14 @@ impl Nat {
                 tracing::debug!(internal = %m.internal, port, "sim: NAT mapping expired");
             }
         }
+        let mut next: Option<Instant> = None;
         for m in self.by_port.values_mut() {
             m.permissions.retain(|_, t| *t + timeout > now);
+            let oldest = m.permissions.values().min().copied().unwrap_or(m.refreshed);
+            let due = oldest.min(m.refreshed) + timeout;
+            next = Some(next.map_or(due, |n| n.min(due)));
         }
+        self.next_expiry = next;
     }
 
     fn key_for(&self, remote: SocketAddr) -> RemoteKey {
@@ -299,6 +312,8 @@ impl Nat {
                     },
                 );
                 self.stats.mappings_created += 1;
+                let due = now + self.config.binding_timeout;
+                self.next_expiry = Some(self.next_expiry.map_or(due, |t| t.min(due)));
                 tracing::debug!(internal = %src, port = p, remote = %dst, "sim: NAT mapping created");
                 p
             }

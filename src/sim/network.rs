@@ -30,7 +30,7 @@ pub const DEFAULT_CAPTURE_LIMIT: usize = 100_000;
 
 /// A host in the simulation, returned by [`Sim::add_host`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct HostId(usize);
+pub struct HostId(pub(crate) usize);
 
 impl HostId {
     /// The host's index, in the order hosts were added.
