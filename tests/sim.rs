@@ -1185,3 +1185,66 @@ fn capture_saves_as_pcap() {
     let payload: usize = delivered.iter().map(|r| r.contents.len()).sum();
     assert_eq!(pcap.len(), 24 + n * (16 + 20 + 8) + payload);
 }
+
+#[test]
+fn a_host_that_moves_gets_a_new_public_address() {
+    let mut sim = Sim::new(12);
+    let server = addr("192.0.2.1:3478");
+    let s = sim.add_host(Recorder::default(), &[server]);
+    let wifi = sim.add_nat(NatConfig::new(ip("203.0.113.1")));
+    let mobile = sim.add_nat(NatConfig::symmetric(ip("198.51.100.1")));
+    let c = sim.add_host_behind(wifi, Recorder::default(), &[addr("192.168.1.2:5000")]);
+    sim.machine_mut::<Recorder>(c)
+        .send(None, server, b"from wifi");
+    sim.run_for(Duration::from_secs(1));
+    let old_public = sim.machine::<Recorder>(s).got[0].source;
+    assert_eq!(old_public.ip(), ip("203.0.113.1"));
+
+    // A reply is on its way when the host switches networks.
+    sim.machine_mut::<Recorder>(s)
+        .send(None, old_public, b"too late");
+    sim.run_for(7 * MS); // through the NAT, on the host's downlink
+    sim.move_host(c, Some(mobile), &[addr("10.20.0.7:5000")]);
+    assert_eq!(sim.nat_of(c), Some(mobile));
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.machine::<Recorder>(c).got.is_empty());
+    assert_eq!(sim.host_stats(s).unroutable, 1);
+
+    sim.machine_mut::<Recorder>(c)
+        .send(None, server, b"from mobile");
+    sim.run_for(Duration::from_secs(1));
+    let new_public = sim.machine::<Recorder>(s).got[1].source;
+    assert_eq!(new_public.ip(), ip("198.51.100.1"));
+    sim.machine_mut::<Recorder>(s)
+        .send(None, new_public, b"welcome");
+    sim.run_for(Duration::from_secs(1));
+    let got = &sim.machine::<Recorder>(c).got;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].destination, addr("10.20.0.7:5000"));
+}
+
+#[test]
+fn bursty_loss_through_the_sim() {
+    let n = 20_000;
+    let (got, sim) = blast(
+        13,
+        LinkConfig {
+            burst_loss: Some(rtclab::sim::GilbertElliott {
+                enter_bad: 0.02,
+                leave_bad: 0.25,
+                bad_loss: 0.8,
+            }),
+            ..LinkConfig::default()
+        },
+        n,
+        100,
+        MS,
+    );
+    let lost = sim.stats().lost;
+    // Mean loss 0.02 / 0.27 * 0.8 = 5.9 %.
+    assert!(within(lost, 1185.0, 0.15), "lost {lost}");
+    // Gaps in the sequence come in runs.
+    let seqs: Vec<u32> = got.iter().map(|g| seq_of(&g.contents)).collect();
+    let gaps = seqs.windows(2).filter(|w| w[1] > w[0] + 1).count() as u64;
+    assert!(gaps * 2 < lost, "{gaps} gaps for {lost} losses");
+}

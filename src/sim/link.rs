@@ -39,8 +39,12 @@ pub struct LinkConfig {
     /// Extra delay drawn uniformly from `0..=jitter` per packet. Does not
     /// reorder by itself (see [`LinkConfig::reorder`]).
     pub jitter: Duration,
-    /// Probability that a packet is lost on this link.
+    /// Probability that a packet is lost on this link (in the good state of
+    /// [`LinkConfig::burst_loss`], if that is set).
     pub loss: f64,
+    /// Bursty loss: a two-state Gilbert-Elliott channel on top of `loss`.
+    /// `None` (the default) means independent losses.
+    pub burst_loss: Option<GilbertElliott>,
     /// Probability that a packet is delivered twice (the copy gets its own
     /// jitter).
     pub duplicate: f64,
@@ -71,6 +75,7 @@ impl Default for LinkConfig {
             delay: Duration::from_millis(5),
             jitter: Duration::ZERO,
             loss: 0.0,
+            burst_loss: None,
             duplicate: 0.0,
             reorder: 0.0,
             reorder_delay: Duration::from_millis(10),
@@ -88,6 +93,35 @@ impl LinkConfig {
             delay: Duration::ZERO,
             ..LinkConfig::default()
         }
+    }
+}
+
+/// A Gilbert-Elliott loss model: the link is either *good* (loses with
+/// [`LinkConfig::loss`]) or *bad* (loses with `bad_loss`), and before each
+/// packet it moves good → bad with probability `enter_bad` and bad → good
+/// with `leave_bad`. Losses then come in bursts of mean length about
+/// `1 / leave_bad` packets, and the long-run share of time spent bad is
+/// `enter_bad / (enter_bad + leave_bad)`: radio fades, a congested queue
+/// overflowing, a route flapping.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GilbertElliott {
+    /// Probability per packet of moving from good to bad.
+    pub enter_bad: f64,
+    /// Probability per packet of moving from bad back to good.
+    pub leave_bad: f64,
+    /// Loss probability in the bad state.
+    pub bad_loss: f64,
+}
+
+impl GilbertElliott {
+    /// The long-run loss rate, with `good_loss` in the good state.
+    pub fn mean_loss(&self, good_loss: f64) -> f64 {
+        let total = self.enter_bad + self.leave_bad;
+        if total <= 0.0 {
+            return good_loss;
+        }
+        let bad = self.enter_bad / total;
+        bad * self.bad_loss + (1.0 - bad) * good_loss
     }
 }
 
@@ -116,6 +150,8 @@ pub(crate) struct Link {
     busy_until: Option<Instant>,
     /// Latest exit time of an in-order packet (FIFO under jitter).
     last_exit: Option<Instant>,
+    /// The Gilbert-Elliott state: true while the link is bad.
+    bad: bool,
 }
 
 /// Draws `true` with probability `p` (clamped to `0..=1`); draws nothing when
@@ -137,6 +173,7 @@ impl Link {
             rng,
             busy_until: None,
             last_exit: None,
+            bad: false,
         }
     }
 
@@ -158,7 +195,21 @@ impl Link {
         if self.config.mtu.is_some_and(|mtu| len > mtu) {
             return Transit::TooBig;
         }
-        if chance(&mut self.rng, self.config.loss) {
+        let loss = match self.config.burst_loss {
+            Some(ge) => {
+                let flip = if self.bad { ge.leave_bad } else { ge.enter_bad };
+                if chance(&mut self.rng, flip) {
+                    self.bad = !self.bad;
+                }
+                if self.bad {
+                    ge.bad_loss
+                } else {
+                    self.config.loss
+                }
+            }
+            None => self.config.loss,
+        };
+        if chance(&mut self.rng, loss) {
             return Transit::Lost;
         }
         let depart = match self.config.rate_bps {
@@ -287,6 +338,33 @@ mod tests {
         });
         assert!(matches!(l.transit(t0, 1500), Transit::Pass { .. }));
         assert_eq!(l.transit(t0, 1500), Transit::QueueFull);
+    }
+
+    #[test]
+    fn gilbert_elliott_losses_come_in_bursts() {
+        let t0 = Instant::now();
+        let ge = GilbertElliott {
+            enter_bad: 0.01,
+            leave_bad: 0.2,
+            bad_loss: 1.0,
+        };
+        let mut l = link(LinkConfig {
+            burst_loss: Some(ge),
+            ..LinkConfig::default()
+        });
+        let n = 100_000;
+        let lost: Vec<bool> = (0..n)
+            .map(|_| l.transit(t0, 100) == Transit::Lost)
+            .collect();
+        let losses = lost.iter().filter(|l| **l).count();
+        let bursts = lost.windows(2).filter(|w| !w[0] && w[1]).count();
+        let mean = ge.mean_loss(0.0);
+        assert!((mean - 0.0476).abs() < 0.001);
+        let rate = losses as f64 / n as f64;
+        assert!((rate - mean).abs() < 0.01, "loss rate {rate}");
+        // Mean burst length 1 / 0.2 = 5 packets.
+        let burst = losses as f64 / bursts as f64;
+        assert!((burst - 5.0).abs() < 0.5, "mean burst {burst}");
     }
 
     #[test]

@@ -141,7 +141,7 @@ mod nat;
 mod network;
 mod pcap;
 
-pub use link::LinkConfig;
+pub use link::{GilbertElliott, LinkConfig};
 pub use nat::{FilteringBehavior, MappingBehavior, NatBinding, NatConfig, NatStats};
 pub use network::{
     CaptureKind, CaptureRecord, DEFAULT_CAPTURE_LIMIT, DEFAULT_SPIN_LIMIT, DropReason, HostId,

@@ -507,6 +507,48 @@ impl Sim {
         id
     }
 
+    /// Moves `host` to another place in the network: behind `nat` (`None`
+    /// for the public internet), owning `addrs` from now on. This models a
+    /// device switching networks (Wi-Fi to mobile): datagrams still in flight
+    /// to its old addresses are dropped as unroutable, NAT mappings of its
+    /// old addresses linger until they time out, and the machine itself is
+    /// untouched (noticing the change, e.g. by an ICE restart, is its job).
+    /// Links and counters carry over.
+    ///
+    /// # Panics
+    ///
+    /// As [`Sim::add_host`], or if `host` or `nat` does not exist.
+    pub fn move_host(&mut self, host: HostId, nat: Option<NatId>, addrs: &[SocketAddr]) {
+        assert!(!addrs.is_empty(), "sim: a host needs at least one address");
+        let realm = match nat {
+            Some(n) => {
+                assert!(n.0 < self.nats.len(), "sim: no {n}");
+                Realm::Inside(n)
+            }
+            None => Realm::Public,
+        };
+        let old_realm = self.host(host).realm;
+        for a in self.host(host).addrs.clone() {
+            self.host_addrs.remove(&(old_realm, a));
+        }
+        for a in addrs {
+            assert!(
+                !self.host_addrs.contains_key(&(realm, *a)),
+                "sim: address {a} is already taken in {realm:?}"
+            );
+            assert!(
+                !self.nat_ips.contains_key(&(realm, a.ip())),
+                "sim: address {a} is a NAT's public IP in {realm:?}"
+            );
+            self.host_addrs.insert((realm, *a), host);
+        }
+        self.host_ips = self.host_addrs.keys().map(|(r, a)| (*r, a.ip())).collect();
+        let h = self.host_mut(host);
+        h.realm = realm;
+        h.addrs = addrs.to_vec();
+        tracing::debug!(%host, ?addrs, "sim: host moved");
+    }
+
     /// Adds a NAT whose outside is the public internet.
     ///
     /// # Panics
@@ -1010,6 +1052,11 @@ impl Sim {
 
     fn deliver(&mut self, host: HostId, packet: Packet) {
         let now = self.now;
+        if !self.hosts[host.0].addrs.contains(&packet.destination) {
+            // The host moved away while the datagram was on its downlink.
+            self.hosts[packet.origin.0].stats.unroutable += 1;
+            return self.drop_packet(DropReason::Unroutable, &packet);
+        }
         tracing::trace!(
             t = ?self.elapsed(),
             %host,
