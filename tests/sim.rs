@@ -1248,3 +1248,26 @@ fn bursty_loss_through_the_sim() {
     let gaps = seqs.windows(2).filter(|w| w[1] > w[0] + 1).count() as u64;
     assert!(gaps * 2 < lost, "{gaps} gaps for {lost} losses");
 }
+
+/// Not a timed test: prints how fast the simulator moves datagrams on this
+/// machine (`cargo test --test sim -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_simulator_speed() {
+    let wall = std::time::Instant::now();
+    let link = LinkConfig {
+        jitter: MS,
+        loss: 0.01,
+        ..LinkConfig::default()
+    };
+    let (got, sim) = blast(1, link, 200_000, 1000, Duration::from_micros(50));
+    let took = wall.elapsed();
+    eprintln!(
+        "sim.datagrams_per_s {:.0} ({} delivered, {} steps, {:?} wall, {:?} virtual)",
+        got.len() as f64 / took.as_secs_f64(),
+        got.len(),
+        sim.steps(),
+        took,
+        sim.elapsed()
+    );
+}

@@ -33,17 +33,21 @@
 //!   server for RFC 5780 behaviour discovery has two IPs with two ports
 //!   each). The first address is the source of `Transmit { source: None, .. }`.
 //! - Each host has an **access link** per direction ([`LinkConfig`]): delay,
-//!   jitter, loss, duplication, reordering, an MTU, and a rate-limited
-//!   drop-tail queue (sizes count the IP and UDP headers). A datagram crosses the sender's uplink, any NATs, then the
-//!   receiver's downlink; with the default 5 ms per link a host-to-host trip
-//!   takes 10 ms each way. NATs and the core add no delay.
+//!   jitter, independent or bursty ([`GilbertElliott`]) loss, duplication,
+//!   reordering, an MTU, and a rate-limited drop-tail queue (sizes count the
+//!   IP and UDP headers). A datagram crosses the sender's uplink, any NATs,
+//!   then the receiver's downlink; with the default 5 ms per link a
+//!   host-to-host trip takes 10 ms each way. NATs and the core add no delay.
+//!   [`Sim::set_link`], [`Sim::set_uplink`] and [`Sim::set_downlink`] change
+//!   a link at any time (a link with `loss: 1.0` is a cut cable).
 //! - A **realm** is an address space: the public internet, or the inside of
 //!   one NAT. Hosts behind the same NAT reach each other directly by private
 //!   address; everything else goes out through the NAT ([`NatConfig`]: the
 //!   mapping and filtering behaviours of RFC 4787, binding timeout, port
 //!   preservation, hairpinning). A NAT may sit behind another NAT
-//!   ([`Sim::add_nat_behind`]). A datagram nobody owns is dropped and
-//!   counted; there is no ICMP.
+//!   ([`Sim::add_nat_behind`]), and a host may move to another network
+//!   ([`Sim::move_host`]). A datagram nobody owns is dropped and counted;
+//!   there is no ICMP.
 //!
 //! ## Time and steps
 //!
@@ -83,6 +87,14 @@
 //! delivered, dropped with the reason) for a test or a chapter to print, or
 //! to save with [`write_pcap`] and open in Wireshark (each record wrapped
 //! in the IPv4/IPv6 and UDP headers it would have had).
+//!
+//! ## Left out
+//!
+//! ICMP (unreachables, "packet too big"), TCP, IP fragmentation (an MTU
+//! drops, it never fragments), delay inside the core or at NATs, NATs with
+//! several public addresses (RFC 4787 §4.1 "IP address pooling") and port
+//! parity or contiguity (§4.2.2, §4.2.3), ALGs, and NAT behaviour for
+//! anything but UDP.
 //!
 //! ## Example
 //!
