@@ -1271,3 +1271,12 @@ fn measure_simulator_speed() {
         sim.elapsed()
     );
 }
+
+#[test]
+fn rng_streams_follow_the_seed() {
+    use rand::Rng;
+    let draw = |seed, stream| Sim::new(seed).rng(stream).random::<u64>();
+    assert_eq!(draw(1, 0), draw(1, 0));
+    assert_ne!(draw(1, 0), draw(1, 1));
+    assert_ne!(draw(1, 0), draw(2, 0));
+}

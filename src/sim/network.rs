@@ -418,6 +418,19 @@ impl Sim {
         self.steps
     }
 
+    /// A random number generator for the test's own use (an ICE agent's
+    /// tie-breaker, a DTLS endpoint's randoms), derived from the seed and
+    /// `stream`: the same seed and stream always give the same sequence, so
+    /// one seed replays a whole scenario, machines included.
+    pub fn rng(&self, stream: u64) -> StdRng {
+        StdRng::seed_from_u64(derive_seed(self.seed, (2 << 32) + stream))
+    }
+
+    /// Every host, in the order they were added.
+    pub fn hosts(&self) -> impl Iterator<Item = HostId> + use<> {
+        (0..self.hosts.len()).map(HostId)
+    }
+
     /// The link configuration given to hosts added from now on (both
     /// directions). Initially [`LinkConfig::default`].
     pub fn set_default_link(&mut self, config: LinkConfig) {
