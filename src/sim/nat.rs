@@ -470,4 +470,83 @@ mod tests {
         let t4 = t3 + Duration::from_secs(100);
         assert_eq!(n.inbound(t4, remote, ext), Ok(inside));
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Out { inside: usize, remote: usize },
+        In { remote: usize, inside: usize },
+        Wait { secs: u64 },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0usize..3, 0usize..6).prop_map(|(inside, remote)| Op::Out { inside, remote }),
+            (0usize..6, 0usize..3).prop_map(|(remote, inside)| Op::In { remote, inside }),
+            (0u64..200).prop_map(|secs| Op::Wait { secs }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The same traffic through NATs that differ only in filtering: what
+        /// a stricter filter lets in, a looser one lets in too (RFC 4787 §5
+        /// orders them APDF ⊂ ADF ⊂ EIF). And mappings only multiply as
+        /// mapping gets more dependent.
+        #[test]
+        fn stricter_behaviours_are_nested(ops in proptest::collection::vec(op(), 1..80)) {
+            use FilteringBehavior as F;
+            use MappingBehavior as M;
+            let insides = [addr("10.0.0.2:5000"), addr("10.0.0.3:5000"), addr("10.0.0.2:6000")];
+            let remotes = [
+                addr("198.51.100.1:1000"), addr("198.51.100.1:2000"), addr("198.51.100.2:1000"),
+                addr("198.51.100.2:2000"), addr("192.0.2.9:1000"), addr("192.0.2.9:3478"),
+            ];
+            for mapping in [M::EndpointIndependent, M::AddressDependent, M::AddressAndPortDependent] {
+                let mut nats = [F::AddressAndPortDependent, F::AddressDependent, F::EndpointIndependent]
+                    .map(|f| nat(mapping, f));
+                let mut last_ext: [Option<SocketAddr>; 3] = [None; 3];
+                let mut t = Instant::now();
+                for op in &ops {
+                    match *op {
+                        Op::Out { inside, remote } => {
+                            let ext: Vec<SocketAddr> = nats
+                                .iter_mut()
+                                .map(|n| n.outbound(t, insides[inside], remotes[remote]).expect("ports"))
+                                .collect();
+                            // Filtering does not change mappings.
+                            proptest::prop_assert!(ext.iter().all(|e| *e == ext[0]));
+                            last_ext[inside] = Some(ext[0]);
+                        }
+                        Op::In { remote, inside } => {
+                            let Some(ext) = last_ext[inside] else { continue };
+                            let ok: Vec<bool> = nats
+                                .iter_mut()
+                                .map(|n| n.inbound(t, remotes[remote], ext).is_ok())
+                                .collect();
+                            proptest::prop_assert!(!ok[0] || ok[1], "APDF let in what ADF refused");
+                            proptest::prop_assert!(!ok[1] || ok[2], "ADF let in what EIF refused");
+                        }
+                        Op::Wait { secs } => t += Duration::from_secs(secs),
+                    }
+                }
+            }
+            // Mapping counts: EIM ≤ ADM ≤ APDM for the same outbound traffic.
+            let mut created = Vec::new();
+            for mapping in [M::EndpointIndependent, M::AddressDependent, M::AddressAndPortDependent] {
+                let mut n = nat(mapping, F::EndpointIndependent);
+                let mut t = Instant::now();
+                for op in &ops {
+                    match *op {
+                        Op::Out { inside, remote } => {
+                            n.outbound(t, insides[inside], remotes[remote]).expect("ports");
+                        }
+                        Op::Wait { secs } => t += Duration::from_secs(secs),
+                        Op::In { .. } => {}
+                    }
+                }
+                created.push(n.stats.mappings_created);
+            }
+            proptest::prop_assert!(created[0] <= created[1] && created[1] <= created[2], "{created:?}");
+        }
+    }
 }
