@@ -411,10 +411,13 @@ fn invalid_source_and_unroutable_are_dropped_and_counted() {
     m.send(None, addr("198.51.100.9:9"), b"nowhere");
     m.send(None, addr("192.0.2.1:8"), b"closed port");
     m.send(None, server, b"fine");
+    m.send(Some(addr("0.0.0.0:5000")), server, b"wildcard");
     sim.run_for(Duration::from_secs(1));
-    assert_eq!(sim.machine::<Recorder>(s).got.len(), 1);
+    let got = &sim.machine::<Recorder>(s).got;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].source, addr("192.0.2.2:5000"));
     let st = sim.host_stats(c);
-    assert_eq!((st.sent, st.unroutable), (4, 3));
+    assert_eq!((st.sent, st.unroutable), (5, 3));
     let drops: Vec<DropReason> = sim
         .drain_capture()
         .iter()

@@ -449,7 +449,9 @@ impl Sim {
     // ----- topology -----------------------------------------------------
 
     /// Adds a host on the public internet that owns `addrs` (the first is the
-    /// default source for `Transmit { source: None, .. }`) and runs `machine`.
+    /// default source for `Transmit { source: None, .. }`; a wildcard source
+    /// like `0.0.0.0:3478` means the first address with that port) and runs
+    /// `machine`.
     /// Its access link starts as the default link (see
     /// [`Sim::set_default_link`]). Whatever the machine already wants to send
     /// is collected at once.
@@ -931,7 +933,18 @@ impl Sim {
     /// A machine emitted `t`: into the sender's uplink.
     fn send(&mut self, id: HostId, t: Transmit) {
         let h = &mut self.hosts[id.0];
-        let source = t.source.unwrap_or(h.addrs[0]);
+        let source = match t.source {
+            None => h.addrs[0],
+            // A wildcard source (a socket bound to 0.0.0.0:port) sends from
+            // the host's first address with that port, as the OS would.
+            Some(s) if s.ip().is_unspecified() => h
+                .addrs
+                .iter()
+                .find(|a| a.port() == s.port() && a.is_ipv4() == s.is_ipv4())
+                .copied()
+                .unwrap_or(s),
+            Some(s) => s,
+        };
         let packet = Packet {
             origin: id,
             source,
