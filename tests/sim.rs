@@ -1105,7 +1105,7 @@ fn random_run(
     filtering: FilteringBehavior,
 ) -> Vec<CaptureRecord> {
     let mut sim = Sim::new(seed);
-    sim.set_default_link(link);
+    sim.set_default_link(link.clone());
     sim.set_capture(true);
     let server = addr("192.0.2.1:7");
     sim.add_host(Echo::default(), &[server]);
@@ -1114,6 +1114,7 @@ fn random_run(
         filtering,
         ..NatConfig::new(ip("203.0.113.1"))
     });
+    sim.set_nat_link(nat, link);
     let c = sim.add_host_behind(nat, Pinger::new(server, 20), &[addr("10.0.0.2:5000")]);
     let start = sim.now();
     sim.machine_mut::<Pinger>(c).start(start);
@@ -1282,4 +1283,105 @@ fn rng_streams_follow_the_seed() {
     assert_eq!(draw(1, 0), draw(1, 0));
     assert_ne!(draw(1, 0), draw(1, 1));
     assert_ne!(draw(1, 0), draw(2, 0));
+}
+
+#[test]
+fn a_nat_wan_link_is_shared_and_skipped_inside() {
+    let mut sim = Sim::new(21);
+    let server = addr("192.0.2.1:7");
+    sim.add_host(Echo::default(), &[server]);
+    let nat = sim.add_nat(NatConfig::full_cone(ip("203.0.113.1")));
+    sim.set_nat_link(
+        nat,
+        LinkConfig {
+            delay: 40 * MS,
+            ..LinkConfig::default()
+        },
+    );
+    let a = sim.add_host_behind(nat, Pinger::new(server, 1), &[addr("10.0.0.2:5000")]);
+    let b_addr = addr("10.0.0.3:7");
+    let b = sim.add_host_behind(nat, Echo::default(), &[b_addr]);
+    let t0 = sim.now();
+    sim.machine_mut::<Pinger>(a).start(t0);
+    sim.run_for(Duration::from_secs(1));
+    // 5 + 40 + 5 there, 5 + 40 + 5 back.
+    assert_eq!(
+        sim.events::<Pinger>(a),
+        vec![PingEvent::Done {
+            at: t0 + 100 * MS,
+            transmissions: 1
+        }]
+    );
+
+    // Next door: no WAN link.
+    let c = sim.add_host_behind(nat, Pinger::new(b_addr, 1), &[addr("10.0.0.4:5000")]);
+    let t1 = sim.now();
+    sim.machine_mut::<Pinger>(c).start(t1);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        sim.events::<Pinger>(c),
+        vec![PingEvent::Done {
+            at: t1 + 20 * MS,
+            transmissions: 1
+        }]
+    );
+
+    // Hairpinned: b's public address (learnt by pinging the server) is
+    // reached without crossing the WAN link either.
+    sim.machine_mut::<Echo>(b).out.push_back(Transmit {
+        source: None,
+        destination: server,
+        contents: b"x".to_vec(),
+    });
+    sim.run_for(Duration::from_secs(1));
+    let b_public = sim
+        .nat_bindings(nat)
+        .into_iter()
+        .find(|m| m.internal == b_addr)
+        .expect("b has a mapping")
+        .external;
+    let d = sim.add_host_behind(nat, Pinger::new(b_public, 1), &[addr("10.0.0.5:5000")]);
+    let t2 = sim.now();
+    sim.machine_mut::<Pinger>(d).start(t2);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        sim.events::<Pinger>(d),
+        vec![PingEvent::Done {
+            at: t2 + 20 * MS,
+            transmissions: 1
+        }]
+    );
+}
+
+#[test]
+fn hosts_behind_a_nat_share_its_bottleneck() {
+    let mut sim = Sim::new(22);
+    let rx = addr("192.0.2.1:9");
+    let r = sim.add_host(Recorder::default(), &[rx]);
+    let nat = sim.add_nat(NatConfig::new(ip("203.0.113.1")));
+    sim.set_nat_uplink(
+        nat,
+        LinkConfig {
+            rate_bps: Some(1_000_000),
+            queue_limit_bytes: 20_000,
+            ..LinkConfig::default()
+        },
+    );
+    let start = sim.now();
+    // Each offers about 1 Mbit/s (1028-byte IP packets every 8.224 ms).
+    let every = Duration::from_micros(8224);
+    for i in 0..2 {
+        let me = SocketAddr::new(ip(&format!("10.0.0.{}", i + 2)), 9);
+        sim.add_host_behind(nat, Blaster::new(start, rx, 1000, 500, every), &[me]);
+    }
+    sim.run_for(Duration::from_secs(10));
+    let got = &sim.machine::<Recorder>(r).got;
+    let first = got[0].at;
+    let last = got[got.len() - 1].at;
+    let bps = (got.len() - 1) as f64 * 1028.0 * 8.0 / (last - first).as_secs_f64();
+    assert!((bps - 1e6).abs() < 1e4, "{bps}");
+    let link = sim.nat_link_stats(nat);
+    assert!(within(link.queue_dropped, 480.0, 0.05), "{link:?}");
+    assert_eq!(got.len() as u64 + link.queue_dropped, 1000);
+    assert!(accounted(&sim));
 }

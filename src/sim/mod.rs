@@ -37,7 +37,9 @@
 //!   reordering, an MTU, and a rate-limited drop-tail queue (sizes count the
 //!   IP and UDP headers). A datagram crosses the sender's uplink, any NATs,
 //!   then the receiver's downlink; with the default 5 ms per link a
-//!   host-to-host trip takes 10 ms each way. NATs and the core add no delay.
+//!   host-to-host trip takes 10 ms each way. The core adds no delay, nor
+//!   do NATs unless given a WAN link ([`Sim::set_nat_link`]) that every host
+//!   behind them then shares (a home's uplink, an ocean between sites).
 //!   [`Sim::set_link`], [`Sim::set_uplink`] and [`Sim::set_downlink`] change
 //!   a link at any time (a link with `loss: 1.0` is a cut cable).
 //! - A **realm** is an address space: the public internet, or the inside of

@@ -112,8 +112,8 @@ impl fmt::Display for DropReason {
     }
 }
 
-/// Packet counters, per host ([`Sim::host_stats`]) or summed over all hosts
-/// ([`Sim::stats`]).
+/// Packet counters, per host ([`Sim::host_stats`]), per NAT WAN link
+/// ([`Sim::nat_link_stats`]), or summed over all of them ([`Sim::stats`]).
 ///
 /// For one host: `sent`/`bytes_sent` count datagrams its machine emitted,
 /// `delivered`/`bytes_delivered` those handed to its machine; `lost`,
@@ -122,7 +122,7 @@ impl fmt::Display for DropReason {
 /// hairpin off, ports exhausted) and `unroutable` (including invalid sources
 /// and hop limits) count datagrams this host sent.
 ///
-/// Summed over all hosts, every datagram is accounted for:
+/// Summed over all hosts and NAT links, every datagram is accounted for:
 /// `sent + duplicated == delivered + lost + queue_dropped + too_big +
 /// nat_filtered + unroutable + in_flight` (see [`Sim::in_flight`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -266,6 +266,11 @@ struct Host {
 struct NatBox {
     nat: Nat,
     outer: Realm,
+    /// The optional shared WAN link (inside → outside, outside → inside).
+    up: Option<Link>,
+    down: Option<Link>,
+    /// What those links did (only the link counters are used).
+    link_stats: Stats,
 }
 
 /// A datagram in flight.
@@ -597,8 +602,48 @@ impl Sim {
         self.nats.push(NatBox {
             nat: Nat::new(config, rng),
             outer,
+            up: None,
+            down: None,
+            link_stats: Stats::default(),
         });
         id
+    }
+
+    /// Gives `nat` a WAN link in both directions: every datagram crossing
+    /// the NAT also crosses it, so the hosts behind share its rate, queue
+    /// and delay (a home's uplink, a path across the ocean). Without one
+    /// (the default) the NAT adds no delay. Hairpinned datagrams stay inside
+    /// the box and skip it; so does traffic between hosts behind the NAT.
+    pub fn set_nat_link(&mut self, nat: NatId, config: LinkConfig) {
+        self.set_nat_uplink(nat, config.clone());
+        self.set_nat_downlink(nat, config);
+    }
+
+    /// Sets the inside → outside direction of `nat`'s WAN link.
+    pub fn set_nat_uplink(&mut self, nat: NatId, config: LinkConfig) {
+        let seed = derive_seed(self.seed, (3 << 32) + 2 * nat.0 as u64);
+        let n = self.nat_box_mut(nat);
+        match &mut n.up {
+            Some(l) => l.set_config(config),
+            None => n.up = Some(Link::new(config, StdRng::seed_from_u64(seed))),
+        }
+    }
+
+    /// Sets the outside → inside direction of `nat`'s WAN link.
+    pub fn set_nat_downlink(&mut self, nat: NatId, config: LinkConfig) {
+        let seed = derive_seed(self.seed, (3 << 32) + 2 * nat.0 as u64 + 1);
+        let n = self.nat_box_mut(nat);
+        match &mut n.down {
+            Some(l) => l.set_config(config),
+            None => n.down = Some(Link::new(config, StdRng::seed_from_u64(seed))),
+        }
+    }
+
+    /// What `nat`'s WAN link did: its `lost`, `duplicated`, `queue_dropped`
+    /// and `too_big` counters (the others stay zero). [`Sim::stats`]
+    /// includes them.
+    pub fn nat_link_stats(&self, nat: NatId) -> Stats {
+        self.nat_box(nat).link_stats
     }
 
     /// Sets both directions of `host`'s access link.
@@ -725,11 +770,14 @@ impl Sim {
         self.host(host).stats
     }
 
-    /// Counters summed over every host.
+    /// Counters summed over every host and NAT link.
     pub fn stats(&self) -> Stats {
         let mut total = Stats::default();
         for h in &self.hosts {
             total.add(&h.stats);
+        }
+        for n in &self.nats {
+            total.add(&n.link_stats);
         }
         total
     }
@@ -1032,6 +1080,8 @@ impl Sim {
     fn route(&mut self, mut realm: Realm, mut packet: Packet) {
         let now = self.now;
         let mut reason = DropReason::TooManyHops;
+        // A datagram hairpinning through this NAT (it never leaves the box).
+        let mut hairpin: Option<NatId> = None;
         for _ in 0..=MAX_HOPS {
             if let Some(&host) = self.host_addrs.get(&(realm, packet.destination)) {
                 return self.cross(host, Direction::Down, packet);
@@ -1042,37 +1092,116 @@ impl Sim {
                 reason = DropReason::Unroutable;
                 break;
             }
-            let result = if let Some(&nat) = self.nat_ips.get(&(realm, dst_ip)) {
+            let (nat, direction, next) = if let Some(&nat) = self.nat_ips.get(&(realm, dst_ip)) {
                 // Inbound through `nat`.
-                let n = &mut self.nats[nat.0];
-                n.nat
+                match self.nats[nat.0]
+                    .nat
                     .inbound(now, packet.source, packet.destination)
-                    .map(|internal| {
-                        packet.destination = internal;
-                        realm = Realm::Inside(nat);
-                    })
+                {
+                    Ok(internal) => packet.destination = internal,
+                    Err(reason) => return self.nat_drop(reason, packet),
+                }
+                (nat, Direction::Down, Realm::Inside(nat))
             } else if let Realm::Inside(nat) = realm {
                 // Outbound through the NAT of this realm. Hairpinning falls
                 // out: the packet comes back in through the same NAT's public
                 // IP, with its source already translated (RFC 4787 REQ-9b).
                 let n = &mut self.nats[nat.0];
-                let outer = n.outer;
-                n.nat
-                    .outbound(now, packet.source, packet.destination)
-                    .map(|external| {
-                        packet.source = external;
-                        realm = outer;
-                    })
+                match n.nat.outbound(now, packet.source, packet.destination) {
+                    Ok(external) => packet.source = external,
+                    Err(reason) => return self.nat_drop(reason, packet),
+                }
+                if dst_ip == n.nat.config.public_ip {
+                    hairpin = Some(nat);
+                }
+                (nat, Direction::Up, n.outer)
             } else {
                 reason = DropReason::Unroutable;
                 break;
             };
-            if let Err(reason) = result {
-                self.hosts[packet.origin.0].stats.nat_filtered += 1;
-                return self.drop_packet(reason, &packet);
+            let n = &self.nats[nat.0];
+            let has_link = match direction {
+                Direction::Up => n.up.is_some(),
+                Direction::Down => n.down.is_some(),
+            };
+            if hairpin == Some(nat) {
+                if direction == Direction::Down {
+                    hairpin = None;
+                }
+            } else if has_link {
+                return self.cross_nat(nat, direction, next, packet);
             }
+            realm = next;
         }
         self.hosts[packet.origin.0].stats.unroutable += 1;
+        self.drop_packet(reason, &packet);
+    }
+
+    fn nat_drop(&mut self, reason: DropReason, packet: Packet) {
+        self.hosts[packet.origin.0].stats.nat_filtered += 1;
+        self.drop_packet(reason, &packet);
+    }
+
+    /// Sends `packet` over `nat`'s WAN link; it then arrives in `next`.
+    fn cross_nat(&mut self, nat: NatId, direction: Direction, next: Realm, packet: Packet) {
+        let now = self.now;
+        let n = &mut self.nats[nat.0];
+        let link = match direction {
+            Direction::Up => n.up.as_mut(),
+            Direction::Down => n.down.as_mut(),
+        };
+        let Some(link) = link else {
+            return self.schedule(
+                now,
+                Event::Arrive {
+                    realm: next,
+                    packet,
+                },
+            );
+        };
+        let reason = match link.transit(now, wire_len(&packet)) {
+            Transit::Pass { first, duplicate } => {
+                if let Some(d) = duplicate {
+                    n.link_stats.duplicated += 1;
+                    let copy = packet.clone();
+                    self.schedule(
+                        first,
+                        Event::Arrive {
+                            realm: next,
+                            packet,
+                        },
+                    );
+                    self.schedule(
+                        d,
+                        Event::Arrive {
+                            realm: next,
+                            packet: copy,
+                        },
+                    );
+                } else {
+                    self.schedule(
+                        first,
+                        Event::Arrive {
+                            realm: next,
+                            packet,
+                        },
+                    );
+                }
+                return;
+            }
+            Transit::Lost => {
+                n.link_stats.lost += 1;
+                DropReason::Loss
+            }
+            Transit::QueueFull => {
+                n.link_stats.queue_dropped += 1;
+                DropReason::QueueFull
+            }
+            Transit::TooBig => {
+                n.link_stats.too_big += 1;
+                DropReason::TooBig
+            }
+        };
         self.drop_packet(reason, &packet);
     }
 
