@@ -1385,3 +1385,30 @@ fn hosts_behind_a_nat_share_its_bottleneck() {
     assert_eq!(got.len() as u64 + link.queue_dropped, 1000);
     assert!(accounted(&sim));
 }
+
+#[test]
+fn a_spoofing_host_forges_sources() {
+    let mut sim = Sim::new(23);
+    let victim = addr("192.0.2.1:7");
+    let peer = addr("192.0.2.2:7");
+    let v = sim.add_host(Recorder::default(), &[victim]);
+    let p = sim.add_host(Echo::default(), &[peer]);
+    let attacker = sim.add_host(Recorder::default(), &[addr("198.51.100.66:1")]);
+    sim.set_name(attacker, "mallory");
+    assert_eq!(sim.name(attacker), "mallory");
+    assert_eq!(sim.name(p), "host1");
+    sim.machine_mut::<Recorder>(attacker)
+        .send(Some(peer), victim, b"forged");
+    sim.run_for(Duration::from_secs(1));
+    assert!(
+        sim.machine::<Recorder>(v).got.is_empty(),
+        "refused by default"
+    );
+    sim.set_spoofing(attacker, true);
+    sim.machine_mut::<Recorder>(attacker)
+        .send(Some(peer), victim, b"forged");
+    sim.run_for(Duration::from_secs(1));
+    let got = &sim.machine::<Recorder>(v).got;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].source, peer);
+}

@@ -261,6 +261,10 @@ struct Host {
     /// Consecutive wake-ups after which the machine still wanted a timeout
     /// at or before the instant it was woken at.
     spins: u32,
+    /// A name for logs ("alice", "stun"); "host3" by default.
+    name: String,
+    /// May send from addresses it does not own (an attacker).
+    spoofing: bool,
 }
 
 struct NatBox {
@@ -522,6 +526,8 @@ impl Sim {
             down,
             stats: Stats::default(),
             spins: 0,
+            name: id.to_string(),
+            spoofing: false,
         });
         self.collect_from(id);
         id
@@ -644,6 +650,24 @@ impl Sim {
     /// includes them.
     pub fn nat_link_stats(&self, nat: NatId) -> Stats {
         self.nat_box(nat).link_stats
+    }
+
+    /// Names `host` for the logs (`tracing` shows it instead of `host3`).
+    pub fn set_name(&mut self, host: HostId, name: &str) {
+        self.host_mut(host).name = name.to_string();
+    }
+
+    /// The name of `host` (see [`Sim::set_name`]).
+    pub fn name(&self, host: HostId) -> &str {
+        &self.host(host).name
+    }
+
+    /// Lets `host` send from any source address (an off-path attacker
+    /// forging datagrams; a test injecting a crafted packet "from" a peer).
+    /// The datagram starts from the host's own place in the network, and
+    /// replies go to the forged address, not back to the host.
+    pub fn set_spoofing(&mut self, host: HostId, allowed: bool) {
+        self.host_mut(host).spoofing = allowed;
     }
 
     /// Sets both directions of `host`'s access link.
@@ -1004,7 +1028,7 @@ impl Sim {
         h.stats.bytes_sent += len as u64;
         self.record(id, CaptureKind::Sent, &packet);
         let h = &mut self.hosts[id.0];
-        if !h.addrs.contains(&source) {
+        if !h.spoofing && !h.addrs.contains(&source) {
             h.stats.unroutable += 1;
             return self.drop_packet(DropReason::InvalidSource, &packet);
         }
@@ -1058,7 +1082,7 @@ impl Sim {
     fn drop_packet(&mut self, reason: DropReason, packet: &Packet) {
         tracing::debug!(
             t = ?self.elapsed(),
-            from = %packet.origin,
+            from = %self.hosts[packet.origin.0].name,
             src = %packet.source,
             dst = %packet.destination,
             len = packet.contents.len(),
@@ -1214,7 +1238,7 @@ impl Sim {
         }
         tracing::trace!(
             t = ?self.elapsed(),
-            %host,
+            host = %self.hosts[host.0].name,
             src = %packet.source,
             dst = %packet.destination,
             len = packet.contents.len(),
