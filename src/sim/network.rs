@@ -953,7 +953,7 @@ impl Sim {
                             "sim: {} ({}) still wants a timeout at or before {:?} right after \
                              handle_timeout({:?}), {} times in a row: its handle_timeout must \
                              fire every due timer",
-                            HostId(i),
+                            h.name,
                             h.machine.type_name(),
                             t - self.start,
                             t - self.start,
