@@ -7,6 +7,8 @@
 //!   between. Line numbers (`path:10:20`) are refused: they rot silently.
 //! - Every `cargo run --example NAME` a chapter tells the reader to type names
 //!   a file in `examples/`.
+//! - A `rust` code block holds only include directives: Rust shown in the
+//!   book comes from files the compiler checks, never pasted by hand.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -251,6 +253,46 @@ fn every_example_a_chapter_names_exists() {
             if !root().join("examples").join(format!("{name}.rs")).is_file() {
                 problems.push(format!(
                     "{}: `cargo run --example {name}`, but examples/{name}.rs does not exist",
+                    path.display()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The lines of every fenced code block whose info string starts with
+/// `rust`, with their line numbers.
+fn rust_block_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let mut in_rust = None;
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if let Some(info) = t.strip_prefix("```") {
+            in_rust = match in_rust {
+                Some(_) => None,
+                None => Some(info.trim().starts_with("rust")),
+            };
+            continue;
+        }
+        if in_rust == Some(true) {
+            out.push((n + 1, line));
+        }
+    }
+    out
+}
+
+#[test]
+fn rust_blocks_only_include_compiled_code() {
+    let mut problems = Vec::new();
+    for (path, text) in markdown_files() {
+        for (n, line) in rust_block_lines(&text) {
+            let t = line.trim();
+            let is_include = (t.starts_with("{{#include ") || t.starts_with("{{#rustdoc_include "))
+                && t.ends_with("}}");
+            if !t.is_empty() && !is_include {
+                problems.push(format!(
+                    "{}:{n}: Rust pasted by hand (include it by anchor instead): {t}",
                     path.display()
                 ));
             }
