@@ -108,6 +108,7 @@ impl<M: Machine> Driver<M> {
         pick.unwrap_or(&self.sockets[0].1)
     }
 
+    // ANCHOR: flush
     /// Sends everything the machine has queued. A send that fails (an
     /// unreachable network, say) is logged and dropped: UDP is lossy anyway,
     /// and one bad destination must not stop a server.
@@ -129,7 +130,9 @@ impl<M: Machine> Driver<M> {
         }
         Ok(())
     }
+    // ANCHOR_END: flush
 
+    // ANCHOR: turn
     /// Waits for one input (a datagram or the machine's timer) and feeds it.
     async fn turn(&mut self) -> io::Result<()> {
         let deadline = self.machine.poll_timeout();
@@ -175,7 +178,9 @@ impl<M: Machine> Driver<M> {
         }
         Ok(())
     }
+    // ANCHOR_END: turn
 
+    // ANCHOR: run_loop
     /// Runs until the machine emits an event, and returns it.
     pub async fn next_event(&mut self) -> io::Result<M::Event> {
         loop {
@@ -210,4 +215,5 @@ impl<M: Machine> Driver<M> {
     pub async fn serve(&mut self) -> io::Result<()> {
         self.run(|_, _| ControlFlow::<()>::Continue(())).await
     }
+    // ANCHOR_END: run_loop
 }

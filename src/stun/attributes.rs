@@ -641,6 +641,7 @@ pub fn encode_address(a: SocketAddr, out: &mut Vec<u8>) {
     }
 }
 
+// ANCHOR: xor_address
 /// The 16 bytes an IPv6 address is XORed with: the magic cookie and the
 /// transaction id (RFC 8489 §14.2).
 fn xor_key(tid: &TransactionId) -> [u8; 16] {
@@ -681,6 +682,7 @@ fn xor_address(a: SocketAddr, tid: &TransactionId) -> SocketAddr {
     };
     SocketAddr::new(ip, port)
 }
+// ANCHOR_END: xor_address
 
 /// Maps a per-attribute decode failure to the message-level error.
 pub(crate) fn bad_attribute(typ: u16, offset: usize, reason: &'static str) -> StunError {

@@ -41,6 +41,7 @@ pub struct ClientConfig {
     pub max_transactions: usize,
 }
 
+// ANCHOR: rfc_defaults
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
@@ -51,6 +52,7 @@ impl Default for ClientConfig {
         }
     }
 }
+// ANCHOR_END: rfc_defaults
 
 impl ClientConfig {
     /// When a transaction started at 0 gives up if nothing answers.
@@ -309,6 +311,7 @@ impl Machine for Client {
         self.handle_response(now, datagram);
     }
 
+    // ANCHOR: retransmit
     fn handle_timeout(&mut self, now: Instant) {
         let config = self.config;
         let mut i = 0;
@@ -348,6 +351,7 @@ impl Machine for Client {
             i += 1;
         }
     }
+    // ANCHOR_END: retransmit
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

@@ -124,6 +124,7 @@ pub fn userhash(username: &str, realm: &str) -> [u8; 32] {
     out
 }
 
+// ANCHOR: header_with_length
 /// The header with its length field replaced by `length`.
 fn header_with_length(msg: &[u8], length: usize) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
@@ -133,6 +134,7 @@ fn header_with_length(msg: &[u8], length: usize) -> [u8; HEADER_LEN] {
     h[2..4].copy_from_slice(&(length as u16).to_be_bytes());
     h
 }
+// ANCHOR_END: header_with_length
 
 /// RFC 8489 §14.5: HMAC-SHA1 over the message up to the attribute at `at`,
 /// the length field counting up to the end of that 24-byte attribute.
@@ -176,6 +178,7 @@ pub(crate) fn verify_sha256(
     }
 }
 
+// ANCHOR: fingerprint
 /// RFC 8489 §14.7: the FINGERPRINT value for the attribute at `at`.
 pub(crate) fn fingerprint(msg: &[u8], at: usize) -> u32 {
     let header = header_with_length(msg, at + 8 - HEADER_LEN);
@@ -184,6 +187,7 @@ pub(crate) fn fingerprint(msg: &[u8], at: usize) -> u32 {
     d.update(&msg[HEADER_LEN..at]);
     d.finalize() ^ FINGERPRINT_XOR
 }
+// ANCHOR_END: fingerprint
 
 /// The FINGERPRINT value for a message being built whose length field is
 /// already final.

@@ -34,8 +34,10 @@ use super::attributes::{self, Attribute, attr, bad_attribute, padding};
 use super::error::StunError;
 use super::integrity::{self, IntegrityKey};
 
+// ANCHOR: magic_cookie
 /// RFC 8489 §5: the fixed value that tells STUN apart from other protocols.
 pub const MAGIC_COOKIE: u32 = 0x2112_A442;
+// ANCHOR_END: magic_cookie
 
 /// Length of the STUN header.
 pub const HEADER_LEN: usize = 20;
@@ -159,12 +161,14 @@ impl MessageType {
     /// A Binding error response.
     pub const BINDING_ERROR: MessageType = MessageType::new(Class::Error, Method::BINDING);
 
+    // ANCHOR: message_type_bits
     /// RFC 8489 §5: interleave the method bits M0–M11 with the class bits C0, C1.
     pub fn to_u16(self) -> u16 {
         let m = self.method.0;
         let c = self.class.bits();
         (m & 0x000F) | ((m & 0x0070) << 1) | ((m & 0x0F80) << 2) | ((c & 1) << 4) | ((c & 2) << 7)
     }
+    // ANCHOR_END: message_type_bits
 
     /// The inverse of [`MessageType::to_u16`]; the top two bits must be zero.
     pub fn from_u16(t: u16) -> Self {
@@ -226,11 +230,13 @@ impl fmt::Debug for Message<'_> {
     }
 }
 
+// ANCHOR: is_stun
 /// True when `buf` starts like a STUN message (RFC 7983 demultiplexing plus the
 /// magic cookie): a cheap test before [`Message::decode`].
 pub fn is_stun(buf: &[u8]) -> bool {
     buf.len() >= HEADER_LEN && buf[0] & 0xC0 == 0 && buf[4..8] == MAGIC_COOKIE.to_be_bytes()
 }
+// ANCHOR_END: is_stun
 
 impl<'a> Message<'a> {
     /// Decodes a message that fills the whole datagram `buf`.

@@ -334,6 +334,7 @@ impl<R: Rng> NatDiscovery<R> {
             {
                 self.finish(Err(DiscoveryError::NoRfc5780))
             }
+            // ANCHOR: filtering_tests
             (Step::Filter2, r) => {
                 if r.is_ok() {
                     self.set_filtering(FilteringBehavior::EndpointIndependent);
@@ -351,6 +352,8 @@ impl<R: Rng> NatDiscovery<R> {
                 });
                 self.after_filtering(now);
             }
+            // ANCHOR_END: filtering_tests
+            // ANCHOR: mapping_tests
             (Step::Map2, Ok(resp)) => {
                 let Some(m2) = Self::mapped(&resp) else {
                     return self.finish(Err(DiscoveryError::NoMappedAddress));
@@ -376,6 +379,7 @@ impl<R: Rng> NatDiscovery<R> {
                     MappingBehavior::AddressAndPortDependent
                 });
             }
+            // ANCHOR_END: mapping_tests
             (Step::Map2 | Step::Map3, Err(e)) => self.finish(Err(DiscoveryError::Server(e))),
             (Step::Done, _) => {}
         }

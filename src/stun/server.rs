@@ -31,8 +31,10 @@ use super::attributes::{self, Attribute, ErrorCode, attr, error_code};
 use super::message::{Class, Message, MessageEncoder, MessageType, Method};
 use crate::machine::{Machine, Receive, Transmit};
 
+// ANCHOR: max_response_len
 /// The largest response this server ever sends.
 pub const MAX_RESPONSE_LEN: usize = 20 + 24 * 3 + 4 + 128 + 8 + 4 + 80;
+// ANCHOR_END: max_response_len
 
 /// How the server is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +145,7 @@ impl BindingServer {
         self.stats
     }
 
+    // ANCHOR: response_origin
     /// The address to answer from: the one the request came to, with IP and/or
     /// port swapped as CHANGE-REQUEST asks (RFC 5780 §6.1).
     fn response_origin(&self, to: SocketAddr, change_ip: bool, change_port: bool) -> SocketAddr {
@@ -166,6 +169,7 @@ impl BindingServer {
         };
         SocketAddr::new(ip, port)
     }
+    // ANCHOR_END: response_origin
 
     fn knows(&self, t: u16) -> bool {
         match t {
@@ -243,6 +247,7 @@ impl BindingServer {
             Ok(Some(Attribute::ResponsePort(p))) => Some(p),
             _ => None,
         };
+        // ANCHOR: binding_success
         let origin = self.response_origin(d.destination, change_ip, change_port);
         let destination = match response_port {
             Some(p) => SocketAddr::new(d.source.ip(), p),
@@ -269,6 +274,7 @@ impl BindingServer {
             destination,
             contents: out,
         });
+        // ANCHOR_END: binding_success
     }
 
     fn error_response(
