@@ -186,7 +186,8 @@ fn coturn_stunclient_runs_rfc5780_against_our_server() {
         Duration::from_secs(20),
     );
     assert!(ok, "turnutils_stunclient failed:\n{out}");
-    // Its three RFC 5780 probes: plain, change IP+port, change port.
+    // Its RFC 5780 probes: a plain request (answered from the primary), then
+    // requests with CHANGE-REQUEST (answered from the alternate address).
     assert!(
         out.contains(&format!("Other addr: : {alternate}")),
         "no OTHER-ADDRESS in:\n{out}"

@@ -72,7 +72,7 @@ pub mod attr {
     pub const PRIORITY: u16 = 0x0024;
     /// RFC 8445 §16.1 (ICE).
     pub const USE_CANDIDATE: u16 = 0x0025;
-    /// RFC 5780 §7.4.
+    /// RFC 5780 §7.6.
     pub const PADDING: u16 = 0x0026;
     /// RFC 5780 §7.5.
     pub const RESPONSE_PORT: u16 = 0x0027;

@@ -32,8 +32,11 @@ use super::message::{Class, Message, MessageEncoder, MessageType, Method};
 use crate::machine::{Machine, Receive, Transmit};
 
 // ANCHOR: max_response_len
-/// The largest response this server ever sends.
-pub const MAX_RESPONSE_LEN: usize = 20 + 24 * 3 + 4 + 128 + 8 + 4 + 80;
+/// The largest response this server ever sends: the header, four address
+/// attributes at their IPv6 size, SOFTWARE at its 128-byte cap, FINGERPRINT.
+/// (An error response, with ERROR-CODE and at most 16 UNKNOWN-ATTRIBUTES
+/// entries in place of the addresses, is smaller.)
+pub const MAX_RESPONSE_LEN: usize = 20 + 4 * 24 + (4 + 128) + 8;
 // ANCHOR_END: max_response_len
 
 /// How the server is set up.
@@ -247,6 +250,12 @@ impl BindingServer {
             Ok(Some(Attribute::ResponsePort(p))) => Some(p),
             _ => None,
         };
+        // RFC 5780 §6.1 and §7.5: a request with both PADDING and RESPONSE-PORT
+        // gets a 400, so that padded traffic cannot be aimed at another port.
+        if response_port.is_some() && msg.get(attr::PADDING).is_some() {
+            self.error_response(d, &msg, error_code::BAD_REQUEST, None, &mut out);
+            return;
+        }
         // ANCHOR: binding_success
         let origin = self.response_origin(d.destination, change_ip, change_port);
         let destination = match response_port {
@@ -256,6 +265,9 @@ impl BindingServer {
         let mut enc = MessageEncoder::new(&mut out, MessageType::BINDING_SUCCESS, tid);
         enc.attribute(&Attribute::XorMappedAddress(d.source));
         if let Some(alt) = self.config.alternate {
+            // Behaviour-discovery clients older than RFC 5389 read only
+            // MAPPED-ADDRESS, so an RFC 5780 server sends it too.
+            enc.attribute(&Attribute::MappedAddress(d.source));
             enc.attribute(&Attribute::ResponseOrigin(origin));
             enc.attribute(&Attribute::OtherAddress(alt));
         }

@@ -661,6 +661,7 @@ fn server_rfc5780_change_request_and_response_port() {
         assert_eq!(out[0].source, Some(from));
         let m = Message::decode(&out[0].contents).unwrap();
         assert_eq!(m.address(attr::RESPONSE_ORIGIN).unwrap(), Some(from));
+        assert_eq!(m.mapped_address().unwrap(), Some(client));
         assert_eq!(m.address(attr::OTHER_ADDRESS).unwrap(), Some(alternate));
     }
     let mut req = Vec::new();
@@ -704,6 +705,32 @@ fn server_never_amplifies() {
     .unwrap();
     let out2 = ask(&mut s, &padded, client, primary);
     assert_eq!(out2[0].contents.len(), out[0].contents.len());
+}
+
+#[test]
+fn server_refuses_padding_with_response_port() {
+    // RFC 5780 §6.1, §7.5: PADDING and RESPONSE-PORT together get a 400.
+    let primary = addr("192.0.2.1:3478");
+    let mut s = BindingServer::new(ServerConfig::new(primary)).unwrap();
+    let client = addr("203.0.113.5:61000");
+    let mut req = Vec::new();
+    MessageEncoder::new(
+        &mut req,
+        MessageType::BINDING_REQUEST,
+        TransactionId([3; 12]),
+    )
+    .attribute(&Attribute::ResponsePort(9))
+    .attribute(&Attribute::Padding(&[0; 64]))
+    .finish()
+    .unwrap();
+    let out = ask(&mut s, &req, client, primary);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].destination, client,
+        "the error goes to the real source"
+    );
+    let m = Message::decode(&out[0].contents).unwrap();
+    assert_eq!(m.error_code().unwrap().unwrap().code, 400);
 }
 
 // ---- property tests ------------------------------------------------------
