@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod dtls;
 pub mod machine;
 pub mod runtime;
 pub mod sim;
