@@ -5,6 +5,7 @@ pub mod cert;
 mod codec;
 mod error;
 pub mod prf;
+pub mod record;
 
 pub use error::Error;
 
