@@ -26,11 +26,6 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
-    /// Offset of the next byte, for error messages.
-    pub(crate) fn offset(&self) -> usize {
-        self.pos
-    }
-
     /// Takes the next `n` bytes.
     pub(crate) fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], Error> {
         if self.remaining() < n {
