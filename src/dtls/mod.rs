@@ -1,4 +1,86 @@
-//! DTLS 1.2 (doc written at the end of this file's first commit series).
+//! DTLS 1.2: the handshake that authenticates a WebRTC peer and keys its
+//! media and data.
+//!
+//! Once ICE has found a working 5-tuple, the two peers run a DTLS 1.2
+//! handshake over it (RFC 8842). It does three jobs:
+//!
+//! 1. **Authenticates** each peer by its certificate, whose hash both sides
+//!    already exchanged in SDP (`a=fingerprint:sha-256 AB:CD:…`): no
+//!    certificate authority, just "is this the certificate the signaling said
+//!    it would be" ([`cert`]).
+//! 2. **Protects the data channel**: SCTP runs inside DTLS application-data
+//!    records ([`record`]).
+//! 3. **Keys SRTP**: the `use_srtp` extension picks an SRTP profile, and the
+//!    exporter of RFC 5705 with label `EXTRACTOR-dtls_srtp` yields the SRTP
+//!    master keys and salts for both directions (RFC 5764 §4.2, [`prf`]).
+//!
+//! ## The flights (RFC 6347 §4.2.4; mutual authentication as WebRTC needs)
+//!
+//! ```text
+//!   client (setup:active)                           server (setup:passive)
+//!   1  ClientHello                  ───────►
+//!   2                               ◄───────  HelloVerifyRequest (cookie)
+//!   3  ClientHello (+cookie)        ───────►
+//!   4                               ◄───────  ServerHello, Certificate,
+//!                                             ServerKeyExchange (ECDHE, signed),
+//!                                             CertificateRequest, ServerHelloDone
+//!   5  Certificate, ClientKeyExchange,
+//!      CertificateVerify, [ChangeCipherSpec],
+//!      Finished                     ───────►
+//!   6                               ◄───────  [NewSessionTicket], [ChangeCipherSpec],
+//!                                             Finished
+//!      application data (SCTP)      ◄──────►  application data
+//! ```
+//!
+//! Flights 2–3 are optional (a server may skip the cookie). Each flight is
+//! retransmitted whole until the next one arrives; Finished is protected in
+//! epoch 1.
+//!
+//! ## The record header (RFC 6347 §4.1)
+//!
+//! ```text
+//! +--------+----------+--------+--------------------+--------+-----------
+//! | type   | version  | epoch  | sequence number    | length | fragment …
+//! | 1 byte | 2 (fefd) | 2      | 6                  | 2      | length bytes
+//! +--------+----------+--------+--------------------+--------+-----------
+//! ```
+//!
+//! Inside handshake records, each message fragment has its own 12-byte
+//! header (msg_type, length, message_seq, fragment_offset, fragment_length:
+//! see [`handshake`]).
+//!
+//! ## Implemented so far
+//!
+//! - [`prf`]: PRF P_SHA256/P_SHA384 (RFC 5246 §5), master secret (§8.1) and
+//!   extended master secret (RFC 7627 §4), key block (§6.3), Finished
+//!   verify_data (§7.4.9), exporter (RFC 5705 §4), SRTP key split (RFC 5764
+//!   §4.2).
+//! - [`cert`]: self-signed ECDSA P-256 X.509 v3 certificates with our own DER
+//!   writer (RFC 5280 §4.1), PEM (RFC 7468), fingerprints (RFC 8122 §5), a
+//!   SubjectPublicKeyInfo reader (RFC 5480, RFC 3279) and signature
+//!   verification for ECDSA P-256/P-384 and RSA PKCS#1 v1.5 / PSS.
+//! - [`record`]: record framing (RFC 6347 §4.1), AEAD protection for
+//!   TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 / _AES_256_GCM_SHA384 (RFC 5288
+//!   §3, RFC 5289) and _CHACHA20_POLY1305_SHA256 (RFC 7905 §2), the
+//!   anti-replay window (RFC 6347 §4.1.2.6), silent discard of bad records
+//!   (§4.1.2.7).
+//! - [`handshake`]: handshake fragments, fragmentation and bounded
+//!   reassembly (RFC 6347 §4.2.2–4.2.3), every message of the flights above
+//!   plus NewSessionTicket (RFC 5077 §3.3), the extensions WebRTC uses
+//!   (use_srtp RFC 5764 §4.1.1, extended_master_secret, renegotiation_info
+//!   RFC 5746, supported_groups and ec_point_formats RFC 8422 §5.1,
+//!   signature_algorithms, supported_versions), Alerts (RFC 5246 §7.2).
+//!
+//! ## Not yet here
+//!
+//! The client and server state machines (the sans-IO `Endpoint`), flights
+//! and their retransmission timer (RFC 6347 §4.2.4), the HelloVerifyRequest
+//! cookie logic, ECDHE key agreement, transcript hashing, fingerprint
+//! enforcement, alerts on failure, buffering of records from a future epoch,
+//! `SSLKEYLOGFILE`, the `rtclab dtls` CLI, interop tests against OpenSSL, sim
+//! tests under loss, fuzz targets and the `rtclab speed dtls` figures.
+//! DTLS 1.3, renegotiation, session resumption, connection IDs and CBC
+//! suites are out of scope.
 
 pub mod cert;
 mod codec;
