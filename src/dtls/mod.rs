@@ -84,6 +84,7 @@
 
 pub mod cert;
 mod codec;
+pub mod endpoint;
 mod error;
 pub mod handshake;
 pub mod prf;

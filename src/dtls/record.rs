@@ -598,6 +598,13 @@ impl RecordLayer {
         self.write_sequence = 0;
     }
 
+    /// Moves the next write sequence number forward to `next` (never back).
+    /// A stateless server continues after the ClientHello's record sequence
+    /// number, which its HelloVerifyRequest reused (RFC 6347 §4.2.1).
+    pub fn set_write_sequence(&mut self, next: u64) {
+        self.write_sequence = self.write_sequence.max(next.min(MAX_SEQUENCE));
+    }
+
     /// Appends one record in the current write epoch to `out`.
     pub fn seal(
         &mut self,
