@@ -251,3 +251,153 @@ fn client_against_openssl_each_srtp_profile() {
         );
     }
 }
+
+/// `openssl s_client -dtls1_2` (with a client certificate) against our
+/// server: same keying material, data both ways.
+fn run_server(suite: CipherSuite, cipher: &str, profile: SrtpProfile, srtp: &str, keylen: usize) {
+    let dir = std::env::temp_dir().join(format!(
+        "rtclab-dtls-client-{:04x}-{:04x}-{}",
+        suite.code(),
+        profile.0,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let client_cert = Certificate::generate(&mut rng, SystemTime::now()).unwrap();
+    std::fs::write(dir.join("cert.pem"), client_cert.certificate_pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), client_cert.private_key_pem()).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = sock.local_addr().unwrap();
+    let mut config = Config::new(Certificate::generate(&mut rng, SystemTime::now()).unwrap());
+    config.cipher_suites = vec![suite];
+    config.srtp_profiles = vec![profile];
+    config.expected_fingerprint = Some(client_cert.fingerprint());
+    let mut ep = Endpoint::server(config, 11);
+    let out_path = dir.join("out.txt");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-dtls1_2",
+            "-connect",
+            &local.to_string(),
+            "-cert",
+            "cert.pem",
+            "-key",
+            "key.pem",
+            "-cipher",
+            cipher,
+            "-use_srtp",
+            srtp,
+            "-keymatexport",
+            "EXTRACTOR-dtls_srtp",
+            "-keymatexportlen",
+            &keylen.to_string(),
+        ])
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut client = Server {
+        child,
+        out_path,
+        dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    let mut keying = None;
+    let mut got_data = false;
+    let mut sent_from_client = false;
+    while Instant::now() < deadline && !(keying.is_some() && got_data) {
+        while let Some(t) = ep.poll_transmit() {
+            sock.send_to(&t.contents, t.destination).unwrap();
+        }
+        while let Some(e) = ep.poll_event() {
+            match e {
+                Event::Connected(c) => {
+                    assert_eq!(c.cipher_suite, suite);
+                    assert_eq!(c.srtp_profile, Some(profile));
+                    assert_eq!(c.peer_fingerprint, client_cert.fingerprint());
+                    keying = c.srtp_keying_material.clone();
+                    ep.send(b"hello from rtclab\n").unwrap();
+                }
+                Event::ApplicationData(d) => {
+                    assert_eq!(d, b"hello from openssl\n");
+                    got_data = true;
+                }
+                other => panic!("{other:?}\ns_client said:\n{}", client.output()),
+            }
+        }
+        if keying.is_some() && !sent_from_client && client.output().contains("hello from rtclab") {
+            let stdin = client.child.stdin.as_mut().unwrap();
+            stdin.write_all(b"hello from openssl\n").unwrap();
+            stdin.flush().unwrap();
+            sent_from_client = true;
+        }
+        let wait = ep
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .unwrap_or(Duration::from_millis(50))
+            .clamp(Duration::from_millis(1), Duration::from_millis(50));
+        sock.set_read_timeout(Some(wait)).unwrap();
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => ep.handle_receive(
+                Instant::now(),
+                Receive {
+                    source: from,
+                    destination: local,
+                    contents: &buf[..n],
+                },
+            ),
+            Err(_) => ep.handle_timeout(Instant::now()),
+        }
+    }
+    let out = client.output();
+    let keying = keying.unwrap_or_else(|| panic!("no handshake; s_client said:\n{out}"));
+    assert!(got_data, "no data from s_client:\n{out}");
+    let hex: String = keying.iter().map(|b| format!("{b:02X}")).collect();
+    assert!(
+        out.to_uppercase()
+            .contains(&format!("KEYING MATERIAL: {hex}")),
+        "keying material differs: ours {hex}\ns_client said:\n{out}"
+    );
+}
+
+#[test]
+fn openssl_client_against_our_server() {
+    if !openssl_available() {
+        return;
+    }
+    for (suite, name) in [
+        (
+            CipherSuite::EcdheEcdsaAes128GcmSha256,
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+        (
+            CipherSuite::EcdheEcdsaAes256GcmSha384,
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+        (
+            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256,
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ),
+    ] {
+        run_server(
+            suite,
+            name,
+            SrtpProfile::AEAD_AES_128_GCM,
+            "SRTP_AEAD_AES_128_GCM",
+            56,
+        );
+    }
+    run_server(
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        SrtpProfile::AES128_CM_HMAC_SHA1_80,
+        "SRTP_AES128_CM_SHA1_80",
+        60,
+    );
+}

@@ -22,7 +22,7 @@ use super::handshake::{
 };
 use super::prf::{MasterSecret, Sender, SrtpKeyingMaterial};
 use super::record::{
-    CipherSuite, ContentType, DTLS_1_2, RECORD_HEADER_LEN, RecordLayer, RecordProtection,
+    CipherSuite, ContentType, DTLS_1_2, RECORD_HEADER_LEN, RecordLayer, RecordProtection, records,
 };
 use crate::machine::{Machine, Receive, Transmit};
 
@@ -212,6 +212,8 @@ pub struct Endpoint {
     pending_write: Option<RecordProtection>,
     master: Option<MasterSecret>,
     flight: Vec<FlightItem>,
+    /// First message_seq of the peer flight that answers ours.
+    peer_flight_start: u16,
     retransmit_at: Option<Instant>,
     retransmit_timeout: Duration,
     retransmits: u32,
@@ -282,6 +284,7 @@ impl Endpoint {
             pending_write: None,
             master: None,
             flight: Vec::new(),
+            peer_flight_start: 0,
             retransmit_at: None,
             retransmit_timeout,
             retransmits: 0,
@@ -371,8 +374,11 @@ impl Endpoint {
     // -----------------------------------------------------------------------
     // Flights.
 
+    /// Starts a new flight of ours; the peer's next flight starts with the
+    /// next message_seq we expect.
     fn begin_flight(&mut self) {
         self.flight.clear();
+        self.peer_flight_start = self.reassembler.next_seq();
     }
 
     /// Adds a handshake message to the current flight and to the transcript.
@@ -1274,17 +1280,23 @@ impl Endpoint {
             }
         }
         self.local.get_or_insert(destination);
-        let mut plain = Vec::new();
         // Pre-cookie server: record-layer replay state must not be kept for
         // strangers; use a throw-away record layer.
-        if self.state == State::ServerWaitClientHello {
-            let mut scratch = RecordLayer::new();
-            scratch.receive(datagram, &mut plain);
-        } else {
-            self.records.receive(datagram, &mut plain);
-        }
+        let mut scratch = RecordLayer::new();
         let mut retransmit = false;
-        for p in plain {
+        for record in records(datagram) {
+            let Ok(record) = record else {
+                self.records.count_dropped();
+                break;
+            };
+            // One record at a time: a ClientKeyExchange early in a datagram
+            // yields the keys that open the Finished later in it.
+            let opened = if self.state == State::ServerWaitClientHello {
+                scratch.open_record(&record)
+            } else {
+                self.records.open_record(&record)
+            };
+            let Some(p) = opened else { continue };
             match p.content_type {
                 ContentType::Handshake => {
                     for f in fragments(&p.fragment) {
@@ -1317,7 +1329,12 @@ impl Endpoint {
                             }
                             continue;
                         }
-                        if self.reassembler.insert(&f) == Inserted::Old {
+                        // RFC 6347 §4.2.4: a message from the peer's
+                        // previous flight means it lost our last flight.
+                        // (Duplicates within its current flight do not.)
+                        if self.reassembler.insert(&f) == Inserted::Old
+                            && f.header.message_seq < self.peer_flight_start
+                        {
                             retransmit = true;
                         }
                     }

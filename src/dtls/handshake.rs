@@ -1317,3 +1317,9 @@ impl Alert {
 
 #[cfg(test)]
 mod tests;
+
+/// Test fixtures shared with the endpoint's tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    pub(crate) use super::tests::chromium_client_hello_body;
+}

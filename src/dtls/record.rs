@@ -652,11 +652,28 @@ impl RecordLayer {
                 self.dropped += 1;
                 return;
             };
-            match self.open(&record) {
-                Some(p) => out.push(p),
-                None => self.dropped += 1,
+            if let Some(p) = self.open_record(&record) {
+                out.push(p);
             }
         }
+    }
+
+    /// Decrypts and replay-checks one record (from [`records`]); `None`
+    /// (counted in [`RecordLayer::dropped`]) when it must be dropped. The
+    /// endpoint opens a datagram's records one by one, so that keys derived
+    /// from an earlier record open a later one of the same datagram.
+    pub fn open_record(&mut self, record: &Record<'_>) -> Option<Plaintext> {
+        let p = self.open(record);
+        if p.is_none() {
+            self.dropped += 1;
+        }
+        p
+    }
+
+    /// Counts a record dropped before it reached [`RecordLayer::open_record`]
+    /// (a datagram that did not frame).
+    pub fn count_dropped(&mut self) {
+        self.dropped += 1;
     }
 
     fn open(&mut self, record: &Record<'_>) -> Option<Plaintext> {

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 /// decode prints only the first 36 bytes of the 1,216-byte X25519MLKEM768
 /// share; the rest is filled with zeros. Every length matches the capture:
 /// 1,413-byte body, 1,343 bytes of extensions.
-fn chromium_client_hello_body() -> Vec<u8> {
+pub(crate) fn chromium_client_hello_body() -> Vec<u8> {
     let mut b = Vec::new();
     b.extend(hex("fefd"));
     b.extend(hex(
