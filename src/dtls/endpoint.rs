@@ -65,6 +65,9 @@ pub struct Config {
     /// Server: answer a ClientHello without a cookie with a
     /// HelloVerifyRequest (RFC 6347 §4.2.1).
     pub use_cookie: bool,
+    /// Client: offer extended_master_secret (RFC 7627). On by default;
+    /// off only to talk to (or test as) a peer without it.
+    pub offer_extended_master_secret: bool,
 }
 
 impl Config {
@@ -85,6 +88,7 @@ impl Config {
             initial_retransmit_timeout: INITIAL_RETRANSMIT_TIMEOUT,
             require_client_certificate: true,
             use_cookie: true,
+            offer_extended_master_secret: true,
         }
     }
 }
@@ -479,9 +483,11 @@ impl Endpoint {
                 SignatureScheme::RSA_PKCS1_SHA384,
                 SignatureScheme::RSA_PKCS1_SHA512,
             ]),
-            Extension::ExtendedMasterSecret,
             Extension::RenegotiationInfo(Vec::new()),
         ];
+        if self.config.offer_extended_master_secret {
+            extensions.push(Extension::ExtendedMasterSecret);
+        }
         if !self.config.srtp_profiles.is_empty() {
             extensions.push(Extension::UseSrtp {
                 profiles: self.config.srtp_profiles.clone(),
@@ -587,7 +593,7 @@ impl Endpoint {
                 let hash = sha(params.suite.prf_hash().digest_algorithm(), &self.transcript);
                 let expected = master.verify_data(params.suite.prf_hash(), Sender::Server, &hash);
                 if !ring_eq(&expected, &v) {
-                    return Err((Error::BadRecordMac, AlertDescription::DECRYPT_ERROR));
+                    return Err((Error::BadFinished, AlertDescription::DECRYPT_ERROR));
                 }
                 msg.encode_unfragmented(&mut self.transcript);
                 self.connected()?;
@@ -649,7 +655,16 @@ impl Endpoint {
                         }
                     }
                 }
-                Extension::ExtendedMasterSecret => ems = true,
+                Extension::ExtendedMasterSecret => {
+                    // RFC 5246 §7.4.1.4: a server may only echo what we offered.
+                    if !self.config.offer_extended_master_secret {
+                        return Err((
+                            Error::Misuse("extended_master_secret not offered"),
+                            AlertDescription::UNSUPPORTED_EXTENSION,
+                        ));
+                    }
+                    ems = true
+                }
                 Extension::RenegotiationInfo(r) if !r.is_empty() => {
                     return Err((
                         Error::InvalidValue {
@@ -1190,7 +1205,7 @@ impl Endpoint {
                 let hash = sha(h.digest_algorithm(), &self.transcript);
                 let expected = master.verify_data(h, Sender::Client, &hash);
                 if !ring_eq(&expected, &v) {
-                    return Err((Error::BadRecordMac, AlertDescription::DECRYPT_ERROR));
+                    return Err((Error::BadFinished, AlertDescription::DECRYPT_ERROR));
                 }
                 msg.encode_unfragmented(&mut self.transcript);
                 let write = self.pending_write.take().ok_or((

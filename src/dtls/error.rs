@@ -59,6 +59,9 @@ pub enum Error {
     UnsupportedAlgorithm(&'static str),
     /// A signature did not verify.
     BadSignature,
+    /// The peer's Finished did not match our transcript: the handshake was
+    /// tampered with (or a bug); RFC 5246 §7.4.9.
+    BadFinished,
     /// The peer's certificate does not match the fingerprint from the SDP.
     FingerprintMismatch,
     /// The API was used in a way it does not allow (a bug in the caller).
@@ -98,6 +101,9 @@ impl fmt::Display for Error {
             Error::BadCertificate(why) => write!(f, "bad certificate: {why}"),
             Error::UnsupportedAlgorithm(what) => write!(f, "unsupported algorithm: {what}"),
             Error::BadSignature => f.write_str("signature verification failed"),
+            Error::BadFinished => {
+                f.write_str("Finished verify_data mismatch: the handshake was altered")
+            }
             Error::FingerprintMismatch => {
                 f.write_str("peer certificate does not match the expected fingerprint")
             }

@@ -410,3 +410,284 @@ fn chromium_client_hello_gets_a_dtls12_answer() {
     };
     assert_eq!(ske.group, NamedGroup::X25519);
 }
+
+/// Rewrites every handshake message of type `msg_type` in a plaintext
+/// (epoch 0) datagram with `f`, re-framing fragment and record.
+fn rewrite(datagram: &[u8], msg_type: HandshakeType, f: &dyn Fn(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records(datagram) {
+        let r = r.unwrap();
+        if r.header.epoch != 0 || r.header.content_type != ContentType::Handshake {
+            r.encode(&mut out);
+            continue;
+        }
+        let mut payload = Vec::new();
+        for frag in fragments(r.fragment) {
+            let frag = frag.unwrap();
+            if frag.header.msg_type == msg_type {
+                assert_eq!(
+                    frag.header.fragment_length, frag.header.length,
+                    "unfragmented"
+                );
+                let mut body = frag.body.to_vec();
+                f(&mut body);
+                HandshakeMessage {
+                    msg_type,
+                    message_seq: frag.header.message_seq,
+                    body,
+                }
+                .encode_unfragmented(&mut payload);
+            } else {
+                frag.encode(&mut payload);
+            }
+        }
+        crate::dtls::record::Record {
+            header: r.header,
+            fragment: &payload,
+        }
+        .encode(&mut out);
+    }
+    out
+}
+
+/// Drives two endpoints; `tamper` may rewrite each client datagram.
+fn run_tampered(
+    c: &mut Endpoint,
+    s: &mut Endpoint,
+    tamper: &dyn Fn(&[u8]) -> Vec<u8>,
+) -> (Vec<Event>, Vec<Event>) {
+    let (ca, sa) = (addr(1), addr(2));
+    let mut now = Instant::now();
+    let (mut ce, mut se) = (Vec::new(), Vec::new());
+    for _ in 0..200 {
+        let mut moved = false;
+        for d in drain(c) {
+            moved = true;
+            deliver(s, ca, sa, now, &tamper(&d));
+        }
+        for d in drain(s) {
+            moved = true;
+            deliver(c, sa, ca, now, &d);
+        }
+        ce.extend(std::iter::from_fn(|| c.poll_event()));
+        se.extend(std::iter::from_fn(|| s.poll_event()));
+        if !moved {
+            match [c.poll_timeout(), s.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+            {
+                Some(t) => {
+                    now = now.max(t);
+                    c.handle_timeout(now);
+                    s.handle_timeout(now);
+                }
+                None => break,
+            }
+        }
+    }
+    (ce, se)
+}
+
+fn downgrade_suites(body: &mut Vec<u8>) {
+    let mut ch = ClientHello::parse(body).unwrap();
+    ch.cipher_suites = vec![CipherSuite::EcdheEcdsaChacha20Poly1305Sha256.code()];
+    body.clear();
+    ch.encode(body);
+}
+
+/// An attacker strips the preferred suites from the ClientHello. With
+/// WebRTC's mutual authentication, the client's CertificateVerify signs the
+/// real transcript, so the server already rejects it.
+#[test]
+fn downgraded_suite_detected_by_certificate_verify() {
+    let now = Instant::now();
+    let mut sc = config(2);
+    sc.use_cookie = false;
+    let mut c = Endpoint::client(config(1), addr(2), 1, now);
+    let mut s = Endpoint::server(sc, 2);
+    let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
+        rewrite(d, HandshakeType::ClientHello, &downgrade_suites)
+    });
+    assert!(
+        se.iter()
+            .any(|e| matches!(e, Event::Failed(Error::BadSignature))),
+        "{se:?}"
+    );
+    assert!(connected(&ce).is_none() && connected(&se).is_none());
+}
+
+/// The same downgrade without client certificates and without the
+/// extended master secret: keys still agree but the Finished messages do
+/// not, and the server aborts with decrypt_error.
+#[test]
+fn downgraded_suite_detected_by_finished() {
+    let now = Instant::now();
+    let mut cc = config(1);
+    cc.offer_extended_master_secret = false;
+    let mut sc = config(2);
+    sc.use_cookie = false;
+    sc.require_client_certificate = false;
+    let mut c = Endpoint::client(cc, addr(2), 1, now);
+    let mut s = Endpoint::server(sc, 2);
+    let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
+        rewrite(d, HandshakeType::ClientHello, &downgrade_suites)
+    });
+    assert!(
+        se.iter()
+            .any(|e| matches!(e, Event::Failed(Error::BadFinished))),
+        "{se:?}"
+    );
+    assert!(
+        ce.iter().any(
+            |e| matches!(e, Event::PeerAlert(a) if a.description == AlertDescription::DECRYPT_ERROR)
+        ),
+        "{ce:?}"
+    );
+    assert!(!c.is_connected() && !s.is_connected());
+}
+
+/// With the extended master secret (the default) the same downgrade makes
+/// the keys differ: the client's Finished cannot even be decrypted, is
+/// dropped, and the handshake never completes.
+#[test]
+fn downgraded_suite_with_ems_never_connects() {
+    let now = Instant::now();
+    let mut sc = config(2);
+    sc.use_cookie = false;
+    sc.require_client_certificate = false;
+    let mut c = Endpoint::client(config(1), addr(2), 1, now);
+    let mut s = Endpoint::server(sc, 2);
+    let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
+        rewrite(d, HandshakeType::ClientHello, &downgrade_suites)
+    });
+    assert!(connected(&ce).is_none() && connected(&se).is_none());
+    assert!(ce.iter().any(|e| matches!(e, Event::Failed(_))), "{ce:?}");
+    assert!(s.dropped_records() > 0);
+}
+
+/// A CertificateVerify whose signature was altered: the server aborts with
+/// decrypt_error (RFC 5246 §7.2.2).
+#[test]
+fn bad_certificate_verify_rejected() {
+    let now = Instant::now();
+    let mut c = Endpoint::client(config(1), addr(2), 1, now);
+    let mut s = Endpoint::server(config(2), 2);
+    let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
+        rewrite(d, HandshakeType::CertificateVerify, &|b: &mut Vec<u8>| {
+            let last = b.len() - 1;
+            b[last] ^= 1;
+        })
+    });
+    assert!(
+        se.iter()
+            .any(|e| matches!(e, Event::Failed(Error::BadSignature))),
+        "{se:?}"
+    );
+    assert!(
+        ce.iter().any(
+            |e| matches!(e, Event::PeerAlert(a) if a.description == AlertDescription::DECRYPT_ERROR)
+        ),
+        "{ce:?}"
+    );
+}
+
+/// An unexpected message gives an alert and a typed failure, not a panic.
+#[test]
+fn unexpected_message_alerts() {
+    let now = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let mut c = Endpoint::client(config(1), sa, 1, now);
+    drain(&mut c);
+    // A ServerHelloDone where a ServerHello (or HVR) must come.
+    let mut payload = Vec::new();
+    Handshake::ServerHelloDone
+        .to_message(0)
+        .encode_unfragmented(&mut payload);
+    let mut d = Vec::new();
+    crate::dtls::record::Record {
+        header: crate::dtls::record::RecordHeader {
+            content_type: ContentType::Handshake,
+            version: DTLS_1_2,
+            epoch: 0,
+            sequence: 0,
+            length: 0,
+        },
+        fragment: &payload,
+    }
+    .encode(&mut d);
+    deliver(&mut c, sa, ca, now, &d);
+    let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
+    assert!(
+        matches!(events.as_slice(), [Event::Failed(_)]),
+        "{events:?}"
+    );
+    let alert = drain(&mut c);
+    let r = records(&alert[0]).next().unwrap().unwrap();
+    assert_eq!(r.header.content_type, ContentType::Alert);
+    assert_eq!(r.fragment, [2, AlertDescription::UNEXPECTED_MESSAGE.0]);
+}
+
+mod receive_path {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Datagrams recorded from one handshake, client's and server's.
+    fn recorded() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let now = Instant::now();
+        let (ca, sa) = (addr(1), addr(2));
+        let mut c = Endpoint::client(config(1), sa, 1, now);
+        let mut s = Endpoint::server(config(2), 2);
+        let (mut from_c, mut from_s) = (Vec::new(), Vec::new());
+        for _ in 0..4 {
+            for d in drain(&mut c) {
+                deliver(&mut s, ca, sa, now, &d);
+                from_c.push(d);
+            }
+            for d in drain(&mut s) {
+                deliver(&mut c, sa, ca, now, &d);
+                from_s.push(d);
+            }
+        }
+        assert!(c.is_connected() && s.is_connected());
+        (from_c, from_s)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Real datagrams, mutated, replayed in any order against fresh
+        /// endpoints of both roles: never a panic, and never "connected"
+        /// to a peer that did not complete a genuine handshake.
+        #[test]
+        fn mutated_datagrams_never_panic(
+            picks in proptest::collection::vec((any::<bool>(), any::<prop::sample::Index>(),
+                                                any::<prop::sample::Index>(), any::<u8>()), 1..30),
+            junk in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let (from_c, from_s) = recorded();
+            let now = Instant::now();
+            let (ca, sa) = (addr(1), addr(2));
+            let mut c = Endpoint::client(config(3), sa, 1, now);
+            let mut s = Endpoint::server(config(4), 2);
+            deliver(&mut s, ca, sa, now, &junk);
+            deliver(&mut c, sa, ca, now, &junk);
+            for (to_server, which, at, byte) in picks {
+                let pool = if to_server { &from_c } else { &from_s };
+                let mut d = pool[which.index(pool.len())].clone();
+                let i = at.index(d.len());
+                d[i] ^= byte;
+                if to_server {
+                    deliver(&mut s, ca, sa, now, &d);
+                } else {
+                    deliver(&mut c, sa, ca, now, &d);
+                }
+                drain(&mut c);
+                drain(&mut s);
+            }
+            // Keys differ from the recorded handshake's: nothing can finish.
+            prop_assert!(!c.is_connected());
+            prop_assert!(!s.is_connected());
+        }
+    }
+}
