@@ -22,7 +22,8 @@ use super::handshake::{
 };
 use super::prf::{MasterSecret, Sender, SrtpKeyingMaterial};
 use super::record::{
-    CipherSuite, ContentType, DTLS_1_2, RECORD_HEADER_LEN, RecordLayer, RecordProtection, records,
+    CipherSuite, ContentType, DTLS_1_2, Plaintext, RECORD_HEADER_LEN, RecordLayer,
+    RecordProtection, records,
 };
 use crate::machine::{Machine, Receive, Transmit};
 
@@ -1299,19 +1300,34 @@ impl Endpoint {
         // strangers; use a throw-away record layer.
         let mut scratch = RecordLayer::new();
         let mut retransmit = false;
-        for record in records(datagram) {
-            let Ok(record) = record else {
-                self.records.count_dropped();
-                break;
-            };
-            // One record at a time: a ClientKeyExchange early in a datagram
-            // yields the keys that open the Finished later in it.
-            let opened = if self.state == State::ServerWaitClientHello {
-                scratch.open_record(&record)
+        let mut framed = records(datagram);
+        let mut unlocked: VecDeque<Plaintext> = VecDeque::new();
+        loop {
+            // Records of a later epoch buffered earlier, once the record
+            // processed last installed their keys, come first; then this
+            // datagram's records, one at a time: a ClientKeyExchange early
+            // in a datagram yields the keys that open the Finished later in
+            // it.
+            self.records.take_unlocked(&mut unlocked);
+            let p = if let Some(p) = unlocked.pop_front() {
+                p
             } else {
-                self.records.open_record(&record)
+                let record = match framed.next() {
+                    None => break,
+                    Some(Err(_)) => {
+                        self.records.count_dropped();
+                        break;
+                    }
+                    Some(Ok(record)) => record,
+                };
+                let opened = if self.state == State::ServerWaitClientHello {
+                    scratch.open_record(&record)
+                } else {
+                    self.records.open_record(&record)
+                };
+                let Some(p) = opened else { continue };
+                p
             };
-            let Some(p) = opened else { continue };
             match p.content_type {
                 ContentType::Handshake => {
                     for f in fragments(&p.fragment) {

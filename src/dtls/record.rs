@@ -529,7 +529,18 @@ pub struct RecordLayer {
     /// Write sequence of the previous epoch, for retransmitting its flight.
     previous_write: Option<(u16, u64, Option<RecordProtection>)>,
     dropped: u64,
+    /// Records of the epoch after the newest readable one, kept until its
+    /// keys are installed (bounded by [`MAX_FUTURE_RECORDS`] and
+    /// [`MAX_FUTURE_BYTES`]).
+    future: Vec<(RecordHeader, Vec<u8>)>,
 }
+
+/// Most records of a not-yet-readable epoch kept (RFC 6347 §4.1: such
+/// records "MAY be buffered").
+pub const MAX_FUTURE_RECORDS: usize = 8;
+
+/// Most bytes of such records kept.
+pub const MAX_FUTURE_BYTES: usize = 16 * 1024;
 
 impl std::fmt::Debug for RecordLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -561,6 +572,7 @@ impl RecordLayer {
             write_protection: None,
             previous_write: None,
             dropped: 0,
+            future: Vec::new(),
         }
     }
 
@@ -676,8 +688,39 @@ impl RecordLayer {
         self.dropped += 1;
     }
 
+    /// After [`RecordLayer::install_read`], opens the buffered records of the
+    /// epoch that just became readable and appends them to `out`.
+    pub fn take_unlocked<E: Extend<Plaintext>>(&mut self, out: &mut E) {
+        if self.future.is_empty() {
+            return;
+        }
+        let newest = self.read.last().map(|e| e.epoch);
+        if self.future.iter().all(|(h, _)| Some(h.epoch) != newest) {
+            return;
+        }
+        let buffered = std::mem::take(&mut self.future);
+        for (header, fragment) in buffered {
+            if let Some(p) = self.open_record(&Record {
+                header,
+                fragment: &fragment,
+            }) {
+                out.extend(Some(p));
+            }
+        }
+    }
+
     fn open(&mut self, record: &Record<'_>) -> Option<Plaintext> {
         let h = &record.header;
+        let newest = self.read.last().map_or(0, |e| e.epoch);
+        if h.epoch == newest.wrapping_add(1) {
+            let bytes: usize = self.future.iter().map(|(_, f)| f.len()).sum();
+            if self.future.len() < MAX_FUTURE_RECORDS
+                && bytes + record.fragment.len() <= MAX_FUTURE_BYTES
+            {
+                self.future.push((*h, record.fragment.to_vec()));
+            }
+            return None;
+        }
         let state = self.read.iter_mut().find(|e| e.epoch == h.epoch)?;
         if !state.window.check(h.sequence) {
             return None;
@@ -999,6 +1042,35 @@ mod tests {
             .unwrap();
         let h = records(&r).next().unwrap().unwrap().header;
         assert_eq!((h.epoch, h.sequence), (0, 2));
+    }
+
+    #[test]
+    fn next_epoch_records_buffered_until_keys_arrive() {
+        let suite = CipherSuite::EcdheEcdsaAes128GcmSha256;
+        let (mut a, mut b) = (RecordLayer::new(), RecordLayer::new());
+        a.install_write(protection(suite, 1));
+        let mut got = Vec::new();
+        for i in 0..20u8 {
+            let mut d = Vec::new();
+            a.seal(ContentType::Handshake, &[i], &mut d).unwrap();
+            b.receive(&d, &mut got);
+        }
+        assert!(got.is_empty());
+        b.take_unlocked(&mut got);
+        assert!(got.is_empty()); // still no keys
+        b.install_read(protection(suite, 1));
+        b.take_unlocked(&mut got);
+        // Only the first MAX_FUTURE_RECORDS were kept.
+        let firsts: Vec<u8> = got.iter().map(|p| p.fragment[0]).collect();
+        assert_eq!(firsts, (0..MAX_FUTURE_RECORDS as u8).collect::<Vec<_>>());
+        // Epoch 2 and beyond are not buffered.
+        let mut far = Vec::new();
+        RecordProtection::new(suite, &[0; 16], &[0; 4])
+            .unwrap()
+            .seal(ContentType::Handshake, 3, 0, b"x", &mut far)
+            .unwrap();
+        b.receive(&far, &mut got);
+        assert!(b.future.is_empty());
     }
 
     proptest! {

@@ -691,3 +691,29 @@ mod receive_path {
         }
     }
 }
+
+/// The Finished (epoch 1) overtakes the rest of its flight: it is buffered
+/// and opened once the ClientKeyExchange yields the keys, with no
+/// retransmission needed.
+#[test]
+fn finished_before_its_flight_is_buffered() {
+    let now = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let mut c = Endpoint::client(config(1), sa, 1, now);
+    let mut s = Endpoint::server(config(2), 2);
+    for _ in 0..2 {
+        for d in drain(&mut c) {
+            deliver(&mut s, ca, sa, now, &d);
+        }
+        for d in drain(&mut s) {
+            deliver(&mut c, sa, ca, now, &d);
+        }
+    }
+    let mut flight5 = drain(&mut c);
+    assert!(flight5.len() >= 2);
+    flight5.reverse();
+    for d in &flight5 {
+        deliver(&mut s, ca, sa, now, d);
+    }
+    assert!(s.is_connected(), "{:?}", s.state);
+}
