@@ -308,6 +308,21 @@ impl Endpoint {
         self.state == State::Connected
     }
 
+    /// The NSS key log line for this association, once the master secret
+    /// exists: `CLIENT_RANDOM <client_random hex> <master_secret hex>`.
+    /// Whoever owns the I/O appends it to the file named by `SSLKEYLOGFILE`
+    /// so Wireshark can decrypt a capture (the endpoint itself does no
+    /// file I/O).
+    pub fn key_log_line(&self) -> Option<String> {
+        let master = self.master.as_ref()?;
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        Some(format!(
+            "CLIENT_RANDOM {} {}",
+            hex(&self.client_random),
+            hex(&master.0)
+        ))
+    }
+
     /// Records dropped by the record layer (bad, replayed, unknown epoch).
     pub fn dropped_records(&self) -> u64 {
         self.records.dropped()

@@ -89,6 +89,7 @@ mod error;
 pub mod handshake;
 pub mod prf;
 pub mod record;
+pub mod speed;
 
 pub use error::Error;
 

@@ -124,6 +124,10 @@ fn handshake_in_process_every_suite() {
         assert_eq!(cc.srtp_keying_material.as_ref().unwrap().len(), 56);
         assert_eq!(cc.srtp_keying_material, sc.srtp_keying_material);
         assert_eq!(cc.peer_fingerprint, server_fp);
+        // Both sides log the same NSS key log line.
+        let line = p.client.key_log_line().unwrap();
+        assert_eq!(Some(&line), p.server.key_log_line().as_ref());
+        assert_eq!(line.len(), "CLIENT_RANDOM ".len() + 64 + 1 + 96);
         assert_eq!(sc.peer_fingerprint, client_fp);
         // Application data both ways.
         p.client.send(b"hello server").unwrap();
