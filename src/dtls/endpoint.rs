@@ -1455,10 +1455,7 @@ impl Machine for Endpoint {
             return;
         }
         if self.retransmits >= MAX_RETRANSMITS {
-            self.fail(
-                Error::Misuse("handshake timed out"),
-                AlertDescription::HANDSHAKE_FAILURE,
-            );
+            self.fail(Error::HandshakeTimeout, AlertDescription::HANDSHAKE_FAILURE);
             return;
         }
         self.retransmits += 1;

@@ -64,6 +64,9 @@ pub enum Error {
     BadFinished,
     /// The peer's certificate does not match the fingerprint from the SDP.
     FingerprintMismatch,
+    /// A flight was retransmitted the maximum number of times without an
+    /// answer (RFC 6347 §4.2.4).
+    HandshakeTimeout,
     /// The API was used in a way it does not allow (a bug in the caller).
     Misuse(&'static str),
     /// A cryptographic primitive failed where it should not (e.g. key generation).
@@ -106,6 +109,9 @@ impl fmt::Display for Error {
             }
             Error::FingerprintMismatch => {
                 f.write_str("peer certificate does not match the expected fingerprint")
+            }
+            Error::HandshakeTimeout => {
+                f.write_str("handshake timed out: the peer stopped answering")
             }
             Error::Misuse(why) => write!(f, "API misuse: {why}"),
             Error::Crypto(why) => write!(f, "crypto failure: {why}"),
