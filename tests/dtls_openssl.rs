@@ -137,6 +137,8 @@ fn run_client(suite: CipherSuite, cipher: &str, profile: SrtpProfile, srtp: &str
     let mut config = Config::new(Certificate::generate(&mut rng, SystemTime::now()).unwrap());
     config.cipher_suites = vec![suite];
     config.srtp_profiles = vec![profile];
+    // s_server then sends a NewSessionTicket before its ChangeCipherSpec.
+    config.offer_session_ticket = true;
     let mut ep = Endpoint::client(config, addr, 7, Instant::now());
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 2048];

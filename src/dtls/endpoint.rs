@@ -44,6 +44,9 @@ pub const MAX_RETRANSMIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Retransmissions of one flight before the handshake fails.
 pub const MAX_RETRANSMITS: u32 = 8;
 
+/// The session_ticket extension type (RFC 5077 §3.2).
+const SESSION_TICKET: u16 = 35;
+
 /// Configuration of an endpoint.
 #[derive(Debug)]
 pub struct Config {
@@ -69,6 +72,11 @@ pub struct Config {
     /// Client: offer extended_master_secret (RFC 7627). On by default;
     /// off only to talk to (or test as) a peer without it.
     pub offer_extended_master_secret: bool,
+    /// Client: offer an empty session_ticket extension (RFC 5077 §3.2).
+    /// We never resume, but a server that issues tickets then sends a
+    /// NewSessionTicket, which we take into the transcript and ignore. Off
+    /// by default; the OpenSSL interop test turns it on to cover that path.
+    pub offer_session_ticket: bool,
 }
 
 impl Config {
@@ -90,6 +98,7 @@ impl Config {
             require_client_certificate: true,
             use_cookie: true,
             offer_extended_master_secret: true,
+            offer_session_ticket: false,
         }
     }
 }
@@ -503,6 +512,12 @@ impl Endpoint {
         ];
         if self.config.offer_extended_master_secret {
             extensions.push(Extension::ExtendedMasterSecret);
+        }
+        if self.config.offer_session_ticket {
+            extensions.push(Extension::Unknown {
+                typ: SESSION_TICKET,
+                data: Vec::new(),
+            });
         }
         if !self.config.srtp_profiles.is_empty() {
             extensions.push(Extension::UseSrtp {
