@@ -1381,11 +1381,14 @@ impl Endpoint {
                                 if let Err((e, a)) =
                                     self.server_on_client_hello(now, &m, p.sequence, source)
                                 {
-                                    if self.peer.is_none() {
-                                        self.peer = Some(source);
+                                    // Before a valid cookie (peer unset) a
+                                    // bad hello is dropped without state, or
+                                    // any stranger could kill the endpoint;
+                                    // after it, the handshake fails.
+                                    if self.peer.is_some() {
+                                        self.fail(e, a);
+                                        return;
                                     }
-                                    self.fail(e, a);
-                                    return;
                                 }
                             }
                             continue;

@@ -725,3 +725,44 @@ fn finished_before_its_flight_is_buffered() {
     }
     assert!(s.is_connected(), "{:?}", s.state);
 }
+
+/// A malformed ClientHello from a stranger does not kill a waiting server:
+/// the genuine client still connects afterwards.
+#[test]
+fn malformed_hello_from_stranger_is_dropped() {
+    let now = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let mut s = Endpoint::server(config(2), 2);
+    let mut payload = Vec::new();
+    HandshakeMessage {
+        msg_type: HandshakeType::ClientHello,
+        message_seq: 0,
+        body: vec![0xfe, 0xfd, 1],
+    }
+    .encode_unfragmented(&mut payload);
+    let mut d = Vec::new();
+    crate::dtls::record::Record {
+        header: crate::dtls::record::RecordHeader {
+            content_type: ContentType::Handshake,
+            version: DTLS_1_2,
+            epoch: 0,
+            sequence: 0,
+            length: 0,
+        },
+        fragment: &payload,
+    }
+    .encode(&mut d);
+    deliver(&mut s, addr(66), sa, now, &d);
+    assert!(drain(&mut s).is_empty());
+    assert!(s.poll_event().is_none());
+    let mut c = Endpoint::client(config(1), sa, 1, now);
+    for _ in 0..4 {
+        for d in drain(&mut c) {
+            deliver(&mut s, ca, sa, now, &d);
+        }
+        for d in drain(&mut s) {
+            deliver(&mut c, sa, ca, now, &d);
+        }
+    }
+    assert!(c.is_connected() && s.is_connected());
+}
