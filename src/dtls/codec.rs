@@ -116,11 +116,6 @@ pub(crate) fn put_u24(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes()[1..]);
 }
 
-pub(crate) fn put_u48(out: &mut Vec<u8>, v: u64) {
-    debug_assert!(v < 1 << 48, "u48 overflow is a bug in rtclab");
-    out.extend_from_slice(&v.to_be_bytes()[2..]);
-}
-
 /// Writes a vector with an `N`-byte length prefix (N = 1, 2 or 3), the body
 /// written by `body`. Panics only if the body exceeds the prefix's range,
 /// which the typed encoders rule out by construction (their proptests check
@@ -165,7 +160,5 @@ mod tests {
         let mut v = Vec::new();
         put_vec(&mut v, 3, |o| o.extend_from_slice(&[1, 2]));
         assert_eq!(v, [0, 0, 2, 1, 2]);
-        put_u48(&mut v, 0x0102_0304_0506);
-        assert_eq!(&v[5..], &[1, 2, 3, 4, 5, 6]);
     }
 }

@@ -29,7 +29,7 @@
 use ring::aead;
 
 use super::Error;
-use super::codec::{Reader, put_u16, put_u48};
+use super::codec::Reader;
 use super::prf::PrfHash;
 
 /// Bytes in a record header.
@@ -108,11 +108,17 @@ pub struct RecordHeader {
 impl RecordHeader {
     /// Writes the 13 header bytes.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.push(self.content_type.to_u8());
-        put_u16(out, self.version);
-        put_u16(out, self.epoch);
-        put_u48(out, self.sequence & MAX_SEQUENCE);
-        put_u16(out, self.length);
+        out.extend_from_slice(&self.to_bytes());
+    }
+
+    /// The 13 header bytes.
+    pub fn to_bytes(&self) -> [u8; RECORD_HEADER_LEN] {
+        let mut b = [0u8; RECORD_HEADER_LEN];
+        b[0] = self.content_type.to_u8();
+        b[1..3].copy_from_slice(&self.version.to_be_bytes());
+        b[3..11].copy_from_slice(&self.epoch_seq());
+        b[11..13].copy_from_slice(&self.length.to_be_bytes());
+        b
     }
 
     fn parse(r: &mut Reader<'_>) -> Result<Self, Error> {
@@ -383,6 +389,9 @@ impl RecordProtection {
             sequence,
             length: (plaintext.len() + self.suite.overhead()) as u16,
         };
+        // One reservation for header, nonce, body and tag: no reallocation
+        // on the hot path when the caller reuses `out`.
+        out.reserve(RECORD_HEADER_LEN + plaintext.len() + self.suite.overhead());
         header.encode(out);
         let explicit = header.epoch_seq();
         if self.suite.explicit_nonce_len() == 8 {
