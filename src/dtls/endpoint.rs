@@ -217,10 +217,12 @@ pub struct Endpoint {
     cookie: Vec<u8>,
     cookie_secret: [u8; 32],
     params: Option<Params>,
-    peer_certificate: Option<Vec<u8>>,
-    peer_key: Option<PublicKeyInfo>,
-    ecdhe_group: Option<NamedGroup>,
-    ecdhe_peer_public: Vec<u8>,
+    /// The peer's certificate, once its fingerprint checked out.
+    peer_certificate: Option<proof::AcceptedCertificate>,
+    /// Client: the server's ECDHE share, once its signature verified.
+    server_share: Option<proof::VerifiedKeyShare>,
+    /// Server: the client's CertificateVerify, once it verified.
+    client_proven: Option<proof::ClientKeyProven>,
     certificate_requested: bool,
     server_ecdhe: Option<(NamedGroup, agreement::EphemeralPrivateKey)>,
     pending_write: Option<RecordProtection>,
@@ -290,9 +292,8 @@ impl Endpoint {
             cookie_secret,
             params: None,
             peer_certificate: None,
-            peer_key: None,
-            ecdhe_group: None,
-            ecdhe_peer_public: Vec::new(),
+            server_share: None,
+            client_proven: None,
             certificate_requested: false,
             server_ecdhe: None,
             pending_write: None,
@@ -731,14 +732,10 @@ impl Endpoint {
                 AlertDescription::HANDSHAKE_FAILURE,
             ));
         };
-        if let Some(fp) = &self.config.expected_fingerprint {
-            fp.verify(&der)
-                .map_err(|e| (e, AlertDescription::BAD_CERTIFICATE))?;
-        }
-        let key = PublicKeyInfo::from_certificate(&der)
-            .map_err(|e| (e, AlertDescription::UNSUPPORTED_CERTIFICATE))?;
-        self.peer_key = Some(key);
-        self.peer_certificate = Some(der);
+        self.peer_certificate = Some(proof::AcceptedCertificate::check(
+            der,
+            self.config.expected_fingerprint.as_ref(),
+        )?);
         Ok(())
     }
 
@@ -752,20 +749,16 @@ impl Endpoint {
                 AlertDescription::ILLEGAL_PARAMETER,
             ));
         }
-        // RFC 8422 §5.4: the signature covers client_random + server_random
-        // + ServerECDHParams.
-        let mut signed = Vec::with_capacity(64 + ske.public_key.len() + 4);
-        signed.extend_from_slice(&self.client_random);
-        signed.extend_from_slice(&self.server_random);
-        signed.extend_from_slice(&ske.params());
-        let key = self.peer_key.as_ref().ok_or((
+        let cert = self.peer_certificate.as_ref().ok_or((
             Error::Misuse("no server certificate"),
             AlertDescription::UNEXPECTED_MESSAGE,
         ))?;
-        key.verify(ske.signed.scheme, &signed, &ske.signed.signature)
-            .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
-        self.ecdhe_group = Some(ske.group);
-        self.ecdhe_peer_public = ske.public_key.clone();
+        self.server_share = Some(proof::VerifiedKeyShare::verify(
+            cert,
+            &self.client_random,
+            &self.server_random,
+            ske,
+        )?);
         Ok(())
     }
 
@@ -863,12 +856,11 @@ impl Endpoint {
     }
 
     fn client_send_flight5(&mut self, now: Instant) -> Result<(), (Error, AlertDescription)> {
-        let group = self.ecdhe_group.ok_or((
+        let share = self.server_share.take().ok_or((
             Error::Misuse("no ServerKeyExchange"),
             AlertDescription::UNEXPECTED_MESSAGE,
         ))?;
-        let peer_public = std::mem::take(&mut self.ecdhe_peer_public);
-        let (public, pms) = self.ecdhe(group, &peer_public)?;
+        let (public, pms) = self.ecdhe(share.group(), share.public_key())?;
         self.begin_flight();
         if self.certificate_requested {
             let cert = Handshake::Certificate(CertificateMsg {
@@ -1212,7 +1204,7 @@ impl Endpoint {
                 let (write, read) = self.derive_keys(&pms)?;
                 self.records.install_read(read);
                 self.pending_write = Some(write);
-                self.state = if self.peer_key.is_some() {
+                self.state = if self.peer_certificate.is_some() {
                     State::ServerWaitCertificateVerify
                 } else {
                     State::ServerWaitFinished
@@ -1220,17 +1212,24 @@ impl Endpoint {
                 Ok(())
             }
             (State::ServerWaitCertificateVerify, Handshake::CertificateVerify(cv)) => {
-                let key = self.peer_key.as_ref().ok_or((
+                let cert = self.peer_certificate.as_ref().ok_or((
                     Error::Misuse("no client certificate"),
                     AlertDescription::UNEXPECTED_MESSAGE,
                 ))?;
-                key.verify(cv.scheme, &self.transcript, &cv.signature)
-                    .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
+                self.client_proven =
+                    Some(proof::ClientKeyProven::verify(cert, &self.transcript, &cv)?);
                 msg.encode_unfragmented(&mut self.transcript);
                 self.state = State::ServerWaitFinished;
                 Ok(())
             }
             (State::ServerWaitFinished, Handshake::Finished(v)) => {
+                // A client that sent a certificate must have proven its key.
+                if self.peer_certificate.is_some() && self.client_proven.is_none() {
+                    return Err((
+                        Error::Misuse("Finished before CertificateVerify"),
+                        AlertDescription::UNEXPECTED_MESSAGE,
+                    ));
+                }
                 let (params, master) = self.keys()?;
                 let h = params.suite.prf_hash();
                 let hash = sha(h.digest_algorithm(), &self.transcript);
@@ -1263,10 +1262,12 @@ impl Endpoint {
 
     fn connected(&mut self) -> Result<(), (Error, AlertDescription)> {
         let (params, master) = self.keys()?;
-        let peer_certificate = self.peer_certificate.clone().ok_or((
+        let peer = self.peer_certificate.as_ref().ok_or((
             Error::BadCertificate("peer sent no certificate"),
             AlertDescription::HANDSHAKE_FAILURE,
         ))?;
+        let peer_certificate = peer.der().to_vec();
+        let peer_fingerprint = peer.fingerprint().clone();
         let (material, keys) = match params
             .srtp_profile
             .and_then(|p| srtp_key_salt_len(p).map(|l| (p, l)))
@@ -1300,7 +1301,7 @@ impl Endpoint {
             srtp_profile: params.srtp_profile,
             srtp_keying_material: material,
             srtp_keys: keys,
-            peer_fingerprint: Fingerprint::of(HashAlgorithm::Sha256, &peer_certificate),
+            peer_fingerprint,
             peer_certificate,
             extended_master_secret: params.ems,
         })));
@@ -1446,6 +1447,106 @@ impl Endpoint {
         // was lost.
         if retransmit && !self.flight.is_empty() {
             self.retransmit(now);
+        }
+    }
+}
+
+/// Values that exist only once a check ran (DESIGN §2): their fields are
+/// private to this module, so the endpoint cannot make one without running
+/// the check in its constructor.
+mod proof {
+    use super::*;
+
+    /// The peer's certificate, accepted: it hashes to the fingerprint the
+    /// signaling gave (when one was configured, RFC 8842 §5) and its public
+    /// key is one we can verify.
+    #[derive(Debug, Clone)]
+    pub(super) struct AcceptedCertificate {
+        der: Vec<u8>,
+        key: PublicKeyInfo,
+        fingerprint: Fingerprint,
+    }
+
+    impl AcceptedCertificate {
+        pub(super) fn check(
+            der: Vec<u8>,
+            expected: Option<&Fingerprint>,
+        ) -> Result<Self, (Error, AlertDescription)> {
+            if let Some(fp) = expected {
+                fp.verify(&der)
+                    .map_err(|e| (e, AlertDescription::BAD_CERTIFICATE))?;
+            }
+            let key = PublicKeyInfo::from_certificate(&der)
+                .map_err(|e| (e, AlertDescription::UNSUPPORTED_CERTIFICATE))?;
+            let fingerprint = Fingerprint::of(HashAlgorithm::Sha256, &der);
+            Ok(AcceptedCertificate {
+                der,
+                key,
+                fingerprint,
+            })
+        }
+
+        pub(super) fn der(&self) -> &[u8] {
+            &self.der
+        }
+
+        pub(super) fn fingerprint(&self) -> &Fingerprint {
+            &self.fingerprint
+        }
+    }
+
+    /// The server's ECDHE share, signed by the accepted certificate's key
+    /// over client_random + server_random + ServerECDHParams (RFC 8422 §5.4).
+    #[derive(Debug)]
+    pub(super) struct VerifiedKeyShare {
+        group: NamedGroup,
+        public_key: Vec<u8>,
+    }
+
+    impl VerifiedKeyShare {
+        pub(super) fn verify(
+            cert: &AcceptedCertificate,
+            client_random: &[u8; 32],
+            server_random: &[u8; 32],
+            ske: &ServerKeyExchange,
+        ) -> Result<Self, (Error, AlertDescription)> {
+            let mut signed = Vec::with_capacity(64 + ske.public_key.len() + 4);
+            signed.extend_from_slice(client_random);
+            signed.extend_from_slice(server_random);
+            signed.extend_from_slice(&ske.params());
+            cert.key
+                .verify(ske.signed.scheme, &signed, &ske.signed.signature)
+                .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
+            Ok(VerifiedKeyShare {
+                group: ske.group,
+                public_key: ske.public_key.clone(),
+            })
+        }
+
+        pub(super) fn group(&self) -> NamedGroup {
+            self.group
+        }
+
+        pub(super) fn public_key(&self) -> &[u8] {
+            &self.public_key
+        }
+    }
+
+    /// The client signed the transcript with its certificate's key
+    /// (CertificateVerify, RFC 5246 §7.4.8).
+    #[derive(Debug)]
+    pub(super) struct ClientKeyProven(());
+
+    impl ClientKeyProven {
+        pub(super) fn verify(
+            cert: &AcceptedCertificate,
+            transcript: &[u8],
+            cv: &DigitallySigned,
+        ) -> Result<Self, (Error, AlertDescription)> {
+            cert.key
+                .verify(cv.scheme, transcript, &cv.signature)
+                .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
+            Ok(ClientKeyProven(()))
         }
     }
 }

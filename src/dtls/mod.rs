@@ -89,8 +89,10 @@
 //! `SSLKEYLOGFILE` (the runtime's job; the endpoint gives the line), tests
 //! in the `sim` network (in-process tests with loss, duplication and a
 //! 300-byte MTU stand in), fuzz targets in `fuzz/`, the chapter. The
-//! handshake states are one enum, not one type per state, and no type
-//! proves that a signature or fingerprint check ran. We sign only with
+//! handshake states are one enum, not one type per state; what a state
+//! relies on (fingerprint checked, ServerKeyExchange signature verified,
+//! CertificateVerify verified) is held as proof values that only the
+//! checking constructors can make. We sign only with
 //! ECDSA P-256 (RSA and P-384 peers are verified, not impersonated) and
 //! offer only X25519 and P-256 for ECDHE. DTLS 1.3, renegotiation, session
 //! resumption, connection IDs and CBC suites are out of scope.
