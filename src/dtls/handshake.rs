@@ -1321,5 +1321,5 @@ mod tests;
 /// Test fixtures shared with the endpoint's tests.
 #[cfg(test)]
 pub(crate) mod tests_support {
-    pub(crate) use super::tests::chromium_client_hello_body;
+    pub(crate) use super::tests::{chromium_client_hello_body, firefox_client_hello_body};
 }

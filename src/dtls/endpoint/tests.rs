@@ -319,11 +319,26 @@ fn lost_final_flight_is_resent() {
 /// profile Chromium offered.
 #[test]
 fn chromium_client_hello_gets_a_dtls12_answer() {
+    browser_hello_gets_a_dtls12_answer(
+        &crate::dtls::handshake::tests_support::chromium_client_hello_body(),
+    );
+}
+
+/// The same for Firefox ESR's ClientHello (ALPN, delegated_credentials,
+/// record_size_limit offered and ignored).
+#[test]
+fn firefox_client_hello_gets_a_dtls12_answer() {
+    browser_hello_gets_a_dtls12_answer(
+        &crate::dtls::handshake::tests_support::firefox_client_hello_body(),
+    );
+}
+
+fn browser_hello_gets_a_dtls12_answer(body: &[u8]) {
     use crate::dtls::handshake::{HandshakeFragment, HandshakeHeader};
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
     let mut s = Endpoint::server(config(2), 2);
-    let body = crate::dtls::handshake::tests_support::chromium_client_hello_body();
+    let body = body.to_vec();
     let send_hello = |s: &mut Endpoint, body: &[u8], seq: u16, rec: u64| {
         let cut = body.len() * 5 / 6;
         for (i, (a, b)) in [(0, cut), (cut, body.len())].into_iter().enumerate() {

@@ -46,6 +46,64 @@ pub(crate) fn chromium_client_hello_body() -> Vec<u8> {
     b
 }
 
+/// Firefox ESR's ClientHello from `shared/fixtures/firefox_dtls_handshake_tshark.txt`
+/// (frames 5 and 6), rebuilt from the decode (key shares zero-filled):
+/// 1,461 bytes, 1,399 of extensions, ALPN `webrtc`/`c-webrtc`,
+/// delegated_credentials, record_size_limit, TLS 1.2 among the versions.
+pub(crate) fn firefox_client_hello_body() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend(hex("fefd"));
+    b.extend(hex(
+        "7c762a6ae7c0dcf5e7b2502c9bbb5fb5d966f5a8a57d95c59b24d3c2f6a91c68",
+    ));
+    b.extend(hex("00 00"));
+    b.extend(hex(
+        "0014 1301 1303 c02b c02f cca9 cca8 c00a c009 c013 c014",
+    ));
+    b.extend(hex("01 00"));
+    let mut ext = Vec::new();
+    ext.extend(hex("0017 0000"));
+    ext.extend(hex("ff01 0001 00"));
+    ext.extend(hex("000a 000e 000c 11ec 001d 0017 0018 0100 0101"));
+    ext.extend(hex("000b 0002 01 00"));
+    ext.extend(hex("0010 0012 0010 06"));
+    ext.extend(b"webrtc");
+    ext.push(8);
+    ext.extend(b"c-webrtc");
+    ext.extend(hex("0022 000a 0008 0403 0503 0603 0203"));
+    ext.extend(hex("0033 04ea 04e8 11ec 04c0"));
+    ext.extend(vec![0; 1216]);
+    ext.extend(hex("001d 0020"));
+    ext.extend(vec![0; 32]);
+    ext.extend(hex("002b 0007 06 fefc fefd 0303"));
+    ext.extend(hex(
+        "000d 0020 001e 0403 0503 0603 0203 0804 0805 0806 0401 0501 0601 0201 0402 0502 0602 0202",
+    ));
+    ext.extend(hex("001c 0002 4001"));
+    ext.extend(hex("000e 000b 0008 0007 0008 0001 0002 00"));
+    assert_eq!(ext.len(), 1399);
+    b.extend((ext.len() as u16).to_be_bytes());
+    b.extend(ext);
+    assert_eq!(b.len(), 1461);
+    b
+}
+
+#[test]
+fn firefox_client_hello_parses() {
+    let body = firefox_client_hello_body();
+    let ch = ClientHello::parse(&body).unwrap();
+    // JA3's extension order: 23-65281-10-11-16-34-51-43-13-28-14.
+    let types: Vec<u16> = ch.extensions.iter().map(|e| e.typ()).collect();
+    assert_eq!(types, [23, 65281, 10, 11, 16, 34, 51, 43, 13, 28, 14]);
+    assert_eq!(
+        ch.extension(extension_type::SUPPORTED_VERSIONS),
+        Some(&Extension::SupportedVersions(vec![0xfefc, 0xfefd, 0x0303]))
+    );
+    let mut again = Vec::new();
+    ch.encode(&mut again);
+    assert_eq!(again, body);
+}
+
 /// The two datagrams of frames 5 and 6: DTLS 1.0 records, sequence 0 and 1,
 /// fragments 0..1175 and 1175..1413 of message_seq 0.
 fn chromium_datagrams() -> [Vec<u8>; 2] {
