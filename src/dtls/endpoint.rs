@@ -221,6 +221,9 @@ pub struct Endpoint {
     peer_certificate: Option<proof::AcceptedCertificate>,
     /// Client: the server's ECDHE share, once its signature verified.
     server_share: Option<proof::VerifiedKeyShare>,
+    /// Server, before a valid cookie: whose fragmented hello is being
+    /// reassembled.
+    hello_source: Option<SocketAddr>,
     /// Server: the client's CertificateVerify, once it verified.
     client_proven: Option<proof::ClientKeyProven>,
     certificate_requested: bool,
@@ -293,6 +296,7 @@ impl Endpoint {
             params: None,
             peer_certificate: None,
             server_share: None,
+            hello_source: None,
             client_proven: None,
             certificate_requested: false,
             server_ecdhe: None,
@@ -1373,8 +1377,15 @@ impl Endpoint {
                             if f.header.msg_type != HandshakeType::ClientHello {
                                 continue;
                             }
-                            if self.reassembler.next_seq() != f.header.message_seq {
+                            // One bounded reassembly of a fragmented hello at
+                            // a time, restarted when another source or
+                            // message_seq shows up: strangers cannot mix
+                            // their fragments into someone else's hello.
+                            if self.reassembler.next_seq() != f.header.message_seq
+                                || self.hello_source != Some(source)
+                            {
                                 self.reassembler = Reassembler::with_next_seq(f.header.message_seq);
+                                self.hello_source = Some(source);
                             }
                             self.reassembler.insert(&f);
                             if let Some(m) = self.reassembler.pop() {
