@@ -66,7 +66,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_server(name: &str, cipher: &str, srtp: &str, keylen: usize) -> (Server, SocketAddr) {
+fn start_server(
+    name: &str,
+    cipher: &str,
+    srtp: &str,
+    keylen: usize,
+    groups: &str,
+) -> (Server, SocketAddr) {
     let dir = std::env::temp_dir().join(format!("rtclab-dtls-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -98,6 +104,8 @@ fn start_server(name: &str, cipher: &str, srtp: &str, keylen: usize) -> (Server,
             "-verify",
             "1",
             "-listen",
+            "-groups",
+            groups,
             "-naccept",
             "1",
         ])
@@ -125,11 +133,23 @@ fn start_server(name: &str, cipher: &str, srtp: &str, keylen: usize) -> (Server,
 }
 
 fn run_client(suite: CipherSuite, cipher: &str, profile: SrtpProfile, srtp: &str, keylen: usize) {
+    run_client_groups(suite, cipher, profile, srtp, keylen, "X25519:P-256");
+}
+
+fn run_client_groups(
+    suite: CipherSuite,
+    cipher: &str,
+    profile: SrtpProfile,
+    srtp: &str,
+    keylen: usize,
+    groups: &str,
+) {
     let (mut server, addr) = start_server(
         &format!("{:04x}-{:04x}", suite.code(), profile.0),
         cipher,
         srtp,
         keylen,
+        groups,
     );
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let local = sock.local_addr().unwrap();
@@ -230,6 +250,22 @@ fn client_against_openssl_each_suite() {
     }
 }
 
+/// ECDHE over P-256 when the server does not do X25519.
+#[test]
+fn client_against_openssl_p256_only() {
+    if !openssl_available() {
+        return;
+    }
+    run_client_groups(
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        SrtpProfile::AEAD_AES_128_GCM,
+        "SRTP_AEAD_AES_128_GCM",
+        56,
+        "P-256",
+    );
+}
+
 #[test]
 fn client_against_openssl_each_srtp_profile() {
     if !openssl_available() {
@@ -257,6 +293,17 @@ fn client_against_openssl_each_srtp_profile() {
 /// `openssl s_client -dtls1_2` (with a client certificate) against our
 /// server: same keying material, data both ways.
 fn run_server(suite: CipherSuite, cipher: &str, profile: SrtpProfile, srtp: &str, keylen: usize) {
+    run_server_groups(suite, cipher, profile, srtp, keylen, "X25519:P-256");
+}
+
+fn run_server_groups(
+    suite: CipherSuite,
+    cipher: &str,
+    profile: SrtpProfile,
+    srtp: &str,
+    keylen: usize,
+    groups: &str,
+) {
     let dir = std::env::temp_dir().join(format!(
         "rtclab-dtls-client-{:04x}-{:04x}-{}",
         suite.code(),
@@ -296,6 +343,8 @@ fn run_server(suite: CipherSuite, cipher: &str, profile: SrtpProfile, srtp: &str
             "EXTRACTOR-dtls_srtp",
             "-keymatexportlen",
             &keylen.to_string(),
+            "-groups",
+            groups,
         ])
         .current_dir(&dir)
         .stdin(Stdio::piped())
@@ -401,5 +450,14 @@ fn openssl_client_against_our_server() {
         SrtpProfile::AES128_CM_HMAC_SHA1_80,
         "SRTP_AES128_CM_SHA1_80",
         60,
+    );
+    // A client without X25519: ECDHE over P-256.
+    run_server_groups(
+        CipherSuite::EcdheEcdsaAes256GcmSha384,
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        SrtpProfile::AEAD_AES_256_GCM,
+        "SRTP_AEAD_AES_256_GCM",
+        88,
+        "P-256",
     );
 }
