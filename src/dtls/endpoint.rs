@@ -1434,8 +1434,8 @@ impl Endpoint {
                         continue;
                     };
                     if alert.description == AlertDescription::CLOSE_NOTIFY {
-                        self.state = State::Closed;
-                        self.retransmit_at = None;
+                        // RFC 5246 §7.2.1: answer with our own close_notify.
+                        self.close();
                         self.events.push_back(Event::Closed);
                         return;
                     }

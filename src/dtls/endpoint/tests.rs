@@ -144,8 +144,24 @@ fn handshake_in_process_every_suite() {
                 .any(|e| matches!(e, Event::ApplicationData(d) if d == b"hello client"))
         );
         p.client.close();
-        p.run(0.0, 0, 100);
-        assert!(p.server_events.iter().any(|e| matches!(e, Event::Closed)));
+        let notify = p.client.poll_transmit().unwrap();
+        p.server.handle_receive(
+            p.now,
+            Receive {
+                source: addr(1),
+                destination: addr(2),
+                contents: &notify.contents,
+            },
+        );
+        assert!(matches!(p.server.poll_event(), Some(Event::Closed)));
+        // The server answers with its own close_notify, protected.
+        let reply = p.server.poll_transmit().unwrap();
+        let r = records(&reply.contents).next().unwrap().unwrap();
+        assert_eq!(
+            (r.header.content_type, r.header.epoch),
+            (ContentType::Alert, 1)
+        );
+        assert!(!p.server.is_connected());
     }
 }
 
