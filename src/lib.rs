@@ -58,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod machine;

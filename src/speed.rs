@@ -5,7 +5,8 @@
 //! to its limit. Like `openssl speed`, it measures; it asserts nothing.
 //!
 //! Layers: `stun` (codec), `stun-server` (Binding requests per second on
-//! loopback, beside coturn's when `turnserver` is installed).
+//! loopback, beside coturn's when `turnserver` is installed), `dtls`
+//! (handshakes per second, record protection beside raw ring).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -48,7 +49,7 @@ impl std::fmt::Display for Figure {
 }
 
 /// The layers `rtclab speed` knows.
-pub const LAYERS: &[&str] = &["stun", "stun-server"];
+pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls"];
 
 /// Runs the named layers (all when empty) and prints their figures.
 pub fn run(layers: &[String]) -> Result<(), String> {
@@ -61,6 +62,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
         let figures = match layer {
             "stun" => stun(),
             "stun-server" => stun_server()?,
+            "dtls" => dtls(),
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",
@@ -161,6 +163,26 @@ pub fn stun() -> Vec<Figure> {
         Figure::new("stun.message_len", msg.len() as f64, "bytes"),
         Figure::new("ceiling.hmac_sha1_keyed_ns", hmac, "ns"),
         Figure::new("ceiling.crc32_ns", crc_ns, "ns"),
+    ]
+}
+
+/// The DTLS figures (issue targets: ≥ 1,000 handshakes per second per core
+/// server-side; record seal + open ≥ 0.85 of raw ring AES-128-GCM).
+pub fn dtls() -> Vec<Figure> {
+    let f = crate::dtls::speed::measure(Duration::from_millis(1000));
+    vec![
+        Figure::new("dtls.handshakes_per_s", f.handshakes_per_s, "handshakes/s"),
+        Figure::new("dtls.record_1200_ns", f.record_1200_ns, "ns"),
+        Figure::new(
+            "ring.aes_128_gcm.seal_open_1200_ns",
+            f.ring_seal_open_1200_ns,
+            "ns",
+        ),
+        Figure::new(
+            "dtls.record_ratio_to_ring",
+            f.ring_seal_open_1200_ns / f.record_1200_ns,
+            "x",
+        ),
     ]
 }
 

@@ -1,0 +1,178 @@
+//! Measurements behind `rtclab speed dtls` (DESIGN §5): full handshakes per
+//! second with both endpoints in one process, and record seal + open of
+//! 1,200-byte records beside raw `ring` AES-128-GCM on the same buffers.
+//!
+//! These functions only measure and return numbers; printing the
+//! `NAME VALUE UNIT` lines is the CLI's job.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::SeedableRng;
+use ring::aead;
+
+use super::cert::Certificate;
+use super::endpoint::{Config, Endpoint};
+use super::record::{CipherSuite, ContentType, RecordProtection, records};
+use crate::machine::{Machine, Receive};
+
+/// The figures, named as `rtclab speed` prints them.
+#[derive(Debug, Clone, Copy)]
+pub struct Figures {
+    /// `dtls.handshakes_per_s`: complete client+server handshakes per second
+    /// of one core (both roles' CPU).
+    pub handshakes_per_s: f64,
+    /// `dtls.record_1200_ns`: seal + open of one 1,200-byte record.
+    pub record_1200_ns: f64,
+    /// `ring.aes_128_gcm.seal_open_1200_ns`: the same with raw `ring`.
+    pub ring_seal_open_1200_ns: f64,
+}
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// One full handshake in memory (no loss); returns whether both connected.
+fn one_handshake(client: Config, server: Config, seed: u64) -> bool {
+    let now = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let mut c = Endpoint::client(client, sa, seed, now);
+    let mut s = Endpoint::server(server, seed ^ 1);
+    for _ in 0..8 {
+        while let Some(t) = c.poll_transmit() {
+            s.handle_receive(
+                now,
+                Receive {
+                    source: ca,
+                    destination: sa,
+                    contents: &t.contents,
+                },
+            );
+        }
+        while let Some(t) = s.poll_transmit() {
+            c.handle_receive(
+                now,
+                Receive {
+                    source: sa,
+                    destination: ca,
+                    contents: &t.contents,
+                },
+            );
+        }
+        if c.is_connected() && s.is_connected() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Runs each measurement for about `budget`.
+pub fn measure(budget: Duration) -> Figures {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let now = SystemTime::now();
+    let certs: Vec<(Vec<u8>, Vec<u8>)> = (0..2)
+        .map(|_| {
+            let c = Certificate::generate(&mut rng, now).expect("key generation");
+            let key =
+                super::cert::pem_decode(&c.private_key_pem(), "PRIVATE KEY").expect("our own PEM");
+            (c.der().to_vec(), key)
+        })
+        .collect();
+    let config = |i: usize| {
+        Config::new(
+            Certificate::from_der(certs[i].0.clone(), certs[i].1.clone()).expect("our own key"),
+        )
+    };
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        assert!(one_handshake(config(0), config(1), n), "handshake failed");
+        n += 1;
+    }
+    let handshakes_per_s = n as f64 / start.elapsed().as_secs_f64();
+
+    let suite = CipherSuite::EcdheEcdsaAes128GcmSha256;
+    let p = RecordProtection::new(suite, &[7; 16], &[1, 2, 3, 4]).expect("key");
+    let payload = vec![0x5au8; 1200];
+    let mut buf = Vec::with_capacity(1300);
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..1000 {
+            buf.clear();
+            p.seal(ContentType::ApplicationData, 1, n, &payload, &mut buf)
+                .expect("seal");
+            let Some(Ok(r)) = records(&buf).next() else {
+                panic!("our record does not frame");
+            };
+            let header = r.header;
+            let plain = p
+                .open_in_place(&header, &mut buf[13..])
+                .expect("open")
+                .len();
+            assert_eq!(plain, 1200);
+            n += 1;
+        }
+    }
+    let record_1200_ns = start.elapsed().as_nanos() as f64 / n as f64;
+
+    let key =
+        aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &[7; 16]).expect("key"));
+    let mut data = vec![0x5au8; 1200 + 16];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < budget {
+        for _ in 0..1000 {
+            let mut nonce = [0u8; 12];
+            nonce[4..].copy_from_slice(&n.to_be_bytes());
+            data.truncate(1200);
+            let tag = key
+                .seal_in_place_separate_tag(
+                    aead::Nonce::assume_unique_for_key(nonce),
+                    aead::Aad::from([0u8; 13]),
+                    &mut data,
+                )
+                .expect("seal");
+            data.extend_from_slice(tag.as_ref());
+            let plain = key
+                .open_in_place(
+                    aead::Nonce::assume_unique_for_key(nonce),
+                    aead::Aad::from([0u8; 13]),
+                    &mut data,
+                )
+                .expect("open")
+                .len();
+            assert_eq!(plain, 1200);
+            n += 1;
+        }
+    }
+    let ring_seal_open_1200_ns = start.elapsed().as_nanos() as f64 / n as f64;
+    Figures {
+        handshakes_per_s,
+        record_1200_ns,
+        ring_seal_open_1200_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `cargo test --release --lib dtls::speed -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a test; run on demand"]
+    fn print_figures() {
+        let f = super::measure(std::time::Duration::from_secs(2));
+        println!("dtls.handshakes_per_s {:.0} 1/s", f.handshakes_per_s);
+        println!("dtls.record_1200_ns {:.0} ns", f.record_1200_ns);
+        println!(
+            "ring.aes_128_gcm.seal_open_1200_ns {:.0} ns",
+            f.ring_seal_open_1200_ns
+        );
+        println!("ratio {:.2}", f.ring_seal_open_1200_ns / f.record_1200_ns);
+    }
+
+    #[test]
+    fn measure_runs() {
+        let f = super::measure(std::time::Duration::from_millis(20));
+        assert!(f.handshakes_per_s > 0.0 && f.record_1200_ns > 0.0);
+    }
+}
