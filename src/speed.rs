@@ -77,12 +77,15 @@ pub fn run(layers: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Nanoseconds per call of `f`: the median of several batches, each long
-/// enough (about 40 ms) to swamp the clock's resolution.
+/// Nanoseconds of CPU per call of `f`: the median of several batches, each
+/// long enough (about 40 ms) to swamp the clock's resolution.
+///
+/// The clock is the thread's CPU time, not the wall clock: on a shared
+/// machine the thread is often descheduled, and wall time would count that.
 pub fn time_ns(mut f: impl FnMut()) -> f64 {
     let mut iters: u64 = 1;
     loop {
-        let t = Instant::now();
+        let t = cpu_time::ThreadTime::now();
         for _ in 0..iters {
             f();
         }
@@ -93,7 +96,7 @@ pub fn time_ns(mut f: impl FnMut()) -> f64 {
     }
     let mut samples: Vec<f64> = (0..7)
         .map(|_| {
-            let t = Instant::now();
+            let t = cpu_time::ThreadTime::now();
             for _ in 0..iters {
                 f();
             }
