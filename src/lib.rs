@@ -59,6 +59,7 @@
 #![warn(missing_docs)]
 
 pub mod machine;
+pub mod rtp;
 pub mod runtime;
 pub mod sim;
 pub mod speed;

@@ -1,0 +1,121 @@
+//! # RTP and RTCP: media on the wire
+//!
+//! RTP (RFC 3550) carries real-time media: each packet holds a piece of an encoded
+//! audio or video frame plus what a receiver needs to play it back — a sequence
+//! number to put packets in order and spot losses, a timestamp in the media clock
+//! to place the frame in time, the SSRC naming the stream, and a marker bit that
+//! ends a video frame. RTCP, its companion, carries the feedback: sender and
+//! receiver reports (loss, jitter, round-trip time), names (SDES), goodbyes, and
+//! the WebRTC feedback messages — NACK asks for a retransmission, PLI/FIR for a
+//! keyframe, REMB and transport-wide CC feed the sender's bandwidth estimate.
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |V=2|P|X|  CC   |M|     PT      |       sequence number         |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                           timestamp                           |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |           synchronization source (SSRC) identifier            |
+//! +=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+=+
+//! |            contributing source (CSRC) identifiers             |
+//! |                    (CC of them, 4 bytes each)                 |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  extension profile (0xBEDE)   |    length in 32-bit words     |  if X
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |  ID   |  L-1  |     data ...  |  ID   |  L-1  |  data ...     |  RFC 8285
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                         payload ...                           |
+//! |                               +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                               | padding ...   | padding count |  if P
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+//!
+//! ## What is here
+//!
+//! - [`packet`]: the RTP fixed header (RFC 3550 §5.1), CSRCs, padding, as a
+//!   checked zero-copy view ([`RtpPacket`]) and an owned header ([`RtpHeader`])
+//!   that writes into a `Vec<u8>`.
+//! - [`ext`]: header extensions, one-byte and two-byte forms (RFC 8285 §4.2,
+//!   §4.3), and the choice between them when `extmap-allow-mixed` is negotiated
+//!   (§4.1.1, §6).
+//! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
+//!   their extension to 64 bits (RFC 3550 A.1).
+//!
+//! ## What is left out
+//!
+//! RTP translators and mixers (the CSRC list is carried, not acted on), header
+//! extension encryption (RFC 6904), and the RTP/AVP profile's non-WebRTC payload
+//! formats.
+
+pub mod ext;
+pub mod packet;
+pub mod seq;
+
+pub use ext::{ExtensionForm, Extensions};
+pub use packet::{RtpHeader, RtpPacket};
+pub use seq::{SeqNo, SeqUnwrapper, TimestampUnwrapper};
+
+use std::fmt;
+
+/// What went wrong parsing or writing RTP, RTCP or a payload format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RtpError {
+    /// The input ended before a field: `what` needed `needed` bytes, `got` were left.
+    Truncated {
+        /// The structure being read.
+        what: &'static str,
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes available.
+        got: usize,
+    },
+    /// The version field was not 2.
+    BadVersion(u8),
+    /// The padding count is zero or longer than the packet body.
+    BadPadding {
+        /// The padding count from the last byte.
+        count: u8,
+        /// Bytes available for payload plus padding.
+        available: usize,
+    },
+    /// A header extension element is malformed.
+    BadExtension(&'static str),
+    /// An RTCP packet is malformed.
+    BadRtcp(&'static str),
+    /// A payload (VP8, H.264, Opus) is malformed.
+    BadPayload(&'static str),
+    /// API misuse: a value cannot be written (e.g. more than 15 CSRCs, an
+    /// extension id out of range, an MTU too small to make progress).
+    Invalid(&'static str),
+}
+
+impl fmt::Display for RtpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RtpError::Truncated { what, needed, got } => {
+                write!(f, "{what} truncated: needed {needed} bytes, got {got}")
+            }
+            RtpError::BadVersion(v) => write!(f, "RTP/RTCP version {v}, expected 2"),
+            RtpError::BadPadding { count, available } => {
+                write!(
+                    f,
+                    "padding count {count} invalid with {available} bytes after the header"
+                )
+            }
+            RtpError::BadExtension(m) => write!(f, "bad RTP header extension: {m}"),
+            RtpError::BadRtcp(m) => write!(f, "bad RTCP packet: {m}"),
+            RtpError::BadPayload(m) => write!(f, "bad RTP payload: {m}"),
+            RtpError::Invalid(m) => write!(f, "invalid use: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for RtpError {}
+
+/// A shorthand for the `Truncated` error.
+pub(crate) fn truncated(what: &'static str, needed: usize, got: usize) -> RtpError {
+    RtpError::Truncated { what, needed, got }
+}
