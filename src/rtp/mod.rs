@@ -40,21 +40,31 @@
 //! - [`ext`]: header extensions, one-byte and two-byte forms (RFC 8285 §4.2,
 //!   §4.3), and the choice between them when `extmap-allow-mixed` is negotiated
 //!   (§4.1.1, §6).
+//! - [`rtcp`]: RTCP packets (RFC 3550 §6.4–6.7: SR, RR, SDES, BYE, APP; RFC 4585
+//!   §6.2.1 generic NACK, §6.3.1 PLI; RFC 5104 §4.3.1 FIR; REMB,
+//!   draft-alvestrand-rmcat-remb-03 §2.2), compound packets (§6.1) and
+//!   reduced-size RTCP (RFC 5506 §3.4.2); other types come back as `Unknown`.
+//! - [`twcc`]: transport-wide CC feedback
+//!   (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
 //! ## What is left out
 //!
-//! RTP translators and mixers (the CSRC list is carried, not acted on), header
+//! RTCP XR (RFC 3611) and SRTCP framing (in `srtp`) are not parsed here; RTP
+//! translators and mixers (the CSRC list is carried, not acted on), header
 //! extension encryption (RFC 6904), and the RTP/AVP profile's non-WebRTC payload
 //! formats.
 
 pub mod ext;
 pub mod packet;
+pub mod rtcp;
 pub mod seq;
+pub mod twcc;
 
 pub use ext::{ExtensionForm, Extensions};
 pub use packet::{RtpHeader, RtpPacket};
+pub use rtcp::{RtcpIter, RtcpPacket};
 pub use seq::{SeqNo, SeqUnwrapper, TimestampUnwrapper};
 
 use std::fmt;
@@ -118,4 +128,54 @@ impl std::error::Error for RtpError {}
 /// A shorthand for the `Truncated` error.
 pub(crate) fn truncated(what: &'static str, needed: usize, got: usize) -> RtpError {
     RtpError::Truncated { what, needed, got }
+}
+
+/// A bounds-checked big-endian reader over a byte slice.
+#[derive(Debug, Clone)]
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(what: &'static str, buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0, what }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub(crate) fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], RtpError> {
+        if self.remaining() < n {
+            return Err(truncated(self.what, self.pos + n, self.buf.len()));
+        }
+        let b = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(b)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, RtpError> {
+        Ok(self.bytes(1)?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, RtpError> {
+        let b = self.bytes(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    pub(crate) fn u24(&mut self) -> Result<u32, RtpError> {
+        let b = self.bytes(3)?;
+        Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, RtpError> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
 }
