@@ -46,6 +46,11 @@
 //!   reduced-size RTCP (RFC 5506 §3.4.2); other types come back as `Unknown`.
 //! - [`twcc`]: transport-wide CC feedback
 //!   (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
+//! - [`payload`]: the [`Packetizer`] / [`Depacketizer`] traits; [`vp8`] (RFC 7741
+//!   §4.2 descriptor with 7/15-bit picture id, §4.3 keyframe bit), [`h264`]
+//!   (RFC 6184 §5.6 single NAL, §5.7.1 STAP-A, §5.8 FU-A, packetization-mode 1,
+//!   Annex-B in and out) and [`opus`] (RFC 7587 §4.2). Every packetizer keeps
+//!   each payload within the MTU budget it is given.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
@@ -54,16 +59,22 @@
 //! RTCP XR (RFC 3611) and SRTCP framing (in `srtp`) are not parsed here; RTP
 //! translators and mixers (the CSRC list is carried, not acted on), header
 //! extension encryption (RFC 6904), and the RTP/AVP profile's non-WebRTC payload
-//! formats.
+//! formats; VP9 and AV1 payload formats; H.264 interleaved mode (STAP-B, MTAP,
+//! FU-B).
 
 pub mod ext;
+pub mod h264;
+pub mod opus;
 pub mod packet;
+pub mod payload;
 pub mod rtcp;
 pub mod seq;
 pub mod twcc;
+pub mod vp8;
 
 pub use ext::{ExtensionForm, Extensions};
 pub use packet::{RtpHeader, RtpPacket};
+pub use payload::{Depacketizer, Packetizer};
 pub use rtcp::{RtcpIter, RtcpPacket};
 pub use seq::{SeqNo, SeqUnwrapper, TimestampUnwrapper};
 
