@@ -51,6 +51,9 @@
 //!   (RFC 6184 §5.6 single NAL, §5.7.1 STAP-A, §5.8 FU-A, packetization-mode 1,
 //!   Annex-B in and out) and [`opus`] (RFC 7587 §4.2). Every packetizer keeps
 //!   each payload within the MTU budget it is given.
+//! - [`jitter`]: frame assembly — orders packets, detects gaps, emits frames by
+//!   marker bit / timestamp change, drops to the next keyframe after a loss and
+//!   says when a keyframe must be requested.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
@@ -64,6 +67,7 @@
 
 pub mod ext;
 pub mod h264;
+pub mod jitter;
 pub mod opus;
 pub mod packet;
 pub mod payload;
@@ -73,6 +77,7 @@ pub mod twcc;
 pub mod vp8;
 
 pub use ext::{ExtensionForm, Extensions};
+pub use jitter::{Frame, FrameAssembler};
 pub use packet::{RtpHeader, RtpPacket};
 pub use payload::{Depacketizer, Packetizer};
 pub use rtcp::{RtcpIter, RtcpPacket};
