@@ -65,6 +65,7 @@
 //! formats; VP9 and AV1 payload formats; H.264 interleaved mode (STAP-B, MTAP,
 //! FU-B).
 
+pub mod bench;
 pub mod ext;
 pub mod h264;
 pub mod jitter;
