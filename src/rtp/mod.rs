@@ -54,6 +54,14 @@
 //! - [`jitter`]: frame assembly — orders packets, detects gaps, emits frames by
 //!   marker bit / timestamp change, drops to the next keyframe after a loss and
 //!   says when a keyframe must be requested.
+//! - [`nack`]: loss recovery — a NACK generator for the receiver, a bounded send
+//!   history and RTX (RFC 4588 §4, the OSN in the first two payload bytes) for
+//!   the sender.
+//! - [`stats`]: receiver-report statistics (RFC 3550 A.3 loss fraction and
+//!   cumulative loss, A.8 interarrival jitter) and the RTT from LSR/DLSR
+//!   (§6.4.1).
+//! - [`ivf`]: the IVF file format for VP8/VP9/AV1 clips.
+//! - [`bench`]: the figures of `rtclab speed rtp`.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
@@ -68,12 +76,15 @@
 pub mod bench;
 pub mod ext;
 pub mod h264;
+pub mod ivf;
 pub mod jitter;
+pub mod nack;
 pub mod opus;
 pub mod packet;
 pub mod payload;
 pub mod rtcp;
 pub mod seq;
+pub mod stats;
 pub mod twcc;
 pub mod vp8;
 
