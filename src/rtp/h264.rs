@@ -278,29 +278,47 @@ impl Depacketizer for H264Depacketizer {
         }
     }
 
+    /// A frame a decoder can start from: one that begins with a sequence
+    /// parameter set (in a STAP-A or alone), as the packetizer sends every IDR.
+    /// An IDR slice without parameter sets in front cannot be decoded by a
+    /// receiver that joins there (unless `sprop-parameter-sets` came in SDP,
+    /// RFC 6184 §8.1, which WebRTC does not use), so it does not count.
     fn is_keyframe(&self, payload: &[u8]) -> bool {
-        let key = |t: u8| t == nal_type::IDR || t == nal_type::SPS;
-        match payload.first().map(|b| b & 0x1F) {
-            Some(nal_type::STAP_A) => {
-                let mut rest = &payload[1..];
-                while rest.len() > 2 {
-                    let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
-                    if n == 0 || rest.len() < 2 + n {
-                        return false;
-                    }
-                    if key(rest[2] & 0x1F) {
-                        return true;
-                    }
-                    rest = &rest[2 + n..];
-                }
-                false
+        let first = match payload.first().map(|b| b & 0x1F) {
+            Some(nal_type::STAP_A) => payload.get(3),
+            Some(nal_type::FU_A) => {
+                return payload
+                    .get(1)
+                    .is_some_and(|&fu| fu & 0x80 != 0 && fu & 0x1F == nal_type::SPS);
             }
-            Some(nal_type::FU_A) => payload
-                .get(1)
-                .is_some_and(|&fu| fu & 0x80 != 0 && key(fu & 0x1F)),
-            Some(t) => key(t),
-            None => false,
+            _ => payload.first(),
+        };
+        first.is_some_and(|b| b & 0x1F == nal_type::SPS)
+    }
+}
+
+/// True if a payload carries (the start of) an IDR slice.
+pub fn contains_idr(payload: &[u8]) -> bool {
+    match payload.first().map(|b| b & 0x1F) {
+        Some(nal_type::STAP_A) => {
+            let mut rest = &payload[1..];
+            while rest.len() > 2 {
+                let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+                if n == 0 || rest.len() < 2 + n {
+                    return false;
+                }
+                if rest[2] & 0x1F == nal_type::IDR {
+                    return true;
+                }
+                rest = &rest[2 + n..];
+            }
+            false
         }
+        Some(nal_type::FU_A) => payload
+            .get(1)
+            .is_some_and(|&fu| fu & 0x80 != 0 && fu & 0x1F == nal_type::IDR),
+        Some(t) => t == nal_type::IDR,
+        None => false,
     }
 }
 
@@ -359,7 +377,10 @@ mod tests {
         assert_eq!(&out[1][..2], &[0x7C, 0x85]); // FU indicator NRI 3; S bit + type 5
         assert_eq!(out.last().unwrap()[1], 0x45); // E bit + type 5
         assert!(out.iter().all(|p| p.len() <= 1000));
-        assert!(H264Depacketizer::new().is_keyframe(&out[1]));
+        // The IDR's first fragment carries an IDR, but the frame a decoder can
+        // join at starts with the parameter sets in the STAP-A.
+        assert!(contains_idr(&out[1]) && !H264Depacketizer::new().is_keyframe(&out[1]));
+        assert!(H264Depacketizer::new().is_keyframe(&out[0]) && !contains_idr(&out[0]));
         assert_eq!(depacketize_all(&out), au);
 
         // A later IDR without parameter sets gets the cached ones in front.
@@ -411,7 +432,7 @@ mod tests {
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..40)) {
             let mut d = H264Depacketizer::new();
             let _ = d.depacketize(&data, &mut Vec::new());
-            let _ = (d.is_keyframe(&data), d.is_frame_start(&data));
+            let _ = (d.is_keyframe(&data), d.is_frame_start(&data), contains_idr(&data));
             let _ = split_annex_b(&data).count();
         }
     }

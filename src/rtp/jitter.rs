@@ -4,7 +4,8 @@
 //! Packets are kept by extended sequence number (RFC 3550 A.1, wrap-aware). A
 //! frame is a run of consecutive sequence numbers with one timestamp, ending at
 //! the packet with the marker bit (RFC 3550 §5.1: for video, the last packet of
-//! a frame) or just before the timestamp changes. Frames come out in order; a
+//! a frame; see [`Depacketizer::is_frame_end`]) or just before the timestamp
+//! changes. Frames come out in order; a
 //! missing packet holds everything behind it back until it arrives (after a
 //! NACK) or the caller gives up on it ([`FrameAssembler::give_up`]).
 //!
@@ -202,7 +203,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 if p.timestamp != timestamp {
                     break s - 1;
                 }
-                if p.marker {
+                if self.depacketizer.is_frame_end(&p.payload, p.marker) {
                     break s;
                 }
                 s += 1;

@@ -34,6 +34,7 @@ struct Missing {
 pub struct NackGenerator {
     unwrapper: SeqUnwrapper,
     highest: Option<u64>,
+    lowest: u64,
     missing: BTreeMap<u64, Missing>,
     /// At most this many outstanding holes; older ones are forgotten.
     pub max_missing: usize,
@@ -49,6 +50,7 @@ impl Default for NackGenerator {
         NackGenerator {
             unwrapper: SeqUnwrapper::new(),
             highest: None,
+            lowest: u64::MAX,
             missing: BTreeMap::new(),
             max_missing: 1000,
             max_retries: 10,
@@ -90,8 +92,27 @@ impl NackGenerator {
             }
             Some(_) => {
                 self.missing.remove(&ext);
+                // Below everything seen so far (reordering at the start of a
+                // stream): the numbers in between are missing too.
+                if ext < self.lowest {
+                    let to = self.lowest.min(ext + 1 + self.max_missing as u64);
+                    for s in ext + 1..to {
+                        self.missing.insert(
+                            s,
+                            Missing {
+                                last_sent: None,
+                                retries: 0,
+                            },
+                        );
+                    }
+                    while self.missing.len() > self.max_missing {
+                        self.missing.pop_first();
+                        self.gave_up += 1;
+                    }
+                }
             }
         }
+        self.lowest = self.lowest.min(ext);
     }
 
     /// The sequence numbers to NACK now (oldest first), marking them sent.
@@ -314,6 +335,15 @@ mod tests {
         assert!(g.poll_nack(t0 + Duration::from_millis(200)).is_empty());
         assert_eq!(g.gave_up(), 1);
         assert_eq!(g.missing_count(), 0);
+    }
+
+    #[test]
+    fn reordering_at_the_start_finds_holes_below_the_first_packet() {
+        let mut g = NackGenerator::new();
+        g.on_packet(105);
+        g.on_packet(101);
+        g.on_packet(103);
+        assert_eq!(g.poll_nack(Instant::now()), vec![102, 104]);
     }
 
     #[test]

@@ -52,6 +52,12 @@ impl Depacketizer for OpusDepacketizer {
     fn is_keyframe(&self, _: &[u8]) -> bool {
         true
     }
+
+    /// RFC 7587 §4.2: one Opus packet per RTP packet, so every packet is a
+    /// whole frame (the marker bit only flags the end of a silence, §4.1).
+    fn is_frame_end(&self, _: &[u8], _: bool) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

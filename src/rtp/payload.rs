@@ -31,4 +31,10 @@ pub trait Depacketizer {
 
     /// True if `payload` starts a frame a decoder can start from (a keyframe).
     fn is_keyframe(&self, payload: &[u8]) -> bool;
+
+    /// True if the packet ends its frame. Video uses the RTP marker bit (RFC
+    /// 3550 §5.1); audio formats with one frame per packet end every frame.
+    fn is_frame_end(&self, _payload: &[u8], marker: bool) -> bool {
+        marker
+    }
 }
