@@ -20,7 +20,7 @@ pub const MTU: usize = 1200;
 const PACKETS_PER_FRAME: usize = 4;
 
 /// Builds a Chromium-shaped VP8 stream: one-byte extensions (abs-send-time,
-/// transport-cc, mid), 15-bit picture ids, frames of [`PACKETS_PER_FRAME`] packets.
+/// transport-cc, mid), 15-bit picture ids, frames of 4 packets.
 pub fn sample_packets(frames: usize) -> Vec<Vec<u8>> {
     let mut pk = Vp8Packetizer::new(1234);
     let mut out = Vec::new();

@@ -154,7 +154,7 @@ impl<'a> Iterator for ExtensionIter<'a> {
 
 /// An owned list of extension elements, for building packets.
 ///
-/// The elements are kept in order; [`Extensions::write`] picks the form.
+/// The elements are kept in order; [`Extensions::encode`] picks the form.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extensions {
     /// `(id, data)` pairs in wire order.

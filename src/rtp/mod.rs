@@ -61,7 +61,7 @@
 //!   cumulative loss, A.8 interarrival jitter) and the RTT from LSR/DLSR
 //!   (§6.4.1).
 //! - [`ivf`]: the IVF file format for VP8/VP9/AV1 clips.
-//! - [`bench`]: the figures of `rtclab speed rtp`.
+//! - [`mod@bench`]: the figures of `rtclab speed rtp`.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
