@@ -241,6 +241,41 @@ impl Extensions {
     }
 }
 
+/// Values of the header extensions WebRTC negotiates (the element data only;
+/// the local id comes from `a=extmap`).
+pub mod values {
+    /// `http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01`
+    /// (§2): a 16-bit transport-wide sequence number.
+    pub fn transport_cc_seq(data: &[u8]) -> Option<u16> {
+        Some(u16::from_be_bytes(data.get(..2)?.try_into().ok()?))
+    }
+
+    /// `http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time`: send time
+    /// as 6.18 fixed-point seconds (24 bits).
+    pub fn abs_send_time(data: &[u8]) -> Option<u32> {
+        let b = data.get(..3)?;
+        Some(u32::from_be_bytes([0, b[0], b[1], b[2]]))
+    }
+
+    /// The abs-send-time bytes for a 64-bit NTP time (its bits 14..38).
+    pub fn abs_send_time_from_ntp(ntp: u64) -> [u8; 3] {
+        let v = ((ntp >> 14) & 0xFF_FFFF) as u32;
+        let b = v.to_be_bytes();
+        [b[1], b[2], b[3]]
+    }
+
+    /// RFC 6464 §3 client-to-mixer audio level: `(voice activity, level in −dBov 0..=127)`.
+    pub fn audio_level(data: &[u8]) -> Option<(bool, u8)> {
+        let &b = data.first()?;
+        Some((b & 0x80 != 0, b & 0x7F))
+    }
+
+    /// RFC 8843 §15.1 `urn:ietf:params:rtp-hdrext:sdes:mid`: the media id text.
+    pub fn mid(data: &[u8]) -> Option<&str> {
+        std::str::from_utf8(data).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +320,17 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn extension_values() {
+        assert_eq!(values::transport_cc_seq(&[0x12, 0x34]), Some(0x1234));
+        assert_eq!(values::transport_cc_seq(&[0x12]), None);
+        // 1.5 s in NTP is 0x0000_0001_8000_0000; 6.18 fixed: 1.5 * 2^18.
+        let b = values::abs_send_time_from_ntp(0x0000_0001_8000_0000);
+        assert_eq!(values::abs_send_time(&b), Some(3 << 17));
+        assert_eq!(values::audio_level(&[0x85]), Some((true, 5)));
+        assert_eq!(values::mid(b"0"), Some("0"));
     }
 
     #[test]
