@@ -239,6 +239,94 @@ impl TransportCc {
     }
 }
 
+/// Receiver side: records transport-wide sequence numbers and arrival times,
+/// and turns them into feedback packets (sent every 50–100 ms by browsers).
+#[derive(Debug, Clone, Default)]
+pub struct TwccRecorder {
+    unwrapper: super::seq::SeqUnwrapper,
+    arrivals: std::collections::BTreeMap<u64, i64>,
+    /// First sequence number not yet reported.
+    next: Option<u64>,
+    fb_pkt_count: u8,
+}
+
+/// At most this many statuses go into one feedback packet (keeps it near 1 kB).
+pub const MAX_STATUSES_PER_FEEDBACK: usize = 1000;
+
+impl TwccRecorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that the packet with transport-wide sequence number `seq`
+    /// arrived at `arrival_us` (any monotonic clock in µs). Packets older than
+    /// what was already reported are ignored.
+    pub fn on_packet(&mut self, seq: u16, arrival_us: i64) {
+        let ext = self.unwrapper.unwrap(seq);
+        if self.next.is_some_and(|n| ext < n) {
+            return;
+        }
+        self.arrivals.entry(ext).or_insert(arrival_us);
+        // Bound the memory if feedback is never polled.
+        while self.arrivals.len() > 4 * MAX_STATUSES_PER_FEEDBACK {
+            if let Some((k, _)) = self.arrivals.pop_first() {
+                self.next = Some(k + 1);
+            }
+        }
+    }
+
+    /// Feedback covering everything recorded since the last one (missing
+    /// packets included as "not received"), or `None` if nothing new arrived.
+    pub fn poll_feedback(&mut self, sender_ssrc: u32, media_ssrc: u32) -> Option<TransportCc> {
+        let (&first_received, _) = self.arrivals.first_key_value()?;
+        // Report losses since the last feedback, unless the gap alone would
+        // fill a packet: then start at the first arrival.
+        let start = match self.next {
+            Some(n)
+                if n <= first_received && first_received - n < MAX_STATUSES_PER_FEEDBACK as u64 =>
+            {
+                n
+            }
+            _ => first_received,
+        };
+        let mut statuses: Vec<Option<i64>> = Vec::new();
+        let mut prev: Option<i64> = None;
+        let mut end = start;
+        for (&seq, &t) in self.arrivals.range(start..) {
+            if (seq - start) as usize >= MAX_STATUSES_PER_FEEDBACK {
+                break;
+            }
+            // Each delta must fit the 16-bit field; split the feedback there.
+            if prev.is_some_and(|p| ((t - p) / DELTA_TICK_US).abs() > i16::MAX as i64 / 2) {
+                break;
+            }
+            statuses.resize((seq - start) as usize, None);
+            statuses.push(Some(t));
+            prev = Some(t);
+            end = seq + 1;
+        }
+        let fb = TransportCc::from_arrivals(
+            sender_ssrc,
+            media_ssrc,
+            start as u16,
+            self.fb_pkt_count,
+            &statuses,
+        )
+        .ok()?;
+        self.fb_pkt_count = self.fb_pkt_count.wrapping_add(1);
+        self.next = Some(end);
+        while self
+            .arrivals
+            .first_key_value()
+            .is_some_and(|(&k, _)| k < end)
+        {
+            self.arrivals.pop_first();
+        }
+        Some(fb)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -322,6 +410,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn recorder_reports_arrivals_and_losses() {
+        let mut r = TwccRecorder::new();
+        for (seq, t) in [
+            (65534u16, 1_000_000i64),
+            (65535, 1_001_000),
+            (1, 1_003_000),
+            (0, 1_004_000),
+        ] {
+            r.on_packet(seq, t);
+        }
+        r.on_packet(3, 1_010_000);
+        let fb = r.poll_feedback(1, 2).unwrap();
+        assert_eq!(fb.base_seq, 65534);
+        let a: Vec<_> = fb.arrivals().collect();
+        assert_eq!(a.len(), 6);
+        assert_eq!(a[4], (2, None));
+        assert_eq!(a[2], (0, Some(1_004_000)));
+        assert_eq!(a[3], (1, Some(1_003_000)));
+        assert!(r.poll_feedback(1, 2).is_none());
+        r.on_packet(4, 1_020_000);
+        let fb2 = r.poll_feedback(1, 2).unwrap();
+        assert_eq!(
+            (fb2.base_seq, fb2.fb_pkt_count, fb2.packets.len()),
+            (4, 1, 1)
+        );
+        // A late packet from an already reported range is ignored.
+        r.on_packet(2, 1_030_000);
+        assert!(r.poll_feedback(1, 2).is_none());
+        // After a gap larger than one feedback, reporting restarts at the arrival.
+        r.on_packet(4000, 1_040_000);
+        assert_eq!(r.poll_feedback(1, 2).unwrap().base_seq, 4000);
+    }
+
+    #[test]
     fn reserved_symbol_is_an_error() {
         // One 2-bit vector chunk whose first symbol is 3.
         let fci = [0, 0, 0, 1, 0, 0, 0, 0, 0xF0, 0x00, 0, 0];
@@ -340,6 +462,21 @@ pub(crate) mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = TransportCc::parse_fci(0, 0, &data);
+        }
+
+        #[test]
+        fn recorder_feedback_round_trips(arrivals in proptest::collection::vec((any::<u16>(), 0i64..100_000_000), 0..200)) {
+            let mut r = TwccRecorder::new();
+            for (i, (s, t)) in arrivals.iter().enumerate() {
+                r.on_packet(*s, *t);
+                if i % 17 == 0 {
+                    if let Some(fb) = r.poll_feedback(1, 2) {
+                        let mut out = Vec::new();
+                        fb.write_fci(&mut out).unwrap();
+                        prop_assert_eq!(TransportCc::parse_fci(1, 2, &out).unwrap(), fb);
+                    }
+                }
+            }
         }
     }
 }
