@@ -45,7 +45,8 @@
 //!   draft-alvestrand-rmcat-remb-03 §2.2), compound packets (§6.1) and
 //!   reduced-size RTCP (RFC 5506 §3.4.2); other types come back as `Unknown`.
 //! - [`twcc`]: transport-wide CC feedback
-//!   (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
+//!   (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1) and a recorder
+//!   that builds it from arrival times on the receiving side.
 //! - [`payload`]: the [`Packetizer`] / [`Depacketizer`] traits; [`vp8`] (RFC 7741
 //!   §4.2 descriptor with 7/15-bit picture id, §4.3 keyframe bit), [`h264`]
 //!   (RFC 6184 §5.6 single NAL, §5.7.1 STAP-A, §5.8 FU-A, packetization-mode 1,

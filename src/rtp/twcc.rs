@@ -312,9 +312,8 @@ impl TwccRecorder {
             start as u16,
             self.fb_pkt_count,
             &statuses,
-        )
-        .ok()?;
-        self.fb_pkt_count = self.fb_pkt_count.wrapping_add(1);
+        );
+        // Reported (or, should building ever fail, skipped): never retried.
         self.next = Some(end);
         while self
             .arrivals
@@ -323,6 +322,8 @@ impl TwccRecorder {
         {
             self.arrivals.pop_first();
         }
+        let fb = fb.ok()?;
+        self.fb_pkt_count = self.fb_pkt_count.wrapping_add(1);
         Some(fb)
     }
 }
