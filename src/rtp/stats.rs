@@ -153,6 +153,55 @@ impl ReceiverStats {
     }
 }
 
+/// Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+/// The 64-bit NTP timestamp (RFC 3550 §4) for a wall-clock time given as the
+/// time since the Unix epoch (the caller reads the clock; this stays sans-IO).
+pub fn ntp_from_unix(since_unix_epoch: Duration) -> u64 {
+    let secs = since_unix_epoch.as_secs() + NTP_UNIX_OFFSET_SECS;
+    let frac = ((since_unix_epoch.subsec_nanos() as u64) << 32) / 1_000_000_000;
+    (secs << 32) | frac
+}
+
+/// Sender side counts for SR (RFC 3550 §6.4.1).
+#[derive(Debug, Clone, Default)]
+pub struct SenderStats {
+    /// Packets sent.
+    pub packet_count: u32,
+    /// Payload octets sent (headers and padding excluded).
+    pub octet_count: u32,
+}
+
+impl SenderStats {
+    /// Counts one packet with `payload_len` payload bytes (both counters wrap).
+    pub fn on_sent(&mut self, payload_len: usize) {
+        self.packet_count = self.packet_count.wrapping_add(1);
+        self.octet_count = self.octet_count.wrapping_add(payload_len as u32);
+    }
+
+    /// A sender report for source `ssrc`: `ntp_time` and `rtp_time` are the same
+    /// instant on the wall clock and on the media clock, which lets receivers
+    /// synchronise audio and video (lip sync).
+    pub fn sender_report(
+        &self,
+        ssrc: u32,
+        ntp_time: u64,
+        rtp_time: u32,
+        reports: Vec<ReportBlock>,
+    ) -> SenderReport {
+        SenderReport {
+            ssrc,
+            ntp_time,
+            rtp_time,
+            packet_count: self.packet_count,
+            octet_count: self.octet_count,
+            reports,
+            profile_extension: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +252,24 @@ mod tests {
             );
         }
         assert!((850..=900).contains(&s.jitter()), "{}", s.jitter());
+    }
+
+    #[test]
+    fn sender_report_counts_and_ntp() {
+        let mut s = SenderStats::default();
+        s.on_sent(1000);
+        s.on_sent(200);
+        let sr = s.sender_report(
+            5,
+            ntp_from_unix(Duration::from_millis(1_500)),
+            90_000,
+            vec![],
+        );
+        assert_eq!((sr.packet_count, sr.octet_count), (2, 1200));
+        assert_eq!(
+            sr.ntp_time,
+            ((NTP_UNIX_OFFSET_SECS + 1) << 32) | 0x8000_0000
+        );
     }
 
     #[test]
