@@ -73,6 +73,79 @@ pub fn split_annex_b(stream: &[u8]) -> impl Iterator<Item = &[u8]> {
     nals.into_iter().filter(|n| !n.is_empty())
 }
 
+/// `(start code offset, NAL start, NAL end)` of each NAL unit in a stream.
+fn nal_spans(stream: &[u8]) -> Vec<(usize, usize, usize)> {
+    let mut codes = Vec::new(); // (code start, payload start)
+    let mut i = 0;
+    while i + 3 <= stream.len() {
+        if stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1 {
+            let code = if i > 0 && stream[i - 1] == 0 {
+                i - 1
+            } else {
+                i
+            };
+            codes.push((code, i + 3));
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut spans = Vec::with_capacity(codes.len());
+    for (k, &(code, start)) in codes.iter().enumerate() {
+        let end = codes.get(k + 1).map_or(stream.len(), |c| c.0);
+        if end > start {
+            spans.push((code, start, end));
+        }
+    }
+    spans
+}
+
+/// Reads access units (frames) from an H.264 Annex-B elementary stream, as
+/// slices of the input that keep their start codes. A new access unit starts
+/// (H.264 §7.4.1.2.3) at an AUD, SEI, SPS or PPS, or at a slice whose
+/// `first_mb_in_slice` is 0, once the current one has a slice.
+#[derive(Debug, Clone)]
+pub struct AnnexBReader<'a> {
+    stream: &'a [u8],
+    spans: Vec<(usize, usize, usize)>,
+    pos: usize,
+}
+
+impl<'a> AnnexBReader<'a> {
+    /// Indexes the NAL units of `stream` (bytes before the first start code are skipped).
+    pub fn new(stream: &'a [u8]) -> Self {
+        AnnexBReader {
+            stream,
+            spans: nal_spans(stream),
+            pos: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for AnnexBReader<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let &(first_code, _, _) = self.spans.get(self.pos)?;
+        let mut has_slice = false;
+        let mut end = self.stream.len();
+        let mut k = self.pos;
+        while let Some(&(code, start, nal_end)) = self.spans.get(k) {
+            let nal = &self.stream[start..nal_end];
+            let t = nal[0] & 0x1F;
+            let is_slice = t == nal_type::SLICE || t == nal_type::IDR;
+            if has_slice && k > self.pos && nal_starts_picture(nal) {
+                end = code;
+                break;
+            }
+            has_slice |= is_slice;
+            k += 1;
+        }
+        self.pos = k;
+        Some(&self.stream[first_code..end])
+    }
+}
+
 /// Packetizes Annex-B access units (RFC 6184 packetization-mode 1).
 #[derive(Debug, Clone, Default)]
 pub struct H264Packetizer {
@@ -415,6 +488,22 @@ mod tests {
             })
     }
 
+    #[test]
+    fn annex_b_reader_groups_access_units() {
+        let sps = vec![0x67, 0x42];
+        let pps = vec![0x68, 0xCE];
+        let idr = vec![0x65, 0x88, 1];
+        let idr2 = vec![0x65, 0x08, 2]; // second slice of the same picture (first_mb != 0)
+        let p1 = vec![0x41, 0x9A, 3];
+        let p2 = vec![0x41, 0x9B, 4];
+        let au0 = annex_b(&[sps, pps, idr, idr2]);
+        let au1 = annex_b(&[p1]);
+        let au2 = annex_b(&[p2]);
+        let stream = [au0.clone(), au1.clone(), au2.clone()].concat();
+        let aus: Vec<&[u8]> = AnnexBReader::new(&stream).collect();
+        assert_eq!(aus, vec![&au0[..], &au1[..], &au2[..]]);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
@@ -434,6 +523,8 @@ mod tests {
             let _ = d.depacketize(&data, &mut Vec::new());
             let _ = (d.is_keyframe(&data), d.is_frame_start(&data), contains_idr(&data));
             let _ = split_annex_b(&data).count();
+            let n: usize = AnnexBReader::new(&data).map(|au| au.len()).sum();
+            prop_assert!(n <= data.len());
         }
     }
 }
