@@ -61,7 +61,9 @@
 //! - [`stats`]: receiver-report statistics (RFC 3550 A.3 loss fraction and
 //!   cumulative loss, A.8 interarrival jitter) and the RTT from LSR/DLSR
 //!   (§6.4.1).
-//! - [`ivf`]: the IVF file format for VP8/VP9/AV1 clips.
+//! - [`ivf`]: the IVF file format for VP8/VP9/AV1 clips; [`ogg`]: Ogg pages
+//!   (RFC 3533) carrying Opus (RFC 7845); [`h264::AnnexBReader`] for H.264
+//!   elementary streams.
 //! - [`mod@bench`]: the figures of `rtclab speed rtp`.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
@@ -80,6 +82,7 @@ pub mod h264;
 pub mod ivf;
 pub mod jitter;
 pub mod nack;
+pub mod ogg;
 pub mod opus;
 pub mod packet;
 pub mod payload;
