@@ -518,6 +518,26 @@ mod tests {
         }
 
         #[test]
+        fn mutated_payloads_never_panic(
+            nals in proptest::collection::vec(arb_nal(), 1..4),
+            mtu in 3usize..600,
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<proptest::sample::Index>(), any::<u8>()), 1..6),
+        ) {
+            let mut out = Vec::new();
+            H264Packetizer::new().packetize(&annex_b(&nals), mtu, &mut out).unwrap();
+            for (p, i, v) in flips {
+                let p = p.index(out.len());
+                let i = i.index(out[p].len());
+                out[p][i] = v;
+            }
+            let mut d = H264Depacketizer::new();
+            let mut frame = Vec::new();
+            for p in &out {
+                let _ = (d.depacketize(p, &mut frame), d.is_keyframe(p), d.is_frame_start(p), contains_idr(p));
+            }
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..40)) {
             let mut d = H264Depacketizer::new();
             let _ = d.depacketize(&data, &mut Vec::new());

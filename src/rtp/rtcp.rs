@@ -953,6 +953,24 @@ mod tests {
         }
 
         #[test]
+        fn mutated_valid_packets_never_panic(
+            packets in proptest::collection::vec(arb_rtcp(), 1..4),
+            flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let mut out = Vec::new();
+            RtcpPacket::write_compound(&packets, &mut out).unwrap();
+            for (i, v) in flips {
+                let i = i.index(out.len());
+                out[i] = v;
+            }
+            let cut = cut.index(out.len() + 1);
+            for p in RtcpIter::new(&out[..cut]) {
+                let _ = p;
+            }
+        }
+
+        #[test]
         fn valid_headers_with_random_bodies_never_panic(pt in 192u8..=223, count in 0u8..32, body in words(80)) {
             let mut data = vec![0x80 | count, pt];
             data.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
