@@ -64,7 +64,8 @@
 //! - [`ivf`]: the IVF file format for VP8/VP9/AV1 clips; [`ogg`]: Ogg pages
 //!   (RFC 3533) carrying Opus (RFC 7845); [`h264::AnnexBReader`] for H.264
 //!   elementary streams.
-//! - [`mod@bench`]: the figures of `rtclab speed rtp`.
+//! - [`mod@bench`]: the figures of `rtclab speed rtp`; [`fuzz`]: the harnesses
+//!   of the `fuzz/` targets.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
@@ -78,6 +79,7 @@
 
 pub mod bench;
 pub mod ext;
+pub mod fuzz;
 pub mod h264;
 pub mod ivf;
 pub mod jitter;
