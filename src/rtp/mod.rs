@@ -69,13 +69,49 @@
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
+//! ## A frame there and back
+//!
+//! ```
+//! use rtclab::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
+//! use rtclab::rtp::{FrameAssembler, Packetizer, RtpHeader, RtpPacket};
+//!
+//! // Sender: cut a (key)frame into payloads of at most 1200 bytes, add headers.
+//! let frame = vec![0x10; 3000]; // first byte's low bit 0: a VP8 keyframe
+//! let mut payloads = Vec::new();
+//! Vp8Packetizer::new(0).packetize(&frame, 1200, &mut payloads)?;
+//! let mut packets = Vec::new();
+//! for (i, p) in payloads.iter().enumerate() {
+//!     let header = RtpHeader {
+//!         marker: i + 1 == payloads.len(), // the last packet of the frame
+//!         payload_type: 96,
+//!         sequence_number: 65535u16.wrapping_add(i as u16), // wraps to 0
+//!         timestamp: 90_000,
+//!         ssrc: 0x1234,
+//!         ..Default::default()
+//!     };
+//!     let mut pkt = Vec::new();
+//!     header.write_packet(p, 0, &mut pkt)?;
+//!     packets.push(pkt);
+//! }
+//! // Receiver: check each packet, hand it to the assembler in any order.
+//! let mut assembler = FrameAssembler::new(Vp8Depacketizer, 256);
+//! for pkt in packets.iter().rev() {
+//!     assembler.insert_packet(&RtpPacket::new_checked(pkt)?);
+//! }
+//! assert_eq!(assembler.pop_frame().map(|f| f.data), Some(frame));
+//! # Ok::<(), rtclab::rtp::RtpError>(())
+//! ```
+//!
 //! ## What is left out
 //!
 //! RTCP XR (RFC 3611) and SRTCP framing (in `srtp`) are not parsed here; RTP
 //! translators and mixers (the CSRC list is carried, not acted on), header
 //! extension encryption (RFC 6904), and the RTP/AVP profile's non-WebRTC payload
 //! formats; VP9 and AV1 payload formats; H.264 interleaved mode (STAP-B, MTAP,
-//! FU-B).
+//! FU-B). The RTCP transmission interval (RFC 3550 §6.3) and the bandwidth
+//! estimator that consumes transport-cc feedback (Google congestion control)
+//! belong to the caller; the frame assembler does not time playout — the
+//! caller decides when a gap is given up ([`FrameAssembler::give_up`]).
 
 pub mod bench;
 pub mod ext;
