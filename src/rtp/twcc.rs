@@ -444,6 +444,93 @@ pub(crate) mod tests {
         assert_eq!(r.poll_feedback(1, 2).unwrap().base_seq, 4000);
     }
 
+    /// Feedback packets as Chrome sends them (vectors published with pion's
+    /// and webrtc-rs's RTCP tests): note the P bit and padding count.
+    #[test]
+    fn chrome_feedback_vectors() {
+        use crate::rtp::rtcp::RtcpPacket;
+        let run_length = [
+            0xaf, 0xcd, 0x00, 0x07, 0xfa, 0x17, 0xfa, 0x17, 0x19, 0x3d, 0xd8, 0xbb, 0x00, 0x04,
+            0x00, 0x07, 0x10, 0x63, 0x6e, 0x01, 0x20, 0x07, 0x4c, 0x24, 0x24, 0x10, 0x0c, 0x0c,
+            0x10, 0x00, 0x00, 0x03,
+        ];
+        let RtcpPacket::TransportCc(t) = RtcpPacket::parse(&run_length).unwrap() else {
+            panic!("not transport-cc")
+        };
+        use PacketStatus::*;
+        assert_eq!(
+            t,
+            TransportCc {
+                sender_ssrc: 4_195_875_351,
+                media_ssrc: 423_483_579,
+                base_seq: 4,
+                reference_time: 1_074_030,
+                fb_pkt_count: 1,
+                packets: vec![
+                    Small(76),
+                    Small(36),
+                    Small(36),
+                    Small(16),
+                    Small(12),
+                    Small(12),
+                    Small(16)
+                ],
+            }
+        );
+        // 76 ticks of 250 µs = 19 ms after the reference time.
+        assert_eq!(
+            t.arrivals().next(),
+            Some((4, Some(1_074_030 * 64_000 + 19_000)))
+        );
+
+        let vector_then_run = [
+            0xaf, 0xcd, 0x00, 0x07, 0x9b, 0x74, 0xf6, 0x1f, 0x93, 0x71, 0xdc, 0xbc, 0x85, 0x3c,
+            0x00, 0x09, 0x63, 0xf9, 0x16, 0xb3, 0xd5, 0x52, 0x00, 0x30, 0x9b, 0xaa, 0x6a, 0xaa,
+            0x7b, 0x01, 0x09, 0x01,
+        ];
+        let RtcpPacket::TransportCc(t) = RtcpPacket::parse(&vector_then_run).unwrap() else {
+            panic!("not transport-cc")
+        };
+        assert_eq!(
+            (t.base_seq, t.reference_time, t.fb_pkt_count),
+            (34108, 6_551_830, 179)
+        );
+        assert_eq!(
+            t.packets,
+            vec![
+                Small(0x9b),
+                Small(0xaa),
+                Small(0x6a),
+                Small(0xaa),
+                Small(0x7b),
+                NotReceived,
+                Large(0x109),
+                NotReceived,
+                NotReceived
+            ]
+        );
+
+        // Writing a one-packet feedback gives the same bytes, except that we
+        // pad with a zero byte instead of setting the P bit.
+        let one = TransportCc {
+            sender_ssrc: 4_195_875_351,
+            media_ssrc: 1_124_282_272,
+            base_seq: 153,
+            reference_time: 4_057_090,
+            fb_pkt_count: 23,
+            packets: vec![Small(0x94)],
+        };
+        let mut out = Vec::new();
+        RtcpPacket::TransportCc(one).write(&mut out).unwrap();
+        let chrome = [
+            0xaf, 0xcd, 0x00, 0x05, 0xfa, 0x17, 0xfa, 0x17, 0x43, 0x03, 0x2f, 0xa0, 0x00, 0x99,
+            0x00, 0x01, 0x3d, 0xe8, 0x02, 0x17, 0x20, 0x01, 0x94, 0x01,
+        ];
+        assert_eq!(out[0], 0x8f);
+        assert_eq!(out[1..23], chrome[1..23]);
+        assert_eq!(out[23], 0);
+    }
+
     #[test]
     fn reserved_symbol_is_an_error() {
         // One 2-bit vector chunk whose first symbol is 3.
