@@ -794,6 +794,28 @@ mod tests {
         assert_eq!(RtcpPacket::parse(&out).unwrap(), r);
     }
 
+    /// A REMB Chrome sent while receiving a 6 Mbit/s stream (vector published
+    /// with pion's and webrtc-rs's RTCP tests): exponent 6, mantissa 139487.
+    #[test]
+    fn chrome_remb_vector() {
+        let chrome = [
+            143, 206, 0, 5, 0, 0, 0, 1, 0, 0, 0, 0, 82, 69, 77, 66, 1, 26, 32, 223, 72, 116, 237,
+            22,
+        ];
+        let r = Remb {
+            sender_ssrc: 1,
+            bitrate: 8_927_168,
+            ssrcs: vec![1_215_622_422],
+        };
+        assert_eq!(
+            RtcpPacket::parse(&chrome).unwrap(),
+            RtcpPacket::Remb(r.clone())
+        );
+        let mut out = Vec::new();
+        RtcpPacket::Remb(r).write(&mut out).unwrap();
+        assert_eq!(out, chrome);
+    }
+
     #[test]
     fn padding_and_bad_lengths() {
         // RR with padding: P bit, 4 padding bytes counted by the last one.
