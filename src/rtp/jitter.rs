@@ -7,7 +7,8 @@
 //! a frame; see [`Depacketizer::is_frame_end`]) or just before the timestamp
 //! changes. Frames come out in order; a
 //! missing packet holds everything behind it back until it arrives (after a
-//! NACK) or the caller gives up on it ([`FrameAssembler::give_up`]).
+//! NACK) or the caller gives up on it ([`FrameAssembler::give_up`], or
+//! [`FrameAssembler::give_up_if_stalled`] after a time the caller picks).
 //!
 //! After a loss the decoder's reference chain is broken, so the assembler drops
 //! frames until the next keyframe start (for VP8: S=1, PID=0, P=0) and raises a
@@ -15,6 +16,7 @@
 //! happens when the buffer is full: the oldest packet is dropped.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::RtpError;
 use super::payload::Depacketizer;
@@ -65,6 +67,8 @@ pub struct FrameAssembler<D: Depacketizer> {
     waiting_for_keyframe: bool,
     keyframe_request: bool,
     dropped_packets: u64,
+    /// When the head of the buffer was first seen blocked by a gap.
+    stalled_since: Option<Instant>,
 }
 
 impl<D: Depacketizer> FrameAssembler<D> {
@@ -80,6 +84,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
             waiting_for_keyframe: true,
             keyframe_request: false,
             dropped_packets: 0,
+            stalled_since: None,
         }
     }
 
@@ -118,6 +123,34 @@ impl<D: Depacketizer> FrameAssembler<D> {
     /// next keyframe start and raises the keyframe request.
     pub fn give_up(&mut self) {
         self.lose_sync();
+    }
+
+    /// Gives up on a gap that has blocked the next frame for `max_wait` (call
+    /// after draining [`FrameAssembler::pop_frame`]; a sans-IO caller passes its
+    /// clock). Returns true if it gave up. Pick `max_wait` a little above the
+    /// time NACK retransmissions need (a few RTTs).
+    pub fn give_up_if_stalled(&mut self, now: Instant, max_wait: Duration) -> bool {
+        if self.packets.is_empty() {
+            self.stalled_since = None;
+            return false;
+        }
+        match self.stalled_since {
+            None => {
+                self.stalled_since = Some(now);
+                false
+            }
+            Some(t) if now.saturating_duration_since(t) >= max_wait => {
+                self.stalled_since = None;
+                self.give_up();
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// When [`FrameAssembler::give_up_if_stalled`] would give up, if stalled.
+    pub fn stall_deadline(&self, max_wait: Duration) -> Option<Instant> {
+        self.stalled_since.map(|t| t + max_wait)
     }
 
     fn lose_sync(&mut self) {
@@ -230,6 +263,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 continue;
             }
             self.waiting_for_keyframe = false;
+            self.stalled_since = None;
             return Some(Frame {
                 timestamp,
                 first_seq: start,
@@ -335,6 +369,32 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].data, frames[3]);
         assert!(a.is_empty());
+    }
+
+    #[test]
+    fn stalled_gap_is_given_up_after_max_wait() {
+        let frames = vec![
+            frame(true, 100, 1),
+            frame(false, 100, 2),
+            frame(true, 100, 3),
+        ];
+        let pkts = vp8_stream(0, &frames, 1000);
+        let mut a = FrameAssembler::new(Vp8Depacketizer, 64);
+        let t0 = Instant::now();
+        let wait = Duration::from_millis(200);
+        for (i, (s, t, m, p)) in pkts.iter().enumerate() {
+            if i != 1 {
+                a.insert(*s, *t, *m, p);
+            }
+        }
+        assert_eq!(drain(&mut a).len(), 1);
+        assert!(!a.give_up_if_stalled(t0, wait));
+        assert_eq!(a.stall_deadline(wait), Some(t0 + wait));
+        assert!(!a.give_up_if_stalled(t0 + Duration::from_millis(100), wait));
+        assert!(a.give_up_if_stalled(t0 + wait, wait));
+        assert!(a.take_keyframe_request());
+        assert_eq!(drain(&mut a)[0].data, frames[2]);
+        assert!(!a.give_up_if_stalled(t0 + wait, wait));
     }
 
     #[test]

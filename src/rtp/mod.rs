@@ -111,7 +111,8 @@
 //! FU-B). The RTCP transmission interval (RFC 3550 §6.3) and the bandwidth
 //! estimator that consumes transport-cc feedback (Google congestion control)
 //! belong to the caller; the frame assembler does not time playout — the
-//! caller decides when a gap is given up ([`FrameAssembler::give_up`]).
+//! caller decides when a gap is given up ([`FrameAssembler::give_up`], or
+//! [`FrameAssembler::give_up_if_stalled`] with its clock).
 
 pub mod bench;
 pub mod ext;
