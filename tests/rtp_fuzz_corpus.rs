@@ -25,5 +25,6 @@ fn rtp_corpora() {
     replay("vp8_depacketize", fuzz::vp8_depacketize);
     replay("h264_depacketize", fuzz::h264_depacketize);
     replay("opus_depacketize", fuzz::opus_depacketize);
+    replay("vp9_depacketize", fuzz::vp9_depacketize);
     replay("media_files", fuzz::media_files);
 }

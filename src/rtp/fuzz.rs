@@ -115,6 +115,18 @@ pub fn h264_depacketize(data: &[u8]) {
     assert!(n <= data.len());
 }
 
+/// VP9 payloads through the depacketizer and the frame assembler, and the
+/// descriptor's write-back.
+pub fn vp9_depacketize(data: &[u8]) {
+    if let Ok((d, n)) = super::vp9::Vp9Descriptor::parse(data) {
+        let mut out = Vec::new();
+        d.write(&mut out).expect("a parsed VP9 descriptor writes");
+        assert_eq!(super::vp9::Vp9Descriptor::parse(&out), Ok((d, out.len())));
+        assert!(n <= data.len());
+    }
+    depacketize_all(super::vp9::Vp9Depacketizer, data);
+}
+
 /// Opus payloads through the depacketizer and the frame assembler.
 pub fn opus_depacketize(data: &[u8]) {
     depacketize_all(OpusDepacketizer, data);
@@ -254,6 +266,15 @@ mod tests {
             .unwrap();
         put("h264_depacketize", "sps_pps_idr_stap_fu", &framed(&ps));
         put("h264_depacketize", "annex_b", &au);
+        let mut ps = Vec::new();
+        crate::rtp::vp9::Vp9Packetizer::new(3)
+            .packetize(&[0x82; 300], 120, &mut ps)
+            .unwrap();
+        put("vp9_depacketize", "keyframe_3_packets", &framed(&ps));
+        let desc = [
+            0xAA, 0x81, 0x02, 0x20, 0x07, 0x18, 0x02, 0x80, 0x01, 0xE0, 0x01, 0x04, 0x01, 0xEE,
+        ];
+        put("vp9_depacketize", "descriptor_with_ss", &desc);
         put(
             "opus_depacketize",
             "two_frames",
@@ -291,6 +312,7 @@ mod tests {
             vp8_depacketize(data);
             h264_depacketize(data);
             opus_depacketize(data);
+            vp9_depacketize(data);
             media_files(data);
         }
     }

@@ -50,7 +50,8 @@
 //! - [`payload`]: the [`Packetizer`] / [`Depacketizer`] traits; [`vp8`] (RFC 7741
 //!   §4.2 descriptor with 7/15-bit picture id, §4.3 keyframe bit), [`h264`]
 //!   (RFC 6184 §5.6 single NAL, §5.7.1 STAP-A, §5.8 FU-A, packetization-mode 1,
-//!   Annex-B in and out) and [`opus`] (RFC 7587 §4.2). Every packetizer keeps
+//!   Annex-B in and out), [`opus`] (RFC 7587 §4.2) and [`vp9`] (RFC 9628 §4.2,
+//!   one spatial layer sent, layers and scalability structure parsed). Every packetizer keeps
 //!   each payload within the MTU budget it is given.
 //! - [`jitter`]: frame assembly — orders packets, detects gaps, emits frames by
 //!   marker bit / timestamp change, drops to the next keyframe after a loss and
@@ -107,7 +108,8 @@
 //! RTCP XR (RFC 3611) and SRTCP framing (in `srtp`) are not parsed here; RTP
 //! translators and mixers (the CSRC list is carried, not acted on), header
 //! extension encryption (RFC 6904), and the RTP/AVP profile's non-WebRTC payload
-//! formats; VP9 and AV1 payload formats; H.264 interleaved mode (STAP-B, MTAP,
+//! formats; VP9 spatial/temporal layering on send (the descriptor fields are
+//! parsed and written) and the AV1 payload format; H.264 interleaved mode (STAP-B, MTAP,
 //! FU-B). The RTCP transmission interval (RFC 3550 §6.3) and the bandwidth
 //! estimator that consumes transport-cc feedback (Google congestion control)
 //! belong to the caller; the frame assembler does not time playout — the
@@ -130,6 +132,7 @@ pub mod seq;
 pub mod stats;
 pub mod twcc;
 pub mod vp8;
+pub mod vp9;
 
 pub use ext::{ExtensionForm, Extensions};
 pub use jitter::{Frame, FrameAssembler};
