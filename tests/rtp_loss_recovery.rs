@@ -1,5 +1,5 @@
 //! Frames → packetize → lossy, reordering, duplicating link → NACK / RTX →
-//! frame assembly → the same frames, for VP8, H.264 and Opus. Virtual time,
+//! frame assembly → the same frames, for VP8, VP9, H.264 and Opus. Virtual time,
 //! seeded randomness: deterministic.
 //!
 //! (A stand-in for the `sim` network until it lands: the link here is a
@@ -232,6 +232,22 @@ fn opus_survives_loss_reordering_duplication() {
     let mut rng = StdRng::seed_from_u64(3);
     let frames: Vec<Vec<u8>> = (0..200).map(|_| body(&mut rng, 80)).collect();
     let (got, nacked) = run(9, OpusPacketizer, OpusDepacketizer, &frames, 1100);
+    assert!(nacked > 10, "{nacked}");
+    assert_eq!(got, frames);
+}
+
+#[test]
+fn vp9_survives_loss_reordering_duplication() {
+    use rtclab::rtp::vp9::{Vp9Depacketizer, Vp9Packetizer};
+    let mut rng = StdRng::seed_from_u64(4);
+    let frames: Vec<Vec<u8>> = (0..90)
+        .map(|i| {
+            let mut f = body(&mut rng, if i % 30 == 0 { 5000 } else { 1200 });
+            f[0] = if i % 30 == 0 { 0x82 } else { 0x86 }; // VP9 frame_type: key or inter
+            f
+        })
+        .collect();
+    let (got, nacked) = run(10, Vp9Packetizer::new(5), Vp9Depacketizer, &frames, 1100);
     assert!(nacked > 10, "{nacked}");
     assert_eq!(got, frames);
 }
