@@ -67,6 +67,8 @@ pub struct FrameAssembler<D: Depacketizer> {
     waiting_for_keyframe: bool,
     keyframe_request: bool,
     dropped_packets: u64,
+    /// Payload buffers of emitted or dropped packets, for reuse.
+    pool: Vec<Vec<u8>>,
     /// When the head of the buffer was first seen blocked by a gap.
     stalled_since: Option<Instant>,
 }
@@ -84,6 +86,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
             waiting_for_keyframe: true,
             keyframe_request: false,
             dropped_packets: 0,
+            pool: Vec::new(),
             stalled_since: None,
         }
     }
@@ -103,12 +106,17 @@ impl<D: Depacketizer> FrameAssembler<D> {
             Slot {
                 timestamp,
                 marker,
-                payload: payload.to_vec(),
+                payload: {
+                    // Reuse a recycled buffer: no allocation per packet once warm.
+                    let mut buf = self.pool.pop().unwrap_or_default();
+                    buf.clear();
+                    buf.extend_from_slice(payload);
+                    buf
+                },
             },
         );
         while self.packets.len() > self.capacity {
-            self.packets.pop_first();
-            self.dropped_packets += 1;
+            self.drop_oldest();
             self.lose_sync();
         }
         Inserted::Stored
@@ -153,6 +161,19 @@ impl<D: Depacketizer> FrameAssembler<D> {
         self.stalled_since.map(|t| t + max_wait)
     }
 
+    fn drop_oldest(&mut self) {
+        if let Some((_, slot)) = self.packets.pop_first() {
+            self.dropped_packets += 1;
+            self.recycle(slot.payload);
+        }
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < self.capacity {
+            self.pool.push(buf);
+        }
+    }
+
     fn lose_sync(&mut self) {
         self.next = None;
         self.waiting_for_keyframe = true;
@@ -172,8 +193,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 .first_key_value()
                 .is_some_and(|(&k, _)| k < seq)
             {
-                self.packets.pop_first();
-                self.dropped_packets += 1;
+                self.drop_oldest();
             }
             self.next = Some(seq);
         }
@@ -231,8 +251,12 @@ impl<D: Depacketizer> FrameAssembler<D> {
             let keyframe = self.depacketizer.is_keyframe(&first.payload);
             // Walk consecutive packets to the end of the frame.
             let mut s = start;
+            let mut size = 0;
             let end = loop {
                 let p = self.packets.get(&s)?;
+                // An upper bound on the frame for most formats (H.264 adds
+                // start codes), so the frame is allocated once.
+                size += p.payload.len() + 4;
                 if p.timestamp != timestamp {
                     break s - 1;
                 }
@@ -241,7 +265,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 }
                 s += 1;
             };
-            let mut data = Vec::new();
+            let mut data = Vec::with_capacity(size + 16);
             let mut result: Result<(), RtpError> = Ok(());
             self.depacketizer.reset();
             for seq in start..=end {
@@ -249,6 +273,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
                     if result.is_ok() {
                         result = self.depacketizer.depacketize(&slot.payload, &mut data);
                     }
+                    self.recycle(slot.payload);
                 }
             }
             self.next = Some(end + 1);
