@@ -158,6 +158,13 @@ impl NackGenerator {
             .min()
     }
 
+    /// Forgets every outstanding hole (e.g. after the frame assembler gave up
+    /// and a keyframe was requested: retransmissions would come too late).
+    pub fn clear(&mut self) {
+        self.gave_up += self.missing.len() as u64;
+        self.missing.clear();
+    }
+
     /// Holes currently outstanding.
     pub fn missing_count(&self) -> usize {
         self.missing.len()
@@ -335,6 +342,11 @@ mod tests {
         assert!(g.poll_nack(t0 + Duration::from_millis(200)).is_empty());
         assert_eq!(g.gave_up(), 1);
         assert_eq!(g.missing_count(), 0);
+        g.on_packet(6);
+        assert_eq!(g.missing_count(), 2);
+        g.clear();
+        assert_eq!((g.missing_count(), g.gave_up()), (0, 3));
+        assert!(g.poll_nack(t0 + Duration::from_secs(1)).is_empty());
     }
 
     #[test]
