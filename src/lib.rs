@@ -62,6 +62,7 @@ pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod machine;
+pub mod rtp;
 pub mod runtime;
 pub mod sim;
 pub mod speed;

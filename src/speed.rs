@@ -6,7 +6,8 @@
 //!
 //! Layers: `stun` (codec), `stun-server` (Binding requests per second on
 //! loopback, beside coturn's when `turnserver` is installed), `dtls`
-//! (handshakes per second, record protection beside raw ring).
+//! (handshakes per second, record protection beside raw ring), `rtp` (parse
+//! and VP8 depacketize beside a plain copy of the same bytes).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -49,7 +50,7 @@ impl std::fmt::Display for Figure {
 }
 
 /// The layers `rtclab speed` knows.
-pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls"];
+pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls", "rtp"];
 
 /// Runs the named layers (all when empty) and prints their figures.
 pub fn run(layers: &[String]) -> Result<(), String> {
@@ -63,6 +64,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "stun" => stun(),
             "stun-server" => stun_server()?,
             "dtls" => dtls(),
+            "rtp" => from_tuples(crate::rtp::bench::speed()),
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",
@@ -187,6 +189,13 @@ pub fn dtls() -> Vec<Figure> {
             "x",
         ),
     ]
+}
+
+/// Figures from a layer's own `speed()` as (name, value, unit) tuples.
+fn from_tuples(v: Vec<(String, f64, &'static str)>) -> Vec<Figure> {
+    v.into_iter()
+        .map(|(name, value, unit)| Figure { name, value, unit })
+        .collect()
 }
 
 /// A child process killed when dropped.

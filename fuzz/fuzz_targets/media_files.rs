@@ -1,0 +1,5 @@
+#![no_main]
+//! IVF and Ogg Opus files.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::media_files(data));

@@ -1,0 +1,5 @@
+#![no_main]
+//! RTCP compound packets: every type, write-back stability.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::rtcp_compound(data));

@@ -1,0 +1,5 @@
+#![no_main]
+//! VP9 payloads: descriptor parse and write-back, depacketizer, frame assembler.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::vp9_depacketize(data));

@@ -1,0 +1,319 @@
+//! Fuzz harnesses for the `rtp` module: the functions the cargo-fuzz targets
+//! `fuzz/fuzz_targets/rtp_*.rs` call, kept in the library so that `cargo test`
+//! replays the checked-in corpus through the same code
+//! (`tests/rtp_fuzz_corpus.rs`). Each panics only on a real bug.
+
+use super::h264::{AnnexBReader, H264Depacketizer};
+use super::nack::decode_rtx;
+use super::opus::OpusDepacketizer;
+use super::packet::{RtpHeader, RtpPacket};
+use super::payload::Depacketizer;
+use super::rtcp::{RtcpIter, RtcpPacket};
+use super::vp8::Vp8Depacketizer;
+use super::{FrameAssembler, ivf, ogg};
+
+/// RTP packets: the checked view, every accessor, extensions, and a write /
+/// parse round trip of what parsed; RTX decoding.
+pub fn rtp_packet(data: &[u8]) {
+    if let Ok(p) = RtpPacket::new_checked(data) {
+        assert!(p.header_len() + p.payload().len() + p.padding_len() == data.len());
+        let _ = (
+            p.marker(),
+            p.payload_type(),
+            p.sequence_number(),
+            p.timestamp(),
+            p.ssrc(),
+        );
+        let _ = p.csrcs().count();
+        for e in p.extensions().flatten() {
+            assert!(e.data.len() <= data.len());
+        }
+        let h = RtpHeader::from_packet(&p);
+        let _ = h.extensions();
+        let mut out = Vec::new();
+        h.write_packet(p.payload(), p.padding_len().min(255) as u8, &mut out)
+            .expect("a parsed header writes");
+        let (h2, payload2, _) = RtpHeader::parse(&out).expect("a written packet parses");
+        assert_eq!(h2, h);
+        assert_eq!(payload2, p.payload());
+    }
+    let _ = decode_rtx(data, 1, 96, &mut Vec::new());
+}
+
+/// RTCP compound packets: iterate; whatever parsed writes, and writing is
+/// stable after one normalisation (padding, rounding of REMB).
+pub fn rtcp_compound(data: &[u8]) {
+    let _ = RtcpPacket::parse_compound(data, true);
+    for p in RtcpIter::new(data).flatten() {
+        let mut b1 = Vec::new();
+        if p.write(&mut b1).is_err() {
+            continue;
+        }
+        let p2 = RtcpPacket::parse(&b1).expect("a written packet parses");
+        let mut b2 = Vec::new();
+        p2.write(&mut b2).expect("a parsed packet writes");
+        assert_eq!(b1, b2, "RTCP write is not stable for {p:?}");
+        if let RtcpPacket::Nack(n) = &p {
+            let _ = n.lost().count();
+        }
+        if let RtcpPacket::TransportCc(t) = &p {
+            let _ = t.arrivals().count();
+        }
+    }
+}
+
+/// Splits fuzz input into payloads: each is preceded by one length byte.
+fn payloads(data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some((&n, r)) = rest.split_first() {
+        let n = (n as usize).min(r.len());
+        out.push(&r[..n]);
+        rest = &r[n..];
+    }
+    out
+}
+
+fn depacketize_all<D: Depacketizer + Clone>(d: D, data: &[u8]) {
+    let ps = payloads(data);
+    let mut frame = Vec::new();
+    let mut dd = d.clone();
+    for p in &ps {
+        let _ = (
+            dd.depacketize(p, &mut frame),
+            dd.is_keyframe(p),
+            dd.is_frame_start(p),
+            dd.is_frame_end(p, false),
+        );
+    }
+    // The same payloads through the frame assembler, as a jittery stream: the
+    // first byte of each payload perturbs sequence number, timestamp and marker.
+    let mut a = FrameAssembler::new(d, 32);
+    for (i, p) in ps.iter().enumerate() {
+        let k = p.first().copied().unwrap_or(0);
+        let seq = (i as u16).wrapping_add((k & 0x07) as u16).wrapping_sub(3);
+        a.insert(seq, (i as u32 / 3) * 3000, k & 0x80 != 0, p);
+        while a.pop_frame().is_some() {}
+        if k == 0x55 {
+            a.give_up();
+        }
+        let _ = a.missing(16);
+        assert!(a.len() <= 32);
+    }
+}
+
+/// VP8 payloads through the depacketizer and the frame assembler.
+pub fn vp8_depacketize(data: &[u8]) {
+    depacketize_all(Vp8Depacketizer, data);
+}
+
+/// H.264 payloads through the depacketizer and the frame assembler, and the
+/// input as an Annex-B stream.
+pub fn h264_depacketize(data: &[u8]) {
+    depacketize_all(H264Depacketizer::new(), data);
+    let n: usize = AnnexBReader::new(data).map(<[u8]>::len).sum();
+    assert!(n <= data.len());
+}
+
+/// VP9 payloads through the depacketizer and the frame assembler, and the
+/// descriptor's write-back.
+pub fn vp9_depacketize(data: &[u8]) {
+    if let Ok((d, n)) = super::vp9::Vp9Descriptor::parse(data) {
+        let mut out = Vec::new();
+        d.write(&mut out).expect("a parsed VP9 descriptor writes");
+        assert_eq!(super::vp9::Vp9Descriptor::parse(&out), Ok((d, out.len())));
+        assert!(n <= data.len());
+    }
+    depacketize_all(super::vp9::Vp9Depacketizer, data);
+}
+
+/// Opus payloads through the depacketizer and the frame assembler.
+pub fn opus_depacketize(data: &[u8]) {
+    depacketize_all(OpusDepacketizer, data);
+}
+
+/// IVF and Ogg Opus files.
+pub fn media_files(data: &[u8]) {
+    if let Ok((_, r)) = ivf::IvfReader::new(data) {
+        let _ = r.count();
+    }
+    if let Ok((_, r)) = ogg::OggOpusReader::new(data) {
+        let _ = r.count();
+    }
+    let _ = ogg::parse_page(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::payload::Packetizer;
+
+    /// Writes seed inputs for each target into `fuzz/corpus/` (run once by
+    /// hand: `cargo test --lib rtp::fuzz -- --ignored`).
+    #[test]
+    #[ignore = "writes files into fuzz/corpus"]
+    fn generate_corpus() {
+        use std::fs;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let put = |target: &str, name: &str, data: &[u8]| {
+            let d = root.join(target);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(name), data).unwrap();
+        };
+        // RTP: the bench stream's first packet, one with CSRCs, padding and a
+        // two-byte extension.
+        let pkts = crate::rtp::bench::sample_packets(1);
+        put("rtp_packet", "vp8_one_byte_ext", &pkts[0]);
+        let mut e = crate::rtp::Extensions::new();
+        e.push(20, b"mid-value-long-enough").push(1, &[0x85]);
+        let mut h = RtpHeader {
+            payload_type: 111,
+            csrcs: vec![1, 2],
+            ..Default::default()
+        };
+        h.set_extensions(&e, true).unwrap();
+        let mut b = Vec::new();
+        h.write_packet(b"opus", 4, &mut b).unwrap();
+        put("rtp_packet", "csrc_padding_two_byte_ext", &b);
+        // RTCP: one compound with every type.
+        let mut b = Vec::new();
+        use crate::rtp::rtcp::*;
+        let all = vec![
+            RtcpPacket::ReceiverReport(ReceiverReport {
+                ssrc: 1,
+                reports: vec![ReportBlock {
+                    ssrc: 2,
+                    fraction_lost: 3,
+                    cumulative_lost: -1,
+                    ..Default::default()
+                }],
+                profile_extension: vec![],
+            }),
+            RtcpPacket::Sdes(Sdes {
+                chunks: vec![SdesChunk {
+                    ssrc: 1,
+                    items: vec![(1, b"cname".to_vec())],
+                }],
+            }),
+            RtcpPacket::Nack(Nack::from_lost(1, 2, [5, 7, 30])),
+            RtcpPacket::Pli(Pli {
+                sender_ssrc: 1,
+                media_ssrc: 2,
+            }),
+            RtcpPacket::Fir(Fir {
+                sender_ssrc: 1,
+                entries: vec![(2, 9)],
+            }),
+            RtcpPacket::Remb(Remb {
+                sender_ssrc: 1,
+                bitrate: 1_500_000,
+                ssrcs: vec![2],
+            }),
+            RtcpPacket::TransportCc(
+                crate::rtp::twcc::TransportCc::from_arrivals(
+                    1,
+                    2,
+                    100,
+                    0,
+                    &[Some(1000), None, Some(5000), Some(900_000)],
+                )
+                .unwrap(),
+            ),
+            RtcpPacket::Bye(Bye {
+                sources: vec![1],
+                reason: Some(b"bye".to_vec()),
+            }),
+            RtcpPacket::App(App {
+                subtype: 1,
+                ssrc: 1,
+                name: *b"TEST",
+                data: vec![1, 2, 3, 4],
+            }),
+        ];
+        RtcpPacket::write_compound(&all, &mut b).unwrap();
+        put("rtcp_compound", "every_type", &b);
+        let mut b = Vec::new();
+        RtcpPacket::SenderReport(SenderReport {
+            ssrc: 9,
+            ntp_time: 1 << 40,
+            ..Default::default()
+        })
+        .write(&mut b)
+        .unwrap();
+        put("rtcp_compound", "sender_report", &b);
+        // Payload streams: length-prefixed payloads.
+        let framed = |ps: &[Vec<u8>]| -> Vec<u8> {
+            ps.iter()
+                .flat_map(|p| {
+                    std::iter::once(p.len().min(255) as u8).chain(p.iter().take(255).copied())
+                })
+                .collect()
+        };
+        let mut ps = Vec::new();
+        let mut f = vec![0x10u8; 400];
+        f[1] = 0x9d;
+        crate::rtp::vp8::Vp8Packetizer::new(3)
+            .packetize(&f, 120, &mut ps)
+            .unwrap();
+        put("vp8_depacketize", "keyframe_4_packets", &framed(&ps));
+        let mut ps = Vec::new();
+        let mut au = vec![
+            0, 0, 0, 1, 0x67, 0x42, 0x1f, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 0, 1, 0x65, 0x88,
+        ];
+        au.extend(std::iter::repeat_n(0x11u8, 300));
+        crate::rtp::h264::H264Packetizer::new()
+            .packetize(&au, 100, &mut ps)
+            .unwrap();
+        put("h264_depacketize", "sps_pps_idr_stap_fu", &framed(&ps));
+        put("h264_depacketize", "annex_b", &au);
+        let mut ps = Vec::new();
+        crate::rtp::vp9::Vp9Packetizer::new(3)
+            .packetize(&[0x82; 300], 120, &mut ps)
+            .unwrap();
+        put("vp9_depacketize", "keyframe_3_packets", &framed(&ps));
+        let desc = [
+            0xAA, 0x81, 0x02, 0x20, 0x07, 0x18, 0x02, 0x80, 0x01, 0xE0, 0x01, 0x04, 0x01, 0xEE,
+        ];
+        put("vp9_depacketize", "descriptor_with_ss", &desc);
+        put(
+            "opus_depacketize",
+            "two_frames",
+            &framed(&[vec![0xfc, 1, 2], vec![0xfc, 3]]),
+        );
+        // Media files.
+        let mut b = Vec::new();
+        ivf::IvfHeader {
+            fourcc: *b"VP80",
+            width: 64,
+            height: 48,
+            timebase_den: 30,
+            timebase_num: 1,
+            frame_count: 1,
+        }
+        .write(&mut b);
+        ivf::write_frame(0, &f, &mut b).unwrap();
+        put("media_files", "ivf", &b);
+        let head = ogg::OpusHead {
+            channels: 2,
+            pre_skip: 312,
+            input_sample_rate: 48_000,
+            output_gain: 0,
+        };
+        let mut w = ogg::OggOpusWriter::new(1, head);
+        w.write_packet(&[0xfc; 300], 960, true).unwrap();
+        put("media_files", "ogg_opus", &w.out);
+    }
+
+    #[test]
+    fn harnesses_accept_junk() {
+        for data in [&b""[..], &[0x80; 40], &[0xff; 3], b"OggS\0\0\0\0"] {
+            rtp_packet(data);
+            rtcp_compound(data);
+            vp8_depacketize(data);
+            h264_depacketize(data);
+            opus_depacketize(data);
+            vp9_depacketize(data);
+            media_files(data);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! IVF, the simple container libvpx writes VP8/VP9/AV1 frames into (used by
+//! the examples to feed and check media). All integers little-endian.
+//!
+//! ```text
+//! file header (32 bytes)                      frame header (12 bytes) + frame
+//!  0  "DKIF"                                   0  frame size (u32)
+//!  4  version 0 (u16), header size 32 (u16)    4  presentation timestamp (u64)
+//!  8  FourCC, e.g. "VP80"                     12  frame data
+//! 12  width, height (u16 each)
+//! 16  time base denominator, numerator (u32 each)
+//! 24  frame count (u32), unused (u32)
+//! ```
+
+use super::{RtpError, truncated};
+
+/// The IVF file header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IvfHeader {
+    /// Codec FourCC: `VP80`, `VP90`, `AV01`.
+    pub fourcc: [u8; 4],
+    /// Width in pixels.
+    pub width: u16,
+    /// Height in pixels.
+    pub height: u16,
+    /// Time base denominator (e.g. 30 for 1/30 s ticks).
+    pub timebase_den: u32,
+    /// Time base numerator.
+    pub timebase_num: u32,
+    /// Number of frames (writers that stream may leave it 0).
+    pub frame_count: u32,
+}
+
+/// The file header's length.
+pub const HEADER_LEN: usize = 32;
+
+impl IvfHeader {
+    /// Appends the 32-byte header.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"DKIF");
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&(HEADER_LEN as u16).to_le_bytes());
+        out.extend_from_slice(&self.fourcc);
+        out.extend_from_slice(&self.width.to_le_bytes());
+        out.extend_from_slice(&self.height.to_le_bytes());
+        out.extend_from_slice(&self.timebase_den.to_le_bytes());
+        out.extend_from_slice(&self.timebase_num.to_le_bytes());
+        out.extend_from_slice(&self.frame_count.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+    }
+}
+
+/// Appends one frame (12-byte frame header and data).
+pub fn write_frame(timestamp: u64, frame: &[u8], out: &mut Vec<u8>) -> Result<(), RtpError> {
+    let len = u32::try_from(frame.len()).map_err(|_| RtpError::Invalid("IVF frame over 4 GiB"))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    out.extend_from_slice(frame);
+    Ok(())
+}
+
+/// Reads frames from an IVF file held in memory, without copying.
+#[derive(Debug, Clone)]
+pub struct IvfReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> IvfReader<'a> {
+    /// Checks the file header; frames follow from [`Iterator::next`].
+    pub fn new(file: &'a [u8]) -> Result<(IvfHeader, IvfReader<'a>), RtpError> {
+        if file.len() < HEADER_LEN {
+            return Err(truncated("IVF header", HEADER_LEN, file.len()));
+        }
+        if &file[..4] != b"DKIF" {
+            return Err(RtpError::BadPayload("IVF signature is not DKIF"));
+        }
+        let u16le = |i: usize| u16::from_le_bytes([file[i], file[i + 1]]);
+        let u32le = |i: usize| u32::from_le_bytes([file[i], file[i + 1], file[i + 2], file[i + 3]]);
+        let header_len = u16le(6) as usize;
+        if header_len < HEADER_LEN || file.len() < header_len {
+            return Err(RtpError::BadPayload(
+                "IVF header length below 32 or past the end",
+            ));
+        }
+        let h = IvfHeader {
+            fourcc: [file[8], file[9], file[10], file[11]],
+            width: u16le(12),
+            height: u16le(14),
+            timebase_den: u32le(16),
+            timebase_num: u32le(20),
+            frame_count: u32le(24),
+        };
+        Ok((
+            h,
+            IvfReader {
+                rest: &file[header_len..],
+            },
+        ))
+    }
+}
+
+impl<'a> Iterator for IvfReader<'a> {
+    /// `(timestamp, frame)`, or an error for a truncated frame (then the end).
+    type Item = Result<(u64, &'a [u8]), RtpError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let r = self.rest;
+        if r.len() < 12 {
+            self.rest = &[];
+            return Some(Err(truncated("IVF frame header", 12, r.len())));
+        }
+        let len = u32::from_le_bytes([r[0], r[1], r[2], r[3]]) as usize;
+        let ts = u64::from_le_bytes([r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11]]);
+        if r.len() - 12 < len {
+            self.rest = &[];
+            return Some(Err(truncated("IVF frame", 12 + len, r.len())));
+        }
+        self.rest = &r[12 + len..];
+        Some(Ok((ts, &r[12..12 + len])))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(frames in proptest::collection::vec((any::<u64>(), proptest::collection::vec(any::<u8>(), 0..100)), 0..10), w in any::<u16>()) {
+            let h = IvfHeader { fourcc: *b"VP80", width: w, height: 480, timebase_den: 30, timebase_num: 1, frame_count: frames.len() as u32 };
+            let mut file = Vec::new();
+            h.write(&mut file);
+            for (ts, f) in &frames {
+                write_frame(*ts, f, &mut file).unwrap();
+            }
+            let (h2, r) = IvfReader::new(&file).unwrap();
+            prop_assert_eq!(h2, h);
+            let back: Vec<(u64, Vec<u8>)> = r.map(|x| x.map(|(t, f)| (t, f.to_vec()))).collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(back, frames);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(mut data in proptest::collection::vec(any::<u8>(), 0..80)) {
+            if data.len() >= 8 {
+                data[..4].copy_from_slice(b"DKIF");
+                data[6] = 32;
+                data[7] = 0;
+            }
+            if let Ok((_, r)) = IvfReader::new(&data) {
+                prop_assert!(r.count() <= data.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! Loss recovery: a NACK generator on the receiver (RFC 4585 §6.2.1), a
+//! bounded send history and RTX retransmission (RFC 4588) on the sender.
+//!
+//! The receiver notices holes in the sequence numbers and asks for them with a
+//! generic NACK, again every retry interval (about one RTT) until they arrive
+//! or it gives up. The sender keeps its last packets; for each NACKed one still
+//! in its history it sends an RTX packet on a separate SSRC and payload type
+//! (`a=rtpmap:97 rtx/90000`, `a=fmtp:97 apt=96`, `a=ssrc-group:FID`):
+//!
+//! ```text
+//! RTX packet (RFC 4588 §4): original header with the RTX SSRC, PT and the RTX
+//! stream's own sequence number, then
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |            OSN                |   original payload ...        |
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::packet::{RtpHeader, RtpPacket};
+use super::rtcp::Nack;
+use super::seq::SeqUnwrapper;
+use super::{RtpError, truncated};
+
+#[derive(Debug, Clone, Copy)]
+struct Missing {
+    last_sent: Option<Instant>,
+    retries: u32,
+}
+
+/// Receiver side: tracks missing sequence numbers and decides when to NACK them.
+#[derive(Debug, Clone)]
+pub struct NackGenerator {
+    unwrapper: SeqUnwrapper,
+    highest: Option<u64>,
+    lowest: u64,
+    missing: BTreeMap<u64, Missing>,
+    /// At most this many outstanding holes; older ones are forgotten.
+    pub max_missing: usize,
+    /// Each hole is asked for at most this many times.
+    pub max_retries: u32,
+    /// Time between two requests for the same packet (set it to about the RTT).
+    pub retry_interval: Duration,
+    gave_up: u64,
+}
+
+impl Default for NackGenerator {
+    fn default() -> Self {
+        NackGenerator {
+            unwrapper: SeqUnwrapper::new(),
+            highest: None,
+            lowest: u64::MAX,
+            missing: BTreeMap::new(),
+            max_missing: 1000,
+            max_retries: 10,
+            retry_interval: Duration::from_millis(100),
+            gave_up: 0,
+        }
+    }
+}
+
+impl NackGenerator {
+    /// A generator with default limits (1000 holes, 10 retries, 100 ms).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the arrival of `seq` (an original or a recovered packet).
+    pub fn on_packet(&mut self, seq: u16) {
+        let ext = self.unwrapper.unwrap(seq);
+        match self.highest {
+            None => self.highest = Some(ext),
+            Some(h) if ext > h => {
+                // Every number skipped over is now missing; a jump larger than
+                // the bound keeps only the newest holes.
+                let from = (h + 1).max(ext.saturating_sub(self.max_missing as u64));
+                for s in from..ext {
+                    self.missing.insert(
+                        s,
+                        Missing {
+                            last_sent: None,
+                            retries: 0,
+                        },
+                    );
+                }
+                self.highest = Some(ext);
+                while self.missing.len() > self.max_missing {
+                    self.missing.pop_first();
+                    self.gave_up += 1;
+                }
+            }
+            Some(_) => {
+                self.missing.remove(&ext);
+                // Below everything seen so far (reordering at the start of a
+                // stream): the numbers in between are missing too.
+                if ext < self.lowest {
+                    let to = self.lowest.min(ext + 1 + self.max_missing as u64);
+                    for s in ext + 1..to {
+                        self.missing.insert(
+                            s,
+                            Missing {
+                                last_sent: None,
+                                retries: 0,
+                            },
+                        );
+                    }
+                    while self.missing.len() > self.max_missing {
+                        self.missing.pop_first();
+                        self.gave_up += 1;
+                    }
+                }
+            }
+        }
+        self.lowest = self.lowest.min(ext);
+    }
+
+    /// The sequence numbers to NACK now (oldest first), marking them sent.
+    /// Holes asked for `max_retries` times are dropped.
+    pub fn poll_nack(&mut self, now: Instant) -> Vec<u16> {
+        let mut out = Vec::new();
+        let mut expired = Vec::new();
+        for (&s, m) in self.missing.iter_mut() {
+            if m.last_sent.is_some_and(|t| now < t + self.retry_interval) {
+                continue;
+            }
+            if m.retries >= self.max_retries {
+                expired.push(s);
+                continue;
+            }
+            m.retries += 1;
+            m.last_sent = Some(now);
+            out.push(s as u16);
+        }
+        for s in expired {
+            self.missing.remove(&s);
+            self.gave_up += 1;
+        }
+        out
+    }
+
+    /// Builds the NACK packet for [`NackGenerator::poll_nack`]'s output, if any.
+    pub fn poll_nack_packet(
+        &mut self,
+        now: Instant,
+        sender_ssrc: u32,
+        media_ssrc: u32,
+    ) -> Option<Nack> {
+        let lost = self.poll_nack(now);
+        (!lost.is_empty()).then(|| Nack::from_lost(sender_ssrc, media_ssrc, lost))
+    }
+
+    /// When [`NackGenerator::poll_nack`] next has something to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.missing
+            .values()
+            .filter_map(|m| m.last_sent.map(|t| t + self.retry_interval))
+            .min()
+    }
+
+    /// Forgets every outstanding hole (e.g. after the frame assembler gave up
+    /// and a keyframe was requested: retransmissions would come too late).
+    pub fn clear(&mut self) {
+        self.gave_up += self.missing.len() as u64;
+        self.missing.clear();
+    }
+
+    /// Holes currently outstanding.
+    pub fn missing_count(&self) -> usize {
+        self.missing.len()
+    }
+
+    /// Holes given up on so far (too many retries, or pushed out by the bound).
+    pub fn gave_up(&self) -> u64 {
+        self.gave_up
+    }
+}
+
+/// Sender side: the last `capacity` packets sent, by sequence number.
+#[derive(Debug, Clone)]
+pub struct SendHistory {
+    capacity: usize,
+    unwrapper: SeqUnwrapper,
+    packets: BTreeMap<u64, Vec<u8>>,
+}
+
+impl SendHistory {
+    /// A history keeping at most `capacity` packets.
+    pub fn new(capacity: usize) -> Self {
+        SendHistory {
+            capacity: capacity.max(1),
+            unwrapper: SeqUnwrapper::new(),
+            packets: BTreeMap::new(),
+        }
+    }
+
+    /// Remembers a packet just sent (a whole RTP packet, before SRTP).
+    pub fn store(&mut self, packet: &[u8]) -> Result<(), RtpError> {
+        let seq = RtpPacket::new_checked(packet)?.sequence_number();
+        let ext = self.unwrapper.unwrap(seq);
+        self.packets.insert(ext, packet.to_vec());
+        while self.packets.len() > self.capacity {
+            self.packets.pop_first();
+        }
+        Ok(())
+    }
+
+    /// The packet sent with `seq`, if still kept.
+    pub fn get(&self, seq: u16) -> Option<&[u8]> {
+        self.packets
+            .get(&self.unwrapper.peek(seq))
+            .map(Vec::as_slice)
+    }
+
+    /// Packets kept.
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// True if nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+}
+
+/// Sender side: turns NACKed sequence numbers into RTX packets.
+#[derive(Debug, Clone)]
+pub struct RtxSender {
+    /// The packets sent on the original stream.
+    pub history: SendHistory,
+    /// The RTX stream's SSRC.
+    pub rtx_ssrc: u32,
+    /// The RTX payload type (`apt` points at the original).
+    pub rtx_payload_type: u8,
+    /// The RTX stream's next sequence number.
+    pub rtx_seq: u16,
+}
+
+impl RtxSender {
+    /// A sender keeping `capacity` packets; start `rtx_seq` at a random value.
+    pub fn new(capacity: usize, rtx_ssrc: u32, rtx_payload_type: u8, rtx_seq: u16) -> Self {
+        RtxSender {
+            history: SendHistory::new(capacity),
+            rtx_ssrc,
+            rtx_payload_type,
+            rtx_seq,
+        }
+    }
+
+    /// The RTX packets answering a NACK (packets no longer kept are skipped).
+    pub fn on_nack(&mut self, nack: &Nack) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for seq in nack.lost() {
+            let Some(orig) = self.history.get(seq) else {
+                continue;
+            };
+            let mut pkt = Vec::with_capacity(orig.len() + 2);
+            if encode_rtx(
+                orig,
+                self.rtx_ssrc,
+                self.rtx_payload_type,
+                self.rtx_seq,
+                &mut pkt,
+            )
+            .is_ok()
+            {
+                self.rtx_seq = self.rtx_seq.wrapping_add(1);
+                out.push(pkt);
+            }
+        }
+        out
+    }
+}
+
+/// Writes the RTX packet for `original` (RFC 4588 §4): same header fields
+/// except SSRC, payload type and sequence number; the payload is the original
+/// sequence number (OSN) then the original payload; padding is not copied.
+pub fn encode_rtx(
+    original: &[u8],
+    rtx_ssrc: u32,
+    rtx_pt: u8,
+    rtx_seq: u16,
+    out: &mut Vec<u8>,
+) -> Result<(), RtpError> {
+    let p = RtpPacket::new_checked(original)?;
+    let mut h = RtpHeader::from_packet(&p);
+    h.ssrc = rtx_ssrc;
+    h.payload_type = rtx_pt;
+    h.sequence_number = rtx_seq;
+    h.write(out)?;
+    out.extend_from_slice(&p.sequence_number().to_be_bytes());
+    out.extend_from_slice(p.payload());
+    Ok(())
+}
+
+/// Rebuilds the original packet from an RTX packet (RFC 4588 §4), given the
+/// original stream's SSRC and payload type (from `a=ssrc-group:FID` and `apt`).
+pub fn decode_rtx(
+    rtx: &[u8],
+    ssrc: u32,
+    payload_type: u8,
+    out: &mut Vec<u8>,
+) -> Result<u16, RtpError> {
+    let p = RtpPacket::new_checked(rtx)?;
+    let payload = p.payload();
+    if payload.len() < 2 {
+        return Err(truncated("RTX original sequence number", 2, payload.len()));
+    }
+    let osn = u16::from_be_bytes([payload[0], payload[1]]);
+    let mut h = RtpHeader::from_packet(&p);
+    h.ssrc = ssrc;
+    h.payload_type = payload_type;
+    h.sequence_number = osn;
+    h.write(out)?;
+    out.extend_from_slice(&payload[2..]);
+    Ok(osn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn nack_generator_retries_and_gives_up() {
+        let t0 = Instant::now();
+        let mut g = NackGenerator {
+            max_retries: 2,
+            ..NackGenerator::new()
+        };
+        for s in [65534u16, 65535, 2, 3] {
+            g.on_packet(s);
+        }
+        assert_eq!(g.poll_nack(t0), vec![0, 1]);
+        assert_eq!(
+            g.poll_nack(t0 + Duration::from_millis(50)),
+            Vec::<u16>::new()
+        );
+        assert_eq!(g.poll_timeout(), Some(t0 + Duration::from_millis(100)));
+        g.on_packet(0); // recovered
+        assert_eq!(g.poll_nack(t0 + Duration::from_millis(100)), vec![1]);
+        assert!(g.poll_nack(t0 + Duration::from_millis(200)).is_empty());
+        assert_eq!(g.gave_up(), 1);
+        assert_eq!(g.missing_count(), 0);
+        g.on_packet(6);
+        assert_eq!(g.missing_count(), 2);
+        g.clear();
+        assert_eq!((g.missing_count(), g.gave_up()), (0, 3));
+        assert!(g.poll_nack(t0 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn reordering_at_the_start_finds_holes_below_the_first_packet() {
+        let mut g = NackGenerator::new();
+        g.on_packet(105);
+        g.on_packet(101);
+        g.on_packet(103);
+        assert_eq!(g.poll_nack(Instant::now()), vec![102, 104]);
+    }
+
+    #[test]
+    fn huge_jump_is_bounded() {
+        let mut g = NackGenerator {
+            max_missing: 10,
+            ..NackGenerator::new()
+        };
+        g.on_packet(0);
+        g.on_packet(30000);
+        assert_eq!(g.missing_count(), 10);
+        assert_eq!(
+            g.poll_nack(Instant::now()),
+            (29990..30000).collect::<Vec<u16>>()
+        );
+    }
+
+    #[test]
+    fn rtx_round_trip_through_history() {
+        let mut tx = RtxSender::new(4, 0xBBBB, 97, 500);
+        let mut sent = Vec::new();
+        for seq in 10u16..16 {
+            let h = RtpHeader {
+                payload_type: 96,
+                sequence_number: seq,
+                ssrc: 0xAAAA,
+                timestamp: 9,
+                marker: true,
+                ..Default::default()
+            };
+            let mut p = Vec::new();
+            h.write_packet(&[seq as u8; 20], 3, &mut p).unwrap();
+            tx.history.store(&p).unwrap();
+            sent.push(p);
+        }
+        assert_eq!(tx.history.len(), 4);
+        let rtx = tx.on_nack(&Nack::from_lost(1, 0xAAAA, [10, 13, 15]));
+        assert_eq!(rtx.len(), 2); // 10 fell out of the history
+        let r = RtpPacket::new_checked(&rtx[0]).unwrap();
+        assert_eq!(
+            (r.ssrc(), r.payload_type(), r.sequence_number()),
+            (0xBBBB, 97, 500)
+        );
+        assert_eq!(&r.payload()[..2], &[0, 13]);
+        let mut orig = Vec::new();
+        assert_eq!(decode_rtx(&rtx[1], 0xAAAA, 96, &mut orig).unwrap(), 15);
+        // The original minus its padding.
+        let o = RtpPacket::new_checked(&sent[5]).unwrap();
+        let d = RtpPacket::new_checked(&orig).unwrap();
+        assert_eq!(RtpHeader::from_packet(&o), RtpHeader::from_packet(&d));
+        assert_eq!(o.payload(), d.payload());
+    }
+
+    proptest! {
+        #[test]
+        fn rtx_decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = decode_rtx(&data, 1, 96, &mut Vec::new());
+        }
+
+        #[test]
+        fn generator_is_bounded(seqs in proptest::collection::vec(any::<u16>(), 0..100), t in proptest::collection::vec(0u64..1000, 0..20)) {
+            let mut g = NackGenerator { max_missing: 50, ..NackGenerator::new() };
+            let now = Instant::now();
+            for s in seqs { g.on_packet(s); }
+            for ms in t { let _ = g.poll_nack(now + Duration::from_millis(ms)); }
+            prop_assert!(g.missing_count() <= 50);
+        }
+    }
+}
