@@ -62,4 +62,5 @@ pub mod machine;
 pub mod runtime;
 pub mod sim;
 pub mod speed;
+pub mod srtp;
 pub mod stun;
