@@ -251,35 +251,37 @@ impl SrtpContext {
         }
         let header = RtpHeader::parse(&buf[..buf.len() - tag_len])?;
         let ssrc = header.ssrc;
-        let index = match self.streams.get(&ssrc) {
-            None => {
-                if self.streams.len() >= self.config.max_streams {
-                    return Err(Error::TooManyStreams {
-                        limit: self.config.max_streams,
-                    });
+        let rtp = &self.rtp;
+        let auth_failed = |index| Error::AuthenticationFailed { ssrc, index };
+        if let Some(stream) = self.streams.get_mut(&ssrc) {
+            let index = match stream.rtp_window.highest() {
+                None => u64::from(header.seq),
+                Some(highest) => {
+                    estimate_index(highest, header.seq).ok_or(Error::IndexExhausted { ssrc })?
                 }
-                u64::from(header.seq)
-            }
-            Some(stream) => {
-                let index = match stream.rtp_window.highest() {
-                    None => u64::from(header.seq),
-                    Some(highest) => {
-                        estimate_index(highest, header.seq).ok_or(Error::IndexExhausted { ssrc })?
-                    }
-                };
-                stream
-                    .rtp_window
-                    .check(index)
-                    .map_err(|r| refused(r, ssrc, index))?;
-                index
-            }
-        };
-        self.rtp
-            .unprotect_rtp(buf, header.len, ssrc, index)
-            .map_err(|()| Error::AuthenticationFailed { ssrc, index })?;
-        // Authenticated: now the state may change. The bound was checked above.
-        let stream = Self::stream_mut(&mut self.streams, &self.config, ssrc)?;
+            };
+            stream
+                .rtp_window
+                .check(index)
+                .map_err(|r| refused(r, ssrc, index))?;
+            rtp.unprotect_rtp(buf, header.len, ssrc, index)
+                .map_err(|()| auth_failed(index))?;
+            // Authenticated: only now may the ROC and window move.
+            stream.rtp_window.accept(index);
+            return Ok(());
+        }
+        // A new SSRC: its first packet sets ROC 0 and s_l = SEQ.
+        if self.streams.len() >= self.config.max_streams {
+            return Err(Error::TooManyStreams {
+                limit: self.config.max_streams,
+            });
+        }
+        let index = u64::from(header.seq);
+        rtp.unprotect_rtp(buf, header.len, ssrc, index)
+            .map_err(|()| auth_failed(index))?;
+        let mut stream = Stream::new(&self.config);
         stream.rtp_window.accept(index);
+        self.streams.insert(ssrc, stream);
         Ok(())
     }
 
@@ -331,24 +333,28 @@ impl SrtpContext {
         };
         let trailer = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
         let index = u64::from(trailer & !E_BIT);
-        match self.streams.get(&ssrc) {
-            None => {
-                if self.streams.len() >= self.config.max_streams {
-                    return Err(Error::TooManyStreams {
-                        limit: self.config.max_streams,
-                    });
-                }
-            }
-            Some(stream) => stream
+        let rtcp = &self.rtcp;
+        let auth_failed = || Error::AuthenticationFailed { ssrc, index };
+        if let Some(stream) = self.streams.get_mut(&ssrc) {
+            stream
                 .rtcp_window
                 .check(index)
-                .map_err(|r| refused(r, ssrc, index))?,
+                .map_err(|r| refused(r, ssrc, index))?;
+            rtcp.unprotect_rtcp(buf, ssrc, trailer)
+                .map_err(|()| auth_failed())?;
+            stream.rtcp_window.accept(index);
+            return Ok(());
         }
-        self.rtcp
-            .unprotect_rtcp(buf, ssrc, trailer)
-            .map_err(|()| Error::AuthenticationFailed { ssrc, index })?;
-        let stream = Self::stream_mut(&mut self.streams, &self.config, ssrc)?;
+        if self.streams.len() >= self.config.max_streams {
+            return Err(Error::TooManyStreams {
+                limit: self.config.max_streams,
+            });
+        }
+        rtcp.unprotect_rtcp(buf, ssrc, trailer)
+            .map_err(|()| auth_failed())?;
+        let mut stream = Stream::new(&self.config);
         stream.rtcp_window.accept(index);
+        self.streams.insert(ssrc, stream);
         Ok(())
     }
 

@@ -54,22 +54,30 @@ impl Aes {
 /// RFC 3711 §4.1.1: XORs `data` with the AES counter-mode keystream
 /// `E(k, IV) || E(k, IV + 1 mod 2^128) || …`.
 ///
-/// Blocks are encrypted several at a time so AES-NI can pipeline them.
+/// Keystream blocks are made 32 at a time so that AES-NI can pipeline them,
+/// and XORed in as 128-bit words.
 pub(crate) fn ctr_xor(aes: &Aes, iv: [u8; 16], data: &mut [u8]) {
-    const PARALLEL: usize = 16;
+    const PARALLEL: usize = 32;
     let mut counter = u128::from_be_bytes(iv);
     let mut keystream = [Block::default(); PARALLEL];
     for chunk in data.chunks_mut(16 * PARALLEL) {
         let blocks = chunk.len().div_ceil(16);
         for block in keystream[..blocks].iter_mut() {
-            block.copy_from_slice(&counter.to_be_bytes());
+            *block = counter.to_be_bytes().into();
             counter = counter.wrapping_add(1);
         }
         aes.encrypt_blocks(&mut keystream[..blocks]);
-        for (bytes, block) in chunk.chunks_mut(16).zip(keystream.iter()) {
-            for (b, k) in bytes.iter_mut().zip(block.iter()) {
-                *b ^= *k;
-            }
+        let mut whole = chunk.chunks_exact_mut(16);
+        for (bytes, block) in (&mut whole).zip(keystream.iter()) {
+            let mut word = [0u8; 16];
+            word.copy_from_slice(bytes);
+            let x = u128::from_ne_bytes(word) ^ u128::from_ne_bytes(block.0);
+            bytes.copy_from_slice(&x.to_ne_bytes());
+        }
+        let tail = whole.into_remainder();
+        // A partial last block uses the start of the last keystream block.
+        for (b, k) in tail.iter_mut().zip(keystream[blocks - 1].iter()) {
+            *b ^= *k;
         }
     }
 }

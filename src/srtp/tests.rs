@@ -571,7 +571,7 @@ fn any_rtp(seq: u16) -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// protect → unprotect gives the packet back, for every profile, random
     /// keys, headers and payloads, over runs of sequence numbers that often
