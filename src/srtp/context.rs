@@ -225,7 +225,10 @@ impl SrtpContext {
     /// sequence number wraps.
     pub fn protect_rtp(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         let header = RtpHeader::parse(buf)?;
-        let stream = Self::stream_mut(&mut self.streams, &self.config, header.ssrc)?;
+        let stream = match self.streams.get_mut(&header.ssrc) {
+            Some(stream) => stream,
+            None => Self::stream_mut(&mut self.streams, &self.config, header.ssrc)?,
+        };
         let index = match stream.sent_highest {
             None => u64::from(header.seq),
             Some(highest) => estimate_index(highest, header.seq)
