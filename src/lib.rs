@@ -59,6 +59,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod machine;
 pub mod runtime;
 pub mod sim;

@@ -23,6 +23,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+// ANCHOR: datagrams
 /// A datagram that arrived on one of the machine's local addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receive<'a> {
@@ -45,7 +46,9 @@ pub struct Transmit {
     /// The UDP payload.
     pub contents: Vec<u8>,
 }
+// ANCHOR_END: datagrams
 
+// ANCHOR: machine_trait
 /// The sans-IO contract of DESIGN §2, as a trait so that the runtime and the
 /// simulator can drive any machine.
 ///
@@ -73,3 +76,4 @@ pub trait Machine {
     /// or `None` when no timer is armed.
     fn poll_timeout(&self) -> Option<Instant>;
 }
+// ANCHOR_END: machine_trait

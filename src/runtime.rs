@@ -1,1 +1,219 @@
-//! The tokio driver (placeholder; filled by the foundation issue).
+//! The tokio runtime: drives any sans-IO [`Machine`] over real UDP sockets.
+//!
+//! This is the only place in rtclab with sockets and a clock. The loop is the
+//! one of DESIGN §2:
+//!
+//! ```text
+//! loop {
+//!     send every poll_transmit()            (from the socket its `source` names)
+//!     hand every poll_event() to the caller
+//!     wait for the first of: a datagram on any socket → handle_receive(now, …)
+//!                            the instant poll_timeout() → handle_timeout(now)
+//! }
+//! ```
+//!
+//! A machine with several local addresses (the RFC 5780 STUN server has four)
+//! gets one socket per address; a [`Transmit`] whose `source` is `None` goes
+//! out of the first.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::task::Poll;
+use std::time::Instant;
+
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+
+use crate::machine::{Machine, Receive, Transmit};
+
+/// The largest datagram we read. UDP payloads can reach 65,507 bytes; WebRTC
+/// traffic stays near 1,200, but a STUN server must not misread a big one.
+const RECV_BUF: usize = 65_536;
+
+/// Drives a machine over tokio UDP sockets.
+#[derive(Debug)]
+pub struct Driver<M> {
+    machine: M,
+    sockets: Vec<(SocketAddr, UdpSocket)>,
+    buf: Vec<u8>,
+    next_socket: usize,
+}
+
+impl<M: Machine> Driver<M> {
+    /// Binds one socket per address (port 0 picks a free port) and wraps the
+    /// machine.
+    pub async fn bind(machine: M, addrs: &[SocketAddr]) -> io::Result<Self> {
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a driver needs at least one local address",
+            ));
+        }
+        let mut sockets = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            let s = UdpSocket::bind(a).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot bind UDP socket on {a}: {e}"))
+            })?;
+            sockets.push(s);
+        }
+        Self::from_sockets(machine, sockets)
+    }
+
+    /// Wraps a machine and sockets the caller already bound.
+    pub fn from_sockets(machine: M, sockets: Vec<UdpSocket>) -> io::Result<Self> {
+        let sockets = sockets
+            .into_iter()
+            .map(|s| Ok((s.local_addr()?, s)))
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(Driver {
+            machine,
+            sockets,
+            buf: vec![0; RECV_BUF],
+            next_socket: 0,
+        })
+    }
+
+    /// The bound local addresses, in the order given.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// The machine, to call its API (start a transaction, send data, …).
+    pub fn machine_mut(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
+    /// Gives the machine back.
+    pub fn into_machine(self) -> M {
+        self.machine
+    }
+
+    fn socket_for(&self, t: &Transmit) -> &UdpSocket {
+        let pick = t.source.and_then(|src| {
+            self.sockets
+                .iter()
+                .find(|(a, _)| *a == src || (a.ip().is_unspecified() && a.port() == src.port()))
+                .map(|(_, s)| s)
+        });
+        // `bind` and `from_sockets` never leave the list empty… unless the
+        // caller gave no sockets to `from_sockets`; then the transmit is lost
+        // with an error logged in `flush`.
+        pick.unwrap_or(&self.sockets[0].1)
+    }
+
+    // ANCHOR: flush
+    /// Sends everything the machine has queued. A send that fails (an
+    /// unreachable network, say) is logged and dropped: UDP is lossy anyway,
+    /// and one bad destination must not stop a server.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if self.sockets.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sockets"));
+        }
+        while let Some(t) = self.machine.poll_transmit() {
+            let socket = self.socket_for(&t);
+            let r = match socket.try_send_to(&t.contents, t.destination) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    socket.send_to(&t.contents, t.destination).await
+                }
+                r => r,
+            };
+            if let Err(e) = r {
+                tracing::warn!(destination = %t.destination, error = %e, "UDP send failed");
+            }
+        }
+        Ok(())
+    }
+    // ANCHOR_END: flush
+
+    // ANCHOR: turn
+    /// Waits for one input (a datagram or the machine's timer) and feeds it.
+    async fn turn(&mut self) -> io::Result<()> {
+        let deadline = self.machine.poll_timeout();
+        let sockets = &self.sockets;
+        let buf = &mut self.buf;
+        let start = self.next_socket;
+        let recv = poll_fn(|cx| {
+            // Poll the sockets round-robin so that none starves.
+            for k in 0..sockets.len() {
+                let i = (start + k) % sockets.len();
+                let mut rb = ReadBuf::new(buf);
+                match sockets[i].1.poll_recv_from(cx, &mut rb) {
+                    Poll::Ready(Ok(from)) => return Poll::Ready(Ok((i, rb.filled().len(), from))),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        });
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = recv => match r {
+                Ok((i, len, from)) => {
+                    self.next_socket = (i + 1) % self.sockets.len();
+                    let destination = self.sockets[i].0;
+                    self.machine.handle_receive(
+                        Instant::now(),
+                        Receive { source: from, destination, contents: &self.buf[..len] },
+                    );
+                }
+                // ICMP errors surface as these on some systems: not fatal.
+                Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionReset) => {
+                    tracing::debug!(error = %e, "UDP receive error ignored");
+                }
+                Err(e) => return Err(e),
+            },
+            _ = sleep => self.machine.handle_timeout(Instant::now()),
+        }
+        Ok(())
+    }
+    // ANCHOR_END: turn
+
+    // ANCHOR: run_loop
+    /// Runs until the machine emits an event, and returns it.
+    pub async fn next_event(&mut self) -> io::Result<M::Event> {
+        loop {
+            self.flush().await?;
+            if let Some(e) = self.machine.poll_event() {
+                return Ok(e);
+            }
+            self.turn().await?;
+        }
+    }
+
+    /// Runs until `on_event` breaks, handing it every event. With a machine
+    /// that has no events (a server), this runs until an I/O error.
+    pub async fn run<B>(
+        &mut self,
+        mut on_event: impl FnMut(&mut M, M::Event) -> ControlFlow<B>,
+    ) -> io::Result<B> {
+        loop {
+            self.flush().await?;
+            while let Some(e) = self.machine.poll_event() {
+                if let ControlFlow::Break(b) = on_event(&mut self.machine, e) {
+                    self.flush().await?;
+                    return Ok(b);
+                }
+            }
+            self.turn().await?;
+        }
+    }
+
+    /// Runs until an I/O error, dropping events: for servers, whose machines
+    /// have none worth reporting.
+    pub async fn serve(&mut self) -> io::Result<()> {
+        self.run(|_, _| ControlFlow::<()>::Continue(())).await
+    }
+    // ANCHOR_END: run_loop
+}

@@ -1,1 +1,342 @@
-//! `rtclab speed` (placeholder; filled by the foundation issue).
+//! `rtclab speed [LAYER…]`: how fast each layer runs on this machine, printed
+//! one figure per line as `NAME VALUE UNIT`, with the ceilings beside them
+//! (the raw primitive the layer is built on, or an independent implementation
+//! measured in the same run), so that a reader sees how close each layer runs
+//! to its limit. Like `openssl speed`, it measures; it asserts nothing.
+//!
+//! Layers: `stun` (codec), `stun-server` (Binding requests per second on
+//! loopback, beside coturn's when `turnserver` is installed).
+
+use std::hint::black_box;
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::stun::{
+    Attribute, IntegrityKey, Message, MessageEncoder, MessageType, TransactionId, attr,
+};
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// Dotted name, e.g. `stun.decode_ns`.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its unit.
+    pub unit: &'static str,
+}
+
+impl Figure {
+    fn new(name: &str, value: f64, unit: &'static str) -> Self {
+        Figure {
+            name: name.to_string(),
+            value,
+            unit,
+        }
+    }
+}
+
+impl std::fmt::Display for Figure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.value >= 100.0 || self.value.fract() == 0.0 {
+            write!(f, "{} {:.0} {}", self.name, self.value, self.unit)
+        } else {
+            write!(f, "{} {:.3} {}", self.name, self.value, self.unit)
+        }
+    }
+}
+
+/// The layers `rtclab speed` knows.
+pub const LAYERS: &[&str] = &["stun", "stun-server"];
+
+/// Runs the named layers (all when empty) and prints their figures.
+pub fn run(layers: &[String]) -> Result<(), String> {
+    let chosen: Vec<&str> = if layers.is_empty() {
+        LAYERS.to_vec()
+    } else {
+        layers.iter().map(String::as_str).collect()
+    };
+    for layer in chosen {
+        let figures = match layer {
+            "stun" => stun(),
+            "stun-server" => stun_server()?,
+            other => {
+                return Err(format!(
+                    "unknown layer {other:?}; known: {}",
+                    LAYERS.join(", ")
+                ));
+            }
+        };
+        for f in figures {
+            println!("{f}");
+        }
+    }
+    Ok(())
+}
+
+/// Nanoseconds per call of `f`: the median of several batches, each long
+/// enough (about 40 ms) to swamp the clock's resolution.
+pub fn time_ns(mut f: impl FnMut()) -> f64 {
+    let mut iters: u64 = 1;
+    loop {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        if t.elapsed() > Duration::from_millis(40) {
+            break;
+        }
+        iters *= 2;
+    }
+    let mut samples: Vec<f64> = (0..7)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// The ICE connectivity check the benchmark uses: USERNAME, PRIORITY,
+/// ICE-CONTROLLING, MESSAGE-INTEGRITY, FINGERPRINT (what a browser sends, less
+/// its vendor attributes).
+pub fn ice_binding_request(out: &mut Vec<u8>, tid: TransactionId, key: &IntegrityKey) {
+    let _ = MessageEncoder::new(out, MessageType::BINDING_REQUEST, tid)
+        .attribute(&Attribute::Username("Ktq5:g2Rs"))
+        .attribute(&Attribute::Priority(0x6e7f_1eff))
+        .attribute(&Attribute::IceControlling(0x1122_3344_5566_7788))
+        .message_integrity(key)
+        .fingerprint()
+        .finish();
+}
+
+/// The STUN codec figures (issue targets: encode ≤ 450 ns, decode ≤ 50 ns,
+/// decode + verify ≤ 400 ns).
+pub fn stun() -> Vec<Figure> {
+    let key = IntegrityKey::short_term("y8hWcoDrEX5R7u7ex0n/BGDR");
+    let tid = TransactionId([0x5a; 12]);
+    let mut buf = Vec::with_capacity(128);
+    ice_binding_request(&mut buf, tid, &key);
+    let msg = buf.clone();
+
+    let encode = time_ns(|| {
+        buf.clear();
+        ice_binding_request(&mut buf, black_box(tid), &key);
+        black_box(&buf);
+    });
+    let decode = time_ns(|| {
+        let m = Message::decode(black_box(&msg)).ok();
+        black_box(m);
+    });
+    let decode_verify = time_ns(|| {
+        let ok = Message::decode(black_box(&msg)).is_ok_and(|m| {
+            m.verify_integrity(&key).is_ok()
+                && m.verify_fingerprint() == Ok(true)
+                && m.get(attr::USERNAME).is_some()
+        });
+        assert!(ok, "the benchmark message must verify");
+    });
+    // Ceilings: the two primitives every check must run, on the same bytes.
+    let hmac_len = msg.len() - 32;
+    let hmac = time_ns(|| {
+        let mut mac = <hmac::Hmac<sha1::Sha1> as hmac::Mac>::new_from_slice(key.as_bytes()).ok();
+        if let Some(m) = mac.as_mut() {
+            hmac::Mac::update(m, black_box(&msg[..hmac_len]));
+        }
+        black_box(mac.map(hmac::Mac::finalize));
+    });
+    let crc = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
+    let crc_ns = time_ns(|| {
+        black_box(crc.checksum(black_box(&msg[..msg.len() - 8])));
+    });
+    vec![
+        Figure::new("stun.encode_ns", encode, "ns"),
+        Figure::new("stun.decode_ns", decode, "ns"),
+        Figure::new("stun.decode_verify_ns", decode_verify, "ns"),
+        Figure::new("stun.message_len", msg.len() as f64, "bytes"),
+        Figure::new("ceiling.hmac_sha1_keyed_ns", hmac, "ns"),
+        Figure::new("ceiling.crc32_ns", crc_ns, "ns"),
+    ]
+}
+
+/// A child process killed when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_udp_port() -> Result<u16, String> {
+    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(s.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Waits until a STUN server answers on `addr`.
+fn wait_for_stun(addr: SocketAddr, within: Duration) -> bool {
+    let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let deadline = Instant::now() + within;
+    let mut req = Vec::new();
+    let _ = MessageEncoder::new(
+        &mut req,
+        MessageType::BINDING_REQUEST,
+        TransactionId([1; 12]),
+    )
+    .finish();
+    let mut buf = [0u8; 1500];
+    while Instant::now() < deadline {
+        let _ = s.send_to(&req, addr);
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            if Message::decode(&buf[..n]).is_ok() {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Binding requests answered per second by the server at `target`, with a
+/// closed-loop load of `threads` sockets each keeping `window` requests in
+/// flight for `duration`.
+pub fn stun_load(target: SocketAddr, duration: Duration, threads: usize, window: usize) -> f64 {
+    let stop = Instant::now() + duration;
+    let started = Instant::now();
+    let total: u64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    let Ok(s) = UdpSocket::bind("127.0.0.1:0") else {
+                        return 0u64;
+                    };
+                    let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
+                    let mut req = Vec::new();
+                    let _ = MessageEncoder::new(
+                        &mut req,
+                        MessageType::BINDING_REQUEST,
+                        TransactionId([t as u8; 12]),
+                    )
+                    .finish();
+                    let mut buf = [0u8; 1500];
+                    let mut counter: u64 = 0;
+                    let mut in_flight = 0;
+                    let mut answered = 0u64;
+                    while Instant::now() < stop {
+                        while in_flight < window {
+                            counter += 1;
+                            req[12..20].copy_from_slice(&counter.to_be_bytes());
+                            if s.send_to(&req, target).is_ok() {
+                                in_flight += 1;
+                            } else {
+                                break;
+                            }
+                        }
+                        match s.recv_from(&mut buf) {
+                            Ok((n, _)) => {
+                                in_flight = in_flight.saturating_sub(1);
+                                if n >= 20 && buf[0] == 0x01 && buf[1] == 0x01 {
+                                    answered += 1;
+                                }
+                            }
+                            // Lost requests or responses: refill the window.
+                            Err(_) => in_flight = 0,
+                        }
+                    }
+                    answered
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The rtclab binary to start as a server: `RTCLAB_BIN`, or this executable.
+fn rtclab_bin() -> Result<std::path::PathBuf, String> {
+    match std::env::var_os("RTCLAB_BIN") {
+        Some(p) => Ok(p.into()),
+        None => std::env::current_exe().map_err(|e| e.to_string()),
+    }
+}
+
+fn start_rtclab_server(port: u16) -> Result<Guard, String> {
+    let child = Command::new(rtclab_bin()?)
+        .args(["stun-server", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start rtclab stun-server: {e}"))?;
+    Ok(Guard(child))
+}
+
+fn start_coturn(port: u16) -> Option<Guard> {
+    let pid = std::env::temp_dir().join(format!("rtclab-speed-coturn-{port}.pid"));
+    let child = Command::new("turnserver")
+        .args([
+            "-n",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--stun-only",
+            "--listening-ip",
+            "127.0.0.1",
+            "--listening-port",
+            &port.to_string(),
+            "--pidfile",
+        ])
+        .arg(&pid)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    Some(Guard(child))
+}
+
+/// `rtclab stun-server` throughput on loopback, beside coturn's in the same run
+/// (issue target: ≥ coturn). Each server is measured twice, alternating, and
+/// the better run of each is kept.
+pub fn stun_server() -> Result<Vec<Figure>, String> {
+    const THREADS: usize = 2;
+    const WINDOW: usize = 32;
+    let duration = Duration::from_millis(1500);
+    let ours_port = free_udp_port()?;
+    let _ours = start_rtclab_server(ours_port)?;
+    let ours_addr: SocketAddr = ([127, 0, 0, 1], ours_port).into();
+    if !wait_for_stun(ours_addr, Duration::from_secs(5)) {
+        return Err("rtclab stun-server did not answer".into());
+    }
+    let coturn_port = free_udp_port()?;
+    let coturn = start_coturn(coturn_port);
+    let coturn_addr: SocketAddr = ([127, 0, 0, 1], coturn_port).into();
+    let coturn_up = coturn.is_some() && wait_for_stun(coturn_addr, Duration::from_secs(5));
+
+    let mut ours = 0f64;
+    let mut theirs = 0f64;
+    for _ in 0..2 {
+        ours = ours.max(stun_load(ours_addr, duration, THREADS, WINDOW));
+        if coturn_up {
+            theirs = theirs.max(stun_load(coturn_addr, duration, THREADS, WINDOW));
+        }
+    }
+    let mut figures = vec![Figure::new("stun_server.rtclab_rps", ours, "req/s")];
+    if coturn_up {
+        figures.push(Figure::new("stun_server.coturn_rps", theirs, "req/s"));
+        figures.push(Figure::new(
+            "stun_server.ratio_to_coturn",
+            ours / theirs.max(1.0),
+            "x",
+        ));
+    } else {
+        eprintln!("note: coturn (turnserver) not found or not answering: no comparison");
+    }
+    Ok(figures)
+}

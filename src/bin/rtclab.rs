@@ -1,1 +1,266 @@
-fn main() {}
+//! `rtclab`: the command-line face of the crate (STUN client and server, the
+//! benchmarks; later DTLS, TURN, the demo and the SFU).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rtclab::runtime::Driver;
+use rtclab::stun::{BindingServer, DiscoveryMode, NatDiscovery, ServerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "rtclab",
+    version,
+    about = "A WebRTC stack written from scratch, to learn from"
+)]
+struct Cli {
+    /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ask a STUN server for our mapped address, or test the NAT's behaviour.
+    Stun {
+        /// The server, `HOST[:PORT]` (port 3478 when omitted).
+        server: String,
+        /// What to find out.
+        #[arg(long, value_enum, default_value_t = Mode::Binding)]
+        mode: Mode,
+        /// Local address to send from (default: any address, a free port).
+        #[arg(long)]
+        local: Option<SocketAddr>,
+    },
+    /// Serve STUN Binding (RFC 8489); with --alt, NAT behaviour discovery too (RFC 5780).
+    StunServer {
+        /// The primary address, e.g. 127.0.0.1:3478.
+        #[arg(long, default_value = "0.0.0.0:3478")]
+        listen: SocketAddr,
+        /// The alternate address (another IP and another port), e.g. 127.0.0.2:3479.
+        #[arg(long)]
+        alt: Option<SocketAddr>,
+    },
+    /// The main demo. For now: a STUN server on 127.0.0.1 and 127.0.0.2 and a
+    /// client that asks it for its mapped address and tests the "NAT" (the
+    /// browser demo replaces this with the browser issue).
+    Demo {
+        /// The server's primary address.
+        #[arg(long, default_value = "127.0.0.1:3478")]
+        listen: SocketAddr,
+        /// The server's alternate address (RFC 5780).
+        #[arg(long, default_value = "127.0.0.2:3479")]
+        alt: SocketAddr,
+    },
+    /// Measure each layer on this machine (like `openssl speed`).
+    Speed {
+        /// Layers to measure: stun, stun-server (default: all).
+        layers: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// The mapped (server-reflexive) address.
+    Binding,
+    /// The NAT's mapping behaviour (RFC 5780 §4.3).
+    Behavior,
+    /// The NAT's filtering behaviour (RFC 5780 §4.4).
+    Filtering,
+    /// Both behaviours.
+    Full,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default = match cli.verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Stun {
+                server,
+                mode,
+                local,
+            } => stun_client(&server, mode, local).await,
+            Command::StunServer { listen, alt } => stun_server(listen, alt).await,
+            Command::Demo { listen, alt } => demo(listen, alt).await,
+            Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn resolve(server: &str) -> Result<SocketAddr, String> {
+    let with_port = if server.parse::<SocketAddr>().is_ok() {
+        server.to_string()
+    } else if server.parse::<IpAddr>().is_ok() {
+        // A bare IP (an IPv6 one needs brackets to take a port).
+        match server.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => format!("[{ip}]:3478"),
+            _ => format!("{server}:3478"),
+        }
+    } else if server
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        server.to_string()
+    } else {
+        format!("{server}:3478")
+    };
+    let mut addrs = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| format!("bad server address {server:?}: {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("bad server address {server:?}: it resolves to nothing"))
+}
+
+/// Our address as the server would see it without a NAT: the local IP the
+/// kernel picks for the route to `server` (no packet is sent), with our port.
+fn local_address(server: SocketAddr, port: u16) -> Option<SocketAddr> {
+    let any: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any).ok()?;
+    probe.connect(server).ok()?;
+    Some(SocketAddr::new(probe.local_addr().ok()?.ip(), port))
+}
+
+async fn stun_client(server: &str, mode: Mode, local: Option<SocketAddr>) -> Result<(), String> {
+    let server = resolve(server).await?;
+    let bind = local.unwrap_or(if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    });
+    let socket = tokio::net::UdpSocket::bind(bind)
+        .await
+        .map_err(|e| format!("cannot bind {bind}: {e}"))?;
+    let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+    let local = match local {
+        Some(l) if !l.ip().is_unspecified() => Some(SocketAddr::new(l.ip(), port)),
+        _ => local_address(server, port),
+    };
+    let discovery_mode = match mode {
+        Mode::Binding => DiscoveryMode::Binding,
+        Mode::Behavior => DiscoveryMode::Mapping,
+        Mode::Filtering => DiscoveryMode::Filtering,
+        Mode::Full => DiscoveryMode::Both,
+    };
+    let machine = NatDiscovery::new(
+        std::time::Instant::now(),
+        server,
+        local,
+        discovery_mode,
+        StdRng::from_os_rng(),
+    );
+    let mut driver =
+        Driver::from_sockets(machine, vec![socket]).map_err(|e| format!("socket: {e}"))?;
+    let report = driver
+        .next_event()
+        .await
+        .map_err(|e| format!("network: {e}"))?
+        .map_err(|e| e.to_string())?;
+    if let Some(l) = report.local {
+        println!("Local address: {l}");
+    }
+    println!("Mapped address: {}", report.mapped);
+    if let Some(o) = report.other_address {
+        println!("Other address: {o}");
+    }
+    if let Some(s) = &report.software {
+        println!("Server software: {s}");
+    }
+    if let Some(m) = report.mapping {
+        println!("Mapping behaviour: {m}");
+    }
+    if let Some(f) = report.filtering {
+        println!("Filtering behaviour: {f}");
+    }
+    Ok(())
+}
+
+async fn stun_server(listen: SocketAddr, alt: Option<SocketAddr>) -> Result<(), String> {
+    let mut config = ServerConfig::new(listen);
+    config.alternate = alt;
+    let server = BindingServer::new(config).map_err(|e| e.to_string())?;
+    let addrs = server.local_addrs().to_vec();
+    let mut driver = Driver::bind(server, &addrs)
+        .await
+        .map_err(|e| e.to_string())?;
+    for a in driver.local_addrs() {
+        eprintln!("STUN server listening on {a}");
+    }
+    tokio::select! {
+        r = driver.serve() => r.map_err(|e| e.to_string()),
+        _ = tokio::signal::ctrl_c() => {
+            let s = driver.machine().stats();
+            eprintln!("stopped: {} answered, {} errors, {} dropped", s.success, s.errors, s.dropped);
+            Ok(())
+        }
+    }
+}
+
+async fn demo(listen: SocketAddr, alt: SocketAddr) -> Result<(), String> {
+    let mut config = ServerConfig::new(listen);
+    config.alternate = Some(alt);
+    let server = BindingServer::new(config).map_err(|e| e.to_string())?;
+    let addrs = server.local_addrs().to_vec();
+    let mut driver = Driver::bind(server, &addrs).await.map_err(|e| {
+        format!("{e} (is another server on that port? try --listen 127.0.0.1:0 … or other ports)")
+    })?;
+    let bound = driver.local_addrs();
+    println!("rtclab demo: a STUN server (RFC 8489 + RFC 5780) listening on");
+    for a in &bound {
+        println!("  {a}");
+    }
+    let server_task = tokio::spawn(async move {
+        let _ = driver.serve().await;
+    });
+    let primary = bound[0];
+    println!();
+    println!("$ rtclab stun {primary}");
+    let r1 = stun_client(&primary.to_string(), Mode::Binding, None).await;
+    println!();
+    println!("$ rtclab stun {primary} --mode full");
+    let r2 = stun_client(&primary.to_string(), Mode::Full, None).await;
+    server_task.abort();
+    r1.and(r2)?;
+    println!();
+    println!("Next: read chapters/src/ch03-stun.md, or run `cargo run -- stun-server -v` and");
+    println!("point `turnutils_stunclient` (from coturn) at it.");
+    Ok(())
+}

@@ -209,7 +209,7 @@ impl Transform {
         // A 16-byte key (checked by every caller) always makes an AES-128.
         let aes = Aes::new(key).unwrap_or_else(|| unreachable!("AES-CM key is 16 bytes"));
         // HMAC accepts a key of any length; this never fails.
-        let mac = <Hmac<Sha1> as KeyInit>::new_from_slice(auth)
+        let mac = <Hmac<Sha1> as Mac>::new_from_slice(auth)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         Transform::AesCm {
             aes,
@@ -452,5 +452,7 @@ fn rtp_hmac(mac: &Hmac<Sha1>, authenticated: &[u8], roc: u32) -> [u8; 20] {
     let mut m = mac.clone();
     m.update(authenticated);
     m.update(&roc.to_be_bytes());
-    m.finalize().into_bytes().into()
+    let mut tag = [0u8; 20];
+    tag.copy_from_slice(&m.finalize().into_bytes());
+    tag
 }

@@ -1,0 +1,158 @@
+//! Helpers shared by the interop tests: finding (or loudly skipping) a peer
+//! binary, starting it with its output kept, free ports, and cleanup.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether interop is mandatory (CI sets `RTCLAB_REQUIRE_INTEROP=1`).
+pub fn interop_required() -> bool {
+    std::env::var("RTCLAB_REQUIRE_INTEROP").is_ok_and(|v| v == "1")
+}
+
+/// The path of `name` on PATH, or `None` after a loud skip message. With
+/// `RTCLAB_REQUIRE_INTEROP=1` a missing binary fails the test instead.
+pub fn require_binary(name: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            !interop_required(),
+            "{name} is missing and RTCLAB_REQUIRE_INTEROP=1: install the Debian package `{package}`"
+        );
+        eprintln!(
+            "\n*** SKIPPED: {name} not found (Debian package `{package}`); this interop test did not run ***\n"
+        );
+    }
+    found
+}
+
+/// A child process whose output goes to a log file; killed when dropped.
+pub struct Peer {
+    child: Child,
+    log: PathBuf,
+    name: String,
+}
+
+impl Peer {
+    /// Starts `program args…` with stdout and stderr into a temporary log.
+    pub fn start(name: &str, program: &PathBuf, args: &[String]) -> Peer {
+        let log = std::env::temp_dir().join(format!(
+            "rtclab-{name}-{}-{}.log",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let out = std::fs::File::create(&log).expect("create log file");
+        let err = out.try_clone().expect("clone log file");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Peer {
+            child,
+            log,
+            name: name.to_string(),
+        }
+    }
+
+    /// What the peer printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- output of {} ----\n{}\n---- end ----",
+                self.name,
+                self.output()
+            );
+        }
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now())
+}
+
+/// A UDP port free on 127.0.0.1 (and, if `pair`, the next one too).
+pub fn free_udp_port(pair: bool) -> u16 {
+    for _ in 0..200 {
+        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = s.local_addr().expect("local addr").port();
+        if port == u16::MAX {
+            continue;
+        }
+        if !pair || UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free UDP port pair found");
+}
+
+/// Waits until a STUN server answers a Binding request at `addr`.
+pub fn wait_for_stun(addr: SocketAddr, within: Duration) -> bool {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.set_read_timeout(Some(Duration::from_millis(50))).ok();
+    let req = [
+        0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ];
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 1500];
+    while Instant::now() < deadline {
+        let _ = s.send_to(&req, addr);
+        if let Ok((n, _)) = s.recv_from(&mut buf) {
+            if n >= 20 && buf[0] == 0x01 && buf[1] == 0x01 {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Runs a command with a bounded time and returns (success, combined output).
+pub fn run_bounded(program: &PathBuf, args: &[String], limit: Duration) -> (bool, String) {
+    let log = std::env::temp_dir().join(format!(
+        "rtclab-run-{}-{}.log",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let out = std::fs::File::create(&log).expect("create log");
+    let err = out.try_clone().expect("clone log");
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    (status.is_some_and(|s| s.success()), text)
+}

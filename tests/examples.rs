@@ -1,0 +1,275 @@
+//! Smoke-runs the chapters' examples, so that no chapter can rot.
+//!
+//! How: each example keeps its logic in `pub fn run(out: &mut dyn Write)`,
+//! and `main` only calls it with stdout. This test compiles the example's
+//! file into itself (`#[path]`) and calls `run` with a buffer. That is fast
+//! (no nested `cargo run`, which would wait on the build-directory lock the
+//! outer `cargo test` holds, and would rebuild in a second profile), needs
+//! nothing on disk, and checks exactly the code the reader runs.
+//!
+//! `cargo test` also builds the example binaries (into `target/*/examples/`);
+//! when a binary is there and newer than its source, the test runs it too,
+//! with a bounded timeout, and checks that it exits 0 and prints its key
+//! result (`main` is then covered as well).
+//!
+//! Where an example's output is deterministic, it is compared with the
+//! transcript the chapter shows (`chapters/src/output/*.txt`); run with
+//! `RTCLAB_BLESS=1` to rewrite those after a deliberate change.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "../examples/02_sans_io.rs"]
+#[allow(dead_code)]
+mod ex02;
+
+#[path = "../examples/03_stun.rs"]
+#[allow(dead_code)]
+mod ex03;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compares `actual` with the transcript file the chapter includes.
+fn check_transcript(name: &str, actual: &str) {
+    let path = root().join("chapters/src/output").join(name);
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write transcript");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (RTCLAB_BLESS=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "the output differs from {} (the chapter shows that file; RTCLAB_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+/// Replaces every port number after an address (`127.0.0.1:54321`) with
+/// `PORT`, and FINGERPRINT values (which cover the ports) with `..`.
+fn without_ports(line: &str) -> String {
+    let line = hide_fingerprints(line);
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    let mut prev = ' ';
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ':'
+            && (prev.is_ascii_digit() || prev == ']')
+            && chars.peek().is_some_and(char::is_ascii_digit)
+        {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push_str("PORT");
+        }
+        prev = c;
+    }
+    out
+}
+
+fn hide_fingerprints(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(i) = rest.find("Fingerprint(") {
+        let start = i + "Fingerprint(".len();
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 {
+            out.push_str("..");
+            rest = &rest[digits..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Checks that the lines of the transcript `name` appear in `actual` in
+/// order (other lines may come between), port numbers aside. With
+/// `RTCLAB_BLESS=1`, the part of `actual` from the server's start on is
+/// written as the new transcript.
+fn check_lines_in_order(name: &str, actual: &str) {
+    let path = root().join("chapters/src/output").join(name);
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        let from = actual.find("== our STUN server ==").unwrap_or(0);
+        std::fs::write(&path, &actual[from..]).expect("write transcript");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (RTCLAB_BLESS=1 writes it)",
+            path.display()
+        )
+    });
+    let mut have = actual.lines().map(without_ports);
+    for want in expected.lines().map(without_ports) {
+        assert!(
+            have.any(|l| l == want),
+            "{} shows the line\n  {want}\nwhich this run did not print (in that order):\n{actual}",
+            path.display()
+        );
+    }
+}
+
+/// The example binary cargo built beside this test, if it is there and
+/// newer than its source. Test binaries live in `target/PROFILE/deps/`,
+/// examples in `target/PROFILE/examples/`.
+fn built_example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let source = root().join("examples").join(format!("{name}.rs"));
+    let built = std::fs::metadata(&bin).ok()?.modified().ok()?;
+    let written = std::fs::metadata(&source).ok()?.modified().ok()?;
+    if built < written {
+        eprintln!("note: {} is older than its source; not run", bin.display());
+        return None;
+    }
+    Some(bin)
+}
+
+/// Runs a binary with a time limit; returns (exit success, stdout, stderr).
+fn run_bounded(bin: &Path, limit: Duration) -> (bool, String, String) {
+    let out_path = std::env::temp_dir().join(format!(
+        "rtclab-example-{}-{}.out",
+        std::process::id(),
+        bin.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+    ));
+    let err_path = out_path.with_extension("err");
+    let mut child = Command::new(bin)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("create stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("create stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let deadline = Instant::now() + limit;
+    let ok = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_path);
+    let _ = std::fs::remove_file(&err_path);
+    (ok, stdout, stderr)
+}
+
+#[test]
+fn ports_are_hidden_from_transcript_comparison() {
+    assert_eq!(
+        without_ports("from 127.0.0.1:4242 to [::1]:80, t=0.5s: Fingerprint(123) ok"),
+        "from 127.0.0.1:PORT to [::1]:PORT, t=0.5s: Fingerprint(..) ok"
+    );
+}
+
+#[test]
+fn example_02_sans_io_drives_two_machines_by_hand() {
+    let mut buf = Vec::new();
+    ex02::run(&mut buf).expect("example 02 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "t=0.000s network: dropped it",
+        "t=0.000s client: poll_timeout() = t=0.500s",
+        "t=0.500s client → 198.51.100.1:3478",
+        "NAT: source 10.0.0.2:5000 becomes 203.0.113.7:61000",
+        "server → 203.0.113.7:61000",
+        "XorMappedAddress(203.0.113.7:61000)",
+        "client event: transaction",
+        "our server-reflexive address: 203.0.113.7:61000",
+        "client: poll_timeout() = None",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    check_transcript("02_sans_io.txt", &out);
+
+    if let Some(bin) = built_example("02_sans_io") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(30));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        // Not compared byte for byte: after `cargo test --test examples` alone
+        // the binary may predate a library change that the test saw.
+        assert!(
+            stdout.contains("our server-reflexive address: 203.0.113.7:61000"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn example_03_stun_decodes_the_rfc5769_samples() {
+    let mut buf = Vec::new();
+    ex03::walk_sample_request(&mut buf).expect("the sample request decodes");
+    ex03::unxor_sample_response(&mut buf).expect("the sample response decodes");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "transaction id b7e7a701bc34d686fa87dfae",
+        "SOFTWARE (type 0x8022, comprehension-optional), length 16",
+        "Software(\"STUN test client\")",
+        "Priority(1845494271 = 0x6e0001ff)",
+        "USERNAME (type 0x0006, comprehension-required), length 9",
+        "+ 3 padding",
+        "MESSAGE-INTEGRITY: ok",
+        "FINGERPRINT: ok",
+        "X-Port    0xa147 ^ 0x2112 = 0x8055 = 32853",
+        "= 192.0.2.1",
+        "Message::xor_mapped_address() = 192.0.2.1:32853",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    check_transcript("03_rfc5769.txt", &out);
+}
+
+#[test]
+fn example_03_stun_queries_our_server_over_loopback() {
+    let mut buf = Vec::new();
+    ex03::run(&mut buf).expect("example 03 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "== our STUN server ==",
+        "listening on 127.0.0.2:",
+        "Request Binding, ",
+        "Success Binding, ",
+        "XorMappedAddress(127.0.0.1:",
+        "ChangeRequest { change_ip: true, change_port: true }",
+        "Other address: 127.0.0.2:",
+        "Server software: rtclab",
+        "Mapping behaviour: no NAT (direct mapping)",
+        "Filtering behaviour: endpoint-independent filtering",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+
+    // The chapter shows one real run. Ports differ from run to run, and a
+    // slow machine may add a retransmission, so the check is: every line of
+    // the transcript appears in this run's output, in order, ports aside.
+    check_lines_in_order("03_stun_server.txt", &out);
+
+    if let Some(bin) = built_example("03_stun") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("Filtering behaviour: endpoint-independent filtering"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! STUN interop with coturn (Debian package `coturn`): our client against its
+//! `turnserver`, and its `turnutils_stunclient` against our server. Everything
+//! runs on 127.0.0.1/127.0.0.2 with bounded timeouts.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Peer, free_udp_port, require_binary, run_bounded, wait_for_stun};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rtclab::runtime::Driver;
+use rtclab::stun::{
+    BindingServer, DiscoveryMode, FilteringBehavior, MappingBehavior, NatDiscovery, NatReport,
+    ServerConfig,
+};
+
+/// Starts coturn as a STUN server on 127.0.0.1:port and, for RFC 5780, on
+/// 127.0.0.2 too (coturn's alternate port is port + 1).
+fn start_coturn(port: u16) -> Option<Peer> {
+    let bin = require_binary("turnserver", "coturn")?;
+    let pid = std::env::temp_dir().join(format!("rtclab-coturn-{port}.pid"));
+    let args: Vec<String> = [
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--stun-only",
+        "--listening-ip",
+        "127.0.0.1",
+        "--listening-ip",
+        "127.0.0.2",
+        "--listening-port",
+        &port.to_string(),
+        "--log-file",
+        "stdout",
+        "--simple-log",
+        "--pidfile",
+        pid.to_str().expect("utf-8 temp dir"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let peer = Peer::start("coturn", &bin, &args);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(
+        wait_for_stun(addr, Duration::from_secs(10)),
+        "coturn did not answer on {addr}:\n{}",
+        peer.output()
+    );
+    Some(peer)
+}
+
+fn discover(server: SocketAddr, mode: DiscoveryMode) -> (SocketAddr, NatReport) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let local = socket.local_addr().expect("local");
+        let machine = NatDiscovery::new(
+            Instant::now(),
+            server,
+            Some(local),
+            mode,
+            StdRng::seed_from_u64(1),
+        );
+        let mut driver = Driver::from_sockets(machine, vec![socket]).expect("driver");
+        let report = tokio::time::timeout(Duration::from_secs(30), driver.next_event())
+            .await
+            .expect("discovery finished in time")
+            .expect("no I/O error")
+            .expect("discovery succeeded");
+        (local, report)
+    })
+}
+
+#[test]
+fn our_client_gets_the_right_xor_mapped_address_from_coturn() {
+    let port = free_udp_port(true);
+    let Some(coturn) = start_coturn(port) else {
+        return;
+    };
+    let (local, report) = discover(([127, 0, 0, 1], port).into(), DiscoveryMode::Binding);
+    assert_eq!(report.mapped, local, "coturn output:\n{}", coturn.output());
+    assert!(
+        report.software.as_deref().unwrap_or("").contains("Coturn"),
+        "SOFTWARE was {:?}",
+        report.software
+    );
+}
+
+#[test]
+fn our_nat_discovery_runs_rfc5780_tests_against_coturn() {
+    let port = free_udp_port(true);
+    let Some(coturn) = start_coturn(port) else {
+        return;
+    };
+    let (local, report) = discover(([127, 0, 0, 1], port).into(), DiscoveryMode::Both);
+    let ctx = coturn.output();
+    assert_eq!(report.mapped, local, "{ctx}");
+    assert_eq!(
+        report.other_address,
+        Some(([127, 0, 0, 2], port + 1).into()),
+        "{ctx}"
+    );
+    // No NAT on loopback: a direct mapping, and every filtering test answered.
+    assert_eq!(report.mapping, Some(MappingBehavior::NoNat), "{ctx}");
+    assert_eq!(
+        report.filtering,
+        Some(FilteringBehavior::EndpointIndependent),
+        "{ctx}"
+    );
+}
+
+/// Runs our server in a background runtime for the length of a test.
+struct OurServer {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl OurServer {
+    fn start(primary: SocketAddr, alternate: Option<SocketAddr>) -> OurServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut config = ServerConfig::new(primary);
+        config.alternate = alternate;
+        let server = BindingServer::new(config).expect("config");
+        let addrs = server.local_addrs().to_vec();
+        let mut driver = runtime
+            .block_on(Driver::bind(server, &addrs))
+            .expect("bind our server");
+        runtime.spawn(async move {
+            let _ = driver.serve().await;
+        });
+        OurServer {
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for OurServer {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+#[test]
+fn coturn_stunclient_gets_the_right_answer_from_our_server() {
+    let Some(client) = require_binary("turnutils_stunclient", "coturn") else {
+        return;
+    };
+    let port = free_udp_port(false);
+    let _server = OurServer::start(([127, 0, 0, 1], port).into(), None);
+    let (ok, out) = run_bounded(
+        &client,
+        &["-p".into(), port.to_string(), "127.0.0.1".into()],
+        Duration::from_secs(20),
+    );
+    assert!(ok, "turnutils_stunclient failed:\n{out}");
+    assert!(
+        out.contains("UDP reflexive addr: 127.0.0.1:"),
+        "no reflexive address in:\n{out}"
+    );
+}
+
+#[test]
+fn coturn_stunclient_runs_rfc5780_against_our_server() {
+    let Some(client) = require_binary("turnutils_stunclient", "coturn") else {
+        return;
+    };
+    let port = free_udp_port(true);
+    let alternate: SocketAddr = ([127, 0, 0, 2], port + 1).into();
+    let _server = OurServer::start(([127, 0, 0, 1], port).into(), Some(alternate));
+    let (ok, out) = run_bounded(
+        &client,
+        &["-p".into(), port.to_string(), "127.0.0.1".into()],
+        Duration::from_secs(20),
+    );
+    assert!(ok, "turnutils_stunclient failed:\n{out}");
+    // Its RFC 5780 probes: a plain request (answered from the primary), then
+    // requests with CHANGE-REQUEST (answered from the alternate address).
+    assert!(
+        out.contains(&format!("Other addr: : {alternate}")),
+        "no OTHER-ADDRESS in:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("Response origin: : {alternate}")),
+        "no answer from the alternate address in:\n{out}"
+    );
+    assert!(
+        out.contains(&format!("Response origin: : 127.0.0.1:{port}")),
+        "no answer from the primary address in:\n{out}"
+    );
+}
