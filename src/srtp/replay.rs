@@ -45,9 +45,10 @@ pub(crate) enum Refused {
 }
 
 /// A sliding window of the indices received (RFC 3711 §3.3.2), as a ring of
-/// bit words: index `i` is bit `i % 64` of word `(i / 64) % words`. One word
-/// more than the window needs is kept, so that moving the window forward only
-/// ever clears whole words.
+/// bit words: index `i` is bit `i % 64` of word `(i / 64) % words`. At least
+/// one word more than the window needs is kept, so that moving the window
+/// forward only ever clears whole words; the word count is a power of two so
+/// that `% words` is a mask, not a division, on the per-packet path.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplayWindow {
     /// The highest index accepted so far; `None` before the first packet.
@@ -60,7 +61,7 @@ pub(crate) struct ReplayWindow {
 impl ReplayWindow {
     /// A window tracking `size` indices (the caller checked `size >= 64`).
     pub(crate) fn new(size: usize) -> Self {
-        let words = size.div_ceil(64) + 1;
+        let words = (size.div_ceil(64) + 1).next_power_of_two();
         ReplayWindow {
             highest: None,
             size: size as u64,
@@ -74,8 +75,8 @@ impl ReplayWindow {
     }
 
     fn slot(&self, index: u64) -> (usize, u64) {
-        let words = self.bits.len() as u64;
-        (((index / 64) % words) as usize, 1u64 << (index % 64))
+        let mask = self.bits.len() as u64 - 1;
+        (((index / 64) & mask) as usize, 1u64 << (index % 64))
     }
 
     /// Whether `index` may be accepted. Does not change the window.
@@ -106,10 +107,11 @@ impl ReplayWindow {
             Some(highest) if index <= highest => {}
             Some(highest) => {
                 let words = self.bits.len() as u64;
+                let mask = words - 1;
                 let from = highest / 64;
                 let steps = (index / 64 - from).min(words);
                 for i in 1..=steps {
-                    self.bits[((from + i) % words) as usize] = 0;
+                    self.bits[((from + i) & mask) as usize] = 0;
                 }
                 self.highest = Some(index);
             }
