@@ -696,3 +696,42 @@ proptest! {
         prop_assert!(matches!(replay, Err(Error::Replayed { .. })), "replay accepted");
     }
 }
+
+#[test]
+fn srtcp_index_exhaustion_is_an_error() {
+    let (mut tx, _) = pair(ProtectionProfile::AeadAes128Gcm, Config::default());
+    tx.set_next_rtcp_index(9, 0x7fff_ffff).unwrap();
+    let mut p = rtcp_packet(9, b"last");
+    tx.protect_rtcp(&mut p).unwrap();
+    let mut p = rtcp_packet(9, b"one too many");
+    assert_eq!(
+        tx.protect_rtcp(&mut p),
+        Err(Error::IndexExhausted { ssrc: 9 })
+    );
+    assert_eq!(p, rtcp_packet(9, b"one too many"));
+}
+
+#[test]
+fn a_larger_replay_window_reaches_further_back() {
+    let config = Config::default().with_replay_window(1024);
+    let (mut tx, mut rx) = pair(ProtectionProfile::Aes128CmHmacSha1_80, config);
+    let mut packets = Vec::new();
+    for seq in 0..1100u16 {
+        let mut p = rtp_packet(1, seq, b"x");
+        tx.protect_rtp(&mut p).unwrap();
+        packets.push(p);
+    }
+    rx.unprotect_rtp(&mut packets[1099].clone()).unwrap();
+    rx.unprotect_rtp(&mut packets[100].clone()).unwrap();
+    assert!(matches!(
+        rx.unprotect_rtp(&mut packets[75].clone()),
+        Err(Error::TooOld { .. })
+    ));
+    // The default window (128) would have refused index 100.
+    let (_, mut small) = pair(ProtectionProfile::Aes128CmHmacSha1_80, Config::default());
+    small.unprotect_rtp(&mut packets[1099].clone()).unwrap();
+    assert!(matches!(
+        small.unprotect_rtp(&mut packets[100].clone()),
+        Err(Error::TooOld { .. })
+    ));
+}
