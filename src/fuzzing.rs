@@ -73,3 +73,50 @@ pub fn stun_message(data: &[u8]) {
     );
     assert!(client.poll_event().is_none());
 }
+
+/// The harness of the `srtp_unprotect` target. The first byte picks the
+/// profile; the rest is a packet. Untrusted bytes go through SRTP and SRTCP
+/// unprotect (which must refuse them cleanly, leaving no state behind unless
+/// they authenticate); then the same bytes, taken as a plain RTP or RTCP
+/// packet, are protected and must unprotect back to themselves.
+pub fn srtp_unprotect(data: &[u8]) {
+    use crate::srtp::{Config, ProtectionProfile, SrtpContext};
+
+    let Some((&selector, packet)) = data.split_first() else {
+        return;
+    };
+    let profile = ProtectionProfile::ALL[usize::from(selector) % ProtectionProfile::ALL.len()];
+    let key = &[0x5a; 32][..profile.master_key_len()];
+    let salt = &[0xa5; 14][..profile.master_salt_len()];
+    let context = || {
+        SrtpContext::new(profile, key, salt, Config::default())
+            .unwrap_or_else(|e| panic!("valid lengths: {e}"))
+    };
+
+    let mut rx = context();
+    let mut buf = packet.to_vec();
+    if rx.unprotect_rtp(&mut buf).is_err() {
+        assert_eq!(rx.stream_count(), 0, "a refused SRTP packet left state");
+    }
+    let mut rx = context();
+    let mut buf = packet.to_vec();
+    if rx.unprotect_rtcp(&mut buf).is_err() {
+        assert_eq!(rx.stream_count(), 0, "a refused SRTCP packet left state");
+    }
+
+    let (mut tx, mut rx) = (context(), context());
+    let mut buf = packet.to_vec();
+    if tx.protect_rtp(&mut buf).is_ok() {
+        assert_eq!(buf.len(), packet.len() + profile.rtp_overhead());
+        rx.unprotect_rtp(&mut buf)
+            .unwrap_or_else(|e| panic!("SRTP round trip: {e}"));
+        assert_eq!(buf, packet, "SRTP round trip changed the packet");
+    }
+    let mut buf = packet.to_vec();
+    if tx.protect_rtcp(&mut buf).is_ok() {
+        assert_eq!(buf.len(), packet.len() + profile.rtcp_overhead());
+        rx.unprotect_rtcp(&mut buf)
+            .unwrap_or_else(|e| panic!("SRTCP round trip: {e}"));
+        assert_eq!(buf, packet, "SRTCP round trip changed the packet");
+    }
+}

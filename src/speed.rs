@@ -6,7 +6,8 @@
 //!
 //! Layers: `stun` (codec), `stun-server` (Binding requests per second on
 //! loopback, beside coturn's when `turnserver` is installed), `dtls`
-//! (handshakes per second, record protection beside raw ring), `rtp` (parse
+//! (handshakes per second, record protection beside raw ring), `srtp`
+//! (protect and unprotect per profile beside raw ring), `rtp` (parse
 //! and VP8 depacketize beside a plain copy of the same bytes).
 
 use std::hint::black_box;
@@ -50,7 +51,7 @@ impl std::fmt::Display for Figure {
 }
 
 /// The layers `rtclab speed` knows.
-pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls", "rtp"];
+pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls", "srtp", "rtp"];
 
 /// Runs the named layers (all when empty) and prints their figures.
 pub fn run(layers: &[String]) -> Result<(), String> {
@@ -64,6 +65,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "stun" => stun(),
             "stun-server" => stun_server()?,
             "dtls" => dtls(),
+            "srtp" => from_tuples(crate::srtp::bench::speed()),
             "rtp" => from_tuples(crate::rtp::bench::speed()),
             other => {
                 return Err(format!(

@@ -22,3 +22,8 @@ fn replay(target: &str, harness: fn(&[u8])) {
 fn stun_message_corpus() {
     replay("stun_message", rtclab::fuzzing::stun_message);
 }
+
+#[test]
+fn srtp_unprotect_corpus() {
+    replay("srtp_unprotect", rtclab::fuzzing::srtp_unprotect);
+}
