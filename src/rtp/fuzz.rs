@@ -1,7 +1,7 @@
 //! Fuzz harnesses for the `rtp` module: the functions the cargo-fuzz targets
 //! `fuzz/fuzz_targets/rtp_*.rs` call, kept in the library so that `cargo test`
 //! replays the checked-in corpus through the same code
-//! (`tests/rtp_fuzz_corpus.rs`). Each panics only on a real bug.
+//! (`tests/fuzz_corpus.rs`). Each panics only on a real bug.
 
 use super::h264::{AnnexBReader, H264Depacketizer};
 use super::nack::decode_rtx;
