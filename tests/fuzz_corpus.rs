@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 
 use rtclab::rtp::fuzz as rtp;
 
+/// A fuzz harness: takes arbitrary bytes, panics only on a bug.
+type Harness = fn(&[u8]);
+
 /// Every fuzz target and its harness. A corpus folder without a row here (or
 /// a row without a corpus) fails `every_corpus_is_replayed`.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Harness)] = &[
     ("stun_message", rtclab::fuzzing::stun_message),
     ("srtp_unprotect", rtclab::fuzzing::srtp_unprotect),
     ("rtp_packet", rtp::rtp_packet),
