@@ -19,11 +19,12 @@
 //!   (RFC 7983): 0..=3 STUN · 20..=63 DTLS · 128..=191 RTP/RTCP
 //! ```
 //!
-//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`srtp`] (RFC 3711,
-//! 7714), [`sim`] (the
-//! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
-//! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab speed`).
-//! Later layers arrive with their issues.
+//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`dtls`] (RFC 6347,
+//! 5246, 5705, 5764, 7627), [`srtp`] (RFC 3711, 7714), [`rtp`] (RFC 3550, 8285,
+//! 4585, 7741, 6184, 7587), [`sim`] (the deterministic network), [`runtime`]
+//! (tokio over real UDP), [`machine`] (the shared sans-IO contract) and
+//! [`speed`] (the benchmarks behind `rtclab speed`). ICE, TURN, SCTP, data
+//! channels, SDP and the PeerConnection arrive with their issues.
 //!
 //! ## The sans-IO contract
 //!
