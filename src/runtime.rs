@@ -76,6 +76,37 @@ impl<M: Machine> Driver<M> {
         Self::from_sockets(machine, sockets)
     }
 
+    /// As [`Driver::bind`], with `SO_REUSEPORT` on every socket: several
+    /// drivers (one per thread) can then bind the same addresses, and the
+    /// kernel spreads the clients across them by their address and port. For
+    /// stateless machines only (a STUN Binding server), since one client's
+    /// datagrams always reach the same socket but different clients reach
+    /// different machines. With port 0 each call picks its own port: bind the
+    /// first, then the others to its [`Driver::local_addrs`].
+    pub async fn bind_reuse_port(machine: M, addrs: &[SocketAddr]) -> io::Result<Self> {
+        let mut sockets = Vec::with_capacity(addrs.len());
+        for a in addrs {
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(*a),
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )?;
+            s.set_reuse_port(true)?;
+            s.set_nonblocking(true)?;
+            s.bind(&(*a).into()).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot bind UDP socket on {a}: {e}"))
+            })?;
+            sockets.push(UdpSocket::from_std(s.into())?);
+        }
+        if sockets.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a driver needs at least one local address",
+            ));
+        }
+        Self::from_sockets(machine, sockets)
+    }
+
     /// Wraps a machine and sockets the caller already bound.
     pub fn from_sockets(machine: M, sockets: Vec<UdpSocket>) -> io::Result<Self> {
         let sockets = sockets

@@ -45,6 +45,10 @@ enum Command {
         /// The alternate address (another IP and another port), e.g. 127.0.0.2:3479.
         #[arg(long)]
         alt: Option<SocketAddr>,
+        /// Threads answering in parallel, each with its own sockets on the same
+        /// addresses (SO_REUSEPORT); default: one per core.
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// The main demo. For now: a STUN server on 127.0.0.1 and 127.0.0.2 and a
     /// client that asks it for its mapped address and tests the "NAT" (the
@@ -107,7 +111,11 @@ fn main() -> ExitCode {
                 mode,
                 local,
             } => stun_client(&server, mode, local).await,
-            Command::StunServer { listen, alt } => stun_server(listen, alt).await,
+            Command::StunServer {
+                listen,
+                alt,
+                threads,
+            } => stun_server(listen, alt, threads).await,
             Command::Demo { listen, alt } => demo(listen, alt).await,
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
@@ -213,22 +221,60 @@ async fn stun_client(server: &str, mode: Mode, local: Option<SocketAddr>) -> Res
     Ok(())
 }
 
-async fn stun_server(listen: SocketAddr, alt: Option<SocketAddr>) -> Result<(), String> {
+async fn stun_server(
+    listen: SocketAddr,
+    alt: Option<SocketAddr>,
+    threads: Option<usize>,
+) -> Result<(), String> {
     let mut config = ServerConfig::new(listen);
     config.alternate = alt;
-    let server = BindingServer::new(config).map_err(|e| e.to_string())?;
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64);
+    let server = BindingServer::new(config.clone()).map_err(|e| e.to_string())?;
     let addrs = server.local_addrs().to_vec();
-    let mut driver = Driver::bind(server, &addrs)
-        .await
-        .map_err(|e| e.to_string())?;
-    for a in driver.local_addrs() {
+    let mut driver = if threads == 1 {
+        Driver::bind(server, &addrs).await
+    } else {
+        Driver::bind_reuse_port(server, &addrs).await
+    }
+    .map_err(|e| e.to_string())?;
+    let bound = driver.local_addrs();
+    for a in &bound {
         eprintln!("STUN server listening on {a}");
+    }
+    // The Binding server keeps no state per client, so more threads, each
+    // with its own sockets on the same addresses, answer in parallel.
+    for _ in 1..threads {
+        let server = BindingServer::new(config.clone()).map_err(|e| e.to_string())?;
+        let bound = bound.clone();
+        std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                match Driver::bind_reuse_port(server, &bound).await {
+                    Ok(mut d) => {
+                        if let Err(e) = d.serve().await {
+                            eprintln!("error: STUN server thread: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("error: STUN server thread: {e}"),
+                }
+            });
+        });
     }
     tokio::select! {
         r = driver.serve() => r.map_err(|e| e.to_string()),
         _ = tokio::signal::ctrl_c() => {
             let s = driver.machine().stats();
-            eprintln!("stopped: {} answered, {} errors, {} dropped", s.success, s.errors, s.dropped);
+            eprintln!(
+                "stopped: this thread answered {}, {} errors, {} dropped",
+                s.success, s.errors, s.dropped
+            );
             Ok(())
         }
     }
