@@ -317,6 +317,12 @@ impl Endpoint {
         self.role
     }
 
+    /// The peer: the address given to [`Endpoint::client`], or for a server
+    /// the client whose ClientHello carried a valid cookie (`None` before).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     /// Whether the handshake completed and the association is open.
     pub fn is_connected(&self) -> bool {
         self.state == State::Connected
