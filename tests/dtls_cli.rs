@@ -439,3 +439,126 @@ fn wrong_fingerprint_aborts_the_handshake() {
         "s_server saw no alert"
     );
 }
+
+/// Our client against our server, over loopback: no OpenSSL needed.
+#[test]
+fn cli_client_against_cli_server() {
+    let mut server = Peer::start_in(
+        "rtclab dtls server",
+        &rtclab(),
+        &s(&["dtls", "server", "--listen", "127.0.0.1:0", "--mtu", "300"]),
+        None,
+        &[],
+        true,
+    );
+    assert!(
+        server.wait_for_output("Listening on 127.0.0.1:", WAIT),
+        "our server did not start"
+    );
+    let out = server.output();
+    let listen = field(&out, "Listening on").expect("listening line");
+    let server_fingerprint = field(&out, "Our fingerprint:").expect("fingerprint line");
+    let mut client = Peer::start_in(
+        "rtclab dtls client",
+        &rtclab(),
+        &s(&[
+            "dtls",
+            "client",
+            &listen,
+            "--srtp",
+            "SRTP_AES128_CM_HMAC_SHA1_32",
+            "--fingerprint",
+            &server_fingerprint,
+            "--mtu",
+            "300",
+        ]),
+        None,
+        &[],
+        true,
+    );
+    assert!(
+        client.wait_for_output("Keying material:", WAIT),
+        "no handshake"
+    );
+    assert!(
+        server.wait_for_output("Keying material:", WAIT),
+        "no handshake"
+    );
+    let (c, sv) = (client.output(), server.output());
+    assert_eq!(
+        field(&c, "Keying material:"),
+        field(&sv, "Keying material:"),
+        "client:\n{c}\nserver:\n{sv}"
+    );
+    assert_eq!(field(&c, "Keying material:").map(|k| k.len()), Some(120));
+    assert_eq!(
+        field(&sv, "Peer fingerprint:"),
+        field(&c, "Our fingerprint:")
+    );
+    client.send_line("ping");
+    assert!(server.wait_for_output("ping", WAIT));
+    server.send_line("pong");
+    assert!(client.wait_for_output("pong", WAIT));
+    // The client's EOF: close_notify; the server sees it and exits too.
+    client.close_stdin();
+    assert!(client.wait_exit(WAIT).is_some_and(|s| s.success()));
+    assert!(server.wait_exit(WAIT).is_some_and(|s| s.success()));
+    assert!(
+        server.output().contains("The peer closed the association"),
+        "{}",
+        server.output()
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_clearly() {
+    for (args, want) in [
+        (
+            vec!["dtls", "client", "127.0.0.1:9", "--srtp", "SRTP_NULL"],
+            "unknown SRTP profile",
+        ),
+        (
+            vec![
+                "dtls",
+                "client",
+                "127.0.0.1:9",
+                "--fingerprint",
+                "sha-256 AB:CD",
+            ],
+            "--fingerprint",
+        ),
+        (
+            vec![
+                "dtls",
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--cert",
+                "/nonexistent.pem",
+                "--key",
+                "/nonexistent.key",
+            ],
+            "cannot read /nonexistent.pem",
+        ),
+        (
+            vec![
+                "dtls",
+                "server",
+                "--listen",
+                "127.0.0.1:0",
+                "--cert",
+                "x.pem",
+            ],
+            "--key",
+        ),
+    ] {
+        let mut p = Peer::start_in("rtclab", &rtclab(), &s(&args), None, &[], false);
+        let status = p.wait_exit(WAIT);
+        let out = p.output();
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{args:?}: {status:?}\n{out}"
+        );
+        assert!(out.contains(want), "{args:?}: no {want:?} in\n{out}");
+    }
+}

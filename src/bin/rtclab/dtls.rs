@@ -14,7 +14,7 @@ use rtclab::dtls::cert::{Certificate, Fingerprint};
 use rtclab::dtls::endpoint::{Config, Connected, Endpoint, Event};
 use rtclab::dtls::handshake::SrtpProfile;
 use rtclab::runtime::Driver;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 
 /// `rtclab dtls …`.
 #[derive(Subcommand)]
@@ -218,6 +218,26 @@ fn failure(event: Event) -> Option<String> {
     }
 }
 
+/// Stdin, line by line, from a thread of its own; `None` at EOF. (tokio's
+/// stdin reads on its blocking pool, and a runtime waits for that read to
+/// finish before it shuts down: the program would hang after the peer
+/// closed until the user pressed Enter. A plain thread dies with the
+/// process.)
+fn stdin_lines() -> mpsc::Receiver<Option<String>> {
+    let (tx, rx) = mpsc::channel(64);
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(Some(line)).is_err() {
+                return;
+            }
+        }
+        let _ = tx.blocking_send(None);
+    });
+    rx
+}
+
 /// The handshake, then stdin lines out and application data in.
 async fn session(mut driver: Driver<Endpoint>) -> Result<(), String> {
     loop {
@@ -236,7 +256,7 @@ async fn session(mut driver: Driver<Endpoint>) -> Result<(), String> {
             }
         }
     }
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut lines = stdin_lines();
     let mut stdout = std::io::stdout();
     loop {
         tokio::select! {
@@ -256,10 +276,10 @@ async fn session(mut driver: Driver<Endpoint>) -> Result<(), String> {
                     }
                 }
             },
-            // `Lines::next_line` is cancel-safe: a line half-read when the
-            // other branch wins is kept for the next call.
-            line = lines.next_line() => match line {
-                Ok(Some(mut l)) => {
+            // `Receiver::recv` is cancel-safe: a line is never lost when
+            // the other branch wins.
+            line = lines.recv() => match line {
+                Some(Some(mut l)) => {
                     l.push('\n');
                     // One record carries at most 2^14 bytes.
                     for chunk in l.as_bytes().chunks(16 * 1024) {
@@ -267,7 +287,7 @@ async fn session(mut driver: Driver<Endpoint>) -> Result<(), String> {
                     }
                     driver.flush().await.map_err(|e| e.to_string())?;
                 }
-                Ok(None) | Err(_) => {
+                Some(None) | None => {
                     // EOF: close_notify (RFC 5246 §7.2.1), sent before we go.
                     driver.machine_mut().close();
                     driver.flush().await.map_err(|e| e.to_string())?;
