@@ -6,6 +6,8 @@
 //! checks the invariants that must hold; it panics only on a real bug.
 
 use std::net::SocketAddr;
+
+use rand::SeedableRng;
 use std::time::Instant;
 
 use crate::machine::{Machine, Receive};
@@ -119,4 +121,285 @@ pub fn srtp_unprotect(data: &[u8]) {
             .unwrap_or_else(|e| panic!("SRTCP round trip: {e}"));
         assert_eq!(buf, packet, "SRTCP round trip changed the packet");
     }
+}
+
+// ---------------------------------------------------------------------------
+// DTLS.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::dtls::cert::Certificate;
+use crate::dtls::endpoint::{Config, Endpoint, Event};
+use crate::dtls::handshake::{Alert, Handshake, HandshakeType, Reassembler, fragments};
+use crate::dtls::record::{CipherSuite, ContentType, RecordLayer, RecordProtection, records};
+
+/// The harness of the `dtls_record` target: frame a datagram into records,
+/// re-encode each, and open them with a record layer that has epoch-1 keys
+/// of every suite (tampered, replayed and future-epoch records must be
+/// dropped, never panic).
+pub fn dtls_record(data: &[u8]) {
+    let mut framed = 0usize;
+    for r in records(data) {
+        let Ok(r) = r else { break };
+        // A record that framed re-encodes to the same bytes.
+        let mut out = Vec::new();
+        r.encode(&mut out);
+        assert_eq!(out.len(), 13 + r.fragment.len());
+        assert_eq!(out[13..], *r.fragment);
+        framed += out.len();
+    }
+    assert!(framed <= data.len());
+    for suite in CipherSuite::ALL {
+        let key = vec![7u8; suite.key_len()];
+        let iv = vec![9u8; suite.fixed_iv_len()];
+        let (Ok(read), Ok(write)) = (
+            RecordProtection::new(suite, &key, &iv),
+            RecordProtection::new(suite, &key, &iv),
+        ) else {
+            panic!("fixed keys are valid for {suite:?}");
+        };
+        let mut layer = RecordLayer::new();
+        let mut out = Vec::new();
+        layer.receive(data, &mut out);
+        layer.install_read(read);
+        layer.install_write(write);
+        layer.receive(data, &mut out);
+        layer.take_unlocked(&mut out);
+        for p in &out {
+            assert!(p.fragment.len() <= crate::dtls::record::MAX_CIPHERTEXT_LEN);
+        }
+        // Our own sealing of the fuzz bytes opens again, once.
+        let plain = &data[..data.len().min(crate::dtls::record::MAX_PLAINTEXT_LEN)];
+        let mut sealed = Vec::new();
+        if layer
+            .seal(ContentType::ApplicationData, plain, &mut sealed)
+            .is_ok()
+        {
+            let mut opened = Vec::new();
+            layer.receive(&sealed, &mut opened);
+            layer.receive(&sealed, &mut opened); // the replay is dropped
+            let ours: Vec<_> = opened.iter().filter(|p| p.epoch == 1).collect();
+            assert!(ours.len() <= 1, "a replayed record was accepted");
+            if let Some(p) = ours.first() {
+                assert_eq!(p.fragment, plain);
+            }
+        }
+    }
+}
+
+/// The harness of the `dtls_handshake` target: the bytes as a handshake
+/// record payload (fragments into the bounded reassembler, every message
+/// that comes out parsed), then as one message body whose type is the first
+/// byte. Whatever parses re-encodes to something that parses to the same
+/// value.
+pub fn dtls_handshake(data: &[u8]) {
+    let mut reassembler = Reassembler::new();
+    for f in fragments(data) {
+        let Ok(f) = f else { break };
+        let _ = reassembler.insert(&f);
+        while let Some(m) = reassembler.pop() {
+            if let Ok(h) = Handshake::parse(m.msg_type, &m.body) {
+                round_trip(&h);
+            }
+        }
+    }
+    if let Some((&t, body)) = data.split_first() {
+        if let Ok(h) = Handshake::parse(HandshakeType::from_u8(t), body) {
+            round_trip(&h);
+        }
+        let _ = Alert::parse(body);
+    }
+}
+
+fn round_trip(h: &Handshake) {
+    let mut body = Vec::new();
+    h.encode_body(&mut body);
+    match Handshake::parse(h.msg_type(), &body) {
+        Ok(again) => assert_eq!(&again, h, "handshake message does not round-trip"),
+        Err(e) => panic!("re-encoded {:?} does not parse: {e}", h.msg_type()),
+    }
+}
+
+/// Addresses and seeds the `dtls_endpoint` harness and its seed corpus
+/// share: with them, the server's cookie and the client's random are the
+/// same in the harness as in the captured handshake, so captured flights
+/// get deep into the state machines.
+pub const DTLS_FUZZ_CLIENT: ([u8; 4], u16) = ([192, 0, 2, 1], 5000);
+/// See [`DTLS_FUZZ_CLIENT`].
+pub const DTLS_FUZZ_SERVER: ([u8; 4], u16) = ([192, 0, 2, 2], 4433);
+/// The client's RNG seed in the `dtls_endpoint` harness and its seeds.
+pub const DTLS_FUZZ_CLIENT_SEED: u64 = 1;
+/// The server's RNG seed in the `dtls_endpoint` harness and its seeds.
+pub const DTLS_FUZZ_SERVER_SEED: u64 = 2;
+/// Most datagrams one input is cut into.
+const DTLS_FUZZ_MAX_DATAGRAMS: usize = 32;
+
+/// One certificate per process (generating one per input would make the
+/// fuzzer measure ECDSA key generation).
+fn fuzz_certificate() -> Option<Certificate> {
+    static PEM: OnceLock<Option<(String, String)>> = OnceLock::new();
+    let (c, k) = PEM
+        .get_or_init(|| {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+            let c = Certificate::generate(&mut rng, std::time::SystemTime::now()).ok()?;
+            Some((c.certificate_pem(), c.private_key_pem()))
+        })
+        .as_ref()?;
+    Certificate::from_pem(c, k).ok()
+}
+
+fn fuzz_config(mtu: usize) -> Option<Config> {
+    let mut config = Config::new(fuzz_certificate()?);
+    config.mtu = mtu;
+    Some(config)
+}
+
+/// Frames datagrams for the `dtls_endpoint` target: a role byte (bit 0:
+/// 0 = feed a server, 1 = feed a client), then each datagram as a 2-byte
+/// big-endian length and its bytes.
+pub fn dtls_endpoint_input(client_role: bool, datagrams: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![u8::from(client_role)];
+    for d in datagrams {
+        out.extend_from_slice(&(d.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        out.extend_from_slice(&d[..d.len().min(u16::MAX as usize)]);
+    }
+    out
+}
+
+/// The harness of the `dtls_endpoint` target: a whole endpoint's receive
+/// path. The input (framed as [`dtls_endpoint_input`] writes it) is a
+/// sequence of datagrams from the peer, fed to a server or to a client (whose
+/// ClientHello went out first), with a timer tick between datagrams. Every
+/// datagram the endpoint sends must fit its MTU, and the endpoint must
+/// neither panic nor report a connection it cannot have.
+pub fn dtls_endpoint(data: &[u8]) {
+    let Some((&role, mut rest)) = data.split_first() else {
+        return;
+    };
+    let client_addr = SocketAddr::from(DTLS_FUZZ_CLIENT);
+    let server_addr = SocketAddr::from(DTLS_FUZZ_SERVER);
+    let mut now = Instant::now();
+    let mtu = 1200;
+    let Some(config) = fuzz_config(mtu) else {
+        return;
+    };
+    let client_role = role & 1 == 1;
+    let mut endpoint = if client_role {
+        Endpoint::client(config, server_addr, DTLS_FUZZ_CLIENT_SEED, now)
+    } else {
+        Endpoint::server(config, DTLS_FUZZ_SERVER_SEED)
+    };
+    let (from, to) = if client_role {
+        (server_addr, client_addr)
+    } else {
+        (client_addr, server_addr)
+    };
+    let mut n = 0;
+    loop {
+        while let Some(t) = endpoint.poll_transmit() {
+            assert!(t.contents.len() <= mtu, "datagram above the MTU");
+        }
+        while let Some(e) = endpoint.poll_event() {
+            if let Event::ApplicationData(d) = e {
+                assert!(d.len() <= crate::dtls::record::MAX_CIPHERTEXT_LEN);
+            }
+        }
+        if rest.len() < 2 || n == DTLS_FUZZ_MAX_DATAGRAMS {
+            break;
+        }
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let end = (2 + len).min(rest.len());
+        let datagram = &rest[2..end];
+        rest = &rest[end..];
+        n += 1;
+        endpoint.handle_receive(
+            now,
+            Receive {
+                source: from,
+                destination: to,
+                contents: datagram,
+            },
+        );
+        // Now and then a timer fires between datagrams (retransmissions).
+        if role & 2 == 2 {
+            now += Duration::from_millis(300);
+            endpoint.handle_timeout(now);
+        }
+    }
+    // Sending never panics, whatever the state.
+    let _ = endpoint.send(b"x");
+    endpoint.close();
+    while endpoint.poll_transmit().is_some() {}
+}
+
+/// Runs one in-process handshake with the `dtls_endpoint` harness's
+/// addresses and seeds, and returns seed inputs for the three DTLS targets:
+/// `(target, input)` pairs made of the real datagrams of every flight (and
+/// their records and handshake payloads).
+pub fn dtls_seed_inputs() -> Vec<(&'static str, Vec<u8>)> {
+    let client_addr = SocketAddr::from(DTLS_FUZZ_CLIENT);
+    let server_addr = SocketAddr::from(DTLS_FUZZ_SERVER);
+    let now = Instant::now();
+    let (Some(cc), Some(sc)) = (fuzz_config(1200), fuzz_config(1200)) else {
+        return Vec::new();
+    };
+    let mut client = Endpoint::client(cc, server_addr, DTLS_FUZZ_CLIENT_SEED, now);
+    let mut server = Endpoint::server(sc, DTLS_FUZZ_SERVER_SEED);
+    let mut to_server: Vec<Vec<u8>> = Vec::new();
+    let mut to_client: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..16 {
+        let mut moved = false;
+        while let Some(t) = client.poll_transmit() {
+            moved = true;
+            server.handle_receive(
+                now,
+                Receive {
+                    source: client_addr,
+                    destination: server_addr,
+                    contents: &t.contents,
+                },
+            );
+            to_server.push(t.contents);
+        }
+        while let Some(t) = server.poll_transmit() {
+            moved = true;
+            client.handle_receive(
+                now,
+                Receive {
+                    source: server_addr,
+                    destination: client_addr,
+                    contents: &t.contents,
+                },
+            );
+            to_client.push(t.contents);
+        }
+        if client.is_connected() && server.is_connected() && !moved {
+            break;
+        }
+        if client.is_connected() && server.is_connected() {
+            let _ = client.send(b"hello from the client");
+            let _ = server.send(b"hello from the server");
+        }
+    }
+    let mut out = Vec::new();
+    for d in to_server.iter().chain(&to_client) {
+        out.push(("dtls_record", d.clone()));
+        for r in records(d).flatten() {
+            if r.header.content_type == ContentType::Handshake && r.header.epoch == 0 {
+                out.push(("dtls_handshake", r.fragment.to_vec()));
+                for f in fragments(r.fragment).flatten() {
+                    let mut m = vec![f.header.msg_type.to_u8()];
+                    m.extend_from_slice(f.body);
+                    out.push(("dtls_handshake", m));
+                }
+            }
+        }
+    }
+    out.push(("dtls_endpoint", dtls_endpoint_input(false, &to_server)));
+    out.push(("dtls_endpoint", dtls_endpoint_input(true, &to_client)));
+    let mut with_timers = dtls_endpoint_input(true, &to_client);
+    with_timers[0] |= 2;
+    out.push(("dtls_endpoint", with_timers));
+    out
 }

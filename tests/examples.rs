@@ -28,6 +28,10 @@ mod ex02;
 #[allow(dead_code)]
 mod ex03;
 
+#[path = "../examples/05_dtls.rs"]
+#[allow(dead_code)]
+mod ex05;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -272,4 +276,95 @@ fn example_03_stun_queries_our_server_over_loopback() {
             "the binary printed:\n{stdout}\n{stderr}"
         );
     }
+}
+
+/// Replaces every run of 16 or more hex digits (keys, fingerprints: fresh
+/// on every run) with `<hex>`, and fingerprints' `AB:CD:…` pairs too.
+fn without_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let words: Vec<String> = line
+            .split(' ')
+            .map(|w| {
+                let digits = w.chars().filter(|c| c.is_ascii_hexdigit()).count();
+                let hexish = w.chars().all(|c| c.is_ascii_hexdigit() || c == ':');
+                if hexish && digits >= 16 {
+                    "<hex>".to_string()
+                } else {
+                    w.to_string()
+                }
+            })
+            .collect();
+        out.push_str(&words.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn example_05_dtls_shows_the_flights_and_the_keys() {
+    let mut buf = Vec::new();
+    ex05::run(&mut buf).expect("example 05 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "flight 1: client → server",
+        "HelloVerifyRequest (cookie) (message_seq 0)",
+        "flight 3: client → server",
+        "ClientHello (message_seq 1)",
+        "ServerKeyExchange (ECDHE share, signed)",
+        "CertificateRequest",
+        "flight 5: client → server",
+        "CertificateVerify (signature)",
+        "change_cipher_spec  epoch 0",
+        "handshake  epoch 1  encrypted: Finished",
+        "flight 6: server → client",
+        "client: connected, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "server: SRTP profile SRTP_AEAD_AES_128_GCM",
+        "exporter output, 56 bytes: ",
+        "the same on both sides: true",
+        "client write salt ",
+        "server received \"hello from the client\"",
+        "client received \"hello from the server\"",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("flight 7"), "{out}");
+    // The chapter shows one run; keys and fingerprints differ every time.
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        check_transcript("05_dtls.txt", &out);
+    } else {
+        let path = root().join("chapters/src/output/05_dtls.txt");
+        let shown = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e} (RTCLAB_BLESS=1 writes it)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            without_secrets(&out),
+            without_secrets(&shown),
+            "the output differs from {} beyond keys and fingerprints (RTCLAB_BLESS=1 rewrites it)",
+            path.display()
+        );
+    }
+
+    if let Some(bin) = built_example("05_dtls") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(30));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("the same on both sides: true"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn secrets_are_hidden_from_transcript_comparison() {
+    assert_eq!(
+        without_secrets(
+            "key 00112233445566778899aabbccddeeff and sha-256 AB:CD:EF:01:23:45:67:89:AB\nx"
+        ),
+        "key <hex> and sha-256 <hex>\nx\n"
+    );
 }

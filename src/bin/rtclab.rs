@@ -1,5 +1,8 @@
-//! `rtclab`: the command-line face of the crate (STUN client and server, the
-//! benchmarks; later DTLS, TURN, the demo and the SFU).
+//! `rtclab`: the command-line face of the crate (STUN client and server, a
+//! DTLS client and server, the benchmarks; later TURN, the demo and the SFU).
+
+#[path = "rtclab/dtls.rs"]
+mod dtls;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -61,9 +64,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.2:3479")]
         alt: SocketAddr,
     },
+    /// DTLS 1.2 client or server, like `openssl s_client/s_server -dtls1_2`:
+    /// prints what was negotiated and the SRTP keying material, then carries
+    /// stdin lines as application data. `SSLKEYLOGFILE` names a key log for
+    /// Wireshark.
+    Dtls {
+        #[command(subcommand)]
+        command: dtls::DtlsCommand,
+    },
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
-        /// Layers to measure: stun, stun-server (default: all).
+        /// Layers to measure: stun, stun-server, dtls (default: all).
         layers: Vec<String>,
     },
 }
@@ -117,6 +128,7 @@ fn main() -> ExitCode {
                 threads,
             } => stun_server(listen, alt, threads).await,
             Command::Demo { listen, alt } => demo(listen, alt).await,
+            Command::Dtls { command } => dtls::run(command).await,
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
     });

@@ -261,6 +261,26 @@ impl Certificate {
         })
     }
 
+    /// Loads a certificate and its key from PEM text, as `--cert`/`--key`
+    /// give them: the first `CERTIFICATE` block, and a P-256 key either as
+    /// PKCS#8 (`PRIVATE KEY`, RFC 5208 §5, what `openssl genpkey` and
+    /// [`Certificate::private_key_pem`] write) or as SEC1 (`EC PRIVATE KEY`,
+    /// RFC 5915 §3, what `openssl ecparam -genkey` writes), which is wrapped
+    /// into PKCS#8 here for `ring`.
+    pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, Error> {
+        let der = pem_decode(certificate_pem, "CERTIFICATE")?;
+        let pkcs8 = if key_pem.contains("-----BEGIN EC PRIVATE KEY-----") {
+            sec1_to_pkcs8(&pem_decode(key_pem, "EC PRIVATE KEY")?)
+        } else if key_pem.contains("-----BEGIN PRIVATE KEY-----") {
+            pem_decode(key_pem, "PRIVATE KEY")?
+        } else {
+            return Err(Error::UnsupportedAlgorithm(
+                "key PEM has neither `PRIVATE KEY` (PKCS#8) nor `EC PRIVATE KEY` (SEC1)",
+            ));
+        };
+        Self::from_der(der, pkcs8)
+    }
+
     /// The certificate in DER, as sent in the Certificate message.
     pub fn der(&self) -> &[u8] {
         &self.der
@@ -289,6 +309,24 @@ impl Certificate {
             .map(|s| s.as_ref().to_vec())
             .map_err(|_| Error::Crypto("ECDSA signing"))
     }
+}
+
+/// Wraps a SEC1 `ECPrivateKey` (RFC 5915 §3) for P-256 in a PKCS#8 v1
+/// `PrivateKeyInfo` (RFC 5208 §5): `SEQUENCE { INTEGER 0, SEQUENCE {
+/// id-ecPublicKey, prime256v1 }, OCTET STRING ecPrivateKey }`. A key of
+/// another curve then fails in `ring`, with a clear error.
+fn sec1_to_pkcs8(ec_private_key: &[u8]) -> Vec<u8> {
+    const TAG_OCTET_STRING: u8 = 0x04;
+    let mut out = Vec::with_capacity(ec_private_key.len() + 32);
+    der_write(&mut out, TAG_SEQUENCE, |o| {
+        der_write_bytes(o, TAG_INTEGER, &[0]);
+        der_write(o, TAG_SEQUENCE, |o| {
+            der_write_bytes(o, TAG_OID, OID_EC_PUBLIC_KEY);
+            der_write_bytes(o, TAG_OID, OID_P256);
+        });
+        der_write_bytes(o, TAG_OCTET_STRING, ec_private_key);
+    });
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -746,6 +784,58 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn pem_round_trip_and_openssl_keys() {
+        let c = cert();
+        let again = Certificate::from_pem(&c.certificate_pem(), &c.private_key_pem()).unwrap();
+        assert_eq!(again.der(), c.der());
+        assert!(Certificate::from_pem(&c.certificate_pem(), "junk").is_err());
+        let other =
+            Certificate::generate(&mut rand::rngs::StdRng::seed_from_u64(8), at(0)).unwrap();
+        assert_eq!(
+            Certificate::from_pem(&c.certificate_pem(), &other.private_key_pem()).unwrap_err(),
+            Error::Misuse("private key does not match the certificate")
+        );
+        if !crate::dtls::test_util::openssl_available() {
+            eprintln!("SKIPPED: no openssl for the SEC1/PKCS#8 key test");
+            return;
+        }
+        let dir = TempDir::new("pem-keys");
+        // SEC1 (`EC PRIVATE KEY`) and PKCS#8 (`PRIVATE KEY`) as openssl writes them.
+        openssl(
+            &[
+                "ecparam",
+                "-genkey",
+                "-name",
+                "prime256v1",
+                "-noout",
+                "-out",
+                "sec1.pem",
+            ],
+            &dir.0,
+        );
+        openssl(
+            &[
+                "pkcs8", "-topk8", "-nocrypt", "-in", "sec1.pem", "-out", "p8.pem",
+            ],
+            &dir.0,
+        );
+        openssl(
+            &[
+                "req", "-new", "-x509", "-key", "sec1.pem", "-subj", "/CN=t", "-days", "1", "-out",
+                "c.pem",
+            ],
+            &dir.0,
+        );
+        let cert_pem = std::fs::read_to_string(dir.path("c.pem")).unwrap();
+        for key in ["sec1.pem", "p8.pem"] {
+            let key_pem = std::fs::read_to_string(dir.path(key)).unwrap();
+            let c =
+                Certificate::from_pem(&cert_pem, &key_pem).unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert!(!c.sign(b"x").unwrap().is_empty());
+        }
     }
 
     #[test]

@@ -27,6 +27,7 @@ use super::record::{
 };
 use crate::machine::{Machine, Receive, Transmit};
 
+// ANCHOR: retransmit_timeout
 /// Initial retransmission timeout.
 ///
 /// RFC 6347 §4.2.4.1 suggests 1 s. WebRTC is interactive: the handshake sits
@@ -43,6 +44,7 @@ pub const MAX_RETRANSMIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Retransmissions of one flight before the handshake fails.
 pub const MAX_RETRANSMITS: u32 = 8;
+// ANCHOR_END: retransmit_timeout
 
 /// The session_ticket extension type (RFC 5077 §3.2).
 const SESSION_TICKET: u16 = 35;
@@ -315,6 +317,12 @@ impl Endpoint {
     /// The role.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// The peer: the address given to [`Endpoint::client`], or for a server
+    /// the client whose ClientHello carried a valid cookie (`None` before).
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
     }
 
     /// Whether the handshake completed and the association is open.
@@ -1272,6 +1280,7 @@ impl Endpoint {
         ))?;
         let peer_certificate = peer.der().to_vec();
         let peer_fingerprint = peer.fingerprint().clone();
+        // ANCHOR: srtp_export
         let (material, keys) = match params
             .srtp_profile
             .and_then(|p| srtp_key_salt_len(p).map(|l| (p, l)))
@@ -1292,6 +1301,7 @@ impl Endpoint {
             }
             None => (None, None),
         };
+        // ANCHOR_END: srtp_export
         self.state = State::Connected;
         self.retransmit_at = None;
         if self.role == Role::Client {
@@ -1479,6 +1489,7 @@ mod proof {
     }
 
     impl AcceptedCertificate {
+        // ANCHOR: fingerprint_check
         pub(super) fn check(
             der: Vec<u8>,
             expected: Option<&Fingerprint>,
@@ -1496,6 +1507,7 @@ mod proof {
                 fingerprint,
             })
         }
+        // ANCHOR_END: fingerprint_check
 
         pub(super) fn der(&self) -> &[u8] {
             &self.der

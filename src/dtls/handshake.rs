@@ -458,6 +458,40 @@ impl SrtpProfile {
     pub const AEAD_AES_128_GCM: Self = SrtpProfile(0x0007);
     /// SRTP_AEAD_AES_256_GCM.
     pub const AEAD_AES_256_GCM: Self = SrtpProfile(0x0008);
+
+    /// The four profiles WebRTC uses, in rtclab's order of preference.
+    pub const ALL: [SrtpProfile; 4] = [
+        SrtpProfile::AEAD_AES_128_GCM,
+        SrtpProfile::AEAD_AES_256_GCM,
+        SrtpProfile::AES128_CM_HMAC_SHA1_80,
+        SrtpProfile::AES128_CM_HMAC_SHA1_32,
+    ];
+
+    /// The IANA name (RFC 5764 §4.1.2, RFC 7714 §14.2), or `None` for a
+    /// profile we do not know.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            SrtpProfile::AES128_CM_HMAC_SHA1_80 => "SRTP_AES128_CM_HMAC_SHA1_80",
+            SrtpProfile::AES128_CM_HMAC_SHA1_32 => "SRTP_AES128_CM_HMAC_SHA1_32",
+            SrtpProfile::AEAD_AES_128_GCM => "SRTP_AEAD_AES_128_GCM",
+            SrtpProfile::AEAD_AES_256_GCM => "SRTP_AEAD_AES_256_GCM",
+            _ => return None,
+        })
+    }
+
+    /// A profile by its IANA name or OpenSSL's (`SRTP_AES128_CM_SHA1_80`),
+    /// case-insensitive, the `SRTP_` prefix optional.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let n = name.trim().to_ascii_uppercase();
+        let n = n.strip_prefix("SRTP_").unwrap_or(&n);
+        Some(match n {
+            "AES128_CM_HMAC_SHA1_80" | "AES128_CM_SHA1_80" => SrtpProfile::AES128_CM_HMAC_SHA1_80,
+            "AES128_CM_HMAC_SHA1_32" | "AES128_CM_SHA1_32" => SrtpProfile::AES128_CM_HMAC_SHA1_32,
+            "AEAD_AES_128_GCM" => SrtpProfile::AEAD_AES_128_GCM,
+            "AEAD_AES_256_GCM" => SrtpProfile::AEAD_AES_256_GCM,
+            _ => return None,
+        })
+    }
 }
 
 /// Extension type code points (IANA "TLS ExtensionType Values").

@@ -82,14 +82,20 @@
 //!   `openssl s_server` and `openssl s_client` (`tests/dtls_openssl.rs`).
 //! - [`speed`]: the figures for `rtclab speed dtls`.
 //!
+//! Around it: `rtclab dtls client|server`, a small `openssl
+//! s_client/s_server` (handshake over UDP with the runtime's `Driver`; it
+//! prints the suite, SRTP profile, the peer's fingerprint and the keying
+//! material, carries stdin lines as application data, and appends
+//! [`endpoint::Endpoint::key_log_line`] to `SSLKEYLOGFILE`;
+//! `tests/dtls_cli.rs` runs it against OpenSSL); handshakes in the
+//! [`crate::sim`] network under loss, reordering, duplication and a
+//! 300-byte MTU (`tests/sim_dtls.rs`); fuzz targets `dtls_record`,
+//! `dtls_handshake` and `dtls_endpoint` in `fuzz/`; chapter 5's DTLS part
+//! with `examples/05_dtls.rs`.
+//!
 //! ## Not yet here
 //!
-//! The `rtclab dtls client|server` CLI and the printing of `rtclab speed
-//! dtls` (the CLI and runtime are still placeholders), writing
-//! `SSLKEYLOGFILE` (the runtime's job; the endpoint gives the line), tests
-//! in the `sim` network (in-process tests with loss, duplication and a
-//! 300-byte MTU stand in), fuzz targets in `fuzz/`, the chapter. The
-//! handshake states are one enum, not one type per state; what a state
+//! The handshake states are one enum, not one type per state; what a state
 //! relies on (fingerprint checked, ServerKeyExchange signature verified,
 //! CertificateVerify verified) is held as proof values that only the
 //! checking constructors can make. We sign only with

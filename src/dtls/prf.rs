@@ -200,6 +200,7 @@ impl MasterSecret {
         out
     }
 
+    // ANCHOR: exporter
     /// RFC 5705 §4, without a context value: `PRF(master_secret, label,
     /// client_random + server_random)[length]`.
     ///
@@ -239,6 +240,7 @@ impl MasterSecret {
         );
         Ok(out)
     }
+    // ANCHOR_END: exporter
 }
 
 /// Which side sent a Finished message.
@@ -292,6 +294,7 @@ impl fmt::Debug for SrtpKeyingMaterial {
 }
 
 impl SrtpKeyingMaterial {
+    // ANCHOR: srtp_split
     /// Splits exporter output into keys and salts, RFC 5764 §4.2:
     ///
     /// ```text
@@ -318,6 +321,7 @@ impl SrtpKeyingMaterial {
             server_write_salt: ss.to_vec(),
         })
     }
+    // ANCHOR_END: srtp_split
 
     /// Runs the exporter with [`DTLS_SRTP_EXPORTER_LABEL`] and splits the
     /// result (RFC 5764 §4.2).

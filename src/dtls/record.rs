@@ -252,6 +252,17 @@ impl CipherSuite {
         }
     }
 
+    /// The IANA name (`TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            CipherSuite::EcdheEcdsaAes128GcmSha256 => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            CipherSuite::EcdheEcdsaAes256GcmSha384 => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+            }
+        }
+    }
+
     /// The suite for a code point, if we support it.
     pub fn from_code(code: u16) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.code() == code)

@@ -2,9 +2,10 @@
 //! binary, starting it with its output kept, free ports, and cleanup.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Whether interop is mandatory (CI sets `RTCLAB_REQUIRE_INTEROP=1`).
@@ -37,11 +38,26 @@ pub struct Peer {
     child: Child,
     log: PathBuf,
     name: String,
+    stdin: Option<ChildStdin>,
 }
 
 impl Peer {
     /// Starts `program args…` with stdout and stderr into a temporary log.
     pub fn start(name: &str, program: &PathBuf, args: &[String]) -> Peer {
+        Self::start_in(name, program, args, None, &[], false)
+    }
+
+    /// Starts `program args…` in `dir` (if given) with extra environment
+    /// variables and, if `piped_stdin`, a stdin the test writes with
+    /// [`Peer::send_line`] (`openssl s_server` exits when its stdin closes).
+    pub fn start_in(
+        name: &str,
+        program: &PathBuf,
+        args: &[String],
+        dir: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+        piped_stdin: bool,
+    ) -> Peer {
         let log = std::env::temp_dir().join(format!(
             "rtclab-{name}-{}-{}.log",
             std::process::id(),
@@ -49,17 +65,72 @@ impl Peer {
         ));
         let out = std::fs::File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file");
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(out)
-            .stderr(err)
+            .stderr(err);
+        if let Some(d) = dir {
+            command.current_dir(d);
+        }
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdin = child.stdin.take();
         Peer {
             child,
             log,
             name: name.to_string(),
+            stdin,
+        }
+    }
+
+    /// Writes `line` and a newline to the peer's stdin (started with
+    /// `piped_stdin`).
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("peer started with piped stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| stdin.flush())
+            .unwrap_or_else(|e| panic!("writing to {}'s stdin: {e}", self.name));
+    }
+
+    /// Closes the peer's stdin (EOF).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits until the output contains `text`; false after `limit`.
+    pub fn wait_for_output(&self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.output().contains(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.output().contains(text)
+    }
+
+    /// Waits for the peer to exit; `None` if it still runs after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

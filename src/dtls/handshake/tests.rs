@@ -515,3 +515,23 @@ proptest! {
         let _ = ClientHello::parse(&body[..cut]);
     }
 }
+
+#[test]
+fn srtp_profile_names() {
+    for p in SrtpProfile::ALL {
+        let name = p.name().unwrap();
+        assert_eq!(SrtpProfile::from_name(name), Some(p));
+        assert_eq!(SrtpProfile::from_name(&name.to_lowercase()), Some(p));
+    }
+    // OpenSSL's spelling, as `-use_srtp` takes it.
+    assert_eq!(
+        SrtpProfile::from_name("SRTP_AES128_CM_SHA1_80"),
+        Some(SrtpProfile::AES128_CM_HMAC_SHA1_80)
+    );
+    assert_eq!(
+        SrtpProfile::from_name("AEAD_AES_256_GCM"),
+        Some(SrtpProfile::AEAD_AES_256_GCM)
+    );
+    assert_eq!(SrtpProfile::from_name("SRTP_NULL_SHA1_80"), None);
+    assert_eq!(SrtpProfile(0x9999).name(), None);
+}
