@@ -57,6 +57,37 @@ where
     P: Packetizer + 'static,
     D: Depacketizer + 'static,
 {
+    run_cut(
+        seed,
+        profile,
+        config,
+        packetizer,
+        depacketizer,
+        frames,
+        interval,
+        ticks,
+        0..0,
+    )
+}
+
+/// As [`run`], with the media path cut (100 % loss) while frames `cut` are
+/// sent.
+#[allow(clippy::too_many_arguments)]
+fn run_cut<P, D>(
+    seed: u64,
+    profile: ProtectionProfile,
+    config: StreamConfig,
+    packetizer: P,
+    depacketizer: D,
+    frames: &[Vec<u8>],
+    interval: Duration,
+    ticks: u32,
+    cut: std::ops::Range<usize>,
+) -> Outcome
+where
+    P: Packetizer + 'static,
+    D: Depacketizer + 'static,
+{
     let mut sim = Sim::new(seed);
     let tx_addr: SocketAddr = "192.0.2.1:5004".parse().unwrap();
     let rx_addr: SocketAddr = "192.0.2.2:5004".parse().unwrap();
@@ -85,6 +116,17 @@ where
     let fillers = 10;
     for i in 0..frames.len() + fillers {
         let frame = frames.get(i).unwrap_or(&frames[frames.len() - 1]);
+        if i == cut.start && !cut.is_empty() {
+            sim.set_uplink(
+                tx,
+                LinkConfig {
+                    loss: 1.0,
+                    ..lossy(0.0)
+                },
+            );
+        } else if i == cut.end && !cut.is_empty() {
+            sim.set_uplink(tx, lossy(0.10));
+        }
         let now = sim.now();
         sim.machine_mut::<MediaSender<P>>(tx)
             .send_frame(now, 1000u32.wrapping_add(ticks * i as u32), frame)
@@ -289,4 +331,69 @@ fn same_seed_same_run() {
         (o.sender, o.receiver)
     };
     assert_eq!(go(), go());
+}
+
+#[test]
+fn a_short_outage_is_repaired_by_nack() {
+    // Half a second without a single packet: well within the receiver's
+    // patience (1 s) and the sender's history, so RTX fills it all in.
+    let frames = vp8_clip_frames(90);
+    let o = run_cut(
+        12,
+        ProtectionProfile::AeadAes128Gcm,
+        StreamConfig::video(0x1111),
+        Vp8Packetizer::new(5),
+        Vp8Depacketizer,
+        &frames,
+        FRAME_30FPS,
+        3000,
+        35..50,
+    );
+    assert!(o.frames == frames);
+    assert_eq!(o.keyframe_requests, 0);
+    assert!(o.receiver.retransmitted > 20, "{:?}", o.receiver);
+}
+
+#[test]
+fn a_long_outage_ends_in_a_pli_and_a_keyframe() {
+    // Two seconds cut, and a sender that keeps only its last 64 packets:
+    // the oldest holes cannot be filled, so the receiver gives the blocked
+    // frame up after 1 s, asks for a keyframe (PLI), and resumes at one.
+    let frames = vp8_clip_frames(150);
+    let o = run_cut(
+        13,
+        ProtectionProfile::AeadAes128Gcm,
+        StreamConfig {
+            history: 64,
+            ..StreamConfig::video(0x1111)
+        },
+        Vp8Packetizer::new(5),
+        Vp8Depacketizer,
+        &frames,
+        FRAME_30FPS,
+        3000,
+        35..95,
+    );
+    assert!(o.receiver.plis >= 1, "{:?}", o.receiver);
+    assert!(o.keyframe_requests >= 1);
+    assert!(o.sender.plis >= 1, "{:?}", o.sender);
+    // Before the cut: everything. Then only whole frames, in order, the
+    // first one after the gap a keyframe, and the clip's tail complete.
+    assert_eq!(o.frames[..35], frames[..35]);
+    let mut next = 35;
+    for (k, f) in o.frames[35..].iter().enumerate() {
+        if next == frames.len() {
+            break; // the filler frames after the clip
+        }
+        let at = frames[next..]
+            .iter()
+            .position(|x| x == f)
+            .unwrap_or_else(|| panic!("frame {k} after the cut is not a sent frame in order"));
+        if k == 0 {
+            assert_eq!(f[0] & 1, 0, "the first frame after the gap is a keyframe");
+            assert!(next + at > 35, "some frames were lost");
+        }
+        next += at + 1;
+    }
+    assert_eq!(next, frames.len(), "the clip's last frame arrived");
 }

@@ -616,3 +616,68 @@ impl<D: Depacketizer> Machine for MediaReceiver<D> {
         .min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
+    use crate::srtp::ProtectionProfile;
+    use proptest::prelude::*;
+
+    fn pair(
+        now: Instant,
+    ) -> (
+        MediaSender<Vp8Packetizer>,
+        MediaReceiver<Vp8Depacketizer>,
+        SocketAddr,
+        SocketAddr,
+    ) {
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "192.0.2.1:1".parse().unwrap(),
+            "192.0.2.2:2".parse().unwrap(),
+        );
+        let p = ProtectionProfile::AeadAes128Gcm;
+        let (ck, sk) = p.split_keying_material(&[9; 56]).unwrap();
+        let cfg = StreamConfig::video(7);
+        let tx = MediaSender::new(now, cfg.clone(), b, Vp8Packetizer::new(1), &ck, &sk, 1).unwrap();
+        let rx = MediaReceiver::new(cfg, a, Vp8Depacketizer, &sk, &ck).unwrap();
+        (tx, rx, a, b)
+    }
+
+    #[test]
+    fn a_frame_crosses_and_a_tampered_packet_is_rejected() {
+        let now = Instant::now();
+        let (mut tx, mut rx, a, b) = pair(now);
+        assert_eq!(tx.send_frame(now, 0, &[0x10; 3000]).unwrap(), 3);
+        let packets: Vec<_> = std::iter::from_fn(|| tx.poll_transmit()).collect();
+        let mut bad = packets[0].contents.clone();
+        bad[20] ^= 1;
+        for contents in std::iter::once(&bad).chain(packets.iter().map(|t| &t.contents)) {
+            rx.handle_receive(
+                now,
+                Receive {
+                    source: a,
+                    destination: b,
+                    contents,
+                },
+            );
+        }
+        assert_eq!(rx.poll_event().map(|f| f.data), Some(vec![0x10; 3000]));
+        assert_eq!(rx.stats().rejected, 1);
+        assert_eq!(rx.stats().packets, 3);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let now = Instant::now();
+            let (mut tx, mut rx, a, b) = pair(now);
+            let d = Receive { source: a, destination: b, contents: &data };
+            tx.handle_receive(now, d);
+            rx.handle_receive(now, d);
+            rx.handle_timeout(now + Duration::from_secs(2));
+            tx.handle_timeout(now + Duration::from_secs(2));
+            prop_assert!(rx.poll_event().is_none());
+        }
+    }
+}
