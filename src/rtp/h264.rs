@@ -160,6 +160,7 @@ impl H264Packetizer {
     }
 }
 
+// ANCHOR: stap_a
 /// Emits `nal` (or a pending STAP-A) as payloads.
 fn flush_stap(stap: &mut Vec<&[u8]>, out: &mut Vec<Vec<u8>>) {
     match stap.len() {
@@ -179,6 +180,7 @@ fn flush_stap(stap: &mut Vec<&[u8]>, out: &mut Vec<Vec<u8>>) {
     }
     stap.clear();
 }
+// ANCHOR_END: stap_a
 
 impl Packetizer for H264Packetizer {
     fn packetize(
@@ -218,6 +220,7 @@ impl Packetizer for H264Packetizer {
             if nal.len() > mtu {
                 flush_stap(&mut stap, out);
                 stap_len = 1;
+                // ANCHOR: fu_a
                 // RFC 6184 §5.8: FU indicator keeps F and NRI, type 28; the FU
                 // header carries S, E and the original type; the NAL header byte
                 // itself is not sent.
@@ -239,6 +242,7 @@ impl Packetizer for H264Packetizer {
                     out.push(p);
                 }
                 continue;
+                // ANCHOR_END: fu_a
             }
             // Aggregate while the STAP-A (1 + Σ(2 + len)) fits; a lone NAL goes
             // out as a single NAL unit packet.

@@ -122,10 +122,85 @@ impl<'a> Iterator for IvfReader<'a> {
     }
 }
 
+// ANCHOR: synthetic_clip
+/// A small VP8 clip in IVF, made up from `seed` (same seed, same bytes): 320×240
+/// at 30 frames per second, a keyframe every `keyframe_interval` frames.
+///
+/// The frames are not decodable pictures, only VP8-shaped: each starts with
+/// a valid frame tag (RFC 6386 §9.1: frame type, version 0, show_frame, the
+/// first partition's size), keyframes add the start code 9d 01 2a and the
+/// dimensions, and random bytes stand for the compressed data. That is all a
+/// packetizer and a keyframe detector look at, and it keeps the examples free
+/// of a media encoder and of committed binary files.
+pub fn synthetic_vp8_clip(frames: u32, keyframe_interval: u32, seed: u64) -> Vec<u8> {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (width, height) = (320u16, 240u16);
+    let mut file = Vec::new();
+    IvfHeader {
+        fourcc: *b"VP80",
+        width,
+        height,
+        timebase_den: 30,
+        timebase_num: 1,
+        frame_count: frames,
+    }
+    .write(&mut file);
+    for i in 0..frames {
+        let key = i % keyframe_interval.max(1) == 0;
+        // Keyframes are several times larger than the frames between them.
+        let len = if key {
+            rng.random_range(4000..7000)
+        } else {
+            rng.random_range(200..1800)
+        };
+        let header_len = if key { 10 } else { 3 };
+        let first_part = (len - header_len) as u32 / 4;
+        // Frame tag, 24 bits little-endian: bit 0 frame type (0 = key),
+        // bits 1-3 version, bit 4 show_frame, bits 5-23 first_part_size.
+        let tag = u32::from(!key) | 1 << 4 | first_part << 5;
+        let mut frame = Vec::with_capacity(len);
+        frame.extend_from_slice(&tag.to_le_bytes()[..3]);
+        if key {
+            frame.extend_from_slice(&[0x9d, 0x01, 0x2a]);
+            frame.extend_from_slice(&width.to_le_bytes()); // scale bits 0
+            frame.extend_from_slice(&height.to_le_bytes());
+        }
+        frame.extend((header_len..len).map(|_| rng.random::<u8>()));
+        // Infallible: frames are far below 4 GiB.
+        let _ = write_frame(u64::from(i), &frame, &mut file);
+    }
+    file
+}
+// ANCHOR_END: synthetic_clip
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn synthetic_clip_is_vp8_shaped_and_deterministic() {
+        let clip = synthetic_vp8_clip(31, 30, 7);
+        assert_eq!(clip, synthetic_vp8_clip(31, 30, 7));
+        assert_ne!(clip, synthetic_vp8_clip(31, 30, 8));
+        let (h, frames) = IvfReader::new(&clip).unwrap();
+        assert_eq!((&h.fourcc, h.frame_count), (b"VP80", 31));
+        let frames: Vec<_> = frames.collect::<Result<_, _>>().unwrap();
+        assert_eq!(frames.len(), 31);
+        for (i, (ts, f)) in frames.iter().enumerate() {
+            assert_eq!(*ts, i as u64);
+            let key = i % 30 == 0;
+            assert_eq!(f[0] & 1 == 0, key, "frame {i}");
+            assert_eq!(f[0] & 0x10, 0x10, "show_frame");
+            if key {
+                assert_eq!(&f[3..6], &[0x9d, 0x01, 0x2a]);
+                assert_eq!(&f[6..10], &[64, 1, 240, 0]);
+            }
+        }
+    }
 
     proptest! {
         #[test]

@@ -59,6 +59,9 @@
 //! - [`nack`]: loss recovery — a NACK generator for the receiver, a bounded send
 //!   history and RTX (RFC 4588 §4, the OSN in the first two payload bytes) for
 //!   the sender.
+//! - [`session`]: one stream's sender and receiver as sans-IO machines —
+//!   packetizer, SRTP/SRTCP, NACK/RTX, PLI, SR/RR and frame assembly wired
+//!   together (`tests/rtp_sim.rs` runs them through a lossy `sim` network).
 //! - [`stats`]: receiver-report statistics (RFC 3550 A.3 loss fraction and
 //!   cumulative loss, A.8 interarrival jitter) and the RTT from LSR/DLSR
 //!   (§6.4.1).
@@ -129,6 +132,7 @@ pub mod packet;
 pub mod payload;
 pub mod rtcp;
 pub mod seq;
+pub mod session;
 pub mod stats;
 pub mod twcc;
 pub mod vp8;

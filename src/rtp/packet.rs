@@ -267,6 +267,7 @@ impl RtpHeader {
         Ok(())
     }
 
+    // ANCHOR: write_header
     fn write_with_padding_bit(&self, padding: bool, out: &mut Vec<u8>) -> Result<(), RtpError> {
         self.check()?;
         let b0 = 0x80
@@ -288,6 +289,7 @@ impl RtpHeader {
         }
         Ok(())
     }
+    // ANCHOR_END: write_header
 
     /// Appends the header (no padding bit) to `out`.
     pub fn write(&self, out: &mut Vec<u8>) -> Result<(), RtpError> {

@@ -180,6 +180,7 @@ pub struct Nack {
 
 impl Nack {
     /// Builds the pairs from lost sequence numbers (in ascending wrap-aware order).
+    // ANCHOR: nack_pairs
     pub fn from_lost(
         sender_ssrc: u32,
         media_ssrc: u32,
@@ -202,6 +203,7 @@ impl Nack {
             pairs,
         }
     }
+    // ANCHOR_END: nack_pairs
 
     /// The lost sequence numbers named by all pairs.
     pub fn lost(&self) -> impl Iterator<Item = u16> + '_ {

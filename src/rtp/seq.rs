@@ -9,6 +9,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct SeqNo(pub u16);
 
+// ANCHOR: seq_diff
 impl SeqNo {
     /// The signed distance from `other` to `self` taken the short way round the
     /// circle: positive if `self` is newer.
@@ -26,6 +27,7 @@ impl SeqNo {
         SeqNo(self.0.wrapping_add(1))
     }
 }
+// ANCHOR_END: seq_diff
 
 /// True if 32-bit timestamp `a` comes after `b` (modulo 2^32, within half the space).
 pub fn timestamp_newer(a: u32, b: u32) -> bool {

@@ -15,6 +15,7 @@ pub fn ntp_compact(ntp: u64) -> u32 {
 /// RFC 3550 §6.4.1: the round trip seen by a sender when a report block comes
 /// back at compact NTP time `now`: `now − LSR − DLSR`. `None` if the block
 /// carries no SR reference (LSR = 0) or the result is negative.
+// ANCHOR: rtt
 pub fn rtt_from_report(now_compact: u32, block: &ReportBlock) -> Option<Duration> {
     if block.last_sr == 0 {
         return None;
@@ -27,6 +28,7 @@ pub fn rtt_from_report(now_compact: u32, block: &ReportBlock) -> Option<Duration
     }
     Some(Duration::from_nanos((rtt as u64 * 1_000_000_000) >> 16))
 }
+// ANCHOR_END: rtt
 
 /// Per-source reception statistics, fed with each packet's arrival.
 #[derive(Debug, Clone)]
@@ -76,6 +78,7 @@ impl ReceiverStats {
         }
         self.max_seq = self.max_seq.max(ext);
         self.received += 1;
+        // ANCHOR: jitter
         // RFC 3550 A.8: D = (Rj − Ri) − (Sj − Si); J += (|D| − J) / 16.
         let epoch = *self.epoch.get_or_insert(now);
         let arrival = (now.saturating_duration_since(epoch).as_nanos() * self.clock_rate as u128
@@ -90,6 +93,7 @@ impl ReceiverStats {
             }
         }
         self.transit = Some(transit);
+        // ANCHOR_END: jitter
     }
 
     /// Records a sender report from this source arriving at `now` (for LSR/DLSR).

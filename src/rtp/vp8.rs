@@ -204,6 +204,7 @@ impl Packetizer for Vp8Packetizer {
                 "MTU too small for the VP8 descriptor and one byte",
             ));
         }
+        // ANCHOR: vp8_packetize
         let mut desc = Vp8Descriptor {
             start_of_partition: true,
             picture_id: Some(PictureId::Fifteen(self.picture_id)),
@@ -217,6 +218,7 @@ impl Packetizer for Vp8Packetizer {
             desc.start_of_partition = false;
         }
         self.picture_id = (self.picture_id + 1) & 0x7FFF;
+        // ANCHOR_END: vp8_packetize
         Ok(())
     }
 }

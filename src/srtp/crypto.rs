@@ -112,6 +112,7 @@ pub(crate) fn cm_iv(salt: &[u8; 14], ssrc: u32, index: u64) -> [u8; 16] {
     iv
 }
 
+// ANCHOR: gcm_rtp_nonce
 /// RFC 7714 §8.1: `IV = (00 00 || SSRC || ROC || SEQ) XOR salt`.
 pub(crate) fn gcm_rtp_nonce(salt: &[u8; 12], ssrc: u32, index: u64) -> [u8; 12] {
     let mut n = [0u8; 12];
@@ -123,6 +124,7 @@ pub(crate) fn gcm_rtp_nonce(salt: &[u8; 12], ssrc: u32, index: u64) -> [u8; 12] 
     }
     n
 }
+// ANCHOR_END: gcm_rtp_nonce
 
 /// RFC 7714 §9.1: `IV = (00 00 || SSRC || 00 00 || 0 || SRTCP index) XOR salt`.
 pub(crate) fn gcm_rtcp_nonce(salt: &[u8; 12], ssrc: u32, index: u32) -> [u8; 12] {
@@ -244,6 +246,7 @@ impl Transform {
         }
     }
 
+    // ANCHOR: protect_rtp
     /// Protects the RTP packet in `buf` (header of `header_len` bytes) with
     /// packet index `index`, appending the tag.
     pub(crate) fn protect_rtp(
@@ -280,6 +283,7 @@ impl Transform {
             }
         }
     }
+    // ANCHOR_END: protect_rtp
 
     /// Verifies and decrypts the SRTP packet in `buf`, removing the tag.
     /// `Err(())` means the tag did not verify. The caller checked that
