@@ -62,6 +62,7 @@
 pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ice;
 pub mod machine;
 pub mod rtp;
 pub mod runtime;
