@@ -6,3 +6,9 @@
 pub mod candidate;
 
 pub use candidate::{Address, Candidate, CandidateError, CandidateKind};
+pub mod agent;
+
+pub use agent::{
+    Agent, AgentConfig, CandidatePair, ConnectionState, Credentials, FailureReason, IceError,
+    IceEvent, LocalCandidate, PairState,
+};
