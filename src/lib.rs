@@ -19,7 +19,7 @@
 //!   (RFC 7983): 0..=3 STUN · 20..=63 DTLS · 128..=191 RTP/RTCP
 //! ```
 //!
-//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`srtp`] (RFC 3711,
+//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`ice`] (RFC 8445, 8838, 7675), [`srtp`] (RFC 3711,
 //! 7714), [`sim`] (the
 //! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab speed`).

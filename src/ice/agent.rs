@@ -1355,10 +1355,12 @@ impl Machine for Agent {
             return;
         }
         // RFC 7983 demultiplexing: not STUN, so application data (DTLS, SRTP).
-        if self
-            .remote
-            .iter()
-            .any(|r| r.socket_addr() == Some(d.source))
+        let on_path = self.path.is_some_and(|(_, r)| r == d.source);
+        if on_path
+            || self
+                .remote
+                .iter()
+                .any(|r| r.socket_addr() == Some(d.source))
         {
             self.push_event(IceEvent::Data {
                 source: d.source,
@@ -1424,5 +1426,339 @@ impl Machine for Agent {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    struct Pair {
+        a: Agent,
+        b: Agent,
+        now: Instant,
+        /// Checks seen on the wire: (time, from A?).
+        wire: Vec<(Instant, bool, Vec<u8>)>,
+        data: [Vec<Vec<u8>>; 2],
+    }
+
+    fn agents(a_controlling: bool, b_controlling: bool) -> Pair {
+        let now = Instant::now();
+        let mk = |c, seed| {
+            Agent::new(
+                AgentConfig {
+                    controlling: c,
+                    ..AgentConfig::default()
+                },
+                StdRng::seed_from_u64(seed),
+            )
+        };
+        let mut a = mk(a_controlling, 1);
+        let mut b = mk(b_controlling, 2);
+        a.add_local_host(now, addr("10.0.0.1:1000")).unwrap();
+        b.add_local_host(now, addr("10.0.0.2:2000")).unwrap();
+        Pair {
+            a,
+            b,
+            now,
+            wire: Vec::new(),
+            data: [Vec::new(), Vec::new()],
+        }
+    }
+
+    impl Pair {
+        fn credentials(&mut self) {
+            let ca = self.a.local_credentials().clone();
+            let cb = self.b.local_credentials().clone();
+            self.a.set_remote_credentials(self.now, &cb.ufrag, &cb.pwd);
+            self.b.set_remote_credentials(self.now, &ca.ufrag, &ca.pwd);
+        }
+
+        /// Delivers everything instantly, signals candidates, advances time
+        /// to the next timer; `steps` rounds.
+        fn run(&mut self, steps: usize, until: impl Fn(&Pair) -> bool) -> bool {
+            for _ in 0..steps {
+                if until(self) {
+                    return true;
+                }
+                let mut moved = true;
+                while moved {
+                    moved = false;
+                    for from_a in [true, false] {
+                        loop {
+                            let (src, dst) = if from_a {
+                                (&mut self.a, &mut self.b)
+                            } else {
+                                (&mut self.b, &mut self.a)
+                            };
+                            let Some(t) = src.poll_transmit() else { break };
+                            moved = true;
+                            self.wire.push((self.now, from_a, t.contents.clone()));
+                            let dest_local = dst
+                                .local_candidates()
+                                .iter()
+                                .any(|l| l.base == t.destination);
+                            if dest_local {
+                                dst.handle_receive(
+                                    self.now,
+                                    Receive {
+                                        source: t.source.unwrap(),
+                                        destination: t.destination,
+                                        contents: &t.contents,
+                                    },
+                                );
+                            }
+                        }
+                        let (src, dst) = if from_a {
+                            (&mut self.a, &mut self.b)
+                        } else {
+                            (&mut self.b, &mut self.a)
+                        };
+                        while let Some(e) = src.poll_event() {
+                            match e {
+                                IceEvent::LocalCandidate(c) => {
+                                    let _ = dst.add_remote_candidate(self.now, c);
+                                    moved = true;
+                                }
+                                IceEvent::Data { data, .. } => {
+                                    self.data[usize::from(!from_a)].push(data)
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                if until(self) {
+                    return true;
+                }
+                let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let Some(next) = next else { return until(self) };
+                self.now = self.now.max(next);
+                self.a.handle_timeout(self.now);
+                self.b.handle_timeout(self.now);
+            }
+            until(self)
+        }
+
+        fn connected(&self) -> bool {
+            self.a.state() == ConnectionState::Connected
+                && self.b.state() == ConnectionState::Connected
+        }
+    }
+
+    #[test]
+    fn connects_and_sends_data() {
+        let mut p = agents(true, false);
+        p.credentials();
+        assert!(p.run(100, Pair::connected));
+        p.a.send(b"\x80rtp").unwrap();
+        p.run(3, |_| false);
+        assert_eq!(p.data[1], vec![b"\x80rtp".to_vec()]);
+        let (l, r) = p.a.selected_pair().unwrap();
+        assert_eq!(l.socket_addr(), Some(addr("10.0.0.1:1000")));
+        assert_eq!(r.socket_addr(), Some(addr("10.0.0.2:2000")));
+    }
+
+    /// RFC 8445 §7.1: the check's attributes, verifiable with B's password.
+    #[test]
+    fn check_format() {
+        let mut p = agents(true, false);
+        let hb = p.b.local_candidates()[0].candidate.clone();
+        p.a.add_remote_candidate(p.now, hb).unwrap();
+        p.credentials();
+        while p.a.poll_event().is_some() {}
+        p.a.handle_timeout(p.now);
+        let t = p.a.poll_transmit().expect("a check right away");
+        assert_eq!(t.source, Some(addr("10.0.0.1:1000")));
+        let m = Message::decode(&t.contents).unwrap();
+        assert_eq!(m.message_type(), MessageType::BINDING_REQUEST);
+        let want = format!(
+            "{}:{}",
+            p.b.local_credentials().ufrag,
+            p.a.local_credentials().ufrag
+        );
+        assert_eq!(m.username().unwrap(), Some(want.as_str()));
+        m.verify_integrity(&IntegrityKey::short_term(&p.b.local_credentials().pwd))
+            .unwrap();
+        assert_eq!(m.verify_fingerprint(), Ok(true));
+        let prio = match m.attribute(attr::PRIORITY).unwrap() {
+            Some(Attribute::Priority(v)) => v,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(prio >> 24, 110);
+        assert!(matches!(
+            m.attribute(attr::ICE_CONTROLLING).unwrap(),
+            Some(Attribute::IceControlling(_))
+        ));
+        assert!(m.attribute(attr::USE_CANDIDATE).unwrap().is_none());
+    }
+
+    /// RFC 8445 §14.2: ordinary checks go out one per Ta.
+    #[test]
+    fn ta_pacing() {
+        let mut p = agents(true, false);
+        let cb = p.b.local_credentials().clone();
+        for i in 0..4u16 {
+            let c = Candidate::new(
+                format!("f{i}"),
+                1,
+                CandidateKind::Host,
+                priority(126, 65535 - i, 1),
+                SocketAddr::new("192.0.2.50".parse().unwrap(), 4000 + i),
+                None,
+            );
+            p.a.add_remote_candidate(p.now, c).unwrap();
+        }
+        p.a.set_remote_credentials(p.now, &cb.ufrag, &cb.pwd);
+        let mut times = Vec::new();
+        let mut now = p.now;
+        for _ in 0..20 {
+            while let Some(t) = p.a.poll_transmit() {
+                if Message::decode(&t.contents)
+                    .is_ok_and(|m| m.attribute(attr::PRIORITY).is_ok_and(|a| a.is_some()))
+                {
+                    times.push((now, t.destination));
+                }
+            }
+            let Some(next) = p.a.poll_timeout() else {
+                break;
+            };
+            now = next;
+            p.a.handle_timeout(now);
+        }
+        let firsts: Vec<Instant> = {
+            let mut seen = Vec::new();
+            let mut out = Vec::new();
+            for (t, d) in &times {
+                if !seen.contains(d) {
+                    seen.push(*d);
+                    out.push(*t);
+                }
+            }
+            out
+        };
+        assert_eq!(firsts.len(), 4);
+        for w in firsts.windows(2) {
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(50),
+                "{:?}",
+                w[1] - w[0]
+            );
+        }
+    }
+
+    #[test]
+    fn role_conflict_both_controlling_resolves() {
+        for (ac, bc) in [(true, true), (false, false)] {
+            let mut p = agents(ac, bc);
+            p.credentials();
+            assert!(p.run(200, Pair::connected), "{ac} {bc}");
+            assert_ne!(p.a.is_controlling(), p.b.is_controlling());
+            // The larger tie-breaker wins the controlling role.
+            let a_wins = p.a.tie_breaker >= p.b.tie_breaker;
+            assert_eq!(p.a.is_controlling(), a_wins);
+            // Both report the 487 conflict resolution through RoleChanged
+            // on one side: the roles changed from what was configured.
+            assert!(p.a.is_controlling() != ac || p.b.is_controlling() != bc);
+        }
+    }
+
+    fn request(username: Option<&str>, pwd: Option<&str>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut e = MessageEncoder::new(
+            &mut buf,
+            MessageType::BINDING_REQUEST,
+            TransactionId([7; 12]),
+        );
+        if let Some(u) = username {
+            e.attribute(&Attribute::Username(u));
+        }
+        e.attribute(&Attribute::Priority(1))
+            .attribute(&Attribute::IceControlling(5));
+        if let Some(p) = pwd {
+            e.message_integrity(&IntegrityKey::short_term(p));
+        }
+        e.fingerprint().finish().unwrap();
+        buf
+    }
+
+    /// RFC 8445 §7.3 / RFC 8489 §9.1.3: 400 without USERNAME or integrity,
+    /// 401 for another ufrag or the wrong password; no state learned.
+    #[test]
+    fn bad_checks_get_400_401_and_no_state() {
+        let mut p = agents(false, false);
+        let ours = p.b.local_credentials().clone();
+        let cases = [
+            (request(None, Some(&ours.pwd)), 400),
+            (request(Some(&format!("{}:x", ours.ufrag)), None), 400),
+            (request(Some("other:x"), Some(&ours.pwd)), 401),
+            (
+                request(
+                    Some(&format!("{}:x", ours.ufrag)),
+                    Some("wrong-password-wrong-pw"),
+                ),
+                401,
+            ),
+        ];
+        for (req, code) in cases {
+            p.b.handle_receive(
+                p.now,
+                Receive {
+                    source: addr("192.0.2.9:9"),
+                    destination: addr("10.0.0.2:2000"),
+                    contents: &req,
+                },
+            );
+            let t = p.b.poll_transmit().expect("an error response");
+            let m = Message::decode(&t.contents).unwrap();
+            assert_eq!(m.class(), Class::Error);
+            assert_eq!(m.error_code().unwrap().unwrap().code, code);
+        }
+        assert!(p.b.remote_candidates().is_empty());
+        assert!(p.b.pairs().is_empty());
+        // A good one is answered and teaches a peer-reflexive candidate.
+        let req = request(Some(&format!("{}:x", ours.ufrag)), Some(&ours.pwd));
+        p.b.handle_receive(
+            p.now,
+            Receive {
+                source: addr("192.0.2.9:9"),
+                destination: addr("10.0.0.2:2000"),
+                contents: &req,
+            },
+        );
+        let t = p.b.poll_transmit().unwrap();
+        let m = Message::decode(&t.contents).unwrap();
+        assert_eq!(m.class(), Class::Success);
+        assert_eq!(m.xor_mapped_address().unwrap(), Some(addr("192.0.2.9:9")));
+        assert_eq!(
+            p.b.remote_candidates()[0].kind,
+            CandidateKind::PeerReflexive
+        );
+    }
+
+    #[test]
+    fn restart_uses_new_credentials_and_reconnects() {
+        let mut p = agents(true, false);
+        p.credentials();
+        assert!(p.run(100, Pair::connected));
+        let old = p.a.local_credentials().clone();
+        let new_a = p.a.restart(p.now);
+        let new_b = p.b.restart(p.now);
+        assert_ne!(old, new_a);
+        assert_eq!(p.a.state(), ConnectionState::Checking);
+        // Data still flows on the old path meanwhile.
+        p.a.send(b"\x17during").unwrap();
+        p.a.set_remote_credentials(p.now, &new_b.ufrag, &new_b.pwd);
+        p.b.set_remote_credentials(p.now, &new_a.ufrag, &new_a.pwd);
+        assert!(p.run(200, |p| p.connected() && p.a.selected_pair().is_some()));
+        assert!(p.data[1].contains(&b"\x17during".to_vec()));
     }
 }
