@@ -780,7 +780,20 @@ impl Agent {
         if self.remote_creds.is_none() || self.state == ConnectionState::Failed {
             return;
         }
-        let mut next = self.triggered.pop_front();
+        // A triggered ordinary check on a pair that has meanwhile succeeded
+        // is moot: skip it, so that a nomination is not delayed by one Ta.
+        let mut next = None;
+        while let Some((p, nominate)) = self.triggered.pop_front() {
+            if nominate
+                || self
+                    .pairs
+                    .get(p)
+                    .is_some_and(|q| q.state != PairState::Succeeded)
+            {
+                next = Some((p, nominate));
+                break;
+            }
+        }
         if next.is_none() {
             next = self.best_in(PairState::Waiting).map(|p| (p, false));
         }

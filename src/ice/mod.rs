@@ -86,6 +86,7 @@
 
 pub mod agent;
 pub mod candidate;
+pub mod speed;
 
 pub use agent::{
     Agent, AgentConfig, CandidatePair, ConnectionState, Credentials, FailureReason, IceError,
