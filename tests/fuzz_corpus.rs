@@ -27,3 +27,13 @@ fn stun_message_corpus() {
 fn srtp_unprotect_corpus() {
     replay("srtp_unprotect", rtclab::fuzzing::srtp_unprotect);
 }
+
+#[test]
+fn ice_candidate_corpus() {
+    replay("ice_candidate", rtclab::fuzzing::ice_candidate);
+}
+
+#[test]
+fn ice_agent_corpus() {
+    replay("ice_agent", rtclab::fuzzing::ice_agent);
+}
