@@ -1774,4 +1774,35 @@ mod tests {
         assert!(p.run(200, |p| p.connected() && p.a.selected_pair().is_some()));
         assert!(p.data[1].contains(&b"\x17during".to_vec()));
     }
+
+    #[test]
+    fn remote_candidates_are_capped() {
+        let mut p = agents(true, false);
+        let cap = AgentConfig::default().max_remote_candidates;
+        for i in 0..cap + 10 {
+            let c = Candidate::new(
+                format!("f{i}"),
+                1,
+                CandidateKind::Host,
+                1,
+                SocketAddr::new("192.0.2.50".parse().unwrap(), 1000 + i as u16),
+                None,
+            );
+            let r = p.a.add_remote_candidate(p.now, c);
+            assert_eq!(r.is_err(), i >= cap, "{i}");
+        }
+        assert_eq!(p.a.remote_candidates().len(), cap);
+        let mdns = Candidate::parse("candidate:1 1 udp 1 x.local 9 typ host").unwrap();
+        assert!(matches!(
+            p.a.add_remote_candidate(p.now, mdns),
+            Err(IceError::Unusable(_))
+        ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_datagrams_never_panic(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            crate::fuzzing::ice_agent(&b);
+        }
+    }
 }
