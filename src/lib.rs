@@ -19,12 +19,13 @@
 //!   (RFC 7983): 0..=3 STUN · 20..=63 DTLS · 128..=191 RTP/RTCP
 //! ```
 //!
-//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`dtls`] (RFC 6347,
-//! 5246, 5705, 5764, 7627), [`srtp`] (RFC 3711, 7714), [`rtp`] (RFC 3550, 8285,
-//! 4585, 7741, 6184, 7587), [`sim`] (the deterministic network), [`runtime`]
-//! (tokio over real UDP), [`machine`] (the shared sans-IO contract) and
-//! [`speed`] (the benchmarks behind `rtclab speed`). ICE, TURN, SCTP, data
-//! channels, SDP and the PeerConnection arrive with their issues.
+//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`ice`] (RFC 8445,
+//! 8838, 7675), [`dtls`] (RFC 6347, 5246, 5705, 5764, 7627), [`srtp`] (RFC
+//! 3711, 7714), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
+//! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
+//! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
+//! speed`). TURN, SCTP, data channels, SDP and the PeerConnection arrive with
+//! their issues.
 //!
 //! ## The sans-IO contract
 //!
@@ -63,6 +64,7 @@
 pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ice;
 pub mod machine;
 pub mod rtp;
 pub mod runtime;

@@ -8,7 +8,8 @@
 //! loopback, beside coturn's when `turnserver` is installed), `dtls`
 //! (handshakes per second, record protection beside raw ring), `srtp`
 //! (protect and unprotect per profile beside raw ring), `rtp` (parse
-//! and VP8 depacketize beside a plain copy of the same bytes).
+//! and VP8 depacketize beside a plain copy of the same bytes), `ice` (time to
+//! a nominated pair on loopback UDP beside one UDP round trip).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -51,7 +52,7 @@ impl std::fmt::Display for Figure {
 }
 
 /// The layers `rtclab speed` knows.
-pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls", "srtp", "rtp"];
+pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls", "srtp", "rtp", "ice"];
 
 /// Runs the named layers (all when empty) and prints their figures.
 pub fn run(layers: &[String]) -> Result<(), String> {
@@ -67,6 +68,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "dtls" => dtls(),
             "srtp" => from_tuples(crate::srtp::bench::speed()),
             "rtp" => from_tuples(crate::rtp::bench::speed()),
+            "ice" => from_tuples(crate::ice::speed::speed()),
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",

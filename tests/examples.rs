@@ -406,3 +406,22 @@ fn example_04_media_sends_a_clip_through_a_lossy_network() {
         );
     }
 }
+
+/// `examples/ice_pair.rs`: two processes connect over loopback UDP after
+/// exchanging candidates through files, and each receives the other's message.
+#[test]
+fn example_ice_pair_connects_two_processes() {
+    let Some(bin) = built_example("ice_pair") else {
+        eprintln!("SKIP: the ice_pair example binary is not built");
+        return;
+    };
+    let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(30));
+    assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+    for want in [
+        "controlling: received \"hello from the controlled side\"",
+        "controlled: received \"hello from the controlling side\"",
+        "both sides connected",
+    ] {
+        assert!(stdout.contains(want), "no {want:?} in:\n{stdout}\n{stderr}");
+    }
+}

@@ -25,6 +25,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("dtls_record", rtclab::fuzzing::dtls_record),
     ("dtls_handshake", rtclab::fuzzing::dtls_handshake),
     ("dtls_endpoint", rtclab::fuzzing::dtls_endpoint),
+    ("ice_candidate", rtclab::fuzzing::ice_candidate),
+    ("ice_agent", rtclab::fuzzing::ice_agent),
 ];
 
 fn corpus_root() -> PathBuf {

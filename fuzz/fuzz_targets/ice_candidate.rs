@@ -1,0 +1,5 @@
+#![no_main]
+//! ICE: `ice_candidate` harness in src/fuzzing.rs.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| rtclab::fuzzing::ice_candidate(data));
