@@ -69,3 +69,4 @@ pub mod sim;
 pub mod speed;
 pub mod srtp;
 pub mod stun;
+pub mod turn;
