@@ -29,6 +29,8 @@
 //! - [`channel_data`]: ChannelData framing and its padding rule (§12.4–12.6).
 //! - [`client`]: a sans-IO client (§7 allocations with the 401/438 dance and
 //!   refreshes, §9 permissions, §10–11 Send/Data indications, §12 channels).
+//! - [`server`]: a sans-IO server with quotas, stateless nonces, permission
+//!   and channel lifetimes and the RFC's error codes.
 //!
 //! ## What is left out
 //!
@@ -37,12 +39,15 @@
 //! EVEN-PORT/RESERVATION-TOKEN semantics in the client (the attributes are
 //! typed), DONT-FRAGMENT handling, ICMP forwarding (§11.5), the SHA-256
 //! password algorithm negotiation of RFC 8489 (MD5 keys only), and mobility
-//! (RFC 8016). The server (`rtclab turn-server`) is not written yet.
+//! (RFC 8016). The server relays from a fixed pool of relay addresses bound at
+//! start (see [`server`] for why) and refuses EVEN-PORT/RESERVATION-TOKEN.
 
 pub mod attributes;
 pub mod channel_data;
 pub mod client;
+pub mod server;
 
 pub use attributes::{AddressFamily, TurnAttribute};
 pub use channel_data::{ChannelData, ChannelDataError};
 pub use client::{Client, ClientConfig, ClientEvent, State, TurnError};
+pub use server::{Server, ServerConfig, ServerStats};
