@@ -27,9 +27,25 @@ pub const MIN_CHANNEL: u16 = 0x4000;
 /// RFC 8656 §12: the last (0x5000–0xFFFF are reserved; RFC 5766 allowed up to 0x7FFF).
 pub const MAX_CHANNEL: u16 = 0x4FFF;
 
+/// RFC 5766 §11: the older, wider range (0x4000–0x7FFF) that deployed
+/// clients still use (coturn's `turnutils_uclient` picks channels up to
+/// 0x7FFF). rtclab's server accepts it; its client binds only RFC 8656's.
+pub const MAX_CHANNEL_RFC5766: u16 = 0x7FFF;
+
 /// Whether `n` is a channel number a client may bind (RFC 8656 §12).
 pub fn is_valid_channel(n: u16) -> bool {
     (MIN_CHANNEL..=MAX_CHANNEL).contains(&n)
+}
+
+/// Whether `n` is in RFC 5766's channel range (0x4000–0x7FFF).
+pub fn is_valid_channel_rfc5766(n: u16) -> bool {
+    (MIN_CHANNEL..=MAX_CHANNEL_RFC5766).contains(&n)
+}
+
+/// Like [`is_channel_data`] for RFC 5766's range: first byte 0x40–0x7F. Only
+/// for a socket that carries nothing but STUN and TURN (a TURN server's).
+pub fn is_channel_data_rfc5766(buf: &[u8]) -> bool {
+    buf.first().is_some_and(|b| (0x40..=0x7F).contains(b))
 }
 
 /// RFC 7983 / RFC 8656 §12: a datagram whose first byte is 0x40–0x4F is
@@ -97,11 +113,20 @@ impl<'a> ChannelData<'a> {
     /// §12.6): at least `4 + Length` bytes; up to 3 bytes of padding after
     /// the data are accepted and ignored, anything more is refused.
     pub fn decode(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
+        Self::decode_range(buf, MAX_CHANNEL)
+    }
+
+    /// As [`ChannelData::decode`], accepting RFC 5766's channels up to 0x7FFF.
+    pub fn decode_rfc5766(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
+        Self::decode_range(buf, MAX_CHANNEL_RFC5766)
+    }
+
+    fn decode_range(buf: &'a [u8], max: u16) -> Result<Self, ChannelDataError> {
         if buf.len() < 4 {
             return Err(ChannelDataError::TooShort);
         }
         let channel = u16::from_be_bytes([buf[0], buf[1]]);
-        if !is_valid_channel(channel) {
+        if !(MIN_CHANNEL..=max).contains(&channel) {
             return Err(ChannelDataError::BadChannel(channel));
         }
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
@@ -216,6 +241,8 @@ mod tests {
             ChannelData::decode(b"\x50\x00\x00\x00"),
             Err(ChannelDataError::BadChannel(0x5000))
         );
+        assert!(ChannelData::decode_rfc5766(b"\x7f\xff\x00\x00").is_ok());
+        assert!(ChannelData::decode_rfc5766(b"\x80\x00\x00\x00").is_err());
         assert_eq!(
             ChannelData {
                 channel: 0x3FFF,

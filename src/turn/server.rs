@@ -22,7 +22,8 @@
 //! - 437 for a request on a 5-tuple without allocation (or Allocate on one
 //!   that has one), 441 when the username is not the allocation's, 442 for
 //!   a transport other than UDP, 440 for an IPv6 relay, 486 past the per-user
-//!   quota, 508 when the relay pool is empty, 420 for unknown
+//!   quota, 508 when the relay pool is empty (or holds no even port for
+//!   EVEN-PORT), 420 for unknown
 //!   comprehension-required attributes, 400 for malformed requests;
 //! - permissions last 300 s (§9), channels 600 s (§12), allocations at most
 //!   [`MAX_LIFETIME`];
@@ -40,7 +41,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 
 use super::attributes::{self as turn_attr, PROTOCOL_UDP, TurnAttribute, is_turn_attribute};
-use super::channel_data::{self, ChannelData, is_valid_channel};
+use super::channel_data::{self, ChannelData, is_valid_channel_rfc5766};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::stun::attributes::{self, error_code};
 use crate::stun::{
@@ -272,7 +273,7 @@ impl Server {
             self.datagram_from_peer(now, d);
             return;
         }
-        if channel_data::is_channel_data(d.contents) {
+        if channel_data::is_channel_data_rfc5766(d.contents) {
             self.channel_data_from_client(now, d);
             return;
         }
@@ -452,8 +453,15 @@ impl Server {
                 return self.error(d, msg, FAMILY_NOT_SUPPORTED, None, key, now);
             }
         }
-        // EVEN-PORT and RESERVATION-TOKEN ask for what a fixed pool cannot promise.
-        if msg.get(attr::RESERVATION_TOKEN).is_some() || msg.get(attr::EVEN_PORT).is_some() {
+        // RFC 8656 §7.2: EVEN-PORT asks for an even relay port, which the
+        // pool may hold; reserving the next one (R bit) and
+        // RESERVATION-TOKEN it cannot promise: 508.
+        let even = match turn_attr::get(msg, attr::EVEN_PORT) {
+            Ok(Some(TurnAttribute::EvenPort { reserve: false })) => true,
+            Ok(None) => false,
+            _ => return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now),
+        };
+        if msg.get(attr::RESERVATION_TOKEN).is_some() {
             return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
         }
         let used = self
@@ -464,7 +472,12 @@ impl Server {
         if used >= self.config.quota_per_user {
             return self.error(d, msg, QUOTA_REACHED, None, key, now);
         }
-        let Some(relay) = self.free.pop() else {
+        let pick = if even {
+            self.free.iter().rposition(|a| a.port() % 2 == 0)
+        } else {
+            self.free.len().checked_sub(1)
+        };
+        let Some(relay) = pick.map(|i| self.free.remove(i)) else {
             return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
         };
         let lifetime = granted_lifetime(msg);
@@ -565,7 +578,10 @@ impl Server {
         else {
             return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
         };
-        if !is_valid_channel(channel) {
+        // RFC 8656 §12 narrows channels to 0x4000-0x4FFF; RFC 5766 clients
+        // (coturn's own test client) still bind up to 0x7FFF, so accept those.
+        if !is_valid_channel_rfc5766(channel) {
+            tracing::debug!(channel, "ChannelBind outside 0x4000-0x7FFF");
             return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
         }
         let Some(a) = self.allocations.get(&d.source) else {
@@ -695,16 +711,19 @@ impl Server {
 
     /// RFC 8656 §12.6: ChannelData on a bound channel goes to its peer.
     fn channel_data_from_client(&mut self, now: Instant, d: Receive<'_>) {
-        let Ok(cd) = ChannelData::decode(d.contents) else {
+        let Ok(cd) = ChannelData::decode_rfc5766(d.contents) else {
             self.stats.dropped += 1;
+            tracing::debug!(from = %d.source, "malformed ChannelData dropped");
             return;
         };
         let Some(a) = self.allocations.get(&d.source) else {
             self.stats.dropped += 1;
+            tracing::debug!(from = %d.source, "ChannelData without allocation dropped");
             return;
         };
         let Some(&(_, peer, exp)) = a.channels.iter().find(|(c, _, _)| *c == cd.channel) else {
             self.stats.dropped += 1;
+            tracing::debug!(from = %d.source, channel = cd.channel, "ChannelData on an unbound channel dropped");
             return;
         };
         if now >= exp || !Self::permitted(a, now, peer.ip()) {
@@ -730,6 +749,7 @@ impl Server {
         };
         if !Self::permitted(a, now, d.source.ip()) {
             self.stats.dropped += 1;
+            tracing::debug!(peer = %d.source, relay = %d.destination, "datagram from a peer without permission dropped");
             return;
         }
         let channel = a
