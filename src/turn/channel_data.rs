@@ -173,10 +173,12 @@ impl<'a> ChannelData<'a> {
         self.encode_with(out, true)
     }
 
+    /// Writing accepts RFC 5766's range too (0x4000–0x7FFF), so that a
+    /// server can answer an older client on the channel it bound.
     fn encode_with(&self, out: &mut Vec<u8>, pad: bool) -> Result<usize, ChannelDataError> {
         let len = u16::try_from(self.data.len())
             .map_err(|_| ChannelDataError::DataTooLong(self.data.len()))?;
-        if !is_valid_channel(self.channel) {
+        if !is_valid_channel_rfc5766(self.channel) {
             return Err(ChannelDataError::BadChannel(self.channel));
         }
         let start = out.len();
@@ -243,6 +245,15 @@ mod tests {
         );
         assert!(ChannelData::decode_rfc5766(b"\x7f\xff\x00\x00").is_ok());
         assert!(ChannelData::decode_rfc5766(b"\x80\x00\x00\x00").is_err());
+        // A server answers an RFC 5766 client on its channel.
+        let mut out = Vec::new();
+        ChannelData {
+            channel: 0x7FFF,
+            data: b"x",
+        }
+        .encode(&mut out)
+        .unwrap();
+        assert_eq!(ChannelData::decode_rfc5766(&out).unwrap().channel, 0x7FFF);
         assert_eq!(
             ChannelData {
                 channel: 0x3FFF,

@@ -269,6 +269,7 @@ impl Server {
 
     /// Handles one datagram.
     pub fn handle(&mut self, now: Instant, d: Receive<'_>) {
+        tracing::trace!(from = %d.source, to = %d.destination, len = d.contents.len(), "datagram");
         if d.destination != self.config.listen {
             self.datagram_from_peer(now, d);
             return;
@@ -732,6 +733,7 @@ impl Server {
         }
         let relay = a.relay;
         self.stats.to_peer += 1;
+        tracing::trace!(client = %d.source, channel = cd.channel, %relay, %peer, len = cd.data.len(), "ChannelData relayed to peer");
         self.send(relay, peer, cd.data.to_vec());
     }
 
@@ -768,6 +770,7 @@ impl Server {
                 .is_err()
                 {
                     self.stats.dropped += 1;
+                    tracing::debug!(channel, "ChannelData to the client could not be written");
                     return;
                 }
             }
@@ -791,6 +794,7 @@ impl Server {
             }
         }
         self.stats.to_client += 1;
+        tracing::trace!(peer = %d.source, relay = %d.destination, %client, ?channel, len = d.contents.len(), "relayed to client");
         let listen = self.config.listen;
         self.send(listen, client, out);
     }
