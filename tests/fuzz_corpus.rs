@@ -27,3 +27,8 @@ fn stun_message_corpus() {
 fn srtp_unprotect_corpus() {
     replay("srtp_unprotect", rtclab::fuzzing::srtp_unprotect);
 }
+
+#[test]
+fn turn_message_corpus() {
+    replay("turn_message", rtclab::fuzzing::turn_message);
+}
