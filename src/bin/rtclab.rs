@@ -83,7 +83,7 @@ enum Command {
     },
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
-        /// Layers to measure: stun, stun-server (default: all).
+        /// Layers to measure: stun, stun-server, turn, dtls, srtp, rtp (default: all).
         layers: Vec<String>,
     },
 }
