@@ -19,7 +19,8 @@
 //!   (RFC 7983): 0..=3 STUN · 20..=63 DTLS · 128..=191 RTP/RTCP
 //! ```
 //!
-//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`srtp`] (RFC 3711,
+//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`turn`] (RFC 8656
+//! client and server), [`srtp`] (RFC 3711,
 //! 7714), [`sim`] (the
 //! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab speed`).

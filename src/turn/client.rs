@@ -17,7 +17,7 @@
 //!
 //! Every request after the first carries the long-term credentials (RFC 8489
 //! §9.2); a 438 (Stale Nonce) is retried with the new nonce. Requests are
-//! [`stun::Client`](crate::stun::Client) transactions, retransmitted on the
+//! [`stun::Client`] transactions, retransmitted on the
 //! RFC 8489 schedule. The allocation is refreshed a minute before it expires
 //! (§7.1), permissions every 4 minutes (they last 5, §9), channels every 9
 //! (they last 10, §12).

@@ -282,8 +282,13 @@ impl Server {
             self.stats.dropped += 1;
             return;
         };
-        if msg.verify_fingerprint().is_err() || msg.validate().is_err() {
-            // A request we cannot read gets a 400 if it is a request at all.
+        // RFC 8489 §7.3: a bad FINGERPRINT means "not STUN": discard silently.
+        if msg.verify_fingerprint().is_err() {
+            self.stats.dropped += 1;
+            return;
+        }
+        if msg.validate().is_err() {
+            // A request with a malformed attribute gets a 400 (RFC 8489 §6.3.1).
             if msg.class() == Class::Request {
                 self.error(d, &msg, error_code::BAD_REQUEST, None, None, now);
             } else {
