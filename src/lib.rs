@@ -19,13 +19,13 @@
 //!   (RFC 7983): 0..=3 STUN · 20..=63 DTLS · 128..=191 RTP/RTCP
 //! ```
 //!
-//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`ice`] (RFC 8445,
-//! 8838, 7675), [`dtls`] (RFC 6347, 5246, 5705, 5764, 7627), [`srtp`] (RFC
+//! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`turn`] (RFC 8656
+//! client and server), [`ice`] (RFC 8445, 8838, 7675), [`dtls`] (RFC 6347, 5246, 5705, 5764, 7627), [`srtp`] (RFC
 //! 3711, 7714), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
 //! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
-//! speed`). TURN, SCTP, data channels, SDP and the PeerConnection arrive with
-//! their issues.
+//! speed`). SCTP, data channels, SDP and the PeerConnection arrive with their
+//! issues.
 //!
 //! ## The sans-IO contract
 //!
@@ -72,3 +72,4 @@ pub mod sim;
 pub mod speed;
 pub mod srtp;
 pub mod stun;
+pub mod turn;

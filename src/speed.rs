@@ -9,7 +9,9 @@
 //! (handshakes per second, record protection beside raw ring), `srtp`
 //! (protect and unprotect per profile beside raw ring), `rtp` (parse
 //! and VP8 depacketize beside a plain copy of the same bytes), `ice` (time to
-//! a nominated pair on loopback UDP beside one UDP round trip).
+//! a nominated pair on loopback UDP beside one UDP round trip), `turn`
+//! (120-byte ChannelData relayed per second by `rtclab turn-server` on
+//! loopback, beside coturn's).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -52,7 +54,7 @@ impl std::fmt::Display for Figure {
 }
 
 /// The layers `rtclab speed` knows.
-pub const LAYERS: &[&str] = &["stun", "stun-server", "dtls", "srtp", "rtp", "ice"];
+pub const LAYERS: &[&str] = &["stun", "stun-server", "turn", "ice", "dtls", "srtp", "rtp"];
 
 /// Runs the named layers (all when empty) and prints their figures.
 pub fn run(layers: &[String]) -> Result<(), String> {
@@ -65,6 +67,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
         let figures = match layer {
             "stun" => stun(),
             "stun-server" => stun_server()?,
+            "turn" => turn()?,
             "dtls" => dtls(),
             "srtp" => from_tuples(crate::srtp::bench::speed()),
             "rtp" => from_tuples(crate::rtp::bench::speed()),
@@ -370,6 +373,195 @@ pub fn stun_server() -> Result<Vec<Figure>, String> {
         figures.push(Figure::new("stun_server.coturn_rps", theirs, "req/s"));
         figures.push(Figure::new(
             "stun_server.ratio_to_coturn",
+            ours / theirs.max(1.0),
+            "x",
+        ));
+    } else {
+        eprintln!("note: coturn (turnserver) not found or not answering: no comparison");
+    }
+    Ok(figures)
+}
+
+/// Drives a TURN client by hand over a blocking socket until it has an
+/// allocation and a channel bound to `peer`; returns the socket and channel.
+fn turn_setup(server: SocketAddr, peer: SocketAddr) -> Result<(UdpSocket, u16), String> {
+    use crate::machine::{Machine, Receive};
+    use crate::turn::{Client, ClientConfig, ClientEvent};
+    use rand::SeedableRng;
+
+    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let local = s.local_addr().map_err(|e| e.to_string())?;
+    let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
+    let mut config = ClientConfig::new(server, "speed", "speed");
+    config.local = Some(local);
+    let mut client = Client::new(config, rand::rngs::StdRng::seed_from_u64(1));
+    client.allocate(Instant::now()).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 2048];
+    let mut channel = None;
+    while Instant::now() < deadline {
+        while let Some(t) = client.poll_transmit() {
+            let _ = s.send_to(&t.contents, t.destination);
+        }
+        while let Some(e) = client.poll_event() {
+            match e {
+                ClientEvent::Allocated { .. } => {
+                    channel = Some(
+                        client
+                            .bind_channel(Instant::now(), peer)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                ClientEvent::ChannelBound { channel: c, .. } => return Ok((s, c)),
+                ClientEvent::AllocationFailed(e) => return Err(format!("TURN allocation: {e}")),
+                ClientEvent::ChannelBindFailed { error, .. } => {
+                    return Err(format!("TURN channel bind: {error}"));
+                }
+                _ => {}
+            }
+        }
+        if let Ok((n, from)) = s.recv_from(&mut buf) {
+            client.handle_receive(
+                Instant::now(),
+                Receive {
+                    source: from,
+                    destination: local,
+                    contents: &buf[..n],
+                },
+            );
+        }
+        client.handle_timeout(Instant::now());
+    }
+    Err(format!("no TURN channel within 5 s (channel {channel:?})"))
+}
+
+/// Datagrams relayed per second through the TURN server at `server`: a
+/// client sends 120-byte ChannelData on a bound channel with `window`
+/// datagrams in flight, a peer echoes each back; both directions count.
+pub fn turn_load(server: SocketAddr, duration: Duration, window: usize) -> Result<f64, String> {
+    let peer = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let peer_addr = peer.local_addr().map_err(|e| e.to_string())?;
+    let _ = peer.set_read_timeout(Some(Duration::from_millis(50)));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut buf = [0u8; 2048];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((n, from)) = peer.recv_from(&mut buf) {
+                    let _ = peer.send_to(&buf[..n], from);
+                }
+            }
+        });
+        let result = (|| {
+            let (s, channel) = turn_setup(server, peer_addr)?;
+            let mut msg = Vec::with_capacity(124);
+            crate::turn::ChannelData {
+                channel,
+                data: &[0x5a; 120],
+            }
+            .encode(&mut msg)
+            .map_err(|e| e.to_string())?;
+            let mut buf = [0u8; 2048];
+            let started = Instant::now();
+            let stop_at = started + duration;
+            let mut in_flight = 0;
+            let mut echoed = 0u64;
+            while Instant::now() < stop_at {
+                while in_flight < window {
+                    if s.send_to(&msg, server).is_err() {
+                        break;
+                    }
+                    in_flight += 1;
+                }
+                match s.recv_from(&mut buf) {
+                    Ok((n, _)) => {
+                        in_flight = in_flight.saturating_sub(1);
+                        if n == msg.len() {
+                            echoed += 1;
+                        }
+                    }
+                    Err(_) => in_flight = 0,
+                }
+            }
+            Ok(2.0 * echoed as f64 / started.elapsed().as_secs_f64())
+        })();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })
+}
+
+/// `rtclab turn-server` relay rate for 120-byte ChannelData on loopback,
+/// beside coturn's in the same run (issue target: ≥ coturn).
+pub fn turn() -> Result<Vec<Figure>, String> {
+    let duration = Duration::from_millis(1500);
+    const WINDOW: usize = 32;
+    let port = free_udp_port()?;
+    let _ours = Guard(
+        Command::new(rtclab_bin()?)
+            .args([
+                "turn-server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--user",
+                "speed:speed",
+                "--realm",
+                "rtclab",
+                "--relays",
+                "4",
+                "--allow-loopback-peers",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start rtclab turn-server: {e}"))?,
+    );
+    let ours_addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    if !wait_for_stun(ours_addr, Duration::from_secs(5)) {
+        return Err("rtclab turn-server did not answer".into());
+    }
+    let cport = free_udp_port()?;
+    let pid = std::env::temp_dir().join(format!("rtclab-speed-coturn-{cport}.pid"));
+    let coturn = Command::new("turnserver")
+        .args([
+            "-n",
+            "--no-cli",
+            "--no-tls",
+            "--no-dtls",
+            "--allow-loopback-peers",
+            "--listening-ip",
+            "127.0.0.1",
+            "--relay-ip",
+            "127.0.0.1",
+            "--listening-port",
+            &cport.to_string(),
+            "--realm",
+            "rtclab",
+            "--user",
+            "speed:speed",
+            "--lt-cred-mech",
+            "--pidfile",
+        ])
+        .arg(&pid)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
+        .map(Guard);
+    let coturn_addr: SocketAddr = ([127, 0, 0, 1], cport).into();
+    let coturn_up = coturn.is_some() && wait_for_stun(coturn_addr, Duration::from_secs(5));
+    let mut ours = 0f64;
+    let mut theirs = 0f64;
+    for _ in 0..2 {
+        ours = ours.max(turn_load(ours_addr, duration, WINDOW)?);
+        if coturn_up {
+            theirs = theirs.max(turn_load(coturn_addr, duration, WINDOW)?);
+        }
+    }
+    let mut figures = vec![Figure::new("turn.rtclab_relay_pps", ours, "datagrams/s")];
+    if coturn_up {
+        figures.push(Figure::new("turn.coturn_relay_pps", theirs, "datagrams/s"));
+        figures.push(Figure::new(
+            "turn.ratio_to_coturn",
             ours / theirs.max(1.0),
             "x",
         ));

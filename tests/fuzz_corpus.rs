@@ -27,6 +27,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("dtls_endpoint", rtclab::fuzzing::dtls_endpoint),
     ("ice_candidate", rtclab::fuzzing::ice_candidate),
     ("ice_agent", rtclab::fuzzing::ice_agent),
+    ("turn_message", rtclab::fuzzing::turn_message),
 ];
 
 fn corpus_root() -> PathBuf {

@@ -53,6 +53,30 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Serve TURN (RFC 8656) over UDP with long-term credentials.
+    TurnServer {
+        /// The listening address, e.g. 127.0.0.1:3478.
+        #[arg(long, default_value = "127.0.0.1:3478")]
+        listen: SocketAddr,
+        /// The realm of the credentials.
+        #[arg(long, default_value = "rtclab")]
+        realm: String,
+        /// A user, `NAME:PASSWORD` (repeat for more).
+        #[arg(long = "user", required = true)]
+        users: Vec<String>,
+        /// The IP to relay from (default: the listening IP).
+        #[arg(long)]
+        relay_ip: Option<IpAddr>,
+        /// How many relay sockets to bind at start (one per allocation).
+        #[arg(long, default_value_t = 64)]
+        relays: usize,
+        /// Most allocations per user.
+        #[arg(long, default_value_t = 10)]
+        quota: usize,
+        /// Relay to loopback peers and the server's own IPs (tests on one host).
+        #[arg(long)]
+        allow_loopback_peers: bool,
+    },
     /// The main demo. For now: a STUN server on 127.0.0.1 and 127.0.0.2 and a
     /// client that asks it for its mapped address and tests the "NAT" (the
     /// browser demo replaces this with the browser issue).
@@ -74,7 +98,7 @@ enum Command {
     },
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
-        /// Layers to measure: stun, stun-server, dtls (default: all).
+        /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp (default: all).
         layers: Vec<String>,
     },
 }
@@ -129,6 +153,26 @@ fn main() -> ExitCode {
             } => stun_server(listen, alt, threads).await,
             Command::Demo { listen, alt } => demo(listen, alt).await,
             Command::Dtls { command } => dtls::run(command).await,
+            Command::TurnServer {
+                listen,
+                realm,
+                users,
+                relay_ip,
+                relays,
+                quota,
+                allow_loopback_peers,
+            } => {
+                turn_server(
+                    listen,
+                    realm,
+                    users,
+                    relay_ip,
+                    relays,
+                    quota,
+                    allow_loopback_peers,
+                )
+                .await
+            }
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
     });
@@ -321,4 +365,50 @@ async fn demo(listen: SocketAddr, alt: SocketAddr) -> Result<(), String> {
     println!("Next: read chapters/src/ch03-stun.md, or run `cargo run -- stun-server -v` and");
     println!("point `turnutils_stunclient` (from coturn) at it.");
     Ok(())
+}
+
+async fn turn_server(
+    listen: SocketAddr,
+    realm: String,
+    users: Vec<String>,
+    relay_ip: Option<IpAddr>,
+    relays: usize,
+    quota: usize,
+    allow_loopback_peers: bool,
+) -> Result<(), String> {
+    let relay_ip = relay_ip.unwrap_or(listen.ip());
+    if relay_ip.is_unspecified() {
+        return Err("with an unspecified --listen IP, give --relay-ip".into());
+    }
+    let main = tokio::net::UdpSocket::bind(listen)
+        .await
+        .map_err(|e| format!("cannot bind {listen}: {e}"))?;
+    let listen = main.local_addr().map_err(|e| e.to_string())?;
+    // The relay pool: bound now, handed to the sans-IO server by address.
+    let mut sockets = vec![main];
+    let mut pool = Vec::with_capacity(relays);
+    for _ in 0..relays.max(1) {
+        let s = tokio::net::UdpSocket::bind(SocketAddr::new(relay_ip, 0))
+            .await
+            .map_err(|e| format!("cannot bind a relay socket on {relay_ip}: {e}"))?;
+        pool.push(s.local_addr().map_err(|e| e.to_string())?);
+        sockets.push(s);
+    }
+    let mut config = rtclab::turn::ServerConfig::new(listen, pool, &realm);
+    for u in users {
+        let (name, password) = u
+            .split_once(':')
+            .ok_or_else(|| format!("--user {u:?} is not NAME:PASSWORD"))?;
+        config.users.push((name.to_string(), password.to_string()));
+    }
+    config.quota_per_user = quota;
+    config.allow_loopback_peers = allow_loopback_peers;
+    let server = rtclab::turn::Server::new(
+        config,
+        std::time::Instant::now(),
+        &mut StdRng::from_os_rng(),
+    );
+    println!("TURN server on {listen} (realm {realm}, {relays} relay sockets on {relay_ip})");
+    let mut driver = Driver::from_sockets(server, sockets).map_err(|e| e.to_string())?;
+    driver.serve().await.map_err(|e| e.to_string())
 }

@@ -1,0 +1,1169 @@
+//! A sans-IO TURN server (RFC 8656 §5–§12) over UDP, with long-term
+//! credentials.
+//!
+//! ## Relayed sockets
+//!
+//! A sans-IO machine cannot open sockets, so the server is given a fixed pool
+//! of relay addresses at start ([`ServerConfig::relays`]); the caller binds
+//! them with the listening address (the runtime [`Driver`](crate::runtime::Driver)
+//! binds every address of [`Server::local_addrs`]). An allocation takes one
+//! address from the pool and gives it back when it ends; an empty pool
+//! answers 508 (Insufficient Capacity). This keeps the
+//! [`Machine`] contract unchanged (no "open a socket" output) at the price of
+//! a server whose capacity is fixed when it starts — the honest trade-off for
+//! a teaching server; coturn instead opens a socket per allocation.
+//!
+//! ## What it enforces
+//!
+//! - every request but Binding is authenticated (RFC 8489 §9.2.4): 401 with
+//!   REALM and NONCE without credentials or with a wrong key or user, 438 when
+//!   the nonce is stale (nonces are stateless: an expiry time and an HMAC
+//!   under a per-server secret, valid [`NONCE_LIFETIME`]);
+//! - 437 for a request on a 5-tuple without allocation (or Allocate on one
+//!   that has one), 441 when the username is not the allocation's, 442 for
+//!   a transport other than UDP, 440 for an IPv6 relay, 486 past the per-user
+//!   quota, 508 when the relay pool is empty (or holds no even port for
+//!   EVEN-PORT), 420 for unknown
+//!   comprehension-required attributes, 400 for malformed requests;
+//! - permissions last 300 s (§9), channels 600 s (§12), allocations at most
+//!   [`MAX_LIFETIME`];
+//! - no datagram is relayed to or from a peer without a permission, and a
+//!   peer on loopback, unspecified, multicast, or one of the server's own
+//!   addresses gets 403 unless `allow_loopback_peers` (like coturn's
+//!   `--allow-loopback-peers`, which also permits the server's own IPs but
+//!   never its own sockets).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::rngs::StdRng;
+
+use super::attributes::{self as turn_attr, PROTOCOL_UDP, TurnAttribute, is_turn_attribute};
+use super::channel_data::{self, ChannelData, is_valid_channel_rfc5766};
+use crate::machine::{Machine, Receive, Transmit};
+use crate::stun::attributes::{self, error_code};
+use crate::stun::{
+    Attribute, Class, ErrorCode, IntegrityKey, Message, MessageEncoder, MessageType, Method,
+    PasswordAlgorithm, TransactionId, attr,
+};
+
+/// RFC 8656 §9: permissions last 300 s.
+pub const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
+/// RFC 8656 §12: channel bindings last 600 s.
+pub const CHANNEL_LIFETIME: Duration = Duration::from_secs(600);
+/// RFC 8656 §7.2: the default allocation lifetime.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(600);
+/// The longest lifetime granted (RFC 8656 §7.2: the server may cap it; 3600 s
+/// is the RFC's example).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(3600);
+/// How long a nonce is valid before 438.
+pub const NONCE_LIFETIME: Duration = Duration::from_secs(3600);
+/// Most permissions and channels per allocation.
+const MAX_PER_ALLOCATION: usize = 256;
+/// RFC 8656 §10: 442 Unsupported Transport Protocol.
+pub const UNSUPPORTED_TRANSPORT: u16 = 442;
+/// RFC 8656 §7.2: 440 Address Family not Supported.
+pub const FAMILY_NOT_SUPPORTED: u16 = 440;
+/// RFC 8656 §5: 441 Wrong Credentials.
+pub const WRONG_CREDENTIALS: u16 = 441;
+/// RFC 8656 §9: 443 Peer Address Family Mismatch.
+pub const PEER_FAMILY_MISMATCH: u16 = 443;
+/// RFC 8656 §7.2: 486 Allocation Quota Reached.
+pub const QUOTA_REACHED: u16 = 486;
+/// RFC 8656 §7.2: 508 Insufficient Capacity.
+pub const INSUFFICIENT_CAPACITY: u16 = 508;
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where clients reach it.
+    pub listen: SocketAddr,
+    /// The pool of relayed transport addresses (bound by the caller).
+    pub relays: Vec<SocketAddr>,
+    /// The realm of the long-term credentials.
+    pub realm: String,
+    /// Users and passwords.
+    pub users: Vec<(String, String)>,
+    /// Most allocations per user at once.
+    pub quota_per_user: usize,
+    /// Relay to loopback peers and the server's own IPs (tests on one host).
+    pub allow_loopback_peers: bool,
+    /// SOFTWARE in responses.
+    pub software: Option<String>,
+}
+
+impl ServerConfig {
+    /// A configuration for one user.
+    pub fn new(listen: SocketAddr, relays: Vec<SocketAddr>, realm: &str) -> Self {
+        ServerConfig {
+            listen,
+            relays,
+            realm: realm.to_string(),
+            users: Vec::new(),
+            quota_per_user: 10,
+            allow_loopback_peers: false,
+            software: Some(concat!("rtclab ", env!("CARGO_PKG_VERSION")).to_string()),
+        }
+    }
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Allocations made.
+    pub allocations: u64,
+    /// Error responses sent.
+    pub errors: u64,
+    /// Datagrams relayed client → peer.
+    pub to_peer: u64,
+    /// Datagrams relayed peer → client.
+    pub to_client: u64,
+    /// Datagrams dropped (malformed, no allocation, no permission).
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+struct Allocation {
+    relay: SocketAddr,
+    username: String,
+    expires: Instant,
+    permissions: HashMap<IpAddr, Instant>,
+    /// (channel, peer, expiry).
+    channels: Vec<(u16, SocketAddr, Instant)>,
+    /// The Allocate transaction and its success response, to answer a
+    /// retransmission (RFC 8656 §7.2).
+    allocate_tid: TransactionId,
+    allocate_response: Vec<u8>,
+}
+
+/// The TURN server. It emits no events; see [`Server::stats`].
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    keys: HashMap<String, IntegrityKey>,
+    secret: IntegrityKey,
+    epoch: Instant,
+    locals: Vec<SocketAddr>,
+    free: Vec<SocketAddr>,
+    /// By client address (the 5-tuple: UDP, the one listening address).
+    allocations: HashMap<SocketAddr, Allocation>,
+    by_relay: HashMap<SocketAddr, SocketAddr>,
+    transmits: VecDeque<Transmit>,
+    stats: ServerStats,
+}
+
+struct Auth {
+    username: String,
+    key: IntegrityKey,
+}
+
+impl Server {
+    /// A server; `now` starts its clock (nonces), `rng` its nonce secret.
+    pub fn new(config: ServerConfig, now: Instant, rng: &mut StdRng) -> Self {
+        let keys = config
+            .users
+            .iter()
+            .filter_map(|(u, p)| {
+                IntegrityKey::long_term(u, &config.realm, p, PasswordAlgorithm::Md5)
+                    .ok()
+                    .map(|k| (u.clone(), k))
+            })
+            .collect();
+        let mut secret = [0u8; 20];
+        rng.fill(&mut secret);
+        let mut locals = vec![config.listen];
+        locals.extend(config.relays.iter().copied());
+        let mut free = config.relays.clone();
+        free.reverse();
+        Server {
+            keys,
+            secret: IntegrityKey::from_bytes(&secret),
+            epoch: now,
+            locals,
+            free,
+            config,
+            allocations: HashMap::new(),
+            by_relay: HashMap::new(),
+            transmits: VecDeque::new(),
+            stats: ServerStats::default(),
+        }
+    }
+
+    /// Every address to bind: the listening one first, then the relay pool.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.locals
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// How many allocations exist.
+    pub fn allocations(&self) -> usize {
+        self.allocations.len()
+    }
+
+    // ANCHOR: nonce
+    /// A stateless nonce: 16 hex digits of expiry (ms since the server
+    /// started) and 16 of HMAC over them.
+    fn nonce(&self, now: Instant) -> String {
+        let expiry = (now + NONCE_LIFETIME)
+            .duration_since(self.epoch)
+            .as_millis() as u64;
+        let stamp = format!("{expiry:016x}");
+        let mac = self.secret.hmac_sha1(stamp.as_bytes());
+        let mut s = stamp;
+        for b in &mac[..8] {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s
+    }
+
+    /// `Some(true)` valid, `Some(false)` ours but expired, `None` forged.
+    fn check_nonce(&self, now: Instant, nonce: &str) -> Option<bool> {
+        if nonce.len() != 32 || !nonce.is_ascii() {
+            return None;
+        }
+        let (stamp, mac) = nonce.split_at(16);
+        let want = self.secret.hmac_sha1(stamp.as_bytes());
+        let mut hex = String::with_capacity(16);
+        for b in &want[..8] {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        if hex != mac {
+            return None;
+        }
+        let expiry = u64::from_str_radix(stamp, 16).ok()?;
+        let now_ms = now.duration_since(self.epoch).as_millis() as u64;
+        Some(now_ms < expiry)
+    }
+    // ANCHOR_END: nonce
+
+    /// Whether the server refuses to relay to `peer` (403).
+    fn forbidden_peer(&self, peer: SocketAddr) -> bool {
+        let ip = peer.ip();
+        // Never our own sockets: that would loop through the server.
+        if self.locals.contains(&peer)
+            || ip.is_multicast()
+            || ip.is_unspecified()
+            || peer.port() == 0
+        {
+            return true;
+        }
+        if self.config.allow_loopback_peers {
+            return false;
+        }
+        ip.is_loopback() || self.locals.iter().any(|l| l.ip() == ip)
+    }
+
+    fn send(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
+        self.transmits.push_back(Transmit {
+            source: Some(source),
+            destination,
+            contents,
+        });
+    }
+
+    /// Handles one datagram.
+    pub fn handle(&mut self, now: Instant, d: Receive<'_>) {
+        tracing::trace!(from = %d.source, to = %d.destination, len = d.contents.len(), "datagram");
+        if d.destination != self.config.listen {
+            self.datagram_from_peer(now, d);
+            return;
+        }
+        if channel_data::is_channel_data_rfc5766(d.contents) {
+            self.channel_data_from_client(now, d);
+            return;
+        }
+        let Ok(msg) = Message::decode(d.contents) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        // RFC 8489 §7.3: a bad FINGERPRINT means "not STUN": discard silently.
+        if msg.verify_fingerprint().is_err() {
+            self.stats.dropped += 1;
+            return;
+        }
+        if msg.validate().is_err() {
+            // A request with a malformed attribute gets a 400 (RFC 8489 §6.3.1).
+            if msg.class() == Class::Request {
+                self.error(d, &msg, error_code::BAD_REQUEST, None, None, now);
+            } else {
+                self.stats.dropped += 1;
+            }
+            return;
+        }
+        match (msg.class(), msg.method()) {
+            (Class::Indication, Method::SEND) => self.send_indication(now, d, &msg),
+            (Class::Request, Method::BINDING) => self.binding(d, &msg),
+            (Class::Request, m)
+                if m == Method::ALLOCATE
+                    || m == Method::REFRESH
+                    || m == Method::CREATE_PERMISSION
+                    || m == Method::CHANNEL_BIND =>
+            {
+                self.turn_request(now, d, &msg)
+            }
+            (Class::Request, _) => self.error(d, &msg, error_code::BAD_REQUEST, None, None, now),
+            _ => self.stats.dropped += 1,
+        }
+    }
+
+    fn binding(&mut self, d: Receive<'_>, msg: &Message<'_>) {
+        let mut out = Vec::with_capacity(64);
+        let mut enc =
+            MessageEncoder::new(&mut out, MessageType::BINDING_SUCCESS, msg.transaction_id());
+        enc.attribute(&Attribute::XorMappedAddress(d.source));
+        enc.fingerprint();
+        if enc.finish().is_ok() {
+            self.send(d.destination, d.source, out);
+        }
+    }
+
+    /// RFC 8489 §9.2.4: the checks every TURN request goes through.
+    fn authenticate(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>) -> Option<Auth> {
+        if !msg.has_integrity() {
+            self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
+            return None;
+        }
+        let (
+            Ok(Some(username)),
+            Ok(Some(Attribute::Realm(realm))),
+            Ok(Some(Attribute::Nonce(nonce))),
+        ) = (
+            msg.username(),
+            msg.attribute(attr::REALM),
+            msg.attribute(attr::NONCE),
+        )
+        else {
+            self.error(d, msg, error_code::BAD_REQUEST, None, None, now);
+            return None;
+        };
+        match self.check_nonce(now, nonce) {
+            Some(true) => {}
+            Some(false) => {
+                self.error(d, msg, error_code::STALE_NONCE, None, None, now);
+                return None;
+            }
+            None => {
+                // A nonce we never issued: as stale, so the client retries with ours.
+                self.error(d, msg, error_code::STALE_NONCE, None, None, now);
+                return None;
+            }
+        }
+        let key = match self.keys.get(username) {
+            Some(k) if realm == self.config.realm => k.clone(),
+            _ => {
+                self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
+                return None;
+            }
+        };
+        if msg.verify_integrity(&key).is_err() {
+            self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
+            return None;
+        }
+        Some(Auth {
+            username: username.to_string(),
+            key,
+        })
+    }
+
+    fn turn_request(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>) {
+        let Some(auth) = self.authenticate(now, d, msg) else {
+            return;
+        };
+        let mut unknown: Vec<u16> = msg
+            .unknown_comprehension_required(|t| {
+                is_turn_attribute(t)
+                    || matches!(
+                        t,
+                        attr::USERNAME
+                            | attr::REALM
+                            | attr::NONCE
+                            | attr::MESSAGE_INTEGRITY
+                            | attr::MESSAGE_INTEGRITY_SHA256
+                            | attr::XOR_MAPPED_ADDRESS
+                    )
+            })
+            .collect();
+        unknown.dedup();
+        unknown.truncate(16);
+        if !unknown.is_empty() {
+            self.error(
+                d,
+                msg,
+                error_code::UNKNOWN_ATTRIBUTE,
+                Some(&unknown),
+                Some(&auth.key),
+                now,
+            );
+            return;
+        }
+        // RFC 8656 §5: requests on an allocation must use its username.
+        if msg.method() != Method::ALLOCATE {
+            match self.allocations.get(&d.source) {
+                None => {
+                    self.error(
+                        d,
+                        msg,
+                        error_code::ALLOCATION_MISMATCH,
+                        None,
+                        Some(&auth.key),
+                        now,
+                    );
+                    return;
+                }
+                Some(a) if a.username != auth.username => {
+                    self.error(d, msg, WRONG_CREDENTIALS, None, Some(&auth.key), now);
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        let m = msg.method();
+        if m == Method::ALLOCATE {
+            self.allocate(now, d, msg, auth);
+        } else if m == Method::REFRESH {
+            self.refresh(now, d, msg, auth);
+        } else if m == Method::CREATE_PERMISSION {
+            self.create_permission(now, d, msg, auth);
+        } else {
+            self.channel_bind(now, d, msg, auth);
+        }
+    }
+
+    fn allocate(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>, auth: Auth) {
+        let key = Some(&auth.key);
+        if let Some(a) = self.allocations.get(&d.source) {
+            // RFC 8656 §7.2 step 2: a retransmitted Allocate gets the same answer.
+            if a.allocate_tid == msg.transaction_id() {
+                let r = a.allocate_response.clone();
+                self.send(d.destination, d.source, r);
+            } else {
+                self.error(d, msg, error_code::ALLOCATION_MISMATCH, None, key, now);
+            }
+            return;
+        }
+        match turn_attr::get(msg, attr::REQUESTED_TRANSPORT) {
+            Ok(Some(TurnAttribute::RequestedTransport(PROTOCOL_UDP))) => {}
+            Ok(Some(_)) => return self.error(d, msg, UNSUPPORTED_TRANSPORT, None, key, now),
+            _ => return self.error(d, msg, error_code::BAD_REQUEST, None, key, now),
+        }
+        if let Ok(Some(TurnAttribute::RequestedAddressFamily(f))) =
+            turn_attr::get(msg, attr::REQUESTED_ADDRESS_FAMILY)
+        {
+            if f != turn_attr::AddressFamily::of(self.config.listen) {
+                return self.error(d, msg, FAMILY_NOT_SUPPORTED, None, key, now);
+            }
+        }
+        // RFC 8656 §7.2: EVEN-PORT asks for an even relay port, which the
+        // pool may hold; reserving the next one (R bit) and
+        // RESERVATION-TOKEN it cannot promise: 508.
+        let even = match turn_attr::get(msg, attr::EVEN_PORT) {
+            Ok(Some(TurnAttribute::EvenPort { reserve: false })) => true,
+            Ok(None) => false,
+            _ => return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now),
+        };
+        if msg.get(attr::RESERVATION_TOKEN).is_some() {
+            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+        }
+        let used = self
+            .allocations
+            .values()
+            .filter(|a| a.username == auth.username)
+            .count();
+        if used >= self.config.quota_per_user {
+            return self.error(d, msg, QUOTA_REACHED, None, key, now);
+        }
+        let pick = if even {
+            self.free.iter().rposition(|a| a.port() % 2 == 0)
+        } else {
+            self.free.len().checked_sub(1)
+        };
+        let Some(relay) = pick.map(|i| self.free.remove(i)) else {
+            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+        };
+        let lifetime = granted_lifetime(msg);
+        let mut out = Vec::with_capacity(128);
+        let mut enc = self.success(&mut out, msg);
+        TurnAttribute::XorRelayedAddress(relay).encode(&mut enc);
+        TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
+        enc.attribute(&Attribute::XorMappedAddress(d.source));
+        enc.message_integrity(&auth.key);
+        enc.fingerprint();
+        if enc.finish().is_err() {
+            self.free.push(relay);
+            return;
+        }
+        tracing::debug!(client = %d.source, %relay, user = %auth.username, "TURN allocation");
+        self.stats.allocations += 1;
+        self.by_relay.insert(relay, d.source);
+        self.allocations.insert(
+            d.source,
+            Allocation {
+                relay,
+                username: auth.username,
+                expires: now + lifetime,
+                permissions: HashMap::new(),
+                channels: Vec::new(),
+                allocate_tid: msg.transaction_id(),
+                allocate_response: out.clone(),
+            },
+        );
+        self.send(d.destination, d.source, out);
+    }
+
+    fn refresh(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>, auth: Auth) {
+        let requested = turn_attr::lifetime(msg);
+        let lifetime = if requested == Some(Duration::ZERO) {
+            self.remove(d.source);
+            Duration::ZERO
+        } else {
+            let l = granted_lifetime(msg);
+            if let Some(a) = self.allocations.get_mut(&d.source) {
+                a.expires = now + l;
+            }
+            l
+        };
+        let mut out = Vec::with_capacity(64);
+        let mut enc = self.success(&mut out, msg);
+        TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
+        enc.message_integrity(&auth.key);
+        enc.fingerprint();
+        if enc.finish().is_ok() {
+            self.send(d.destination, d.source, out);
+        }
+    }
+
+    /// Checks a peer address for CreatePermission and ChannelBind: 403 or
+    /// 443, or fine.
+    fn check_peer(&self, a: &Allocation, peer: SocketAddr) -> Result<(), u16> {
+        if self.forbidden_peer(peer) {
+            return Err(error_code::FORBIDDEN);
+        }
+        if peer.is_ipv4() != a.relay.is_ipv4() {
+            return Err(PEER_FAMILY_MISMATCH);
+        }
+        Ok(())
+    }
+
+    fn create_permission(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>, auth: Auth) {
+        let key = Some(&auth.key);
+        let peers = match turn_attr::peer_addresses(msg) {
+            Ok(p) if !p.is_empty() => p,
+            _ => return self.error(d, msg, error_code::BAD_REQUEST, None, key, now),
+        };
+        let Some(a) = self.allocations.get(&d.source) else {
+            return;
+        };
+        // RFC 8656 §9.2: all or nothing.
+        for &p in &peers {
+            if let Err(code) = self.check_peer(a, p) {
+                return self.error(d, msg, code, None, key, now);
+            }
+        }
+        let Some(a) = self.allocations.get_mut(&d.source) else {
+            return;
+        };
+        for p in peers {
+            if a.permissions.len() >= MAX_PER_ALLOCATION && !a.permissions.contains_key(&p.ip()) {
+                return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+            }
+            a.permissions.insert(p.ip(), now + PERMISSION_LIFETIME);
+        }
+        self.empty_success(d, msg, &auth.key);
+    }
+
+    fn channel_bind(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>, auth: Auth) {
+        let key = Some(&auth.key);
+        let (Some(channel), Some(peer)) =
+            (turn_attr::channel_number(msg), turn_attr::peer_address(msg))
+        else {
+            return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
+        };
+        // RFC 8656 §12 narrows channels to 0x4000-0x4FFF; RFC 5766 clients
+        // (coturn's own test client) still bind up to 0x7FFF, so accept those.
+        if !is_valid_channel_rfc5766(channel) {
+            tracing::debug!(channel, "ChannelBind outside 0x4000-0x7FFF");
+            return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
+        }
+        let Some(a) = self.allocations.get(&d.source) else {
+            return;
+        };
+        if let Err(code) = self.check_peer(a, peer) {
+            return self.error(d, msg, code, None, key, now);
+        }
+        // RFC 8656 §12.2: a channel is bound to one peer and a peer to one
+        // channel; rebinding the same pair refreshes it.
+        let clash = a
+            .channels
+            .iter()
+            .any(|&(c, p, _)| (c == channel) != (p == peer));
+        if clash {
+            return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
+        }
+        let Some(a) = self.allocations.get_mut(&d.source) else {
+            return;
+        };
+        match a.channels.iter_mut().find(|(c, _, _)| *c == channel) {
+            Some(entry) => entry.2 = now + CHANNEL_LIFETIME,
+            None => {
+                if a.channels.len() >= MAX_PER_ALLOCATION {
+                    return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+                }
+                a.channels.push((channel, peer, now + CHANNEL_LIFETIME));
+            }
+        }
+        a.permissions.insert(peer.ip(), now + PERMISSION_LIFETIME);
+        self.empty_success(d, msg, &auth.key);
+    }
+
+    fn success<'o>(&self, out: &'o mut Vec<u8>, msg: &Message<'_>) -> MessageEncoder<'o> {
+        let mut enc = MessageEncoder::new(
+            out,
+            MessageType::new(Class::Success, msg.method()),
+            msg.transaction_id(),
+        );
+        if let Some(s) = &self.config.software {
+            enc.attribute(&Attribute::Software(s));
+        }
+        enc
+    }
+
+    fn empty_success(&mut self, d: Receive<'_>, msg: &Message<'_>, key: &IntegrityKey) {
+        let mut out = Vec::with_capacity(64);
+        let mut enc = self.success(&mut out, msg);
+        enc.message_integrity(key);
+        enc.fingerprint();
+        if enc.finish().is_ok() {
+            self.send(d.destination, d.source, out);
+        }
+    }
+
+    /// An error response; 401 and 438 carry REALM and NONCE (RFC 8489
+    /// §9.2.4), others MESSAGE-INTEGRITY when the key is known.
+    fn error(
+        &mut self,
+        d: Receive<'_>,
+        msg: &Message<'_>,
+        code: u16,
+        unknown: Option<&[u16]>,
+        key: Option<&IntegrityKey>,
+        now: Instant,
+    ) {
+        let mut out = Vec::with_capacity(128);
+        let mut list = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Error, msg.method()),
+            msg.transaction_id(),
+        );
+        enc.attribute(&Attribute::ErrorCode(ErrorCode {
+            code,
+            reason: error_code::reason(code),
+        }));
+        if let Some(types) = unknown {
+            attributes::encode_unknown_attributes(types, &mut list);
+            enc.raw_attribute(attr::UNKNOWN_ATTRIBUTES, &list);
+        }
+        if code == error_code::UNAUTHENTICATED || code == error_code::STALE_NONCE {
+            let nonce = self.nonce(now);
+            enc.attribute(&Attribute::Realm(&self.config.realm));
+            enc.attribute(&Attribute::Nonce(&nonce));
+        }
+        if let Some(s) = &self.config.software {
+            enc.attribute(&Attribute::Software(s));
+        }
+        if let Some(k) = key {
+            if code != error_code::UNAUTHENTICATED && code != error_code::STALE_NONCE {
+                enc.message_integrity(k);
+            }
+        }
+        enc.fingerprint();
+        if enc.finish().is_err() {
+            return;
+        }
+        tracing::debug!(client = %d.source, code, "TURN error response");
+        self.stats.errors += 1;
+        self.send(d.destination, d.source, out);
+    }
+
+    fn permitted(a: &Allocation, now: Instant, ip: IpAddr) -> bool {
+        a.permissions.get(&ip).is_some_and(|&e| now < e)
+    }
+
+    /// RFC 8656 §11.2: a Send indication from a client with an allocation,
+    /// to a peer with a permission, leaves the relay as plain UDP.
+    fn send_indication(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>) {
+        let (Some(peer), Some(data)) = (turn_attr::peer_address(msg), turn_attr::data(msg)) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(a) = self.allocations.get(&d.source) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if !Self::permitted(a, now, peer.ip()) || self.forbidden_peer(peer) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let relay = a.relay;
+        self.stats.to_peer += 1;
+        self.send(relay, peer, data.to_vec());
+    }
+
+    /// RFC 8656 §12.6: ChannelData on a bound channel goes to its peer.
+    fn channel_data_from_client(&mut self, now: Instant, d: Receive<'_>) {
+        let Ok(cd) = ChannelData::decode_rfc5766(d.contents) else {
+            self.stats.dropped += 1;
+            tracing::debug!(from = %d.source, "malformed ChannelData dropped");
+            return;
+        };
+        let Some(a) = self.allocations.get(&d.source) else {
+            self.stats.dropped += 1;
+            tracing::debug!(from = %d.source, "ChannelData without allocation dropped");
+            return;
+        };
+        let Some(&(_, peer, exp)) = a.channels.iter().find(|(c, _, _)| *c == cd.channel) else {
+            self.stats.dropped += 1;
+            tracing::debug!(from = %d.source, channel = cd.channel, "ChannelData on an unbound channel dropped");
+            return;
+        };
+        if now >= exp || !Self::permitted(a, now, peer.ip()) {
+            self.stats.dropped += 1;
+            return;
+        }
+        let relay = a.relay;
+        self.stats.to_peer += 1;
+        tracing::trace!(client = %d.source, channel = cd.channel, %relay, %peer, len = cd.data.len(), "ChannelData relayed to peer");
+        self.send(relay, peer, cd.data.to_vec());
+    }
+
+    /// RFC 8656 §11.3 and §12.5: a datagram from a peer to a relayed address
+    /// goes to the client as ChannelData if a channel is bound to the peer,
+    /// else as a Data indication, and only with a permission.
+    fn datagram_from_peer(&mut self, now: Instant, d: Receive<'_>) {
+        let Some(client) = self.by_relay.get(&d.destination).copied() else {
+            self.stats.dropped += 1;
+            return;
+        };
+        let Some(a) = self.allocations.get(&client) else {
+            self.stats.dropped += 1;
+            return;
+        };
+        if !Self::permitted(a, now, d.source.ip()) {
+            self.stats.dropped += 1;
+            tracing::debug!(peer = %d.source, relay = %d.destination, "datagram from a peer without permission dropped");
+            return;
+        }
+        let channel = a
+            .channels
+            .iter()
+            .find(|&&(_, p, e)| p == d.source && now < e)
+            .map(|&(c, _, _)| c);
+        let mut out = Vec::with_capacity(d.contents.len() + 40);
+        match channel {
+            Some(channel) => {
+                if (ChannelData {
+                    channel,
+                    data: d.contents,
+                })
+                .encode(&mut out)
+                .is_err()
+                {
+                    self.stats.dropped += 1;
+                    tracing::debug!(channel, "ChannelData to the client could not be written");
+                    return;
+                }
+            }
+            None => {
+                let mut tid = [0u8; 12];
+                // Indication ids need only be unique enough to tell apart in
+                // logs; derive them from the clock, not an RNG, to stay cheap.
+                let t = now.duration_since(self.epoch).as_nanos().to_be_bytes();
+                tid.copy_from_slice(&t[4..16]);
+                let mut enc = MessageEncoder::new(
+                    &mut out,
+                    MessageType::new(Class::Indication, Method::DATA),
+                    TransactionId(tid),
+                );
+                TurnAttribute::XorPeerAddress(d.source).encode(&mut enc);
+                TurnAttribute::Data(d.contents).encode(&mut enc);
+                if enc.finish().is_err() {
+                    self.stats.dropped += 1;
+                    return;
+                }
+            }
+        }
+        self.stats.to_client += 1;
+        tracing::trace!(peer = %d.source, relay = %d.destination, %client, ?channel, len = d.contents.len(), "relayed to client");
+        let listen = self.config.listen;
+        self.send(listen, client, out);
+    }
+
+    fn remove(&mut self, client: SocketAddr) {
+        if let Some(a) = self.allocations.remove(&client) {
+            self.by_relay.remove(&a.relay);
+            self.free.push(a.relay);
+            tracing::debug!(%client, relay = %a.relay, "TURN allocation released");
+        }
+    }
+}
+
+/// RFC 8656 §7.2: the requested LIFETIME, capped at [`MAX_LIFETIME`], or the
+/// default.
+fn granted_lifetime(msg: &Message<'_>) -> Duration {
+    turn_attr::lifetime(msg)
+        .map(|l| l.min(MAX_LIFETIME))
+        .unwrap_or(DEFAULT_LIFETIME)
+}
+
+impl Machine for Server {
+    type Event = std::convert::Infallible;
+
+    fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
+        self.handle(now, datagram);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<SocketAddr> = self
+            .allocations
+            .iter()
+            .filter(|(_, a)| now >= a.expires)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in expired {
+            self.remove(c);
+        }
+        for a in self.allocations.values_mut() {
+            a.permissions.retain(|_, e| now < *e);
+            a.channels.retain(|(_, _, e)| now < *e);
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    fn poll_event(&mut self) -> Option<std::convert::Infallible> {
+        None
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.allocations
+            .values()
+            .flat_map(|a| {
+                std::iter::once(a.expires)
+                    .chain(a.permissions.values().copied())
+                    .chain(a.channels.iter().map(|c| c.2))
+            })
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::turn::client::{Client, ClientConfig, ClientEvent};
+    use rand::SeedableRng;
+
+    const LISTEN: &str = "198.51.100.1:3478";
+    static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(9);
+    const CLIENT: &str = "203.0.113.5:40000";
+
+    fn server(now: Instant, quota: usize, loopback: bool) -> Server {
+        let relays = (0..4)
+            .map(|i| SocketAddr::new("198.51.100.1".parse().unwrap(), 50000 + i))
+            .collect();
+        let mut c = ServerConfig::new(LISTEN.parse().unwrap(), relays, "rtclab");
+        c.users.push(("alice".into(), "secret".into()));
+        c.users.push(("bob".into(), "pw".into()));
+        c.quota_per_user = quota;
+        c.allow_loopback_peers = loopback;
+        Server::new(c, now, &mut StdRng::seed_from_u64(3))
+    }
+
+    /// Runs a client and the server against each other by hand until quiet.
+    fn pump(s: &mut Server, c: &mut Client, from: SocketAddr, now: Instant) {
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit() {
+                moved = true;
+                s.handle_receive(
+                    now,
+                    Receive {
+                        source: from,
+                        destination: t.destination,
+                        contents: &t.contents,
+                    },
+                );
+            }
+            while let Some(t) = s.poll_transmit() {
+                moved = true;
+                if t.destination == from {
+                    c.handle_receive(
+                        now,
+                        Receive {
+                            source: t.source.unwrap(),
+                            destination: from,
+                            contents: &t.contents,
+                        },
+                    );
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn client(user: &str, pw: &str) -> Client {
+        Client::new(
+            ClientConfig::new(LISTEN.parse().unwrap(), user, pw),
+            // A fresh seed per client: two clients with one seed would send
+            // the same transaction ids (a retransmission, to the server).
+            StdRng::seed_from_u64(SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        )
+    }
+
+    fn allocate(
+        s: &mut Server,
+        user: &str,
+        pw: &str,
+        from: SocketAddr,
+        now: Instant,
+    ) -> (Client, Option<ClientEvent>) {
+        let mut c = client(user, pw);
+        c.allocate(now).unwrap();
+        pump(s, &mut c, from, now);
+        let e = c.poll_event();
+        (c, e)
+    }
+
+    fn code(e: Option<ClientEvent>) -> u16 {
+        match e {
+            Some(ClientEvent::AllocationFailed(crate::turn::TurnError::ErrorResponse {
+                code,
+                ..
+            }))
+            | Some(ClientEvent::PermissionFailed {
+                error: crate::turn::TurnError::ErrorResponse { code, .. },
+                ..
+            })
+            | Some(ClientEvent::ChannelBindFailed {
+                error: crate::turn::TurnError::ErrorResponse { code, .. },
+                ..
+            }) => code,
+            e => panic!("expected an error response, got {e:?}"),
+        }
+    }
+
+    #[test]
+    fn allocation_permission_relay_both_ways() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (mut c, e) = allocate(&mut s, "alice", "secret", from, now);
+        let Some(ClientEvent::Allocated {
+            relayed, mapped, ..
+        }) = e
+        else {
+            panic!("{e:?}")
+        };
+        assert_eq!(mapped, Some(from));
+        let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        // A peer without permission is not relayed.
+        s.handle_receive(
+            now,
+            Receive {
+                source: peer,
+                destination: relayed,
+                contents: b"early",
+            },
+        );
+        assert!(s.poll_transmit().is_none());
+        c.send_to(now, peer, b"hello").unwrap();
+        pump(&mut s, &mut c, from, now);
+        // The data went to the peer from the relayed address.
+        assert_eq!(s.stats().to_peer, 1);
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::PermissionCreated(peer.ip()))
+        );
+        s.handle_receive(
+            now,
+            Receive {
+                source: peer,
+                destination: relayed,
+                contents: b"back",
+            },
+        );
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::Data {
+                peer,
+                data: b"back".to_vec()
+            })
+        );
+        // A channel.
+        let ch = c.bind_channel(now, peer).unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::ChannelBound { peer, channel: ch })
+        );
+        s.handle_receive(
+            now,
+            Receive {
+                source: peer,
+                destination: relayed,
+                contents: b"chan",
+            },
+        );
+        let t = s.poll_transmit().unwrap();
+        assert_eq!(
+            ChannelData::decode(&t.contents).unwrap(),
+            ChannelData {
+                channel: ch,
+                data: b"chan"
+            }
+        );
+        // Permissions expire after 300 s (the client would have refreshed).
+        s.handle_timeout(now + Duration::from_secs(301));
+        s.handle_receive(
+            now + Duration::from_secs(301),
+            Receive {
+                source: peer,
+                destination: relayed,
+                contents: b"late",
+            },
+        );
+        assert!(s.poll_transmit().is_none());
+        // Close frees the relay.
+        c.close(now).unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(s.allocations(), 0);
+    }
+
+    #[test]
+    fn error_codes() {
+        let now = Instant::now();
+        let mut s = server(now, 1, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        // 401: wrong password (after the first, credential-less 401).
+        assert_eq!(code(allocate(&mut s, "alice", "nope", from, now).1), 401);
+        // 401: unknown user.
+        assert_eq!(code(allocate(&mut s, "mallory", "x", from, now).1), 401);
+        let (mut c, e) = allocate(&mut s, "alice", "secret", from, now);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })));
+        // 437: a second Allocate on the same 5-tuple.
+        assert_eq!(code(allocate(&mut s, "alice", "secret", from, now).1), 437);
+        // 486: alice's quota is 1.
+        let other: SocketAddr = "203.0.113.5:40001".parse().unwrap();
+        assert_eq!(code(allocate(&mut s, "alice", "secret", other, now).1), 486);
+        // 441: bob on alice's allocation (bob allocates elsewhere, then his
+        // client sends a CreatePermission from alice's address).
+        let (mut b, e) = allocate(&mut s, "bob", "pw", other, now);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })));
+        b.create_permission(now, "192.0.2.1:1".parse().unwrap())
+            .unwrap();
+        pump(&mut s, &mut b, from, now);
+        assert_eq!(code(b.poll_event()), 441);
+        // 403: loopback and the server's own address.
+        c.create_permission(now, "127.0.0.1:9".parse().unwrap())
+            .unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(code(c.poll_event()), 403);
+        c.create_permission(now, "198.51.100.1:50001".parse().unwrap())
+            .unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(code(c.poll_event()), 403);
+        // 437: a request from a 5-tuple without allocation.
+        let stranger: SocketAddr = "203.0.113.5:40002".parse().unwrap();
+        b.create_permission(now, "192.0.2.2:1".parse().unwrap())
+            .unwrap();
+        pump(&mut s, &mut b, stranger, now);
+        assert_eq!(code(b.poll_event()), 437);
+    }
+
+    fn request(s: &mut Server, msg: Vec<u8>, now: Instant) -> u16 {
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        s.handle_receive(
+            now,
+            Receive {
+                source: from,
+                destination: LISTEN.parse().unwrap(),
+                contents: &msg,
+            },
+        );
+        let t = s.poll_transmit().expect("an answer");
+        let m = Message::decode(&t.contents).unwrap();
+        assert!(
+            !t.contents.is_empty()
+                && turn_attr::get(&m, attr::XOR_RELAYED_ADDRESS)
+                    .unwrap()
+                    .is_none()
+        );
+        m.error_code().unwrap().map_or(0, |e| e.code)
+    }
+
+    fn allocate_msg(s: &Server, now: Instant, transport: u8, nonce: Option<&str>) -> Vec<u8> {
+        let key =
+            IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
+        let mut out = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Request, Method::ALLOCATE),
+            TransactionId([5; 12]),
+        );
+        TurnAttribute::RequestedTransport(transport).encode(&mut enc);
+        let n = nonce.map(str::to_string).unwrap_or_else(|| s.nonce(now));
+        enc.attribute(&Attribute::Username("alice"));
+        enc.attribute(&Attribute::Realm("rtclab"));
+        enc.attribute(&Attribute::Nonce(&n));
+        enc.message_integrity(&key);
+        enc.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn stale_nonce_and_transport() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        // 442: TCP relaying is not offered.
+        let m = allocate_msg(&s, now, 6, None);
+        assert_eq!(request(&mut s, m, now), 442);
+        // 438: a nonce issued more than NONCE_LIFETIME ago, and a forged one.
+        let m = allocate_msg(&s, now, 17, None);
+        assert_eq!(
+            request(&mut s, m, now + NONCE_LIFETIME + Duration::from_secs(1)),
+            438
+        );
+        let m = allocate_msg(&s, now, 17, Some("00000000000000000000000000000000"));
+        assert_eq!(request(&mut s, m, now), 438);
+        assert_eq!(s.allocations(), 0);
+    }
+
+    #[test]
+    fn loopback_peers_only_when_allowed() {
+        let now = Instant::now();
+        let mut s = server(now, 10, true);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (mut c, _) = allocate(&mut s, "alice", "secret", from, now);
+        c.create_permission(now, "127.0.0.1:9".parse().unwrap())
+            .unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::PermissionCreated(_))
+        ));
+        // Never the server's own sockets, even then.
+        c.create_permission(now, LISTEN.parse().unwrap()).unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(code(c.poll_event()), 403);
+    }
+}

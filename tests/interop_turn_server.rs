@@ -1,0 +1,111 @@
+//! coturn's `turnutils_uclient` against `rtclab turn-server`, with
+//! `turnutils_peer` as the far end (it echoes): every datagram must come back.
+//! 127.0.0.1 only, bounded timeouts.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Peer, free_udp_port, require_binary, run_bounded, wait_for_stun};
+
+fn start_ours(port: u16) -> Peer {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_rtclab"));
+    let args: Vec<String> = [
+        "turn-server",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--realm",
+        "rtclab",
+        "--user",
+        "alice:secret",
+        "--relays",
+        "32",
+        "--allow-loopback-peers",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let peer = Peer::start("rtclab-turn-server", &bin, &args);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(
+        wait_for_stun(addr, Duration::from_secs(10)),
+        "our TURN server did not answer on {addr}:\n{}",
+        peer.output()
+    );
+    peer
+}
+
+fn uclient_run(clients: u32, extra: &[&str]) {
+    let Some(uclient) = require_binary("turnutils_uclient", "coturn") else {
+        return;
+    };
+    let Some(peer_bin) = require_binary("turnutils_peer", "coturn") else {
+        return;
+    };
+    let port = free_udp_port(false);
+    let server = start_ours(port);
+    let peer_port = free_udp_port(false);
+    let _peer = Peer::start(
+        "turnutils_peer",
+        &peer_bin,
+        &[
+            "-L".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            peer_port.to_string(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let mut args: Vec<String> = [
+        "-u",
+        "alice",
+        "-w",
+        "secret",
+        "-p",
+        &port.to_string(),
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port.to_string(),
+        "-n",
+        "50",
+        "-m",
+        &clients.to_string(),
+        "-l",
+        "120",
+        "-c",
+        "-z",
+        "5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args.push("127.0.0.1".into());
+    let (ok, out) = run_bounded(&uclient, &args, Duration::from_secs(60));
+    assert!(
+        ok,
+        "turnutils_uclient failed:\n{out}\n--- server ---\n{}",
+        server.output()
+    );
+    assert!(
+        out.contains("Total lost packets 0 (0.000000%)"),
+        "packets were lost:\n{out}\n--- server ---\n{}",
+        server.output()
+    );
+    assert!(out.contains("Total transmit time"), "no summary in:\n{out}");
+}
+
+#[test]
+fn coturn_uclient_loses_nothing_through_our_server_over_channels() {
+    // uclient binds random channels in RFC 5766's range (up to 0x7FFF):
+    // with several clients some land above RFC 8656's 0x4FFF.
+    uclient_run(4, &[]);
+}
+
+#[test]
+fn coturn_uclient_loses_nothing_through_our_server_with_send_indications() {
+    uclient_run(2, &["-s"]);
+}
