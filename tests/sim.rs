@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rtclab::machine::{Machine, Receive, Transmit};
 use rtclab::sim::{
-    CaptureKind, CaptureRecord, DropReason, FilteringBehavior, LinkConfig, MappingBehavior,
+    CaptureKind, CaptureRecord, DropReason, Echo, FilteringBehavior, LinkConfig, MappingBehavior,
     NatConfig, Sim,
 };
 
@@ -22,33 +22,6 @@ fn ip(s: &str) -> IpAddr {
 const MS: Duration = Duration::from_millis(1);
 
 // ----- dummy machines ---------------------------------------------------------
-
-/// Sends every datagram back to its source, from the address it arrived on.
-#[derive(Default)]
-struct Echo {
-    out: VecDeque<Transmit>,
-}
-
-impl Machine for Echo {
-    type Event = ();
-    fn handle_receive(&mut self, _now: Instant, d: Receive<'_>) {
-        self.out.push_back(Transmit {
-            source: Some(d.destination),
-            destination: d.source,
-            contents: d.contents.to_vec(),
-        });
-    }
-    fn handle_timeout(&mut self, _now: Instant) {}
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
-    }
-    fn poll_event(&mut self) -> Option<()> {
-        None
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-}
 
 /// A datagram a [`Recorder`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,7 +332,7 @@ fn zero_delay_links_still_advance_time() {
     let server = addr("192.0.2.1:7");
     sim.add_host(Echo::default(), &[server]);
     let c = sim.add_host(Echo::default(), &[addr("192.0.2.2:7")]);
-    sim.machine_mut::<Echo>(c).out.push_back(Transmit {
+    sim.machine_mut::<Echo>(c).send(Transmit {
         source: None,
         destination: server,
         contents: b"ping".to_vec(),
@@ -1068,7 +1041,7 @@ fn capture_is_bounded_and_readable() {
     let c = sim.add_host(Echo::default(), &[addr("192.0.2.2:7")]);
     sim.set_capture(true);
     sim.set_capture_limit(10);
-    sim.machine_mut::<Echo>(c).out.push_back(Transmit {
+    sim.machine_mut::<Echo>(c).send(Transmit {
         source: None,
         destination: server,
         contents: b"ping".to_vec(),
@@ -1328,7 +1301,7 @@ fn a_nat_wan_link_is_shared_and_skipped_inside() {
 
     // Hairpinned: b's public address (learnt by pinging the server) is
     // reached without crossing the WAN link either.
-    sim.machine_mut::<Echo>(b).out.push_back(Transmit {
+    sim.machine_mut::<Echo>(b).send(Transmit {
         source: None,
         destination: server,
         contents: b"x".to_vec(),

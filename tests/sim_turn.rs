@@ -2,43 +2,14 @@
 //! behind an address-and-port-dependent NAT, with loss) and over real UDP on
 //! loopback. A peer echoes what it gets; every exchange must come back.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rtclab::machine::{Machine, Receive, Transmit};
 use rtclab::runtime::Driver;
-use rtclab::sim::{FilteringBehavior, LinkConfig, MappingBehavior, NatConfig, Sim};
+use rtclab::sim::{Echo, FilteringBehavior, LinkConfig, MappingBehavior, NatConfig, Sim};
 use rtclab::turn::{Client, ClientConfig, ClientEvent, Server, ServerConfig};
-
-/// Echoes every datagram to its sender.
-#[derive(Default)]
-struct Echo {
-    out: VecDeque<Transmit>,
-}
-
-impl Machine for Echo {
-    type Event = ();
-    fn handle_receive(&mut self, _now: Instant, d: Receive<'_>) {
-        self.out.push_back(Transmit {
-            source: Some(d.destination),
-            destination: d.source,
-            contents: d.contents.to_vec(),
-        });
-    }
-    fn handle_timeout(&mut self, _now: Instant) {}
-    fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
-    }
-    fn poll_event(&mut self) -> Option<()> {
-        None
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-}
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")

@@ -150,11 +150,13 @@
 //! assert_eq!(seen.source.ip().to_string(), "203.0.113.1");
 //! ```
 
+mod echo;
 mod link;
 mod nat;
 mod network;
 mod pcap;
 
+pub use echo::Echo;
 pub use link::{GilbertElliott, LinkConfig};
 pub use nat::{FilteringBehavior, MappingBehavior, NatBinding, NatConfig, NatStats};
 pub use network::{
