@@ -7,7 +7,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Peer, free_udp_port, require_binary, run_bounded, wait_for_stun};
+use common::{Peer, free_udp_port, require_binary, run_bounded};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::runtime::Driver;
@@ -19,37 +19,7 @@ use rtclab::stun::{
 /// Starts coturn as a STUN server on 127.0.0.1:port and, for RFC 5780, on
 /// 127.0.0.2 too (coturn's alternate port is port + 1).
 fn start_coturn(port: u16) -> Option<Peer> {
-    let bin = require_binary("turnserver", "coturn")?;
-    let pid = std::env::temp_dir().join(format!("rtclab-coturn-{port}.pid"));
-    let args: Vec<String> = [
-        "-n",
-        "--no-cli",
-        "--no-tls",
-        "--no-dtls",
-        "--stun-only",
-        "--listening-ip",
-        "127.0.0.1",
-        "--listening-ip",
-        "127.0.0.2",
-        "--listening-port",
-        &port.to_string(),
-        "--log-file",
-        "stdout",
-        "--simple-log",
-        "--pidfile",
-        pid.to_str().expect("utf-8 temp dir"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let peer = Peer::start("coturn", &bin, &args);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    assert!(
-        wait_for_stun(addr, Duration::from_secs(10)),
-        "coturn did not answer on {addr}:\n{}",
-        peer.output()
-    );
-    Some(peer)
+    common::start_coturn(port, &["--stun-only", "--listening-ip", "127.0.0.2"])
 }
 
 fn discover(server: SocketAddr, mode: DiscoveryMode) -> (SocketAddr, NatReport) {

@@ -7,75 +7,29 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Peer, free_udp_port, require_binary, wait_for_stun};
+use common::{Peer, free_udp_port};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::runtime::Driver;
 use rtclab::turn::{Client, ClientConfig, ClientEvent};
 use tokio::net::UdpSocket;
 
-fn start_coturn(port: u16) -> Option<(Peer, tempdir::Dir)> {
-    let bin = require_binary("turnserver", "coturn")?;
-    let dir = tempdir::Dir::new();
-    let pid = dir.0.join("turnserver.pid");
-    let args: Vec<String> = [
-        "-n",
-        "--no-cli",
-        "--no-tls",
-        "--no-dtls",
-        "--allow-loopback-peers",
-        "--listening-ip",
-        "127.0.0.1",
-        "--relay-ip",
-        "127.0.0.1",
-        "--listening-port",
-        &port.to_string(),
-        "--realm",
-        "rtclab",
-        "--user",
-        "alice:secret",
-        "--lt-cred-mech",
-        "--log-file",
-        "stdout",
-        "--simple-log",
-        "--pidfile",
-        pid.to_str().expect("utf-8 temp dir"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let peer = Peer::start("coturn", &bin, &args);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    assert!(
-        wait_for_stun(addr, Duration::from_secs(10)),
-        "coturn did not answer on {addr}:\n{}",
-        peer.output()
-    );
-    Some((peer, dir))
-}
-
-/// A temporary directory removed on drop (no extra dependency).
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "rtclab-turn-{}-{:?}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-            ));
-            std::fs::create_dir_all(&p).expect("temp dir");
-            Dir(p)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// coturn as a TURN server with long-term credentials, relaying to loopback
+/// peers (which it refuses without `--allow-loopback-peers`).
+fn start_coturn(port: u16) -> Option<Peer> {
+    common::start_coturn(
+        port,
+        &[
+            "--allow-loopback-peers",
+            "--relay-ip",
+            "127.0.0.1",
+            "--realm",
+            "rtclab",
+            "--user",
+            "alice:secret",
+            "--lt-cred-mech",
+        ],
+    )
 }
 
 async fn event(driver: &mut Driver<Client>) -> ClientEvent {
@@ -122,7 +76,7 @@ async fn exchange(driver: &mut Driver<Client>, peer: &UdpSocket, relayed: Socket
 #[test]
 fn our_client_relays_through_coturn_by_indications_and_channels() {
     let port = free_udp_port(false);
-    let Some((coturn, _dir)) = start_coturn(port) else {
+    let Some(coturn) = start_coturn(port) else {
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -198,7 +152,7 @@ fn our_client_relays_through_coturn_by_indications_and_channels() {
 #[test]
 fn coturn_refuses_a_wrong_password() {
     let port = free_udp_port(false);
-    let Some((_coturn, _dir)) = start_coturn(port) else {
+    let Some(_coturn) = start_coturn(port) else {
         return;
     };
     let rt = tokio::runtime::Builder::new_current_thread()

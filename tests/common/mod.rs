@@ -227,3 +227,43 @@ pub fn run_bounded(program: &PathBuf, args: &[String], limit: Duration) -> (bool
     let _ = std::fs::remove_file(&log);
     (status.is_some_and(|s| s.success()), text)
 }
+
+/// Starts coturn's `turnserver` on 127.0.0.1:`port` with what every test
+/// needs (no configuration file, no CLI, no TLS/DTLS, logs on stdout, a pid
+/// file of its own) plus `extra`, and waits until it answers a Binding
+/// request. `None`, after a loud skip, when coturn is not installed.
+pub fn start_coturn(port: u16, extra: &[&str]) -> Option<Peer> {
+    let bin = require_binary("turnserver", "coturn")?;
+    let pid = std::env::temp_dir().join(format!(
+        "rtclab-coturn-{port}-{}-{}.pid",
+        std::process::id(),
+        rand_suffix()
+    ));
+    let mut args: Vec<String> = [
+        "-n",
+        "--no-cli",
+        "--no-tls",
+        "--no-dtls",
+        "--listening-ip",
+        "127.0.0.1",
+        "--listening-port",
+        &port.to_string(),
+        "--log-file",
+        "stdout",
+        "--simple-log",
+        "--pidfile",
+        pid.to_str().expect("utf-8 temp dir"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let peer = Peer::start("coturn", &bin, &args);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(
+        wait_for_stun(addr, Duration::from_secs(10)),
+        "coturn did not answer on {addr}:\n{}",
+        peer.output()
+    );
+    Some(peer)
+}
