@@ -790,28 +790,7 @@ impl Endpoint {
         group: NamedGroup,
         peer_public: &[u8],
     ) -> Result<(Vec<u8>, Vec<u8>), (Error, AlertDescription)> {
-        let alg = if group == NamedGroup::X25519 {
-            &agreement::X25519
-        } else {
-            &agreement::ECDH_P256
-        };
-        let rng = ring::rand::SystemRandom::new();
-        let private = agreement::EphemeralPrivateKey::generate(alg, &rng).map_err(|_| {
-            (
-                Error::Crypto("ECDHE key generation"),
-                AlertDescription::INTERNAL_ERROR,
-            )
-        })?;
-        let public = private
-            .compute_public_key()
-            .map_err(|_| {
-                (
-                    Error::Crypto("ECDHE public key"),
-                    AlertDescription::INTERNAL_ERROR,
-                )
-            })?
-            .as_ref()
-            .to_vec();
+        let (alg, private, public) = ephemeral_key(group)?;
         // RFC 8422 §5.10: the premaster secret is the shared x-coordinate
         // (X25519: the shared secret), which is what ring returns.
         let pms = agreement::agree_ephemeral(
@@ -1114,28 +1093,7 @@ impl Endpoint {
         }));
         // Our ephemeral key: generate now, keep the private half for the
         // ClientKeyExchange.
-        let alg = if group == NamedGroup::X25519 {
-            &agreement::X25519
-        } else {
-            &agreement::ECDH_P256
-        };
-        let rng = ring::rand::SystemRandom::new();
-        let private = agreement::EphemeralPrivateKey::generate(alg, &rng).map_err(|_| {
-            (
-                Error::Crypto("ECDHE key generation"),
-                AlertDescription::INTERNAL_ERROR,
-            )
-        })?;
-        let public = private
-            .compute_public_key()
-            .map_err(|_| {
-                (
-                    Error::Crypto("ECDHE public key"),
-                    AlertDescription::INTERNAL_ERROR,
-                )
-            })?
-            .as_ref()
-            .to_vec();
+        let (_, private, public) = ephemeral_key(group)?;
         let mut ske = ServerKeyExchange {
             group,
             public_key: public,
@@ -1616,6 +1574,35 @@ impl Machine for Endpoint {
     fn poll_timeout(&self) -> Option<Instant> {
         self.retransmit_at
     }
+}
+
+/// A fresh ECDHE key pair for `group` (X25519, else P-256): the algorithm,
+/// the private half (used once) and our public key as sent on the wire.
+fn ephemeral_key(
+    group: NamedGroup,
+) -> Result<
+    (
+        &'static agreement::Algorithm,
+        agreement::EphemeralPrivateKey,
+        Vec<u8>,
+    ),
+    (Error, AlertDescription),
+> {
+    let alg = if group == NamedGroup::X25519 {
+        &agreement::X25519
+    } else {
+        &agreement::ECDH_P256
+    };
+    let internal = |what| (Error::Crypto(what), AlertDescription::INTERNAL_ERROR);
+    let rng = ring::rand::SystemRandom::new();
+    let private = agreement::EphemeralPrivateKey::generate(alg, &rng)
+        .map_err(|_| internal("ECDHE key generation"))?;
+    let public = private
+        .compute_public_key()
+        .map_err(|_| internal("ECDHE public key"))?
+        .as_ref()
+        .to_vec();
+    Ok((alg, private, public))
 }
 
 #[cfg(test)]
