@@ -190,23 +190,7 @@ fn run_client_groups(
             stdin.flush().unwrap();
             sent_from_server = true;
         }
-        let wait = ep
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_millis(50))
-            .clamp(Duration::from_millis(1), Duration::from_millis(50));
-        sock.set_read_timeout(Some(wait)).unwrap();
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => ep.handle_receive(
-                Instant::now(),
-                Receive {
-                    source: from,
-                    destination: local,
-                    contents: &buf[..n],
-                },
-            ),
-            Err(_) => ep.handle_timeout(Instant::now()),
-        }
+        wait_and_feed(&mut ep, &sock, local, &mut buf);
     }
     let out = server.output();
     let keying = keying.unwrap_or_else(|| panic!("no handshake; s_server said:\n{out}"));
@@ -388,23 +372,7 @@ fn run_server_groups(
             stdin.flush().unwrap();
             sent_from_client = true;
         }
-        let wait = ep
-            .poll_timeout()
-            .map(|t| t.saturating_duration_since(Instant::now()))
-            .unwrap_or(Duration::from_millis(50))
-            .clamp(Duration::from_millis(1), Duration::from_millis(50));
-        sock.set_read_timeout(Some(wait)).unwrap();
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => ep.handle_receive(
-                Instant::now(),
-                Receive {
-                    source: from,
-                    destination: local,
-                    contents: &buf[..n],
-                },
-            ),
-            Err(_) => ep.handle_timeout(Instant::now()),
-        }
+        wait_and_feed(&mut ep, &sock, local, &mut buf);
     }
     let out = client.output();
     let keying = keying.unwrap_or_else(|| panic!("no handshake; s_client said:\n{out}"));
@@ -460,4 +428,26 @@ fn openssl_client_against_our_server() {
         88,
         "P-256",
     );
+}
+
+/// Blocks until the endpoint's next timer (at most 50 ms) or a datagram on
+/// `sock`, and feeds whichever came first.
+fn wait_and_feed(ep: &mut Endpoint, sock: &UdpSocket, local: SocketAddr, buf: &mut [u8]) {
+    let wait = ep
+        .poll_timeout()
+        .map(|t| t.saturating_duration_since(Instant::now()))
+        .unwrap_or(Duration::from_millis(50))
+        .clamp(Duration::from_millis(1), Duration::from_millis(50));
+    sock.set_read_timeout(Some(wait)).unwrap();
+    match sock.recv_from(buf) {
+        Ok((n, from)) => ep.handle_receive(
+            Instant::now(),
+            Receive {
+                source: from,
+                destination: local,
+                contents: &buf[..n],
+            },
+        ),
+        Err(_) => ep.handle_timeout(Instant::now()),
+    }
 }
