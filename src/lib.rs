@@ -22,7 +22,8 @@
 //! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`turn`] (RFC 8656
 //! client and server), [`ice`] (RFC 8445, 8838, 7675), [`dtls`] (RFC 6347, 5246, 5705, 5764, 7627), [`srtp`] (RFC
 //! 3711, 7714), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
-//! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
+//! deterministic network), [`signaling`] (the WebSocket rooms server of
+//! codelab step 7), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
 //! speed`). SCTP, data channels, SDP and the PeerConnection arrive with their
 //! issues.
@@ -68,6 +69,7 @@ pub mod ice;
 pub mod machine;
 pub mod rtp;
 pub mod runtime;
+pub mod signaling;
 pub mod sim;
 pub mod speed;
 pub mod srtp;

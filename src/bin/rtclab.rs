@@ -96,6 +96,19 @@ enum Command {
         #[command(subcommand)]
         command: dtls::DtlsCommand,
     },
+    /// Serve WebSocket signaling (rooms: create or join, full, bye) and the
+    /// examples' web pages (codelab step 7).
+    Signaling {
+        /// The listening address, e.g. 127.0.0.1:8080 (0.0.0.0:8080 for the LAN).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Most members per room.
+        #[arg(long, default_value_t = 2)]
+        room_size: usize,
+        /// Longest message a client may send, in bytes.
+        #[arg(long, default_value_t = 64 * 1024)]
+        max_message: usize,
+    },
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp (default: all).
@@ -173,6 +186,11 @@ fn main() -> ExitCode {
                 )
                 .await
             }
+            Command::Signaling {
+                listen,
+                room_size,
+                max_message,
+            } => signaling(listen, room_size, max_message).await,
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
     });
@@ -411,4 +429,27 @@ async fn turn_server(
     println!("TURN server on {listen} (realm {realm}, {relays} relay sockets on {relay_ip})");
     let mut driver = Driver::from_sockets(server, sockets).map_err(|e| e.to_string())?;
     driver.serve().await.map_err(|e| e.to_string())
+}
+
+async fn signaling(listen: SocketAddr, room_size: usize, max_message: usize) -> Result<(), String> {
+    if room_size == 0 {
+        return Err("--room-size must be at least 1".into());
+    }
+    let mut config = rtclab::signaling::Config::with_room_size(room_size);
+    config.rooms.max_message_bytes = max_message;
+    let server = rtclab::signaling::Server::bind(listen, config)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    println!("rtclab signaling on http://{addr}/ (WebSocket at ws://{addr}/ws)");
+    println!("  pages: http://{addr}/07_signaling/?room=NAME (open it in two tabs)");
+    println!("  Ctrl-C stops it.");
+    server
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("stopped: every connection closed");
+    Ok(())
 }

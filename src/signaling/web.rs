@@ -1,0 +1,45 @@
+//! The web pages of the examples, compiled into the binary with
+//! `include_str!` from the repository's top-level `web/` folder, so that
+//! `rtclab signaling` (and the demo) serve them from anywhere, with no build
+//! step and nothing fetched from elsewhere. Editing a page needs a rebuild.
+//!
+//! A new example page adds its files here, one line each.
+
+/// A file served over HTTP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The URL path (`/07_signaling/` for a folder's `index.html`).
+    pub path: &'static str,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// Its bytes.
+    pub body: &'static str,
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// Every page of the examples.
+pub const PAGES: &[Page] = &[
+    Page {
+        path: "/",
+        content_type: HTML,
+        body: include_str!("../../web/index.html"),
+    },
+    Page {
+        path: "/style.css",
+        content_type: CSS,
+        body: include_str!("../../web/style.css"),
+    },
+    Page {
+        path: "/07_signaling/",
+        content_type: HTML,
+        body: include_str!("../../web/07_signaling/index.html"),
+    },
+    Page {
+        path: "/07_signaling/main.js",
+        content_type: JS,
+        body: include_str!("../../web/07_signaling/main.js"),
+    },
+];
