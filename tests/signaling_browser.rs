@@ -1,0 +1,119 @@
+//! The codelab step 7 page in headless Chromium: two tabs of
+//! `/07_signaling/` join the same room on our server and exchange a message;
+//! each page POSTs what it saw to the server's `/report`, which this test
+//! reads. A missing Chromium is a loud skip (a failure under
+//! `RTCLAB_REQUIRE_INTEROP=1`); Chromium's output is printed on failure.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Peer, require_binary};
+use rtclab::signaling::{Config, Page, Server};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+/// The two pages of the test, side by side.
+const TWO_PAGES: &str = r#"<!doctype html>
+<title>two pages</title>
+<iframe src="/07_signaling/?room=browsers&say=hello-from-alice&report=1"></iframe>
+<iframe src="/07_signaling/?room=browsers&say=hello-from-bob&report=1"></iframe>
+"#;
+
+/// DESIGN §5's flags for a headless Chromium that touches nothing outside
+/// the test.
+fn chromium_args(profile: &std::path::Path, urls: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--allow-loopback-in-peer-connection",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend(urls.iter().cloned());
+    args
+}
+
+#[tokio::test]
+async fn two_chromium_pages_join_a_room_and_exchange_a_message() {
+    let Some(chromium) = require_binary("chromium", "chromium") else {
+        return;
+    };
+    let (reports, mut reported) = mpsc::channel(8);
+    let mut config = Config::default();
+    config.report_to = Some(reports);
+    // Headless Chromium opens one target only, so one test page holds the
+    // two "tabs" as frames.
+    config.pages.push(Page {
+        path: "/test/two.html",
+        content_type: "text/html; charset=utf-8",
+        body: TWO_PAGES,
+    });
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let handle = server.handle();
+    tokio::spawn(server.run());
+
+    let profile =
+        std::env::temp_dir().join(format!("rtclab-chromium-signaling-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let url = format!("http://{addr}/test/two.html");
+    let mut browser = Peer::start("chromium", &chromium, &chromium_args(&profile, &[url]));
+
+    let mut got: Vec<Value> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.len() < 2 {
+        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
+            Ok(Some(body)) => got.push(serde_json::from_str(&body).expect("a JSON report")),
+            _ => {
+                let exited = browser.wait_exit(Duration::ZERO);
+                assert!(
+                    exited.is_none() && tokio::time::Instant::now() < deadline,
+                    "{} of 2 pages reported within 60 s (chromium exited: {exited:?}): {got:?}",
+                    got.len(),
+                );
+            }
+        }
+    }
+    drop(browser);
+    let _ = std::fs::remove_dir_all(&profile);
+
+    let mut ids = Vec::new();
+    for r in &got {
+        let said = r["said"].as_str().expect("said");
+        let other = if said == "hello-from-alice" {
+            "hello-from-bob"
+        } else {
+            "hello-from-alice"
+        };
+        assert_eq!(r["room"], "browsers", "{r}");
+        assert_eq!(r["received"], serde_json::json!([{"text": other}]), "{r}");
+        // The page saw the codelab's sequence: created or joined, then ready.
+        let types: Vec<&str> = r["seen"]
+            .as_array()
+            .expect("seen")
+            .iter()
+            .filter_map(|m| m["received"]["type"].as_str())
+            .collect();
+        assert!(
+            types.starts_with(&["created", "join", "ready"])
+                || types.starts_with(&["joined", "ready"]),
+            "{types:?}"
+        );
+        ids.push(r["id"].as_u64().expect("id"));
+    }
+    assert_ne!(ids[0], ids[1]);
+    handle.shutdown();
+}
