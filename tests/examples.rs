@@ -36,6 +36,10 @@ mod ex04;
 #[allow(dead_code)]
 mod ex05;
 
+#[path = "../examples/07_signaling.rs"]
+#[allow(dead_code)]
+mod ex07;
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -402,6 +406,55 @@ fn example_04_media_sends_a_clip_through_a_lossy_network() {
         assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
         assert!(
             stdout.contains("byte-identical to the clip sent: yes"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn example_07_signaling_plays_the_codelab_rooms() {
+    let mut buf = Vec::new();
+    ex07::run(&mut buf).expect("example 07 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        r#"alice → {"type":"create or join","room":"codelab"}"#,
+        r#"alice ← {"type":"created","room":"codelab","id":1}"#,
+        r#"  bob ← {"type":"joined","room":"codelab","id":2,"members":[1]}"#,
+        r#"alice ← {"type":"ready","room":"codelab","members":[1,2]}"#,
+        r#"  bob ← {"type":"message","from":1,"data":{"#,
+        "carol (a Rust member) ← Full",
+        r#"alice ← {"type":"error","code":"malformed""#,
+        r#"alice ← {"type":"bye","room":"codelab","id":2}"#,
+        "server stopped",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // The same run every time but for the port.
+    let normal = |t: &str| t.lines().map(without_ports).collect::<Vec<_>>().join("\n");
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        check_transcript("07_signaling.txt", &out);
+    } else {
+        let path = root().join("chapters/src/output/07_signaling.txt");
+        let shown = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "cannot read {}: {e} (RTCLAB_BLESS=1 writes it)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            normal(&out),
+            normal(&shown),
+            "the output differs from {} beyond the port (RTCLAB_BLESS=1 rewrites it)",
+            path.display()
+        );
+    }
+
+    if let Some(bin) = built_example("07_signaling") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(30));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("server stopped"),
             "the binary printed:\n{stdout}\n{stderr}"
         );
     }

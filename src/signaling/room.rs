@@ -218,6 +218,7 @@ impl Rooms {
     // The codelab's server, step 7: the first client creates the room; a
     // later one is announced to the others (`join`), told `joined`, and then
     // every member hears `ready`; past the size limit, `full`.
+    // ANCHOR: create_or_join
     fn create_or_join(&mut self, client: ClientId, room: String) {
         if let Err(reason) = validate_room_name(&room) {
             self.error(client, ErrorCode::BadRoom, reason);
@@ -269,7 +270,9 @@ impl Rooms {
         self.rooms.insert(room.clone(), all);
         self.clients.insert(client, Some(room));
     }
+    // ANCHOR_END: create_or_join
 
+    // ANCHOR: relay
     // Unlike the codelab (which broadcasts to every socket), a message goes
     // to the other members of the sender's room only, or to one of them.
     fn relay(&mut self, client: ClientId, to: Option<ClientId>, data: serde_json::Value) {
@@ -306,6 +309,7 @@ impl Rooms {
             );
         }
     }
+    // ANCHOR_END: relay
 
     /// Takes `client` out of its room and tells the others `bye`; false if it
     /// was in none.

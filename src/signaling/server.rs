@@ -115,6 +115,7 @@ impl Shared {
     }
 }
 
+// ANCHOR: dispatch
 impl Hub {
     fn dispatch(&mut self) {
         loop {
@@ -141,6 +142,7 @@ impl Hub {
         }
     }
 }
+// ANCHOR_END: dispatch
 
 /// A signaling server bound to a TCP port, not yet serving.
 pub struct Server {
@@ -357,6 +359,7 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
+// ANCHOR: connection
 async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
     let Some((id, mut outbox)) = shared.register() else {
         let _ = socket
@@ -408,6 +411,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
     shared.hub().outboxes.remove(&id);
     tracing::debug!(client = %id, "signaling: disconnected");
 }
+// ANCHOR_END: connection
 
 async fn report(State(shared): State<Arc<Shared>>, body: String) -> StatusCode {
     let Some(tx) = &shared.config.report_to else {

@@ -35,15 +35,7 @@ function status(text, ok) {
   $('status').className = 'status ' + (ok ? 'ok' : 'bad');
 }
 
-const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws');
-
-function send(message) {
-  const text = JSON.stringify(message);
-  ws.send(text);
-  seen.push({ sent: message });
-  show('→', text, 'sent');
-}
-
+// The test's report: what this page saw, once it has said and heard.
 function maybeReport() {
   if (!report || reported || !(said || !say) || received.length === 0) return;
   reported = true;
@@ -53,10 +45,21 @@ function maybeReport() {
   });
 }
 
+// ANCHOR: websocket
+const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws');
+
+function send(message) {
+  const text = JSON.stringify(message);
+  ws.send(text);
+  seen.push({ sent: message });
+  show('→', text, 'sent');
+}
+
 ws.onopen = () => {
   status('connected; joining ' + room, true);
   send({ type: 'create or join', room });
 };
+// ANCHOR_END: websocket
 
 ws.onmessage = (event) => {
   let m;
