@@ -66,6 +66,7 @@ pub mod dtls;
 pub mod fuzzing;
 pub mod ice;
 pub mod machine;
+pub mod peer;
 pub mod rtp;
 pub mod runtime;
 pub mod sim;
