@@ -996,3 +996,153 @@ impl Machine for Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn cert(seed: u64) -> Certificate {
+        Certificate::generate(&mut StdRng::seed_from_u64(seed), SystemTime::now()).unwrap()
+    }
+
+    const LOCAL: &str = "10.0.0.1:1000";
+    const REMOTE: &str = "10.0.0.2:2000";
+
+    /// A transport with a remote candidate and SRTP keys installed.
+    fn keyed(role: DtlsRole, profile: ProtectionProfile, material: &[u8]) -> Transport {
+        let now = Instant::now();
+        let c = cert(1);
+        let fp = c.fingerprint();
+        let mut config = Config::new(IceRole::Controlled, c);
+        config.host_candidates = vec![LOCAL.parse().unwrap()];
+        config.dtls_role = Some(role);
+        config.remote_fingerprints = vec![fp];
+        let mut t = Transport::new(config, now, StdRng::seed_from_u64(1)).unwrap();
+        let cand = Candidate::parse("candidate:1 1 udp 2130706431 10.0.0.2 2000 typ host").unwrap();
+        t.add_remote_candidate(now, cand).unwrap();
+        t.install_srtp(role, profile, material).unwrap();
+        t
+    }
+
+    fn feed(t: &mut Transport, from: &str, d: &[u8]) {
+        t.handle_receive(
+            Instant::now(),
+            Receive {
+                source: from.parse().unwrap(),
+                destination: LOCAL.parse().unwrap(),
+                contents: d,
+            },
+        );
+    }
+
+    #[test]
+    fn srtp_keys_split_by_dtls_role_rfc_5764() {
+        for profile in ProtectionProfile::ALL {
+            let material: Vec<u8> = (0..profile.keying_material_len() as u8).collect();
+            let (client, server) = profile.split_keying_material(&material).unwrap();
+            for (role, peer_key) in [(DtlsRole::Server, client), (DtlsRole::Client, server)] {
+                let mut t = keyed(role, profile, &material);
+                while t.poll_event().is_some() {}
+                // The peer protects with its own write key.
+                let mut peer =
+                    SrtpContext::from_master_key(&peer_key, srtp::Config::default()).unwrap();
+                let plain = vec![0x80, 96, 0, 1, 0, 0, 0, 10, 0, 0, 0, 42, 1, 2, 3];
+                let mut wire = plain.clone();
+                peer.protect_rtp(&mut wire).unwrap();
+                feed(&mut t, REMOTE, &wire);
+                assert_eq!(t.poll_event(), Some(Event::Rtp(plain.clone())), "{profile}");
+                // A replay, and the same packet from a stranger, are dropped.
+                feed(&mut t, REMOTE, &wire);
+                feed(&mut t, "10.9.9.9:9", &wire);
+                assert_eq!(t.poll_event(), None);
+                let st = t.stats();
+                assert_eq!(
+                    (
+                        st.rtp_received,
+                        st.dropped_unprotect,
+                        st.dropped_unknown_source
+                    ),
+                    (1, 1, 1)
+                );
+                // RTCP the same way.
+                let plain = vec![0x80, 201, 0, 1, 0, 0, 0, 42];
+                let mut wire = plain.clone();
+                peer.protect_rtcp(&mut wire).unwrap();
+                feed(&mut t, REMOTE, &wire);
+                assert_eq!(t.poll_event(), Some(Event::Rtcp(plain)));
+                assert_eq!(t.srtp_profile(), Some(profile));
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_ranges_are_counted_and_dropped() {
+        let mut t = keyed(DtlsRole::Server, ProtectionProfile::AeadAes128Gcm, &[7; 56]);
+        while t.poll_event().is_some() {}
+        for d in [&[16u8, 0][..], &[64, 0, 0, 0], &[100], &[255, 1, 2], &[]] {
+            feed(&mut t, REMOTE, d);
+        }
+        assert_eq!(t.stats().dropped_unknown_kind, 5);
+        assert_eq!(t.poll_event(), None);
+    }
+
+    #[test]
+    fn strongest_fingerprints_decide_rfc_8122() {
+        let der = cert(2).der().to_vec();
+        let sha1 = Fingerprint::of(HashAlgorithm::Sha1, &der);
+        let sha256 = Fingerprint::of(HashAlgorithm::Sha256, &der);
+        let other = cert(3).fingerprint();
+        assert_eq!(
+            verify_fingerprint(std::slice::from_ref(&sha256), &der),
+            Ok(sha256.clone())
+        );
+        assert_eq!(
+            verify_fingerprint(&[other.clone(), sha256.clone()], &der),
+            Ok(sha256.clone())
+        );
+        // A matching SHA-1 does not help when a SHA-256 is given and
+        // mismatches: only the strongest hash counts.
+        match verify_fingerprint(&[sha1.clone(), other.clone()], &der) {
+            Err(Error::FingerprintMismatch { expected, actual }) => {
+                assert_eq!(expected, vec![other.clone()]);
+                assert_eq!(actual, sha256);
+            }
+            e => panic!("{e:?}"),
+        }
+        assert_eq!(
+            verify_fingerprint(std::slice::from_ref(&sha1), &der),
+            Ok(sha1)
+        );
+        assert!(matches!(
+            verify_fingerprint(&[], &der),
+            Err(Error::Misuse(_))
+        ));
+    }
+
+    #[test]
+    fn close_frees_everything() {
+        let mut t = keyed(DtlsRole::Client, ProtectionProfile::AeadAes128Gcm, &[7; 56]);
+        let now = Instant::now();
+        t.set_remote_credentials(
+            now,
+            &Credentials {
+                ufrag: "abcd".into(),
+                pwd: "abcdabcdabcdabcdabcdabcd".into(),
+            },
+        );
+        assert!(t.poll_timeout().is_some());
+        t.close();
+        assert_eq!(t.state(), State::Closed);
+        assert_eq!(t.poll_timeout(), None);
+        assert!(t.ice().is_none());
+        assert_eq!(
+            t.send_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(Error::Closed)
+        );
+        let events: Vec<Event> = std::iter::from_fn(|| t.poll_event()).collect();
+        assert!(events.contains(&Event::Closed));
+        feed(&mut t, REMOTE, &[0x80, 96, 0, 1]);
+        assert_eq!(t.stats().dropped_after_close, 1);
+    }
+}
