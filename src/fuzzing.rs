@@ -542,3 +542,239 @@ pub fn turn_message(data: &[u8]) {
     );
     while client.poll_event().is_some() {}
 }
+
+// ---- peer::Transport ---------------------------------------------------------
+
+/// Our address in the `peer_transport` harness.
+pub const PEER_FUZZ_LOCAL: ([u8; 4], u16) = ([10, 0, 0, 1], 1000);
+/// The remote candidate's address in the `peer_transport` harness.
+pub const PEER_FUZZ_REMOTE: ([u8; 4], u16) = ([10, 0, 0, 2], 2000);
+/// The remote ICE password the harness's transport checks against.
+pub const PEER_FUZZ_REMOTE_PWD: &str = "fuzzfuzzfuzzfuzzfuzzfuzz";
+/// The seed of the harness's transport (its ufrag and password come from it).
+pub const PEER_FUZZ_SEED: u64 = 7;
+/// The SRTP keying material installed when the mode asks for keys.
+pub const PEER_FUZZ_KEY_BYTE: u8 = 0x42;
+
+/// Frames input for the `peer_transport` target: a mode byte (bit 0: our
+/// DTLS role is client; bits 1–2: SRTP profile index; bit 3: install SRTP
+/// keys first; bit 4: a timer tick between datagrams), then per datagram a
+/// flags byte (bit 0: from a stranger; bit 1: force a STUN magic cookie), a
+/// 2-byte big-endian length and the bytes.
+pub fn peer_transport_input(mode: u8, datagrams: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut out = vec![mode];
+    for (flags, d) in datagrams {
+        let len = d.len().min(u16::MAX as usize);
+        out.push(*flags);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(&d[..len]);
+    }
+    out
+}
+
+/// The transport the `peer_transport` harness feeds: controlled, one host
+/// candidate, the remote's credentials, candidate and a fingerprint known,
+/// so that every layer is live (SRTP keys only if the mode asks).
+fn peer_fuzz_transport(
+    mode: u8,
+    now: Instant,
+) -> Option<(crate::peer::Transport, crate::srtp::ProtectionProfile)> {
+    use crate::peer::{Config as PeerConfig, DtlsRole, IceRole, Transport};
+    let certificate = fuzz_certificate()?;
+    let fingerprint = certificate.fingerprint();
+    let mut config = PeerConfig::new(IceRole::Controlled, certificate);
+    config.host_candidates = vec![SocketAddr::from(PEER_FUZZ_LOCAL)];
+    config.remote_credentials = Some(crate::ice::Credentials {
+        ufrag: "fuzz".into(),
+        pwd: PEER_FUZZ_REMOTE_PWD.into(),
+    });
+    let role = if mode & 1 == 1 {
+        DtlsRole::Client
+    } else {
+        DtlsRole::Server
+    };
+    config.dtls_role = Some(role);
+    config.remote_fingerprints = vec![fingerprint];
+    let mut t = Transport::new(
+        config,
+        now,
+        rand::rngs::StdRng::seed_from_u64(PEER_FUZZ_SEED),
+    )
+    .ok()?;
+    let remote = SocketAddr::from(PEER_FUZZ_REMOTE);
+    let c = crate::ice::Candidate::parse(&format!(
+        "candidate:1 1 udp 2130706431 {} {} typ host",
+        remote.ip(),
+        remote.port()
+    ))
+    .ok()?;
+    t.add_remote_candidate(now, c).ok()?;
+    let profile = crate::srtp::ProtectionProfile::ALL[usize::from(mode >> 1) & 3];
+    if mode & 8 != 0 {
+        let material = vec![PEER_FUZZ_KEY_BYTE; profile.keying_material_len()];
+        t.install_srtp(role, profile, &material).ok()?;
+    }
+    Some((t, profile))
+}
+
+/// The harness of the `peer_transport` target: a whole transport's receive
+/// path (RFC 7983 demultiplexing into ICE, DTLS and SRTP) with arbitrary
+/// datagrams from its remote candidate and from a stranger, as framed by
+/// [`peer_transport_input`]. Invariants: no panic; no connection it cannot
+/// have; decrypted media never longer than what arrived; a stranger's DTLS
+/// or SRTP never reaches a layer; after `close` no timer is left.
+pub fn peer_transport(data: &[u8]) {
+    use crate::peer::Event as PeerEvent;
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut now = Instant::now();
+    let Some((mut t, _)) = peer_fuzz_transport(mode, now) else {
+        return;
+    };
+    let local = SocketAddr::from(PEER_FUZZ_LOCAL);
+    let remote = SocketAddr::from(PEER_FUZZ_REMOTE);
+    let stranger = SocketAddr::from(([203, 0, 113, 9], 4000));
+    let mut n = 0;
+    loop {
+        while t.poll_transmit().is_some() {}
+        while let Some(e) = t.poll_event() {
+            assert!(
+                !matches!(e, PeerEvent::Connected(_)),
+                "connected without a handshake"
+            );
+        }
+        if rest.len() < 3 || n == DTLS_FUZZ_MAX_DATAGRAMS {
+            break;
+        }
+        let flags = rest[0];
+        let len = usize::from(u16::from_be_bytes([rest[1], rest[2]]));
+        let end = (3 + len).min(rest.len());
+        let mut datagram = rest[3..end].to_vec();
+        rest = &rest[end..];
+        n += 1;
+        if flags & 2 != 0 && datagram.len() >= 8 {
+            datagram[0] &= 0x3F;
+            datagram[4..8].copy_from_slice(&crate::stun::MAGIC_COOKIE.to_be_bytes());
+        }
+        let source = if flags & 1 != 0 { stranger } else { remote };
+        let _ = t.accepts(&datagram, source);
+        let before = t.stats();
+        t.handle_receive(
+            now,
+            Receive {
+                source,
+                destination: local,
+                contents: &datagram,
+            },
+        );
+        let after = t.stats();
+        if source == stranger {
+            assert_eq!(after.dtls_received, before.dtls_received, "stranger's DTLS");
+            assert_eq!(after.rtp_received, before.rtp_received, "stranger's SRTP");
+        }
+        while let Some(e) = t.poll_event() {
+            match e {
+                PeerEvent::Rtp(p) | PeerEvent::Rtcp(p) => {
+                    assert!(p.len() <= datagram.len(), "media grew")
+                }
+                PeerEvent::Connected(_) => panic!("connected without a handshake"),
+                _ => {}
+            }
+        }
+        if mode & 16 != 0 {
+            now += Duration::from_millis(300);
+            t.handle_timeout(now);
+        }
+    }
+    // Sending never panics, whatever the state.
+    let _ = t.send_rtp(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xAA]);
+    let _ = t.send_rtcp(&[0x80, 201, 0, 1, 0, 0, 0, 1]);
+    let _ = t.send_application_data(b"x");
+    t.close();
+    while t.poll_transmit().is_some() {}
+    assert!(t.poll_timeout().is_none(), "a timer survived close");
+}
+
+/// Seed inputs for `peer_transport`: a valid ICE check for the harness's
+/// transport, a DTLS ClientHello, SRTP and SRTCP packets that authenticate
+/// under the harness's keys (for each profile and role), and a datagram of
+/// each unknown range.
+pub fn peer_transport_seed_inputs() -> Vec<Vec<u8>> {
+    use crate::srtp::{ProtectionProfile, SrtpContext};
+    use crate::stun::{MessageEncoder, MessageType, TransactionId};
+    let now = Instant::now();
+    let mut out = Vec::new();
+    // A connectivity check with USE-CANDIDATE, signed with our password.
+    if let Some((t, _)) = peer_fuzz_transport(0, now) {
+        let creds = t.local_credentials().clone();
+        let mut check = Vec::new();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let ok = MessageEncoder::new(
+            &mut check,
+            MessageType::BINDING_REQUEST,
+            TransactionId::random(&mut rng),
+        )
+        .attribute(&Attribute::Username(&format!("{}:fuzz", creds.ufrag)))
+        .attribute(&Attribute::Priority(1_845_501_695))
+        .attribute(&Attribute::IceControlling(1))
+        .attribute(&Attribute::UseCandidate)
+        .message_integrity(&IntegrityKey::short_term(&creds.pwd))
+        .fingerprint()
+        .finish()
+        .is_ok();
+        if ok {
+            out.push(peer_transport_input(16, &[(0, check.clone()), (1, check)]));
+        }
+    }
+    // A ClientHello into the server endpoint.
+    if let Some(config) = fuzz_config(1200) {
+        let mut client = Endpoint::client(
+            config,
+            SocketAddr::from(PEER_FUZZ_LOCAL),
+            DTLS_FUZZ_CLIENT_SEED,
+            now,
+        );
+        let hello: Vec<(u8, Vec<u8>)> =
+            std::iter::from_fn(|| client.poll_transmit().map(|t| (0, t.contents))).collect();
+        out.push(peer_transport_input(0, &hello));
+    }
+    // SRTP and SRTCP the peer protected with its write key.
+    for (i, profile) in ProtectionProfile::ALL.iter().enumerate() {
+        for role_bit in [0u8, 1] {
+            let material = vec![PEER_FUZZ_KEY_BYTE; profile.keying_material_len()];
+            let Ok((client, server)) = profile.split_keying_material(&material) else {
+                continue;
+            };
+            // We are the server (bit 0 clear): the peer protects with the
+            // client's key, and the other way round.
+            let key = if role_bit == 0 { client } else { server };
+            let Ok(mut tx) = SrtpContext::from_master_key(&key, crate::srtp::Config::default())
+            else {
+                continue;
+            };
+            let mut rtp = vec![0x80, 96, 0, 1, 0, 0, 0, 10, 0, 0, 0, 42];
+            rtp.extend_from_slice(b"seed payload");
+            let mut rtcp = vec![0x80, 201, 0, 1, 0, 0, 0, 42];
+            if tx.protect_rtp(&mut rtp).is_ok() && tx.protect_rtcp(&mut rtcp).is_ok() {
+                let mode = role_bit | ((i as u8) << 1) | 8;
+                out.push(peer_transport_input(
+                    mode,
+                    &[(0, rtp.clone()), (0, rtcp), (0, rtp.clone()), (1, rtp)],
+                ));
+            }
+        }
+    }
+    // One datagram of each unknown range, and short ones.
+    out.push(peer_transport_input(
+        0,
+        &[
+            (0, vec![16, 0, 0, 0]),
+            (0, vec![64, 0, 0, 4, 1, 2, 3, 4]),
+            (0, vec![200, 1]),
+            (0, vec![0x80]),
+            (0, Vec::new()),
+        ],
+    ));
+    out
+}

@@ -67,6 +67,7 @@ pub mod dtls;
 pub mod fuzzing;
 pub mod ice;
 pub mod machine;
+pub mod peer;
 pub mod rtp;
 pub mod runtime;
 pub mod signaling;

@@ -240,6 +240,9 @@ pub struct Endpoint {
     retransmits: u32,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
+    /// The fingerprint of a peer certificate refused because it did not
+    /// match [`Config::expected_fingerprint`] (in that fingerprint's hash).
+    rejected_fingerprint: Option<Fingerprint>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -311,6 +314,7 @@ impl Endpoint {
             retransmits: 0,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            rejected_fingerprint: None,
         }
     }
 
@@ -343,6 +347,14 @@ impl Endpoint {
             hex(&self.client_random),
             hex(&master.0)
         ))
+    }
+
+    /// After [`Event::Failed`] with [`Error::FingerprintMismatch`]: the
+    /// fingerprint the refused certificate actually has, computed with the
+    /// hash of [`Config::expected_fingerprint`], so that the caller can say
+    /// "expected X, got Y".
+    pub fn rejected_fingerprint(&self) -> Option<&Fingerprint> {
+        self.rejected_fingerprint.as_ref()
     }
 
     /// Records dropped by the record layer (bad, replayed, unknown epoch).
@@ -744,6 +756,12 @@ impl Endpoint {
                 AlertDescription::HANDSHAKE_FAILURE,
             ));
         };
+        if let Some(expected) = &self.config.expected_fingerprint {
+            let actual = Fingerprint::of(expected.algorithm, &der);
+            if actual != *expected {
+                self.rejected_fingerprint = Some(actual);
+            }
+        }
         self.peer_certificate = Some(proof::AcceptedCertificate::check(
             der,
             self.config.expected_fingerprint.as_ref(),

@@ -170,7 +170,9 @@ fn wrong_fingerprint_fails_with_alert() {
     let mut c = config(1);
     let other = config(3);
     c.expected_fingerprint = Some(other.certificate.fingerprint());
-    let mut p = Pair::new(c, config(2));
+    let server = config(2);
+    let server_fp = server.certificate.fingerprint();
+    let mut p = Pair::new(c, server);
     p.run(0.0, 0, 1000);
     assert!(
         p.client_events
@@ -181,6 +183,8 @@ fn wrong_fingerprint_fails_with_alert() {
     );
     assert!(p.server_events.iter().any(|e| matches!(e, Event::PeerAlert(a) if a.description == AlertDescription::BAD_CERTIFICATE)), "{:?}", p.server_events);
     assert!(connected(&p.server_events).is_none());
+    // The refused certificate's real fingerprint is reported.
+    assert_eq!(p.client.rejected_fingerprint(), Some(&server_fp));
 }
 
 #[test]

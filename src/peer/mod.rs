@@ -1,0 +1,78 @@
+//! The peer: the layers tied together on one 5-tuple. So far its transport
+//! core, [`Transport`]; the JSEP-like `PeerConnection` (SDP, tracks, data
+//! channels) will be built on it.
+//!
+//! A WebRTC connection runs four protocols over one UDP socket pair (BUNDLE
+//! and rtcp-mux, RFC 8843 and RFC 5761): ICE finds the path, DTLS
+//! authenticates the peer and agrees keys, SRTP protects media with keys
+//! the DTLS exporter gives, and SCTP (data channels) rides inside DTLS. The
+//! [`Transport`] owns the first three and hands DTLS application data up for
+//! SCTP:
+//!
+//! ```text
+//!        application: send_rtp / send_rtcp        send_application_data
+//!                     Event::Rtp / Event::Rtcp     Event::ApplicationData
+//!   ┌──────────────────────────┬──────────────────────────────────────────┐
+//!   │  SRTP contexts (tx, rx)  │   DTLS endpoint (client or server)       │
+//!   │  keyed by ───────────────┤── exporter "EXTRACTOR-dtls_srtp"         │
+//!   │  (RFC 5764 §4.2)         │   peer certificate checked against the   │
+//!   │                          │   signaled fingerprint (RFC 8122 §5)     │
+//!   ├──────────────────────────┴──────────────────────────────────────────┤
+//!   │  demultiplexer: first byte of each datagram (RFC 7983 §7)          │
+//!   ├─────────────────────────────────────────────────────────────────────┤
+//!   │  ICE agent: checks, nomination, consent; sends everything over     │
+//!   │  the selected pair                                                  │
+//!   └─────────────────────────────────────────────────────────────────────┘
+//!                               one UDP 5-tuple
+//! ```
+//!
+//! ## Demultiplexing (RFC 7983 §7, RFC 5761 §4)
+//!
+//! | first byte | second byte | goes to | when it cannot |
+//! |---|---|---|---|
+//! | 0–3 | — | ICE agent (STUN checks, responses, consent) | the agent answers 400/401 or drops |
+//! | 20–63 | — | DTLS endpoint | unknown source: dropped; before the endpoint exists: kept (8 datagrams) and replayed |
+//! | 128–191 | 192–223 | SRTCP unprotect → [`Event::Rtcp`] | before keys, unknown source, bad tag, replay: dropped and counted |
+//! | 128–191 | other | SRTP unprotect → [`Event::Rtp`] | as above |
+//! | anything else (ZRTP 16–19, TURN channels 64–79, …) | — | dropped, counted in [`Stats::dropped_unknown_kind`] | |
+//!
+//! ## The sequence
+//!
+//! 1. ICE checks run as soon as remote credentials and a remote candidate
+//!    are known; the controlling side nominates.
+//! 2. When ICE selects a pair, the DTLS client sends its ClientHello to the
+//!    selected remote; the server endpoint exists from the moment our DTLS
+//!    role and the peer's fingerprint are known, and answers over the
+//!    selected pair. DTLS datagrams that arrive before that are kept and
+//!    replayed (the answerer's ClientHello may beat the answer SDP).
+//! 3. The peer's certificate must hash to a signaled fingerprint: with one
+//!    fingerprint (the usual case) the endpoint checks it inside the
+//!    handshake and aborts with a `bad_certificate` alert; with several, the
+//!    transport checks after the handshake. Either way a mismatch is
+//!    [`Error::FingerprintMismatch`] naming expected and actual, and no SRTP
+//!    key is ever derived.
+//! 4. SRTP keys from the exporter, split by DTLS role (RFC 5764 §4.2);
+//!    [`Event::Connected`] reports the profile, role and selected pair.
+//! 5. Consent freshness (RFC 7675) keeps running; its loss fails the
+//!    transport, which then drops the agent, the endpoint and the keys:
+//!    `poll_timeout()` is `None` from then on.
+//!
+//! [`Transport::accepts`] lets one socket host many transports (an SFU):
+//! STUN requests by the ufrag in USERNAME, everything else by a known
+//! remote address.
+//!
+//! ## Left out (for now)
+//!
+//! SDP and the JSEP API, SCTP and data channels (they ride on
+//! [`Transport::send_application_data`]), TURN relaying (ICE's), ICE restart
+//! through the transport, RTP routing by SSRC/MID. Local ICE credentials
+//! come from the seeded RNG (the agent draws them); the outgoing DTLS
+//! application-data path copies each record once more than media does.
+
+mod demux;
+mod transport;
+
+pub use demux::{PacketKind, classify};
+pub use transport::{
+    Config, Connected, DtlsRole, Error, Event, IceRole, State, Stats, Transport, verify_fingerprint,
+};

@@ -1,0 +1,145 @@
+//! The media hot path of `peer::Transport` allocates once per packet each
+//! way: the datagram handed out by `poll_transmit` (the `Machine` contract's
+//! owned `Vec`) and the decrypted packet handed up in `Event::Rtp`. SRTP
+//! itself works in place in a reused buffer. Counted with a counting global
+//! allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rtclab::dtls::cert::Certificate;
+use rtclab::machine::{Machine, Receive};
+use rtclab::peer::{Config, DtlsRole, Event, IceRole, State, Transport};
+use rtclab::sim::Sim;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts on the side.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> usize {
+    ALLOCATIONS.with(|a| a.get())
+}
+
+const A: &str = "192.0.2.1:5000";
+const B: &str = "198.51.100.2:6000";
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("addr")
+}
+
+#[test]
+fn one_allocation_per_packet_each_way() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let ca = Certificate::generate(&mut rng, SystemTime::now()).expect("cert");
+    let cb = Certificate::generate(&mut rng, SystemTime::now()).expect("cert");
+    let (fa, fb) = (ca.fingerprint(), cb.fingerprint());
+    let mut sim = Sim::new(1);
+    let now = sim.now();
+    let mut config_a = Config::new(IceRole::Controlling, ca);
+    config_a.host_candidates = vec![addr(A)];
+    config_a.dtls_role = Some(DtlsRole::Client);
+    config_a.remote_fingerprints = vec![fb];
+    let mut config_b = Config::new(IceRole::Controlled, cb);
+    config_b.host_candidates = vec![addr(B)];
+    config_b.dtls_role = Some(DtlsRole::Server);
+    config_b.remote_fingerprints = vec![fa];
+    let mut a = Transport::new(config_a, now, StdRng::seed_from_u64(2)).expect("A");
+    let mut b = Transport::new(config_b, now, StdRng::seed_from_u64(3)).expect("B");
+    let (ka, kb) = (a.local_credentials().clone(), b.local_credentials().clone());
+    a.set_remote_credentials(now, &kb);
+    b.set_remote_credentials(now, &ka);
+    let hosts = [sim.add_host(a, &[addr(A)]), sim.add_host(b, &[addr(B)])];
+    let connected = sim.run_for_with(Duration::from_secs(5), |sim| {
+        for side in 0..2 {
+            let now = sim.now();
+            for e in sim.events::<Transport>(hosts[side]) {
+                if let Event::LocalCandidate(c) = e {
+                    let _ = sim
+                        .machine_mut::<Transport>(hosts[1 - side])
+                        .add_remote_candidate(now, c);
+                }
+            }
+        }
+        hosts
+            .iter()
+            .all(|&h| sim.machine::<Transport>(h).state() == State::Connected)
+    });
+    assert!(connected);
+    sim.flush_transmits();
+    let now = sim.now();
+    for h in hosts {
+        let t = sim.machine_mut::<Transport>(h);
+        while t.poll_transmit().is_some() {}
+        while t.poll_event().is_some() {}
+    }
+
+    let mut packet = vec![0x80, 96, 0, 0, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef];
+    packet.resize(1100, 0xab);
+    let mut round = |seq: u16| -> (usize, usize) {
+        packet[2..4].copy_from_slice(&seq.to_be_bytes());
+        let start = allocations();
+        let a = sim.machine_mut::<Transport>(hosts[0]);
+        a.send_rtp(&packet).expect("send");
+        let t = a.poll_transmit().expect("a datagram");
+        let sent = allocations() - start;
+        let start = allocations();
+        let b = sim.machine_mut::<Transport>(hosts[1]);
+        b.handle_receive(
+            now,
+            Receive {
+                source: addr(A),
+                destination: addr(B),
+                contents: &t.contents,
+            },
+        );
+        let e = b.poll_event();
+        let received = allocations() - start;
+        assert_eq!(e, Some(Event::Rtp(packet.clone())));
+        (sent, received)
+    };
+    // Warm up (queues reach their size), then count.
+    for seq in 0..100 {
+        round(seq);
+    }
+    let (mut sent, mut received) = (0, 0);
+    let n = 1000;
+    for seq in 100..100 + n {
+        let (s, r) = round(seq);
+        sent += s;
+        received += r;
+    }
+    eprintln!(
+        "allocations per packet: send {:.2}, receive {:.2}",
+        sent as f64 / f64::from(n),
+        received as f64 / f64::from(n)
+    );
+    assert_eq!(sent, n as usize, "send path");
+    assert_eq!(received, n as usize, "receive path");
+}
