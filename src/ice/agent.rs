@@ -1223,7 +1223,13 @@ impl Agent {
                         .position(|l| l.candidate.socket_addr() == Some(m) && l.base == base)
                     {
                         Some(i) => i,
-                        None if self.prflx < self.config.max_peer_reflexive => {
+                        None if self
+                            .local
+                            .iter()
+                            .filter(|l| l.candidate.kind == CandidateKind::PeerReflexive)
+                            .count()
+                            < self.config.max_peer_reflexive =>
+                        {
                             self.prflx += 1;
                             let lc = &self.local[self.pairs[pair].local].candidate;
                             let local_pref = ((lc.priority >> 8) & 0xFFFF) as u16;
