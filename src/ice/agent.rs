@@ -1317,6 +1317,7 @@ impl Agent {
             return;
         }
         self.nominating = Some(best);
+        // ANCHOR: nominate_now
         // RFC 8445 §8.1.1: once the controlling agent has picked a valid pair
         // it repeats the check that produced it, with USE-CANDIDATE. The
         // check goes out now, not at the next Ta tick: §6.1.4.2 serves the
@@ -1325,6 +1326,7 @@ impl Agent {
         // (one extra request per agent; it waited up to 50 ms before). The
         // ordinary checks keep their Ta pacing: `next_check` is untouched.
         self.start_check(now, best, true, false);
+        // ANCHOR_END: nominate_now
     }
 
     /// When the controlling agent stops waiting for better pairs and

@@ -361,6 +361,7 @@ impl IceTransport {
                     self.relay_error = Some(e);
                     self.agent.end_external_gathering(now);
                 }
+                // ANCHOR: route_in
                 ClientEvent::Data { peer, data } => {
                     let permitted =
                         self.permitted.contains(&peer.ip()) || turn.has_permission(peer.ip());
@@ -382,6 +383,7 @@ impl IceTransport {
                         }
                     }
                 }
+                // ANCHOR_END: route_in
                 ClientEvent::ChannelBindFailed { peer, error } => {
                     tracing::debug!(%peer, %error, "TURN ChannelBind failed");
                     if self.channel_for == Some(peer) {
@@ -458,6 +460,7 @@ impl Machine for IceTransport {
         self.sync(now);
     }
 
+    // ANCHOR: route_out
     fn poll_transmit(&mut self) -> Option<Transmit> {
         loop {
             if let Some(t) = self.turn.as_mut().and_then(|c| c.poll_transmit()) {
@@ -471,6 +474,7 @@ impl Machine for IceTransport {
             return Some(t);
         }
     }
+    // ANCHOR_END: route_out
 
     fn poll_event(&mut self) -> Option<IceEvent> {
         self.agent.poll_event()
