@@ -598,9 +598,7 @@ fn exchange(sim: &mut Sim, hosts: [HostId; 2], out: &mut Outcome, n: usize) -> [
     for i in 0..n {
         for (side, &h) in hosts.iter().enumerate() {
             let msg = format!("\x17{side} {i}");
-            transport(sim, h)
-                .send(msg.as_bytes())
-                .expect("connected");
+            transport(sim, h).send(msg.as_bytes()).expect("connected");
         }
         sim.run_for_with(Duration::from_millis(20), |sim| {
             pump(sim, hosts, out);
