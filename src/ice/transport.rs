@@ -489,3 +489,81 @@ impl Machine for IceTransport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("addr")
+    }
+
+    fn transport(now: Instant) -> IceTransport {
+        let config = TransportConfig {
+            agent: AgentConfig::default(),
+            turn: Some(turn::ClientConfig::new(
+                addr("198.51.100.2:3478"),
+                "alice",
+                "secret",
+            )),
+        };
+        let mut t = IceTransport::new(config, StdRng::seed_from_u64(1));
+        t.add_local_host(now, addr("10.0.0.2:5000")).expect("host");
+        t
+    }
+
+    /// Gathering is complete only once the allocation is settled: here the
+    /// TURN server never answers, and GatheringComplete waits for the
+    /// Allocate transaction to time out.
+    #[test]
+    fn gathering_waits_for_the_allocation() {
+        let start = Instant::now();
+        let mut t = transport(start);
+        assert_eq!(t.relay_status(), RelayStatus::Allocating);
+        let first = t.poll_transmit().expect("an Allocate request");
+        assert_eq!(first.destination, addr("198.51.100.2:3478"));
+        assert_eq!(first.source, Some(addr("10.0.0.2:5000")));
+        let mut complete_at = None;
+        let mut now = start;
+        for _ in 0..100 {
+            while t.poll_transmit().is_some() {}
+            while let Some(e) = t.poll_event() {
+                if e == IceEvent::GatheringComplete {
+                    complete_at = Some(now);
+                }
+            }
+            if complete_at.is_some() {
+                break;
+            }
+            let Some(next) = t.poll_timeout() else { break };
+            now = next;
+            t.handle_timeout(now);
+        }
+        let at = complete_at.expect("GatheringComplete after the allocation failed");
+        assert!(at - start > Duration::from_secs(5), "{:?}", at - start);
+        assert!(matches!(
+            t.relay_status(),
+            RelayStatus::Closed { error: Some(_) }
+        ));
+        assert_eq!(t.agent().local_candidates().len(), 1);
+    }
+
+    proptest::proptest! {
+        /// Whatever arrives, from the TURN server's address or elsewhere,
+        /// nothing panics and nothing reaches the agent as a candidate.
+        #[test]
+        fn arbitrary_datagrams_never_panic(
+            b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            from_server in proptest::prelude::any::<bool>(),
+        ) {
+            let now = Instant::now();
+            let mut t = transport(now);
+            let source = if from_server { addr("198.51.100.2:3478") } else { addr("192.0.2.9:9") };
+            t.handle_receive(now, Receive { source, destination: addr("10.0.0.2:5000"), contents: &b });
+            while t.poll_transmit().is_some() {}
+            while t.poll_event().is_some() {}
+            proptest::prop_assert_eq!(t.agent().local_candidates().len(), 1);
+        }
+    }
+}
