@@ -93,7 +93,9 @@
 //! candidates, ICE-lite peers' special rules, cancelling an in-progress
 //! check on a triggered one (the old transaction keeps running and its
 //! response still counts), the `Completed` checklist state, and nominating a
-//! better pair after one was selected.
+//! better pair after one was selected (so a selected relayed pair stays;
+//! before settling for a relay the controlling agent waits
+//! [`AgentConfig::relay_nomination_delay`] for a direct pair).
 
 pub mod agent;
 pub mod candidate;
