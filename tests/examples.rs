@@ -39,6 +39,9 @@ mod ex05;
 #[path = "../examples/07_signaling.rs"]
 #[allow(dead_code)]
 mod ex07;
+#[path = "../examples/nat_traversal.rs"]
+#[allow(dead_code)]
+mod ex08_nat;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -476,5 +479,43 @@ fn example_ice_pair_connects_two_processes() {
         "both sides connected",
     ] {
         assert!(stdout.contains(want), "no {want:?} in:\n{stdout}\n{stderr}");
+    }
+}
+
+#[test]
+fn example_nat_traversal_prints_the_matrix() {
+    let mut buf = Vec::new();
+    ex08_nat::run(&mut buf).expect("nat_traversal runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "  APD      203.0.113.1:",
+        "  APD        passes      dropped     dropped",
+        "A's candidates, gathered in the first 100 ms:",
+        "typ relay raddr 203.0.113.2",
+        "selected after ",
+        "no TURN server ==",
+        "a TURN relay is needed",
+        "with TURN ==",
+        " APD/APD | prflx-host  prflx-srflx prflx-srflx prflx-relay",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // With TURN, no cell fails.
+    let with_turn = out
+        .split("), with TURN ==")
+        .nth(1)
+        .expect("the TURN matrix");
+    assert!(!with_turn.contains("fails"), "{with_turn}");
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("08_nat_traversal.txt", &out);
+
+    if let Some(bin) = built_example("nat_traversal") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("with TURN =="),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
     }
 }

@@ -61,6 +61,12 @@ pub struct AgentConfig {
     /// How long the controlling agent waits, after its first valid pair, for
     /// checks on pairs of higher priority before nominating.
     pub nomination_delay: Duration,
+    /// The same wait when the best valid pair runs through a TURN relay
+    /// (either end relayed) and a direct pair is still being checked: a
+    /// relay is a detour and costs the server's capacity, and a direct
+    /// path often needs one retransmission (RTO) to get through a filter
+    /// the peer's own check opens.
+    pub relay_nomination_delay: Duration,
     /// RFC 7675 §5.1: a consent check every this long (×0.8..1.2 jitter).
     pub consent_interval: Duration,
     /// RFC 7675 §5.1: consent expires after this long without a response.
@@ -71,7 +77,8 @@ pub struct AgentConfig {
     pub checking_timeout: Duration,
     /// Cap on remote candidates (signaled and peer-reflexive).
     pub max_remote_candidates: usize,
-    /// Cap on peer-reflexive candidates (remote and local).
+    /// Cap on peer-reflexive candidates: remote ones learned on each local
+    /// base (host or relayed), and local ones in all.
     pub max_peer_reflexive: usize,
     /// Cap on candidate pairs (RFC 8445 §6.1.2.5 suggests 100).
     pub max_pairs: usize,
@@ -96,6 +103,7 @@ impl Default for AgentConfig {
                 max_transactions: 16,
             },
             nomination_delay: Duration::from_millis(200),
+            relay_nomination_delay: Duration::from_millis(1500),
             consent_interval: Duration::from_secs(5),
             consent_timeout: Duration::from_secs(30),
             disconnected_after: Duration::from_secs(11),
@@ -284,6 +292,8 @@ pub struct Agent {
     remote_creds: Option<Credentials>,
     local: Vec<LocalCandidate>,
     remote: Vec<Candidate>,
+    /// Beside `remote`: the local base a peer-reflexive one was learned on.
+    remote_learned_on: Vec<Option<SocketAddr>>,
     prflx: usize,
     pairs: Vec<CandidatePair>,
     triggered: VecDeque<(usize, bool)>,
@@ -326,6 +336,7 @@ impl Agent {
             remote_creds: None,
             local: Vec::new(),
             remote: Vec::new(),
+            remote_learned_on: Vec::new(),
             prflx: 0,
             pairs: Vec::new(),
             triggered: VecDeque::new(),
@@ -388,6 +399,32 @@ impl Agent {
     /// Transactions in flight (checks, consent, gathering).
     pub fn transactions_in_flight(&self) -> usize {
         self.purposes.len()
+    }
+
+    /// Where data goes, once a pair was selected: (the local base it is sent
+    /// from, the remote address). A base that is a relayed address means "send
+    /// through the TURN allocation" (see [`Agent::add_local_relayed`]). Kept
+    /// through an ICE restart until a new pair is selected; `None` after
+    /// consent was lost.
+    pub fn selected_path(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.path
+    }
+
+    /// Tells the agent that the caller is gathering a candidate it will add
+    /// later (a TURN allocation in flight): [`IceEvent::GatheringComplete`]
+    /// waits, and the agent does not fail for lack of pairs, until the
+    /// matching [`Agent::end_external_gathering`].
+    pub fn begin_external_gathering(&mut self) {
+        self.gathering_pending += 1;
+        self.gathering_reported = false;
+    }
+
+    /// The gathering announced by [`Agent::begin_external_gathering`] is over
+    /// (its candidate was added, or it failed).
+    pub fn end_external_gathering(&mut self, now: Instant) {
+        self.gathering_pending = self.gathering_pending.saturating_sub(1);
+        self.maybe_gathering_complete();
+        self.check_failure(now);
     }
 
     /// The selected pair: (local candidate the peer sees, remote candidate).
@@ -573,6 +610,7 @@ impl Agent {
             // peer-reflexive replaces it (type, priority and foundation).
             if self.remote[i].kind == CandidateKind::PeerReflexive {
                 self.remote[i] = c;
+                self.remote_learned_on[i] = None;
                 self.prflx = self.prflx.saturating_sub(1);
                 self.recompute_priorities();
             }
@@ -583,6 +621,7 @@ impl Agent {
         }
         let r = self.remote.len();
         self.remote.push(c);
+        self.remote_learned_on.push(None);
         for l in 0..self.local.len() {
             self.add_pair(l, r);
         }
@@ -696,6 +735,7 @@ impl Agent {
             }
         }
         self.remote.clear();
+        self.remote_learned_on.clear();
         self.pairs.clear();
         self.triggered.clear();
         self.local
@@ -922,6 +962,23 @@ impl Agent {
                 _ => {}
             }
         }
+        // A source we cannot track (unknown, and the caps on remote and
+        // peer-reflexive candidates are reached) is answered but changes
+        // nothing here, not even our role: otherwise a flood of checks with
+        // conflicting role attributes from ever new addresses (someone who
+        // read the SDP) would flip the role back and forth under the real
+        // peer. Such a request gets 487, which leaves the switch to it.
+        let trackable = self
+            .remote
+            .iter()
+            .any(|c| c.socket_addr() == Some(d.source))
+            || (self.prflx_learned_on(d.destination) < self.config.max_peer_reflexive
+                && self.remote.len() < self.config.max_remote_candidates);
+        let conflict = (self.controlling && theirs_controlling.is_some())
+            || (!self.controlling && theirs_controlled.is_some());
+        if conflict && !trackable {
+            return self.respond_error(d, tid, error_code::ROLE_CONFLICT, true);
+        }
         if self.controlling
             && let Some(t) = theirs_controlling
         {
@@ -971,7 +1028,7 @@ impl Agent {
         {
             Some(r) => r,
             None => {
-                if self.prflx >= self.config.max_peer_reflexive
+                if self.prflx_learned_on(d.destination) >= self.config.max_peer_reflexive
                     || self.remote.len() >= self.config.max_remote_candidates
                 {
                     return;
@@ -987,6 +1044,7 @@ impl Agent {
                     d.source,
                     None,
                 ));
+                self.remote_learned_on.push(Some(d.destination));
                 self.remote.len() - 1
             }
         };
@@ -1026,6 +1084,23 @@ impl Agent {
                 self.select(now, pair);
             }
         }
+    }
+
+    /// Remote peer-reflexive candidates learned from requests that arrived
+    /// on `base`. RFC 8445 leaves the bound to the agent; it is per local
+    /// base: behind a NAT whose mapping depends on the destination but whose
+    /// filter lets everything in, every triggered check opens a new mapping,
+    /// which the peer learns as a new peer-reflexive candidate whose pair
+    /// fails (the answer comes back from yet another port), and so on until
+    /// the cap. With one cap for all bases that cascade on the host base
+    /// would use up the budget, and the peer's mapping toward our relayed
+    /// candidate, the one peer-reflexive candidate that matters there, would
+    /// never be learned.
+    fn prflx_learned_on(&self, base: SocketAddr) -> usize {
+        self.remote_learned_on
+            .iter()
+            .filter(|b| **b == Some(base))
+            .count()
     }
 
     fn switch_role(&mut self, controlling: bool) {
@@ -1148,7 +1223,13 @@ impl Agent {
                         .position(|l| l.candidate.socket_addr() == Some(m) && l.base == base)
                     {
                         Some(i) => i,
-                        None if self.prflx < self.config.max_peer_reflexive => {
+                        None if self
+                            .local
+                            .iter()
+                            .filter(|l| l.candidate.kind == CandidateKind::PeerReflexive)
+                            .count()
+                            < self.config.max_peer_reflexive =>
+                        {
                             self.prflx += 1;
                             let lc = &self.local[self.pairs[pair].local].candidate;
                             let local_pref = ((lc.priority >> 8) & 0xFFFF) as u16;
@@ -1231,14 +1312,40 @@ impl Agent {
                     PairState::Frozen | PairState::Waiting | PairState::InProgress
                 )
         });
-        let waited = self
-            .first_valid
-            .is_some_and(|t| now >= t + self.config.nomination_delay);
+        let waited = self.nomination_deadline().is_some_and(|t| now >= t);
         if better_pending && !waited {
             return;
         }
         self.nominating = Some(best);
-        self.trigger(now, best, true);
+        // ANCHOR: nominate_now
+        // RFC 8445 §8.1.1: once the controlling agent has picked a valid pair
+        // it repeats the check that produced it, with USE-CANDIDATE. The
+        // check goes out now, not at the next Ta tick: §6.1.4.2 serves the
+        // triggered-check queue ahead of ordinary checks, and Ta (§14.2)
+        // exists to pace the bulk of ordinary checks, not this single one
+        // (one extra request per agent; it waited up to 50 ms before). The
+        // ordinary checks keep their Ta pacing: `next_check` is untouched.
+        self.start_check(now, best, true, false);
+        // ANCHOR_END: nominate_now
+    }
+
+    /// When the controlling agent stops waiting for better pairs and
+    /// nominates the best valid one (the stopping criterion RFC 8445 §8.1.1
+    /// leaves to the agent).
+    fn nomination_deadline(&self) -> Option<Instant> {
+        let first = self.first_valid?;
+        let best = self.best_in(PairState::Succeeded)?;
+        let p = &self.pairs[best];
+        let relayed = self.local[p.local].candidate.kind == CandidateKind::Relayed
+            || self.remote[p.remote].kind == CandidateKind::Relayed;
+        Some(
+            first
+                + if relayed {
+                    self.config.relay_nomination_delay
+                } else {
+                    self.config.nomination_delay
+                },
+        )
     }
 
     fn select(&mut self, now: Instant, pair: usize) {
@@ -1430,11 +1537,8 @@ impl Machine for Agent {
                 if let Some(s) = self.checking_since {
                     consider(Some(s + self.config.checking_timeout));
                 }
-                if self.controlling
-                    && self.nominating.is_none()
-                    && self.best_in(PairState::Succeeded).is_some()
-                {
-                    consider(self.first_valid.map(|f| f + self.config.nomination_delay));
+                if self.controlling && self.nominating.is_none() {
+                    consider(self.nomination_deadline());
                 }
             }
         }
@@ -1666,6 +1770,34 @@ mod tests {
                 w[1] - w[0]
             );
         }
+    }
+
+    /// RFC 8445 §8.1.1: the nominating check leaves as soon as the
+    /// controlling agent has a valid pair it is happy with, not one Ta
+    /// later; the first ordinary check leaves at once too.
+    #[test]
+    fn first_check_and_nomination_are_not_paced() {
+        let mut p = agents(true, false);
+        let start = p.now;
+        p.credentials();
+        assert!(p.run(100, Pair::connected));
+        let from_a: Vec<(Instant, Message<'_>)> = p
+            .wire
+            .iter()
+            .filter(|(_, a, _)| *a)
+            .filter_map(|(t, _, b)| Some((*t, Message::decode(b).ok()?)))
+            .filter(|(_, m)| m.message_type() == MessageType::BINDING_REQUEST)
+            .collect();
+        let first = from_a.first().expect("a check from A").0;
+        assert_eq!(first, start, "the first check waits for nothing");
+        let nominate = from_a
+            .iter()
+            .find(|(_, m)| m.attribute(attr::USE_CANDIDATE).is_ok_and(|a| a.is_some()))
+            .expect("a nominating check")
+            .0;
+        // Delivery is instant here: valid, nominated and selected at once.
+        assert_eq!(nominate, start, "nominated {:?} late", nominate - start);
+        assert_eq!(p.now, start);
     }
 
     #[test]

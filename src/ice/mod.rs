@@ -48,7 +48,8 @@
 //!   given by the caller ([`Agent::add_local_relayed`]); pairing and pruning
 //!   (§6.1.2.2, §6.1.2.4), pair priority (§6.1.2.3), frozen/waiting and
 //!   foundation unfreezing (§6.1.2.6, §6.1.4.2, §7.2.5.3.3), Ta pacing (§14.2,
-//!   50 ms), checks with USERNAME, PRIORITY, ICE-CONTROLLING/-CONTROLLED,
+//!   50 ms) of ordinary and triggered checks, with the first check and the
+//!   nominating check sent at once (§8.1.1), checks with USERNAME, PRIORITY, ICE-CONTROLLING/-CONTROLLED,
 //!   MESSAGE-INTEGRITY and FINGERPRINT (§7.1, §7.2.4), answering checks
 //!   (§7.3: 400 without USERNAME or integrity, 401 for a wrong ufrag or
 //!   password, never any state from those), triggered checks (§7.3.1.4),
@@ -59,6 +60,8 @@
 //!   timeout), trickle (RFC 8838), ICE restart (§9), consent freshness
 //!   (RFC 7675 §5.1; it doubles as the §11 keepalive), caps on remote,
 //!   peer-reflexive candidates, pairs and transactions.
+//! - [`transport::IceTransport`]: the agent with its TURN allocation
+//!   (relayed candidates end to end, RFC 8656 §7, §9, §11, §12).
 //! - Data: [`Agent::send`] sends over the selected pair; datagrams that are
 //!   not STUN (RFC 7983) from a remote candidate's address come up as
 //!   [`IceEvent::Data`].
@@ -68,10 +71,18 @@
 //! A [`LocalCandidate`] has a `base`. A relayed candidate's base is its
 //! relayed address itself (RFC 8445 §5.1.1.2), so every
 //! [`Transmit`](crate::machine::Transmit) the agent emits has `source:
-//! Some(base)`: when `base` is a relayed address the caller (who owns the TURN
-//! client) sends the datagram through its allocation instead of a socket, and
+//! Some(base)`: when `base` is a relayed address the owner of the TURN
+//! client sends the datagram through its allocation instead of a socket, and
 //! feeds what arrives through the allocation back with `destination` set to
 //! the relayed address. No callback, no new type: the tag is the address.
+//!
+//! [`IceTransport`] is that owner: an [`Agent`] plus a
+//! [`turn::Client`](crate::turn::Client) as one
+//! [`Machine`](crate::machine::Machine). It allocates, adds the relayed
+//! candidate, asks permissions for remote candidates, binds a channel for
+//! a selected relayed pair, and unwraps Data indications and ChannelData
+//! back into the agent. Use it instead of a bare [`Agent`] whenever a TURN
+//! server is available.
 //!
 //! ## Left out
 //!
@@ -82,14 +93,18 @@
 //! candidates, ICE-lite peers' special rules, cancelling an in-progress
 //! check on a triggered one (the old transaction keeps running and its
 //! response still counts), the `Completed` checklist state, and nominating a
-//! better pair after one was selected.
+//! better pair after one was selected (so a selected relayed pair stays;
+//! before settling for a relay the controlling agent waits
+//! [`AgentConfig::relay_nomination_delay`] for a direct pair).
 
 pub mod agent;
 pub mod candidate;
 pub mod speed;
+pub mod transport;
 
 pub use agent::{
     Agent, AgentConfig, CandidatePair, ConnectionState, Credentials, FailureReason, IceError,
     IceEvent, LocalCandidate, PairState,
 };
 pub use candidate::{Address, Candidate, CandidateError, CandidateKind};
+pub use transport::{IceTransport, RelayStats, RelayStatus, TransportConfig};

@@ -229,6 +229,10 @@ struct Pending {
 
 #[derive(Debug)]
 struct Permission {
+    /// A peer address with this IP, for the refreshes: RFC 8656 §9 ignores
+    /// the port, but XOR-PEER-ADDRESS must carry a valid one (our server,
+    /// like others, answers 403 to port 0).
+    peer: SocketAddr,
     installed: bool,
     requested: bool,
     refresh_at: Instant,
@@ -362,6 +366,7 @@ impl Client {
             self.permissions.insert(
                 peer.ip(),
                 Permission {
+                    peer,
                     installed: false,
                     requested: false,
                     refresh_at: now,
@@ -647,7 +652,7 @@ impl Client {
                 self.events.push_back(ClientEvent::Refreshed { lifetime });
             }
             Request::CreatePermission { peer } => {
-                self.install_permission(now, peer.ip());
+                self.install_permission(now, peer);
                 self.events
                     .push_back(ClientEvent::PermissionCreated(peer.ip()));
             }
@@ -655,7 +660,7 @@ impl Client {
                 // RFC 8656 §12.2: a ChannelBind also installs or refreshes
                 // the permission for the peer's IP.
                 if self.state == State::Allocated {
-                    self.install_permission(now, peer.ip());
+                    self.install_permission(now, peer);
                 }
                 if let Some(c) = self.channels.iter_mut().find(|c| c.number == channel) {
                     c.bound = true;
@@ -668,11 +673,13 @@ impl Client {
         }
     }
 
-    fn install_permission(&mut self, now: Instant, ip: IpAddr) {
+    fn install_permission(&mut self, now: Instant, peer: SocketAddr) {
+        let ip = peer.ip();
         if self.permissions.len() >= MAX_PERMISSIONS && !self.permissions.contains_key(&ip) {
             return;
         }
         let p = self.permissions.entry(ip).or_insert_with(|| Permission {
+            peer,
             installed: false,
             requested: false,
             refresh_at: now,
@@ -703,12 +710,10 @@ impl Client {
                 self.events.push_back(ClientEvent::RefreshFailed(error));
             }
             Request::CreatePermission { peer } => {
-                if let Some(p) = self.permissions.get_mut(&peer.ip()) {
-                    p.requested = false;
-                    if !p.installed {
-                        self.permissions.remove(&peer.ip());
-                    }
-                }
+                // A refused refresh is not retried (it would be at once, in
+                // a loop): the permission is forgotten and lapses on the
+                // server.
+                self.permissions.remove(&peer.ip());
                 self.events.push_back(ClientEvent::PermissionFailed {
                     peer: peer.ip(),
                     error,
@@ -819,17 +824,16 @@ impl Machine for Client {
                 self.events.push_back(ClientEvent::RefreshFailed(e));
             }
         }
-        let due: Vec<IpAddr> = self
+        let due: Vec<(IpAddr, SocketAddr)> = self
             .permissions
             .iter()
             .filter(|(_, p)| p.installed && !p.requested && now >= p.refresh_at)
-            .map(|(ip, _)| *ip)
+            .map(|(ip, p)| (*ip, p.peer))
             .collect();
-        for ip in due {
+        for (ip, peer) in due {
             if let Some(p) = self.permissions.get_mut(&ip) {
                 p.requested = true;
             }
-            let peer = SocketAddr::new(ip, 0);
             if let Err(e) = self.request(now, Request::CreatePermission { peer }, 0) {
                 self.events
                     .push_back(ClientEvent::PermissionFailed { peer: ip, error: e });
