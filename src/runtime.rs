@@ -15,7 +15,13 @@
 //! A machine with several local addresses (the RFC 5780 STUN server has four)
 //! gets one socket per address; a [`Transmit`] whose `source` is `None` goes
 //! out of the first.
+//!
+//! A relay (the TURN server) can skip the queue for what it forwards:
+//! [`Driver::serve_with_fast_path`] hands each datagram to a [`FastPath`]
+//! that writes the forwarded datagram into the driver's one buffer, sent at
+//! once; no [`Transmit`] is allocated per datagram.
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
@@ -52,9 +58,21 @@ fn is_icmp_error(e: &io::Error) -> bool {
 pub struct Driver<M> {
     machine: M,
     sockets: Vec<(SocketAddr, UdpSocket)>,
+    /// Socket index by local address (a TURN server has one per relay).
+    index: HashMap<SocketAddr, usize>,
     buf: Vec<u8>,
+    /// Where a fast path writes the datagram it forwards.
+    out: Vec<u8>,
     next_socket: usize,
 }
+
+/// A forwarding fast path for [`Driver::serve_with_fast_path`]: it handles a
+/// datagram as `handle_receive` would, but may write one datagram into the
+/// buffer and return `(source, destination)` for the driver to send at once,
+/// instead of queuing a [`Transmit`] (no allocation per datagram). A TURN
+/// server's relay path is one: [`turn::Server::handle_relay`](crate::turn::Server::handle_relay).
+pub type FastPath<M> =
+    fn(&mut M, Instant, Receive<'_>, &mut Vec<u8>) -> Option<(SocketAddr, SocketAddr)>;
 
 impl<M: Machine> Driver<M> {
     /// Binds one socket per address (port 0 picks a free port) and wraps the
@@ -113,10 +131,17 @@ impl<M: Machine> Driver<M> {
             .into_iter()
             .map(|s| Ok((s.local_addr()?, s)))
             .collect::<io::Result<Vec<_>>>()?;
+        let index = sockets
+            .iter()
+            .enumerate()
+            .map(|(i, (a, _))| (*a, i))
+            .collect();
         Ok(Driver {
             machine,
             sockets,
+            index,
             buf: vec![0; RECV_BUF],
+            out: Vec::with_capacity(2048),
             next_socket: 0,
         })
     }
@@ -142,10 +167,17 @@ impl<M: Machine> Driver<M> {
     }
 
     fn socket_for(&self, t: &Transmit) -> &UdpSocket {
-        let pick = t.source.and_then(|src| {
+        self.socket_from(t.source)
+    }
+
+    fn socket_from(&self, source: Option<SocketAddr>) -> &UdpSocket {
+        let pick = source.and_then(|src| {
+            if let Some(&i) = self.index.get(&src) {
+                return Some(&self.sockets[i].1);
+            }
             self.sockets
                 .iter()
-                .find(|(a, _)| *a == src || (a.ip().is_unspecified() && a.port() == src.port()))
+                .find(|(a, _)| a.ip().is_unspecified() && a.port() == src.port())
                 .map(|(_, s)| s)
         });
         // `bind` and `from_sockets` never leave the list empty… unless the
@@ -181,6 +213,11 @@ impl<M: Machine> Driver<M> {
     // ANCHOR: turn
     /// Waits for one input (a datagram or the machine's timer) and feeds it.
     async fn turn(&mut self) -> io::Result<()> {
+        self.turn_with(None).await
+    }
+
+    /// [`Driver::turn`], handing datagrams to `fast` when given.
+    async fn turn_with(&mut self, fast: Option<FastPath<M>>) -> io::Result<()> {
         let deadline = self.machine.poll_timeout();
         let sockets = &self.sockets;
         let buf = &mut self.buf;
@@ -208,7 +245,7 @@ impl<M: Machine> Driver<M> {
             r = recv => match r {
                 Ok((i, len, from)) => {
                     self.next_socket = (i + 1) % self.sockets.len();
-                    self.deliver(i, len, from);
+                    self.deliver(i, len, from, fast).await;
                     Some(i)
                 }
                 Err(e) if is_icmp_error(&e) => None,
@@ -226,7 +263,7 @@ impl<M: Machine> Driver<M> {
             for _ in 0..BURST {
                 self.flush().await?;
                 match self.sockets[i].1.try_recv_from(&mut self.buf) {
-                    Ok((len, from)) => self.deliver(i, len, from),
+                    Ok((len, from)) => self.deliver(i, len, from, fast).await,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if is_icmp_error(&e) => {}
                     Err(e) => return Err(e),
@@ -236,16 +273,34 @@ impl<M: Machine> Driver<M> {
         Ok(())
     }
 
-    fn deliver(&mut self, socket: usize, len: usize, from: SocketAddr) {
+    async fn deliver(
+        &mut self,
+        socket: usize,
+        len: usize,
+        from: SocketAddr,
+        fast: Option<FastPath<M>>,
+    ) {
         let destination = self.sockets[socket].0;
-        self.machine.handle_receive(
-            Instant::now(),
-            Receive {
-                source: from,
-                destination,
-                contents: &self.buf[..len],
-            },
-        );
+        let d = Receive {
+            source: from,
+            destination,
+            contents: &self.buf[..len],
+        };
+        let Some(fast) = fast else {
+            self.machine.handle_receive(Instant::now(), d);
+            return;
+        };
+        let Some((source, to)) = fast(&mut self.machine, Instant::now(), d, &mut self.out) else {
+            return;
+        };
+        let s = self.socket_from(Some(source));
+        let r = match s.try_send_to(&self.out, to) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.send_to(&self.out, to).await,
+            r => r,
+        };
+        if let Err(e) = r {
+            tracing::warn!(destination = %to, error = %e, "UDP send failed");
+        }
     }
     // ANCHOR_END: turn
 
@@ -283,6 +338,18 @@ impl<M: Machine> Driver<M> {
     /// have none worth reporting.
     pub async fn serve(&mut self) -> io::Result<()> {
         self.run(|_, _| ControlFlow::<()>::Continue(())).await
+    }
+
+    /// As [`Driver::serve`], with every datagram handed to `fast`: what it
+    /// forwards is sent at once from the driver's buffer, what it queues is
+    /// sent as usual. For a relay (the TURN server), whose forwarding is the
+    /// hot path.
+    pub async fn serve_with_fast_path(&mut self, fast: FastPath<M>) -> io::Result<()> {
+        loop {
+            self.flush().await?;
+            while self.machine.poll_event().is_some() {}
+            self.turn_with(Some(fast)).await?;
+        }
     }
     // ANCHOR_END: run_loop
 }
