@@ -691,8 +691,16 @@ mod batch {
 /// `rtclab turn-server` relay rate for 120-byte ChannelData on loopback,
 /// beside coturn's in the same run (issue target: ≥ coturn).
 pub fn turn() -> Result<Vec<Figure>, String> {
-    let duration = Duration::from_millis(1500);
-    const WINDOW: usize = 64;
+    let duration = Duration::from_millis(1000);
+    // Datagrams in flight: enough that the server always has work waiting
+    // (the rate is then its CPU share over its cost per datagram, not a
+    // round trip through a busy scheduler), few enough for the default
+    // socket buffers. RTCLAB_TURN_WINDOW overrides it, for experiments.
+    let window = std::env::var("RTCLAB_TURN_WINDOW")
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .filter(|&w| w > 0)
+        .unwrap_or(128);
     let port = free_udp_port()?;
     let ours = Guard(
         Command::new(rtclab_bin()?)
@@ -747,12 +755,12 @@ pub fn turn() -> Result<Vec<Figure>, String> {
         .map(Guard);
     let coturn_addr: SocketAddr = ([127, 0, 0, 1], cport).into();
     let coturn_up = coturn.is_some() && wait_for_stun(coturn_addr, Duration::from_secs(5));
-    // Each server twice, alternating; the better run of each is kept. Beside
+    // Each server three times, alternating; the better run of each is kept. Beside
     // the rate, the CPU time the server process spent per datagram relayed
     // (from /proc on Linux): less sensitive to a shared, noisy machine.
     let measure = |addr: SocketAddr, pid: u32| -> Result<(f64, Option<f64>), String> {
         let before = process_cpu(pid);
-        let (n, elapsed) = turn_load_counted(addr, duration, WINDOW)?;
+        let (n, elapsed) = turn_load_counted(addr, duration, window)?;
         let cpu = process_cpu(pid).zip(before).map(|(after, before)| {
             after.saturating_sub(before).as_nanos() as f64 / n.max(1) as f64
         });
@@ -767,7 +775,7 @@ pub fn turn() -> Result<Vec<Figure>, String> {
     };
     let mut ours_m = (0f64, None);
     let mut theirs_m = (0f64, None);
-    for _ in 0..2 {
+    for _ in 0..3 {
         ours_m = best(ours_m, measure(ours_addr, ours.0.id())?);
         if let (true, Some(c)) = (coturn_up, &coturn) {
             theirs_m = best(theirs_m, measure(coturn_addr, c.0.id())?);
