@@ -899,7 +899,7 @@ impl Attribute {
                     .ok_or("sctp-port:<port>")?,
             ),
             "max-message-size" => Attribute::MaxMessageSize(
-                number(need("max-message-size:<bytes>")?, 19).ok_or("max-message-size:<bytes>")?,
+                number(need("max-message-size:<bytes>")?, 20).ok_or("max-message-size:<bytes>")?,
             ),
             "sendrecv" | "sendonly" | "recvonly" | "inactive" => {
                 // The match arm names exactly the four directions.

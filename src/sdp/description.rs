@@ -687,7 +687,7 @@ impl Parser {
                     .split_once(':')
                     .ok_or_else(|| self.malformed(what, line))?;
                 let v =
-                    super::attribute::number(v, 19).ok_or_else(|| self.malformed(what, line))?;
+                    super::attribute::number(v, 20).ok_or_else(|| self.malformed(what, line))?;
                 if kind.is_empty() || kind.bytes().any(|b| b.is_ascii_whitespace()) {
                     return Err(self.malformed(what, line));
                 }

@@ -31,3 +31,6 @@ pub const MAX_ATTRIBUTES: usize = 4096;
 /// SSRCs of a group, tokens of `ice-options`, `e=`/`p=`/`b=`/`c=`/`t=`/`r=`
 /// lines).
 pub const MAX_LIST: usize = 1024;
+
+#[cfg(test)]
+mod tests;
