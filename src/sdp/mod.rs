@@ -4,17 +4,25 @@
 //! (The full module doc comes with the offer/answer layer.)
 
 pub mod attribute;
+pub mod codec;
 pub mod description;
 pub mod error;
+pub mod negotiate;
 
 pub use attribute::{
     Attribute, Direction, Extmap, Fingerprint, Fmtp, Group, Msid, MsidSemantic, Rid, RidDirection,
     Rtcp, RtcpFb, RtpMap, Setup, Simulcast, SimulcastId, SsrcAttribute, SsrcGroup,
 };
+pub use codec::{Codec, Feedback, H264Profile, ProfileLevelId};
 pub use description::{
     Bandwidth, Connection, MediaDescription, Origin, SessionDescription, Timing,
 };
 pub use error::SdpError;
+pub use negotiate::{
+    Capabilities, DataChannelCapabilities, DtlsRole, LocalSender, MediaCapabilities, MediaKind,
+    Negotiated, NegotiatedCodec, NegotiatedMedia, NegotiationError, SctpParams, Session,
+    Transceiver, TransceiverId, TransportParams, negotiate,
+};
 
 /// The most bytes a description may have (a browser's offer with a few
 /// tracks is 5–15 KiB; this allows hundreds of tracks).
