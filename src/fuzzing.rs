@@ -561,8 +561,48 @@ pub fn sdp(data: &[u8]) {
     let _ = (sd.bundle_group(), sd.fingerprints().count());
     for m in &sd.media {
         let _ = (m.mid(), m.is_rejected(), m.payload_types().count());
-        for pt in m.payload_types() {
-            let _ = (m.rtpmap(pt), m.fmtp(pt), m.rtcp_fbs(pt).count());
-        }
+    }
+    sdp_negotiation(&sd);
+}
+
+/// Offer/answer on an untrusted description: answered as a remote offer
+/// (the answer must be a valid description that agrees with the offer), and
+/// taken as the remote answer to an offer of ours.
+fn sdp_negotiation(sd: &crate::sdp::SessionDescription) {
+    use crate::sdp::{
+        Capabilities, Direction, Fingerprint, MediaKind, Session, SessionDescription,
+        TransportParams,
+    };
+    let session = || {
+        let fp = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: vec![7; 32],
+        };
+        Session::new(
+            Capabilities::webrtc(),
+            TransportParams::new("fuzz", "fuzzfuzzfuzzfuzzfuzzfuzz", fp),
+            1,
+        )
+    };
+    let mut answerer = session();
+    if let Ok((answer, n)) = answerer.create_answer(sd) {
+        assert_eq!(
+            answer.media.len(),
+            sd.media.len(),
+            "an answer has every m-line"
+        );
+        assert_eq!(n.media.len(), sd.media.len());
+        let back = SessionDescription::parse_str(&answer.to_string()).expect("answer parses");
+        assert_eq!(back, answer);
+        // A renegotiation offer from the answered state keeps the m-lines.
+        let offer = answerer.create_offer().expect("offer");
+        assert!(offer.media.len() >= sd.media.len());
+    }
+    let mut offerer = session();
+    offerer.add_transceiver(MediaKind::Audio, Direction::SendRecv, None);
+    offerer.add_transceiver(MediaKind::Video, Direction::RecvOnly, None);
+    offerer.add_data_channel();
+    if offerer.create_offer().is_ok() {
+        let _ = offerer.set_remote_answer(sd);
     }
 }

@@ -448,8 +448,21 @@ fn describe(m: &MediaDescription, pt: u8) -> Option<Described<'_>> {
     }
 }
 
+/// The payload types of an m-line in order, each once (at most 128, so
+/// that per-codec work stays bounded whatever the input).
+fn unique_pts(m: &MediaDescription) -> Vec<u8> {
+    let mut seen = [false; 128];
+    m.payload_types()
+        .filter(|p| !std::mem::replace(&mut seen[usize::from(*p & 0x7f)], true))
+        .collect()
+}
+
+/// The most feedback entries kept per codec.
+const MAX_FEEDBACK: usize = 32;
+
 fn feedback_of(m: &MediaDescription, pt: u8) -> Vec<Feedback> {
     m.rtcp_fbs(pt)
+        .take(MAX_FEEDBACK)
         .map(|f| Feedback {
             kind: f.kind.clone(),
             param: f.param.clone(),
@@ -671,10 +684,10 @@ fn agreed_codecs(
     lm: &MediaDescription,
     rm: &MediaDescription,
 ) -> Result<Vec<NegotiatedCodec>, NegotiationError> {
-    let offered: Vec<u8> = om.payload_types().collect();
+    let offered = unique_pts(om);
     let mut codecs = Vec::new();
     let mut rtx = Vec::new();
-    for pt in am.payload_types() {
+    for pt in unique_pts(am) {
         if !offered.contains(&pt) {
             return Err(NegotiationError::CodecNotOffered {
                 index,
@@ -1577,9 +1590,16 @@ fn format_list(codecs: &[Codec]) -> Vec<String> {
 fn answer_codecs(om: &MediaDescription, caps: &MediaCapabilities, kind: MediaKind) -> Vec<Codec> {
     let audio = kind == MediaKind::Audio;
     let mut out: Vec<Codec> = Vec::new();
-    for pt in om.payload_types() {
+    let pts = unique_pts(om);
+    // `(apt, rtx payload type)` of every offered RTX codec.
+    let rtx_of: Vec<(u8, u8)> = pts
+        .iter()
+        .filter(|r| describe(om, **r).is_some_and(|rd| is_rtx(&rd)))
+        .filter_map(|r| apt(om, *r).map(|a| (a, *r)))
+        .collect();
+    for pt in pts {
         let Some(d) = describe(om, pt) else { continue };
-        if is_rtx(&d) || out.iter().any(|c| c.payload_type == pt) {
+        if is_rtx(&d) {
             continue;
         }
         let found = caps.codecs.iter().find_map(|local| {
@@ -1606,9 +1626,7 @@ fn answer_codecs(om: &MediaDescription, caps: &MediaCapabilities, kind: MediaKin
         });
         let wants_rtx = local.rtx_payload_type.is_some();
         if wants_rtx {
-            let rtx = om.payload_types().find(|r| {
-                describe(om, *r).is_some_and(|rd| is_rtx(&rd)) && apt(om, *r) == Some(pt)
-            });
+            let rtx = rtx_of.iter().find(|(a, _)| *a == pt).map(|(_, r)| *r);
             if let Some(c) = out.last_mut() {
                 c.rtx_payload_type = rtx;
             }
