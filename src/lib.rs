@@ -24,7 +24,8 @@
 //! 3711, 7714), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
 //! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
-//! speed`). SCTP, data channels, SDP and the PeerConnection arrive with their
+//! speed`), [`sdp`] (RFC 8866, and offer/answer per RFC 3264, 8829, 8843,
+//! 8842). SCTP, data channels and the PeerConnection arrive with their
 //! issues.
 //!
 //! ## The sans-IO contract
