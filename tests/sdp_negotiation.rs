@@ -594,3 +594,115 @@ fn answers_that_break_the_rules_are_refused() {
     assert!(b.create_answer(&reordered).is_err());
     assert!(b.create_answer(&a.create_offer().unwrap()).is_ok());
 }
+
+#[test]
+fn bundle_only_m_lines_take_the_tagged_transport() {
+    // RFC 8843 §7.2: a bundle-only m-line has port 0 and no transport
+    // attributes of its own; it is not rejected.
+    let mut offer = fixture("chromium_offer.sdp");
+    let v = &mut offer.media[1];
+    v.port = 0;
+    v.attributes.retain(|a| {
+        !matches!(
+            a,
+            Attribute::Candidate(_)
+                | Attribute::IceUfrag(_)
+                | Attribute::IcePwd(_)
+                | Attribute::IceOptions(_)
+                | Attribute::Fingerprint(_)
+                | Attribute::Setup(_)
+        )
+    });
+    v.attributes.insert(0, Attribute::BundleOnly);
+    let offer = wire(&offer);
+    assert!(!offer.media[1].is_rejected());
+    let (answer, n) = peer("x", 1, 1).create_answer(&offer).unwrap();
+    assert!(!answer.media[1].is_rejected());
+    assert!(!n.media[1].rejected);
+    assert_eq!(n.media[1].codecs.len(), 2);
+    assert_eq!(n.bundle, ["0", "1", "2"]);
+}
+
+fn check_mirror(x: &rtclab::sdp::Negotiated, y: &rtclab::sdp::Negotiated) {
+    assert_ne!(x.dtls_role, y.dtls_role);
+    assert_eq!(x.media.len(), y.media.len());
+    for (p, q) in x.media.iter().zip(&y.media) {
+        assert_eq!(p.mid, q.mid);
+        assert_eq!(p.rejected, q.rejected);
+        if p.rejected {
+            continue;
+        }
+        assert_eq!(p.extensions, q.extensions);
+        let pc: Vec<_> = p
+            .codecs
+            .iter()
+            .map(|c| (c.payload_type, c.rtx_payload_type))
+            .collect();
+        let qc: Vec<_> = q
+            .codecs
+            .iter()
+            .map(|c| (c.payload_type, c.rtx_payload_type))
+            .collect();
+        assert_eq!(pc, qc);
+        if p.kind != Some(MediaKind::Application) {
+            assert!(!pc.is_empty());
+        }
+        assert_eq!(p.direction.sends(), q.direction.receives());
+        assert_eq!(p.direction.receives(), q.direction.sends());
+    }
+}
+
+fn arb_direction() -> impl proptest::strategy::Strategy<Value = Direction> {
+    proptest::prop_oneof![
+        proptest::strategy::Just(Direction::SendRecv),
+        proptest::strategy::Just(Direction::SendOnly),
+        proptest::strategy::Just(Direction::RecvOnly),
+        proptest::strategy::Just(Direction::Inactive),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+
+    /// Two rtclab sessions with any directions, tracks and codec subsets
+    /// agree on the same thing from both ends, and again after the answerer
+    /// renegotiates as the offerer.
+    #[test]
+    fn two_sessions_agree_from_both_ends(
+        dirs in proptest::collection::vec(arb_direction(), 4),
+        senders in proptest::collection::vec(proptest::bool::ANY, 4),
+        b_video in 0usize..3,
+        data in proptest::bool::ANY,
+    ) {
+        let mut a = Session::new(Capabilities::webrtc(), transport("aaaa", 1), 1);
+        a.add_transceiver(MediaKind::Audio, dirs[0], senders[0].then(|| sender("a", 1, None)));
+        a.add_transceiver(MediaKind::Video, dirs[1], senders[1].then(|| sender("v", 2, Some(3))));
+        if data {
+            a.add_data_channel();
+        }
+        let mut caps = Capabilities::webrtc();
+        match b_video {
+            0 => caps.video.codecs.truncate(1),
+            1 => { caps.video.codecs.remove(0); }
+            _ => {}
+        }
+        let mut b = Session::new(caps, transport("bbbb", 2), 2);
+        b.add_transceiver(MediaKind::Audio, dirs[2], senders[2].then(|| sender("b-a", 4, None)));
+        b.add_transceiver(MediaKind::Video, dirs[3], senders[3].then(|| sender("b-v", 5, Some(6))));
+        let (na, nb) = exchange(&mut a, &mut b);
+        check_mirror(&na, &nb);
+        // a sends audio only if it has a track and wants to, and b receives.
+        let sends = senders[0] && dirs[0].sends() && dirs[2].receives();
+        proptest::prop_assert_eq!(na.media[0].direction.sends(), sends);
+        proptest::prop_assert_eq!(na.media.len(), 2 + usize::from(data));
+        let (nb2, na2) = exchange(&mut b, &mut a);
+        check_mirror(&na2, &nb2);
+        for (p, q) in na.media.iter().zip(&na2.media) {
+            proptest::prop_assert_eq!(&p.mid, &q.mid);
+            let pc: Vec<_> = p.codecs.iter().map(|c| c.payload_type).collect();
+            let qc: Vec<_> = q.codecs.iter().map(|c| c.payload_type).collect();
+            proptest::prop_assert_eq!(pc, qc);
+        }
+        proptest::prop_assert_eq!(na.dtls_role, na2.dtls_role);
+    }
+}

@@ -489,15 +489,33 @@ struct Transport<'a> {
 }
 
 fn transport_of<'a>(sd: &'a SessionDescription, m: &'a MediaDescription) -> Transport<'a> {
-    let mut fingerprints: Vec<Fingerprint> = m.fingerprints().cloned().collect();
+    // RFC 8843 §7.2, §7.3: a bundled m-line may leave its transport
+    // attributes to the BUNDLE-tagged one (the first mid of the group), as
+    // `a=bundle-only` m-lines do.
+    let tagged = sd
+        .bundle_group()
+        .filter(|g| m.mid().is_some_and(|mid| g.mids.iter().any(|x| x == mid)))
+        .and_then(|g| g.mids.first())
+        .and_then(|mid| sd.media_by_mid(mid));
+    let levels = [Some(m), tagged];
+    let levels = levels.iter().flatten();
+    let mut fingerprints: Vec<Fingerprint> = Vec::new();
+    for l in levels.clone() {
+        if fingerprints.is_empty() {
+            fingerprints = l.fingerprints().cloned().collect();
+        }
+    }
     if fingerprints.is_empty() {
         fingerprints = sd.fingerprints().cloned().collect();
     }
     Transport {
-        ufrag: m.ice_ufrag().or(sd.ice_ufrag()),
-        pwd: m.ice_pwd().or(sd.ice_pwd()),
+        ufrag: levels
+            .clone()
+            .find_map(|l| l.ice_ufrag())
+            .or(sd.ice_ufrag()),
+        pwd: levels.clone().find_map(|l| l.ice_pwd()).or(sd.ice_pwd()),
         fingerprints,
-        setup: m.setup().or(sd.setup()),
+        setup: levels.clone().find_map(|l| l.setup()).or(sd.setup()),
     }
 }
 
