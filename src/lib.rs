@@ -21,7 +21,7 @@
 //!
 //! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`turn`] (RFC 8656
 //! client and server), [`ice`] (RFC 8445, 8838, 7675), [`dtls`] (RFC 6347, 5246, 5705, 5764, 7627), [`srtp`] (RFC
-//! 3711, 7714), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
+//! 3711, 7714), [`datachannel`] (DCEP and the channel manager, RFC 8831, 8832), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
 //! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
 //! speed`). SCTP, data channels, SDP and the PeerConnection arrive with their
@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod datachannel;
 pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;
