@@ -143,7 +143,8 @@ pub struct Association {
     config: Config,
     rng: StdRng,
     state: State,
-    epoch: Instant,
+    /// The first instant the association was given: cookie timestamps count from it.
+    epoch: Option<Instant>,
     now: Instant,
     cookie_key: hmac::Key,
 
@@ -234,7 +235,7 @@ impl Association {
             cookie_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
             rng,
             state: State::Closed,
-            epoch: now,
+            epoch: None,
             now,
             local_tag: 0,
             peer_tag: 0,
@@ -343,7 +344,16 @@ impl Association {
     }
 
     fn elapsed_ms(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_millis() as u64
+        self.epoch
+            .map_or(0, |e| now.saturating_duration_since(e).as_millis() as u64)
+    }
+
+    /// Notes the current time (and the epoch, the first time).
+    fn touch(&mut self, now: Instant) {
+        self.now = now;
+        if self.epoch.is_none() {
+            self.epoch = Some(now);
+        }
     }
 
     fn nonzero_u32(&mut self) -> u32 {
@@ -367,7 +377,7 @@ impl Association {
     /// Sends INIT (the active side, RFC 9260 §5.1 step A). Does nothing
     /// unless the association is closed.
     pub fn connect(&mut self, now: Instant) {
-        self.now = now;
+        self.touch(now);
         if self.state != State::Closed {
             return;
         }
@@ -409,7 +419,7 @@ impl Association {
         data: &[u8],
         options: SendOptions,
     ) -> Result<(), SctpError> {
-        self.now = now;
+        self.touch(now);
         match self.state {
             State::CookieWait | State::CookieEchoed | State::Established => {}
             s => return Err(SctpError::InvalidState(s)),
@@ -480,7 +490,7 @@ impl Association {
     /// channel, RFC 8831 §6.7). Data already queued on them is sent first;
     /// `send` on them fails until [`Event::OutgoingStreamsReset`].
     pub fn reset_streams(&mut self, now: Instant, streams: &[u16]) -> Result<(), SctpError> {
-        self.now = now;
+        self.touch(now);
         if self.state != State::Established {
             return Err(SctpError::InvalidState(self.state));
         }
@@ -506,7 +516,7 @@ impl Association {
     /// Starts a graceful shutdown (RFC 9260 §9.2): queued data is delivered
     /// first, then SHUTDOWN. [`Event::Closed`] follows.
     pub fn shutdown(&mut self, now: Instant) {
-        self.now = now;
+        self.touch(now);
         match self.state {
             State::Established => {
                 self.state = State::ShutdownPending;
@@ -522,7 +532,7 @@ impl Association {
 
     /// Ends the association at once with ABORT (RFC 9260 §9.1).
     pub fn abort(&mut self, now: Instant) {
-        self.now = now;
+        self.touch(now);
         self.abort_with(ErrorCause::USER_INITIATED_ABORT, "aborted locally");
     }
 
@@ -598,7 +608,7 @@ impl Association {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.now = now;
+        self.touch(now);
         self.burst_left = self.config.max_burst;
         if self.t1.is_some_and(|t| t <= now) {
             self.on_t1(now);
@@ -788,7 +798,7 @@ impl Association {
     /// Handles one received SCTP packet. Malformed packets are dropped; a
     /// protocol violation aborts the association with an event.
     pub fn handle_packet(&mut self, now: Instant, pkt: &[u8]) {
-        self.now = now;
+        self.touch(now);
         self.burst_left = self.config.max_burst;
         if packet::verify(pkt).is_err() {
             return;

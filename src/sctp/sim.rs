@@ -172,6 +172,12 @@ impl SimHost {
         }
     }
 
+    /// Tops up the bulk sender and drains events now (after setting
+    /// `bulk` or `sink` from a test, before the simulator runs).
+    pub fn handle_timeout_now(&mut self, now: Instant) {
+        self.pump(now);
+    }
+
     fn pump(&mut self, now: Instant) {
         while let Some(e) = self.association.poll_event() {
             match (e, &mut self.sink) {
