@@ -69,6 +69,7 @@ pub mod ice;
 pub mod machine;
 pub mod rtp;
 pub mod runtime;
+pub mod sctp;
 pub mod sim;
 pub mod speed;
 pub mod srtp;
