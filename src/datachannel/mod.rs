@@ -44,9 +44,12 @@
 //! sent. `bufferedAmount` counts what SCTP reports for the stream, which
 //! includes the few bytes of DCEP messages still in flight.
 
+mod connection;
 pub mod dcep;
 mod error;
 mod manager;
+
+pub use connection::{Connection, ConnectionConfig};
 
 pub use dcep::{DcepMessage, Ppid};
 pub use error::DataChannelError;
