@@ -233,6 +233,7 @@ impl Connection {
         self.closed
     }
 
+    // ANCHOR: pump
     fn pump(&mut self, now: Instant) {
         loop {
             let mut moved = false;
@@ -318,4 +319,5 @@ impl Connection {
             }
         }
     }
+    // ANCHOR_END: pump
 }

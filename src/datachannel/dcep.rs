@@ -227,6 +227,7 @@ impl DcepMessage {
     }
 }
 
+// ANCHOR: decode_open
 impl DataChannelOpen {
     fn decode(buf: &[u8]) -> Result<DataChannelOpen, DataChannelError> {
         if buf.len() < OPEN_HEADER_LEN {
@@ -263,6 +264,7 @@ impl DataChannelOpen {
             protocol: protocol.to_owned(),
         })
     }
+    // ANCHOR_END: decode_open
 
     /// Appends the message to `out`. Label and protocol longer than 65,535
     /// bytes cannot be expressed; the channel manager refuses them before

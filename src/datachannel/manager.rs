@@ -510,6 +510,7 @@ impl ChannelManager {
         let Some(stream) = c.stream else {
             return Err(DataChannelError::NotOpen { state: c.state });
         };
+        // ANCHOR: send_rules
         // RFC 8831 §6.6: SCTP cannot send an empty user message; an empty
         // one is one zero byte with the "empty" PPID.
         let (ppid, payload) = match (text, data.is_empty()) {
@@ -529,6 +530,7 @@ impl ChannelManager {
             unordered,
             reliability: c.reliability,
         }));
+        // ANCHOR_END: send_rules
         Ok(())
     }
 
@@ -725,6 +727,7 @@ impl ChannelManager {
             }
             return;
         }
+        // ANCHOR: parity
         // RFC 8832 §6: the DTLS client opens even streams, the server odd
         // ones; the peer's OPEN must be on the peer's parity.
         let ours = match self.config.role {
@@ -737,6 +740,7 @@ impl ChannelManager {
             self.error(None, DataChannelError::WrongStreamParity { stream });
             return;
         }
+        // ANCHOR_END: parity
         let reliability = match open.channel_type.reliability {
             ReliabilityKind::Reliable => Reliability::Reliable,
             // The W3C API holds a u16; a larger count is as good as reliable.
@@ -778,6 +782,7 @@ impl ChannelManager {
         self.events.push_back(Event::Open(id));
     }
 
+    // ANCHOR: streams_reset
     /// The peer reset these of its outgoing streams (our incoming ones): it
     /// is closing those channels (RFC 8831 §6.7). We reset ours in turn.
     pub fn handle_streams_reset(&mut self, streams: &[u16]) {
@@ -809,6 +814,8 @@ impl ChannelManager {
             }
         }
     }
+
+    // ANCHOR_END: streams_reset
 
     /// Our reset of these outgoing streams completed.
     pub fn handle_outgoing_streams_reset(&mut self, streams: &[u16]) {
