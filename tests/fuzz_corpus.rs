@@ -28,6 +28,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ice_candidate", rtclab::fuzzing::ice_candidate),
     ("ice_agent", rtclab::fuzzing::ice_agent),
     ("turn_message", rtclab::fuzzing::turn_message),
+    ("sctp_packet", rtclab::fuzzing::sctp_packet),
+    ("sctp_association", rtclab::fuzzing::sctp_association),
 ];
 
 fn corpus_root() -> PathBuf {
