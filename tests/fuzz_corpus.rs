@@ -29,6 +29,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ice_agent", rtclab::fuzzing::ice_agent),
     ("turn_message", rtclab::fuzzing::turn_message),
     ("dcep", rtclab::fuzzing::dcep),
+    ("sctp_packet", rtclab::fuzzing::sctp_packet),
+    ("sctp_association", rtclab::fuzzing::sctp_association),
 ];
 
 fn corpus_root() -> PathBuf {
