@@ -20,14 +20,16 @@
 //! ```
 //!
 //! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`turn`] (RFC 8656
-//! client and server), [`ice`] (RFC 8445, 8838, 7675), [`dtls`] (RFC 6347, 5246, 5705, 5764, 7627), [`srtp`] (RFC
-//! 3711, 7714), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
-//! deterministic network), [`signaling`] (the WebSocket rooms server of
-//! codelab step 7), [`runtime`] (tokio over real UDP), [`machine`] (the
+//! client and server), [`ice`] (RFC 8445, 8838, 7675), [`dtls`] (RFC 6347,
+//! 5246, 5705, 5764, 7627), [`srtp`] (RFC 3711, 7714), [`rtp`] (RFC 3550,
+//! 8285, 4585, 7741, 6184, 7587), [`sctp`] (RFC 9260, 8261, 3758, 6525),
+//! [`datachannel`] (DCEP and the channel manager, RFC 8831, 8832), [`sdp`]
+//! (RFC 8866, and offer/answer per RFC 3264, 8829, 8843, 8842), [`peer`] (the
+//! transport under the PeerConnection: ICE, DTLS and SRTP on one 5-tuple),
+//! [`signaling`] (the WebSocket rooms server of codelab step 7), [`sim`] (the
+//! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
-//! speed`), [`sdp`] (RFC 8866, and offer/answer per RFC 3264, 8829, 8843,
-//! 8842). SCTP, data channels and the PeerConnection arrive with their
-//! issues.
+//! speed`). The PeerConnection itself arrives with its issue.
 //!
 //! ## The sans-IO contract
 //!
@@ -63,6 +65,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod datachannel;
 pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -71,6 +74,7 @@ pub mod machine;
 pub mod peer;
 pub mod rtp;
 pub mod runtime;
+pub mod sctp;
 pub mod sdp;
 pub mod signaling;
 pub mod sim;

@@ -30,6 +30,9 @@ const TARGETS: &[(&str, Harness)] = &[
     ("turn_message", rtclab::fuzzing::turn_message),
     ("peer_transport", rtclab::fuzzing::peer_transport),
     ("sdp", rtclab::fuzzing::sdp),
+    ("dcep", rtclab::fuzzing::dcep),
+    ("sctp_packet", rtclab::fuzzing::sctp_packet),
+    ("sctp_association", rtclab::fuzzing::sctp_association),
 ];
 
 fn corpus_root() -> PathBuf {
