@@ -222,6 +222,23 @@ pub struct Association {
     events: VecDeque<Event>,
     /// COOKIE ECHOs with a bad signature or a stale timestamp, dropped.
     pub bad_cookies: u64,
+    /// Counters of what the sender did.
+    pub stats: Stats,
+}
+
+/// What an association's sender did (for tests, benchmarks and chapters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// T3-rtx expirations.
+    pub timeouts: u64,
+    /// Chunks marked for fast retransmission.
+    pub fast_retransmits: u64,
+    /// DATA chunks sent again.
+    pub retransmitted_chunks: u64,
+    /// DATA chunks sent for the first time.
+    pub sent_chunks: u64,
+    /// Packets written.
+    pub packets: u64,
 }
 
 impl Association {
@@ -302,6 +319,7 @@ impl Association {
             packets: VecDeque::new(),
             events: VecDeque::new(),
             bad_cookies: 0,
+            stats: Stats::default(),
             config,
         }
     }
@@ -686,6 +704,7 @@ impl Association {
         if self.inflight.is_empty() && !self.forward_tsn_pending {
             return;
         }
+        self.stats.timeouts += 1;
         self.error_count += 1;
         if self.error_count > self.config.max_retransmits {
             self.abort_with(
@@ -1728,6 +1747,7 @@ impl Association {
                     }
                     let tsn = s.tsn;
                     self.rtx_queue.push_back(tsn);
+                    self.stats.fast_retransmits += 1;
                     new_loss = true;
                 }
             }
@@ -2233,6 +2253,7 @@ impl Association {
             return false;
         }
         packet::finish(out);
+        self.stats.packets += 1;
         true
     }
 
@@ -2269,6 +2290,7 @@ impl Association {
             s.transmissions += 1;
             s.sent_at = now;
             s.sent_seq = self.send_seq;
+            self.stats.retransmitted_chunks += 1;
             s.misses = 0;
             self.send_seq += 1;
             s.in_flight = true;
@@ -2333,6 +2355,7 @@ impl Association {
                     self.rtt_probe = Some((tsn, now));
                 }
                 self.send_seq += 1;
+                self.stats.sent_chunks += 1;
                 self.inflight.push_back(Sent {
                     tsn,
                     stream: p.stream,
