@@ -99,8 +99,9 @@ fn bulk_under_loss(mb: u64) {
     );
     let secs = sim.elapsed().as_secs_f64();
     eprintln!(
-        "{mb} MB in {secs:.1} virtual s: {:.1} Mbit/s",
-        sink.bytes as f64 * 8.0 / secs / 1e6
+        "{mb} MB in {secs:.1} virtual s: {:.1} Mbit/s; sender {:?}",
+        sink.bytes as f64 * 8.0 / secs / 1e6,
+        sim.machine::<SimHost>(ha).association.stats
     );
 }
 

@@ -222,6 +222,23 @@ pub struct Association {
     events: VecDeque<Event>,
     /// COOKIE ECHOs with a bad signature or a stale timestamp, dropped.
     pub bad_cookies: u64,
+    /// Counters of what the sender did.
+    pub stats: Stats,
+}
+
+/// What an association's sender did (for tests, benchmarks and chapters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// T3-rtx expirations.
+    pub timeouts: u64,
+    /// Chunks marked for fast retransmission.
+    pub fast_retransmits: u64,
+    /// DATA chunks sent again.
+    pub retransmitted_chunks: u64,
+    /// DATA chunks sent for the first time.
+    pub sent_chunks: u64,
+    /// Packets written.
+    pub packets: u64,
 }
 
 impl Association {
@@ -302,6 +319,7 @@ impl Association {
             packets: VecDeque::new(),
             events: VecDeque::new(),
             bad_cookies: 0,
+            stats: Stats::default(),
             config,
         }
     }
@@ -686,6 +704,7 @@ impl Association {
         if self.inflight.is_empty() && !self.forward_tsn_pending {
             return;
         }
+        self.stats.timeouts += 1;
         self.error_count += 1;
         if self.error_count > self.config.max_retransmits {
             self.abort_with(
@@ -709,7 +728,7 @@ impl Association {
             }
             if s.in_flight {
                 s.in_flight = false;
-                self.flight_size -= s.data.len();
+                self.flight_size = self.flight_size.saturating_sub(s.data.len());
             }
             if !s.marked {
                 s.marked = true;
@@ -1418,7 +1437,7 @@ impl Association {
                 data.extend_from_slice(&f.data);
             }
         }
-        self.rx_buffered -= total;
+        self.rx_buffered = self.rx_buffered.saturating_sub(total);
         self.deliver(now, stream, ssn, flags & FLAG_UNORDERED != 0, ppid, data);
     }
 
@@ -1440,14 +1459,14 @@ impl Association {
             st.next_ssn = st.next_ssn.wrapping_add(1);
             self.events.push_back(Event::Message { stream, ppid, data });
             while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                self.rx_buffered -= data.len();
+                self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
                 st.next_ssn = st.next_ssn.wrapping_add(1);
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
         } else if ssn_lt(st.next_ssn, ssn) {
             self.rx_buffered += data.len();
             if let Some((_, old)) = st.waiting.insert(ssn, (ppid, data)) {
-                self.rx_buffered -= old.len();
+                self.rx_buffered = self.rx_buffered.saturating_sub(old.len());
             }
         }
         // An SSN below next_ssn is a stale duplicate: dropped.
@@ -1488,7 +1507,7 @@ impl Association {
         let keep = self.reassembly.split_off(&(new + 1));
         let dropped = std::mem::replace(&mut self.reassembly, keep);
         for (_, fr) in dropped {
-            self.rx_buffered -= fr.data.len();
+            self.rx_buffered = self.rx_buffered.saturating_sub(fr.data.len());
         }
         for &(stream, ssn) in &f.streams {
             let Some(st) = self.inbound.get_mut(&stream) else {
@@ -1498,13 +1517,13 @@ impl Association {
             // Deliver the complete messages up to the skipped SSN, then move on.
             while ssn_lt(st.next_ssn, ssn.wrapping_add(1)) {
                 if let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                    self.rx_buffered -= data.len();
+                    self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
                     self.events.push_back(Event::Message { stream, ppid, data });
                 }
                 st.next_ssn = st.next_ssn.wrapping_add(1);
             }
             while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                self.rx_buffered -= data.len();
+                self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
                 st.next_ssn = st.next_ssn.wrapping_add(1);
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
@@ -1643,7 +1662,7 @@ impl Association {
             };
             self.cum_ack = s.tsn;
             if s.in_flight {
-                self.flight_size -= s.data.len();
+                self.flight_size = self.flight_size.saturating_sub(s.data.len());
             }
             if !s.acked {
                 cum_bytes += s.data.len();
@@ -1683,7 +1702,7 @@ impl Association {
                     s.marked = false;
                     if s.in_flight {
                         s.in_flight = false;
-                        self.flight_size -= s.data.len();
+                        self.flight_size = self.flight_size.saturating_sub(s.data.len());
                     }
                     gap_bytes += s.data.len();
                     // Gap blocks ascend: the last newly acked TSN is the highest.
@@ -1724,10 +1743,11 @@ impl Association {
                     s.marked = true;
                     if s.in_flight {
                         s.in_flight = false;
-                        self.flight_size -= s.data.len();
+                        self.flight_size = self.flight_size.saturating_sub(s.data.len());
                     }
                     let tsn = s.tsn;
                     self.rtx_queue.push_back(tsn);
+                    self.stats.fast_retransmits += 1;
                     new_loss = true;
                 }
             }
@@ -1831,7 +1851,7 @@ impl Association {
             s.marked = false;
             if s.in_flight {
                 s.in_flight = false;
-                self.flight_size -= s.data.len();
+                self.flight_size = self.flight_size.saturating_sub(s.data.len());
             }
             let (stream, len, acked) = (s.stream, s.data.len(), s.acked);
             let _ = acked;
@@ -1840,7 +1860,7 @@ impl Association {
         if !ends_inside {
             // The rest of the message has not been sent yet: drop it.
             while let Some(p) = self.send_queue.pop_front() {
-                self.queued_bytes -= p.data.len();
+                self.queued_bytes = self.queued_bytes.saturating_sub(p.data.len());
                 if let Some(st) = self.out.get_mut(&p.stream) {
                     st.unsent = st.unsent.saturating_sub(1);
                 }
@@ -2061,7 +2081,7 @@ impl Association {
             for st in self.inbound.values_mut() {
                 st.next_ssn = 0;
                 for (_, (_, d)) in st.waiting.drain() {
-                    self.rx_buffered -= d.len();
+                    self.rx_buffered = self.rx_buffered.saturating_sub(d.len());
                 }
             }
         } else {
@@ -2069,7 +2089,7 @@ impl Association {
                 if let Some(st) = self.inbound.get_mut(&s) {
                     st.next_ssn = 0;
                     for (_, (_, d)) in st.waiting.drain() {
-                        self.rx_buffered -= d.len();
+                        self.rx_buffered = self.rx_buffered.saturating_sub(d.len());
                     }
                 }
             }
@@ -2233,6 +2253,7 @@ impl Association {
             return false;
         }
         packet::finish(out);
+        self.stats.packets += 1;
         true
     }
 
@@ -2269,6 +2290,7 @@ impl Association {
             s.transmissions += 1;
             s.sent_at = now;
             s.sent_seq = self.send_seq;
+            self.stats.retransmitted_chunks += 1;
             s.misses = 0;
             self.send_seq += 1;
             s.in_flight = true;
@@ -2312,7 +2334,7 @@ impl Association {
                 let Some(p) = self.send_queue.pop_front() else {
                     break;
                 };
-                self.queued_bytes -= len;
+                self.queued_bytes = self.queued_bytes.saturating_sub(len);
                 let tsn = self.next_tsn;
                 self.next_tsn = tsn.wrapping_add(1);
                 let st = self.out.entry(p.stream).or_default();
@@ -2333,6 +2355,7 @@ impl Association {
                     self.rtt_probe = Some((tsn, now));
                 }
                 self.send_seq += 1;
+                self.stats.sent_chunks += 1;
                 self.inflight.push_back(Sent {
                     tsn,
                     stream: p.stream,
@@ -2368,7 +2391,7 @@ impl Association {
 
     fn drop_unsent_message(&mut self) {
         while let Some(p) = self.send_queue.pop_front() {
-            self.queued_bytes -= p.data.len();
+            self.queued_bytes = self.queued_bytes.saturating_sub(p.data.len());
             if let Some(st) = self.out.get_mut(&p.stream) {
                 st.unsent = st.unsent.saturating_sub(1);
             }

@@ -64,7 +64,7 @@ pub mod param;
 mod sim;
 pub mod speed;
 
-pub use association::Association;
+pub use association::{Association, Stats};
 pub use chunk::Chunk;
 pub use packet::{CommonHeader, Packet};
 pub use sim::{BulkSender, BulkSink, SimHost};

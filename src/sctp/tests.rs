@@ -768,3 +768,10 @@ fn unknown_chunk_upper_bits() {
     );
     let _ = kind::DATA;
 }
+
+#[test]
+fn over_our_dtls_on_loopback_udp() {
+    // Two rtclab peers: SCTP in DTLS records over real loopback UDP.
+    let (mb_per_s, _cpu) = super::speed::loopback(2 * 1024 * 1024).expect("loopback transfer");
+    assert!(mb_per_s > 0.0);
+}
