@@ -28,6 +28,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ice_candidate", rtclab::fuzzing::ice_candidate),
     ("ice_agent", rtclab::fuzzing::ice_agent),
     ("turn_message", rtclab::fuzzing::turn_message),
+    ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
 ];
 
 fn corpus_root() -> PathBuf {
