@@ -270,6 +270,31 @@ async fn oversized_messages_get_an_error_or_close_the_connection() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_not_buffered() {
+    let mut config = Config::default();
+    config.outbox = 4;
+    let (addr, handle, _t) = start(config).await;
+    let (_deaf, mut b, ida, _) = pair(addr, "r").await;
+    // b floods the deaf member: once TCP's buffers and its outbox are full,
+    // the server drops it, and b hears bye. At most 40 MB are sent.
+    let chunk = "x".repeat(50_000);
+    let mut bye = None;
+    for _ in 0..800 {
+        send(&mut b, json!({"type": "message", "data": chunk})).await;
+        if let Some(Some(Ok(Message::Text(t)))) = futures_util::FutureExt::now_or_never(b.next()) {
+            bye = Some(serde_json::from_str::<Value>(t.as_str()).expect("JSON"));
+            break;
+        }
+    }
+    let bye = match bye {
+        Some(m) => m,
+        None => recv(&mut b).await,
+    };
+    assert_eq!(bye, json!({"type": "bye", "room": "r", "id": ida}));
+    assert_eq!(handle.counts().0, 1);
+}
+
+#[tokio::test]
 async fn many_rooms_at_once() {
     const ROOMS: usize = 50;
     let (addr, handle, _t) = start(Config::default()).await;
