@@ -295,6 +295,23 @@ async fn a_client_that_stops_reading_is_dropped_not_buffered() {
 }
 
 #[tokio::test]
+async fn connections_past_the_limit_are_refused() {
+    let mut config = Config::default();
+    config.max_connections = 2;
+    let (addr, handle, _t) = start(config).await;
+    let _a = client(addr).await;
+    let _member = handle.member().expect("a member");
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected HTTP 503, got {other:?}"),
+    }
+    assert!(handle.member().is_none());
+    drop(_member);
+    let _b = client(addr).await;
+}
+
+#[tokio::test]
 async fn many_rooms_at_once() {
     const ROOMS: usize = 50;
     let (addr, handle, _t) = start(Config::default()).await;
@@ -437,8 +454,9 @@ async fn the_pages_are_served() {
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     // Nothing a page loads comes from elsewhere: no CDN.
     for p in rtclab::signaling::PAGES {
+        let body = String::from_utf8_lossy(p.body);
         assert!(
-            !p.body.contains("http://") && !p.body.contains("https://"),
+            !body.contains("http://") && !body.contains("https://"),
             "{} links out",
             p.path
         );
