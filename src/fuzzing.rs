@@ -1000,3 +1000,53 @@ pub fn sctp_association(data: &[u8]) {
         assert!(a.receive_buffered() <= a.config().receive_window as usize + 65536);
     }
 }
+/// The harness of the `signaling_rooms` target: the bytes are a script of
+/// client actions against [`crate::signaling::Rooms`] (rooms of three,
+/// 200-byte messages). Frames are split at 0x00; a frame's first byte picks
+/// one of four clients (low 2 bits) and what it does (next 2 bits: text,
+/// disconnect and reconnect, binary, bye); the rest is its text. After each
+/// step, every room's books must balance and every message must go to a
+/// connected client.
+pub fn signaling_rooms(data: &[u8]) {
+    use crate::signaling::room::Config;
+    use crate::signaling::{ClientId, Rooms};
+
+    let config = Config {
+        room_size: 3,
+        max_message_bytes: 200,
+        max_rooms: 8,
+    };
+    let mut rooms = Rooms::new(config);
+    let mut clients: Vec<ClientId> = (0..4).map(|_| rooms.connect()).collect();
+    for frame in data.split(|&b| b == 0).take(256) {
+        let Some((&head, rest)) = frame.split_first() else {
+            continue;
+        };
+        let who = usize::from(head & 3);
+        let c = clients[who];
+        match (head >> 2) & 3 {
+            0 => rooms.handle_text(c, &String::from_utf8_lossy(rest)),
+            1 => {
+                rooms.disconnect(c);
+                clients[who] = rooms.connect();
+            }
+            2 => rooms.handle_binary(c, rest.len()),
+            _ => rooms.handle_text(c, r#"{"type":"bye"}"#),
+        }
+        let mut n = 0;
+        while let Some(out) = rooms.poll_output() {
+            assert!(clients.contains(&out.to), "a message to a gone client");
+            n += 1;
+        }
+        // One input makes at most one message per member and ready for all.
+        assert!(n <= 2 * 3 + 1, "{n} messages for one input");
+        for &c in &clients {
+            if let Some(room) = rooms.room_of(c) {
+                let members = rooms.members(room);
+                assert!(members.contains(&c));
+                assert!(members.len() <= 3);
+            }
+        }
+        assert!(rooms.room_count() <= 4 && rooms.client_count() == 4);
+    }
+}

@@ -33,6 +33,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("dcep", rtclab::fuzzing::dcep),
     ("sctp_packet", rtclab::fuzzing::sctp_packet),
     ("sctp_association", rtclab::fuzzing::sctp_association),
+    ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
 ];
 
 fn corpus_root() -> PathBuf {

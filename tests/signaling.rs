@@ -270,6 +270,48 @@ async fn oversized_messages_get_an_error_or_close_the_connection() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_not_buffered() {
+    let mut config = Config::default();
+    config.outbox = 4;
+    let (addr, handle, _t) = start(config).await;
+    let (_deaf, mut b, ida, _) = pair(addr, "r").await;
+    // b floods the deaf member: once TCP's buffers and its outbox are full,
+    // the server drops it, and b hears bye. At most 40 MB are sent.
+    let chunk = "x".repeat(50_000);
+    let mut bye = None;
+    for _ in 0..800 {
+        send(&mut b, json!({"type": "message", "data": chunk})).await;
+        if let Some(Some(Ok(Message::Text(t)))) = futures_util::FutureExt::now_or_never(b.next()) {
+            bye = Some(serde_json::from_str::<Value>(t.as_str()).expect("JSON"));
+            break;
+        }
+    }
+    let bye = match bye {
+        Some(m) => m,
+        None => recv(&mut b).await,
+    };
+    assert_eq!(bye, json!({"type": "bye", "room": "r", "id": ida}));
+    assert_eq!(handle.counts().0, 1);
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_are_refused() {
+    let mut config = Config::default();
+    config.max_connections = 2;
+    let (addr, handle, _t) = start(config).await;
+    let _a = client(addr).await;
+    let _member = handle.member().expect("a member");
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected HTTP 503, got {other:?}"),
+    }
+    assert!(handle.member().is_none());
+    drop(_member);
+    let _b = client(addr).await;
+}
+
+#[tokio::test]
 async fn many_rooms_at_once() {
     const ROOMS: usize = 50;
     let (addr, handle, _t) = start(Config::default()).await;
@@ -412,8 +454,9 @@ async fn the_pages_are_served() {
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     // Nothing a page loads comes from elsewhere: no CDN.
     for p in rtclab::signaling::PAGES {
+        let body = String::from_utf8_lossy(p.body);
         assert!(
-            !p.body.contains("http://") && !p.body.contains("https://"),
+            !body.contains("http://") && !body.contains("https://"),
             "{} links out",
             p.path
         );

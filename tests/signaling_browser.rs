@@ -57,7 +57,7 @@ async fn two_chromium_pages_join_a_room_and_exchange_a_message() {
     config.pages.push(Page {
         path: "/test/two.html",
         content_type: "text/html; charset=utf-8",
-        body: TWO_PAGES,
+        body: TWO_PAGES.as_bytes(),
     });
     let server = Server::bind("127.0.0.1:0".parse().unwrap(), config)
         .await

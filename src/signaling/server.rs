@@ -76,6 +76,9 @@ const CLOSE_POLICY: u16 = 1008;
 /// client fell too far behind.
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
+/// How long one WebSocket write may take before the client counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Hub {
     rooms: Rooms,
     outboxes: HashMap<ClientId, mpsc::Sender<ServerMessage>>,
@@ -362,9 +365,8 @@ fn close(code: u16, reason: &str) -> Message {
 // ANCHOR: connection
 async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
     let Some((id, mut outbox)) = shared.register() else {
-        let _ = socket
-            .send(close(CLOSE_GOING_AWAY, "the server is stopping"))
-            .await;
+        let frame = close(CLOSE_GOING_AWAY, "the server is stopping");
+        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
         return;
     };
     tracing::debug!(client = %id, "signaling: connected");
@@ -382,7 +384,8 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(e)) => {
                     tracing::debug!(client = %id, "signaling: read error: {e}");
-                    let _ = socket.send(close(CLOSE_POLICY, &e.to_string())).await;
+                    let frame = close(CLOSE_POLICY, &e.to_string());
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
                     break;
                 }
             },
@@ -390,7 +393,11 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                 Some(m) => {
                     let text = m.to_json();
                     tracing::trace!(client = %id, %text, "signaling: →");
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    // A client that stops reading would block this send
+                    // forever once TCP's buffers fill: give up after a while.
+                    let frame = Message::Text(text.into());
+                    let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
                 }
@@ -401,7 +408,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                     } else {
                         close(CLOSE_TRY_AGAIN, "too slow: messages were piling up")
                     };
-                    let _ = socket.send(frame).await;
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
                     break;
                 }
             },

@@ -1,5 +1,5 @@
 //! The web pages of the examples, compiled into the binary with
-//! `include_str!` from the repository's top-level `web/` folder, so that
+//! `include_bytes!` from the repository's top-level `web/` folder, so that
 //! `rtclab signaling` (and the demo) serve them from anywhere, with no build
 //! step and nothing fetched from elsewhere. Editing a page needs a rebuild.
 //!
@@ -13,7 +13,7 @@ pub struct Page {
     /// Its `Content-Type`.
     pub content_type: &'static str,
     /// Its bytes.
-    pub body: &'static str,
+    pub body: &'static [u8],
 }
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -25,21 +25,21 @@ pub const PAGES: &[Page] = &[
     Page {
         path: "/",
         content_type: HTML,
-        body: include_str!("../../web/index.html"),
+        body: include_bytes!("../../web/index.html"),
     },
     Page {
         path: "/style.css",
         content_type: CSS,
-        body: include_str!("../../web/style.css"),
+        body: include_bytes!("../../web/style.css"),
     },
     Page {
         path: "/07_signaling/",
         content_type: HTML,
-        body: include_str!("../../web/07_signaling/index.html"),
+        body: include_bytes!("../../web/07_signaling/index.html"),
     },
     Page {
         path: "/07_signaling/main.js",
         content_type: JS,
-        body: include_str!("../../web/07_signaling/main.js"),
+        body: include_bytes!("../../web/07_signaling/main.js"),
     },
 ];
