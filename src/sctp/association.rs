@@ -720,7 +720,11 @@ impl Association {
         self.fast_recovery_exit = None;
         self.back_off();
         self.rtt_probe = None;
-        // Mark everything outstanding for retransmission.
+        // Mark everything outstanding for retransmission. RFC 9260 §6.3.3 E3:
+        // the earliest outstanding TSNs go first, so the queue is rebuilt in
+        // TSN order (`inflight` is kept in TSN order) rather than appended
+        // behind chunks already queued by fast retransmit.
+        self.rtx_queue.clear();
         for i in 0..self.inflight.len() {
             let s = &mut self.inflight[i];
             if s.acked || s.abandoned {
@@ -730,11 +734,9 @@ impl Association {
                 s.in_flight = false;
                 self.flight_size = self.flight_size.saturating_sub(s.data.len());
             }
-            if !s.marked {
-                s.marked = true;
-                let tsn = s.tsn;
-                self.rtx_queue.push_back(tsn);
-            }
+            s.marked = true;
+            let tsn = s.tsn;
+            self.rtx_queue.push_back(tsn);
         }
         self.abandon_expired(now);
         if lt(self.cum_ack, self.advanced_peer_ack) {
