@@ -599,14 +599,18 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
     assert_eq!(acks, BTreeMap::from([(7, vec![2])]));
 }
 
-/// A reproduction for the `sctp` module, with no data-channel code in it:
-/// four streams as in example 06 (reliable ordered, reliable unordered,
+/// Four streams as in example 06 (reliable ordered, reliable unordered,
 /// reliable unordered, lifetime 1.5 s unordered), 100 messages of 500 bytes
-/// each every 20 ms, 10% loss on A's link. Measured at sctp b95a9e0: the
-/// lifetime stream gets 3 of 100 (all 100 without loss), though a 1.5 s
-/// lifetime at 20 ms RTT should lose almost nothing. Ignored until fixed.
+/// each every 20 ms, 10% loss on A's link both ways. The lifetime stream gets
+/// 3 of 100 (all 100 without loss). Traced: not a partial-reliability bug —
+/// four losses in a row (chunk, its fast retransmission, the SACK, the next
+/// timer retransmission) back the T3 timer off to 2 s, the one FIFO send
+/// queue backs up behind the reliable streams, and lifetime messages expire
+/// in it before their first send (RFC 3758 §3.5 drops them unsent). A
+/// per-stream scheduler (round robin) and one SACK per two packets within a
+/// burst would let this pass; until then it is a target, not a test.
 #[test]
-#[ignore = "sctp: Lifetime messages mostly lost under loss (3 of 100); reproduction for the sctp module"]
+#[ignore = "target: per-stream scheduling so a lifetime stream is not starved behind reliable ones under loss"]
 fn sctp_lifetime_stream_under_loss() {
     use sctp::{Association, Reliability, SendOptions, SimHost};
     let mut sim = Sim::new(6);
