@@ -778,3 +778,67 @@ pub fn peer_transport_seed_inputs() -> Vec<Vec<u8>> {
     ));
     out
 }
+
+/// The harness of the `sdp` target: parse a whole session description;
+/// what parses is written back, parses to the same value, and writing it
+/// again gives the same bytes (the written form is a fixed point).
+pub fn sdp(data: &[u8]) {
+    use crate::sdp::SessionDescription;
+    let Ok(sd) = SessionDescription::parse(data) else {
+        return;
+    };
+    let mut text = Vec::new();
+    sd.write(&mut text);
+    let back = SessionDescription::parse(&text).expect("our own output parses");
+    assert_eq!(back, sd, "written description parses to another value");
+    let mut again = Vec::new();
+    back.write(&mut again);
+    assert_eq!(again, text, "writing is not a fixed point");
+    let _ = (sd.bundle_group(), sd.fingerprints().count());
+    for m in &sd.media {
+        let _ = (m.mid(), m.is_rejected(), m.payload_types().count());
+    }
+    sdp_negotiation(&sd);
+}
+
+/// Offer/answer on an untrusted description: answered as a remote offer
+/// (the answer must be a valid description that agrees with the offer), and
+/// taken as the remote answer to an offer of ours.
+fn sdp_negotiation(sd: &crate::sdp::SessionDescription) {
+    use crate::sdp::{
+        Capabilities, Direction, Fingerprint, MediaKind, Session, SessionDescription,
+        TransportParams,
+    };
+    let session = || {
+        let fp = Fingerprint {
+            algorithm: "sha-256".into(),
+            value: vec![7; 32],
+        };
+        Session::new(
+            Capabilities::webrtc(),
+            TransportParams::new("fuzz", "fuzzfuzzfuzzfuzzfuzzfuzz", fp),
+            1,
+        )
+    };
+    let mut answerer = session();
+    if let Ok((answer, n)) = answerer.create_answer(sd) {
+        assert_eq!(
+            answer.media.len(),
+            sd.media.len(),
+            "an answer has every m-line"
+        );
+        assert_eq!(n.media.len(), sd.media.len());
+        let back = SessionDescription::parse_str(&answer.to_string()).expect("answer parses");
+        assert_eq!(back, answer);
+        // A renegotiation offer from the answered state keeps the m-lines.
+        let offer = answerer.create_offer().expect("offer");
+        assert!(offer.media.len() >= sd.media.len());
+    }
+    let mut offerer = session();
+    offerer.add_transceiver(MediaKind::Audio, Direction::SendRecv, None);
+    offerer.add_transceiver(MediaKind::Video, Direction::RecvOnly, None);
+    offerer.add_data_channel();
+    if offerer.create_offer().is_ok() {
+        let _ = offerer.set_remote_answer(sd);
+    }
+}

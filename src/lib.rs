@@ -25,7 +25,8 @@
 //! deterministic network), [`signaling`] (the WebSocket rooms server of
 //! codelab step 7), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
-//! speed`). SCTP, data channels, SDP and the PeerConnection arrive with their
+//! speed`), [`sdp`] (RFC 8866, and offer/answer per RFC 3264, 8829, 8843,
+//! 8842). SCTP, data channels and the PeerConnection arrive with their
 //! issues.
 //!
 //! ## The sans-IO contract
@@ -70,6 +71,7 @@ pub mod machine;
 pub mod peer;
 pub mod rtp;
 pub mod runtime;
+pub mod sdp;
 pub mod signaling;
 pub mod sim;
 pub mod speed;

@@ -29,6 +29,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ice_agent", rtclab::fuzzing::ice_agent),
     ("turn_message", rtclab::fuzzing::turn_message),
     ("peer_transport", rtclab::fuzzing::peer_transport),
+    ("sdp", rtclab::fuzzing::sdp),
 ];
 
 fn corpus_root() -> PathBuf {

@@ -1,0 +1,1736 @@
+//! Offer/answer (RFC 3264) as JSEP (RFC 8829) uses it for WebRTC: a
+//! [`Session`] that writes offers and answers from local capabilities and
+//! transceivers, and [`negotiate`], which reads what an offer/answer pair
+//! agreed ([`Negotiated`]).
+//!
+//! rtclab always bundles (RFC 8843 "max-bundle": one ICE/DTLS transport for
+//! every m-line) and always multiplexes RTCP (RFC 5761, RFC 8858).
+
+use std::fmt;
+
+use super::attribute::{
+    Attribute, Direction, Extmap, Fingerprint, Fmtp, Group, Msid, MsidSemantic, Rid, RtcpFb,
+    RtpMap, Setup, Simulcast, SsrcAttribute, SsrcGroup,
+};
+use super::codec::{Codec, Feedback, fmtp_param, match_codec, static_payload_type};
+use super::description::{Connection, MediaDescription, Origin, SessionDescription, Timing};
+use crate::ice::Candidate;
+
+/// The RTP profile WebRTC media uses (RFC 8829 §5.1.2).
+pub const RTP_PROTOCOL: &str = "UDP/TLS/RTP/SAVPF";
+/// The data-channel protocol (RFC 8841 §4).
+pub const SCTP_PROTOCOL: &str = "UDP/DTLS/SCTP";
+/// The data-channel format (RFC 8841 §4.1).
+pub const DATA_CHANNEL_FORMAT: &str = "webrtc-datachannel";
+
+/// What an m-line carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    /// `m=audio`.
+    Audio,
+    /// `m=video`.
+    Video,
+    /// `m=application` (data channels).
+    Application,
+}
+
+impl MediaKind {
+    /// The `m=` token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Audio => "audio",
+            MediaKind::Video => "video",
+            MediaKind::Application => "application",
+        }
+    }
+
+    /// The kind of an `m=` token.
+    pub fn parse(s: &str) -> Option<MediaKind> {
+        match s {
+            "audio" => Some(MediaKind::Audio),
+            "video" => Some(MediaKind::Video),
+            "application" => Some(MediaKind::Application),
+            _ => None,
+        }
+    }
+}
+
+/// Which end of the DTLS handshake we are (RFC 8842 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DtlsRole {
+    /// We send the ClientHello (`a=setup:active`).
+    Client,
+    /// We wait for it (`a=setup:passive`).
+    Server,
+}
+
+/// Why an offer or answer could not be made or understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NegotiationError {
+    /// The answer has a different number of m-lines than the offer
+    /// (RFC 3264 §6).
+    MediaCount {
+        /// m-lines in the offer.
+        offer: usize,
+        /// m-lines in the answer.
+        answer: usize,
+    },
+    /// An m-line changed its kind or mid where it must not (RFC 3264 §6,
+    /// §8; JSEP §5.2.2: existing m-lines keep their place and mid).
+    Mismatch {
+        /// The m-line's index.
+        index: usize,
+        /// What differs.
+        what: &'static str,
+    },
+    /// An accepted m-line has no `a=mid` (RFC 8843 §7.1), or two share one.
+    Mid {
+        /// The m-line's index.
+        index: usize,
+    },
+    /// The answer chose a payload type the offer did not have (RFC 3264
+    /// §6.1).
+    CodecNotOffered {
+        /// The m-line's index.
+        index: usize,
+        /// The payload type.
+        payload_type: u8,
+    },
+    /// No `a=ice-ufrag`/`a=ice-pwd` for an accepted m-line (RFC 8839 §5.4).
+    MissingIceCredentials {
+        /// The m-line's index.
+        index: usize,
+    },
+    /// No `a=fingerprint` for an accepted m-line (RFC 8122 §5).
+    MissingFingerprint {
+        /// The m-line's index.
+        index: usize,
+    },
+    /// `a=setup` values that do not fit together (RFC 8842 §5.2, §5.3).
+    Setup {
+        /// The offer's value (`None` when missing).
+        offer: Option<Setup>,
+        /// The answer's value (`None` when missing).
+        answer: Option<Setup>,
+    },
+    /// An accepted RTP m-line of the answer has no `a=rtcp-mux` (rtclab
+    /// requires RTCP multiplexing, RFC 8829 §5.1.3).
+    RtcpMuxRequired {
+        /// The m-line's index.
+        index: usize,
+    },
+    /// Several m-lines are accepted but not all in one `a=group:BUNDLE`
+    /// (rtclab uses one transport for everything, RFC 8843).
+    BundleRequired,
+    /// API misuse: an answer was given without a pending local offer, or a
+    /// transceiver id does not exist.
+    Misuse(&'static str),
+}
+
+impl fmt::Display for NegotiationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NegotiationError::MediaCount { offer, answer } => write!(
+                f,
+                "the answer has {answer} m-lines, the offer {offer} (RFC 3264 §6)"
+            ),
+            NegotiationError::Mismatch { index, what } => {
+                write!(f, "m-line {index}: {what} differs from before")
+            }
+            NegotiationError::Mid { index } => {
+                write!(f, "m-line {index}: missing or duplicate a=mid")
+            }
+            NegotiationError::CodecNotOffered {
+                index,
+                payload_type,
+            } => write!(
+                f,
+                "m-line {index}: the answer uses payload type {payload_type}, which was not offered"
+            ),
+            NegotiationError::MissingIceCredentials { index } => {
+                write!(f, "m-line {index}: no a=ice-ufrag/a=ice-pwd")
+            }
+            NegotiationError::MissingFingerprint { index } => {
+                write!(f, "m-line {index}: no a=fingerprint")
+            }
+            NegotiationError::Setup { offer, answer } => write!(
+                f,
+                "a=setup {} in the offer and {} in the answer do not fit (RFC 8842 §5)",
+                offer.map_or("(none)", Setup::as_str),
+                answer.map_or("(none)", Setup::as_str)
+            ),
+            NegotiationError::RtcpMuxRequired { index } => {
+                write!(f, "m-line {index}: no a=rtcp-mux (required)")
+            }
+            NegotiationError::BundleRequired => {
+                f.write_str("several m-lines accepted but not bundled (a=group:BUNDLE required)")
+            }
+            NegotiationError::Misuse(what) => write!(f, "API misuse: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for NegotiationError {}
+
+/// What one side can do for one kind of media.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MediaCapabilities {
+    /// Codecs in order of preference, with the payload types our offers use.
+    pub codecs: Vec<Codec>,
+    /// Header-extension URIs we understand ([`uri`](super::codec::uri)).
+    pub extensions: Vec<String>,
+}
+
+/// Data channels: SCTP over DTLS (RFC 8841).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataChannelCapabilities {
+    /// `a=sctp-port` (5000 by convention).
+    pub sctp_port: u16,
+    /// `a=max-message-size`: the largest message we can receive (RFC 8841
+    /// §6; 0 means no limit).
+    pub max_message_size: u64,
+}
+
+impl Default for DataChannelCapabilities {
+    fn default() -> Self {
+        DataChannelCapabilities {
+            sctp_port: 5000,
+            max_message_size: 262_144,
+        }
+    }
+}
+
+/// Everything this side can do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Audio codecs and extensions.
+    pub audio: MediaCapabilities,
+    /// Video codecs and extensions.
+    pub video: MediaCapabilities,
+    /// Whether (and how) we accept data channels.
+    pub data_channel: Option<DataChannelCapabilities>,
+}
+
+impl Capabilities {
+    /// Opus; VP8 and H.264 (constrained baseline 3.1, mode 1) with RTX;
+    /// mid, abs-send-time and transport-cc extensions; data channels.
+    pub fn webrtc() -> Capabilities {
+        use super::codec::uri;
+        Capabilities {
+            audio: MediaCapabilities {
+                codecs: vec![Codec::opus(111)],
+                extensions: vec![
+                    uri::MID.into(),
+                    uri::AUDIO_LEVEL.into(),
+                    uri::TRANSPORT_CC.into(),
+                ],
+            },
+            video: MediaCapabilities {
+                codecs: vec![
+                    Codec::vp8(96, Some(97)),
+                    Codec::h264(102, Some(103), "42e01f", 1),
+                ],
+                extensions: vec![
+                    uri::MID.into(),
+                    uri::ABS_SEND_TIME.into(),
+                    uri::TRANSPORT_CC.into(),
+                    uri::RTP_STREAM_ID.into(),
+                    uri::REPAIRED_RTP_STREAM_ID.into(),
+                ],
+            },
+            data_channel: Some(DataChannelCapabilities::default()),
+        }
+    }
+
+    fn media(&self, kind: MediaKind) -> &MediaCapabilities {
+        match kind {
+            MediaKind::Audio => &self.audio,
+            _ => &self.video,
+        }
+    }
+}
+
+/// This side's transport: ICE credentials and candidates, DTLS fingerprint.
+/// With BUNDLE it is the same for every m-line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportParams {
+    /// `a=ice-ufrag`.
+    pub ice_ufrag: String,
+    /// `a=ice-pwd`.
+    pub ice_pwd: String,
+    /// `a=ice-options` (`trickle`).
+    pub ice_options: Vec<String>,
+    /// Candidates gathered so far (written into the first bundled m-line).
+    pub candidates: Vec<Candidate>,
+    /// Gathering is complete: `a=end-of-candidates`.
+    pub end_of_candidates: bool,
+    /// Our certificate's fingerprints.
+    pub fingerprints: Vec<Fingerprint>,
+    /// The role we take when answering an `actpass` offer for the first
+    /// time: `Active` (DTLS client, as browsers do) or `Passive`.
+    pub answer_setup: Setup,
+}
+
+impl TransportParams {
+    /// Credentials and one fingerprint; trickle; answers `active`.
+    pub fn new(ice_ufrag: &str, ice_pwd: &str, fingerprint: Fingerprint) -> TransportParams {
+        TransportParams {
+            ice_ufrag: ice_ufrag.to_string(),
+            ice_pwd: ice_pwd.to_string(),
+            ice_options: vec!["trickle".into()],
+            candidates: Vec::new(),
+            end_of_candidates: false,
+            fingerprints: vec![fingerprint],
+            answer_setup: Setup::Active,
+        }
+    }
+}
+
+/// A local track on a transceiver: its ids and SSRCs (RFC 8830 msid, RFC
+/// 5576 ssrc attributes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSender {
+    /// The MediaStream id.
+    pub stream_id: String,
+    /// The track id.
+    pub track_id: String,
+    /// The media SSRC.
+    pub ssrc: u32,
+    /// The RTX SSRC (`a=ssrc-group:FID media rtx`).
+    pub rtx_ssrc: Option<u32>,
+    /// The RTCP CNAME.
+    pub cname: String,
+}
+
+/// A transceiver (JSEP §3.4.1): one m-line's worth of sending and
+/// receiving one kind of media.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transceiver {
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// What we want to do; we send only with a [`LocalSender`].
+    pub direction: Direction,
+    /// The track we send, if any.
+    pub sender: Option<LocalSender>,
+    /// The m-line's mid, once it has one.
+    pub mid: Option<String>,
+    /// Stopped: its m-line is rejected (port 0) from the next offer on.
+    pub stopped: bool,
+}
+
+/// An index into the session's transceivers.
+pub type TransceiverId = usize;
+
+/// A codec both sides agreed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedCodec {
+    /// The payload type (the offerer's).
+    pub payload_type: u8,
+    /// The encoding name as the offer wrote it.
+    pub name: String,
+    /// The clock rate.
+    pub clock_rate: u32,
+    /// The channels.
+    pub channels: Option<u16>,
+    /// The remote side's fmtp: what it can receive (honour it when sending).
+    pub remote_fmtp: Option<String>,
+    /// Our fmtp.
+    pub local_fmtp: Option<String>,
+    /// Feedback both sides listed.
+    pub feedback: Vec<Feedback>,
+    /// The RTX payload type paired by `apt=` on both sides.
+    pub rtx_payload_type: Option<u8>,
+}
+
+/// The SCTP parameters of a negotiated data-channel m-line (RFC 8841).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SctpParams {
+    /// Our `a=sctp-port`.
+    pub local_port: u16,
+    /// The remote `a=sctp-port`.
+    pub remote_port: u16,
+    /// The remote `a=max-message-size`: the largest message we may send
+    /// (RFC 8841 §6.1: 64 KiB when absent, 0 = unlimited).
+    pub remote_max_message_size: u64,
+}
+
+/// What one m-line agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedMedia {
+    /// The m-line's index.
+    pub index: usize,
+    /// The mid.
+    pub mid: Option<String>,
+    /// The kind (`None` for an m-line rtclab does not know).
+    pub kind: Option<MediaKind>,
+    /// Rejected or stopped (port 0 in the offer or the answer).
+    pub rejected: bool,
+    /// Our direction: whether we send and whether we receive.
+    pub direction: Direction,
+    /// The codecs, in the answer's order (the first is preferred). RTX
+    /// codecs appear as [`NegotiatedCodec::rtx_payload_type`].
+    pub codecs: Vec<NegotiatedCodec>,
+    /// Header extensions both sides use: `(id, uri)`, with the offer's ids.
+    pub extensions: Vec<(u16, String)>,
+    /// The remote's media SSRCs (`a=ssrc`), RTX ones excluded.
+    pub remote_ssrcs: Vec<u32>,
+    /// The remote's `(media, rtx)` SSRC pairs (`a=ssrc-group:FID`).
+    pub remote_rtx_ssrcs: Vec<(u32, u32)>,
+    /// The remote's CNAME.
+    pub remote_cname: Option<String>,
+    /// The remote's `a=msid`.
+    pub remote_msid: Option<Msid>,
+    /// The remote's `a=rid` lines.
+    pub remote_rids: Vec<Rid>,
+    /// The remote's `a=simulcast`.
+    pub remote_simulcast: Option<Simulcast>,
+    /// Both sides agreed to reduced-size RTCP (RFC 5506).
+    pub rtcp_rsize: bool,
+    /// For a data-channel m-line.
+    pub sctp: Option<SctpParams>,
+}
+
+/// What an offer/answer pair agreed, from our point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// One entry per m-line, in order.
+    pub media: Vec<NegotiatedMedia>,
+    /// The mids of the BUNDLE group (the first is the tagged one).
+    pub bundle: Vec<String>,
+    /// Our DTLS role: the answer's `a=setup` decides (RFC 8842 §5.3).
+    pub dtls_role: DtlsRole,
+    /// The remote `a=ice-ufrag`.
+    pub remote_ice_ufrag: String,
+    /// The remote `a=ice-pwd`.
+    pub remote_ice_pwd: String,
+    /// The remote is ICE-lite.
+    pub remote_ice_lite: bool,
+    /// The remote's candidates in the description (trickled ones come later).
+    pub remote_candidates: Vec<Candidate>,
+    /// The remote wrote `a=end-of-candidates`.
+    pub remote_end_of_candidates: bool,
+    /// The remote fingerprints that must match its DTLS certificate.
+    pub remote_fingerprints: Vec<Fingerprint>,
+}
+
+impl Negotiated {
+    /// The m-line with `mid`.
+    pub fn by_mid(&self, mid: &str) -> Option<&NegotiatedMedia> {
+        self.media.iter().find(|m| m.mid.as_deref() == Some(mid))
+    }
+}
+
+/// A codec as a media section describes it: payload type, rtpmap (or the
+/// static table), fmtp and feedback.
+struct Described<'a> {
+    name: &'a str,
+    clock_rate: u32,
+    channels: Option<u16>,
+    fmtp: Option<&'a str>,
+}
+
+fn describe(m: &MediaDescription, pt: u8) -> Option<Described<'_>> {
+    let fmtp = m.fmtp(pt).map(|f| f.params.as_str());
+    match m.rtpmap(pt) {
+        Some(r) => Some(Described {
+            name: &r.encoding,
+            clock_rate: r.clock_rate,
+            channels: r.channels,
+            fmtp,
+        }),
+        None => static_payload_type(pt).map(|(name, clock_rate, channels)| Described {
+            name,
+            clock_rate,
+            channels,
+            fmtp,
+        }),
+    }
+}
+
+/// The payload types of an m-line in order, each once (at most 128, so
+/// that per-codec work stays bounded whatever the input).
+fn unique_pts(m: &MediaDescription) -> Vec<u8> {
+    let mut seen = [false; 128];
+    m.payload_types()
+        .filter(|p| !std::mem::replace(&mut seen[usize::from(*p & 0x7f)], true))
+        .collect()
+}
+
+/// The most feedback entries kept per codec.
+const MAX_FEEDBACK: usize = 32;
+
+fn feedback_of(m: &MediaDescription, pt: u8) -> Vec<Feedback> {
+    m.rtcp_fbs(pt)
+        .take(MAX_FEEDBACK)
+        .map(|f| Feedback {
+            kind: f.kind.clone(),
+            param: f.param.clone(),
+        })
+        .collect()
+}
+
+/// `apt=` of an RTX payload type.
+fn apt(m: &MediaDescription, pt: u8) -> Option<u8> {
+    fmtp_param(m.fmtp(pt).map(|f| f.params.as_str()), "apt").and_then(|a| a.parse().ok())
+}
+
+fn is_rtx(d: &Described<'_>) -> bool {
+    d.name.eq_ignore_ascii_case("rtx")
+}
+
+/// The transport attributes of an m-line, falling back to the session
+/// level (RFC 8839 §5.4, RFC 8122 §5 allow either).
+struct Transport<'a> {
+    ufrag: Option<&'a str>,
+    pwd: Option<&'a str>,
+    fingerprints: Vec<Fingerprint>,
+    setup: Option<Setup>,
+}
+
+fn transport_of<'a>(sd: &'a SessionDescription, m: &'a MediaDescription) -> Transport<'a> {
+    // RFC 8843 §7.2, §7.3: a bundled m-line may leave its transport
+    // attributes to the BUNDLE-tagged one (the first mid of the group), as
+    // `a=bundle-only` m-lines do.
+    let tagged = sd
+        .bundle_group()
+        .filter(|g| m.mid().is_some_and(|mid| g.mids.iter().any(|x| x == mid)))
+        .and_then(|g| g.mids.first())
+        .and_then(|mid| sd.media_by_mid(mid));
+    let levels = [Some(m), tagged];
+    let levels = levels.iter().flatten();
+    let mut fingerprints: Vec<Fingerprint> = Vec::new();
+    for l in levels.clone() {
+        if fingerprints.is_empty() {
+            fingerprints = l.fingerprints().cloned().collect();
+        }
+    }
+    if fingerprints.is_empty() {
+        fingerprints = sd.fingerprints().cloned().collect();
+    }
+    Transport {
+        ufrag: levels
+            .clone()
+            .find_map(|l| l.ice_ufrag())
+            .or(sd.ice_ufrag()),
+        pwd: levels.clone().find_map(|l| l.ice_pwd()).or(sd.ice_pwd()),
+        fingerprints,
+        setup: levels.clone().find_map(|l| l.setup()).or(sd.setup()),
+    }
+}
+
+fn direction_of(sd: &SessionDescription, m: &MediaDescription) -> Direction {
+    m.direction().or(sd.direction()).unwrap_or_default()
+}
+
+fn is_rtp(m: &MediaDescription) -> bool {
+    m.protocol.contains("RTP")
+}
+
+fn is_data_channel(m: &MediaDescription) -> bool {
+    m.media == "application"
+        && m.protocol.ends_with("SCTP")
+        && m.formats.iter().any(|f| f == DATA_CHANNEL_FORMAT)
+}
+
+/// Reads what an offer/answer pair agreed, from our side: `local` is the
+/// description we sent, `remote` the one we received, and
+/// `local_is_offerer` says which was the offer.
+///
+/// Checks the rules the answer must follow (RFC 3264 §6: same m-lines, a
+/// subset of the offered payload types; RFC 8842 §5: setup roles; RTCP mux
+/// and BUNDLE, which rtclab requires).
+pub fn negotiate(
+    local: &SessionDescription,
+    remote: &SessionDescription,
+    local_is_offerer: bool,
+) -> Result<Negotiated, NegotiationError> {
+    let (offer, answer) = if local_is_offerer {
+        (local, remote)
+    } else {
+        (remote, local)
+    };
+    if offer.media.len() != answer.media.len() {
+        return Err(NegotiationError::MediaCount {
+            offer: offer.media.len(),
+            answer: answer.media.len(),
+        });
+    }
+    let bundle: Vec<String> = answer
+        .bundle_group()
+        .map(|g| g.mids.clone())
+        .unwrap_or_default();
+    let mut media = Vec::new();
+    let mut accepted = Vec::new();
+    let mut dtls_role = None;
+    let mut remote_transport: Option<(usize, Transport<'_>)> = None;
+    for (index, (om, am)) in offer.media.iter().zip(&answer.media).enumerate() {
+        if om.media != am.media {
+            return Err(NegotiationError::Mismatch {
+                index,
+                what: "media kind",
+            });
+        }
+        let rejected = om.is_rejected() || am.is_rejected();
+        let (lm, rm, lsd, rsd) = if local_is_offerer {
+            (om, am, offer, answer)
+        } else {
+            (am, om, answer, offer)
+        };
+        let mut n = NegotiatedMedia {
+            index,
+            mid: am.mid().or(om.mid()).map(str::to_string),
+            kind: MediaKind::parse(&om.media),
+            rejected,
+            direction: Direction::Inactive,
+            codecs: Vec::new(),
+            extensions: Vec::new(),
+            remote_ssrcs: Vec::new(),
+            remote_rtx_ssrcs: Vec::new(),
+            remote_cname: None,
+            remote_msid: None,
+            remote_rids: Vec::new(),
+            remote_simulcast: None,
+            rtcp_rsize: false,
+            sctp: None,
+        };
+        if rejected {
+            media.push(n);
+            continue;
+        }
+        if n.mid.is_none() {
+            return Err(NegotiationError::Mid { index });
+        }
+        accepted.push(index);
+        // Transport: the answer's setup decides the DTLS roles.
+        let ot = transport_of(offer, om);
+        let at = transport_of(answer, am);
+        for (t, sd_index) in [(&ot, index), (&at, index)] {
+            if t.ufrag.is_none() || t.pwd.is_none() {
+                return Err(NegotiationError::MissingIceCredentials { index: sd_index });
+            }
+            if t.fingerprints.is_empty() {
+                return Err(NegotiationError::MissingFingerprint { index: sd_index });
+            }
+        }
+        // RFC 8842 §5.2/§5.3: actpass offers take active or passive; an
+        // active offer needs a passive answer and vice versa.
+        let answerer_is_client = match (ot.setup, at.setup) {
+            (Some(Setup::ActPass) | None, Some(Setup::Active)) => true,
+            (Some(Setup::ActPass) | None, Some(Setup::Passive)) => false,
+            (Some(Setup::Active), Some(Setup::Passive)) => false,
+            (Some(Setup::Passive), Some(Setup::Active)) => true,
+            (o, a) => {
+                return Err(NegotiationError::Setup {
+                    offer: o,
+                    answer: a,
+                });
+            }
+        };
+        let role = if answerer_is_client != local_is_offerer {
+            DtlsRole::Client
+        } else {
+            DtlsRole::Server
+        };
+        if dtls_role.is_some_and(|r| r != role) {
+            return Err(NegotiationError::Setup {
+                offer: ot.setup,
+                answer: at.setup,
+            });
+        }
+        dtls_role = Some(role);
+        if remote_transport.is_none() || bundle.first().map(String::as_str) == n.mid.as_deref() {
+            let rt = if local_is_offerer { at } else { ot };
+            remote_transport = Some((index, rt));
+        }
+        // Directions: ours, intersected with the reverse of theirs.
+        n.direction = direction_of(lsd, lm).intersect(direction_of(rsd, rm).reverse());
+        if is_data_channel(om) {
+            n.sctp = Some(SctpParams {
+                local_port: lm.sctp_port().unwrap_or(5000),
+                remote_port: rm.sctp_port().unwrap_or(5000),
+                remote_max_message_size: rm.max_message_size().unwrap_or(65536),
+            });
+            n.direction = Direction::SendRecv;
+        } else if is_rtp(om) {
+            if !am.has(&Attribute::RtcpMux) {
+                return Err(NegotiationError::RtcpMuxRequired { index });
+            }
+            n.rtcp_rsize = om.has(&Attribute::RtcpRsize) && am.has(&Attribute::RtcpRsize);
+            n.codecs = agreed_codecs(index, om, am, lm, rm)?;
+            for e in am.extmaps() {
+                if om.extmaps().any(|o| o.uri == e.uri && o.id == e.id) {
+                    n.extensions.push((e.id, e.uri.clone()));
+                }
+            }
+            read_remote_sources(rm, &mut n);
+        }
+        media.push(n);
+    }
+    if accepted.len() > 1 {
+        let all_bundled = accepted.iter().all(|i| {
+            answer.media[*i]
+                .mid()
+                .is_some_and(|mid| bundle.iter().any(|b| b == mid))
+        });
+        if !all_bundled {
+            return Err(NegotiationError::BundleRequired);
+        }
+    }
+    let (rindex, rt) = remote_transport.ok_or(NegotiationError::Misuse(
+        "every m-line is rejected: nothing to connect",
+    ))?;
+    let rm = &remote.media[rindex];
+    Ok(Negotiated {
+        media,
+        bundle,
+        dtls_role: dtls_role.unwrap_or(DtlsRole::Client),
+        remote_ice_ufrag: rt.ufrag.unwrap_or_default().to_string(),
+        remote_ice_pwd: rt.pwd.unwrap_or_default().to_string(),
+        remote_ice_lite: remote.has(&Attribute::IceLite),
+        remote_candidates: rm.candidates().cloned().collect(),
+        remote_end_of_candidates: rm.has(&Attribute::EndOfCandidates),
+        remote_fingerprints: rt.fingerprints,
+    })
+}
+
+/// The codecs of an answer that the offer had, with RTX attached.
+fn agreed_codecs(
+    index: usize,
+    om: &MediaDescription,
+    am: &MediaDescription,
+    lm: &MediaDescription,
+    rm: &MediaDescription,
+) -> Result<Vec<NegotiatedCodec>, NegotiationError> {
+    let offered = unique_pts(om);
+    let mut codecs = Vec::new();
+    let mut rtx = Vec::new();
+    for pt in unique_pts(am) {
+        if !offered.contains(&pt) {
+            return Err(NegotiationError::CodecNotOffered {
+                index,
+                payload_type: pt,
+            });
+        }
+        let (Some(d), Some(_)) = (describe(om, pt), describe(am, pt)) else {
+            continue;
+        };
+        if is_rtx(&d) {
+            if let (Some(a), Some(b)) = (apt(om, pt), apt(am, pt)) {
+                if a == b {
+                    rtx.push((a, pt));
+                }
+            }
+            continue;
+        }
+        let of = feedback_of(om, pt);
+        codecs.push(NegotiatedCodec {
+            payload_type: pt,
+            name: d.name.to_string(),
+            clock_rate: d.clock_rate,
+            channels: d.channels,
+            remote_fmtp: rm.fmtp(pt).map(|f| f.params.clone()),
+            local_fmtp: lm.fmtp(pt).map(|f| f.params.clone()),
+            feedback: feedback_of(am, pt)
+                .into_iter()
+                .filter(|f| of.contains(f))
+                .collect(),
+            rtx_payload_type: None,
+        });
+    }
+    for (apt, pt) in rtx {
+        if let Some(c) = codecs.iter_mut().find(|c| c.payload_type == apt) {
+            c.rtx_payload_type = Some(pt);
+        }
+    }
+    Ok(codecs)
+}
+
+fn read_remote_sources(rm: &MediaDescription, n: &mut NegotiatedMedia) {
+    for g in rm.ssrc_groups() {
+        if g.semantics == "FID" && g.ssrcs.len() == 2 {
+            n.remote_rtx_ssrcs.push((g.ssrcs[0], g.ssrcs[1]));
+        }
+    }
+    for s in rm.ssrc_attributes() {
+        let is_rtx = n.remote_rtx_ssrcs.iter().any(|(_, r)| *r == s.ssrc);
+        if !is_rtx && !n.remote_ssrcs.contains(&s.ssrc) {
+            n.remote_ssrcs.push(s.ssrc);
+        }
+        if s.name == "cname" && n.remote_cname.is_none() {
+            n.remote_cname = s.value.clone();
+        }
+    }
+    n.remote_msid = rm.find(|a| match a {
+        Attribute::Msid(m) => Some(m.clone()),
+        _ => None,
+    });
+    n.remote_rids = rm
+        .attributes
+        .iter()
+        .filter_map(|a| match a {
+            Attribute::Rid(r) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    n.remote_simulcast = rm.find(|a| match a {
+        Attribute::Simulcast(s) => Some(s.clone()),
+        _ => None,
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The session: offers, answers and renegotiation.
+
+/// Who owns an m-line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Transceiver(TransceiverId),
+    Data,
+    /// Rejected; recyclable once the rejection was negotiated.
+    Nobody,
+}
+
+/// One m-line of the session, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Section {
+    mid: String,
+    media: String,
+    protocol: String,
+    formats: Vec<String>,
+    owner: Owner,
+    /// The rejection has been through a complete offer/answer.
+    rejection_negotiated: bool,
+    /// The codecs of the last negotiation (payload types to keep).
+    codecs: Vec<NegotiatedCodec>,
+}
+
+/// Offer/answer state of one PeerConnection (JSEP §5): transceivers, the
+/// m-lines in order, and the descriptions exchanged so far.
+///
+/// ```text
+///  offerer                                   answerer
+///  create_offer() ──── SessionDescription ──► create_answer(&offer)
+///  set_remote_answer(&answer) ◄────────────── (answer, Negotiated)
+///  → Negotiated
+/// ```
+#[derive(Debug, Clone)]
+pub struct Session {
+    capabilities: Capabilities,
+    transport: TransportParams,
+    session_id: u64,
+    version: u64,
+    transceivers: Vec<Transceiver>,
+    data_channel: bool,
+    sections: Vec<Section>,
+    /// `(id, uri)` of every header extension in use (the same id across
+    /// all bundled m-lines).
+    extension_ids: Vec<(u16, String)>,
+    /// Every mid this session has seen: a new m-line never reuses one
+    /// (JSEP §5.2.2).
+    used_mids: Vec<String>,
+    pending_offer: Option<(SessionDescription, Vec<Section>)>,
+    local: Option<SessionDescription>,
+    remote: Option<SessionDescription>,
+    negotiated: Option<Negotiated>,
+}
+
+impl Session {
+    /// A session with no m-lines yet. `session_id` goes into `o=` (JSEP
+    /// §5.2.1: a random 62-bit number).
+    pub fn new(capabilities: Capabilities, transport: TransportParams, session_id: u64) -> Session {
+        Session {
+            capabilities,
+            transport,
+            session_id: session_id & ((1 << 62) - 1),
+            version: 1,
+            transceivers: Vec::new(),
+            data_channel: false,
+            sections: Vec::new(),
+            extension_ids: Vec::new(),
+            used_mids: Vec::new(),
+            pending_offer: None,
+            local: None,
+            remote: None,
+            negotiated: None,
+        }
+    }
+
+    /// Our capabilities.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Our transport (update candidates, or credentials for an ICE restart).
+    pub fn transport_mut(&mut self) -> &mut TransportParams {
+        &mut self.transport
+    }
+
+    /// Adds a transceiver; it gets an m-line in the next offer (or takes an
+    /// m-line of the same kind from the next remote offer).
+    pub fn add_transceiver(
+        &mut self,
+        kind: MediaKind,
+        direction: Direction,
+        sender: Option<LocalSender>,
+    ) -> TransceiverId {
+        self.transceivers.push(Transceiver {
+            kind,
+            direction,
+            sender,
+            mid: None,
+            stopped: false,
+        });
+        self.transceivers.len() - 1
+    }
+
+    /// The transceivers.
+    pub fn transceivers(&self) -> &[Transceiver] {
+        &self.transceivers
+    }
+
+    /// One transceiver, to change its direction or sender (the change is
+    /// signaled by the next offer).
+    pub fn transceiver_mut(&mut self, id: TransceiverId) -> Option<&mut Transceiver> {
+        self.transceivers.get_mut(id)
+    }
+
+    /// JSEP `removeTrack`: no sender; we stop sending (`sendrecv` →
+    /// `recvonly`, `sendonly` → `inactive`).
+    pub fn remove_track(&mut self, id: TransceiverId) -> Result<(), NegotiationError> {
+        let t = self
+            .transceivers
+            .get_mut(id)
+            .ok_or(NegotiationError::Misuse("no such transceiver"))?;
+        t.sender = None;
+        t.direction = Direction::from_flags(false, t.direction.receives());
+        Ok(())
+    }
+
+    /// Stops a transceiver: its m-line is rejected (port 0) from the next
+    /// offer on, and may be recycled afterwards.
+    pub fn stop(&mut self, id: TransceiverId) -> Result<(), NegotiationError> {
+        let t = self
+            .transceivers
+            .get_mut(id)
+            .ok_or(NegotiationError::Misuse("no such transceiver"))?;
+        t.stopped = true;
+        Ok(())
+    }
+
+    /// Asks for a data-channel m-line in the next offer.
+    pub fn add_data_channel(&mut self) {
+        self.data_channel = true;
+    }
+
+    /// Drops the data channel: its m-line is rejected in the next offer.
+    pub fn remove_data_channel(&mut self) {
+        self.data_channel = false;
+    }
+
+    /// The last local description set (offer or answer).
+    pub fn local_description(&self) -> Option<&SessionDescription> {
+        self.local.as_ref()
+    }
+
+    /// The last remote description set.
+    pub fn remote_description(&self) -> Option<&SessionDescription> {
+        self.remote.as_ref()
+    }
+
+    /// The result of the last complete offer/answer.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    fn next_mid(&self, sections: &[Section]) -> String {
+        let mut n = 0u32;
+        loop {
+            let mid = n.to_string();
+            if !sections.iter().any(|s| s.mid == mid) && !self.used_mids.contains(&mid) {
+                return mid;
+            }
+            n += 1;
+        }
+    }
+
+    /// The id of extension `uri`, allocating a free one (1..=14, the
+    /// one-byte form) if new.
+    fn extension_id(&mut self, uri: &str) -> Option<u16> {
+        if let Some((id, _)) = self.extension_ids.iter().find(|(_, u)| u == uri) {
+            return Some(*id);
+        }
+        let id = (1..=14).find(|i| !self.extension_ids.iter().any(|(x, _)| x == i))?;
+        self.extension_ids.push((id, uri.to_string()));
+        Some(id)
+    }
+
+    /// Our codecs for an m-line, with the payload types of its previous
+    /// negotiation kept, and other payload types moved off any taken ones.
+    fn offer_codecs(&self, kind: MediaKind, previous: &[NegotiatedCodec]) -> Vec<Codec> {
+        let audio = kind == MediaKind::Audio;
+        let mut out: Vec<Codec> = Vec::new();
+        let mut used: Vec<u8> = previous
+            .iter()
+            .flat_map(|c| [Some(c.payload_type), c.rtx_payload_type])
+            .flatten()
+            .collect();
+        let fresh = |used: &mut Vec<u8>, want: u8| -> Option<u8> {
+            let pt = if used.contains(&want) {
+                (96..=127).chain(35..=63).find(|p| !used.contains(p))?
+            } else {
+                want
+            };
+            used.push(pt);
+            Some(pt)
+        };
+        for local in &self.capabilities.media(kind).codecs {
+            let prev = previous.iter().find(|p| {
+                match_codec(
+                    &p.name,
+                    p.clock_rate,
+                    p.channels,
+                    p.local_fmtp.as_deref().or(p.remote_fmtp.as_deref()),
+                    audio,
+                    local,
+                )
+                .is_some()
+            });
+            let mut c = local.clone();
+            match prev {
+                Some(p) => {
+                    c.payload_type = p.payload_type;
+                    if c.rtx_payload_type.is_some() {
+                        c.rtx_payload_type = match p.rtx_payload_type {
+                            Some(r) => Some(r),
+                            None => local.rtx_payload_type.and_then(|r| fresh(&mut used, r)),
+                        };
+                    }
+                }
+                None => {
+                    let Some(pt) = fresh(&mut used, local.payload_type) else {
+                        continue;
+                    };
+                    c.payload_type = pt;
+                    c.rtx_payload_type = local.rtx_payload_type.and_then(|r| fresh(&mut used, r));
+                }
+            }
+            out.push(c);
+        }
+        out
+    }
+
+    fn origin(&mut self) -> Origin {
+        self.version += 1;
+        Origin {
+            username: "-".into(),
+            session_id: self.session_id,
+            session_version: self.version,
+            net_type: "IN".into(),
+            addr_type: "IP4".into(),
+            address: "127.0.0.1".into(),
+        }
+    }
+
+    /// JSEP §5.2: an offer. Existing m-lines keep their place and mid; a
+    /// stopped transceiver's m-line is rejected (port 0) and stays in place;
+    /// new transceivers (and the data channel) take a rejected m-line whose
+    /// rejection was negotiated, or are added at the end.
+    pub fn create_offer(&mut self) -> Result<SessionDescription, NegotiationError> {
+        let mut sections = self.sections.clone();
+        // Retire the m-lines of stopped transceivers and a dropped data channel.
+        for s in &mut sections {
+            let retire = match s.owner {
+                Owner::Transceiver(t) => self.transceivers[t].stopped,
+                Owner::Data => !self.data_channel,
+                Owner::Nobody => false,
+            };
+            if retire {
+                s.owner = Owner::Nobody;
+                s.rejection_negotiated = false;
+            }
+        }
+        let mut wanted: Vec<Owner> = (0..self.transceivers.len())
+            .filter(|t| self.transceivers[*t].mid.is_none() && !self.transceivers[*t].stopped)
+            .map(Owner::Transceiver)
+            .collect();
+        if self.data_channel && !sections.iter().any(|s| s.owner == Owner::Data) {
+            wanted.push(Owner::Data);
+        }
+        for owner in wanted {
+            let mid = self.next_mid(&sections);
+            let (media, protocol, formats) = match owner {
+                Owner::Transceiver(t) => (
+                    self.transceivers[t].kind.as_str().to_string(),
+                    RTP_PROTOCOL.to_string(),
+                    Vec::new(),
+                ),
+                _ => (
+                    "application".to_string(),
+                    SCTP_PROTOCOL.to_string(),
+                    vec![DATA_CHANNEL_FORMAT.to_string()],
+                ),
+            };
+            let section = Section {
+                mid,
+                media,
+                protocol,
+                formats,
+                owner,
+                rejection_negotiated: false,
+                codecs: Vec::new(),
+            };
+            match sections
+                .iter_mut()
+                .find(|s| s.owner == Owner::Nobody && s.rejection_negotiated)
+            {
+                Some(slot) => *slot = section,
+                None => sections.push(section),
+            }
+        }
+        let origin = self.origin();
+        let bundle: Vec<String> = sections
+            .iter()
+            .filter(|s| s.owner != Owner::Nobody)
+            .map(|s| s.mid.clone())
+            .collect();
+        let mut media = Vec::new();
+        let mut first = true;
+        for s in &mut sections {
+            let m = match s.owner {
+                Owner::Nobody => rejected_section(s),
+                Owner::Data => {
+                    let dc = self.capabilities.data_channel.unwrap_or_default();
+                    let mut m = self.bundled_section(s, Setup::ActPass, first);
+                    m.attributes.push(Attribute::SctpPort(dc.sctp_port));
+                    m.attributes
+                        .push(Attribute::MaxMessageSize(dc.max_message_size));
+                    m
+                }
+                Owner::Transceiver(t) => {
+                    let kind = self.transceivers[t].kind;
+                    let codecs = self.offer_codecs(kind, &s.codecs);
+                    let uris = self.capabilities.media(kind).extensions.clone();
+                    let extensions: Vec<Extmap> = uris
+                        .iter()
+                        .filter_map(|u| {
+                            self.extension_id(u).map(|id| Extmap {
+                                id,
+                                direction: None,
+                                uri: u.clone(),
+                                attributes: None,
+                            })
+                        })
+                        .collect();
+                    self.transceivers[t].mid = Some(s.mid.clone());
+                    let tr = &self.transceivers[t];
+                    let direction = Direction::from_flags(
+                        tr.direction.sends() && tr.sender.is_some(),
+                        tr.direction.receives(),
+                    );
+                    let mut m = self.bundled_section(s, Setup::ActPass, first);
+                    m.formats = format_list(&codecs);
+                    s.formats = m.formats.clone();
+                    rtp_attributes(
+                        &mut m,
+                        &extensions,
+                        direction,
+                        tr.sender.as_ref(),
+                        &codecs,
+                        true,
+                    );
+                    m
+                }
+            };
+            if s.owner != Owner::Nobody {
+                first = false;
+            }
+            media.push(m);
+        }
+        let sd = self.description(origin, &bundle, media, false);
+        self.pending_offer = Some((sd.clone(), sections));
+        self.local = Some(sd.clone());
+        Ok(sd)
+    }
+
+    /// Sets the remote answer to our pending offer: checks it and returns
+    /// (and keeps) what was agreed.
+    pub fn set_remote_answer(
+        &mut self,
+        answer: &SessionDescription,
+    ) -> Result<Negotiated, NegotiationError> {
+        let (offer, mut sections) = self
+            .pending_offer
+            .take()
+            .ok_or(NegotiationError::Misuse("no pending local offer"))?;
+        let negotiated = match negotiate(&offer, answer, true) {
+            Ok(n) => n,
+            Err(e) => {
+                self.pending_offer = Some((offer, sections));
+                return Err(e);
+            }
+        };
+        self.apply(&mut sections, &negotiated);
+        self.sections = sections;
+        self.remote = Some(answer.clone());
+        self.negotiated = Some(negotiated.clone());
+        Ok(negotiated)
+    }
+
+    /// Records a completed negotiation in the sections and transceivers.
+    fn apply(&mut self, sections: &mut [Section], n: &Negotiated) {
+        for s in sections.iter() {
+            if !self.used_mids.contains(&s.mid) {
+                self.used_mids.push(s.mid.clone());
+            }
+        }
+        for (s, m) in sections.iter_mut().zip(&n.media) {
+            if m.rejected {
+                if let Owner::Transceiver(t) = s.owner {
+                    self.transceivers[t].stopped = true;
+                }
+                if s.owner == Owner::Data {
+                    self.data_channel = false;
+                }
+                s.owner = Owner::Nobody;
+                s.rejection_negotiated = true;
+                s.codecs.clear();
+            } else {
+                s.codecs = m.codecs.clone();
+            }
+        }
+    }
+
+    /// JSEP §5.3: answers a remote offer. m-lines the offer adds create
+    /// transceivers (or take an unassociated local one of the same kind);
+    /// m-lines we cannot use (no common codec, no rtcp-mux, unknown kind,
+    /// data channels when we have none) are rejected with port 0.
+    pub fn create_answer(
+        &mut self,
+        offer: &SessionDescription,
+    ) -> Result<(SessionDescription, Negotiated), NegotiationError> {
+        // Nothing changes unless the answer is made.
+        let saved = (
+            self.transceivers.clone(),
+            self.extension_ids.clone(),
+            self.data_channel,
+            self.version,
+        );
+        let result = self.answer(offer);
+        if result.is_err() {
+            (
+                self.transceivers,
+                self.extension_ids,
+                self.data_channel,
+                self.version,
+            ) = saved;
+        }
+        result
+    }
+
+    fn answer(
+        &mut self,
+        offer: &SessionDescription,
+    ) -> Result<(SessionDescription, Negotiated), NegotiationError> {
+        let mut sections = self.sections.clone();
+        // RFC 3264 §8: an offer keeps every existing m-line in place.
+        if offer.media.len() < sections.len() {
+            return Err(NegotiationError::MediaCount {
+                offer: offer.media.len(),
+                answer: sections.len(),
+            });
+        }
+        let mut mids = Vec::new();
+        for (index, m) in offer.media.iter().enumerate() {
+            if let Some(mid) = m.mid() {
+                if mids.contains(&mid) {
+                    return Err(NegotiationError::Mid { index });
+                }
+                mids.push(mid);
+            } else if !m.is_rejected() {
+                return Err(NegotiationError::Mid { index });
+            }
+        }
+        let offer_bundle: Vec<&str> = offer
+            .bundle_group()
+            .map(|g| g.mids.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let setup = self.answer_setup(offer)?;
+        let origin = self.origin();
+        let mut media = Vec::new();
+        let mut bundle = Vec::new();
+        let mut first = true;
+        for (index, om) in offer.media.iter().enumerate() {
+            let mid = om.mid().unwrap_or_default().to_string();
+            // Match the m-line to a section: the same one, a recycled one, or new.
+            if index < sections.len() {
+                let s = &sections[index];
+                if s.mid != mid {
+                    if s.owner != Owner::Nobody {
+                        return Err(NegotiationError::Mismatch { index, what: "mid" });
+                    }
+                    sections[index] = new_section(om, mid.clone());
+                } else if s.media != om.media {
+                    return Err(NegotiationError::Mismatch {
+                        index,
+                        what: "media kind",
+                    });
+                }
+            } else {
+                sections.push(new_section(om, mid.clone()));
+            }
+            let s = &mut sections[index];
+            let bundled = offer_bundle.contains(&mid.as_str())
+                || (offer_bundle.is_empty() && offer.media.len() == 1);
+            let usable = !om.is_rejected() && bundled && transport_of(offer, om).ufrag.is_some();
+            let kind = MediaKind::parse(&om.media);
+            let accept = match (usable, kind) {
+                (false, _) | (true, None) => None,
+                (true, Some(MediaKind::Application)) => (is_data_channel(om)
+                    && self.capabilities.data_channel.is_some())
+                .then_some(Owner::Data),
+                (true, Some(k)) if is_rtp(om) && om.has(&Attribute::RtcpMux) => {
+                    let codecs = answer_codecs(om, self.capabilities.media(k), k);
+                    if codecs.is_empty() {
+                        None
+                    } else {
+                        let t = match s.owner {
+                            Owner::Transceiver(t) if !self.transceivers[t].stopped => Some(t),
+                            Owner::Transceiver(_) => None,
+                            _ => {
+                                // JSEP §5.10: a local transceiver of the kind
+                                // without an m-line takes it; else a new one.
+                                let free = self
+                                    .transceivers
+                                    .iter()
+                                    .position(|t| t.kind == k && t.mid.is_none() && !t.stopped);
+                                Some(free.unwrap_or_else(|| {
+                                    self.add_transceiver(k, Direction::RecvOnly, None)
+                                }))
+                            }
+                        };
+                        t.map(|t| {
+                            self.transceivers[t].mid = Some(mid.clone());
+                            Owner::Transceiver(t)
+                        })
+                    }
+                }
+                _ => None,
+            };
+            let Some(owner) = accept else {
+                match s.owner {
+                    Owner::Transceiver(t) => self.transceivers[t].stopped = true,
+                    Owner::Data => self.data_channel = false,
+                    Owner::Nobody => {}
+                }
+                s.owner = Owner::Nobody;
+                s.rejection_negotiated = true;
+                media.push(rejected_answer(om));
+                continue;
+            };
+            s.owner = owner;
+            bundle.push(mid.clone());
+            let mut am = self.bundled_section(s, setup, first);
+            first = false;
+            am.media = om.media.clone();
+            am.protocol = om.protocol.clone();
+            match owner {
+                Owner::Data => {
+                    let dc = self.capabilities.data_channel.unwrap_or_default();
+                    am.formats = om.formats.clone();
+                    am.attributes.push(Attribute::SctpPort(dc.sctp_port));
+                    am.attributes
+                        .push(Attribute::MaxMessageSize(dc.max_message_size));
+                    self.data_channel = true;
+                }
+                Owner::Transceiver(t) => {
+                    let k = self.transceivers[t].kind;
+                    let codecs = answer_codecs(om, self.capabilities.media(k), k);
+                    let local_uris = &self.capabilities.media(k).extensions;
+                    let extensions: Vec<Extmap> = om
+                        .extmaps()
+                        .filter(|e| local_uris.contains(&e.uri))
+                        .map(|e| Extmap {
+                            id: e.id,
+                            direction: e.direction.map(Direction::reverse),
+                            uri: e.uri.clone(),
+                            attributes: None,
+                        })
+                        .collect();
+                    for e in &extensions {
+                        if !self.extension_ids.iter().any(|(i, _)| *i == e.id) {
+                            self.extension_ids.push((e.id, e.uri.clone()));
+                        }
+                    }
+                    let tr = &self.transceivers[t];
+                    // JSEP §5.3.1: the offer's direction reversed, and ours.
+                    let ours = Direction::from_flags(
+                        tr.direction.sends() && tr.sender.is_some(),
+                        tr.direction.receives(),
+                    );
+                    let direction = direction_of(offer, om).reverse().intersect(ours);
+                    // The offer's formats order, filtered to what we accept.
+                    let pts: Vec<u8> = codecs
+                        .iter()
+                        .flat_map(|c| [Some(c.payload_type), c.rtx_payload_type])
+                        .flatten()
+                        .collect();
+                    am.formats = om
+                        .payload_types()
+                        .filter(|p| pts.contains(p))
+                        .map(|p| p.to_string())
+                        .collect();
+                    let rsize = om.has(&Attribute::RtcpRsize);
+                    rtp_attributes(
+                        &mut am,
+                        &extensions,
+                        direction,
+                        tr.sender.as_ref(),
+                        &codecs,
+                        rsize,
+                    );
+                }
+                Owner::Nobody => {}
+            }
+            s.formats = am.formats.clone();
+            media.push(am);
+        }
+        let answer = self.description(
+            origin,
+            &bundle,
+            media,
+            offer.has(&Attribute::ExtmapAllowMixed),
+        );
+        let negotiated = negotiate(&answer, offer, false)?;
+        self.apply(&mut sections, &negotiated);
+        self.sections = sections;
+        self.pending_offer = None;
+        self.local = Some(answer.clone());
+        self.remote = Some(offer.clone());
+        self.negotiated = Some(negotiated.clone());
+        Ok((answer, negotiated))
+    }
+
+    /// RFC 8842 §5.3: the answer's `a=setup`. An `actpass` offer gets our
+    /// configured role the first time and the established one afterwards
+    /// (so that a renegotiation keeps the DTLS association).
+    fn answer_setup(&self, offer: &SessionDescription) -> Result<Setup, NegotiationError> {
+        let offered = offer
+            .media
+            .iter()
+            .find(|m| !m.is_rejected())
+            .and_then(|m| m.setup())
+            .or(offer.setup());
+        Ok(match offered {
+            Some(Setup::Active) => Setup::Passive,
+            Some(Setup::Passive) => Setup::Active,
+            Some(Setup::ActPass) | None => match self.negotiated.as_ref().map(|n| n.dtls_role) {
+                Some(DtlsRole::Client) => Setup::Active,
+                Some(DtlsRole::Server) => Setup::Passive,
+                None => match self.transport.answer_setup {
+                    Setup::Passive => Setup::Passive,
+                    _ => Setup::Active,
+                },
+            },
+            Some(Setup::HoldConn) => {
+                return Err(NegotiationError::Setup {
+                    offer: Some(Setup::HoldConn),
+                    answer: None,
+                });
+            }
+        })
+    }
+
+    /// An accepted m-line with our transport attributes (every bundled
+    /// m-line carries the same ones; candidates only in the first).
+    fn bundled_section(&self, s: &Section, setup: Setup, first: bool) -> MediaDescription {
+        let t = &self.transport;
+        let default = t
+            .candidates
+            .iter()
+            .find(|c| c.is_udp() && c.component == 1)
+            .and_then(Candidate::socket_addr);
+        let (port, connection) = match default {
+            Some(a) => (
+                a.port(),
+                Connection {
+                    net_type: "IN".into(),
+                    addr_type: if a.is_ipv4() { "IP4" } else { "IP6" }.into(),
+                    address: a.ip().to_string(),
+                },
+            ),
+            // JSEP §5.2.1: port 9 and 0.0.0.0 until a candidate is known.
+            None => (9, Connection::unspecified()),
+        };
+        let mut attributes = Vec::new();
+        if first {
+            attributes.extend(t.candidates.iter().cloned().map(Attribute::Candidate));
+            if t.end_of_candidates {
+                attributes.push(Attribute::EndOfCandidates);
+            }
+        }
+        attributes.push(Attribute::IceUfrag(t.ice_ufrag.clone()));
+        attributes.push(Attribute::IcePwd(t.ice_pwd.clone()));
+        if !t.ice_options.is_empty() {
+            attributes.push(Attribute::IceOptions(t.ice_options.clone()));
+        }
+        attributes.extend(t.fingerprints.iter().cloned().map(Attribute::Fingerprint));
+        attributes.push(Attribute::Setup(setup));
+        attributes.push(Attribute::Mid(s.mid.clone()));
+        MediaDescription {
+            media: s.media.clone(),
+            port,
+            port_count: None,
+            protocol: s.protocol.clone(),
+            formats: s.formats.clone(),
+            title: None,
+            connections: vec![connection],
+            bandwidths: Vec::new(),
+            key: None,
+            attributes,
+        }
+    }
+
+    fn description(
+        &self,
+        origin: Origin,
+        bundle: &[String],
+        media: Vec<MediaDescription>,
+        allow_mixed: bool,
+    ) -> SessionDescription {
+        let mut attributes = Vec::new();
+        if !bundle.is_empty() {
+            attributes.push(Attribute::Group(Group {
+                semantics: "BUNDLE".into(),
+                mids: bundle.to_vec(),
+            }));
+        }
+        if allow_mixed {
+            attributes.push(Attribute::ExtmapAllowMixed);
+        }
+        let mut streams: Vec<String> = Vec::new();
+        for t in &self.transceivers {
+            if let Some(s) = &t.sender {
+                if !streams.contains(&s.stream_id) {
+                    streams.push(s.stream_id.clone());
+                }
+            }
+        }
+        attributes.push(Attribute::MsidSemantic(MsidSemantic {
+            leading_space: true,
+            semantic: "WMS".into(),
+            identifiers: streams,
+        }));
+        SessionDescription {
+            version: 0,
+            origin,
+            session_name: "-".into(),
+            information: None,
+            uri: None,
+            emails: Vec::new(),
+            phones: Vec::new(),
+            connection: None,
+            bandwidths: Vec::new(),
+            timings: vec![Timing::default()],
+            key: None,
+            attributes,
+            media,
+        }
+    }
+}
+
+fn new_section(om: &MediaDescription, mid: String) -> Section {
+    Section {
+        mid,
+        media: om.media.clone(),
+        protocol: om.protocol.clone(),
+        formats: om.formats.clone(),
+        owner: Owner::Nobody,
+        rejection_negotiated: false,
+        codecs: Vec::new(),
+    }
+}
+
+/// A rejected m-line in an offer: port 0, the mid kept (JSEP §5.2.2).
+fn rejected_section(s: &Section) -> MediaDescription {
+    MediaDescription {
+        media: s.media.clone(),
+        port: 0,
+        port_count: None,
+        protocol: s.protocol.clone(),
+        formats: if s.formats.is_empty() {
+            vec!["0".into()]
+        } else {
+            s.formats.clone()
+        },
+        title: None,
+        connections: vec![Connection::unspecified()],
+        bandwidths: Vec::new(),
+        key: None,
+        attributes: vec![Attribute::Mid(s.mid.clone())],
+    }
+}
+
+/// A rejected m-line in an answer (RFC 3264 §6: port 0, same media and
+/// formats; JSEP §5.3.1 keeps the mid).
+fn rejected_answer(om: &MediaDescription) -> MediaDescription {
+    let mut attributes = Vec::new();
+    if let Some(mid) = om.mid() {
+        attributes.push(Attribute::Mid(mid.to_string()));
+    }
+    MediaDescription {
+        media: om.media.clone(),
+        port: 0,
+        port_count: None,
+        protocol: om.protocol.clone(),
+        formats: om.formats.clone(),
+        title: None,
+        connections: vec![Connection::unspecified()],
+        bandwidths: Vec::new(),
+        key: None,
+        attributes,
+    }
+}
+
+/// The `m=` formats of codecs: each payload type, then its RTX.
+fn format_list(codecs: &[Codec]) -> Vec<String> {
+    codecs
+        .iter()
+        .flat_map(|c| [Some(c.payload_type), c.rtx_payload_type])
+        .flatten()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+/// The codecs we accept from an offered m-line, with the offer's payload
+/// types and our fmtp and feedback (RFC 3264 §6.1; RTX by `apt=`, RFC 4588
+/// §8.6).
+fn answer_codecs(om: &MediaDescription, caps: &MediaCapabilities, kind: MediaKind) -> Vec<Codec> {
+    let audio = kind == MediaKind::Audio;
+    let mut out: Vec<Codec> = Vec::new();
+    let pts = unique_pts(om);
+    // `(apt, rtx payload type)` of every offered RTX codec.
+    let rtx_of: Vec<(u8, u8)> = pts
+        .iter()
+        .filter(|r| describe(om, **r).is_some_and(|rd| is_rtx(&rd)))
+        .filter_map(|r| apt(om, *r).map(|a| (a, *r)))
+        .collect();
+    for pt in pts {
+        let Some(d) = describe(om, pt) else { continue };
+        if is_rtx(&d) {
+            continue;
+        }
+        let found = caps.codecs.iter().find_map(|local| {
+            match_codec(d.name, d.clock_rate, d.channels, d.fmtp, audio, local).map(|m| (local, m))
+        });
+        let Some((local, matched)) = found else {
+            continue;
+        };
+        let offered_fb = feedback_of(om, pt);
+        out.push(Codec {
+            payload_type: pt,
+            name: d.name.to_string(),
+            clock_rate: d.clock_rate,
+            channels: d.channels,
+            fmtp: matched.fmtp,
+            feedback: local
+                .feedback
+                .iter()
+                .filter(|f| offered_fb.contains(f))
+                .cloned()
+                .collect(),
+            // Paired below, from the offer's RTX payload types.
+            rtx_payload_type: None,
+        });
+        let wants_rtx = local.rtx_payload_type.is_some();
+        if wants_rtx {
+            let rtx = rtx_of.iter().find(|(a, _)| *a == pt).map(|(_, r)| *r);
+            if let Some(c) = out.last_mut() {
+                c.rtx_payload_type = rtx;
+            }
+        }
+    }
+    out
+}
+
+/// The RTP attributes of an m-line, in the order browsers write them.
+fn rtp_attributes(
+    m: &mut MediaDescription,
+    extensions: &[Extmap],
+    direction: Direction,
+    sender: Option<&LocalSender>,
+    codecs: &[Codec],
+    rtcp_rsize: bool,
+) {
+    let a = &mut m.attributes;
+    a.extend(extensions.iter().cloned().map(Attribute::Extmap));
+    a.push(Attribute::Direction(direction));
+    let sender = sender.filter(|_| direction.sends());
+    if let Some(s) = sender {
+        a.push(Attribute::Msid(Msid {
+            stream: s.stream_id.clone(),
+            track: Some(s.track_id.clone()),
+        }));
+    }
+    a.push(Attribute::RtcpMux);
+    if rtcp_rsize {
+        a.push(Attribute::RtcpRsize);
+    }
+    let mut has_rtx = false;
+    for c in codecs {
+        a.push(Attribute::RtpMap(RtpMap {
+            payload_type: c.payload_type,
+            encoding: c.name.clone(),
+            clock_rate: c.clock_rate,
+            channels: c.channels,
+        }));
+        for f in &c.feedback {
+            a.push(Attribute::RtcpFb(RtcpFb {
+                payload_type: Some(c.payload_type),
+                kind: f.kind.clone(),
+                param: f.param.clone(),
+            }));
+        }
+        if let Some(p) = &c.fmtp {
+            a.push(Attribute::Fmtp(Fmtp {
+                payload_type: c.payload_type,
+                params: p.clone(),
+            }));
+        }
+        if let Some(r) = c.rtx_payload_type {
+            has_rtx = true;
+            a.push(Attribute::RtpMap(RtpMap {
+                payload_type: r,
+                encoding: "rtx".into(),
+                clock_rate: c.clock_rate,
+                channels: None,
+            }));
+            a.push(Attribute::Fmtp(Fmtp {
+                payload_type: r,
+                params: format!("apt={}", c.payload_type),
+            }));
+        }
+    }
+    if let Some(s) = sender {
+        let mut ssrcs = vec![s.ssrc];
+        if let Some(r) = s.rtx_ssrc.filter(|_| has_rtx) {
+            a.push(Attribute::SsrcGroup(SsrcGroup {
+                semantics: "FID".into(),
+                ssrcs: vec![s.ssrc, r],
+            }));
+            ssrcs.push(r);
+        }
+        for ssrc in ssrcs {
+            a.push(Attribute::Ssrc(SsrcAttribute {
+                ssrc,
+                name: "cname".into(),
+                value: Some(s.cname.clone()),
+            }));
+            a.push(Attribute::Ssrc(SsrcAttribute {
+                ssrc,
+                name: "msid".into(),
+                value: Some(format!("{} {}", s.stream_id, s.track_id)),
+            }));
+        }
+    }
+}
