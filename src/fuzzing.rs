@@ -842,3 +842,76 @@ fn sdp_negotiation(sd: &crate::sdp::SessionDescription) {
         let _ = offerer.set_remote_answer(sd);
     }
 }
+// ---------------------------------------------------------------------------
+// Data channels (DCEP).
+
+/// The harness of the `dcep` target: the bytes as one DCEP message (what
+/// parses re-encodes to the same bytes: the codec is strict), then as a
+/// sequence of SCTP user messages into a channel manager of either DTLS
+/// role. Each message is a stream byte, a PPID byte (picking 50..=57 or an
+/// unknown one), a length byte and that many bytes. The manager must never
+/// panic, never send on a stream at or above its limit, and keep its
+/// stream map consistent.
+pub fn dcep(data: &[u8]) {
+    use crate::datachannel::{ChannelInit, ChannelManager, Config, DcepMessage, Output};
+    use crate::dtls::endpoint::Role;
+
+    if let Ok(m) = DcepMessage::decode(data) {
+        let _ = m.to_string();
+        assert_eq!(m.to_vec(), data, "a DCEP message does not round-trip");
+    }
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let max_streams = 16;
+    let mut m = ChannelManager::new(Config {
+        role: Some(if flags & 1 == 0 {
+            Role::Client
+        } else {
+            Role::Server
+        }),
+        max_streams,
+        max_receive_message_size: 64,
+        ..Config::default()
+    });
+    m.handle_connected();
+    let local = m.create_channel(ChannelInit::new("local"));
+    let _ = m.create_channel(ChannelInit {
+        negotiated: Some(u16::from(flags >> 4)),
+        ..ChannelInit::new("negotiated")
+    });
+    let mut step = 0u32;
+    while rest.len() >= 3 && step < 64 {
+        let stream = u16::from(rest[0] % 20);
+        let ppid = 50 + u32::from(rest[1] % 9);
+        let len = usize::from(rest[2]).min(rest.len() - 3);
+        let body = rest[3..3 + len].to_vec();
+        rest = &rest[3 + len..];
+        step += 1;
+        match rest.len() % 5 {
+            0 => m.handle_streams_reset(&[stream]),
+            1 => m.handle_outgoing_streams_reset(&[stream]),
+            2 => m.handle_buffered_amount(stream, body.len()),
+            _ => {}
+        }
+        m.handle_message(stream, ppid, body);
+        if let Ok(id) = local {
+            let _ = m.send_text(id, "x");
+        }
+        while let Some(o) = m.poll_output() {
+            match o {
+                Output::Message(msg) => assert!(msg.stream < max_streams),
+                Output::ResetStreams(s) => assert!(!s.is_empty()),
+            }
+        }
+        while m.poll_event().is_some() {}
+        for c in m.channels() {
+            let Some(s) = c.stream() else {
+                panic!("a channel without a stream although the role is known");
+            };
+            assert_eq!(m.channel_on_stream(s).map(|c| c.id()), Some(c.id()));
+        }
+    }
+    m.handle_transport_aborted("fuzz");
+    assert_eq!(m.channels().count(), 0);
+}

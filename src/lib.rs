@@ -21,7 +21,8 @@
 //!
 //! Modules present today: [`stun`] (RFC 8489, 5769, 5780), [`turn`] (RFC 8656
 //! client and server), [`ice`] (RFC 8445, 8838, 7675), [`dtls`] (RFC 6347, 5246, 5705, 5764, 7627), [`srtp`] (RFC
-//! 3711, 7714), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
+//! 3711, 7714), [`datachannel`] (DCEP and the channel manager, RFC 8831,
+//! 8832), [`rtp`] (RFC 3550, 8285, 4585, 7741, 6184, 7587), [`sim`] (the
 //! deterministic network), [`signaling`] (the WebSocket rooms server of
 //! codelab step 7), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
@@ -63,6 +64,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod datachannel;
 pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -71,6 +73,7 @@ pub mod machine;
 pub mod peer;
 pub mod rtp;
 pub mod runtime;
+pub mod sctp;
 pub mod sdp;
 pub mod signaling;
 pub mod sim;

@@ -36,6 +36,9 @@ mod ex04;
 #[allow(dead_code)]
 mod ex05;
 
+#[path = "../examples/06_data_channels.rs"]
+#[allow(dead_code)]
+mod ex06;
 #[path = "../examples/07_signaling.rs"]
 #[allow(dead_code)]
 mod ex07;
@@ -515,6 +518,44 @@ fn example_nat_traversal_prints_the_matrix() {
         assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
         assert!(
             stdout.contains("with TURN =="),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn example_06_data_channels_opens_sends_and_closes() {
+    let mut buf = Vec::new();
+    ex06::run(&mut buf).expect("example 06 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "A → B  INIT (",
+        "A ← B  INIT ACK (",
+        "COOKIE ECHO",
+        "COOKIE ACK",
+        "PPID 50: DATA_CHANNEL_OPEN label \"chat\"",
+        "PPID 50: DATA_CHANNEL_ACK",
+        "B event: open: channel \"chat\" on stream 0 (opened by the peer)",
+        "PPID 51: text \"hello from A\"",
+        "B event: message: text \"hello from A\"",
+        "A event: message: binary [1, 2, 3]",
+        "RE-CONFIG reset my outgoing streams [0]",
+        "B event: Closing(",
+        "A event: Closed(",
+        "reliable, ordered                  100 of 100 arrived, in order",
+        "reliable, unordered                100 of 100 arrived",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("06_data_channels.txt", &out);
+
+    if let Some(bin) = built_example("06_data_channels") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("DATA_CHANNEL_ACK"),
             "the binary printed:\n{stdout}\n{stderr}"
         );
     }

@@ -30,6 +30,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("turn_message", rtclab::fuzzing::turn_message),
     ("peer_transport", rtclab::fuzzing::peer_transport),
     ("sdp", rtclab::fuzzing::sdp),
+    ("dcep", rtclab::fuzzing::dcep),
 ];
 
 fn corpus_root() -> PathBuf {

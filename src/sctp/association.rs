@@ -1,0 +1,2400 @@
+//! The association state machine (RFC 9260 §4–§9, RFC 3758, RFC 6525).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore};
+use ring::hmac;
+
+use super::chunk::{
+    Chunk, DATA_HEADER_LEN, FLAG_BEGIN, FLAG_END, FLAG_IMMEDIATE, FLAG_T, FLAG_UNORDERED,
+    ForwardTsn, Init, Sack, kind,
+};
+use super::packet::{self, CommonHeader, HEADER_LEN};
+use super::param::{ErrorCause, Param, ReConfigParam};
+use super::{Config, Event, Reliability, SctpError, SendOptions, State};
+
+/// Control chunks and whole packets waiting to go out are capped, so that no
+/// input (an INIT flood, a stream of HEARTBEATs) grows memory without bound.
+const MAX_QUEUED_CONTROL: usize = 64;
+/// Out-of-order TSNs further than this above the cumulative TSN are dropped.
+const MAX_TSN_GAP: u64 = 1 << 20;
+/// Most disjoint received ranges kept above the cumulative TSN.
+const MAX_RANGES: usize = 4096;
+/// Most duplicate TSNs reported in one SACK.
+const MAX_DUPS: usize = 16;
+/// The state cookie: version, timestamp, tags, TSNs, windows, streams, flags,
+/// then an HMAC-SHA256 over all of it.
+const COOKIE_BODY_LEN: usize = 1 + 8 + 4 + 4 + 4 + 4 + 4 + 2 + 2 + 1;
+const COOKIE_LEN: usize = COOKIE_BODY_LEN + 32;
+
+/// Serial number arithmetic on TSNs (RFC 9260 §1.6): `a < b`.
+fn lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+fn le(a: u32, b: u32) -> bool {
+    a == b || lt(a, b)
+}
+fn ssn_lt(a: u16, b: u16) -> bool {
+    (a.wrapping_sub(b) as i16) < 0
+}
+
+/// A fragment handed to `send`, waiting for its TSN.
+#[derive(Debug)]
+struct Pending {
+    stream: u16,
+    ppid: u32,
+    flags: u8,
+    data: Bytes,
+    max_rtx: Option<u16>,
+    expires: Option<Instant>,
+}
+
+/// A DATA chunk sent and not yet acknowledged cumulatively.
+#[derive(Debug)]
+struct Sent {
+    tsn: u32,
+    stream: u16,
+    ssn: u16,
+    ppid: u32,
+    flags: u8,
+    data: Bytes,
+    sent_at: Instant,
+    transmissions: u32,
+    max_rtx: Option<u16>,
+    expires: Option<Instant>,
+    /// Acknowledged by a gap block.
+    acked: bool,
+    /// Given up on (PR-SCTP).
+    abandoned: bool,
+    /// Waiting in the retransmission queue.
+    marked: bool,
+    /// Counted in the flight size.
+    in_flight: bool,
+    fast_retransmitted: bool,
+    misses: u8,
+}
+
+/// A fragment waiting for its siblings.
+#[derive(Debug)]
+struct Fragment {
+    stream: u16,
+    ssn: u16,
+    ppid: u32,
+    flags: u8,
+    data: Vec<u8>,
+    /// Bytes of the message from its first fragment to this one, when known
+    /// (fragments that arrived in order): the early reassembly cap check.
+    run: usize,
+}
+
+#[derive(Debug, Default)]
+struct OutStream {
+    next_ssn: u16,
+    /// Bytes sent by the user and not yet acknowledged or abandoned.
+    buffered: usize,
+    /// Fragments still waiting for a TSN.
+    unsent: usize,
+    resetting: bool,
+}
+
+#[derive(Debug, Default)]
+struct InStream {
+    next_ssn: u16,
+    /// Complete ordered messages waiting for their turn, by SSN.
+    waiting: HashMap<u16, (u32, Vec<u8>)>,
+}
+
+/// The handshake facts a state cookie carries (RFC 9260 §5.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cookie {
+    created_ms: u64,
+    local_tag: u32,
+    local_tsn: u32,
+    peer_tag: u32,
+    peer_tsn: u32,
+    peer_rwnd: u32,
+    out_streams: u16,
+    in_streams: u16,
+    peer_forward_tsn: bool,
+    peer_reconfig: bool,
+}
+
+#[derive(Debug)]
+struct ResetRequest {
+    seq: u32,
+    streams: Vec<u16>,
+    last_tsn: u32,
+}
+
+/// An SCTP association: sans-IO, deterministic given its RNG.
+///
+/// ```text
+///  active side                                    passive side
+///  connect() ── INIT ─────────────────────────────►  (no state kept)
+///            ◄────────────────── INIT ACK + cookie ─┘
+///            ── COOKIE ECHO ──────────────────────►  verify HMAC → ESTABLISHED
+///  ESTABLISHED ◄──────────────────── COOKIE ACK ───┘
+/// ```
+#[derive(Debug)]
+pub struct Association {
+    config: Config,
+    rng: StdRng,
+    state: State,
+    /// The first instant the association was given: cookie timestamps count from it.
+    epoch: Option<Instant>,
+    now: Instant,
+    cookie_key: hmac::Key,
+
+    local_tag: u32,
+    peer_tag: u32,
+    local_initial_tsn: u32,
+    init_chunk: Vec<u8>,
+    cookie: Vec<u8>,
+    t1: Option<Instant>,
+    init_retransmits: u32,
+    peer_forward_tsn: bool,
+    peer_reconfig: bool,
+    out_streams: u16,
+    in_streams: u16,
+    connected_reported: bool,
+
+    // Sender.
+    next_tsn: u32,
+    cum_ack: u32,
+    advanced_peer_ack: u32,
+    send_queue: VecDeque<Pending>,
+    queued_bytes: usize,
+    current_ssn: u16,
+    inflight: VecDeque<Sent>,
+    flight_size: usize,
+    rtx_queue: VecDeque<u32>,
+    peer_rwnd: u32,
+    cwnd: usize,
+    ssthresh: usize,
+    partial_bytes_acked: usize,
+    fast_recovery_exit: Option<u32>,
+    fast_rtx_packet: bool,
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    rto: Duration,
+    rtt_probe: Option<(u32, Instant)>,
+    t3: Option<Instant>,
+    error_count: u32,
+    burst_left: usize,
+    forward_tsn_pending: bool,
+    out: HashMap<u16, OutStream>,
+    touched: Vec<u16>,
+    total_buffered: usize,
+
+    // Receiver.
+    rx_cum: u64,
+    rx_highest: u64,
+    rx_ranges: BTreeMap<u64, u64>,
+    reassembly: BTreeMap<u64, Fragment>,
+    rx_buffered: usize,
+    inbound: HashMap<u16, InStream>,
+    dups: Vec<u32>,
+    sack_now: bool,
+    sack_timer: Option<Instant>,
+    data_packets_unacked: u32,
+
+    // Stream reset (RFC 6525).
+    reset_queue: Vec<u16>,
+    reset_outstanding: Option<ResetRequest>,
+    reset_timer: Option<Instant>,
+    next_reset_seq: u32,
+    peer_reset_seq: u32,
+    last_reset_response: Option<(u32, u32)>,
+    deferred_reset: Option<(u32, u32, Vec<u16>)>,
+
+    // Shutdown and liveness.
+    t2: Option<Instant>,
+    heartbeat_at: Option<Instant>,
+    heartbeat_nonce: Option<u64>,
+
+    control: VecDeque<Vec<u8>>,
+    packets: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    /// COOKIE ECHOs with a bad signature or a stale timestamp, dropped.
+    pub bad_cookies: u64,
+}
+
+impl Association {
+    /// A closed association. Call [`Association::connect`] to be the active
+    /// side, or just feed it packets: an INIT is answered (passive side).
+    pub fn new(config: Config, mut rng: StdRng) -> Association {
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        let now = Instant::now();
+        let mtu = config.mtu.max(HEADER_LEN + DATA_HEADER_LEN + 4);
+        let config = Config { mtu, ..config };
+        Association {
+            cookie_key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            rng,
+            state: State::Closed,
+            epoch: None,
+            now,
+            local_tag: 0,
+            peer_tag: 0,
+            local_initial_tsn: 0,
+            init_chunk: Vec::new(),
+            cookie: Vec::new(),
+            t1: None,
+            init_retransmits: 0,
+            peer_forward_tsn: false,
+            peer_reconfig: false,
+            out_streams: config.streams,
+            in_streams: config.streams,
+            connected_reported: false,
+            next_tsn: 0,
+            cum_ack: 0,
+            advanced_peer_ack: 0,
+            send_queue: VecDeque::new(),
+            queued_bytes: 0,
+            current_ssn: 0,
+            inflight: VecDeque::new(),
+            flight_size: 0,
+            rtx_queue: VecDeque::new(),
+            peer_rwnd: 0,
+            cwnd: (4 * mtu).min(4380usize.max(2 * mtu)),
+            ssthresh: usize::MAX,
+            partial_bytes_acked: 0,
+            fast_recovery_exit: None,
+            fast_rtx_packet: false,
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: config.rto_initial,
+            rtt_probe: None,
+            t3: None,
+            error_count: 0,
+            burst_left: config.max_burst,
+            forward_tsn_pending: false,
+            out: HashMap::new(),
+            touched: Vec::new(),
+            total_buffered: 0,
+            rx_cum: 0,
+            rx_highest: 0,
+            rx_ranges: BTreeMap::new(),
+            reassembly: BTreeMap::new(),
+            rx_buffered: 0,
+            inbound: HashMap::new(),
+            dups: Vec::new(),
+            sack_now: false,
+            sack_timer: None,
+            data_packets_unacked: 0,
+            reset_queue: Vec::new(),
+            reset_outstanding: None,
+            reset_timer: None,
+            next_reset_seq: 0,
+            peer_reset_seq: 0,
+            last_reset_response: None,
+            deferred_reset: None,
+            t2: None,
+            heartbeat_at: None,
+            heartbeat_nonce: None,
+            control: VecDeque::new(),
+            packets: VecDeque::new(),
+            events: VecDeque::new(),
+            bad_cookies: 0,
+            config,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// The congestion window in bytes.
+    pub fn cwnd(&self) -> usize {
+        self.cwnd
+    }
+
+    /// Bytes sent and not yet acknowledged (the flight size).
+    pub fn flight_size(&self) -> usize {
+        self.flight_size
+    }
+
+    /// Bytes queued in total (all streams): unsent plus unacknowledged.
+    pub fn total_buffered(&self) -> usize {
+        self.total_buffered
+    }
+
+    /// Bytes of incoming data held for reassembly and ordering.
+    pub fn receive_buffered(&self) -> usize {
+        self.rx_buffered
+    }
+
+    /// Negotiated outbound and inbound stream counts.
+    pub fn streams(&self) -> (u16, u16) {
+        (self.out_streams, self.in_streams)
+    }
+
+    fn elapsed_ms(&self, now: Instant) -> u64 {
+        self.epoch
+            .map_or(0, |e| now.saturating_duration_since(e).as_millis() as u64)
+    }
+
+    /// Notes the current time (and the epoch, the first time).
+    fn touch(&mut self, now: Instant) {
+        self.now = now;
+        if self.epoch.is_none() {
+            self.epoch = Some(now);
+        }
+    }
+
+    fn nonzero_u32(&mut self) -> u32 {
+        loop {
+            let v: u32 = self.rng.random();
+            if v != 0 {
+                return v;
+            }
+        }
+    }
+
+    fn our_init_params(&self) -> Vec<Param> {
+        vec![
+            Param::SupportedExtensions(vec![kind::RE_CONFIG, kind::FORWARD_TSN]),
+            Param::ForwardTsnSupported,
+        ]
+    }
+
+    // ---------------------------------------------------------------- API
+
+    /// Sends INIT (the active side, RFC 9260 §5.1 step A). Does nothing
+    /// unless the association is closed.
+    pub fn connect(&mut self, now: Instant) {
+        self.touch(now);
+        if self.state != State::Closed {
+            return;
+        }
+        self.local_tag = self.nonzero_u32();
+        self.local_initial_tsn = self.rng.random();
+        self.reset_sender(self.local_initial_tsn);
+        let init = Init {
+            initiate_tag: self.local_tag,
+            a_rwnd: self.config.receive_window,
+            outbound_streams: self.config.streams,
+            max_inbound_streams: self.config.streams,
+            initial_tsn: self.local_initial_tsn,
+            params: self.our_init_params(),
+        };
+        self.init_chunk.clear();
+        Chunk::Init(init).write(&mut self.init_chunk);
+        self.state = State::CookieWait;
+        self.init_retransmits = 0;
+        self.rto = self.config.rto_initial;
+        self.t1 = Some(now + self.rto);
+        let c = self.init_chunk.clone();
+        self.queue_packet(0, &c);
+    }
+
+    fn reset_sender(&mut self, initial_tsn: u32) {
+        self.next_tsn = initial_tsn;
+        self.cum_ack = initial_tsn.wrapping_sub(1);
+        self.advanced_peer_ack = self.cum_ack;
+        self.next_reset_seq = initial_tsn;
+    }
+
+    /// Queues one user message (RFC 9260 §6.9: fragmented here into DATA
+    /// chunks that fit the MTU). Allowed from `connect` until shutdown.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        stream: u16,
+        ppid: u32,
+        data: &[u8],
+        options: SendOptions,
+    ) -> Result<(), SctpError> {
+        self.touch(now);
+        match self.state {
+            State::CookieWait | State::CookieEchoed | State::Established => {}
+            s => return Err(SctpError::InvalidState(s)),
+        }
+        if data.is_empty() {
+            return Err(SctpError::EmptyMessage);
+        }
+        if data.len() > self.config.max_message_size {
+            return Err(SctpError::MessageTooLarge {
+                size: data.len(),
+                max: self.config.max_message_size,
+            });
+        }
+        if stream >= self.out_streams {
+            return Err(SctpError::InvalidStream(stream));
+        }
+        if self.total_buffered + data.len() > self.config.send_buffer {
+            return Err(SctpError::BufferFull);
+        }
+        let st = self.out.entry(stream).or_default();
+        if st.resetting {
+            return Err(SctpError::StreamResetting(stream));
+        }
+        let (max_rtx, expires) = match options.reliability {
+            Reliability::Reliable => (None, None),
+            Reliability::MaxRetransmits(n) => (Some(n), None),
+            Reliability::Lifetime(d) => (None, Some(now + d)),
+        };
+        let max_payload = self.config.mtu - HEADER_LEN - DATA_HEADER_LEN;
+        let all = Bytes::copy_from_slice(data);
+        let n = data.len().div_ceil(max_payload);
+        st.buffered += data.len();
+        st.unsent += n;
+        self.total_buffered += data.len();
+        self.queued_bytes += data.len();
+        let u = if options.unordered { FLAG_UNORDERED } else { 0 };
+        for i in 0..n {
+            let start = i * max_payload;
+            let end = (start + max_payload).min(data.len());
+            let mut flags = u;
+            if i == 0 {
+                flags |= FLAG_BEGIN;
+            }
+            if i == n - 1 {
+                flags |= FLAG_END;
+            }
+            self.send_queue.push_back(Pending {
+                stream,
+                ppid,
+                flags,
+                data: all.slice(start..end),
+                max_rtx,
+                expires,
+            });
+        }
+        if self.flight_size == 0 {
+            self.burst_left = self.config.max_burst;
+        }
+        Ok(())
+    }
+
+    /// Bytes queued on `stream`: sent by the user, not yet acknowledged or abandoned.
+    pub fn buffered_amount(&self, stream: u16) -> usize {
+        self.out.get(&stream).map_or(0, |s| s.buffered)
+    }
+
+    /// Resets our outgoing `streams` (RFC 6525 §5.1.2; closing a data
+    /// channel, RFC 8831 §6.7). Data already queued on them is sent first;
+    /// `send` on them fails until [`Event::OutgoingStreamsReset`].
+    pub fn reset_streams(&mut self, now: Instant, streams: &[u16]) -> Result<(), SctpError> {
+        self.touch(now);
+        if self.state != State::Established {
+            return Err(SctpError::InvalidState(self.state));
+        }
+        if !self.peer_reconfig {
+            return Err(SctpError::ResetNotSupported);
+        }
+        for &s in streams {
+            if s >= self.out_streams {
+                return Err(SctpError::InvalidStream(s));
+            }
+        }
+        for &s in streams {
+            let st = self.out.entry(s).or_default();
+            if !st.resetting {
+                st.resetting = true;
+                self.reset_queue.push(s);
+            }
+        }
+        self.try_send_reset(now);
+        Ok(())
+    }
+
+    /// Starts a graceful shutdown (RFC 9260 §9.2): queued data is delivered
+    /// first, then SHUTDOWN. [`Event::Closed`] follows.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.touch(now);
+        match self.state {
+            State::Established => {
+                self.state = State::ShutdownPending;
+                self.check_shutdown(now);
+            }
+            State::CookieWait | State::CookieEchoed => {
+                self.enter_closed();
+                self.events.push_back(Event::Closed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends the association at once with ABORT (RFC 9260 §9.1).
+    pub fn abort(&mut self, now: Instant) {
+        self.touch(now);
+        self.abort_with(ErrorCause::USER_INITIATED_ABORT, "aborted locally");
+    }
+
+    fn abort_with(&mut self, code: u16, reason: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.peer_tag != 0 {
+            let mut c = Vec::new();
+            Chunk::Abort {
+                t: false,
+                causes: vec![ErrorCause {
+                    code,
+                    info: reason.as_bytes().to_vec(),
+                }],
+            }
+            .write(&mut c);
+            let tag = self.peer_tag;
+            self.enter_closed();
+            self.queue_packet(tag, &c);
+        } else {
+            self.enter_closed();
+        }
+        self.events.push_back(Event::Aborted {
+            reason: reason.to_string(),
+        });
+    }
+
+    fn enter_closed(&mut self) {
+        self.state = State::Closed;
+        self.t1 = None;
+        self.t2 = None;
+        self.t3 = None;
+        self.sack_timer = None;
+        self.reset_timer = None;
+        self.heartbeat_at = None;
+        self.send_queue.clear();
+        self.inflight.clear();
+        self.rtx_queue.clear();
+        self.reassembly.clear();
+        self.rx_ranges.clear();
+        self.inbound.clear();
+        self.control.clear();
+        self.packets.clear();
+        self.flight_size = 0;
+        self.queued_bytes = 0;
+        self.total_buffered = 0;
+        self.rx_buffered = 0;
+        self.out.clear();
+        self.peer_tag = 0;
+        self.local_tag = 0;
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Association::handle_timeout`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.t1,
+            self.t2,
+            self.t3,
+            self.sack_timer,
+            self.reset_timer,
+            self.heartbeat_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.touch(now);
+        self.burst_left = self.config.max_burst;
+        if self.t1.is_some_and(|t| t <= now) {
+            self.on_t1(now);
+        }
+        if self.t2.is_some_and(|t| t <= now) {
+            self.on_t2(now);
+        }
+        if self.t3.is_some_and(|t| t <= now) {
+            self.on_t3(now);
+        }
+        if self.sack_timer.is_some_and(|t| t <= now) {
+            self.sack_timer = None;
+            self.sack_now = true;
+        }
+        if self.reset_timer.is_some_and(|t| t <= now) {
+            self.on_reset_timer(now);
+        }
+        if self.heartbeat_at.is_some_and(|t| t <= now) {
+            self.on_heartbeat_timer(now);
+        }
+    }
+
+    fn back_off(&mut self) {
+        self.rto = (self.rto * 2).min(self.config.rto_max);
+    }
+
+    /// RFC 9260 §5.1 T1-init / T1-cookie.
+    fn on_t1(&mut self, now: Instant) {
+        self.t1 = None;
+        if !matches!(self.state, State::CookieWait | State::CookieEchoed) {
+            return;
+        }
+        self.init_retransmits += 1;
+        if self.init_retransmits > self.config.max_init_retransmits {
+            self.enter_closed();
+            self.events.push_back(Event::Aborted {
+                reason: "handshake timed out".into(),
+            });
+            return;
+        }
+        self.back_off();
+        self.t1 = Some(now + self.rto);
+        if self.state == State::CookieWait {
+            let c = self.init_chunk.clone();
+            self.queue_packet(0, &c);
+        } else {
+            let mut c = Vec::new();
+            Chunk::CookieEcho(self.cookie.clone()).write(&mut c);
+            self.queue_control(c);
+        }
+    }
+
+    /// RFC 9260 §9.2 T2-shutdown.
+    fn on_t2(&mut self, now: Instant) {
+        self.t2 = None;
+        self.error_count += 1;
+        if self.error_count > self.config.max_retransmits {
+            self.abort_with(ErrorCause::PROTOCOL_VIOLATION, "shutdown timed out");
+            return;
+        }
+        self.back_off();
+        match self.state {
+            State::ShutdownSent => self.send_shutdown(now),
+            State::ShutdownAckSent => self.send_shutdown_ack(now),
+            _ => {}
+        }
+    }
+
+    /// RFC 9260 §6.3.3: T3-rtx expiry.
+    fn on_t3(&mut self, now: Instant) {
+        self.t3 = None;
+        if self.inflight.is_empty() && !self.forward_tsn_pending {
+            return;
+        }
+        self.error_count += 1;
+        if self.error_count > self.config.max_retransmits {
+            self.abort_with(
+                ErrorCause::PROTOCOL_VIOLATION,
+                "peer unreachable: too many retransmissions",
+            );
+            return;
+        }
+        // §7.2.3: back to slow start.
+        self.ssthresh = (self.cwnd / 2).max(4 * self.config.mtu);
+        self.cwnd = self.config.mtu;
+        self.partial_bytes_acked = 0;
+        self.fast_recovery_exit = None;
+        self.back_off();
+        self.rtt_probe = None;
+        // Mark everything outstanding for retransmission.
+        for i in 0..self.inflight.len() {
+            let s = &mut self.inflight[i];
+            if s.acked || s.abandoned {
+                continue;
+            }
+            if s.in_flight {
+                s.in_flight = false;
+                self.flight_size -= s.data.len();
+            }
+            if !s.marked {
+                s.marked = true;
+                let tsn = s.tsn;
+                self.rtx_queue.push_back(tsn);
+            }
+        }
+        self.abandon_expired(now);
+        if lt(self.cum_ack, self.advanced_peer_ack) {
+            self.forward_tsn_pending = true;
+        }
+        self.t3 = Some(now + self.rto);
+    }
+
+    fn on_heartbeat_timer(&mut self, now: Instant) {
+        self.heartbeat_at = None;
+        let Some(interval) = self.config.heartbeat_interval else {
+            return;
+        };
+        if self.state != State::Established {
+            return;
+        }
+        if self.heartbeat_nonce.is_some() {
+            self.error_count += 1;
+            if self.error_count > self.config.max_retransmits {
+                self.abort_with(
+                    ErrorCause::PROTOCOL_VIOLATION,
+                    "peer unreachable: heartbeats unanswered",
+                );
+                return;
+            }
+        }
+        let nonce: u64 = self.rng.random();
+        self.heartbeat_nonce = Some(nonce);
+        let mut info = Vec::with_capacity(16);
+        info.extend_from_slice(&self.elapsed_ms(now).to_be_bytes());
+        info.extend_from_slice(&nonce.to_be_bytes());
+        let mut c = Vec::new();
+        Chunk::Heartbeat(info).write(&mut c);
+        self.queue_control(c);
+        self.heartbeat_at = Some(now + interval + self.rto);
+    }
+
+    fn on_reset_timer(&mut self, now: Instant) {
+        self.reset_timer = None;
+        if self.reset_outstanding.is_some() {
+            self.error_count += 1;
+            if self.error_count > self.config.max_retransmits {
+                self.abort_with(ErrorCause::PROTOCOL_VIOLATION, "stream reset unanswered");
+                return;
+            }
+            self.back_off();
+            self.send_reset_request(now);
+        }
+    }
+
+    fn queue_control(&mut self, chunk: Vec<u8>) {
+        if self.control.len() < MAX_QUEUED_CONTROL {
+            self.control.push_back(chunk);
+        }
+    }
+
+    /// Queues a whole packet with its own verification tag (INIT, INIT ACK,
+    /// out-of-the-blue answers).
+    fn queue_packet(&mut self, vtag: u32, chunks: &[u8]) {
+        if self.packets.len() >= MAX_QUEUED_CONTROL {
+            return;
+        }
+        let mut p = Vec::with_capacity(HEADER_LEN + chunks.len());
+        CommonHeader {
+            source_port: self.config.local_port,
+            destination_port: self.config.remote_port,
+            verification_tag: vtag,
+        }
+        .write(&mut p);
+        p.extend_from_slice(chunks);
+        packet::finish(&mut p);
+        self.packets.push_back(p);
+    }
+
+    fn queue_packet_t(&mut self, vtag: u32, chunk: Chunk<'_>) {
+        let mut c = Vec::new();
+        chunk.write(&mut c);
+        self.queue_packet(vtag, &c);
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Handles one received SCTP packet. Malformed packets are dropped; a
+    /// protocol violation aborts the association with an event.
+    pub fn handle_packet(&mut self, now: Instant, pkt: &[u8]) {
+        self.touch(now);
+        self.burst_left = self.config.max_burst;
+        if packet::verify(pkt).is_err() {
+            return;
+        }
+        let Ok(header) = CommonHeader::parse(pkt) else {
+            return;
+        };
+        if header.destination_port != self.config.local_port {
+            return;
+        }
+        // §3.2 / §6.10: every chunk length must be sound before any is acted on.
+        let mut count = 0usize;
+        let mut first = None;
+        for c in packet::chunks(pkt) {
+            match c {
+                Ok(c) => {
+                    if first.is_none() {
+                        first = Some(c.typ);
+                    }
+                    count += 1;
+                }
+                Err(_) => return,
+            }
+        }
+        let Some(first) = first else { return };
+        // §6.10: INIT, INIT ACK and SHUTDOWN COMPLETE travel alone.
+        if matches!(first, kind::INIT | kind::INIT_ACK | kind::SHUTDOWN_COMPLETE) && count > 1 {
+            return;
+        }
+        let vtag = header.verification_tag;
+        // §8.5.1: verification tag rules.
+        match first {
+            kind::INIT => {
+                if vtag != 0 {
+                    return;
+                }
+            }
+            kind::ABORT | kind::SHUTDOWN_COMPLETE => {
+                let t = pkt[13] & FLAG_T != 0;
+                let ok = self.state != State::Closed
+                    && ((!t && vtag == self.local_tag)
+                        || (t && self.peer_tag != 0 && vtag == self.peer_tag));
+                if !ok {
+                    return;
+                }
+            }
+            kind::COOKIE_ECHO => {} // checked against the cookie
+            kind::SHUTDOWN_ACK if self.state == State::Closed || vtag != self.local_tag => {
+                // §8.4 rule 5: answer with SHUTDOWN COMPLETE, T bit set.
+                self.queue_packet_t(vtag, Chunk::ShutdownComplete { t: true });
+                return;
+            }
+            _ => {
+                if self.state == State::Closed {
+                    // §8.4 rule 8: out of the blue → ABORT with the T bit.
+                    if first != kind::ABORT {
+                        self.queue_packet_t(
+                            vtag,
+                            Chunk::Abort {
+                                t: true,
+                                causes: Vec::new(),
+                            },
+                        );
+                    }
+                    return;
+                }
+                if vtag != self.local_tag {
+                    return;
+                }
+            }
+        }
+
+        let mut got_data = false;
+        let mut immediate = false;
+        for raw in packet::chunks(pkt) {
+            let Ok(raw) = raw else { return };
+            if raw.typ == kind::DATA {
+                // The hot path: no allocation for a whole message in one chunk.
+                if raw.value.len() < 12 {
+                    return;
+                }
+                let v = raw.value;
+                let d = super::chunk::Data {
+                    flags: raw.flags,
+                    tsn: u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+                    stream: u16::from_be_bytes([v[4], v[5]]),
+                    ssn: u16::from_be_bytes([v[6], v[7]]),
+                    ppid: u32::from_be_bytes([v[8], v[9], v[10], v[11]]),
+                    payload: &v[12..],
+                };
+                if !matches!(
+                    self.state,
+                    State::Established | State::ShutdownPending | State::ShutdownSent
+                ) {
+                    continue;
+                }
+                if d.flags & FLAG_IMMEDIATE != 0 {
+                    immediate = true;
+                }
+                got_data = true;
+                self.on_data(now, d);
+                if self.state == State::Closed {
+                    return;
+                }
+                continue;
+            }
+            let chunk = match raw.parse() {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            let go_on = self.on_chunk(now, vtag, chunk, raw.value, pkt, raw.offset);
+            if !go_on || self.state == State::Closed && raw.typ != kind::COOKIE_ECHO {
+                break;
+            }
+        }
+        if got_data {
+            self.data_packets_unacked += 1;
+            // §6.2: SACK at least every second packet, at once on gaps or duplicates.
+            if immediate
+                || self.data_packets_unacked >= 2
+                || !self.rx_ranges.is_empty()
+                || !self.dups.is_empty()
+            {
+                self.sack_now = true;
+            } else if self.sack_timer.is_none() {
+                self.sack_timer = Some(now + self.config.delayed_sack);
+            }
+            self.check_deferred_reset(now);
+        }
+        if self.state == State::Established {
+            if let Some(i) = self.config.heartbeat_interval {
+                if self.heartbeat_nonce.is_none() {
+                    self.heartbeat_at = Some(now + i);
+                }
+            }
+        }
+    }
+
+    /// Handles one control chunk; returns false to stop processing the packet.
+    fn on_chunk(
+        &mut self,
+        now: Instant,
+        vtag: u32,
+        chunk: Chunk<'_>,
+        value: &[u8],
+        pkt: &[u8],
+        offset: usize,
+    ) -> bool {
+        match chunk {
+            Chunk::Init(init) => self.on_init(init),
+            Chunk::InitAck(init) => self.on_init_ack(now, init),
+            Chunk::CookieEcho(cookie) => return self.on_cookie_echo(now, vtag, &cookie),
+            Chunk::CookieAck => {
+                if self.state == State::CookieEchoed {
+                    self.t1 = None;
+                    self.establish(now);
+                }
+            }
+            Chunk::Sack(sack) => self.on_sack(now, &sack),
+            Chunk::Heartbeat(info) => {
+                let mut c = Vec::new();
+                Chunk::HeartbeatAck(info).write(&mut c);
+                self.queue_control(c);
+            }
+            Chunk::HeartbeatAck(info) => {
+                if info.len() == 16 {
+                    let sent = u64::from_be_bytes(info[..8].try_into().unwrap_or([0; 8]));
+                    let nonce = u64::from_be_bytes(info[8..].try_into().unwrap_or([0; 8]));
+                    if Some(nonce) == self.heartbeat_nonce {
+                        self.heartbeat_nonce = None;
+                        self.error_count = 0;
+                        let rtt = self.elapsed_ms(now).saturating_sub(sent);
+                        self.rtt_sample(Duration::from_millis(rtt));
+                        if let Some(i) = self.config.heartbeat_interval {
+                            self.heartbeat_at = Some(now + i);
+                        }
+                    }
+                }
+            }
+            Chunk::Abort { causes, .. } => {
+                let reason = if causes.is_empty() {
+                    "aborted by peer".to_string()
+                } else {
+                    format!(
+                        "aborted by peer: {}",
+                        causes
+                            .iter()
+                            .map(ErrorCause::describe)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                };
+                self.enter_closed();
+                self.events.push_back(Event::Aborted { reason });
+                return false;
+            }
+            Chunk::Shutdown { cum_tsn_ack } => self.on_shutdown(now, cum_tsn_ack),
+            Chunk::ShutdownAck => {
+                if matches!(self.state, State::ShutdownSent | State::ShutdownAckSent) {
+                    let tag = self.peer_tag;
+                    self.enter_closed();
+                    self.queue_packet_t(tag, Chunk::ShutdownComplete { t: false });
+                    self.events.push_back(Event::Closed);
+                    return false;
+                }
+            }
+            Chunk::ShutdownComplete { .. } => {
+                if self.state == State::ShutdownAckSent {
+                    self.enter_closed();
+                    self.events.push_back(Event::Closed);
+                    return false;
+                }
+            }
+            Chunk::Error(_) => {}
+            Chunk::ForwardTsn(f) => self.on_forward_tsn(now, &f),
+            Chunk::ReConfig(params) => self.on_reconfig(now, params),
+            Chunk::Data(_) | Chunk::IData(_) | Chunk::IForwardTsn(_) => {
+                // I-DATA was never negotiated (§3.2 of RFC 8260: a peer must not send it).
+                self.abort_with(ErrorCause::PROTOCOL_VIOLATION, "I-DATA without negotiation");
+                return false;
+            }
+            Chunk::Unknown { typ, .. } => {
+                // §3.2: the upper two bits of the type.
+                let report = typ & 0x40 != 0;
+                let skip = typ & 0x80 != 0;
+                if report {
+                    let len = (4 + value.len()).min(pkt.len() - offset);
+                    let mut c = Vec::new();
+                    Chunk::Error(vec![ErrorCause {
+                        code: ErrorCause::UNRECOGNIZED_CHUNK,
+                        info: pkt[offset..offset + len].to_vec(),
+                    }])
+                    .write(&mut c);
+                    if self.state != State::Closed {
+                        self.queue_control(c);
+                    }
+                }
+                return skip;
+            }
+        }
+        true
+    }
+
+    fn on_init(&mut self, init: Init) {
+        if init.initiate_tag == 0 {
+            return;
+        }
+        // §5.2.1: in COOKIE-WAIT / COOKIE-ECHOED answer with our original
+        // tag and TSN; when closed, with fresh ones kept only in the cookie.
+        let (tag, tsn) = match self.state {
+            State::Closed => (self.nonzero_u32(), self.rng.random()),
+            State::CookieWait | State::CookieEchoed => (self.local_tag, self.local_initial_tsn),
+            // Restart (§5.2.2 / case A) is not supported: ignore.
+            _ => return,
+        };
+        let mut unrecognized = Vec::new();
+        let (peer_forward_tsn, peer_reconfig) = peer_features(&init.params, &mut unrecognized);
+        let cookie = Cookie {
+            created_ms: self.elapsed_ms(self.now),
+            local_tag: tag,
+            local_tsn: tsn,
+            peer_tag: init.initiate_tag,
+            peer_tsn: init.initial_tsn,
+            peer_rwnd: init.a_rwnd,
+            out_streams: self.config.streams.min(init.max_inbound_streams),
+            in_streams: self.config.streams.min(init.outbound_streams),
+            peer_forward_tsn,
+            peer_reconfig,
+        };
+        let mut params = vec![Param::StateCookie(self.sign_cookie(&cookie))];
+        params.extend(self.our_init_params());
+        params.extend(unrecognized.into_iter().map(Param::UnrecognizedParameter));
+        let ack = Init {
+            initiate_tag: tag,
+            a_rwnd: self.config.receive_window,
+            outbound_streams: self.config.streams,
+            max_inbound_streams: self.config.streams,
+            initial_tsn: tsn,
+            params,
+        };
+        self.queue_packet_t(init.initiate_tag, Chunk::InitAck(ack));
+    }
+
+    fn on_init_ack(&mut self, now: Instant, ack: Init) {
+        if self.state != State::CookieWait || ack.initiate_tag == 0 {
+            return;
+        }
+        let Some(cookie) = ack.params.iter().find_map(|p| match p {
+            Param::StateCookie(c) => Some(c.clone()),
+            _ => None,
+        }) else {
+            self.abort_with(2, "INIT ACK without state cookie");
+            return;
+        };
+        let mut unrecognized = Vec::new();
+        let (f, r) = peer_features(&ack.params, &mut unrecognized);
+        self.peer_forward_tsn = f;
+        self.peer_reconfig = r;
+        self.peer_tag = ack.initiate_tag;
+        self.peer_rwnd = ack.a_rwnd;
+        self.ssthresh = ack.a_rwnd as usize;
+        self.out_streams = self.config.streams.min(ack.max_inbound_streams);
+        self.in_streams = self.config.streams.min(ack.outbound_streams);
+        self.init_receiver(ack.initial_tsn);
+        self.cookie = cookie;
+        self.state = State::CookieEchoed;
+        self.init_retransmits = 0;
+        self.t1 = Some(now + self.rto);
+        let mut c = Vec::new();
+        Chunk::CookieEcho(self.cookie.clone()).write(&mut c);
+        self.queue_control(c);
+    }
+
+    fn init_receiver(&mut self, peer_initial_tsn: u32) {
+        // Unwrapped TSNs start at 2^32 so that serial arithmetic never goes negative.
+        self.rx_cum = (1u64 << 32) + peer_initial_tsn.wrapping_sub(1) as u64;
+        self.rx_highest = self.rx_cum;
+        self.peer_reset_seq = peer_initial_tsn;
+    }
+
+    fn sign_cookie(&self, c: &Cookie) -> Vec<u8> {
+        let mut v = Vec::with_capacity(COOKIE_LEN);
+        v.push(1);
+        v.extend_from_slice(&c.created_ms.to_be_bytes());
+        v.extend_from_slice(&c.local_tag.to_be_bytes());
+        v.extend_from_slice(&c.local_tsn.to_be_bytes());
+        v.extend_from_slice(&c.peer_tag.to_be_bytes());
+        v.extend_from_slice(&c.peer_tsn.to_be_bytes());
+        v.extend_from_slice(&c.peer_rwnd.to_be_bytes());
+        v.extend_from_slice(&c.out_streams.to_be_bytes());
+        v.extend_from_slice(&c.in_streams.to_be_bytes());
+        v.push(c.peer_forward_tsn as u8 | (c.peer_reconfig as u8) << 1);
+        let tag = hmac::sign(&self.cookie_key, &v);
+        v.extend_from_slice(tag.as_ref());
+        v
+    }
+
+    /// RFC 9260 §5.1.5: a cookie is ours if its HMAC verifies and it is not stale.
+    fn open_cookie(&self, now: Instant, v: &[u8]) -> Option<Cookie> {
+        if v.len() != COOKIE_LEN || v[0] != 1 {
+            return None;
+        }
+        let (body, mac) = v.split_at(COOKIE_BODY_LEN);
+        hmac::verify(&self.cookie_key, body, mac).ok()?;
+        let u32at = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+        let u16at = |i: usize| u16::from_be_bytes([body[i], body[i + 1]]);
+        let mut ms = [0u8; 8];
+        ms.copy_from_slice(&body[1..9]);
+        let c = Cookie {
+            created_ms: u64::from_be_bytes(ms),
+            local_tag: u32at(9),
+            local_tsn: u32at(13),
+            peer_tag: u32at(17),
+            peer_tsn: u32at(21),
+            peer_rwnd: u32at(25),
+            out_streams: u16at(29),
+            in_streams: u16at(31),
+            peer_forward_tsn: body[33] & 1 != 0,
+            peer_reconfig: body[33] & 2 != 0,
+        };
+        let age = self.elapsed_ms(now).checked_sub(c.created_ms)?;
+        if age > self.config.cookie_lifetime.as_millis() as u64 {
+            return None;
+        }
+        Some(c)
+    }
+
+    /// RFC 9260 §5.1 step D and §5.2.4. Returns whether to go on with the packet.
+    fn on_cookie_echo(&mut self, now: Instant, vtag: u32, raw: &[u8]) -> bool {
+        let Some(c) = self.open_cookie(now, raw) else {
+            self.bad_cookies += 1;
+            return false;
+        };
+        if vtag != c.local_tag {
+            return false;
+        }
+        match self.state {
+            State::Closed => {
+                self.local_tag = c.local_tag;
+                self.local_initial_tsn = c.local_tsn;
+                self.reset_sender(c.local_tsn);
+            }
+            State::CookieWait | State::CookieEchoed => {
+                // §5.2.4 case B (collision: our tag, the peer's new tag) or D.
+                if c.local_tag != self.local_tag {
+                    return false;
+                }
+                self.t1 = None;
+            }
+            _ => {
+                // Case D in ESTABLISHED: our COOKIE ACK was lost; send it again.
+                if c.local_tag == self.local_tag && c.peer_tag == self.peer_tag {
+                    let mut a = Vec::new();
+                    Chunk::CookieAck.write(&mut a);
+                    self.queue_control(a);
+                    return true;
+                }
+                return false;
+            }
+        }
+        self.peer_tag = c.peer_tag;
+        self.peer_rwnd = c.peer_rwnd;
+        self.ssthresh = c.peer_rwnd as usize;
+        self.out_streams = c.out_streams;
+        self.in_streams = c.in_streams;
+        self.peer_forward_tsn = c.peer_forward_tsn;
+        self.peer_reconfig = c.peer_reconfig;
+        self.init_receiver(c.peer_tsn);
+        let mut a = Vec::new();
+        Chunk::CookieAck.write(&mut a);
+        self.queue_control(a);
+        self.establish(now);
+        true
+    }
+
+    fn establish(&mut self, now: Instant) {
+        self.state = State::Established;
+        self.init_retransmits = 0;
+        self.error_count = 0;
+        // §6.3.1: the RTO was backed off by handshake losses; start afresh.
+        self.rto = self.config.rto_initial;
+        if let Some(i) = self.config.heartbeat_interval {
+            self.heartbeat_at = Some(now + i);
+        }
+        if !self.connected_reported {
+            self.connected_reported = true;
+            self.events.push_back(Event::Connected);
+        }
+    }
+
+    // ---------------------------------------------------------------- receiver
+
+    fn unwrap_tsn(&self, tsn: u32) -> u64 {
+        let d = tsn.wrapping_sub(self.rx_cum as u32) as i32 as i64;
+        (self.rx_cum as i64 + d).max(0) as u64
+    }
+
+    fn a_rwnd(&self) -> u32 {
+        (self.config.receive_window as usize).saturating_sub(self.rx_buffered) as u32
+    }
+
+    fn is_received(&self, t: u64) -> bool {
+        if t <= self.rx_cum {
+            return true;
+        }
+        self.rx_ranges
+            .range(..=t)
+            .next_back()
+            .is_some_and(|(_, &e)| e >= t)
+    }
+
+    fn record_tsn(&mut self, t: u64) {
+        if t == self.rx_cum + 1 {
+            self.rx_cum = t;
+            while let Some((&s, &e)) = self.rx_ranges.first_key_value() {
+                if s == self.rx_cum + 1 {
+                    self.rx_cum = e;
+                    self.rx_ranges.pop_first();
+                } else {
+                    break;
+                }
+            }
+        } else {
+            let before = self.rx_ranges.range(..t).next_back().map(|(&s, &e)| (s, e));
+            let after = self.rx_ranges.get(&(t + 1)).copied();
+            match (before, after) {
+                (Some((s, e)), Some(e2)) if e + 1 == t => {
+                    self.rx_ranges.remove(&(t + 1));
+                    self.rx_ranges.insert(s, e2);
+                }
+                (Some((s, e)), _) if e + 1 == t => {
+                    self.rx_ranges.insert(s, t);
+                }
+                (_, Some(e2)) => {
+                    self.rx_ranges.remove(&(t + 1));
+                    self.rx_ranges.insert(t, e2);
+                }
+                _ => {
+                    self.rx_ranges.insert(t, t);
+                }
+            }
+        }
+        self.rx_highest = self.rx_highest.max(t);
+    }
+
+    fn on_data(&mut self, now: Instant, d: super::chunk::Data<'_>) {
+        if d.payload.is_empty() {
+            // §6.2: a DATA chunk without user data.
+            self.abort_with(9, "DATA chunk without user data");
+            return;
+        }
+        let t = self.unwrap_tsn(d.tsn);
+        if self.is_received(t) {
+            if self.dups.len() < MAX_DUPS {
+                self.dups.push(d.tsn);
+            }
+            return;
+        }
+        if t > self.rx_cum + MAX_TSN_GAP {
+            return;
+        }
+        // §6.2: no room → drop new data, but keep what fills a hole below the
+        // highest TSN received (so that reassembly can always finish).
+        if t > self.rx_highest
+            && self.rx_buffered + d.payload.len() > self.config.receive_window as usize
+        {
+            return;
+        }
+        if t != self.rx_cum + 1 && self.rx_ranges.len() >= MAX_RANGES && t > self.rx_highest {
+            return;
+        }
+        self.record_tsn(t);
+        if d.stream >= self.in_streams {
+            // §6.5: acknowledge, discard, report an invalid stream.
+            let mut info = Vec::with_capacity(4);
+            info.extend_from_slice(&d.stream.to_be_bytes());
+            info.extend_from_slice(&[0, 0]);
+            let mut c = Vec::new();
+            Chunk::Error(vec![ErrorCause { code: 1, info }]).write(&mut c);
+            self.queue_control(c);
+            return;
+        }
+        let unordered = d.flags & FLAG_UNORDERED != 0;
+        if d.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END {
+            self.deliver(now, d.stream, d.ssn, unordered, d.ppid, d.payload.to_vec());
+            return;
+        }
+        // A fragment.
+        let run = if d.flags & FLAG_BEGIN != 0 {
+            d.payload.len()
+        } else {
+            match self.reassembly.get(&(t - 1)) {
+                Some(p) if p.run > 0 && p.flags & FLAG_END == 0 => p.run + d.payload.len(),
+                _ => 0,
+            }
+        };
+        if run > self.config.max_message_size {
+            self.abort_with(
+                ErrorCause::PROTOCOL_VIOLATION,
+                "reassembled message exceeds max message size",
+            );
+            return;
+        }
+        self.rx_buffered += d.payload.len();
+        self.reassembly.insert(
+            t,
+            Fragment {
+                stream: d.stream,
+                ssn: d.ssn,
+                ppid: d.ppid,
+                flags: d.flags,
+                data: d.payload.to_vec(),
+                run,
+            },
+        );
+        self.try_reassemble(now, t);
+    }
+
+    /// RFC 9260 §6.9: a message is complete when consecutive TSNs run from a
+    /// B fragment to an E fragment.
+    fn try_reassemble(&mut self, now: Instant, t: u64) {
+        let mut end = t;
+        loop {
+            match self.reassembly.get(&end) {
+                Some(f) if f.flags & FLAG_END != 0 => break,
+                Some(_) => end += 1,
+                None => return,
+            }
+        }
+        let mut start = t;
+        loop {
+            match self.reassembly.get(&start) {
+                Some(f) if f.flags & FLAG_BEGIN != 0 => break,
+                Some(_) if start > 0 => start -= 1,
+                _ => return,
+            }
+        }
+        let (stream, ssn, flags) = match self.reassembly.get(&start) {
+            Some(f) => (f.stream, f.ssn, f.flags),
+            None => return,
+        };
+        let mut total = 0usize;
+        let mut consistent = true;
+        for (_, f) in self.reassembly.range(start..=end) {
+            total += f.data.len();
+            if f.stream != stream
+                || (f.flags & FLAG_UNORDERED) != (flags & FLAG_UNORDERED)
+                || (flags & FLAG_UNORDERED == 0 && f.ssn != ssn)
+            {
+                consistent = false;
+            }
+        }
+        if !consistent {
+            self.abort_with(
+                ErrorCause::PROTOCOL_VIOLATION,
+                "fragments of one message disagree on stream or SSN",
+            );
+            return;
+        }
+        if total > self.config.max_message_size {
+            self.abort_with(
+                ErrorCause::PROTOCOL_VIOLATION,
+                "reassembled message exceeds max message size",
+            );
+            return;
+        }
+        let mut data = Vec::with_capacity(total);
+        let mut ppid = 0;
+        for k in start..=end {
+            if let Some(f) = self.reassembly.remove(&k) {
+                if k == start {
+                    ppid = f.ppid;
+                }
+                data.extend_from_slice(&f.data);
+            }
+        }
+        self.rx_buffered -= total;
+        self.deliver(now, stream, ssn, flags & FLAG_UNORDERED != 0, ppid, data);
+    }
+
+    fn deliver(
+        &mut self,
+        _now: Instant,
+        stream: u16,
+        ssn: u16,
+        unordered: bool,
+        ppid: u32,
+        data: Vec<u8>,
+    ) {
+        if unordered {
+            self.events.push_back(Event::Message { stream, ppid, data });
+            return;
+        }
+        let st = self.inbound.entry(stream).or_default();
+        if ssn == st.next_ssn {
+            st.next_ssn = st.next_ssn.wrapping_add(1);
+            self.events.push_back(Event::Message { stream, ppid, data });
+            while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
+                self.rx_buffered -= data.len();
+                st.next_ssn = st.next_ssn.wrapping_add(1);
+                self.events.push_back(Event::Message { stream, ppid, data });
+            }
+        } else if ssn_lt(st.next_ssn, ssn) {
+            self.rx_buffered += data.len();
+            if let Some((_, old)) = st.waiting.insert(ssn, (ppid, data)) {
+                self.rx_buffered -= old.len();
+            }
+        }
+        // An SSN below next_ssn is a stale duplicate: dropped.
+    }
+
+    /// RFC 3758 §3.6: move the cumulative TSN, drop fragments below it,
+    /// deliver what was waiting behind the skipped messages.
+    fn on_forward_tsn(&mut self, now: Instant, f: &ForwardTsn) {
+        if !matches!(
+            self.state,
+            State::Established | State::ShutdownPending | State::ShutdownSent
+        ) {
+            return;
+        }
+        self.sack_now = true;
+        let new = self.unwrap_tsn(f.new_cum_tsn);
+        if new <= self.rx_cum || new > self.rx_cum + MAX_TSN_GAP {
+            return;
+        }
+        self.rx_cum = new;
+        self.rx_highest = self.rx_highest.max(new);
+        // Drop ranges at or below the new point, then merge what touches it.
+        let above = self.rx_ranges.split_off(&(new + 1));
+        let below = std::mem::replace(&mut self.rx_ranges, above);
+        for (_, e) in below {
+            if e > self.rx_cum {
+                self.rx_cum = e;
+            }
+        }
+        while let Some((&s, &e)) = self.rx_ranges.first_key_value() {
+            if s <= self.rx_cum + 1 {
+                self.rx_cum = self.rx_cum.max(e);
+                self.rx_ranges.pop_first();
+            } else {
+                break;
+            }
+        }
+        let keep = self.reassembly.split_off(&(new + 1));
+        let dropped = std::mem::replace(&mut self.reassembly, keep);
+        for (_, fr) in dropped {
+            self.rx_buffered -= fr.data.len();
+        }
+        for &(stream, ssn) in &f.streams {
+            let Some(st) = self.inbound.get_mut(&stream) else {
+                self.inbound.entry(stream).or_default().next_ssn = ssn.wrapping_add(1);
+                continue;
+            };
+            // Deliver the complete messages up to the skipped SSN, then move on.
+            while ssn_lt(st.next_ssn, ssn.wrapping_add(1)) {
+                if let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
+                    self.rx_buffered -= data.len();
+                    self.events.push_back(Event::Message { stream, ppid, data });
+                }
+                st.next_ssn = st.next_ssn.wrapping_add(1);
+            }
+            while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
+                self.rx_buffered -= data.len();
+                st.next_ssn = st.next_ssn.wrapping_add(1);
+                self.events.push_back(Event::Message { stream, ppid, data });
+            }
+        }
+        // Complete messages above the new point may now be whole.
+        if let Some((&k, _)) = self.reassembly.first_key_value() {
+            self.try_reassemble(now, k);
+        }
+        self.check_deferred_reset(now);
+    }
+
+    /// Writes a SACK for the current receive state (RFC 9260 §6.2, §3.3.4).
+    fn write_sack(&mut self, out: &mut Vec<u8>, room: usize) {
+        let cum = self.rx_cum as u32;
+        let max_gaps = ((room.saturating_sub(16 + 4 * self.dups.len())) / 4).min(256);
+        let start = out.len();
+        out.extend_from_slice(&[kind::SACK, 0, 0, 0]);
+        out.extend_from_slice(&cum.to_be_bytes());
+        out.extend_from_slice(&self.a_rwnd().to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        let mut n = 0u16;
+        for (&s, &e) in &self.rx_ranges {
+            if n as usize >= max_gaps {
+                break;
+            }
+            let (so, eo) = (s - self.rx_cum, e - self.rx_cum);
+            if so > 0xFFFF {
+                break;
+            }
+            out.extend_from_slice(&(so as u16).to_be_bytes());
+            out.extend_from_slice(&(eo.min(0xFFFF) as u16).to_be_bytes());
+            n += 1;
+        }
+        for d in &self.dups {
+            out.extend_from_slice(&d.to_be_bytes());
+        }
+        let nd = self.dups.len() as u16;
+        self.dups.clear();
+        out[start + 12..start + 14].copy_from_slice(&n.to_be_bytes());
+        out[start + 14..start + 16].copy_from_slice(&nd.to_be_bytes());
+        let len = (out.len() - start) as u16;
+        out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+        self.sack_now = false;
+        self.sack_timer = None;
+        self.data_packets_unacked = 0;
+    }
+
+    // ---------------------------------------------------------------- sender
+
+    fn rtt_sample(&mut self, r: Duration) {
+        // RFC 6298 §2.
+        match self.srtt {
+            None => {
+                self.srtt = Some(r);
+                self.rttvar = r / 2;
+            }
+            Some(s) => {
+                let diff = s.abs_diff(r);
+                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
+                self.srtt = Some(s * 7 / 8 + r / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(r);
+        let rto = srtt + (4 * self.rttvar).max(Duration::from_millis(1));
+        self.rto = rto.clamp(self.config.rto_min, self.config.rto_max);
+    }
+
+    fn index_of(&self, tsn: u32) -> Option<usize> {
+        let i = tsn.wrapping_sub(self.cum_ack.wrapping_add(1)) as usize;
+        (i < self.inflight.len()).then_some(i)
+    }
+
+    fn note_decrease(&mut self, stream: u16, bytes: usize) {
+        if let Some(st) = self.out.get_mut(&stream) {
+            st.buffered = st.buffered.saturating_sub(bytes);
+        }
+        self.total_buffered = self.total_buffered.saturating_sub(bytes);
+        if !self.touched.contains(&stream) {
+            self.touched.push(stream);
+        }
+    }
+
+    fn flush_decreases(&mut self) {
+        for i in 0..self.touched.len() {
+            let stream = self.touched[i];
+            let buffered = self.buffered_amount(stream);
+            self.events
+                .push_back(Event::BufferedAmountDecreased { stream, buffered });
+        }
+        self.touched.clear();
+    }
+
+    /// RFC 9260 §6.2.1, §7.2: process a SACK.
+    fn on_sack(&mut self, now: Instant, sack: &Sack) {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::ShutdownPending
+                | State::ShutdownSent
+                | State::ShutdownReceived
+        ) {
+            return;
+        }
+        let cum = sack.cum_tsn_ack;
+        if lt(cum, self.cum_ack) {
+            return; // stale, out of order
+        }
+        let highest_sent = self.next_tsn.wrapping_sub(1);
+        if lt(highest_sent, cum) {
+            self.abort_with(
+                ErrorCause::PROTOCOL_VIOLATION,
+                "SACK acknowledges a TSN never sent",
+            );
+            return;
+        }
+        for g in &sack.gaps {
+            let end = cum.wrapping_add(g.end as u32);
+            if g.start == 0 || g.start > g.end || lt(highest_sent, end) {
+                self.abort_with(
+                    ErrorCause::PROTOCOL_VIOLATION,
+                    "SACK gap block acknowledges a TSN never sent",
+                );
+                return;
+            }
+        }
+        let flight_before = self.flight_size;
+        let mut cum_bytes = 0usize;
+        let cum_advanced = lt(self.cum_ack, cum);
+        // Cumulative acknowledgement.
+        while let Some(front) = self.inflight.front() {
+            if !le(front.tsn, cum) {
+                break;
+            }
+            let Some(s) = self.inflight.pop_front() else {
+                break;
+            };
+            self.cum_ack = s.tsn;
+            if s.in_flight {
+                self.flight_size -= s.data.len();
+            }
+            if !s.acked {
+                cum_bytes += s.data.len();
+            }
+            if let Some((p, at)) = self.rtt_probe {
+                if p == s.tsn {
+                    self.rtt_probe = None;
+                    if s.transmissions == 1 {
+                        self.rtt_sample(now.saturating_duration_since(at));
+                    }
+                }
+            }
+            if !s.abandoned {
+                self.note_decrease(s.stream, s.data.len());
+            }
+        }
+        if lt(self.cum_ack, cum) {
+            // Acked past what we still track (abandoned chunks the peer skipped).
+            self.cum_ack = cum;
+        }
+        if lt(self.advanced_peer_ack, self.cum_ack) {
+            self.advanced_peer_ack = self.cum_ack;
+        }
+        // Gap blocks.
+        let mut htna: Option<u32> = None;
+        let mut gap_bytes = 0usize;
+        for g in &sack.gaps {
+            for off in g.start..=g.end {
+                let tsn = cum.wrapping_add(off as u32);
+                let Some(i) = self.index_of(tsn) else {
+                    continue;
+                };
+                let s = &mut self.inflight[i];
+                if !s.acked {
+                    s.acked = true;
+                    s.marked = false;
+                    if s.in_flight {
+                        s.in_flight = false;
+                        self.flight_size -= s.data.len();
+                    }
+                    gap_bytes += s.data.len();
+                    // Gap blocks ascend: the last newly acked TSN is the highest.
+                    htna = Some(tsn);
+                    if let Some((p, at)) = self.rtt_probe {
+                        if p == tsn {
+                            self.rtt_probe = None;
+                            if s.transmissions == 1 {
+                                let r = now.saturating_duration_since(at);
+                                self.rtt_sample(r);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // §6.2.1: rwnd = a_rwnd minus what is still in flight.
+        self.peer_rwnd = sack.a_rwnd.saturating_sub(self.flight_size as u32);
+        // §7.2.4: miss indications for TSNs below the highest newly acked one.
+        let mut new_loss = false;
+        if let Some(h) = htna {
+            for i in 0..self.inflight.len() {
+                let s = &mut self.inflight[i];
+                if !lt(s.tsn, h) {
+                    break;
+                }
+                if s.acked || s.abandoned || s.fast_retransmitted || s.marked {
+                    continue;
+                }
+                s.misses += 1;
+                if s.misses >= 3 {
+                    s.fast_retransmitted = true;
+                    s.marked = true;
+                    if s.in_flight {
+                        s.in_flight = false;
+                        self.flight_size -= s.data.len();
+                    }
+                    let tsn = s.tsn;
+                    self.rtx_queue.push_back(tsn);
+                    new_loss = true;
+                }
+            }
+        }
+        // Congestion control.
+        let in_recovery = self.fast_recovery_exit.is_some();
+        if new_loss {
+            if !in_recovery {
+                self.ssthresh = (self.cwnd / 2).max(4 * self.config.mtu);
+                self.cwnd = self.ssthresh;
+                self.partial_bytes_acked = 0;
+                self.fast_recovery_exit = Some(highest_sent);
+            }
+            self.fast_rtx_packet = true;
+            self.abandon_expired(now);
+        } else if cum_advanced && !in_recovery {
+            if self.cwnd <= self.ssthresh {
+                // §7.2.1 slow start, only when the window was in use.
+                if flight_before + self.config.mtu >= self.cwnd {
+                    self.cwnd += cum_bytes.min(self.config.mtu);
+                }
+            } else {
+                // §7.2.2 congestion avoidance.
+                self.partial_bytes_acked += cum_bytes + gap_bytes;
+                if self.partial_bytes_acked >= self.cwnd
+                    && flight_before + self.config.mtu >= self.cwnd
+                {
+                    self.partial_bytes_acked -= self.cwnd;
+                    self.cwnd += self.config.mtu;
+                }
+            }
+        }
+        if let Some(exit) = self.fast_recovery_exit {
+            if le(exit, self.cum_ack) {
+                self.fast_recovery_exit = None;
+            }
+        }
+        if cum_advanced {
+            self.error_count = 0;
+        }
+        // §6.3.2: timer rules.
+        if self.inflight.is_empty() {
+            self.t3 = None;
+            if self.flight_size != 0 {
+                self.flight_size = 0;
+            }
+        } else if cum_advanced || self.t3.is_none() {
+            self.t3 = Some(now + self.rto);
+        }
+        // RFC 3758 §3.5 C1–C3: advance the peer ack point over abandoned chunks.
+        self.advance_peer_ack_point();
+        self.flush_decreases();
+        self.try_send_reset(now);
+        self.check_shutdown(now);
+    }
+
+    fn advance_peer_ack_point(&mut self) {
+        if !self.peer_forward_tsn {
+            return;
+        }
+        let mut adv = self.advanced_peer_ack;
+        for s in &self.inflight {
+            if le(s.tsn, adv) {
+                continue;
+            }
+            if s.abandoned && s.tsn == adv.wrapping_add(1) {
+                adv = s.tsn;
+            } else {
+                break;
+            }
+        }
+        self.advanced_peer_ack = adv;
+        if lt(self.cum_ack, adv) {
+            self.forward_tsn_pending = true;
+            if self.t3.is_none() {
+                self.t3 = Some(self.now + self.rto);
+            }
+        } else {
+            self.forward_tsn_pending = false;
+        }
+    }
+
+    /// Abandons the whole message around inflight index `i` (RFC 3758 §3.5
+    /// A3: all fragments of a message go together).
+    fn abandon_message(&mut self, i: usize) {
+        let mut start = i;
+        while start > 0 && self.inflight[start].flags & FLAG_BEGIN == 0 {
+            start -= 1;
+        }
+        let mut end = i;
+        while end + 1 < self.inflight.len() && self.inflight[end].flags & FLAG_END == 0 {
+            end += 1;
+        }
+        let ends_inside = self.inflight[end].flags & FLAG_END != 0;
+        for k in start..=end {
+            let s = &mut self.inflight[k];
+            if s.abandoned {
+                continue;
+            }
+            s.abandoned = true;
+            s.marked = false;
+            if s.in_flight {
+                s.in_flight = false;
+                self.flight_size -= s.data.len();
+            }
+            let (stream, len, acked) = (s.stream, s.data.len(), s.acked);
+            let _ = acked;
+            self.note_decrease(stream, len);
+        }
+        if !ends_inside {
+            // The rest of the message has not been sent yet: drop it.
+            while let Some(p) = self.send_queue.pop_front() {
+                self.queued_bytes -= p.data.len();
+                if let Some(st) = self.out.get_mut(&p.stream) {
+                    st.unsent = st.unsent.saturating_sub(1);
+                }
+                self.note_decrease(p.stream, p.data.len());
+                if p.flags & FLAG_END != 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Whether a chunk's reliability is used up (RFC 3758 §3.5 A3).
+    fn should_abandon(s: &Sent, now: Instant) -> bool {
+        s.max_rtx.is_some_and(|n| s.transmissions > n as u32) || s.expires.is_some_and(|e| e <= now)
+    }
+
+    fn abandon_expired(&mut self, now: Instant) {
+        if !self.peer_forward_tsn {
+            return;
+        }
+        let mut i = 0;
+        while i < self.inflight.len() {
+            let s = &self.inflight[i];
+            if !s.abandoned && !s.acked && s.marked && Self::should_abandon(s, now) {
+                self.abandon_message(i);
+            }
+            i += 1;
+        }
+        self.advance_peer_ack_point();
+    }
+
+    fn write_forward_tsn(&mut self, out: &mut Vec<u8>) {
+        let mut streams: Vec<(u16, u16)> = Vec::new();
+        for s in &self.inflight {
+            if !le(s.tsn, self.advanced_peer_ack) {
+                break;
+            }
+            if s.abandoned && s.flags & FLAG_UNORDERED == 0 {
+                match streams.iter_mut().find(|(st, _)| *st == s.stream) {
+                    Some(e) => {
+                        if ssn_lt(e.1, s.ssn) {
+                            e.1 = s.ssn;
+                        }
+                    }
+                    None => streams.push((s.stream, s.ssn)),
+                }
+            }
+        }
+        Chunk::ForwardTsn(ForwardTsn {
+            new_cum_tsn: self.advanced_peer_ack,
+            streams,
+        })
+        .write(out);
+    }
+
+    // ---------------------------------------------------------------- stream reset
+
+    fn try_send_reset(&mut self, now: Instant) {
+        if self.reset_outstanding.is_some()
+            || self.reset_queue.is_empty()
+            || self.state != State::Established
+        {
+            return;
+        }
+        // Data queued before the reset goes first (its TSNs must be assigned).
+        if self
+            .reset_queue
+            .iter()
+            .any(|s| self.out.get(s).is_some_and(|st| st.unsent > 0))
+        {
+            return;
+        }
+        let streams = std::mem::take(&mut self.reset_queue);
+        self.reset_outstanding = Some(ResetRequest {
+            seq: self.next_reset_seq,
+            streams,
+            last_tsn: self.next_tsn.wrapping_sub(1),
+        });
+        self.send_reset_request(now);
+    }
+
+    fn send_reset_request(&mut self, now: Instant) {
+        let Some(r) = &self.reset_outstanding else {
+            return;
+        };
+        let p = ReConfigParam::OutgoingResetRequest {
+            request_seq: r.seq,
+            response_seq: self.peer_reset_seq.wrapping_sub(1),
+            last_tsn: r.last_tsn,
+            streams: r.streams.clone(),
+        };
+        let mut c = Vec::new();
+        Chunk::ReConfig(vec![p]).write(&mut c);
+        self.queue_control(c);
+        self.reset_timer = Some(now + self.rto);
+    }
+
+    fn on_reconfig(&mut self, now: Instant, params: Vec<ReConfigParam>) {
+        if !matches!(
+            self.state,
+            State::Established
+                | State::ShutdownPending
+                | State::ShutdownSent
+                | State::ShutdownReceived
+        ) {
+            return;
+        }
+        let mut answers = Vec::new();
+        for p in params {
+            match p {
+                ReConfigParam::OutgoingResetRequest {
+                    request_seq,
+                    last_tsn,
+                    streams,
+                    ..
+                } => {
+                    let expected = self.peer_reset_seq;
+                    if request_seq == expected {
+                        self.peer_reset_seq = expected.wrapping_add(1);
+                        let t = self.unwrap_tsn(last_tsn);
+                        if t <= self.rx_cum {
+                            self.perform_incoming_reset(&streams);
+                            self.last_reset_response =
+                                Some((request_seq, ReConfigParam::RESULT_PERFORMED));
+                            answers.push((request_seq, ReConfigParam::RESULT_PERFORMED));
+                        } else {
+                            // RFC 6525 §5.2.2: defer until every TSN up to last_tsn arrived.
+                            self.deferred_reset = Some((request_seq, last_tsn, streams));
+                            self.last_reset_response =
+                                Some((request_seq, ReConfigParam::RESULT_IN_PROGRESS));
+                            answers.push((request_seq, ReConfigParam::RESULT_IN_PROGRESS));
+                        }
+                    } else if request_seq == expected.wrapping_sub(1) {
+                        // A retransmission: the same answer again.
+                        let result = match self.last_reset_response {
+                            Some((s, r)) if s == request_seq => r,
+                            _ => ReConfigParam::RESULT_PERFORMED,
+                        };
+                        answers.push((request_seq, result));
+                    } else {
+                        answers.push((request_seq, ReConfigParam::RESULT_BAD_SEQ));
+                    }
+                }
+                ReConfigParam::IncomingResetRequest {
+                    request_seq,
+                    streams,
+                } => {
+                    // The peer asks us to reset our outgoing streams: do so.
+                    if request_seq == self.peer_reset_seq {
+                        self.peer_reset_seq = request_seq.wrapping_add(1);
+                        let streams: Vec<u16> = streams
+                            .into_iter()
+                            .filter(|s| *s < self.out_streams)
+                            .collect();
+                        for &s in &streams {
+                            let st = self.out.entry(s).or_default();
+                            if !st.resetting {
+                                st.resetting = true;
+                                self.reset_queue.push(s);
+                            }
+                        }
+                        answers.push((request_seq, ReConfigParam::RESULT_PERFORMED));
+                    }
+                }
+                ReConfigParam::Response {
+                    response_seq,
+                    result,
+                    ..
+                } => {
+                    let Some(r) = &self.reset_outstanding else {
+                        continue;
+                    };
+                    if r.seq != response_seq {
+                        continue;
+                    }
+                    if result == ReConfigParam::RESULT_IN_PROGRESS {
+                        // Ask again later (the timer re-sends the same request).
+                        self.reset_timer = Some(now + self.rto);
+                        continue;
+                    }
+                    let Some(r) = self.reset_outstanding.take() else {
+                        continue;
+                    };
+                    self.reset_timer = None;
+                    self.error_count = 0;
+                    self.next_reset_seq = self.next_reset_seq.wrapping_add(1);
+                    for &s in &r.streams {
+                        let st = self.out.entry(s).or_default();
+                        st.resetting = false;
+                        if result == ReConfigParam::RESULT_PERFORMED {
+                            st.next_ssn = 0;
+                        }
+                    }
+                    if result == ReConfigParam::RESULT_PERFORMED {
+                        self.events
+                            .push_back(Event::OutgoingStreamsReset { streams: r.streams });
+                    }
+                    self.try_send_reset(now);
+                }
+                ReConfigParam::Unknown { .. } => {}
+            }
+        }
+        for (seq, result) in answers {
+            let mut c = Vec::new();
+            Chunk::ReConfig(vec![ReConfigParam::Response {
+                response_seq: seq,
+                result,
+                next_tsns: None,
+            }])
+            .write(&mut c);
+            self.queue_control(c);
+        }
+        self.try_send_reset(now);
+    }
+
+    fn perform_incoming_reset(&mut self, streams: &[u16]) {
+        if streams.is_empty() {
+            for st in self.inbound.values_mut() {
+                st.next_ssn = 0;
+                for (_, (_, d)) in st.waiting.drain() {
+                    self.rx_buffered -= d.len();
+                }
+            }
+        } else {
+            for &s in streams {
+                if let Some(st) = self.inbound.get_mut(&s) {
+                    st.next_ssn = 0;
+                    for (_, (_, d)) in st.waiting.drain() {
+                        self.rx_buffered -= d.len();
+                    }
+                }
+            }
+        }
+        self.events.push_back(Event::StreamsReset {
+            streams: streams.to_vec(),
+        });
+    }
+
+    fn check_deferred_reset(&mut self, _now: Instant) {
+        let Some((seq, last_tsn, _)) = &self.deferred_reset else {
+            return;
+        };
+        let (seq, last_tsn) = (*seq, *last_tsn);
+        if self.unwrap_tsn(last_tsn) <= self.rx_cum {
+            let Some((_, _, streams)) = self.deferred_reset.take() else {
+                return;
+            };
+            self.perform_incoming_reset(&streams);
+            self.last_reset_response = Some((seq, ReConfigParam::RESULT_PERFORMED));
+            let mut c = Vec::new();
+            Chunk::ReConfig(vec![ReConfigParam::Response {
+                response_seq: seq,
+                result: ReConfigParam::RESULT_PERFORMED,
+                next_tsns: None,
+            }])
+            .write(&mut c);
+            self.queue_control(c);
+        }
+    }
+
+    // ---------------------------------------------------------------- shutdown
+
+    fn on_shutdown(&mut self, now: Instant, cum_tsn_ack: u32) {
+        match self.state {
+            State::Established | State::ShutdownPending | State::ShutdownReceived => {
+                let sack = Sack {
+                    cum_tsn_ack,
+                    a_rwnd: self.peer_rwnd + self.flight_size as u32,
+                    gaps: Vec::new(),
+                    dups: Vec::new(),
+                };
+                if le(self.cum_ack, cum_tsn_ack) {
+                    self.on_sack(now, &sack);
+                }
+                if self.state == State::Closed {
+                    return;
+                }
+                self.state = State::ShutdownReceived;
+                self.check_shutdown(now);
+            }
+            State::ShutdownSent => {
+                // §9.2: both sides shut down at once.
+                self.send_shutdown_ack(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn check_shutdown(&mut self, now: Instant) {
+        let drained = self.send_queue.is_empty() && self.inflight.is_empty();
+        match self.state {
+            State::ShutdownPending if drained => self.send_shutdown(now),
+            State::ShutdownReceived if drained => self.send_shutdown_ack(now),
+            _ => {}
+        }
+    }
+
+    fn send_shutdown(&mut self, now: Instant) {
+        self.state = State::ShutdownSent;
+        let mut c = Vec::new();
+        Chunk::Shutdown {
+            cum_tsn_ack: self.rx_cum as u32,
+        }
+        .write(&mut c);
+        self.queue_control(c);
+        self.t2 = Some(now + self.rto);
+    }
+
+    fn send_shutdown_ack(&mut self, now: Instant) {
+        self.state = State::ShutdownAckSent;
+        self.t3 = None;
+        let mut c = Vec::new();
+        Chunk::ShutdownAck.write(&mut c);
+        self.queue_control(c);
+        self.t2 = Some(now + self.rto);
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// The next SCTP packet to send (at most `config.mtu` bytes), if any.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        self.poll_transmit_into(&mut out).then_some(out)
+    }
+
+    /// Like [`Association::poll_transmit`] but writes into `out` (cleared
+    /// first), so that a caller can reuse one buffer. Returns whether a
+    /// packet was written.
+    pub fn poll_transmit_into(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if let Some(p) = self.packets.pop_front() {
+            out.extend_from_slice(&p);
+            return true;
+        }
+        if self.state == State::Closed || self.peer_tag == 0 {
+            self.control.clear();
+            return false;
+        }
+        let mtu = self.config.mtu;
+        out.reserve(mtu);
+        CommonHeader {
+            source_port: self.config.local_port,
+            destination_port: self.config.remote_port,
+            verification_tag: self.peer_tag,
+        }
+        .write(out);
+        let now = self.now;
+        // Control chunks first (§6.10: control before DATA).
+        while let Some(c) = self.control.front() {
+            if out.len() + c.len() > mtu && out.len() > HEADER_LEN {
+                break;
+            }
+            if let Some(c) = self.control.pop_front() {
+                out.extend_from_slice(&c);
+            }
+        }
+        let data_state = matches!(
+            self.state,
+            State::Established | State::ShutdownPending | State::ShutdownReceived
+        );
+        // A SACK rides along whenever one is owed, delayed or not.
+        let sack_owed = self.sack_now || self.sack_timer.is_some() || !self.dups.is_empty();
+        if sack_owed
+            && matches!(
+                self.state,
+                State::Established
+                    | State::ShutdownPending
+                    | State::ShutdownSent
+                    | State::ShutdownReceived
+            )
+        {
+            let room = mtu.saturating_sub(out.len());
+            if room >= 16 {
+                let will_send_data =
+                    data_state && (!self.rtx_queue.is_empty() || !self.send_queue.is_empty());
+                if self.sack_now || will_send_data {
+                    self.write_sack(out, room);
+                }
+            }
+        }
+        if self.forward_tsn_pending && out.len() + 8 + 4 * 16 <= mtu {
+            self.forward_tsn_pending = false;
+            self.write_forward_tsn(out);
+        }
+        if data_state {
+            self.write_data_chunks(out, now);
+        }
+        if out.len() == HEADER_LEN {
+            out.clear();
+            return false;
+        }
+        packet::finish(out);
+        true
+    }
+
+    fn write_data_chunks(&mut self, out: &mut Vec<u8>, now: Instant) {
+        let mtu = self.config.mtu;
+        let mut wrote_data = false;
+        // Retransmissions first (§6.1 / §7.2.4).
+        while let Some(&tsn) = self.rtx_queue.front() {
+            let Some(i) = self.index_of(tsn) else {
+                self.rtx_queue.pop_front();
+                continue;
+            };
+            if !self.inflight[i].marked || self.inflight[i].acked || self.inflight[i].abandoned {
+                self.rtx_queue.pop_front();
+                continue;
+            }
+            if self.peer_forward_tsn && Self::should_abandon(&self.inflight[i], now) {
+                self.rtx_queue.pop_front();
+                self.abandon_message(i);
+                self.advance_peer_ack_point();
+                continue;
+            }
+            let len = self.inflight[i].data.len();
+            if out.len() + DATA_HEADER_LEN + len > mtu {
+                break;
+            }
+            // Fast retransmit may send one packet regardless of cwnd.
+            if !self.fast_rtx_packet && self.flight_size + len > self.cwnd && self.flight_size > 0 {
+                break;
+            }
+            self.rtx_queue.pop_front();
+            let s = &mut self.inflight[i];
+            s.marked = false;
+            s.transmissions += 1;
+            s.sent_at = now;
+            s.in_flight = true;
+            self.flight_size += len;
+            super::chunk::write_data(out, s.flags, s.tsn, s.stream, s.ssn, s.ppid, &s.data);
+            if self.rtt_probe.is_some_and(|(p, _)| p == s.tsn) {
+                self.rtt_probe = None;
+            }
+            wrote_data = true;
+        }
+        if wrote_data {
+            self.fast_rtx_packet = false;
+        }
+        // New data.
+        if self.rtx_queue.is_empty() && self.burst_left > 0 {
+            let mut new_data = false;
+            while let Some(p) = self.send_queue.front() {
+                let len = p.data.len();
+                // PR-SCTP: a whole message that outlived its lifetime before
+                // its first transmission is dropped without a TSN.
+                if p.flags & FLAG_BEGIN != 0
+                    && p.expires.is_some_and(|e| e <= now)
+                    && self.peer_forward_tsn
+                {
+                    self.drop_unsent_message();
+                    continue;
+                }
+                if out.len() + DATA_HEADER_LEN + len > mtu {
+                    break;
+                }
+                // §7.2.1 / §6.1 rule B: cwnd and the peer's window (one probe
+                // when the window is zero and nothing is in flight).
+                if self.flight_size >= self.cwnd {
+                    break;
+                }
+                if (self.peer_rwnd as usize) < len
+                    && !(self.flight_size == 0 && !new_data && !wrote_data)
+                {
+                    break;
+                }
+                let Some(p) = self.send_queue.pop_front() else {
+                    break;
+                };
+                self.queued_bytes -= len;
+                let tsn = self.next_tsn;
+                self.next_tsn = tsn.wrapping_add(1);
+                let st = self.out.entry(p.stream).or_default();
+                st.unsent = st.unsent.saturating_sub(1);
+                let ssn = if p.flags & FLAG_UNORDERED != 0 {
+                    0
+                } else {
+                    if p.flags & FLAG_BEGIN != 0 {
+                        self.current_ssn = st.next_ssn;
+                        st.next_ssn = st.next_ssn.wrapping_add(1);
+                    }
+                    self.current_ssn
+                };
+                super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
+                self.flight_size += len;
+                self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
+                if self.rtt_probe.is_none() {
+                    self.rtt_probe = Some((tsn, now));
+                }
+                self.inflight.push_back(Sent {
+                    tsn,
+                    stream: p.stream,
+                    ssn,
+                    ppid: p.ppid,
+                    flags: p.flags,
+                    data: p.data,
+                    sent_at: now,
+                    transmissions: 1,
+                    max_rtx: p.max_rtx,
+                    expires: p.expires,
+                    acked: false,
+                    abandoned: false,
+                    marked: false,
+                    in_flight: true,
+                    fast_retransmitted: false,
+                    misses: 0,
+                });
+                new_data = true;
+            }
+            if new_data {
+                self.burst_left -= 1;
+                wrote_data = true;
+            }
+        }
+        if wrote_data && self.t3.is_none() {
+            self.t3 = Some(now + self.rto);
+        }
+        if !self.reset_queue.is_empty() {
+            self.try_send_reset(now);
+        }
+    }
+
+    fn drop_unsent_message(&mut self) {
+        while let Some(p) = self.send_queue.pop_front() {
+            self.queued_bytes -= p.data.len();
+            if let Some(st) = self.out.get_mut(&p.stream) {
+                st.unsent = st.unsent.saturating_sub(1);
+            }
+            self.note_decrease(p.stream, p.data.len());
+            if p.flags & FLAG_END != 0 {
+                break;
+            }
+        }
+        self.flush_decreases();
+    }
+}
+
+/// Reads the peer's extensions from INIT / INIT ACK parameters (RFC 3758
+/// §3.3, RFC 5061 §4.2.7) and collects parameters to report as unrecognized
+/// (RFC 9260 §3.2.1: upper bits 01 and 11 ask for a report; 00 and 01 stop
+/// the processing of further parameters).
+fn peer_features(params: &[Param], unrecognized: &mut Vec<Vec<u8>>) -> (bool, bool) {
+    let mut forward_tsn = false;
+    let mut reconfig = false;
+    for p in params {
+        match p {
+            Param::ForwardTsnSupported => forward_tsn = true,
+            Param::SupportedExtensions(types) => {
+                forward_tsn |= types.contains(&kind::FORWARD_TSN);
+                reconfig |= types.contains(&kind::RE_CONFIG);
+            }
+            Param::Unknown { typ, value } => {
+                if typ & 0x4000 != 0 && unrecognized.len() < 8 {
+                    let mut raw = Vec::new();
+                    p.write(&mut raw);
+                    let _ = value;
+                    unrecognized.push(raw);
+                }
+                if typ & 0x8000 == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    (forward_tsn, reconfig)
+}

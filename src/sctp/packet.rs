@@ -1,0 +1,189 @@
+//! The SCTP packet: common header, CRC32c, and the walk over its chunks
+//! (RFC 9260 §3.1, §6.8, appendix A).
+
+use super::SctpError;
+use super::chunk::Chunk;
+
+/// Size of the common header.
+pub const HEADER_LEN: usize = 12;
+
+/// RFC 9260 appendix A: CRC32c (Castagnoli), the `crc` crate's CRC_32_ISCSI.
+pub const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+/// The common header (RFC 9260 §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommonHeader {
+    /// Sender's port (5000 in WebRTC, RFC 8841).
+    pub source_port: u16,
+    /// Receiver's port.
+    pub destination_port: u16,
+    /// The receiver's initiate tag (0 in a packet carrying INIT).
+    pub verification_tag: u32,
+}
+
+impl CommonHeader {
+    /// Parses the header of `packet` (checksum not verified).
+    pub fn parse(packet: &[u8]) -> Result<CommonHeader, SctpError> {
+        if packet.len() < HEADER_LEN {
+            return Err(SctpError::Truncated {
+                what: "common header",
+                need: HEADER_LEN,
+                have: packet.len(),
+            });
+        }
+        Ok(CommonHeader {
+            source_port: u16::from_be_bytes([packet[0], packet[1]]),
+            destination_port: u16::from_be_bytes([packet[2], packet[3]]),
+            verification_tag: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+        })
+    }
+
+    /// Appends the header with a zero checksum; [`finish`] fills it in.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.source_port.to_be_bytes());
+        out.extend_from_slice(&self.destination_port.to_be_bytes());
+        out.extend_from_slice(&self.verification_tag.to_be_bytes());
+        out.extend_from_slice(&[0; 4]);
+    }
+}
+
+/// RFC 9260 §6.8: the CRC32c of the whole packet computed with the checksum
+/// field set to zero. The checksum is stored least significant byte first
+/// (the reflected CRC's natural byte order, appendix A).
+pub fn checksum(packet: &[u8]) -> u32 {
+    let mut d = CRC32C.digest();
+    d.update(&packet[..8]);
+    d.update(&[0; 4]);
+    d.update(&packet[12..]);
+    d.finalize()
+}
+
+/// Writes the checksum of a packet whose header was written by
+/// [`CommonHeader::write`]. Does nothing to a buffer shorter than a header.
+pub fn finish(packet: &mut [u8]) {
+    if packet.len() < HEADER_LEN {
+        return;
+    }
+    let c = checksum(packet);
+    packet[8..12].copy_from_slice(&c.to_le_bytes());
+}
+
+/// Checks the CRC32c of a packet.
+pub fn verify(packet: &[u8]) -> Result<(), SctpError> {
+    if packet.len() < HEADER_LEN {
+        return Err(SctpError::Truncated {
+            what: "common header",
+            need: HEADER_LEN,
+            have: packet.len(),
+        });
+    }
+    let have = u32::from_le_bytes([packet[8], packet[9], packet[10], packet[11]]);
+    let want = checksum(packet);
+    if have != want {
+        return Err(SctpError::BadChecksum { have, want });
+    }
+    Ok(())
+}
+
+/// One chunk as it sits in the packet: type, flags, value (unpadded), and
+/// its offset in the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawChunk<'a> {
+    /// Chunk type.
+    pub typ: u8,
+    /// Chunk flags.
+    pub flags: u8,
+    /// The value after the 4-byte chunk header, without padding.
+    pub value: &'a [u8],
+    /// Offset of the chunk header in the packet.
+    pub offset: usize,
+}
+
+impl<'a> RawChunk<'a> {
+    /// Decodes the chunk.
+    pub fn parse(&self) -> Result<Chunk<'a>, SctpError> {
+        Chunk::parse(self.typ, self.flags, self.value)
+    }
+}
+
+/// Walks the chunks after the common header. A chunk shorter than 4 bytes or
+/// longer than what is left ends the walk with an error (RFC 9260 §3.2); the
+/// last chunk may omit its padding.
+pub fn chunks(packet: &[u8]) -> impl Iterator<Item = Result<RawChunk<'_>, SctpError>> + '_ {
+    let mut pos = HEADER_LEN.min(packet.len());
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed || pos >= packet.len() {
+            return None;
+        }
+        let rest = &packet[pos..];
+        if rest.len() < 4 {
+            failed = true;
+            return Some(Err(SctpError::Truncated {
+                what: "chunk header",
+                need: pos + 4,
+                have: packet.len(),
+            }));
+        }
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        if len < 4 || len > rest.len() {
+            failed = true;
+            return Some(Err(SctpError::BadLength {
+                what: "chunk",
+                offset: pos,
+                length: len,
+            }));
+        }
+        let c = RawChunk {
+            typ: rest[0],
+            flags: rest[1],
+            value: &rest[4..len],
+            offset: pos,
+        };
+        pos += (len + 3) & !3;
+        Some(Ok(c))
+    })
+}
+
+/// A whole decoded packet (for tests, tools and fuzzing; the association
+/// walks [`chunks`] instead, without collecting).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet<'a> {
+    /// The common header.
+    pub header: CommonHeader,
+    /// The chunks in order.
+    pub chunks: Vec<Chunk<'a>>,
+}
+
+impl<'a> Packet<'a> {
+    /// Verifies the checksum and decodes every chunk.
+    pub fn parse(packet: &'a [u8]) -> Result<Packet<'a>, SctpError> {
+        verify(packet)?;
+        let header = CommonHeader::parse(packet)?;
+        let mut out = Vec::new();
+        for c in chunks(packet) {
+            out.push(c?.parse()?);
+        }
+        Ok(Packet {
+            header,
+            chunks: out,
+        })
+    }
+
+    /// Appends the packet with its checksum.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        self.header.write(out);
+        for c in &self.chunks {
+            c.write(out);
+        }
+        finish(&mut out[start..]);
+    }
+
+    /// The encoded packet.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.write(&mut v);
+        v
+    }
+}

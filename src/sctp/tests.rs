@@ -1,0 +1,770 @@
+//! Unit and property tests of the SCTP codec and association.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::chunk::{Data, ForwardTsn, GapBlock, IData, IForwardTsn, Init, Sack, kind};
+use super::packet::{self, CommonHeader};
+use super::param::{ErrorCause, Param, ReConfigParam};
+use super::*;
+
+#[test]
+fn crc32c_check_value() {
+    // The CRC-32C check value of "123456789" (the iSCSI polynomial, RFC 3720 B.4).
+    assert_eq!(packet::CRC32C.checksum(b"123456789"), 0xE306_9283);
+}
+
+#[test]
+fn packet_round_trip_and_checksum() {
+    let p = Packet {
+        header: CommonHeader {
+            source_port: 5000,
+            destination_port: 5000,
+            verification_tag: 0x1234_5678,
+        },
+        chunks: vec![
+            Chunk::CookieAck,
+            Chunk::Data(Data {
+                flags: 3,
+                tsn: 7,
+                stream: 1,
+                ssn: 2,
+                ppid: 51,
+                payload: b"hello",
+            }),
+        ],
+    };
+    let mut v = p.to_vec();
+    assert_eq!(v.len() % 4, 0);
+    assert_eq!(Packet::parse(&v).unwrap(), p);
+    v[20] ^= 1;
+    assert!(matches!(
+        Packet::parse(&v),
+        Err(SctpError::BadChecksum { .. })
+    ));
+}
+
+#[test]
+fn chunk_length_past_packet_is_rejected() {
+    let p = Packet {
+        header: CommonHeader::default(),
+        chunks: vec![Chunk::CookieAck],
+    };
+    let mut v = p.to_vec();
+    v[15] = 200; // COOKIE ACK claims 200 bytes
+    packet::finish(&mut v);
+    assert!(matches!(
+        Packet::parse(&v),
+        Err(SctpError::BadLength {
+            what: "chunk",
+            offset: 12,
+            length: 200
+        })
+    ));
+}
+
+#[test]
+fn init_length_excludes_last_parameter_padding() {
+    let c = Chunk::Init(Init {
+        initiate_tag: 1,
+        a_rwnd: 2,
+        outbound_streams: 3,
+        max_inbound_streams: 4,
+        initial_tsn: 5,
+        params: vec![Param::SupportedExtensions(vec![0x82, 0xC0])],
+    });
+    let mut v = Vec::new();
+    c.write(&mut v);
+    // 4 header + 16 fixed + 4 TLV header + 2 value = 26; padded to 28 on the wire.
+    assert_eq!(u16::from_be_bytes([v[2], v[3]]), 26);
+    assert_eq!(v.len(), 28);
+    assert_eq!(Chunk::parse(v[0], v[1], &v[4..26]).unwrap(), c);
+}
+
+fn arb_param() -> impl Strategy<Value = Param> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(Param::StateCookie),
+        proptest::collection::vec(any::<u8>(), 0..6).prop_map(Param::SupportedExtensions),
+        Just(Param::ForwardTsnSupported),
+        proptest::collection::vec(any::<u8>(), 0..10).prop_map(Param::UnrecognizedParameter),
+        (
+            0x8100u16..0xBFFF,
+            proptest::collection::vec(any::<u8>(), 0..10)
+        )
+            .prop_map(|(typ, value)| Param::Unknown { typ, value }),
+    ]
+}
+
+fn arb_init() -> impl Strategy<Value = Init> {
+    (
+        any::<u32>(),
+        any::<u32>(),
+        any::<u16>(),
+        any::<u16>(),
+        any::<u32>(),
+        proptest::collection::vec(arb_param(), 0..4),
+    )
+        .prop_map(
+            |(initiate_tag, a_rwnd, outbound_streams, max_inbound_streams, initial_tsn, params)| {
+                Init {
+                    initiate_tag,
+                    a_rwnd,
+                    outbound_streams,
+                    max_inbound_streams,
+                    initial_tsn,
+                    params,
+                }
+            },
+        )
+}
+
+fn arb_causes() -> impl Strategy<Value = Vec<ErrorCause>> {
+    proptest::collection::vec(
+        (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..9))
+            .prop_map(|(code, info)| ErrorCause { code, info }),
+        0..3,
+    )
+}
+
+fn arb_reconfig() -> impl Strategy<Value = ReConfigParam> {
+    let streams = proptest::collection::vec(any::<u16>(), 0..5);
+    prop_oneof![
+        (any::<u32>(), any::<u32>(), any::<u32>(), streams.clone()).prop_map(|(a, b, c, s)| {
+            ReConfigParam::OutgoingResetRequest {
+                request_seq: a,
+                response_seq: b,
+                last_tsn: c,
+                streams: s,
+            }
+        }),
+        (any::<u32>(), streams).prop_map(|(a, s)| ReConfigParam::IncomingResetRequest {
+            request_seq: a,
+            streams: s
+        }),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            proptest::option::of((any::<u32>(), any::<u32>()))
+        )
+            .prop_map(|(a, b, n)| ReConfigParam::Response {
+                response_seq: a,
+                result: b,
+                next_tsns: n
+            }),
+        (17u16..100, proptest::collection::vec(any::<u8>(), 0..9))
+            .prop_map(|(typ, value)| ReConfigParam::Unknown { typ, value }),
+    ]
+}
+
+/// Every chunk with an owned payload (the borrowed ones take `payload`).
+fn arb_chunk(payload: &'static [u8]) -> impl Strategy<Value = Chunk<'static>> {
+    prop_oneof![
+        (
+            any::<u8>(),
+            any::<u32>(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u32>()
+        )
+            .prop_map(move |(f, tsn, stream, ssn, ppid)| Chunk::Data(Data {
+                flags: f & 0x0F,
+                tsn,
+                stream,
+                ssn,
+                ppid,
+                payload
+            })),
+        (
+            any::<u8>(),
+            any::<u32>(),
+            any::<u16>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(move |(f, tsn, stream, mid, p)| Chunk::IData(IData {
+                flags: f & 0x0F,
+                tsn,
+                stream,
+                mid,
+                ppid_or_fsn: p,
+                payload
+            })),
+        arb_init().prop_map(Chunk::Init),
+        arb_init().prop_map(Chunk::InitAck),
+        (
+            any::<u32>(),
+            any::<u32>(),
+            proptest::collection::vec(
+                (any::<u16>(), any::<u16>()).prop_map(|(start, end)| GapBlock { start, end }),
+                0..5
+            ),
+            proptest::collection::vec(any::<u32>(), 0..5)
+        )
+            .prop_map(|(c, a, gaps, dups)| Chunk::Sack(Sack {
+                cum_tsn_ack: c,
+                a_rwnd: a,
+                gaps,
+                dups
+            })),
+        proptest::collection::vec(any::<u8>(), 0..20).prop_map(Chunk::Heartbeat),
+        proptest::collection::vec(any::<u8>(), 0..20).prop_map(Chunk::HeartbeatAck),
+        (any::<bool>(), arb_causes()).prop_map(|(t, causes)| Chunk::Abort { t, causes }),
+        any::<u32>().prop_map(|c| Chunk::Shutdown { cum_tsn_ack: c }),
+        Just(Chunk::ShutdownAck),
+        any::<bool>().prop_map(|t| Chunk::ShutdownComplete { t }),
+        arb_causes().prop_map(Chunk::Error),
+        proptest::collection::vec(any::<u8>(), 0..70).prop_map(Chunk::CookieEcho),
+        Just(Chunk::CookieAck),
+        (
+            any::<u32>(),
+            proptest::collection::vec((any::<u16>(), any::<u16>()), 0..4)
+        )
+            .prop_map(|(n, streams)| Chunk::ForwardTsn(ForwardTsn {
+                new_cum_tsn: n,
+                streams
+            })),
+        (
+            any::<u32>(),
+            proptest::collection::vec((any::<u16>(), any::<bool>(), any::<u32>()), 0..4)
+        )
+            .prop_map(|(n, streams)| Chunk::IForwardTsn(IForwardTsn {
+                new_cum_tsn: n,
+                streams
+            })),
+        proptest::collection::vec(arb_reconfig(), 1..3).prop_map(Chunk::ReConfig),
+        (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..3))
+            .prop_filter("unknown type", |(t, _)| {
+                ![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 64, 130, 192, 194].contains(t)
+            })
+            .prop_map(|(typ, v)| Chunk::Unknown {
+                typ,
+                flags: 0,
+                value: Box::leak(v.into_boxed_slice())
+            }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn every_chunk_round_trips(chunks in proptest::collection::vec(arb_chunk(b"payload bytes!"), 1..5), tag in any::<u32>()) {
+        let p = Packet { header: CommonHeader { source_port: 5000, destination_port: 5001, verification_tag: tag }, chunks };
+        let bytes = p.to_vec();
+        let back = Packet::parse(&bytes).unwrap();
+        prop_assert_eq!(back, p);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = Packet::parse(&data);
+        for c in packet::chunks(&data).flatten() {
+            let _ = c.parse();
+        }
+        // Also with a valid checksum, so the association parses it.
+        let mut d = data.clone();
+        if d.len() >= 12 {
+            packet::finish(&mut d);
+            let _ = Packet::parse(&d);
+            let now = Instant::now();
+            let mut a = Association::new(Config::default(), StdRng::seed_from_u64(1));
+            a.handle_packet(now, &d);
+            while a.poll_transmit().is_some() {}
+        }
+    }
+
+    #[test]
+    fn arbitrary_chunk_values_never_panic(typ in any::<u8>(), flags in any::<u8>(), value in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let _ = Chunk::parse(typ, flags, &value);
+    }
+}
+
+// ------------------------------------------------------------------ pairs
+
+/// Two associations wired back to back with instant delivery.
+pub(crate) struct Pair {
+    pub a: Association,
+    pub b: Association,
+    pub now: Instant,
+    /// Drop each packet with probability 1/n (0: none), from a fixed LCG.
+    pub drop_every: u64,
+    lcg: u64,
+    pub sent: u64,
+}
+
+impl Pair {
+    pub fn new(config: Config) -> Pair {
+        Pair {
+            a: Association::new(config.clone(), StdRng::seed_from_u64(1)),
+            b: Association::new(config, StdRng::seed_from_u64(2)),
+            now: Instant::now(),
+            drop_every: 0,
+            sent: 0,
+            lcg: 12345,
+        }
+    }
+
+    /// Delivers packets until both are quiet, then steps time to the next
+    /// timer, for at most `limit` of virtual time.
+    pub fn run(&mut self, limit: Duration) {
+        let end = self.now + limit;
+        loop {
+            let mut moved = false;
+            while let Some(p) = self.a.poll_transmit() {
+                moved = true;
+                self.sent += 1;
+                if std::env::var("SCTP_TRACE").is_ok() {
+                    trace("a->b", self.sent, &p);
+                }
+                if !self.lose() {
+                    self.b.handle_packet(self.now, &p);
+                }
+            }
+            while let Some(p) = self.b.poll_transmit() {
+                moved = true;
+                self.sent += 1;
+                if std::env::var("SCTP_TRACE").is_ok() {
+                    trace("b->a", self.sent, &p);
+                }
+                if !self.lose() {
+                    self.a.handle_packet(self.now, &p);
+                }
+            }
+            if moved {
+                continue;
+            }
+            let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = self.now.max(t);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    fn lose(&mut self) -> bool {
+        self.lcg = self
+            .lcg
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.drop_every != 0 && (self.lcg >> 33) % self.drop_every == 0
+    }
+
+    pub fn events(a: &mut Association) -> Vec<Event> {
+        std::iter::from_fn(|| a.poll_event()).collect()
+    }
+}
+
+fn trace(dir: &str, n: u64, p: &[u8]) {
+    let parsed = Packet::parse(p).unwrap();
+    let d: Vec<String> = parsed
+        .chunks
+        .iter()
+        .map(|c| match c {
+            Chunk::Data(d) => format!("DATA {} f{}", d.tsn, d.flags),
+            Chunk::Sack(s) => format!("SACK {} {:?} rwnd {}", s.cum_tsn_ack, s.gaps, s.a_rwnd),
+            c => format!("{}", c.typ()),
+        })
+        .collect();
+    eprintln!("{n} {dir} {d:?}");
+}
+
+fn connected() -> Pair {
+    let mut p = Pair::new(Config {
+        heartbeat_interval: None,
+        ..Config::default()
+    });
+    p.a.connect(p.now);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.a.state(), State::Established);
+    assert_eq!(p.b.state(), State::Established);
+    assert_eq!(Pair::events(&mut p.a), vec![Event::Connected]);
+    assert_eq!(Pair::events(&mut p.b), vec![Event::Connected]);
+    p
+}
+
+fn messages(evs: Vec<Event>) -> Vec<(u16, u32, Vec<u8>)> {
+    evs.into_iter()
+        .filter_map(|e| match e {
+            Event::Message { stream, ppid, data } => Some((stream, ppid, data)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn handshake_and_one_message_each_way() {
+    let mut p = connected();
+    p.a.send(p.now, 1, 51, b"hello", SendOptions::default())
+        .unwrap();
+    p.b.send(p.now, 2, 53, b"world", SendOptions::default())
+        .unwrap();
+    p.run(Duration::from_secs(1));
+    assert_eq!(
+        messages(Pair::events(&mut p.b)),
+        vec![(1, 51, b"hello".to_vec())]
+    );
+    assert_eq!(
+        messages(Pair::events(&mut p.a)),
+        vec![(2, 53, b"world".to_vec())]
+    );
+    assert_eq!(p.a.buffered_amount(1), 0);
+}
+
+#[test]
+fn init_collision_ends_in_one_association() {
+    let mut p = Pair::new(Config {
+        heartbeat_interval: None,
+        ..Config::default()
+    });
+    p.a.connect(p.now);
+    p.b.connect(p.now);
+    p.run(Duration::from_secs(2));
+    assert_eq!(p.a.state(), State::Established);
+    assert_eq!(p.b.state(), State::Established);
+    assert_eq!(Pair::events(&mut p.a), vec![Event::Connected]);
+    assert_eq!(Pair::events(&mut p.b), vec![Event::Connected]);
+    p.a.send(p.now, 0, 51, b"x", SendOptions::default())
+        .unwrap();
+    p.b.send(p.now, 0, 51, b"y", SendOptions::default())
+        .unwrap();
+    p.run(Duration::from_secs(1));
+    assert_eq!(messages(Pair::events(&mut p.b)).len(), 1);
+    assert_eq!(messages(Pair::events(&mut p.a)).len(), 1);
+}
+
+#[test]
+fn large_messages_fragment_and_reassemble() {
+    let mut p = connected();
+    let sizes = [1usize, 1171, 1172, 1173, 5000, 65536, 256 * 1024];
+    for (i, &n) in sizes.iter().enumerate() {
+        let data: Vec<u8> = (0..n).map(|k| (k * 7 + i) as u8).collect();
+        p.a.send(p.now, i as u16, 53, &data, SendOptions::default())
+            .unwrap();
+    }
+    assert!(matches!(
+        p.a.send(
+            p.now,
+            0,
+            53,
+            &vec![0; 256 * 1024 + 1],
+            SendOptions::default()
+        ),
+        Err(SctpError::MessageTooLarge { .. })
+    ));
+    assert_eq!(
+        p.a.send(p.now, 0, 53, &[], SendOptions::default()),
+        Err(SctpError::EmptyMessage)
+    );
+    p.run(Duration::from_secs(5));
+    let got = messages(Pair::events(&mut p.b));
+    assert_eq!(got.len(), sizes.len());
+    for (i, (s, _, d)) in got.iter().enumerate() {
+        assert_eq!(*s as usize, i);
+        assert_eq!(d.len(), sizes[i]);
+        assert!(d.iter().enumerate().all(|(k, &b)| b == (k * 7 + i) as u8));
+    }
+}
+
+#[test]
+fn loss_is_repaired_in_order() {
+    let mut p = connected();
+    p.drop_every = 7;
+    for i in 0..300u32 {
+        p.a.send(
+            p.now,
+            3,
+            53,
+            &i.to_be_bytes().repeat(100),
+            SendOptions::default(),
+        )
+        .unwrap();
+    }
+    p.run(Duration::from_secs(30));
+    let got = messages(Pair::events(&mut p.b));
+    assert_eq!(
+        got.len(),
+        300,
+        "a: {:?} {:?} flight {} cwnd {} buffered {} timeout {:?} rto {:?} now {:?}",
+        p.a.state(),
+        Pair::events(&mut p.a)
+            .iter()
+            .filter(|e| !matches!(e, Event::BufferedAmountDecreased { .. }))
+            .collect::<Vec<_>>(),
+        p.a.flight_size(),
+        p.a.cwnd(),
+        p.a.total_buffered(),
+        p.a.poll_timeout().map(|t| t - p.now),
+        p.a.rto(),
+        p.now
+    );
+    for (i, (_, _, d)) in got.iter().enumerate() {
+        assert_eq!(&d[..4], &(i as u32).to_be_bytes());
+    }
+}
+
+#[test]
+fn forged_cookie_is_dropped_without_state() {
+    let mut a = Association::new(Config::default(), StdRng::seed_from_u64(9));
+    let now = Instant::now();
+    let mut cookie = vec![1u8; 66];
+    cookie[0] = 1;
+    let p = Packet {
+        header: CommonHeader {
+            source_port: 5000,
+            destination_port: 5000,
+            verification_tag: 0x0101_0101,
+        },
+        chunks: vec![Chunk::CookieEcho(cookie)],
+    };
+    a.handle_packet(now, &p.to_vec());
+    assert_eq!(a.state(), State::Closed);
+    assert_eq!(a.bad_cookies, 1);
+    assert!(a.poll_event().is_none());
+}
+
+#[test]
+fn init_flood_keeps_no_state() {
+    let mut a = Association::new(Config::default(), StdRng::seed_from_u64(9));
+    let now = Instant::now();
+    for i in 0..10_000u32 {
+        let p = Packet {
+            header: CommonHeader {
+                source_port: 5000,
+                destination_port: 5000,
+                verification_tag: 0,
+            },
+            chunks: vec![Chunk::Init(Init {
+                initiate_tag: i + 1,
+                a_rwnd: 100_000,
+                outbound_streams: 10,
+                max_inbound_streams: 10,
+                initial_tsn: i,
+                params: vec![],
+            })],
+        };
+        a.handle_packet(now, &p.to_vec());
+    }
+    assert_eq!(a.state(), State::Closed);
+    // At most the capped queue of INIT ACKs waits to go out.
+    let mut n = 0;
+    while let Some(p) = a.poll_transmit() {
+        let parsed = Packet::parse(&p).unwrap();
+        assert!(matches!(parsed.chunks[0], Chunk::InitAck(_)));
+        n += 1;
+    }
+    assert!(n <= 64, "{n} INIT ACKs queued");
+    assert_eq!(a.poll_timeout(), None);
+}
+
+#[test]
+fn sack_for_unsent_tsn_aborts() {
+    let mut p = connected();
+    p.a.send(p.now, 0, 51, b"hi", SendOptions::default())
+        .unwrap();
+    let pkt = p.a.poll_transmit().unwrap();
+    let parsed = Packet::parse(&pkt).unwrap();
+    let Chunk::Data(d) = parsed.chunks.last().unwrap() else {
+        panic!("no DATA")
+    };
+    let tag = parsed.header.verification_tag;
+    // Forge a SACK from b that acknowledges far beyond what a sent.
+    let _ = tag;
+    let a_tag = {
+        // a's local tag is the verification tag b puts in its packets.
+        p.b.send(p.now, 0, 51, b"x", SendOptions::default())
+            .unwrap();
+        let q = p.b.poll_transmit().unwrap();
+        CommonHeader::parse(&q).unwrap().verification_tag
+    };
+    let sack = Packet {
+        header: CommonHeader {
+            source_port: 5000,
+            destination_port: 5000,
+            verification_tag: a_tag,
+        },
+        chunks: vec![Chunk::Sack(Sack {
+            cum_tsn_ack: d.tsn.wrapping_add(1000),
+            a_rwnd: 1 << 20,
+            gaps: vec![],
+            dups: vec![],
+        })],
+    };
+    p.a.handle_packet(p.now, &sack.to_vec());
+    assert_eq!(p.a.state(), State::Closed);
+    assert!(matches!(
+        Pair::events(&mut p.a).last(),
+        Some(Event::Aborted { .. })
+    ));
+    let raw = p.a.poll_transmit().unwrap();
+    let abort = Packet::parse(&raw).unwrap();
+    assert!(matches!(abort.chunks[0], Chunk::Abort { .. }));
+}
+
+#[test]
+fn reassembly_past_the_cap_aborts() {
+    let mut p = Pair::new(Config {
+        max_message_size: 4000,
+        heartbeat_interval: None,
+        ..Config::default()
+    });
+    p.a.connect(p.now);
+    p.run(Duration::from_secs(1));
+    let _ = Pair::events(&mut p.b);
+    // b learned a's tag; forge fragments without an end from a.
+    let tag = {
+        p.a.send(p.now, 0, 51, b"x", SendOptions::default())
+            .unwrap();
+        let q = p.a.poll_transmit().unwrap();
+        p.b.handle_packet(p.now, &q);
+        CommonHeader::parse(&q).unwrap().verification_tag
+    };
+    let _ = Pair::events(&mut p.b);
+    let first = {
+        // The next TSN a would use: one past the chunk just delivered.
+        p.a.send(p.now, 0, 51, b"y", SendOptions::default())
+            .unwrap();
+        let raw = p.a.poll_transmit().unwrap();
+        let q = Packet::parse(&raw).unwrap();
+        match q.chunks.iter().find_map(|c| {
+            if let Chunk::Data(d) = c {
+                Some(d.tsn)
+            } else {
+                None
+            }
+        }) {
+            Some(t) => t,
+            None => panic!("no data"),
+        }
+    };
+    let payload = [0u8; 1000];
+    for i in 0..10u32 {
+        let flags = if i == 0 { chunk::FLAG_BEGIN } else { 0 };
+        let pk = Packet {
+            header: CommonHeader {
+                source_port: 5000,
+                destination_port: 5000,
+                verification_tag: tag,
+            },
+            chunks: vec![Chunk::Data(Data {
+                flags,
+                tsn: first + i,
+                stream: 0,
+                ssn: 2,
+                ppid: 53,
+                payload: &payload,
+            })],
+        };
+        p.b.handle_packet(p.now, &pk.to_vec());
+        if p.b.state() == State::Closed {
+            break;
+        }
+    }
+    assert_eq!(p.b.state(), State::Closed);
+    assert!(p.b.receive_buffered() <= 5000);
+    assert!(
+        Pair::events(&mut p.b)
+            .iter()
+            .any(|e| matches!(e, Event::Aborted { reason } if reason.contains("max message size")))
+    );
+}
+
+#[test]
+fn stream_reset_both_ways() {
+    let mut p = connected();
+    p.a.send(p.now, 4, 51, b"last words", SendOptions::default())
+        .unwrap();
+    p.a.reset_streams(p.now, &[4]).unwrap();
+    assert_eq!(
+        p.a.send(p.now, 4, 51, b"more", SendOptions::default()),
+        Err(SctpError::StreamResetting(4))
+    );
+    p.run(Duration::from_secs(2));
+    let evb = Pair::events(&mut p.b);
+    assert_eq!(messages(evb.clone()), vec![(4, 51, b"last words".to_vec())]);
+    assert!(evb.contains(&Event::StreamsReset { streams: vec![4] }));
+    assert!(Pair::events(&mut p.a).contains(&Event::OutgoingStreamsReset { streams: vec![4] }));
+    // b answers by resetting its side; then a reuses the stream from SSN 0.
+    p.b.reset_streams(p.now, &[4]).unwrap();
+    p.run(Duration::from_secs(2));
+    assert!(Pair::events(&mut p.a).contains(&Event::StreamsReset { streams: vec![4] }));
+    assert!(Pair::events(&mut p.b).contains(&Event::OutgoingStreamsReset { streams: vec![4] }));
+    p.a.send(p.now, 4, 51, b"again", SendOptions::default())
+        .unwrap();
+    p.run(Duration::from_secs(2));
+    assert_eq!(
+        messages(Pair::events(&mut p.b)),
+        vec![(4, 51, b"again".to_vec())]
+    );
+}
+
+#[test]
+fn graceful_shutdown_after_data() {
+    let mut p = connected();
+    for i in 0..50u8 {
+        p.a.send(p.now, 0, 53, &[i; 3000], SendOptions::default())
+            .unwrap();
+    }
+    p.a.shutdown(p.now);
+    p.run(Duration::from_secs(5));
+    assert_eq!(p.a.state(), State::Closed);
+    assert_eq!(p.b.state(), State::Closed);
+    let evb = Pair::events(&mut p.b);
+    assert_eq!(messages(evb.clone()).len(), 50);
+    assert_eq!(evb.last(), Some(&Event::Closed));
+    assert_eq!(Pair::events(&mut p.a).last(), Some(&Event::Closed));
+}
+
+#[test]
+fn abort_reaches_the_peer() {
+    let mut p = connected();
+    p.b.abort(p.now);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.a.state(), State::Closed);
+    let ev = Pair::events(&mut p.a);
+    assert!(
+        matches!(&ev[..], [Event::Aborted { reason }] if reason.contains("user-initiated abort")),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn unknown_chunk_upper_bits() {
+    let mut p = connected();
+    let b_tag = {
+        p.a.send(p.now, 0, 51, b"x", SendOptions::default())
+            .unwrap();
+        let q = p.a.poll_transmit().unwrap();
+        p.b.handle_packet(p.now, &q);
+        CommonHeader::parse(&q).unwrap().verification_tag
+    };
+    p.run(Duration::from_secs(1));
+    let _ = Pair::events(&mut p.b);
+    // 0xC5: skip and report; the DATA after it is processed.
+    let pk = Packet {
+        header: CommonHeader {
+            source_port: 5000,
+            destination_port: 5000,
+            verification_tag: b_tag,
+        },
+        chunks: vec![Chunk::Unknown {
+            typ: 0xC5,
+            flags: 0,
+            value: b"abc",
+        }],
+    };
+    p.b.handle_packet(p.now, &pk.to_vec());
+    let raw = p.b.poll_transmit().unwrap();
+    let reply = Packet::parse(&raw).unwrap();
+    assert!(
+        matches!(&reply.chunks[0], Chunk::Error(c) if c[0].code == ErrorCause::UNRECOGNIZED_CHUNK)
+    );
+    let _ = kind::DATA;
+}
