@@ -427,8 +427,27 @@ async fn turn_server(
         &mut StdRng::from_os_rng(),
     );
     println!("TURN server on {listen} (realm {realm}, {relays} relay sockets on {relay_ip})");
+    // One thread, one driver, every socket: an allocation's relay socket
+    // and its client's 5-tuple must reach the same sans-IO server, so the
+    // SO_REUSEPORT fan-out of `stun-server` (stateless) does not apply as is.
+    // Relayed datagrams take the server's no-allocation fast path.
     let mut driver = Driver::from_sockets(server, sockets).map_err(|e| e.to_string())?;
-    driver.serve().await.map_err(|e| e.to_string())
+    driver
+        .serve_with_fast_path(turn_fast_path)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The TURN relay path for [`Driver::serve_with_fast_path`].
+fn turn_fast_path(
+    server: &mut rtclab::turn::Server,
+    now: std::time::Instant,
+    d: rtclab::machine::Receive<'_>,
+    out: &mut Vec<u8>,
+) -> Option<(SocketAddr, SocketAddr)> {
+    server
+        .handle_relay(now, d, out)
+        .map(|r| (r.source, r.destination))
 }
 
 async fn signaling(listen: SocketAddr, room_size: usize, max_message: usize) -> Result<(), String> {

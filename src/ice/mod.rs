@@ -62,6 +62,10 @@
 //!   peer-reflexive candidates, pairs and transactions.
 //! - [`transport::IceTransport`]: the agent with its TURN allocation
 //!   (relayed candidates end to end, RFC 8656 §7, §9, §11, §12).
+//! - [`interfaces`]: the machine's addresses for host candidates from the
+//!   OS (`getifaddrs`), without loopback (unless asked), link-local,
+//!   site-local and down interfaces (§5.1.1.1); the caller binds a socket on
+//!   each and passes it to [`Agent::add_local_host`].
 //! - Data: [`Agent::send`] sends over the selected pair; datagrams that are
 //!   not STUN (RFC 7983) from a remote candidate's address come up as
 //!   [`IceEvent::Data`].
@@ -88,8 +92,7 @@
 //!
 //! Aggressive nomination (deprecated), several components (RTCP without mux)
 //! and several data streams (one agent per stream), ICE-TCP (RFC 6544; TCP
-//! candidates are parsed and kept but not used), gathering host addresses
-//! from the OS (the caller passes them), mDNS resolution of `.local`
+//! candidates are parsed and kept but not used), mDNS resolution of `.local`
 //! candidates, ICE-lite peers' special rules, cancelling an in-progress
 //! check on a triggered one (the old transaction keeps running and its
 //! response still counts), the `Completed` checklist state, and nominating a
@@ -99,6 +102,7 @@
 
 pub mod agent;
 pub mod candidate;
+pub mod interfaces;
 pub mod speed;
 pub mod transport;
 

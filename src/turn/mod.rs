@@ -30,7 +30,9 @@
 //! - [`client`]: a sans-IO client (§7 allocations with the 401/438 dance and
 //!   refreshes, §9 permissions, §10–11 Send/Data indications, §12 channels).
 //! - [`server`]: a sans-IO server with quotas, stateless nonces, permission
-//!   and channel lifetimes and the RFC's error codes.
+//!   and channel lifetimes and the RFC's error codes; its relay path is O(1)
+//!   per datagram and allocation-free ([`Server::handle_relay`]), its
+//!   lifetimes sit in a deadline heap.
 //!
 //! ## What is left out
 //!
@@ -50,4 +52,4 @@ pub mod server;
 pub use attributes::{AddressFamily, TurnAttribute};
 pub use channel_data::{ChannelData, ChannelDataError};
 pub use client::{Client, ClientConfig, ClientEvent, State, TurnError};
-pub use server::{Server, ServerConfig, ServerStats};
+pub use server::{Route, Server, ServerConfig, ServerStats};

@@ -32,8 +32,22 @@
 //!   addresses gets 403 unless `allow_loopback_peers` (like coturn's
 //!   `--allow-loopback-peers`, which also permits the server's own IPs but
 //!   never its own sockets).
+//!
+//! ## The relay path
+//!
+//! Relaying is the server's hot path, and it stays O(1) per datagram without
+//! touching the heap: allocations live in one slot per relay address of the
+//! pool, found by client 5-tuple or by relay address through one hash
+//! lookup each; channels are found by number and by peer the same way; and
+//! expiries sit in a deadline heap ([`Machine::poll_timeout`] peeks at it,
+//! [`Machine::handle_timeout`] pops what is due) instead of being scanned.
+//! [`Server::handle_relay`] writes the relayed datagram into the caller's
+//! buffer instead of queuing a [`Transmit`]; the runtime's
+//! [`Driver::serve_with_fast_path`](crate::runtime::Driver::serve_with_fast_path)
+//! uses it, and [`Machine::handle_receive`] wraps it for every other caller.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -126,16 +140,39 @@ pub struct ServerStats {
 
 #[derive(Debug)]
 struct Allocation {
+    /// The slot's generation when this allocation was made: timers of an
+    /// earlier allocation in the same slot are recognised and ignored.
+    generation: u64,
+    client: SocketAddr,
     relay: SocketAddr,
     username: String,
     expires: Instant,
     permissions: HashMap<IpAddr, Instant>,
-    /// (channel, peer, expiry).
-    channels: Vec<(u16, SocketAddr, Instant)>,
+    /// By channel number: (peer, expiry).
+    channels: HashMap<u16, (SocketAddr, Instant)>,
+    /// By peer: its channel number (RFC 8656 §12: one channel per peer).
+    channel_of: HashMap<SocketAddr, u16>,
     /// The Allocate transaction and its success response, to answer a
     /// retransmission (RFC 8656 §7.2).
     allocate_tid: TransactionId,
     allocate_response: Vec<u8>,
+}
+
+/// What a deadline in the heap is for: (slot, generation, what).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Allocation,
+    Permission(IpAddr),
+    Channel(u16),
+}
+
+/// Where [`Server::handle_relay`] wants the datagram it wrote sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The local address to send from (a relay address, or the listening one).
+    pub source: SocketAddr,
+    /// The peer or the client.
+    pub destination: SocketAddr,
 }
 
 /// The TURN server. It emits no events; see [`Server::stats`].
@@ -146,10 +183,24 @@ pub struct Server {
     secret: IntegrityKey,
     epoch: Instant,
     locals: Vec<SocketAddr>,
-    free: Vec<SocketAddr>,
+    local_set: HashSet<SocketAddr>,
+    /// One slot per relay address of the pool (same index).
+    slots: Vec<Option<Allocation>>,
+    /// Allocations made per slot, so far.
+    generations: Vec<u64>,
+    /// Free slots; the last is taken first.
+    free: Vec<usize>,
     /// By client address (the 5-tuple: UDP, the one listening address).
-    allocations: HashMap<SocketAddr, Allocation>,
-    by_relay: HashMap<SocketAddr, SocketAddr>,
+    by_client: HashMap<SocketAddr, usize>,
+    /// By relay address (fixed: the pool).
+    by_relay: HashMap<SocketAddr, usize>,
+    /// Every expiry (allocation, permission, channel) with its slot and
+    /// generation. A refresh pushes a new entry; the old one is skipped when
+    /// it comes due (the object's own expiry says it is still alive).
+    timers: BinaryHeap<Reverse<(Instant, usize, u64, Timer)>>,
+    /// Past this many entries the heap is rebuilt from the live expiries, so
+    /// that refreshes cannot grow it without bound.
+    timers_cap: usize,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
 }
@@ -175,17 +226,27 @@ impl Server {
         rng.fill(&mut secret);
         let mut locals = vec![config.listen];
         locals.extend(config.relays.iter().copied());
-        let mut free = config.relays.clone();
-        free.reverse();
+        let n = config.relays.len();
+        let by_relay = config
+            .relays
+            .iter()
+            .enumerate()
+            .map(|(i, &r)| (r, i))
+            .collect();
         Server {
             keys,
             secret: IntegrityKey::from_bytes(&secret),
             epoch: now,
+            local_set: locals.iter().copied().collect(),
             locals,
-            free,
+            slots: (0..n).map(|_| None).collect(),
+            generations: vec![0; n],
+            free: (0..n).rev().collect(),
+            by_client: HashMap::new(),
+            by_relay,
+            timers: BinaryHeap::new(),
+            timers_cap: 1024,
             config,
-            allocations: HashMap::new(),
-            by_relay: HashMap::new(),
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
         }
@@ -203,7 +264,46 @@ impl Server {
 
     /// How many allocations exist.
     pub fn allocations(&self) -> usize {
-        self.allocations.len()
+        self.by_client.len()
+    }
+
+    fn allocation(&self, client: &SocketAddr) -> Option<&Allocation> {
+        let &slot = self.by_client.get(client)?;
+        self.slots.get(slot)?.as_ref()
+    }
+
+    fn allocation_mut(&mut self, client: &SocketAddr) -> Option<&mut Allocation> {
+        let &slot = self.by_client.get(client)?;
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    /// Arms a deadline for `what` of the allocation in `slot`.
+    fn arm(&mut self, at: Instant, slot: usize, what: Timer) {
+        let generation = self.generations.get(slot).copied().unwrap_or(0);
+        self.timers.push(Reverse((at, slot, generation, what)));
+        if self.timers.len() > self.timers_cap {
+            self.rebuild_timers();
+        }
+    }
+
+    /// Rebuilds the deadline heap from the live expiries (dropping the
+    /// entries refreshes left behind), and sets the next rebuild at twice
+    /// the live count.
+    fn rebuild_timers(&mut self) {
+        let mut v = Vec::new();
+        for (slot, a) in self.slots.iter().enumerate() {
+            let Some(a) = a else { continue };
+            let g = a.generation;
+            v.push(Reverse((a.expires, slot, g, Timer::Allocation)));
+            for (&ip, &e) in &a.permissions {
+                v.push(Reverse((e, slot, g, Timer::Permission(ip))));
+            }
+            for (&c, &(_, e)) in &a.channels {
+                v.push(Reverse((e, slot, g, Timer::Channel(c))));
+            }
+        }
+        self.timers_cap = (2 * v.len()).max(1024);
+        self.timers = BinaryHeap::from(v);
     }
 
     // ANCHOR: nonce
@@ -246,7 +346,7 @@ impl Server {
     fn forbidden_peer(&self, peer: SocketAddr) -> bool {
         let ip = peer.ip();
         // Never our own sockets: that would loop through the server.
-        if self.locals.contains(&peer)
+        if self.local_set.contains(&peer)
             || ip.is_multicast()
             || ip.is_unspecified()
             || peer.port() == 0
@@ -267,25 +367,52 @@ impl Server {
         });
     }
 
-    /// Handles one datagram.
+    /// Handles one datagram, queuing what it sends as [`Transmit`]s.
     pub fn handle(&mut self, now: Instant, d: Receive<'_>) {
+        let mut out = Vec::new();
+        if let Some(r) = self.handle_relay(now, d, &mut out) {
+            self.send(r.source, r.destination, out);
+        }
+    }
+
+    /// Handles one datagram like [`Server::handle`], except that a datagram
+    /// to relay (ChannelData or a Send indication from a client, a datagram
+    /// from a peer) is not queued: it is written into `out` (cleared first)
+    /// and its route returned, for the caller to send at once. Nothing on
+    /// this path allocates (once `out` has grown to the largest datagram).
+    /// Everything else (requests, errors) is queued for
+    /// [`Machine::poll_transmit`] as usual, and `None` returned.
+    pub fn handle_relay(
+        &mut self,
+        now: Instant,
+        d: Receive<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Route> {
         tracing::trace!(from = %d.source, to = %d.destination, len = d.contents.len(), "datagram");
+        out.clear();
         if d.destination != self.config.listen {
-            self.datagram_from_peer(now, d);
-            return;
+            return self.datagram_from_peer(now, d, out);
         }
         if channel_data::is_channel_data_rfc5766(d.contents) {
-            self.channel_data_from_client(now, d);
-            return;
+            return self.channel_data_from_client(now, d, out);
         }
+        self.stun_from_client(now, d, out)
+    }
+
+    fn stun_from_client(
+        &mut self,
+        now: Instant,
+        d: Receive<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Route> {
         let Ok(msg) = Message::decode(d.contents) else {
             self.stats.dropped += 1;
-            return;
+            return None;
         };
         // RFC 8489 §7.3: a bad FINGERPRINT means "not STUN": discard silently.
         if msg.verify_fingerprint().is_err() {
             self.stats.dropped += 1;
-            return;
+            return None;
         }
         if msg.validate().is_err() {
             // A request with a malformed attribute gets a 400 (RFC 8489 §6.3.1).
@@ -294,10 +421,10 @@ impl Server {
             } else {
                 self.stats.dropped += 1;
             }
-            return;
+            return None;
         }
         match (msg.class(), msg.method()) {
-            (Class::Indication, Method::SEND) => self.send_indication(now, d, &msg),
+            (Class::Indication, Method::SEND) => return self.send_indication(now, d, &msg, out),
             (Class::Request, Method::BINDING) => self.binding(d, &msg),
             (Class::Request, m)
                 if m == Method::ALLOCATE
@@ -310,6 +437,7 @@ impl Server {
             (Class::Request, _) => self.error(d, &msg, error_code::BAD_REQUEST, None, None, now),
             _ => self.stats.dropped += 1,
         }
+        None
     }
 
     fn binding(&mut self, d: Receive<'_>, msg: &Message<'_>) {
@@ -404,7 +532,7 @@ impl Server {
         }
         // RFC 8656 §5: requests on an allocation must use its username.
         if msg.method() != Method::ALLOCATE {
-            match self.allocations.get(&d.source) {
+            match self.allocation(&d.source) {
                 None => {
                     self.error(
                         d,
@@ -437,7 +565,7 @@ impl Server {
 
     fn allocate(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>, auth: Auth) {
         let key = Some(&auth.key);
-        if let Some(a) = self.allocations.get(&d.source) {
+        if let Some(a) = self.allocation(&d.source) {
             // RFC 8656 §7.2 step 2: a retransmitted Allocate gets the same answer.
             if a.allocate_tid == msg.transaction_id() {
                 let r = a.allocate_response.clone();
@@ -471,19 +599,27 @@ impl Server {
             return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
         }
         let used = self
-            .allocations
-            .values()
+            .slots
+            .iter()
+            .flatten()
             .filter(|a| a.username == auth.username)
             .count();
         if used >= self.config.quota_per_user {
             return self.error(d, msg, QUOTA_REACHED, None, key, now);
         }
+        let relays = &self.config.relays;
         let pick = if even {
-            self.free.iter().rposition(|a| a.port() % 2 == 0)
+            self.free
+                .iter()
+                .rposition(|&s| relays.get(s).is_some_and(|a| a.port() % 2 == 0))
         } else {
             self.free.len().checked_sub(1)
         };
-        let Some(relay) = pick.map(|i| self.free.remove(i)) else {
+        let Some(slot) = pick.map(|i| self.free.remove(i)) else {
+            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+        };
+        let Some(&relay) = self.config.relays.get(slot) else {
+            // Unreachable: slots are indexes into the pool.
             return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
         };
         let lifetime = granted_lifetime(msg);
@@ -495,24 +631,27 @@ impl Server {
         enc.message_integrity(&auth.key);
         enc.fingerprint();
         if enc.finish().is_err() {
-            self.free.push(relay);
+            self.free.push(slot);
             return;
         }
         tracing::debug!(client = %d.source, %relay, user = %auth.username, "TURN allocation");
         self.stats.allocations += 1;
-        self.by_relay.insert(relay, d.source);
-        self.allocations.insert(
-            d.source,
-            Allocation {
-                relay,
-                username: auth.username,
-                expires: now + lifetime,
-                permissions: HashMap::new(),
-                channels: Vec::new(),
-                allocate_tid: msg.transaction_id(),
-                allocate_response: out.clone(),
-            },
-        );
+        self.generations[slot] += 1;
+        let generation = self.generations[slot];
+        self.by_client.insert(d.source, slot);
+        self.slots[slot] = Some(Allocation {
+            generation,
+            client: d.source,
+            relay,
+            username: auth.username,
+            expires: now + lifetime,
+            permissions: HashMap::new(),
+            channels: HashMap::new(),
+            channel_of: HashMap::new(),
+            allocate_tid: msg.transaction_id(),
+            allocate_response: out.clone(),
+        });
+        self.arm(now + lifetime, slot, Timer::Allocation);
         self.send(d.destination, d.source, out);
     }
 
@@ -523,8 +662,11 @@ impl Server {
             Duration::ZERO
         } else {
             let l = granted_lifetime(msg);
-            if let Some(a) = self.allocations.get_mut(&d.source) {
+            if let Some(a) = self.allocation_mut(&d.source) {
                 a.expires = now + l;
+            }
+            if let Some(&slot) = self.by_client.get(&d.source) {
+                self.arm(now + l, slot, Timer::Allocation);
             }
             l
         };
@@ -556,7 +698,7 @@ impl Server {
             Ok(p) if !p.is_empty() => p,
             _ => return self.error(d, msg, error_code::BAD_REQUEST, None, key, now),
         };
-        let Some(a) = self.allocations.get(&d.source) else {
+        let Some(a) = self.allocation(&d.source) else {
             return;
         };
         // RFC 8656 §9.2: all or nothing.
@@ -565,14 +707,18 @@ impl Server {
                 return self.error(d, msg, code, None, key, now);
             }
         }
-        let Some(a) = self.allocations.get_mut(&d.source) else {
+        let Some(&slot) = self.by_client.get(&d.source) else {
             return;
         };
         for p in peers {
+            let Some(a) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+                return;
+            };
             if a.permissions.len() >= MAX_PER_ALLOCATION && !a.permissions.contains_key(&p.ip()) {
                 return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
             }
             a.permissions.insert(p.ip(), now + PERMISSION_LIFETIME);
+            self.arm(now + PERMISSION_LIFETIME, slot, Timer::Permission(p.ip()));
         }
         self.empty_success(d, msg, &auth.key);
     }
@@ -590,7 +736,10 @@ impl Server {
             tracing::debug!(channel, "ChannelBind outside 0x4000-0x7FFF");
             return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
         }
-        let Some(a) = self.allocations.get(&d.source) else {
+        let Some(&slot) = self.by_client.get(&d.source) else {
+            return;
+        };
+        let Some(a) = self.slots.get(slot).and_then(Option::as_ref) else {
             return;
         };
         if let Err(code) = self.check_peer(a, peer) {
@@ -598,26 +747,31 @@ impl Server {
         }
         // RFC 8656 §12.2: a channel is bound to one peer and a peer to one
         // channel; rebinding the same pair refreshes it.
-        let clash = a
-            .channels
-            .iter()
-            .any(|&(c, p, _)| (c == channel) != (p == peer));
+        let bound_peer = a.channels.get(&channel).map(|&(p, _)| p);
+        let bound_channel = a.channel_of.get(&peer).copied();
+        let clash = match (bound_peer, bound_channel) {
+            (None, None) => false,
+            (Some(p), Some(c)) => p != peer || c != channel,
+            _ => true,
+        };
         if clash {
             return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
         }
-        let Some(a) = self.allocations.get_mut(&d.source) else {
+        if bound_peer.is_none() && a.channels.len() >= MAX_PER_ALLOCATION {
+            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+        }
+        let Some(a) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
             return;
         };
-        match a.channels.iter_mut().find(|(c, _, _)| *c == channel) {
-            Some(entry) => entry.2 = now + CHANNEL_LIFETIME,
-            None => {
-                if a.channels.len() >= MAX_PER_ALLOCATION {
-                    return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
-                }
-                a.channels.push((channel, peer, now + CHANNEL_LIFETIME));
-            }
-        }
+        a.channels.insert(channel, (peer, now + CHANNEL_LIFETIME));
+        a.channel_of.insert(peer, channel);
         a.permissions.insert(peer.ip(), now + PERMISSION_LIFETIME);
+        self.arm(now + CHANNEL_LIFETIME, slot, Timer::Channel(channel));
+        self.arm(
+            now + PERMISSION_LIFETIME,
+            slot,
+            Timer::Permission(peer.ip()),
+        );
         self.empty_success(d, msg, &auth.key);
     }
 
@@ -697,86 +851,111 @@ impl Server {
 
     /// RFC 8656 §11.2: a Send indication from a client with an allocation,
     /// to a peer with a permission, leaves the relay as plain UDP.
-    fn send_indication(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>) {
+    fn send_indication(
+        &mut self,
+        now: Instant,
+        d: Receive<'_>,
+        msg: &Message<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Route> {
         let (Some(peer), Some(data)) = (turn_attr::peer_address(msg), turn_attr::data(msg)) else {
             self.stats.dropped += 1;
-            return;
+            return None;
         };
-        let Some(a) = self.allocations.get(&d.source) else {
+        let Some(a) = self.allocation(&d.source) else {
             self.stats.dropped += 1;
-            return;
+            return None;
         };
         if !Self::permitted(a, now, peer.ip()) || self.forbidden_peer(peer) {
             self.stats.dropped += 1;
-            return;
+            return None;
         }
         let relay = a.relay;
         self.stats.to_peer += 1;
-        self.send(relay, peer, data.to_vec());
+        out.extend_from_slice(data);
+        Some(Route {
+            source: relay,
+            destination: peer,
+        })
     }
 
     /// RFC 8656 §12.6: ChannelData on a bound channel goes to its peer.
-    fn channel_data_from_client(&mut self, now: Instant, d: Receive<'_>) {
+    fn channel_data_from_client(
+        &mut self,
+        now: Instant,
+        d: Receive<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Route> {
         let Ok(cd) = ChannelData::decode_rfc5766(d.contents) else {
             self.stats.dropped += 1;
             tracing::debug!(from = %d.source, "malformed ChannelData dropped");
-            return;
+            return None;
         };
-        let Some(a) = self.allocations.get(&d.source) else {
+        let Some(a) = self.allocation(&d.source) else {
             self.stats.dropped += 1;
             tracing::debug!(from = %d.source, "ChannelData without allocation dropped");
-            return;
+            return None;
         };
-        let Some(&(_, peer, exp)) = a.channels.iter().find(|(c, _, _)| *c == cd.channel) else {
+        let Some(&(peer, exp)) = a.channels.get(&cd.channel) else {
             self.stats.dropped += 1;
             tracing::debug!(from = %d.source, channel = cd.channel, "ChannelData on an unbound channel dropped");
-            return;
+            return None;
         };
         if now >= exp || !Self::permitted(a, now, peer.ip()) {
             self.stats.dropped += 1;
-            return;
+            return None;
         }
         let relay = a.relay;
         self.stats.to_peer += 1;
         tracing::trace!(client = %d.source, channel = cd.channel, %relay, %peer, len = cd.data.len(), "ChannelData relayed to peer");
-        self.send(relay, peer, cd.data.to_vec());
+        out.extend_from_slice(cd.data);
+        Some(Route {
+            source: relay,
+            destination: peer,
+        })
     }
 
     /// RFC 8656 §11.3 and §12.5: a datagram from a peer to a relayed address
     /// goes to the client as ChannelData if a channel is bound to the peer,
     /// else as a Data indication, and only with a permission.
-    fn datagram_from_peer(&mut self, now: Instant, d: Receive<'_>) {
-        let Some(client) = self.by_relay.get(&d.destination).copied() else {
+    fn datagram_from_peer(
+        &mut self,
+        now: Instant,
+        d: Receive<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Route> {
+        let Some(a) = self
+            .by_relay
+            .get(&d.destination)
+            .and_then(|&slot| self.slots.get(slot))
+            .and_then(Option::as_ref)
+        else {
             self.stats.dropped += 1;
-            return;
-        };
-        let Some(a) = self.allocations.get(&client) else {
-            self.stats.dropped += 1;
-            return;
+            return None;
         };
         if !Self::permitted(a, now, d.source.ip()) {
             self.stats.dropped += 1;
             tracing::debug!(peer = %d.source, relay = %d.destination, "datagram from a peer without permission dropped");
-            return;
+            return None;
         }
+        let client = a.client;
         let channel = a
-            .channels
-            .iter()
-            .find(|&&(_, p, e)| p == d.source && now < e)
-            .map(|&(c, _, _)| c);
-        let mut out = Vec::with_capacity(d.contents.len() + 40);
+            .channel_of
+            .get(&d.source)
+            .copied()
+            .filter(|c| a.channels.get(c).is_some_and(|&(_, e)| now < e));
         match channel {
             Some(channel) => {
                 if (ChannelData {
                     channel,
                     data: d.contents,
                 })
-                .encode(&mut out)
+                .encode(out)
                 .is_err()
                 {
                     self.stats.dropped += 1;
                     tracing::debug!(channel, "ChannelData to the client could not be written");
-                    return;
+                    return None;
                 }
             }
             None => {
@@ -786,7 +965,7 @@ impl Server {
                 let t = now.duration_since(self.epoch).as_nanos().to_be_bytes();
                 tid.copy_from_slice(&t[4..16]);
                 let mut enc = MessageEncoder::new(
-                    &mut out,
+                    out,
                     MessageType::new(Class::Indication, Method::DATA),
                     TransactionId(tid),
                 );
@@ -794,21 +973,57 @@ impl Server {
                 TurnAttribute::Data(d.contents).encode(&mut enc);
                 if enc.finish().is_err() {
                     self.stats.dropped += 1;
-                    return;
+                    return None;
                 }
             }
         }
         self.stats.to_client += 1;
         tracing::trace!(peer = %d.source, relay = %d.destination, %client, ?channel, len = d.contents.len(), "relayed to client");
-        let listen = self.config.listen;
-        self.send(listen, client, out);
+        Some(Route {
+            source: self.config.listen,
+            destination: client,
+        })
     }
 
     fn remove(&mut self, client: SocketAddr) {
-        if let Some(a) = self.allocations.remove(&client) {
-            self.by_relay.remove(&a.relay);
-            self.free.push(a.relay);
+        let Some(slot) = self.by_client.remove(&client) else {
+            return;
+        };
+        if let Some(a) = self.slots.get_mut(slot).and_then(Option::take) {
+            self.free.push(slot);
             tracing::debug!(%client, relay = %a.relay, "TURN allocation released");
+        }
+    }
+
+    /// Fires one due deadline: ends the allocation, permission or channel
+    /// unless it was refreshed since (or is gone already).
+    fn expire(&mut self, now: Instant, slot: usize, generation: u64, what: Timer) {
+        let Some(a) = self.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return;
+        };
+        if a.generation != generation {
+            return;
+        }
+        match what {
+            Timer::Allocation => {
+                if now >= a.expires {
+                    let client = a.client;
+                    self.remove(client);
+                }
+            }
+            Timer::Permission(ip) => {
+                if a.permissions.get(&ip).is_some_and(|&e| now >= e) {
+                    a.permissions.remove(&ip);
+                }
+            }
+            Timer::Channel(c) => {
+                if let Some(&(peer, e)) = a.channels.get(&c)
+                    && now >= e
+                {
+                    a.channels.remove(&c);
+                    a.channel_of.remove(&peer);
+                }
+            }
         }
     }
 }
@@ -829,18 +1044,12 @@ impl Machine for Server {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<SocketAddr> = self
-            .allocations
-            .iter()
-            .filter(|(_, a)| now >= a.expires)
-            .map(|(c, _)| *c)
-            .collect();
-        for c in expired {
-            self.remove(c);
-        }
-        for a in self.allocations.values_mut() {
-            a.permissions.retain(|_, e| now < *e);
-            a.channels.retain(|(_, _, e)| now < *e);
+        while let Some(&Reverse((at, slot, generation, what))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            self.expire(now, slot, generation, what);
         }
     }
 
@@ -852,15 +1061,10 @@ impl Machine for Server {
         None
     }
 
+    /// The earliest deadline in the heap (possibly one a refresh made
+    /// moot: the wake-up then finds nothing to do).
     fn poll_timeout(&self) -> Option<Instant> {
-        self.allocations
-            .values()
-            .flat_map(|a| {
-                std::iter::once(a.expires)
-                    .chain(a.permissions.values().copied())
-                    .chain(a.channels.iter().map(|c| c.2))
-            })
-            .min()
+        self.timers.peek().map(|Reverse((at, ..))| *at)
     }
 }
 
@@ -1146,6 +1350,161 @@ mod tests {
         let m = allocate_msg(&s, now, 17, Some("00000000000000000000000000000000"));
         assert_eq!(request(&mut s, m, now), 438);
         assert_eq!(s.allocations(), 0);
+    }
+
+    /// A CreatePermission for `peer` from alice on CLIENT, by hand (the
+    /// client machine would not repeat one it already has).
+    fn permission_msg(s: &Server, now: Instant, peer: SocketAddr, tid: u8) -> Vec<u8> {
+        let key =
+            IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
+        let mut out = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Request, Method::CREATE_PERMISSION),
+            TransactionId([tid; 12]),
+        );
+        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
+        let n = s.nonce(now);
+        enc.attribute(&Attribute::Username("alice"));
+        enc.attribute(&Attribute::Realm("rtclab"));
+        enc.attribute(&Attribute::Nonce(&n));
+        enc.message_integrity(&key);
+        enc.finish().unwrap();
+        out
+    }
+
+    fn permission_count(s: &Server) -> usize {
+        s.slots.iter().flatten().map(|a| a.permissions.len()).sum()
+    }
+
+    #[test]
+    fn deadlines_fire_from_the_heap_and_refreshes_count() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (_c, e) = allocate(&mut s, "alice", "secret", from, t0);
+        let Some(ClientEvent::Allocated { relayed, .. }) = e else {
+            panic!("{e:?}")
+        };
+        // Only the allocation's deadline so far.
+        assert_eq!(s.poll_timeout(), Some(t0 + DEFAULT_LIFETIME));
+        let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        let m = permission_msg(&s, t0, peer, 1);
+        assert_eq!(request(&mut s, m, t0), 0);
+        assert_eq!(s.poll_timeout(), Some(t0 + PERMISSION_LIFETIME));
+        // Refreshed at +200 s: it now lives until +500 s.
+        let t200 = t0 + Duration::from_secs(200);
+        let m = permission_msg(&s, t200, peer, 2);
+        assert_eq!(request(&mut s, m, t200), 0);
+        // The stale +300 s deadline still wakes the server, which keeps the
+        // permission.
+        let t301 = t0 + Duration::from_secs(301);
+        s.handle_timeout(t301);
+        assert_eq!(permission_count(&s), 1);
+        let mut out = Vec::new();
+        let d = Receive {
+            source: peer,
+            destination: relayed,
+            contents: b"still",
+        };
+        assert!(s.handle_relay(t301, d, &mut out).is_some());
+        // At +501 s it is gone, from the heap, not from a scan.
+        s.handle_timeout(t0 + Duration::from_secs(501));
+        assert_eq!(permission_count(&s), 0);
+        assert_eq!(s.poll_timeout(), Some(t0 + DEFAULT_LIFETIME));
+        // And the allocation ends at its lifetime, freeing its relay.
+        let free = s.free.len();
+        s.handle_timeout(t0 + DEFAULT_LIFETIME);
+        assert_eq!(s.allocations(), 0);
+        assert_eq!(s.free.len(), free + 1);
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn refreshes_do_not_grow_the_deadline_heap_without_bound() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let _ = allocate(&mut s, "alice", "secret", from, t0);
+        let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        for i in 0..5000u32 {
+            let now = t0 + Duration::from_millis(u64::from(i));
+            let m = permission_msg(&s, now, peer, (i % 251) as u8);
+            assert_eq!(request(&mut s, m, now), 0);
+        }
+        assert!(s.timers.len() <= 1025, "{} timers", s.timers.len());
+        assert_eq!(permission_count(&s), 1);
+    }
+
+    #[test]
+    fn relay_path_writes_into_the_callers_buffer() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (mut c, e) = allocate(&mut s, "alice", "secret", from, now);
+        let Some(ClientEvent::Allocated { relayed, .. }) = e else {
+            panic!("{e:?}")
+        };
+        let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        let ch = c.bind_channel(now, peer).unwrap();
+        pump(&mut s, &mut c, from, now);
+        let mut frame = Vec::new();
+        ChannelData {
+            channel: ch,
+            data: &[7; 120],
+        }
+        .encode(&mut frame)
+        .unwrap();
+        let listen: SocketAddr = LISTEN.parse().unwrap();
+        let mut out = Vec::with_capacity(2048);
+        let buf = out.as_ptr();
+        for _ in 0..3 {
+            let r = s.handle_relay(
+                now,
+                Receive {
+                    source: from,
+                    destination: listen,
+                    contents: &frame,
+                },
+                &mut out,
+            );
+            assert_eq!(
+                r,
+                Some(Route {
+                    source: relayed,
+                    destination: peer
+                })
+            );
+            assert_eq!(out, [7; 120]);
+            let r = s.handle_relay(
+                now,
+                Receive {
+                    source: peer,
+                    destination: relayed,
+                    contents: &[9; 120],
+                },
+                &mut out,
+            );
+            assert_eq!(
+                r,
+                Some(Route {
+                    source: listen,
+                    destination: from
+                })
+            );
+            assert_eq!(
+                ChannelData::decode(&out).unwrap(),
+                ChannelData {
+                    channel: ch,
+                    data: &[9; 120]
+                }
+            );
+        }
+        // Nothing queued, and the same buffer all along.
+        assert!(s.poll_transmit().is_none());
+        assert_eq!(out.as_ptr(), buf);
+        assert_eq!(s.stats().to_peer, 3);
+        assert_eq!(s.stats().to_client, 3);
     }
 
     #[test]
