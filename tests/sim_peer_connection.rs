@@ -267,6 +267,21 @@ fn offer_answer_trickle_connect_media_and_data_both_ways() {
         assert_eq!(p.frames(side, &amid), audio, "audio to side {side}");
     }
 
+    // B asks A for a keyframe on A's video (PLI); A's app hears of it.
+    let a_video = p.tracks[0][0];
+    let vmid = p.pc(0).track_mid(a_video).expect("mid").to_string();
+    p.pc(1).request_keyframe(&vmid).expect("pli");
+    assert!(p.pc(1).request_keyframe("no such mid").is_err());
+    p.run(Duration::from_millis(100));
+    let asks: Vec<TrackId> = p.log[0]
+        .iter()
+        .filter_map(|e| match e {
+            PeerEvent::KeyframeRequested(t) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asks, [a_video]);
+
     // Data channels: A sends on each, B answers on each.
     let now = p.sim.now();
     for (i, &ch) in p.channels.clone().iter().enumerate() {

@@ -19,6 +19,7 @@ use crate::rtp::ext::Extensions;
 use crate::rtp::jitter::{Frame, FrameAssembler};
 use crate::rtp::opus::{OpusDepacketizer, OpusPacketizer};
 use crate::rtp::payload::{Depacketizer, Packetizer};
+use crate::rtp::rtcp::{Pli, RtcpPacket};
 use crate::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
 use crate::rtp::{RtpError, RtpHeader, RtpPacket};
 use crate::sdp::{
@@ -289,6 +290,8 @@ struct Sender {
 #[derive(Debug)]
 struct Receiver {
     mid: String,
+    /// The SSRC media last came from (where a PLI goes).
+    ssrc: Option<u32>,
     payload_types: Vec<u8>,
     assembler: FrameAssembler<AnyDepacketizer>,
 }
@@ -325,6 +328,8 @@ pub struct PeerConnection {
     receivers: Vec<Receiver>,
     ssrc_routes: HashMap<u32, usize>,
     remote_mid_ext: Option<u8>,
+    /// The SSRC our RTCP feedback comes from.
+    rtcp_ssrc: u32,
     payloads: Vec<Vec<u8>>,
     packet: Vec<u8>,
     sctp_out: Vec<u8>,
@@ -351,6 +356,7 @@ impl PeerConnection {
         // is made (with our ICE role, at the first offer or remote offer).
         let params = TransportParams::new("", "", fp);
         let session_id: u64 = rng.random();
+        let rtcp_ssrc: u32 = rng.random();
         let mut data_caps = config.capabilities.clone();
         if let Some(dc) = data_caps.data_channel.as_mut() {
             dc.max_message_size = config.sctp.max_message_size as u64;
@@ -380,6 +386,7 @@ impl PeerConnection {
             receivers: Vec::new(),
             ssrc_routes: HashMap::new(),
             remote_mid_ext: None,
+            rtcp_ssrc,
             payloads: Vec::new(),
             packet: Vec::with_capacity(1500),
             sctp_out: Vec::with_capacity(1500),
@@ -706,6 +713,57 @@ impl PeerConnection {
         self.flush_sctp();
     }
 
+    /// Asks the peer for a keyframe on the m-line `mid` it sends on (RTCP
+    /// PLI, RFC 4585 §6.3.1), e.g. after a decoder error. Receivers also
+    /// send one by themselves when they had to give up a frame.
+    pub fn request_keyframe(&mut self, mid: &str) -> Result<(), Error> {
+        let r = self
+            .receivers
+            .iter()
+            .find(|r| r.mid == mid)
+            .ok_or(Error::Misuse("no receiver with this mid"))?;
+        let media_ssrc = r
+            .ssrc
+            .ok_or(Error::Misuse("no media seen on this mid yet"))?;
+        self.send_pli(media_ssrc)
+    }
+
+    fn send_pli(&mut self, media_ssrc: u32) -> Result<(), Error> {
+        let t = self
+            .transport
+            .as_mut()
+            .ok_or(Error::Misuse("not connected"))?;
+        self.packet.clear();
+        // RFC 5506: feedback alone, without a report in front.
+        RtcpPacket::Pli(Pli {
+            sender_ssrc: self.rtcp_ssrc,
+            media_ssrc,
+        })
+        .write(&mut self.packet)?;
+        t.send_rtcp(&self.packet)?;
+        Ok(())
+    }
+
+    /// RTCP from the peer: PLI and FIR (RFC 5104 §4.3) on one of our SSRCs
+    /// become [`Event::KeyframeRequested`].
+    fn on_rtcp(&mut self, p: &[u8]) {
+        let Ok(packets) = RtcpPacket::parse_compound(p, true) else {
+            return;
+        };
+        for packet in packets {
+            let ssrcs: Vec<u32> = match &packet {
+                RtcpPacket::Pli(pli) => vec![pli.media_ssrc],
+                RtcpPacket::Fir(fir) => fir.entries.iter().map(|(s, _)| *s).collect(),
+                _ => continue,
+            };
+            for ssrc in ssrcs {
+                if let Some(i) = self.senders.iter().position(|s| s.ssrc == ssrc) {
+                    self.push(Event::KeyframeRequested(TrackId(i)));
+                }
+            }
+        }
+    }
+
     /// `close()`: SCTP aborted, DTLS close_notify, everything freed.
     pub fn close(&mut self, now: Instant) {
         if let Some(d) = self.data.as_mut() {
@@ -851,6 +909,7 @@ impl PeerConnection {
                 let idx = self.receivers.len();
                 self.receivers.push(Receiver {
                     mid: mid.clone(),
+                    ssrc: m.remote_ssrcs.first().copied(),
                     payload_types: m.codecs.iter().map(|c| c.payload_type).collect(),
                     assembler: FrameAssembler::new(depacketizer, ASSEMBLER_CAPACITY),
                 });
@@ -971,7 +1030,7 @@ impl PeerConnection {
                     self.start_data(now);
                 }
                 transport::Event::Rtp(p) => self.on_rtp(&p),
-                transport::Event::Rtcp(_) => {}
+                transport::Event::Rtcp(p) => self.on_rtcp(&p),
                 transport::Event::ApplicationData(p) => {
                     if let Some(d) = self.data.as_mut() {
                         d.handle_packet(now, &p);
@@ -1034,12 +1093,16 @@ impl PeerConnection {
         if !r.payload_types.contains(&packet.payload_type()) {
             return;
         }
+        r.ssrc = Some(ssrc);
         r.assembler.insert_packet(&packet);
         let mut frames = Vec::new();
         while let Some(f) = r.assembler.pop_frame() {
             frames.push(f);
         }
         let mid = r.mid.clone();
+        if r.assembler.take_keyframe_request() {
+            let _ = self.send_pli(ssrc);
+        }
         for frame in frames {
             self.push(Event::Frame {
                 mid: mid.clone(),

@@ -26,7 +26,10 @@
 //! its `a=fingerprint` (a mismatch fails the connection, RFC 8122 §5), SCTP
 //! ports and the peer's `max-message-size` from the data m-line (RFC 8841).
 //!
-//! Not yet in `PeerConnection`: RTCP (SR/RR, NACK/RTX, PLI surfaced),
+//! PLI and FIR on our SSRCs surface as `KeyframeRequested`; [`PeerConnection::request_keyframe`]
+//! sends a PLI (receivers also send one when they give up a frame).
+//!
+//! Not yet in `PeerConnection`: RTCP SR/RR, NACK/RTX,
 //! renegotiation after the first exchange (the `sdp` layer supports it),
 //! `remove_track`, codecs beyond VP8 and Opus for sending, stats.
 //!
