@@ -52,6 +52,9 @@ pub struct Config {
     pub transport: Option<TransportConfig>,
     /// SCTP tunables (its ports come from SDP).
     pub sctp: crate::sctp::Config,
+    /// The `a=setup` we answer an `actpass` offer with: `Active` (we are
+    /// the DTLS client, as Chromium does; the default) or `Passive`.
+    pub answer_setup: sdp::Setup,
 }
 
 impl Config {
@@ -64,6 +67,7 @@ impl Config {
             stun_server: None,
             transport: None,
             sctp: crate::sctp::Config::default(),
+            answer_setup: sdp::Setup::Active,
         }
     }
 }
@@ -354,7 +358,8 @@ impl PeerConnection {
         let fp = sdp::Fingerprint::from(&config.certificate.fingerprint());
         // Placeholder credentials: the transport draws the real ones when it
         // is made (with our ICE role, at the first offer or remote offer).
-        let params = TransportParams::new("", "", fp);
+        let mut params = TransportParams::new("", "", fp);
+        params.answer_setup = config.answer_setup;
         let session_id: u64 = rng.random();
         let rtcp_ssrc: u32 = rng.random();
         let mut data_caps = config.capabilities.clone();
