@@ -446,3 +446,54 @@ fn garbage_datagrams_never_panic() {
             .any(|(_, m)| *m == Message::Text("still here".into()))
     );
 }
+
+#[test]
+fn renegotiation_adds_a_track_and_a_channel_mid_call() {
+    let mut p = pair(5, |s| s);
+    assert!(p.connect(), "{:?}", p.states());
+    let now = p.sim.now();
+    // A adds a second video track and a fourth channel, and offers again.
+    let extra = p.pc(0).add_track(MediaKind::Video).expect("track");
+    let ch = p
+        .pc(0)
+        .create_data_channel(ChannelInit::new("late"))
+        .expect("channel");
+    let offer = p.pc(0).create_offer(now).expect("offer");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer)
+        .expect("local offer");
+    p.pc(1)
+        .set_remote_description(now, SdpType::Offer, &offer)
+        .expect("remote offer");
+    let answer = p.pc(1).create_answer().expect("answer");
+    p.pc(1)
+        .set_local_description(now, SdpType::Answer, &answer)
+        .expect("local answer");
+    p.pc(0)
+        .set_remote_description(now, SdpType::Answer, &answer)
+        .expect("remote answer");
+    let mid = p.pc(0).track_mid(extra).expect("mid").to_string();
+    p.run(Duration::from_millis(200));
+    assert!(
+        p.log[1]
+            .iter()
+            .any(|e| matches!(e, PeerEvent::Track { mid: m, .. } if *m == mid)),
+        "no track event for {mid}"
+    );
+    let frames = vp8_frames(5, 9);
+    let now = p.sim.now();
+    for (i, f) in frames.iter().enumerate() {
+        p.pc(0)
+            .send_frame(now, extra, 3000 * i as u32, f)
+            .expect("send");
+    }
+    p.pc(0).send_text(now, ch, "late hello").expect("text");
+    p.run(Duration::from_millis(300));
+    assert_eq!(p.frames(1, &mid), frames);
+    assert!(
+        p.messages(1)
+            .iter()
+            .any(|(_, m)| *m == Message::Text("late hello".into()))
+    );
+    assert_eq!(p.states(), [PeerConnectionState::Connected; 2]);
+}
