@@ -54,7 +54,16 @@ impl std::fmt::Display for Figure {
 }
 
 /// The layers `rtclab speed` knows.
-pub const LAYERS: &[&str] = &["stun", "stun-server", "turn", "ice", "dtls", "srtp", "rtp"];
+pub const LAYERS: &[&str] = &[
+    "stun",
+    "stun-server",
+    "turn",
+    "ice",
+    "dtls",
+    "srtp",
+    "rtp",
+    "setup",
+];
 
 /// Runs the named layers (all when empty) and prints their figures.
 pub fn run(layers: &[String]) -> Result<(), String> {
@@ -72,6 +81,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "srtp" => from_tuples(crate::srtp::bench::speed()),
             "rtp" => from_tuples(crate::rtp::bench::speed()),
             "ice" => from_tuples(crate::ice::speed::speed()),
+            "setup" => from_tuples(crate::peer::speed::speed()),
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",

@@ -102,6 +102,7 @@
 
 mod connection;
 mod demux;
+pub mod speed;
 mod transport;
 
 pub use connection::{
