@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,6 +17,7 @@ use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::rtp::ext::Extensions;
 use crate::rtp::jitter::{Frame, FrameAssembler};
+use crate::rtp::nack::{NackGenerator, RtxSender, decode_rtx};
 use crate::rtp::opus::{OpusDepacketizer, OpusPacketizer};
 use crate::rtp::payload::{Depacketizer, Packetizer};
 use crate::rtp::rtcp::{Pli, RtcpPacket};
@@ -35,6 +36,11 @@ const MAX_EARLY_CANDIDATES: usize = 64;
 const MAX_EVENTS: usize = 8192;
 /// Largest RTP payload (1200-byte datagrams minus RTP, extension and SRTP).
 const MAX_RTP_PAYLOAD: usize = 1100;
+/// Packets a video sender keeps for RTX.
+const RTX_HISTORY: usize = 1024;
+/// How long a receiver waits for a missing packet before it gives the
+/// frame up and asks for a keyframe (NACKs are retried every tenth of it).
+const MAX_WAIT: Duration = Duration::from_millis(1000);
 
 /// How a [`PeerConnection`] is set up.
 #[derive(Debug)]
@@ -109,6 +115,23 @@ pub enum SdpType {
     Offer,
     /// An answer.
     Answer,
+}
+
+/// Media counters over every track (a small `getStats()`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaStats {
+    /// RTP packets sent (originals).
+    pub rtp_sent: u64,
+    /// RTX retransmissions sent in answer to NACKs.
+    pub rtx_sent: u64,
+    /// RTX packets received and turned back into originals.
+    pub rtx_received: u64,
+    /// NACK packets sent.
+    pub nacks_sent: u64,
+    /// PLIs sent.
+    pub plis_sent: u64,
+    /// Whole frames delivered.
+    pub frames_received: u64,
 }
 
 /// A local track: the handle [`PeerConnection::add_track`] returns.
@@ -282,7 +305,10 @@ impl Depacketizer for AnyDepacketizer {
 struct Sender {
     transceiver: TransceiverId,
     ssrc: u32,
+    rtx_ssrc: Option<u32>,
     seq: u16,
+    /// Set once negotiated and the codec has RTX (RFC 4588): the history.
+    rtx: Option<RtxSender>,
     /// Set once negotiated: payload type, mid and the mid extension id.
     payload_type: Option<u8>,
     mid: Option<String>,
@@ -296,6 +322,10 @@ struct Receiver {
     mid: String,
     /// The SSRC media last came from (where a PLI goes).
     ssrc: Option<u32>,
+    /// `(rtx payload type, media payload type)` pairs (`apt=`).
+    rtx_types: Vec<(u8, u8)>,
+    /// Video: NACKs for holes (RFC 4585 §6.2.1).
+    nack: Option<NackGenerator>,
     payload_types: Vec<u8>,
     assembler: FrameAssembler<AnyDepacketizer>,
 }
@@ -334,6 +364,7 @@ pub struct PeerConnection {
     remote_mid_ext: Option<u8>,
     /// The SSRC our RTCP feedback comes from.
     rtcp_ssrc: u32,
+    media_stats: MediaStats,
     payloads: Vec<Vec<u8>>,
     packet: Vec<u8>,
     sctp_out: Vec<u8>,
@@ -392,6 +423,7 @@ impl PeerConnection {
             ssrc_routes: HashMap::new(),
             remote_mid_ext: None,
             rtcp_ssrc,
+            media_stats: MediaStats::default(),
             payloads: Vec::new(),
             packet: Vec::with_capacity(1500),
             sctp_out: Vec::with_capacity(1500),
@@ -400,6 +432,11 @@ impl PeerConnection {
     }
 
     // ---- accessors ------------------------------------------------------
+
+    /// Media counters.
+    pub fn media_stats(&self) -> MediaStats {
+        self.media_stats
+    }
 
     /// The signaling state.
     pub fn signaling_state(&self) -> SignalingState {
@@ -457,12 +494,13 @@ impl PeerConnection {
             return Err(Error::Closed);
         }
         let ssrc: u32 = self.rng.random();
+        let rtx_ssrc = (kind == MediaKind::Video).then(|| self.rng.random::<u32>());
         let n = self.senders.len();
         let sender = LocalSender {
             stream_id: format!("rtclab-stream-{n}"),
             track_id: format!("rtclab-track-{n}"),
             ssrc,
-            rtx_ssrc: None,
+            rtx_ssrc,
             cname: "rtclab".into(),
         };
         // An m-line of the peer's offer without a sender of ours takes the
@@ -473,7 +511,9 @@ impl PeerConnection {
         self.senders.push(Sender {
             transceiver,
             ssrc,
+            rtx_ssrc,
             seq: self.rng.random(),
+            rtx: None,
             payload_type: None,
             mid: None,
             mid_ext: None,
@@ -681,7 +721,11 @@ impl PeerConnection {
             }
             self.packet.clear();
             header.write_packet(payload, 0, &mut self.packet)?;
+            if let Some(rtx) = s.rtx.as_mut() {
+                rtx.history.store(&self.packet)?; // kept in the clear
+            }
             t.send_rtp(&self.packet)?;
+            self.media_stats.rtp_sent += 1;
             s.seq = s.seq.wrapping_add(1);
         }
         let _ = now;
@@ -756,6 +800,22 @@ impl PeerConnection {
             return;
         };
         for packet in packets {
+            if let RtcpPacket::Nack(nack) = &packet {
+                let Some(s) = self.senders.iter_mut().find(|s| s.ssrc == nack.media_ssrc) else {
+                    continue;
+                };
+                let (Some(rtx), Some(t)) = (s.rtx.as_mut(), self.transport.as_mut()) else {
+                    continue;
+                };
+                // RFC 4588 §4: each NACKed packet still kept goes out again
+                // on the RTX stream.
+                for p in rtx.on_nack(nack) {
+                    if t.send_rtp(&p).is_ok() {
+                        self.media_stats.rtx_sent += 1;
+                    }
+                }
+                continue;
+            }
             let ssrcs: Vec<u32> = match &packet {
                 RtcpPacket::Pli(pli) => vec![pli.media_ssrc],
                 RtcpPacket::Fir(fir) => fir.entries.iter().map(|(s, _)| *s).collect(),
@@ -780,6 +840,8 @@ impl PeerConnection {
             t.close();
         }
         self.drain(now);
+        self.receivers.clear();
+        self.ssrc_routes.clear();
         self.set_state(PeerConnectionState::Closed);
         self.set_signaling(SignalingState::Closed);
     }
@@ -898,11 +960,12 @@ impl PeerConnection {
                 if tmid.as_deref() == Some(mid.as_str()) {
                     s.mid = Some(mid.clone());
                     s.mid_ext = mid_ext;
-                    s.payload_type = if m.direction.sends() {
-                        m.codecs.first().map(|c| c.payload_type)
-                    } else {
-                        None
-                    };
+                    let codec = m.codecs.first().filter(|_| m.direction.sends());
+                    s.payload_type = codec.map(|c| c.payload_type);
+                    let rtx_pt = codec.and_then(|c| c.rtx_payload_type);
+                    if let (Some(pt), Some(rtx_ssrc), None) = (rtx_pt, s.rtx_ssrc, &s.rtx) {
+                        s.rtx = Some(RtxSender::new(RTX_HISTORY, rtx_ssrc, pt, self.rng.random()));
+                    }
                 }
             }
             // A receiver where the peer sends.
@@ -915,11 +978,24 @@ impl PeerConnection {
                 self.receivers.push(Receiver {
                     mid: mid.clone(),
                     ssrc: m.remote_ssrcs.first().copied(),
+                    rtx_types: m
+                        .codecs
+                        .iter()
+                        .filter_map(|c| c.rtx_payload_type.map(|r| (r, c.payload_type)))
+                        .collect(),
+                    nack: (kind == MediaKind::Video).then(|| {
+                        let mut g = NackGenerator::new();
+                        g.retry_interval = MAX_WAIT / 10;
+                        g
+                    }),
                     payload_types: m.codecs.iter().map(|c| c.payload_type).collect(),
                     assembler: FrameAssembler::new(depacketizer, ASSEMBLER_CAPACITY),
                 });
                 for &ssrc in &m.remote_ssrcs {
                     self.ssrc_routes.insert(ssrc, idx);
+                }
+                for &(_, rtx) in &m.remote_rtx_ssrcs {
+                    self.ssrc_routes.insert(rtx, idx);
                 }
                 if self.remote_mid_ext.is_none() {
                     self.remote_mid_ext = mid_ext;
@@ -1034,7 +1110,7 @@ impl PeerConnection {
                     self.set_state(PeerConnectionState::Connected);
                     self.start_data(now);
                 }
-                transport::Event::Rtp(p) => self.on_rtp(&p),
+                transport::Event::Rtp(p) => self.on_rtp(now, &p),
                 transport::Event::Rtcp(p) => self.on_rtcp(&p),
                 transport::Event::ApplicationData(p) => {
                     if let Some(d) = self.data.as_mut() {
@@ -1044,6 +1120,8 @@ impl PeerConnection {
                 }
                 transport::Event::Failed(e) => {
                     self.data = None;
+                    self.receivers.clear();
+                    self.ssrc_routes.clear();
                     self.push(Event::Error(Error::Transport(e)));
                     self.set_state(PeerConnectionState::Failed);
                 }
@@ -1059,7 +1137,7 @@ impl PeerConnection {
     /// Routes one RTP packet: by SSRC, else by the mid header extension
     /// (RFC 8843 §9.2), learning the SSRC; else by a payload type only one
     /// receiver uses.
-    fn on_rtp(&mut self, p: &[u8]) {
+    fn on_rtp(&mut self, now: Instant, p: &[u8]) {
         let Ok(packet) = RtpPacket::new_checked(p) else {
             return;
         };
@@ -1092,22 +1170,84 @@ impl PeerConnection {
                 found
             }
         };
-        let Some(r) = idx.and_then(|i| self.receivers.get_mut(i)) else {
+        let Some(i) = idx else {
             return;
         };
-        if !r.payload_types.contains(&packet.payload_type()) {
+        let Some(r) = self.receivers.get_mut(i) else {
             return;
+        };
+        let pt = packet.payload_type();
+        let original;
+        let packet = if let Some(&(_, media_pt)) = r.rtx_types.iter().find(|(x, _)| *x == pt) {
+            // RFC 4588 §4: rebuild the original packet from the RTX one.
+            let Some(media_ssrc) = r.ssrc else {
+                return;
+            };
+            let mut buf = Vec::with_capacity(p.len());
+            if decode_rtx(p, media_ssrc, media_pt, &mut buf).is_err() {
+                return;
+            }
+            original = buf;
+            self.media_stats.rtx_received += 1;
+            match RtpPacket::new_checked(&original) {
+                Ok(o) => o,
+                Err(_) => return,
+            }
+        } else if r.payload_types.contains(&pt) {
+            r.ssrc = Some(ssrc);
+            packet
+        } else {
+            return;
+        };
+        if let Some(n) = r.nack.as_mut() {
+            n.on_packet(packet.sequence_number());
         }
-        r.ssrc = Some(ssrc);
         r.assembler.insert_packet(&packet);
+        self.receiver_feedback(now, i);
+    }
+
+    /// A receiver's frames out; its NACKs (RFC 4585 §6.2.1) and, when a
+    /// frame is given up, a PLI.
+    fn receiver_feedback(&mut self, now: Instant, i: usize) {
+        let rtcp_ssrc = self.rtcp_ssrc;
+        let Some(r) = self.receivers.get_mut(i) else {
+            return;
+        };
+        let mut rtcp = Vec::new();
+        if let (Some(n), Some(media)) = (r.nack.as_mut(), r.ssrc)
+            && let Some(nack) = n.poll_nack_packet(now, rtcp_ssrc, media)
+        {
+            rtcp.push(RtcpPacket::Nack(nack));
+        }
+        r.assembler.give_up_if_stalled(now, MAX_WAIT);
         let mut frames = Vec::new();
         while let Some(f) = r.assembler.pop_frame() {
             frames.push(f);
         }
-        let mid = r.mid.clone();
         if r.assembler.take_keyframe_request() {
-            let _ = self.send_pli(ssrc);
+            if let Some(n) = r.nack.as_mut() {
+                n.clear();
+            }
+            if let Some(media_ssrc) = r.ssrc {
+                rtcp.push(RtcpPacket::Pli(Pli {
+                    sender_ssrc: rtcp_ssrc,
+                    media_ssrc,
+                }));
+            }
         }
+        let mid = r.mid.clone();
+        if let Some(t) = self.transport.as_mut() {
+            for p in rtcp {
+                self.packet.clear();
+                if p.write(&mut self.packet).is_ok() && t.send_rtcp(&self.packet).is_ok() {
+                    match p {
+                        RtcpPacket::Nack(_) => self.media_stats.nacks_sent += 1,
+                        _ => self.media_stats.plis_sent += 1,
+                    }
+                }
+            }
+        }
+        self.media_stats.frames_received += frames.len() as u64;
         for frame in frames {
             self.push(Event::Frame {
                 mid: mid.clone(),
@@ -1132,6 +1272,9 @@ impl Machine for PeerConnection {
             t.handle_timeout(now);
         }
         self.drain(now);
+        for i in 0..self.receivers.len() {
+            self.receiver_feedback(now, i);
+        }
         if let Some(d) = self.data.as_mut()
             && self.data_started
             && d.poll_timeout().is_some_and(|w| w <= now)
@@ -1156,9 +1299,12 @@ impl Machine for PeerConnection {
             .as_ref()
             .filter(|_| self.data_started)
             .and_then(|d| d.poll_timeout());
-        match (t, d) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let media = self.receivers.iter().flat_map(|r| {
+            [
+                r.nack.as_ref().and_then(|n| n.poll_timeout()),
+                r.assembler.stall_deadline(MAX_WAIT),
+            ]
+        });
+        [t, d].into_iter().chain(media).flatten().min()
     }
 }

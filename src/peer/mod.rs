@@ -29,7 +29,12 @@
 //! PLI and FIR on our SSRCs surface as `KeyframeRequested`; [`PeerConnection::request_keyframe`]
 //! sends a PLI (receivers also send one when they give up a frame).
 //!
-//! Not yet in `PeerConnection`: RTCP SR/RR, NACK/RTX,
+//! Video senders keep a history and answer NACKs on their RTX stream
+//! (`a=ssrc-group:FID`, RFC 4588); video receivers NACK holes (RFC 4585
+//! §6.2.1), rebuild originals from RTX, and give a frame up after
+//! a second, asking for a keyframe instead. [`MediaStats`] counts it all.
+//!
+//! Not yet in `PeerConnection`: RTCP SR/RR,
 //! renegotiation after the first exchange (the `sdp` layer supports it),
 //! `remove_track`, codecs beyond VP8 and Opus for sending, stats.
 //!
@@ -106,7 +111,7 @@ pub mod speed;
 mod transport;
 
 pub use connection::{
-    Config as PeerConfig, Error as PeerError, Event as PeerEvent, PeerConnection,
+    Config as PeerConfig, Error as PeerError, Event as PeerEvent, MediaStats, PeerConnection,
     PeerConnectionState, SdpType, SignalingState, TrackId,
 };
 
