@@ -706,3 +706,32 @@ proptest::proptest! {
         proptest::prop_assert_eq!(na.dtls_role, na2.dtls_role);
     }
 }
+
+#[test]
+fn an_offer_made_twice_keeps_every_m_line() {
+    // JSEP lets createOffer run again before an answer: the second offer
+    // replaces the first and still has every new m-line, with the same mids.
+    let mut a = peer("aaaa", 1, 1);
+    a.add_data_channel();
+    let first = a.create_offer().unwrap();
+    let second = a.create_offer().unwrap();
+    let mids = |sd: &SessionDescription| -> Vec<String> {
+        sd.media
+            .iter()
+            .map(|m| m.mid().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(mids(&first), ["0", "1", "2"]);
+    assert_eq!(mids(&second), mids(&first));
+    assert!(second.origin.session_version > first.origin.session_version);
+    let (answer, _) = peer("bbbb", 2, 2).create_answer(&second).unwrap();
+    assert_eq!(a.set_remote_answer(&answer).unwrap().media.len(), 3);
+    // A local track added before a remote offer takes the offered m-line of
+    // its kind, even after an offer of ours that was never answered.
+    let mut b = peer("bbbb", 2, 2);
+    b.create_offer().unwrap();
+    let (_, n) = b.create_answer(&fixture("chromium_offer.sdp")).unwrap();
+    assert_eq!(b.transceivers().len(), 2);
+    assert_eq!(b.transceivers()[0].mid.as_deref(), Some("0"));
+    assert_eq!(n.media[0].direction, Direction::SendRecv);
+}

@@ -1050,15 +1050,26 @@ impl Session {
                 s.rejection_negotiated = false;
             }
         }
+        // Transceivers without an m-line (a mid from an offer that was never
+        // answered does not count: that offer is replaced by this one).
         let mut wanted: Vec<Owner> = (0..self.transceivers.len())
-            .filter(|t| self.transceivers[*t].mid.is_none() && !self.transceivers[*t].stopped)
+            .filter(|t| {
+                !self.transceivers[*t].stopped
+                    && !sections.iter().any(|s| s.owner == Owner::Transceiver(*t))
+            })
             .map(Owner::Transceiver)
             .collect();
         if self.data_channel && !sections.iter().any(|s| s.owner == Owner::Data) {
             wanted.push(Owner::Data);
         }
         for owner in wanted {
-            let mid = self.next_mid(&sections);
+            let earlier = match owner {
+                Owner::Transceiver(t) => self.transceivers[t].mid.clone(),
+                _ => None,
+            };
+            let mid = earlier
+                .filter(|m| !sections.iter().any(|s| s.mid == *m))
+                .unwrap_or_else(|| self.next_mid(&sections));
             let (media, protocol, formats) = match owner {
                 Owner::Transceiver(t) => (
                     self.transceivers[t].kind.as_str().to_string(),
@@ -1279,6 +1290,14 @@ impl Session {
             } else {
                 sections.push(new_section(om, mid.clone()));
             }
+            // Transceivers that already have an m-line.
+            let taken: Vec<TransceiverId> = sections
+                .iter()
+                .filter_map(|s| match s.owner {
+                    Owner::Transceiver(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
             let s = &mut sections[index];
             let bundled = offer_bundle.contains(&mid.as_str())
                 || (offer_bundle.is_empty() && offer.media.len() == 1);
@@ -1300,10 +1319,10 @@ impl Session {
                             _ => {
                                 // JSEP §5.10: a local transceiver of the kind
                                 // without an m-line takes it; else a new one.
-                                let free = self
-                                    .transceivers
-                                    .iter()
-                                    .position(|t| t.kind == k && t.mid.is_none() && !t.stopped);
+                                let free = (0..self.transceivers.len()).find(|t| {
+                                    let tr = &self.transceivers[*t];
+                                    tr.kind == k && !tr.stopped && !taken.contains(t)
+                                });
                                 Some(free.unwrap_or_else(|| {
                                     self.add_transceiver(k, Direction::RecvOnly, None)
                                 }))
