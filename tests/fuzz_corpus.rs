@@ -32,6 +32,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("sdp", rtclab::fuzzing::sdp),
     ("dcep", rtclab::fuzzing::dcep),
     ("peer_connection", rtclab::fuzzing::peer_connection),
+    ("sctp_packet", rtclab::fuzzing::sctp_packet),
+    ("sctp_association", rtclab::fuzzing::sctp_association),
 ];
 
 fn corpus_root() -> PathBuf {

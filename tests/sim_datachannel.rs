@@ -598,3 +598,77 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
         .collect();
     assert_eq!(acks, BTreeMap::from([(7, vec![2])]));
 }
+
+/// A reproduction for the `sctp` module, with no data-channel code in it:
+/// four streams as in example 06 (reliable ordered, reliable unordered,
+/// reliable unordered, lifetime 1.5 s unordered), 100 messages of 500 bytes
+/// each every 20 ms, 10% loss on A's link. Measured at sctp b95a9e0: the
+/// lifetime stream gets 3 of 100 (all 100 without loss), though a 1.5 s
+/// lifetime at 20 ms RTT should lose almost nothing. Ignored until fixed.
+#[test]
+#[ignore = "sctp: Lifetime messages mostly lost under loss (3 of 100); reproduction for the sctp module"]
+fn sctp_lifetime_stream_under_loss() {
+    use sctp::{Association, Reliability, SendOptions, SimHost};
+    let mut sim = Sim::new(6);
+    let a = sim.add_host(
+        SimHost::new(
+            Association::new(sctp::Config::default(), StdRng::seed_from_u64(3)),
+            addr(B),
+        ),
+        &[addr(A)],
+    );
+    let b = sim.add_host(
+        SimHost::new(
+            Association::new(sctp::Config::default(), StdRng::seed_from_u64(4)),
+            addr(A),
+        ),
+        &[addr(B)],
+    );
+    sim.set_link(
+        a,
+        LinkConfig {
+            loss: 0.10,
+            ..LinkConfig::default()
+        },
+    );
+    let now = sim.now();
+    sim.machine_mut::<SimHost>(a).association.connect(now);
+    sim.run_for(Duration::from_secs(2));
+    let reliable_unordered = SendOptions {
+        unordered: true,
+        reliability: Reliability::Reliable,
+    };
+    let opts = [
+        SendOptions::default(),
+        reliable_unordered,
+        reliable_unordered,
+        SendOptions {
+            unordered: true,
+            reliability: Reliability::Lifetime(Duration::from_millis(1500)),
+        },
+    ];
+    let mut got = [0usize; 8];
+    let mut count = |sim: &mut Sim| {
+        for e in sim.events::<SimHost>(b) {
+            if let sctp::Event::Message { stream, .. } = e {
+                got[usize::from(stream)] += 1;
+            }
+        }
+        false
+    };
+    for n in 0..100u32 {
+        let now = sim.now();
+        let mut p = n.to_be_bytes().to_vec();
+        p.resize(500, 1);
+        for (i, o) in opts.iter().enumerate() {
+            sim.machine_mut::<SimHost>(a)
+                .association
+                .send(now, (i * 2) as u16, 53, &p, *o)
+                .expect("send");
+        }
+        sim.run_for_with(Duration::from_millis(20), &mut count);
+    }
+    sim.run_for_with(Duration::from_secs(10), &mut count);
+    assert_eq!(&got[..6], [100, 0, 100, 0, 100, 0]);
+    assert!(got[6] >= 90, "lifetime stream: {} of 100", got[6]);
+}

@@ -10,9 +10,9 @@
 //!   ChannelManager ──poll_event()──► Open · Message · Closing · Closed · Error · BufferedAmountLow
 //! ```
 //!
-//! [`Connection`](super::Connection) wires it to an [`sctp::Association`]
-//! (when that module is present); the unit tests wire two managers
-//! together through an in-memory fake.
+//! [`Connection`](super::Connection) wires it to an [`sctp::Association`](crate::sctp::Association)
+//! (the unit tests wire two managers
+//! together through an in-memory fake instead).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;

@@ -36,6 +36,9 @@
 //!   text/binary/empty messages (RFC 8831 §6.6), `max-message-size`, closing
 //!   by stream reset (RFC 8831 §6.7), and the W3C `RTCDataChannel`
 //!   semantics of `readyState`, `bufferedAmount` and `bufferedamountlow`.
+//! - [`Connection`]: an [`sctp::Association`](crate::sctp::Association) and a
+//!   `ChannelManager`, sans-IO: SCTP packets (DTLS application data) in and
+//!   out, timers, the channel API. What a peer connection owns.
 //!
 //! ## What is left out
 //!

@@ -62,6 +62,8 @@ struct Sent {
     flags: u8,
     data: Bytes,
     sent_at: Instant,
+    /// Order of the latest transmission among all transmissions.
+    sent_seq: u64,
     transmissions: u32,
     max_rtx: Option<u16>,
     expires: Option<Instant>,
@@ -73,7 +75,6 @@ struct Sent {
     marked: bool,
     /// Counted in the flight size.
     in_flight: bool,
-    fast_retransmitted: bool,
     misses: u8,
 }
 
@@ -184,6 +185,7 @@ pub struct Association {
     t3: Option<Instant>,
     error_count: u32,
     burst_left: usize,
+    send_seq: u64,
     forward_tsn_pending: bool,
     out: HashMap<u16, OutStream>,
     touched: Vec<u16>,
@@ -271,6 +273,7 @@ impl Association {
             t3: None,
             error_count: 0,
             burst_left: config.max_burst,
+            send_seq: 0,
             forward_tsn_pending: false,
             out: HashMap::new(),
             touched: Vec::new(),
@@ -1666,6 +1669,7 @@ impl Association {
         }
         // Gap blocks.
         let mut htna: Option<u32> = None;
+        let mut htna_seq = 0u64;
         let mut gap_bytes = 0usize;
         for g in &sack.gaps {
             for off in g.start..=g.end {
@@ -1684,6 +1688,7 @@ impl Association {
                     gap_bytes += s.data.len();
                     // Gap blocks ascend: the last newly acked TSN is the highest.
                     htna = Some(tsn);
+                    htna_seq = htna_seq.max(s.sent_seq);
                     if let Some((p, at)) = self.rtt_probe {
                         if p == tsn {
                             self.rtt_probe = None;
@@ -1698,7 +1703,12 @@ impl Association {
         }
         // §6.2.1: rwnd = a_rwnd minus what is still in flight.
         self.peer_rwnd = sack.a_rwnd.saturating_sub(self.flight_size as u32);
-        // §7.2.4: miss indications for TSNs below the highest newly acked one.
+        // §7.2.4: miss indications for TSNs below the highest newly acked
+        // one. A chunk counts a miss only when a chunk sent after its latest
+        // transmission was acked (as RACK does, RFC 8985), so that a lost
+        // retransmission is fast-retransmitted again instead of waiting for
+        // the T3 timer; a chunk still gets one retransmission per three
+        // later acks at most, which keeps §7.2.4's intent.
         let mut new_loss = false;
         if let Some(h) = htna {
             for i in 0..self.inflight.len() {
@@ -1706,12 +1716,11 @@ impl Association {
                 if !lt(s.tsn, h) {
                     break;
                 }
-                if s.acked || s.abandoned || s.fast_retransmitted || s.marked {
+                if s.acked || s.abandoned || s.marked || s.sent_seq >= htna_seq {
                     continue;
                 }
                 s.misses += 1;
                 if s.misses >= 3 {
-                    s.fast_retransmitted = true;
                     s.marked = true;
                     if s.in_flight {
                         s.in_flight = false;
@@ -2259,6 +2268,9 @@ impl Association {
             s.marked = false;
             s.transmissions += 1;
             s.sent_at = now;
+            s.sent_seq = self.send_seq;
+            s.misses = 0;
+            self.send_seq += 1;
             s.in_flight = true;
             self.flight_size += len;
             super::chunk::write_data(out, s.flags, s.tsn, s.stream, s.ssn, s.ppid, &s.data);
@@ -2320,6 +2332,7 @@ impl Association {
                 if self.rtt_probe.is_none() {
                     self.rtt_probe = Some((tsn, now));
                 }
+                self.send_seq += 1;
                 self.inflight.push_back(Sent {
                     tsn,
                     stream: p.stream,
@@ -2328,6 +2341,7 @@ impl Association {
                     flags: p.flags,
                     data: p.data,
                     sent_at: now,
+                    sent_seq: self.send_seq,
                     transmissions: 1,
                     max_rtx: p.max_rtx,
                     expires: p.expires,
@@ -2335,7 +2349,6 @@ impl Association {
                     abandoned: false,
                     marked: false,
                     in_flight: true,
-                    fast_retransmitted: false,
                     misses: 0,
                 });
                 new_data = true;

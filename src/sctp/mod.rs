@@ -62,6 +62,7 @@ pub mod chunk;
 pub mod packet;
 pub mod param;
 mod sim;
+pub mod speed;
 
 pub use association::Association;
 pub use chunk::Chunk;
