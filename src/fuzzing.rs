@@ -778,6 +778,7 @@ pub fn peer_transport_seed_inputs() -> Vec<Vec<u8>> {
     ));
     out
 }
+
 /// The harness of the `sdp` target: parse a whole session description;
 /// what parses is written back, parses to the same value, and writing it
 /// again gives the same bytes (the written form is a fixed point).
@@ -913,6 +914,146 @@ pub fn dcep(data: &[u8]) {
     }
     m.handle_transport_aborted("fuzz");
     assert_eq!(m.channels().count(), 0);
+}
+
+// ---- peer::PeerConnection ----------------------------------------------------
+
+/// Frames input for the `peer_connection` target: a 2-byte big-endian length
+/// and that many bytes of remote offer (SDP text), then per datagram a flags
+/// byte (bit 0: from a stranger; bit 1: the bytes are a trickled candidate
+/// line instead; bit 2: a 200 ms timer tick first), a 2-byte big-endian
+/// length and the bytes.
+pub fn peer_connection_input(offer: &[u8], datagrams: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let len = offer.len().min(u16::MAX as usize);
+    let mut out = (len as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(&offer[..len]);
+    for (flags, d) in datagrams {
+        let len = d.len().min(u16::MAX as usize);
+        out.push(*flags);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(&d[..len]);
+    }
+    out
+}
+
+/// The harness of the `peer_connection` target: a whole peer's signaling
+/// and receive path. A peer with a video track and a data channel takes
+/// the input's offer (answering it if it can), trickled candidates and
+/// datagrams from the offer's candidate address or a stranger, with timer
+/// ticks. Invariants: no panic; after `close` no timer is left.
+pub fn peer_connection(data: &[u8]) {
+    use crate::peer::{PeerConfig, PeerConnection, SdpType};
+    use crate::sdp::MediaKind;
+    if data.len() < 2 {
+        return;
+    }
+    let len = usize::from(u16::from_be_bytes([data[0], data[1]]));
+    let end = (2 + len).min(data.len());
+    let (offer, mut rest) = (&data[2..end], &data[end..]);
+    let Some(certificate) = fuzz_certificate() else {
+        return;
+    };
+    let local = SocketAddr::from(PEER_FUZZ_LOCAL);
+    let remote = SocketAddr::from(PEER_FUZZ_REMOTE);
+    let stranger = SocketAddr::from(([203, 0, 113, 9], 4000));
+    let mut now = Instant::now();
+    let mut pc = PeerConnection::new(
+        PeerConfig::new(certificate, vec![local]),
+        rand::rngs::StdRng::seed_from_u64(PEER_FUZZ_SEED),
+    );
+    let _ = pc.add_track(MediaKind::Video);
+    let _ = pc.create_data_channel(crate::datachannel::ChannelInit::new("fuzz"));
+    if let Ok(text) = std::str::from_utf8(offer)
+        && pc.set_remote_description(now, SdpType::Offer, text).is_ok()
+        && let Ok(answer) = pc.create_answer()
+    {
+        let _ = pc.set_local_description(now, SdpType::Answer, &answer);
+    }
+    let mut n = 0;
+    while rest.len() >= 3 && n < DTLS_FUZZ_MAX_DATAGRAMS {
+        let flags = rest[0];
+        let len = usize::from(u16::from_be_bytes([rest[1], rest[2]]));
+        let end = (3 + len).min(rest.len());
+        let datagram = &rest[3..end];
+        rest = &rest[end..];
+        n += 1;
+        if flags & 4 != 0 {
+            now += Duration::from_millis(200);
+            pc.handle_timeout(now);
+        }
+        if flags & 2 != 0 {
+            if let Ok(line) = std::str::from_utf8(datagram) {
+                let _ = pc.add_ice_candidate(now, line);
+            }
+            continue;
+        }
+        let source = if flags & 1 != 0 { stranger } else { remote };
+        let _ = pc.accepts(datagram, source);
+        pc.handle_receive(
+            now,
+            Receive {
+                source,
+                destination: local,
+                contents: datagram,
+            },
+        );
+        while pc.poll_transmit().is_some() {}
+        while pc.poll_event().is_some() {}
+    }
+    pc.close(now);
+    while pc.poll_transmit().is_some() {}
+    while pc.poll_event().is_some() {}
+    assert!(pc.poll_timeout().is_none(), "a timer survived close");
+}
+
+/// Seed inputs for `peer_connection`: a real offer (video, audio, data)
+/// from another peer, with its host candidate at the harness's remote
+/// address, followed by a trickled candidate, an ICE-looking datagram, a
+/// DTLS-looking one and an SRTP-looking one.
+pub fn peer_connection_seed_inputs() -> Vec<Vec<u8>> {
+    use crate::peer::{PeerConfig, PeerConnection};
+    use crate::sdp::MediaKind;
+    let Some(certificate) = fuzz_certificate() else {
+        return Vec::new();
+    };
+    let now = Instant::now();
+    let remote = SocketAddr::from(PEER_FUZZ_REMOTE);
+    let mut offerer = PeerConnection::new(
+        PeerConfig::new(certificate, vec![remote]),
+        rand::rngs::StdRng::seed_from_u64(1),
+    );
+    let _ = offerer.add_track(MediaKind::Video);
+    let _ = offerer.add_track(MediaKind::Audio);
+    let _ = offerer.create_data_channel(crate::datachannel::ChannelInit::new("seed"));
+    let Ok(offer) = offerer.create_offer(now) else {
+        return Vec::new();
+    };
+    let candidate = format!(
+        "candidate:1 1 udp 2130706431 {} {} typ host",
+        remote.ip(),
+        remote.port()
+    );
+    let mut stun = vec![0, 1, 0, 0];
+    stun.extend_from_slice(&crate::stun::MAGIC_COOKIE.to_be_bytes());
+    stun.extend_from_slice(&[7; 12]);
+    let mut dtls = vec![22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    dtls.extend_from_slice(&[1; 40]);
+    let mut srtp = vec![0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+    srtp.extend_from_slice(&[0xAA; 30]);
+    vec![
+        peer_connection_input(offer.as_bytes(), &[]),
+        peer_connection_input(
+            offer.as_bytes(),
+            &[
+                (2, candidate.into_bytes()),
+                (0, stun),
+                (4, dtls),
+                (5, srtp),
+                (4, Vec::new()),
+            ],
+        ),
+        peer_connection_input(b"v=0\r\n", &[(1, vec![0x80; 20])]),
+    ]
 }
 
 /// The harness of the `sctp_packet` target: parse a packet (as it is, and

@@ -25,11 +25,12 @@
 //! 8285, 4585, 7741, 6184, 7587), [`sctp`] (RFC 9260, 8261, 3758, 6525),
 //! [`datachannel`] (DCEP and the channel manager, RFC 8831, 8832), [`sdp`]
 //! (RFC 8866, and offer/answer per RFC 3264, 8829, 8843, 8842), [`peer`] (the
-//! transport under the PeerConnection: ICE, DTLS and SRTP on one 5-tuple),
+//! PeerConnection, and the transport under it: ICE, DTLS and SRTP on one
+//! 5-tuple),
 //! [`signaling`] (the WebSocket rooms server of codelab step 7), [`sim`] (the
 //! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
-//! speed`). The PeerConnection itself arrives with its issue.
+//! speed`).
 //!
 //! ## The sans-IO contract
 //!

@@ -12,9 +12,9 @@
 //! a nominated pair on loopback UDP beside one UDP round trip), `turn`
 //! (120-byte ChannelData relayed per second by `rtclab turn-server` on
 //! loopback, beside coturn's, and each server's CPU time per datagram),
-//! `datachannel` (one reliable ordered SCTP
-//! stream in the simulator at 20 ms RTT on 1 Gbit/s, with and without 1%
-//! loss).
+//! `datachannel` (one reliable ordered SCTP stream in the simulator at 20 ms
+//! RTT on 1 Gbit/s, with and without 1% loss), `setup` (two PeerConnections
+//! on loopback, from create_offer to the first data-channel message).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -65,6 +65,7 @@ pub const LAYERS: &[&str] = &[
     "dtls",
     "srtp",
     "rtp",
+    "setup",
     "datachannel",
 ];
 
@@ -84,6 +85,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "srtp" => from_tuples(crate::srtp::bench::speed()),
             "rtp" => from_tuples(crate::rtp::bench::speed()),
             "ice" => from_tuples(crate::ice::speed::speed()),
+            "setup" => from_tuples(crate::peer::speed::speed()),
             "datachannel" => from_tuples(crate::sctp::speed::speed()),
             other => {
                 return Err(format!(

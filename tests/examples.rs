@@ -36,6 +36,9 @@ mod ex04;
 #[allow(dead_code)]
 mod ex05;
 
+#[path = "../examples/05_peer_connection.rs"]
+#[allow(dead_code)]
+mod ex05_pc;
 #[path = "../examples/06_data_channels.rs"]
 #[allow(dead_code)]
 mod ex06;
@@ -559,4 +562,16 @@ fn example_06_data_channels_opens_sends_and_closes() {
             "the binary printed:\n{stdout}\n{stderr}"
         );
     }
+}
+
+#[test]
+fn example_05_peer_connection_connects_and_delivers() {
+    let mut buf = Vec::new();
+    ex05_pc::run(&mut buf).expect("example 05_peer_connection runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    assert!(
+        out.contains("B got A's keyframe and message: true"),
+        "{out}"
+    );
+    check_transcript("05_peer_connection.txt", &out);
 }

@@ -31,6 +31,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("peer_transport", rtclab::fuzzing::peer_transport),
     ("sdp", rtclab::fuzzing::sdp),
     ("dcep", rtclab::fuzzing::dcep),
+    ("peer_connection", rtclab::fuzzing::peer_connection),
     ("sctp_packet", rtclab::fuzzing::sctp_packet),
     ("sctp_association", rtclab::fuzzing::sctp_association),
     ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
@@ -178,5 +179,16 @@ fn dtls_endpoint_seeds_reach_deep_states() {
                 "the server never sent flight 4"
             );
         }
+    }
+}
+
+/// The `peer_connection` seeds (a real offer, then datagrams of each
+/// layer) go through the harness on every run.
+#[test]
+fn peer_connection_seed_inputs_pass_the_harness() {
+    let seeds = rtclab::fuzzing::peer_connection_seed_inputs();
+    assert!(seeds.len() >= 2);
+    for s in &seeds {
+        rtclab::fuzzing::peer_connection(s);
     }
 }

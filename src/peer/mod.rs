@@ -1,6 +1,42 @@
-//! The peer: the layers tied together on one 5-tuple. So far its transport
-//! core, [`Transport`]; the JSEP-like `PeerConnection` (SDP, tracks, data
-//! channels) will be built on it.
+//! The peer: the layers tied together on one 5-tuple. [`PeerConnection`] is
+//! the JSEP-like face (SDP offer/answer text, trickle ICE, tracks that take
+//! and give encoded frames, data channels, W3C-like states as events), built
+//! on its transport core, [`Transport`].
+//!
+//! ## PeerConnection (JSEP, RFC 8829)
+//!
+//! ```text
+//!   offerer A                                          answerer B
+//!   add_track / create_data_channel                    add_track
+//!   create_offer(now) ─ set_local_description ── SDP ─► set_remote_description
+//!     (ICE controlling, a=setup:actpass)                 create_answer (a=setup:active)
+//!   set_remote_description ◄──────────────────── SDP ── set_local_description
+//!   Event::LocalCandidate ──── add_ice_candidate ────► (and back: trickle, RFC 8838)
+//!   ICE checks ─► DTLS (B is the client) ─► SRTP keys + SCTP INIT from B
+//!   Event::ConnectionState(Connected), Event::Track, DataChannel(Open)
+//!   send_frame ─► packetizer ─► RTP (+ sdes:mid ext) ─► SRTP ─► Event::Frame
+//!   send_text / send_binary ─► DCEP/SCTP ─► DTLS app data ─► DataChannel(Message)
+//! ```
+//!
+//! One [`Transport`] carries every m-line (max-bundle, RFC 8843); incoming
+//! RTP goes to a receiver by SSRC (from `a=ssrc`), else by the
+//! `urn:ietf:params:rtp-hdrext:sdes:mid` extension (RFC 8843 §9.2), else by
+//! a payload type only one m-line uses; the SSRC is then learned. The DTLS
+//! role comes from the answer (RFC 8842 §5), the peer's fingerprints from
+//! its `a=fingerprint` (a mismatch fails the connection, RFC 8122 §5), SCTP
+//! ports and the peer's `max-message-size` from the data m-line (RFC 8841).
+//!
+//! PLI and FIR on our SSRCs surface as `KeyframeRequested`; [`PeerConnection::request_keyframe`]
+//! sends a PLI (receivers also send one when they give up a frame).
+//!
+//! Video senders keep a history and answer NACKs on their RTX stream
+//! (`a=ssrc-group:FID`, RFC 4588); video receivers NACK holes (RFC 4585
+//! §6.2.1), rebuild originals from RTX, and give a frame up after
+//! a second, asking for a keyframe instead. [`MediaStats`] counts it all.
+//!
+//! Not yet in `PeerConnection`: RTCP SR/RR,
+//! renegotiation after the first exchange (the `sdp` layer supports it),
+//! `remove_track`, codecs beyond VP8 and Opus for sending, stats.
 //!
 //! A WebRTC connection runs four protocols over one UDP socket pair (BUNDLE
 //! and rtcp-mux, RFC 8843 and RFC 5761): ICE finds the path, DTLS
@@ -69,8 +105,15 @@
 //! come from the seeded RNG (the agent draws them); the outgoing DTLS
 //! application-data path copies each record once more than media does.
 
+mod connection;
 mod demux;
+pub mod speed;
 mod transport;
+
+pub use connection::{
+    Config as PeerConfig, Error as PeerError, Event as PeerEvent, MediaStats, PeerConnection,
+    PeerConnectionState, SdpType, SignalingState, TrackId,
+};
 
 pub use demux::{PacketKind, classify};
 pub use transport::{
