@@ -117,5 +117,6 @@ pub use connection::{
 
 pub use demux::{PacketKind, classify};
 pub use transport::{
-    Config, Connected, DtlsRole, Error, Event, IceRole, State, Stats, Transport, verify_fingerprint,
+    Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, State, Stats, Transport,
+    verify_fingerprint,
 };
