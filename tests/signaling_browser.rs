@@ -1,14 +1,14 @@
-//! The codelab step 7 page in headless Chromium: two tabs of
+//! The codelab step 7 page in headless Chromium and Firefox: two tabs of
 //! `/07_signaling/` join the same room on our server and exchange a message;
 //! each page POSTs what it saw to the server's `/report`, which this test
-//! reads. A missing Chromium is a loud skip (a failure under
-//! `RTCLAB_REQUIRE_INTEROP=1`); Chromium's output is printed on failure.
+//! reads. A missing browser is a loud skip (a failure under
+//! `RTCLAB_REQUIRE_INTEROP=1`); the browser's output is printed on failure.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{Peer, require_binary};
+use common::browser::{BrowserKind, launch};
 use rtclab::signaling::{Config, Page, Server};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -20,35 +20,17 @@ const TWO_PAGES: &str = r#"<!doctype html>
 <iframe src="/07_signaling/?room=browsers&say=hello-from-bob&report=1"></iframe>
 "#;
 
-/// DESIGN §5's flags for a headless Chromium that touches nothing outside
-/// the test.
-fn chromium_args(profile: &std::path::Path, urls: &[String]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        "--allow-loopback-in-peer-connection",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(format!("--user-data-dir={}", profile.display()));
-    args.extend(urls.iter().cloned());
-    args
+#[tokio::test]
+async fn two_chromium_pages_join_a_room_and_exchange_a_message() {
+    two_pages(BrowserKind::Chromium).await;
 }
 
 #[tokio::test]
-async fn two_chromium_pages_join_a_room_and_exchange_a_message() {
-    let Some(chromium) = require_binary("chromium", "chromium") else {
-        return;
-    };
+async fn two_firefox_pages_join_a_room_and_exchange_a_message() {
+    two_pages(BrowserKind::Firefox).await;
+}
+
+async fn two_pages(kind: BrowserKind) {
     let (reports, mut reported) = mpsc::channel(8);
     let mut config = Config::default();
     config.report_to = Some(reports);
@@ -66,11 +48,10 @@ async fn two_chromium_pages_join_a_room_and_exchange_a_message() {
     let handle = server.handle();
     tokio::spawn(server.run());
 
-    let profile =
-        std::env::temp_dir().join(format!("rtclab-chromium-signaling-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
     let url = format!("http://{addr}/test/two.html");
-    let mut browser = Peer::start("chromium", &chromium, &chromium_args(&profile, &[url]));
+    let Some(mut browser) = launch(kind, &url) else {
+        return;
+    };
 
     let mut got: Vec<Value> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -78,17 +59,16 @@ async fn two_chromium_pages_join_a_room_and_exchange_a_message() {
         match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
             Ok(Some(body)) => got.push(serde_json::from_str(&body).expect("a JSON report")),
             _ => {
-                let exited = browser.wait_exit(Duration::ZERO);
+                let exited = browser.process.wait_exit(Duration::ZERO);
                 assert!(
                     exited.is_none() && tokio::time::Instant::now() < deadline,
-                    "{} of 2 pages reported within 60 s (chromium exited: {exited:?}): {got:?}",
+                    "{} of 2 pages reported within 60 s ({kind:?} exited: {exited:?}): {got:?}",
                     got.len(),
                 );
             }
         }
     }
     drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
 
     let mut ids = Vec::new();
     for r in &got {

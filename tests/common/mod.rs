@@ -2,6 +2,8 @@
 //! binary, starting it with its output kept, free ports, and cleanup.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
@@ -132,6 +134,12 @@ impl Peer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops the peer now (dropping does the same, later).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// What the peer printed so far.
