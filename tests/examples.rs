@@ -575,3 +575,43 @@ fn example_05_peer_connection_connects_and_delivers() {
     );
     check_transcript("05_peer_connection.txt", &out);
 }
+
+#[path = "../examples/09_photo.rs"]
+#[allow(dead_code)]
+mod ex09;
+
+#[test]
+fn example_09_photo_fragments_recovers_and_reassembles() {
+    let mut buf = Vec::new();
+    ex09::run(&mut buf).expect("example 09 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "error: message of 307200 bytes exceeds the maximum message size of 262144 bytes",
+        "5 binary pieces of [64000, 64000, 64000, 64000, 51200] bytes",
+        "DATA #1 B- stream 0",
+        "-E stream 0",
+        "✗ lost",
+        "gap blocks [",
+        "B event: message: binary, 10000 bytes",
+        "A event: BufferedAmountLow (buffered_amount 0)",
+        "thumbnail intact: true",
+        "BufferedAmountLow (",
+        "(307200 of 307200)",
+        "identical",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("DIFFERENT"), "{out}");
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("09_photo.txt", &out);
+
+    if let Some(bin) = built_example("09_photo") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("thumbnail intact: true"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
