@@ -615,3 +615,40 @@ fn example_09_photo_fragments_recovers_and_reassembles() {
         );
     }
 }
+
+#[path = "../examples/01_hello.rs"]
+#[allow(dead_code)]
+mod ex01;
+
+#[test]
+fn example_01_hello_connects_every_layer_and_says_hello() {
+    let mut buf = Vec::new();
+    ex01::run(&mut buf).expect("example 01 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "STUN  Binding request (connectivity check)",
+        "STUN  Binding request, USE-CANDIDATE (nomination)",
+        "ICE   state Connected",
+        "DTLS  ClientHello",
+        "ServerHello (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)",
+        "peer  connection state Connected",
+        "SCTP inside, encrypted",
+        "SCTP  association Established",
+        "data channel \"hello\" open",
+        "B received: \"hello, world\"",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("01_hello.txt", &out);
+
+    if let Some(bin) = built_example("01_hello") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("B received: \"hello, world\""),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
