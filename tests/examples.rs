@@ -652,3 +652,28 @@ fn example_01_hello_connects_every_layer_and_says_hello() {
         );
     }
 }
+
+#[path = "../examples/08_browser_offer.rs"]
+#[allow(dead_code)]
+mod ex08_offer;
+
+#[test]
+fn example_08_browser_offer_answers_chromium_and_firefox() {
+    let mut buf = Vec::new();
+    ex08_offer::run(&mut buf).expect("example 08_browser_offer runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "== Chromium's offer ==",
+        "== Firefox ESR's offer ==",
+        "     rust | a=setup:active",
+        "     rust | m=application 50000 UDP/DTLS/SCTP webrtc-datachannel",
+        "DTLS role: client",
+        "→ 127.0.0.1:49497: Binding request: Username(\"x1h3:",
+        "→ 127.0.0.1:59532: Binding request: Username(\"1b3eeb76:",
+        "ICE-CONTROLLED, MESSAGE-INTEGRITY, FINGERPRINT",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Fixed seeds, the fingerprint elided: the same output every run.
+    check_transcript("08_browser_offer.txt", &out);
+}
