@@ -677,3 +677,33 @@ fn example_08_browser_offer_answers_chromium_and_firefox() {
     // Fixed seeds, the fingerprint elided: the same output every run.
     check_transcript("08_browser_offer.txt", &out);
 }
+
+#[path = "../examples/10_mesh.rs"]
+#[allow(dead_code)]
+mod ex10;
+
+#[test]
+fn example_10_mesh_measures_the_upload_growing_with_the_call() {
+    let mut buf = Vec::new();
+    ex10::run(&mut buf).expect("example 10 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "           2            1                               1",
+        "           5           10                               4",
+        "through an SFU, each participant would upload one copy",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("10_mesh.txt", &out);
+
+    if let Some(bin) = built_example("10_mesh") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("through an SFU"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
