@@ -469,6 +469,7 @@ impl Association {
             Reliability::MaxRetransmits(n) => (Some(n), None),
             Reliability::Lifetime(d) => (None, Some(now + d)),
         };
+        // ANCHOR: fragment
         let max_payload = self.config.mtu - HEADER_LEN - DATA_HEADER_LEN;
         let all = Bytes::copy_from_slice(data);
         let n = data.len().div_ceil(max_payload);
@@ -496,6 +497,7 @@ impl Association {
                 expires,
             });
         }
+        // ANCHOR_END: fragment
         if self.flight_size == 0 {
             self.burst_left = self.config.max_burst;
         }
@@ -1350,6 +1352,7 @@ impl Association {
             self.deliver(now, d.stream, d.ssn, unordered, d.ppid, d.payload.to_vec());
             return;
         }
+        // ANCHOR: reassembly_cap
         // A fragment.
         let run = if d.flags & FLAG_BEGIN != 0 {
             d.payload.len()
@@ -1367,6 +1370,7 @@ impl Association {
             return;
         }
         self.rx_buffered += d.payload.len();
+        // ANCHOR_END: reassembly_cap
         self.reassembly.insert(
             t,
             Fragment {
@@ -1754,6 +1758,7 @@ impl Association {
                 }
             }
         }
+        // ANCHOR: congestion
         // Congestion control.
         let in_recovery = self.fast_recovery_exit.is_some();
         if new_loss {
@@ -1782,6 +1787,7 @@ impl Association {
                 }
             }
         }
+        // ANCHOR_END: congestion
         if let Some(exit) = self.fast_recovery_exit {
             if le(exit, self.cum_ack) {
                 self.fast_recovery_exit = None;
@@ -2323,6 +2329,7 @@ impl Association {
                 if out.len() + DATA_HEADER_LEN + len > mtu {
                     break;
                 }
+                // ANCHOR: window
                 // §7.2.1 / §6.1 rule B: cwnd and the peer's window (one probe
                 // when the window is zero and nothing is in flight).
                 if self.flight_size >= self.cwnd {
@@ -2333,6 +2340,7 @@ impl Association {
                 {
                     break;
                 }
+                // ANCHOR_END: window
                 let Some(p) = self.send_queue.pop_front() else {
                     break;
                 };
