@@ -107,6 +107,7 @@
 
 mod connection;
 mod demux;
+pub mod live;
 pub mod speed;
 mod transport;
 
@@ -116,6 +117,7 @@ pub use connection::{
 };
 
 pub use demux::{PacketKind, classify};
+pub use live::LivePeer;
 pub use transport::{
     Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, State, Stats, Transport,
     verify_fingerprint,
