@@ -125,6 +125,7 @@
 
 mod connection;
 mod demux;
+pub mod live;
 pub mod speed;
 mod stats;
 mod transport;
@@ -136,6 +137,7 @@ pub use connection::{
 pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 
 pub use demux::{PacketKind, classify};
+pub use live::LivePeer;
 pub use transport::{
     Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, State, Stats, Transport,
     verify_fingerprint,
