@@ -946,7 +946,16 @@ impl Machine for Transport {
                 }
                 self.stats.dtls_received += 1;
                 match live.dtls.as_mut() {
-                    Some(e) => e.handle_receive(now, d),
+                    Some(e) => {
+                        // The source is one of the peer's candidates: if
+                        // its ICE agent moved to another pair (Chromium does,
+                        // to a cheaper network), DTLS follows (RFC 8445 §12:
+                        // data is accepted on any valid pair).
+                        if e.peer().is_some_and(|p| p != d.source) {
+                            e.set_peer(d.source);
+                        }
+                        e.handle_receive(now, d)
+                    }
                     None => {
                         if live.early_dtls.len() < MAX_EARLY_DTLS {
                             live.early_dtls.push_back((
