@@ -130,8 +130,8 @@ mod stats;
 mod transport;
 
 pub use connection::{
-    Config as PeerConfig, Error as PeerError, Event as PeerEvent, MediaStats, PeerConnection,
-    PeerConnectionState, SdpType, SignalingState, TrackCodec, TrackId,
+    Config as PeerConfig, Error as PeerError, Event as PeerEvent, HANDSHAKE_RTO, MediaStats,
+    PeerConnection, PeerConnectionState, SdpType, SignalingState, TrackCodec, TrackId,
 };
 pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 
