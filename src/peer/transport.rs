@@ -78,6 +78,8 @@ pub struct Config {
     /// The DTLS handshake's initial retransmission timeout (doubled at each
     /// retransmission, RFC 6347 §4.2.4.1).
     pub dtls_retransmit_timeout: Duration,
+    /// Our ICE ufrag and password; `None`: random ones from the RNG.
+    pub local_credentials: Option<Credentials>,
 }
 
 /// Initial retransmission timeout of ICE connectivity checks here.
@@ -110,6 +112,7 @@ impl Config {
             srtp: srtp::Config::default(),
             mtu: 1200,
             dtls_retransmit_timeout: endpoint::INITIAL_RETRANSMIT_TIMEOUT,
+            local_credentials: None,
         }
     }
 }
@@ -398,6 +401,13 @@ impl Transport {
             ..config.ice
         };
         let mut ice = Agent::new(ice_config, StdRng::seed_from_u64(rng.random()));
+        if let Some(c) = config.local_credentials
+            && !ice.set_local_credentials(c)
+        {
+            return Err(Error::Misuse(
+                "local ICE credentials: ice-ufrag 4-256 and ice-pwd 22-256 ice-chars (RFC 8839 §5.4)",
+            ));
+        }
         for &h in &config.host_candidates {
             ice.add_local_host(now, h).map_err(Error::Candidate)?;
         }
