@@ -28,6 +28,19 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Whether these can be signaled: RFC 8839 §5.4, `ice-ufrag` of 4 to
+    /// 256 and `ice-pwd` of 22 to 256 `ice-char`s (letters, digits, `+`, `/`).
+    pub fn is_valid(&self) -> bool {
+        let ice_chars = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        };
+        (4..=256).contains(&self.ufrag.len())
+            && (22..=256).contains(&self.pwd.len())
+            && ice_chars(&self.ufrag)
+            && ice_chars(&self.pwd)
+    }
+
     /// Fresh random credentials: 8 and 24 characters (48 and 144 bits).
     pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Credentials {
         const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -718,6 +731,17 @@ impl Agent {
             contents: data.to_vec(),
         });
         Ok(())
+    }
+
+    /// Replaces our (random) credentials before anything was signaled, for
+    /// an application that chooses its own (RFC 8839 §5.4). Refused (false,
+    /// the old ones kept) unless [`Credentials::is_valid`].
+    pub fn set_local_credentials(&mut self, credentials: Credentials) -> bool {
+        if !credentials.is_valid() {
+            return false;
+        }
+        self.local_creds = credentials;
+        true
     }
 
     /// ICE restart (RFC 8445 §9): new local credentials, the remote ones and
