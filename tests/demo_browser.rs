@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::browser::{BrowserKind, launch};
 use rtclab::demo::{Config, Demo};
+use rtclab::signaling::Page;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
@@ -123,4 +124,61 @@ async fn firefox_without_a_camera_gets_chat_and_photo() {
         assert_eq!(r["camera"], false, "{r:#}");
         check_data(&r);
     }
+}
+
+/// Two tabs of the call mode (codelab step 8) side by side.
+const TWO_TABS: &str = r#"<!doctype html>
+<title>two tabs</title>
+<iframe allow="camera" width="640" height="480" src="/demo/?call=tabs&autotest=1"></iframe>
+<iframe allow="camera" width="640" height="480" src="/demo/?call=tabs&autotest=1"></iframe>
+"#;
+
+/// The second mode: two Chromium tabs in one room call each other through
+/// the demo's signaling (browser to browser; no Rust peer in the media).
+#[tokio::test]
+async fn two_chromium_tabs_call_each_other() {
+    let (reports, mut reported) = mpsc::channel(8);
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap());
+    config.reports = Some(reports);
+    config.pages.push(Page {
+        path: "/test/tabs.html",
+        content_type: "text/html; charset=utf-8",
+        body: TWO_TABS.as_bytes(),
+    });
+    let demo = Demo::bind(config).await.expect("bind");
+    let addr = demo.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(demo.run_until(async {
+        let _ = stopped.await;
+    }));
+    let Some(mut browser) = launch(
+        BrowserKind::Chromium,
+        &format!("http://{addr}/test/tabs.html"),
+    ) else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
+            Ok(Some(body)) => got.push(serde_json::from_str::<Value>(&body).expect("JSON")),
+            _ => {
+                let exited = browser.process.wait_exit(Duration::ZERO);
+                assert!(
+                    exited.is_none() && tokio::time::Instant::now() < deadline,
+                    "{} of 2 tabs reported within 60 s: {got:?}",
+                    got.len()
+                );
+            }
+        }
+    }
+    drop(browser);
+    for r in &got {
+        assert_eq!(r["mode"], "call", "{r:#}");
+        assert_eq!(r["ok"], true, "{r:#}");
+        assert_eq!(r["chatEcho"], "hello rust", "{r:#}");
+    }
+    let _ = stop.send(());
+    let summary = task.await.expect("task").expect("run");
+    assert_eq!(summary.sessions, 0, "no Rust peer in a tab-to-tab call");
 }

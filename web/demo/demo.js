@@ -84,6 +84,9 @@ if (callMode) {
   $('panel-title').textContent = 'What this browser sees';
   $('panel-foot').textContent = 'From this browser\'s getStats(), every second.';
   $('chat-input').placeholder = 'Say something to the other tab…';
+  document.querySelectorAll('.meter .k')[4].textContent = 'UDP in (all layers)';
+  document.querySelectorAll('.meter .k')[5].textContent = 'UDP out (all layers)';
+  $('rust-line').hidden = true;
 }
 
 async function start() {
@@ -273,6 +276,12 @@ function setupChannel(ch) {
     ch.onclose = () => { $('snap-send').disabled = true; };
     ch.onmessage = onPhotoMessage;
   }
+  // A channel the other side created may be open already when it arrives
+  // (and may still fire `open`): run the handler once either way.
+  const onopen = ch.onopen;
+  let opened = false;
+  ch.onopen = () => { if (!opened) { opened = true; onopen(); } };
+  if (ch.readyState === 'open') ch.onopen();
 }
 
 function sendChat(text) {
@@ -498,7 +507,8 @@ function browserView(transport, pair, inbound, outbound, byId) {
   if (!transport) return;
   const dtls = transport.dtlsState || 'new';
   pill('dtls', dtls, layerClass(dtls));
-  detail('dtls', (transport.tlsVersion === 'FEFD' ? 'DTLS 1.2' : 'DTLS') + (transport.dtlsRole ? ' · this tab is the ' + transport.dtlsRole : '') +
+  const version = { FEFD: 'DTLS 1.2', FEFC: 'DTLS 1.3' }[transport.tlsVersion] || 'DTLS';
+  detail('dtls', version + (transport.dtlsRole ? ' · this tab is the ' + transport.dtlsRole : '') +
     (transport.dtlsCipher ? '\n' + transport.dtlsCipher : ''));
   pill('srtp', transport.srtpCipher ? 'keyed' : 'new', transport.srtpCipher ? 'ok' : '');
   detail('srtp', transport.srtpCipher || (stream ? 'waits for DTLS' : 'no media in this session'));
