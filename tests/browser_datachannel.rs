@@ -33,6 +33,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 const LIMIT: Duration = Duration::from_secs(60);
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const SIZES: [usize; 5] = [0, 1, 1024, 64 * 1024, 256 * 1024];
 const BULK: usize = 20 * 1024 * 1024;
 const CHUNK: usize = 64 * 1024;
@@ -305,6 +306,10 @@ struct Outcome {
 /// Runs `case` against `kind` with `roles`; `None` when the browser is
 /// missing (a loud skip).
 async fn run(kind: BrowserKind, case: &str, roles: Roles) -> Option<Outcome> {
+    // One browser at a time: on a small machine two browsers plus two
+    // debug-built Rust peers starve each other, and the 20 MiB cases then
+    // measure the scheduler. Each test's 60 s start once it has the lock.
+    let _one_at_a_time = BROWSER.lock().await;
     let (reports, mut reported) = mpsc::channel(1024);
     let mut config = Config::default();
     config.report_to = Some(reports);
