@@ -430,9 +430,10 @@ async fn echo(kind: BrowserKind, roles: Roles) {
         return;
     };
     eprintln!(
-        "{kind:?} echo {roles:?}: data channel open {:.0} ms after page load (page's own clock: {:.0} ms); results {}",
-        o.load_to_open_ms.unwrap_or(f64::NAN),
+        "{kind:?} echo {roles:?}: data channel open {:.0} ms after the page's navigation start ({:.0} ms after the offer; {:.0} ms after the browser was started); results {}",
         o.report["openMs"].as_f64().unwrap_or(f64::NAN),
+        o.report["offerToOpenMs"].as_f64().unwrap_or(f64::NAN),
+        o.load_to_open_ms.unwrap_or(f64::NAN),
         o.report["results"]
     );
     assert_eq!(o.report["results"].as_array().map(Vec::len), Some(10));
@@ -540,7 +541,7 @@ async fn bulk(kind: BrowserKind) {
     let mib = BULK as f64 / 1048576.0;
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
     eprintln!(
-        "{kind:?} bulk 20 MiB: browser→rtclab {:.1} MiB/s (page clock; Rust clock {:.1}), rtclab→browser {:.1} MiB/s (Rust clock {:.1}), {kind:?}↔{kind:?} on one page {:.1} MiB/s; ratio browser→rtclab / browser↔browser {:.2}; open {:.0} ms after load",
+        "{kind:?} bulk 20 MiB: browser→rtclab {:.1} MiB/s (page clock; Rust clock {:.1}), rtclab→browser {:.1} MiB/s (Rust clock {:.1}), {kind:?}↔{kind:?} on one page {:.1} MiB/s; ratio browser→rtclab / browser↔browser {:.2}; open {:.0} ms after the browser was started",
         f("upMiBps"),
         o.responder.up_secs.map(|s| mib / s).unwrap_or(f64::NAN),
         f("downMiBps"),
