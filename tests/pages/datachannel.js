@@ -18,6 +18,7 @@ const BULK = 20 * 1024 * 1024;
 const CHUNK = 64 * 1024;
 
 const log = [];
+let offerAt = null; // performance.now() when the offer left or arrived
 function note(text) {
   const line = Math.round(performance.now()) + ' ms  ' + text;
   log.push(line);
@@ -130,7 +131,14 @@ const cases = {
       dc.send(event.data);
     };
     dc.send('ctl:your-turn');
-    report({ ok: results.every((r) => r.same), openMs, results, label: dc.label, id: dc.id });
+    report({
+      ok: results.every((r) => r.same),
+      openMs,
+      offerToOpenMs: openMs - offerAt,
+      results,
+      label: dc.label,
+      id: dc.id,
+    });
   },
 
   // Three kinds of channel: 20 messages each way on each.
@@ -353,6 +361,7 @@ ws.onmessage = async (event) => {
   if (m.type === 'ready' && pageOffers && !pc.localDescription) {
     const dcs = channels();
     await pc.setLocalDescription(await pc.createOffer());
+    offerAt = performance.now();
     note('offer sent');
     signal({ type: 'offer', sdp: pc.localDescription.sdp });
     cases[testCase](await dcs).catch(fail);
@@ -360,6 +369,7 @@ ws.onmessage = async (event) => {
   if (m.type !== 'message') return;
   const d = m.data;
   if (d.type === 'offer') {
+    offerAt = performance.now();
     note('offer received');
     const dcs = channels();
     await remoteDescription({ type: 'offer', sdp: d.sdp });
