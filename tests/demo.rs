@@ -292,7 +292,30 @@ async fn bad_invitations_are_refused_and_other_reports_pass_through() {
         post(addr, "/report", r#"{"invite":"bad room!"}"#).await,
         204
     );
-    assert_eq!(post(addr, "/report", r#"{"invite":"fine"}"#).await, 204);
+    // At the limit, the visitor is told why no peer comes.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("websocket");
+    let join = json!({"type": "create or join", "room": "fine"});
+    ws.send(WsMessage::text(join.to_string()))
+        .await
+        .expect("ws");
+    let told = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = ws.next().await {
+            let WsMessage::Text(t) = m else { continue };
+            let m: Value = serde_json::from_str(t.as_str()).expect("json");
+            if m["type"] == "created" {
+                assert_eq!(post(addr, "/report", r#"{"invite":"fine"}"#).await, 204);
+            }
+            if m["type"] == "message" && m["data"]["type"] == "error" {
+                return m["data"]["message"].as_str().unwrap_or("").to_string();
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("an explanation in time");
+    assert!(told.contains("limit"), "{told}");
     assert_eq!(post(addr, "/report", r#"{"frames":3}"#).await, 204);
     let r = tokio::time::timeout(Duration::from_secs(5), reported.recv())
         .await

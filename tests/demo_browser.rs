@@ -87,13 +87,7 @@ async fn chromium_video_comes_back_reflected() {
     }
 }
 
-// Chromium → rtclab data-channel messages are lost in about half the runs
-// (the chat line sometimes, the photo on the second channel more often;
-// never recovered), while Firefox's always arrive: an SCTP interop bug below
-// the demo, worked on in the browser branch. Un-ignore once it is fixed.
-
 #[tokio::test]
-#[ignore = "Chromium -> rtclab data-channel messages are lost in about half the runs (SCTP interop, below the demo; Firefox passes)"]
 async fn chromium_video_reflected_chat_and_photo() {
     if let Some(r) = autotest(BrowserKind::Chromium, "").await {
         check_video(&r);
@@ -102,7 +96,6 @@ async fn chromium_video_reflected_chat_and_photo() {
 }
 
 #[tokio::test]
-#[ignore = "Chromium -> rtclab data-channel messages are lost in about half the runs (SCTP interop, below the demo; Firefox passes)"]
 async fn chromium_without_a_camera_gets_chat_and_photo() {
     if let Some(r) = autotest(BrowserKind::Chromium, "&nocam=1&need=chat,photo").await {
         assert_eq!(r["camera"], false, "{r:#}");

@@ -211,11 +211,21 @@ impl Demo {
                         }
                         continue;
                     };
-                    if signaling::validate_room_name(&room).is_err()
-                        || live.load(Ordering::Acquire) >= config.max_sessions
-                    {
+                    if signaling::validate_room_name(&room).is_err() {
                         summary.refused += 1;
-                        tracing::warn!(%room, "demo: invitation refused");
+                        tracing::warn!(%room, "demo: invitation refused: bad room name");
+                        continue;
+                    }
+                    if live.load(Ordering::Acquire) >= config.max_sessions {
+                        summary.refused += 1;
+                        tracing::warn!(%room, "demo: invitation refused: too many peers");
+                        if let Some(member) = handle.member() {
+                            let why = format!(
+                                "the demo already runs its limit of {} Rust peers; try again later",
+                                config.max_sessions
+                            );
+                            sessions.spawn(session::refuse(member, room, why));
+                        }
                         continue;
                     }
                     let Some(member) = handle.member() else {

@@ -135,7 +135,40 @@ pub(super) async fn run(
         p.close().await;
     }
     s.member.send(ClientMessage::Bye {});
-    tracing::info!(%room, "demo: the Rust peer left");
+    let c = s.counts;
+    tracing::info!(
+        %room,
+        frames_in = c.frames_in,
+        frames_out = c.frames_out,
+        messages_in = c.dc_messages_in,
+        "demo: the Rust peer left"
+    );
+}
+
+/// Tells the visitor of `room` why no Rust peer comes, and leaves.
+pub(super) async fn refuse(mut member: Member, room: String, why: String) {
+    member.send(ClientMessage::CreateOrJoin { room });
+    let wait = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(m) = member.recv().await {
+            if let ServerMessage::Joined { members, .. } = m {
+                return members.first().copied();
+            }
+            if matches!(
+                m,
+                ServerMessage::Created { .. } | ServerMessage::Full { .. }
+            ) {
+                return None;
+            }
+        }
+        None
+    });
+    if let Ok(Some(visitor)) = wait.await {
+        member.send(ClientMessage::Message {
+            to: Some(visitor),
+            data: json!({"type": "error", "message": why}),
+        });
+    }
+    member.send(ClientMessage::Bye {});
 }
 
 impl Session {

@@ -142,6 +142,11 @@ function connectSignaling() {
           detail('signaling', 'room ' + room + ': asking the server for a Rust peer');
           const r = await fetch('/report', { method: 'POST', body: JSON.stringify({ invite: room }) });
           if (!r.ok) banner('The server did not start a Rust peer (HTTP ' + r.status + ').', true);
+          setTimeout(() => {
+            if (!pc && !$('banner').textContent) {
+              banner('No Rust peer joined within 10 seconds: is this page served by `rtclab demo`?', true);
+            }
+          }, 10000);
         }
         break;
       case 'joined':
