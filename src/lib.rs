@@ -67,6 +67,7 @@
 #![warn(missing_docs)]
 
 pub mod datachannel;
+pub mod demo;
 pub mod dtls;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -575,3 +575,135 @@ fn example_05_peer_connection_connects_and_delivers() {
     );
     check_transcript("05_peer_connection.txt", &out);
 }
+
+#[path = "../examples/09_photo.rs"]
+#[allow(dead_code)]
+mod ex09;
+
+#[test]
+fn example_09_photo_fragments_recovers_and_reassembles() {
+    let mut buf = Vec::new();
+    ex09::run(&mut buf).expect("example 09 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "error: message of 307200 bytes exceeds the maximum message size of 262144 bytes",
+        "5 binary pieces of [64000, 64000, 64000, 64000, 51200] bytes",
+        "DATA #1 B- stream 0",
+        "-E stream 0",
+        "✗ lost",
+        "gap blocks [",
+        "B event: message: binary, 10000 bytes",
+        "A event: BufferedAmountLow (buffered_amount 0)",
+        "thumbnail intact: true",
+        "BufferedAmountLow (",
+        "(307200 of 307200)",
+        "identical",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("DIFFERENT"), "{out}");
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("09_photo.txt", &out);
+
+    if let Some(bin) = built_example("09_photo") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("thumbnail intact: true"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[path = "../examples/01_hello.rs"]
+#[allow(dead_code)]
+mod ex01;
+
+#[test]
+fn example_01_hello_connects_every_layer_and_says_hello() {
+    let mut buf = Vec::new();
+    ex01::run(&mut buf).expect("example 01 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "STUN  Binding request (connectivity check)",
+        "STUN  Binding request, USE-CANDIDATE (nomination)",
+        "ICE   state Connected",
+        "DTLS  ClientHello",
+        "ServerHello (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)",
+        "peer  connection state Connected",
+        "SCTP inside, encrypted",
+        "SCTP  association Established",
+        "data channel \"hello\" open",
+        "B received: \"hello, world\"",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("01_hello.txt", &out);
+
+    if let Some(bin) = built_example("01_hello") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("B received: \"hello, world\""),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[path = "../examples/08_browser_offer.rs"]
+#[allow(dead_code)]
+mod ex08_offer;
+
+#[test]
+fn example_08_browser_offer_answers_chromium_and_firefox() {
+    let mut buf = Vec::new();
+    ex08_offer::run(&mut buf).expect("example 08_browser_offer runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "== Chromium's offer ==",
+        "== Firefox ESR's offer ==",
+        "     rust | a=setup:active",
+        "     rust | m=application 50000 UDP/DTLS/SCTP webrtc-datachannel",
+        "DTLS role: client",
+        "→ 127.0.0.1:49497: Binding request: Username(\"x1h3:",
+        "→ 127.0.0.1:59532: Binding request: Username(\"1b3eeb76:",
+        "ICE-CONTROLLED, MESSAGE-INTEGRITY, FINGERPRINT",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Fixed seeds, the fingerprint elided: the same output every run.
+    check_transcript("08_browser_offer.txt", &out);
+}
+
+#[path = "../examples/10_mesh.rs"]
+#[allow(dead_code)]
+mod ex10;
+
+#[test]
+fn example_10_mesh_measures_the_upload_growing_with_the_call() {
+    let mut buf = Vec::new();
+    ex10::run(&mut buf).expect("example 10 runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "           2            1                               1",
+        "           5           10                               4",
+        "through an SFU, each participant would upload one copy",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("10_mesh.txt", &out);
+
+    if let Some(bin) = built_example("10_mesh") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(60));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("through an SFU"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}

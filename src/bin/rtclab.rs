@@ -77,16 +77,19 @@ enum Command {
         #[arg(long)]
         allow_loopback_peers: bool,
     },
-    /// The main demo. For now: a STUN server on 127.0.0.1 and 127.0.0.2 and a
-    /// client that asks it for its mapped address and tests the "NAT" (the
-    /// browser demo replaces this with the browser issue).
+    /// The main demo: open http://127.0.0.1:8080 and your browser talks to a
+    /// Rust WebRTC peer (video reflected, chat, photo, a live panel per layer);
+    /// two tabs can also call each other. Ctrl-C closes every peer cleanly.
     Demo {
-        /// The server's primary address.
-        #[arg(long, default_value = "127.0.0.1:3478")]
+        /// The HTTP address (0.0.0.0:8080 to open it from other machines).
+        #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// The server's alternate address (RFC 5780).
-        #[arg(long, default_value = "127.0.0.2:3479")]
-        alt: SocketAddr,
+        /// The IP the Rust peers' UDP sockets bind (default: the --listen IP).
+        #[arg(long)]
+        udp_ip: Option<IpAddr>,
+        /// Most Rust peers at once.
+        #[arg(long, default_value_t = 64)]
+        max_peers: usize,
     },
     /// DTLS 1.2 client or server, like `openssl s_client/s_server -dtls1_2`:
     /// prints what was negotiated and the SRTP keying material, then carries
@@ -129,6 +132,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
+    rtclab::peer::speed::set_heap_counter(heap::live_bytes);
     let cli = Cli::parse();
     let default = match cli.verbose {
         0 => "warn",
@@ -164,7 +168,11 @@ fn main() -> ExitCode {
                 alt,
                 threads,
             } => stun_server(listen, alt, threads).await,
-            Command::Demo { listen, alt } => demo(listen, alt).await,
+            Command::Demo {
+                listen,
+                udp_ip,
+                max_peers,
+            } => demo(listen, udp_ip, max_peers).await,
             Command::Dtls { command } => dtls::run(command).await,
             Command::TurnServer {
                 listen,
@@ -354,34 +362,31 @@ async fn stun_server(
     }
 }
 
-async fn demo(listen: SocketAddr, alt: SocketAddr) -> Result<(), String> {
-    let mut config = ServerConfig::new(listen);
-    config.alternate = Some(alt);
-    let server = BindingServer::new(config).map_err(|e| e.to_string())?;
-    let addrs = server.local_addrs().to_vec();
-    let mut driver = Driver::bind(server, &addrs).await.map_err(|e| {
-        format!("{e} (is another server on that port? try --listen 127.0.0.1:0 … or other ports)")
+async fn demo(listen: SocketAddr, udp_ip: Option<IpAddr>, max_peers: usize) -> Result<(), String> {
+    let mut config = rtclab::demo::Config::new(listen);
+    config.udp_ip = udp_ip;
+    config.max_sessions = max_peers;
+    let demo = rtclab::demo::Demo::bind(config).await.map_err(|e| {
+        format!(
+            "cannot listen on {listen}: {e} (another demo running? try --listen 127.0.0.1:8081)"
+        )
     })?;
-    let bound = driver.local_addrs();
-    println!("rtclab demo: a STUN server (RFC 8489 + RFC 5780) listening on");
-    for a in &bound {
-        println!("  {a}");
-    }
-    let server_task = tokio::spawn(async move {
-        let _ = driver.serve().await;
-    });
-    let primary = bound[0];
-    println!();
-    println!("$ rtclab stun {primary}");
-    let r1 = stun_client(&primary.to_string(), Mode::Binding, None).await;
-    println!();
-    println!("$ rtclab stun {primary} --mode full");
-    let r2 = stun_client(&primary.to_string(), Mode::Full, None).await;
-    server_task.abort();
-    r1.and(r2)?;
-    println!();
-    println!("Next: read chapters/src/ch03-stun.md, or run `cargo run -- stun-server -v` and");
-    println!("point `turnutils_stunclient` (from coturn) at it.");
+    let addr = demo.local_addr();
+    println!("rtclab demo on http://{addr}/");
+    println!("  open it in a browser: your camera comes back through a Rust WebRTC peer,");
+    println!("  with a chat, a photo button and a live panel of every layer.");
+    println!("  two tabs calling each other: http://{addr}/demo/?call=new");
+    println!("  Ctrl-C closes every peer (DTLS close_notify, SCTP ABORT) and stops.");
+    let summary = demo
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "stopped: {} Rust peer(s) served, every connection closed",
+        summary.sessions
+    );
     Ok(())
 }
 
@@ -471,4 +476,59 @@ async fn signaling(listen: SocketAddr, room_size: usize, max_message: usize) -> 
         .map_err(|e| e.to_string())?;
     println!("stopped: every connection closed");
     Ok(())
+}
+
+/// The heap bytes live, for `rtclab speed setup`'s `peer.idle_bytes`: a
+/// global allocator that counts around the system one (the library forbids
+/// `unsafe`, so it lives here).
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    struct Counting;
+
+    // SAFETY: every call goes to the system allocator with the same
+    // arguments; the counter on the side changes nothing it returns.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller keeps GlobalAlloc::alloc's contract.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller keeps GlobalAlloc::alloc_zeroed's contract.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller keeps GlobalAlloc::dealloc's contract.
+            unsafe { System.dealloc(ptr, layout) };
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: the caller keeps GlobalAlloc::realloc's contract.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                LIVE.fetch_add(new_size, Ordering::Relaxed);
+                LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Bytes allocated and not yet freed, over every thread.
+    pub fn live_bytes() -> usize {
+        LIVE.load(Ordering::Relaxed)
+    }
 }

@@ -5,22 +5,29 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::stats::{
+    DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats,
+};
 use super::transport::{self, Config as TransportConfig, DtlsRole, IceRole, Transport};
 use crate::datachannel::{self, ChannelId, ChannelInit, ConnectionConfig, DataChannelError};
 use crate::dtls::cert::Certificate;
 use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::rtp::ext::Extensions;
+use crate::rtp::h264::{H264Depacketizer, H264Packetizer};
 use crate::rtp::jitter::{Frame, FrameAssembler};
 use crate::rtp::nack::{NackGenerator, RtxSender, decode_rtx};
 use crate::rtp::opus::{OpusDepacketizer, OpusPacketizer};
 use crate::rtp::payload::{Depacketizer, Packetizer};
-use crate::rtp::rtcp::{Pli, RtcpPacket};
+use crate::rtp::rtcp::{
+    Bye, Pli, ReceiverReport, ReportBlock, RtcpPacket, Sdes, SdesChunk, sdes_type,
+};
+use crate::rtp::stats::{ReceiverStats, SenderStats, ntp_compact, ntp_from_unix, rtt_from_report};
 use crate::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
 use crate::rtp::{RtpError, RtpHeader, RtpPacket};
 use crate::sdp::{
@@ -41,6 +48,21 @@ const RTX_HISTORY: usize = 1024;
 /// How long a receiver waits for a missing packet before it gives the
 /// frame up and asks for a keyframe (NACKs are retried every tenth of it).
 const MAX_WAIT: Duration = Duration::from_millis(1000);
+/// RFC 3550 §6.4.1/§6.4.2: at most 31 report blocks fit one SR or RR.
+const MAX_REPORT_BLOCKS: usize = 31;
+
+/// The first retransmission timeout of every handshake a connection set-up
+/// waits on: ICE checks, DTLS flights and the SCTP INIT and COOKIE-ECHO
+/// (each still doubles on every retry). A WebRTC call waits on about fifteen
+/// handshake packets in a row; with the RFC timers (ICE 500 ms, DTLS 1 s,
+/// SCTP 1 s) or even 250–500 ms, two lost packets in a set-up cost close to
+/// a second (`rtclab speed setup`: p95 930 ms at 5 % loss and 20 ms RTT).
+/// 100 ms is RFC 6298's floor for a retransmission timer, the initial
+/// value RFC 9147 §5.8.2 recommends for DTLS 1.3, and five round trips of
+/// a 20 ms path; on a slower path it costs a few early duplicates of
+/// small handshake packets, which every layer tolerates. `PeerConfig::transport`
+/// and `PeerConfig::sctp` take other values.
+pub const HANDSHAKE_RTO: Duration = Duration::from_millis(100);
 
 /// How a [`PeerConnection`] is set up.
 #[derive(Debug)]
@@ -55,12 +77,33 @@ pub struct Config {
     pub stun_server: Option<SocketAddr>,
     /// Transport tunables (ICE timers, SRTP, MTU); its role, certificate,
     /// candidates and remote fields are filled in by the connection.
+    /// `None`: [`TransportConfig::new`] with ICE checks and DTLS flights
+    /// retransmitted first after [`HANDSHAKE_RTO`].
     pub transport: Option<TransportConfig>,
-    /// SCTP tunables (its ports come from SDP).
+    /// SCTP tunables (its ports come from SDP); the default starts its
+    /// handshake timer at [`HANDSHAKE_RTO`].
     pub sctp: crate::sctp::Config,
     /// The `a=setup` we answer an `actpass` offer with: `Active` (we are
     /// the DTLS client, as Chromium does; the default) or `Passive`.
     pub answer_setup: sdp::Setup,
+    /// The mean interval between our RTCP reports (SR/RR + SDES). RFC 3550
+    /// §6.2 allows a "reduced minimum" below its 5 s for high-bandwidth
+    /// sessions (360 s / session kbit/s) and RFC 8834 §5.1 asks WebRTC to
+    /// use it; 1 s (the default) is what browsers send for video. Each
+    /// interval is drawn from [0.5, 1.5] × this (RFC 3550 §6.3.1).
+    pub rtcp_interval: Duration,
+    /// The wall-clock time at the first instant the connection is given,
+    /// for the NTP timestamps of sender reports (RFC 3550 §6.4.1). `None`:
+    /// NTP time counts from the Unix epoch (round-trip times are still
+    /// right; only lip sync against other clocks needs the real time).
+    pub wall_clock: Option<SystemTime>,
+    /// Our RTCP CNAME (RFC 3550 §6.5.1); `None`: a random one (RFC 7022 §5,
+    /// short-term persistent).
+    pub cname: Option<String>,
+    /// Our `ice-ufrag` and `ice-pwd` (RFC 8839 §5.4: 4–256 and 22–256
+    /// letters, digits, `+` or `/`); `None`: random ones from the RNG. Bad
+    /// ones fail the first `create_offer` or `set_remote_description`.
+    pub ice_credentials: Option<Credentials>,
 }
 
 impl Config {
@@ -72,8 +115,15 @@ impl Config {
             host_candidates,
             stun_server: None,
             transport: None,
-            sctp: crate::sctp::Config::default(),
+            sctp: crate::sctp::Config {
+                rto_initial: HANDSHAKE_RTO,
+                ..crate::sctp::Config::default()
+            },
             answer_setup: sdp::Setup::Active,
+            rtcp_interval: Duration::from_secs(1),
+            wall_clock: None,
+            cname: None,
+            ice_credentials: None,
         }
     }
 }
@@ -115,6 +165,9 @@ pub enum SdpType {
     Offer,
     /// An answer.
     Answer,
+    /// Cancels the pending offer (ours or the peer's) and returns to
+    /// `stable` (JSEP §4.1.10.2, W3C `rollback`); the text is ignored.
+    Rollback,
 }
 
 /// Media counters over every track (a small `getStats()`).
@@ -157,6 +210,12 @@ pub enum Event {
         mid: String,
         /// Audio or video.
         kind: MediaKind,
+    },
+    /// The peer no longer sends on `mid` (it removed its track or the
+    /// m-line was rejected in a renegotiation): the W3C track `ended`.
+    TrackEnded {
+        /// The m-line's mid.
+        mid: String,
     },
     /// A whole encoded frame arrived on the receiver of `mid`.
     Frame {
@@ -239,10 +298,73 @@ impl From<RtpError> for Error {
     }
 }
 
+/// The codec a track sends with ([`PeerConnection::add_track_with_codec`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackCodec {
+    /// VP8 video (RFC 7741).
+    Vp8,
+    /// H.264 video (RFC 6184), packetization-mode 1; frames are Annex-B
+    /// access units (start codes before each NAL unit).
+    H264,
+    /// Opus audio (RFC 7587).
+    Opus,
+}
+
+impl TrackCodec {
+    /// The media kind.
+    pub fn kind(self) -> MediaKind {
+        match self {
+            TrackCodec::Vp8 | TrackCodec::H264 => MediaKind::Video,
+            TrackCodec::Opus => MediaKind::Audio,
+        }
+    }
+
+    /// The SDP encoding name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrackCodec::Vp8 => "VP8",
+            TrackCodec::H264 => "H264",
+            TrackCodec::Opus => "opus",
+        }
+    }
+
+    /// The codec a negotiated encoding name (and fmtp) stands for, if we
+    /// can packetize it. H.264 only in packetization-mode 1 (RFC 6184 §6.3):
+    /// mode 0 cannot carry NAL units above the MTU, mode 2 is interleaved.
+    fn of(c: &sdp::NegotiatedCodec) -> Option<TrackCodec> {
+        let name = c.name.as_str();
+        if name.eq_ignore_ascii_case("VP8") {
+            Some(TrackCodec::Vp8)
+        } else if name.eq_ignore_ascii_case("opus") {
+            Some(TrackCodec::Opus)
+        } else if name.eq_ignore_ascii_case("H264") {
+            let fmtp = c.remote_fmtp.as_deref().or(c.local_fmtp.as_deref());
+            let mode = fmtp.and_then(|f| {
+                f.split(';')
+                    .filter_map(|kv| kv.trim().split_once('='))
+                    .find(|(k, _)| k.eq_ignore_ascii_case("packetization-mode"))
+                    .map(|(_, v)| v.trim())
+            });
+            (mode == Some("1")).then_some(TrackCodec::H264)
+        } else {
+            None
+        }
+    }
+
+    fn depacketizer(self) -> AnyDepacketizer {
+        match self {
+            TrackCodec::Vp8 => AnyDepacketizer::Vp8(Vp8Depacketizer),
+            TrackCodec::H264 => AnyDepacketizer::H264(H264Depacketizer::new()),
+            TrackCodec::Opus => AnyDepacketizer::Opus(OpusDepacketizer),
+        }
+    }
+}
+
 /// The packetizers a sender can use.
 #[derive(Debug)]
 enum AnyPacketizer {
     Vp8(Vp8Packetizer),
+    H264(H264Packetizer),
     Opus(OpusPacketizer),
 }
 
@@ -255,6 +377,7 @@ impl Packetizer for AnyPacketizer {
     ) -> Result<(), RtpError> {
         match self {
             AnyPacketizer::Vp8(p) => p.packetize(frame, mtu, out),
+            AnyPacketizer::H264(p) => p.packetize(frame, mtu, out),
             AnyPacketizer::Opus(p) => p.packetize(frame, mtu, out),
         }
     }
@@ -264,6 +387,7 @@ impl Packetizer for AnyPacketizer {
 #[derive(Debug, Clone)]
 enum AnyDepacketizer {
     Vp8(Vp8Depacketizer),
+    H264(H264Depacketizer),
     Opus(OpusDepacketizer),
 }
 
@@ -271,30 +395,35 @@ impl Depacketizer for AnyDepacketizer {
     fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
         match self {
             AnyDepacketizer::Vp8(d) => d.depacketize(payload, frame),
+            AnyDepacketizer::H264(d) => d.depacketize(payload, frame),
             AnyDepacketizer::Opus(d) => d.depacketize(payload, frame),
         }
     }
     fn reset(&mut self) {
         match self {
             AnyDepacketizer::Vp8(d) => d.reset(),
+            AnyDepacketizer::H264(d) => d.reset(),
             AnyDepacketizer::Opus(d) => d.reset(),
         }
     }
     fn is_frame_start(&self, payload: &[u8]) -> bool {
         match self {
             AnyDepacketizer::Vp8(d) => d.is_frame_start(payload),
+            AnyDepacketizer::H264(d) => d.is_frame_start(payload),
             AnyDepacketizer::Opus(d) => d.is_frame_start(payload),
         }
     }
     fn is_keyframe(&self, payload: &[u8]) -> bool {
         match self {
             AnyDepacketizer::Vp8(d) => d.is_keyframe(payload),
+            AnyDepacketizer::H264(d) => d.is_keyframe(payload),
             AnyDepacketizer::Opus(d) => d.is_keyframe(payload),
         }
     }
     fn is_frame_end(&self, payload: &[u8], marker: bool) -> bool {
         match self {
             AnyDepacketizer::Vp8(d) => d.is_frame_end(payload, marker),
+            AnyDepacketizer::H264(d) => d.is_frame_end(payload, marker),
             AnyDepacketizer::Opus(d) => d.is_frame_end(payload, marker),
         }
     }
@@ -304,6 +433,7 @@ impl Depacketizer for AnyDepacketizer {
 #[derive(Debug)]
 struct Sender {
     transceiver: TransceiverId,
+    codec: TrackCodec,
     ssrc: u32,
     rtx_ssrc: Option<u32>,
     seq: u16,
@@ -313,13 +443,40 @@ struct Sender {
     payload_type: Option<u8>,
     mid: Option<String>,
     mid_ext: Option<u8>,
+    /// `remove_track` was called: nothing is sent any more.
+    removed: bool,
+    /// The media clock (90 kHz video, 48 kHz Opus).
+    clock_rate: u32,
     packetizer: AnyPacketizer,
+    /// SR packet and octet counts (RFC 3550 §6.4.1, wrapping).
+    sr: SenderStats,
+    /// The RTP timestamp of the last frame and when it went out (the SR's
+    /// RTP time is extrapolated from it).
+    last_frame: Option<(u32, Instant)>,
+    /// RTP sent since our last report (RFC 3550 §6.4: then we send an SR).
+    sent_since_report: bool,
+    stats: OutboundRtpStats,
+}
+
+/// What a receiver counts (see [`InboundRtpStats`]).
+#[derive(Debug, Default)]
+struct InboundCounters {
+    packets_received: u64,
+    bytes_received: u64,
+    header_bytes_received: u64,
+    rtx_packets_received: u64,
+    frames_received: u64,
+    keyframes_received: u64,
+    nack_count: u64,
+    pli_count: u64,
+    sender_reports_received: u64,
 }
 
 /// One m-line the peer sends on.
 #[derive(Debug)]
 struct Receiver {
     mid: String,
+    kind: MediaKind,
     /// The SSRC media last came from (where a PLI goes).
     ssrc: Option<u32>,
     /// `(rtx payload type, media payload type)` pairs (`apt=`).
@@ -327,7 +484,18 @@ struct Receiver {
     /// Video: NACKs for holes (RFC 4585 §6.2.1).
     nack: Option<NackGenerator>,
     payload_types: Vec<u8>,
+    /// The payload types we can depacketize, with their codec and name.
+    codecs: Vec<(u8, TrackCodec, String)>,
+    /// The codec the assembler depacketizes now (the peer may switch
+    /// among the negotiated payload types, RFC 3264 §5.1).
+    current: Option<TrackCodec>,
+    current_name: Option<String>,
+    clock_rate: u32,
     assembler: FrameAssembler<AnyDepacketizer>,
+    /// Reception statistics of the media SSRC (RFC 3550 A.3, A.8), for our
+    /// report blocks; made when the SSRC is first seen.
+    rtcp: Option<ReceiverStats>,
+    counters: InboundCounters,
 }
 
 /// A WebRTC peer connection, sans-IO (see the [module doc](super)).
@@ -364,7 +532,18 @@ pub struct PeerConnection {
     remote_mid_ext: Option<u8>,
     /// The SSRC our RTCP feedback comes from.
     rtcp_ssrc: u32,
+    /// Our CNAME (RFC 3550 §6.5.1).
+    cname: String,
+    rtcp_interval: Duration,
+    /// When the next SR/RR compound is due (while connected).
+    next_rtcp: Option<Instant>,
+    /// The first instant we were given, and the wall clock then (for NTP).
+    epoch: Option<Instant>,
+    wall_clock: Option<SystemTime>,
+    ice_credentials: Option<Credentials>,
     media_stats: MediaStats,
+    transport_stats: TransportStats,
+    dc_stats: DataChannelStats,
     payloads: Vec<Vec<u8>>,
     packet: Vec<u8>,
     sctp_out: Vec<u8>,
@@ -393,6 +572,11 @@ impl PeerConnection {
         params.answer_setup = config.answer_setup;
         let session_id: u64 = rng.random();
         let rtcp_ssrc: u32 = rng.random();
+        // RFC 7022 §5: a random CNAME of at least 96 bits, per connection
+        // (made of draws already taken, so the RNG stream is unchanged).
+        let cname = config
+            .cname
+            .unwrap_or_else(|| format!("{session_id:016x}{rtcp_ssrc:08x}"));
         let mut data_caps = config.capabilities.clone();
         if let Some(dc) = data_caps.data_channel.as_mut() {
             dc.max_message_size = config.sctp.max_message_size as u64;
@@ -423,7 +607,15 @@ impl PeerConnection {
             ssrc_routes: HashMap::new(),
             remote_mid_ext: None,
             rtcp_ssrc,
+            cname,
+            rtcp_interval: config.rtcp_interval,
+            next_rtcp: None,
+            epoch: None,
+            wall_clock: config.wall_clock,
+            ice_credentials: config.ice_credentials,
             media_stats: MediaStats::default(),
+            transport_stats: TransportStats::default(),
+            dc_stats: DataChannelStats::default(),
             payloads: Vec::new(),
             packet: Vec::with_capacity(1500),
             sctp_out: Vec::with_capacity(1500),
@@ -485,10 +677,23 @@ impl PeerConnection {
     /// `addTrack`: a sending transceiver of `kind` (VP8 for video, Opus for
     /// audio), signaled by the next offer or answer.
     pub fn add_track(&mut self, kind: MediaKind) -> Result<TrackId, Error> {
-        let packetizer = match kind {
-            MediaKind::Video => AnyPacketizer::Vp8(Vp8Packetizer::new(self.rng.random())),
-            MediaKind::Audio => AnyPacketizer::Opus(OpusPacketizer),
-            MediaKind::Application => return Err(Error::Misuse("a track is audio or video")),
+        match kind {
+            MediaKind::Video => self.add_track_with_codec(TrackCodec::Vp8),
+            MediaKind::Audio => self.add_track_with_codec(TrackCodec::Opus),
+            MediaKind::Application => Err(Error::Misuse("a track is audio or video")),
+        }
+    }
+
+    /// `addTrack` with the codec the track sends: VP8 or H.264 for video,
+    /// Opus for audio. The m-line offers every codec of our capabilities
+    /// (the peer may send us any); this track sends with `codec` if the
+    /// offer/answer kept it ([`PeerConnection::send_frame`] fails if not).
+    pub fn add_track_with_codec(&mut self, codec: TrackCodec) -> Result<TrackId, Error> {
+        let kind = codec.kind();
+        let packetizer = match codec {
+            TrackCodec::Vp8 => AnyPacketizer::Vp8(Vp8Packetizer::new(self.rng.random())),
+            TrackCodec::H264 => AnyPacketizer::H264(H264Packetizer::new()),
+            TrackCodec::Opus => AnyPacketizer::Opus(OpusPacketizer),
         };
         if self.signaling == SignalingState::Closed {
             return Err(Error::Closed);
@@ -501,7 +706,7 @@ impl PeerConnection {
             track_id: format!("rtclab-track-{n}"),
             ssrc,
             rtx_ssrc,
-            cname: "rtclab".into(),
+            cname: self.cname.clone(),
         };
         // An m-line of the peer's offer without a sender of ours takes the
         // track when we answer (JSEP §5.3.1); else a new transceiver.
@@ -510,6 +715,7 @@ impl PeerConnection {
             .add_transceiver(kind, Direction::SendRecv, Some(sender));
         self.senders.push(Sender {
             transceiver,
+            codec,
             ssrc,
             rtx_ssrc,
             seq: self.rng.random(),
@@ -517,9 +723,96 @@ impl PeerConnection {
             payload_type: None,
             mid: None,
             mid_ext: None,
+            removed: false,
+            clock_rate: if kind == MediaKind::Audio {
+                48_000
+            } else {
+                90_000
+            },
             packetizer,
+            sr: SenderStats::default(),
+            last_frame: None,
+            sent_since_report: false,
+            stats: OutboundRtpStats {
+                track: TrackId(n),
+                mid: None,
+                kind,
+                ssrc,
+                rtx_ssrc,
+                codec: None,
+                packets_sent: 0,
+                bytes_sent: 0,
+                header_bytes_sent: 0,
+                retransmitted_packets_sent: 0,
+                retransmitted_bytes_sent: 0,
+                frames_sent: 0,
+                nack_count: 0,
+                pli_count: 0,
+                fir_count: 0,
+                sender_reports_sent: 0,
+                reports_received: 0,
+                round_trip_time: None,
+                fraction_lost: 0,
+                remote_packets_lost: 0,
+            },
         });
         Ok(TrackId(n))
+    }
+
+    /// `removeTrack` (JSEP §4.1.8): the track stops sending at once; the
+    /// next offer or answer signals it (its m-line goes from `sendrecv` to
+    /// `recvonly`, or from `sendonly` to `inactive`, and keeps its port:
+    /// only a stopped transceiver is rejected with port 0, JSEP §5.2.2),
+    /// and the peer's receiver then ends ([`Event::TrackEnded`]). An RTCP
+    /// BYE for its SSRCs goes out now (RFC 3550 §6.6).
+    pub fn remove_track(&mut self, track: TrackId) -> Result<(), Error> {
+        if self.signaling == SignalingState::Closed {
+            return Err(Error::Closed);
+        }
+        let s = self
+            .senders
+            .get_mut(track.0)
+            .ok_or(Error::Misuse("no such track"))?;
+        if s.removed {
+            return Ok(());
+        }
+        s.removed = true;
+        s.payload_type = None;
+        let transceiver = s.transceiver;
+        let sources: Vec<u32> = [Some(s.ssrc), s.rtx_ssrc].into_iter().flatten().collect();
+        let sent = s.stats.packets_sent > 0;
+        self.session.remove_track(transceiver)?;
+        if sent {
+            self.send_bye(sources);
+        }
+        Ok(())
+    }
+
+    /// Drops the data-channel m-line: every channel is closed now (SCTP
+    /// ABORT, [`datachannel::Event::Closed`] for each), and the next offer
+    /// rejects the m-line (port 0, JSEP §5.2.2); the peer's channels close
+    /// when it applies that (or at the ABORT, whichever comes first).
+    /// Channels can be created again later: a new m-line and association.
+    pub fn remove_data_channels(&mut self, now: Instant) -> Result<(), Error> {
+        if self.signaling == SignalingState::Closed {
+            return Err(Error::Closed);
+        }
+        self.session.remove_data_channel();
+        self.pending_channels.clear();
+        self.stop_data(now);
+        Ok(())
+    }
+
+    /// Aborts SCTP and forgets the association (its channels close).
+    fn stop_data(&mut self, now: Instant) {
+        if let Some(d) = self.data.as_mut() {
+            d.abort(now);
+        }
+        self.flush_sctp();
+        self.data = None;
+        self.data_started = false;
+        // A new association numbers its handles from 0 again.
+        self.next_channel = 0;
     }
 
     /// `createDataChannel`. Before SCTP exists the channel waits (and the
@@ -576,14 +869,18 @@ impl PeerConnection {
     }
 
     /// `setLocalDescription` with the text [`PeerConnection::create_offer`]
-    /// or [`PeerConnection::create_answer`] gave.
+    /// or [`PeerConnection::create_answer`] gave, or [`SdpType::Rollback`].
     pub fn set_local_description(
         &mut self,
         now: Instant,
         kind: SdpType,
         sdp: &str,
     ) -> Result<(), Error> {
+        if self.signaling == SignalingState::Closed {
+            return Err(Error::Closed);
+        }
         match kind {
+            SdpType::Rollback => self.rollback(),
             SdpType::Offer => {
                 if self.pending_offer.as_deref() != Some(sdp) {
                     return Err(Error::Misuse("not the offer create_offer made"));
@@ -609,7 +906,14 @@ impl PeerConnection {
     }
 
     /// `setRemoteDescription`: the peer's offer (we become ICE controlled
-    /// and answer `a=setup:active`, the DTLS client) or its answer to ours.
+    /// and answer `a=setup:active`, the DTLS client) or its answer to ours,
+    /// or [`SdpType::Rollback`] of the peer's pending offer.
+    ///
+    /// Glare (both sides offered at once): an offer that arrives while ours
+    /// is pending rolls ours back first (the W3C "implicit rollback" that
+    /// the polite peer of perfect negotiation relies on); the impolite peer
+    /// simply does not call this with the colliding offer. Tracks and
+    /// channels of the rolled-back offer stay, for the next offer.
     pub fn set_remote_description(
         &mut self,
         now: Instant,
@@ -619,11 +923,17 @@ impl PeerConnection {
         if self.signaling == SignalingState::Closed {
             return Err(Error::Closed);
         }
+        if kind == SdpType::Rollback {
+            return self.rollback();
+        }
         let sd = SessionDescription::parse_str(sdp)?;
         match kind {
+            SdpType::Rollback => self.rollback(),
             SdpType::Offer => {
                 if self.signaling == SignalingState::HaveLocalOffer {
-                    return Err(Error::Misuse("glare: our offer is pending"));
+                    // W3C setRemoteDescription, offer in have-local-offer:
+                    // implicit rollback of ours.
+                    self.rollback()?;
                 }
                 self.ensure_transport(now, IceRole::Controlled)?;
                 self.remote_offer = Some(sd);
@@ -641,6 +951,27 @@ impl PeerConnection {
                 Ok(())
             }
         }
+    }
+
+    /// JSEP §4.1.10.2 rollback: the pending offer (ours, or the peer's and
+    /// our unapplied answer to it) is dropped, nothing it proposed is
+    /// applied, and the state is `stable` again. Refused in `stable`.
+    fn rollback(&mut self) -> Result<(), Error> {
+        match self.signaling {
+            SignalingState::HaveLocalOffer => {
+                self.pending_offer = None;
+            }
+            SignalingState::HaveRemoteOffer => {
+                self.remote_offer = None;
+                self.pending_answer = None;
+            }
+            SignalingState::Stable => {
+                return Err(Error::Misuse("nothing to roll back in the stable state"));
+            }
+            SignalingState::Closed => return Err(Error::Closed),
+        }
+        self.set_signaling(SignalingState::Stable);
+        Ok(())
     }
 
     /// `addIceCandidate`: one trickled remote candidate (`candidate:…`,
@@ -679,8 +1010,9 @@ impl PeerConnection {
 
     // ---- media and data -------------------------------------------------
 
-    /// Sends one encoded frame (VP8 or Opus) on `track` with RTP timestamp
-    /// `timestamp`; returns how many RTP packets it took.
+    /// Sends one encoded frame (VP8, H.264 Annex-B access unit, or Opus) on
+    /// `track` with RTP timestamp `timestamp`; returns how many RTP packets
+    /// it took.
     pub fn send_frame(
         &mut self,
         now: Instant,
@@ -697,7 +1029,7 @@ impl PeerConnection {
             .get_mut(track.0)
             .ok_or(Error::Misuse("no such track"))?;
         let pt = s.payload_type.ok_or(Error::Misuse(
-            "the track is not negotiated (or not sending)",
+            "the track is not negotiated, its codec was not agreed, or it is not sending",
         ))?;
         self.payloads.clear();
         s.packetizer
@@ -726,9 +1058,15 @@ impl PeerConnection {
             }
             t.send_rtp(&self.packet)?;
             self.media_stats.rtp_sent += 1;
+            s.sr.on_sent(payload.len());
+            s.stats.packets_sent += 1;
+            s.stats.bytes_sent += payload.len() as u64;
+            s.stats.header_bytes_sent += (self.packet.len() - payload.len()) as u64;
             s.seq = s.seq.wrapping_add(1);
         }
-        let _ = now;
+        s.stats.frames_sent += 1;
+        s.last_frame = Some((timestamp, now));
+        s.sent_since_report = true;
         Ok(n)
     }
 
@@ -739,6 +1077,8 @@ impl PeerConnection {
             .as_mut()
             .ok_or(Error::Misuse("data channels not up"))?;
         d.send_text(now, id, text)?;
+        self.dc_stats.messages_sent += 1;
+        self.dc_stats.bytes_sent += text.len() as u64;
         self.flush_sctp();
         Ok(())
     }
@@ -750,6 +1090,8 @@ impl PeerConnection {
             .as_mut()
             .ok_or(Error::Misuse("data channels not up"))?;
         d.send_binary(now, id, data)?;
+        self.dc_stats.messages_sent += 1;
+        self.dc_stats.bytes_sent += data.len() as u64;
         self.flush_sctp();
         Ok(())
     }
@@ -774,7 +1116,12 @@ impl PeerConnection {
         let media_ssrc = r
             .ssrc
             .ok_or(Error::Misuse("no media seen on this mid yet"))?;
-        self.send_pli(media_ssrc)
+        self.send_pli(media_ssrc)?;
+        if let Some(r) = self.receivers.iter_mut().find(|r| r.mid == mid) {
+            r.counters.pli_count += 1;
+        }
+        self.media_stats.plis_sent += 1;
+        Ok(())
     }
 
     fn send_pli(&mut self, media_ssrc: u32) -> Result<(), Error> {
@@ -793,44 +1140,213 @@ impl PeerConnection {
         Ok(())
     }
 
-    /// RTCP from the peer: PLI and FIR (RFC 5104 §4.3) on one of our SSRCs
-    /// become [`Event::KeyframeRequested`].
-    fn on_rtcp(&mut self, p: &[u8]) {
+    /// RTCP from the peer (one compound, or a reduced-size packet, RFC
+    /// 5506): report blocks about our SSRCs give the round-trip time (RFC
+    /// 3550 §6.4.1: now − LSR − DLSR) and the peer's loss; an SR from a
+    /// source we receive is remembered for our next report's LSR/DLSR;
+    /// NACKs are answered from the RTX history; PLI and FIR (RFC 5104
+    /// §4.3) on one of our SSRCs become [`Event::KeyframeRequested`].
+    fn on_rtcp(&mut self, now: Instant, p: &[u8]) {
+        self.transport_stats.rtcp_packets_received += 1;
         let Ok(packets) = RtcpPacket::parse_compound(p, true) else {
             return;
         };
+        let now_compact = ntp_compact(self.ntp(now));
         for packet in packets {
-            if let RtcpPacket::Nack(nack) = &packet {
-                let Some(s) = self.senders.iter_mut().find(|s| s.ssrc == nack.media_ssrc) else {
-                    continue;
-                };
-                let (Some(rtx), Some(t)) = (s.rtx.as_mut(), self.transport.as_mut()) else {
-                    continue;
-                };
-                // RFC 4588 §4: each NACKed packet still kept goes out again
-                // on the RTX stream.
-                for p in rtx.on_nack(nack) {
-                    if t.send_rtp(&p).is_ok() {
-                        self.media_stats.rtx_sent += 1;
+            match &packet {
+                RtcpPacket::SenderReport(sr) => {
+                    if let Some(r) = self.receivers.iter_mut().find(|r| r.ssrc == Some(sr.ssrc)) {
+                        r.counters.sender_reports_received += 1;
+                        if let Some(rx) = r.rtcp.as_mut() {
+                            rx.on_sender_report(now, sr);
+                        }
+                    }
+                    self.on_report_blocks(now_compact, &sr.reports);
+                }
+                RtcpPacket::ReceiverReport(rr) => self.on_report_blocks(now_compact, &rr.reports),
+                RtcpPacket::Nack(nack) => {
+                    let Some(s) = self.senders.iter_mut().find(|s| s.ssrc == nack.media_ssrc)
+                    else {
+                        continue;
+                    };
+                    s.stats.nack_count += 1;
+                    let (Some(rtx), Some(t)) = (s.rtx.as_mut(), self.transport.as_mut()) else {
+                        continue;
+                    };
+                    // RFC 4588 §4: each NACKed packet still kept goes out
+                    // again on the RTX stream.
+                    for p in rtx.on_nack(nack) {
+                        if t.send_rtp(&p).is_ok() {
+                            self.media_stats.rtx_sent += 1;
+                            s.stats.retransmitted_packets_sent += 1;
+                            let payload =
+                                RtpPacket::new_checked(&p).map_or(0, |r| r.payload().len());
+                            s.stats.retransmitted_bytes_sent += payload as u64;
+                        }
                     }
                 }
-                continue;
+                RtcpPacket::Pli(pli) => {
+                    if let Some(i) = self.senders.iter().position(|s| s.ssrc == pli.media_ssrc) {
+                        self.senders[i].stats.pli_count += 1;
+                        self.push(Event::KeyframeRequested(TrackId(i)));
+                    }
+                }
+                RtcpPacket::Fir(fir) => {
+                    for (ssrc, _) in &fir.entries {
+                        if let Some(i) = self.senders.iter().position(|s| s.ssrc == *ssrc) {
+                            self.senders[i].stats.fir_count += 1;
+                            self.push(Event::KeyframeRequested(TrackId(i)));
+                        }
+                    }
+                }
+                _ => {}
             }
-            let ssrcs: Vec<u32> = match &packet {
-                RtcpPacket::Pli(pli) => vec![pli.media_ssrc],
-                RtcpPacket::Fir(fir) => fir.entries.iter().map(|(s, _)| *s).collect(),
-                _ => continue,
-            };
-            for ssrc in ssrcs {
-                if let Some(i) = self.senders.iter().position(|s| s.ssrc == ssrc) {
-                    self.push(Event::KeyframeRequested(TrackId(i)));
+        }
+    }
+
+    /// Report blocks about our senders: RTT, fraction and cumulative loss.
+    fn on_report_blocks(&mut self, now_compact: u32, blocks: &[ReportBlock]) {
+        for b in blocks {
+            if let Some(s) = self.senders.iter_mut().find(|s| s.ssrc == b.ssrc) {
+                s.stats.reports_received += 1;
+                s.stats.fraction_lost = b.fraction_lost;
+                s.stats.remote_packets_lost = i64::from(b.cumulative_lost);
+                if let Some(rtt) = rtt_from_report(now_compact, b) {
+                    s.stats.round_trip_time = Some(rtt);
                 }
             }
         }
     }
 
-    /// `close()`: SCTP aborted, DTLS close_notify, everything freed.
+    /// Our NTP time (RFC 3550 §4) at `now`.
+    fn ntp(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        let base = self
+            .wall_clock
+            .and_then(|w| w.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        ntp_from_unix(base + now.saturating_duration_since(epoch))
+    }
+
+    /// The next report interval: RFC 3550 §6.3.1, the mean interval times
+    /// a random factor in [0.5, 1.5] so reports of many members spread out.
+    fn rtcp_delay(&mut self) -> Duration {
+        let factor: f64 = self.rng.random_range(0.5..1.5);
+        self.rtcp_interval.mul_f64(factor)
+    }
+
+    /// One compound RTCP packet (RFC 3550 §6.1): an SR for each track that
+    /// sent since the last report (RFC 3550 §6.4; several SSRCs of one
+    /// endpoint share the one RTCP stream of the BUNDLE 5-tuple, RFC 8108
+    /// §5.3 and RFC 8843 §7), else an RR from our feedback SSRC; report
+    /// blocks (RFC 3550 §6.4.1) for every source we receive ride in the
+    /// first one; then SDES with our CNAME for each SSRC reported (§6.5.1).
+    fn send_reports(&mut self, now: Instant) {
+        let ntp = self.ntp(now);
+        let mut blocks: Vec<ReportBlock> = self
+            .receivers
+            .iter_mut()
+            .filter_map(|r| r.rtcp.as_mut().map(|rx| rx.report_block(now)))
+            .collect();
+        blocks.truncate(MAX_REPORT_BLOCKS);
+        let mut packets = Vec::new();
+        let mut ssrcs = Vec::new();
+        for s in self.senders.iter_mut() {
+            if !s.sent_since_report || s.removed {
+                continue;
+            }
+            s.sent_since_report = false;
+            // RFC 3550 §6.4.1: the RTP timestamp of the same instant as
+            // the NTP one, extrapolated from the last frame sent.
+            let rtp_time = s.last_frame.map_or(0, |(ts, at)| {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = elapsed.as_nanos() * u128::from(s.clock_rate) / 1_000_000_000;
+                ts.wrapping_add(ticks as u32)
+            });
+            let reports = if packets.is_empty() {
+                std::mem::take(&mut blocks)
+            } else {
+                Vec::new()
+            };
+            s.stats.sender_reports_sent += 1;
+            ssrcs.push(s.ssrc);
+            packets.push(RtcpPacket::SenderReport(
+                s.sr.sender_report(s.ssrc, ntp, rtp_time, reports),
+            ));
+            if ssrcs.len() >= MAX_REPORT_BLOCKS {
+                break;
+            }
+        }
+        if packets.is_empty() {
+            if blocks.is_empty() && self.receivers.is_empty() {
+                // Nothing sent, nothing received: nothing to report.
+                return;
+            }
+            ssrcs.push(self.rtcp_ssrc);
+            packets.push(RtcpPacket::ReceiverReport(ReceiverReport {
+                ssrc: self.rtcp_ssrc,
+                reports: blocks,
+                profile_extension: Vec::new(),
+            }));
+        }
+        let cname = self.cname.as_bytes();
+        let cname = cname[..cname.len().min(255)].to_vec();
+        packets.push(RtcpPacket::Sdes(Sdes {
+            chunks: ssrcs
+                .iter()
+                .map(|&ssrc| SdesChunk {
+                    ssrc,
+                    items: vec![(sdes_type::CNAME, cname.clone())],
+                })
+                .collect(),
+        }));
+        self.send_compound(&packets);
+        self.transport_stats.rtcp_reports_sent += 1;
+    }
+
+    /// RFC 3550 §6.6: a BYE for `sources` (after an RR, as a compound must
+    /// start with a report).
+    fn send_bye(&mut self, sources: Vec<u32>) {
+        let packets = [
+            RtcpPacket::ReceiverReport(ReceiverReport {
+                ssrc: self.rtcp_ssrc,
+                reports: Vec::new(),
+                profile_extension: Vec::new(),
+            }),
+            RtcpPacket::Bye(Bye {
+                sources,
+                reason: None,
+            }),
+        ];
+        self.send_compound(&packets);
+    }
+
+    fn send_compound(&mut self, packets: &[RtcpPacket]) {
+        let Some(t) = self.transport.as_mut() else {
+            return;
+        };
+        self.packet.clear();
+        if RtcpPacket::write_compound(packets, &mut self.packet).is_ok() {
+            // Lost if not connected: reports are periodic anyway.
+            let _ = t.send_rtcp(&self.packet);
+        }
+    }
+
+    /// `close()`: an RTCP BYE for our SSRCs (RFC 3550 §6.6), SCTP
+    /// aborted, DTLS close_notify, everything freed (no timer is left:
+    /// `poll_timeout()` is `None`).
     pub fn close(&mut self, now: Instant) {
+        let sources: Vec<u32> = self
+            .senders
+            .iter()
+            .filter(|s| s.stats.packets_sent > 0 && !s.removed)
+            .flat_map(|s| [Some(s.ssrc), s.rtx_ssrc])
+            .flatten()
+            .take(MAX_REPORT_BLOCKS)
+            .collect();
+        if !sources.is_empty() {
+            self.send_bye(sources);
+        }
         if let Some(d) = self.data.as_mut() {
             d.abort(now);
         }
@@ -840,10 +1356,83 @@ impl PeerConnection {
             t.close();
         }
         self.drain(now);
-        self.receivers.clear();
-        self.ssrc_routes.clear();
+        self.release();
         self.set_state(PeerConnectionState::Closed);
         self.set_signaling(SignalingState::Closed);
+    }
+
+    /// Frees what lives only while connected: SCTP, receivers, timers.
+    fn release(&mut self) {
+        self.data = None;
+        self.data_started = false;
+        self.receivers.clear();
+        self.ssrc_routes.clear();
+        self.next_rtcp = None;
+        for s in &mut self.senders {
+            s.rtx = None;
+            s.payload_type = None;
+        }
+    }
+
+    /// Drops receiver `i` and re-points the SSRC routes past it.
+    fn remove_receiver(&mut self, i: usize) {
+        if i >= self.receivers.len() {
+            return;
+        }
+        self.receivers.remove(i);
+        self.ssrc_routes.retain(|_, r| *r != i);
+        for r in self.ssrc_routes.values_mut() {
+            if *r > i {
+                *r -= 1;
+            }
+        }
+    }
+
+    /// `getStats()`: inbound and outbound RTP per stream, the transport and
+    /// the data channels (see [`StatsReport`]).
+    pub fn stats(&self) -> StatsReport {
+        let inbound = self
+            .receivers
+            .iter()
+            .map(|r| {
+                let c = &r.counters;
+                let (lost, jitter) = r
+                    .rtcp
+                    .as_ref()
+                    .map_or((0, 0), |rx| (rx.cumulative_lost(), rx.jitter()));
+                InboundRtpStats {
+                    mid: r.mid.clone(),
+                    kind: r.kind,
+                    ssrc: r.ssrc,
+                    codec: r.current_name.clone(),
+                    packets_received: c.packets_received,
+                    bytes_received: c.bytes_received,
+                    header_bytes_received: c.header_bytes_received,
+                    packets_lost: lost,
+                    jitter: Duration::from_nanos(
+                        u64::from(jitter) * 1_000_000_000 / u64::from(r.clock_rate.max(1)),
+                    ),
+                    rtx_packets_received: c.rtx_packets_received,
+                    frames_received: c.frames_received,
+                    keyframes_received: c.keyframes_received,
+                    nack_count: c.nack_count,
+                    pli_count: c.pli_count,
+                    sender_reports_received: c.sender_reports_received,
+                }
+            })
+            .collect();
+        let outbound = self.senders.iter().map(|s| s.stats.clone()).collect();
+        let mut transport = self.transport_stats.clone();
+        if let Some((l, r)) = self.transport.as_ref().and_then(|t| t.selected_pair()) {
+            transport.remote_address = r.socket_addr();
+            transport.selected_candidate_pair = Some((l.clone(), r.clone()));
+        }
+        StatsReport {
+            inbound,
+            outbound,
+            transport,
+            data_channels: self.dc_stats,
+        }
     }
 
     // ---- internals ------------------------------------------------------
@@ -879,10 +1468,18 @@ impl PeerConnection {
                 c.certificate = certificate;
                 c
             }
-            None => TransportConfig::new(role, certificate),
+            None => {
+                let mut c = TransportConfig::new(role, certificate);
+                c.ice.checks.rto = HANDSHAKE_RTO;
+                c.dtls_retransmit_timeout = HANDSHAKE_RTO;
+                c
+            }
         };
         config.host_candidates = self.host_candidates.clone();
         config.stun_server = self.stun_server;
+        if let Some(c) = self.ice_credentials.take() {
+            config.local_credentials = Some(c);
+        }
         let seed: u64 = self.rng.random();
         let t = Transport::new(config, now, StdRng::seed_from_u64(seed))?;
         let creds = t.local_credentials().clone();
@@ -931,12 +1528,32 @@ impl PeerConnection {
         }
         let mid_uri = crate::sdp::codec::uri::MID;
         for m in &n.media {
-            let (Some(mid), Some(kind)) = (m.mid.as_ref(), m.kind) else {
+            let Some(mid) = m.mid.as_ref() else {
                 continue;
             };
+            // A receiver whose m-line no longer brings media ends (the
+            // peer removed its track: its direction lost `send`, or the
+            // m-line was rejected, JSEP §5.10/§5.11).
+            let receiving = !m.rejected && m.direction.receives();
+            if !receiving && let Some(i) = self.receivers.iter().position(|r| &r.mid == mid) {
+                self.remove_receiver(i);
+                self.push(Event::TrackEnded { mid: mid.clone() });
+            }
+            // A rejected data m-line ends the association (RFC 8841 §5).
+            let was_data = self
+                .negotiated
+                .as_ref()
+                .and_then(|old| old.by_mid(mid))
+                .is_some_and(|o| o.kind == Some(MediaKind::Application) && !o.rejected);
             if m.rejected {
+                if was_data || m.kind == Some(MediaKind::Application) {
+                    self.stop_data(now);
+                }
                 continue;
             }
+            let Some(kind) = m.kind else {
+                continue;
+            };
             let mid_ext = m
                 .extensions
                 .iter()
@@ -950,7 +1567,9 @@ impl PeerConnection {
                 }
                 continue;
             }
-            // Our sender on this m-line.
+            // Our sender on this m-line: the first negotiated codec that is
+            // the track's (RFC 3264 §5.1: any payload type of the answer
+            // may be sent).
             for s in &mut self.senders {
                 let tmid = self
                     .session
@@ -959,24 +1578,46 @@ impl PeerConnection {
                     .and_then(|t| t.mid.clone());
                 if tmid.as_deref() == Some(mid.as_str()) {
                     s.mid = Some(mid.clone());
+                    s.stats.mid = Some(mid.clone());
                     s.mid_ext = mid_ext;
-                    let codec = m.codecs.first().filter(|_| m.direction.sends());
+                    let codec = m
+                        .codecs
+                        .iter()
+                        .find(|c| TrackCodec::of(c) == Some(s.codec))
+                        .filter(|_| m.direction.sends() && !s.removed);
                     s.payload_type = codec.map(|c| c.payload_type);
+                    s.stats.codec = codec.map(|c| c.name.clone());
+                    if let Some(c) = codec {
+                        s.clock_rate = c.clock_rate.max(1);
+                    }
                     let rtx_pt = codec.and_then(|c| c.rtx_payload_type);
-                    if let (Some(pt), Some(rtx_ssrc), None) = (rtx_pt, s.rtx_ssrc, &s.rtx) {
-                        s.rtx = Some(RtxSender::new(RTX_HISTORY, rtx_ssrc, pt, self.rng.random()));
+                    match (rtx_pt, s.rtx_ssrc, &mut s.rtx) {
+                        (Some(pt), Some(rtx_ssrc), None) => {
+                            s.rtx =
+                                Some(RtxSender::new(RTX_HISTORY, rtx_ssrc, pt, self.rng.random()));
+                        }
+                        // The codec (and so its RTX payload type) may change
+                        // in a renegotiation.
+                        (Some(pt), Some(_), Some(old)) => old.rtx_payload_type = pt,
+                        _ => {}
                     }
                 }
             }
             // A receiver where the peer sends.
             if m.direction.receives() && !self.receivers.iter().any(|r| &r.mid == mid) {
-                let depacketizer = match kind {
-                    MediaKind::Video => AnyDepacketizer::Vp8(Vp8Depacketizer),
-                    _ => AnyDepacketizer::Opus(OpusDepacketizer),
-                };
+                let codecs: Vec<(u8, TrackCodec, String)> = m
+                    .codecs
+                    .iter()
+                    .filter_map(|c| TrackCodec::of(c).map(|k| (c.payload_type, k, c.name.clone())))
+                    .collect();
+                let first = codecs.first().map(|c| c.1).unwrap_or(match kind {
+                    MediaKind::Audio => TrackCodec::Opus,
+                    _ => TrackCodec::Vp8,
+                });
                 let idx = self.receivers.len();
                 self.receivers.push(Receiver {
                     mid: mid.clone(),
+                    kind,
                     ssrc: m.remote_ssrcs.first().copied(),
                     rtx_types: m
                         .codecs
@@ -989,7 +1630,13 @@ impl PeerConnection {
                         g
                     }),
                     payload_types: m.codecs.iter().map(|c| c.payload_type).collect(),
-                    assembler: FrameAssembler::new(depacketizer, ASSEMBLER_CAPACITY),
+                    codecs,
+                    current: Some(first),
+                    current_name: None,
+                    clock_rate: m.codecs.first().map_or(90_000, |c| c.clock_rate.max(1)),
+                    assembler: FrameAssembler::new(first.depacketizer(), ASSEMBLER_CAPACITY),
+                    rtcp: None,
+                    counters: InboundCounters::default(),
                 });
                 for &ssrc in &m.remote_ssrcs {
                     self.ssrc_routes.insert(ssrc, idx);
@@ -1068,6 +1715,16 @@ impl PeerConnection {
             }
         }
         while let Some(e) = d.poll_event() {
+            let st = &mut self.dc_stats;
+            match &e {
+                datachannel::Event::Open(_) => st.channels_opened += 1,
+                datachannel::Event::Closed(_) => st.channels_closed += 1,
+                datachannel::Event::Message { message, .. } => {
+                    st.messages_received += 1;
+                    st.bytes_received += message.len() as u64;
+                }
+                _ => {}
+            }
             if self.events.len() < MAX_EVENTS {
                 self.events.push_back(Event::DataChannel(e));
             }
@@ -1108,10 +1765,13 @@ impl PeerConnection {
                 }
                 transport::Event::Connected(_) => {
                     self.set_state(PeerConnectionState::Connected);
+                    // RFC 3550 §6.2: the first report after half an interval.
+                    let first = self.rtcp_delay() / 2;
+                    self.next_rtcp = Some(now + first);
                     self.start_data(now);
                 }
                 transport::Event::Rtp(p) => self.on_rtp(now, &p),
-                transport::Event::Rtcp(p) => self.on_rtcp(&p),
+                transport::Event::Rtcp(p) => self.on_rtcp(now, &p),
                 transport::Event::ApplicationData(p) => {
                     if let Some(d) = self.data.as_mut() {
                         d.handle_packet(now, &p);
@@ -1119,14 +1779,12 @@ impl PeerConnection {
                     self.flush_sctp();
                 }
                 transport::Event::Failed(e) => {
-                    self.data = None;
-                    self.receivers.clear();
-                    self.ssrc_routes.clear();
+                    self.release();
                     self.push(Event::Error(Error::Transport(e)));
                     self.set_state(PeerConnectionState::Failed);
                 }
                 transport::Event::Closed => {
-                    self.data = None;
+                    self.release();
                     self.set_state(PeerConnectionState::Closed);
                 }
             }
@@ -1189,16 +1847,43 @@ impl PeerConnection {
             }
             original = buf;
             self.media_stats.rtx_received += 1;
+            r.counters.rtx_packets_received += 1;
             match RtpPacket::new_checked(&original) {
                 Ok(o) => o,
                 Err(_) => return,
             }
         } else if r.payload_types.contains(&pt) {
-            r.ssrc = Some(ssrc);
+            if r.ssrc != Some(ssrc) || r.rtcp.is_none() {
+                // A new media SSRC: statistics start over (RFC 3550 A.1).
+                r.ssrc = Some(ssrc);
+                r.rtcp = Some(ReceiverStats::new(ssrc, r.clock_rate));
+            }
+            let c = &mut r.counters;
+            c.packets_received += 1;
+            c.bytes_received += packet.payload().len() as u64;
+            c.header_bytes_received += (p.len() - packet.payload().len()) as u64;
+            if let Some(rx) = r.rtcp.as_mut() {
+                rx.on_packet(now, packet.sequence_number(), packet.timestamp());
+            }
             packet
         } else {
             return;
         };
+        // The peer may switch codecs among the negotiated payload types:
+        // a new depacketizer (frames of the old codec in flight are lost).
+        if let Some((_, codec, name)) = r
+            .codecs
+            .iter()
+            .find(|(p, _, _)| *p == packet.payload_type())
+        {
+            if r.current != Some(*codec) {
+                r.current = Some(*codec);
+                r.assembler = FrameAssembler::new(codec.depacketizer(), ASSEMBLER_CAPACITY);
+            }
+            if r.current_name.as_deref() != Some(name.as_str()) {
+                r.current_name = Some(name.clone());
+            }
+        }
         if let Some(n) = r.nack.as_mut() {
             n.on_packet(packet.sequence_number());
         }
@@ -1241,12 +1926,20 @@ impl PeerConnection {
                 self.packet.clear();
                 if p.write(&mut self.packet).is_ok() && t.send_rtcp(&self.packet).is_ok() {
                     match p {
-                        RtcpPacket::Nack(_) => self.media_stats.nacks_sent += 1,
-                        _ => self.media_stats.plis_sent += 1,
+                        RtcpPacket::Nack(_) => {
+                            self.media_stats.nacks_sent += 1;
+                            r.counters.nack_count += 1;
+                        }
+                        _ => {
+                            self.media_stats.plis_sent += 1;
+                            r.counters.pli_count += 1;
+                        }
                     }
                 }
             }
         }
+        r.counters.frames_received += frames.len() as u64;
+        r.counters.keyframes_received += frames.iter().filter(|f| f.keyframe).count() as u64;
         self.media_stats.frames_received += frames.len() as u64;
         for frame in frames {
             self.push(Event::Frame {
@@ -1261,6 +1954,8 @@ impl Machine for PeerConnection {
     type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
+        self.transport_stats.packets_received += 1;
+        self.transport_stats.bytes_received += d.contents.len() as u64;
         if let Some(t) = self.transport.as_mut() {
             t.handle_receive(now, d);
         }
@@ -1275,6 +1970,13 @@ impl Machine for PeerConnection {
         for i in 0..self.receivers.len() {
             self.receiver_feedback(now, i);
         }
+        if let Some(due) = self.next_rtcp
+            && now >= due
+        {
+            self.send_reports(now);
+            let next = self.rtcp_delay();
+            self.next_rtcp = Some(now + next);
+        }
         if let Some(d) = self.data.as_mut()
             && self.data_started
             && d.poll_timeout().is_some_and(|w| w <= now)
@@ -1285,7 +1987,10 @@ impl Machine for PeerConnection {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transport.as_mut()?.poll_transmit()
+        let t = self.transport.as_mut()?.poll_transmit()?;
+        self.transport_stats.packets_sent += 1;
+        self.transport_stats.bytes_sent += t.contents.len() as u64;
+        Some(t)
     }
 
     fn poll_event(&mut self) -> Option<Event> {
@@ -1305,6 +2010,10 @@ impl Machine for PeerConnection {
                 r.assembler.stall_deadline(MAX_WAIT),
             ]
         });
-        [t, d].into_iter().chain(media).flatten().min()
+        [t, d, self.next_rtcp]
+            .into_iter()
+            .chain(media)
+            .flatten()
+            .min()
     }
 }

@@ -34,9 +34,33 @@
 //! §6.2.1), rebuild originals from RTX, and give a frame up after
 //! a second, asking for a keyframe instead. [`MediaStats`] counts it all.
 //!
-//! Not yet in `PeerConnection`: RTCP SR/RR,
-//! renegotiation after the first exchange (the `sdp` layer supports it),
-//! `remove_track`, codecs beyond VP8 and Opus for sending, stats.
+//! RTCP reports (RFC 3550 §6): while connected, a compound packet goes out
+//! every [`PeerConfig::rtcp_interval`] (1 s, randomised ×[0.5, 1.5] per
+//! §6.3.1): an SR for each track that sent since the last one (report
+//! blocks for what we receive in the first), else an RR, then SDES with
+//! our CNAME. All SSRCs share the one RTCP stream of the bundled 5-tuple
+//! (RFC 8843, RFC 8108); feedback (NACK, PLI) goes alone, reduced-size
+//! (RFC 5506). Report blocks that come back give the round-trip time from
+//! LSR/DLSR (§6.4.1) and the peer's loss. [`PeerConnection::stats`] returns
+//! a small `getStats()` ([`StatsReport`]): inbound-rtp and outbound-rtp per
+//! stream, the transport and the data channels.
+//!
+//! Tracks send VP8, H.264 (packetization-mode 1, Annex-B access units) or
+//! Opus ([`TrackCodec`]); receivers depacketize whatever negotiated payload
+//! type arrives. [`PeerConnection::remove_track`] and
+//! [`PeerConnection::remove_data_channels`] take effect with the next
+//! offer/answer (the peer sees [`PeerEvent::TrackEnded`] and its channels
+//! close). Consent loss (RFC 7675) fails the connection and frees it: no
+//! timer is left.
+//!
+//! [`SdpType::Rollback`] cancels a pending offer (JSEP §4.1.10.2); an offer
+//! that arrives while ours is pending rolls ours back (glare: the W3C
+//! implicit rollback the polite peer relies on). Local ICE credentials can
+//! be chosen ([`PeerConfig::ice_credentials`]).
+//!
+//! Not yet in `PeerConnection`: simulcast, congestion control (REMB and
+//! transport-cc are negotiated, not acted on), ICE restart through the JSEP
+//! API, provisional answers (`pranswer`).
 //!
 //! A WebRTC connection runs four protocols over one UDP socket pair (BUNDLE
 //! and rtcp-mux, RFC 8843 and RFC 5761): ICE finds the path, DTLS
@@ -107,15 +131,19 @@
 
 mod connection;
 mod demux;
+pub mod live;
 pub mod speed;
+mod stats;
 mod transport;
 
 pub use connection::{
-    Config as PeerConfig, Error as PeerError, Event as PeerEvent, MediaStats, PeerConnection,
-    PeerConnectionState, SdpType, SignalingState, TrackId,
+    Config as PeerConfig, Error as PeerError, Event as PeerEvent, HANDSHAKE_RTO, MediaStats,
+    PeerConnection, PeerConnectionState, SdpType, SignalingState, TrackCodec, TrackId,
 };
+pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 
 pub use demux::{PacketKind, classify};
+pub use live::LivePeer;
 pub use transport::{
     Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, State, Stats, Transport,
     verify_fingerprint,

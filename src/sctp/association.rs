@@ -486,6 +486,7 @@ impl Association {
             Reliability::MaxRetransmits(n) => (Some(n), None),
             Reliability::Lifetime(d) => (None, Some(now + d)),
         };
+        // ANCHOR: fragment
         let max_payload = self.config.mtu - HEADER_LEN - DATA_HEADER_LEN;
         let mut all = Bytes::copy_from_slice(data);
         let n = data.len().div_ceil(max_payload);
@@ -519,6 +520,7 @@ impl Association {
                 expires,
             });
         }
+        // ANCHOR_END: fragment
         if self.flight_size == 0 {
             self.burst_left = self.config.max_burst;
         }
@@ -1474,6 +1476,7 @@ impl Association {
         let Some(run) = self.reassembly.get(&key) else {
             return;
         };
+        // ANCHOR: reassembly_cap
         if run.data.len() > self.config.max_message_size {
             self.abort_with(
                 ErrorCause::PROTOCOL_VIOLATION,
@@ -1481,6 +1484,7 @@ impl Association {
             );
             return;
         }
+        // ANCHOR_END: reassembly_cap
         if run.begin && run.end {
             if let Some(run) = self.reassembly.remove(&key) {
                 self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
@@ -1826,6 +1830,7 @@ impl Association {
             }
         }
         new_loss |= self.rack_detect_lost_retransmissions(now);
+        // ANCHOR: congestion
         // Congestion control.
         let in_recovery = self.fast_recovery_exit.is_some();
         if new_loss {
@@ -1848,6 +1853,7 @@ impl Association {
                 }
             }
         }
+        // ANCHOR_END: congestion
         if let Some(exit) = self.fast_recovery_exit {
             if le(exit, self.cum_ack) {
                 self.fast_recovery_exit = None;
@@ -2445,6 +2451,7 @@ impl Association {
                 if out.len() + DATA_HEADER_LEN + len > mtu {
                     break;
                 }
+                // ANCHOR: window
                 // §7.2.1 / §6.1 rule B: cwnd and the peer's window (one probe
                 // when the window is zero and nothing is in flight).
                 if self.flight_size >= self.cwnd {
@@ -2455,6 +2462,7 @@ impl Association {
                 {
                     break;
                 }
+                // ANCHOR_END: window
                 let Some(p) = self.send_queue.pop() else {
                     break;
                 };

@@ -1,0 +1,388 @@
+//! [`LivePeer`]: a [`PeerConnection`] on a real UDP socket, with an async
+//! face for applications and examples (DESIGN §2: the tokio runtime is the
+//! only place with sockets and clocks).
+//!
+//! `LivePeer` is thin on purpose: it owns one [`Driver`] (one UDP socket,
+//! the timer loop of [`crate::runtime`]) around one sans-IO
+//! [`PeerConnection`], and every call delegates to it with `Instant::now()`
+//! filled in. There are no locks, callbacks or background tasks: the
+//! application awaits [`LivePeer::next_event`], and that one call sends
+//! what is queued, reads the socket and fires the timers until the
+//! connection has something to say.
+//!
+//! ```text
+//!   application                LivePeer                         network
+//!   offer()/answer()  ──►  PeerConnection (sans-IO)
+//!   send_text/frame   ──►    queued transmits  ── next_event() ──► UDP
+//!   next_event().await ◄──   poll_event()      ◄── handle_receive ◄── UDP
+//!                            poll_timeout()    ─── sleep ──► handle_timeout
+//! ```
+//!
+//! Calls that send (`send_frame`, `send_text`, …) only queue datagrams; they
+//! leave on the next `next_event().await` (or [`LivePeer::flush`]). That is
+//! what lets an application `select!` between `next_event()` and its own
+//! inputs (a signaling socket, a UI) in one task. `next_event` may be
+//! cancelled (dropped by a `select!`) at any point without losing an event;
+//! at worst a datagram being sent is dropped, which UDP allows.
+//!
+//! # Example
+//!
+//! Two peers on loopback, signaled in-process; the offerer's data channel
+//! carries one message:
+//!
+//! ```
+//! use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
+//! use rtclab::peer::{LivePeer, PeerEvent};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let loopback = "127.0.0.1:0".parse()?;
+//! let mut alice = LivePeer::bind(LivePeer::config()?, loopback).await?;
+//! let mut bob = LivePeer::bind(LivePeer::config()?, loopback).await?;
+//! let chat = alice.create_data_channel(ChannelInit::new("chat"))?;
+//! let offer = alice.offer()?; // create_offer + set_local_description
+//! let answer = bob.answer(&offer)?; // set_remote + create_answer + set_local
+//! alice.accept_answer(&answer)?;
+//! loop {
+//!     tokio::select! {
+//!         e = alice.next_event() => match e? {
+//!             // Trickle ICE: hand each candidate to the other side.
+//!             PeerEvent::LocalCandidate(c) => bob.add_ice_candidate(&c.to_string())?,
+//!             PeerEvent::DataChannel(DcEvent::Open(id)) => alice.send_text(id, "hello")?,
+//!             _ => {}
+//!         },
+//!         e = bob.next_event() => match e? {
+//!             PeerEvent::LocalCandidate(c) => alice.add_ice_candidate(&c.to_string())?,
+//!             PeerEvent::DataChannel(DcEvent::Message { message, .. }) => {
+//!                 assert_eq!(message, Message::Text("hello".into()));
+//!                 break;
+//!             }
+//!             _ => {}
+//!         },
+//!     }
+//! }
+//! # let _ = chat;
+//! alice.close().await;
+//! bob.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Instant, SystemTime};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::net::UdpSocket;
+
+use super::connection::{
+    Config as PeerConfig, Error as PeerError, Event as PeerEvent, PeerConnection, SdpType, TrackId,
+};
+use crate::datachannel::{ChannelId, ChannelInit};
+use crate::dtls::cert::Certificate;
+use crate::ice::interfaces::{HostOptions, host_addresses};
+use crate::runtime::Driver;
+use crate::sdp::MediaKind;
+
+/// A [`PeerConnection`] driven over one UDP socket by tokio (see the
+/// [module doc](self)).
+#[derive(Debug)]
+pub struct LivePeer {
+    driver: Driver<PeerConnection>,
+}
+
+impl LivePeer {
+    /// WebRTC defaults around a fresh self-signed certificate (ECDSA P-256,
+    /// valid 30 days); the host candidates are filled in by
+    /// [`LivePeer::bind`].
+    pub fn config() -> Result<PeerConfig, crate::dtls::Error> {
+        let mut rng = StdRng::from_os_rng();
+        let cert = Certificate::generate(&mut rng, SystemTime::now())?;
+        Ok(PeerConfig::new(cert, Vec::new()))
+    }
+
+    /// Binds a UDP socket on `addr` (port 0: a free port) and makes the
+    /// connection, seeded from the OS.
+    ///
+    /// Host candidates: when `config.host_candidates` is empty, the bound
+    /// address; if `addr` is unspecified (`0.0.0.0`, `[::]`), every
+    /// non-loopback address of the machine's interfaces (of that family),
+    /// with the bound port. A given candidate with port 0 gets the bound
+    /// port.
+    pub async fn bind(config: PeerConfig, addr: SocketAddr) -> io::Result<LivePeer> {
+        LivePeer::bind_with_rng(config, addr, StdRng::from_os_rng()).await
+    }
+
+    /// As [`LivePeer::bind`], with a caller-seeded RNG (ICE credentials,
+    /// SSRCs, DTLS and SCTP randomness): reproducible runs.
+    pub async fn bind_with_rng(
+        mut config: PeerConfig,
+        addr: SocketAddr,
+        rng: StdRng,
+    ) -> io::Result<LivePeer> {
+        let socket = UdpSocket::bind(addr).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot bind UDP socket on {addr}: {e}"))
+        })?;
+        let bound = socket.local_addr()?;
+        if config.host_candidates.is_empty() {
+            config.host_candidates = if bound.ip().is_unspecified() {
+                let options = HostOptions {
+                    loopback: false,
+                    ipv4_only: bound.is_ipv4(),
+                };
+                host_addresses(options)?
+                    .into_iter()
+                    .filter(|ip: &IpAddr| ip.is_ipv4() == bound.is_ipv4())
+                    .map(|ip| SocketAddr::new(ip, bound.port()))
+                    .collect()
+            } else {
+                vec![bound]
+            };
+        }
+        for c in &mut config.host_candidates {
+            if c.port() == 0 {
+                c.set_port(bound.port());
+            }
+        }
+        let pc = PeerConnection::new(config, rng);
+        Ok(LivePeer {
+            driver: Driver::from_sockets(pc, vec![socket])?,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        // `from_sockets` was given exactly one socket.
+        self.driver.local_addrs()[0]
+    }
+
+    /// The sans-IO connection, to read its state and statistics.
+    pub fn connection(&self) -> &PeerConnection {
+        self.driver.machine()
+    }
+
+    /// The sans-IO connection, for calls this face does not wrap.
+    pub fn connection_mut(&mut self) -> &mut PeerConnection {
+        self.driver.machine_mut()
+    }
+
+    // ---- JSEP ------------------------------------------------------------
+
+    /// `addTrack`: a VP8 (video) or Opus (audio) sender, signaled by the
+    /// next offer or answer.
+    pub fn add_track(&mut self, kind: MediaKind) -> Result<TrackId, PeerError> {
+        self.connection_mut().add_track(kind)
+    }
+
+    /// `createDataChannel`; it opens with a `DataChannel(Open(id))` event.
+    pub fn create_data_channel(&mut self, init: ChannelInit) -> Result<ChannelId, PeerError> {
+        self.connection_mut().create_data_channel(init)
+    }
+
+    /// `createOffer`: our offer as SDP text.
+    pub fn create_offer(&mut self) -> Result<String, PeerError> {
+        self.connection_mut().create_offer(Instant::now())
+    }
+
+    /// `createAnswer`: our answer to the remote offer as SDP text.
+    pub fn create_answer(&mut self) -> Result<String, PeerError> {
+        self.connection_mut().create_answer()
+    }
+
+    /// `setLocalDescription`.
+    pub fn set_local_description(&mut self, kind: SdpType, sdp: &str) -> Result<(), PeerError> {
+        self.connection_mut()
+            .set_local_description(Instant::now(), kind, sdp)
+    }
+
+    /// `setRemoteDescription`.
+    pub fn set_remote_description(&mut self, kind: SdpType, sdp: &str) -> Result<(), PeerError> {
+        self.connection_mut()
+            .set_remote_description(Instant::now(), kind, sdp)
+    }
+
+    /// The offerer's step: `create_offer` then `set_local_description`;
+    /// returns the offer to signal.
+    pub fn offer(&mut self) -> Result<String, PeerError> {
+        let offer = self.create_offer()?;
+        self.set_local_description(SdpType::Offer, &offer)?;
+        Ok(offer)
+    }
+
+    /// The answerer's step: `set_remote_description(offer)`,
+    /// `create_answer`, `set_local_description`; returns the answer to
+    /// signal.
+    pub fn answer(&mut self, offer: &str) -> Result<String, PeerError> {
+        self.set_remote_description(SdpType::Offer, offer)?;
+        let answer = self.create_answer()?;
+        self.set_local_description(SdpType::Answer, &answer)?;
+        Ok(answer)
+    }
+
+    /// The offerer's last step: `set_remote_description(answer)`.
+    pub fn accept_answer(&mut self, answer: &str) -> Result<(), PeerError> {
+        self.set_remote_description(SdpType::Answer, answer)
+    }
+
+    /// `addIceCandidate`: a trickled candidate line (`candidate:…`, with or
+    /// without `a=`).
+    pub fn add_ice_candidate(&mut self, candidate: &str) -> Result<(), PeerError> {
+        self.connection_mut()
+            .add_ice_candidate(Instant::now(), candidate)
+    }
+
+    /// The peer has no more candidates (RFC 8838 end-of-candidates).
+    pub fn add_end_of_candidates(&mut self) {
+        self.connection_mut().add_end_of_candidates(Instant::now());
+    }
+
+    // ---- media and data --------------------------------------------------
+
+    /// Sends one encoded frame on `track` with RTP timestamp `timestamp`
+    /// (90 kHz for video, 48 kHz for Opus); returns the RTP packet count.
+    pub fn send_frame(
+        &mut self,
+        track: TrackId,
+        timestamp: u32,
+        frame: &[u8],
+    ) -> Result<usize, PeerError> {
+        self.connection_mut()
+            .send_frame(Instant::now(), track, timestamp, frame)
+    }
+
+    /// Asks the peer for a keyframe on the m-line `mid` it sends (PLI).
+    pub fn request_keyframe(&mut self, mid: &str) -> Result<(), PeerError> {
+        self.connection_mut().request_keyframe(mid)
+    }
+
+    /// Sends a text message on a data channel.
+    pub fn send_text(&mut self, channel: ChannelId, text: &str) -> Result<(), PeerError> {
+        self.connection_mut()
+            .send_text(Instant::now(), channel, text)
+    }
+
+    /// Sends a binary message on a data channel.
+    pub fn send_binary(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), PeerError> {
+        self.connection_mut()
+            .send_binary(Instant::now(), channel, data)
+    }
+
+    /// Closes one data channel (its stream is reset).
+    pub fn close_data_channel(&mut self, channel: ChannelId) {
+        self.connection_mut()
+            .close_data_channel(Instant::now(), channel);
+    }
+
+    // ---- running ---------------------------------------------------------
+
+    /// Sends what is queued, then reads the socket and fires timers until
+    /// the connection has an event. Cancel-safe (see the module doc).
+    pub async fn next_event(&mut self) -> io::Result<PeerEvent> {
+        self.driver.next_event().await
+    }
+
+    /// Sends every queued datagram now.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.driver.flush().await
+    }
+
+    /// `close()`: aborts SCTP, sends DTLS close_notify, frees the
+    /// connection's state, and sends those last datagrams.
+    pub async fn close(&mut self) {
+        self.connection_mut().close(Instant::now());
+        if let Err(e) = self.driver.flush().await {
+            tracing::debug!(error = %e, "live peer: last datagrams not sent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::datachannel::{Event as DcEvent, Message};
+    use crate::peer::PeerConnectionState;
+
+    /// Two live peers on loopback: a data-channel message and a VP8 frame
+    /// from the offerer to the answerer, and a reply back.
+    #[tokio::test]
+    async fn two_live_peers_exchange_a_message_and_a_frame() {
+        let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let mut a = LivePeer::bind(LivePeer::config().expect("cert"), lo)
+            .await
+            .expect("bind a");
+        let mut b = LivePeer::bind(LivePeer::config().expect("cert"), lo)
+            .await
+            .expect("bind b");
+        assert_eq!(a.local_addr().ip(), lo.ip());
+        let video = a.add_track(MediaKind::Video).expect("track");
+        let chat = a
+            .create_data_channel(ChannelInit::new("chat"))
+            .expect("channel");
+        let offer = a.offer().expect("offer");
+        let answer = b.answer(&offer).expect("answer");
+        a.accept_answer(&answer).expect("accept");
+
+        let mut frame = vec![0x10u8; 2500]; // a VP8 keyframe-looking payload
+        frame[1] = 3;
+        let mut sent = false;
+        let mut got_frame = None;
+        let mut got_message = None;
+        let mut got_reply = None;
+        let done = tokio::time::timeout(Duration::from_secs(20), async {
+            while got_frame.is_none() || got_message.is_none() || got_reply.is_none() {
+                tokio::select! {
+                    e = a.next_event() => match e.expect("io a") {
+                        PeerEvent::LocalCandidate(c) => b.add_ice_candidate(&c.to_string()).expect("cand"),
+                        PeerEvent::GatheringComplete => b.add_end_of_candidates(),
+                        PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat && !sent => {
+                            sent = true;
+                            a.send_text(chat, "hello from a").expect("text");
+                            a.send_frame(video, 9000, &frame).expect("frame");
+                        }
+                        PeerEvent::DataChannel(DcEvent::Message { message, .. }) => got_reply = Some(message),
+                        PeerEvent::Error(e) => panic!("a: {e}"),
+                        _ => {}
+                    },
+                    e = b.next_event() => match e.expect("io b") {
+                        PeerEvent::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
+                        PeerEvent::GatheringComplete => a.add_end_of_candidates(),
+                        PeerEvent::Frame { frame, .. } => got_frame = Some(frame),
+                        PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                            b.send_binary(channel, b"reply").expect("reply");
+                            got_message = Some(message);
+                        }
+                        PeerEvent::Error(e) => panic!("b: {e}"),
+                        _ => {}
+                    },
+                }
+            }
+        })
+        .await;
+        assert!(done.is_ok(), "not done in time");
+        assert_eq!(got_message, Some(Message::Text("hello from a".into())));
+        assert_eq!(got_reply, Some(Message::Binary(b"reply".to_vec())));
+        let f = got_frame.expect("frame");
+        assert_eq!(f.data, frame);
+        assert_eq!(f.timestamp, 9000);
+        a.close().await;
+        assert_eq!(
+            a.connection().connection_state(),
+            PeerConnectionState::Closed
+        );
+        // B hears the close_notify.
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let PeerEvent::ConnectionState(PeerConnectionState::Closed) =
+                    b.next_event().await.expect("io b")
+                {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "b did not see the close");
+    }
+}

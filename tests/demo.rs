@@ -1,0 +1,310 @@
+//! `rtclab demo` with a Rust client in the browser's role: it joins a room
+//! over the signaling WebSocket, invites the demo's Rust peer with `POST
+//! /report {"invite":…}`, offers (a VP8 camera track and the `chat` and
+//! `photo` channels, as the page does), trickles candidates, and checks
+//! what a visitor would see: its frames come back identical, the chat
+//! echoes, a photo is acknowledged with the right SHA-256, the live panel
+//! reports each layer; then the demo stops as on Ctrl-C and the client
+//! sees the peer close. Bounded by timeouts; needs nothing installed.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
+use rtclab::demo::{Config, Demo, Summary};
+use rtclab::peer::{LivePeer, PeerConnectionState, PeerEvent};
+use rtclab::sdp::MediaKind;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+async fn start_demo() -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Summary>,
+) {
+    let demo = Demo::bind(Config::new("127.0.0.1:0".parse().unwrap()))
+        .await
+        .expect("bind");
+    let addr = demo.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        demo.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("demo run")
+    });
+    (addr, stop, task)
+}
+
+/// `POST path` with `body` over a fresh TCP connection; the status code.
+async fn post(addr: SocketAddr, path: &str, body: &str) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Default, Debug)]
+struct Seen {
+    chat: Vec<String>,
+    photo_ack: Option<Value>,
+    frames_back: usize,
+    frames_wrong: usize,
+    stats: Option<Value>,
+    closed: bool,
+    bye: bool,
+}
+
+/// One visitor session; `video`: whether the "browser" has a camera.
+async fn visit(video: bool) {
+    let (addr, stop, task) = start_demo().await;
+    let page = get(addr, "/").await;
+    assert!(
+        page.contains("200 OK") && page.contains("rtclab demo"),
+        "{page}"
+    );
+    assert!(get(addr, "/demo/demo.js").await.contains("200 OK"));
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+        .await
+        .expect("websocket");
+    let room = if video { "rust-video" } else { "rust-data" };
+    let join = json!({"type": "create or join", "room": room});
+    ws.send(WsMessage::text(join.to_string()))
+        .await
+        .expect("ws");
+
+    let mut peer = LivePeer::bind(
+        LivePeer::config().expect("cert"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .expect("bind");
+    let track = video.then(|| peer.add_track(MediaKind::Video).expect("track"));
+    let chat = peer
+        .create_data_channel(ChannelInit::new("chat"))
+        .expect("chat");
+    let photo_ch = peer
+        .create_data_channel(ChannelInit::new("photo"))
+        .expect("photo");
+    let photo: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut frames_sent: Vec<Vec<u8>> = Vec::new();
+    let mut seen = Seen::default();
+    let mut connected = false;
+    let mut ticker = tokio::time::interval(Duration::from_millis(33));
+
+    let outcome = tokio::time::timeout(LIMIT, async {
+        loop {
+            let done = seen.chat.iter().any(|t| t == "echo: hello rust")
+                && seen.photo_ack.is_some()
+                && (!video || seen.frames_back >= 10)
+                && seen.stats.as_ref().is_some_and(|s| s["sctp"] == "Established");
+            if done {
+                break;
+            }
+            tokio::select! {
+                m = ws.next() => {
+                    let Some(Ok(WsMessage::Text(text))) = m else { panic!("websocket ended: {m:?}") };
+                    let m: Value = serde_json::from_str(text.as_str()).expect("json");
+                    match m["type"].as_str() {
+                        Some("created") => {
+                            let body = json!({"invite": room}).to_string();
+                            assert_eq!(post(addr, "/report", &body).await, 204);
+                        }
+                        Some("ready") => {
+                            let offer = peer.offer().expect("offer");
+                            let msg = json!({"type": "message", "data": {"type": "offer", "sdp": offer}});
+                            ws.send(WsMessage::text(msg.to_string())).await.expect("ws");
+                        }
+                        Some("message") => {
+                            let d = &m["data"];
+                            match d["type"].as_str() {
+                                Some("answer") => peer.accept_answer(d["sdp"].as_str().expect("sdp")).expect("answer"),
+                                Some("candidate") => match d["candidate"].as_str() {
+                                    Some("") => peer.add_end_of_candidates(),
+                                    Some(c) => peer.add_ice_candidate(c).expect("candidate"),
+                                    None => panic!("{d}"),
+                                },
+                                Some("stats") => seen.stats = Some(d.clone()),
+                                Some("error") => panic!("the demo's peer failed: {d}"),
+                                _ => {}
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                e = peer.next_event() => match e.expect("io") {
+                    PeerEvent::LocalCandidate(c) => {
+                        let msg = json!({"type": "message", "data": {"type": "candidate",
+                            "candidate": c.to_string(), "sdpMid": "0", "sdpMLineIndex": 0}});
+                        ws.send(WsMessage::text(msg.to_string())).await.expect("ws");
+                    }
+                    PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
+                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat => {
+                        peer.send_text(chat, "hello rust").expect("chat");
+                    }
+                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == photo_ch => {
+                        let header = json!({"type": "photo", "bytes": photo.len(), "sha256": sha256_hex(&photo)});
+                        peer.send_text(photo_ch, &header.to_string()).expect("header");
+                        for c in photo.chunks(16 * 1024) {
+                            peer.send_binary(photo_ch, c).expect("chunk");
+                        }
+                    }
+                    PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) }) => {
+                        if channel == chat {
+                            seen.chat.push(t);
+                        } else if channel == photo_ch {
+                            seen.photo_ack = Some(serde_json::from_str(&t).expect("ack json"));
+                        }
+                    }
+                    PeerEvent::Frame { frame, .. } => {
+                        if frames_sent.contains(&frame.data) {
+                            seen.frames_back += 1;
+                        } else {
+                            seen.frames_wrong += 1;
+                        }
+                    }
+                    PeerEvent::Error(e) => panic!("client peer failed: {e}"),
+                    _ => {}
+                },
+                _ = ticker.tick() => {
+                    if let (true, Some(t)) = (connected, track) {
+                        let n = frames_sent.len() as u32;
+                        // A VP8 keyframe-looking payload (P bit 0), a new one each time.
+                        let mut f = vec![0x10u8; 1500 + (n as usize % 7) * 400];
+                        f[1..5].copy_from_slice(&n.to_be_bytes());
+                        peer.send_frame(t, n * 3000, &f).expect("frame");
+                        frames_sent.push(f);
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(outcome.is_ok(), "not done within {LIMIT:?}: {seen:#?}");
+    assert_eq!(seen.frames_wrong, 0, "{seen:#?}");
+    let ack = seen.photo_ack.clone().expect("ack");
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["bytes"], photo.len(), "{ack}");
+    assert_eq!(ack["sha256"], sha256_hex(&photo), "{ack}");
+    assert!(
+        seen.chat[0].starts_with("Hello from the Rust peer"),
+        "{:?}",
+        seen.chat
+    );
+    let stats = seen.stats.clone().expect("stats");
+    assert_eq!(stats["connection"], "Connected", "{stats}");
+    assert!(stats["pair"]["local"].as_str().is_some(), "{stats}");
+    if video {
+        assert!(
+            stats["srtp"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("SRTP_")),
+            "{stats}"
+        );
+    }
+    eprintln!("live panel: {stats}");
+
+    // Ctrl-C: the demo closes its peer (close_notify) and leaves the room.
+    stop.send(()).expect("stop");
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while !(seen.closed && seen.bye) {
+            tokio::select! {
+                m = ws.next() => match m {
+                    Some(Ok(WsMessage::Text(t))) if t.as_str().contains("\"bye\"") => seen.bye = true,
+                    Some(Ok(_)) => {}
+                    _ => seen.bye = true,
+                },
+                e = peer.next_event() => {
+                    if let Ok(PeerEvent::ConnectionState(PeerConnectionState::Closed)) = e {
+                        seen.closed = true;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(seen.closed, "the client never saw the demo's close_notify");
+    assert!(seen.bye, "the room never heard bye");
+    let summary = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the demo stops")
+        .expect("task");
+    assert_eq!(summary.sessions, 1);
+}
+
+#[tokio::test]
+async fn a_visitor_with_a_camera_gets_video_chat_photo_and_the_panel() {
+    visit(true).await;
+}
+
+#[tokio::test]
+async fn a_visitor_without_a_camera_gets_a_data_only_session() {
+    visit(false).await;
+}
+
+#[tokio::test]
+async fn bad_invitations_are_refused_and_other_reports_pass_through() {
+    let (reports, mut reported) = tokio::sync::mpsc::channel(4);
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap());
+    config.reports = Some(reports);
+    config.max_sessions = 0;
+    let demo = Demo::bind(config).await.expect("bind");
+    let addr = demo.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(demo.run_until(async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(
+        post(addr, "/report", r#"{"invite":"bad room!"}"#).await,
+        204
+    );
+    assert_eq!(post(addr, "/report", r#"{"invite":"fine"}"#).await, 204);
+    assert_eq!(post(addr, "/report", r#"{"frames":3}"#).await, 204);
+    let r = tokio::time::timeout(Duration::from_secs(5), reported.recv())
+        .await
+        .expect("a report");
+    assert_eq!(r.as_deref(), Some(r#"{"frames":3}"#));
+    stop.send(()).expect("stop");
+    let summary = task.await.expect("task").expect("run");
+    assert_eq!(
+        summary,
+        Summary {
+            sessions: 0,
+            refused: 2
+        }
+    );
+}

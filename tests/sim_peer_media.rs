@@ -1,0 +1,783 @@
+//! Two `peer::PeerConnection`s in the simulator, for the media parts: RTCP
+//! SR/RR on schedule and the `stats()` they feed (checked against what was
+//! sent, under loss); removing a track and the data channels mid-call;
+//! H.264 both ways; consent loss failing the connection and freeing it.
+//! Virtual time, fixed seeds.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
+use rtclab::dtls::cert::Certificate;
+use rtclab::machine::Machine;
+use rtclab::peer::{
+    PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, SignalingState,
+    TrackCodec, TrackId,
+};
+use rtclab::sdp::Codec;
+use rtclab::sim::{HostId, LinkConfig, Sim};
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("addr")
+}
+
+const A: &str = "192.0.2.1:5000";
+const B: &str = "198.51.100.2:6000";
+
+fn certificate(rng: &mut StdRng) -> Certificate {
+    Certificate::generate(rng, SystemTime::now()).expect("certificate")
+}
+
+struct Pair {
+    sim: Sim,
+    hosts: [HostId; 2],
+    log: [Vec<PeerEvent>; 2],
+    /// Each side's tracks, in the order `codecs` gave them.
+    tracks: [Vec<TrackId>; 2],
+    /// A's channels.
+    channels: Vec<ChannelId>,
+}
+
+/// A offers, B answers. Each side adds tracks with `codecs[side]`; A makes
+/// `channels` data channels; `config` may change B's configuration.
+fn pair(
+    seed: u64,
+    link: LinkConfig,
+    codecs: [&[TrackCodec]; 2],
+    channels: usize,
+    config_b: impl FnOnce(&mut PeerConfig),
+) -> Pair {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (ca, cb) = (certificate(&mut rng), certificate(&mut rng));
+    let mut sim = Sim::new(seed);
+    let now = sim.now();
+    let mut a = PeerConnection::new(
+        PeerConfig::new(ca, vec![addr(A)]),
+        StdRng::seed_from_u64(seed * 2 + 1),
+    );
+    let mut cfg_b = PeerConfig::new(cb, vec![addr(B)]);
+    config_b(&mut cfg_b);
+    let mut b = PeerConnection::new(cfg_b, StdRng::seed_from_u64(seed * 2 + 2));
+    let tracks = [
+        codecs[0]
+            .iter()
+            .map(|&c| a.add_track_with_codec(c).expect("track"))
+            .collect(),
+        codecs[1]
+            .iter()
+            .map(|&c| b.add_track_with_codec(c).expect("track"))
+            .collect(),
+    ];
+    let channels = (0..channels)
+        .map(|i| {
+            a.create_data_channel(ChannelInit::new(&format!("ch{i}")))
+                .expect("dc")
+        })
+        .collect();
+    let offer = a.create_offer(now).expect("offer");
+    a.set_local_description(now, SdpType::Offer, &offer)
+        .expect("local offer");
+    b.set_remote_description(now, SdpType::Offer, &offer)
+        .expect("remote offer");
+    let answer = b.create_answer().expect("answer");
+    b.set_local_description(now, SdpType::Answer, &answer)
+        .expect("local answer");
+    a.set_remote_description(now, SdpType::Answer, &answer)
+        .expect("remote answer");
+    let ha = sim.add_host(a, &[addr(A)]);
+    let hb = sim.add_host(b, &[addr(B)]);
+    sim.set_link(ha, link);
+    Pair {
+        sim,
+        hosts: [ha, hb],
+        log: [Vec::new(), Vec::new()],
+        tracks,
+        channels,
+    }
+}
+
+/// Trickles candidates through "signaling" as text; keeps other events.
+fn pump(sim: &mut Sim, hosts: [HostId; 2], log: &mut [Vec<PeerEvent>; 2]) {
+    for side in 0..2 {
+        let now = sim.now();
+        for e in sim.events::<PeerConnection>(hosts[side]) {
+            let other = sim.machine_mut::<PeerConnection>(hosts[1 - side]);
+            match e {
+                PeerEvent::LocalCandidate(c) => other
+                    .add_ice_candidate(now, &format!("a={c}"))
+                    .expect("candidate"),
+                PeerEvent::GatheringComplete => other.add_end_of_candidates(now),
+                e => log[side].push(e),
+            }
+        }
+    }
+}
+
+impl Pair {
+    fn pc(&mut self, side: usize) -> &mut PeerConnection {
+        self.sim.machine_mut::<PeerConnection>(self.hosts[side])
+    }
+
+    fn states(&self) -> [PeerConnectionState; 2] {
+        self.hosts
+            .map(|h| self.sim.machine::<PeerConnection>(h).connection_state())
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[Vec<PeerEvent>; 2]) -> bool) {
+        let hosts = self.hosts;
+        let log = &mut self.log;
+        self.sim.run_for_with(limit, |sim| {
+            pump(sim, hosts, log);
+            done(log)
+        });
+    }
+
+    /// Connected, and A's channels open on both sides.
+    fn connect(&mut self) -> bool {
+        let n = self.channels.len();
+        self.run_until(Duration::from_secs(5), |log| {
+            log.iter().all(|l| {
+                l.iter()
+                    .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Open(_))))
+                    .count()
+                    == n
+                    && l.iter().any(|e| {
+                        matches!(
+                            e,
+                            PeerEvent::ConnectionState(PeerConnectionState::Connected)
+                        )
+                    })
+            })
+        });
+        self.states() == [PeerConnectionState::Connected; 2]
+    }
+
+    fn run(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
+    fn mid(&mut self, side: usize, track: usize) -> String {
+        let t = self.tracks[side][track];
+        self.pc(side).track_mid(t).expect("mid").to_string()
+    }
+
+    fn frames(&self, side: usize, mid: &str) -> Vec<Vec<u8>> {
+        self.log[side]
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::Frame { mid: m, frame } if m == mid => Some(frame.data.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn messages(&self, side: usize) -> Vec<Message> {
+        self.log[side]
+            .iter()
+            .filter_map(|e| match e {
+                PeerEvent::DataChannel(DcEvent::Message { message, .. }) => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Offer from `offerer`, answer from the other, applied at once.
+    fn renegotiate(&mut self, offerer: usize) {
+        let now = self.sim.now();
+        let answerer = 1 - offerer;
+        let offer = self.pc(offerer).create_offer(now).expect("offer");
+        self.pc(offerer)
+            .set_local_description(now, SdpType::Offer, &offer)
+            .expect("local offer");
+        self.pc(answerer)
+            .set_remote_description(now, SdpType::Offer, &offer)
+            .expect("remote offer");
+        let answer = self.pc(answerer).create_answer().expect("answer");
+        self.pc(answerer)
+            .set_local_description(now, SdpType::Answer, &answer)
+            .expect("local answer");
+        self.pc(offerer)
+            .set_remote_description(now, SdpType::Answer, &answer)
+            .expect("remote answer");
+    }
+}
+
+/// VP8 frames: a keyframe first (P bit 0), then interframes.
+fn vp8_frames(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let len = rng.random_range(50..5000);
+            let mut f: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            f[0] = if i == 0 { f[0] & !1 } else { f[0] | 1 };
+            f
+        })
+        .collect()
+}
+
+/// H.264 access units in Annex-B (4-byte start codes): SPS, PPS and a
+/// large IDR slice first (FU-A), then non-IDR slices; NAL bodies have no
+/// zero bytes, so no start-code emulation.
+fn h264_frames(n: usize, seed: u64) -> Vec<Vec<u8>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut nal = |header: u8, len: usize| -> Vec<u8> {
+        let mut v = vec![0, 0, 0, 1, header];
+        v.extend((0..len).map(|_| rng.random_range(1..=255u8)));
+        v
+    };
+    (0..n)
+        .map(|i| {
+            if i == 0 {
+                let mut au = nal(0x67, 12); // SPS
+                au.extend(nal(0x68, 4)); // PPS
+                au.extend(nal(0x65, 6000)); // IDR slice
+                au
+            } else {
+                let len = 30 + (i * 397) % 3000;
+                nal(0x41, len) // non-IDR slice
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn stats_count_what_was_sent_under_loss_and_rtcp_gives_the_rtt() {
+    let link = LinkConfig {
+        loss: 0.05,
+        delay: Duration::from_millis(20),
+        jitter: Duration::from_millis(2),
+        ..LinkConfig::default()
+    };
+    let codecs: &[TrackCodec] = &[TrackCodec::Vp8];
+    let mut p = pair(11, LinkConfig::default(), [codecs, codecs], 1, |_| {});
+    assert!(p.connect(), "{:?} {:?}", p.states(), p.log);
+    let frames = vp8_frames(90, 11);
+    let (ta, tb) = (p.tracks[0][0], p.tracks[1][0]);
+    let (mid_a, mid_b) = (p.mid(0, 0), p.mid(1, 0));
+    for (i, f) in frames.iter().enumerate() {
+        // The first and last frames go over a clean link: RFC 3550 A.1
+        // counts from the first packet received to the highest one, so
+        // then "expected" covers everything sent. In between, 5% loss.
+        if i == 1 {
+            p.sim.set_link(p.hosts[0], link.clone());
+        }
+        if i == 80 {
+            p.sim.set_link(p.hosts[0], LinkConfig::default());
+        }
+        let now = p.sim.now();
+        p.pc(0)
+            .send_frame(now, ta, 3000 * i as u32, f)
+            .expect("send a");
+        p.pc(1)
+            .send_frame(now, tb, 3000 * i as u32, &f[..f.len().min(400)])
+            .expect("send b");
+        p.run(Duration::from_millis(33));
+    }
+    let ch = p.channels[0];
+    for i in 0..5 {
+        let now = p.sim.now();
+        p.pc(0).send_text(now, ch, &format!("m{i}")).expect("text");
+    }
+    // Long enough for every hole to be repaired and for a few report rounds.
+    p.run(Duration::from_secs(4));
+    assert_eq!(p.frames(1, &mid_a).len(), frames.len());
+
+    let (sa, sb) = (p.pc(0).stats(), p.pc(1).stats());
+    let out = sa.outbound(ta).expect("outbound").clone();
+    let inb = sb.inbound(&mid_a).expect("inbound").clone();
+    // What A sent and B saw of it.
+    assert_eq!(out.mid.as_deref(), Some(mid_a.as_str()));
+    assert_eq!(out.codec.as_deref(), Some("VP8"));
+    assert_eq!(out.frames_sent, frames.len() as u64);
+    let packets: u64 = frames.iter().map(|f| f.len().div_ceil(1100) as u64).sum();
+    assert!(out.packets_sent >= packets, "{out:?}");
+    // Payload bytes: the frames plus a VP8 descriptor (1 to 6 bytes) per packet.
+    let frame_bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+    assert!(
+        out.bytes_sent > frame_bytes && out.bytes_sent <= frame_bytes + 6 * out.packets_sent,
+        "{out:?}"
+    );
+    // 12 fixed + 4 extension header + mid element padded to 4.
+    assert_eq!(out.header_bytes_sent, 20 * out.packets_sent);
+    assert_eq!(inb.ssrc, Some(out.ssrc));
+    assert_eq!(inb.codec.as_deref(), Some("VP8"));
+    assert!(inb.packets_lost > 0, "5% loss: {inb:?}");
+    assert_eq!(
+        inb.packets_received as i64 + inb.packets_lost,
+        out.packets_sent as i64,
+        "RFC 3550 A.3: expected = received + lost"
+    );
+    assert!(inb.bytes_received < out.bytes_sent);
+    assert_eq!(inb.frames_received, frames.len() as u64);
+    assert_eq!(inb.keyframes_received, 1);
+    assert!(inb.jitter < Duration::from_millis(20), "{:?}", inb.jitter);
+    // Loss repair, seen from both ends.
+    assert!(inb.nack_count > 0 && out.nack_count > 0, "{inb:?} {out:?}");
+    assert!(out.nack_count <= inb.nack_count);
+    assert!(inb.rtx_packets_received > 0);
+    assert!(out.retransmitted_packets_sent >= inb.rtx_packets_received);
+    assert!(out.retransmitted_bytes_sent > 0);
+    assert_eq!(inb.nack_count, p.pc(1).media_stats().nacks_sent);
+    // RTCP: SRs went out and reached B; B's RR came back with the loss
+    // B counted (the last report after the link was clean) and an RTT
+    // from LSR/DLSR of the clean path: 5 + 5 ms each way.
+    assert!(out.sender_reports_sent >= 3, "{out:?}");
+    assert!(inb.sender_reports_received >= 2, "{inb:?}");
+    assert!(out.reports_received >= 3, "{out:?}");
+    assert_eq!(out.remote_packets_lost, inb.packets_lost);
+    let rtt = out.round_trip_time.expect("rtt");
+    assert!(
+        rtt >= Duration::from_millis(19) && rtt <= Duration::from_millis(22),
+        "{rtt:?}"
+    );
+    // B's track, clean path back (A's link loss hit it too before).
+    let back = sa.inbound(&mid_b).expect("inbound b");
+    let out_b = sb.outbound(tb).expect("outbound b");
+    assert_eq!(
+        back.packets_received as i64 + back.packets_lost,
+        out_b.packets_sent as i64
+    );
+    assert!(out_b.round_trip_time.is_some());
+    // The transport counts every datagram the simulator carried.
+    let (ha, hb) = (p.hosts[0], p.hosts[1]);
+    assert_eq!(sa.transport.bytes_sent, p.sim.host_stats(ha).bytes_sent);
+    assert_eq!(sa.transport.packets_sent, p.sim.host_stats(ha).sent);
+    assert_eq!(
+        sb.transport.bytes_received,
+        p.sim.host_stats(hb).bytes_delivered
+    );
+    assert!(sa.transport.rtcp_reports_sent >= 3);
+    assert_eq!(sa.transport.remote_address, Some(addr(B)));
+    assert!(sa.transport.selected_candidate_pair.is_some());
+    // Data channels.
+    assert_eq!(sa.data_channels.channels_opened, 1);
+    assert_eq!(sb.data_channels.channels_opened, 1);
+    assert_eq!(sa.data_channels.messages_sent, 5);
+    assert_eq!(sb.data_channels.messages_received, 5);
+    assert_eq!(sb.data_channels.bytes_received, 10);
+}
+
+#[test]
+fn renegotiation_removes_a_track_and_the_data_channels_mid_call() {
+    let codecs: &[TrackCodec] = &[TrackCodec::Vp8, TrackCodec::Opus];
+    let mut p = pair(12, LinkConfig::default(), [codecs, codecs], 2, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    let (a_video, a_mid) = (p.tracks[0][0], p.mid(0, 0));
+    let b_mid = p.mid(1, 0);
+    let frames = vp8_frames(3, 12);
+    let now = p.sim.now();
+    for (i, f) in frames.iter().enumerate() {
+        p.pc(0)
+            .send_frame(now, a_video, 3000 * i as u32, f)
+            .expect("send");
+    }
+    p.run(Duration::from_millis(200));
+    assert_eq!(p.frames(1, &a_mid), frames);
+
+    // One channel closes on its own (stream reset, RFC 8831 §6.7).
+    let now = p.sim.now();
+    let ch0 = p.channels[0];
+    p.pc(0).close_data_channel(now, ch0);
+    p.run(Duration::from_millis(200));
+    let closed = |log: &[PeerEvent]| {
+        log.iter()
+            .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Closed(_))))
+            .count()
+    };
+    assert_eq!((closed(&p.log[0]), closed(&p.log[1])), (1, 1));
+
+    // A removes its video track and the data channels, and offers.
+    p.pc(0).remove_track(a_video).expect("remove");
+    assert!(
+        p.pc(0).send_frame(now, a_video, 0, &frames[1]).is_err(),
+        "a removed track sends nothing"
+    );
+    p.pc(0).remove_data_channels(now).expect("remove dc");
+    let offer = p.pc(0).create_offer(now).expect("offer");
+    // JSEP: the video m-line keeps its port and turns recvonly (A still
+    // receives B's video); the data m-line is rejected with port 0.
+    let sections: Vec<&str> = offer.split("m=").skip(1).collect();
+    let video = sections
+        .iter()
+        .find(|s| s.contains(&format!("a=mid:{a_mid}\r")))
+        .expect("video m-line");
+    assert!(
+        video.starts_with("video ") && !video.starts_with("video 0 "),
+        "{video}"
+    );
+    assert!(video.contains("a=recvonly"), "{video}");
+    let data = sections
+        .iter()
+        .find(|s| s.starts_with("application"))
+        .expect("data m-line");
+    assert!(data.starts_with("application 0 "), "{data}");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer)
+        .expect("local offer");
+    p.pc(1)
+        .set_remote_description(now, SdpType::Offer, &offer)
+        .expect("remote offer");
+    let answer = p.pc(1).create_answer().expect("answer");
+    assert!(answer.contains("a=sendonly"), "{answer}");
+    p.pc(1)
+        .set_local_description(now, SdpType::Answer, &answer)
+        .expect("local answer");
+    p.pc(0)
+        .set_remote_description(now, SdpType::Answer, &answer)
+        .expect("remote answer");
+    p.run(Duration::from_millis(300));
+    // B's receiver of A's video ended; the other streams did not.
+    let ended = |log: &[PeerEvent]| -> Vec<String> {
+        log.iter()
+            .filter_map(|e| match e {
+                PeerEvent::TrackEnded { mid } => Some(mid.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(ended(&p.log[1]), vec![a_mid.clone()]);
+    assert!(ended(&p.log[0]).is_empty());
+    assert!(p.pc(1).stats().inbound(&a_mid).is_none());
+    // Every channel is closed on both sides, and no SCTP is left.
+    assert_eq!((closed(&p.log[0]), closed(&p.log[1])), (2, 2));
+    assert!(p.pc(0).data_channels().is_none());
+    assert!(p.pc(1).data_channels().is_none());
+    let ch1 = p.channels[1];
+    assert!(p.pc(0).send_text(now, ch1, "gone").is_err());
+    // B's video still flows to A on the now sendonly/recvonly m-line.
+    let now = p.sim.now();
+    let tb = p.tracks[1][0];
+    for (i, f) in frames.iter().enumerate() {
+        p.pc(1)
+            .send_frame(now, tb, 3000 * i as u32, f)
+            .expect("b send");
+    }
+    p.run(Duration::from_millis(200));
+    assert_eq!(p.frames(0, &b_mid), frames);
+
+    // B removes its video too: the m-line goes inactive; A's receiver ends.
+    p.pc(1).remove_track(tb).expect("remove b");
+    p.renegotiate(1);
+    let local = p.pc(0).negotiated().and_then(|n| n.by_mid(&a_mid)).cloned();
+    assert_eq!(
+        local.map(|m| (m.rejected, m.direction.sends(), m.direction.receives())),
+        Some((false, false, false)),
+        "inactive, port kept"
+    );
+    p.run(Duration::from_millis(100));
+    assert_eq!(ended(&p.log[0]), vec![b_mid.clone()]);
+    // Audio is untouched, and the connection is up.
+    assert_eq!(p.states(), [PeerConnectionState::Connected; 2]);
+    let (ta, amid) = (p.tracks[0][1], p.mid(0, 1));
+    let now = p.sim.now();
+    p.pc(0).send_frame(now, ta, 0, b"opus").expect("audio");
+    p.run(Duration::from_millis(100));
+    assert_eq!(p.frames(1, &amid), [b"opus".to_vec()]);
+
+    // Channels can come back: a new data m-line and association.
+    let now = p.sim.now();
+    let again = p
+        .pc(0)
+        .create_data_channel(ChannelInit::new("again"))
+        .expect("dc");
+    p.renegotiate(0);
+    p.run_until(Duration::from_secs(2), |log| {
+        log[1]
+            .iter()
+            .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Open(_))))
+            .count()
+            == 3
+    });
+    let now2 = p.sim.now();
+    p.pc(0).send_text(now2, again, "back").expect("send again");
+    p.run(Duration::from_millis(200));
+    assert!(p.messages(1).contains(&Message::Text("back".into())));
+    let _ = now;
+}
+
+#[test]
+fn h264_access_units_flow_both_ways_identical() {
+    let h264: &[TrackCodec] = &[TrackCodec::H264];
+    let mut p = pair(13, LinkConfig::default(), [h264, h264], 0, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    let frames = h264_frames(30, 13);
+    for side in 0..2 {
+        let t = p.tracks[side][0];
+        for (i, f) in frames.iter().enumerate() {
+            let now = p.sim.now();
+            p.pc(side)
+                .send_frame(now, t, 3000 * i as u32, f)
+                .expect("send");
+        }
+    }
+    p.run(Duration::from_millis(300));
+    for side in 0..2 {
+        let mid = p.mid(1 - side, 0);
+        let got = p.frames(side, &mid);
+        assert_eq!(got.len(), frames.len(), "side {side}");
+        assert_eq!(got, frames, "side {side}");
+        let s = p.pc(side).stats();
+        let inb = s.inbound(&mid).expect("inbound");
+        assert_eq!(inb.codec.as_deref(), Some("H264"));
+        assert_eq!(inb.keyframes_received, 1);
+        let out = s.outbound(p.tracks[side][0]).expect("outbound");
+        assert_eq!(out.codec.as_deref(), Some("H264"));
+    }
+    // The answer kept packetization-mode 1 and the offered profile.
+    let n = p.pc(0).negotiated().expect("negotiated").clone();
+    let mid = p.mid(0, 0);
+    let h = n
+        .by_mid(&mid)
+        .and_then(|m| m.codecs.iter().find(|c| c.name == "H264"))
+        .expect("H264 negotiated")
+        .clone();
+    let fmtp = h.remote_fmtp.unwrap_or_default();
+    assert!(fmtp.contains("packetization-mode=1"), "{fmtp}");
+    assert!(fmtp.contains("profile-level-id=42e01f"), "{fmtp}");
+}
+
+#[test]
+fn h264_track_refuses_to_send_when_the_peer_has_no_h264() {
+    let mut p = pair(
+        14,
+        LinkConfig::default(),
+        [&[TrackCodec::H264], &[]],
+        0,
+        |c| c.capabilities.video.codecs = vec![Codec::vp8(96, Some(97))],
+    );
+    assert!(p.connect(), "{:?}", p.states());
+    let t = p.tracks[0][0];
+    let now = p.sim.now();
+    let err = p
+        .pc(0)
+        .send_frame(now, t, 0, &h264_frames(1, 1)[0])
+        .expect_err("no H264 agreed");
+    assert!(err.to_string().contains("codec"), "{err}");
+    assert_eq!(
+        p.pc(0).stats().outbound(t).and_then(|o| o.codec.clone()),
+        None
+    );
+}
+
+#[test]
+fn consent_loss_fails_the_connection_and_frees_everything() {
+    let mut p = pair(
+        15,
+        LinkConfig::default(),
+        [&[TrackCodec::Vp8], &[TrackCodec::Vp8]],
+        1,
+        |_| {},
+    );
+    assert!(p.connect(), "{:?}", p.states());
+    let started = p.sim.now();
+    // B vanishes: nothing of A's reaches it, nothing of B's comes back.
+    let dead = LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    };
+    p.sim.set_link(p.hosts[1], dead);
+    let a = p.hosts[0];
+    p.run_until(Duration::from_secs(60), |log| {
+        log[0]
+            .iter()
+            .any(|e| matches!(e, PeerEvent::ConnectionState(PeerConnectionState::Failed)))
+    });
+    let took = p.sim.now() - started;
+    assert_eq!(p.states()[0], PeerConnectionState::Failed, "{:?}", p.log[0]);
+    // RFC 7675 §5.1: consent expires 30 s after the last answer.
+    assert!(
+        took >= Duration::from_secs(29) && took <= Duration::from_secs(32),
+        "{took:?}"
+    );
+    // It went through `disconnected` first.
+    let states: Vec<PeerConnectionState> = p.log[0]
+        .iter()
+        .filter_map(|e| match e {
+            PeerEvent::ConnectionState(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        states.ends_with(&[
+            PeerConnectionState::Connected,
+            PeerConnectionState::Disconnected,
+            PeerConnectionState::Failed
+        ]),
+        "{states:?}"
+    );
+    let err = p.log[0]
+        .iter()
+        .find_map(|e| match e {
+            PeerEvent::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("an error event");
+    assert!(matches!(err, PeerError::Transport(_)), "{err:?}");
+    assert!(err.to_string().contains("consent"), "{err}");
+    // Nothing is left running: no timer, no SCTP, no media state.
+    let m = p.sim.machine_mut::<PeerConnection>(a);
+    assert_eq!(m.poll_timeout(), None);
+    assert!(m.data_channels().is_none());
+    assert!(m.stats().inbound.is_empty());
+    let now = p.sim.now();
+    let t = p.tracks[0][0];
+    assert!(p.pc(0).send_frame(now, t, 0, &[0u8; 10]).is_err());
+    p.pc(0).close(now);
+    assert_eq!(p.pc(0).poll_timeout(), None);
+    assert_eq!(p.pc(0).connection_state(), PeerConnectionState::Closed);
+    assert!(p.pc(0).poll_transmit().is_none());
+}
+
+#[test]
+fn rollback_cancels_a_pending_offer_on_either_side() {
+    let codecs: &[TrackCodec] = &[TrackCodec::Vp8];
+    let mut p = pair(16, LinkConfig::default(), [codecs, codecs], 1, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    let now = p.sim.now();
+    // Nothing to roll back when stable.
+    assert!(
+        p.pc(0)
+            .set_local_description(now, SdpType::Rollback, "")
+            .is_err()
+    );
+    // A offers a new track, then thinks better of it.
+    let extra = p
+        .pc(0)
+        .add_track(rtclab::sdp::MediaKind::Video)
+        .expect("track");
+    let offer = p.pc(0).create_offer(now).expect("offer");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer)
+        .expect("local offer");
+    p.pc(0)
+        .set_local_description(now, SdpType::Rollback, "")
+        .expect("rollback");
+    assert_eq!(p.pc(0).signaling_state(), SignalingState::Stable);
+    assert!(
+        p.pc(0)
+            .set_remote_description(now, SdpType::Answer, "v=0\r\n")
+            .is_err()
+    );
+    // B gets an offer and rolls it back: no track appears.
+    let mark = p.log[1].len();
+    let offer = p.pc(0).create_offer(now).expect("offer again");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer)
+        .expect("local offer");
+    p.pc(1)
+        .set_remote_description(now, SdpType::Offer, &offer)
+        .expect("remote offer");
+    let _ = p.pc(1).create_answer().expect("answer");
+    p.pc(1)
+        .set_remote_description(now, SdpType::Rollback, "")
+        .expect("remote rollback");
+    assert_eq!(p.pc(1).signaling_state(), SignalingState::Stable);
+    p.run(Duration::from_millis(100));
+    assert!(
+        !p.log[1][mark..]
+            .iter()
+            .any(|e| matches!(e, PeerEvent::Track { .. })),
+        "a rolled-back offer adds nothing"
+    );
+    // A rolls back too, and a complete exchange then carries the track.
+    p.pc(0)
+        .set_local_description(now, SdpType::Rollback, "")
+        .expect("rollback");
+    p.renegotiate(0);
+    let mid = p.pc(0).track_mid(extra).expect("mid").to_string();
+    let frames = vp8_frames(3, 16);
+    let now = p.sim.now();
+    for (i, f) in frames.iter().enumerate() {
+        p.pc(0)
+            .send_frame(now, extra, 3000 * i as u32, f)
+            .expect("send");
+    }
+    p.run(Duration::from_millis(200));
+    assert_eq!(p.frames(1, &mid), frames);
+}
+
+#[test]
+fn glare_mid_call_the_polite_peer_rolls_back_and_both_tracks_flow() {
+    let codecs: &[TrackCodec] = &[TrackCodec::Opus];
+    let mut p = pair(17, LinkConfig::default(), [codecs, codecs], 1, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    let now = p.sim.now();
+    // Both add a video track and offer at the same moment.
+    let ta = p.pc(0).add_track(rtclab::sdp::MediaKind::Video).expect("a");
+    let tb = p.pc(1).add_track(rtclab::sdp::MediaKind::Video).expect("b");
+    let offer_a = p.pc(0).create_offer(now).expect("offer a");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer_a)
+        .expect("local a");
+    let offer_b = p.pc(1).create_offer(now).expect("offer b");
+    p.pc(1)
+        .set_local_description(now, SdpType::Offer, &offer_b)
+        .expect("local b");
+    // A is impolite: it ignores B's offer. B is polite: A's offer rolls
+    // B's back implicitly, and B answers.
+    p.pc(1)
+        .set_remote_description(now, SdpType::Offer, &offer_a)
+        .expect("implicit rollback");
+    let answer = p.pc(1).create_answer().expect("answer");
+    p.pc(1)
+        .set_local_description(now, SdpType::Answer, &answer)
+        .expect("local answer");
+    p.pc(0)
+        .set_remote_description(now, SdpType::Answer, &answer)
+        .expect("remote answer");
+    // B's track was not in that exchange; B offers again for it.
+    p.renegotiate(1);
+    let frames = vp8_frames(3, 17);
+    let now = p.sim.now();
+    for (i, f) in frames.iter().enumerate() {
+        p.pc(0).send_frame(now, ta, 3000 * i as u32, f).expect("a");
+        p.pc(1).send_frame(now, tb, 3000 * i as u32, f).expect("b");
+    }
+    p.run(Duration::from_millis(300));
+    let (ma, mb) = (
+        p.pc(0).track_mid(ta).expect("mid a").to_string(),
+        p.pc(1).track_mid(tb).expect("mid b").to_string(),
+    );
+    assert_eq!(p.frames(1, &ma), frames);
+    assert_eq!(p.frames(0, &mb), frames);
+    assert_eq!(p.states(), [PeerConnectionState::Connected; 2]);
+}
+
+#[test]
+fn local_ice_credentials_are_configurable() {
+    let creds = rtclab::ice::Credentials {
+        ufrag: "rtcl".into(),
+        pwd: "a/very+long/password/of/ours".into(),
+    };
+    let mut answer_text = String::new();
+    let chosen = creds.clone();
+    let mut p = pair(18, LinkConfig::default(), [&[], &[]], 1, |c| {
+        c.ice_credentials = Some(chosen)
+    });
+    assert!(p.connect(), "{:?}", p.states());
+    let local = p
+        .pc(1)
+        .transport()
+        .expect("transport")
+        .local_credentials()
+        .clone();
+    assert_eq!(local, creds);
+    if let Some(sd) = p.pc(0).negotiated() {
+        answer_text = sd.remote_ice_ufrag.clone();
+    }
+    assert_eq!(answer_text, "rtcl");
+
+    // Too short a password: refused with a clear error.
+    let mut rng = StdRng::seed_from_u64(18);
+    let mut config = PeerConfig::new(certificate(&mut rng), vec![addr(A)]);
+    config.ice_credentials = Some(rtclab::ice::Credentials {
+        ufrag: "rtcl".into(),
+        pwd: "short".into(),
+    });
+    let mut bad = PeerConnection::new(config, StdRng::seed_from_u64(1));
+    let now = Sim::new(1).now();
+    let err = bad.create_offer(now).expect_err("bad credentials");
+    assert!(err.to_string().contains("RFC 8839"), "{err}");
+}
