@@ -987,9 +987,11 @@ impl Association {
         if got_data {
             self.data_packets_unacked += 1;
             // §6.2: SACK at least every second packet, at once on gaps or
-            // duplicates (§6.7: after each packet while a gap is open, and
-            // on the packet that closes it, so that the sender learns at
-            // once that its retransmission arrived).
+            // duplicates (§6.7: after each packet while a gap is open). Also
+            // at once on the packet that closes a gap, as TCP does (RFC 5681
+            // §4.2), so that the sender learns without the 200 ms delay that
+            // its retransmission arrived (§6.2 bounds how long a SACK may
+            // wait, never how soon it may go).
             if immediate
                 || had_gaps
                 || self.data_packets_unacked >= 2
