@@ -6,6 +6,14 @@
 //! a missing browser is a loud skip (a failure under
 //! `RTCLAB_REQUIRE_INTEROP=1`); the browser's output and the page's log are
 //! printed on failure.
+//!
+//! Cases (each run for both browsers, H.264 for Chromium only):
+//! 1. camera → Rust in VP8 (an IVF file, read back) and H.264 (Annex-B);
+//! 2. a VP8 clip (`tests/fixtures/media/fake-camera-vp8.ivf`) → the page;
+//! 3. reflect: camera → Rust → the page;
+//! 4. Opus both ways (the microphone's packets reflected);
+//! 5. renegotiation: the page adds a track (its new offer), then Rust adds
+//!    one (our new offer); media flows on both new tracks.
 
 mod common;
 
@@ -592,4 +600,221 @@ async fn chromium_vp8_clip_to_browser() {
 #[tokio::test]
 async fn firefox_vp8_clip_to_browser() {
     clip_to_browser(BrowserKind::Firefox).await;
+}
+
+// ---------------------------------------------------------------------------
+// Case 3: reflect, browser → Rust → browser (as the demo does).
+
+async fn reflect(kind: BrowserKind) {
+    let Some(mut run) = Run::start(kind, "case=reflect&codec=VP8").await else {
+        return;
+    };
+    let mut track = None;
+    let mut camera_mid = None;
+    let mut reflected = 0u64;
+    let mut seen = Vec::new();
+    loop {
+        match run.step().await {
+            Step::Offer(sdp) => track = run.answer(&sdp, &[TrackCodec::Vp8]).await.first().copied(),
+            Step::Peer(PeerEvent::Track { mid, .. }) => camera_mid = Some(mid),
+            Step::Peer(PeerEvent::Frame { mid, frame }) if Some(&mid) == camera_mid.as_ref() => {
+                let track = track.expect("our track");
+                // Same RTP timestamp: the reflection keeps the camera's timing.
+                if let Err(e) = run.peer().send_frame(track, frame.timestamp, &frame.data) {
+                    run.fail(&format!("send_frame: {e}"));
+                }
+                reflected += 1;
+            }
+            Step::Peer(PeerEvent::KeyframeRequested(_)) => {
+                // No encoder here: ask the camera's encoder (PLI).
+                if let Some(mid) = camera_mid.clone() {
+                    let _ = run.peer().request_keyframe(&mid);
+                }
+            }
+            Step::Report => {
+                let (decoded, keys, plis) = video_in(&run);
+                seen.push(decoded);
+                let n = seen.len();
+                if decoded >= 30 && keys >= 1 && n >= 3 && seen[n - 3] < decoded {
+                    eprintln!(
+                        "{kind:?}: reflected {reflected} frames; page framesDecoded {decoded}, keyFramesDecoded {keys}, pliCount {plis}"
+                    );
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    run.finish().await;
+}
+
+#[tokio::test]
+async fn chromium_reflect_camera() {
+    reflect(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_reflect_camera() {
+    reflect(BrowserKind::Firefox).await;
+}
+
+// ---------------------------------------------------------------------------
+// Case 4: Opus both ways (the microphone's frames reflected).
+
+/// RFC 6716 §3.1: the TOC byte's configuration (bits 7–3: mode, bandwidth,
+/// frame size) and frame-count code (bits 1–0); a code-3 packet carries a
+/// frame count byte with M in 1..=48.
+fn opus_toc_valid(packet: &[u8]) -> bool {
+    match packet {
+        [] => false,
+        [toc, rest @ ..] => match toc & 3 {
+            // One frame; two equal frames (even length); two frames with
+            // a length byte.
+            0 => true,
+            1 => rest.len() % 2 == 0,
+            2 => !rest.is_empty(),
+            _ => rest.first().is_some_and(|m| (1..=48).contains(&(m & 0x3f))),
+        },
+    }
+}
+
+async fn opus_both_ways(kind: BrowserKind) {
+    let Some(mut run) = Run::start(kind, "case=audio").await else {
+        return;
+    };
+    let mut track = None;
+    let mut mic_mid = None;
+    let mut received = 0u64;
+    let mut configs = std::collections::BTreeSet::new();
+    loop {
+        match run.step().await {
+            Step::Offer(sdp) => {
+                track = run.answer(&sdp, &[TrackCodec::Opus]).await.first().copied()
+            }
+            Step::Peer(PeerEvent::Track { mid, .. }) => mic_mid = Some(mid),
+            Step::Peer(PeerEvent::Frame { mid, frame }) if Some(&mid) == mic_mid.as_ref() => {
+                if !opus_toc_valid(&frame.data) {
+                    run.fail(&format!(
+                        "an invalid Opus packet: {:02x?}",
+                        &frame.data[..frame.data.len().min(8)]
+                    ));
+                }
+                configs.insert(frame.data[0] >> 3);
+                received += 1;
+                let track = track.expect("our track");
+                if let Err(e) = run.peer().send_frame(track, frame.timestamp, &frame.data) {
+                    run.fail(&format!("send_frame: {e}"));
+                }
+            }
+            Step::Report => {
+                let a = run.inbound("audio");
+                let Some(s) = a.first() else { continue };
+                let packets = s["packetsReceived"].as_u64().unwrap_or(0);
+                let samples = s["totalSamplesReceived"].as_u64().unwrap_or(0);
+                if received >= 50 && packets >= 50 && samples > 0 {
+                    eprintln!(
+                        "{kind:?}: Rust received {received} Opus packets (TOC configs {configs:?}); page packetsReceived {packets}, totalSamplesReceived {samples}, codec {}",
+                        s["codec"]
+                    );
+                    assert_eq!(s["codec"], "audio/opus", "{s}");
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    run.finish().await;
+}
+
+#[tokio::test]
+async fn chromium_opus_both_ways() {
+    opus_both_ways(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_opus_both_ways() {
+    opus_both_ways(BrowserKind::Firefox).await;
+}
+
+// ---------------------------------------------------------------------------
+// Case 5: renegotiation from each side.
+
+async fn renegotiation(kind: BrowserKind) {
+    let Some(mut run) = Run::start(kind, "case=reneg&codec=VP8").await else {
+        return;
+    };
+    let mut frames: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut asked = false;
+    let mut offers = 0;
+    let mut our_track = None;
+    let mut seen = Vec::new();
+    loop {
+        match run.step().await {
+            Step::Offer(sdp) => {
+                offers += 1;
+                run.answer(&sdp, &[]).await;
+            }
+            Step::Peer(PeerEvent::Frame { mid, frame }) => {
+                let first = run.first_mid.clone();
+                *frames.entry(mid.clone()).or_default() += 1;
+                if !asked && frames.get(&first).copied().unwrap_or(0) >= 10 {
+                    // 1. The browser adds a track: it offers again.
+                    asked = true;
+                    run.signal(json!({"type": "add-track"}));
+                }
+                let second = frames.keys().find(|m| **m != first).cloned();
+                if our_track.is_none() && second.is_some_and(|m| frames[&m] >= 10) {
+                    // 2. Media flows on the browser's new track; now we
+                    // add one and offer.
+                    let id = match run
+                        .peer()
+                        .connection_mut()
+                        .add_track_with_codec(TrackCodec::Vp8)
+                    {
+                        Ok(id) => id,
+                        Err(e) => run.fail(&format!("add_track: {e}")),
+                    };
+                    our_track = Some(id);
+                    run.offer();
+                }
+                // 3. Our new track reflects the first camera track.
+                if let Some(t) = our_track
+                    && mid == first
+                    && run.peer().connection().signaling_state()
+                        == rtclab::peer::SignalingState::Stable
+                {
+                    let _ = run.peer().send_frame(t, frame.timestamp, &frame.data);
+                }
+            }
+            Step::Peer(PeerEvent::KeyframeRequested(_)) => {
+                let first = run.first_mid.clone();
+                let _ = run.peer().request_keyframe(&first);
+            }
+            Step::Report if our_track.is_some() => {
+                let (decoded, keys, _) = video_in(&run);
+                seen.push(decoded);
+                let n = seen.len();
+                if decoded >= 20 && keys >= 1 && n >= 3 && seen[n - 3] < decoded {
+                    eprintln!(
+                        "{kind:?}: page offers {offers}; frames per mid at Rust {frames:?}; page framesDecoded on our new track {decoded}"
+                    );
+                    assert_eq!(offers, 2);
+                    assert_eq!(frames.len(), 2, "{frames:?}");
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    run.finish().await;
+}
+
+#[tokio::test]
+async fn chromium_renegotiation_both_sides() {
+    renegotiation(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_renegotiation_both_sides() {
+    renegotiation(BrowserKind::Firefox).await;
 }
