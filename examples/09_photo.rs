@@ -440,6 +440,38 @@ impl Machine for Peer {
     }
 }
 
+// ANCHOR: receive
+/// The codelab's receiving page: the first (text) message says how many
+/// bytes follow; binary pieces are appended until all are in.
+#[derive(Default)]
+struct Receiver {
+    expected: Option<usize>,
+    received: Vec<u8>,
+}
+
+impl Receiver {
+    /// Takes one message; returns the size of a piece of the photo.
+    fn on_message(&mut self, message: Message) -> Option<usize> {
+        match message {
+            Message::Text(size) => {
+                self.expected = size.parse().ok();
+                self.received.clear();
+                None
+            }
+            Message::Binary(piece) => {
+                self.received.extend_from_slice(&piece);
+                Some(piece.len())
+            }
+        }
+    }
+
+    /// True once every byte announced has arrived.
+    fn complete(&self) -> bool {
+        self.expected == Some(self.received.len())
+    }
+}
+// ANCHOR_END: receive
+
 /// The sending page: what is left to send, and how much it keeps queued.
 struct Sender {
     chan: ChannelId,
@@ -535,8 +567,7 @@ fn photo(out: &mut dyn Write, loss: f64, verbose: bool) -> Result<(), Box<dyn Er
             "   time   A: buffered_amount      cwnd    flight   RTO    B: bytes received"
         )?;
     }
-    let mut expected: Option<usize> = None;
-    let mut received: Vec<u8> = Vec::new();
+    let mut receiver = Receiver::default();
     let mut done_at = None;
     let mut lines: Vec<String> = Vec::new();
     let mut error: Option<String> = None;
@@ -559,34 +590,20 @@ fn photo(out: &mut dyn Write, loss: f64, verbose: bool) -> Result<(), Box<dyn Er
                     }
                 }
             }
-            // ANCHOR: receive
-            // The codelab's receiving side: the first (text) message says how
-            // many bytes follow; binary pieces are appended until all are in.
             for e in sim.events::<Peer>(b) {
-                match e {
-                    Event::Message {
-                        message: Message::Text(size),
-                        ..
-                    } => expected = size.parse().ok(),
-                    Event::Message {
-                        message: Message::Binary(piece),
-                        ..
-                    } => {
-                        received.extend_from_slice(&piece);
+                if let Event::Message { message, .. } = e {
+                    if let Some(got) = receiver.on_message(message) {
                         lines.push(format!(
-                            "t={t:>4} ms  B event: piece of {} bytes ({} of {})",
-                            piece.len(),
-                            received.len(),
-                            expected.unwrap_or(0)
+                            "t={t:>4} ms  B event: piece of {got} bytes ({} of {})",
+                            receiver.received.len(),
+                            receiver.expected.unwrap_or(0)
                         ));
-                        if Some(received.len()) == expected && done_at.is_none() {
+                        if receiver.complete() && done_at.is_none() {
                             done_at = Some(now.duration_since(t0));
                         }
                     }
-                    _ => {}
                 }
             }
-            // ANCHOR_END: receive
             false
         });
         for l in lines.drain(..) {
@@ -608,7 +625,7 @@ fn photo(out: &mut dyn Write, loss: f64, verbose: bool) -> Result<(), Box<dyn Er
                 assoc.cwnd(),
                 assoc.flight_size(),
                 assoc.rto().as_millis(),
-                received.len()
+                receiver.received.len()
             )?;
         }
         if done_at.is_some() && conn.buffered_amount(chan) == 0 {
@@ -646,8 +663,8 @@ fn photo(out: &mut dyn Write, loss: f64, verbose: bool) -> Result<(), Box<dyn Er
         out,
         "sha-256 sent {}…, received {}…: {}",
         short_hash(&photo),
-        short_hash(&received),
-        if received == photo {
+        short_hash(&receiver.received),
+        if receiver.received == photo {
             "identical"
         } else {
             "DIFFERENT"

@@ -442,7 +442,7 @@ impl<M: Machine> Driver<M> {
 /// Batched datagram I/O for the fast path (Linux `recvmmsg(2)` and
 /// `sendmmsg(2)`, through `nix`: rtclab has no `unsafe`).
 #[cfg(target_os = "linux")]
-mod batch {
+pub(crate) mod batch {
     use std::io::{self, IoSlice, IoSliceMut};
     use std::net::SocketAddr;
     use std::ops::Range;

@@ -1,4 +1,4 @@
-//! Keeps the book in `chapters/` from rotting, without mdBook installed.
+//! Keeps the book in `chapters/` from rotting, with or without mdBook installed.
 //!
 //! - `SUMMARY.md` lists files that exist, and every chapter file is listed.
 //! - Every `{{#include path}}` names an existing file, and every
@@ -9,6 +9,8 @@
 //!   a file in `examples/`.
 //! - A `rust` code block holds only include directives: Rust shown in the
 //!   book comes from files the compiler checks, never pasted by hand.
+//! - Where mdBook is installed, `mdbook build chapters` succeeds without an
+//!   error or a warning (a loud skip otherwise).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -321,4 +323,36 @@ fn the_checker_itself_catches_mistakes() {
         link_targets("- [A](a.md)\n- [B](b.md)"),
         vec!["a.md", "b.md"]
     );
+}
+
+/// With mdBook installed (`mdbook` on the PATH, or its path in
+/// `RTCLAB_MDBOOK`), the book must build without an error or a warning;
+/// without it, a loud skip (the checks above still hold).
+#[test]
+fn mdbook_builds_the_book_when_installed() {
+    let mdbook = std::env::var("RTCLAB_MDBOOK").unwrap_or_else(|_| "mdbook".to_string());
+    let dest = std::env::temp_dir().join(format!("rtclab-book-{}", std::process::id()));
+    let out = match std::process::Command::new(&mdbook)
+        .arg("build")
+        .arg(root().join("chapters"))
+        .arg("--dest-dir")
+        .arg(&dest)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("SKIP: cannot run {mdbook} ({e}); `cargo install mdbook` to build the book");
+            return;
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dest);
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mdbook build failed:\n{log}");
+    for bad in ["WARN", "ERROR"] {
+        assert!(!log.contains(bad), "mdbook build printed {bad}:\n{log}");
+    }
 }

@@ -18,6 +18,10 @@ use rtclab::machine::{Machine, Receive, Transmit};
 use rtclab::sctp;
 use rtclab::sim::{HostId, LinkConfig, Sim};
 
+#[path = "common/over_dtls.rs"]
+mod over_dtls;
+use over_dtls::OverDtls;
+
 const A: &str = "192.0.2.1:5000";
 const B: &str = "198.51.100.1:5000";
 
@@ -66,6 +70,8 @@ struct Run {
     b: HostId,
     ea: Vec<Event>,
     eb: Vec<Event>,
+    /// SCTP runs over our DTLS (RFC 8261) instead of plain datagrams.
+    dtls: bool,
 }
 
 fn config(role: Role, streams: u16) -> ConnectionConfig {
@@ -86,6 +92,28 @@ impl Run {
     }
 
     fn with(seed: u64, link: LinkConfig, ca: ConnectionConfig, cb: ConnectionConfig) -> Run {
+        Run::build(seed, link, ca, cb, false)
+    }
+
+    fn build_with_dtls(
+        dtls: bool,
+        seed: u64,
+        link: LinkConfig,
+        ca: ConnectionConfig,
+        cb: ConnectionConfig,
+    ) -> Run {
+        Run::build(seed, link, ca, cb, dtls)
+    }
+
+    /// Two peers; with `dtls`, SCTP runs over our DTLS endpoints (A is the
+    /// DTLS client) instead of straight in UDP.
+    fn build(
+        seed: u64,
+        link: LinkConfig,
+        ca: ConnectionConfig,
+        cb: ConnectionConfig,
+        dtls: bool,
+    ) -> Run {
         let mut sim = Sim::new(seed);
         let a = Peer {
             conn: Connection::new(ca, StdRng::seed_from_u64(seed)),
@@ -95,8 +123,14 @@ impl Run {
             conn: Connection::new(cb, StdRng::seed_from_u64(seed + 1)),
             remote: addr(A),
         };
-        let a = sim.add_host(a, &[addr(A)]);
-        let b = sim.add_host(b, &[addr(B)]);
+        let (a, b) = if dtls {
+            let now = sim.now();
+            let a = OverDtls::client(a, addr(A), addr(B), seed + 10, now);
+            let b = OverDtls::server(b, addr(B), addr(A), seed + 11);
+            (sim.add_host(a, &[addr(A)]), sim.add_host(b, &[addr(B)]))
+        } else {
+            (sim.add_host(a, &[addr(A)]), sim.add_host(b, &[addr(B)]))
+        };
         sim.set_link(a, link);
         Run {
             sim,
@@ -104,6 +138,7 @@ impl Run {
             b,
             ea: Vec::new(),
             eb: Vec::new(),
+            dtls,
         }
     }
 
@@ -113,21 +148,35 @@ impl Run {
         self.pb().conn.start(now);
     }
 
+    fn peer(&mut self, h: HostId) -> &mut Peer {
+        if self.dtls {
+            &mut self.sim.machine_mut::<OverDtls<Peer>>(h).inner
+        } else {
+            self.sim.machine_mut::<Peer>(h)
+        }
+    }
+
     fn pa(&mut self) -> &mut Peer {
-        self.sim.machine_mut::<Peer>(self.a)
+        self.peer(self.a)
     }
 
     fn pb(&mut self) -> &mut Peer {
-        self.sim.machine_mut::<Peer>(self.b)
+        self.peer(self.b)
     }
 
     /// Runs until `done(events of A, events of B)` or `limit`.
     fn run(&mut self, limit: Duration, mut done: impl FnMut(&[Event], &[Event]) -> bool) -> bool {
         let (a, b) = (self.a, self.b);
         let (mut ea, mut eb) = (std::mem::take(&mut self.ea), std::mem::take(&mut self.eb));
+        let dtls = self.dtls;
         let ok = self.sim.run_for_with(limit, |sim| {
-            ea.extend(sim.events::<Peer>(a));
-            eb.extend(sim.events::<Peer>(b));
+            if dtls {
+                ea.extend(sim.events::<OverDtls<Peer>>(a));
+                eb.extend(sim.events::<OverDtls<Peer>>(b));
+            } else {
+                ea.extend(sim.events::<Peer>(a));
+                eb.extend(sim.events::<Peer>(b));
+            }
             done(&ea, &eb)
         });
         self.ea = ea;
@@ -209,9 +258,14 @@ fn lossy() -> LinkConfig {
     }
 }
 
-#[test]
-fn every_reliability_mode_under_loss() {
-    let mut run = Run::new(1, lossy());
+fn every_reliability_mode_under_loss_on(dtls: bool) {
+    let mut run = Run::build(
+        1,
+        lossy(),
+        config(Role::Client, 1024),
+        config(Role::Server, 1024),
+        dtls,
+    );
     let kinds = [
         ChannelInit::new("reliable-ordered"),
         ChannelInit {
@@ -312,8 +366,19 @@ fn every_reliability_mode_under_loss() {
 }
 
 #[test]
-fn a_thousand_channels_at_once() {
-    let mut run = Run::with(
+fn every_reliability_mode_under_loss() {
+    every_reliability_mode_under_loss_on(false);
+}
+
+/// The same with SCTP over our DTLS (RFC 8261).
+#[test]
+fn every_reliability_mode_under_loss_over_dtls() {
+    every_reliability_mode_under_loss_on(true);
+}
+
+fn a_thousand_channels_at_once_on(dtls: bool) {
+    let mut run = Run::build_with_dtls(
+        dtls,
         2,
         LinkConfig::default(),
         config(Role::Client, 2048),
@@ -372,12 +437,28 @@ fn a_thousand_channels_at_once() {
 }
 
 #[test]
-fn messages_from_zero_bytes_to_the_maximum_size() {
+fn a_thousand_channels_at_once() {
+    a_thousand_channels_at_once_on(false);
+}
+
+/// The same with SCTP over our DTLS (RFC 8261).
+#[test]
+fn a_thousand_channels_at_once_over_dtls() {
+    a_thousand_channels_at_once_on(true);
+}
+
+fn messages_from_zero_bytes_to_the_maximum_size_on(dtls: bool) {
     let link = LinkConfig {
         loss: 0.01,
         ..LinkConfig::default()
     };
-    let mut run = Run::new(3, link);
+    let mut run = Run::build(
+        3,
+        link,
+        config(Role::Client, 1024),
+        config(Role::Server, 1024),
+        dtls,
+    );
     let id = run
         .pa()
         .conn
@@ -435,8 +516,24 @@ fn messages_from_zero_bytes_to_the_maximum_size() {
 }
 
 #[test]
-fn close_from_either_side() {
-    let mut run = Run::new(4, LinkConfig::default());
+fn messages_from_zero_bytes_to_the_maximum_size() {
+    messages_from_zero_bytes_to_the_maximum_size_on(false);
+}
+
+/// The same with SCTP over our DTLS (RFC 8261).
+#[test]
+fn messages_from_zero_bytes_to_the_maximum_size_over_dtls() {
+    messages_from_zero_bytes_to_the_maximum_size_on(true);
+}
+
+fn close_from_either_side_on(dtls: bool) {
+    let mut run = Run::build(
+        4,
+        LinkConfig::default(),
+        config(Role::Client, 1024),
+        config(Role::Server, 1024),
+        dtls,
+    );
     let x = run.pa().conn.create_channel(ChannelInit::new("x")).unwrap();
     run.start();
     assert!(run.run(Duration::from_secs(5), |_, eb| opened(eb).len() == 1));
@@ -475,6 +572,17 @@ fn close_from_either_side() {
         !received(eb, x2b).is_empty()
     }));
     assert_eq!(received(&run.eb, x2b), [Message::Binary(vec![1, 2, 3])]);
+}
+
+#[test]
+fn close_from_either_side() {
+    close_from_either_side_on(false);
+}
+
+/// The same with SCTP over our DTLS (RFC 8261).
+#[test]
+fn close_from_either_side_over_dtls() {
+    close_from_either_side_on(true);
 }
 
 #[test]
@@ -601,16 +709,23 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
 
 /// Four streams as in example 06 (reliable ordered, reliable unordered,
 /// reliable unordered, lifetime 1.5 s unordered), 100 messages of 500 bytes
-/// each every 20 ms, 10% loss on A's link both ways. The lifetime stream gets
-/// 3 of 100 (all 100 without loss). Traced: not a partial-reliability bug —
-/// four losses in a row (chunk, its fast retransmission, the SACK, the next
-/// timer retransmission) back the T3 timer off to 2 s, the one FIFO send
-/// queue backs up behind the reliable streams, and lifetime messages expire
-/// in it before their first send (RFC 3758 §3.5 drops them unsent). A
-/// per-stream scheduler (round robin) and one SACK per two packets within a
-/// burst would let this pass; until then it is a target, not a test.
+/// each every 20 ms, 10% loss on A's link both ways. The lifetime stream
+/// got 3 of 100 (all 100 without loss); now 42. Traced: not a scheduling
+/// or PR-SCTP bug (the round-robin scheduler changes nothing here) but
+/// stalls. At 2.06 s a fast retransmission was lost and the window was
+/// full, so no third miss indication could come: only T3 (RTO 500 ms, no
+/// RTT sample yet) and its back-off (1 s, 2 s) moved it, 3.4 s of silence
+/// that outlived every lifetime. RACK for retransmissions (RFC 8985 §6.2,
+/// in `rack_detect_lost_retransmissions`) now resends it after one round
+/// trip (2.081 s). What is left is a tail loss: both SACKs that followed
+/// were lost, nothing was left to elicit another, and T3 again waits
+/// 0.4 s + 1 s. RFC 8985 §7's tail loss probe (a probe after 2·SRTT) would
+/// cover it, but only outside loss recovery, which is where this happens;
+/// until a probe covers that case, this is a target, not a test.
+/// (`round_robin_lets_a_small_message_past_a_bulk_backlog` in
+/// tests/sctp_sim.rs checks the scheduler.)
 #[test]
-#[ignore = "target: per-stream scheduling so a lifetime stream is not starved behind reliable ones under loss"]
+#[ignore = "target: RFC 8985 tail loss probe, so a lost retransmission plus a lost SACK does not stall for seconds"]
 fn sctp_lifetime_stream_under_loss() {
     use sctp::{Association, Reliability, SendOptions, SimHost};
     let mut sim = Sim::new(6);

@@ -13,8 +13,8 @@ use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::cert::Certificate;
 use rtclab::machine::Machine;
 use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, TrackCodec,
-    TrackId,
+    PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, SignalingState,
+    TrackCodec, TrackId,
 };
 use rtclab::sdp::Codec;
 use rtclab::sim::{HostId, LinkConfig, Sim};
@@ -628,4 +628,156 @@ fn consent_loss_fails_the_connection_and_frees_everything() {
     assert_eq!(p.pc(0).poll_timeout(), None);
     assert_eq!(p.pc(0).connection_state(), PeerConnectionState::Closed);
     assert!(p.pc(0).poll_transmit().is_none());
+}
+
+#[test]
+fn rollback_cancels_a_pending_offer_on_either_side() {
+    let codecs: &[TrackCodec] = &[TrackCodec::Vp8];
+    let mut p = pair(16, LinkConfig::default(), [codecs, codecs], 1, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    let now = p.sim.now();
+    // Nothing to roll back when stable.
+    assert!(
+        p.pc(0)
+            .set_local_description(now, SdpType::Rollback, "")
+            .is_err()
+    );
+    // A offers a new track, then thinks better of it.
+    let extra = p
+        .pc(0)
+        .add_track(rtclab::sdp::MediaKind::Video)
+        .expect("track");
+    let offer = p.pc(0).create_offer(now).expect("offer");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer)
+        .expect("local offer");
+    p.pc(0)
+        .set_local_description(now, SdpType::Rollback, "")
+        .expect("rollback");
+    assert_eq!(p.pc(0).signaling_state(), SignalingState::Stable);
+    assert!(
+        p.pc(0)
+            .set_remote_description(now, SdpType::Answer, "v=0\r\n")
+            .is_err()
+    );
+    // B gets an offer and rolls it back: no track appears.
+    let mark = p.log[1].len();
+    let offer = p.pc(0).create_offer(now).expect("offer again");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer)
+        .expect("local offer");
+    p.pc(1)
+        .set_remote_description(now, SdpType::Offer, &offer)
+        .expect("remote offer");
+    let _ = p.pc(1).create_answer().expect("answer");
+    p.pc(1)
+        .set_remote_description(now, SdpType::Rollback, "")
+        .expect("remote rollback");
+    assert_eq!(p.pc(1).signaling_state(), SignalingState::Stable);
+    p.run(Duration::from_millis(100));
+    assert!(
+        !p.log[1][mark..]
+            .iter()
+            .any(|e| matches!(e, PeerEvent::Track { .. })),
+        "a rolled-back offer adds nothing"
+    );
+    // A rolls back too, and a complete exchange then carries the track.
+    p.pc(0)
+        .set_local_description(now, SdpType::Rollback, "")
+        .expect("rollback");
+    p.renegotiate(0);
+    let mid = p.pc(0).track_mid(extra).expect("mid").to_string();
+    let frames = vp8_frames(3, 16);
+    let now = p.sim.now();
+    for (i, f) in frames.iter().enumerate() {
+        p.pc(0)
+            .send_frame(now, extra, 3000 * i as u32, f)
+            .expect("send");
+    }
+    p.run(Duration::from_millis(200));
+    assert_eq!(p.frames(1, &mid), frames);
+}
+
+#[test]
+fn glare_mid_call_the_polite_peer_rolls_back_and_both_tracks_flow() {
+    let codecs: &[TrackCodec] = &[TrackCodec::Opus];
+    let mut p = pair(17, LinkConfig::default(), [codecs, codecs], 1, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    let now = p.sim.now();
+    // Both add a video track and offer at the same moment.
+    let ta = p.pc(0).add_track(rtclab::sdp::MediaKind::Video).expect("a");
+    let tb = p.pc(1).add_track(rtclab::sdp::MediaKind::Video).expect("b");
+    let offer_a = p.pc(0).create_offer(now).expect("offer a");
+    p.pc(0)
+        .set_local_description(now, SdpType::Offer, &offer_a)
+        .expect("local a");
+    let offer_b = p.pc(1).create_offer(now).expect("offer b");
+    p.pc(1)
+        .set_local_description(now, SdpType::Offer, &offer_b)
+        .expect("local b");
+    // A is impolite: it ignores B's offer. B is polite: A's offer rolls
+    // B's back implicitly, and B answers.
+    p.pc(1)
+        .set_remote_description(now, SdpType::Offer, &offer_a)
+        .expect("implicit rollback");
+    let answer = p.pc(1).create_answer().expect("answer");
+    p.pc(1)
+        .set_local_description(now, SdpType::Answer, &answer)
+        .expect("local answer");
+    p.pc(0)
+        .set_remote_description(now, SdpType::Answer, &answer)
+        .expect("remote answer");
+    // B's track was not in that exchange; B offers again for it.
+    p.renegotiate(1);
+    let frames = vp8_frames(3, 17);
+    let now = p.sim.now();
+    for (i, f) in frames.iter().enumerate() {
+        p.pc(0).send_frame(now, ta, 3000 * i as u32, f).expect("a");
+        p.pc(1).send_frame(now, tb, 3000 * i as u32, f).expect("b");
+    }
+    p.run(Duration::from_millis(300));
+    let (ma, mb) = (
+        p.pc(0).track_mid(ta).expect("mid a").to_string(),
+        p.pc(1).track_mid(tb).expect("mid b").to_string(),
+    );
+    assert_eq!(p.frames(1, &ma), frames);
+    assert_eq!(p.frames(0, &mb), frames);
+    assert_eq!(p.states(), [PeerConnectionState::Connected; 2]);
+}
+
+#[test]
+fn local_ice_credentials_are_configurable() {
+    let creds = rtclab::ice::Credentials {
+        ufrag: "rtcl".into(),
+        pwd: "a/very+long/password/of/ours".into(),
+    };
+    let mut answer_text = String::new();
+    let chosen = creds.clone();
+    let mut p = pair(18, LinkConfig::default(), [&[], &[]], 1, |c| {
+        c.ice_credentials = Some(chosen)
+    });
+    assert!(p.connect(), "{:?}", p.states());
+    let local = p
+        .pc(1)
+        .transport()
+        .expect("transport")
+        .local_credentials()
+        .clone();
+    assert_eq!(local, creds);
+    if let Some(sd) = p.pc(0).negotiated() {
+        answer_text = sd.remote_ice_ufrag.clone();
+    }
+    assert_eq!(answer_text, "rtcl");
+
+    // Too short a password: refused with a clear error.
+    let mut rng = StdRng::seed_from_u64(18);
+    let mut config = PeerConfig::new(certificate(&mut rng), vec![addr(A)]);
+    config.ice_credentials = Some(rtclab::ice::Credentials {
+        ufrag: "rtcl".into(),
+        pwd: "short".into(),
+    });
+    let mut bad = PeerConnection::new(config, StdRng::seed_from_u64(1));
+    let now = Sim::new(1).now();
+    let err = bad.create_offer(now).expect_err("bad credentials");
+    assert!(err.to_string().contains("RFC 8839"), "{err}");
 }

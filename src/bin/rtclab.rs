@@ -132,6 +132,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
+    rtclab::peer::speed::set_heap_counter(heap::live_bytes);
     let cli = Cli::parse();
     let default = match cli.verbose {
         0 => "warn",
@@ -475,4 +476,59 @@ async fn signaling(listen: SocketAddr, room_size: usize, max_message: usize) -> 
         .map_err(|e| e.to_string())?;
     println!("stopped: every connection closed");
     Ok(())
+}
+
+/// The heap bytes live, for `rtclab speed setup`'s `peer.idle_bytes`: a
+/// global allocator that counts around the system one (the library forbids
+/// `unsafe`, so it lives here).
+mod heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+    struct Counting;
+
+    // SAFETY: every call goes to the system allocator with the same
+    // arguments; the counter on the side changes nothing it returns.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller keeps GlobalAlloc::alloc's contract.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller keeps GlobalAlloc::alloc_zeroed's contract.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller keeps GlobalAlloc::dealloc's contract.
+            unsafe { System.dealloc(ptr, layout) };
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: the caller keeps GlobalAlloc::realloc's contract.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                LIVE.fetch_add(new_size, Ordering::Relaxed);
+                LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+
+    /// Bytes allocated and not yet freed, over every thread.
+    pub fn live_bytes() -> usize {
+        LIVE.load(Ordering::Relaxed)
+    }
 }

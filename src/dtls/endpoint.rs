@@ -329,6 +329,21 @@ impl Endpoint {
         self.peer
     }
 
+    /// The peer now sends from (and is sent to at) `peer`. DTLS binds
+    /// nothing to an address (RFC 6347 §4.1: the association is its keys
+    /// and epochs), but this endpoint only reads datagrams from its peer's.
+    /// Under ICE the path may change during the call: the controlling
+    /// agent can move to another candidate pair, and RFC 8445 §12 has an
+    /// agent accept data on any valid pair. A transport that vets sources
+    /// itself (ICE remote candidates, consent) calls this when its peer
+    /// moves. Ignored before the peer is known (a server waiting for its
+    /// ClientHello).
+    pub fn set_peer(&mut self, peer: SocketAddr) {
+        if self.peer.is_some() {
+            self.peer = Some(peer);
+        }
+    }
+
     /// Whether the handshake completed and the association is open.
     pub fn is_connected(&self) -> bool {
         self.state == State::Connected

@@ -28,6 +28,19 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Whether these can be signaled: RFC 8839 §5.4, `ice-ufrag` of 4 to
+    /// 256 and `ice-pwd` of 22 to 256 `ice-char`s (letters, digits, `+`, `/`).
+    pub fn is_valid(&self) -> bool {
+        let ice_chars = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        };
+        (4..=256).contains(&self.ufrag.len())
+            && (22..=256).contains(&self.pwd.len())
+            && ice_chars(&self.ufrag)
+            && ice_chars(&self.pwd)
+    }
+
     /// Fresh random credentials: 8 and 24 characters (48 and 144 bits).
     pub fn random<R: Rng + ?Sized>(rng: &mut R) -> Credentials {
         const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -720,6 +733,17 @@ impl Agent {
         Ok(())
     }
 
+    /// Replaces our (random) credentials before anything was signaled, for
+    /// an application that chooses its own (RFC 8839 §5.4). Refused (false,
+    /// the old ones kept) unless [`Credentials::is_valid`].
+    pub fn set_local_credentials(&mut self, credentials: Credentials) -> bool {
+        if !credentials.is_valid() {
+            return false;
+        }
+        self.local_creds = credentials;
+        true
+    }
+
     /// ICE restart (RFC 8445 §9): new local credentials, the remote ones and
     /// candidates forgotten, checks start over. Data keeps flowing on the old
     /// path until a new pair is selected. Local candidates are reported again
@@ -1081,7 +1105,7 @@ impl Agent {
         if use_candidate && !self.controlling {
             self.pairs[pair].remote_nominated = true;
             if self.pairs[pair].state == PairState::Succeeded {
-                self.select(now, pair);
+                self.follow_nomination(now, pair);
             }
         }
     }
@@ -1266,7 +1290,7 @@ impl Agent {
                     self.pairs[pair].nominated = true;
                     self.select(now, pair);
                 } else if !self.controlling && self.pairs[pair].remote_nominated {
-                    self.select(now, pair);
+                    self.follow_nomination(now, pair);
                 }
                 self.maybe_nominate(now);
             }
@@ -1346,6 +1370,26 @@ impl Agent {
                     self.config.nomination_delay
                 },
         )
+    }
+
+    /// The controlled agent takes the pair the controlling agent nominated,
+    /// even when it already has a selected pair: data goes where the peer
+    /// now sends and expects it. RFC 8445 §8.1.1 forbids a second nomination
+    /// without a restart, but Chromium (libwebrtc) does nominate again when
+    /// it switches to a pair it prefers (a cheaper network: on a loopback
+    /// test it moves from `127.0.0.1` to its Ethernet address a few hundred
+    /// ms in) and then stops reading the old pair; RFC 5245 §11.1.1's
+    /// "highest-priority nominated pair" would keep us on the abandoned
+    /// path. The latest nomination wins (what draft-thatcher-ice-renomination
+    /// makes explicit).
+    fn follow_nomination(&mut self, now: Instant, pair: usize) {
+        if self.selected == Some(pair) {
+            return;
+        }
+        if let Some(old) = self.selected.take() {
+            tracing::debug!(old, new = pair, "ICE: following the peer's new nomination");
+        }
+        self.select(now, pair);
     }
 
     fn select(&mut self, now: Instant, pair: usize) {
@@ -1833,6 +1877,58 @@ mod tests {
         }
         e.fingerprint().finish().unwrap();
         buf
+    }
+
+    /// A controlling agent that nominates a second pair (Chromium moving to
+    /// a network it prefers) is followed: data goes to the new pair.
+    #[test]
+    fn controlled_follows_a_later_nomination() {
+        let mut p = agents(true, false);
+        p.a.add_local_host(p.now, addr("10.0.0.3:3000")).unwrap();
+        p.credentials();
+        assert!(p.run(200, |p| p.connected() && p.b.selected_path().is_some()));
+        p.run(20, |_| false); // the other pair's checks finish too
+        let (_, first) = p.b.selected_path().unwrap();
+        let other = if first == addr("10.0.0.1:1000") {
+            addr("10.0.0.3:3000")
+        } else {
+            addr("10.0.0.1:1000")
+        };
+        let (ca, cb) = (
+            p.a.local_credentials().clone(),
+            p.b.local_credentials().clone(),
+        );
+        let mut buf = Vec::new();
+        let mut e = MessageEncoder::new(
+            &mut buf,
+            MessageType::BINDING_REQUEST,
+            TransactionId([9; 12]),
+        );
+        e.attribute(&Attribute::Username(&format!("{}:{}", cb.ufrag, ca.ufrag)))
+            .attribute(&Attribute::Priority(priority(
+                type_preference::PEER_REFLEXIVE,
+                1,
+                1,
+            )))
+            .attribute(&Attribute::IceControlling(5))
+            .attribute(&Attribute::UseCandidate);
+        e.message_integrity(&IntegrityKey::short_term(&cb.pwd))
+            .fingerprint()
+            .finish()
+            .unwrap();
+        p.b.handle_receive(
+            p.now,
+            Receive {
+                source: other,
+                destination: addr("10.0.0.2:2000"),
+                contents: &buf,
+            },
+        );
+        let want = Some((addr("10.0.0.2:2000"), other));
+        assert!(p.run(50, |p| p.b.selected_path() == want));
+        p.b.send(b"\x80after").unwrap();
+        let t = p.b.poll_transmit().unwrap();
+        assert_eq!(t.destination, other);
     }
 
     /// RFC 8445 §7.3 / RFC 8489 §9.1.3: 400 without USERNAME or integrity,

@@ -51,6 +51,19 @@ const MAX_WAIT: Duration = Duration::from_millis(1000);
 /// RFC 3550 §6.4.1/§6.4.2: at most 31 report blocks fit one SR or RR.
 const MAX_REPORT_BLOCKS: usize = 31;
 
+/// The first retransmission timeout of every handshake a connection set-up
+/// waits on: ICE checks, DTLS flights and the SCTP INIT and COOKIE-ECHO
+/// (each still doubles on every retry). A WebRTC call waits on about fifteen
+/// handshake packets in a row; with the RFC timers (ICE 500 ms, DTLS 1 s,
+/// SCTP 1 s) or even 250–500 ms, two lost packets in a set-up cost close to
+/// a second (`rtclab speed setup`: p95 930 ms at 5 % loss and 20 ms RTT).
+/// 100 ms is RFC 6298's floor for a retransmission timer, the initial
+/// value RFC 9147 §5.8.2 recommends for DTLS 1.3, and five round trips of
+/// a 20 ms path; on a slower path it costs a few early duplicates of
+/// small handshake packets, which every layer tolerates. `PeerConfig::transport`
+/// and `PeerConfig::sctp` take other values.
+pub const HANDSHAKE_RTO: Duration = Duration::from_millis(100);
+
 /// How a [`PeerConnection`] is set up.
 #[derive(Debug)]
 pub struct Config {
@@ -64,8 +77,11 @@ pub struct Config {
     pub stun_server: Option<SocketAddr>,
     /// Transport tunables (ICE timers, SRTP, MTU); its role, certificate,
     /// candidates and remote fields are filled in by the connection.
+    /// `None`: [`TransportConfig::new`] with ICE checks and DTLS flights
+    /// retransmitted first after [`HANDSHAKE_RTO`].
     pub transport: Option<TransportConfig>,
-    /// SCTP tunables (its ports come from SDP).
+    /// SCTP tunables (its ports come from SDP); the default starts its
+    /// handshake timer at [`HANDSHAKE_RTO`].
     pub sctp: crate::sctp::Config,
     /// The `a=setup` we answer an `actpass` offer with: `Active` (we are
     /// the DTLS client, as Chromium does; the default) or `Passive`.
@@ -84,6 +100,10 @@ pub struct Config {
     /// Our RTCP CNAME (RFC 3550 §6.5.1); `None`: a random one (RFC 7022 §5,
     /// short-term persistent).
     pub cname: Option<String>,
+    /// Our `ice-ufrag` and `ice-pwd` (RFC 8839 §5.4: 4–256 and 22–256
+    /// letters, digits, `+` or `/`); `None`: random ones from the RNG. Bad
+    /// ones fail the first `create_offer` or `set_remote_description`.
+    pub ice_credentials: Option<Credentials>,
 }
 
 impl Config {
@@ -95,11 +115,15 @@ impl Config {
             host_candidates,
             stun_server: None,
             transport: None,
-            sctp: crate::sctp::Config::default(),
+            sctp: crate::sctp::Config {
+                rto_initial: HANDSHAKE_RTO,
+                ..crate::sctp::Config::default()
+            },
             answer_setup: sdp::Setup::Active,
             rtcp_interval: Duration::from_secs(1),
             wall_clock: None,
             cname: None,
+            ice_credentials: None,
         }
     }
 }
@@ -141,6 +165,9 @@ pub enum SdpType {
     Offer,
     /// An answer.
     Answer,
+    /// Cancels the pending offer (ours or the peer's) and returns to
+    /// `stable` (JSEP §4.1.10.2, W3C `rollback`); the text is ignored.
+    Rollback,
 }
 
 /// Media counters over every track (a small `getStats()`).
@@ -513,6 +540,7 @@ pub struct PeerConnection {
     /// The first instant we were given, and the wall clock then (for NTP).
     epoch: Option<Instant>,
     wall_clock: Option<SystemTime>,
+    ice_credentials: Option<Credentials>,
     media_stats: MediaStats,
     transport_stats: TransportStats,
     dc_stats: DataChannelStats,
@@ -584,6 +612,7 @@ impl PeerConnection {
             next_rtcp: None,
             epoch: None,
             wall_clock: config.wall_clock,
+            ice_credentials: config.ice_credentials,
             media_stats: MediaStats::default(),
             transport_stats: TransportStats::default(),
             dc_stats: DataChannelStats::default(),
@@ -840,14 +869,18 @@ impl PeerConnection {
     }
 
     /// `setLocalDescription` with the text [`PeerConnection::create_offer`]
-    /// or [`PeerConnection::create_answer`] gave.
+    /// or [`PeerConnection::create_answer`] gave, or [`SdpType::Rollback`].
     pub fn set_local_description(
         &mut self,
         now: Instant,
         kind: SdpType,
         sdp: &str,
     ) -> Result<(), Error> {
+        if self.signaling == SignalingState::Closed {
+            return Err(Error::Closed);
+        }
         match kind {
+            SdpType::Rollback => self.rollback(),
             SdpType::Offer => {
                 if self.pending_offer.as_deref() != Some(sdp) {
                     return Err(Error::Misuse("not the offer create_offer made"));
@@ -873,7 +906,14 @@ impl PeerConnection {
     }
 
     /// `setRemoteDescription`: the peer's offer (we become ICE controlled
-    /// and answer `a=setup:active`, the DTLS client) or its answer to ours.
+    /// and answer `a=setup:active`, the DTLS client) or its answer to ours,
+    /// or [`SdpType::Rollback`] of the peer's pending offer.
+    ///
+    /// Glare (both sides offered at once): an offer that arrives while ours
+    /// is pending rolls ours back first (the W3C "implicit rollback" that
+    /// the polite peer of perfect negotiation relies on); the impolite peer
+    /// simply does not call this with the colliding offer. Tracks and
+    /// channels of the rolled-back offer stay, for the next offer.
     pub fn set_remote_description(
         &mut self,
         now: Instant,
@@ -883,11 +923,17 @@ impl PeerConnection {
         if self.signaling == SignalingState::Closed {
             return Err(Error::Closed);
         }
+        if kind == SdpType::Rollback {
+            return self.rollback();
+        }
         let sd = SessionDescription::parse_str(sdp)?;
         match kind {
+            SdpType::Rollback => self.rollback(),
             SdpType::Offer => {
                 if self.signaling == SignalingState::HaveLocalOffer {
-                    return Err(Error::Misuse("glare: our offer is pending"));
+                    // W3C setRemoteDescription, offer in have-local-offer:
+                    // implicit rollback of ours.
+                    self.rollback()?;
                 }
                 self.ensure_transport(now, IceRole::Controlled)?;
                 self.remote_offer = Some(sd);
@@ -905,6 +951,27 @@ impl PeerConnection {
                 Ok(())
             }
         }
+    }
+
+    /// JSEP §4.1.10.2 rollback: the pending offer (ours, or the peer's and
+    /// our unapplied answer to it) is dropped, nothing it proposed is
+    /// applied, and the state is `stable` again. Refused in `stable`.
+    fn rollback(&mut self) -> Result<(), Error> {
+        match self.signaling {
+            SignalingState::HaveLocalOffer => {
+                self.pending_offer = None;
+            }
+            SignalingState::HaveRemoteOffer => {
+                self.remote_offer = None;
+                self.pending_answer = None;
+            }
+            SignalingState::Stable => {
+                return Err(Error::Misuse("nothing to roll back in the stable state"));
+            }
+            SignalingState::Closed => return Err(Error::Closed),
+        }
+        self.set_signaling(SignalingState::Stable);
+        Ok(())
     }
 
     /// `addIceCandidate`: one trickled remote candidate (`candidate:…`,
@@ -1401,10 +1468,18 @@ impl PeerConnection {
                 c.certificate = certificate;
                 c
             }
-            None => TransportConfig::new(role, certificate),
+            None => {
+                let mut c = TransportConfig::new(role, certificate);
+                c.ice.checks.rto = HANDSHAKE_RTO;
+                c.dtls_retransmit_timeout = HANDSHAKE_RTO;
+                c
+            }
         };
         config.host_candidates = self.host_candidates.clone();
         config.stun_server = self.stun_server;
+        if let Some(c) = self.ice_credentials.take() {
+            config.local_credentials = Some(c);
+        }
         let seed: u64 = self.rng.random();
         let t = Transport::new(config, now, StdRng::seed_from_u64(seed))?;
         let creds = t.local_credentials().clone();

@@ -53,8 +53,14 @@
 //! close). Consent loss (RFC 7675) fails the connection and frees it: no
 //! timer is left.
 //!
+//! [`SdpType::Rollback`] cancels a pending offer (JSEP §4.1.10.2); an offer
+//! that arrives while ours is pending rolls ours back (glare: the W3C
+//! implicit rollback the polite peer relies on). Local ICE credentials can
+//! be chosen ([`PeerConfig::ice_credentials`]).
+//!
 //! Not yet in `PeerConnection`: simulcast, congestion control (REMB and
-//! transport-cc are negotiated, not acted on), rollback and glare.
+//! transport-cc are negotiated, not acted on), ICE restart through the JSEP
+//! API, provisional answers (`pranswer`).
 //!
 //! A WebRTC connection runs four protocols over one UDP socket pair (BUNDLE
 //! and rtcp-mux, RFC 8843 and RFC 5761): ICE finds the path, DTLS
@@ -131,8 +137,8 @@ mod stats;
 mod transport;
 
 pub use connection::{
-    Config as PeerConfig, Error as PeerError, Event as PeerEvent, MediaStats, PeerConnection,
-    PeerConnectionState, SdpType, SignalingState, TrackCodec, TrackId,
+    Config as PeerConfig, Error as PeerError, Event as PeerEvent, HANDSHAKE_RTO, MediaStats,
+    PeerConnection, PeerConnectionState, SdpType, SignalingState, TrackCodec, TrackId,
 };
 pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 

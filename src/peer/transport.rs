@@ -75,6 +75,11 @@ pub struct Config {
     pub srtp: srtp::Config,
     /// Largest DTLS datagram we send.
     pub mtu: usize,
+    /// The DTLS handshake's initial retransmission timeout (doubled at each
+    /// retransmission, RFC 6347 §4.2.4.1).
+    pub dtls_retransmit_timeout: Duration,
+    /// Our ICE ufrag and password; `None`: random ones from the RNG.
+    pub local_credentials: Option<Credentials>,
 }
 
 /// Initial retransmission timeout of ICE connectivity checks here.
@@ -106,6 +111,8 @@ impl Config {
             ice,
             srtp: srtp::Config::default(),
             mtu: 1200,
+            dtls_retransmit_timeout: endpoint::INITIAL_RETRANSMIT_TIMEOUT,
+            local_credentials: None,
         }
     }
 }
@@ -315,6 +322,7 @@ pub struct Transport {
     srtp_profiles: Vec<ProtectionProfile>,
     srtp_config: srtp::Config,
     mtu: usize,
+    dtls_retransmit_timeout: Duration,
     stun_server: Option<SocketAddr>,
     /// Ours, until the DTLS endpoint takes it.
     certificate: Option<Certificate>,
@@ -393,6 +401,13 @@ impl Transport {
             ..config.ice
         };
         let mut ice = Agent::new(ice_config, StdRng::seed_from_u64(rng.random()));
+        if let Some(c) = config.local_credentials
+            && !ice.set_local_credentials(c)
+        {
+            return Err(Error::Misuse(
+                "local ICE credentials: ice-ufrag 4-256 and ice-pwd 22-256 ice-chars (RFC 8839 §5.4)",
+            ));
+        }
         for &h in &config.host_candidates {
             ice.add_local_host(now, h).map_err(Error::Candidate)?;
         }
@@ -407,6 +422,7 @@ impl Transport {
             srtp_profiles: config.srtp_profiles,
             srtp_config: config.srtp,
             mtu: config.mtu,
+            dtls_retransmit_timeout: config.dtls_retransmit_timeout,
             stun_server: config.stun_server,
             local_fingerprint: config.certificate.fingerprint(),
             certificate: Some(config.certificate),
@@ -673,6 +689,7 @@ impl Transport {
             return;
         };
         let mut config = endpoint::Config::new(certificate);
+        config.initial_retransmit_timeout = self.dtls_retransmit_timeout;
         // With one fingerprint of the strongest hash, the endpoint checks it
         // inside the handshake and refuses with a bad_certificate alert; with
         // several we check after the handshake (RFC 8122 §5: any may match).
@@ -946,7 +963,16 @@ impl Machine for Transport {
                 }
                 self.stats.dtls_received += 1;
                 match live.dtls.as_mut() {
-                    Some(e) => e.handle_receive(now, d),
+                    Some(e) => {
+                        // The source is one of the peer's candidates: if
+                        // its ICE agent moved to another pair (Chromium does,
+                        // to a cheaper network), DTLS follows (RFC 8445 §12:
+                        // data is accepted on any valid pair).
+                        if e.peer().is_some_and(|p| p != d.source) {
+                            e.set_peer(d.source);
+                        }
+                        e.handle_receive(now, d)
+                    }
                     None => {
                         if live.early_dtls.len() < MAX_EARLY_DTLS {
                             live.early_dtls.push_back((

@@ -399,6 +399,82 @@ pub fn contains_idr(payload: &[u8]) -> bool {
     }
 }
 
+/// Writes H.264 access units as an Annex-B elementary stream (the `.h264`
+/// files `ffmpeg -f h264` reads and writes; H.264 Annex B.1): every NAL
+/// unit behind a 4-byte start code `00 00 00 01`. The receiving side of a
+/// test hands it the frames [`H264Depacketizer`] rebuilt; [`AnnexBReader`]
+/// reads the stream back frame by frame.
+///
+/// NAL units are written as given: an encoder has already inserted the
+/// emulation-prevention bytes (H.264 §7.4.1) that keep `00 00 0x` out of them.
+#[derive(Debug, Clone, Default)]
+pub struct AnnexBWriter {
+    out: Vec<u8>,
+    access_units: u64,
+}
+
+impl AnnexBWriter {
+    /// An empty stream.
+    pub fn new() -> Self {
+        AnnexBWriter::default()
+    }
+
+    /// Appends one access unit given in Annex-B form (3- or 4-byte start
+    /// codes, as [`H264Depacketizer`] and [`AnnexBReader`] give it); each
+    /// NAL unit is written again behind a 4-byte start code. An access unit
+    /// without any NAL unit is refused.
+    pub fn write_access_unit(&mut self, au: &[u8]) -> Result<(), RtpError> {
+        self.write_nal_units(split_annex_b(au))
+    }
+
+    /// Appends one access unit given as its NAL units (without start codes).
+    /// Refused (and nothing written) if there is none, one is empty or
+    /// its forbidden_zero_bit is set (H.264 §7.4.1).
+    pub fn write_nal_units<'a>(
+        &mut self,
+        nals: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<(), RtpError> {
+        let start = self.out.len();
+        let mut n = 0;
+        for nal in nals {
+            match nal.first() {
+                None => {
+                    self.out.truncate(start);
+                    return Err(RtpError::Invalid("empty NAL unit"));
+                }
+                Some(h) if h & 0x80 != 0 => {
+                    self.out.truncate(start);
+                    return Err(RtpError::Invalid("NAL unit with forbidden_zero_bit set"));
+                }
+                Some(_) => {}
+            }
+            self.out.extend_from_slice(&START_CODE);
+            self.out.extend_from_slice(nal);
+            n += 1;
+        }
+        if n == 0 {
+            return Err(RtpError::Invalid("access unit without NAL units"));
+        }
+        self.access_units += 1;
+        Ok(())
+    }
+
+    /// Access units written so far.
+    pub fn access_units(&self) -> u64 {
+        self.access_units
+    }
+
+    /// The stream so far.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// The whole stream.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,8 +584,74 @@ mod tests {
         assert_eq!(aus, vec![&au0[..], &au1[..], &au2[..]]);
     }
 
+    #[test]
+    fn annex_b_writer_normalises_start_codes_and_refuses_bad_units() {
+        let mut w = AnnexBWriter::new();
+        // A 3-byte start code in, a 4-byte one out.
+        w.write_access_unit(&[0, 0, 1, 0x65, 0x88, 7, 0, 0, 0, 1, 0x65, 0x08, 8])
+            .unwrap();
+        w.write_nal_units([&[0x41u8, 0x9A][..]]).unwrap();
+        assert_eq!(w.access_units(), 2);
+        assert!(w.write_access_unit(&[]).is_err());
+        assert!(w.write_nal_units([&[0x41u8][..], &[][..]]).is_err());
+        assert!(w.write_nal_units([&[0xC1u8, 1][..]]).is_err());
+        assert_eq!(w.access_units(), 2);
+        let want = [
+            &[0, 0, 0, 1, 0x65, 0x88, 7][..],
+            &[0, 0, 0, 1, 0x65, 0x08, 8],
+            &[0, 0, 0, 1, 0x41, 0x9A],
+        ]
+        .concat();
+        assert_eq!(w.as_bytes(), &want[..]);
+        let aus: Vec<&[u8]> = AnnexBReader::new(&want).collect();
+        assert_eq!(aus, vec![&want[..14], &want[14..]]);
+    }
+
+    /// An access unit as an encoder writes one: maybe SPS and PPS, a first
+    /// slice (first_mb_in_slice 0: the top bit of its second byte set),
+    /// maybe more slices of the same picture (top bit clear).
+    fn arb_access_unit() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let body = || proptest::collection::vec(1u8..=255, 0..300);
+        (
+            any::<bool>(),
+            any::<bool>(),
+            body(),
+            proptest::collection::vec(body(), 0..3),
+        )
+            .prop_map(|(params, idr, first, more)| {
+                let t = if idr { 0x65 } else { 0x41 };
+                let mut nals = Vec::new();
+                if params {
+                    nals.push(vec![0x67, 0x42, 0xE0, 0x1F]);
+                    nals.push(vec![0x68, 0xCE, 0x3C]);
+                }
+                let mut s = vec![t, 0x80 | first.first().copied().unwrap_or(1)];
+                s.extend(first);
+                nals.push(s);
+                for b in more {
+                    let mut s = vec![t, 0x7F & b.first().copied().unwrap_or(1) | 1];
+                    s.extend(b);
+                    nals.push(s);
+                }
+                nals
+            })
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn annex_b_writer_reader_round_trip(aus in proptest::collection::vec(arb_access_unit(), 0..8)) {
+            let mut w = AnnexBWriter::new();
+            for au in &aus {
+                w.write_nal_units(au.iter().map(Vec::as_slice)).unwrap();
+            }
+            let stream = w.into_bytes();
+            let back: Vec<Vec<Vec<u8>>> = AnnexBReader::new(&stream)
+                .map(|au| split_annex_b(au).map(<[u8]>::to_vec).collect())
+                .collect();
+            prop_assert_eq!(back, aus);
+        }
+
         #[test]
         fn packetize_depacketize(nals in proptest::collection::vec(arb_nal(), 1..6), mtu in 3usize..1500) {
             let au = annex_b(&nals);

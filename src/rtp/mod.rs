@@ -65,9 +65,10 @@
 //! - [`stats`]: receiver-report statistics (RFC 3550 A.3 loss fraction and
 //!   cumulative loss, A.8 interarrival jitter) and the RTT from LSR/DLSR
 //!   (§6.4.1).
-//! - [`ivf`]: the IVF file format for VP8/VP9/AV1 clips; [`ogg`]: Ogg pages
-//!   (RFC 3533) carrying Opus (RFC 7845); [`h264::AnnexBReader`] for H.264
-//!   elementary streams.
+//! - [`ivf`]: the IVF file format for VP8/VP9/AV1 clips (reader, and
+//!   [`ivf::IvfWriter`] for frames with their timestamps); [`ogg`]: Ogg pages
+//!   (RFC 3533) carrying Opus (RFC 7845); [`h264::AnnexBReader`] and
+//!   [`h264::AnnexBWriter`] for H.264 elementary streams (access units).
 //! - [`mod@bench`]: the figures of `rtclab speed rtp`; [`fuzz`]: the harnesses
 //!   of the `fuzz/` targets.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and

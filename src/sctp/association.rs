@@ -14,6 +14,7 @@ use super::chunk::{
 };
 use super::packet::{self, CommonHeader, HEADER_LEN};
 use super::param::{ErrorCause, Param, ReConfigParam};
+use super::send_queue::{Pending, SendQueue};
 use super::{Config, Event, Reliability, SctpError, SendOptions, State};
 
 /// Control chunks and whole packets waiting to go out are capped, so that no
@@ -39,17 +40,6 @@ fn le(a: u32, b: u32) -> bool {
 }
 fn ssn_lt(a: u16, b: u16) -> bool {
     (a.wrapping_sub(b) as i16) < 0
-}
-
-/// A fragment handed to `send`, waiting for its TSN.
-#[derive(Debug)]
-struct Pending {
-    stream: u16,
-    ppid: u32,
-    flags: u8,
-    data: Bytes,
-    max_rtx: Option<u16>,
-    expires: Option<Instant>,
 }
 
 /// A DATA chunk sent and not yet acknowledged cumulatively.
@@ -78,17 +68,33 @@ struct Sent {
     misses: u8,
 }
 
-/// A fragment waiting for its siblings.
+/// Consecutive fragments of one message (by TSN), joined as they arrive:
+/// a fragment that continues a run is appended to its buffer, so an in-order
+/// message costs one growing buffer, not one allocation per DATA chunk. Loss
+/// splits a message into several runs; the fragment that fills the hole
+/// joins them.
 #[derive(Debug)]
-struct Fragment {
+struct Run {
+    /// TSN of the last fragment in the run (the map key is the first).
+    last: u64,
     stream: u16,
     ssn: u16,
+    /// PPID of the first fragment (the one that counts when it has B set).
     ppid: u32,
-    flags: u8,
+    unordered: bool,
+    /// The first fragment has the B bit: the run starts the message.
+    begin: bool,
+    /// The last fragment has the E bit: the run ends the message.
+    end: bool,
     data: Vec<u8>,
-    /// Bytes of the message from its first fragment to this one, when known
-    /// (fragments that arrived in order): the early reassembly cap check.
-    run: usize,
+}
+
+impl Run {
+    /// Whether a fragment may belong to the same message (RFC 9260 §6.9:
+    /// one stream; ordered fragments share their SSN).
+    fn matches(&self, stream: u16, ssn: u16, unordered: bool) -> bool {
+        self.stream == stream && self.unordered == unordered && (unordered || self.ssn == ssn)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -166,7 +172,8 @@ pub struct Association {
     next_tsn: u32,
     cum_ack: u32,
     advanced_peer_ack: u32,
-    send_queue: VecDeque<Pending>,
+    /// Fragments waiting for a TSN, per stream, round robin by message.
+    send_queue: SendQueue,
     queued_bytes: usize,
     current_ssn: u16,
     inflight: VecDeque<Sent>,
@@ -183,6 +190,12 @@ pub struct Association {
     rto: Duration,
     rtt_probe: Option<(u32, Instant)>,
     t3: Option<Instant>,
+    /// RFC 8985 RACK: the latest transmission (send order, send time) known
+    /// delivered, and the round trip it measured.
+    rack: Option<(u64, Instant)>,
+    rack_rtt: Duration,
+    /// When a retransmission counts as lost unless acknowledged (RACK).
+    rack_timer: Option<Instant>,
     error_count: u32,
     burst_left: usize,
     send_seq: u64,
@@ -195,7 +208,8 @@ pub struct Association {
     rx_cum: u64,
     rx_highest: u64,
     rx_ranges: BTreeMap<u64, u64>,
-    reassembly: BTreeMap<u64, Fragment>,
+    /// Runs of fragments by their first TSN.
+    reassembly: BTreeMap<u64, Run>,
     rx_buffered: usize,
     inbound: HashMap<u16, InStream>,
     dups: Vec<u32>,
@@ -271,7 +285,7 @@ impl Association {
             next_tsn: 0,
             cum_ack: 0,
             advanced_peer_ack: 0,
-            send_queue: VecDeque::new(),
+            send_queue: SendQueue::default(),
             queued_bytes: 0,
             current_ssn: 0,
             inflight: VecDeque::new(),
@@ -288,6 +302,9 @@ impl Association {
             rto: config.rto_initial,
             rtt_probe: None,
             t3: None,
+            rack: None,
+            rack_rtt: Duration::ZERO,
+            rack_timer: None,
             error_count: 0,
             burst_left: config.max_burst,
             send_seq: 0,
@@ -471,7 +488,7 @@ impl Association {
         };
         // ANCHOR: fragment
         let max_payload = self.config.mtu - HEADER_LEN - DATA_HEADER_LEN;
-        let all = Bytes::copy_from_slice(data);
+        let mut all = Bytes::copy_from_slice(data);
         let n = data.len().div_ceil(max_payload);
         st.buffered += data.len();
         st.unsent += n;
@@ -488,11 +505,17 @@ impl Association {
             if i == n - 1 {
                 flags |= FLAG_END;
             }
-            self.send_queue.push_back(Pending {
+            self.send_queue.push(Pending {
                 stream,
                 ppid,
                 flags,
-                data: all.slice(start..end),
+                // A one-chunk message takes the buffer as it is: slicing
+                // (or cloning) a fresh `Bytes` allocates its shared header.
+                data: if n == 1 {
+                    std::mem::take(&mut all)
+                } else {
+                    all.slice(start..end)
+                },
                 max_rtx,
                 expires,
             });
@@ -589,6 +612,7 @@ impl Association {
         self.t1 = None;
         self.t2 = None;
         self.t3 = None;
+        self.rack_timer = None;
         self.sack_timer = None;
         self.reset_timer = None;
         self.heartbeat_at = None;
@@ -620,6 +644,7 @@ impl Association {
             self.t1,
             self.t2,
             self.t3,
+            self.rack_timer,
             self.sack_timer,
             self.reset_timer,
             self.heartbeat_at,
@@ -632,7 +657,7 @@ impl Association {
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.touch(now);
-        self.burst_left = self.config.max_burst;
+        self.burst_left = self.burst_left.max(self.config.max_burst);
         if self.t1.is_some_and(|t| t <= now) {
             self.on_t1(now);
         }
@@ -641,6 +666,13 @@ impl Association {
         }
         if self.t3.is_some_and(|t| t <= now) {
             self.on_t3(now);
+        }
+        if self.rack_timer.is_some_and(|t| t <= now) {
+            self.rack_timer = None;
+            if self.rack_detect_lost_retransmissions(now) {
+                self.enter_fast_recovery();
+                self.abandon_expired(now);
+            }
         }
         if self.sack_timer.is_some_and(|t| t <= now) {
             self.sack_timer = None;
@@ -652,6 +684,17 @@ impl Association {
         if self.heartbeat_at.is_some_and(|t| t <= now) {
             self.on_heartbeat_timer(now);
         }
+    }
+
+    /// RFC 9260 §6.1 (D): Max.Burst limits the packets of new data sent in
+    /// answer to one incoming packet. The credit adds up over the packets
+    /// handled before the next transmission (a receive batch of several
+    /// SACKs earns each its share), plus one packet per MTU a SACK removed
+    /// from the network, so that SACKs that each cover many packets keep
+    /// the ack clock going; it never exceeds cwnd plus Max.Burst packets.
+    fn add_burst_credit(&mut self, packets: usize) {
+        let cap = self.cwnd.div_ceil(self.config.mtu) + self.config.max_burst;
+        self.burst_left = self.burst_left.saturating_add(packets).min(cap);
     }
 
     fn back_off(&mut self) {
@@ -825,7 +868,7 @@ impl Association {
     /// protocol violation aborts the association with an event.
     pub fn handle_packet(&mut self, now: Instant, pkt: &[u8]) {
         self.touch(now);
-        self.burst_left = self.config.max_burst;
+        self.add_burst_credit(self.config.max_burst);
         if packet::verify(pkt).is_err() {
             return;
         }
@@ -899,6 +942,7 @@ impl Association {
 
         let mut got_data = false;
         let mut immediate = false;
+        let had_gaps = !self.rx_ranges.is_empty();
         for raw in packet::chunks(pkt) {
             let Ok(raw) = raw else { return };
             if raw.typ == kind::DATA {
@@ -942,8 +986,12 @@ impl Association {
         }
         if got_data {
             self.data_packets_unacked += 1;
-            // §6.2: SACK at least every second packet, at once on gaps or duplicates.
+            // §6.2: SACK at least every second packet, at once on gaps or
+            // duplicates (§6.7: after each packet while a gap is open, and
+            // on the packet that closes it, so that the sender learns at
+            // once that its retransmission arrived).
             if immediate
+                || had_gaps
                 || self.data_packets_unacked >= 2
                 || !self.rx_ranges.is_empty()
                 || !self.dups.is_empty()
@@ -1352,71 +1400,70 @@ impl Association {
             self.deliver(now, d.stream, d.ssn, unordered, d.ppid, d.payload.to_vec());
             return;
         }
-        // ANCHOR: reassembly_cap
-        // A fragment.
-        let run = if d.flags & FLAG_BEGIN != 0 {
-            d.payload.len()
-        } else {
-            match self.reassembly.get(&(t - 1)) {
-                Some(p) if p.run > 0 && p.flags & FLAG_END == 0 => p.run + d.payload.len(),
-                _ => 0,
-            }
-        };
-        if run > self.config.max_message_size {
-            self.abort_with(
-                ErrorCause::PROTOCOL_VIOLATION,
-                "reassembled message exceeds max message size",
-            );
-            return;
-        }
-        self.rx_buffered += d.payload.len();
-        // ANCHOR_END: reassembly_cap
-        self.reassembly.insert(
-            t,
-            Fragment {
-                stream: d.stream,
-                ssn: d.ssn,
-                ppid: d.ppid,
-                flags: d.flags,
-                data: d.payload.to_vec(),
-                run,
-            },
-        );
-        self.try_reassemble(now, t);
+        self.add_fragment(now, t, d);
     }
 
-    /// RFC 9260 §6.9: a message is complete when consecutive TSNs run from a
-    /// B fragment to an E fragment.
-    fn try_reassemble(&mut self, now: Instant, t: u64) {
-        let mut end = t;
-        loop {
-            match self.reassembly.get(&end) {
-                Some(f) if f.flags & FLAG_END != 0 => break,
-                Some(_) => end += 1,
-                None => return,
-            }
-        }
-        let mut start = t;
-        loop {
-            match self.reassembly.get(&start) {
-                Some(f) if f.flags & FLAG_BEGIN != 0 => break,
-                Some(_) if start > 0 => start -= 1,
-                _ => return,
-            }
-        }
-        let (stream, ssn, flags) = match self.reassembly.get(&start) {
-            Some(f) => (f.stream, f.ssn, f.flags),
-            None => return,
-        };
-        let mut total = 0usize;
+    /// RFC 9260 §6.9: joins a fragment to the run it continues (or starts a
+    /// run), joins the run that follows it, and delivers the message once
+    /// one run goes from a B fragment to an E fragment. Fragments that
+    /// disagree on stream or SSN, or a message past `max_message_size`,
+    /// abort the association.
+    fn add_fragment(&mut self, now: Instant, t: u64, d: super::chunk::Data<'_>) {
+        let unordered = d.flags & FLAG_UNORDERED != 0;
+        let begin = d.flags & FLAG_BEGIN != 0;
+        let end = d.flags & FLAG_END != 0;
+        let mut key = None;
         let mut consistent = true;
-        for (_, f) in self.reassembly.range(start..=end) {
-            total += f.data.len();
-            if f.stream != stream
-                || (f.flags & FLAG_UNORDERED) != (flags & FLAG_UNORDERED)
-                || (flags & FLAG_UNORDERED == 0 && f.ssn != ssn)
-            {
-                consistent = false;
+        if !begin && t > 0 {
+            if let Some((&k, r)) = self.reassembly.range_mut(..t).next_back() {
+                if r.last == t - 1 && !r.end {
+                    if r.matches(d.stream, d.ssn, unordered) {
+                        r.data.extend_from_slice(d.payload);
+                        r.last = t;
+                        r.end = end;
+                        key = Some(k);
+                    } else {
+                        consistent = false;
+                    }
+                }
+            }
+        }
+        self.rx_buffered += d.payload.len();
+        let key = match key {
+            Some(k) => k,
+            None => {
+                self.reassembly.insert(
+                    t,
+                    Run {
+                        last: t,
+                        stream: d.stream,
+                        ssn: d.ssn,
+                        ppid: d.ppid,
+                        unordered,
+                        begin,
+                        end,
+                        data: d.payload.to_vec(),
+                    },
+                );
+                t
+            }
+        };
+        // The run that starts right after this one may now join it.
+        let Some(run) = self.reassembly.get(&key) else {
+            return;
+        };
+        let (last, run_end) = (run.last, run.end);
+        if !run_end && self.reassembly.get(&(last + 1)).is_some_and(|n| !n.begin) {
+            if let Some(next) = self.reassembly.remove(&(last + 1)) {
+                if let Some(run) = self.reassembly.get_mut(&key) {
+                    if run.matches(next.stream, next.ssn, next.unordered) {
+                        run.data.extend_from_slice(&next.data);
+                        run.last = next.last;
+                        run.end = next.end;
+                    } else {
+                        consistent = false;
+                    }
+                }
             }
         }
         if !consistent {
@@ -1426,25 +1473,24 @@ impl Association {
             );
             return;
         }
-        if total > self.config.max_message_size {
+        let Some(run) = self.reassembly.get(&key) else {
+            return;
+        };
+        // ANCHOR: reassembly_cap
+        if run.data.len() > self.config.max_message_size {
             self.abort_with(
                 ErrorCause::PROTOCOL_VIOLATION,
                 "reassembled message exceeds max message size",
             );
             return;
         }
-        let mut data = Vec::with_capacity(total);
-        let mut ppid = 0;
-        for k in start..=end {
-            if let Some(f) = self.reassembly.remove(&k) {
-                if k == start {
-                    ppid = f.ppid;
-                }
-                data.extend_from_slice(&f.data);
+        // ANCHOR_END: reassembly_cap
+        if run.begin && run.end {
+            if let Some(run) = self.reassembly.remove(&key) {
+                self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
+                self.deliver(now, run.stream, run.ssn, run.unordered, run.ppid, run.data);
             }
         }
-        self.rx_buffered = self.rx_buffered.saturating_sub(total);
-        self.deliver(now, stream, ssn, flags & FLAG_UNORDERED != 0, ppid, data);
     }
 
     fn deliver(
@@ -1510,10 +1556,12 @@ impl Association {
                 break;
             }
         }
+        // Runs that start at or below the new point belong to skipped
+        // messages (the sender abandons whole messages, RFC 3758 §3.5 A3).
         let keep = self.reassembly.split_off(&(new + 1));
         let dropped = std::mem::replace(&mut self.reassembly, keep);
-        for (_, fr) in dropped {
-            self.rx_buffered = self.rx_buffered.saturating_sub(fr.data.len());
+        for (_, run) in dropped {
+            self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
         }
         for &(stream, ssn) in &f.streams {
             let Some(st) = self.inbound.get_mut(&stream) else {
@@ -1533,10 +1581,6 @@ impl Association {
                 st.next_ssn = st.next_ssn.wrapping_add(1);
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
-        }
-        // Complete messages above the new point may now be whole.
-        if let Some((&k, _)) = self.reassembly.first_key_value() {
-            self.try_reassemble(now, k);
         }
         self.check_deferred_reset(now);
     }
@@ -1656,6 +1700,8 @@ impl Association {
             }
         }
         let flight_before = self.flight_size;
+        // The newly acknowledged chunk sent last (RACK, RFC 8985 §6.2).
+        let mut newest: Option<(u64, Instant)> = None;
         let mut cum_bytes = 0usize;
         let cum_advanced = lt(self.cum_ack, cum);
         // Cumulative acknowledgement.
@@ -1667,6 +1713,9 @@ impl Association {
                 break;
             };
             self.cum_ack = s.tsn;
+            if !s.acked && newest.is_none_or(|(q, _)| q < s.sent_seq) {
+                newest = Some((s.sent_seq, s.sent_at));
+            }
             if s.in_flight {
                 self.flight_size = self.flight_size.saturating_sub(s.data.len());
             }
@@ -1714,6 +1763,9 @@ impl Association {
                     // Gap blocks ascend: the last newly acked TSN is the highest.
                     htna = Some(tsn);
                     htna_seq = htna_seq.max(s.sent_seq);
+                    if newest.is_none_or(|(q, _)| q < s.sent_seq) {
+                        newest = Some((s.sent_seq, s.sent_at));
+                    }
                     if let Some((p, at)) = self.rtt_probe {
                         if p == tsn {
                             self.rtt_probe = None;
@@ -1726,6 +1778,7 @@ impl Association {
                 }
             }
         }
+        self.add_burst_credit((cum_bytes + gap_bytes).div_ceil(self.config.mtu));
         // §6.2.1: rwnd = a_rwnd minus what is still in flight.
         self.peer_rwnd = sack.a_rwnd.saturating_sub(self.flight_size as u32);
         // §7.2.4: miss indications for TSNs below the highest newly acked
@@ -1734,6 +1787,18 @@ impl Association {
         // retransmission is fast-retransmitted again instead of waiting for
         // the T3 timer; a chunk still gets one retransmission per three
         // later acks at most, which keeps §7.2.4's intent.
+        // §7.2.4: in fast recovery, a SACK that advances the cumulative TSN
+        // counts a miss for every TSN it reports missing (below its highest
+        // gap block), even when no gap block acknowledged anything new.
+        if htna.is_none() && cum_advanced && self.fast_recovery_exit.is_some() {
+            if let Some(last) = sack.gaps.last() {
+                let top = cum.wrapping_add(last.end as u32);
+                if let Some(i) = self.index_of(top) {
+                    htna = Some(top);
+                    htna_seq = self.inflight[i].sent_seq;
+                }
+            }
+        }
         let mut new_loss = false;
         if let Some(h) = htna {
             for i in 0..self.inflight.len() {
@@ -1758,17 +1823,18 @@ impl Association {
                 }
             }
         }
+        if let Some((seq, sent_at)) = newest {
+            if self.rack.is_none_or(|(q, _)| q < seq) {
+                self.rack = Some((seq, sent_at));
+                self.rack_rtt = now.saturating_duration_since(sent_at);
+            }
+        }
+        new_loss |= self.rack_detect_lost_retransmissions(now);
         // ANCHOR: congestion
         // Congestion control.
         let in_recovery = self.fast_recovery_exit.is_some();
         if new_loss {
-            if !in_recovery {
-                self.ssthresh = (self.cwnd / 2).max(4 * self.config.mtu);
-                self.cwnd = self.ssthresh;
-                self.partial_bytes_acked = 0;
-                self.fast_recovery_exit = Some(highest_sent);
-            }
-            self.fast_rtx_packet = true;
+            self.enter_fast_recovery();
             self.abandon_expired(now);
         } else if cum_advanced && !in_recovery {
             if self.cwnd <= self.ssthresh {
@@ -1810,6 +1876,61 @@ impl Association {
         self.flush_decreases();
         self.try_send_reset(now);
         self.check_shutdown(now);
+    }
+
+    /// RFC 9260 §7.2.4: one window reduction per loss event: entering fast
+    /// recovery halves cwnd, later losses before its exit point do not.
+    fn enter_fast_recovery(&mut self) {
+        if self.fast_recovery_exit.is_none() {
+            self.ssthresh = (self.cwnd / 2).max(4 * self.config.mtu);
+            self.cwnd = self.ssthresh;
+            self.partial_bytes_acked = 0;
+            self.fast_recovery_exit = Some(self.next_tsn.wrapping_sub(1));
+        }
+        self.fast_rtx_packet = true;
+    }
+
+    /// RFC 8985 §6.2 (RACK), for retransmitted chunks only: a
+    /// retransmission is lost once a chunk sent after it was acknowledged
+    /// and a round trip plus a reordering window (SRTT/4) has passed since
+    /// it went out. Miss counting (RFC 9260 §7.2.4) cannot see that: a lost
+    /// fast retransmission needs three more SACKs, which a full window
+    /// may never bring, leaving only T3 and its back-off. First
+    /// transmissions keep the three-miss rule. Marks what is lost, arms
+    /// the RACK timer for the rest; returns whether it marked anything.
+    fn rack_detect_lost_retransmissions(&mut self, now: Instant) -> bool {
+        self.rack_timer = None;
+        let Some((rack_seq, _)) = self.rack else {
+            return false;
+        };
+        let reo_wnd = self.srtt.map_or(Duration::from_millis(1), |s| {
+            (s / 4).max(Duration::from_millis(1))
+        });
+        let wait = self.rack_rtt + reo_wnd;
+        let mut lost = false;
+        let mut next: Option<Instant> = None;
+        for i in 0..self.inflight.len() {
+            let s = &mut self.inflight[i];
+            if s.transmissions < 2 || s.acked || s.abandoned || s.marked || s.sent_seq >= rack_seq {
+                continue;
+            }
+            let deadline = s.sent_at + wait;
+            if deadline > now {
+                next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                continue;
+            }
+            s.marked = true;
+            if s.in_flight {
+                s.in_flight = false;
+                self.flight_size = self.flight_size.saturating_sub(s.data.len());
+            }
+            let tsn = s.tsn;
+            self.rtx_queue.push_back(tsn);
+            self.stats.fast_retransmits += 1;
+            lost = true;
+        }
+        self.rack_timer = next;
+        lost
     }
 
     fn advance_peer_ack_point(&mut self) {
@@ -1867,7 +1988,7 @@ impl Association {
         }
         if !ends_inside {
             // The rest of the message has not been sent yet: drop it.
-            while let Some(p) = self.send_queue.pop_front() {
+            while let Some(p) = self.send_queue.pop() {
                 self.queued_bytes = self.queued_bytes.saturating_sub(p.data.len());
                 if let Some(st) = self.out.get_mut(&p.stream) {
                     st.unsent = st.unsent.saturating_sub(1);
@@ -2315,12 +2436,13 @@ impl Association {
         // New data.
         if self.rtx_queue.is_empty() && self.burst_left > 0 {
             let mut new_data = false;
-            while let Some(p) = self.send_queue.front() {
+            while let Some(p) = self.send_queue.peek() {
                 let len = p.data.len();
+                let (flags, expires) = (p.flags, p.expires);
                 // PR-SCTP: a whole message that outlived its lifetime before
                 // its first transmission is dropped without a TSN.
-                if p.flags & FLAG_BEGIN != 0
-                    && p.expires.is_some_and(|e| e <= now)
+                if flags & FLAG_BEGIN != 0
+                    && expires.is_some_and(|e| e <= now)
                     && self.peer_forward_tsn
                 {
                     self.drop_unsent_message();
@@ -2341,7 +2463,7 @@ impl Association {
                     break;
                 }
                 // ANCHOR_END: window
-                let Some(p) = self.send_queue.pop_front() else {
+                let Some(p) = self.send_queue.pop() else {
                     break;
                 };
                 self.queued_bytes = self.queued_bytes.saturating_sub(len);
@@ -2400,7 +2522,7 @@ impl Association {
     }
 
     fn drop_unsent_message(&mut self) {
-        while let Some(p) = self.send_queue.pop_front() {
+        while let Some(p) = self.send_queue.pop() {
             self.queued_bytes = self.queued_bytes.saturating_sub(p.data.len());
             if let Some(st) = self.out.get_mut(&p.stream) {
                 st.unsent = st.unsent.saturating_sub(1);

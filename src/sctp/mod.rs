@@ -46,7 +46,9 @@
 //! - RFC 3758: FORWARD TSN, abandoning by retransmission count and by
 //!   lifetime.
 //! - RFC 6525: outgoing SSN reset request and its response, both ways.
-//! - RFC 8260: I-DATA and I-FORWARD-TSN as wire types (codec only).
+//! - RFC 8260: I-DATA and I-FORWARD-TSN as wire types (codec only); the
+//!   round-robin stream scheduler of §3.2 (by whole message, since DATA
+//!   fragments of one message take consecutive TSNs).
 //!
 //! ## Left out
 //!
@@ -54,13 +56,14 @@
 //! (§5.2.4 case A: an INIT in ESTABLISHED is ignored), ECN, AUTH (RFC 4895),
 //! the RFC 6525 SSN/TSN reset and add-streams requests (answered "denied"
 //! by omission: they are unknown parameters), stream schedulers other than
-//! one FIFO queue, and I-DATA in the association (not advertised, so a peer
+//! round robin (no priorities), and I-DATA in the association (not advertised, so a peer
 //! never sends it; browsers do not negotiate it for data channels either).
 
 mod association;
 pub mod chunk;
 pub mod packet;
 pub mod param;
+mod send_queue;
 mod sim;
 pub mod speed;
 

@@ -7,8 +7,12 @@ use super::chunk::Chunk;
 /// Size of the common header.
 pub const HEADER_LEN: usize = 12;
 
-/// RFC 9260 appendix A: CRC32c (Castagnoli), the `crc` crate's CRC_32_ISCSI.
-pub const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// RFC 9260 appendix A: CRC32c (Castagnoli), the `crc` crate's CRC_32_ISCSI,
+/// with its slice-by-16 tables (16 KiB of tables, several times faster per
+/// byte than the one-table default: every packet is checksummed twice, once
+/// by each side, so this sits on the hot path).
+pub const CRC32C: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISCSI);
 
 /// The common header (RFC 9260 §3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

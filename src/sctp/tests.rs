@@ -772,6 +772,78 @@ fn unknown_chunk_upper_bits() {
 #[test]
 fn over_our_dtls_on_loopback_udp() {
     // Two rtclab peers: SCTP in DTLS records over real loopback UDP.
-    let (mb_per_s, _cpu) = super::speed::loopback(2 * 1024 * 1024).expect("loopback transfer");
-    assert!(mb_per_s > 0.0);
+    let r = super::speed::loopback(2 * 1024 * 1024, 64 * 1024, 1200).expect("loopback transfer");
+    assert!(r.mb_per_s > 0.0);
+    assert!(r.sender_cpu > 0.0 && r.receiver_cpu > 0.0);
+}
+
+/// A connected pair where b already took one message from a: returns b's
+/// verification tag as a uses it and the next TSN a would send.
+fn tag_and_next_tsn(p: &mut Pair) -> (u32, u32) {
+    p.a.send(p.now, 0, 51, b"x", SendOptions::default())
+        .unwrap();
+    let q = p.a.poll_transmit().unwrap();
+    p.b.handle_packet(p.now, &q);
+    let _ = Pair::events(&mut p.b);
+    let tag = CommonHeader::parse(&q).unwrap().verification_tag;
+    let parsed = Packet::parse(&q).unwrap();
+    let tsn = parsed
+        .chunks
+        .iter()
+        .find_map(|c| match c {
+            Chunk::Data(d) => Some(d.tsn),
+            _ => None,
+        })
+        .unwrap();
+    (tag, tsn.wrapping_add(1))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Fragments of two ordered messages arriving in any order, some twice,
+    /// are joined into runs and delivered once each, whole and in SSN order.
+    #[test]
+    fn fragments_in_any_order_reassemble(
+        sizes in (1usize..6, 1usize..6),
+        order in Just((0..10usize).collect::<Vec<_>>()).prop_shuffle(),
+        dups in proptest::collection::vec(0usize..10, 0..4),
+    ) {
+        let mut p = connected();
+        let (tag, first) = tag_and_next_tsn(&mut p);
+        // Message m has sizes.m fragments of 100 bytes; bytes tell (message, index).
+        let counts = [sizes.0, sizes.1];
+        let mut frags = Vec::new();
+        let mut tsn = first;
+        for (m, &n) in counts.iter().enumerate() {
+            for i in 0..n {
+                let mut flags = 0;
+                if i == 0 { flags |= chunk::FLAG_BEGIN; }
+                if i == n - 1 { flags |= chunk::FLAG_END; }
+                let payload = vec![(m * 16 + i) as u8; 100];
+                frags.push((tsn, flags, m as u16 + 1, payload));
+                tsn = tsn.wrapping_add(1);
+            }
+        }
+        let total = frags.len();
+        let mut schedule: Vec<usize> = order.into_iter().filter(|&i| i < total).collect();
+        schedule.extend(dups.into_iter().filter(|&i| i < total));
+        for i in schedule {
+            let (tsn, flags, ssn, payload) = &frags[i];
+            let pk = Packet {
+                header: CommonHeader { source_port: 5000, destination_port: 5000, verification_tag: tag },
+                chunks: vec![Chunk::Data(Data { flags: *flags, tsn: *tsn, stream: 0, ssn: *ssn, ppid: 53, payload })],
+            };
+            p.b.handle_packet(p.now, &pk.to_vec());
+            prop_assert_eq!(p.b.state(), State::Established);
+        }
+        let got = messages(Pair::events(&mut p.b));
+        let want: Vec<(u16, u32, Vec<u8>)> = counts
+            .iter()
+            .enumerate()
+            .map(|(m, &n)| (0, 53, (0..n).flat_map(|i| vec![(m * 16 + i) as u8; 100]).collect()))
+            .collect();
+        prop_assert_eq!(got, want);
+        prop_assert_eq!(p.b.receive_buffered(), 0);
+    }
 }

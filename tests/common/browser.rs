@@ -70,6 +70,9 @@ pub fn chromium_args(profile: &std::path::Path, url: &str) -> Vec<String> {
         "--use-fake-ui-for-media-stream",
         "--allow-loopback-in-peer-connection",
         "--autoplay-policy=no-user-gesture-required",
+        // The page's console on stderr (kept in the browser's log, printed
+        // when a test fails).
+        "--enable-logging=stderr",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -12,6 +12,8 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const autotest = params.get('autotest') === '1';
+// What ?autotest=1 waits for (default: everything).
+const need = (params.get('need') || 'video,chat,photo').split(',');
 const noCam = params.get('nocam') === '1';
 let callRoom = params.get('call');
 const callMode = callRoom !== null;
@@ -31,7 +33,7 @@ let initiator = false;
 let pendingCandidates = [];
 let remoteSet = false;
 let lastRust = null;
-const CHUNK = 16 * 1024;
+const CHUNK = Number(params.get('chunk')) || 16 * 1024;
 
 const result = {
   mode: callMode ? 'call' : 'rust', camera: false, chatOpen: false, chatEcho: null,
@@ -82,6 +84,9 @@ if (callMode) {
   $('panel-title').textContent = 'What this browser sees';
   $('panel-foot').textContent = 'From this browser\'s getStats(), every second.';
   $('chat-input').placeholder = 'Say something to the other tab…';
+  document.querySelectorAll('.meter .k')[4].textContent = 'UDP in (all layers)';
+  document.querySelectorAll('.meter .k')[5].textContent = 'UDP out (all layers)';
+  $('rust-line').hidden = true;
 }
 
 async function start() {
@@ -266,11 +271,17 @@ function setupChannel(ch) {
     photoCh = ch;
     ch.onopen = () => {
       $('snap-send').disabled = false;
-      if (autotest) setTimeout(snapAndSend, stream ? 1500 : 0);
+      if (autotest && need.includes('photo')) setTimeout(snapAndSend, Number(params.get('photoDelay') || (stream ? 1500 : 0)));
     };
     ch.onclose = () => { $('snap-send').disabled = true; };
     ch.onmessage = onPhotoMessage;
   }
+  // A channel the other side created may be open already when it arrives
+  // (and may still fire `open`): run the handler once either way.
+  const onopen = ch.onopen;
+  let opened = false;
+  ch.onopen = () => { if (!opened) { opened = true; onopen(); } };
+  if (ch.readyState === 'open') ch.onopen();
 }
 
 function sendChat(text) {
@@ -317,11 +328,23 @@ function drawSnapshot(canvas) {
 }
 
 async function snapAndSend() {
-  if (!photoCh || photoCh.readyState !== 'open') return;
+  try {
+    await sendPhoto();
+  } catch (e) {
+    $('photo-status').textContent = '✗ The photo could not be sent: ' + e.message;
+    $('photo-status').className = 'bad-text';
+    result.errors.push('photo: ' + e.message);
+  }
+}
+
+async function sendPhoto() {
+  if (!photoCh || photoCh.readyState !== 'open') throw new Error('the photo channel is not open');
   const canvas = $('snap');
   drawSnapshot(canvas);
   const blob = await new Promise((r) => canvas.toBlob(r, 'image/jpeg', 0.85));
+  if (!blob) throw new Error('the canvas gave no JPEG');
   const buf = await blob.arrayBuffer();
+  result.photoSent = buf.byteLength;
   const hash = await sha256hex(buf);
   photoCh.send(JSON.stringify({ type: 'photo', bytes: buf.byteLength, sha256: hash,
     width: canvas.width, height: canvas.height, mime: 'image/jpeg' }));
@@ -349,7 +372,7 @@ async function onPhotoMessage(e) {
       const el = $('photo-status');
       if (m.ok) {
         el.textContent = '✓ Received by ' + (callMode ? 'the other tab' : 'the Rust peer') + ': ' + m.bytes +
-          ' bytes in ' + m.chunks + ' chunks, SHA-256 ' + m.sha256.slice(0, 16) + '… matches (' + m.ms + ' ms).';
+          ' bytes in ' + m.chunks + (m.chunks === 1 ? ' chunk' : ' chunks') + ', SHA-256 ' + m.sha256.slice(0, 16) + '… matches (' + m.ms + ' ms).';
         el.className = 'ok-text';
       } else {
         el.textContent = '✗ The receiver refused the photo: ' + (m.error || 'hash mismatch');
@@ -403,19 +426,20 @@ function showRustStats(s) {
   result.rust = s;
   const ice = s.ice ? s.ice.toLowerCase() : (s.failed ? 'failed' : 'new');
   pill('ice', ice, layerClass(ice));
-  detail('ice', s.pair ? 'pair ' + s.pair.local + ' ⇄ ' + s.pair.remote + ' (' + s.ice_role.toLowerCase() + ')'
+  detail('ice', s.pair ? s.pair.local + ' ⇄ ' + s.pair.remote
     : (s.udp ? 'Rust socket ' + s.udp + ', checking candidates' : 'waiting for the offer'));
   const t = (s.transport || '').toLowerCase();
   const dtls = t === 'connected' ? 'connected' : t === 'handshaking' ? 'handshaking'
     : t === 'failed' || t === 'closed' ? t : 'new';
   pill('dtls', dtls, layerClass(dtls));
-  let dd = s.dtls_role ? 'DTLS 1.2, Rust is the ' + s.dtls_role.toLowerCase() : 'waits for ICE';
+  let dd = s.dtls_role ? 'DTLS 1.2 · Rust is the ' + s.dtls_role.toLowerCase() : 'waits for ICE';
+  // The suite both ends agreed on, as the browser's getStats() names it.
   const bs = browserTransport;
-  if (bs && bs.dtlsCipher) dd += ' · ' + bs.dtlsCipher;
+  if (bs && bs.dtlsCipher && dtls === 'connected') dd += '\n' + bs.dtlsCipher;
   detail('dtls', dd);
   const srtp = s.srtp ? 'keyed' : (dtls === 'connected' ? 'none' : 'new');
   pill('srtp', srtp, s.srtp ? 'ok' : '');
-  detail('srtp', s.srtp ? s.srtp + ' (keys from the DTLS exporter)' : (stream ? 'waits for DTLS' : 'no media in this session'));
+  detail('srtp', s.srtp ? s.srtp + '\nkeys from the DTLS exporter' : (stream ? 'waits for DTLS' : 'no media in this session'));
   const sctp = (s.sctp || 'new').toLowerCase();
   pill('sctp', sctp, layerClass(sctp));
   detail('sctp', s.data ? s.data.messages_in + ' messages in, ' + s.data.messages_out + ' out' : '—');
@@ -477,14 +501,15 @@ function browserView(transport, pair, inbound, outbound, byId) {
   if (pair && byId) {
     const l = byId[pair.localCandidateId];
     const r = byId[pair.remoteCandidateId];
-    if (l && r) detail('ice', 'pair ' + (l.address || l.ip) + ':' + l.port + ' ' + l.candidateType + ' ⇄ ' +
+    if (l && r) detail('ice', (l.address || l.ip) + ':' + l.port + ' ' + l.candidateType + ' ⇄ ' +
       (r.address || r.ip) + ':' + r.port + ' ' + r.candidateType);
   }
   if (!transport) return;
   const dtls = transport.dtlsState || 'new';
   pill('dtls', dtls, layerClass(dtls));
-  detail('dtls', (transport.tlsVersion === 'FEFD' ? 'DTLS 1.2' : 'DTLS') + (transport.dtlsCipher ? ' · ' + transport.dtlsCipher : '') +
-    (transport.dtlsRole ? ' · ' + transport.dtlsRole : ''));
+  const version = { FEFD: 'DTLS 1.2', FEFC: 'DTLS 1.3' }[transport.tlsVersion] || 'DTLS';
+  detail('dtls', version + (transport.dtlsRole ? ' · this tab is the ' + transport.dtlsRole : '') +
+    (transport.dtlsCipher ? '\n' + transport.dtlsCipher : ''));
   pill('srtp', transport.srtpCipher ? 'keyed' : 'new', transport.srtpCipher ? 'ok' : '');
   detail('srtp', transport.srtpCipher || (stream ? 'waits for DTLS' : 'no media in this session'));
   const sctp = pc.sctp ? pc.sctp.state : 'new';
@@ -514,14 +539,23 @@ setInterval(() => { pollBrowserStats().catch(() => {}); }, 1000);
 
 // ---- the automatic test (?autotest=1) ----------------------------------------
 
+window.addEventListener('error', (e) => result.errors.push('error: ' + e.message));
+window.addEventListener('unhandledrejection', (e) => result.errors.push('rejection: ' + (e.reason && e.reason.message || e.reason)));
+
 let finished = false;
 function maybeFinish(force) {
   if (!autotest || finished) return;
   const decoded = (result.browser && result.browser.framesDecoded) || 0;
-  const videoOk = !result.camera || Math.max(result.framesBack, decoded) >= 30;
-  if (force || (result.chatEcho && result.photoAck && videoOk)) {
+  const done = {
+    video: !result.camera || Math.max(result.framesBack, decoded) >= 30,
+    chat: !!result.chatEcho,
+    photo: !!(result.photoAck && result.photoAck.ok),
+  };
+  const all = need.every((k) => done[k]);
+  if (force || all || (result.photoAck && !result.photoAck.ok)) {
     finished = true;
-    result.ok = !!(result.chatEcho && result.photoAck && result.photoAck.ok && videoOk);
+    result.ok = all;
+    result.checked = need;
     fetch('/report', { method: 'POST', body: JSON.stringify({ type: 'result', room, ...result }) });
   }
 }

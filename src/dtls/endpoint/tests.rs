@@ -801,3 +801,37 @@ fn malformed_hello_from_stranger_is_dropped() {
     }
     assert!(c.is_connected() && s.is_connected());
 }
+
+/// A peer that moves (ICE switched pairs) is followed once told; before
+/// that its datagrams are not ours.
+#[test]
+fn set_peer_follows_a_moved_peer() {
+    let mut p = Pair::new(config(1), config(2));
+    p.run(0.0, 1, 1000);
+    assert!(p.client.is_connected() && p.server.is_connected());
+    let moved = addr(9);
+    let from_moved = |p: &mut Pair, text: &[u8]| {
+        p.client.send(text).unwrap();
+        let t = p.client.poll_transmit().unwrap();
+        p.server.handle_receive(
+            p.now,
+            Receive {
+                source: moved,
+                destination: addr(2),
+                contents: &t.contents,
+            },
+        );
+        let mut got = Vec::new();
+        while let Some(e) = p.server.poll_event() {
+            if let Event::ApplicationData(d) = e {
+                got.push(d);
+            }
+        }
+        got
+    };
+    assert!(from_moved(&mut p, b"before").is_empty());
+    p.server.set_peer(moved);
+    assert_eq!(from_moved(&mut p, b"after"), vec![b"after".to_vec()]);
+    p.server.send(b"back").unwrap();
+    assert_eq!(p.server.poll_transmit().unwrap().destination, moved);
+}
