@@ -13,7 +13,9 @@
 //! 3. reflect: camera → Rust → the page;
 //! 4. Opus both ways (the microphone's packets reflected);
 //! 5. renegotiation: the page adds a track (its new offer), then Rust adds
-//!    one (our new offer); media flows on both new tracks.
+//!    one (our new offer); media flows on both new tracks;
+//! 6. the photo of codelab step 9: a canvas snapshot in 64000-byte chunks
+//!    over a data channel, its SHA-256 checked here.
 
 mod common;
 
@@ -817,4 +819,65 @@ async fn chromium_renegotiation_both_sides() {
 #[tokio::test]
 async fn firefox_renegotiation_both_sides() {
     renegotiation(BrowserKind::Firefox).await;
+}
+
+// ---------------------------------------------------------------------------
+// Case 6: the photo of codelab step 9 over a data channel.
+
+async fn photo(kind: BrowserKind) {
+    use rtclab::datachannel::{Event as DcEvent, Message};
+    let Some(mut run) = Run::start(kind, "case=photo").await else {
+        return;
+    };
+    let mut header: Option<Value> = None;
+    let mut data = Vec::new();
+    let mut chunks = 0;
+    loop {
+        match run.step().await {
+            Step::Offer(sdp) => {
+                run.answer(&sdp, &[]).await;
+            }
+            Step::Peer(PeerEvent::DataChannel(DcEvent::Message { message, .. })) => match message {
+                Message::Text(t) => header = serde_json::from_str(&t).ok(),
+                Message::Binary(b) => {
+                    chunks += 1;
+                    data.extend_from_slice(&b);
+                }
+            },
+            _ => {}
+        }
+        let Some(h) = header.as_ref() else { continue };
+        let bytes = h["bytes"].as_u64().unwrap_or(0) as usize;
+        if data.len() >= bytes {
+            assert_eq!(data.len(), 320 * 240 * 4, "RGBA pixels of a 320×240 canvas");
+            let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+            let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(
+                h["sha256"].as_str(),
+                Some(hex.as_str()),
+                "the photo's SHA-256"
+            );
+            // A camera frame, not a blank canvas.
+            assert!(
+                data.chunks(4).any(|p| p[..3] != [0, 0, 0]),
+                "the photo is all black"
+            );
+            eprintln!(
+                "{kind:?}: photo of {} bytes in {chunks} chunks, SHA-256 {hex} matches",
+                data.len()
+            );
+            break;
+        }
+    }
+    run.finish().await;
+}
+
+#[tokio::test]
+async fn chromium_photo_over_a_data_channel() {
+    photo(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_photo_over_a_data_channel() {
+    photo(BrowserKind::Firefox).await;
 }

@@ -98,6 +98,30 @@ async function start() {
   } else if (CASE === 'recv') {
     const t = pc.addTransceiver('video', { direction: 'recvonly' });
     prefer(t, 'video');
+  } else if (CASE === 'photo') {
+    // Codelab step 9: a canvas snapshot of the camera, its RGBA pixels sent
+    // in 64000-byte chunks after a header with the length and SHA-256.
+    camera = await navigator.mediaDevices.getUserMedia({ video });
+    const v = document.getElementById('local');
+    v.srcObject = camera;
+    const ch = pc.createDataChannel('photo');
+    ch.binaryType = 'arraybuffer';
+    ch.onopen = () => setTimeout(async () => {
+      const canvas = document.createElement('canvas');
+      canvas.width = 320; canvas.height = 240;
+      const ctx = canvas.getContext('2d');
+      ctx.drawImage(v, 0, 0, 320, 240);
+      const pixels = ctx.getImageData(0, 0, 320, 240).data;
+      const hash = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', pixels)))
+        .map((b) => b.toString(16).padStart(2, '0')).join('');
+      ch.send(JSON.stringify({ bytes: pixels.byteLength, sha256: hash }));
+      const CHUNK = 64000;
+      for (let off = 0; off < pixels.byteLength; off += CHUNK) {
+        ch.send(pixels.slice(off, off + CHUNK));
+      }
+      log('photo sent: ' + pixels.byteLength + ' bytes, sha256 ' + hash);
+    }, 1000);
+    ch.onmessage = (e) => log('photo reply: ' + e.data);
   } else if (CASE === 'audio') {
     const mic = await navigator.mediaDevices.getUserMedia({ audio: true });
     pc.addTransceiver(mic.getAudioTracks()[0], { direction: 'sendrecv' });
