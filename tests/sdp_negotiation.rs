@@ -735,3 +735,34 @@ fn an_offer_made_twice_keeps_every_m_line() {
     assert_eq!(b.transceivers()[0].mid.as_deref(), Some("0"));
     assert_eq!(n.media[0].direction, Direction::SendRecv);
 }
+
+/// RFC 8843 §7.1.3, §7.3.1: `a=setup` of a bundled m-line other than the
+/// tagged one is ignored. Firefox answers an m-line added by a subsequent
+/// offer with `setup:active` while its tagged m-line says `setup:passive`.
+#[test]
+fn setup_of_bundled_m_lines_other_than_the_tagged_one_is_ignored() {
+    let mut a = peer("aaaa", 1, 1);
+    let offer = a.create_offer().unwrap();
+    let (good, _) = peer("bbbb", 2, 2).create_answer(&offer).unwrap();
+    let tagged = good.media[0].setup().expect("setup");
+    let mut mixed = good.clone();
+    for x in &mut mixed.media[1].attributes {
+        if let Attribute::Setup(s) = x {
+            *s = if tagged == Setup::Active {
+                Setup::Passive
+            } else {
+                Setup::Active
+            };
+        }
+    }
+    let n = a
+        .set_remote_answer(&mixed)
+        .expect("the tagged m-line decides");
+    // We offered: an active answerer makes us the DTLS server.
+    let expected = if tagged == Setup::Active {
+        DtlsRole::Server
+    } else {
+        DtlsRole::Client
+    };
+    assert_eq!(n.dtls_role, expected);
+}

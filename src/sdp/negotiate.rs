@@ -613,32 +613,40 @@ pub fn negotiate(
                 return Err(NegotiationError::MissingFingerprint { index: sd_index });
             }
         }
-        // RFC 8842 §5.2/§5.3: actpass offers take active or passive; an
-        // active offer needs a passive answer and vice versa.
-        let answerer_is_client = match (ot.setup, at.setup) {
-            (Some(Setup::ActPass) | None, Some(Setup::Active)) => true,
-            (Some(Setup::ActPass) | None, Some(Setup::Passive)) => false,
-            (Some(Setup::Active), Some(Setup::Passive)) => false,
-            (Some(Setup::Passive), Some(Setup::Active)) => true,
-            (o, a) => {
+        // RFC 8843 §7.1.3, §7.3.1: in a BUNDLE group `a=setup` (a
+        // TRANSPORT-category attribute) belongs to the tagged m-line; what
+        // the other bundled m-lines say is ignored. (Firefox answers an
+        // m-line added by a subsequent offer with `setup:active` while the
+        // tagged one keeps `setup:passive`, its real role.)
+        let bundled = n.mid.as_ref().is_some_and(|m| bundle.contains(m));
+        if !(bundled && dtls_role.is_some()) {
+            // RFC 8842 §5.2/§5.3: actpass offers take active or passive; an
+            // active offer needs a passive answer and vice versa.
+            let answerer_is_client = match (ot.setup, at.setup) {
+                (Some(Setup::ActPass) | None, Some(Setup::Active)) => true,
+                (Some(Setup::ActPass) | None, Some(Setup::Passive)) => false,
+                (Some(Setup::Active), Some(Setup::Passive)) => false,
+                (Some(Setup::Passive), Some(Setup::Active)) => true,
+                (o, a) => {
+                    return Err(NegotiationError::Setup {
+                        offer: o,
+                        answer: a,
+                    });
+                }
+            };
+            let role = if answerer_is_client != local_is_offerer {
+                DtlsRole::Client
+            } else {
+                DtlsRole::Server
+            };
+            if dtls_role.is_some_and(|r| r != role) {
                 return Err(NegotiationError::Setup {
-                    offer: o,
-                    answer: a,
+                    offer: ot.setup,
+                    answer: at.setup,
                 });
             }
-        };
-        let role = if answerer_is_client != local_is_offerer {
-            DtlsRole::Client
-        } else {
-            DtlsRole::Server
-        };
-        if dtls_role.is_some_and(|r| r != role) {
-            return Err(NegotiationError::Setup {
-                offer: ot.setup,
-                answer: at.setup,
-            });
+            dtls_role = Some(role);
         }
-        dtls_role = Some(role);
         if remote_transport.is_none() || bundle.first().map(String::as_str) == n.mid.as_deref() {
             let rt = if local_is_offerer { at } else { ot };
             remote_transport = Some((index, rt));
