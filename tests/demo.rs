@@ -228,6 +228,12 @@ async fn visit(video: bool) {
     let stats = seen.stats.clone().expect("stats");
     assert_eq!(stats["connection"], "Connected", "{stats}");
     assert!(stats["pair"]["local"].as_str().is_some(), "{stats}");
+    assert!(
+        stats["dtls_suite"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("TLS_ECDHE_ECDSA_WITH_")),
+        "{stats}"
+    );
     if video {
         assert!(
             stats["srtp"]

@@ -471,6 +471,7 @@ impl Session {
                     });
                 }
                 v["dtls_role"] = json!(t.dtls_role().map(|r| format!("{r:?}")));
+                v["dtls_suite"] = json!(t.dtls_cipher_suite().map(|c| c.name()));
                 v["srtp"] = json!(t.srtp_profile().map(|p| p.name()));
                 v["dropped"] = json!(st.dropped_unprotect + st.dropped_unknown_source);
             }

@@ -1096,6 +1096,16 @@ impl PeerConnection {
         Ok(())
     }
 
+    /// Sets the level at or below which `buffered_amount` falling fires
+    /// the channel's buffered-amount-low event (W3C
+    /// `bufferedAmountLowThreshold`; 0 by default): a sender that refills
+    /// when it fires keeps the pipe full without queueing everything.
+    pub fn set_buffered_amount_low_threshold(&mut self, id: ChannelId, threshold: usize) {
+        if let Some(d) = self.data.as_mut() {
+            d.set_buffered_amount_low_threshold(id, threshold);
+        }
+    }
+
     /// Closes one data channel.
     pub fn close_data_channel(&mut self, now: Instant, id: ChannelId) {
         if let Some(d) = self.data.as_mut() {

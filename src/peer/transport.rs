@@ -142,6 +142,8 @@ pub struct Connected {
     pub srtp_profile: Option<ProtectionProfile>,
     /// Our DTLS role.
     pub dtls_role: DtlsRole,
+    /// The DTLS 1.2 cipher suite the handshake chose.
+    pub cipher_suite: crate::dtls::record::CipherSuite,
     /// Our side of the selected pair (the candidate the peer sees).
     pub local: Candidate,
     /// The peer's side of the selected pair.
@@ -311,6 +313,8 @@ struct Live {
     early_dtls: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// DTLS of ours waiting for ICE to have a path.
     pending_out: VecDeque<Vec<u8>>,
+    /// The suite the DTLS handshake chose, once it finished.
+    cipher_suite: Option<crate::dtls::record::CipherSuite>,
 }
 
 /// One ICE agent, one DTLS endpoint and the SRTP contexts it keys, on one
@@ -437,6 +441,7 @@ impl Transport {
                 remote_addr: None,
                 early_dtls: VecDeque::new(),
                 pending_out: VecDeque::new(),
+                cipher_suite: None,
             }),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -480,6 +485,11 @@ impl Transport {
     pub fn selected_pair(&self) -> Option<(&Candidate, &Candidate)> {
         let (l, r) = self.live.as_ref()?.selected.as_ref()?;
         Some((l, r))
+    }
+
+    /// The DTLS cipher suite, once the handshake finished.
+    pub fn dtls_cipher_suite(&self) -> Option<crate::dtls::record::CipherSuite> {
+        self.live.as_ref()?.cipher_suite
     }
 
     /// The negotiated SRTP profile, once keys are installed.
@@ -813,9 +823,13 @@ impl Transport {
                 };
                 self.state = State::Connected;
                 tracing::debug!(?role, ?srtp_profile, "transport connected");
+                if let Some(l) = self.live.as_mut() {
+                    l.cipher_suite = Some(c.cipher_suite);
+                }
                 self.push_event(Event::Connected(Box::new(Connected {
                     srtp_profile,
                     dtls_role: role,
+                    cipher_suite: c.cipher_suite,
                     local,
                     remote,
                     peer_fingerprint,

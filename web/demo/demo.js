@@ -438,9 +438,11 @@ function showRustStats(s) {
     : t === 'failed' || t === 'closed' ? t : 'new';
   pill('dtls', dtls, layerClass(dtls));
   let dd = s.dtls_role ? 'DTLS 1.2 · Rust is the ' + s.dtls_role.toLowerCase() : 'waits for ICE';
-  // The suite both ends agreed on, as the browser's getStats() names it.
+  // The suite the Rust side's handshake chose (the browser's getStats()
+  // names the same one as dtlsCipher).
   const bs = browserTransport;
-  if (bs && bs.dtlsCipher && dtls === 'connected') dd += '\n' + bs.dtlsCipher;
+  if (s.dtls_suite && dtls === 'connected') dd += '\n' + s.dtls_suite;
+  else if (bs && bs.dtlsCipher && dtls === 'connected') dd += '\n' + bs.dtlsCipher;
   detail('dtls', dd);
   const srtp = s.srtp ? 'keyed' : (dtls === 'connected' ? 'none' : 'new');
   pill('srtp', srtp, s.srtp ? 'ok' : '');
