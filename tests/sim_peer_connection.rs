@@ -5,13 +5,14 @@
 //! messages; a tampered fingerprint fails the connection with a clear error;
 //! garbage datagrams never panic. Virtual time, fixed seeds.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+#[path = "common/sim_peers.rs"]
+mod sim_peers;
+
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use rtclab::dtls::cert::Certificate;
 use rtclab::machine::{Machine, Receive};
 use rtclab::peer::{
     PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, SignalingState,
@@ -19,17 +20,7 @@ use rtclab::peer::{
 };
 use rtclab::sdp::MediaKind;
 use rtclab::sim::{HostId, LinkConfig, Sim};
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("addr")
-}
-
-const A: &str = "192.0.2.1:5000";
-const B: &str = "198.51.100.2:6000";
-
-fn certificate(rng: &mut StdRng) -> Certificate {
-    Certificate::generate(rng, SystemTime::now()).expect("certificate")
-}
+use sim_peers::{A, B, addr, certificate, pump, vp8_frames};
 
 struct Pair {
     sim: Sim,
@@ -39,10 +30,6 @@ struct Pair {
     tracks: [[TrackId; 2]; 2],
     /// A's channels: reliable, unordered, maxRetransmits 0.
     channels: [ChannelId; 3],
-}
-
-fn pc<'a>(sim: &'a mut Sim, side: usize, hosts: &[HostId; 2]) -> &'a mut PeerConnection {
-    sim.machine_mut::<PeerConnection>(hosts[side])
 }
 
 /// Offer from A, answer from B; `tamper` may rewrite the answer text.
@@ -113,27 +100,6 @@ fn pair_on(seed: u64, link: LinkConfig, tamper: impl FnOnce(String) -> String) -
     }
 }
 
-/// Trickles candidates through "signaling" as text; keeps other events.
-fn pump(sim: &mut Sim, hosts: [HostId; 2], log: &mut [Vec<PeerEvent>; 2]) {
-    for side in 0..2 {
-        let now = sim.now();
-        for e in sim.events::<PeerConnection>(hosts[side]) {
-            match e {
-                PeerEvent::LocalCandidate(c) => {
-                    let line = format!("a={c}");
-                    pc(sim, 1 - side, &hosts)
-                        .add_ice_candidate(now, &line)
-                        .expect("candidate");
-                }
-                PeerEvent::GatheringComplete => {
-                    pc(sim, 1 - side, &hosts).add_end_of_candidates(now)
-                }
-                e => log[side].push(e),
-            }
-        }
-    }
-}
-
 fn ended(s: PeerConnectionState) -> bool {
     matches!(s, PeerConnectionState::Failed | PeerConnectionState::Closed)
 }
@@ -176,13 +142,7 @@ impl Pair {
     }
 
     fn frames(&self, side: usize, mid: &str) -> Vec<Vec<u8>> {
-        self.log[side]
-            .iter()
-            .filter_map(|e| match e {
-                PeerEvent::Frame { mid: m, frame } if m == mid => Some(frame.data.clone()),
-                _ => None,
-            })
-            .collect()
+        sim_peers::frames(&self.log[side], mid)
     }
 
     fn messages(&self, side: usize) -> Vec<(ChannelId, Message)> {
@@ -196,19 +156,6 @@ impl Pair {
             })
             .collect()
     }
-}
-
-/// VP8 frames: a keyframe first (P bit 0), then interframes.
-fn vp8_frames(n: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|i| {
-            let len = rng.random_range(50..5000);
-            let mut f: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-            f[0] = if i == 0 { f[0] & !1 } else { f[0] | 1 };
-            f
-        })
-        .collect()
 }
 
 fn opus_frames(n: usize, seed: u64) -> Vec<Vec<u8>> {

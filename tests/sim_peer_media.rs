@@ -4,13 +4,14 @@
 //! H.264 both ways; consent loss failing the connection and freeing it.
 //! Virtual time, fixed seeds.
 
-use std::net::SocketAddr;
-use std::time::{Duration, SystemTime};
+#[path = "common/sim_peers.rs"]
+mod sim_peers;
+
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use rtclab::dtls::cert::Certificate;
 use rtclab::machine::Machine;
 use rtclab::peer::{
     PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, SignalingState,
@@ -18,17 +19,7 @@ use rtclab::peer::{
 };
 use rtclab::sdp::Codec;
 use rtclab::sim::{HostId, LinkConfig, Sim};
-
-fn addr(s: &str) -> SocketAddr {
-    s.parse().expect("addr")
-}
-
-const A: &str = "192.0.2.1:5000";
-const B: &str = "198.51.100.2:6000";
-
-fn certificate(rng: &mut StdRng) -> Certificate {
-    Certificate::generate(rng, SystemTime::now()).expect("certificate")
-}
+use sim_peers::{A, B, addr, certificate, pump, vp8_frames};
 
 struct Pair {
     sim: Sim,
@@ -98,23 +89,6 @@ fn pair(
     }
 }
 
-/// Trickles candidates through "signaling" as text; keeps other events.
-fn pump(sim: &mut Sim, hosts: [HostId; 2], log: &mut [Vec<PeerEvent>; 2]) {
-    for side in 0..2 {
-        let now = sim.now();
-        for e in sim.events::<PeerConnection>(hosts[side]) {
-            let other = sim.machine_mut::<PeerConnection>(hosts[1 - side]);
-            match e {
-                PeerEvent::LocalCandidate(c) => other
-                    .add_ice_candidate(now, &format!("a={c}"))
-                    .expect("candidate"),
-                PeerEvent::GatheringComplete => other.add_end_of_candidates(now),
-                e => log[side].push(e),
-            }
-        }
-    }
-}
-
 impl Pair {
     fn pc(&mut self, side: usize) -> &mut PeerConnection {
         self.sim.machine_mut::<PeerConnection>(self.hosts[side])
@@ -164,13 +138,7 @@ impl Pair {
     }
 
     fn frames(&self, side: usize, mid: &str) -> Vec<Vec<u8>> {
-        self.log[side]
-            .iter()
-            .filter_map(|e| match e {
-                PeerEvent::Frame { mid: m, frame } if m == mid => Some(frame.data.clone()),
-                _ => None,
-            })
-            .collect()
+        sim_peers::frames(&self.log[side], mid)
     }
 
     fn messages(&self, side: usize) -> Vec<Message> {
@@ -202,19 +170,6 @@ impl Pair {
             .set_remote_description(now, SdpType::Answer, &answer)
             .expect("remote answer");
     }
-}
-
-/// VP8 frames: a keyframe first (P bit 0), then interframes.
-fn vp8_frames(n: usize, seed: u64) -> Vec<Vec<u8>> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|i| {
-            let len = rng.random_range(50..5000);
-            let mut f: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-            f[0] = if i == 0 { f[0] & !1 } else { f[0] | 1 };
-            f
-        })
-        .collect()
 }
 
 /// H.264 access units in Annex-B (4-byte start codes): SPS, PPS and a
