@@ -2391,6 +2391,8 @@ impl Association {
     fn write_data_chunks(&mut self, out: &mut Vec<u8>, now: Instant) {
         let mtu = self.config.mtu;
         let mut wrote_data = false;
+        // Where the last DATA chunk of this packet starts.
+        let mut last_chunk = None;
         // Retransmissions first (§6.1 / §7.2.4).
         while let Some(&tsn) = self.rtx_queue.front() {
             let Some(i) = self.index_of(tsn) else {
@@ -2426,6 +2428,7 @@ impl Association {
             self.send_seq += 1;
             s.in_flight = true;
             self.flight_size += len;
+            last_chunk = Some(out.len());
             super::chunk::write_data(out, s.flags, s.tsn, s.stream, s.ssn, s.ppid, &s.data);
             if self.rtt_probe.is_some_and(|(p, _)| p == s.tsn) {
                 self.rtt_probe = None;
@@ -2482,6 +2485,7 @@ impl Association {
                     }
                     self.current_ssn
                 };
+                last_chunk = Some(out.len());
                 super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
                 self.flight_size += len;
                 self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
@@ -2515,6 +2519,21 @@ impl Association {
                 wrote_data = true;
             }
         }
+        // ANCHOR: immediate
+        // RFC 9260 §3.3.1 (the I bit, from RFC 7053): when this packet ends
+        // what there is to send, ask the peer to SACK it at once rather than
+        // after its delayed-SACK timer (up to 200 ms, §6.2). A lone message
+        // is then acknowledged in one round trip, so the RTT samples carry
+        // no ack delay and `rto_min` can sit below the peer's delayed-SACK
+        // timer without retransmitting a message whose SACK is merely held
+        // back. Only the wire copy is flagged: a retransmission decides anew.
+        if let Some(at) = last_chunk
+            && self.rtx_queue.is_empty()
+            && self.send_queue.peek().is_none()
+        {
+            out[at + 1] |= FLAG_IMMEDIATE;
+        }
+        // ANCHOR_END: immediate
         if wrote_data && self.t3.is_none() {
             self.t3 = Some(now + self.rto);
         }
