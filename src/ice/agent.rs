@@ -192,6 +192,19 @@ pub enum IceEvent {
         /// The remote candidate.
         remote: Candidate,
     },
+    /// A pair is valid and none is selected yet: data may go over it until
+    /// one is (RFC 8445 §12.1: "an ICE agent MAY send data on any valid pair
+    /// before selected pairs have been produced"). A DTLS client starts its
+    /// handshake here rather than waiting for the nomination, which costs
+    /// the controlling side one more round trip and, when that check is
+    /// lost, a retransmission timeout; libwebrtc does the same. Reported
+    /// once; [`IceEvent::SelectedPair`] follows, maybe naming another pair.
+    ValidPair {
+        /// The local candidate (host, srflx, prflx or relay).
+        local: Candidate,
+        /// The remote candidate.
+        remote: Candidate,
+    },
     /// The agent failed, and why.
     Failed(FailureReason),
     /// The agent switched role after a role conflict (RFC 8445 §7.3.1.1).
@@ -1292,6 +1305,9 @@ impl Agent {
                 } else if !self.controlling && self.pairs[pair].remote_nominated {
                     self.follow_nomination(now, pair);
                 }
+                // Before nominating: the nomination check puts the pair
+                // back in progress.
+                self.maybe_use_valid_pair(now);
                 self.maybe_nominate(now);
             }
             Err(TransactionError::ErrorResponse { code, .. })
@@ -1351,6 +1367,36 @@ impl Agent {
         // ordinary checks keep their Ta pacing: `next_check` is untouched.
         self.start_check(now, best, true, false);
         // ANCHOR_END: nominate_now
+    }
+
+    /// Before any pair is selected, sends data over the best valid pair
+    /// (RFC 8445 §12.1, see [`IceEvent::ValidPair`]); the W3C state is then
+    /// `connected` ("found a usable connection … still checking"). Only
+    /// for the first path: after an ICE restart data stays on the old
+    /// selected pair until a new one is selected.
+    fn maybe_use_valid_pair(&mut self, _now: Instant) {
+        if self.selected.is_some() || self.path.is_some() || self.state == ConnectionState::Failed {
+            return;
+        }
+        let Some(best) = self.best_in(PairState::Succeeded) else {
+            return;
+        };
+        let p = &self.pairs[best];
+        let Some(remote) = self.remote[p.remote].socket_addr() else {
+            return;
+        };
+        let local = p.valid_local.unwrap_or(p.local);
+        self.path = Some((self.local[p.local].base, remote));
+        let e = IceEvent::ValidPair {
+            local: self.local[local].candidate.clone(),
+            remote: self.remote[p.remote].clone(),
+        };
+        tracing::debug!(
+            pair = best,
+            "ICE: data may use a valid pair before selection"
+        );
+        self.push_event(e);
+        self.set_state(ConnectionState::Connected);
     }
 
     /// When the controlling agent stops waiting for better pairs and
@@ -1606,6 +1652,10 @@ mod tests {
         /// Checks seen on the wire: (time, from A?).
         wire: Vec<(Instant, bool, Vec<u8>)>,
         data: [Vec<Vec<u8>>; 2],
+        /// Lose every check that carries USE-CANDIDATE.
+        lose_nominations: bool,
+        /// ValidPair events seen, per side.
+        valid_pairs: [usize; 2],
     }
 
     fn agents(a_controlling: bool, b_controlling: bool) -> Pair {
@@ -1629,6 +1679,8 @@ mod tests {
             now,
             wire: Vec::new(),
             data: [Vec::new(), Vec::new()],
+            lose_nominations: false,
+            valid_pairs: [0, 0],
         }
     }
 
@@ -1664,7 +1716,11 @@ mod tests {
                                 .local_candidates()
                                 .iter()
                                 .any(|l| l.base == t.destination);
-                            if dest_local {
+                            let lost = self.lose_nominations
+                                && Message::decode(&t.contents).is_ok_and(|m| {
+                                    m.attribute(attr::USE_CANDIDATE).is_ok_and(|a| a.is_some())
+                                });
+                            if dest_local && !lost {
                                 dst.handle_receive(
                                     self.now,
                                     Receive {
@@ -1688,6 +1744,9 @@ mod tests {
                                 }
                                 IceEvent::Data { data, .. } => {
                                     self.data[usize::from(!from_a)].push(data)
+                                }
+                                IceEvent::ValidPair { .. } => {
+                                    self.valid_pairs[usize::from(!from_a)] += 1
                                 }
                                 _ => {}
                             }
@@ -1877,6 +1936,31 @@ mod tests {
         }
         e.fingerprint().finish().unwrap();
         buf
+    }
+
+    /// RFC 8445 §12.1: with every nomination lost, both sides still have a
+    /// path once their own check succeeded, and data flows both ways; no
+    /// pair is selected, and the first nomination that gets through
+    /// selects one.
+    #[test]
+    fn data_flows_on_a_valid_pair_before_nomination() {
+        let mut p = agents(true, false);
+        p.lose_nominations = true;
+        p.credentials();
+        assert!(p.run(100, |p| p.valid_pairs == [1, 1]));
+        assert_eq!(p.a.state(), ConnectionState::Connected);
+        assert_eq!(p.b.state(), ConnectionState::Connected);
+        assert!(p.a.selected_pair().is_none() && p.b.selected_pair().is_none());
+        p.b.send(b"\x80from B").unwrap();
+        p.a.send(b"\x80from A").unwrap();
+        p.run(3, |_| false);
+        assert_eq!(p.data[0], vec![b"\x80from B".to_vec()]);
+        assert_eq!(p.data[1], vec![b"\x80from A".to_vec()]);
+        assert!(p.a.selected_pair().is_none());
+        p.lose_nominations = false;
+        assert!(p.run(100, |p| p.a.selected_pair().is_some()
+            && p.b.selected_pair().is_some()));
+        assert_eq!(p.valid_pairs, [1, 1], "reported once");
     }
 
     /// A controlling agent that nominates a second pair (Chromium moving to

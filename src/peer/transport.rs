@@ -747,7 +747,11 @@ impl Transport {
                     }
                     self.push_event(Event::IceStateChanged(s));
                 }
-                IceEvent::SelectedPair { local, remote } => {
+                // A valid pair before selection (RFC 8445 §12.1) is used as
+                // the selected one: DTLS starts over it, and the nomination
+                // that follows (maybe of another pair) replaces it.
+                IceEvent::ValidPair { local, remote }
+                | IceEvent::SelectedPair { local, remote } => {
                     let Some(live) = self.live.as_mut() else {
                         continue;
                     };
