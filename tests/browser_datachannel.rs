@@ -104,6 +104,8 @@ struct Responder {
     down_started: Option<Instant>,
     down_secs: Option<f64>,
     down_ok: bool,
+    // quiet
+    quiet_sent: usize,
     // close
     closed: Vec<String>,
     closing: Vec<String>,
@@ -242,6 +244,11 @@ impl Responder {
                 }
                 Ok(())
             }
+            ("quiet", Some("ctl:next")) => {
+                let n = self.quiet_sent;
+                self.quiet_sent += 1;
+                pc.send_text(now, ch, &format!("m{n}"))
+            }
             ("c", Some("ctl:close-me")) => {
                 pc.close_data_channel(now, ch);
                 Ok(())
@@ -290,6 +297,7 @@ impl Responder {
                 .all(|l| self.echoed.get(*l) == Some(&20)),
             "bulk" => self.down_ok,
             "close-page" | "close-rust" => self.closed.iter().any(|l| l == "c"),
+            "quiet" => self.quiet_sent == 5,
             _ => false,
         }
     }
@@ -564,6 +572,38 @@ async fn chromium_bulk_20_mib_with_checksums() {
 #[tokio::test]
 async fn firefox_bulk_20_mib_with_checksums() {
     bulk(BrowserKind::Firefox).await;
+}
+
+/// Five lone messages to a browser that sends nothing back for 300 ms
+/// after each: every one is acknowledged without a retransmission timeout,
+/// although rtclab's RTO floor (100 ms) is below the browser's delayed
+/// SACK (200 ms). The last DATA chunk before rtclab goes quiet carries the
+/// I bit (RFC 9260 §3.3.1), and dcSCTP and usrsctp both SACK it at once.
+async fn quiet(kind: BrowserKind) {
+    let Some(mut o) = run(kind, "quiet", Roles::AnswerActive).await else {
+        return;
+    };
+    assert_eq!(o.responder.quiet_sent, 5);
+    let a = o
+        .rtc
+        .pc()
+        .data_channels()
+        .expect("data channels")
+        .association();
+    eprintln!("{kind:?} quiet: rto {:?}, {:?}", a.rto(), a.stats);
+    assert_eq!(a.stats.timeouts, 0, "{kind:?}: {:?}", a.stats);
+    assert_eq!(a.stats.retransmitted_chunks, 0, "{kind:?}: {:?}", a.stats);
+    assert_eq!(a.rto(), Duration::from_millis(100), "loopback: the floor");
+}
+
+#[tokio::test]
+async fn chromium_sacks_lone_messages_at_once() {
+    quiet(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_sacks_lone_messages_at_once() {
+    quiet(BrowserKind::Firefox).await;
 }
 
 async fn close(kind: BrowserKind, case: &str, roles: Roles) {

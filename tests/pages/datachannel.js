@@ -103,9 +103,27 @@ const CHANNELS = {
   bulk: [['bulk', {}]],
   'close-page': [['c', {}]],
   'close-rust': [['c', {}]],
+  quiet: [['quiet', {}]],
 };
 
 const cases = {
+  // Rust sends lone messages; the page keeps quiet for 300 ms after each
+  // before asking for the next, so no DATA of its own carries the SACK.
+  // Rust then checks that none of its messages waited for a timeout (the
+  // I bit, RFC 9260 §3.3.1, makes the browser SACK at once).
+  async quiet([dc]) {
+    const next = receiver(dc);
+    await opened(dc);
+    const got = [];
+    dc.send('ctl:next');
+    for (let i = 0; i < 5; i++) {
+      got.push(await next());
+      note('quiet got ' + got[got.length - 1]);
+      await new Promise((r) => setTimeout(r, 300));
+      if (i < 4) dc.send('ctl:next');
+    }
+    report({ ok: got.join(',') === 'm0,m1,m2,m3,m4', got });
+  },
   // Text and binary of each size, page → Rust → page (compared by hash);
   // then 'ctl:your-turn' and the page echoes what Rust sends.
   async echo([dc]) {
