@@ -114,7 +114,8 @@ enum Command {
     },
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
-        /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp (default: all).
+        /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp,
+        /// setup, datachannel (default: all).
         layers: Vec<String>,
     },
 }
