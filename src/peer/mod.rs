@@ -100,11 +100,13 @@
 //!
 //! 1. ICE checks run as soon as remote credentials and a remote candidate
 //!    are known; the controlling side nominates.
-//! 2. When ICE selects a pair, the DTLS client sends its ClientHello to the
-//!    selected remote; the server endpoint exists from the moment our DTLS
-//!    role and the peer's fingerprint are known, and answers over the
-//!    selected pair. DTLS datagrams that arrive before that are kept and
-//!    replayed (the answerer's ClientHello may beat the answer SDP).
+//! 2. As soon as ICE has a valid pair (RFC 8445 §12.1: data may use one
+//!    before a pair is selected), the DTLS client sends its ClientHello
+//!    over it; the server endpoint exists from the moment our DTLS role and
+//!    the peer's fingerprint are known, and answers over the same path.
+//!    When a pair is selected, DTLS follows it. DTLS datagrams that arrive
+//!    before that are kept and replayed (the answerer's ClientHello may
+//!    beat the answer SDP).
 //! 3. The peer's certificate must hash to a signaled fingerprint: with one
 //!    fingerprint (the usual case) the endpoint checks it inside the
 //!    handshake and aborts with a `bad_certificate` alert; with several, the

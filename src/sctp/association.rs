@@ -1704,6 +1704,9 @@ impl Association {
         let flight_before = self.flight_size;
         // The newly acknowledged chunk sent last (RACK, RFC 8985 §6.2).
         let mut newest: Option<(u64, Instant)> = None;
+        // The RTT probe, if this SACK acknowledges it: (send order, RTT,
+        // transmissions).
+        let mut probe_hit: Option<(u64, Duration, u32)> = None;
         let mut cum_bytes = 0usize;
         let cum_advanced = lt(self.cum_ack, cum);
         // Cumulative acknowledgement.
@@ -1724,13 +1727,15 @@ impl Association {
             if !s.acked {
                 cum_bytes += s.data.len();
             }
-            if let Some((p, at)) = self.rtt_probe {
-                if p == s.tsn {
-                    self.rtt_probe = None;
-                    if s.transmissions == 1 {
-                        self.rtt_sample(now.saturating_duration_since(at));
-                    }
-                }
+            if let Some((p, at)) = self.rtt_probe
+                && p == s.tsn
+            {
+                self.rtt_probe = None;
+                probe_hit = Some((
+                    s.sent_seq,
+                    now.saturating_duration_since(at),
+                    s.transmissions,
+                ));
             }
             if !s.abandoned {
                 self.note_decrease(s.stream, s.data.len());
@@ -1768,17 +1773,28 @@ impl Association {
                     if newest.is_none_or(|(q, _)| q < s.sent_seq) {
                         newest = Some((s.sent_seq, s.sent_at));
                     }
-                    if let Some((p, at)) = self.rtt_probe {
-                        if p == tsn {
-                            self.rtt_probe = None;
-                            if s.transmissions == 1 {
-                                let r = now.saturating_duration_since(at);
-                                self.rtt_sample(r);
-                            }
-                        }
+                    if let Some((p, at)) = self.rtt_probe
+                        && p == tsn
+                    {
+                        self.rtt_probe = None;
+                        let r = now.saturating_duration_since(at);
+                        probe_hit = Some((s.sent_seq, r, s.transmissions));
                     }
                 }
             }
+        }
+        // §6.3.1 C5 (Karn): never a retransmitted chunk. And only when the
+        // probe is the newest chunk this SACK acknowledges: the peer SACKed
+        // at once on it (it carried the I bit). A SACK that also covers
+        // later chunks, or that comes after an earlier SACK was lost, may
+        // have waited for the peer's delayed-SACK timer, and one such
+        // sample (220 ms on a 20 ms path) holds the RTO near 700 ms for
+        // many round trips.
+        if let Some((seq, r, transmissions)) = probe_hit
+            && transmissions == 1
+            && newest.is_some_and(|(q, _)| q == seq)
+        {
+            self.rtt_sample(r);
         }
         self.add_burst_credit((cum_bytes + gap_bytes).div_ceil(self.config.mtu));
         // §6.2.1: rwnd = a_rwnd minus what is still in flight.
@@ -2391,8 +2407,10 @@ impl Association {
     fn write_data_chunks(&mut self, out: &mut Vec<u8>, now: Instant) {
         let mtu = self.config.mtu;
         let mut wrote_data = false;
-        // Where the last DATA chunk of this packet starts.
+        // Where the last DATA chunk of this packet starts, and the TSN of
+        // the last new one.
         let mut last_chunk = None;
+        let mut last_new_tsn = None;
         // Retransmissions first (§6.1 / §7.2.4).
         while let Some(&tsn) = self.rtx_queue.front() {
             let Some(i) = self.index_of(tsn) else {
@@ -2489,9 +2507,7 @@ impl Association {
                 super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
                 self.flight_size += len;
                 self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
-                if self.rtt_probe.is_none() {
-                    self.rtt_probe = Some((tsn, now));
-                }
+                last_new_tsn = Some(tsn);
                 self.send_seq += 1;
                 self.stats.sent_chunks += 1;
                 self.inflight.push_back(Sent {
@@ -2520,18 +2536,37 @@ impl Association {
             }
         }
         // ANCHOR: immediate
-        // RFC 9260 §3.3.1 (the I bit, from RFC 7053): when this packet ends
-        // what there is to send, ask the peer to SACK it at once rather than
-        // after its delayed-SACK timer (up to 200 ms, §6.2). A lone message
-        // is then acknowledged in one round trip, so the RTT samples carry
-        // no ack delay and `rto_min` can sit below the peer's delayed-SACK
-        // timer without retransmitting a message whose SACK is merely held
+        // RFC 9260 §3.3.1 (the I bit, from RFC 7053): when this packet is
+        // the last we can send before a SACK comes (nothing more queued, or
+        // the congestion window, the peer's window or the burst limit is
+        // used up), ask the peer to SACK it at once rather than after its
+        // delayed-SACK timer (up to 200 ms, §6.2). A lone message is then
+        // acknowledged in one round trip, a window that ends on an odd
+        // packet does not sit idle for 200 ms, and the RTT samples carry no
+        // ack delay, so `rto_min` can sit below the peer's delayed-SACK
+        // timer without retransmitting a chunk whose SACK is merely held
         // back. Only the wire copy is flagged: a retransmission decides anew.
-        if let Some(at) = last_chunk
-            && self.rtx_queue.is_empty()
-            && self.send_queue.peek().is_none()
-        {
-            out[at + 1] |= FLAG_IMMEDIATE;
+        if let Some(at) = last_chunk {
+            let blocked = self.flight_size >= self.cwnd
+                || self.burst_left == 0
+                || self
+                    .send_queue
+                    .peek()
+                    .is_some_and(|p| p.data.len() > self.peer_rwnd as usize);
+            let drained = self.rtx_queue.is_empty() && self.send_queue.peek().is_none();
+            if blocked || drained {
+                out[at + 1] |= FLAG_IMMEDIATE;
+                // §6.3.1 leaves the choice of the chunk that measures the
+                // RTT (one at a time, C4/C5) to us: the one the peer SACKs
+                // at once. The first chunk of a burst, if the packet after
+                // it were lost, could be SACKed 200 ms late, and a first
+                // sample of 220 ms instead of 20 sets the RTO near 700 ms.
+                if let Some(tsn) = last_new_tsn
+                    && self.rtt_probe.is_none()
+                {
+                    self.rtt_probe = Some((tsn, now));
+                }
+            }
         }
         // ANCHOR_END: immediate
         if wrote_data && self.t3.is_none() {

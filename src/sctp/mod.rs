@@ -36,7 +36,10 @@
 //!   D); verification tags (§8.5) and out-of-the-blue packets (§8.4);
 //!   unknown chunks and parameters by their upper two bits (§3.2, §3.2.1);
 //!   TSN/SSN tracking, SACK with gap blocks and duplicates, delayed SACK
-//!   every second packet or 200 ms (§6.2); RTO per RFC 6298 (§6.3); fast
+//!   every second packet or 200 ms (§6.2); the I bit both ways (§3.3.1,
+//!   from RFC 7053): set on the last chunk before we must wait for a SACK,
+//!   honoured on receipt; RTO per RFC 6298 (§6.3), measured on the chunk
+//!   the peer SACKs at once; fast
 //!   retransmit and fast recovery (§7.2.4); slow start, congestion avoidance,
 //!   cwnd, ssthresh, partial_bytes_acked (§7.2); the peer's rwnd with
 //!   zero-window probing (§6.1); bundling up to the MTU (§6.10);
