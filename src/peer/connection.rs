@@ -1072,26 +1072,28 @@ impl PeerConnection {
 
     /// Sends a text message on a data channel.
     pub fn send_text(&mut self, now: Instant, id: ChannelId, text: &str) -> Result<(), Error> {
-        let d = self
-            .data
-            .as_mut()
-            .ok_or(Error::Misuse("data channels not up"))?;
-        d.send_text(now, id, text)?;
-        self.dc_stats.messages_sent += 1;
-        self.dc_stats.bytes_sent += text.len() as u64;
-        self.flush_sctp();
-        Ok(())
+        self.send_message(text.len(), |d| d.send_text(now, id, text))
     }
 
     /// Sends a binary message on a data channel.
     pub fn send_binary(&mut self, now: Instant, id: ChannelId, data: &[u8]) -> Result<(), Error> {
+        self.send_message(data.len(), |d| d.send_binary(now, id, data))
+    }
+
+    /// One message of `len` bytes handed to the data channels by `send`,
+    /// counted for `stats()`.
+    fn send_message(
+        &mut self,
+        len: usize,
+        send: impl FnOnce(&mut datachannel::Connection) -> Result<(), DataChannelError>,
+    ) -> Result<(), Error> {
         let d = self
             .data
             .as_mut()
             .ok_or(Error::Misuse("data channels not up"))?;
-        d.send_binary(now, id, data)?;
+        send(d)?;
         self.dc_stats.messages_sent += 1;
-        self.dc_stats.bytes_sent += data.len() as u64;
+        self.dc_stats.bytes_sent += len as u64;
         self.flush_sctp();
         Ok(())
     }

@@ -771,17 +771,11 @@ impl Association {
         // behind chunks already queued by fast retransmit.
         self.rtx_queue.clear();
         for i in 0..self.inflight.len() {
-            let s = &mut self.inflight[i];
+            let s = &self.inflight[i];
             if s.acked || s.abandoned {
                 continue;
             }
-            if s.in_flight {
-                s.in_flight = false;
-                self.flight_size = self.flight_size.saturating_sub(s.data.len());
-            }
-            s.marked = true;
-            let tsn = s.tsn;
-            self.rtx_queue.push_back(tsn);
+            self.mark_lost(i);
         }
         self.abandon_expired(now);
         if lt(self.cum_ack, self.advanced_peer_ack) {
@@ -1829,13 +1823,7 @@ impl Association {
                 }
                 s.misses += 1;
                 if s.misses >= 3 {
-                    s.marked = true;
-                    if s.in_flight {
-                        s.in_flight = false;
-                        self.flight_size = self.flight_size.saturating_sub(s.data.len());
-                    }
-                    let tsn = s.tsn;
-                    self.rtx_queue.push_back(tsn);
+                    self.mark_lost(i);
                     self.stats.fast_retransmits += 1;
                     new_loss = true;
                 }
@@ -1937,18 +1925,26 @@ impl Association {
                 next = Some(next.map_or(deadline, |n| n.min(deadline)));
                 continue;
             }
-            s.marked = true;
-            if s.in_flight {
-                s.in_flight = false;
-                self.flight_size = self.flight_size.saturating_sub(s.data.len());
-            }
-            let tsn = s.tsn;
-            self.rtx_queue.push_back(tsn);
+            self.mark_lost(i);
             self.stats.fast_retransmits += 1;
             lost = true;
         }
         self.rack_timer = next;
         lost
+    }
+
+    /// Takes the chunk at `i` out of the flight and queues it for
+    /// retransmission: found lost by three miss indications (§7.2.4), by
+    /// RACK, or by the T3 timer (§6.3.3 E3).
+    fn mark_lost(&mut self, i: usize) {
+        let s = &mut self.inflight[i];
+        s.marked = true;
+        if s.in_flight {
+            s.in_flight = false;
+            self.flight_size = self.flight_size.saturating_sub(s.data.len());
+        }
+        let tsn = s.tsn;
+        self.rtx_queue.push_back(tsn);
     }
 
     fn advance_peer_ack_point(&mut self) {
