@@ -238,6 +238,8 @@ pub struct Endpoint {
     retransmit_at: Option<Instant>,
     retransmit_timeout: Duration,
     retransmits: u32,
+    /// A datagram came from the peer (a client knows its path works).
+    heard_from_peer: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     /// The fingerprint of a peer certificate refused because it did not
@@ -312,6 +314,7 @@ impl Endpoint {
             retransmit_at: None,
             retransmit_timeout,
             retransmits: 0,
+            heard_from_peer: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rejected_fingerprint: None,
@@ -341,6 +344,28 @@ impl Endpoint {
     pub fn set_peer(&mut self, peer: SocketAddr) {
         if self.peer.is_some() {
             self.peer = Some(peer);
+        }
+    }
+
+    /// The path to the peer changed before it answered our first flight
+    /// (ICE selected a pair after the handshake had started on a valid
+    /// one, RFC 8445 §12.1): a client whose ClientHello went out at least
+    /// `older_than` ago sends it again at once instead of at its
+    /// retransmission timer, whose back-off is left alone. Firefox reads
+    /// no DTLS before its ICE has selected a pair, so the first copy is
+    /// lost to it, and waiting for the timer cost 100 ms per call. Does
+    /// nothing once the peer has been heard from, or in any other state.
+    pub fn resend_unanswered_client_hello(&mut self, now: Instant, older_than: Duration) {
+        let sent = self
+            .retransmit_at
+            .map(|at| at.checked_sub(self.retransmit_timeout).unwrap_or(at));
+        if self.role == Role::Client
+            && self.state == State::ClientWaitServerHello
+            && !self.heard_from_peer
+            && sent.is_some_and(|t| now.saturating_duration_since(t) >= older_than)
+        {
+            tracing::debug!("DTLS ClientHello resent on the selected pair");
+            self.retransmit(now);
         }
     }
 
@@ -1330,6 +1355,7 @@ impl Endpoint {
             if peer != source && self.state != State::ServerWaitClientHello {
                 return; // not our peer
             }
+            self.heard_from_peer |= peer == source;
         }
         self.local.get_or_insert(destination);
         // Pre-cookie server: record-layer replay state must not be kept for
@@ -1592,6 +1618,12 @@ impl Machine for Endpoint {
             return;
         }
         self.retransmits += 1;
+        tracing::debug!(
+            retransmits = self.retransmits,
+            waited = ?self.retransmit_timeout,
+            state = ?self.state,
+            "DTLS flight retransmitted"
+        );
         self.retransmit_timeout = (self.retransmit_timeout * 2).min(MAX_RETRANSMIT_TIMEOUT);
         self.retransmit(now);
     }

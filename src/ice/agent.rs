@@ -204,6 +204,9 @@ pub enum IceEvent {
         local: Candidate,
         /// The remote candidate.
         remote: Candidate,
+        /// How long the check that made it valid took (retransmissions
+        /// included): about one round trip on the pair.
+        rtt: Duration,
     },
     /// The agent failed, and why.
     Failed(FailureReason),
@@ -298,6 +301,9 @@ enum Purpose {
         pair: usize,
         nominate: bool,
         controlling: bool,
+        /// When the check was started (its round trip, retransmissions
+        /// included, is an upper bound of the path's).
+        sent: Instant,
     },
     Consent {
         pair: usize,
@@ -838,6 +844,7 @@ impl Agent {
                         pair,
                         nominate,
                         controlling: self.controlling,
+                        sent: now,
                     }
                 };
                 self.purposes.push((tid, purpose));
@@ -1200,7 +1207,11 @@ impl Agent {
                     pair,
                     nominate,
                     controlling,
-                } => self.on_check_result(now, pair, nominate, controlling, result),
+                    sent,
+                } => {
+                    let rtt = now.saturating_duration_since(sent);
+                    self.on_check_result(now, pair, nominate, controlling, rtt, result)
+                }
                 Purpose::Consent { pair } => {
                     if let Ok(resp) = result
                         && self.symmetric(pair, &resp)
@@ -1231,6 +1242,7 @@ impl Agent {
         pair: usize,
         nominate: bool,
         sent_controlling: bool,
+        rtt: Duration,
         result: Result<crate::stun::Response, TransactionError>,
     ) {
         if pair >= self.pairs.len() {
@@ -1307,7 +1319,7 @@ impl Agent {
                 }
                 // Before nominating: the nomination check puts the pair
                 // back in progress.
-                self.maybe_use_valid_pair(now);
+                self.maybe_use_valid_pair(rtt);
                 self.maybe_nominate(now);
             }
             Err(TransactionError::ErrorResponse { code, .. })
@@ -1374,7 +1386,7 @@ impl Agent {
     /// `connected` ("found a usable connection … still checking"). Only
     /// for the first path: after an ICE restart data stays on the old
     /// selected pair until a new one is selected.
-    fn maybe_use_valid_pair(&mut self, _now: Instant) {
+    fn maybe_use_valid_pair(&mut self, rtt: Duration) {
         if self.selected.is_some() || self.path.is_some() || self.state == ConnectionState::Failed {
             return;
         }
@@ -1390,6 +1402,7 @@ impl Agent {
         let e = IceEvent::ValidPair {
             local: self.local[local].candidate.clone(),
             remote: self.remote[p.remote].clone(),
+            rtt,
         };
         tracing::debug!(
             pair = best,

@@ -311,6 +311,8 @@ struct Live {
     remote_addr: Option<SocketAddr>,
     /// DTLS that arrived before the endpoint existed.
     early_dtls: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// The round trip of the check that made the first pair valid.
+    valid_rtt: Option<Duration>,
     /// DTLS of ours waiting for ICE to have a path.
     pending_out: VecDeque<Vec<u8>>,
     /// The suite the DTLS handshake chose, once it finished.
@@ -440,6 +442,7 @@ impl Transport {
                 selected: None,
                 remote_addr: None,
                 early_dtls: VecDeque::new(),
+                valid_rtt: None,
                 pending_out: VecDeque::new(),
                 cipher_suite: None,
             }),
@@ -747,24 +750,13 @@ impl Transport {
                     }
                     self.push_event(Event::IceStateChanged(s));
                 }
-                // A valid pair before selection (RFC 8445 §12.1) is used as
-                // the selected one: DTLS starts over it, and the nomination
-                // that follows (maybe of another pair) replaces it.
-                IceEvent::ValidPair { local, remote }
-                | IceEvent::SelectedPair { local, remote } => {
-                    let Some(live) = self.live.as_mut() else {
-                        continue;
-                    };
-                    live.remote_addr = remote.socket_addr();
-                    live.selected = Some((local, remote));
-                    while let Some(d) = live.pending_out.pop_front() {
-                        let _ = live.ice.send(&d);
+                IceEvent::ValidPair { local, remote, rtt } => {
+                    if let Some(live) = self.live.as_mut() {
+                        live.valid_rtt = Some(rtt);
                     }
-                    if matches!(self.state, State::New | State::Checking) {
-                        self.state = State::Handshaking;
-                    }
-                    self.maybe_start_dtls(now);
+                    self.use_pair(now, local, remote, false)
                 }
+                IceEvent::SelectedPair { local, remote } => self.use_pair(now, local, remote, true),
                 IceEvent::Failed(reason) => self.fail(Error::Ice(reason)),
                 IceEvent::RoleChanged { controlling } => {
                     tracing::debug!(controlling, "ICE role switched after a conflict");
@@ -773,6 +765,35 @@ impl Transport {
                 IceEvent::Data { .. } => {}
             }
         }
+    }
+
+    /// Data now goes over this pair: a valid pair before selection (RFC
+    /// 8445 §12.1), used as the selected one so that DTLS starts over it,
+    /// or the selected pair, which replaces it. On selection a DTLS client
+    /// whose ClientHello has gone unanswered for two round trips of the
+    /// check that validated the pair sends it again at once (see
+    /// [`Endpoint::resend_unanswered_client_hello`]); sooner, the answer
+    /// may still be on its way.
+    fn use_pair(&mut self, now: Instant, local: Candidate, remote: Candidate, selected: bool) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        live.remote_addr = remote.socket_addr();
+        live.selected = Some((local, remote));
+        while let Some(d) = live.pending_out.pop_front() {
+            let _ = live.ice.send(&d);
+        }
+        if matches!(self.state, State::New | State::Checking) {
+            self.state = State::Handshaking;
+        }
+        if selected
+            && let Some(rtt) = live.valid_rtt
+            && let Some(d) = live.dtls.as_mut()
+        {
+            d.resend_unanswered_client_hello(now, 2 * rtt + Duration::from_millis(1));
+            self.drain_dtls(now);
+        }
+        self.maybe_start_dtls(now);
     }
 
     /// Sends what the DTLS endpoint queued over the ICE path (or keeps it

@@ -835,3 +835,38 @@ fn set_peer_follows_a_moved_peer() {
     p.server.send(b"back").unwrap();
     assert_eq!(p.server.poll_transmit().unwrap().destination, moved);
 }
+
+/// ICE selected a pair while the ClientHello sent over a valid one (RFC
+/// 8445 §12.1) is unanswered: the client sends it again at once, but only
+/// once it has waited `older_than`, and never after the server answered.
+#[test]
+fn unanswered_client_hello_is_resent_on_selection() {
+    let now = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let mut c = Endpoint::client(config(1), sa, 1, now);
+    let hello = drain(&mut c);
+    assert_eq!(hello.len(), 1);
+    let rtt = Duration::from_millis(20);
+    // Too soon: the answer may still be on its way.
+    c.resend_unanswered_client_hello(now + Duration::from_millis(10), rtt);
+    assert!(drain(&mut c).is_empty());
+    // Later, unanswered: the same ClientHello again, timer not backed off.
+    let later = now + Duration::from_millis(30);
+    c.resend_unanswered_client_hello(later, rtt);
+    let again = drain(&mut c);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0][13..], hello[0][13..], "same handshake message");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(later + c.config.initial_retransmit_timeout)
+    );
+    // Answered (HelloVerifyRequest): nothing more.
+    let mut s = Endpoint::server(config(2), 2);
+    deliver(&mut s, ca, sa, later, &again[0]);
+    for d in drain(&mut s) {
+        deliver(&mut c, sa, ca, later, &d);
+    }
+    let _ = drain(&mut c); // ClientHello + cookie
+    c.resend_unanswered_client_hello(later + Duration::from_secs(1), rtt);
+    assert!(drain(&mut c).is_empty());
+}
