@@ -132,6 +132,16 @@ impl Pair {
         self.run_until(d, |_| false);
     }
 
+    /// Sends `frames` on `side`'s `track` now, 3000 RTP ticks apart.
+    fn send_frames(&mut self, side: usize, track: TrackId, frames: &[Vec<u8>]) {
+        let now = self.sim.now();
+        for (i, f) in frames.iter().enumerate() {
+            self.pc(side)
+                .send_frame(now, track, 3000 * i as u32, f)
+                .expect("send");
+        }
+    }
+
     fn mid(&mut self, side: usize, track: usize) -> String {
         let t = self.tracks[side][track];
         self.pc(side).track_mid(t).expect("mid").to_string()
@@ -322,12 +332,7 @@ fn renegotiation_removes_a_track_and_the_data_channels_mid_call() {
     let (a_video, a_mid) = (p.tracks[0][0], p.mid(0, 0));
     let b_mid = p.mid(1, 0);
     let frames = vp8_frames(3, 12);
-    let now = p.sim.now();
-    for (i, f) in frames.iter().enumerate() {
-        p.pc(0)
-            .send_frame(now, a_video, 3000 * i as u32, f)
-            .expect("send");
-    }
+    p.send_frames(0, a_video, &frames);
     p.run(Duration::from_millis(200));
     assert_eq!(p.frames(1, &a_mid), frames);
 
@@ -402,13 +407,8 @@ fn renegotiation_removes_a_track_and_the_data_channels_mid_call() {
     let ch1 = p.channels[1];
     assert!(p.pc(0).send_text(now, ch1, "gone").is_err());
     // B's video still flows to A on the now sendonly/recvonly m-line.
-    let now = p.sim.now();
     let tb = p.tracks[1][0];
-    for (i, f) in frames.iter().enumerate() {
-        p.pc(1)
-            .send_frame(now, tb, 3000 * i as u32, f)
-            .expect("b send");
-    }
+    p.send_frames(1, tb, &frames);
     p.run(Duration::from_millis(200));
     assert_eq!(p.frames(0, &b_mid), frames);
 
@@ -643,12 +643,7 @@ fn rollback_cancels_a_pending_offer_on_either_side() {
     p.renegotiate(0);
     let mid = p.pc(0).track_mid(extra).expect("mid").to_string();
     let frames = vp8_frames(3, 16);
-    let now = p.sim.now();
-    for (i, f) in frames.iter().enumerate() {
-        p.pc(0)
-            .send_frame(now, extra, 3000 * i as u32, f)
-            .expect("send");
-    }
+    p.send_frames(0, extra, &frames);
     p.run(Duration::from_millis(200));
     assert_eq!(p.frames(1, &mid), frames);
 }
@@ -685,11 +680,8 @@ fn glare_mid_call_the_polite_peer_rolls_back_and_both_tracks_flow() {
     // B's track was not in that exchange; B offers again for it.
     p.renegotiate(1);
     let frames = vp8_frames(3, 17);
-    let now = p.sim.now();
-    for (i, f) in frames.iter().enumerate() {
-        p.pc(0).send_frame(now, ta, 3000 * i as u32, f).expect("a");
-        p.pc(1).send_frame(now, tb, 3000 * i as u32, f).expect("b");
-    }
+    p.send_frames(0, ta, &frames);
+    p.send_frames(1, tb, &frames);
     p.run(Duration::from_millis(300));
     let (ma, mb) = (
         p.pc(0).track_mid(ta).expect("mid a").to_string(),
