@@ -46,6 +46,14 @@ pub enum DataChannelError {
         /// The stream it came on.
         stream: u16,
     },
+    /// A DATA_CHANNEL_OPEN on a stream we cannot send on: at or above the
+    /// negotiated stream count, or the reserved 65535 (RFC 8832 §6).
+    StreamOutOfRange {
+        /// The stream it came on.
+        stream: u16,
+        /// The usable streams are `0..max_streams`.
+        max_streams: u16,
+    },
     /// A DATA_CHANNEL_OPEN on a stream that already carries a channel.
     StreamInUse {
         /// The stream.
@@ -122,6 +130,14 @@ impl fmt::Display for DataChannelError {
             E::WrongStreamParity { stream } => write!(
                 f,
                 "DATA_CHANNEL_OPEN on stream {stream}, whose parity is ours (RFC 8832 §6)"
+            ),
+            E::StreamOutOfRange {
+                stream,
+                max_streams,
+            } => write!(
+                f,
+                "DATA_CHANNEL_OPEN on stream {stream}, outside the {max_streams} streams \
+                 negotiated (RFC 8832 §6)"
             ),
             E::StreamInUse { stream } => {
                 write!(f, "DATA_CHANNEL_OPEN on stream {stream}, already in use")

@@ -735,12 +735,26 @@ impl ChannelManager {
             Some(Role::Server) => stream % 2 == 1,
             None => false,
         };
-        if ours || stream > MAX_STREAM_ID {
+        if ours {
             self.refuse(stream);
             self.error(None, DataChannelError::WrongStreamParity { stream });
             return;
         }
         // ANCHOR_END: parity
+        // A channel is one stream id used both ways (RFC 8832 §6): an OPEN on
+        // a stream we cannot send on (at or above the negotiated stream count,
+        // or the reserved 65535) would make a channel whose ACK never leaves.
+        if stream > MAX_STREAM_ID || stream >= self.config.max_streams {
+            self.refuse(stream);
+            self.error(
+                None,
+                DataChannelError::StreamOutOfRange {
+                    stream,
+                    max_streams: self.config.max_streams,
+                },
+            );
+            return;
+        }
         let reliability = match open.channel_type.reliability {
             ReliabilityKind::Reliable => Reliability::Reliable,
             // The W3C API holds a u16; a larger count is as good as reliable.
@@ -968,8 +982,14 @@ impl ChannelManager {
 
     /// Refuses a peer's OPEN on a stream with no channel of ours: reset our
     /// outgoing stream of that id, send no ACK (RFC 8832 §6).
+    /// Refuses an OPEN by resetting the stream (RFC 8832 §6). A stream we
+    /// cannot send on has no outgoing side to reset (RFC 6525 §5.1.2 resets
+    /// outgoing streams only, and SCTP refuses the whole request if one id
+    /// is out of range): that one is only left unused.
     fn refuse(&mut self, stream: u16) {
-        self.push_reset(stream);
+        if stream <= MAX_STREAM_ID && stream < self.config.max_streams {
+            self.push_reset(stream);
+        }
     }
 
     fn reset_outgoing(&mut self, id: ChannelId) {

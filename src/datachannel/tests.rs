@@ -785,3 +785,42 @@ proptest! {
         }
     }
 }
+
+/// An OPEN on a stream at or above the negotiated count (here 16) would
+/// make a channel whose ACK could never be sent: it is refused, with no ACK,
+/// no reset (there is no outgoing stream 17 to reset) and no channel.
+#[test]
+fn open_beyond_max_streams_is_refused() {
+    let mut b = ChannelManager::new(Config {
+        role: Some(Role::Server),
+        max_streams: 16,
+        ..Config::default()
+    });
+    b.handle_connected();
+    let open = DcepMessage::Open(DataChannelOpen {
+        channel_type: ChannelType::from_u8(0).unwrap(),
+        priority: 256,
+        reliability_parameter: 0,
+        label: "far".into(),
+        protocol: String::new(),
+    });
+    for stream in [16, 18, 65534] {
+        b.handle_message(stream, 50, open.to_vec());
+        assert_eq!(b.poll_output(), None, "stream {stream}");
+        assert_eq!(
+            events(&mut b),
+            [Event::Error {
+                channel: None,
+                error: DataChannelError::StreamOutOfRange {
+                    stream,
+                    max_streams: 16
+                }
+            }]
+        );
+        assert!(b.channel_on_stream(stream).is_none());
+    }
+    assert_eq!(b.channels().count(), 0);
+    // One inside the range still opens.
+    b.handle_message(14, 50, open.to_vec());
+    assert!(matches!(b.poll_output(), Some(Output::Message(m)) if m.stream == 14));
+}
