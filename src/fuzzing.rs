@@ -558,7 +558,9 @@ pub const PEER_FUZZ_KEY_BYTE: u8 = 0x42;
 
 /// Frames input for the `peer_transport` target: a mode byte (bit 0: our
 /// DTLS role is client; bits 1–2: SRTP profile index; bit 3: install SRTP
-/// keys first; bit 4: a timer tick between datagrams), then per datagram a
+/// keys first; bit 4: a timer tick between datagrams; bit 5: leave the
+/// remote candidate's pair unchecked, so that its DTLS is only held and its
+/// SRTP dropped), then per datagram a
 /// flags byte (bit 0: from a stranger; bit 1: force a STUN magic cookie), a
 /// 2-byte big-endian length and the bytes.
 pub fn peer_transport_input(mode: u8, datagrams: &[(u8, Vec<u8>)]) -> Vec<u8> {
@@ -609,6 +611,15 @@ fn peer_fuzz_transport(
     ))
     .ok()?;
     t.add_remote_candidate(now, c).ok()?;
+    if mode & 32 == 0 {
+        answer_first_check(
+            &mut t,
+            now,
+            remote,
+            SocketAddr::from(PEER_FUZZ_LOCAL),
+            PEER_FUZZ_REMOTE_PWD,
+        )?;
+    }
     let profile = crate::srtp::ProtectionProfile::ALL[usize::from(mode >> 1) & 3];
     if mode & 8 != 0 {
         let material = vec![PEER_FUZZ_KEY_BYTE; profile.keying_material_len()];
@@ -617,12 +628,62 @@ fn peer_fuzz_transport(
     Some((t, profile))
 }
 
+/// Plays the peer at `remote` for one ICE check: runs `t`'s timers until it
+/// sends a Binding request to `remote`, and answers it with a success
+/// response signed with `remote_pwd` whose XOR-MAPPED-ADDRESS is `mapped`,
+/// so that the pair is valid (RFC 8445 §7.2.5.3) and `remote` may send DTLS
+/// and SRTP. Returns the instant it got to; `None` if no check went out.
+pub fn answer_first_check(
+    t: &mut crate::peer::Transport,
+    now: Instant,
+    remote: SocketAddr,
+    mapped: SocketAddr,
+    remote_pwd: &str,
+) -> Option<Instant> {
+    use crate::stun::{Class, IntegrityKey, Message, MessageEncoder, MessageType};
+    let mut at = now;
+    for _ in 0..200 {
+        while let Some(tx) = t.poll_transmit() {
+            let Ok(m) = Message::decode(&tx.contents) else {
+                continue;
+            };
+            if tx.destination != remote || m.class() != Class::Request {
+                continue;
+            }
+            let mut out = Vec::new();
+            MessageEncoder::new(&mut out, MessageType::BINDING_SUCCESS, m.transaction_id())
+                .attribute(&Attribute::XorMappedAddress(mapped))
+                .message_integrity(&IntegrityKey::short_term(remote_pwd))
+                .fingerprint()
+                .finish()
+                .ok()?;
+            t.handle_receive(
+                at,
+                Receive {
+                    source: remote,
+                    destination: mapped,
+                    contents: &out,
+                },
+            );
+            return Some(at);
+        }
+        at = t
+            .poll_timeout()
+            .unwrap_or(at + Duration::from_millis(5))
+            .max(at);
+        t.handle_timeout(at);
+    }
+    None
+}
+
 /// The harness of the `peer_transport` target: a whole transport's receive
 /// path (RFC 7983 demultiplexing into ICE, DTLS and SRTP) with arbitrary
 /// datagrams from its remote candidate and from a stranger, as framed by
 /// [`peer_transport_input`]. Invariants: no panic; no connection it cannot
-/// have; decrypted media never longer than what arrived; a stranger's DTLS
-/// or SRTP never reaches a layer; after `close` no timer is left.
+/// have; decrypted media never longer than what arrived; DTLS or SRTP from
+/// an address that is not a valid pair's (a stranger's, or the remote
+/// candidate's before its check) never reaches a layer; after `close` no
+/// timer is left.
 pub fn peer_transport(data: &[u8]) {
     use crate::peer::Event as PeerEvent;
     let Some((&mode, mut rest)) = data.split_first() else {
@@ -659,6 +720,7 @@ pub fn peer_transport(data: &[u8]) {
         }
         let source = if flags & 1 != 0 { stranger } else { remote };
         let _ = t.accepts(&datagram, source);
+        let valid = t.ice().is_some_and(|i| i.is_valid_remote(source));
         let before = t.stats();
         t.handle_receive(
             now,
@@ -669,9 +731,16 @@ pub fn peer_transport(data: &[u8]) {
             },
         );
         let after = t.stats();
-        if source == stranger {
-            assert_eq!(after.dtls_received, before.dtls_received, "stranger's DTLS");
-            assert_eq!(after.rtp_received, before.rtp_received, "stranger's SRTP");
+        if !valid && !crate::stun::is_stun(&datagram) {
+            assert_eq!(
+                after.dtls_received, before.dtls_received,
+                "unvalidated DTLS"
+            );
+            assert_eq!(after.rtp_received, before.rtp_received, "unvalidated SRTP");
+            assert_eq!(
+                after.rtcp_received, before.rtcp_received,
+                "unvalidated SRTCP"
+            );
         }
         while let Some(e) = t.poll_event() {
             match e {

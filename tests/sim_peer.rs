@@ -608,3 +608,116 @@ fn accepts_sorts_datagrams_between_transports() {
     t.close();
     assert!(!t.accepts(&[0x80, 96, 0, 1], addr(B)));
 }
+
+/// A third host that sends what it is told to, from its own address.
+#[derive(Default)]
+struct Injector {
+    queue: std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
+    received: usize,
+}
+
+impl Machine for Injector {
+    type Event = ();
+    fn handle_receive(&mut self, _now: std::time::Instant, _d: Receive<'_>) {
+        self.received += 1;
+    }
+    fn handle_timeout(&mut self, _now: std::time::Instant) {}
+    fn poll_transmit(&mut self) -> Option<rtclab::machine::Transmit> {
+        let (destination, contents) = self.queue.pop_front()?;
+        Some(rtclab::machine::Transmit {
+            source: None,
+            destination,
+            contents,
+        })
+    }
+    fn poll_event(&mut self) -> Option<()> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        None
+    }
+}
+
+/// A third host replays B's captured ICE checks to A from its own address
+/// and injects DTLS records (B's captured ones and garbage) from there,
+/// again and again during the call. MESSAGE-INTEGRITY does not cover the
+/// source, so A answers the checks and learns a peer-reflexive candidate,
+/// but its triggered check to that address gets no authenticated answer:
+/// the pair never becomes valid (RFC 8445 §7.2.5.2.1), nothing from that
+/// address reaches DTLS or SRTP, DTLS keeps reading from B, and data and
+/// media keep flowing both ways with nothing lost.
+#[test]
+fn replayed_checks_and_injected_records_do_not_steer_the_call() {
+    use rtclab::sim::CaptureKind;
+    for (seed, role) in [(21, DtlsRole::Client), (22, DtlsRole::Server)] {
+        let mut p = pair(Setup::new(seed, role));
+        p.sim.set_capture(true);
+        assert!(p.connect(Duration::from_secs(5)), "{role:?}: {:?}", p.log);
+        // Data once, so the capture holds B's application-data records.
+        p.t(1).send_application_data(b"captured").expect("send");
+        p.run(Duration::from_millis(100));
+        let captured: Vec<Vec<u8>> = p
+            .sim
+            .drain_capture()
+            .into_iter()
+            .filter(|r| r.host == p.hosts[1] && r.kind == CaptureKind::Sent)
+            .map(|r| r.contents)
+            .filter(|c| c.starts_with(&[0, 1]) || (20..=63).contains(&c[0]))
+            .collect();
+        p.sim.set_capture(false);
+        assert!(captured.iter().any(|c| c.starts_with(&[0, 1])), "a check");
+        assert!(captured.iter().any(|c| c[0] == 23), "an application record");
+        let mallory = addr("203.0.113.66:7000");
+        let hm = p.sim.add_host(Injector::default(), &[mallory]);
+        // A record of epoch 1 that authenticates nowhere.
+        let garbage = {
+            let mut r = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 99, 0, 40];
+            r.extend_from_slice(&[0x5a; 40]);
+            r
+        };
+        let before = p.t(0).stats();
+        let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
+        let (media_a, media_b) = (vp8_packets(0x0a, 10, seed), vp8_packets(0x0b, 10, seed + 1));
+        for round in 0..10 {
+            let injector = p.sim.machine_mut::<Injector>(hm);
+            for c in captured.iter().chain([&garbage]) {
+                injector.queue.push_back((addr(A), c.clone()));
+            }
+            // Mallory's datagrams arrive; DTLS still reads from B only.
+            p.run(Duration::from_millis(30));
+            let peer = p.t(0).dtls().and_then(|d| d.peer());
+            assert_eq!(peer, Some(addr(B)), "{role:?}: round {round}");
+            let (ma, mb) = (format!("a{round}"), format!("b{round}"));
+            p.t(0)
+                .send_application_data(ma.as_bytes())
+                .expect("A sends");
+            p.t(1)
+                .send_application_data(mb.as_bytes())
+                .expect("B sends");
+            p.t(0).send_rtp(&media_a[round]).expect("A rtp");
+            p.t(1).send_rtp(&media_b[round]).expect("B rtp");
+            to_b.push(ma.into_bytes());
+            to_a.push(mb.into_bytes());
+            p.run(Duration::from_millis(50));
+        }
+        p.run(Duration::from_millis(200));
+        assert_eq!(p.states(), [State::Connected; 2], "{role:?}: {:?}", p.log);
+        assert_eq!(p.data(0)[1..], to_a[..], "{role:?}: B → A data");
+        assert_eq!(p.data(1)[..], to_b[..], "{role:?}: A → B data");
+        assert!(p.rtp(0) == media_b[..10], "{role:?}: B → A media");
+        assert!(p.rtp(1) == media_a[..10], "{role:?}: A → B media");
+        let st = p.t(0).stats();
+        assert!(
+            st.dropped_unknown_source > before.dropped_unknown_source,
+            "{st:?}"
+        );
+        // A still sends only to B: the selected pair never moved.
+        assert_eq!(
+            p.t(0).ice().and_then(|i| i.selected_path()).map(|(_, r)| r),
+            Some(addr(B))
+        );
+        // Mallory heard A's triggered checks (and answers to its replays),
+        // nothing else: no DTLS or SRTP of the call.
+        assert!(p.sim.machine::<Injector>(hm).received > 0);
+    }
+}

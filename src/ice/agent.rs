@@ -459,6 +459,24 @@ impl Agent {
         self.check_failure(now);
     }
 
+    /// Whether `source` is the remote end of a valid pair: a check of ours
+    /// went there and an authenticated answer came back from that same
+    /// address (RFC 8445 §7.2.5.2.1, §7.2.5.3.2). Only such addresses may
+    /// carry data (§12.1: data flows on valid pairs). A check *received*
+    /// from an address proves nothing about it: MESSAGE-INTEGRITY does not
+    /// cover the source, so a captured check replayed from anywhere passes,
+    /// and the peer-reflexive candidate it teaches (§7.3.1.3) is only a
+    /// candidate until our triggered check to it succeeds. The path data
+    /// uses counts too: it was valid when chosen, and an ICE restart keeps
+    /// it until a new pair is selected (see [`Agent::restart`]).
+    pub fn is_valid_remote(&self, source: SocketAddr) -> bool {
+        self.path.is_some_and(|(_, remote)| remote == source)
+            || self.pairs.iter().any(|p| {
+                p.state == PairState::Succeeded
+                    && self.remote[p.remote].socket_addr() == Some(source)
+            })
+    }
+
     /// The selected pair: (local candidate the peer sees, remote candidate).
     pub fn selected_pair(&self) -> Option<(&Candidate, &Candidate)> {
         let p = &self.pairs[self.selected?];

@@ -27,10 +27,13 @@ pub use crate::dtls::endpoint::Role as DtlsRole;
 /// counted in [`Stats::dropped_events`]) rather than grow without bound.
 const MAX_EVENTS: usize = 4096;
 
-/// DTLS datagrams that arrive before the endpoint exists (the answerer's
-/// ClientHello can beat the answer SDP to the offerer), kept to replay.
-/// Chromium's and Firefox's hellos span two datagrams.
-const MAX_EARLY_DTLS: usize = 8;
+/// DTLS datagrams held until they may be read: those that arrive before the
+/// endpoint exists (the answerer's ClientHello can beat the answer SDP to
+/// the offerer), and those from a remote candidate whose pair is not valid
+/// yet (the peer's check succeeded and it sent its ClientHello while our
+/// triggered check to it is still on its way). Chromium's and Firefox's
+/// hellos span two datagrams. Oldest dropped first.
+const MAX_HELD_DTLS: usize = 8;
 
 /// DTLS datagrams of ours waiting for ICE to select a pair.
 const MAX_PENDING_OUT: usize = 16;
@@ -276,7 +279,9 @@ pub struct Stats {
     pub rtcp_sent: u64,
     /// Datagrams whose first byte names no layer we run (RFC 7983 §7).
     pub dropped_unknown_kind: u64,
-    /// DTLS or SRTP from an address that is no remote candidate.
+    /// DTLS or SRTP from an address that is not the remote end of a valid
+    /// ICE pair (RFC 8445 §12.1), including DTLS held from a remote
+    /// candidate that was dropped before its pair became valid.
     pub dropped_unknown_source: u64,
     /// SRTP/SRTCP that arrived before the keys existed.
     pub dropped_before_keys: u64,
@@ -309,8 +314,9 @@ struct Live {
     selected: Option<(Candidate, Candidate)>,
     /// Its remote address: the fast path of "is this our peer".
     remote_addr: Option<SocketAddr>,
-    /// DTLS that arrived before the endpoint existed.
-    early_dtls: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// DTLS not yet readable: no endpoint yet, or its source's pair is not
+    /// valid yet (source, destination, datagram; see [`MAX_HELD_DTLS`]).
+    held_dtls: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// The round trip of the check that made the first pair valid.
     valid_rtt: Option<Duration>,
     /// DTLS of ours waiting for ICE to have a path.
@@ -441,7 +447,7 @@ impl Transport {
                 srtp: None,
                 selected: None,
                 remote_addr: None,
-                early_dtls: VecDeque::new(),
+                held_dtls: VecDeque::new(),
                 valid_rtt: None,
                 pending_out: VecDeque::new(),
                 cipher_suite: None,
@@ -503,6 +509,11 @@ impl Transport {
     /// The ICE agent, for inspection (`None` once failed or closed).
     pub fn ice(&self) -> Option<&Agent> {
         self.live.as_ref().map(|l| &l.ice)
+    }
+
+    /// The DTLS endpoint, once it exists (its role, state and peer).
+    pub fn dtls(&self) -> Option<&Endpoint> {
+        self.live.as_ref()?.dtls.as_ref()
     }
 
     /// Counters.
@@ -723,20 +734,62 @@ impl Transport {
         };
         tracing::debug!(?role, ?peer, "DTLS endpoint started");
         live.dtls = Some(endpoint);
-        let early = std::mem::take(&mut live.early_dtls);
-        for (source, destination, contents) in early {
-            if let Some(d) = live.dtls.as_mut() {
-                d.handle_receive(
-                    now,
-                    Receive {
-                        source,
-                        destination,
-                        contents: &contents,
-                    },
-                );
+        self.release_held_dtls(now);
+    }
+
+    /// Reads the held DTLS datagrams that may now be read (an endpoint
+    /// exists and their source's pair is valid); the others stay held.
+    fn release_held_dtls(&mut self, now: Instant) {
+        let Some(live) = self.live.as_mut() else {
+            return;
+        };
+        if live.dtls.is_none() || live.held_dtls.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut live.held_dtls);
+        for (source, destination, contents) in held {
+            if let Some(e) = live.dtls.as_mut()
+                && live.ice.is_valid_remote(source)
+            {
+                self.stats.dtls_received += 1;
+                let d = Receive {
+                    source,
+                    destination,
+                    contents: &contents,
+                };
+                Self::read_dtls(e, now, d);
+            } else {
+                live.held_dtls.push_back((source, destination, contents));
             }
         }
         self.drain_dtls(now);
+    }
+
+    /// Hands a datagram from a valid pair's remote address to the endpoint.
+    ///
+    /// ICE, not DTLS, decides which addresses are the peer's: any valid
+    /// pair's (RFC 8445 §12.1; Chromium may move to another pair during the
+    /// call), and we send only over the selected pair ([`Agent::send`]),
+    /// which [`Endpoint::set_peer`] follows in [`Transport::use_pair`]. The
+    /// endpoint, which reads only from its one peer address, is given the
+    /// datagram as from that address: a record never re-aims it.
+    fn read_dtls(e: &mut Endpoint, now: Instant, mut d: Receive<'_>) {
+        if let Some(peer) = e.peer() {
+            d.source = peer;
+        }
+        e.handle_receive(now, d);
+    }
+
+    /// Holds a DTLS datagram (oldest dropped first when full); returns
+    /// whether one was dropped.
+    fn hold_dtls(live: &mut Live, d: &Receive<'_>) -> bool {
+        let dropped = live.held_dtls.len() >= MAX_HELD_DTLS;
+        if dropped {
+            live.held_dtls.pop_front();
+        }
+        live.held_dtls
+            .push_back((d.source, d.destination, d.contents.to_vec()));
+        dropped
     }
 
     fn drain_ice(&mut self, now: Instant) {
@@ -765,6 +818,8 @@ impl Transport {
                 IceEvent::Data { .. } => {}
             }
         }
+        // A check may have made a pair valid (only the first reports it).
+        self.release_held_dtls(now);
     }
 
     /// Data now goes over this pair: a valid pair before selection (RFC
@@ -779,6 +834,9 @@ impl Transport {
             return;
         };
         live.remote_addr = remote.socket_addr();
+        if let (Some(d), Some(addr)) = (live.dtls.as_mut(), live.remote_addr) {
+            d.set_peer(addr);
+        }
         live.selected = Some((local, remote));
         while let Some(d) = live.pending_out.pop_front() {
             let _ = live.ice.send(&d);
@@ -944,7 +1002,7 @@ impl Transport {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        if !Self::known_source(live, d.source) {
+        if !live.ice.is_valid_remote(d.source) {
             self.stats.dropped_unknown_source += 1;
             return;
         }
@@ -996,32 +1054,25 @@ impl Machine for Transport {
                 self.drain_ice(now);
             }
             PacketKind::Dtls => {
-                if !Self::known_source(live, d.source) {
+                // ANCHOR: dtls_source
+                // Only a valid pair's remote address may speak DTLS (RFC 8445
+                // §12.1). DTLS before the endpoint exists, or from a remote
+                // candidate not validated yet (its pair may become valid
+                // within a round trip), is held; any other is dropped.
+                let valid = live.ice.is_valid_remote(d.source);
+                if let Some(e) = live.dtls.as_mut().filter(|_| valid) {
+                    self.stats.dtls_received += 1;
+                    Self::read_dtls(e, now, d);
+                } else if valid || Self::known_source(live, d.source) {
+                    if Self::hold_dtls(live, &d) {
+                        self.stats.dropped_unknown_source += 1;
+                    }
+                    return;
+                } else {
                     self.stats.dropped_unknown_source += 1;
                     return;
                 }
-                self.stats.dtls_received += 1;
-                match live.dtls.as_mut() {
-                    Some(e) => {
-                        // The source is one of the peer's candidates: if
-                        // its ICE agent moved to another pair (Chromium does,
-                        // to a cheaper network), DTLS follows (RFC 8445 §12:
-                        // data is accepted on any valid pair).
-                        if e.peer().is_some_and(|p| p != d.source) {
-                            e.set_peer(d.source);
-                        }
-                        e.handle_receive(now, d)
-                    }
-                    None => {
-                        if live.early_dtls.len() < MAX_EARLY_DTLS {
-                            live.early_dtls.push_back((
-                                d.source,
-                                d.destination,
-                                d.contents.to_vec(),
-                            ));
-                        }
-                    }
-                }
+                // ANCHOR_END: dtls_source
                 self.drain_dtls(now);
             }
             PacketKind::Rtp | PacketKind::Rtcp => self.receive_media(kind, &d),
@@ -1086,8 +1137,23 @@ mod tests {
         let mut t = Transport::new(config, now, StdRng::seed_from_u64(1)).unwrap();
         let cand = Candidate::parse("candidate:1 1 udp 2130706431 10.0.0.2 2000 typ host").unwrap();
         t.add_remote_candidate(now, cand).unwrap();
+        validate_remote(&mut t, now);
         t.install_srtp(role, profile, material).unwrap();
         t
+    }
+
+    /// Answers our ICE check to REMOTE as the peer would, so that its pair
+    /// is valid and REMOTE may send DTLS and SRTP.
+    fn validate_remote(t: &mut Transport, now: Instant) {
+        let pwd = "the-peers-password-22ch";
+        let theirs = Credentials {
+            ufrag: "peer".into(),
+            pwd: pwd.into(),
+        };
+        t.set_remote_credentials(now, &theirs);
+        let (remote, local) = (REMOTE.parse().unwrap(), LOCAL.parse().unwrap());
+        crate::fuzzing::answer_first_check(t, now, remote, local, pwd).expect("a check");
+        assert!(t.ice().unwrap().is_valid_remote(remote));
     }
 
     fn feed(t: &mut Transport, from: &str, d: &[u8]) {
