@@ -91,8 +91,8 @@
 //! | first byte | second byte | goes to | when it cannot |
 //! |---|---|---|---|
 //! | 0–3 | — | ICE agent (STUN checks, responses, consent) | the agent answers 400/401 or drops |
-//! | 20–63 | — | DTLS endpoint | unknown source: dropped; before the endpoint exists: kept (8 datagrams) and replayed |
-//! | 128–191 | 192–223 | SRTCP unprotect → [`Event::Rtcp`] | before keys, unknown source, bad tag, replay: dropped and counted |
+//! | 20–63 | — | DTLS endpoint | not a valid pair's address: dropped; from a remote candidate not validated yet, or before the endpoint exists: held (8 datagrams) and read once it may be |
+//! | 128–191 | 192–223 | SRTCP unprotect → [`Event::Rtcp`] | before keys, not a valid pair's address, bad tag, replay: dropped and counted |
 //! | 128–191 | other | SRTP unprotect → [`Event::Rtp`] | as above |
 //! | anything else (ZRTP 16–19, TURN channels 64–79, …) | — | dropped, counted in [`Stats::dropped_unknown_kind`] | |
 //!
@@ -104,9 +104,16 @@
 //!    before a pair is selected), the DTLS client sends its ClientHello
 //!    over it; the server endpoint exists from the moment our DTLS role and
 //!    the peer's fingerprint are known, and answers over the same path.
-//!    When a pair is selected, DTLS follows it. DTLS datagrams that arrive
-//!    before that are kept and replayed (the answerer's ClientHello may
-//!    beat the answer SDP).
+//!    When a pair is selected, DTLS follows it. DTLS and SRTP are read only
+//!    from the remote address of a *valid* pair, one our own check reached
+//!    and got an authenticated answer from (RFC 8445 §7.2.5.2.1): a check
+//!    received proves nothing, since MESSAGE-INTEGRITY does not cover the
+//!    source and a captured check can be replayed from anywhere. DTLS from
+//!    a remote candidate not validated yet, or from before the endpoint
+//!    exists (the answerer's ClientHello may beat the answer SDP), is held
+//!    (8 datagrams at most) and read once it may be; anything else is
+//!    dropped and counted. A record never re-aims DTLS: where we send
+//!    follows ICE's selected pair only.
 //! 3. The peer's certificate must hash to a signaled fingerprint: with one
 //!    fingerprint (the usual case) the endpoint checks it inside the
 //!    handshake and aborts with a `bad_certificate` alert; with several, the
