@@ -73,6 +73,17 @@ fn deliver(from: &mut ChannelManager, to: &mut ChannelManager, o: &Output, drain
     }
 }
 
+/// A DATA_CHANNEL_OPEN of a reliable, ordered channel with this label.
+fn reliable_open(label: &str) -> DcepMessage {
+    DcepMessage::Open(DataChannelOpen {
+        channel_type: ChannelType::from_u8(0).unwrap(),
+        priority: 256,
+        reliability_parameter: 0,
+        label: label.into(),
+        protocol: String::new(),
+    })
+}
+
 fn events(m: &mut ChannelManager) -> Vec<Event> {
     std::iter::from_fn(|| m.poll_event()).collect()
 }
@@ -421,13 +432,7 @@ fn open_on_our_parity_is_refused_without_ack() {
         ..Config::default()
     });
     b.handle_connected();
-    let open = DcepMessage::Open(DataChannelOpen {
-        channel_type: ChannelType::from_u8(0).unwrap(),
-        priority: 256,
-        reliability_parameter: 0,
-        label: "odd".into(),
-        protocol: String::new(),
-    });
+    let open = reliable_open("odd");
     // The server owns odd ids: an OPEN from the client on stream 3 is wrong.
     b.handle_message(3, 50, open.to_vec());
     assert_eq!(b.poll_output(), Some(Output::ResetStreams(vec![3])));
@@ -482,13 +487,7 @@ fn open_on_a_used_stream_closes_that_channel() {
     events(&mut p.a);
     let b = opened(&events(&mut p.b))[0];
     // A second OPEN on stream 0.
-    let open = DcepMessage::Open(DataChannelOpen {
-        channel_type: ChannelType::from_u8(0).unwrap(),
-        priority: 256,
-        reliability_parameter: 0,
-        label: "two".into(),
-        protocol: String::new(),
-    });
+    let open = reliable_open("two");
     p.b.handle_message(0, 50, open.to_vec());
     p.pump();
     let eb = events(&mut p.b);
@@ -797,13 +796,7 @@ fn open_beyond_max_streams_is_refused() {
         ..Config::default()
     });
     b.handle_connected();
-    let open = DcepMessage::Open(DataChannelOpen {
-        channel_type: ChannelType::from_u8(0).unwrap(),
-        priority: 256,
-        reliability_parameter: 0,
-        label: "far".into(),
-        protocol: String::new(),
-    });
+    let open = reliable_open("far");
     for stream in [16, 18, 65534] {
         b.handle_message(stream, 50, open.to_vec());
         assert_eq!(b.poll_output(), None, "stream {stream}");
