@@ -17,8 +17,11 @@
 //!
 //! - every request but Binding is authenticated (RFC 8489 §9.2.4): 401 with
 //!   REALM and NONCE without credentials or with a wrong key or user, 438 when
-//!   the nonce is stale (nonces are stateless: an expiry time and an HMAC
-//!   under a per-server secret, valid [`NONCE_LIFETIME`]);
+//!   the nonce is stale or was issued to another 5-tuple (nonces are
+//!   stateless: an expiry time and an HMAC under a per-server secret over
+//!   it and both transport addresses, valid [`NONCE_LIFETIME`] and only
+//!   for the client address they were sent to, as coturn does; so a
+//!   captured Allocate replayed from elsewhere makes no allocation);
 //! - 437 for a request on a 5-tuple without allocation (or Allocate on one
 //!   that has one), 441 when the username is not the allocation's, 442 for
 //!   a transport other than UDP, 440 for an IPv6 relay, 486 past the per-user
@@ -58,6 +61,7 @@ use super::attributes::{self as turn_attr, PROTOCOL_UDP, TurnAttribute, is_turn_
 use super::channel_data::{self, ChannelData, is_valid_channel_rfc5766};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::stun::attributes::{self, error_code};
+use crate::stun::integrity::constant_time_eq;
 use crate::stun::{
     Attribute, Class, ErrorCode, IntegrityKey, Message, MessageEncoder, MessageType, Method,
     PasswordAlgorithm, TransactionId, attr,
@@ -307,38 +311,64 @@ impl Server {
     }
 
     // ANCHOR: nonce
-    /// A stateless nonce: 16 hex digits of expiry (ms since the server
-    /// started) and 16 of HMAC over them.
-    fn nonce(&self, now: Instant) -> String {
-        let expiry = (now + NONCE_LIFETIME)
-            .duration_since(self.epoch)
-            .as_millis() as u64;
-        let stamp = format!("{expiry:016x}");
-        let mac = self.secret.hmac_sha1(stamp.as_bytes());
+    /// A stateless nonce bound to the client's 5-tuple: 8 hex digits of
+    /// expiry (seconds since the server started) and 16 of HMAC over them,
+    /// the client's transport address and the server's. A request replayed
+    /// from another 5-tuple carries a nonce that is not that 5-tuple's, and
+    /// gets 438 (RFC 8489 §9.2.4; RFC 8656 §9 ties an allocation to its
+    /// 5-tuple): a captured Allocate cannot make allocations for the
+    /// eavesdropper, nor one whose client is a spoofed victim address.
+    fn nonce(&self, now: Instant, client: SocketAddr, server: SocketAddr) -> String {
+        let expiry = (now + NONCE_LIFETIME).duration_since(self.epoch).as_secs();
+        // The server would have to run 136 years to overflow 32 bits.
+        let stamp = format!("{:08x}", expiry.min(u64::from(u32::MAX)));
+        let mac = self.nonce_mac(&stamp, client, server);
         let mut s = stamp;
-        for b in &mac[..8] {
+        for b in mac {
             s.push_str(&format!("{b:02x}"));
         }
         s
     }
 
-    /// `Some(true)` valid, `Some(false)` ours but expired, `None` forged.
-    fn check_nonce(&self, now: Instant, nonce: &str) -> Option<bool> {
-        if nonce.len() != 32 || !nonce.is_ascii() {
+    /// The nonce's 64-bit MAC: HMAC-SHA1 (the server secret) over the
+    /// stamp and both transport addresses.
+    fn nonce_mac(&self, stamp: &str, client: SocketAddr, server: SocketAddr) -> [u8; 8] {
+        let mut input = [0u8; 8 + 2 * 19];
+        let (head, addrs) = input.split_at_mut(8);
+        // The stamp is 8 ASCII hex digits (checked before this is called).
+        let len = stamp.len().min(8);
+        head[..len].copy_from_slice(&stamp.as_bytes()[..len]);
+        addrs[..19].copy_from_slice(&address_bytes(client));
+        addrs[19..].copy_from_slice(&address_bytes(server));
+        let full = self.secret.hmac_sha1(&input);
+        let mut mac = [0u8; 8];
+        mac.copy_from_slice(&full[..8]);
+        mac
+    }
+
+    /// `Some(true)` valid, `Some(false)` ours but expired, `None` forged or
+    /// issued to another 5-tuple.
+    fn check_nonce(
+        &self,
+        now: Instant,
+        nonce: &str,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> Option<bool> {
+        if nonce.len() != 24 || !nonce.is_ascii() {
             return None;
         }
-        let (stamp, mac) = nonce.split_at(16);
-        let want = self.secret.hmac_sha1(stamp.as_bytes());
-        let mut hex = String::with_capacity(16);
-        for b in &want[..8] {
-            hex.push_str(&format!("{b:02x}"));
+        let (stamp, mac) = nonce.split_at(8);
+        let mut got = [0u8; 8];
+        for (i, b) in got.iter_mut().enumerate() {
+            *b = u8::from_str_radix(mac.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
-        if hex != mac {
+        let want = self.nonce_mac(stamp, client, server);
+        if !constant_time_eq(&got, &want) {
             return None;
         }
         let expiry = u64::from_str_radix(stamp, 16).ok()?;
-        let now_ms = now.duration_since(self.epoch).as_millis() as u64;
-        Some(now_ms < expiry)
+        Some(now.duration_since(self.epoch).as_secs() < expiry)
     }
     // ANCHOR_END: nonce
 
@@ -470,7 +500,7 @@ impl Server {
             self.error(d, msg, error_code::BAD_REQUEST, None, None, now);
             return None;
         };
-        match self.check_nonce(now, nonce) {
+        match self.check_nonce(now, nonce, d.source, d.destination) {
             Some(true) => {}
             Some(false) => {
                 self.error(d, msg, error_code::STALE_NONCE, None, None, now);
@@ -824,7 +854,7 @@ impl Server {
             enc.raw_attribute(attr::UNKNOWN_ATTRIBUTES, &list);
         }
         if code == error_code::UNAUTHENTICATED || code == error_code::STALE_NONCE {
-            let nonce = self.nonce(now);
+            let nonce = self.nonce(now, d.source, d.destination);
             enc.attribute(&Attribute::Realm(&self.config.realm));
             enc.attribute(&Attribute::Nonce(&nonce));
         }
@@ -1026,6 +1056,24 @@ impl Server {
             }
         }
     }
+}
+
+/// A transport address as bytes for the nonce MAC: the family, the IP's
+/// octets (zero-filled to 16), the port; no two addresses give the same.
+fn address_bytes(a: SocketAddr) -> [u8; 19] {
+    let mut b = [0u8; 19];
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            b[0] = 4;
+            b[1..5].copy_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            b[0] = 6;
+            b[1..17].copy_from_slice(&ip.octets());
+        }
+    }
+    b[17..].copy_from_slice(&a.port().to_be_bytes());
+    b
 }
 
 /// RFC 8656 §7.2: the requested LIFETIME, capped at [`MAX_LIFETIME`], or the
@@ -1325,7 +1373,9 @@ mod tests {
             TransactionId([5; 12]),
         );
         TurnAttribute::RequestedTransport(transport).encode(&mut enc);
-        let n = nonce.map(str::to_string).unwrap_or_else(|| s.nonce(now));
+        let n = nonce
+            .map(str::to_string)
+            .unwrap_or_else(|| s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap()));
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
         enc.attribute(&Attribute::Nonce(&n));
@@ -1347,7 +1397,7 @@ mod tests {
             request(&mut s, m, now + NONCE_LIFETIME + Duration::from_secs(1)),
             438
         );
-        let m = allocate_msg(&s, now, 17, Some("00000000000000000000000000000000"));
+        let m = allocate_msg(&s, now, 17, Some("000000000000000000000000"));
         assert_eq!(request(&mut s, m, now), 438);
         assert_eq!(s.allocations(), 0);
     }
@@ -1364,7 +1414,7 @@ mod tests {
             TransactionId([tid; 12]),
         );
         TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
-        let n = s.nonce(now);
+        let n = s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap());
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
         enc.attribute(&Attribute::Nonce(&n));
@@ -1524,5 +1574,91 @@ mod tests {
         c.create_permission(now, LISTEN.parse().unwrap()).unwrap();
         pump(&mut s, &mut c, from, now);
         assert_eq!(code(c.poll_event()), 403);
+    }
+    /// Runs [`pump`] and returns every datagram the client sent.
+    fn pump_recording(
+        s: &mut Server,
+        c: &mut Client,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Vec<Vec<u8>> {
+        let mut sent = Vec::new();
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit() {
+                moved = true;
+                s.handle_receive(
+                    now,
+                    Receive {
+                        source: from,
+                        destination: t.destination,
+                        contents: &t.contents,
+                    },
+                );
+                sent.push(t.contents);
+            }
+            while let Some(t) = s.poll_transmit() {
+                moved = true;
+                c.handle_receive(
+                    now,
+                    Receive {
+                        source: t.source.unwrap(),
+                        destination: from,
+                        contents: &t.contents,
+                    },
+                );
+            }
+            if !moved {
+                break;
+            }
+        }
+        sent
+    }
+
+    /// The error code of the one answer to `msg` sent from `from`.
+    fn answer_code(s: &mut Server, msg: &[u8], from: SocketAddr, now: Instant) -> u16 {
+        s.handle_receive(
+            now,
+            Receive {
+                source: from,
+                destination: LISTEN.parse().unwrap(),
+                contents: msg,
+            },
+        );
+        let t = s.poll_transmit().expect("an answer");
+        assert!(s.poll_transmit().is_none());
+        let m = Message::decode(&t.contents).unwrap();
+        m.error_code().unwrap().map_or(0, |e| e.code)
+    }
+
+    #[test]
+    fn an_allocate_replayed_from_another_port_gets_438_and_locks_nobody_out() {
+        let now = Instant::now();
+        let mut s = server(now, 2, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let mut c = client("alice", "secret");
+        c.allocate(now).unwrap();
+        let sent = pump_recording(&mut s, &mut c, from, now);
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Allocated { .. })
+        ));
+        let captured = sent
+            .iter()
+            .rev()
+            .find(|m| Message::decode(m).is_ok_and(|m| m.has_integrity()))
+            .expect("an authenticated Allocate");
+        // An eavesdropper replays it byte for byte from 11 new source ports.
+        for port in 41001..41012 {
+            let spoofed = SocketAddr::new(from.ip(), port);
+            let later = now + Duration::from_secs(1);
+            assert_eq!(answer_code(&mut s, captured, spoofed, later), 438);
+        }
+        assert_eq!(s.allocations(), 1);
+        // The user's own second allocation (quota 2) still succeeds.
+        let other: SocketAddr = "203.0.113.5:42000".parse().unwrap();
+        let (_, e) = allocate(&mut s, "alice", "secret", other, now);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        assert_eq!(s.allocations(), 2);
     }
 }
