@@ -54,6 +54,16 @@ enum Command {
         threads: Option<usize>,
     },
     /// Serve TURN (RFC 8656) over UDP with long-term credentials.
+    ///
+    /// Peers refused by default (403): link-local 169.254.0.0/16 (cloud
+    /// metadata) and fe80::/10, 0.0.0.0/8, multicast, 255.255.255.255,
+    /// unspecified, and loopback and this host's IPs unless
+    /// --allow-loopback-peers. Private ranges are relayed: on a public server
+    /// add `--denied-peer-ip 10.0.0.0/8 --denied-peer-ip 172.16.0.0/12
+    /// --denied-peer-ip 192.168.0.0/16 --denied-peer-ip 100.64.0.0/10
+    /// --denied-peer-ip fc00::/7` (coturn's recommended configuration denies
+    /// these; coturn itself denies only loopback and, with
+    /// --no-multicast-peers, multicast).
     TurnServer {
         /// The listening address, e.g. 127.0.0.1:3478.
         #[arg(long, default_value = "127.0.0.1:3478")]
@@ -76,6 +86,14 @@ enum Command {
         /// Relay to loopback peers and the server's own IPs (tests on one host).
         #[arg(long)]
         allow_loopback_peers: bool,
+        /// Also refuse peers in RANGE (`a.b.c.d/n`, `FIRST-LAST` or one
+        /// address; repeat for more), besides the default denials.
+        #[arg(long = "denied-peer-ip", value_name = "RANGE")]
+        denied_peer_ips: Vec<rtclab::turn::IpRange>,
+        /// Relay to peers in RANGE even when denied (repeat for more), as
+        /// coturn's allowed-peer-ip; never to the server's own sockets.
+        #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
+        allowed_peer_ips: Vec<rtclab::turn::IpRange>,
     },
     /// The main demo: open http://127.0.0.1:8080 and your browser talks to a
     /// Rust WebRTC peer (video reflected, chat, photo, a live panel per layer);
@@ -183,6 +201,8 @@ fn main() -> ExitCode {
                 relays,
                 quota,
                 allow_loopback_peers,
+                denied_peer_ips,
+                allowed_peer_ips,
             } => {
                 turn_server(
                     listen,
@@ -191,7 +211,11 @@ fn main() -> ExitCode {
                     relay_ip,
                     relays,
                     quota,
-                    allow_loopback_peers,
+                    PeerPolicy {
+                        allow_loopback_peers,
+                        denied_peer_ips,
+                        allowed_peer_ips,
+                    },
                 )
                 .await
             }
@@ -398,7 +422,7 @@ async fn turn_server(
     relay_ip: Option<IpAddr>,
     relays: usize,
     quota: usize,
-    allow_loopback_peers: bool,
+    peers: PeerPolicy,
 ) -> Result<(), String> {
     let relay_ip = relay_ip.unwrap_or(listen.ip());
     if relay_ip.is_unspecified() {
@@ -426,7 +450,9 @@ async fn turn_server(
         config.users.push((name.to_string(), password.to_string()));
     }
     config.quota_per_user = quota;
-    config.allow_loopback_peers = allow_loopback_peers;
+    config.allow_loopback_peers = peers.allow_loopback_peers;
+    config.denied_peer_ips.extend(peers.denied_peer_ips);
+    config.allowed_peer_ips = peers.allowed_peer_ips;
     let server = rtclab::turn::Server::new(
         config,
         std::time::Instant::now(),
@@ -442,6 +468,13 @@ async fn turn_server(
         .serve_with_fast_path(turn_fast_path)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// `turn-server`'s peer flags.
+struct PeerPolicy {
+    allow_loopback_peers: bool,
+    denied_peer_ips: Vec<rtclab::turn::IpRange>,
+    allowed_peer_ips: Vec<rtclab::turn::IpRange>,
 }
 
 /// The TURN relay path for [`Driver::serve_with_fast_path`].

@@ -29,6 +29,8 @@
 //! - [`channel_data`]: ChannelData framing and its padding rule (§12.4–12.6).
 //! - [`client`]: a sans-IO client (§7 allocations with the 401/438 dance and
 //!   refreshes, §9 permissions, §10–11 Send/Data indications, §12 channels).
+//! - [`peer_policy`]: the IP ranges a server refuses to relay to (403) or
+//!   allows, with rtclab's defaults beside coturn's.
 //! - [`server`]: a sans-IO server with quotas, stateless nonces, permission
 //!   and channel lifetimes and the RFC's error codes; its relay path is O(1)
 //!   per datagram and allocation-free ([`Server::handle_relay`]), its
@@ -47,9 +49,11 @@
 pub mod attributes;
 pub mod channel_data;
 pub mod client;
+pub mod peer_policy;
 pub mod server;
 
 pub use attributes::{AddressFamily, TurnAttribute};
 pub use channel_data::{ChannelData, ChannelDataError};
 pub use client::{Client, ClientConfig, ClientEvent, State, TurnError};
+pub use peer_policy::{IpRange, RangeError};
 pub use server::{Route, Server, ServerConfig, ServerStats};

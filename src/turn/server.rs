@@ -31,10 +31,14 @@
 //! - permissions last 300 s (§9), channels 600 s (§12), allocations at most
 //!   [`MAX_LIFETIME`];
 //! - no datagram is relayed to or from a peer without a permission, and a
-//!   peer on loopback, unspecified, multicast, or one of the server's own
-//!   addresses gets 403 unless `allow_loopback_peers` (like coturn's
-//!   `--allow-loopback-peers`, which also permits the server's own IPs but
-//!   never its own sockets).
+//!   peer in [`ServerConfig::denied_peer_ips`] (by default link-local with
+//!   the cloud metadata address 169.254.169.254, 0/8, multicast, broadcast,
+//!   unspecified; see [`peer_policy`] for the choice beside coturn's) gets
+//!   403 unless in [`ServerConfig::allowed_peer_ips`]; so does a peer on
+//!   loopback or one of the server's own IPs unless `allow_loopback_peers`
+//!   (like coturn's `--allow-loopback-peers`), and the server's own sockets
+//!   always. Private ranges are relayed unless denied: a public server
+//!   adds them (`rtclab turn-server --denied-peer-ip 10.0.0.0/8 …`).
 //!
 //! ## The relay path
 //!
@@ -59,6 +63,7 @@ use rand::rngs::StdRng;
 
 use super::attributes::{self as turn_attr, PROTOCOL_UDP, TurnAttribute, is_turn_attribute};
 use super::channel_data::{self, ChannelData, is_valid_channel_rfc5766};
+use super::peer_policy::{self, IpRange};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::stun::attributes::{self, error_code};
 use crate::stun::integrity::constant_time_eq;
@@ -108,6 +113,15 @@ pub struct ServerConfig {
     pub quota_per_user: usize,
     /// Relay to loopback peers and the server's own IPs (tests on one host).
     pub allow_loopback_peers: bool,
+    /// Peers refused with 403 (RFC 8656 §9.1); starts as
+    /// [`peer_policy::default_denied`] (link-local with the cloud metadata
+    /// address, 0/8, multicast, broadcast, unspecified). Add the private
+    /// ranges on a public server.
+    pub denied_peer_ips: Vec<IpRange>,
+    /// Peers relayed even when denied above, or loopback ones without
+    /// `allow_loopback_peers` (as coturn's `allowed-peer-ip`); never the
+    /// server's own sockets.
+    pub allowed_peer_ips: Vec<IpRange>,
     /// SOFTWARE in responses.
     pub software: Option<String>,
 }
@@ -122,6 +136,8 @@ impl ServerConfig {
             users: Vec::new(),
             quota_per_user: 10,
             allow_loopback_peers: false,
+            denied_peer_ips: peer_policy::default_denied(),
+            allowed_peer_ips: Vec::new(),
             software: Some(concat!("rtclab ", env!("CARGO_PKG_VERSION")).to_string()),
         }
     }
@@ -372,21 +388,31 @@ impl Server {
     }
     // ANCHOR_END: nonce
 
-    /// Whether the server refuses to relay to `peer` (403).
+    /// Whether the server refuses to relay to `peer` (403, RFC 8656 §9.1;
+    /// the policy is in [`peer_policy`]).
     fn forbidden_peer(&self, peer: SocketAddr) -> bool {
         let ip = peer.ip();
-        // Never our own sockets: that would loop through the server.
-        if self.local_set.contains(&peer)
-            || ip.is_multicast()
-            || ip.is_unspecified()
-            || peer.port() == 0
-        {
+        // Never our own sockets (that would loop through the server), nor
+        // port 0, whatever the lists say.
+        if self.local_set.contains(&peer) || peer.port() == 0 {
             return true;
         }
-        if self.config.allow_loopback_peers {
+        let c = &self.config;
+        if c.allowed_peer_ips.iter().any(|r| r.contains(ip)) {
             return false;
         }
-        ip.is_loopback() || self.locals.iter().any(|l| l.ip() == ip)
+        if c.denied_peer_ips.iter().any(|r| r.contains(ip)) {
+            return true;
+        }
+        if c.allow_loopback_peers {
+            return false;
+        }
+        // An IPv4-mapped address counts as the IPv4 address it carries.
+        let v4 = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        v4.is_loopback() || self.locals.iter().any(|l| l.ip() == ip || l.ip() == v4)
     }
 
     fn send(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
@@ -1660,5 +1686,77 @@ mod tests {
         let (_, e) = allocate(&mut s, "alice", "secret", other, now);
         assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
         assert_eq!(s.allocations(), 2);
+    }
+    #[test]
+    fn link_local_and_metadata_peers_get_403_by_default() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let _ = allocate(&mut s, "alice", "secret", from, now);
+        for (i, peer) in [
+            "169.254.169.254:80",
+            "169.254.1.1:53",
+            "0.1.2.3:9",
+            "224.0.0.251:5353",
+            "255.255.255.255:9",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let m = permission_msg(&s, now, peer.parse().unwrap(), 10 + i as u8);
+            assert_eq!(request(&mut s, m, now), 403, "{peer}");
+        }
+        assert_eq!(permission_count(&s), 0);
+        // A public peer is fine.
+        let m = permission_msg(&s, now, "192.0.2.9:9".parse().unwrap(), 20);
+        assert_eq!(request(&mut s, m, now), 0);
+    }
+
+    #[test]
+    fn denied_and_allowed_peer_ranges() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        s.config.denied_peer_ips.push("10.0.0.0/8".parse().unwrap());
+        s.config
+            .denied_peer_ips
+            .push("192.168.0.0-192.168.255.255".parse().unwrap());
+        s.config
+            .allowed_peer_ips
+            .push("10.1.2.0/24".parse().unwrap());
+        s.config
+            .allowed_peer_ips
+            .push("169.254.10.10".parse().unwrap());
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (mut c, _) = allocate(&mut s, "alice", "secret", from, now);
+        for (peer, want) in [
+            ("10.9.9.9:9", 403),
+            ("192.168.1.1:9", 403),
+            ("169.254.169.254:80", 403),
+            // Allowed overrides denied.
+            ("10.1.2.3:9", 0),
+            ("169.254.10.10:9", 0),
+            ("172.16.0.1:9", 0),
+        ] {
+            let m = permission_msg(&s, now, peer.parse().unwrap(), 30);
+            assert_eq!(request(&mut s, m, now), want, "{peer}");
+        }
+        // ChannelBind is refused the same way, and a Send indication to a
+        // denied peer is dropped.
+        let denied: SocketAddr = "10.9.9.9:9".parse().unwrap();
+        c.bind_channel(now, denied).unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(code(c.poll_event()), 403);
+        let to_peer = s.stats().to_peer;
+        c.send_to(now, denied, b"x").unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(s.stats().to_peer, to_peer);
+        // Allowed does not open the server's own sockets.
+        s.config
+            .allowed_peer_ips
+            .push("198.51.100.1".parse().unwrap());
+        let m = permission_msg(&s, now, LISTEN.parse().unwrap(), 31);
+        assert_eq!(request(&mut s, m, now), 403);
+        let m = permission_msg(&s, now, "198.51.100.1:9".parse().unwrap(), 32);
+        assert_eq!(request(&mut s, m, now), 0);
     }
 }
