@@ -31,6 +31,8 @@
 //!   refreshes, §9 permissions, §10–11 Send/Data indications, §12 channels).
 //! - [`peer_policy`]: the IP ranges a server refuses to relay to (403) or
 //!   allows, with rtclab's defaults beside coturn's.
+//! - [`throttle`]: the server ignores, for a growing back-off, a source that
+//!   keeps failing authentication (password guessing), in a capped table.
 //! - [`server`]: a sans-IO server with quotas, stateless nonces, permission
 //!   and channel lifetimes and the RFC's error codes; its relay path is O(1)
 //!   per datagram and allocation-free ([`Server::handle_relay`]), its
@@ -51,6 +53,7 @@ pub mod channel_data;
 pub mod client;
 pub mod peer_policy;
 pub mod server;
+pub mod throttle;
 
 pub use attributes::{AddressFamily, TurnAttribute};
 pub use channel_data::{ChannelData, ChannelDataError};

@@ -64,6 +64,7 @@ use rand::rngs::StdRng;
 use super::attributes::{self as turn_attr, PROTOCOL_UDP, TurnAttribute, is_turn_attribute};
 use super::channel_data::{self, ChannelData, is_valid_channel_rfc5766};
 use super::peer_policy::{self, IpRange};
+use super::throttle::{self, AuthThrottle};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::stun::attributes::{self, error_code};
 use crate::stun::integrity::constant_time_eq;
@@ -154,8 +155,12 @@ pub struct ServerStats {
     pub to_peer: u64,
     /// Datagrams relayed peer → client.
     pub to_client: u64,
-    /// Datagrams dropped (malformed, no allocation, no permission).
+    /// Datagrams dropped (malformed, no allocation, no permission,
+    /// throttled).
     pub dropped: u64,
+    /// Requests dropped unanswered because their source kept failing
+    /// authentication (see [`throttle`](super::throttle)).
+    pub throttled: u64,
 }
 
 #[derive(Debug)]
@@ -223,6 +228,8 @@ pub struct Server {
     timers_cap: usize,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
+    /// Sources failing authentication, to slow password guessing.
+    throttle: AuthThrottle,
 }
 
 struct Auth {
@@ -269,6 +276,7 @@ impl Server {
             config,
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
+            throttle: AuthThrottle::new(throttle::MAX_SOURCES),
         }
     }
 
@@ -526,6 +534,20 @@ impl Server {
             self.error(d, msg, error_code::BAD_REQUEST, None, None, now);
             return None;
         };
+        // A source that keeps failing gets nothing for a while (password
+        // guessing), except on its own allocation's 5-tuple with that
+        // allocation's user: a NAT shared with a guesser cannot cut a
+        // running allocation off.
+        if self.throttle.blocked(now, d.source.ip())
+            && self
+                .allocation(&d.source)
+                .is_none_or(|a| a.username != username)
+        {
+            self.stats.dropped += 1;
+            self.stats.throttled += 1;
+            tracing::debug!(from = %d.source, "request from a throttled source dropped");
+            return None;
+        }
         match self.check_nonce(now, nonce, d.source, d.destination) {
             Some(true) => {}
             Some(false) => {
@@ -541,11 +563,13 @@ impl Server {
         let key = match self.keys.get(username) {
             Some(k) if realm == self.config.realm => k.clone(),
             _ => {
+                self.auth_failure(now, d);
                 self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
                 return None;
             }
         };
         if msg.verify_integrity(&key).is_err() {
+            self.auth_failure(now, d);
             self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
             return None;
         }
@@ -553,6 +577,14 @@ impl Server {
             username: username.to_string(),
             key,
         })
+    }
+
+    /// Counts a failed authentication (a wrong key, user or realm with a
+    /// valid nonce) against the source.
+    fn auth_failure(&mut self, now: Instant, d: Receive<'_>) {
+        if self.throttle.failure(now, d.source.ip()) {
+            tracing::info!(from = %d.source, "authentication keeps failing: source ignored for a while");
+        }
     }
 
     fn turn_request(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>) {
@@ -1758,5 +1790,121 @@ mod tests {
         assert_eq!(request(&mut s, m, now), 403);
         let m = permission_msg(&s, now, "198.51.100.1:9".parse().unwrap(), 32);
         assert_eq!(request(&mut s, m, now), 0);
+    }
+    /// An Allocate from `from` with alice's name, `password` and the nonce
+    /// the server gives that 5-tuple.
+    fn allocate_as(s: &Server, now: Instant, from: SocketAddr, password: &str, tid: u8) -> Vec<u8> {
+        let key =
+            IntegrityKey::long_term("alice", "rtclab", password, PasswordAlgorithm::Md5).unwrap();
+        let mut out = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Request, Method::ALLOCATE),
+            TransactionId([tid; 12]),
+        );
+        TurnAttribute::RequestedTransport(PROTOCOL_UDP).encode(&mut enc);
+        let n = s.nonce(now, from, LISTEN.parse().unwrap());
+        enc.attribute(&Attribute::Username("alice"));
+        enc.attribute(&Attribute::Realm("rtclab"));
+        enc.attribute(&Attribute::Nonce(&n));
+        enc.message_integrity(&key);
+        enc.finish().unwrap();
+        out
+    }
+
+    /// The error code of the answer to `msg` from `from`, `None` when the
+    /// server stays silent.
+    fn maybe_code(s: &mut Server, msg: &[u8], from: SocketAddr, now: Instant) -> Option<u16> {
+        s.handle_receive(
+            now,
+            Receive {
+                source: from,
+                destination: LISTEN.parse().unwrap(),
+                contents: msg,
+            },
+        );
+        let t = s.poll_transmit()?;
+        let m = Message::decode(&t.contents).unwrap();
+        Some(m.error_code().unwrap().map_or(0, |e| e.code))
+    }
+
+    #[test]
+    fn password_guessing_is_throttled_per_source() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        let attacker: SocketAddr = "192.0.2.66:5000".parse().unwrap();
+        let mut tid = 0u8;
+        let mut guess = |s: &mut Server, from: SocketAddr, pw: &str, now: Instant| {
+            tid = tid.wrapping_add(1);
+            let m = allocate_as(s, now, from, pw, tid);
+            maybe_code(s, &m, from, now)
+        };
+        for _ in 0..5 {
+            assert_eq!(guess(&mut s, attacker, "guess", t0), Some(401));
+        }
+        // Past the threshold the source gets nothing, from any port and
+        // even with the right password, for the back-off.
+        assert_eq!(guess(&mut s, attacker, "guess", t0), None);
+        let other_port = SocketAddr::new(attacker.ip(), 5001);
+        assert_eq!(guess(&mut s, other_port, "secret", t0), None);
+        let t1 = t0 + Duration::from_millis(1900);
+        assert_eq!(guess(&mut s, attacker, "guess", t1), None);
+        assert_eq!(s.allocations(), 0);
+        // Another source is unaffected.
+        let user: SocketAddr = CLIENT.parse().unwrap();
+        assert_eq!(guess(&mut s, user, "typo", t0), Some(401));
+        assert_eq!(guess(&mut s, user, "secret", t0), Some(0));
+        // After the back-off the source is heard again; the next block is
+        // twice as long.
+        let t2 = t0 + Duration::from_millis(2001);
+        for _ in 0..5 {
+            assert_eq!(guess(&mut s, attacker, "guess", t2), Some(401));
+        }
+        assert_eq!(
+            guess(&mut s, attacker, "guess", t2 + Duration::from_millis(3900)),
+            None
+        );
+        assert_eq!(
+            guess(&mut s, attacker, "secret", t2 + Duration::from_millis(4001)),
+            Some(0)
+        );
+        assert_eq!(s.stats().throttled, 4);
+    }
+
+    #[test]
+    fn the_throttle_table_stays_capped_when_many_sources_fail() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        for i in 0..(2 * throttle::MAX_SOURCES as u32) {
+            let from = SocketAddr::new(IpAddr::V4((0x0a00_0000 + i).into()), 4000);
+            let m = allocate_as(&s, t0, from, "wrong", 1);
+            assert_eq!(maybe_code(&mut s, &m, from, t0), Some(401));
+            assert!(s.throttle.len() <= throttle::MAX_SOURCES);
+        }
+        assert!(s.throttle.len() > throttle::MAX_SOURCES / 8 * 7);
+    }
+
+    #[test]
+    fn a_throttled_source_keeps_its_own_allocation() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (mut c, _) = allocate(&mut s, "alice", "secret", from, t0);
+        // Someone behind the same NAT guesses bob's password.
+        let guesser = SocketAddr::new(from.ip(), 40999);
+        for i in 0..throttle::FAILURES_ALLOWED {
+            let (_, e) = allocate(&mut s, "bob", &format!("guess{i}"), guesser, t0);
+            assert_eq!(code(e), 401);
+        }
+        let m = allocate_as(&s, t0, guesser, "secret", 99);
+        assert_eq!(maybe_code(&mut s, &m, guesser, t0), None);
+        // Alice's CreatePermission on her allocation still goes through.
+        c.create_permission(t0, "192.0.2.1:1".parse().unwrap())
+            .unwrap();
+        pump(&mut s, &mut c, from, t0);
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::PermissionCreated("192.0.2.1".parse().unwrap()))
+        );
     }
 }
