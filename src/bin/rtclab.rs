@@ -52,6 +52,10 @@ enum Command {
         /// addresses (SO_REUSEPORT); default: one per core.
         #[arg(long)]
         threads: Option<usize>,
+        /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
+        /// every byte of an answer to a forged source is amplification.
+        #[arg(long)]
+        software: bool,
     },
     /// Serve TURN (RFC 8656) over UDP with long-term credentials.
     ///
@@ -186,7 +190,8 @@ fn main() -> ExitCode {
                 listen,
                 alt,
                 threads,
-            } => stun_server(listen, alt, threads).await,
+                software,
+            } => stun_server(listen, alt, threads, software).await,
             Command::Demo {
                 listen,
                 udp_ip,
@@ -332,9 +337,13 @@ async fn stun_server(
     listen: SocketAddr,
     alt: Option<SocketAddr>,
     threads: Option<usize>,
+    software: bool,
 ) -> Result<(), String> {
     let mut config = ServerConfig::new(listen);
     config.alternate = alt;
+    if software {
+        config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
+    }
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 64);
