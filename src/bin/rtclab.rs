@@ -98,6 +98,10 @@ enum Command {
         /// coturn's allowed-peer-ip; never to the server's own sockets.
         #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
         allowed_peer_ips: Vec<rtclab::turn::IpRange>,
+        /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
+        /// every byte of a 401 to a forged source is amplification.
+        #[arg(long)]
+        software: bool,
     },
     /// The main demo: open http://127.0.0.1:8080 and your browser talks to a
     /// Rust WebRTC peer (video reflected, chat, photo, a live panel per layer);
@@ -208,6 +212,7 @@ fn main() -> ExitCode {
                 allow_loopback_peers,
                 denied_peer_ips,
                 allowed_peer_ips,
+                software,
             } => {
                 turn_server(
                     listen,
@@ -216,7 +221,8 @@ fn main() -> ExitCode {
                     relay_ip,
                     relays,
                     quota,
-                    PeerPolicy {
+                    TurnFlags {
+                        software,
                         allow_loopback_peers,
                         denied_peer_ips,
                         allowed_peer_ips,
@@ -431,7 +437,7 @@ async fn turn_server(
     relay_ip: Option<IpAddr>,
     relays: usize,
     quota: usize,
-    peers: PeerPolicy,
+    flags: TurnFlags,
 ) -> Result<(), String> {
     let relay_ip = relay_ip.unwrap_or(listen.ip());
     if relay_ip.is_unspecified() {
@@ -459,9 +465,12 @@ async fn turn_server(
         config.users.push((name.to_string(), password.to_string()));
     }
     config.quota_per_user = quota;
-    config.allow_loopback_peers = peers.allow_loopback_peers;
-    config.denied_peer_ips.extend(peers.denied_peer_ips);
-    config.allowed_peer_ips = peers.allowed_peer_ips;
+    if flags.software {
+        config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
+    }
+    config.allow_loopback_peers = flags.allow_loopback_peers;
+    config.denied_peer_ips.extend(flags.denied_peer_ips);
+    config.allowed_peer_ips = flags.allowed_peer_ips;
     let server = rtclab::turn::Server::new(
         config,
         std::time::Instant::now(),
@@ -479,8 +488,9 @@ async fn turn_server(
         .map_err(|e| e.to_string())
 }
 
-/// `turn-server`'s peer flags.
-struct PeerPolicy {
+/// `turn-server`'s SOFTWARE and peer flags.
+struct TurnFlags {
+    software: bool,
     allow_loopback_peers: bool,
     denied_peer_ips: Vec<rtclab::turn::IpRange>,
     allowed_peer_ips: Vec<rtclab::turn::IpRange>,
