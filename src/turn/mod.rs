@@ -33,8 +33,10 @@
 //!   allows, with rtclab's defaults beside coturn's.
 //! - [`throttle`]: the server ignores, for a growing back-off, a source that
 //!   keeps failing authentication (password guessing), in a capped table.
-//! - [`server`]: a sans-IO server with quotas, stateless nonces, permission
-//!   and channel lifetimes and the RFC's error codes; its relay path is O(1)
+//! - [`server`]: a sans-IO server with quotas, stateless nonces bound to the
+//!   client's 5-tuple (a replayed request from elsewhere gets 438), permission
+//!   and channel lifetimes and the RFC's error codes, and unauthenticated
+//!   answers no bigger than RFC 8489 §9.2.4 requires; its relay path is O(1)
 //!   per datagram and allocation-free ([`Server::handle_relay`]), its
 //!   lifetimes sit in a deadline heap.
 //!

@@ -177,7 +177,7 @@ pub struct ServerStats {
     /// throttled).
     pub dropped: u64,
     /// Requests dropped unanswered because their source kept failing
-    /// authentication (see [`throttle`](super::throttle)).
+    /// authentication (see [`throttle`]).
     pub throttled: u64,
 }
 
