@@ -61,8 +61,8 @@ enum Command {
     ///
     /// Peers refused by default (403): link-local 169.254.0.0/16 (cloud
     /// metadata) and fe80::/10, 0.0.0.0/8, multicast, 255.255.255.255,
-    /// unspecified, and loopback and this host's IPs unless
-    /// --allow-loopback-peers. Private ranges are relayed: on a public server
+    /// unspecified, and loopback and every IP of this host's interfaces
+    /// unless --allow-loopback-peers. Private ranges are relayed: on a public server
     /// add `--denied-peer-ip 10.0.0.0/8 --denied-peer-ip 172.16.0.0/12
     /// --denied-peer-ip 192.168.0.0/16 --denied-peer-ip 100.64.0.0/10
     /// --denied-peer-ip fc00::/7` (coturn's recommended configuration denies
@@ -469,6 +469,14 @@ async fn turn_server(
         config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
     }
     config.allow_loopback_peers = flags.allow_loopback_peers;
+    if !flags.allow_loopback_peers {
+        // The sans-IO server knows only the addresses it serves on; the
+        // host's other interfaces are peers on the server itself too.
+        let host = host_ips();
+        config
+            .denied_peer_ips
+            .extend(host.into_iter().map(rtclab::turn::IpRange::single));
+    }
     config.denied_peer_ips.extend(flags.denied_peer_ips);
     config.allowed_peer_ips = flags.allowed_peer_ips;
     let server = rtclab::turn::Server::new(
@@ -486,6 +494,29 @@ async fn turn_server(
         .serve_with_fast_path(turn_fast_path)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Every IP address of this host's interfaces (none where the platform
+/// cannot list them).
+fn host_ips() -> Vec<IpAddr> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+    {
+        let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+            return Vec::new();
+        };
+        addrs
+            .filter_map(|a| a.address)
+            .filter_map(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })
+            .collect()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+    {
+        Vec::new()
+    }
 }
 
 /// `turn-server`'s SOFTWARE and peer flags.
