@@ -119,6 +119,11 @@ impl AuthThrottle {
             blocked_until: None,
             backoff: FIRST_BACKOFF,
         });
+        if now >= e.forget_at() {
+            // Quiet long enough: a fresh start, back-off included.
+            e.backoff = FIRST_BACKOFF;
+            e.blocked_until = None;
+        }
         if now.saturating_duration_since(e.window_start) >= FAILURE_WINDOW {
             e.failures = 0;
             e.window_start = now;
@@ -180,6 +185,25 @@ mod tests {
         assert!(t.failure(t1, ip));
         assert!(t.blocked(t1 + 2 * FIRST_BACKOFF - Duration::from_millis(1), ip));
         assert!(!t.blocked(t1 + 2 * FIRST_BACKOFF, ip));
+    }
+
+    #[test]
+    fn a_quiet_source_starts_afresh() {
+        let t0 = Instant::now();
+        let mut t = AuthThrottle::new(16);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let block = |t: &mut AuthThrottle, at: Instant| {
+            for _ in 1..FAILURES_ALLOWED {
+                t.failure(at, ip);
+            }
+            assert!(t.failure(at, ip));
+        };
+        block(&mut t, t0);
+        // Blocked 2 s, then quiet for the next back-off (4 s) and past
+        // the failure window: the next block is 2 s again, not 4.
+        let t1 = t0 + (FIRST_BACKOFF + 2 * FIRST_BACKOFF).max(FAILURE_WINDOW);
+        block(&mut t, t1);
+        assert!(!t.blocked(t1 + FIRST_BACKOFF, ip));
     }
 
     #[test]
