@@ -206,6 +206,29 @@ mod tests {
         assert!(!t.blocked(t1 + FIRST_BACKOFF, ip));
     }
 
+    /// A guesser retrying every millisecond it is not blocked (every 10
+    /// while it is) gets fewer than 100 answers in an hour (95) (about 4,800 a second without the
+    /// throttle).
+    #[test]
+    fn an_hour_of_guessing_gets_few_answers() {
+        let t0 = Instant::now();
+        let mut t = AuthThrottle::new(16);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut answered = 0;
+        let mut ms = 0u64;
+        while ms < 3_600_000 {
+            let now = t0 + Duration::from_millis(ms);
+            if t.blocked(now, ip) {
+                ms += 10;
+                continue;
+            }
+            answered += 1;
+            t.failure(now, ip);
+            ms += 1;
+        }
+        assert!(answered < 100, "{answered} answers");
+    }
+
     #[test]
     fn failures_outside_the_window_do_not_add_up() {
         let t0 = Instant::now();
