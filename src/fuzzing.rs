@@ -63,7 +63,11 @@ pub fn stun_message(data: &[u8]) {
             assert!(t.contents.len() <= MAX_RESPONSE_LEN, "amplification");
             // Without SOFTWARE (the default), the largest answer is a 420
             // listing 16 attributes with FINGERPRINT: 92 bytes.
-            assert!(t.contents.len() <= 96, "{} bytes answered", t.contents.len());
+            assert!(
+                t.contents.len() <= 96,
+                "{} bytes answered",
+                t.contents.len()
+            );
             assert!(Message::decode(&t.contents).is_ok(), "server sent garbage");
         }
     }
