@@ -6,14 +6,15 @@
 //! server's own network: its cloud metadata service (169.254.169.254), the
 //! private ranges behind it, its other interfaces. RFC 8656 §9.1 lets a
 //! server refuse a CreatePermission (and so a ChannelBind or Send) with
-//! 403 Forbidden; §21 asks operators to consider which peers to allow.
+//! 403 Forbidden, and leaves which peers to refuse to the operator.
 //!
 //! rtclab denies by default what no WebRTC peer can be (see
 //! [`default_denied`]): link-local (169.254/16, which holds the cloud
 //! metadata address, and fe80::/10), "this network" 0/8, multicast
 //! (224/4, ff00::/8), the broadcast address and the unspecified addresses.
-//! Loopback and the server's own IPs are refused unless
-//! `allow_loopback_peers` (tests relay to 127.0.0.1). Private ranges
+//! Loopback and the server's own IPs (and, in `rtclab turn-server`, every
+//! IP of the host's interfaces) are refused unless `allow_loopback_peers`:
+//! the tests, on one host, relay to 127.0.0.1 with it. Private ranges
 //! (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) are *not* denied by
 //! default, because a server inside a LAN legitimately relays to them;
 //! a public deployment adds them with `--denied-peer-ip`. An allowed range
