@@ -261,6 +261,8 @@ async fn bind_server() -> Result<Driver<BindingServer>, Box<dyn Error>> {
         }
         let mut config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], p1)));
         config.alternate = Some(SocketAddr::from(([127, 0, 0, 2], p2)));
+        // SOFTWARE is off by default (smaller answers); the example shows it.
+        config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
         let server = BindingServer::new(config)?;
         let addrs = server.local_addrs().to_vec();
         match Driver::bind(server, &addrs).await {

@@ -61,6 +61,13 @@ pub fn stun_message(data: &[u8]) {
         );
         while let Some(t) = server.poll_transmit() {
             assert!(t.contents.len() <= MAX_RESPONSE_LEN, "amplification");
+            // Without SOFTWARE (the default), the largest answer is a 420
+            // listing 16 attributes with FINGERPRINT: 92 bytes.
+            assert!(
+                t.contents.len() <= 96,
+                "{} bytes answered",
+                t.contents.len()
+            );
             assert!(Message::decode(&t.contents).is_ok(), "server sent garbage");
         }
     }
@@ -463,7 +470,9 @@ pub fn ice_agent(data: &[u8]) {
 /// from untrusted bytes, then the same bytes into a TURN server (on its
 /// listening and its relay address) and a client waiting for its allocation.
 /// Invariants: what decodes re-encodes to the same value, and the server
-/// answers only the sender and never relays for a stranger.
+/// answers only the sender, in at most 96 bytes, and never relays for a
+/// stranger. The same bytes also go through the peer ranges' parser and
+/// the password-guessing table (`turn_peer_ranges_and_throttle`).
 pub fn turn_message(data: &[u8]) {
     use crate::turn::{self, ChannelData, TurnAttribute};
     use rand::SeedableRng;
@@ -524,8 +533,17 @@ pub fn turn_message(data: &[u8]) {
             "the server relayed without an allocation"
         );
         assert!(Message::decode(&t.contents).is_ok(), "server sent garbage");
+        // No amplification: whatever the request, a stranger's answer is
+        // small (a 401/438 with REALM and NONCE, or a 420 listing 16
+        // attributes, is the largest).
+        assert!(
+            t.contents.len() <= 96,
+            "{} bytes to an unauthenticated sender",
+            t.contents.len()
+        );
     }
     assert_eq!(server.allocations(), 0);
+    turn_peer_ranges_and_throttle(data);
 
     let mut client = turn::Client::new(
         turn::ClientConfig::new(listen, "u", "p"),
@@ -541,6 +559,36 @@ pub fn turn_message(data: &[u8]) {
         },
     );
     while client.poll_event().is_some() {}
+}
+
+/// The TURN server's peer ranges and password-guessing table, from the
+/// same bytes: a range that parses prints as text that parses back to it
+/// and contains its ends; and failures read as (source, milliseconds)
+/// pairs never grow the table past its cap nor block a source before its
+/// threshold.
+fn turn_peer_ranges_and_throttle(data: &[u8]) {
+    use crate::turn::IpRange;
+    use crate::turn::throttle::{AuthThrottle, FAILURES_ALLOWED};
+
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(r) = text.parse::<IpRange>()
+    {
+        assert_eq!(r.to_string().parse::<IpRange>(), Ok(r), "{text:?}");
+        assert!(r.contains(r.first()) && r.contains(r.last()));
+    }
+    let t0 = Instant::now();
+    let mut table = AuthThrottle::new(4);
+    let mut counts = [0u32; 16];
+    let mut at = 0u64;
+    for pair in data.chunks_exact(2) {
+        let src = usize::from(pair[0] & 15);
+        at += u64::from(pair[1]) * 40;
+        let ip = std::net::IpAddr::from([10, 0, 0, src as u8]);
+        let started = table.failure(t0 + std::time::Duration::from_millis(at), ip);
+        counts[src] += 1;
+        assert!(!started || counts[src] >= FAILURES_ALLOWED);
+        assert!(table.len() <= 4);
+    }
 }
 
 // ---- peer::Transport ---------------------------------------------------------

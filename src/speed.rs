@@ -5,13 +5,15 @@
 //! to its limit. Like `openssl speed`, it measures; it asserts nothing.
 //!
 //! Layers: `stun` (codec), `stun-server` (Binding requests per second on
-//! loopback, beside coturn's when `turnserver` is installed), `dtls`
+//! loopback, beside coturn's when `turnserver` is installed, and the worst
+//! amplification, answer bytes over request bytes), `dtls`
 //! (handshakes per second, record protection beside raw ring), `srtp`
 //! (protect and unprotect per profile beside raw ring), `rtp` (parse
 //! and VP8 depacketize beside a plain copy of the same bytes), `ice` (time to
 //! a nominated pair on loopback UDP beside one UDP round trip), `turn`
 //! (120-byte ChannelData relayed per second by `rtclab turn-server` on
-//! loopback, beside coturn's, and each server's CPU time per datagram),
+//! loopback, beside coturn's, each server's CPU time per datagram, and the
+//! worst amplification of an unauthenticated request),
 //! `datachannel` (one reliable ordered SCTP stream in the simulator at 20 ms
 //! RTT on 1 Gbit/s, with and without 1% loss), `setup` (two PeerConnections
 //! on loopback, from create_offer to the first data-channel message).
@@ -79,8 +81,16 @@ pub fn run(layers: &[String]) -> Result<(), String> {
     for layer in chosen {
         let figures = match layer {
             "stun" => stun(),
-            "stun-server" => stun_server()?,
-            "turn" => turn()?,
+            "stun-server" => {
+                let mut f = stun_server()?;
+                f.extend(stun_server_amplification()?);
+                f
+            }
+            "turn" => {
+                let mut f = turn()?;
+                f.extend(turn_amplification()?);
+                f
+            }
             "dtls" => dtls(),
             "srtp" => from_tuples(crate::srtp::bench::speed()),
             "rtp" => from_tuples(crate::rtp::bench::speed()),
@@ -395,6 +405,201 @@ pub fn stun_server() -> Result<Vec<Figure>, String> {
         eprintln!("note: coturn (turnserver) not found or not answering: no comparison");
     }
     Ok(figures)
+}
+
+/// A request of `class`/`method` with the given raw attributes (and
+/// FINGERPRINT when `fingerprint`), as an attacker would send it: no byte
+/// more than needed to draw the answer.
+fn bare_request(
+    method: crate::stun::Method,
+    attrs: &[(u16, &[u8])],
+    integrity: bool,
+    fingerprint: bool,
+) -> Result<Vec<u8>, String> {
+    use crate::stun::Class;
+    let mut out = Vec::new();
+    let mut enc = MessageEncoder::new(
+        &mut out,
+        MessageType::new(Class::Request, method),
+        TransactionId([0x5a; 12]),
+    );
+    for &(t, v) in attrs {
+        enc.raw_attribute(t, v);
+    }
+    if integrity {
+        enc.message_integrity(&IntegrityKey::short_term("x"));
+    }
+    if fingerprint {
+        enc.fingerprint();
+    }
+    enc.finish().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// One amplification figure: what `machine` answers to `request` from
+/// `source`, over the request's size, checking it is the answer `want`
+/// (0 for success, else the error code).
+fn amplification<M: crate::machine::Machine>(
+    machine: &mut M,
+    name: &str,
+    want: u16,
+    request: &[u8],
+    source: SocketAddr,
+    destination: SocketAddr,
+) -> Result<Figure, String> {
+    use crate::machine::Receive;
+    machine.handle_receive(
+        Instant::now(),
+        Receive {
+            source,
+            destination,
+            contents: request,
+        },
+    );
+    let answer = machine
+        .poll_transmit()
+        .ok_or_else(|| format!("{name}: no answer"))?;
+    let got = Message::decode(&answer.contents)
+        .ok()
+        .and_then(|m| m.error_code().ok())
+        .map(|e| e.map_or(0, |e| e.code));
+    if got != Some(want) {
+        return Err(format!("{name}: answered {got:?}, expected {want}"));
+    }
+    Ok(Figure::new(
+        name,
+        answer.contents.len() as f64 / request.len() as f64,
+        "x",
+    ))
+}
+
+/// Appends the largest of `figures` as `PREFIX.amplification_worst`.
+fn with_worst(prefix: &str, mut figures: Vec<Figure>) -> Vec<Figure> {
+    let worst = figures.iter().map(|f| f.value).fold(0f64, f64::max);
+    figures.push(Figure::new(
+        &format!("{prefix}.amplification_worst"),
+        worst,
+        "x",
+    ));
+    figures
+}
+
+/// The Binding server's amplification, answer bytes over request bytes,
+/// for the smallest request that draws each kind of answer (the sans-IO
+/// server in its default configuration, as `rtclab stun-server` runs it;
+/// `rfc5780` with `--alt`).
+pub fn stun_server_amplification() -> Result<Vec<Figure>, String> {
+    use crate::stun::{BindingServer, Method, ServerConfig};
+    let primary: SocketAddr = ([192, 0, 2, 1], 3478).into();
+    let v4: SocketAddr = ([203, 0, 113, 5], 61000).into();
+    let v6: SocketAddr = "[2001:db8::5]:61000".parse().map_err(|_| "address")?;
+    let v6_primary: SocketAddr = "[2001:db8::1]:3478".parse().map_err(|_| "address")?;
+    let server = |p: SocketAddr, alt: Option<SocketAddr>| {
+        let mut c = ServerConfig::new(p);
+        c.alternate = alt;
+        BindingServer::new(c).map_err(|e| e.to_string())
+    };
+    let binding = bare_request(Method::BINDING, &[], false, false)?;
+    let unknown = bare_request(Method::BINDING, &[(0x7f01, b"")], false, false)?;
+    let other = bare_request(Method::ALLOCATE, &[], false, false)?;
+    let alt: SocketAddr = ([192, 0, 2, 2], 3479).into();
+    let figures = vec![
+        amplification(
+            &mut server(primary, None)?,
+            "stun_server.amplification_binding",
+            0,
+            &binding,
+            v4,
+            primary,
+        )?,
+        amplification(
+            &mut server(v6_primary, None)?,
+            "stun_server.amplification_binding_ipv6",
+            0,
+            &binding,
+            v6,
+            v6_primary,
+        )?,
+        amplification(
+            &mut server(primary, Some(alt))?,
+            "stun_server.amplification_binding_rfc5780",
+            0,
+            &binding,
+            v4,
+            primary,
+        )?,
+        amplification(
+            &mut server(primary, None)?,
+            "stun_server.amplification_400",
+            400,
+            &other,
+            v4,
+            primary,
+        )?,
+        amplification(
+            &mut server(primary, None)?,
+            "stun_server.amplification_420",
+            420,
+            &unknown,
+            v4,
+            primary,
+        )?,
+    ];
+    Ok(with_worst("stun_server", figures))
+}
+
+/// The TURN server's amplification toward an unauthenticated sender, for
+/// the smallest request that draws each answer (default configuration,
+/// realm "rtclab" as `rtclab turn-server` has by default).
+pub fn turn_amplification() -> Result<Vec<Figure>, String> {
+    use crate::stun::Method;
+    use crate::turn::{Server, ServerConfig};
+    use rand::SeedableRng;
+    let listen: SocketAddr = ([192, 0, 2, 1], 3478).into();
+    let relay: SocketAddr = ([192, 0, 2, 1], 50000).into();
+    let from: SocketAddr = ([203, 0, 113, 5], 61000).into();
+    let mut config = ServerConfig::new(listen, vec![relay], "rtclab");
+    config.users.push(("u".into(), "p".into()));
+    let mut s = Server::new(
+        config,
+        Instant::now(),
+        &mut rand::rngs::StdRng::seed_from_u64(1),
+    );
+    let allocate = bare_request(Method::ALLOCATE, &[], false, false)?;
+    let binding = bare_request(Method::BINDING, &[], false, false)?;
+    let other = bare_request(Method::SEND, &[], false, false)?;
+    // The least a request needs to be checked for its nonce.
+    let stale = bare_request(
+        Method::ALLOCATE,
+        &[
+            (attr::USERNAME, b"u"),
+            (attr::REALM, b"r"),
+            (attr::NONCE, b"n"),
+        ],
+        true,
+        false,
+    )?;
+    let figures = vec![
+        amplification(
+            &mut s,
+            "turn.amplification_401",
+            401,
+            &allocate,
+            from,
+            listen,
+        )?,
+        amplification(&mut s, "turn.amplification_438", 438, &stale, from, listen)?,
+        amplification(
+            &mut s,
+            "turn.amplification_binding",
+            0,
+            &binding,
+            from,
+            listen,
+        )?,
+        amplification(&mut s, "turn.amplification_400", 400, &other, from, listen)?,
+    ];
+    Ok(with_worst("turn", figures))
 }
 
 /// Drives a TURN client by hand over a blocking socket until it has an
@@ -818,4 +1023,24 @@ pub fn turn() -> Result<Vec<Figure>, String> {
         eprintln!("note: coturn (turnserver) not found or not answering: no comparison");
     }
     Ok(figures)
+}
+
+#[cfg(test)]
+mod amplification_tests {
+    /// The figures compute (every crafted request draws the answer it
+    /// names), and no unauthenticated answer is more than 4.5 times its
+    /// request (RFC 5780's Binding answer, 3.4×, and the TURN 401, 4.2×,
+    /// are the largest).
+    #[test]
+    fn worst_amplification_is_bounded() {
+        for figures in [
+            super::stun_server_amplification().unwrap(),
+            super::turn_amplification().unwrap(),
+        ] {
+            for f in &figures {
+                eprintln!("{f}");
+                assert!(f.value <= 4.5, "{f}");
+            }
+        }
+    }
 }

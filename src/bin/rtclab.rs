@@ -52,8 +52,22 @@ enum Command {
         /// addresses (SO_REUSEPORT); default: one per core.
         #[arg(long)]
         threads: Option<usize>,
+        /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
+        /// every byte of an answer to a forged source is amplification.
+        #[arg(long)]
+        software: bool,
     },
     /// Serve TURN (RFC 8656) over UDP with long-term credentials.
+    ///
+    /// Peers refused by default (403): link-local 169.254.0.0/16 (cloud
+    /// metadata) and fe80::/10, 0.0.0.0/8, multicast, 255.255.255.255,
+    /// unspecified, and loopback and every IP of this host's interfaces
+    /// unless --allow-loopback-peers. Private ranges are relayed: on a public server
+    /// add `--denied-peer-ip 10.0.0.0/8 --denied-peer-ip 172.16.0.0/12
+    /// --denied-peer-ip 192.168.0.0/16 --denied-peer-ip 100.64.0.0/10
+    /// --denied-peer-ip fc00::/7` (coturn's recommended configuration denies
+    /// these; coturn itself denies only loopback and, with
+    /// --no-multicast-peers, multicast).
     TurnServer {
         /// The listening address, e.g. 127.0.0.1:3478.
         #[arg(long, default_value = "127.0.0.1:3478")]
@@ -76,6 +90,18 @@ enum Command {
         /// Relay to loopback peers and the server's own IPs (tests on one host).
         #[arg(long)]
         allow_loopback_peers: bool,
+        /// Also refuse peers in RANGE (`a.b.c.d/n`, `FIRST-LAST` or one
+        /// address; repeat for more), besides the default denials.
+        #[arg(long = "denied-peer-ip", value_name = "RANGE")]
+        denied_peer_ips: Vec<rtclab::turn::IpRange>,
+        /// Relay to peers in RANGE even when denied (repeat for more), as
+        /// coturn's allowed-peer-ip; never to the server's own sockets.
+        #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
+        allowed_peer_ips: Vec<rtclab::turn::IpRange>,
+        /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
+        /// every byte of a 401 to a forged source is amplification.
+        #[arg(long)]
+        software: bool,
     },
     /// The main demo: open http://127.0.0.1:8080 and your browser talks to a
     /// Rust WebRTC peer (video reflected, chat, photo, a live panel per layer);
@@ -168,7 +194,8 @@ fn main() -> ExitCode {
                 listen,
                 alt,
                 threads,
-            } => stun_server(listen, alt, threads).await,
+                software,
+            } => stun_server(listen, alt, threads, software).await,
             Command::Demo {
                 listen,
                 udp_ip,
@@ -183,6 +210,9 @@ fn main() -> ExitCode {
                 relays,
                 quota,
                 allow_loopback_peers,
+                denied_peer_ips,
+                allowed_peer_ips,
+                software,
             } => {
                 turn_server(
                     listen,
@@ -191,7 +221,12 @@ fn main() -> ExitCode {
                     relay_ip,
                     relays,
                     quota,
-                    allow_loopback_peers,
+                    TurnFlags {
+                        software,
+                        allow_loopback_peers,
+                        denied_peer_ips,
+                        allowed_peer_ips,
+                    },
                 )
                 .await
             }
@@ -308,9 +343,13 @@ async fn stun_server(
     listen: SocketAddr,
     alt: Option<SocketAddr>,
     threads: Option<usize>,
+    software: bool,
 ) -> Result<(), String> {
     let mut config = ServerConfig::new(listen);
     config.alternate = alt;
+    if software {
+        config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
+    }
     let threads = threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .clamp(1, 64);
@@ -398,7 +437,7 @@ async fn turn_server(
     relay_ip: Option<IpAddr>,
     relays: usize,
     quota: usize,
-    allow_loopback_peers: bool,
+    flags: TurnFlags,
 ) -> Result<(), String> {
     let relay_ip = relay_ip.unwrap_or(listen.ip());
     if relay_ip.is_unspecified() {
@@ -426,7 +465,20 @@ async fn turn_server(
         config.users.push((name.to_string(), password.to_string()));
     }
     config.quota_per_user = quota;
-    config.allow_loopback_peers = allow_loopback_peers;
+    if flags.software {
+        config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
+    }
+    config.allow_loopback_peers = flags.allow_loopback_peers;
+    if !flags.allow_loopback_peers {
+        // The sans-IO server knows only the addresses it serves on; the
+        // host's other interfaces are peers on the server itself too.
+        let host = host_ips();
+        config
+            .denied_peer_ips
+            .extend(host.into_iter().map(rtclab::turn::IpRange::single));
+    }
+    config.denied_peer_ips.extend(flags.denied_peer_ips);
+    config.allowed_peer_ips = flags.allowed_peer_ips;
     let server = rtclab::turn::Server::new(
         config,
         std::time::Instant::now(),
@@ -442,6 +494,37 @@ async fn turn_server(
         .serve_with_fast_path(turn_fast_path)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Every IP address of this host's interfaces (none where the platform
+/// cannot list them).
+fn host_ips() -> Vec<IpAddr> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos"))]
+    {
+        let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+            return Vec::new();
+        };
+        addrs
+            .filter_map(|a| a.address)
+            .filter_map(|a| {
+                a.as_sockaddr_in()
+                    .map(|v4| IpAddr::V4(v4.ip()))
+                    .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+            })
+            .collect()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+    {
+        Vec::new()
+    }
+}
+
+/// `turn-server`'s SOFTWARE and peer flags.
+struct TurnFlags {
+    software: bool,
+    allow_loopback_peers: bool,
+    denied_peer_ips: Vec<rtclab::turn::IpRange>,
+    allowed_peer_ips: Vec<rtclab::turn::IpRange>,
 }
 
 /// The TURN relay path for [`Driver::serve_with_fast_path`].

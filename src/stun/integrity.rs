@@ -148,6 +148,7 @@ pub(crate) fn verify_sha1(
     let mut mac = key.sha1.clone();
     mac.update(&header);
     mac.update(&msg[HEADER_LEN..at]);
+    // `verify_slice` compares in constant time (the `subtle` crate).
     mac.verify_slice(tag)
         .map_err(|_| StunError::IntegrityMismatch)
 }
@@ -165,17 +166,27 @@ pub(crate) fn verify_sha256(
     ctx.update(&header);
     ctx.update(&msg[HEADER_LEN..at]);
     let full = ctx.sign();
-    // Constant-time comparison of the truncated tag.
-    let diff = full
-        .as_ref()
-        .iter()
-        .zip(tag)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if diff == 0 && tag.len() <= full.as_ref().len() {
-        Ok(())
-    } else {
-        Err(StunError::IntegrityMismatch)
+    // The parser admits 16..=32 bytes, so the prefix exists; compared in
+    // constant time.
+    match full.as_ref().get(..tag.len()) {
+        Some(prefix) if constant_time_eq(prefix, tag) => Ok(()),
+        _ => Err(StunError::IntegrityMismatch),
     }
+}
+
+/// Whether `a == b`, in a time that depends only on their lengths, not on
+/// where they first differ: a MAC compared byte by byte with an early exit
+/// tells an attacker, from the answer's timing, how many leading bytes of
+/// a forged tag were right. For MESSAGE-INTEGRITY-SHA256 and the TURN
+/// server's nonce MACs (MESSAGE-INTEGRITY goes through `hmac`'s own
+/// constant-time `verify_slice`).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Keep the optimiser from turning the fold back into an early exit.
+    std::hint::black_box(diff) == 0
 }
 
 // ANCHOR: fingerprint
@@ -193,4 +204,18 @@ pub(crate) fn fingerprint(msg: &[u8], at: usize) -> u32 {
 /// already final.
 pub(crate) fn fingerprint_of(msg_so_far: &[u8]) -> u32 {
     CRC32.checksum(msg_so_far) ^ FINGERPRINT_XOR
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_is_equality() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"xbc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 }

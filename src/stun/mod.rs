@@ -28,7 +28,9 @@
 //!   of RFC 8489 §6.2.1 (RTO doubling, Rc, Rm).
 //! - [`server`]: a sans-IO Binding server, with RFC 5780's CHANGE-REQUEST,
 //!   RESPONSE-PORT, RESPONSE-ORIGIN and OTHER-ADDRESS when it has a second
-//!   address.
+//!   address; its answers carry nothing unasked (SOFTWARE only when
+//!   configured, FINGERPRINT only when the request had one), to amplify as
+//!   little as the RFCs allow.
 //! - [`nat`]: NAT behaviour discovery (RFC 5780 §4.3, §4.4): mapping and
 //!   filtering, each endpoint-independent, address-dependent or
 //!   address-and-port-dependent.

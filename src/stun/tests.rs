@@ -522,7 +522,10 @@ fn ask(
 #[test]
 fn server_answers_binding_with_xor_mapped_software_fingerprint() {
     let primary = addr("192.0.2.1:3478");
-    let mut s = BindingServer::new(ServerConfig::new(primary)).unwrap();
+    let mut cfg = ServerConfig::new(primary);
+    assert_eq!(cfg.software, None, "SOFTWARE is off by default");
+    cfg.software = Some(server::SOFTWARE.to_string());
+    let mut s = BindingServer::new(cfg).unwrap();
     let client = addr("203.0.113.5:61000");
     let req = binding_request(TransactionId([5; 12]));
     let out = ask(&mut s, &req, client, primary);
@@ -701,6 +704,7 @@ fn server_never_amplifies() {
         TransactionId([1; 12]),
     )
     .attribute(&Attribute::Padding(&[0; 1000]))
+    .fingerprint()
     .finish()
     .unwrap();
     let out2 = ask(&mut s, &padded, client, primary);
@@ -894,4 +898,50 @@ proptest! {
 /// Everything a receiver might do with untrusted bytes: the fuzz harness.
 pub(crate) fn poke(bytes: &[u8]) {
     crate::fuzzing::stun_message(bytes);
+}
+
+/// The answer's size for each smallest request that elicits it: a forged
+/// source address makes every answer traffic at a victim, so these bounds
+/// keep the amplification from creeping back (SOFTWARE and an unasked
+/// FINGERPRINT would add 16 and 8 bytes).
+#[test]
+fn server_answers_stay_small() {
+    let primary = addr("192.0.2.1:3478");
+    let mut s = BindingServer::new(ServerConfig::new(primary)).unwrap();
+    let v4 = addr("203.0.113.5:61000");
+    let v6 = addr("[2001:db8::5]:61000");
+    let tid = TransactionId([7; 12]);
+    let mut bare = Vec::new();
+    MessageEncoder::new(&mut bare, MessageType::BINDING_REQUEST, tid)
+        .finish()
+        .unwrap();
+    assert_eq!(bare.len(), 20);
+    let len = |s: &mut BindingServer, req: &[u8], from| {
+        let out = ask(s, req, from, primary);
+        assert_eq!(out.len(), 1);
+        out[0].contents.len()
+    };
+    // Binding: the header and XOR-MAPPED-ADDRESS, nothing else.
+    assert_eq!(len(&mut s, &bare, v4), 32);
+    assert_eq!(len(&mut s, &bare, v6), 44);
+    // FINGERPRINT only when asked for (the request had one).
+    assert_eq!(len(&mut s, &binding_request(tid), v4), 40);
+    // 400 to a 20-byte request of another method.
+    let mut other = Vec::new();
+    MessageEncoder::new(
+        &mut other,
+        MessageType::new(Class::Request, Method::ALLOCATE),
+        tid,
+    )
+    .finish()
+    .unwrap();
+    assert!(len(&mut s, &other, v4) <= 40);
+    // 420 to a 24-byte Binding with one unknown required attribute.
+    let mut unknown = Vec::new();
+    MessageEncoder::new(&mut unknown, MessageType::BINDING_REQUEST, tid)
+        .raw_attribute(0x7F01, b"")
+        .finish()
+        .unwrap();
+    assert_eq!(unknown.len(), 24);
+    assert!(len(&mut s, &unknown, v4) <= 56);
 }

@@ -29,8 +29,14 @@
 //! - [`channel_data`]: ChannelData framing and its padding rule (§12.4–12.6).
 //! - [`client`]: a sans-IO client (§7 allocations with the 401/438 dance and
 //!   refreshes, §9 permissions, §10–11 Send/Data indications, §12 channels).
-//! - [`server`]: a sans-IO server with quotas, stateless nonces, permission
-//!   and channel lifetimes and the RFC's error codes; its relay path is O(1)
+//! - [`peer_policy`]: the IP ranges a server refuses to relay to (403) or
+//!   allows, with rtclab's defaults beside coturn's.
+//! - [`throttle`]: the server ignores, for a growing back-off, a source that
+//!   keeps failing authentication (password guessing), in a capped table.
+//! - [`server`]: a sans-IO server with quotas, stateless nonces bound to the
+//!   client's 5-tuple (a replayed request from elsewhere gets 438), permission
+//!   and channel lifetimes and the RFC's error codes, and unauthenticated
+//!   answers no bigger than RFC 8489 §9.2.4 requires; its relay path is O(1)
 //!   per datagram and allocation-free ([`Server::handle_relay`]), its
 //!   lifetimes sit in a deadline heap.
 //!
@@ -47,9 +53,12 @@
 pub mod attributes;
 pub mod channel_data;
 pub mod client;
+pub mod peer_policy;
 pub mod server;
+pub mod throttle;
 
 pub use attributes::{AddressFamily, TurnAttribute};
 pub use channel_data::{ChannelData, ChannelDataError};
 pub use client::{Client, ClientConfig, ClientEvent, State, TurnError};
+pub use peer_policy::{IpRange, RangeError};
 pub use server::{Route, Server, ServerConfig, ServerStats};

@@ -17,8 +17,11 @@
 //!
 //! - every request but Binding is authenticated (RFC 8489 §9.2.4): 401 with
 //!   REALM and NONCE without credentials or with a wrong key or user, 438 when
-//!   the nonce is stale (nonces are stateless: an expiry time and an HMAC
-//!   under a per-server secret, valid [`NONCE_LIFETIME`]);
+//!   the nonce is stale or was issued to another 5-tuple (nonces are
+//!   stateless: an expiry time and an HMAC under a per-server secret over
+//!   it and both transport addresses, valid [`NONCE_LIFETIME`] and only
+//!   for the client address they were sent to, as coturn does; so a
+//!   captured Allocate replayed from elsewhere makes no allocation);
 //! - 437 for a request on a 5-tuple without allocation (or Allocate on one
 //!   that has one), 441 when the username is not the allocation's, 442 for
 //!   a transport other than UDP, 440 for an IPv6 relay, 486 past the per-user
@@ -28,10 +31,31 @@
 //! - permissions last 300 s (§9), channels 600 s (§12), allocations at most
 //!   [`MAX_LIFETIME`];
 //! - no datagram is relayed to or from a peer without a permission, and a
-//!   peer on loopback, unspecified, multicast, or one of the server's own
-//!   addresses gets 403 unless `allow_loopback_peers` (like coturn's
-//!   `--allow-loopback-peers`, which also permits the server's own IPs but
-//!   never its own sockets).
+//!   peer in [`ServerConfig::denied_peer_ips`] (by default link-local with
+//!   the cloud metadata address 169.254.169.254, 0/8, multicast, broadcast,
+//!   unspecified; see [`peer_policy`] for the choice beside coturn's) gets
+//!   403 unless in [`ServerConfig::allowed_peer_ips`]; so does a peer on
+//!   loopback or one of the server's own IPs unless `allow_loopback_peers`
+//!   (like coturn's `--allow-loopback-peers`), and the server's own sockets
+//!   always. Private ranges are relayed unless denied: a public server
+//!   adds them (`rtclab turn-server --denied-peer-ip 10.0.0.0/8 …`).
+//!
+//! ## Answer sizes
+//!
+//! A server that answers anyone is an amplifier for whoever forges a
+//! victim's source address, so what goes to an unauthenticated sender is
+//! kept to what RFC 8489 §9.2.4 requires: a 401 (or 438) carries
+//! ERROR-CODE, REALM and NONCE (24 characters) only; PASSWORD-ALGORITHMS
+//! is not sent because only MD5 keys are offered (it is required only with
+//! the SHA-256 algorithm); SOFTWARE is off unless configured
+//! ([`ServerConfig::software`], `turn-server --software`); and FINGERPRINT
+//! comes back only when the request had one. A 20-byte Allocate gets an
+//! 84-byte 401 with the realm "rtclab" (4.2×, was 116 bytes, 5.8×), a
+//! 20-byte Binding 32 bytes (1.6×). Reason phrases stay (RFC 8489 §14.8 allows any;
+//! people read them in client logs). `rtclab speed turn` prints the worst
+//! ratio. Relayed data goes only to a client with an allocation, made from
+//! a nonce sent to that very 5-tuple, so a forged source cannot become a
+//! relay's destination.
 //!
 //! ## The relay path
 //!
@@ -56,8 +80,11 @@ use rand::rngs::StdRng;
 
 use super::attributes::{self as turn_attr, PROTOCOL_UDP, TurnAttribute, is_turn_attribute};
 use super::channel_data::{self, ChannelData, is_valid_channel_rfc5766};
+use super::peer_policy::{self, IpRange};
+use super::throttle::{self, AuthThrottle};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::stun::attributes::{self, error_code};
+use crate::stun::integrity::constant_time_eq;
 use crate::stun::{
     Attribute, Class, ErrorCode, IntegrityKey, Message, MessageEncoder, MessageType, Method,
     PasswordAlgorithm, TransactionId, attr,
@@ -104,7 +131,17 @@ pub struct ServerConfig {
     pub quota_per_user: usize,
     /// Relay to loopback peers and the server's own IPs (tests on one host).
     pub allow_loopback_peers: bool,
-    /// SOFTWARE in responses.
+    /// Peers refused with 403 (RFC 8656 §9.1); starts as
+    /// [`peer_policy::default_denied`] (link-local with the cloud metadata
+    /// address, 0/8, multicast, broadcast, unspecified). Add the private
+    /// ranges on a public server.
+    pub denied_peer_ips: Vec<IpRange>,
+    /// Peers relayed even when denied above, or loopback ones without
+    /// `allow_loopback_peers` (as coturn's `allowed-peer-ip`); never the
+    /// server's own sockets.
+    pub allowed_peer_ips: Vec<IpRange>,
+    /// SOFTWARE in responses; none by default (a smaller 401 to forged
+    /// sources: see "Answer sizes" in the module doc).
     pub software: Option<String>,
 }
 
@@ -118,7 +155,9 @@ impl ServerConfig {
             users: Vec::new(),
             quota_per_user: 10,
             allow_loopback_peers: false,
-            software: Some(concat!("rtclab ", env!("CARGO_PKG_VERSION")).to_string()),
+            denied_peer_ips: peer_policy::default_denied(),
+            allowed_peer_ips: Vec::new(),
+            software: None,
         }
     }
 }
@@ -134,8 +173,12 @@ pub struct ServerStats {
     pub to_peer: u64,
     /// Datagrams relayed peer → client.
     pub to_client: u64,
-    /// Datagrams dropped (malformed, no allocation, no permission).
+    /// Datagrams dropped (malformed, no allocation, no permission,
+    /// throttled).
     pub dropped: u64,
+    /// Requests dropped unanswered because their source kept failing
+    /// authentication (see [`throttle`]).
+    pub throttled: u64,
 }
 
 #[derive(Debug)]
@@ -203,6 +246,8 @@ pub struct Server {
     timers_cap: usize,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
+    /// Sources failing authentication, to slow password guessing.
+    throttle: AuthThrottle,
 }
 
 struct Auth {
@@ -249,6 +294,7 @@ impl Server {
             config,
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
+            throttle: AuthThrottle::new(throttle::MAX_SOURCES),
         }
     }
 
@@ -307,56 +353,92 @@ impl Server {
     }
 
     // ANCHOR: nonce
-    /// A stateless nonce: 16 hex digits of expiry (ms since the server
-    /// started) and 16 of HMAC over them.
-    fn nonce(&self, now: Instant) -> String {
-        let expiry = (now + NONCE_LIFETIME)
-            .duration_since(self.epoch)
-            .as_millis() as u64;
-        let stamp = format!("{expiry:016x}");
-        let mac = self.secret.hmac_sha1(stamp.as_bytes());
+    /// A stateless nonce bound to the client's 5-tuple: 8 hex digits of
+    /// expiry (seconds since the server started) and 16 of HMAC over them,
+    /// the client's transport address and the server's. A request replayed
+    /// from another 5-tuple carries a nonce that is not that 5-tuple's, and
+    /// gets 438 (RFC 8489 §9.2.4; RFC 8656 §9 ties an allocation to its
+    /// 5-tuple): a captured Allocate cannot make allocations for the
+    /// eavesdropper, nor one whose client is a spoofed victim address.
+    fn nonce(&self, now: Instant, client: SocketAddr, server: SocketAddr) -> String {
+        let expiry = (now + NONCE_LIFETIME).duration_since(self.epoch).as_secs();
+        // The server would have to run 136 years to overflow 32 bits.
+        let stamp = format!("{:08x}", expiry.min(u64::from(u32::MAX)));
+        let mac = self.nonce_mac(&stamp, client, server);
         let mut s = stamp;
-        for b in &mac[..8] {
+        for b in mac {
             s.push_str(&format!("{b:02x}"));
         }
         s
     }
 
-    /// `Some(true)` valid, `Some(false)` ours but expired, `None` forged.
-    fn check_nonce(&self, now: Instant, nonce: &str) -> Option<bool> {
-        if nonce.len() != 32 || !nonce.is_ascii() {
+    /// The nonce's 64-bit MAC: HMAC-SHA1 (the server secret) over the
+    /// stamp and both transport addresses.
+    fn nonce_mac(&self, stamp: &str, client: SocketAddr, server: SocketAddr) -> [u8; 8] {
+        let mut input = [0u8; 8 + 2 * 19];
+        let (head, addrs) = input.split_at_mut(8);
+        // The stamp is 8 ASCII hex digits (checked before this is called).
+        let len = stamp.len().min(8);
+        head[..len].copy_from_slice(&stamp.as_bytes()[..len]);
+        addrs[..19].copy_from_slice(&address_bytes(client));
+        addrs[19..].copy_from_slice(&address_bytes(server));
+        let full = self.secret.hmac_sha1(&input);
+        let mut mac = [0u8; 8];
+        mac.copy_from_slice(&full[..8]);
+        mac
+    }
+
+    /// `Some(true)` valid, `Some(false)` ours but expired, `None` forged or
+    /// issued to another 5-tuple.
+    fn check_nonce(
+        &self,
+        now: Instant,
+        nonce: &str,
+        client: SocketAddr,
+        server: SocketAddr,
+    ) -> Option<bool> {
+        if nonce.len() != 24 || !nonce.is_ascii() {
             return None;
         }
-        let (stamp, mac) = nonce.split_at(16);
-        let want = self.secret.hmac_sha1(stamp.as_bytes());
-        let mut hex = String::with_capacity(16);
-        for b in &want[..8] {
-            hex.push_str(&format!("{b:02x}"));
+        let (stamp, mac) = nonce.split_at(8);
+        let mut got = [0u8; 8];
+        for (i, b) in got.iter_mut().enumerate() {
+            *b = u8::from_str_radix(mac.get(2 * i..2 * i + 2)?, 16).ok()?;
         }
-        if hex != mac {
+        let want = self.nonce_mac(stamp, client, server);
+        if !constant_time_eq(&got, &want) {
             return None;
         }
         let expiry = u64::from_str_radix(stamp, 16).ok()?;
-        let now_ms = now.duration_since(self.epoch).as_millis() as u64;
-        Some(now_ms < expiry)
+        Some(now.duration_since(self.epoch).as_secs() < expiry)
     }
     // ANCHOR_END: nonce
 
-    /// Whether the server refuses to relay to `peer` (403).
+    /// Whether the server refuses to relay to `peer` (403, RFC 8656 §9.1;
+    /// the policy is in [`peer_policy`]).
     fn forbidden_peer(&self, peer: SocketAddr) -> bool {
         let ip = peer.ip();
-        // Never our own sockets: that would loop through the server.
-        if self.local_set.contains(&peer)
-            || ip.is_multicast()
-            || ip.is_unspecified()
-            || peer.port() == 0
-        {
+        // Never our own sockets (that would loop through the server), nor
+        // port 0, whatever the lists say.
+        if self.local_set.contains(&peer) || peer.port() == 0 {
             return true;
         }
-        if self.config.allow_loopback_peers {
+        let c = &self.config;
+        if c.allowed_peer_ips.iter().any(|r| r.contains(ip)) {
             return false;
         }
-        ip.is_loopback() || self.locals.iter().any(|l| l.ip() == ip)
+        if c.denied_peer_ips.iter().any(|r| r.contains(ip)) {
+            return true;
+        }
+        if c.allow_loopback_peers {
+            return false;
+        }
+        // An IPv4-mapped address counts as the IPv4 address it carries.
+        let v4 = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        v4.is_loopback() || self.locals.iter().any(|l| l.ip() == ip || l.ip() == v4)
     }
 
     fn send(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
@@ -445,7 +527,7 @@ impl Server {
         let mut enc =
             MessageEncoder::new(&mut out, MessageType::BINDING_SUCCESS, msg.transaction_id());
         enc.attribute(&Attribute::XorMappedAddress(d.source));
-        enc.fingerprint();
+        fingerprint_if_asked(&mut enc, msg);
         if enc.finish().is_ok() {
             self.send(d.destination, d.source, out);
         }
@@ -470,7 +552,21 @@ impl Server {
             self.error(d, msg, error_code::BAD_REQUEST, None, None, now);
             return None;
         };
-        match self.check_nonce(now, nonce) {
+        // A source that keeps failing gets nothing for a while (password
+        // guessing), except on its own allocation's 5-tuple with that
+        // allocation's user: a NAT shared with a guesser cannot cut a
+        // running allocation off.
+        if self.throttle.blocked(now, d.source.ip())
+            && self
+                .allocation(&d.source)
+                .is_none_or(|a| a.username != username)
+        {
+            self.stats.dropped += 1;
+            self.stats.throttled += 1;
+            tracing::debug!(from = %d.source, "request from a throttled source dropped");
+            return None;
+        }
+        match self.check_nonce(now, nonce, d.source, d.destination) {
             Some(true) => {}
             Some(false) => {
                 self.error(d, msg, error_code::STALE_NONCE, None, None, now);
@@ -485,11 +581,13 @@ impl Server {
         let key = match self.keys.get(username) {
             Some(k) if realm == self.config.realm => k.clone(),
             _ => {
+                self.auth_failure(now, d);
                 self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
                 return None;
             }
         };
         if msg.verify_integrity(&key).is_err() {
+            self.auth_failure(now, d);
             self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
             return None;
         }
@@ -497,6 +595,14 @@ impl Server {
             username: username.to_string(),
             key,
         })
+    }
+
+    /// Counts a failed authentication (a wrong key, user or realm with a
+    /// valid nonce) against the source.
+    fn auth_failure(&mut self, now: Instant, d: Receive<'_>) {
+        if self.throttle.failure(now, d.source.ip()) {
+            tracing::info!(from = %d.source, "authentication keeps failing: source ignored for a while");
+        }
     }
 
     fn turn_request(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>) {
@@ -629,7 +735,7 @@ impl Server {
         TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
         enc.attribute(&Attribute::XorMappedAddress(d.source));
         enc.message_integrity(&auth.key);
-        enc.fingerprint();
+        fingerprint_if_asked(&mut enc, msg);
         if enc.finish().is_err() {
             self.free.push(slot);
             return;
@@ -674,7 +780,7 @@ impl Server {
         let mut enc = self.success(&mut out, msg);
         TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
         enc.message_integrity(&auth.key);
-        enc.fingerprint();
+        fingerprint_if_asked(&mut enc, msg);
         if enc.finish().is_ok() {
             self.send(d.destination, d.source, out);
         }
@@ -791,7 +897,7 @@ impl Server {
         let mut out = Vec::with_capacity(64);
         let mut enc = self.success(&mut out, msg);
         enc.message_integrity(key);
-        enc.fingerprint();
+        fingerprint_if_asked(&mut enc, msg);
         if enc.finish().is_ok() {
             self.send(d.destination, d.source, out);
         }
@@ -824,7 +930,7 @@ impl Server {
             enc.raw_attribute(attr::UNKNOWN_ATTRIBUTES, &list);
         }
         if code == error_code::UNAUTHENTICATED || code == error_code::STALE_NONCE {
-            let nonce = self.nonce(now);
+            let nonce = self.nonce(now, d.source, d.destination);
             enc.attribute(&Attribute::Realm(&self.config.realm));
             enc.attribute(&Attribute::Nonce(&nonce));
         }
@@ -836,7 +942,7 @@ impl Server {
                 enc.message_integrity(k);
             }
         }
-        enc.fingerprint();
+        fingerprint_if_asked(&mut enc, msg);
         if enc.finish().is_err() {
             return;
         }
@@ -1026,6 +1132,35 @@ impl Server {
             }
         }
     }
+}
+
+/// FINGERPRINT in a response when the request carried one. RFC 8489 §14.7
+/// makes it optional; it tells STUN from other protocols on one port, so a
+/// client that multiplexes (as ICE does, RFC 8445 §7; rtclab's TURN client
+/// sends it) gets it back, and a bare request, the one an attacker forging
+/// a victim's address sends, gets 8 bytes less.
+fn fingerprint_if_asked(enc: &mut MessageEncoder<'_>, request: &Message<'_>) {
+    if request.has_fingerprint() {
+        enc.fingerprint();
+    }
+}
+
+/// A transport address as bytes for the nonce MAC: the family, the IP's
+/// octets (zero-filled to 16), the port; no two addresses give the same.
+fn address_bytes(a: SocketAddr) -> [u8; 19] {
+    let mut b = [0u8; 19];
+    match a.ip() {
+        IpAddr::V4(ip) => {
+            b[0] = 4;
+            b[1..5].copy_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            b[0] = 6;
+            b[1..17].copy_from_slice(&ip.octets());
+        }
+    }
+    b[17..].copy_from_slice(&a.port().to_be_bytes());
+    b
 }
 
 /// RFC 8656 §7.2: the requested LIFETIME, capped at [`MAX_LIFETIME`], or the
@@ -1325,7 +1460,9 @@ mod tests {
             TransactionId([5; 12]),
         );
         TurnAttribute::RequestedTransport(transport).encode(&mut enc);
-        let n = nonce.map(str::to_string).unwrap_or_else(|| s.nonce(now));
+        let n = nonce
+            .map(str::to_string)
+            .unwrap_or_else(|| s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap()));
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
         enc.attribute(&Attribute::Nonce(&n));
@@ -1347,7 +1484,7 @@ mod tests {
             request(&mut s, m, now + NONCE_LIFETIME + Duration::from_secs(1)),
             438
         );
-        let m = allocate_msg(&s, now, 17, Some("00000000000000000000000000000000"));
+        let m = allocate_msg(&s, now, 17, Some("000000000000000000000000"));
         assert_eq!(request(&mut s, m, now), 438);
         assert_eq!(s.allocations(), 0);
     }
@@ -1364,7 +1501,7 @@ mod tests {
             TransactionId([tid; 12]),
         );
         TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
-        let n = s.nonce(now);
+        let n = s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap());
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
         enc.attribute(&Attribute::Nonce(&n));
@@ -1524,5 +1661,340 @@ mod tests {
         c.create_permission(now, LISTEN.parse().unwrap()).unwrap();
         pump(&mut s, &mut c, from, now);
         assert_eq!(code(c.poll_event()), 403);
+    }
+    /// Runs [`pump`] and returns every datagram the client sent.
+    fn pump_recording(
+        s: &mut Server,
+        c: &mut Client,
+        from: SocketAddr,
+        now: Instant,
+    ) -> Vec<Vec<u8>> {
+        let mut sent = Vec::new();
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = c.poll_transmit() {
+                moved = true;
+                s.handle_receive(
+                    now,
+                    Receive {
+                        source: from,
+                        destination: t.destination,
+                        contents: &t.contents,
+                    },
+                );
+                sent.push(t.contents);
+            }
+            while let Some(t) = s.poll_transmit() {
+                moved = true;
+                c.handle_receive(
+                    now,
+                    Receive {
+                        source: t.source.unwrap(),
+                        destination: from,
+                        contents: &t.contents,
+                    },
+                );
+            }
+            if !moved {
+                break;
+            }
+        }
+        sent
+    }
+
+    /// The error code of the one answer to `msg` sent from `from`.
+    fn answer_code(s: &mut Server, msg: &[u8], from: SocketAddr, now: Instant) -> u16 {
+        s.handle_receive(
+            now,
+            Receive {
+                source: from,
+                destination: LISTEN.parse().unwrap(),
+                contents: msg,
+            },
+        );
+        let t = s.poll_transmit().expect("an answer");
+        assert!(s.poll_transmit().is_none());
+        let m = Message::decode(&t.contents).unwrap();
+        m.error_code().unwrap().map_or(0, |e| e.code)
+    }
+
+    #[test]
+    fn an_allocate_replayed_from_another_port_gets_438_and_locks_nobody_out() {
+        let now = Instant::now();
+        let mut s = server(now, 2, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let mut c = client("alice", "secret");
+        c.allocate(now).unwrap();
+        let sent = pump_recording(&mut s, &mut c, from, now);
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Allocated { .. })
+        ));
+        let captured = sent
+            .iter()
+            .rev()
+            .find(|m| Message::decode(m).is_ok_and(|m| m.has_integrity()))
+            .expect("an authenticated Allocate");
+        // An eavesdropper replays it byte for byte from 11 new source ports.
+        for port in 41001..41012 {
+            let spoofed = SocketAddr::new(from.ip(), port);
+            let later = now + Duration::from_secs(1);
+            assert_eq!(answer_code(&mut s, captured, spoofed, later), 438);
+        }
+        assert_eq!(s.allocations(), 1);
+        // The user's own second allocation (quota 2) still succeeds.
+        let other: SocketAddr = "203.0.113.5:42000".parse().unwrap();
+        let (_, e) = allocate(&mut s, "alice", "secret", other, now);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        assert_eq!(s.allocations(), 2);
+    }
+    #[test]
+    fn link_local_and_metadata_peers_get_403_by_default() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let _ = allocate(&mut s, "alice", "secret", from, now);
+        for (i, peer) in [
+            "169.254.169.254:80",
+            "169.254.1.1:53",
+            "0.1.2.3:9",
+            "224.0.0.251:5353",
+            "255.255.255.255:9",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let m = permission_msg(&s, now, peer.parse().unwrap(), 10 + i as u8);
+            assert_eq!(request(&mut s, m, now), 403, "{peer}");
+        }
+        assert_eq!(permission_count(&s), 0);
+        // A public peer is fine.
+        let m = permission_msg(&s, now, "192.0.2.9:9".parse().unwrap(), 20);
+        assert_eq!(request(&mut s, m, now), 0);
+    }
+
+    #[test]
+    fn denied_and_allowed_peer_ranges() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        s.config.denied_peer_ips.push("10.0.0.0/8".parse().unwrap());
+        s.config
+            .denied_peer_ips
+            .push("192.168.0.0-192.168.255.255".parse().unwrap());
+        s.config
+            .allowed_peer_ips
+            .push("10.1.2.0/24".parse().unwrap());
+        s.config
+            .allowed_peer_ips
+            .push("169.254.10.10".parse().unwrap());
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (mut c, _) = allocate(&mut s, "alice", "secret", from, now);
+        for (peer, want) in [
+            ("10.9.9.9:9", 403),
+            ("192.168.1.1:9", 403),
+            ("169.254.169.254:80", 403),
+            // Allowed overrides denied.
+            ("10.1.2.3:9", 0),
+            ("169.254.10.10:9", 0),
+            ("172.16.0.1:9", 0),
+        ] {
+            let m = permission_msg(&s, now, peer.parse().unwrap(), 30);
+            assert_eq!(request(&mut s, m, now), want, "{peer}");
+        }
+        // ChannelBind is refused the same way, and a Send indication to a
+        // denied peer is dropped.
+        let denied: SocketAddr = "10.9.9.9:9".parse().unwrap();
+        c.bind_channel(now, denied).unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(code(c.poll_event()), 403);
+        let to_peer = s.stats().to_peer;
+        c.send_to(now, denied, b"x").unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert_eq!(s.stats().to_peer, to_peer);
+        // Allowed does not open the server's own sockets.
+        s.config
+            .allowed_peer_ips
+            .push("198.51.100.1".parse().unwrap());
+        let m = permission_msg(&s, now, LISTEN.parse().unwrap(), 31);
+        assert_eq!(request(&mut s, m, now), 403);
+        let m = permission_msg(&s, now, "198.51.100.1:9".parse().unwrap(), 32);
+        assert_eq!(request(&mut s, m, now), 0);
+    }
+    /// An Allocate from `from` with alice's name, `password` and the nonce
+    /// the server gives that 5-tuple.
+    fn allocate_as(s: &Server, now: Instant, from: SocketAddr, password: &str, tid: u8) -> Vec<u8> {
+        let key =
+            IntegrityKey::long_term("alice", "rtclab", password, PasswordAlgorithm::Md5).unwrap();
+        let mut out = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Request, Method::ALLOCATE),
+            TransactionId([tid; 12]),
+        );
+        TurnAttribute::RequestedTransport(PROTOCOL_UDP).encode(&mut enc);
+        let n = s.nonce(now, from, LISTEN.parse().unwrap());
+        enc.attribute(&Attribute::Username("alice"));
+        enc.attribute(&Attribute::Realm("rtclab"));
+        enc.attribute(&Attribute::Nonce(&n));
+        enc.message_integrity(&key);
+        enc.finish().unwrap();
+        out
+    }
+
+    /// The error code of the answer to `msg` from `from`, `None` when the
+    /// server stays silent.
+    fn maybe_code(s: &mut Server, msg: &[u8], from: SocketAddr, now: Instant) -> Option<u16> {
+        s.handle_receive(
+            now,
+            Receive {
+                source: from,
+                destination: LISTEN.parse().unwrap(),
+                contents: msg,
+            },
+        );
+        let t = s.poll_transmit()?;
+        let m = Message::decode(&t.contents).unwrap();
+        Some(m.error_code().unwrap().map_or(0, |e| e.code))
+    }
+
+    #[test]
+    fn password_guessing_is_throttled_per_source() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        let attacker: SocketAddr = "192.0.2.66:5000".parse().unwrap();
+        let mut tid = 0u8;
+        let mut guess = |s: &mut Server, from: SocketAddr, pw: &str, now: Instant| {
+            tid = tid.wrapping_add(1);
+            let m = allocate_as(s, now, from, pw, tid);
+            maybe_code(s, &m, from, now)
+        };
+        for _ in 0..5 {
+            assert_eq!(guess(&mut s, attacker, "guess", t0), Some(401));
+        }
+        // Past the threshold the source gets nothing, from any port and
+        // even with the right password, for the back-off.
+        assert_eq!(guess(&mut s, attacker, "guess", t0), None);
+        let other_port = SocketAddr::new(attacker.ip(), 5001);
+        assert_eq!(guess(&mut s, other_port, "secret", t0), None);
+        let t1 = t0 + Duration::from_millis(1900);
+        assert_eq!(guess(&mut s, attacker, "guess", t1), None);
+        assert_eq!(s.allocations(), 0);
+        // Another source is unaffected.
+        let user: SocketAddr = CLIENT.parse().unwrap();
+        assert_eq!(guess(&mut s, user, "typo", t0), Some(401));
+        assert_eq!(guess(&mut s, user, "secret", t0), Some(0));
+        // After the back-off the source is heard again; the next block is
+        // twice as long.
+        let t2 = t0 + Duration::from_millis(2001);
+        for _ in 0..5 {
+            assert_eq!(guess(&mut s, attacker, "guess", t2), Some(401));
+        }
+        assert_eq!(
+            guess(&mut s, attacker, "guess", t2 + Duration::from_millis(3900)),
+            None
+        );
+        assert_eq!(
+            guess(&mut s, attacker, "secret", t2 + Duration::from_millis(4001)),
+            Some(0)
+        );
+        assert_eq!(s.stats().throttled, 4);
+    }
+
+    #[test]
+    fn the_throttle_table_stays_capped_when_many_sources_fail() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        for i in 0..(2 * throttle::MAX_SOURCES as u32) {
+            let from = SocketAddr::new(IpAddr::V4((0x0a00_0000 + i).into()), 4000);
+            let m = allocate_as(&s, t0, from, "wrong", 1);
+            assert_eq!(maybe_code(&mut s, &m, from, t0), Some(401));
+            assert!(s.throttle.len() <= throttle::MAX_SOURCES);
+        }
+        assert!(s.throttle.len() > throttle::MAX_SOURCES / 8 * 7);
+    }
+
+    #[test]
+    fn a_throttled_source_keeps_its_own_allocation() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (mut c, _) = allocate(&mut s, "alice", "secret", from, t0);
+        // Someone behind the same NAT guesses bob's password.
+        let guesser = SocketAddr::new(from.ip(), 40999);
+        for i in 0..throttle::FAILURES_ALLOWED {
+            let (_, e) = allocate(&mut s, "bob", &format!("guess{i}"), guesser, t0);
+            assert_eq!(code(e), 401);
+        }
+        let m = allocate_as(&s, t0, guesser, "secret", 99);
+        assert_eq!(maybe_code(&mut s, &m, guesser, t0), None);
+        // Alice's CreatePermission on her allocation still goes through.
+        c.create_permission(t0, "192.0.2.1:1".parse().unwrap())
+            .unwrap();
+        pump(&mut s, &mut c, from, t0);
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::PermissionCreated("192.0.2.1".parse().unwrap()))
+        );
+    }
+    /// The answers an unauthenticated sender gets, for the smallest request
+    /// that elicits each: a forged source makes them traffic at a victim,
+    /// so these bounds keep the amplification from creeping back.
+    #[test]
+    fn unauthenticated_answers_stay_small() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let bare = |method| {
+            let mut out = Vec::new();
+            MessageEncoder::new(
+                &mut out,
+                MessageType::new(Class::Request, method),
+                TransactionId([3; 12]),
+            )
+            .finish()
+            .unwrap();
+            assert_eq!(out.len(), 20);
+            out
+        };
+        let answer = |s: &mut Server, req: &[u8]| {
+            s.handle_receive(
+                now,
+                Receive {
+                    source: from,
+                    destination: LISTEN.parse().unwrap(),
+                    contents: req,
+                },
+            );
+            let t = s.poll_transmit().expect("an answer");
+            let m = Message::decode(&t.contents).unwrap();
+            (
+                m.error_code().unwrap().map_or(0, |e| e.code),
+                t.contents.len(),
+            )
+        };
+        // 401: ERROR-CODE, REALM ("rtclab") and NONCE only: 20 + 24 + 12
+        // + 28 bytes.
+        let (code, len) = answer(&mut s, &bare(Method::ALLOCATE));
+        assert_eq!(code, 401);
+        assert!(len <= 84, "401 of {len} bytes");
+        // Binding: XOR-MAPPED-ADDRESS only.
+        let (code, len) = answer(&mut s, &bare(Method::BINDING));
+        assert_eq!((code, len), (0, 32));
+        // 400 to a method the server does not serve.
+        let (code, len) = answer(&mut s, &bare(Method::SEND));
+        assert_eq!(code, 400);
+        assert!(len <= 40, "400 of {len} bytes");
+        // FINGERPRINT comes back only when the request had one.
+        let mut fp = Vec::new();
+        MessageEncoder::new(
+            &mut fp,
+            MessageType::BINDING_REQUEST,
+            TransactionId([4; 12]),
+        )
+        .fingerprint()
+        .finish()
+        .unwrap();
+        let (_, len) = answer(&mut s, &fp);
+        assert_eq!(len, 40);
     }
 }
