@@ -24,6 +24,11 @@ const MAX_QUEUED_CONTROL: usize = 64;
 const MAX_TSN_GAP: u64 = 1 << 20;
 /// Most disjoint received ranges kept above the cumulative TSN.
 const MAX_RANGES: usize = 4096;
+/// Most reassembly runs (fragments of partial messages, by consecutive
+/// TSNs) kept above the cumulative TSN.
+const MAX_RUNS: usize = 4096;
+/// Largest user data one DATA chunk can carry (its length field is 16 bits).
+const MAX_DATA_PAYLOAD: usize = 65535 - DATA_HEADER_LEN;
 /// Most duplicate TSNs reported in one SACK.
 const MAX_DUPS: usize = 16;
 /// The state cookie: version, timestamp, tags, TSNs, windows, streams, flags,
@@ -371,9 +376,22 @@ impl Association {
         self.total_buffered
     }
 
-    /// Bytes of incoming data held for reassembly and ordering.
+    /// Bytes of incoming data held for reassembly and ordering: at most
+    /// the receive window, except for what chunks at the cumulative TSN + 1
+    /// add past it, and never more than [`Association::receive_limit`].
     pub fn receive_buffered(&self) -> usize {
         self.rx_buffered
+    }
+
+    /// The most bytes of incoming data this association ever holds: the
+    /// receive window, plus room for the chunks at the cumulative TSN + 1,
+    /// which are taken past the window (RFC 9260 §6.2). A peer that keeps
+    /// to our window needs that room only for the one message it has us
+    /// reassemble in order: `max_message_size`, and one chunk more.
+    pub fn receive_limit(&self) -> usize {
+        (self.config.receive_window as usize)
+            .saturating_add(self.config.max_message_size)
+            .saturating_add(MAX_DATA_PAYLOAD)
     }
 
     /// Negotiated outbound and inbound stream counts.
@@ -1370,14 +1388,10 @@ impl Association {
         if t > self.rx_cum + MAX_TSN_GAP {
             return;
         }
-        // §6.2: no room → drop new data, but keep what fills a hole below the
-        // highest TSN received (so that reassembly can always finish).
-        if t > self.rx_highest
-            && self.rx_buffered + d.payload.len() > self.config.receive_window as usize
-        {
-            return;
-        }
-        if t != self.rx_cum + 1 && self.rx_ranges.len() >= MAX_RANGES && t > self.rx_highest {
+        if !self.admits(t, &d) {
+            // §6.2: a DATA chunk dropped for want of room is answered at
+            // once with a SACK that shows only what was accepted.
+            self.sack_now = true;
             return;
         }
         self.record_tsn(t);
@@ -1394,9 +1408,80 @@ impl Association {
         let unordered = d.flags & FLAG_UNORDERED != 0;
         if d.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END {
             self.deliver(now, d.stream, d.ssn, unordered, d.ppid, d.payload.to_vec());
-            return;
+        } else {
+            self.add_fragment(now, t, d);
         }
-        self.add_fragment(now, t, d);
+        if self.rx_cum == t {
+            self.drop_dead_runs();
+        }
+    }
+
+    /// RFC 9260 §6.2: whether a DATA chunk for the new TSN `t` may be
+    /// kept. The receive window bounds what we hold: past it, only the
+    /// chunk at the cumulative TSN + 1 is taken, since it alone is sure to
+    /// let something drain (it completes the message in progress or lets
+    /// the cumulative TSN pass held data); anything else is dropped and
+    /// comes again. Whether it fills a hole below the highest TSN received
+    /// makes no difference: a peer could fill every hole of a 2^20-TSN gap
+    /// with fragments that never complete. The exception is bounded by
+    /// [`Association::receive_limit`]. Chunks that would open one more
+    /// range of received TSNs or one more reassembly run are dropped
+    /// likewise past `MAX_RANGES` and `MAX_RUNS`.
+    fn admits(&self, t: u64, d: &super::chunk::Data<'_>) -> bool {
+        let advances = t == self.rx_cum + 1;
+        let limit = if advances {
+            self.receive_limit()
+        } else {
+            self.config.receive_window as usize
+        };
+        if self.rx_buffered + d.payload.len() > limit {
+            return false;
+        }
+        if advances {
+            return true;
+        }
+        // A new range unless it touches one: t - 1 received, or t + 1 a start.
+        let touches = self.is_received(t - 1) || self.rx_ranges.contains_key(&(t + 1));
+        if !touches && self.rx_ranges.len() >= MAX_RANGES {
+            return false;
+        }
+        let whole = d.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END;
+        if !whole && self.reassembly.len() >= MAX_RUNS {
+            // Only a middle or last fragment that continues a run adds none.
+            let continues = d.flags & FLAG_BEGIN == 0
+                && self
+                    .reassembly
+                    .range(..t)
+                    .next_back()
+                    .is_some_and(|(_, r)| r.last == t - 1 && !r.end);
+            if !continues {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Drops the reassembly runs that can no longer complete once the
+    /// cumulative TSN has passed their edge: a run without its E fragment
+    /// whose next TSN was received and did not join it, or a run without
+    /// its B fragment whose previous TSN was. RFC 9260 §6.9: the fragments
+    /// of one message take consecutive TSNs, so a fragment arriving at
+    /// either edge would have been joined to the run when it came.
+    fn drop_dead_runs(&mut self) {
+        let cum = self.rx_cum;
+        loop {
+            let dead = self
+                .reassembly
+                .range(..=cum + 1)
+                .find(|(_, r)| !r.begin || (!r.end && r.last < cum))
+                .map(|(&k, _)| k);
+            let Some(k) = dead else {
+                break;
+            };
+            if let Some(run) = self.reassembly.remove(&k) {
+                self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
+            }
+        }
     }
 
     /// RFC 9260 §6.9: joins a fragment to the run it continues (or starts a
@@ -1578,6 +1663,7 @@ impl Association {
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
         }
+        self.drop_dead_runs();
         self.check_deferred_reset(now);
     }
 
