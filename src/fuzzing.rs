@@ -1145,7 +1145,7 @@ pub fn sctp_association(data: &[u8]) {
             assert!(out.len() <= a.config().mtu.max(1500), "packet over the MTU");
         }
         while a.poll_event().is_some() {}
-        assert!(a.receive_buffered() <= a.config().receive_window as usize + 65536);
+        assert!(a.receive_buffered() <= a.receive_limit());
     }
 }
 /// The first byte that switches the `sctp_association` harness to

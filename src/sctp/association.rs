@@ -27,6 +27,10 @@ const MAX_RANGES: usize = 4096;
 /// Most reassembly runs (fragments of partial messages, by consecutive
 /// TSNs) kept above the cumulative TSN.
 const MAX_RUNS: usize = 4096;
+/// What one held message or reassembly run costs besides its bytes (its
+/// map entry, its allocation), charged to the receive window so that a
+/// window of one-byte messages is not a million allocations.
+const HELD_OVERHEAD: usize = 64;
 /// Largest user data one DATA chunk can carry (its length field is 16 bits).
 const MAX_DATA_PAYLOAD: usize = 65535 - DATA_HEADER_LEN;
 /// Most duplicate TSNs reported in one SACK.
@@ -376,7 +380,8 @@ impl Association {
         self.total_buffered
     }
 
-    /// Bytes of incoming data held for reassembly and ordering: at most
+    /// Bytes of incoming data held for reassembly and ordering, plus a
+    /// fixed 64 bytes per held message or run (its bookkeeping): at most
     /// the receive window, except for what chunks at the cumulative TSN + 1
     /// add past it, and never more than [`Association::receive_limit`].
     pub fn receive_buffered(&self) -> usize {
@@ -387,11 +392,13 @@ impl Association {
     /// receive window, plus room for the chunks at the cumulative TSN + 1,
     /// which are taken past the window (RFC 9260 §6.2). A peer that keeps
     /// to our window needs that room only for the one message it has us
-    /// reassemble in order: `max_message_size`, and one chunk more.
+    /// reassemble in order: `max_message_size`, and one chunk more (each
+    /// held message or run also counts `HELD_OVERHEAD` bytes).
     pub fn receive_limit(&self) -> usize {
         (self.config.receive_window as usize)
             .saturating_add(self.config.max_message_size)
             .saturating_add(MAX_DATA_PAYLOAD)
+            .saturating_add(2 * HELD_OVERHEAD)
     }
 
     /// Negotiated outbound and inbound stream counts.
@@ -1434,7 +1441,7 @@ impl Association {
         } else {
             self.config.receive_window as usize
         };
-        if self.rx_buffered + d.payload.len() > limit {
+        if self.rx_buffered + d.payload.len() + HELD_OVERHEAD > limit {
             return false;
         }
         if advances {
@@ -1461,6 +1468,11 @@ impl Association {
         true
     }
 
+    /// Accounts for one held message or run, of `bytes`, let go.
+    fn release(&mut self, bytes: usize) {
+        self.rx_buffered = self.rx_buffered.saturating_sub(bytes + HELD_OVERHEAD);
+    }
+
     /// Drops the reassembly runs that can no longer complete once the
     /// cumulative TSN has passed their edge: a run without its E fragment
     /// whose next TSN was received and did not join it, or a run without
@@ -1479,7 +1491,7 @@ impl Association {
                 break;
             };
             if let Some(run) = self.reassembly.remove(&k) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
+                self.release(run.data.len());
             }
         }
     }
@@ -1513,6 +1525,7 @@ impl Association {
         let key = match key {
             Some(k) => k,
             None => {
+                self.rx_buffered += HELD_OVERHEAD;
                 self.reassembly.insert(
                     t,
                     Run {
@@ -1536,12 +1549,14 @@ impl Association {
         let (last, run_end) = (run.last, run.end);
         if !run_end && self.reassembly.get(&(last + 1)).is_some_and(|n| !n.begin) {
             if let Some(next) = self.reassembly.remove(&(last + 1)) {
+                self.release(0);
                 if let Some(run) = self.reassembly.get_mut(&key) {
                     if run.matches(next.stream, next.ssn, next.unordered) {
                         run.data.extend_from_slice(&next.data);
                         run.last = next.last;
                         run.end = next.end;
                     } else {
+                        self.rx_buffered = self.rx_buffered.saturating_sub(next.data.len());
                         consistent = false;
                     }
                 }
@@ -1568,7 +1583,7 @@ impl Association {
         // ANCHOR_END: reassembly_cap
         if run.begin && run.end {
             if let Some(run) = self.reassembly.remove(&key) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
+                self.release(run.data.len());
                 self.deliver(now, run.stream, run.ssn, run.unordered, run.ppid, run.data);
             }
         }
@@ -1592,14 +1607,14 @@ impl Association {
             st.next_ssn = st.next_ssn.wrapping_add(1);
             self.events.push_back(Event::Message { stream, ppid, data });
             while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
+                self.rx_buffered = self.rx_buffered.saturating_sub(data.len() + HELD_OVERHEAD);
                 st.next_ssn = st.next_ssn.wrapping_add(1);
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
         } else if ssn_lt(st.next_ssn, ssn) {
-            self.rx_buffered += data.len();
+            self.rx_buffered += data.len() + HELD_OVERHEAD;
             if let Some((_, old)) = st.waiting.insert(ssn, (ppid, data)) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(old.len());
+                self.rx_buffered = self.rx_buffered.saturating_sub(old.len() + HELD_OVERHEAD);
             }
         }
         // An SSN below next_ssn is a stale duplicate: dropped.
@@ -1642,7 +1657,7 @@ impl Association {
         let keep = self.reassembly.split_off(&(new + 1));
         let dropped = std::mem::replace(&mut self.reassembly, keep);
         for (_, run) in dropped {
-            self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
+            self.release(run.data.len());
         }
         for &(stream, ssn) in &f.streams {
             let Some(st) = self.inbound.get_mut(&stream) else {
@@ -1652,13 +1667,13 @@ impl Association {
             // Deliver the complete messages up to the skipped SSN, then move on.
             while ssn_lt(st.next_ssn, ssn.wrapping_add(1)) {
                 if let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                    self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
+                    self.rx_buffered = self.rx_buffered.saturating_sub(data.len() + HELD_OVERHEAD);
                     self.events.push_back(Event::Message { stream, ppid, data });
                 }
                 st.next_ssn = st.next_ssn.wrapping_add(1);
             }
             while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
+                self.rx_buffered = self.rx_buffered.saturating_sub(data.len() + HELD_OVERHEAD);
                 st.next_ssn = st.next_ssn.wrapping_add(1);
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
@@ -2310,7 +2325,7 @@ impl Association {
             for st in self.inbound.values_mut() {
                 st.next_ssn = 0;
                 for (_, (_, d)) in st.waiting.drain() {
-                    self.rx_buffered = self.rx_buffered.saturating_sub(d.len());
+                    self.rx_buffered = self.rx_buffered.saturating_sub(d.len() + HELD_OVERHEAD);
                 }
             }
         } else {
@@ -2318,7 +2333,7 @@ impl Association {
                 if let Some(st) = self.inbound.get_mut(&s) {
                     st.next_ssn = 0;
                     for (_, (_, d)) in st.waiting.drain() {
-                        self.rx_buffered = self.rx_buffered.saturating_sub(d.len());
+                        self.rx_buffered = self.rx_buffered.saturating_sub(d.len() + HELD_OVERHEAD);
                     }
                 }
             }

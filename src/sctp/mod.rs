@@ -179,7 +179,11 @@ pub struct Config {
     /// KiB): `send` refuses bigger ones and reassembly aborts past it.
     pub max_message_size: usize,
     /// Our receive window (a_rwnd): bytes we buffer for reassembly and
-    /// ordering. It bounds the receiver's memory and the sender's flight.
+    /// ordering (64 more per message or fragment run held, for its
+    /// bookkeeping). It bounds the receiver's memory and the sender's
+    /// flight: past it, only the DATA chunk at the cumulative TSN + 1 is
+    /// accepted (RFC 9260 §6.2), within
+    /// [`Association::receive_limit`](crate::sctp::Association::receive_limit).
     pub receive_window: u32,
     /// Most bytes `send` may queue (unsent plus unacknowledged) before it
     /// returns [`SctpError::BufferFull`].

@@ -1031,3 +1031,28 @@ proptest! {
         crate::fuzzing::sctp_association(&input);
     }
 }
+
+/// A message held costs more than its bytes (its map entry, its
+/// allocation): one-byte ordered messages behind a hole must not let a
+/// peer make b keep a million entries inside a 4 MiB window. Each held
+/// message or run is charged `HELD_OVERHEAD` bytes of the window.
+#[test]
+fn tiny_messages_are_charged_their_bookkeeping() {
+    let window = 64 * 1024;
+    let mut p = small_window_pair(window);
+    let (tag, first) = tag_and_next_tsn(&mut p);
+    let flags = chunk::FLAG_BEGIN | chunk::FLAG_END;
+    let n = 20_000u16;
+    for i in 1..n {
+        let raw = forged_data(tag, first.wrapping_add(i as u32), flags, 0, 1 + i, b"m");
+        p.b.handle_packet(p.now, &raw);
+        assert!(p.b.receive_buffered() <= window as usize);
+    }
+    p.b.handle_packet(p.now, &forged_data(tag, first, flags, 0, 1, b"m"));
+    let held = messages(Pair::events(&mut p.b)).len() - 1;
+    assert!(
+        held <= window as usize / 64,
+        "{held} one-byte messages held in a {window}-byte window"
+    );
+    assert_eq!(p.b.receive_buffered(), 0);
+}
