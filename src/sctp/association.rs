@@ -401,6 +401,12 @@ impl Association {
             .saturating_add(2 * HELD_OVERHEAD)
     }
 
+    /// Inbound streams with receive state (for tests).
+    #[cfg(test)]
+    pub(crate) fn inbound_stream_states(&self) -> usize {
+        self.inbound.len()
+    }
+
     /// Negotiated outbound and inbound stream counts.
     pub fn streams(&self) -> (u16, u16) {
         (self.out_streams, self.in_streams)
@@ -1660,6 +1666,10 @@ impl Association {
             self.release(run.data.len());
         }
         for &(stream, ssn) in &f.streams {
+            if stream >= self.in_streams {
+                // No such stream (§6.5 for DATA): no state to move, none to make.
+                continue;
+            }
             let Some(st) = self.inbound.get_mut(&stream) else {
                 self.inbound.entry(stream).or_default().next_ssn = ssn.wrapping_add(1);
                 continue;

@@ -1056,3 +1056,37 @@ fn tiny_messages_are_charged_their_bookkeeping() {
     );
     assert_eq!(p.b.receive_buffered(), 0);
 }
+
+/// A FORWARD TSN names streams and SSNs to skip (RFC 3758 §3.6); a stream
+/// past the inbound streams negotiated has no state to move, and must not
+/// get any: 16,000 of them per chunk would otherwise each add an entry.
+#[test]
+fn forward_tsn_for_unknown_streams_keeps_no_state() {
+    let mut p = connected();
+    let (tag, first) = tag_and_next_tsn(&mut p);
+    let (_, inbound) = p.b.streams();
+    for i in 0..4u32 {
+        let streams = (0..16_000u32)
+            .map(|s| ((inbound as u32 + i * 16_000 + s) as u16, 0))
+            .collect();
+        let raw = Packet {
+            header: CommonHeader {
+                source_port: 5000,
+                destination_port: 5000,
+                verification_tag: tag,
+            },
+            chunks: vec![Chunk::ForwardTsn(ForwardTsn {
+                new_cum_tsn: first.wrapping_add(i),
+                streams,
+            })],
+        }
+        .to_vec();
+        p.b.handle_packet(p.now, &raw);
+    }
+    assert_eq!(p.b.state(), State::Established);
+    assert!(
+        p.b.inbound_stream_states() <= inbound as usize,
+        "{} stream states for {inbound} inbound streams",
+        p.b.inbound_stream_states()
+    );
+}
