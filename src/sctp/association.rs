@@ -382,18 +382,20 @@ impl Association {
 
     /// Bytes of incoming data held for reassembly and ordering, plus a
     /// fixed 64 bytes per held message or run (its bookkeeping): at most
-    /// the receive window, except for what chunks at the cumulative TSN + 1
-    /// add past it, and never more than [`Association::receive_limit`].
+    /// the receive window, except for what chunks that fill the hole at the
+    /// cumulative TSN + 1 add past it, and never more than
+    /// [`Association::receive_limit`].
     pub fn receive_buffered(&self) -> usize {
         self.rx_buffered
     }
 
     /// The most bytes of incoming data this association ever holds: the
-    /// receive window, plus room for the chunks at the cumulative TSN + 1,
-    /// which are taken past the window (RFC 9260 §6.2). A peer that keeps
-    /// to our window needs that room only for the one message it has us
-    /// reassemble in order: `max_message_size`, and one chunk more (each
-    /// held message or run also counts `HELD_OVERHEAD` bytes).
+    /// receive window, plus room for the chunks at the cumulative TSN + 1
+    /// that fill a hole, which are taken past the window (RFC 9260 §6.2).
+    /// A peer that keeps to our window needs that room only for the one
+    /// message it has us reassemble in order: `max_message_size`, and one
+    /// chunk more (each held message or run also counts `HELD_OVERHEAD`
+    /// bytes).
     pub fn receive_limit(&self) -> usize {
         (self.config.receive_window as usize)
             .saturating_add(self.config.max_message_size)
@@ -1430,19 +1432,22 @@ impl Association {
     }
 
     /// RFC 9260 §6.2: whether a DATA chunk for the new TSN `t` may be
-    /// kept. The receive window bounds what we hold: past it, only the
-    /// chunk at the cumulative TSN + 1 is taken, since it alone is sure to
-    /// let something drain (it completes the message in progress or lets
-    /// the cumulative TSN pass held data); anything else is dropped and
-    /// comes again. Whether it fills a hole below the highest TSN received
-    /// makes no difference: a peer could fill every hole of a 2^20-TSN gap
-    /// with fragments that never complete. The exception is bounded by
-    /// [`Association::receive_limit`]. Chunks that would open one more
-    /// range of received TSNs or one more reassembly run are dropped
-    /// likewise past `MAX_RANGES` and `MAX_RUNS`.
+    /// kept. The receive window bounds what we hold. With no room, §6.2
+    /// drops a chunk above the highest TSN received (MUST) and, for one
+    /// below it, would rather drop the highest TSN held (renege) to make
+    /// room (SHOULD). We do not renege (a sender must then notice that
+    /// gap-acked data is gone); instead, past the window, a chunk below the
+    /// highest TSN is taken only if it is the one at the cumulative TSN +
+    /// 1, since it alone is sure to let held data drain (the cumulative
+    /// TSN moves up to that data, completing or extending messages), and
+    /// only within [`Association::receive_limit`]. Anything else is dropped
+    /// and comes again: otherwise a peer could fill every hole of a
+    /// 2^20-TSN gap with fragments that never complete. Chunks that would
+    /// open one more range of received TSNs or one more reassembly run are
+    /// dropped likewise past `MAX_RANGES` and `MAX_RUNS`.
     fn admits(&self, t: u64, d: &super::chunk::Data<'_>) -> bool {
         let advances = t == self.rx_cum + 1;
-        let limit = if advances {
+        let limit = if advances && t < self.rx_highest {
             self.receive_limit()
         } else {
             self.config.receive_window as usize
