@@ -1409,6 +1409,7 @@ impl Association {
             self.sack_now = true;
             return;
         }
+        let advances = t == self.rx_cum + 1;
         self.record_tsn(t);
         if d.stream >= self.in_streams {
             // §6.5: acknowledge, discard, report an invalid stream.
@@ -1418,16 +1419,22 @@ impl Association {
             let mut c = Vec::new();
             Chunk::Error(vec![ErrorCause { code: 1, info }]).write(&mut c);
             self.queue_control(c);
-            return;
+        } else {
+            self.take_data(now, t, d);
         }
+        if advances {
+            // The cumulative TSN moved (maybe past ranges received before).
+            self.drop_dead_runs();
+        }
+    }
+
+    /// Delivers a whole message or joins a fragment to its run.
+    fn take_data(&mut self, now: Instant, t: u64, d: super::chunk::Data<'_>) {
         let unordered = d.flags & FLAG_UNORDERED != 0;
         if d.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END {
             self.deliver(now, d.stream, d.ssn, unordered, d.ppid, d.payload.to_vec());
         } else {
             self.add_fragment(now, t, d);
-        }
-        if self.rx_cum == t {
-            self.drop_dead_runs();
         }
     }
 

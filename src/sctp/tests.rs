@@ -941,7 +941,13 @@ fn fragments_in_holes_stay_within_the_window() {
             b"next",
         ),
     );
-    p.run(Duration::from_millis(500));
+    // (b's SACKs are not given to a, which never sent these TSNs.)
+    let taken = 1
+        + (1..4000)
+            .take_while(|&k| k * (1000 + 64) <= window as usize)
+            .count() as u32;
+    assert_eq!(last_sack_cum(&mut p.b), Some(first.wrapping_add(taken - 1)));
+    assert_eq!(p.b.state(), State::Established);
     // (The far chunk, whole and first on its stream, was delivered at once.)
     assert_eq!(
         messages(Pair::events(&mut p.b)),
@@ -1129,13 +1135,13 @@ proptest! {
 
     /// Loss recovery when the receive window is nearly always full: an
     /// honest sender (ours) with messages of up to 6000 bytes, ordered and
-    /// not, on four streams, into an 8 KiB window, losing packets both
-    /// ways. Every message arrives once, whole, ordered ones in order, and
+    /// not, on four streams, into an 8 KiB window, losing up to one
+    /// packet in four both ways. Every message arrives once, whole, ordered ones in order, and
     /// nothing is left held.
     #[test]
     fn loss_recovery_with_a_small_window(
         msgs in proptest::collection::vec((0u16..4, 1usize..6000, any::<bool>()), 1..30),
-        drop_every in prop_oneof![Just(0u64), 3u64..12],
+        drop_every in prop_oneof![Just(0u64), 4u64..12],
         seed in any::<u64>(),
     ) {
         let window = 8 * 1024;
@@ -1149,7 +1155,9 @@ proptest! {
             let opts = SendOptions { unordered, ..SendOptions::default() };
             p.a.send(p.now, stream, 53, &body(i, len), opts).unwrap();
         }
-        p.run(Duration::from_secs(120));
+        // Up to a quarter of the packets lost both ways: timeouts back off
+        // to the 10 s RTO.max, so give it time.
+        p.run(Duration::from_secs(600));
         let got = messages(Pair::events(&mut p.b));
         prop_assert_eq!(got.len(), msgs.len());
         for stream in 0..4u16 {
