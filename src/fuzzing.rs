@@ -1193,7 +1193,9 @@ pub fn sctp_packet(data: &[u8]) {
 
 /// An association established with a peer in memory, and the verification
 /// tag its packets must carry.
-fn sctp_established() -> (
+fn sctp_established(
+    receive_window: u32,
+) -> (
     crate::sctp::Association,
     crate::sctp::Association,
     u32,
@@ -1202,6 +1204,7 @@ fn sctp_established() -> (
     use crate::sctp::{Association, Config};
     let cfg = Config {
         heartbeat_interval: None,
+        receive_window,
         ..Config::default()
     };
     let mut a = Association::new(cfg.clone(), rand::rngs::StdRng::seed_from_u64(1));
@@ -1229,7 +1232,11 @@ fn sctp_established() -> (
 /// time moving between them. Nothing may panic, and memory stays bounded.
 pub fn sctp_association(data: &[u8]) {
     use crate::sctp::packet;
-    let (mut a, _b, tag, mut now) = sctp_established();
+    if let Some((&SCTP_DATA_OPS, ops)) = data.split_first() {
+        return sctp_association_data_ops(ops);
+    }
+    let window = crate::sctp::Config::default().receive_window;
+    let (mut a, _b, tag, mut now) = sctp_established(window);
     let _ = a.send(now, 1, 53, &[7; 3000], crate::sctp::SendOptions::default());
     let mut rest = data;
     let mut n = 0;
@@ -1255,9 +1262,132 @@ pub fn sctp_association(data: &[u8]) {
             assert!(out.len() <= a.config().mtu.max(1500), "packet over the MTU");
         }
         while a.poll_event().is_some() {}
-        assert!(a.receive_buffered() <= a.config().receive_window as usize + 65536);
+        assert!(a.receive_buffered() <= a.receive_limit());
     }
 }
+/// The first byte that switches the `sctp_association` harness to
+/// [`sctp_association_data_ops`].
+pub const SCTP_DATA_OPS: u8 = 0xFF;
+
+/// The `sctp_association` harness for inputs that start with
+/// [`SCTP_DATA_OPS`]: every 5 bytes `[k_hi, k_lo, f, ssn, n]` are one DATA
+/// chunk (or FORWARD TSN) sent to an established association that took
+/// one message already and has a 64 KiB receive window, so that a few
+/// kilobytes of input cross the window and reach any TSN of the 2^20 gap
+/// it accepts.
+///
+/// - TSN: the first one the peer has not sent yet, plus `k` (times 16 when
+///   `f & 0x20`, to reach far ahead);
+/// - `f & 0x07`: the E, B and U flags; the I flag is always set, so every
+///   chunk is SACKed at once and the harness knows the cumulative TSN;
+///   `(f >> 3) & 3`: the stream;
+/// - `f & 0x40`: 50 ms pass after it (timers run);
+/// - `f & 0x80`: a FORWARD TSN to that TSN (skipping SSN `ssn` on the
+///   stream) instead of DATA;
+/// - `n`: `64 n + 1` bytes of user data, each the low byte of the TSN.
+///
+/// After every step: nothing panicked; what the association holds never
+/// exceeds [`Association::receive_limit`](crate::sctp::Association::receive_limit),
+/// and goes past the window only by a chunk at the cumulative TSN + 1
+/// (RFC 9260 §6.2); every message delivered is made of fragments with
+/// consecutive TSNs (each byte equals the one before or is one more).
+pub fn sctp_association_data_ops(ops: &[u8]) {
+    use crate::sctp::chunk::{Data, FLAG_IMMEDIATE, ForwardTsn};
+    use crate::sctp::{Chunk, CommonHeader, Event, Packet};
+    // A small window, so that a few hundred chunks cross it.
+    let (mut a, mut b, tag, mut now) = sctp_established(64 * 1024);
+    // One message from b gives the TSN b sends next.
+    let _ = b.send(now, 0, 51, b"x", crate::sctp::SendOptions::default());
+    let mut base = None;
+    while let Some(p) = b.poll_transmit() {
+        if let Ok(pk) = Packet::parse(&p) {
+            for c in &pk.chunks {
+                if let Chunk::Data(d) = c {
+                    base = Some(d.tsn.wrapping_add(1));
+                }
+            }
+        }
+        a.handle_packet(now, &p);
+    }
+    let Some(base) = base else {
+        panic!("b sent no DATA");
+    };
+    let window = a.config().receive_window as usize;
+    let limit = a.receive_limit();
+    let mut cum = base.wrapping_sub(1);
+    let mut payload = Vec::new();
+    for op in ops.chunks_exact(5) {
+        let (k, f, ssn, n) = (u16::from_be_bytes([op[0], op[1]]), op[2], op[3], op[4]);
+        let off = if f & 0x20 != 0 {
+            u32::from(k) << 4
+        } else {
+            u32::from(k)
+        };
+        let tsn = base.wrapping_add(off);
+        let stream = u16::from((f >> 3) & 3);
+        let chunk = if f & 0x80 != 0 {
+            Chunk::ForwardTsn(ForwardTsn {
+                new_cum_tsn: tsn,
+                streams: vec![(stream, u16::from(ssn))],
+            })
+        } else {
+            payload.clear();
+            payload.resize(64 * usize::from(n) + 1, tsn as u8);
+            Chunk::Data(Data {
+                flags: (f & 0x07) | FLAG_IMMEDIATE,
+                tsn,
+                stream,
+                ssn: u16::from(ssn),
+                ppid: 53,
+                payload: &payload,
+            })
+        };
+        let raw = Packet {
+            header: CommonHeader {
+                source_port: 5000,
+                destination_port: 5000,
+                verification_tag: tag,
+            },
+            chunks: vec![chunk],
+        }
+        .to_vec();
+        let before = a.receive_buffered();
+        a.handle_packet(now, &raw);
+        let held = a.receive_buffered();
+        assert!(held <= limit, "{held} bytes held, limit {limit}");
+        if held > before.max(window) {
+            assert!(
+                f & 0x80 == 0 && tsn == cum.wrapping_add(1),
+                "past the window ({held} > {window}) by TSN {tsn}, cumulative TSN {cum}"
+            );
+        }
+        if f & 0x40 != 0 {
+            now += std::time::Duration::from_millis(50);
+            a.handle_timeout(now);
+        }
+        while let Some(out) = a.poll_transmit() {
+            if let Ok(pk) = Packet::parse(&out) {
+                for c in pk.chunks {
+                    if let Chunk::Sack(s) = c {
+                        cum = s.cum_tsn_ack;
+                    }
+                }
+            }
+        }
+        while let Some(e) = a.poll_event() {
+            if let Event::Message { data, .. } = e {
+                let intact = data
+                    .windows(2)
+                    .all(|w| w[1] == w[0] || w[1] == w[0].wrapping_add(1));
+                assert!(intact, "a message joined from non-consecutive TSNs");
+            }
+        }
+        if a.state() == crate::sctp::State::Closed {
+            break;
+        }
+    }
+}
+
 /// The harness of the `signaling_rooms` target: the bytes are a script of
 /// client actions against [`crate::signaling::Rooms`] (rooms of three,
 /// 200-byte messages). Frames are split at 0x00; a frame's first byte picks

@@ -24,6 +24,15 @@ const MAX_QUEUED_CONTROL: usize = 64;
 const MAX_TSN_GAP: u64 = 1 << 20;
 /// Most disjoint received ranges kept above the cumulative TSN.
 const MAX_RANGES: usize = 4096;
+/// Most reassembly runs (fragments of partial messages, by consecutive
+/// TSNs) kept above the cumulative TSN.
+const MAX_RUNS: usize = 4096;
+/// What one held message or reassembly run costs besides its bytes (its
+/// map entry, its allocation), charged to the receive window so that a
+/// window of one-byte messages is not a million allocations.
+const HELD_OVERHEAD: usize = 64;
+/// Largest user data one DATA chunk can carry (its length field is 16 bits).
+const MAX_DATA_PAYLOAD: usize = 65535 - DATA_HEADER_LEN;
 /// Most duplicate TSNs reported in one SACK.
 const MAX_DUPS: usize = 16;
 /// The state cookie: version, timestamp, tags, TSNs, windows, streams, flags,
@@ -371,9 +380,33 @@ impl Association {
         self.total_buffered
     }
 
-    /// Bytes of incoming data held for reassembly and ordering.
+    /// Bytes of incoming data held for reassembly and ordering, plus a
+    /// fixed 64 bytes per held message or run (its bookkeeping): at most
+    /// the receive window, except for what chunks that fill the hole at the
+    /// cumulative TSN + 1 add past it, and never more than
+    /// [`Association::receive_limit`].
     pub fn receive_buffered(&self) -> usize {
         self.rx_buffered
+    }
+
+    /// The most bytes of incoming data this association ever holds: the
+    /// receive window, plus room for the chunks at the cumulative TSN + 1
+    /// that fill a hole, which are taken past the window (RFC 9260 §6.2).
+    /// A peer that keeps to our window needs that room only for the one
+    /// message it has us reassemble in order: `max_message_size`, and one
+    /// chunk more (each held message or run also counts `HELD_OVERHEAD`
+    /// bytes).
+    pub fn receive_limit(&self) -> usize {
+        (self.config.receive_window as usize)
+            .saturating_add(self.config.max_message_size)
+            .saturating_add(MAX_DATA_PAYLOAD)
+            .saturating_add(2 * HELD_OVERHEAD)
+    }
+
+    /// Inbound streams with receive state (for tests).
+    #[cfg(test)]
+    pub(crate) fn inbound_stream_states(&self) -> usize {
+        self.inbound.len()
     }
 
     /// Negotiated outbound and inbound stream counts.
@@ -1370,16 +1403,13 @@ impl Association {
         if t > self.rx_cum + MAX_TSN_GAP {
             return;
         }
-        // §6.2: no room → drop new data, but keep what fills a hole below the
-        // highest TSN received (so that reassembly can always finish).
-        if t > self.rx_highest
-            && self.rx_buffered + d.payload.len() > self.config.receive_window as usize
-        {
+        if !self.admits(t, &d) {
+            // §6.2: a DATA chunk dropped for want of room is answered at
+            // once with a SACK that shows only what was accepted.
+            self.sack_now = true;
             return;
         }
-        if t != self.rx_cum + 1 && self.rx_ranges.len() >= MAX_RANGES && t > self.rx_highest {
-            return;
-        }
+        let advances = t == self.rx_cum + 1;
         self.record_tsn(t);
         if d.stream >= self.in_streams {
             // §6.5: acknowledge, discard, report an invalid stream.
@@ -1389,14 +1419,99 @@ impl Association {
             let mut c = Vec::new();
             Chunk::Error(vec![ErrorCause { code: 1, info }]).write(&mut c);
             self.queue_control(c);
-            return;
+        } else {
+            self.take_data(now, t, d);
         }
+        if advances {
+            // The cumulative TSN moved (maybe past ranges received before).
+            self.drop_dead_runs();
+        }
+    }
+
+    /// Delivers a whole message or joins a fragment to its run.
+    fn take_data(&mut self, now: Instant, t: u64, d: super::chunk::Data<'_>) {
         let unordered = d.flags & FLAG_UNORDERED != 0;
         if d.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END {
             self.deliver(now, d.stream, d.ssn, unordered, d.ppid, d.payload.to_vec());
-            return;
+        } else {
+            self.add_fragment(now, t, d);
         }
-        self.add_fragment(now, t, d);
+    }
+
+    /// RFC 9260 §6.2: whether a DATA chunk for the new TSN `t` may be
+    /// kept. The receive window bounds what we hold. With no room, §6.2
+    /// drops a chunk above the highest TSN received (MUST) and, for one
+    /// below it, would rather drop the highest TSN held (renege) to make
+    /// room (SHOULD). We do not renege (a sender must then notice that
+    /// gap-acked data is gone); instead, past the window, a chunk below the
+    /// highest TSN is taken only if it is the one at the cumulative TSN +
+    /// 1, since it alone is sure to let held data drain (the cumulative
+    /// TSN moves up to that data, completing or extending messages), and
+    /// only within [`Association::receive_limit`]. Anything else is dropped
+    /// and comes again: otherwise a peer could fill every hole of a
+    /// 2^20-TSN gap with fragments that never complete. Chunks that would
+    /// open one more range of received TSNs or one more reassembly run are
+    /// dropped likewise past `MAX_RANGES` and `MAX_RUNS`.
+    fn admits(&self, t: u64, d: &super::chunk::Data<'_>) -> bool {
+        let advances = t == self.rx_cum + 1;
+        let limit = if advances && t < self.rx_highest {
+            self.receive_limit()
+        } else {
+            self.config.receive_window as usize
+        };
+        if self.rx_buffered + d.payload.len() + HELD_OVERHEAD > limit {
+            return false;
+        }
+        if advances {
+            return true;
+        }
+        // A new range unless it touches one: t - 1 received, or t + 1 a start.
+        let touches = self.is_received(t - 1) || self.rx_ranges.contains_key(&(t + 1));
+        if !touches && self.rx_ranges.len() >= MAX_RANGES {
+            return false;
+        }
+        let whole = d.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END;
+        if !whole && self.reassembly.len() >= MAX_RUNS {
+            // Only a middle or last fragment that continues a run adds none.
+            let continues = d.flags & FLAG_BEGIN == 0
+                && self
+                    .reassembly
+                    .range(..t)
+                    .next_back()
+                    .is_some_and(|(_, r)| r.last == t - 1 && !r.end);
+            if !continues {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Accounts for one held message or run, of `bytes`, let go.
+    fn release(&mut self, bytes: usize) {
+        self.rx_buffered = self.rx_buffered.saturating_sub(bytes + HELD_OVERHEAD);
+    }
+
+    /// Drops the reassembly runs that can no longer complete once the
+    /// cumulative TSN has passed their edge: a run without its E fragment
+    /// whose next TSN was received and did not join it, or a run without
+    /// its B fragment whose previous TSN was. RFC 9260 §6.9: the fragments
+    /// of one message take consecutive TSNs, so a fragment arriving at
+    /// either edge would have been joined to the run when it came.
+    fn drop_dead_runs(&mut self) {
+        let cum = self.rx_cum;
+        loop {
+            let dead = self
+                .reassembly
+                .range(..=cum + 1)
+                .find(|(_, r)| !r.begin || (!r.end && r.last < cum))
+                .map(|(&k, _)| k);
+            let Some(k) = dead else {
+                break;
+            };
+            if let Some(run) = self.reassembly.remove(&k) {
+                self.release(run.data.len());
+            }
+        }
     }
 
     /// RFC 9260 §6.9: joins a fragment to the run it continues (or starts a
@@ -1428,6 +1543,7 @@ impl Association {
         let key = match key {
             Some(k) => k,
             None => {
+                self.rx_buffered += HELD_OVERHEAD;
                 self.reassembly.insert(
                     t,
                     Run {
@@ -1451,12 +1567,14 @@ impl Association {
         let (last, run_end) = (run.last, run.end);
         if !run_end && self.reassembly.get(&(last + 1)).is_some_and(|n| !n.begin) {
             if let Some(next) = self.reassembly.remove(&(last + 1)) {
+                self.release(0);
                 if let Some(run) = self.reassembly.get_mut(&key) {
                     if run.matches(next.stream, next.ssn, next.unordered) {
                         run.data.extend_from_slice(&next.data);
                         run.last = next.last;
                         run.end = next.end;
                     } else {
+                        self.rx_buffered = self.rx_buffered.saturating_sub(next.data.len());
                         consistent = false;
                     }
                 }
@@ -1483,7 +1601,7 @@ impl Association {
         // ANCHOR_END: reassembly_cap
         if run.begin && run.end {
             if let Some(run) = self.reassembly.remove(&key) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
+                self.release(run.data.len());
                 self.deliver(now, run.stream, run.ssn, run.unordered, run.ppid, run.data);
             }
         }
@@ -1507,14 +1625,14 @@ impl Association {
             st.next_ssn = st.next_ssn.wrapping_add(1);
             self.events.push_back(Event::Message { stream, ppid, data });
             while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
+                self.rx_buffered = self.rx_buffered.saturating_sub(data.len() + HELD_OVERHEAD);
                 st.next_ssn = st.next_ssn.wrapping_add(1);
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
         } else if ssn_lt(st.next_ssn, ssn) {
-            self.rx_buffered += data.len();
+            self.rx_buffered += data.len() + HELD_OVERHEAD;
             if let Some((_, old)) = st.waiting.insert(ssn, (ppid, data)) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(old.len());
+                self.rx_buffered = self.rx_buffered.saturating_sub(old.len() + HELD_OVERHEAD);
             }
         }
         // An SSN below next_ssn is a stale duplicate: dropped.
@@ -1557,9 +1675,13 @@ impl Association {
         let keep = self.reassembly.split_off(&(new + 1));
         let dropped = std::mem::replace(&mut self.reassembly, keep);
         for (_, run) in dropped {
-            self.rx_buffered = self.rx_buffered.saturating_sub(run.data.len());
+            self.release(run.data.len());
         }
         for &(stream, ssn) in &f.streams {
+            if stream >= self.in_streams {
+                // No such stream (§6.5 for DATA): no state to move, none to make.
+                continue;
+            }
             let Some(st) = self.inbound.get_mut(&stream) else {
                 self.inbound.entry(stream).or_default().next_ssn = ssn.wrapping_add(1);
                 continue;
@@ -1567,17 +1689,18 @@ impl Association {
             // Deliver the complete messages up to the skipped SSN, then move on.
             while ssn_lt(st.next_ssn, ssn.wrapping_add(1)) {
                 if let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                    self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
+                    self.rx_buffered = self.rx_buffered.saturating_sub(data.len() + HELD_OVERHEAD);
                     self.events.push_back(Event::Message { stream, ppid, data });
                 }
                 st.next_ssn = st.next_ssn.wrapping_add(1);
             }
             while let Some((ppid, data)) = st.waiting.remove(&st.next_ssn) {
-                self.rx_buffered = self.rx_buffered.saturating_sub(data.len());
+                self.rx_buffered = self.rx_buffered.saturating_sub(data.len() + HELD_OVERHEAD);
                 st.next_ssn = st.next_ssn.wrapping_add(1);
                 self.events.push_back(Event::Message { stream, ppid, data });
             }
         }
+        self.drop_dead_runs();
         self.check_deferred_reset(now);
     }
 
@@ -2224,7 +2347,7 @@ impl Association {
             for st in self.inbound.values_mut() {
                 st.next_ssn = 0;
                 for (_, (_, d)) in st.waiting.drain() {
-                    self.rx_buffered = self.rx_buffered.saturating_sub(d.len());
+                    self.rx_buffered = self.rx_buffered.saturating_sub(d.len() + HELD_OVERHEAD);
                 }
             }
         } else {
@@ -2232,7 +2355,7 @@ impl Association {
                 if let Some(st) = self.inbound.get_mut(&s) {
                     st.next_ssn = 0;
                     for (_, (_, d)) in st.waiting.drain() {
-                        self.rx_buffered = self.rx_buffered.saturating_sub(d.len());
+                        self.rx_buffered = self.rx_buffered.saturating_sub(d.len() + HELD_OVERHEAD);
                     }
                 }
             }

@@ -42,8 +42,13 @@
 //!   the peer SACKs at once; fast
 //!   retransmit and fast recovery (§7.2.4); slow start, congestion avoidance,
 //!   cwnd, ssthresh, partial_bytes_acked (§7.2); the peer's rwnd with
-//!   zero-window probing (§6.1); bundling up to the MTU (§6.10);
-//!   fragmentation and bounded reassembly (§6.9); ordered and unordered
+//!   zero-window probing (§6.1); our receive window as a hard bound on
+//!   what we hold, for every DATA chunk: past it, only the chunk that
+//!   fills the hole at the cumulative TSN is taken (§6.2), and each held
+//!   message or fragment run costs 64 bytes of it besides its data;
+//!   bundling up to the MTU (§6.10); fragmentation and bounded reassembly
+//!   (§6.9: at most 4096 runs, and runs that can no longer complete are
+//!   dropped once the cumulative TSN passes them); ordered and unordered
 //!   delivery (§6.6); idle HEARTBEAT (§8.3); graceful shutdown (§9.2) and
 //!   ABORT (§9.1).
 //! - RFC 3758: FORWARD TSN, abandoning by retransmission count and by
@@ -55,7 +60,9 @@
 //!
 //! ## Left out
 //!
-//! Multi-homing and path management (one path: DTLS), association restart
+//! Reneging (§6.2: we never drop data we acknowledged in a gap block, and
+//! our sender does not look for a peer that does), multi-homing and path
+//! management (one path: DTLS), association restart
 //! (§5.2.4 case A: an INIT in ESTABLISHED is ignored), ECN, AUTH (RFC 4895),
 //! the RFC 6525 SSN/TSN reset and add-streams requests (answered "denied"
 //! by omission: they are unknown parameters), stream schedulers other than
@@ -179,7 +186,12 @@ pub struct Config {
     /// KiB): `send` refuses bigger ones and reassembly aborts past it.
     pub max_message_size: usize,
     /// Our receive window (a_rwnd): bytes we buffer for reassembly and
-    /// ordering. It bounds the receiver's memory and the sender's flight.
+    /// ordering (64 more per message or fragment run held, for its
+    /// bookkeeping). It bounds the receiver's memory and the sender's
+    /// flight: past it, only a DATA chunk that fills the hole at the
+    /// cumulative TSN + 1 is accepted (RFC 9260 §6.2), within
+    /// [`Association::receive_limit`](crate::sctp::Association::receive_limit).
+    /// Keep it above `max_message_size`: a message is delivered only whole.
     pub receive_window: u32,
     /// Most bytes `send` may queue (unsent plus unacknowledged) before it
     /// returns [`SctpError::BufferFull`].
