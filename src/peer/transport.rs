@@ -735,6 +735,8 @@ impl Transport {
         tracing::debug!(?role, ?peer, "DTLS endpoint started");
         live.dtls = Some(endpoint);
         self.release_held_dtls(now);
+        // A client's ClientHello goes out now.
+        self.drain_dtls(now);
     }
 
     /// Reads the held DTLS datagrams that may now be read (an endpoint
