@@ -1,0 +1,226 @@
+//! Servers listening on a wildcard address (`0.0.0.0:P`) on a host with two
+//! addresses must answer from the address each request was sent to: a NAT in
+//! front of the client drops an answer from the other one.
+//!
+//! Each test builds its own three network namespaces (`ip netns`, as root):
+//!
+//! ```text
+//!  client 10.202.0.2 ── 10.202.0.254 router 10.201.0.254 ── server 10.201.0.1
+//!                        (MASQUERADE to the server subnet)          10.201.0.2
+//! ```
+//!
+//! and aims the client at the server's SECOND address, 10.201.0.2. Nothing is
+//! sent outside these namespaces; every wait is bounded, and the namespaces
+//! are deleted when the test ends, even on a panic. Without root (or `ip`,
+//! `iptables`) the tests skip loudly, and fail under `RTCLAB_REQUIRE_INTEROP=1`.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Peer, interop_required, run_bounded};
+
+const SERVER_FIRST: &str = "10.201.0.1";
+const SERVER_SECOND: &str = "10.201.0.2";
+const ROUTER_SERVER_SIDE: &str = "10.201.0.254";
+const PORT: u16 = 3478;
+
+/// The three namespaces of one test; deleted on drop.
+struct Lab {
+    prefix: String,
+}
+
+impl Lab {
+    fn ns(&self, role: &str) -> String {
+        format!("{}-{role}", self.prefix)
+    }
+
+    /// Builds the topology, or `None` (after a loud skip) when this host
+    /// cannot.
+    fn new(tag: &str) -> Option<Lab> {
+        let lab = Lab {
+            prefix: format!("rtclab-wc-{}-{tag}", std::process::id()),
+        };
+        let (srv, rtr, cli) = (lab.ns("srv"), lab.ns("rtr"), lab.ns("cli"));
+        if let Err(e) = ip(&["netns", "add", &srv]) {
+            assert!(
+                !interop_required(),
+                "cannot create a network namespace and RTCLAB_REQUIRE_INTEROP=1: {e}"
+            );
+            eprintln!(
+                "\n*** SKIPPED: cannot create network namespaces ({e}); run as root with iproute2 and iptables ***\n"
+            );
+            return None;
+        }
+        // From here on, `lab` is dropped (namespaces deleted) on any failure.
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["netns", "add", &rtr],
+            vec!["netns", "add", &cli],
+            // The links are made inside the router's namespace, so that
+            // their names cannot clash with another test's.
+            vec![
+                "-n", &rtr, "link", "add", "rs0", "type", "veth", "peer", "name", "s0", "netns",
+                &srv,
+            ],
+            vec![
+                "-n", &rtr, "link", "add", "rc0", "type", "veth", "peer", "name", "c0", "netns",
+                &cli,
+            ],
+            vec!["-n", &srv, "addr", "add", "10.201.0.1/24", "dev", "s0"],
+            vec!["-n", &srv, "addr", "add", "10.201.0.2/24", "dev", "s0"],
+            vec!["-n", &rtr, "addr", "add", "10.201.0.254/24", "dev", "rs0"],
+            vec!["-n", &rtr, "addr", "add", "10.202.0.254/24", "dev", "rc0"],
+            vec!["-n", &cli, "addr", "add", "10.202.0.2/24", "dev", "c0"],
+            vec!["-n", &srv, "link", "set", "lo", "up"],
+            vec!["-n", &rtr, "link", "set", "lo", "up"],
+            vec!["-n", &cli, "link", "set", "lo", "up"],
+            vec!["-n", &srv, "link", "set", "s0", "up"],
+            vec!["-n", &rtr, "link", "set", "rs0", "up"],
+            vec!["-n", &rtr, "link", "set", "rc0", "up"],
+            vec!["-n", &cli, "link", "set", "c0", "up"],
+            vec!["-n", &srv, "route", "add", "default", "via", "10.201.0.254"],
+            vec!["-n", &cli, "route", "add", "default", "via", "10.202.0.254"],
+        ];
+        for s in &steps {
+            if let Err(e) = ip(s) {
+                lab.unavailable(&e);
+                return None;
+            }
+        }
+        let nat: [&[&str]; 2] = [
+            &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            &[
+                "iptables",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "10.202.0.0/24",
+                "-o",
+                "rs0",
+                "-j",
+                "MASQUERADE",
+            ],
+        ];
+        for cmd in nat {
+            if let Err(e) = lab.exec(&rtr, cmd) {
+                lab.unavailable(&e);
+                return None;
+            }
+        }
+        Some(lab)
+    }
+
+    fn unavailable(&self, e: &str) {
+        assert!(
+            !interop_required(),
+            "cannot build the namespaces and RTCLAB_REQUIRE_INTEROP=1: {e}"
+        );
+        eprintln!("\n*** SKIPPED: cannot build the test's network namespaces ({e}) ***\n");
+    }
+
+    /// Runs `cmd` in namespace `ns` and waits (bounded) for it.
+    fn exec(&self, ns: &str, cmd: &[&str]) -> Result<(), String> {
+        let mut args = vec!["netns", "exec", ns];
+        args.extend_from_slice(cmd);
+        ip(&args)
+    }
+
+    /// Starts a long-running `rtclab` subcommand in namespace `ns`.
+    fn spawn_rtclab(&self, ns: &str, name: &str, args: &[&str]) -> Peer {
+        let bin = env!("CARGO_BIN_EXE_rtclab");
+        let mut all: Vec<String> = ["netns", "exec", ns, bin]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        all.extend(args.iter().map(|s| s.to_string()));
+        Peer::start(name, &PathBuf::from("ip"), &all)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for role in ["cli", "rtr", "srv"] {
+            let _ = ip(&["netns", "del", &self.ns(role)]);
+        }
+    }
+}
+
+/// Runs `ip args…` (at most 10 s); the error carries its output.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let mut child = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => {
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("ip {args:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// `rtclab stun-server --listen 0.0.0.0:P` (one thread, then two on
+/// SO_REUSEPORT sockets) answers a Binding request sent through a NAT to its
+/// second address.
+#[test]
+fn stun_server_on_wildcard_answers_from_the_address_asked() {
+    for threads in ["1", "2"] {
+        let Some(lab) = Lab::new(&format!("s{threads}")) else {
+            return;
+        };
+        let listen = format!("0.0.0.0:{PORT}");
+        let server = lab.spawn_rtclab(
+            &lab.ns("srv"),
+            "rtclab-stun-server",
+            &["stun-server", "--listen", &listen, "--threads", threads],
+        );
+        assert!(
+            server.wait_for_output("listening on", Duration::from_secs(10)),
+            "the STUN server did not start:\n{}",
+            server.output()
+        );
+        for target in [SERVER_SECOND, SERVER_FIRST] {
+            let bin = env!("CARGO_BIN_EXE_rtclab");
+            let to = format!("{target}:{PORT}");
+            let args: Vec<String> = ["netns", "exec", &lab.ns("cli"), bin, "stun", &to]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let (ok, out) = run_bounded(&PathBuf::from("ip"), &args, Duration::from_secs(10));
+            assert!(
+                ok && out.contains(&format!("Mapped address: {ROUTER_SERVER_SIDE}:")),
+                "STUN Binding to {to} through the NAT ({threads} server thread(s)) failed:\n{out}\n---- server ----\n{}",
+                server.output()
+            );
+        }
+        drop(server);
+        drop(lab);
+    }
+}
