@@ -18,11 +18,18 @@
 
 mod common;
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Peer, interop_required, run_bounded};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rtclab::runtime::Driver;
+use rtclab::turn::{Client, ClientConfig, ClientEvent};
 
 const SERVER_FIRST: &str = "10.201.0.1";
 const SERVER_SECOND: &str = "10.201.0.2";
@@ -141,6 +148,21 @@ impl Lab {
         all.extend(args.iter().map(|s| s.to_string()));
         Peer::start(name, &PathBuf::from("ip"), &all)
     }
+
+    /// A UDP socket bound to `addr` inside namespace `ns` (made on a thread
+    /// that enters the namespace; the socket stays in it).
+    fn udp_socket_in(&self, ns: &str, addr: &str) -> UdpSocket {
+        let path = format!("/run/netns/{ns}");
+        let addr = addr.to_string();
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+            UdpSocket::bind(&addr).unwrap_or_else(|e| panic!("bind {addr} in {path}: {e}"))
+        })
+        .join()
+        .expect("the namespace thread")
+    }
 }
 
 impl Drop for Lab {
@@ -222,5 +244,114 @@ fn stun_server_on_wildcard_answers_from_the_address_asked() {
         }
         drop(server);
         drop(lab);
+    }
+}
+
+/// `rtclab turn-server --listen 0.0.0.0:P` answers an Allocate sent through a
+/// NAT to its second address, and relays a peer's answer back from that
+/// address too.
+#[test]
+fn turn_server_on_wildcard_answers_from_the_address_asked() {
+    let Some(lab) = Lab::new("t") else {
+        return;
+    };
+    let listen = format!("0.0.0.0:{PORT}");
+    let server = lab.spawn_rtclab(
+        &lab.ns("srv"),
+        "rtclab-turn-server",
+        &[
+            "turn-server",
+            "--listen",
+            &listen,
+            "--relay-ip",
+            SERVER_FIRST,
+            "--relays",
+            "4",
+            "--user",
+            "alice:secret",
+        ],
+    );
+    assert!(
+        server.wait_for_output("TURN server on", Duration::from_secs(10)),
+        "the TURN server did not start:\n{}",
+        server.output()
+    );
+    // The peer: a UDP echo on the router's server side.
+    let peer = lab.udp_socket_in(&lab.ns("rtr"), &format!("{ROUTER_SERVER_SIDE}:0"));
+    let peer_addr = peer.local_addr().expect("peer address");
+    peer.set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
+    let stop = Arc::new(AtomicBool::new(false));
+    let echo = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = peer.recv_from(&mut buf) {
+                    let _ = peer.send_to(&buf[..n], from);
+                }
+            }
+        })
+    };
+    let client_socket = lab.udp_socket_in(&lab.ns("cli"), "0.0.0.0:0");
+    client_socket.set_nonblocking(true).expect("nonblocking");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = rt.block_on(async {
+        let socket = tokio::net::UdpSocket::from_std(client_socket).expect("tokio socket");
+        let to: SocketAddr = format!("{SERVER_SECOND}:{PORT}").parse().expect("addr");
+        let client = Client::new(
+            ClientConfig::new(to, "alice", "secret"),
+            StdRng::seed_from_u64(7),
+        );
+        let mut d = Driver::from_sockets(client, vec![socket]).expect("driver");
+        d.machine_mut().allocate(Instant::now()).expect("allocate");
+        let allocated = next(&mut d).await?;
+        let ClientEvent::Allocated {
+            relayed, mapped, ..
+        } = allocated
+        else {
+            return Err(format!("Allocate: {allocated:?}"));
+        };
+        if relayed.ip().to_string() != SERVER_FIRST
+            || mapped.map(|m| m.ip().to_string()) != Some(ROUTER_SERVER_SIDE.into())
+        {
+            return Err(format!("relayed {relayed}, mapped {mapped:?}"));
+        }
+        d.machine_mut()
+            .send_to(Instant::now(), peer_addr, b"through the relay")
+            .map_err(|e| format!("send: {e}"))?;
+        let mut events = Vec::new();
+        while events.len() < 2 {
+            events.push(next(&mut d).await?);
+        }
+        let want = ClientEvent::Data {
+            peer: peer_addr,
+            data: b"through the relay".to_vec(),
+        };
+        if !events.contains(&want) {
+            return Err(format!("after the send: {events:?}"));
+        }
+        Ok(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = echo.join();
+    if let Err(e) = result {
+        panic!(
+            "TURN through the NAT to {SERVER_SECOND}:{PORT}: {e}\n---- server ----\n{}",
+            server.output()
+        );
+    }
+    drop(server);
+    drop(lab);
+}
+
+async fn next(d: &mut Driver<Client>) -> Result<ClientEvent, String> {
+    match tokio::time::timeout(Duration::from_secs(5), d.next_event()).await {
+        Ok(Ok(e)) => Ok(e),
+        Ok(Err(e)) => Err(format!("io: {e}")),
+        Err(_) => Err("no answer within 5 s".into()),
     }
 }

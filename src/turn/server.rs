@@ -144,6 +144,10 @@ struct Allocation {
     /// earlier allocation in the same slot are recognised and ignored.
     generation: u64,
     client: SocketAddr,
+    /// The server side of the 5-tuple (RFC 8656 §2): the address the client
+    /// sent its Allocate to, which its relayed data must come from. It is
+    /// `listen` unless that is a wildcard address.
+    server: SocketAddr,
     relay: SocketAddr,
     username: String,
     expires: Instant,
@@ -390,13 +394,22 @@ impl Server {
     ) -> Option<Route> {
         tracing::trace!(from = %d.source, to = %d.destination, len = d.contents.len(), "datagram");
         out.clear();
-        if d.destination != self.config.listen {
+        if !self.is_listening(d.destination) {
             return self.datagram_from_peer(now, d, out);
         }
         if channel_data::is_channel_data_rfc5766(d.contents) {
             return self.channel_data_from_client(now, d, out);
         }
         self.stun_from_client(now, d, out)
+    }
+
+    /// Whether a datagram sent to `local` came to the listening address: it
+    /// is `listen`, or any address on its port when `listen` is a wildcard
+    /// (the runtime gives the real local address of each datagram; no relay
+    /// can share that port, the wildcard socket holds it on every address).
+    fn is_listening(&self, local: SocketAddr) -> bool {
+        let listen = self.config.listen;
+        local == listen || (listen.ip().is_unspecified() && local.port() == listen.port())
     }
 
     fn stun_from_client(
@@ -642,6 +655,7 @@ impl Server {
         self.slots[slot] = Some(Allocation {
             generation,
             client: d.source,
+            server: d.destination,
             relay,
             username: auth.username,
             expires: now + lifetime,
@@ -938,7 +952,7 @@ impl Server {
             tracing::debug!(peer = %d.source, relay = %d.destination, "datagram from a peer without permission dropped");
             return None;
         }
-        let client = a.client;
+        let (client, server) = (a.client, a.server);
         let channel = a
             .channel_of
             .get(&d.source)
@@ -980,7 +994,7 @@ impl Server {
         self.stats.to_client += 1;
         tracing::trace!(peer = %d.source, relay = %d.destination, %client, ?channel, len = d.contents.len(), "relayed to client");
         Some(Route {
-            source: self.config.listen,
+            source: server,
             destination: client,
         })
     }
