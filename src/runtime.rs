@@ -1121,6 +1121,35 @@ mod tests {
             let first: SocketAddr = ([127, 0, 0, 1], port).into();
             let (s2, s1) = (second.to_string(), first.to_string());
             ask(&client, &[second, first, second], &[&s2, &s1, &s2]).await;
+            // A burst to both addresses at once: the fast path reads it in
+            // batches (`recvmmsg`) and answers each run of one source
+            // address in one `sendmmsg`.
+            let mut buf = [0u8; 128];
+            for round in 0..4 {
+                let targets: Vec<SocketAddr> = (0..96)
+                    .map(|k| {
+                        if (k / (round + 1)) % 2 == 0 {
+                            second
+                        } else {
+                            first
+                        }
+                    })
+                    .collect();
+                for to in &targets {
+                    client.send_to(b"where?", to).await.unwrap();
+                }
+                for to in &targets {
+                    let (n, from) = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        client.recv_from(&mut buf),
+                    )
+                    .await
+                    .expect("an answer in time")
+                    .unwrap();
+                    assert_eq!(from, *to, "round {round}");
+                    assert_eq!(&buf[..n], to.to_string().as_bytes(), "round {round}");
+                }
+            }
             task.abort();
         }
     }
