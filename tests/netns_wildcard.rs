@@ -6,10 +6,13 @@
 //!
 //! ```text
 //!  client 10.202.0.2 ── 10.202.0.254 router 10.201.0.254 ── server 10.201.0.1
-//!                        (MASQUERADE to the server subnet)          10.201.0.2
+//!         fd02::2        fd02::fe     (MASQUERADE) fd01::fe         10.201.0.2
+//!                                                                   fd01::1
+//!                                                                   fd01::2
 //! ```
 //!
-//! and aims the client at the server's SECOND address, 10.201.0.2. Nothing is
+//! and aims the client at each of the server's addresses (whichever the
+//! kernel would pick for a reply, the other one shows the bug). Nothing is
 //! sent outside these namespaces; every wait is bounded, and the namespaces
 //! are deleted when the test ends, even on a panic. Without root (or `ip`,
 //! `iptables`) the tests skip loudly, and fail under `RTCLAB_REQUIRE_INTEROP=1`.
@@ -39,6 +42,8 @@ const PORT: u16 = 3478;
 /// The three namespaces of one test; deleted on drop.
 struct Lab {
     prefix: String,
+    /// Whether the IPv6 half (NAT66 on the router) is up.
+    v6: bool,
 }
 
 impl Lab {
@@ -49,8 +54,9 @@ impl Lab {
     /// Builds the topology, or `None` (after a loud skip) when this host
     /// cannot.
     fn new(tag: &str) -> Option<Lab> {
-        let lab = Lab {
+        let mut lab = Lab {
             prefix: format!("rtclab-wc-{}-{tag}", std::process::id()),
+            v6: false,
         };
         let (srv, rtr, cli) = (lab.ns("srv"), lab.ns("rtr"), lab.ns("cli"));
         if let Err(e) = ip(&["netns", "add", &srv]) {
@@ -118,6 +124,99 @@ impl Lab {
             if let Err(e) = lab.exec(&rtr, cmd) {
                 lab.unavailable(&e);
                 return None;
+            }
+        }
+        // The same over IPv6, NAT66 included (`nodad`: usable at once).
+        let steps6: Vec<Vec<&str>> = vec![
+            vec![
+                "-n",
+                &srv,
+                "addr",
+                "add",
+                "fd01::1/64",
+                "dev",
+                "s0",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                &srv,
+                "addr",
+                "add",
+                "fd01::2/64",
+                "dev",
+                "s0",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                &rtr,
+                "addr",
+                "add",
+                "fd01::fe/64",
+                "dev",
+                "rs0",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                &rtr,
+                "addr",
+                "add",
+                "fd02::fe/64",
+                "dev",
+                "rc0",
+                "nodad",
+            ],
+            vec![
+                "-n",
+                &cli,
+                "addr",
+                "add",
+                "fd02::2/64",
+                "dev",
+                "c0",
+                "nodad",
+            ],
+            vec![
+                "-n", &srv, "-6", "route", "add", "default", "via", "fd01::fe",
+            ],
+            vec![
+                "-n", &cli, "-6", "route", "add", "default", "via", "fd02::fe",
+            ],
+            vec![
+                "netns",
+                "exec",
+                &rtr,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.forwarding=1",
+            ],
+            vec![
+                "netns",
+                "exec",
+                &rtr,
+                "ip6tables",
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "fd02::/64",
+                "-o",
+                "rs0",
+                "-j",
+                "MASQUERADE",
+            ],
+        ];
+        match steps6.iter().try_for_each(|s| ip(s)) {
+            Ok(()) => lab.v6 = true,
+            Err(e) => {
+                assert!(
+                    !interop_required(),
+                    "cannot build the IPv6 half and RTCLAB_REQUIRE_INTEROP=1: {e}"
+                );
+                eprintln!("\n*** SKIPPED (IPv6 half only): {e} ***\n");
             }
         }
         Some(lab)
@@ -209,15 +308,31 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 /// `rtclab stun-server --listen 0.0.0.0:P` (one thread, then two on
-/// SO_REUSEPORT sockets) answers a Binding request sent through a NAT to its
-/// second address.
+/// SO_REUSEPORT sockets), and on `[::]:P`, answers a Binding request sent
+/// through a NAT to each of its addresses.
 #[test]
 fn stun_server_on_wildcard_answers_from_the_address_asked() {
-    for threads in ["1", "2"] {
-        let Some(lab) = Lab::new(&format!("s{threads}")) else {
+    for (k, (any, threads)) in [("0.0.0.0", "1"), ("0.0.0.0", "2"), ("[::]", "2")]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(lab) = Lab::new(&format!("s{k}")) else {
             return;
         };
-        let listen = format!("0.0.0.0:{PORT}");
+        let targets: Vec<(String, String)> = if any == "0.0.0.0" {
+            [SERVER_SECOND, SERVER_FIRST]
+                .iter()
+                .map(|t| (format!("{t}:{PORT}"), format!("{ROUTER_SERVER_SIDE}:")))
+                .collect()
+        } else if lab.v6 {
+            ["fd01::2", "fd01::1"]
+                .iter()
+                .map(|t| (format!("[{t}]:{PORT}"), "[fd01::fe]:".to_string()))
+                .collect()
+        } else {
+            continue;
+        };
+        let listen = format!("{any}:{PORT}");
         let server = lab.spawn_rtclab(
             &lab.ns("srv"),
             "rtclab-stun-server",
@@ -228,17 +343,16 @@ fn stun_server_on_wildcard_answers_from_the_address_asked() {
             "the STUN server did not start:\n{}",
             server.output()
         );
-        for target in [SERVER_SECOND, SERVER_FIRST] {
+        for (to, mapped) in &targets {
             let bin = env!("CARGO_BIN_EXE_rtclab");
-            let to = format!("{target}:{PORT}");
-            let args: Vec<String> = ["netns", "exec", &lab.ns("cli"), bin, "stun", &to]
+            let args: Vec<String> = ["netns", "exec", &lab.ns("cli"), bin, "stun", to]
                 .iter()
                 .map(|s| s.to_string())
                 .collect();
             let (ok, out) = run_bounded(&PathBuf::from("ip"), &args, Duration::from_secs(10));
             assert!(
-                ok && out.contains(&format!("Mapped address: {ROUTER_SERVER_SIDE}:")),
-                "STUN Binding to {to} through the NAT ({threads} server thread(s)) failed:\n{out}\n---- server ----\n{}",
+                ok && out.contains(&format!("Mapped address: {mapped}")),
+                "STUN Binding to {to} through the NAT (on {listen}, {threads} server thread(s)) failed:\n{out}\n---- server ----\n{}",
                 server.output()
             );
         }
