@@ -276,6 +276,7 @@ impl<M: Machine> Driver<M> {
         source.filter(|s| self.pktinfo[socket] && !s.ip().is_unspecified())
     }
 
+    // ANCHOR: flush
     /// Sends one datagram from the socket `source` picks, and from the
     /// address `source` names when that socket is a wildcard one.
     async fn send_from(
@@ -304,7 +305,6 @@ impl<M: Machine> Driver<M> {
         }
     }
 
-    // ANCHOR: flush
     /// Sends everything the machine has queued. A send that fails (an
     /// unreachable network, say) is logged and dropped: UDP is lossy anyway,
     /// and one bad destination must not stop a server.
