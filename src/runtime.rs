@@ -636,24 +636,26 @@ pub(crate) mod pktinfo {
     }
 
     /// Reads one datagram without blocking: (length, source, local address).
+    /// A datagram without a source address (none on UDP) is skipped.
     pub fn recv(
         socket: &impl AsRawFd,
         bound: SocketAddr,
         buf: &mut [u8],
         cmsg: &mut [u8],
     ) -> io::Result<(usize, SocketAddr, SocketAddr)> {
-        let mut iov = [IoSliceMut::new(buf)];
-        let m = socket::recvmsg::<SockaddrStorage>(
-            socket.as_raw_fd(),
-            &mut iov,
-            Some(cmsg),
-            MsgFlags::MSG_DONTWAIT,
-        )
-        .map_err(io::Error::from)?;
-        let from = m.address.as_ref().and_then(std_addr).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, "a datagram without a source")
-        })?;
-        Ok((m.bytes, from, local_address(&m, bound)))
+        loop {
+            let mut iov = [IoSliceMut::new(&mut *buf)];
+            let m = socket::recvmsg::<SockaddrStorage>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut *cmsg),
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?;
+            if let Some(from) = m.address.as_ref().and_then(std_addr) {
+                return Ok((m.bytes, from, local_address(&m, bound)));
+            }
+        }
     }
 
     /// The packet information that makes a datagram leave from one address.
