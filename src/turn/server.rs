@@ -1267,6 +1267,46 @@ mod tests {
         assert_eq!(s.allocations(), 0);
     }
 
+    /// Listening on 0.0.0.0, the server takes a datagram the runtime says
+    /// came to one of the host's addresses for a client's, answers from that
+    /// address, and relays the peer's data back from it too: the 5-tuple's
+    /// server address is the one the client sent to (RFC 8656 §2).
+    #[test]
+    fn wildcard_listen_answers_and_relays_from_the_address_asked() {
+        let now = Instant::now();
+        let relay: SocketAddr = "198.51.100.1:50000".parse().unwrap();
+        let mut config = ServerConfig::new("0.0.0.0:3478".parse().unwrap(), vec![relay], "rtclab");
+        config.users.push(("alice".into(), "secret".into()));
+        let mut s = Server::new(config, now, &mut StdRng::seed_from_u64(3));
+        let second: SocketAddr = "198.51.100.2:3478".parse().unwrap();
+        let mut c = Client::new(
+            ClientConfig::new(second, "alice", "secret"),
+            StdRng::seed_from_u64(4),
+        );
+        c.allocate(now).unwrap();
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert!(
+            matches!(c.poll_event(), Some(ClientEvent::Allocated { relayed, .. }) if relayed == relay)
+        );
+        let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        c.send_to(now, peer, b"hello").unwrap();
+        pump(&mut s, &mut c, from, now);
+        let mut out = Vec::new();
+        let d = Receive {
+            source: peer,
+            destination: relay,
+            contents: b"back",
+        };
+        assert_eq!(
+            s.handle_relay(now, d, &mut out),
+            Some(Route {
+                source: second,
+                destination: from
+            })
+        );
+    }
+
     #[test]
     fn error_codes() {
         let now = Instant::now();
