@@ -471,8 +471,10 @@ pub fn ice_agent(data: &[u8]) {
 /// listening and its relay address) and a client waiting for its allocation.
 /// Invariants: what decodes re-encodes to the same value, and the server
 /// answers only the sender, in at most 96 bytes, and never relays for a
-/// stranger. The same bytes also go through the peer ranges' parser and
-/// the password-guessing table (`turn_peer_ranges_and_throttle`).
+/// stranger; a server on a wildcard address answers as one on the address
+/// asked, from that address. The same bytes also go through the peer
+/// ranges' parser and the password-guessing table
+/// (`turn_peer_ranges_and_throttle`).
 pub fn turn_message(data: &[u8]) {
     use crate::turn::{self, ChannelData, TurnAttribute};
     use rand::SeedableRng;
@@ -523,7 +525,9 @@ pub fn turn_message(data: &[u8]) {
             },
         );
     }
+    let mut answers = 0;
     while let Some(t) = server.poll_transmit() {
+        answers += 1;
         // No allocation exists and no credentials can match: only answers
         // (errors) to the sender from the listening address.
         assert_eq!(t.destination, sender, "the server sent to a stranger");
@@ -544,6 +548,35 @@ pub fn turn_message(data: &[u8]) {
     }
     assert_eq!(server.allocations(), 0);
     turn_peer_ranges_and_throttle(data);
+
+    // The same server listening on 0.0.0.0:3478, given the bytes as the
+    // runtime hands them: sent to one of the host's addresses (`listen`).
+    // It answers as many, from that address (RFC 8489 §6.3.1.2), not from
+    // the wildcard nor as if a peer had sent them to a relay.
+    let mut config = turn::ServerConfig::new(([0, 0, 0, 0], 3478).into(), vec![relay], "fuzz");
+    config.users.push(("u".into(), "p".into()));
+    let mut wildcard = turn::Server::new(config, now, &mut rand::rngs::StdRng::seed_from_u64(0));
+    wildcard.handle_receive(
+        now,
+        Receive {
+            source: sender,
+            destination: listen,
+            contents: data,
+        },
+    );
+    let mut wildcard_answers = 0;
+    while let Some(t) = wildcard.poll_transmit() {
+        wildcard_answers += 1;
+        assert_eq!(
+            (t.source, t.destination),
+            (Some(listen), sender),
+            "a wildcard server answered from elsewhere than the address asked"
+        );
+    }
+    assert_eq!(
+        wildcard_answers, answers,
+        "a wildcard server answered differently"
+    );
 
     let mut client = turn::Client::new(
         turn::ClientConfig::new(listen, "u", "p"),

@@ -16,6 +16,19 @@
 //! gets one socket per address; a [`Transmit`] whose `source` is `None` goes
 //! out of the first.
 //!
+//! A socket bound to a wildcard address (`0.0.0.0:P`, `[::]:P`) receives on
+//! every address of the host. On Linux the driver asks the kernel which one
+//! each datagram was sent to (`IP_PKTINFO`, `IPV6_RECVPKTINFO`: RFC 3542
+//! §6), hands it to the machine as [`Receive::destination`], and sends a
+//! [`Transmit`] from the address its `source` names (the same ancillary
+//! data on `sendmsg`). Without this the kernel picks the source of a reply
+//! by its route, and on a host with several addresses a client behind a NAT
+//! drops an answer that comes from an address it did not ask. A STUN answer
+//! must leave from the address the request went to (RFC 8489 §6.3.1.2; an
+//! ICE agent checks it, RFC 8445 §7.2.5.2.1), and a TURN allocation is
+//! known by its 5-tuple, whose server address is the one the client sent to
+//! (RFC 8656 §2).
+//!
 //! A relay (the TURN server) can skip the queue for what it forwards:
 //! [`Driver::serve_with_fast_path`] hands each datagram to a [`FastPath`]
 //! that writes the forwarded datagram into the driver's one buffer, sent at
@@ -29,10 +42,12 @@ use std::ops::ControlFlow;
 use std::task::Poll;
 use std::time::Instant;
 
-use tokio::io::ReadBuf;
+use tokio::io::{Interest, ReadBuf};
 use tokio::net::UdpSocket;
 
-use crate::machine::{Machine, Receive, Transmit};
+#[cfg(doc)]
+use crate::machine::Transmit;
+use crate::machine::{Machine, Receive};
 
 /// The largest datagram we read. UDP payloads can reach 65,507 bytes; WebRTC
 /// traffic stays near 1,200, but a STUN server must not misread a big one.
@@ -53,11 +68,65 @@ fn is_icmp_error(e: &io::Error) -> bool {
     ignored
 }
 
+/// Reads one waiting datagram without blocking: (length, source, the local
+/// address it was sent to). `info`: the socket has packet information on.
+fn try_recv(
+    socket: &UdpSocket,
+    bound: SocketAddr,
+    info: bool,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> io::Result<(usize, SocketAddr, SocketAddr)> {
+    if info {
+        return socket.try_io(Interest::READABLE, || {
+            pktinfo::recv(socket, bound, buf, cmsg)
+        });
+    }
+    let (len, from) = socket.try_recv_from(buf)?;
+    Ok((len, from, bound))
+}
+
+/// [`try_recv`] for a `poll_fn`: registers for readiness when nothing waits.
+fn poll_recv(
+    cx: &mut std::task::Context<'_>,
+    socket: &UdpSocket,
+    bound: SocketAddr,
+    info: bool,
+    buf: &mut [u8],
+    cmsg: &mut [u8],
+) -> Poll<io::Result<(usize, SocketAddr, SocketAddr)>> {
+    if !info {
+        let mut rb = ReadBuf::new(buf);
+        return match socket.poll_recv_from(cx, &mut rb) {
+            Poll::Ready(Ok(from)) => Poll::Ready(Ok((rb.filled().len(), from, bound))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        };
+    }
+    loop {
+        match socket.poll_recv_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        match try_recv(socket, bound, info, buf, cmsg) {
+            // A spurious wake-up: readiness was cleared, poll again.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
 /// Drives a machine over tokio UDP sockets.
 #[derive(Debug)]
 pub struct Driver<M> {
     machine: M,
     sockets: Vec<(SocketAddr, UdpSocket)>,
+    /// Per socket: bound to a wildcard address with packet information on
+    /// (Linux), so that datagrams carry their real local address.
+    pktinfo: Vec<bool>,
+    /// The ancillary data buffer of one `recvmsg` on such a socket.
+    cmsg: Vec<u8>,
     /// Socket index by local address (a TURN server has one per relay).
     index: HashMap<SocketAddr, usize>,
     buf: Vec<u8>,
@@ -128,12 +197,18 @@ impl<M: Machine> Driver<M> {
         Self::from_sockets(machine, sockets)
     }
 
-    /// Wraps a machine and sockets the caller already bound.
+    /// Wraps a machine and sockets the caller already bound. A socket bound
+    /// to a wildcard address gets packet information turned on (Linux; see
+    /// the module's doc).
     pub fn from_sockets(machine: M, sockets: Vec<UdpSocket>) -> io::Result<Self> {
         let sockets = sockets
             .into_iter()
             .map(|s| Ok((s.local_addr()?, s)))
             .collect::<io::Result<Vec<_>>>()?;
+        let pktinfo = sockets
+            .iter()
+            .map(|(a, s)| a.ip().is_unspecified() && pktinfo::enable(s, *a))
+            .collect();
         let index = sockets
             .iter()
             .enumerate()
@@ -142,6 +217,8 @@ impl<M: Machine> Driver<M> {
         Ok(Driver {
             machine,
             sockets,
+            pktinfo,
+            cmsg: pktinfo::cmsg_buffer(),
             index,
             buf: vec![0; RECV_BUF],
             out: Vec::with_capacity(2048),
@@ -171,27 +248,63 @@ impl<M: Machine> Driver<M> {
         self.machine
     }
 
-    fn socket_for(&self, t: &Transmit) -> &UdpSocket {
-        self.socket_from(t.source)
-    }
-
-    fn socket_from(&self, source: Option<SocketAddr>) -> &UdpSocket {
+    /// The socket to send from `source`: the one bound to it, else a
+    /// wildcard one on its port (of its family first), else the first.
+    fn socket_index(&self, source: Option<SocketAddr>) -> usize {
         let pick = source.and_then(|src| {
             if let Some(&i) = self.index.get(&src) {
-                return Some(&self.sockets[i].1);
+                return Some(i);
             }
-            self.sockets
-                .iter()
-                .find(|(a, _)| a.ip().is_unspecified() && a.port() == src.port())
-                .map(|(_, s)| s)
+            let wildcard = |same_family: bool| {
+                self.sockets.iter().position(|(a, _)| {
+                    a.ip().is_unspecified()
+                        && a.port() == src.port()
+                        && (!same_family || a.is_ipv4() == src.is_ipv4())
+                })
+            };
+            wildcard(true).or_else(|| wildcard(false))
         });
         // `bind` and `from_sockets` never leave the list empty… unless the
         // caller gave no sockets to `from_sockets`; then the transmit is lost
         // with an error logged in `flush`.
-        pick.unwrap_or(&self.sockets[0].1)
+        pick.unwrap_or(0)
+    }
+
+    /// The source address to put in a datagram's packet information: only
+    /// on a wildcard socket with packet information, for a specific address.
+    fn pktinfo_source(&self, socket: usize, source: Option<SocketAddr>) -> Option<SocketAddr> {
+        source.filter(|s| self.pktinfo[socket] && !s.ip().is_unspecified())
     }
 
     // ANCHOR: flush
+    /// Sends one datagram from the socket `source` picks, and from the
+    /// address `source` names when that socket is a wildcard one.
+    async fn send_from(
+        &self,
+        source: Option<SocketAddr>,
+        bytes: &[u8],
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        let i = self.socket_index(source);
+        let (bound, socket) = &self.sockets[i];
+        if let Some(info) = self
+            .pktinfo_source(i, source)
+            .and_then(|s| pktinfo::Info::new(s, bound.is_ipv6()))
+        {
+            let send = || pktinfo::send(socket, bytes, to, &info);
+            return match socket.try_io(Interest::WRITABLE, send) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    socket.async_io(Interest::WRITABLE, send).await
+                }
+                r => r,
+            };
+        }
+        match socket.try_send_to(bytes, to) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.send_to(bytes, to).await,
+            r => r,
+        }
+    }
+
     /// Sends everything the machine has queued. A send that fails (an
     /// unreachable network, say) is logged and dropped: UDP is lossy anyway,
     /// and one bad destination must not stop a server.
@@ -200,14 +313,7 @@ impl<M: Machine> Driver<M> {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sockets"));
         }
         while let Some(t) = self.machine.poll_transmit() {
-            let socket = self.socket_for(&t);
-            let r = match socket.try_send_to(&t.contents, t.destination) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    socket.send_to(&t.contents, t.destination).await
-                }
-                r => r,
-            };
-            if let Err(e) = r {
+            if let Err(e) = self.send_from(t.source, &t.contents, t.destination).await {
                 tracing::warn!(destination = %t.destination, error = %e, "UDP send failed");
             }
         }
@@ -225,15 +331,17 @@ impl<M: Machine> Driver<M> {
     async fn turn_with(&mut self, fast: Option<FastPath<M>>) -> io::Result<()> {
         let deadline = self.machine.poll_timeout();
         let sockets = &self.sockets;
+        let pktinfo = &self.pktinfo;
         let buf = &mut self.buf;
+        let cmsg = &mut self.cmsg;
         let start = self.next_socket;
         let recv = poll_fn(|cx| {
             // Poll the sockets round-robin so that none starves.
             for k in 0..sockets.len() {
                 let i = (start + k) % sockets.len();
-                let mut rb = ReadBuf::new(buf);
-                match sockets[i].1.poll_recv_from(cx, &mut rb) {
-                    Poll::Ready(Ok(from)) => return Poll::Ready(Ok((i, rb.filled().len(), from))),
+                let (bound, socket) = &sockets[i];
+                match poll_recv(cx, socket, *bound, pktinfo[i], buf, cmsg) {
+                    Poll::Ready(Ok((len, from, to))) => return Poll::Ready(Ok((i, len, from, to))),
                     Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                     Poll::Pending => {}
                 }
@@ -248,9 +356,9 @@ impl<M: Machine> Driver<M> {
         };
         let received = tokio::select! {
             r = recv => match r {
-                Ok((i, len, from)) => {
+                Ok((i, len, from, to)) => {
                     self.next_socket = (i + 1) % self.sockets.len();
-                    self.deliver(i, len, from, fast).await;
+                    self.deliver(len, from, to, fast).await;
                     Some(i)
                 }
                 Err(e) if is_icmp_error(&e) => None,
@@ -271,8 +379,15 @@ impl<M: Machine> Driver<M> {
         if let Some(i) = received {
             for _ in 0..BURST {
                 self.flush().await?;
-                match self.sockets[i].1.try_recv_from(&mut self.buf) {
-                    Ok((len, from)) => self.deliver(i, len, from, fast).await,
+                let (bound, socket) = &self.sockets[i];
+                match try_recv(
+                    socket,
+                    *bound,
+                    self.pktinfo[i],
+                    &mut self.buf,
+                    &mut self.cmsg,
+                ) {
+                    Ok((len, from, to)) => self.deliver(len, from, to, fast).await,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if is_icmp_error(&e) => {}
                     Err(e) => return Err(e),
@@ -288,12 +403,12 @@ impl<M: Machine> Driver<M> {
     /// socket: two system calls per batch instead of two per datagram.
     #[cfg(target_os = "linux")]
     async fn burst_batched(&mut self, i: usize, fast: FastPath<M>) -> io::Result<()> {
-        use tokio::io::Interest;
         let mut b = self
             .batch
             .take()
             .unwrap_or_else(|| Box::new(batch::Batch::new()));
-        let destination = self.sockets[i].0;
+        let bound = self.sockets[i].0;
+        let info = self.pktinfo[i];
         let mut result = Ok(());
         for _ in 0..BURST {
             if let Err(e) = self.flush().await {
@@ -301,7 +416,13 @@ impl<M: Machine> Driver<M> {
                 break;
             }
             let socket = &self.sockets[i].1;
-            let n = match socket.try_io(Interest::READABLE, || b.recv(socket)) {
+            let n = match socket.try_io(Interest::READABLE, || {
+                if info {
+                    b.recv_pktinfo(socket, bound)
+                } else {
+                    b.recv(socket)
+                }
+            }) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if is_icmp_error(&e) => continue,
@@ -318,12 +439,13 @@ impl<M: Machine> Driver<M> {
                 };
                 let d = Receive {
                     source,
-                    destination,
+                    destination: b.destination(k).unwrap_or(bound),
                     contents,
                 };
                 if let Some((from, to)) = fast(&mut self.machine, now, d, &mut self.out) {
-                    let s = self.index.get(&from).copied().unwrap_or(0);
-                    b.push_out(s, to, &self.out);
+                    let s = self.socket_index(Some(from));
+                    let src = self.pktinfo_source(s, Some(from));
+                    b.push_out_from(s, src, to, &self.out);
                 }
             }
             self.send_batch(&mut b).await;
@@ -336,20 +458,26 @@ impl<M: Machine> Driver<M> {
     }
 
     /// Sends what a batch queued, one `sendmmsg` per run of one source
-    /// socket; if a socket's buffer is full, the rest go one by one.
+    /// socket and address; if a socket's buffer is full, the rest go one by
+    /// one.
     #[cfg(target_os = "linux")]
     async fn send_batch(&mut self, b: &mut batch::Batch) {
-        use tokio::io::Interest;
         let mut start = 0;
         while let Some(run) = b.run_from(start) {
             let (sock, end) = run;
-            let socket = &self.sockets[sock].1;
+            let (bound, socket) = &self.sockets[sock];
+            let info = b
+                .source(start)
+                .and_then(|s| pktinfo::Info::new(s, bound.is_ipv6()));
             let sent = socket
-                .try_io(Interest::WRITABLE, || b.send(socket, start, end))
+                .try_io(Interest::WRITABLE, || {
+                    b.send_with(socket, start, end, info.as_ref())
+                })
                 .unwrap_or(0);
             for k in start + sent..end {
                 let (to, bytes) = b.out(k);
-                if let Err(e) = socket.send_to(bytes, to).await {
+                let source = b.source(k).or(Some(*bound));
+                if let Err(e) = self.send_from(source, bytes, to).await {
                     tracing::warn!(destination = %to, error = %e, "UDP send failed");
                 }
             }
@@ -359,12 +487,11 @@ impl<M: Machine> Driver<M> {
 
     async fn deliver(
         &mut self,
-        socket: usize,
         len: usize,
         from: SocketAddr,
+        destination: SocketAddr,
         fast: Option<FastPath<M>>,
     ) {
-        let destination = self.sockets[socket].0;
         let d = Receive {
             source: from,
             destination,
@@ -377,12 +504,7 @@ impl<M: Machine> Driver<M> {
         let Some((source, to)) = fast(&mut self.machine, Instant::now(), d, &mut self.out) else {
             return;
         };
-        let s = self.socket_from(Some(source));
-        let r = match s.try_send_to(&self.out, to) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => s.send_to(&self.out, to).await,
-            r => r,
-        };
-        if let Err(e) = r {
+        if let Err(e) = self.send_from(Some(source), &self.out, to).await {
             tracing::warn!(destination = %to, error = %e, "UDP send failed");
         }
     }
@@ -439,6 +561,211 @@ impl<M: Machine> Driver<M> {
     // ANCHOR_END: run_loop
 }
 
+/// The local address of each datagram on a wildcard socket (Linux
+/// `IP_PKTINFO`, `IPV6_RECVPKTINFO`; RFC 3542 §6 for IPv6), and the source
+/// address of each reply, through `nix`'s safe `recvmsg` and `sendmsg`.
+#[cfg(target_os = "linux")]
+pub(crate) mod pktinfo {
+    use std::io::{self, IoSlice, IoSliceMut};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+    use std::os::fd::{AsFd, AsRawFd};
+
+    use nix::libc;
+    use nix::sys::socket::{
+        self, ControlMessage, ControlMessageOwned, MsgFlags, RecvMsg, SockaddrStorage, sockopt,
+    };
+
+    /// Turns packet information on for a socket bound to `bound` (a
+    /// wildcard address); false, logged, if the kernel refuses (the socket
+    /// then works as before, its bound address as every destination).
+    pub fn enable(socket: &impl AsFd, bound: SocketAddr) -> bool {
+        let r = if bound.is_ipv4() {
+            socket::setsockopt(socket, sockopt::Ipv4PacketInfo, &true)
+        } else {
+            // On a dual-stack socket this covers IPv4 too: the kernel reports
+            // an IPv4 destination as a v4-mapped IPv6 one.
+            socket::setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)
+        };
+        if let Err(e) = &r {
+            tracing::warn!(%bound, error = %e, "no packet information on a wildcard socket: replies leave from the address the kernel picks");
+        }
+        r.is_ok()
+    }
+
+    /// A buffer for the ancillary data of one received datagram.
+    pub fn cmsg_buffer() -> Vec<u8> {
+        nix::cmsg_space!(libc::in6_pktinfo)
+    }
+
+    pub(super) fn std_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+        if let Some(v4) = a.as_sockaddr_in() {
+            return Some(SocketAddr::V4((*v4).into()));
+        }
+        a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+    }
+
+    /// The local address a received datagram was sent to: the address of
+    /// its packet information with the socket's port, or `bound` without
+    /// one (or with its ancillary data cut short).
+    pub fn local_address(m: &RecvMsg<'_, '_, SockaddrStorage>, bound: SocketAddr) -> SocketAddr {
+        let Ok(cmsgs) = m.cmsgs() else {
+            return bound;
+        };
+        for c in cmsgs {
+            match c {
+                // `ipi_spec_dst`: the local address (for a broadcast,
+                // `ipi_addr` is the broadcast address), the one to answer from.
+                ControlMessageOwned::Ipv4PacketInfo(i) => {
+                    let ip = Ipv4Addr::from(i.ipi_spec_dst.s_addr.to_ne_bytes());
+                    return SocketAddr::new(IpAddr::V4(ip), bound.port());
+                }
+                ControlMessageOwned::Ipv6PacketInfo(i) => {
+                    let ip = Ipv6Addr::from(i.ipi6_addr.s6_addr);
+                    // A link-local address means nothing without its link.
+                    let scope = if ip.is_unicast_link_local() {
+                        i.ipi6_ifindex
+                    } else {
+                        0
+                    };
+                    return SocketAddr::V6(SocketAddrV6::new(ip, bound.port(), 0, scope));
+                }
+                _ => {}
+            }
+        }
+        bound
+    }
+
+    /// Reads one datagram without blocking: (length, source, local address).
+    /// A datagram without a source address (none on UDP) is skipped.
+    pub fn recv(
+        socket: &impl AsRawFd,
+        bound: SocketAddr,
+        buf: &mut [u8],
+        cmsg: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, SocketAddr)> {
+        loop {
+            let mut iov = [IoSliceMut::new(&mut *buf)];
+            let m = socket::recvmsg::<SockaddrStorage>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut *cmsg),
+                MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(io::Error::from)?;
+            if let Some(from) = m.address.as_ref().and_then(std_addr) {
+                return Ok((m.bytes, from, local_address(&m, bound)));
+            }
+        }
+    }
+
+    /// The packet information that makes a datagram leave from one address.
+    pub enum Info {
+        V4(libc::in_pktinfo),
+        V6(libc::in6_pktinfo),
+    }
+
+    impl Info {
+        /// For a datagram from `source` on a socket of the given family;
+        /// `None` when the socket cannot send from it (IPv6 on an IPv4 one).
+        pub fn new(source: SocketAddr, v6_socket: bool) -> Option<Info> {
+            let v6 = |ip: Ipv6Addr, scope: u32| {
+                Info::V6(libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: ip.octets(),
+                    },
+                    ipi6_ifindex: scope,
+                })
+            };
+            match (source, v6_socket) {
+                (SocketAddr::V4(s), false) => Some(Info::V4(libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(s.ip().octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                })),
+                (SocketAddr::V4(s), true) => Some(v6(s.ip().to_ipv6_mapped(), 0)),
+                (SocketAddr::V6(s), true) => Some(v6(*s.ip(), s.scope_id())),
+                (SocketAddr::V6(s), false) => s
+                    .ip()
+                    .to_ipv4_mapped()
+                    .and_then(|ip| Info::new(SocketAddr::new(IpAddr::V4(ip), s.port()), false)),
+            }
+        }
+
+        pub fn cmsg(&self) -> ControlMessage<'_> {
+            match self {
+                Info::V4(i) => ControlMessage::Ipv4PacketInfo(i),
+                Info::V6(i) => ControlMessage::Ipv6PacketInfo(i),
+            }
+        }
+
+        /// Exactly the space of [`Info::cmsg`] (`sendmmsg` hands the kernel
+        /// the whole buffer of each message).
+        pub fn space(&self) -> Vec<u8> {
+            match self {
+                Info::V4(_) => nix::cmsg_space!(libc::in_pktinfo),
+                Info::V6(_) => nix::cmsg_space!(libc::in6_pktinfo),
+            }
+        }
+    }
+
+    /// Sends one datagram without blocking, from the address of `info`.
+    pub fn send(
+        socket: &impl AsRawFd,
+        bytes: &[u8],
+        to: SocketAddr,
+        info: &Info,
+    ) -> io::Result<usize> {
+        socket::sendmsg(
+            socket.as_raw_fd(),
+            &[IoSlice::new(bytes)],
+            &[info.cmsg()],
+            MsgFlags::MSG_DONTWAIT,
+            Some(&SockaddrStorage::from(to)),
+        )
+        .map_err(io::Error::from)
+    }
+}
+
+/// Without packet information (not Linux), a wildcard socket's datagrams
+/// carry its bound address, and replies leave from the address the kernel
+/// picks.
+#[cfg(not(target_os = "linux"))]
+mod pktinfo {
+    use std::io;
+    use std::net::SocketAddr;
+
+    pub fn enable<S>(_: &S, _: SocketAddr) -> bool {
+        false
+    }
+
+    pub fn cmsg_buffer() -> Vec<u8> {
+        Vec::new()
+    }
+
+    pub fn recv<S>(
+        _: &S,
+        _: SocketAddr,
+        _: &mut [u8],
+        _: &mut [u8],
+    ) -> io::Result<(usize, SocketAddr, SocketAddr)> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub enum Info {}
+
+    impl Info {
+        pub fn new(_: SocketAddr, _: bool) -> Option<Info> {
+            None
+        }
+    }
+
+    pub fn send<S>(_: &S, _: &[u8], _: SocketAddr, info: &Info) -> io::Result<usize> {
+        match *info {}
+    }
+}
+
 /// Batched datagram I/O for the fast path (Linux `recvmmsg(2)` and
 /// `sendmmsg(2)`, through `nix`: rtclab has no `unsafe`).
 #[cfg(target_os = "linux")]
@@ -462,9 +789,12 @@ pub(crate) mod batch {
         bufs: Vec<u8>,
         lens: [usize; N],
         from: [Option<SocketAddr>; N],
+        /// The local address of each datagram (read with packet information).
+        to: [Option<SocketAddr>; N],
         out: Vec<u8>,
-        /// (source socket, destination, bytes in `out`).
-        outs: Vec<(usize, SocketAddr, Range<usize>)>,
+        /// (source socket, source address for packet information,
+        /// destination, bytes in `out`).
+        outs: Vec<(usize, Option<SocketAddr>, SocketAddr, Range<usize>)>,
     }
 
     impl std::fmt::Debug for Batch {
@@ -475,12 +805,7 @@ pub(crate) mod batch {
         }
     }
 
-    fn std_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
-        if let Some(v4) = a.as_sockaddr_in() {
-            return Some(SocketAddr::V4((*v4).into()));
-        }
-        a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
-    }
+    use super::pktinfo::{self, Info, std_addr};
 
     impl Batch {
         pub fn new() -> Batch {
@@ -488,6 +813,7 @@ pub(crate) mod batch {
                 bufs: vec![0; N * SLOT],
                 lens: [0; N],
                 from: [None; N],
+                to: [None; N],
                 out: Vec::with_capacity(N * 2048),
                 outs: Vec::with_capacity(N),
             }
@@ -496,12 +822,34 @@ pub(crate) mod batch {
         /// Takes up to [`N`] waiting datagrams without blocking
         /// (`WouldBlock` when there are none).
         pub fn recv(&mut self, socket: &impl AsRawFd) -> io::Result<usize> {
+            self.recv_inner(socket, None)
+        }
+
+        /// As [`Batch::recv`] on a wildcard socket bound to `bound` with
+        /// packet information on: [`Batch::destination`] gives each
+        /// datagram's local address.
+        pub fn recv_pktinfo(
+            &mut self,
+            socket: &impl AsRawFd,
+            bound: SocketAddr,
+        ) -> io::Result<usize> {
+            self.recv_inner(socket, Some(bound))
+        }
+
+        fn recv_inner(
+            &mut self,
+            socket: &impl AsRawFd,
+            pktinfo_bound: Option<SocketAddr>,
+        ) -> io::Result<usize> {
             let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
                 .bufs
                 .chunks_mut(SLOT)
                 .map(|c| [IoSliceMut::new(c)])
                 .collect();
-            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(N, None);
+            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(
+                N,
+                pktinfo_bound.map(|_| pktinfo::cmsg_buffer()),
+            );
             let got = socket::recvmmsg(
                 socket.as_raw_fd(),
                 &mut headers,
@@ -514,6 +862,7 @@ pub(crate) mod batch {
             for m in got {
                 self.lens[n] = m.bytes.min(SLOT);
                 self.from[n] = m.address.as_ref().and_then(std_addr);
+                self.to[n] = pktinfo_bound.map(|b| pktinfo::local_address(&m, b));
                 n += 1;
             }
             Ok(n)
@@ -526,6 +875,12 @@ pub(crate) mod batch {
             Some((from, self.bufs.get(start..start + self.lens[k])?))
         }
 
+        /// The local address of the k-th datagram, if it was read with
+        /// [`Batch::recv_pktinfo`].
+        pub fn destination(&self, k: usize) -> Option<SocketAddr> {
+            *self.to.get(k)?
+        }
+
         pub fn clear_out(&mut self) {
             self.out.clear();
             self.outs.clear();
@@ -533,26 +888,43 @@ pub(crate) mod batch {
 
         /// Queues `bytes` to `to` from socket `sock`.
         pub fn push_out(&mut self, sock: usize, to: SocketAddr, bytes: &[u8]) {
-            let start = self.out.len();
-            self.out.extend_from_slice(bytes);
-            self.outs.push((sock, to, start..self.out.len()));
+            self.push_out_from(sock, None, to, bytes);
         }
 
-        /// From queued datagram `start`, the run sharing its source socket:
-        /// (socket, end of the run).
+        /// Queues `bytes` to `to` from socket `sock`, and from address
+        /// `source` (a wildcard socket's packet information) if given.
+        pub fn push_out_from(
+            &mut self,
+            sock: usize,
+            source: Option<SocketAddr>,
+            to: SocketAddr,
+            bytes: &[u8],
+        ) {
+            let start = self.out.len();
+            self.out.extend_from_slice(bytes);
+            self.outs.push((sock, source, to, start..self.out.len()));
+        }
+
+        /// From queued datagram `start`, the run sharing its source socket
+        /// and address: (socket, end of the run).
         pub fn run_from(&self, start: usize) -> Option<(usize, usize)> {
-            let (sock, ..) = self.outs.get(start)?;
+            let (sock, source, ..) = self.outs.get(start)?;
             let len = self.outs[start..]
                 .iter()
-                .take_while(|(s, ..)| s == sock)
+                .take_while(|(s, src, ..)| s == sock && src == source)
                 .count();
             Some((*sock, start + len))
         }
 
         /// The k-th queued datagram.
         pub fn out(&self, k: usize) -> (SocketAddr, &[u8]) {
-            let (_, to, r) = &self.outs[k];
+            let (_, _, to, r) = &self.outs[k];
             (*to, &self.out[r.clone()])
+        }
+
+        /// The source address the k-th queued datagram was queued with.
+        pub fn source(&self, k: usize) -> Option<SocketAddr> {
+            self.outs.get(k)?.1
         }
 
         /// Sends queued datagrams `start..end` (one source socket) in one
@@ -565,23 +937,37 @@ pub(crate) mod batch {
             start: usize,
             end: usize,
         ) -> io::Result<usize> {
+            self.send_with(socket, start, end, None)
+        }
+
+        /// As [`Batch::send`], every datagram with the packet information
+        /// `info` (one source address for the run: `sendmmsg` shares its
+        /// ancillary data across the messages).
+        pub fn send_with(
+            &mut self,
+            socket: &impl AsRawFd,
+            start: usize,
+            end: usize,
+            info: Option<&Info>,
+        ) -> io::Result<usize> {
             let mut sent = 0;
-            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(N, None);
+            let mut headers =
+                MultiHeaders::<SockaddrStorage>::preallocate(N, info.map(Info::space));
             for chunk_start in (start..end).step_by(N) {
                 let chunk_end = (chunk_start + N).min(end);
                 let slices: Vec<[IoSlice<'_>; 1]> = (chunk_start..chunk_end)
-                    .map(|k| [IoSlice::new(&self.out[self.outs[k].2.clone()])])
+                    .map(|k| [IoSlice::new(&self.out[self.outs[k].3.clone()])])
                     .collect();
                 let addrs: Vec<Option<SockaddrStorage>> = (chunk_start..chunk_end)
-                    .map(|k| Some(SockaddrStorage::from(self.outs[k].1)))
+                    .map(|k| Some(SockaddrStorage::from(self.outs[k].2)))
                     .collect();
-                let none: [ControlMessage<'_>; 0] = [];
+                let cmsgs: Vec<ControlMessage<'_>> = info.map(Info::cmsg).into_iter().collect();
                 match socket::sendmmsg(
                     socket.as_raw_fd(),
                     &mut headers,
                     &slices,
                     &addrs,
-                    none,
+                    &cmsgs,
                     MsgFlags::MSG_DONTWAIT,
                 ) {
                     Ok(_) => sent = chunk_end - start,
@@ -600,6 +986,7 @@ pub(crate) mod batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machine::Transmit;
     use crate::sim::Echo;
 
     /// Echo's fast path: every datagram back to its source, from the
@@ -646,6 +1033,151 @@ mod tests {
             }
             next += 64;
         }
+        task.abort();
+    }
+
+    /// Answers every datagram with the local address it arrived on (as
+    /// text), from that address.
+    #[derive(Default)]
+    struct WhereTo(std::collections::VecDeque<Transmit>);
+
+    impl Machine for WhereTo {
+        type Event = ();
+
+        fn handle_receive(&mut self, _now: Instant, d: Receive<'_>) {
+            self.0.push_back(Transmit {
+                source: Some(d.destination),
+                destination: d.source,
+                contents: d.destination.to_string().into_bytes(),
+            });
+        }
+
+        fn handle_timeout(&mut self, _now: Instant) {}
+
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.0.pop_front()
+        }
+
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    /// `WhereTo` for the fast path.
+    fn where_to_fast(
+        _m: &mut WhereTo,
+        _now: Instant,
+        d: Receive<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<(SocketAddr, SocketAddr)> {
+        out.clear();
+        out.extend_from_slice(d.destination.to_string().as_bytes());
+        Some((d.destination, d.source))
+    }
+
+    /// Sends to each of `targets` (the driver's port) from `client` and
+    /// checks that the answer comes from that address and names it.
+    async fn ask(client: &UdpSocket, targets: &[SocketAddr], named: &[&str]) {
+        let mut buf = [0u8; 128];
+        for (to, name) in targets.iter().zip(named) {
+            client.send_to(b"where?", to).await.unwrap();
+            let (n, from) = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                client.recv_from(&mut buf),
+            )
+            .await
+            .expect("an answer in time")
+            .unwrap();
+            assert_eq!(
+                (from, std::str::from_utf8(&buf[..n]).unwrap()),
+                (*to, *name),
+                "asked {to}"
+            );
+        }
+    }
+
+    /// A socket on 0.0.0.0 hands the machine the address each datagram was
+    /// sent to, and answers from it: 127.0.0.2 is not the address the
+    /// kernel would pick to reach 127.0.0.1. Both loops: the plain one and
+    /// the fast path (batched on Linux).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn wildcard_socket_answers_from_the_address_asked() {
+        for fast in [false, true] {
+            let any: SocketAddr = ([0, 0, 0, 0], 0).into();
+            let mut d = Driver::bind(WhereTo::default(), &[any]).await.unwrap();
+            let port = d.local_addrs()[0].port();
+            let task = tokio::spawn(async move {
+                if fast {
+                    d.serve_with_fast_path(where_to_fast).await
+                } else {
+                    d.serve().await
+                }
+            });
+            let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let second: SocketAddr = ([127, 0, 0, 2], port).into();
+            let first: SocketAddr = ([127, 0, 0, 1], port).into();
+            let (s2, s1) = (second.to_string(), first.to_string());
+            ask(&client, &[second, first, second], &[&s2, &s1, &s2]).await;
+            // A burst to both addresses at once: the fast path reads it in
+            // batches (`recvmmsg`) and answers each run of one source
+            // address in one `sendmmsg`.
+            let mut buf = [0u8; 128];
+            for round in 0..4 {
+                let targets: Vec<SocketAddr> = (0..96)
+                    .map(|k| {
+                        if (k / (round + 1)) % 2 == 0 {
+                            second
+                        } else {
+                            first
+                        }
+                    })
+                    .collect();
+                for to in &targets {
+                    client.send_to(b"where?", to).await.unwrap();
+                }
+                for to in &targets {
+                    let (n, from) = tokio::time::timeout(
+                        std::time::Duration::from_secs(5),
+                        client.recv_from(&mut buf),
+                    )
+                    .await
+                    .expect("an answer in time")
+                    .unwrap();
+                    assert_eq!(from, *to, "round {round}");
+                    assert_eq!(&buf[..n], to.to_string().as_bytes(), "round {round}");
+                }
+            }
+            task.abort();
+        }
+    }
+
+    /// The same on [::] (IPV6_RECVPKTINFO): to ::1, and to 127.0.0.2
+    /// through the dual-stack socket (a v4-mapped address).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn ipv6_wildcard_socket_answers_from_the_address_asked() {
+        let any: SocketAddr = "[::]:0".parse().unwrap();
+        let Ok(mut d) = Driver::bind(WhereTo::default(), &[any]).await else {
+            eprintln!("*** SKIPPED: no IPv6 on this host ***");
+            return;
+        };
+        let port = d.local_addrs()[0].port();
+        let task = tokio::spawn(async move { d.serve().await });
+        let Ok(client) = UdpSocket::bind("[::1]:0").await else {
+            eprintln!("*** SKIPPED: no ::1 on this host ***");
+            task.abort();
+            return;
+        };
+        let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
+        ask(&client, &[to], &[&to.to_string()]).await;
+        let v4 = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let second: SocketAddr = ([127, 0, 0, 2], port).into();
+        ask(&v4, &[second], &[&format!("[::ffff:127.0.0.2]:{port}")]).await;
         task.abort();
     }
 }

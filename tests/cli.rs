@@ -88,3 +88,22 @@ fn stun_client_explains_bad_input() {
     assert!(!ok);
     assert!(out.contains("must differ from the primary"), "{out}");
 }
+
+/// RFC 5780 needs both IPs named: a wildcard primary with --alt is refused
+/// (it would answer CHANGE-REQUEST from wherever it was asked).
+#[test]
+fn stun_server_refuses_alt_with_a_wildcard_listen() {
+    let (ok, out) = run_bounded(
+        &rtclab(),
+        &args(&[
+            "stun-server",
+            "--listen",
+            "0.0.0.0:3478",
+            "--alt",
+            "127.0.0.2:3479",
+        ]),
+        Duration::from_secs(20),
+    );
+    assert!(!ok);
+    assert!(out.contains("give --listen a specific IP"), "{out}");
+}

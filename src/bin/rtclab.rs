@@ -42,7 +42,8 @@ enum Command {
     },
     /// Serve STUN Binding (RFC 8489); with --alt, NAT behaviour discovery too (RFC 5780).
     StunServer {
-        /// The primary address, e.g. 127.0.0.1:3478.
+        /// The primary address, e.g. 127.0.0.1:3478; on 0.0.0.0 or [::], each
+        /// answer leaves from the address its request was sent to.
         #[arg(long, default_value = "0.0.0.0:3478")]
         listen: SocketAddr,
         /// The alternate address (another IP and another port), e.g. 127.0.0.2:3479.
@@ -345,6 +346,11 @@ async fn stun_server(
     threads: Option<usize>,
     software: bool,
 ) -> Result<(), String> {
+    if alt.is_some() && listen.ip().is_unspecified() {
+        // RFC 5780 §6.1: CHANGE-REQUEST picks the other IP, so both must be
+        // named; a wildcard primary would answer from wherever it was asked.
+        return Err("with --alt, give --listen a specific IP (not 0.0.0.0 or [::])".into());
+    }
     let mut config = ServerConfig::new(listen);
     config.alternate = alt;
     if software {

@@ -187,6 +187,10 @@ struct Allocation {
     /// earlier allocation in the same slot are recognised and ignored.
     generation: u64,
     client: SocketAddr,
+    /// The server side of the 5-tuple (RFC 8656 §2): the address the client
+    /// sent its Allocate to, which its relayed data must come from. It is
+    /// `listen` unless that is a wildcard address.
+    server: SocketAddr,
     relay: SocketAddr,
     username: String,
     expires: Instant,
@@ -472,13 +476,22 @@ impl Server {
     ) -> Option<Route> {
         tracing::trace!(from = %d.source, to = %d.destination, len = d.contents.len(), "datagram");
         out.clear();
-        if d.destination != self.config.listen {
+        if !self.is_listening(d.destination) {
             return self.datagram_from_peer(now, d, out);
         }
         if channel_data::is_channel_data_rfc5766(d.contents) {
             return self.channel_data_from_client(now, d, out);
         }
         self.stun_from_client(now, d, out)
+    }
+
+    /// Whether a datagram sent to `local` came to the listening address: it
+    /// is `listen`, or any address on its port when `listen` is a wildcard
+    /// (the runtime gives the real local address of each datagram; no relay
+    /// can share that port, the wildcard socket holds it on every address).
+    fn is_listening(&self, local: SocketAddr) -> bool {
+        let listen = self.config.listen;
+        local == listen || (listen.ip().is_unspecified() && local.port() == listen.port())
     }
 
     fn stun_from_client(
@@ -748,6 +761,7 @@ impl Server {
         self.slots[slot] = Some(Allocation {
             generation,
             client: d.source,
+            server: d.destination,
             relay,
             username: auth.username,
             expires: now + lifetime,
@@ -1044,7 +1058,7 @@ impl Server {
             tracing::debug!(peer = %d.source, relay = %d.destination, "datagram from a peer without permission dropped");
             return None;
         }
-        let client = a.client;
+        let (client, server) = (a.client, a.server);
         let channel = a
             .channel_of
             .get(&d.source)
@@ -1086,7 +1100,7 @@ impl Server {
         self.stats.to_client += 1;
         tracing::trace!(peer = %d.source, relay = %d.destination, %client, ?channel, len = d.contents.len(), "relayed to client");
         Some(Route {
-            source: self.config.listen,
+            source: server,
             destination: client,
         })
     }
@@ -1386,6 +1400,46 @@ mod tests {
         c.close(now).unwrap();
         pump(&mut s, &mut c, from, now);
         assert_eq!(s.allocations(), 0);
+    }
+
+    /// Listening on 0.0.0.0, the server takes a datagram the runtime says
+    /// came to one of the host's addresses for a client's, answers from that
+    /// address, and relays the peer's data back from it too: the 5-tuple's
+    /// server address is the one the client sent to (RFC 8656 §2).
+    #[test]
+    fn wildcard_listen_answers_and_relays_from_the_address_asked() {
+        let now = Instant::now();
+        let relay: SocketAddr = "198.51.100.1:50000".parse().unwrap();
+        let mut config = ServerConfig::new("0.0.0.0:3478".parse().unwrap(), vec![relay], "rtclab");
+        config.users.push(("alice".into(), "secret".into()));
+        let mut s = Server::new(config, now, &mut StdRng::seed_from_u64(3));
+        let second: SocketAddr = "198.51.100.2:3478".parse().unwrap();
+        let mut c = Client::new(
+            ClientConfig::new(second, "alice", "secret"),
+            StdRng::seed_from_u64(4),
+        );
+        c.allocate(now).unwrap();
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        pump(&mut s, &mut c, from, now);
+        assert!(
+            matches!(c.poll_event(), Some(ClientEvent::Allocated { relayed, .. }) if relayed == relay)
+        );
+        let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        c.send_to(now, peer, b"hello").unwrap();
+        pump(&mut s, &mut c, from, now);
+        let mut out = Vec::new();
+        let d = Receive {
+            source: peer,
+            destination: relay,
+            contents: b"back",
+        };
+        assert_eq!(
+            s.handle_relay(now, d, &mut out),
+            Some(Route {
+                source: second,
+                destination: from
+            })
+        );
     }
 
     #[test]
