@@ -273,25 +273,158 @@ async fn oversized_messages_get_an_error_or_close_the_connection() {
 async fn a_client_that_stops_reading_is_dropped_not_buffered() {
     let mut config = Config::default();
     config.outbox = 4;
+    config.send_timeout = Duration::from_millis(500);
     let (addr, handle, _t) = start(config).await;
     let (_deaf, mut b, ida, _) = pair(addr, "r").await;
     // b floods the deaf member: once TCP's buffers and its outbox are full,
-    // the server drops it, and b hears bye. At most 40 MB are sent.
+    // b hears busy; once a write to the deaf one has waited 0.5 s, the
+    // server drops it, and b hears bye. At most 40 MB are sent.
     let chunk = "x".repeat(50_000);
     let mut bye = None;
-    for _ in 0..800 {
+    'flood: for _ in 0..800 {
         send(&mut b, json!({"type": "message", "data": chunk})).await;
-        if let Some(Some(Ok(Message::Text(t)))) = futures_util::FutureExt::now_or_never(b.next()) {
-            bye = Some(serde_json::from_str::<Value>(t.as_str()).expect("JSON"));
-            break;
+        while let Some(Some(Ok(Message::Text(t)))) = futures_util::FutureExt::now_or_never(b.next())
+        {
+            let m = serde_json::from_str::<Value>(t.as_str()).expect("JSON");
+            if m["type"] == "bye" {
+                bye = Some(m);
+                break 'flood;
+            }
+            assert_eq!(m["code"], "busy", "{m}");
         }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let bye = match bye {
         Some(m) => m,
-        None => recv(&mut b).await,
+        None => loop {
+            let m = recv(&mut b).await;
+            if m["type"] != "error" {
+                break m;
+            }
+        },
     };
     assert_eq!(bye, json!({"type": "bye", "room": "r", "id": ida}));
     assert_eq!(handle.counts().0, 1);
+}
+
+/// Floods `ws` (a room member) with `message` until `until`, reading what
+/// comes back as it goes; returns (messages sent, `busy` errors heard).
+async fn flood(ws: Ws, message: String, until: tokio::time::Instant) -> (usize, usize) {
+    let (mut w, mut r) = ws.split();
+    let reader = tokio::spawn(async move {
+        let mut busy = 0;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, r.next()).await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "error" {
+                    assert_eq!(v["code"], "busy", "{v}");
+                    busy += 1;
+                }
+            }
+        }
+        busy
+    });
+    let mut sent = 0;
+    while tokio::time::Instant::now() < until {
+        let text = Message::Text(message.clone().into());
+        match tokio::time::timeout(WAIT, w.send(text)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+        tokio::task::yield_now().await;
+    }
+    // Every busy error was made as its message came in: let them arrive.
+    tokio::time::sleep(QUIET).await;
+    let _ = w.close().await;
+    let busy = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .map_or(0, |b| b.unwrap_or(0));
+    (sent, busy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_receivers_hold_a_bounded_number_of_bytes() {
+    // Three rooms, each with a member that never reads (its WebSocket is
+    // not polled: TCP's buffers fill, then the server's writes block) and
+    // one that sends 60 KB messages as fast as it can for 1.5 s.
+    const PAIRS: usize = 3;
+    let mut config = Config::default();
+    config.send_timeout = Duration::from_secs(1);
+    let per_client = config.outbox_bytes + 8192;
+    let (addr, handle, _t) = start(config).await;
+    let message = json!({"type": "message", "data": "x".repeat(60_000)}).to_string();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let mut deaf = Vec::new();
+    let mut floods = Vec::new();
+    for i in 0..PAIRS {
+        let (a, b, _, _) = pair(addr, &format!("stall-{i}")).await;
+        deaf.push(a);
+        floods.push(tokio::spawn(flood(b, message.clone(), until)));
+    }
+    let mut peak = 0;
+    while !floods.iter().all(|f| f.is_finished()) {
+        peak = peak.max(handle.queued_bytes());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut busy = 0;
+    for f in floods {
+        busy += f.await.expect("flood").1;
+    }
+    // The server held at most one bounded outbox per stalled client.
+    assert!(
+        peak <= PAIRS * per_client,
+        "{peak} bytes queued at the peak, over {PAIRS} × {per_client}"
+    );
+    assert!(busy > 0, "the senders heard busy");
+    // Once the floods stop, every outbox drains: into TCP's buffers, or
+    // freed with a member dropped after a write waited 1 s.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while handle.queued_bytes() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} bytes still queued",
+            handle.queued_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(deaf);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_receiver_is_not_dropped_for_a_fast_sender() {
+    // b reads, but slower than a writes: a hears busy for what did not
+    // fit in b's outbox; b gets the rest and stays.
+    let (addr, handle, _t) = start(Config::default()).await;
+    let (a, mut b, _, _) = pair(addr, "fast").await;
+    let message = json!({"type": "message", "data": "y".repeat(20_000)}).to_string();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+    let flood = tokio::spawn(flood(a, message, until));
+    let mut got = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), b.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "bye" {
+                    break;
+                }
+                assert_eq!(v["type"], "message", "{v}");
+                got += 1;
+                // A slow reader: 2 ms a message.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Ok(Some(Ok(other))) => panic!("b got {other:?}"),
+            Ok(other) => panic!("b was cut off: {other:?}"),
+            Err(_) if flood.is_finished() => break,
+            Err(_) => {}
+        }
+    }
+    let (sent, busy) = flood.await.expect("flood");
+    assert!(busy > 0, "a sent {sent} and never heard busy");
+    assert_eq!(got + busy, sent, "each message was delivered or refused");
+    // b is still there and still hears a message.
+    let mut c = client(addr).await;
+    assert_eq!(join(&mut c, "fast").await["type"], "joined");
+    assert_eq!(handle.counts().0, 2);
 }
 
 #[tokio::test]
@@ -390,7 +523,7 @@ async fn a_rust_member_talks_with_a_websocket_client() {
 
     rust.send(ClientMessage::Message {
         to: None,
-        data: json!({"sdp": "offer"}),
+        data: json!({"sdp": "offer"}).into(),
     });
     assert_eq!(
         recv(&mut browser).await,

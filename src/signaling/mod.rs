@@ -43,14 +43,25 @@
 //! fields, a binary frame), `too-large` (over the message size limit, 64 KiB
 //! by default), `bad-room` (a room name must be 1–64 characters of
 //! `A-Z a-z 0-9 - _ .`), `already-in-room`, `not-in-room`, `no-such-member`,
-//! `too-many-rooms`.
+//! `too-many-rooms`, `busy` (a `message` not delivered to a member whose
+//! queue is full; the reason names it).
 //!
 //! Differences from the codelab's Socket.IO server: messages go to the other
 //! members of the sender's room only (the codelab broadcasts them to every
 //! connected socket); room size, message size and room count are limits;
 //! bad input gets an `error` and changes nothing; a WebSocket frame larger
-//! than twice the message limit closes the connection (code 1008); a client
-//! that lets 256 messages pile up unread is disconnected (code 1013).
+//! than twice the message limit closes the connection (code 1008).
+//!
+//! A slow reader cannot grow the server's memory: each client's outbox is
+//! bounded in bytes (256 KiB by default, payloads kept as their JSON text)
+//! and in messages (256). A relayed message that does not fit is not
+//! queued, and its sender hears `busy`: a reader that keeps reading keeps
+//! its place however fast the sender. A sender whose own outbox (of `busy`
+//! errors) is full is not read from until it drains. The server's own small
+//! messages have 8 KiB of headroom past the bound; a client that overflows
+//! that is disconnected (code 1013), as is one whose socket took no write
+//! for 10 s (`send_timeout`). So the server holds at most about
+//! `outbox_bytes + 8 KiB` per connection.
 //!
 //! ## Layout
 //!
@@ -70,7 +81,7 @@ pub mod room;
 pub mod server;
 pub mod web;
 
-pub use message::{ClientMessage, ErrorCode, ServerMessage};
+pub use message::{ClientMessage, Data, ErrorCode, ServerMessage};
 pub use room::{ClientId, Outgoing, Rooms, validate_room_name};
 pub use server::{Config, Handle, Member, Server};
 pub use web::{PAGES, Page};

@@ -3,12 +3,13 @@
 //!
 //! One [`Rooms`] sits behind a mutex (held for microseconds, never across an
 //! `.await`). Each WebSocket connection is a task with an *outbox*, a bounded
-//! channel of [`ServerMessage`]s; after every input, the rooms' output is
-//! dispatched to the outboxes. A client too slow to drain its outbox is
-//! disconnected rather than buffered without bound. A Rust task joins the
+//! channel of [`ServerMessage`]s bounded in bytes and count; after every
+//! input, the rooms' output is dispatched to the outboxes (see
+//! [`Config::outbox_bytes`] for who is refused or disconnected when one is
+//! full; [`Handle::queued_bytes`] is the total). A Rust task joins the
 //! same way, without a socket: [`Handle::member`] gives it a [`Member`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +25,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use super::message::{ClientMessage, ServerMessage};
+use super::message::{ClientMessage, ErrorCode, ServerMessage};
 use super::room::{self, ClientId, Rooms};
 use super::web::{PAGES, Page};
 
@@ -36,9 +37,22 @@ pub struct Config {
     pub rooms: room::Config,
     /// Most WebSocket connections (and members) at once; more get HTTP 503.
     pub max_connections: usize,
-    /// Messages queued for one client before it counts as too slow and is
-    /// disconnected.
+    /// Most relayed messages queued for one client; past it (or past
+    /// `outbox_bytes`) a message to it is refused and its sender hears
+    /// `busy`.
     pub outbox: usize,
+    /// Most bytes queued for one client (payload text plus a few dozen
+    /// bytes a message), the bound on what a slow reader makes the server
+    /// hold. Past it, a relayed message is refused and its sender hears
+    /// `busy`; the server's own messages have 8 KiB and 16 messages of
+    /// headroom beyond it, and a client that overflows even that is
+    /// disconnected (close code 1013). One message always fits an empty
+    /// outbox.
+    pub outbox_bytes: usize,
+    /// How long one WebSocket write may wait (the client's TCP window
+    /// closed: it is not reading) before the client is disconnected and its
+    /// outbox freed.
+    pub send_timeout: Duration,
     /// The web pages served over HTTP (default: [`PAGES`], the examples').
     pub pages: Vec<Page>,
     /// Where the bodies of `POST /report` go, if anywhere: a browser test's
@@ -52,6 +66,8 @@ impl Default for Config {
             rooms: room::Config::default(),
             max_connections: 1024,
             outbox: 256,
+            outbox_bytes: 256 * 1024,
+            send_timeout: Duration::from_secs(10),
             pages: PAGES.to_vec(),
             report_to: None,
         }
@@ -76,19 +92,68 @@ const CLOSE_POLICY: u16 = 1008;
 /// client fell too far behind.
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
-/// How long one WebSocket write may take before the client counts as gone.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Room in an outbox beyond [`Config::outbox_bytes`] for the server's own
+/// messages (join, ready, bye, error: a few hundred bytes each).
+const CONTROL_HEADROOM_BYTES: usize = 8 * 1024;
+/// The same in messages, beyond [`Config::outbox`].
+const CONTROL_HEADROOM_COUNT: usize = 16;
 
 struct Hub {
     rooms: Rooms,
-    outboxes: HashMap<ClientId, mpsc::Sender<ServerMessage>>,
+    outboxes: HashMap<ClientId, Outbox>,
     closed: bool,
+}
+
+/// The sending end of a client's queue, and the bytes queued in it.
+struct Outbox {
+    tx: mpsc::Sender<Queued>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// A message in an outbox with its cost, charged to the client's count and
+/// the server's total until it is dropped (sent, or its queue dropped).
+struct Queued {
+    message: ServerMessage,
+    _charge: Charge,
+}
+
+struct Charge {
+    bytes: usize,
+    client: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.client.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.total.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// What a queued message costs in memory: the enum itself plus what it
+/// points to (a relayed payload is counted in full for each recipient,
+/// although they share it).
+fn cost(m: &ServerMessage) -> usize {
+    let heap = match m {
+        ServerMessage::Created { room, .. }
+        | ServerMessage::Join { room, .. }
+        | ServerMessage::Full { room }
+        | ServerMessage::Bye { room, .. } => room.len(),
+        ServerMessage::Joined { room, members, .. } | ServerMessage::Ready { room, members } => {
+            room.len() + members.len() * std::mem::size_of::<ClientId>()
+        }
+        ServerMessage::Message { data, .. } => data.len(),
+        ServerMessage::Error { reason, .. } => reason.len(),
+    };
+    std::mem::size_of::<ServerMessage>() + heap
 }
 
 struct Shared {
     hub: Mutex<Hub>,
     config: Config,
     connections: AtomicUsize,
+    /// Bytes in every outbox (see [`cost`]).
+    queued: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -99,49 +164,133 @@ impl Shared {
     }
 
     /// A new client with its outbox; `None` once the server stops.
-    fn register(&self) -> Option<(ClientId, mpsc::Receiver<ServerMessage>)> {
+    fn register(&self) -> Option<(ClientId, mpsc::Receiver<Queued>, Arc<AtomicUsize>)> {
         let mut hub = self.hub();
         if hub.closed {
             return None;
         }
-        let (tx, rx) = mpsc::channel(self.config.outbox.max(1));
+        let (tx, rx) = mpsc::channel(self.config.outbox.max(1) + CONTROL_HEADROOM_COUNT);
         let id = hub.rooms.connect();
-        hub.outboxes.insert(id, tx);
-        Some((id, rx))
+        let bytes = Arc::new(AtomicUsize::new(0));
+        hub.outboxes.insert(
+            id,
+            Outbox {
+                tx,
+                bytes: bytes.clone(),
+            },
+        );
+        Some((id, rx, bytes))
     }
 
     /// Runs `f` on the rooms, then delivers what they output.
     fn with_rooms(&self, f: impl FnOnce(&mut Rooms)) {
         let mut hub = self.hub();
         f(&mut hub.rooms);
-        hub.dispatch();
+        hub.dispatch(&self.config, &self.queued);
     }
 }
 
 // ANCHOR: dispatch
 impl Hub {
-    fn dispatch(&mut self) {
+    /// Delivers what the rooms output to the outboxes. A relayed message
+    /// that does not fit its recipient's outbox is not queued and its
+    /// sender hears `busy`: a fast sender slows itself, the reader keeps its
+    /// place. The server's own messages (join, ready, bye, error: small, and
+    /// caused by the client or its room) have some headroom beyond the
+    /// bound; a client whose outbox overflows even that is not reading at
+    /// all, and is disconnected.
+    fn dispatch(&mut self, limits: &Config, total: &Arc<AtomicUsize>) {
+        let mut busy = VecDeque::new();
         loop {
             let mut slow = Vec::new();
-            while let Some(out) = self.rooms.poll_output() {
-                let Some(tx) = self.outboxes.get(&out.to) else {
+            while let Some(out) = self.rooms.poll_output().or_else(|| busy.pop_front()) {
+                let Some(outbox) = self.outboxes.get(&out.to) else {
                     continue;
                 };
-                if tx.try_send(out.message).is_err() {
-                    slow.push(out.to);
+                let relayed_from = match &out.message {
+                    ServerMessage::Message { from, .. } => Some(*from),
+                    _ => None,
+                };
+                match outbox.offer(out.message, relayed_from.is_some(), limits, total) {
+                    Offer::Queued => {}
+                    Offer::Full(queued) => match relayed_from {
+                        Some(from) => busy.push_back(room::Outgoing {
+                            to: from,
+                            message: ServerMessage::Error {
+                                code: ErrorCode::Busy,
+                                reason: format!(
+                                    "member {} reads slower than you send ({queued} bytes \
+                                     wait for it): this message was not delivered to it",
+                                    out.to
+                                ),
+                            },
+                        }),
+                        None => slow.push(out.to),
+                    },
+                    Offer::Gone => slow.push(out.to),
                 }
             }
             if slow.is_empty() {
                 return;
             }
-            // Full (too slow) or closed (its task ended): drop its outbox,
-            // which tells its task to close, and take it out of its room.
+            // Not reading at all, or its task ended: drop its outbox, which
+            // tells its task to close, and take it out of its room.
             for id in slow {
                 if self.outboxes.remove(&id).is_some() {
-                    tracing::debug!(client = %id, "signaling: client too slow, disconnected");
+                    tracing::debug!(client = %id, "signaling: client not reading, disconnected");
                 }
                 self.rooms.disconnect(id);
             }
+        }
+    }
+}
+
+/// What became of a message offered to an outbox.
+enum Offer {
+    Queued,
+    /// Over the bound; the outbox holds this many bytes.
+    Full(usize),
+    /// The client's task has ended.
+    Gone,
+}
+
+impl Outbox {
+    fn offer(
+        &self,
+        message: ServerMessage,
+        relayed: bool,
+        limits: &Config,
+        total: &Arc<AtomicUsize>,
+    ) -> Offer {
+        let bytes = cost(&message);
+        let queued = self.bytes.load(Ordering::Acquire);
+        let in_channel = self.tx.max_capacity() - self.tx.capacity();
+        let (byte_limit, count_limit) = if relayed {
+            (limits.outbox_bytes, limits.outbox)
+        } else {
+            (
+                limits.outbox_bytes + CONTROL_HEADROOM_BYTES,
+                limits.outbox + CONTROL_HEADROOM_COUNT,
+            )
+        };
+        // One message always fits an empty outbox, however large.
+        if queued > 0 && (queued + bytes > byte_limit || in_channel >= count_limit) {
+            return Offer::Full(queued);
+        }
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        total.fetch_add(bytes, Ordering::AcqRel);
+        let charge = Charge {
+            bytes,
+            client: self.bytes.clone(),
+            total: total.clone(),
+        };
+        match self.tx.try_send(Queued {
+            message,
+            _charge: charge,
+        }) {
+            Ok(()) => Offer::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => Offer::Full(queued),
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
         }
     }
 }
@@ -174,6 +323,7 @@ impl Server {
             }),
             config,
             connections: AtomicUsize::new(0),
+            queued: Arc::new(AtomicUsize::new(0)),
         });
         let (stop, _) = watch::channel(false);
         Ok(Server {
@@ -251,7 +401,7 @@ impl Handle {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        let Some((id, rx)) = self.shared.register() else {
+        let Some((id, rx, _)) = self.shared.register() else {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         };
@@ -267,6 +417,12 @@ impl Handle {
         self.stop.send_replace(true);
     }
 
+    /// Bytes queued for clients right now, in every outbox together (what
+    /// the server holds for clients that read slower than others write).
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
     /// `(connected clients, rooms with members)` right now.
     pub fn counts(&self) -> (usize, usize) {
         let hub = self.shared.hub();
@@ -279,7 +435,7 @@ impl Handle {
 /// the JSON. Dropping it disconnects it (its room hears `bye`).
 pub struct Member {
     id: ClientId,
-    rx: mpsc::Receiver<ServerMessage>,
+    rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
 }
 
@@ -298,12 +454,12 @@ impl Member {
     /// The next message for this member; `None` once the server stopped or
     /// dropped it (too slow).
     pub async fn recv(&mut self) -> Option<ServerMessage> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|q| q.message)
     }
 
     /// A message if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<ServerMessage> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(|q| q.message)
     }
 }
 
@@ -364,15 +520,21 @@ fn close(code: u16, reason: &str) -> Message {
 
 // ANCHOR: connection
 async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
-    let Some((id, mut outbox)) = shared.register() else {
+    let Some((id, mut outbox, queued)) = shared.register() else {
         let frame = close(CLOSE_GOING_AWAY, "the server is stopping");
-        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+        let _ = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
         return;
     };
     tracing::debug!(client = %id, "signaling: connected");
+    let limits = &shared.config;
     loop {
+        // Back-pressure: while this client's own outbox is at its bound
+        // (say, `busy` errors for a flood it sends), read nothing more from
+        // it until the outbox drains.
+        let backlog =
+            outbox.len() >= limits.outbox || queued.load(Ordering::Acquire) >= limits.outbox_bytes;
         tokio::select! {
-            incoming = socket.recv() => match incoming {
+            incoming = socket.recv(), if !backlog => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     tracing::trace!(client = %id, %text, "signaling: ←");
                     shared.with_rooms(|r| r.handle_text(id, text.as_str()));
@@ -385,18 +547,20 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                 Some(Err(e)) => {
                     tracing::debug!(client = %id, "signaling: read error: {e}");
                     let frame = close(CLOSE_POLICY, &e.to_string());
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+                    let _ = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
                     break;
                 }
             },
             out = outbox.recv() => match out {
-                Some(m) => {
-                    let text = m.to_json();
+                Some(queued) => {
+                    let text = queued.message.to_json();
                     tracing::trace!(client = %id, %text, "signaling: →");
                     // A client that stops reading would block this send
                     // forever once TCP's buffers fill: give up after a while.
                     let frame = Message::Text(text.into());
-                    let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+                    let sent = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
+                    // Charged until sent.
+                    drop(queued);
                     if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
@@ -408,7 +572,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                     } else {
                         close(CLOSE_TRY_AGAIN, "too slow: messages were piling up")
                     };
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+                    let _ = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
                     break;
                 }
             },
