@@ -444,6 +444,94 @@ async fn connections_past_the_limit_are_refused() {
     let _b = client(addr).await;
 }
 
+/// Whether the server closes `s` within `within` (reads until EOF or reset).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn short_timeouts() -> Config {
+    let mut config = Config::default();
+    config.header_read_timeout = Duration::from_millis(500);
+    config.idle_timeout = Duration::from_millis(700);
+    config
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let (addr, _h, _t) = start(short_timeouts()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+}
+
+#[tokio::test]
+async fn a_slowloris_is_closed_after_the_header_timeout() {
+    let (addr, _h, _t) = start(short_timeouts()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // A header line every 100 ms, never the blank line that ends them:
+    // never idle, but the headers take too long.
+    s.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+    let start = tokio::time::Instant::now();
+    let mut closed = false;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(format!("X-{i}: y\r\n").as_bytes())
+            .await
+            .is_err()
+            || closed_within(&mut s, Duration::from_millis(1)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stops_is_closed_after_the_idle_timeout() {
+    let (addr, _h, _t) = start(short_timeouts()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // Headers in time, then a body that never comes.
+    let req = format!("POST /report HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\nab");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let start = tokio::time::Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+    assert!(
+        start.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn tcp_connections_past_the_cap_are_closed_at_once() {
+    let mut config = Config::default();
+    config.max_tcp_connections = 3;
+    let (addr, _h, _t) = start(config).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(QUIET).await;
+    // The fourth is accepted and closed; a page is served once one goes.
+    let mut extra = TcpStream::connect(addr).await.expect("connect");
+    assert!(closed_within(&mut extra, Duration::from_secs(1)).await);
+    for s in &mut held {
+        assert!(!closed_within(s, Duration::from_millis(10)).await);
+    }
+    held.pop();
+    tokio::time::sleep(QUIET).await;
+    assert!(http_get(addr, "/").await.starts_with("HTTP/1.1 200"));
+}
+
 #[tokio::test]
 async fn many_rooms_at_once() {
     const ROOMS: usize = 50;

@@ -63,14 +63,21 @@
 //! for 10 s (`send_timeout`). So the server holds at most about
 //! `outbox_bytes + 8 KiB` per connection.
 //!
+//! Nor can idle sockets: at most 1024 TCP connections at once
+//! (`max_tcp_connections`; one more is closed as it is accepted), a
+//! request's headers must arrive within 10 s (`header_read_timeout`: a
+//! socket that sends nothing, or a slowloris, is closed), and an HTTP
+//! connection with no byte moving for 60 s (`idle_timeout`) is closed.
+//! A WebSocket has no idle timeout: a call's signaling is quiet for long.
+//!
 //! ## Layout
 //!
 //! - [`room`]: the rooms, sans-IO ([`Rooms`]): text in, `(recipient,
 //!   message)` out; every rule is a unit test there.
 //! - [`message`]: the JSON messages ([`ClientMessage`], [`ServerMessage`])
 //!   with serde.
-//! - [`server`]: the tokio server ([`Server`]): axum for HTTP and WebSocket
-//!   (`GET /ws`), the example pages at `/` and `/NN_name/` (from [`web`]),
+//! - [`server`]: the tokio server ([`Server`]): hyper for HTTP/1.1, axum
+//!   for routing and WebSocket (`GET /ws`), the example pages at `/` and `/NN_name/` (from [`web`]),
 //!   and in-process members ([`Handle::member`]) for a Rust peer.
 //!
 //! Left out: authentication, TLS (put a reverse proxy in front, or use it

@@ -1,8 +1,9 @@
-//! The signaling server over tokio: HTTP and WebSocket from axum, the rooms
-//! from the sans-IO [`Rooms`].
+//! The signaling server over tokio: HTTP/1.1 from hyper (driven here, for
+//! its header-read timeout, an idle timeout and a cap on TCP connections),
+//! routes and WebSocket from axum, the rooms from the sans-IO [`Rooms`].
 //!
 //! One [`Rooms`] sits behind a mutex (held for microseconds, never across an
-//! `.await`). Each WebSocket connection is a task with an *outbox*, a bounded
+//! `.await`). Each WebSocket connection is a task with an *outbox*, a
 //! channel of [`ServerMessage`]s bounded in bytes and count; after every
 //! input, the rooms' output is dispatched to the outboxes (see
 //! [`Config::outbox_bytes`] for who is refused or disconnected when one is
@@ -12,8 +13,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -22,8 +25,12 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::message::{ClientMessage, ErrorCode, ServerMessage};
 use super::room::{self, ClientId, Rooms};
@@ -53,6 +60,17 @@ pub struct Config {
     /// closed: it is not reading) before the client is disconnected and its
     /// outbox freed.
     pub send_timeout: Duration,
+    /// Most TCP connections at once (HTTP, and WebSockets after their
+    /// upgrade); one accepted past it is closed at once.
+    pub max_tcp_connections: usize,
+    /// How long a client may take to send a request's headers (from the
+    /// connection's start, or the end of the previous response) before the
+    /// connection is closed: a slowloris, or a socket that sends nothing.
+    pub header_read_timeout: Duration,
+    /// How long an HTTP connection (not yet a WebSocket) may go without a
+    /// byte read or written, say in the middle of a request's body, before
+    /// it is closed.
+    pub idle_timeout: Duration,
     /// The web pages served over HTTP (default: [`PAGES`], the examples').
     pub pages: Vec<Page>,
     /// Where the bodies of `POST /report` go, if anywhere: a browser test's
@@ -68,6 +86,9 @@ impl Default for Config {
             outbox: 256,
             outbox_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
+            max_tcp_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             pages: PAGES.to_vec(),
             report_to: None,
         }
@@ -355,39 +376,211 @@ impl Server {
     /// [`Handle::shutdown`] is called. Then it stops accepting, closes every
     /// WebSocket with "going away" (1001), ends every member's stream, and
     /// returns once the connections have closed (at most about 2 s later).
+    ///
+    /// Each TCP connection holds one of [`Config::max_tcp_connections`]
+    /// places until it closes (a WebSocket keeps its connection's); one
+    /// accepted past the cap is closed at once. HTTP/1.1 comes from hyper,
+    /// with [`Config::header_read_timeout`] and [`Config::idle_timeout`].
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let shared = self.shared.clone();
-        let mut stopped = self.stop.subscribe();
+        let Server {
+            listener,
+            shared,
+            stop,
+        } = self;
+        let mut stopped = stop.subscribe();
         let trigger = async move {
             tokio::select! {
                 () = signal => {}
                 _ = stopped.wait_for(|s| *s) => {}
             }
-            let mut hub = shared.hub();
-            hub.closed = true;
-            // Every task sees its outbox end and closes its socket.
-            hub.outboxes.clear();
         };
+        tokio::pin!(trigger);
         let app = Router::new()
             .route("/ws", get(websocket))
             .route("/report", post(report))
             .fallback(page)
-            .with_state(self.shared.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(trigger)
-            .await?;
-        // The upgraded connections run on their own tasks: give them a
-        // moment to send their close frames.
+            .with_state(shared.clone());
+        let service = TowerToHyperService::new(app);
+        let cap = shared.config.max_tcp_connections.max(1);
+        let places = Arc::new(Semaphore::new(cap));
+        let (closing, closing_rx) = watch::channel(false);
+        loop {
+            tokio::select! {
+                () = &mut trigger => break,
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors, say: wait for some to
+                            // close rather than spin.
+                            tracing::debug!("signaling: accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(place) = places.clone().try_acquire_owned() else {
+                        tracing::debug!("signaling: {cap} TCP connections already; closed a new one");
+                        drop(stream);
+                        continue;
+                    };
+                    let io = Tracked::new(stream, place);
+                    let config = &shared.config;
+                    let task = http_connection(
+                        io,
+                        service.clone(),
+                        config.header_read_timeout,
+                        config.idle_timeout,
+                        closing_rx.clone(),
+                    );
+                    tokio::spawn(task);
+                }
+            }
+        }
+        drop(listener);
+        {
+            let mut hub = shared.hub();
+            hub.closed = true;
+            // Every task sees its outbox end and closes its socket.
+            hub.outboxes.clear();
+        }
+        closing.send_replace(true);
+        // The connections run on their own tasks: give them a moment to
+        // finish their responses and send their close frames.
         for _ in 0..200 {
-            if self.shared.connections.load(Ordering::Acquire) == 0 {
+            if shared.connections.load(Ordering::Acquire) == 0 && places.available_permits() == cap
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
+    }
+}
+
+/// A TCP connection that holds its place under the cap until dropped and
+/// notes when a byte last moved (for the idle timeout).
+struct Tracked {
+    stream: TcpStream,
+    start: tokio::time::Instant,
+    /// Milliseconds from `start` to the last read or write.
+    last: Arc<AtomicU64>,
+    _place: OwnedSemaphorePermit,
+}
+
+impl Tracked {
+    fn new(stream: TcpStream, place: OwnedSemaphorePermit) -> Tracked {
+        Tracked {
+            stream,
+            start: tokio::time::Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            _place: place,
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Release);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// One HTTP/1.1 connection until it closes, is upgraded to a WebSocket
+/// (which then runs on its own task), goes idle, or the server stops.
+async fn http_connection(
+    io: Tracked,
+    service: TowerToHyperService<Router>,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    let (start, last) = (io.start, io.last.clone());
+    let mut http = http1::Builder::new();
+    // hyper's header timer runs from when it starts waiting for a request
+    // head: it closes a connection that sends nothing, or its headers too
+    // slowly (a slowloris), and one idle between keep-alive requests.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let idle_since = start + Duration::from_millis(last.load(Ordering::Acquire));
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!("signaling: HTTP connection: {e}");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(idle_since + idle_timeout) => {
+                let moved = start + Duration::from_millis(last.load(Ordering::Acquire));
+                if moved + idle_timeout <= tokio::time::Instant::now() {
+                    tracing::debug!("signaling: HTTP connection idle for {idle_timeout:?}; closed");
+                    return;
+                }
+            }
+            _ = closing.wait_for(|c| *c), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
     }
 }
 
