@@ -307,6 +307,29 @@ async fn a_client_that_stops_reading_is_dropped_not_buffered() {
     assert_eq!(handle.counts().0, 1);
 }
 
+#[tokio::test]
+async fn a_client_that_answers_no_ping_is_dropped() {
+    let mut config = Config::default();
+    config.ping_interval = Duration::from_millis(200);
+    let (addr, handle, _t) = start(config).await;
+    let (deaf, mut b, ida, _) = pair(addr, "r").await;
+    // b reads (tungstenite answers pings as it reads); the deaf one is
+    // never polled again.
+    assert_eq!(
+        recv(&mut b).await,
+        json!({"type": "bye", "room": "r", "id": ida})
+    );
+    let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+    while let Ok(m) = tokio::time::timeout_at(until, b.next()).await {
+        match m {
+            Some(Ok(Message::Ping(_))) => {}
+            other => panic!("b got {other:?}"),
+        }
+    }
+    assert_eq!(handle.counts().0, 1);
+    drop(deaf);
+}
+
 /// Floods `ws` (a room member) with `message` until `until`, reading what
 /// comes back as it goes; returns (messages sent, `busy` errors heard).
 async fn flood(ws: Ws, message: String, until: tokio::time::Instant) -> (usize, usize) {
@@ -350,6 +373,7 @@ async fn stalled_receivers_hold_a_bounded_number_of_bytes() {
     const PAIRS: usize = 3;
     let mut config = Config::default();
     config.send_timeout = Duration::from_secs(1);
+    config.ping_interval = Duration::from_millis(500);
     let per_client = config.outbox_bytes + 8192;
     let (addr, handle, _t) = start(config).await;
     let message = json!({"type": "message", "data": "x".repeat(60_000)}).to_string();
@@ -376,13 +400,15 @@ async fn stalled_receivers_hold_a_bounded_number_of_bytes() {
         "{peak} bytes queued at the peak, over {PAIRS} × {per_client}"
     );
     assert!(busy > 0, "the senders heard busy");
-    // Once the floods stop, every outbox drains: into TCP's buffers, or
-    // freed with a member dropped after a write waited 1 s.
+    // The stalled members are dropped once a write to them has waited 1 s
+    // or a ping of theirs went unanswered for 0.5 s, and their queues are
+    // freed.
     let deadline = tokio::time::Instant::now() + WAIT;
-    while handle.queued_bytes() > 0 {
+    while handle.counts().0 > 0 || handle.queued_bytes() > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "{} bytes still queued",
+            "clients {:?}, {} bytes queued",
+            handle.counts(),
             handle.queued_bytes()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -61,7 +61,10 @@
 //! messages have 8 KiB of headroom past the bound; a client that overflows
 //! that is disconnected (code 1013), as is one whose socket took no write
 //! for 10 s (`send_timeout`). So the server holds at most about
-//! `outbox_bytes + 8 KiB` per connection.
+//! `outbox_bytes + 8 KiB` per connection. The server pings every client
+//! each 30 s (`ping_interval`; browsers answer by themselves): one that has
+//! not answered by the next ping is disconnected, so a client that stops
+//! reading is gone within a minute even when nothing is sent to it.
 //!
 //! Nor can idle sockets: at most 1024 TCP connections at once
 //! (`max_tcp_connections`; one more is closed as it is accepted), a

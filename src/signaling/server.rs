@@ -71,6 +71,11 @@ pub struct Config {
     /// byte read or written, say in the middle of a request's body, before
     /// it is closed.
     pub idle_timeout: Duration,
+    /// How often the server pings each WebSocket client (RFC 6455 §5.5.2;
+    /// browsers answer on their own). A client that has not answered a
+    /// ping when the next is due is not reading, and is disconnected, even
+    /// when nothing is queued for it.
+    pub ping_interval: Duration,
     /// The web pages served over HTTP (default: [`PAGES`], the examples').
     pub pages: Vec<Page>,
     /// Where the bodies of `POST /report` go, if anywhere: a browser test's
@@ -87,6 +92,7 @@ impl Default for Config {
             outbox_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
             max_tcp_connections: 1024,
+            ping_interval: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             pages: PAGES.to_vec(),
@@ -720,6 +726,11 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
     };
     tracing::debug!(client = %id, "signaling: connected");
     let limits = &shared.config;
+    let every = limits.ping_interval.max(Duration::from_millis(1));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // After a long write, one tick, not a burst of missed ones.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered = false;
     loop {
         // Back-pressure: while this client's own outbox is at its bound
         // (say, `busy` errors for a flood it sends), read nothing more from
@@ -727,6 +738,18 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
         let backlog =
             outbox.len() >= limits.outbox || queued.load(Ordering::Acquire) >= limits.outbox_bytes;
         tokio::select! {
+            _ = ping.tick() => {
+                if unanswered {
+                    tracing::debug!(client = %id, "signaling: no pong in {every:?}, disconnected");
+                    break;
+                }
+                unanswered = true;
+                let frame = Message::Ping(axum::body::Bytes::from_static(b"rtclab"));
+                let sent = tokio::time::timeout(limits.send_timeout, socket.send(frame)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
+            }
             incoming = socket.recv(), if !backlog => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     tracing::trace!(client = %id, %text, "signaling: ←");
@@ -735,7 +758,8 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                 Some(Ok(Message::Binary(b))) => {
                     shared.with_rooms(|r| r.handle_binary(id, b.len()));
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Pong(_))) => unanswered = false,
+                Some(Ok(Message::Ping(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(e)) => {
                     tracing::debug!(client = %id, "signaling: read error: {e}");
