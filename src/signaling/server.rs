@@ -839,3 +839,63 @@ async fn page(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
     }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::{Data, ErrorCode};
+
+    proptest::proptest! {
+        /// Whatever is offered to an outbox and drained from it, it holds
+        /// no more than its bound plus the headroom for the server's own
+        /// messages (or one message, when it was empty), its count and the
+        /// server's total agree, and both are zero once it is gone.
+        #[test]
+        fn an_outbox_stays_within_its_bound(
+            ops in proptest::collection::vec((0u8..3, 0usize..20_000), 0..120)
+        ) {
+            let config = Config {
+                outbox: 8,
+                outbox_bytes: 10_000,
+                ..Config::default()
+            };
+            let (tx, mut rx) = mpsc::channel(config.outbox + CONTROL_HEADROOM_COUNT);
+            let bytes = Arc::new(AtomicUsize::new(0));
+            let total = Arc::new(AtomicUsize::new(0));
+            let outbox = Outbox { tx, bytes: bytes.clone() };
+            let mut largest = 0;
+            for (op, size) in ops {
+                let (message, relayed) = match op {
+                    0 => {
+                        let data = Data::from_value(&serde_json::json!("x".repeat(size)));
+                        (ServerMessage::Message { from: ClientId(1), data }, true)
+                    }
+                    1 => {
+                        let reason = "r".repeat(size % 300);
+                        (ServerMessage::Error { code: ErrorCode::Busy, reason }, false)
+                    }
+                    _ => {
+                        drop(rx.try_recv());
+                        continue;
+                    }
+                };
+                let was = bytes.load(Ordering::Acquire);
+                let c = cost(&message);
+                match outbox.offer(message, relayed, &config, &total) {
+                    Offer::Queued => largest = largest.max(c),
+                    Offer::Full(q) => proptest::prop_assert!(q > 0 && q == was),
+                    Offer::Gone => proptest::prop_assert!(false, "the receiver is alive"),
+                }
+                let held = bytes.load(Ordering::Acquire);
+                proptest::prop_assert_eq!(held, total.load(Ordering::Acquire));
+                let bound = config.outbox_bytes + CONTROL_HEADROOM_BYTES;
+                proptest::prop_assert!(held <= bound.max(largest), "{} > {}", held, bound);
+                proptest::prop_assert!(rx.len() <= config.outbox + CONTROL_HEADROOM_COUNT);
+            }
+            drop(outbox);
+            drop(rx);
+            proptest::prop_assert_eq!(total.load(Ordering::Acquire), 0);
+            proptest::prop_assert_eq!(bytes.load(Ordering::Acquire), 0);
+        }
+    }
+}
