@@ -112,8 +112,9 @@ enum Command {
         #[arg(long, default_value_t = 64 * 1024)]
         max_message: usize,
         /// Most TCP connections at once (pages and WebSockets); more are
-        /// closed as they come. Keep it under the open-file limit (ulimit -n).
-        #[arg(long, default_value_t = 1024)]
+        /// closed as they come. Default: 1024, or the open-file limit
+        /// (ulimit -n) less 128 if that is lower.
+        #[arg(long, default_value_t = rtclab::signaling::default_tcp_cap())]
         max_connections: usize,
     },
     /// Measure each layer on this machine (like `openssl speed`).

@@ -66,8 +66,9 @@
 //! not answered by the next ping is disconnected, so a client that stops
 //! reading is gone within a minute even when nothing is sent to it.
 //!
-//! Nor can idle sockets: at most 1024 TCP connections at once
-//! (`max_tcp_connections`; one more is closed as it is accepted), a
+//! Nor can idle sockets: at most 1024 TCP connections at once, fewer if
+//! the open-file limit is low (`max_tcp_connections`; one more is closed as
+//! it is accepted), a
 //! request's headers must arrive within 10 s (`header_read_timeout`: a
 //! socket that sends nothing, or a slowloris, is closed), and an HTTP
 //! connection with no byte moving for 60 s (`idle_timeout`) is closed.
@@ -93,5 +94,5 @@ pub mod web;
 
 pub use message::{ClientMessage, Data, ErrorCode, ServerMessage};
 pub use room::{ClientId, Outgoing, Rooms, validate_room_name};
-pub use server::{Config, Handle, Member, Server};
+pub use server::{Config, Handle, Member, Server, default_tcp_cap};
 pub use web::{PAGES, Page};

@@ -61,7 +61,10 @@ pub struct Config {
     /// outbox freed.
     pub send_timeout: Duration,
     /// Most TCP connections at once (HTTP, and WebSockets after their
-    /// upgrade); one accepted past it is closed at once.
+    /// upgrade); one accepted past it is closed at once. Default: 1024, or
+    /// fewer when the process may open fewer files (see
+    /// [`default_tcp_cap`]), so that idle sockets cannot use up the file
+    /// descriptors the rest of the process needs.
     pub max_tcp_connections: usize,
     /// How long a client may take to send a request's headers (from the
     /// connection's start, or the end of the previous response) before the
@@ -91,7 +94,7 @@ impl Default for Config {
             outbox: 256,
             outbox_bytes: 256 * 1024,
             send_timeout: Duration::from_secs(10),
-            max_tcp_connections: 1024,
+            max_tcp_connections: default_tcp_cap(),
             ping_interval: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
@@ -99,6 +102,33 @@ impl Default for Config {
             report_to: None,
         }
     }
+}
+
+/// The default [`Config::max_tcp_connections`]: 1024, but at most the
+/// process's open-file limit less 128 descriptors kept for everything else
+/// (the demo's UDP sockets, files), and at least 16. The limit is read from
+/// `/proc/self/limits` (Linux); where that cannot be read, 1024.
+pub fn default_tcp_cap() -> usize {
+    const CAP: usize = 1024;
+    const RESERVE: usize = 128;
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| open_files_soft_limit(&text));
+    match soft {
+        Some(n) => n.saturating_sub(RESERVE).clamp(16, CAP),
+        None => CAP,
+    }
+}
+
+/// The soft "Max open files" limit in the text of `/proc/self/limits`
+/// (`None` if absent or "unlimited").
+fn open_files_soft_limit(text: &str) -> Option<usize> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Config {
@@ -844,6 +874,27 @@ async fn page(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
 mod tests {
     use super::*;
     use crate::signaling::{Data, ErrorCode};
+
+    #[test]
+    fn the_tcp_cap_leaves_file_descriptors_for_the_rest() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max cpu time              unlimited            unlimited            seconds   \n\
+                      Max open files            512                  4096                 files     \n";
+        assert_eq!(open_files_soft_limit(limits), Some(512));
+        assert_eq!(
+            open_files_soft_limit("Max open files  unlimited  unlimited  files"),
+            None
+        );
+        assert_eq!(open_files_soft_limit(""), None);
+        let cap = default_tcp_cap();
+        assert!((16..=1024).contains(&cap), "{cap}");
+        if let Some(soft) = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|t| open_files_soft_limit(&t))
+        {
+            assert!(cap <= soft.saturating_sub(128).max(16), "{cap} of {soft}");
+        }
+    }
 
     proptest::proptest! {
         /// Whatever is offered to an outbox and drained from it, it holds
