@@ -40,7 +40,7 @@
 //! | server → client | `error` | `code`, `reason` | your last message was refused; nothing changed |
 //!
 //! Error codes: `malformed` (not JSON, unknown `type`, missing or extra
-//! fields, a binary frame), `too-large` (over the message size limit, 64 KiB
+//! fields, `data` nested more than 100 deep, a binary frame), `too-large` (over the message size limit, 64 KiB
 //! by default), `bad-room` (a room name must be 1–64 characters of
 //! `A-Z a-z 0-9 - _ .`), `already-in-room`, `not-in-room`, `no-such-member`,
 //! `too-many-rooms`, `busy` (a `message` not delivered to a member whose
