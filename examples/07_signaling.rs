@@ -114,7 +114,7 @@ async fn scene(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             out,
             ClientMessage::Message {
                 to: None,
-                data: offer.clone(),
+                data: offer.clone().into(),
             }
             .to_json(),
         )
@@ -128,7 +128,7 @@ async fn scene(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         out,
         ClientMessage::Message {
             to: None,
-            data: answer,
+            data: answer.into(),
         }
         .to_json(),
     )

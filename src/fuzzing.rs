@@ -1423,18 +1423,20 @@ pub fn sctp_association_data_ops(ops: &[u8]) {
 
 /// The harness of the `signaling_rooms` target: the bytes are a script of
 /// client actions against [`crate::signaling::Rooms`] (rooms of three,
-/// 200-byte messages). Frames are split at 0x00; a frame's first byte picks
+/// 256-byte messages). Frames are split at 0x00; a frame's first byte picks
 /// one of four clients (low 2 bits) and what it does (next 2 bits: text,
 /// disconnect and reconnect, binary, bye); the rest is its text. After each
-/// step, every room's books must balance and every message must go to a
-/// connected client.
+/// step, every room's books must balance, every message must go to a
+/// connected client, and a relayed payload must be JSON text no longer
+/// than a message may be, that serde_json reads as a tree (no deeper
+/// than [`crate::signaling::message::MAX_NESTING`]).
 pub fn signaling_rooms(data: &[u8]) {
     use crate::signaling::room::Config;
     use crate::signaling::{ClientId, Rooms};
 
     let config = Config {
         room_size: 3,
-        max_message_bytes: 200,
+        max_message_bytes: 256,
         max_rooms: 8,
     };
     let mut rooms = Rooms::new(config);
@@ -1457,6 +1459,11 @@ pub fn signaling_rooms(data: &[u8]) {
         let mut n = 0;
         while let Some(out) = rooms.poll_output() {
             assert!(clients.contains(&out.to), "a message to a gone client");
+            if let crate::signaling::ServerMessage::Message { data, .. } = &out.message {
+                assert!(data.len() <= 256, "relayed more than a message holds");
+                let tree = serde_json::from_str::<serde_json::Value>(data.get());
+                assert!(tree.is_ok(), "relayed unreadable JSON: {}", data.get());
+            }
             n += 1;
         }
         // One input makes at most one message per member and ready for all.

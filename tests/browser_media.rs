@@ -116,7 +116,7 @@ impl Run {
     fn signal(&self, data: Value) {
         self.member.send(ClientMessage::Message {
             to: self.visitor,
-            data,
+            data: data.into(),
         });
     }
 
@@ -222,6 +222,7 @@ impl Run {
                 m = self.member.recv() => match m {
                     Some(ServerMessage::Join { id, .. }) => self.visitor = Some(id),
                     Some(ServerMessage::Message { from, data }) => {
+                        let data = data.to_value();
                         self.visitor.get_or_insert(from);
                         match data["type"].as_str() {
                             Some("offer") => {

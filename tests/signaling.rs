@@ -273,25 +273,184 @@ async fn oversized_messages_get_an_error_or_close_the_connection() {
 async fn a_client_that_stops_reading_is_dropped_not_buffered() {
     let mut config = Config::default();
     config.outbox = 4;
+    config.send_timeout = Duration::from_millis(500);
     let (addr, handle, _t) = start(config).await;
     let (_deaf, mut b, ida, _) = pair(addr, "r").await;
     // b floods the deaf member: once TCP's buffers and its outbox are full,
-    // the server drops it, and b hears bye. At most 40 MB are sent.
+    // b hears busy; once a write to the deaf one has waited 0.5 s, the
+    // server drops it, and b hears bye. At most 40 MB are sent.
     let chunk = "x".repeat(50_000);
     let mut bye = None;
-    for _ in 0..800 {
+    'flood: for _ in 0..800 {
         send(&mut b, json!({"type": "message", "data": chunk})).await;
-        if let Some(Some(Ok(Message::Text(t)))) = futures_util::FutureExt::now_or_never(b.next()) {
-            bye = Some(serde_json::from_str::<Value>(t.as_str()).expect("JSON"));
-            break;
+        while let Some(Some(Ok(Message::Text(t)))) = futures_util::FutureExt::now_or_never(b.next())
+        {
+            let m = serde_json::from_str::<Value>(t.as_str()).expect("JSON");
+            if m["type"] == "bye" {
+                bye = Some(m);
+                break 'flood;
+            }
+            assert_eq!(m["code"], "busy", "{m}");
         }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let bye = match bye {
         Some(m) => m,
-        None => recv(&mut b).await,
+        None => loop {
+            let m = recv(&mut b).await;
+            if m["type"] != "error" {
+                break m;
+            }
+        },
     };
     assert_eq!(bye, json!({"type": "bye", "room": "r", "id": ida}));
     assert_eq!(handle.counts().0, 1);
+}
+
+#[tokio::test]
+async fn a_client_that_answers_no_ping_is_dropped() {
+    let mut config = Config::default();
+    config.ping_interval = Duration::from_millis(200);
+    let (addr, handle, _t) = start(config).await;
+    let (deaf, mut b, ida, _) = pair(addr, "r").await;
+    // b reads (tungstenite answers pings as it reads); the deaf one is
+    // never polled again.
+    assert_eq!(
+        recv(&mut b).await,
+        json!({"type": "bye", "room": "r", "id": ida})
+    );
+    let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+    while let Ok(m) = tokio::time::timeout_at(until, b.next()).await {
+        match m {
+            Some(Ok(Message::Ping(_))) => {}
+            other => panic!("b got {other:?}"),
+        }
+    }
+    assert_eq!(handle.counts().0, 1);
+    drop(deaf);
+}
+
+/// Floods `ws` (a room member) with `message` until `until`, reading what
+/// comes back as it goes; returns (messages sent, `busy` errors heard).
+async fn flood(ws: Ws, message: String, until: tokio::time::Instant) -> (usize, usize) {
+    let (mut w, mut r) = ws.split();
+    let reader = tokio::spawn(async move {
+        let mut busy = 0;
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(WAIT, r.next()).await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "error" {
+                    assert_eq!(v["code"], "busy", "{v}");
+                    busy += 1;
+                }
+            }
+        }
+        busy
+    });
+    let mut sent = 0;
+    while tokio::time::Instant::now() < until {
+        let text = Message::Text(message.clone().into());
+        match tokio::time::timeout(WAIT, w.send(text)).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break,
+        }
+        tokio::task::yield_now().await;
+    }
+    // Every busy error was made as its message came in: let them arrive.
+    tokio::time::sleep(QUIET).await;
+    let _ = w.close().await;
+    let busy = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .map_or(0, |b| b.unwrap_or(0));
+    (sent, busy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_receivers_hold_a_bounded_number_of_bytes() {
+    // Three rooms, each with a member that never reads (its WebSocket is
+    // not polled: TCP's buffers fill, then the server's writes block) and
+    // one that sends 60 KB messages as fast as it can for 1.5 s.
+    const PAIRS: usize = 3;
+    let mut config = Config::default();
+    config.send_timeout = Duration::from_secs(1);
+    config.ping_interval = Duration::from_millis(500);
+    let per_client = config.outbox_bytes + 8192;
+    let (addr, handle, _t) = start(config).await;
+    let message = json!({"type": "message", "data": "x".repeat(60_000)}).to_string();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+    let mut deaf = Vec::new();
+    let mut floods = Vec::new();
+    for i in 0..PAIRS {
+        let (a, b, _, _) = pair(addr, &format!("stall-{i}")).await;
+        deaf.push(a);
+        floods.push(tokio::spawn(flood(b, message.clone(), until)));
+    }
+    let mut peak = 0;
+    while !floods.iter().all(|f| f.is_finished()) {
+        peak = peak.max(handle.queued_bytes());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut busy = 0;
+    for f in floods {
+        busy += f.await.expect("flood").1;
+    }
+    // The server held at most one bounded outbox per stalled client.
+    assert!(
+        peak <= PAIRS * per_client,
+        "{peak} bytes queued at the peak, over {PAIRS} × {per_client}"
+    );
+    assert!(busy > 0, "the senders heard busy");
+    // The stalled members are dropped once a write to them has waited 1 s
+    // or a ping of theirs went unanswered for 0.5 s, and their queues are
+    // freed.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while handle.counts().0 > 0 || handle.queued_bytes() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "clients {:?}, {} bytes queued",
+            handle.counts(),
+            handle.queued_bytes()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(deaf);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_receiver_is_not_dropped_for_a_fast_sender() {
+    // b reads, but slower than a writes: a hears busy for what did not
+    // fit in b's outbox; b gets the rest and stays.
+    let (addr, handle, _t) = start(Config::default()).await;
+    let (a, mut b, _, _) = pair(addr, "fast").await;
+    let message = json!({"type": "message", "data": "y".repeat(20_000)}).to_string();
+    let until = tokio::time::Instant::now() + Duration::from_millis(1000);
+    let flood = tokio::spawn(flood(a, message, until));
+    let mut got = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), b.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: Value = serde_json::from_str(t.as_str()).expect("JSON");
+                if v["type"] == "bye" {
+                    break;
+                }
+                assert_eq!(v["type"], "message", "{v}");
+                got += 1;
+                // A slow reader: 2 ms a message.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            Ok(Some(Ok(other))) => panic!("b got {other:?}"),
+            Ok(other) => panic!("b was cut off: {other:?}"),
+            Err(_) if flood.is_finished() => break,
+            Err(_) => {}
+        }
+    }
+    let (sent, busy) = flood.await.expect("flood");
+    assert!(busy > 0, "a sent {sent} and never heard busy");
+    assert_eq!(got + busy, sent, "each message was delivered or refused");
+    // b is still there and still hears a message.
+    let mut c = client(addr).await;
+    assert_eq!(join(&mut c, "fast").await["type"], "joined");
+    assert_eq!(handle.counts().0, 2);
 }
 
 #[tokio::test]
@@ -309,6 +468,94 @@ async fn connections_past_the_limit_are_refused() {
     assert!(handle.member().is_none());
     drop(_member);
     let _b = client(addr).await;
+}
+
+/// Whether the server closes `s` within `within` (reads until EOF or reset).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn short_timeouts() -> Config {
+    let mut config = Config::default();
+    config.header_read_timeout = Duration::from_millis(500);
+    config.idle_timeout = Duration::from_millis(700);
+    config
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed() {
+    let (addr, _h, _t) = start(short_timeouts()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    assert!(closed_within(&mut s, Duration::from_secs(2)).await);
+}
+
+#[tokio::test]
+async fn a_slowloris_is_closed_after_the_header_timeout() {
+    let (addr, _h, _t) = start(short_timeouts()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // A header line every 100 ms, never the blank line that ends them:
+    // never idle, but the headers take too long.
+    s.write_all(b"GET / HTTP/1.1\r\n").await.expect("write");
+    let start = tokio::time::Instant::now();
+    let mut closed = false;
+    for i in 0..20 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if s.write_all(format!("X-{i}: y\r\n").as_bytes())
+            .await
+            .is_err()
+            || closed_within(&mut s, Duration::from_millis(1)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after {:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_millis(1500));
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stops_is_closed_after_the_idle_timeout() {
+    let (addr, _h, _t) = start(short_timeouts()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // Headers in time, then a body that never comes.
+    let req = format!("POST /report HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\nab");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let start = tokio::time::Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(3)).await);
+    assert!(
+        start.elapsed() >= Duration::from_millis(600),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn tcp_connections_past_the_cap_are_closed_at_once() {
+    let mut config = Config::default();
+    config.max_tcp_connections = 3;
+    let (addr, _h, _t) = start(config).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    tokio::time::sleep(QUIET).await;
+    // The fourth is accepted and closed; a page is served once one goes.
+    let mut extra = TcpStream::connect(addr).await.expect("connect");
+    assert!(closed_within(&mut extra, Duration::from_secs(1)).await);
+    for s in &mut held {
+        assert!(!closed_within(s, Duration::from_millis(10)).await);
+    }
+    held.pop();
+    tokio::time::sleep(QUIET).await;
+    assert!(http_get(addr, "/").await.starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test]
@@ -390,7 +637,7 @@ async fn a_rust_member_talks_with_a_websocket_client() {
 
     rust.send(ClientMessage::Message {
         to: None,
-        data: json!({"sdp": "offer"}),
+        data: json!({"sdp": "offer"}).into(),
     });
     assert_eq!(
         recv(&mut browser).await,

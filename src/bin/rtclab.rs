@@ -138,6 +138,11 @@ enum Command {
         /// Longest message a client may send, in bytes.
         #[arg(long, default_value_t = 64 * 1024)]
         max_message: usize,
+        /// Most TCP connections at once (pages and WebSockets); more are
+        /// closed as they come. Default: 1024, or the open-file limit
+        /// (ulimit -n) less 128 if that is lower.
+        #[arg(long, default_value_t = rtclab::signaling::default_tcp_cap())]
+        max_connections: usize,
     },
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
@@ -235,7 +240,8 @@ fn main() -> ExitCode {
                 listen,
                 room_size,
                 max_message,
-            } => signaling(listen, room_size, max_message).await,
+                max_connections,
+            } => signaling(listen, room_size, max_message, max_connections).await,
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
     });
@@ -545,12 +551,21 @@ fn turn_fast_path(
         .map(|r| (r.source, r.destination))
 }
 
-async fn signaling(listen: SocketAddr, room_size: usize, max_message: usize) -> Result<(), String> {
+async fn signaling(
+    listen: SocketAddr,
+    room_size: usize,
+    max_message: usize,
+    max_connections: usize,
+) -> Result<(), String> {
     if room_size == 0 {
         return Err("--room-size must be at least 1".into());
     }
+    if max_connections == 0 {
+        return Err("--max-connections must be at least 1".into());
+    }
     let mut config = rtclab::signaling::Config::with_room_size(room_size);
     config.rooms.max_message_bytes = max_message;
+    config.max_tcp_connections = max_connections;
     let server = rtclab::signaling::Server::bind(listen, config)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -165,7 +165,7 @@ pub(super) async fn refuse(mut member: Member, room: String, why: String) {
     if let Ok(Some(visitor)) = wait.await {
         member.send(ClientMessage::Message {
             to: Some(visitor),
-            data: json!({"type": "error", "message": why}),
+            data: json!({"type": "error", "message": why}).into(),
         });
     }
     member.send(ClientMessage::Bye {});
@@ -175,7 +175,7 @@ impl Session {
     fn signal(&self, data: Value) {
         self.member.send(ClientMessage::Message {
             to: self.visitor,
-            data,
+            data: data.into(),
         });
     }
 
@@ -202,7 +202,7 @@ impl Session {
                     self.visitor = Some(from);
                 }
                 if Some(from) == self.visitor {
-                    self.on_data(&data).await;
+                    self.on_data(&data.to_value()).await;
                 }
                 true
             }

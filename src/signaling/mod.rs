@@ -40,17 +40,39 @@
 //! | server → client | `error` | `code`, `reason` | your last message was refused; nothing changed |
 //!
 //! Error codes: `malformed` (not JSON, unknown `type`, missing or extra
-//! fields, a binary frame), `too-large` (over the message size limit, 64 KiB
+//! fields, `data` nested more than 100 deep, a binary frame), `too-large` (over the message size limit, 64 KiB
 //! by default), `bad-room` (a room name must be 1–64 characters of
 //! `A-Z a-z 0-9 - _ .`), `already-in-room`, `not-in-room`, `no-such-member`,
-//! `too-many-rooms`.
+//! `too-many-rooms`, `busy` (a `message` not delivered to a member whose
+//! queue is full; the reason names it).
 //!
 //! Differences from the codelab's Socket.IO server: messages go to the other
 //! members of the sender's room only (the codelab broadcasts them to every
 //! connected socket); room size, message size and room count are limits;
 //! bad input gets an `error` and changes nothing; a WebSocket frame larger
-//! than twice the message limit closes the connection (code 1008); a client
-//! that lets 256 messages pile up unread is disconnected (code 1013).
+//! than twice the message limit closes the connection (code 1008).
+//!
+//! A slow reader cannot grow the server's memory: each client's outbox is
+//! bounded in bytes (256 KiB by default, payloads kept as their JSON text)
+//! and in messages (256). A relayed message that does not fit is not
+//! queued, and its sender hears `busy`: a reader that keeps reading keeps
+//! its place however fast the sender. A sender whose own outbox (of `busy`
+//! errors) is full is not read from until it drains. The server's own small
+//! messages have 8 KiB of headroom past the bound; a client that overflows
+//! that is disconnected (code 1013), as is one whose socket took no write
+//! for 10 s (`send_timeout`). So the server holds at most about
+//! `outbox_bytes + 8 KiB` per connection. The server pings every client
+//! each 30 s (`ping_interval`; browsers answer by themselves): one that has
+//! not answered by the next ping is disconnected, so a client that stops
+//! reading is gone within a minute even when nothing is sent to it.
+//!
+//! Nor can idle sockets: at most 1024 TCP connections at once, fewer if
+//! the open-file limit is low (`max_tcp_connections`; one more is closed as
+//! it is accepted), a
+//! request's headers must arrive within 10 s (`header_read_timeout`: a
+//! socket that sends nothing, or a slowloris, is closed), and an HTTP
+//! connection with no byte moving for 60 s (`idle_timeout`) is closed.
+//! A WebSocket has no idle timeout: a call's signaling is quiet for long.
 //!
 //! ## Layout
 //!
@@ -58,8 +80,8 @@
 //!   message)` out; every rule is a unit test there.
 //! - [`message`]: the JSON messages ([`ClientMessage`], [`ServerMessage`])
 //!   with serde.
-//! - [`server`]: the tokio server ([`Server`]): axum for HTTP and WebSocket
-//!   (`GET /ws`), the example pages at `/` and `/NN_name/` (from [`web`]),
+//! - [`server`]: the tokio server ([`Server`]): hyper for HTTP/1.1, axum
+//!   for routing and WebSocket (`GET /ws`), the example pages at `/` and `/NN_name/` (from [`web`]),
 //!   and in-process members ([`Handle::member`]) for a Rust peer.
 //!
 //! Left out: authentication, TLS (put a reverse proxy in front, or use it
@@ -70,7 +92,7 @@ pub mod room;
 pub mod server;
 pub mod web;
 
-pub use message::{ClientMessage, ErrorCode, ServerMessage};
+pub use message::{ClientMessage, Data, ErrorCode, ServerMessage};
 pub use room::{ClientId, Outgoing, Rooms, validate_room_name};
-pub use server::{Config, Handle, Member, Server};
+pub use server::{Config, Handle, Member, Server, default_tcp_cap};
 pub use web::{PAGES, Page};

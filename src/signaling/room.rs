@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
-use super::message::{ClientMessage, ErrorCode, ServerMessage};
+use super::message::{ClientMessage, Data, ErrorCode, ServerMessage};
 
 /// A connected client (a browser tab's WebSocket, or a Rust member). Ids are
 /// handed out in order from 1 and never reused while a [`Rooms`] lives.
@@ -275,7 +275,7 @@ impl Rooms {
     // ANCHOR: relay
     // Unlike the codelab (which broadcasts to every socket), a message goes
     // to the other members of the sender's room only, or to one of them.
-    fn relay(&mut self, client: ClientId, to: Option<ClientId>, data: serde_json::Value) {
+    fn relay(&mut self, client: ClientId, to: Option<ClientId>, data: Data) {
         let Some(Some(room)) = self.clients.get(&client) else {
             let reason = "message: join a room first".into();
             self.error(client, ErrorCode::NotInRoom, reason);
@@ -291,22 +291,10 @@ impl Rooms {
             Some(t) => vec![t],
             None => members.into_iter().filter(|&m| m != client).collect(),
         };
-        // The last recipient takes the data itself; the others get copies.
-        let mut data = Some(data);
-        let count = recipients.len();
-        for (i, m) in recipients.into_iter().enumerate() {
-            let d = if i + 1 == count {
-                data.take().unwrap_or_default()
-            } else {
-                data.clone().unwrap_or_default()
-            };
-            self.send(
-                m,
-                ServerMessage::Message {
-                    from: client,
-                    data: d,
-                },
-            );
+        // The recipients share one copy of the text.
+        for m in recipients {
+            let data = data.clone();
+            self.send(m, ServerMessage::Message { from: client, data });
         }
     }
     // ANCHOR_END: relay

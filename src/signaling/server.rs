@@ -1,18 +1,22 @@
-//! The signaling server over tokio: HTTP and WebSocket from axum, the rooms
-//! from the sans-IO [`Rooms`].
+//! The signaling server over tokio: HTTP/1.1 from hyper (driven here, for
+//! its header-read timeout, an idle timeout and a cap on TCP connections),
+//! routes and WebSocket from axum, the rooms from the sans-IO [`Rooms`].
 //!
 //! One [`Rooms`] sits behind a mutex (held for microseconds, never across an
-//! `.await`). Each WebSocket connection is a task with an *outbox*, a bounded
-//! channel of [`ServerMessage`]s; after every input, the rooms' output is
-//! dispatched to the outboxes. A client too slow to drain its outbox is
-//! disconnected rather than buffered without bound. A Rust task joins the
+//! `.await`). Each WebSocket connection is a task with an *outbox*, a
+//! channel of [`ServerMessage`]s bounded in bytes and count; after every
+//! input, the rooms' output is dispatched to the outboxes (see
+//! [`Config::outbox_bytes`] for who is refused or disconnected when one is
+//! full; [`Handle::queued_bytes`] is the total). A Rust task joins the
 //! same way, without a socket: [`Handle::member`] gives it a [`Member`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -21,10 +25,14 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
-use super::message::{ClientMessage, ServerMessage};
+use super::message::{ClientMessage, ErrorCode, ServerMessage};
 use super::room::{self, ClientId, Rooms};
 use super::web::{PAGES, Page};
 
@@ -36,9 +44,41 @@ pub struct Config {
     pub rooms: room::Config,
     /// Most WebSocket connections (and members) at once; more get HTTP 503.
     pub max_connections: usize,
-    /// Messages queued for one client before it counts as too slow and is
-    /// disconnected.
+    /// Most relayed messages queued for one client; past it (or past
+    /// `outbox_bytes`) a message to it is refused and its sender hears
+    /// `busy`.
     pub outbox: usize,
+    /// Most bytes queued for one client (payload text plus a few dozen
+    /// bytes a message), the bound on what a slow reader makes the server
+    /// hold. Past it, a relayed message is refused and its sender hears
+    /// `busy`; the server's own messages have 8 KiB and 16 messages of
+    /// headroom beyond it, and a client that overflows even that is
+    /// disconnected (close code 1013). One message always fits an empty
+    /// outbox.
+    pub outbox_bytes: usize,
+    /// How long one WebSocket write may wait (the client's TCP window
+    /// closed: it is not reading) before the client is disconnected and its
+    /// outbox freed.
+    pub send_timeout: Duration,
+    /// Most TCP connections at once (HTTP, and WebSockets after their
+    /// upgrade); one accepted past it is closed at once. Default: 1024, or
+    /// fewer when the process may open fewer files (see
+    /// [`default_tcp_cap`]), so that idle sockets cannot use up the file
+    /// descriptors the rest of the process needs.
+    pub max_tcp_connections: usize,
+    /// How long a client may take to send a request's headers (from the
+    /// connection's start, or the end of the previous response) before the
+    /// connection is closed: a slowloris, or a socket that sends nothing.
+    pub header_read_timeout: Duration,
+    /// How long an HTTP connection (not yet a WebSocket) may go without a
+    /// byte read or written, say in the middle of a request's body, before
+    /// it is closed.
+    pub idle_timeout: Duration,
+    /// How often the server pings each WebSocket client (RFC 6455 §5.5.2;
+    /// browsers answer on their own). A client that has not answered a
+    /// ping when the next is due is not reading, and is disconnected, even
+    /// when nothing is queued for it.
+    pub ping_interval: Duration,
     /// The web pages served over HTTP (default: [`PAGES`], the examples').
     pub pages: Vec<Page>,
     /// Where the bodies of `POST /report` go, if anywhere: a browser test's
@@ -52,10 +92,43 @@ impl Default for Config {
             rooms: room::Config::default(),
             max_connections: 1024,
             outbox: 256,
+            outbox_bytes: 256 * 1024,
+            send_timeout: Duration::from_secs(10),
+            max_tcp_connections: default_tcp_cap(),
+            ping_interval: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             pages: PAGES.to_vec(),
             report_to: None,
         }
     }
+}
+
+/// The default [`Config::max_tcp_connections`]: 1024, but at most the
+/// process's open-file limit less 128 descriptors kept for everything else
+/// (the demo's UDP sockets, files), and at least 16. The limit is read from
+/// `/proc/self/limits` (Linux); where that cannot be read, 1024.
+pub fn default_tcp_cap() -> usize {
+    const CAP: usize = 1024;
+    const RESERVE: usize = 128;
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| open_files_soft_limit(&text));
+    match soft {
+        Some(n) => n.saturating_sub(RESERVE).clamp(16, CAP),
+        None => CAP,
+    }
+}
+
+/// The soft "Max open files" limit in the text of `/proc/self/limits`
+/// (`None` if absent or "unlimited").
+fn open_files_soft_limit(text: &str) -> Option<usize> {
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 impl Config {
@@ -76,19 +149,68 @@ const CLOSE_POLICY: u16 = 1008;
 /// client fell too far behind.
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
-/// How long one WebSocket write may take before the client counts as gone.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Room in an outbox beyond [`Config::outbox_bytes`] for the server's own
+/// messages (join, ready, bye, error: a few hundred bytes each).
+const CONTROL_HEADROOM_BYTES: usize = 8 * 1024;
+/// The same in messages, beyond [`Config::outbox`].
+const CONTROL_HEADROOM_COUNT: usize = 16;
 
 struct Hub {
     rooms: Rooms,
-    outboxes: HashMap<ClientId, mpsc::Sender<ServerMessage>>,
+    outboxes: HashMap<ClientId, Outbox>,
     closed: bool,
+}
+
+/// The sending end of a client's queue, and the bytes queued in it.
+struct Outbox {
+    tx: mpsc::Sender<Queued>,
+    bytes: Arc<AtomicUsize>,
+}
+
+/// A message in an outbox with its cost, charged to the client's count and
+/// the server's total until it is dropped (sent, or its queue dropped).
+struct Queued {
+    message: ServerMessage,
+    _charge: Charge,
+}
+
+struct Charge {
+    bytes: usize,
+    client: Arc<AtomicUsize>,
+    total: Arc<AtomicUsize>,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.client.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.total.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// What a queued message costs in memory: the enum itself plus what it
+/// points to (a relayed payload is counted in full for each recipient,
+/// although they share it).
+fn cost(m: &ServerMessage) -> usize {
+    let heap = match m {
+        ServerMessage::Created { room, .. }
+        | ServerMessage::Join { room, .. }
+        | ServerMessage::Full { room }
+        | ServerMessage::Bye { room, .. } => room.len(),
+        ServerMessage::Joined { room, members, .. } | ServerMessage::Ready { room, members } => {
+            room.len() + members.len() * std::mem::size_of::<ClientId>()
+        }
+        ServerMessage::Message { data, .. } => data.len(),
+        ServerMessage::Error { reason, .. } => reason.len(),
+    };
+    std::mem::size_of::<ServerMessage>() + heap
 }
 
 struct Shared {
     hub: Mutex<Hub>,
     config: Config,
     connections: AtomicUsize,
+    /// Bytes in every outbox (see [`cost`]).
+    queued: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -99,49 +221,133 @@ impl Shared {
     }
 
     /// A new client with its outbox; `None` once the server stops.
-    fn register(&self) -> Option<(ClientId, mpsc::Receiver<ServerMessage>)> {
+    fn register(&self) -> Option<(ClientId, mpsc::Receiver<Queued>, Arc<AtomicUsize>)> {
         let mut hub = self.hub();
         if hub.closed {
             return None;
         }
-        let (tx, rx) = mpsc::channel(self.config.outbox.max(1));
+        let (tx, rx) = mpsc::channel(self.config.outbox.max(1) + CONTROL_HEADROOM_COUNT);
         let id = hub.rooms.connect();
-        hub.outboxes.insert(id, tx);
-        Some((id, rx))
+        let bytes = Arc::new(AtomicUsize::new(0));
+        hub.outboxes.insert(
+            id,
+            Outbox {
+                tx,
+                bytes: bytes.clone(),
+            },
+        );
+        Some((id, rx, bytes))
     }
 
     /// Runs `f` on the rooms, then delivers what they output.
     fn with_rooms(&self, f: impl FnOnce(&mut Rooms)) {
         let mut hub = self.hub();
         f(&mut hub.rooms);
-        hub.dispatch();
+        hub.dispatch(&self.config, &self.queued);
     }
 }
 
 // ANCHOR: dispatch
 impl Hub {
-    fn dispatch(&mut self) {
+    /// Delivers what the rooms output to the outboxes. A relayed message
+    /// that does not fit its recipient's outbox is not queued and its
+    /// sender hears `busy`: a fast sender slows itself, the reader keeps its
+    /// place. The server's own messages (join, ready, bye, error: small, and
+    /// caused by the client or its room) have some headroom beyond the
+    /// bound; a client whose outbox overflows even that is not reading at
+    /// all, and is disconnected.
+    fn dispatch(&mut self, limits: &Config, total: &Arc<AtomicUsize>) {
+        let mut busy = VecDeque::new();
         loop {
             let mut slow = Vec::new();
-            while let Some(out) = self.rooms.poll_output() {
-                let Some(tx) = self.outboxes.get(&out.to) else {
+            while let Some(out) = self.rooms.poll_output().or_else(|| busy.pop_front()) {
+                let Some(outbox) = self.outboxes.get(&out.to) else {
                     continue;
                 };
-                if tx.try_send(out.message).is_err() {
-                    slow.push(out.to);
+                let relayed_from = match &out.message {
+                    ServerMessage::Message { from, .. } => Some(*from),
+                    _ => None,
+                };
+                match outbox.offer(out.message, relayed_from.is_some(), limits, total) {
+                    Offer::Queued => {}
+                    Offer::Full(queued) => match relayed_from {
+                        Some(from) => busy.push_back(room::Outgoing {
+                            to: from,
+                            message: ServerMessage::Error {
+                                code: ErrorCode::Busy,
+                                reason: format!(
+                                    "member {} reads slower than you send ({queued} bytes \
+                                     wait for it): this message was not delivered to it",
+                                    out.to
+                                ),
+                            },
+                        }),
+                        None => slow.push(out.to),
+                    },
+                    Offer::Gone => slow.push(out.to),
                 }
             }
             if slow.is_empty() {
                 return;
             }
-            // Full (too slow) or closed (its task ended): drop its outbox,
-            // which tells its task to close, and take it out of its room.
+            // Not reading at all, or its task ended: drop its outbox, which
+            // tells its task to close, and take it out of its room.
             for id in slow {
                 if self.outboxes.remove(&id).is_some() {
-                    tracing::debug!(client = %id, "signaling: client too slow, disconnected");
+                    tracing::debug!(client = %id, "signaling: client not reading, disconnected");
                 }
                 self.rooms.disconnect(id);
             }
+        }
+    }
+}
+
+/// What became of a message offered to an outbox.
+enum Offer {
+    Queued,
+    /// Over the bound; the outbox holds this many bytes.
+    Full(usize),
+    /// The client's task has ended.
+    Gone,
+}
+
+impl Outbox {
+    fn offer(
+        &self,
+        message: ServerMessage,
+        relayed: bool,
+        limits: &Config,
+        total: &Arc<AtomicUsize>,
+    ) -> Offer {
+        let bytes = cost(&message);
+        let queued = self.bytes.load(Ordering::Acquire);
+        let in_channel = self.tx.max_capacity() - self.tx.capacity();
+        let (byte_limit, count_limit) = if relayed {
+            (limits.outbox_bytes, limits.outbox)
+        } else {
+            (
+                limits.outbox_bytes + CONTROL_HEADROOM_BYTES,
+                limits.outbox + CONTROL_HEADROOM_COUNT,
+            )
+        };
+        // One message always fits an empty outbox, however large.
+        if queued > 0 && (queued + bytes > byte_limit || in_channel >= count_limit) {
+            return Offer::Full(queued);
+        }
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        total.fetch_add(bytes, Ordering::AcqRel);
+        let charge = Charge {
+            bytes,
+            client: self.bytes.clone(),
+            total: total.clone(),
+        };
+        match self.tx.try_send(Queued {
+            message,
+            _charge: charge,
+        }) {
+            Ok(()) => Offer::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => Offer::Full(queued),
+            Err(mpsc::error::TrySendError::Closed(_)) => Offer::Gone,
         }
     }
 }
@@ -174,6 +380,7 @@ impl Server {
             }),
             config,
             connections: AtomicUsize::new(0),
+            queued: Arc::new(AtomicUsize::new(0)),
         });
         let (stop, _) = watch::channel(false);
         Ok(Server {
@@ -205,39 +412,211 @@ impl Server {
     /// [`Handle::shutdown`] is called. Then it stops accepting, closes every
     /// WebSocket with "going away" (1001), ends every member's stream, and
     /// returns once the connections have closed (at most about 2 s later).
+    ///
+    /// Each TCP connection holds one of [`Config::max_tcp_connections`]
+    /// places until it closes (a WebSocket keeps its connection's); one
+    /// accepted past the cap is closed at once. HTTP/1.1 comes from hyper,
+    /// with [`Config::header_read_timeout`] and [`Config::idle_timeout`].
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let shared = self.shared.clone();
-        let mut stopped = self.stop.subscribe();
+        let Server {
+            listener,
+            shared,
+            stop,
+        } = self;
+        let mut stopped = stop.subscribe();
         let trigger = async move {
             tokio::select! {
                 () = signal => {}
                 _ = stopped.wait_for(|s| *s) => {}
             }
-            let mut hub = shared.hub();
-            hub.closed = true;
-            // Every task sees its outbox end and closes its socket.
-            hub.outboxes.clear();
         };
+        tokio::pin!(trigger);
         let app = Router::new()
             .route("/ws", get(websocket))
             .route("/report", post(report))
             .fallback(page)
-            .with_state(self.shared.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(trigger)
-            .await?;
-        // The upgraded connections run on their own tasks: give them a
-        // moment to send their close frames.
+            .with_state(shared.clone());
+        let service = TowerToHyperService::new(app);
+        let cap = shared.config.max_tcp_connections.max(1);
+        let places = Arc::new(Semaphore::new(cap));
+        let (closing, closing_rx) = watch::channel(false);
+        loop {
+            tokio::select! {
+                () = &mut trigger => break,
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(e) => {
+                            // Out of file descriptors, say: wait for some to
+                            // close rather than spin.
+                            tracing::debug!("signaling: accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let Ok(place) = places.clone().try_acquire_owned() else {
+                        tracing::debug!("signaling: {cap} TCP connections already; closed a new one");
+                        drop(stream);
+                        continue;
+                    };
+                    let io = Tracked::new(stream, place);
+                    let config = &shared.config;
+                    let task = http_connection(
+                        io,
+                        service.clone(),
+                        config.header_read_timeout,
+                        config.idle_timeout,
+                        closing_rx.clone(),
+                    );
+                    tokio::spawn(task);
+                }
+            }
+        }
+        drop(listener);
+        {
+            let mut hub = shared.hub();
+            hub.closed = true;
+            // Every task sees its outbox end and closes its socket.
+            hub.outboxes.clear();
+        }
+        closing.send_replace(true);
+        // The connections run on their own tasks: give them a moment to
+        // finish their responses and send their close frames.
         for _ in 0..200 {
-            if self.shared.connections.load(Ordering::Acquire) == 0 {
+            if shared.connections.load(Ordering::Acquire) == 0 && places.available_permits() == cap
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
+    }
+}
+
+/// A TCP connection that holds its place under the cap until dropped and
+/// notes when a byte last moved (for the idle timeout).
+struct Tracked {
+    stream: TcpStream,
+    start: tokio::time::Instant,
+    /// Milliseconds from `start` to the last read or write.
+    last: Arc<AtomicU64>,
+    _place: OwnedSemaphorePermit,
+}
+
+impl Tracked {
+    fn new(stream: TcpStream, place: OwnedSemaphorePermit) -> Tracked {
+        Tracked {
+            stream,
+            start: tokio::time::Instant::now(),
+            last: Arc::new(AtomicU64::new(0)),
+            _place: place,
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Release);
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// One HTTP/1.1 connection until it closes, is upgraded to a WebSocket
+/// (which then runs on its own task), goes idle, or the server stops.
+async fn http_connection(
+    io: Tracked,
+    service: TowerToHyperService<Router>,
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    let (start, last) = (io.start, io.last.clone());
+    let mut http = http1::Builder::new();
+    // hyper's header timer runs from when it starts waiting for a request
+    // head: it closes a connection that sends nothing, or its headers too
+    // slowly (a slowloris), and one idle between keep-alive requests.
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut stopping = false;
+    loop {
+        let idle_since = start + Duration::from_millis(last.load(Ordering::Acquire));
+        tokio::select! {
+            done = conn.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!("signaling: HTTP connection: {e}");
+                }
+                return;
+            }
+            () = tokio::time::sleep_until(idle_since + idle_timeout) => {
+                let moved = start + Duration::from_millis(last.load(Ordering::Acquire));
+                if moved + idle_timeout <= tokio::time::Instant::now() {
+                    tracing::debug!("signaling: HTTP connection idle for {idle_timeout:?}; closed");
+                    return;
+                }
+            }
+            _ = closing.wait_for(|c| *c), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
     }
 }
 
@@ -251,7 +630,7 @@ impl Handle {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        let Some((id, rx)) = self.shared.register() else {
+        let Some((id, rx, _)) = self.shared.register() else {
             self.shared.connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         };
@@ -267,6 +646,12 @@ impl Handle {
         self.stop.send_replace(true);
     }
 
+    /// Bytes queued for clients right now, in every outbox together (what
+    /// the server holds for clients that read slower than others write).
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
     /// `(connected clients, rooms with members)` right now.
     pub fn counts(&self) -> (usize, usize) {
         let hub = self.shared.hub();
@@ -279,7 +664,7 @@ impl Handle {
 /// the JSON. Dropping it disconnects it (its room hears `bye`).
 pub struct Member {
     id: ClientId,
-    rx: mpsc::Receiver<ServerMessage>,
+    rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
 }
 
@@ -298,12 +683,12 @@ impl Member {
     /// The next message for this member; `None` once the server stopped or
     /// dropped it (too slow).
     pub async fn recv(&mut self) -> Option<ServerMessage> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|q| q.message)
     }
 
     /// A message if one is waiting, without waiting.
     pub fn try_recv(&mut self) -> Option<ServerMessage> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(|q| q.message)
     }
 }
 
@@ -364,15 +749,38 @@ fn close(code: u16, reason: &str) -> Message {
 
 // ANCHOR: connection
 async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
-    let Some((id, mut outbox)) = shared.register() else {
+    let Some((id, mut outbox, queued)) = shared.register() else {
         let frame = close(CLOSE_GOING_AWAY, "the server is stopping");
-        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+        let _ = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
         return;
     };
     tracing::debug!(client = %id, "signaling: connected");
+    let limits = &shared.config;
+    let every = limits.ping_interval.max(Duration::from_millis(1));
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // After a long write, one tick, not a burst of missed ones.
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unanswered = false;
     loop {
+        // Back-pressure: while this client's own outbox is at its bound
+        // (say, `busy` errors for a flood it sends), read nothing more from
+        // it until the outbox drains.
+        let backlog =
+            outbox.len() >= limits.outbox || queued.load(Ordering::Acquire) >= limits.outbox_bytes;
         tokio::select! {
-            incoming = socket.recv() => match incoming {
+            _ = ping.tick() => {
+                if unanswered {
+                    tracing::debug!(client = %id, "signaling: no pong in {every:?}, disconnected");
+                    break;
+                }
+                unanswered = true;
+                let frame = Message::Ping(axum::body::Bytes::from_static(b"rtclab"));
+                let sent = tokio::time::timeout(limits.send_timeout, socket.send(frame)).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break;
+                }
+            }
+            incoming = socket.recv(), if !backlog => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     tracing::trace!(client = %id, %text, "signaling: ←");
                     shared.with_rooms(|r| r.handle_text(id, text.as_str()));
@@ -380,23 +788,26 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                 Some(Ok(Message::Binary(b))) => {
                     shared.with_rooms(|r| r.handle_binary(id, b.len()));
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Pong(_))) => unanswered = false,
+                Some(Ok(Message::Ping(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(e)) => {
                     tracing::debug!(client = %id, "signaling: read error: {e}");
                     let frame = close(CLOSE_POLICY, &e.to_string());
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+                    let _ = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
                     break;
                 }
             },
             out = outbox.recv() => match out {
-                Some(m) => {
-                    let text = m.to_json();
+                Some(queued) => {
+                    let text = queued.message.to_json();
                     tracing::trace!(client = %id, %text, "signaling: →");
                     // A client that stops reading would block this send
                     // forever once TCP's buffers fill: give up after a while.
                     let frame = Message::Text(text.into());
-                    let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+                    let sent = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
+                    // Charged until sent.
+                    drop(queued);
                     if !matches!(sent, Ok(Ok(()))) {
                         break;
                     }
@@ -408,7 +819,7 @@ async fn connection(mut socket: WebSocket, shared: Arc<Shared>) {
                     } else {
                         close(CLOSE_TRY_AGAIN, "too slow: messages were piling up")
                     };
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(frame)).await;
+                    let _ = tokio::time::timeout(shared.config.send_timeout, socket.send(frame)).await;
                     break;
                 }
             },
@@ -457,4 +868,85 @@ async fn page(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
             .into_response();
     }
     (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signaling::{Data, ErrorCode};
+
+    #[test]
+    fn the_tcp_cap_leaves_file_descriptors_for_the_rest() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max cpu time              unlimited            unlimited            seconds   \n\
+                      Max open files            512                  4096                 files     \n";
+        assert_eq!(open_files_soft_limit(limits), Some(512));
+        assert_eq!(
+            open_files_soft_limit("Max open files  unlimited  unlimited  files"),
+            None
+        );
+        assert_eq!(open_files_soft_limit(""), None);
+        let cap = default_tcp_cap();
+        assert!((16..=1024).contains(&cap), "{cap}");
+        if let Some(soft) = std::fs::read_to_string("/proc/self/limits")
+            .ok()
+            .and_then(|t| open_files_soft_limit(&t))
+        {
+            assert!(cap <= soft.saturating_sub(128).max(16), "{cap} of {soft}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever is offered to an outbox and drained from it, it holds
+        /// no more than its bound plus the headroom for the server's own
+        /// messages (or one message, when it was empty), its count and the
+        /// server's total agree, and both are zero once it is gone.
+        #[test]
+        fn an_outbox_stays_within_its_bound(
+            ops in proptest::collection::vec((0u8..3, 0usize..20_000), 0..120)
+        ) {
+            let config = Config {
+                outbox: 8,
+                outbox_bytes: 10_000,
+                ..Config::default()
+            };
+            let (tx, mut rx) = mpsc::channel(config.outbox + CONTROL_HEADROOM_COUNT);
+            let bytes = Arc::new(AtomicUsize::new(0));
+            let total = Arc::new(AtomicUsize::new(0));
+            let outbox = Outbox { tx, bytes: bytes.clone() };
+            let mut largest = 0;
+            for (op, size) in ops {
+                let (message, relayed) = match op {
+                    0 => {
+                        let data = Data::from_value(&serde_json::json!("x".repeat(size)));
+                        (ServerMessage::Message { from: ClientId(1), data }, true)
+                    }
+                    1 => {
+                        let reason = "r".repeat(size % 300);
+                        (ServerMessage::Error { code: ErrorCode::Busy, reason }, false)
+                    }
+                    _ => {
+                        drop(rx.try_recv());
+                        continue;
+                    }
+                };
+                let was = bytes.load(Ordering::Acquire);
+                let c = cost(&message);
+                match outbox.offer(message, relayed, &config, &total) {
+                    Offer::Queued => largest = largest.max(c),
+                    Offer::Full(q) => proptest::prop_assert!(q > 0 && q == was),
+                    Offer::Gone => proptest::prop_assert!(false, "the receiver is alive"),
+                }
+                let held = bytes.load(Ordering::Acquire);
+                proptest::prop_assert_eq!(held, total.load(Ordering::Acquire));
+                let bound = config.outbox_bytes + CONTROL_HEADROOM_BYTES;
+                proptest::prop_assert!(held <= bound.max(largest), "{} > {}", held, bound);
+                proptest::prop_assert!(rx.len() <= config.outbox + CONTROL_HEADROOM_COUNT);
+            }
+            drop(outbox);
+            drop(rx);
+            proptest::prop_assert_eq!(total.load(Ordering::Acquire), 0);
+            proptest::prop_assert_eq!(bytes.load(Ordering::Acquire), 0);
+        }
+    }
 }

@@ -83,7 +83,7 @@ impl RtcPeer {
         self.note(format!("→ {short}"));
         self.member.send(ClientMessage::Message {
             to: self.remote,
-            data,
+            data: data.into(),
         });
     }
 
@@ -143,6 +143,7 @@ impl RtcPeer {
                 }
             }
             ServerMessage::Message { from, data } => {
+                let data = data.to_value();
                 self.remote = Some(from);
                 let kind = data["type"].as_str().unwrap_or("").to_string();
                 match kind.as_str() {
