@@ -669,6 +669,13 @@ impl Transport {
 
     // ---- internals --------------------------------------------------------
 
+    /// Whether `source` is a valid pair's remote address (see
+    /// [`Agent::is_valid_remote`]). The pair data uses is one (ICE reports
+    /// only valid pairs), so the common case costs one comparison.
+    fn valid_source(live: &Live, source: SocketAddr) -> bool {
+        live.remote_addr == Some(source) || live.ice.is_valid_remote(source)
+    }
+
     fn known_source(live: &Live, source: SocketAddr) -> bool {
         live.remote_addr == Some(source)
             || live
@@ -750,9 +757,8 @@ impl Transport {
         }
         let held = std::mem::take(&mut live.held_dtls);
         for (source, destination, contents) in held {
-            if let Some(e) = live.dtls.as_mut()
-                && live.ice.is_valid_remote(source)
-            {
+            let valid = Self::valid_source(live, source);
+            if let Some(e) = live.dtls.as_mut().filter(|_| valid) {
                 self.stats.dtls_received += 1;
                 let d = Receive {
                     source,
@@ -1004,7 +1010,7 @@ impl Transport {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        if !live.ice.is_valid_remote(d.source) {
+        if !Self::valid_source(live, d.source) {
             self.stats.dropped_unknown_source += 1;
             return;
         }
@@ -1061,7 +1067,7 @@ impl Machine for Transport {
                 // §12.1). DTLS before the endpoint exists, or from a remote
                 // candidate not validated yet (its pair may become valid
                 // within a round trip), is held; any other is dropped.
-                let valid = live.ice.is_valid_remote(d.source);
+                let valid = Self::valid_source(live, d.source);
                 if let Some(e) = live.dtls.as_mut().filter(|_| valid) {
                     self.stats.dtls_received += 1;
                     Self::read_dtls(e, now, d);
