@@ -116,6 +116,10 @@ pub const QUOTA_REACHED: u16 = 486;
 /// RFC 8656 §7.2: 508 Insufficient Capacity.
 pub const INSUFFICIENT_CAPACITY: u16 = 508;
 
+/// Most real listening addresses a wildcard-bound server remembers (one per
+/// address of the host that clients use); none of them is a valid peer.
+const MAX_LISTEN_ADDRS_SEEN: usize = 32;
+
 /// How the server is set up.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -231,6 +235,10 @@ pub struct Server {
     epoch: Instant,
     locals: Vec<SocketAddr>,
     local_set: HashSet<SocketAddr>,
+    /// With a wildcard listening address: the real addresses clients sent
+    /// to (the listening socket on each of them), at most
+    /// [`MAX_LISTEN_ADDRS_SEEN`], so that no peer can be one of them.
+    listen_addrs_seen: Vec<SocketAddr>,
     /// One slot per relay address of the pool (same index).
     slots: Vec<Option<Allocation>>,
     /// Allocations made per slot, so far.
@@ -287,6 +295,7 @@ impl Server {
             secret: IntegrityKey::from_bytes(&secret),
             epoch: now,
             local_set: locals.iter().copied().collect(),
+            listen_addrs_seen: Vec::new(),
             locals,
             slots: (0..n).map(|_| None).collect(),
             generations: vec![0; n],
@@ -424,7 +433,10 @@ impl Server {
         let ip = peer.ip();
         // Never our own sockets (that would loop through the server), nor
         // port 0, whatever the lists say.
-        if self.local_set.contains(&peer) || peer.port() == 0 {
+        if self.local_set.contains(&peer)
+            || self.listen_addrs_seen.contains(&peer)
+            || peer.port() == 0
+        {
             return true;
         }
         let c = &self.config;
@@ -478,6 +490,12 @@ impl Server {
         out.clear();
         if !self.is_listening(d.destination) {
             return self.datagram_from_peer(now, d, out);
+        }
+        if d.destination != self.config.listen
+            && !self.listen_addrs_seen.contains(&d.destination)
+            && self.listen_addrs_seen.len() < MAX_LISTEN_ADDRS_SEEN
+        {
+            self.listen_addrs_seen.push(d.destination);
         }
         if channel_data::is_channel_data_rfc5766(d.contents) {
             return self.channel_data_from_client(now, d, out);
@@ -1802,6 +1820,40 @@ mod tests {
         assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
         assert_eq!(s.allocations(), 2);
     }
+    /// On a wildcard listening address the server does not know its own
+    /// addresses from its config, but learns each one a client sends to:
+    /// the listening socket there is never a peer, even with loopback and
+    /// own IPs allowed (a relay aimed at it would loop through the server).
+    #[test]
+    fn a_wildcard_servers_listening_addresses_are_never_peers() {
+        let now = Instant::now();
+        let mut s = server(now, 10, true);
+        s.config.listen = "0.0.0.0:3478".parse().unwrap();
+        let second: SocketAddr = "198.51.100.2:3478".parse().unwrap();
+        let mut binding = Vec::new();
+        MessageEncoder::new(
+            &mut binding,
+            MessageType::BINDING_REQUEST,
+            TransactionId([7; 12]),
+        )
+        .finish()
+        .unwrap();
+        s.handle_receive(
+            now,
+            Receive {
+                source: "192.0.2.50:5000".parse().unwrap(),
+                destination: second,
+                contents: &binding,
+            },
+        );
+        assert_eq!(s.poll_transmit().map(|t| t.source), Some(Some(second)));
+        let _ = allocate(&mut s, "alice", "secret", CLIENT.parse().unwrap(), now);
+        let m = permission_msg(&s, now, second, 30);
+        assert_eq!(request(&mut s, m, now), 403);
+        let m = permission_msg(&s, now, "198.51.100.2:9".parse().unwrap(), 31);
+        assert_eq!(request(&mut s, m, now), 0, "another port of that IP");
+    }
+
     #[test]
     fn link_local_and_metadata_peers_get_403_by_default() {
         let now = Instant::now();
