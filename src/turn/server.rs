@@ -1259,36 +1259,7 @@ mod tests {
 
     /// Runs a client and the server against each other by hand until quiet.
     fn pump(s: &mut Server, c: &mut Client, from: SocketAddr, now: Instant) {
-        for _ in 0..20 {
-            let mut moved = false;
-            while let Some(t) = c.poll_transmit() {
-                moved = true;
-                s.handle_receive(
-                    now,
-                    Receive {
-                        source: from,
-                        destination: t.destination,
-                        contents: &t.contents,
-                    },
-                );
-            }
-            while let Some(t) = s.poll_transmit() {
-                moved = true;
-                if t.destination == from {
-                    c.handle_receive(
-                        now,
-                        Receive {
-                            source: t.source.unwrap(),
-                            destination: from,
-                            contents: &t.contents,
-                        },
-                    );
-                }
-            }
-            if !moved {
-                break;
-            }
-        }
+        let _ = pump_recording(s, c, from, now);
     }
 
     fn client(user: &str, pw: &str) -> Client {
@@ -1758,14 +1729,16 @@ mod tests {
             }
             while let Some(t) = s.poll_transmit() {
                 moved = true;
-                c.handle_receive(
-                    now,
-                    Receive {
-                        source: t.source.unwrap(),
-                        destination: from,
-                        contents: &t.contents,
-                    },
-                );
+                if t.destination == from {
+                    c.handle_receive(
+                        now,
+                        Receive {
+                            source: t.source.unwrap(),
+                            destination: from,
+                            contents: &t.contents,
+                        },
+                    );
+                }
             }
             if !moved {
                 break;
