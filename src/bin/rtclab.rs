@@ -63,7 +63,8 @@ enum Command {
     /// Peers refused by default (403): link-local 169.254.0.0/16 (cloud
     /// metadata) and fe80::/10, 0.0.0.0/8, multicast, 255.255.255.255,
     /// unspecified, and loopback and every IP of this host's interfaces
-    /// unless --allow-loopback-peers. Private ranges are relayed: on a public server
+    /// unless --allow-loopback-peers, except this server's own relayed
+    /// addresses (relay to relay, as coturn allows). Private ranges are relayed: on a public server
     /// add `--denied-peer-ip 10.0.0.0/8 --denied-peer-ip 172.16.0.0/12
     /// --denied-peer-ip 192.168.0.0/16 --denied-peer-ip 100.64.0.0/10
     /// --denied-peer-ip fc00::/7` (coturn's recommended configuration denies
@@ -96,7 +97,7 @@ enum Command {
         #[arg(long = "denied-peer-ip", value_name = "RANGE")]
         denied_peer_ips: Vec<rtclab::turn::IpRange>,
         /// Relay to peers in RANGE even when denied (repeat for more), as
-        /// coturn's allowed-peer-ip; never to the server's own sockets.
+        /// coturn's allowed-peer-ip; never to the server's listening socket.
         #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
         allowed_peer_ips: Vec<rtclab::turn::IpRange>,
         /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since

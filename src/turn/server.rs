@@ -28,7 +28,9 @@
 //!   quota, 508 when the relay pool is empty (or holds no even port for
 //!   EVEN-PORT), 420 for unknown
 //!   comprehension-required attributes, 400 for malformed requests;
-//! - permissions last 300 s (§9), channels 600 s (§12), allocations at most
+//! - permissions last 300 s (§9) except that a bound channel keeps its
+//!   peer's permission as long as itself (as coturn does: aioice refreshes
+//!   channels, never permissions), channels 600 s (§12), allocations at most
 //!   [`MAX_LIFETIME`];
 //! - no datagram is relayed to or from a peer without a permission, and a
 //!   peer in [`ServerConfig::denied_peer_ips`] (by default link-local with
@@ -36,9 +38,11 @@
 //!   unspecified; see [`peer_policy`] for the choice beside coturn's) gets
 //!   403 unless in [`ServerConfig::allowed_peer_ips`]; so does a peer on
 //!   loopback or one of the server's own IPs unless `allow_loopback_peers`
-//!   (like coturn's `--allow-loopback-peers`), and the server's own sockets
-//!   always. Private ranges are relayed unless denied: a public server
-//!   adds them (`rtclab turn-server --denied-peer-ip 10.0.0.0/8 …`).
+//!   (like coturn's `--allow-loopback-peers`), and the server's listening
+//!   socket always. The relayed addresses of this server are peers like any
+//!   other (relay to relay, as coturn allows: two relay-only clients of one
+//!   server meet that way). Private ranges are relayed unless denied: a
+//!   public server adds them (`rtclab turn-server --denied-peer-ip 10.0.0.0/8 …`).
 //!
 //! ## Answer sizes
 //!
@@ -142,7 +146,7 @@ pub struct ServerConfig {
     pub denied_peer_ips: Vec<IpRange>,
     /// Peers relayed even when denied above, or loopback ones without
     /// `allow_loopback_peers` (as coturn's `allowed-peer-ip`); never the
-    /// server's own sockets.
+    /// server's listening socket.
     pub allowed_peer_ips: Vec<IpRange>,
     /// SOFTWARE in responses; none by default (a smaller 401 to forged
     /// sources: see "Answer sizes" in the module doc).
@@ -431,12 +435,23 @@ impl Server {
     /// the policy is in [`peer_policy`]).
     fn forbidden_peer(&self, peer: SocketAddr) -> bool {
         let ip = peer.ip();
-        // Never our own sockets (that would loop through the server), nor
-        // port 0, whatever the lists say.
-        if self.local_set.contains(&peer)
-            || self.listen_addrs_seen.contains(&peer)
-            || peer.port() == 0
-        {
+        // Never our listening socket (that would loop relayed data into
+        // the client side), nor port 0, whatever the lists say.
+        let listening = peer == self.config.listen || self.listen_addrs_seen.contains(&peer);
+        if listening || peer.port() == 0 {
+            return true;
+        }
+        // Relay to relay: another allocation's relayed address on this very
+        // server is a peer like any other (two clients that both use
+        // relay-only policies on one server meet this way; coturn allows
+        // it). The datagram leaves one relay socket and enters the other
+        // through the host's stack, where that allocation's permissions
+        // apply. It comes before the own-IP and host-IP denials, which are
+        // there to keep other services of this host out of reach.
+        if self.config.relays.contains(&peer) {
+            return false;
+        }
+        if self.local_set.contains(&peer) {
             return true;
         }
         let c = &self.config;
@@ -1151,7 +1166,28 @@ impl Server {
             }
             Timer::Permission(ip) => {
                 if a.permissions.get(&ip).is_some_and(|&e| now >= e) {
-                    a.permissions.remove(&ip);
+                    // A deliberate departure from RFC 8656 §9 (permissions
+                    // last 300 s unless refreshed), as coturn does: while a
+                    // channel to a peer at this IP is bound, its permission
+                    // lives as long as the channel. aioice refreshes its
+                    // channel bindings and never its permissions, so a
+                    // stock aiortc call through a strict server dies at
+                    // exactly 300 s.
+                    let channel_until = a
+                        .channels
+                        .values()
+                        .filter(|(peer, e)| peer.ip() == ip && now < *e)
+                        .map(|&(_, e)| e)
+                        .max();
+                    match channel_until {
+                        Some(until) => {
+                            a.permissions.insert(ip, until);
+                            self.arm(until, slot, Timer::Permission(ip));
+                        }
+                        None => {
+                            a.permissions.remove(&ip);
+                        }
+                    }
                 }
             }
             Timer::Channel(c) => {
@@ -1374,7 +1410,8 @@ mod tests {
                 data: b"chan"
             }
         );
-        // Permissions expire after 300 s (the client would have refreshed).
+        // A permission alone would expire after 300 s; this peer's lives
+        // as long as its channel (see `a_bound_channel_keeps_its_peers_permission`).
         s.handle_timeout(now + Duration::from_secs(301));
         s.handle_receive(
             now + Duration::from_secs(301),
@@ -1384,7 +1421,7 @@ mod tests {
                 contents: b"late",
             },
         );
-        assert!(s.poll_transmit().is_none());
+        assert!(s.poll_transmit().is_some());
         // Close frees the relay.
         c.close(now).unwrap();
         pump(&mut s, &mut c, from, now);
@@ -1460,7 +1497,9 @@ mod tests {
             .unwrap();
         pump(&mut s, &mut c, from, now);
         assert_eq!(code(c.poll_event()), 403);
-        c.create_permission(now, "198.51.100.1:50001".parse().unwrap())
+        // (The server's own address other than a relay's: relay to relay
+        // is allowed, see `relay_to_relay_through_one_server`.)
+        c.create_permission(now, "198.51.100.1:9".parse().unwrap())
             .unwrap();
         pump(&mut s, &mut c, from, now);
         assert_eq!(code(c.poll_event()), 403);
@@ -1600,6 +1639,155 @@ mod tests {
         assert_eq!(s.poll_timeout(), None);
     }
 
+    /// A ChannelBind signed as alice's, for `peer` on `channel`.
+    fn channel_bind_msg(
+        s: &Server,
+        now: Instant,
+        peer: SocketAddr,
+        channel: u16,
+        tid: u8,
+    ) -> Vec<u8> {
+        let key =
+            IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
+        let mut out = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Request, Method::CHANNEL_BIND),
+            TransactionId([tid; 12]),
+        );
+        TurnAttribute::ChannelNumber(channel).encode(&mut enc);
+        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
+        let n = s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap());
+        enc.attribute(&Attribute::Username("alice"));
+        enc.attribute(&Attribute::Realm("rtclab"));
+        enc.attribute(&Attribute::Nonce(&n));
+        enc.message_integrity(&key);
+        enc.finish().unwrap();
+        out
+    }
+
+    /// Two clients of one server, each relay-only, reach each other through
+    /// their relayed addresses: permissions for the other's relayed address
+    /// are granted, and a Send leaves one relay for the other (the host's
+    /// stack carries it), whose client gets it from the first relay.
+    #[test]
+    fn relay_to_relay_through_one_server() {
+        let now = Instant::now();
+        let mut s = server(now, 10, false);
+        let fa: SocketAddr = CLIENT.parse().unwrap();
+        let fb: SocketAddr = "203.0.113.6:40001".parse().unwrap();
+        let relayed = |e: Option<ClientEvent>| match e {
+            Some(ClientEvent::Allocated { relayed, .. }) => relayed,
+            e => panic!("{e:?}"),
+        };
+        let (mut a, ea) = allocate(&mut s, "alice", "secret", fa, now);
+        let (mut b, eb) = allocate(&mut s, "bob", "pw", fb, now);
+        let (ra, rb) = (relayed(ea), relayed(eb));
+        for (c, from, peer) in [(&mut a, fa, rb), (&mut b, fb, ra)] {
+            c.create_permission(now, peer).unwrap();
+            pump(&mut s, c, from, now);
+            assert_eq!(
+                c.poll_event(),
+                Some(ClientEvent::PermissionCreated(peer.ip()))
+            );
+        }
+        a.send_to(now, rb, b"to bob").unwrap();
+        while let Some(t) = a.poll_transmit() {
+            let d = Receive {
+                source: fa,
+                destination: t.destination,
+                contents: &t.contents,
+            };
+            s.handle_receive(now, d);
+        }
+        let t = s.poll_transmit().expect("relayed toward bob's relay");
+        assert_eq!((t.source, t.destination), (Some(ra), rb));
+        // The host's stack delivers it to the socket of bob's relay.
+        let d = Receive {
+            source: ra,
+            destination: rb,
+            contents: &t.contents,
+        };
+        s.handle_receive(now, d);
+        let t = s.poll_transmit().expect("relayed to bob");
+        assert_eq!(t.destination, fb);
+        let d = Receive {
+            source: t.source.unwrap(),
+            destination: fb,
+            contents: &t.contents,
+        };
+        b.handle_receive(now, d);
+        assert_eq!(
+            b.poll_event(),
+            Some(ClientEvent::Data {
+                peer: ra,
+                data: b"to bob".to_vec()
+            })
+        );
+        // The listening socket stays out of reach.
+        a.create_permission(now, LISTEN.parse().unwrap()).unwrap();
+        pump(&mut s, &mut a, fa, now);
+        assert!(matches!(
+            a.poll_event(),
+            Some(ClientEvent::PermissionFailed { .. })
+        ));
+    }
+
+    /// aioice refreshes its channel bindings and never its permissions: the
+    /// permission of a peer with a bound channel lives as long as the
+    /// channel (as coturn keeps it), while a bare permission still ends at
+    /// 300 s (RFC 8656 §9).
+    #[test]
+    fn a_bound_channel_keeps_its_peers_permission() {
+        let t0 = Instant::now();
+        let mut s = server(t0, 10, false);
+        let from: SocketAddr = CLIENT.parse().unwrap();
+        let (_c, e) = allocate(&mut s, "alice", "secret", from, t0);
+        let Some(ClientEvent::Allocated { relayed, .. }) = e else {
+            panic!("{e:?}")
+        };
+        let bound: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        let bare: SocketAddr = "192.0.2.88:8000".parse().unwrap();
+        let m = channel_bind_msg(&s, t0, bound, 0x4000, 1);
+        assert_eq!(request(&mut s, m, t0), 0);
+        let m = permission_msg(&s, t0, bare, 2);
+        assert_eq!(request(&mut s, m, t0), 0);
+        // Keep the allocation alive past its 600 s.
+        s.slots
+            .iter_mut()
+            .flatten()
+            .for_each(|a| a.expires = t0 + MAX_LIFETIME);
+        // The channel is refreshed as aioice does, at 500 s (before its
+        // 600 s end); the permissions never are.
+        let relays = |s: &mut Server, secs: u64, source: SocketAddr| {
+            let now = t0 + Duration::from_secs(secs);
+            s.handle_timeout(now);
+            let d = Receive {
+                source,
+                destination: relayed,
+                contents: b"hello",
+            };
+            s.handle_relay(now, d, &mut Vec::new()).is_some()
+        };
+        for secs in [299, 301, 499] {
+            assert!(relays(&mut s, secs, bound), "{secs} s");
+        }
+        assert!(
+            !relays(&mut s, 301, bare),
+            "a bare permission ends at 300 s"
+        );
+        let t500 = t0 + Duration::from_secs(500);
+        let m = channel_bind_msg(&s, t500, bound, 0x4000, 3);
+        assert_eq!(request(&mut s, m, t500), 0);
+        for secs in [801, 1099] {
+            assert!(relays(&mut s, secs, bound), "{secs} s");
+        }
+        // Once the channel lapses (refreshed at 500 s, 600 s lifetime), so
+        // does the permission.
+        assert!(!relays(&mut s, 1101, bound));
+        assert_eq!(permission_count(&s), 0);
+    }
+
     #[test]
     fn refreshes_do_not_grow_the_deadline_heap_without_bound() {
         let t0 = Instant::now();
@@ -1700,7 +1888,7 @@ mod tests {
             c.poll_event(),
             Some(ClientEvent::PermissionCreated(_))
         ));
-        // Never the server's own sockets, even then.
+        // Never the server's listening socket, even then.
         c.create_permission(now, LISTEN.parse().unwrap()).unwrap();
         pump(&mut s, &mut c, from, now);
         assert_eq!(code(c.poll_event()), 403);
@@ -1890,7 +2078,7 @@ mod tests {
         c.send_to(now, denied, b"x").unwrap();
         pump(&mut s, &mut c, from, now);
         assert_eq!(s.stats().to_peer, to_peer);
-        // Allowed does not open the server's own sockets.
+        // Allowed does not open the server's listening socket.
         s.config
             .allowed_peer_ips
             .push("198.51.100.1".parse().unwrap());
