@@ -13,8 +13,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
 use rtclab::demo::{Config, Demo, Summary};
-use rtclab::peer::{LivePeer, PeerConnectionState, PeerEvent};
-use rtclab::sdp::MediaKind;
+use rtclab::peer::{LivePeer, PeerConnectionState, PeerEvent, TrackCodec};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -89,7 +88,57 @@ struct Seen {
 }
 
 /// One visitor session; `video`: whether the "browser" has a camera.
-async fn visit(video: bool) {
+/// Keeps only H.264 (and its RTX) on the offer's video m-line, as a
+/// client without VP8 writes it.
+fn h264_only(offer: &str) -> String {
+    let mut drop = Vec::new();
+    let mut keep_h264 = Vec::new();
+    for l in offer.lines() {
+        if let Some(rest) = l.strip_prefix("a=rtpmap:") {
+            let (pt, name) = rest.split_once(' ').expect("rtpmap");
+            if name.starts_with("H264/") {
+                keep_h264.push(pt.to_string());
+            } else if name.starts_with("VP8/") || name.starts_with("VP9/") {
+                drop.push(pt.to_string());
+            }
+        }
+    }
+    for l in offer.lines() {
+        if let Some(rest) = l.strip_prefix("a=fmtp:")
+            && let Some((pt, params)) = rest.split_once(' ')
+            && let Some(apt) = params.strip_prefix("apt=")
+            && !keep_h264.iter().any(|k| k == apt)
+        {
+            drop.push(pt.to_string());
+        }
+    }
+    let dropped = |pt: &str| drop.iter().any(|d| d == pt);
+    let mut out = String::new();
+    for l in offer.lines() {
+        let pt_of = |prefix: &str| {
+            l.strip_prefix(prefix)
+                .and_then(|r| r.split([' ', ':']).next())
+                .map(str::to_string)
+        };
+        let named = ["a=rtpmap:", "a=fmtp:", "a=rtcp-fb:"]
+            .iter()
+            .find_map(|p| pt_of(p));
+        if named.as_deref().is_some_and(dropped) {
+            continue;
+        }
+        if l.starts_with("m=video ") {
+            let mut parts: Vec<&str> = l.split(' ').collect();
+            parts.retain(|p| !dropped(p));
+            out.push_str(&parts.join(" "));
+        } else {
+            out.push_str(l);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+async fn visit(video: Option<TrackCodec>) {
     let (addr, stop, task) = start_demo().await;
     let page = get(addr, "/").await;
     assert!(
@@ -101,7 +150,11 @@ async fn visit(video: bool) {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .expect("websocket");
-    let room = if video { "rust-video" } else { "rust-data" };
+    let room = match video {
+        Some(TrackCodec::H264) => "rust-h264",
+        Some(_) => "rust-video",
+        None => "rust-data",
+    };
     let join = json!({"type": "create or join", "room": room});
     ws.send(WsMessage::text(join.to_string()))
         .await
@@ -113,7 +166,11 @@ async fn visit(video: bool) {
     )
     .await
     .expect("bind");
-    let track = video.then(|| peer.add_track(MediaKind::Video).expect("track"));
+    let track = video.map(|codec| {
+        peer.connection_mut()
+            .add_track_with_codec(codec)
+            .expect("track")
+    });
     let chat = peer
         .create_data_channel(ChannelInit::new("chat"))
         .expect("chat");
@@ -130,14 +187,19 @@ async fn visit(video: bool) {
         loop {
             let done = seen.chat.iter().any(|t| t == "echo: hello rust")
                 && seen.photo_ack.is_some()
-                && (!video || seen.frames_back >= 10)
+                && (video.is_none() || seen.frames_back >= 10)
                 && seen.stats.as_ref().is_some_and(|s| s["sctp"] == "Established");
             if done {
                 break;
             }
             tokio::select! {
                 m = ws.next() => {
-                    let Some(Ok(WsMessage::Text(text))) = m else { panic!("websocket ended: {m:?}") };
+                    let text = match m {
+                        Some(Ok(WsMessage::Text(text))) => text,
+                        // The server's keepalive pings (tungstenite answers them).
+                        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                        m => panic!("websocket ended: {m:?}"),
+                    };
                     let m: Value = serde_json::from_str(text.as_str()).expect("json");
                     match m["type"].as_str() {
                         Some("created") => {
@@ -145,7 +207,12 @@ async fn visit(video: bool) {
                             assert_eq!(post(addr, "/report", &body).await, 204);
                         }
                         Some("ready") => {
-                            let offer = peer.offer().expect("offer");
+                            let mut offer = peer.offer().expect("offer");
+                            if video == Some(TrackCodec::H264) {
+                                // What a client without VP8 would offer; the
+                                // answer to it is a subset of ours.
+                                offer = h264_only(&offer);
+                            }
                             let msg = json!({"type": "message", "data": {"type": "offer", "sdp": offer}});
                             ws.send(WsMessage::text(msg.to_string())).await.expect("ws");
                         }
@@ -203,9 +270,22 @@ async fn visit(video: bool) {
                 _ = ticker.tick() => {
                     if let (true, Some(t)) = (connected, track) {
                         let n = frames_sent.len() as u32;
-                        // A VP8 keyframe-looking payload (P bit 0), a new one each time.
                         let mut f = vec![0x10u8; 1500 + (n as usize % 7) * 400];
-                        f[1..5].copy_from_slice(&n.to_be_bytes());
+                        if video == Some(TrackCodec::H264) {
+                            // A keyframe access unit, Annex-B: SPS, PPS and an
+                            // IDR slice carrying its number in ASCII (no zero
+                            // bytes, so no start code inside it).
+                            let head = [
+                                0, 0, 0, 1, 0x67, 0x42, 0xC0, 0x1F, 0, 0, 0, 1, 0x68, 0xCE,
+                                0x3C, 0x80, 0, 0, 0, 1, 0x65, 0x88,
+                            ];
+                            f[..head.len()].copy_from_slice(&head);
+                            f[head.len()..head.len() + 8]
+                                .copy_from_slice(format!("{n:08}").as_bytes());
+                        } else {
+                            // A VP8 keyframe-looking payload (P bit 0), a new one each time.
+                            f[1..5].copy_from_slice(&n.to_be_bytes());
+                        }
                         peer.send_frame(t, n * 3000, &f).expect("frame");
                         frames_sent.push(f);
                     }
@@ -234,7 +314,7 @@ async fn visit(video: bool) {
             .is_some_and(|s| s.starts_with("TLS_ECDHE_ECDSA_WITH_")),
         "{stats}"
     );
-    if video {
+    if video.is_some() {
         assert!(
             stats["srtp"]
                 .as_str()
@@ -274,12 +354,19 @@ async fn visit(video: bool) {
 
 #[tokio::test]
 async fn a_visitor_with_a_camera_gets_video_chat_photo_and_the_panel() {
-    visit(true).await;
+    visit(Some(TrackCodec::Vp8)).await;
+}
+
+/// A client whose only video codec is H.264 (no VP8) gets its video back
+/// in H.264: the demo's track takes the codec the offer leads with.
+#[tokio::test]
+async fn a_visitor_offering_only_h264_gets_its_video_back() {
+    visit(Some(TrackCodec::H264)).await;
 }
 
 #[tokio::test]
 async fn a_visitor_without_a_camera_gets_a_data_only_session() {
-    visit(false).await;
+    visit(None).await;
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::datachannel::{ChannelId, Event as DcEvent, Message};
-use crate::peer::{LivePeer, PeerConnectionState, PeerEvent, TrackId};
-use crate::sdp::MediaKind;
+use crate::peer::{LivePeer, PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use crate::sdp::{MediaKind, SessionDescription};
 use crate::signaling::{ClientId, ClientMessage, Member, ServerMessage};
 
 /// How long a visitor has to send its offer after the Rust peer joined.
@@ -51,6 +51,8 @@ struct Session {
     udp_ip: IpAddr,
     /// Our video track (reflecting the camera), when the offer had one.
     track: Option<TrackId>,
+    /// Whether the page was told that sending the video back failed.
+    send_failure_shown: bool,
     /// The mid the browser's camera arrives on.
     camera_mid: Option<String>,
     /// The first mid of the offer (for the candidates we signal).
@@ -81,6 +83,7 @@ pub(super) async fn run(
         peer: None,
         udp_ip,
         track: None,
+        send_failure_shown: false,
         camera_mid: None,
         first_mid: "0".into(),
         keyframe_requests: 0,
@@ -254,11 +257,15 @@ impl Session {
             .await
             .map_err(|e| format!("cannot bind a UDP port: {e}"))?;
         // The camera's m-line takes our track: what we receive on it, we
-        // send back on it (sendrecv).
+        // send back on it (sendrecv), in the codec the visitor will send:
+        // the first of its offer's that we can send. With none (an offer of
+        // VP9 or AV1 only, say), no track: the answer is recvonly.
         let has_video = offer.lines().any(|l| l.starts_with("m=video "));
-        if has_video {
+        let codec = offered_video_codec(offer);
+        if let Some(codec) = codec {
             self.track = Some(
-                peer.add_track(MediaKind::Video)
+                peer.connection_mut()
+                    .add_track_with_codec(codec)
                     .map_err(|e| format!("add_track: {e}"))?,
             );
         }
@@ -271,7 +278,7 @@ impl Session {
             .answer(offer)
             .map_err(|e| format!("the offer was refused: {e}"))?;
         self.signal(json!({"type": "answer", "sdp": answer}));
-        tracing::info!(udp = %peer.local_addr(), video = has_video, "demo: answered");
+        tracing::info!(udp = %peer.local_addr(), video = has_video, ?codec, "demo: answered");
         self.peer = Some(peer);
         Ok(())
     }
@@ -309,8 +316,17 @@ impl Session {
                 if let (Some(track), Some(p)) = (self.track, self.peer.as_mut()) {
                     // The same RTP timestamp: the reflected video keeps the
                     // camera's timing.
-                    if p.send_frame(track, frame.timestamp, &frame.data).is_ok() {
-                        self.counts.frames_out += 1;
+                    match p.send_frame(track, frame.timestamp, &frame.data) {
+                        Ok(_) => self.counts.frames_out += 1,
+                        Err(e) if !self.send_failure_shown => {
+                            // Once: the page shows it in a banner; the call
+                            // (chat, photo) goes on.
+                            self.send_failure_shown = true;
+                            let why = format!("cannot send the video back: {e}");
+                            tracing::warn!("demo: {why}");
+                            self.signal(json!({"type": "error", "message": why}));
+                        }
+                        Err(_) => {}
                     }
                 }
             }
@@ -511,4 +527,27 @@ impl Session {
             self.signal(v);
         }
     }
+}
+
+/// The codec the visitor will send its camera in, if we can send it too:
+/// the first of its first video m-line's codecs (in the offer's order of
+/// preference, RFC 3264 §5.1) that is VP8, or H.264 in packetization mode 1
+/// (the only one our packetizer writes, RFC 6184 §6.3).
+fn offered_video_codec(offer: &str) -> Option<TrackCodec> {
+    let sdp = SessionDescription::parse_str(offer).ok()?;
+    let video = sdp
+        .media
+        .iter()
+        .find(|m| m.media == "video" && !m.is_rejected())?;
+    video.payload_types().find_map(|pt| {
+        let name = &video.rtpmap(pt)?.encoding;
+        if name.eq_ignore_ascii_case("VP8") {
+            return Some(TrackCodec::Vp8);
+        }
+        let mode_1 = video.fmtp(pt).is_some_and(|f| {
+            f.params()
+                .any(|(k, v)| k == "packetization-mode" && v == "1")
+        });
+        (name.eq_ignore_ascii_case("H264") && mode_1).then_some(TrackCodec::H264)
+    })
 }
