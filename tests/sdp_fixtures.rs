@@ -133,3 +133,31 @@ fn aiortc_offer_has_three_fingerprints() {
     assert_eq!(algs, ["sha-256", "sha-384", "sha-512"]);
     assert!(sd.media[0].fingerprints().all(|f| f.to_dtls().is_some()));
 }
+
+/// The hand-written pion-style offer (see tests/sdp_negotiation.rs) is not
+/// written back byte for byte on purpose: whitespace at the end of its `a=`
+/// lines is dropped (parse liberally, write strictly).
+#[test]
+fn trailing_whitespace_on_attribute_lines_is_dropped() {
+    let input = fixture("pion_style_offer_handwritten.sdp");
+    let sd = SessionDescription::parse(&input).unwrap();
+    let mut out = Vec::new();
+    sd.write(&mut out);
+    let expected: Vec<u8> = String::from_utf8(input)
+        .unwrap()
+        .split("\r\n")
+        .map(|l| {
+            if l.starts_with("a=") {
+                l.trim_end_matches([' ', '\t', '\r'])
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+        .into_bytes();
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&expected)
+    );
+}

@@ -766,3 +766,52 @@ fn setup_of_bundled_m_lines_other_than_the_tagged_one_is_ignored() {
     };
     assert_eq!(n.dtls_role, expected);
 }
+
+/// Issue 15: pion 3.1 writes `a=rtcp-fb:96 nack ` with a trailing space, and
+/// the whole offer used to be refused for it. The fixture is hand-written
+/// (no captured pion offer is available here): it imitates that shape, with
+/// trailing spaces, a tab and a stray CR on attribute lines. Liberal parse,
+/// strict write: VP8 is negotiated with the trimmed feedback values, and
+/// nothing we write back carries the whitespace.
+#[test]
+fn answer_pion_style_offer_with_trailing_whitespace() {
+    let offer = fixture("pion_style_offer_handwritten.sdp");
+    let mut us = Session::new(Capabilities::webrtc(), transport("ours", 0xAB), 9);
+    us.add_transceiver(
+        MediaKind::Video,
+        Direction::SendRecv,
+        Some(sender("v", 2222, Some(3333))),
+    );
+    let (answer, n) = us.create_answer(&offer).unwrap();
+    let answer = wire(&answer);
+    assert_eq!(n.bundle, ["0"]);
+    let v = &n.media[0];
+    assert!(!v.rejected);
+    assert_eq!(v.kind, Some(MediaKind::Video));
+    let vp8 = &v.codecs[0];
+    assert_eq!((vp8.name.as_str(), vp8.payload_type), ("VP8", 96));
+    assert_eq!(vp8.rtx_payload_type, Some(97));
+    for fb in [("nack", None), ("nack", Some("pli"))] {
+        assert!(
+            vp8.feedback
+                .iter()
+                .any(|f| (f.kind.as_str(), f.param.as_deref()) == fb),
+            "{fb:?} not in {:?}",
+            vp8.feedback
+        );
+    }
+    assert_eq!(v.remote_rtx_ssrcs, [(2946176214, 1722318433)]);
+    let fbs = attr_lines(&answer.media[0], "rtcp-fb");
+    assert!(fbs.contains(&"rtcp-fb:96 nack".to_string()), "{fbs:?}");
+    assert!(fbs.contains(&"rtcp-fb:96 nack pli".to_string()), "{fbs:?}");
+    assert_eq!(n.remote_ice_ufrag, "QwErTyUiOpAsDfGh");
+    assert_eq!(n.remote_fingerprints.len(), 1);
+
+    // The offer itself, written back, has no trailing whitespace, and that
+    // written form is a fixed point.
+    let text = offer.to_string();
+    assert!(text.contains("\r\na=rtcp-fb:96 nack\r\na=rtcp-fb:96 nack pli\r\n"));
+    assert!(text.contains("\r\na=fmtp:97 apt=96\r\n"));
+    assert!(!text.contains(" \r\n") && !text.contains('\t'), "{text}");
+    assert_eq!(SessionDescription::parse_str(&text).unwrap(), offer);
+}

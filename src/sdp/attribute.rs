@@ -600,6 +600,53 @@ fn hex_fingerprint(s: &str) -> Option<Vec<u8>> {
 }
 
 impl Attribute {
+    /// Whether a malformed `a=<name>` line refuses the whole description
+    /// (true) or is skipped (false). See the [module doc](super) for the
+    /// rule; in short, what JSEP (RFC 8829 §5.8) stores and acts on for the
+    /// transport, its security, and what the media section is refuses the
+    /// description, so that an ambiguous line is never read two ways:
+    ///
+    /// - `ice-ufrag`, `ice-pwd` (RFC 8839 §5.4) and `ice-lite` (§5.3: it
+    ///   changes who controls ICE);
+    /// - `fingerprint` (RFC 8122 §5: the DTLS certificate check) and
+    ///   `setup` (RFC 8842 §5: who is the DTLS client);
+    /// - `mid`, `group` (RFC 5888) and `bundle-only` (RFC 8843 §6): which
+    ///   m-lines share a transport;
+    /// - `rtcp-mux`, `rtcp-mux-only` (RFC 5761, 8858: required here);
+    /// - `rtpmap` (RFC 8866 §6.6: what a dynamic payload type is);
+    /// - `sctp-port`, `max-message-size` (RFC 8841 §5, §6);
+    /// - the four directions (RFC 3264 §5.1: skipped, one would read as
+    ///   `sendrecv`).
+    ///
+    /// Every other attribute (`candidate`, `end-of-candidates`,
+    /// `ice-options`, `rtcp`, `rtcp-rsize`, `fmtp`, `rtcp-fb`, `extmap`,
+    /// `extmap-allow-mixed`, `msid`, `msid-semantic`, `ssrc`, `ssrc-group`,
+    /// `rid`, `simulcast`, and names we do not know) is optional: without it
+    /// the description still says everything needed to connect, and at worst
+    /// a feature is not negotiated.
+    pub fn is_mandatory(name: &str) -> bool {
+        matches!(
+            name,
+            "ice-ufrag"
+                | "ice-pwd"
+                | "ice-lite"
+                | "fingerprint"
+                | "setup"
+                | "mid"
+                | "group"
+                | "bundle-only"
+                | "rtcp-mux"
+                | "rtcp-mux-only"
+                | "rtpmap"
+                | "sctp-port"
+                | "max-message-size"
+                | "sendrecv"
+                | "sendonly"
+                | "recvonly"
+                | "inactive"
+        )
+    }
+
     /// Parses the part after `a=`. On error, returns what was expected.
     pub fn parse(line: &str) -> Result<Attribute, &'static str> {
         let (name, value) = match line.split_once(':') {

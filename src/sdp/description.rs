@@ -535,7 +535,15 @@ impl Parser {
                     max: MAX_LINES,
                 });
             }
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let mut raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            // Liberal parse (see the module doc): whitespace and stray CRs
+            // at the end of an `a=` line are not part of its value. Other
+            // lines keep theirs (`s= ` is RFC 8866 §5.3's "no name").
+            if raw.starts_with(b"a=") {
+                while let [rest @ .., b' ' | b'\t' | b'\r'] = raw {
+                    raw = rest;
+                }
+            }
             if raw.len() > MAX_LINE_LEN {
                 return Err(SdpError::TooMany {
                     line: p.line,
@@ -768,21 +776,22 @@ impl Parser {
                 sd.key = Some(value.to_string());
             }
             'a' => {
-                let a = Attribute::parse(value).map_err(|e| self.malformed(e, line))?;
+                let a = self.attribute(value, line)?;
+                // A skipped line still has to stand where an `a=` may.
                 if in_media {
                     self.advance(Pos::MA, typ, true)?;
                     let m = self.media(sd)?;
                     if m.attributes.len() >= MAX_ATTRIBUTES {
                         return Err(self.too_many("attributes in a media section", MAX_ATTRIBUTES));
                     }
-                    m.attributes.push(a);
+                    m.attributes.extend(a);
                 } else {
                     if self.pos < Pos::T {
                         return Err(self.unexpected(typ, self.expected()));
                     }
                     self.advance(Pos::A, typ, true)?;
                     self.cap(sd.attributes.len(), MAX_ATTRIBUTES, "session attributes")?;
-                    sd.attributes.push(a);
+                    sd.attributes.extend(a);
                 }
             }
             'm' => {
@@ -804,6 +813,27 @@ impl Parser {
             }
         }
         Ok(())
+    }
+
+    /// An `a=` line's attribute; `None` for a malformed optional one, which
+    /// is skipped with a debug log ([`Attribute::is_mandatory`]).
+    fn attribute(&self, value: &str, line: &str) -> Result<Option<Attribute>, SdpError> {
+        match Attribute::parse(value) {
+            Ok(a) => Ok(Some(a)),
+            Err(expected) => {
+                let name = value.split_once(':').map_or(value, |(n, _)| n);
+                if Attribute::is_mandatory(name.trim_ascii()) {
+                    return Err(self.malformed(expected, line));
+                }
+                tracing::debug!(
+                    line = self.line,
+                    found = %line.chars().take(80).collect::<String>(),
+                    expected,
+                    "SDP: malformed optional attribute skipped"
+                );
+                Ok(None)
+            }
+        }
     }
 
     fn cap(&self, len: usize, max: usize, what: &'static str) -> Result<(), SdpError> {

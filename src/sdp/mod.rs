@@ -64,7 +64,8 @@
 //!   four directions. Any other attribute is kept as written, in order. The
 //!   browsers' descriptions in `tests/fixtures/sdp/` are written back byte
 //!   for byte.
-//! - Errors ([`SdpError`]) name the line number and what was expected.
+//! - Errors ([`SdpError`]) name the line number and what was expected
+//!   (malformed optional attributes are skipped instead, see below).
 //!   Hostile input is bounded: [`MAX_SDP_LEN`] bytes, [`MAX_LINES`] lines,
 //!   [`MAX_MEDIA`] media sections, [`MAX_ATTRIBUTES`] attributes per level,
 //!   [`MAX_LIST`] items per list.
@@ -89,6 +90,39 @@
 //!   recycle an m-line whose rejection was negotiated, removed tracks go
 //!   `recvonly`/`inactive`, stopped transceivers port 0; JSEP §5.2.2,
 //!   §5.3.2).
+//!
+//! ## Parse liberally, write strictly
+//!
+//! Real stacks do not all write what the grammar says: pion 3.1 ends its
+//! `a=rtcp-fb:96 nack ` lines with a space, and browsers take that offer.
+//! JSEP (RFC 8829 §5.8) asks a parser to refuse a description with any line
+//! that is not well formed, so that nothing ambiguous is misread; refusing
+//! a whole call over an optional attribute is the worse failure, and
+//! RFC 8866 §5.13 has a receiver ignore attribute lines it does not
+//! understand. So, on reading:
+//!
+//! - Spaces, tabs and stray CRs at the end of an `a=` line are not part of
+//!   its value. Other lines keep theirs (`s= ` is how RFC 8866 §5.3 writes
+//!   "no name"); a CR or NUL inside any line is still refused.
+//! - A malformed *optional* attribute (`candidate`, `rtcp-fb`, `fmtp`,
+//!   `extmap`, `ssrc`, `ssrc-group`, `msid`, `rid`, `simulcast`, …, and
+//!   names we do not know) is skipped, with a `tracing` debug event naming
+//!   the line and what was expected. Without it the
+//!   description still says how to connect; at worst a feature (a feedback
+//!   type, a header extension, a candidate) is not negotiated.
+//! - What JSEP stores and acts on for the transport and its security, or
+//!   for what an m-line is, stays strict: the `v= o= s= t= m= c= b=` lines
+//!   and the order of RFC 8866 §5, and the attributes `ice-ufrag`,
+//!   `ice-pwd`, `ice-lite`, `fingerprint`, `setup`, `mid`, `group`,
+//!   `bundle-only`, `rtcp-mux`, `rtcp-mux-only`, `rtpmap`, `sctp-port`,
+//!   `max-message-size` and the directions ([`Attribute::is_mandatory`]).
+//!   A malformed one refuses the description with the error that names
+//!   its line, since reading it as absent would change who we connect to,
+//!   how we authenticate them, or what a payload type means.
+//!
+//! A skipped line is not kept, so it is not written back; what we write is
+//! the canonical form of what we kept, with no trailing whitespace, and
+//! writing that again gives the same bytes.
 //!
 //! ## What is left out
 //!

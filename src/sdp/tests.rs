@@ -263,6 +263,12 @@ fn text() -> impl Strategy<Value = String> {
     "[a-zA-Z0-9 +/._:-]{0,20}"
 }
 
+/// Text that ends an `a=` line: never in whitespace, which the parser drops
+/// there (parse liberally, write strictly), so no value can end in it.
+fn value() -> impl Strategy<Value = String> {
+    "([a-zA-Z0-9 +/._:-]{0,19}[a-zA-Z0-9+/._:-])?"
+}
+
 fn direction() -> impl Strategy<Value = Direction> {
     prop_oneof![
         Just(Direction::SendRecv),
@@ -338,16 +344,16 @@ fn attribute() -> impl Strategy<Value = Attribute> {
                     channels
                 })
             ),
-        (pt.clone(), "[a-z0-9=;/ -]{1,30}").prop_map(|(payload_type, params)| Attribute::Fmtp(
-            Fmtp {
+        (pt.clone(), "[a-z0-9=;/ -]{0,29}[a-z0-9=;/-]").prop_map(|(payload_type, params)| {
+            Attribute::Fmtp(Fmtp {
                 payload_type,
-                params
-            }
-        )),
+                params,
+            })
+        }),
         (
             prop::option::of(pt.clone()),
             token(),
-            prop::option::of(text().prop_filter("non-empty", |s| !s.is_empty()))
+            prop::option::of(value().prop_filter("non-empty", |s| !s.is_empty()))
         )
             .prop_map(|(payload_type, kind, param)| Attribute::RtcpFb(RtcpFb {
                 payload_type,
@@ -378,7 +384,7 @@ fn attribute() -> impl Strategy<Value = Attribute> {
                 identifiers
             })
         ),
-        (any::<u32>(), "[a-z]{1,8}", prop::option::of(text())).prop_map(|(ssrc, name, value)| {
+        (any::<u32>(), "[a-z]{1,8}", prop::option::of(value())).prop_map(|(ssrc, name, value)| {
             Attribute::Ssrc(SsrcAttribute { ssrc, name, value })
         }),
         (token(), prop::collection::vec(any::<u32>(), 0..4))
@@ -411,7 +417,7 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         any::<u16>().prop_map(Attribute::SctpPort),
         (0u64..=1 << 60).prop_map(Attribute::MaxMessageSize),
         direction().prop_map(Attribute::Direction),
-        ("x-[a-z-]{1,10}", prop::option::of(text()))
+        ("x-[a-z-]{1,10}", prop::option::of(value()))
             .prop_map(|(name, value)| Attribute::Other { name, value }),
     ]
 }
@@ -542,6 +548,43 @@ proptest! {
         crate::fuzzing::sdp(text.as_bytes());
     }
 
+    /// Whatever follows the name of an optional attribute, the description
+    /// is not refused for it (issue 15: pion's `a=rtcp-fb:96 nack `), and a
+    /// line that does not parse is dropped, not kept half-read.
+    #[test]
+    fn malformed_optional_attributes_never_refuse_the_description(
+        lines in prop::collection::vec(
+            (
+                prop::sample::select(&[
+                    "candidate", "end-of-candidates", "ice-options", "rtcp", "rtcp-rsize",
+                    "fmtp", "rtcp-fb", "extmap", "extmap-allow-mixed", "msid",
+                    "msid-semantic", "ssrc", "ssrc-group", "rid", "simulcast", "x-unknown",
+                ][..]),
+                prop::option::of("[ -~\t]{0,40}"),
+            ),
+            0..12,
+        ),
+        in_media in any::<bool>(),
+    ) {
+        let mut text = MINIMAL.to_string();
+        if in_media {
+            text.push_str(MEDIA);
+        }
+        for (name, value) in &lines {
+            match value {
+                Some(v) => text.push_str(&format!("a={name}:{v}\r\n")),
+                None => text.push_str(&format!("a={name}\r\n")),
+            }
+        }
+        let sd = parse(&text);
+        prop_assert!(sd.is_ok(), "{:?}\n{}", sd, text);
+        let sd = sd.unwrap();
+        let kept = if in_media { &sd.media[0].attributes } else { &sd.attributes };
+        let mid = usize::from(in_media);
+        prop_assert!(kept.len() <= lines.len() + mid);
+        crate::fuzzing::sdp(text.as_bytes());
+    }
+
     #[test]
     fn mutated_fixtures_never_panic(
         which in 0usize..3,
@@ -559,4 +602,127 @@ proptest! {
         }
         crate::fuzzing::sdp(&data);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Parse liberally (issue 15): trailing whitespace on a= lines, and malformed
+// optional attributes skipped; mandatory ones still refused.
+
+const MEDIA: &str = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n";
+
+#[test]
+fn trailing_whitespace_on_attribute_lines_is_accepted() {
+    let text = format!(
+        "{MINIMAL}{MEDIA}a=rtpmap:96 VP8/90000 \r\na=rtcp-fb:96 nack \r\n\
+         a=rtcp-fb:96 nack pli\t \r\na=rtcp-fb:96 ccm fir\r\r\na=sendrecv \r\n"
+    );
+    let sd = parse(&text).unwrap();
+    let m = &sd.media[0];
+    let fbs: Vec<_> = m
+        .rtcp_fbs(96)
+        .map(|f| (f.kind.as_str(), f.param.as_deref()))
+        .collect();
+    assert_eq!(
+        fbs,
+        [("nack", None), ("nack", Some("pli")), ("ccm", Some("fir"))]
+    );
+    assert_eq!(m.rtpmap(96).unwrap().encoding, "VP8");
+    assert_eq!(m.direction(), Some(Direction::SendRecv));
+    // Written strictly: no trailing whitespace, and a fixed point.
+    let out = sd.to_string();
+    assert_eq!(
+        out,
+        format!(
+            "{MINIMAL}{MEDIA}a=rtpmap:96 VP8/90000\r\na=rtcp-fb:96 nack\r\n\
+             a=rtcp-fb:96 nack pli\r\na=rtcp-fb:96 ccm fir\r\na=sendrecv\r\n"
+        )
+    );
+    assert_eq!(parse(&out).unwrap(), sd);
+    // Not on other lines: `s= ` is RFC 8866 §5.3's name for "no name".
+    let s = parse("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns= \r\nt=0 0\r\n").unwrap();
+    assert_eq!(s.session_name, " ");
+    // A CR inside a line is still refused.
+    assert_eq!(
+        parse(&format!("{MINIMAL}a=rtcp-fb:96 nack\rpli\r\n")),
+        Err(SdpError::BadText { line: 5 })
+    );
+}
+
+#[test]
+fn malformed_optional_attributes_are_skipped() {
+    let bad = [
+        "a=rtcp-fb:abc nack",
+        "a=rtcp-fb:96",
+        "a=extmap:x y",
+        "a=extmap:0 urn:x",
+        "a=ssrc:notanumber cname:x",
+        "a=ssrc-group:FID 1 x",
+        "a=fmtp:abc apt=96",
+        "a=msid:",
+        "a=msid-semantic:",
+        "a=rid:1 sideways",
+        "a=simulcast:send",
+        "a=candidate:not a candidate",
+        "a=ice-options:",
+        "a=end-of-candidates:now",
+        "a=extmap-allow-mixed:yes",
+        "a=rtcp:x",
+        "a=rtcp-rsize:yes",
+    ];
+    for b in bad {
+        let with = format!("{MINIMAL}{MEDIA}a=rtpmap:96 VP8/90000\r\n{b}\r\na=sendrecv\r\n");
+        let without = format!("{MINIMAL}{MEDIA}a=rtpmap:96 VP8/90000\r\na=sendrecv\r\n");
+        let sd = parse(&with).unwrap_or_else(|e| panic!("{b}: {e}"));
+        assert_eq!(sd, parse(&without).unwrap(), "{b}");
+        assert_eq!(sd.to_string(), without, "{b}");
+        // At the session level too.
+        let session = format!("{MINIMAL}{b}\r\n{MEDIA}");
+        assert_eq!(
+            parse(&session).unwrap_or_else(|e| panic!("{b}: {e}")),
+            parse(&format!("{MINIMAL}{MEDIA}")).unwrap(),
+            "{b}"
+        );
+    }
+    // A skipped line still has to be where a= may be (RFC 8866 §5 order).
+    let e = parse("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\na=rtcp-fb:abc nack\r\nt=0 0\r\n")
+        .unwrap_err();
+    assert!(matches!(e, SdpError::Unexpected { line: 4, .. }), "{e}");
+}
+
+#[test]
+fn malformed_mandatory_attributes_still_fail() {
+    let cases = [
+        ("a=fingerprint:sha-256 zz", "fingerprint:<hash>"),
+        ("a=fingerprint:sha-256", "fingerprint:<hash>"),
+        ("a=ice-ufrag:a b", "ice-ufrag:<ufrag>"),
+        ("a=ice-pwd", "ice-pwd:<password>"),
+        ("a=ice-lite:yes", "ice-lite without a value"),
+        ("a=setup:sometimes", "setup:active|passive"),
+        ("a=mid:a b", "mid:<id>"),
+        ("a=group:", "group:<semantics>"),
+        ("a=bundle-only:yes", "bundle-only without a value"),
+        ("a=rtcp-mux:yes", "rtcp-mux without a value"),
+        ("a=rtcp-mux-only:yes", "rtcp-mux-only without a value"),
+        ("a=rtpmap:96 VP8", "rtpmap:<payload type>"),
+        ("a=sctp-port:x", "sctp-port:<port>"),
+        ("a=max-message-size:x", "max-message-size:<bytes>"),
+        ("a=sendonly:yes", "a direction without a value"),
+    ];
+    for (line, expected) in cases {
+        let text = format!("{MINIMAL}{MEDIA}{line}\r\n");
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.line(), Some(8), "{line}: {e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("line 8: expected {expected}")),
+            "{line}: {e}"
+        );
+        // Trailing whitespace does not change the verdict.
+        let e2 = parse(&format!("{MINIMAL}{MEDIA}{line} \r\n")).unwrap_err();
+        assert_eq!(e2.line(), Some(8), "{line}: {e2}");
+    }
+    // A bad m= line too.
+    let e = parse(&format!("{MINIMAL}m=video x UDP/TLS/RTP/SAVPF 96\r\n")).unwrap_err();
+    assert!(matches!(e, SdpError::Malformed { line: 5, .. }), "{e}");
+    assert!(e.to_string().contains("m=<media>"), "{e}");
 }
