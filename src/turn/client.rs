@@ -768,12 +768,16 @@ impl Client {
             return false;
         }
         if channel_data::is_channel_data(d.contents) {
-            // RFC 8656 §12.6: data on an unbound channel is discarded.
+            // RFC 8656 §12.6: data on an unbound channel is discarded. A
+            // channel whose ChannelBind is in flight counts as bound: the
+            // server sends ChannelData only once it bound the channel, so
+            // such data proves the binding (its answer may be lost, or
+            // still on its way), and the number names our peer.
             if let Ok(cd) = ChannelData::decode(d.contents) {
                 let peer = self
                     .channels
                     .iter()
-                    .find(|c| c.number == cd.channel && c.bound)
+                    .find(|c| c.number == cd.channel && (c.bound || c.requested))
                     .map(|c| c.peer);
                 if let Some(peer) = peer {
                     self.on_data(peer, cd.data);
