@@ -1573,16 +1573,26 @@ mod tests {
 
     /// A CreatePermission for `peer` from alice on CLIENT, by hand (the
     /// client machine would not repeat one it already has).
-    fn permission_msg(s: &Server, now: Instant, peer: SocketAddr, tid: u8) -> Vec<u8> {
+    /// A request of `method` from alice at CLIENT, signed with her key and
+    /// a fresh nonce for that 5-tuple, carrying `attributes` first.
+    fn alice_request(
+        s: &Server,
+        now: Instant,
+        method: Method,
+        attributes: &[TurnAttribute],
+        tid: u8,
+    ) -> Vec<u8> {
         let key =
             IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
         let mut out = Vec::new();
         let mut enc = MessageEncoder::new(
             &mut out,
-            MessageType::new(Class::Request, Method::CREATE_PERMISSION),
+            MessageType::new(Class::Request, method),
             TransactionId([tid; 12]),
         );
-        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
+        for a in attributes {
+            a.encode(&mut enc);
+        }
         let n = s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap());
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
@@ -1590,6 +1600,11 @@ mod tests {
         enc.message_integrity(&key);
         enc.finish().unwrap();
         out
+    }
+
+    fn permission_msg(s: &Server, now: Instant, peer: SocketAddr, tid: u8) -> Vec<u8> {
+        let peer = TurnAttribute::XorPeerAddress(peer);
+        alice_request(s, now, Method::CREATE_PERMISSION, &[peer], tid)
     }
 
     fn permission_count(s: &Server) -> usize {
@@ -1647,23 +1662,11 @@ mod tests {
         channel: u16,
         tid: u8,
     ) -> Vec<u8> {
-        let key =
-            IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
-        let mut out = Vec::new();
-        let mut enc = MessageEncoder::new(
-            &mut out,
-            MessageType::new(Class::Request, Method::CHANNEL_BIND),
-            TransactionId([tid; 12]),
-        );
-        TurnAttribute::ChannelNumber(channel).encode(&mut enc);
-        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
-        let n = s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap());
-        enc.attribute(&Attribute::Username("alice"));
-        enc.attribute(&Attribute::Realm("rtclab"));
-        enc.attribute(&Attribute::Nonce(&n));
-        enc.message_integrity(&key);
-        enc.finish().unwrap();
-        out
+        let attributes = [
+            TurnAttribute::ChannelNumber(channel),
+            TurnAttribute::XorPeerAddress(peer),
+        ];
+        alice_request(s, now, Method::CHANNEL_BIND, &attributes, tid)
     }
 
     /// Two clients of one server, each relay-only, reach each other through
