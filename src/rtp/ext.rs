@@ -241,6 +241,54 @@ impl Extensions {
     }
 }
 
+/// Writes a whole extension block (profile word, length word, elements,
+/// zero padding to a 32-bit boundary, RFC 3550 §5.3.1) for `elements`,
+/// appended to `out` with no allocation of its own. The form is chosen as
+/// [`Extensions::form`] does: one-byte when every element has an id 1–14
+/// and 1–16 bytes (RFC 8285 §4.2), else two-byte if allowed (§4.3).
+pub fn write_extension_block(
+    elements: &[(u8, &[u8])],
+    allow_two_byte: bool,
+    out: &mut Vec<u8>,
+) -> Result<ExtensionForm, RtpError> {
+    let one_byte_ok = elements
+        .iter()
+        .all(|(id, d)| (1..=14).contains(id) && (1..=16).contains(&d.len()));
+    let form = if one_byte_ok {
+        ExtensionForm::OneByte
+    } else if !allow_two_byte {
+        return Err(RtpError::Invalid(
+            "extension needs the two-byte form (id > 14 or length 0 or > 16) but it is not allowed",
+        ));
+    } else if elements.iter().any(|(id, d)| *id == 0 || d.len() > 255) {
+        return Err(RtpError::Invalid(
+            "extension id 0 or element longer than 255 bytes",
+        ));
+    } else {
+        ExtensionForm::TwoByte { appbits: 0 }
+    };
+    let start = out.len();
+    out.extend_from_slice(&form.profile().to_be_bytes());
+    out.extend_from_slice(&[0, 0]); // the length, known below
+    for (id, d) in elements {
+        match form {
+            ExtensionForm::OneByte => out.push((id << 4) | (d.len() as u8 - 1)),
+            ExtensionForm::TwoByte { .. } => out.extend_from_slice(&[*id, d.len() as u8]),
+        }
+        out.extend_from_slice(d);
+    }
+    while (out.len() - start) % 4 != 0 {
+        out.push(0);
+    }
+    let words = (out.len() - start - 4) / 4;
+    let Ok(words) = u16::try_from(words) else {
+        out.truncate(start);
+        return Err(RtpError::Invalid("extension block longer than 65535 words"));
+    };
+    out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
+    Ok(form)
+}
+
 /// Values of the header extensions WebRTC negotiates (the element data only;
 /// the local id comes from `a=extmap`).
 pub mod values {

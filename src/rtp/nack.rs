@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::packet::{RtpHeader, RtpPacket};
+use super::packet::{RtpPacket, RtpPacketMut};
 use super::rtcp::Nack;
 use super::seq::SeqUnwrapper;
 use super::{RtpError, truncated};
@@ -177,11 +177,18 @@ impl NackGenerator {
 }
 
 /// Sender side: the last `capacity` packets sent, by sequence number.
+///
+/// A ring of reused buffers: slot `n mod capacity` holds the packet with
+/// extended sequence number `n`, so storing a packet copies it into a buffer
+/// that already has room (no allocation once the ring has gone round), and
+/// a newer packet overwrites the one `capacity` sequence numbers older.
+/// Slots are made as packets arrive: a stream that never sends holds none.
 #[derive(Debug, Clone)]
 pub struct SendHistory {
     capacity: usize,
     unwrapper: SeqUnwrapper,
-    packets: BTreeMap<u64, Vec<u8>>,
+    /// `(extended sequence number, packet)`; `u64::MAX` marks an empty slot.
+    slots: Vec<(u64, Vec<u8>)>,
 }
 
 impl SendHistory {
@@ -190,7 +197,7 @@ impl SendHistory {
         SendHistory {
             capacity: capacity.max(1),
             unwrapper: SeqUnwrapper::new(),
-            packets: BTreeMap::new(),
+            slots: Vec::new(),
         }
     }
 
@@ -198,28 +205,32 @@ impl SendHistory {
     pub fn store(&mut self, packet: &[u8]) -> Result<(), RtpError> {
         let seq = RtpPacket::new_checked(packet)?.sequence_number();
         let ext = self.unwrapper.unwrap(seq);
-        self.packets.insert(ext, packet.to_vec());
-        while self.packets.len() > self.capacity {
-            self.packets.pop_first();
+        let i = (ext % self.capacity as u64) as usize;
+        while self.slots.len() <= i {
+            self.slots.push((u64::MAX, Vec::new()));
         }
+        let slot = &mut self.slots[i];
+        slot.0 = ext;
+        slot.1.clear();
+        slot.1.extend_from_slice(packet);
         Ok(())
     }
 
     /// The packet sent with `seq`, if still kept.
     pub fn get(&self, seq: u16) -> Option<&[u8]> {
-        self.packets
-            .get(&self.unwrapper.peek(seq))
-            .map(Vec::as_slice)
+        let ext = self.unwrapper.peek(seq);
+        let (n, p) = self.slots.get((ext % self.capacity as u64) as usize)?;
+        (*n == ext).then_some(p.as_slice())
     }
 
     /// Packets kept.
     pub fn len(&self) -> usize {
-        self.packets.len()
+        self.slots.iter().filter(|(n, _)| *n != u64::MAX).count()
     }
 
     /// True if nothing is kept.
     pub fn is_empty(&self) -> bool {
-        self.packets.is_empty()
+        self.len() == 0
     }
 }
 
@@ -250,25 +261,41 @@ impl RtxSender {
     /// The RTX packets answering a NACK (packets no longer kept are skipped).
     pub fn on_nack(&mut self, nack: &Nack) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
+        let mut buf = Vec::new();
+        self.on_nack_each(nack, &mut buf, |p| out.push(p.clone()));
+        out
+    }
+
+    /// Answers a NACK without allocating: each RTX packet is written into
+    /// `buf` (cleared first) and handed to `send`, which may change it in
+    /// place (SRTP protects it there). Returns how many were sent.
+    pub fn on_nack_each(
+        &mut self,
+        nack: &Nack,
+        buf: &mut Vec<u8>,
+        mut send: impl FnMut(&mut Vec<u8>),
+    ) -> usize {
+        let mut n = 0;
         for seq in nack.lost() {
             let Some(orig) = self.history.get(seq) else {
                 continue;
             };
-            let mut pkt = Vec::with_capacity(orig.len() + 2);
+            buf.clear();
             if encode_rtx(
                 orig,
                 self.rtx_ssrc,
                 self.rtx_payload_type,
                 self.rtx_seq,
-                &mut pkt,
+                buf,
             )
             .is_ok()
             {
                 self.rtx_seq = self.rtx_seq.wrapping_add(1);
-                out.push(pkt);
+                send(buf);
+                n += 1;
             }
         }
-        out
+        n
     }
 }
 
@@ -283,13 +310,15 @@ pub fn encode_rtx(
     out: &mut Vec<u8>,
 ) -> Result<(), RtpError> {
     let p = RtpPacket::new_checked(original)?;
-    let mut h = RtpHeader::from_packet(&p);
-    h.ssrc = rtx_ssrc;
-    h.payload_type = rtx_pt;
-    h.sequence_number = rtx_seq;
-    h.write(out)?;
+    let start = out.len();
+    out.extend_from_slice(&original[..p.header_len()]);
+    out[start] &= !0x20; // no padding bit: the padding stays behind
     out.extend_from_slice(&p.sequence_number().to_be_bytes());
     out.extend_from_slice(p.payload());
+    let mut rtx = RtpPacketMut::new_checked(&mut out[start..])?;
+    rtx.set_ssrc(rtx_ssrc);
+    rtx.set_payload_type(rtx_pt);
+    rtx.set_sequence_number(rtx_seq);
     Ok(())
 }
 
@@ -307,18 +336,21 @@ pub fn decode_rtx(
         return Err(truncated("RTX original sequence number", 2, payload.len()));
     }
     let osn = u16::from_be_bytes([payload[0], payload[1]]);
-    let mut h = RtpHeader::from_packet(&p);
-    h.ssrc = ssrc;
-    h.payload_type = payload_type;
-    h.sequence_number = osn;
-    h.write(out)?;
+    let start = out.len();
+    out.extend_from_slice(&rtx[..p.header_len()]);
+    out[start] &= !0x20; // the RTX packet's padding is not the original's
     out.extend_from_slice(&payload[2..]);
+    let mut original = RtpPacketMut::new_checked(&mut out[start..])?;
+    original.set_ssrc(ssrc);
+    original.set_payload_type(payload_type);
+    original.set_sequence_number(osn);
     Ok(osn)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rtp::RtpHeader;
     use proptest::prelude::*;
 
     #[test]

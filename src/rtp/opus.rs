@@ -2,7 +2,7 @@
 //! (§4.2), no payload header; the RTP clock is always 48 kHz (§4.1).
 
 use super::RtpError;
-use super::payload::{Depacketizer, Packetizer};
+use super::payload::{Depacketizer, Packetizer, Payloads};
 
 /// RFC 7587 §4.1: the RTP timestamp always counts 48 kHz samples.
 pub const CLOCK_RATE: u32 = 48_000;
@@ -13,11 +13,11 @@ pub const CLOCK_RATE: u32 = 48_000;
 pub struct OpusPacketizer;
 
 impl Packetizer for OpusPacketizer {
-    fn packetize(
+    fn packetize_into(
         &mut self,
         frame: &[u8],
         mtu: usize,
-        out: &mut Vec<Vec<u8>>,
+        out: &mut Payloads,
     ) -> Result<(), RtpError> {
         if frame.is_empty() {
             return Err(RtpError::Invalid("empty Opus packet"));
@@ -27,7 +27,7 @@ impl Packetizer for OpusPacketizer {
                 "Opus packet larger than the MTU (cannot be fragmented)",
             ));
         }
-        out.push(frame.to_vec());
+        out.push(frame);
         Ok(())
     }
 }

@@ -174,6 +174,183 @@ impl<'a> RtpPacket<'a> {
     }
 }
 
+/// A checked, mutable view of an RTP packet: the header fields a forwarder
+/// rewrites (SSRC, payload type, sequence number, timestamp, marker, the
+/// extension ids) are changed in place, with no copy (smoltcp's setters on
+/// `Packet<&mut [u8]>`).
+///
+/// Only fields of fixed size are set: nothing here changes the packet's
+/// length, so the checks of [`RtpPacket::new_checked`] stay true.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RtpPacketMut<'a> {
+    buf: &'a mut [u8],
+    payload_start: usize,
+    payload_end: usize,
+}
+
+impl<'a> RtpPacketMut<'a> {
+    /// Checks `buf` as an RTP packet (the rules of [`RtpPacket::new_checked`]).
+    pub fn new_checked(buf: &'a mut [u8]) -> Result<Self, RtpError> {
+        let p = RtpPacket::new_checked(buf)?;
+        let (payload_start, payload_end) = (p.payload_start, p.payload_end);
+        Ok(RtpPacketMut {
+            buf,
+            payload_start,
+            payload_end,
+        })
+    }
+
+    /// The read-only view of the same bytes.
+    pub fn as_packet(&self) -> RtpPacket<'_> {
+        // Checked in `new_checked`, and no setter changes a length.
+        RtpPacket {
+            buf: self.buf,
+            payload_start: self.payload_start,
+            payload_end: self.payload_end,
+        }
+    }
+
+    /// Sets the M bit.
+    pub fn set_marker(&mut self, marker: bool) {
+        self.buf[1] = (self.buf[1] & 0x7F) | (marker as u8) << 7;
+    }
+
+    /// Sets the payload type (the low 7 bits of `pt`).
+    pub fn set_payload_type(&mut self, pt: u8) {
+        self.buf[1] = (self.buf[1] & 0x80) | (pt & 0x7F);
+    }
+
+    /// Sets the sequence number.
+    pub fn set_sequence_number(&mut self, seq: u16) {
+        self.buf[2..4].copy_from_slice(&seq.to_be_bytes());
+    }
+
+    /// Sets the media timestamp.
+    pub fn set_timestamp(&mut self, ts: u32) {
+        self.buf[4..8].copy_from_slice(&ts.to_be_bytes());
+    }
+
+    /// Sets the SSRC.
+    pub fn set_ssrc(&mut self, ssrc: u32) {
+        self.buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    }
+
+    /// Rewrites the id of every RFC 8285 extension element through `map`
+    /// (the sender's `a=extmap` ids to the receiver's, RFC 8285 §5); an
+    /// element `map` gives `None` becomes padding (zero bytes, §4.2/§4.3:
+    /// a receiver skips them), as does one whose new id does not fit the
+    /// block's form (a one-byte block holds ids 1–14). Returns how many
+    /// elements were kept. A block of another profile, or a malformed one,
+    /// is left alone (0).
+    pub fn remap_extension_ids(&mut self, mut map: impl FnMut(u8) -> Option<u8>) -> usize {
+        let b0 = self.buf[0];
+        if b0 & 0x10 == 0 {
+            return 0;
+        }
+        let at = FIXED_HEADER_LEN + 4 * (b0 & 0x0F) as usize;
+        let profile = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]);
+        let Some(form) = ExtensionForm::from_profile(profile) else {
+            return 0;
+        };
+        let (start, end) = (at + 4, self.payload_start);
+        // First pass: the element positions, checked like the reader does.
+        let mut kept = 0;
+        let mut pos = start;
+        while pos < end {
+            let first = self.buf[pos];
+            if first == 0 {
+                pos += 1;
+                continue;
+            }
+            let (id, hdr, len) = match form {
+                ExtensionForm::OneByte => {
+                    if first >> 4 == 15 {
+                        break; // RFC 8285 §4.2: stop at ID 15
+                    }
+                    (first >> 4, 1, (first & 0x0F) as usize + 1)
+                }
+                ExtensionForm::TwoByte { .. } => match self.buf.get(pos + 1) {
+                    Some(&len) if pos + 1 < end => (first, 2, len as usize),
+                    _ => break,
+                },
+            };
+            let next = pos + hdr + len;
+            if next > end {
+                break;
+            }
+            let new = map(id).filter(|&n| match form {
+                ExtensionForm::OneByte => (1..=14).contains(&n),
+                ExtensionForm::TwoByte { .. } => n != 0,
+            });
+            match (new, form) {
+                (Some(n), ExtensionForm::OneByte) => {
+                    self.buf[pos] = (n << 4) | (first & 0x0F);
+                    kept += 1;
+                }
+                (Some(n), ExtensionForm::TwoByte { .. }) => {
+                    self.buf[pos] = n;
+                    kept += 1;
+                }
+                (None, _) => self.buf[pos..next].fill(0),
+            }
+            pos = next;
+        }
+        kept
+    }
+
+    /// The payload, writable (e.g. to rewrite a VP8 picture id in place).
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.payload_start..self.payload_end]
+    }
+}
+
+/// The fields of a header written by [`write_rtp_packet`]: no CSRCs and no
+/// owned parts, so writing one allocates nothing beyond the output buffer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderFields {
+    /// The M bit.
+    pub marker: bool,
+    /// The payload type (7 bits).
+    pub payload_type: u8,
+    /// The sequence number.
+    pub sequence_number: u16,
+    /// The media timestamp.
+    pub timestamp: u32,
+    /// The synchronization source.
+    pub ssrc: u32,
+}
+
+/// Appends a whole packet to `out`: the fixed header from `fields`, the RFC
+/// 8285 elements `extensions` (`(id, data)`, one-byte form when every element
+/// fits it, else two-byte when `allow_two_byte`: see
+/// [`super::ext::write_extension_block`]) and the payload. The hot path of
+/// every sender: nothing is allocated once `out` has grown to a packet.
+pub fn write_rtp_packet(
+    fields: HeaderFields,
+    extensions: &[(u8, &[u8])],
+    allow_two_byte: bool,
+    payload: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), RtpError> {
+    if fields.payload_type > 127 {
+        return Err(RtpError::Invalid("payload type above 127"));
+    }
+    let start = out.len();
+    out.push(0x80 | ((!extensions.is_empty()) as u8) << 4);
+    out.push((fields.marker as u8) << 7 | fields.payload_type);
+    out.extend_from_slice(&fields.sequence_number.to_be_bytes());
+    out.extend_from_slice(&fields.timestamp.to_be_bytes());
+    out.extend_from_slice(&fields.ssrc.to_be_bytes());
+    if !extensions.is_empty()
+        && let Err(e) = super::ext::write_extension_block(extensions, allow_two_byte, out)
+    {
+        out.truncate(start);
+        return Err(e);
+    }
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
 /// An owned RTP header, for writing packets (and for parsing when the caller
 /// wants to keep it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,6 +5,11 @@
 use super::RtpError;
 
 /// Cuts encoded frames into RTP payloads.
+///
+/// Implement [`Packetizer::packetize`] or [`Packetizer::packetize_into`]
+/// (or both); each has a default written with the other. The second is the
+/// hot path: its payloads go into one buffer that is reused frame after
+/// frame, so packetizing allocates nothing once warm.
 pub trait Packetizer {
     /// Splits one frame into payloads of at most `mtu` bytes each (the payload
     /// budget: the path MTU minus IP/UDP/RTP/SRTP overhead), appending them to
@@ -14,7 +19,83 @@ pub trait Packetizer {
         frame: &[u8],
         mtu: usize,
         out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), RtpError>;
+    ) -> Result<(), RtpError> {
+        let mut p = Payloads::default();
+        self.packetize_into(frame, mtu, &mut p)?;
+        out.extend(p.iter().map(<[u8]>::to_vec));
+        Ok(())
+    }
+
+    /// [`Packetizer::packetize`] into `out` (appended; the caller clears it).
+    fn packetize_into(
+        &mut self,
+        frame: &[u8],
+        mtu: usize,
+        out: &mut Payloads,
+    ) -> Result<(), RtpError> {
+        let mut v = Vec::new();
+        self.packetize(frame, mtu, &mut v)?;
+        for p in &v {
+            out.push(p);
+        }
+        Ok(())
+    }
+}
+
+/// The payloads of a frame, back to back in one buffer that is reused:
+/// [`Payloads::clear`] keeps its capacity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Payloads {
+    data: Vec<u8>,
+    /// Where each payload ends in `data`.
+    ends: Vec<usize>,
+}
+
+impl Payloads {
+    /// Forgets the payloads, keeping the room.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+
+    /// Appends one payload.
+    pub fn push(&mut self, payload: &[u8]) {
+        self.data.extend_from_slice(payload);
+        self.ends.push(self.data.len());
+    }
+
+    /// Appends one payload written by `write` (into the shared buffer:
+    /// it must only append).
+    pub fn push_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), RtpError>,
+    ) -> Result<(), RtpError> {
+        let start = self.data.len();
+        if let Err(e) = write(&mut self.data) {
+            self.data.truncate(start);
+            return Err(e);
+        }
+        self.ends.push(self.data.len());
+        Ok(())
+    }
+
+    /// How many payloads.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True if there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The payloads in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(a, b)| &self.data[a..b])
+    }
 }
 
 /// Reassembles frames from RTP payloads.

@@ -24,7 +24,7 @@
 //! is the VP8 payload header (§4.3), whose low bit P is 0 for a keyframe.
 
 use super::RtpError;
-use super::payload::{Depacketizer, Packetizer};
+use super::payload::{Depacketizer, Packetizer, Payloads};
 
 /// The picture id, in its 7-bit or 15-bit form (RFC 7741 §4.2, M bit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,11 +189,11 @@ impl Vp8Packetizer {
 }
 
 impl Packetizer for Vp8Packetizer {
-    fn packetize(
+    fn packetize_into(
         &mut self,
         frame: &[u8],
         mtu: usize,
-        out: &mut Vec<Vec<u8>>,
+        out: &mut Payloads,
     ) -> Result<(), RtpError> {
         const DESC_LEN: usize = 4;
         if frame.is_empty() {
@@ -211,10 +211,11 @@ impl Packetizer for Vp8Packetizer {
             ..Default::default()
         };
         for chunk in frame.chunks(mtu - DESC_LEN) {
-            let mut p = Vec::with_capacity(DESC_LEN + chunk.len());
-            desc.write(&mut p)?;
-            p.extend_from_slice(chunk);
-            out.push(p);
+            out.push_with(|p| {
+                desc.write(p)?;
+                p.extend_from_slice(chunk);
+                Ok(())
+            })?;
             desc.start_of_partition = false;
         }
         self.picture_id = (self.picture_id + 1) & 0x7FFF;
