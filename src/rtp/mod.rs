@@ -35,8 +35,10 @@
 //! ## What is here
 //!
 //! - [`packet`]: the RTP fixed header (RFC 3550 §5.1), CSRCs, padding, as a
-//!   checked zero-copy view ([`RtpPacket`]) and an owned header ([`RtpHeader`])
-//!   that writes into a `Vec<u8>`.
+//!   checked zero-copy view ([`RtpPacket`]), a mutable one that rewrites
+//!   SSRC, sequence number, timestamp and extension ids in place
+//!   ([`RtpPacketMut`], what a forwarder needs), an owned header
+//!   ([`RtpHeader`]) and an allocation-free writer ([`write_rtp_packet`]).
 //! - [`ext`]: header extensions, one-byte and two-byte forms (RFC 8285 §4.2,
 //!   §4.3), and the choice between them when `extmap-allow-mixed` is negotiated
 //!   (§4.1.1, §6).
@@ -59,6 +61,11 @@
 //! - [`nack`]: loss recovery — a NACK generator for the receiver, a bounded send
 //!   history and RTX (RFC 4588 §4, the OSN in the first two payload bytes) for
 //!   the sender.
+//! - [`stream`]: one stream's state, [`stream::SendStream`] (sequence
+//!   numbers, RTX history and retransmission, SR counts) and
+//!   [`stream::ReceiveStream`] (RTX decoding, loss and jitter, NACKs, frame
+//!   assembly or RTP mode, PLI): what both [`session`] and
+//!   [`PeerConnection`](crate::peer::PeerConnection) are built from.
 //! - [`session`]: one stream's sender and receiver as sans-IO machines —
 //!   packetizer, SRTP/SRTCP, NACK/RTX, PLI, SR/RR and frame assembly wired
 //!   together (`tests/rtp_sim.rs` runs them through a lossy `sim` network).
@@ -135,14 +142,15 @@ pub mod rtcp;
 pub mod seq;
 pub mod session;
 pub mod stats;
+pub mod stream;
 pub mod twcc;
 pub mod vp8;
 pub mod vp9;
 
 pub use ext::{ExtensionForm, Extensions};
 pub use jitter::{Frame, FrameAssembler};
-pub use packet::{RtpHeader, RtpPacket};
-pub use payload::{Depacketizer, Packetizer};
+pub use packet::{HeaderFields, RtpHeader, RtpPacket, RtpPacketMut, write_rtp_packet};
+pub use payload::{Depacketizer, Packetizer, Payloads};
 pub use rtcp::{RtcpIter, RtcpPacket};
 pub use seq::{SeqNo, SeqUnwrapper, TimestampUnwrapper};
 

@@ -19,11 +19,14 @@
 //! RTP and RTCP share one address (rtcp-mux, RFC 5761), and RTCP feedback is
 //! sent alone, without a report in front (reduced-size RTCP, RFC 5506).
 //!
-//! What a peer connection adds and this leaves out: SDP
-//! (payload types and SSRCs are given in [`StreamConfig`]), many streams on
-//! one transport, the RTCP interval of RFC 3550 §6.3 (a fixed second here),
-//! congestion control, and answering a PLI (the sender reports it as
-//! [`SenderEvent::KeyframeRequested`]; the encoder is the application's).
+//! Each machine is a [`SendStream`] or a [`ReceiveStream`] (the per-stream
+//! state [`PeerConnection`](crate::peer::PeerConnection) keeps too: one
+//! pipeline) plus SRTP and a report timer. What a peer connection adds and
+//! this leaves out: SDP (payload types and SSRCs are given in
+//! [`StreamConfig`]), many streams on one transport, the RTCP interval of
+//! RFC 3550 §6.3 (a fixed second here), congestion control, and answering a
+//! PLI (the sender reports it as [`SenderEvent::KeyframeRequested`]; the
+//! encoder is the application's).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -33,12 +36,12 @@ use std::time::{Duration, Instant};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::srtp::{self, Config, MasterKey, SrtpContext};
 
-use super::jitter::{Frame, FrameAssembler};
-use super::nack::{NackGenerator, RtxSender, decode_rtx};
-use super::payload::{Depacketizer, Packetizer};
-use super::rtcp::{Pli, ReceiverReport, RtcpPacket, is_rtcp};
-use super::stats::{ReceiverStats, SenderStats, ntp_compact, ntp_from_unix, rtt_from_report};
-use super::{RtpError, RtpHeader, RtpPacket};
+use super::jitter::Frame;
+use super::payload::{Depacketizer, Packetizer, Payloads};
+use super::rtcp::{ReceiverReport, RtcpPacket, is_rtcp};
+use super::stats::{ntp_compact, ntp_from_unix, rtt_from_report};
+use super::stream::{ReceiveStream, Received, SendStream};
+use super::{RtpError, RtpPacket};
 
 /// What both ends of one stream agree on (in WebRTC, through SDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,19 +175,17 @@ pub struct MediaSender<P: Packetizer> {
     config: StreamConfig,
     remote: SocketAddr,
     packetizer: P,
+    /// Sequence numbers, the RTX history, SR counts: the part
+    /// `PeerConnection` shares.
+    stream: SendStream,
     /// Protects our RTP (and RTX) with our master key.
     srtp: SrtpContext,
     /// Unprotects the receiver's RTCP with its master key.
     srtcp: SrtpContext,
-    rtx: RtxSender,
-    seq: u16,
-    sender_stats: SenderStats,
-    /// The last frame's RTP timestamp and when it was sent (for SR's RTP time).
-    last_frame: Option<(u32, Instant)>,
     /// The virtual NTP clock: time since `epoch`, offset as if from 1970.
     epoch: Instant,
     next_report: Option<Instant>,
-    payloads: Vec<Vec<u8>>,
+    payloads: Payloads,
     transmits: VecDeque<Transmit>,
     events: VecDeque<SenderEvent>,
     stats: SessionStats,
@@ -213,24 +214,28 @@ impl<P: Packetizer> MediaSender<P> {
         remote_key: &MasterKey,
         first_seq: u16,
     ) -> Result<Self, srtp::Error> {
+        let mut stream = SendStream::new(
+            config.ssrc,
+            config.payload_type,
+            config.clock_rate,
+            first_seq,
+        );
+        stream.set_rtx(
+            config.rtx_ssrc,
+            config.rtx_payload_type,
+            config.history,
+            first_seq ^ 0x5a5a,
+        );
         Ok(MediaSender {
-            rtx: RtxSender::new(
-                config.history,
-                config.rtx_ssrc,
-                config.rtx_payload_type,
-                first_seq ^ 0x5a5a,
-            ),
+            stream,
             config,
             remote,
             packetizer,
             srtp: SrtpContext::from_master_key(local_key, Config::default())?,
             srtcp: SrtpContext::from_master_key(remote_key, Config::default())?,
-            seq: first_seq,
-            sender_stats: SenderStats::default(),
-            last_frame: None,
             epoch: now,
             next_report: None,
-            payloads: Vec::new(),
+            payloads: Payloads::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: SessionStats::default(),
@@ -248,23 +253,15 @@ impl<P: Packetizer> MediaSender<P> {
     ) -> Result<usize, SessionError> {
         self.payloads.clear();
         self.packetizer
-            .packetize(frame, self.config.max_payload, &mut self.payloads)?;
+            .packetize_into(frame, self.config.max_payload, &mut self.payloads)?;
         let n = self.payloads.len();
         for (i, payload) in self.payloads.iter().enumerate() {
-            let header = RtpHeader {
-                marker: i + 1 == n, // RFC 3550 §5.1: the frame's last packet
-                payload_type: self.config.payload_type,
-                sequence_number: self.seq,
-                timestamp,
-                ssrc: self.config.ssrc,
-                ..Default::default()
-            };
             let mut packet = Vec::with_capacity(12 + payload.len() + 16);
-            header.write_packet(payload, 0, &mut packet)?;
-            self.rtx.history.store(&packet)?; // kept in the clear, for RTX
+            // RFC 3550 §5.1: the marker ends the frame. The stream numbers
+            // the packet and keeps it in the clear for RTX.
+            self.stream
+                .write_packet(now, timestamp, i + 1 == n, &[], payload, &mut packet)?;
             self.srtp.protect_rtp(&mut packet)?;
-            self.seq = self.seq.wrapping_add(1);
-            self.sender_stats.on_sent(payload.len());
             self.stats.packets += 1;
             self.transmits.push_back(Transmit {
                 source: None,
@@ -272,7 +269,6 @@ impl<P: Packetizer> MediaSender<P> {
                 contents: packet,
             });
         }
-        self.last_frame = Some((timestamp, now));
         self.next_report
             .get_or_insert(now + self.config.report_interval);
         Ok(n)
@@ -303,23 +299,32 @@ impl<P: Packetizer> MediaSender<P> {
 
     fn on_rtcp(&mut self, now: Instant, packet: &RtcpPacket) {
         match packet {
-            // ANCHOR: on_nack
             RtcpPacket::Nack(nack) if nack.media_ssrc == self.config.ssrc => {
                 self.stats.nacked += nack.lost().count() as u64;
-                for mut rtx in self.rtx.on_nack(nack) {
-                    if self.srtp.protect_rtp(&mut rtx).is_ok() {
-                        self.stats.retransmitted += 1;
-                        self.transmit(rtx);
+                let (srtp, transmits, remote) = (&mut self.srtp, &mut self.transmits, self.remote);
+                // Each RTX packet is protected and queued.
+                let sent = self.stream.on_nack(nack, |rtx| {
+                    let ok = srtp.protect_rtp(rtx).is_ok();
+                    if ok {
+                        transmits.push_back(Transmit {
+                            source: None,
+                            destination: remote,
+                            contents: rtx.clone(),
+                        });
                     }
-                }
+                    ok
+                });
+                self.stats.retransmitted += sent as u64;
             }
-            // ANCHOR_END: on_nack
             RtcpPacket::Pli(pli) if pli.media_ssrc == self.config.ssrc => {
+                self.stream.on_pli();
                 self.stats.plis += 1;
                 self.events.push_back(SenderEvent::KeyframeRequested);
             }
             RtcpPacket::ReceiverReport(rr) => {
                 for block in rr.reports.iter().filter(|b| b.ssrc == self.config.ssrc) {
+                    self.stream
+                        .on_report_block(ntp_compact(self.ntp(now)), block);
                     self.events.push_back(SenderEvent::Report {
                         rtt: rtt_from_report(ntp_compact(self.ntp(now)), block),
                         fraction_lost: block.fraction_lost,
@@ -368,16 +373,10 @@ impl<P: Packetizer> Machine for MediaSender<P> {
             return;
         }
         self.next_report = Some(now + self.config.report_interval);
-        // RFC 3550 §6.4.1: the SR's RTP time is `now` on the media clock,
-        // extrapolated from the last frame sent.
-        let rtp_time = self.last_frame.map_or(0, |(ts, at)| {
-            let elapsed = now.saturating_duration_since(at);
-            let ticks = elapsed.as_nanos() * u128::from(self.config.clock_rate) / 1_000_000_000;
-            ts.wrapping_add(ticks as u32)
-        });
-        let sr =
-            self.sender_stats
-                .sender_report(self.config.ssrc, self.ntp(now), rtp_time, Vec::new());
+        let ntp = self.ntp(now);
+        let Some(sr) = self.stream.sender_report(now, ntp, Vec::new()) else {
+            return; // nothing sent since the last report
+        };
         let mut buf = Vec::new();
         // Our RTCP is protected with our own key, like our RTP.
         if RtcpPacket::SenderReport(sr).write(&mut buf).is_ok()
@@ -405,16 +404,15 @@ impl<P: Packetizer> Machine for MediaSender<P> {
 pub struct MediaReceiver<D: Depacketizer> {
     config: StreamConfig,
     remote: SocketAddr,
+    /// RTX decoding, statistics, NACKs, frame assembly: the part
+    /// `PeerConnection` shares.
+    stream: ReceiveStream<D>,
     /// Unprotects the sender's RTP and RTX with its master key.
     srtp: SrtpContext,
     /// Protects our RTCP with our master key.
     srtcp: SrtpContext,
-    nack: NackGenerator,
-    assembler: FrameAssembler<D>,
-    receiver_stats: ReceiverStats,
     next_report: Option<Instant>,
     buf: Vec<u8>,
-    original: Vec<u8>,
     transmits: VecDeque<Transmit>,
     frames: VecDeque<Frame>,
     stats: SessionStats,
@@ -440,20 +438,23 @@ impl<D: Depacketizer> MediaReceiver<D> {
         local_key: &MasterKey,
         remote_key: &MasterKey,
     ) -> Result<Self, srtp::Error> {
-        let mut nack = NackGenerator::new();
-        // Stop asking well before the assembler gives the frame up.
-        nack.retry_interval = config.max_wait / 10;
+        let mut stream = ReceiveStream::new(
+            config.clock_rate,
+            Some(depacketizer),
+            config.history,
+            true,
+            config.max_wait,
+        );
+        stream.set_ssrc(config.ssrc);
+        stream.set_rtx_types(vec![(config.rtx_payload_type, config.payload_type)]);
         Ok(MediaReceiver {
-            receiver_stats: ReceiverStats::new(config.ssrc, config.clock_rate),
-            assembler: FrameAssembler::new(depacketizer, config.history),
+            stream,
             config,
             remote,
             srtp: SrtpContext::from_master_key(remote_key, Config::default())?,
             srtcp: SrtpContext::from_master_key(local_key, Config::default())?,
-            nack,
             next_report: None,
             buf: Vec::new(),
-            original: Vec::new(),
             transmits: VecDeque::new(),
             frames: VecDeque::new(),
             stats: SessionStats::default(),
@@ -465,9 +466,10 @@ impl<D: Depacketizer> MediaReceiver<D> {
         self.stats
     }
 
-    /// Reception statistics (loss, jitter) of the media stream.
-    pub fn receiver_stats(&self) -> &ReceiverStats {
-        &self.receiver_stats
+    /// Reception statistics of the media stream (loss and jitter:
+    /// [`ReceiveStream::loss_and_jitter`]).
+    pub fn stream(&self) -> &ReceiveStream<D> {
+        &self.stream
     }
 
     fn send_rtcp(&mut self, packet: RtcpPacket) {
@@ -481,31 +483,21 @@ impl<D: Depacketizer> MediaReceiver<D> {
         }
     }
 
-    // ANCHOR: feedback
     /// NACKs what is missing now; gives a frame up after `max_wait` and asks
-    /// for a keyframe instead (PLI), since retransmissions would come too late.
+    /// for a keyframe instead (PLI): [`ReceiveStream::feedback`].
     fn feedback(&mut self, now: Instant) {
-        let (me, media) = (self.config.receiver_ssrc, self.config.ssrc);
-        if let Some(nack) = self.nack.poll_nack_packet(now, me, media) {
-            self.stats.nacked += nack.lost().count() as u64;
-            self.send_rtcp(RtcpPacket::Nack(nack));
+        let mut rtcp = Vec::new();
+        self.stream
+            .feedback(now, self.config.receiver_ssrc, |p| rtcp.push(p));
+        for p in rtcp {
+            match &p {
+                RtcpPacket::Nack(n) => self.stats.nacked += n.lost().count() as u64,
+                RtcpPacket::Pli(_) => self.stats.plis += 1,
+                _ => {}
+            }
+            self.send_rtcp(p);
         }
-        self.assembler.give_up_if_stalled(now, self.config.max_wait);
-        self.drain_frames();
-        if self.assembler.take_keyframe_request() {
-            self.nack.clear();
-            self.stats.plis += 1;
-            let pli = Pli {
-                sender_ssrc: me,
-                media_ssrc: media,
-            };
-            self.send_rtcp(RtcpPacket::Pli(pli));
-        }
-    }
-    // ANCHOR_END: feedback
-
-    fn drain_frames(&mut self) {
-        while let Some(frame) = self.assembler.pop_frame() {
+        while let Some(frame) = self.stream.pop_frame() {
             self.frames.push_back(frame);
         }
     }
@@ -531,14 +523,13 @@ impl<D: Depacketizer> MediaReceiver<D> {
 impl<D: Depacketizer> Machine for MediaReceiver<D> {
     type Event = Frame;
 
-    // ANCHOR: receive
     fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
         if is_rtcp(datagram.contents) {
             let mut buf = datagram.contents.to_vec();
             if self.srtp.unprotect_rtcp(&mut buf).is_ok() {
                 for p in RtcpPacket::parse_compound(&buf, true).unwrap_or_default() {
                     if let RtcpPacket::SenderReport(sr) = p {
-                        self.receiver_stats.on_sender_report(now, &sr);
+                        self.stream.on_sender_report(now, &sr);
                     }
                 }
             }
@@ -552,36 +543,22 @@ impl<D: Depacketizer> Machine for MediaReceiver<D> {
             return;
         };
         let (ssrc, pt) = (packet.ssrc(), packet.payload_type());
-        let packet = if ssrc == self.config.rtx_ssrc && pt == self.config.rtx_payload_type {
-            // RFC 4588 §4: rebuild the original packet from the RTX one.
-            self.original.clear();
-            let (media_ssrc, media_pt) = (self.config.ssrc, self.config.payload_type);
-            if decode_rtx(&self.buf, media_ssrc, media_pt, &mut self.original).is_err() {
+        let ours = (ssrc == self.config.rtx_ssrc && pt == self.config.rtx_payload_type)
+            || (ssrc == self.config.ssrc && pt == self.config.payload_type);
+        // The stream turns RTX back into the original and feeds the NACK
+        // generator, the statistics and the frame assembler.
+        match self.stream.receive(now, &packet).filter(|_| ours) {
+            Some(Received::Media) => self.stats.packets += 1,
+            Some(Received::Rtx) => self.stats.retransmitted += 1,
+            None => {
                 self.stats.rejected += 1;
                 return;
             }
-            self.stats.retransmitted += 1;
-            match RtpPacket::new_checked(&self.original) {
-                Ok(p) => p,
-                Err(_) => return,
-            }
-        } else if ssrc == self.config.ssrc && pt == self.config.payload_type {
-            self.stats.packets += 1;
-            packet
-        } else {
-            self.stats.rejected += 1;
-            return;
-        };
-        let (seq, ts) = (packet.sequence_number(), packet.timestamp());
-        self.nack.on_packet(seq);
-        self.receiver_stats.on_packet(now, seq, ts);
-        self.assembler.insert_packet(&packet);
-        self.drain_frames();
+        }
         self.next_report
             .get_or_insert(now + self.config.report_interval);
         self.feedback(now);
     }
-    // ANCHOR_END: receive
 
     fn handle_timeout(&mut self, now: Instant) {
         self.feedback(now);
@@ -589,7 +566,7 @@ impl<D: Depacketizer> Machine for MediaReceiver<D> {
             self.next_report = Some(now + self.config.report_interval);
             let rr = ReceiverReport {
                 ssrc: self.config.receiver_ssrc,
-                reports: vec![self.receiver_stats.report_block(now)],
+                reports: self.stream.report_block(now).into_iter().collect(),
                 profile_extension: Vec::new(),
             };
             self.stats.reports += 1;
@@ -606,14 +583,10 @@ impl<D: Depacketizer> Machine for MediaReceiver<D> {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.nack.poll_timeout(),
-            self.assembler.stall_deadline(self.config.max_wait),
-            self.next_report,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        [self.stream.poll_timeout(), self.next_report]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
