@@ -18,21 +18,20 @@ use crate::datachannel::{self, ChannelId, ChannelInit, ConnectionConfig, DataCha
 use crate::dtls::cert::Certificate;
 use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
-use crate::rtp::ext::Extensions;
 use crate::rtp::h264::{H264Depacketizer, H264Packetizer};
-use crate::rtp::jitter::{Frame, FrameAssembler};
-use crate::rtp::nack::{NackGenerator, RtxSender, decode_rtx};
+use crate::rtp::jitter::Frame;
 use crate::rtp::opus::{OpusDepacketizer, OpusPacketizer};
-use crate::rtp::payload::{Depacketizer, Packetizer};
+use crate::rtp::payload::{Depacketizer, Packetizer, Payloads};
 use crate::rtp::rtcp::{
     Bye, Pli, ReceiverReport, ReportBlock, RtcpPacket, Sdes, SdesChunk, sdes_type,
 };
-use crate::rtp::stats::{ReceiverStats, SenderStats, ntp_compact, ntp_from_unix, rtt_from_report};
+use crate::rtp::stats::{ntp_compact, ntp_from_unix};
+use crate::rtp::stream::{ReceiveStream, Received, SendStream};
 use crate::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
-use crate::rtp::{RtpError, RtpHeader, RtpPacket};
+use crate::rtp::{HeaderFields, RtpError, RtpPacket, RtpPacketMut, write_rtp_packet};
 use crate::sdp::{
-    self, Capabilities, Direction, LocalSender, MediaKind, Negotiated, NegotiationError, SdpError,
-    Session, SessionDescription, TransceiverId, TransportParams,
+    self, Capabilities, Direction, LocalSender, MediaKind, Mid, Negotiated, NegotiationError,
+    SdpError, Session, SessionDescription, TransceiverId, TransportParams,
 };
 
 /// Packets a receiver's frame assembler holds (a few large keyframes).
@@ -50,6 +49,24 @@ const RTX_HISTORY: usize = 1024;
 const MAX_WAIT: Duration = Duration::from_millis(1000);
 /// RFC 3550 §6.4.1/§6.4.2: at most 31 report blocks fit one SR or RR.
 const MAX_REPORT_BLOCKS: usize = 31;
+
+/// RTP mode's extension ids: a packet of [`Event::Rtp`] carries its
+/// header extensions under these ids whatever the peer negotiated, and
+/// [`PeerConnection::send_rtp`] takes them under these ids and writes
+/// each with the id negotiated on the sending m-line. So a packet received
+/// on one connection can be sent on another unchanged (what an SFU does),
+/// although each peer chose its own `a=extmap` numbers (RFC 8285 §5).
+pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
+    (CANONICAL_MID, sdp::codec::uri::MID),
+    (2, sdp::codec::uri::ABS_SEND_TIME),
+    (3, sdp::codec::uri::TRANSPORT_CC),
+    (4, sdp::codec::uri::AUDIO_LEVEL),
+    (5, sdp::codec::uri::RTP_STREAM_ID),
+    (6, sdp::codec::uri::REPAIRED_RTP_STREAM_ID),
+];
+/// The canonical id of the mid extension (RFC 8843 §15), rewritten to the
+/// sending m-line's own mid by [`PeerConnection::send_rtp`].
+const CANONICAL_MID: u8 = 1;
 
 /// The first retransmission timeout of every handshake a connection set-up
 /// waits on: ICE checks, DTLS flights and the SCTP INIT and COOKIE-ECHO
@@ -224,8 +241,28 @@ pub enum Event {
         /// The frame.
         frame: Frame,
     },
-    /// The peer asked (PLI) for a keyframe on one of our tracks.
+    /// RTP mode ([`PeerConnection::set_rtp_mode`]): one RTP packet of the
+    /// receiver of `mid`, after SRTP, an RTX packet already turned back
+    /// into the original, its extension ids the canonical ones of
+    /// [`RTP_MODE_EXTENSIONS`]. Read it with [`RtpPacket::new_checked`],
+    /// rewrite it with [`RtpPacketMut`], send it on with
+    /// [`PeerConnection::send_rtp`], then give the buffer back with
+    /// [`PeerConnection::recycle_rtp`].
+    Rtp {
+        /// The m-line's mid.
+        mid: Mid,
+        /// The whole packet (header, extensions, payload).
+        packet: Vec<u8>,
+    },
+    /// The peer asked (PLI, or FIR, RFC 5104 §4.3.1) for a keyframe on one
+    /// of our tracks.
     KeyframeRequested(TrackId),
+    /// The peer's receive-side bandwidth estimate (REMB,
+    /// draft-alvestrand-rmcat-remb-03 §2.2), in bits per second.
+    Remb {
+        /// The estimate.
+        bitrate: u64,
+    },
     /// A data-channel event (open, message, closing, closed, …).
     DataChannel(datachannel::Event),
     /// Something failed; with [`PeerConnectionState::Failed`] the
@@ -381,6 +418,18 @@ impl Packetizer for AnyPacketizer {
             AnyPacketizer::Opus(p) => p.packetize(frame, mtu, out),
         }
     }
+    fn packetize_into(
+        &mut self,
+        frame: &[u8],
+        mtu: usize,
+        out: &mut Payloads,
+    ) -> Result<(), RtpError> {
+        match self {
+            AnyPacketizer::Vp8(p) => p.packetize_into(frame, mtu, out),
+            AnyPacketizer::H264(p) => p.packetize_into(frame, mtu, out),
+            AnyPacketizer::Opus(p) => p.packetize_into(frame, mtu, out),
+        }
+    }
 }
 
 /// The depacketizers a receiver can use.
@@ -434,55 +483,34 @@ impl Depacketizer for AnyDepacketizer {
 struct Sender {
     transceiver: TransceiverId,
     codec: TrackCodec,
-    ssrc: u32,
+    kind: MediaKind,
     rtx_ssrc: Option<u32>,
-    seq: u16,
-    /// Set once negotiated and the codec has RTX (RFC 4588): the history.
-    rtx: Option<RtxSender>,
-    /// Set once negotiated: payload type, mid and the mid extension id.
-    payload_type: Option<u8>,
+    /// Sequence numbers, RTX history, SR counts, statistics (one pipeline
+    /// with `rtp::session`).
+    stream: SendStream,
+    /// Set once negotiated and sending: the codec was agreed.
+    negotiated: bool,
+    /// The m-line's mid, its mid extension id, and the extension ids a
+    /// packet given to `send_rtp` is rewritten to: `(canonical id,
+    /// negotiated id)` (see [`RTP_MODE_EXTENSIONS`]).
     mid: Option<String>,
     mid_ext: Option<u8>,
+    ext_out: Vec<(u8, u8)>,
     /// `remove_track` was called: nothing is sent any more.
     removed: bool,
-    /// The media clock (90 kHz video, 48 kHz Opus).
-    clock_rate: u32,
     packetizer: AnyPacketizer,
-    /// SR packet and octet counts (RFC 3550 §6.4.1, wrapping).
-    sr: SenderStats,
-    /// The RTP timestamp of the last frame and when it went out (the SR's
-    /// RTP time is extrapolated from it).
-    last_frame: Option<(u32, Instant)>,
-    /// RTP sent since our last report (RFC 3550 §6.4: then we send an SR).
-    sent_since_report: bool,
-    stats: OutboundRtpStats,
-}
-
-/// What a receiver counts (see [`InboundRtpStats`]).
-#[derive(Debug, Default)]
-struct InboundCounters {
-    packets_received: u64,
-    bytes_received: u64,
-    header_bytes_received: u64,
-    rtx_packets_received: u64,
-    frames_received: u64,
-    keyframes_received: u64,
-    nack_count: u64,
-    pli_count: u64,
-    sender_reports_received: u64,
+    /// The negotiated encoding name.
+    codec_name: Option<String>,
 }
 
 /// One m-line the peer sends on.
 #[derive(Debug)]
 struct Receiver {
     mid: String,
+    /// The mid as a `Copy` value for [`Event::Rtp`] (None if longer than
+    /// a [`Mid`] holds: such an m-line cannot use RTP mode).
+    mid_key: Option<Mid>,
     kind: MediaKind,
-    /// The SSRC media last came from (where a PLI goes).
-    ssrc: Option<u32>,
-    /// `(rtx payload type, media payload type)` pairs (`apt=`).
-    rtx_types: Vec<(u8, u8)>,
-    /// Video: NACKs for holes (RFC 4585 §6.2.1).
-    nack: Option<NackGenerator>,
     payload_types: Vec<u8>,
     /// The payload types we can depacketize, with their codec and name.
     codecs: Vec<(u8, TrackCodec, String)>,
@@ -490,12 +518,15 @@ struct Receiver {
     /// among the negotiated payload types, RFC 3264 §5.1).
     current: Option<TrackCodec>,
     current_name: Option<String>,
-    clock_rate: u32,
-    assembler: FrameAssembler<AnyDepacketizer>,
-    /// Reception statistics of the media SSRC (RFC 3550 A.3, A.8), for our
-    /// report blocks; made when the SSRC is first seen.
-    rtcp: Option<ReceiverStats>,
-    counters: InboundCounters,
+    /// RTP mode: packets are handed to the application as they are
+    /// ([`Event::Rtp`]), with no frame assembly.
+    rtp_mode: bool,
+    /// The peer's extension ids on this m-line to the canonical ones of
+    /// [`RTP_MODE_EXTENSIONS`], `(negotiated, canonical)`.
+    ext_in: Vec<(u8, u8)>,
+    /// RTX, statistics, NACKs, frame assembly (one pipeline with
+    /// `rtp::session`).
+    stream: ReceiveStream<AnyDepacketizer>,
 }
 
 /// A WebRTC peer connection, sans-IO (see the [module doc](super)).
@@ -523,6 +554,9 @@ pub struct PeerConnection {
     negotiated: Option<Negotiated>,
     data: Option<datachannel::Connection>,
     data_started: bool,
+    /// The data m-line was removed: the association closes gracefully
+    /// (stream resets, then SHUTDOWN) and is dropped once closed.
+    data_closing: bool,
     /// Channels asked for before SCTP exists, in handle order.
     pending_channels: Vec<ChannelInit>,
     next_channel: u64,
@@ -544,9 +578,11 @@ pub struct PeerConnection {
     media_stats: MediaStats,
     transport_stats: TransportStats,
     dc_stats: DataChannelStats,
-    payloads: Vec<Vec<u8>>,
+    payloads: Payloads,
     packet: Vec<u8>,
     sctp_out: Vec<u8>,
+    /// Reused RTCP packets of a receiver's feedback.
+    feedback: Vec<RtcpPacket>,
     events: VecDeque<Event>,
 }
 
@@ -600,6 +636,7 @@ impl PeerConnection {
             negotiated: None,
             data: None,
             data_started: false,
+            data_closing: false,
             pending_channels: Vec::new(),
             next_channel: 0,
             senders: Vec::new(),
@@ -616,9 +653,10 @@ impl PeerConnection {
             media_stats: MediaStats::default(),
             transport_stats: TransportStats::default(),
             dc_stats: DataChannelStats::default(),
-            payloads: Vec::new(),
+            payloads: Payloads::default(),
             packet: Vec::with_capacity(1500),
             sctp_out: Vec::with_capacity(1500),
+            feedback: Vec::new(),
             events: VecDeque::new(),
         }
     }
@@ -713,48 +751,25 @@ impl PeerConnection {
         let transceiver = self
             .session
             .add_transceiver(kind, Direction::SendRecv, Some(sender));
+        let clock_rate = if kind == MediaKind::Audio {
+            48_000
+        } else {
+            90_000
+        };
+        let first_seq = self.rng.random();
         self.senders.push(Sender {
             transceiver,
             codec,
-            ssrc,
+            kind,
             rtx_ssrc,
-            seq: self.rng.random(),
-            rtx: None,
-            payload_type: None,
+            stream: SendStream::new(ssrc, 0, clock_rate, first_seq),
+            negotiated: false,
             mid: None,
             mid_ext: None,
+            ext_out: Vec::new(),
             removed: false,
-            clock_rate: if kind == MediaKind::Audio {
-                48_000
-            } else {
-                90_000
-            },
             packetizer,
-            sr: SenderStats::default(),
-            last_frame: None,
-            sent_since_report: false,
-            stats: OutboundRtpStats {
-                track: TrackId(n),
-                mid: None,
-                kind,
-                ssrc,
-                rtx_ssrc,
-                codec: None,
-                packets_sent: 0,
-                bytes_sent: 0,
-                header_bytes_sent: 0,
-                retransmitted_packets_sent: 0,
-                retransmitted_bytes_sent: 0,
-                frames_sent: 0,
-                nack_count: 0,
-                pli_count: 0,
-                fir_count: 0,
-                sender_reports_sent: 0,
-                reports_received: 0,
-                round_trip_time: None,
-                fraction_lost: 0,
-                remote_packets_lost: 0,
-            },
+            codec_name: None,
         });
         Ok(TrackId(n))
     }
@@ -777,10 +792,13 @@ impl PeerConnection {
             return Ok(());
         }
         s.removed = true;
-        s.payload_type = None;
+        s.negotiated = false;
         let transceiver = s.transceiver;
-        let sources: Vec<u32> = [Some(s.ssrc), s.rtx_ssrc].into_iter().flatten().collect();
-        let sent = s.stats.packets_sent > 0;
+        let sources: Vec<u32> = [Some(s.stream.ssrc()), s.rtx_ssrc]
+            .into_iter()
+            .flatten()
+            .collect();
+        let sent = s.stream.stats().packets_sent > 0;
         self.session.remove_track(transceiver)?;
         if sent {
             self.send_bye(sources);
@@ -788,31 +806,62 @@ impl PeerConnection {
         Ok(())
     }
 
-    /// Drops the data-channel m-line: every channel is closed now (SCTP
-    /// ABORT, [`datachannel::Event::Closed`] for each), and the next offer
-    /// rejects the m-line (port 0, JSEP §5.2.2); the peer's channels close
-    /// when it applies that (or at the ABORT, whichever comes first).
-    /// Channels can be created again later: a new m-line and association.
+    /// Drops the data-channel m-line: every channel closes now, gracefully
+    /// (its streams reset after what it queued, RFC 8831 §6.7; then an SCTP
+    /// SHUTDOWN, RFC 9260 §9.2: nothing queued is lost, and
+    /// [`datachannel::Event::Closed`] comes for each), and the next offer
+    /// rejects the m-line (port 0, JSEP §5.2.2); a peer that applies it
+    /// closes its side the same way. Channels can be created again later:
+    /// a new m-line and association (an association not yet closed then is
+    /// aborted).
     pub fn remove_data_channels(&mut self, now: Instant) -> Result<(), Error> {
         if self.signaling == SignalingState::Closed {
             return Err(Error::Closed);
         }
         self.session.remove_data_channel();
         self.pending_channels.clear();
-        self.stop_data(now);
+        self.stop_data(now, true);
         Ok(())
     }
 
     /// Aborts SCTP and forgets the association (its channels close).
-    fn stop_data(&mut self, now: Instant) {
+    /// Ends the data channels' association: gracefully once it is up
+    /// (`flush_sctp` drops it once closed), else by ABORT. `local`: we
+    /// removed the m-line, so our channels close at once by resetting their
+    /// streams after what they queued (RFC 8831 §6.7, RFC 6525); else the
+    /// peer did, and our channels stay open until its resets or the end of
+    /// the association, so that what it sent before is still delivered (a
+    /// closing channel discards what arrives, W3C). Either way SHUTDOWN
+    /// (RFC 9260 §9.2) ends the association once everything queued is
+    /// acknowledged: nothing is lost.
+    fn stop_data(&mut self, now: Instant, local: bool) {
+        if self.data_closing {
+            return;
+        }
+        // A new association numbers its handles from 0 again.
+        self.next_channel = 0;
+        if let Some(d) = self.data.as_mut()
+            && self.data_started
+            && !d.is_closed()
+        {
+            if local {
+                let ids: Vec<ChannelId> = d.channels().map(|c| c.id()).collect();
+                for id in ids {
+                    d.close(now, id);
+                }
+            }
+            d.shutdown(now);
+            self.data_closing = true;
+            self.flush_sctp();
+            return;
+        }
         if let Some(d) = self.data.as_mut() {
             d.abort(now);
         }
         self.flush_sctp();
         self.data = None;
         self.data_started = false;
-        // A new association numbers its handles from 0 again.
-        self.next_channel = 0;
+        self.data_closing = false;
     }
 
     /// `createDataChannel`. Before SCTP exists the channel waits (and the
@@ -822,7 +871,7 @@ impl PeerConnection {
         if self.signaling == SignalingState::Closed {
             return Err(Error::Closed);
         }
-        if let Some(d) = self.data.as_mut() {
+        if let Some(d) = self.data.as_mut().filter(|_| !self.data_closing) {
             let id = d.create_channel(init)?;
             self.flush_sctp();
             return Ok(id);
@@ -1028,46 +1077,124 @@ impl PeerConnection {
             .senders
             .get_mut(track.0)
             .ok_or(Error::Misuse("no such track"))?;
-        let pt = s.payload_type.ok_or(Error::Misuse(
-            "the track is not negotiated, its codec was not agreed, or it is not sending",
-        ))?;
+        if !s.negotiated {
+            return Err(Error::Misuse(
+                "the track is not negotiated, its codec was not agreed, or it is not sending",
+            ));
+        }
         self.payloads.clear();
         s.packetizer
-            .packetize(frame, MAX_RTP_PAYLOAD, &mut self.payloads)?;
+            .packetize_into(frame, MAX_RTP_PAYLOAD, &mut self.payloads)?;
         let n = self.payloads.len();
         for (i, payload) in self.payloads.iter().enumerate() {
-            let mut header = RtpHeader {
-                marker: i + 1 == n, // RFC 3550 §5.1: the frame's last packet
-                payload_type: pt,
-                sequence_number: s.seq,
-                timestamp,
-                ssrc: s.ssrc,
-                ..Default::default()
-            };
             // RFC 8843 §15: the mid header extension lets the receiver
             // route a new SSRC to its m-line.
-            if let (Some(id), Some(mid)) = (s.mid_ext, s.mid.as_deref()) {
-                let mut ext = Extensions::new();
-                ext.push(id, mid.as_bytes());
-                header.set_extensions(&ext, false)?;
-            }
+            let mid = s
+                .mid_ext
+                .zip(s.mid.as_deref())
+                .map(|(id, m)| (id, m.as_bytes()));
             self.packet.clear();
-            header.write_packet(payload, 0, &mut self.packet)?;
-            if let Some(rtx) = s.rtx.as_mut() {
-                rtx.history.store(&self.packet)?; // kept in the clear
-            }
+            // RFC 3550 §5.1: the marker ends the frame.
+            s.stream.write_packet(
+                now,
+                timestamp,
+                i + 1 == n,
+                mid.as_slice(),
+                payload,
+                &mut self.packet,
+            )?;
             t.send_rtp(&self.packet)?;
             self.media_stats.rtp_sent += 1;
-            s.sr.on_sent(payload.len());
-            s.stats.packets_sent += 1;
-            s.stats.bytes_sent += payload.len() as u64;
-            s.stats.header_bytes_sent += (self.packet.len() - payload.len()) as u64;
-            s.seq = s.seq.wrapping_add(1);
         }
-        s.stats.frames_sent += 1;
-        s.last_frame = Some((timestamp, now));
-        s.sent_since_report = true;
         Ok(n)
+    }
+
+    /// RTP mode, sending: one RTP packet on `track`, as a forwarder sends
+    /// what it received ([`Event::Rtp`]). The packet's marker, sequence
+    /// number, timestamp and payload are kept (a forwarder that switches
+    /// sources keeps them continuous with [`RtpPacketMut`]'s setters first);
+    /// the SSRC and payload type become the track's; its extension
+    /// elements, in the canonical ids of [`RTP_MODE_EXTENSIONS`], are
+    /// rewritten to the ids negotiated on the track's m-line (those not
+    /// negotiated are dropped), the mid element to the track's own mid;
+    /// padding is dropped. The packet is kept for RTX and protected with
+    /// SRTP.
+    ///
+    /// [`RtpPacketMut`]: crate::rtp::RtpPacketMut
+    pub fn send_rtp(&mut self, now: Instant, track: TrackId, packet: &[u8]) -> Result<(), Error> {
+        let t = self
+            .transport
+            .as_mut()
+            .ok_or(Error::Misuse("not connected"))?;
+        let s = self
+            .senders
+            .get_mut(track.0)
+            .ok_or(Error::Misuse("no such track"))?;
+        if !s.negotiated {
+            return Err(Error::Misuse(
+                "the track is not negotiated, its codec was not agreed, or it is not sending",
+            ));
+        }
+        let p = RtpPacket::new_checked(packet)?;
+        // The elements, rewritten, on the stack: at most 16 are kept.
+        let mut elements: [(u8, &[u8]); 16] = [(0, &[]); 16];
+        let mut n = 0;
+        if let Some(mid) = s.mid_ext.zip(s.mid.as_deref()) {
+            elements[0] = (mid.0, mid.1.as_bytes());
+            n = 1;
+        }
+        for e in p.extensions().map_while(Result::ok) {
+            if e.id == CANONICAL_MID || n == elements.len() {
+                continue;
+            }
+            if let Some(&(_, id)) = s.ext_out.iter().find(|(c, _)| *c == e.id) {
+                elements[n] = (id, e.data);
+                n += 1;
+            }
+        }
+        self.packet.clear();
+        let fields = HeaderFields {
+            marker: p.marker(),
+            payload_type: s.stream.payload_type(),
+            sequence_number: p.sequence_number(),
+            timestamp: p.timestamp(),
+            ssrc: s.stream.ssrc(),
+        };
+        write_rtp_packet(fields, &elements[..n], true, p.payload(), &mut self.packet)?;
+        s.stream.record_packet(now, &self.packet)?;
+        t.send_rtp(&self.packet)?;
+        self.media_stats.rtp_sent += 1;
+        Ok(())
+    }
+
+    /// RTP mode, receiving: the receiver of `mid` hands its packets to the
+    /// application as [`Event::Rtp`] instead of assembling frames (`true`),
+    /// or assembles frames again (`false`). NACKs for losses still go out,
+    /// RTX is still turned back into originals; no frame is given up, so
+    /// no PLI is sent by itself ([`PeerConnection::request_keyframe`] asks).
+    pub fn set_rtp_mode(&mut self, mid: &str, on: bool) -> Result<(), Error> {
+        let r = self
+            .receivers
+            .iter_mut()
+            .find(|r| r.mid == mid)
+            .ok_or(Error::Misuse("no receiver with this mid"))?;
+        if on && r.mid_key.is_none() {
+            return Err(Error::Misuse("RTP mode needs a mid of at most 16 bytes"));
+        }
+        if r.rtp_mode != on {
+            r.rtp_mode = on;
+            let d = (!on).then(|| r.current.map(|c| c.depacketizer())).flatten();
+            r.stream.set_depacketizer(d);
+        }
+        Ok(())
+    }
+
+    /// Gives the buffer of an [`Event::Rtp`] back, to be reused for a later
+    /// packet (the receive path then allocates nothing).
+    pub fn recycle_rtp(&mut self, packet: Vec<u8>) {
+        if let Some(t) = self.transport.as_mut() {
+            t.recycle(packet);
+        }
     }
 
     /// Sends a text message on a data channel.
@@ -1120,18 +1247,17 @@ impl PeerConnection {
     /// PLI, RFC 4585 §6.3.1), e.g. after a decoder error. Receivers also
     /// send one by themselves when they had to give up a frame.
     pub fn request_keyframe(&mut self, mid: &str) -> Result<(), Error> {
+        let rtcp_ssrc = self.rtcp_ssrc;
         let r = self
             .receivers
-            .iter()
+            .iter_mut()
             .find(|r| r.mid == mid)
             .ok_or(Error::Misuse("no receiver with this mid"))?;
-        let media_ssrc = r
-            .ssrc
+        let pli = r
+            .stream
+            .pli(rtcp_ssrc)
             .ok_or(Error::Misuse("no media seen on this mid yet"))?;
-        self.send_pli(media_ssrc)?;
-        if let Some(r) = self.receivers.iter_mut().find(|r| r.mid == mid) {
-            r.counters.pli_count += 1;
-        }
+        self.send_pli(pli.media_ssrc)?;
         self.media_stats.plis_sent += 1;
         Ok(())
     }
@@ -1167,47 +1293,60 @@ impl PeerConnection {
         for packet in packets {
             match &packet {
                 RtcpPacket::SenderReport(sr) => {
-                    if let Some(r) = self.receivers.iter_mut().find(|r| r.ssrc == Some(sr.ssrc)) {
-                        r.counters.sender_reports_received += 1;
-                        if let Some(rx) = r.rtcp.as_mut() {
-                            rx.on_sender_report(now, sr);
-                        }
+                    if let Some(r) = self
+                        .receivers
+                        .iter_mut()
+                        .find(|r| r.stream.ssrc() == Some(sr.ssrc))
+                    {
+                        r.stream.on_sender_report(now, sr);
                     }
                     self.on_report_blocks(now_compact, &sr.reports);
                 }
                 RtcpPacket::ReceiverReport(rr) => self.on_report_blocks(now_compact, &rr.reports),
                 RtcpPacket::Nack(nack) => {
-                    let Some(s) = self.senders.iter_mut().find(|s| s.ssrc == nack.media_ssrc)
+                    let Some(s) = self
+                        .senders
+                        .iter_mut()
+                        .find(|s| s.stream.ssrc() == nack.media_ssrc)
                     else {
                         continue;
                     };
-                    s.stats.nack_count += 1;
-                    let (Some(rtx), Some(t)) = (s.rtx.as_mut(), self.transport.as_mut()) else {
+                    let Some(t) = self.transport.as_mut() else {
                         continue;
                     };
                     // RFC 4588 §4: each NACKed packet still kept goes out
                     // again on the RTX stream.
-                    for p in rtx.on_nack(nack) {
-                        if t.send_rtp(&p).is_ok() {
-                            self.media_stats.rtx_sent += 1;
-                            s.stats.retransmitted_packets_sent += 1;
-                            let payload =
-                                RtpPacket::new_checked(&p).map_or(0, |r| r.payload().len());
-                            s.stats.retransmitted_bytes_sent += payload as u64;
-                        }
-                    }
+                    let sent = s.stream.on_nack(nack, |p| t.send_rtp(p).is_ok());
+                    self.media_stats.rtx_sent += sent as u64;
                 }
                 RtcpPacket::Pli(pli) => {
-                    if let Some(i) = self.senders.iter().position(|s| s.ssrc == pli.media_ssrc) {
-                        self.senders[i].stats.pli_count += 1;
+                    if let Some(i) = self.sender_index(pli.media_ssrc) {
+                        self.senders[i].stream.on_pli();
                         self.push(Event::KeyframeRequested(TrackId(i)));
                     }
                 }
                 RtcpPacket::Fir(fir) => {
                     for (ssrc, _) in &fir.entries {
-                        if let Some(i) = self.senders.iter().position(|s| s.ssrc == *ssrc) {
-                            self.senders[i].stats.fir_count += 1;
+                        if let Some(i) = self.sender_index(*ssrc) {
+                            self.senders[i].stream.on_fir();
                             self.push(Event::KeyframeRequested(TrackId(i)));
+                        }
+                    }
+                }
+                RtcpPacket::Remb(remb) => self.push(Event::Remb {
+                    bitrate: remb.bitrate,
+                }),
+                RtcpPacket::Bye(bye) => {
+                    // RFC 3550 §6.6: the source left; its track ends.
+                    for ssrc in &bye.sources {
+                        if let Some(i) = self
+                            .receivers
+                            .iter()
+                            .position(|r| r.stream.ssrc() == Some(*ssrc))
+                        {
+                            let mid = self.receivers[i].mid.clone();
+                            self.remove_receiver(i);
+                            self.push(Event::TrackEnded { mid });
                         }
                     }
                 }
@@ -1216,16 +1355,15 @@ impl PeerConnection {
         }
     }
 
+    fn sender_index(&self, ssrc: u32) -> Option<usize> {
+        self.senders.iter().position(|s| s.stream.ssrc() == ssrc)
+    }
+
     /// Report blocks about our senders: RTT, fraction and cumulative loss.
     fn on_report_blocks(&mut self, now_compact: u32, blocks: &[ReportBlock]) {
         for b in blocks {
-            if let Some(s) = self.senders.iter_mut().find(|s| s.ssrc == b.ssrc) {
-                s.stats.reports_received += 1;
-                s.stats.fraction_lost = b.fraction_lost;
-                s.stats.remote_packets_lost = i64::from(b.cumulative_lost);
-                if let Some(rtt) = rtt_from_report(now_compact, b) {
-                    s.stats.round_trip_time = Some(rtt);
-                }
+            if let Some(s) = self.senders.iter_mut().find(|s| s.stream.ssrc() == b.ssrc) {
+                s.stream.on_report_block(now_compact, b);
             }
         }
     }
@@ -1258,33 +1396,20 @@ impl PeerConnection {
         let mut blocks: Vec<ReportBlock> = self
             .receivers
             .iter_mut()
-            .filter_map(|r| r.rtcp.as_mut().map(|rx| rx.report_block(now)))
+            .filter_map(|r| r.stream.report_block(now))
             .collect();
         blocks.truncate(MAX_REPORT_BLOCKS);
         let mut packets = Vec::new();
         let mut ssrcs = Vec::new();
-        for s in self.senders.iter_mut() {
-            if !s.sent_since_report || s.removed {
+        for s in self.senders.iter_mut().filter(|s| !s.removed) {
+            let Some(mut sr) = s.stream.sender_report(now, ntp, Vec::new()) else {
                 continue;
-            }
-            s.sent_since_report = false;
-            // RFC 3550 §6.4.1: the RTP timestamp of the same instant as
-            // the NTP one, extrapolated from the last frame sent.
-            let rtp_time = s.last_frame.map_or(0, |(ts, at)| {
-                let elapsed = now.saturating_duration_since(at);
-                let ticks = elapsed.as_nanos() * u128::from(s.clock_rate) / 1_000_000_000;
-                ts.wrapping_add(ticks as u32)
-            });
-            let reports = if packets.is_empty() {
-                std::mem::take(&mut blocks)
-            } else {
-                Vec::new()
             };
-            s.stats.sender_reports_sent += 1;
-            ssrcs.push(s.ssrc);
-            packets.push(RtcpPacket::SenderReport(
-                s.sr.sender_report(s.ssrc, ntp, rtp_time, reports),
-            ));
+            if packets.is_empty() {
+                sr.reports = std::mem::take(&mut blocks);
+            }
+            ssrcs.push(sr.ssrc);
+            packets.push(RtcpPacket::SenderReport(sr));
             if ssrcs.len() >= MAX_REPORT_BLOCKS {
                 break;
             }
@@ -1351,8 +1476,8 @@ impl PeerConnection {
         let sources: Vec<u32> = self
             .senders
             .iter()
-            .filter(|s| s.stats.packets_sent > 0 && !s.removed)
-            .flat_map(|s| [Some(s.ssrc), s.rtx_ssrc])
+            .filter(|s| s.stream.stats().packets_sent > 0 && !s.removed)
+            .flat_map(|s| [Some(s.stream.ssrc()), s.rtx_ssrc])
             .flatten()
             .take(MAX_REPORT_BLOCKS)
             .collect();
@@ -1377,12 +1502,12 @@ impl PeerConnection {
     fn release(&mut self) {
         self.data = None;
         self.data_started = false;
+        self.data_closing = false;
         self.receivers.clear();
         self.ssrc_routes.clear();
         self.next_rtcp = None;
         for s in &mut self.senders {
-            s.rtx = None;
-            s.payload_type = None;
+            s.negotiated = false;
         }
     }
 
@@ -1407,22 +1532,19 @@ impl PeerConnection {
             .receivers
             .iter()
             .map(|r| {
-                let c = &r.counters;
-                let (lost, jitter) = r
-                    .rtcp
-                    .as_ref()
-                    .map_or((0, 0), |rx| (rx.cumulative_lost(), rx.jitter()));
+                let c = r.stream.stats();
+                let (lost, jitter) = r.stream.loss_and_jitter();
                 InboundRtpStats {
                     mid: r.mid.clone(),
                     kind: r.kind,
-                    ssrc: r.ssrc,
+                    ssrc: r.stream.ssrc(),
                     codec: r.current_name.clone(),
                     packets_received: c.packets_received,
                     bytes_received: c.bytes_received,
                     header_bytes_received: c.header_bytes_received,
                     packets_lost: lost,
                     jitter: Duration::from_nanos(
-                        u64::from(jitter) * 1_000_000_000 / u64::from(r.clock_rate.max(1)),
+                        u64::from(jitter) * 1_000_000_000 / u64::from(r.stream.clock_rate()),
                     ),
                     rtx_packets_received: c.rtx_packets_received,
                     frames_received: c.frames_received,
@@ -1433,7 +1555,36 @@ impl PeerConnection {
                 }
             })
             .collect();
-        let outbound = self.senders.iter().map(|s| s.stats.clone()).collect();
+        let outbound = self
+            .senders
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let c = s.stream.stats();
+                OutboundRtpStats {
+                    track: TrackId(i),
+                    mid: s.mid.clone(),
+                    kind: s.kind,
+                    ssrc: s.stream.ssrc(),
+                    rtx_ssrc: s.rtx_ssrc,
+                    codec: s.codec_name.clone(),
+                    packets_sent: c.packets_sent,
+                    bytes_sent: c.bytes_sent,
+                    header_bytes_sent: c.header_bytes_sent,
+                    retransmitted_packets_sent: c.retransmitted_packets_sent,
+                    retransmitted_bytes_sent: c.retransmitted_bytes_sent,
+                    frames_sent: c.frames_sent,
+                    nack_count: c.nack_count,
+                    pli_count: c.pli_count,
+                    fir_count: c.fir_count,
+                    sender_reports_sent: c.sender_reports_sent,
+                    reports_received: c.reports_received,
+                    round_trip_time: c.round_trip_time,
+                    fraction_lost: c.fraction_lost,
+                    remote_packets_lost: c.remote_packets_lost,
+                }
+            })
+            .collect();
         let mut transport = self.transport_stats.clone();
         if let Some((l, r)) = self.transport.as_ref().and_then(|t| t.selected_pair()) {
             transport.remote_address = r.socket_addr();
@@ -1559,7 +1710,7 @@ impl PeerConnection {
                 .is_some_and(|o| o.kind == Some(MediaKind::Application) && !o.rejected);
             if m.rejected {
                 if was_data || m.kind == Some(MediaKind::Application) {
-                    self.stop_data(now);
+                    self.stop_data(now, false);
                 }
                 continue;
             }
@@ -1572,6 +1723,17 @@ impl PeerConnection {
                 .find(|(_, u)| u == mid_uri)
                 .and_then(|(id, _)| u8::try_from(*id).ok());
             if kind == MediaKind::Application {
+                if self.data_closing {
+                    // A new data m-line while the old association still
+                    // closes: that one goes now.
+                    if let Some(d) = self.data.as_mut() {
+                        d.abort(now);
+                    }
+                    self.flush_sctp();
+                    self.data = None;
+                    self.data_started = false;
+                    self.data_closing = false;
+                }
                 if self.data.is_none()
                     && let Some(sctp) = m.sctp
                 {
@@ -1590,28 +1752,25 @@ impl PeerConnection {
                     .and_then(|t| t.mid.clone());
                 if tmid.as_deref() == Some(mid.as_str()) {
                     s.mid = Some(mid.clone());
-                    s.stats.mid = Some(mid.clone());
                     s.mid_ext = mid_ext;
+                    s.ext_out = ext_map(&m.extensions)
+                        .map(|(id, canonical)| (canonical, id))
+                        .collect();
                     let codec = m
                         .codecs
                         .iter()
                         .find(|c| TrackCodec::of(c) == Some(s.codec))
                         .filter(|_| m.direction.sends() && !s.removed);
-                    s.payload_type = codec.map(|c| c.payload_type);
-                    s.stats.codec = codec.map(|c| c.name.clone());
+                    s.negotiated = codec.is_some();
+                    s.codec_name = codec.map(|c| c.name.clone());
                     if let Some(c) = codec {
-                        s.clock_rate = c.clock_rate.max(1);
-                    }
-                    let rtx_pt = codec.and_then(|c| c.rtx_payload_type);
-                    match (rtx_pt, s.rtx_ssrc, &mut s.rtx) {
-                        (Some(pt), Some(rtx_ssrc), None) => {
-                            s.rtx =
-                                Some(RtxSender::new(RTX_HISTORY, rtx_ssrc, pt, self.rng.random()));
+                        s.stream.set_codec(c.payload_type, c.clock_rate);
+                        // The codec (and so its RTX payload type) may
+                        // change in a renegotiation; the history stays.
+                        if let (Some(pt), Some(rtx_ssrc)) = (c.rtx_payload_type, s.rtx_ssrc) {
+                            let first = self.rng.random();
+                            s.stream.set_rtx(rtx_ssrc, pt, RTX_HISTORY, first);
                         }
-                        // The codec (and so its RTX payload type) may change
-                        // in a renegotiation.
-                        (Some(pt), Some(_), Some(old)) => old.rtx_payload_type = pt,
-                        _ => {}
                     }
                 }
             }
@@ -1627,28 +1786,34 @@ impl PeerConnection {
                     _ => TrackCodec::Vp8,
                 });
                 let idx = self.receivers.len();
-                self.receivers.push(Receiver {
-                    mid: mid.clone(),
-                    kind,
-                    ssrc: m.remote_ssrcs.first().copied(),
-                    rtx_types: m
-                        .codecs
+                let clock_rate = m.codecs.first().map_or(90_000, |c| c.clock_rate);
+                let mut stream = ReceiveStream::new(
+                    clock_rate,
+                    Some(first.depacketizer()),
+                    ASSEMBLER_CAPACITY,
+                    kind == MediaKind::Video, // NACKs for video (RFC 4585 §6.2.1)
+                    MAX_WAIT,
+                );
+                if let Some(&ssrc) = m.remote_ssrcs.first() {
+                    stream.set_ssrc(ssrc);
+                }
+                stream.set_rtx_types(
+                    m.codecs
                         .iter()
                         .filter_map(|c| c.rtx_payload_type.map(|r| (r, c.payload_type)))
                         .collect(),
-                    nack: (kind == MediaKind::Video).then(|| {
-                        let mut g = NackGenerator::new();
-                        g.retry_interval = MAX_WAIT / 10;
-                        g
-                    }),
+                );
+                self.receivers.push(Receiver {
+                    mid: mid.clone(),
+                    mid_key: Mid::new(mid),
+                    kind,
                     payload_types: m.codecs.iter().map(|c| c.payload_type).collect(),
                     codecs,
                     current: Some(first),
                     current_name: None,
-                    clock_rate: m.codecs.first().map_or(90_000, |c| c.clock_rate.max(1)),
-                    assembler: FrameAssembler::new(first.depacketizer(), ASSEMBLER_CAPACITY),
-                    rtcp: None,
-                    counters: InboundCounters::default(),
+                    rtp_mode: false,
+                    ext_in: ext_map(&m.extensions).collect(),
+                    stream,
                 });
                 for &ssrc in &m.remote_ssrcs {
                     self.ssrc_routes.insert(ssrc, idx);
@@ -1741,6 +1906,11 @@ impl PeerConnection {
                 self.events.push_back(Event::DataChannel(e));
             }
         }
+        if self.data_closing && d.is_closed() {
+            self.data = None;
+            self.data_started = false;
+            self.data_closing = false;
+        }
     }
 
     /// Transport events to ours.
@@ -1782,8 +1952,13 @@ impl PeerConnection {
                     self.next_rtcp = Some(now + first);
                     self.start_data(now);
                 }
-                transport::Event::Rtp(p) => self.on_rtp(now, &p),
-                transport::Event::Rtcp(p) => self.on_rtcp(now, &p),
+                transport::Event::Rtp(p) => self.on_rtp(now, p),
+                transport::Event::Rtcp(p) => {
+                    self.on_rtcp(now, &p);
+                    if let Some(t) = self.transport.as_mut() {
+                        t.recycle(p);
+                    }
+                }
                 transport::Event::ApplicationData(p) => {
                     if let Some(d) = self.data.as_mut() {
                         d.handle_packet(now, &p);
@@ -1807,8 +1982,8 @@ impl PeerConnection {
     /// Routes one RTP packet: by SSRC, else by the mid header extension
     /// (RFC 8843 §9.2), learning the SSRC; else by a payload type only one
     /// receiver uses.
-    fn on_rtp(&mut self, now: Instant, p: &[u8]) {
-        let Ok(packet) = RtpPacket::new_checked(p) else {
+    fn on_rtp(&mut self, now: Instant, p: Vec<u8>) {
+        let Ok(packet) = RtpPacket::new_checked(&p) else {
             return;
         };
         let ssrc = packet.ssrc();
@@ -1847,59 +2022,46 @@ impl PeerConnection {
             return;
         };
         let pt = packet.payload_type();
-        let original;
-        let packet = if let Some(&(_, media_pt)) = r.rtx_types.iter().find(|(x, _)| *x == pt) {
-            // RFC 4588 §4: rebuild the original packet from the RTX one.
-            let Some(media_ssrc) = r.ssrc else {
-                return;
-            };
-            let mut buf = Vec::with_capacity(p.len());
-            if decode_rtx(p, media_ssrc, media_pt, &mut buf).is_err() {
-                return;
-            }
-            original = buf;
-            self.media_stats.rtx_received += 1;
-            r.counters.rtx_packets_received += 1;
-            match RtpPacket::new_checked(&original) {
-                Ok(o) => o,
-                Err(_) => return,
-            }
-        } else if r.payload_types.contains(&pt) {
-            if r.ssrc != Some(ssrc) || r.rtcp.is_none() {
-                // A new media SSRC: statistics start over (RFC 3550 A.1).
-                r.ssrc = Some(ssrc);
-                r.rtcp = Some(ReceiverStats::new(ssrc, r.clock_rate));
-            }
-            let c = &mut r.counters;
-            c.packets_received += 1;
-            c.bytes_received += packet.payload().len() as u64;
-            c.header_bytes_received += (p.len() - packet.payload().len()) as u64;
-            if let Some(rx) = r.rtcp.as_mut() {
-                rx.on_packet(now, packet.sequence_number(), packet.timestamp());
-            }
-            packet
-        } else {
+        if !r.payload_types.contains(&pt) && !r.stream.is_rtx(pt) {
             return;
-        };
+        }
         // The peer may switch codecs among the negotiated payload types:
         // a new depacketizer (frames of the old codec in flight are lost).
-        if let Some((_, codec, name)) = r
-            .codecs
-            .iter()
-            .find(|(p, _, _)| *p == packet.payload_type())
-        {
+        if let Some((_, codec, name)) = r.codecs.iter().find(|(p, _, _)| *p == pt) {
             if r.current != Some(*codec) {
                 r.current = Some(*codec);
-                r.assembler = FrameAssembler::new(codec.depacketizer(), ASSEMBLER_CAPACITY);
+                if !r.rtp_mode {
+                    r.stream.set_depacketizer(Some(codec.depacketizer()));
+                }
             }
             if r.current_name.as_deref() != Some(name.as_str()) {
                 r.current_name = Some(name.clone());
             }
         }
-        if let Some(n) = r.nack.as_mut() {
-            n.on_packet(packet.sequence_number());
+        let rtx = match r.stream.receive(now, &packet) {
+            Some(Received::Rtx) => true,
+            Some(Received::Media) => false,
+            None => return,
+        };
+        self.media_stats.rtx_received += u64::from(rtx);
+        if r.rtp_mode
+            && let Some(mid) = r.mid_key
+        {
+            // The packet goes to the application in the buffer it came
+            // in, its extension ids made canonical.
+            let mut buf = p;
+            if rtx {
+                buf.clear();
+                buf.extend_from_slice(r.stream.rebuilt());
+            }
+            if let Ok(mut m) = RtpPacketMut::new_checked(&mut buf) {
+                let map = &r.ext_in;
+                m.remap_extension_ids(|id| map.iter().find(|(n, _)| *n == id).map(|(_, c)| *c));
+            }
+            self.push(Event::Rtp { mid, packet: buf });
+        } else if let Some(t) = self.transport.as_mut() {
+            t.recycle(p);
         }
-        r.assembler.insert_packet(&packet);
         self.receiver_feedback(now, i);
     }
 
@@ -1910,56 +2072,45 @@ impl PeerConnection {
         let Some(r) = self.receivers.get_mut(i) else {
             return;
         };
-        let mut rtcp = Vec::new();
-        if let (Some(n), Some(media)) = (r.nack.as_mut(), r.ssrc)
-            && let Some(nack) = n.poll_nack_packet(now, rtcp_ssrc, media)
-        {
-            rtcp.push(RtcpPacket::Nack(nack));
-        }
-        r.assembler.give_up_if_stalled(now, MAX_WAIT);
-        let mut frames = Vec::new();
-        while let Some(f) = r.assembler.pop_frame() {
-            frames.push(f);
-        }
-        if r.assembler.take_keyframe_request() {
-            if let Some(n) = r.nack.as_mut() {
-                n.clear();
-            }
-            if let Some(media_ssrc) = r.ssrc {
-                rtcp.push(RtcpPacket::Pli(Pli {
-                    sender_ssrc: rtcp_ssrc,
-                    media_ssrc,
-                }));
-            }
-        }
-        let mid = r.mid.clone();
+        let mut rtcp = std::mem::take(&mut self.feedback);
+        r.stream.feedback(now, rtcp_ssrc, |p| rtcp.push(p));
         if let Some(t) = self.transport.as_mut() {
-            for p in rtcp {
+            for p in rtcp.drain(..) {
                 self.packet.clear();
                 if p.write(&mut self.packet).is_ok() && t.send_rtcp(&self.packet).is_ok() {
                     match p {
-                        RtcpPacket::Nack(_) => {
-                            self.media_stats.nacks_sent += 1;
-                            r.counters.nack_count += 1;
-                        }
-                        _ => {
-                            self.media_stats.plis_sent += 1;
-                            r.counters.pli_count += 1;
-                        }
+                        RtcpPacket::Nack(_) => self.media_stats.nacks_sent += 1,
+                        _ => self.media_stats.plis_sent += 1,
                     }
                 }
             }
         }
-        r.counters.frames_received += frames.len() as u64;
-        r.counters.keyframes_received += frames.iter().filter(|f| f.keyframe).count() as u64;
-        self.media_stats.frames_received += frames.len() as u64;
-        for frame in frames {
-            self.push(Event::Frame {
-                mid: mid.clone(),
+        rtcp.clear();
+        self.feedback = rtcp;
+        while let Some(frame) = r.stream.pop_frame() {
+            self.media_stats.frames_received += 1;
+            let e = Event::Frame {
+                mid: r.mid.clone(),
                 frame,
-            });
+            };
+            if self.events.len() < MAX_EVENTS {
+                self.events.push_back(e);
+            }
         }
     }
+}
+
+/// The extension ids of an m-line (`(negotiated id, uri)`) that have a
+/// canonical id in [`RTP_MODE_EXTENSIONS`]: `(negotiated, canonical)`.
+fn ext_map(extensions: &[(u16, String)]) -> impl Iterator<Item = (u8, u8)> + '_ {
+    extensions.iter().filter_map(|(id, uri)| {
+        let id = u8::try_from(*id).ok()?;
+        let canonical = RTP_MODE_EXTENSIONS
+            .iter()
+            .find(|(_, u)| u == uri)
+            .map(|(c, _)| *c)?;
+        Some((id, canonical))
+    })
 }
 
 impl Machine for PeerConnection {
@@ -2016,12 +2167,7 @@ impl Machine for PeerConnection {
             .as_ref()
             .filter(|_| self.data_started)
             .and_then(|d| d.poll_timeout());
-        let media = self.receivers.iter().flat_map(|r| {
-            [
-                r.nack.as_ref().and_then(|n| n.poll_timeout()),
-                r.assembler.stall_deadline(MAX_WAIT),
-            ]
-        });
+        let media = self.receivers.iter().map(|r| r.stream.poll_timeout());
         [t, d, self.next_rtcp]
             .into_iter()
             .chain(media)

@@ -130,13 +130,26 @@
 //! STUN requests by the ufrag in USERNAME, everything else by a known
 //! remote address.
 //!
+//! ## Media on [`PeerConnection`]
+//!
+//! Each track of ours is an [`rtp::stream::SendStream`](crate::rtp::stream::SendStream)
+//! and each m-line the peer sends on an
+//! [`rtp::stream::ReceiveStream`](crate::rtp::stream::ReceiveStream): the
+//! same parts chapter 4's `rtp::session` machines are made of. A track
+//! sends frames ([`PeerConnection::send_frame`]) or, in RTP mode, packets
+//! ([`PeerConnection::send_rtp`]); a receiver gives frames
+//! ([`PeerEvent::Frame`]) or, in RTP mode
+//! ([`PeerConnection::set_rtp_mode`]), packets ([`PeerEvent::Rtp`]), whose
+//! header extensions carry the ids of [`RTP_MODE_EXTENSIONS`] so that a
+//! packet received on one connection can be sent on another unchanged.
+//! An RTCP BYE from the peer ends its track; a REMB becomes
+//! [`PeerEvent::Remb`].
+//!
 //! ## Left out (for now)
 //!
-//! SDP and the JSEP API, SCTP and data channels (they ride on
-//! [`Transport::send_application_data`]), TURN relaying (ICE's), ICE restart
-//! through the transport, RTP routing by SSRC/MID. Local ICE credentials
-//! come from the seeded RNG (the agent draws them); the outgoing DTLS
-//! application-data path copies each record once more than media does.
+//! ICE restart; TURN relaying for `PeerConnection` (the ICE agent has it);
+//! congestion control of the media we send (we answer NACKs and PLIs and
+//! report, but do not adapt a bitrate).
 
 mod connection;
 mod demux;
@@ -147,7 +160,8 @@ mod transport;
 
 pub use connection::{
     Config as PeerConfig, Error as PeerError, Event as PeerEvent, HANDSHAKE_RTO, MediaStats,
-    PeerConnection, PeerConnectionState, SdpType, SignalingState, TrackCodec, TrackId,
+    PeerConnection, PeerConnectionState, RTP_MODE_EXTENSIONS, SdpType, SignalingState, TrackCodec,
+    TrackId,
 };
 pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 

@@ -37,6 +37,10 @@ const MAX_HELD_DTLS: usize = 8;
 
 /// DTLS datagrams of ours waiting for ICE to select a pair.
 const MAX_PENDING_OUT: usize = 16;
+/// Media buffers kept for reuse ([`Transport::recycle`]).
+const MEDIA_POOL: usize = 64;
+/// The capacity of a media buffer: any datagram of a 1500-byte MTU.
+const MEDIA_BUF: usize = 1500;
 
 /// The ICE role (RFC 8445 §6.1.1: the offerer is controlling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -349,6 +353,9 @@ pub struct Transport {
     stats: Stats,
     /// Reused for protecting outgoing media.
     scratch: Vec<u8>,
+    /// Buffers of RTP/RTCP events given back by the application, reused
+    /// for the next packets (at most [`MEDIA_POOL`]).
+    media_pool: Vec<Vec<u8>>,
 }
 
 impl fmt::Debug for Transport {
@@ -456,6 +463,7 @@ impl Transport {
             events: VecDeque::new(),
             stats: Stats::default(),
             scratch: Vec::with_capacity(1500),
+            media_pool: Vec::new(),
         };
         t.drain_ice(now);
         t.maybe_start_dtls(now);
@@ -575,6 +583,15 @@ impl Transport {
         self.remote_fingerprints = fingerprints;
         self.maybe_start_dtls(now);
         Ok(())
+    }
+
+    /// Gives back the buffer of an [`Event::Rtp`] or [`Event::Rtcp`], to
+    /// carry a later packet: a receiver that recycles allocates nothing per
+    /// packet. At most 64 are kept.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.media_pool.len() < MEDIA_POOL && buf.capacity() >= MEDIA_BUF {
+            self.media_pool.push(buf);
+        }
     }
 
     // ---- sending ---------------------------------------------------------
@@ -1018,9 +1035,14 @@ impl Transport {
             self.stats.dropped_before_keys += 1;
             return;
         };
-        // The one allocation per packet: the buffer handed to the
-        // application, unprotected in place.
-        let mut buf = Vec::with_capacity(d.contents.len());
+        // The buffer handed to the application, unprotected in place: a
+        // recycled one when the application gave one back
+        // ([`Transport::recycle`]), else the one allocation per packet.
+        let mut buf = self
+            .media_pool
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(MEDIA_BUF.max(d.contents.len())));
+        buf.clear();
         buf.extend_from_slice(d.contents);
         let (result, event) = if kind == PacketKind::Rtcp {
             (srtp.rx.unprotect_rtcp(&mut buf), Event::Rtcp as fn(_) -> _)

@@ -143,6 +143,7 @@ pub mod attribute;
 pub mod codec;
 pub mod description;
 pub mod error;
+pub mod mid;
 pub mod negotiate;
 
 pub use attribute::{
@@ -154,6 +155,7 @@ pub use description::{
     Bandwidth, Connection, MediaDescription, Origin, SessionDescription, Timing,
 };
 pub use error::SdpError;
+pub use mid::Mid;
 pub use negotiate::{
     Capabilities, DataChannelCapabilities, DtlsRole, LocalSender, MediaCapabilities, MediaKind,
     Negotiated, NegotiatedCodec, NegotiatedMedia, NegotiationError, SctpParams, Session,
