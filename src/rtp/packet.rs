@@ -624,6 +624,82 @@ mod tests {
             )
     }
 
+    fn arb_elements() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
+        proptest::collection::vec(
+            (1u8..=14, proptest::collection::vec(any::<u8>(), 1..=16)),
+            0..6,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn the_writer_and_the_mutable_view_agree_with_the_reader(
+            h in arb_header(),
+            elements in arb_elements(),
+            payload in proptest::collection::vec(any::<u8>(), 0..64),
+            new in (any::<bool>(), 0u8..128, any::<u16>(), any::<u32>(), any::<u32>()),
+            keep_mask in any::<u16>(),
+        ) {
+            let fields = HeaderFields {
+                marker: h.marker,
+                payload_type: h.payload_type,
+                sequence_number: h.sequence_number,
+                timestamp: h.timestamp,
+                ssrc: h.ssrc,
+            };
+            let refs: Vec<(u8, &[u8])> = elements.iter().map(|(i, d)| (*i, d.as_slice())).collect();
+            let mut buf = Vec::new();
+            write_rtp_packet(fields, &refs, false, &payload, &mut buf).unwrap();
+            let p = RtpPacket::new_checked(&buf).unwrap();
+            prop_assert_eq!(p.payload(), payload.as_slice());
+            let read: Vec<(u8, Vec<u8>)> = p
+                .extensions()
+                .map(|e| e.map(|e| (e.id, e.data.to_vec())))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            prop_assert_eq!(&read, &elements);
+            // Every setter, then a remap that keeps the ids whose bit is set
+            // in `keep_mask` (moved to 15 − id) and pads the others away.
+            let mut m = RtpPacketMut::new_checked(&mut buf).unwrap();
+            m.set_marker(new.0);
+            m.set_payload_type(new.1);
+            m.set_sequence_number(new.2);
+            m.set_timestamp(new.3);
+            m.set_ssrc(new.4);
+            let kept = m.remap_extension_ids(|id| (keep_mask & (1 << id) != 0).then_some(15 - id));
+            let p = RtpPacket::new_checked(&buf).unwrap();
+            prop_assert_eq!(
+                (p.marker(), p.payload_type(), p.sequence_number(), p.timestamp(), p.ssrc()),
+                new
+            );
+            prop_assert_eq!(p.payload(), payload.as_slice());
+            let expected: Vec<(u8, Vec<u8>)> = elements
+                .iter()
+                .filter(|(id, _)| keep_mask & (1 << id) != 0)
+                .map(|(id, d)| (15 - id, d.clone()))
+                .collect();
+            let read: Vec<(u8, Vec<u8>)> = p
+                .extensions()
+                .map(|e| e.map(|e| (e.id, e.data.to_vec())))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            prop_assert_eq!(kept, expected.len());
+            prop_assert_eq!(read, expected);
+        }
+
+        #[test]
+        fn remapping_any_packet_never_panics_or_changes_its_length(
+            mut data in proptest::collection::vec(any::<u8>(), 0..120),
+        ) {
+            let len = data.len();
+            if let Ok(mut m) = RtpPacketMut::new_checked(&mut data) {
+                m.remap_extension_ids(|id| Some(id ^ 1));
+                prop_assert!(RtpPacket::new_checked(&data).is_ok());
+            }
+            prop_assert_eq!(data.len(), len);
+        }
+    }
+
     proptest! {
         #[test]
         fn round_trip(h in arb_header(), payload in proptest::collection::vec(any::<u8>(), 0..100), padding in any::<u8>()) {
