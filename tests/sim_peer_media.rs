@@ -264,8 +264,9 @@ fn stats_count_what_was_sent_under_loss_and_rtcp_gives_the_rtt() {
         out.bytes_sent > frame_bytes && out.bytes_sent <= frame_bytes + 6 * out.packets_sent,
         "{out:?}"
     );
-    // 12 fixed + 4 extension header + mid element padded to 4.
-    assert_eq!(out.header_bytes_sent, 20 * out.packets_sent);
+    // 12 fixed + 4 extension header + mid element (2) and transport-cc
+    // element (3) padded to 8.
+    assert_eq!(out.header_bytes_sent, 24 * out.packets_sent);
     assert_eq!(inb.ssrc, Some(out.ssrc));
     assert_eq!(inb.codec.as_deref(), Some("VP8"));
     assert!(inb.packets_lost > 0, "5% loss: {inb:?}");
@@ -799,6 +800,16 @@ fn rtp_mode_forwards_packets_back_and_both_legs_repair_loss() {
     assert!(
         a_in.nack_count > 0 && b_out.retransmitted_packets_sent > 0,
         "{b_out:?}"
+    );
+    // Transport-cc: both legs number their packets and get feedback.
+    let (ma, mb) = (p.pc(0).media_stats(), p.pc(1).media_stats());
+    assert!(
+        ma.twcc_feedback_sent > 0 && mb.twcc_feedback_received > 0,
+        "{ma:?} {mb:?}"
+    );
+    assert!(
+        mb.twcc_feedback_sent > 0 && ma.twcc_feedback_received > 0,
+        "{ma:?} {mb:?}"
     );
     // Every original B received (RTX rebuilt ones included) went on.
     assert_eq!(

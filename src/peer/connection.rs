@@ -27,6 +27,7 @@ use crate::rtp::rtcp::{
 };
 use crate::rtp::stats::{ntp_compact, ntp_from_unix};
 use crate::rtp::stream::{ReceiveStream, Received, SendStream};
+use crate::rtp::twcc::TwccRecorder;
 use crate::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
 use crate::rtp::{HeaderFields, RtpError, RtpPacket, RtpPacketMut, write_rtp_packet};
 use crate::sdp::{
@@ -59,7 +60,7 @@ const MAX_REPORT_BLOCKS: usize = 31;
 pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
     (CANONICAL_MID, sdp::codec::uri::MID),
     (2, sdp::codec::uri::ABS_SEND_TIME),
-    (3, sdp::codec::uri::TRANSPORT_CC),
+    (CANONICAL_TRANSPORT_CC, sdp::codec::uri::TRANSPORT_CC),
     (4, sdp::codec::uri::AUDIO_LEVEL),
     (5, sdp::codec::uri::RTP_STREAM_ID),
     (6, sdp::codec::uri::REPAIRED_RTP_STREAM_ID),
@@ -67,6 +68,11 @@ pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
 /// The canonical id of the mid extension (RFC 8843 §15), rewritten to the
 /// sending m-line's own mid by [`PeerConnection::send_rtp`].
 const CANONICAL_MID: u8 = 1;
+/// The canonical id of transport-cc.
+const CANONICAL_TRANSPORT_CC: u8 = 3;
+/// How often transport-cc feedback goes while packets come (browsers send
+/// it every 50–100 ms).
+const TWCC_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The first retransmission timeout of every handshake a connection set-up
 /// waits on: ICE checks, DTLS flights and the SCTP INIT and COOKIE-ECHO
@@ -202,6 +208,10 @@ pub struct MediaStats {
     pub plis_sent: u64,
     /// Whole frames delivered.
     pub frames_received: u64,
+    /// Transport-cc feedback packets sent (about our arrivals).
+    pub twcc_feedback_sent: u64,
+    /// Transport-cc feedback packets received (about our packets).
+    pub twcc_feedback_received: u64,
 }
 
 /// A local track: the handle [`PeerConnection::add_track`] returns.
@@ -503,6 +513,16 @@ struct Sender {
     codec_name: Option<String>,
 }
 
+impl Sender {
+    /// The transport-cc extension id negotiated on the track's m-line.
+    fn tcc_id(&self) -> Option<u8> {
+        self.ext_out
+            .iter()
+            .find(|(c, _)| *c == CANONICAL_TRANSPORT_CC)
+            .map(|(_, id)| *id)
+    }
+}
+
 /// One m-line the peer sends on.
 #[derive(Debug)]
 struct Receiver {
@@ -583,6 +603,18 @@ pub struct PeerConnection {
     sctp_out: Vec<u8>,
     /// Reused RTCP packets of a receiver's feedback.
     feedback: Vec<RtcpPacket>,
+    /// Transport-wide arrival times of the peer's packets, for the
+    /// transport-cc feedback its bandwidth estimator runs on
+    /// (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1).
+    twcc: TwccRecorder,
+    /// When the next transport-cc feedback goes (armed by a packet).
+    next_twcc: Option<Instant>,
+    /// The media SSRC the last transport-cc sequence number came with.
+    twcc_media_ssrc: u32,
+    /// Our next transport-wide sequence number (one counter for every
+    /// packet we send, RTX included: draft-holmer-rmcat-transport-wide-cc-
+    /// extensions-01 §2).
+    twcc_send_seq: u16,
     events: VecDeque<Event>,
 }
 
@@ -657,6 +689,10 @@ impl PeerConnection {
             packet: Vec::with_capacity(1500),
             sctp_out: Vec::with_capacity(1500),
             feedback: Vec::new(),
+            twcc: TwccRecorder::new(),
+            next_twcc: None,
+            twcc_media_ssrc: 0,
+            twcc_send_seq: 0,
             events: VecDeque::new(),
         }
     }
@@ -1086,20 +1122,30 @@ impl PeerConnection {
         s.packetizer
             .packetize_into(frame, MAX_RTP_PAYLOAD, &mut self.payloads)?;
         let n = self.payloads.len();
+        let tcc_id = s.tcc_id();
         for (i, payload) in self.payloads.iter().enumerate() {
             // RFC 8843 §15: the mid header extension lets the receiver
-            // route a new SSRC to its m-line.
-            let mid = s
-                .mid_ext
-                .zip(s.mid.as_deref())
-                .map(|(id, m)| (id, m.as_bytes()));
+            // route a new SSRC to its m-line; transport-cc numbers every
+            // packet for the peer's feedback.
+            let tcc = self.twcc_send_seq.to_be_bytes();
+            let mut elements: [(u8, &[u8]); 2] = [(0, &[]); 2];
+            let mut k = 0;
+            if let (Some(id), Some(mid)) = (s.mid_ext, s.mid.as_deref()) {
+                elements[k] = (id, mid.as_bytes());
+                k += 1;
+            }
+            if let Some(id) = tcc_id {
+                elements[k] = (id, &tcc);
+                k += 1;
+                self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
+            }
             self.packet.clear();
             // RFC 3550 §5.1: the marker ends the frame.
             s.stream.write_packet(
                 now,
                 timestamp,
                 i + 1 == n,
-                mid.as_slice(),
+                &elements[..k],
                 payload,
                 &mut self.packet,
             )?;
@@ -1136,15 +1182,22 @@ impl PeerConnection {
             ));
         }
         let p = RtpPacket::new_checked(packet)?;
-        // The elements, rewritten, on the stack: at most 16 are kept.
+        // The elements, rewritten, on the stack: at most 16 are kept. The
+        // mid and the transport-wide sequence number are ours.
         let mut elements: [(u8, &[u8]); 16] = [(0, &[]); 16];
         let mut n = 0;
         if let Some(mid) = s.mid_ext.zip(s.mid.as_deref()) {
             elements[0] = (mid.0, mid.1.as_bytes());
             n = 1;
         }
+        let tcc = self.twcc_send_seq.to_be_bytes();
+        if let Some(id) = s.tcc_id() {
+            elements[n] = (id, &tcc);
+            n += 1;
+            self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
+        }
         for e in p.extensions().map_while(Result::ok) {
-            if e.id == CANONICAL_MID || n == elements.len() {
+            if matches!(e.id, CANONICAL_MID | CANONICAL_TRANSPORT_CC) || n == elements.len() {
                 continue;
             }
             if let Some(&(_, id)) = s.ext_out.iter().find(|(c, _)| *c == e.id) {
@@ -1315,8 +1368,19 @@ impl PeerConnection {
                         continue;
                     };
                     // RFC 4588 §4: each NACKed packet still kept goes out
-                    // again on the RTX stream.
-                    let sent = s.stream.on_nack(nack, |p| t.send_rtp(p).is_ok());
+                    // again on the RTX stream, with a transport-wide
+                    // sequence number of its own.
+                    let (tcc_id, seq) = (s.tcc_id(), &mut self.twcc_send_seq);
+                    let sent = s.stream.on_nack(nack, |p| {
+                        if let (Some(id), Ok(mut m)) = (tcc_id, RtpPacketMut::new_checked(p))
+                            && let Some(e) = m.extension_element_mut(id)
+                            && e.len() == 2
+                        {
+                            e.copy_from_slice(&seq.to_be_bytes());
+                            *seq = seq.wrapping_add(1);
+                        }
+                        t.send_rtp(p).is_ok()
+                    });
                     self.media_stats.rtx_sent += sent as u64;
                 }
                 RtcpPacket::Pli(pli) => {
@@ -1333,6 +1397,7 @@ impl PeerConnection {
                         }
                     }
                 }
+                RtcpPacket::TransportCc(_) => self.media_stats.twcc_feedback_received += 1,
                 RtcpPacket::Remb(remb) => self.push(Event::Remb {
                     bitrate: remb.bitrate,
                 }),
@@ -2025,6 +2090,21 @@ impl PeerConnection {
         if !r.payload_types.contains(&pt) && !r.stream.is_rtx(pt) {
             return;
         }
+        // The transport-wide sequence number, if the m-line negotiated it:
+        // its arrival time goes into our next transport-cc feedback.
+        if let Some(seq) = r
+            .ext_in
+            .iter()
+            .find(|(_, c)| *c == CANONICAL_TRANSPORT_CC)
+            .and_then(|(id, _)| packet.extension_element(*id))
+            .and_then(crate::rtp::ext::values::transport_cc_seq)
+        {
+            let epoch = *self.epoch.get_or_insert(now);
+            let us = now.saturating_duration_since(epoch).as_micros() as i64;
+            self.twcc.on_packet(seq, us);
+            self.twcc_media_ssrc = packet.ssrc();
+            self.next_twcc.get_or_insert(now + TWCC_INTERVAL);
+        }
         // The peer may switch codecs among the negotiated payload types:
         // a new depacketizer (frames of the old codec in flight are lost).
         if let Some((_, codec, name)) = r.codecs.iter().find(|(p, _, _)| *p == pt) {
@@ -2133,6 +2213,22 @@ impl Machine for PeerConnection {
         for i in 0..self.receivers.len() {
             self.receiver_feedback(now, i);
         }
+        if self.next_twcc.is_some_and(|due| now >= due) {
+            self.next_twcc = None;
+            if let (Some(fb), Some(t)) = (
+                self.twcc
+                    .poll_feedback(self.rtcp_ssrc, self.twcc_media_ssrc),
+                self.transport.as_mut(),
+            ) {
+                // RFC 5506: feedback alone, without a report in front.
+                self.packet.clear();
+                if RtcpPacket::TransportCc(fb).write(&mut self.packet).is_ok()
+                    && t.send_rtcp(&self.packet).is_ok()
+                {
+                    self.media_stats.twcc_feedback_sent += 1;
+                }
+            }
+        }
         if let Some(due) = self.next_rtcp
             && now >= due
         {
@@ -2168,7 +2264,7 @@ impl Machine for PeerConnection {
             .filter(|_| self.data_started)
             .and_then(|d| d.poll_timeout());
         let media = self.receivers.iter().map(|r| r.stream.poll_timeout());
-        [t, d, self.next_rtcp]
+        [t, d, self.next_rtcp, self.next_twcc]
             .into_iter()
             .chain(media)
             .flatten()

@@ -298,6 +298,19 @@ impl<'a> RtpPacketMut<'a> {
         kept
     }
 
+    /// The data of the first RFC 8285 element with local id `id`, writable
+    /// in place (its length cannot change), if present and well formed.
+    pub fn extension_element_mut(&mut self, id: u8) -> Option<&mut [u8]> {
+        let p = self.as_packet();
+        let (_, block) = p.extension()?;
+        let block_start = self.payload_start - block.len();
+        let e = p.extensions().map_while(Result::ok).find(|e| e.id == id)?;
+        // The element's data lies inside the block: its offset there.
+        let at = e.data.as_ptr() as usize - block.as_ptr() as usize;
+        let len = e.data.len();
+        Some(&mut self.buf[block_start + at..block_start + at + len])
+    }
+
     /// The payload, writable (e.g. to rewrite a VP8 picture id in place).
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buf[self.payload_start..self.payload_end]
@@ -622,6 +635,23 @@ mod tests {
                     }),
                 },
             )
+    }
+
+    #[test]
+    fn an_element_is_rewritten_in_place() {
+        let mut buf = Vec::new();
+        let fields = HeaderFields {
+            payload_type: 96,
+            ..Default::default()
+        };
+        write_rtp_packet(fields, &[(1, b"0"), (3, &[0, 7])], false, b"x", &mut buf).unwrap();
+        let mut m = RtpPacketMut::new_checked(&mut buf).unwrap();
+        m.extension_element_mut(3).unwrap().copy_from_slice(&[1, 2]);
+        assert!(m.extension_element_mut(4).is_none());
+        let p = RtpPacket::new_checked(&buf).unwrap();
+        assert_eq!(p.extension_element(3), Some(&[1, 2][..]));
+        assert_eq!(p.extension_element(1), Some(&b"0"[..]));
+        assert_eq!(p.payload(), b"x");
     }
 
     fn arb_elements() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
