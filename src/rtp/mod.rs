@@ -120,6 +120,7 @@
 //! caller decides when a gap is given up ([`FrameAssembler::give_up`], or
 //! [`FrameAssembler::give_up_if_stalled`] with its clock).
 
+pub mod av1;
 pub mod bench;
 pub mod ext;
 pub mod fuzz;
