@@ -123,6 +123,7 @@
 pub mod av1;
 pub mod bench;
 pub mod codec;
+pub mod dd;
 pub mod ext;
 pub mod fuzz;
 pub mod h264;
