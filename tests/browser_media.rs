@@ -8,7 +8,8 @@
 //! printed on failure.
 //!
 //! Cases (each run for both browsers, H.264 for Chromium only):
-//! 1. camera → Rust in VP8 (an IVF file, read back) and H.264 (Annex-B);
+//! 1. camera → Rust in VP8 (an IVF file, read back), H.264 (Annex-B), VP9
+//!    and AV1 (IVF files that `vpxdec` and `dav1d` must decode whole);
 //! 2. a VP8 clip (`tests/fixtures/media/fake-camera-vp8.ivf`) → the page;
 //! 3. reflect: camera → Rust → the page, in VP8, VP9 and AV1 (both
 //!    browsers encode all three here); the page must decode the codec and
@@ -335,10 +336,10 @@ async fn camera_to_rust(kind: BrowserKind, codec: TrackCodec, want: usize) -> Op
 }
 
 /// Writes the frames as an IVF file (90 kHz timestamps rebased to 1/90000).
-fn ivf_file(frames: &[(u32, Vec<u8>)], width: u16, height: u16) -> Vec<u8> {
+fn ivf_file(frames: &[(u32, Vec<u8>)], fourcc: [u8; 4], width: u16, height: u16) -> Vec<u8> {
     let mut out = Vec::new();
     rtclab::rtp::ivf::IvfHeader {
-        fourcc: *b"VP80",
+        fourcc,
         width,
         height,
         timebase_den: 90_000,
@@ -370,7 +371,7 @@ async fn vp8_camera_to_rust(kind: BrowserKind) {
         return;
     };
     let (w, h) = vp8_keyframe_size(&got.frames[0].1).expect("the first frame is a VP8 keyframe");
-    let file = ivf_file(&got.frames, w, h);
+    let file = ivf_file(&got.frames, *b"VP80", w, h);
     let path = std::env::temp_dir().join(format!("rtclab-{}-camera.ivf", kind.name()));
     std::fs::write(&path, &file).expect("write IVF");
     if let Ok(dir) = std::env::var("RTCLAB_RECORD_CLIP") {
@@ -452,6 +453,89 @@ async fn chromium_h264_camera_to_rust() {
         file.len(),
         got.keyframes
     );
+}
+
+/// Camera → Rust in VP9 or AV1, written to an IVF file (fourcc `VP90` /
+/// `AV01`) that a reference decoder (libvpx's `vpxdec`, `dav1d`) must
+/// decode whole: the depacketized frames are what decoders want (AV1: each
+/// temporal unit in the low-overhead format, sizes restored).
+async fn camera_to_ivf_decoded(kind: BrowserKind, codec: TrackCodec) {
+    let (fourcc, decoder, package) = match codec {
+        TrackCodec::Vp9 => (*b"VP90", "vpxdec", "vpx-tools"),
+        _ => (*b"AV01", "dav1d", "dav1d"),
+    };
+    let Some(decoder) = common::require_binary(decoder, package) else {
+        return;
+    };
+    let Some(got) = camera_to_rust(kind, codec, 60).await else {
+        return;
+    };
+    assert!(
+        keyframe_structure_ok(codec, &got.frames[0].1),
+        "the first {codec:?} frame is not a keyframe of the codec's structure"
+    );
+    let file = ivf_file(&got.frames, fourcc, 320, 240);
+    let path = std::env::temp_dir().join(format!(
+        "rtclab-{}-camera-{}.ivf",
+        kind.name(),
+        codec.name().to_lowercase()
+    ));
+    std::fs::write(&path, &file).expect("write IVF");
+    let mut cmd = std::process::Command::new(&decoder);
+    match codec {
+        TrackCodec::Vp9 => cmd.args(["--summary", "-o", "/dev/null"]).arg(&path),
+        _ => cmd
+            .args(["--muxer", "null", "-o", "/dev/null", "-i"])
+            .arg(&path),
+    };
+    let out = cmd.output().expect("run the decoder");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{decoder:?} failed on {path:?}:\n{text}"
+    );
+    // "60 decoded frames/60 showed frames" (vpxdec --summary), "Decoded
+    // 60/60 frames" (dav1d): every frame decoded.
+    let decoded = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<usize>().ok())
+        .find(|&n| n == got.frames.len());
+    assert!(
+        decoded.is_some(),
+        "{decoder:?} did not decode all {} frames:\n{text}",
+        got.frames.len()
+    );
+    eprintln!(
+        "{kind:?}: {} ({} frames, {} bytes) decoded by {decoder:?}: {}",
+        path.display(),
+        got.frames.len(),
+        file.len(),
+        text.trim().lines().last().unwrap_or("")
+    );
+}
+
+#[tokio::test]
+async fn chromium_vp9_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Chromium, TrackCodec::Vp9).await;
+}
+
+#[tokio::test]
+async fn chromium_av1_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Chromium, TrackCodec::Av1).await;
+}
+
+#[tokio::test]
+async fn firefox_vp9_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Firefox, TrackCodec::Vp9).await;
+}
+
+#[tokio::test]
+async fn firefox_av1_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Firefox, TrackCodec::Av1).await;
 }
 
 // ---------------------------------------------------------------------------
