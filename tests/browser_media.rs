@@ -8,9 +8,13 @@
 //! printed on failure.
 //!
 //! Cases (each run for both browsers, H.264 for Chromium only):
-//! 1. camera → Rust in VP8 (an IVF file, read back) and H.264 (Annex-B);
+//! 1. camera → Rust in VP8 (an IVF file, read back), H.264 (Annex-B), VP9
+//!    and AV1 (IVF files that `vpxdec` and `dav1d` must decode whole);
 //! 2. a VP8 clip (`tests/fixtures/media/fake-camera-vp8.ivf`) → the page;
-//! 3. reflect: camera → Rust → the page;
+//! 3. reflect: camera → Rust → the page, in VP8, VP9 and AV1 (both
+//!    browsers encode all three here); the page must decode the codec and
+//!    the Rust side's keyframes must have its structure (VP9 frame_type 0,
+//!    an AV1 unit with a temporal delimiter and a sequence header);
 //! 4. Opus both ways (the microphone's packets reflected);
 //! 5. renegotiation: the page adds a track (its new offer), then Rust adds
 //!    one (our new offer); media flows on both new tracks;
@@ -332,10 +336,10 @@ async fn camera_to_rust(kind: BrowserKind, codec: TrackCodec, want: usize) -> Op
 }
 
 /// Writes the frames as an IVF file (90 kHz timestamps rebased to 1/90000).
-fn ivf_file(frames: &[(u32, Vec<u8>)], width: u16, height: u16) -> Vec<u8> {
+fn ivf_file(frames: &[(u32, Vec<u8>)], fourcc: [u8; 4], width: u16, height: u16) -> Vec<u8> {
     let mut out = Vec::new();
     rtclab::rtp::ivf::IvfHeader {
-        fourcc: *b"VP80",
+        fourcc,
         width,
         height,
         timebase_den: 90_000,
@@ -367,7 +371,7 @@ async fn vp8_camera_to_rust(kind: BrowserKind) {
         return;
     };
     let (w, h) = vp8_keyframe_size(&got.frames[0].1).expect("the first frame is a VP8 keyframe");
-    let file = ivf_file(&got.frames, w, h);
+    let file = ivf_file(&got.frames, *b"VP80", w, h);
     let path = std::env::temp_dir().join(format!("rtclab-{}-camera.ivf", kind.name()));
     std::fs::write(&path, &file).expect("write IVF");
     if let Ok(dir) = std::env::var("RTCLAB_RECORD_CLIP") {
@@ -449,6 +453,89 @@ async fn chromium_h264_camera_to_rust() {
         file.len(),
         got.keyframes
     );
+}
+
+/// Camera → Rust in VP9 or AV1, written to an IVF file (fourcc `VP90` /
+/// `AV01`) that a reference decoder (libvpx's `vpxdec`, `dav1d`) must
+/// decode whole: the depacketized frames are what decoders want (AV1: each
+/// temporal unit in the low-overhead format, sizes restored).
+async fn camera_to_ivf_decoded(kind: BrowserKind, codec: TrackCodec) {
+    let (fourcc, decoder, package) = match codec {
+        TrackCodec::Vp9 => (*b"VP90", "vpxdec", "vpx-tools"),
+        _ => (*b"AV01", "dav1d", "dav1d"),
+    };
+    let Some(decoder) = common::require_binary(decoder, package) else {
+        return;
+    };
+    let Some(got) = camera_to_rust(kind, codec, 60).await else {
+        return;
+    };
+    assert!(
+        keyframe_structure_ok(codec, &got.frames[0].1),
+        "the first {codec:?} frame is not a keyframe of the codec's structure"
+    );
+    let file = ivf_file(&got.frames, fourcc, 320, 240);
+    let path = std::env::temp_dir().join(format!(
+        "rtclab-{}-camera-{}.ivf",
+        kind.name(),
+        codec.name().to_lowercase()
+    ));
+    std::fs::write(&path, &file).expect("write IVF");
+    let mut cmd = std::process::Command::new(&decoder);
+    match codec {
+        TrackCodec::Vp9 => cmd.args(["--summary", "-o", "/dev/null"]).arg(&path),
+        _ => cmd
+            .args(["--muxer", "null", "-o", "/dev/null", "-i"])
+            .arg(&path),
+    };
+    let out = cmd.output().expect("run the decoder");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "{decoder:?} failed on {path:?}:\n{text}"
+    );
+    // "60 decoded frames/60 showed frames" (vpxdec --summary), "Decoded
+    // 60/60 frames" (dav1d): every frame decoded.
+    let decoded = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse::<usize>().ok())
+        .find(|&n| n == got.frames.len());
+    assert!(
+        decoded.is_some(),
+        "{decoder:?} did not decode all {} frames:\n{text}",
+        got.frames.len()
+    );
+    eprintln!(
+        "{kind:?}: {} ({} frames, {} bytes) decoded by {decoder:?}: {}",
+        path.display(),
+        got.frames.len(),
+        file.len(),
+        text.trim().lines().last().unwrap_or("")
+    );
+}
+
+#[tokio::test]
+async fn chromium_vp9_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Chromium, TrackCodec::Vp9).await;
+}
+
+#[tokio::test]
+async fn chromium_av1_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Chromium, TrackCodec::Av1).await;
+}
+
+#[tokio::test]
+async fn firefox_vp9_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Firefox, TrackCodec::Vp9).await;
+}
+
+#[tokio::test]
+async fn firefox_av1_camera_to_rust_decodes() {
+    camera_to_ivf_decoded(BrowserKind::Firefox, TrackCodec::Av1).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -608,19 +695,52 @@ async fn firefox_vp8_clip_to_browser() {
 // ---------------------------------------------------------------------------
 // Case 3: reflect, browser → Rust → browser (as the demo does).
 
-async fn reflect(kind: BrowserKind) {
-    let Some(mut run) = Run::start(kind, "case=reflect&codec=VP8").await else {
+/// Whether `frame` is a keyframe of `codec` with the structure a decoder
+/// starts from: a VP8 keyframe header with its size; a VP9 keyframe
+/// (uncompressed header frame_type 0, RFC 9628 §4.2's P bit agreeing); an
+/// AV1 temporal unit opening with a temporal delimiter and holding a
+/// sequence header OBU (what N=1 announced).
+fn keyframe_structure_ok(codec: TrackCodec, frame: &[u8]) -> bool {
+    match codec {
+        TrackCodec::Vp8 => vp8_keyframe_size(frame).is_some(),
+        TrackCodec::Vp9 => rtclab::rtp::vp9::frame_is_keyframe(frame),
+        TrackCodec::Av1 => {
+            use rtclab::rtp::av1::{ObuReader, TEMPORAL_DELIMITER, has_sequence_header};
+            frame.starts_with(&TEMPORAL_DELIMITER)
+                && has_sequence_header(frame)
+                && ObuReader::new(frame).all(|o| o.is_ok())
+        }
+        _ => true,
+    }
+}
+
+/// Camera → Rust → page in `codec`: the Rust side reflects every frame on
+/// its own track; the page must decode them in that codec, and the Rust
+/// side must have got keyframes of the right structure.
+async fn reflect(kind: BrowserKind, codec: TrackCodec) {
+    let query = format!("case=reflect&codec={}", codec.name());
+    let Some(mut run) = Run::start(kind, &query).await else {
         return;
     };
     let mut track = None;
     let mut camera_mid = None;
     let mut reflected = 0u64;
+    let mut keyframes = 0u64;
     let mut seen = Vec::new();
     loop {
         match run.step().await {
-            Step::Offer(sdp) => track = run.answer(&sdp, &[TrackCodec::Vp8]).await.first().copied(),
+            Step::Offer(sdp) => track = run.answer(&sdp, &[codec]).await.first().copied(),
             Step::Peer(PeerEvent::Track { mid, .. }) => camera_mid = Some(mid),
             Step::Peer(PeerEvent::Frame { mid, frame }) if Some(&mid) == camera_mid.as_ref() => {
+                if frame.keyframe {
+                    if !keyframe_structure_ok(codec, &frame.data) {
+                        let head = &frame.data[..frame.data.len().min(32)];
+                        run.fail(&format!(
+                            "a {codec:?} keyframe of bad structure: {head:02x?}"
+                        ));
+                    }
+                    keyframes += 1;
+                }
                 let track = track.expect("our track");
                 // Same RTP timestamp: the reflection keeps the camera's timing.
                 if let Err(e) = run.peer().send_frame(track, frame.timestamp, &frame.data) {
@@ -640,8 +760,13 @@ async fn reflect(kind: BrowserKind) {
                 let n = seen.len();
                 if decoded >= 30 && keys >= 1 && n >= 3 && seen[n - 3] < decoded {
                     eprintln!(
-                        "{kind:?}: reflected {reflected} frames; page framesDecoded {decoded}, keyFramesDecoded {keys}, pliCount {plis}"
+                        "{kind:?} {}: reflected {reflected} frames ({keyframes} keyframes); page framesDecoded {decoded}, keyFramesDecoded {keys}, pliCount {plis}",
+                        codec.name()
                     );
+                    let s = &run.inbound("video")[0];
+                    let want = format!("video/{}", codec.name());
+                    assert_eq!(s["codec"].as_str(), Some(want.as_str()), "{s}");
+                    assert!(keyframes >= 1, "no keyframe reached the Rust side");
                     break;
                 }
             }
@@ -653,12 +778,32 @@ async fn reflect(kind: BrowserKind) {
 
 #[tokio::test]
 async fn chromium_reflect_camera() {
-    reflect(BrowserKind::Chromium).await;
+    reflect(BrowserKind::Chromium, TrackCodec::Vp8).await;
 }
 
 #[tokio::test]
 async fn firefox_reflect_camera() {
-    reflect(BrowserKind::Firefox).await;
+    reflect(BrowserKind::Firefox, TrackCodec::Vp8).await;
+}
+
+#[tokio::test]
+async fn chromium_reflect_camera_vp9() {
+    reflect(BrowserKind::Chromium, TrackCodec::Vp9).await;
+}
+
+#[tokio::test]
+async fn chromium_reflect_camera_av1() {
+    reflect(BrowserKind::Chromium, TrackCodec::Av1).await;
+}
+
+#[tokio::test]
+async fn firefox_reflect_camera_vp9() {
+    reflect(BrowserKind::Firefox, TrackCodec::Vp9).await;
+}
+
+#[tokio::test]
+async fn firefox_reflect_camera_av1() {
+    reflect(BrowserKind::Firefox, TrackCodec::Av1).await;
 }
 
 // ---------------------------------------------------------------------------

@@ -19,6 +19,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("rtcp_compound", rtp::rtcp_compound),
     ("vp8_depacketize", rtp::vp8_depacketize),
     ("vp9_depacketize", rtp::vp9_depacketize),
+    ("av1_depacketize", rtp::av1_depacketize),
+    ("dependency_descriptor", rtp::dependency_descriptor),
     ("h264_depacketize", rtp::h264_depacketize),
     ("opus_depacketize", rtp::opus_depacketize),
     ("media_files", rtp::media_files),

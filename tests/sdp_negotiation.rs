@@ -116,10 +116,20 @@ fn answer_chromium_offer() {
         ["ssrc:1111 cname:rtclab", "ssrc:1111 msid:stream a"]
     );
 
-    // Video: VP8 + RTX, and the one H.264 with our profile (constrained
-    // baseline 42e01f) and packetization mode 1: payload type 108.
+    // Video: VP8 + RTX, the one H.264 with our profile (constrained
+    // baseline 42e01f) and packetization mode 1: payload type 108; AV1 (45)
+    // and VP9 profile 0 (98) with theirs, in the offer's order; not VP9
+    // profile 2 (100).
     let video = &answer.media[1];
-    assert_eq!(video.formats, ["96", "97", "108", "109"]);
+    assert_eq!(
+        video.formats,
+        ["96", "97", "108", "109", "45", "46", "98", "99"]
+    );
+    assert_eq!(video.fmtp(98).unwrap().params, "profile-id=0");
+    assert_eq!(
+        video.fmtp(45).unwrap().params,
+        "level-idx=5;profile=0;tier=0"
+    );
     assert_eq!(video.fmtp(97).unwrap().params, "apt=96");
     assert_eq!(video.fmtp(109).unwrap().params, "apt=108");
     assert_eq!(
@@ -169,7 +179,15 @@ fn answer_chromium_offer() {
         .iter()
         .map(|c| (c.name.as_str(), c.payload_type, c.rtx_payload_type))
         .collect();
-    assert_eq!(pts, [("VP8", 96, Some(97)), ("H264", 108, Some(109))]);
+    assert_eq!(
+        pts,
+        [
+            ("VP8", 96, Some(97)),
+            ("H264", 108, Some(109)),
+            ("AV1", 45, Some(46)),
+            ("VP9", 98, Some(99))
+        ]
+    );
     assert_eq!(v.codecs[0].feedback.len(), 5);
     assert_eq!(
         v.codecs[1].remote_fmtp.as_deref(),
@@ -197,7 +215,7 @@ fn answer_chromium_offer() {
     // The agreement read from the pair, as the offerer would, mirrors ours.
     let theirs = negotiate(&offer, &answer, true).unwrap();
     assert_eq!(theirs.dtls_role, DtlsRole::Server);
-    assert_eq!(theirs.media[1].codecs.len(), 2);
+    assert_eq!(theirs.media[1].codecs.len(), 4);
     assert_eq!(theirs.media[0].direction, Direction::SendRecv);
 }
 
@@ -231,8 +249,12 @@ fn answer_firefox_offer() {
     let (answer, n) = us.create_answer(&offer).unwrap();
     wire(&answer);
     assert_eq!(n.bundle, ["0", "1", "2"]);
-    // Firefox has no H.264 here: VP8 (120) with its RTX (124).
-    assert_eq!(answer.media[1].formats, ["120", "124"]);
+    // Firefox has no H.264 here: VP8 (120) with its RTX (124), VP9 (121,
+    // 125) and AV1 (99, 100).
+    assert_eq!(
+        answer.media[1].formats,
+        ["120", "124", "121", "125", "99", "100"]
+    );
     assert_eq!(answer.media[0].formats, ["109"]);
     // The recvonly csrc-audio-level extension is not ours; the others keep ids.
     let ext: Vec<_> = answer.media[0].extmaps().map(|e| e.id).collect();
@@ -286,7 +308,10 @@ fn our_offer_answered_by_ourselves() {
             .all(|m| m.setup() == Some(Setup::ActPass))
     );
     assert!(offer.media[..2].iter().all(|m| m.has(&Attribute::RtcpMux)));
-    assert_eq!(offer.media[1].formats, ["96", "97", "102", "103"]);
+    assert_eq!(
+        offer.media[1].formats,
+        ["96", "97", "102", "103", "98", "99", "45", "46"]
+    );
     assert_eq!(offer.media[2].media, "application");
     // The same id for the same URI in every m-line (one BUNDLE transport).
     let id = |m: usize, u: &str| offer.media[m].extmaps().find(|e| e.uri == u).map(|e| e.id);
@@ -525,12 +550,12 @@ fn answers_that_break_the_rules_are_refused() {
 
     // A payload type the offer did not have.
     let mut bad = good.clone();
-    bad.media[1].formats.push("45".into());
+    bad.media[1].formats.push("35".into());
     assert!(matches!(
         a.set_remote_answer(&bad),
         Err(NegotiationError::CodecNotOffered {
             index: 1,
-            payload_type: 45
+            payload_type: 35
         })
     ));
     // No rtcp-mux.
@@ -619,7 +644,8 @@ fn bundle_only_m_lines_take_the_tagged_transport() {
     let (answer, n) = peer("x", 1, 1).create_answer(&offer).unwrap();
     assert!(!answer.media[1].is_rejected());
     assert!(!n.media[1].rejected);
-    assert_eq!(n.media[1].codecs.len(), 2);
+    // VP8, H.264, AV1 and VP9.
+    assert_eq!(n.media[1].codecs.len(), 4);
     assert_eq!(n.bundle, ["0", "1", "2"]);
 }
 

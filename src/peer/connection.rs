@@ -18,17 +18,15 @@ use crate::datachannel::{self, ChannelId, ChannelInit, ConnectionConfig, DataCha
 use crate::dtls::cert::Certificate;
 use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
-use crate::rtp::h264::{H264Depacketizer, H264Packetizer};
+use crate::rtp::codec::{AnyDepacketizer, AnyPacketizer};
 use crate::rtp::jitter::Frame;
-use crate::rtp::opus::{OpusDepacketizer, OpusPacketizer};
-use crate::rtp::payload::{Depacketizer, Packetizer, Payloads};
+use crate::rtp::payload::{Packetizer, Payloads};
 use crate::rtp::rtcp::{
     Bye, Pli, ReceiverReport, ReportBlock, RtcpPacket, Sdes, SdesChunk, sdes_type,
 };
 use crate::rtp::stats::{ntp_compact, ntp_from_unix};
 use crate::rtp::stream::{ReceiveStream, Received, SendStream};
 use crate::rtp::twcc::TwccRecorder;
-use crate::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
 use crate::rtp::{HeaderFields, RtpError, RtpPacket, RtpPacketMut, write_rtp_packet};
 use crate::sdp::{
     self, Capabilities, Direction, LocalSender, MediaKind, Mid, Negotiated, NegotiationError,
@@ -345,148 +343,9 @@ impl From<RtpError> for Error {
     }
 }
 
-/// The codec a track sends with ([`PeerConnection::add_track_with_codec`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TrackCodec {
-    /// VP8 video (RFC 7741).
-    Vp8,
-    /// H.264 video (RFC 6184), packetization-mode 1; frames are Annex-B
-    /// access units (start codes before each NAL unit).
-    H264,
-    /// Opus audio (RFC 7587).
-    Opus,
-}
-
-impl TrackCodec {
-    /// The media kind.
-    pub fn kind(self) -> MediaKind {
-        match self {
-            TrackCodec::Vp8 | TrackCodec::H264 => MediaKind::Video,
-            TrackCodec::Opus => MediaKind::Audio,
-        }
-    }
-
-    /// The SDP encoding name.
-    pub fn name(self) -> &'static str {
-        match self {
-            TrackCodec::Vp8 => "VP8",
-            TrackCodec::H264 => "H264",
-            TrackCodec::Opus => "opus",
-        }
-    }
-
-    /// The codec a negotiated encoding name (and fmtp) stands for, if we
-    /// can packetize it. H.264 only in packetization-mode 1 (RFC 6184 §6.3):
-    /// mode 0 cannot carry NAL units above the MTU, mode 2 is interleaved.
-    fn of(c: &sdp::NegotiatedCodec) -> Option<TrackCodec> {
-        let name = c.name.as_str();
-        if name.eq_ignore_ascii_case("VP8") {
-            Some(TrackCodec::Vp8)
-        } else if name.eq_ignore_ascii_case("opus") {
-            Some(TrackCodec::Opus)
-        } else if name.eq_ignore_ascii_case("H264") {
-            let fmtp = c.remote_fmtp.as_deref().or(c.local_fmtp.as_deref());
-            let mode = fmtp.and_then(|f| {
-                f.split(';')
-                    .filter_map(|kv| kv.trim().split_once('='))
-                    .find(|(k, _)| k.eq_ignore_ascii_case("packetization-mode"))
-                    .map(|(_, v)| v.trim())
-            });
-            (mode == Some("1")).then_some(TrackCodec::H264)
-        } else {
-            None
-        }
-    }
-
-    fn depacketizer(self) -> AnyDepacketizer {
-        match self {
-            TrackCodec::Vp8 => AnyDepacketizer::Vp8(Vp8Depacketizer),
-            TrackCodec::H264 => AnyDepacketizer::H264(H264Depacketizer::new()),
-            TrackCodec::Opus => AnyDepacketizer::Opus(OpusDepacketizer),
-        }
-    }
-}
-
-/// The packetizers a sender can use.
-#[derive(Debug)]
-enum AnyPacketizer {
-    Vp8(Vp8Packetizer),
-    H264(H264Packetizer),
-    Opus(OpusPacketizer),
-}
-
-impl Packetizer for AnyPacketizer {
-    fn packetize(
-        &mut self,
-        frame: &[u8],
-        mtu: usize,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), RtpError> {
-        match self {
-            AnyPacketizer::Vp8(p) => p.packetize(frame, mtu, out),
-            AnyPacketizer::H264(p) => p.packetize(frame, mtu, out),
-            AnyPacketizer::Opus(p) => p.packetize(frame, mtu, out),
-        }
-    }
-    fn packetize_into(
-        &mut self,
-        frame: &[u8],
-        mtu: usize,
-        out: &mut Payloads,
-    ) -> Result<(), RtpError> {
-        match self {
-            AnyPacketizer::Vp8(p) => p.packetize_into(frame, mtu, out),
-            AnyPacketizer::H264(p) => p.packetize_into(frame, mtu, out),
-            AnyPacketizer::Opus(p) => p.packetize_into(frame, mtu, out),
-        }
-    }
-}
-
-/// The depacketizers a receiver can use.
-#[derive(Debug, Clone)]
-enum AnyDepacketizer {
-    Vp8(Vp8Depacketizer),
-    H264(H264Depacketizer),
-    Opus(OpusDepacketizer),
-}
-
-impl Depacketizer for AnyDepacketizer {
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
-        match self {
-            AnyDepacketizer::Vp8(d) => d.depacketize(payload, frame),
-            AnyDepacketizer::H264(d) => d.depacketize(payload, frame),
-            AnyDepacketizer::Opus(d) => d.depacketize(payload, frame),
-        }
-    }
-    fn reset(&mut self) {
-        match self {
-            AnyDepacketizer::Vp8(d) => d.reset(),
-            AnyDepacketizer::H264(d) => d.reset(),
-            AnyDepacketizer::Opus(d) => d.reset(),
-        }
-    }
-    fn is_frame_start(&self, payload: &[u8]) -> bool {
-        match self {
-            AnyDepacketizer::Vp8(d) => d.is_frame_start(payload),
-            AnyDepacketizer::H264(d) => d.is_frame_start(payload),
-            AnyDepacketizer::Opus(d) => d.is_frame_start(payload),
-        }
-    }
-    fn is_keyframe(&self, payload: &[u8]) -> bool {
-        match self {
-            AnyDepacketizer::Vp8(d) => d.is_keyframe(payload),
-            AnyDepacketizer::H264(d) => d.is_keyframe(payload),
-            AnyDepacketizer::Opus(d) => d.is_keyframe(payload),
-        }
-    }
-    fn is_frame_end(&self, payload: &[u8], marker: bool) -> bool {
-        match self {
-            AnyDepacketizer::Vp8(d) => d.is_frame_end(payload, marker),
-            AnyDepacketizer::H264(d) => d.is_frame_end(payload, marker),
-            AnyDepacketizer::Opus(d) => d.is_frame_end(payload, marker),
-        }
-    }
-}
+/// The codec a track sends with ([`PeerConnection::add_track_with_codec`]):
+/// the registry's [`Codec`](crate::rtp::codec::Codec).
+pub use crate::rtp::codec::Codec as TrackCodec;
 
 /// One of our tracks.
 #[derive(Debug)]
@@ -764,11 +623,7 @@ impl PeerConnection {
     /// offer/answer kept it ([`PeerConnection::send_frame`] fails if not).
     pub fn add_track_with_codec(&mut self, codec: TrackCodec) -> Result<TrackId, Error> {
         let kind = codec.kind();
-        let packetizer = match codec {
-            TrackCodec::Vp8 => AnyPacketizer::Vp8(Vp8Packetizer::new(self.rng.random())),
-            TrackCodec::H264 => AnyPacketizer::H264(H264Packetizer::new()),
-            TrackCodec::Opus => AnyPacketizer::Opus(OpusPacketizer),
-        };
+        let packetizer = codec.packetizer(&mut self.rng);
         if self.signaling == SignalingState::Closed {
             return Err(Error::Closed);
         }
@@ -1824,7 +1679,7 @@ impl PeerConnection {
                     let codec = m
                         .codecs
                         .iter()
-                        .find(|c| TrackCodec::of(c) == Some(s.codec))
+                        .find(|c| TrackCodec::from_negotiated(c) == Some(s.codec))
                         .filter(|_| m.direction.sends() && !s.removed);
                     s.negotiated = codec.is_some();
                     s.codec_name = codec.map(|c| c.name.clone());
@@ -1844,7 +1699,9 @@ impl PeerConnection {
                 let codecs: Vec<(u8, TrackCodec, String)> = m
                     .codecs
                     .iter()
-                    .filter_map(|c| TrackCodec::of(c).map(|k| (c.payload_type, k, c.name.clone())))
+                    .filter_map(|c| {
+                        TrackCodec::from_negotiated(c).map(|k| (c.payload_type, k, c.name.clone()))
+                    })
                     .collect();
                 let first = codecs.first().map(|c| c.1).unwrap_or(match kind {
                     MediaKind::Audio => TrackCodec::Opus,

@@ -7,7 +7,7 @@ use super::h264::{AnnexBReader, H264Depacketizer};
 use super::nack::decode_rtx;
 use super::opus::OpusDepacketizer;
 use super::packet::{RtpHeader, RtpPacket};
-use super::payload::Depacketizer;
+use super::payload::{Depacketizer, Packetizer};
 use super::rtcp::{RtcpIter, RtcpPacket};
 use super::vp8::Vp8Depacketizer;
 use super::{FrameAssembler, ivf, ogg};
@@ -125,6 +125,46 @@ pub fn vp9_depacketize(data: &[u8]) {
         assert!(n <= data.len());
     }
     depacketize_all(super::vp9::Vp9Depacketizer, data);
+}
+
+/// AV1 payloads through the depacketizer and the frame assembler; the input
+/// as a temporal unit through the packetizer, whose payloads must come back
+/// whole (OBUs with their size fields).
+pub fn av1_depacketize(data: &[u8]) {
+    use super::av1::{Av1Depacketizer, Av1Packetizer, ObuReader, TEMPORAL_DELIMITER};
+    depacketize_all(Av1Depacketizer::new(), data);
+    let mut ps = Vec::new();
+    let mtu = 50 + usize::from(data.first().copied().unwrap_or(0));
+    if Av1Packetizer::new().packetize(data, mtu, &mut ps).is_ok() {
+        let mut d = Av1Depacketizer::new();
+        let mut frame = Vec::new();
+        for p in &ps {
+            assert!(p.len() <= mtu);
+            d.depacketize(p, &mut frame)
+                .expect("our own AV1 payloads depacketize");
+        }
+        let obus = ObuReader::new(&frame).count();
+        assert!(frame.starts_with(&TEMPORAL_DELIMITER) && obus >= 2);
+    }
+}
+
+/// Dependency descriptors: parsed with no structure and with the one the
+/// input's first descriptor carries; whatever parsed writes and parses back
+/// equal.
+pub fn dependency_descriptor(data: &[u8]) {
+    use super::dd::{DdReader, DependencyDescriptor};
+    let mut reader = DdReader::new();
+    for chunk in payloads(data) {
+        let latest = reader.structure().cloned();
+        if let Ok(d) = DependencyDescriptor::parse(chunk, latest.as_ref()) {
+            let _ = d.frame(latest.as_ref());
+            let mut out = Vec::new();
+            d.emit(latest.as_ref(), &mut out)
+                .expect("a parsed descriptor writes");
+            assert_eq!(DependencyDescriptor::parse(&out, latest.as_ref()), Ok(d));
+        }
+        let _ = reader.read(chunk);
+    }
 }
 
 /// Opus payloads through the depacketizer and the frame assembler.
@@ -275,6 +315,28 @@ mod tests {
             0xAA, 0x81, 0x02, 0x20, 0x07, 0x18, 0x02, 0x80, 0x01, 0xE0, 0x01, 0x04, 0x01, 0xEE,
         ];
         put("vp9_depacketize", "descriptor_with_ss", &desc);
+        // AV1: a keyframe unit (delimiter, sequence header, a frame OBU cut
+        // over three packets), framed as payloads, and as a temporal unit.
+        let mut tu = vec![0x12, 0x00, 0x0a, 0x03, 0, 0, 0x40, 0x32, 0xfa, 0x01];
+        tu.extend(std::iter::repeat_n(0x5au8, 250));
+        let mut ps = Vec::new();
+        crate::rtp::av1::Av1Packetizer::new()
+            .packetize(&tu, 100, &mut ps)
+            .unwrap();
+        put("av1_depacketize", "keyframe_3_packets", &framed(&ps));
+        put("av1_depacketize", "temporal_unit", &tu);
+        // Dependency descriptors: an L1T3 keyframe's, then a delta frame's.
+        put(
+            "dependency_descriptor",
+            "l1t3_structure_then_delta",
+            &framed(&[
+                vec![
+                    0xc0, 0x00, 0x01, 0x80, 0x02, 0x14, 0xea, 0xaa, 0x44, 0x10, 0x4d, 0x14, 0x10,
+                    0x91, 0x04, 0x21, 0x38, 0x13, 0xf8, 0x0e, 0xf8,
+                ],
+                vec![0xc4, 0x00, 0x04],
+            ]),
+        );
         put(
             "opus_depacketize",
             "two_frames",
@@ -313,6 +375,8 @@ mod tests {
             h264_depacketize(data);
             opus_depacketize(data);
             vp9_depacketize(data);
+            av1_depacketize(data);
+            dependency_descriptor(data);
             media_files(data);
         }
     }

@@ -52,9 +52,18 @@
 //! - [`payload`]: the [`Packetizer`] / [`Depacketizer`] traits; [`vp8`] (RFC 7741
 //!   §4.2 descriptor with 7/15-bit picture id, §4.3 keyframe bit), [`h264`]
 //!   (RFC 6184 §5.6 single NAL, §5.7.1 STAP-A, §5.8 FU-A, packetization-mode 1,
-//!   Annex-B in and out), [`opus`] (RFC 7587 §4.2) and [`vp9`] (RFC 9628 §4.2,
-//!   one spatial layer sent, layers and scalability structure parsed). Every packetizer keeps
-//!   each payload within the MTU budget it is given.
+//!   Annex-B in and out), [`opus`] (RFC 7587 §4.2), [`vp9`] (RFC 9628 §4.2,
+//!   one spatial layer sent, layers and scalability structure parsed) and
+//!   [`av1`] (the AOMedia AV1 RTP payload format v1.0 §4.4–§5: aggregation
+//!   header, OBU elements, fragmentation; temporal units in and out in the
+//!   low-overhead format). Every packetizer keeps each payload within the MTU
+//!   budget it is given.
+//! - [`codec`]: the codec registry — each codec's SDP name, clock rate, fmtp,
+//!   feedback, payload types, RTX, packetizer and depacketizer; what
+//!   `sdp::Capabilities::webrtc` offers and `peer` sends with.
+//! - [`dd`]: the Dependency Descriptor header extension (AV1 RTP spec
+//!   Appendix A): frame numbers, templates, decode targets and chains, read
+//!   against the last template structure and written back (for forwarders).
 //! - [`jitter`]: frame assembly — orders packets, detects gaps, emits frames by
 //!   marker bit / timestamp change, drops to the next keyframe after a loss and
 //!   says when a keyframe must be requested.
@@ -119,15 +128,18 @@
 //! RTCP XR (RFC 3611) and SRTCP framing (in `srtp`) are not parsed here; RTP
 //! translators and mixers (the CSRC list is carried, not acted on), header
 //! extension encryption (RFC 6904), and the RTP/AVP profile's non-WebRTC payload
-//! formats; VP9 spatial/temporal layering on send (the descriptor fields are
-//! parsed and written) and the AV1 payload format; H.264 interleaved mode (STAP-B, MTAP,
-//! FU-B). The RTCP transmission interval (RFC 3550 §6.3) and the bandwidth
+//! formats; VP9 and AV1 spatial/temporal layering on send (the VP9 descriptor
+//! fields and the dependency descriptor are parsed and written, but nothing
+//! sends layers); H.264 interleaved mode (STAP-B, MTAP, FU-B). The RTCP transmission interval (RFC 3550 §6.3) and the bandwidth
 //! estimator that consumes transport-cc feedback (Google congestion control)
 //! belong to the caller; the frame assembler does not time playout — the
 //! caller decides when a gap is given up ([`FrameAssembler::give_up`], or
 //! [`FrameAssembler::give_up_if_stalled`] with its clock).
 
+pub mod av1;
 pub mod bench;
+pub mod codec;
+pub mod dd;
 pub mod ext;
 pub mod fuzz;
 pub mod h264;

@@ -213,13 +213,16 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Opus; VP8 and H.264 (constrained baseline 3.1, mode 1) with RTX;
-    /// mid, abs-send-time and transport-cc extensions; data channels.
+    /// Every codec of the registry ([`crate::rtp::codec::Codec::ALL`]):
+    /// Opus; VP8, H.264 (constrained baseline 3.1, mode 1), VP9 profile 0
+    /// and AV1 profile 0, each with RTX; mid, abs-send-time and
+    /// transport-cc extensions; data channels.
     pub fn webrtc() -> Capabilities {
         use super::codec::uri;
+        use crate::rtp::codec::Codec as Registered;
         Capabilities {
             audio: MediaCapabilities {
-                codecs: vec![Codec::opus(111)],
+                codecs: Registered::sdp_codecs(MediaKind::Audio),
                 extensions: vec![
                     uri::MID.into(),
                     uri::AUDIO_LEVEL.into(),
@@ -227,10 +230,7 @@ impl Capabilities {
                 ],
             },
             video: MediaCapabilities {
-                codecs: vec![
-                    Codec::vp8(96, Some(97)),
-                    Codec::h264(102, Some(103), "42e01f", 1),
-                ],
+                codecs: Registered::sdp_codecs(MediaKind::Video),
                 extensions: vec![
                     uri::MID.into(),
                     uri::ABS_SEND_TIME.into(),

@@ -63,6 +63,9 @@ function prefer(transceiver, kind) {
     // packetization-mode=1, constrained baseline first.
     first = first.filter((c) => (c.sdpFmtpLine || '').includes('packetization-mode=1'));
     first.sort((a, b) => (b.sdpFmtpLine || '').includes('42e01f') - (a.sdpFmtpLine || '').includes('42e01f'));
+  } else if (CODEC === 'VP9') {
+    // Profile 0 (8-bit 4:2:0) only: the one rtclab takes.
+    first = first.filter((c) => !/profile-id=[1-3]/.test(c.sdpFmtpLine || ''));
   }
   const rest = caps.filter((c) => !first.includes(c) && !/H264|VP8|VP9|AV1/i.test(c.mimeType));
   if (first.length) transceiver.setCodecPreferences(first.concat(rest));

@@ -1,0 +1,5 @@
+#![no_main]
+//! Dependency descriptors: parse with the kept structure, write-back.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::dependency_descriptor(data));
