@@ -531,8 +531,8 @@ impl Session {
 
 /// The codec the visitor will send its camera in, if we can send it too:
 /// the first of its first video m-line's codecs (in the offer's order of
-/// preference, RFC 3264 §5.1) that is VP8, or H.264 in packetization mode 1
-/// (the only one our packetizer writes, RFC 6184 §6.3).
+/// preference, RFC 3264 §5.1) that the codec registry can packetize (VP8,
+/// VP9 profile 0, AV1 profile 0, H.264 in packetization mode 1).
 fn offered_video_codec(offer: &str) -> Option<TrackCodec> {
     let sdp = SessionDescription::parse_str(offer).ok()?;
     let video = sdp
@@ -541,13 +541,7 @@ fn offered_video_codec(offer: &str) -> Option<TrackCodec> {
         .find(|m| m.media == "video" && !m.is_rejected())?;
     video.payload_types().find_map(|pt| {
         let name = &video.rtpmap(pt)?.encoding;
-        if name.eq_ignore_ascii_case("VP8") {
-            return Some(TrackCodec::Vp8);
-        }
-        let mode_1 = video.fmtp(pt).is_some_and(|f| {
-            f.params()
-                .any(|(k, v)| k == "packetization-mode" && v == "1")
-        });
-        (name.eq_ignore_ascii_case("H264") && mode_1).then_some(TrackCodec::H264)
+        let fmtp = video.fmtp(pt).map(|f| f.params.as_str());
+        TrackCodec::from_sdp(name, fmtp).filter(|c| c.kind() == MediaKind::Video)
     })
 }

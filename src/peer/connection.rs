@@ -617,8 +617,8 @@ impl PeerConnection {
         }
     }
 
-    /// `addTrack` with the codec the track sends: VP8 or H.264 for video,
-    /// Opus for audio. The m-line offers every codec of our capabilities
+    /// `addTrack` with the codec the track sends: VP8, VP9, AV1 or H.264 for
+    /// video, Opus for audio. The m-line offers every codec of our capabilities
     /// (the peer may send us any); this track sends with `codec` if the
     /// offer/answer kept it ([`PeerConnection::send_frame`] fails if not).
     pub fn add_track_with_codec(&mut self, codec: TrackCodec) -> Result<TrackId, Error> {
@@ -950,7 +950,8 @@ impl PeerConnection {
 
     // ---- media and data -------------------------------------------------
 
-    /// Sends one encoded frame (VP8, H.264 Annex-B access unit, or Opus) on
+    /// Sends one encoded frame (VP8, VP9, an AV1 temporal unit, an H.264
+    /// Annex-B access unit, or Opus) on
     /// `track` with RTP timestamp `timestamp`; returns how many RTP packets
     /// it took.
     pub fn send_frame(

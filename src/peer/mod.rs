@@ -45,12 +45,15 @@
 //! a small `getStats()` ([`StatsReport`]): inbound-rtp and outbound-rtp per
 //! stream, the transport and the data channels.
 //!
-//! Tracks send VP8, H.264 (packetization-mode 1, Annex-B access units) or
-//! Opus ([`TrackCodec`]); receivers depacketize whatever negotiated payload
-//! type arrives. [`PeerConnection::remove_track`] and
-//! [`PeerConnection::remove_data_channels`] take effect with the next
-//! offer/answer (the peer sees [`PeerEvent::TrackEnded`] and its channels
-//! close). Consent loss (RFC 7675) fails the connection and frees it: no
+//! Tracks send any codec of the registry ([`TrackCodec`], which is
+//! [`rtp::codec::Codec`](crate::rtp::codec::Codec)): VP8, VP9, AV1, H.264
+//! (packetization-mode 1, Annex-B access units) or Opus; receivers
+//! depacketize whatever negotiated payload type arrives.
+//! [`PeerConnection::remove_track`] takes effect with the next offer/answer
+//! (and an RTCP BYE ends the peer's receiver at once,
+//! [`PeerEvent::TrackEnded`]); [`PeerConnection::remove_data_channels`]
+//! closes every channel at once, gracefully, and rejects the m-line in the
+//! next offer. Consent loss (RFC 7675) fails the connection and frees it: no
 //! timer is left.
 //!
 //! [`SdpType::Rollback`] cancels a pending offer (JSEP §4.1.10.2); an offer

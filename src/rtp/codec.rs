@@ -158,6 +158,12 @@ impl Codec {
     /// profile 0 (AV1 RTP §7.2: `profile` absent means 0).
     pub fn from_negotiated(c: &sdp::NegotiatedCodec) -> Option<Codec> {
         let fmtp = c.remote_fmtp.as_deref().or(c.local_fmtp.as_deref());
+        Codec::from_sdp(&c.name, fmtp)
+    }
+
+    /// [`Codec::from_negotiated`] from an `a=rtpmap` encoding name and the
+    /// `a=fmtp` parameters of the same payload type (e.g. of an offer).
+    pub fn from_sdp(name: &str, fmtp: Option<&str>) -> Option<Codec> {
         let param = |key: &str| {
             fmtp.and_then(|f| {
                 f.split(';')
@@ -168,7 +174,7 @@ impl Codec {
         };
         let codec = Codec::ALL
             .into_iter()
-            .find(|k| c.name.eq_ignore_ascii_case(k.name()))?;
+            .find(|k| name.eq_ignore_ascii_case(k.name()))?;
         match codec {
             Codec::H264 => (param("packetization-mode") == Some("1")).then_some(codec),
             Codec::Vp9 => (param("profile-id").unwrap_or("0") == "0").then_some(codec),
