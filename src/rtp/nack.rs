@@ -207,7 +207,9 @@ impl SendHistory {
         let ext = self.unwrapper.unwrap(seq);
         let i = (ext % self.capacity as u64) as usize;
         while self.slots.len() <= i {
-            self.slots.push((u64::MAX, Vec::new()));
+            // Room for any packet of a 1500-byte path: a slot never grows
+            // again when a larger packet comes round to it.
+            self.slots.push((u64::MAX, Vec::with_capacity(1500)));
         }
         let slot = &mut self.slots[i];
         slot.0 = ext;
