@@ -244,7 +244,9 @@ impl TransportCc {
 #[derive(Debug, Clone, Default)]
 pub struct TwccRecorder {
     unwrapper: super::seq::SeqUnwrapper,
-    arrivals: std::collections::BTreeMap<u64, i64>,
+    /// `(extended sequence number, arrival)`, in sequence order: a deque
+    /// that keeps its room, so recording allocates nothing once warm.
+    arrivals: std::collections::VecDeque<(u64, i64)>,
     /// First sequence number not yet reported.
     next: Option<u64>,
     fb_pkt_count: u8,
@@ -267,10 +269,19 @@ impl TwccRecorder {
         if self.next.is_some_and(|n| ext < n) {
             return;
         }
-        self.arrivals.entry(ext).or_insert(arrival_us);
+        // Usually the newest: appended; a reordered one goes in its place;
+        // a duplicate keeps its first arrival.
+        match self.arrivals.back() {
+            Some(&(last, _)) if ext <= last => {
+                if let Err(i) = self.arrivals.binary_search_by_key(&ext, |&(s, _)| s) {
+                    self.arrivals.insert(i, (ext, arrival_us));
+                }
+            }
+            _ => self.arrivals.push_back((ext, arrival_us)),
+        }
         // Bound the memory if feedback is never polled.
         while self.arrivals.len() > 4 * MAX_STATUSES_PER_FEEDBACK {
-            if let Some((k, _)) = self.arrivals.pop_first() {
+            if let Some((k, _)) = self.arrivals.pop_front() {
                 self.next = Some(k + 1);
             }
         }
@@ -279,7 +290,7 @@ impl TwccRecorder {
     /// Feedback covering everything recorded since the last one (missing
     /// packets included as "not received"), or `None` if nothing new arrived.
     pub fn poll_feedback(&mut self, sender_ssrc: u32, media_ssrc: u32) -> Option<TransportCc> {
-        let (&first_received, _) = self.arrivals.first_key_value()?;
+        let &(first_received, _) = self.arrivals.front()?;
         // Report losses since the last feedback, unless the gap alone would
         // fill a packet: then start at the first arrival.
         let start = match self.next {
@@ -293,7 +304,7 @@ impl TwccRecorder {
         let mut statuses: Vec<Option<i64>> = Vec::new();
         let mut prev: Option<i64> = None;
         let mut end = start;
-        for (&seq, &t) in self.arrivals.range(start..) {
+        for &(seq, t) in self.arrivals.iter().skip_while(|&&(s, _)| s < start) {
             if (seq - start) as usize >= MAX_STATUSES_PER_FEEDBACK {
                 break;
             }
@@ -315,12 +326,8 @@ impl TwccRecorder {
         );
         // Reported (or, should building ever fail, skipped): never retried.
         self.next = Some(end);
-        while self
-            .arrivals
-            .first_key_value()
-            .is_some_and(|(&k, _)| k < end)
-        {
-            self.arrivals.pop_first();
+        while self.arrivals.front().is_some_and(|&(k, _)| k < end) {
+            self.arrivals.pop_front();
         }
         let fb = fb.ok()?;
         self.fb_pkt_count = self.fb_pkt_count.wrapping_add(1);
