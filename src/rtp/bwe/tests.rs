@@ -197,3 +197,48 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// The `bwe_feedback` fuzz harness on random records (its invariants are
+    /// asserted inside).
+    #[test]
+    fn fuzz_harness_on_random_records(
+        seq in any::<u16>(),
+        records in proptest::collection::vec(
+            (any::<u8>(), proptest::option::of(arb_fci()), proptest::collection::vec(any::<u8>(), 0..40)),
+            0..30),
+    ) {
+        let mut data = seq.to_be_bytes().to_vec();
+        for (control, fci, junk) in records {
+            let body = match fci {
+                Some(f) => {
+                    let mut out = Vec::new();
+                    f.write_fci(&mut out).unwrap();
+                    out.truncate(255);
+                    out
+                }
+                None => junk,
+            };
+            data.push(control);
+            data.push(body.len() as u8);
+            data.extend_from_slice(&body);
+        }
+        crate::fuzzing::bwe_feedback(&data);
+    }
+}
+
+fn arb_fci() -> impl Strategy<Value = TransportCc> {
+    (
+        any::<u16>(),
+        -0x80_0000i32..=0x7F_FFFF,
+        proptest::collection::vec(arb_status(), 0..60),
+    )
+        .prop_map(|(base_seq, reference_time, packets)| TransportCc {
+            base_seq,
+            reference_time,
+            packets,
+            ..TransportCc::default()
+        })
+}
