@@ -7,7 +7,7 @@
 //!  (send, arrival) ──► InterArrival ──► d(i) ──► Trendline ──► m(i) ──► OveruseDetector
 //!   per packet          5 ms groups    per group   slope × gain       │ Normal/Over/Under
 //!                                                                     ▼
-//!  AckedBitrate (R_hat, 500 ms window of received bytes) ──────► AimdRateController ──► A_hat
+//!  AckedBitrate (R_hat, 150 ms window of received bytes) ──────► AimdRateController ──► A_hat
 //! ```
 //!
 //! All times are microseconds on two clocks: send times on ours, arrival
@@ -72,7 +72,7 @@ impl Group {
     }
 }
 
-/// The difference between two consecutive packet groups (§5.2:
+/// The difference between two consecutive packet groups (§5.1:
 /// `d(i) = t(i) - t(i-1) - (T(i) - T(i-1))`, taken at each group's last
 /// packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +94,9 @@ impl GroupDelta {
     }
 }
 
-/// §5.2 packet grouping: splits the packet stream into groups of packets sent
-/// within 5 ms of each other and reports the delta between consecutive
-/// complete groups.
+/// §5.2 pre-filtering: splits the packet stream into groups of packets sent
+/// within 5 ms of each other (or released together by the path) and reports
+/// the delta between consecutive complete groups.
 #[derive(Debug, Clone, Default)]
 pub struct InterArrival {
     current: Option<Group>,
@@ -454,12 +454,17 @@ impl LinkCapacity {
 /// §5.5 AIMD rate controller: turns the detector's signal and the received
 /// (acknowledged) rate into the delay-based estimate `A_hat`.
 ///
-/// State changes follow the draft's table: over-use → Decrease, under-use →
-/// Hold, normal → Increase from Hold. Increase is multiplicative,
-/// `A_hat *= 1.08^min(Δt, 1 s)`, far from convergence, and additive, about
-/// one packet per response time (`100 ms + RTT`), near it. Decrease sets
-/// `A_hat = 0.85 · R_hat` (the received rate), then holds. `A_hat` never
-/// grows beyond `1.5 · R_hat` (+10 kbit/s, so a quiet start can still
+/// It starts in Increase; state changes follow the draft's table:
+/// over-use → Decrease, under-use → Hold, normal → Increase from Hold.
+/// Increase is multiplicative, `A_hat *= 1.08^min(Δt, 1 s)`, far from
+/// convergence, and additive near it: one expected packet per response time
+/// (`100 ms + RTT`), the packet size taken from `A_hat` at 30 frames a
+/// second in packets of at most 1200 bytes (the draft's formula). The draft
+/// adds half a packet per response time; we add a whole one, as libwebrtc
+/// does, which halves the time to climb back after a decrease. Decrease
+/// sets `A_hat = 0.85 · R_hat` (the received rate), then holds; a further
+/// decrease waits a round trip (see `time_to_reduce_further`). `A_hat`
+/// never grows beyond `1.5 · R_hat` (+10 kbit/s, so a quiet start can still
 /// climb): an increase the sender never used proves nothing.
 #[derive(Debug, Clone)]
 pub struct AimdRateController {
@@ -472,8 +477,14 @@ pub struct AimdRateController {
     rtt_us: i64,
 }
 
-/// Expected media packet size for the additive increase, bits.
-const EXPECTED_PACKET_BITS: f64 = 1200.0 * 8.0;
+/// §5.5 `expected_packet_size_bits`: the average packet of a frame at
+/// `rate_bps` and 30 frames a second, split into packets of at most 1200
+/// bytes.
+fn expected_packet_bits(rate_bps: f64) -> f64 {
+    let bits_per_frame = (rate_bps / 30.0).max(1.0);
+    let packets_per_frame = (bits_per_frame / (1200.0 * 8.0)).ceil().max(1.0);
+    bits_per_frame / packets_per_frame
+}
 
 impl AimdRateController {
     /// A controller starting at `start`, kept within `min..=max`.
@@ -482,7 +493,7 @@ impl AimdRateController {
             estimate: start.clamp(min, max),
             min,
             max,
-            state: RateControlState::Hold,
+            state: RateControlState::Increase,
             last_change_us: None,
             capacity: LinkCapacity::default(),
             rtt_us: 200_000,
@@ -567,7 +578,7 @@ impl AimdRateController {
                 let dt_s = dt_us as f64 / 1e6;
                 let increase = if self.near_convergence() {
                     let response_s = (100_000 + self.rtt_us) as f64 / 1e6;
-                    let per_s = (EXPECTED_PACKET_BITS / response_s).max(4000.0);
+                    let per_s = (expected_packet_bits(current) / response_s).max(4000.0);
                     per_s * dt_s
                 } else {
                     (current * (ETA.powf(dt_s) - 1.0)).max(1000.0 * dt_s)
@@ -609,9 +620,11 @@ impl AimdRateController {
 }
 
 /// `R_hat`: the rate at which the receiver got our packets, from the arrival
-/// times the feedback reports, over a sliding window of 500 ms of arrival
-/// time (150 ms until that much was seen). Bounded: at most 8192 packets are
-/// kept in the window.
+/// times the feedback reports, over a sliding window of 150 ms of arrival
+/// time. The draft recommends 0.5 to 1 s (§5.5); libwebrtc measures over
+/// 150 ms, and so do we: right after a probe raised the estimate, a long
+/// window still remembers the old rate, and the first over-use would cut
+/// to 0.85 times that. Bounded: at most 8192 packets are kept.
 #[derive(Debug, Clone, Default)]
 pub struct AckedBitrate {
     window: VecDeque<(i64, usize)>,
@@ -621,7 +634,6 @@ pub struct AckedBitrate {
 }
 
 const ACKED_WINDOW_US: i64 = 150_000;
-const ACKED_INITIAL_WINDOW_US: i64 = 150_000;
 const ACKED_MAX_PACKETS: usize = 8192;
 
 impl AckedBitrate {
@@ -651,7 +663,8 @@ impl AckedBitrate {
         self.window.push_back((arrival_us, size));
         self.bytes = self.bytes.saturating_add(size as u64);
         while let Some(&(t, s)) = self.window.front() {
-            if t <= latest - ACKED_WINDOW_US || self.window.len() > ACKED_MAX_PACKETS {
+            if t <= latest.saturating_sub(ACKED_WINDOW_US) || self.window.len() > ACKED_MAX_PACKETS
+            {
                 self.window.pop_front();
                 self.bytes = self.bytes.saturating_sub(s as u64);
             } else {
@@ -660,14 +673,13 @@ impl AckedBitrate {
         }
     }
 
-    /// The received rate, once at least 150 ms of arrivals were seen.
+    /// The received rate, once a whole window of arrivals was seen.
     pub fn rate(&self) -> Option<Bitrate> {
         let (first, latest) = (self.first_us?, self.latest_us?);
-        let span = (latest - first).min(ACKED_WINDOW_US);
-        if span < ACKED_INITIAL_WINDOW_US {
+        if latest.saturating_sub(first) < ACKED_WINDOW_US {
             return None;
         }
-        Bitrate::from_bytes_over(self.bytes, span)
+        Bitrate::from_bytes_over(self.bytes, ACKED_WINDOW_US)
     }
 }
 
@@ -826,7 +838,10 @@ mod tests {
             Some(Bitrate::kbps(1000)),
         );
         let gained = c.estimate().as_f64() - before;
-        assert!((gained - 9600.0 / 0.15).abs() < 100.0, "{gained}");
+        // 1.02 Mbit/s at 30 fps: 34 000-bit frames in 4 packets of 8500 bits.
+        assert_eq!(expected_packet_bits(1_020_000.0), 8500.0);
+        let want = expected_packet_bits(before) / 0.15;
+        assert!((gained - want).abs() < 100.0, "{gained} vs {want}");
     }
 
     #[test]
