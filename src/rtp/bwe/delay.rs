@@ -487,8 +487,10 @@ fn expected_packet_bits(rate_bps: f64) -> f64 {
 }
 
 impl AimdRateController {
-    /// A controller starting at `start`, kept within `min..=max`.
+    /// A controller starting at `start`, kept within `min..=max` (a `min`
+    /// above `max` is taken as `max`).
     pub fn new(start: Bitrate, min: Bitrate, max: Bitrate) -> Self {
+        let min = min.min(max);
         AimdRateController {
             estimate: start.clamp(min, max),
             min,

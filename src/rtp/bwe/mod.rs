@@ -216,8 +216,10 @@ pub struct SendSideBwe {
 const MAX_EVENTS: usize = 32;
 
 impl SendSideBwe {
-    /// An estimator at `config.start`.
-    pub fn new(config: Config) -> Self {
+    /// An estimator at `config.start` (a `min` above `max` is taken as both
+    /// being `max`).
+    pub fn new(mut config: Config) -> Self {
+        config.min = config.min.min(config.max);
         let start = config.start.clamp(config.min, config.max);
         SendSideBwe {
             epoch: None,

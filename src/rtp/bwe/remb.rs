@@ -100,7 +100,7 @@ impl RembEstimator {
             if d >= ABS_SEND_TIME_WRAP / 2 {
                 d -= ABS_SEND_TIME_WRAP;
             }
-            self.send_ext += d;
+            self.send_ext = self.send_ext.saturating_add(d);
         } else {
             self.send_ext = abs;
         }

@@ -135,6 +135,21 @@ fn a_report_block_with_heavy_loss_lowers_the_estimate() {
 }
 
 #[test]
+fn a_min_above_max_does_not_panic() {
+    let t0 = Instant::now();
+    let mut bwe = SendSideBwe::new(Config {
+        min: Bitrate::mbps(5),
+        max: Bitrate::mbps(1),
+        ..Config::default()
+    });
+    bwe.on_packet_sent(t0, 0, 1200, None);
+    bwe.on_feedback(ms(t0, 100), &fb(0, &[Some(0)]));
+    assert_eq!(bwe.estimate(), Bitrate::mbps(1));
+    let r = remb::RembEstimator::new(1, Bitrate::ZERO, Bitrate::mbps(5), Bitrate::mbps(1));
+    assert_eq!(r.estimate(), Bitrate::mbps(1));
+}
+
+#[test]
 fn bitrate_display_and_arithmetic() {
     assert_eq!(Bitrate::kbps(2500).to_string(), "2.50 Mbit/s");
     assert_eq!(Bitrate::kbps(300).to_string(), "300.0 kbit/s");
