@@ -41,6 +41,43 @@
 //! feedback — for unknown, old or future sequence numbers, with absurd
 //! arrival times or wrapped counters — panics (`fuzzing::bwe_feedback`).
 //!
+//! ## Using it
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use rtclab::rtp::bwe::{pacer, Config, Event, Pacer, Priority, Release, SendSideBwe};
+//! use rtclab::rtp::twcc::TransportCc;
+//!
+//! let t0 = Instant::now();
+//! let mut bwe = SendSideBwe::new(Config::default());
+//! let mut pacer: Pacer<Vec<u8>> = Pacer::new(pacer::Config::default(), bwe.estimate());
+//! bwe.start(t0); // asks for the start-up probes
+//! while let Some(event) = bwe.poll_event() {
+//!     match event {
+//!         Event::Estimate(rate) => pacer.set_estimate(rate), // and the encoder's target
+//!         Event::Probe(cluster) => pacer.start_probe(t0, cluster),
+//!     }
+//! }
+//! // The encoder queues a packet; the pacer says what may go now (a probe
+//! // is running: the packet, then padding at the probe's rate).
+//! pacer.enqueue(t0, Priority::Video, 1200, vec![0; 1200]).unwrap();
+//! let mut twcc_seq = 0u16;
+//! while let Some(release) = pacer.poll_release(t0) {
+//!     let (size, probe) = match release {
+//!         Release::Packet { size, probe, .. } => (size, probe),
+//!         Release::Padding { size, probe } => (size, Some(probe)),
+//!     };
+//!     // ... stamp `twcc_seq` in the packet's header extension and send it ...
+//!     bwe.on_packet_sent(t0, twcc_seq, size, probe);
+//!     twcc_seq = twcc_seq.wrapping_add(1);
+//! }
+//! assert_eq!(twcc_seq, 1, "the next probe packet waits for its time");
+//! // The receiver's feedback: packet 0 arrived (at 20 ms on its clock).
+//! let feedback = TransportCc::from_arrivals(1, 2, 0, 0, &[Some(20_000)]).unwrap();
+//! bwe.on_feedback(t0 + Duration::from_millis(60), &feedback);
+//! assert_eq!(bwe.rtt(), Some(Duration::from_millis(60)));
+//! ```
+//!
 //! ## Left out
 //!
 //! The draft's Kalman filter (the trendline replaces it, as in libwebrtc),
