@@ -104,7 +104,7 @@ use delay::{
     Trendline,
 };
 use loss::LossBasedBwe;
-pub use pacer::{Pacer, PacerError, Priority, Release};
+pub use pacer::{Pacer, Priority, Release};
 pub use probe::ProbeCluster;
 use probe::{ProbeController, ProbeEstimator};
 

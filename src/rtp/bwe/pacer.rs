@@ -17,7 +17,7 @@
 //! it never reads a clock: `poll_release(now)` hands out what may go now and
 //! `poll_timeout()` says when to ask again. Its queue is bounded in packets
 //! and bytes; [`Pacer::enqueue`] refuses a packet that does not fit
-//! ([`PacerError::QueueFull`]), and the caller decides what to drop (an
+//! ([`Error::QueueFull`]), and the caller decides what to drop (an
 //! encoder would rather skip to the next keyframe).
 
 use std::collections::VecDeque;
@@ -73,7 +73,7 @@ impl Default for Config {
 /// Why the pacer refused a packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum PacerError {
+pub enum Error {
     /// The queue is full (the packet is handed back by [`Pacer::enqueue`]).
     QueueFull {
         /// Packets queued.
@@ -83,10 +83,10 @@ pub enum PacerError {
     },
 }
 
-impl fmt::Display for PacerError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PacerError::QueueFull { packets, bytes } => write!(
+            Error::QueueFull { packets, bytes } => write!(
                 f,
                 "pacer queue full ({packets} packets, {bytes} bytes queued): packet dropped"
             ),
@@ -94,7 +94,7 @@ impl fmt::Display for PacerError {
     }
 }
 
-impl std::error::Error for PacerError {}
+impl std::error::Error for Error {}
 
 /// What the pacer lets go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,11 +211,11 @@ impl<T> Pacer<T> {
         priority: Priority,
         size: usize,
         item: T,
-    ) -> Result<(), (PacerError, T)> {
+    ) -> Result<(), (Error, T)> {
         if self.queued_packets() >= self.config.max_packets
             || self.queued_bytes.saturating_add(size) > self.config.max_bytes
         {
-            let err = PacerError::QueueFull {
+            let err = Error::QueueFull {
                 packets: self.queued_packets(),
                 bytes: self.queued_bytes,
             };
