@@ -60,17 +60,21 @@ impl LossBasedBwe {
     }
 
     /// Counts packets from feedback: `received` newly acknowledged, `lost`
-    /// newly reported missing (negative when packets reported missing
-    /// arrived after all). Applies the rule when a window is complete.
-    pub fn on_feedback(&mut self, now_us: i64, received: u64, lost: i64, delay_based: Bitrate) {
+    /// newly reported missing, `recovered` acknowledged after all once
+    /// reported missing (they were counted already: they only take back a
+    /// loss, of this window if it is still open). Applies the rule when a
+    /// window is complete.
+    pub fn on_feedback(
+        &mut self,
+        now_us: i64,
+        received: u64,
+        lost: u64,
+        recovered: u64,
+        delay_based: Bitrate,
+    ) {
         let start = *self.window_start_us.get_or_insert(now_us);
-        self.total = self.total.saturating_add(received);
-        if lost >= 0 {
-            self.lost = self.lost.saturating_add(lost as u64);
-            self.total = self.total.saturating_add(lost as u64);
-        } else {
-            self.lost = self.lost.saturating_sub(lost.unsigned_abs());
-        }
+        self.total = self.total.saturating_add(received).saturating_add(lost);
+        self.lost = self.lost.saturating_add(lost).saturating_sub(recovered);
         if now_us.saturating_sub(start) >= WINDOW_US && self.total >= WINDOW_PACKETS {
             let loss = self.lost.min(self.total) as f64 / self.total as f64;
             self.window_start_us = Some(now_us);
@@ -136,6 +140,19 @@ mod tests {
     }
 
     #[test]
+    fn a_late_packet_takes_back_its_loss_once() {
+        let d = Bitrate::mbps(1);
+        let mut l = LossBasedBwe::new();
+        // 20 packets: 15 received, 5 reported missing; 4 of those arrive
+        // after all. 1 of 20 was lost (counting the 4 again as received
+        // would make it 1 of 24).
+        l.on_feedback(0, 15, 5, 0, d);
+        l.on_feedback(100_000, 0, 0, 4, d);
+        l.on_feedback(500_000, 0, 0, 0, d);
+        assert_eq!(l.last_loss(), Some(0.05));
+    }
+
+    #[test]
     fn two_percent_random_loss_does_not_collapse() {
         // 100 packets a second, every 50th lost, feedback every 50 ms.
         let d = Bitrate::mbps(1);
@@ -147,7 +164,7 @@ mod tests {
                 seq += 1;
                 if seq % 50 == 0 { lost += 1 } else { rx += 1 }
             }
-            l.on_feedback(step * 50_000, rx, lost, d);
+            l.on_feedback(step * 50_000, rx, lost, 0, d);
         }
         assert_eq!(l.estimate(), None);
         assert!((l.last_loss().unwrap() - 0.02).abs() < 0.011);

@@ -439,7 +439,9 @@ impl SendSideBwe {
     pub fn on_feedback(&mut self, now: Instant, feedback: &TransportCc) {
         let now_us = self.us(now);
         let mut acked: Vec<PacketTiming> = Vec::new();
-        let mut lost: i64 = 0;
+        // Newly reported lost; newly received; received after being
+        // reported lost (already counted once).
+        let (mut lost, mut received, mut recovered) = (0u64, 0u64, 0u64);
         let mut newest_send: Option<i64> = None;
         for (seq, arrival) in feedback.arrivals() {
             let Some(i) = self.slot(seq) else { continue };
@@ -459,7 +461,9 @@ impl SendSideBwe {
                 Some(arrival_us) => {
                     p.acked = true;
                     if p.reported_lost {
-                        lost -= 1;
+                        recovered += 1;
+                    } else {
+                        received += 1;
                     }
                     let t = PacketTiming {
                         send_us: p.send_us,
@@ -524,9 +528,9 @@ impl SendSideBwe {
         if let Some(u) = usage {
             self.aimd.update(now_us, u, acked_rate);
         }
-        let received = acked.len() as u64;
         let delay_based = self.aimd.estimate();
-        self.loss.on_feedback(now_us, received, lost, delay_based);
+        self.loss
+            .on_feedback(now_us, received, lost, recovered, delay_based);
         self.update_estimate();
     }
 
