@@ -1499,3 +1499,62 @@ pub fn signaling_rooms(data: &[u8]) {
         assert!(rooms.room_count() <= 4 && rooms.client_count() == 4);
     }
 }
+
+/// The harness of the `bwe_feedback` target: a send-side bandwidth
+/// estimator (`rtp::bwe::SendSideBwe`) fed transport-wide CC feedback parsed
+/// from arbitrary bytes. The input is a 2-byte first sequence number, then
+/// records of a control byte and a length byte followed by that many bytes
+/// of feedback FCI (`TransportCc::parse_fci`). The control byte's low 5 bits
+/// say how many packets (0..=31) are sent before the feedback, bit 5 sends
+/// them as probe packets, bits 6-7 pick the gap between feedbacks (0, 1 ms,
+/// 50 ms or 10 s). The estimator must never panic, keep its estimate within
+/// its bounds, its history within its cap and its event queue short.
+pub fn bwe_feedback(data: &[u8]) {
+    use crate::rtp::bwe::{Config, Event, SendSideBwe};
+    use crate::rtp::twcc::TransportCc;
+    use std::time::Duration;
+
+    let Some((seq, mut rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let config = Config {
+        history: 256,
+        ..Config::default()
+    };
+    let (min, max, cap) = (config.min, config.max, config.history);
+    let mut bwe = SendSideBwe::new(config);
+    let mut now = Instant::now();
+    let mut seq = u16::from_be_bytes(*seq);
+    let mut probe = None;
+    while let [control, len, tail @ ..] = rest {
+        let (fci, next) = tail.split_at((*len as usize).min(tail.len()));
+        rest = next;
+        for _ in 0..control & 31 {
+            now += Duration::from_millis(2);
+            let p = if control & 32 != 0 { probe } else { None };
+            bwe.on_packet_sent(now, seq, 1200, p);
+            seq = seq.wrapping_add(1);
+        }
+        now += match control >> 6 {
+            0 => Duration::ZERO,
+            1 => Duration::from_millis(1),
+            2 => Duration::from_millis(50),
+            _ => Duration::from_secs(10),
+        };
+        if let Ok(fb) = TransportCc::parse_fci(1, 2, fci) {
+            bwe.on_feedback(now, &fb);
+        }
+        let mut events = 0;
+        while let Some(e) = bwe.poll_event() {
+            if let Event::Probe(c) = e {
+                assert!(c.rate <= max, "a probe above the maximum");
+                probe = Some(c.id);
+            }
+            events += 1;
+        }
+        assert!(events <= 32, "{events} events queued");
+        let e = bwe.estimate();
+        assert!(e >= min && e <= max, "estimate {e} out of bounds");
+        assert!(bwe.history_len() <= cap, "history above its cap");
+    }
+}

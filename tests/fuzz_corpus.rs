@@ -37,6 +37,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("sctp_packet", rtclab::fuzzing::sctp_packet),
     ("sctp_association", rtclab::fuzzing::sctp_association),
     ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
+    ("bwe_feedback", rtclab::fuzzing::bwe_feedback),
 ];
 
 fn corpus_root() -> PathBuf {

@@ -49,6 +49,10 @@
 //! - [`twcc`]: transport-wide CC feedback
 //!   (draft-holmer-rmcat-transport-wide-cc-extensions-01 §3.1) and a recorder
 //!   that builds it from arrival times on the receiving side.
+//! - [`bwe`]: send-side bandwidth estimation (GCC, draft-ietf-rmcat-gcc-02:
+//!   trendline delay detector, AIMD, loss-based controller, probing) over
+//!   transport-wide CC feedback, a leaky-bucket pacer, and a receive-side
+//!   estimator that sends REMB.
 //! - [`payload`]: the [`Packetizer`] / [`Depacketizer`] traits; [`vp8`] (RFC 7741
 //!   §4.2 descriptor with 7/15-bit picture id, §4.3 keyframe bit), [`h264`]
 //!   (RFC 6184 §5.6 single NAL, §5.7.1 STAP-A, §5.8 FU-A, packetization-mode 1,
@@ -138,6 +142,7 @@
 
 pub mod av1;
 pub mod bench;
+pub mod bwe;
 pub mod codec;
 pub mod dd;
 pub mod ext;
