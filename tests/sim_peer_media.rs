@@ -996,3 +996,58 @@ fn av1_temporal_units_survive_loss_through_nack_and_rtx() {
     );
     assert_eq!(inb.keyframes_received, 1);
 }
+
+/// Send-side bandwidth estimation through PeerConnection: A's encoder sends
+/// at what `available_outgoing_bitrate` allows over a 2.5 Mbit/s
+/// bottleneck (40 ms RTT, 64 KiB queue); from 300 kbit/s, GCC's AIMD
+/// (no pacer, so no probes) climbs to the link and holds near it.
+#[test]
+fn the_bandwidth_estimate_follows_a_bottleneck() {
+    let link = LinkConfig {
+        delay: Duration::from_millis(20),
+        rate_bps: Some(2_500_000),
+        queue_limit_bytes: 64 * 1024,
+        ..LinkConfig::default()
+    };
+    let back = LinkConfig {
+        delay: Duration::from_millis(20),
+        ..LinkConfig::default()
+    };
+    let codecs: &[TrackCodec] = &[TrackCodec::Vp8];
+    let mut p = pair(23, LinkConfig::default(), [codecs, &[]], 0, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    p.sim.set_link(p.hosts[0], link);
+    p.sim.set_link(p.hosts[1], back);
+    let ta = p.tracks[0][0];
+    let mut estimates = Vec::new();
+    for i in 0..(45 * 30) {
+        let now = p.sim.now();
+        let rate = p.pc(0).available_outgoing_bitrate().unwrap_or(300_000);
+        let size = (rate / 8 / 30).max(500) as usize;
+        let frame = vec![(i % 251) as u8 | 1; size];
+        p.pc(0)
+            .send_frame(now, ta, 3000 * i as u32, &frame)
+            .expect("send");
+        p.run(Duration::from_millis(33));
+        if i % 30 == 0 {
+            estimates.push(rate);
+        }
+    }
+    let last_15s: Vec<u64> = estimates[30..].to_vec();
+    let mean = last_15s.iter().sum::<u64>() / last_15s.len() as u64;
+    eprintln!(
+        "estimate each second (kbit/s): {:?}",
+        estimates.iter().map(|r| r / 1000).collect::<Vec<_>>()
+    );
+    assert!(
+        (1_800_000..=3_000_000).contains(&mean),
+        "mean estimate over 30-45 s: {mean} bit/s on a 2.5 Mbit/s link"
+    );
+    let events = p.log[0]
+        .iter()
+        .filter(|e| matches!(e, PeerEvent::BandwidthEstimate { .. }))
+        .count();
+    assert!(events > 5, "{events} estimate events");
+    let t = p.pc(0).stats().transport;
+    assert!(t.available_outgoing_bitrate.is_some());
+}

@@ -18,6 +18,7 @@ use crate::datachannel::{self, ChannelId, ChannelInit, ConnectionConfig, DataCha
 use crate::dtls::cert::Certificate;
 use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
+use crate::rtp::bwe::{Config as BweConfig, Event as BweEvent, SendSideBwe};
 use crate::rtp::codec::{AnyDepacketizer, AnyPacketizer};
 use crate::rtp::jitter::Frame;
 use crate::rtp::payload::{Packetizer, Payloads};
@@ -68,6 +69,10 @@ pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
 const CANONICAL_MID: u8 = 1;
 /// The canonical id of transport-cc.
 const CANONICAL_TRANSPORT_CC: u8 = 3;
+/// What SRTP adds to each RTP packet, counted in the sizes given to the
+/// bandwidth estimator (the 16-byte AES-GCM tag; the HMAC-SHA1-80 profile
+/// adds 10: the estimate errs by under 1 % either way).
+const SRTP_OVERHEAD: usize = 16;
 /// How often transport-cc feedback goes while packets come (browsers send
 /// it every 50–100 ms).
 const TWCC_INTERVAL: Duration = Duration::from_millis(50);
@@ -265,6 +270,14 @@ pub enum Event {
     /// The peer asked (PLI, or FIR, RFC 5104 §4.3.1) for a keyframe on one
     /// of our tracks.
     KeyframeRequested(TrackId),
+    /// Our send-side bandwidth estimate (GCC over the peer's transport-cc
+    /// feedback, [`crate::rtp::bwe`]) moved by 5 % or more: what our
+    /// encoders may send in all, in bits per second (also
+    /// [`PeerConnection::available_outgoing_bitrate`]).
+    BandwidthEstimate {
+        /// The estimate.
+        bitrate: u64,
+    },
     /// The peer's receive-side bandwidth estimate (REMB,
     /// draft-alvestrand-rmcat-remb-03 §2.2), in bits per second.
     Remb {
@@ -474,6 +487,11 @@ pub struct PeerConnection {
     /// packet we send, RTX included: draft-holmer-rmcat-transport-wide-cc-
     /// extensions-01 §2).
     twcc_send_seq: u16,
+    /// Send-side bandwidth estimation (GCC) over the transport-cc feedback
+    /// about the packets we send.
+    bwe: SendSideBwe,
+    /// The estimate last reported by [`Event::BandwidthEstimate`].
+    bwe_reported: Option<u64>,
     events: VecDeque<Event>,
 }
 
@@ -552,6 +570,8 @@ impl PeerConnection {
             next_twcc: None,
             twcc_media_ssrc: 0,
             twcc_send_seq: 0,
+            bwe: SendSideBwe::new(BweConfig::default()),
+            bwe_reported: None,
             events: VecDeque::new(),
         }
     }
@@ -1006,6 +1026,11 @@ impl PeerConnection {
                 &mut self.packet,
             )?;
             t.send_rtp(&self.packet)?;
+            if tcc_id.is_some() {
+                let seq = u16::from_be_bytes(tcc);
+                self.bwe
+                    .on_packet_sent(now, seq, self.packet.len() + SRTP_OVERHEAD, None);
+            }
             self.media_stats.rtp_sent += 1;
         }
         Ok(n)
@@ -1072,6 +1097,11 @@ impl PeerConnection {
         write_rtp_packet(fields, &elements[..n], true, p.payload(), &mut self.packet)?;
         s.stream.record_packet(now, &self.packet)?;
         t.send_rtp(&self.packet)?;
+        if s.tcc_id().is_some() {
+            let seq = u16::from_be_bytes(tcc);
+            self.bwe
+                .on_packet_sent(now, seq, self.packet.len() + SRTP_OVERHEAD, None);
+        }
         self.media_stats.rtp_sent += 1;
         Ok(())
     }
@@ -1209,9 +1239,11 @@ impl PeerConnection {
                     {
                         r.stream.on_sender_report(now, sr);
                     }
-                    self.on_report_blocks(now_compact, &sr.reports);
+                    self.on_report_blocks(now, now_compact, &sr.reports);
                 }
-                RtcpPacket::ReceiverReport(rr) => self.on_report_blocks(now_compact, &rr.reports),
+                RtcpPacket::ReceiverReport(rr) => {
+                    self.on_report_blocks(now, now_compact, &rr.reports)
+                }
                 RtcpPacket::Nack(nack) => {
                     let Some(s) = self
                         .senders
@@ -1226,16 +1258,23 @@ impl PeerConnection {
                     // RFC 4588 §4: each NACKed packet still kept goes out
                     // again on the RTX stream, with a transport-wide
                     // sequence number of its own.
-                    let (tcc_id, seq) = (s.tcc_id(), &mut self.twcc_send_seq);
+                    let (tcc_id, seq, bwe) = (s.tcc_id(), &mut self.twcc_send_seq, &mut self.bwe);
                     let sent = s.stream.on_nack(nack, |p| {
+                        let mut numbered = None;
                         if let (Some(id), Ok(mut m)) = (tcc_id, RtpPacketMut::new_checked(p))
                             && let Some(e) = m.extension_element_mut(id)
                             && e.len() == 2
                         {
                             e.copy_from_slice(&seq.to_be_bytes());
+                            numbered = Some(*seq);
                             *seq = seq.wrapping_add(1);
                         }
-                        t.send_rtp(p).is_ok()
+                        let size = p.len() + SRTP_OVERHEAD;
+                        let ok = t.send_rtp(p).is_ok();
+                        if let (true, Some(n)) = (ok, numbered) {
+                            bwe.on_packet_sent(now, n, size, None);
+                        }
+                        ok
                     });
                     self.media_stats.rtx_sent += sent as u64;
                 }
@@ -1253,7 +1292,11 @@ impl PeerConnection {
                         }
                     }
                 }
-                RtcpPacket::TransportCc(_) => self.media_stats.twcc_feedback_received += 1,
+                RtcpPacket::TransportCc(fb) => {
+                    self.media_stats.twcc_feedback_received += 1;
+                    self.bwe.on_feedback(now, fb);
+                    self.bwe_events();
+                }
                 RtcpPacket::Remb(remb) => self.push(Event::Remb {
                     bitrate: remb.bitrate,
                 }),
@@ -1281,12 +1324,42 @@ impl PeerConnection {
     }
 
     /// Report blocks about our senders: RTT, fraction and cumulative loss.
-    fn on_report_blocks(&mut self, now_compact: u32, blocks: &[ReportBlock]) {
+    fn on_report_blocks(&mut self, now: Instant, now_compact: u32, blocks: &[ReportBlock]) {
         for b in blocks {
             if let Some(s) = self.senders.iter_mut().find(|s| s.stream.ssrc() == b.ssrc) {
                 s.stream.on_report_block(now_compact, b);
+                // The loss-based controller also reads RFC 3550 loss.
+                self.bwe.on_report_block(now, b);
             }
         }
+        self.bwe_events();
+    }
+
+    /// The estimator's news: [`Event::BandwidthEstimate`] when the estimate
+    /// moved by 5 % or more since the last one reported (it changes with
+    /// nearly every feedback, 20 times a second). Probes need a pacer to
+    /// send their padding; without one the estimate climbs by the AIMD
+    /// rules alone.
+    fn bwe_events(&mut self) {
+        while let Some(e) = self.bwe.poll_event() {
+            let BweEvent::Estimate(rate) = e else {
+                continue;
+            };
+            let rate = rate.as_u64();
+            let moved = self
+                .bwe_reported
+                .is_none_or(|last| rate.abs_diff(last) * 20 >= last);
+            if moved {
+                self.bwe_reported = Some(rate);
+                self.push(Event::BandwidthEstimate { bitrate: rate });
+            }
+        }
+    }
+
+    /// W3C `availableOutgoingBitrate`: the send-side estimate, once
+    /// transport-cc feedback about our packets came back.
+    pub fn available_outgoing_bitrate(&self) -> Option<u64> {
+        (self.media_stats.twcc_feedback_received > 0).then(|| self.bwe.estimate().as_u64())
     }
 
     /// Our NTP time (RFC 3550 §4) at `now`.
@@ -1511,6 +1584,7 @@ impl PeerConnection {
             transport.remote_address = r.socket_addr();
             transport.selected_candidate_pair = Some((l.clone(), r.clone()));
         }
+        transport.available_outgoing_bitrate = self.available_outgoing_bitrate();
         StatsReport {
             inbound,
             outbound,

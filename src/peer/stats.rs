@@ -121,6 +121,9 @@ pub struct TransportStats {
     pub selected_candidate_pair: Option<(Candidate, Candidate)>,
     /// The remote address of that pair.
     pub remote_address: Option<SocketAddr>,
+    /// W3C `availableOutgoingBitrate`: the send-side bandwidth estimate in
+    /// bit/s, once transport-cc feedback about our packets came back.
+    pub available_outgoing_bitrate: Option<u64>,
 }
 
 /// W3C `RTCDataChannelStats`, summed over every channel, plus the
