@@ -165,9 +165,9 @@ fn rounds(
 #[test]
 fn a_frame_costs_its_datagrams_to_send_and_its_event_to_receive() {
     let (mut sim, hosts, track, _) = connected();
-    rounds(&mut sim, hosts, track, 1, 400); // warm-up: the RTX ring fills
+    rounds(&mut sim, hosts, track, 1, 2800); // warm-up: the RTX ring and the estimator's history (8192 packets) fill
     let n = 500;
-    let (sent, received, frames, _) = rounds(&mut sim, hosts, track, 401, n);
+    let (sent, received, frames, _) = rounds(&mut sim, hosts, track, 2801, n);
     let n = n as usize;
     eprintln!(
         "per frame of 3 packets: send {:.2} allocations, receive {:.2}",
@@ -185,9 +185,9 @@ fn rtp_mode_receives_without_allocating() {
     sim.machine_mut::<PeerConnection>(hosts[1])
         .set_rtp_mode(&mid, true)
         .expect("rtp mode");
-    rounds(&mut sim, hosts, track, 1, 400);
+    rounds(&mut sim, hosts, track, 1, 2800);
     let n = 500;
-    let (_, received, _, packets) = rounds(&mut sim, hosts, track, 401, n);
+    let (_, received, _, packets) = rounds(&mut sim, hosts, track, 2801, n);
     assert_eq!(packets, 3 * n as usize);
     assert_eq!(received, 0, "receive in RTP mode: nothing");
 }
