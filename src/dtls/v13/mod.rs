@@ -29,3 +29,4 @@
 //! assembles them, with typed states, comes next.
 
 pub mod key_schedule;
+pub mod record;
