@@ -29,4 +29,5 @@
 //! assembles them, with typed states, comes next.
 
 pub mod key_schedule;
+pub mod key_share;
 pub mod record;
