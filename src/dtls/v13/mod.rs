@@ -30,4 +30,5 @@
 
 pub mod key_schedule;
 pub mod key_share;
+pub mod messages;
 pub mod record;
