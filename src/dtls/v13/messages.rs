@@ -1037,4 +1037,4 @@ impl Ack {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

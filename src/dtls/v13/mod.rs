@@ -32,3 +32,4 @@ pub mod key_schedule;
 pub mod key_share;
 pub mod messages;
 pub mod record;
+pub mod transcript;
