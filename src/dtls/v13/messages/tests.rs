@@ -689,3 +689,84 @@ proptest! {
         let _ = Ack::parse(&data);
     }
 }
+
+/// The datagrams of each flight in tests/fixtures/dtls13/chromium156_client_hello.txt.
+fn chromium156_flights() -> Vec<(String, Vec<Vec<u8>>)> {
+    let text = include_str!("../../../../tests/fixtures/dtls13/chromium156_client_hello.txt");
+    let mut out: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with("flight") {
+            out.push((line.to_string(), Vec::new()));
+        } else if let Some((_, datagrams)) = out.last_mut() {
+            datagrams.push(hex(line));
+        }
+    }
+    out
+}
+
+/// A real Chromium 156 ClientHello, captured on the wire: two datagrams,
+/// framed by the 1.3 record layer (DTLSPlaintext), reassembled by the 1.2
+/// reassembler, parsed as a 1.3 ClientHello; its hybrid share is one our
+/// server side accepts.
+#[test]
+fn chromium156_captured_client_hello() {
+    use crate::dtls::v13::key_share;
+    use crate::dtls::v13::record::{Record, records};
+    use rand::SeedableRng;
+    let flights = chromium156_flights();
+    assert_eq!(flights.len(), 2);
+    for (name, datagrams) in flights {
+        assert_eq!(datagrams.len(), 2, "{name}");
+        // The retry is the client's second message (message_seq 1).
+        let seq = if name == "flight1" { 0 } else { 1 };
+        let mut r = hs::Reassembler::with_next_seq(seq);
+        for d in &datagrams {
+            let recs: Vec<_> = records(d).collect::<Result<_, _>>().unwrap();
+            assert_eq!(recs.len(), 1, "{name}");
+            let Record::Plaintext(rec) = recs[0] else {
+                panic!("{name}: not a DTLSPlaintext record");
+            };
+            assert_eq!(rec.header.epoch, 0);
+            for f in hs::fragments(rec.fragment) {
+                r.insert(&f.unwrap());
+            }
+        }
+        let m = r.pop().expect("a whole ClientHello");
+        assert_eq!(m.msg_type, HandshakeType::ClientHello);
+        assert_eq!(m.message_seq, seq);
+        let ch = ClientHello::parse(&m.body).unwrap();
+        assert!(ch.offers_dtls13(), "{name}");
+        assert_eq!(ch.supported_versions, [DTLS_1_3, DTLS_1_2], "{name}");
+        let hybrid = ch.key_share(NamedGroup::X25519_MLKEM768).unwrap();
+        assert_eq!(hybrid.key_exchange.len(), 1216, "{name}");
+        assert_eq!(
+            ch.key_share(NamedGroup::X25519).unwrap().key_exchange.len(),
+            32
+        );
+        assert_eq!(ch.supported_groups[0], NamedGroup::X25519_MLKEM768);
+        assert!(ch.cipher_suites.contains(&TLS_AES_128_GCM_SHA256));
+        assert!(ch.use_srtp.is_some());
+        // The first flight has no cookie; the retry after our 1.2
+        // HelloVerifyRequest carries it in legacy_cookie.
+        assert_eq!(ch.legacy_cookie.is_empty(), name == "flight1", "{name}");
+        assert_eq!(ch.cookie, None);
+        let mut again = Vec::new();
+        ch.encode(&mut again);
+        assert_eq!(ClientHello::parse(&again).unwrap(), ch);
+
+        // The browser's ML-KEM-768 encapsulation key passes FIPS 203's
+        // check and its X25519 half is a good point: our server side
+        // completes the hybrid exchange with it.
+        let (server, secret) = key_share::server_share(
+            NamedGroup::X25519_MLKEM768,
+            &hybrid.key_exchange,
+            &mut rand::rngs::StdRng::seed_from_u64(1),
+        )
+        .unwrap();
+        assert_eq!(server.len(), 1120);
+        assert_eq!(secret.as_bytes().len(), 64);
+    }
+}
