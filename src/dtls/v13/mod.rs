@@ -33,3 +33,6 @@ pub mod key_share;
 pub mod messages;
 pub mod record;
 pub mod transcript;
+
+#[cfg(test)]
+mod tests;
