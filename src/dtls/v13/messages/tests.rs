@@ -690,9 +690,8 @@ proptest! {
     }
 }
 
-/// The datagrams of each flight in tests/fixtures/dtls13/chromium156_client_hello.txt.
-fn chromium156_flights() -> Vec<(String, Vec<Vec<u8>>)> {
-    let text = include_str!("../../../../tests/fixtures/dtls13/chromium156_client_hello.txt");
+/// The datagrams of each flight of a capture in tests/fixtures/dtls13/.
+fn captured_flights(text: &str) -> Vec<(String, Vec<Vec<u8>>)> {
     let mut out: Vec<(String, Vec<Vec<u8>>)> = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
@@ -707,25 +706,41 @@ fn chromium156_flights() -> Vec<(String, Vec<Vec<u8>>)> {
     out
 }
 
-/// A real Chromium 156 ClientHello, captured on the wire: two datagrams,
-/// framed by the 1.3 record layer (DTLSPlaintext), reassembled by the 1.2
-/// reassembler, parsed as a 1.3 ClientHello; its hybrid share is one our
-/// server side accepts.
+/// Real Chromium 156 and Firefox 153 ESR ClientHellos, captured on the
+/// wire: two datagrams each, framed by the 1.3 record layer
+/// (DTLSPlaintext), reassembled by the 1.2 reassembler, parsed as 1.3
+/// ClientHellos; their hybrid shares are ones our server side accepts.
 #[test]
-fn chromium156_captured_client_hello() {
+fn captured_browser_client_hellos() {
     use crate::dtls::v13::key_share;
     use crate::dtls::v13::record::{Record, records};
     use rand::SeedableRng;
-    let flights = chromium156_flights();
-    assert_eq!(flights.len(), 2);
-    for (name, datagrams) in flights {
-        assert_eq!(datagrams.len(), 2, "{name}");
+    let chromium = captured_flights(include_str!(
+        "../../../../tests/fixtures/dtls13/chromium156_client_hello.txt"
+    ));
+    let firefox = captured_flights(include_str!(
+        "../../../../tests/fixtures/dtls13/firefox153_client_hello.txt"
+    ));
+    assert_eq!(chromium.len(), 2);
+    assert_eq!(firefox.len(), 2);
+    let all = chromium
+        .into_iter()
+        .map(|(n, d)| ("chromium", n, d))
+        .chain(firefox.into_iter().map(|(n, d)| ("firefox", n, d)));
+    for (browser, name, datagrams) in all {
+        let name = name.as_str();
+        let versions: &[u16] = if browser == "chromium" {
+            &[DTLS_1_3, DTLS_1_2]
+        } else {
+            &[DTLS_1_3, DTLS_1_2, 0x0303]
+        };
+        assert_eq!(datagrams.len(), 2, "{browser} {name}");
         // The retry is the client's second message (message_seq 1).
         let seq = if name == "flight1" { 0 } else { 1 };
         let mut r = hs::Reassembler::with_next_seq(seq);
         for d in &datagrams {
             let recs: Vec<_> = records(d).collect::<Result<_, _>>().unwrap();
-            assert_eq!(recs.len(), 1, "{name}");
+            assert_eq!(recs.len(), 1, "{browser} {name}");
             let Record::Plaintext(rec) = recs[0] else {
                 panic!("{name}: not a DTLSPlaintext record");
             };
@@ -738,10 +753,10 @@ fn chromium156_captured_client_hello() {
         assert_eq!(m.msg_type, HandshakeType::ClientHello);
         assert_eq!(m.message_seq, seq);
         let ch = ClientHello::parse(&m.body).unwrap();
-        assert!(ch.offers_dtls13(), "{name}");
-        assert_eq!(ch.supported_versions, [DTLS_1_3, DTLS_1_2], "{name}");
+        assert!(ch.offers_dtls13(), "{browser} {name}");
+        assert_eq!(ch.supported_versions, versions, "{browser} {name}");
         let hybrid = ch.key_share(NamedGroup::X25519_MLKEM768).unwrap();
-        assert_eq!(hybrid.key_exchange.len(), 1216, "{name}");
+        assert_eq!(hybrid.key_exchange.len(), 1216, "{browser} {name}");
         assert_eq!(
             ch.key_share(NamedGroup::X25519).unwrap().key_exchange.len(),
             32
@@ -751,7 +766,11 @@ fn chromium156_captured_client_hello() {
         assert!(ch.use_srtp.is_some());
         // The first flight has no cookie; the retry after our 1.2
         // HelloVerifyRequest carries it in legacy_cookie.
-        assert_eq!(ch.legacy_cookie.is_empty(), name == "flight1", "{name}");
+        assert_eq!(
+            ch.legacy_cookie.is_empty(),
+            name == "flight1",
+            "{browser} {name}"
+        );
         assert_eq!(ch.cookie, None);
         let mut again = Vec::new();
         ch.encode(&mut again);
