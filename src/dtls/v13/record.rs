@@ -539,12 +539,15 @@ impl RecordProtection {
             sequence_bits: (number.sequence & seq_mask) as u16,
             length,
         };
-        let mut aad = Vec::with_capacity(MAX_UNIFIED_HEADER_LEN);
-        header.emit(&mut aad);
+        // The header goes out as is; the AAD is a copy of it before the
+        // sequence bits get masked (no allocation per record).
         let header_at = out.len();
-        out.extend_from_slice(&aad);
+        header.emit(out);
         let body_at = out.len();
-        self.seal_inner(number.sequence, &aad, content_type, content, padding, out)?;
+        let mut aad = [0u8; MAX_UNIFIED_HEADER_LEN];
+        let aad = &mut aad[..body_at - header_at];
+        aad.copy_from_slice(&out[header_at..body_at]);
+        self.seal_inner(number.sequence, aad, content_type, content, padding, out)?;
         // §4.2.3: mask the sequence bits with the encrypted record's first
         // 16 bytes (always there: the tag alone is 16).
         let m = self.mask(&out[body_at..])?;
