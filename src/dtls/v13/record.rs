@@ -622,6 +622,8 @@ struct ReadEpoch {
     /// One more than the highest sequence number deprotected here.
     next: u64,
     replay: ReplayWindow,
+    /// Records that failed authentication under this key (RFC 9147 §4.5.3).
+    auth_failures: u64,
 }
 
 /// The sending side of one epoch.
@@ -634,6 +636,20 @@ struct WriteEpoch {
 /// Largest sequence number sent: the DTLSPlaintext header has 48 bits, and
 /// RFC 9147 §4.2.1 asks to rekey rather than wrap.
 pub const MAX_SEQUENCE: u64 = (1 << 48) - 1;
+
+/// RFC 9147 §4.5.3 and its Appendix B: records one AES-GCM key may protect
+/// in DTLS (2^23) for the confidentiality margin TLS 1.3 keeps. We refuse
+/// to seal more under one key.
+pub const CONFIDENTIALITY_LIMIT: u64 = 1 << 23;
+
+/// When a KeyUpdate becomes due: half the confidentiality limit, leaving
+/// room for the update's round trip and retransmissions.
+pub const KEY_UPDATE_DUE: u64 = CONFIDENTIALITY_LIMIT / 2;
+
+/// RFC 9147 §4.5.3: for AEAD_AES_128_GCM, at most 2^36 records may fail
+/// authentication under one key; then the connection is closed (or the
+/// key, once a KeyUpdate has replaced it, dropped).
+pub const INTEGRITY_LIMIT: u64 = 1 << 36;
 
 /// The DTLS 1.3 record layer: epoch 0 in the clear, protected epochs with
 /// their keys, both directions.
@@ -735,8 +751,43 @@ impl RecordLayer {
             protection: RecordProtection::new(keys)?,
             next: 0,
             replay: ReplayWindow::new(),
+            auth_failures: 0,
         });
         Ok(())
+    }
+
+    /// Whether the write key has protected enough records that a KeyUpdate
+    /// is due ([`KEY_UPDATE_DUE`]); sealing stops at
+    /// [`CONFIDENTIALITY_LIMIT`].
+    pub fn key_update_due(&self) -> bool {
+        self.write.protection.is_some() && self.write.next >= KEY_UPDATE_DUE
+    }
+
+    /// Records that failed authentication under the newest read key.
+    pub fn auth_failures(&self) -> u64 {
+        self.read.last().map_or(0, |r| r.auth_failures)
+    }
+
+    /// Whether some read key reached the integrity limit (RFC 9147 §4.5.3):
+    /// the connection must close unless a KeyUpdate already replaced that
+    /// key (then drop it with [`RecordLayer::drop_read_epochs_below`]).
+    pub fn integrity_limit_reached(&self) -> bool {
+        self.read.iter().any(|r| r.auth_failures >= INTEGRITY_LIMIT)
+    }
+
+    /// Test hook: jumps the write sequence number (to reach the limits
+    /// without sealing millions of records).
+    #[cfg(test)]
+    pub(crate) fn set_write_sequence(&mut self, next: u64) {
+        self.write.next = next;
+    }
+
+    /// Test hook: sets the newest read key's failure count.
+    #[cfg(test)]
+    pub(crate) fn set_auth_failures(&mut self, n: u64) {
+        if let Some(r) = self.read.last_mut() {
+            r.auth_failures = n;
+        }
     }
 
     /// Stops accepting unprotected records (epoch 0), once the handshake no
@@ -762,8 +813,12 @@ impl RecordLayer {
         out: &mut Vec<u8>,
     ) -> Result<RecordNumber, Error> {
         let number = self.next_write_number();
-        if number.sequence > MAX_SEQUENCE {
-            return Err(Error::Misuse("sequence numbers exhausted: rekey first"));
+        if number.sequence > MAX_SEQUENCE
+            || (self.write.protection.is_some() && number.sequence >= CONFIDENTIALITY_LIMIT)
+        {
+            return Err(Error::Misuse(
+                "this key's record limit (RFC 9147 §4.5.3) is reached: KeyUpdate first",
+            ));
         }
         match &self.write.protection {
             None => {
@@ -838,7 +893,10 @@ impl RecordLayer {
         if sequence > MAX_SEQUENCE || !e.replay.check(sequence) {
             return None;
         }
-        let (content_type, content) = e.protection.open(r, sequence, &mut self.scratch).ok()?;
+        let Ok((content_type, content)) = e.protection.open(r, sequence, &mut self.scratch) else {
+            e.auth_failures += 1;
+            return None;
+        };
         // §4.5.1: only an authenticated record moves the window.
         e.replay.mark(sequence);
         e.next = e.next.max(sequence + 1);

@@ -434,3 +434,55 @@ proptest! {
         b.receive(&data, &mut got);
     }
 }
+
+/// RFC 9147 §4.5.3: the record limits of one AES-GCM key.
+#[test]
+fn aead_limits() {
+    let (mut a, _) = pair();
+    assert!(!a.key_update_due());
+    a.set_write_sequence(KEY_UPDATE_DUE);
+    assert!(a.key_update_due());
+    a.seal(ContentType::ApplicationData, b"x", 0, &mut Vec::new())
+        .unwrap();
+    a.set_write_sequence(CONFIDENTIALITY_LIMIT);
+    assert!(matches!(
+        a.seal(ContentType::ApplicationData, b"x", 0, &mut Vec::new()),
+        Err(Error::Misuse(_))
+    ));
+    // A new key (KeyUpdate) starts again from 0.
+    a.install_write(3, &keys(3)).unwrap();
+    assert!(!a.key_update_due());
+    a.seal(ContentType::ApplicationData, b"x", 0, &mut Vec::new())
+        .unwrap();
+    // Epoch 0 (no key) has no such limit.
+    let mut plain = RecordLayer::new();
+    plain.set_write_sequence(CONFIDENTIALITY_LIMIT);
+    plain
+        .seal(ContentType::Handshake, b"x", 0, &mut Vec::new())
+        .unwrap();
+
+    // Forgeries are counted per key.
+    let (mut a, mut b) = pair();
+    let mut d = Vec::new();
+    a.seal(ContentType::ApplicationData, b"x", 0, &mut d)
+        .unwrap();
+    let mut forged = d.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let mut got = Vec::new();
+    b.receive(&forged, &mut got);
+    b.receive(&forged, &mut got);
+    assert!(got.is_empty());
+    assert_eq!(b.auth_failures(), 2);
+    // The genuine record still opens (a forgery does not move the window).
+    b.receive(&d, &mut got);
+    assert_eq!(got.len(), 1);
+    assert!(!b.integrity_limit_reached());
+    b.set_auth_failures(INTEGRITY_LIMIT);
+    assert!(b.integrity_limit_reached());
+    b.install_read(3, &keys(3)).unwrap();
+    assert_eq!(b.auth_failures(), 0);
+    assert!(b.integrity_limit_reached(), "epoch 2 is still readable");
+    b.drop_read_epochs_below(3);
+    assert!(!b.integrity_limit_reached());
+}
