@@ -240,8 +240,9 @@ pub struct ClientHello {
     pub random: [u8; 32],
     /// legacy_session_id (0–32 bytes; DTLS 1.3 clients send none).
     pub legacy_session_id: Vec<u8>,
-    /// legacy_cookie: empty in DTLS 1.3 (RFC 9147 §5.3); kept to tell a 1.2
-    /// retry from a 1.3 hello.
+    /// legacy_cookie: empty in a 1.3 client's first hello and ignored by a
+    /// 1.3 server (RFC 9147 §5.1, §5.3); non-empty only when a 1.2 server's
+    /// HelloVerifyRequest answered the first one.
     pub legacy_cookie: Vec<u8>,
     /// cipher_suites, 1.3 and 1.2 ones mixed (a client offering both).
     pub cipher_suites: Vec<u16>,
@@ -379,7 +380,9 @@ impl ClientHello {
 pub struct ServerHello {
     /// 32 random bytes (never [`HELLO_RETRY_REQUEST_RANDOM`]).
     pub random: [u8; 32],
-    /// legacy_session_id_echo: the client's legacy_session_id.
+    /// legacy_session_id_echo: empty, since RFC 9147 §5 forbids a DTLS
+    /// server to echo the client's legacy_session_id (no middlebox
+    /// compatibility mode in DTLS); kept as received.
     pub legacy_session_id_echo: Vec<u8>,
     /// The chosen suite.
     pub cipher_suite: u16,
