@@ -1513,7 +1513,8 @@ fn dtls13_fuzz_keys(epoch: u64) -> crate::dtls::v13::key_schedule::TrafficKeys {
 /// The harness of the `dtls13_record` target: frame a datagram into DTLS
 /// 1.3 records (every unified header re-emits to its bytes), feed it to a
 /// record layer reading epochs 2 and 3 (records that do not authenticate,
-/// replays and unknown epochs are dropped, never panic), then seal the
+/// replays and unknown epochs are dropped, never panic; records of the
+/// next epoch are held until its keys come), then seal the
 /// bytes ourselves in each header form and check they open once, equal.
 pub fn dtls13_record(data: &[u8]) {
     use crate::dtls::v13::record::{self as r13, HeaderForm, Record, SeqLen};
@@ -1550,6 +1551,14 @@ pub fn dtls13_record(data: &[u8]) {
     let before = got.len();
     layer.receive(data, &mut got);
     assert_eq!(got.len(), before, "a replayed record was accepted");
+    // Records held for epoch 4 (bounded) open or drop once its keys come.
+    assert!(layer.pending() <= r13::MAX_PENDING_RECORDS);
+    if layer.install_read(4, &dtls13_fuzz_keys(4)).is_err() {
+        panic!("fixed keys install");
+    }
+    layer.take_unlocked(&mut got);
+    assert_eq!(layer.pending(), 0);
+    assert!(got.iter().all(|g| g.number.epoch <= 4));
 
     let plain = &data[..data.len().min(1 << 14)];
     let mut writer = r13::RecordLayer::new();

@@ -30,8 +30,10 @@
 //! [`RecordLayer`] keeps the epochs: it writes DTLSPlaintext in epoch 0 and
 //! DTLSCiphertext above, and on receipt picks the newest epoch with the
 //! record's epoch bits, unmasks and reconstructs the sequence number,
-//! checks the replay window, decrypts, and marks the window. Records that
-//! fail are dropped and counted, never answered (§4.5.2).
+//! checks the replay window, decrypts, and marks the window. Records of the
+//! next epoch wait (bounded) for its keys (§4.2.1); records that fail are
+//! dropped and counted, never answered (§4.5.2); the AEAD limits of §4.5.3
+//! are kept.
 
 use ring::aead;
 use ring::aead::quic::{AES_128, HeaderProtectionKey};
@@ -646,6 +648,15 @@ pub const CONFIDENTIALITY_LIMIT: u64 = 1 << 23;
 /// room for the update's round trip and retransmissions.
 pub const KEY_UPDATE_DUE: u64 = CONFIDENTIALITY_LIMIT / 2;
 
+/// Most records of a not-yet-readable epoch held at once (RFC 9147
+/// §4.2.1 allows buffering them): a server's encrypted flight usually
+/// shares the ServerHello's datagrams, and dropping it would cost a
+/// retransmission.
+pub const MAX_PENDING_RECORDS: usize = 8;
+
+/// Most bytes of such records held at once.
+pub const MAX_PENDING_BYTES: usize = 16 * 1024;
+
 /// RFC 9147 §4.5.3: for AEAD_AES_128_GCM, at most 2^36 records may fail
 /// authentication under one key; then the connection is closed (or the
 /// key, once a KeyUpdate has replaced it, dropped).
@@ -664,6 +675,10 @@ pub struct RecordLayer {
     accept_plain: bool,
     dropped: u64,
     scratch: Vec<u8>,
+    /// Protected records of the epoch after the newest readable one, held
+    /// until its keys come (bounded by [`MAX_PENDING_RECORDS`] and
+    /// [`MAX_PENDING_BYTES`]).
+    pending: Vec<Vec<u8>>,
     /// The header form of protected records we write.
     pub form: HeaderForm,
 }
@@ -701,6 +716,7 @@ impl RecordLayer {
             accept_plain: true,
             dropped: 0,
             scratch: Vec::new(),
+            pending: Vec::new(),
             form: HeaderForm::FULL,
         }
     }
@@ -854,13 +870,77 @@ impl RecordLayer {
             let got = match record {
                 Err(_) => None,
                 Ok(Record::Plaintext(r)) => self.receive_plain(&r),
-                Ok(Record::Ciphertext(r)) => self.receive_protected(&r),
+                Ok(Record::Ciphertext(r)) => {
+                    if self.hold_if_next_epoch(&r) {
+                        continue;
+                    }
+                    self.receive_protected(&r)
+                }
             };
             match got {
                 Some(r) => out.push(r),
                 None => self.dropped += 1,
             }
         }
+    }
+
+    /// Records held for an epoch whose keys were not installed yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// After [`RecordLayer::install_read`]: opens the held records the new
+    /// keys can read, appending them to `out`; those of a still later epoch
+    /// stay held.
+    pub fn take_unlocked(&mut self, out: &mut Vec<Received>) {
+        for bytes in std::mem::take(&mut self.pending) {
+            let Ok((header, n)) = UnifiedHeader::parse(&bytes) else {
+                continue;
+            };
+            let r = CiphertextRecord {
+                header,
+                header_bytes: &bytes[..n],
+                encrypted: &bytes[n..n + usize::from(header.length)],
+            };
+            if self.next_epoch_bits() == Some(header.epoch_bits) {
+                self.pending.push(bytes);
+                continue;
+            }
+            match self.receive_protected(&r) {
+                Some(got) => out.push(got),
+                None => self.dropped += 1,
+            }
+        }
+    }
+
+    /// The epoch bits of the epoch after the newest readable one (2, the
+    /// handshake's, before any).
+    fn next_epoch_bits(&self) -> Option<u8> {
+        let next = self
+            .read
+            .last()
+            .map_or(Some(2), |e| e.epoch.checked_add(1))?;
+        // Bits no installed epoch has: otherwise the record is that
+        // epoch's (§4.2.2).
+        let bits = (next & 0x03) as u8;
+        (!self.read.iter().any(|e| (e.epoch & 0x03) as u8 == bits)).then_some(bits)
+    }
+
+    /// Holds a record of the next epoch (bounded); true if held.
+    fn hold_if_next_epoch(&mut self, r: &CiphertextRecord<'_>) -> bool {
+        if self.next_epoch_bits() != Some(r.header.epoch_bits) {
+            return false;
+        }
+        let size = r.header_bytes.len() + r.encrypted.len();
+        let held: usize = self.pending.iter().map(Vec::len).sum();
+        if self.pending.len() >= MAX_PENDING_RECORDS || held + size > MAX_PENDING_BYTES {
+            return false;
+        }
+        let mut bytes = Vec::with_capacity(size);
+        bytes.extend_from_slice(r.header_bytes);
+        bytes.extend_from_slice(r.encrypted);
+        self.pending.push(bytes);
+        true
     }
 
     fn receive_plain(&mut self, r: &record12::Record<'_>) -> Option<Received> {

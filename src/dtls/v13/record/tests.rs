@@ -486,3 +486,66 @@ fn aead_limits() {
     b.drop_read_epochs_below(3);
     assert!(!b.integrity_limit_reached());
 }
+
+/// RFC 9147 §4.2.1: records of the next epoch that arrive before its keys
+/// (the server's encrypted flight behind its ServerHello) are held, within
+/// bounds, and opened once the keys are installed.
+#[test]
+fn next_epoch_records_wait_for_their_keys() {
+    let mut server = RecordLayer::new();
+    let mut client = RecordLayer::new();
+    let mut d = Vec::new();
+    server
+        .seal(ContentType::Handshake, b"server hello", 0, &mut d)
+        .unwrap();
+    server.install_write(2, &keys(2)).unwrap();
+    for i in 0..10u8 {
+        server
+            .seal(ContentType::Handshake, &[i; 100], 0, &mut d)
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    client.receive(&d, &mut got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].fragment, b"server hello");
+    // Eight held, two over the bound dropped.
+    assert_eq!(client.pending(), MAX_PENDING_RECORDS);
+    assert_eq!(client.dropped(), 2);
+    client.install_read(2, &keys(2)).unwrap();
+    got.clear();
+    client.take_unlocked(&mut got);
+    assert_eq!(client.pending(), 0);
+    let firsts: Vec<u8> = got.iter().map(|r| r.fragment[0]).collect();
+    assert_eq!(firsts, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert!(got.iter().all(|r| r.number.epoch == 2));
+
+    // After a KeyUpdate (epoch 3 on the wire before the reader moved), the
+    // same; records whose bits belong to a readable epoch are never held.
+    server.install_write(3, &keys(3)).unwrap();
+    let mut d = Vec::new();
+    server
+        .seal(ContentType::ApplicationData, b"epoch 3", 0, &mut d)
+        .unwrap();
+    got.clear();
+    client.receive(&d, &mut got);
+    assert!(got.is_empty());
+    assert_eq!(client.pending(), 1);
+    // Installing another epoch than the held record's keeps it held.
+    client.take_unlocked(&mut got);
+    assert_eq!(client.pending(), 1);
+    client.install_read(3, &keys(3)).unwrap();
+    client.take_unlocked(&mut got);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].fragment, b"epoch 3");
+    // Garbage with the next epoch's bits is held, then dropped when the
+    // keys cannot open it.
+    let mut junk = vec![0x2c, 0, 0, 0, 40];
+    junk.extend_from_slice(&[0x55; 40]);
+    client.receive(&junk, &mut got);
+    assert_eq!(client.pending(), 1);
+    let dropped = client.dropped();
+    client.install_read(4, &keys(4)).unwrap();
+    client.take_unlocked(&mut got);
+    assert_eq!(client.pending(), 0);
+    assert_eq!(client.dropped(), dropped + 1);
+}
