@@ -1558,3 +1558,253 @@ pub fn bwe_feedback(data: &[u8]) {
         assert!(bwe.history_len() <= cap, "history above its cap");
     }
 }
+
+// ---------------------------------------------------------------------------
+// DTLS 1.3 (the building blocks of `dtls::v13`).
+
+/// The traffic keys of epoch `epoch` in the `dtls13_record` harness and its
+/// seeds (fixed, so that seeds sealed with them open in the harness).
+fn dtls13_fuzz_keys(epoch: u64) -> crate::dtls::v13::key_schedule::TrafficKeys {
+    use crate::dtls::v13::key_schedule::{LabelPrefix, Secret, TrafficKeys};
+    TrafficKeys::derive(LabelPrefix::Dtls13, &Secret::from_bytes([epoch as u8; 32]))
+}
+
+/// The harness of the `dtls13_record` target: frame a datagram into DTLS
+/// 1.3 records (every unified header re-emits to its bytes), feed it to a
+/// record layer reading epochs 2 and 3 (records that do not authenticate,
+/// replays and unknown epochs are dropped, never panic; records of the
+/// next epoch are held until its keys come), then seal the
+/// bytes ourselves in each header form and check they open once, equal.
+pub fn dtls13_record(data: &[u8]) {
+    use crate::dtls::v13::record::{self as r13, HeaderForm, Record, SeqLen};
+    let mut framed = 0usize;
+    for r in r13::records(data) {
+        match r {
+            Err(_) => break,
+            Ok(Record::Plaintext(p)) => framed += 13 + p.fragment.len(),
+            Ok(Record::Ciphertext(c)) => {
+                let mut again = Vec::new();
+                c.header.emit(&mut again);
+                assert_eq!(again, c.header_bytes, "unified header does not re-emit");
+                assert_eq!(usize::from(c.header.length), c.encrypted.len());
+                framed += c.header_bytes.len() + c.encrypted.len();
+            }
+        }
+    }
+    assert!(framed <= data.len());
+
+    let mut layer = r13::RecordLayer::new();
+    let (Ok(()), Ok(())) = (
+        layer.install_read(2, &dtls13_fuzz_keys(2)),
+        layer.install_read(3, &dtls13_fuzz_keys(3)),
+    ) else {
+        panic!("fixed keys install");
+    };
+    let mut got = Vec::new();
+    layer.receive(data, &mut got);
+    for g in &got {
+        assert!(g.fragment.len() <= r13::MAX_INNER_PLAINTEXT_LEN);
+        assert!(g.number.epoch == 0 || g.number.epoch == 2 || g.number.epoch == 3);
+    }
+    // The same datagram again: nothing new (every record is a replay).
+    let before = got.len();
+    layer.receive(data, &mut got);
+    assert_eq!(got.len(), before, "a replayed record was accepted");
+    // Records held for epoch 4 (bounded) open or drop once its keys come.
+    assert!(layer.pending() <= r13::MAX_PENDING_RECORDS);
+    if layer.install_read(4, &dtls13_fuzz_keys(4)).is_err() {
+        panic!("fixed keys install");
+    }
+    layer.take_unlocked(&mut got);
+    assert_eq!(layer.pending(), 0);
+    assert!(got.iter().all(|g| g.number.epoch <= 4));
+
+    let plain = &data[..data.len().min(1 << 14)];
+    let mut writer = r13::RecordLayer::new();
+    let mut reader = r13::RecordLayer::new();
+    if writer.install_write(3, &dtls13_fuzz_keys(3)).is_err()
+        || reader.install_read(3, &dtls13_fuzz_keys(3)).is_err()
+    {
+        panic!("fixed keys install");
+    }
+    for (s, l) in [(false, false), (false, true), (true, false), (true, true)] {
+        writer.form = HeaderForm {
+            seq_len: if s { SeqLen::Sixteen } else { SeqLen::Eight },
+            with_length: l,
+        };
+        let mut sealed = Vec::new();
+        let padding = data.first().map_or(0, |&b| usize::from(b % 8));
+        let ct = crate::dtls::record::ContentType::ApplicationData;
+        let Ok(number) = writer.seal(ct, plain, padding, &mut sealed) else {
+            continue;
+        };
+        let mut opened = Vec::new();
+        reader.receive(&sealed, &mut opened);
+        reader.receive(&sealed, &mut opened);
+        assert_eq!(opened.len(), 1, "own record not opened exactly once");
+        assert_eq!(opened[0].number, number);
+        assert_eq!(opened[0].fragment, plain);
+    }
+}
+
+/// Seeds for `dtls13_record`: a datagram with a plaintext ClientHello-like
+/// record, then epoch-2 and epoch-3 records in each header form, sealed
+/// with the harness's keys.
+pub fn dtls13_record_seeds() -> Vec<Vec<u8>> {
+    use crate::dtls::record::ContentType;
+    use crate::dtls::v13::record::{self as r13, HeaderForm, SeqLen};
+    let mut w = r13::RecordLayer::new();
+    let mut d = Vec::new();
+    let _ = w.seal(
+        ContentType::Handshake,
+        &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        0,
+        &mut d,
+    );
+    let _ = w.install_write(2, &dtls13_fuzz_keys(2));
+    let _ = w.seal(ContentType::Handshake, b"encrypted extensions", 0, &mut d);
+    w.form = HeaderForm {
+        seq_len: SeqLen::Eight,
+        with_length: true,
+    };
+    let _ = w.seal(
+        ContentType::Other(26),
+        &[0, 16, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0],
+        0,
+        &mut d,
+    );
+    let mut e = Vec::new();
+    let _ = w.install_write(3, &dtls13_fuzz_keys(3));
+    w.form = HeaderForm {
+        seq_len: SeqLen::Sixteen,
+        with_length: false,
+    };
+    let _ = w.seal(ContentType::ApplicationData, b"sctp", 3, &mut e);
+    vec![d, e]
+}
+
+/// The harness of the `dtls13_handshake` target: the bytes as a handshake
+/// record payload (fragments into the bounded reassembler, every message
+/// parsed as DTLS 1.3), as one 1.3 message body whose type is the first
+/// byte, and as an ACK. Whatever parses re-encodes to something that
+/// parses to the same value.
+pub fn dtls13_handshake(data: &[u8]) {
+    use crate::dtls::v13::messages::{Ack, Handshake as H13};
+    let round_trip = |m: &H13| {
+        let mut body = Vec::new();
+        m.encode_body(&mut body);
+        match H13::parse(m.msg_type(), &body) {
+            Ok(again) => assert_eq!(&again, m, "1.3 handshake message does not round-trip"),
+            Err(e) => panic!("re-encoded 1.3 {:?} does not parse: {e}", m.msg_type()),
+        }
+    };
+    let mut reassembler = Reassembler::new();
+    for f in fragments(data) {
+        let Ok(f) = f else { break };
+        let _ = reassembler.insert(&f);
+        while let Some(m) = reassembler.pop() {
+            if let Ok(h) = H13::parse(m.msg_type, &m.body) {
+                round_trip(&h);
+            }
+        }
+    }
+    if let Some((&t, body)) = data.split_first() {
+        if let Ok(h) = H13::parse(HandshakeType::from_u8(t), body) {
+            round_trip(&h);
+        }
+    }
+    if let Ok(ack) = Ack::parse(data) {
+        let mut again = Vec::new();
+        ack.encode(&mut again);
+        assert_eq!(again, data, "an ACK does not re-encode to its bytes");
+    }
+}
+
+/// Seeds for `dtls13_handshake`: a fragmented 1.3 ClientHello with a
+/// hybrid and an X25519 share, a HelloRetryRequest, EncryptedExtensions
+/// with use_srtp, a CertificateRequest, a Finished, a KeyUpdate, and an ACK.
+pub fn dtls13_handshake_seeds() -> Vec<Vec<u8>> {
+    use crate::dtls::cert::SignatureScheme;
+    use crate::dtls::handshake::{NamedGroup, SrtpProfile};
+    use crate::dtls::v13::messages::{self as m, Handshake as H13};
+    use crate::dtls::v13::record::RecordNumber;
+    let ch = m::ClientHello {
+        legacy_version: m::DTLS_1_2,
+        random: [7; 32],
+        legacy_session_id: Vec::new(),
+        legacy_cookie: Vec::new(),
+        cipher_suites: vec![m::TLS_AES_128_GCM_SHA256, 0xc02b],
+        supported_versions: vec![m::DTLS_1_3, m::DTLS_1_2],
+        supported_groups: vec![NamedGroup::X25519_MLKEM768, NamedGroup::X25519],
+        signature_algorithms: vec![SignatureScheme::ECDSA_SECP256R1_SHA256],
+        key_shares: Some(vec![
+            m::KeyShareEntry {
+                group: NamedGroup::X25519_MLKEM768,
+                key_exchange: vec![1; 1216],
+            },
+            m::KeyShareEntry {
+                group: NamedGroup::X25519,
+                key_exchange: vec![2; 32],
+            },
+        ]),
+        use_srtp: Some(m::UseSrtp {
+            profiles: vec![SrtpProfile::AEAD_AES_128_GCM],
+            mki: Vec::new(),
+        }),
+        cookie: None,
+        other: Vec::new(),
+    };
+    let messages = [
+        H13::ServerHello(m::ServerHelloKind::HelloRetryRequest(
+            m::HelloRetryRequest {
+                legacy_session_id_echo: Vec::new(),
+                cipher_suite: m::TLS_AES_128_GCM_SHA256,
+                selected_version: m::DTLS_1_3,
+                selected_group: Some(NamedGroup::X25519),
+                cookie: Some(vec![9; 32]),
+                other: Vec::new(),
+            },
+        )),
+        H13::EncryptedExtensions(m::EncryptedExtensions {
+            supported_groups: Vec::new(),
+            use_srtp: Some(m::UseSrtp {
+                profiles: vec![SrtpProfile::AEAD_AES_128_GCM],
+                mki: Vec::new(),
+            }),
+            other: Vec::new(),
+        }),
+        H13::CertificateRequest(m::CertificateRequest {
+            context: Vec::new(),
+            signature_algorithms: vec![SignatureScheme::ECDSA_SECP256R1_SHA256],
+            other: Vec::new(),
+        }),
+        H13::Finished(m::Finished {
+            verify_data: [3; 32],
+        }),
+        H13::KeyUpdate(m::KeyUpdate::Requested),
+    ];
+    let mut seeds = Vec::new();
+    let mut fragmented = Vec::new();
+    H13::ClientHello(ch)
+        .to_message(0)
+        .fragment(1000, |f| f.encode(&mut fragmented));
+    seeds.push(fragmented);
+    for (i, msg) in messages.iter().enumerate() {
+        let mut b = Vec::new();
+        msg.to_message(i as u16).encode_unfragmented(&mut b);
+        seeds.push(b);
+        let mut typed = vec![msg.msg_type().to_u8()];
+        msg.encode_body(&mut typed);
+        seeds.push(typed);
+    }
+    let mut ack = Vec::new();
+    m::Ack {
+        records: vec![RecordNumber {
+            epoch: 2,
+            sequence: 1,
+        }],
+    }
+    .encode(&mut ack);
+    seeds.push(ack);
+    seeds
+}

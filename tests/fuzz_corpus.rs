@@ -27,6 +27,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("dtls_record", rtclab::fuzzing::dtls_record),
     ("dtls_handshake", rtclab::fuzzing::dtls_handshake),
     ("dtls_endpoint", rtclab::fuzzing::dtls_endpoint),
+    ("dtls13_record", rtclab::fuzzing::dtls13_record),
+    ("dtls13_handshake", rtclab::fuzzing::dtls13_handshake),
     ("ice_candidate", rtclab::fuzzing::ice_candidate),
     ("ice_agent", rtclab::fuzzing::ice_agent),
     ("turn_message", rtclab::fuzzing::turn_message),
@@ -193,5 +195,21 @@ fn peer_connection_seed_inputs_pass_the_harness() {
     assert!(seeds.len() >= 2);
     for s in &seeds {
         rtclab::fuzzing::peer_connection(s);
+    }
+}
+
+/// DTLS 1.3's seeds (records sealed with the harness's own keys, typed
+/// messages) go through their harnesses on every run.
+#[test]
+fn dtls13_seeds_pass_the_harnesses() {
+    let seeds = rtclab::fuzzing::dtls13_record_seeds();
+    assert!(!seeds.is_empty());
+    for seed in seeds {
+        rtclab::fuzzing::dtls13_record(&seed);
+    }
+    let seeds = rtclab::fuzzing::dtls13_handshake_seeds();
+    assert!(!seeds.is_empty());
+    for seed in seeds {
+        rtclab::fuzzing::dtls13_handshake(&seed);
     }
 }

@@ -553,7 +553,7 @@ pub enum Extension {
 
 /// Which hello an extension list belongs to (supported_versions differs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HelloSide {
+pub(crate) enum HelloSide {
     Client,
     Server,
 }
@@ -576,7 +576,7 @@ impl Extension {
         }
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         put_u16(out, self.typ());
         put_vec(out, 2, |o| match self {
             Extension::SupportedGroups(g) => put_vec(o, 2, |o| {
@@ -600,7 +600,7 @@ impl Extension {
         });
     }
 
-    fn parse(typ: u16, data: &[u8], side: HelloSide) -> Result<Self, Error> {
+    pub(crate) fn parse(typ: u16, data: &[u8], side: HelloSide) -> Result<Self, Error> {
         use extension_type as t;
         let mut r = Reader::new(data);
         let ext = match typ {

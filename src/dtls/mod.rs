@@ -81,6 +81,8 @@
 //!   epoch buffered (bounded), the NSS key log line. Proven against
 //!   `openssl s_server` and `openssl s_client` (`tests/dtls_openssl.rs`).
 //! - [`speed`]: the figures for `rtclab speed dtls`.
+//! - [`v13`]: DTLS 1.3's building blocks (key schedule, record layer,
+//!   messages, key shares), before its handshake.
 //!
 //! Around it: `rtclab dtls client|server`, a small `openssl
 //! s_client/s_server` (handshake over UDP with the runtime's `Driver`; it
@@ -111,6 +113,7 @@ pub mod handshake;
 pub mod prf;
 pub mod record;
 pub mod speed;
+pub mod v13;
 
 pub use error::Error;
 
