@@ -511,6 +511,83 @@ fn follows_a_rate_drop() {
         "p95 queueing {recovered:?}"
     );
     assert!(after.0 > 0.7, "after the drop: {:.2} of 1 Mbit/s", after.0);
+    let svg = rate_drop_svg(&s.estimates, drop_at);
+    check_figure("bwe-rate-drop.svg", &svg);
+}
+
+/// Chapter 4's figure of this run: the estimate after each feedback (blue)
+/// over the link rate (grey steps), 0–20 s, 0–6 Mbit/s.
+fn rate_drop_svg(estimates: &[(Duration, Bitrate)], drop_at: Duration) -> String {
+    let (w, h, left, bottom) = (640.0, 300.0, 50.0, 30.0);
+    let x = |t: f64| left + t / 20.0 * (w - left - 10.0);
+    let y = |bps: f64| h - bottom - bps / 6e6 * (h - bottom - 10.0);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n"
+    );
+    for mbps in 0..=6 {
+        let yy = y(f64::from(mbps) * 1e6);
+        svg += &format!(
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{mbps}</text>\n",
+            w - 10.0,
+            left - 6.0,
+            yy + 4.0
+        );
+    }
+    for sec in (0..=20).step_by(5) {
+        svg += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{sec} s</text>\n",
+            x(f64::from(sec)),
+            h - 10.0
+        );
+    }
+    let d = drop_at.as_secs_f64();
+    svg += &format!(
+        "<polyline fill=\"none\" stroke=\"#999\" stroke-width=\"2\" \
+         points=\"{:.1},{:.1} {:.1},{:.1} {:.1},{:.1} {:.1},{:.1}\"/>\n",
+        x(0.0),
+        y(5e6),
+        x(d),
+        y(5e6),
+        x(d),
+        y(1e6),
+        x(20.0),
+        y(1e6)
+    );
+    let points: Vec<String> = estimates
+        .iter()
+        .filter(|(t, _)| t.as_secs_f64() <= 20.0)
+        .map(|(t, e)| format!("{:.1},{:.1}", x(t.as_secs_f64()), y(e.as_f64())))
+        .collect();
+    svg += &format!(
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" points=\"{}\"/>\n",
+        points.join(" ")
+    );
+    svg += &format!(
+        "<text x=\"{:.1}\" y=\"20\">Mbit/s: link (grey), GCC estimate (blue)</text>\n</svg>\n",
+        left + 10.0
+    );
+    svg
+}
+
+/// Compares a figure with the chapter's copy; `RTCLAB_BLESS=1` rewrites it
+/// (as the transcripts are checked).
+fn check_figure(name: &str, svg: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("chapters/src/img")
+        .join(name);
+    if std::env::var_os("RTCLAB_BLESS").is_some() {
+        std::fs::write(&path, svg).expect("write figure");
+        return;
+    }
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        old == svg,
+        "{} differs from this run (RTCLAB_BLESS=1 rewrites it)",
+        path.display()
+    );
 }
 
 /// Sends video at the bitrate of the last REMB it got (no send-side
