@@ -18,6 +18,7 @@ use crate::datachannel::{self, ChannelId, ChannelInit, ConnectionConfig, DataCha
 use crate::dtls::cert::Certificate;
 use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
+use crate::rtp::bwe::pacer::{Config as PacerConfig, Pacer, Priority, Release};
 use crate::rtp::bwe::{Config as BweConfig, Event as BweEvent, SendSideBwe};
 use crate::rtp::codec::{AnyDepacketizer, AnyPacketizer};
 use crate::rtp::jitter::Frame;
@@ -130,6 +131,12 @@ pub struct Config {
     /// letters, digits, `+` or `/`); `None`: random ones from the RNG. Bad
     /// ones fail the first `create_offer` or `set_remote_description`.
     pub ice_credentials: Option<Credentials>,
+    /// Pace media at 2.5 × the bandwidth estimate (GCC's pacer,
+    /// [`crate::rtp::bwe::pacer`]), with start-up probes: the estimate
+    /// finds the path within a second instead of climbing 8 % a second.
+    /// Packets then leave from `handle_timeout`, not from `send_frame`.
+    /// Off by default.
+    pub pacing: bool,
 }
 
 impl Config {
@@ -150,6 +157,7 @@ impl Config {
             wall_clock: None,
             cname: None,
             ice_credentials: None,
+            pacing: false,
         }
     }
 }
@@ -311,6 +319,9 @@ pub enum Error {
     Misuse(&'static str),
     /// Closed.
     Closed,
+    /// The pacer's queue is full (more media than the path carries for
+    /// seconds): the packet was dropped.
+    Congested,
 }
 
 impl fmt::Display for Error {
@@ -324,6 +335,7 @@ impl fmt::Display for Error {
             Error::Candidate(e) => write!(f, "bad candidate: {e}"),
             Error::Misuse(m) => write!(f, "misuse: {m}"),
             Error::Closed => f.write_str("the peer connection is closed"),
+            Error::Congested => f.write_str("the pacer's queue is full: media dropped"),
         }
     }
 }
@@ -492,6 +504,14 @@ pub struct PeerConnection {
     bwe: SendSideBwe,
     /// The estimate last reported by [`Event::BandwidthEstimate`].
     bwe_reported: Option<u64>,
+    /// The latest `now` we were given (for probes asked from inside).
+    last_now: Option<Instant>,
+    /// With [`Config::pacing`]: packets wait here, each with its
+    /// transport-cc extension id (the sequence number is stamped as it
+    /// leaves, so numbers follow the sending order).
+    pacer: Option<Pacer<(Option<u8>, Vec<u8>)>>,
+    /// Buffers of paced packets, reused.
+    pace_pool: Vec<Vec<u8>>,
     events: VecDeque<Event>,
 }
 
@@ -572,6 +592,11 @@ impl PeerConnection {
             twcc_send_seq: 0,
             bwe: SendSideBwe::new(BweConfig::default()),
             bwe_reported: None,
+            last_now: None,
+            pacer: config
+                .pacing
+                .then(|| Pacer::new(PacerConfig::default(), BweConfig::default().start)),
+            pace_pool: Vec::new(),
             events: VecDeque::new(),
         }
     }
@@ -1013,7 +1038,32 @@ impl PeerConnection {
             if let Some(id) = tcc_id {
                 elements[k] = (id, &tcc);
                 k += 1;
-                self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
+                if self.pacer.is_none() {
+                    // Paced, the number is stamped as the packet leaves.
+                    self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
+                }
+            }
+            if let Some(pacer) = self.pacer.as_mut() {
+                let mut buf = self.pace_pool.pop().unwrap_or_default();
+                buf.clear();
+                s.stream.write_packet(
+                    now,
+                    timestamp,
+                    i + 1 == n,
+                    &elements[..k],
+                    payload,
+                    &mut buf,
+                )?;
+                let priority = match s.kind {
+                    MediaKind::Audio => Priority::Audio,
+                    _ => Priority::Video,
+                };
+                let size = buf.len() + SRTP_OVERHEAD;
+                if let Err((_, (_, buf))) = pacer.enqueue(now, priority, size, (tcc_id, buf)) {
+                    self.pace_pool.push(buf);
+                    return Err(Error::Congested);
+                }
+                continue;
             }
             self.packet.clear();
             // RFC 3550 §5.1: the marker ends the frame.
@@ -1033,6 +1083,7 @@ impl PeerConnection {
             }
             self.media_stats.rtp_sent += 1;
         }
+        self.pace(now);
         Ok(n)
     }
 
@@ -1342,9 +1393,18 @@ impl PeerConnection {
     /// rules alone.
     fn bwe_events(&mut self) {
         while let Some(e) = self.bwe.poll_event() {
-            let BweEvent::Estimate(rate) = e else {
-                continue;
+            let rate = match e {
+                BweEvent::Estimate(rate) => rate,
+                BweEvent::Probe(cluster) => {
+                    if let (Some(p), Some(now)) = (self.pacer.as_mut(), self.last_now) {
+                        p.start_probe(now, cluster);
+                    }
+                    continue;
+                }
             };
+            if let Some(p) = self.pacer.as_mut() {
+                p.set_estimate(rate);
+            }
             let rate = rate.as_u64();
             let moved = self
                 .bwe_reported
@@ -1354,6 +1414,67 @@ impl PeerConnection {
                 self.push(Event::BandwidthEstimate { bitrate: rate });
             }
         }
+    }
+
+    /// With [`Config::pacing`]: sends what the pacer lets go at `now`,
+    /// stamping each packet's transport-wide sequence number as it leaves;
+    /// a probe's padding is RTX copies of the newest packet of a video
+    /// track (what libwebrtc sends too: useful bytes, and a receiver that
+    /// already has the packet just drops the copy).
+    fn pace(&mut self, now: Instant) {
+        let Some(pacer) = self.pacer.as_mut() else {
+            return;
+        };
+        let Some(t) = self.transport.as_mut() else {
+            return;
+        };
+        while let Some(release) = pacer.poll_release(now) {
+            match release {
+                Release::Packet {
+                    item: (tcc_id, mut buf),
+                    size,
+                    probe,
+                } => {
+                    let seq = stamp_tcc(&mut buf, tcc_id, &mut self.twcc_send_seq);
+                    if t.send_rtp(&buf).is_ok() {
+                        self.media_stats.rtp_sent += 1;
+                        if let Some(seq) = seq {
+                            self.bwe.on_packet_sent(now, seq, size, probe);
+                        }
+                    }
+                    if self.pace_pool.len() < 64 {
+                        self.pace_pool.push(buf);
+                    }
+                }
+                Release::Padding { size, probe } => {
+                    let Some(s) = self
+                        .senders
+                        .iter_mut()
+                        .find(|s| s.negotiated && s.kind == MediaKind::Video)
+                    else {
+                        continue;
+                    };
+                    let tcc_id = s.tcc_id();
+                    let mut sent = 0;
+                    while sent < size {
+                        self.packet.clear();
+                        if !s.stream.write_padding_rtx(&mut self.packet) {
+                            break;
+                        }
+                        let seq = stamp_tcc(&mut self.packet, tcc_id, &mut self.twcc_send_seq);
+                        let len = self.packet.len() + SRTP_OVERHEAD;
+                        if t.send_rtp(&self.packet).is_err() {
+                            break;
+                        }
+                        if let Some(seq) = seq {
+                            self.bwe.on_packet_sent(now, seq, len, Some(probe));
+                        }
+                        sent += len;
+                    }
+                }
+            }
+        }
+        self.bwe_events();
     }
 
     /// W3C `availableOutgoingBitrate`: the send-side estimate, once
@@ -1944,6 +2065,12 @@ impl PeerConnection {
                 }
                 transport::Event::Connected(_) => {
                     self.set_state(PeerConnectionState::Connected);
+                    if self.pacer.is_some() {
+                        // The start-up probes (rtp::bwe::probe).
+                        self.last_now = Some(now);
+                        self.bwe.start(now);
+                        self.bwe_events();
+                    }
                     // RFC 3550 §6.2: the first report after half an interval.
                     let first = self.rtcp_delay() / 2;
                     self.next_rtcp = Some(now + first);
@@ -2112,6 +2239,20 @@ impl PeerConnection {
     }
 }
 
+/// Writes the next transport-wide sequence number into the transport-cc
+/// element (id `tcc_id`) of the RTP packet in `buf`, returning it.
+fn stamp_tcc(buf: &mut [u8], tcc_id: Option<u8>, next: &mut u16) -> Option<u16> {
+    let mut p = RtpPacketMut::new_checked(buf).ok()?;
+    let e = p.extension_element_mut(tcc_id?)?;
+    if e.len() != 2 {
+        return None;
+    }
+    let seq = *next;
+    e.copy_from_slice(&seq.to_be_bytes());
+    *next = next.wrapping_add(1);
+    Some(seq)
+}
+
 /// The extension ids of an m-line (`(negotiated id, uri)`) that have a
 /// canonical id in [`RTP_MODE_EXTENSIONS`]: `(negotiated, canonical)`.
 fn ext_map(extensions: &[(u16, String)]) -> impl Iterator<Item = (u8, u8)> + '_ {
@@ -2138,9 +2279,11 @@ impl Machine for PeerConnection {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = Some(now);
         if let Some(t) = self.transport.as_mut() {
             t.handle_timeout(now);
         }
+        self.pace(now);
         self.drain(now);
         for i in 0..self.receivers.len() {
             self.receiver_feedback(now, i);
@@ -2196,7 +2339,12 @@ impl Machine for PeerConnection {
             .filter(|_| self.data_started)
             .and_then(|d| d.poll_timeout());
         let media = self.receivers.iter().map(|r| r.stream.poll_timeout());
-        [t, d, self.next_rtcp, self.next_twcc]
+        let pace = self
+            .pacer
+            .as_ref()
+            .filter(|_| self.transport.is_some())
+            .and_then(|p| p.poll_timeout());
+        [t, d, self.next_rtcp, self.next_twcc, pace]
             .into_iter()
             .chain(media)
             .flatten()

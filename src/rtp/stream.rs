@@ -24,7 +24,7 @@
 use std::time::{Duration, Instant};
 
 use super::jitter::{Frame, FrameAssembler};
-use super::nack::{NackGenerator, RtxSender, decode_rtx};
+use super::nack::{NackGenerator, RtxSender, decode_rtx, encode_rtx};
 use super::packet::{HeaderFields, write_rtp_packet};
 use super::payload::Depacketizer;
 use super::rtcp::{Nack, Pli, ReportBlock, RtcpPacket, SenderReport};
@@ -241,6 +241,31 @@ impl SendStream {
         packets as usize
     }
     // ANCHOR_END: on_nack
+
+    /// Writes into `out` an RTX copy of the newest packet still kept (RFC
+    /// 4588 §4), as padding for a bandwidth probe; false if there is none.
+    pub fn write_padding_rtx(&mut self, out: &mut Vec<u8>) -> bool {
+        let newest = self.seq.wrapping_sub(1);
+        let Some(rtx) = self.rtx.as_mut() else {
+            return false;
+        };
+        let Some(original) = rtx.history.get(newest) else {
+            return false;
+        };
+        if encode_rtx(
+            original,
+            rtx.rtx_ssrc,
+            rtx.rtx_payload_type,
+            rtx.rtx_seq,
+            out,
+        )
+        .is_err()
+        {
+            return false;
+        }
+        rtx.rtx_seq = rtx.rtx_seq.wrapping_add(1);
+        true
+    }
 
     /// A report block about this stream (in an RR or SR from the peer): the
     /// round-trip time (RFC 3550 §6.4.1: now − LSR − DLSR, `now_compact`
