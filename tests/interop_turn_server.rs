@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Peer, free_udp_port, require_binary, run_bounded, wait_for_stun};
 
-fn start_ours(port: u16) -> Peer {
+fn start_ours(port: u16, extra: &[&str]) -> Peer {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_rtclab"));
     let args: Vec<String> = [
         "turn-server",
@@ -25,6 +25,7 @@ fn start_ours(port: u16) -> Peer {
         "--allow-loopback-peers",
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
     .collect();
     let peer = Peer::start("rtclab-turn-server", &bin, &args);
@@ -37,7 +38,7 @@ fn start_ours(port: u16) -> Peer {
     peer
 }
 
-fn uclient_run(clients: u32, extra: &[&str]) {
+fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
     let Some(uclient) = require_binary("turnutils_uclient", "coturn") else {
         return;
     };
@@ -45,7 +46,7 @@ fn uclient_run(clients: u32, extra: &[&str]) {
         return;
     };
     let port = free_udp_port(false);
-    let server = start_ours(port);
+    let server = start_ours(port, server_extra);
     let peer_port = free_udp_port(false);
     let _peer = Peer::start(
         "turnutils_peer",
@@ -102,10 +103,18 @@ fn uclient_run(clients: u32, extra: &[&str]) {
 fn coturn_uclient_loses_nothing_through_our_server_over_channels() {
     // uclient binds random channels in RFC 5766's range (up to 0x7FFF):
     // with several clients some land above RFC 8656's 0x4FFF.
-    uclient_run(4, &[]);
+    uclient_run(4, &[], &[]);
 }
 
 #[test]
 fn coturn_uclient_loses_nothing_through_our_server_with_send_indications() {
-    uclient_run(2, &["-s"]);
+    uclient_run(2, &["-s"], &[]);
+}
+
+/// Ephemeral credentials (the TURN REST API): uclient's `-W SECRET` makes
+/// a username `EXPIRY:alice` and its HMAC password, as a deployment's web
+/// server would hand a browser.
+#[test]
+fn coturn_uclient_with_ephemeral_credentials_from_a_shared_secret() {
+    uclient_run(2, &["-W", "north"], &["--auth-secret", "north"]);
 }

@@ -70,41 +70,7 @@ enum Command {
     /// --denied-peer-ip fc00::/7` (coturn's recommended configuration denies
     /// these; coturn itself denies only loopback and, with
     /// --no-multicast-peers, multicast).
-    TurnServer {
-        /// The listening address, e.g. 127.0.0.1:3478.
-        #[arg(long, default_value = "127.0.0.1:3478")]
-        listen: SocketAddr,
-        /// The realm of the credentials.
-        #[arg(long, default_value = "rtclab")]
-        realm: String,
-        /// A user, `NAME:PASSWORD` (repeat for more).
-        #[arg(long = "user", required = true)]
-        users: Vec<String>,
-        /// The IP to relay from (default: the listening IP).
-        #[arg(long)]
-        relay_ip: Option<IpAddr>,
-        /// How many relay sockets to bind at start (one per allocation).
-        #[arg(long, default_value_t = 64)]
-        relays: usize,
-        /// Most allocations per user.
-        #[arg(long, default_value_t = 10)]
-        quota: usize,
-        /// Relay to loopback peers and the server's own IPs (tests on one host).
-        #[arg(long)]
-        allow_loopback_peers: bool,
-        /// Also refuse peers in RANGE (`a.b.c.d/n`, `FIRST-LAST` or one
-        /// address; repeat for more), besides the default denials.
-        #[arg(long = "denied-peer-ip", value_name = "RANGE")]
-        denied_peer_ips: Vec<rtclab::turn::IpRange>,
-        /// Relay to peers in RANGE even when denied (repeat for more), as
-        /// coturn's allowed-peer-ip; never to the server's listening socket.
-        #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
-        allowed_peer_ips: Vec<rtclab::turn::IpRange>,
-        /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
-        /// every byte of a 401 to a forged source is amplification.
-        #[arg(long)]
-        software: bool,
-    },
+    TurnServer(TurnArgs),
     /// The main demo: open http://127.0.0.1:8080 and your browser talks to a
     /// Rust WebRTC peer (video reflected, chat, photo, a live panel per layer);
     /// two tabs can also call each other. Ctrl-C closes every peer cleanly.
@@ -209,34 +175,7 @@ fn main() -> ExitCode {
                 max_peers,
             } => demo(listen, udp_ip, max_peers).await,
             Command::Dtls { command } => dtls::run(command).await,
-            Command::TurnServer {
-                listen,
-                realm,
-                users,
-                relay_ip,
-                relays,
-                quota,
-                allow_loopback_peers,
-                denied_peer_ips,
-                allowed_peer_ips,
-                software,
-            } => {
-                turn_server(
-                    listen,
-                    realm,
-                    users,
-                    relay_ip,
-                    relays,
-                    quota,
-                    TurnFlags {
-                        software,
-                        allow_loopback_peers,
-                        denied_peer_ips,
-                        allowed_peer_ips,
-                    },
-                )
-                .await
-            }
+            Command::TurnServer(args) => turn_server(args).await,
             Command::Signaling {
                 listen,
                 room_size,
@@ -443,16 +382,55 @@ async fn demo(listen: SocketAddr, udp_ip: Option<IpAddr>, max_peers: usize) -> R
     Ok(())
 }
 
-async fn turn_server(
+/// `rtclab turn-server`'s flags.
+#[derive(clap::Args)]
+struct TurnArgs {
+    /// The listening address, e.g. 127.0.0.1:3478.
+    #[arg(long, default_value = "127.0.0.1:3478")]
     listen: SocketAddr,
+    /// The realm of the credentials.
+    #[arg(long, default_value = "rtclab")]
     realm: String,
+    /// A user, `NAME:PASSWORD` (repeat for more).
+    #[arg(long = "user", required_unless_present = "auth_secret")]
     users: Vec<String>,
+    /// The shared secret of ephemeral credentials (the TURN REST API, as
+    /// coturn's static-auth-secret): username `EXPIRY:NAME` (Unix
+    /// seconds), password base64(HMAC-SHA1(SECRET, username)).
+    #[arg(long, value_name = "SECRET")]
+    auth_secret: Option<String>,
+    /// The IP to relay from (default: the listening IP).
+    #[arg(long)]
     relay_ip: Option<IpAddr>,
+    /// How many relay sockets to bind at start (one per allocation).
+    #[arg(long, default_value_t = 64)]
     relays: usize,
-    quota: usize,
-    flags: TurnFlags,
-) -> Result<(), String> {
-    let relay_ip = relay_ip.unwrap_or(listen.ip());
+    /// Most allocations per username at once; 0: no limit (as coturn).
+    #[arg(long, alias = "quota", default_value_t = 0)]
+    user_quota: usize,
+    /// Most allocations at once in all; 0: no limit but the relay ports.
+    #[arg(long, default_value_t = 0)]
+    total_quota: usize,
+    /// Relay to loopback peers and the server's own IPs (tests on one host).
+    #[arg(long)]
+    allow_loopback_peers: bool,
+    /// Also refuse peers in RANGE (`a.b.c.d/n`, `FIRST-LAST` or one
+    /// address; repeat for more), besides the default denials.
+    #[arg(long = "denied-peer-ip", value_name = "RANGE")]
+    denied_peer_ips: Vec<rtclab::turn::IpRange>,
+    /// Relay to peers in RANGE even when denied (repeat for more), as
+    /// coturn's allowed-peer-ip; never to the server's listening socket.
+    #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
+    allowed_peer_ips: Vec<rtclab::turn::IpRange>,
+    /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
+    /// every byte of a 401 to a forged source is amplification.
+    #[arg(long)]
+    software: bool,
+}
+
+async fn turn_server(flags: TurnArgs) -> Result<(), String> {
+    let (listen, realm, relays) = (flags.listen, flags.realm.clone(), flags.relays);
+    let relay_ip = flags.relay_ip.unwrap_or(listen.ip());
     if relay_ip.is_unspecified() {
         return Err("with an unspecified --listen IP, give --relay-ip".into());
     }
@@ -471,13 +449,15 @@ async fn turn_server(
         sockets.push(s);
     }
     let mut config = rtclab::turn::ServerConfig::new(listen, pool, &realm);
-    for u in users {
+    for u in &flags.users {
         let (name, password) = u
             .split_once(':')
             .ok_or_else(|| format!("--user {u:?} is not NAME:PASSWORD"))?;
         config.users.push((name.to_string(), password.to_string()));
     }
-    config.quota_per_user = quota;
+    config.quota_per_user = flags.user_quota;
+    config.total_quota = flags.total_quota;
+    config.auth_secret = flags.auth_secret.clone();
     if flags.software {
         config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
     }
@@ -492,11 +472,12 @@ async fn turn_server(
     }
     config.denied_peer_ips.extend(flags.denied_peer_ips);
     config.allowed_peer_ips = flags.allowed_peer_ips;
-    let server = rtclab::turn::Server::new(
-        config,
-        std::time::Instant::now(),
-        &mut StdRng::from_os_rng(),
-    );
+    let now = std::time::Instant::now();
+    let mut server = rtclab::turn::Server::new(config, now, &mut StdRng::from_os_rng());
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    server.set_unix_time(now, unix);
     println!("TURN server on {listen} (realm {realm}, {relays} relay sockets on {relay_ip})");
     // One thread, one driver, every socket: an allocation's relay socket
     // and its client's 5-tuple must reach the same sans-IO server, so the
@@ -530,14 +511,6 @@ fn host_ips() -> Vec<IpAddr> {
     {
         Vec::new()
     }
-}
-
-/// `turn-server`'s SOFTWARE and peer flags.
-struct TurnFlags {
-    software: bool,
-    allow_loopback_peers: bool,
-    denied_peer_ips: Vec<rtclab::turn::IpRange>,
-    allowed_peer_ips: Vec<rtclab::turn::IpRange>,
 }
 
 /// The TURN relay path for [`Driver::serve_with_fast_path`].

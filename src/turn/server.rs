@@ -135,8 +135,22 @@ pub struct ServerConfig {
     pub realm: String,
     /// Users and passwords.
     pub users: Vec<(String, String)>,
-    /// Most allocations per user at once.
+    /// Most allocations per username at once; 0 (the default, as coturn's
+    /// `user-quota`) sets no limit, so the many browsers that share one
+    /// static credential of a deployment are not refused (486) from the
+    /// 11th on.
     pub quota_per_user: usize,
+    /// Most allocations at once, all users together; 0 (the default, as
+    /// coturn's `total-quota`) sets no limit beyond the relay ports
+    /// themselves (the pool, or the port range).
+    pub total_quota: usize,
+    /// The shared secret of the "TURN REST API" ephemeral credentials
+    /// (draft-uberti-behave-turn-rest-00 §2.2, coturn's
+    /// `static-auth-secret`): a username `EXPIRY[:NAME]` (EXPIRY in Unix
+    /// seconds) has the password base64(HMAC-SHA1(secret, username)), and
+    /// is refused (401) once EXPIRY has passed. Needs the wall clock:
+    /// [`Server::set_unix_time`].
+    pub auth_secret: Option<String>,
     /// Relay to loopback peers and the server's own IPs (tests on one host).
     pub allow_loopback_peers: bool,
     /// Peers refused with 403 (RFC 8656 §9.1); starts as
@@ -161,7 +175,9 @@ impl ServerConfig {
             relays,
             realm: realm.to_string(),
             users: Vec::new(),
-            quota_per_user: 10,
+            quota_per_user: 0,
+            total_quota: 0,
+            auth_secret: None,
             allow_loopback_peers: false,
             denied_peer_ips: peer_policy::default_denied(),
             allowed_peer_ips: Vec::new(),
@@ -264,6 +280,10 @@ pub struct Server {
     stats: ServerStats,
     /// Sources failing authentication, to slow password guessing.
     throttle: AuthThrottle,
+    /// [`ServerConfig::auth_secret`] as an HMAC key.
+    auth_secret: Option<IntegrityKey>,
+    /// The Unix time, in seconds, at `epoch` (see [`Server::set_unix_time`]).
+    unix_at_epoch: Option<u64>,
 }
 
 struct Auth {
@@ -308,11 +328,59 @@ impl Server {
             by_relay,
             timers: BinaryHeap::new(),
             timers_cap: 1024,
-            config,
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
             throttle: AuthThrottle::new(throttle::MAX_SOURCES),
+            auth_secret: config
+                .auth_secret
+                .as_ref()
+                .map(|k| IntegrityKey::from_bytes(k.as_bytes())),
+            unix_at_epoch: None,
+            config,
         }
+    }
+
+    /// Tells the server the wall-clock time (`unix_secs` since 1970 at
+    /// `now`), which the expiry of ephemeral usernames is compared with
+    /// ([`ServerConfig::auth_secret`]); a sans-IO machine reads no clock,
+    /// so the runtime calls this once at start (monotonic time carries it
+    /// on). Without it, every ephemeral username is refused.
+    pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
+        let since = now.saturating_duration_since(self.epoch).as_secs();
+        self.unix_at_epoch = Some(unix_secs.saturating_sub(since));
+    }
+
+    /// The key of `username`: a configured user's, or one of the ephemeral
+    /// credentials of the TURN REST API (draft-uberti-behave-turn-rest-00
+    /// §2.2: password = base64(HMAC-SHA1(secret, username))) while its
+    /// expiry has not passed. `Err(true)` for an expired ephemeral name.
+    fn user_key(&self, now: Instant, username: &str) -> Result<IntegrityKey, bool> {
+        if let Some(k) = self.keys.get(username) {
+            return Ok(k.clone());
+        }
+        let Some(secret) = &self.auth_secret else {
+            return Err(false);
+        };
+        let Some(expiry) = rest_expiry(username) else {
+            return Err(false);
+        };
+        let Some(at_epoch) = self.unix_at_epoch else {
+            tracing::warn!("ephemeral username refused: the server was not given the wall clock");
+            return Err(true);
+        };
+        let unix_now = at_epoch + now.saturating_duration_since(self.epoch).as_secs();
+        if expiry <= unix_now {
+            tracing::debug!(username, expiry, unix_now, "expired ephemeral username");
+            return Err(true);
+        }
+        let password = base64(&secret.hmac_sha1(username.as_bytes()));
+        IntegrityKey::long_term(
+            username,
+            &self.config.realm,
+            &password,
+            PasswordAlgorithm::Md5,
+        )
+        .map_err(|_| false)
     }
 
     /// Every address to bind: the listening one first, then the relay pool.
@@ -624,8 +692,14 @@ impl Server {
                 return None;
             }
         }
-        let key = match self.keys.get(username) {
-            Some(k) if realm == self.config.realm => k.clone(),
+        let key = match self.user_key(now, username) {
+            Ok(k) if realm == self.config.realm => k,
+            Err(true) => {
+                // An expired ephemeral name is no guess: 401 without a
+                // strike, and the client's application fetches new ones.
+                self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
+                return None;
+            }
             _ => {
                 self.auth_failure(now, d);
                 self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
@@ -750,14 +824,21 @@ impl Server {
         if msg.get(attr::RESERVATION_TOKEN).is_some() {
             return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
         }
-        let used = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|a| a.username == auth.username)
-            .count();
-        if used >= self.config.quota_per_user {
-            return self.error(d, msg, QUOTA_REACHED, None, key, now);
+        // RFC 8656 §7.2 step 7: 486 past the user's quota; the total cap
+        // answers 508 (the server, not the user, is full).
+        if self.config.quota_per_user > 0 {
+            let used = self
+                .slots
+                .iter()
+                .flatten()
+                .filter(|a| a.username == auth.username)
+                .count();
+            if used >= self.config.quota_per_user {
+                return self.error(d, msg, QUOTA_REACHED, None, key, now);
+            }
+        }
+        if self.config.total_quota > 0 && self.by_client.len() >= self.config.total_quota {
+            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
         }
         let relays = &self.config.relays;
         let pick = if even {
@@ -1229,6 +1310,44 @@ fn address_bytes(a: SocketAddr) -> [u8; 19] {
     }
     b[17..].copy_from_slice(&a.port().to_be_bytes());
     b
+}
+
+/// The expiry of a TURN REST API username (draft-uberti-behave-turn-rest-00
+/// §2.2): `EXPIRY:NAME` or a bare `EXPIRY`, and `NAME:EXPIRY` as coturn
+/// also accepts; `None` when no part is a Unix time.
+fn rest_expiry(username: &str) -> Option<u64> {
+    let digits = |s: &str| {
+        (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match username.split_once(':') {
+        None => digits(username),
+        Some((first, rest)) => {
+            digits(first).or_else(|| digits(rest.rsplit(':').next().unwrap_or(rest)))
+        }
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for REST API passwords.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let mut word = 0u32;
+        for (i, &b) in group.iter().enumerate() {
+            word |= u32::from(b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= group.len() {
+                let sextet = (word >> (18 - 6 * i)) & 63;
+                out.push(char::from(ALPHABET[sextet as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// RFC 8656 §7.2: the requested LIFETIME, capped at [`MAX_LIFETIME`], or the
@@ -2266,5 +2385,111 @@ mod tests {
         .unwrap();
         let (_, len) = answer(&mut s, &fp);
         assert_eq!(len, 40);
+    }
+
+    /// A server with `relays` relay addresses and alice's credential.
+    fn server_with(now: Instant, relays: u16, edit: impl FnOnce(&mut ServerConfig)) -> Server {
+        let relays = (0..relays)
+            .map(|i| SocketAddr::new("198.51.100.1".parse().unwrap(), 50000 + i))
+            .collect();
+        let mut c = ServerConfig::new(LISTEN.parse().unwrap(), relays, "rtclab");
+        c.users.push(("alice".into(), "secret".into()));
+        edit(&mut c);
+        Server::new(c, now, &mut StdRng::seed_from_u64(3))
+    }
+
+    /// The default quota is per username and unlimited (coturn's too): the
+    /// 11th browser sharing a deployment's one static credential gets its
+    /// allocation (it got 486 when the default was 10 per user).
+    #[test]
+    fn the_11th_user_of_one_credential_is_not_refused() {
+        let now = Instant::now();
+        let mut s = server_with(now, 16, |_| {});
+        for i in 0..11 {
+            let from = SocketAddr::new("203.0.113.5".parse().unwrap(), 40000 + i);
+            let (_, e) = allocate(&mut s, "alice", "secret", from, now);
+            assert!(
+                matches!(e, Some(ClientEvent::Allocated { .. })),
+                "{i}: {e:?}"
+            );
+        }
+        assert_eq!(s.allocations(), 11);
+    }
+
+    #[test]
+    fn user_and_total_quotas_when_set() {
+        let now = Instant::now();
+        let mut s = server_with(now, 16, |c| {
+            c.users.push(("bob".into(), "pw".into()));
+            c.quota_per_user = 2;
+            c.total_quota = 3;
+        });
+        let at = |port| SocketAddr::new("203.0.113.5".parse().unwrap(), port);
+        for port in [1, 2] {
+            let (_, e) = allocate(&mut s, "alice", "secret", at(port), now);
+            assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        }
+        // The user's quota: 486 (RFC 8656 §7.2).
+        assert_eq!(code(allocate(&mut s, "alice", "secret", at(3), now).1), 486);
+        let (_, e) = allocate(&mut s, "bob", "pw", at(4), now);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        // The total: 508, the server is full.
+        assert_eq!(code(allocate(&mut s, "bob", "pw", at(5), now).1), 508);
+    }
+
+    /// RFC 4648 §10's vectors.
+    #[test]
+    fn base64_vectors() {
+        for (raw, b64) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), b64);
+        }
+    }
+
+    #[test]
+    fn rest_usernames_carry_their_expiry() {
+        assert_eq!(rest_expiry("4102444800:alice"), Some(4102444800));
+        assert_eq!(rest_expiry("4102444800"), Some(4102444800));
+        assert_eq!(rest_expiry("alice:4102444800"), Some(4102444800));
+        assert_eq!(rest_expiry("alice"), None);
+        assert_eq!(rest_expiry("alice:bob"), None);
+        assert_eq!(rest_expiry(":"), None);
+        assert_eq!(rest_expiry("99999999999999999999999:x"), None);
+    }
+
+    /// The TURN REST API credentials (draft-uberti-behave-turn-rest-00
+    /// §2.2) as coturn's `static-auth-secret` checks them; the password
+    /// was computed apart with Python's hmac and base64 modules.
+    #[test]
+    fn ephemeral_credentials_from_a_shared_secret() {
+        let t0 = Instant::now();
+        let mut s = server_with(t0, 4, |c| c.auth_secret = Some("north".into()));
+        let user = "4102444800:alice"; // 2100-01-01
+        let password = "58Tl4e2VjINId23vxEnD/7NNBaQ=";
+        let at = |port| SocketAddr::new("203.0.113.5".parse().unwrap(), port);
+        // No wall clock yet: refused.
+        assert_eq!(code(allocate(&mut s, user, password, at(1), t0).1), 401);
+        s.set_unix_time(t0, 4102444800 - 60);
+        let (_, e) = allocate(&mut s, user, password, at(2), t0);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        // A wrong password, a name without expiry: 401.
+        assert_eq!(code(allocate(&mut s, user, "x", at(3), t0).1), 401);
+        assert_eq!(code(allocate(&mut s, "alice2", password, at(4), t0).1), 401);
+        // Static users still work beside the secret.
+        let (_, e) = allocate(&mut s, "alice", "secret", at(5), t0);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        // Once the expiry has passed: 401, and no strike against the source.
+        let later = t0 + Duration::from_secs(61);
+        for _ in 0..2 * throttle::FAILURES_ALLOWED {
+            assert_eq!(code(allocate(&mut s, user, password, at(6), later).1), 401);
+        }
+        assert!(!s.throttle.blocked(later, at(6).ip()));
     }
 }
