@@ -20,8 +20,6 @@ fn start_ours(port: u16, extra: &[&str]) -> Peer {
         "rtclab",
         "--user",
         "alice:secret",
-        "--relays",
-        "32",
         "--allow-loopback-peers",
     ]
     .iter()
@@ -76,7 +74,6 @@ fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
         &clients.to_string(),
         "-l",
         "120",
-        "-c",
         "-z",
         "5",
     ]
@@ -103,12 +100,12 @@ fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
 fn coturn_uclient_loses_nothing_through_our_server_over_channels() {
     // uclient binds random channels in RFC 5766's range (up to 0x7FFF):
     // with several clients some land above RFC 8656's 0x4FFF.
-    uclient_run(4, &[], &[]);
+    uclient_run(4, &["-c"], &[]);
 }
 
 #[test]
 fn coturn_uclient_loses_nothing_through_our_server_with_send_indications() {
-    uclient_run(2, &["-s"], &[]);
+    uclient_run(2, &["-s", "-c"], &[]);
 }
 
 /// Ephemeral credentials (the TURN REST API): uclient's `-W SECRET` makes
@@ -116,5 +113,22 @@ fn coturn_uclient_loses_nothing_through_our_server_with_send_indications() {
 /// server would hand a browser.
 #[test]
 fn coturn_uclient_with_ephemeral_credentials_from_a_shared_secret() {
-    uclient_run(2, &["-W", "north"], &["--auth-secret", "north"]);
+    uclient_run(2, &["-W", "north", "-c"], &["--auth-secret", "north"]);
+}
+
+/// uclient's default mode: each client allocates an RTP relay with EVEN-PORT
+/// and the R bit, then its RTCP relay with the RESERVATION-TOKEN it got
+/// (RFC 8656 §7.2). Against a fixed pool of 64 random ports this got 508;
+/// ports on demand serve it.
+#[test]
+fn coturn_uclient_default_mode_gets_even_port_pairs() {
+    uclient_run(10, &[], &[]);
+}
+
+/// TURN over TCP between client and server (RFC 8656 §3.1), the relay
+/// still UDP: uclient's `-t`, with RTP/RTCP pairs and with channels.
+#[test]
+fn coturn_uclient_over_tcp() {
+    uclient_run(4, &["-t"], &[]);
+    uclient_run(4, &["-t", "-c", "-s"], &[]);
 }

@@ -402,9 +402,21 @@ struct TurnArgs {
     /// The IP to relay from (default: the listening IP).
     #[arg(long)]
     relay_ip: Option<IpAddr>,
-    /// How many relay sockets to bind at start (one per allocation).
-    #[arg(long, default_value_t = 64)]
-    relays: usize,
+    /// The lowest relay port: each allocation's relay socket is bound on
+    /// demand on a port of --min-port..=--max-port (coturn's defaults).
+    #[arg(long, default_value_t = 49152)]
+    min_port: u16,
+    /// The highest relay port.
+    #[arg(long, default_value_t = 65535)]
+    max_port: u16,
+    /// Instead of ports on demand, bind N relay sockets at start, on
+    /// ports the system picks (a fixed pool; no EVEN-PORT pairs).
+    #[arg(long, value_name = "N")]
+    relays: Option<usize>,
+    /// Do not listen on TCP (by default TURN is served over TCP on the
+    /// --listen port too, RFC 8656 §3.1; relaying stays UDP).
+    #[arg(long)]
+    no_tcp: bool,
     /// Most allocations per username at once; 0: no limit (as coturn).
     #[arg(long, alias = "quota", default_value_t = 0)]
     user_quota: usize,
@@ -429,19 +441,32 @@ struct TurnArgs {
 }
 
 async fn turn_server(flags: TurnArgs) -> Result<(), String> {
-    let (listen, realm, relays) = (flags.listen, flags.realm.clone(), flags.relays);
+    let (listen, realm) = (flags.listen, flags.realm.clone());
     let relay_ip = flags.relay_ip.unwrap_or(listen.ip());
     if relay_ip.is_unspecified() {
         return Err("with an unspecified --listen IP, give --relay-ip".into());
+    }
+    if flags.min_port > flags.max_port {
+        return Err("--min-port is above --max-port".into());
     }
     let main = tokio::net::UdpSocket::bind(listen)
         .await
         .map_err(|e| format!("cannot bind {listen}: {e}"))?;
     let listen = main.local_addr().map_err(|e| e.to_string())?;
-    // The relay pool: bound now, handed to the sans-IO server by address.
+    let tcp = if flags.no_tcp {
+        None
+    } else {
+        Some(
+            tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("cannot listen on TCP {listen}: {e}"))?,
+        )
+    };
+    // With --relays, a pool bound now and handed to the sans-IO server by
+    // address; else ports on demand.
     let mut sockets = vec![main];
-    let mut pool = Vec::with_capacity(relays);
-    for _ in 0..relays.max(1) {
+    let mut pool = Vec::new();
+    for _ in 0..flags.relays.unwrap_or(0) {
         let s = tokio::net::UdpSocket::bind(SocketAddr::new(relay_ip, 0))
             .await
             .map_err(|e| format!("cannot bind a relay socket on {relay_ip}: {e}"))?;
@@ -449,6 +474,13 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
         sockets.push(s);
     }
     let mut config = rtclab::turn::ServerConfig::new(listen, pool, &realm);
+    if flags.relays.is_none() {
+        config.relay_ports = Some(rtclab::turn::RelayPorts {
+            ip: relay_ip,
+            min: flags.min_port,
+            max: flags.max_port,
+        });
+    }
     for u in &flags.users {
         let (name, password) = u
             .split_once(':')
@@ -478,14 +510,20 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     server.set_unix_time(now, unix);
-    println!("TURN server on {listen} (realm {realm}, {relays} relay sockets on {relay_ip})");
-    // One thread, one driver, every socket: an allocation's relay socket
-    // and its client's 5-tuple must reach the same sans-IO server, so the
-    // SO_REUSEPORT fan-out of `stun-server` (stateless) does not apply as is.
-    // Relayed datagrams take the server's no-allocation fast path.
-    let mut driver = Driver::from_sockets(server, sockets).map_err(|e| e.to_string())?;
-    driver
-        .serve_with_fast_path(turn_fast_path)
+    let relays = match flags.relays {
+        Some(n) => format!("{n} relay sockets on {relay_ip}"),
+        None => format!(
+            "relay ports {}-{} on {relay_ip}",
+            flags.min_port, flags.max_port
+        ),
+    };
+    let tcp_note = if tcp.is_some() { "UDP and TCP" } else { "UDP" };
+    println!("TURN server on {listen} over {tcp_note} (realm {realm}, {relays})");
+    // One task, every socket: an allocation's relay socket and its client's
+    // 5-tuple must reach the same sans-IO server, so the SO_REUSEPORT
+    // fan-out of `stun-server` (stateless) does not apply as is. Relayed
+    // datagrams take the server's no-allocation fast path.
+    rtclab::runtime::turn_server::serve(server, sockets, tcp)
         .await
         .map_err(|e| e.to_string())
 }
@@ -511,18 +549,6 @@ fn host_ips() -> Vec<IpAddr> {
     {
         Vec::new()
     }
-}
-
-/// The TURN relay path for [`Driver::serve_with_fast_path`].
-fn turn_fast_path(
-    server: &mut rtclab::turn::Server,
-    now: std::time::Instant,
-    d: rtclab::machine::Receive<'_>,
-    out: &mut Vec<u8>,
-) -> Option<(SocketAddr, SocketAddr)> {
-    server
-        .handle_relay(now, d, out)
-        .map(|r| (r.source, r.destination))
 }
 
 async fn signaling(

@@ -1,0 +1,348 @@
+//! The TURN server's runtime: the sans-IO [`turn::Server`] over UDP and TCP,
+//! with relay sockets opened on demand.
+//!
+//! One task owns the server and every UDP socket (the listening one and one
+//! per allocation, bound when the server asks with
+//! [`ServerEvent::BindRelay`], closed on [`ServerEvent::CloseRelay`]), and
+//! relays through [`Driver`]'s fast path (batched on Linux). Each TCP
+//! connection (RFC 8656 §3.1) gets a small task that cuts its stream into
+//! messages with [`turn::Framer`] and passes them to the owner; answers and
+//! peers' data for it come back through a bounded queue.
+//!
+//! A TCP connection is closed when it stops being TURN (a framing error),
+//! when it holds no allocation and has sent no whole message for
+//! [`TCP_IDLE`] (a slow-loris costs one message's buffer for that long),
+//! and past [`MAX_TCP_CONNECTIONS`] new ones are refused. When a client
+//! closes its connection, its allocation is deleted.
+
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+
+use super::{Driver, is_icmp_error, poll_recv};
+use crate::machine::{Machine, Receive};
+use crate::turn::{self, ServerEvent, Transport};
+
+/// A TCP connection without an allocation is closed after this long
+/// without a whole message.
+pub const TCP_IDLE: Duration = Duration::from_secs(30);
+/// Most TCP connections at once.
+pub const MAX_TCP_CONNECTIONS: usize = 4096;
+/// Messages queued for one TCP connection before more are dropped (a
+/// client that does not read).
+const TCP_QUEUE: usize = 256;
+/// Bytes one read from a TCP connection takes.
+const TCP_READ: usize = 16 * 1024;
+
+/// What a connection task tells the owner.
+enum FromConnection {
+    Message {
+        id: u64,
+        client: SocketAddr,
+        local: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    Closed {
+        id: u64,
+        client: SocketAddr,
+    },
+}
+
+struct Connection {
+    id: u64,
+    to_client: mpsc::Sender<Vec<u8>>,
+    last_message: Instant,
+}
+
+/// One input the owner's select took.
+enum Input {
+    Udp(io::Result<(usize, usize, SocketAddr, SocketAddr)>),
+    Stream(Option<FromConnection>),
+    Accept(io::Result<(TcpStream, SocketAddr)>),
+    Timer,
+    Sweep,
+}
+
+/// Serves `server` on `udp` (its listening socket first, then the relay
+/// pool's if it has one) and, when given, on `tcp`, until an I/O error on
+/// a UDP socket.
+pub async fn serve(
+    server: turn::Server,
+    udp: Vec<UdpSocket>,
+    tcp: Option<TcpListener>,
+) -> io::Result<()> {
+    let mut driver = Driver::from_sockets(server, udp)?;
+    let (from_conn_tx, mut from_conn) = mpsc::channel::<FromConnection>(1024);
+    let mut conns: HashMap<SocketAddr, Connection> = HashMap::new();
+    let mut next_id = 0u64;
+    let mut sweep = tokio::time::interval(TCP_IDLE / 4);
+    let fast: super::FastPath<turn::Server> = |s, now, d, out| {
+        s.handle_relay(now, d, out)
+            .map(|r| (r.source, r.destination))
+    };
+    loop {
+        // Everything the server wants done, until it wants nothing.
+        loop {
+            driver.flush().await?;
+            let mut busy = false;
+            while let Some(e) = driver.machine.poll_event() {
+                busy = true;
+                match e {
+                    ServerEvent::BindRelay(a) => {
+                        let ok = driver.add_relay(a);
+                        driver.machine.relay_bound(Instant::now(), a, ok);
+                    }
+                    ServerEvent::CloseRelay(a) => driver.remove_relay(a),
+                }
+            }
+            while let Some(t) = driver.machine.poll_stream_transmit() {
+                match conns.get(&t.destination) {
+                    Some(c) => {
+                        if c.to_client.try_send(t.contents).is_err() {
+                            tracing::debug!(client = %t.destination, "TCP client not reading: message dropped");
+                        }
+                    }
+                    None => {
+                        tracing::debug!(client = %t.destination, "no TCP connection for a message")
+                    }
+                }
+            }
+            if !busy {
+                break;
+            }
+        }
+        let deadline = driver.machine.poll_timeout();
+        let input = {
+            let sockets = &driver.sockets;
+            let pktinfo = &driver.pktinfo;
+            let buf = &mut driver.buf;
+            let cmsg = &mut driver.cmsg;
+            let start = driver.next_socket;
+            let recv = poll_fn(|cx| {
+                for k in 0..sockets.len() {
+                    let i = (start + k) % sockets.len();
+                    let (bound, socket) = &sockets[i];
+                    match poll_recv(cx, socket, *bound, pktinfo[i], buf, cmsg) {
+                        Poll::Ready(Ok((len, from, to))) => {
+                            return Poll::Ready(Ok((i, len, from, to)));
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Pending
+            });
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let accept = async {
+                match &tcp {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = recv => Input::Udp(r),
+                m = from_conn.recv() => Input::Stream(m),
+                a = accept => Input::Accept(a),
+                _ = sleep => Input::Timer,
+                _ = sweep.tick() => Input::Sweep,
+            }
+        };
+        match input {
+            Input::Udp(Ok((i, len, from, to))) => {
+                driver.next_socket = (i + 1) % driver.sockets.len();
+                driver.deliver(len, from, to, Some(fast)).await;
+                #[cfg(target_os = "linux")]
+                driver.burst_batched(i, fast).await?;
+            }
+            Input::Udp(Err(e)) if is_icmp_error(&e) => {}
+            Input::Udp(Err(e)) => return Err(e),
+            Input::Timer => driver.machine.handle_timeout(Instant::now()),
+            Input::Stream(None) => {}
+            Input::Stream(Some(FromConnection::Message {
+                id,
+                client,
+                local,
+                bytes,
+            })) => {
+                if let Some(c) = conns.get_mut(&client).filter(|c| c.id == id) {
+                    c.last_message = Instant::now();
+                    driver.machine.handle_stream(
+                        Instant::now(),
+                        Receive {
+                            source: client,
+                            destination: local,
+                            contents: &bytes,
+                        },
+                    );
+                }
+            }
+            Input::Stream(Some(FromConnection::Closed { id, client })) => {
+                if conns.get(&client).is_some_and(|c| c.id == id) {
+                    conns.remove(&client);
+                    driver.machine.stream_closed(client);
+                    tracing::debug!(%client, "TCP connection closed");
+                }
+            }
+            Input::Accept(Ok((stream, client))) => {
+                if conns.len() >= MAX_TCP_CONNECTIONS {
+                    tracing::warn!(%client, "too many TCP connections: refused");
+                    continue;
+                }
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                next_id += 1;
+                let (to_client, rx) = mpsc::channel(TCP_QUEUE);
+                if let Some(old) = conns.insert(
+                    client,
+                    Connection {
+                        id: next_id,
+                        to_client,
+                        last_message: Instant::now(),
+                    },
+                ) {
+                    // The same address again: the old connection is gone.
+                    drop(old);
+                    driver.machine.stream_closed(client);
+                }
+                tracing::debug!(%client, %local, "TCP connection");
+                tokio::spawn(connection(
+                    stream,
+                    next_id,
+                    client,
+                    local,
+                    from_conn_tx.clone(),
+                    rx,
+                ));
+            }
+            Input::Accept(Err(e)) => {
+                // Out of file descriptors, say: wait a little, keep serving.
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Input::Sweep => {
+                let now = Instant::now();
+                let server = &driver.machine;
+                conns.retain(|&client, c| {
+                    let keep = server.has_allocation(Transport::Tcp, client)
+                        || now.duration_since(c.last_message) < TCP_IDLE;
+                    if !keep {
+                        tracing::debug!(%client, "idle TCP connection without allocation closed");
+                    }
+                    keep
+                });
+            }
+        }
+    }
+}
+
+/// One TCP connection: messages in, to the owner; queued messages out.
+async fn connection(
+    stream: TcpStream,
+    id: u64,
+    client: SocketAddr,
+    local: SocketAddr,
+    to_owner: mpsc::Sender<FromConnection>,
+    mut to_client: mpsc::Receiver<Vec<u8>>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut framer = turn::Framer::new();
+    let mut buf = vec![0u8; TCP_READ];
+    'run: loop {
+        tokio::select! {
+            r = rd.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) | Err(_) => break 'run,
+                    Ok(n) => n,
+                };
+                if let Err(e) = framer.push(&buf[..n]) {
+                    tracing::debug!(%client, error = %e, "TCP stream refused");
+                    break 'run;
+                }
+                loop {
+                    match framer.next_message() {
+                        Ok(Some(m)) => {
+                            let bytes = m.to_vec();
+                            let msg = FromConnection::Message { id, client, local, bytes };
+                            if to_owner.send(msg).await.is_err() {
+                                break 'run;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(%client, error = %e, "not a TURN stream: closed");
+                            break 'run;
+                        }
+                    }
+                }
+            }
+            m = to_client.recv() => match m {
+                Some(bytes) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        break 'run;
+                    }
+                }
+                // The owner closed this connection.
+                None => break 'run,
+            },
+        }
+    }
+    let _ = wr.shutdown().await;
+    let _ = to_owner.send(FromConnection::Closed { id, client }).await;
+}
+
+impl Driver<turn::Server> {
+    /// Binds a relay socket on `a`; false (logged) if the port is taken or
+    /// no descriptor is left.
+    fn add_relay(&mut self, a: SocketAddr) -> bool {
+        let bound = std::net::UdpSocket::bind(a).and_then(|s| {
+            s.set_nonblocking(true)?;
+            UdpSocket::from_std(s)
+        });
+        match bound {
+            Ok(s) => {
+                self.index.insert(a, self.sockets.len());
+                self.sockets.push((a, s));
+                self.pktinfo.push(false);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(relay = %a, error = %e, "relay socket not bound");
+                false
+            }
+        }
+    }
+
+    /// Closes the relay socket on `a`.
+    fn remove_relay(&mut self, a: SocketAddr) {
+        // Never the listening socket (index 0), which the server never
+        // names here.
+        let Some(&i) = self
+            .index
+            .get(&a)
+            .filter(|&&i| i > 0 && i < self.sockets.len())
+        else {
+            return;
+        };
+        self.index.remove(&a);
+        self.sockets.swap_remove(i);
+        self.pktinfo.swap_remove(i);
+        if let Some((moved, _)) = self.sockets.get(i) {
+            self.index.insert(*moved, i);
+        }
+        self.next_socket = 0;
+    }
+}
