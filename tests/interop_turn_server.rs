@@ -132,3 +132,13 @@ fn coturn_uclient_over_tcp() {
     uclient_run(4, &["-t"], &[]);
     uclient_run(4, &["-t", "-c", "-s"], &[]);
 }
+
+/// Four threads, each a server of its own behind SO_REUSEPORT: the kernel
+/// spreads uclient's 10 clients (and their RTCP twins) across them, each
+/// allocation's requests, relay socket and peer traffic staying on its
+/// thread; over UDP and over TCP.
+#[test]
+fn coturn_uclient_across_four_threads() {
+    uclient_run(10, &[], &["--threads", "4"]);
+    uclient_run(10, &["-t"], &["--threads", "4"]);
+}

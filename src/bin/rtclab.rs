@@ -417,6 +417,13 @@ struct TurnArgs {
     /// --listen port too, RFC 8656 §3.1; relaying stays UDP).
     #[arg(long)]
     no_tcp: bool,
+    /// Threads relaying in parallel, each a server of its own on the same
+    /// address (SO_REUSEPORT: a client always reaches the same one, which
+    /// holds its allocation and relay sockets); default: one per core. The
+    /// quotas then count per thread (--total-quota is divided among them).
+    /// With --relays, one.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Most allocations per username at once; 0: no limit (as coturn).
     #[arg(long, alias = "quota", default_value_t = 0)]
     user_quota: usize,
@@ -449,19 +456,32 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
     if flags.min_port > flags.max_port {
         return Err("--min-port is above --max-port".into());
     }
-    let main = tokio::net::UdpSocket::bind(listen)
-        .await
-        .map_err(|e| format!("cannot bind {listen}: {e}"))?;
-    let listen = main.local_addr().map_err(|e| e.to_string())?;
-    let tcp = if flags.no_tcp {
-        None
-    } else {
-        Some(
-            tokio::net::TcpListener::bind(listen)
-                .await
-                .map_err(|e| format!("cannot listen on TCP {listen}: {e}"))?,
-        )
+    let threads = match flags.relays {
+        Some(_) => 1,
+        None => flags
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1),
     };
+    let (main, tcp) = if threads > 1 {
+        rtclab::runtime::turn_server::bind_shard(listen, !flags.no_tcp, threads as u32)
+            .map_err(|e| e.to_string())?
+    } else {
+        let main = tokio::net::UdpSocket::bind(listen)
+            .await
+            .map_err(|e| format!("cannot bind {listen}: {e}"))?;
+        let tcp = if flags.no_tcp {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind(main.local_addr().map_err(|e| e.to_string())?)
+                    .await
+                    .map_err(|e| format!("cannot listen on TCP {listen}: {e}"))?,
+            )
+        };
+        (main, tcp)
+    };
+    let listen = main.local_addr().map_err(|e| e.to_string())?;
     // With --relays, a pool bound now and handed to the sans-IO server by
     // address; else ports on demand.
     let mut sockets = vec![main];
@@ -488,7 +508,7 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
         config.users.push((name.to_string(), password.to_string()));
     }
     config.quota_per_user = flags.user_quota;
-    config.total_quota = flags.total_quota;
+    config.total_quota = flags.total_quota.div_ceil(threads);
     config.auth_secret = flags.auth_secret.clone();
     if flags.software {
         config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
@@ -504,12 +524,39 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
     }
     config.denied_peer_ips.extend(flags.denied_peer_ips);
     config.allowed_peer_ips = flags.allowed_peer_ips;
-    let now = std::time::Instant::now();
-    let mut server = rtclab::turn::Server::new(config, now, &mut StdRng::from_os_rng());
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    server.set_unix_time(now, unix);
+    let make_server = |config: rtclab::turn::ServerConfig| {
+        let now = std::time::Instant::now();
+        let mut server = rtclab::turn::Server::new(config, now, &mut StdRng::from_os_rng());
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        server.set_unix_time(now, unix);
+        server
+    };
+    // The other shards, each on a thread with its own runtime, sockets and
+    // server (see --threads).
+    let tcp_on = tcp.is_some();
+    for _ in 1..threads {
+        let config = config.clone();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return eprintln!("error: TURN server thread: {e}"),
+            };
+            let r = rt.block_on(async {
+                let (udp, tcp) =
+                    rtclab::runtime::turn_server::bind_shard(listen, tcp_on, threads as u32)?;
+                rtclab::runtime::turn_server::serve(make_server(config), vec![udp], tcp).await
+            });
+            if let Err(e) = r {
+                eprintln!("error: TURN server thread: {e}");
+            }
+        });
+    }
+    let server = make_server(config);
     let relays = match flags.relays {
         Some(n) => format!("{n} relay sockets on {relay_ip}"),
         None => format!(
@@ -518,10 +565,13 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
         ),
     };
     let tcp_note = if tcp.is_some() { "UDP and TCP" } else { "UDP" };
-    println!("TURN server on {listen} over {tcp_note} (realm {realm}, {relays})");
-    // One task, every socket: an allocation's relay socket and its client's
-    // 5-tuple must reach the same sans-IO server, so the SO_REUSEPORT
-    // fan-out of `stun-server` (stateless) does not apply as is. Relayed
+    println!(
+        "TURN server on {listen} over {tcp_note} (realm {realm}, {relays}, {threads} thread{})",
+        if threads == 1 { "" } else { "s" }
+    );
+    // An allocation's relay socket and its client's 5-tuple reach the same
+    // sans-IO server: the one of the thread the kernel gives the client to
+    // (SO_REUSEPORT), which opened the relay socket itself. Relayed
     // datagrams take the server's no-allocation fast path.
     rtclab::runtime::turn_server::serve(server, sockets, tcp)
         .await

@@ -249,6 +249,88 @@ pub async fn serve(
     }
 }
 
+/// Binds one shard's listening sockets, for a server run on several
+/// threads: UDP and (with `tcp`) TCP on `listen`, both with `SO_REUSEPORT`,
+/// so that the kernel spreads clients across the shards by their addresses.
+/// A client's 5-tuple always reaches the same shard, whose [`turn::Server`]
+/// holds its allocation (and issued its nonces), and whose relay sockets
+/// are the ones its peers send to: the shards share nothing. On Linux the
+/// kernel is told to pick the shard by the client's IP address alone (a
+/// classic BPF program, [`steer_by_source_ip`]), so that one host's
+/// sockets share a shard: a RESERVATION-TOKEN (RFC 8656 §7.2, "a
+/// server-wide reservation") is redeemed by the RTCP socket of the client
+/// whose RTP allocation got it, on the shard that holds the reserved port.
+/// Call it from within the shard's tokio runtime, shard 0 first.
+pub fn bind_shard(
+    listen: SocketAddr,
+    tcp: bool,
+    shards: u32,
+) -> io::Result<(UdpSocket, Option<TcpListener>)> {
+    let domain = socket2::Domain::for_address(listen);
+    let udp = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    udp.set_reuse_port(true)?;
+    udp.set_nonblocking(true)?;
+    udp.bind(&listen.into()).map_err(|e| {
+        io::Error::new(e.kind(), format!("cannot bind UDP socket on {listen}: {e}"))
+    })?;
+    steer_by_source_ip(&udp, shards);
+    let udp = UdpSocket::from_std(udp.into())?;
+    let tcp = if tcp {
+        let t = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        t.set_reuse_address(true)?;
+        t.set_reuse_port(true)?;
+        t.set_nonblocking(true)?;
+        t.bind(&listen.into())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on TCP {listen}: {e}")))?;
+        steer_by_source_ip(&t, shards);
+        t.listen(1024)?;
+        Some(TcpListener::from_std(t.into())?)
+    } else {
+        None
+    };
+    Ok((udp, tcp))
+}
+
+/// Tells the kernel to give a datagram or connection to the socket of its
+/// `SO_REUSEPORT` group whose index is the client's IP address modulo
+/// `shards` (the last 32 bits of an IPv6 one): a classic BPF program
+/// (`SO_ATTACH_REUSEPORT_CBPF`) reading the IP header before the transport
+/// payload it is given. Logged and left to the kernel's 4-tuple hash if
+/// refused.
+#[cfg(target_os = "linux")]
+pub fn steer_by_source_ip(socket: &impl std::os::fd::AsFd, shards: u32) {
+    use nix::libc::{sock_filter, sock_fprog};
+    use nix::sys::socket::{setsockopt, sockopt};
+    if shards < 2 {
+        return;
+    }
+    // SKF_NET_OFF: offsets from the network header.
+    const NET: i32 = -0x0010_0000;
+    let at = |off: i32| NET.wrapping_add(off) as u32;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| sock_filter { code, jt, jf, k };
+    let mut program = [
+        op(0x30, 0, 0, at(0)),  // ldb [net + 0]: version and IHL
+        op(0x74, 0, 0, 4),      // rsh #4: the version
+        op(0x15, 0, 2, 6),      // jeq #6: IPv6 at 3, IPv4 at 5
+        op(0x20, 0, 0, at(20)), // ld [net + 20]: last 32 bits of the IPv6 source
+        op(0x05, 0, 0, 1),      // ja 6
+        op(0x20, 0, 0, at(12)), // ld [net + 12]: the IPv4 source
+        op(0x94, 0, 0, shards), // mod #shards
+        op(0x16, 0, 0, 0),      // ret a: the socket's index in the group
+    ];
+    let fprog = sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_mut_ptr(),
+    };
+    if let Err(e) = setsockopt(socket, sockopt::AttachReusePortCbpf, &fprog) {
+        tracing::warn!(error = %e, "clients not steered by IP address: RESERVATION-TOKEN may reach another thread");
+    }
+}
+
+/// Elsewhere the kernel's own hash spreads clients (see the Linux one).
+#[cfg(not(target_os = "linux"))]
+pub fn steer_by_source_ip<S>(_: &S, _: u32) {}
+
 /// One TCP connection: messages in, to the owner; queued messages out.
 async fn connection(
     stream: TcpStream,

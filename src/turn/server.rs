@@ -656,6 +656,18 @@ impl Server {
         if self.by_relay.contains_key(&peer) {
             return false;
         }
+        // With relay ports on demand, any port of the range on the relay
+        // IP counts as a relayed address of this server: a server run on
+        // several threads has one `Server` per thread, each knowing only
+        // its own relays, and relay to relay must work across them. (The
+        // range is the relays' by configuration; coturn, which denies only
+        // loopback, relays to any port of its own public IP.)
+        if let Some(r) = self.config.relay_ports
+            && r.ip == ip
+            && (r.min..=r.max).contains(&peer.port())
+        {
+            return false;
+        }
         if self.local_set.contains(&peer) {
             return true;
         }
@@ -3192,5 +3204,38 @@ mod tests {
         s.stream_closed(from);
         assert!(!s.has_allocation(Transport::Tcp, from));
         assert!(s.has_allocation(Transport::Udp, from));
+    }
+
+    /// With ports on demand, a port of the range on the relay IP is a
+    /// relayed address of this server even when another thread's server
+    /// holds it (relay to relay across `--threads`); other ports of that
+    /// IP stay refused without `allow_loopback_peers`.
+    #[test]
+    fn the_relay_range_is_relay_to_relay_across_threads() {
+        let now = Instant::now();
+        let mut s = on_demand(now);
+        let m = allocate_ext(&mut s, now, at(1), Transport::Udp, &[], 1);
+        assert_eq!(exchange(&mut s, now, at(1), Transport::Udp, &m, &[]).0, 0);
+        let ask = |s: &mut Server, peer: &str, tid: u8| {
+            let key = IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5)
+                .unwrap();
+            let mut out = Vec::new();
+            let mut enc = MessageEncoder::new(
+                &mut out,
+                MessageType::new(Class::Request, Method::CREATE_PERMISSION),
+                TransactionId([tid; 12]),
+            );
+            TurnAttribute::XorPeerAddress(peer.parse().unwrap()).encode(&mut enc);
+            let n = s.nonce(now, at(1), LISTEN.parse().unwrap());
+            enc.attribute(&Attribute::Username("alice"));
+            enc.attribute(&Attribute::Realm("rtclab"));
+            enc.attribute(&Attribute::Nonce(&n));
+            enc.message_integrity(&key);
+            enc.finish().unwrap();
+            exchange(s, now, at(1), Transport::Udp, &out, &[]).0
+        };
+        assert_eq!(ask(&mut s, "198.51.100.1:50003", 2), 0);
+        assert_eq!(ask(&mut s, "198.51.100.1:50004", 3), 403);
+        assert_eq!(ask(&mut s, "198.51.100.1:3478", 4), 403);
     }
 }
