@@ -58,7 +58,8 @@ enum FromConnection {
 struct Connection {
     id: u64,
     to_client: mpsc::Sender<Vec<u8>>,
-    last_message: Instant,
+    /// Tokio's clock, so that tests can pause it.
+    last_message: tokio::time::Instant,
 }
 
 /// One input the owner's select took.
@@ -78,11 +79,22 @@ pub async fn serve(
     udp: Vec<UdpSocket>,
     tcp: Option<TcpListener>,
 ) -> io::Result<()> {
+    serve_with_idle(server, udp, tcp, TCP_IDLE).await
+}
+
+/// [`serve`], closing TCP connections without allocation after `idle`
+/// without a whole message.
+pub async fn serve_with_idle(
+    server: turn::Server,
+    udp: Vec<UdpSocket>,
+    tcp: Option<TcpListener>,
+    idle: Duration,
+) -> io::Result<()> {
     let mut driver = Driver::from_sockets(server, udp)?;
     let (from_conn_tx, mut from_conn) = mpsc::channel::<FromConnection>(1024);
     let mut conns: HashMap<SocketAddr, Connection> = HashMap::new();
     let mut next_id = 0u64;
-    let mut sweep = tokio::time::interval(TCP_IDLE / 4);
+    let mut sweep = tokio::time::interval(idle / 4);
     let fast: super::FastPath<turn::Server> = |s, now, d, out| {
         s.handle_relay(now, d, out)
             .map(|r| (r.source, r.destination))
@@ -177,7 +189,7 @@ pub async fn serve(
                 bytes,
             })) => {
                 if let Some(c) = conns.get_mut(&client).filter(|c| c.id == id) {
-                    c.last_message = Instant::now();
+                    c.last_message = tokio::time::Instant::now();
                     driver.machine.handle_stream(
                         Instant::now(),
                         Receive {
@@ -211,7 +223,7 @@ pub async fn serve(
                     Connection {
                         id: next_id,
                         to_client,
-                        last_message: Instant::now(),
+                        last_message: tokio::time::Instant::now(),
                     },
                 ) {
                     // The same address again: the old connection is gone.
@@ -234,11 +246,11 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             Input::Sweep => {
-                let now = Instant::now();
+                let now = tokio::time::Instant::now();
                 let server = &driver.machine;
                 conns.retain(|&client, c| {
                     let keep = server.has_allocation(Transport::Tcp, client)
-                        || now.duration_since(c.last_message) < TCP_IDLE;
+                        || now.duration_since(c.last_message) < idle;
                     if !keep {
                         tracing::debug!(%client, "idle TCP connection without allocation closed");
                     }
@@ -426,5 +438,89 @@ impl Driver<turn::Server> {
             self.index.insert(*moved, i);
         }
         self.next_socket = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use tokio::io::AsyncReadExt;
+
+    /// A server on 127.0.0.1 (one relay in a pool), its UDP and TCP
+    /// addresses.
+    async fn start(idle: Duration) -> SocketAddr {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let listen = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(listen).await.unwrap();
+        let relay = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let mut config = turn::ServerConfig::new(listen, vec![relay.local_addr().unwrap()], "t");
+        config.users.push(("u".into(), "p".into()));
+        let server = turn::Server::new(
+            config,
+            Instant::now(),
+            &mut rand::rngs::StdRng::seed_from_u64(1),
+        );
+        tokio::spawn(serve_with_idle(server, vec![udp, relay], Some(tcp), idle));
+        listen
+    }
+
+    /// A Binding request over TCP is answered on the connection.
+    #[tokio::test]
+    async fn binding_over_tcp() {
+        let listen = start(TCP_IDLE).await;
+        let mut c = TcpStream::connect(listen).await.unwrap();
+        let mut req = Vec::new();
+        crate::stun::MessageEncoder::new(
+            &mut req,
+            crate::stun::MessageType::BINDING_REQUEST,
+            crate::stun::TransactionId([5; 12]),
+        )
+        .finish()
+        .unwrap();
+        // Split in two writes: the framer joins them.
+        c.write_all(&req[..7]).await.unwrap();
+        c.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        c.write_all(&req[7..]).await.unwrap();
+        let mut answer = [0u8; 32];
+        c.read_exact(&mut answer).await.unwrap();
+        let m = crate::stun::Message::decode(&answer).unwrap();
+        assert_eq!(m.class(), crate::stun::Class::Success);
+        assert_eq!(m.transaction_id(), crate::stun::TransactionId([5; 12]));
+    }
+
+    /// A slow-loris (a 64 KiB ChannelData announced, 100 bytes sent, no
+    /// allocation) is closed once idle; bytes that are not TURN close the
+    /// connection at once.
+    #[tokio::test]
+    async fn idle_and_non_turn_connections_are_closed() {
+        let idle = Duration::from_millis(400);
+        let listen = start(idle).await;
+        let mut loris = TcpStream::connect(listen).await.unwrap();
+        loris.write_all(&[0x40, 0x00, 0xff, 0xff]).await.unwrap();
+        loris.write_all(&[0xaa; 100]).await.unwrap();
+        let t0 = tokio::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(idle * 3, loris.read(&mut buf))
+            .await
+            .expect("closed in time")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(t0.elapsed() >= idle, "{:?}", t0.elapsed());
+        // (Not HTTP: "GE" reads as ChannelData channel 0x4745, which the
+        // idle rule closes; a first byte of 0x80 or more is neither.)
+        let mut not_turn = TcpStream::connect(listen).await.unwrap();
+        not_turn
+            .write_all(&[0x80, 0, 0, 4, 1, 2, 3, 4])
+            .await
+            .unwrap();
+        let t1 = tokio::time::Instant::now();
+        let n = tokio::time::timeout(idle * 3, not_turn.read(&mut buf))
+            .await
+            .expect("closed")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(t1.elapsed() < idle);
     }
 }

@@ -14,7 +14,7 @@
 //! [`ServerEvent::CloseRelay`]. EVEN-PORT gets an even port; its R bit
 //! binds the next port too and reserves it for [`RESERVATION_LIFETIME`]
 //! under a RESERVATION-TOKEN that one later Allocate redeems (RFC 8656
-//! §7.2, §14.6, §14.9: an RTP/RTCP pair, what coturn's `turnutils_uclient`
+//! §7.2, §18.7, §18.10: an RTP/RTCP pair, what coturn's `turnutils_uclient`
 //! asks by default). Without `relay_ports`, a fixed pool bound at start
 //! ([`ServerConfig::relays`]) serves as before: simulations and tests use
 //! it, and an empty pool answers 508.
@@ -740,8 +740,9 @@ impl Server {
     }
 
     /// The TCP connection from `client` has closed: its allocation, if any,
-    /// is deleted at once (RFC 8656 §3.1 ties the allocation to the
-    /// connection it was made on: nothing could reach its client any more).
+    /// is deleted at once, as coturn does. An allocation belongs to its
+    /// 5-tuple (RFC 8656 §3.2), and a closed connection's 5-tuple carries
+    /// nothing any more: no Refresh could reach it, no data its client.
     pub fn stream_closed(&mut self, client: SocketAddr) {
         self.remove((Transport::Tcp, client));
     }
@@ -1105,7 +1106,7 @@ impl Server {
         TurnAttribute::XorRelayedAddress(relay).encode(&mut enc);
         TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
         if let Some(t) = token {
-            // RFC 8656 §7.3: the token of the reserved next port.
+            // RFC 8656 §7.2: the token of the reserved next port (§18.10).
             TurnAttribute::ReservationToken(t).encode(&mut enc);
         }
         enc.attribute(&Attribute::XorMappedAddress(d.source));
