@@ -12,13 +12,17 @@
 //! A TCP connection is closed when it stops being TURN (a framing error),
 //! when it holds no allocation and has sent no whole message for
 //! [`TCP_IDLE`] (a slow-loris costs one message's buffer for that long),
-//! and past [`MAX_TCP_CONNECTIONS`] new ones are refused. When a client
-//! closes its connection, its allocation is deleted.
+//! and past [`MAX_TCP_CONNECTIONS`] new ones are refused. What waits to be
+//! written to a client that does not read is capped (256 KiB, then
+//! dropped as UDP would). When a client closes its connection, its
+//! allocation is deleted.
 
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -38,6 +42,8 @@ pub const MAX_TCP_CONNECTIONS: usize = 4096;
 /// Messages queued for one TCP connection before more are dropped (a
 /// client that does not read).
 const TCP_QUEUE: usize = 256;
+/// Bytes queued for one TCP connection before more are dropped.
+const TCP_QUEUE_BYTES: usize = 256 * 1024;
 /// Bytes one read from a TCP connection takes.
 const TCP_READ: usize = 16 * 1024;
 
@@ -58,6 +64,8 @@ enum FromConnection {
 struct Connection {
     id: u64,
     to_client: mpsc::Sender<Vec<u8>>,
+    /// Bytes queued in `to_client` and not written yet.
+    queued: Arc<AtomicUsize>,
     /// Tokio's clock, so that tests can pause it.
     last_message: tokio::time::Instant,
 }
@@ -91,7 +99,7 @@ pub async fn serve_with_idle(
     idle: Duration,
 ) -> io::Result<()> {
     let mut driver = Driver::from_sockets(server, udp)?;
-    let (from_conn_tx, mut from_conn) = mpsc::channel::<FromConnection>(1024);
+    let (from_conn_tx, mut from_conn) = mpsc::channel::<FromConnection>(256);
     let mut conns: HashMap<SocketAddr, Connection> = HashMap::new();
     let mut next_id = 0u64;
     let mut sweep = tokio::time::interval(idle / 4);
@@ -117,8 +125,12 @@ pub async fn serve_with_idle(
             while let Some(t) = driver.machine.poll_stream_transmit() {
                 match conns.get(&t.destination) {
                     Some(c) => {
-                        if c.to_client.try_send(t.contents).is_err() {
+                        let len = t.contents.len();
+                        let full = c.queued.load(Ordering::Relaxed) + len > TCP_QUEUE_BYTES;
+                        if full || c.to_client.try_send(t.contents).is_err() {
                             tracing::debug!(client = %t.destination, "TCP client not reading: message dropped");
+                        } else {
+                            c.queued.fetch_add(len, Ordering::Relaxed);
                         }
                     }
                     None => {
@@ -218,11 +230,13 @@ pub async fn serve_with_idle(
                 let _ = stream.set_nodelay(true);
                 next_id += 1;
                 let (to_client, rx) = mpsc::channel(TCP_QUEUE);
+                let queued = Arc::new(AtomicUsize::new(0));
                 if let Some(old) = conns.insert(
                     client,
                     Connection {
                         id: next_id,
                         to_client,
+                        queued: queued.clone(),
                         last_message: tokio::time::Instant::now(),
                     },
                 ) {
@@ -238,6 +252,7 @@ pub async fn serve_with_idle(
                     local,
                     from_conn_tx.clone(),
                     rx,
+                    queued,
                 ));
             }
             Input::Accept(Err(e)) => {
@@ -351,6 +366,7 @@ async fn connection(
     local: SocketAddr,
     to_owner: mpsc::Sender<FromConnection>,
     mut to_client: mpsc::Receiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let mut framer = turn::Framer::new();
@@ -385,7 +401,9 @@ async fn connection(
             }
             m = to_client.recv() => match m {
                 Some(bytes) => {
-                    if wr.write_all(&bytes).await.is_err() {
+                    let written = wr.write_all(&bytes).await;
+                    queued.fetch_sub(bytes.len(), Ordering::Relaxed);
+                    if written.is_err() {
                         break 'run;
                     }
                 }
