@@ -541,4 +541,80 @@ mod tests {
         assert_eq!(n, 0);
         assert!(t1.elapsed() < idle);
     }
+
+    /// An allocation made over TCP (rtclab's TURN client's messages carried
+    /// on a real connection) gets a relay socket bound on demand, and
+    /// closing the connection deletes the allocation: its port can be
+    /// bound again at once.
+    #[tokio::test]
+    async fn closing_the_connection_frees_the_allocation() {
+        use crate::turn::{Client, ClientConfig, ClientEvent};
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let listen = udp.local_addr().unwrap();
+        let tcp = TcpListener::bind(listen).await.unwrap();
+        let mut config = turn::ServerConfig::new(listen, Vec::new(), "t");
+        config.relay_ports = Some(turn::RelayPorts {
+            ip: listen.ip(),
+            min: 40000,
+            max: 60000,
+        });
+        config.users.push(("u".into(), "p".into()));
+        let server = turn::Server::new(
+            config,
+            Instant::now(),
+            &mut rand::rngs::StdRng::seed_from_u64(1),
+        );
+        tokio::spawn(serve(server, vec![udp], Some(tcp)));
+
+        let mut stream = TcpStream::connect(listen).await.unwrap();
+        let local = stream.local_addr().unwrap();
+        let mut client = Client::new(
+            ClientConfig::new(listen, "u", "p"),
+            rand::rngs::StdRng::seed_from_u64(2),
+        );
+        client.allocate(Instant::now()).unwrap();
+        let mut framer = turn::Framer::new();
+        let mut buf = [0u8; 4096];
+        let relayed = loop {
+            while let Some(t) = client.poll_transmit() {
+                stream.write_all(&t.contents).await.unwrap();
+            }
+            if let Some(e) = client.poll_event() {
+                match e {
+                    ClientEvent::Allocated { relayed, .. } => break relayed,
+                    e => panic!("{e:?}"),
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+                .await
+                .expect("an answer")
+                .unwrap();
+            assert!(n > 0, "the server closed the connection");
+            framer.push(&buf[..n]).unwrap();
+            while let Some(m) = framer.next_message().unwrap() {
+                let m = m.to_vec();
+                client.handle_receive(
+                    Instant::now(),
+                    Receive {
+                        source: listen,
+                        destination: local,
+                        contents: &m,
+                    },
+                );
+            }
+        };
+        assert!((40000..=60000).contains(&relayed.port()), "{relayed}");
+        // The relay socket is the server's now.
+        assert!(std::net::UdpSocket::bind(relayed).is_err());
+        drop(stream);
+        let mut free = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if std::net::UdpSocket::bind(relayed).is_ok() {
+                free = true;
+                break;
+            }
+        }
+        assert!(free, "the relay socket on {relayed} was not closed");
+    }
 }
