@@ -58,13 +58,15 @@ enum Command {
         #[arg(long)]
         software: bool,
     },
-    /// Serve TURN (RFC 8656) over UDP with long-term credentials.
+    /// Serve TURN (RFC 8656) over UDP and TCP, relaying over UDP, with
+    /// long-term or ephemeral (--auth-secret) credentials.
     ///
     /// Peers refused by default (403): link-local 169.254.0.0/16 (cloud
     /// metadata) and fe80::/10, 0.0.0.0/8, multicast, 255.255.255.255,
     /// unspecified, and loopback and every IP of this host's interfaces
     /// unless --allow-loopback-peers, except this server's own relayed
-    /// addresses (relay to relay, as coturn allows). Private ranges are relayed: on a public server
+    /// addresses (the relay port range on the relay IP: relay to relay, as
+    /// coturn allows). Private ranges are relayed: on a public server
     /// add `--denied-peer-ip 10.0.0.0/8 --denied-peer-ip 172.16.0.0/12
     /// --denied-peer-ip 192.168.0.0/16 --denied-peer-ip 100.64.0.0/10
     /// --denied-peer-ip fc00::/7` (coturn's recommended configuration denies
