@@ -142,3 +142,106 @@ fn coturn_uclient_across_four_threads() {
     uclient_run(10, &[], &["--threads", "4"]);
     uclient_run(10, &["-t"], &["--threads", "4"]);
 }
+
+/// Our TURN client over a blocking UDP socket on `ip`, for the threads
+/// test.
+struct Side {
+    socket: std::net::UdpSocket,
+    local: SocketAddr,
+    client: rtclab::turn::Client,
+}
+
+impl Side {
+    fn new(ip: &str, server: SocketAddr, seed: u64) -> Side {
+        use rand::SeedableRng;
+        let socket = std::net::UdpSocket::bind(format!("{ip}:0")).expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let local = socket.local_addr().unwrap();
+        let mut config = rtclab::turn::ClientConfig::new(server, "alice", "secret");
+        config.local = Some(local);
+        let client = rtclab::turn::Client::new(config, rand::rngs::StdRng::seed_from_u64(seed));
+        Side {
+            socket,
+            local,
+            client,
+        }
+    }
+
+    /// Runs the client until an event, within 5 s.
+    fn event(&mut self) -> rtclab::turn::ClientEvent {
+        use rtclab::machine::{Machine, Receive};
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 2048];
+        while std::time::Instant::now() < deadline {
+            while let Some(t) = self.client.poll_transmit() {
+                self.socket.send_to(&t.contents, t.destination).unwrap();
+            }
+            if let Some(e) = self.client.poll_event() {
+                return e;
+            }
+            if let Ok((n, from)) = self.socket.recv_from(&mut buf) {
+                self.client.handle_receive(
+                    std::time::Instant::now(),
+                    Receive {
+                        source: from,
+                        destination: self.local,
+                        contents: &buf[..n],
+                    },
+                );
+            }
+            self.client.handle_timeout(std::time::Instant::now());
+        }
+        panic!("no TURN event within 5 s from {}", self.local);
+    }
+
+    /// Sends what the client queued.
+    fn flush(&mut self) {
+        use rtclab::machine::Machine;
+        while let Some(t) = self.client.poll_transmit() {
+            self.socket.send_to(&t.contents, t.destination).unwrap();
+        }
+    }
+
+    fn allocate(&mut self) -> SocketAddr {
+        self.client.allocate(std::time::Instant::now()).unwrap();
+        match self.event() {
+            rtclab::turn::ClientEvent::Allocated { relayed, .. } => relayed,
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
+/// Two threads; clients from 127.0.0.1 and 127.0.0.2, which the server's
+/// steering gives to different threads (by IP, modulo 2). Each allocates,
+/// and each relays to the other's relayed address: relay to relay across
+/// two `Server`s that know nothing of each other's allocations.
+#[test]
+fn relay_to_relay_across_threads() {
+    let port = free_udp_port(false);
+    let server = start_ours(port, &["--threads", "2"]);
+    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut a = Side::new("127.0.0.1", listen, 1);
+    let mut b = Side::new("127.0.0.2", listen, 2);
+    let (ra, rb) = (a.allocate(), b.allocate());
+    for (side, peer) in [(&mut a, rb), (&mut b, ra)] {
+        side.client
+            .create_permission(std::time::Instant::now(), peer)
+            .unwrap();
+        match side.event() {
+            rtclab::turn::ClientEvent::PermissionCreated(ip) => assert_eq!(ip, peer.ip()),
+            e => panic!("{e:?}\n--- server ---\n{}", server.output()),
+        }
+    }
+    a.client
+        .send_to(std::time::Instant::now(), rb, b"over the relays")
+        .unwrap();
+    a.flush();
+    match b.event() {
+        rtclab::turn::ClientEvent::Data { peer, data } => {
+            assert_eq!((peer, data.as_slice()), (ra, &b"over the relays"[..]));
+        }
+        e => panic!("{e:?}\n--- server ---\n{}", server.output()),
+    }
+}

@@ -538,25 +538,42 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
     // The other shards, each on a thread with its own runtime, sockets and
     // server (see --threads).
     let tcp_on = tcp.is_some();
+    let (started_tx, started) = std::sync::mpsc::channel();
     for _ in 1..threads {
         let config = config.clone();
+        let started_tx = started_tx.clone();
         std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
             {
                 Ok(rt) => rt,
-                Err(e) => return eprintln!("error: TURN server thread: {e}"),
+                Err(e) => return drop(started_tx.send(Err(e.to_string()))),
             };
-            let r = rt.block_on(async {
-                let (udp, tcp) =
-                    rtclab::runtime::turn_server::bind_shard(listen, tcp_on, threads as u32)?;
-                rtclab::runtime::turn_server::serve(make_server(config), vec![udp], tcp).await
+            rt.block_on(async {
+                let bound =
+                    rtclab::runtime::turn_server::bind_shard(listen, tcp_on, threads as u32);
+                let (udp, tcp) = match bound {
+                    Ok(b) => b,
+                    Err(e) => return drop(started_tx.send(Err(e.to_string()))),
+                };
+                let _ = started_tx.send(Ok(()));
+                let server = make_server(config);
+                if let Err(e) = rtclab::runtime::turn_server::serve(server, vec![udp], tcp).await {
+                    eprintln!("error: TURN server thread: {e}");
+                }
             });
-            if let Err(e) = r {
-                eprintln!("error: TURN server thread: {e}");
-            }
         });
+    }
+    drop(started_tx);
+    // Every shard bound, or none serves: with one missing, the steering
+    // would send some clients nowhere. (One answer per thread: the
+    // senders live on in the threads.)
+    for _ in 1..threads {
+        started
+            .recv()
+            .map_err(|e| format!("TURN server thread: {e}"))?
+            .map_err(|e| format!("TURN server thread: {e}"))?;
     }
     let server = make_server(config);
     let relays = match flags.relays {

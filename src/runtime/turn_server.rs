@@ -304,13 +304,15 @@ pub fn bind_shard(
     let udp = UdpSocket::from_std(udp.into())?;
     let tcp = if tcp {
         let t = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
-        t.set_reuse_address(true)?;
         t.set_reuse_port(true)?;
         t.set_nonblocking(true)?;
         t.bind(&listen.into())
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on TCP {listen}: {e}")))?;
-        steer_by_source_ip(&t, shards);
+        // (No SO_REUSEADDR: beside SO_REUSEPORT it makes the second
+        // shard's listen fail with EADDRINUSE.)
         t.listen(1024)?;
+        // Once listening: that is when a TCP socket joins its group.
+        steer_by_source_ip(&t, shards);
         Some(TcpListener::from_std(t.into())?)
     } else {
         None
