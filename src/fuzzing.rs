@@ -466,6 +466,82 @@ pub fn ice_agent(data: &[u8]) {
     assert!(agent.pairs().len() <= 100);
 }
 
+/// The harness of the `turn_stream` target: TURN over TCP. The first byte
+/// sets the read size (1 to 256 bytes); the rest is the stream, pushed into
+/// a [`turn::Framer`](crate::turn::Framer) in those reads. Invariants: the
+/// framer never holds more than one message and the last read, every
+/// message it cuts is whole by its own header, and each goes into a TURN
+/// server with on-demand relay ports (its binds answered, every other one
+/// refused) whose TCP answers go only to the sender.
+pub fn turn_stream(data: &[u8]) {
+    use crate::turn::{self, Framer, ServerEvent, stream::MAX_MESSAGE};
+    use rand::SeedableRng;
+
+    let Some((&size, stream)) = data.split_first() else {
+        return;
+    };
+    let read = usize::from(size) + 1;
+    let listen: SocketAddr = ([192, 0, 2, 1], 3478).into();
+    let sender: SocketAddr = ([203, 0, 113, 1], 5000).into();
+    let mut config = turn::ServerConfig::new(listen, Vec::new(), "fuzz");
+    config.relay_ports = Some(turn::RelayPorts {
+        ip: listen.ip(),
+        min: 50000,
+        max: 50003,
+    });
+    config.users.push(("u".into(), "p".into()));
+    let now = Instant::now();
+    let mut server = turn::Server::new(config, now, &mut rand::rngs::StdRng::seed_from_u64(0));
+    let mut framer = Framer::new();
+    let mut ok = true;
+    for chunk in stream.chunks(read) {
+        if framer.push(chunk).is_err() {
+            break;
+        }
+        loop {
+            let m = match framer.next_message() {
+                Ok(Some(m)) => m.to_vec(),
+                Ok(None) => break,
+                Err(_) => {
+                    ok = false;
+                    break;
+                }
+            };
+            let length = usize::from(u16::from_be_bytes([m[2], m[3]]));
+            match m[0] >> 6 {
+                0 => assert_eq!(m.len(), 20 + length),
+                1 => assert_eq!(m.len(), (4 + length).div_ceil(4) * 4),
+                _ => panic!("a framed message starts with {:#04x}", m[0]),
+            }
+            server.handle_stream(
+                now,
+                Receive {
+                    source: sender,
+                    destination: listen,
+                    contents: &m,
+                },
+            );
+            let mut flip = false;
+            while let Some(e) = server.poll_event() {
+                if let ServerEvent::BindRelay(a) = e {
+                    flip = !flip;
+                    server.relay_bound(now, a, flip);
+                }
+            }
+            while let Some(t) = server.poll_stream_transmit() {
+                assert_eq!(t.destination, sender, "a TCP answer to a stranger");
+            }
+            while server.poll_transmit().is_some() {}
+        }
+        assert!(framer.buffered() <= MAX_MESSAGE + chunk.len());
+        if !ok {
+            break;
+        }
+    }
+    server.stream_closed(sender);
+    assert_eq!(server.allocations(), 0);
+}
+
 /// The harness of the `turn_message` target: TURN attributes and ChannelData
 /// from untrusted bytes, then the same bytes into a TURN server (on its
 /// listening and its relay address) and a client waiting for its allocation.

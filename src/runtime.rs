@@ -561,6 +561,8 @@ impl<M: Machine> Driver<M> {
     // ANCHOR_END: run_loop
 }
 
+pub mod turn_server;
+
 /// The local address of each datagram on a wildcard socket (Linux
 /// `IP_PKTINFO`, `IPV6_RECVPKTINFO`; RFC 3542 §6 for IPv6), and the source
 /// address of each reply, through `nix`'s safe `recvmsg` and `sendmsg`.

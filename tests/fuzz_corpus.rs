@@ -32,6 +32,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("ice_candidate", rtclab::fuzzing::ice_candidate),
     ("ice_agent", rtclab::fuzzing::ice_agent),
     ("turn_message", rtclab::fuzzing::turn_message),
+    ("turn_stream", rtclab::fuzzing::turn_stream),
     ("peer_transport", rtclab::fuzzing::peer_transport),
     ("sdp", rtclab::fuzzing::sdp),
     ("dcep", rtclab::fuzzing::dcep),

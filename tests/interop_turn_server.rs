@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Peer, free_udp_port, require_binary, run_bounded, wait_for_stun};
 
-fn start_ours(port: u16) -> Peer {
+fn start_ours(port: u16, extra: &[&str]) -> Peer {
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_rtclab"));
     let args: Vec<String> = [
         "turn-server",
@@ -20,11 +20,10 @@ fn start_ours(port: u16) -> Peer {
         "rtclab",
         "--user",
         "alice:secret",
-        "--relays",
-        "32",
         "--allow-loopback-peers",
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
     .collect();
     let peer = Peer::start("rtclab-turn-server", &bin, &args);
@@ -37,7 +36,7 @@ fn start_ours(port: u16) -> Peer {
     peer
 }
 
-fn uclient_run(clients: u32, extra: &[&str]) {
+fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
     let Some(uclient) = require_binary("turnutils_uclient", "coturn") else {
         return;
     };
@@ -45,7 +44,7 @@ fn uclient_run(clients: u32, extra: &[&str]) {
         return;
     };
     let port = free_udp_port(false);
-    let server = start_ours(port);
+    let server = start_ours(port, server_extra);
     let peer_port = free_udp_port(false);
     let _peer = Peer::start(
         "turnutils_peer",
@@ -75,7 +74,6 @@ fn uclient_run(clients: u32, extra: &[&str]) {
         &clients.to_string(),
         "-l",
         "120",
-        "-c",
         "-z",
         "5",
     ]
@@ -102,10 +100,148 @@ fn uclient_run(clients: u32, extra: &[&str]) {
 fn coturn_uclient_loses_nothing_through_our_server_over_channels() {
     // uclient binds random channels in RFC 5766's range (up to 0x7FFF):
     // with several clients some land above RFC 8656's 0x4FFF.
-    uclient_run(4, &[]);
+    uclient_run(4, &["-c"], &[]);
 }
 
 #[test]
 fn coturn_uclient_loses_nothing_through_our_server_with_send_indications() {
-    uclient_run(2, &["-s"]);
+    uclient_run(2, &["-s", "-c"], &[]);
+}
+
+/// Ephemeral credentials (the TURN REST API): uclient's `-W SECRET` makes
+/// a username `EXPIRY:alice` and its HMAC password, as a deployment's web
+/// server would hand a browser.
+#[test]
+fn coturn_uclient_with_ephemeral_credentials_from_a_shared_secret() {
+    uclient_run(2, &["-W", "north", "-c"], &["--auth-secret", "north"]);
+}
+
+/// uclient's default mode: each client allocates an RTP relay with EVEN-PORT
+/// and the R bit, then its RTCP relay with the RESERVATION-TOKEN it got
+/// (RFC 8656 §7.2). Against a fixed pool of 64 random ports this got 508;
+/// ports on demand serve it.
+#[test]
+fn coturn_uclient_default_mode_gets_even_port_pairs() {
+    uclient_run(10, &[], &[]);
+}
+
+/// TURN over TCP between client and server (RFC 8656 §3.1), the relay
+/// still UDP: uclient's `-t`, with RTP/RTCP pairs and with channels.
+#[test]
+fn coturn_uclient_over_tcp() {
+    uclient_run(4, &["-t"], &[]);
+    uclient_run(4, &["-t", "-c", "-s"], &[]);
+}
+
+/// Four threads, each a server of its own behind SO_REUSEPORT: the kernel
+/// spreads uclient's 10 clients (and their RTCP twins) across them, each
+/// allocation's requests, relay socket and peer traffic staying on its
+/// thread; over UDP and over TCP.
+#[test]
+fn coturn_uclient_across_four_threads() {
+    uclient_run(10, &[], &["--threads", "4"]);
+    uclient_run(10, &["-t"], &["--threads", "4"]);
+}
+
+/// Our TURN client over a blocking UDP socket on `ip`, for the threads
+/// test.
+struct Side {
+    socket: std::net::UdpSocket,
+    local: SocketAddr,
+    client: rtclab::turn::Client,
+}
+
+impl Side {
+    fn new(ip: &str, server: SocketAddr, seed: u64) -> Side {
+        use rand::SeedableRng;
+        let socket = std::net::UdpSocket::bind(format!("{ip}:0")).expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let local = socket.local_addr().unwrap();
+        let mut config = rtclab::turn::ClientConfig::new(server, "alice", "secret");
+        config.local = Some(local);
+        let client = rtclab::turn::Client::new(config, rand::rngs::StdRng::seed_from_u64(seed));
+        Side {
+            socket,
+            local,
+            client,
+        }
+    }
+
+    /// Runs the client until an event, within 5 s.
+    fn event(&mut self) -> rtclab::turn::ClientEvent {
+        use rtclab::machine::{Machine, Receive};
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 2048];
+        while std::time::Instant::now() < deadline {
+            while let Some(t) = self.client.poll_transmit() {
+                self.socket.send_to(&t.contents, t.destination).unwrap();
+            }
+            if let Some(e) = self.client.poll_event() {
+                return e;
+            }
+            if let Ok((n, from)) = self.socket.recv_from(&mut buf) {
+                self.client.handle_receive(
+                    std::time::Instant::now(),
+                    Receive {
+                        source: from,
+                        destination: self.local,
+                        contents: &buf[..n],
+                    },
+                );
+            }
+            self.client.handle_timeout(std::time::Instant::now());
+        }
+        panic!("no TURN event within 5 s from {}", self.local);
+    }
+
+    /// Sends what the client queued.
+    fn flush(&mut self) {
+        use rtclab::machine::Machine;
+        while let Some(t) = self.client.poll_transmit() {
+            self.socket.send_to(&t.contents, t.destination).unwrap();
+        }
+    }
+
+    fn allocate(&mut self) -> SocketAddr {
+        self.client.allocate(std::time::Instant::now()).unwrap();
+        match self.event() {
+            rtclab::turn::ClientEvent::Allocated { relayed, .. } => relayed,
+            e => panic!("{e:?}"),
+        }
+    }
+}
+
+/// Two threads; clients from 127.0.0.1 and 127.0.0.2, which the server's
+/// steering gives to different threads (by IP, modulo 2). Each allocates,
+/// and each relays to the other's relayed address: relay to relay across
+/// two `Server`s that know nothing of each other's allocations.
+#[test]
+fn relay_to_relay_across_threads() {
+    let port = free_udp_port(false);
+    let server = start_ours(port, &["--threads", "2"]);
+    let listen: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut a = Side::new("127.0.0.1", listen, 1);
+    let mut b = Side::new("127.0.0.2", listen, 2);
+    let (ra, rb) = (a.allocate(), b.allocate());
+    for (side, peer) in [(&mut a, rb), (&mut b, ra)] {
+        side.client
+            .create_permission(std::time::Instant::now(), peer)
+            .unwrap();
+        match side.event() {
+            rtclab::turn::ClientEvent::PermissionCreated(ip) => assert_eq!(ip, peer.ip()),
+            e => panic!("{e:?}\n--- server ---\n{}", server.output()),
+        }
+    }
+    a.client
+        .send_to(std::time::Instant::now(), rb, b"over the relays")
+        .unwrap();
+    a.flush();
+    match b.event() {
+        rtclab::turn::ClientEvent::Data { peer, data } => {
+            assert_eq!((peer, data.as_slice()), (ra, &b"over the relays"[..]));
+        }
+        e => panic!("{e:?}\n--- server ---\n{}", server.output()),
+    }
 }

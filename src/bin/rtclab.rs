@@ -58,53 +58,21 @@ enum Command {
         #[arg(long)]
         software: bool,
     },
-    /// Serve TURN (RFC 8656) over UDP with long-term credentials.
+    /// Serve TURN (RFC 8656) over UDP and TCP, relaying over UDP, with
+    /// long-term or ephemeral (--auth-secret) credentials.
     ///
     /// Peers refused by default (403): link-local 169.254.0.0/16 (cloud
     /// metadata) and fe80::/10, 0.0.0.0/8, multicast, 255.255.255.255,
     /// unspecified, and loopback and every IP of this host's interfaces
     /// unless --allow-loopback-peers, except this server's own relayed
-    /// addresses (relay to relay, as coturn allows). Private ranges are relayed: on a public server
+    /// addresses (the relay port range on the relay IP: relay to relay, as
+    /// coturn allows). Private ranges are relayed: on a public server
     /// add `--denied-peer-ip 10.0.0.0/8 --denied-peer-ip 172.16.0.0/12
     /// --denied-peer-ip 192.168.0.0/16 --denied-peer-ip 100.64.0.0/10
     /// --denied-peer-ip fc00::/7` (coturn's recommended configuration denies
     /// these; coturn itself denies only loopback and, with
     /// --no-multicast-peers, multicast).
-    TurnServer {
-        /// The listening address, e.g. 127.0.0.1:3478.
-        #[arg(long, default_value = "127.0.0.1:3478")]
-        listen: SocketAddr,
-        /// The realm of the credentials.
-        #[arg(long, default_value = "rtclab")]
-        realm: String,
-        /// A user, `NAME:PASSWORD` (repeat for more).
-        #[arg(long = "user", required = true)]
-        users: Vec<String>,
-        /// The IP to relay from (default: the listening IP).
-        #[arg(long)]
-        relay_ip: Option<IpAddr>,
-        /// How many relay sockets to bind at start (one per allocation).
-        #[arg(long, default_value_t = 64)]
-        relays: usize,
-        /// Most allocations per user.
-        #[arg(long, default_value_t = 10)]
-        quota: usize,
-        /// Relay to loopback peers and the server's own IPs (tests on one host).
-        #[arg(long)]
-        allow_loopback_peers: bool,
-        /// Also refuse peers in RANGE (`a.b.c.d/n`, `FIRST-LAST` or one
-        /// address; repeat for more), besides the default denials.
-        #[arg(long = "denied-peer-ip", value_name = "RANGE")]
-        denied_peer_ips: Vec<rtclab::turn::IpRange>,
-        /// Relay to peers in RANGE even when denied (repeat for more), as
-        /// coturn's allowed-peer-ip; never to the server's listening socket.
-        #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
-        allowed_peer_ips: Vec<rtclab::turn::IpRange>,
-        /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
-        /// every byte of a 401 to a forged source is amplification.
-        #[arg(long)]
-        software: bool,
-    },
+    TurnServer(TurnArgs),
     /// The main demo: open http://127.0.0.1:8080 and your browser talks to a
     /// Rust WebRTC peer (video reflected, chat, photo, a live panel per layer);
     /// two tabs can also call each other. Ctrl-C closes every peer cleanly.
@@ -209,34 +177,7 @@ fn main() -> ExitCode {
                 max_peers,
             } => demo(listen, udp_ip, max_peers).await,
             Command::Dtls { command } => dtls::run(command).await,
-            Command::TurnServer {
-                listen,
-                realm,
-                users,
-                relay_ip,
-                relays,
-                quota,
-                allow_loopback_peers,
-                denied_peer_ips,
-                allowed_peer_ips,
-                software,
-            } => {
-                turn_server(
-                    listen,
-                    realm,
-                    users,
-                    relay_ip,
-                    relays,
-                    quota,
-                    TurnFlags {
-                        software,
-                        allow_loopback_peers,
-                        denied_peer_ips,
-                        allowed_peer_ips,
-                    },
-                )
-                .await
-            }
+            Command::TurnServer(args) => turn_server(args).await,
             Command::Signaling {
                 listen,
                 room_size,
@@ -443,27 +384,111 @@ async fn demo(listen: SocketAddr, udp_ip: Option<IpAddr>, max_peers: usize) -> R
     Ok(())
 }
 
-async fn turn_server(
+/// `rtclab turn-server`'s flags.
+#[derive(clap::Args)]
+struct TurnArgs {
+    /// The listening address, e.g. 127.0.0.1:3478.
+    #[arg(long, default_value = "127.0.0.1:3478")]
     listen: SocketAddr,
+    /// The realm of the credentials.
+    #[arg(long, default_value = "rtclab")]
     realm: String,
+    /// A user, `NAME:PASSWORD` (repeat for more).
+    #[arg(long = "user", required_unless_present = "auth_secret")]
     users: Vec<String>,
+    /// The shared secret of ephemeral credentials (the TURN REST API, as
+    /// coturn's static-auth-secret): username `EXPIRY:NAME` (Unix
+    /// seconds), password base64(HMAC-SHA1(SECRET, username)).
+    #[arg(long, value_name = "SECRET")]
+    auth_secret: Option<String>,
+    /// The IP to relay from (default: the listening IP).
+    #[arg(long)]
     relay_ip: Option<IpAddr>,
-    relays: usize,
-    quota: usize,
-    flags: TurnFlags,
-) -> Result<(), String> {
-    let relay_ip = relay_ip.unwrap_or(listen.ip());
+    /// The lowest relay port: each allocation's relay socket is bound on
+    /// demand on a port of --min-port..=--max-port (coturn's defaults).
+    #[arg(long, default_value_t = 49152)]
+    min_port: u16,
+    /// The highest relay port.
+    #[arg(long, default_value_t = 65535)]
+    max_port: u16,
+    /// Instead of ports on demand, bind N relay sockets at start, on
+    /// ports the system picks (a fixed pool; no EVEN-PORT pairs).
+    #[arg(long, value_name = "N")]
+    relays: Option<usize>,
+    /// Do not listen on TCP (by default TURN is served over TCP on the
+    /// --listen port too, RFC 8656 §3.1; relaying stays UDP).
+    #[arg(long)]
+    no_tcp: bool,
+    /// Threads relaying in parallel, each a server of its own on the same
+    /// address (SO_REUSEPORT: a client always reaches the same one, which
+    /// holds its allocation and relay sockets); default: one per core. The
+    /// quotas then count per thread (--total-quota is divided among them).
+    /// With --relays, one.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Most allocations per username at once; 0: no limit (as coturn).
+    #[arg(long, alias = "quota", default_value_t = 0)]
+    user_quota: usize,
+    /// Most allocations at once in all; 0: no limit but the relay ports.
+    #[arg(long, default_value_t = 0)]
+    total_quota: usize,
+    /// Relay to loopback peers and the server's own IPs (tests on one host).
+    #[arg(long)]
+    allow_loopback_peers: bool,
+    /// Also refuse peers in RANGE (`a.b.c.d/n`, `FIRST-LAST` or one
+    /// address; repeat for more), besides the default denials.
+    #[arg(long = "denied-peer-ip", value_name = "RANGE")]
+    denied_peer_ips: Vec<rtclab::turn::IpRange>,
+    /// Relay to peers in RANGE even when denied (repeat for more), as
+    /// coturn's allowed-peer-ip; never to the server's listening socket.
+    #[arg(long = "allowed-peer-ip", value_name = "RANGE")]
+    allowed_peer_ips: Vec<rtclab::turn::IpRange>,
+    /// Send SOFTWARE ("rtclab VERSION") in answers; off by default, since
+    /// every byte of a 401 to a forged source is amplification.
+    #[arg(long)]
+    software: bool,
+}
+
+async fn turn_server(flags: TurnArgs) -> Result<(), String> {
+    let (listen, realm) = (flags.listen, flags.realm.clone());
+    let relay_ip = flags.relay_ip.unwrap_or(listen.ip());
     if relay_ip.is_unspecified() {
         return Err("with an unspecified --listen IP, give --relay-ip".into());
     }
-    let main = tokio::net::UdpSocket::bind(listen)
-        .await
-        .map_err(|e| format!("cannot bind {listen}: {e}"))?;
+    if flags.min_port > flags.max_port {
+        return Err("--min-port is above --max-port".into());
+    }
+    let threads = match flags.relays {
+        Some(_) => 1,
+        None => flags
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1),
+    };
+    let (main, tcp) = if threads > 1 {
+        rtclab::runtime::turn_server::bind_shard(listen, !flags.no_tcp, threads as u32)
+            .map_err(|e| e.to_string())?
+    } else {
+        let main = tokio::net::UdpSocket::bind(listen)
+            .await
+            .map_err(|e| format!("cannot bind {listen}: {e}"))?;
+        let tcp = if flags.no_tcp {
+            None
+        } else {
+            Some(
+                tokio::net::TcpListener::bind(main.local_addr().map_err(|e| e.to_string())?)
+                    .await
+                    .map_err(|e| format!("cannot listen on TCP {listen}: {e}"))?,
+            )
+        };
+        (main, tcp)
+    };
     let listen = main.local_addr().map_err(|e| e.to_string())?;
-    // The relay pool: bound now, handed to the sans-IO server by address.
+    // With --relays, a pool bound now and handed to the sans-IO server by
+    // address; else ports on demand.
     let mut sockets = vec![main];
-    let mut pool = Vec::with_capacity(relays);
-    for _ in 0..relays.max(1) {
+    let mut pool = Vec::new();
+    for _ in 0..flags.relays.unwrap_or(0) {
         let s = tokio::net::UdpSocket::bind(SocketAddr::new(relay_ip, 0))
             .await
             .map_err(|e| format!("cannot bind a relay socket on {relay_ip}: {e}"))?;
@@ -471,13 +496,22 @@ async fn turn_server(
         sockets.push(s);
     }
     let mut config = rtclab::turn::ServerConfig::new(listen, pool, &realm);
-    for u in users {
+    if flags.relays.is_none() {
+        config.relay_ports = Some(rtclab::turn::RelayPorts {
+            ip: relay_ip,
+            min: flags.min_port,
+            max: flags.max_port,
+        });
+    }
+    for u in &flags.users {
         let (name, password) = u
             .split_once(':')
             .ok_or_else(|| format!("--user {u:?} is not NAME:PASSWORD"))?;
         config.users.push((name.to_string(), password.to_string()));
     }
-    config.quota_per_user = quota;
+    config.quota_per_user = flags.user_quota;
+    config.total_quota = flags.total_quota.div_ceil(threads);
+    config.auth_secret = flags.auth_secret.clone();
     if flags.software {
         config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
     }
@@ -492,19 +526,73 @@ async fn turn_server(
     }
     config.denied_peer_ips.extend(flags.denied_peer_ips);
     config.allowed_peer_ips = flags.allowed_peer_ips;
-    let server = rtclab::turn::Server::new(
-        config,
-        std::time::Instant::now(),
-        &mut StdRng::from_os_rng(),
+    let make_server = |config: rtclab::turn::ServerConfig| {
+        let now = std::time::Instant::now();
+        let mut server = rtclab::turn::Server::new(config, now, &mut StdRng::from_os_rng());
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        server.set_unix_time(now, unix);
+        server
+    };
+    // The other shards, each on a thread with its own runtime, sockets and
+    // server (see --threads).
+    let tcp_on = tcp.is_some();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    for _ in 1..threads {
+        let config = config.clone();
+        let started_tx = started_tx.clone();
+        std::thread::spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return drop(started_tx.send(Err(e.to_string()))),
+            };
+            rt.block_on(async {
+                let bound =
+                    rtclab::runtime::turn_server::bind_shard(listen, tcp_on, threads as u32);
+                let (udp, tcp) = match bound {
+                    Ok(b) => b,
+                    Err(e) => return drop(started_tx.send(Err(e.to_string()))),
+                };
+                let _ = started_tx.send(Ok(()));
+                let server = make_server(config);
+                if let Err(e) = rtclab::runtime::turn_server::serve(server, vec![udp], tcp).await {
+                    eprintln!("error: TURN server thread: {e}");
+                }
+            });
+        });
+    }
+    drop(started_tx);
+    // Every shard bound, or none serves: with one missing, the steering
+    // would send some clients nowhere. (One answer per thread: the
+    // senders live on in the threads.)
+    for _ in 1..threads {
+        started
+            .recv()
+            .map_err(|e| format!("TURN server thread: {e}"))?
+            .map_err(|e| format!("TURN server thread: {e}"))?;
+    }
+    let server = make_server(config);
+    let relays = match flags.relays {
+        Some(n) => format!("{n} relay sockets on {relay_ip}"),
+        None => format!(
+            "relay ports {}-{} on {relay_ip}",
+            flags.min_port, flags.max_port
+        ),
+    };
+    let tcp_note = if tcp.is_some() { "UDP and TCP" } else { "UDP" };
+    println!(
+        "TURN server on {listen} over {tcp_note} (realm {realm}, {relays}, {threads} thread{})",
+        if threads == 1 { "" } else { "s" }
     );
-    println!("TURN server on {listen} (realm {realm}, {relays} relay sockets on {relay_ip})");
-    // One thread, one driver, every socket: an allocation's relay socket
-    // and its client's 5-tuple must reach the same sans-IO server, so the
-    // SO_REUSEPORT fan-out of `stun-server` (stateless) does not apply as is.
-    // Relayed datagrams take the server's no-allocation fast path.
-    let mut driver = Driver::from_sockets(server, sockets).map_err(|e| e.to_string())?;
-    driver
-        .serve_with_fast_path(turn_fast_path)
+    // An allocation's relay socket and its client's 5-tuple reach the same
+    // sans-IO server: the one of the thread the kernel gives the client to
+    // (SO_REUSEPORT), which opened the relay socket itself. Relayed
+    // datagrams take the server's no-allocation fast path.
+    rtclab::runtime::turn_server::serve(server, sockets, tcp)
         .await
         .map_err(|e| e.to_string())
 }
@@ -530,26 +618,6 @@ fn host_ips() -> Vec<IpAddr> {
     {
         Vec::new()
     }
-}
-
-/// `turn-server`'s SOFTWARE and peer flags.
-struct TurnFlags {
-    software: bool,
-    allow_loopback_peers: bool,
-    denied_peer_ips: Vec<rtclab::turn::IpRange>,
-    allowed_peer_ips: Vec<rtclab::turn::IpRange>,
-}
-
-/// The TURN relay path for [`Driver::serve_with_fast_path`].
-fn turn_fast_path(
-    server: &mut rtclab::turn::Server,
-    now: std::time::Instant,
-    d: rtclab::machine::Receive<'_>,
-    out: &mut Vec<u8>,
-) -> Option<(SocketAddr, SocketAddr)> {
-    server
-        .handle_relay(now, d, out)
-        .map(|r| (r.source, r.destination))
 }
 
 async fn signaling(

@@ -33,7 +33,11 @@
 //!   allows, with rtclab's defaults beside coturn's.
 //! - [`throttle`]: the server ignores, for a growing back-off, a source that
 //!   keeps failing authentication (password guessing), in a capped table.
-//! - [`server`]: a sans-IO server with quotas, stateless nonces bound to the
+//! - [`stream`]: TURN over TCP, a stream cut into STUN and ChannelData
+//!   messages (RFC 8656 §3.1, §12.5) in a bounded buffer.
+//! - [`server`]: a sans-IO server (over UDP and TCP, relay ports bound on
+//!   demand with EVEN-PORT pairs and RESERVATION-TOKEN, ephemeral
+//!   credentials from a shared secret) with quotas, stateless nonces bound to the
 //!   client's 5-tuple (a replayed request from elsewhere gets 438), permission
 //!   and channel lifetimes and the RFC's error codes, and unauthenticated
 //!   answers no bigger than RFC 8489 §9.2.4 requires; its relay path is O(1)
@@ -42,23 +46,24 @@
 //!
 //! ## What is left out
 //!
-//! TURN over TCP/TLS/DTLS to the server and TCP relaying (RFC 6062), IPv4 and
+//! TURN over TLS/DTLS to the server and TCP relaying (RFC 6062), IPv4 and
 //! IPv6 dual allocations (ADDITIONAL-ADDRESS-FAMILY, §7.2 ¶ on dual stack),
 //! EVEN-PORT/RESERVATION-TOKEN semantics in the client (the attributes are
 //! typed), DONT-FRAGMENT handling, ICMP forwarding (§11.5), the SHA-256
 //! password algorithm negotiation of RFC 8489 (MD5 keys only), and mobility
-//! (RFC 8016). The server relays from a fixed pool of relay addresses bound at
-//! start (see [`server`] for why) and refuses EVEN-PORT/RESERVATION-TOKEN.
+//! (RFC 8016). The client speaks UDP only.
 
 pub mod attributes;
 pub mod channel_data;
 pub mod client;
 pub mod peer_policy;
 pub mod server;
+pub mod stream;
 pub mod throttle;
 
 pub use attributes::{AddressFamily, TurnAttribute};
 pub use channel_data::{ChannelData, ChannelDataError};
 pub use client::{Client, ClientConfig, ClientEvent, State, TurnError};
 pub use peer_policy::{IpRange, RangeError};
-pub use server::{Route, Server, ServerConfig, ServerStats};
+pub use server::{RelayPorts, Route, Server, ServerConfig, ServerEvent, ServerStats, Transport};
+pub use stream::{FrameError, Framer};

@@ -3,15 +3,33 @@
 //!
 //! ## Relayed sockets
 //!
-//! A sans-IO machine cannot open sockets, so the server is given a fixed pool
-//! of relay addresses at start ([`ServerConfig::relays`]); the caller binds
-//! them with the listening address (the runtime [`Driver`](crate::runtime::Driver)
-//! binds every address of [`Server::local_addrs`]). An allocation takes one
-//! address from the pool and gives it back when it ends; an empty pool
-//! answers 508 (Insufficient Capacity). This keeps the
-//! [`Machine`] contract unchanged (no "open a socket" output) at the price of
-//! a server whose capacity is fixed when it starts — the honest trade-off for
-//! a teaching server; coturn instead opens a socket per allocation.
+//! A sans-IO machine cannot open sockets, so the server asks its caller.
+//! With [`ServerConfig::relay_ports`] (what `rtclab turn-server` uses, as
+//! coturn's `min-port`/`max-port`), an Allocate picks a free port of the
+//! range from a random point (RFC 6056 §3.1), emits
+//! [`ServerEvent::BindRelay`] and waits; the caller binds the socket and
+//! answers [`Server::relay_bound`], and the Allocate is handled again with
+//! the socket in hand (a port another program holds is skipped, 508 after
+//! 8 tries). An allocation's end emits
+//! [`ServerEvent::CloseRelay`]. EVEN-PORT gets an even port; its R bit
+//! binds the next port too and reserves it for [`RESERVATION_LIFETIME`]
+//! under a RESERVATION-TOKEN that one later Allocate redeems (RFC 8656
+//! §7.2, §18.7, §18.10: an RTP/RTCP pair, what coturn's `turnutils_uclient`
+//! asks by default). Without `relay_ports`, a fixed pool bound at start
+//! ([`ServerConfig::relays`]) serves as before: simulations and tests use
+//! it, and an empty pool answers 508.
+//!
+//! ## Clients over TCP
+//!
+//! The 5-tuple includes the transport (RFC 8656 §2): [`Server::handle_stream`]
+//! takes a message cut from a client's TCP connection by
+//! [`super::stream::Framer`], and what goes back to that client (answers,
+//! peers' data as padded ChannelData or Data indications, RFC 8656 §12.5)
+//! comes out of [`Server::poll_stream_transmit`]; an allocation made over
+//! TCP is another one than over UDP from the same addresses, nonces are
+//! bound to the transport too, and [`Server::stream_closed`] deletes the
+//! connection's allocation. The relay itself stays UDP (RFC 6062's TCP
+//! relaying is not here).
 //!
 //! ## What it enforces
 //!
@@ -24,9 +42,10 @@
 //!   captured Allocate replayed from elsewhere makes no allocation);
 //! - 437 for a request on a 5-tuple without allocation (or Allocate on one
 //!   that has one), 441 when the username is not the allocation's, 442 for
-//!   a transport other than UDP, 440 for an IPv6 relay, 486 past the per-user
-//!   quota, 508 when the relay pool is empty (or holds no even port for
-//!   EVEN-PORT), 420 for unknown
+//!   a REQUESTED-TRANSPORT other than UDP, 440 for an IPv6 relay, 486 past
+//!   the per-user quota ([`ServerConfig::quota_per_user`], none by default),
+//!   508 when no relay port is free, past [`ServerConfig::total_quota`], or
+//!   for an unknown or expired RESERVATION-TOKEN, 420 for unknown
 //!   comprehension-required attributes, 400 for malformed requests;
 //! - permissions last 300 s (§9) except that a bound channel keeps its
 //!   peer's permission as long as itself (as coturn does: aioice refreshes
@@ -120,6 +139,19 @@ pub const QUOTA_REACHED: u16 = 486;
 /// RFC 8656 §7.2: 508 Insufficient Capacity.
 pub const INSUFFICIENT_CAPACITY: u16 = 508;
 
+/// RFC 8656 §7.2: a port reserved with RESERVATION-TOKEN is held this long
+/// (the RFC's "approximately 30 seconds").
+pub const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
+/// Most reservations at once (each holds a socket).
+const MAX_RESERVATIONS: usize = 256;
+/// How many ports an Allocate may try to bind before 508 (a port of the
+/// range can be taken by another program).
+const MAX_BIND_TRIES: u8 = 8;
+/// Most Allocates waiting for their relay sockets at once.
+const MAX_PENDING: usize = 64;
+/// Ports that failed to bind, remembered to be skipped for a while.
+const MAX_FAILED_PORTS: usize = 64;
+
 /// Most real listening addresses a wildcard-bound server remembers (one per
 /// address of the host that clients use); none of them is a valid peer.
 const MAX_LISTEN_ADDRS_SEEN: usize = 32;
@@ -129,14 +161,35 @@ const MAX_LISTEN_ADDRS_SEEN: usize = 32;
 pub struct ServerConfig {
     /// Where clients reach it.
     pub listen: SocketAddr,
-    /// The pool of relayed transport addresses (bound by the caller).
+    /// The pool of relayed transport addresses (bound by the caller), when
+    /// [`ServerConfig::relay_ports`] is `None`.
     pub relays: Vec<SocketAddr>,
+    /// Relay sockets opened on demand, one per allocation, on ports of a
+    /// range (as coturn's `min-port`/`max-port`): the server asks its
+    /// caller to bind each ([`ServerEvent::BindRelay`]) and to close it
+    /// when the allocation ends ([`ServerEvent::CloseRelay`]). When set,
+    /// [`ServerConfig::relays`] is not used.
+    pub relay_ports: Option<RelayPorts>,
     /// The realm of the long-term credentials.
     pub realm: String,
     /// Users and passwords.
     pub users: Vec<(String, String)>,
-    /// Most allocations per user at once.
+    /// Most allocations per username at once; 0 (the default, as coturn's
+    /// `user-quota`) sets no limit, so the many browsers that share one
+    /// static credential of a deployment are not refused (486) from the
+    /// 11th on.
     pub quota_per_user: usize,
+    /// Most allocations at once, all users together; 0 (the default, as
+    /// coturn's `total-quota`) sets no limit beyond the relay ports
+    /// themselves (the pool, or the port range).
+    pub total_quota: usize,
+    /// The shared secret of the "TURN REST API" ephemeral credentials
+    /// (draft-uberti-behave-turn-rest-00 §2.2, coturn's
+    /// `static-auth-secret`): a username `EXPIRY[:NAME]` (EXPIRY in Unix
+    /// seconds) has the password base64(HMAC-SHA1(secret, username)), and
+    /// is refused (401) once EXPIRY has passed. Needs the wall clock:
+    /// [`Server::set_unix_time`].
+    pub auth_secret: Option<String>,
     /// Relay to loopback peers and the server's own IPs (tests on one host).
     pub allow_loopback_peers: bool,
     /// Peers refused with 403 (RFC 8656 §9.1); starts as
@@ -159,15 +212,76 @@ impl ServerConfig {
         ServerConfig {
             listen,
             relays,
+            relay_ports: None,
             realm: realm.to_string(),
             users: Vec::new(),
-            quota_per_user: 10,
+            quota_per_user: 0,
+            total_quota: 0,
+            auth_secret: None,
             allow_loopback_peers: false,
             denied_peer_ips: peer_policy::default_denied(),
             allowed_peer_ips: Vec::new(),
             software: None,
         }
     }
+}
+
+/// Where relay sockets are opened on demand: one IP, a range of ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayPorts {
+    /// The IP the relay sockets bind (the relayed addresses' IP).
+    pub ip: IpAddr,
+    /// The lowest port (coturn's default 49152).
+    pub min: u16,
+    /// The highest port (coturn's default 65535).
+    pub max: u16,
+}
+
+/// What the server asks of its caller (the runtime) with on-demand relay
+/// ports ([`ServerConfig::relay_ports`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerEvent {
+    /// Bind a UDP socket on this address, then tell the server how it went
+    /// with [`Server::relay_bound`]; datagrams arriving on it go to
+    /// [`Machine::handle_receive`] as any other.
+    BindRelay(SocketAddr),
+    /// The relay socket on this address is not needed any more: close it.
+    CloseRelay(SocketAddr),
+}
+
+/// The transport between client and server, part of the 5-tuple (RFC
+/// 8656 §2): an allocation made over TCP is not the one of the same
+/// addresses over UDP, and its answers and data go back on its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    /// UDP datagrams.
+    Udp,
+    /// A TCP connection (RFC 8656 §3.1), its messages framed by
+    /// [`super::stream`].
+    Tcp,
+}
+
+/// An Allocate waiting for the relay sockets it asked for.
+#[derive(Debug)]
+struct Pending {
+    transport: Transport,
+    client: SocketAddr,
+    server: SocketAddr,
+    request: Vec<u8>,
+    /// The addresses asked for, and those not answered yet.
+    asked: Vec<SocketAddr>,
+    waiting: Vec<SocketAddr>,
+    tries: u8,
+}
+
+/// Where an allocation's relayed address comes from.
+enum Pick {
+    /// This address, and the next one reserved (EVEN-PORT's R bit).
+    Ready(SocketAddr, Option<SocketAddr>),
+    /// Bind these first.
+    Bind(Vec<SocketAddr>),
+    /// Nothing free: 508.
+    Full,
 }
 
 /// Counters.
@@ -194,6 +308,7 @@ struct Allocation {
     /// The slot's generation when this allocation was made: timers of an
     /// earlier allocation in the same slot are recognised and ignored.
     generation: u64,
+    transport: Transport,
     client: SocketAddr,
     /// The server side of the 5-tuple (RFC 8656 §2): the address the client
     /// sent its Allocate to, which its relayed data must come from. It is
@@ -243,15 +358,39 @@ pub struct Server {
     /// to (the listening socket on each of them), at most
     /// [`MAX_LISTEN_ADDRS_SEEN`], so that no peer can be one of them.
     listen_addrs_seen: Vec<SocketAddr>,
-    /// One slot per relay address of the pool (same index).
+    /// The allocations, in slots reused as they free up.
     slots: Vec<Option<Allocation>>,
     /// Allocations made per slot, so far.
     generations: Vec<u64>,
     /// Free slots; the last is taken first.
     free: Vec<usize>,
+    /// The pool's free relay addresses (without on-demand ports); the last
+    /// is taken first.
+    pool_free: Vec<SocketAddr>,
+    /// On-demand relay sockets bound and not used yet.
+    spare: Vec<SocketAddr>,
+    /// On-demand relay sockets asked for and not answered yet.
+    binding: Vec<SocketAddr>,
+    /// Ports that failed to bind lately (another program holds them).
+    failed: VecDeque<SocketAddr>,
+    /// Allocates waiting for [`Server::relay_bound`].
+    pending: Vec<Pending>,
+    /// The attempt an Allocate handled again after binding is at (0 for a
+    /// request as it arrives).
+    attempt: u8,
+    /// RFC 8656 §7.2: ports reserved by EVEN-PORT's R bit, in expiry
+    /// order (all live [`RESERVATION_LIFETIME`]): (expiry, token, address).
+    reservations: VecDeque<(Instant, [u8; 8], SocketAddr)>,
+    events: VecDeque<ServerEvent>,
+    /// Port choice and reservation tokens.
+    rng: StdRng,
     /// By client address (the 5-tuple: UDP, the one listening address).
-    by_client: HashMap<SocketAddr, usize>,
-    /// By relay address (fixed: the pool).
+    by_client: HashMap<(Transport, SocketAddr), usize>,
+    /// The transport of the message being handled.
+    transport: Transport,
+    /// Messages for clients over TCP, for [`Server::poll_stream_transmit`].
+    stream_transmits: VecDeque<Transmit>,
+    /// By relay address.
     by_relay: HashMap<SocketAddr, usize>,
     /// Every expiry (allocation, permission, channel) with its slot and
     /// generation. A refresh pushes a new entry; the old one is skipped when
@@ -264,6 +403,10 @@ pub struct Server {
     stats: ServerStats,
     /// Sources failing authentication, to slow password guessing.
     throttle: AuthThrottle,
+    /// [`ServerConfig::auth_secret`] as an HMAC key.
+    auth_secret: Option<IntegrityKey>,
+    /// The Unix time, in seconds, at `epoch` (see [`Server::set_unix_time`]).
+    unix_at_epoch: Option<u64>,
 }
 
 struct Auth {
@@ -286,14 +429,12 @@ impl Server {
         let mut secret = [0u8; 20];
         rng.fill(&mut secret);
         let mut locals = vec![config.listen];
-        locals.extend(config.relays.iter().copied());
-        let n = config.relays.len();
-        let by_relay = config
-            .relays
-            .iter()
-            .enumerate()
-            .map(|(i, &r)| (r, i))
-            .collect();
+        let pool: &[SocketAddr] = match config.relay_ports {
+            Some(_) => &[],
+            None => &config.relays,
+        };
+        locals.extend(pool.iter().copied());
+        let pool_free = pool.iter().rev().copied().collect();
         Server {
             keys,
             secret: IntegrityKey::from_bytes(&secret),
@@ -301,18 +442,77 @@ impl Server {
             local_set: locals.iter().copied().collect(),
             listen_addrs_seen: Vec::new(),
             locals,
-            slots: (0..n).map(|_| None).collect(),
-            generations: vec![0; n],
-            free: (0..n).rev().collect(),
+            slots: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            pool_free,
+            spare: Vec::new(),
+            binding: Vec::new(),
+            failed: VecDeque::new(),
+            pending: Vec::new(),
+            attempt: 0,
+            reservations: VecDeque::new(),
+            events: VecDeque::new(),
+            rng: rand::SeedableRng::from_rng(rng),
             by_client: HashMap::new(),
-            by_relay,
+            transport: Transport::Udp,
+            stream_transmits: VecDeque::new(),
+            by_relay: HashMap::new(),
             timers: BinaryHeap::new(),
             timers_cap: 1024,
-            config,
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
             throttle: AuthThrottle::new(throttle::MAX_SOURCES),
+            auth_secret: config
+                .auth_secret
+                .as_ref()
+                .map(|k| IntegrityKey::from_bytes(k.as_bytes())),
+            unix_at_epoch: None,
+            config,
         }
+    }
+
+    /// Tells the server the wall-clock time (`unix_secs` since 1970 at
+    /// `now`), which the expiry of ephemeral usernames is compared with
+    /// ([`ServerConfig::auth_secret`]); a sans-IO machine reads no clock,
+    /// so the runtime calls this once at start (monotonic time carries it
+    /// on). Without it, every ephemeral username is refused.
+    pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
+        let since = now.saturating_duration_since(self.epoch).as_secs();
+        self.unix_at_epoch = Some(unix_secs.saturating_sub(since));
+    }
+
+    /// The key of `username`: a configured user's, or one of the ephemeral
+    /// credentials of the TURN REST API (draft-uberti-behave-turn-rest-00
+    /// §2.2: password = base64(HMAC-SHA1(secret, username))) while its
+    /// expiry has not passed. `Err(true)` for an expired ephemeral name.
+    fn user_key(&self, now: Instant, username: &str) -> Result<IntegrityKey, bool> {
+        if let Some(k) = self.keys.get(username) {
+            return Ok(k.clone());
+        }
+        let Some(secret) = &self.auth_secret else {
+            return Err(false);
+        };
+        let Some(expiry) = rest_expiry(username) else {
+            return Err(false);
+        };
+        let Some(at_epoch) = self.unix_at_epoch else {
+            tracing::warn!("ephemeral username refused: the server was not given the wall clock");
+            return Err(true);
+        };
+        let unix_now = at_epoch + now.saturating_duration_since(self.epoch).as_secs();
+        if expiry <= unix_now {
+            tracing::debug!(username, expiry, unix_now, "expired ephemeral username");
+            return Err(true);
+        }
+        let password = base64(&secret.hmac_sha1(username.as_bytes()));
+        IntegrityKey::long_term(
+            username,
+            &self.config.realm,
+            &password,
+            PasswordAlgorithm::Md5,
+        )
+        .map_err(|_| false)
     }
 
     /// Every address to bind: the listening one first, then the relay pool.
@@ -331,12 +531,12 @@ impl Server {
     }
 
     fn allocation(&self, client: &SocketAddr) -> Option<&Allocation> {
-        let &slot = self.by_client.get(client)?;
+        let &slot = self.by_client.get(&(self.transport, *client))?;
         self.slots.get(slot)?.as_ref()
     }
 
     fn allocation_mut(&mut self, client: &SocketAddr) -> Option<&mut Allocation> {
-        let &slot = self.by_client.get(client)?;
+        let &slot = self.by_client.get(&(self.transport, *client))?;
         self.slots.get_mut(slot)?.as_mut()
     }
 
@@ -399,6 +599,11 @@ impl Server {
         head[..len].copy_from_slice(&stamp.as_bytes()[..len]);
         addrs[..19].copy_from_slice(&address_bytes(client));
         addrs[19..].copy_from_slice(&address_bytes(server));
+        // The transport is part of the 5-tuple: a nonce given over UDP is
+        // not valid over TCP.
+        if self.transport == Transport::Tcp {
+            addrs[0] |= 0x80;
+        }
         let full = self.secret.hmac_sha1(&input);
         let mut mac = [0u8; 8];
         mac.copy_from_slice(&full[..8]);
@@ -448,7 +653,19 @@ impl Server {
         // through the host's stack, where that allocation's permissions
         // apply. It comes before the own-IP and host-IP denials, which are
         // there to keep other services of this host out of reach.
-        if self.config.relays.contains(&peer) {
+        if self.by_relay.contains_key(&peer) {
+            return false;
+        }
+        // With relay ports on demand, any port of the range on the relay
+        // IP counts as a relayed address of this server: a server run on
+        // several threads has one `Server` per thread, each knowing only
+        // its own relays, and relay to relay must work across them. (The
+        // range is the relays' by configuration; coturn, which denies only
+        // loopback, relays to any port of its own public IP.)
+        if let Some(r) = self.config.relay_ports
+            && r.ip == ip
+            && (r.min..=r.max).contains(&peer.port())
+        {
             return false;
         }
         if self.local_set.contains(&peer) {
@@ -469,11 +686,18 @@ impl Server {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 => v4,
         };
-        v4.is_loopback() || self.locals.iter().any(|l| l.ip() == ip || l.ip() == v4)
+        let relay_ip = self.config.relay_ports.map(|r| r.ip);
+        v4.is_loopback()
+            || self.locals.iter().any(|l| l.ip() == ip || l.ip() == v4)
+            || relay_ip.is_some_and(|r| r == ip || r == v4)
     }
 
     fn send(&mut self, source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) {
-        self.transmits.push_back(Transmit {
+        let queue = match self.transport {
+            Transport::Udp => &mut self.transmits,
+            Transport::Tcp => &mut self.stream_transmits,
+        };
+        queue.push_back(Transmit {
             source: Some(source),
             destination,
             contents,
@@ -486,6 +710,46 @@ impl Server {
         if let Some(r) = self.handle_relay(now, d, &mut out) {
             self.send(r.source, r.destination, out);
         }
+    }
+
+    /// Handles one message a client sent over TCP (RFC 8656 §3.1): a STUN
+    /// message or a ChannelData message, cut from the stream by
+    /// [`super::stream::Framer`]; `source` is the client's address and
+    /// `destination` the server's on that connection. Answers, and data
+    /// from peers for an allocation made this way, come out of
+    /// [`Server::poll_stream_transmit`] for that connection; data to peers
+    /// leaves from the relayed address like any other (the relay is UDP).
+    pub fn handle_stream(&mut self, now: Instant, d: Receive<'_>) {
+        self.transport = Transport::Tcp;
+        let mut out = Vec::new();
+        let route = if channel_data::is_channel_data_rfc5766(d.contents) {
+            self.channel_data_from_client(now, d, &mut out)
+        } else {
+            self.stun_from_client(now, d, &mut out)
+        };
+        self.transport = Transport::Udp;
+        if let Some(r) = route {
+            self.send(r.source, r.destination, out);
+        }
+    }
+
+    /// The next message for a client over TCP: `destination` is the client,
+    /// `source` the server's address on that connection. Drain until `None`.
+    pub fn poll_stream_transmit(&mut self) -> Option<Transmit> {
+        self.stream_transmits.pop_front()
+    }
+
+    /// The TCP connection from `client` has closed: its allocation, if any,
+    /// is deleted at once, as coturn does. An allocation belongs to its
+    /// 5-tuple (RFC 8656 §3.2), and a closed connection's 5-tuple carries
+    /// nothing any more: no Refresh could reach it, no data its client.
+    pub fn stream_closed(&mut self, client: SocketAddr) {
+        self.remove((Transport::Tcp, client));
+    }
+
+    /// Whether the client at `client` over `transport` has an allocation.
+    pub fn has_allocation(&self, transport: Transport, client: SocketAddr) -> bool {
+        self.by_client.contains_key(&(transport, client))
     }
 
     /// Handles one datagram like [`Server::handle`], except that a datagram
@@ -624,8 +888,14 @@ impl Server {
                 return None;
             }
         }
-        let key = match self.keys.get(username) {
-            Some(k) if realm == self.config.realm => k.clone(),
+        let key = match self.user_key(now, username) {
+            Ok(k) if realm == self.config.realm => k,
+            Err(true) => {
+                // An expired ephemeral name is no guess: 401 without a
+                // strike, and the client's application fetches new ones.
+                self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
+                return None;
+            }
             _ => {
                 self.auth_failure(now, d);
                 self.error(d, msg, error_code::UNAUTHENTICATED, None, None, now);
@@ -727,10 +997,36 @@ impl Server {
             }
             return;
         }
+        if self
+            .pending
+            .iter()
+            .any(|p| p.client == d.source && p.transport == self.transport)
+        {
+            // A retransmission while its relay socket is being bound: the
+            // answer will come once it is.
+            return;
+        }
         match turn_attr::get(msg, attr::REQUESTED_TRANSPORT) {
             Ok(Some(TurnAttribute::RequestedTransport(PROTOCOL_UDP))) => {}
             Ok(Some(_)) => return self.error(d, msg, UNSUPPORTED_TRANSPORT, None, key, now),
             _ => return self.error(d, msg, error_code::BAD_REQUEST, None, key, now),
+        }
+        let even_port = match turn_attr::get(msg, attr::EVEN_PORT) {
+            Ok(Some(TurnAttribute::EvenPort { reserve })) => Some(reserve),
+            Ok(None) => None,
+            _ => return self.error(d, msg, error_code::BAD_REQUEST, None, key, now),
+        };
+        let token = match turn_attr::get(msg, attr::RESERVATION_TOKEN) {
+            Ok(Some(TurnAttribute::ReservationToken(t))) => Some(t),
+            Ok(None) => None,
+            _ => return self.error(d, msg, error_code::BAD_REQUEST, None, key, now),
+        };
+        // RFC 8656 §7.2: RESERVATION-TOKEN with EVEN-PORT or
+        // REQUESTED-ADDRESS-FAMILY is a 400.
+        if token.is_some()
+            && (even_port.is_some() || msg.get(attr::REQUESTED_ADDRESS_FAMILY).is_some())
+        {
+            return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
         }
         if let Ok(Some(TurnAttribute::RequestedAddressFamily(f))) =
             turn_attr::get(msg, attr::REQUESTED_ADDRESS_FAMILY)
@@ -739,60 +1035,104 @@ impl Server {
                 return self.error(d, msg, FAMILY_NOT_SUPPORTED, None, key, now);
             }
         }
-        // RFC 8656 §7.2: EVEN-PORT asks for an even relay port, which the
-        // pool may hold; reserving the next one (R bit) and
-        // RESERVATION-TOKEN it cannot promise: 508.
-        let even = match turn_attr::get(msg, attr::EVEN_PORT) {
-            Ok(Some(TurnAttribute::EvenPort { reserve: false })) => true,
-            Ok(None) => false,
-            _ => return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now),
-        };
-        if msg.get(attr::RESERVATION_TOKEN).is_some() {
-            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
-        }
-        let used = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|a| a.username == auth.username)
-            .count();
-        if used >= self.config.quota_per_user {
-            return self.error(d, msg, QUOTA_REACHED, None, key, now);
-        }
-        let relays = &self.config.relays;
-        let pick = if even {
-            self.free
+        // RFC 8656 §7.2 step 7: 486 past the user's quota; the total cap
+        // answers 508 (the server, not the user, is full).
+        if self.config.quota_per_user > 0 {
+            let used = self
+                .slots
                 .iter()
-                .rposition(|&s| relays.get(s).is_some_and(|a| a.port() % 2 == 0))
+                .flatten()
+                .filter(|a| a.username == auth.username)
+                .count();
+            if used >= self.config.quota_per_user {
+                return self.error(d, msg, QUOTA_REACHED, None, key, now);
+            }
+        }
+        if self.config.total_quota > 0 && self.by_client.len() >= self.config.total_quota {
+            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+        }
+        let (relay, reserved) = if let Some(token) = token {
+            // RFC 8656 §7.2: the address reserved under this token, if the
+            // token is known and has not expired; else 508.
+            let i = self
+                .reservations
+                .iter()
+                .position(|&(e, t, _)| now < e && constant_time_eq(&t, &token));
+            match i.and_then(|i| self.reservations.remove(i)) {
+                Some((_, _, relay)) => (relay, None),
+                None => return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now),
+            }
         } else {
-            self.free.len().checked_sub(1)
-        };
-        let Some(slot) = pick.map(|i| self.free.remove(i)) else {
-            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
-        };
-        let Some(&relay) = self.config.relays.get(slot) else {
-            // Unreachable: slots are indexes into the pool.
-            return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+            let even = even_port.is_some();
+            let reserve = even_port == Some(true);
+            if reserve && self.reservations.len() >= MAX_RESERVATIONS {
+                return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+            }
+            match self.pick_relay(even, reserve) {
+                Pick::Ready(relay, reserved) => (relay, reserved),
+                Pick::Full => return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now),
+                Pick::Bind(addrs) => {
+                    if self.attempt >= MAX_BIND_TRIES || self.pending.len() >= MAX_PENDING {
+                        return self.error(d, msg, INSUFFICIENT_CAPACITY, None, key, now);
+                    }
+                    for &a in &addrs {
+                        self.binding.push(a);
+                        self.events.push_back(ServerEvent::BindRelay(a));
+                    }
+                    self.pending.push(Pending {
+                        transport: self.transport,
+                        client: d.source,
+                        server: d.destination,
+                        request: d.contents.to_vec(),
+                        asked: addrs.clone(),
+                        waiting: addrs,
+                        tries: self.attempt + 1,
+                    });
+                    return;
+                }
+            }
         };
         let lifetime = granted_lifetime(msg);
+        let mut token = None;
+        if let Some(next) = reserved {
+            let mut t = [0u8; 8];
+            self.rng.fill(&mut t);
+            token = Some(t);
+            self.reservations
+                .push_back((now + RESERVATION_LIFETIME, t, next));
+        }
         let mut out = Vec::with_capacity(128);
         let mut enc = self.success(&mut out, msg);
         TurnAttribute::XorRelayedAddress(relay).encode(&mut enc);
         TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
+        if let Some(t) = token {
+            // RFC 8656 §7.2: the token of the reserved next port (§18.10).
+            TurnAttribute::ReservationToken(t).encode(&mut enc);
+        }
         enc.attribute(&Attribute::XorMappedAddress(d.source));
         enc.message_integrity(&auth.key);
         fingerprint_if_asked(&mut enc, msg);
         if enc.finish().is_err() {
-            self.free.push(slot);
+            self.release_relay(relay);
             return;
         }
-        tracing::debug!(client = %d.source, %relay, user = %auth.username, "TURN allocation");
+        tracing::debug!(client = %d.source, %relay, user = %auth.username, ?reserved, "TURN allocation");
         self.stats.allocations += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                self.slots.len() - 1
+            }
+        };
         self.generations[slot] += 1;
         let generation = self.generations[slot];
-        self.by_client.insert(d.source, slot);
+        self.by_client.insert((self.transport, d.source), slot);
+        self.by_relay.insert(relay, slot);
         self.slots[slot] = Some(Allocation {
             generation,
+            transport: self.transport,
             client: d.source,
             server: d.destination,
             relay,
@@ -808,17 +1148,152 @@ impl Server {
         self.send(d.destination, d.source, out);
     }
 
+    /// A relayed address for a new allocation (RFC 8656 §7.2): even when
+    /// EVEN-PORT asks, with the next port free to reserve when its R bit
+    /// does. From the pool, or (on-demand ports) a socket bound already and
+    /// unused, else new ports of the range to bind first, tried from a
+    /// random point of the range (RFC 6056 §3.1's advice against guessable
+    /// ports).
+    fn pick_relay(&mut self, even: bool, reserve: bool) -> Pick {
+        let next = |a: SocketAddr| a.port().checked_add(1).map(|p| SocketAddr::new(a.ip(), p));
+        let fits = |a: &SocketAddr| !even || a.port() % 2 == 0;
+        let Some(range) = self.config.relay_ports else {
+            let free = &self.pool_free;
+            let i = free.iter().rposition(|a| {
+                fits(a) && (!reserve || next(*a).is_some_and(|n| free.contains(&n)))
+            });
+            let Some(relay) = i.map(|i| self.pool_free.remove(i)) else {
+                return Pick::Full;
+            };
+            let reserved = if reserve { next(relay) } else { None };
+            if let Some(n) = reserved {
+                self.pool_free.retain(|&a| a != n);
+            }
+            return Pick::Ready(relay, reserved);
+        };
+        let spare = &self.spare;
+        if let Some(i) = spare
+            .iter()
+            .position(|a| fits(a) && (!reserve || next(*a).is_some_and(|n| spare.contains(&n))))
+        {
+            let relay = self.spare.remove(i);
+            let reserved = if reserve { next(relay) } else { None };
+            if let Some(n) = reserved {
+                self.spare.retain(|&a| a != n);
+            }
+            return Pick::Ready(relay, reserved);
+        }
+        let (min, max) = (range.min.min(range.max), range.max);
+        let n = u32::from(max - min) + 1;
+        let start = self.rng.random_range(0..n);
+        for k in 0..n {
+            let Ok(port) = u16::try_from(u32::from(min) + (start + k) % n) else {
+                continue;
+            };
+            let a = SocketAddr::new(range.ip, port);
+            if !fits(&a) || !self.port_free(a) {
+                continue;
+            }
+            if !reserve {
+                return Pick::Bind(vec![a]);
+            }
+            match next(a) {
+                Some(b) if b.port() <= max && self.port_free(b) => return Pick::Bind(vec![a, b]),
+                _ => continue,
+            }
+        }
+        Pick::Full
+    }
+
+    /// Whether an on-demand relay port may be bound: in no allocation, no
+    /// reservation, not being bound, not failed lately, not a spare.
+    fn port_free(&self, a: SocketAddr) -> bool {
+        !self.by_relay.contains_key(&a)
+            && !self.binding.contains(&a)
+            && !self.spare.contains(&a)
+            && !self.failed.contains(&a)
+            && !self.reservations.iter().any(|&(_, _, r)| r == a)
+            && a != self.config.listen
+    }
+
+    /// A relayed address no allocation or reservation uses any more: back
+    /// to the pool, or its socket closed.
+    fn release_relay(&mut self, relay: SocketAddr) {
+        if self.config.relay_ports.is_some() {
+            self.events.push_back(ServerEvent::CloseRelay(relay));
+        } else {
+            self.pool_free.push(relay);
+        }
+    }
+
+    /// The caller's answer to [`ServerEvent::BindRelay`]: whether the
+    /// socket on `relay` is bound. The Allocates waiting for it go on (a
+    /// failed port is skipped and another tried, [`MAX_BIND_TRIES`] at
+    /// most, then 508).
+    pub fn relay_bound(&mut self, now: Instant, relay: SocketAddr, bound: bool) {
+        let Some(i) = self.binding.iter().position(|&a| a == relay) else {
+            // Not asked (or answered twice): a bound socket we do not want.
+            if bound {
+                self.events.push_back(ServerEvent::CloseRelay(relay));
+            }
+            return;
+        };
+        self.binding.swap_remove(i);
+        if bound {
+            self.spare.push(relay);
+        } else {
+            tracing::debug!(%relay, "relay port could not be bound; trying another");
+            if self.failed.len() >= MAX_FAILED_PORTS {
+                self.failed.pop_front();
+            }
+            self.failed.push_back(relay);
+        }
+        for p in &mut self.pending {
+            p.waiting.retain(|&a| a != relay);
+        }
+        let mut k = 0;
+        while k < self.pending.len() {
+            if !self.pending[k].waiting.is_empty() {
+                k += 1;
+                continue;
+            }
+            let p = self.pending.swap_remove(k);
+            self.attempt = p.tries;
+            let d = Receive {
+                source: p.client,
+                destination: p.server,
+                contents: &p.request,
+            };
+            match p.transport {
+                Transport::Udp => self.handle(now, d),
+                Transport::Tcp => self.handle_stream(now, d),
+            }
+            self.attempt = 0;
+        }
+        // Spares nobody waits for (the other half of a failed pair, say)
+        // are closed: a socket is held only for an allocation or a
+        // reservation.
+        let pending = &self.pending;
+        let (keep, close): (Vec<_>, Vec<_>) = self
+            .spare
+            .iter()
+            .partition(|a| pending.iter().any(|p| p.asked.contains(a)));
+        self.spare = keep;
+        self.events
+            .extend(close.into_iter().map(ServerEvent::CloseRelay));
+    }
+
     fn refresh(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>, auth: Auth) {
         let requested = turn_attr::lifetime(msg);
         let lifetime = if requested == Some(Duration::ZERO) {
-            self.remove(d.source);
+            self.remove((self.transport, d.source));
             Duration::ZERO
         } else {
             let l = granted_lifetime(msg);
             if let Some(a) = self.allocation_mut(&d.source) {
                 a.expires = now + l;
             }
-            if let Some(&slot) = self.by_client.get(&d.source) {
+            if let Some(&slot) = self.by_client.get(&(self.transport, d.source)) {
                 self.arm(now + l, slot, Timer::Allocation);
             }
             l
@@ -860,7 +1335,7 @@ impl Server {
                 return self.error(d, msg, code, None, key, now);
             }
         }
-        let Some(&slot) = self.by_client.get(&d.source) else {
+        let Some(&slot) = self.by_client.get(&(self.transport, d.source)) else {
             return;
         };
         for p in peers {
@@ -889,7 +1364,7 @@ impl Server {
             tracing::debug!(channel, "ChannelBind outside 0x4000-0x7FFF");
             return self.error(d, msg, error_code::BAD_REQUEST, None, key, now);
         }
-        let Some(&slot) = self.by_client.get(&d.source) else {
+        let Some(&slot) = self.by_client.get(&(self.transport, d.source)) else {
             return;
         };
         let Some(a) = self.slots.get(slot).and_then(Option::as_ref) else {
@@ -1091,7 +1566,7 @@ impl Server {
             tracing::debug!(peer = %d.source, relay = %d.destination, "datagram from a peer without permission dropped");
             return None;
         }
-        let (client, server) = (a.client, a.server);
+        let (client, server, transport) = (a.client, a.server, a.transport);
         let channel = a
             .channel_of
             .get(&d.source)
@@ -1099,13 +1574,16 @@ impl Server {
             .filter(|c| a.channels.get(c).is_some_and(|&(_, e)| now < e));
         match channel {
             Some(channel) => {
-                if (ChannelData {
+                let cd = ChannelData {
                     channel,
                     data: d.contents,
-                })
-                .encode(out)
-                .is_err()
-                {
+                };
+                // RFC 8656 §12.5: over TCP, padded to a multiple of 4.
+                let written = match transport {
+                    Transport::Udp => cd.encode(out),
+                    Transport::Tcp => cd.encode_padded(out),
+                };
+                if written.is_err() {
                     self.stats.dropped += 1;
                     tracing::debug!(channel, "ChannelData to the client could not be written");
                     return None;
@@ -1132,19 +1610,30 @@ impl Server {
         }
         self.stats.to_client += 1;
         tracing::trace!(peer = %d.source, relay = %d.destination, %client, ?channel, len = d.contents.len(), "relayed to client");
+        if transport == Transport::Tcp {
+            // Not the UDP fast path: queued for the client's connection.
+            self.stream_transmits.push_back(Transmit {
+                source: Some(server),
+                destination: client,
+                contents: out.clone(),
+            });
+            return None;
+        }
         Some(Route {
             source: server,
             destination: client,
         })
     }
 
-    fn remove(&mut self, client: SocketAddr) {
+    fn remove(&mut self, client: (Transport, SocketAddr)) {
         let Some(slot) = self.by_client.remove(&client) else {
             return;
         };
         if let Some(a) = self.slots.get_mut(slot).and_then(Option::take) {
             self.free.push(slot);
-            tracing::debug!(%client, relay = %a.relay, "TURN allocation released");
+            self.by_relay.remove(&a.relay);
+            self.release_relay(a.relay);
+            tracing::debug!(client = %client.1, transport = ?client.0, relay = %a.relay, "TURN allocation released");
         }
     }
 
@@ -1160,7 +1649,7 @@ impl Server {
         match what {
             Timer::Allocation => {
                 if now >= a.expires {
-                    let client = a.client;
+                    let client = (a.transport, a.client);
                     self.remove(client);
                 }
             }
@@ -1231,6 +1720,44 @@ fn address_bytes(a: SocketAddr) -> [u8; 19] {
     b
 }
 
+/// The expiry of a TURN REST API username (draft-uberti-behave-turn-rest-00
+/// §2.2): `EXPIRY:NAME` or a bare `EXPIRY`, and `NAME:EXPIRY` as coturn
+/// also accepts; `None` when no part is a Unix time.
+fn rest_expiry(username: &str) -> Option<u64> {
+    let digits = |s: &str| {
+        (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    match username.split_once(':') {
+        None => digits(username),
+        Some((first, rest)) => {
+            digits(first).or_else(|| digits(rest.rsplit(':').next().unwrap_or(rest)))
+        }
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4), for REST API passwords.
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for group in data.chunks(3) {
+        let mut word = 0u32;
+        for (i, &b) in group.iter().enumerate() {
+            word |= u32::from(b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= group.len() {
+                let sextet = (word >> (18 - 6 * i)) & 63;
+                out.push(char::from(ALPHABET[sextet as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// RFC 8656 §7.2: the requested LIFETIME, capped at [`MAX_LIFETIME`], or the
 /// default.
 fn granted_lifetime(msg: &Message<'_>) -> Duration {
@@ -1240,7 +1767,7 @@ fn granted_lifetime(msg: &Message<'_>) -> Duration {
 }
 
 impl Machine for Server {
-    type Event = std::convert::Infallible;
+    type Event = ServerEvent;
 
     fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
         self.handle(now, datagram);
@@ -1254,20 +1781,34 @@ impl Machine for Server {
             self.timers.pop();
             self.expire(now, slot, generation, what);
         }
+        // RFC 8656 §7.2: an unclaimed reservation ends after 30 s.
+        while let Some(&(at, _, relay)) = self.reservations.front() {
+            if at > now {
+                break;
+            }
+            self.reservations.pop_front();
+            tracing::debug!(%relay, "reservation expired");
+            self.release_relay(relay);
+        }
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    fn poll_event(&mut self) -> Option<std::convert::Infallible> {
-        None
+    fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
     }
 
     /// The earliest deadline in the heap (possibly one a refresh made
     /// moot: the wake-up then finds nothing to do).
     fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, ..))| *at)
+        let timer = self.timers.peek().map(|Reverse((at, ..))| *at);
+        let reservation = self.reservations.front().map(|&(at, ..)| at);
+        match (timer, reservation) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -2266,5 +2807,436 @@ mod tests {
         .unwrap();
         let (_, len) = answer(&mut s, &fp);
         assert_eq!(len, 40);
+    }
+
+    /// A server with `relays` relay addresses and alice's credential.
+    fn server_with(now: Instant, relays: u16, edit: impl FnOnce(&mut ServerConfig)) -> Server {
+        let relays = (0..relays)
+            .map(|i| SocketAddr::new("198.51.100.1".parse().unwrap(), 50000 + i))
+            .collect();
+        let mut c = ServerConfig::new(LISTEN.parse().unwrap(), relays, "rtclab");
+        c.users.push(("alice".into(), "secret".into()));
+        edit(&mut c);
+        Server::new(c, now, &mut StdRng::seed_from_u64(3))
+    }
+
+    /// The default quota is per username and unlimited (coturn's too): the
+    /// 11th browser sharing a deployment's one static credential gets its
+    /// allocation (it got 486 when the default was 10 per user).
+    #[test]
+    fn the_11th_user_of_one_credential_is_not_refused() {
+        let now = Instant::now();
+        let mut s = server_with(now, 16, |_| {});
+        for i in 0..11 {
+            let from = SocketAddr::new("203.0.113.5".parse().unwrap(), 40000 + i);
+            let (_, e) = allocate(&mut s, "alice", "secret", from, now);
+            assert!(
+                matches!(e, Some(ClientEvent::Allocated { .. })),
+                "{i}: {e:?}"
+            );
+        }
+        assert_eq!(s.allocations(), 11);
+    }
+
+    #[test]
+    fn user_and_total_quotas_when_set() {
+        let now = Instant::now();
+        let mut s = server_with(now, 16, |c| {
+            c.users.push(("bob".into(), "pw".into()));
+            c.quota_per_user = 2;
+            c.total_quota = 3;
+        });
+        let at = |port| SocketAddr::new("203.0.113.5".parse().unwrap(), port);
+        for port in [1, 2] {
+            let (_, e) = allocate(&mut s, "alice", "secret", at(port), now);
+            assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        }
+        // The user's quota: 486 (RFC 8656 §7.2).
+        assert_eq!(code(allocate(&mut s, "alice", "secret", at(3), now).1), 486);
+        let (_, e) = allocate(&mut s, "bob", "pw", at(4), now);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        // The total: 508, the server is full.
+        assert_eq!(code(allocate(&mut s, "bob", "pw", at(5), now).1), 508);
+    }
+
+    /// RFC 4648 §10's vectors.
+    #[test]
+    fn base64_vectors() {
+        for (raw, b64) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), b64);
+        }
+    }
+
+    #[test]
+    fn rest_usernames_carry_their_expiry() {
+        assert_eq!(rest_expiry("4102444800:alice"), Some(4102444800));
+        assert_eq!(rest_expiry("4102444800"), Some(4102444800));
+        assert_eq!(rest_expiry("alice:4102444800"), Some(4102444800));
+        assert_eq!(rest_expiry("alice"), None);
+        assert_eq!(rest_expiry("alice:bob"), None);
+        assert_eq!(rest_expiry(":"), None);
+        assert_eq!(rest_expiry("99999999999999999999999:x"), None);
+    }
+
+    /// The TURN REST API credentials (draft-uberti-behave-turn-rest-00
+    /// §2.2) as coturn's `static-auth-secret` checks them; the password
+    /// was computed apart with Python's hmac and base64 modules.
+    #[test]
+    fn ephemeral_credentials_from_a_shared_secret() {
+        let t0 = Instant::now();
+        let mut s = server_with(t0, 4, |c| c.auth_secret = Some("north".into()));
+        let user = "4102444800:alice"; // 2100-01-01
+        let password = "58Tl4e2VjINId23vxEnD/7NNBaQ=";
+        let at = |port| SocketAddr::new("203.0.113.5".parse().unwrap(), port);
+        // No wall clock yet: refused.
+        assert_eq!(code(allocate(&mut s, user, password, at(1), t0).1), 401);
+        s.set_unix_time(t0, 4102444800 - 60);
+        let (_, e) = allocate(&mut s, user, password, at(2), t0);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        // A wrong password, a name without expiry: 401.
+        assert_eq!(code(allocate(&mut s, user, "x", at(3), t0).1), 401);
+        assert_eq!(code(allocate(&mut s, "alice2", password, at(4), t0).1), 401);
+        // Static users still work beside the secret.
+        let (_, e) = allocate(&mut s, "alice", "secret", at(5), t0);
+        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        // Once the expiry has passed: 401, and no strike against the source.
+        let later = t0 + Duration::from_secs(61);
+        for _ in 0..2 * throttle::FAILURES_ALLOWED {
+            assert_eq!(code(allocate(&mut s, user, password, at(6), later).1), 401);
+        }
+        assert!(!s.throttle.blocked(later, at(6).ip()));
+    }
+
+    /// A server relaying from ports 50000-50003 opened on demand.
+    fn on_demand(now: Instant) -> Server {
+        server_with(now, 0, |c| {
+            c.relay_ports = Some(RelayPorts {
+                ip: "198.51.100.1".parse().unwrap(),
+                min: 50000,
+                max: 50003,
+            });
+        })
+    }
+
+    /// An authenticated Allocate from `from` over `transport` with extra
+    /// attributes.
+    fn allocate_ext(
+        s: &mut Server,
+        now: Instant,
+        from: SocketAddr,
+        transport: Transport,
+        extra: &[TurnAttribute],
+        tid: u8,
+    ) -> Vec<u8> {
+        let key =
+            IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
+        let mut out = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Request, Method::ALLOCATE),
+            TransactionId([tid; 12]),
+        );
+        TurnAttribute::RequestedTransport(PROTOCOL_UDP).encode(&mut enc);
+        for a in extra {
+            a.encode(&mut enc);
+        }
+        s.transport = transport;
+        let n = s.nonce(now, from, LISTEN.parse().unwrap());
+        s.transport = Transport::Udp;
+        enc.attribute(&Attribute::Username("alice"));
+        enc.attribute(&Attribute::Realm("rtclab"));
+        enc.attribute(&Attribute::Nonce(&n));
+        enc.message_integrity(&key);
+        enc.finish().unwrap();
+        out
+    }
+
+    /// Answers every BindRelay (refusing the ports in `refuse`), and
+    /// returns the events seen.
+    fn answer_binds(s: &mut Server, now: Instant, refuse: &[u16]) -> Vec<ServerEvent> {
+        let mut seen = Vec::new();
+        while let Some(e) = s.poll_event() {
+            seen.push(e);
+            if let ServerEvent::BindRelay(a) = e {
+                s.relay_bound(now, a, !refuse.contains(&a.port()));
+            }
+        }
+        seen
+    }
+
+    /// Sends `msg` from `from` over `transport`, answers the binds, and
+    /// returns (error code or 0, relayed address, reservation token,
+    /// events).
+    fn exchange(
+        s: &mut Server,
+        now: Instant,
+        from: SocketAddr,
+        transport: Transport,
+        msg: &[u8],
+        refuse: &[u16],
+    ) -> (u16, Option<SocketAddr>, Option<[u8; 8]>, Vec<ServerEvent>) {
+        let d = Receive {
+            source: from,
+            destination: LISTEN.parse().unwrap(),
+            contents: msg,
+        };
+        match transport {
+            Transport::Udp => s.handle_receive(now, d),
+            Transport::Tcp => s.handle_stream(now, d),
+        }
+        let events = answer_binds(s, now, refuse);
+        let t = match transport {
+            Transport::Udp => s.poll_transmit(),
+            Transport::Tcp => s.poll_stream_transmit(),
+        }
+        .expect("an answer");
+        assert_eq!(t.destination, from);
+        let m = Message::decode(&t.contents).unwrap();
+        let code = m.error_code().unwrap().map_or(0, |e| e.code);
+        let relayed = match turn_attr::get(&m, attr::XOR_RELAYED_ADDRESS) {
+            Ok(Some(TurnAttribute::XorRelayedAddress(a))) => Some(a),
+            _ => None,
+        };
+        let token = match turn_attr::get(&m, attr::RESERVATION_TOKEN) {
+            Ok(Some(TurnAttribute::ReservationToken(t))) => Some(t),
+            _ => None,
+        };
+        (code, relayed, token, events)
+    }
+
+    fn at(port: u16) -> SocketAddr {
+        SocketAddr::new("203.0.113.5".parse().unwrap(), port)
+    }
+
+    /// Relay sockets come and go with allocations, on ports of the range;
+    /// a full range answers 508; a port another program holds is skipped.
+    #[test]
+    fn relay_ports_on_demand() {
+        let now = Instant::now();
+        let mut s = on_demand(now);
+        assert_eq!(s.local_addrs(), &[LISTEN.parse::<SocketAddr>().unwrap()]);
+        let mut relays = Vec::new();
+        for i in 0..4 {
+            let m = allocate_ext(&mut s, now, at(i), Transport::Udp, &[], i as u8);
+            let (code, relayed, _, events) = exchange(&mut s, now, at(i), Transport::Udp, &m, &[]);
+            assert_eq!(code, 0);
+            let relayed = relayed.unwrap();
+            assert_eq!(events, vec![ServerEvent::BindRelay(relayed)]);
+            assert!((50000..=50003).contains(&relayed.port()));
+            relays.push(relayed);
+        }
+        relays.sort();
+        relays.dedup();
+        assert_eq!(relays.len(), 4);
+        let m = allocate_ext(&mut s, now, at(9), Transport::Udp, &[], 9);
+        assert_eq!(exchange(&mut s, now, at(9), Transport::Udp, &m, &[]).0, 508);
+        // Allocations end: their sockets are closed.
+        s.handle_timeout(now + DEFAULT_LIFETIME);
+        let closed = answer_binds(&mut s, now, &[]);
+        assert_eq!(closed.len(), 4);
+        assert!(
+            closed
+                .iter()
+                .all(|e| matches!(e, ServerEvent::CloseRelay(_)))
+        );
+        assert_eq!(s.allocations(), 0);
+        // Three ports held by another program: the fourth is found.
+        let later = now + DEFAULT_LIFETIME;
+        let m = allocate_ext(&mut s, later, at(10), Transport::Udp, &[], 10);
+        let (code, relayed, _, events) = exchange(
+            &mut s,
+            later,
+            at(10),
+            Transport::Udp,
+            &m,
+            &[50000, 50001, 50002],
+        );
+        assert_eq!((code, relayed.map(|a| a.port())), (0, Some(50003)));
+        assert_eq!(events.len(), 4, "{events:?}");
+        // All held: 508 after trying each, nothing left bound.
+        let mut s = on_demand(now);
+        let m = allocate_ext(&mut s, now, at(1), Transport::Udp, &[], 1);
+        let all = [50000, 50001, 50002, 50003];
+        let (code, _, _, events) = exchange(&mut s, now, at(1), Transport::Udp, &m, &all);
+        assert_eq!(code, 508);
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e, ServerEvent::BindRelay(_)))
+        );
+        assert!(s.spare.is_empty() && s.binding.is_empty() && s.pending.is_empty());
+    }
+
+    /// RFC 8656 §7.2: EVEN-PORT's R bit reserves the next port for 30 s
+    /// under a RESERVATION-TOKEN, which one later Allocate redeems (coturn's
+    /// turnutils_uclient asks this for its RTP/RTCP pair by default).
+    #[test]
+    fn even_port_reservation_and_token() {
+        let now = Instant::now();
+        let mut s = on_demand(now);
+        let rtp = [TurnAttribute::EvenPort { reserve: true }];
+        let m = allocate_ext(&mut s, now, at(1), Transport::Udp, &rtp, 1);
+        let (code, relayed, token, events) = exchange(&mut s, now, at(1), Transport::Udp, &m, &[]);
+        assert_eq!(code, 0);
+        let relayed = relayed.unwrap();
+        assert_eq!(relayed.port() % 2, 0);
+        let next = SocketAddr::new(relayed.ip(), relayed.port() + 1);
+        assert_eq!(
+            events,
+            vec![
+                ServerEvent::BindRelay(relayed),
+                ServerEvent::BindRelay(next)
+            ]
+        );
+        let token = token.expect("a RESERVATION-TOKEN");
+        // The token with EVEN-PORT: 400.
+        let both = [
+            TurnAttribute::ReservationToken(token),
+            TurnAttribute::EvenPort { reserve: false },
+        ];
+        let m = allocate_ext(&mut s, now, at(2), Transport::Udp, &both, 2);
+        assert_eq!(exchange(&mut s, now, at(2), Transport::Udp, &m, &[]).0, 400);
+        // The token alone: the reserved port, bound already.
+        let rtcp = [TurnAttribute::ReservationToken(token)];
+        let m = allocate_ext(&mut s, now, at(3), Transport::Udp, &rtcp, 3);
+        let (code, relayed2, _, events) = exchange(&mut s, now, at(3), Transport::Udp, &m, &[]);
+        assert_eq!((code, relayed2, events), (0, Some(next), vec![]));
+        // Used once only; an unknown token: 508.
+        let m = allocate_ext(&mut s, now, at(4), Transport::Udp, &rtcp, 4);
+        assert_eq!(exchange(&mut s, now, at(4), Transport::Udp, &m, &[]).0, 508);
+        // A plain EVEN-PORT gets the other even port.
+        let even = [TurnAttribute::EvenPort { reserve: false }];
+        let m = allocate_ext(&mut s, now, at(5), Transport::Udp, &even, 5);
+        let (code, r, _, _) = exchange(&mut s, now, at(5), Transport::Udp, &m, &[]);
+        assert_eq!(code, 0);
+        assert_eq!(r.unwrap().port() % 2, 0);
+        // An unclaimed reservation is released after 30 s.
+        let mut s = on_demand(now);
+        let m = allocate_ext(&mut s, now, at(1), Transport::Udp, &rtp, 1);
+        let (_, relayed, token, _) = exchange(&mut s, now, at(1), Transport::Udp, &m, &[]);
+        let next = SocketAddr::new(relayed.unwrap().ip(), relayed.unwrap().port() + 1);
+        assert_eq!(s.poll_timeout(), Some(now + RESERVATION_LIFETIME));
+        s.handle_timeout(now + RESERVATION_LIFETIME);
+        assert_eq!(s.poll_event(), Some(ServerEvent::CloseRelay(next)));
+        let rtcp = [TurnAttribute::ReservationToken(token.unwrap())];
+        let m = allocate_ext(&mut s, now, at(2), Transport::Udp, &rtcp, 2);
+        let t = now + RESERVATION_LIFETIME;
+        assert_eq!(exchange(&mut s, t, at(2), Transport::Udp, &m, &[]).0, 508);
+    }
+
+    /// The transport is part of the 5-tuple: the same client address over
+    /// UDP and over TCP has two allocations, a nonce of one is stale on the
+    /// other, peers' data reaches a TCP client as padded ChannelData on its
+    /// connection, and the connection closing deletes its allocation.
+    #[test]
+    fn tcp_allocations_are_their_own_5_tuples() {
+        let now = Instant::now();
+        let mut s = server(now, 0, false);
+        let from = at(7000);
+        let m = allocate_ext(&mut s, now, from, Transport::Udp, &[], 1);
+        let (code, udp_relay, ..) = exchange(&mut s, now, from, Transport::Udp, &m, &[]);
+        assert_eq!(code, 0);
+        // The UDP nonce over TCP: 438.
+        let m2 = allocate_ext(&mut s, now, from, Transport::Udp, &[], 2);
+        assert_eq!(exchange(&mut s, now, from, Transport::Tcp, &m2, &[]).0, 438);
+        let m = allocate_ext(&mut s, now, from, Transport::Tcp, &[], 3);
+        let (code, tcp_relay, ..) = exchange(&mut s, now, from, Transport::Tcp, &m, &[]);
+        assert_eq!(code, 0);
+        assert_ne!(udp_relay, tcp_relay);
+        assert_eq!(s.allocations(), 2);
+        assert!(s.has_allocation(Transport::Tcp, from));
+        // A channel over TCP, and a peer's datagram back on the stream.
+        let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
+        s.transport = Transport::Tcp;
+        let n = s.nonce(now, from, LISTEN.parse().unwrap());
+        s.transport = Transport::Udp;
+        let key =
+            IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
+        let mut bind = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut bind,
+            MessageType::new(Class::Request, Method::CHANNEL_BIND),
+            TransactionId([4; 12]),
+        );
+        TurnAttribute::ChannelNumber(0x4001).encode(&mut enc);
+        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
+        enc.attribute(&Attribute::Username("alice"));
+        enc.attribute(&Attribute::Realm("rtclab"));
+        enc.attribute(&Attribute::Nonce(&n));
+        enc.message_integrity(&key);
+        enc.finish().unwrap();
+        assert_eq!(exchange(&mut s, now, from, Transport::Tcp, &bind, &[]).0, 0);
+        let mut out = Vec::new();
+        let route = s.handle_relay(
+            now,
+            Receive {
+                source: peer,
+                destination: tcp_relay.unwrap(),
+                contents: b"hello",
+            },
+            &mut out,
+        );
+        assert_eq!(route, None);
+        assert!(s.poll_transmit().is_none());
+        let t = s.poll_stream_transmit().expect("ChannelData on the stream");
+        assert_eq!(t.destination, from);
+        assert_eq!(t.contents, b"\x40\x01\x00\x05hello\0\0\0");
+        // ChannelData from the TCP client (padded) goes to the peer.
+        s.handle_stream(
+            now,
+            Receive {
+                source: from,
+                destination: LISTEN.parse().unwrap(),
+                contents: b"\x40\x01\x00\x02hi\0\0",
+            },
+        );
+        let t = s.poll_transmit().expect("to the peer");
+        assert_eq!((t.source, t.destination), (tcp_relay, peer));
+        assert_eq!(t.contents, b"hi");
+        // The connection closes: that allocation goes, the UDP one stays.
+        s.stream_closed(from);
+        assert!(!s.has_allocation(Transport::Tcp, from));
+        assert!(s.has_allocation(Transport::Udp, from));
+    }
+
+    /// With ports on demand, a port of the range on the relay IP is a
+    /// relayed address of this server even when another thread's server
+    /// holds it (relay to relay across `--threads`); other ports of that
+    /// IP stay refused without `allow_loopback_peers`.
+    #[test]
+    fn the_relay_range_is_relay_to_relay_across_threads() {
+        let now = Instant::now();
+        let mut s = on_demand(now);
+        let m = allocate_ext(&mut s, now, at(1), Transport::Udp, &[], 1);
+        assert_eq!(exchange(&mut s, now, at(1), Transport::Udp, &m, &[]).0, 0);
+        let ask = |s: &mut Server, peer: &str, tid: u8| {
+            let key = IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5)
+                .unwrap();
+            let mut out = Vec::new();
+            let mut enc = MessageEncoder::new(
+                &mut out,
+                MessageType::new(Class::Request, Method::CREATE_PERMISSION),
+                TransactionId([tid; 12]),
+            );
+            TurnAttribute::XorPeerAddress(peer.parse().unwrap()).encode(&mut enc);
+            let n = s.nonce(now, at(1), LISTEN.parse().unwrap());
+            enc.attribute(&Attribute::Username("alice"));
+            enc.attribute(&Attribute::Realm("rtclab"));
+            enc.attribute(&Attribute::Nonce(&n));
+            enc.message_integrity(&key);
+            enc.finish().unwrap();
+            exchange(s, now, at(1), Transport::Udp, &out, &[]).0
+        };
+        assert_eq!(ask(&mut s, "198.51.100.1:50003", 2), 0);
+        assert_eq!(ask(&mut s, "198.51.100.1:50004", 3), 403);
+        assert_eq!(ask(&mut s, "198.51.100.1:3478", 4), 403);
     }
 }
