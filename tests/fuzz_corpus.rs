@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("stun_message", rtclab::fuzzing::stun_message),
     ("srtp_unprotect", rtclab::fuzzing::srtp_unprotect),
     ("rtp_packet", rtp::rtp_packet),
+    ("rtp_streams", rtp::rtp_streams),
     ("rtcp_compound", rtp::rtcp_compound),
     ("vp8_depacketize", rtp::vp8_depacketize),
     ("vp9_depacketize", rtp::vp9_depacketize),

@@ -38,6 +38,81 @@ pub fn rtp_packet(data: &[u8]) {
         assert_eq!(payload2, p.payload());
     }
     let _ = decode_rtx(data, 1, 96, &mut Vec::new());
+    // The mutable view: any remap and any setter keep the packet valid and
+    // its length, and the view reads what was set.
+    let mut buf = data.to_vec();
+    if let Ok(mut m) = super::RtpPacketMut::new_checked(&mut buf) {
+        let salt = data.first().copied().unwrap_or(0);
+        m.remap_extension_ids(|id| id.checked_add(salt % 3).filter(|n| n % 5 != 0));
+        m.set_sequence_number(0xBEEF);
+        m.set_ssrc(7);
+        if let Some(e) = m.extension_element_mut(1) {
+            e.fill(0x55);
+        }
+        let _ = m.payload_mut().len();
+        let p = RtpPacket::new_checked(&buf).expect("a rewritten packet parses");
+        assert_eq!((p.sequence_number(), p.ssrc()), (0xBEEF, 7));
+        assert_eq!(buf.len(), data.len());
+    }
+}
+
+/// One stream's receive and send parts (`rtp::stream`) fed arbitrary RTP
+/// packets (media, RTX, any SSRC) and RTCP (NACKs asking for anything),
+/// with time moving: no panic, bounded state, and whatever comes out
+/// parses. The first byte picks frame mode or RTP mode.
+pub fn rtp_streams(data: &[u8]) {
+    use super::stream::{ReceiveStream, SendStream};
+    use super::vp8::Vp8Depacketizer;
+    use std::time::{Duration, Instant};
+    let Some((&mode, mut rest)) = data.split_first() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let mut rx: ReceiveStream<Vp8Depacketizer> = ReceiveStream::new(
+        90_000,
+        (mode & 1 == 0).then_some(Vp8Depacketizer),
+        64,
+        true,
+        Duration::from_millis(500),
+    );
+    rx.set_rtx_types(vec![(97, 96)]);
+    let mut tx = SendStream::new(7, 96, 90_000, 0);
+    tx.set_rtx(8, 97, 32, 0);
+    let mut out = Vec::new();
+    let mut n = 0u64;
+    while rest.len() >= 2 && n < 256 {
+        let len = usize::from(rest[0]).min(rest.len() - 1);
+        let (chunk, tail) = rest[1..].split_at(len);
+        rest = tail;
+        n += 1;
+        let now = t0 + Duration::from_millis(20 * n);
+        if let Ok(p) = RtpPacket::new_checked(chunk) {
+            rx.receive(now, &p);
+            // The sender writes one packet per input and keeps it for RTX.
+            out.clear();
+            tx.write_packet(now, n as u32, true, &[(1, b"0")], p.payload(), &mut out)
+                .expect("a packet writes");
+        }
+        for r in RtcpIter::new(chunk).flatten() {
+            if let RtcpPacket::Nack(nack) = &r {
+                tx.on_nack(nack, |rtx| {
+                    assert!(RtpPacket::new_checked(rtx).is_ok());
+                    true
+                });
+            }
+            if let RtcpPacket::SenderReport(sr) = &r {
+                rx.on_sender_report(now, sr);
+            }
+        }
+        rx.feedback(now, 1, |p| {
+            let mut b = Vec::new();
+            p.write(&mut b).expect("feedback writes");
+        });
+        while let Some(f) = rx.pop_frame() {
+            assert!(f.data.len() <= 64 * 1500);
+        }
+        let _ = rx.report_block(now);
+    }
 }
 
 /// RTCP compound packets: iterate; whatever parsed writes, and writing is
