@@ -1085,3 +1085,52 @@ fn estimate_over_a_bottleneck(pacing: bool) -> Vec<u64> {
     );
     estimates
 }
+
+/// A peer without transport-cc (only `goog-remb`): A then stamps
+/// abs-send-time, B estimates on its side and sends REMB, which A reports
+/// as `PeerEvent::Remb`; over a 1 Mbit/s bottleneck the REMB comes down
+/// near the link when A sends 2 Mbit/s.
+#[test]
+fn a_remb_only_peer_gets_remb_from_our_receiver() {
+    let no_tcc = |c: &mut PeerConfig| {
+        let uri = rtclab::sdp::codec::uri::TRANSPORT_CC;
+        for m in [&mut c.capabilities.audio, &mut c.capabilities.video] {
+            m.extensions.retain(|u| u != uri);
+            for codec in &mut m.codecs {
+                codec.feedback.retain(|f| f.kind != "transport-cc");
+            }
+        }
+    };
+    let codecs: &[TrackCodec] = &[TrackCodec::Vp8];
+    let mut p = pair_with(24, LinkConfig::default(), [codecs, &[]], 0, no_tcc, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    p.sim.set_link(
+        p.hosts[0],
+        LinkConfig {
+            delay: Duration::from_millis(20),
+            rate_bps: Some(1_000_000),
+            queue_limit_bytes: 64 * 1024,
+            ..LinkConfig::default()
+        },
+    );
+    let ta = p.tracks[0][0];
+    for i in 0..(10 * 30) {
+        let now = p.sim.now();
+        let frame = vec![(i % 251) as u8 | 1; 2_000_000 / 8 / 30];
+        p.pc(0)
+            .send_frame(now, ta, 3000 * i as u32, &frame)
+            .expect("send");
+        p.run(Duration::from_millis(33));
+    }
+    let rembs: Vec<u64> = p.log[0]
+        .iter()
+        .filter_map(|e| match e {
+            PeerEvent::Remb { bitrate } => Some(*bitrate),
+            _ => None,
+        })
+        .collect();
+    assert!(rembs.len() >= 5, "REMBs: {rembs:?}");
+    let last = *rembs.last().expect("a REMB");
+    assert!(last < 1_300_000, "REMBs: {rembs:?}");
+    assert_eq!(p.pc(0).media_stats().twcc_feedback_received, 0);
+}

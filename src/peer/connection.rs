@@ -19,6 +19,7 @@ use crate::dtls::cert::Certificate;
 use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
 use crate::rtp::bwe::pacer::{Config as PacerConfig, Pacer, Priority, Release};
+use crate::rtp::bwe::remb::RembEstimator;
 use crate::rtp::bwe::{Config as BweConfig, Event as BweEvent, SendSideBwe};
 use crate::rtp::codec::{AnyDepacketizer, AnyPacketizer};
 use crate::rtp::jitter::Frame;
@@ -59,7 +60,7 @@ const MAX_REPORT_BLOCKS: usize = 31;
 /// although each peer chose its own `a=extmap` numbers (RFC 8285 §5).
 pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
     (CANONICAL_MID, sdp::codec::uri::MID),
-    (2, sdp::codec::uri::ABS_SEND_TIME),
+    (CANONICAL_ABS_SEND_TIME, sdp::codec::uri::ABS_SEND_TIME),
     (CANONICAL_TRANSPORT_CC, sdp::codec::uri::TRANSPORT_CC),
     (4, sdp::codec::uri::AUDIO_LEVEL),
     (5, sdp::codec::uri::RTP_STREAM_ID),
@@ -70,6 +71,8 @@ pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
 const CANONICAL_MID: u8 = 1;
 /// The canonical id of transport-cc.
 const CANONICAL_TRANSPORT_CC: u8 = 3;
+/// The canonical id of abs-send-time (what REMB estimation reads).
+const CANONICAL_ABS_SEND_TIME: u8 = 2;
 /// What SRTP adds to each RTP packet, counted in the sizes given to the
 /// bandwidth estimator (the 16-byte AES-GCM tag; the HMAC-SHA1-80 profile
 /// adds 10: the estimate errs by under 1 % either way).
@@ -431,6 +434,9 @@ struct Receiver {
     /// RTX, statistics, NACKs, frame assembly (one pipeline with
     /// `rtp::session`).
     stream: ReceiveStream<AnyDepacketizer>,
+    /// The sender wants REMB (`goog-remb` negotiated, transport-cc not:
+    /// a sender that has both runs its own estimator on our feedback).
+    remb: bool,
 }
 
 /// A WebRTC peer connection, sans-IO (see the [module doc](super)).
@@ -495,6 +501,10 @@ pub struct PeerConnection {
     next_twcc: Option<Instant>,
     /// The media SSRC the last transport-cc sequence number came with.
     twcc_media_ssrc: u32,
+    /// Receive-side estimation for peers that want REMB
+    /// (draft-alvestrand-rmcat-remb-03), made at the first packet that
+    /// carries abs-send-time on such an m-line.
+    remb: Option<RembEstimator>,
     /// Our next transport-wide sequence number (one counter for every
     /// packet we send, RTX included: draft-holmer-rmcat-transport-wide-cc-
     /// extensions-01 §2).
@@ -590,6 +600,7 @@ impl PeerConnection {
             next_twcc: None,
             twcc_media_ssrc: 0,
             twcc_send_seq: 0,
+            remb: None,
             bwe: SendSideBwe::new(BweConfig::default()),
             bwe_reported: None,
             last_now: None,
@@ -1006,6 +1017,9 @@ impl PeerConnection {
         timestamp: u32,
         frame: &[u8],
     ) -> Result<usize, Error> {
+        // abs-send-time (for a peer without transport-cc, which estimates
+        // on its side and answers with REMB): our NTP time, 6.18 seconds.
+        let ast = crate::rtp::ext::values::abs_send_time_from_ntp(self.ntp(now));
         let t = self
             .transport
             .as_mut()
@@ -1024,15 +1038,26 @@ impl PeerConnection {
             .packetize_into(frame, MAX_RTP_PAYLOAD, &mut self.payloads)?;
         let n = self.payloads.len();
         let tcc_id = s.tcc_id();
+        // Sent only without transport-cc, as libwebrtc does.
+        let ast_id = s
+            .ext_out
+            .iter()
+            .find(|(c, _)| *c == CANONICAL_ABS_SEND_TIME)
+            .map(|(_, id)| *id)
+            .filter(|_| tcc_id.is_none());
         for (i, payload) in self.payloads.iter().enumerate() {
             // RFC 8843 §15: the mid header extension lets the receiver
             // route a new SSRC to its m-line; transport-cc numbers every
             // packet for the peer's feedback.
             let tcc = self.twcc_send_seq.to_be_bytes();
-            let mut elements: [(u8, &[u8]); 2] = [(0, &[]); 2];
+            let mut elements: [(u8, &[u8]); 3] = [(0, &[]); 3];
             let mut k = 0;
             if let (Some(id), Some(mid)) = (s.mid_ext, s.mid.as_deref()) {
                 elements[k] = (id, mid.as_bytes());
+                k += 1;
+            }
+            if let Some(id) = ast_id {
+                elements[k] = (id, &ast);
                 k += 1;
             }
             if let Some(id) = tcc_id {
@@ -1475,6 +1500,20 @@ impl PeerConnection {
             }
         }
         self.bwe_events();
+    }
+
+    /// A REMB when the receive-side estimator has one due (at most once a
+    /// second, or at once on a 3 % fall), feedback alone (RFC 5506).
+    fn send_remb(&mut self, now: Instant) {
+        let (Some(r), Some(t)) = (self.remb.as_mut(), self.transport.as_mut()) else {
+            return;
+        };
+        if let Some(remb) = r.poll_remb(now) {
+            self.packet.clear();
+            if RtcpPacket::Remb(remb).write(&mut self.packet).is_ok() {
+                let _ = t.send_rtcp(&self.packet);
+            }
+        }
     }
 
     /// W3C `availableOutgoingBitrate`: the send-side estimate, once
@@ -1930,6 +1969,14 @@ impl PeerConnection {
                     current: Some(first),
                     current_name: None,
                     rtp_mode: false,
+                    remb: m
+                        .codecs
+                        .iter()
+                        .any(|c| c.feedback.iter().any(|f| f.kind == "goog-remb"))
+                        && !m
+                            .codecs
+                            .iter()
+                            .any(|c| c.feedback.iter().any(|f| f.kind == "transport-cc")),
                     ext_in: ext_map(&m.extensions).collect(),
                     stream,
                 });
@@ -2164,6 +2211,27 @@ impl PeerConnection {
             self.twcc_media_ssrc = packet.ssrc();
             self.next_twcc.get_or_insert(now + TWCC_INTERVAL);
         }
+        // Receive-side estimation over abs-send-time, for a REMB sender.
+        if r.remb
+            && let Some(ast) = r
+                .ext_in
+                .iter()
+                .find(|(_, c)| *c == CANONICAL_ABS_SEND_TIME)
+                .and_then(|(id, _)| packet.extension_element(*id))
+                .and_then(crate::rtp::ext::values::abs_send_time)
+        {
+            let rtcp_ssrc = self.rtcp_ssrc;
+            self.remb
+                .get_or_insert_with(|| {
+                    RembEstimator::new(
+                        rtcp_ssrc,
+                        BweConfig::default().start,
+                        BweConfig::default().min,
+                        BweConfig::default().max,
+                    )
+                })
+                .on_packet(now, ast, p.len(), packet.ssrc());
+        }
         // The peer may switch codecs among the negotiated payload types:
         // a new depacketizer (frames of the old codec in flight are lost).
         if let Some((_, codec, name)) = r.codecs.iter().find(|(p, _, _)| *p == pt) {
@@ -2288,6 +2356,7 @@ impl Machine for PeerConnection {
         for i in 0..self.receivers.len() {
             self.receiver_feedback(now, i);
         }
+        self.send_remb(now);
         if self.next_twcc.is_some_and(|due| now >= due) {
             self.next_twcc = None;
             if let (Some(fb), Some(t)) = (
@@ -2339,12 +2408,13 @@ impl Machine for PeerConnection {
             .filter(|_| self.data_started)
             .and_then(|d| d.poll_timeout());
         let media = self.receivers.iter().map(|r| r.stream.poll_timeout());
+        let remb = self.remb.as_ref().and_then(|r| r.poll_timeout());
         let pace = self
             .pacer
             .as_ref()
             .filter(|_| self.transport.is_some())
             .and_then(|p| p.poll_timeout());
-        [t, d, self.next_rtcp, self.next_twcc, pace]
+        [t, d, self.next_rtcp, self.next_twcc, pace, remb]
             .into_iter()
             .chain(media)
             .flatten()
