@@ -414,6 +414,19 @@ impl Endpoint {
         Ok(())
     }
 
+    /// As [`Endpoint::send`], but the record is appended to `out` instead of
+    /// queued as a [`Transmit`]: the caller (a transport that gathers its
+    /// datagrams in one reused buffer) sends `out`'s new bytes as one
+    /// datagram to the peer. No allocation once `out` has room. Anything
+    /// [`Machine::poll_transmit`] still holds (a handshake flight, an
+    /// alert) should be sent first, to keep records in order.
+    pub fn seal_application_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.state != State::Connected {
+            return Err(Error::Misuse("send before the handshake completed"));
+        }
+        self.records.seal(ContentType::ApplicationData, data, out)
+    }
+
     /// Sends close_notify and closes.
     pub fn close(&mut self) {
         if self.state == State::Connected {

@@ -17,7 +17,7 @@ use crate::dtls::handshake::{Alert, SrtpProfile};
 use crate::ice::{
     Agent, AgentConfig, Candidate, ConnectionState, Credentials, FailureReason, IceError, IceEvent,
 };
-use crate::machine::{Machine, Receive, Transmit};
+use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
 use crate::srtp::{self, ProtectionProfile, SrtpContext};
 use crate::stun::{Class, Message};
 
@@ -37,6 +37,89 @@ const MAX_HELD_DTLS: usize = 8;
 
 /// DTLS datagrams of ours waiting for ICE to select a pair.
 const MAX_PENDING_OUT: usize = 16;
+
+/// An outbox's buffer capacity kept through an idle timer period; more is
+/// released (a burst's worth of datagrams is not held by an idle peer).
+const OUTBOX_IDLE_CAPACITY: usize = 2048;
+
+/// Datagrams waiting to be sent, back to back in one reused buffer: after
+/// the buffer has grown to a burst's size, queuing and draining a datagram
+/// allocate nothing ([`Machine::poll_transmit_into`] copies it out). The
+/// buffer is released after a timer period in which nothing was queued.
+#[derive(Debug, Default)]
+struct Outbox {
+    bytes: Vec<u8>,
+    /// Each datagram's addresses and length, oldest first; the oldest
+    /// starts at `head`.
+    items: VecDeque<(TransmitMeta, usize)>,
+    head: usize,
+    /// Something was queued since the last [`Outbox::trim`].
+    used: bool,
+}
+
+impl Outbox {
+    /// Queues the bytes `write` appends as one datagram (nothing when it
+    /// fails or writes nothing).
+    fn push_with<E>(
+        &mut self,
+        meta: TransmitMeta,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.items.is_empty() {
+            self.bytes.clear();
+            self.head = 0;
+        } else if self.head > 1 << 16 && 2 * self.head > self.bytes.len() {
+            // Drained from the front while filled at the back: move the
+            // rest down rather than grow forever.
+            self.bytes.drain(..self.head);
+            self.head = 0;
+        }
+        let start = self.bytes.len();
+        if let Err(e) = write(&mut self.bytes) {
+            self.bytes.truncate(start);
+            return Err(e);
+        }
+        let len = self.bytes.len() - start;
+        if len > 0 {
+            self.items.push_back((meta, len));
+            self.used = true;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, meta: TransmitMeta, datagram: &[u8]) {
+        let _ = self.push_with(meta, |b| {
+            b.extend_from_slice(datagram);
+            Ok::<(), ()>(())
+        });
+    }
+
+    /// The oldest datagram, appended to `buf`.
+    fn pop_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        let (meta, len) = self.items.pop_front()?;
+        let start = self.head;
+        self.head += len;
+        buf.extend_from_slice(&self.bytes[start..self.head]);
+        if self.items.is_empty() {
+            self.bytes.clear();
+            self.head = 0;
+        }
+        Some(meta)
+    }
+
+    /// Releases the buffer if nothing was queued since the last call.
+    fn trim(&mut self) {
+        if self.items.is_empty() && !self.used {
+            self.bytes
+                .shrink_to(OUTBOX_IDLE_CAPACITY.min(self.bytes.capacity()));
+            if self.bytes.capacity() > OUTBOX_IDLE_CAPACITY {
+                self.bytes = Vec::new();
+            }
+            self.items.shrink_to(8);
+        }
+        self.used = false;
+    }
+}
 
 /// The ICE role (RFC 8445 §6.1.1: the offerer is controlling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -343,7 +426,10 @@ pub struct Transport {
     local_credentials: Credentials,
     state: State,
     live: Option<Live>,
-    /// Datagrams left over when `live` was dropped (close_notify).
+    /// DTLS records, SRTP and SRTCP packets to send over the selected
+    /// pair, in one reused buffer.
+    outbox: Outbox,
+    /// Datagrams ICE had queued when `live` was dropped.
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -452,10 +538,13 @@ impl Transport {
                 pending_out: VecDeque::new(),
                 cipher_suite: None,
             }),
+            outbox: Outbox::default(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
-            scratch: Vec::with_capacity(1500),
+            // Grown on the first media packet: a data-only peer never
+            // holds it.
+            scratch: Vec::new(),
         };
         t.drain_ice(now);
         t.maybe_start_dtls(now);
@@ -580,21 +669,23 @@ impl Transport {
     // ---- sending ---------------------------------------------------------
 
     /// Protects one plain RTP packet with SRTP and sends it over the
-    /// selected pair. One allocation: the datagram handed to the caller.
+    /// selected pair. No allocation once the buffers have grown
+    /// ([`Machine::poll_transmit_into`] takes it out; `poll_transmit`
+    /// allocates the datagram it hands over).
     pub fn send_rtp(&mut self, packet: &[u8]) -> Result<(), Error> {
         if classify(packet) != PacketKind::Rtp {
             return Err(Error::NotRtp);
         }
         let live = self.live.as_mut().ok_or(Error::Closed)?;
+        let meta = Self::path(live).ok_or(Error::NotConnected);
         let srtp = live.srtp.as_mut().ok_or(Error::NoSrtpKeys)?;
+        let meta = meta?;
         self.scratch.clear();
         self.scratch.extend_from_slice(packet);
         srtp.tx
             .protect_rtp(&mut self.scratch)
             .map_err(Error::Srtp)?;
-        live.ice
-            .send(&self.scratch)
-            .map_err(|_| Error::NotConnected)?;
+        self.outbox.push(meta, &self.scratch);
         self.stats.rtp_sent += 1;
         Ok(())
     }
@@ -605,28 +696,33 @@ impl Transport {
             return Err(Error::NotRtcp);
         }
         let live = self.live.as_mut().ok_or(Error::Closed)?;
+        let meta = Self::path(live).ok_or(Error::NotConnected);
         let srtp = live.srtp.as_mut().ok_or(Error::NoSrtpKeys)?;
+        let meta = meta?;
         self.scratch.clear();
         self.scratch.extend_from_slice(packet);
         srtp.tx
             .protect_rtcp(&mut self.scratch)
             .map_err(Error::Srtp)?;
-        live.ice
-            .send(&self.scratch)
-            .map_err(|_| Error::NotConnected)?;
+        self.outbox.push(meta, &self.scratch);
         self.stats.rtcp_sent += 1;
         Ok(())
     }
 
-    /// Sends DTLS application data (one record; SCTP packets ride on this).
+    /// Sends DTLS application data (one record; SCTP packets ride on this),
+    /// sealed straight into the transport's reused send buffer: no
+    /// allocation per record.
     pub fn send_application_data(&mut self, data: &[u8]) -> Result<(), Error> {
         let connected = self.state == State::Connected;
         let live = self.live.as_mut().ok_or(Error::Closed)?;
+        // Whatever the endpoint queued (an alert) goes first.
+        Self::flush_dtls(live, &mut self.outbox);
+        let meta = Self::path(live).ok_or(Error::NotConnected)?;
         let dtls = live.dtls.as_mut().filter(|_| connected);
         let dtls = dtls.ok_or(Error::NotConnected)?;
-        dtls.send(data).map_err(Error::Dtls)?;
-        Self::flush_dtls(live);
-        Ok(())
+        self.outbox
+            .push_with(meta, |out| dtls.seal_application_data(data, out))
+            .map_err(Error::Dtls)
     }
 
     /// Closes: DTLS close_notify (if connected) goes out, then everything
@@ -672,6 +768,16 @@ impl Transport {
     /// Whether `source` is a valid pair's remote address (see
     /// [`Agent::is_valid_remote`]). The pair data uses is one (ICE reports
     /// only valid pairs), so the common case costs one comparison.
+    /// Where data goes: ICE's selected path (RFC 8445 §12.1), `None`
+    /// before one is selected or after consent was lost.
+    fn path(live: &Live) -> Option<TransmitMeta> {
+        let (base, remote) = live.ice.selected_path()?;
+        (live.ice.state() != ConnectionState::Failed).then_some(TransmitMeta {
+            source: Some(base),
+            destination: remote,
+        })
+    }
+
     fn valid_source(live: &Live, source: SocketAddr) -> bool {
         live.remote_addr == Some(source) || live.ice.is_valid_remote(source)
     }
@@ -846,8 +952,10 @@ impl Transport {
             d.set_peer(addr);
         }
         live.selected = Some((local, remote));
-        while let Some(d) = live.pending_out.pop_front() {
-            let _ = live.ice.send(&d);
+        if let Some(meta) = Self::path(live) {
+            while let Some(d) = live.pending_out.pop_front() {
+                self.outbox.push(meta, &d);
+            }
         }
         if matches!(self.state, State::New | State::Checking) {
             self.state = State::Handshaking;
@@ -864,11 +972,16 @@ impl Transport {
 
     /// Sends what the DTLS endpoint queued over the ICE path (or keeps it
     /// until there is one).
-    fn flush_dtls(live: &mut Live) {
+    fn flush_dtls(live: &mut Live, outbox: &mut Outbox) {
+        let path = Self::path(live);
         let Some(d) = live.dtls.as_mut() else { return };
         while let Some(t) = d.poll_transmit() {
-            if live.ice.send(&t.contents).is_err() && live.pending_out.len() < MAX_PENDING_OUT {
-                live.pending_out.push_back(t.contents);
+            match path {
+                Some(meta) => outbox.push(meta, &t.contents),
+                None if live.pending_out.len() < MAX_PENDING_OUT => {
+                    live.pending_out.push_back(t.contents)
+                }
+                None => {}
             }
         }
     }
@@ -878,7 +991,7 @@ impl Transport {
             let Some(live) = self.live.as_mut() else {
                 return;
             };
-            Self::flush_dtls(live);
+            Self::flush_dtls(live, &mut self.outbox);
             let Some(e) = live.dtls.as_mut().and_then(|d| d.poll_event()) else {
                 return;
             };
@@ -999,7 +1112,7 @@ impl Transport {
     /// and keys are dropped, so no timer is left.
     fn teardown(&mut self) {
         if let Some(mut live) = self.live.take() {
-            Self::flush_dtls(&mut live);
+            Self::flush_dtls(&mut live, &mut self.outbox);
             while let Some(t) = live.ice.poll_transmit() {
                 self.transmits.push_back(t);
             }
@@ -1093,6 +1206,7 @@ impl Machine for Transport {
             return;
         };
         live.ice.handle_timeout(now);
+        self.outbox.trim();
         self.drain_ice(now);
         if let Some(d) = self.live.as_mut().and_then(|l| l.dtls.as_mut()) {
             d.handle_timeout(now);
@@ -1101,10 +1215,33 @@ impl Machine for Transport {
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
+        let mut contents = Vec::new();
+        if let Some(meta) = self.outbox.pop_into(&mut contents) {
+            return Some(Transmit {
+                source: meta.source,
+                destination: meta.destination,
+                contents,
+            });
+        }
         if let Some(t) = self.transmits.pop_front() {
             return Some(t);
         }
         self.live.as_mut()?.ice.poll_transmit()
+    }
+
+    /// DTLS records and SRTP packets come from the reused outbox (no
+    /// allocation); ICE's own checks (a few a second) through its
+    /// `poll_transmit`.
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        if let Some(meta) = self.outbox.pop_into(buf) {
+            return Some(meta);
+        }
+        let t = match self.transmits.pop_front() {
+            Some(t) => t,
+            None => self.live.as_mut()?.ice.poll_transmit()?,
+        };
+        buf.extend_from_slice(&t.contents);
+        Some(t.meta())
     }
 
     fn poll_event(&mut self) -> Option<Event> {
