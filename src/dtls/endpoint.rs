@@ -1372,8 +1372,9 @@ impl Endpoint {
         }
         self.local.get_or_insert(destination);
         // Pre-cookie server: record-layer replay state must not be kept for
-        // strangers; use a throw-away record layer.
-        let mut scratch = RecordLayer::new();
+        // strangers; use a throw-away record layer (made only then: the
+        // data path allocates nothing per datagram for it).
+        let mut scratch: Option<RecordLayer> = None;
         let mut retransmit = false;
         let mut framed = records(datagram);
         let mut unlocked: VecDeque<Plaintext> = VecDeque::new();
@@ -1396,7 +1397,9 @@ impl Endpoint {
                     Some(Ok(record)) => record,
                 };
                 let opened = if self.state == State::ServerWaitClientHello {
-                    scratch.open_record(&record)
+                    scratch
+                        .get_or_insert_with(RecordLayer::new)
+                        .open_record(&record)
                 } else {
                     self.records.open_record(&record)
                 };
