@@ -18,7 +18,7 @@ use crate::ice::{
     Agent, AgentConfig, Candidate, ConnectionState, Credentials, FailureReason, IceError, IceEvent,
 };
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
-use crate::srtp::{self, ProtectionProfile, SrtpContext};
+use crate::srtp::{self, MasterKey, ProtectionProfile, SrtpContext};
 use crate::stun::{Class, Message};
 
 pub use crate::dtls::endpoint::Role as DtlsRole;
@@ -386,13 +386,66 @@ struct Srtp {
     rx: SrtpContext,
 }
 
+/// SRTP keys once DTLS agreed on them. The contexts (4.7 KB with their
+/// cipher state) are made on the first media packet either way: a
+/// data-only connection, which negotiates `use_srtp` all the same, never
+/// holds them.
+enum SrtpKeys {
+    /// The master keys, checked against the profile (RFC 5764 §4.2 split).
+    Pending {
+        profile: ProtectionProfile,
+        ours: MasterKey,
+        theirs: MasterKey,
+    },
+    Ready(Box<Srtp>),
+}
+
+impl fmt::Debug for SrtpKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // No key bytes in logs.
+            SrtpKeys::Pending { profile, .. } => write!(f, "Pending({profile:?})"),
+            SrtpKeys::Ready(s) => write!(f, "Ready({:?})", s.profile),
+        }
+    }
+}
+
+impl SrtpKeys {
+    fn profile(&self) -> ProtectionProfile {
+        match self {
+            SrtpKeys::Pending { profile, .. } => *profile,
+            SrtpKeys::Ready(s) => s.profile,
+        }
+    }
+}
+
+/// The SRTP contexts in `slot`, made from its pending keys on first use.
+fn srtp_contexts(slot: &mut Option<SrtpKeys>, config: srtp::Config) -> Result<&mut Srtp, Error> {
+    let keys = slot.as_mut().ok_or(Error::NoSrtpKeys)?;
+    if let SrtpKeys::Pending {
+        profile,
+        ours,
+        theirs,
+    } = keys
+    {
+        let tx = SrtpContext::from_master_key(ours, config).map_err(Error::Srtp)?;
+        let rx = SrtpContext::from_master_key(theirs, config).map_err(Error::Srtp)?;
+        let profile = *profile;
+        *keys = SrtpKeys::Ready(Box::new(Srtp { profile, tx, rx }));
+    }
+    match keys {
+        SrtpKeys::Ready(s) => Ok(s),
+        SrtpKeys::Pending { .. } => Err(Error::NoSrtpKeys),
+    }
+}
+
 /// Everything that lives only while the transport is up; dropped whole when
 /// it fails or closes (no timers, no keys left behind).
 #[derive(Debug)]
 struct Live {
     ice: Agent,
     dtls: Option<Endpoint>,
-    srtp: Option<Srtp>,
+    srtp: Option<SrtpKeys>,
     /// The selected pair (local, remote), once ICE chose it.
     selected: Option<(Candidate, Candidate)>,
     /// Its remote address: the fast path of "is this our peer".
@@ -435,6 +488,10 @@ pub struct Transport {
     stats: Stats,
     /// Reused for protecting outgoing media.
     scratch: Vec<u8>,
+    /// Nothing was queued (datagram or event) since the last timer: the
+    /// next timer releases the buffers' capacity (an idle peer holds
+    /// none).
+    quiet: bool,
 }
 
 impl fmt::Debug for Transport {
@@ -545,6 +602,7 @@ impl Transport {
             // Grown on the first media packet: a data-only peer never
             // holds it.
             scratch: Vec::new(),
+            quiet: false,
         };
         t.drain_ice(now);
         t.maybe_start_dtls(now);
@@ -592,7 +650,7 @@ impl Transport {
 
     /// The negotiated SRTP profile, once keys are installed.
     pub fn srtp_profile(&self) -> Option<ProtectionProfile> {
-        Some(self.live.as_ref()?.srtp.as_ref()?.profile)
+        Some(self.live.as_ref()?.srtp.as_ref()?.profile())
     }
 
     /// The ICE agent, for inspection (`None` once failed or closed).
@@ -678,7 +736,7 @@ impl Transport {
         }
         let live = self.live.as_mut().ok_or(Error::Closed)?;
         let meta = Self::path(live).ok_or(Error::NotConnected);
-        let srtp = live.srtp.as_mut().ok_or(Error::NoSrtpKeys)?;
+        let srtp = srtp_contexts(&mut live.srtp, self.srtp_config)?;
         let meta = meta?;
         self.scratch.clear();
         self.scratch.extend_from_slice(packet);
@@ -686,6 +744,7 @@ impl Transport {
             .protect_rtp(&mut self.scratch)
             .map_err(Error::Srtp)?;
         self.outbox.push(meta, &self.scratch);
+        self.quiet = false;
         self.stats.rtp_sent += 1;
         Ok(())
     }
@@ -697,7 +756,7 @@ impl Transport {
         }
         let live = self.live.as_mut().ok_or(Error::Closed)?;
         let meta = Self::path(live).ok_or(Error::NotConnected);
-        let srtp = live.srtp.as_mut().ok_or(Error::NoSrtpKeys)?;
+        let srtp = srtp_contexts(&mut live.srtp, self.srtp_config)?;
         let meta = meta?;
         self.scratch.clear();
         self.scratch.extend_from_slice(packet);
@@ -705,6 +764,7 @@ impl Transport {
             .protect_rtcp(&mut self.scratch)
             .map_err(Error::Srtp)?;
         self.outbox.push(meta, &self.scratch);
+        self.quiet = false;
         self.stats.rtcp_sent += 1;
         Ok(())
     }
@@ -791,7 +851,29 @@ impl Transport {
                 .any(|c| c.socket_addr() == Some(source))
     }
 
+    /// At a timer: if nothing was queued since the last one, gives back
+    /// what the queues and buffers grew to in the last burst.
+    fn trim(&mut self) {
+        self.outbox.trim();
+        if self.quiet {
+            if self.events.is_empty() {
+                self.events = VecDeque::new();
+            }
+            self.scratch = Vec::new();
+            if let Some(live) = self.live.as_mut() {
+                if live.held_dtls.is_empty() {
+                    live.held_dtls = VecDeque::new();
+                }
+                if live.pending_out.is_empty() {
+                    live.pending_out = VecDeque::new();
+                }
+            }
+        }
+        self.quiet = true;
+    }
+
     fn push_event(&mut self, e: Event) {
+        self.quiet = false;
         let media = matches!(
             e,
             Event::Rtp(_) | Event::Rtcp(_) | Event::ApplicationData(_)
@@ -1085,10 +1167,16 @@ impl Transport {
             DtlsRole::Client => (client, server),
             DtlsRole::Server => (server, client),
         };
-        let tx = SrtpContext::from_master_key(&ours, self.srtp_config).map_err(Error::Srtp)?;
-        let rx = SrtpContext::from_master_key(&theirs, self.srtp_config).map_err(Error::Srtp)?;
+        // Made and dropped once here, so that keys the contexts refuse
+        // fail the handshake now rather than the first packet.
+        SrtpContext::from_master_key(&ours, self.srtp_config).map_err(Error::Srtp)?;
+        SrtpContext::from_master_key(&theirs, self.srtp_config).map_err(Error::Srtp)?;
         let live = self.live.as_mut().ok_or(Error::Closed)?;
-        live.srtp = Some(Srtp { profile, tx, rx });
+        live.srtp = Some(SrtpKeys::Pending {
+            profile,
+            ours,
+            theirs,
+        });
         Ok(())
     }
 
@@ -1127,9 +1215,17 @@ impl Transport {
             self.stats.dropped_unknown_source += 1;
             return;
         }
-        let Some(srtp) = live.srtp.as_mut() else {
+        if live.srtp.is_none() {
             self.stats.dropped_before_keys += 1;
             return;
+        }
+        let srtp = match srtp_contexts(&mut live.srtp, self.srtp_config) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "SRTP contexts not made");
+                self.stats.dropped_before_keys += 1;
+                return;
+            }
         };
         // The one allocation per packet: the buffer handed to the
         // application, unprotected in place.
@@ -1206,7 +1302,7 @@ impl Machine for Transport {
             return;
         };
         live.ice.handle_timeout(now);
-        self.outbox.trim();
+        self.trim();
         self.drain_ice(now);
         if let Some(d) = self.live.as_mut().and_then(|l| l.dtls.as_mut()) {
             d.handle_timeout(now);
