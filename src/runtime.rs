@@ -42,8 +42,8 @@
 //!
 //! Memory: an idle driver holds no datagram buffers. The 64 KiB receive
 //! buffer is made when a wake-up reads and released after one that read a
-//! single datagram (a busy socket keeps it); the send buffer is released
-//! after a flush of one datagram or none.
+//! single datagram; the send buffer after a flush of one datagram or none.
+//! A busy socket keeps them until nothing moved for 100 ms.
 //!
 //! A relay (the TURN server) can skip the queue for what it forwards:
 //! [`Driver::serve_with_fast_path`] hands each datagram to a [`FastPath`]
@@ -88,6 +88,10 @@ const GSO_MAX_BYTES: usize = 65_000;
 
 /// A send buffer larger than this is released after a quiet flush.
 const TX_IDLE_CAPACITY: usize = 2048;
+
+/// Buffers kept after a busy wake-up are released when no datagram came
+/// for this long (a video stream's frames come closer together).
+const BUFFER_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A run of datagrams gathered for one send: same addresses, every one
 /// `segment` bytes but the last, which may be shorter (then the run is
@@ -178,6 +182,9 @@ pub struct Driver<M> {
     next: Option<(TransmitMeta, usize)>,
     /// GSO may be tried (false once the kernel refused it).
     gso: bool,
+    /// When a burst last read or a flush last sent several datagrams (the
+    /// buffers are kept until [`BUFFER_IDLE`] after).
+    last_busy: Option<Instant>,
     next_socket: usize,
     /// Batched reads and writes for the fast path, made on first use.
     #[cfg(target_os = "linux")]
@@ -277,6 +284,7 @@ impl<M: Machine> Driver<M> {
             run: None,
             next: None,
             gso: cfg!(target_os = "linux"),
+            last_busy: None,
             next_socket: 0,
             #[cfg(target_os = "linux")]
             batch: None,
@@ -368,7 +376,8 @@ impl<M: Machine> Driver<M> {
     /// reused buffer; each run of same-size datagrams to one destination
     /// (the last may be shorter) leaves in one GSO send (see the module
     /// doc). Cancel-safe: what was drained and not yet sent stays for the
-    /// next call.
+    /// next call (a run cut short while going out one by one may then send
+    /// its first datagrams twice, which UDP allows).
     pub async fn flush(&mut self) -> io::Result<()> {
         if self.sockets.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "no sockets"));
@@ -413,6 +422,8 @@ impl<M: Machine> Driver<M> {
         }
         if drained <= 1 && self.tx.capacity() > TX_IDLE_CAPACITY {
             self.tx = Vec::new();
+        } else if drained > 1 {
+            self.last_busy = Some(tokio::time::Instant::now().into_std());
         }
         Ok(())
     }
@@ -523,6 +534,15 @@ impl<M: Machine> Driver<M> {
                 None => std::future::pending().await,
             }
         };
+        // Buffers kept after a busy wake-up go when nothing came for
+        // BUFFER_IDLE: an idle driver holds none.
+        let held = self.buf.capacity() > 0 || self.tx.capacity() > TX_IDLE_CAPACITY;
+        let release = async {
+            match self.last_busy.filter(|_| held) {
+                Some(t) => tokio::time::sleep_until((t + BUFFER_IDLE).into()).await,
+                None => std::future::pending().await,
+            }
+        };
         let i = tokio::select! {
             r = ready => match r {
                 Ok(i) => i,
@@ -531,6 +551,10 @@ impl<M: Machine> Driver<M> {
             },
             _ = sleep => {
                 self.machine.handle_timeout(Instant::now());
+                return Ok(());
+            }
+            _ = release => {
+                self.release_buffers();
                 return Ok(());
             }
         };
@@ -543,6 +567,16 @@ impl<M: Machine> Driver<M> {
             return self.burst_batched(i, fast).await;
         }
         self.burst(i, fast).await
+    }
+
+    /// Gives back the receive buffer, and the send buffer unless it holds
+    /// datagrams.
+    fn release_buffers(&mut self) {
+        self.buf = Vec::new();
+        if self.tx.is_empty() {
+            self.tx = Vec::new();
+        }
+        self.last_busy = None;
     }
 
     /// Reads what waits on socket `i` (at most [`BURST`] reads, each one
@@ -604,6 +638,9 @@ impl<M: Machine> Driver<M> {
         if datagrams <= 1 {
             // A quiet socket: an idle peer holds no receive buffer.
             self.buf = Vec::new();
+        } else {
+            // A busy one keeps it until BUFFER_IDLE passes without a read.
+            self.last_busy = Some(tokio::time::Instant::now().into_std());
         }
         result
     }
