@@ -107,6 +107,12 @@ struct Run {
 /// How many waiting datagrams one wake-up reads at most (see `turn`).
 const BURST: usize = 32;
 
+/// With GRO one read brings up to 64 datagrams: the general loop stops
+/// reading after this many, so that a machine's events (bounded queues, a
+/// data-channel message per datagram or more) reach the caller between
+/// bursts.
+const BURST_DATAGRAMS: usize = 64;
+
 /// ICMP errors (port unreachable) surface as these on some systems: not fatal.
 fn is_icmp_error(e: &io::Error) -> bool {
     let ignored = matches!(
@@ -632,6 +638,9 @@ impl<M: Machine> Driver<M> {
             }
             if let Err(e) = self.flush().await {
                 result = Err(e);
+                break;
+            }
+            if datagrams >= BURST_DATAGRAMS {
                 break;
             }
         }

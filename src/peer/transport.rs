@@ -38,10 +38,6 @@ const MAX_HELD_DTLS: usize = 8;
 /// DTLS datagrams of ours waiting for ICE to select a pair.
 const MAX_PENDING_OUT: usize = 16;
 
-/// An outbox's buffer capacity kept through an idle timer period; more is
-/// released (a burst's worth of datagrams is not held by an idle peer).
-const OUTBOX_IDLE_CAPACITY: usize = 2048;
-
 /// Datagrams waiting to be sent, back to back in one reused buffer: after
 /// the buffer has grown to a burst's size, queuing and draining a datagram
 /// allocate nothing ([`Machine::poll_transmit_into`] copies it out). The
@@ -110,12 +106,8 @@ impl Outbox {
     /// Releases the buffer if nothing was queued since the last call.
     fn trim(&mut self) {
         if self.items.is_empty() && !self.used {
-            self.bytes
-                .shrink_to(OUTBOX_IDLE_CAPACITY.min(self.bytes.capacity()));
-            if self.bytes.capacity() > OUTBOX_IDLE_CAPACITY {
-                self.bytes = Vec::new();
-            }
-            self.items.shrink_to(8);
+            self.bytes = Vec::new();
+            self.items = VecDeque::new();
         }
         self.used = false;
     }
