@@ -1499,18 +1499,25 @@ mod tests {
     /// The general loop reads GSO runs (coalesced by GRO on loopback) and
     /// hands the machine each datagram alone; the echoes leave as GSO runs
     /// and arrive as the datagrams they were. Then the same with GSO
-    /// refused (as an old kernel would): one by one, same result.
+    /// refused (as an old kernel would): one by one, same result. On Linux
+    /// also from a wildcard socket, asked at 127.0.0.2: the runs carry
+    /// packet information with GSO and leave from the address asked.
     #[tokio::test]
     async fn gso_runs_in_and_out_keep_datagram_boundaries() {
-        for gso in [true, false] {
+        let wildcard = cfg!(target_os = "linux");
+        for (gso, any) in [(true, false), (false, false), (true, wildcard)] {
+            let bind: SocketAddr = if any {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                ([127, 0, 0, 1], 0).into()
+            };
             let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-            let mut d = Driver::bind(Echo::default(), &[loopback]).await.unwrap();
+            let mut d = Driver::bind(Echo::default(), &[bind]).await.unwrap();
             d.gso &= gso;
-            let server = d.local_addrs()[0];
-            let task = tokio::spawn(async move {
-                let r = d.serve().await;
-                (r, d.gso)
-            });
+            let mut server = d.local_addrs()[0];
+            if any {
+                server = ([127, 0, 0, 2], server.port()).into();
+            }
             let client = UdpSocket::bind(loopback).await.unwrap();
             let bursts = [
                 vec![1200; 40],
@@ -1518,8 +1525,12 @@ mod tests {
                 vec![0, 10, 10, 5],
                 vec![1400; 64],
             ];
-            echo_bursts(&client, server, &bursts).await;
-            task.abort();
+            tokio::select! {
+                r = d.serve() => panic!("driver stopped: {r:?}"),
+                () = echo_bursts(&client, server, &bursts) => {}
+            }
+            // The kernel took the runs: GSO was not given up on.
+            assert_eq!(d.gso, gso && cfg!(target_os = "linux"));
         }
     }
 
