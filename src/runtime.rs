@@ -434,6 +434,169 @@ impl<M: Machine> Driver<M> {
         Ok(())
     }
 
+    // ANCHOR_END: flush
+
+    // ANCHOR: turn
+    /// Waits for one input (a datagram or the machine's timer) and feeds it.
+    async fn turn(&mut self) -> io::Result<()> {
+        self.turn_with(None).await
+    }
+
+    /// [`Driver::turn`], handing datagrams to `fast` when given.
+    async fn turn_with(&mut self, fast: Option<FastPath<M>>) -> io::Result<()> {
+        let deadline = self.machine.poll_timeout();
+        let sockets = &self.sockets;
+        let start = self.next_socket;
+        // Wait for a readable socket (polled round-robin so that none
+        // starves); the reading happens below, into a buffer made then.
+        let ready = poll_fn(|cx| {
+            for k in 0..sockets.len() {
+                let i = (start + k) % sockets.len();
+                match sockets[i].1.poll_recv_ready(cx) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(i)),
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        });
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        // Buffers kept after a busy wake-up go when nothing came for
+        // BUFFER_IDLE: an idle driver holds none.
+        let held = self.buf.capacity() > 0 || self.tx.capacity() > TX_IDLE_CAPACITY;
+        let release = async {
+            match self.last_busy.filter(|_| held) {
+                Some(t) => tokio::time::sleep_until((t + BUFFER_IDLE).into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let i = tokio::select! {
+            r = ready => match r {
+                Ok(i) => i,
+                Err(e) if is_icmp_error(&e) => return Ok(()),
+                Err(e) => return Err(e),
+            },
+            _ = sleep => {
+                self.machine.handle_timeout(Instant::now());
+                return Ok(());
+            }
+            _ = release => {
+                self.release_buffers();
+                return Ok(());
+            }
+        };
+        self.next_socket = (i + 1) % self.sockets.len();
+        // Under load more datagrams are usually waiting on the same socket:
+        // take a few without going back through the select, answering each
+        // before reading the next.
+        #[cfg(target_os = "linux")]
+        if let Some(fast) = fast {
+            return self.burst_batched(i, fast).await;
+        }
+        self.burst(i, fast).await
+    }
+
+    /// Reads what waits on socket `i` (at most [`BURST`] reads, each one
+    /// datagram or, with GRO, a run of them), flushing between reads.
+    async fn burst(&mut self, i: usize, fast: Option<FastPath<M>>) -> io::Result<()> {
+        if self.buf.len() < RECV_BUF {
+            self.buf = vec![0; RECV_BUF];
+        }
+        #[cfg(target_os = "linux")]
+        if fast.is_none() && !self.gro[i] {
+            self.gro[i] = batch::enable_gro(&self.sockets[i].1);
+            if self.cmsg.is_empty() {
+                self.cmsg = batch::cmsg_buffer();
+            }
+        }
+        if self.pktinfo[i] && self.cmsg.is_empty() {
+            self.cmsg = batch::cmsg_buffer();
+        }
+        let mut datagrams = 0usize;
+        let mut result = Ok(());
+        for _ in 0..BURST {
+            let (bound, socket) = &self.sockets[i];
+            let got = socket.try_io(Interest::READABLE, || {
+                recv_one(
+                    socket,
+                    *bound,
+                    self.pktinfo[i] || self.gro[i],
+                    &mut self.buf,
+                    &mut self.cmsg,
+                )
+            });
+            match got {
+                Ok((len, from, to, segment)) => {
+                    let segment = if segment == 0 { len.max(1) } else { segment };
+                    let mut off = 0;
+                    while off < len {
+                        let end = (off + segment).min(len);
+                        self.deliver(off..end, from, to, fast).await;
+                        datagrams += 1;
+                        off = end;
+                    }
+                    if len == 0 {
+                        self.deliver(0..0, from, to, fast).await;
+                        datagrams += 1;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_icmp_error(&e) => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if let Err(e) = self.flush().await {
+                result = Err(e);
+                break;
+            }
+            if datagrams >= BURST_DATAGRAMS {
+                break;
+            }
+        }
+        if datagrams <= 1 {
+            // A quiet socket: an idle peer holds no receive buffer.
+            self.buf = Vec::new();
+        } else {
+            // A busy one keeps it until BUFFER_IDLE passes without a read.
+            self.last_busy = Some(tokio::time::Instant::now().into_std());
+        }
+        result
+    }
+
+    /// Hands `buf[range]` to the machine (or to `fast`, sending what it
+    /// forwards at once).
+    async fn deliver(
+        &mut self,
+        range: std::ops::Range<usize>,
+        from: SocketAddr,
+        destination: SocketAddr,
+        fast: Option<FastPath<M>>,
+    ) {
+        let d = Receive {
+            source: from,
+            destination,
+            contents: &self.buf[range],
+        };
+        let Some(fast) = fast else {
+            self.machine.handle_receive(Instant::now(), d);
+            return;
+        };
+        let Some((source, to)) = fast(&mut self.machine, Instant::now(), d, &mut self.out) else {
+            return;
+        };
+        if let Err(e) = self.send_from(Some(source), &self.out, to).await {
+            tracing::warn!(destination = %to, error = %e, "UDP send failed");
+        }
+    }
+    // ANCHOR_END: turn
+
     /// Sends the gathered run (the front of `tx`), then makes `next` the
     /// run. Errors are logged and the datagrams dropped (see `flush`).
     async fn send_run(&mut self) {
@@ -508,72 +671,6 @@ impl<M: Machine> Driver<M> {
             r => r.map(drop),
         }
     }
-    // ANCHOR_END: flush
-
-    // ANCHOR: turn
-    /// Waits for one input (a datagram or the machine's timer) and feeds it.
-    async fn turn(&mut self) -> io::Result<()> {
-        self.turn_with(None).await
-    }
-
-    /// [`Driver::turn`], handing datagrams to `fast` when given.
-    async fn turn_with(&mut self, fast: Option<FastPath<M>>) -> io::Result<()> {
-        let deadline = self.machine.poll_timeout();
-        let sockets = &self.sockets;
-        let start = self.next_socket;
-        // Wait for a readable socket (polled round-robin so that none
-        // starves); the reading happens below, into a buffer made then.
-        let ready = poll_fn(|cx| {
-            for k in 0..sockets.len() {
-                let i = (start + k) % sockets.len();
-                match sockets[i].1.poll_recv_ready(cx) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(i)),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => {}
-                }
-            }
-            Poll::Pending
-        });
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                None => std::future::pending().await,
-            }
-        };
-        // Buffers kept after a busy wake-up go when nothing came for
-        // BUFFER_IDLE: an idle driver holds none.
-        let held = self.buf.capacity() > 0 || self.tx.capacity() > TX_IDLE_CAPACITY;
-        let release = async {
-            match self.last_busy.filter(|_| held) {
-                Some(t) => tokio::time::sleep_until((t + BUFFER_IDLE).into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        let i = tokio::select! {
-            r = ready => match r {
-                Ok(i) => i,
-                Err(e) if is_icmp_error(&e) => return Ok(()),
-                Err(e) => return Err(e),
-            },
-            _ = sleep => {
-                self.machine.handle_timeout(Instant::now());
-                return Ok(());
-            }
-            _ = release => {
-                self.release_buffers();
-                return Ok(());
-            }
-        };
-        self.next_socket = (i + 1) % self.sockets.len();
-        // Under load more datagrams are usually waiting on the same socket:
-        // take a few without going back through the select, answering each
-        // before reading the next.
-        #[cfg(target_os = "linux")]
-        if let Some(fast) = fast {
-            return self.burst_batched(i, fast).await;
-        }
-        self.burst(i, fast).await
-    }
 
     /// Gives back the receive buffer, and the send buffer unless it holds
     /// datagrams.
@@ -583,75 +680,6 @@ impl<M: Machine> Driver<M> {
             self.tx = Vec::new();
         }
         self.last_busy = None;
-    }
-
-    /// Reads what waits on socket `i` (at most [`BURST`] reads, each one
-    /// datagram or, with GRO, a run of them), flushing between reads.
-    async fn burst(&mut self, i: usize, fast: Option<FastPath<M>>) -> io::Result<()> {
-        if self.buf.len() < RECV_BUF {
-            self.buf = vec![0; RECV_BUF];
-        }
-        #[cfg(target_os = "linux")]
-        if fast.is_none() && !self.gro[i] {
-            self.gro[i] = batch::enable_gro(&self.sockets[i].1);
-            if self.cmsg.is_empty() {
-                self.cmsg = batch::cmsg_buffer();
-            }
-        }
-        if self.pktinfo[i] && self.cmsg.is_empty() {
-            self.cmsg = batch::cmsg_buffer();
-        }
-        let mut datagrams = 0usize;
-        let mut result = Ok(());
-        for _ in 0..BURST {
-            let (bound, socket) = &self.sockets[i];
-            let got = socket.try_io(Interest::READABLE, || {
-                recv_one(
-                    socket,
-                    *bound,
-                    self.pktinfo[i] || self.gro[i],
-                    &mut self.buf,
-                    &mut self.cmsg,
-                )
-            });
-            match got {
-                Ok((len, from, to, segment)) => {
-                    let segment = if segment == 0 { len.max(1) } else { segment };
-                    let mut off = 0;
-                    while off < len {
-                        let end = (off + segment).min(len);
-                        self.deliver(off..end, from, to, fast).await;
-                        datagrams += 1;
-                        off = end;
-                    }
-                    if len == 0 {
-                        self.deliver(0..0, from, to, fast).await;
-                        datagrams += 1;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if is_icmp_error(&e) => {}
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-            if let Err(e) = self.flush().await {
-                result = Err(e);
-                break;
-            }
-            if datagrams >= BURST_DATAGRAMS {
-                break;
-            }
-        }
-        if datagrams <= 1 {
-            // A quiet socket: an idle peer holds no receive buffer.
-            self.buf = Vec::new();
-        } else {
-            // A busy one keeps it until BUFFER_IDLE passes without a read.
-            self.last_busy = Some(tokio::time::Instant::now().into_std());
-        }
-        result
     }
 
     /// The fast path's burst on Linux: `recvmmsg` takes up to
@@ -741,33 +769,6 @@ impl<M: Machine> Driver<M> {
             start = end;
         }
     }
-
-    /// Hands `buf[range]` to the machine (or to `fast`, sending what it
-    /// forwards at once).
-    async fn deliver(
-        &mut self,
-        range: std::ops::Range<usize>,
-        from: SocketAddr,
-        destination: SocketAddr,
-        fast: Option<FastPath<M>>,
-    ) {
-        let d = Receive {
-            source: from,
-            destination,
-            contents: &self.buf[range],
-        };
-        let Some(fast) = fast else {
-            self.machine.handle_receive(Instant::now(), d);
-            return;
-        };
-        let Some((source, to)) = fast(&mut self.machine, Instant::now(), d, &mut self.out) else {
-            return;
-        };
-        if let Err(e) = self.send_from(Some(source), &self.out, to).await {
-            tracing::warn!(destination = %to, error = %e, "UDP send failed");
-        }
-    }
-    // ANCHOR_END: turn
 
     // ANCHOR: run_loop
     /// Runs until the machine emits an event, and returns it.
