@@ -7,6 +7,7 @@
 //!
 //! ```text
 //!              handle_receive(now, datagram)      poll_transmit() -> Transmit
+//!                                                 (or poll_transmit_into(buf))
 //!   caller ──► handle_timeout(now)          ──►   poll_event()    -> Event     ──► caller
 //!              API calls (send, close, …)         poll_timeout()  -> Instant
 //! ```
@@ -46,6 +47,26 @@ pub struct Transmit {
     /// The UDP payload.
     pub contents: Vec<u8>,
 }
+
+/// Where a datagram written by [`Machine::poll_transmit_into`] goes: a
+/// [`Transmit`] without its contents, which are in the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TransmitMeta {
+    /// The local address to send from (as [`Transmit::source`]).
+    pub source: Option<SocketAddr>,
+    /// Where to send it.
+    pub destination: SocketAddr,
+}
+
+impl Transmit {
+    /// Its addresses, without the contents.
+    pub fn meta(&self) -> TransmitMeta {
+        TransmitMeta {
+            source: self.source,
+            destination: self.destination,
+        }
+    }
+}
 // ANCHOR_END: datagrams
 
 // ANCHOR: machine_trait
@@ -68,6 +89,22 @@ pub trait Machine {
 
     /// The next datagram to send, if any. Drain until `None`.
     fn poll_transmit(&mut self) -> Option<Transmit>;
+
+    /// The next datagram to send, appended to `buf` (whatever `buf` held
+    /// stays in front of it: a driver can gather several datagrams in one
+    /// buffer for one batched system call); its addresses are returned.
+    /// Drain until `None`, which leaves `buf` as it was.
+    ///
+    /// Same datagrams, same order as [`Machine::poll_transmit`] (a caller
+    /// may mix the two). This default copies what `poll_transmit` returns;
+    /// a machine on a hot path (a `PeerConnection`'s transport) overrides
+    /// it to write from buffers it reuses, so that a driver sending through
+    /// this door allocates nothing per datagram.
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        let t = self.poll_transmit()?;
+        buf.extend_from_slice(&t.contents);
+        Some(t.meta())
+    }
 
     /// The next event, if any. Drain until `None`.
     fn poll_event(&mut self) -> Option<Self::Event>;

@@ -96,7 +96,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "rtp" => from_tuples(crate::rtp::bench::speed()),
             "ice" => from_tuples(crate::ice::speed::speed()),
             "setup" => from_tuples(crate::peer::speed::speed()),
-            "datachannel" => from_tuples(crate::sctp::speed::speed()),
+            "datachannel" => datachannel(),
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",
@@ -702,10 +702,11 @@ fn turn_load_counted(
 fn echo_loop(peer: &UdpSocket, stop: &std::sync::atomic::AtomicBool) {
     #[cfg(target_os = "linux")]
     {
-        let mut b = batch::Batch::new();
+        let mut b = batch::Batch::blocking(GENERATOR_SLOT);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            if batch::recv(peer, &mut b).is_ok_and(|n| n > 0) {
-                let _ = batch::echo(peer, &mut b);
+            if let Ok(n @ 1..) = b.recv(peer) {
+                b.echo_all(n);
+                let _ = b.send(peer, 0, n);
             }
         }
     }
@@ -733,16 +734,22 @@ fn load_loop(
     let mut echoed = 0u64;
     #[cfg(target_os = "linux")]
     {
-        let mut b = batch::Batch::new();
+        let mut b = batch::Batch::blocking(GENERATOR_SLOT);
         while Instant::now() < stop_at {
             if in_flight < window {
-                in_flight +=
-                    batch::send_copies(s, &mut b, msg, server, window - in_flight).unwrap_or(0);
+                let n = (window - in_flight).min(batch::N);
+                b.clear_out();
+                for _ in 0..n {
+                    b.push_out(0, server, msg);
+                }
+                in_flight += b.send(s, 0, n).unwrap_or(0);
             }
-            match batch::recv(s, &mut b) {
+            match b.recv(s) {
                 Ok(n) => {
                     in_flight = in_flight.saturating_sub(n);
-                    echoed += b.lens().iter().filter(|&&l| l == msg.len()).count() as u64;
+                    echoed += (0..n)
+                        .filter(|&k| b.datagram(k).is_some_and(|(_, d)| d.len() == msg.len()))
+                        .count() as u64;
                 }
                 // Lost datagrams: refill the window.
                 Err(_) => in_flight = 0,
@@ -789,123 +796,74 @@ fn process_cpu(pid: u32) -> Option<Duration> {
     ))
 }
 
-/// Batched UDP I/O for the TURN load generator (Linux `sendmmsg(2)` and
-/// `recvmmsg(2)` through `nix`, IPv4): one system call moves a whole window,
-/// so the generator spends far less CPU per datagram than the server it
-/// loads, and the server, not the generator, sets the rate. On a 2-core
-/// machine the generator's client and echoing peer share the cores with the
-/// server; with one `sendto` and one `recvfrom` per datagram each they cost
-/// as much as the relay itself, and every server measured about the same.
+/// The load generator's batches (`runtime`'s batch module: `sendmmsg` and
+/// `recvmmsg`, one system call per window): so that on a small machine,
+/// where the generator's client and echoing peer share the cores with the
+/// server, the generator spends far less CPU per datagram than the server
+/// it loads, and the server, not the generator, sets the rate. Slots of
+/// 2 KiB: its datagrams are 124 bytes.
 #[cfg(target_os = "linux")]
-mod batch {
-    use std::io::{self, IoSlice, IoSliceMut};
-    use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
-    use std::os::fd::AsRawFd;
+use crate::runtime::batch;
+#[cfg(target_os = "linux")]
+const GENERATOR_SLOT: usize = 2048;
 
-    use nix::sys::socket::{self, ControlMessage, MsgFlags, MultiHeaders, SockaddrIn};
-
-    /// Most datagrams per call.
-    pub const MAX: usize = 64;
-    const BUF: usize = 2048;
-
-    /// Buffers and headers reused for every batch.
-    pub struct Batch {
-        bufs: Vec<[u8; BUF]>,
-        lens: Vec<usize>,
-        from: Vec<Option<SockaddrIn>>,
-        recv: MultiHeaders<SockaddrIn>,
-        send: MultiHeaders<SockaddrIn>,
-    }
-
-    impl Batch {
-        pub fn new() -> Batch {
-            Batch {
-                bufs: vec![[0; BUF]; MAX],
-                lens: Vec::with_capacity(MAX),
-                from: Vec::with_capacity(MAX),
-                recv: MultiHeaders::preallocate(MAX, None),
-                send: MultiHeaders::preallocate(MAX, None),
-            }
+/// `datachannel.mb_per_s`: what an application gets, two `PeerConnection`s
+/// over [`LivePeer`](crate::peer::LivePeer) on loopback, 16 KiB messages,
+/// `bufferedAmount` kept between 512 KiB and 1 MiB (see
+/// [`crate::peer::speed::datachannel_on_loopback`]), with each side's CPU;
+/// then the SCTP figures of [`crate::sctp::speed`], whose
+/// `datachannel.ceiling_raw_sctp_dtls_*` is the ceiling for it (SCTP over
+/// DTLS wired directly, no flow-control pause). Nothing else runs a WebRTC
+/// stack here to compare with (str0m is not built in); the ratio to the
+/// ceiling is `datachannel.pct_of_ceiling`, and per CPU second of both
+/// peers (`*_mb_per_cpu_s`, which other load on the machine disturbs less)
+/// `datachannel.cpu_pct_of_ceiling`.
+pub fn datachannel() -> Vec<Figure> {
+    let mut v = Vec::new();
+    let user = match crate::peer::speed::datachannel_on_loopback(400_000_000, 16 * 1024) {
+        Ok(t) => {
+            v.push(Figure::new("datachannel.mb_per_s", t.mb_per_s, "MB/s"));
+            v.push(Figure::new(
+                "datachannel.sender_cpu_pct",
+                100.0 * t.sender_cpu / t.wall,
+                "%",
+            ));
+            v.push(Figure::new(
+                "datachannel.receiver_cpu_pct",
+                100.0 * t.receiver_cpu / t.wall,
+                "%",
+            ));
+            let per_cpu = t.mb_per_s * t.wall / (t.sender_cpu + t.receiver_cpu);
+            v.push(Figure::new("datachannel.mb_per_cpu_s", per_cpu, "MB/s"));
+            Some((t.mb_per_s, per_cpu))
         }
-
-        /// The lengths of the datagrams of the last [`recv`].
-        pub fn lens(&self) -> &[usize] {
-            &self.lens
+        Err(e) => {
+            eprintln!("datachannel.mb_per_s: {e}");
+            None
         }
+    };
+    let sctp = from_tuples(crate::sctp::speed::speed());
+    let find = |name: &str| sctp.iter().find(|f| f.name == name).map(|f| f.value);
+    let ceiling = find("datachannel.ceiling_raw_sctp_dtls_16k_mb_per_s");
+    let ceiling_cpu = find("datachannel.ceiling_raw_sctp_dtls_16k_mb_per_cpu_s");
+    let mut ratios = Vec::new();
+    if let (Some((u, _)), Some(c)) = (user, ceiling) {
+        ratios.push(Figure::new(
+            "datachannel.pct_of_ceiling",
+            100.0 * u / c,
+            "%",
+        ));
     }
-
-    fn v4(a: SocketAddr) -> io::Result<SocketAddrV4> {
-        match a {
-            SocketAddr::V4(a) => Ok(a),
-            SocketAddr::V6(_) => Err(io::Error::other("batched I/O is IPv4 only")),
-        }
+    if let (Some((_, u)), Some(c)) = (user, ceiling_cpu) {
+        ratios.push(Figure::new(
+            "datachannel.cpu_pct_of_ceiling",
+            100.0 * u / c,
+            "%",
+        ));
     }
-
-    /// One `sendmmsg` of `slices[i]` to `to[i]`. On success every datagram
-    /// is counted as sent (a blocking socket sends them all or fails); a
-    /// short count would only make the caller wait for one read timeout.
-    fn sendmmsg(
-        sock: &UdpSocket,
-        send: &mut MultiHeaders<SockaddrIn>,
-        slices: &[[IoSlice<'_>; 1]],
-        to: &[Option<SockaddrIn>],
-    ) -> io::Result<usize> {
-        let none: [ControlMessage<'_>; 0] = [];
-        socket::sendmmsg(sock.as_raw_fd(), send, slices, to, none, MsgFlags::empty())
-            .map_err(io::Error::from)?;
-        Ok(slices.len().min(to.len()))
-    }
-
-    /// Sends `n` (at most [`MAX`]) copies of `msg` to `to` in one call.
-    pub fn send_copies(
-        sock: &UdpSocket,
-        b: &mut Batch,
-        msg: &[u8],
-        to: SocketAddr,
-        n: usize,
-    ) -> io::Result<usize> {
-        let n = n.min(MAX);
-        let to = Some(SockaddrIn::from(v4(to)?));
-        let slices: Vec<[IoSlice<'_>; 1]> = (0..n).map(|_| [IoSlice::new(msg)]).collect();
-        let addrs = vec![to; n];
-        sendmmsg(sock, &mut b.send, &slices, &addrs)
-    }
-
-    /// Sends every datagram of the last [`recv`] back where it came from.
-    pub fn echo(sock: &UdpSocket, b: &mut Batch) -> io::Result<usize> {
-        let slices: Vec<[IoSlice<'_>; 1]> = b
-            .bufs
-            .iter()
-            .zip(&b.lens)
-            .map(|(buf, &len)| [IoSlice::new(&buf[..len])])
-            .collect();
-        sendmmsg(sock, &mut b.send, &slices, &b.from)
-    }
-
-    /// Waits (up to the socket's read timeout) for one datagram, then takes
-    /// every one already waiting, up to [`MAX`]; returns how many.
-    pub fn recv(sock: &UdpSocket, b: &mut Batch) -> io::Result<usize> {
-        b.lens.clear();
-        b.from.clear();
-        let mut slices: Vec<[IoSliceMut<'_>; 1]> = b
-            .bufs
-            .iter_mut()
-            .map(|buf| [IoSliceMut::new(&mut buf[..])])
-            .collect();
-        let got = socket::recvmmsg(
-            sock.as_raw_fd(),
-            &mut b.recv,
-            slices.iter_mut(),
-            MsgFlags::MSG_WAITFORONE,
-            None,
-        )
-        .map_err(io::Error::from)?;
-        for m in got {
-            b.lens.push(m.bytes.min(BUF));
-            b.from.push(m.address);
-        }
-        Ok(b.lens.len())
-    }
+    v.extend(sctp);
+    v.extend(ratios);
+    v
 }
 
 /// `rtclab turn-server` relay rate for 120-byte ChannelData on loopback,

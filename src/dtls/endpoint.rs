@@ -414,6 +414,19 @@ impl Endpoint {
         Ok(())
     }
 
+    /// As [`Endpoint::send`], but the record is appended to `out` instead of
+    /// queued as a [`Transmit`]: the caller (a transport that gathers its
+    /// datagrams in one reused buffer) sends `out`'s new bytes as one
+    /// datagram to the peer. No allocation once `out` has room. Anything
+    /// [`Machine::poll_transmit`] still holds (a handshake flight, an
+    /// alert) should be sent first, to keep records in order.
+    pub fn seal_application_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.state != State::Connected {
+            return Err(Error::Misuse("send before the handshake completed"));
+        }
+        self.records.seal(ContentType::ApplicationData, data, out)
+    }
+
     /// Sends close_notify and closes.
     pub fn close(&mut self) {
         if self.state == State::Connected {
@@ -1359,8 +1372,9 @@ impl Endpoint {
         }
         self.local.get_or_insert(destination);
         // Pre-cookie server: record-layer replay state must not be kept for
-        // strangers; use a throw-away record layer.
-        let mut scratch = RecordLayer::new();
+        // strangers; use a throw-away record layer (made only then: the
+        // data path allocates nothing per datagram for it).
+        let mut scratch: Option<RecordLayer> = None;
         let mut retransmit = false;
         let mut framed = records(datagram);
         let mut unlocked: VecDeque<Plaintext> = VecDeque::new();
@@ -1383,7 +1397,9 @@ impl Endpoint {
                     Some(Ok(record)) => record,
                 };
                 let opened = if self.state == State::ServerWaitClientHello {
-                    scratch.open_record(&record)
+                    scratch
+                        .get_or_insert_with(RecordLayer::new)
+                        .open_record(&record)
                 } else {
                     self.records.open_record(&record)
                 };

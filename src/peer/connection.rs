@@ -2396,6 +2396,16 @@ impl Machine for PeerConnection {
         Some(t)
     }
 
+    /// The transport's reused buffers straight into the caller's: no
+    /// allocation per datagram.
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<crate::machine::TransmitMeta> {
+        let start = buf.len();
+        let meta = self.transport.as_mut()?.poll_transmit_into(buf)?;
+        self.transport_stats.packets_sent += 1;
+        self.transport_stats.bytes_sent += (buf.len() - start) as u64;
+        Some(meta)
+    }
+
     fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

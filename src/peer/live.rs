@@ -22,8 +22,13 @@
 //! leave on the next `next_event().await` (or [`LivePeer::flush`]). That is
 //! what lets an application `select!` between `next_event()` and its own
 //! inputs (a signaling socket, a UI) in one task. `next_event` may be
-//! cancelled (dropped by a `select!`) at any point without losing an event;
-//! at worst a datagram being sent is dropped, which UDP allows.
+//! cancelled (dropped by a `select!`) at any point without losing an event
+//! or a queued datagram; at worst a datagram being sent goes twice, which
+//! UDP allows.
+//!
+//! The driver sends in GSO runs and reads with GRO (see [`crate::runtime`]),
+//! and an idle `LivePeer` holds no datagram buffers: `rtclab speed setup`'s
+//! `peer.idle_bytes` counts one with its driver.
 //!
 //! # Example
 //!

@@ -10,11 +10,16 @@
 //! retransmission timers of ICE, DTLS and SCTP cost when packets of the
 //! handshakes are lost; `setup.sim_5pct_loss_p50_ms` beside it).
 //!
-//! `peer.idle_bytes`: the heap bytes one idle, connected peer holds (ICE,
-//! DTLS, SRTP, SCTP with a data channel open, its certificate), measured
-//! over 1,000 peers (500 connected pairs) in one process. It needs a
-//! counting global allocator in the binary, registered with
-//! [`set_heap_counter`] (`rtclab` has one); without it the figure is NaN.
+//! `peer.idle_bytes`: the heap bytes one idle, connected peer holds as an
+//! application has it: a [`LivePeer`](super::LivePeer) on a loopback UDP
+//! socket (ICE, DTLS, SCTP with a data channel open, its certificate, and
+//! its driver: buffers, queues, the tokio registration of its socket),
+//! measured over 200 peers (100 connected pairs, each left to settle for
+//! 500 ms after its first message) in one process.
+//! `peer.idle_bytes_machine` is the sans-IO [`PeerConnection`] alone, over
+//! 1,000 peers connected in memory. Both need a counting global allocator
+//! in the binary, registered with [`set_heap_counter`] (`rtclab` has one);
+//! without it the figures are NaN.
 
 use std::io;
 use std::net::SocketAddr;
@@ -159,6 +164,7 @@ pub fn speed() -> Vec<(String, f64, &'static str)> {
     let (mut sim_runs, sim_failed) = setup_in_sim(RUNS, 0.05);
     sim_runs.sort();
     let idle = idle_bytes_per_peer(IDLE_PEERS);
+    let live_idle = live_idle_bytes_per_peer(LIVE_IDLE_PAIRS);
     vec![
         ("setup.p50_ms".into(), percentile_ms(&runs, 0.50), "ms"),
         ("setup.p99_ms".into(), percentile_ms(&runs, 0.99), "ms"),
@@ -174,8 +180,223 @@ pub fn speed() -> Vec<(String, f64, &'static str)> {
             "ms",
         ),
         ("setup.sim_failed_runs".into(), sim_failed as f64, "runs"),
-        ("peer.idle_bytes".into(), idle.unwrap_or(f64::NAN), "bytes"),
+        (
+            "peer.idle_bytes".into(),
+            live_idle.unwrap_or(f64::NAN),
+            "bytes",
+        ),
+        (
+            "peer.idle_bytes_machine".into(),
+            idle.unwrap_or(f64::NAN),
+            "bytes",
+        ),
     ]
+}
+
+// ---- a data channel on loopback, the user's path ---------------------
+
+/// `bufferedAmount` above which the benchmark's sender pauses.
+pub const HIGH_WATER: usize = 1 << 20;
+/// `bufferedAmountLowThreshold`: the sender resumes when the
+/// buffered-amount-low event fires.
+pub const LOW_WATER: usize = 512 << 10;
+
+/// What one [`datachannel_on_loopback`] transfer measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    /// Megabytes (10^6) of messages delivered per wall-clock second, from
+    /// the channel opening on the receiver to its last byte.
+    pub mb_per_s: f64,
+    /// Those wall-clock seconds.
+    pub wall: f64,
+    /// CPU seconds the sending peer's thread used over the transfer.
+    pub sender_cpu: f64,
+    /// CPU seconds the receiving peer's thread used.
+    pub receiver_cpu: f64,
+}
+
+/// Signaling between the benchmark's two threads.
+enum Signal {
+    Sdp(String),
+    Candidate(String),
+    EndOfCandidates,
+    /// The receiver has everything: (bytes, wall seconds, its CPU seconds).
+    Done(u64, f64, f64),
+}
+
+type Tx = tokio::sync::mpsc::UnboundedSender<Signal>;
+type Rx = tokio::sync::mpsc::UnboundedReceiver<Signal>;
+
+fn string_err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Trickle and end-of-candidates from our peer's event to the other side.
+fn signal_event(e: &PeerEvent, to: &Tx) -> Result<(), String> {
+    match e {
+        PeerEvent::LocalCandidate(c) => {
+            let _ = to.send(Signal::Candidate(c.to_string()));
+        }
+        PeerEvent::GatheringComplete => {
+            let _ = to.send(Signal::EndOfCandidates);
+        }
+        PeerEvent::Error(e) => return Err(e.to_string()),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The sending side: opens the channel, offers, and keeps `bufferedAmount`
+/// between [`LOW_WATER`] and [`HIGH_WATER`] as a browser application would
+/// (pause above the high mark, resume on `bufferedamountlow`). Returns its
+/// CPU seconds and what the receiver reported.
+async fn live_sender(
+    to: Tx,
+    mut from: Rx,
+    count: u64,
+    size: usize,
+) -> Result<(f64, (u64, f64, f64)), String> {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let config = super::LivePeer::config().map_err(string_err)?;
+    let mut a = super::LivePeer::bind(config, loopback)
+        .await
+        .map_err(string_err)?;
+    let ch = a
+        .create_data_channel(ChannelInit::new("bulk"))
+        .map_err(string_err)?;
+    let _ = to.send(Signal::Sdp(a.offer().map_err(string_err)?));
+    let msg = vec![0x5a; size];
+    let (mut open, mut paused, mut sent) = (false, false, 0u64);
+    let mut cpu = None;
+    loop {
+        while open && !paused && sent < count {
+            let buffered = a
+                .connection()
+                .data_channels()
+                .map_or(0, |d| d.buffered_amount(ch));
+            if buffered > HIGH_WATER {
+                paused = true;
+                break;
+            }
+            a.send_binary(ch, &msg).map_err(string_err)?;
+            sent += 1;
+        }
+        tokio::select! {
+            e = a.next_event() => {
+                let e = e.map_err(string_err)?;
+                signal_event(&e, &to)?;
+                match e {
+                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == ch => {
+                        open = true;
+                        a.connection_mut().set_buffered_amount_low_threshold(ch, LOW_WATER);
+                        cpu = Some(cpu_time::ThreadTime::now());
+                    }
+                    PeerEvent::DataChannel(DcEvent::BufferedAmountLow(id)) if id == ch => {
+                        paused = false;
+                    }
+                    _ => {}
+                }
+            }
+            m = from.recv() => match m {
+                Some(Signal::Sdp(answer)) => a.accept_answer(&answer).map_err(string_err)?,
+                Some(Signal::Candidate(c)) => a.add_ice_candidate(&c).map_err(string_err)?,
+                Some(Signal::EndOfCandidates) => a.add_end_of_candidates(),
+                Some(Signal::Done(bytes, wall, cpu_b)) => {
+                    let cpu = cpu.map_or(0.0, |c| c.elapsed().as_secs_f64());
+                    a.close().await;
+                    return Ok((cpu, (bytes, wall, cpu_b)));
+                }
+                None => return Err("the receiver stopped".into()),
+            }
+        }
+    }
+}
+
+/// The receiving side: answers, counts message bytes until `total`, then
+/// reports.
+async fn live_receiver(to: Tx, mut from: Rx, total: u64) -> Result<(), String> {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let config = super::LivePeer::config().map_err(string_err)?;
+    let mut b = super::LivePeer::bind(config, loopback)
+        .await
+        .map_err(string_err)?;
+    let mut got = 0u64;
+    let mut start = None;
+    loop {
+        tokio::select! {
+            e = b.next_event() => {
+                let e = e.map_err(string_err)?;
+                signal_event(&e, &to)?;
+                match e {
+                    PeerEvent::DataChannel(DcEvent::Open(_)) => {
+                        start = Some((Instant::now(), cpu_time::ThreadTime::now()));
+                    }
+                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => {
+                        got += message.len() as u64;
+                        if got >= total {
+                            let (wall, cpu) = start.map_or((f64::NAN, 0.0), |(t, c)| {
+                                (t.elapsed().as_secs_f64(), c.elapsed().as_secs_f64())
+                            });
+                            // Let the last SACKs out.
+                            b.flush().await.map_err(string_err)?;
+                            let _ = to.send(Signal::Done(got, wall, cpu));
+                            return Ok(());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            m = from.recv() => match m {
+                Some(Signal::Sdp(offer)) => {
+                    let answer = b.answer(&offer).map_err(string_err)?;
+                    let _ = to.send(Signal::Sdp(answer));
+                }
+                Some(Signal::Candidate(c)) => b.add_ice_candidate(&c).map_err(string_err)?,
+                Some(Signal::EndOfCandidates) => b.add_end_of_candidates(),
+                Some(Signal::Done(..)) => {}
+                None => return Err("the sender stopped".into()),
+            }
+        }
+    }
+}
+
+/// Runs `f` on this thread's own tokio runtime, for at most two minutes.
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(string_err)?;
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(120), f)
+            .await
+            .map_err(|_| "the transfer timed out".to_string())?
+    })
+}
+
+/// `bytes` in messages of `size` bytes on one reliable ordered data
+/// channel between two [`LivePeer`](super::LivePeer)s on loopback, each on
+/// its own thread and tokio runtime: the path an application takes
+/// (`PeerConnection`, its transport, the runtime's driver), with
+/// `bufferedAmount` flow control ([`HIGH_WATER`], [`LOW_WATER`]).
+pub fn datachannel_on_loopback(bytes: u64, size: usize) -> Result<Transfer, String> {
+    let count = bytes.div_ceil(size as u64);
+    let total = count * size as u64;
+    let (to_b, from_a) = tokio::sync::mpsc::unbounded_channel();
+    let (to_a, from_b) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::scope(|s| {
+        let receiver = s.spawn(|| block_on(live_receiver(to_a, from_a, total)));
+        let sender = s.spawn(|| block_on(live_sender(to_b, from_b, count, size)));
+        let r = receiver.join().map_err(|_| "receiver panicked".to_string());
+        let (sender_cpu, (got, wall, receiver_cpu)) =
+            sender.join().map_err(|_| "sender panicked".to_string())??;
+        r??;
+        Ok(Transfer {
+            mb_per_s: got as f64 / 1e6 / wall,
+            wall,
+            sender_cpu,
+            receiver_cpu,
+        })
+    })
 }
 
 // ---- set-up in the simulator ------------------------------------------
@@ -422,11 +643,133 @@ fn connect_directly(seed: u64) -> Option<[PeerConnection; 2]> {
     None
 }
 
+/// Connected pairs of live peers measured by `peer.idle_bytes`.
+const LIVE_IDLE_PAIRS: usize = 100;
+
+/// How long a live pair runs after its first message before it counts as
+/// idle: the last SACKs (delayed up to 200 ms, RFC 9260 §6.2) and DCEP
+/// acknowledgements have flowed, and the drivers have been quiet long
+/// enough to release their buffers (100 ms, see [`crate::runtime`]).
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// One pair of [`LivePeer`](super::LivePeer)s on loopback, connected with
+/// a data channel open and one message delivered, then run for
+/// [`SETTLE`].
+async fn live_pair() -> Result<(super::LivePeer, super::LivePeer), String> {
+    let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+    let bind = || async {
+        let config = super::LivePeer::config().map_err(string_err)?;
+        super::LivePeer::bind(config, loopback)
+            .await
+            .map_err(string_err)
+    };
+    let (mut a, mut b) = (bind().await?, bind().await?);
+    let ch = a
+        .create_data_channel(ChannelInit::new("idle"))
+        .map_err(string_err)?;
+    let offer = a.offer().map_err(string_err)?;
+    let answer = b.answer(&offer).map_err(string_err)?;
+    a.accept_answer(&answer).map_err(string_err)?;
+    let mut delivered = false;
+    let mut settled_at = None;
+    loop {
+        let settle = async {
+            match settled_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = a.next_event() => match e.map_err(string_err)? {
+                PeerEvent::LocalCandidate(c) => b.add_ice_candidate(&c.to_string()).map_err(string_err)?,
+                PeerEvent::GatheringComplete => b.add_end_of_candidates(),
+                PeerEvent::DataChannel(DcEvent::Open(id)) if id == ch => a.send_text(ch, "first").map_err(string_err)?,
+                PeerEvent::Error(e) => return Err(e.to_string()),
+                _ => {}
+            },
+            e = b.next_event() => match e.map_err(string_err)? {
+                PeerEvent::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).map_err(string_err)?,
+                PeerEvent::GatheringComplete => a.add_end_of_candidates(),
+                PeerEvent::DataChannel(DcEvent::Message { .. }) if !delivered => {
+                    delivered = true;
+                    settled_at = Some(tokio::time::Instant::now() + SETTLE);
+                }
+                PeerEvent::Error(e) => return Err(e.to_string()),
+                _ => {}
+            },
+            _ = settle => return Ok((a, b)),
+        }
+    }
+}
+
+/// Heap bytes per idle connected [`LivePeer`](super::LivePeer), driver
+/// included, over `pairs` pairs set up 20 at a time on one tokio runtime
+/// (which stays up, holding their sockets' registrations, while counted);
+/// `None` without a heap counter or if a pair fails.
+pub fn live_idle_bytes_per_peer(pairs: usize) -> Option<f64> {
+    HEAP_BYTES.get()?;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            // One pair first, so that the runtime's lazily made parts
+            // (timer wheel, I/O slabs) are not counted.
+            let warm = rt.block_on(live_pair()).ok()?;
+            let before = heap_bytes()?;
+            // Counted: the peers' own bytes (a `LivePeer` is 13 KB inline).
+            let mut all = Vec::with_capacity(pairs);
+            rt.block_on(async {
+                let mut tries = 0;
+                while all.len() < pairs && tries < 2 * pairs {
+                    // Twenty at a time in this task (not spawned: a
+                    // finished task's cell, which holds the pair's future,
+                    // would be counted).
+                    let n = (pairs - all.len()).min(20);
+                    tries += n;
+                    let mut running: Vec<Option<std::pin::Pin<Box<_>>>> =
+                        (0..n).map(|_| Some(Box::pin(live_pair()))).collect();
+                    std::future::poll_fn(|cx| {
+                        for slot in &mut running {
+                            if let Some(f) = slot
+                                && let std::task::Poll::Ready(r) = f.as_mut().poll(cx)
+                            {
+                                match r {
+                                    Ok(pair) => all.push(pair),
+                                    Err(e) => eprintln!("note: idle pair failed: {e}"),
+                                }
+                                *slot = None;
+                            }
+                        }
+                        if running.iter().all(Option::is_none) {
+                            std::task::Poll::Ready(())
+                        } else {
+                            std::task::Poll::Pending
+                        }
+                    })
+                    .await;
+                }
+            });
+            let after = heap_bytes()?;
+            let n = all.len() * 2;
+            drop(all);
+            drop(warm);
+            Some(after.saturating_sub(before) as f64 / n.max(1) as f64)
+        })
+        .join()
+        .ok()
+        .flatten()
+    })
+}
+
 /// Heap bytes per idle connected peer over `peers` peers (`peers / 2`
 /// pairs), or `None` without a heap counter ([`set_heap_counter`]).
 pub fn idle_bytes_per_peer(peers: usize) -> Option<f64> {
     let before = heap_bytes()?;
-    let mut all = Vec::with_capacity(peers);
+    // One slot per pair: each holds two peers inline (a `PeerConnection`
+    // is 13 KB before its heap), counted once.
+    let mut all = Vec::with_capacity(peers / 2);
     for seed in 0..(peers / 2) as u64 {
         all.push(connect_directly(seed + 1)?);
     }
@@ -453,6 +796,13 @@ mod tests {
         }
         // Without a heap counter registered there is no figure.
         assert_eq!(super::idle_bytes_per_peer(2), None);
+    }
+
+    #[test]
+    fn moves_data_channel_bytes_between_live_peers() {
+        let t = super::datachannel_on_loopback(3_000_000, 16 * 1024).expect("transfer");
+        assert!(t.mb_per_s > 0.0 && t.wall > 0.0, "{t:?}");
+        eprintln!("{t:?}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::{Driver, is_icmp_error, poll_recv};
+use super::{Driver, is_icmp_error};
 use crate::machine::{Machine, Receive};
 use crate::turn::{self, ServerEvent, Transport};
 
@@ -72,7 +72,8 @@ struct Connection {
 
 /// One input the owner's select took.
 enum Input {
-    Udp(io::Result<(usize, usize, SocketAddr, SocketAddr)>),
+    /// Socket `i` is readable.
+    Udp(io::Result<usize>),
     Stream(Option<FromConnection>),
     Accept(io::Result<(TcpStream, SocketAddr)>),
     Timer,
@@ -145,18 +146,14 @@ pub async fn serve_with_idle(
         let deadline = driver.machine.poll_timeout();
         let input = {
             let sockets = &driver.sockets;
-            let pktinfo = &driver.pktinfo;
-            let buf = &mut driver.buf;
-            let cmsg = &mut driver.cmsg;
             let start = driver.next_socket;
+            // A readable socket (round-robin so that none starves); the
+            // driver's burst reads it below.
             let recv = poll_fn(|cx| {
                 for k in 0..sockets.len() {
                     let i = (start + k) % sockets.len();
-                    let (bound, socket) = &sockets[i];
-                    match poll_recv(cx, socket, *bound, pktinfo[i], buf, cmsg) {
-                        Poll::Ready(Ok((len, from, to))) => {
-                            return Poll::Ready(Ok((i, len, from, to)));
-                        }
+                    match sockets[i].1.poll_recv_ready(cx) {
+                        Poll::Ready(Ok(())) => return Poll::Ready(Ok(i)),
                         Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                         Poll::Pending => {}
                     }
@@ -184,11 +181,12 @@ pub async fn serve_with_idle(
             }
         };
         match input {
-            Input::Udp(Ok((i, len, from, to))) => {
+            Input::Udp(Ok(i)) => {
                 driver.next_socket = (i + 1) % driver.sockets.len();
-                driver.deliver(len, from, to, Some(fast)).await;
                 #[cfg(target_os = "linux")]
                 driver.burst_batched(i, fast).await?;
+                #[cfg(not(target_os = "linux"))]
+                driver.burst(i, Some(fast)).await?;
             }
             Input::Udp(Err(e)) if is_icmp_error(&e) => {}
             Input::Udp(Err(e)) => return Err(e),
