@@ -68,6 +68,7 @@ pub const LAYERS: &[&str] = &[
     "srtp",
     "rtp",
     "setup",
+    "media",
     "datachannel",
 ];
 
@@ -96,6 +97,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "rtp" => from_tuples(crate::rtp::bench::speed()),
             "ice" => from_tuples(crate::ice::speed::speed()),
             "setup" => from_tuples(crate::peer::speed::speed()),
+            "media" => from_tuples(crate::peer::speed::media()),
             "datachannel" => datachannel(),
             other => {
                 return Err(format!(

@@ -408,12 +408,13 @@ fn certificate(rng: &mut StdRng) -> Option<Certificate> {
     Certificate::generate(rng, SystemTime::now()).ok()
 }
 
-/// An offerer and an answerer with one data channel, offer and answer
-/// applied at `now` (trickle follows).
+/// An offerer and an answerer with one data channel (and, with `video`, a
+/// VP8 track each), offer and answer applied at `now` (trickle follows).
 fn offer_answer(
     seed: u64,
     now: Instant,
     addrs: [SocketAddr; 2],
+    video: bool,
 ) -> Option<(
     PeerConnection,
     PeerConnection,
@@ -429,6 +430,10 @@ fn offer_answer(
         StdRng::seed_from_u64(rng.random()),
     );
     let ch = a.create_data_channel(ChannelInit::new("speed")).ok()?;
+    if video {
+        a.add_track_with_codec(super::TrackCodec::Vp8).ok()?;
+        b.add_track_with_codec(super::TrackCodec::Vp8).ok()?;
+    }
     let offer = a.create_offer(now).ok()?;
     a.set_local_description(now, SdpType::Offer, &offer).ok()?;
     b.set_remote_description(now, SdpType::Offer, &offer).ok()?;
@@ -523,7 +528,7 @@ pub fn setup_in_sim(runs: u64, loss: f64) -> (Vec<Duration>, u64) {
     for seed in 0..runs {
         let mut sim = Sim::new(seed);
         let start = sim.now();
-        let Some((a, b, ch)) = offer_answer(seed, start, addrs) else {
+        let Some((a, b, ch)) = offer_answer(seed, start, addrs, false) else {
             failed += 1;
             continue;
         };
@@ -591,12 +596,17 @@ fn heap_bytes() -> Option<usize> {
 /// side, virtual time jumping to the next timer) until the data channel is
 /// open on both sides and idle; `None` if it does not within 10 s.
 fn connect_directly(seed: u64) -> Option<[PeerConnection; 2]> {
+    connect_directly_with(seed, false)
+}
+
+/// [`connect_directly`], with a VP8 track each when `video`.
+fn connect_directly_with(seed: u64, video: bool) -> Option<[PeerConnection; 2]> {
     let addrs: [SocketAddr; 2] = [
         SocketAddr::from(([10, 0, (seed >> 8) as u8, seed as u8], 5000)),
         SocketAddr::from(([10, 1, (seed >> 8) as u8, seed as u8], 6000)),
     ];
     let start = Instant::now();
-    let (a, b, ch) = offer_answer(seed, start, addrs)?;
+    let (a, b, ch) = offer_answer(seed, start, addrs, video)?;
     let mut peers = [a, b];
     let mut seen = [Seen::default(), Seen::default()];
     let mut now = start;
@@ -779,6 +789,112 @@ pub fn idle_bytes_per_peer(peers: usize) -> Option<f64> {
     Some(after.saturating_sub(before) as f64 / n.max(1) as f64)
 }
 
+/// Frames per media measurement (3 packets each).
+const MEDIA_FRAMES: u32 = 3000;
+
+/// `rtclab speed media`: CPU per RTP packet through `PeerConnection`, on
+/// two peers connected back to back in memory (no sockets): sending (a
+/// 3000-byte VP8 frame in 3 packets: packetize, RTP header with mid and
+/// transport-cc, RTX history, SRTP, drained with `poll_transmit_into`),
+/// receiving (SRTP, routing, statistics, NACK state, frame assembly, the
+/// frame event), and forwarding in RTP mode (receive, hand up, rewrite and
+/// send on the other peer's track). The thread's CPU time over
+/// [`MEDIA_FRAMES`] frames; timers are not run.
+pub fn media() -> Vec<(String, f64, &'static str)> {
+    let Some([mut a, mut b]) = connect_directly_with(7, true) else {
+        return vec![("media.failed".into(), 1.0, "runs")];
+    };
+    let (ta, tb) = (super::TrackId(0), super::TrackId(0));
+    let Some(mid) = a.track_mid(ta).map(str::to_string) else {
+        return vec![("media.failed".into(), 1.0, "runs")];
+    };
+    let frame = vec![0x10u8; 3000];
+    let mut now = Instant::now() + Duration::from_secs(20);
+    let send = |a: &mut PeerConnection, first: u32, now: &mut Instant| {
+        let mut datagrams = Vec::with_capacity(3 * MEDIA_FRAMES as usize);
+        let mut buf = Vec::with_capacity(1500);
+        let t = cpu_time::ThreadTime::now();
+        for i in first..first + MEDIA_FRAMES {
+            *now += Duration::from_millis(33);
+            let _ = a.send_frame(*now, ta, 3000 * i, &frame);
+            while {
+                buf.clear();
+                a.poll_transmit_into(&mut buf).is_some()
+            } {
+                datagrams.push(buf.clone());
+            }
+        }
+        let cpu = t.elapsed();
+        (cpu, datagrams)
+    };
+    let deliver = |b: &mut PeerConnection, datagrams: &[Vec<u8>], now: Instant| {
+        for d in datagrams {
+            b.handle_receive(
+                now,
+                Receive {
+                    source: SocketAddr::from(([10, 0, 0, 7], 5000)),
+                    destination: SocketAddr::from(([10, 1, 0, 7], 6000)),
+                    contents: d,
+                },
+            );
+        }
+    };
+    // Sending (the copy into `datagrams` is the measurement's own cost).
+    let (send_cpu, datagrams) = send(&mut a, 1, &mut now);
+    let packets = datagrams.len().max(1) as f64;
+    // Receiving frames.
+    let t = cpu_time::ThreadTime::now();
+    let mut frames = 0u64;
+    for chunk in datagrams.chunks(3) {
+        deliver(&mut b, chunk, now);
+        while let Some(e) = b.poll_event() {
+            frames += u64::from(matches!(e, PeerEvent::Frame { .. }));
+        }
+        while b.poll_transmit().is_some() {}
+    }
+    let receive_cpu = t.elapsed();
+    // Forwarding in RTP mode: B sends each packet back on its own track.
+    let _ = b.set_rtp_mode(&mid, true);
+    let (_, datagrams) = send(&mut a, 1 + MEDIA_FRAMES, &mut now);
+    let mut out = Vec::with_capacity(1500);
+    let t = cpu_time::ThreadTime::now();
+    let mut forwarded = 0u64;
+    for chunk in datagrams.chunks(3) {
+        deliver(&mut b, chunk, now);
+        while let Some(e) = b.poll_event() {
+            if let PeerEvent::Rtp { packet, .. } = e {
+                forwarded += u64::from(b.send_rtp(now, tb, &packet).is_ok());
+                b.recycle_rtp(packet);
+            }
+        }
+        while {
+            out.clear();
+            b.poll_transmit_into(&mut out).is_some()
+        } {}
+    }
+    let forward_cpu = t.elapsed();
+    let ns = |d: Duration, n: f64| d.as_nanos() as f64 / n.max(1.0);
+    vec![
+        (
+            "media.send_ns_per_packet".into(),
+            ns(send_cpu, packets),
+            "ns",
+        ),
+        (
+            "media.receive_ns_per_packet".into(),
+            ns(receive_cpu, packets),
+            "ns",
+        ),
+        ("media.frames_received".into(), frames as f64, "frames"),
+        (
+            "media.forward_ns_per_packet".into(),
+            ns(forward_cpu, forwarded as f64),
+            "ns",
+        ),
+        ("media.forwarded".into(), forwarded as f64, "packets"),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -810,5 +926,19 @@ mod tests {
         let (ok, failed) = super::setup_on_loopback(2);
         assert_eq!(failed, 0);
         assert!(ok.iter().all(|d| *d < std::time::Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn media_figures_see_every_frame_and_forward_every_packet() {
+        let f = super::media();
+        let get = |name: &str| f.iter().find(|(n, _, _)| n == name).map(|(_, v, _)| *v);
+        assert_eq!(
+            get("media.frames_received"),
+            Some(f64::from(super::MEDIA_FRAMES))
+        );
+        assert_eq!(
+            get("media.forwarded"),
+            Some(f64::from(3 * super::MEDIA_FRAMES))
+        );
     }
 }
