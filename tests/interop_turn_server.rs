@@ -245,3 +245,81 @@ fn relay_to_relay_across_threads() {
         e => panic!("{e:?}\n--- server ---\n{}", server.output()),
     }
 }
+
+/// A Rust peer with our TURN server in its `ice_servers` and
+/// `iceTransportPolicy: relay` calls another over real UDP on loopback:
+/// it signals only its relayed candidate, the selected pair runs through
+/// the relay, and a message goes each way.
+#[tokio::test]
+async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server() {
+    use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
+    use rtclab::ice::CandidateKind;
+    use rtclab::peer::{IceServer, IceTransportPolicy, LivePeer, PeerEvent};
+
+    let port = free_udp_port(false);
+    let _server = start_ours(port, &[]);
+    let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let mut config = LivePeer::config().expect("cert");
+    config.ice_servers = vec![IceServer::turn(
+        &format!("turn:127.0.0.1:{port}"),
+        "alice",
+        "secret",
+    )];
+    config.ice_transport_policy = IceTransportPolicy::Relay;
+    let mut a = LivePeer::bind(config, lo).await.expect("bind a");
+    let mut b = LivePeer::bind(LivePeer::config().expect("cert"), lo)
+        .await
+        .expect("bind b");
+    let chat = a
+        .create_data_channel(ChannelInit::new("relayed"))
+        .expect("channel");
+    let offer = a.offer().expect("offer");
+    let answer = b.answer(&offer).expect("answer");
+    a.accept_answer(&answer).expect("accept");
+    let (mut got, mut reply, mut kinds) = (None, None, Vec::new());
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        while got.is_none() || reply.is_none() {
+            tokio::select! {
+                e = a.next_event() => match e.expect("io a") {
+                    PeerEvent::LocalCandidate(c) => {
+                        kinds.push(c.kind);
+                        b.add_ice_candidate(&c.to_string()).expect("cand");
+                    }
+                    PeerEvent::GatheringComplete => b.add_end_of_candidates(),
+                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat => {
+                        a.send_text(chat, "via the relay").expect("text");
+                    }
+                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => reply = Some(message),
+                    PeerEvent::Error(e) => panic!("a: {e}"),
+                    _ => {}
+                },
+                e = b.next_event() => match e.expect("io b") {
+                    PeerEvent::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
+                    PeerEvent::GatheringComplete => a.add_end_of_candidates(),
+                    PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                        b.send_text(channel, "back").expect("reply");
+                        got = Some(message);
+                    }
+                    PeerEvent::Error(e) => panic!("b: {e}"),
+                    _ => {}
+                },
+            }
+        }
+    })
+    .await;
+    assert!(done.is_ok(), "no call through the relay in 20 s");
+    assert_eq!(got, Some(Message::Text("via the relay".into())));
+    assert_eq!(reply, Some(Message::Text("back".into())));
+    assert_eq!(
+        kinds,
+        vec![CandidateKind::Relayed],
+        "only the relayed candidate"
+    );
+    let pair = a
+        .connection()
+        .stats()
+        .transport
+        .selected_candidate_pair
+        .expect("pair");
+    assert_eq!(pair.0.kind, CandidateKind::Relayed);
+}

@@ -95,6 +95,11 @@ pub struct AgentConfig {
     pub max_peer_reflexive: usize,
     /// Cap on candidate pairs (RFC 8445 §6.1.2.5 suggests 100).
     pub max_pairs: usize,
+    /// W3C `iceTransportPolicy: "relay"`: only relayed candidates are
+    /// signaled and paired (host candidates stay, unsignaled, as the
+    /// sockets TURN allocations are made from); checks that arrive on a
+    /// host address are not answered. Hides our addresses from the peer.
+    pub relay_only: bool,
 }
 
 impl Default for AgentConfig {
@@ -124,6 +129,7 @@ impl Default for AgentConfig {
             max_remote_candidates: 64,
             max_peer_reflexive: 16,
             max_pairs: 100,
+            relay_only: false,
         }
     }
 }
@@ -612,12 +618,14 @@ impl Agent {
 
     fn add_local(&mut self, now: Instant, c: Candidate, base: SocketAddr) {
         let idx = self.local.len();
-        let pairable = matches!(c.kind, CandidateKind::Host | CandidateKind::Relayed);
+        let pairable = self.pairable(c.kind);
+        let signaled = c.kind != CandidateKind::PeerReflexive
+            && (!self.config.relay_only || c.kind == CandidateKind::Relayed);
         self.local.push(LocalCandidate {
             candidate: c.clone(),
             base,
         });
-        if c.kind != CandidateKind::PeerReflexive {
+        if signaled {
             self.push_event(IceEvent::LocalCandidate(c));
         }
         if pairable {
@@ -705,16 +713,24 @@ impl Agent {
             && self.remote[pa.remote].foundation == self.remote[pb.remote].foundation
     }
 
+    /// Whether local candidates of `kind` form pairs (RFC 8445 §6.1.2.2:
+    /// host and relayed ones; server-reflexive ones are their bases'),
+    /// relayed only under [`AgentConfig::relay_only`].
+    fn pairable(&self, kind: CandidateKind) -> bool {
+        match kind {
+            CandidateKind::Host => !self.config.relay_only,
+            CandidateKind::Relayed => true,
+            _ => false,
+        }
+    }
+
     /// Forms the pair (l, r) if both are usable and it is not redundant
     /// (RFC 8445 §6.1.2.2, §6.1.2.4). Returns its index.
     fn add_pair(&mut self, l: usize, r: usize) -> Option<usize> {
-        let lc = &self.local[l];
-        if !matches!(
-            lc.candidate.kind,
-            CandidateKind::Host | CandidateKind::Relayed
-        ) {
+        if !self.pairable(self.local[l].candidate.kind) {
             return None;
         }
+        let lc = &self.local[l];
         let raddr = self.remote[r].socket_addr()?;
         if lc.base.is_ipv4() != raddr.is_ipv4() {
             return None;
@@ -981,6 +997,16 @@ impl Agent {
         if msg.verify_fingerprint().is_err() {
             return;
         }
+        // Relay only: a check that reached a host address is not answered
+        // (an answer would make that path valid for the peer).
+        if self.config.relay_only
+            && !self
+                .local
+                .iter()
+                .any(|c| c.base == d.destination && c.candidate.kind == CandidateKind::Relayed)
+        {
+            return;
+        }
         let username = match msg.username() {
             Ok(Some(u)) if msg.has_integrity() => u,
             // RFC 8489 §9.1.3: no USERNAME or no MESSAGE-INTEGRITY → 400.
@@ -1074,12 +1100,14 @@ impl Agent {
         }
         // Learn from it: local candidate, peer-reflexive remote (§7.3.1.3),
         // triggered check (§7.3.1.4), nomination (§7.3.1.5).
+        let relay_only = self.config.relay_only;
         let Some(l) = self.local.iter().position(|c| {
             c.base == d.destination
-                && matches!(
-                    c.candidate.kind,
-                    CandidateKind::Host | CandidateKind::Relayed
-                )
+                && match c.candidate.kind {
+                    CandidateKind::Host => !relay_only,
+                    CandidateKind::Relayed => true,
+                    _ => false,
+                }
         }) else {
             return;
         };

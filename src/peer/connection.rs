@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::ice_servers::{self, IceServer, IceServerError, IceTransportPolicy};
 use super::stats::{
     DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats,
 };
@@ -140,6 +141,12 @@ pub struct Config {
     /// Packets then leave from `handle_timeout`, not from `send_frame`.
     /// Off by default.
     pub pacing: bool,
+    /// W3C `iceServers`: STUN and TURN URLs with credentials (see
+    /// [`super::ice_servers`]); a TURN server gives a relayed candidate.
+    pub ice_servers: Vec<IceServer>,
+    /// W3C `iceTransportPolicy`: with [`IceTransportPolicy::Relay`] only
+    /// the relayed candidate is signaled and used.
+    pub ice_transport_policy: IceTransportPolicy,
 }
 
 impl Config {
@@ -161,6 +168,8 @@ impl Config {
             cname: None,
             ice_credentials: None,
             pacing: false,
+            ice_servers: Vec::new(),
+            ice_transport_policy: IceTransportPolicy::All,
         }
     }
 }
@@ -325,6 +334,8 @@ pub enum Error {
     /// The pacer's queue is full (more media than the path carries for
     /// seconds): the packet was dropped.
     Congested,
+    /// An ICE server of the configuration cannot be used.
+    IceServer(IceServerError),
 }
 
 impl fmt::Display for Error {
@@ -339,6 +350,7 @@ impl fmt::Display for Error {
             Error::Misuse(m) => write!(f, "misuse: {m}"),
             Error::Closed => f.write_str("the peer connection is closed"),
             Error::Congested => f.write_str("the pacer's queue is full: media dropped"),
+            Error::IceServer(e) => write!(f, "{e}"),
         }
     }
 }
@@ -447,6 +459,8 @@ pub struct PeerConnection {
     transport_config: Option<TransportConfig>,
     host_candidates: Vec<SocketAddr>,
     stun_server: Option<SocketAddr>,
+    ice_servers: Vec<IceServer>,
+    ice_transport_policy: IceTransportPolicy,
     sctp_config: crate::sctp::Config,
     transport: Option<Transport>,
     /// Remote candidates trickled before the remote description.
@@ -563,6 +577,8 @@ impl PeerConnection {
             transport_config: config.transport,
             host_candidates: config.host_candidates,
             stun_server: config.stun_server,
+            ice_servers: config.ice_servers,
+            ice_transport_policy: config.ice_transport_policy,
             sctp_config: config.sctp,
             transport: None,
             early_candidates: Vec::new(),
@@ -1795,6 +1811,24 @@ impl PeerConnection {
         };
         config.host_candidates = self.host_candidates.clone();
         config.stun_server = self.stun_server;
+        let servers = ice_servers::resolve(&self.ice_servers).map_err(Error::IceServer)?;
+        if config.stun_server.is_none() {
+            config.stun_server = servers.stun;
+        }
+        if let Some((server, user, pass)) = servers.turn {
+            config.turn = Some(crate::turn::ClientConfig::new(server, &user, &pass));
+        }
+        if self.ice_transport_policy == IceTransportPolicy::Relay {
+            if config.turn.is_none() {
+                return Err(Error::Misuse(
+                    "iceTransportPolicy relay needs a TURN server in ice_servers",
+                ));
+            }
+            // Only the relayed candidate: no host or server-reflexive one
+            // is signaled or used (W3C §4.2.6).
+            config.ice.relay_only = true;
+            config.stun_server = None;
+        }
         if let Some(c) = self.ice_credentials.take() {
             config.local_credentials = Some(c);
         }

@@ -150,12 +150,21 @@
 //!
 //! ## Left out (for now)
 //!
-//! ICE restart; TURN relaying for `PeerConnection` (the ICE agent has it);
-//! congestion control of the media we send (we answer NACKs and PLIs and
-//! report, but do not adapt a bitrate).
+//! ICE restart; TURN over TCP or TLS to the server (the TURN client speaks
+//! UDP); resolving names in `ice_servers` (give IP addresses).
+//!
+//! ## ICE servers
+//!
+//! [`PeerConfig::ice_servers`] takes STUN and TURN URLs as the W3C
+//! `iceServers` does; a TURN server gives a relayed candidate through the
+//! ICE transport's TURN client, and datagrams of a relayed pair go out as
+//! Send indications or ChannelData. With
+//! [`PeerConfig::ice_transport_policy`] `Relay`, only the relayed candidate
+//! is signaled and used.
 
 mod connection;
 mod demux;
+pub mod ice_servers;
 pub mod live;
 pub mod speed;
 mod stats;
@@ -166,6 +175,7 @@ pub use connection::{
     PeerConnection, PeerConnectionState, RTP_MODE_EXTENSIONS, SdpType, SignalingState, TrackCodec,
     TrackId,
 };
+pub use ice_servers::{IceServer, IceTransportPolicy};
 pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 
 pub use demux::{PacketKind, classify};

@@ -799,7 +799,7 @@ const MEDIA_FRAMES: u32 = 3000;
 /// receiving (SRTP, routing, statistics, NACK state, frame assembly, the
 /// frame event), and forwarding in RTP mode (receive, hand up, rewrite and
 /// send on the other peer's track). The thread's CPU time over
-/// [`MEDIA_FRAMES`] frames; timers are not run.
+/// 3000 frames; timers are not run.
 pub fn media() -> Vec<(String, f64, &'static str)> {
     let Some([mut a, mut b]) = connect_directly_with(7, true) else {
         return vec![("media.failed".into(), 1.0, "runs")];

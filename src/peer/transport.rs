@@ -14,12 +14,14 @@ use crate::dtls::Error as DtlsError;
 use crate::dtls::cert::{Certificate, Fingerprint, HashAlgorithm};
 use crate::dtls::endpoint::{self, Endpoint, Event as DtlsEvent};
 use crate::dtls::handshake::{Alert, SrtpProfile};
+use crate::ice::transport::{IceTransport, TransportConfig as IceTransportConfig};
 use crate::ice::{
     Agent, AgentConfig, Candidate, ConnectionState, Credentials, FailureReason, IceError, IceEvent,
 };
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
 use crate::srtp::{self, MasterKey, ProtectionProfile, SrtpContext};
 use crate::stun::{Class, Message};
+use crate::turn;
 
 pub use crate::dtls::endpoint::Role as DtlsRole;
 
@@ -162,6 +164,9 @@ pub struct Config {
     pub dtls_retransmit_timeout: Duration,
     /// Our ICE ufrag and password; `None`: random ones from the RNG.
     pub local_credentials: Option<Credentials>,
+    /// A TURN server and credentials, for a relayed candidate (RFC 8656,
+    /// through [`IceTransport`]); `ice.relay_only` keeps to it.
+    pub turn: Option<turn::ClientConfig>,
 }
 
 /// Initial retransmission timeout of ICE connectivity checks here.
@@ -195,6 +200,7 @@ impl Config {
             mtu: 1200,
             dtls_retransmit_timeout: endpoint::INITIAL_RETRANSMIT_TIMEOUT,
             local_credentials: None,
+            turn: None,
         }
     }
 }
@@ -439,7 +445,8 @@ fn srtp_contexts(slot: &mut Option<SrtpKeys>, config: srtp::Config) -> Result<&m
 /// it fails or closes (no timers, no keys left behind).
 #[derive(Debug)]
 struct Live {
-    ice: Agent,
+    /// The ICE agent and its TURN allocation.
+    ice: IceTransport,
     dtls: Option<Endpoint>,
     srtp: Option<SrtpKeys>,
     /// The selected pair (local, remote), once ICE chose it.
@@ -554,9 +561,15 @@ impl Transport {
             stun_server: config.stun_server,
             ..config.ice
         };
-        let mut ice = Agent::new(ice_config, StdRng::seed_from_u64(rng.random()));
+        let mut ice = IceTransport::new(
+            IceTransportConfig {
+                agent: ice_config,
+                turn: config.turn,
+            },
+            StdRng::seed_from_u64(rng.random()),
+        );
         if let Some(c) = config.local_credentials
-            && !ice.set_local_credentials(c)
+            && !ice.agent_mut().set_local_credentials(c)
         {
             return Err(Error::Misuse(
                 "local ICE credentials: ice-ufrag 4-256 and ice-pwd 22-256 ice-chars (RFC 8839 §5.4)",
@@ -655,6 +668,11 @@ impl Transport {
 
     /// The ICE agent, for inspection (`None` once failed or closed).
     pub fn ice(&self) -> Option<&Agent> {
+        self.live.as_ref().map(|l| l.ice.agent())
+    }
+
+    /// The ICE agent with its TURN allocation (relay status and counts).
+    pub fn ice_transport(&self) -> Option<&IceTransport> {
         self.live.as_ref().map(|l| &l.ice)
     }
 
@@ -816,6 +834,10 @@ impl Transport {
         let Some(live) = self.live.as_ref() else {
             return false;
         };
+        // Our TURN server's answers and what it relays.
+        if live.ice.turn_client().is_some_and(|c| c.server() == source) {
+            return true;
+        }
         if classify(datagram) == PacketKind::Stun
             && let Ok(m) = Message::decode(datagram)
         {
@@ -834,27 +856,28 @@ impl Transport {
 
     // ---- internals --------------------------------------------------------
 
-    /// Whether `source` is a valid pair's remote address (see
-    /// [`Agent::is_valid_remote`]). The pair data uses is one (ICE reports
-    /// only valid pairs), so the common case costs one comparison.
     /// Where data goes: ICE's selected path (RFC 8445 §12.1), `None`
     /// before one is selected or after consent was lost.
     fn path(live: &Live) -> Option<TransmitMeta> {
-        let (base, remote) = live.ice.selected_path()?;
-        (live.ice.state() != ConnectionState::Failed).then_some(TransmitMeta {
+        let (base, remote) = live.ice.agent().selected_path()?;
+        (live.ice.agent().state() != ConnectionState::Failed).then_some(TransmitMeta {
             source: Some(base),
             destination: remote,
         })
     }
 
+    /// Whether `source` is a valid pair's remote address (see
+    /// [`Agent::is_valid_remote`]). The pair data uses is one (ICE reports
+    /// only valid pairs), so the common case costs one comparison.
     fn valid_source(live: &Live, source: SocketAddr) -> bool {
-        live.remote_addr == Some(source) || live.ice.is_valid_remote(source)
+        live.remote_addr == Some(source) || live.ice.agent().is_valid_remote(source)
     }
 
     fn known_source(live: &Live, source: SocketAddr) -> bool {
         live.remote_addr == Some(source)
             || live
                 .ice
+                .agent()
                 .remote_candidates()
                 .iter()
                 .any(|c| c.socket_addr() == Some(source))
@@ -1020,8 +1043,21 @@ impl Transport {
                 IceEvent::RoleChanged { controlling } => {
                     tracing::debug!(controlling, "ICE role switched after a conflict");
                 }
-                // Never: only STUN reaches the agent.
-                IceEvent::Data { .. } => {}
+                // A datagram relayed by the TURN server from the peer
+                // (only STUN reaches the agent from sockets).
+                IceEvent::Data { source, data } => {
+                    let relayed = self.live.as_ref().and_then(|l| l.ice.relayed_address());
+                    if let Some(relayed) = relayed {
+                        self.demux(
+                            now,
+                            Receive {
+                                source,
+                                destination: relayed,
+                                contents: &data,
+                            },
+                        );
+                    }
+                }
             }
         }
         // A check may have made a pair valid (only the first reports it).
@@ -1268,13 +1304,31 @@ impl Transport {
     }
 }
 
-impl Machine for Transport {
-    type Event = Event;
+impl Transport {
+    /// The next datagram of the outbox, appended to `buf`. One whose source
+    /// is our relayed address (the selected pair runs through the TURN
+    /// allocation) goes to the ICE transport instead, which wraps it in a
+    /// Send indication or ChannelData (RFC 8656 §11, §12) for its own
+    /// `poll_transmit`.
+    fn pop_outbox(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        loop {
+            let start = buf.len();
+            let meta = self.outbox.pop_into(buf)?;
+            let relayed = self.live.as_mut().filter(|l| {
+                l.ice.relayed_address().is_some() && l.ice.relayed_address() == meta.source
+            });
+            let Some(live) = relayed else {
+                return Some(meta);
+            };
+            let _ = live.ice.send(&buf[start..]);
+            buf.truncate(start);
+        }
+    }
 
-    /// RFC 7983 §7 demultiplexing: the first byte picks the layer.
-    fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
+    /// One datagram by its first byte (RFC 7983 §7): from a socket, or
+    /// relayed through our TURN allocation.
+    fn demux(&mut self, now: Instant, d: Receive<'_>) {
         let Some(live) = self.live.as_mut() else {
-            self.stats.dropped_after_close += 1;
             return;
         };
         let kind = classify(d.contents);
@@ -1311,6 +1365,33 @@ impl Machine for Transport {
             PacketKind::Unknown => self.stats.dropped_unknown_kind += 1,
         }
     }
+}
+
+impl Machine for Transport {
+    type Event = Event;
+
+    /// RFC 7983 §7 demultiplexing: the first byte picks the layer. What
+    /// the TURN server sends (its answers, and the peer's datagrams it
+    /// relays in Data indications or ChannelData, RFC 8656 §11, §12) goes
+    /// to the ICE transport, which hands the relayed datagrams back as
+    /// [`IceEvent::Data`] (then demultiplexed as if they had arrived on the
+    /// relayed address).
+    fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
+        let Some(live) = self.live.as_mut() else {
+            self.stats.dropped_after_close += 1;
+            return;
+        };
+        if live
+            .ice
+            .turn_client()
+            .is_some_and(|c| c.server() == d.source)
+        {
+            live.ice.handle_receive(now, d);
+            self.drain_ice(now);
+            return;
+        }
+        self.demux(now, d);
+    }
 
     fn handle_timeout(&mut self, now: Instant) {
         let Some(live) = self.live.as_mut() else {
@@ -1327,7 +1408,7 @@ impl Machine for Transport {
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
         let mut contents = Vec::new();
-        if let Some(meta) = self.outbox.pop_into(&mut contents) {
+        if let Some(meta) = self.pop_outbox(&mut contents) {
             return Some(Transmit {
                 source: meta.source,
                 destination: meta.destination,
@@ -1344,7 +1425,7 @@ impl Machine for Transport {
     /// allocation); ICE's own checks (a few a second) through its
     /// `poll_transmit`.
     fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
-        if let Some(meta) = self.outbox.pop_into(buf) {
+        if let Some(meta) = self.pop_outbox(buf) {
             return Some(meta);
         }
         let t = match self.transmits.pop_front() {

@@ -1228,7 +1228,7 @@ impl Server {
 
     /// The caller's answer to [`ServerEvent::BindRelay`]: whether the
     /// socket on `relay` is bound. The Allocates waiting for it go on (a
-    /// failed port is skipped and another tried, [`MAX_BIND_TRIES`] at
+    /// failed port is skipped and another tried, 8 times at
     /// most, then 508).
     pub fn relay_bound(&mut self, now: Instant, relay: SocketAddr, bound: bool) {
         let Some(i) = self.binding.iter().position(|&a| a == relay) else {
