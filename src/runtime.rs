@@ -125,6 +125,33 @@ fn is_icmp_error(e: &io::Error) -> bool {
     ignored
 }
 
+/// The index of a readable socket among `sockets`, polled round-robin
+/// from `start` so that none starves.
+fn readable(
+    sockets: &[(SocketAddr, UdpSocket)],
+    start: usize,
+) -> impl std::future::Future<Output = io::Result<usize>> + '_ {
+    poll_fn(move |cx| {
+        for k in 0..sockets.len() {
+            let i = (start + k) % sockets.len();
+            match sockets[i].1.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => return Poll::Ready(Ok(i)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    })
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Reads one waiting datagram without blocking: (length, source, the local
 /// address it was sent to, the GRO segment size or 0 for one datagram).
 /// `msg`: the socket has packet information or GRO on (`recvmsg` with
@@ -444,28 +471,10 @@ impl<M: Machine> Driver<M> {
 
     /// [`Driver::turn`], handing datagrams to `fast` when given.
     async fn turn_with(&mut self, fast: Option<FastPath<M>>) -> io::Result<()> {
-        let deadline = self.machine.poll_timeout();
-        let sockets = &self.sockets;
-        let start = self.next_socket;
-        // Wait for a readable socket (polled round-robin so that none
-        // starves); the reading happens below, into a buffer made then.
-        let ready = poll_fn(|cx| {
-            for k in 0..sockets.len() {
-                let i = (start + k) % sockets.len();
-                match sockets[i].1.poll_recv_ready(cx) {
-                    Poll::Ready(Ok(())) => return Poll::Ready(Ok(i)),
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => {}
-                }
-            }
-            Poll::Pending
-        });
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                None => std::future::pending().await,
-            }
-        };
+        // Wait for a readable socket; the reading happens below, into a
+        // buffer made then.
+        let ready = readable(&self.sockets, self.next_socket);
+        let sleep = sleep_until(self.machine.poll_timeout());
         // Buffers kept after a busy wake-up go when nothing came for
         // BUFFER_IDLE: an idle driver holds none.
         let held = self.buf.capacity() > 0 || self.tx.capacity() > TX_IDLE_CAPACITY;

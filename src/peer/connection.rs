@@ -1036,19 +1036,7 @@ impl PeerConnection {
         // abs-send-time (for a peer without transport-cc, which estimates
         // on its side and answers with REMB): our NTP time, 6.18 seconds.
         let ast = crate::rtp::ext::values::abs_send_time_from_ntp(self.ntp(now));
-        let t = self
-            .transport
-            .as_mut()
-            .ok_or(Error::Misuse("not connected"))?;
-        let s = self
-            .senders
-            .get_mut(track.0)
-            .ok_or(Error::Misuse("no such track"))?;
-        if !s.negotiated {
-            return Err(Error::Misuse(
-                "the track is not negotiated, its codec was not agreed, or it is not sending",
-            ));
-        }
+        let (t, s) = sending(&mut self.transport, &mut self.senders, track)?;
         self.payloads.clear();
         s.packetizer
             .packetize_into(frame, MAX_RTP_PAYLOAD, &mut self.payloads)?;
@@ -1141,19 +1129,7 @@ impl PeerConnection {
     ///
     /// [`RtpPacketMut`]: crate::rtp::RtpPacketMut
     pub fn send_rtp(&mut self, now: Instant, track: TrackId, packet: &[u8]) -> Result<(), Error> {
-        let t = self
-            .transport
-            .as_mut()
-            .ok_or(Error::Misuse("not connected"))?;
-        let s = self
-            .senders
-            .get_mut(track.0)
-            .ok_or(Error::Misuse("no such track"))?;
-        if !s.negotiated {
-            return Err(Error::Misuse(
-                "the track is not negotiated, its codec was not agreed, or it is not sending",
-            ));
-        }
+        let (t, s) = sending(&mut self.transport, &mut self.senders, track)?;
         let p = RtpPacket::new_checked(packet)?;
         // The elements, rewritten, on the stack: at most 16 are kept. The
         // mid and the transport-wide sequence number are ours.
@@ -2339,6 +2315,24 @@ impl PeerConnection {
             }
         }
     }
+}
+
+/// The transport and the sender of `track`, if it may send now.
+fn sending<'a>(
+    transport: &'a mut Option<Transport>,
+    senders: &'a mut [Sender],
+    track: TrackId,
+) -> Result<(&'a mut Transport, &'a mut Sender), Error> {
+    let t = transport.as_mut().ok_or(Error::Misuse("not connected"))?;
+    let s = senders
+        .get_mut(track.0)
+        .ok_or(Error::Misuse("no such track"))?;
+    if !s.negotiated {
+        return Err(Error::Misuse(
+            "the track is not negotiated, its codec was not agreed, or it is not sending",
+        ));
+    }
+    Ok((t, s))
 }
 
 /// Writes the next transport-wide sequence number into the transport-cc

@@ -18,19 +18,17 @@
 //! allocation is deleted.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::{Driver, is_icmp_error};
+use super::{Driver, is_icmp_error, readable, sleep_until};
 use crate::machine::{Machine, Receive};
 use crate::turn::{self, ServerEvent, Transport};
 
@@ -145,27 +143,9 @@ pub async fn serve_with_idle(
         }
         let deadline = driver.machine.poll_timeout();
         let input = {
-            let sockets = &driver.sockets;
-            let start = driver.next_socket;
-            // A readable socket (round-robin so that none starves); the
-            // driver's burst reads it below.
-            let recv = poll_fn(|cx| {
-                for k in 0..sockets.len() {
-                    let i = (start + k) % sockets.len();
-                    match sockets[i].1.poll_recv_ready(cx) {
-                        Poll::Ready(Ok(())) => return Poll::Ready(Ok(i)),
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => {}
-                    }
-                }
-                Poll::Pending
-            });
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            // A readable socket; the driver's burst reads it below.
+            let recv = readable(&driver.sockets, driver.next_socket);
+            let sleep = sleep_until(deadline);
             let accept = async {
                 match &tcp {
                     Some(l) => l.accept().await,
