@@ -1134,3 +1134,39 @@ fn a_remb_only_peer_gets_remb_from_our_receiver() {
     assert!(last < 1_300_000, "REMBs: {rembs:?}");
     assert_eq!(p.pc(0).media_stats().twcc_feedback_received, 0);
 }
+
+/// Feedback as API calls and events, what a forwarder relays between its
+/// legs: a NACK the history cannot answer becomes
+/// `PeerEvent::NackUnanswered`; a FIR asks for a keyframe; a REMB carries
+/// a bitrate.
+#[test]
+fn feedback_calls_reach_the_sender_as_events() {
+    let codecs: &[TrackCodec] = &[TrackCodec::Vp8];
+    let mut p = pair(25, LinkConfig::default(), [codecs, &[]], 0, |_| {});
+    assert!(p.connect(), "{:?}", p.states());
+    let (ta, mid) = (p.tracks[0][0], p.mid(0, 0));
+    p.send_frames(0, ta, &vp8_frames(3, 25));
+    p.run(Duration::from_millis(200));
+    let sent = p.pc(0).stats().outbound(ta).expect("out").clone();
+    assert!(sent.packets_sent > 0);
+    let far: Vec<u16> = vec![20_000, 20_001];
+    p.pc(1).send_nack(&mid, &far).expect("nack");
+    p.pc(1).request_keyframe_fir(&mid).expect("fir");
+    p.pc(1).send_remb(500_000).expect("remb");
+    p.run(Duration::from_millis(100));
+    let log = &p.log[0];
+    assert!(log.iter().any(|e| matches!(
+        e,
+        PeerEvent::NackUnanswered { track, sequence_numbers } if *track == ta && *sequence_numbers == far
+    )), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|e| matches!(e, PeerEvent::KeyframeRequested(t) if *t == ta))
+    );
+    assert!(
+        log.iter()
+            .any(|e| matches!(e, PeerEvent::Remb { bitrate: 500_000 }))
+    );
+    assert_eq!(p.pc(0).stats().outbound(ta).expect("out").fir_count, 1);
+    assert!(p.pc(1).send_nack("nope", &far).is_err());
+}

@@ -26,7 +26,7 @@ use crate::rtp::codec::{AnyDepacketizer, AnyPacketizer};
 use crate::rtp::jitter::Frame;
 use crate::rtp::payload::{Packetizer, Payloads};
 use crate::rtp::rtcp::{
-    Bye, Pli, ReceiverReport, ReportBlock, RtcpPacket, Sdes, SdesChunk, sdes_type,
+    Bye, Fir, Nack, Pli, ReceiverReport, Remb, ReportBlock, RtcpPacket, Sdes, SdesChunk, sdes_type,
 };
 use crate::rtp::stats::{ntp_compact, ntp_from_unix};
 use crate::rtp::stream::{ReceiveStream, Received, SendStream};
@@ -290,6 +290,16 @@ pub enum Event {
     /// The peer asked (PLI, or FIR, RFC 5104 §4.3.1) for a keyframe on one
     /// of our tracks.
     KeyframeRequested(TrackId),
+    /// The peer NACKed packets of one of our tracks that the RTX history
+    /// no longer holds (those it holds went out again by themselves). In
+    /// RTP mode a forwarder can ask its source for them
+    /// ([`PeerConnection::send_nack`]).
+    NackUnanswered {
+        /// Our track.
+        track: TrackId,
+        /// The sequence numbers (ours, as sent).
+        sequence_numbers: Vec<u16>,
+    },
     /// Our send-side bandwidth estimate (GCC over the peer's transport-cc
     /// feedback, [`crate::rtp::bwe`]) moved by 5 % or more: what our
     /// encoders may send in all, in bits per second (also
@@ -530,6 +540,8 @@ pub struct PeerConnection {
     bwe_reported: Option<u64>,
     /// The latest `now` we were given (for probes asked from inside).
     last_now: Option<Instant>,
+    /// The command sequence number of our last FIR (RFC 5104 §4.3.1.1).
+    fir_seq: u8,
     /// With [`Config::pacing`]: packets wait here, each with its
     /// transport-cc extension id (the sequence number is stamped as it
     /// leaves, so numbers follow the sending order).
@@ -620,6 +632,7 @@ impl PeerConnection {
             bwe: SendSideBwe::new(BweConfig::default()),
             bwe_reported: None,
             last_now: None,
+            fir_seq: 0,
             pacer: config
                 .pacing
                 .then(|| Pacer::new(PacerConfig::default(), BweConfig::default().start)),
@@ -1270,19 +1283,78 @@ impl PeerConnection {
     }
 
     fn send_pli(&mut self, media_ssrc: u32) -> Result<(), Error> {
+        self.send_feedback(&RtcpPacket::Pli(Pli {
+            sender_ssrc: self.rtcp_ssrc,
+            media_ssrc,
+        }))
+    }
+
+    /// One RTCP feedback packet, alone (RFC 5506: reduced-size RTCP).
+    fn send_feedback(&mut self, p: &RtcpPacket) -> Result<(), Error> {
         let t = self
             .transport
             .as_mut()
             .ok_or(Error::Misuse("not connected"))?;
         self.packet.clear();
-        // RFC 5506: feedback alone, without a report in front.
-        RtcpPacket::Pli(Pli {
-            sender_ssrc: self.rtcp_ssrc,
-            media_ssrc,
-        })
-        .write(&mut self.packet)?;
+        p.write(&mut self.packet)?;
         t.send_rtcp(&self.packet)?;
         Ok(())
+    }
+
+    /// The media SSRC the peer sends on `mid`.
+    fn receiving_ssrc(&self, mid: &str) -> Result<u32, Error> {
+        let r = self
+            .receivers
+            .iter()
+            .find(|r| r.mid == mid)
+            .ok_or(Error::Misuse("no receiver with this mid"))?;
+        r.stream
+            .ssrc()
+            .ok_or(Error::Misuse("no media seen on this mid yet"))
+    }
+
+    /// Asks for a keyframe with a Full Intra Request (RFC 5104 §4.3.1)
+    /// instead of a PLI, for senders that want a decoder refresh point
+    /// (a forwarder switching a receiver to this stream). Each call is a
+    /// new request (its sequence number advances).
+    pub fn request_keyframe_fir(&mut self, mid: &str) -> Result<(), Error> {
+        let media_ssrc = self.receiving_ssrc(mid)?;
+        self.fir_seq = self.fir_seq.wrapping_add(1);
+        self.send_feedback(&RtcpPacket::Fir(Fir {
+            sender_ssrc: self.rtcp_ssrc,
+            entries: vec![(media_ssrc, self.fir_seq)],
+        }))
+    }
+
+    /// Asks the peer to retransmit `sequence_numbers` of what it sends on
+    /// `mid` (a generic NACK, RFC 4585 §6.2.1): what a forwarder does when
+    /// one of its receivers NACKs a packet it no longer has
+    /// ([`Event::NackUnanswered`]). Receivers NACK losses by themselves.
+    pub fn send_nack(&mut self, mid: &str, sequence_numbers: &[u16]) -> Result<(), Error> {
+        let media_ssrc = self.receiving_ssrc(mid)?;
+        if sequence_numbers.is_empty() {
+            return Ok(());
+        }
+        let nack = Nack::from_lost(self.rtcp_ssrc, media_ssrc, sequence_numbers.iter().copied());
+        self.send_feedback(&RtcpPacket::Nack(nack))?;
+        self.media_stats.nacks_sent += 1;
+        Ok(())
+    }
+
+    /// Tells the peer our receive-side estimate for everything it sends
+    /// us (REMB, draft-alvestrand-rmcat-remb-03 §2.2), e.g. the smallest
+    /// estimate of a forwarder's receivers.
+    pub fn send_remb(&mut self, bitrate: u64) -> Result<(), Error> {
+        let ssrcs: Vec<u32> = self
+            .receivers
+            .iter()
+            .filter_map(|r| r.stream.ssrc())
+            .collect();
+        self.send_feedback(&RtcpPacket::Remb(Remb {
+            sender_ssrc: self.rtcp_ssrc,
+            bitrate,
+            ssrcs,
+        }))
     }
 
     /// RTCP from the peer (one compound, or a reduced-size packet, RFC
@@ -1313,13 +1385,19 @@ impl PeerConnection {
                     self.on_report_blocks(now, now_compact, &rr.reports)
                 }
                 RtcpPacket::Nack(nack) => {
-                    let Some(s) = self
-                        .senders
-                        .iter_mut()
-                        .find(|s| s.stream.ssrc() == nack.media_ssrc)
-                    else {
+                    let Some(i) = self.sender_index(nack.media_ssrc) else {
                         continue;
                     };
+                    // What the history no longer holds: a forwarder may
+                    // ask its source for it (send_nack).
+                    let missing: Vec<u16> = self.senders[i].stream.not_kept(nack).collect();
+                    if !missing.is_empty() {
+                        self.push(Event::NackUnanswered {
+                            track: TrackId(i),
+                            sequence_numbers: missing,
+                        });
+                    }
+                    let s = &mut self.senders[i];
                     let Some(t) = self.transport.as_mut() else {
                         continue;
                     };
@@ -1496,7 +1574,7 @@ impl PeerConnection {
 
     /// A REMB when the receive-side estimator has one due (at most once a
     /// second, or at once on a 3 % fall), feedback alone (RFC 5506).
-    fn send_remb(&mut self, now: Instant) {
+    fn remb_due(&mut self, now: Instant) {
         let (Some(r), Some(t)) = (self.remb.as_mut(), self.transport.as_mut()) else {
             return;
         };
@@ -2384,7 +2462,7 @@ impl Machine for PeerConnection {
         for i in 0..self.receivers.len() {
             self.receiver_feedback(now, i);
         }
-        self.send_remb(now);
+        self.remb_due(now);
         if self.next_twcc.is_some_and(|due| now >= due) {
             self.next_twcc = None;
             if let (Some(fb), Some(t)) = (

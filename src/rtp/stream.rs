@@ -242,6 +242,16 @@ impl SendStream {
     }
     // ANCHOR_END: on_nack
 
+    /// The sequence numbers `nack` asks for that the history no longer
+    /// holds (all of them without RTX).
+    pub fn not_kept<'a>(&'a self, nack: &'a Nack) -> impl Iterator<Item = u16> + 'a {
+        nack.lost().filter(|&seq| {
+            self.rtx
+                .as_ref()
+                .is_none_or(|r| r.history.get(seq).is_none())
+        })
+    }
+
     /// Writes into `out` an RTX copy of the newest packet still kept (RFC
     /// 4588 §4), as padding for a bandwidth probe; false if there is none.
     pub fn write_padding_rtx(&mut self, out: &mut Vec<u8>) -> bool {
