@@ -113,6 +113,9 @@ pub struct Case {
     pub min_frames: usize,
     /// The size of the "64 KiB" message on `ordered`.
     pub large_message: usize,
+    /// When the foreign side offers, rtclab answers `setup:passive` (it
+    /// stays the DTLS server) instead of `active`.
+    pub answer_passive: bool,
 }
 
 impl Case {
@@ -126,6 +129,7 @@ impl Case {
             turn: false,
             min_frames: 60,
             large_message: 64 << 10,
+            answer_passive: false,
         }
     }
 
@@ -139,6 +143,7 @@ impl Case {
             turn: false,
             min_frames: 60,
             large_message: 64 << 10,
+            answer_passive: false,
         }
     }
 }
@@ -485,9 +490,12 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
     }));
 
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let mut peer = LivePeer::bind(LivePeer::config().expect("cert"), lo)
-        .await
-        .expect("bind");
+    let mut config = LivePeer::config().expect("cert");
+    if case.answer_passive {
+        // RFC 8842 §5.3: the answerer may take either role.
+        config.answer_setup = rtclab::sdp::Setup::Passive;
+    }
+    let mut peer = LivePeer::bind(config, lo).await.expect("bind");
     let codec = case.video.map(|v| match v {
         "VP8" => TrackCodec::Vp8,
         "H264" => TrackCodec::H264,
