@@ -22,8 +22,11 @@
 //!   aiortc's side is relayed (the server relays to the Rust peer's host
 //!   candidate, `--allow-loopback-peers`).
 //!
-//! Not covered: H.264 (aiortc has it, but there is no H.264 clip to send
-//! unchanged yet).
+//! - H.264 both ways with rtclab offering (aiortc offering: a known
+//!   failure, see [`h264_both_ways_aiortc_offers`]), from
+//!   tests/fixtures/media/h264-smpte-240x176.ivf (40 access units), aiortc
+//!   held to H.264 by its codec preferences; access units compared as
+//!   their NAL units (harness `canonical`: AUDs dropped, 4-byte start codes).
 
 #[path = "interop/harness.rs"]
 mod harness;
@@ -95,6 +98,27 @@ async fn vp8_both_ways_rtclab_offers() {
 async fn vp8_both_ways_aiortc_offers() {
     let Some(f) = start() else { return };
     let out = harness::run("aiortc", f, &Case::video(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
+}
+
+#[tokio::test]
+async fn h264_both_ways_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("aiortc", f, &Case::h264(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+/// Known failure, not yet understood: when aiortc offers H.264 (its PTs
+/// 99/101 with RTX 100/102; rtclab answers 101 with RTX 102), rtclab
+/// receives aiortc's RTP (138 packets) but assembles no access unit and
+/// sends PLI after PLI, in either DTLS role; the same clip from aiortc when
+/// rtclab offers (PT 102), and from pion offering H.264 (PT 112), arrives
+/// 40/40. rtclab's 40 access units reach aiortc in both cases.
+#[tokio::test]
+#[ignore = "aiortc's H.264 as offerer: rtclab assembles no frame"]
+async fn h264_both_ways_aiortc_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("aiortc", f, &Case::h264(false), LIMIT).await;
     assert_eq!(out.dtls_role, Some(Role::Client));
 }
 

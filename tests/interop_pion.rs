@@ -21,8 +21,9 @@
 //! (`ICETransportPolicyRelay`) through `rtclab turn-server`, only pion's
 //! side relayed (the Rust peer has no TURN client yet).
 //!
-//! Not covered: H.264 (pion sends and receives it, but there is no H.264
-//! clip to send unchanged yet).
+//! H.264 both ways too (pion registering only H.264, 42e01f, as PT 112),
+//! from tests/fixtures/media/h264-smpte-240x176.ivf, access units compared
+//! as their NAL units (harness `canonical`).
 
 #[path = "interop/harness.rs"]
 mod harness;
@@ -130,6 +131,20 @@ async fn vp8_both_ways_rtclab_offers() {
 async fn vp8_both_ways_pion_offers() {
     let Some(f) = start() else { return };
     let out = harness::run("pion", f, &Case::video(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
+}
+
+#[tokio::test]
+async fn h264_both_ways_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("pion", f, &Case::h264(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+#[tokio::test]
+async fn h264_both_ways_pion_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("pion", f, &Case::h264(false), LIMIT).await;
     assert_eq!(out.dtls_role, Some(Role::Client));
 }
 

@@ -49,13 +49,33 @@ def log(*args):
 _get_decoder = rtcrtpreceiver.get_decoder
 
 
+def canonical(codec, data):
+    """What is hashed (tests/interop/harness.rs `canonical`): an H.264
+    access unit as its NAL units without AUDs, each after 00 00 00 01."""
+    if codec != "H264":
+        return data
+    starts = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    out = bytearray()
+    for k, s in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(data)
+        nal = data[s + 3:end].rstrip(b"\x00")
+        if not nal or nal[0] & 0x1F == 9:
+            continue
+        out += b"\x00\x00\x00\x01" + nal
+    return bytes(out)
+
+
 def _hooked_get_decoder(codec):
     decoder = _get_decoder(codec)
     decode = decoder.decode
     decoded = [0]
 
     def hooked(encoded_frame):
-        data = bytes(encoded_frame.data)
+        data = canonical(codec.name, bytes(encoded_frame.data))
         out({"type": "frame", "codec": codec.name, "len": len(data),
              "sha256": hashlib.sha256(data).hexdigest()})
         frames = decode(encoded_frame)

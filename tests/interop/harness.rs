@@ -46,6 +46,48 @@ pub const CLIP: &str = concat!(
     "/tests/fixtures/media/fake-camera-vp8.ivf"
 );
 
+/// The H.264 clip: 40 access units (Annex B, constrained baseline,
+/// 240×176, SPS and PPS before each IDR), made with GStreamer's
+/// `videotestsrc pattern=smpte horizontal-speed=4 ! openh264enc gop-size=30
+/// ! h264parse config-interval=-1` and stored as IVF frames.
+pub const H264_CLIP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/media/h264-smpte-240x176.ivf"
+);
+
+/// What both sides hash of a frame: VP8 as it is; an H.264 access unit as
+/// its NAL units without access unit delimiters (type 9, which packetizers
+/// may drop), each after a 4-byte start code (depacketizers write 3 or 4).
+pub fn canonical(codec: &str, data: &[u8]) -> Vec<u8> {
+    if codec != "H264" {
+        return data.to_vec();
+    }
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(data.len());
+        let mut nal = &data[s + 3..end];
+        while let [rest @ .., 0] = nal {
+            nal = rest;
+        }
+        if nal.is_empty() || nal[0] & 0x1f == 9 {
+            continue;
+        }
+        out.extend_from_slice(&[0, 0, 0, 1]);
+        out.extend_from_slice(nal);
+    }
+    out
+}
+
 /// One data channel of a case: label and options.
 #[derive(Clone, Copy, Debug)]
 pub struct ChannelSpec {
@@ -130,6 +172,15 @@ impl Case {
             min_frames: 60,
             large_message: 64 << 10,
             answer_passive: false,
+        }
+    }
+
+    /// H.264 both ways, from [`H264_CLIP`].
+    pub fn h264(rtclab_offers: bool) -> Case {
+        Case {
+            video: Some("H264"),
+            clip: PathBuf::from(H264_CLIP),
+            ..Case::video(rtclab_offers)
         }
     }
 
@@ -467,7 +518,11 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         .video
         .map(|_| clip_frames(&case.clip))
         .unwrap_or_default();
-    let clip_hashes: Vec<String> = clip.iter().map(|(_, f)| sha256_hex(f)).collect();
+    let codec_name = case.video.unwrap_or("VP8");
+    let clip_hashes: Vec<String> = clip
+        .iter()
+        .map(|(_, f)| sha256_hex(&canonical(codec_name, f)))
+        .collect();
     let channels: Vec<Value> = if case.channels {
         CHANNELS
             .iter()
@@ -624,7 +679,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                         if video_mid.is_none() {
                             video_mid = Some(mid);
                         }
-                        frames_in.push(sha256_hex(&frame.data));
+                        frames_in.push(sha256_hex(&canonical(codec_name, &frame.data)));
                     }
                     PeerEvent::KeyframeRequested(_) => {}
                     PeerEvent::DataChannel(DcEvent::Open(id)) => {
@@ -759,12 +814,22 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
             .collect();
         panic!(
             "{name}: not done in {limit:?}: state {:?}, channels {pending:?}, frames to rtclab {}/{}, \
-             frames to {name} {}/{} (sent {sent_frames}), turn: {}",
+             frames to {name} {}/{} (sent {sent_frames}), our codecs: {:?}, media: {:?}, turn: {}",
             peer.connection().connection_state(),
             frames_in.len(),
             clip.len(),
             frames_out.len(),
             clip.len(),
+            out.our_sdp
+                .lines()
+                .filter(|l| l.starts_with("m=")
+                    || l.starts_with("a=rtpmap")
+                    || l.starts_with("a=fmtp"))
+                .collect::<Vec<_>>(),
+            (
+                peer.connection().media_stats(),
+                peer.connection().transport().map(|t| t.stats())
+            ),
             turn.as_ref().map(|t| t.output()).unwrap_or_default(),
         );
     }

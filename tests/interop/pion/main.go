@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
 	"github.com/pion/rtp/codecs"
 	"github.com/pion/webrtc/v3"
 	"github.com/pion/webrtc/v3/pkg/media"
@@ -73,6 +74,38 @@ func fail(err error) {
 	out(map[string]string{"type": "error", "message": err.Error()})
 	logf("error: %v", err)
 	os.Exit(1)
+}
+
+// canonicalH264 is what is hashed of an H.264 access unit
+// (tests/interop/harness.rs canonical): its NAL units without AUDs, each
+// after a 4-byte start code.
+func canonicalH264(data []byte) []byte {
+	var starts []int
+	for i := 0; i+3 <= len(data); {
+		if data[i] == 0 && data[i+1] == 0 && data[i+2] == 1 {
+			starts = append(starts, i)
+			i += 3
+		} else {
+			i++
+		}
+	}
+	var out []byte
+	for k, s := range starts {
+		end := len(data)
+		if k+1 < len(starts) {
+			end = starts[k+1]
+		}
+		nal := data[s+3 : end]
+		for len(nal) > 0 && nal[len(nal)-1] == 0 {
+			nal = nal[:len(nal)-1]
+		}
+		if len(nal) == 0 || nal[0]&0x1f == 9 {
+			continue
+		}
+		out = append(out, 0, 0, 0, 1)
+		out = append(out, nal...)
+	}
+	return out
 }
 
 func watchChannel(dc *webrtc.DataChannel) {
@@ -151,7 +184,17 @@ func main() {
 	}
 
 	m := &webrtc.MediaEngine{}
-	if err := m.RegisterDefaultCodecs(); err != nil {
+	if config.Video != nil && *config.Video == "H264" {
+		// H.264 only, so that pion offers and answers nothing else.
+		feedback := []webrtc.RTCPFeedback{{Type: "goog-remb"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack"}, {Type: "nack", Parameter: "pli"}}
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+				SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", RTCPFeedback: feedback},
+			PayloadType: 112,
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			fail(err)
+		}
+	} else if err := m.RegisterDefaultCodecs(); err != nil {
 		fail(err)
 	}
 	registry := &interceptor.Registry{}
@@ -181,7 +224,32 @@ func main() {
 	pc.OnDataChannel(watchChannel)
 	pc.OnTrack(func(track *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		logf("track %s", track.Codec().MimeType)
-		builder := samplebuilder.New(64, &codecs.VP8Packet{}, 90000)
+		var depacketizer rtp.Depacketizer = &codecs.VP8Packet{}
+		h264 := strings.EqualFold(track.Codec().MimeType, webrtc.MimeTypeH264)
+		if h264 {
+			depacketizer = &codecs.H264Packet{}
+		}
+		if h264 {
+			// Access units by marker bit: pion 3.1's sample builder gave
+			// only 2 of the 40 access units rtclab sent (not looked into).
+			var pkt codecs.H264Packet
+			var frame []byte
+			for {
+				p, _, err := track.ReadRTP()
+				if err != nil {
+					return
+				}
+				if data, err := pkt.Unmarshal(p.Payload); err == nil {
+					frame = append(frame, data...)
+				}
+				if p.Marker {
+					sum := sha256.Sum256(canonicalH264(frame))
+					out(map[string]interface{}{"type": "frame", "len": len(frame), "sha256": hex.EncodeToString(sum[:])})
+					frame = nil
+				}
+			}
+		}
+		builder := samplebuilder.New(64, depacketizer, 90000)
 		for {
 			pkt, _, err := track.ReadRTP()
 			if err != nil {
@@ -197,10 +265,13 @@ func main() {
 
 	var track *webrtc.TrackLocalStaticSample
 	if config.Video != nil {
-		if *config.Video != "VP8" {
+		mime := webrtc.MimeTypeVP8
+		if *config.Video == "H264" {
+			mime = webrtc.MimeTypeH264
+		} else if *config.Video != "VP8" {
 			fail(fmt.Errorf("codec %s not wired in this peer", *config.Video))
 		}
-		track, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", "pion")
+		track, err = webrtc.NewTrackLocalStaticSample(webrtc.RTPCodecCapability{MimeType: mime}, "video", "pion")
 		if err != nil {
 			fail(err)
 		}
