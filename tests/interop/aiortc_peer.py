@@ -202,6 +202,14 @@ async def main():
         sinks.append(asyncio.ensure_future(drain()))
 
     video = config.get("video")
+    sends = config.get("send_video", True)
+
+    def video_transceiver():
+        if sends:
+            t = pc.addTransceiver(ClipTrack(config["clip"]), direction="sendrecv")
+        else:
+            t = pc.addTransceiver("video", direction="recvonly")
+        want_codec(t)
 
     def want_codec(transceiver):
         if video:
@@ -215,8 +223,7 @@ async def main():
         # shared transport on the answer when the SCTP transport was made
         # before any transceiver (it takes it for an unbundled one).
         if video:
-            t = pc.addTransceiver(ClipTrack(config["clip"]), direction="sendrecv")
-            want_codec(t)
+            video_transceiver()
         for c in config["channels"]:
             ch = pc.createDataChannel(
                 c["label"], ordered=c["ordered"],
@@ -226,6 +233,12 @@ async def main():
         await pc.setLocalDescription(await pc.createOffer())
         out({"type": "offer", "sdp": pc.localDescription.sdp})
 
+    elif video:
+        # aiortc fixes an answer's codecs when the offer is set, from the
+        # preferences of a transceiver that exists then: make it now (the
+        # offer's video m-line takes it).
+        video_transceiver()
+
     while not done.is_set():
         line = await inbox.get()
         if line is None:
@@ -234,12 +247,6 @@ async def main():
         kind = msg.get("type")
         if kind == "offer":
             await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
-            if video:
-                for t in pc.getTransceivers():
-                    if t.kind == "video":
-                        t.sender.replaceTrack(ClipTrack(config["clip"]))
-                        t.direction = "sendrecv"
-                        want_codec(t)
             await pc.setLocalDescription(await pc.createAnswer())
             out({"type": "answer", "sdp": pc.localDescription.sdp})
         elif kind == "answer":

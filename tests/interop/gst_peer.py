@@ -227,7 +227,7 @@ class Peer:
         if ok:
             data = bytes(info.data)
             buf.unmap(info)
-            out({"type": "frame", "len": len(data),
+            out({"type": "frame", "codec": "VP8", "len": len(data),
                  "sha256": hashlib.sha256(data).hexdigest()})
         return Gst.FlowReturn.OK
 

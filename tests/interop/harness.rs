@@ -55,6 +55,26 @@ pub const H264_CLIP: &str = concat!(
     "/tests/fixtures/media/h264-smpte-240x176.ivf"
 );
 
+/// [`H264_CLIP`] without its access unit delimiters, written to a
+/// temporary file (what a stack whose payloader drops AUDs sends).
+pub fn h264_clip_without_auds() -> PathBuf {
+    let file = std::fs::read(H264_CLIP).expect("H.264 clip");
+    let mut out = file[..32].to_vec();
+    for (ts, frame) in clip_frames(Path::new(H264_CLIP)) {
+        let au = canonical("H264", &frame);
+        out.extend_from_slice(&(au.len() as u32).to_le_bytes());
+        out.extend_from_slice(&u64::from(ts).to_le_bytes());
+        out.extend_from_slice(&au);
+    }
+    let path = std::env::temp_dir().join(format!(
+        "rtclab-h264-no-aud-{}-{}.ivf",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::write(&path, out).expect("write clip");
+    path
+}
+
 /// What both sides hash of a frame: VP8 as it is; an H.264 access unit as
 /// its NAL units without access unit delimiters (type 9, which packetizers
 /// may drop), each after a 4-byte start code (depacketizers write 3 or 4).
@@ -158,6 +178,8 @@ pub struct Case {
     /// When the foreign side offers, rtclab answers `setup:passive` (it
     /// stays the DTLS server) instead of `active`.
     pub answer_passive: bool,
+    /// Whether the foreign side sends the clip too (else it only receives).
+    pub foreign_sends_video: bool,
 }
 
 impl Case {
@@ -172,6 +194,7 @@ impl Case {
             min_frames: 60,
             large_message: 64 << 10,
             answer_passive: false,
+            foreign_sends_video: true,
         }
     }
 
@@ -195,6 +218,7 @@ impl Case {
             min_frames: 60,
             large_message: 64 << 10,
             answer_passive: false,
+            foreign_sends_video: true,
         }
     }
 }
@@ -541,6 +565,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         "channels": channels,
         "video": case.video,
         "clip": case.clip.display().to_string(),
+        "send_video": case.foreign_sends_video,
         "turn": turn.as_ref().map(TurnServer::config),
     }));
 
@@ -606,7 +631,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             && (c.spec.is_none_or(|s| s.label != "bulk")
                                 || c.bulk_in.len() == case.bulk_bytes)));
             let video_done = case.video.is_none()
-                || (frames_in.len() >= clip.len()
+                || ((frames_in.len() >= clip.len() || !case.foreign_sends_video)
                     && frames_out.len() >= case.min_frames.min(clip.len()));
             if channels_done && video_done {
                 break;
@@ -652,6 +677,9 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             reported.insert(label, v.clone());
                         }
                         "frame" => {
+                            if let Some(c) = v["codec"].as_str() {
+                                assert!(c.eq_ignore_ascii_case(codec_name), "{name} received {c}, not {codec_name}");
+                            }
                             frames_out.push(v["sha256"].as_str().unwrap_or("").to_string());
                         }
                         "error" => panic!("{name} failed: {v}"),
@@ -833,13 +861,36 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
             turn.as_ref().map(|t| t.output()).unwrap_or_default(),
         );
     }
-    // Frame by frame: what each side received is the clip, in order.
+    // Frame by frame: what each side received is the clip, in order, in
+    // the codec asked for (a stack may pack any bytes in any payload
+    // format: the codec on the wire is checked too).
     if case.video.is_some() {
-        assert_eq!(
-            frames_in[..clip.len()],
-            clip_hashes[..],
-            "frames from {name} differ from the clip"
-        );
+        let stats = peer.connection().stats();
+        for s in stats.inbound.iter().filter(|_| case.foreign_sends_video) {
+            assert!(
+                s.codec
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(codec_name)),
+                "{name} sent {:?}, not {codec_name}",
+                s.codec
+            );
+        }
+        for s in &stats.outbound {
+            assert!(
+                s.codec
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(codec_name)),
+                "rtclab sent {:?}, not {codec_name}",
+                s.codec
+            );
+        }
+        if case.foreign_sends_video {
+            assert_eq!(
+                frames_in[..clip.len()],
+                clip_hashes[..],
+                "frames from {name} differ from the clip"
+            );
+        }
         let first = clip_hashes
             .iter()
             .position(|h| *h == frames_out[0])

@@ -244,7 +244,7 @@ func main() {
 				}
 				if p.Marker {
 					sum := sha256.Sum256(canonicalH264(frame))
-					out(map[string]interface{}{"type": "frame", "len": len(frame), "sha256": hex.EncodeToString(sum[:])})
+					out(map[string]interface{}{"type": "frame", "codec": "H264", "len": len(frame), "sha256": hex.EncodeToString(sum[:])})
 					frame = nil
 				}
 			}
@@ -258,7 +258,7 @@ func main() {
 			builder.Push(pkt)
 			for sample := builder.Pop(); sample != nil; sample = builder.Pop() {
 				sum := sha256.Sum256(sample.Data)
-				out(map[string]interface{}{"type": "frame", "len": len(sample.Data), "sha256": hex.EncodeToString(sum[:])})
+				out(map[string]interface{}{"type": "frame", "codec": strings.TrimPrefix(track.Codec().MimeType, "video/"), "len": len(sample.Data), "sha256": hex.EncodeToString(sum[:])})
 			}
 		}
 	})
