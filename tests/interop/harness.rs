@@ -117,6 +117,16 @@ pub struct ChannelSpec {
     pub max_packet_life_time: Option<u16>,
 }
 
+impl ChannelSpec {
+    /// Partially reliable (RFC 3758): a message may be abandoned, by design,
+    /// when a packet is lost (loopback loses some when the bulk transfer
+    /// fills the socket buffers), so one echo of the several sent proves
+    /// the channel.
+    pub fn partial(&self) -> bool {
+        self.max_retransmits.is_some() || self.max_packet_life_time.is_some()
+    }
+}
+
 /// The channels of a data case: reliable ordered (with the 64 KiB message),
 /// unordered, partially reliable by count and by lifetime, and `bulk` for
 /// the multi-MiB transfer.
@@ -170,9 +180,12 @@ pub struct Case {
     pub clip: PathBuf,
     /// The foreign side relay-only through `rtclab turn-server`.
     pub turn: bool,
-    /// Frames the foreign side must receive of the clip (all of them unless
-    /// a stack drops some by design, e.g. before its first keyframe).
-    pub min_frames: usize,
+    /// Percent of the clip's frames each side must receive. A busy loopback
+    /// (CI's two cores, shared) drops a datagram now and then, and a frame
+    /// whose packet is lost and not resent is gone; every frame that does
+    /// arrive must be the clip's, in order. All frames are waited for until
+    /// 1.5 s after rtclab sent its last.
+    pub min_percent: usize,
     /// The size of the "64 KiB" message on `ordered`.
     pub large_message: usize,
     /// When the foreign side offers, rtclab answers `setup:passive` (it
@@ -180,6 +193,8 @@ pub struct Case {
     pub answer_passive: bool,
     /// Whether the foreign side sends the clip too (else it only receives).
     pub foreign_sends_video: bool,
+    /// The foreign packetizer's MTU, where it has a setting (GStreamer).
+    pub foreign_mtu: Option<u32>,
 }
 
 impl Case {
@@ -191,10 +206,11 @@ impl Case {
             video: None,
             clip: PathBuf::from(CLIP),
             turn: false,
-            min_frames: 60,
+            min_percent: 90,
             large_message: 64 << 10,
             answer_passive: false,
             foreign_sends_video: true,
+            foreign_mtu: None,
         }
     }
 
@@ -215,10 +231,11 @@ impl Case {
             video: Some("VP8"),
             clip: PathBuf::from(CLIP),
             turn: false,
-            min_frames: 60,
+            min_percent: 90,
             large_message: 64 << 10,
             answer_passive: false,
             foreign_sends_video: true,
+            foreign_mtu: None,
         }
     }
 }
@@ -529,6 +546,8 @@ struct ChannelCheck {
     bulk_in: Vec<u8>,
     bulk_sent_hash: String,
     sent: bool,
+    /// Echoes received.
+    echoed: usize,
 }
 
 /// Runs one call of `case` against the foreign peer started by `start`
@@ -566,6 +585,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         "video": case.video,
         "clip": case.clip.display().to_string(),
         "send_video": case.foreign_sends_video,
+        "mtu": case.foreign_mtu,
         "turn": turn.as_ref().map(TurnServer::config),
     }));
 
@@ -617,6 +637,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
     let mut video_mid: Option<String> = None;
     let mut connected_at: Option<Instant> = None;
     let mut sent_frames = 0usize;
+    let mut sent_all_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(5));
     let mut foreign_closed = false;
 
@@ -627,12 +648,19 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                 || (checks.len() == CHANNELS.len()
                     && checks
                         .values()
-                        .all(|c| c.sent && c.pending.is_empty() && c.reported
+                        .all(|c| c.sent && c.reported
+                            && (c.pending.is_empty()
+                                || (c.spec.is_some_and(|s| s.partial()) && c.echoed > 0))
                             && (c.spec.is_none_or(|s| s.label != "bulk")
                                 || c.bulk_in.len() == case.bulk_bytes)));
+            let need = if sent_all_at.is_some_and(|t| t.elapsed() > Duration::from_millis(1500)) {
+                (clip.len() * case.min_percent).div_ceil(100)
+            } else {
+                clip.len()
+            };
             let video_done = case.video.is_none()
-                || ((frames_in.len() >= clip.len() || !case.foreign_sends_video)
-                    && frames_out.len() >= case.min_frames.min(clip.len()));
+                || ((frames_in.len() >= need || !case.foreign_sends_video)
+                    && frames_out.len() >= need);
             if channels_done && video_done {
                 break;
             }
@@ -731,6 +759,9 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             Message::Text(format!("hello on {} from rtclab ✓", spec.label)),
                             Message::Binary(payload(1000, 1)),
                         ];
+                        if spec.partial() {
+                            msgs.extend((0..6).map(|i| Message::Text(format!("{} #{i}", spec.label))));
+                        }
                         if spec.label == "ordered" {
                             msgs.push(Message::Binary(payload(case.large_message, 2)));
                             msgs.push(Message::Text("after the 64 KiB message".into()));
@@ -772,6 +803,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             assert_eq!(at, 0, "{}: echoes out of order", spec.label);
                         }
                         check.pending.remove(at);
+                        check.echoed += 1;
                     }
                     PeerEvent::DataChannel(DcEvent::Error { error, .. }) => panic!("data channel error: {error}"),
                     PeerEvent::Error(e) => panic!("rtclab: {e}"),
@@ -805,6 +837,9 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             }
                             peer.send_frame(track, 0x1000 + ts, data).expect("send_frame");
                             sent_frames += 1;
+                            if sent_frames > clip.len() {
+                                sent_all_at = Some(Instant::now());
+                            }
                         }
                     }
                     // The channels' options as the foreign side sees them.
@@ -885,21 +920,21 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
             );
         }
         if case.foreign_sends_video {
-            assert_eq!(
-                frames_in[..clip.len()],
-                clip_hashes[..],
-                "frames from {name} differ from the clip"
+            assert!(
+                in_order(&frames_in, &clip_hashes),
+                "frames from {name} differ from the clip: {:?}",
+                clip_positions(&frames_in, &clip_hashes)
             );
         }
-        let first = clip_hashes
-            .iter()
-            .position(|h| *h == frames_out[0])
-            .expect("the first frame the foreign side got is one of the clip's");
-        let n = frames_out.len().min(clip.len() - first);
-        assert_eq!(
-            frames_out[..n],
-            clip_hashes[first..first + n],
-            "frames to {name} differ from the clip"
+        // The clip's first frame, sent once more after the clip, may close it.
+        let mut to_foreign = &frames_out[..];
+        if to_foreign.len() > 1 && to_foreign.last() == clip_hashes.first() {
+            to_foreign = &to_foreign[..to_foreign.len() - 1];
+        }
+        assert!(
+            in_order(to_foreign, &clip_hashes),
+            "frames to {name} differ from the clip: {:?}",
+            clip_positions(to_foreign, &clip_hashes)
         );
     }
     // `RTCLAB_SAVE_SDP=DIR`: keep the foreign side's description (how the
@@ -929,6 +964,26 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
     );
     drop(turn);
     out
+}
+
+/// Where each hash of `got` is in `clip` (`None`: not a clip frame).
+fn clip_positions(got: &[String], clip: &[String]) -> Vec<Option<usize>> {
+    got.iter()
+        .map(|h| clip.iter().position(|c| c == h))
+        .collect()
+}
+
+/// Whether every hash of `got` is one of `clip`'s, in the clip's order.
+fn in_order(got: &[String], clip: &[String]) -> bool {
+    let mut at = 0;
+    got.iter()
+        .all(|h| match clip[at..].iter().position(|c| c == h) {
+            Some(p) => {
+                at += p + 1;
+                true
+            }
+            None => false,
+        })
 }
 
 fn first_mid_of(sdp: &str) -> String {
