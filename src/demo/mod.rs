@@ -31,7 +31,7 @@
 //! and sends each VP8 frame it receives back out on that track (a visitor
 //! that offers its camera `sendonly` gets a `recvonly` answer and no track).
 //! A client that only answers sends `offer-request` instead, and the Rust
-//! peer offers. A keyframe
+//! peer offers (the page does with `?offer=rust`). A keyframe
 //! request from the browser (PLI) becomes a keyframe request to the browser
 //! for the camera, since the Rust peer has no encoder of its own.
 //!
