@@ -1105,7 +1105,13 @@ pub fn dcep(data: &[u8]) {
 
     if let Ok(m) = DcepMessage::decode(data) {
         let _ = m.to_string();
-        assert_eq!(m.to_vec(), data, "a DCEP message does not round-trip");
+        // An ACK may come padded (pion): only its type byte is written back.
+        let whole = if m == DcepMessage::Ack {
+            &data[..1]
+        } else {
+            data
+        };
+        assert_eq!(m.to_vec(), whole, "a DCEP message does not round-trip");
     }
     let Some((&flags, mut rest)) = data.split_first() else {
         return;

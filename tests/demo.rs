@@ -138,7 +138,40 @@ fn h264_only(offer: &str) -> String {
     out
 }
 
+/// How the visitor's call is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The visitor offers (as the page does).
+    Offer,
+    /// The visitor offers its camera `sendonly`: it wants no video back.
+    OfferSendOnly,
+    /// The visitor only answers: it sends `offer-request`.
+    AskOffer,
+}
+
 async fn visit(video: Option<TrackCodec>) {
+    visit_as(video, Mode::Offer).await;
+}
+
+/// `offer` with its video m-line `sendonly`.
+fn send_only(offer: &str) -> String {
+    let mut in_video = false;
+    let mut out = String::new();
+    for l in offer.lines() {
+        if l.starts_with("m=") {
+            in_video = l.starts_with("m=video ");
+        }
+        if in_video && l == "a=sendrecv" {
+            out.push_str("a=sendonly");
+        } else {
+            out.push_str(l);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+async fn visit_as(video: Option<TrackCodec>, mode: Mode) {
     let (addr, stop, task) = start_demo().await;
     let page = get(addr, "/").await;
     assert!(
@@ -150,10 +183,12 @@ async fn visit(video: Option<TrackCodec>) {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
         .await
         .expect("websocket");
-    let room = match video {
-        Some(TrackCodec::H264) => "rust-h264",
-        Some(_) => "rust-video",
-        None => "rust-data",
+    let room = match (video, mode) {
+        (_, Mode::AskOffer) => "rust-ask-offer",
+        (_, Mode::OfferSendOnly) => "rust-sendonly",
+        (Some(TrackCodec::H264), _) => "rust-h264",
+        (Some(_), _) => "rust-video",
+        (None, _) => "rust-data",
     };
     let join = json!({"type": "create or join", "room": room});
     ws.send(WsMessage::text(join.to_string()))
@@ -171,12 +206,20 @@ async fn visit(video: Option<TrackCodec>) {
             .add_track_with_codec(codec)
             .expect("track")
     });
-    let chat = peer
-        .create_data_channel(ChannelInit::new("chat"))
-        .expect("chat");
-    let photo_ch = peer
-        .create_data_channel(ChannelInit::new("photo"))
-        .expect("photo");
+    // The offerer makes the channels: we, or the demo after
+    // `offer-request` (then they are known when they open).
+    let (mut chat, mut photo_ch) = (None, None);
+    if mode != Mode::AskOffer {
+        chat = Some(
+            peer.create_data_channel(ChannelInit::new("chat"))
+                .expect("chat"),
+        );
+        photo_ch = Some(
+            peer.create_data_channel(ChannelInit::new("photo"))
+                .expect("photo"),
+        );
+    }
+    let mut answer_seen = String::new();
     let photo: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let mut frames_sent: Vec<Vec<u8>> = Vec::new();
     let mut seen = Seen::default();
@@ -187,7 +230,12 @@ async fn visit(video: Option<TrackCodec>) {
         loop {
             let done = seen.chat.iter().any(|t| t == "echo: hello rust")
                 && seen.photo_ack.is_some()
-                && (video.is_none() || seen.frames_back >= 10)
+                && (video.is_none()
+                    || if mode == Mode::OfferSendOnly {
+                        seen.stats.as_ref().is_some_and(|s| s["frames"]["in"].as_u64() >= Some(10))
+                    } else {
+                        seen.frames_back >= 10
+                    })
                 && seen.stats.as_ref().is_some_and(|s| s["sctp"] == "Established");
             if done {
                 break;
@@ -206,8 +254,15 @@ async fn visit(video: Option<TrackCodec>) {
                             let body = json!({"invite": room}).to_string();
                             assert_eq!(post(addr, "/report", &body).await, 204);
                         }
+                        Some("ready") if mode == Mode::AskOffer => {
+                            let msg = json!({"type": "message", "data": {"type": "offer-request"}});
+                            ws.send(WsMessage::text(msg.to_string())).await.expect("ws");
+                        }
                         Some("ready") => {
                             let mut offer = peer.offer().expect("offer");
+                            if mode == Mode::OfferSendOnly {
+                                offer = send_only(&offer);
+                            }
                             if video == Some(TrackCodec::H264) {
                                 // What a client without VP8 would offer; the
                                 // answer to it is a subset of ours.
@@ -219,7 +274,15 @@ async fn visit(video: Option<TrackCodec>) {
                         Some("message") => {
                             let d = &m["data"];
                             match d["type"].as_str() {
-                                Some("answer") => peer.accept_answer(d["sdp"].as_str().expect("sdp")).expect("answer"),
+                                Some("answer") => {
+                                    answer_seen = d["sdp"].as_str().expect("sdp").to_string();
+                                    peer.accept_answer(&answer_seen).expect("answer");
+                                }
+                                Some("offer") if mode == Mode::AskOffer => {
+                                    let answer = peer.answer(d["sdp"].as_str().expect("sdp")).expect("our answer");
+                                    let msg = json!({"type": "message", "data": {"type": "answer", "sdp": answer}});
+                                    ws.send(WsMessage::text(msg.to_string())).await.expect("ws");
+                                }
                                 Some("candidate") => match d["candidate"].as_str() {
                                     Some("") => peer.add_end_of_candidates(),
                                     Some(c) => peer.add_ice_candidate(c).expect("candidate"),
@@ -240,20 +303,25 @@ async fn visit(video: Option<TrackCodec>) {
                         ws.send(WsMessage::text(msg.to_string())).await.expect("ws");
                     }
                     PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
-                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat => {
-                        peer.send_text(chat, "hello rust").expect("chat");
-                    }
-                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == photo_ch => {
-                        let header = json!({"type": "photo", "bytes": photo.len(), "sha256": sha256_hex(&photo)});
-                        peer.send_text(photo_ch, &header.to_string()).expect("header");
-                        for c in photo.chunks(16 * 1024) {
-                            peer.send_binary(photo_ch, c).expect("chunk");
+                    PeerEvent::DataChannel(DcEvent::Open(id)) => {
+                        let label = peer.connection().data_channels()
+                            .and_then(|dc| dc.channel(id)).map(|c| c.label().to_string());
+                        if label.as_deref() == Some("chat") {
+                            chat = Some(id);
+                            peer.send_text(id, "hello rust").expect("chat");
+                        } else if label.as_deref() == Some("photo") {
+                            photo_ch = Some(id);
+                            let header = json!({"type": "photo", "bytes": photo.len(), "sha256": sha256_hex(&photo)});
+                            peer.send_text(id, &header.to_string()).expect("header");
+                            for c in photo.chunks(16 * 1024) {
+                                peer.send_binary(id, c).expect("chunk");
+                            }
                         }
                     }
                     PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) }) => {
-                        if channel == chat {
+                        if Some(channel) == chat {
                             seen.chat.push(t);
-                        } else if channel == photo_ch {
+                        } else if Some(channel) == photo_ch {
                             seen.photo_ack = Some(serde_json::from_str(&t).expect("ack json"));
                         }
                     }
@@ -296,6 +364,16 @@ async fn visit(video: Option<TrackCodec>) {
     .await;
     assert!(outcome.is_ok(), "not done within {LIMIT:?}: {seen:#?}");
     assert_eq!(seen.frames_wrong, 0, "{seen:#?}");
+    if mode == Mode::OfferSendOnly {
+        // RFC 3264 §6.1: a sendonly stream is answered recvonly, and the
+        // demo made no track that would fail to send.
+        let video_section = answer_seen
+            .split("m=")
+            .find(|m| m.starts_with("video "))
+            .expect("a video m-line in the answer");
+        assert!(video_section.contains("a=recvonly"), "{answer_seen}");
+        assert_eq!(seen.frames_back, 0, "{seen:#?}");
+    }
     let ack = seen.photo_ack.clone().expect("ack");
     assert_eq!(ack["ok"], true, "{ack}");
     assert_eq!(ack["bytes"], photo.len(), "{ack}");
@@ -362,6 +440,21 @@ async fn a_visitor_with_a_camera_gets_video_chat_photo_and_the_panel() {
 #[tokio::test]
 async fn a_visitor_offering_only_h264_gets_its_video_back() {
     visit(Some(TrackCodec::H264)).await;
+}
+
+/// A visitor that sends its camera but wants no video back is answered
+/// `recvonly`: the demo receives the frames and sends none, with no error.
+#[tokio::test]
+async fn a_visitor_sending_only_gets_a_recvonly_answer() {
+    visit_as(Some(TrackCodec::Vp8), Mode::OfferSendOnly).await;
+}
+
+/// A client that only answers asks the demo to offer (`offer-request`):
+/// it gets the demo's VP8 track reflecting its video, and the chat and
+/// photo channels the page would have made.
+#[tokio::test]
+async fn a_client_that_only_answers_gets_an_offer() {
+    visit_as(Some(TrackCodec::Vp8), Mode::AskOffer).await;
 }
 
 #[tokio::test]

@@ -103,6 +103,17 @@ async fn chromium_without_a_camera_gets_chat_and_photo() {
     }
 }
 
+/// `?offer=rust`: the page asks the Rust peer to offer (`offer-request`)
+/// and answers; the camera still comes back reflected, chat and photo work.
+#[tokio::test]
+async fn chromium_answers_the_rust_peers_offer() {
+    if let Some(r) = autotest(BrowserKind::Chromium, "&offer=rust").await {
+        assert_eq!(r["rustOffered"], true, "{r:#}");
+        check_video(&r);
+        check_data(&r);
+    }
+}
+
 #[tokio::test]
 async fn firefox_video_reflected_chat_and_photo() {
     if let Some(r) = autotest(BrowserKind::Firefox, "").await {

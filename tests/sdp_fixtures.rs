@@ -1,6 +1,9 @@
-//! The real offers and answers of Chromium, Firefox and aiortc
-//! (tests/fixtures/sdp/, copied from shared/fixtures) parse, and write back
-//! byte for byte.
+//! The real offers and answers of Chromium, Firefox, aiortc, pion and
+//! GStreamer's webrtcbin
+//! (tests/fixtures/sdp/: the browsers' and the first aiortc offer copied
+//! from shared/fixtures, the others saved by tests/interop_*.rs with
+//! `RTCLAB_SAVE_SDP=DIR`) parse, and write back byte for byte (pion's with
+//! the trailing whitespace of its `a=` lines dropped).
 
 use std::path::Path;
 
@@ -14,13 +17,17 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 const ALL: &[&str] = &[
+    "aiortc_answer.sdp",
     "aiortc_offer.sdp",
+    "aiortc_offer_relay.sdp",
     "chromium_answer.sdp",
     "chromium_offer.sdp",
     "chromium_offer_datachannel_only.sdp",
     "firefox_answer.sdp",
     "firefox_offer.sdp",
     "firefox_offer_datachannel_only.sdp",
+    "gstreamer_answer.sdp",
+    "gstreamer_offer.sdp",
 ];
 
 #[test]
@@ -45,7 +52,12 @@ fn every_fixture_round_trips_byte_for_byte() {
             .chain(sd.media.iter().flat_map(|m| &m.attributes))
         {
             if let Attribute::Other { name: n, .. } = a {
-                assert!(n == "rtcp-xr", "{name}: untyped attribute {n}");
+                // `a=framerate` (RFC 8866 §6.17, webrtcbin) means nothing
+                // to RTP here: kept as written, like `rtcp-xr`.
+                assert!(
+                    n == "rtcp-xr" || n == "framerate",
+                    "{name}: untyped attribute {n}"
+                );
             }
         }
     }
@@ -139,7 +151,17 @@ fn aiortc_offer_has_three_fingerprints() {
 /// lines is dropped (parse liberally, write strictly).
 #[test]
 fn trailing_whitespace_on_attribute_lines_is_dropped() {
-    let input = fixture("pion_style_offer_handwritten.sdp");
+    for name in [
+        "pion_style_offer_handwritten.sdp",
+        "pion_offer.sdp",
+        "pion_answer.sdp",
+    ] {
+        written_without_trailing_whitespace(name);
+    }
+}
+
+fn written_without_trailing_whitespace(name: &str) {
+    let input = fixture(name);
     let sd = SessionDescription::parse(&input).unwrap();
     let mut out = Vec::new();
     sd.write(&mut out);
@@ -158,6 +180,40 @@ fn trailing_whitespace_on_attribute_lines_is_dropped() {
         .into_bytes();
     assert_eq!(
         String::from_utf8_lossy(&out),
-        String::from_utf8_lossy(&expected)
+        String::from_utf8_lossy(&expected),
+        "{name}"
     );
+    assert_eq!(SessionDescription::parse(&out).unwrap(), sd, "{name}");
+}
+
+/// pion 3.1's offer (video and data, relay-only through `rtclab
+/// turn-server`): a session-level fingerprint, every codec it has, and
+/// `rtcp-fb` lines with a trailing space read as their type alone.
+#[test]
+fn pion_offer_reads_as_expected() {
+    let sd = SessionDescription::parse(&fixture("pion_offer.sdp")).unwrap();
+    assert_eq!(sd.fingerprints().count(), 1);
+    assert_eq!(sd.bundle_group().unwrap().mids, ["0", "1"]);
+    let video = &sd.media[0];
+    assert_eq!(video.setup(), Some(Setup::ActPass));
+    assert_eq!(video.rtpmap(96).unwrap().encoding, "VP8");
+    assert!(
+        video
+            .rtcp_fbs(96)
+            .any(|f| f.kind == "nack" && f.param.is_none())
+    );
+    assert!(video.candidates().all(|c| c.kind.to_string() == "relay"));
+    let app = &sd.media[1];
+    assert_eq!(app.protocol, "UDP/DTLS/SCTP");
+    assert_eq!(app.sctp_port(), Some(5000));
+}
+
+/// aiortc's relay-only offer: every candidate relayed.
+#[test]
+fn aiortc_relay_offer_has_only_relay_candidates() {
+    let sd = SessionDescription::parse(&fixture("aiortc_offer_relay.sdp")).unwrap();
+    let video = &sd.media[0];
+    assert!(video.candidates().count() > 0);
+    assert!(video.candidates().all(|c| c.kind.to_string() == "relay"));
+    assert_eq!(video.rtpmap(97).unwrap().encoding, "VP8");
 }

@@ -28,7 +28,10 @@
 //! on to [`Config::reports`], where a browser test reads its page's
 //! results). The page is the offerer, as the codelab's room creator is;
 //! the Rust peer answers, adds a video track when the offer has a camera,
-//! and sends each VP8 frame it receives back out on that track. A keyframe
+//! and sends each VP8 frame it receives back out on that track (a visitor
+//! that offers its camera `sendonly` gets a `recvonly` answer and no track).
+//! A client that only answers sends `offer-request` instead, and the Rust
+//! peer offers (the page does with `?offer=rust`). A keyframe
 //! request from the browser (PLI) becomes a keyframe request to the browser
 //! for the camera, since the Rust peer has no encoder of its own.
 //!
@@ -40,7 +43,8 @@
 //!
 //! | `type` | fields | from |
 //! |---|---|---|
-//! | `offer`, `answer` | `sdp` | page / Rust |
+//! | `offer`, `answer` | `sdp` | page / Rust (or Rust / client after `offer-request`) |
+//! | `offer-request` | `video` (bool, default true) | a client that only answers: the Rust peer offers a VP8 track and the `chat` and `photo` channels |
 //! | `candidate` | `candidate` (`candidate:…`, empty = end), `sdpMid`, `sdpMLineIndex` | both |
 //! | `stats` | the live panel (see `session.rs`) | Rust, each second |
 //! | `error` | `message` | Rust, when its peer fails |

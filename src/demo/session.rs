@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::datachannel::{ChannelId, Event as DcEvent, Message};
+use crate::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use crate::peer::{LivePeer, PeerConnectionState, PeerEvent, TrackCodec, TrackId};
-use crate::sdp::{MediaKind, SessionDescription};
+use crate::sdp::{Direction, MediaKind, SessionDescription};
 use crate::signaling::{ClientId, ClientMessage, Member, ServerMessage};
 
 /// How long a visitor has to send its offer after the Rust peer joined.
@@ -233,6 +233,29 @@ impl Session {
                     self.fail(e);
                 }
             }
+            // A client that only answers asks us to offer.
+            Some("offer-request") => {
+                if self.peer.is_some() {
+                    self.signal(json!({"type": "error",
+                        "message": "renegotiation is not supported by the demo yet; reload the page"}));
+                    return;
+                }
+                let video = data.get("video").and_then(Value::as_bool).unwrap_or(true);
+                if let Err(e) = self.offer(video).await {
+                    self.fail(e);
+                }
+            }
+            Some("answer") => {
+                let Some(sdp) = data.get("sdp").and_then(Value::as_str) else {
+                    return;
+                };
+                let Some(p) = self.peer.as_mut() else {
+                    return;
+                };
+                if let Err(e) = p.accept_answer(sdp) {
+                    self.fail(format!("the answer was refused: {e}"));
+                }
+            }
             Some("candidate") => {
                 let Some(p) = self.peer.as_mut() else {
                     return;
@@ -251,15 +274,48 @@ impl Session {
         }
     }
 
-    async fn answer(&mut self, offer: &str) -> Result<(), String> {
+    async fn bind(&self) -> Result<LivePeer, String> {
         let config = LivePeer::config().map_err(|e| format!("certificate: {e}"))?;
-        let mut peer = LivePeer::bind(config, SocketAddr::new(self.udp_ip, 0))
+        LivePeer::bind(config, SocketAddr::new(self.udp_ip, 0))
             .await
-            .map_err(|e| format!("cannot bind a UDP port: {e}"))?;
+            .map_err(|e| format!("cannot bind a UDP port: {e}"))
+    }
+
+    /// For a client that only answers: we offer a VP8 track (when `video`)
+    /// that reflects the client's video as it does the page's, and the
+    /// page's two channels, `chat` and `photo`.
+    async fn offer(&mut self, video: bool) -> Result<(), String> {
+        let mut peer = self.bind().await?;
+        if video {
+            self.track = Some(
+                peer.connection_mut()
+                    .add_track_with_codec(TrackCodec::Vp8)
+                    .map_err(|e| format!("add_track: {e}"))?,
+            );
+        }
+        for label in ["chat", "photo"] {
+            peer.create_data_channel(ChannelInit::new(label))
+                .map_err(|e| format!("create_data_channel: {e}"))?;
+        }
+        let offer = peer.offer().map_err(|e| format!("offer: {e}"))?;
+        self.first_mid = offer
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
+            .unwrap_or("0")
+            .to_string();
+        self.signal(json!({"type": "offer", "sdp": offer}));
+        tracing::info!(udp = %peer.local_addr(), video, "demo: offered");
+        self.peer = Some(peer);
+        Ok(())
+    }
+
+    async fn answer(&mut self, offer: &str) -> Result<(), String> {
+        let mut peer = self.bind().await?;
         // The camera's m-line takes our track: what we receive on it, we
         // send back on it (sendrecv), in the codec the visitor will send:
-        // the first of its offer's that we can send. With none (an offer of
-        // VP9 or AV1 only, say), no track: the answer is recvonly.
+        // the first of its offer's that we can send. With none, or when
+        // the visitor does not receive video (`sendonly`), no track: the
+        // answer is `recvonly` (RFC 3264 §6.1), and nothing fails to send.
         let has_video = offer.lines().any(|l| l.starts_with("m=video "));
         let codec = offered_video_codec(offer);
         if let Some(codec) = codec {
@@ -532,13 +588,23 @@ impl Session {
 /// The codec the visitor will send its camera in, if we can send it too:
 /// the first of its first video m-line's codecs (in the offer's order of
 /// preference, RFC 3264 §5.1) that the codec registry can packetize (VP8,
-/// VP9 profile 0, AV1 profile 0, H.264 in packetization mode 1).
+/// VP9 profile 0, AV1 profile 0, H.264 in packetization mode 1). `None`
+/// when the visitor does not receive video: its m-line is `sendonly` or
+/// `inactive` (RFC 3264 §6.1: we may then only answer `recvonly` or
+/// `inactive`).
 fn offered_video_codec(offer: &str) -> Option<TrackCodec> {
     let sdp = SessionDescription::parse_str(offer).ok()?;
     let video = sdp
         .media
         .iter()
         .find(|m| m.media == "video" && !m.is_rejected())?;
+    let direction = video
+        .direction()
+        .or(sdp.direction())
+        .unwrap_or(Direction::SendRecv);
+    if !matches!(direction, Direction::SendRecv | Direction::RecvOnly) {
+        return None;
+    }
     video.payload_types().find_map(|pt| {
         let name = &video.rtpmap(pt)?.encoding;
         let fmtp = video.fmtp(pt).map(|f| f.params.as_str());

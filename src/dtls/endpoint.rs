@@ -1185,9 +1185,19 @@ impl Endpoint {
         self.add_message(&Handshake::ServerKeyExchange(ske));
         self.server_ecdhe = Some((group, private));
         if self.config.require_client_certificate {
+            // RFC 5246 §7.4.4: ECDSA and RSA client certificates both
+            // verify (AcceptedCertificate's key checks either);
+            // GStreamer's webrtcbin makes an RSA-2048 one.
             self.add_message(&Handshake::CertificateRequest(CertificateRequest {
-                certificate_types: vec![CertificateRequest::ECDSA_SIGN],
-                signature_schemes: vec![SignatureScheme::ECDSA_SECP256R1_SHA256],
+                certificate_types: vec![
+                    CertificateRequest::ECDSA_SIGN,
+                    CertificateRequest::RSA_SIGN,
+                ],
+                signature_schemes: vec![
+                    SignatureScheme::ECDSA_SECP256R1_SHA256,
+                    SignatureScheme::RSA_PSS_RSAE_SHA256,
+                    SignatureScheme::RSA_PKCS1_SHA256,
+                ],
                 authorities: Vec::new(),
             }));
         }

@@ -15,6 +15,8 @@ const autotest = params.get('autotest') === '1';
 // What ?autotest=1 waits for (default: everything).
 const need = (params.get('need') || 'video,chat,photo').split(',');
 const noCam = params.get('nocam') === '1';
+// ?offer=rust: the Rust peer offers and the page answers (`offer-request`).
+const rustOffers = params.get('offer') === 'rust';
 let callRoom = params.get('call');
 const callMode = callRoom !== null;
 if (callMode && (callRoom === '' || callRoom === 'new')) {
@@ -157,7 +159,13 @@ function connectSignaling() {
       case 'ready':
         pill('signaling', 'ready', 'ok');
         detail('signaling', 'room ' + room + ', members ' + m.members.join(', '));
-        if (initiator && !pc) await call();
+        if (initiator && !pc && rustOffers && !callMode) {
+          makePeer();
+          result.rustOffered = true;
+          send({ type: 'offer-request', video: !!stream });
+        } else if (initiator && !pc) {
+          await call();
+        }
         break;
       case 'full':
         pill('signaling', 'full', 'bad');

@@ -1,0 +1,182 @@
+//! aiortc (Python: aioice, OpenSSL DTLS through pyOpenSSL, its own SCTP,
+//! libvpx through PyAV) against a Rust [`rtclab::peer::LivePeer`]:
+//! tests/interop/aiortc_peer.py runs in the venv `scripts/test` makes
+//! (`target/interop-venv`, or `RTCLAB_AIORTC_PYTHON`), signaling as JSON
+//! lines on its stdin/stdout (tests/interop/harness.rs).
+//!
+//! Cases, each one call on 127.0.0.1:
+//! - data channels created by the offerer, rtclab offering (aiortc answers
+//!   `setup:active`: rtclab is the DTLS server) and aiortc offering (rtclab
+//!   is the DTLS client): ordered, unordered, `maxRetransmits: 0`,
+//!   `maxPacketLifeTime`, each seen with the same options on both sides and
+//!   every message echoed back (on the partially reliable two, at least one
+//!   of eight: loopback drops datagrams when the bulk transfer fills a socket
+//!   buffer, and such a channel may then abandon a message, as it should);
+//!   a 64 KiB message; 4 MiB echoed, checked by SHA-256. Partial reliability
+//!   is checked as negotiated (DCEP) and working, not as dropping under
+//!   loss (tests/sim_datachannel.rs does that).
+//! - VP8 both ways, both offer directions: each side sends the 60 frames of
+//!   tests/fixtures/media/fake-camera-vp8.ivf as they are (aiortc packs
+//!   pre-encoded frames without re-encoding), and every frame received on
+//!   either side is compared with the clip's by SHA-256 (all are waited
+//!   for; at least 90% must come, in the clip's order: see the harness's
+//!   `Case::min_percent`).
+//! - relay only: aiortc with `iceTransportPolicy: relay` through
+//!   `rtclab turn-server`; the Rust peer has no TURN client yet, so only
+//!   aiortc's side is relayed (the server relays to the Rust peer's host
+//!   candidate, `--allow-loopback-peers`).
+//!
+//! - H.264 from rtclab to aiortc, both offer directions, and both ways
+//!   when the clip's AUDs are dropped; aiortc's H.264 with AUDs to rtclab
+//!   is a known failure ([`h264_both_ways_aiortc_offers`]); from
+//!   tests/fixtures/media/h264-smpte-240x176.ivf (40 access units), aiortc
+//!   held to H.264 by its codec preferences; access units compared as
+//!   their NAL units (harness `canonical`: AUDs dropped, 4-byte start codes).
+
+#[path = "interop/harness.rs"]
+mod harness;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::{Case, Foreign};
+use rtclab::dtls::endpoint::Role;
+
+/// The venv's python with aiortc importable, or `None` after a loud skip.
+fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("RTCLAB_AIORTC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| harness::root().join("target/interop-venv/bin/python"));
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import aiortc"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        harness::skip(
+            &format!("aiortc ({})", python.display()),
+            "run scripts/test, which makes target/interop-venv with `pip install aiortc`",
+        );
+        return None;
+    }
+    Some(python)
+}
+
+fn start() -> Option<Foreign> {
+    let python = python()?;
+    let script = harness::root().join("tests/interop/aiortc_peer.py");
+    Some(Foreign::start(
+        "aiortc",
+        &python,
+        &[
+            script.display().to_string(),
+            std::env::var("RTCLAB_AIORTC_ARGS").unwrap_or_default(),
+        ],
+        &[],
+    ))
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn data_channels_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("aiortc", f, &Case::data(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+    assert!(out.foreign_sdp.contains("a=setup:active"));
+}
+
+#[tokio::test]
+async fn data_channels_aiortc_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("aiortc", f, &Case::data(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
+}
+
+#[tokio::test]
+async fn vp8_both_ways_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("aiortc", f, &Case::video(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+#[tokio::test]
+async fn vp8_both_ways_aiortc_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("aiortc", f, &Case::video(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
+}
+
+/// rtclab's H.264 to aiortc, rtclab offering (aiortc held to H.264 by its
+/// codec preferences; it receives and decodes all 40 access units).
+#[tokio::test]
+async fn h264_to_aiortc_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let case = Case {
+        foreign_sends_video: false,
+        ..Case::h264(true)
+    };
+    let out = harness::run("aiortc", f, &case, LIMIT).await;
+    assert!(out.frames_to_foreign >= 36, "{out:?}");
+}
+
+/// rtclab's H.264 to aiortc, aiortc offering.
+#[tokio::test]
+async fn h264_to_aiortc_aiortc_offers() {
+    let Some(f) = start() else { return };
+    let case = Case {
+        foreign_sends_video: false,
+        ..Case::h264(false)
+    };
+    let out = harness::run("aiortc", f, &case, LIMIT).await;
+    assert!(out.frames_to_foreign >= 36, "{out:?}");
+}
+
+/// H.264 both ways, aiortc offering, from the clip without its AUDs: see
+/// [`h264_both_ways_aiortc_offers`].
+#[tokio::test]
+async fn h264_both_ways_without_auds_aiortc_offers() {
+    let Some(f) = start() else { return };
+    let clip = harness::h264_clip_without_auds();
+    let case = Case {
+        clip: clip.clone(),
+        ..Case::h264(false)
+    };
+    let out = harness::run("aiortc", f, &case, LIMIT).await;
+    let _ = std::fs::remove_file(clip);
+    assert!(
+        out.frames_from_foreign >= 36 && out.frames_to_foreign >= 36,
+        "{out:?}"
+    );
+}
+
+/// Known failure: aiortc's H.264 reaches rtclab as RTP (PT and codec as
+/// negotiated: STAP-A with AUD, SPS and PPS, FU-A slices, a one-NAL packet
+/// for each later AUD) but rtclab assembles no access unit and sends PLI
+/// after PLI (138 packets, 0 frames), whoever offers and in either DTLS
+/// role. The clip keeps the AUDs h264parse writes: without them
+/// ([`h264_both_ways_without_auds_aiortc_offers`]) everything arrives, and
+/// pion, whose payloader drops AUDs, gets the clip through 40/40. So
+/// rtclab's H.264 receive path fails on access units that carry an AUD.
+#[tokio::test]
+#[ignore = "rtclab assembles none of aiortc's H.264 access units"]
+async fn h264_both_ways_aiortc_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("aiortc", f, &Case::h264(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
+}
+
+#[tokio::test]
+async fn relay_only_through_rtclab_turn_server() {
+    let Some(f) = start() else { return };
+    let mut case = Case::data(false);
+    case.video = Some("VP8");
+    case.bulk_bytes = 1 << 20;
+    case.turn = true;
+    let out = harness::run("aiortc", f, &case, LIMIT).await;
+    assert!(
+        !out.foreign_candidate_types.is_empty()
+            && out.foreign_candidate_types.iter().all(|t| t == "relay"),
+        "aiortc signaled {:?}",
+        out.foreign_candidate_types
+    );
+}

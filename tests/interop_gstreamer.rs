@@ -1,0 +1,159 @@
+//! GStreamer's webrtcbin (libnice ICE, OpenSSL DTLS, usrsctp; Debian's
+//! `gstreamer1.0-plugins-bad` 1.22 with `gstreamer1.0-nice`) against a Rust
+//! [`rtclab::peer::LivePeer`]: tests/interop/gst_peer.py drives it through
+//! python3-gi (Debian's `/usr/bin/python3`, where `python3-gi` installs),
+//! signaling as JSON lines on its stdin/stdout (tests/interop/harness.rs).
+//!
+//! Cases, each one call on 127.0.0.1, as for aiortc (tests/interop_aiortc.rs):
+//! data channels (ordered, unordered, `maxRetransmits: 0`,
+//! `maxPacketLifeTime`; 64 KiB; 4 MiB echoed and checksummed) and VP8 both
+//! ways frame by frame (appsrc ! rtpvp8pay sending the clip's frames,
+//! rtpvp8depay ! appsink receiving), with rtclab offering (webrtcbin answers
+//! `setup:active`: rtclab is the DTLS server) and webrtcbin offering
+//! (rtclab answering `setup:passive`: see [`passive`]); and webrtcbin
+//! relay-only (`turn-server`, `ice-transport-policy=relay`) through
+//! `rtclab turn-server` with data channels and VP8 at 1200-byte payloads,
+//! only its side relayed (the Rust peer has no TURN client yet); at its
+//! default 1400 bytes relayed VP8 is a known failure
+//! ([`relay_only_with_video_both_ways`], ignored).
+//!
+//! rtclab is the DTLS server in every case: webrtcbin's certificate is
+//! RSA-2048 (GStreamer's dtls elements make one per process; setting another
+//! `pem` after the element is READY leaves its connection without the
+//! certificate-accepting handler), and rtclab's DTLS 1.2 client offers only
+//! ECDHE_ECDSA suites. As a server rtclab accepts the RSA client
+//! certificate (RSA_SIGN in its CertificateRequest).
+//!
+//! Not covered: H.264 (Debian's plugins have openh264 but no H.264 clip is
+//! sent unchanged yet).
+
+#[path = "interop/harness.rs"]
+mod harness;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use harness::{Case, Foreign};
+use rtclab::dtls::endpoint::Role;
+
+const CHECK: &str = r#"
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstWebRTC", "1.0")
+gi.require_version("GstSdp", "1.0")
+from gi.repository import Gst
+Gst.init(None)
+for name in ("webrtcbin", "nicesrc", "dtlssrtpenc", "sctpenc", "rtpvp8pay", "rtpvp8depay", "appsrc", "appsink"):
+    assert Gst.ElementFactory.find(name), name
+"#;
+
+/// Debian's python3 with gi and every element the peer uses, or `None`
+/// after a loud skip.
+fn python() -> Option<PathBuf> {
+    let python = PathBuf::from("/usr/bin/python3");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", CHECK])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        harness::skip(
+            "GStreamer webrtcbin with python3-gi",
+            "Debian packages gstreamer1.0-plugins-bad gstreamer1.0-nice gstreamer1.0-plugins-good \
+             gir1.2-gst-plugins-bad-1.0 python3-gi; scripts/test installs them",
+        );
+        return None;
+    }
+    Some(python)
+}
+
+fn start() -> Option<Foreign> {
+    let python = python()?;
+    let script = harness::root().join("tests/interop/gst_peer.py");
+    Some(Foreign::start(
+        "gstreamer",
+        &python,
+        &[script.display().to_string()],
+        &[],
+    ))
+}
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// rtclab answers `setup:passive`, staying the DTLS server: webrtcbin's
+/// certificate is RSA-2048, and rtclab as a DTLS 1.2 client offers only
+/// ECDHE_ECDSA suites, so it cannot be webrtcbin's client yet.
+fn passive(case: Case) -> Case {
+    Case {
+        answer_passive: true,
+        ..case
+    }
+}
+
+#[tokio::test]
+async fn data_channels_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &Case::data(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+#[tokio::test]
+async fn data_channels_gstreamer_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &passive(Case::data(false)), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+#[tokio::test]
+async fn vp8_both_ways_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &Case::video(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+#[tokio::test]
+async fn vp8_both_ways_gstreamer_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &passive(Case::video(false)), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+/// Data channels and VP8 both ways, webrtcbin's RTP payloads held to
+/// 1200 bytes (`rtpvp8pay mtu=1200`): see [`relay_only_with_video_both_ways`].
+#[tokio::test]
+async fn relay_only_through_rtclab_turn_server() {
+    let Some(f) = start() else { return };
+    let mut case = passive(Case::data(false));
+    case.video = Some("VP8");
+    case.bulk_bytes = 1 << 20;
+    case.turn = true;
+    case.foreign_mtu = Some(1200);
+    relay_only(f, &case).await;
+}
+
+/// Known failure, left for the TURN work: relayed by `rtclab turn-server`,
+/// webrtcbin's VP8 at rtpvp8pay's default MTU (1400-byte RTP packets)
+/// reaches rtclab only up to its first frame (1 of 60), while rtclab's 60
+/// frames and the data channels reach webrtcbin; at `mtu=1200`
+/// ([`relay_only_through_rtclab_turn_server`]) and unrelayed at 1400 it
+/// passes. So 1400-byte RTP packets relayed (in webrtcbin's TURN framing)
+/// are lost on the way.
+#[tokio::test]
+#[ignore = "webrtcbin's 1400-byte RTP through rtclab turn-server stops after one frame"]
+async fn relay_only_with_video_both_ways() {
+    let Some(f) = start() else { return };
+    let mut case = passive(Case::data(false));
+    case.video = Some("VP8");
+    case.bulk_bytes = 1 << 20;
+    case.turn = true;
+    relay_only(f, &case).await;
+}
+
+async fn relay_only(f: Foreign, case: &Case) {
+    let out = harness::run("gstreamer", f, case, LIMIT).await;
+    assert!(
+        !out.foreign_candidate_types.is_empty()
+            && out.foreign_candidate_types.iter().all(|t| t == "relay"),
+        "webrtcbin signaled {:?}",
+        out.foreign_candidate_types
+    );
+}
