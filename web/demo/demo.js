@@ -562,7 +562,11 @@ function maybeFinish(force) {
   if (!autotest || finished) return;
   const decoded = (result.browser && result.browser.framesDecoded) || 0;
   const done = {
-    video: !result.camera || Math.max(result.framesBack, decoded) >= 30,
+    // With the Rust peer, its own count too: its stats come once a second,
+    // and the check reads the latest (the first, at 0 s, shows no frame).
+    video: !result.camera || (Math.max(result.framesBack, decoded) >= 30
+      && (result.mode !== 'rust'
+        || ((result.rust && result.rust.frames && result.rust.frames.out) || 0) > 0)),
     chat: !!result.chatEcho,
     photo: !!(result.photoAck && result.photoAck.ok),
   };
