@@ -815,9 +815,10 @@ const GENERATOR_SLOT: usize = 2048;
 /// [`crate::peer::speed::datachannel_on_loopback`]), with each side's CPU;
 /// then the SCTP figures of [`crate::sctp::speed`], whose
 /// `datachannel.ceiling_raw_sctp_dtls_*` is the ceiling for it (SCTP over
-/// DTLS wired directly, no flow-control pause). Nothing else runs a WebRTC
-/// stack here to compare with (str0m is not built in); the ratio to the
-/// ceiling is `datachannel.pct_of_ceiling`, and per CPU second of both
+/// DTLS wired directly, no flow-control pause). Beside str0m, the same
+/// transfer runs from `benches/compare-str0m` (a separate project, so that
+/// str0m is never rtclab's dependency); the ratio to the ceiling is
+/// `datachannel.pct_of_ceiling`, and per CPU second of both
 /// peers (`*_mb_per_cpu_s`, which other load on the machine disturbs less)
 /// `datachannel.cpu_pct_of_ceiling`.
 pub fn datachannel() -> Vec<Figure> {
