@@ -22,7 +22,7 @@
 //!   for; at least 90% must come, in the clip's order: see the harness's
 //!   `Case::min_percent`).
 //! - relay only: aiortc with `iceTransportPolicy: relay` through
-//!   `rtclab turn-server`; the Rust peer has no TURN client yet, so only
+//!   `rtclab turn-server`; only
 //!   aiortc's side is relayed (the server relays to the Rust peer's host
 //!   candidate, `--allow-loopback-peers`).
 //!

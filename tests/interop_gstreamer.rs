@@ -13,7 +13,7 @@
 //! (rtclab answering `setup:passive`: see [`passive`]); and webrtcbin
 //! relay-only (`turn-server`, `ice-transport-policy=relay`) through
 //! `rtclab turn-server` with data channels and VP8 at 1200-byte payloads,
-//! only its side relayed (the Rust peer has no TURN client yet); at its
+//! only its side relayed (the Rust peer can be relayed too, see interop_turn_server); at its
 //! default 1400 bytes relayed VP8 is a known failure
 //! ([`relay_only_with_video_both_ways`], ignored).
 //!

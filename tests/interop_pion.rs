@@ -19,7 +19,7 @@
 //! offering (pion answers `setup:active`: rtclab is the DTLS server) and
 //! pion offering (rtclab is the DTLS client); and pion relay-only
 //! (`ICETransportPolicyRelay`) through `rtclab turn-server`, only pion's
-//! side relayed (the Rust peer has no TURN client yet).
+//! side relayed (a relay-only Rust peer is tested in interop_turn_server).
 //!
 //! H.264 both ways too (pion registering only H.264, 42e01f, as PT 112),
 //! from tests/fixtures/media/h264-smpte-240x176.ivf, access units compared
