@@ -414,6 +414,12 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Gives back the buffer of an [`Event::ApplicationData`] the caller
+    /// is done with, to carry a later record (no allocation per record).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.records.recycle(buf);
+    }
+
     /// As [`Endpoint::send`], but the record is appended to `out` instead of
     /// queued as a [`Transmit`]: the caller (a transport that gathers its
     /// datagrams in one reused buffer) sends `out`'s new bytes as one

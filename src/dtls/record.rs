@@ -553,7 +553,13 @@ pub struct RecordLayer {
     /// keys are installed (bounded by [`MAX_FUTURE_RECORDS`] and
     /// [`MAX_FUTURE_BYTES`]).
     future: Vec<(RecordHeader, Vec<u8>)>,
+    /// Buffers of opened records given back ([`RecordLayer::recycle`]),
+    /// reused for the next ones: reading allocates nothing once warm.
+    pool: Vec<Vec<u8>>,
 }
+
+/// Record buffers kept for reuse.
+const RECORD_POOL: usize = 16;
 
 /// Most records of a not-yet-readable epoch kept (RFC 6347 §4.1: such
 /// records "MAY be buffered").
@@ -593,6 +599,15 @@ impl RecordLayer {
             previous_write: None,
             dropped: 0,
             future: Vec::new(),
+            pool: Vec::new(),
+        }
+    }
+
+    /// Gives back the buffer of a record opened before (an application
+    /// data fragment the caller is done with), to carry a later one.
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < RECORD_POOL {
+            self.pool.push(buf);
         }
     }
 
@@ -745,10 +760,12 @@ impl RecordLayer {
         if !state.window.check(h.sequence) {
             return None;
         }
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(record.fragment);
         let fragment = match &state.protection {
-            None => record.fragment.to_vec(),
+            None => buf,
             Some(p) => {
-                let mut buf = record.fragment.to_vec();
                 let len = p.open_in_place(h, &mut buf).ok()?.len();
                 let start = p.suite().explicit_nonce_len();
                 buf.truncate(start + len);

@@ -2222,6 +2222,9 @@ impl PeerConnection {
                     if let Some(d) = self.data.as_mut() {
                         d.handle_packet(now, &p);
                     }
+                    if let Some(t) = self.transport.as_mut() {
+                        t.recycle_application_data(p);
+                    }
                     self.flush_sctp();
                 }
                 transport::Event::Failed(e) => {

@@ -742,6 +742,14 @@ impl Transport {
         Ok(())
     }
 
+    /// Gives back the buffer of an [`Event::ApplicationData`] (a DTLS
+    /// record's plaintext), to carry a later record.
+    pub fn recycle_application_data(&mut self, buf: Vec<u8>) {
+        if let Some(d) = self.live.as_mut().and_then(|l| l.dtls.as_mut()) {
+            d.recycle(buf);
+        }
+    }
+
     /// Gives back the buffer of an [`Event::Rtp`] or [`Event::Rtcp`], to
     /// carry a later packet: a receiver that recycles allocates nothing per
     /// packet. At most 64 are kept.
