@@ -451,8 +451,14 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
             if let Ok(m) = DcepMessage::decode(&bytes) {
-                // What parses re-encodes to the same bytes (the codec is strict).
-                prop_assert_eq!(m.to_vec(), bytes);
+                // What parses re-encodes to the same bytes (the codec is
+                // strict), except an ACK's padding (pion pads it), dropped.
+                if matches!(m, DcepMessage::Ack) {
+                    prop_assert_eq!(bytes.first(), Some(&2));
+                    prop_assert_eq!(m.to_vec(), vec![2]);
+                } else {
+                    prop_assert_eq!(m.to_vec(), bytes);
+                }
             }
         }
 
