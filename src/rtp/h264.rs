@@ -360,17 +360,32 @@ impl Depacketizer for H264Depacketizer {
     /// An IDR slice without parameter sets in front cannot be decoded by a
     /// receiver that joins there (unless `sprop-parameter-sets` came in SDP,
     /// RFC 6184 §8.1, which WebRTC does not use), so it does not count.
+    /// A keyframe starts with its SPS: the first NAL unit of the packet,
+    /// after any access unit delimiter or SEI (RFC 6184 §5.7.1: encoders
+    /// such as aiortc's aggregate `AUD, SPS, PPS` in one STAP-A).
     fn is_keyframe(&self, payload: &[u8]) -> bool {
-        let first = match payload.first().map(|b| b & 0x1F) {
-            Some(nal_type::STAP_A) => payload.get(3),
-            Some(nal_type::FU_A) => {
-                return payload
-                    .get(1)
-                    .is_some_and(|&fu| fu & 0x80 != 0 && fu & 0x1F == nal_type::SPS);
+        let skippable = |t: u8| t == nal_type::AUD || t == nal_type::SEI;
+        match payload.first().map(|b| b & 0x1F) {
+            Some(nal_type::STAP_A) => {
+                let mut rest = payload.get(1..).unwrap_or(&[]);
+                while rest.len() > 2 {
+                    let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+                    let Some(&hdr) = rest.get(2).filter(|_| n > 0 && rest.len() >= 2 + n) else {
+                        return false;
+                    };
+                    if !skippable(hdr & 0x1F) {
+                        return hdr & 0x1F == nal_type::SPS;
+                    }
+                    rest = &rest[2 + n..];
+                }
+                false
             }
-            _ => payload.first(),
-        };
-        first.is_some_and(|b| b & 0x1F == nal_type::SPS)
+            Some(nal_type::FU_A) => payload
+                .get(1)
+                .is_some_and(|&fu| fu & 0x80 != 0 && fu & 0x1F == nal_type::SPS),
+            Some(t) => t == nal_type::SPS,
+            None => false,
+        }
     }
 }
 
@@ -478,6 +493,22 @@ impl AnnexBWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stap_a_of_aud_sps_pps_starts_a_keyframe() {
+        let d = H264Depacketizer::new();
+        // STAP-A: AUD (2 bytes), SPS (3), PPS (2).
+        let stap = [
+            24, 0, 2, 0x09, 0xF0, 0, 3, 0x67, 0x42, 0x00, 0, 2, 0x68, 0xCE,
+        ];
+        assert!(d.is_keyframe(&stap));
+        assert!(d.is_frame_start(&stap));
+        // AUD then a non-IDR slice: not a keyframe.
+        let delta = [24, 0, 2, 0x09, 0xF0, 0, 2, 0x41, 0x80];
+        assert!(!d.is_keyframe(&delta));
+        // A truncated aggregate is not one either.
+        assert!(!d.is_keyframe(&[24, 0, 9, 0x09]));
+    }
     use proptest::prelude::*;
 
     fn annex_b(nals: &[Vec<u8>]) -> Vec<u8> {
