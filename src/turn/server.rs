@@ -2123,6 +2123,13 @@ mod tests {
         attributes: &[TurnAttribute],
         tid: u8,
     ) -> Vec<u8> {
+        let n = s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap());
+        alice_signed(method, attributes, &n, tid)
+    }
+
+    /// A request of `method` signed with alice's key and `nonce`, carrying
+    /// `attributes` first.
+    fn alice_signed(method: Method, attributes: &[TurnAttribute], nonce: &str, tid: u8) -> Vec<u8> {
         let key =
             IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
         let mut out = Vec::new();
@@ -2134,10 +2141,9 @@ mod tests {
         for a in attributes {
             a.encode(&mut enc);
         }
-        let n = s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap());
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
-        enc.attribute(&Attribute::Nonce(&n));
+        enc.attribute(&Attribute::Nonce(nonce));
         enc.message_integrity(&key);
         enc.finish().unwrap();
         out
@@ -2936,27 +2942,12 @@ mod tests {
         extra: &[TurnAttribute],
         tid: u8,
     ) -> Vec<u8> {
-        let key =
-            IntegrityKey::long_term("alice", "rtclab", "secret", PasswordAlgorithm::Md5).unwrap();
-        let mut out = Vec::new();
-        let mut enc = MessageEncoder::new(
-            &mut out,
-            MessageType::new(Class::Request, Method::ALLOCATE),
-            TransactionId([tid; 12]),
-        );
-        TurnAttribute::RequestedTransport(PROTOCOL_UDP).encode(&mut enc);
-        for a in extra {
-            a.encode(&mut enc);
-        }
         s.transport = transport;
         let n = s.nonce(now, from, LISTEN.parse().unwrap());
         s.transport = Transport::Udp;
-        enc.attribute(&Attribute::Username("alice"));
-        enc.attribute(&Attribute::Realm("rtclab"));
-        enc.attribute(&Attribute::Nonce(&n));
-        enc.message_integrity(&key);
-        enc.finish().unwrap();
-        out
+        let mut attributes = vec![TurnAttribute::RequestedTransport(PROTOCOL_UDP)];
+        attributes.extend_from_slice(extra);
+        alice_signed(Method::ALLOCATE, &attributes, &n, tid)
     }
 
     /// Answers every BindRelay (refusing the ports in `refuse`), and
