@@ -78,6 +78,7 @@ pub mod rtp;
 pub mod runtime;
 pub mod sctp;
 pub mod sdp;
+pub mod sfu;
 pub mod signaling;
 pub mod sim;
 pub mod speed;

@@ -771,7 +771,7 @@ fn rtp_mode_forwards_packets_back_and_both_legs_repair_loss() {
             pump(sim, hosts, log);
             let now = sim.now();
             for e in log[1].iter_mut() {
-                if let PeerEvent::Rtp { mid, packet } = e {
+                if let PeerEvent::Rtp { mid, packet, .. } = e {
                     assert_eq!(*mid, mid_a.as_str());
                     let packet = std::mem::take(packet);
                     let b = sim.machine_mut::<PeerConnection>(hosts[1]);

@@ -261,6 +261,13 @@ impl Certificate {
         })
     }
 
+    /// A second handle on the same certificate and key (a server that
+    /// gives every connection the one certificate, as browsers do per
+    /// `RTCPeerConnection`).
+    pub fn try_clone(&self) -> Result<Self, Error> {
+        Certificate::from_der(self.der.clone(), self.pkcs8.clone())
+    }
+
     /// Loads a certificate and its key from PEM text, as `--cert`/`--key`
     /// give them: the first `CERTIFICATE` block, and a P-256 key either as
     /// PKCS#8 (`PRIVATE KEY`, RFC 5208 §5, what `openssl genpkey` and

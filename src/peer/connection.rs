@@ -64,9 +64,18 @@ pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
     (CANONICAL_ABS_SEND_TIME, sdp::codec::uri::ABS_SEND_TIME),
     (CANONICAL_TRANSPORT_CC, sdp::codec::uri::TRANSPORT_CC),
     (4, sdp::codec::uri::AUDIO_LEVEL),
-    (5, sdp::codec::uri::RTP_STREAM_ID),
-    (6, sdp::codec::uri::REPAIRED_RTP_STREAM_ID),
+    (CANONICAL_RID, sdp::codec::uri::RTP_STREAM_ID),
+    (
+        CANONICAL_REPAIRED_RID,
+        sdp::codec::uri::REPAIRED_RTP_STREAM_ID,
+    ),
 ];
+/// The canonical ids of the rid and repaired-rid extensions (RFC 8852):
+/// they name a received simulcast layer, so [`PeerConnection::send_rtp`]
+/// never sends them on (our tracks send one stream each, and a receiver
+/// that demultiplexes by rid would drop a packet naming an unknown one).
+const CANONICAL_RID: u8 = 5;
+const CANONICAL_REPAIRED_RID: u8 = 6;
 /// The canonical id of the mid extension (RFC 8843 §15), rewritten to the
 /// sending m-line's own mid by [`PeerConnection::send_rtp`].
 const CANONICAL_MID: u8 = 1;
@@ -284,6 +293,9 @@ pub enum Event {
     Rtp {
         /// The m-line's mid.
         mid: Mid,
+        /// The simulcast layer's RTP stream id (RFC 8852), when the m-line
+        /// receives simulcast ([`crate::sdp::Capabilities::receive_simulcast`]).
+        rid: Option<Mid>,
         /// The whole packet (header, extensions, payload).
         packet: Vec<u8>,
     },
@@ -439,6 +451,18 @@ struct Receiver {
     /// The mid as a `Copy` value for [`Event::Rtp`] (None if longer than
     /// a [`Mid`] holds: such an m-line cannot use RTP mode).
     mid_key: Option<Mid>,
+    /// Simulcast (RFC 8853): the RTP stream id of this layer; an m-line
+    /// that receives simulcast has one receiver per rid. `None` without.
+    rid: Option<Mid>,
+    /// The first layer of a simulcast m-line, or the only stream: the one
+    /// that assembles frames outside RTP mode (the others are counted,
+    /// NACKed and dropped, so that an application reading frames sees
+    /// one stream).
+    primary: bool,
+    /// The peer's ids of the rid and repaired-rid extensions (RFC 8852
+    /// §3.1, §3.2) on this m-line, to route a new SSRC to its layer.
+    rid_ext: Option<u8>,
+    repaired_rid_ext: Option<u8>,
     kind: MediaKind,
     payload_types: Vec<u8>,
     /// The payload types we can depacketize, with their codec and name.
@@ -707,6 +731,19 @@ impl PeerConnection {
     /// (the peer may send us any); this track sends with `codec` if the
     /// offer/answer kept it ([`PeerConnection::send_frame`] fails if not).
     pub fn add_track_with_codec(&mut self, codec: TrackCodec) -> Result<TrackId, Error> {
+        self.add_track_in_stream(codec, None)
+    }
+
+    /// `addTrack(track, stream)`: as [`PeerConnection::add_track_with_codec`],
+    /// the track signaled as part of the media stream `stream_id` (its
+    /// `a=msid`, RFC 8830 §2), so that the peer's `ontrack` groups it with
+    /// the other tracks of that stream (an SFU gives each participant's
+    /// audio and video one stream id). `None`: a stream of its own.
+    pub fn add_track_in_stream(
+        &mut self,
+        codec: TrackCodec,
+        stream_id: Option<&str>,
+    ) -> Result<TrackId, Error> {
         let kind = codec.kind();
         let packetizer = codec.packetizer(&mut self.rng);
         if self.signaling == SignalingState::Closed {
@@ -715,8 +752,22 @@ impl PeerConnection {
         let ssrc: u32 = self.rng.random();
         let rtx_ssrc = (kind == MediaKind::Video).then(|| self.rng.random::<u32>());
         let n = self.senders.len();
+        // RFC 8830 §2: msid-id is 1*64 token-char.
+        let stream_id = match stream_id {
+            Some(id)
+                if !id.is_empty()
+                    && id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+            {
+                id.to_string()
+            }
+            Some(_) => return Err(Error::Misuse("a stream id is 1 to 64 token characters")),
+            None => format!("rtclab-stream-{n}"),
+        };
         let sender = LocalSender {
-            stream_id: format!("rtclab-stream-{n}"),
+            stream_id,
             track_id: format!("rtclab-track-{n}"),
             ssrc,
             rtx_ssrc,
@@ -1136,7 +1187,8 @@ impl PeerConnection {
     /// the SSRC and payload type become the track's; its extension
     /// elements, in the canonical ids of [`RTP_MODE_EXTENSIONS`], are
     /// rewritten to the ids negotiated on the track's m-line (those not
-    /// negotiated are dropped), the mid element to the track's own mid;
+    /// negotiated are dropped, and so are a simulcast layer's rid and
+    /// repaired-rid), the mid element to the track's own mid;
     /// padding is dropped. The packet is kept for RTX and protected with
     /// SRTP.
     ///
@@ -1159,7 +1211,11 @@ impl PeerConnection {
             self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
         }
         for e in p.extensions().map_while(Result::ok) {
-            if matches!(e.id, CANONICAL_MID | CANONICAL_TRANSPORT_CC) || n == elements.len() {
+            if matches!(
+                e.id,
+                CANONICAL_MID | CANONICAL_TRANSPORT_CC | CANONICAL_RID | CANONICAL_REPAIRED_RID
+            ) || n == elements.len()
+            {
                 continue;
             }
             if let Some(&(_, id)) = s.ext_out.iter().find(|(c, _)| *c == e.id) {
@@ -1193,18 +1249,22 @@ impl PeerConnection {
     /// RTX is still turned back into originals; no frame is given up, so
     /// no PLI is sent by itself ([`PeerConnection::request_keyframe`] asks).
     pub fn set_rtp_mode(&mut self, mid: &str, on: bool) -> Result<(), Error> {
-        let r = self
-            .receivers
-            .iter_mut()
-            .find(|r| r.mid == mid)
-            .ok_or(Error::Misuse("no receiver with this mid"))?;
-        if on && r.mid_key.is_none() {
+        if !self.receivers.iter().any(|r| r.mid == mid) {
+            return Err(Error::Misuse("no receiver with this mid"));
+        }
+        if on && Mid::new(mid).is_none() {
             return Err(Error::Misuse("RTP mode needs a mid of at most 16 bytes"));
         }
-        if r.rtp_mode != on {
-            r.rtp_mode = on;
-            let d = (!on).then(|| r.current.map(|c| c.depacketizer())).flatten();
-            r.stream.set_depacketizer(d);
+        // Every simulcast layer of the m-line; frames are assembled from
+        // the primary one only.
+        for r in self.receivers.iter_mut().filter(|r| r.mid == mid) {
+            if r.rtp_mode != on {
+                r.rtp_mode = on;
+                let d = (!on && r.primary)
+                    .then(|| r.current.map(|c| c.depacketizer()))
+                    .flatten();
+                r.stream.set_depacketizer(d);
+            }
         }
         Ok(())
     }
@@ -1266,19 +1326,47 @@ impl PeerConnection {
     /// Asks the peer for a keyframe on the m-line `mid` it sends on (RTCP
     /// PLI, RFC 4585 §6.3.1), e.g. after a decoder error. Receivers also
     /// send one by themselves when they had to give up a frame.
+    ///
+    /// On an m-line that receives simulcast, every layer is asked; see
+    /// [`PeerConnection::request_keyframe_layer`] for one.
     pub fn request_keyframe(&mut self, mid: &str) -> Result<(), Error> {
+        self.request_keyframes(mid, None)
+    }
+
+    /// Asks for a keyframe on one simulcast layer of `mid` (its rid, RFC
+    /// 8852), or on every layer with `None`: what a forwarder does when a
+    /// receiver switches to that layer.
+    pub fn request_keyframe_layer(&mut self, mid: &str, rid: Option<&str>) -> Result<(), Error> {
+        self.request_keyframes(mid, rid)
+    }
+
+    fn request_keyframes(&mut self, mid: &str, rid: Option<&str>) -> Result<(), Error> {
         let rtcp_ssrc = self.rtcp_ssrc;
-        let r = self
-            .receivers
-            .iter_mut()
-            .find(|r| r.mid == mid)
-            .ok_or(Error::Misuse("no receiver with this mid"))?;
-        let pli = r
-            .stream
-            .pli(rtcp_ssrc)
-            .ok_or(Error::Misuse("no media seen on this mid yet"))?;
-        self.send_pli(pli.media_ssrc)?;
-        self.media_stats.plis_sent += 1;
+        let mut ssrcs = [0u32; 8];
+        let mut n = 0;
+        let mut found = false;
+        for r in self.receivers.iter_mut().filter(|r| r.mid == mid) {
+            if rid.is_some_and(|rid| r.rid.as_deref() != Some(rid)) {
+                continue;
+            }
+            found = true;
+            if let Some(pli) = r.stream.pli(rtcp_ssrc)
+                && n < ssrcs.len()
+            {
+                ssrcs[n] = pli.media_ssrc;
+                n += 1;
+            }
+        }
+        if !found {
+            return Err(Error::Misuse("no receiver with this mid (and rid)"));
+        }
+        if n == 0 {
+            return Err(Error::Misuse("no media seen on this mid yet"));
+        }
+        for &ssrc in &ssrcs[..n] {
+            self.send_pli(ssrc)?;
+            self.media_stats.plis_sent += 1;
+        }
         Ok(())
     }
 
@@ -1301,13 +1389,14 @@ impl PeerConnection {
         Ok(())
     }
 
-    /// The media SSRC the peer sends on `mid`.
-    fn receiving_ssrc(&self, mid: &str) -> Result<u32, Error> {
+    /// The media SSRC the peer sends on `mid` (on its simulcast layer
+    /// `rid`, or the first layer).
+    fn receiving_ssrc(&self, mid: &str, rid: Option<&str>) -> Result<u32, Error> {
         let r = self
             .receivers
             .iter()
-            .find(|r| r.mid == mid)
-            .ok_or(Error::Misuse("no receiver with this mid"))?;
+            .find(|r| r.mid == mid && rid.is_none_or(|rid| r.rid.as_deref() == Some(rid)))
+            .ok_or(Error::Misuse("no receiver with this mid (and rid)"))?;
         r.stream
             .ssrc()
             .ok_or(Error::Misuse("no media seen on this mid yet"))
@@ -1318,7 +1407,7 @@ impl PeerConnection {
     /// (a forwarder switching a receiver to this stream). Each call is a
     /// new request (its sequence number advances).
     pub fn request_keyframe_fir(&mut self, mid: &str) -> Result<(), Error> {
-        let media_ssrc = self.receiving_ssrc(mid)?;
+        let media_ssrc = self.receiving_ssrc(mid, None)?;
         self.fir_seq = self.fir_seq.wrapping_add(1);
         self.send_feedback(&RtcpPacket::Fir(Fir {
             sender_ssrc: self.rtcp_ssrc,
@@ -1331,7 +1420,18 @@ impl PeerConnection {
     /// one of its receivers NACKs a packet it no longer has
     /// ([`Event::NackUnanswered`]). Receivers NACK losses by themselves.
     pub fn send_nack(&mut self, mid: &str, sequence_numbers: &[u16]) -> Result<(), Error> {
-        let media_ssrc = self.receiving_ssrc(mid)?;
+        self.send_nack_layer(mid, None, sequence_numbers)
+    }
+
+    /// [`PeerConnection::send_nack`] for one simulcast layer of `mid` (its
+    /// rid; `None`: the first layer).
+    pub fn send_nack_layer(
+        &mut self,
+        mid: &str,
+        rid: Option<&str>,
+        sequence_numbers: &[u16],
+    ) -> Result<(), Error> {
+        let media_ssrc = self.receiving_ssrc(mid, rid)?;
         if sequence_numbers.is_empty() {
             return Ok(());
         }
@@ -1456,7 +1556,10 @@ impl PeerConnection {
                         {
                             let mid = self.receivers[i].mid.clone();
                             self.remove_receiver(i);
-                            self.push(Event::TrackEnded { mid });
+                            // A simulcast m-line ends with its last layer.
+                            if !self.receivers.iter().any(|r| r.mid == mid) {
+                                self.push(Event::TrackEnded { mid });
+                            }
                         }
                     }
                 }
@@ -1760,6 +1863,7 @@ impl PeerConnection {
                 let (lost, jitter) = r.stream.loss_and_jitter();
                 InboundRtpStats {
                     mid: r.mid.clone(),
+                    rid: r.rid.map(|r| r.to_string()),
                     kind: r.kind,
                     ssrc: r.stream.ssrc(),
                     codec: r.current_name.clone(),
@@ -1941,8 +2045,10 @@ impl PeerConnection {
             // peer removed its track: its direction lost `send`, or the
             // m-line was rejected, JSEP §5.10/§5.11).
             let receiving = !m.rejected && m.direction.receives();
-            if !receiving && let Some(i) = self.receivers.iter().position(|r| &r.mid == mid) {
-                self.remove_receiver(i);
+            if !receiving && self.receivers.iter().any(|r| &r.mid == mid) {
+                while let Some(i) = self.receivers.iter().position(|r| &r.mid == mid) {
+                    self.remove_receiver(i);
+                }
                 self.push(Event::TrackEnded { mid: mid.clone() });
             }
             // A rejected data m-line ends the association (RFC 8841 §5).
@@ -2030,49 +2136,78 @@ impl PeerConnection {
                     MediaKind::Audio => TrackCodec::Opus,
                     _ => TrackCodec::Vp8,
                 });
-                let idx = self.receivers.len();
                 let clock_rate = m.codecs.first().map_or(90_000, |c| c.clock_rate);
-                let mut stream = ReceiveStream::new(
-                    clock_rate,
-                    Some(first.depacketizer()),
-                    ASSEMBLER_CAPACITY,
-                    kind == MediaKind::Video, // NACKs for video (RFC 4585 §6.2.1)
-                    MAX_WAIT,
-                );
-                if let Some(&ssrc) = m.remote_ssrcs.first() {
-                    stream.set_ssrc(ssrc);
-                }
-                stream.set_rtx_types(
-                    m.codecs
+                let ext_id = |uri: &str| {
+                    m.extensions
                         .iter()
-                        .filter_map(|c| c.rtx_payload_type.map(|r| (r, c.payload_type)))
-                        .collect(),
-                );
-                self.receivers.push(Receiver {
-                    mid: mid.clone(),
-                    mid_key: Mid::new(mid),
-                    kind,
-                    payload_types: m.codecs.iter().map(|c| c.payload_type).collect(),
-                    codecs,
-                    current: Some(first),
-                    current_name: None,
-                    rtp_mode: false,
-                    remb: m
-                        .codecs
+                        .find(|(_, u)| u == uri)
+                        .and_then(|(id, _)| u8::try_from(*id).ok())
+                };
+                // One receiver per simulcast layer (RFC 8853), or one.
+                let layers: Vec<Option<Mid>> = if m.receive_rids.is_empty() {
+                    vec![None]
+                } else {
+                    m.receive_rids
                         .iter()
-                        .any(|c| c.feedback.iter().any(|f| f.kind == "goog-remb"))
-                        && !m
+                        .filter_map(|r| Mid::new(r))
+                        .map(Some)
+                        .collect()
+                };
+                for (layer, rid) in layers.into_iter().enumerate() {
+                    let idx = self.receivers.len();
+                    let primary = layer == 0;
+                    let mut stream = ReceiveStream::new(
+                        clock_rate,
+                        primary.then(|| first.depacketizer()),
+                        ASSEMBLER_CAPACITY,
+                        kind == MediaKind::Video, // NACKs for video (RFC 4585 §6.2.1)
+                        MAX_WAIT,
+                    );
+                    if rid.is_none()
+                        && let Some(&ssrc) = m.remote_ssrcs.first()
+                    {
+                        stream.set_ssrc(ssrc);
+                    }
+                    stream.set_rtx_types(
+                        m.codecs
+                            .iter()
+                            .filter_map(|c| c.rtx_payload_type.map(|r| (r, c.payload_type)))
+                            .collect(),
+                    );
+                    self.receivers.push(Receiver {
+                        mid: mid.clone(),
+                        mid_key: Mid::new(mid),
+                        rid,
+                        primary,
+                        rid_ext: ext_id(crate::sdp::codec::uri::RTP_STREAM_ID),
+                        repaired_rid_ext: ext_id(crate::sdp::codec::uri::REPAIRED_RTP_STREAM_ID),
+                        kind,
+                        payload_types: m.codecs.iter().map(|c| c.payload_type).collect(),
+                        codecs: codecs.clone(),
+                        current: Some(first),
+                        current_name: None,
+                        rtp_mode: false,
+                        remb: m
                             .codecs
                             .iter()
-                            .any(|c| c.feedback.iter().any(|f| f.kind == "transport-cc")),
-                    ext_in: ext_map(&m.extensions).collect(),
-                    stream,
-                });
-                for &ssrc in &m.remote_ssrcs {
-                    self.ssrc_routes.insert(ssrc, idx);
-                }
-                for &(_, rtx) in &m.remote_rtx_ssrcs {
-                    self.ssrc_routes.insert(rtx, idx);
+                            .any(|c| c.feedback.iter().any(|f| f.kind == "goog-remb"))
+                            && !m
+                                .codecs
+                                .iter()
+                                .any(|c| c.feedback.iter().any(|f| f.kind == "transport-cc")),
+                        ext_in: ext_map(&m.extensions).collect(),
+                        stream,
+                    });
+                    // Signaled SSRCs route to the single stream; simulcast
+                    // layers are told apart by their rid (RFC 8852).
+                    if rid.is_none() {
+                        for &ssrc in &m.remote_ssrcs {
+                            self.ssrc_routes.insert(ssrc, idx);
+                        }
+                        for &(_, rtx) in &m.remote_rtx_ssrcs {
+                            self.ssrc_routes.insert(rtx, idx);
+                        }
+                    }
                 }
                 if self.remote_mid_ext.is_none() {
                     self.remote_mid_ext = mid_ext;
@@ -2255,7 +2390,28 @@ impl PeerConnection {
                 let by_mid = self
                     .remote_mid_ext
                     .and_then(|id| packet.extension_element(id))
-                    .and_then(|mid| self.receivers.iter().position(|r| r.mid.as_bytes() == mid));
+                    .and_then(|mid| {
+                        let i = self
+                            .receivers
+                            .iter()
+                            .position(|r| r.mid.as_bytes() == mid)?;
+                        let r = &self.receivers[i];
+                        if r.rid.is_none() {
+                            return Some(i);
+                        }
+                        // Simulcast: the layer by the rid, or for an RTX
+                        // stream by the rid it repairs (RFC 8852 §3).
+                        let rid = r
+                            .rid_ext
+                            .and_then(|id| packet.extension_element(id))
+                            .or_else(|| {
+                                r.repaired_rid_ext
+                                    .and_then(|id| packet.extension_element(id))
+                            })?;
+                        self.receivers.iter().position(|l| {
+                            l.mid.as_bytes() == mid && l.rid.is_some_and(|x| x.as_bytes() == rid)
+                        })
+                    });
                 let by_pt = || {
                     let pt = packet.payload_type();
                     let mut it = self
@@ -2345,6 +2501,7 @@ impl PeerConnection {
         if r.rtp_mode
             && let Some(mid) = r.mid_key
         {
+            let rid = r.rid;
             // The packet goes to the application in the buffer it came
             // in, its extension ids made canonical.
             let mut buf = p;
@@ -2356,7 +2513,11 @@ impl PeerConnection {
                 let map = &r.ext_in;
                 m.remap_extension_ids(|id| map.iter().find(|(n, _)| *n == id).map(|(_, c)| *c));
             }
-            self.push(Event::Rtp { mid, packet: buf });
+            self.push(Event::Rtp {
+                mid,
+                rid,
+                packet: buf,
+            });
         } else if let Some(t) = self.transport.as_mut() {
             t.recycle(p);
         }

@@ -24,6 +24,9 @@ use crate::sdp::MediaKind;
 pub struct InboundRtpStats {
     /// The m-line's mid.
     pub mid: String,
+    /// The simulcast layer's rid (RFC 8852), if the m-line receives
+    /// simulcast (W3C `RTCInboundRtpStreamStats.rid`).
+    pub rid: Option<String>,
     /// Audio or video.
     pub kind: MediaKind,
     /// The media SSRC, once known.

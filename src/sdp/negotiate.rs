@@ -9,8 +9,8 @@
 use std::fmt;
 
 use super::attribute::{
-    Attribute, Direction, Extmap, Fingerprint, Fmtp, Group, Msid, MsidSemantic, Rid, RtcpFb,
-    RtpMap, Setup, Simulcast, SsrcAttribute, SsrcGroup,
+    Attribute, Direction, Extmap, Fingerprint, Fmtp, Group, Msid, MsidSemantic, Rid, RidDirection,
+    RtcpFb, RtpMap, Setup, Simulcast, SimulcastId, SsrcAttribute, SsrcGroup,
 };
 use super::codec::{Codec, Feedback, fmtp_param, match_codec, static_payload_type};
 use super::description::{Connection, MediaDescription, Origin, SessionDescription, Timing};
@@ -210,6 +210,13 @@ pub struct Capabilities {
     pub video: MediaCapabilities,
     /// Whether (and how) we accept data channels.
     pub data_channel: Option<DataChannelCapabilities>,
+    /// Whether we receive simulcast: an offer that sends several RTP
+    /// streams on one m-line (`a=simulcast:send`, `a=rid:… send`) is
+    /// answered with the matching `a=rid:… recv` lines and
+    /// `a=simulcast:recv` (RFC 8853 §5.3; JSEP §5.3.1), so the peer sends
+    /// every layer. Off by default: a receiver that assembles frames
+    /// wants one stream; a forwarder (an SFU) turns it on.
+    pub receive_simulcast: bool,
 }
 
 impl Capabilities {
@@ -240,6 +247,7 @@ impl Capabilities {
                 ],
             },
             data_channel: Some(DataChannelCapabilities::default()),
+            receive_simulcast: false,
         }
     }
 
@@ -385,6 +393,10 @@ pub struct NegotiatedMedia {
     pub remote_rids: Vec<Rid>,
     /// The remote's `a=simulcast`.
     pub remote_simulcast: Option<Simulcast>,
+    /// Simulcast we receive (RFC 8853): the rids of our `a=simulcast:recv`
+    /// that the remote's `a=simulcast:send` also lists, in our order (the
+    /// order the peer listed its layers in). Empty without simulcast.
+    pub receive_rids: Vec<String>,
     /// Both sides agreed to reduced-size RTCP (RFC 5506).
     pub rtcp_rsize: bool,
     /// For a data-channel m-line.
@@ -591,6 +603,7 @@ pub fn negotiate(
             remote_msid: None,
             remote_rids: Vec::new(),
             remote_simulcast: None,
+            receive_rids: Vec::new(),
             rtcp_rsize: false,
             sctp: None,
         };
@@ -672,6 +685,7 @@ pub fn negotiate(
                 }
             }
             read_remote_sources(rm, &mut n);
+            n.receive_rids = simulcast_receive(lm, rm);
         }
         media.push(n);
     }
@@ -752,6 +766,25 @@ fn agreed_codecs(
         }
     }
     Ok(codecs)
+}
+
+/// The rids both our `a=simulcast:recv` and the remote's
+/// `a=simulcast:send` list (RFC 8853 §5.1), in our order.
+fn simulcast_receive(lm: &MediaDescription, rm: &MediaDescription) -> Vec<String> {
+    let list = |m: &MediaDescription, dir: RidDirection| -> Vec<String> {
+        m.attributes
+            .iter()
+            .find_map(|a| match a {
+                Attribute::Simulcast(s) => s.streams.iter().find(|(d, _)| *d == dir),
+                _ => None,
+            })
+            .map(|(_, l)| l.iter().flatten().map(|id| id.rid.clone()).collect())
+            .unwrap_or_default()
+    };
+    let sent = list(rm, RidDirection::Send);
+    let mut rids = list(lm, RidDirection::Recv);
+    rids.retain(|r| sent.contains(r));
+    rids
 }
 
 fn read_remote_sources(rm: &MediaDescription, n: &mut NegotiatedMedia) {
@@ -1416,6 +1449,9 @@ impl Session {
                         &codecs,
                         rsize,
                     );
+                    if self.capabilities.receive_simulcast && direction.receives() {
+                        answer_simulcast(&mut am, om, &extensions);
+                    }
                 }
                 Owner::Nobody => {}
             }
@@ -1681,6 +1717,70 @@ fn answer_codecs(om: &MediaDescription, caps: &MediaCapabilities, kind: MediaKin
 }
 
 /// The RTP attributes of an m-line, in the order browsers write them.
+/// RFC 8853 §5.3 (and JSEP §5.3.1): an offer that sends simulcast
+/// (`a=simulcast:send` over `a=rid:… send` lines) is answered with one
+/// `a=rid:… recv` per offered rid we take and `a=simulcast:recv` listing
+/// them in the offer's order; paused rids (`~`) stay paused. Only when
+/// the rid header extension (RFC 8852) was accepted on the m-line: without
+/// it the streams could not be told apart. Alternatives (`a,b`) keep their
+/// first rid, which RFC 8853 §5.3 lets the answerer choose.
+fn answer_simulcast(am: &mut MediaDescription, om: &MediaDescription, extensions: &[Extmap]) {
+    if !extensions
+        .iter()
+        .any(|e| e.uri == super::codec::uri::RTP_STREAM_ID)
+    {
+        return;
+    }
+    let Some(send) = om.attributes.iter().find_map(|a| match a {
+        Attribute::Simulcast(s) => s
+            .streams
+            .iter()
+            .find(|(d, _)| *d == RidDirection::Send)
+            .map(|(_, l)| l),
+        _ => None,
+    }) else {
+        return;
+    };
+    let offered: Vec<&Rid> = om
+        .attributes
+        .iter()
+        .filter_map(|a| match a {
+            Attribute::Rid(r) if r.direction == RidDirection::Send => Some(r),
+            _ => None,
+        })
+        .collect();
+    let mut list = Vec::new();
+    for alternatives in send {
+        // RFC 8853 §5.3: every rid in the list must have its a=rid line.
+        let Some(first) = alternatives
+            .iter()
+            .find(|id| offered.iter().any(|r| r.id == id.rid))
+        else {
+            continue;
+        };
+        if list
+            .iter()
+            .any(|l: &Vec<SimulcastId>| l[0].rid == first.rid)
+        {
+            continue;
+        }
+        list.push(vec![first.clone()]);
+    }
+    if list.len() < 2 {
+        return;
+    }
+    for l in &list {
+        am.attributes.push(Attribute::Rid(Rid {
+            id: l[0].rid.clone(),
+            direction: RidDirection::Recv,
+            restrictions: None,
+        }));
+    }
+    am.attributes.push(Attribute::Simulcast(Simulcast {
+        streams: vec![(RidDirection::Recv, list)],
+    }));
+}
+
 fn rtp_attributes(
     m: &mut MediaDescription,
     extensions: &[Extmap],

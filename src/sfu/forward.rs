@@ -1,0 +1,471 @@
+//! The forwarding pieces of the SFU, each small and tested alone: the
+//! per-subscriber rewriter that keeps a stream continuous across sources,
+//! the keyframe cache behind instant join, the keyframe-request throttle,
+//! the layer chooser, and the per-layer rate meter.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::rtp::RtpPacketMut;
+
+/// Keeps one outgoing stream continuous while its source changes (another
+/// simulcast layer, another publisher's track on a recycled slot): every
+/// packet's sequence number and timestamp are shifted by offsets chosen
+/// when the source changes, so the subscriber's jitter buffer sees one
+/// stream with no jump (RFC 3550 §5.1: the sequence number increments by
+/// one per packet; the timestamp advances with the sampling clock).
+///
+/// Within one source the offsets stay put: a packet the SFU lost keeps its
+/// hole in the numbering, so the subscriber NACKs it, and a late
+/// retransmission fills that hole.
+#[derive(Debug, Clone)]
+pub struct Rewriter {
+    clock_rate: u32,
+    /// The current source's SSRC and the first sequence number taken from
+    /// it (older packets of it are dropped: they belong before the switch).
+    source: Option<(u32, u16)>,
+    seq_offset: u16,
+    ts_offset: u32,
+    /// The highest sequence number and its timestamp sent, and when.
+    last: Option<(u16, u32, Instant)>,
+}
+
+impl Rewriter {
+    /// A rewriter for a stream on a `clock_rate` clock.
+    pub fn new(clock_rate: u32) -> Rewriter {
+        Rewriter {
+            clock_rate: clock_rate.max(1),
+            source: None,
+            seq_offset: 0,
+            ts_offset: 0,
+            last: None,
+        }
+    }
+
+    /// The SSRC forwarded now.
+    pub fn source(&self) -> Option<u32> {
+        self.source.map(|(s, _)| s)
+    }
+
+    /// Starts forwarding from `ssrc`, whose next packet has `seq` and
+    /// `timestamp` (a keyframe's first packet): the offsets are chosen so
+    /// that it follows the last packet sent by one sequence number and by
+    /// the time elapsed since (at least one tick).
+    pub fn switch_to(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32) {
+        self.source = Some((ssrc, seq));
+        match self.last {
+            None => {
+                self.seq_offset = 0;
+                self.ts_offset = 0;
+            }
+            Some((last_seq, last_ts, at)) => {
+                let elapsed = now.saturating_duration_since(at);
+                let ticks = (elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000)
+                    .clamp(1, u128::from(u32::MAX / 2)) as u32;
+                self.seq_offset = last_seq.wrapping_add(1).wrapping_sub(seq);
+                self.ts_offset = last_ts.wrapping_add(ticks).wrapping_sub(timestamp);
+            }
+        }
+    }
+
+    /// The outgoing `(sequence number, timestamp)` of a packet of the
+    /// current source, or `None` to drop it (another source, or older than
+    /// the switch).
+    pub fn map(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32) -> Option<(u16, u32)> {
+        let (src, first) = self.source?;
+        if src != ssrc || (seq.wrapping_sub(first) as i16) < 0 {
+            return None;
+        }
+        let out = (
+            seq.wrapping_add(self.seq_offset),
+            timestamp.wrapping_add(self.ts_offset),
+        );
+        let newer = self
+            .last
+            .is_none_or(|(s, _, _)| (out.0.wrapping_sub(s) as i16) > 0);
+        if newer {
+            self.last = Some((out.0, out.1, now));
+        }
+        Some(out)
+    }
+
+    /// The source sequence number of an outgoing one, if it was sent from
+    /// the current source (to pass a subscriber's NACK on).
+    pub fn source_seq(&self, out_seq: u16) -> Option<u16> {
+        let (_, first) = self.source?;
+        let seq = out_seq.wrapping_sub(self.seq_offset);
+        ((seq.wrapping_sub(first) as i16) >= 0).then_some(seq)
+    }
+
+    /// Rewrites the packet in `buf` (sequence number and timestamp) for
+    /// this stream; `false` if it is to be dropped.
+    pub fn rewrite(&mut self, now: Instant, buf: &mut [u8]) -> bool {
+        let Ok(mut p) = RtpPacketMut::new_checked(buf) else {
+            return false;
+        };
+        let (ssrc, seq, ts) = {
+            let r = p.as_packet();
+            (r.ssrc(), r.sequence_number(), r.timestamp())
+        };
+        match self.map(now, ssrc, seq, ts) {
+            Some((s, t)) => {
+                p.set_sequence_number(s);
+                p.set_timestamp(t);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The packets of one layer since its last keyframe began, so that a new
+/// subscriber starts at once from that keyframe instead of waiting for a
+/// PLI round trip and the publisher's next keyframe ("instant join").
+///
+/// Bounded: past `max_packets` or `max_bytes` (a long GOP) the cache is
+/// dropped until the next keyframe, and a joiner asks for one as usual.
+#[derive(Debug)]
+pub struct KeyframeCache {
+    packets: VecDeque<Vec<u8>>,
+    bytes: usize,
+    max_packets: usize,
+    max_bytes: usize,
+    /// The cache starts at a keyframe's first packet.
+    valid: bool,
+}
+
+impl KeyframeCache {
+    /// A cache of at most `max_packets` packets and `max_bytes` bytes.
+    pub fn new(max_packets: usize, max_bytes: usize) -> KeyframeCache {
+        KeyframeCache {
+            packets: VecDeque::new(),
+            bytes: 0,
+            max_packets,
+            max_bytes,
+            valid: false,
+        }
+    }
+
+    /// Records one packet of the layer; `keyframe_start` when it begins a
+    /// keyframe (the cache restarts there).
+    pub fn push(&mut self, packet: &[u8], keyframe_start: bool) {
+        if keyframe_start {
+            self.clear();
+            self.valid = true;
+        }
+        if !self.valid {
+            return;
+        }
+        if self.packets.len() >= self.max_packets || self.bytes + packet.len() > self.max_bytes {
+            self.clear();
+            return;
+        }
+        self.bytes += packet.len();
+        // Reuse the buffer of the oldest packet dropped earlier, if any.
+        self.packets.push_back(packet.to_vec());
+    }
+
+    /// Whether the cache holds a keyframe and what followed it.
+    pub fn is_ready(&self) -> bool {
+        self.valid && !self.packets.is_empty()
+    }
+
+    /// The cached packets, the keyframe's first packet first.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        self.packets.iter().map(Vec::as_slice)
+    }
+
+    /// The bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Forgets everything until the next keyframe.
+    pub fn clear(&mut self) {
+        self.packets.clear();
+        self.bytes = 0;
+        self.valid = false;
+    }
+}
+
+/// Keyframe requests to one publisher's stream, aggregated: however many
+/// subscribers ask (joiners, layer switches, decoder errors), at most one
+/// PLI goes out per `interval`; a request inside the interval is kept and
+/// sent when it ends (RFC 4585 §3.5.3 asks feedback senders to limit
+/// themselves; RFC 5104 §4.3.1.2 warns of FIR storms from many receivers).
+#[derive(Debug, Clone)]
+pub struct KeyframeThrottle {
+    interval: Duration,
+    last: Option<Instant>,
+    pending: bool,
+}
+
+impl KeyframeThrottle {
+    /// At most one request per `interval`.
+    pub fn new(interval: Duration) -> KeyframeThrottle {
+        KeyframeThrottle {
+            interval,
+            last: None,
+            pending: false,
+        }
+    }
+
+    /// Someone wants a keyframe: `true` if a request goes out now.
+    pub fn request(&mut self, now: Instant) -> bool {
+        if self
+            .last
+            .is_some_and(|l| now.saturating_duration_since(l) < self.interval)
+        {
+            self.pending = true;
+            return false;
+        }
+        self.last = Some(now);
+        self.pending = false;
+        true
+    }
+
+    /// A keyframe arrived: requests waiting for one are satisfied.
+    pub fn on_keyframe(&mut self) {
+        self.pending = false;
+    }
+
+    /// When a kept request is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.pending
+            .then(|| self.last.map(|l| l + self.interval))
+            .flatten()
+    }
+
+    /// `true` if a kept request goes out now.
+    pub fn handle_timeout(&mut self, now: Instant) -> bool {
+        if self.pending && self.poll_timeout().is_some_and(|t| t <= now) {
+            self.pending = false;
+            self.last = Some(now);
+            return true;
+        }
+        false
+    }
+}
+
+/// The bitrate of one layer as received, over a sliding second (what the
+/// layer chooser compares with a subscriber's estimate).
+#[derive(Debug, Clone, Default)]
+pub struct RateMeter {
+    window_start: Option<Instant>,
+    bytes: u64,
+    rate: u64,
+    last_packet: Option<Instant>,
+}
+
+impl RateMeter {
+    const WINDOW: Duration = Duration::from_millis(1000);
+
+    /// A packet of `len` bytes arrived.
+    pub fn on_packet(&mut self, now: Instant, len: usize) {
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed >= Self::WINDOW {
+            let measured = self.bytes * 8 * 1_000_000 / (elapsed.as_micros().max(1) as u64);
+            // Smooth a little: one keyframe does not make a layer.
+            self.rate = if self.rate == 0 {
+                measured
+            } else {
+                (self.rate * 3 + measured) / 4
+            };
+            self.window_start = Some(now);
+            self.bytes = 0;
+        }
+        self.bytes += len as u64;
+        self.last_packet = Some(now);
+    }
+
+    /// Bits per second, 0 until a window has passed.
+    pub fn bitrate(&self) -> u64 {
+        self.rate
+    }
+
+    /// Whether the layer sent within `within` of `now` (a paused layer
+    /// does not count).
+    pub fn active(&self, now: Instant, within: Duration) -> bool {
+        self.last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) <= within)
+    }
+}
+
+/// Which simulcast layer a subscriber should get: the best whose rate fits
+/// in `estimate` with some headroom, the lowest if none does; `layers` are
+/// `(index, bitrate)` of the active layers. An upward move needs 15 %
+/// headroom over the layer's rate, staying needs none, so that an estimate
+/// hovering at a layer's rate does not flap between two.
+pub fn choose_layer(
+    layers: &[(usize, u64)],
+    estimate: Option<u64>,
+    current: Option<usize>,
+) -> Option<usize> {
+    let lowest = layers.iter().min_by_key(|(_, r)| *r).map(|(i, _)| *i)?;
+    let Some(est) = estimate else {
+        return Some(
+            current
+                .filter(|c| layers.iter().any(|(i, _)| i == c))
+                .unwrap_or(lowest),
+        );
+    };
+    let current_rate = current.and_then(|c| layers.iter().find(|(i, _)| *i == c).map(|(_, r)| *r));
+    layers
+        .iter()
+        .filter(|(i, r)| {
+            if Some(*i) == current {
+                *r <= est
+            } else if current_rate.is_some_and(|c| *r <= c) {
+                // Down (or sideways): fits plainly.
+                *r <= est
+            } else {
+                r.saturating_mul(115) / 100 <= est
+            }
+        })
+        .max_by_key(|(_, r)| *r)
+        .map(|(i, _)| *i)
+        .or(Some(lowest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtp::{HeaderFields, RtpPacket, write_rtp_packet};
+
+    fn packet(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write_rtp_packet(
+            HeaderFields {
+                marker: false,
+                payload_type: 96,
+                sequence_number: seq,
+                timestamp: ts,
+                ssrc,
+            },
+            &[],
+            false,
+            &[1, 2, 3],
+            &mut buf,
+        )
+        .unwrap();
+        buf
+    }
+
+    #[test]
+    fn rewriter_keeps_the_stream_continuous_across_a_switch() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        r.switch_to(t0, 1, 1000, 5000);
+        assert_eq!(r.map(t0, 1, 1000, 5000), Some((1000, 5000)));
+        assert_eq!(r.map(t0, 1, 1001, 5000), Some((1001, 5000)));
+        // A packet of another source is not ours.
+        assert_eq!(r.map(t0, 2, 7, 9), None);
+        // Switch 100 ms later to a source with other numbering.
+        let t1 = t0 + Duration::from_millis(100);
+        r.switch_to(t1, 2, 60_000, 4_000_000_000);
+        assert_eq!(
+            r.map(t1, 2, 60_000, 4_000_000_000),
+            Some((1002, 5000 + 9000))
+        );
+        assert_eq!(
+            r.map(t1, 2, 60_001, 4_000_003_000),
+            Some((1003, 5000 + 12_000))
+        );
+        // Older than the switch point: dropped.
+        assert_eq!(r.map(t1, 2, 59_999, 0), None);
+        // The old source no longer passes.
+        assert_eq!(r.map(t1, 1, 1002, 5000), None);
+        // A NACK for an outgoing number maps back to the source.
+        assert_eq!(r.source_seq(1003), Some(60_001));
+        assert_eq!(r.source_seq(1001), None);
+    }
+
+    #[test]
+    fn rewriter_wraps() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(48_000);
+        r.switch_to(t0, 1, 65_535, u32::MAX);
+        assert_eq!(r.map(t0, 1, 65_535, u32::MAX), Some((65_535, u32::MAX)));
+        r.switch_to(t0, 2, 10, 10);
+        // At least one tick later even with no time elapsed.
+        assert_eq!(r.map(t0, 2, 10, 10), Some((0, 0)));
+        let mut buf = packet(2, 11, 970);
+        assert!(r.rewrite(t0, &mut buf));
+        let p = RtpPacket::new_checked(&buf).unwrap();
+        assert_eq!((p.sequence_number(), p.timestamp()), (1, 960));
+    }
+
+    #[test]
+    fn cache_restarts_at_keyframes_and_stays_bounded() {
+        let mut c = KeyframeCache::new(4, 1000);
+        c.push(&[1; 10], false);
+        assert!(!c.is_ready(), "no keyframe yet");
+        c.push(&[2; 10], true);
+        c.push(&[3; 10], false);
+        assert!(c.is_ready());
+        assert_eq!(c.packets().count(), 2);
+        c.push(&[4; 10], true);
+        assert_eq!(c.packets().next(), Some(&[4u8; 10][..]));
+        for _ in 0..4 {
+            c.push(&[5; 10], false);
+        }
+        assert!(
+            !c.is_ready(),
+            "past its bound the cache waits for a keyframe"
+        );
+        c.push(&[6; 10], false);
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn throttle_sends_one_request_per_interval() {
+        let t0 = Instant::now();
+        let mut t = KeyframeThrottle::new(Duration::from_millis(500));
+        assert!(t.request(t0));
+        for k in 1..10 {
+            assert!(!t.request(t0 + Duration::from_millis(k * 10)));
+        }
+        assert_eq!(t.poll_timeout(), Some(t0 + Duration::from_millis(500)));
+        assert!(!t.handle_timeout(t0 + Duration::from_millis(499)));
+        assert!(t.handle_timeout(t0 + Duration::from_millis(500)));
+        assert_eq!(t.poll_timeout(), None);
+        // A keyframe that arrives meanwhile satisfies a kept request.
+        assert!(!t.request(t0 + Duration::from_millis(600)));
+        t.on_keyframe();
+        assert_eq!(t.poll_timeout(), None);
+    }
+
+    #[test]
+    fn layers_follow_the_estimate_with_headroom_upward() {
+        let layers = [(0, 150_000), (1, 500_000), (2, 1_500_000)];
+        assert_eq!(choose_layer(&layers, None, None), Some(0));
+        assert_eq!(choose_layer(&layers, Some(100_000), None), Some(0));
+        assert_eq!(choose_layer(&layers, Some(600_000), Some(0)), Some(1));
+        assert_eq!(choose_layer(&layers, Some(560_000), Some(0)), Some(0));
+        // 15 % headroom to go up.
+        assert_eq!(choose_layer(&layers, Some(1_600_000), Some(1)), Some(1));
+        assert_eq!(choose_layer(&layers, Some(1_800_000), Some(1)), Some(2));
+        // Staying needs only the rate itself.
+        assert_eq!(choose_layer(&layers, Some(1_550_000), Some(2)), Some(2));
+        assert_eq!(choose_layer(&layers, Some(300_000), Some(2)), Some(0));
+        assert_eq!(choose_layer(&[], Some(1), None), None);
+    }
+
+    #[test]
+    fn rate_meter_measures_a_second() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        for k in 0..=100 {
+            m.on_packet(t0 + Duration::from_millis(k * 10), 1250);
+        }
+        // 100 packets of 1250 bytes in one second: 1 Mbit/s.
+        assert!(
+            (990_000..=1_010_000).contains(&m.bitrate()),
+            "{}",
+            m.bitrate()
+        );
+        assert!(m.active(t0 + Duration::from_millis(1100), Duration::from_millis(200)));
+        assert!(!m.active(t0 + Duration::from_secs(3), Duration::from_millis(200)));
+    }
+}

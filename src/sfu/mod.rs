@@ -1,0 +1,1410 @@
+//! A selective forwarding unit: many to many, each participant sending its
+//! media once (chapter 10).
+//!
+//! In a mesh every participant uploads its camera to every other one. An
+//! SFU takes each participant's upload once and sends a copy to every
+//! other participant of the room, *without decoding it*: the RTP packets
+//! are received, checked (SRTP), rewritten (SSRC, sequence number,
+//! timestamp, header extension ids) and protected again per subscriber.
+//!
+//! ```text
+//!   alice ──camera (3 simulcast layers)──►┐          ┌──► bob:   alice's h layer
+//!                                         │   SFU    ├──► carol: alice's l layer (slow link)
+//!   bob ────camera────────────────────────►  one UDP ├──► alice: bob's video, carol's …
+//!   carol ──camera────────────────────────►   port   │
+//!                                         └──────────┘
+//! ```
+//!
+//! [`Sfu`] is sans-IO like every machine of rtclab ([`crate::machine::Machine`]):
+//! every participant is a [`PeerConnection`] in RTP mode, and all of them
+//! share one UDP socket. A datagram from an address the SFU has sent to is
+//! routed by its 5-tuple; one from a new address must be a STUN Binding
+//! request, routed by the first half of its USERNAME (`our-ufrag:theirs`,
+//! RFC 8445 §7.2.2), since the SFU chose each participant's ufrag.
+//!
+//! What the forwarding does, each piece in [`forward`]:
+//! - **Rewriting** ([`Rewriter`]): each subscriber gets its own continuous
+//!   stream per track, whatever layer or source feeds it.
+//! - **Simulcast** (RFC 8853, rids of RFC 8851/8852): the publisher sends
+//!   several layers; each subscriber gets the best whose measured rate fits
+//!   its bandwidth estimate (transport-cc feedback, [`crate::rtp::bwe`]),
+//!   switching only at a keyframe of the new layer ([`choose_layer`]).
+//! - **Repair at the SFU**: a subscriber's NACK is answered from that
+//!   subscriber's own send history (RTX, RFC 4588) on its link; only what
+//!   the SFU itself lost is NACKed to the publisher, by the SFU's receiver.
+//! - **Keyframe requests aggregated** ([`KeyframeThrottle`]): many joiners
+//!   or layer switches make one PLI per publisher layer per interval.
+//! - **Instant join** ([`KeyframeCache`]): a new subscriber starts from the
+//!   packets of the publisher's last keyframe and those since, at once.
+//! - **Audio**: Opus forwarded as is; the audio level (RFC 6464) of each
+//!   publisher picks the active speaker, announced on the data channel.
+//! - **Data**: text on a participant's `chat` channel goes to everyone else
+//!   in the room.
+//!
+//! The signaling is the SFU's own ([`ClientSignal`], [`ServerSignal`]):
+//! the page offers once (its camera, microphone and chat channel), the SFU
+//! answers; from then on only the SFU offers, each time tracks come or go,
+//! so two offers never cross (no glare: the page never offers again).
+
+pub mod forward;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+
+pub use forward::{KeyframeCache, KeyframeThrottle, RateMeter, Rewriter, choose_layer};
+
+use crate::datachannel::{self, ChannelId, Message};
+use crate::dtls::cert::Certificate;
+use crate::ice::Credentials;
+use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
+use crate::peer::{
+    PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, SignalingState,
+    TrackId,
+};
+use crate::rtp::codec::{AnyDepacketizer, Codec};
+use crate::rtp::{Depacketizer, RtpPacket};
+use crate::sdp::{MediaKind, Mid};
+
+/// A participant, for the life of the SFU (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ParticipantId(pub u64);
+
+impl std::fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p{}", self.0)
+    }
+}
+
+/// How the SFU runs.
+#[derive(Debug)]
+pub struct Config {
+    /// The SFU's DTLS certificate, the same for every participant.
+    pub certificate: Certificate,
+    /// The SFU's UDP address(es): every participant's host candidate.
+    pub host_candidates: Vec<SocketAddr>,
+    /// Participants per room.
+    pub max_room_size: usize,
+    /// Participants in all.
+    pub max_participants: usize,
+    /// What one publisher may send, in bits per second: told to it by
+    /// REMB each second, and packets far beyond it are dropped.
+    pub max_publisher_bitrate: u64,
+    /// Instant join from the keyframe cache (else a joiner waits for a PLI
+    /// round trip and the next keyframe).
+    pub keyframe_cache: bool,
+    /// At most one keyframe request per publisher layer per interval.
+    pub keyframe_interval: Duration,
+    /// How often the active speaker is chosen.
+    pub speaker_interval: Duration,
+}
+
+impl Config {
+    /// Defaults: rooms of 16, 500 participants, 5 Mbit/s per publisher,
+    /// the keyframe cache on, one PLI per 300 ms, a speaker every 500 ms.
+    pub fn new(certificate: Certificate, host_candidates: Vec<SocketAddr>) -> Config {
+        Config {
+            certificate,
+            host_candidates,
+            max_room_size: 16,
+            max_participants: 500,
+            max_publisher_bitrate: 5_000_000,
+            keyframe_cache: true,
+            keyframe_interval: Duration::from_millis(300),
+            speaker_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What a participant's page sends the SFU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientSignal {
+    /// The page's one offer (camera, microphone, chat channel).
+    Offer(String),
+    /// The answer to an offer of the SFU.
+    Answer(String),
+    /// A trickled ICE candidate (`candidate:…`).
+    Candidate(String),
+}
+
+/// What the SFU sends a participant's page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerSignal {
+    /// The answer to the page's offer.
+    Answer(String),
+    /// An offer: tracks came or went.
+    Offer(String),
+    /// One of the SFU's ICE candidates.
+    Candidate(String),
+    /// Someone joined the room (their media arrives as the stream `pN`).
+    Joined(ParticipantId),
+    /// Someone left: their tiles go.
+    Left(ParticipantId),
+    /// The participant's connection failed or was refused.
+    Error(String),
+}
+
+/// What happened, for the application (logs, tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The participant's ICE and DTLS are up.
+    Connected(ParticipantId),
+    /// The participant is gone (left, failed or closed).
+    Left(ParticipantId),
+    /// The participant publishes a track (`mid`, its kind, its layers).
+    Published {
+        /// Who.
+        participant: ParticipantId,
+        /// The m-line of their offer.
+        mid: Mid,
+        /// Audio or video.
+        kind: MediaKind,
+    },
+    /// The loudest participant of a room changed.
+    ActiveSpeaker {
+        /// The room.
+        room: String,
+        /// Who.
+        participant: ParticipantId,
+    },
+}
+
+/// Why the SFU refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The room holds [`Config::max_room_size`] participants.
+    RoomFull,
+    /// The SFU holds [`Config::max_participants`].
+    Full,
+    /// No such participant.
+    UnknownParticipant,
+    /// A signal out of turn (e.g. a second offer).
+    Protocol(&'static str),
+    /// The participant's connection refused it (bad SDP, …).
+    Peer(PeerError),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::RoomFull => f.write_str("the room is full"),
+            Error::Full => f.write_str("the SFU is full"),
+            Error::UnknownParticipant => f.write_str("no such participant"),
+            Error::Protocol(m) => write!(f, "signaling out of turn: {m}"),
+            Error::Peer(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Peer(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<PeerError> for Error {
+    fn from(e: PeerError) -> Error {
+        Error::Peer(e)
+    }
+}
+
+/// Counters, for tests and `rtclab speed sfu`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// RTP packets received from publishers.
+    pub received: u64,
+    /// RTP packets sent to subscribers (copies).
+    pub forwarded: u64,
+    /// Keyframe requests (PLI) sent to publishers.
+    pub keyframe_requests: u64,
+    /// NACKs passed on to publishers (what a subscriber lost and the SFU
+    /// never had).
+    pub nacks_to_publishers: u64,
+    /// Subscribers started from the keyframe cache.
+    pub instant_joins: u64,
+    /// Simulcast layer switches.
+    pub layer_switches: u64,
+    /// Datagrams dropped: from an unknown address and not a STUN request
+    /// for one of our participants.
+    pub dropped_unknown: u64,
+    /// Packets dropped because a publisher exceeded its bitrate.
+    pub dropped_over_limit: u64,
+}
+
+/// One layer of a published track (one, or one per simulcast rid).
+struct PubLayer {
+    rid: Option<Mid>,
+    ssrc: Option<u32>,
+    rate: RateMeter,
+    cache: KeyframeCache,
+    throttle: KeyframeThrottle,
+}
+
+/// A track a participant publishes.
+struct Published {
+    mid: Mid,
+    kind: MediaKind,
+    codec: Option<Codec>,
+    layers: Vec<PubLayer>,
+    /// Tells keyframes (and frame starts) from the payload.
+    depacketizer: Option<AnyDepacketizer>,
+    /// RFC 6464 level, smoothed, in -dBov (0 loudest, 127 silence).
+    level: f32,
+}
+
+/// A publisher's track sent to one subscriber.
+struct Down {
+    publisher: ParticipantId,
+    mid: Mid,
+    track: TrackId,
+    kind: MediaKind,
+    rewriter: Rewriter,
+    /// The layer forwarded now, and the one wanted.
+    current: Option<usize>,
+    target: Option<usize>,
+    /// Removed from the subscriber's connection: no more packets.
+    removed: bool,
+}
+
+struct Participant {
+    id: ParticipantId,
+    room: String,
+    pc: PeerConnection,
+    ufrag: String,
+    /// Remote addresses the SFU sent to for this participant (its routes).
+    routes: Vec<SocketAddr>,
+    /// The page's offer was answered: the SFU may offer from now on.
+    answered: bool,
+    /// Tracks came or went since the last offer.
+    needs_offer: bool,
+    published: Vec<Published>,
+    down: Vec<Down>,
+    /// The send-side bandwidth estimate of this participant's downlink.
+    estimate: Option<u64>,
+    chat: Option<ChannelId>,
+    connected: bool,
+    /// In the transmit queue.
+    queued: bool,
+    /// Its entry in the timer set.
+    deadline: Option<Instant>,
+    next_remb: Option<Instant>,
+}
+
+/// The SFU (see the [module doc](self)).
+pub struct Sfu {
+    config: Config,
+    rng: StdRng,
+    next_id: u64,
+    participants: HashMap<ParticipantId, Participant>,
+    rooms: HashMap<String, Room>,
+    by_ufrag: HashMap<String, ParticipantId>,
+    routes: HashMap<SocketAddr, ParticipantId>,
+    timers: BTreeSet<(Instant, ParticipantId)>,
+    transmit_queue: VecDeque<ParticipantId>,
+    /// Participants with events to handle.
+    dirty: Vec<ParticipantId>,
+    signals: VecDeque<(ParticipantId, ServerSignal)>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    /// A scratch buffer for the copy each subscriber gets.
+    scratch: Vec<u8>,
+    next_speaker: Option<Instant>,
+}
+
+struct Room {
+    members: Vec<ParticipantId>,
+    speaker: Option<ParticipantId>,
+}
+
+/// At most this many remote addresses are remembered per participant.
+const MAX_ROUTES: usize = 8;
+/// A layer silent this long is not offered to subscribers.
+const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
+/// The keyframe cache's bounds per layer.
+const CACHE_PACKETS: usize = 1024;
+const CACHE_BYTES: usize = 2 << 20;
+/// Events of a participant's connection handled per input, at most.
+const MAX_EVENTS_PER_TURN: usize = 4096;
+
+impl Sfu {
+    /// An SFU with `config`, drawing ICE credentials and seeds from `rng`.
+    pub fn new(config: Config, rng: StdRng) -> Sfu {
+        Sfu {
+            config,
+            rng,
+            next_id: 1,
+            participants: HashMap::new(),
+            rooms: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            routes: HashMap::new(),
+            timers: BTreeSet::new(),
+            transmit_queue: VecDeque::new(),
+            dirty: Vec::new(),
+            signals: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            scratch: Vec::with_capacity(1500),
+            next_speaker: None,
+        }
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// How many participants.
+    pub fn len(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// No participants.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// The members of `room`.
+    pub fn room_members(&self, room: &str) -> Vec<ParticipantId> {
+        self.rooms
+            .get(room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default()
+    }
+
+    /// A participant's connection (its stats, its state).
+    pub fn peer(&self, id: ParticipantId) -> Option<&PeerConnection> {
+        self.participants.get(&id).map(|p| &p.pc)
+    }
+
+    /// The simulcast layer index each of `subscriber`'s video tracks
+    /// forwards now: `(publisher, layer rid)`.
+    pub fn forwarded_layers(
+        &self,
+        subscriber: ParticipantId,
+    ) -> Vec<(ParticipantId, Option<String>)> {
+        let Some(s) = self.participants.get(&subscriber) else {
+            return Vec::new();
+        };
+        s.down
+            .iter()
+            .filter(|d| d.kind == MediaKind::Video && !d.removed)
+            .map(|d| {
+                let rid = d.current.and_then(|c| {
+                    self.participants
+                        .get(&d.publisher)
+                        .and_then(|p| p.published.iter().find(|t| t.mid == d.mid))
+                        .and_then(|t| t.layers.get(c))
+                        .and_then(|l| l.rid.map(|r| r.to_string()))
+                });
+                (d.publisher, rid)
+            })
+            .collect()
+    }
+
+    /// A new participant in `room`: it sends its offer next
+    /// ([`Sfu::handle_signal`]). The others learn of it now.
+    pub fn join(&mut self, now: Instant, room: &str) -> Result<ParticipantId, Error> {
+        if self.participants.len() >= self.config.max_participants {
+            return Err(Error::Full);
+        }
+        if self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.members.len() >= self.config.max_room_size)
+        {
+            return Err(Error::RoomFull);
+        }
+        let id = ParticipantId(self.next_id);
+        self.next_id += 1;
+        let ufrag = loop {
+            let u = format!("{:08x}", self.rng.next_u32());
+            if !self.by_ufrag.contains_key(&u) {
+                break u;
+            }
+        };
+        let mut pwd = [0u8; 16];
+        self.rng.fill_bytes(&mut pwd);
+        let pwd: String = pwd.iter().map(|b| format!("{b:02x}")).collect();
+        let certificate = self
+            .config
+            .certificate
+            .try_clone()
+            .map_err(|_| Error::Protocol("the certificate cannot be copied"))?;
+        let mut config = PeerConfig::new(certificate, self.config.host_candidates.clone());
+        config.capabilities.receive_simulcast = true;
+        config.ice_credentials = Some(Credentials {
+            ufrag: ufrag.clone(),
+            pwd,
+        });
+        let pc = PeerConnection::new(config, StdRng::seed_from_u64(self.rng.random()));
+        let members = &mut self
+            .rooms
+            .entry(room.to_string())
+            .or_insert_with(|| Room {
+                members: Vec::new(),
+                speaker: None,
+            })
+            .members;
+        for &other in members.iter() {
+            self.signals.push_back((other, ServerSignal::Joined(id)));
+            self.signals.push_back((id, ServerSignal::Joined(other)));
+        }
+        members.push(id);
+        self.by_ufrag.insert(ufrag.clone(), id);
+        self.participants.insert(
+            id,
+            Participant {
+                id,
+                room: room.to_string(),
+                pc,
+                ufrag,
+                routes: Vec::new(),
+                answered: false,
+                needs_offer: false,
+                published: Vec::new(),
+                down: Vec::new(),
+                estimate: None,
+                chat: None,
+                connected: false,
+                queued: false,
+                deadline: None,
+                next_remb: None,
+            },
+        );
+        self.touch(now, id);
+        Ok(id)
+    }
+
+    /// The participant leaves: its connection closes, its tracks end for
+    /// everyone (the SFU offers again to each of them).
+    pub fn leave(&mut self, now: Instant, id: ParticipantId) {
+        let Some(mut p) = self.participants.remove(&id) else {
+            return;
+        };
+        p.pc.close(now);
+        // Its last datagrams (DTLS close_notify) are lost with it: the
+        // peer also learns from the signaling and from consent.
+        self.by_ufrag.remove(&p.ufrag);
+        for a in &p.routes {
+            if self.routes.get(a) == Some(&id) {
+                self.routes.remove(a);
+            }
+        }
+        if let Some(d) = p.deadline {
+            self.timers.remove(&(d, id));
+        }
+        if let Some(room) = self.rooms.get_mut(&p.room) {
+            room.members.retain(|m| *m != id);
+            if room.speaker == Some(id) {
+                room.speaker = None;
+            }
+            let members = room.members.clone();
+            if members.is_empty() {
+                self.rooms.remove(&p.room);
+            }
+            for m in members {
+                self.signals.push_back((m, ServerSignal::Left(id)));
+                if let Some(s) = self.participants.get_mut(&m) {
+                    let mut changed = false;
+                    for d in s
+                        .down
+                        .iter_mut()
+                        .filter(|d| d.publisher == id && !d.removed)
+                    {
+                        d.removed = true;
+                        let _ = s.pc.remove_track(d.track);
+                        changed = true;
+                    }
+                    if changed {
+                        s.needs_offer = true;
+                    }
+                }
+                self.touch(now, m);
+            }
+        }
+        self.events.push_back(Event::Left(id));
+        self.process(now);
+    }
+
+    /// A signaling message from a participant's page.
+    pub fn handle_signal(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        signal: ClientSignal,
+    ) -> Result<(), Error> {
+        let p = self
+            .participants
+            .get_mut(&id)
+            .ok_or(Error::UnknownParticipant)?;
+        let result = match signal {
+            ClientSignal::Offer(sdp) => {
+                if p.answered || p.pc.signaling_state() != SignalingState::Stable {
+                    Err(Error::Protocol("the page offers once, first"))
+                } else {
+                    let answer =
+                        p.pc.set_remote_description(now, SdpType::Offer, &sdp)
+                            .and_then(|()| p.pc.create_answer())
+                            .and_then(|a| {
+                                p.pc.set_local_description(now, SdpType::Answer, &a)
+                                    .map(|()| a)
+                            });
+                    match answer {
+                        Ok(a) => {
+                            p.answered = true;
+                            self.signals.push_back((id, ServerSignal::Answer(a)));
+                            self.subscribe_to_room(id);
+                            Ok(())
+                        }
+                        Err(e) => Err(Error::Peer(e)),
+                    }
+                }
+            }
+            ClientSignal::Answer(sdp) => {
+                if p.pc.signaling_state() != SignalingState::HaveLocalOffer {
+                    Err(Error::Protocol("an answer without an offer"))
+                } else {
+                    p.pc.set_remote_description(now, SdpType::Answer, &sdp)
+                        .map_err(Error::Peer)
+                }
+            }
+            ClientSignal::Candidate(c) => {
+                if c.is_empty() {
+                    p.pc.add_end_of_candidates(now);
+                    Ok(())
+                } else {
+                    p.pc.add_ice_candidate(now, &c).map_err(Error::Peer)
+                }
+            }
+        };
+        self.touch(now, id);
+        self.process(now);
+        result
+    }
+
+    /// The next signaling message for a participant's page.
+    pub fn poll_signal(&mut self) -> Option<(ParticipantId, ServerSignal)> {
+        self.signals.pop_front()
+    }
+
+    /// Every track already published in the room goes to the new member
+    /// (after its own offer was answered: an m-line of the page's offer
+    /// must not take one of these tracks).
+    fn subscribe_to_room(&mut self, id: ParticipantId) {
+        let Some(room) = self.participants.get(&id).map(|p| p.room.clone()) else {
+            return;
+        };
+        let tracks: Vec<(ParticipantId, Mid, MediaKind, Codec)> = self
+            .room_members(&room)
+            .into_iter()
+            .filter(|m| *m != id)
+            .filter_map(|m| self.participants.get(&m))
+            .flat_map(|p| {
+                p.published
+                    .iter()
+                    .filter_map(move |t| t.codec.map(|c| (p.id, t.mid, t.kind, c)))
+            })
+            .collect();
+        for (publisher, mid, kind, codec) in tracks {
+            self.add_down(id, publisher, mid, kind, codec);
+        }
+    }
+
+    /// Adds `publisher`'s track `mid` to `subscriber`'s connection.
+    fn add_down(
+        &mut self,
+        subscriber: ParticipantId,
+        publisher: ParticipantId,
+        mid: Mid,
+        kind: MediaKind,
+        codec: Codec,
+    ) {
+        let Some(s) = self.participants.get_mut(&subscriber) else {
+            return;
+        };
+        if !s.answered
+            || s.down
+                .iter()
+                .any(|d| d.publisher == publisher && d.mid == mid && !d.removed)
+        {
+            return;
+        }
+        let stream = publisher.to_string();
+        match s.pc.add_track_in_stream(codec, Some(&stream)) {
+            Ok(track) => {
+                s.down.push(Down {
+                    publisher,
+                    mid,
+                    track,
+                    kind,
+                    rewriter: Rewriter::new(codec.clock_rate()),
+                    current: None,
+                    target: None,
+                    removed: false,
+                });
+                s.needs_offer = true;
+            }
+            Err(e) => tracing::debug!(%subscriber, error = %e, "sfu: cannot add a track"),
+        }
+    }
+
+    // ---- the event loop ---------------------------------------------------
+
+    /// Marks `id` as having output and maybe events, and refreshes its
+    /// timer.
+    fn touch(&mut self, _now: Instant, id: ParticipantId) {
+        if !self.dirty.contains(&id) {
+            self.dirty.push(id);
+        }
+    }
+
+    /// Handles the events of every dirty participant, then offers where
+    /// tracks changed, then refreshes timers and the transmit queue.
+    fn process(&mut self, now: Instant) {
+        let mut rounds = 0;
+        while !self.dirty.is_empty() && rounds < 8 {
+            rounds += 1;
+            let dirty = std::mem::take(&mut self.dirty);
+            for &id in &dirty {
+                self.handle_events(now, id);
+            }
+            for &id in &dirty {
+                self.maybe_offer(now, id);
+                self.refresh(id);
+            }
+        }
+        // Anything left (a pathological chain) is handled next time.
+        for id in std::mem::take(&mut self.dirty) {
+            self.refresh(id);
+            self.dirty.push(id);
+        }
+    }
+
+    /// Queues `id` for transmission and re-files its timer.
+    fn refresh(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if !p.queued {
+            p.queued = true;
+            self.transmit_queue.push_back(id);
+        }
+        let mut deadline = p.pc.poll_timeout();
+        for t in &p.published {
+            for l in &t.layers {
+                if let Some(d) = l.throttle.poll_timeout() {
+                    deadline = Some(deadline.map_or(d, |x| x.min(d)));
+                }
+            }
+        }
+        if let Some(r) = p.next_remb {
+            deadline = Some(deadline.map_or(r, |x| x.min(r)));
+        }
+        if p.deadline != deadline {
+            if let Some(old) = p.deadline {
+                self.timers.remove(&(old, id));
+            }
+            if let Some(new) = deadline {
+                self.timers.insert((new, id));
+            }
+            p.deadline = deadline;
+        }
+    }
+
+    fn handle_events(&mut self, now: Instant, id: ParticipantId) {
+        for _ in 0..MAX_EVENTS_PER_TURN {
+            let Some(p) = self.participants.get_mut(&id) else {
+                return;
+            };
+            let Some(e) = p.pc.poll_event() else {
+                return;
+            };
+            match e {
+                PeerEvent::Rtp { mid, rid, packet } => {
+                    self.on_rtp(now, id, mid, rid, &packet);
+                    if let Some(p) = self.participants.get_mut(&id) {
+                        p.pc.recycle_rtp(packet);
+                    }
+                }
+                PeerEvent::LocalCandidate(c) => {
+                    self.signals
+                        .push_back((id, ServerSignal::Candidate(c.to_string())));
+                }
+                PeerEvent::Track { mid, kind } => self.on_track(now, id, &mid, kind),
+                PeerEvent::TrackEnded { mid } => self.on_track_ended(now, id, &mid),
+                PeerEvent::KeyframeRequested(track) => self.on_keyframe_request(now, id, track),
+                PeerEvent::NackUnanswered {
+                    track,
+                    sequence_numbers,
+                } => self.on_nack_unanswered(id, track, &sequence_numbers),
+                PeerEvent::BandwidthEstimate { bitrate } => p.estimate = Some(bitrate),
+                PeerEvent::ConnectionState(PeerConnectionState::Connected) if !p.connected => {
+                    p.connected = true;
+                    p.next_remb = Some(now);
+                    self.events.push_back(Event::Connected(id));
+                }
+                PeerEvent::ConnectionState(
+                    PeerConnectionState::Failed | PeerConnectionState::Closed,
+                ) => {
+                    self.signals
+                        .push_back((id, ServerSignal::Error("the connection failed".to_string())));
+                    self.leave(now, id);
+                    return;
+                }
+                PeerEvent::DataChannel(e) => self.on_data(now, id, e),
+                _ => {}
+            }
+        }
+        // More events than a turn handles: the rest next time.
+        self.touch(now, id);
+    }
+
+    /// A track of the publisher's offer has media: publish it in RTP mode
+    /// and add it to every other member's connection.
+    fn on_track(&mut self, _now: Instant, id: ParticipantId, mid: &str, kind: MediaKind) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(key) = Mid::new(mid) else {
+            return;
+        };
+        if p.published.iter().any(|t| t.mid == key) || p.pc.set_rtp_mode(mid, true).is_err() {
+            return;
+        }
+        // The negotiated codec (the answer's first) and the layers.
+        let m =
+            p.pc.negotiated()
+                .and_then(|n| n.media.iter().find(|m| m.mid.as_deref() == Some(mid)));
+        let codec = m.and_then(|m| m.codecs.iter().find_map(Codec::from_negotiated));
+        let rids: Vec<Option<Mid>> = match m {
+            Some(m) if !m.receive_rids.is_empty() => {
+                m.receive_rids.iter().map(|r| Mid::new(r)).collect()
+            }
+            _ => vec![None],
+        };
+        let layers = rids
+            .into_iter()
+            .map(|rid| PubLayer {
+                rid,
+                ssrc: None,
+                rate: RateMeter::default(),
+                cache: KeyframeCache::new(CACHE_PACKETS, CACHE_BYTES),
+                throttle: KeyframeThrottle::new(self.config.keyframe_interval),
+            })
+            .collect();
+        p.published.push(Published {
+            mid: key,
+            kind,
+            codec,
+            layers,
+            depacketizer: codec.map(Codec::depacketizer),
+            level: 127.0,
+        });
+        self.events.push_back(Event::Published {
+            participant: id,
+            mid: key,
+            kind,
+        });
+        let room = p.room.clone();
+        if let Some(codec) = codec {
+            for m in self.room_members(&room) {
+                if m != id {
+                    self.add_down(m, id, key, kind, codec);
+                    self.touch(_now, m);
+                }
+            }
+        }
+    }
+
+    fn on_track_ended(&mut self, now: Instant, id: ParticipantId, mid: &str) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(key) = Mid::new(mid) else {
+            return;
+        };
+        p.published.retain(|t| t.mid != key);
+        let room = p.room.clone();
+        for m in self.room_members(&room) {
+            if let Some(s) = self.participants.get_mut(&m) {
+                for d in s
+                    .down
+                    .iter_mut()
+                    .filter(|d| d.publisher == id && d.mid == key && !d.removed)
+                {
+                    d.removed = true;
+                    let _ = s.pc.remove_track(d.track);
+                    s.needs_offer = true;
+                }
+            }
+            self.touch(now, m);
+        }
+    }
+
+    /// One RTP packet of a publisher: into its layer's meter and cache,
+    /// then to every subscriber that forwards this layer.
+    fn on_rtp(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        mid: Mid,
+        rid: Option<Mid>,
+        packet: &[u8],
+    ) {
+        self.stats.received += 1;
+        let Ok(rtp) = RtpPacket::new_checked(packet) else {
+            return;
+        };
+        let max_rate = self.config.max_publisher_bitrate;
+        let cache_on = self.config.keyframe_cache;
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let room = p.room.clone();
+        let Some(t) = p.published.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        let Some(li) = t.layers.iter().position(|l| l.rid == rid) else {
+            return;
+        };
+        let payload = rtp.payload();
+        let (keyframe, is_start) = match &t.depacketizer {
+            Some(d) if t.kind == MediaKind::Video => {
+                let start = d.is_frame_start(payload);
+                (start && d.is_keyframe(payload), start)
+            }
+            _ => (false, true),
+        };
+        if t.kind == MediaKind::Audio
+            && let Some(level) = rtp
+                .extensions()
+                .map_while(Result::ok)
+                .find(|e| e.id == AUDIO_LEVEL)
+                .and_then(|e| e.data.first().copied())
+        {
+            // RFC 6464 §3: the low 7 bits are the level in -dBov.
+            t.level = t.level * 0.8 + f32::from(level & 0x7f) * 0.2;
+        }
+        let layer = &mut t.layers[li];
+        layer.ssrc = Some(rtp.ssrc());
+        layer.rate.on_packet(now, packet.len());
+        if max_rate > 0 && layer.rate.bitrate() > max_rate.saturating_mul(2) {
+            self.stats.dropped_over_limit += 1;
+            return;
+        }
+        if keyframe {
+            layer.throttle.on_keyframe();
+        }
+        if cache_on && t.kind == MediaKind::Video {
+            layer.cache.push(packet, keyframe);
+        }
+        let _ = is_start;
+        // The active layers' rates, for the chooser.
+        let active: Vec<(usize, u64)> = t
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.rate.active(now, LAYER_ACTIVE))
+            .map(|(i, l)| (i, l.rate.bitrate()))
+            .collect();
+        let kind = t.kind;
+        let cache_ready = t.layers[li].cache.is_ready();
+        let ssrc = rtp.ssrc();
+        let (seq, ts) = (rtp.sequence_number(), rtp.timestamp());
+        let mut want_keyframe: Vec<usize> = Vec::new();
+        let members = self
+            .rooms
+            .get(&room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        for m in members {
+            if m == id {
+                continue;
+            }
+            let Some(s) = self.participants.get_mut(&m) else {
+                continue;
+            };
+            let estimate = s.estimate;
+            let Some(d) = s
+                .down
+                .iter_mut()
+                .find(|d| d.publisher == id && d.mid == mid && !d.removed)
+            else {
+                continue;
+            };
+            // The layer this subscriber should get.
+            if kind == MediaKind::Video {
+                let target = choose_layer(&active, estimate, d.current);
+                if target != d.target {
+                    d.target = target;
+                    // A switch waits for the new layer's keyframe: ask
+                    // for one (a stream not started yet is handled below).
+                    if d.current.is_some() && target != d.current {
+                        want_keyframe.extend(target);
+                    }
+                }
+                if d.target == Some(li) && d.current != Some(li) {
+                    if !keyframe {
+                        // Nothing forwarded yet: the cache starts it (below),
+                        // or, once the subscriber can receive, a keyframe.
+                        if d.current.is_none() && s.connected && !(cache_on && cache_ready) {
+                            want_keyframe.push(li);
+                        }
+                        if d.current != Some(li) {
+                            // Keep forwarding the old layer until the switch.
+                            if d.current.is_none() {
+                                continue;
+                            }
+                        }
+                    } else {
+                        // The switch, at this layer's keyframe.
+                        if d.current.is_some() {
+                            self.stats.layer_switches += 1;
+                        }
+                        d.current = Some(li);
+                        d.rewriter.switch_to(now, ssrc, seq, ts);
+                    }
+                }
+                if d.current != Some(li) {
+                    continue;
+                }
+            } else if d.rewriter.source() != Some(ssrc) {
+                d.rewriter.switch_to(now, ssrc, seq, ts);
+                d.current = Some(li);
+            }
+            self.scratch.clear();
+            self.scratch.extend_from_slice(packet);
+            if !d.rewriter.rewrite(now, &mut self.scratch) {
+                continue;
+            }
+            let track = d.track;
+            if s.pc.send_rtp(now, track, &self.scratch).is_ok() {
+                self.stats.forwarded += 1;
+                if !s.queued {
+                    s.queued = true;
+                    self.transmit_queue.push_back(m);
+                }
+            }
+        }
+        want_keyframe.sort_unstable();
+        want_keyframe.dedup();
+        for li in want_keyframe {
+            self.request_keyframe(now, id, mid, li);
+        }
+        // A subscriber whose stream has not started yet starts from the
+        // cache, if it holds a keyframe (instant join).
+        if cache_on && kind == MediaKind::Video {
+            self.start_from_cache(now, id, mid);
+        }
+    }
+
+    /// Subscribers of `publisher`'s `mid` that forward nothing yet, and
+    /// whose connection can send, get the cached keyframe and what
+    /// followed, rewritten, at once.
+    fn start_from_cache(&mut self, now: Instant, publisher: ParticipantId, mid: Mid) {
+        let Some(room) = self.participants.get(&publisher).map(|p| p.room.clone()) else {
+            return;
+        };
+        for m in self.room_members(&room) {
+            if m == publisher {
+                continue;
+            }
+            let waiting = self.participants.get(&m).is_some_and(|s| {
+                s.connected
+                    && s.down.iter().any(|d| {
+                        d.publisher == publisher
+                            && d.mid == mid
+                            && d.current.is_none()
+                            && !d.removed
+                    })
+            });
+            if !waiting {
+                continue;
+            }
+            // The lowest active layer with a ready cache (the chooser moves
+            // up from there as the estimate allows).
+            let Some(p) = self.participants.get(&publisher) else {
+                return;
+            };
+            let Some(t2) = p.published.iter().find(|x| x.mid == mid) else {
+                return;
+            };
+            let Some((li, layer)) = t2
+                .layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.cache.is_ready())
+                .min_by_key(|(_, l)| l.rate.bitrate())
+            else {
+                continue;
+            };
+            let packets: Vec<Vec<u8>> = layer.cache.packets().map(<[u8]>::to_vec).collect();
+            let Some(ssrc) = layer.ssrc else {
+                continue;
+            };
+            let Some(s) = self.participants.get_mut(&m) else {
+                continue;
+            };
+            let Some(d) = s
+                .down
+                .iter_mut()
+                .find(|d| d.publisher == publisher && d.mid == mid && !d.removed)
+            else {
+                continue;
+            };
+            let Some(first) = packets.first().and_then(|b| RtpPacket::new_checked(b).ok()) else {
+                continue;
+            };
+            d.rewriter
+                .switch_to(now, ssrc, first.sequence_number(), first.timestamp());
+            let track = d.track;
+            let mut sent = 0;
+            for b in &packets {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(b);
+                if d.rewriter.rewrite(now, &mut self.scratch)
+                    && s.pc.send_rtp(now, track, &self.scratch).is_ok()
+                {
+                    sent += 1;
+                }
+            }
+            if sent > 0 {
+                d.current = Some(li);
+                d.target = Some(li);
+                self.stats.instant_joins += 1;
+                self.stats.forwarded += sent;
+                if !s.queued {
+                    s.queued = true;
+                    self.transmit_queue.push_back(m);
+                }
+            } else {
+                // Not sendable yet: start over at the next packet.
+                d.rewriter = Rewriter::new(d.rewriter_clock());
+            }
+        }
+    }
+
+    /// A keyframe request to `publisher`'s layer `li` of `mid`, throttled.
+    fn request_keyframe(&mut self, now: Instant, publisher: ParticipantId, mid: Mid, li: usize) {
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        let Some(t) = p.published.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        let Some(layer) = t.layers.get_mut(li) else {
+            return;
+        };
+        if layer.throttle.request(now) {
+            let rid = layer.rid;
+            if p.pc.request_keyframe_layer(&mid, rid.as_deref()).is_ok() {
+                self.stats.keyframe_requests += 1;
+            }
+        }
+        self.touch(now, publisher);
+    }
+
+    /// A subscriber's PLI/FIR for one of its tracks: a keyframe of the
+    /// layer it forwards, asked of the publisher (throttled).
+    fn on_keyframe_request(&mut self, now: Instant, id: ParticipantId, track: TrackId) {
+        let Some(s) = self.participants.get(&id) else {
+            return;
+        };
+        let Some(d) = s.down.iter().find(|d| d.track == track) else {
+            return;
+        };
+        let (publisher, mid, li) = (d.publisher, d.mid, d.current.or(d.target).unwrap_or(0));
+        self.request_keyframe(now, publisher, mid, li);
+    }
+
+    /// A subscriber NACKed packets its send history no longer holds (or
+    /// never had: the SFU lost them too): ask the publisher, in its own
+    /// numbering.
+    fn on_nack_unanswered(&mut self, id: ParticipantId, track: TrackId, seqs: &[u16]) {
+        let Some(s) = self.participants.get(&id) else {
+            return;
+        };
+        let Some(d) = s.down.iter().find(|d| d.track == track) else {
+            return;
+        };
+        let source: Vec<u16> = seqs
+            .iter()
+            .filter_map(|&q| d.rewriter.source_seq(q))
+            .collect();
+        let (publisher, mid, li) = (d.publisher, d.mid, d.current);
+        if source.is_empty() {
+            return;
+        }
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        let rid = li.and_then(|li| {
+            p.published
+                .iter()
+                .find(|t| t.mid == mid)
+                .and_then(|t| t.layers.get(li))
+                .and_then(|l| l.rid)
+        });
+        if p.pc.send_nack_layer(&mid, rid.as_deref(), &source).is_ok() {
+            self.stats.nacks_to_publishers += 1;
+        }
+    }
+
+    fn on_data(&mut self, now: Instant, id: ParticipantId, e: datachannel::Event) {
+        match e {
+            datachannel::Event::Open(ch) => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    let is_chat =
+                        p.pc.data_channels()
+                            .and_then(|d| d.channel(ch))
+                            .is_some_and(|c| c.label() == "chat");
+                    if is_chat {
+                        p.chat = Some(ch);
+                    }
+                }
+            }
+            datachannel::Event::Message {
+                channel,
+                message: Message::Text(text),
+            } => {
+                let Some(p) = self.participants.get(&id) else {
+                    return;
+                };
+                if p.chat != Some(channel) || text.len() > 16 * 1024 {
+                    return;
+                }
+                let msg = serde_json::json!({"type": "chat", "from": id.to_string(), "text": text})
+                    .to_string();
+                let room = p.room.clone();
+                self.broadcast(now, &room, Some(id), &msg);
+            }
+            _ => {}
+        }
+    }
+
+    /// A text message to every member of `room` (but `except`) on their
+    /// chat channel.
+    fn broadcast(&mut self, now: Instant, room: &str, except: Option<ParticipantId>, text: &str) {
+        for m in self.room_members(room) {
+            if Some(m) == except {
+                continue;
+            }
+            if let Some(s) = self.participants.get_mut(&m)
+                && let Some(ch) = s.chat
+            {
+                let _ = s.pc.send_text(now, ch, text);
+                self.touch(now, m);
+            }
+        }
+    }
+
+    /// Offers to `id` if tracks changed and no offer is in flight.
+    fn maybe_offer(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if !p.needs_offer || !p.answered || p.pc.signaling_state() != SignalingState::Stable {
+            return;
+        }
+        p.needs_offer = false;
+        match p.pc.create_offer(now).and_then(|o| {
+            p.pc.set_local_description(now, SdpType::Offer, &o)
+                .map(|()| o)
+        }) {
+            Ok(o) => self.signals.push_back((id, ServerSignal::Offer(o))),
+            Err(e) => {
+                tracing::debug!(participant = %id, error = %e, "sfu: cannot offer");
+            }
+        }
+        // Removed tracks are forgotten once the offer carrying it is out.
+        p.down.retain(|d| !d.removed);
+    }
+
+    /// Per publisher: REMB with the bitrate cap each second; per room: the
+    /// active speaker.
+    fn periodic(&mut self, now: Instant, id: ParticipantId) {
+        let cap = self.config.max_publisher_bitrate;
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if let Some(t) = p.next_remb
+            && t <= now
+        {
+            p.next_remb = Some(now + Duration::from_secs(1));
+            if cap > 0 && !p.published.is_empty() {
+                let _ = p.pc.send_remb(cap);
+            }
+        }
+        for t in &mut p.published {
+            for (li, l) in t.layers.iter_mut().enumerate() {
+                if l.throttle.handle_timeout(now) {
+                    let rid = l.rid;
+                    if p.pc.request_keyframe_layer(&t.mid, rid.as_deref()).is_ok() {
+                        self.stats.keyframe_requests += 1;
+                    }
+                    let _ = li;
+                }
+            }
+        }
+    }
+
+    fn speakers(&mut self, now: Instant) {
+        if self.next_speaker.is_some_and(|t| t > now) {
+            return;
+        }
+        self.next_speaker = Some(now + self.config.speaker_interval);
+        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+        for room in rooms {
+            let loudest = self
+                .room_members(&room)
+                .into_iter()
+                .filter_map(|m| {
+                    let p = self.participants.get(&m)?;
+                    let level = p
+                        .published
+                        .iter()
+                        .filter(|t| t.kind == MediaKind::Audio)
+                        .map(|t| t.level)
+                        .fold(127.0f32, f32::min);
+                    // Quieter than -60 dBov is silence.
+                    (level < 60.0).then_some((m, level))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(m, _)| m);
+            let Some(r) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            if let Some(m) = loudest
+                && r.speaker != Some(m)
+            {
+                r.speaker = Some(m);
+                self.events.push_back(Event::ActiveSpeaker {
+                    room: room.clone(),
+                    participant: m,
+                });
+                let msg = serde_json::json!({"type": "speaker", "id": m.to_string()}).to_string();
+                self.broadcast(now, &room, None, &msg);
+            }
+        }
+    }
+
+    /// The participant a datagram from `source` belongs to.
+    fn route(&self, source: SocketAddr, datagram: &[u8]) -> Option<ParticipantId> {
+        if let Some(&id) = self.routes.get(&source) {
+            return Some(id);
+        }
+        // A new address: only a STUN Binding request naming one of our
+        // ufrags (RFC 8445 §7.2.2: USERNAME is "ours:theirs").
+        let m = crate::stun::Message::decode(datagram).ok()?;
+        let user = m.username().ok()??;
+        let ours = user.split(':').next()?;
+        self.by_ufrag.get(ours).copied()
+    }
+}
+
+/// RTP mode's canonical id of the audio-level extension (RFC 6464).
+const AUDIO_LEVEL: u8 = 4;
+
+impl Down {
+    fn rewriter_clock(&self) -> u32 {
+        match self.kind {
+            MediaKind::Audio => 48_000,
+            _ => 90_000,
+        }
+    }
+}
+
+impl Machine for Sfu {
+    type Event = Event;
+
+    fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
+        let Some(id) = self.route(datagram.source, datagram.contents) else {
+            self.stats.dropped_unknown += 1;
+            return;
+        };
+        if let Some(p) = self.participants.get_mut(&id) {
+            p.pc.handle_receive(now, datagram);
+        }
+        self.touch(now, id);
+        self.process(now);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(t, id)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.remove(&(t, id));
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.deadline = None;
+                p.pc.handle_timeout(now);
+            }
+            self.periodic(now, id);
+            self.touch(now, id);
+        }
+        self.speakers(now);
+        self.process(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        let mut buf = Vec::new();
+        let meta = self.poll_transmit_into(&mut buf)?;
+        Some(Transmit {
+            source: meta.source,
+            destination: meta.destination,
+            contents: buf,
+        })
+    }
+
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        while let Some(id) = self.transmit_queue.pop_front() {
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            match p.pc.poll_transmit_into(buf) {
+                Some(meta) => {
+                    // Learn the route: datagrams from there are this
+                    // participant's.
+                    let to = meta.destination;
+                    if !p.routes.contains(&to) {
+                        if p.routes.len() >= MAX_ROUTES {
+                            let old = p.routes.remove(0);
+                            if self.routes.get(&old) == Some(&id) {
+                                self.routes.remove(&old);
+                            }
+                        }
+                        p.routes.push(to);
+                        self.routes.insert(to, id);
+                    }
+                    // Round robin: back of the queue, still queued.
+                    self.transmit_queue.push_back(id);
+                    return Some(meta);
+                }
+                None => p.queued = false,
+            }
+        }
+        None
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        let t = self.timers.first().map(|(t, _)| *t);
+        let s = (!self.rooms.is_empty())
+            .then_some(self.next_speaker)
+            .flatten();
+        match (t, s) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! The SFU in the simulator: rtclab peers as participants of one room,
+//! each publishing VP8 once and receiving every other participant's video
+//! through the SFU's one UDP address. Virtual time, fixed seeds.
+
+#[path = "common/sim_peers.rs"]
+mod sim_peers;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
+use rtclab::machine::Machine;
+use rtclab::peer::{
+    PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
+};
+use rtclab::sfu::{ClientSignal, Config, ParticipantId, ServerSignal, Sfu};
+use rtclab::sim::{HostId, LinkConfig, Sim};
+use sim_peers::certificate;
+
+const SFU: &str = "203.0.113.10:3478";
+const FRAME: Duration = Duration::from_millis(33);
+
+struct Client {
+    host: HostId,
+    id: ParticipantId,
+    track: TrackId,
+    chat: ChannelId,
+    /// Frames received per mid, and the first frame's time since start.
+    frames: HashMap<String, usize>,
+    first_frame: Option<Duration>,
+    chat_in: Vec<String>,
+    sent: u32,
+}
+
+struct Room {
+    sim: Sim,
+    sfu: HostId,
+    clients: Vec<Client>,
+    rng: StdRng,
+}
+
+fn client_addr(i: usize) -> SocketAddr {
+    format!("192.0.2.{}:5000", i + 1).parse().unwrap()
+}
+
+impl Room {
+    fn new(seed: u64) -> Room {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut sim = Sim::new(seed);
+        let mut config = Config::new(certificate(&mut rng), vec![SFU.parse().unwrap()]);
+        config.max_room_size = 8;
+        let sfu = Sfu::new(config, StdRng::seed_from_u64(seed + 1));
+        let sfu = sim.add_host(sfu, &[SFU.parse().unwrap()]);
+        Room {
+            sim,
+            sfu,
+            clients: Vec::new(),
+            rng,
+        }
+    }
+
+    fn sfu(&mut self) -> &mut Sfu {
+        self.sim.machine_mut::<Sfu>(self.sfu)
+    }
+
+    /// A new participant: joins, offers a VP8 camera and a chat channel.
+    fn join(&mut self, link: LinkConfig) -> usize {
+        let i = self.clients.len();
+        let now = self.sim.now();
+        let cert = certificate(&mut self.rng);
+        let mut pc = PeerConnection::new(
+            PeerConfig::new(cert, vec![client_addr(i)]),
+            StdRng::seed_from_u64(100 + i as u64),
+        );
+        let track = pc.add_track_with_codec(TrackCodec::Vp8).unwrap();
+        let chat = pc.create_data_channel(ChannelInit::new("chat")).unwrap();
+        let offer = pc.create_offer(now).unwrap();
+        pc.set_local_description(now, SdpType::Offer, &offer)
+            .unwrap();
+        let id = self.sfu().join(now, "room").unwrap();
+        self.sfu()
+            .handle_signal(now, id, ClientSignal::Offer(offer))
+            .unwrap();
+        let host = self.sim.add_host(pc, &[client_addr(i)]);
+        self.sim.set_link(host, link);
+        self.clients.push(Client {
+            host,
+            id,
+            track,
+            chat,
+            frames: HashMap::new(),
+            first_frame: None,
+            chat_in: Vec::new(),
+            sent: 0,
+        });
+        self.pump();
+        i
+    }
+
+    /// Signaling both ways, and the clients' events.
+    fn pump(&mut self) {
+        let now = self.sim.now();
+        let started = self.sim.start();
+        while let Some((id, signal)) = self.sfu().poll_signal() {
+            let Some(c) = self.clients.iter().position(|c| c.id == id) else {
+                continue;
+            };
+            let host = self.clients[c].host;
+            let pc = self.sim.machine_mut::<PeerConnection>(host);
+            match signal {
+                ServerSignal::Answer(sdp) => pc
+                    .set_remote_description(now, SdpType::Answer, &sdp)
+                    .unwrap(),
+                ServerSignal::Offer(sdp) => {
+                    pc.set_remote_description(now, SdpType::Offer, &sdp)
+                        .unwrap();
+                    let answer = pc.create_answer().unwrap();
+                    pc.set_local_description(now, SdpType::Answer, &answer)
+                        .unwrap();
+                    self.sfu()
+                        .handle_signal(now, id, ClientSignal::Answer(answer))
+                        .unwrap();
+                }
+                ServerSignal::Candidate(c) => pc.add_ice_candidate(now, &c).unwrap(),
+                ServerSignal::Error(e) => panic!("{id}: {e}"),
+                ServerSignal::Joined(_) | ServerSignal::Left(_) => {}
+            }
+        }
+        for k in 0..self.clients.len() {
+            let host = self.clients[k].host;
+            let id = self.clients[k].id;
+            for e in self.sim.events::<PeerConnection>(host) {
+                match e {
+                    PeerEvent::LocalCandidate(c) => {
+                        self.sfu()
+                            .handle_signal(now, id, ClientSignal::Candidate(c.to_string()))
+                            .unwrap();
+                    }
+                    PeerEvent::Frame { mid, .. } => {
+                        let c = &mut self.clients[k];
+                        *c.frames.entry(mid).or_default() += 1;
+                        c.first_frame.get_or_insert(now - started);
+                    }
+                    PeerEvent::DataChannel(DcEvent::Message {
+                        message: Message::Text(t),
+                        ..
+                    }) => self.clients[k].chat_in.push(t),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Runs `d`, every client sending a VP8 frame each 33 ms (a keyframe
+    /// every `gop` frames).
+    fn run(&mut self, d: Duration, gop: u32) {
+        let end = self.sim.now() + d;
+        while self.sim.now() < end {
+            self.sim.run_for(FRAME);
+            self.pump();
+            let now = self.sim.now();
+            for c in &mut self.clients {
+                let pc = self.sim.machine_mut::<PeerConnection>(c.host);
+                if pc.connection_state() != PeerConnectionState::Connected {
+                    continue;
+                }
+                let key = c.sent % gop == 0;
+                let mut frame = vec![0x5a; 1200 + (c.sent as usize % 7) * 300];
+                frame[0] = if key { 0x10 } else { 0x11 };
+                if pc.send_frame(now, c.track, 3000 * c.sent, &frame).is_ok() {
+                    c.sent += 1;
+                }
+            }
+            self.pump();
+        }
+    }
+
+    fn peer(&self, c: usize) -> &PeerConnection {
+        self.sim.machine::<PeerConnection>(self.clients[c].host)
+    }
+}
+
+fn clean() -> LinkConfig {
+    LinkConfig {
+        delay: Duration::from_millis(10),
+        ..LinkConfig::default()
+    }
+}
+
+/// Four participants: everyone decodes everyone else, and each uploads its
+/// video once (a mesh would upload it three times).
+#[test]
+fn four_participants_see_each_other_and_upload_once() {
+    let mut room = Room::new(1);
+    for _ in 0..4 {
+        room.join(clean());
+    }
+    room.run(Duration::from_secs(6), 60);
+    for (i, c) in room.clients.iter().enumerate() {
+        let streams: Vec<usize> = c.frames.values().copied().collect();
+        assert_eq!(
+            streams.len(),
+            3,
+            "participant {i} sees three others: {:?}",
+            c.frames
+        );
+        assert!(
+            streams.iter().all(|&n| n > 100),
+            "participant {i} decodes every stream: {:?}",
+            c.frames
+        );
+    }
+    // Upload: each participant sent one stream's packets.
+    for c in 0..4 {
+        let s = room.peer(c).stats();
+        let sent: u64 = s.outbound.iter().map(|o| o.packets_sent).sum();
+        let frames = u64::from(room.clients[c].sent);
+        assert!(
+            sent < frames * 4,
+            "one copy uploaded: {sent} packets for {frames} frames"
+        );
+    }
+    let stats = room.sfu().stats();
+    assert!(stats.forwarded >= stats.received * 2, "{stats:?}");
+}
+
+/// The chat channel reaches everyone else in the room.
+#[test]
+fn chat_is_relayed_to_the_room() {
+    let mut room = Room::new(2);
+    for _ in 0..3 {
+        room.join(clean());
+    }
+    room.run(Duration::from_secs(2), 60);
+    let now = room.sim.now();
+    let (host, chat) = (room.clients[0].host, room.clients[0].chat);
+    room.sim
+        .machine_mut::<PeerConnection>(host)
+        .send_text(now, chat, "hello room")
+        .unwrap();
+    room.run(Duration::from_millis(500), 60);
+    for c in &room.clients[1..] {
+        assert!(
+            c.chat_in
+                .iter()
+                .any(|t| t.contains("hello room") && t.contains("\"from\"")),
+            "{:?}",
+            c.chat_in
+        );
+    }
+    assert!(
+        room.clients[0]
+            .chat_in
+            .iter()
+            .all(|t| !t.contains("hello room"))
+    );
+}
+
+/// 5 % loss on one subscriber's link: its losses are repaired from the
+/// SFU's history on that link; the publishers see no NACK for them.
+#[test]
+fn a_lossy_subscriber_is_repaired_by_the_sfu() {
+    let mut room = Room::new(3);
+    room.join(clean());
+    room.join(clean());
+    let lossy = LinkConfig {
+        loss: 0.05,
+        ..clean()
+    };
+    let c = room.join(clean());
+    room.sim.set_downlink(room.clients[c].host, lossy);
+    room.run(Duration::from_secs(8), 60);
+    let got: Vec<usize> = room.clients[c].frames.values().copied().collect();
+    let sent: Vec<u32> = room.clients[..2].iter().map(|c| c.sent).collect();
+    assert_eq!(got.len(), 2, "{:?}", room.clients[c].frames);
+    for (g, s) in got.iter().zip(&sent) {
+        assert!(*g as u32 + 10 >= *s, "frames repaired: got {g} of {s}");
+    }
+    let stats = room.sfu().stats();
+    assert_eq!(stats.nacks_to_publishers, 0, "{stats:?}");
+    for p in 0..2 {
+        let out = &room.peer(p).stats().outbound;
+        let nacks: u64 = out.iter().map(|o| o.nack_count).sum();
+        assert_eq!(
+            nacks, 0,
+            "publisher {p} was not asked for the subscriber's losses"
+        );
+    }
+}
+
+/// A late joiner starts from the keyframe cache: its first frame comes
+/// without a keyframe request to the publisher.
+#[test]
+fn a_late_joiner_starts_from_the_cache() {
+    let mut room = Room::new(4);
+    room.join(clean());
+    room.join(clean());
+    // A long GOP: without the cache the joiner would need a PLI.
+    room.run(Duration::from_secs(3), 300);
+    let before = room.sfu().stats();
+    let late = room.join(clean());
+    let joined = room.sim.elapsed();
+    room.run(Duration::from_secs(2), 300);
+    let after = room.sfu().stats();
+    assert!(after.instant_joins >= 2, "{after:?}");
+    let first = room.clients[late].first_frame.expect("a frame");
+    assert!(
+        first - joined < Duration::from_millis(500),
+        "first frame {:?} after joining",
+        first - joined
+    );
+    assert_eq!(
+        after.keyframe_requests, before.keyframe_requests,
+        "no PLI needed: {after:?}"
+    );
+    assert_eq!(
+        room.clients[late].frames.len(),
+        2,
+        "{:?}",
+        room.clients[late].frames
+    );
+}
+
+/// Someone leaves: the others' tracks of them end, the room goes on.
+#[test]
+fn leaving_ends_the_tracks_for_the_others() {
+    let mut room = Room::new(5);
+    for _ in 0..3 {
+        room.join(clean());
+    }
+    room.run(Duration::from_secs(2), 60);
+    let now = room.sim.now();
+    let gone = room.clients[2].id;
+    room.sfu().leave(now, gone);
+    let host = room.clients[2].host;
+    room.sim.machine_mut::<PeerConnection>(host).close(now);
+    room.clients.remove(2);
+    room.run(Duration::from_secs(2), 60);
+    assert_eq!(room.sfu().room_members("room").len(), 2);
+    let before: Vec<usize> = room.clients[0].frames.values().copied().collect();
+    room.run(Duration::from_secs(1), 60);
+    let after: Vec<usize> = room.clients[0].frames.values().copied().collect();
+    // The remaining publisher's stream still grows.
+    assert!(after.iter().sum::<usize>() > before.iter().sum::<usize>());
+    let _ = room.sfu().poll_event();
+}
