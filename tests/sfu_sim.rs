@@ -12,11 +12,10 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use rtclab::machine::Machine;
 use rtclab::peer::{
     PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
 };
-use rtclab::sfu::{ClientSignal, Config, ParticipantId, ServerSignal, Sfu};
+use rtclab::sfu::{ClientSignal, Config, Event as SfuEvent, ParticipantId, ServerSignal, Sfu};
 use rtclab::sim::{HostId, LinkConfig, Sim};
 use sim_peers::certificate;
 
@@ -104,7 +103,19 @@ impl Room {
     fn pump(&mut self) {
         let now = self.sim.now();
         let started = self.sim.start();
-        while let Some((id, signal)) = self.sfu().poll_signal() {
+        let signals: Vec<(ParticipantId, ServerSignal)> = self
+            .sim
+            .events::<Sfu>(self.sfu)
+            .into_iter()
+            .filter_map(|e| match e {
+                SfuEvent::Signal {
+                    participant,
+                    signal,
+                } => Some((participant, signal)),
+                _ => None,
+            })
+            .collect();
+        for (id, signal) in signals {
             let Some(c) = self.clients.iter().position(|c| c.id == id) else {
                 continue;
             };
@@ -345,5 +356,4 @@ fn leaving_ends_the_tracks_for_the_others() {
     let after: Vec<usize> = room.clients[0].frames.values().copied().collect();
     // The remaining publisher's stream still grows.
     assert!(after.iter().sum::<usize>() > before.iter().sum::<usize>());
-    let _ = room.sfu().poll_event();
 }

@@ -87,6 +87,10 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         max_peers: usize,
     },
+    /// The selective forwarding unit: open http://127.0.0.1:8090/sfu/?room=NAME
+    /// in several browsers; everyone publishes camera and microphone once
+    /// and sees everyone else, through one UDP port.
+    Sfu(SfuArgs),
     /// DTLS 1.2 client or server, like `openssl s_client/s_server -dtls1_2`:
     /// prints what was negotiated and the SRTP keying material, then carries
     /// stdin lines as application data. `SSLKEYLOGFILE` names a key log for
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
                 max_peers,
             } => demo(listen, udp_ip, max_peers).await,
             Command::Dtls { command } => dtls::run(command).await,
+            Command::Sfu(args) => sfu(args).await,
             Command::TurnServer(args) => turn_server(args).await,
             Command::Signaling {
                 listen,
@@ -382,6 +387,62 @@ async fn demo(listen: SocketAddr, udp_ip: Option<IpAddr>, max_peers: usize) -> R
         summary.sessions
     );
     Ok(())
+}
+
+/// `rtclab sfu`'s flags.
+#[derive(clap::Args)]
+struct SfuArgs {
+    /// The HTTP address of the page and its WebSocket.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddr,
+    /// The one UDP address of every participant's media (port 0: any).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    udp: SocketAddr,
+    /// Participants per room.
+    #[arg(long, default_value_t = 16)]
+    room_size: usize,
+    /// Participants in all.
+    #[arg(long, default_value_t = 500)]
+    max_participants: usize,
+    /// What one publisher may send, in kbit/s.
+    #[arg(long, default_value_t = 5000)]
+    max_publisher_kbps: u64,
+    /// Turn the keyframe cache (instant join) off.
+    #[arg(long)]
+    no_keyframe_cache: bool,
+}
+
+async fn sfu(args: SfuArgs) -> Result<(), String> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::from_os_rng();
+    let certificate =
+        rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
+            .map_err(|e| format!("cannot make a certificate: {e}"))?;
+    let mut sfu = rtclab::sfu::Config::new(certificate, Vec::new());
+    sfu.max_room_size = args.room_size.max(1);
+    sfu.max_participants = args.max_participants.max(1);
+    sfu.max_publisher_bitrate = args.max_publisher_kbps.saturating_mul(1000);
+    sfu.keyframe_cache = !args.no_keyframe_cache;
+    let server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
+        listen: args.listen,
+        udp: args.udp,
+        sfu,
+        reports: None,
+    })
+    .await
+    .map_err(|e| format!("cannot listen on {} / {}: {e}", args.listen, args.udp))?;
+    let http = server.http_addr();
+    println!(
+        "rtclab sfu on http://{http}/sfu/?room=NAME (media on UDP {})",
+        server.udp_addr()
+    );
+    println!("  open it in several browsers (or tabs) with the same room name.");
+    server
+        .run_until(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// `rtclab turn-server`'s flags.

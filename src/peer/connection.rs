@@ -2407,7 +2407,13 @@ impl PeerConnection {
                             .or_else(|| {
                                 r.repaired_rid_ext
                                     .and_then(|id| packet.extension_element(id))
-                            })?;
+                            });
+                        // A sender that agreed to simulcast but sends one
+                        // stream without rids (Firefox, when it drops its
+                        // layers) is the first layer.
+                        let Some(rid) = rid else {
+                            return Some(i);
+                        };
                         self.receivers.iter().position(|l| {
                             l.mid.as_bytes() == mid && l.rid.is_some_and(|x| x.as_bytes() == rid)
                         })

@@ -47,6 +47,7 @@
 //! so two offers never cross (no glare: the page never offers again).
 
 pub mod forward;
+pub mod server;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -147,9 +148,16 @@ pub enum ServerSignal {
     Error(String),
 }
 
-/// What happened, for the application (logs, tests).
+/// What happened: signaling to deliver, and news for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A signaling message for a participant's page: deliver it.
+    Signal {
+        /// To whom.
+        participant: ParticipantId,
+        /// What.
+        signal: ServerSignal,
+    },
     /// The participant's ICE and DTLS are up.
     Connected(ParticipantId),
     /// The participant is gone (left, failed or closed).
@@ -310,7 +318,6 @@ pub struct Sfu {
     transmit_queue: VecDeque<ParticipantId>,
     /// Participants with events to handle.
     dirty: Vec<ParticipantId>,
-    signals: VecDeque<(ParticipantId, ServerSignal)>,
     events: VecDeque<Event>,
     stats: Stats,
     /// A scratch buffer for the copy each subscriber gets.
@@ -347,7 +354,6 @@ impl Sfu {
             timers: BTreeSet::new(),
             transmit_queue: VecDeque::new(),
             dirty: Vec::new(),
-            signals: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
             scratch: Vec::with_capacity(1500),
@@ -409,7 +415,8 @@ impl Sfu {
     }
 
     /// A new participant in `room`: it sends its offer next
-    /// ([`Sfu::handle_signal`]). The others learn of it now.
+    /// ([`Sfu::handle_signal`]). The others learn of it now; what the SFU
+    /// sends each page comes out as [`Event::Signal`].
     pub fn join(&mut self, now: Instant, room: &str) -> Result<ParticipantId, Error> {
         if self.participants.len() >= self.config.max_participants {
             return Err(Error::Full);
@@ -453,8 +460,8 @@ impl Sfu {
             })
             .members;
         for &other in members.iter() {
-            self.signals.push_back((other, ServerSignal::Joined(id)));
-            self.signals.push_back((id, ServerSignal::Joined(other)));
+            push_signal(&mut self.events, other, ServerSignal::Joined(id));
+            push_signal(&mut self.events, id, ServerSignal::Joined(other));
         }
         members.push(id);
         self.by_ufrag.insert(ufrag.clone(), id);
@@ -510,7 +517,7 @@ impl Sfu {
                 self.rooms.remove(&p.room);
             }
             for m in members {
-                self.signals.push_back((m, ServerSignal::Left(id)));
+                push_signal(&mut self.events, m, ServerSignal::Left(id));
                 if let Some(s) = self.participants.get_mut(&m) {
                     let mut changed = false;
                     for d in s
@@ -559,7 +566,7 @@ impl Sfu {
                     match answer {
                         Ok(a) => {
                             p.answered = true;
-                            self.signals.push_back((id, ServerSignal::Answer(a)));
+                            push_signal(&mut self.events, id, ServerSignal::Answer(a));
                             self.subscribe_to_room(id);
                             Ok(())
                         }
@@ -580,18 +587,18 @@ impl Sfu {
                     p.pc.add_end_of_candidates(now);
                     Ok(())
                 } else {
-                    p.pc.add_ice_candidate(now, &c).map_err(Error::Peer)
+                    // A candidate we cannot use (TCP, mDNS) is no error of
+                    // the page's: skipped, as browsers skip ours.
+                    if let Err(e) = p.pc.add_ice_candidate(now, &c) {
+                        tracing::debug!(participant = %id, error = %e, "sfu: candidate skipped");
+                    }
+                    Ok(())
                 }
             }
         };
         self.touch(now, id);
         self.process(now);
         result
-    }
-
-    /// The next signaling message for a participant's page.
-    pub fn poll_signal(&mut self) -> Option<(ParticipantId, ServerSignal)> {
-        self.signals.pop_front()
     }
 
     /// Every track already published in the room goes to the new member
@@ -734,8 +741,7 @@ impl Sfu {
                     }
                 }
                 PeerEvent::LocalCandidate(c) => {
-                    self.signals
-                        .push_back((id, ServerSignal::Candidate(c.to_string())));
+                    push_signal(&mut self.events, id, ServerSignal::Candidate(c.to_string()));
                 }
                 PeerEvent::Track { mid, kind } => self.on_track(now, id, &mid, kind),
                 PeerEvent::TrackEnded { mid } => self.on_track_ended(now, id, &mid),
@@ -753,8 +759,11 @@ impl Sfu {
                 PeerEvent::ConnectionState(
                     PeerConnectionState::Failed | PeerConnectionState::Closed,
                 ) => {
-                    self.signals
-                        .push_back((id, ServerSignal::Error("the connection failed".to_string())));
+                    push_signal(
+                        &mut self.events,
+                        id,
+                        ServerSignal::Error("the connection failed".to_string()),
+                    );
                     self.leave(now, id);
                     return;
                 }
@@ -1218,7 +1227,7 @@ impl Sfu {
             p.pc.set_local_description(now, SdpType::Offer, &o)
                 .map(|()| o)
         }) {
-            Ok(o) => self.signals.push_back((id, ServerSignal::Offer(o))),
+            Ok(o) => push_signal(&mut self.events, id, ServerSignal::Offer(o)),
             Err(e) => {
                 tracing::debug!(participant = %id, error = %e, "sfu: cannot offer");
             }
@@ -1307,6 +1316,14 @@ impl Sfu {
         let ours = user.split(':').next()?;
         self.by_ufrag.get(ours).copied()
     }
+}
+
+/// Queues a signaling message for a participant's page.
+fn push_signal(events: &mut VecDeque<Event>, participant: ParticipantId, signal: ServerSignal) {
+    events.push_back(Event::Signal {
+        participant,
+        signal,
+    });
 }
 
 /// RTP mode's canonical id of the audio-level extension (RFC 6464).

@@ -1,0 +1,414 @@
+//! `rtclab sfu`: the [`Sfu`] on one UDP socket, its page (`/sfu/`) and
+//! its WebSocket signaling (`/sfu/ws?room=NAME`), over tokio.
+//!
+//! One task owns the [`Sfu`] and its socket ([`Driver`]); each WebSocket
+//! is a task of its own that talks to it through a bounded channel of
+//! commands, and receives its page's [`ServerSignal`]s through a bounded
+//! outbox (a page that does not read its WebSocket loses its place, not
+//! the SFU's memory).
+//!
+//! The page's signaling messages, JSON text frames:
+//!
+//! | `type` | fields | from |
+//! |---|---|---|
+//! | `offer` | `sdp` | page (once, first) and SFU (when tracks come or go) |
+//! | `answer` | `sdp` | SFU (to the page's offer) and page (to the SFU's) |
+//! | `candidate` | `candidate` (`candidate:…`; empty = end) | both |
+//! | `welcome` | `id` (`pN`: the stream id of this participant's media elsewhere) | SFU |
+//! | `joined`, `left` | `id` | SFU |
+//! | `error` | `message` | SFU |
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{ClientSignal, Config as SfuConfig, Event, ParticipantId, ServerSignal, Sfu};
+use crate::machine::Machine;
+use crate::runtime::Driver;
+
+/// How `rtclab sfu` runs.
+#[derive(Debug)]
+pub struct Config {
+    /// HTTP (page and WebSocket).
+    pub listen: SocketAddr,
+    /// The one UDP socket every participant's media uses.
+    pub udp: SocketAddr,
+    /// The SFU's limits and behaviour (its host candidate is set to the
+    /// bound UDP address).
+    pub sfu: SfuConfig,
+    /// Where a page's `POST /sfu/report` goes (browser tests).
+    pub reports: Option<mpsc::Sender<String>>,
+}
+
+/// A running server: its addresses, and how to stop it.
+pub struct Server {
+    http: TcpListener,
+    udp: UdpSocket,
+    config: Config,
+}
+
+enum Command {
+    Join {
+        room: String,
+        outbox: mpsc::Sender<ServerSignal>,
+        reply: oneshot::Sender<Result<ParticipantId, String>>,
+    },
+    Signal(ParticipantId, ClientSignal),
+    Leave(ParticipantId),
+}
+
+#[derive(Clone)]
+struct Shared {
+    commands: mpsc::Sender<Command>,
+    reports: Option<mpsc::Sender<String>>,
+}
+
+/// The page, compiled in.
+const PAGE: &str = include_str!("../../web/sfu/index.html");
+const SCRIPT: &str = include_str!("../../web/sfu/sfu.js");
+/// Signaling messages of one page waiting to be written, at most.
+const OUTBOX: usize = 256;
+/// The largest WebSocket message a page may send (an SDP offer with
+/// simulcast is ~6 KB).
+const MAX_MESSAGE: usize = 64 * 1024;
+
+impl Server {
+    /// Binds the HTTP listener and the UDP socket.
+    pub async fn bind(mut config: Config) -> std::io::Result<Server> {
+        let http = TcpListener::bind(config.listen).await?;
+        let udp = UdpSocket::bind(config.udp).await?;
+        let bound = udp.local_addr()?;
+        config.sfu.host_candidates = vec![bound];
+        Ok(Server { http, udp, config })
+    }
+
+    /// The HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("bound")
+    }
+
+    /// The UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp.local_addr().expect("bound")
+    }
+
+    /// Serves until `stop` completes.
+    pub async fn run_until(
+        self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let Server { http, udp, config } = self;
+        let (commands, rx) = mpsc::channel(1024);
+        let shared = Shared {
+            commands,
+            reports: config.reports,
+        };
+        let sfu = Sfu::new(config.sfu, rand::SeedableRng::from_os_rng());
+        let driver = Driver::from_sockets(sfu, vec![udp])?;
+        let media = tokio::spawn(media_task(driver, rx));
+        let app = Router::new()
+            .route(
+                "/sfu/",
+                get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }),
+            )
+            .route(
+                "/sfu/sfu.js",
+                get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }),
+            )
+            .route("/sfu/ws", get(websocket))
+            .route("/sfu/report", post(report))
+            .route("/", get(|| async { axum::response::Redirect::to("/sfu/") }))
+            .with_state(shared);
+        let service = TowerToHyperService::new(app);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                accepted = http.accept() => {
+                    let Ok((stream, _)) = accepted else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    let service = service.clone();
+                    tokio::spawn(async move {
+                        let mut h = http1::Builder::new();
+                        h.timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(10));
+                        let conn = h.serve_connection(TokioIo::new(stream), service).with_upgrades();
+                        if let Err(e) = conn.await {
+                            tracing::debug!("sfu: HTTP connection: {e}");
+                        }
+                    });
+                }
+            }
+        }
+        media.abort();
+        Ok(())
+    }
+}
+
+/// The task that owns the SFU: datagrams, timers and commands.
+async fn media_task(mut driver: Driver<Sfu>, mut rx: mpsc::Receiver<Command>) {
+    let mut outboxes: HashMap<ParticipantId, mpsc::Sender<ServerSignal>> = HashMap::new();
+    loop {
+        tokio::select! {
+            e = driver.next_event() => match e {
+                Ok(e) => deliver(&mut driver, &mut outboxes, e),
+                Err(e) => {
+                    tracing::warn!("sfu: UDP: {e}");
+                    return;
+                }
+            },
+            c = rx.recv() => {
+                let Some(c) = c else { return };
+                let now = Instant::now();
+                let sfu = driver.machine_mut();
+                match c {
+                    Command::Join { room, outbox, reply } => {
+                        let r = sfu.join(now, &room).map_err(|e| e.to_string());
+                        if let Ok(id) = r {
+                            outboxes.insert(id, outbox);
+                        }
+                        let _ = reply.send(r);
+                    }
+                    Command::Signal(id, s) => {
+                        if let Err(e) = sfu.handle_signal(now, id, s)
+                            && let Some(o) = outboxes.get(&id)
+                        {
+                            let _ = o.try_send(ServerSignal::Error(e.to_string()));
+                        }
+                    }
+                    Command::Leave(id) => {
+                        sfu.leave(now, id);
+                        outboxes.remove(&id);
+                    }
+                }
+                // What the command produced.
+                while let Some(e) = driver.machine_mut().poll_event() {
+                    deliver(&mut driver, &mut outboxes, e);
+                }
+            }
+        }
+    }
+}
+
+fn deliver(
+    driver: &mut Driver<Sfu>,
+    outboxes: &mut HashMap<ParticipantId, mpsc::Sender<ServerSignal>>,
+    e: Event,
+) {
+    match e {
+        Event::Signal {
+            participant,
+            signal,
+        } => {
+            let full = outboxes
+                .get(&participant)
+                .is_some_and(|o| o.try_send(signal).is_err());
+            if full {
+                // A page that does not read its signaling is dropped.
+                outboxes.remove(&participant);
+                driver.machine_mut().leave(Instant::now(), participant);
+            }
+        }
+        Event::Connected(id) => tracing::info!(participant = %id, "sfu: connected"),
+        Event::Left(id) => {
+            tracing::info!(participant = %id, "sfu: left");
+            outboxes.remove(&id);
+        }
+        Event::Published {
+            participant, kind, ..
+        } => tracing::info!(%participant, ?kind, "sfu: publishes"),
+        Event::ActiveSpeaker { room, participant } => {
+            tracing::debug!(%room, %participant, "sfu: active speaker")
+        }
+    }
+}
+
+async fn report(State(shared): State<Shared>, body: String) -> StatusCode {
+    match &shared.reports {
+        Some(r) if body.len() <= MAX_MESSAGE => {
+            let _ = r.try_send(body);
+            StatusCode::NO_CONTENT
+        }
+        _ => StatusCode::NOT_FOUND,
+    }
+}
+
+async fn websocket(
+    State(shared): State<Shared>,
+    RawQuery(q): RawQuery,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // `room=NAME`; the names allowed need no percent-decoding.
+    let room = q
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("room="))
+        .unwrap_or("lobby")
+        .to_string();
+    if room.is_empty()
+        || room.len() > 64
+        || !room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a room name is 1 to 64 of [A-Za-z0-9._-]\n",
+        )
+            .into_response();
+    }
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| connection(socket, shared, room))
+}
+
+/// One page: join, relay signaling both ways, leave when it closes.
+async fn connection(mut socket: WebSocket, shared: Shared, room: String) {
+    let (outbox, mut inbox) = mpsc::channel(OUTBOX);
+    let (reply, joined) = oneshot::channel();
+    if shared
+        .commands
+        .send(Command::Join {
+            room,
+            outbox,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let id = match joined.await {
+        Ok(Ok(id)) => id,
+        Ok(Err(e)) => {
+            let _ = socket
+                .send(WsMessage::Text(
+                    json!({"type": "error", "message": e}).to_string().into(),
+                ))
+                .await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let welcome = json!({"type": "welcome", "id": id.to_string()}).to_string();
+    if socket.send(WsMessage::Text(welcome.into())).await.is_ok() {
+        let _ = relay(&mut socket, &shared, id, &mut inbox).await;
+    }
+    let _ = shared.commands.send(Command::Leave(id)).await;
+}
+
+async fn relay(
+    socket: &mut WebSocket,
+    shared: &Shared,
+    id: ParticipantId,
+    inbox: &mut mpsc::Receiver<ServerSignal>,
+) -> ControlFlow<()> {
+    loop {
+        tokio::select! {
+            m = socket.recv() => {
+                let text = match m {
+                    Some(Ok(WsMessage::Text(t))) => t,
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return ControlFlow::Break(()),
+                    Some(Ok(_)) => continue,
+                };
+                match parse(&text) {
+                    Ok(s) => {
+                        if shared.commands.send(Command::Signal(id, s)).await.is_err() {
+                            return ControlFlow::Break(());
+                        }
+                    }
+                    Err(e) => {
+                        let m = json!({"type": "error", "message": e}).to_string();
+                        if socket.send(WsMessage::Text(m.into())).await.is_err() {
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+            }
+            s = inbox.recv() => {
+                let Some(s) = s else { return ControlFlow::Break(()) };
+                let m = match s {
+                    ServerSignal::Answer(sdp) => json!({"type": "answer", "sdp": sdp}),
+                    ServerSignal::Offer(sdp) => json!({"type": "offer", "sdp": sdp}),
+                    ServerSignal::Candidate(c) => json!({"type": "candidate", "candidate": c}),
+                    ServerSignal::Joined(p) => json!({"type": "joined", "id": p.to_string()}),
+                    ServerSignal::Left(p) => json!({"type": "left", "id": p.to_string()}),
+                    ServerSignal::Error(e) => json!({"type": "error", "message": e}),
+                };
+                if socket.send(WsMessage::Text(m.to_string().into())).await.is_err() {
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+    }
+}
+
+/// A page's message.
+fn parse(text: &str) -> Result<ClientSignal, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let field = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("missing \"{k}\""))
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("offer") => Ok(ClientSignal::Offer(field("sdp")?)),
+        Some("answer") => Ok(ClientSignal::Answer(field("sdp")?)),
+        Some("candidate") => Ok(ClientSignal::Candidate(
+            v.get("candidate")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        )),
+        Some(t) => Err(format!("unknown type {t:?}")),
+        None => Err("missing \"type\"".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_messages_parse_or_say_why_not() {
+        assert_eq!(
+            parse(r#"{"type":"offer","sdp":"v=0"}"#),
+            Ok(ClientSignal::Offer("v=0".into()))
+        );
+        assert_eq!(
+            parse(r#"{"type":"candidate","candidate":""}"#),
+            Ok(ClientSignal::Candidate(String::new()))
+        );
+        assert!(parse("{").unwrap_err().contains("not JSON"));
+        assert!(parse(r#"{"type":"answer"}"#).unwrap_err().contains("sdp"));
+        assert!(parse(r#"{"type":"bye"}"#).unwrap_err().contains("unknown"));
+    }
+
+    #[allow(dead_code)]
+    fn _is_send(s: Server) -> impl Send {
+        s.run_until(async {})
+    }
+
+    #[allow(dead_code)]
+    fn _machine_bound(s: &Sfu) -> Option<Instant> {
+        s.poll_timeout()
+    }
+}

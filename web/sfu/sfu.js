@@ -1,0 +1,147 @@
+// The SFU page: publish the camera and microphone once (three simulcast
+// layers), receive everyone else's media from the SFU, chat with the room.
+// The page offers once; after that only the SFU offers (when people come
+// and go), and the page answers: two offers never cross.
+'use strict';
+
+const params = new URLSearchParams(location.search);
+const room = params.get('room') || 'lobby';
+const autotest = params.has('autotest');
+const simulcast = params.get('simulcast') !== '0';
+const $ = (id) => document.getElementById(id);
+$('room').textContent = room;
+const invite = `${location.origin}/sfu/?room=${encodeURIComponent(room)}`;
+$('invite').textContent = invite;
+$('invite').href = invite;
+
+const pc = new RTCPeerConnection();
+const chat = pc.createDataChannel('chat');
+const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/sfu/ws?room=${encodeURIComponent(room)}`);
+let me = null;
+const tiles = new Map(); // stream id (the publisher's "pN") -> figure
+const send = (m) => ws.send(JSON.stringify(m));
+const status = (s) => { $('status').textContent = s; };
+const log = (s) => {
+  const p = document.createElement('div');
+  p.textContent = s;
+  $('log').append(p);
+  $('log').scrollTop = 1e9;
+};
+
+function tile(id) {
+  let f = tiles.get(id);
+  if (!f) {
+    f = document.createElement('figure');
+    f.dataset.id = id;
+    f.innerHTML = '<video autoplay playsinline></video><figcaption></figcaption>';
+    f.querySelector('figcaption').textContent = id;
+    $('grid').append(f);
+    tiles.set(id, f);
+  }
+  return f;
+}
+
+function drop(id) {
+  const f = tiles.get(id);
+  if (f) { f.remove(); tiles.delete(id); }
+}
+
+pc.ontrack = (e) => {
+  const stream = e.streams[0];
+  if (!stream) return;
+  const v = tile(stream.id).querySelector('video');
+  if (v.srcObject !== stream) v.srcObject = stream;
+  e.track.onended = () => { if (!stream.getTracks().some((t) => t.readyState === 'live')) drop(stream.id); };
+  stream.onremovetrack = () => { if (stream.getTracks().length === 0) drop(stream.id); };
+};
+pc.onicecandidate = (e) => send({ type: 'candidate', candidate: e.candidate ? e.candidate.candidate : '' });
+pc.onconnectionstatechange = () => status(pc.connectionState);
+
+chat.onmessage = (e) => {
+  let m;
+  try { m = JSON.parse(e.data); } catch { return; }
+  if (m.type === 'chat') log(`${m.from}: ${m.text}`);
+  if (m.type === 'speaker') {
+    for (const [id, f] of tiles) f.classList.toggle('speaking', id === m.id);
+    $('tile-me').classList.toggle('speaking', m.id === me);
+  }
+};
+$('send').onsubmit = (e) => {
+  e.preventDefault();
+  if (chat.readyState === 'open' && $('text').value) {
+    chat.send($('text').value);
+    log(`you: ${$('text').value}`);
+    $('text').value = '';
+  }
+};
+
+ws.onmessage = async (e) => {
+  const m = JSON.parse(e.data);
+  switch (m.type) {
+    case 'welcome': me = m.id; status(`joined as ${me}`); break;
+    case 'answer': await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }); break;
+    case 'offer':
+      await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      send({ type: 'answer', sdp: pc.localDescription.sdp });
+      break;
+    case 'candidate': if (m.candidate) await pc.addIceCandidate({ candidate: m.candidate, sdpMid: '0' }); break;
+    case 'joined': log(`${m.id} joined`); break;
+    case 'left': log(`${m.id} left`); drop(m.id); break;
+    case 'error': log(`error: ${m.message}`); status(`error: ${m.message}`); break;
+  }
+};
+
+async function start() {
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: { width: 1280, height: 720, frameRate: 30 },
+    audio: true,
+  });
+  $('me').srcObject = stream;
+  const [video] = stream.getVideoTracks();
+  const [audio] = stream.getAudioTracks();
+  // Three layers, low to high: the SFU sends each subscriber the one its
+  // link carries (RFC 8853 simulcast, one rid per layer).
+  const sendEncodings = simulcast && video
+    ? [
+      { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+      { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+      { rid: 'h', maxBitrate: 1_500_000 },
+    ]
+    : undefined;
+  if (video) pc.addTransceiver(video, { direction: 'sendonly', streams: [stream], sendEncodings });
+  if (audio) pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
+  await pc.setLocalDescription(await pc.createOffer());
+  send({ type: 'offer', sdp: pc.localDescription.sdp });
+}
+
+// For tests: what this page decodes from each other participant.
+async function report() {
+  const stats = await pc.getStats();
+  const inbound = [];
+  let sentLayers = 0;
+  stats.forEach((s) => {
+    if (s.type === 'inbound-rtp' && s.kind === 'video') {
+      const t = [...pc.getReceivers()].find((r) => r.track && r.track.id === s.trackIdentifier);
+      inbound.push({ mid: s.mid, framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0 });
+      void t;
+    }
+    if (s.type === 'inbound-rtp' && s.kind === 'audio') inbound.push({ mid: s.mid, audio: true, samples: s.totalSamplesReceived || 0 });
+    if (s.type === 'outbound-rtp' && s.kind === 'video' && (s.packetsSent || 0) > 0) sentLayers += 1;
+  });
+  const streams = {};
+  for (const [id, f] of tiles) {
+    const v = f.querySelector('video');
+    streams[id] = { width: v.videoWidth, height: v.videoHeight, playing: v.currentTime > 0 };
+  }
+  return { type: 'report', me, connection: pc.connectionState, inbound, streams, sentLayers, chat: $('log').textContent };
+}
+window.sfuReport = report;
+
+ws.onopen = () => start().catch((e) => { status(`error: ${e}`); log(`${e}`); });
+if (autotest) {
+  setInterval(async () => {
+    const r = await report();
+    fetch('/sfu/report', { method: 'POST', body: JSON.stringify(r) }).catch(() => {});
+  }, 1000);
+}
