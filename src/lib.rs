@@ -61,7 +61,8 @@
 //! 1. Introduction · 2. [Overview: the crate tour](../chapters/src/ch02-overview.md)
 //!    · 3. [Your first packets: STUN](../chapters/src/ch03-stun.md) · 4. Media as RTP
 //!    · 5. Two peers · 6. Data channels · 7. Signaling · 8. Browser ↔ Rust peer
-//!    · 9. Big messages · 10. The SFU. Build the book with `mdbook build chapters`.
+//!    · 9. Big messages · 10. Congratulations: many to many, and what next.
+//!    Build the book with `mdbook build chapters`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
