@@ -114,6 +114,41 @@ async fn step6_text_over_a_data_channel() {
     assert_eq!(r["sctp"]["state"], "connected", "{r}");
 }
 
+/// Step 8's two tabs: the second is loaded from the first's invite link.
+const CALL_TABS: &str = r#"<!doctype html>
+<title>two tabs</title>
+<iframe id="a" allow="camera" width="400" height="400" src="/08_call/?report=1"></iframe>
+<iframe id="b" allow="camera" width="400" height="400"></iframe>
+<script>
+const wait = setInterval(() => {
+  const link = document.getElementById('a').contentDocument?.getElementById('invite-link');
+  if (link && link.value) {
+    clearInterval(wait);
+    document.getElementById('b').src = link.value + '&report=1';
+  }
+}, 100);
+</script>
+"#;
+
+/// Step 8 between two tabs: each decodes the other's camera.
+#[tokio::test]
+async fn step8_call_between_two_tabs_by_invite_link() {
+    let page = Page {
+        path: "/test/call.html",
+        content_type: "text/html; charset=utf-8",
+        body: CALL_TABS.as_bytes(),
+    };
+    let Some(got) = on_signaling("/test/call.html", &[page], 2).await else {
+        return;
+    };
+    assert_eq!(got[0]["room"], got[1]["room"]);
+    for r in &got {
+        assert_eq!(r["rust"], false, "{r}");
+        assert!(r["framesDecoded"].as_u64().unwrap() >= 30, "{r}");
+        assert_eq!(r["connection"], "connected", "{r}");
+    }
+}
+
 /// Step 9's two tabs: the first opens a new room; the second is loaded from
 /// the first's invite link (as a reader pastes it), with the test hook.
 const PHOTO_TABS: &str = r#"<!doctype html>
