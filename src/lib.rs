@@ -58,10 +58,12 @@
 //!
 //! ## Chapters
 //!
-//! 1. Introduction · 2. [Overview: the crate tour](../chapters/src/ch02-overview.md)
-//!    · 3. [Your first packets: STUN](../chapters/src/ch03-stun.md) · 4. Media as RTP
-//!    · 5. Two peers · 6. Data channels · 7. Signaling · 8. Browser ↔ Rust peer
-//!    · 9. Big messages · 10. The SFU. Build the book with `mdbook build chapters`.
+//! One or two chapters per step of the codelab, each with the step's page
+//! in `web/`: 1. Introduction · 2. Overview: the crate tour · 3. Get the
+//! code, and your first packets: STUN · 4. Media as RTP · 5. Two peers ·
+//! 6. Data channels · 7. Signaling · 8a. NATs, ICE and TURN · 8b. A browser
+//! calls Rust · 9. Big messages · 10. Congratulations: many to many, and
+//! what next. Build the book with `mdbook build chapters`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -374,7 +374,9 @@ async fn demo(listen: SocketAddr, udp_ip: Option<IpAddr>, max_peers: usize) -> R
     println!("rtclab demo on http://{addr}/");
     println!("  open it in a browser: your camera comes back through a Rust WebRTC peer,");
     println!("  with a chat, a photo button and a live panel of every layer.");
-    println!("  two tabs calling each other: http://{addr}/demo/?call=new");
+    println!(
+        "  two tabs calling each other: open http://{addr}/demo/?call=new, then its invite link in a second tab"
+    );
     println!("  Ctrl-C closes every peer (DTLS close_notify, SCTP ABORT) and stops.");
     let summary = demo
         .run_until(async {

@@ -33,6 +33,36 @@ pub const PAGES: &[Page] = &[
         body: include_bytes!("../../web/style.css"),
     },
     Page {
+        path: "/04_camera/",
+        content_type: HTML,
+        body: include_bytes!("../../web/04_camera/index.html"),
+    },
+    Page {
+        path: "/04_camera/main.js",
+        content_type: JS,
+        body: include_bytes!("../../web/04_camera/main.js"),
+    },
+    Page {
+        path: "/05_peerconnection/",
+        content_type: HTML,
+        body: include_bytes!("../../web/05_peerconnection/index.html"),
+    },
+    Page {
+        path: "/05_peerconnection/main.js",
+        content_type: JS,
+        body: include_bytes!("../../web/05_peerconnection/main.js"),
+    },
+    Page {
+        path: "/06_datachannel/",
+        content_type: HTML,
+        body: include_bytes!("../../web/06_datachannel/index.html"),
+    },
+    Page {
+        path: "/06_datachannel/main.js",
+        content_type: JS,
+        body: include_bytes!("../../web/06_datachannel/main.js"),
+    },
+    Page {
         path: "/07_signaling/",
         content_type: HTML,
         body: include_bytes!("../../web/07_signaling/index.html"),
@@ -41,5 +71,25 @@ pub const PAGES: &[Page] = &[
         path: "/07_signaling/main.js",
         content_type: JS,
         body: include_bytes!("../../web/07_signaling/main.js"),
+    },
+    Page {
+        path: "/08_call/",
+        content_type: HTML,
+        body: include_bytes!("../../web/08_call/index.html"),
+    },
+    Page {
+        path: "/08_call/main.js",
+        content_type: JS,
+        body: include_bytes!("../../web/08_call/main.js"),
+    },
+    Page {
+        path: "/09_photo/",
+        content_type: HTML,
+        body: include_bytes!("../../web/09_photo/index.html"),
+    },
+    Page {
+        path: "/09_photo/main.js",
+        content_type: JS,
+        body: include_bytes!("../../web/09_photo/main.js"),
     },
 ];

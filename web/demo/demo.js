@@ -3,7 +3,9 @@
 //    fresh room and asks the server for a peer with POST /report
 //    {"invite": room}); the camera comes back reflected, chat and photo go
 //    over data channels, and the Rust side reports what it sees each second;
-//  - ?call=ROOM: two tabs in one room call each other (codelab step 8); the
+//  - ?call=ROOM: two tabs in one room call each other (codelab step 8;
+//    ?call=new picks a fresh room, and its "Copy invite link" button gives
+//    the address for the second tab); the
 //    server only relays signaling, and the panel shows this browser's view.
 // Test hooks: ?autotest=1 runs chat, photo and video checks and POSTs the
 // result to /report; ?nocam=1 acts as if there were no camera.
@@ -80,8 +82,22 @@ $(callMode ? 'mode-call' : 'mode-rust').classList.add('active');
 $('room-line').textContent = 'Room ' + room;
 if (callMode) {
   $('video-title').textContent = 'Video call between two tabs';
-  $('video-help').textContent = 'Open this page\'s address in a second tab: the two tabs join room “' +
+  $('video-help').textContent = 'Copy the invite link into a second tab (or another browser): the two join room “' +
     room + '” and call each other directly (codelab step 8); the server only relays signaling.';
+  // The invite link: this room, without the test hooks.
+  const invite = new URL(location.href);
+  for (const k of ['autotest', 'need', 'limit', 'nocam']) invite.searchParams.delete(k);
+  $('invite-link').value = invite.href;
+  $('invite-row').hidden = false;
+  $('invite').onclick = async () => {
+    $('invite-link').select();
+    try {
+      await navigator.clipboard.writeText(invite.href);
+      $('invite').textContent = 'Copied: open it in another tab';
+    } catch (e) {
+      $('invite').textContent = 'Copy the selected link';
+    }
+  };
   $('remote-label').textContent = 'The other tab';
   $('panel-title').textContent = 'What this browser sees';
   $('panel-foot').textContent = 'From this browser\'s getStats(), every second.';
