@@ -27,7 +27,9 @@
 //! (RFC 8866, and offer/answer per RFC 3264, 8829, 8843, 8842), [`peer`] (the
 //! PeerConnection, and the transport under it: ICE, DTLS and SRTP on one
 //! 5-tuple),
-//! [`signaling`] (the WebSocket rooms server of codelab step 7), [`sim`] (the
+//! [`signaling`] (the WebSocket rooms server of codelab step 7), [`sfu`] (the
+//! selective forwarding unit of chapter 10: many to many through one UDP
+//! port, simulcast, repair and instant join), [`sim`] (the
 //! deterministic network), [`runtime`] (tokio over real UDP), [`machine`] (the
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
 //! speed`).
