@@ -222,3 +222,66 @@ async fn chromium_page_meets_rtclab_peer_in_a_room() {
         assert!(out.contains("datachannel: \"chat\" open"), "{out}");
     }
 }
+
+/// `--video` sends an IVF clip at its pace; the other side's `--record`
+/// writes what arrived, frame for frame the clip's.
+#[test]
+fn rtclab_peer_sends_ivf_video_and_the_other_records_it() {
+    let dir = scratch("video");
+    let (_server, addr) = signaling();
+    let clip = rtclab::rtp::ivf::synthetic_vp8_clip(45, 15, 7);
+    let clip_path = dir.join("clip.ivf");
+    std::fs::write(&clip_path, &clip).expect("write clip");
+    let record = dir.join("got.ivf");
+    let run = |name: &str, extra: &[String]| {
+        let mut args: Vec<String> = [
+            "peer",
+            "--server",
+            &format!("ws://{addr}"),
+            "--room",
+            "video",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["--udp".into(), "127.0.0.1:0".into()]);
+        args.extend_from_slice(extra);
+        Peer::start(name, &PathBuf::from(BIN), &args)
+    };
+    // The recorder creates the room and offers (a recvonly video m-line).
+    let mut recorder = run(
+        "recorder",
+        &["--record".into(), record.display().to_string()],
+    );
+    assert!(recorder.wait_for_output("created room video", Duration::from_secs(10)));
+    let mut sender = run(
+        "sender",
+        &[
+            "--video".into(),
+            clip_path.display().to_string(),
+            "--exit-after-transfer".into(),
+        ],
+    );
+    let s = sender
+        .wait_exit(Duration::from_secs(30))
+        .expect("sender exits");
+    assert!(s.success(), "sender failed:\n{}", sender.output());
+    let r = recorder
+        .wait_exit(Duration::from_secs(10))
+        .expect("recorder exits when the sender leaves");
+    assert!(r.success(), "recorder failed:\n{}", recorder.output());
+    assert!(sender.output().contains("video: 45 frames sent"));
+    let got = std::fs::read(&record).expect("the recording");
+    let (_, want) = rtclab::rtp::ivf::IvfReader::new(&clip).expect("clip");
+    let want: Vec<Vec<u8>> = want.map(|f| f.expect("frame").1.to_vec()).collect();
+    let (header, frames) = rtclab::rtp::ivf::IvfReader::new(&got).expect("an IVF file");
+    assert_eq!(&header.fourcc, b"VP80");
+    let frames: Vec<Vec<u8>> = frames.map(|f| f.expect("frame").1.to_vec()).collect();
+    // On loopback every frame arrives; the last ones may still be in
+    // flight when the sender closes.
+    assert!(frames.len() >= 40, "{} frames recorded", frames.len());
+    for f in &frames {
+        assert!(want.contains(f), "a recorded frame is not the clip's");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

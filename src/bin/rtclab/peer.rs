@@ -112,7 +112,9 @@ pub struct PeerArgs {
     record: Option<PathBuf>,
     /// Exit (0) once every transfer asked is done: the file sent and
     /// acknowledged (--send), one file received (--save), the video sent
-    /// (--video). A failed transfer exits 1.
+    /// (--video). A failed transfer exits 1. Without it, the peer runs
+    /// until the other leaves (then exits 0 if nothing asked is pending)
+    /// or Ctrl-C.
     #[arg(long)]
     exit_after_transfer: bool,
     /// Give up (exit 1) when the connection is not up this many seconds
@@ -515,13 +517,8 @@ impl Session {
             }
             ServerMessage::Bye { id, .. } => {
                 say(format!("signaling: member {id} left"));
-                if self.finished_at.is_none() && self.peer.is_some() {
-                    let connected = self.peer.as_ref().is_some_and(|p| {
-                        p.connection().connection_state() == PeerConnectionState::Connected
-                    });
-                    if !connected || self.args.exit_after_transfer {
-                        self.fail("the peer left before the transfers were done".into());
-                    }
+                if self.peer.is_some() {
+                    self.call_ended();
                 }
             }
             ServerMessage::Message { data, .. } => self.on_data(&data.to_value()).await,
@@ -705,10 +702,10 @@ impl Session {
             PeerEvent::ConnectionState(state) => match state {
                 PeerConnectionState::Connected => self.print_dtls(),
                 PeerConnectionState::Failed => self.fail("the connection failed".into()),
-                PeerConnectionState::Closed if self.finished_at.is_none() => {
-                    self.fail("the peer closed the connection".into());
+                PeerConnectionState::Closed => {
+                    say("peer: the connection closed".into());
+                    self.call_ended();
                 }
-                PeerConnectionState::Closed => self.done = Some(Ok(())),
                 _ => {}
             },
             PeerEvent::Track { mid, kind } => {
@@ -1046,17 +1043,31 @@ impl Session {
         }
     }
 
+    /// Whether a transfer asked for (--send, --save, --video) is not done.
+    fn pending(&self) -> bool {
+        self.outgoing.as_ref().is_some_and(|o| !o.acked)
+            || (self.args.save.is_some() && self.files_received == 0)
+            || self.video.as_ref().is_some_and(|v| v.next < v.frames.len())
+    }
+
+    /// The other side left or closed: the run is over, a failure if a
+    /// transfer was still pending.
+    fn call_ended(&mut self) {
+        if self.pending() {
+            self.fail("the peer left before the transfers were done".into());
+        } else if self.done.is_none() {
+            self.done = Some(Ok(()));
+        }
+    }
+
     /// With --exit-after-transfer: starts the linger once every transfer
     /// asked for is done.
     fn check_finished(&mut self) {
         if !self.args.exit_after_transfer || self.finished_at.is_some() || self.done.is_some() {
             return;
         }
-        let sent = self.outgoing.as_ref().is_none_or(|o| o.acked);
-        let saved = self.args.save.is_none() || self.files_received > 0;
-        let video = self.video.as_ref().is_none_or(|v| v.next == v.frames.len());
         let anything = self.args.send.is_some() || self.args.save.is_some() || self.video.is_some();
-        if anything && sent && saved && video {
+        if anything && !self.pending() {
             say("done: every transfer finished".into());
             self.finished_at = Some(Instant::now());
         }
