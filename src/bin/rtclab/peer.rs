@@ -681,6 +681,7 @@ impl Session {
     fn on_peer(&mut self, e: PeerEvent) {
         match e {
             PeerEvent::LocalCandidate(c) => {
+                say(format!("ice: gathered {} {}:{}", c.kind, c.address, c.port));
                 let mid = self.first_mid.clone();
                 self.signal(json!({"type": "candidate", "candidate": c.to_string(),
                     "sdpMid": mid, "sdpMLineIndex": 0}));
