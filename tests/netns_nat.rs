@@ -28,7 +28,8 @@
 //!
 //! Cases: cone–cone connects directly (a server-reflexive pair, no relay);
 //! symmetric–symmetric only through the relay; relay-only on both sides
-//! through the one TURN server (relay to relay). Each time a 256 KiB file
+//! through the one TURN server (relay to relay); and a peer whose router
+//! lets no UDP out, relay-only through the TURN server over TCP. Each time a 256 KiB file
 //! goes each way, hashes checked. Every wait is bounded, nothing is sent
 //! outside the namespaces, and they are deleted when the test ends, even
 //! on a panic. Without root (or `ip`, `iptables`) the tests skip loudly,
@@ -47,6 +48,8 @@ use common::{Peer, interop_required};
 const BIN: &str = env!("CARGO_BIN_EXE_rtclab");
 const SERVER: &str = "203.0.113.1";
 const SERVER_ALT: &str = "203.0.113.2";
+/// The TURN server over UDP, for `call`.
+const UDP_TURN: &[&str] = &["--turn", "turn:203.0.113.1:3479"];
 
 /// How a router maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -364,8 +367,9 @@ fn selected_pair(out: &str) -> (String, String) {
 }
 
 /// Two `rtclab peer`s, one behind each router, swap a 256 KiB file through
-/// the servers; returns their outputs.
-fn call(lab: &Lab, relay_only: bool) -> [String; 2] {
+/// the servers, each with its `extra` flags (its TURN URL at least);
+/// returns their outputs.
+fn call(lab: &Lab, extra: [&[&str]; 2]) -> [String; 2] {
     let _servers = lab.servers();
     let dir = std::env::temp_dir().join(format!("{}-files", lab.prefix));
     let _ = std::fs::remove_dir_all(&dir);
@@ -386,8 +390,6 @@ fn call(lab: &Lab, relay_only: bool) -> [String; 2] {
             "nat",
             "--stun",
             "stun:203.0.113.1:3478",
-            "--turn",
-            "turn:203.0.113.1:3479",
             "--user",
             "alice:secret",
             "--send",
@@ -398,9 +400,7 @@ fn call(lab: &Lab, relay_only: bool) -> [String; 2] {
             "--connect-timeout",
             "25",
         ];
-        if relay_only {
-            args.push("--relay-only");
-        }
+        args.extend_from_slice(extra[i]);
         let p = lab.spawn(ns, &format!("peer-{ns}"), &args);
         if i == 0 {
             assert!(
@@ -447,7 +447,7 @@ fn cone_to_cone_connects_directly() {
     let _servers = lab.servers();
     assert_eq!(lab.mapping("a"), "endpoint-independent mapping");
     drop(_servers);
-    let [a, b] = call(&lab, false);
+    let [a, b] = call(&lab, [UDP_TURN, UDP_TURN]);
     for out in [&a, &b] {
         let (local, remote) = selected_pair(out);
         // Our side shows as the server-reflexive candidate (or its base,
@@ -470,7 +470,7 @@ fn symmetric_to_symmetric_connects_through_the_relay() {
     let servers = lab.servers();
     assert_eq!(lab.mapping("a"), "address-and-port-dependent mapping");
     drop(servers);
-    let [a, b] = call(&lab, false);
+    let [a, b] = call(&lab, [UDP_TURN, UDP_TURN]);
     for out in [&a, &b] {
         let (local, remote) = selected_pair(out);
         assert!(
@@ -492,7 +492,8 @@ fn relay_only_goes_relay_to_relay_through_one_server() {
         return;
     };
     let t = Instant::now();
-    let [a, b] = call(&lab, true);
+    let relay_only = &["--turn", "turn:203.0.113.1:3479", "--relay-only"];
+    let [a, b] = call(&lab, [relay_only, relay_only]);
     for out in [&a, &b] {
         assert_eq!(
             selected_pair(out),
@@ -502,6 +503,36 @@ fn relay_only_goes_relay_to_relay_through_one_server() {
         assert!(!out.contains("10.0."), "a private address leaked:\n{out}");
     }
     eprintln!("relay-only case: {:.2} s", t.elapsed().as_secs_f64());
+}
+
+/// Behind a firewall that lets no UDP out, a peer still calls: relay-only
+/// through the TURN server reached over TCP (RFC 8656 §3.1), to a peer
+/// behind a symmetric NAT that uses the server over UDP.
+#[test]
+fn behind_a_udp_blocking_firewall_over_turn_tcp() {
+    let Some(lab) = Lab::new("tcp", Nat::Cone, Nat::Symmetric) else {
+        return;
+    };
+    lab.exec(
+        &lab.ns("ra"),
+        &[
+            "iptables", "-A", "FORWARD", "-i", "lan", "-p", "udp", "-j", "DROP",
+        ],
+    )
+    .expect("the firewall rule");
+    let t = Instant::now();
+    let tcp = &[
+        "--turn",
+        "turn:203.0.113.1:3479?transport=tcp",
+        "--relay-only",
+    ];
+    let [a, b] = call(&lab, [tcp, UDP_TURN]);
+    assert_eq!(selected_pair(&a).0, "relay", "{a}");
+    assert_eq!(selected_pair(&b).1, "relay", "{b}");
+    eprintln!(
+        "UDP-blocked TCP TURN case: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 /// What `MASQUERADE --random` does on this kernel: its mapping as STUN
