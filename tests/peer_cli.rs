@@ -1,6 +1,6 @@
 //! `rtclab peer` as a process: two of them meet in a room of `rtclab
 //! signaling` on loopback and send each other a 1 MiB file, each hash
-//! checked; and headless Chromium, on a codelab-style page, meets one in a
+//! checked; and headless Chromium and Firefox, on a codelab-style page, meet one in a
 //! room and gets its message echoed, once as the offerer and once as the
 //! answerer. A missing browser is a loud skip (a failure under
 //! `RTCLAB_REQUIRE_INTEROP=1`).
@@ -138,6 +138,15 @@ async fn output_has(p: &Peer, text: &str, limit: Duration) -> bool {
 
 #[tokio::test]
 async fn chromium_page_meets_rtclab_peer_in_a_room() {
+    page_meets_rtclab_peer(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_page_meets_rtclab_peer_in_a_room() {
+    page_meets_rtclab_peer(BrowserKind::Firefox).await;
+}
+
+async fn page_meets_rtclab_peer(kind: BrowserKind) {
     let (reports, mut reported) = mpsc::channel(8);
     let mut config = Config::default();
     config.report_to = Some(reports);
@@ -178,10 +187,7 @@ async fn chromium_page_meets_rtclab_peer_in_a_room() {
     let first = peer("rust-first");
     assert!(output_has(&first, "created room rust-first", Duration::from_secs(10)).await);
 
-    let Some(_browser) = launch(
-        BrowserKind::Chromium,
-        &format!("http://{addr}/test/two.html"),
-    ) else {
+    let Some(_browser) = launch(kind, &format!("http://{addr}/test/two.html")) else {
         return;
     };
     let mut second = None;
