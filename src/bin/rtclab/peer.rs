@@ -118,7 +118,7 @@ pub struct PeerArgs {
     #[arg(long)]
     exit_after_transfer: bool,
     /// Give up (exit 1) when the connection is not up this many seconds
-    /// after the peer joined the room.
+    /// after the offer or answer (waiting for a peer to join has no limit).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     connect_timeout: u64,
 }
@@ -180,7 +180,8 @@ struct Session {
     done: Option<Result<(), String>>,
     /// When the transfers finished (the peer then lingers).
     finished_at: Option<Instant>,
-    joined_at: Instant,
+    /// When we offered or answered.
+    negotiated_at: Option<Instant>,
 }
 
 /// Runs `rtclab peer` until its transfers are done (with
@@ -232,7 +233,7 @@ pub async fn run(args: PeerArgs) -> Result<(), String> {
         record,
         done: None,
         finished_at: None,
-        joined_at: Instant::now(),
+        negotiated_at: None,
         args,
     };
     let mut stats = tokio::time::interval(STATS_EVERY);
@@ -248,7 +249,9 @@ pub async fn run(args: PeerArgs) -> Result<(), String> {
         }
         let video_at = s.next_video_at();
         let linger_until = s.finished_at.map(|t| t + LINGER);
-        let connect_by = s.joined_at + Duration::from_secs(s.args.connect_timeout);
+        let connect_by = s
+            .negotiated_at
+            .map(|t| t + Duration::from_secs(s.args.connect_timeout));
         let connected = s
             .peer
             .as_ref()
@@ -282,9 +285,9 @@ pub async fn run(args: PeerArgs) -> Result<(), String> {
             },
             _ = sleep_until(video_at) => s.send_video(),
             _ = sleep_until(linger_until) => s.done = Some(Ok(())),
-            _ = sleep_until((!connected && s.finished_at.is_none()).then_some(connect_by)) => {
+            _ = sleep_until(connect_by.filter(|_| !connected && s.finished_at.is_none())) => {
                 s.done = Some(Err(format!(
-                    "not connected {} s after joining the room", s.args.connect_timeout
+                    "not connected {} s after the offer/answer", s.args.connect_timeout
                 )));
             }
             _ = stats.tick() => s.print_bytes(),
@@ -633,6 +636,7 @@ impl Session {
         let offer = peer.offer().map_err(|e| format!("offer: {e}"))?;
         self.first_mid = first_mid(&offer);
         self.signal(json!({"type": "offer", "sdp": offer}));
+        self.negotiated_at = Some(Instant::now());
         say("signaling: offer sent".into());
         self.peer = Some(peer);
         Ok(())
@@ -656,6 +660,7 @@ impl Session {
         // m=application carries it), and opens once SCTP is up.
         self.open_file_channel(&mut peer)?;
         self.signal(json!({"type": "answer", "sdp": answer}));
+        self.negotiated_at = Some(Instant::now());
         say("signaling: answer sent".into());
         self.peer = Some(peer);
         Ok(())
