@@ -1,5 +1,7 @@
 //! coturn's `turnutils_uclient` against `rtclab turn-server`, with
 //! `turnutils_peer` as the far end (it echoes): every datagram must come back.
+//! And relay-only Rust peers through `rtclab turn-server` (over UDP and
+//! TCP) and through coturn over TCP.
 //! 127.0.0.1 only, bounded timeouts.
 
 mod common;
@@ -252,24 +254,76 @@ fn relay_to_relay_across_threads() {
 /// the relay, and a message goes each way.
 #[tokio::test]
 async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server() {
+    let port = free_udp_port(false);
+    let _server = start_ours(port, &[]);
+    relay_only_call(&format!("turn:127.0.0.1:{port}"), None).await;
+}
+
+/// The same with the TURN server reached over TCP (`?transport=tcp`, RFC
+/// 8656 §3.1): the allocation, permissions, channel and the relayed data
+/// go over one TCP connection; the other peer is relay-only too, over
+/// UDP to the same server (relay to relay).
+#[tokio::test]
+async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server_over_tcp() {
+    let port = free_udp_port(false);
+    let _server = start_ours(port, &[]);
+    relay_only_call(
+        &format!("turn:127.0.0.1:{port}?transport=tcp"),
+        Some(&format!("turn:127.0.0.1:{port}")),
+    )
+    .await;
+}
+
+/// Our client over TCP against coturn (its default listener takes TCP on
+/// the same port): a relay-only Rust peer calls another through it.
+#[tokio::test]
+async fn a_relay_only_rust_peer_calls_through_coturn_over_tcp() {
+    let port = free_udp_port(false);
+    let Some(_coturn) = common::start_coturn(
+        port,
+        &[
+            "--allow-loopback-peers",
+            "--relay-ip",
+            "127.0.0.1",
+            "--realm",
+            "rtclab",
+            "--user",
+            "alice:secret",
+            "--lt-cred-mech",
+        ],
+    ) else {
+        return;
+    };
+    relay_only_call(&format!("turn:127.0.0.1:{port}?transport=tcp"), None).await;
+}
+
+/// Peer a, relay-only through `turn_a`, calls peer b (relay-only through
+/// `turn_b` if given, else with its host candidate); a message each way.
+async fn relay_only_call(turn_a: &str, turn_b: Option<&str>) {
     use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
     use rtclab::ice::CandidateKind;
     use rtclab::peer::{IceServer, IceTransportPolicy, LivePeer, PeerEvent};
 
-    let port = free_udp_port(false);
-    let _server = start_ours(port, &[]);
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let mut config = LivePeer::config().expect("cert");
-    config.ice_servers = vec![IceServer::turn(
-        &format!("turn:127.0.0.1:{port}"),
-        "alice",
-        "secret",
-    )];
-    config.ice_transport_policy = IceTransportPolicy::Relay;
-    let mut a = LivePeer::bind(config, lo).await.expect("bind a");
-    let mut b = LivePeer::bind(LivePeer::config().expect("cert"), lo)
+    let relay_config = |url: &str| {
+        let mut config = LivePeer::config().expect("cert");
+        config.ice_servers = vec![IceServer::turn(url, "alice", "secret")];
+        config.ice_transport_policy = IceTransportPolicy::Relay;
+        config
+    };
+    let mut a = LivePeer::bind(relay_config(turn_a), lo)
         .await
-        .expect("bind b");
+        .expect("bind a");
+    assert_eq!(
+        a.turn_tcp_local_addr().is_some(),
+        turn_a.ends_with("transport=tcp"),
+        "a TCP connection to the TURN server exactly when asked"
+    );
+    let b_config = match turn_b {
+        Some(url) => relay_config(url),
+        None => LivePeer::config().expect("cert"),
+    };
+    let mut b = LivePeer::bind(b_config, lo).await.expect("bind b");
     let chat = a
         .create_data_channel(ChannelInit::new("relayed"))
         .expect("channel");
@@ -322,4 +376,9 @@ async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server() {
         .selected_candidate_pair
         .expect("pair");
     assert_eq!(pair.0.kind, CandidateKind::Relayed);
+    assert_eq!(
+        a.turn_tcp_local_addr().is_some(),
+        turn_a.ends_with("transport=tcp"),
+        "the TCP connection to the TURN server still open"
+    );
 }

@@ -3,6 +3,8 @@
 
 #[path = "rtclab/dtls.rs"]
 mod dtls;
+#[path = "rtclab/peer.rs"]
+mod peer;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -117,6 +119,10 @@ enum Command {
         #[arg(long, default_value_t = rtclab::signaling::default_tcp_cap())]
         max_connections: usize,
     },
+    /// A Rust peer as a process: joins a room of `rtclab signaling`, offers
+    /// or answers as the room decides, then echoes data channels, sends and
+    /// saves files, sends and records IVF video; prints each layer's state.
+    Peer(peer::PeerArgs),
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp,
@@ -189,6 +195,7 @@ fn main() -> ExitCode {
                 max_message,
                 max_connections,
             } => signaling(listen, room_size, max_message, max_connections).await,
+            Command::Peer(args) => peer::run(args).await,
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
     });

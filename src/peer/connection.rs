@@ -1974,7 +1974,14 @@ impl PeerConnection {
             config.stun_server = servers.stun;
         }
         if let Some((server, user, pass)) = servers.turn {
-            config.turn = Some(crate::turn::ClientConfig::new(server, &user, &pass));
+            config.turn = Some(match servers.turn_transport {
+                crate::turn::ServerTransport::Udp => {
+                    crate::turn::ClientConfig::new(server, &user, &pass)
+                }
+                crate::turn::ServerTransport::Tcp => {
+                    crate::turn::ClientConfig::tcp(server, &user, &pass)
+                }
+            });
         }
         if self.ice_transport_policy == IceTransportPolicy::Relay {
             if config.turn.is_none() {

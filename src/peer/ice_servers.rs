@@ -5,11 +5,15 @@
 //! (`turn:host[:port][?transport=udp|tcp]`). A sans-IO connection cannot
 //! resolve names, so the host must be an IP address (an IPv6 one in
 //! brackets): resolve names before building the configuration. rtclab's
-//! TURN client speaks UDP to its server; `?transport=tcp` and `turns:` are
-//! refused with an error that says so.
+//! TURN client reaches its server over UDP or, with `?transport=tcp`, over
+//! a TCP connection that [`super::LivePeer`] opens (RFC 8656 §3.1); the
+//! relay to peers is UDP either way. `turns:` (TLS) is refused with an
+//! error that says so.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+
+use crate::turn::ServerTransport;
 
 /// One entry of `iceServers`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -75,6 +79,8 @@ pub struct Resolved {
     pub stun: Option<SocketAddr>,
     /// The TURN server and its credentials (a relayed candidate).
     pub turn: Option<(SocketAddr, String, String)>,
+    /// How the TURN client reaches it (`?transport=`).
+    pub turn_transport: ServerTransport,
 }
 
 /// Reads `servers`: the first STUN URL and the first TURN URL are used
@@ -102,22 +108,21 @@ pub fn resolve(servers: &[IceServer]) -> Result<Resolved, IceServerError> {
                     out.stun.get_or_insert(addr);
                 }
                 "turn" => {
-                    match query.to_ascii_lowercase().as_str() {
-                        "" | "transport=udp" => {}
-                        "transport=tcp" => {
-                            return Err(err(
-                                "TURN over TCP: rtclab's TURN client speaks UDP only (the server does both)",
-                            ));
-                        }
+                    let transport = match query.to_ascii_lowercase().as_str() {
+                        "" | "transport=udp" => ServerTransport::Udp,
+                        "transport=tcp" => ServerTransport::Tcp,
                         _ => return Err(err("unknown query (RFC 7065 §3.1: transport=udp|tcp)")),
-                    }
+                    };
                     let addr = host_port(hostport, 3478).ok_or(err(
                         "the host must be an IP address and port (names are not resolved here)",
                     ))?;
                     let (Some(user), Some(pass)) = (&s.username, &s.credential) else {
                         return Err(err("a TURN server needs a username and a credential"));
                     };
-                    out.turn.get_or_insert((addr, user.clone(), pass.clone()));
+                    if out.turn.is_none() {
+                        out.turn = Some((addr, user.clone(), pass.clone()));
+                        out.turn_transport = transport;
+                    }
                 }
                 "turns" | "stuns" => return Err(err("TLS to the server is not supported")),
                 _ => return Err(err("unknown scheme (stun: or turn:)")),
@@ -165,12 +170,24 @@ mod tests {
     }
 
     #[test]
+    fn turn_over_tcp_is_read() {
+        let r = resolve(&[IceServer::turn(
+            "turn:192.0.2.1:3479?transport=tcp",
+            "u",
+            "p",
+        )])
+        .unwrap();
+        assert_eq!(r.turn_transport, ServerTransport::Tcp);
+        assert_eq!(r.turn.unwrap().0, "192.0.2.1:3479".parse().unwrap());
+        let r = resolve(&[IceServer::turn("turn:192.0.2.1", "u", "p")]).unwrap();
+        assert_eq!(r.turn_transport, ServerTransport::Udp);
+    }
+
+    #[test]
     fn what_cannot_be_used_says_why() {
         let bad = |s: IceServer| resolve(&[s]).unwrap_err().reason;
         assert!(bad(IceServer::stun("stun:example.org")).contains("IP address"));
-        assert!(
-            bad(IceServer::turn("turn:192.0.2.1?transport=tcp", "u", "p")).contains("UDP only")
-        );
+        assert!(bad(IceServer::turn("turn:192.0.2.1?transport=sctp", "u", "p")).contains("query"));
         assert!(bad(IceServer::stun("turn:192.0.2.1")).contains("username"));
         assert!(bad(IceServer::stun("http://192.0.2.1")).contains("scheme"));
         assert!(bad(IceServer::stun("turns:192.0.2.1")).contains("TLS"));

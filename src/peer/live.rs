@@ -26,6 +26,13 @@
 //! or a queued datagram; at worst a datagram being sent goes twice, which
 //! UDP allows.
 //!
+//! A TURN server given as `turn:IP:PORT?transport=tcp` (RFC 8656 §3.1) is
+//! reached over one TCP connection that [`LivePeer::bind`] opens: the TURN
+//! client's messages to that server leave the driver's UDP path and are
+//! written back to back on the stream, and what the stream brings is cut
+//! into messages ([`crate::turn::Framer`]) and handed to the connection as
+//! if it had come from the server by UDP. The relay to peers stays UDP.
+//!
 //! The driver sends in GSO runs and reads with GRO (see [`crate::runtime`]),
 //! and an idle `LivePeer` holds no datagram buffers: `rtclab speed setup`'s
 //! `peer.idle_bytes` counts one with its driver.
@@ -79,7 +86,10 @@ use std::time::{Instant, SystemTime};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
 
 use super::connection::{
     Config as PeerConfig, Error as PeerError, Event as PeerEvent, PeerConnection, SdpType, TrackId,
@@ -87,14 +97,102 @@ use super::connection::{
 use crate::datachannel::{ChannelId, ChannelInit};
 use crate::dtls::cert::Certificate;
 use crate::ice::interfaces::{HostOptions, host_addresses};
+use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
 use crate::runtime::Driver;
 use crate::sdp::MediaKind;
+use crate::turn::{Framer, ServerTransport};
+
+/// How long [`LivePeer::bind`] waits for the TCP connection to a TURN
+/// server.
+const TCP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A [`PeerConnection`] driven over one UDP socket by tokio (see the
 /// [module doc](self)).
 #[derive(Debug)]
 pub struct LivePeer {
-    driver: Driver<PeerConnection>,
+    driver: Driver<Routed>,
+    /// The TCP connection to a TURN server, when it is reached over TCP.
+    tcp: Option<TurnStream>,
+}
+
+/// The connection as the driver sees it: transmits to a TURN server
+/// reached over TCP are taken out of the UDP path and queued for the
+/// stream.
+#[derive(Debug)]
+struct Routed {
+    pc: PeerConnection,
+    /// The TURN server on TCP, and where its messages go.
+    stream: Option<(SocketAddr, mpsc::UnboundedSender<Vec<u8>>)>,
+}
+
+impl Routed {
+    /// Whether `t` goes on the stream (and was queued there).
+    fn to_stream(&self, destination: SocketAddr, bytes: &[u8]) -> bool {
+        match &self.stream {
+            Some((server, tx)) if *server == destination => {
+                if tx.send(bytes.to_vec()).is_err() {
+                    tracing::debug!("TURN over TCP: the stream is gone; message dropped");
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Machine for Routed {
+    type Event = PeerEvent;
+
+    fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
+        self.pc.handle_receive(now, d);
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.pc.handle_timeout(now);
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        loop {
+            let t = self.pc.poll_transmit()?;
+            if !self.to_stream(t.destination, &t.contents) {
+                return Some(t);
+            }
+        }
+    }
+
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        loop {
+            let start = buf.len();
+            let m = self.pc.poll_transmit_into(buf)?;
+            if !self.to_stream(m.destination, buf.get(start..).unwrap_or_default()) {
+                return Some(m);
+            }
+            buf.truncate(start);
+        }
+    }
+
+    fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.pc.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.pc.poll_timeout()
+    }
+}
+
+/// One TCP connection to a TURN server (RFC 8656 §3.1): messages out as
+/// the client made them (ChannelData already padded), messages in cut by
+/// a [`Framer`].
+#[derive(Debug)]
+struct TurnStream {
+    server: SocketAddr,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    framer: Framer,
+    buf: Vec<u8>,
+    /// Set once the stream ended or failed: nothing more is read.
+    closed: bool,
 }
 
 impl LivePeer {
@@ -150,9 +248,45 @@ impl LivePeer {
                 c.set_port(bound.port());
             }
         }
+        let tcp_turn = match crate::peer::ice_servers::resolve(&config.ice_servers) {
+            Ok(r) if r.turn_transport == ServerTransport::Tcp => r.turn.map(|t| t.0),
+            // A bad entry fails the first offer or answer, with its reason.
+            _ => None,
+        };
         let pc = PeerConnection::new(config, rng);
+        let (tcp, stream) = match tcp_turn {
+            Some(server) => {
+                let s = tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(server))
+                    .await
+                    .map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("TURN server {server}: no TCP connection in 5 s"),
+                        )
+                    })?
+                    .map_err(|e| {
+                        io::Error::new(e.kind(), format!("TURN server {server} over TCP: {e}"))
+                    })?;
+                // Small messages (ChannelData of one datagram) go at once.
+                s.set_nodelay(true)?;
+                let (reader, writer) = s.into_split();
+                let (tx, rx) = mpsc::unbounded_channel();
+                let t = TurnStream {
+                    server,
+                    reader,
+                    writer,
+                    outgoing: rx,
+                    framer: Framer::new(),
+                    buf: vec![0; 16 * 1024],
+                    closed: false,
+                };
+                (Some(t), Some((server, tx)))
+            }
+            None => (None, None),
+        };
         Ok(LivePeer {
-            driver: Driver::from_sockets(pc, vec![socket])?,
+            driver: Driver::from_sockets(Routed { pc, stream }, vec![socket])?,
+            tcp,
         })
     }
 
@@ -164,12 +298,19 @@ impl LivePeer {
 
     /// The sans-IO connection, to read its state and statistics.
     pub fn connection(&self) -> &PeerConnection {
-        self.driver.machine()
+        &self.driver.machine().pc
     }
 
     /// The sans-IO connection, for calls this face does not wrap.
     pub fn connection_mut(&mut self) -> &mut PeerConnection {
-        self.driver.machine_mut()
+        &mut self.driver.machine_mut().pc
+    }
+
+    /// The local address of the TCP connection to a TURN server reached
+    /// over TCP, if there is one (and it is still open).
+    pub fn turn_tcp_local_addr(&self) -> Option<SocketAddr> {
+        let t = self.tcp.as_ref().filter(|t| !t.closed)?;
+        t.writer.local_addr().ok()
     }
 
     // ---- JSEP ------------------------------------------------------------
@@ -284,20 +425,98 @@ impl LivePeer {
     /// Sends what is queued, then reads the socket and fires timers until
     /// the connection has an event. Cancel-safe (see the module doc).
     pub async fn next_event(&mut self) -> io::Result<PeerEvent> {
-        self.driver.next_event().await
+        loop {
+            let Some(t) = self.tcp.as_mut().filter(|t| !t.closed) else {
+                return self.driver.next_event().await;
+            };
+            // Cancel-safe all three: the driver's (see the module doc), a
+            // channel's recv, and a read into our buffer.
+            tokio::select! {
+                e = self.driver.next_event() => return e,
+                Some(message) = t.outgoing.recv() => {
+                    t.write(&message).await;
+                    t.write_queued().await;
+                }
+                r = t.reader.read(&mut t.buf) => {
+                    let server = t.server;
+                    let local = self.local_addr();
+                    let t = self.tcp.as_mut().filter(|t| !t.closed);
+                    let Some(t) = t else { continue };
+                    let n = match r {
+                        Ok(0) => {
+                            tracing::warn!(%server, "TURN over TCP: the server closed the connection");
+                            t.closed = true;
+                            continue;
+                        }
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(%server, error = %e, "TURN over TCP: read failed");
+                            t.closed = true;
+                            continue;
+                        }
+                    };
+                    if let Err(e) = t.framer.push(t.buf.get(..n).unwrap_or_default()) {
+                        tracing::warn!(%server, error = %e, "TURN over TCP: not a TURN stream");
+                        t.closed = true;
+                        continue;
+                    }
+                    let now = Instant::now();
+                    let pc = &mut self.driver.machine_mut().pc;
+                    loop {
+                        match t.framer.next_message() {
+                            Ok(Some(m)) => pc.handle_receive(
+                                now,
+                                Receive { source: server, destination: local, contents: m },
+                            ),
+                            Ok(None) => break,
+                            Err(e) => {
+                                tracing::warn!(%server, error = %e, "TURN over TCP: not a TURN stream");
+                                t.closed = true;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
-    /// Sends every queued datagram now.
+    /// Sends every queued datagram now (and every queued message to a TURN
+    /// server over TCP).
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.driver.flush().await
+        self.driver.flush().await?;
+        if let Some(t) = self.tcp.as_mut().filter(|t| !t.closed) {
+            t.write_queued().await;
+        }
+        Ok(())
     }
 
     /// `close()`: aborts SCTP, sends DTLS close_notify, frees the
     /// connection's state, and sends those last datagrams.
     pub async fn close(&mut self) {
         self.connection_mut().close(Instant::now());
-        if let Err(e) = self.driver.flush().await {
+        if let Err(e) = self.flush().await {
             tracing::debug!(error = %e, "live peer: last datagrams not sent");
+        }
+    }
+}
+
+impl TurnStream {
+    /// Writes one message; a failed write closes the stream.
+    async fn write(&mut self, message: &[u8]) {
+        if self.closed {
+            return;
+        }
+        if let Err(e) = self.writer.write_all(message).await {
+            tracing::warn!(server = %self.server, error = %e, "TURN over TCP: write failed");
+            self.closed = true;
+        }
+    }
+
+    /// Writes every message already queued.
+    async fn write_queued(&mut self) {
+        while let Ok(m) = self.outgoing.try_recv() {
+            self.write(&m).await;
         }
     }
 }

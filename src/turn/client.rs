@@ -70,6 +70,24 @@ pub struct ClientConfig {
     pub stun: stun::ClientConfig,
     /// SOFTWARE to send, if any.
     pub software: Option<String>,
+    /// How the client reaches the server: UDP datagrams, or one TCP
+    /// connection the runtime opens (RFC 8656 §3.1). The client still
+    /// emits one [`Transmit`] per message to [`ClientConfig::server`];
+    /// over TCP the runtime writes them back to back on the stream and
+    /// cuts what it reads into messages with [`super::stream::Framer`].
+    pub transport: ServerTransport,
+}
+
+/// The transport between the client and its server (RFC 8656 §3.1; the
+/// relay to peers is UDP either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerTransport {
+    /// UDP (`turn:host?transport=udp`, the default).
+    #[default]
+    Udp,
+    /// TCP (`turn:host?transport=tcp`): reaches a server through a
+    /// firewall that lets only TCP out.
+    Tcp,
 }
 
 impl ClientConfig {
@@ -83,7 +101,21 @@ impl ClientConfig {
             lifetime: Duration::from_secs(600),
             stun: stun::ClientConfig::default(),
             software: Some(concat!("rtclab ", env!("CARGO_PKG_VERSION")).to_string()),
+            transport: ServerTransport::Udp,
         }
+    }
+
+    /// As [`ClientConfig::new`], over a TCP connection to the server:
+    /// ChannelData padded to 4 bytes (RFC 8656 §12.5), and requests sent
+    /// once and given up after Ti = 39.5 s (RFC 8489 §6.2.2: a reliable
+    /// transport is not retransmitted on).
+    pub fn tcp(server: SocketAddr, username: &str, password: &str) -> Self {
+        let mut c = ClientConfig::new(server, username, password);
+        c.transport = ServerTransport::Tcp;
+        c.stun.rc = 1;
+        // Ti = 39.5 s = 79 × the default 500 ms RTO.
+        c.stun.rm = 79;
+        c
     }
 }
 
@@ -427,10 +459,15 @@ impl Client {
     ) -> Result<(), TurnError> {
         self.check_peer(peer)?;
         if let Some(ch) = self.channel(peer) {
-            let mut out = Vec::with_capacity(4 + data.len());
-            ChannelData { channel: ch, data }
-                .encode(&mut out)
-                .map_err(|e| TurnError::Encode(e.to_string()))?;
+            let mut out = Vec::with_capacity(4 + data.len() + 3);
+            let cd = ChannelData { channel: ch, data };
+            // RFC 8656 §12.5: over a stream the next message starts on
+            // a 4-byte boundary; over UDP the padding may be left out.
+            match self.config.transport {
+                ServerTransport::Udp => cd.encode(&mut out),
+                ServerTransport::Tcp => cd.encode_padded(&mut out),
+            }
+            .map_err(|e| TurnError::Encode(e.to_string()))?;
             self.transmit(out);
             return Ok(());
         }
@@ -1046,6 +1083,98 @@ mod tests {
             }))
         ));
         assert_eq!(c.state(), State::Closed);
+    }
+
+    /// A success response to `req`, with `attrs` added, signed.
+    fn success(req: &Message<'_>, attrs: impl FnOnce(&mut MessageEncoder<'_>)) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = MessageEncoder::new(
+            &mut out,
+            MessageType::new(Class::Success, req.method()),
+            req.transaction_id(),
+        );
+        attrs(&mut enc);
+        enc.message_integrity(&key());
+        enc.finish().unwrap();
+        out
+    }
+
+    /// RFC 8656 §3.1, §12.5 and RFC 8489 §6.2.2: over TCP a request is sent
+    /// once and given up after Ti = 39.5 s, and ChannelData is padded to a
+    /// multiple of 4 bytes so that the next message on the stream starts
+    /// aligned.
+    #[test]
+    fn over_tcp_no_retransmission_and_padded_channel_data() {
+        let now = Instant::now();
+        let server: SocketAddr = SERVER.parse().unwrap();
+        let mut c = Client::new(
+            ClientConfig::tcp(server, "alice", "secret"),
+            StdRng::seed_from_u64(1),
+        );
+        c.allocate(now).unwrap();
+        assert!(c.poll_transmit().is_some());
+        let mut t = now;
+        while let Some(next) = c.poll_timeout() {
+            t = next;
+            c.handle_timeout(t);
+            assert!(c.poll_transmit().is_none(), "a retransmission over TCP");
+            if c.state() == State::Closed {
+                break;
+            }
+        }
+        assert_eq!(t - now, Duration::from_millis(39_500));
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::AllocationFailed(TurnError::Timeout))
+        );
+
+        // Allocated, a channel bound: the ChannelData goes padded.
+        let mut c = Client::new(
+            ClientConfig::tcp(server, "alice", "secret"),
+            StdRng::seed_from_u64(2),
+        );
+        c.allocate(now).unwrap();
+        let m = c.poll_transmit().unwrap();
+        feed(
+            &mut c,
+            now,
+            &error(&Message::decode(&m.contents).unwrap(), 401, "n"),
+        );
+        let m = c.poll_transmit().unwrap();
+        let relayed: SocketAddr = "192.0.2.1:50000".parse().unwrap();
+        feed(
+            &mut c,
+            now,
+            &success(&Message::decode(&m.contents).unwrap(), |enc| {
+                TurnAttribute::XorRelayedAddress(relayed).encode(enc);
+                TurnAttribute::Lifetime(600).encode(enc);
+            }),
+        );
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::Allocated { .. })
+        ));
+        let peer: SocketAddr = "198.51.100.7:9000".parse().unwrap();
+        let ch = c.bind_channel(now, peer).unwrap();
+        let m = c.poll_transmit().unwrap();
+        feed(
+            &mut c,
+            now,
+            &success(&Message::decode(&m.contents).unwrap(), |_| {}),
+        );
+        while c.poll_event().is_some() {}
+        assert_eq!(c.channel(peer), Some(ch));
+        c.send_to(now, peer, b"hello").unwrap();
+        let cd = c.poll_transmit().unwrap();
+        assert_eq!(cd.destination, server);
+        assert_eq!(cd.contents.len(), 12, "4 + 5 + 3 bytes of padding");
+        assert_eq!(&cd.contents[2..4], &5u16.to_be_bytes());
+        assert_eq!(&cd.contents[4..9], b"hello");
+        // Over UDP the same goes unpadded.
+        assert_eq!(
+            ClientConfig::new(server, "a", "b").transport,
+            ServerTransport::Udp
+        );
     }
 
     #[test]
