@@ -101,6 +101,11 @@ pub struct Config {
     pub keyframe_interval: Duration,
     /// How often the active speaker is chosen.
     pub speaker_interval: Duration,
+    /// Pace each subscriber's media and probe its link at the start
+    /// ([`PeerConfig::pacing`]): without probes a subscriber's estimate
+    /// climbs from what the lowest layer sends by 8 % a second, and a
+    /// high layer would take minutes to reach.
+    pub pacing: bool,
 }
 
 impl Config {
@@ -116,6 +121,7 @@ impl Config {
             keyframe_cache: true,
             keyframe_interval: Duration::from_millis(300),
             speaker_interval: Duration::from_millis(500),
+            pacing: true,
         }
     }
 }
@@ -296,6 +302,9 @@ struct Participant {
     down: Vec<Down>,
     /// The send-side bandwidth estimate of this participant's downlink.
     estimate: Option<u64>,
+    /// A cap on what this participant receives (the SFU's own
+    /// `setParameters({maxBitrate})` for its downlink).
+    max_receive: Option<u64>,
     chat: Option<ChannelId>,
     connected: bool,
     /// In the transmit queue.
@@ -414,6 +423,22 @@ impl Sfu {
             .collect()
     }
 
+    /// Caps what `subscriber` receives at `bitrate` bits per second (or
+    /// lifts the cap with `None`): simulcast layers are chosen within
+    /// `min(estimate, cap)`, as if its link were that slow.
+    pub fn set_max_receive_bitrate(
+        &mut self,
+        subscriber: ParticipantId,
+        bitrate: Option<u64>,
+    ) -> Result<(), Error> {
+        let p = self
+            .participants
+            .get_mut(&subscriber)
+            .ok_or(Error::UnknownParticipant)?;
+        p.max_receive = bitrate;
+        Ok(())
+    }
+
     /// A new participant in `room`: it sends its offer next
     /// ([`Sfu::handle_signal`]). The others learn of it now; what the SFU
     /// sends each page comes out as [`Event::Signal`].
@@ -446,6 +471,7 @@ impl Sfu {
             .map_err(|_| Error::Protocol("the certificate cannot be copied"))?;
         let mut config = PeerConfig::new(certificate, self.config.host_candidates.clone());
         config.capabilities.receive_simulcast = true;
+        config.pacing = self.config.pacing;
         config.ice_credentials = Some(Credentials {
             ufrag: ufrag.clone(),
             pwd,
@@ -478,6 +504,7 @@ impl Sfu {
                 published: Vec::new(),
                 down: Vec::new(),
                 estimate: None,
+                max_receive: None,
                 chat: None,
                 connected: false,
                 queued: false,
@@ -940,7 +967,10 @@ impl Sfu {
             let Some(s) = self.participants.get_mut(&m) else {
                 continue;
             };
-            let estimate = s.estimate;
+            let estimate = match (s.estimate, s.max_receive) {
+                (Some(e), Some(c)) => Some(e.min(c)),
+                (e, c) => e.or(c),
+            };
             let Some(d) = s
                 .down
                 .iter_mut()
