@@ -1,0 +1,536 @@
+//! WHIP (RFC 9725) and WHEP over real HTTP: the signaling server with its
+//! `whip` option, a backend of `LivePeer`s in the test, and Rust clients
+//! that speak HTTP/1.1 over a plain `TcpStream`.
+//!
+//! - publish: a `LivePeer` offers video and a data channel, POSTs the offer
+//!   with a bearer token, trickles its candidates with PATCH (If-Match: the
+//!   ETag), connects; the backend counts its VP8 frames and echoes its
+//!   data channel; DELETE ends the session.
+//! - play: a client offers recvonly video; the backend's peer sends a
+//!   generated VP8 stream; the client receives the frames.
+//! - every refusal the RFC names, over the wire.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
+use rtclab::peer::{LivePeer, PeerConnectionState, PeerEvent};
+use rtclab::sdp::MediaKind;
+use rtclab::signaling::{Config as SignalingConfig, Server};
+use rtclab::whip::server::Mount;
+use rtclab::whip::{
+    Backend, BoxFuture, Config, ResourceId, SdpFrag, WhipError, answer_with_candidates,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const TOKEN: &str = "let-me-in";
+
+enum Cmd {
+    Candidate(String),
+    EndOfCandidates,
+    Close,
+}
+
+/// Counters the sessions' tasks keep.
+#[derive(Default)]
+struct Counts {
+    frames_in: AtomicUsize,
+    echoed: AtomicUsize,
+    frames_out: AtomicUsize,
+    closed: AtomicUsize,
+}
+
+#[derive(Default)]
+struct TestBackend {
+    sessions: Mutex<HashMap<ResourceId, mpsc::UnboundedSender<Cmd>>>,
+    counts: Arc<Counts>,
+    full: AtomicBool,
+}
+
+/// VP8 frames: a keyframe (P bit 0) every 30, interframes between.
+fn vp8_frame(i: usize) -> Vec<u8> {
+    let mut f: Vec<u8> = (0..800).map(|k| (k * 7 + i) as u8).collect();
+    f[0] = if i % 30 == 0 { f[0] & !1 } else { f[0] | 1 };
+    f
+}
+
+impl TestBackend {
+    async fn session(
+        &self,
+        resource: ResourceId,
+        offer: String,
+        play: bool,
+    ) -> Result<String, WhipError> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(WhipError::Full { retry_after: 3 });
+        }
+        let config = LivePeer::config().map_err(|e| WhipError::Internal(e.to_string()))?;
+        let mut peer = LivePeer::bind(config, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .map_err(|e| WhipError::Internal(e.to_string()))?;
+        let track = if play {
+            Some(
+                peer.add_track(MediaKind::Video)
+                    .map_err(|e| WhipError::Internal(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        let answer = peer
+            .answer(&offer)
+            .map_err(|e| WhipError::BadSdp(e.to_string()))?;
+        let port = peer.local_addr().port();
+        let answer = answer_with_candidates(
+            &answer,
+            &[format!(
+                "candidate:1 1 udp 2130706431 127.0.0.1 {port} typ host"
+            )],
+            true,
+        );
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.sessions.lock().expect("lock").insert(resource, tx);
+        let counts = self.counts.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut connected = false;
+            let mut sent = 0usize;
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        Some(Cmd::Candidate(c)) => {
+                            let _ = peer.add_ice_candidate(&c);
+                        }
+                        Some(Cmd::EndOfCandidates) => peer.add_end_of_candidates(),
+                        Some(Cmd::Close) | None => {
+                            peer.close().await;
+                            counts.closed.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        }
+                    },
+                    _ = tick.tick(), if connected && track.is_some() => {
+                        if let Some(t) = track {
+                            let ts = (sent as u32).wrapping_mul(3000);
+                            if peer.send_frame(t, ts, &vp8_frame(sent)).is_ok() {
+                                sent += 1;
+                                counts.frames_out.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    e = peer.next_event() => match e {
+                        Ok(PeerEvent::ConnectionState(PeerConnectionState::Connected)) => connected = true,
+                        Ok(PeerEvent::Frame { .. }) => {
+                            counts.frames_in.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) })) => {
+                            if peer.send_text(channel, &t).is_ok() {
+                                counts.echoed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    },
+                }
+            }
+        });
+        Ok(answer)
+    }
+}
+
+impl Backend for TestBackend {
+    fn publish(
+        &self,
+        resource: ResourceId,
+        _room: String,
+        offer: String,
+    ) -> BoxFuture<'_, Result<String, WhipError>> {
+        Box::pin(self.session(resource, offer, false))
+    }
+
+    fn play(
+        &self,
+        resource: ResourceId,
+        _room: String,
+        offer: String,
+    ) -> BoxFuture<'_, Result<String, WhipError>> {
+        Box::pin(self.session(resource, offer, true))
+    }
+
+    fn patch(
+        &self,
+        resource: ResourceId,
+        frag: SdpFrag,
+        restart: bool,
+    ) -> BoxFuture<'_, Result<Option<SdpFrag>, WhipError>> {
+        Box::pin(async move {
+            if restart {
+                return Err(WhipError::Unsupported("ICE restart"));
+            }
+            let sessions = self.sessions.lock().expect("lock");
+            let tx = sessions.get(&resource).ok_or(WhipError::NotFound)?;
+            for (_, c) in frag.candidates() {
+                let _ = tx.send(Cmd::Candidate(format!("a={c}")));
+            }
+            if frag.end_of_candidates() {
+                let _ = tx.send(Cmd::EndOfCandidates);
+            }
+            Ok(None)
+        })
+    }
+
+    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), WhipError>> {
+        Box::pin(async move {
+            let tx = self
+                .sessions
+                .lock()
+                .expect("lock")
+                .remove(&resource)
+                .ok_or(WhipError::NotFound)?;
+            let _ = tx.send(Cmd::Close);
+            Ok(())
+        })
+    }
+}
+
+/// A response: status, header fields (names lower-cased), body.
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`).
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (n, v) in headers {
+        head += &format!("{n}: {v}\r\n");
+    }
+    head += "\r\n";
+    s.write_all(head.as_bytes()).await.expect("write head");
+    s.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of head");
+    let head = std::str::from_utf8(&raw[..split]).expect("head is text");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+const AUTH: (&str, &str) = ("Authorization", "Bearer let-me-in");
+const SDP: (&str, &str) = ("Content-Type", "application/sdp");
+const FRAG: (&str, &str) = ("Content-Type", "application/trickle-ice-sdpfrag");
+
+async fn start() -> (SocketAddr, Arc<TestBackend>, Mount) {
+    let backend = Arc::new(TestBackend::default());
+    let mut config = Config::with_token(Some(TOKEN.into()));
+    config.ice_servers = vec![rtclab::whip::http::IceServerLink {
+        url: "stun:127.0.0.1:3478".into(),
+        credentials: None,
+    }];
+    config.max_body = 32 * 1024;
+    let mount = Mount::new(config, backend.clone());
+    let mut sc = SignalingConfig::default();
+    sc.whip = Some(mount.clone());
+    let server = Server::bind("127.0.0.1:0".parse().expect("addr"), sc)
+        .await
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    tokio::spawn(server.run());
+    (addr, backend, mount)
+}
+
+/// Trickles `c` to the session at `location` (If-Match: `etag`).
+async fn trickle(addr: SocketAddr, location: &str, etag: &str, c: &str) -> u16 {
+    let frag = format!("m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\na={c}\r\n");
+    http(
+        addr,
+        "PATCH",
+        location,
+        &[AUTH, FRAG, ("If-Match", etag)],
+        frag.as_bytes(),
+    )
+    .await
+    .status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_publish_trickle_echo_and_delete() {
+    let (addr, backend, mount) = start().await;
+    let mut client = LivePeer::bind(
+        LivePeer::config().expect("config"),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("bind");
+    let video = client.add_track(MediaKind::Video).expect("track");
+    let chat = client
+        .create_data_channel(ChannelInit::new("chat"))
+        .expect("channel");
+    let offer = client.offer().expect("offer");
+    let r = http(addr, "POST", "/whip/room1", &[AUTH, SDP], offer.as_bytes()).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.get("content-type"), Some("application/sdp"));
+    let location = r.get("location").expect("Location").to_string();
+    assert!(location.starts_with("/whip/resource/"), "{location}");
+    let etag = r.get("etag").expect("ETag").to_string();
+    assert_eq!(
+        r.get("accept-patch"),
+        Some("application/trickle-ice-sdpfrag")
+    );
+    assert_eq!(r.all("link"), ["<stun:127.0.0.1:3478>; rel=\"ice-server\""]);
+    assert_eq!(r.get("access-control-allow-origin"), Some("*"));
+    let answer = String::from_utf8(r.body).expect("answer text");
+    assert!(answer.contains("a=candidate:"), "{answer}");
+    client.accept_answer(&answer).expect("answer");
+    assert_eq!(mount.sessions(), 1);
+
+    // Trickle our candidates, frames and a chat once connected.
+    let mut echoes = Vec::new();
+    let mut frame = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut connected = false;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while echoes.len() < 3 || backend.counts.frames_in.load(Ordering::Relaxed) < 20 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out: {} echoes, {} frames in",
+            echoes.len(),
+            backend.counts.frames_in.load(Ordering::Relaxed)
+        );
+        tokio::select! {
+            e = client.next_event() => match e.expect("socket") {
+                PeerEvent::LocalCandidate(c) => {
+                    let line = format!("candidate:{}", c.to_string().trim_start_matches("candidate:"));
+                    assert_eq!(trickle(addr, &location, &etag, &line).await, 204);
+                }
+                PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
+                PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat => {
+                    for i in 0..3 {
+                        client.send_text(chat, &format!("hello {i}")).expect("send");
+                    }
+                }
+                PeerEvent::DataChannel(DcEvent::Message { message, .. }) => echoes.push(message),
+                _ => {}
+            },
+            _ = tick.tick(), if connected => {
+                client
+                    .send_frame(video, (frame as u32) * 3000, &vp8_frame(frame))
+                    .expect("frame");
+                frame += 1;
+            }
+        }
+    }
+    let want: Vec<Message> = (0..3)
+        .map(|i| Message::Text(format!("hello {i}")))
+        .collect();
+    assert_eq!(echoes, want);
+
+    // A wrong ETag: 412; an ICE restart without If-Match: 428, with it:
+    // 422 (this backend has no restart).
+    let r = http(
+        addr,
+        "PATCH",
+        &location,
+        &[AUTH, FRAG, ("If-Match", "\"stale\"")],
+        b"a=end-of-candidates\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 412);
+    let restart = b"a=ice-ufrag:newU\r\na=ice-pwd:newpasswordnewpassword1\r\n";
+    let r = http(addr, "PATCH", &location, &[AUTH, FRAG], restart).await;
+    assert_eq!(r.status, 428);
+    let r = http(
+        addr,
+        "PATCH",
+        &location,
+        &[AUTH, FRAG, ("If-Match", "*")],
+        restart,
+    )
+    .await;
+    assert_eq!(r.status, 422);
+
+    // DELETE ends it: 200, the backend's peer closes; again: 404.
+    let r = http(addr, "DELETE", &location, &[AUTH], b"").await;
+    assert_eq!(r.status, 200);
+    let r = http(addr, "DELETE", &location, &[AUTH], b"").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(mount.sessions(), 0);
+    for _ in 0..100 {
+        if backend.counts.closed.load(Ordering::Relaxed) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(backend.counts.closed.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whep_plays_a_vp8_stream_to_a_recvonly_offer() {
+    let (addr, backend, _mount) = start().await;
+    let mut client = LivePeer::bind(
+        LivePeer::config().expect("config"),
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("bind");
+    client.add_track(MediaKind::Video).expect("track");
+    let offer = client.offer().expect("offer");
+    // WHEP clients offer recvonly (a browser's addTransceiver('video',
+    // {direction: 'recvonly'})).
+    let recvonly = offer.replace("a=sendrecv", "a=recvonly");
+    let r = http(
+        addr,
+        "POST",
+        "/whep/room1",
+        &[AUTH, SDP],
+        recvonly.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.get("location")
+            .is_some_and(|l| l.starts_with("/whep/resource/"))
+    );
+    let answer = String::from_utf8(r.body).expect("answer");
+    assert!(answer.contains("a=sendonly"), "{answer}");
+    client.accept_answer(&answer).expect("answer");
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while frames.len() < 20 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let e = tokio::time::timeout(left, client.next_event())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "timed out: {} frames in, {} sent",
+                    frames.len(),
+                    backend.counts.frames_out.load(Ordering::Relaxed)
+                )
+            })
+            .expect("socket");
+        if let PeerEvent::Frame { frame, .. } = e {
+            frames.push(frame.data);
+        }
+    }
+    // Every frame is one the backend sent, in order, from a keyframe on.
+    let first = (0..300)
+        .find(|&i| vp8_frame(i) == frames[0])
+        .expect("a frame the backend sent");
+    for (k, f) in frames.iter().enumerate() {
+        assert_eq!(f, &vp8_frame(first + k), "frame {k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_over_http() {
+    let (addr, backend, _mount) = start().await;
+    let offer = b"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n";
+    // No token, a wrong one: 401 with a Bearer challenge.
+    let r = http(addr, "POST", "/whip/a", &[SDP], offer).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.get("www-authenticate")
+            .is_some_and(|v| v.starts_with("Bearer"))
+    );
+    let r = http(
+        addr,
+        "POST",
+        "/whip/a",
+        &[("Authorization", "Bearer nope"), SDP],
+        offer,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // Wrong media type; SDP the backend cannot answer (no m-line).
+    let r = http(
+        addr,
+        "POST",
+        "/whip/a",
+        &[AUTH, ("Content-Type", "text/plain")],
+        offer,
+    )
+    .await;
+    assert_eq!(r.status, 415);
+    let r = http(addr, "POST", "/whip/a", &[AUTH, SDP], b"garbage").await;
+    assert_eq!(r.status, 400);
+    let r = http(addr, "POST", "/whip/a", &[AUTH, SDP], offer).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    // Too big a body: 413.
+    let big = vec![b'v'; 40 * 1024];
+    let r = http(addr, "POST", "/whip/a", &[AUTH, SDP], &big).await;
+    assert_eq!(r.status, 413);
+    // Methods: 405 with Allow; OPTIONS is a CORS preflight (no token).
+    let r = http(addr, "GET", "/whip/a", &[AUTH], b"").await;
+    assert_eq!((r.status, r.get("allow")), (405, Some("POST, OPTIONS")));
+    let r = http(addr, "OPTIONS", "/whep/a", &[], b"").await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.get("accept-post"), Some("application/sdp"));
+    assert!(
+        r.get("access-control-allow-methods")
+            .is_some_and(|m| m.contains("POST"))
+    );
+    assert!(
+        r.get("access-control-allow-headers")
+            .is_some_and(|m| m.contains("Authorization"))
+    );
+    // Unknown sessions: 404.
+    let r = http(addr, "DELETE", "/whip/resource/0123abcd", &[AUTH], b"").await;
+    assert_eq!(r.status, 404);
+    // At capacity: 503 with Retry-After.
+    backend.full.store(true, Ordering::Relaxed);
+    let r = http(addr, "POST", "/whip/a", &[AUTH, SDP], offer).await;
+    assert_eq!((r.status, r.get("retry-after")), (503, Some("3")));
+    // The rest of the server is unchanged: pages are still served.
+    let r = http(addr, "GET", "/", &[], b"").await;
+    assert_eq!(r.status, 200);
+}
