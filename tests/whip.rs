@@ -9,6 +9,12 @@
 //! - play: a client offers recvonly video; the backend's peer sends a
 //!   generated VP8 stream; the client receives the frames.
 //! - every refusal the RFC names, over the wire.
+//! - aiortc as a WHIP client (tests/interop/aiortc_whip.py, in the venv
+//!   `scripts/test` makes): its video reaches the backend, its data channel
+//!   is echoed, its DELETE ends the session.
+
+#[path = "interop/harness.rs"]
+mod harness;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -533,4 +539,64 @@ async fn refusals_over_http() {
     // The rest of the server is unchanged: pages are still served.
     let r = http(addr, "GET", "/", &[], b"").await;
     assert_eq!(r.status, 200);
+}
+
+/// aiortc publishes through WHIP: one POST with its complete offer (no
+/// trickle), its VP8 video counted by the backend, its data channel echoed,
+/// its DELETE ending the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiortc_publishes_through_whip() {
+    let python = std::env::var_os("RTCLAB_AIORTC_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| harness::root().join("target/interop-venv/bin/python"));
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import aiortc"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        harness::skip(
+            &format!("aiortc ({})", python.display()),
+            "run scripts/test, which makes target/interop-venv with `pip install aiortc`",
+        );
+        return;
+    }
+    let (addr, backend, mount) = start().await;
+    let script = harness::root().join("tests/interop/aiortc_whip.py");
+    let mut f = harness::Foreign::start(
+        "aiortc-whip",
+        &python,
+        &[
+            script.display().to_string(),
+            format!("http://{addr}"),
+            TOKEN.into(),
+            "aiortc".into(),
+        ],
+        &[],
+    );
+    let mut steps = Vec::new();
+    let deadline = Duration::from_secs(60);
+    while let Ok(Some(v)) = tokio::time::timeout(deadline, f.recv()).await {
+        let done = v["step"] == "delete" || v["step"] == "error";
+        steps.push(v);
+        if done {
+            break;
+        }
+    }
+    let out = f.output();
+    let step = |name: &str| steps.iter().find(|v| v["step"] == name).cloned();
+    let post = step("post").unwrap_or_else(|| panic!("no POST: {steps:?}\n{out}"));
+    assert_eq!(post["status"], 201, "{steps:?}\n{out}");
+    assert_eq!(post["content_type"], "application/sdp");
+    assert!(post["etag"].is_string());
+    let echoed = step("echoed").unwrap_or_else(|| panic!("no echo: {steps:?}\n{out}"));
+    assert_eq!(
+        echoed["messages"],
+        serde_json::json!(["hello 0", "hello 1", "hello 2"])
+    );
+    let frames = backend.counts.frames_in.load(Ordering::Relaxed);
+    assert!(frames >= 10, "aiortc's video: {frames} frames\n{out}");
+    let delete = step("delete").unwrap_or_else(|| panic!("no DELETE: {steps:?}\n{out}"));
+    assert_eq!(delete["status"], 200);
+    assert_eq!(mount.sessions(), 0);
+    println!("aiortc published {frames} VP8 frames through WHIP");
 }
