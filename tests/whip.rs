@@ -9,10 +9,15 @@
 //! - play: a client offers recvonly video; the backend's peer sends a
 //!   generated VP8 stream; the client receives the frames.
 //! - every refusal the RFC names, over the wire.
+//! - headless Chromium on web/whip (served at /wish/, `fetch` only):
+//!   one page publishes its fake camera through WHIP (trickling with
+//!   PATCH), another plays through WHEP and decodes the backend's VP8.
 //! - aiortc as a WHIP client (tests/interop/aiortc_whip.py, in the venv
 //!   `scripts/test` makes): its video reaches the backend, its data channel
 //!   is echoed, its DELETE ends the session.
 
+#[path = "common/mod.rs"]
+mod common;
 #[path = "interop/harness.rs"]
 mod harness;
 
@@ -58,11 +63,27 @@ struct TestBackend {
     full: AtomicBool,
 }
 
-/// VP8 frames: a keyframe (P bit 0) every 30, interframes between.
+/// VP8 frames: a keyframe (P bit 0) every 30, interframes between (what
+/// the Rust publisher sends; the backend only counts them).
 fn vp8_frame(i: usize) -> Vec<u8> {
     let mut f: Vec<u8> = (0..800).map(|k| (k * 7 + i) as u8).collect();
     f[0] = if i % 30 == 0 { f[0] & !1 } else { f[0] | 1 };
     f
+}
+
+/// The 60 real VP8 frames of tests/fixtures/media/fake-camera-vp8.ivf
+/// (a keyframe first): what a WHEP session plays, looped, so that a
+/// browser decodes it.
+fn clip() -> &'static [(u32, Vec<u8>)] {
+    static CLIP: std::sync::OnceLock<Vec<(u32, Vec<u8>)>> = std::sync::OnceLock::new();
+    CLIP.get_or_init(|| {
+        harness::clip_frames(&harness::root().join("tests/fixtures/media/fake-camera-vp8.ivf"))
+    })
+}
+
+/// The `i`th frame played (the clip looped, from its keyframe).
+fn played(i: usize) -> &'static [u8] {
+    &clip()[i % clip().len()].1
 }
 
 impl TestBackend {
@@ -121,7 +142,7 @@ impl TestBackend {
                     _ = tick.tick(), if connected && track.is_some() => {
                         if let Some(t) = track {
                             let ts = (sent as u32).wrapping_mul(3000);
-                            if peer.send_frame(t, ts, &vp8_frame(sent)).is_ok() {
+                            if peer.send_frame(t, ts, played(sent)).is_ok() {
                                 sent += 1;
                                 counts.frames_out.fetch_add(1, Ordering::Relaxed);
                             }
@@ -277,6 +298,13 @@ const SDP: (&str, &str) = ("Content-Type", "application/sdp");
 const FRAG: (&str, &str) = ("Content-Type", "application/trickle-ice-sdpfrag");
 
 async fn start() -> (SocketAddr, Arc<TestBackend>, Mount) {
+    start_reporting(None).await
+}
+
+/// [`start`], with the pages' `POST /report` bodies sent to `reports`.
+async fn start_reporting(
+    reports: Option<mpsc::Sender<String>>,
+) -> (SocketAddr, Arc<TestBackend>, Mount) {
     let backend = Arc::new(TestBackend::default());
     let mut config = Config::with_token(Some(TOKEN.into()));
     config.ice_servers = vec![rtclab::whip::http::IceServerLink {
@@ -287,6 +315,7 @@ async fn start() -> (SocketAddr, Arc<TestBackend>, Mount) {
     let mount = Mount::new(config, backend.clone());
     let mut sc = SignalingConfig::default();
     sc.whip = Some(mount.clone());
+    sc.report_to = reports;
     let server = Server::bind("127.0.0.1:0".parse().expect("addr"), sc)
         .await
         .expect("bind");
@@ -469,11 +498,11 @@ async fn whep_plays_a_vp8_stream_to_a_recvonly_offer() {
         }
     }
     // Every frame is one the backend sent, in order, from a keyframe on.
-    let first = (0..300)
-        .find(|&i| vp8_frame(i) == frames[0])
+    let first = (0..clip().len())
+        .find(|&i| played(i) == frames[0])
         .expect("a frame the backend sent");
     for (k, f) in frames.iter().enumerate() {
-        assert_eq!(f, &vp8_frame(first + k), "frame {k}");
+        assert_eq!(f, played(first + k), "frame {k}");
     }
 }
 
@@ -599,4 +628,52 @@ async fn aiortc_publishes_through_whip() {
     assert_eq!(delete["status"], 200);
     assert_eq!(mount.sessions(), 0);
     println!("aiortc published {frames} VP8 frames through WHIP");
+}
+
+/// Runs web/whip in headless Chromium in `mode` and returns its report.
+async fn browser_page(mode: &str) -> Option<(serde_json::Value, Arc<TestBackend>)> {
+    let (tx, mut reports) = mpsc::channel(4);
+    let (addr, backend, mount) = start_reporting(Some(tx)).await;
+    let url = format!("http://{addr}/wish/?mode={mode}&room=r1&token={TOKEN}&report=1");
+    let browser = common::browser::launch(common::browser::BrowserKind::Chromium, &url)?;
+    let body = tokio::time::timeout(Duration::from_secs(60), reports.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no report from the {mode} page in 60 s"))
+        .expect("a report");
+    drop(browser);
+    let report: serde_json::Value = serde_json::from_str(&body).expect("JSON report");
+    eprintln!("{mode} page reported: {report}");
+    assert_eq!(report["post"], 201, "{report:#}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["delete"], 200, "{report:#}");
+    assert_eq!(mount.sessions(), 0);
+    Some((report, backend))
+}
+
+/// Chromium publishes its fake camera through WHIP from a page that uses
+/// only `fetch`, trickling its candidates with PATCH; the backend decodes
+/// nothing but counts the frames it assembled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_through_whip() {
+    let Some((report, backend)) = browser_page("publish").await else {
+        return;
+    };
+    let patches = report["patches"].as_array().cloned().unwrap_or_default();
+    assert!(!patches.is_empty(), "{report:#}");
+    assert!(patches.iter().all(|s| s == 204), "{report:#}");
+    let frames = backend.counts.frames_in.load(Ordering::Relaxed);
+    assert!(
+        frames >= 20,
+        "the backend assembled {frames} frames: {report:#}"
+    );
+}
+
+/// Chromium plays through WHEP (a recvonly offer) and decodes the
+/// backend's VP8 clip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_through_whep() {
+    let Some((report, _)) = browser_page("play").await else {
+        return;
+    };
+    assert!(report["frames"].as_u64().unwrap_or(0) >= 30, "{report:#}");
 }
