@@ -21,7 +21,7 @@
 //! The HTTP semantics live in [`http::Endpoint`], sans-IO: a request goes
 //! in, either a response comes out or a call the caller makes on the
 //! [`Backend`] (which owns the `PeerConnection`s: the SFU), whose outcome
-//! goes back in for the response. [`server::router`] mounts it on axum, as
+//! goes back in for the response. [`server::Mount`] puts it on axum, as
 //! the signaling server does when its `whip` option is set.
 //! [`SdpFrag`] reads and writes the `application/trickle-ice-sdpfrag` body
 //! (RFC 8840 §9).
