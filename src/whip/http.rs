@@ -471,7 +471,8 @@ impl Endpoint {
             .is_some_and(|u| Some(u) != session.remote_ufrag.as_deref());
         let if_match = req.if_match.map(str::trim);
         match (restart, if_match) {
-            // RFC 9725 §4.4.2: an ICE restart carries If-Match: *.
+            // RFC 9725 §4.3.3 (ICE restarts): the PATCH carries If-Match: *
+            // (RFC 9110 §13.1.1); trickle may carry the ETag.
             (true, None) => {
                 return Err(Response::new(428).text("an ICE restart needs If-Match: *"));
             }

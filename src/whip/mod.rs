@@ -104,7 +104,7 @@ pub enum WhipError {
     /// No such room to play, or the resource is gone: 404.
     NotFound,
     /// At capacity (peers per room, in total, bitrate): 503 with
-    /// `Retry-After` in seconds (RFC 9725 §4.7).
+    /// `Retry-After` in seconds (RFC 9725 §4.5).
     Full {
         /// Seconds the client should wait before trying again.
         retry_after: u32,

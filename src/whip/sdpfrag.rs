@@ -255,7 +255,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// The trickle example of RFC 9725 §4.3.1 (values from it).
+    /// A trickle fragment in the shape of RFC 9725's example (§4.3.2).
     const TRICKLE: &str = "a=group:BUNDLE 0 1\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
         a=mid:0\r\n\
