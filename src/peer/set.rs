@@ -39,6 +39,15 @@
 //! ICE itself; DTLS and SRTP then drop what is not the peer's, and consent
 //! freshness (RFC 7675) ends a path the peer stopped answering on.
 //!
+//! ## Left out
+//!
+//! Peers in a set should gather host candidates only (an SFU's public
+//! address). Answers from a STUN server cannot be told apart by 5-tuple
+//! when several peers ask the same server from the one socket (that would
+//! need routing by transaction id), so they are dropped; and a TURN server
+//! knows an allocation by its 5-tuple, so only one peer of a set could
+//! have one there. A TCP socket (RFC 6544) is not served yet.
+//!
 //! ## Timers at scale
 //!
 //! [`Machine::poll_timeout`] is called after every wake-up of the driver.
