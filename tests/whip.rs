@@ -306,13 +306,22 @@ async fn start_reporting(
     reports: Option<mpsc::Sender<String>>,
 ) -> (SocketAddr, Arc<TestBackend>, Mount) {
     let backend = Arc::new(TestBackend::default());
+    let (addr, mount) = serve(backend.clone(), reports).await;
+    (addr, backend, mount)
+}
+
+/// The signaling server with WHIP/WHEP around `backend`.
+async fn serve(
+    backend: Arc<dyn Backend>,
+    reports: Option<mpsc::Sender<String>>,
+) -> (SocketAddr, Mount) {
     let mut config = Config::with_token(Some(TOKEN.into()));
     config.ice_servers = vec![rtclab::whip::http::IceServerLink {
         url: "stun:127.0.0.1:3478".into(),
         credentials: None,
     }];
     config.max_body = 32 * 1024;
-    let mount = Mount::new(config, backend.clone());
+    let mount = Mount::new(config, backend);
     let mut sc = SignalingConfig::default();
     sc.whip = Some(mount.clone());
     sc.report_to = reports;
@@ -321,7 +330,7 @@ async fn start_reporting(
         .expect("bind");
     let addr = server.local_addr().expect("addr");
     tokio::spawn(server.run());
-    (addr, backend, mount)
+    (addr, mount)
 }
 
 /// Trickles `c` to the session at `location` (If-Match: `etag`).
@@ -676,4 +685,283 @@ async fn chromium_plays_through_whep() {
         return;
     };
     assert!(report["frames"].as_u64().unwrap_or(0) >= 30, "{report:#}");
+}
+
+/// What the [`SetBackend`]'s task is asked.
+enum SetCmd {
+    Create {
+        resource: ResourceId,
+        offer: String,
+        play: bool,
+        reply: tokio::sync::oneshot::Sender<Result<String, WhipError>>,
+    },
+    Candidate(ResourceId, String),
+    End(ResourceId),
+    Delete(ResourceId, tokio::sync::oneshot::Sender<bool>),
+}
+
+/// A backend the way the SFU is built: every session is a
+/// `PeerConnection` in one `peer::PeerSet` on one UDP socket, driven by one
+/// `runtime::Driver` in one task; the HTTP side talks to it by messages.
+struct SetBackend {
+    tx: mpsc::UnboundedSender<SetCmd>,
+    counts: Arc<Counts>,
+    /// The set's routing counters, as last seen by the task.
+    stats: Arc<Mutex<(rtclab::peer::set::Stats, usize)>>,
+}
+
+impl SetBackend {
+    async fn start() -> SetBackend {
+        use rand::SeedableRng;
+        use rtclab::peer::{PeerConfig, PeerConnection, PeerKey, PeerSet, SdpType};
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let local = socket.local_addr().expect("addr");
+        let mut driver =
+            rtclab::runtime::Driver::from_sockets(PeerSet::new(), vec![socket]).expect("driver");
+        let (tx, mut rx) = mpsc::unbounded_channel::<SetCmd>();
+        let counts = Arc::new(Counts::default());
+        let stats = Arc::new(Mutex::new(Default::default()));
+        let (c, st) = (counts.clone(), stats.clone());
+        tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+            let mut sessions: HashMap<ResourceId, PeerKey> = HashMap::new();
+            // Playing peers: key → (track, frames sent, connected).
+            let mut players: HashMap<PeerKey, (rtclab::peer::TrackId, usize, bool)> =
+                HashMap::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    cmd = rx.recv() => {
+                        let Some(cmd) = cmd else { return };
+                        let now = std::time::Instant::now();
+                        match cmd {
+                            SetCmd::Create { resource, offer, play, reply } => {
+                                let cert = rtclab::dtls::cert::Certificate::generate(
+                                    &mut rng,
+                                    std::time::SystemTime::now(),
+                                )
+                                .expect("certificate");
+                                let mut pc = PeerConnection::new(
+                                    PeerConfig::new(cert, vec![local]),
+                                    rand::rngs::StdRng::seed_from_u64(rand::Rng::random(&mut rng)),
+                                );
+                                let track = if play {
+                                    Some(pc.add_track(MediaKind::Video).expect("track"))
+                                } else {
+                                    None
+                                };
+                                let answer = pc
+                                    .set_remote_description(now, SdpType::Offer, &offer)
+                                    .and_then(|()| pc.create_answer())
+                                    .and_then(|a| {
+                                        pc.set_local_description(now, SdpType::Answer, &a).map(|()| a)
+                                    });
+                                let answer = match answer {
+                                    Ok(a) => a,
+                                    Err(e) => {
+                                        let _ = reply.send(Err(WhipError::BadSdp(e.to_string())));
+                                        continue;
+                                    }
+                                };
+                                let key = driver.machine_mut().insert(pc);
+                                sessions.insert(resource, key);
+                                if let Some(t) = track {
+                                    players.insert(key, (t, 0, false));
+                                }
+                                let line = format!(
+                                    "candidate:1 1 udp 2130706431 127.0.0.1 {} typ host",
+                                    local.port()
+                                );
+                                let _ = reply.send(Ok(answer_with_candidates(&answer, &[line], true)));
+                            }
+                            SetCmd::Candidate(r, line) => {
+                                if let Some(mut pc) = sessions.get(&r).and_then(|&k| driver.machine_mut().get_mut(k)) {
+                                    let _ = pc.add_ice_candidate(now, &line);
+                                }
+                            }
+                            SetCmd::End(r) => {
+                                if let Some(mut pc) = sessions.get(&r).and_then(|&k| driver.machine_mut().get_mut(k)) {
+                                    pc.add_end_of_candidates(now);
+                                }
+                            }
+                            SetCmd::Delete(r, reply) => {
+                                let key = sessions.remove(&r);
+                                let found = key.is_some();
+                                if let Some(k) = key {
+                                    players.remove(&k);
+                                    if let Some(mut pc) = driver.machine_mut().remove(k) {
+                                        pc.close(now);
+                                        c.closed.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                let _ = reply.send(found);
+                            }
+                        }
+                    }
+                    _ = tick.tick() => {
+                        let now = std::time::Instant::now();
+                        for (&k, (track, sent, connected)) in players.iter_mut() {
+                            if !*connected {
+                                continue;
+                            }
+                            if let Some(mut pc) = driver.machine_mut().get_mut(k) {
+                                let ts = (*sent as u32).wrapping_mul(3000);
+                                if pc.send_frame(now, *track, ts, played(*sent)).is_ok() {
+                                    *sent += 1;
+                                    c.frames_out.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                        let set = driver.machine();
+                        *st.lock().expect("lock") = (set.stats(), set.tuple_count());
+                    }
+                    e = driver.next_event() => {
+                        let Ok((key, e)) = e else { return };
+                        match e {
+                            PeerEvent::ConnectionState(PeerConnectionState::Connected) => {
+                                if let Some(p) = players.get_mut(&key) {
+                                    p.2 = true;
+                                }
+                            }
+                            PeerEvent::Frame { .. } => {
+                                c.frames_in.fetch_add(1, Ordering::Relaxed);
+                            }
+                            PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) }) => {
+                                if let Some(mut pc) = driver.machine_mut().get_mut(key) {
+                                    let _ = pc.send_text(std::time::Instant::now(), channel, &t);
+                                    c.echoed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        });
+        SetBackend { tx, counts, stats }
+    }
+
+    async fn create(
+        &self,
+        resource: ResourceId,
+        offer: String,
+        play: bool,
+    ) -> Result<String, WhipError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(SetCmd::Create {
+                resource,
+                offer,
+                play,
+                reply,
+            })
+            .map_err(|_| WhipError::Internal("the peer set stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| WhipError::Internal("the peer set stopped".into()))?
+    }
+}
+
+impl Backend for SetBackend {
+    fn publish(
+        &self,
+        resource: ResourceId,
+        _room: String,
+        offer: String,
+    ) -> BoxFuture<'_, Result<String, WhipError>> {
+        Box::pin(self.create(resource, offer, false))
+    }
+
+    fn play(
+        &self,
+        resource: ResourceId,
+        _room: String,
+        offer: String,
+    ) -> BoxFuture<'_, Result<String, WhipError>> {
+        Box::pin(self.create(resource, offer, true))
+    }
+
+    fn patch(
+        &self,
+        resource: ResourceId,
+        frag: SdpFrag,
+        restart: bool,
+    ) -> BoxFuture<'_, Result<Option<SdpFrag>, WhipError>> {
+        Box::pin(async move {
+            if restart {
+                return Err(WhipError::Unsupported("ICE restart"));
+            }
+            for (_, c) in frag.candidates() {
+                let _ = self
+                    .tx
+                    .send(SetCmd::Candidate(resource.clone(), format!("a={c}")));
+            }
+            if frag.end_of_candidates() {
+                let _ = self.tx.send(SetCmd::End(resource));
+            }
+            Ok(None)
+        })
+    }
+
+    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), WhipError>> {
+        Box::pin(async move {
+            let (reply, found) = tokio::sync::oneshot::channel();
+            let _ = self.tx.send(SetCmd::Delete(resource, reply));
+            match found.await {
+                Ok(true) => Ok(()),
+                _ => Err(WhipError::NotFound),
+            }
+        })
+    }
+}
+
+/// Both building blocks of the SFU together: two Chromiums, one publishing
+/// through WHIP and one playing through WHEP, both served by
+/// `PeerConnection`s of one `PeerSet` on one UDP port (routed by the ufrag
+/// of their first checks, then by their validated 5-tuples).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_and_plays_through_one_peer_set() {
+    let backend = Arc::new(SetBackend::start().await);
+    let (tx, mut reports) = mpsc::channel(4);
+    let (addr, mount) = serve(backend.clone(), Some(tx)).await;
+    let mut browsers = Vec::new();
+    for mode in ["publish", "play"] {
+        let url = format!("http://{addr}/wish/?mode={mode}&room=r1&token={TOKEN}&report=1");
+        match common::browser::launch(common::browser::BrowserKind::Chromium, &url) {
+            Some(b) => browsers.push(b),
+            None => return,
+        }
+    }
+    let mut got = HashMap::new();
+    while got.len() < 2 {
+        let body = tokio::time::timeout(Duration::from_secs(60), reports.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of 2 pages reported in 60 s: {got:?}", got.len()))
+            .expect("a report");
+        let report: serde_json::Value = serde_json::from_str(&body).expect("JSON report");
+        eprintln!("page reported: {report}");
+        got.insert(report["mode"].as_str().unwrap_or("").to_string(), report);
+    }
+    drop(browsers);
+    let (stats, _) = *backend.stats.lock().expect("lock");
+    eprintln!("peer set: {stats:?}");
+    for mode in ["publish", "play"] {
+        let r = &got[mode];
+        assert_eq!(r["post"], 201, "{r:#}");
+        assert_eq!(r["ok"], true, "{r:#}");
+        assert_eq!(r["delete"], 200, "{r:#}");
+    }
+    let frames = backend.counts.frames_in.load(Ordering::Relaxed);
+    assert!(
+        frames >= 20,
+        "the set assembled {frames} frames of the publisher"
+    );
+    assert!(
+        stats.routed_by_ufrag >= 2 && stats.routed_by_tuple > 0,
+        "{stats:?}"
+    );
+    assert_eq!(backend.counts.closed.load(Ordering::Relaxed), 2);
+    assert_eq!(mount.sessions(), 0);
 }
