@@ -1890,3 +1890,91 @@ pub fn dtls13_handshake_seeds() -> Vec<Vec<u8>> {
     seeds.push(ack);
     seeds
 }
+
+/// The harness of the `whip_sdpfrag` target: a trickle-ice-sdpfrag body
+/// (RFC 8840 §9) read, written and read again to the same value, then
+/// given to a WHIP endpoint as the PATCH of a live session (with and
+/// without `If-Match`) and as a POST body.
+pub fn whip_sdpfrag(data: &[u8]) {
+    use crate::whip::http::{Call, Config, Endpoint, Outcome, Request, SDP, SDPFRAG, Step};
+    if let Ok(f) = crate::whip::SdpFrag::parse(data) {
+        let text = f.to_text();
+        let back = crate::whip::SdpFrag::parse(text.as_bytes()).expect("our own output parses");
+        assert_eq!(back, f, "written fragment parses to another value");
+    }
+    let mut e = Endpoint::new(Config::default(), rand::rngs::StdRng::seed_from_u64(0));
+    let offer = b"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\n";
+    let post = |body: &'static [u8]| Request {
+        method: "POST",
+        path: "/whip/room",
+        content_type: Some(SDP),
+        authorization: None,
+        if_match: None,
+        body,
+        too_long: false,
+    };
+    let Step::Call(call) = e.request(&post(offer)) else {
+        panic!("a good POST is a call");
+    };
+    let Call::Create { resource, .. } = call.clone() else {
+        panic!("POST makes a Create call");
+    };
+    let r = e.complete(call, Outcome::Created("v=0\r\n".into()));
+    let etag = r.get("ETag").unwrap_or("").to_string();
+    let path = format!("/whip/resource/{resource}");
+    for if_match in [None, Some("*"), Some(etag.as_str())] {
+        let req = Request {
+            method: "PATCH",
+            path: &path,
+            content_type: Some(SDPFRAG),
+            authorization: None,
+            if_match,
+            body: data,
+            too_long: false,
+        };
+        match e.request(&req) {
+            Step::Respond(r) => assert!((400..500).contains(&r.status), "{}", r.status),
+            Step::Call(call) => {
+                let r = e.complete(call, Outcome::Patched(None));
+                assert!(matches!(r.status, 204 | 500), "{}", r.status);
+            }
+        }
+    }
+    let req = Request {
+        method: "POST",
+        path: "/whep/room",
+        content_type: Some(SDP),
+        authorization: None,
+        if_match: None,
+        body: data,
+        too_long: false,
+    };
+    if let Step::Call(call) = e.request(&req) {
+        let _ = e.complete(
+            call,
+            Outcome::Failed(crate::whip::WhipError::BadSdp("x".into())),
+        );
+    }
+}
+
+/// The harness of the `peer_set` target: the USERNAME reader a
+/// `peer::PeerSet` routes new 5-tuples by agrees with the STUN codec on
+/// every Binding request the codec reads.
+pub fn peer_set(data: &[u8]) {
+    let ours = crate::peer::set::binding_request_ufrag(data);
+    if let Ok(m) = Message::decode(data)
+        && m.message_type() == crate::stun::MessageType::BINDING_REQUEST
+        && let Ok(Some(user)) = m.username()
+        && let Some((lfrag, _)) = user.split_once(':')
+        && !lfrag.is_empty()
+    {
+        assert_eq!(
+            ours,
+            Some(lfrag),
+            "the ufrag reader disagrees with the codec"
+        );
+    }
+    if let Some(u) = ours {
+        assert!(!u.is_empty() && u.len() <= 763);
+    }
+}

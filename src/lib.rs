@@ -89,3 +89,4 @@ pub mod speed;
 pub mod srtp;
 pub mod stun;
 pub mod turn;
+pub mod whip;

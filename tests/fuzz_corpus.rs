@@ -42,6 +42,8 @@ const TARGETS: &[(&str, Harness)] = &[
     ("sctp_association", rtclab::fuzzing::sctp_association),
     ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
     ("bwe_feedback", rtclab::fuzzing::bwe_feedback),
+    ("whip_sdpfrag", rtclab::fuzzing::whip_sdpfrag),
+    ("peer_set", rtclab::fuzzing::peer_set),
 ];
 
 fn corpus_root() -> PathBuf {

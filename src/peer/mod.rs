@@ -166,6 +166,7 @@ mod connection;
 mod demux;
 pub mod ice_servers;
 pub mod live;
+pub mod set;
 pub mod speed;
 mod stats;
 mod transport;
@@ -176,6 +177,7 @@ pub use connection::{
     TrackId,
 };
 pub use ice_servers::{IceServer, IceTransportPolicy};
+pub use set::{PeerKey, PeerSet};
 pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 
 pub use demux::{PacketKind, classify};

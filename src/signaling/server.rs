@@ -84,6 +84,9 @@ pub struct Config {
     /// Where the bodies of `POST /report` go, if anywhere: a browser test's
     /// page reports its results there (at most 1 MiB each).
     pub report_to: Option<mpsc::Sender<String>>,
+    /// WHIP and WHEP (`/whip/…`, `/whep/…`) around a backend, if set;
+    /// `None` (the default): not served.
+    pub whip: Option<crate::whip::server::Mount>,
 }
 
 impl Default for Config {
@@ -100,6 +103,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             pages: PAGES.to_vec(),
             report_to: None,
+            whip: None,
         }
     }
 }
@@ -439,6 +443,10 @@ impl Server {
             .route("/report", post(report))
             .fallback(page)
             .with_state(shared.clone());
+        let app = match &shared.config.whip {
+            Some(whip) => app.merge(whip.router()),
+            None => app,
+        };
         let service = TowerToHyperService::new(app);
         let cap = shared.config.max_tcp_connections.max(1);
         let places = Arc::new(Semaphore::new(cap));

@@ -92,4 +92,16 @@ pub const PAGES: &[Page] = &[
         content_type: JS,
         body: include_bytes!("../../web/09_photo/main.js"),
     },
+    // The WHIP/WHEP page is served under /wish/ (the IETF working group):
+    // /whip/… and /whep/… are the endpoints' when the server mounts them.
+    Page {
+        path: "/wish/",
+        content_type: HTML,
+        body: include_bytes!("../../web/whip/index.html"),
+    },
+    Page {
+        path: "/wish/whip.js",
+        content_type: JS,
+        body: include_bytes!("../../web/whip/whip.js"),
+    },
 ];
