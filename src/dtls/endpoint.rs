@@ -79,6 +79,35 @@ pub struct Config {
     /// NewSessionTicket, which we take into the transcript and ignore. Off
     /// by default; the OpenSSL interop test turns it on to cover that path.
     pub offer_session_ticket: bool,
+    /// The highest DTLS version offered (client) or accepted (server).
+    /// [`Version::Dtls12`] by default; with [`Version::Dtls13`] an
+    /// [`super::endpoint_auto::AutoEndpoint`] offers 1.3 beside 1.2 and
+    /// falls back to 1.2 when the peer does not speak 1.3.
+    pub max_version: Version,
+    /// DTLS 1.3 key share groups: a client sends a share of each (the
+    /// hybrid X25519MLKEM768 first, as Chromium and Firefox do); a server
+    /// prefers them in this order.
+    pub dtls13_key_shares: Vec<NamedGroup>,
+}
+
+/// A DTLS version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// DTLS 1.2 (RFC 6347), 0xfefd on the wire.
+    Dtls12,
+    /// DTLS 1.3 (RFC 9147), 0xfefc.
+    Dtls13,
+}
+
+impl Version {
+    /// The wire value (what getStats' `tlsVersion` shows in hex: FEFD,
+    /// FEFC).
+    pub fn code(self) -> u16 {
+        match self {
+            Version::Dtls12 => 0xfefd,
+            Version::Dtls13 => 0xfefc,
+        }
+    }
 }
 
 impl Config {
@@ -101,6 +130,8 @@ impl Config {
             use_cookie: true,
             offer_extended_master_secret: true,
             offer_session_ticket: false,
+            max_version: Version::Dtls12,
+            dtls13_key_shares: super::v13::endpoint::DEFAULT_KEY_SHARES.to_vec(),
         }
     }
 }
@@ -119,8 +150,13 @@ pub fn srtp_key_salt_len(profile: SrtpProfile) -> Option<(usize, usize)> {
 /// What a finished handshake agreed on.
 #[derive(Debug, Clone)]
 pub struct Connected {
+    /// The version negotiated.
+    pub version: Version,
     /// The suite.
     pub cipher_suite: CipherSuite,
+    /// DTLS 1.3: the key share group (X25519MLKEM768 with the browsers);
+    /// `None` in 1.2 (its ECDHE group is not reported).
+    pub key_share_group: Option<NamedGroup>,
     /// The SRTP profile, if use_srtp was negotiated.
     pub srtp_profile: Option<SrtpProfile>,
     /// The raw exporter output for SRTP (60, 56 or 88 bytes).
@@ -1356,6 +1392,8 @@ impl Endpoint {
             self.flight.clear();
         }
         self.events.push_back(Event::Connected(Box::new(Connected {
+            version: Version::Dtls12,
+            key_share_group: None,
             cipher_suite: params.suite,
             srtp_profile: params.srtp_profile,
             srtp_keying_material: material,

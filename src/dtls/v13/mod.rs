@@ -71,6 +71,7 @@
 //! TLS_AES_128_GCM_SHA256; no PSK, 0-RTT, connection IDs or session tickets
 //! (NewSessionTicket is parsed and ignored).
 
+pub mod endpoint;
 pub mod key_schedule;
 pub mod key_share;
 pub mod messages;
