@@ -281,6 +281,9 @@ pub struct Endpoint {
     /// The fingerprint of a peer certificate refused because it did not
     /// match [`Config::expected_fingerprint`] (in that fingerprint's hash).
     rejected_fingerprint: Option<Fingerprint>,
+    /// Client: our ClientHello offered DTLS 1.3 (the downgrade sentinel
+    /// is checked).
+    offered_dtls13: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -305,6 +308,41 @@ impl Endpoint {
         e.rng.fill(&mut e.client_random);
         e.state = State::ClientWaitServerHello;
         e.send_client_hello(now);
+        e
+    }
+
+    /// A client taking over a handshake whose ClientHello a DTLS 1.3
+    /// client sent offering 1.2 too, after the server answered 1.2 (a
+    /// HelloVerifyRequest, or a ServerHello without supported_versions):
+    /// `hello` is in the transcript and is the flight to retransmit, our
+    /// records continue after the `records_sent` it took, and a
+    /// ServerHello whose random carries the downgrade sentinel is refused
+    /// (RFC 8446 §4.1.3: a 1.3 server was made to pick 1.2).
+    pub fn client_after_hello(
+        config: Config,
+        peer: SocketAddr,
+        rng_seed: u64,
+        now: Instant,
+        client_random: [u8; 32],
+        hello: HandshakeMessage,
+        records_sent: u64,
+    ) -> Self {
+        let mut e = Self::new(Role::Client, config, Some(peer), rng_seed);
+        e.client_random = client_random;
+        e.offered_dtls13 = true;
+        e.state = State::ClientWaitServerHello;
+        e.records.set_write_sequence(records_sent);
+        e.begin_flight();
+        e.next_send_seq = hello.message_seq.wrapping_add(1);
+        hello.encode_unfragmented(&mut e.transcript);
+        e.flight.push(FlightItem {
+            previous_epoch: false,
+            content_type: ContentType::Handshake,
+            message: Some(hello),
+            payload: Vec::new(),
+        });
+        e.retransmit_at = Some(now + e.retransmit_timeout);
+        e.heard_from_peer = true;
         e
     }
 
@@ -354,6 +392,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rejected_fingerprint: None,
+            offered_dtls13: false,
         }
     }
 
@@ -769,6 +808,18 @@ impl Endpoint {
                 AlertDescription::PROTOCOL_VERSION,
             ));
         }
+        // RFC 8446 §4.1.3: a server that speaks 1.3 but answers 1.2 marks
+        // its random; seeing the mark after offering 1.3 means someone
+        // removed 1.3 from our hello.
+        if self.offered_dtls13 && super::v13::messages::has_downgrade_sentinel(&sh.random) {
+            return Err((
+                Error::InvalidValue {
+                    what: "ServerHello random with the DTLS 1.3 downgrade sentinel",
+                    value: 0,
+                },
+                AlertDescription::ILLEGAL_PARAMETER,
+            ));
+        }
         let suite = CipherSuite::from_code(sh.cipher_suite)
             .filter(|s| self.config.cipher_suites.contains(s))
             .ok_or((
@@ -1150,6 +1201,11 @@ impl Endpoint {
         }
         self.client_random = ch.random;
         self.rng.fill(&mut self.server_random);
+        if self.config.max_version >= Version::Dtls13 {
+            // RFC 8446 §4.1.3: a server able to do 1.3 that negotiates
+            // 1.2 says so in the last 8 bytes of its random.
+            self.server_random[24..].copy_from_slice(&super::v13::messages::DOWNGRADE_TO_1_2);
+        }
         self.params = Some(Params {
             suite,
             srtp_profile,

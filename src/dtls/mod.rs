@@ -108,6 +108,7 @@
 pub mod cert;
 mod codec;
 pub mod endpoint;
+pub mod endpoint_auto;
 mod error;
 pub mod handshake;
 pub mod prf;

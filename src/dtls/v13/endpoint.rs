@@ -404,6 +404,31 @@ impl Endpoint {
         }
     }
 
+    /// Client: no answer from the server yet.
+    pub fn version_undecided(&self) -> bool {
+        matches!(self.state, State::ClientWaitServerHello(_))
+    }
+
+    /// Epoch-0 records written so far (the 1.2 machine that takes over
+    /// after a fallback continues after them).
+    pub fn epoch0_records_sent(&self) -> u64 {
+        if self.records.write_epoch() == 0 {
+            self.records.next_write_number().sequence
+        } else {
+            0
+        }
+    }
+
+    /// The configuration back (for the 1.2 machine after a fallback).
+    pub fn into_config(self) -> Config {
+        self.config
+    }
+
+    /// Gives back an application data buffer (nothing reused yet in 1.3).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        drop(buf);
+    }
+
     /// The key share group the handshake used.
     pub fn key_share_group(&self) -> Option<NamedGroup> {
         self.group
