@@ -148,3 +148,13 @@ fn the_downgrade_sentinel_is_refused() {
         Event::Failed(Error::InvalidValue { what, .. }) if what.contains("downgrade")
     )));
 }
+
+#[test]
+fn the_fuzz_harness_survives_its_seeds_and_noise() {
+    // The captured browser hellos reach the 1.3 server; random bytes and
+    // truncations of them go nowhere, without panics.
+    let hello = crate::fuzzing::dtls_endpoint_input(false, &[vec![22, 254, 253, 0, 0]]);
+    crate::fuzzing::dtls13_endpoint(&hello);
+    crate::fuzzing::dtls13_endpoint(&[3, 0, 4, 22, 254, 253, 0]);
+    crate::fuzzing::dtls13_endpoint(&[]);
+}
