@@ -281,12 +281,12 @@ pub fn dtls_endpoint_input(client_role: bool, datagrams: &[Vec<u8>]) -> Vec<u8> 
 /// datagram the endpoint sends must fit its MTU, and the endpoint must
 /// neither panic nor report a connection it cannot have.
 pub fn dtls_endpoint(data: &[u8]) {
-    let Some((&role, mut rest)) = data.split_first() else {
+    let Some((&role, rest)) = data.split_first() else {
         return;
     };
     let client_addr = SocketAddr::from(DTLS_FUZZ_CLIENT);
     let server_addr = SocketAddr::from(DTLS_FUZZ_SERVER);
-    let mut now = Instant::now();
+    let now = Instant::now();
     let mtu = 1200;
     let Some(config) = fuzz_config(mtu) else {
         return;
@@ -302,6 +302,25 @@ pub fn dtls_endpoint(data: &[u8]) {
     } else {
         (client_addr, server_addr)
     };
+    feed_endpoint(&mut endpoint, role, rest, from, to, mtu, now);
+    // Sending never panics, whatever the state.
+    let _ = endpoint.send(b"x");
+    endpoint.close();
+    while endpoint.poll_transmit().is_some() {}
+}
+
+/// The datagram loop the `dtls_endpoint` and `dtls13_endpoint` harnesses
+/// share: feeds the framed datagrams in `rest` from `from`, ticking timers
+/// when `role` bit 1 says so, checking the MTU and data bounds.
+fn feed_endpoint<M: Machine<Event = Event>>(
+    endpoint: &mut M,
+    role: u8,
+    mut rest: &[u8],
+    from: SocketAddr,
+    to: SocketAddr,
+    mtu: usize,
+    mut now: Instant,
+) {
     let mut n = 0;
     loop {
         while let Some(t) = endpoint.poll_transmit() {
@@ -334,7 +353,41 @@ pub fn dtls_endpoint(data: &[u8]) {
             endpoint.handle_timeout(now);
         }
     }
-    // Sending never panics, whatever the state.
+}
+
+/// The harness of the `dtls13_endpoint` target: as [`dtls_endpoint`]
+/// (same framing, [`dtls_endpoint_input`]), on the version-negotiating
+/// endpoint with DTLS 1.3 on: a server choosing its version from the
+/// ClientHello, or a client whose 1.3 hello went out first and that may
+/// fall back to 1.2.
+pub fn dtls13_endpoint(data: &[u8]) {
+    use crate::dtls::endpoint::Version;
+    use crate::dtls::endpoint_auto::AutoEndpoint;
+    let Some((&role, rest)) = data.split_first() else {
+        return;
+    };
+    let client_addr = SocketAddr::from(DTLS_FUZZ_CLIENT);
+    let server_addr = SocketAddr::from(DTLS_FUZZ_SERVER);
+    let now = Instant::now();
+    let mtu = 1200;
+    let Some(mut config) = fuzz_config(mtu) else {
+        return;
+    };
+    config.max_version = Version::Dtls13;
+    // X25519 alone: ML-KEM key generation per input would dominate.
+    config.dtls13_key_shares = vec![crate::dtls::handshake::NamedGroup::X25519];
+    let client_role = role & 1 == 1;
+    let mut endpoint = if client_role {
+        AutoEndpoint::client(config, server_addr, DTLS_FUZZ_CLIENT_SEED, now)
+    } else {
+        AutoEndpoint::server(config, DTLS_FUZZ_SERVER_SEED)
+    };
+    let (from, to) = if client_role {
+        (server_addr, client_addr)
+    } else {
+        (client_addr, server_addr)
+    };
+    feed_endpoint(&mut endpoint, role, rest, from, to, mtu, now);
     let _ = endpoint.send(b"x");
     endpoint.close();
     while endpoint.poll_transmit().is_some() {}

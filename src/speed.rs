@@ -211,6 +211,16 @@ pub fn dtls() -> Vec<Figure> {
     let f = crate::dtls::speed::measure(Duration::from_millis(1000));
     vec![
         Figure::new("dtls.handshakes_per_s", f.handshakes_per_s, "handshakes/s"),
+        Figure::new(
+            "dtls13.handshakes_per_s",
+            f.handshakes13_hybrid_per_s,
+            "handshakes/s",
+        ),
+        Figure::new(
+            "dtls13.x25519.handshakes_per_s",
+            f.handshakes13_x25519_per_s,
+            "handshakes/s",
+        ),
         Figure::new("dtls.record_1200_ns", f.record_1200_ns, "ns"),
         Figure::new(
             "ring.aes_128_gcm.seal_open_1200_ns",

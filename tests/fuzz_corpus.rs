@@ -30,6 +30,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("dtls_endpoint", rtclab::fuzzing::dtls_endpoint),
     ("dtls13_record", rtclab::fuzzing::dtls13_record),
     ("dtls13_handshake", rtclab::fuzzing::dtls13_handshake),
+    ("dtls13_endpoint", rtclab::fuzzing::dtls13_endpoint),
     ("ice_candidate", rtclab::fuzzing::ice_candidate),
     ("ice_agent", rtclab::fuzzing::ice_agent),
     ("turn_message", rtclab::fuzzing::turn_message),

@@ -79,6 +79,35 @@ pub struct Config {
     /// NewSessionTicket, which we take into the transcript and ignore. Off
     /// by default; the OpenSSL interop test turns it on to cover that path.
     pub offer_session_ticket: bool,
+    /// The highest DTLS version offered (client) or accepted (server).
+    /// [`Version::Dtls12`] by default; with [`Version::Dtls13`] an
+    /// [`super::endpoint_auto::AutoEndpoint`] offers 1.3 beside 1.2 and
+    /// falls back to 1.2 when the peer does not speak 1.3.
+    pub max_version: Version,
+    /// DTLS 1.3 key share groups: a client sends a share of each (the
+    /// hybrid X25519MLKEM768 first, as Chromium and Firefox do); a server
+    /// prefers them in this order.
+    pub dtls13_key_shares: Vec<NamedGroup>,
+}
+
+/// A DTLS version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// DTLS 1.2 (RFC 6347), 0xfefd on the wire.
+    Dtls12,
+    /// DTLS 1.3 (RFC 9147), 0xfefc.
+    Dtls13,
+}
+
+impl Version {
+    /// The wire value (what getStats' `tlsVersion` shows in hex: FEFD,
+    /// FEFC).
+    pub fn code(self) -> u16 {
+        match self {
+            Version::Dtls12 => 0xfefd,
+            Version::Dtls13 => 0xfefc,
+        }
+    }
 }
 
 impl Config {
@@ -101,6 +130,8 @@ impl Config {
             use_cookie: true,
             offer_extended_master_secret: true,
             offer_session_ticket: false,
+            max_version: Version::Dtls12,
+            dtls13_key_shares: super::v13::endpoint::DEFAULT_KEY_SHARES.to_vec(),
         }
     }
 }
@@ -119,8 +150,13 @@ pub fn srtp_key_salt_len(profile: SrtpProfile) -> Option<(usize, usize)> {
 /// What a finished handshake agreed on.
 #[derive(Debug, Clone)]
 pub struct Connected {
+    /// The version negotiated.
+    pub version: Version,
     /// The suite.
     pub cipher_suite: CipherSuite,
+    /// DTLS 1.3: the key share group (X25519MLKEM768 with the browsers);
+    /// `None` in 1.2 (its ECDHE group is not reported).
+    pub key_share_group: Option<NamedGroup>,
     /// The SRTP profile, if use_srtp was negotiated.
     pub srtp_profile: Option<SrtpProfile>,
     /// The raw exporter output for SRTP (60, 56 or 88 bytes).
@@ -245,6 +281,9 @@ pub struct Endpoint {
     /// The fingerprint of a peer certificate refused because it did not
     /// match [`Config::expected_fingerprint`] (in that fingerprint's hash).
     rejected_fingerprint: Option<Fingerprint>,
+    /// Client: our ClientHello offered DTLS 1.3 (the downgrade sentinel
+    /// is checked).
+    offered_dtls13: bool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -269,6 +308,41 @@ impl Endpoint {
         e.rng.fill(&mut e.client_random);
         e.state = State::ClientWaitServerHello;
         e.send_client_hello(now);
+        e
+    }
+
+    /// A client taking over a handshake whose ClientHello a DTLS 1.3
+    /// client sent offering 1.2 too, after the server answered 1.2 (a
+    /// HelloVerifyRequest, or a ServerHello without supported_versions):
+    /// `hello` is in the transcript and is the flight to retransmit, our
+    /// records continue after the `records_sent` it took, and a
+    /// ServerHello whose random carries the downgrade sentinel is refused
+    /// (RFC 8446 §4.1.3: a 1.3 server was made to pick 1.2).
+    pub fn client_after_hello(
+        config: Config,
+        peer: SocketAddr,
+        rng_seed: u64,
+        now: Instant,
+        client_random: [u8; 32],
+        hello: HandshakeMessage,
+        records_sent: u64,
+    ) -> Self {
+        let mut e = Self::new(Role::Client, config, Some(peer), rng_seed);
+        e.client_random = client_random;
+        e.offered_dtls13 = true;
+        e.state = State::ClientWaitServerHello;
+        e.records.set_write_sequence(records_sent);
+        e.begin_flight();
+        e.next_send_seq = hello.message_seq.wrapping_add(1);
+        hello.encode_unfragmented(&mut e.transcript);
+        e.flight.push(FlightItem {
+            previous_epoch: false,
+            content_type: ContentType::Handshake,
+            message: Some(hello),
+            payload: Vec::new(),
+        });
+        e.retransmit_at = Some(now + e.retransmit_timeout);
+        e.heard_from_peer = true;
         e
     }
 
@@ -318,6 +392,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rejected_fingerprint: None,
+            offered_dtls13: false,
         }
     }
 
@@ -733,6 +808,18 @@ impl Endpoint {
                 AlertDescription::PROTOCOL_VERSION,
             ));
         }
+        // RFC 8446 §4.1.3: a server that speaks 1.3 but answers 1.2 marks
+        // its random; seeing the mark after offering 1.3 means someone
+        // removed 1.3 from our hello.
+        if self.offered_dtls13 && super::v13::messages::has_downgrade_sentinel(&sh.random) {
+            return Err((
+                Error::InvalidValue {
+                    what: "ServerHello random with the DTLS 1.3 downgrade sentinel",
+                    value: 0,
+                },
+                AlertDescription::ILLEGAL_PARAMETER,
+            ));
+        }
         let suite = CipherSuite::from_code(sh.cipher_suite)
             .filter(|s| self.config.cipher_suites.contains(s))
             .ok_or((
@@ -1114,6 +1201,11 @@ impl Endpoint {
         }
         self.client_random = ch.random;
         self.rng.fill(&mut self.server_random);
+        if self.config.max_version >= Version::Dtls13 {
+            // RFC 8446 §4.1.3: a server able to do 1.3 that negotiates
+            // 1.2 says so in the last 8 bytes of its random.
+            self.server_random[24..].copy_from_slice(&super::v13::messages::DOWNGRADE_TO_1_2);
+        }
         self.params = Some(Params {
             suite,
             srtp_profile,
@@ -1356,6 +1448,8 @@ impl Endpoint {
             self.flight.clear();
         }
         self.events.push_back(Event::Connected(Box::new(Connected {
+            version: Version::Dtls12,
+            key_share_group: None,
             cipher_suite: params.suite,
             srtp_profile: params.srtp_profile,
             srtp_keying_material: material,

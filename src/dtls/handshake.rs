@@ -1303,8 +1303,12 @@ impl AlertDescription {
     pub const USER_CANCELED: Self = AlertDescription(90);
     /// 100 (RFC 5746: we refuse renegotiation).
     pub const NO_RENEGOTIATION: Self = AlertDescription(100);
+    /// 109 (RFC 8446 §6.2).
+    pub const MISSING_EXTENSION: Self = AlertDescription(109);
     /// 110.
     pub const UNSUPPORTED_EXTENSION: Self = AlertDescription(110);
+    /// 116 (RFC 8446 §6.2).
+    pub const CERTIFICATE_REQUIRED: Self = AlertDescription(116);
 }
 
 /// An Alert record's payload.

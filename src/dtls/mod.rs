@@ -81,8 +81,12 @@
 //!   epoch buffered (bounded), the NSS key log line. Proven against
 //!   `openssl s_server` and `openssl s_client` (`tests/dtls_openssl.rs`).
 //! - [`speed`]: the figures for `rtclab speed dtls`.
-//! - [`v13`]: DTLS 1.3's building blocks (key schedule, record layer,
-//!   messages, key shares), before its handshake.
+//! - [`v13`]: DTLS 1.3 (RFC 9147): key schedule, record layer, messages,
+//!   key shares (X25519MLKEM768 too) and the handshake state machines.
+//! - [`endpoint_auto`]: one endpoint for both versions: 1.2 by default,
+//!   1.3 offered with [`endpoint::Config::max_version`], falling back to
+//!   1.2 with a peer that answers 1.2 (downgrade sentinel checked); what
+//!   `peer::Transport` runs.
 //!
 //! Around it: `rtclab dtls client|server`, a small `openssl
 //! s_client/s_server` (handshake over UDP with the runtime's `Driver`; it
@@ -102,12 +106,13 @@
 //! CertificateVerify verified) is held as proof values that only the
 //! checking constructors can make. We sign only with
 //! ECDSA P-256 (RSA and P-384 peers are verified, not impersonated) and
-//! offer only X25519 and P-256 for ECDHE. DTLS 1.3, renegotiation, session
+//! offer only X25519 and P-256 for ECDHE in 1.2. Renegotiation, session
 //! resumption, connection IDs and CBC suites are out of scope.
 
 pub mod cert;
 mod codec;
 pub mod endpoint;
+pub mod endpoint_auto;
 mod error;
 pub mod handshake;
 pub mod prf;

@@ -233,6 +233,10 @@ pub enum CipherSuite {
     EcdheEcdsaAes256GcmSha384,
     /// TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 (0xcca9, RFC 7905).
     EcdheEcdsaChacha20Poly1305Sha256,
+    /// TLS_AES_128_GCM_SHA256 (0x1301, RFC 8446 §B.4): DTLS 1.3's suite,
+    /// negotiated only by [`super::v13`] (never in [`CipherSuite::ALL`],
+    /// whose suites 1.2 offers).
+    Tls13Aes128GcmSha256,
 }
 
 impl CipherSuite {
@@ -249,6 +253,7 @@ impl CipherSuite {
             CipherSuite::EcdheEcdsaAes128GcmSha256 => 0xc02b,
             CipherSuite::EcdheEcdsaAes256GcmSha384 => 0xc02c,
             CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => 0xcca9,
+            CipherSuite::Tls13Aes128GcmSha256 => 0x1301,
         }
     }
 
@@ -260,6 +265,7 @@ impl CipherSuite {
             CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
             }
+            CipherSuite::Tls13Aes128GcmSha256 => "TLS_AES_128_GCM_SHA256",
         }
     }
 
@@ -279,7 +285,7 @@ impl CipherSuite {
     /// AEAD key length in bytes.
     pub fn key_len(self) -> usize {
         match self {
-            CipherSuite::EcdheEcdsaAes128GcmSha256 => 16,
+            CipherSuite::EcdheEcdsaAes128GcmSha256 | CipherSuite::Tls13Aes128GcmSha256 => 16,
             _ => 32,
         }
     }
@@ -309,7 +315,9 @@ impl CipherSuite {
 
     fn aead(self) -> &'static aead::Algorithm {
         match self {
-            CipherSuite::EcdheEcdsaAes128GcmSha256 => &aead::AES_128_GCM,
+            CipherSuite::EcdheEcdsaAes128GcmSha256 | CipherSuite::Tls13Aes128GcmSha256 => {
+                &aead::AES_128_GCM
+            }
             CipherSuite::EcdheEcdsaAes256GcmSha384 => &aead::AES_256_GCM,
             CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => &aead::CHACHA20_POLY1305,
         }

@@ -1,5 +1,7 @@
 //! Measurements behind `rtclab speed dtls` (DESIGN §5): full handshakes per
-//! second with both endpoints in one process, and record seal + open of
+//! second with both endpoints in one process (DTLS 1.2, and DTLS 1.3 with
+//! the X25519 and the X25519MLKEM768 shares, all with their cookie round
+//! trip and mutual ECDSA P-256 authentication), and record seal + open of
 //! 1,200-byte records beside raw `ring` AES-128-GCM on the same buffers.
 //!
 //! These functions only measure and return numbers; printing the
@@ -12,7 +14,9 @@ use rand::SeedableRng;
 use ring::aead;
 
 use super::cert::Certificate;
-use super::endpoint::{Config, Endpoint};
+use super::endpoint::{Config, Version};
+use super::endpoint_auto::AutoEndpoint as Endpoint;
+use super::handshake::NamedGroup;
 use super::record::{CipherSuite, ContentType, RecordProtection, records};
 use crate::machine::{Machine, Receive};
 
@@ -22,6 +26,11 @@ pub struct Figures {
     /// `dtls.handshakes_per_s`: complete client+server handshakes per second
     /// of one core (both roles' CPU).
     pub handshakes_per_s: f64,
+    /// `dtls13.handshakes_per_s`: the same in DTLS 1.3 with the
+    /// X25519MLKEM768 share (what the browsers offer).
+    pub handshakes13_hybrid_per_s: f64,
+    /// `dtls13.x25519.handshakes_per_s`: DTLS 1.3 with X25519 alone.
+    pub handshakes13_x25519_per_s: f64,
     /// `dtls.record_1200_ns`: seal + open of one 1,200-byte record.
     pub record_1200_ns: f64,
     /// `ring.aes_128_gcm.seal_open_1200_ns`: the same with raw `ring`.
@@ -83,13 +92,24 @@ pub fn measure(budget: Duration) -> Figures {
             Certificate::from_der(certs[i].0.clone(), certs[i].1.clone()).expect("our own key"),
         )
     };
-    let start = cpu_time::ThreadTime::now();
-    let mut n = 0u64;
-    while start.elapsed() < budget {
-        assert!(one_handshake(config(0), config(1), n), "handshake failed");
-        n += 1;
-    }
-    let handshakes_per_s = n as f64 / start.elapsed().as_secs_f64();
+    let rate = |version: Version, group: NamedGroup| {
+        let config = |i: usize| {
+            let mut c = config(i);
+            c.max_version = version;
+            c.dtls13_key_shares = vec![group];
+            c
+        };
+        let start = cpu_time::ThreadTime::now();
+        let mut n = 0u64;
+        while start.elapsed() < budget {
+            assert!(one_handshake(config(0), config(1), n), "handshake failed");
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let handshakes_per_s = rate(Version::Dtls12, NamedGroup::X25519);
+    let handshakes13_hybrid_per_s = rate(Version::Dtls13, NamedGroup::X25519_MLKEM768);
+    let handshakes13_x25519_per_s = rate(Version::Dtls13, NamedGroup::X25519);
 
     let suite = CipherSuite::EcdheEcdsaAes128GcmSha256;
     let p = RecordProtection::new(suite, &[7; 16], &[1, 2, 3, 4]).expect("key");
@@ -149,6 +169,8 @@ pub fn measure(budget: Duration) -> Figures {
     let ring_seal_open_1200_ns = start.elapsed().as_nanos() as f64 / n as f64;
     Figures {
         handshakes_per_s,
+        handshakes13_hybrid_per_s,
+        handshakes13_x25519_per_s,
         record_1200_ns,
         ring_seal_open_1200_ns,
     }
@@ -162,6 +184,14 @@ mod tests {
     fn print_figures() {
         let f = super::measure(std::time::Duration::from_secs(2));
         println!("dtls.handshakes_per_s {:.0} 1/s", f.handshakes_per_s);
+        println!(
+            "dtls13.handshakes_per_s {:.0} 1/s",
+            f.handshakes13_hybrid_per_s
+        );
+        println!(
+            "dtls13.x25519.handshakes_per_s {:.0} 1/s",
+            f.handshakes13_x25519_per_s
+        );
         println!("dtls.record_1200_ns {:.0} ns", f.record_1200_ns);
         println!(
             "ring.aes_128_gcm.seal_open_1200_ns {:.0} ns",
@@ -174,5 +204,6 @@ mod tests {
     fn measure_runs() {
         let f = super::measure(std::time::Duration::from_millis(20));
         assert!(f.handshakes_per_s > 0.0 && f.record_1200_ns > 0.0);
+        assert!(f.handshakes13_hybrid_per_s > 0.0 && f.handshakes13_x25519_per_s > 0.0);
     }
 }

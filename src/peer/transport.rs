@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 use super::demux::{PacketKind, classify};
 use crate::dtls::Error as DtlsError;
 use crate::dtls::cert::{Certificate, Fingerprint, HashAlgorithm};
-use crate::dtls::endpoint::{self, Endpoint, Event as DtlsEvent};
+use crate::dtls::endpoint::{self, Event as DtlsEvent};
+use crate::dtls::endpoint_auto::AutoEndpoint as Endpoint;
 use crate::dtls::handshake::{Alert, SrtpProfile};
 use crate::ice::transport::{IceTransport, TransportConfig as IceTransportConfig};
 use crate::ice::{
@@ -162,6 +163,9 @@ pub struct Config {
     /// The DTLS handshake's initial retransmission timeout (doubled at each
     /// retransmission, RFC 6347 §4.2.4.1).
     pub dtls_retransmit_timeout: Duration,
+    /// The highest DTLS version offered or accepted (1.2 by default; 1.3
+    /// falls back to 1.2 with a peer that does not speak it).
+    pub dtls_max_version: endpoint::Version,
     /// Our ICE ufrag and password; `None`: random ones from the RNG.
     pub local_credentials: Option<Credentials>,
     /// A TURN server and credentials, for a relayed candidate (RFC 8656,
@@ -199,6 +203,7 @@ impl Config {
             srtp: srtp::Config::default(),
             mtu: 1200,
             dtls_retransmit_timeout: endpoint::INITIAL_RETRANSMIT_TIMEOUT,
+            dtls_max_version: endpoint::Version::Dtls12,
             local_credentials: None,
             turn: None,
         }
@@ -474,6 +479,7 @@ pub struct Transport {
     srtp_config: srtp::Config,
     mtu: usize,
     dtls_retransmit_timeout: Duration,
+    dtls_max_version: endpoint::Version,
     stun_server: Option<SocketAddr>,
     /// Ours, until the DTLS endpoint takes it.
     certificate: Option<Certificate>,
@@ -590,6 +596,7 @@ impl Transport {
             srtp_config: config.srtp,
             mtu: config.mtu,
             dtls_retransmit_timeout: config.dtls_retransmit_timeout,
+            dtls_max_version: config.dtls_max_version,
             stun_server: config.stun_server,
             local_fingerprint: config.certificate.fingerprint(),
             certificate: Some(config.certificate),
@@ -950,6 +957,7 @@ impl Transport {
         };
         let mut config = endpoint::Config::new(certificate);
         config.initial_retransmit_timeout = self.dtls_retransmit_timeout;
+        config.max_version = self.dtls_max_version;
         // With one fingerprint of the strongest hash, the endpoint checks it
         // inside the handshake and refuses with a bad_certificate alert; with
         // several we check after the handshake (RFC 8122 §5: any may match).

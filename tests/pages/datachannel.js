@@ -35,8 +35,21 @@ function report(result) {
   reported = true;
   result.case = testCase;
   result.userAgent = navigator.userAgent;
-  note('report: ' + JSON.stringify(result).slice(0, 300));
-  fetch('/report', { method: 'POST', body: JSON.stringify(result) });
+  // The DTLS version and suite the browser negotiated (getStats'
+  // transport: tlsVersion "FEFD" is DTLS 1.2, "FEFC" DTLS 1.3).
+  pc.getStats()
+    .then((stats) => {
+      stats.forEach((t) => {
+        if (t.type === 'transport' && t.tlsVersion) {
+          result.dtls = { tlsVersion: t.tlsVersion, cipher: t.dtlsCipher, state: t.dtlsState };
+        }
+      });
+    })
+    .catch(() => {})
+    .finally(() => {
+      note('report: ' + JSON.stringify(result).slice(0, 300));
+      fetch('/report', { method: 'POST', body: JSON.stringify(result) });
+    });
 }
 function fail(error) {
   report({ ok: false, error: String(error && error.stack ? error.stack : error) });

@@ -654,6 +654,10 @@ pub const KEY_UPDATE_DUE: u64 = CONFIDENTIALITY_LIMIT / 2;
 /// retransmission.
 pub const MAX_PENDING_RECORDS: usize = 8;
 
+/// Earlier write epochs kept for retransmissions (0 and 2 while a flight
+/// spanning them may still be resent).
+pub const MAX_OLD_WRITE_EPOCHS: usize = 2;
+
 /// Most bytes of such records held at once.
 pub const MAX_PENDING_BYTES: usize = 16 * 1024;
 
@@ -666,6 +670,12 @@ pub const INTEGRITY_LIMIT: u64 = 1 << 36;
 /// their keys, both directions.
 pub struct RecordLayer {
     write: WriteEpoch,
+    /// Earlier write epochs still needed to retransmit a flight sent in
+    /// them (a ServerHello in epoch 0 after the server moved to 2, a
+    /// client's Finished in epoch 2 after it moved to 3: RFC 9147 §5.8
+    /// retransmits records in their original epoch); at most
+    /// [`MAX_OLD_WRITE_EPOCHS`].
+    old_write: Vec<WriteEpoch>,
     /// Newest last; at most [`MAX_READ_EPOCHS`].
     read: Vec<ReadEpoch>,
     /// Epoch 0's replay window (DTLSPlaintext carries the full number).
@@ -711,6 +721,7 @@ impl RecordLayer {
                 protection: None,
                 next: 0,
             },
+            old_write: Vec::new(),
             read: Vec::new(),
             read_plain: ReplayWindow::new(),
             accept_plain: true,
@@ -745,12 +756,57 @@ impl RecordLayer {
         if epoch <= self.write.epoch {
             return Err(Error::Misuse("write epochs only move forward"));
         }
-        self.write = WriteEpoch {
-            epoch,
-            protection: Some(RecordProtection::new(keys)?),
-            next: 0,
-        };
+        let old = std::mem::replace(
+            &mut self.write,
+            WriteEpoch {
+                epoch,
+                protection: Some(RecordProtection::new(keys)?),
+                next: 0,
+            },
+        );
+        if self.old_write.len() == MAX_OLD_WRITE_EPOCHS {
+            self.old_write.remove(0);
+        }
+        self.old_write.push(old);
         Ok(())
+    }
+
+    /// Moves the current write epoch's next sequence number up to
+    /// `sequence` (never down). A stateless server answers a ClientHello
+    /// in the record number the hello had (as RFC 6347 §4.2.1 has it),
+    /// and its ServerHello must then come after that number, or the
+    /// client's replay window drops it.
+    pub fn advance_write_sequence(&mut self, sequence: u64) {
+        self.write.next = self.write.next.max(sequence.min(MAX_SEQUENCE));
+    }
+
+    /// Forgets the write keys of epochs below the current one (no flight
+    /// sent in them needs retransmitting any more).
+    pub fn drop_old_write_epochs(&mut self) {
+        self.old_write.clear();
+    }
+
+    /// As [`RecordLayer::seal`], in `epoch`: the current write epoch or
+    /// an earlier one still kept (to retransmit a record in the epoch it
+    /// was first sent in, RFC 9147 §5.8).
+    pub fn seal_in(
+        &mut self,
+        epoch: u64,
+        content_type: ContentType,
+        content: &[u8],
+        padding: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<RecordNumber, Error> {
+        if epoch == self.write.epoch {
+            return self.seal(content_type, content, padding, out);
+        }
+        let form = self.form;
+        let w = self
+            .old_write
+            .iter_mut()
+            .find(|w| w.epoch == epoch)
+            .ok_or(Error::Misuse("no write keys kept for that epoch"))?;
+        Self::seal_with(w, form, content_type, content, padding, out)
     }
 
     /// Accepts records of `epoch` (above every epoch installed so far) with
@@ -828,15 +884,30 @@ impl RecordLayer {
         padding: usize,
         out: &mut Vec<u8>,
     ) -> Result<RecordNumber, Error> {
-        let number = self.next_write_number();
+        let form = self.form;
+        Self::seal_with(&mut self.write, form, content_type, content, padding, out)
+    }
+
+    fn seal_with(
+        write: &mut WriteEpoch,
+        form: HeaderForm,
+        content_type: ContentType,
+        content: &[u8],
+        padding: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<RecordNumber, Error> {
+        let number = RecordNumber {
+            epoch: write.epoch,
+            sequence: write.next,
+        };
         if number.sequence > MAX_SEQUENCE
-            || (self.write.protection.is_some() && number.sequence >= CONFIDENTIALITY_LIMIT)
+            || (write.protection.is_some() && number.sequence >= CONFIDENTIALITY_LIMIT)
         {
             return Err(Error::Misuse(
                 "this key's record limit (RFC 9147 §4.5.3) is reached: KeyUpdate first",
             ));
         }
-        match &self.write.protection {
+        match &write.protection {
             None => {
                 let length = u16::try_from(content.len())
                     .ok()
@@ -856,9 +927,9 @@ impl RecordLayer {
                 .encode(out);
                 out.extend_from_slice(content);
             }
-            Some(p) => p.seal(number, self.form, content_type, content, padding, out)?,
+            Some(p) => p.seal(number, form, content_type, content, padding, out)?,
         }
-        self.write.next += 1;
+        write.next += 1;
         Ok(number)
     }
 

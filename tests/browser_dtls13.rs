@@ -1,0 +1,191 @@
+//! DTLS 1.3 with real browsers: headless Chromium and Firefox ESR open data
+//! channels with rtclab's `PeerConnection` whose transport runs the
+//! version-negotiating DTLS endpoint with `dtls_max_version` 1.3, in both
+//! DTLS roles. The page is `tests/pages/datachannel.*` (case `kinds`: three
+//! channels, 20 messages each way, the Rust side echoing); its report
+//! carries the browser's `getStats()` transport `tlsVersion`, which must be
+//! `FEFC` (DTLS 1.3), as our side's negotiated version must be.
+//!
+//! Firefox ESR 153 offers DTLS 1.3 by default (its
+//! `media.peerconnection.dtls.version.max` is 772); Chromium 156 too.
+//! Skips loudly when a browser is missing (fails under
+//! `RTCLAB_REQUIRE_INTEROP=1`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::browser::{BrowserKind, launch};
+use common::rtc::RtcPeer;
+use rtclab::datachannel::{Event as DcEvent, Message};
+use rtclab::dtls::endpoint::Version;
+use rtclab::dtls::handshake::NamedGroup;
+use rtclab::peer::{Config as TransportConfig, IceRole, PeerConnectionState, PeerEvent};
+use rtclab::sdp::Setup;
+use rtclab::signaling::{Config, Page, Server};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+const LIMIT: Duration = Duration::from_secs(60);
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn pages() -> Vec<Page> {
+    vec![
+        Page {
+            path: "/test/datachannel.html",
+            content_type: "text/html; charset=utf-8",
+            body: include_bytes!("pages/datachannel.html"),
+        },
+        Page {
+            path: "/test/datachannel.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_bytes!("pages/datachannel.js"),
+        },
+    ]
+}
+
+/// Runs the `kinds` case with the page offering and rtclab answering
+/// `setup` on DTLS up to `max`; returns the page's report and our
+/// negotiated version and key share, `None` when the browser is missing.
+async fn run(
+    kind: BrowserKind,
+    setup: Setup,
+    max: Version,
+) -> Option<(Value, Option<Version>, Option<NamedGroup>)> {
+    let _one_at_a_time = BROWSER.lock().await;
+    let (reports, mut reported) = mpsc::channel(1024);
+    let mut config = Config::default();
+    config.report_to = Some(reports);
+    config.pages.extend(pages());
+    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .expect("bind");
+    let addr = server.local_addr().expect("addr");
+    let handle = server.handle();
+    tokio::spawn(server.run());
+    let room = format!("dtls13-{kind:?}-{setup:?}-{max:?}");
+    let mut rtc = RtcPeer::join(&handle, &room, 42, |c| {
+        c.answer_setup = setup;
+        // PeerConnection puts its own certificate in; this one is a stand-in.
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(7);
+        let cert =
+            rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
+                .expect("certificate");
+        let mut t = TransportConfig::new(IceRole::Controlled, cert);
+        t.ice.checks.rto = rtclab::peer::HANDSHAKE_RTO;
+        t.dtls_retransmit_timeout = rtclab::peer::HANDSHAKE_RTO;
+        t.dtls_max_version = max;
+        c.transport = Some(t);
+    })
+    .await;
+    let url = format!("http://{addr}/test/datachannel.html?room={room}&case=kinds&offer=page");
+    let mut browser = launch(kind, &url)?;
+    let mut report: Option<Value> = None;
+    let mut notes = Vec::new();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let failure = loop {
+        tokio::select! {
+            e = rtc.next() => match e {
+                Ok(PeerEvent::ConnectionState(PeerConnectionState::Failed)) => {
+                    break Some("connection failed".to_string());
+                }
+                Ok(PeerEvent::DataChannel(DcEvent::Message { channel, message })) => {
+                    let now = std::time::Instant::now();
+                    let _ = match message {
+                        Message::Text(t) => rtc.pc().send_text(now, channel, &t),
+                        Message::Binary(b) => rtc.pc().send_binary(now, channel, &b),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => break Some(format!("Rust side: {e}")),
+            },
+            r = reported.recv() => {
+                let Some(body) = r else { break Some("report channel closed".into()) };
+                let v: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+                if let Some(n) = v["note"].as_str() {
+                    notes.push(n.to_string());
+                } else {
+                    report = Some(v);
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Some(status) = browser.process.wait_exit(Duration::ZERO) {
+                    break Some(format!("{kind:?} exited early: {status}"));
+                }
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            break Some(format!("not done within {LIMIT:?}"));
+        }
+        if let Some(r) = &report {
+            if r["ok"] != Value::Bool(true) {
+                break Some("the page reported a failure".into());
+            }
+            break None;
+        }
+    };
+    if let Some(f) = failure {
+        panic!(
+            "{kind:?} {setup:?} {max:?}: {f}\n--- page report ---\n{}\n--- page trail ---\n{}\n--- Rust signaling trace ---\n{}\n",
+            report.map(|r| r.to_string()).unwrap_or_default(),
+            notes.join("\n"),
+            rtc.trace_text(),
+        );
+    }
+    let dtls = rtc.pc().transport().and_then(|t| t.dtls());
+    let version = dtls.and_then(|d| d.version());
+    let group = dtls
+        .and_then(|d| d.as_dtls13())
+        .and_then(|d| d.key_share_group());
+    drop(browser);
+    handle.shutdown();
+    Some((report.expect("a report"), version, group))
+}
+
+async fn dtls13(kind: BrowserKind, setup: Setup) {
+    let Some((report, version, group)) = run(kind, setup, Version::Dtls13).await else {
+        return;
+    };
+    eprintln!("{kind:?} as {setup:?}: {}", report["dtls"]);
+    assert_eq!(report["dtls"]["tlsVersion"], "FEFC", "{report}");
+    assert_eq!(version, Some(Version::Dtls13));
+    assert_eq!(group, Some(NamedGroup::X25519_MLKEM768));
+}
+
+async fn dtls12(kind: BrowserKind) {
+    let Some((report, version, _)) = run(kind, Setup::Active, Version::Dtls12).await else {
+        return;
+    };
+    assert_eq!(report["dtls"]["tlsVersion"], "FEFD", "{report}");
+    assert_eq!(version, Some(Version::Dtls12));
+}
+
+#[tokio::test]
+async fn chromium_dtls13_rust_as_dtls_client() {
+    dtls13(BrowserKind::Chromium, Setup::Active).await;
+}
+
+#[tokio::test]
+async fn chromium_dtls13_rust_as_dtls_server() {
+    dtls13(BrowserKind::Chromium, Setup::Passive).await;
+}
+
+#[tokio::test]
+async fn firefox_dtls13_rust_as_dtls_client() {
+    dtls13(BrowserKind::Firefox, Setup::Active).await;
+}
+
+#[tokio::test]
+async fn firefox_dtls13_rust_as_dtls_server() {
+    dtls13(BrowserKind::Firefox, Setup::Passive).await;
+}
+
+#[tokio::test]
+async fn chromium_still_dtls12_when_told() {
+    dtls12(BrowserKind::Chromium).await;
+}
+
+#[tokio::test]
+async fn firefox_still_dtls12_when_told() {
+    dtls12(BrowserKind::Firefox).await;
+}
