@@ -161,3 +161,62 @@ async fn three_browsers_see_each_other_then_one_leaves_and_one_joins_late() {
     eprintln!("late joiner: browser start → both streams decoding in {took:?}");
     let _ = stop.send(());
 }
+
+/// Simulcast: two Chromium publish three layers each; one page (p2) caps
+/// what it receives at 250 kbit/s. The capped one must get the other's
+/// lowest layer (a quarter of 1280×720). Whether a publisher sends its
+/// higher layers is its own congestion controller's choice: when p2's
+/// uplink estimate lets it send them, the uncapped p1 must get one of
+/// them (the SFU probes each subscriber's link to move it up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_subscriber_gets_the_layer_its_limit_carries() {
+    let (url, mut reports, stop) = start().await;
+    let Some(a) = open(BrowserKind::Chromium, &url, "layers") else {
+        return;
+    };
+    let Some(b) = launch(
+        BrowserKind::Chromium,
+        &format!("{url}?room=layers&autotest=1&maxkbps=250"),
+    ) else {
+        return;
+    };
+    let mut browsers = vec![a, b];
+    // The width p `me` sees of `other`'s video.
+    let width = |r: &Reports, me: &str, other: &str| -> u64 {
+        r.last
+            .get(me)
+            .and_then(|v| v["streams"][other]["width"].as_u64())
+            .unwrap_or(0)
+    };
+    // Whether `me` sends a layer above the lowest.
+    let sends_high = |r: &Reports, me: &str| -> bool {
+        r.last.get(me).is_some_and(|v| {
+            v["outbound"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|o| o["rid"] != "l" && o["frameWidth"].as_u64().unwrap_or(0) > 320)
+            })
+        })
+    };
+    let mut p2_sent_high = false;
+    let ok = reports
+        .wait(Duration::from_secs(45), |r| {
+            p2_sent_high |= sends_high(r, "p2");
+            let capped_low = width(r, "p2", "p1") == 320;
+            capped_low
+                && (!p2_sent_high || width(r, "p1", "p2") > 320)
+                && r.last.len() == 2
+                && (p2_sent_high || r.decoding("p1", DECODING) >= 1)
+        })
+        .await;
+    assert!(
+        ok,
+        "p2 (250 kbit/s) on p1's lowest layer, and p1 above p2's lowest when p2 sends higher layers:\n{}",
+        dump(&reports, &mut browsers)
+    );
+    eprintln!(
+        "p1 sees p2 at {} px wide (p2 sent a higher layer: {p2_sent_high}), p2 sees p1 at {}",
+        width(&reports, "p1", "p2"),
+        width(&reports, "p2", "p1")
+    );
+    let _ = stop.send(());
+}

@@ -522,6 +522,12 @@ pub struct PeerConnection {
     receivers: Vec<Receiver>,
     ssrc_routes: HashMap<u32, usize>,
     remote_mid_ext: Option<u8>,
+    /// The peer's transport-cc extension id (draft-holmer-rmcat-
+    /// transport-wide-cc-extensions-01 §4: one sequence for the whole
+    /// transport), read from every RTP packet that arrives, routed to a
+    /// receiver or not: a probe's padding on an SSRC not seen yet is
+    /// still part of what the sender measures.
+    remote_tcc_ext: Option<u8>,
     /// The SSRC our RTCP feedback comes from.
     rtcp_ssrc: u32,
     /// Our CNAME (RFC 3550 §6.5.1).
@@ -634,6 +640,7 @@ impl PeerConnection {
             receivers: Vec::new(),
             ssrc_routes: HashMap::new(),
             remote_mid_ext: None,
+            remote_tcc_ext: None,
             rtcp_ssrc,
             cname,
             rtcp_interval: config.rtcp_interval,
@@ -1584,6 +1591,21 @@ impl PeerConnection {
         self.bwe_events();
     }
 
+    /// Probes the link at `bitrate` bits per second now (padding at that
+    /// rate for a few tens of milliseconds, GCC's probing): a forwarder
+    /// asks this before moving a receiver up to a layer its estimate does
+    /// not show yet. Needs [`Config::pacing`]; without it nothing happens.
+    pub fn probe_bandwidth(&mut self, now: Instant, bitrate: u64) {
+        if self.pacer.is_none() {
+            return;
+        }
+        self.last_now = Some(now);
+        self.bwe
+            .request_probe(now, crate::rtp::bwe::Bitrate::from_f64(bitrate as f64));
+        self.bwe_events();
+        self.pace(now);
+    }
+
     /// The estimator's news: [`Event::BandwidthEstimate`] when the estimate
     /// moved by 5 % or more since the last one reported (it changes with
     /// nearly every feedback, 20 times a second). Probes need a pacer to
@@ -2216,6 +2238,9 @@ impl PeerConnection {
                         }
                     }
                 }
+                if self.remote_tcc_ext.is_none() {
+                    self.remote_tcc_ext = ext_id(crate::sdp::codec::uri::TRANSPORT_CC);
+                }
                 if self.remote_mid_ext.is_none() {
                     self.remote_mid_ext = mid_ext;
                 }
@@ -2391,6 +2416,20 @@ impl PeerConnection {
             return;
         };
         let ssrc = packet.ssrc();
+        // The transport-wide sequence number, if negotiated: its arrival
+        // time goes into our next transport-cc feedback, whichever stream
+        // the packet belongs to (padding and probes included).
+        if let Some(seq) = self
+            .remote_tcc_ext
+            .and_then(|id| packet.extension_element(id))
+            .and_then(crate::rtp::ext::values::transport_cc_seq)
+        {
+            let epoch = *self.epoch.get_or_insert(now);
+            let us = now.saturating_duration_since(epoch).as_micros() as i64;
+            self.twcc.on_packet(seq, us);
+            self.twcc_media_ssrc = ssrc;
+            self.next_twcc.get_or_insert(now + TWCC_INTERVAL);
+        }
         let idx = match self.ssrc_routes.get(&ssrc) {
             Some(&i) => Some(i),
             None => {
@@ -2456,21 +2495,7 @@ impl PeerConnection {
         if !r.payload_types.contains(&pt) && !r.stream.is_rtx(pt) {
             return;
         }
-        // The transport-wide sequence number, if the m-line negotiated it:
-        // its arrival time goes into our next transport-cc feedback.
-        if let Some(seq) = r
-            .ext_in
-            .iter()
-            .find(|(_, c)| *c == CANONICAL_TRANSPORT_CC)
-            .and_then(|(id, _)| packet.extension_element(*id))
-            .and_then(crate::rtp::ext::values::transport_cc_seq)
-        {
-            let epoch = *self.epoch.get_or_insert(now);
-            let us = now.saturating_duration_since(epoch).as_micros() as i64;
-            self.twcc.on_packet(seq, us);
-            self.twcc_media_ssrc = packet.ssrc();
-            self.next_twcc.get_or_insert(now + TWCC_INTERVAL);
-        }
+
         // Receive-side estimation over abs-send-time, for a REMB sender.
         if r.remb
             && let Some(ast) = r

@@ -279,9 +279,24 @@ impl RateMeter {
         self.last_packet = Some(now);
     }
 
-    /// Bits per second, 0 until a window has passed.
+    /// Bits per second: over the last whole window, or before one has
+    /// passed, over what there is once it spans a quarter second (0
+    /// before that).
     pub fn bitrate(&self) -> u64 {
-        self.rate
+        if self.rate > 0 {
+            return self.rate;
+        }
+        match (self.window_start, self.last_packet) {
+            (Some(start), Some(last)) => {
+                let us = last.saturating_duration_since(start).as_micros() as u64;
+                if us >= 250_000 {
+                    self.bytes * 8 * 1_000_000 / us
+                } else {
+                    0
+                }
+            }
+            _ => 0,
+        }
     }
 
     /// Whether the layer sent within `within` of `now` (a paused layer
@@ -302,7 +317,12 @@ pub fn choose_layer(
     estimate: Option<u64>,
     current: Option<usize>,
 ) -> Option<usize> {
-    let lowest = layers.iter().min_by_key(|(_, r)| *r).map(|(i, _)| *i)?;
+    // Equal rates (layers not measured yet) order by index: the page
+    // lists its layers from low to high.
+    let lowest = layers
+        .iter()
+        .min_by_key(|(i, r)| (*r, *i))
+        .map(|(i, _)| *i)?;
     let Some(est) = estimate else {
         return Some(
             current
@@ -323,7 +343,7 @@ pub fn choose_layer(
                 r.saturating_mul(115) / 100 <= est
             }
         })
-        .max_by_key(|(_, r)| *r)
+        .max_by_key(|(i, r)| (*r, *i))
         .map(|(i, _)| *i)
         .or(Some(lowest))
 }

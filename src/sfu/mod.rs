@@ -135,6 +135,9 @@ pub enum ClientSignal {
     Answer(String),
     /// A trickled ICE candidate (`candidate:…`).
     Candidate(String),
+    /// The most the page wants to receive, in bits per second (a data
+    /// saver; `None` lifts it): see [`Sfu::set_max_receive_bitrate`].
+    MaxReceiveBitrate(Option<u64>),
 }
 
 /// What the SFU sends a participant's page.
@@ -332,6 +335,7 @@ pub struct Sfu {
     /// A scratch buffer for the copy each subscriber gets.
     scratch: Vec<u8>,
     next_speaker: Option<Instant>,
+    next_probe: Option<Instant>,
 }
 
 struct Room {
@@ -346,6 +350,8 @@ const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
 /// The keyframe cache's bounds per layer.
 const CACHE_PACKETS: usize = 1024;
 const CACHE_BYTES: usize = 2 << 20;
+/// How often subscribers' links are probed for a higher layer.
+const PROBE_INTERVAL: Duration = Duration::from_secs(3);
 /// Events of a participant's connection handled per input, at most.
 const MAX_EVENTS_PER_TURN: usize = 4096;
 
@@ -367,6 +373,7 @@ impl Sfu {
             stats: Stats::default(),
             scratch: Vec::with_capacity(1500),
             next_speaker: None,
+            next_probe: None,
         }
     }
 
@@ -608,6 +615,10 @@ impl Sfu {
                     p.pc.set_remote_description(now, SdpType::Answer, &sdp)
                         .map_err(Error::Peer)
                 }
+            }
+            ClientSignal::MaxReceiveBitrate(b) => {
+                p.max_receive = b;
+                Ok(())
             }
             ClientSignal::Candidate(c) => {
                 if c.is_empty() {
@@ -967,10 +978,19 @@ impl Sfu {
             let Some(s) = self.participants.get_mut(&m) else {
                 continue;
             };
+            // The link's estimate (or the page's cap), shared evenly by
+            // the video tracks it receives.
+            let videos = s
+                .down
+                .iter()
+                .filter(|d| d.kind == MediaKind::Video && !d.removed)
+                .count()
+                .max(1) as u64;
             let estimate = match (s.estimate, s.max_receive) {
                 (Some(e), Some(c)) => Some(e.min(c)),
                 (e, c) => e.or(c),
-            };
+            }
+            .map(|e| e / videos);
             let Some(d) = s
                 .down
                 .iter_mut()
@@ -1294,6 +1314,68 @@ impl Sfu {
         }
     }
 
+    /// Every [`PROBE_INTERVAL`], each subscriber whose estimate keeps a
+    /// video track below a layer the publisher sends gets its link probed
+    /// at twice its estimate (GCC probing, bounded by what all its tracks'
+    /// top layers would need and by its cap): without probes, an estimate
+    /// only grows with what is sent, so a subscriber on a low layer would
+    /// stay there.
+    fn probe_links(&mut self, now: Instant) {
+        if self.next_probe.is_some_and(|t| t > now) {
+            return;
+        }
+        self.next_probe = Some(now + PROBE_INTERVAL);
+        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        for id in ids {
+            let Some(s) = self.participants.get(&id) else {
+                continue;
+            };
+            let Some(estimate) = s.estimate.filter(|_| s.connected) else {
+                continue;
+            };
+            let cap = s.max_receive.unwrap_or(u64::MAX);
+            let mut below = false;
+            let mut top_total = 0u64;
+            for d in s
+                .down
+                .iter()
+                .filter(|d| d.kind == MediaKind::Video && !d.removed)
+            {
+                let Some(t) = self
+                    .participants
+                    .get(&d.publisher)
+                    .and_then(|p| p.published.iter().find(|t| t.mid == d.mid))
+                else {
+                    continue;
+                };
+                let rates: Vec<u64> = t
+                    .layers
+                    .iter()
+                    .filter(|l| l.rate.active(now, LAYER_ACTIVE))
+                    .map(|l| l.rate.bitrate())
+                    .collect();
+                let top = rates.iter().copied().max().unwrap_or(0);
+                let current = d
+                    .current
+                    .and_then(|c| t.layers.get(c))
+                    .map_or(0, |l| l.rate.bitrate());
+                top_total += top;
+                below |= top > current;
+            }
+            if !below || estimate >= cap || estimate >= top_total.saturating_mul(12) / 10 {
+                continue;
+            }
+            let want = estimate
+                .saturating_mul(2)
+                .min(top_total.saturating_mul(12) / 10)
+                .min(cap);
+            if let Some(s) = self.participants.get_mut(&id) {
+                s.pc.probe_bandwidth(now, want);
+            }
+            self.touch(now, id);
+        }
+    }
+
     fn speakers(&mut self, now: Instant) {
         if self.next_speaker.is_some_and(|t| t > now) {
             return;
@@ -1397,6 +1479,7 @@ impl Machine for Sfu {
             self.touch(now, id);
         }
         self.speakers(now);
+        self.probe_links(now);
         self.process(now);
     }
 

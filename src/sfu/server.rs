@@ -14,6 +14,7 @@
 //! | `offer` | `sdp` | page (once, first) and SFU (when tracks come or go) |
 //! | `answer` | `sdp` | SFU (to the page's offer) and page (to the SFU's) |
 //! | `candidate` | `candidate` (`candidate:…`; empty = end) | both |
+//! | `limit` | `kbps` (absent: no limit) | page: the most it wants to receive |
 //! | `welcome` | `id` (`pN`: the stream id of this participant's media elsewhere) | SFU |
 //! | `joined`, `left` | `id` | SFU |
 //! | `error` | `message` | SFU |
@@ -377,6 +378,11 @@ fn parse(text: &str) -> Result<ClientSignal, String> {
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_string(),
+        )),
+        Some("limit") => Ok(ClientSignal::MaxReceiveBitrate(
+            v.get("kbps")
+                .and_then(Value::as_u64)
+                .map(|k| k.saturating_mul(1000)),
         )),
         Some(t) => Err(format!("unknown type {t:?}")),
         None => Err("missing \"type\"".into()),

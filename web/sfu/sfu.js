@@ -78,7 +78,12 @@ $('send').onsubmit = (e) => {
 ws.onmessage = async (e) => {
   const m = JSON.parse(e.data);
   switch (m.type) {
-    case 'welcome': me = m.id; status(`joined as ${me}`); break;
+    case 'welcome':
+      me = m.id;
+      status(`joined as ${me}`);
+      // ?maxkbps=N: receive at most N kbit/s (the SFU picks lower layers).
+      if (params.has('maxkbps')) send({ type: 'limit', kbps: Number(params.get('maxkbps')) });
+      break;
     case 'answer': await pc.setRemoteDescription({ type: 'answer', sdp: m.sdp }); break;
     case 'offer':
       await pc.setRemoteDescription({ type: 'offer', sdp: m.sdp });
@@ -119,6 +124,9 @@ async function start() {
 async function report() {
   const stats = await pc.getStats();
   const inbound = [];
+  const outbound = [];
+  const remote = [];
+  let uplink = 0;
   let sentLayers = 0;
   stats.forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
@@ -127,14 +135,19 @@ async function report() {
       void t;
     }
     if (s.type === 'inbound-rtp' && s.kind === 'audio') inbound.push({ mid: s.mid, audio: true, samples: s.totalSamplesReceived || 0 });
-    if (s.type === 'outbound-rtp' && s.kind === 'video' && (s.packetsSent || 0) > 0) sentLayers += 1;
+    if (s.type === 'outbound-rtp' && s.kind === 'video' && (s.packetsSent || 0) > 0) {
+      sentLayers += 1;
+      outbound.push({ rid: s.rid, frameWidth: s.frameWidth || 0, limitation: s.qualityLimitationReason, targetBitrate: s.targetBitrate || 0, active: s.active });
+    }
+    if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) uplink = s.availableOutgoingBitrate;
+    if (s.type === 'remote-inbound-rtp' && s.kind === 'video') remote.push({ ssrc: s.ssrc, fractionLost: s.fractionLost, packetsLost: s.packetsLost, rtt: s.roundTripTime });
   });
   const streams = {};
   for (const [id, f] of tiles) {
     const v = f.querySelector('video');
     streams[id] = { width: v.videoWidth, height: v.videoHeight, playing: v.currentTime > 0 };
   }
-  return { type: 'report', me, connection: pc.connectionState, inbound, streams, sentLayers, chat: $('log').textContent };
+  return { type: 'report', me, connection: pc.connectionState, inbound, outbound, remote, uplink, streams, sentLayers, chat: $('log').textContent };
 }
 window.sfuReport = report;
 

@@ -357,6 +357,16 @@ impl SendSideBwe {
         self.push_event(Event::Estimate(e));
     }
 
+    /// Asks for a probe at `rate` now (see
+    /// [`probe::ProbeController::on_request`]): [`Event::Probe`] follows
+    /// unless probing is off.
+    pub fn request_probe(&mut self, now: Instant, rate: Bitrate) {
+        let now_us = self.us(now);
+        if let Some(c) = self.probes.on_request(now_us, rate) {
+            self.ask_probe(c);
+        }
+    }
+
     fn ask_probe(&mut self, c: ProbeCluster) {
         if self.asked.len() >= 16 {
             self.asked.pop_front();

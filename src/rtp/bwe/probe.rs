@@ -108,6 +108,22 @@ impl ProbeController {
         rates.into_iter().map(|r| self.cluster(r)).collect()
     }
 
+    /// A probe the application asks for (an SFU that wants to know
+    /// whether a subscriber's link carries the next simulcast layer): a
+    /// cluster at `rate`, whose result may lead further as after the
+    /// start-up probes. `None` when probing is off.
+    pub fn on_request(&mut self, now_us: i64, rate: Bitrate) -> Option<ProbeCluster> {
+        if !self.enabled {
+            return None;
+        }
+        let rate = rate.min(self.max);
+        self.state = ProbeState::Waiting {
+            rate,
+            since_us: now_us,
+        };
+        Some(self.cluster(rate))
+    }
+
     /// A probe measured `result`: maybe probe further.
     pub fn on_result(&mut self, now_us: i64, result: Bitrate) -> Option<ProbeCluster> {
         let ProbeState::Waiting { rate, .. } = self.state else {
