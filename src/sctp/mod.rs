@@ -71,11 +71,16 @@
 
 mod association;
 pub mod chunk;
+pub mod congestion;
 pub mod packet;
 pub mod param;
+mod rack;
+mod receive;
+mod rto;
 mod send_queue;
 mod sim;
 pub mod speed;
+mod timer;
 
 pub use association::{Association, Stats};
 pub use chunk::Chunk;
