@@ -17,6 +17,7 @@ use super::packet::{self, CommonHeader, HEADER_LEN};
 use super::param::{ErrorCause, Param, ReConfigParam};
 use super::rack::Rack;
 use super::receive::ReceiveTracker;
+use super::reset::{ResponseOutcome, StreamReset};
 use super::rto::RttEstimator;
 use super::send_queue::{Pending, SendQueue};
 use super::timer::{Timer, Timers};
@@ -141,13 +142,6 @@ struct Cookie {
     peer_reconfig: bool,
 }
 
-#[derive(Debug)]
-struct ResetRequest {
-    seq: u32,
-    streams: Vec<u16>,
-    last_tsn: u32,
-}
-
 /// What one SACK acknowledged, gathered step by step in
 /// [`Association::on_sack`].
 #[derive(Debug, Default)]
@@ -255,12 +249,7 @@ pub struct Association {
     data_packets_unacked: u32,
 
     // Stream reset (RFC 6525).
-    reset_queue: Vec<u16>,
-    reset_outstanding: Option<ResetRequest>,
-    next_reset_seq: u32,
-    peer_reset_seq: u32,
-    last_reset_response: Option<(u32, u32)>,
-    deferred_reset: Option<(u32, u32, Vec<u16>)>,
+    reset: StreamReset,
 
     // Liveness.
     heartbeat_nonce: Option<u64>,
@@ -354,12 +343,7 @@ impl Association {
             inbound: HashMap::new(),
             sack_now: false,
             data_packets_unacked: 0,
-            reset_queue: Vec::new(),
-            reset_outstanding: None,
-            next_reset_seq: 0,
-            peer_reset_seq: 0,
-            last_reset_response: None,
-            deferred_reset: None,
+            reset: StreamReset::default(),
             heartbeat_nonce: None,
             control: VecDeque::new(),
             packets: VecDeque::new(),
@@ -497,7 +481,7 @@ impl Association {
         self.next_tsn = initial_tsn;
         self.cum_ack = initial_tsn.wrapping_sub(1);
         self.advanced_peer_ack = self.cum_ack;
-        self.next_reset_seq = initial_tsn;
+        self.reset.start_local(initial_tsn);
     }
 
     /// Queues one user message (RFC 9260 §6.9: fragmented here into DATA
@@ -605,7 +589,7 @@ impl Association {
             let st = self.out.entry(s).or_default();
             if !st.resetting {
                 st.resetting = true;
-                self.reset_queue.push(s);
+                self.reset.queue(s);
             }
         }
         self.try_send_reset(now);
@@ -848,7 +832,7 @@ impl Association {
 
     fn on_reset_timer(&mut self, now: Instant) {
         self.timers.stop(Timer::Reconfig);
-        if self.reset_outstanding.is_some() {
+        if self.reset.is_outstanding() {
             self.error_count += 1;
             if self.error_count > self.config.max_retransmits {
                 self.abort_with(ErrorCause::PROTOCOL_VIOLATION, "stream reset unanswered");
@@ -1219,7 +1203,7 @@ impl Association {
     fn init_receiver(&mut self, peer_initial_tsn: u32) {
         // Unwrapped TSNs start at 2^32 so that serial arithmetic never goes negative.
         self.rx.init(peer_initial_tsn);
-        self.peer_reset_seq = peer_initial_tsn;
+        self.reset.start_peer(peer_initial_tsn);
     }
 
     fn sign_cookie(&self, c: &Cookie) -> Vec<u8> {
@@ -2105,39 +2089,31 @@ impl Association {
 
     // ---------------------------------------------------------------- stream reset
 
+    /// RFC 6525 §5.1.2: sends the queued streams' reset request once none
+    /// is outstanding and the data queued on them has its TSNs.
     fn try_send_reset(&mut self, now: Instant) {
-        if self.reset_outstanding.is_some()
-            || self.reset_queue.is_empty()
+        if self.reset.is_outstanding()
+            || self.reset.queued().is_empty()
             || self.state != State::Established
         {
             return;
         }
         // Data queued before the reset goes first (its TSNs must be assigned).
         if self
-            .reset_queue
+            .reset
+            .queued()
             .iter()
             .any(|s| self.out.get(s).is_some_and(|st| st.unsent > 0))
         {
             return;
         }
-        let streams = std::mem::take(&mut self.reset_queue);
-        self.reset_outstanding = Some(ResetRequest {
-            seq: self.next_reset_seq,
-            streams,
-            last_tsn: self.next_tsn.wrapping_sub(1),
-        });
+        self.reset.begin_request(self.next_tsn.wrapping_sub(1));
         self.send_reset_request(now);
     }
 
     fn send_reset_request(&mut self, now: Instant) {
-        let Some(r) = &self.reset_outstanding else {
+        let Some(p) = self.reset.request_param() else {
             return;
-        };
-        let p = ReConfigParam::OutgoingResetRequest {
-            request_seq: r.seq,
-            response_seq: self.peer_reset_seq.wrapping_sub(1),
-            last_tsn: r.last_tsn,
-            streams: r.streams.clone(),
         };
         let mut c = Vec::new();
         Chunk::ReConfig(vec![p]).write(&mut c);
@@ -2145,6 +2121,7 @@ impl Association {
         self.timers.set(Timer::Reconfig, now + self.rtt.rto());
     }
 
+    /// RFC 6525 §5.2: a RE-CONFIG chunk's requests and responses.
     fn on_reconfig(&mut self, now: Instant, params: Vec<ReConfigParam>) {
         if !matches!(
             self.state,
@@ -2164,40 +2141,21 @@ impl Association {
                     streams,
                     ..
                 } => {
-                    let expected = self.peer_reset_seq;
-                    if request_seq == expected {
-                        self.peer_reset_seq = expected.wrapping_add(1);
-                        let t = self.unwrap_tsn(last_tsn);
-                        if t <= self.rx.cum() {
-                            self.perform_incoming_reset(&streams);
-                            self.last_reset_response =
-                                Some((request_seq, ReConfigParam::RESULT_PERFORMED));
-                            answers.push((request_seq, ReConfigParam::RESULT_PERFORMED));
-                        } else {
-                            // RFC 6525 §5.2.2: defer until every TSN up to last_tsn arrived.
-                            self.deferred_reset = Some((request_seq, last_tsn, streams));
-                            self.last_reset_response =
-                                Some((request_seq, ReConfigParam::RESULT_IN_PROGRESS));
-                            answers.push((request_seq, ReConfigParam::RESULT_IN_PROGRESS));
-                        }
-                    } else if request_seq == expected.wrapping_sub(1) {
-                        // A retransmission: the same answer again.
-                        let result = match self.last_reset_response {
-                            Some((s, r)) if s == request_seq => r,
-                            _ => ReConfigParam::RESULT_PERFORMED,
-                        };
-                        answers.push((request_seq, result));
-                    } else {
-                        answers.push((request_seq, ReConfigParam::RESULT_BAD_SEQ));
+                    let received = self.unwrap_tsn(last_tsn) <= self.rx.cum();
+                    let (result, perform) =
+                        self.reset
+                            .on_outgoing_request(request_seq, last_tsn, streams, received);
+                    if let Some(streams) = perform {
+                        self.perform_incoming_reset(&streams);
                     }
+                    answers.push((request_seq, result));
                 }
                 ReConfigParam::IncomingResetRequest {
                     request_seq,
                     streams,
                 } => {
                     // The peer asks us to reset our outgoing streams: do so.
-                    if request_seq == self.peer_reset_seq {
-                        self.peer_reset_seq = request_seq.wrapping_add(1);
+                    if self.reset.on_incoming_request(request_seq) {
                         let streams: Vec<u16> = streams
                             .into_iter()
                             .filter(|s| *s < self.out_streams)
@@ -2206,7 +2164,7 @@ impl Association {
                             let st = self.out.entry(s).or_default();
                             if !st.resetting {
                                 st.resetting = true;
-                                self.reset_queue.push(s);
+                                self.reset.queue(s);
                             }
                         }
                         answers.push((request_seq, ReConfigParam::RESULT_PERFORMED));
@@ -2216,37 +2174,30 @@ impl Association {
                     response_seq,
                     result,
                     ..
-                } => {
-                    let Some(r) = &self.reset_outstanding else {
-                        continue;
-                    };
-                    if r.seq != response_seq {
-                        continue;
-                    }
-                    if result == ReConfigParam::RESULT_IN_PROGRESS {
+                } => match self.reset.on_response(response_seq, result) {
+                    ResponseOutcome::Ignored => {}
+                    ResponseOutcome::InProgress => {
                         // Ask again later (the timer re-sends the same request).
                         self.timers.set(Timer::Reconfig, now + self.rtt.rto());
-                        continue;
                     }
-                    let Some(r) = self.reset_outstanding.take() else {
-                        continue;
-                    };
-                    self.timers.stop(Timer::Reconfig);
-                    self.error_count = 0;
-                    self.next_reset_seq = self.next_reset_seq.wrapping_add(1);
-                    for &s in &r.streams {
-                        let st = self.out.entry(s).or_default();
-                        st.resetting = false;
-                        if result == ReConfigParam::RESULT_PERFORMED {
-                            st.next_ssn = 0;
+                    ResponseOutcome::Done { request, result } => {
+                        self.timers.stop(Timer::Reconfig);
+                        self.error_count = 0;
+                        for &s in &request.streams {
+                            let st = self.out.entry(s).or_default();
+                            st.resetting = false;
+                            if result == ReConfigParam::RESULT_PERFORMED {
+                                st.next_ssn = 0;
+                            }
                         }
+                        if result == ReConfigParam::RESULT_PERFORMED {
+                            self.events.push_back(Event::OutgoingStreamsReset {
+                                streams: request.streams,
+                            });
+                        }
+                        self.try_send_reset(now);
                     }
-                    if result == ReConfigParam::RESULT_PERFORMED {
-                        self.events
-                            .push_back(Event::OutgoingStreamsReset { streams: r.streams });
-                    }
-                    self.try_send_reset(now);
-                }
+                },
                 ReConfigParam::Unknown { .. } => {}
             }
         }
@@ -2286,26 +2237,24 @@ impl Association {
         });
     }
 
+    /// RFC 6525 §5.2.2: a deferred request of the peer is performed once
+    /// every TSN up to its last TSN arrived.
     fn check_deferred_reset(&mut self, _now: Instant) {
-        let Some((seq, last_tsn, _)) = &self.deferred_reset else {
+        let cum = self.rx.cum();
+        let rx = &self.rx;
+        let Some((seq, streams)) = self.reset.take_ready(|last_tsn| rx.unwrap(last_tsn) <= cum)
+        else {
             return;
         };
-        let (seq, last_tsn) = (*seq, *last_tsn);
-        if self.unwrap_tsn(last_tsn) <= self.rx.cum() {
-            let Some((_, _, streams)) = self.deferred_reset.take() else {
-                return;
-            };
-            self.perform_incoming_reset(&streams);
-            self.last_reset_response = Some((seq, ReConfigParam::RESULT_PERFORMED));
-            let mut c = Vec::new();
-            Chunk::ReConfig(vec![ReConfigParam::Response {
-                response_seq: seq,
-                result: ReConfigParam::RESULT_PERFORMED,
-                next_tsns: None,
-            }])
-            .write(&mut c);
-            self.queue_control(c);
-        }
+        self.perform_incoming_reset(&streams);
+        let mut c = Vec::new();
+        Chunk::ReConfig(vec![ReConfigParam::Response {
+            response_seq: seq,
+            result: ReConfigParam::RESULT_PERFORMED,
+            next_tsns: None,
+        }])
+        .write(&mut c);
+        self.queue_control(c);
     }
 
     // ---------------------------------------------------------------- shutdown
@@ -2458,7 +2407,7 @@ impl Association {
         if w.wrote_data && !self.timers.is_running(Timer::T3) {
             self.timers.set(Timer::T3, now + self.rtt.rto());
         }
-        if !self.reset_queue.is_empty() {
+        if !self.reset.queued().is_empty() {
             self.try_send_reset(now);
         }
     }
@@ -2521,83 +2470,79 @@ impl Association {
     /// Max.Burst.
     fn write_new_data(&mut self, out: &mut Vec<u8>, now: Instant, w: &mut DataWritten) {
         let mtu = self.config.mtu;
-        {
-            let mut new_data = false;
-            while let Some(p) = self.send_queue.peek() {
-                let len = p.data.len();
-                let (flags, expires) = (p.flags, p.expires);
-                // PR-SCTP: a whole message that outlived its lifetime before
-                // its first transmission is dropped without a TSN.
-                if flags & FLAG_BEGIN != 0
-                    && expires.is_some_and(|e| e <= now)
-                    && self.peer_forward_tsn
-                {
-                    self.drop_unsent_message();
-                    continue;
-                }
-                if out.len() + DATA_HEADER_LEN + len > mtu {
-                    break;
-                }
-                // ANCHOR: window
-                // §7.2.1 / §6.1 rule B: cwnd and the peer's window (one probe
-                // when the window is zero and nothing is in flight).
-                if self.flight_size >= self.cc.window() {
-                    break;
-                }
-                if (self.peer_rwnd as usize) < len
-                    && !(self.flight_size == 0 && !new_data && !w.wrote_data)
-                {
-                    break;
-                }
-                // ANCHOR_END: window
-                let Some(p) = self.send_queue.pop() else {
-                    break;
-                };
-                self.queued_bytes = self.queued_bytes.saturating_sub(len);
-                let tsn = self.next_tsn;
-                self.next_tsn = tsn.wrapping_add(1);
-                let st = self.out.entry(p.stream).or_default();
-                st.unsent = st.unsent.saturating_sub(1);
-                let ssn = if p.flags & FLAG_UNORDERED != 0 {
-                    0
-                } else {
-                    if p.flags & FLAG_BEGIN != 0 {
-                        self.current_ssn = st.next_ssn;
-                        st.next_ssn = st.next_ssn.wrapping_add(1);
-                    }
-                    self.current_ssn
-                };
-                w.last_chunk = Some(out.len());
-                super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
-                self.flight_size += len;
-                self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
-                w.last_new_tsn = Some(tsn);
-                self.send_seq += 1;
-                self.stats.sent_chunks += 1;
-                self.inflight.push_back(Sent {
-                    tsn,
-                    stream: p.stream,
-                    ssn,
-                    ppid: p.ppid,
-                    flags: p.flags,
-                    data: p.data,
-                    sent_at: now,
-                    sent_seq: self.send_seq,
-                    transmissions: 1,
-                    max_rtx: p.max_rtx,
-                    expires: p.expires,
-                    acked: false,
-                    abandoned: false,
-                    marked: false,
-                    in_flight: true,
-                    misses: 0,
-                });
-                new_data = true;
+        let mut new_data = false;
+        while let Some(p) = self.send_queue.peek() {
+            let len = p.data.len();
+            let (flags, expires) = (p.flags, p.expires);
+            // PR-SCTP: a whole message that outlived its lifetime before
+            // its first transmission is dropped without a TSN.
+            if flags & FLAG_BEGIN != 0 && expires.is_some_and(|e| e <= now) && self.peer_forward_tsn
+            {
+                self.drop_unsent_message();
+                continue;
             }
-            if new_data {
-                self.burst_left -= 1;
-                w.wrote_data = true;
+            if out.len() + DATA_HEADER_LEN + len > mtu {
+                break;
             }
+            // ANCHOR: window
+            // §7.2.1 / §6.1 rule B: cwnd and the peer's window (one probe
+            // when the window is zero and nothing is in flight).
+            if self.flight_size >= self.cc.window() {
+                break;
+            }
+            if (self.peer_rwnd as usize) < len
+                && !(self.flight_size == 0 && !new_data && !w.wrote_data)
+            {
+                break;
+            }
+            // ANCHOR_END: window
+            let Some(p) = self.send_queue.pop() else {
+                break;
+            };
+            self.queued_bytes = self.queued_bytes.saturating_sub(len);
+            let tsn = self.next_tsn;
+            self.next_tsn = tsn.wrapping_add(1);
+            let st = self.out.entry(p.stream).or_default();
+            st.unsent = st.unsent.saturating_sub(1);
+            let ssn = if p.flags & FLAG_UNORDERED != 0 {
+                0
+            } else {
+                if p.flags & FLAG_BEGIN != 0 {
+                    self.current_ssn = st.next_ssn;
+                    st.next_ssn = st.next_ssn.wrapping_add(1);
+                }
+                self.current_ssn
+            };
+            w.last_chunk = Some(out.len());
+            super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
+            self.flight_size += len;
+            self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
+            w.last_new_tsn = Some(tsn);
+            self.send_seq += 1;
+            self.stats.sent_chunks += 1;
+            self.inflight.push_back(Sent {
+                tsn,
+                stream: p.stream,
+                ssn,
+                ppid: p.ppid,
+                flags: p.flags,
+                data: p.data,
+                sent_at: now,
+                sent_seq: self.send_seq,
+                transmissions: 1,
+                max_rtx: p.max_rtx,
+                expires: p.expires,
+                acked: false,
+                abandoned: false,
+                marked: false,
+                in_flight: true,
+                misses: 0,
+            });
+            new_data = true;
+        }
+        if new_data {
+            self.burst_left -= 1;
+            w.wrote_data = true;
         }
     }
 

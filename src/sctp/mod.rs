@@ -76,6 +76,7 @@ pub mod packet;
 pub mod param;
 mod rack;
 mod receive;
+mod reset;
 mod rto;
 mod send_queue;
 mod sim;
