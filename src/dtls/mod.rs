@@ -80,7 +80,7 @@
 //!   exporter, fatal alerts on failure, close_notify, records of the next
 //!   epoch buffered (bounded), the NSS key log line. Proven against
 //!   `openssl s_server` and `openssl s_client` (`tests/dtls_openssl.rs`).
-//! - [`speed`]: the figures for `rtclab speed dtls`.
+//! - [`crate::speed::dtls`]: the figures for `rtclab speed dtls`.
 //! - [`v13`]: DTLS 1.3's building blocks (key schedule, record layer,
 //!   messages, key shares), before its handshake.
 //!
@@ -112,7 +112,6 @@ mod error;
 pub mod handshake;
 pub mod prf;
 pub mod record;
-pub mod speed;
 pub mod v13;
 
 pub use error::Error;

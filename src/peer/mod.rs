@@ -166,7 +166,6 @@ mod connection;
 mod demux;
 pub mod ice_servers;
 pub mod live;
-pub mod speed;
 mod stats;
 mod transport;
 
