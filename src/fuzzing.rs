@@ -5,6 +5,8 @@
 //! Each harness does everything a receiver might do with untrusted bytes and
 //! checks the invariants that must hold; it panics only on a real bug.
 
+pub mod rtp;
+
 use std::net::SocketAddr;
 
 use rand::SeedableRng;

@@ -34,6 +34,14 @@
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
 //! speed`).
 //!
+//! Who may import whom (DESIGN §1; `tests/layering.rs` fails on any other
+//! edge): leaf vocabulary ([`machine`], [`vocab`]) → the protocol modules,
+//! each importing only what sits under it in the tree above → [`peer`] → the
+//! app tier ([`demo`], [`signaling`]) → the drivers ([`runtime`], the only
+//! I/O; [`sim`]; [`speed`], the benchmarks; [`fuzzing`], the fuzz
+//! harnesses). Benchmarks, fuzz harnesses and simulator adapters never live
+//! inside a protocol module.
+//!
 //! ## The sans-IO contract
 //!
 //! Every state machine is a plain struct driven through the [`machine::Machine`]
@@ -89,4 +97,5 @@ pub mod speed;
 pub mod srtp;
 pub mod stun;
 pub mod turn;
+pub mod vocab;
 pub mod whip;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use rtclab::rtp::fuzz as rtp;
+use rtclab::fuzzing::rtp;
 
 /// A fuzz harness: takes arbitrary bytes, panics only on a bug.
 type Harness = fn(&[u8]);

@@ -1,8 +1,8 @@
 //! The RTP receive hot path (parse + VP8 depacketize into a reused buffer)
 //! allocates nothing per packet: counted with a wrapping global allocator.
 
-use rtclab::rtp::bench::{parse_vp8_depacketize, sample_packets};
 use rtclab::rtp::vp8::Vp8Depacketizer;
+use rtclab::speed::rtp::{parse_vp8_depacketize, sample_packets};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;

@@ -6,9 +6,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rtclab::sctp::{
-    Association, BulkSender, BulkSink, Config, Event, Reliability, SendOptions, SimHost, State,
-};
+use rtclab::sctp::{Association, Config, Event, Reliability, SendOptions, State};
+use rtclab::sim::sctp::{BulkSender, BulkSink, SimHost};
 use rtclab::sim::{HostId, LinkConfig, Sim};
 
 #[path = "common/over_dtls.rs"]
@@ -515,7 +514,7 @@ fn init_collision_in_sim() {
 /// and the sender does not resend much more than was lost.
 #[test]
 fn reno_under_one_percent_loss_is_near_the_mathis_bound() {
-    let (mbit, _, stats) = rtclab::sctp::speed::sim_transfer_with_stats(0.01, 5_000_000, 2);
+    let (mbit, _, stats) = rtclab::speed::sctp::sim_transfer_with_stats(0.01, 5_000_000, 2);
     let mathis = 1.22 * 1172.0 * 8.0 / (0.020 * 0.1) / 1e6;
     eprintln!("1% loss: {mbit:.2} Mbit/s (Mathis bound {mathis:.2}); sender {stats:?}");
     assert!(

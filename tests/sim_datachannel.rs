@@ -625,7 +625,7 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
         },
         &[addr(A)],
     );
-    let raw = sctp::SimHost::new(
+    let raw = rtclab::sim::sctp::SimHost::new(
         sctp::Association::new(sctp::Config::default(), StdRng::seed_from_u64(7)),
         addr(A),
     );
@@ -633,7 +633,7 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
     let now = sim.now();
     sim.machine_mut::<Peer>(a).conn.start(now);
     let connected = sim.run_for_with(Duration::from_secs(5), |sim| {
-        sim.events::<sctp::SimHost>(b)
+        sim.events::<rtclab::sim::sctp::SimHost>(b)
             .contains(&sctp::Event::Connected)
     });
     assert!(connected);
@@ -644,7 +644,7 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
     };
     let now = sim.now();
     let opts = sctp::SendOptions::default();
-    let raw = &mut sim.machine_mut::<sctp::SimHost>(b).association;
+    let raw = &mut sim.machine_mut::<rtclab::sim::sctp::SimHost>(b).association;
     // Stream 1: the label length says 200 bytes, 2 follow.
     let mut bad_len = open(b"ab");
     bad_len[9] = 200;
@@ -664,7 +664,7 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
     let mut eb = Vec::new();
     sim.run_for_with(Duration::from_secs(5), |sim| {
         ea.extend(sim.events::<Peer>(a));
-        eb.extend(sim.events::<sctp::SimHost>(b));
+        eb.extend(sim.events::<rtclab::sim::sctp::SimHost>(b));
         false
     });
     let errors: Vec<DataChannelError> = ea
@@ -746,7 +746,8 @@ fn sctp_lifetime_stream_under_loss() {
 /// One run of `sctp_lifetime_stream_under_loss`: how many of the lifetime
 /// stream's 100 messages arrive (the reliable streams must get all 100).
 fn lifetime_messages_delivered(seed: u64) -> usize {
-    use sctp::{Association, Reliability, SendOptions, SimHost};
+    use rtclab::sim::sctp::SimHost;
+    use sctp::{Association, Reliability, SendOptions};
     let mut sim = Sim::new(seed);
     let a = sim.add_host(
         SimHost::new(

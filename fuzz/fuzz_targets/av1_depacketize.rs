@@ -2,4 +2,4 @@
 //! AV1 payloads: depacketizer, frame assembler, packetizer round trip.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::av1_depacketize(data));
+fuzz_target!(|data: &[u8]| rtclab::fuzzing::rtp::av1_depacketize(data));

@@ -2,4 +2,4 @@
 //! Dependency descriptors: parse with the kept structure, write-back.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::dependency_descriptor(data));
+fuzz_target!(|data: &[u8]| rtclab::fuzzing::rtp::dependency_descriptor(data));

@@ -2,4 +2,4 @@
 //! Opus payloads through the depacketizer and frame assembler.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::opus_depacketize(data));
+fuzz_target!(|data: &[u8]| rtclab::fuzzing::rtp::opus_depacketize(data));

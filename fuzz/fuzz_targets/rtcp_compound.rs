@@ -2,4 +2,4 @@
 //! RTCP compound packets: every type, write-back stability.
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| rtclab::rtp::fuzz::rtcp_compound(data));
+fuzz_target!(|data: &[u8]| rtclab::fuzzing::rtp::rtcp_compound(data));

@@ -144,7 +144,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    rtclab::peer::speed::set_heap_counter(heap::live_bytes);
+    rtclab::speed::peer::set_heap_counter(heap::live_bytes);
     let cli = Cli::parse();
     let default = match cli.verbose {
         0 => "warn",

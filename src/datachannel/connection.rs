@@ -22,8 +22,8 @@ use super::manager::{
     Channel, ChannelId, ChannelInit, ChannelManager, Config as ManagerConfig, Event, Output,
     Reliability,
 };
-use crate::dtls::endpoint::Role;
 use crate::sctp;
+use crate::vocab::DtlsRole as Role;
 
 /// Settings of a [`Connection`].
 #[derive(Debug, Clone)]

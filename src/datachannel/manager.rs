@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::DataChannelError;
 use super::dcep::{ChannelType, DataChannelOpen, DcepMessage, Ppid, ReliabilityKind, priority};
-use crate::dtls::endpoint::Role;
+use crate::vocab::DtlsRole as Role;
 
 /// RFC 8841 §6 leaves the size to SDP (`a=max-message-size`); the issue's
 /// default when SDP says nothing is 256 KiB.

@@ -4,7 +4,7 @@
 
 use super::dcep::{ChannelType, DataChannelOpen, ReliabilityKind};
 use super::*;
-use crate::dtls::endpoint::Role;
+use crate::vocab::DtlsRole as Role;
 use proptest::prelude::*;
 use std::time::Duration;
 

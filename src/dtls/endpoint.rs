@@ -187,14 +187,9 @@ pub enum Event {
     PeerAlert(Alert),
 }
 
-/// Client or server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Sends the ClientHello (`a=setup:active`).
-    Client,
-    /// Answers it (`a=setup:passive`).
-    Server,
-}
+/// Client or server: the crate's one DTLS role type, kept in the leaf
+/// [`crate::vocab`] (data channels take it too), named `Role` here.
+pub use crate::vocab::DtlsRole as Role;
 
 /// Where the handshake is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

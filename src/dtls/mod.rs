@@ -80,7 +80,7 @@
 //!   exporter, fatal alerts on failure, close_notify, records of the next
 //!   epoch buffered (bounded), the NSS key log line. Proven against
 //!   `openssl s_server` and `openssl s_client` (`tests/dtls_openssl.rs`).
-//! - [`speed`]: the figures for `rtclab speed dtls`.
+//! - [`crate::speed::dtls`]: the figures for `rtclab speed dtls`.
 //! - [`v13`]: DTLS 1.3 (RFC 9147): key schedule, record layer, messages,
 //!   key shares (X25519MLKEM768 too) and the handshake state machines.
 //! - [`endpoint_auto`]: one endpoint for both versions: 1.2 by default,
@@ -117,7 +117,6 @@ mod error;
 pub mod handshake;
 pub mod prf;
 pub mod record;
-pub mod speed;
 pub mod v13;
 
 pub use error::Error;

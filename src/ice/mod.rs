@@ -103,7 +103,6 @@
 pub mod agent;
 pub mod candidate;
 pub mod interfaces;
-pub mod speed;
 pub mod transport;
 
 pub use agent::{

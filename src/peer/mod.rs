@@ -167,7 +167,6 @@ mod demux;
 pub mod ice_servers;
 pub mod live;
 pub mod set;
-pub mod speed;
 mod stats;
 mod transport;
 

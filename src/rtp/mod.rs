@@ -89,8 +89,8 @@
 //!   [`ivf::IvfWriter`] for frames with their timestamps); [`ogg`]: Ogg pages
 //!   (RFC 3533) carrying Opus (RFC 7845); [`h264::AnnexBReader`] and
 //!   [`h264::AnnexBWriter`] for H.264 elementary streams (access units).
-//! - [`mod@bench`]: the figures of `rtclab speed rtp`; [`fuzz`]: the harnesses
-//!   of the `fuzz/` targets.
+//! - [`crate::speed::rtp`]: the figures of `rtclab speed rtp`;
+//!   [`crate::fuzzing::rtp`]: the harnesses of the `fuzz/` targets.
 //! - [`seq`]: sequence-number and timestamp arithmetic modulo 2^16 / 2^32 and
 //!   their extension to 64 bits (RFC 3550 A.1).
 //!
@@ -141,12 +141,10 @@
 //! [`FrameAssembler::give_up_if_stalled`] with its clock).
 
 pub mod av1;
-pub mod bench;
 pub mod bwe;
 pub mod codec;
 pub mod dd;
 pub mod ext;
-pub mod fuzz;
 pub mod h264;
 pub mod ivf;
 pub mod jitter;

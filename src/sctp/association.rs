@@ -12,9 +12,15 @@ use super::chunk::{
     Chunk, DATA_HEADER_LEN, FLAG_BEGIN, FLAG_END, FLAG_IMMEDIATE, FLAG_T, FLAG_UNORDERED,
     ForwardTsn, Init, Sack, kind,
 };
+use super::congestion::{Ack, Controller, NewReno};
 use super::packet::{self, CommonHeader, HEADER_LEN};
 use super::param::{ErrorCause, Param, ReConfigParam};
+use super::rack::Rack;
+use super::receive::ReceiveTracker;
+use super::reset::{ResponseOutcome, StreamReset};
+use super::rto::RttEstimator;
 use super::send_queue::{Pending, SendQueue};
+use super::timer::{Timer, Timers};
 use super::{Config, Event, Reliability, SctpError, SendOptions, State};
 
 /// Control chunks and whole packets waiting to go out are capped, so that no
@@ -33,8 +39,6 @@ const MAX_RUNS: usize = 4096;
 const HELD_OVERHEAD: usize = 64;
 /// Largest user data one DATA chunk can carry (its length field is 16 bits).
 const MAX_DATA_PAYLOAD: usize = 65535 - DATA_HEADER_LEN;
-/// Most duplicate TSNs reported in one SACK.
-const MAX_DUPS: usize = 16;
 /// The state cookie: version, timestamp, tags, TSNs, windows, streams, flags,
 /// then an HMAC-SHA256 over all of it.
 const COOKIE_BODY_LEN: usize = 1 + 8 + 4 + 4 + 4 + 4 + 4 + 2 + 2 + 1;
@@ -138,11 +142,39 @@ struct Cookie {
     peer_reconfig: bool,
 }
 
-#[derive(Debug)]
-struct ResetRequest {
-    seq: u32,
-    streams: Vec<u16>,
-    last_tsn: u32,
+/// What one SACK acknowledged, gathered step by step in
+/// [`Association::on_sack`].
+#[derive(Debug, Default)]
+struct AckScan {
+    /// The SACK moved the cumulative TSN.
+    cum_advanced: bool,
+    /// The flight size before the SACK.
+    flight_before: usize,
+    /// Bytes newly acknowledged by the cumulative TSN ack.
+    cum_bytes: usize,
+    /// Bytes newly acknowledged by gap blocks.
+    gap_bytes: usize,
+    /// The newly acknowledged chunk sent last: (send order, send time)
+    /// (RACK, RFC 8985 §6.2).
+    newest: Option<(u64, Instant)>,
+    /// The RTT probe, if this SACK acknowledges it: (send order, RTT,
+    /// transmissions).
+    probe_hit: Option<(u64, Duration, u32)>,
+    /// The highest TSN newly acknowledged by a gap block, and the latest
+    /// send order among the chunks the gap blocks acknowledged (§7.2.4).
+    htna: Option<u32>,
+    htna_seq: u64,
+}
+
+/// What [`Association::write_data_chunks`] put in the packet so far.
+#[derive(Debug, Default)]
+struct DataWritten {
+    /// Any DATA chunk, new or retransmitted.
+    wrote_data: bool,
+    /// Where the last DATA chunk of the packet starts.
+    last_chunk: Option<usize>,
+    /// The TSN of the last new chunk.
+    last_new_tsn: Option<u32>,
 }
 
 /// An SCTP association: sans-IO, deterministic given its RNG.
@@ -169,7 +201,8 @@ pub struct Association {
     local_initial_tsn: u32,
     init_chunk: Vec<u8>,
     cookie: Vec<u8>,
-    t1: Option<Instant>,
+    /// Every timer of the association, one table.
+    timers: Timers,
     init_retransmits: u32,
     peer_forward_tsn: bool,
     peer_reconfig: bool,
@@ -189,22 +222,14 @@ pub struct Association {
     flight_size: usize,
     rtx_queue: VecDeque<u32>,
     peer_rwnd: u32,
-    cwnd: usize,
-    ssthresh: usize,
-    partial_bytes_acked: usize,
-    fast_recovery_exit: Option<u32>,
+    /// The congestion controller (RFC 9260 §7.2: [`NewReno`]).
+    cc: Box<dyn Controller>,
     fast_rtx_packet: bool,
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
+    /// SRTT, RTTVAR and RTO (RFC 9260 §6.3.1).
+    rtt: RttEstimator,
     rtt_probe: Option<(u32, Instant)>,
-    t3: Option<Instant>,
-    /// RFC 8985 RACK: the latest transmission (send order, send time) known
-    /// delivered, and the round trip it measured.
-    rack: Option<(u64, Instant)>,
-    rack_rtt: Duration,
-    /// When a retransmission counts as lost unless acknowledged (RACK).
-    rack_timer: Option<Instant>,
+    /// RFC 8985 RACK: the latest transmission known delivered.
+    rack: Rack,
     error_count: u32,
     burst_left: usize,
     send_seq: u64,
@@ -214,30 +239,19 @@ pub struct Association {
     total_buffered: usize,
 
     // Receiver.
-    rx_cum: u64,
-    rx_highest: u64,
-    rx_ranges: BTreeMap<u64, u64>,
+    /// Which TSNs arrived (cumulative TSN, gap blocks, duplicates).
+    rx: ReceiveTracker,
     /// Runs of fragments by their first TSN.
     reassembly: BTreeMap<u64, Run>,
     rx_buffered: usize,
     inbound: HashMap<u16, InStream>,
-    dups: Vec<u32>,
     sack_now: bool,
-    sack_timer: Option<Instant>,
     data_packets_unacked: u32,
 
     // Stream reset (RFC 6525).
-    reset_queue: Vec<u16>,
-    reset_outstanding: Option<ResetRequest>,
-    reset_timer: Option<Instant>,
-    next_reset_seq: u32,
-    peer_reset_seq: u32,
-    last_reset_response: Option<(u32, u32)>,
-    deferred_reset: Option<(u32, u32, Vec<u16>)>,
+    reset: StreamReset,
 
-    // Shutdown and liveness.
-    t2: Option<Instant>,
-    heartbeat_at: Option<Instant>,
+    // Liveness.
     heartbeat_nonce: Option<u64>,
 
     control: VecDeque<Vec<u8>>,
@@ -267,7 +281,17 @@ pub struct Stats {
 impl Association {
     /// A closed association. Call [`Association::connect`] to be the active
     /// side, or just feed it packets: an INIT is answered (passive side).
-    pub fn new(config: Config, mut rng: StdRng) -> Association {
+    pub fn new(config: Config, rng: StdRng) -> Association {
+        let mtu = config.mtu.max(HEADER_LEN + DATA_HEADER_LEN + 4);
+        Association::with_controller(config, rng, Box::new(NewReno::new(mtu)))
+    }
+
+    /// As [`Association::new`], with another congestion controller.
+    pub fn with_controller(
+        config: Config,
+        mut rng: StdRng,
+        cc: Box<dyn Controller>,
+    ) -> Association {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
         let now = Instant::now();
@@ -284,7 +308,7 @@ impl Association {
             local_initial_tsn: 0,
             init_chunk: Vec::new(),
             cookie: Vec::new(),
-            t1: None,
+            timers: Timers::default(),
             init_retransmits: 0,
             peer_forward_tsn: false,
             peer_reconfig: false,
@@ -301,19 +325,11 @@ impl Association {
             flight_size: 0,
             rtx_queue: VecDeque::new(),
             peer_rwnd: 0,
-            cwnd: (4 * mtu).min(4380usize.max(2 * mtu)),
-            ssthresh: usize::MAX,
-            partial_bytes_acked: 0,
-            fast_recovery_exit: None,
+            cc,
             fast_rtx_packet: false,
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: config.rto_initial,
+            rtt: RttEstimator::new(config.rto_initial, config.rto_min, config.rto_max),
             rtt_probe: None,
-            t3: None,
-            rack: None,
-            rack_rtt: Duration::ZERO,
-            rack_timer: None,
+            rack: Rack::default(),
             error_count: 0,
             burst_left: config.max_burst,
             send_seq: 0,
@@ -321,25 +337,13 @@ impl Association {
             out: HashMap::new(),
             touched: Vec::new(),
             total_buffered: 0,
-            rx_cum: 0,
-            rx_highest: 0,
-            rx_ranges: BTreeMap::new(),
+            rx: ReceiveTracker::default(),
             reassembly: BTreeMap::new(),
             rx_buffered: 0,
             inbound: HashMap::new(),
-            dups: Vec::new(),
             sack_now: false,
-            sack_timer: None,
             data_packets_unacked: 0,
-            reset_queue: Vec::new(),
-            reset_outstanding: None,
-            reset_timer: None,
-            next_reset_seq: 0,
-            peer_reset_seq: 0,
-            last_reset_response: None,
-            deferred_reset: None,
-            t2: None,
-            heartbeat_at: None,
+            reset: StreamReset::default(),
             heartbeat_nonce: None,
             control: VecDeque::new(),
             packets: VecDeque::new(),
@@ -362,12 +366,12 @@ impl Association {
 
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
-        self.rto
+        self.rtt.rto()
     }
 
     /// The congestion window in bytes.
     pub fn cwnd(&self) -> usize {
-        self.cwnd
+        self.cc.window()
     }
 
     /// Bytes sent and not yet acknowledged (the flight size).
@@ -467,8 +471,8 @@ impl Association {
         Chunk::Init(init).write(&mut self.init_chunk);
         self.state = State::CookieWait;
         self.init_retransmits = 0;
-        self.rto = self.config.rto_initial;
-        self.t1 = Some(now + self.rto);
+        self.rtt.restart();
+        self.timers.set(Timer::T1, now + self.rtt.rto());
         let c = self.init_chunk.clone();
         self.queue_packet(0, &c);
     }
@@ -477,7 +481,7 @@ impl Association {
         self.next_tsn = initial_tsn;
         self.cum_ack = initial_tsn.wrapping_sub(1);
         self.advanced_peer_ack = self.cum_ack;
-        self.next_reset_seq = initial_tsn;
+        self.reset.start_local(initial_tsn);
     }
 
     /// Queues one user message (RFC 9260 §6.9: fragmented here into DATA
@@ -585,7 +589,7 @@ impl Association {
             let st = self.out.entry(s).or_default();
             if !st.resetting {
                 st.resetting = true;
-                self.reset_queue.push(s);
+                self.reset.queue(s);
             }
         }
         self.try_send_reset(now);
@@ -642,18 +646,12 @@ impl Association {
 
     fn enter_closed(&mut self) {
         self.state = State::Closed;
-        self.t1 = None;
-        self.t2 = None;
-        self.t3 = None;
-        self.rack_timer = None;
-        self.sack_timer = None;
-        self.reset_timer = None;
-        self.heartbeat_at = None;
+        self.timers.stop_all();
         self.send_queue.clear();
         self.inflight.clear();
         self.rtx_queue.clear();
         self.reassembly.clear();
-        self.rx_ranges.clear();
+        self.rx.clear_ranges();
         self.inbound.clear();
         self.control.clear();
         self.packets.clear();
@@ -673,49 +671,37 @@ impl Association {
 
     /// When [`Association::handle_timeout`] must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.t1,
-            self.t2,
-            self.t3,
-            self.rack_timer,
-            self.sack_timer,
-            self.reset_timer,
-            self.heartbeat_at,
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.poll_timeout()
     }
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.touch(now);
         self.burst_left = self.burst_left.max(self.config.max_burst);
-        if self.t1.is_some_and(|t| t <= now) {
-            self.on_t1(now);
-        }
-        if self.t2.is_some_and(|t| t <= now) {
-            self.on_t2(now);
-        }
-        if self.t3.is_some_and(|t| t <= now) {
-            self.on_t3(now);
-        }
-        if self.rack_timer.is_some_and(|t| t <= now) {
-            self.rack_timer = None;
-            if self.rack_detect_lost_retransmissions(now) {
-                self.enter_fast_recovery();
-                self.abandon_expired(now);
+        // Each in turn, checked as its turn comes: a handler may stop or
+        // start a later timer.
+        for timer in Timer::ALL {
+            if !self.timers.is_expired(timer, now) {
+                continue;
             }
-        }
-        if self.sack_timer.is_some_and(|t| t <= now) {
-            self.sack_timer = None;
-            self.sack_now = true;
-        }
-        if self.reset_timer.is_some_and(|t| t <= now) {
-            self.on_reset_timer(now);
-        }
-        if self.heartbeat_at.is_some_and(|t| t <= now) {
-            self.on_heartbeat_timer(now);
+            match timer {
+                Timer::T1 => self.on_t1(now),
+                Timer::T2 => self.on_t2(now),
+                Timer::T3 => self.on_t3(now),
+                Timer::Rack => {
+                    self.timers.stop(Timer::Rack);
+                    if self.rack_detect_lost_retransmissions(now) {
+                        self.enter_fast_recovery();
+                        self.abandon_expired(now);
+                    }
+                }
+                Timer::DelayedSack => {
+                    self.timers.stop(Timer::DelayedSack);
+                    self.sack_now = true;
+                }
+                Timer::Reconfig => self.on_reset_timer(now),
+                Timer::Heartbeat => self.on_heartbeat_timer(now),
+            }
         }
     }
 
@@ -726,17 +712,17 @@ impl Association {
     /// from the network, so that SACKs that each cover many packets keep
     /// the ack clock going; it never exceeds cwnd plus Max.Burst packets.
     fn add_burst_credit(&mut self, packets: usize) {
-        let cap = self.cwnd.div_ceil(self.config.mtu) + self.config.max_burst;
+        let cap = self.cc.window().div_ceil(self.config.mtu) + self.config.max_burst;
         self.burst_left = self.burst_left.saturating_add(packets).min(cap);
     }
 
     fn back_off(&mut self) {
-        self.rto = (self.rto * 2).min(self.config.rto_max);
+        self.rtt.back_off();
     }
 
     /// RFC 9260 §5.1 T1-init / T1-cookie.
     fn on_t1(&mut self, now: Instant) {
-        self.t1 = None;
+        self.timers.stop(Timer::T1);
         if !matches!(self.state, State::CookieWait | State::CookieEchoed) {
             return;
         }
@@ -749,7 +735,7 @@ impl Association {
             return;
         }
         self.back_off();
-        self.t1 = Some(now + self.rto);
+        self.timers.set(Timer::T1, now + self.rtt.rto());
         if self.state == State::CookieWait {
             let c = self.init_chunk.clone();
             self.queue_packet(0, &c);
@@ -762,7 +748,7 @@ impl Association {
 
     /// RFC 9260 §9.2 T2-shutdown.
     fn on_t2(&mut self, now: Instant) {
-        self.t2 = None;
+        self.timers.stop(Timer::T2);
         self.error_count += 1;
         if self.error_count > self.config.max_retransmits {
             self.abort_with(ErrorCause::PROTOCOL_VIOLATION, "shutdown timed out");
@@ -778,7 +764,7 @@ impl Association {
 
     /// RFC 9260 §6.3.3: T3-rtx expiry.
     fn on_t3(&mut self, now: Instant) {
-        self.t3 = None;
+        self.timers.stop(Timer::T3);
         if self.inflight.is_empty() && !self.forward_tsn_pending {
             return;
         }
@@ -792,10 +778,7 @@ impl Association {
             return;
         }
         // §7.2.3: back to slow start.
-        self.ssthresh = (self.cwnd / 2).max(4 * self.config.mtu);
-        self.cwnd = self.config.mtu;
-        self.partial_bytes_acked = 0;
-        self.fast_recovery_exit = None;
+        self.cc.on_timeout();
         self.back_off();
         self.rtt_probe = None;
         // Mark everything outstanding for retransmission. RFC 9260 §6.3.3 E3:
@@ -814,11 +797,11 @@ impl Association {
         if lt(self.cum_ack, self.advanced_peer_ack) {
             self.forward_tsn_pending = true;
         }
-        self.t3 = Some(now + self.rto);
+        self.timers.set(Timer::T3, now + self.rtt.rto());
     }
 
     fn on_heartbeat_timer(&mut self, now: Instant) {
-        self.heartbeat_at = None;
+        self.timers.stop(Timer::Heartbeat);
         let Some(interval) = self.config.heartbeat_interval else {
             return;
         };
@@ -843,12 +826,13 @@ impl Association {
         let mut c = Vec::new();
         Chunk::Heartbeat(info).write(&mut c);
         self.queue_control(c);
-        self.heartbeat_at = Some(now + interval + self.rto);
+        self.timers
+            .set(Timer::Heartbeat, now + interval + self.rtt.rto());
     }
 
     fn on_reset_timer(&mut self, now: Instant) {
-        self.reset_timer = None;
-        if self.reset_outstanding.is_some() {
+        self.timers.stop(Timer::Reconfig);
+        if self.reset.is_outstanding() {
             self.error_count += 1;
             if self.error_count > self.config.max_retransmits {
                 self.abort_with(ErrorCause::PROTOCOL_VIOLATION, "stream reset unanswered");
@@ -969,7 +953,7 @@ impl Association {
 
         let mut got_data = false;
         let mut immediate = false;
-        let had_gaps = !self.rx_ranges.is_empty();
+        let had_gaps = self.rx.has_gaps();
         for raw in packet::chunks(pkt) {
             let Ok(raw) = raw else { return };
             if raw.typ == kind::DATA {
@@ -1022,19 +1006,20 @@ impl Association {
             if immediate
                 || had_gaps
                 || self.data_packets_unacked >= 2
-                || !self.rx_ranges.is_empty()
-                || !self.dups.is_empty()
+                || self.rx.has_gaps()
+                || self.rx.has_dups()
             {
                 self.sack_now = true;
-            } else if self.sack_timer.is_none() {
-                self.sack_timer = Some(now + self.config.delayed_sack);
+            } else if !self.timers.is_running(Timer::DelayedSack) {
+                self.timers
+                    .set(Timer::DelayedSack, now + self.config.delayed_sack);
             }
             self.check_deferred_reset(now);
         }
         if self.state == State::Established {
             if let Some(i) = self.config.heartbeat_interval {
                 if self.heartbeat_nonce.is_none() {
-                    self.heartbeat_at = Some(now + i);
+                    self.timers.set(Timer::Heartbeat, now + i);
                 }
             }
         }
@@ -1056,7 +1041,7 @@ impl Association {
             Chunk::CookieEcho(cookie) => return self.on_cookie_echo(now, vtag, &cookie),
             Chunk::CookieAck => {
                 if self.state == State::CookieEchoed {
-                    self.t1 = None;
+                    self.timers.stop(Timer::T1);
                     self.establish(now);
                 }
             }
@@ -1074,9 +1059,9 @@ impl Association {
                         self.heartbeat_nonce = None;
                         self.error_count = 0;
                         let rtt = self.elapsed_ms(now).saturating_sub(sent);
-                        self.rtt_sample(Duration::from_millis(rtt));
+                        self.rtt.sample(Duration::from_millis(rtt));
                         if let Some(i) = self.config.heartbeat_interval {
-                            self.heartbeat_at = Some(now + i);
+                            self.timers.set(Timer::Heartbeat, now + i);
                         }
                     }
                 }
@@ -1202,14 +1187,14 @@ impl Association {
         self.peer_reconfig = r;
         self.peer_tag = ack.initiate_tag;
         self.peer_rwnd = ack.a_rwnd;
-        self.ssthresh = ack.a_rwnd as usize;
+        self.cc.on_peer_window(ack.a_rwnd);
         self.out_streams = self.config.streams.min(ack.max_inbound_streams);
         self.in_streams = self.config.streams.min(ack.outbound_streams);
         self.init_receiver(ack.initial_tsn);
         self.cookie = cookie;
         self.state = State::CookieEchoed;
         self.init_retransmits = 0;
-        self.t1 = Some(now + self.rto);
+        self.timers.set(Timer::T1, now + self.rtt.rto());
         let mut c = Vec::new();
         Chunk::CookieEcho(self.cookie.clone()).write(&mut c);
         self.queue_control(c);
@@ -1217,9 +1202,8 @@ impl Association {
 
     fn init_receiver(&mut self, peer_initial_tsn: u32) {
         // Unwrapped TSNs start at 2^32 so that serial arithmetic never goes negative.
-        self.rx_cum = (1u64 << 32) + peer_initial_tsn.wrapping_sub(1) as u64;
-        self.rx_highest = self.rx_cum;
-        self.peer_reset_seq = peer_initial_tsn;
+        self.rx.init(peer_initial_tsn);
+        self.reset.start_peer(peer_initial_tsn);
     }
 
     fn sign_cookie(&self, c: &Cookie) -> Vec<u8> {
@@ -1289,7 +1273,7 @@ impl Association {
                 if c.local_tag != self.local_tag {
                     return false;
                 }
-                self.t1 = None;
+                self.timers.stop(Timer::T1);
             }
             _ => {
                 // Case D in ESTABLISHED: our COOKIE ACK was lost; send it again.
@@ -1304,7 +1288,7 @@ impl Association {
         }
         self.peer_tag = c.peer_tag;
         self.peer_rwnd = c.peer_rwnd;
-        self.ssthresh = c.peer_rwnd as usize;
+        self.cc.on_peer_window(c.peer_rwnd);
         self.out_streams = c.out_streams;
         self.in_streams = c.in_streams;
         self.peer_forward_tsn = c.peer_forward_tsn;
@@ -1322,9 +1306,9 @@ impl Association {
         self.init_retransmits = 0;
         self.error_count = 0;
         // §6.3.1: the RTO was backed off by handshake losses; start afresh.
-        self.rto = self.config.rto_initial;
+        self.rtt.restart();
         if let Some(i) = self.config.heartbeat_interval {
-            self.heartbeat_at = Some(now + i);
+            self.timers.set(Timer::Heartbeat, now + i);
         }
         if !self.connected_reported {
             self.connected_reported = true;
@@ -1335,56 +1319,11 @@ impl Association {
     // ---------------------------------------------------------------- receiver
 
     fn unwrap_tsn(&self, tsn: u32) -> u64 {
-        let d = tsn.wrapping_sub(self.rx_cum as u32) as i32 as i64;
-        (self.rx_cum as i64 + d).max(0) as u64
+        self.rx.unwrap(tsn)
     }
 
     fn a_rwnd(&self) -> u32 {
         (self.config.receive_window as usize).saturating_sub(self.rx_buffered) as u32
-    }
-
-    fn is_received(&self, t: u64) -> bool {
-        if t <= self.rx_cum {
-            return true;
-        }
-        self.rx_ranges
-            .range(..=t)
-            .next_back()
-            .is_some_and(|(_, &e)| e >= t)
-    }
-
-    fn record_tsn(&mut self, t: u64) {
-        if t == self.rx_cum + 1 {
-            self.rx_cum = t;
-            while let Some((&s, &e)) = self.rx_ranges.first_key_value() {
-                if s == self.rx_cum + 1 {
-                    self.rx_cum = e;
-                    self.rx_ranges.pop_first();
-                } else {
-                    break;
-                }
-            }
-        } else {
-            let before = self.rx_ranges.range(..t).next_back().map(|(&s, &e)| (s, e));
-            let after = self.rx_ranges.get(&(t + 1)).copied();
-            match (before, after) {
-                (Some((s, e)), Some(e2)) if e + 1 == t => {
-                    self.rx_ranges.remove(&(t + 1));
-                    self.rx_ranges.insert(s, e2);
-                }
-                (Some((s, e)), _) if e + 1 == t => {
-                    self.rx_ranges.insert(s, t);
-                }
-                (_, Some(e2)) => {
-                    self.rx_ranges.remove(&(t + 1));
-                    self.rx_ranges.insert(t, e2);
-                }
-                _ => {
-                    self.rx_ranges.insert(t, t);
-                }
-            }
-        }
-        self.rx_highest = self.rx_highest.max(t);
     }
 
     fn on_data(&mut self, now: Instant, d: super::chunk::Data<'_>) {
@@ -1394,13 +1333,11 @@ impl Association {
             return;
         }
         let t = self.unwrap_tsn(d.tsn);
-        if self.is_received(t) {
-            if self.dups.len() < MAX_DUPS {
-                self.dups.push(d.tsn);
-            }
+        if self.rx.is_received(t) {
+            self.rx.note_duplicate(d.tsn);
             return;
         }
-        if t > self.rx_cum + MAX_TSN_GAP {
+        if t > self.rx.cum() + MAX_TSN_GAP {
             return;
         }
         if !self.admits(t, &d) {
@@ -1409,8 +1346,8 @@ impl Association {
             self.sack_now = true;
             return;
         }
-        let advances = t == self.rx_cum + 1;
-        self.record_tsn(t);
+        let advances = t == self.rx.cum() + 1;
+        self.rx.record(t);
         if d.stream >= self.in_streams {
             // §6.5: acknowledge, discard, report an invalid stream.
             let mut info = Vec::with_capacity(4);
@@ -1453,8 +1390,8 @@ impl Association {
     /// open one more range of received TSNs or one more reassembly run are
     /// dropped likewise past `MAX_RANGES` and `MAX_RUNS`.
     fn admits(&self, t: u64, d: &super::chunk::Data<'_>) -> bool {
-        let advances = t == self.rx_cum + 1;
-        let limit = if advances && t < self.rx_highest {
+        let advances = t == self.rx.cum() + 1;
+        let limit = if advances && t < self.rx.highest() {
             self.receive_limit()
         } else {
             self.config.receive_window as usize
@@ -1466,8 +1403,8 @@ impl Association {
             return true;
         }
         // A new range unless it touches one: t - 1 received, or t + 1 a start.
-        let touches = self.is_received(t - 1) || self.rx_ranges.contains_key(&(t + 1));
-        if !touches && self.rx_ranges.len() >= MAX_RANGES {
+        let touches = self.rx.is_received(t - 1) || self.rx.range_starts_at(t + 1);
+        if !touches && self.rx.range_count() >= MAX_RANGES {
             return false;
         }
         let whole = d.flags & (FLAG_BEGIN | FLAG_END) == FLAG_BEGIN | FLAG_END;
@@ -1498,7 +1435,7 @@ impl Association {
     /// of one message take consecutive TSNs, so a fragment arriving at
     /// either edge would have been joined to the run when it came.
     fn drop_dead_runs(&mut self) {
-        let cum = self.rx_cum;
+        let cum = self.rx.cum();
         loop {
             let dead = self
                 .reassembly
@@ -1649,27 +1586,11 @@ impl Association {
         }
         self.sack_now = true;
         let new = self.unwrap_tsn(f.new_cum_tsn);
-        if new <= self.rx_cum || new > self.rx_cum + MAX_TSN_GAP {
+        if new <= self.rx.cum() || new > self.rx.cum() + MAX_TSN_GAP {
             return;
         }
-        self.rx_cum = new;
-        self.rx_highest = self.rx_highest.max(new);
         // Drop ranges at or below the new point, then merge what touches it.
-        let above = self.rx_ranges.split_off(&(new + 1));
-        let below = std::mem::replace(&mut self.rx_ranges, above);
-        for (_, e) in below {
-            if e > self.rx_cum {
-                self.rx_cum = e;
-            }
-        }
-        while let Some((&s, &e)) = self.rx_ranges.first_key_value() {
-            if s <= self.rx_cum + 1 {
-                self.rx_cum = self.rx_cum.max(e);
-                self.rx_ranges.pop_first();
-            } else {
-                break;
-            }
-        }
+        self.rx.forward_to(new);
         // Runs that start at or below the new point belong to skipped
         // messages (the sender abandons whole messages, RFC 3758 §3.5 A3).
         let keep = self.reassembly.split_off(&(new + 1));
@@ -1706,59 +1627,14 @@ impl Association {
 
     /// Writes a SACK for the current receive state (RFC 9260 §6.2, §3.3.4).
     fn write_sack(&mut self, out: &mut Vec<u8>, room: usize) {
-        let cum = self.rx_cum as u32;
-        let max_gaps = ((room.saturating_sub(16 + 4 * self.dups.len())) / 4).min(256);
-        let start = out.len();
-        out.extend_from_slice(&[kind::SACK, 0, 0, 0]);
-        out.extend_from_slice(&cum.to_be_bytes());
-        out.extend_from_slice(&self.a_rwnd().to_be_bytes());
-        out.extend_from_slice(&[0, 0, 0, 0]);
-        let mut n = 0u16;
-        for (&s, &e) in &self.rx_ranges {
-            if n as usize >= max_gaps {
-                break;
-            }
-            let (so, eo) = (s - self.rx_cum, e - self.rx_cum);
-            if so > 0xFFFF {
-                break;
-            }
-            out.extend_from_slice(&(so as u16).to_be_bytes());
-            out.extend_from_slice(&(eo.min(0xFFFF) as u16).to_be_bytes());
-            n += 1;
-        }
-        for d in &self.dups {
-            out.extend_from_slice(&d.to_be_bytes());
-        }
-        let nd = self.dups.len() as u16;
-        self.dups.clear();
-        out[start + 12..start + 14].copy_from_slice(&n.to_be_bytes());
-        out[start + 14..start + 16].copy_from_slice(&nd.to_be_bytes());
-        let len = (out.len() - start) as u16;
-        out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+        let a_rwnd = self.a_rwnd();
+        self.rx.write_sack(out, room, a_rwnd);
         self.sack_now = false;
-        self.sack_timer = None;
+        self.timers.stop(Timer::DelayedSack);
         self.data_packets_unacked = 0;
     }
 
     // ---------------------------------------------------------------- sender
-
-    fn rtt_sample(&mut self, r: Duration) {
-        // RFC 6298 §2.
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
-            }
-            Some(s) => {
-                let diff = s.abs_diff(r);
-                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
-                self.srtt = Some(s * 7 / 8 + r / 8);
-            }
-        }
-        let srtt = self.srtt.unwrap_or(r);
-        let rto = srtt + (4 * self.rttvar).max(Duration::from_millis(1));
-        self.rto = rto.clamp(self.config.rto_min, self.config.rto_max);
-    }
 
     fn index_of(&self, tsn: u32) -> Option<usize> {
         let i = tsn.wrapping_sub(self.cum_ack.wrapping_add(1)) as usize;
@@ -1785,8 +1661,42 @@ impl Association {
         self.touched.clear();
     }
 
-    /// RFC 9260 §6.2.1, §7.2: process a SACK.
+    /// RFC 9260 §6.2.1, §7.2: process a SACK, in steps: check it, advance
+    /// the cumulative TSN, mark what the gap blocks acknowledge, take an
+    /// RTT sample, detect losses, update the congestion window, restart
+    /// or stop T3-rtx.
     fn on_sack(&mut self, now: Instant, sack: &Sack) {
+        if !self.sack_is_acceptable(sack) {
+            return;
+        }
+        let mut scan = AckScan {
+            cum_advanced: lt(self.cum_ack, sack.cum_tsn_ack),
+            flight_before: self.flight_size,
+            ..AckScan::default()
+        };
+        self.advance_cum_ack(now, sack.cum_tsn_ack, &mut scan);
+        self.mark_gap_acks(now, sack, &mut scan);
+        self.take_rtt_sample(&scan);
+        self.add_burst_credit((scan.cum_bytes + scan.gap_bytes).div_ceil(self.config.mtu));
+        // §6.2.1: rwnd = a_rwnd minus what is still in flight.
+        self.peer_rwnd = sack.a_rwnd.saturating_sub(self.flight_size as u32);
+        let new_loss = self.detect_losses(now, sack, &mut scan);
+        self.update_congestion_window(now, new_loss, &scan);
+        if scan.cum_advanced {
+            self.error_count = 0;
+        }
+        self.restart_t3(now, scan.cum_advanced);
+        // RFC 3758 §3.5 C1–C3: advance the peer ack point over abandoned chunks.
+        self.advance_peer_ack_point();
+        self.flush_decreases();
+        self.try_send_reset(now);
+        self.check_shutdown(now);
+    }
+
+    /// Whether a SACK is one to act on: in a state that sends data, not
+    /// older than what we know (out of order), and acknowledging nothing
+    /// never sent (a protocol violation: the association is aborted).
+    fn sack_is_acceptable(&mut self, sack: &Sack) -> bool {
         if !matches!(
             self.state,
             State::Established
@@ -1794,11 +1704,11 @@ impl Association {
                 | State::ShutdownSent
                 | State::ShutdownReceived
         ) {
-            return;
+            return false;
         }
         let cum = sack.cum_tsn_ack;
         if lt(cum, self.cum_ack) {
-            return; // stale, out of order
+            return false; // stale, out of order
         }
         let highest_sent = self.next_tsn.wrapping_sub(1);
         if lt(highest_sent, cum) {
@@ -1806,7 +1716,7 @@ impl Association {
                 ErrorCause::PROTOCOL_VIOLATION,
                 "SACK acknowledges a TSN never sent",
             );
-            return;
+            return false;
         }
         for g in &sack.gaps {
             let end = cum.wrapping_add(g.end as u32);
@@ -1815,18 +1725,38 @@ impl Association {
                     ErrorCause::PROTOCOL_VIOLATION,
                     "SACK gap block acknowledges a TSN never sent",
                 );
-                return;
+                return false;
             }
         }
-        let flight_before = self.flight_size;
-        // The newly acknowledged chunk sent last (RACK, RFC 8985 §6.2).
-        let mut newest: Option<(u64, Instant)> = None;
-        // The RTT probe, if this SACK acknowledges it: (send order, RTT,
-        // transmissions).
-        let mut probe_hit: Option<(u64, Duration, u32)> = None;
-        let mut cum_bytes = 0usize;
-        let cum_advanced = lt(self.cum_ack, cum);
-        // Cumulative acknowledgement.
+        true
+    }
+
+    /// Notes, while scanning a SACK, that the chunk `s` (with TSN `tsn`)
+    /// was newly acknowledged: for RACK (the one sent last) and the RTT
+    /// probe.
+    fn note_newly_acked(
+        &mut self,
+        now: Instant,
+        tsn: u32,
+        sent_seq: u64,
+        sent_at: Instant,
+        transmissions: u32,
+        scan: &mut AckScan,
+    ) {
+        if scan.newest.is_none_or(|(q, _)| q < sent_seq) {
+            scan.newest = Some((sent_seq, sent_at));
+        }
+        if let Some((p, at)) = self.rtt_probe
+            && p == tsn
+        {
+            self.rtt_probe = None;
+            scan.probe_hit = Some((sent_seq, now.saturating_duration_since(at), transmissions));
+        }
+    }
+
+    /// §6.2.1 step: the cumulative TSN ack. Chunks up to it leave the
+    /// flight and the retransmission bookkeeping.
+    fn advance_cum_ack(&mut self, now: Instant, cum: u32, scan: &mut AckScan) {
         while let Some(front) = self.inflight.front() {
             if !le(front.tsn, cum) {
                 break;
@@ -1835,20 +1765,20 @@ impl Association {
                 break;
             };
             self.cum_ack = s.tsn;
-            if !s.acked && newest.is_none_or(|(q, _)| q < s.sent_seq) {
-                newest = Some((s.sent_seq, s.sent_at));
-            }
             if s.in_flight {
                 self.flight_size = self.flight_size.saturating_sub(s.data.len());
             }
             if !s.acked {
-                cum_bytes += s.data.len();
+                scan.cum_bytes += s.data.len();
+                if scan.newest.is_none_or(|(q, _)| q < s.sent_seq) {
+                    scan.newest = Some((s.sent_seq, s.sent_at));
+                }
             }
             if let Some((p, at)) = self.rtt_probe
                 && p == s.tsn
             {
                 self.rtt_probe = None;
-                probe_hit = Some((
+                scan.probe_hit = Some((
                     s.sent_seq,
                     now.saturating_duration_since(at),
                     s.transmissions,
@@ -1865,10 +1795,12 @@ impl Association {
         if lt(self.advanced_peer_ack, self.cum_ack) {
             self.advanced_peer_ack = self.cum_ack;
         }
-        // Gap blocks.
-        let mut htna: Option<u32> = None;
-        let mut htna_seq = 0u64;
-        let mut gap_bytes = 0usize;
+    }
+
+    /// §6.2.1 step: chunks in the gap blocks are acknowledged (not yet
+    /// cumulatively): out of the flight, not to be retransmitted.
+    fn mark_gap_acks(&mut self, now: Instant, sack: &Sack, scan: &mut AckScan) {
+        let cum = sack.cum_tsn_ack;
         for g in &sack.gaps {
             for off in g.start..=g.end {
                 let tsn = cum.wrapping_add(off as u32);
@@ -1876,72 +1808,72 @@ impl Association {
                     continue;
                 };
                 let s = &mut self.inflight[i];
-                if !s.acked {
-                    s.acked = true;
-                    s.marked = false;
-                    if s.in_flight {
-                        s.in_flight = false;
-                        self.flight_size = self.flight_size.saturating_sub(s.data.len());
-                    }
-                    gap_bytes += s.data.len();
-                    // Gap blocks ascend: the last newly acked TSN is the highest.
-                    htna = Some(tsn);
-                    htna_seq = htna_seq.max(s.sent_seq);
-                    if newest.is_none_or(|(q, _)| q < s.sent_seq) {
-                        newest = Some((s.sent_seq, s.sent_at));
-                    }
-                    if let Some((p, at)) = self.rtt_probe
-                        && p == tsn
-                    {
-                        self.rtt_probe = None;
-                        let r = now.saturating_duration_since(at);
-                        probe_hit = Some((s.sent_seq, r, s.transmissions));
-                    }
+                if s.acked {
+                    continue;
                 }
+                s.acked = true;
+                s.marked = false;
+                if s.in_flight {
+                    s.in_flight = false;
+                    self.flight_size = self.flight_size.saturating_sub(s.data.len());
+                }
+                scan.gap_bytes += s.data.len();
+                // Gap blocks ascend: the last newly acked TSN is the highest.
+                scan.htna = Some(tsn);
+                scan.htna_seq = scan.htna_seq.max(s.sent_seq);
+                let (sent_seq, sent_at, transmissions) = (s.sent_seq, s.sent_at, s.transmissions);
+                self.note_newly_acked(now, tsn, sent_seq, sent_at, transmissions, scan);
             }
         }
-        // §6.3.1 C5 (Karn): never a retransmitted chunk. And only when the
-        // probe is the newest chunk this SACK acknowledges: the peer SACKed
-        // at once on it (it carried the I bit). A SACK that also covers
-        // later chunks, or that comes after an earlier SACK was lost, may
-        // have waited for the peer's delayed-SACK timer, and one such
-        // sample (220 ms on a 20 ms path) holds the RTO near 700 ms for
-        // many round trips.
-        if let Some((seq, r, transmissions)) = probe_hit
+    }
+
+    /// §6.3.1 C5 (Karn): never a retransmitted chunk. And only when the
+    /// probe is the newest chunk this SACK acknowledges: the peer SACKed
+    /// at once on it (it carried the I bit). A SACK that also covers
+    /// later chunks, or that comes after an earlier SACK was lost, may
+    /// have waited for the peer's delayed-SACK timer, and one such
+    /// sample (220 ms on a 20 ms path) holds the RTO near 700 ms for
+    /// many round trips.
+    fn take_rtt_sample(&mut self, scan: &AckScan) {
+        if let Some((seq, r, transmissions)) = scan.probe_hit
             && transmissions == 1
-            && newest.is_some_and(|(q, _)| q == seq)
+            && scan.newest.is_some_and(|(q, _)| q == seq)
         {
-            self.rtt_sample(r);
+            self.rtt.sample(r);
         }
-        self.add_burst_credit((cum_bytes + gap_bytes).div_ceil(self.config.mtu));
-        // §6.2.1: rwnd = a_rwnd minus what is still in flight.
-        self.peer_rwnd = sack.a_rwnd.saturating_sub(self.flight_size as u32);
-        // §7.2.4: miss indications for TSNs below the highest newly acked
-        // one. A chunk counts a miss only when a chunk sent after its latest
-        // transmission was acked (as RACK does, RFC 8985), so that a lost
-        // retransmission is fast-retransmitted again instead of waiting for
-        // the T3 timer; a chunk still gets one retransmission per three
-        // later acks at most, which keeps §7.2.4's intent.
-        // §7.2.4: in fast recovery, a SACK that advances the cumulative TSN
-        // counts a miss for every TSN it reports missing (below its highest
-        // gap block), even when no gap block acknowledged anything new.
-        if htna.is_none() && cum_advanced && self.fast_recovery_exit.is_some() {
+    }
+
+    /// §7.2.4 fast-retransmit detection, and RACK for retransmissions.
+    /// Returns whether a chunk was newly found lost.
+    ///
+    /// Miss indications go to TSNs below the highest newly acked one. A
+    /// chunk counts a miss only when a chunk sent after its latest
+    /// transmission was acked (as RACK does, RFC 8985), so that a lost
+    /// retransmission is fast-retransmitted again instead of waiting for
+    /// the T3 timer; a chunk still gets one retransmission per three
+    /// later acks at most, which keeps §7.2.4's intent. In fast recovery,
+    /// a SACK that advances the cumulative TSN counts a miss for every TSN
+    /// it reports missing (below its highest gap block), even when no gap
+    /// block acknowledged anything new.
+    fn detect_losses(&mut self, now: Instant, sack: &Sack, scan: &mut AckScan) -> bool {
+        let cum = sack.cum_tsn_ack;
+        if scan.htna.is_none() && scan.cum_advanced && self.cc.in_recovery() {
             if let Some(last) = sack.gaps.last() {
                 let top = cum.wrapping_add(last.end as u32);
                 if let Some(i) = self.index_of(top) {
-                    htna = Some(top);
-                    htna_seq = self.inflight[i].sent_seq;
+                    scan.htna = Some(top);
+                    scan.htna_seq = self.inflight[i].sent_seq;
                 }
             }
         }
         let mut new_loss = false;
-        if let Some(h) = htna {
+        if let Some(h) = scan.htna {
             for i in 0..self.inflight.len() {
                 let s = &mut self.inflight[i];
                 if !lt(s.tsn, h) {
                     break;
                 }
-                if s.acked || s.abandoned || s.marked || s.sent_seq >= htna_seq {
+                if s.acked || s.abandoned || s.marked || s.sent_seq >= scan.htna_seq {
                     continue;
                 }
                 s.misses += 1;
@@ -1952,90 +1884,63 @@ impl Association {
                 }
             }
         }
-        if let Some((seq, sent_at)) = newest {
-            if self.rack.is_none_or(|(q, _)| q < seq) {
-                self.rack = Some((seq, sent_at));
-                self.rack_rtt = now.saturating_duration_since(sent_at);
-            }
+        if let Some((seq, sent_at)) = scan.newest {
+            self.rack.on_delivered(seq, sent_at, now);
         }
         new_loss |= self.rack_detect_lost_retransmissions(now);
-        // ANCHOR: congestion
-        // Congestion control.
-        let in_recovery = self.fast_recovery_exit.is_some();
+        new_loss
+    }
+
+    /// §7.2: the congestion controller learns of the loss or of the
+    /// acknowledged bytes.
+    fn update_congestion_window(&mut self, now: Instant, new_loss: bool, scan: &AckScan) {
         if new_loss {
             self.enter_fast_recovery();
             self.abandon_expired(now);
-        } else if cum_advanced && !in_recovery {
-            if self.cwnd <= self.ssthresh {
-                // §7.2.1 slow start, only when the window was in use.
-                if flight_before + self.config.mtu >= self.cwnd {
-                    self.cwnd += cum_bytes.min(self.config.mtu);
-                }
-            } else {
-                // §7.2.2 congestion avoidance.
-                self.partial_bytes_acked += cum_bytes + gap_bytes;
-                if self.partial_bytes_acked >= self.cwnd
-                    && flight_before + self.config.mtu >= self.cwnd
-                {
-                    self.partial_bytes_acked -= self.cwnd;
-                    self.cwnd += self.config.mtu;
-                }
-            }
+        } else {
+            self.cc.on_ack(&Ack {
+                cum_advanced: scan.cum_advanced,
+                cum_bytes: scan.cum_bytes,
+                gap_bytes: scan.gap_bytes,
+                flight_before: scan.flight_before,
+            });
         }
-        // ANCHOR_END: congestion
-        if let Some(exit) = self.fast_recovery_exit {
-            if le(exit, self.cum_ack) {
-                self.fast_recovery_exit = None;
-            }
-        }
-        if cum_advanced {
-            self.error_count = 0;
-        }
-        // §6.3.2: timer rules.
+        self.cc.on_end_acks(self.cum_ack);
+    }
+
+    /// §6.3.2: timer rules after a SACK: stop T3-rtx when nothing is
+    /// outstanding (R2), restart it when the cumulative TSN advanced (R3),
+    /// start it when it is not running (R1).
+    fn restart_t3(&mut self, now: Instant, cum_advanced: bool) {
         if self.inflight.is_empty() {
-            self.t3 = None;
+            self.timers.stop(Timer::T3);
             if self.flight_size != 0 {
                 self.flight_size = 0;
             }
-        } else if cum_advanced || self.t3.is_none() {
-            self.t3 = Some(now + self.rto);
+        } else if cum_advanced || !self.timers.is_running(Timer::T3) {
+            self.timers.set(Timer::T3, now + self.rtt.rto());
         }
-        // RFC 3758 §3.5 C1–C3: advance the peer ack point over abandoned chunks.
-        self.advance_peer_ack_point();
-        self.flush_decreases();
-        self.try_send_reset(now);
-        self.check_shutdown(now);
     }
 
-    /// RFC 9260 §7.2.4: one window reduction per loss event: entering fast
-    /// recovery halves cwnd, later losses before its exit point do not.
+    /// RFC 9260 §7.2.4: one window reduction per loss event (the
+    /// controller's), and one packet of retransmissions regardless of cwnd.
     fn enter_fast_recovery(&mut self) {
-        if self.fast_recovery_exit.is_none() {
-            self.ssthresh = (self.cwnd / 2).max(4 * self.config.mtu);
-            self.cwnd = self.ssthresh;
-            self.partial_bytes_acked = 0;
-            self.fast_recovery_exit = Some(self.next_tsn.wrapping_sub(1));
-        }
+        self.cc.on_congestion_event(self.next_tsn.wrapping_sub(1));
         self.fast_rtx_packet = true;
     }
 
-    /// RFC 8985 §6.2 (RACK), for retransmitted chunks only: a
-    /// retransmission is lost once a chunk sent after it was acknowledged
-    /// and a round trip plus a reordering window (SRTT/4) has passed since
-    /// it went out. Miss counting (RFC 9260 §7.2.4) cannot see that: a lost
-    /// fast retransmission needs three more SACKs, which a full window
-    /// may never bring, leaving only T3 and its back-off. First
-    /// transmissions keep the three-miss rule. Marks what is lost, arms
-    /// the RACK timer for the rest; returns whether it marked anything.
+    /// RFC 8985 §6.2 (RACK), for retransmitted chunks only (see
+    /// [`Rack`]): a retransmission is lost once a chunk sent after it was
+    /// acknowledged and a round trip plus a reordering window has passed
+    /// since it went out. First transmissions keep the three-miss rule.
+    /// Marks what is lost, arms the RACK timer for the rest; returns
+    /// whether it marked anything.
     fn rack_detect_lost_retransmissions(&mut self, now: Instant) -> bool {
-        self.rack_timer = None;
-        let Some((rack_seq, _)) = self.rack else {
+        self.timers.stop(Timer::Rack);
+        let Some(rack_seq) = self.rack.latest_seq() else {
             return false;
         };
-        let reo_wnd = self.srtt.map_or(Duration::from_millis(1), |s| {
-            (s / 4).max(Duration::from_millis(1))
-        });
-        let wait = self.rack_rtt + reo_wnd;
+        let wait = self.rack.loss_delay(self.rtt.srtt());
         let mut lost = false;
         let mut next: Option<Instant> = None;
         for i in 0..self.inflight.len() {
@@ -2052,7 +1957,7 @@ impl Association {
             self.stats.fast_retransmits += 1;
             lost = true;
         }
-        self.rack_timer = next;
+        self.timers.set_opt(Timer::Rack, next);
         lost
     }
 
@@ -2088,8 +1993,8 @@ impl Association {
         self.advanced_peer_ack = adv;
         if lt(self.cum_ack, adv) {
             self.forward_tsn_pending = true;
-            if self.t3.is_none() {
-                self.t3 = Some(self.now + self.rto);
+            if !self.timers.is_running(Timer::T3) {
+                self.timers.set(Timer::T3, self.now + self.rtt.rto());
             }
         } else {
             self.forward_tsn_pending = false;
@@ -2184,46 +2089,39 @@ impl Association {
 
     // ---------------------------------------------------------------- stream reset
 
+    /// RFC 6525 §5.1.2: sends the queued streams' reset request once none
+    /// is outstanding and the data queued on them has its TSNs.
     fn try_send_reset(&mut self, now: Instant) {
-        if self.reset_outstanding.is_some()
-            || self.reset_queue.is_empty()
+        if self.reset.is_outstanding()
+            || self.reset.queued().is_empty()
             || self.state != State::Established
         {
             return;
         }
         // Data queued before the reset goes first (its TSNs must be assigned).
         if self
-            .reset_queue
+            .reset
+            .queued()
             .iter()
             .any(|s| self.out.get(s).is_some_and(|st| st.unsent > 0))
         {
             return;
         }
-        let streams = std::mem::take(&mut self.reset_queue);
-        self.reset_outstanding = Some(ResetRequest {
-            seq: self.next_reset_seq,
-            streams,
-            last_tsn: self.next_tsn.wrapping_sub(1),
-        });
+        self.reset.begin_request(self.next_tsn.wrapping_sub(1));
         self.send_reset_request(now);
     }
 
     fn send_reset_request(&mut self, now: Instant) {
-        let Some(r) = &self.reset_outstanding else {
+        let Some(p) = self.reset.request_param() else {
             return;
-        };
-        let p = ReConfigParam::OutgoingResetRequest {
-            request_seq: r.seq,
-            response_seq: self.peer_reset_seq.wrapping_sub(1),
-            last_tsn: r.last_tsn,
-            streams: r.streams.clone(),
         };
         let mut c = Vec::new();
         Chunk::ReConfig(vec![p]).write(&mut c);
         self.queue_control(c);
-        self.reset_timer = Some(now + self.rto);
+        self.timers.set(Timer::Reconfig, now + self.rtt.rto());
     }
 
+    /// RFC 6525 §5.2: a RE-CONFIG chunk's requests and responses.
     fn on_reconfig(&mut self, now: Instant, params: Vec<ReConfigParam>) {
         if !matches!(
             self.state,
@@ -2243,40 +2141,21 @@ impl Association {
                     streams,
                     ..
                 } => {
-                    let expected = self.peer_reset_seq;
-                    if request_seq == expected {
-                        self.peer_reset_seq = expected.wrapping_add(1);
-                        let t = self.unwrap_tsn(last_tsn);
-                        if t <= self.rx_cum {
-                            self.perform_incoming_reset(&streams);
-                            self.last_reset_response =
-                                Some((request_seq, ReConfigParam::RESULT_PERFORMED));
-                            answers.push((request_seq, ReConfigParam::RESULT_PERFORMED));
-                        } else {
-                            // RFC 6525 §5.2.2: defer until every TSN up to last_tsn arrived.
-                            self.deferred_reset = Some((request_seq, last_tsn, streams));
-                            self.last_reset_response =
-                                Some((request_seq, ReConfigParam::RESULT_IN_PROGRESS));
-                            answers.push((request_seq, ReConfigParam::RESULT_IN_PROGRESS));
-                        }
-                    } else if request_seq == expected.wrapping_sub(1) {
-                        // A retransmission: the same answer again.
-                        let result = match self.last_reset_response {
-                            Some((s, r)) if s == request_seq => r,
-                            _ => ReConfigParam::RESULT_PERFORMED,
-                        };
-                        answers.push((request_seq, result));
-                    } else {
-                        answers.push((request_seq, ReConfigParam::RESULT_BAD_SEQ));
+                    let received = self.unwrap_tsn(last_tsn) <= self.rx.cum();
+                    let (result, perform) =
+                        self.reset
+                            .on_outgoing_request(request_seq, last_tsn, streams, received);
+                    if let Some(streams) = perform {
+                        self.perform_incoming_reset(&streams);
                     }
+                    answers.push((request_seq, result));
                 }
                 ReConfigParam::IncomingResetRequest {
                     request_seq,
                     streams,
                 } => {
                     // The peer asks us to reset our outgoing streams: do so.
-                    if request_seq == self.peer_reset_seq {
-                        self.peer_reset_seq = request_seq.wrapping_add(1);
+                    if self.reset.on_incoming_request(request_seq) {
                         let streams: Vec<u16> = streams
                             .into_iter()
                             .filter(|s| *s < self.out_streams)
@@ -2285,7 +2164,7 @@ impl Association {
                             let st = self.out.entry(s).or_default();
                             if !st.resetting {
                                 st.resetting = true;
-                                self.reset_queue.push(s);
+                                self.reset.queue(s);
                             }
                         }
                         answers.push((request_seq, ReConfigParam::RESULT_PERFORMED));
@@ -2295,37 +2174,30 @@ impl Association {
                     response_seq,
                     result,
                     ..
-                } => {
-                    let Some(r) = &self.reset_outstanding else {
-                        continue;
-                    };
-                    if r.seq != response_seq {
-                        continue;
-                    }
-                    if result == ReConfigParam::RESULT_IN_PROGRESS {
+                } => match self.reset.on_response(response_seq, result) {
+                    ResponseOutcome::Ignored => {}
+                    ResponseOutcome::InProgress => {
                         // Ask again later (the timer re-sends the same request).
-                        self.reset_timer = Some(now + self.rto);
-                        continue;
+                        self.timers.set(Timer::Reconfig, now + self.rtt.rto());
                     }
-                    let Some(r) = self.reset_outstanding.take() else {
-                        continue;
-                    };
-                    self.reset_timer = None;
-                    self.error_count = 0;
-                    self.next_reset_seq = self.next_reset_seq.wrapping_add(1);
-                    for &s in &r.streams {
-                        let st = self.out.entry(s).or_default();
-                        st.resetting = false;
-                        if result == ReConfigParam::RESULT_PERFORMED {
-                            st.next_ssn = 0;
+                    ResponseOutcome::Done { request, result } => {
+                        self.timers.stop(Timer::Reconfig);
+                        self.error_count = 0;
+                        for &s in &request.streams {
+                            let st = self.out.entry(s).or_default();
+                            st.resetting = false;
+                            if result == ReConfigParam::RESULT_PERFORMED {
+                                st.next_ssn = 0;
+                            }
                         }
+                        if result == ReConfigParam::RESULT_PERFORMED {
+                            self.events.push_back(Event::OutgoingStreamsReset {
+                                streams: request.streams,
+                            });
+                        }
+                        self.try_send_reset(now);
                     }
-                    if result == ReConfigParam::RESULT_PERFORMED {
-                        self.events
-                            .push_back(Event::OutgoingStreamsReset { streams: r.streams });
-                    }
-                    self.try_send_reset(now);
-                }
+                },
                 ReConfigParam::Unknown { .. } => {}
             }
         }
@@ -2365,26 +2237,24 @@ impl Association {
         });
     }
 
+    /// RFC 6525 §5.2.2: a deferred request of the peer is performed once
+    /// every TSN up to its last TSN arrived.
     fn check_deferred_reset(&mut self, _now: Instant) {
-        let Some((seq, last_tsn, _)) = &self.deferred_reset else {
+        let cum = self.rx.cum();
+        let rx = &self.rx;
+        let Some((seq, streams)) = self.reset.take_ready(|last_tsn| rx.unwrap(last_tsn) <= cum)
+        else {
             return;
         };
-        let (seq, last_tsn) = (*seq, *last_tsn);
-        if self.unwrap_tsn(last_tsn) <= self.rx_cum {
-            let Some((_, _, streams)) = self.deferred_reset.take() else {
-                return;
-            };
-            self.perform_incoming_reset(&streams);
-            self.last_reset_response = Some((seq, ReConfigParam::RESULT_PERFORMED));
-            let mut c = Vec::new();
-            Chunk::ReConfig(vec![ReConfigParam::Response {
-                response_seq: seq,
-                result: ReConfigParam::RESULT_PERFORMED,
-                next_tsns: None,
-            }])
-            .write(&mut c);
-            self.queue_control(c);
-        }
+        self.perform_incoming_reset(&streams);
+        let mut c = Vec::new();
+        Chunk::ReConfig(vec![ReConfigParam::Response {
+            response_seq: seq,
+            result: ReConfigParam::RESULT_PERFORMED,
+            next_tsns: None,
+        }])
+        .write(&mut c);
+        self.queue_control(c);
     }
 
     // ---------------------------------------------------------------- shutdown
@@ -2428,20 +2298,20 @@ impl Association {
         self.state = State::ShutdownSent;
         let mut c = Vec::new();
         Chunk::Shutdown {
-            cum_tsn_ack: self.rx_cum as u32,
+            cum_tsn_ack: self.rx.cum() as u32,
         }
         .write(&mut c);
         self.queue_control(c);
-        self.t2 = Some(now + self.rto);
+        self.timers.set(Timer::T2, now + self.rtt.rto());
     }
 
     fn send_shutdown_ack(&mut self, now: Instant) {
         self.state = State::ShutdownAckSent;
-        self.t3 = None;
+        self.timers.stop(Timer::T3);
         let mut c = Vec::new();
         Chunk::ShutdownAck.write(&mut c);
         self.queue_control(c);
-        self.t2 = Some(now + self.rto);
+        self.timers.set(Timer::T2, now + self.rtt.rto());
     }
 
     // ---------------------------------------------------------------- output
@@ -2488,7 +2358,8 @@ impl Association {
             State::Established | State::ShutdownPending | State::ShutdownReceived
         );
         // A SACK rides along whenever one is owed, delayed or not.
-        let sack_owed = self.sack_now || self.sack_timer.is_some() || !self.dups.is_empty();
+        let sack_owed =
+            self.sack_now || self.timers.is_running(Timer::DelayedSack) || self.rx.has_dups();
         if sack_owed
             && matches!(
                 self.state,
@@ -2523,14 +2394,28 @@ impl Association {
         true
     }
 
+    /// Fills the rest of the packet with DATA: retransmissions first
+    /// (§6.1 / §7.2.4), then new data within the windows, then the I bit
+    /// on the last chunk when a SACK must come before more can go.
     fn write_data_chunks(&mut self, out: &mut Vec<u8>, now: Instant) {
+        let mut w = DataWritten::default();
+        self.write_retransmissions(out, now, &mut w);
+        if self.rtx_queue.is_empty() && self.burst_left > 0 {
+            self.write_new_data(out, now, &mut w);
+        }
+        self.flag_last_chunk(out, now, &w);
+        if w.wrote_data && !self.timers.is_running(Timer::T3) {
+            self.timers.set(Timer::T3, now + self.rtt.rto());
+        }
+        if !self.reset.queued().is_empty() {
+            self.try_send_reset(now);
+        }
+    }
+
+    /// Chunks marked for retransmission, oldest first, within cwnd (or
+    /// one packet regardless of it after a fast retransmit).
+    fn write_retransmissions(&mut self, out: &mut Vec<u8>, now: Instant, w: &mut DataWritten) {
         let mtu = self.config.mtu;
-        let mut wrote_data = false;
-        // Where the last DATA chunk of this packet starts, and the TSN of
-        // the last new one.
-        let mut last_chunk = None;
-        let mut last_new_tsn = None;
-        // Retransmissions first (§6.1 / §7.2.4).
         while let Some(&tsn) = self.rtx_queue.front() {
             let Some(i) = self.index_of(tsn) else {
                 self.rtx_queue.pop_front();
@@ -2551,7 +2436,10 @@ impl Association {
                 break;
             }
             // Fast retransmit may send one packet regardless of cwnd.
-            if !self.fast_rtx_packet && self.flight_size + len > self.cwnd && self.flight_size > 0 {
+            if !self.fast_rtx_packet
+                && self.flight_size + len > self.cc.window()
+                && self.flight_size > 0
+            {
                 break;
             }
             self.rtx_queue.pop_front();
@@ -2565,95 +2453,102 @@ impl Association {
             self.send_seq += 1;
             s.in_flight = true;
             self.flight_size += len;
-            last_chunk = Some(out.len());
+            w.last_chunk = Some(out.len());
             super::chunk::write_data(out, s.flags, s.tsn, s.stream, s.ssn, s.ppid, &s.data);
             if self.rtt_probe.is_some_and(|(p, _)| p == s.tsn) {
                 self.rtt_probe = None;
             }
-            wrote_data = true;
+            w.wrote_data = true;
         }
-        if wrote_data {
+        if w.wrote_data {
             self.fast_rtx_packet = false;
         }
-        // New data.
-        if self.rtx_queue.is_empty() && self.burst_left > 0 {
-            let mut new_data = false;
-            while let Some(p) = self.send_queue.peek() {
-                let len = p.data.len();
-                let (flags, expires) = (p.flags, p.expires);
-                // PR-SCTP: a whole message that outlived its lifetime before
-                // its first transmission is dropped without a TSN.
-                if flags & FLAG_BEGIN != 0
-                    && expires.is_some_and(|e| e <= now)
-                    && self.peer_forward_tsn
-                {
-                    self.drop_unsent_message();
-                    continue;
-                }
-                if out.len() + DATA_HEADER_LEN + len > mtu {
-                    break;
-                }
-                // ANCHOR: window
-                // §7.2.1 / §6.1 rule B: cwnd and the peer's window (one probe
-                // when the window is zero and nothing is in flight).
-                if self.flight_size >= self.cwnd {
-                    break;
-                }
-                if (self.peer_rwnd as usize) < len
-                    && !(self.flight_size == 0 && !new_data && !wrote_data)
-                {
-                    break;
-                }
-                // ANCHOR_END: window
-                let Some(p) = self.send_queue.pop() else {
-                    break;
-                };
-                self.queued_bytes = self.queued_bytes.saturating_sub(len);
-                let tsn = self.next_tsn;
-                self.next_tsn = tsn.wrapping_add(1);
-                let st = self.out.entry(p.stream).or_default();
-                st.unsent = st.unsent.saturating_sub(1);
-                let ssn = if p.flags & FLAG_UNORDERED != 0 {
-                    0
-                } else {
-                    if p.flags & FLAG_BEGIN != 0 {
-                        self.current_ssn = st.next_ssn;
-                        st.next_ssn = st.next_ssn.wrapping_add(1);
-                    }
-                    self.current_ssn
-                };
-                last_chunk = Some(out.len());
-                super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
-                self.flight_size += len;
-                self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
-                last_new_tsn = Some(tsn);
-                self.send_seq += 1;
-                self.stats.sent_chunks += 1;
-                self.inflight.push_back(Sent {
-                    tsn,
-                    stream: p.stream,
-                    ssn,
-                    ppid: p.ppid,
-                    flags: p.flags,
-                    data: p.data,
-                    sent_at: now,
-                    sent_seq: self.send_seq,
-                    transmissions: 1,
-                    max_rtx: p.max_rtx,
-                    expires: p.expires,
-                    acked: false,
-                    abandoned: false,
-                    marked: false,
-                    in_flight: true,
-                    misses: 0,
-                });
-                new_data = true;
+    }
+
+    /// New data from the send queue, a TSN each, within cwnd and the
+    /// peer's window: at most one packet of it per call, counted against
+    /// Max.Burst.
+    fn write_new_data(&mut self, out: &mut Vec<u8>, now: Instant, w: &mut DataWritten) {
+        let mtu = self.config.mtu;
+        let mut new_data = false;
+        while let Some(p) = self.send_queue.peek() {
+            let len = p.data.len();
+            let (flags, expires) = (p.flags, p.expires);
+            // PR-SCTP: a whole message that outlived its lifetime before
+            // its first transmission is dropped without a TSN.
+            if flags & FLAG_BEGIN != 0 && expires.is_some_and(|e| e <= now) && self.peer_forward_tsn
+            {
+                self.drop_unsent_message();
+                continue;
             }
-            if new_data {
-                self.burst_left -= 1;
-                wrote_data = true;
+            if out.len() + DATA_HEADER_LEN + len > mtu {
+                break;
             }
+            // ANCHOR: window
+            // §7.2.1 / §6.1 rule B: cwnd and the peer's window (one probe
+            // when the window is zero and nothing is in flight).
+            if self.flight_size >= self.cc.window() {
+                break;
+            }
+            if (self.peer_rwnd as usize) < len
+                && !(self.flight_size == 0 && !new_data && !w.wrote_data)
+            {
+                break;
+            }
+            // ANCHOR_END: window
+            let Some(p) = self.send_queue.pop() else {
+                break;
+            };
+            self.queued_bytes = self.queued_bytes.saturating_sub(len);
+            let tsn = self.next_tsn;
+            self.next_tsn = tsn.wrapping_add(1);
+            let st = self.out.entry(p.stream).or_default();
+            st.unsent = st.unsent.saturating_sub(1);
+            let ssn = if p.flags & FLAG_UNORDERED != 0 {
+                0
+            } else {
+                if p.flags & FLAG_BEGIN != 0 {
+                    self.current_ssn = st.next_ssn;
+                    st.next_ssn = st.next_ssn.wrapping_add(1);
+                }
+                self.current_ssn
+            };
+            w.last_chunk = Some(out.len());
+            super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
+            self.flight_size += len;
+            self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
+            w.last_new_tsn = Some(tsn);
+            self.send_seq += 1;
+            self.stats.sent_chunks += 1;
+            self.inflight.push_back(Sent {
+                tsn,
+                stream: p.stream,
+                ssn,
+                ppid: p.ppid,
+                flags: p.flags,
+                data: p.data,
+                sent_at: now,
+                sent_seq: self.send_seq,
+                transmissions: 1,
+                max_rtx: p.max_rtx,
+                expires: p.expires,
+                acked: false,
+                abandoned: false,
+                marked: false,
+                in_flight: true,
+                misses: 0,
+            });
+            new_data = true;
         }
+        if new_data {
+            self.burst_left -= 1;
+            w.wrote_data = true;
+        }
+    }
+
+    /// Sets the I bit on the packet's last DATA chunk when it is the last
+    /// we can send before a SACK, and makes it the RTT probe.
+    fn flag_last_chunk(&mut self, out: &mut [u8], now: Instant, w: &DataWritten) {
         // ANCHOR: immediate
         // RFC 9260 §3.3.1 (the I bit, from RFC 7053): when this packet is
         // the last we can send before a SACK comes (nothing more queued, or
@@ -2665,8 +2560,8 @@ impl Association {
         // ack delay, so `rto_min` can sit below the peer's delayed-SACK
         // timer without retransmitting a chunk whose SACK is merely held
         // back. Only the wire copy is flagged: a retransmission decides anew.
-        if let Some(at) = last_chunk {
-            let blocked = self.flight_size >= self.cwnd
+        if let Some(at) = w.last_chunk {
+            let blocked = self.flight_size >= self.cc.window()
                 || self.burst_left == 0
                 || self
                     .send_queue
@@ -2680,7 +2575,7 @@ impl Association {
                 // at once. The first chunk of a burst, if the packet after
                 // it were lost, could be SACKed 200 ms late, and a first
                 // sample of 220 ms instead of 20 sets the RTO near 700 ms.
-                if let Some(tsn) = last_new_tsn
+                if let Some(tsn) = w.last_new_tsn
                     && self.rtt_probe.is_none()
                 {
                     self.rtt_probe = Some((tsn, now));
@@ -2688,12 +2583,6 @@ impl Association {
             }
         }
         // ANCHOR_END: immediate
-        if wrote_data && self.t3.is_none() {
-            self.t3 = Some(now + self.rto);
-        }
-        if !self.reset_queue.is_empty() {
-            self.try_send_reset(now);
-        }
     }
 
     fn drop_unsent_message(&mut self) {

@@ -25,8 +25,9 @@
 //! The [`Association`] is sans-IO like every machine in rtclab: feed it
 //! packets ([`Association::handle_packet`]) and time, drain
 //! [`Association::poll_transmit`] and [`Association::poll_event`].
-//! [`SimHost`] wraps one as a [`Machine`](crate::machine::Machine) that sends
-//! each SCTP packet as a UDP datagram, for the simulator.
+//! [`crate::sim::sctp::SimHost`] wraps one as a
+//! [`Machine`](crate::machine::Machine) that sends each SCTP packet as a UDP
+//! datagram, for the simulator.
 //!
 //! ## Implemented
 //!
@@ -71,16 +72,19 @@
 
 mod association;
 pub mod chunk;
+pub mod congestion;
 pub mod packet;
 pub mod param;
+mod rack;
+mod receive;
+mod reset;
+mod rto;
 mod send_queue;
-mod sim;
-pub mod speed;
+mod timer;
 
 pub use association::{Association, Stats};
 pub use chunk::Chunk;
 pub use packet::{CommonHeader, Packet};
-pub use sim::{BulkSender, BulkSink, SimHost};
 
 use std::fmt;
 use std::time::Duration;

@@ -772,7 +772,8 @@ fn unknown_chunk_upper_bits() {
 #[test]
 fn over_our_dtls_on_loopback_udp() {
     // Two rtclab peers: SCTP in DTLS records over real loopback UDP.
-    let r = super::speed::loopback(2 * 1024 * 1024, 64 * 1024, 1200).expect("loopback transfer");
+    let r =
+        crate::speed::sctp::loopback(2 * 1024 * 1024, 64 * 1024, 1200).expect("loopback transfer");
     assert!(r.mb_per_s > 0.0);
     assert!(r.sender_cpu > 0.0 && r.receiver_cpu > 0.0);
 }

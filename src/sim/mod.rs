@@ -155,6 +155,7 @@ mod link;
 mod nat;
 mod network;
 mod pcap;
+pub mod sctp;
 
 pub use echo::Echo;
 pub use link::{GilbertElliott, LinkConfig};

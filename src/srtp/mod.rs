@@ -85,7 +85,7 @@
 //! `tests/srtp_libsrtp.rs` (feature `libsrtp`) shows that rtclab and libsrtp
 //! produce byte-identical packets and accept each other's, for every profile.
 //! `tests/srtp_alloc.rs` counts allocations on the hot path (none).
-//! [`bench::speed`] gives the figures of `rtclab speed srtp`.
+//! [`crate::speed::srtp`] gives the figures of `rtclab speed srtp`.
 //!
 //! ## Using it
 //!
@@ -116,8 +116,6 @@
 mod context;
 mod crypto;
 mod replay;
-
-pub mod bench;
 
 #[cfg(test)]
 mod tests;

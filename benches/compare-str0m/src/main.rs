@@ -11,7 +11,7 @@
 //! channel opening to the end, whence MB per CPU second of both peers.
 //!
 //! rtclab's figure is `rtclab speed datachannel`'s own path:
-//! [`rtclab::peer::speed::datachannel_on_loopback`] (two `LivePeer`s, the
+//! [`rtclab::speed::peer::datachannel_on_loopback`] (two `LivePeer`s, the
 //! tokio runtime with its GSO/GRO batching). str0m's is the loop its
 //! documentation gives a user: a blocking `UdpSocket`, `recv_from` with a
 //! read timeout from `Output::Timeout`, one `send_to` per
@@ -25,7 +25,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rtclab::peer::speed::{HIGH_WATER, LOW_WATER, Transfer, datachannel_on_loopback};
+use rtclab::speed::peer::{HIGH_WATER, LOW_WATER, Transfer, datachannel_on_loopback};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::channel::ChannelId;
 use str0m::net::{Protocol, Receive};

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ring::aead;
 
-use super::{Config, ProtectionProfile, SrtpContext};
+use crate::srtp::{Config, ProtectionProfile, SrtpContext};
 
 /// Packets per timed batch.
 const BATCH: usize = 64;
@@ -211,7 +211,7 @@ fn measure(size: usize) -> Measured {
 
 #[cfg(test)]
 mod tests {
-    /// `cargo test --release --lib srtp::bench -- --ignored --nocapture`
+    /// `cargo test --release --lib speed::srtp -- --ignored --nocapture`
     #[test]
     #[ignore = "a measurement, not a test; run in release"]
     fn print_speed() {

@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use super::{Association, Event, SctpError, SendOptions};
 use crate::machine::{Machine, Receive, Transmit};
+use crate::sctp::{Association, Event, SctpError, SendOptions};
 
 /// Keeps a stream busy with numbered messages whose bytes can be checked.
 #[derive(Debug, Clone)]
@@ -186,7 +186,7 @@ impl SimHost {
                 (e, _) => self.events.push_back(e),
             }
         }
-        if self.association.state() == super::State::Established {
+        if self.association.state() == crate::sctp::State::Established {
             if let Some(b) = &mut self.bulk {
                 b.pump(&mut self.association, now);
             }

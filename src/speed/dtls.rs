@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::SeedableRng;
 use ring::aead;
 
-use super::cert::Certificate;
-use super::endpoint::{Config, Version};
-use super::endpoint_auto::AutoEndpoint as Endpoint;
-use super::handshake::NamedGroup;
-use super::record::{CipherSuite, ContentType, RecordProtection, records};
+use crate::dtls::cert::Certificate;
+use crate::dtls::endpoint::{Config, Version};
+use crate::dtls::endpoint_auto::AutoEndpoint as Endpoint;
+use crate::dtls::handshake::NamedGroup;
+use crate::dtls::record::{CipherSuite, ContentType, RecordProtection, records};
 use crate::machine::{Machine, Receive};
 
 /// The figures, named as `rtclab speed` prints them.
@@ -82,8 +82,8 @@ pub fn measure(budget: Duration) -> Figures {
     let certs: Vec<(Vec<u8>, Vec<u8>)> = (0..2)
         .map(|_| {
             let c = Certificate::generate(&mut rng, now).expect("key generation");
-            let key =
-                super::cert::pem_decode(&c.private_key_pem(), "PRIVATE KEY").expect("our own PEM");
+            let key = crate::dtls::cert::pem_decode(&c.private_key_pem(), "PRIVATE KEY")
+                .expect("our own PEM");
             (c.der().to_vec(), key)
         })
         .collect();
@@ -178,7 +178,7 @@ pub fn measure(budget: Duration) -> Figures {
 
 #[cfg(test)]
 mod tests {
-    /// `cargo test --release --lib dtls::speed -- --ignored --nocapture`
+    /// `cargo test --release --lib speed::dtls -- --ignored --nocapture`
     #[test]
     #[ignore = "a measurement, not a test; run on demand"]
     fn print_figures() {

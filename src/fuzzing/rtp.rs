@@ -3,14 +3,14 @@
 //! replays the checked-in corpus through the same code
 //! (`tests/fuzz_corpus.rs`). Each panics only on a real bug.
 
-use super::h264::{AnnexBReader, H264Depacketizer};
-use super::nack::decode_rtx;
-use super::opus::OpusDepacketizer;
-use super::packet::{RtpHeader, RtpPacket};
-use super::payload::{Depacketizer, Packetizer};
-use super::rtcp::{RtcpIter, RtcpPacket};
-use super::vp8::Vp8Depacketizer;
-use super::{FrameAssembler, ivf, ogg};
+use crate::rtp::h264::{AnnexBReader, H264Depacketizer};
+use crate::rtp::nack::decode_rtx;
+use crate::rtp::opus::OpusDepacketizer;
+use crate::rtp::packet::{RtpHeader, RtpPacket};
+use crate::rtp::payload::{Depacketizer, Packetizer};
+use crate::rtp::rtcp::{RtcpIter, RtcpPacket};
+use crate::rtp::vp8::Vp8Depacketizer;
+use crate::rtp::{FrameAssembler, ivf, ogg};
 
 /// RTP packets: the checked view, every accessor, extensions, and a write /
 /// parse round trip of what parsed; RTX decoding.
@@ -41,7 +41,7 @@ pub fn rtp_packet(data: &[u8]) {
     // The mutable view: any remap and any setter keep the packet valid and
     // its length, and the view reads what was set.
     let mut buf = data.to_vec();
-    if let Ok(mut m) = super::RtpPacketMut::new_checked(&mut buf) {
+    if let Ok(mut m) = crate::rtp::RtpPacketMut::new_checked(&mut buf) {
         let salt = data.first().copied().unwrap_or(0);
         m.remap_extension_ids(|id| id.checked_add(salt % 3).filter(|n| n % 5 != 0));
         m.set_sequence_number(0xBEEF);
@@ -61,8 +61,8 @@ pub fn rtp_packet(data: &[u8]) {
 /// with time moving: no panic, bounded state, and whatever comes out
 /// parses. The first byte picks frame mode or RTP mode.
 pub fn rtp_streams(data: &[u8]) {
-    use super::stream::{ReceiveStream, SendStream};
-    use super::vp8::Vp8Depacketizer;
+    use crate::rtp::stream::{ReceiveStream, SendStream};
+    use crate::rtp::vp8::Vp8Depacketizer;
     use std::time::{Duration, Instant};
     let Some((&mode, mut rest)) = data.split_first() else {
         return;
@@ -193,20 +193,23 @@ pub fn h264_depacketize(data: &[u8]) {
 /// VP9 payloads through the depacketizer and the frame assembler, and the
 /// descriptor's write-back.
 pub fn vp9_depacketize(data: &[u8]) {
-    if let Ok((d, n)) = super::vp9::Vp9Descriptor::parse(data) {
+    if let Ok((d, n)) = crate::rtp::vp9::Vp9Descriptor::parse(data) {
         let mut out = Vec::new();
         d.write(&mut out).expect("a parsed VP9 descriptor writes");
-        assert_eq!(super::vp9::Vp9Descriptor::parse(&out), Ok((d, out.len())));
+        assert_eq!(
+            crate::rtp::vp9::Vp9Descriptor::parse(&out),
+            Ok((d, out.len()))
+        );
         assert!(n <= data.len());
     }
-    depacketize_all(super::vp9::Vp9Depacketizer, data);
+    depacketize_all(crate::rtp::vp9::Vp9Depacketizer, data);
 }
 
 /// AV1 payloads through the depacketizer and the frame assembler; the input
 /// as a temporal unit through the packetizer, whose payloads must come back
 /// whole (OBUs with their size fields).
 pub fn av1_depacketize(data: &[u8]) {
-    use super::av1::{Av1Depacketizer, Av1Packetizer, ObuReader, TEMPORAL_DELIMITER};
+    use crate::rtp::av1::{Av1Depacketizer, Av1Packetizer, ObuReader, TEMPORAL_DELIMITER};
     depacketize_all(Av1Depacketizer::new(), data);
     let mut ps = Vec::new();
     let mtu = 50 + usize::from(data.first().copied().unwrap_or(0));
@@ -227,7 +230,7 @@ pub fn av1_depacketize(data: &[u8]) {
 /// input's first descriptor carries; whatever parsed writes and parses back
 /// equal.
 pub fn dependency_descriptor(data: &[u8]) {
-    use super::dd::{DdReader, DependencyDescriptor};
+    use crate::rtp::dd::{DdReader, DependencyDescriptor};
     let mut reader = DdReader::new();
     for chunk in payloads(data) {
         let latest = reader.structure().cloned();
@@ -264,7 +267,7 @@ mod tests {
     use crate::rtp::payload::Packetizer;
 
     /// Writes seed inputs for each target into `fuzz/corpus/` (run once by
-    /// hand: `cargo test --lib rtp::fuzz -- --ignored`).
+    /// hand: `cargo test --lib fuzzing::rtp -- --ignored`).
     #[test]
     #[ignore = "writes files into fuzz/corpus"]
     fn generate_corpus() {
@@ -277,7 +280,7 @@ mod tests {
         };
         // RTP: the bench stream's first packet, one with CSRCs, padding and a
         // two-byte extension.
-        let pkts = crate::rtp::bench::sample_packets(1);
+        let pkts = crate::speed::rtp::sample_packets(1);
         put("rtp_packet", "vp8_one_byte_ext", &pkts[0]);
         let mut e = crate::rtp::Extensions::new();
         e.push(20, b"mid-value-long-enough").push(1, &[0x85]);

@@ -17,6 +17,18 @@
 //! `datachannel` (one reliable ordered SCTP stream in the simulator at 20 ms
 //! RTT on 1 Gbit/s, with and without 1% loss), `setup` (two PeerConnections
 //! on loopback, from create_offer to the first data-channel message).
+//!
+//! Each layer's measurements live here, one file per layer ([`dtls`],
+//! [`ice`], [`peer`], [`rtp`], [`sctp`], [`srtp`]; STUN and TURN in this
+//! file), never inside the protocol modules: benchmarks open sockets, spawn
+//! threads and read the clock, which the sans-IO modules never do.
+
+pub mod dtls;
+pub mod ice;
+pub mod peer;
+pub mod rtp;
+pub mod sctp;
+pub mod srtp;
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -93,11 +105,11 @@ pub fn run(layers: &[String]) -> Result<(), String> {
                 f
             }
             "dtls" => dtls(),
-            "srtp" => from_tuples(crate::srtp::bench::speed()),
-            "rtp" => from_tuples(crate::rtp::bench::speed()),
-            "ice" => from_tuples(crate::ice::speed::speed()),
-            "setup" => from_tuples(crate::peer::speed::speed()),
-            "media" => from_tuples(crate::peer::speed::media()),
+            "srtp" => from_tuples(crate::speed::srtp::speed()),
+            "rtp" => from_tuples(crate::speed::rtp::speed()),
+            "ice" => from_tuples(crate::speed::ice::speed()),
+            "setup" => from_tuples(crate::speed::peer::speed()),
+            "media" => from_tuples(crate::speed::peer::media()),
             "datachannel" => datachannel(),
             other => {
                 return Err(format!(
@@ -208,7 +220,7 @@ pub fn stun() -> Vec<Figure> {
 /// The DTLS figures (issue targets: ≥ 1,000 handshakes per second per core
 /// server-side; record seal + open ≥ 0.85 of raw ring AES-128-GCM).
 pub fn dtls() -> Vec<Figure> {
-    let f = crate::dtls::speed::measure(Duration::from_millis(1000));
+    let f = crate::speed::dtls::measure(Duration::from_millis(1000));
     vec![
         Figure::new("dtls.handshakes_per_s", f.handshakes_per_s, "handshakes/s"),
         Figure::new(
@@ -822,8 +834,8 @@ const GENERATOR_SLOT: usize = 2048;
 /// `datachannel.mb_per_s`: what an application gets, two `PeerConnection`s
 /// over [`LivePeer`](crate::peer::LivePeer) on loopback, 16 KiB messages,
 /// `bufferedAmount` kept between 512 KiB and 1 MiB (see
-/// [`crate::peer::speed::datachannel_on_loopback`]), with each side's CPU;
-/// then the SCTP figures of [`crate::sctp::speed`], whose
+/// [`crate::speed::peer::datachannel_on_loopback`]), with each side's CPU;
+/// then the SCTP figures of [`crate::speed::sctp`], whose
 /// `datachannel.ceiling_raw_sctp_dtls_*` is the ceiling for it (SCTP over
 /// DTLS wired directly, no flow-control pause). Beside str0m, the same
 /// transfer runs from `benches/compare-str0m` (a separate project, so that
@@ -833,7 +845,7 @@ const GENERATOR_SLOT: usize = 2048;
 /// `datachannel.cpu_pct_of_ceiling`.
 pub fn datachannel() -> Vec<Figure> {
     let mut v = Vec::new();
-    let user = match crate::peer::speed::datachannel_on_loopback(400_000_000, 16 * 1024) {
+    let user = match crate::speed::peer::datachannel_on_loopback(400_000_000, 16 * 1024) {
         Ok(t) => {
             v.push(Figure::new("datachannel.mb_per_s", t.mb_per_s, "MB/s"));
             v.push(Figure::new(
@@ -855,7 +867,7 @@ pub fn datachannel() -> Vec<Figure> {
             None
         }
     };
-    let sctp = from_tuples(crate::sctp::speed::speed());
+    let sctp = from_tuples(crate::speed::sctp::speed());
     let find = |name: &str| sctp.iter().find(|f| f.name == name).map(|f| f.value);
     let ceiling = find("datachannel.ceiling_raw_sctp_dtls_16k_mb_per_s");
     let ceiling_cpu = find("datachannel.ceiling_raw_sctp_dtls_16k_mb_per_cpu_s");

@@ -5,15 +5,15 @@
 //! RTP header ([`RtpPacket::new_checked`]) and strip the VP8 payload descriptor
 //! into a frame buffer that is reused, so nothing is allocated per packet. The
 //! ceiling beside it is a bare `memcpy` of the same payload bytes. A second
-//! figure runs the packets through the [`FrameAssembler`](super::FrameAssembler)
+//! figure runs the packets through the [`FrameAssembler`](crate::rtp::FrameAssembler)
 //! (ordering, gap detection, one allocation per frame).
 
 use std::hint::black_box;
 
-use super::ext::Extensions;
-use super::packet::{RtpHeader, RtpPacket};
-use super::payload::{Depacketizer, Packetizer};
-use super::vp8::{Vp8Depacketizer, Vp8Packetizer};
+use crate::rtp::ext::Extensions;
+use crate::rtp::packet::{RtpHeader, RtpPacket};
+use crate::rtp::payload::{Depacketizer, Packetizer};
+use crate::rtp::vp8::{Vp8Depacketizer, Vp8Packetizer};
 
 /// Payload budget used for the packets (a typical WebRTC video payload).
 pub const MTU: usize = 1200;
@@ -141,7 +141,7 @@ pub fn speed() -> Vec<(String, f64, &'static str)> {
 
     // The whole receive path with reordering handled: parse, frame assembler
     // (payloads copied into recycled buffers), one frame buffer per frame.
-    let mut asm = super::jitter::FrameAssembler::new(Vp8Depacketizer, 256);
+    let mut asm = crate::rtp::jitter::FrameAssembler::new(Vp8Depacketizer, 256);
     let asm_rounds = rounds / 10;
     let t = cpu_time::ThreadTime::now();
     let mut bytes = 0usize;
@@ -155,7 +155,7 @@ pub fn speed() -> Vec<(String, f64, &'static str)> {
             }
         }
         // The next round repeats the same sequence numbers: start afresh.
-        asm = super::jitter::FrameAssembler::new(Vp8Depacketizer, 256);
+        asm = crate::rtp::jitter::FrameAssembler::new(Vp8Depacketizer, 256);
     }
     black_box(bytes);
     let assemble_ns = t.elapsed().as_nanos() as f64 / (asm_rounds * n) as f64;
@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(total, 3 * PACKETS_PER_FRAME * (MTU - 4));
     }
 
-    /// `cargo test --release --lib rtp::bench -- --ignored --nocapture` prints
+    /// `cargo test --release --lib speed::rtp -- --ignored --nocapture` prints
     /// the figures until `rtclab speed rtp` is wired up.
     #[test]
     #[ignore = "a measurement, not a test; run in release"]

@@ -11,12 +11,13 @@
 //! pause), 16 KiB and 64 KiB messages, with the CPU each peer's thread used
 //! (`ceiling_raw_sctp_dtls_mb_per_s` is the better of the two). What an
 //! application gets through two `PeerConnection`s is `datachannel.mb_per_s`
-//! ([`crate::peer::speed::datachannel_on_loopback`]).
+//! ([`crate::speed::peer::datachannel_on_loopback`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{Association, BulkSender, BulkSink, Config, SimHost, State};
+use crate::sctp::{Association, Config, State};
+use crate::sim::sctp::{BulkSender, BulkSink, SimHost};
 use crate::sim::{LinkConfig, Sim};
 
 /// Runs one transfer of `bytes`; returns (Mbit/s at virtual time, MB per CPU second).
@@ -27,7 +28,7 @@ pub fn sim_transfer(loss: f64, bytes: u64, seed: u64) -> (f64, f64) {
 
 /// As [`sim_transfer`], with the sender's counters (timeouts, fast
 /// retransmissions) for checking how it recovered.
-pub fn sim_transfer_with_stats(loss: f64, bytes: u64, seed: u64) -> (f64, f64, super::Stats) {
+pub fn sim_transfer_with_stats(loss: f64, bytes: u64, seed: u64) -> (f64, f64, crate::sctp::Stats) {
     let a_addr: SocketAddr = "192.0.2.1:5000".parse().unwrap_or_else(|_| unreachable!());
     let b_addr: SocketAddr = "192.0.2.2:5000".parse().unwrap_or_else(|_| unreachable!());
     let mut sim = Sim::new(seed);
@@ -215,7 +216,7 @@ impl Side {
             self.sctp.handle_timeout(now);
         }
         while let Some(e) = self.sctp.poll_event() {
-            if let (super::Event::Message { data, .. }, Some(s)) = (e, sink.as_mut()) {
+            if let (crate::sctp::Event::Message { data, .. }, Some(s)) = (e, sink.as_mut()) {
                 s.messages += 1;
                 s.bytes += data.len() as u64;
             }

@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::oneshot;
 
-use super::{Agent, AgentConfig, IceEvent};
+use crate::ice::{Agent, AgentConfig, IceEvent};
 use crate::machine::Machine;
 use crate::runtime::Driver;
 

@@ -11,7 +11,7 @@
 //! handshakes are lost; `setup.sim_5pct_loss_p50_ms` beside it).
 //!
 //! `peer.idle_bytes`: the heap bytes one idle, connected peer holds as an
-//! application has it: a [`LivePeer`](super::LivePeer) on a loopback UDP
+//! application has it: a [`LivePeer`](crate::peer::LivePeer) on a loopback UDP
 //! socket (ICE, DTLS, SCTP with a data channel open, its certificate, and
 //! its driver: buffers, queues, the tokio registration of its socket),
 //! measured over 200 peers (100 connected pairs, each left to settle for
@@ -29,10 +29,10 @@ use std::time::{Duration, Instant, SystemTime};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType};
 use crate::datachannel::{ChannelInit, Event as DcEvent};
 use crate::dtls::cert::Certificate;
 use crate::machine::{Machine, Receive};
+use crate::peer::{PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType};
 use crate::runtime::Driver;
 use crate::sim::{LinkConfig, Sim};
 
@@ -50,8 +50,8 @@ fn peer(seed: u64) -> io::Result<(PeerConnection, tokio::net::UdpSocket, SocketA
     let addr = socket.local_addr()?;
     let socket = tokio::net::UdpSocket::from_std(socket)?;
     let mut config = PeerConfig::new(cert, vec![addr]);
-    let mut transport = super::Config::new(
-        super::IceRole::Controlling,
+    let mut transport = crate::peer::Config::new(
+        crate::peer::IceRole::Controlling,
         Certificate::generate(&mut rng, SystemTime::now())
             .map_err(|e| io::Error::other(e.to_string()))?,
     );
@@ -69,7 +69,7 @@ async fn setup_once(seed: u64) -> io::Result<Duration> {
     let (mut a, sa, _) = peer(seed * 2 + 1)?;
     let (mut b, sb, _) = peer(seed * 2 + 2)?;
     let start = Instant::now();
-    let err = |e: super::PeerError| io::Error::other(e.to_string());
+    let err = |e: crate::peer::PeerError| io::Error::other(e.to_string());
     let ch = a
         .create_data_channel(ChannelInit::new("speed"))
         .map_err(err)?;
@@ -257,8 +257,8 @@ async fn live_sender(
     size: usize,
 ) -> Result<(f64, (u64, f64, f64)), String> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let config = super::LivePeer::config().map_err(string_err)?;
-    let mut a = super::LivePeer::bind(config, loopback)
+    let config = crate::peer::LivePeer::config().map_err(string_err)?;
+    let mut a = crate::peer::LivePeer::bind(config, loopback)
         .await
         .map_err(string_err)?;
     let ch = a
@@ -316,8 +316,8 @@ async fn live_sender(
 /// reports.
 async fn live_receiver(to: Tx, mut from: Rx, total: u64) -> Result<(), String> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let config = super::LivePeer::config().map_err(string_err)?;
-    let mut b = super::LivePeer::bind(config, loopback)
+    let config = crate::peer::LivePeer::config().map_err(string_err)?;
+    let mut b = crate::peer::LivePeer::bind(config, loopback)
         .await
         .map_err(string_err)?;
     let mut got = 0u64;
@@ -374,7 +374,7 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Resul
 }
 
 /// `bytes` in messages of `size` bytes on one reliable ordered data
-/// channel between two [`LivePeer`](super::LivePeer)s on loopback, each on
+/// channel between two [`LivePeer`](crate::peer::LivePeer)s on loopback, each on
 /// its own thread and tokio runtime: the path an application takes
 /// (`PeerConnection`, its transport, the runtime's driver), with
 /// `bufferedAmount` flow control ([`HIGH_WATER`], [`LOW_WATER`]).
@@ -431,8 +431,8 @@ fn offer_answer(
     );
     let ch = a.create_data_channel(ChannelInit::new("speed")).ok()?;
     if video {
-        a.add_track_with_codec(super::TrackCodec::Vp8).ok()?;
-        b.add_track_with_codec(super::TrackCodec::Vp8).ok()?;
+        a.add_track_with_codec(crate::peer::TrackCodec::Vp8).ok()?;
+        b.add_track_with_codec(crate::peer::TrackCodec::Vp8).ok()?;
     }
     let offer = a.create_offer(now).ok()?;
     a.set_local_description(now, SdpType::Offer, &offer).ok()?;
@@ -662,14 +662,14 @@ const LIVE_IDLE_PAIRS: usize = 100;
 /// enough to release their buffers (100 ms, see [`crate::runtime`]).
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// One pair of [`LivePeer`](super::LivePeer)s on loopback, connected with
+/// One pair of [`LivePeer`](crate::peer::LivePeer)s on loopback, connected with
 /// a data channel open and one message delivered, then run for
 /// [`SETTLE`].
-async fn live_pair() -> Result<(super::LivePeer, super::LivePeer), String> {
+async fn live_pair() -> Result<(crate::peer::LivePeer, crate::peer::LivePeer), String> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let bind = || async {
-        let config = super::LivePeer::config().map_err(string_err)?;
-        super::LivePeer::bind(config, loopback)
+        let config = crate::peer::LivePeer::config().map_err(string_err)?;
+        crate::peer::LivePeer::bind(config, loopback)
             .await
             .map_err(string_err)
     };
@@ -712,7 +712,7 @@ async fn live_pair() -> Result<(super::LivePeer, super::LivePeer), String> {
     }
 }
 
-/// Heap bytes per idle connected [`LivePeer`](super::LivePeer), driver
+/// Heap bytes per idle connected [`LivePeer`](crate::peer::LivePeer), driver
 /// included, over `pairs` pairs set up 20 at a time on one tokio runtime
 /// (which stays up, holding their sockets' registrations, while counted);
 /// `None` without a heap counter or if a pair fails.
@@ -804,7 +804,7 @@ pub fn media() -> Vec<(String, f64, &'static str)> {
     let Some([mut a, mut b]) = connect_directly_with(7, true) else {
         return vec![("media.failed".into(), 1.0, "runs")];
     };
-    let (ta, tb) = (super::TrackId(0), super::TrackId(0));
+    let (ta, tb) = (crate::peer::TrackId(0), crate::peer::TrackId(0));
     let Some(mid) = a.track_mid(ta).map(str::to_string) else {
         return vec![("media.failed".into(), 1.0, "runs")];
     };
@@ -908,7 +908,10 @@ mod tests {
     fn connects_a_pair_directly() {
         let pair = super::connect_directly(1).expect("connected");
         for p in &pair {
-            assert_eq!(p.connection_state(), super::PeerConnectionState::Connected);
+            assert_eq!(
+                p.connection_state(),
+                crate::peer::PeerConnectionState::Connected
+            );
         }
         // Without a heap counter registered there is no figure.
         assert_eq!(super::idle_bytes_per_peer(2), None);
