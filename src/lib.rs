@@ -81,6 +81,7 @@ pub mod sdp;
 pub mod signaling;
 pub mod sim;
 pub mod speed;
+pub mod speed_sfu;
 pub mod srtp;
 pub mod stun;
 pub mod turn;

@@ -17,6 +17,8 @@
 //! `datachannel` (one reliable ordered SCTP stream in the simulator at 20 ms
 //! RTT on 1 Gbit/s, with and without 1% loss), `setup` (two PeerConnections
 //! on loopback, from create_offer to the first data-channel message).
+//! `sfu` runs only when named: a load generator against Janus's VideoRoom
+//! and `rtclab sfu` ([`crate::speed_sfu`]).
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -99,6 +101,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "setup" => from_tuples(crate::peer::speed::speed()),
             "media" => from_tuples(crate::peer::speed::media()),
             "datachannel" => datachannel(),
+            "sfu" => crate::speed_sfu::speed()?,
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",
