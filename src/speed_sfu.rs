@@ -275,6 +275,11 @@ pub trait SfuUnderTest {
         feeds: &[String],
         peer: &mut dyn Negotiate,
     ) -> Result<Leg, String>;
+    /// Whether a subscriber offers (WHEP) rather than answers the SFU's
+    /// offer (Janus): the generator then gives it receive-only m-lines.
+    fn subscriber_offers(&self) -> bool {
+        false
+    }
     /// The process to measure.
     fn pid(&self) -> Option<u32>;
     /// The address the generator's peers bind (the SFU's candidates must
@@ -918,6 +923,10 @@ impl SfuUnderTest for Whip {
         self.exchange(&format!("/whep/{room}"), peer)
     }
 
+    fn subscriber_offers(&self) -> bool {
+        true
+    }
+
     fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -1012,6 +1021,21 @@ impl Negotiate for GenPeer {
         self.collect();
         std::mem::take(&mut self.candidates)
     }
+}
+
+/// Gives a peer that is to offer a receive-only audio and video m-line
+/// (a WHEP client's offer, RFC 9725 §4.2). `PeerConnection` has no
+/// `addTransceiver(kind, {direction: "recvonly"})`: a track added and
+/// removed before the first offer leaves its m-line `recvonly`
+/// (JSEP §4.1.8).
+pub fn receive_only(live: &mut LivePeer) -> Result<(), String> {
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        let t = live.add_track(kind).map_err(|e| e.to_string())?;
+        live.connection_mut()
+            .remove_track(t)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// What one subscriber saw (written by its task, read by the generator).
@@ -1397,7 +1421,10 @@ impl Generator {
         room: &str,
         feeds: &[String],
     ) -> Result<Arc<SubscriberCounters>, String> {
-        let live = self.bind(sfu.peer_ip())?;
+        let mut live = self.bind(sfu.peer_ip())?;
+        if sfu.subscriber_offers() {
+            receive_only(&mut live)?;
+        }
         let mut peer = GenPeer {
             live,
             candidates: Vec::new(),
@@ -1886,6 +1913,156 @@ mod tests {
         assert!(
             parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
         );
+    }
+
+    /// A WHIP/WHEP resource server in one thread per request: each POST
+    /// gets a fresh `LivePeer` that answers (its candidates in the
+    /// answer); `/whip/…` reports the first frame it receives, `/whep/…`
+    /// sends frames once connected.
+    fn whip_answerer(listener: TcpListener, got: std::sync::mpsc::Sender<String>) {
+        for (k, stream) in listener.incoming().flatten().enumerate() {
+            let got = got.clone();
+            std::thread::spawn(move || serve_one(stream, k, got));
+        }
+    }
+
+    fn serve_one(mut stream: TcpStream, k: usize, got: std::sync::mpsc::Sender<String>) {
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        let (head, body) = loop {
+            let n = stream.read(&mut buf).expect("read");
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if raw.len() >= end + 4 + len {
+                    break (head, raw[end + 4..end + 4 + len].to_vec());
+                }
+            }
+            assert!(n > 0, "request cut short");
+        };
+        assert!(head.contains("Content-Type: application/sdp"), "{head}");
+        let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut live = rt
+            .block_on(LivePeer::bind(LivePeer::config().expect("cert"), lo))
+            .expect("bind");
+        let whep = path.starts_with("/whep/");
+        let track = whep.then(|| live.add_track(MediaKind::Video).expect("track"));
+        let offer = String::from_utf8(body).expect("utf-8");
+        let mut peer = GenPeer::new(live);
+        let answer = peer.answer(&offer).expect("answer");
+        let answer = Whip::with_candidates(&answer, &peer.candidates());
+        let reply = format!(
+            "HTTP/1.1 201 Created\r\nLocation: /resource/{k}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        stream.write_all(reply.as_bytes()).expect("reply");
+        drop(stream);
+        let mut live = peer.live;
+        rt.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(33));
+            let mut connected = false;
+            let mut n = 0u32;
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    tokio::select! {
+                        _ = tick.tick(), if connected && whep => {
+                            let mut f = Vec::new();
+                            vp8_frame(&mut f, 3000, n % 10 == 0, n);
+                            if let Some(t) = track {
+                                let _ = live.send_frame(t, n * 3000, &f);
+                            }
+                            n += 1;
+                        }
+                        e = live.next_event() => match e.expect("io") {
+                            PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
+                            PeerEvent::Frame { .. } if !whep => {
+                                let _ = got.send(path.clone());
+                                return;
+                            }
+                            _ => {}
+                        },
+                    }
+                }
+            })
+            .await;
+        });
+    }
+
+    /// The WHIP and WHEP client against an in-process answerer: a
+    /// publisher's frames reach the resource (WHIP), and the resource's
+    /// frames reach a subscriber that offered receive-only (WHEP).
+    #[test]
+    fn whip_and_whep_clients_exchange_media_with_an_answerer() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || whip_answerer(listener, tx));
+        let mut whip = Whip::at(addr);
+        let room = whip.create_room(1).expect("room");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+        let bind = || {
+            rt.block_on(LivePeer::bind(LivePeer::config().expect("cert"), lo))
+                .expect("bind")
+        };
+        // WHIP: publish.
+        let mut live = bind();
+        let video = live.add_track(MediaKind::Video).expect("track");
+        let mut publisher = GenPeer::new(live);
+        let leg = whip.publish(&room, &mut publisher).expect("WHIP");
+        assert_eq!(leg.resource, "/resource/0");
+        let mut p = publisher.live;
+        // WHEP: play.
+        let mut live = bind();
+        receive_only(&mut live).expect("recvonly");
+        let mut subscriber = GenPeer::new(live);
+        whip.subscribe(&room, &[], &mut subscriber).expect("WHEP");
+        assert!(
+            subscriber.remote().contains("a=sendonly"),
+            "{}",
+            subscriber.remote()
+        );
+        let mut s = subscriber.live;
+        let done = rt.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(33));
+            let mut n = 0u32;
+            let mut published = false;
+            let mut played = false;
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !(published && played) {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let mut f = Vec::new();
+                            vp8_frame(&mut f, 3000, n % 10 == 0, n);
+                            let _ = p.send_frame(video, n * 3000, &f);
+                            n += 1;
+                            published |= rx.try_recv().is_ok_and(|path| path.starts_with("/whip/"));
+                        }
+                        e = p.next_event() => { e.expect("io"); }
+                        e = s.next_event() => {
+                            if let PeerEvent::Frame { .. } = e.expect("io") {
+                                played = true;
+                            }
+                        }
+                    }
+                }
+            })
+            .await
+        });
+        assert!(done.is_ok(), "WHIP or WHEP media did not flow");
     }
 
     #[test]
