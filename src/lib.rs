@@ -94,6 +94,7 @@ pub mod sfu;
 pub mod signaling;
 pub mod sim;
 pub mod speed;
+pub mod speed_sfu;
 pub mod srtp;
 pub mod stun;
 pub mod turn;

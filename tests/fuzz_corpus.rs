@@ -45,6 +45,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("bwe_feedback", rtclab::fuzzing::bwe_feedback),
     ("whip_sdpfrag", rtclab::fuzzing::whip_sdpfrag),
     ("peer_set", rtclab::fuzzing::peer_set),
+    ("http_response", rtclab::fuzzing::http_response),
 ];
 
 fn corpus_root() -> PathBuf {

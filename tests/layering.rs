@@ -40,7 +40,7 @@ const TIERS: &[(&str, &[&str])] = &[
     ),
     ("peer", &["peer"]),
     ("app", &["demo", "signaling", "sfu", "whip"]),
-    ("drivers", &["runtime", "sim", "speed", "fuzzing"]),
+    ("drivers", &["runtime", "sim", "speed", "speed_sfu", "fuzzing"]),
 ];
 
 /// Edges within one tier that the map allows. Among the protocols, a
@@ -66,6 +66,7 @@ const SIDEWAYS: &[(&str, &str)] = &[
     ("runtime", "*"),
     ("sim", "*"),
     ("speed", "*"),
+    ("speed_sfu", "*"),
     ("fuzzing", "*"),
 ];
 

@@ -126,8 +126,21 @@ enum Command {
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp,
-        /// setup, datachannel (default: all).
+        /// setup, datachannel (default: all); `sfu` only when named.
         layers: Vec<String>,
+        /// sfu: drive Janus's VideoRoom (Debian's `janus`).
+        #[arg(long)]
+        janus: bool,
+        /// sfu: drive `BIN sfu` over WHIP/WHEP.
+        #[arg(long, value_name = "BIN")]
+        rtclab: Option<std::path::PathBuf>,
+        /// sfu: the steps of 1 publisher × N subscribers (comma-separated;
+        /// default 10,50,100,200,400,800,1600 until loss or a full core).
+        #[arg(long, value_delimiter = ',')]
+        subscribers: Vec<usize>,
+        /// sfu: rooms of four participants (default 10; 0 skips).
+        #[arg(long)]
+        rooms: Option<usize>,
     },
 }
 
@@ -196,7 +209,21 @@ fn main() -> ExitCode {
                 max_connections,
             } => signaling(listen, room_size, max_message, max_connections).await,
             Command::Peer(args) => peer::run(args).await,
-            Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
+            Command::Speed {
+                layers,
+                janus,
+                rtclab,
+                subscribers,
+                rooms,
+            } => {
+                rtclab::speed_sfu::configure(rtclab::speed_sfu::Options {
+                    janus,
+                    rtclab,
+                    subscribers,
+                    rooms,
+                });
+                rtclab::speed::run(&layers).map_err(|e| e.to_string())
+            }
         }
     });
     match result {

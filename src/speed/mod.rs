@@ -22,6 +22,9 @@
 //! [`ice`], [`peer`], [`rtp`], [`sctp`], [`srtp`]; STUN and TURN in this
 //! file), never inside the protocol modules: benchmarks open sockets, spawn
 //! threads and read the clock, which the sans-IO modules never do.
+//!
+//! `sfu` runs only when named: a load generator against Janus's VideoRoom
+//! and `rtclab sfu` ([`crate::speed_sfu`]).
 
 pub mod dtls;
 pub mod ice;
@@ -111,6 +114,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "setup" => from_tuples(crate::speed::peer::speed()),
             "media" => from_tuples(crate::speed::peer::media()),
             "datachannel" => datachannel(),
+            "sfu" => crate::speed_sfu::speed()?,
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",
