@@ -3,6 +3,8 @@
 
 #[path = "rtclab/dtls.rs"]
 mod dtls;
+#[path = "rtclab/xray.rs"]
+mod xray;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -113,6 +115,10 @@ enum Command {
         #[arg(long, default_value_t = rtclab::signaling::default_tcp_cap())]
         max_connections: usize,
     },
+    /// Print a capture (pcapng or pcap) as a ladder, one line per packet
+    /// and layer: STUN, DTLS (decrypted with the capture's key log), SCTP,
+    /// DCEP, RTP and RTCP.
+    Xray(xray::XrayArgs),
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp,
@@ -184,6 +190,7 @@ fn main() -> ExitCode {
                 max_message,
                 max_connections,
             } => signaling(listen, room_size, max_message, max_connections).await,
+            Command::Xray(args) => xray::run(args),
             Command::Speed { layers } => rtclab::speed::run(&layers).map_err(|e| e.to_string()),
         }
     });

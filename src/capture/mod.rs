@@ -33,6 +33,7 @@
 //! A driver with no capture set pays one `Option` check per datagram.
 
 pub mod pcapng;
+pub mod xray;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -1,0 +1,96 @@
+//! `rtclab xray` on a simulated call's capture: the whole ladder and a
+//! filtered one are golden files (`tests/fixtures/xray/*.txt`; run with
+//! `RTCLAB_BLESS=1` to rewrite them after a deliberate change), and the CLI
+//! prints what the library renders. The call runs at virtual time from fixed
+//! seeds, so the ladder is the same every run (the DTLS secrets differ, but
+//! the ladder shows what they decrypt, not them).
+
+#[path = "common/xray_call.rs"]
+mod xray_call;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rtclab::capture::xray::{Filter, Layer, xray};
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/xray")
+        .join(name);
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (RTCLAB_BLESS=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "the ladder differs from {} (RTCLAB_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[test]
+fn ladder_of_a_simulated_call() {
+    let file = xray_call::capture();
+    let all = xray(&file, &Filter::default()).expect("ladder");
+    // Decrypted with the capture's own key log: the handshake's Finished,
+    // SCTP's handshake, DCEP and the messages.
+    for needle in [
+        "Handshake: Finished (decrypted)",
+        "SCTP  INIT ACK",
+        "DCEP  DATA_CHANNEL_OPEN label \"chat\"",
+        "DCEP  DATA_CHANNEL_ACK",
+        "DCEP  text \"hello over SCTP\"",
+        "SACK cum TSN",
+        "VP8 S=1 PID=0 picture",
+        "keyframe",
+    ] {
+        assert!(all.contains(needle), "{needle:?} not in:\n{all}");
+    }
+    golden("sim_call.txt", &all);
+
+    let sctp_only = Filter {
+        layers: vec![Layer::Sctp, Layer::Dcep],
+        from: Some(Duration::from_millis(100)),
+        to: Some(Duration::from_millis(200)),
+    };
+    let some = xray(&file, &sctp_only).expect("ladder");
+    assert!(
+        some.lines()
+            .all(|l| l.contains("SCTP  ") || l.contains("DCEP  ")),
+        "{some}"
+    );
+    golden("sim_call_sctp.txt", &some);
+
+    // The CLI prints the same.
+    let dir = std::env::temp_dir().join(format!("rtclab-xray-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path: PathBuf = dir.join("call.pcapng");
+    std::fs::write(&path, &file).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtclab"))
+        .arg("xray")
+        .arg(&path)
+        .args(["--layer", "sctp,dcep", "--from", "0.1", "--to", "0.2"])
+        .output()
+        .expect("run rtclab xray");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), some);
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_rtclab"))
+        .args(["xray", "--layer", "ip"])
+        .arg(&path)
+        .output()
+        .expect("run rtclab xray");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown layer"));
+}
