@@ -42,6 +42,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("sctp_association", rtclab::fuzzing::sctp_association),
     ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
     ("bwe_feedback", rtclab::fuzzing::bwe_feedback),
+    ("capture_xray", rtclab::fuzzing::capture_xray),
 ];
 
 fn corpus_root() -> PathBuf {
