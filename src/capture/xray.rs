@@ -432,7 +432,11 @@ impl Decoder<'_> {
         use crate::sctp::{Chunk, Packet};
         let p = match Packet::parse(b) {
             Ok(p) => p,
-            Err(e) => return self.push(Layer::Sctp, format!("undecodable SCTP: {e}")),
+            // Not SCTP (a DTLS session of something else): show the start.
+            Err(_) => {
+                let s = String::from_utf8_lossy(&b[..b.len().min(60)]).into_owned();
+                return self.push(Layer::Other, format!("application data {s:?}"));
+            }
         };
         for c in &p.chunks {
             let t = match c {
