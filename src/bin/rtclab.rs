@@ -88,6 +88,11 @@ enum Command {
         /// Most Rust peers at once.
         #[arg(long, default_value_t = 64)]
         max_peers: usize,
+        /// Capture each Rust peer's datagrams into pcapng files with the
+        /// DTLS key log inside (peer N writes FILE with -N before its
+        /// extension); `rtclab xray` or Wireshark reads them.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<std::path::PathBuf>,
     },
     /// DTLS 1.2 client or server, like `openssl s_client/s_server -dtls1_2`:
     /// prints what was negotiated and the SRTP keying material, then carries
@@ -181,7 +186,8 @@ fn main() -> ExitCode {
                 listen,
                 udp_ip,
                 max_peers,
-            } => demo(listen, udp_ip, max_peers).await,
+                pcap,
+            } => demo(listen, udp_ip, max_peers, pcap).await,
             Command::Dtls { command } => dtls::run(command).await,
             Command::TurnServer(args) => turn_server(args).await,
             Command::Signaling {
@@ -363,8 +369,14 @@ async fn stun_server(
     }
 }
 
-async fn demo(listen: SocketAddr, udp_ip: Option<IpAddr>, max_peers: usize) -> Result<(), String> {
+async fn demo(
+    listen: SocketAddr,
+    udp_ip: Option<IpAddr>,
+    max_peers: usize,
+    pcap: Option<std::path::PathBuf>,
+) -> Result<(), String> {
     let mut config = rtclab::demo::Config::new(listen);
+    config.pcap = pcap;
     config.udp_ip = udp_ip;
     config.max_sessions = max_peers;
     let demo = rtclab::demo::Demo::bind(config).await.map_err(|e| {
