@@ -94,3 +94,55 @@ fn ladder_of_a_simulated_call() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown layer"));
 }
+
+/// The example binary cargo built beside this test (`cargo test` builds
+/// them into `target/PROFILE/examples/`), if it is newer than its source.
+fn built_example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe
+        .parent()?
+        .parent()?
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let built = std::fs::metadata(&bin).ok()?.modified().ok()?;
+    let written = std::fs::metadata(&source).ok()?.modified().ok()?;
+    (built >= written).then_some(bin)
+}
+
+/// `cargo run --example NN -- --pcap FILE` writes the example's capture,
+/// decrypted by xray from the key log inside.
+#[test]
+fn examples_write_their_capture_with_pcap() {
+    for (example, needle) in [
+        ("01_hello", "DCEP  text \"hello, world\""),
+        ("05_peer_connection", "DATA_CHANNEL_OPEN label \"chat\""),
+    ] {
+        let Some(bin) = built_example(example) else {
+            eprintln!("note: example {example} not built (run the whole `cargo test`); not run");
+            continue;
+        };
+        let file =
+            std::env::temp_dir().join(format!("rtclab-{example}-{}.pcapng", std::process::id()));
+        let out = std::process::Command::new(&bin)
+            .arg("--pcap")
+            .arg(&file)
+            .output()
+            .expect("run the example");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&file).expect("the --pcap file");
+        let _ = std::fs::remove_file(&file);
+        let ladder = xray(&bytes, &Filter::default()).expect("pcapng");
+        assert!(
+            ladder.contains(needle),
+            "{example}: {needle:?} not in:\n{ladder}"
+        );
+        assert!(ladder.contains("Finished (decrypted)"), "{ladder}");
+    }
+}
