@@ -571,9 +571,22 @@ impl Decoder<'_> {
             let ssrc = b
                 .get(4..8)
                 .map_or(0, |s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+            let name = match pt {
+                200 => "SR",
+                201 => "RR",
+                202 => "SDES",
+                203 => "BYE",
+                204 => "APP",
+                205 => "RTPFB",
+                206 => "PSFB",
+                _ => "RTCP",
+            };
             return self.push(
                 Layer::Rtcp,
-                format!("PT {pt} SSRC 0x{ssrc:08x} (SRTCP, {} bytes)", b.len()),
+                format!(
+                    "{name} (PT {pt}) SSRC 0x{ssrc:08x} (SRTCP, {} bytes)",
+                    b.len()
+                ),
             );
         }
         let packets = match RtcpPacket::parse_compound(b, true) {
