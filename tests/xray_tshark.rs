@@ -111,6 +111,19 @@ fn tshark_decrypts_a_simulated_call_from_the_pcapng_alone() {
     assert!(rtp.contains("Keyframe"), "no VP8 keyframe:\n{rtp}");
     let rtcp = tshark(&bin, &file, &["-d", "udp.port==5005,rtcp", "-Y", "rtcp"]);
     assert!(!rtcp.is_empty(), "no plaintext RTCP");
+
+    // A pcapng written by tshark itself (its own blocks, the DSB kept) is
+    // read by `rtclab xray` alike.
+    let rewritten = dir.join("rewritten.pcapng");
+    let _ = tshark(
+        &bin,
+        &file,
+        &["-w", rewritten.to_str().expect("UTF-8 temp path")],
+    );
+    let bytes = std::fs::read(&rewritten).expect("tshark's pcapng");
+    let ladder = rtclab::capture::xray::xray(&bytes, &Default::default()).expect("pcapng");
+    let label = format!("DATA_CHANNEL_OPEN label {:?}", xray_call::LABEL);
+    assert!(ladder.contains(&label), "{ladder}");
 }
 
 fn tempdir() -> std::path::PathBuf {
