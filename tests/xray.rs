@@ -86,6 +86,27 @@ fn ladder_of_a_simulated_call() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), some);
+    // --svg: the same packets as a sequence diagram.
+    let svg_path = dir.join("call.svg");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtclab"))
+        .arg("xray")
+        .arg(&path)
+        .args(["--layer", "dtls,sctp,dcep", "--svg"])
+        .arg(&svg_path)
+        .output()
+        .expect("run rtclab xray --svg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg_path).expect("the SVG");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(
+        svg.contains("DCEP DATA_CHANNEL_OPEN label &quot;chat&quot;"),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("class=\"lifeline\"").count(), 2);
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_rtclab"))
         .args(["xray", "--layer", "ip"])
         .arg(&path)

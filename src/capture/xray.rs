@@ -678,6 +678,112 @@ pub fn render(lines: &[Line], filter: &Filter) -> String {
     out
 }
 
+/// Most packets drawn in one SVG.
+const SVG_MAX_PACKETS: usize = 2000;
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The ladder as an SVG sequence diagram: one lifeline per endpoint (the
+/// plaintext interface's packets on their IP address's lifeline), one
+/// arrow per packet (at most 2000), labelled with its deepest decoded
+/// layer (the DCEP message rather than the SCTP chunk that carried it).
+pub fn svg(lines: &[Line], filter: &Filter) -> String {
+    // Packets in order, each with its last kept line.
+    let mut packets: Vec<&Line> = Vec::new();
+    for l in lines.iter().filter(|l| filter.keeps(l)) {
+        if packets.last().is_some_and(|last| last.packet == l.packet) {
+            if let Some(last) = packets.last_mut() {
+                *last = l;
+            }
+        } else if packets.len() < SVG_MAX_PACKETS {
+            packets.push(l);
+        } else {
+            break;
+        }
+    }
+    let mut lifelines: Vec<SocketAddr> = Vec::new();
+    let mut lane = |a: SocketAddr, plaintext: bool| -> usize {
+        let found = lifelines
+            .iter()
+            .position(|x| *x == a || (plaintext && x.ip() == a.ip()));
+        found.unwrap_or_else(|| {
+            lifelines.push(a);
+            lifelines.len() - 1
+        })
+    };
+    let arrows: Vec<(usize, usize, &Line)> = packets
+        .iter()
+        .map(|l| {
+            (
+                lane(l.source, l.plaintext),
+                lane(l.destination, l.plaintext),
+                *l,
+            )
+        })
+        .collect();
+    let (col, row, top) = (360usize, 22usize, 60usize);
+    let width = col * lifelines.len().max(2) + 40;
+    let height = top + row * (arrows.len() + 1) + 20;
+    let x = |i: usize| 20 + col / 2 + i * col;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"monospace\" font-size=\"11\">"
+    );
+    out.push_str("<defs><marker id=\"arrow\" markerWidth=\"8\" markerHeight=\"8\" refX=\"8\" refY=\"4\" orient=\"auto\"><path d=\"M0,0 L8,4 L0,8 z\"/></marker></defs>\n");
+    out.push_str("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    for (i, a) in lifelines.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"30\" text-anchor=\"middle\" font-weight=\"bold\">{a}</text>\n<line class=\"lifeline\" x1=\"{}\" y1=\"40\" x2=\"{}\" y2=\"{}\" stroke=\"#999\" stroke-dasharray=\"4 4\"/>",
+            x(i),
+            x(i),
+            x(i),
+            height - 10
+        );
+    }
+    for (k, (from, to, l)) in arrows.iter().enumerate() {
+        let y = top + row * (k + 1);
+        let color = match l.layer {
+            Layer::Stun => "#777",
+            Layer::Dtls => "#b35900",
+            Layer::Sctp => "#1f5fa8",
+            Layer::Dcep => "#0a7d32",
+            Layer::Rtp | Layer::Rtcp => "#8a2be2",
+            Layer::Other => "#000",
+        };
+        let dash = if l.plaintext {
+            " stroke-dasharray=\"2 3\""
+        } else {
+            ""
+        };
+        let (x1, x2) = (x(*from), x(*to));
+        let _ = writeln!(
+            out,
+            "<line class=\"msg\" x1=\"{x1}\" y1=\"{y}\" x2=\"{x2}\" y2=\"{y}\" stroke=\"{color}\"{dash} marker-end=\"url(#arrow)\"/>"
+        );
+        let text: String = format!("{} {}", l.layer.name(), l.text)
+            .chars()
+            .take(56)
+            .collect();
+        let _ = writeln!(
+            out,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"{color}\">{}</text>\n<text x=\"4\" y=\"{y}\" fill=\"#555\">{:.3}</text>",
+            (x1 + x2) / 2,
+            y - 4,
+            xml_escape(&text),
+            l.time.as_secs_f64()
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
 /// Reads a capture file and renders its ladder.
 pub fn xray(file: &[u8], filter: &Filter) -> Result<String, pcapng::Error> {
     let cap = pcapng::read(file)?;
@@ -687,6 +793,37 @@ pub fn xray(file: &[u8], filter: &Filter) -> Result<String, pcapng::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn svg_draws_one_arrow_per_packet() {
+        let a: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let b: SocketAddr = "198.51.100.2:6000".parse().unwrap();
+        let line = |packet, layer, text: &str, plaintext| Line {
+            time: Duration::from_millis(packet as u64),
+            packet,
+            source: if packet % 2 == 0 { a } else { b },
+            destination: if packet % 2 == 0 { b } else { a },
+            plaintext,
+            layer,
+            text: text.to_string(),
+        };
+        let lines = [
+            line(1, Layer::Dtls, "epoch 1 ApplicationData", false),
+            line(1, Layer::Sctp, "DATA TSN 1", false),
+            line(1, Layer::Dcep, "text \"<hi>\"", false),
+            line(2, Layer::Stun, "Binding Request", false),
+        ];
+        let s = svg(&lines, &Filter::default());
+        assert!(s.starts_with("<svg"));
+        assert_eq!(s.matches("class=\"msg\"").count(), 2);
+        assert_eq!(s.matches("class=\"lifeline\"").count(), 2);
+        assert!(s.contains("DCEP text &quot;&lt;hi&gt;&quot;"), "{s}");
+        let only_stun = Filter {
+            layers: vec![Layer::Stun],
+            ..Filter::default()
+        };
+        assert_eq!(svg(&lines, &only_stun).matches("class=\"msg\"").count(), 1);
+    }
 
     #[test]
     fn layers_parse_by_name() {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use rtclab::capture::xray::{Filter, Layer, xray};
+use rtclab::capture::xray::{Filter, Layer, decode, render, svg};
 
 /// The arguments of `rtclab xray`.
 #[derive(Args)]
@@ -23,6 +23,9 @@ pub struct XrayArgs {
     /// Only packets up to this many seconds after the first one.
     #[arg(long)]
     to: Option<f64>,
+    /// Also write the (filtered) ladder as an SVG sequence diagram here.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
 }
 
 fn seconds(s: Option<f64>, flag: &str) -> Result<Option<Duration>, String> {
@@ -46,7 +49,13 @@ pub fn run(args: XrayArgs) -> Result<(), String> {
         to: seconds(args.to, "--to")?,
     };
     let data = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    let text = xray(&data, &filter).map_err(|e| format!("{}: {e}", args.file.display()))?;
-    print!("{text}");
+    let cap = rtclab::capture::pcapng::read(&data)
+        .map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let lines = decode(&cap);
+    print!("{}", render(&lines, &filter));
+    if let Some(path) = &args.svg {
+        std::fs::write(path, svg(&lines, &filter))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     Ok(())
 }
