@@ -138,6 +138,11 @@ impl Capture {
         self.packets
     }
 
+    /// How many distinct key log lines were recorded.
+    pub fn secrets(&self) -> usize {
+        self.secrets.len()
+    }
+
     fn time(&self, now: Instant) -> Duration {
         self.epoch + now.saturating_duration_since(self.start)
     }

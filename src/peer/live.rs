@@ -359,7 +359,10 @@ pub fn key_log_line(pc: &PeerConnection) -> Option<String> {
 /// and the plaintext of its SRTP (the tap is turned on once the transport
 /// exists).
 pub fn capture_hook(pc: &mut PeerConnection, sink: &mut Capture) {
-    if let Some(line) = key_log_line(pc) {
+    // A connection has one DTLS association (BUNDLE): its line once.
+    if sink.secrets() == 0
+        && let Some(line) = key_log_line(pc)
+    {
         sink.key_log_line(&line);
     }
     let Some(t) = pc.transport_mut() else { return };
