@@ -19,6 +19,7 @@
 //! and in clear on the `srtp-plaintext` interface rtclab's captures add
 //! (RTP header fields and the VP8 payload descriptor; RTCP packet types).
 //! TURN ChannelData and DTLS 1.3's encrypted records are named, not opened.
+//! SCTP straight over UDP (no DTLS) is decoded when its checksum holds.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -247,6 +248,10 @@ impl Decoder<'_> {
                     self.rtp(b, true);
                 }
             }
+            // SCTP straight over UDP (RFC 6951's encapsulation, as the
+            // simulator's data-channel examples send it): only if its
+            // CRC32c checks.
+            _ if crate::sctp::Packet::parse(b).is_ok() => self.sctp(b),
             _ => self.push(
                 Layer::Other,
                 format!("{} bytes, not demultiplexed", b.len()),

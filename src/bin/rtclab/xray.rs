@@ -52,7 +52,13 @@ pub fn run(args: XrayArgs) -> Result<(), String> {
     let cap = rtclab::capture::pcapng::read(&data)
         .map_err(|e| format!("{}: {e}", args.file.display()))?;
     let lines = decode(&cap);
-    print!("{}", render(&lines, &filter));
+    // A closed pipe (`rtclab xray FILE | head`) ends the output quietly.
+    use std::io::Write as _;
+    let text = render(&lines, &filter);
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.to_string()),
+        _ => {}
+    }
     if let Some(path) = &args.svg {
         std::fs::write(path, svg(&lines, &filter))
             .map_err(|e| format!("{}: {e}", path.display()))?;
