@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::pcapng::{self, Capture};
+use super::pcapng::{self, Capture, Direction};
 use super::{PLAINTEXT_INTERFACE, PLAINTEXT_RTCP_PORT, PLAINTEXT_RTP_PORT};
 use crate::dtls::prf::MasterSecret;
 use crate::dtls::record::{self, CipherSuite, ContentType, RecordProtection};
@@ -122,6 +122,8 @@ impl Filter {
 #[derive(Default)]
 struct Session {
     client: Option<SocketAddr>,
+    /// The client is the capturing host (known from `epb_flags`).
+    client_local: Option<bool>,
     client_random: Option<[u8; 32]>,
     server_random: Option<[u8; 32]>,
     suite: Option<CipherSuite>,
@@ -189,6 +191,7 @@ pub fn decode(capture: &Capture<'_>) -> Vec<Line> {
             source: udp.source,
             destination: udp.destination,
             plaintext,
+            direction: None,
         };
         if plaintext {
             match udp.destination.port() {
@@ -198,9 +201,16 @@ pub fn decode(capture: &Capture<'_>) -> Vec<Line> {
             }
             continue;
         }
-        let session = sessions
-            .entry(key(udp.source, udp.destination))
-            .or_default();
+        // One DTLS association per local address, whatever remote address
+        // ICE uses at the moment (a capture with directions knows which
+        // side is local; else the address pair keys it).
+        let k = match p.direction {
+            Some(Direction::Outbound) => (udp.source, udp.source),
+            Some(Direction::Inbound) => (udp.destination, udp.destination),
+            None => key(udp.source, udp.destination),
+        };
+        d.direction = p.direction;
+        let session = sessions.entry(k).or_default();
         d.datagram(udp.payload, session, &secrets);
     }
     lines
@@ -213,6 +223,7 @@ struct Decoder<'l> {
     source: SocketAddr,
     destination: SocketAddr,
     plaintext: bool,
+    direction: Option<Direction>,
 }
 
 impl Decoder<'_> {
@@ -350,7 +361,10 @@ impl Decoder<'_> {
             if s.keys.is_none() {
                 s.keys = derive(s, secrets);
             }
-            let from_client = s.client == Some(self.source);
+            let from_client = match (s.client_local, self.direction) {
+                (Some(local), Some(d)) => local == (d == Direction::Outbound),
+                _ => s.client == Some(self.source),
+            };
             let mut buf = r.fragment.to_vec();
             let opened = s.keys.as_ref().and_then(|(c, sv)| {
                 let p = if from_client { c } else { sv };
@@ -404,14 +418,18 @@ impl Decoder<'_> {
             if frag_off != 0 || body.len() < (u32::from_be_bytes([0, f[1], f[2], f[3]]) as usize) {
                 let _ = write!(name, " (fragment at {frag_off}, {} bytes)", body.len());
             }
-            if frag_off == 0 && typ == 1 {
-                if let Some(r) = body.get(2..34).and_then(|r| <[u8; 32]>::try_from(r).ok()) {
-                    *s = Session {
-                        client: Some(self.source),
-                        client_random: Some(r),
-                        ..Session::default()
-                    };
+            // A new handshake starts a new session; a retransmitted
+            // ClientHello (same random) keeps what was learnt.
+            if frag_off == 0
+                && typ == 1
+                && let Some(r) = body.get(2..34).and_then(|r| <[u8; 32]>::try_from(r).ok())
+            {
+                if s.client_random.is_some_and(|old| old != r) {
+                    *s = Session::default();
                 }
+                s.client = Some(self.source);
+                s.client_local = self.direction.map(|d| d == Direction::Outbound);
+                s.client_random = Some(r);
             }
             if frag_off == 0 && typ == 2 {
                 s.server_random = body.get(2..34).and_then(|r| r.try_into().ok());
