@@ -10,6 +10,10 @@
 //!
 //! Run it with `cargo run --example 01_hello`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -151,11 +155,18 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let mut sent = false;
     let mut got = None;
 
+    // Every record, kept for `--pcap FILE` (examples/common/pcap.rs).
+    let mut kept = Vec::new();
+    let mut keys = Vec::new();
     sim.run_for_with(Duration::from_secs(2), |sim| {
         let now = sim.now();
         let ms = now.duration_since(start).as_millis();
+        if keys.is_empty() {
+            keys = pcap::key_log(sim, ha);
+        }
         // What went on the wire since the last step, layer by layer.
-        for rec in sim.drain_capture() {
+        let records = sim.drain_capture();
+        for rec in &records {
             if rec.kind != CaptureKind::Sent {
                 continue;
             }
@@ -166,6 +177,9 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                 rec.time.as_millis(),
                 layer(&rec.contents)
             );
+        }
+        if pcap::requested().is_some() {
+            kept.extend(records);
         }
         for side in 0..2 {
             // ANCHOR: events
@@ -250,5 +264,6 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         got.as_deref()
             .map_or("nothing".to_string(), |t| format!("{t:?}"))
     )?;
+    pcap::save_records(&kept, ha, &keys)?;
     Ok(())
 }

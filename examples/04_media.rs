@@ -16,6 +16,10 @@
 //! Run it with `cargo run --example 04_media`; it saves both clips in the
 //! temporary directory.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -228,6 +232,7 @@ fn through_the_network(
         ..LinkConfig::default()
     };
     // ANCHOR_END: setup
+    pcap::start(&mut sim); // `--pcap FILE`: the sender's capture (SRTP; no DTLS here, no key log)
     writeln!(out, "== through a lossy network ==")?;
     writeln!(
         out,
@@ -264,6 +269,7 @@ fn through_the_network(
     sim.run_for(Duration::from_secs(2));
     received.extend(sim.events::<MediaReceiver<Vp8Depacketizer>>(rx));
     // ANCHOR_END: send_loop
+    pcap::save(&mut sim, tx, &[])?;
 
     let sent: SessionStats = sim.machine::<MediaSender<Vp8Packetizer>>(tx).stats();
     let got: SessionStats = sim.machine::<MediaReceiver<Vp8Depacketizer>>(rx).stats();

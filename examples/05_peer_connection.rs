@@ -10,6 +10,10 @@
 //!
 //! Run it with `cargo run --example 05_peer_connection`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -97,6 +101,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let ha = sim.add_host(a, &[a_addr]);
     let hb = sim.add_host(b, &[b_addr]);
     sim.set_link(ha, link);
+    pcap::start(&mut sim); // `--pcap FILE`: A's capture, see examples/common/pcap.rs
     let hosts = [ha, hb];
     let names = ["A", "B"];
 
@@ -181,5 +186,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         "--- done: B got A's keyframe and message: {}",
         b_got.0 && b_got.1
     )?;
+    let keys = pcap::key_log(&sim, ha);
+    pcap::save(&mut sim, ha, &keys)?;
     Ok(())
 }

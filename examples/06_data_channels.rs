@@ -16,6 +16,10 @@
 //!
 //! Run it with `cargo run --example 06_data_channels`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::collections::VecDeque;
 use std::error::Error;
 use std::io::Write;
@@ -306,6 +310,7 @@ fn lossy(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         },
         &[addr_b],
     );
+    pcap::start(&mut sim); // `--pcap FILE`: A's capture (SCTP over UDP, no DTLS here)
     sim.set_link(
         a,
         LinkConfig {
@@ -416,5 +421,6 @@ fn lossy(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             }
         )?;
     }
+    pcap::save(&mut sim, a, &[])?;
     Ok(())
 }

@@ -2066,3 +2066,23 @@ pub fn http_response(data: &[u8]) {
     assert_eq!(back.status, r.status);
     assert_eq!(back.body, r.body);
 }
+
+/// The harness of the `capture_xray` target: a capture file read as pcapng
+/// or pcap, every UDP datagram found, and the ladder decoded (STUN, DTLS
+/// decrypted with the file's own key log, SCTP, DCEP, RTP, RTCP) and
+/// rendered. Written by an untrusted party (a capture someone sends), so
+/// nothing in it may panic or allocate beyond its size.
+pub fn capture_xray(data: &[u8]) {
+    use crate::capture::{pcapng, xray};
+    let Ok(cap) = pcapng::read(data) else {
+        return;
+    };
+    for p in &cap.packets {
+        assert!(p.interface < cap.interfaces.len());
+        if let Some(u) = pcapng::udp(cap.interfaces[p.interface].link_type, p.data) {
+            assert!(u.payload.len() <= p.data.len());
+        }
+    }
+    let lines = xray::decode(&cap);
+    let _ = xray::render(&lines, &xray::Filter::default());
+}

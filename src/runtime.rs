@@ -222,6 +222,8 @@ pub struct Driver<M> {
     /// Batched reads and writes for the fast path, made on first use.
     #[cfg(target_os = "linux")]
     batch: Option<Box<batch::Batch>>,
+    /// The packet capture, if one is set ([`Driver::set_capture`]).
+    capture: Option<Box<CaptureTap<M>>>,
 }
 
 /// A forwarding fast path for [`Driver::serve_with_fast_path`]: it handles a
@@ -321,6 +323,7 @@ impl<M: Machine> Driver<M> {
             next_socket: 0,
             #[cfg(target_os = "linux")]
             batch: None,
+            capture: None,
         })
     }
 
@@ -426,6 +429,7 @@ impl<M: Machine> Driver<M> {
                 break;
             };
             drained += 1;
+            self.capture_sent(meta, start);
             let len = self.tx.len() - start;
             match &mut self.run {
                 Some(r)
@@ -591,10 +595,11 @@ impl<M: Machine> Driver<M> {
         let d = Receive {
             source: from,
             destination,
-            contents: &self.buf[range],
+            contents: &self.buf[range.clone()],
         };
         let Some(fast) = fast else {
             self.machine.handle_receive(Instant::now(), d);
+            self.capture_received(range, from, destination);
             return;
         };
         let Some((source, to)) = fast(&mut self.machine, Instant::now(), d, &mut self.out) else {
@@ -828,6 +833,90 @@ impl<M: Machine> Driver<M> {
         }
     }
     // ANCHOR_END: run_loop
+}
+
+/// A driver's capture sink and the machine's hook (see
+/// [`Driver::set_capture`]).
+struct CaptureTap<M> {
+    sink: crate::capture::Capture,
+    hook: fn(&mut M, &mut crate::capture::Capture),
+}
+
+impl<M> std::fmt::Debug for CaptureTap<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.sink.fmt(f)
+    }
+}
+
+/// Packet capture (see [`crate::capture`]).
+impl<M: Machine> Driver<M> {
+    /// Captures every datagram the machine sends and receives (the general
+    /// loop's; not a fast path's) into `sink`. Before each datagram is
+    /// written, `hook` may hand the sink what only the machine knows: its
+    /// TLS key log lines ([`Capture::key_log_line`](crate::capture::Capture::key_log_line)),
+    /// its decrypted RTP ([`Capture::plaintext`](crate::capture::Capture::plaintext)).
+    /// A received datagram is written after the machine handled it, so a
+    /// secret it derived from it comes first.
+    pub fn set_capture(
+        &mut self,
+        sink: crate::capture::Capture,
+        hook: fn(&mut M, &mut crate::capture::Capture),
+    ) {
+        self.capture = Some(Box::new(CaptureTap { sink, hook }));
+    }
+
+    /// Stops capturing and gives the sink back (flush it, or drop it to
+    /// flush).
+    pub fn take_capture(&mut self) -> Option<crate::capture::Capture> {
+        self.capture.take().map(|t| t.sink)
+    }
+
+    /// The local address a datagram from `source` leaves from.
+    fn local_for(&self, source: Option<SocketAddr>) -> SocketAddr {
+        let bound = self.sockets.get(self.socket_index(source)).map(|(a, _)| *a);
+        match (source, bound) {
+            (Some(s), _) if !s.ip().is_unspecified() => s,
+            (_, Some(b)) => b,
+            (Some(s), None) => s,
+            (None, None) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        }
+    }
+
+    /// Captures the datagram drained into `tx[start..]`.
+    fn capture_sent(&mut self, meta: TransmitMeta, start: usize) {
+        if self.capture.is_none() {
+            return;
+        }
+        let local = self.local_for(meta.source);
+        let Some(tap) = &mut self.capture else { return };
+        (tap.hook)(&mut self.machine, &mut tap.sink);
+        tap.sink.datagram(
+            Instant::now(),
+            crate::capture::Direction::Outbound,
+            local,
+            meta.destination,
+            &self.tx[start..],
+        );
+    }
+
+    /// Captures the datagram in `buf[range]`, just handled.
+    fn capture_received(
+        &mut self,
+        range: std::ops::Range<usize>,
+        from: SocketAddr,
+        local: SocketAddr,
+    ) {
+        let Some(tap) = &mut self.capture else { return };
+        (tap.hook)(&mut self.machine, &mut tap.sink);
+        let contents = self.buf.get(range).unwrap_or_default();
+        tap.sink.datagram(
+            Instant::now(),
+            crate::capture::Direction::Inbound,
+            local,
+            from,
+            contents,
+        );
+    }
 }
 
 pub mod turn_server;

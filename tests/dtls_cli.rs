@@ -443,6 +443,7 @@ fn wrong_fingerprint_aborts_the_handshake() {
 /// Our client against our server, over loopback: no OpenSSL needed.
 #[test]
 fn cli_client_against_cli_server() {
+    let pcap = std::env::temp_dir().join(format!("rtclab-dtls-cli-{}.pcapng", std::process::id()));
     let mut server = Peer::start_in(
         "rtclab dtls server",
         &rtclab(),
@@ -471,6 +472,8 @@ fn cli_client_against_cli_server() {
             &server_fingerprint,
             "--mtu",
             "300",
+            "--pcap",
+            pcap.to_str().expect("UTF-8 temp path"),
         ]),
         None,
         &[],
@@ -508,6 +511,20 @@ fn cli_client_against_cli_server() {
         "{}",
         server.output()
     );
+    // The client's --pcap: the handshake and the lines, decrypted with the
+    // key log the file carries.
+    let file = std::fs::read(&pcap).expect("the --pcap file");
+    let _ = std::fs::remove_file(&pcap);
+    let ladder = rtclab::capture::xray::xray(&file, &Default::default()).expect("pcapng");
+    for needle in [
+        "Handshake: ClientHello",
+        "Handshake: Finished (decrypted)",
+        "\"ping\\n\"",
+        "\"pong\\n\"",
+        "close_notify",
+    ] {
+        assert!(ladder.contains(needle), "{needle} not in:\n{ladder}");
+    }
 }
 
 #[test]

@@ -46,6 +46,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("whip_sdpfrag", rtclab::fuzzing::whip_sdpfrag),
     ("peer_set", rtclab::fuzzing::peer_set),
     ("http_response", rtclab::fuzzing::http_response),
+    ("capture_xray", rtclab::fuzzing::capture_xray),
 ];
 
 fn corpus_root() -> PathBuf {

@@ -40,7 +40,13 @@ const TIERS: &[(&str, &[&str])] = &[
     ),
     ("peer", &["peer"]),
     ("app", &["demo", "signaling", "sfu", "whip"]),
-    ("drivers", &["runtime", "sim", "speed", "speed_sfu", "fuzzing"]),
+    // `capture` writes and reads what crosses a socket (pcapng, the
+    // simulator's captures, and `rtclab xray`'s decoding with every
+    // protocol's parser), for the runtime, the simulator and the tools.
+    (
+        "drivers",
+        &["runtime", "sim", "speed", "speed_sfu", "fuzzing", "capture"],
+    ),
 ];
 
 /// Edges within one tier that the map allows. Among the protocols, a
@@ -57,6 +63,7 @@ const SIDEWAYS: &[(&str, &str)] = &[
     ("ice", "turn"),
     ("turn", "stun"),
     ("demo", "signaling"),
+    ("capture", "*"),
     // `signaling::Server` mounts the WHIP/WHEP routes when configured.
     ("signaling", "whip"),
     // `rtclab sfu`'s server (src/sfu/server.rs) runs the sans-IO `Sfu` on
@@ -97,6 +104,16 @@ const TO_FIX: &[(&str, &str, &str)] = &[
         "peer",
         "runtime",
         "peer::live (LivePeer) drives a PeerConnection over tokio: it moves to the runtime tier",
+    ),
+    (
+        "demo",
+        "capture",
+        "the demo's --pcap: the demo's sessions hold a capture sink (with LivePeer in the runtime tier, the demo configures it there)",
+    ),
+    (
+        "peer",
+        "capture",
+        "peer::live's capture hook and the transport's plaintext type: with LivePeer in the runtime tier, only the Plaintext type stays",
     ),
 ];
 

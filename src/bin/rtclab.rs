@@ -5,6 +5,8 @@
 mod dtls;
 #[path = "rtclab/peer.rs"]
 mod peer;
+#[path = "rtclab/xray.rs"]
+mod xray;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -88,6 +90,11 @@ enum Command {
         /// Most Rust peers at once.
         #[arg(long, default_value_t = 64)]
         max_peers: usize,
+        /// Capture each Rust peer's datagrams into pcapng files with the
+        /// DTLS key log inside (peer N writes FILE with -N before its
+        /// extension); `rtclab xray` or Wireshark reads them.
+        #[arg(long, value_name = "FILE")]
+        pcap: Option<std::path::PathBuf>,
     },
     /// The selective forwarding unit: open http://127.0.0.1:8090/sfu/?room=NAME
     /// in several browsers; everyone publishes camera and microphone once
@@ -123,6 +130,10 @@ enum Command {
     /// or answers as the room decides, then echoes data channels, sends and
     /// saves files, sends and records IVF video; prints each layer's state.
     Peer(peer::PeerArgs),
+    /// Print a capture (pcapng or pcap) as a ladder, one line per packet
+    /// and layer: STUN, DTLS (decrypted with the capture's key log), SCTP,
+    /// DCEP, RTP and RTCP.
+    Xray(xray::XrayArgs),
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp,
@@ -198,7 +209,8 @@ fn main() -> ExitCode {
                 listen,
                 udp_ip,
                 max_peers,
-            } => demo(listen, udp_ip, max_peers).await,
+                pcap,
+            } => demo(listen, udp_ip, max_peers, pcap).await,
             Command::Dtls { command } => dtls::run(command).await,
             Command::Sfu(args) => sfu(args).await,
             Command::TurnServer(args) => turn_server(args).await,
@@ -224,6 +236,7 @@ fn main() -> ExitCode {
                 });
                 rtclab::speed::run(&layers).map_err(|e| e.to_string())
             }
+            Command::Xray(args) => xray::run(args),
         }
     });
     match result {
@@ -395,8 +408,14 @@ async fn stun_server(
     }
 }
 
-async fn demo(listen: SocketAddr, udp_ip: Option<IpAddr>, max_peers: usize) -> Result<(), String> {
+async fn demo(
+    listen: SocketAddr,
+    udp_ip: Option<IpAddr>,
+    max_peers: usize,
+    pcap: Option<std::path::PathBuf>,
+) -> Result<(), String> {
     let mut config = rtclab::demo::Config::new(listen);
+    config.pcap = pcap;
     config.udp_ip = udp_ip;
     config.max_sessions = max_peers;
     let demo = rtclab::demo::Demo::bind(config).await.map_err(|e| {

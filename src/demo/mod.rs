@@ -106,6 +106,10 @@ pub struct Config {
     pub reports: Option<mpsc::Sender<String>>,
     /// More pages to serve (a test's page).
     pub pages: Vec<Page>,
+    /// Capture each Rust peer's datagrams as pcapng with its DTLS key log
+    /// (`rtclab demo --pcap FILE`): session N writes `FILE` with `-N`
+    /// before its extension (`call.pcapng` → `call-1.pcapng`).
+    pub pcap: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -116,6 +120,7 @@ impl Default for Config {
             max_sessions: 64,
             reports: None,
             pages: Vec::new(),
+            pcap: None,
         }
     }
 }
@@ -240,8 +245,9 @@ impl Demo {
                     live.fetch_add(1, Ordering::AcqRel);
                     let live = live.clone();
                     let stop = stop_rx.clone();
+                    let pcap = config.pcap.as_deref().map(|p| numbered(p, summary.sessions));
                     sessions.spawn(async move {
-                        session::run(member, room, udp_ip, stop).await;
+                        session::run(member, room, udp_ip, pcap, stop).await;
                         live.fetch_sub(1, Ordering::AcqRel);
                     });
                 }
@@ -271,6 +277,19 @@ impl Demo {
 fn invitation(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     Some(v.get("invite")?.as_str()?.to_string())
+}
+
+/// `path` with `-n` before its extension.
+fn numbered(path: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(e) => format!("{stem}-{n}.{}", e.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    path.with_file_name(name)
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ struct Session {
     visitor: Option<ClientId>,
     peer: Option<LivePeer>,
     udp_ip: IpAddr,
+    /// Where the peer's capture goes (`--pcap`).
+    pcap: Option<std::path::PathBuf>,
     /// Our video track (reflecting the camera), when the offer had one.
     track: Option<TrackId>,
     /// Whether the page was told that sending the video back failed.
@@ -73,6 +75,7 @@ pub(super) async fn run(
     member: Member,
     room: String,
     udp_ip: IpAddr,
+    pcap: Option<std::path::PathBuf>,
     mut stop: watch::Receiver<bool>,
 ) {
     member.send(ClientMessage::CreateOrJoin { room: room.clone() });
@@ -82,6 +85,7 @@ pub(super) async fn run(
         visitor: None,
         peer: None,
         udp_ip,
+        pcap,
         track: None,
         send_failure_shown: false,
         camera_mid: None,
@@ -276,9 +280,16 @@ impl Session {
 
     async fn bind(&self) -> Result<LivePeer, String> {
         let config = LivePeer::config().map_err(|e| format!("certificate: {e}"))?;
-        LivePeer::bind(config, SocketAddr::new(self.udp_ip, 0))
+        let mut peer = LivePeer::bind(config, SocketAddr::new(self.udp_ip, 0))
             .await
-            .map_err(|e| format!("cannot bind a UDP port: {e}"))
+            .map_err(|e| format!("cannot bind a UDP port: {e}"))?;
+        if let Some(path) = &self.pcap {
+            match crate::capture::Capture::create(path) {
+                Ok(sink) => peer.set_capture(sink),
+                Err(e) => tracing::warn!(error = %e, "demo: no capture"),
+            }
+        }
+        Ok(peer)
     }
 
     /// For a client that only answers: we offer a VP8 track (when `video`)

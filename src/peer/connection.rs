@@ -694,6 +694,12 @@ impl PeerConnection {
         self.transport.as_ref()
     }
 
+    /// The transport, once made: for a packet capture's plaintext tap
+    /// ([`Transport::set_plaintext_tap`]).
+    pub fn transport_mut(&mut self) -> Option<&mut Transport> {
+        self.transport.as_mut()
+    }
+
     /// The data channels' SCTP connection, once negotiated.
     pub fn data_channels(&self) -> Option<&datachannel::Connection> {
         self.data.as_ref()

@@ -94,6 +94,7 @@ use tokio::sync::mpsc;
 use super::connection::{
     Config as PeerConfig, Error as PeerError, Event as PeerEvent, PeerConnection, SdpType, TrackId,
 };
+use crate::capture::{Capture, Direction};
 use crate::datachannel::{ChannelId, ChannelInit};
 use crate::dtls::cert::Certificate;
 use crate::ice::interfaces::{HostOptions, host_addresses};
@@ -113,6 +114,8 @@ pub struct LivePeer {
     driver: Driver<Routed>,
     /// The TCP connection to a TURN server, when it is reached over TCP.
     tcp: Option<TurnStream>,
+    /// `$SSLKEYLOGFILE`, until the key log line was appended to it.
+    key_log_file: Option<std::path::PathBuf>,
 }
 
 /// The connection as the driver sees it: transmits to a TURN server
@@ -287,6 +290,9 @@ impl LivePeer {
         Ok(LivePeer {
             driver: Driver::from_sockets(Routed { pc, stream }, vec![socket])?,
             tcp,
+            key_log_file: std::env::var_os("SSLKEYLOGFILE")
+                .filter(|p| !p.is_empty())
+                .map(Into::into),
         })
     }
 
@@ -425,6 +431,16 @@ impl LivePeer {
     /// Sends what is queued, then reads the socket and fires timers until
     /// the connection has an event. Cancel-safe (see the module doc).
     pub async fn next_event(&mut self) -> io::Result<PeerEvent> {
+        let e = self.next_event_routed().await;
+        if self.key_log_file.is_some() {
+            self.append_key_log();
+        }
+        e
+    }
+
+    /// [`LivePeer::next_event`] without the key log: the driver's events,
+    /// with the TURN server's TCP stream served alongside.
+    async fn next_event_routed(&mut self) -> io::Result<PeerEvent> {
         loop {
             let Some(t) = self.tcp.as_mut().filter(|t| !t.closed) else {
                 return self.driver.next_event().await;
@@ -521,6 +537,73 @@ impl TurnStream {
     }
 }
 
+/// Packet captures and key logs (see [`crate::capture`]).
+impl LivePeer {
+    /// Captures every datagram of this peer into `sink` (pcapng with the
+    /// DTLS key log in a Decryption Secrets Block, and the decrypted RTP
+    /// and RTCP on the `srtp-plaintext` interface). Drop the peer, or
+    /// [`LivePeer::take_capture`], to finish the file.
+    pub fn set_capture(&mut self, sink: Capture) {
+        self.driver
+            .set_capture(sink, |r: &mut Routed, s| capture_hook(&mut r.pc, s));
+    }
+
+    /// Stops capturing and gives the sink back.
+    pub fn take_capture(&mut self) -> Option<Capture> {
+        self.driver.take_capture()
+    }
+
+    /// Appends the DTLS key log line to `$SSLKEYLOGFILE` once it exists, as
+    /// browsers do (NSS key log format), so Wireshark can decrypt a capture
+    /// taken elsewhere (tcpdump, dumpcap).
+    fn append_key_log(&mut self) {
+        let Some(line) = key_log_line(self.connection()) else {
+            return;
+        };
+        let Some(path) = self.key_log_file.take() else {
+            return;
+        };
+        use std::io::Write as _;
+        let r = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = r {
+            tracing::warn!(path = %path.display(), error = %e, "SSLKEYLOGFILE not written");
+        }
+    }
+}
+
+/// The connection's DTLS key log line (NSS format), once its master secret
+/// exists.
+pub fn key_log_line(pc: &PeerConnection) -> Option<String> {
+    pc.transport()?.dtls()?.key_log_line()
+}
+
+/// The [`Driver::set_capture`] hook of a peer connection: its key log line,
+/// and the plaintext of its SRTP (the tap is turned on once the transport
+/// exists).
+pub fn capture_hook(pc: &mut PeerConnection, sink: &mut Capture) {
+    // A connection has one DTLS association (BUNDLE): its line once.
+    if sink.secrets() == 0
+        && let Some(line) = key_log_line(pc)
+    {
+        sink.key_log_line(&line);
+    }
+    let Some(t) = pc.transport_mut() else { return };
+    t.set_plaintext_tap(true);
+    let now = Instant::now();
+    while let Some(p) = t.poll_plaintext() {
+        let dir = if p.outbound {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        };
+        sink.plaintext(now, dir, p.local.ip(), p.remote.ip(), p.rtcp, &p.packet);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -541,6 +624,7 @@ mod tests {
             .await
             .expect("bind b");
         assert_eq!(a.local_addr().ip(), lo.ip());
+        a.set_capture(Capture::in_memory(Instant::now(), Duration::ZERO));
         let video = a.add_track(MediaKind::Video).expect("track");
         let chat = a
             .create_data_channel(ChannelInit::new("chat"))
@@ -592,6 +676,22 @@ mod tests {
         assert_eq!(f.data, frame);
         assert_eq!(f.timestamp, 9000);
         a.close().await;
+        // A's capture: its datagrams both ways, the key log line that
+        // decrypts them, and the VP8 packets it sent in plaintext.
+        let bytes = a.take_capture().expect("capture").take_bytes();
+        let cap = crate::capture::pcapng::read(&bytes).expect("pcapng");
+        assert!(cap.key_log.starts_with("CLIENT_RANDOM "), "{}", cap.key_log);
+        assert_eq!(cap.key_log.len(), "CLIENT_RANDOM ".len() + 64 + 1 + 96 + 1);
+        let names: Vec<&str> = cap.interfaces.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["127.0.0.1", crate::capture::PLAINTEXT_INTERFACE]);
+        let on = |i: usize, d: Direction| {
+            cap.packets
+                .iter()
+                .filter(|p| p.interface == i && p.direction == Some(d))
+                .count()
+        };
+        assert!(on(0, Direction::Outbound) >= 4 && on(0, Direction::Inbound) >= 4);
+        assert!(on(1, Direction::Outbound) >= 2, "VP8 plaintext: {cap:?}");
         assert_eq!(
             a.connection().connection_state(),
             PeerConnectionState::Closed

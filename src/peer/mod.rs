@@ -182,6 +182,6 @@ pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport
 pub use demux::{PacketKind, classify};
 pub use live::LivePeer;
 pub use transport::{
-    Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, State, Stats, Transport,
-    verify_fingerprint,
+    Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, Plaintext, State, Stats,
+    Transport, verify_fingerprint,
 };

@@ -504,7 +504,30 @@ pub struct Transport {
     /// next timer releases the buffers' capacity (an idle peer holds
     /// none).
     quiet: bool,
+    /// Copies of the plaintext RTP/RTCP for a packet capture, when the
+    /// tap is on ([`Transport::set_plaintext_tap`]).
+    plaintext: Option<VecDeque<Plaintext>>,
 }
+
+/// A plaintext RTP or RTCP packet the transport protected or unprotected,
+/// copied for a packet capture ([`Transport::poll_plaintext`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plaintext {
+    /// Sent (protected after this copy) or received (unprotected before).
+    pub outbound: bool,
+    /// RTCP (else RTP).
+    pub rtcp: bool,
+    /// Our address of the datagram that carried it.
+    pub local: SocketAddr,
+    /// The peer's address.
+    pub remote: SocketAddr,
+    /// The plain packet.
+    pub packet: Vec<u8>,
+}
+
+/// Most plaintext copies kept for [`Transport::poll_plaintext`]; older ones
+/// are dropped when nobody drains them.
+const PLAINTEXT_QUEUE: usize = 1024;
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -623,6 +646,7 @@ impl Transport {
             scratch: Vec::new(),
             media_pool: Vec::new(),
             quiet: false,
+            plaintext: None,
         };
         t.drain_ice(now);
         t.maybe_start_dtls(now);
@@ -782,6 +806,7 @@ impl Transport {
         let meta = meta?;
         self.scratch.clear();
         self.scratch.extend_from_slice(packet);
+        Self::tap(&mut self.plaintext, true, false, meta, packet);
         srtp.tx
             .protect_rtp(&mut self.scratch)
             .map_err(Error::Srtp)?;
@@ -802,6 +827,7 @@ impl Transport {
         let meta = meta?;
         self.scratch.clear();
         self.scratch.extend_from_slice(packet);
+        Self::tap(&mut self.plaintext, true, true, meta, packet);
         srtp.tx
             .protect_rtcp(&mut self.scratch)
             .map_err(Error::Srtp)?;
@@ -1310,6 +1336,12 @@ impl Transport {
                 } else {
                     self.stats.rtp_received += 1;
                 }
+                let meta = TransmitMeta {
+                    source: Some(d.destination),
+                    destination: d.source,
+                };
+                let rtcp = kind == PacketKind::Rtcp;
+                Self::tap(&mut self.plaintext, false, rtcp, meta, &buf);
                 self.push_event(event(buf));
             }
             Err(e) => {
@@ -1317,6 +1349,45 @@ impl Transport {
                 self.stats.dropped_unprotect += 1;
             }
         }
+    }
+}
+
+/// The plaintext tap for packet captures.
+impl Transport {
+    /// Turns on (or off) the copying of every RTP and RTCP packet in
+    /// plaintext, before SRTP protects it and after SRTP unprotects it,
+    /// for [`Transport::poll_plaintext`]. Off by default: a packet capture
+    /// turns it on (Wireshark cannot decrypt SRTP).
+    pub fn set_plaintext_tap(&mut self, on: bool) {
+        if on != self.plaintext.is_some() {
+            self.plaintext = on.then(VecDeque::new);
+        }
+    }
+
+    /// The next plaintext copy, while the tap is on (at most
+    /// 1024 are kept).
+    pub fn poll_plaintext(&mut self) -> Option<Plaintext> {
+        self.plaintext.as_mut()?.pop_front()
+    }
+
+    fn tap(
+        q: &mut Option<VecDeque<Plaintext>>,
+        outbound: bool,
+        rtcp: bool,
+        meta: TransmitMeta,
+        packet: &[u8],
+    ) {
+        let Some(q) = q else { return };
+        if q.len() >= PLAINTEXT_QUEUE {
+            q.pop_front();
+        }
+        q.push_back(Plaintext {
+            outbound,
+            rtcp,
+            local: meta.source.unwrap_or(meta.destination),
+            remote: meta.destination,
+            packet: packet.to_vec(),
+        });
     }
 }
 

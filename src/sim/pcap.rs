@@ -84,11 +84,22 @@ fn fold(mut acc: u32) -> u16 {
 
 /// Writes the IP + UDP packet of `r` into `out`; false if it cannot be one.
 fn ip_packet(r: &CaptureRecord, id: u16, out: &mut Vec<u8>) -> bool {
-    let payload = &r.contents;
+    ip_udp_packet(r.source, r.destination, &r.contents, id, out)
+}
+
+/// Appends to `out` the IPv4 or IPv6 packet (identification `id`) holding
+/// a UDP datagram of `payload` from `src` to `dst`, checksums filled in;
+/// false (nothing written) if the families differ or it does not fit.
+pub(crate) fn ip_udp_packet(
+    src: std::net::SocketAddr,
+    dst: std::net::SocketAddr,
+    payload: &[u8],
+    id: u16,
+    out: &mut Vec<u8>,
+) -> bool {
     let Ok(udp_len) = u16::try_from(payload.len() + 8) else {
         return false;
     };
-    let (src, dst) = (r.source, r.destination);
     let mut udp = Vec::with_capacity(usize::from(udp_len));
     udp.extend_from_slice(&src.port().to_be_bytes());
     udp.extend_from_slice(&dst.port().to_be_bytes());

@@ -61,6 +61,23 @@ pub struct Common {
     /// Largest datagram we send (handshake flights are fragmented to fit).
     #[arg(long, default_value_t = 1200)]
     mtu: usize,
+    /// Capture every datagram into this pcapng file, with the key log in
+    /// it: Wireshark decrypts it with no other file.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+}
+
+/// Starts `--pcap`'s capture on the driver.
+fn start_capture(driver: &mut Driver<Endpoint>, common: &Common) -> Result<(), String> {
+    if let Some(path) = &common.pcap {
+        let sink = rtclab::capture::Capture::create(path).map_err(|e| e.to_string())?;
+        driver.set_capture(sink, |e, sink| {
+            if let Some(line) = e.key_log_line() {
+                sink.key_log_line(&line);
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Parses `--srtp`.
@@ -115,9 +132,10 @@ pub async fn run(command: DtlsCommand) -> Result<(), String> {
             let config = config(&common)?;
             println!("Our fingerprint: {}", config.certificate.fingerprint());
             let endpoint = Endpoint::server(config, rand::rng().random());
-            let driver = Driver::bind(endpoint, &[listen])
+            let mut driver = Driver::bind(endpoint, &[listen])
                 .await
                 .map_err(|e| e.to_string())?;
+            start_capture(&mut driver, &common)?;
             for a in driver.local_addrs() {
                 println!("Listening on {a}");
             }
@@ -136,7 +154,9 @@ pub async fn run(command: DtlsCommand) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot bind {any}: {e}"))?;
             let endpoint = Endpoint::client(config, server, rand::rng().random(), Instant::now());
-            let driver = Driver::from_sockets(endpoint, vec![socket]).map_err(|e| e.to_string())?;
+            let mut driver =
+                Driver::from_sockets(endpoint, vec![socket]).map_err(|e| e.to_string())?;
+            start_capture(&mut driver, &common)?;
             println!("Connecting to {server}");
             flush_stdout();
             session(driver).await

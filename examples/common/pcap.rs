@@ -1,0 +1,78 @@
+//! `--pcap FILE` for the chapter examples: the simulator's capture of one
+//! host, written as pcapng with the DTLS key log inside, so Wireshark or
+//! `rtclab xray FILE` shows the example's packets decrypted:
+//!
+//! ```text
+//! cargo run --example 05_peer_connection -- --pcap ch05.pcapng
+//! cargo run -- xray ch05.pcapng --layer dtls,sctp,dcep
+//! ```
+//!
+//! The examples call [`start`] on their simulator and [`save`] at the end;
+//! both do nothing unless `--pcap FILE` is on the command line (so the tests
+//! that run the examples in-process are unaffected).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use rtclab::peer::{PeerConnection, live};
+use rtclab::sim::{CaptureRecord, HostId, Sim};
+
+/// The FILE of `--pcap FILE` on the command line.
+pub fn requested() -> Option<PathBuf> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--pcap" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(f) = a.strip_prefix("--pcap=") {
+            return Some(PathBuf::from(f));
+        }
+    }
+    None
+}
+
+/// Turns the simulator's capture on (with room for a long example) when
+/// `--pcap` was asked for.
+pub fn start(sim: &mut Sim) {
+    if requested().is_some() {
+        sim.set_capture(true);
+        sim.set_capture_limit(1_000_000);
+    }
+}
+
+/// The key log line of a PeerConnection host (call it while the
+/// connection is up: a closed one has forgotten its secrets).
+pub fn key_log(sim: &Sim, host: HostId) -> Vec<String> {
+    sim.try_machine::<PeerConnection>(host)
+        .and_then(live::key_log_line)
+        .into_iter()
+        .collect()
+}
+
+/// Writes what the simulator captured of `host` (with `key_log`) to the
+/// `--pcap` file, and says so on stderr.
+pub fn save(sim: &mut Sim, host: HostId, key_log: &[String]) -> std::io::Result<()> {
+    if requested().is_none() {
+        return Ok(());
+    }
+    let records = sim.drain_capture();
+    save_records(&records, host, key_log)
+}
+
+/// As [`save`], for an example that drained the capture records itself.
+pub fn save_records(
+    records: &[CaptureRecord],
+    host: HostId,
+    key_log: &[String],
+) -> std::io::Result<()> {
+    let Some(path) = requested() else {
+        return Ok(());
+    };
+    let bytes = rtclab::capture::sim_pcapng(records, host, key_log, &[]);
+    std::fs::write(&path, bytes)?;
+    eprintln!(
+        "capture written to {} (open it with `rtclab xray` or Wireshark)",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! Packet captures that decrypt themselves: every datagram a machine sends
+//! and receives, written as pcapng with the DTLS secrets inside.
+//!
+//! A [`Capture`] is the sink a driver feeds: the runtime's
+//! [`Driver::set_capture`](crate::runtime::Driver::set_capture) (so
+//! [`LivePeer::set_capture`](crate::peer::LivePeer::set_capture), `rtclab
+//! demo --pcap`, `rtclab dtls --pcap`) and the simulator's records
+//! ([`sim_pcapng`]). It writes:
+//!
+//! ```text
+//!   SHB                          one section, written by "rtclab"
+//!   IDB per local IP address     LINKTYPE_RAW, ns timestamps, if_name = the address
+//!   DSB (TLS key log)            each new key log line, before the next packet
+//!   EPB per datagram             synthetic IPv4/IPv6 + UDP headers, epb_flags in/out
+//!   IDB "srtp-plaintext"         decrypted RTP and RTCP, see below
+//! ```
+//!
+//! The Decryption Secrets Block (draft-ietf-opsawg-pcapng §4.7, secrets type
+//! `0x544c534b`) carries NSS key log lines (`CLIENT_RANDOM <random>
+//! <master secret>`), so Wireshark and tshark decrypt the DTLS records and
+//! show SCTP, DCEP and data-channel messages from the capture file alone.
+//! The block goes in front of the first packet captured after the secret
+//! exists; a received datagram is captured after the machine handled it, so
+//! the DSB precedes the peer's encrypted Finished too.
+//!
+//! Wireshark cannot decrypt SRTP. A machine that hands its plaintext over
+//! (see [`Capture::plaintext`]) gets it written on a second interface named
+//! `srtp-plaintext`: each decrypted RTP packet as a UDP datagram between
+//! the same IP addresses on port [`PLAINTEXT_RTP_PORT`] (5004), RTCP on
+//! [`PLAINTEXT_RTCP_PORT`] (5005). Decode them with
+//! `tshark -d udp.port==5004,rtp -d udp.port==5005,rtcp`.
+//!
+//! A driver with no capture set pays one `Option` check per datagram.
+
+pub mod pcapng;
+pub mod xray;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+pub use pcapng::Direction;
+use pcapng::Writer;
+
+use crate::peer::Plaintext;
+use crate::sim::{CaptureKind, CaptureRecord, HostId};
+
+/// The UDP port decrypted RTP is written to on the `srtp-plaintext` interface.
+pub const PLAINTEXT_RTP_PORT: u16 = 5004;
+/// The UDP port decrypted RTCP is written to on the `srtp-plaintext` interface.
+pub const PLAINTEXT_RTCP_PORT: u16 = 5005;
+/// The `if_name` of the plaintext interface.
+pub const PLAINTEXT_INTERFACE: &str = "srtp-plaintext";
+
+/// Bytes gathered before they are written to the output.
+const FLUSH_AT: usize = 64 * 1024;
+
+/// A pcapng capture being written (see the module doc).
+pub struct Capture {
+    buf: Vec<u8>,
+    out: Option<Box<dyn Write + Send + Sync>>,
+    /// `start` is `epoch` after the Unix epoch.
+    start: Instant,
+    epoch: Duration,
+    /// Interface id per local IP address.
+    interfaces: HashMap<IpAddr, u32>,
+    plaintext_interface: Option<u32>,
+    next_interface: u32,
+    secrets: HashSet<String>,
+    packets: u64,
+    ip_id: u16,
+    error: Option<io::Error>,
+    scratch: Vec<u8>,
+}
+
+impl fmt::Debug for Capture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Capture")
+            .field("interfaces", &self.interfaces)
+            .field("packets", &self.packets)
+            .field("secrets", &self.secrets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Capture {
+    /// A capture written to `out` (a file, say), timestamped by the wall
+    /// clock: now is read once, here.
+    pub fn new(out: impl Write + Send + Sync + 'static) -> Capture {
+        let epoch = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        Capture::with_clock(Some(Box::new(out)), Instant::now(), epoch)
+    }
+
+    /// A capture created at a file path (truncated), wall-clock timestamps.
+    pub fn create(path: &std::path::Path) -> io::Result<Capture> {
+        let f = std::fs::File::create(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("capture file {}: {e}", path.display()))
+        })?;
+        Ok(Capture::new(f))
+    }
+
+    /// A capture kept in memory ([`Capture::take_bytes`]) whose clock is
+    /// `start` = `epoch` after the Unix epoch (the simulator passes its start
+    /// and zero: timestamps are then virtual time).
+    pub fn in_memory(start: Instant, epoch: Duration) -> Capture {
+        Capture::with_clock(None, start, epoch)
+    }
+
+    fn with_clock(
+        out: Option<Box<dyn Write + Send + Sync>>,
+        start: Instant,
+        epoch: Duration,
+    ) -> Capture {
+        let mut buf = Vec::new();
+        Writer::section(&mut buf);
+        Capture {
+            buf,
+            out,
+            start,
+            epoch,
+            interfaces: HashMap::new(),
+            plaintext_interface: None,
+            next_interface: 0,
+            secrets: HashSet::new(),
+            packets: 0,
+            ip_id: 0,
+            error: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// How many packets were captured.
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// How many distinct key log lines were recorded.
+    pub fn secrets(&self) -> usize {
+        self.secrets.len()
+    }
+
+    fn time(&self, now: Instant) -> Duration {
+        self.epoch + now.saturating_duration_since(self.start)
+    }
+
+    fn interface(&mut self, local: IpAddr) -> u32 {
+        if let Some(&i) = self.interfaces.get(&local) {
+            return i;
+        }
+        let i = self.next_interface;
+        self.next_interface += 1;
+        Writer::interface(&mut self.buf, &local.to_string(), "rtclab local address");
+        self.interfaces.insert(local, i);
+        i
+    }
+
+    /// Records one datagram sent from or received on `local`.
+    pub fn datagram(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        local: SocketAddr,
+        remote: SocketAddr,
+        contents: &[u8],
+    ) {
+        let t = self.time(now);
+        self.datagram_at(t, direction, local, remote, contents);
+    }
+
+    /// As [`Capture::datagram`], at `time` since the Unix epoch.
+    pub fn datagram_at(
+        &mut self,
+        time: Duration,
+        direction: Direction,
+        local: SocketAddr,
+        remote: SocketAddr,
+        contents: &[u8],
+    ) {
+        let iface = self.interface(local.ip());
+        self.write_udp(iface, time, direction, local, remote, contents);
+    }
+
+    /// Records decrypted RTP (or RTCP) on the `srtp-plaintext` interface, as
+    /// UDP between the addresses of the datagram it came in or went out in,
+    /// on the ports [`PLAINTEXT_RTP_PORT`] / [`PLAINTEXT_RTCP_PORT`].
+    pub fn plaintext(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        local: IpAddr,
+        remote: IpAddr,
+        rtcp: bool,
+        packet: &[u8],
+    ) {
+        let t = self.time(now);
+        self.plaintext_at(t, direction, local, remote, rtcp, packet);
+    }
+
+    /// As [`Capture::plaintext`], at `time` since the Unix epoch.
+    pub fn plaintext_at(
+        &mut self,
+        time: Duration,
+        direction: Direction,
+        local: IpAddr,
+        remote: IpAddr,
+        rtcp: bool,
+        packet: &[u8],
+    ) {
+        let iface = match self.plaintext_interface {
+            Some(i) => i,
+            None => {
+                let i = self.next_interface;
+                self.next_interface += 1;
+                Writer::interface(
+                    &mut self.buf,
+                    PLAINTEXT_INTERFACE,
+                    "decrypted SRTP: RTP on UDP port 5004, RTCP on 5005",
+                );
+                self.plaintext_interface = Some(i);
+                i
+            }
+        };
+        let port = if rtcp {
+            PLAINTEXT_RTCP_PORT
+        } else {
+            PLAINTEXT_RTP_PORT
+        };
+        let (l, r) = (SocketAddr::new(local, port), SocketAddr::new(remote, port));
+        self.write_udp(iface, time, direction, l, r, packet);
+    }
+
+    fn write_udp(
+        &mut self,
+        iface: u32,
+        time: Duration,
+        direction: Direction,
+        local: SocketAddr,
+        remote: SocketAddr,
+        contents: &[u8],
+    ) {
+        let (src, dst) = match direction {
+            Direction::Outbound => (local, remote),
+            Direction::Inbound => (remote, local),
+        };
+        // A datagram between families (an IPv4-mapped socket) is written
+        // with both addresses in the local one's family where possible.
+        let (src, dst) = same_family(src, dst);
+        self.scratch.clear();
+        self.ip_id = self.ip_id.wrapping_add(1);
+        if !crate::sim::ip_udp_packet(src, dst, contents, self.ip_id, &mut self.scratch) {
+            return;
+        }
+        Writer::packet(&mut self.buf, iface, time, Some(direction), &self.scratch);
+        self.packets += 1;
+        if self.buf.len() >= FLUSH_AT {
+            self.write_out();
+        }
+    }
+
+    /// Records a TLS key log line (`CLIENT_RANDOM …`, or a DTLS 1.3 secret)
+    /// in a Decryption Secrets Block, once per distinct line.
+    pub fn key_log_line(&mut self, line: &str) {
+        let line = line.trim_end();
+        if line.is_empty() || self.secrets.contains(line) {
+            return;
+        }
+        self.secrets.insert(line.to_string());
+        Writer::secrets(&mut self.buf, &format!("{line}\n"));
+    }
+
+    fn write_out(&mut self) {
+        let Some(out) = &mut self.out else {
+            return;
+        };
+        if self.error.is_none() {
+            if let Err(e) = out.write_all(&self.buf) {
+                tracing::warn!(error = %e, "capture write failed; capturing stops");
+                self.error = Some(e);
+            }
+        }
+        self.buf.clear();
+    }
+
+    /// Writes what is gathered to the output and flushes it; the first
+    /// write error, if any.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.write_out();
+        if let Some(e) = &self.error {
+            return Err(io::Error::new(e.kind(), e.to_string()));
+        }
+        match &mut self.out {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// The bytes written so far (of an in-memory capture: the whole file),
+    /// taken out.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+fn same_family(src: SocketAddr, dst: SocketAddr) -> (SocketAddr, SocketAddr) {
+    let v4 = |a: SocketAddr| match a.ip() {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(a, |v4| SocketAddr::new(v4.into(), a.port())),
+        IpAddr::V4(_) => a,
+    };
+    match (src.ip(), dst.ip()) {
+        (IpAddr::V4(_), IpAddr::V6(_)) => (src, v4(dst)),
+        (IpAddr::V6(_), IpAddr::V4(_)) => (v4(src), dst),
+        _ => (src, dst),
+    }
+}
+
+/// The pcapng of one simulated host's view: every datagram it sent and was
+/// delivered (its NAT-side addresses), with `key_log` lines in a DSB before
+/// the first packet, and `plaintext` (what its transport's tap copied, with
+/// the virtual time it was drained at) on the `srtp-plaintext` interface.
+/// Timestamps are virtual time (as [`crate::sim::write_pcap`]'s).
+pub fn sim_pcapng<'a>(
+    records: impl IntoIterator<Item = &'a CaptureRecord>,
+    host: HostId,
+    key_log: &[String],
+    plaintext: &[(Duration, Plaintext)],
+) -> Vec<u8> {
+    let mut c = Capture::in_memory(Instant::now(), Duration::ZERO);
+    for line in key_log {
+        c.key_log_line(line);
+    }
+    let mut plain = plaintext.iter().peekable();
+    let dir = |out: bool| {
+        if out {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
+    };
+    let mut write_plain = |c: &mut Capture, until: Option<Duration>| {
+        while let Some((t, p)) = plain.next_if(|(t, _)| until.is_none_or(|u| *t <= u)) {
+            let (l, r) = (p.local.ip(), p.remote.ip());
+            c.plaintext_at(*t, dir(p.outbound), l, r, p.rtcp, &p.packet);
+        }
+    };
+    for r in records.into_iter().filter(|r| r.host == host) {
+        write_plain(&mut c, Some(r.time));
+        match r.kind {
+            CaptureKind::Sent => {
+                c.datagram_at(r.time, dir(true), r.source, r.destination, &r.contents);
+            }
+            CaptureKind::Delivered => {
+                c.datagram_at(r.time, dir(false), r.destination, r.source, &r.contents);
+            }
+            CaptureKind::Dropped(_) => {}
+        }
+    }
+    write_plain(&mut c, None);
+    c.take_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sink_writes_interfaces_secrets_and_packets() {
+        let start = Instant::now();
+        let mut c = Capture::in_memory(start, Duration::from_secs(1000));
+        let a: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let b: SocketAddr = "198.51.100.2:6000".parse().unwrap();
+        c.datagram(start, Direction::Outbound, a, b, b"one");
+        c.key_log_line("CLIENT_RANDOM aa bb");
+        c.key_log_line("CLIENT_RANDOM aa bb\n"); // once only
+        c.datagram(
+            start + Duration::from_millis(5),
+            Direction::Inbound,
+            a,
+            b,
+            b"two",
+        );
+        c.plaintext(
+            start,
+            Direction::Inbound,
+            a.ip(),
+            b.ip(),
+            false,
+            b"\x80\x60rtp",
+        );
+        let bytes = c.take_bytes();
+        let cap = pcapng::read(&bytes).unwrap();
+        assert_eq!(cap.interfaces.len(), 2);
+        assert_eq!(cap.interfaces[1].name, PLAINTEXT_INTERFACE);
+        assert_eq!(cap.key_log, "CLIENT_RANDOM aa bb\n");
+        assert_eq!(cap.packets.len(), 3);
+        let u = pcapng::udp(101, cap.packets[1].data).unwrap();
+        assert_eq!((u.source, u.destination, u.payload), (b, a, &b"two"[..]));
+        assert_eq!(cap.packets[1].time, Duration::from_millis(1_000_005));
+        assert_eq!(cap.packets[1].direction, Some(Direction::Inbound));
+        let u = pcapng::udp(101, cap.packets[2].data).unwrap();
+        assert_eq!(u.destination.port(), PLAINTEXT_RTP_PORT);
+    }
+}

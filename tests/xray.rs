@@ -1,0 +1,180 @@
+//! `rtclab xray` on a simulated call's capture: the whole ladder and a
+//! filtered one are golden files (`tests/fixtures/xray/*.txt`; run with
+//! `RTCLAB_BLESS=1` to rewrite them after a deliberate change), and the CLI
+//! prints what the library renders. The call runs at virtual time from fixed
+//! seeds, so the ladder is the same every run (the DTLS secrets differ, but
+//! the ladder shows what they decrypt, not them).
+
+#[path = "common/xray_call.rs"]
+mod xray_call;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rtclab::capture::xray::{Filter, Layer, xray};
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/xray")
+        .join(name);
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (RTCLAB_BLESS=1 writes it)",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual,
+        expected,
+        "the ladder differs from {} (RTCLAB_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+#[test]
+fn ladder_of_a_simulated_call() {
+    let file = xray_call::capture();
+    let all = xray(&file, &Filter::default()).expect("ladder");
+    // Decrypted with the capture's own key log: the handshake's Finished,
+    // SCTP's handshake, DCEP and the messages.
+    for needle in [
+        "Handshake: Finished (decrypted)",
+        "SCTP  INIT ACK",
+        "DCEP  DATA_CHANNEL_OPEN label \"chat\"",
+        "DCEP  DATA_CHANNEL_ACK",
+        "DCEP  text \"hello over SCTP\"",
+        "SACK cum TSN",
+        "VP8 S=1 PID=0 picture",
+        "keyframe",
+    ] {
+        assert!(all.contains(needle), "{needle:?} not in:\n{all}");
+    }
+    golden("sim_call.txt", &all);
+
+    let sctp_only = Filter {
+        layers: vec![Layer::Sctp, Layer::Dcep],
+        from: Some(Duration::from_millis(100)),
+        to: Some(Duration::from_millis(200)),
+    };
+    let some = xray(&file, &sctp_only).expect("ladder");
+    assert!(
+        some.lines()
+            .all(|l| l.contains("SCTP  ") || l.contains("DCEP  ")),
+        "{some}"
+    );
+    golden("sim_call_sctp.txt", &some);
+
+    // The CLI prints the same.
+    let dir = std::env::temp_dir().join(format!("rtclab-xray-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path: PathBuf = dir.join("call.pcapng");
+    std::fs::write(&path, &file).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtclab"))
+        .arg("xray")
+        .arg(&path)
+        .args(["--layer", "sctp,dcep", "--from", "0.1", "--to", "0.2"])
+        .output()
+        .expect("run rtclab xray");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), some);
+    // --svg: the same packets as a sequence diagram.
+    let svg_path = dir.join("call.svg");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rtclab"))
+        .arg("xray")
+        .arg(&path)
+        .args(["--layer", "dtls,sctp,dcep", "--svg"])
+        .arg(&svg_path)
+        .output()
+        .expect("run rtclab xray --svg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&svg_path).expect("the SVG");
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(
+        svg.contains("DCEP DATA_CHANNEL_OPEN label &quot;chat&quot;"),
+        "{svg}"
+    );
+    assert_eq!(svg.matches("class=\"lifeline\"").count(), 2);
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_rtclab"))
+        .args(["xray", "--layer", "ip"])
+        .arg(&path)
+        .output()
+        .expect("run rtclab xray");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown layer"));
+}
+
+/// The example binary cargo built beside this test (`cargo test` builds
+/// them into `target/PROFILE/examples/`), if it is newer than its source.
+fn built_example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe
+        .parent()?
+        .parent()?
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(format!("{name}.rs"));
+    let built = std::fs::metadata(&bin).ok()?.modified().ok()?;
+    let written = std::fs::metadata(&source).ok()?.modified().ok()?;
+    (built >= written).then_some(bin)
+}
+
+/// `cargo run --example NN -- --pcap FILE` writes the example's capture,
+/// decrypted by xray from the key log inside.
+#[test]
+fn examples_write_their_capture_with_pcap() {
+    // (example, a line it must show, whether it runs DTLS to decrypt)
+    for (example, needle, dtls) in [
+        ("01_hello", "DCEP  text \"hello, world\"", true),
+        (
+            "05_peer_connection",
+            "DATA_CHANNEL_OPEN label \"chat\"",
+            true,
+        ),
+        // SCTP straight over UDP on a lossy link: SACKs with gap blocks.
+        ("06_data_channels", " gap ", false),
+        // SRTP with keys of its own (no DTLS): the clear headers.
+        ("04_media", "(SRTP, ", false),
+    ] {
+        let Some(bin) = built_example(example) else {
+            eprintln!("note: example {example} not built (run the whole `cargo test`); not run");
+            continue;
+        };
+        let file =
+            std::env::temp_dir().join(format!("rtclab-{example}-{}.pcapng", std::process::id()));
+        let out = std::process::Command::new(&bin)
+            .arg("--pcap")
+            .arg(&file)
+            .output()
+            .expect("run the example");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = std::fs::read(&file).expect("the --pcap file");
+        let _ = std::fs::remove_file(&file);
+        let ladder = xray(&bytes, &Filter::default()).expect("pcapng");
+        assert!(
+            ladder.contains(needle),
+            "{example}: {needle:?} not in:\n{ladder}"
+        );
+        if dtls {
+            assert!(ladder.contains("Finished (decrypted)"), "{ladder}");
+        }
+    }
+}

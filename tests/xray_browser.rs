@@ -1,0 +1,145 @@
+//! A real call's capture: `rtclab demo --pcap` (Config::pcap) while
+//! headless Chromium calls the demo's Rust peer (chat and photo channels,
+//! no camera); tshark reads the Rust peer's pcapng with no key file and
+//! shows the DCEP OPEN of the page's "chat" channel and its text messages
+//! decrypted; `rtclab xray` shows the same from rtclab's parsers. Missing
+//! Chromium or tshark: a loud skip (a failure with
+//! `RTCLAB_REQUIRE_INTEROP=1`).
+
+mod common;
+#[path = "common/tshark.rs"]
+mod tshark;
+
+use std::time::Duration;
+
+use common::browser::{BrowserKind, launch};
+use rtclab::capture::pcapng::{self, Direction};
+use rtclab::demo::{Config, Demo};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tshark::{hex, sctp_over_dtls, tshark};
+
+#[tokio::test]
+async fn chromium_call_capture_decrypts_in_tshark() {
+    let Some(bin) = common::require_binary("tshark", "tshark") else {
+        return;
+    };
+    let Some(openssl) = common::require_binary("openssl", "openssl") else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("rtclab-xray-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (reports, mut reported) = mpsc::channel(8);
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap());
+    config.reports = Some(reports);
+    config.pcap = Some(dir.join("chromium.pcapng"));
+    let demo = Demo::bind(config).await.expect("bind");
+    let addr = demo.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(demo.run_until(async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/demo/?autotest=1&limit=40&nocam=1&need=chat,photo");
+    let Some(mut browser) = launch(BrowserKind::Chromium, &url) else {
+        let _ = stop.send(());
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
+            Ok(Some(body)) => {
+                let v: Value = serde_json::from_str(&body).expect("a JSON report");
+                if v["type"] == "result" {
+                    break v;
+                }
+            }
+            _ => {
+                let exited = browser.process.wait_exit(Duration::ZERO);
+                assert!(
+                    exited.is_none() && tokio::time::Instant::now() < deadline,
+                    "no result from the page within 60 s (exited: {exited:?})"
+                );
+            }
+        }
+    };
+    assert_eq!(report["ok"], true, "{report:#}");
+    drop(browser);
+    let _ = stop.send(());
+    task.await.expect("task").expect("run");
+
+    // The Rust peer's capture (session 1), flushed when the peer ended.
+    let file = dir.join("chromium-1.pcapng");
+    let bytes = std::fs::read(&file).expect("the capture file");
+    let cap = pcapng::read(&bytes).expect("pcapng");
+    assert!(
+        cap.key_log.starts_with("CLIENT_RANDOM "),
+        "no key log in the capture"
+    );
+    let port = cap
+        .packets
+        .iter()
+        .filter(|p| p.direction == Some(Direction::Outbound))
+        .find_map(|p| pcapng::udp(cap.interfaces[p.interface].link_type, p.data))
+        .expect("an outbound datagram")
+        .source
+        .port();
+    let sctp = sctp_over_dtls(&openssl, &dir, port);
+    let sctp = ["-o", sctp.as_str()];
+    let dcep = tshark(
+        &bin,
+        &file,
+        &[
+            &sctp[..],
+            &[
+                "-Y",
+                "rtcdc",
+                "-T",
+                "fields",
+                "-e",
+                "rtcdc.message_type",
+                "-e",
+                "rtcdc.label",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        dcep.lines().any(|l| l == "3\tchat"),
+        "no DATA_CHANNEL_OPEN \"chat\":\n{dcep}"
+    );
+    let texts = tshark(
+        &bin,
+        &file,
+        &[
+            &sctp[..],
+            &[
+                "-o",
+                "sctp.ulp_dissection:FALSE",
+                "-Y",
+                "sctp.data_payload_proto_id == 51",
+                "-T",
+                "fields",
+                "-e",
+                "data.data",
+            ],
+        ]
+        .concat(),
+    );
+    let texts: Vec<String> = texts
+        .lines()
+        .map(|h| String::from_utf8_lossy(&hex(h)).into_owned())
+        .collect();
+    assert!(texts.iter().any(|t| t == "echo: hello rust"), "{texts:?}");
+
+    // rtclab's own x-ray of the same file.
+    let ladder = rtclab::capture::xray::xray(&bytes, &Default::default()).expect("ladder");
+    for needle in [
+        "ClientHello",
+        "Finished (decrypted)",
+        "DATA_CHANNEL_OPEN label \"chat\"",
+        "text \"echo: hello rust\"",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
