@@ -71,6 +71,7 @@ async fn start() -> (String, Reports, oneshot::Sender<()>) {
         udp: "127.0.0.1:0".parse().unwrap(),
         sfu: rtclab::sfu::Config::new(cert, Vec::new()),
         reports: Some(reports),
+        whip: None,
     })
     .await
     .expect("bind");

@@ -465,6 +465,10 @@ struct SfuArgs {
     /// Turn the keyframe cache (instant join) off.
     #[arg(long)]
     no_keyframe_cache: bool,
+    /// The bearer token WHIP and WHEP requests must carry
+    /// (`Authorization: Bearer TOKEN`); without it they need none.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 async fn sfu(args: SfuArgs) -> Result<(), String> {
@@ -483,6 +487,7 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
         udp: args.udp,
         sfu,
         reports: None,
+        whip: Some(args.token),
     })
     .await
     .map_err(|e| format!("cannot listen on {} / {}: {e}", args.listen, args.udp))?;
@@ -491,7 +496,10 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
         "rtclab sfu on http://{http}/sfu/?room=NAME (media on UDP {})",
         server.udp_addr()
     );
-    println!("  open it in several browsers (or tabs) with the same room name.");
+    println!("  open it in several browsers (or tabs) with the same room name;");
+    println!(
+        "  WHIP: POST http://{http}/whip/ROOM, WHEP: POST http://{http}/whep/ROOM (RFC 9725)."
+    );
     server
         .run_until(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -232,6 +232,21 @@ impl From<PeerError> for Error {
     }
 }
 
+/// How a participant takes part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The SFU's page: publishes and receives everyone else, renegotiated
+    /// by the SFU as tracks come and go.
+    Page,
+    /// A WHIP client (RFC 9725): publishes only; its one offer/answer is
+    /// never renegotiated.
+    Publisher,
+    /// A WHEP client: receives the room's tracks that exist when it
+    /// offers (its offer's `recvonly` m-lines take one video and one
+    /// audio track), with no renegotiation after.
+    Viewer,
+}
+
 /// Counters, for tests and `rtclab speed sfu`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -292,6 +307,7 @@ struct Down {
 
 struct Participant {
     id: ParticipantId,
+    role: Role,
     room: String,
     pc: PeerConnection,
     ufrag: String,
@@ -430,6 +446,32 @@ impl Sfu {
             .collect()
     }
 
+    /// The answer waiting for `participant` among the signals, taken out
+    /// (for a WHIP/WHEP session, whose answer is the HTTP response).
+    pub fn take_answer(&mut self, participant: ParticipantId) -> Option<String> {
+        let i = self.events.iter().position(|e| {
+            matches!(e, Event::Signal { participant: p, signal: ServerSignal::Answer(_) } if *p == participant)
+        })?;
+        match self.events.remove(i) {
+            Some(Event::Signal {
+                signal: ServerSignal::Answer(a),
+                ..
+            }) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The SFU's host candidate, as an SDP `candidate:` value (what a
+    /// WHIP answer carries for clients that do not trickle).
+    pub fn host_candidate(&self) -> Option<String> {
+        let a = self.config.host_candidates.first()?;
+        Some(format!(
+            "candidate:1 1 udp 2130706431 {} {} typ host",
+            a.ip(),
+            a.port()
+        ))
+    }
+
     /// Caps what `subscriber` receives at `bitrate` bits per second (or
     /// lifts the cap with `None`): simulcast layers are chosen within
     /// `min(estimate, cap)`, as if its link were that slow.
@@ -450,6 +492,16 @@ impl Sfu {
     /// ([`Sfu::handle_signal`]). The others learn of it now; what the SFU
     /// sends each page comes out as [`Event::Signal`].
     pub fn join(&mut self, now: Instant, room: &str) -> Result<ParticipantId, Error> {
+        self.join_as(now, room, Role::Page)
+    }
+
+    /// [`Sfu::join`] for a WHIP publisher or a WHEP viewer ([`Role`]).
+    pub fn join_as(
+        &mut self,
+        now: Instant,
+        room: &str,
+        role: Role,
+    ) -> Result<ParticipantId, Error> {
         if self.participants.len() >= self.config.max_participants {
             return Err(Error::Full);
         }
@@ -502,6 +554,7 @@ impl Sfu {
             id,
             Participant {
                 id,
+                role,
                 room: room.to_string(),
                 pc,
                 ufrag,
@@ -590,18 +643,30 @@ impl Sfu {
                 if p.answered || p.pc.signaling_state() != SignalingState::Stable {
                     Err(Error::Protocol("the page offers once, first"))
                 } else {
-                    let answer =
-                        p.pc.set_remote_description(now, SdpType::Offer, &sdp)
-                            .and_then(|()| p.pc.create_answer())
-                            .and_then(|a| {
-                                p.pc.set_local_description(now, SdpType::Answer, &a)
-                                    .map(|()| a)
-                            });
+                    let role = p.role;
+                    let set = p.pc.set_remote_description(now, SdpType::Offer, &sdp);
+                    if set.is_ok() && role == Role::Viewer {
+                        // The room's tracks take the offer's recvonly
+                        // m-lines (JSEP §5.3.1) before the answer.
+                        p.answered = true;
+                        self.subscribe_viewer(id);
+                    }
+                    let p = self
+                        .participants
+                        .get_mut(&id)
+                        .ok_or(Error::UnknownParticipant)?;
+                    p.needs_offer = false;
+                    let answer = set.and_then(|()| p.pc.create_answer()).and_then(|a| {
+                        p.pc.set_local_description(now, SdpType::Answer, &a)
+                            .map(|()| a)
+                    });
                     match answer {
                         Ok(a) => {
                             p.answered = true;
                             push_signal(&mut self.events, id, ServerSignal::Answer(a));
-                            self.subscribe_to_room(id);
+                            if role == Role::Page {
+                                self.subscribe_to_room(id);
+                            }
                             Ok(())
                         }
                         Err(e) => Err(Error::Peer(e)),
@@ -662,6 +727,30 @@ impl Sfu {
         }
     }
 
+    /// A WHEP viewer gets one video and one audio track of the room: the
+    /// first published of each kind.
+    fn subscribe_viewer(&mut self, id: ParticipantId) {
+        let Some(room) = self.participants.get(&id).map(|p| p.room.clone()) else {
+            return;
+        };
+        let mut picked: Vec<(ParticipantId, Mid, MediaKind, Codec)> = Vec::new();
+        for m in self.room_members(&room) {
+            let Some(p) = self.participants.get(&m) else {
+                continue;
+            };
+            for t in &p.published {
+                if let Some(c) = t.codec
+                    && !picked.iter().any(|x| x.2 == t.kind)
+                {
+                    picked.push((p.id, t.mid, t.kind, c));
+                }
+            }
+        }
+        for (publisher, mid, kind, codec) in picked {
+            self.add_down(id, publisher, mid, kind, codec);
+        }
+    }
+
     /// Adds `publisher`'s track `mid` to `subscriber`'s connection.
     fn add_down(
         &mut self,
@@ -674,7 +763,15 @@ impl Sfu {
         let Some(s) = self.participants.get_mut(&subscriber) else {
             return;
         };
-        if !s.answered
+        // A WHIP publisher receives nothing; a WHEP viewer only what its one
+        // offer takes (it cannot renegotiate).
+        let allowed = match s.role {
+            Role::Page => true,
+            Role::Publisher => false,
+            Role::Viewer => s.pc.signaling_state() == SignalingState::HaveRemoteOffer,
+        };
+        if !allowed
+            || !s.answered
             || s.down
                 .iter()
                 .any(|d| d.publisher == publisher && d.mid == mid && !d.removed)
@@ -1269,7 +1366,11 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        if !p.needs_offer || !p.answered || p.pc.signaling_state() != SignalingState::Stable {
+        if !p.needs_offer
+            || !p.answered
+            || p.role != Role::Page
+            || p.pc.signaling_state() != SignalingState::Stable
+        {
             return;
         }
         p.needs_offer = false;

@@ -37,9 +37,10 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ClientSignal, Config as SfuConfig, Event, ParticipantId, ServerSignal, Sfu};
+use super::{ClientSignal, Config as SfuConfig, Event, ParticipantId, Role, ServerSignal, Sfu};
 use crate::machine::Machine;
 use crate::runtime::Driver;
+use crate::whip::{Backend, BoxFuture, ResourceId, SdpFrag, WhipError, answer_with_candidates};
 
 /// How `rtclab sfu` runs.
 #[derive(Debug)]
@@ -53,6 +54,9 @@ pub struct Config {
     pub sfu: SfuConfig,
     /// Where a page's `POST /sfu/report` goes (browser tests).
     pub reports: Option<mpsc::Sender<String>>,
+    /// WHIP and WHEP (`POST /whip/ROOM`, `POST /whep/ROOM`, RFC 9725):
+    /// served when `Some`, with this bearer token (`Some(None)`: none).
+    pub whip: Option<Option<String>>,
 }
 
 /// A running server: its addresses, and how to stop it.
@@ -70,6 +74,117 @@ enum Command {
     },
     Signal(ParticipantId, ClientSignal),
     Leave(ParticipantId),
+    /// A WHIP publisher or WHEP viewer with its offer: the answer back.
+    Whip {
+        role: Role,
+        room: String,
+        offer: String,
+        reply: oneshot::Sender<Result<(ParticipantId, String), WhipError>>,
+    },
+}
+
+/// WHIP and WHEP sessions as SFU participants ([`Role::Publisher`],
+/// [`Role::Viewer`]).
+struct WhipBackend {
+    commands: mpsc::Sender<Command>,
+    sessions: std::sync::Mutex<HashMap<ResourceId, ParticipantId>>,
+}
+
+impl WhipBackend {
+    async fn create(
+        &self,
+        resource: ResourceId,
+        role: Role,
+        room: String,
+        offer: String,
+    ) -> Result<String, WhipError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Whip {
+                role,
+                room,
+                offer,
+                reply,
+            })
+            .await
+            .map_err(|_| WhipError::Internal("the SFU stopped".into()))?;
+        let (id, answer) = answer
+            .await
+            .map_err(|_| WhipError::Internal("the SFU stopped".into()))??;
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(resource, id);
+        }
+        Ok(answer)
+    }
+
+    fn session(&self, resource: &ResourceId) -> Result<ParticipantId, WhipError> {
+        self.sessions
+            .lock()
+            .ok()
+            .and_then(|s| s.get(resource).copied())
+            .ok_or(WhipError::NotFound)
+    }
+}
+
+impl Backend for WhipBackend {
+    fn publish(
+        &self,
+        resource: ResourceId,
+        room: String,
+        offer: String,
+    ) -> BoxFuture<'_, Result<String, WhipError>> {
+        Box::pin(self.create(resource, Role::Publisher, room, offer))
+    }
+
+    fn play(
+        &self,
+        resource: ResourceId,
+        room: String,
+        offer: String,
+    ) -> BoxFuture<'_, Result<String, WhipError>> {
+        Box::pin(self.create(resource, Role::Viewer, room, offer))
+    }
+
+    fn patch(
+        &self,
+        resource: ResourceId,
+        frag: SdpFrag,
+        restart: bool,
+    ) -> BoxFuture<'_, Result<Option<SdpFrag>, WhipError>> {
+        Box::pin(async move {
+            // PeerConnection has no ICE restart yet: RFC 9725 §4.3.1's 422.
+            if restart {
+                return Err(WhipError::Unsupported("ICE restart"));
+            }
+            let id = self.session(&resource)?;
+            for (_, c) in frag.candidates() {
+                let _ = self
+                    .commands
+                    .send(Command::Signal(id, ClientSignal::Candidate(c.to_string())))
+                    .await;
+            }
+            if frag.end_of_candidates() {
+                let _ = self
+                    .commands
+                    .send(Command::Signal(id, ClientSignal::Candidate(String::new())))
+                    .await;
+            }
+            Ok(None)
+        })
+    }
+
+    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), WhipError>> {
+        Box::pin(async move {
+            let id = self
+                .sessions
+                .lock()
+                .ok()
+                .and_then(|mut s| s.remove(&resource))
+                .ok_or(WhipError::NotFound)?;
+            let _ = self.commands.send(Command::Leave(id)).await;
+            Ok(())
+        })
+    }
 }
 
 #[derive(Clone)]
@@ -114,6 +229,16 @@ impl Server {
     ) -> std::io::Result<()> {
         let Server { http, udp, config } = self;
         let (commands, rx) = mpsc::channel(1024);
+        let whip = config.whip.map(|token| {
+            let backend = WhipBackend {
+                commands: commands.clone(),
+                sessions: std::sync::Mutex::new(HashMap::new()),
+            };
+            crate::whip::server::Mount::new(
+                crate::whip::Config::with_token(token),
+                std::sync::Arc::new(backend),
+            )
+        });
         let shared = Shared {
             commands,
             reports: config.reports,
@@ -134,6 +259,10 @@ impl Server {
             .route("/sfu/report", post(report))
             .route("/", get(|| async { axum::response::Redirect::to("/sfu/") }))
             .with_state(shared);
+        let app = match whip {
+            Some(m) => app.merge(m.router()),
+            None => app,
+        };
         let service = TowerToHyperService::new(app);
         tokio::pin!(stop);
         loop {
@@ -197,6 +326,16 @@ async fn media_task(mut driver: Driver<Sfu>, mut rx: mpsc::Receiver<Command>) {
                         sfu.leave(now, id);
                         outboxes.remove(&id);
                     }
+                    Command::Whip { role, room, offer, reply } => {
+                        let host = sfu.host_candidate();
+                        let r = whip_session(sfu, now, role, &room, offer);
+                        let _ = reply.send(r.map(|(id, answer)| {
+                            // RFC 9725 §4.3.2: the answer carries the
+                            // server's candidates (clients need not trickle).
+                            let lines: Vec<String> = host.into_iter().collect();
+                            (id, answer_with_candidates(&answer, &lines, true))
+                        }));
+                    }
                 }
                 // What the command produced.
                 while let Some(e) = driver.machine_mut().poll_event() {
@@ -205,6 +344,28 @@ async fn media_task(mut driver: Driver<Sfu>, mut rx: mpsc::Receiver<Command>) {
             }
         }
     }
+}
+
+/// A WHIP/WHEP participant joins with its offer; its answer is taken out
+/// of the SFU's signals here (the HTTP response carries it).
+fn whip_session(
+    sfu: &mut Sfu,
+    now: Instant,
+    role: Role,
+    room: &str,
+    offer: String,
+) -> Result<(ParticipantId, String), WhipError> {
+    let id = sfu.join_as(now, room, role).map_err(|e| match e {
+        super::Error::RoomFull | super::Error::Full => WhipError::Full { retry_after: 5 },
+        e => WhipError::Internal(e.to_string()),
+    })?;
+    if let Err(e) = sfu.handle_signal(now, id, ClientSignal::Offer(offer)) {
+        sfu.leave(now, id);
+        return Err(WhipError::BadSdp(e.to_string()));
+    }
+    sfu.take_answer(id)
+        .map(|a| (id, a))
+        .ok_or_else(|| WhipError::Internal("no answer".into()))
 }
 
 fn deliver(
