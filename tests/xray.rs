@@ -178,3 +178,35 @@ fn examples_write_their_capture_with_pcap() {
         }
     }
 }
+
+/// The book's sequence diagram of a data-channel call (chapter 6) is this
+/// tool's output for the simulated call above: the DTLS flights, SCTP's
+/// four-way handshake, DCEP and the first messages, regenerated and
+/// compared here (`RTCLAB_BLESS=1` rewrites the image).
+#[test]
+fn the_books_sequence_diagram_is_xrays_output() {
+    use rtclab::capture::{pcapng, xray as x};
+    let file = xray_call::capture();
+    let capture = pcapng::read(&file).expect("capture");
+    let lines = x::decode(&capture);
+    let filter = Filter {
+        layers: vec![Layer::Dtls, Layer::Sctp, Layer::Dcep],
+        from: None,
+        to: Some(Duration::from_millis(400)),
+    };
+    let svg = x::svg(&lines, &filter);
+    assert!(svg.contains("DATA_CHANNEL_OPEN"), "{svg}");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("chapters/src/img/xray-datachannel-call.svg");
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, &svg).expect("write the image");
+        return;
+    }
+    let book = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        svg,
+        book,
+        "{} is not what `rtclab xray --svg` draws (RTCLAB_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
