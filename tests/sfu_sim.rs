@@ -357,3 +357,134 @@ fn leaving_ends_the_tracks_for_the_others() {
     // The remaining publisher's stream still grows.
     assert!(after.iter().sum::<usize>() > before.iter().sum::<usize>());
 }
+
+/// Garbage sent to the SFU's port, half of it spoofing a participant's own
+/// address: dropped (or refused by that participant's SRTP, DTLS and ICE),
+/// and every participant's video goes on.
+struct Garbage {
+    to: SocketAddr,
+    spoof: SocketAddr,
+    rng: StdRng,
+    left: u32,
+    /// One datagram is due (set by the timer, taken by `poll_transmit`).
+    due: bool,
+    next: Option<std::time::Instant>,
+}
+
+impl rtclab::machine::Machine for Garbage {
+    type Event = ();
+    fn handle_receive(&mut self, _: std::time::Instant, _: rtclab::machine::Receive<'_>) {}
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        if self.left > 0 && self.next.is_some_and(|t| t <= now) {
+            self.due = true;
+            self.next = Some(now + Duration::from_millis(1));
+        }
+    }
+    fn poll_transmit(&mut self) -> Option<rtclab::machine::Transmit> {
+        use rand::Rng;
+        if !self.due || self.left == 0 {
+            return None;
+        }
+        self.due = false;
+        self.left -= 1;
+        let len = self.rng.random_range(1..1400);
+        let mut contents: Vec<u8> = (0..len).map(|_| self.rng.random()).collect();
+        // Shapes the SFU's demultiplexing sees: RTP/RTCP, DTLS, STUN.
+        contents[0] = [0x80, 0x90, 0x17, 0x16, 0x00, 0x01][self.left as usize % 6];
+        let spoof = self.left % 2 == 0;
+        Some(rtclab::machine::Transmit {
+            source: spoof.then_some(self.spoof),
+            destination: self.to,
+            contents,
+        })
+    }
+    fn poll_event(&mut self) -> Option<()> {
+        None
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.next.filter(|_| self.left > 0)
+    }
+}
+
+#[test]
+fn garbage_and_bad_signaling_from_one_side_affect_nobody_else() {
+    let mut room = Room::new(6);
+    for _ in 0..3 {
+        room.join(clean());
+    }
+    room.run(Duration::from_secs(2), 60);
+    let before: Vec<usize> = room
+        .clients
+        .iter()
+        .map(|c| c.frames.values().sum())
+        .collect();
+    // Bad SDP and signals out of turn are refused with an error, nothing else.
+    let now = room.sim.now();
+    let id = room.clients[0].id;
+    assert!(
+        room.sfu()
+            .handle_signal(now, id, ClientSignal::Offer("v=0\r\nnot sdp".into()))
+            .is_err()
+    );
+    assert!(
+        room.sfu()
+            .handle_signal(now, id, ClientSignal::Answer("v=0".into()))
+            .is_err()
+    );
+    assert!(
+        room.sfu()
+            .handle_signal(now, id, ClientSignal::Candidate("candidate:garbage".into()))
+            .is_ok()
+    );
+    let start = room.sim.now();
+    let attacker = Garbage {
+        to: SFU.parse().unwrap(),
+        spoof: client_addr(0),
+        rng: StdRng::seed_from_u64(99),
+        left: 3000,
+        due: false,
+        next: Some(start),
+    };
+    let host = room
+        .sim
+        .add_host(attacker, &["203.0.113.66:4000".parse().unwrap()]);
+    room.sim.set_spoofing(host, true);
+    room.run(Duration::from_secs(4), 60);
+    let after: Vec<usize> = room
+        .clients
+        .iter()
+        .map(|c| c.frames.values().sum())
+        .collect();
+    for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert!(a - b > 150, "participant {i}: {b} → {a} frames");
+    }
+    for i in 0..3 {
+        assert_eq!(
+            room.peer(i).connection_state(),
+            PeerConnectionState::Connected,
+            "participant {i}"
+        );
+    }
+    let stats = room.sfu().stats();
+    assert!(stats.dropped_unknown > 1000, "{stats:?}");
+}
+
+/// Rooms and the SFU refuse participants past their limits, clearly.
+#[test]
+fn limits_refuse_with_a_clear_error() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut config = Config::new(certificate(&mut rng), vec![SFU.parse().unwrap()]);
+    config.max_room_size = 2;
+    config.max_participants = 3;
+    let mut sfu = Sfu::new(config, StdRng::seed_from_u64(8));
+    let now = std::time::Instant::now();
+    sfu.join(now, "a").unwrap();
+    sfu.join(now, "a").unwrap();
+    let e = sfu.join(now, "a").unwrap_err();
+    assert_eq!(e.to_string(), "the room is full");
+    sfu.join(now, "b").unwrap();
+    assert_eq!(
+        sfu.join(now, "c").unwrap_err().to_string(),
+        "the SFU is full"
+    );
+}
