@@ -15,7 +15,9 @@ use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::peer::{
     PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
 };
-use rtclab::sfu::{ClientSignal, Config, Event as SfuEvent, ParticipantId, ServerSignal, Sfu};
+use rtclab::sfu::{
+    ClientSignal, Config, Event as SfuEvent, ParticipantId, Role, ServerSignal, Sfu,
+};
 use rtclab::sim::{HostId, LinkConfig, Sim};
 use sim_peers::certificate;
 
@@ -482,7 +484,9 @@ fn limits_refuse_with_a_clear_error() {
     sfu.join(now, "a").unwrap();
     let e = sfu.join(now, "a").unwrap_err();
     assert_eq!(e.to_string(), "the room is full");
-    sfu.join(now, "b").unwrap();
+    // WHEP viewers are an audience: the room size does not count them,
+    // the total does.
+    sfu.join_as(now, "a", Role::Viewer).unwrap();
     assert_eq!(
         sfu.join(now, "c").unwrap_err().to_string(),
         "the SFU is full"

@@ -87,7 +87,8 @@ pub struct Config {
     pub certificate: Certificate,
     /// The SFU's UDP address(es): every participant's host candidate.
     pub host_candidates: Vec<SocketAddr>,
-    /// Participants per room.
+    /// Participants per room who publish (pages and WHIP clients; WHEP
+    /// viewers count only towards [`Config::max_participants`]).
     pub max_room_size: usize,
     /// Participants in all.
     pub max_participants: usize,
@@ -505,10 +506,17 @@ impl Sfu {
         if self.participants.len() >= self.config.max_participants {
             return Err(Error::Full);
         }
-        if self
-            .rooms
-            .get(room)
-            .is_some_and(|r| r.members.len() >= self.config.max_room_size)
+        // The room size counts those who publish (pages and WHIP); WHEP
+        // viewers are an audience, bounded by the total only.
+        let publishing = |m: &ParticipantId| {
+            self.participants
+                .get(m)
+                .is_some_and(|p| p.role != Role::Viewer)
+        };
+        if role != Role::Viewer
+            && self.rooms.get(room).is_some_and(|r| {
+                r.members.iter().filter(|m| publishing(m)).count() >= self.config.max_room_size
+            })
         {
             return Err(Error::RoomFull);
         }
