@@ -2039,7 +2039,7 @@ pub fn peer_set(data: &[u8]) {
 /// body no longer than the input, and written again with a
 /// `Content-Length` it parses to the same response.
 pub fn http_response(data: &[u8]) {
-    let Ok(r) = crate::speed_sfu::parse_response(data) else {
+    let Ok(r) = crate::speed::sfu::parse_response(data) else {
         return;
     };
     assert!(r.body.len() <= data.len());
@@ -2062,7 +2062,7 @@ pub fn http_response(data: &[u8]) {
     {
         return;
     }
-    let back = crate::speed_sfu::parse_response(&again).expect("a written response parses");
+    let back = crate::speed::sfu::parse_response(&again).expect("a written response parses");
     assert_eq!(back.status, r.status);
     assert_eq!(back.body, r.body);
 }

@@ -95,7 +95,6 @@ pub mod sfu;
 pub mod signaling;
 pub mod sim;
 pub mod speed;
-pub mod speed_sfu;
 pub mod srtp;
 pub mod stun;
 pub mod turn;

@@ -5,7 +5,7 @@
 //! Janus answers the publisher `a=setup:active` (Janus is the client) and
 //! offers the subscriber `actpass` (we answer active: we are the client).
 //!
-//! This is the path `rtclab speed sfu` loads (`src/speed_sfu.rs`), with its
+//! This is the path `rtclab speed sfu` loads (`src/speed/sfu.rs`), with its
 //! Janus driver and signaling.
 
 mod common;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use rtclab::peer::{LivePeer, PeerEvent};
 use rtclab::sdp::MediaKind;
-use rtclab::speed_sfu::{GenPeer, Janus, SfuUnderTest, vp8_frame};
+use rtclab::speed::sfu::{GenPeer, Janus, SfuUnderTest, vp8_frame};
 
 #[test]
 fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {

@@ -45,7 +45,7 @@ const TIERS: &[(&str, &[&str])] = &[
     // protocol's parser), for the runtime, the simulator and the tools.
     (
         "drivers",
-        &["runtime", "sim", "speed", "speed_sfu", "fuzzing", "capture"],
+        &["runtime", "sim", "speed", "fuzzing", "capture"],
     ),
 ];
 
@@ -76,7 +76,6 @@ const SIDEWAYS: &[(&str, &str)] = &[
     ("runtime", "*"),
     ("sim", "*"),
     ("speed", "*"),
-    ("speed_sfu", "*"),
     ("fuzzing", "*"),
 ];
 

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rtclab::peer::{LivePeer, PeerEvent};
 use rtclab::sdp::MediaKind;
 use rtclab::sfu::server::{Config, Server};
-use rtclab::speed_sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
+use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
 
 fn start_sfu() -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();

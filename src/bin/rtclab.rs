@@ -228,7 +228,7 @@ fn main() -> ExitCode {
                 subscribers,
                 rooms,
             } => {
-                rtclab::speed_sfu::configure(rtclab::speed_sfu::Options {
+                rtclab::speed::sfu::configure(rtclab::speed::sfu::Options {
                     janus,
                     rtclab,
                     subscribers,

@@ -24,13 +24,14 @@
 //! threads and read the clock, which the sans-IO modules never do.
 //!
 //! `sfu` runs only when named: a load generator against Janus's VideoRoom
-//! and `rtclab sfu` ([`crate::speed_sfu`]).
+//! and `rtclab sfu` ([`sfu`]).
 
 pub mod dtls;
 pub mod ice;
 pub mod peer;
 pub mod rtp;
 pub mod sctp;
+pub mod sfu;
 pub mod srtp;
 
 use std::hint::black_box;
@@ -114,7 +115,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "setup" => from_tuples(crate::speed::peer::speed()),
             "media" => from_tuples(crate::speed::peer::media()),
             "datachannel" => datachannel(),
-            "sfu" => crate::speed_sfu::speed()?,
+            "sfu" => crate::speed::sfu::speed()?,
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",
