@@ -45,8 +45,12 @@ const MAX_EARLY_CANDIDATES: usize = 64;
 const MAX_EVENTS: usize = 8192;
 /// Largest RTP payload (1200-byte datagrams minus RTP, extension and SRTP).
 const MAX_RTP_PAYLOAD: usize = 1100;
-/// Packets a video sender keeps for RTX.
-const RTX_HISTORY: usize = 1024;
+/// Packets a video sender keeps for RTX: a receiver NACKs a hole for at
+/// most [`MAX_WAIT`] (1 s) before giving its frame up, and 512 packets of
+/// ~1,200 bytes are that second at up to 5 Mbit/s. Each kept packet holds
+/// its buffer, so this is most of a sending track's memory (an SFU keeps
+/// one history per subscriber and track).
+const RTX_HISTORY: usize = 512;
 /// How long a receiver waits for a missing packet before it gives the
 /// frame up and asks for a keyframe (NACKs are retried every tenth of it).
 const MAX_WAIT: Duration = Duration::from_millis(1000);
