@@ -42,6 +42,12 @@ impl Rewriter {
         }
     }
 
+    /// Forgets the source and what was sent, keeping the clock: the next
+    /// [`Rewriter::switch_to`] starts the stream afresh.
+    pub fn reset(&mut self) {
+        *self = Rewriter::new(self.clock_rate);
+    }
+
     /// The SSRC forwarded now.
     pub fn source(&self) -> Option<u32> {
         self.source.map(|(s, _)| s)

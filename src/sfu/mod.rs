@@ -1027,12 +1027,13 @@ impl Sfu {
             return;
         };
         let payload = rtp.payload();
-        let (keyframe, is_start) = match &t.depacketizer {
+        // A keyframe's first packet (video): where the cache restarts and a
+        // layer switch may happen.
+        let keyframe = match &t.depacketizer {
             Some(d) if t.kind == MediaKind::Video => {
-                let start = d.is_frame_start(payload);
-                (start && d.is_keyframe(payload), start)
+                d.is_frame_start(payload) && d.is_keyframe(payload)
             }
-            _ => (false, true),
+            _ => false,
         };
         if t.kind == MediaKind::Audio
             && let Some(level) = rtp
@@ -1057,7 +1058,6 @@ impl Sfu {
         if cache_on && t.kind == MediaKind::Video {
             layer.cache.push(packet, keyframe);
         }
-        let _ = is_start;
         // The active layers' rates, for the chooser.
         let active: Vec<(usize, u64)> = t
             .layers
@@ -1250,7 +1250,7 @@ impl Sfu {
                 }
             } else {
                 // Not sendable yet: start over at the next packet.
-                d.rewriter = Rewriter::new(d.rewriter_clock());
+                d.rewriter.reset();
             }
         }
     }
@@ -1411,13 +1411,12 @@ impl Sfu {
             }
         }
         for t in &mut p.published {
-            for (li, l) in t.layers.iter_mut().enumerate() {
+            for l in &mut t.layers {
                 if l.throttle.handle_timeout(now) {
                     let rid = l.rid;
                     if p.pc.request_keyframe_layer(&t.mid, rid.as_deref()).is_ok() {
                         self.stats.keyframe_requests += 1;
                     }
-                    let _ = li;
                 }
             }
         }
@@ -1549,15 +1548,6 @@ fn push_signal(events: &mut VecDeque<Event>, participant: ParticipantId, signal:
 
 /// RTP mode's canonical id of the audio-level extension (RFC 6464).
 const AUDIO_LEVEL: u8 = 4;
-
-impl Down {
-    fn rewriter_clock(&self) -> u32 {
-        match self.kind {
-            MediaKind::Audio => 48_000,
-            _ => 90_000,
-        }
-    }
-}
 
 impl Machine for Sfu {
     type Event = Event;
