@@ -95,7 +95,7 @@ pub fn rtp_streams(data: &[u8]) {
         }
         for r in RtcpIter::new(chunk).flatten() {
             if let RtcpPacket::Nack(nack) = &r {
-                tx.on_nack(nack, |rtx| {
+                tx.on_nack(now, nack, |rtx| {
                     assert!(RtpPacket::new_checked(rtx).is_ok());
                     true
                 });

@@ -187,8 +187,9 @@ impl NackGenerator {
 pub struct SendHistory {
     capacity: usize,
     unwrapper: SeqUnwrapper,
-    /// `(extended sequence number, packet)`; `u64::MAX` marks an empty slot.
-    slots: Vec<(u64, Vec<u8>)>,
+    /// `(extended sequence number, packet, last retransmitted)`;
+    /// `u64::MAX` marks an empty slot.
+    slots: Vec<(u64, Vec<u8>, Option<Instant>)>,
 }
 
 impl SendHistory {
@@ -209,25 +210,38 @@ impl SendHistory {
         while self.slots.len() <= i {
             // Room for any packet of a 1500-byte path: a slot never grows
             // again when a larger packet comes round to it.
-            self.slots.push((u64::MAX, Vec::with_capacity(1500)));
+            self.slots.push((u64::MAX, Vec::with_capacity(1500), None));
         }
         let slot = &mut self.slots[i];
         slot.0 = ext;
         slot.1.clear();
         slot.1.extend_from_slice(packet);
+        slot.2 = None;
         Ok(())
     }
 
     /// The packet sent with `seq`, if still kept.
     pub fn get(&self, seq: u16) -> Option<&[u8]> {
         let ext = self.unwrapper.peek(seq);
-        let (n, p) = self.slots.get((ext % self.capacity as u64) as usize)?;
+        let (n, p, _) = self.slots.get((ext % self.capacity as u64) as usize)?;
         (*n == ext).then_some(p.as_slice())
+    }
+
+    /// The packet sent with `seq`, if kept and not retransmitted less than
+    /// `min_interval` before `now`; marked retransmitted at `now`.
+    fn take_for_resend(&mut self, seq: u16, now: Instant, min_interval: Duration) -> Option<&[u8]> {
+        let ext = self.unwrapper.peek(seq);
+        let (n, p, resent) = self.slots.get_mut((ext % self.capacity as u64) as usize)?;
+        if *n != ext || resent.is_some_and(|t| now.saturating_duration_since(t) < min_interval) {
+            return None;
+        }
+        *resent = Some(now);
+        Some(p.as_slice())
     }
 
     /// Packets kept.
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|(n, _)| *n != u64::MAX).count()
+        self.slots.iter().filter(|(n, _, _)| *n != u64::MAX).count()
     }
 
     /// True if nothing is kept.
@@ -280,6 +294,47 @@ impl RtxSender {
         let mut n = 0;
         for seq in nack.lost() {
             let Some(orig) = self.history.get(seq) else {
+                continue;
+            };
+            buf.clear();
+            if encode_rtx(
+                orig,
+                self.rtx_ssrc,
+                self.rtx_payload_type,
+                self.rtx_seq,
+                buf,
+            )
+            .is_ok()
+            {
+                self.rtx_seq = self.rtx_seq.wrapping_add(1);
+                send(buf);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+impl RtxSender {
+    /// As [`RtxSender::on_nack_each`], at `now`, skipping a packet already
+    /// retransmitted less than `min_interval` ago (about one RTT): a
+    /// receiver that asks again before the first copy could arrive (its
+    /// retry timer shorter than a queue that congestion has lengthened)
+    /// gets one copy, not one per request. Without this, every lost packet
+    /// on a congested link comes back as many times as the receiver
+    /// retries, and the retransmissions keep the link congested (libwebrtc
+    /// spaces them by the RTT the same way).
+    pub fn on_nack_at(
+        &mut self,
+        nack: &Nack,
+        now: Instant,
+        min_interval: Duration,
+        buf: &mut Vec<u8>,
+        mut send: impl FnMut(&mut Vec<u8>),
+    ) -> usize {
+        let mut n = 0;
+        for seq in nack.lost() {
+            let Some(orig) = self.history.take_for_resend(seq, now, min_interval) else {
                 continue;
             };
             buf.clear();
@@ -381,6 +436,38 @@ mod tests {
         g.clear();
         assert_eq!((g.missing_count(), g.gave_up()), (0, 3));
         assert!(g.poll_nack(t0 + Duration::from_secs(1)).is_empty());
+    }
+
+    #[test]
+    fn a_packet_is_retransmitted_once_per_interval() {
+        let t0 = Instant::now();
+        let mut tx = RtxSender::new(16, 0xBBBB, 97, 500);
+        for seq in 10..14u16 {
+            let mut p = vec![0x80, 96];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0xAA, 0xAA, 7]);
+            tx.history.store(&p).unwrap();
+        }
+        let nack = Nack::from_lost(1, 0xAAAA, [11, 12]);
+        let rtt = Duration::from_millis(50);
+        let mut buf = Vec::new();
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut ask = |tx: &mut RtxSender, nack: &Nack, at: Instant| {
+            tx.on_nack_at(nack, at, rtt, &mut buf, |p| sent.push(p.clone()))
+        };
+        assert_eq!(ask(&mut tx, &nack, t0), 2);
+        // Asked again within the interval: the copies may still arrive.
+        assert_eq!(ask(&mut tx, &nack, t0 + Duration::from_millis(20)), 0);
+        // After it, again (the copy was lost too); numbered on.
+        let after = t0 + Duration::from_millis(60);
+        assert_eq!(ask(&mut tx, &nack, after), 2);
+        // Never stored: nothing.
+        assert_eq!(ask(&mut tx, &Nack::from_lost(1, 0xAAAA, [27]), after), 0);
+        let seqs: Vec<u16> = sent
+            .iter()
+            .map(|p| RtpPacket::new_checked(p).unwrap().sequence_number())
+            .collect();
+        assert_eq!(seqs, [500, 501, 502, 503]);
     }
 
     #[test]

@@ -303,7 +303,7 @@ impl<P: Packetizer> MediaSender<P> {
                 self.stats.nacked += nack.lost().count() as u64;
                 let (srtp, transmits, remote) = (&mut self.srtp, &mut self.transmits, self.remote);
                 // Each RTX packet is protected and queued.
-                let sent = self.stream.on_nack(nack, |rtx| {
+                let sent = self.stream.on_nack(now, nack, |rtx| {
                     let ok = srtp.protect_rtp(rtx).is_ok();
                     if ok {
                         transmits.push_back(Transmit {

@@ -31,6 +31,12 @@ use super::rtcp::{Nack, Pli, ReportBlock, RtcpPacket, SenderReport};
 use super::stats::{ReceiverStats, SenderStats, rtt_from_report};
 use super::{RtpError, RtpPacket};
 
+/// The spacing of two retransmissions of one packet before the first
+/// receiver report gives an RTT, and its bounds after.
+const DEFAULT_RTX_SPACING: Duration = Duration::from_millis(100);
+const MIN_RTX_SPACING: Duration = Duration::from_millis(5);
+const MAX_RTX_SPACING: Duration = Duration::from_secs(1);
+
 /// What a [`SendStream`] counts (W3C `RTCOutboundRtpStreamStats` and the
 /// `remote-inbound-rtp` figures the peer's reports carry).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -222,14 +228,27 @@ impl SendStream {
     /// (RFC 4588 §4) of every asked-for packet still kept: each is written
     /// into a buffer the stream reuses and handed to `send`, which protects
     /// it in place and says whether it went out. Returns how many did.
-    pub fn on_nack(&mut self, nack: &Nack, mut send: impl FnMut(&mut Vec<u8>) -> bool) -> usize {
+    /// A packet already retransmitted within the last round trip (as the
+    /// receiver reports measure it, 100 ms before any report) is not sent
+    /// again: one copy per request that could have been answered.
+    pub fn on_nack(
+        &mut self,
+        now: Instant,
+        nack: &Nack,
+        mut send: impl FnMut(&mut Vec<u8>) -> bool,
+    ) -> usize {
         self.stats.nack_count += 1;
         self.stats.nacked_packets += nack.lost().count() as u64;
         let Some(rtx) = self.rtx.as_mut() else {
             return 0;
         };
+        let spacing = self
+            .stats
+            .round_trip_time
+            .unwrap_or(DEFAULT_RTX_SPACING)
+            .clamp(MIN_RTX_SPACING, MAX_RTX_SPACING);
         let (mut packets, mut bytes) = (0, 0);
-        rtx.on_nack_each(nack, &mut self.rtx_buf, |p| {
+        rtx.on_nack_at(nack, now, spacing, &mut self.rtx_buf, |p| {
             let payload = RtpPacket::new_checked(p).map_or(0, |r| r.payload().len());
             if send(p) {
                 packets += 1;
@@ -665,7 +684,7 @@ mod tests {
         };
         let mut rtx = Vec::new();
         assert_eq!(
-            tx.on_nack(nack, |p| {
+            tx.on_nack(now, nack, |p| {
                 rtx.push(p.clone());
                 true
             }),
@@ -745,7 +764,7 @@ mod tests {
             media_ssrc: 1,
             pairs: vec![(4242, 0)],
         };
-        assert_eq!(tx.on_nack(&nack, |_| true), 1);
+        assert_eq!(tx.on_nack(now, &nack, |_| true), 1);
     }
 
     proptest! {
