@@ -36,6 +36,7 @@ fn sender(track: &str, ssrc: u32, rtx: Option<u32>) -> LocalSender {
         ssrc,
         rtx_ssrc: rtx,
         cname: "rtclab".into(),
+        rids: Vec::new(),
     }
 }
 
@@ -840,4 +841,73 @@ fn answer_pion_style_offer_with_trailing_whitespace() {
     assert!(text.contains("\r\na=fmtp:97 apt=96\r\n"));
     assert!(!text.contains(" \r\n") && !text.contains('\t'), "{text}");
     assert_eq!(SessionDescription::parse_str(&text).unwrap(), offer);
+}
+
+/// Simulcast both ways (RFC 8853): our offer sends three layers, a peer
+/// that receives simulcast takes them; its later offers keep
+/// `a=simulcast:recv` (JSEP §5.2.2) and our answers keep sending them.
+#[test]
+fn simulcast_offered_taken_and_kept_across_renegotiation() {
+    let mut publisher = Session::new(Capabilities::webrtc(), transport("pubr", 0x01), 1);
+    let mut layers = sender("v", 2222, Some(3333));
+    layers.rids = vec!["l".into(), "m".into(), "h".into()];
+    publisher.add_transceiver(MediaKind::Video, Direction::SendOnly, Some(layers));
+    let mut caps = Capabilities::webrtc();
+    caps.receive_simulcast = true;
+    let mut sfu = Session::new(caps, transport("sfuu", 0x02), 2);
+
+    let offer = wire(&publisher.create_offer().unwrap());
+    let video = &offer.media[0];
+    assert_eq!(
+        attr_lines(video, "rid"),
+        ["rid:l send", "rid:m send", "rid:h send"]
+    );
+    assert_eq!(attr_lines(video, "simulcast"), ["simulcast:send l;m;h"]);
+    let (answer, n) = sfu.create_answer(&offer).unwrap();
+    let answer = wire(&answer);
+    assert_eq!(n.media[0].receive_rids, ["l", "m", "h"]);
+    assert_eq!(
+        attr_lines(&answer.media[0], "simulcast"),
+        ["simulcast:recv l;m;h"]
+    );
+    let n = publisher.set_remote_answer(&answer).unwrap();
+    assert_eq!(n.media[0].send_rids, ["l", "m", "h"]);
+
+    // The SFU offers next (say, to add a track): simulcast stays.
+    sfu.add_transceiver(
+        MediaKind::Audio,
+        Direction::SendOnly,
+        Some(sender("a", 7, None)),
+    );
+    let offer = wire(&sfu.create_offer().unwrap());
+    assert_eq!(
+        attr_lines(&offer.media[0], "simulcast"),
+        ["simulcast:recv l;m;h"]
+    );
+    let (answer, n) = publisher.create_answer(&offer).unwrap();
+    let answer = wire(&answer);
+    assert_eq!(
+        attr_lines(&answer.media[0], "simulcast"),
+        ["simulcast:send l;m;h"]
+    );
+    assert_eq!(n.media[0].send_rids, ["l", "m", "h"]);
+    let n = sfu.set_remote_answer(&answer).unwrap();
+    assert_eq!(n.media[0].receive_rids, ["l", "m", "h"]);
+}
+
+/// A peer that does not take simulcast answers without `a=simulcast`:
+/// nothing is agreed, and the track sends its first layer alone.
+#[test]
+fn simulcast_refused_leaves_one_stream() {
+    let mut publisher = Session::new(Capabilities::webrtc(), transport("pubr", 0x01), 1);
+    let mut layers = sender("v", 2222, Some(3333));
+    layers.rids = vec!["l".into(), "h".into()];
+    publisher.add_transceiver(MediaKind::Video, Direction::SendOnly, Some(layers));
+    let mut plain = Session::new(Capabilities::webrtc(), transport("plan", 0x02), 2);
+    let offer = publisher.create_offer().unwrap();
+    let (answer, n) = plain.create_answer(&offer).unwrap();
+    assert!(attr_lines(&answer.media[0], "simulcast").is_empty());
+    assert!(n.media[0].receive_rids.is_empty());
+    let n = publisher.set_remote_answer(&answer).unwrap();
+    assert!(n.media[0].send_rids.is_empty());
 }

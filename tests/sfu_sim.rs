@@ -27,7 +27,10 @@ const FRAME: Duration = Duration::from_millis(33);
 struct Client {
     host: HostId,
     id: ParticipantId,
-    track: TrackId,
+    /// One track, or one per simulcast layer (lowest first).
+    tracks: Vec<TrackId>,
+    /// A keyframe was asked for on the layer (PLI from the SFU).
+    key_wanted: Vec<bool>,
     chat: ChannelId,
     /// Frames received per mid, and the first frame's time since start.
     frames: HashMap<String, usize>,
@@ -69,6 +72,12 @@ impl Room {
 
     /// A new participant: joins, offers a VP8 camera and a chat channel.
     fn join(&mut self, link: LinkConfig) -> usize {
+        self.join_with(link, &[])
+    }
+
+    /// As [`Room::join`], the camera sent as simulcast layers `rids`
+    /// (lowest first); none: one stream.
+    fn join_with(&mut self, link: LinkConfig, rids: &[&str]) -> usize {
         let i = self.clients.len();
         let now = self.sim.now();
         let cert = certificate(&mut self.rng);
@@ -76,7 +85,11 @@ impl Room {
             PeerConfig::new(cert, vec![client_addr(i)]),
             StdRng::seed_from_u64(100 + i as u64),
         );
-        let track = pc.add_track_with_codec(TrackCodec::Vp8).unwrap();
+        let tracks = if rids.is_empty() {
+            vec![pc.add_track_with_codec(TrackCodec::Vp8).unwrap()]
+        } else {
+            pc.add_simulcast_track(TrackCodec::Vp8, None, rids).unwrap()
+        };
         let chat = pc.create_data_channel(ChannelInit::new("chat")).unwrap();
         let offer = pc.create_offer(now).unwrap();
         pc.set_local_description(now, SdpType::Offer, &offer)
@@ -90,7 +103,8 @@ impl Room {
         self.clients.push(Client {
             host,
             id,
-            track,
+            key_wanted: vec![false; tracks.len()],
+            tracks,
             chat,
             frames: HashMap::new(),
             first_frame: None,
@@ -152,6 +166,12 @@ impl Room {
                             .handle_signal(now, id, ClientSignal::Candidate(c.to_string()))
                             .unwrap();
                     }
+                    PeerEvent::KeyframeRequested(track) => {
+                        let c = &mut self.clients[k];
+                        if let Some(l) = c.tracks.iter().position(|t| *t == track) {
+                            c.key_wanted[l] = true;
+                        }
+                    }
                     PeerEvent::Frame { mid, .. } => {
                         let c = &mut self.clients[k];
                         *c.frames.entry(mid).or_default() += 1;
@@ -168,7 +188,8 @@ impl Room {
     }
 
     /// Runs `d`, every client sending a VP8 frame each 33 ms (a keyframe
-    /// every `gop` frames).
+    /// every `gop` frames, or when asked). Simulcast layers send frames of
+    /// about 50 kbit/s, 260 kbit/s and 1 Mbit/s.
     fn run(&mut self, d: Duration, gop: u32) {
         let end = self.sim.now() + d;
         while self.sim.now() < end {
@@ -180,10 +201,26 @@ impl Room {
                 if pc.connection_state() != PeerConnectionState::Connected {
                     continue;
                 }
-                let key = c.sent % gop == 0;
-                let mut frame = vec![0x5a; 1200 + (c.sent as usize % 7) * 300];
-                frame[0] = if key { 0x10 } else { 0x11 };
-                if pc.send_frame(now, c.track, 3000 * c.sent, &frame).is_ok() {
+                let mut sent = false;
+                let layers = c.tracks.len();
+                for (l, &track) in c.tracks.iter().enumerate() {
+                    let key = c.sent % gop == 0 || c.key_wanted[l];
+                    let size = match (layers, l) {
+                        (1, _) => 1200 + (c.sent as usize % 7) * 300,
+                        (_, 0) => 200,
+                        (_, 1) => 1100,
+                        _ => 3800,
+                    };
+                    let mut frame = vec![0x5a; size];
+                    frame[0] = if key { 0x10 } else { 0x11 };
+                    if pc.send_frame(now, track, 3000 * c.sent, &frame).is_ok() {
+                        sent = true;
+                        if key {
+                            c.key_wanted[l] = false;
+                        }
+                    }
+                }
+                if sent {
                     c.sent += 1;
                 }
             }
@@ -491,4 +528,58 @@ fn limits_refuse_with_a_clear_error() {
         sfu.join(now, "c").unwrap_err().to_string(),
         "the SFU is full"
     );
+}
+
+/// Four participants publishing three simulcast layers each; one of them
+/// receives through a 300 kbit/s link. The SFU moves that subscriber to
+/// the lowest layer of every publisher (its link carries three of those)
+/// and it keeps decoding; the others, unaffected, get the highest.
+#[test]
+fn a_subscriber_behind_300_kbits_gets_the_low_layer_and_nobody_else_does() {
+    let mut room = Room::new(8);
+    let rids = ["l", "m", "h"];
+    for _ in 0..3 {
+        room.join_with(clean(), &rids);
+    }
+    let slow = room.join_with(clean(), &rids);
+    room.sim.set_downlink(
+        room.clients[slow].host,
+        LinkConfig {
+            rate_bps: Some(300_000),
+            queue_limit_bytes: 30_000,
+            ..clean()
+        },
+    );
+    room.run(Duration::from_secs(20), 90);
+    let layers = |room: &mut Room, c: usize| {
+        let id = room.clients[c].id;
+        room.sfu().forwarded_layers(id)
+    };
+    let slow_layers = layers(&mut room, slow);
+    assert_eq!(slow_layers.len(), 3, "{slow_layers:?}");
+    assert!(
+        slow_layers
+            .iter()
+            .all(|(_, rid)| rid.as_deref() == Some("l")),
+        "the slow subscriber gets the low layers: {slow_layers:?}"
+    );
+    for c in 0..3 {
+        let got = layers(&mut room, c);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(
+            got.iter().all(|(_, rid)| rid.as_deref() == Some("h")),
+            "participant {c} is unaffected: {got:?}"
+        );
+    }
+    // Still decoding every publisher, on the low layer.
+    let before: Vec<usize> = room.clients[slow].frames.values().copied().collect();
+    room.run(Duration::from_secs(3), 90);
+    let after: Vec<usize> = room.clients[slow].frames.values().copied().collect();
+    assert_eq!(after.len(), 3);
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a - b > 60, "the slow subscriber decodes: {b} → {a}");
+    }
+    // Each publisher uploads its three layers once.
+    let stats = room.sfu().stats();
+    assert!(stats.layer_switches >= 3, "{stats:?}");
 }

@@ -76,8 +76,9 @@ pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
 ];
 /// The canonical ids of the rid and repaired-rid extensions (RFC 8852):
 /// they name a received simulcast layer, so [`PeerConnection::send_rtp`]
-/// never sends them on (our tracks send one stream each, and a receiver
-/// that demultiplexes by rid would drop a packet naming an unknown one).
+/// never sends them on (a receiver that demultiplexes by rid would drop a
+/// packet naming an unknown one); a layer of our own simulcast track
+/// writes its own rid instead.
 const CANONICAL_RID: u8 = 5;
 const CANONICAL_REPAIRED_RID: u8 = 6;
 /// The canonical id of the mid extension (RFC 8843 §15), rewritten to the
@@ -436,15 +437,33 @@ struct Sender {
     packetizer: AnyPacketizer,
     /// The negotiated encoding name.
     codec_name: Option<String>,
+    /// A layer of a simulcast track ([`PeerConnection::add_simulcast_track`]):
+    /// its RTP stream id (RFC 8851), and whether the answer took simulcast
+    /// so that the rid goes on the wire (RFC 8852 §3.1; without, only the
+    /// first layer sends, as one plain stream: RFC 8853 §5.2).
+    rid: Option<String>,
+    send_rid: bool,
 }
 
 impl Sender {
     /// The transport-cc extension id negotiated on the track's m-line.
     fn tcc_id(&self) -> Option<u8> {
+        self.ext_id(CANONICAL_TRANSPORT_CC)
+    }
+
+    /// The id negotiated on the track's m-line for a canonical extension.
+    fn ext_id(&self, canonical: u8) -> Option<u8> {
         self.ext_out
             .iter()
-            .find(|(c, _)| *c == CANONICAL_TRANSPORT_CC)
+            .find(|(c, _)| *c == canonical)
             .map(|(_, id)| *id)
+    }
+
+    /// The id of the rid element this layer's packets carry (the rid
+    /// itself is `self.rid`), if they carry one.
+    fn rid_ext(&self) -> Option<u8> {
+        self.ext_id(CANONICAL_RID)
+            .filter(|_| self.send_rid && self.rid.is_some())
     }
 }
 
@@ -761,6 +780,65 @@ impl PeerConnection {
         codec: TrackCodec,
         stream_id: Option<&str>,
     ) -> Result<TrackId, Error> {
+        self.add_layers(codec, stream_id, &[]).map(|t| t[0])
+    }
+
+    /// `addTrack` with `sendEncodings` of several `rid`s: simulcast (RFC
+    /// 8853). One video track sent as `rids.len()` independent RTP streams,
+    /// lowest quality first (the order of `a=simulcast:send`), each with its
+    /// own SSRC, RTX stream and sequence numbers, told apart by the rid
+    /// header extension (RFC 8852): the receiver (an SFU) forwards to each
+    /// subscriber the layer its link carries. Returns one [`TrackId`] per
+    /// layer, in `rids`' order: the application encodes the picture once
+    /// per layer (at its own resolution and bitrate) and sends each with
+    /// [`PeerConnection::send_frame`] (or [`PeerConnection::send_rtp`]).
+    ///
+    /// The offer carries `a=rid:<rid> send` lines and `a=simulcast:send`.
+    /// The layers the answer's `a=simulcast:recv` lists are sent; the others
+    /// are not negotiated (sending on them fails). A peer that does not take
+    /// simulcast receives the first layer alone, without a rid; an answer
+    /// we give sends the first layer only (simulcast is the offerer's to
+    /// propose, RFC 8853 §5.2).
+    ///
+    /// Rids are 1 to 16 letters, digits, `-` or `_` (RFC 8851 §10: the
+    /// grammar's `rid-id`, bounded here as a [`Mid`]), 2 to 4 of them, all
+    /// different; the codec must be a video one.
+    pub fn add_simulcast_track(
+        &mut self,
+        codec: TrackCodec,
+        stream_id: Option<&str>,
+        rids: &[&str],
+    ) -> Result<Vec<TrackId>, Error> {
+        if codec.kind() != MediaKind::Video {
+            return Err(Error::Misuse("simulcast is for video tracks"));
+        }
+        if !(2..=4).contains(&rids.len()) {
+            return Err(Error::Misuse("simulcast takes 2 to 4 rids"));
+        }
+        let valid = |r: &str| {
+            (1..=16).contains(&r.len())
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        if !rids.iter().all(|r| valid(r)) {
+            return Err(Error::Misuse(
+                "a rid is 1 to 16 letters, digits, '-' or '_' (RFC 8851 §10)",
+            ));
+        }
+        if rids.iter().enumerate().any(|(i, r)| rids[..i].contains(r)) {
+            return Err(Error::Misuse("the rids of a simulcast track differ"));
+        }
+        self.add_layers(codec, stream_id, rids)
+    }
+
+    /// One sender per layer (`rids`, or one stream without), all on one
+    /// new transceiver.
+    fn add_layers(
+        &mut self,
+        codec: TrackCodec,
+        stream_id: Option<&str>,
+        rids: &[&str],
+    ) -> Result<Vec<TrackId>, Error> {
         let kind = codec.kind();
         let packetizer = codec.packetizer(&mut self.rng);
         if self.signaling == SignalingState::Closed {
@@ -789,6 +867,7 @@ impl PeerConnection {
             ssrc,
             rtx_ssrc,
             cname: self.cname.clone(),
+            rids: rids.iter().map(|r| r.to_string()).collect(),
         };
         // An m-line of the peer's offer without a sender of ours takes the
         // track when we answer (JSEP §5.3.1); else a new transceiver.
@@ -800,22 +879,38 @@ impl PeerConnection {
         } else {
             90_000
         };
-        let first_seq = self.rng.random();
-        self.senders.push(Sender {
-            transceiver,
-            codec,
-            kind,
-            rtx_ssrc,
-            stream: SendStream::new(ssrc, 0, clock_rate, first_seq),
-            negotiated: false,
-            mid: None,
-            mid_ext: None,
-            ext_out: Vec::new(),
-            removed: false,
-            packetizer,
-            codec_name: None,
-        });
-        Ok(TrackId(n))
+        let mut tracks = Vec::with_capacity(rids.len().max(1));
+        let mut first = Some((ssrc, rtx_ssrc, packetizer));
+        for layer in 0..rids.len().max(1) {
+            // The first layer takes the SSRCs the a=ssrc lines signal.
+            let (ssrc, rtx_ssrc, packetizer) = match first.take() {
+                Some(first) => first,
+                None => (
+                    self.rng.random(),
+                    Some(self.rng.random()),
+                    codec.packetizer(&mut self.rng),
+                ),
+            };
+            let first_seq = self.rng.random();
+            tracks.push(TrackId(self.senders.len()));
+            self.senders.push(Sender {
+                transceiver,
+                codec,
+                kind,
+                rtx_ssrc,
+                stream: SendStream::new(ssrc, 0, clock_rate, first_seq),
+                negotiated: false,
+                mid: None,
+                mid_ext: None,
+                ext_out: Vec::new(),
+                removed: false,
+                packetizer,
+                codec_name: None,
+                rid: rids.get(layer).map(|r| r.to_string()),
+                send_rid: false,
+            });
+        }
+        Ok(tracks)
     }
 
     /// `removeTrack` (JSEP §4.1.8): the track stops sending at once; the
@@ -830,21 +925,28 @@ impl PeerConnection {
         }
         let s = self
             .senders
-            .get_mut(track.0)
+            .get(track.0)
             .ok_or(Error::Misuse("no such track"))?;
         if s.removed {
             return Ok(());
         }
-        s.removed = true;
-        s.negotiated = false;
+        // Every layer of a simulcast track goes with it (one transceiver).
         let transceiver = s.transceiver;
-        let sources: Vec<u32> = [Some(s.stream.ssrc()), s.rtx_ssrc]
-            .into_iter()
-            .flatten()
-            .collect();
-        let sent = s.stream.stats().packets_sent > 0;
+        let mut sources = Vec::new();
+        for s in self
+            .senders
+            .iter_mut()
+            .filter(|s| s.transceiver == transceiver && !s.removed)
+        {
+            s.removed = true;
+            s.negotiated = false;
+            if s.stream.stats().packets_sent > 0 {
+                sources.extend([Some(s.stream.ssrc()), s.rtx_ssrc].into_iter().flatten());
+            }
+        }
+        sources.truncate(MAX_REPORT_BLOCKS);
         self.session.remove_track(transceiver)?;
-        if sent {
+        if !sources.is_empty() {
             self.send_bye(sources);
         }
         Ok(())
@@ -1135,10 +1237,15 @@ impl PeerConnection {
             // route a new SSRC to its m-line; transport-cc numbers every
             // packet for the peer's feedback.
             let tcc = self.twcc_send_seq.to_be_bytes();
-            let mut elements: [(u8, &[u8]); 3] = [(0, &[]); 3];
+            let mut elements: [(u8, &[u8]); 4] = [(0, &[]); 4];
             let mut k = 0;
             if let (Some(id), Some(mid)) = (s.mid_ext, s.mid.as_deref()) {
                 elements[k] = (id, mid.as_bytes());
+                k += 1;
+            }
+            // RFC 8852 §3.1: a simulcast layer names itself in every packet.
+            if let (Some(id), Some(rid)) = (s.rid_ext(), s.rid.as_deref()) {
+                elements[k] = (id, rid.as_bytes());
                 k += 1;
             }
             if let Some(id) = ast_id {
@@ -1220,6 +1327,10 @@ impl PeerConnection {
         if let Some(mid) = s.mid_ext.zip(s.mid.as_deref()) {
             elements[0] = (mid.0, mid.1.as_bytes());
             n = 1;
+        }
+        if let (Some(id), Some(rid)) = (s.rid_ext(), s.rid.as_deref()) {
+            elements[n] = (id, rid.as_bytes());
+            n += 1;
         }
         let tcc = self.twcc_send_seq.to_be_bytes();
         if let Some(id) = s.tcc_id() {
@@ -1522,7 +1633,15 @@ impl PeerConnection {
                     // again on the RTX stream, with a transport-wide
                     // sequence number of its own.
                     let (tcc_id, seq, bwe) = (s.tcc_id(), &mut self.twcc_send_seq, &mut self.bwe);
-                    let sent = s.stream.on_nack(nack, |p| {
+                    // RFC 8852 §3.2: an RTX packet of a simulcast layer
+                    // names the layer it repairs in repaired-rid, not rid.
+                    let rid_ids = s.rid_ext().map(|id| (id, s.ext_id(CANONICAL_REPAIRED_RID)));
+                    let sent = s.stream.on_nack(now, nack, |p| {
+                        if let (Some((rid, repaired)), Ok(mut m)) =
+                            (rid_ids, RtpPacketMut::new_checked(p))
+                        {
+                            m.remap_extension_ids(|id| if id == rid { repaired } else { Some(id) });
+                        }
                         let mut numbered = None;
                         if let (Some(id), Ok(mut m)) = (tcc_id, RtpPacketMut::new_checked(p))
                             && let Some(e) = m.extension_element_mut(id)
@@ -2133,22 +2252,31 @@ impl PeerConnection {
             // the track's (RFC 3264 §5.1: any payload type of the answer
             // may be sent).
             for s in &mut self.senders {
-                let tmid = self
-                    .session
-                    .transceivers()
-                    .get(s.transceiver)
-                    .and_then(|t| t.mid.clone());
+                let tr = self.session.transceivers().get(s.transceiver);
+                let tmid = tr.and_then(|t| t.mid.clone());
                 if tmid.as_deref() == Some(mid.as_str()) {
                     s.mid = Some(mid.clone());
                     s.mid_ext = mid_ext;
                     s.ext_out = ext_map(&m.extensions)
                         .map(|(id, canonical)| (canonical, id))
                         .collect();
+                    // Simulcast (RFC 8853 §5.2): the layers the answer
+                    // took send with their rid; without simulcast agreed,
+                    // the first layer sends alone, as a plain stream.
+                    let first_layer = tr
+                        .and_then(|t| t.sender.as_ref())
+                        .and_then(|l| l.rids.first());
+                    let layer_sends = match &s.rid {
+                        None => true,
+                        Some(rid) if m.send_rids.is_empty() => first_layer == Some(rid),
+                        Some(rid) => m.send_rids.contains(rid),
+                    };
+                    s.send_rid = s.rid.is_some() && !m.send_rids.is_empty();
                     let codec = m
                         .codecs
                         .iter()
                         .find(|c| TrackCodec::from_negotiated(c) == Some(s.codec))
-                        .filter(|_| m.direction.sends() && !s.removed);
+                        .filter(|_| m.direction.sends() && !s.removed && layer_sends);
                     s.negotiated = codec.is_some();
                     s.codec_name = codec.map(|c| c.name.clone());
                     if let Some(c) = codec {

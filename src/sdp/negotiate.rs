@@ -309,6 +309,10 @@ pub struct LocalSender {
     pub rtx_ssrc: Option<u32>,
     /// The RTCP CNAME.
     pub cname: String,
+    /// Simulcast (RFC 8853): the RTP stream ids of the layers this track
+    /// sends, lowest first; an offer lists them as `a=rid:… send` and
+    /// `a=simulcast:send`. Empty: one stream, no simulcast.
+    pub rids: Vec<String>,
 }
 
 /// A transceiver (JSEP §3.4.1): one m-line's worth of sending and
@@ -397,6 +401,10 @@ pub struct NegotiatedMedia {
     /// that the remote's `a=simulcast:send` also lists, in our order (the
     /// order the peer listed its layers in). Empty without simulcast.
     pub receive_rids: Vec<String>,
+    /// Simulcast we send (RFC 8853 §5.2): the rids of our
+    /// `a=simulcast:send` that the remote's `a=simulcast:recv` also lists,
+    /// in our order. Empty: we send one stream, without a rid.
+    pub send_rids: Vec<String>,
     /// Both sides agreed to reduced-size RTCP (RFC 5506).
     pub rtcp_rsize: bool,
     /// For a data-channel m-line.
@@ -604,6 +612,7 @@ pub fn negotiate(
             remote_rids: Vec::new(),
             remote_simulcast: None,
             receive_rids: Vec::new(),
+            send_rids: Vec::new(),
             rtcp_rsize: false,
             sctp: None,
         };
@@ -686,6 +695,7 @@ pub fn negotiate(
             }
             read_remote_sources(rm, &mut n);
             n.receive_rids = simulcast_receive(lm, rm);
+            n.send_rids = simulcast_agreed(lm, RidDirection::Send, rm, RidDirection::Recv);
         }
         media.push(n);
     }
@@ -771,19 +781,34 @@ fn agreed_codecs(
 /// The rids both our `a=simulcast:recv` and the remote's
 /// `a=simulcast:send` list (RFC 8853 §5.1), in our order.
 fn simulcast_receive(lm: &MediaDescription, rm: &MediaDescription) -> Vec<String> {
-    let list = |m: &MediaDescription, dir: RidDirection| -> Vec<String> {
-        m.attributes
-            .iter()
-            .find_map(|a| match a {
-                Attribute::Simulcast(s) => s.streams.iter().find(|(d, _)| *d == dir),
-                _ => None,
-            })
-            .map(|(_, l)| l.iter().flatten().map(|id| id.rid.clone()).collect())
-            .unwrap_or_default()
-    };
-    let sent = list(rm, RidDirection::Send);
-    let mut rids = list(lm, RidDirection::Recv);
-    rids.retain(|r| sent.contains(r));
+    simulcast_agreed(lm, RidDirection::Recv, rm, RidDirection::Send)
+}
+
+/// The rids an m-line's `a=simulcast` lists for `dir`, alternatives
+/// flattened, in its order.
+fn simulcast_list(m: &MediaDescription, dir: RidDirection) -> Vec<String> {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            Attribute::Simulcast(s) => s.streams.iter().find(|(d, _)| *d == dir),
+            _ => None,
+        })
+        .map(|(_, l)| l.iter().flatten().map(|id| id.rid.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// The rids our `a=simulcast:{ours}` and the remote's
+/// `a=simulcast:{theirs}` both list, in our order (RFC 8853 §5.2: the
+/// answer lists what the answerer takes; what it left out is not sent).
+fn simulcast_agreed(
+    lm: &MediaDescription,
+    ours: RidDirection,
+    rm: &MediaDescription,
+    theirs: RidDirection,
+) -> Vec<String> {
+    let other = simulcast_list(rm, theirs);
+    let mut rids = simulcast_list(lm, ours);
+    rids.retain(|r| other.contains(r));
     rids
 }
 
@@ -1191,6 +1216,20 @@ impl Session {
                         &codecs,
                         true,
                     );
+                    if let Some(sender) = tr.sender.as_ref().filter(|_| direction.sends()) {
+                        offer_simulcast(&mut m, sender, &extensions);
+                    }
+                    // JSEP §5.2.2: a subsequent offer keeps the simulcast
+                    // the m-line receives, or the peer would stop it.
+                    let receiving = self
+                        .negotiated
+                        .as_ref()
+                        .and_then(|n| n.media.iter().find(|n| n.mid.as_ref() == Some(&s.mid)))
+                        .map(|n| n.receive_rids.clone())
+                        .unwrap_or_default();
+                    if direction.receives() && receiving.len() > 1 {
+                        simulcast_lines(&mut m, RidDirection::Recv, &receiving);
+                    }
                     m
                 }
             };
@@ -1451,6 +1490,9 @@ impl Session {
                     );
                     if self.capabilities.receive_simulcast && direction.receives() {
                         answer_simulcast(&mut am, om, &extensions);
+                    }
+                    if let Some(sender) = tr.sender.as_ref().filter(|_| direction.sends()) {
+                        answer_simulcast_send(&mut am, om, sender, &extensions);
                     }
                 }
                 Owner::Nobody => {}
@@ -1778,6 +1820,72 @@ fn answer_simulcast(am: &mut MediaDescription, om: &MediaDescription, extensions
     }
     am.attributes.push(Attribute::Simulcast(Simulcast {
         streams: vec![(RidDirection::Recv, list)],
+    }));
+}
+
+/// RFC 8853 §5.1: an offer that sends simulcast lists each layer as
+/// `a=rid:<id> send` (RFC 8851 §4) and the layers, lowest first, in
+/// `a=simulcast:send`; only with the rid header extension offered (RFC
+/// 8852), since the answerer tells the layers apart by it. The a=ssrc
+/// lines stay those of the first layer, which is what a peer that does
+/// not take simulcast receives.
+fn offer_simulcast(m: &mut MediaDescription, sender: &LocalSender, extensions: &[Extmap]) {
+    let has_rid = extensions
+        .iter()
+        .any(|e| e.uri == super::codec::uri::RTP_STREAM_ID);
+    if sender.rids.len() < 2 || !has_rid {
+        return;
+    }
+    simulcast_lines(m, RidDirection::Send, &sender.rids);
+}
+
+/// RFC 8853 §5.3: an offer that receives simulcast (`a=simulcast:recv`,
+/// an SFU's subsequent offer) is answered by a simulcast track with the
+/// layers of ours the offer lists, in the offer's order, as `a=rid:… send`
+/// and `a=simulcast:send`: the answerer sends what both named.
+fn answer_simulcast_send(
+    am: &mut MediaDescription,
+    om: &MediaDescription,
+    sender: &LocalSender,
+    extensions: &[Extmap],
+) {
+    let has_rid = extensions
+        .iter()
+        .any(|e| e.uri == super::codec::uri::RTP_STREAM_ID);
+    if sender.rids.len() < 2 || !has_rid {
+        return;
+    }
+    let wanted = simulcast_list(om, RidDirection::Recv);
+    let rids: Vec<String> = wanted
+        .into_iter()
+        .filter(|r| sender.rids.contains(r))
+        .collect();
+    if rids.len() > 1 {
+        simulcast_lines(am, RidDirection::Send, &rids);
+    }
+}
+
+/// One `a=rid:<id> <direction>` per layer (RFC 8851 §4) and the
+/// `a=simulcast:<direction>` list of them, one stream each (RFC 8853 §5.1).
+fn simulcast_lines(m: &mut MediaDescription, direction: RidDirection, rids: &[String]) {
+    for rid in rids {
+        m.attributes.push(Attribute::Rid(Rid {
+            id: rid.clone(),
+            direction,
+            restrictions: None,
+        }));
+    }
+    let list = rids
+        .iter()
+        .map(|rid| {
+            vec![SimulcastId {
+                rid: rid.clone(),
+                paused: false,
+            }]
+        })
+        .collect();
+    m.attributes.push(Attribute::Simulcast(Simulcast {
+        streams: vec![(direction, list)],
     }));
 }
 
