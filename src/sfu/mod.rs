@@ -1130,6 +1130,15 @@ impl Sfu {
                     } else {
                         // The switch, at this layer's keyframe.
                         if d.current.is_some() {
+                            tracing::debug!(
+                                subscriber = %m,
+                                publisher = %id,
+                                from = ?d.current,
+                                to = li,
+                                estimate = ?estimate,
+                                layers = ?active,
+                                "sfu: layer switch"
+                            );
                             self.stats.layer_switches += 1;
                         }
                         d.current = Some(li);

@@ -46,11 +46,23 @@ function drop(id) {
   if (f) { f.remove(); tiles.delete(id); }
 }
 
+// Join → first decoded frame, per stream: from the WebSocket opening (this
+// page's join) and from the track's arrival (the SFU adding it), to the
+// first frame the video element presents.
+let joinedAt = null;
+const firstFrame = new Map(); // stream id -> { sinceJoin, sinceTrack }
 pc.ontrack = (e) => {
   const stream = e.streams[0];
   if (!stream) return;
   const v = tile(stream.id).querySelector('video');
   if (v.srcObject !== stream) v.srcObject = stream;
+  if (e.track.kind === 'video' && !firstFrame.has(stream.id) && v.requestVideoFrameCallback) {
+    const trackAt = performance.now();
+    v.requestVideoFrameCallback(() => {
+      const now = performance.now();
+      firstFrame.set(stream.id, { sinceJoin: Math.round(now - (joinedAt ?? trackAt)), sinceTrack: Math.round(now - trackAt) });
+    });
+  }
   e.track.onended = () => { if (!stream.getTracks().some((t) => t.readyState === 'live')) drop(stream.id); };
   stream.onremovetrack = () => { if (stream.getTracks().length === 0) drop(stream.id); };
 };
@@ -145,13 +157,15 @@ async function report() {
   const streams = {};
   for (const [id, f] of tiles) {
     const v = f.querySelector('video');
-    streams[id] = { width: v.videoWidth, height: v.videoHeight, playing: v.currentTime > 0 };
+    streams[id] = { width: v.videoWidth, height: v.videoHeight, playing: v.currentTime > 0, firstFrame: firstFrame.get(id) ?? null };
   }
-  return { type: 'report', me, connection: pc.connectionState, inbound, outbound, remote, uplink, streams, sentLayers, chat: $('log').textContent };
+  const maxkbps = params.has('maxkbps') ? Number(params.get('maxkbps')) : null;
+  return { type: 'report', me, maxkbps, connection: pc.connectionState, inbound, outbound, remote, uplink, streams, sentLayers, chat: $('log').textContent };
 }
 window.sfuReport = report;
 
-ws.onopen = () => start().catch((e) => { status(`error: ${e}`); log(`${e}`); });
+ws.onopen = () => { joinedAt = performance.now(); }
+ws.addEventListener('open', () => start().catch((e) => { status(`error: ${e}`); log(`${e}`); }));
 if (autotest) {
   setInterval(async () => {
     const r = await report();
