@@ -65,8 +65,20 @@ async fn start() -> (String, Reports, oneshot::Sender<()>) {
     start_with(true).await
 }
 
+/// The server, with scalable video on.
+async fn start_scalable() -> (String, Reports, oneshot::Sender<()>) {
+    start_config(true, true).await
+}
+
 /// The server, with the keyframe cache on or off.
 async fn start_with(keyframe_cache: bool) -> (String, Reports, oneshot::Sender<()>) {
+    start_config(keyframe_cache, false).await
+}
+
+async fn start_config(
+    keyframe_cache: bool,
+    scalable_video: bool,
+) -> (String, Reports, oneshot::Sender<()>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -77,6 +89,7 @@ async fn start_with(keyframe_cache: bool) -> (String, Reports, oneshot::Sender<(
     let (reports, rx) = mpsc::channel(256);
     let mut sfu = rtclab::sfu::Config::new(cert, Vec::new());
     sfu.keyframe_cache = keyframe_cache;
+    sfu.scalable_video = scalable_video;
     let server = Server::bind(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp: "127.0.0.1:0".parse().unwrap(),
@@ -328,4 +341,79 @@ async fn a_late_joiner_first_frame_with_and_without_the_cache() {
             median(|f| f.2)
         );
     }
+}
+
+/// Scalable video: two Chromium publish one AV1 stream each with three
+/// spatial and three temporal layers (`L3T3_KEY`); the SFU reads each
+/// frame's Dependency Descriptor and forwards per subscriber the decode
+/// target its link carries. The page capped at 150 kbit/s gets the lowest
+/// spatial layer (320 px wide); the other a higher one.
+///
+/// Not passing yet: with VP9 or AV1 preferred (`setCodecPreferences`) and
+/// `scalabilityMode: "L3T3_KEY"`, the SFU answers VP9/AV1 first and
+/// negotiates the descriptor, yet headless Chromium 156 here reports VP8
+/// `L1T2` outbound and no subscriber decodes: not diagnosed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "Chromium here does not publish VP9/AV1 L3T3_KEY to the SFU yet (see the doc comment)"]
+async fn scalable_video_each_subscriber_gets_the_decode_target_it_carries() {
+    let (url, mut reports, stop) = start_scalable().await;
+    let Some(a) = launch(
+        BrowserKind::Chromium,
+        &format!("{url}?room=svc&autotest=1&codec=VP9&svc=L3T3_KEY"),
+    ) else {
+        return;
+    };
+    let Some(b) = launch(
+        BrowserKind::Chromium,
+        &format!("{url}?room=svc&autotest=1&codec=VP9&svc=L3T3_KEY&maxkbps=150"),
+    ) else {
+        return;
+    };
+    let mut browsers = vec![a, b];
+    let names = |r: &Reports| -> Option<(String, String)> {
+        let capped = r
+            .last
+            .iter()
+            .find(|(_, v)| v["maxkbps"].as_u64().is_some())?
+            .0;
+        let free = r.last.keys().find(|k| *k != capped)?;
+        Some((capped.clone(), free.clone()))
+    };
+    let width = |r: &Reports, me: &str, other: &str| -> u64 {
+        r.last
+            .get(me)
+            .and_then(|v| v["streams"][other]["width"].as_u64())
+            .unwrap_or(0)
+    };
+    let scalable = |r: &Reports, me: &str| -> bool {
+        r.last.get(me).is_some_and(|v| {
+            v["outbound"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|o| o["scalabilityMode"] == "L3T3_KEY" && o["frameWidth"] == 1280)
+            })
+        })
+    };
+    let ok = reports
+        .wait(Duration::from_secs(60), |r| {
+            let Some((capped, free)) = names(r) else {
+                return false;
+            };
+            scalable(r, &capped)
+                && scalable(r, &free)
+                && width(r, &capped, &free) == 320
+                && width(r, &free, &capped) > 320
+        })
+        .await;
+    assert!(
+        ok,
+        "the capped page on the lowest spatial layer, the other above it:\n{}",
+        dump(&reports, &mut browsers)
+    );
+    let (capped, free) = names(&reports).unwrap();
+    eprintln!(
+        "SVC: {free} (uncapped) sees {capped} at {} px wide, {capped} (150 kbit/s) sees {free} at {}",
+        width(&reports, &free, &capped),
+        width(&reports, &capped, &free)
+    );
+    let _ = stop.send(());
 }

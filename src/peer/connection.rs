@@ -63,7 +63,7 @@ const MAX_REPORT_BLOCKS: usize = 31;
 /// each with the id negotiated on the sending m-line. So a packet received
 /// on one connection can be sent on another unchanged (what an SFU does),
 /// although each peer chose its own `a=extmap` numbers (RFC 8285 §5).
-pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
+pub const RTP_MODE_EXTENSIONS: [(u8, &str); 7] = [
     (CANONICAL_MID, sdp::codec::uri::MID),
     (CANONICAL_ABS_SEND_TIME, sdp::codec::uri::ABS_SEND_TIME),
     (CANONICAL_TRANSPORT_CC, sdp::codec::uri::TRANSPORT_CC),
@@ -73,7 +73,14 @@ pub const RTP_MODE_EXTENSIONS: [(u8, &str); 6] = [
         CANONICAL_REPAIRED_RID,
         sdp::codec::uri::REPAIRED_RTP_STREAM_ID,
     ),
+    (
+        RTP_MODE_DEPENDENCY_DESCRIPTOR,
+        sdp::codec::uri::DEPENDENCY_DESCRIPTOR,
+    ),
 ];
+/// The canonical id of the Dependency Descriptor in RTP mode (an SFU reads
+/// it to forward scalable video, [`crate::rtp::dd`]).
+pub const RTP_MODE_DEPENDENCY_DESCRIPTOR: u8 = 7;
 /// The canonical ids of the rid and repaired-rid extensions (RFC 8852):
 /// they name a received simulcast layer, so [`PeerConnection::send_rtp`]
 /// never sends them on (a receiver that demultiplexes by rid would drop a

@@ -172,8 +172,8 @@ mod transport;
 
 pub use connection::{
     Config as PeerConfig, Error as PeerError, Event as PeerEvent, HANDSHAKE_RTO, MediaStats,
-    PeerConnection, PeerConnectionState, RTP_MODE_EXTENSIONS, SdpType, SignalingState, TrackCodec,
-    TrackId,
+    PeerConnection, PeerConnectionState, RTP_MODE_DEPENDENCY_DESCRIPTOR, RTP_MODE_EXTENSIONS,
+    SdpType, SignalingState, TrackCodec, TrackId,
 };
 pub use ice_servers::{IceServer, IceTransportPolicy};
 pub use set::{PeerKey, PeerSet};

@@ -8,6 +8,10 @@ use super::attribute::split_params;
 pub mod uri {
     /// RFC 8843 §15.1: the `a=mid` value in each packet (BUNDLE routing).
     pub const MID: &str = "urn:ietf:params:rtp-hdrext:sdes:mid";
+    /// The Dependency Descriptor (AV1 RTP specification, Appendix A): what
+    /// an SFU reads to forward scalable video (`rtp::dd`).
+    pub const DEPENDENCY_DESCRIPTOR: &str =
+        "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension";
     /// RFC 8852: the rid of a simulcast stream.
     pub const RTP_STREAM_ID: &str = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id";
     /// RFC 8852: the rid a repair stream repairs.

@@ -95,6 +95,27 @@ impl Rewriter {
         Some(out)
     }
 
+    /// A packet of the current source that is not forwarded (an SVC layer
+    /// the subscriber does not decode): the packets after it move down by
+    /// one, so the subscriber sees no hole to NACK. Only a packet newer
+    /// than every one mapped so far can be taken out; a late one that is
+    /// skipped is simply not sent (its number stays a hole).
+    pub fn skip(&mut self, ssrc: u32, seq: u16) {
+        let Some((src, first)) = self.source else {
+            return;
+        };
+        if src != ssrc || (seq.wrapping_sub(first) as i16) < 0 {
+            return;
+        }
+        let out = seq.wrapping_add(self.seq_offset);
+        let newer = self
+            .last
+            .is_none_or(|(s, _, _)| (out.wrapping_sub(s) as i16) > 0);
+        if newer {
+            self.seq_offset = self.seq_offset.wrapping_sub(1);
+        }
+    }
+
     /// The source sequence number of an outgoing one, if it was sent from
     /// the current source (to pass a subscriber's NACK on).
     pub fn source_seq(&self, out_seq: u16) -> Option<u16> {
@@ -357,6 +378,24 @@ pub fn choose_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skipped_packets_leave_no_hole() {
+        let now = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        r.switch_to(now, 7, 100, 0);
+        assert_eq!(r.map(now, 7, 100, 0), Some((100, 0)));
+        r.skip(7, 101);
+        r.skip(7, 102);
+        assert_eq!(r.map(now, 7, 103, 0), Some((101, 0)));
+        // A late packet already passed is not renumbered again.
+        r.skip(7, 99);
+        r.skip(7, 100);
+        assert_eq!(r.map(now, 7, 104, 0), Some((102, 0)));
+        // Another source's packets do not count.
+        r.skip(8, 105);
+        assert_eq!(r.map(now, 7, 105, 0), Some((103, 0)));
+    }
     use crate::rtp::{HeaderFields, RtpPacket, write_rtp_packet};
 
     fn packet(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {

@@ -7,7 +7,12 @@
 const params = new URLSearchParams(location.search);
 const room = params.get('room') || 'lobby';
 const autotest = params.has('autotest');
-const simulcast = params.get('simulcast') !== '0';
+// ?svc=L3T3_KEY: one scalable stream instead of simulcast (the SFU picks
+// a decode target per subscriber from the Dependency Descriptor);
+// ?codec=AV1 (or VP9) sends that codec.
+const svc = params.get('svc');
+const codec = params.get('codec');
+const simulcast = params.get('simulcast') !== '0' && !svc;
 const $ = (id) => document.getElementById(id);
 $('room').textContent = room;
 const invite = `${location.origin}/sfu/?room=${encodeURIComponent(room)}`;
@@ -126,7 +131,15 @@ async function start() {
       { rid: 'h', maxBitrate: 1_500_000 },
     ]
     : undefined;
-  if (video) pc.addTransceiver(video, { direction: 'sendonly', streams: [stream], sendEncodings });
+  const encodings = svc ? [{ scalabilityMode: svc }] : sendEncodings;
+  if (video) {
+    const t = pc.addTransceiver(video, { direction: 'sendonly', streams: [stream], sendEncodings: encodings });
+    if (codec && t.setCodecPreferences) {
+      const all = RTCRtpReceiver.getCapabilities('video').codecs;
+      const wanted = all.filter((c) => c.mimeType.toLowerCase() === `video/${codec.toLowerCase()}`);
+      if (wanted.length) t.setCodecPreferences([...wanted, ...all.filter((c) => !wanted.includes(c))]);
+    }
+  }
   if (audio) pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
   await pc.setLocalDescription(await pc.createOffer());
   send({ type: 'offer', sdp: pc.localDescription.sdp });
@@ -149,7 +162,7 @@ async function report() {
     if (s.type === 'inbound-rtp' && s.kind === 'audio') inbound.push({ mid: s.mid, audio: true, samples: s.totalSamplesReceived || 0 });
     if (s.type === 'outbound-rtp' && s.kind === 'video' && (s.packetsSent || 0) > 0) {
       sentLayers += 1;
-      outbound.push({ rid: s.rid, frameWidth: s.frameWidth || 0, limitation: s.qualityLimitationReason, targetBitrate: s.targetBitrate || 0, active: s.active });
+      outbound.push({ rid: s.rid, frameWidth: s.frameWidth || 0, limitation: s.qualityLimitationReason, targetBitrate: s.targetBitrate || 0, active: s.active, scalabilityMode: s.scalabilityMode || null, codecId: s.codecId || null });
     }
     if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) uplink = s.availableOutgoingBitrate;
     if (s.type === 'remote-inbound-rtp' && s.kind === 'video') remote.push({ ssrc: s.ssrc, fractionLost: s.fractionLost, packetsLost: s.packetsLost, rtt: s.roundTripTime });
