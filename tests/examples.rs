@@ -707,3 +707,34 @@ fn example_10_mesh_measures_the_upload_growing_with_the_call() {
         );
     }
 }
+
+#[path = "../examples/10_sfu.rs"]
+#[allow(dead_code)]
+mod ex10_sfu;
+
+#[test]
+fn example_10_sfu_uploads_once_repairs_and_starts_joiners_from_the_cache() {
+    let mut buf = Vec::new();
+    ex10_sfu::run(&mut buf).expect("example 10_sfu runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "           5         6.10 Mbit/s        1.53 Mbit/s",
+        "NACKs the SFU passed on to publishers:  0",
+        "NACKs each publisher received:          [0, 0, 0]",
+        "PLIs to publishers",
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Virtual time and fixed seeds: the same output every run.
+    check_transcript("10_sfu.txt", &out);
+
+    if let Some(bin) = built_example("10_sfu") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(120));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("NACKs the SFU passed on to publishers:  0"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}

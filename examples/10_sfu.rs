@@ -1,0 +1,454 @@
+//! Chapter 10: the selective forwarding unit, measured against the mesh.
+//!
+//! The participants are those of `10_mesh`: each sends one video, a
+//! 6,000-byte VP8 frame every 33 ms (about 1.4 Mbit/s), now to rtclab's
+//! [`Sfu`] over one peer connection instead of to every other participant.
+//! Four parts, all on the simulated network at virtual time from fixed
+//! seeds, so every run prints the same:
+//!
+//! 1. upload per participant, mesh (n − 1 copies) against SFU (one);
+//! 2. a subscriber behind a link that loses 5 % of packets, repaired by
+//!    the SFU from what it sent on that link, the publishers asked nothing;
+//! 3. a late joiner's first frame from the SFU's keyframe cache, against
+//!    the same join with the cache off (a PLI round trip, then a keyframe);
+//! 4. a subscriber behind a 300 kbit/s link, switched to a low simulcast
+//!    layer while the others keep the high one.
+//!
+//! Run it with `cargo run --example 10_sfu` (`-- --pcap FILE` writes what
+//! the lossy subscriber of part 2 sent and received, for `rtclab xray`).
+
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
+#[path = "10_mesh.rs"]
+#[allow(dead_code, clippy::duplicate_mod)]
+// its `main` and `run` are the other example's; tests/examples.rs includes it twice
+mod mesh;
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rtclab::dtls::cert::Certificate;
+use rtclab::peer::{
+    PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
+};
+use rtclab::sfu::{ClientSignal, Config, Event as SfuEvent, ParticipantId, ServerSignal, Sfu};
+use rtclab::sim::{HostId, LinkConfig, Sim};
+
+/// One encoded frame: 6,000 bytes, 30 per second (as in `10_mesh`).
+const FRAME: usize = 6_000;
+const FRAME_INTERVAL: Duration = Duration::from_millis(33);
+/// The SFU's one UDP address: every participant's only peer.
+const SFU: &str = "203.0.113.10:3478";
+
+fn main() -> Result<(), Box<dyn Error>> {
+    run(&mut std::io::stdout())
+}
+
+/// The four parts, printed to `out`.
+pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    upload(out)?;
+    lossy_subscriber(out)?;
+    late_joiner(out)?;
+    Ok(())
+}
+
+/// One participant: a browser-like peer with one video track.
+struct Client {
+    host: HostId,
+    id: ParticipantId,
+    track: TrackId,
+    /// Frames sent, and whether the next one must be a keyframe (a PLI
+    /// arrived).
+    sent: u32,
+    key_due: bool,
+    /// Its camera is on (a late joiner of part 3 only watches).
+    camera: bool,
+    /// When it joined and connected, since the simulation started.
+    joined: Duration,
+    connected: Option<Duration>,
+    /// Per received track (its mid): frames decoded, and the first one's
+    /// time since the simulation started.
+    frames: BTreeMap<String, (usize, Duration)>,
+}
+
+/// A room of the SFU in the simulator.
+struct Room {
+    sim: Sim,
+    sfu: HostId,
+    clients: Vec<Client>,
+    rng: StdRng,
+    /// A keyframe every `gop` frames (unless the SFU asks for one sooner).
+    gop: u32,
+}
+
+fn client_addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([192, 0, 2, i as u8 + 1], 5000))
+}
+
+fn link(delay_ms: u64) -> LinkConfig {
+    LinkConfig {
+        delay: Duration::from_millis(delay_ms),
+        ..LinkConfig::default()
+    }
+}
+
+impl Room {
+    // ANCHOR: room
+    /// An SFU on one address, configured by `configure`.
+    fn new(
+        seed: u64,
+        gop: u32,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<Room, Box<dyn Error>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut sim = Sim::new(seed);
+        let sfu_addr: SocketAddr = SFU.parse()?;
+        let mut config = Config::new(
+            Certificate::generate(&mut rng, SystemTime::now())?,
+            vec![sfu_addr],
+        );
+        configure(&mut config);
+        let sfu = Sfu::new(config, StdRng::seed_from_u64(seed + 1));
+        let sfu = sim.add_host(sfu, &[sfu_addr]);
+        Ok(Room {
+            sim,
+            sfu,
+            clients: Vec::new(),
+            rng,
+            gop,
+        })
+    }
+
+    /// A new participant: it joins the room and offers its camera; the SFU
+    /// answers (and offers it everyone else's video as they come).
+    fn join(&mut self, link: LinkConfig) -> Result<usize, Box<dyn Error>> {
+        let i = self.clients.len();
+        let now = self.sim.now();
+        let mut pc = PeerConnection::new(
+            PeerConfig::new(
+                Certificate::generate(&mut self.rng, SystemTime::now())?,
+                vec![client_addr(i)],
+            ),
+            StdRng::seed_from_u64(100 + i as u64),
+        );
+        let track = pc.add_track_with_codec(TrackCodec::Vp8)?;
+        let offer = pc.create_offer(now)?;
+        pc.set_local_description(now, SdpType::Offer, &offer)?;
+        let sfu = self.sim.machine_mut::<Sfu>(self.sfu);
+        let id = sfu.join(now, "room")?;
+        sfu.handle_signal(now, id, ClientSignal::Offer(offer))?;
+        let host = self.sim.add_host(pc, &[client_addr(i)]);
+        self.sim.set_link(host, link);
+        self.clients.push(Client {
+            host,
+            id,
+            track,
+            sent: 0,
+            key_due: false,
+            camera: true,
+            joined: self.sim.elapsed(),
+            connected: None,
+            frames: BTreeMap::new(),
+        });
+        self.pump()?;
+        Ok(i)
+    }
+    // ANCHOR_END: room
+
+    /// Delivers the signaling both ways (the WebSocket of `rtclab sfu`,
+    /// instantly here) and reads the participants' events.
+    fn pump(&mut self) -> Result<(), Box<dyn Error>> {
+        let now = self.sim.now();
+        let elapsed = self.sim.elapsed();
+        let signals: Vec<(ParticipantId, ServerSignal)> = self
+            .sim
+            .events::<Sfu>(self.sfu)
+            .into_iter()
+            .filter_map(|e| match e {
+                SfuEvent::Signal {
+                    participant,
+                    signal,
+                } => Some((participant, signal)),
+                _ => None,
+            })
+            .collect();
+        for (id, signal) in signals {
+            let Some(c) = self.clients.iter().position(|c| c.id == id) else {
+                continue;
+            };
+            let pc = self.sim.machine_mut::<PeerConnection>(self.clients[c].host);
+            match signal {
+                ServerSignal::Answer(sdp) => {
+                    pc.set_remote_description(now, SdpType::Answer, &sdp)?
+                }
+                ServerSignal::Offer(sdp) => {
+                    pc.set_remote_description(now, SdpType::Offer, &sdp)?;
+                    let answer = pc.create_answer()?;
+                    pc.set_local_description(now, SdpType::Answer, &answer)?;
+                    self.sim.machine_mut::<Sfu>(self.sfu).handle_signal(
+                        now,
+                        id,
+                        ClientSignal::Answer(answer),
+                    )?;
+                }
+                ServerSignal::Candidate(c) => pc.add_ice_candidate(now, &c)?,
+                ServerSignal::Error(e) => return Err(format!("{id}: {e}").into()),
+                _ => {}
+            }
+        }
+        for k in 0..self.clients.len() {
+            let (host, id) = (self.clients[k].host, self.clients[k].id);
+            for e in self.sim.events::<PeerConnection>(host) {
+                let c = &mut self.clients[k];
+                match e {
+                    PeerEvent::LocalCandidate(cand) => {
+                        self.sim.machine_mut::<Sfu>(self.sfu).handle_signal(
+                            now,
+                            id,
+                            ClientSignal::Candidate(cand.to_string()),
+                        )?;
+                    }
+                    PeerEvent::ConnectionState(PeerConnectionState::Connected) => {
+                        c.connected.get_or_insert(elapsed);
+                    }
+                    PeerEvent::Frame { mid, .. } => {
+                        c.frames.entry(mid).or_insert((0, elapsed)).0 += 1;
+                    }
+                    // The SFU asks for a keyframe: the encoder makes the
+                    // next frame one.
+                    PeerEvent::KeyframeRequested(_) => c.key_due = true,
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs for `d`, every connected participant sending a frame each 33 ms.
+    fn run(&mut self, d: Duration) -> Result<(), Box<dyn Error>> {
+        let end = self.sim.now() + d;
+        while self.sim.now() < end {
+            self.sim.run_for(FRAME_INTERVAL);
+            self.pump()?;
+            let now = self.sim.now();
+            for c in &mut self.clients {
+                let pc = self.sim.machine_mut::<PeerConnection>(c.host);
+                if !c.camera || pc.connection_state() != PeerConnectionState::Connected {
+                    continue;
+                }
+                let key = c.sent % self.gop == 0 || c.key_due;
+                // VP8's payload descriptor and the frame tag's P bit:
+                // 0x10 starts a keyframe, 0x11 an interframe.
+                let mut frame = vec![0x5a; FRAME];
+                frame[0] = if key { 0x10 } else { 0x11 };
+                if pc.send_frame(now, c.track, 3000 * c.sent, &frame).is_ok() {
+                    c.sent += 1;
+                    c.key_due &= !key;
+                }
+            }
+            self.pump()?;
+        }
+        Ok(())
+    }
+
+    fn peer(&self, c: usize) -> &PeerConnection {
+        self.sim.machine::<PeerConnection>(self.clients[c].host)
+    }
+
+    fn sfu(&self) -> &Sfu {
+        self.sim.machine::<Sfu>(self.sfu)
+    }
+}
+
+fn mbit(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 * 8.0 / secs / 1e6
+}
+
+/// Part 1: the upload, mesh against SFU, for 2 to 5 participants.
+fn upload(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    writeln!(
+        out,
+        "== 1. upload: one video stream of {FRAME} bytes every {} ms per participant ==",
+        FRAME_INTERVAL.as_millis()
+    )?;
+    writeln!(
+        out,
+        "participants   mesh: upload each   SFU: upload each   download each   the SFU's upload"
+    )?;
+    for n in 2..=5 {
+        let (_, mesh_up, _) = mesh::mesh(n)?;
+        let mut room = Room::new(20 + n as u64, 60, |_| {})?;
+        for _ in 0..n {
+            room.join(link(10))?;
+        }
+        // Everyone connects and sees everyone else; then two seconds
+        // measured.
+        room.run(Duration::from_secs(2))?;
+        let hosts: Vec<HostId> = room.clients.iter().map(|c| c.host).collect();
+        let before: Vec<_> = hosts.iter().map(|h| room.sim.host_stats(*h)).collect();
+        let sfu_before = room.sim.host_stats(room.sfu);
+        let t0 = room.sim.now();
+        room.run(Duration::from_secs(2))?;
+        let secs = (room.sim.now() - t0).as_secs_f64();
+        let (mut up, mut down) = (0, 0);
+        for (h, b) in hosts.iter().zip(&before) {
+            let s = room.sim.host_stats(*h);
+            up += s.bytes_sent - b.bytes_sent;
+            down += s.bytes_delivered - b.bytes_delivered;
+        }
+        let sfu_up = room.sim.host_stats(room.sfu).bytes_sent - sfu_before.bytes_sent;
+        let each = |b: u64| mbit(b, secs) / n as f64;
+        writeln!(
+            out,
+            "{n:>12}   {mesh_up:>10.2} Mbit/s   {:>9.2} Mbit/s   {:>8.2} Mbit/s   {:>9.2} Mbit/s",
+            each(up),
+            each(down),
+            mbit(sfu_up, secs)
+        )?;
+    }
+    writeln!(
+        out,
+        "the SFU uploads n − 1 copies of each stream, on a server's link; each participant one"
+    )?;
+    Ok(())
+}
+
+/// Part 2: one subscriber loses 5 % of what the SFU sends it.
+fn lossy_subscriber(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "== 2. a subscriber whose downlink loses 5 % of packets, 3 publishers, 8 s =="
+    )?;
+    let mut room = Room::new(3, 60, |_| {})?;
+    pcap::start(&mut room.sim);
+    room.join(link(10))?;
+    room.join(link(10))?;
+    room.join(link(10))?;
+    let lossy = room.join(link(10))?;
+    let host = room.clients[lossy].host;
+    room.sim.set_downlink(
+        host,
+        LinkConfig {
+            loss: 0.05,
+            ..link(10)
+        },
+    );
+    room.run(Duration::from_secs(8))?;
+    let key_log = pcap::key_log(&room.sim, host);
+    let lost = room.sim.host_stats(host).lost;
+    writeln!(out, "packets lost on the subscriber's link:  {lost}")?;
+    let got: Vec<usize> = room.clients[lossy].frames.values().map(|f| f.0).collect();
+    let sent: Vec<u32> = room.clients[..lossy].iter().map(|c| c.sent).collect();
+    writeln!(
+        out,
+        "frames it decoded of each publisher:    {got:?} of {sent:?} sent (the last on its way)"
+    )?;
+    // ANCHOR: lossy_counters
+    let inbound = &room.peer(lossy).stats().inbound;
+    let nacks: u64 = inbound.iter().map(|s| s.nack_count).sum();
+    let on_link = room
+        .sfu()
+        .peer(room.clients[lossy].id)
+        .map(|pc| pc.stats().outbound)
+        .unwrap_or_default();
+    let resent: u64 = on_link.iter().map(|o| o.retransmitted_packets_sent).sum();
+    let stats = room.sfu().stats();
+    let asked: Vec<u64> = (0..lossy)
+        .map(|p| {
+            room.peer(p)
+                .stats()
+                .outbound
+                .iter()
+                .map(|o| o.nack_count)
+                .sum()
+        })
+        .collect();
+    // ANCHOR_END: lossy_counters
+    writeln!(out, "NACKs the subscriber sent the SFU:      {nacks}")?;
+    writeln!(out, "packets the SFU resent on its link:     {resent}")?;
+    writeln!(
+        out,
+        "NACKs the SFU passed on to publishers:  {}",
+        stats.nacks_to_publishers
+    )?;
+    writeln!(out, "NACKs each publisher received:          {asked:?}")?;
+    let records = room.sim.drain_capture();
+    pcap::save_records(&records, host, &key_log)?;
+    Ok(())
+}
+
+/// Part 3: late joiners in a room whose publishers send a keyframe only
+/// every 10 s; with the keyframe cache and without, one joiner and two at
+/// once.
+fn late_joiner(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "== 3. late joiners, 3 publishers with a keyframe every 10 s, links of 40 ms =="
+    )?;
+    writeln!(
+        out,
+        "keyframe cache  joiners  connected after  first frame after  all 3 videos after  PLIs to publishers"
+    )?;
+    for (cache, joiners) in [(true, 1), (false, 1), (false, 2)] {
+        // ANCHOR: cache_switch
+        let mut room = Room::new(4, 300, |c| c.keyframe_cache = cache)?;
+        // ANCHOR_END: cache_switch
+        for _ in 0..3 {
+            room.join(link(40))?;
+        }
+        room.run(Duration::from_secs(3))?;
+        let plis = room.sfu().stats().keyframe_requests;
+        let mut late = Vec::new();
+        for _ in 0..joiners {
+            let l = room.join(link(40))?;
+            room.clients[l].camera = false;
+            late.push(l);
+        }
+        room.run(Duration::from_secs(2))?;
+        // The slowest joiner's times.
+        let (mut connected, mut first, mut all) = (
+            Some(Duration::ZERO),
+            Some(Duration::ZERO),
+            Some(Duration::ZERO),
+        );
+        for &l in &late {
+            let c = &room.clients[l];
+            let firsts: Vec<Duration> = c.frames.values().map(|(_, t)| *t - c.joined).collect();
+            let latest = |a: Option<Duration>, b: Option<Duration>| a.zip(b).map(|(a, b)| a.max(b));
+            connected = latest(connected, c.connected.map(|t| t - c.joined));
+            first = latest(first, firsts.iter().min().copied());
+            all = latest(
+                all,
+                (firsts.len() == 3)
+                    .then(|| firsts.iter().max().copied())
+                    .flatten(),
+            );
+        }
+        let ms = |t: Option<Duration>| {
+            t.map_or("never".to_string(), |t| format!("{} ms", t.as_millis()))
+        };
+        writeln!(
+            out,
+            "{:>14}  {joiners:>7}  {:>15}  {:>17}  {:>18}  {:>18}",
+            if cache { "on" } else { "off" },
+            ms(connected),
+            ms(first),
+            ms(all),
+            room.sfu().stats().keyframe_requests - plis
+        )?;
+    }
+    writeln!(
+        out,
+        "(without the cache or a PLI, a joiner would wait for the publishers' next keyframe, up to 10 s)"
+    )?;
+    Ok(())
+}
