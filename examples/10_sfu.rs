@@ -56,18 +56,22 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     upload(out)?;
     lossy_subscriber(out)?;
     late_joiner(out)?;
+    slow_subscriber(out)?;
     Ok(())
 }
 
-/// One participant: a browser-like peer with one video track.
+/// One participant: a browser-like peer with one video track, sent as
+/// one stream or as simulcast layers.
 struct Client {
     host: HostId,
     id: ParticipantId,
-    track: TrackId,
-    /// Frames sent, and whether the next one must be a keyframe (a PLI
-    /// arrived).
+    /// The track's layers (one without simulcast), lowest first, and the
+    /// size of a frame of each.
+    layers: Vec<(TrackId, usize)>,
+    /// Frames sent, and per layer whether the next one must be a
+    /// keyframe (a PLI arrived).
     sent: u32,
-    key_due: bool,
+    key_due: Vec<bool>,
     /// Its camera is on (a late joiner of part 3 only watches).
     camera: bool,
     /// When it joined and connected, since the simulation started.
@@ -129,6 +133,16 @@ impl Room {
     /// A new participant: it joins the room and offers its camera; the SFU
     /// answers (and offers it everyone else's video as they come).
     fn join(&mut self, link: LinkConfig) -> Result<usize, Box<dyn Error>> {
+        self.join_with(link, &[])
+    }
+
+    /// As [`Room::join`], the camera sent as the simulcast layers `rids`,
+    /// lowest first, of `(rid, frame size)`.
+    fn join_with(
+        &mut self,
+        link: LinkConfig,
+        rids: &[(&str, usize)],
+    ) -> Result<usize, Box<dyn Error>> {
         let i = self.clients.len();
         let now = self.sim.now();
         let mut pc = PeerConnection::new(
@@ -138,7 +152,11 @@ impl Room {
             ),
             StdRng::seed_from_u64(100 + i as u64),
         );
-        let track = pc.add_track_with_codec(TrackCodec::Vp8)?;
+        let layers = if rids.is_empty() {
+            vec![(pc.add_track_with_codec(TrackCodec::Vp8)?, FRAME)]
+        } else {
+            add_simulcast(&mut pc, rids)?
+        };
         let offer = pc.create_offer(now)?;
         pc.set_local_description(now, SdpType::Offer, &offer)?;
         let sfu = self.sim.machine_mut::<Sfu>(self.sfu);
@@ -149,9 +167,9 @@ impl Room {
         self.clients.push(Client {
             host,
             id,
-            track,
+            key_due: vec![false; layers.len()],
+            layers,
             sent: 0,
-            key_due: false,
             camera: true,
             joined: self.sim.elapsed(),
             connected: None,
@@ -223,7 +241,11 @@ impl Room {
                     }
                     // The SFU asks for a keyframe: the encoder makes the
                     // next frame one.
-                    PeerEvent::KeyframeRequested(_) => c.key_due = true,
+                    PeerEvent::KeyframeRequested(track) => {
+                        if let Some(l) = c.layers.iter().position(|(t, _)| *t == track) {
+                            c.key_due[l] = true;
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -243,14 +265,21 @@ impl Room {
                 if !c.camera || pc.connection_state() != PeerConnectionState::Connected {
                     continue;
                 }
-                let key = c.sent % self.gop == 0 || c.key_due;
-                // VP8's payload descriptor and the frame tag's P bit:
-                // 0x10 starts a keyframe, 0x11 an interframe.
-                let mut frame = vec![0x5a; FRAME];
-                frame[0] = if key { 0x10 } else { 0x11 };
-                if pc.send_frame(now, c.track, 3000 * c.sent, &frame).is_ok() {
+                // The camera's picture, encoded once per layer.
+                let mut sent = false;
+                for (l, &(track, size)) in c.layers.iter().enumerate() {
+                    let key = c.sent % self.gop == 0 || c.key_due[l];
+                    // VP8's payload descriptor and the frame tag's P bit:
+                    // 0x10 starts a keyframe, 0x11 an interframe.
+                    let mut frame = vec![0x5a; size];
+                    frame[0] = if key { 0x10 } else { 0x11 };
+                    if pc.send_frame(now, track, 3000 * c.sent, &frame).is_ok() {
+                        sent = true;
+                        c.key_due[l] &= !key;
+                    }
+                }
+                if sent {
                     c.sent += 1;
-                    c.key_due &= !key;
                 }
             }
             self.pump()?;
@@ -265,6 +294,19 @@ impl Room {
     fn sfu(&self) -> &Sfu {
         self.sim.machine::<Sfu>(self.sfu)
     }
+}
+
+/// One simulcast track of `rids` (lowest first).
+fn add_simulcast(
+    pc: &mut PeerConnection,
+    rids: &[(&str, usize)],
+) -> Result<Vec<(TrackId, usize)>, Box<dyn Error>> {
+    let names: Vec<&str> = rids.iter().map(|(rid, _)| *rid).collect();
+    let tracks = pc.add_simulcast_track(TrackCodec::Vp8, None, &names)?;
+    Ok(tracks
+        .into_iter()
+        .zip(rids.iter().map(|(_, size)| *size))
+        .collect())
 }
 
 fn mbit(bytes: u64, secs: f64) -> f64 {
@@ -449,6 +491,93 @@ fn late_joiner(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     writeln!(
         out,
         "(without the cache or a PLI, a joiner would wait for the publishers' next keyframe, up to 10 s)"
+    )?;
+    Ok(())
+}
+
+/// Part 4: every participant sends three simulcast layers; one receives
+/// through a 300 kbit/s link.
+fn slow_subscriber(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    // ANCHOR: simulcast_layers
+    // A quarter, a half and the full picture: frames of 200, 1,500 and
+    // 6,000 bytes (about 60 kbit/s, 400 kbit/s and 1.5 Mbit/s).
+    let rids = [("l", 200), ("m", 1_500), ("h", FRAME)];
+    // ANCHOR_END: simulcast_layers
+    writeln!(out)?;
+    writeln!(
+        out,
+        "== 4. simulcast: 4 participants send layers l, m, h; the 4th receives through 300 kbit/s =="
+    )?;
+    let mut room = Room::new(8, 90, |_| {})?;
+    for _ in 0..3 {
+        room.join_with(link(10), &rids)?;
+    }
+    let slow = room.join_with(link(10), &rids)?;
+    room.sim.set_downlink(
+        room.clients[slow].host,
+        LinkConfig {
+            rate_bps: Some(300_000),
+            queue_limit_bytes: 30_000,
+            ..link(10)
+        },
+    );
+    writeln!(
+        out,
+        "  time  layers each one gets from the three others  download each, Mbit/s"
+    )?;
+    writeln!(
+        out,
+        "        p1     p2     p3     p4 (300 kbit/s)           p1    p2    p3    p4"
+    )?;
+    let n = room.clients.len();
+    let mut frames_before: Vec<usize> = Vec::new();
+    let mut sent_before: Vec<u32> = Vec::new();
+    let mut last = Duration::ZERO;
+    for at_ms in [200, 400, 1000, 2000, 5000, 10000, 20000] {
+        let at = Duration::from_millis(at_ms);
+        let before: Vec<u64> = (0..n)
+            .map(|c| room.sim.host_stats(room.clients[c].host).bytes_delivered)
+            .collect();
+        frames_before = room.clients[slow].frames.values().map(|f| f.0).collect();
+        sent_before = room.clients[..slow].iter().map(|c| c.sent).collect();
+        room.run(at - last)?;
+        let secs = (at - last).as_secs_f64();
+        last = at;
+        let mut row = format!("{:>4.1} s ", at.as_secs_f64());
+        let mut rates = String::new();
+        for (c, b) in before.iter().enumerate() {
+            let layers: Vec<String> = room
+                .sfu()
+                .forwarded_layers(room.clients[c].id)
+                .into_iter()
+                .map(|(_, rid)| rid.unwrap_or_else(|| "-".into()))
+                .collect();
+            row.push_str(&format!(" {:<6}", layers.join("")));
+            let got = room.sim.host_stats(room.clients[c].host).bytes_delivered - b;
+            rates.push_str(&format!(" {:>5.2}", mbit(got, secs)));
+        }
+        writeln!(out, "{row}       {rates}")?;
+    }
+    let frames_after: Vec<usize> = room.clients[slow].frames.values().map(|f| f.0).collect();
+    let decoded: Vec<usize> = frames_after
+        .iter()
+        .zip(&frames_before)
+        .map(|(a, b)| a - b)
+        .collect();
+    let sent: Vec<u32> = room.clients[..slow]
+        .iter()
+        .zip(&sent_before)
+        .map(|(c, b)| c.sent - b)
+        .collect();
+    writeln!(
+        out,
+        "p4 in the last 10 s: frames decoded of each publisher {decoded:?}, of {sent:?} sent"
+    )?;
+    let stats = room.sfu().stats();
+    writeln!(
+        out,
+        "layer switches (each at a keyframe of the new layer): {}; keyframe requests to publishers: {}",
+        stats.layer_switches, stats.keyframe_requests
     )?;
     Ok(())
 }

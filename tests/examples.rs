@@ -713,7 +713,7 @@ fn example_10_mesh_measures_the_upload_growing_with_the_call() {
 mod ex10_sfu;
 
 #[test]
-fn example_10_sfu_uploads_once_repairs_and_starts_joiners_from_the_cache() {
+fn example_10_sfu_uploads_once_repairs_starts_joiners_from_the_cache_and_switches_layers() {
     let mut buf = Vec::new();
     ex10_sfu::run(&mut buf).expect("example 10_sfu runs");
     let out = String::from_utf8(buf).expect("UTF-8 output");
@@ -722,6 +722,9 @@ fn example_10_sfu_uploads_once_repairs_and_starts_joiners_from_the_cache() {
         "NACKs the SFU passed on to publishers:  0",
         "NACKs each publisher received:          [0, 0, 0]",
         "PLIs to publishers",
+        // The 300 kbit/s subscriber on the low layers, the others on the
+        // high ones.
+        "20.0 s  hhh    hhh    hhh    lll",
     ] {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
     }
@@ -737,7 +740,7 @@ fn example_10_sfu_uploads_once_repairs_and_starts_joiners_from_the_cache() {
             p.push('\n');
         }
     }
-    assert!(parts.len() >= 3, "{out}");
+    assert_eq!(parts.len(), 4, "{out}");
     for (i, part) in parts.iter().enumerate() {
         check_transcript(
             &format!("10_sfu_{}.txt", i + 1),
