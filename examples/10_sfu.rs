@@ -3,7 +3,7 @@
 //! The participants are those of `10_mesh`: each sends one video, a
 //! 6,000-byte VP8 frame every 33 ms (about 1.4 Mbit/s), now to rtclab's
 //! [`Sfu`] over one peer connection instead of to every other participant.
-//! Four parts, all on the simulated network at virtual time from fixed
+//! Five parts, all on the simulated network at virtual time from fixed
 //! seeds, so every run prints the same:
 //!
 //! 1. upload per participant, mesh (n − 1 copies) against SFU (one);
@@ -12,7 +12,9 @@
 //! 3. a late joiner's first frame from the SFU's keyframe cache, against
 //!    the same join with the cache off (a PLI round trip, then a keyframe);
 //! 4. a subscriber behind a 300 kbit/s link, switched to a low simulcast
-//!    layer while the others keep the high one.
+//!    layer while the others keep the high one;
+//! 5. the active speaker, picked from the RFC 6464 audio levels of the
+//!    participants' microphones, and a chat line relayed to the room.
 //!
 //! Run it with `cargo run --example 10_sfu` (`-- --pcap FILE` writes what
 //! the lossy subscriber of part 2 sent and received, for `rtclab xray`).
@@ -34,10 +36,12 @@ use std::time::{Duration, SystemTime};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::cert::Certificate;
 use rtclab::peer::{
     PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
 };
+use rtclab::rtp::{HeaderFields, write_rtp_packet};
 use rtclab::sfu::{ClientSignal, Config, Event as SfuEvent, ParticipantId, ServerSignal, Sfu};
 use rtclab::sim::{HostId, LinkConfig, Sim};
 
@@ -51,12 +55,13 @@ fn main() -> Result<(), Box<dyn Error>> {
     run(&mut std::io::stdout())
 }
 
-/// The four parts, printed to `out`.
+/// The five parts, printed to `out`.
 pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     upload(out)?;
     lossy_subscriber(out)?;
     late_joiner(out)?;
     slow_subscriber(out)?;
+    speaker_and_chat(out)?;
     Ok(())
 }
 
@@ -74,6 +79,13 @@ struct Client {
     key_due: Vec<bool>,
     /// Its camera is on (a late joiner of part 3 only watches).
     camera: bool,
+    /// Part 5: a microphone track, the RFC 6464 level it sends now (in
+    /// −dBov: 0 the loudest, 127 silence), and the `chat` channel with
+    /// the text that came on it.
+    microphone: Option<TrackId>,
+    level: u8,
+    chat: Option<ChannelId>,
+    chat_in: Vec<(Duration, String)>,
     /// When it joined and connected, since the simulation started.
     joined: Duration,
     connected: Option<Duration>,
@@ -90,6 +102,10 @@ struct Room {
     rng: StdRng,
     /// A keyframe every `gop` frames (unless the SFU asks for one sooner).
     gop: u32,
+    /// New participants get a microphone and a chat channel (part 5).
+    talk: bool,
+    /// The SFU's active speaker announcements: when, who.
+    speakers: Vec<(Duration, ParticipantId)>,
 }
 
 fn client_addr(i: usize) -> SocketAddr {
@@ -127,6 +143,8 @@ impl Room {
             clients: Vec::new(),
             rng,
             gop,
+            talk: false,
+            speakers: Vec::new(),
         })
     }
 
@@ -157,6 +175,14 @@ impl Room {
         } else {
             add_simulcast(&mut pc, rids)?
         };
+        let (microphone, chat) = if self.talk {
+            (
+                Some(pc.add_track_with_codec(TrackCodec::Opus)?),
+                Some(pc.create_data_channel(ChannelInit::new("chat"))?),
+            )
+        } else {
+            (None, None)
+        };
         let offer = pc.create_offer(now)?;
         pc.set_local_description(now, SdpType::Offer, &offer)?;
         let sfu = self.sim.machine_mut::<Sfu>(self.sfu);
@@ -171,6 +197,10 @@ impl Room {
             layers,
             sent: 0,
             camera: true,
+            microphone,
+            level: 127,
+            chat,
+            chat_in: Vec::new(),
             joined: self.sim.elapsed(),
             connected: None,
             frames: BTreeMap::new(),
@@ -185,18 +215,19 @@ impl Room {
     fn pump(&mut self) -> Result<(), Box<dyn Error>> {
         let now = self.sim.now();
         let elapsed = self.sim.elapsed();
-        let signals: Vec<(ParticipantId, ServerSignal)> = self
-            .sim
-            .events::<Sfu>(self.sfu)
-            .into_iter()
-            .filter_map(|e| match e {
+        let mut signals: Vec<(ParticipantId, ServerSignal)> = Vec::new();
+        for e in self.sim.events::<Sfu>(self.sfu) {
+            match e {
                 SfuEvent::Signal {
                     participant,
                     signal,
-                } => Some((participant, signal)),
-                _ => None,
-            })
-            .collect();
+                } => signals.push((participant, signal)),
+                SfuEvent::ActiveSpeaker { participant, .. } => {
+                    self.speakers.push((elapsed, participant));
+                }
+                _ => {}
+            }
+        }
         for (id, signal) in signals {
             let Some(c) = self.clients.iter().position(|c| c.id == id) else {
                 continue;
@@ -241,6 +272,10 @@ impl Room {
                     }
                     // The SFU asks for a keyframe: the encoder makes the
                     // next frame one.
+                    PeerEvent::DataChannel(DcEvent::Message {
+                        message: Message::Text(t),
+                        ..
+                    }) => c.chat_in.push((elapsed, t)),
                     PeerEvent::KeyframeRequested(track) => {
                         if let Some(l) = c.layers.iter().position(|(t, _)| *t == track) {
                             c.key_due[l] = true;
@@ -278,6 +313,25 @@ impl Room {
                         c.key_due[l] &= !key;
                     }
                 }
+                // ANCHOR: audio_level
+                // The microphone: one Opus packet per tick, its RFC 6464
+                // audio level (the V bit and the level in −dBov) in the
+                // header extension, at the canonical id RTP mode uses
+                // (`send_rtp` renumbers it to the negotiated one).
+                if let Some(mic) = c.microphone {
+                    let mut packet = Vec::new();
+                    let fields = HeaderFields {
+                        marker: false,
+                        payload_type: 111,
+                        sequence_number: c.sent as u16,
+                        timestamp: 1584 * c.sent,
+                        ssrc: 0,
+                    };
+                    let level = [0x80 | c.level];
+                    write_rtp_packet(fields, &[(4, &level)], false, &[0xfc; 80], &mut packet)?;
+                    let _ = pc.send_rtp(now, mic, &packet);
+                }
+                // ANCHOR_END: audio_level
                 if sent {
                     c.sent += 1;
                 }
@@ -579,5 +633,70 @@ fn slow_subscriber(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         "layer switches (each at a keyframe of the new layer): {}; keyframe requests to publishers: {}",
         stats.layer_switches, stats.keyframe_requests
     )?;
+    Ok(())
+}
+
+/// Part 5: three participants with microphones take turns to speak; the
+/// SFU reads the audio levels, announces the active speaker on the chat
+/// channel, and relays a chat line.
+fn speaker_and_chat(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "== 5. the active speaker from RFC 6464 audio levels, and the room chat =="
+    )?;
+    let mut room = Room::new(9, 60, |_| {})?;
+    room.talk = true;
+    for _ in 0..3 {
+        room.join(link(10))?;
+    }
+    room.run(Duration::from_secs(1))?;
+    // p1 speaks (−20 dBov) for 3 s while p2 murmurs (−90) and p3 is
+    // silent; then p2 speaks; then nobody.
+    let mut timeline: Vec<(Duration, String)> = Vec::new();
+    for (who, secs) in [(Some(0), 3), (Some(1), 3), (None, 2)] {
+        for (k, c) in room.clients.iter_mut().enumerate() {
+            c.level = match who {
+                Some(w) if w == k => 20,
+                _ if k == 2 => 127,
+                _ => 90,
+            };
+        }
+        let what = match who {
+            Some(w) => format!(
+                "p{} speaks (−20 dBov), the others at −90 dBov or silent",
+                w + 1
+            ),
+            None => "nobody speaks".to_string(),
+        };
+        timeline.push((room.sim.elapsed(), what));
+        room.run(Duration::from_secs(secs))?;
+    }
+    for (t, p) in &room.speakers {
+        timeline.push((*t, format!("the SFU: {p} is the active speaker")));
+    }
+    timeline.push((
+        room.sim.elapsed(),
+        "p1 sends \"hello, room\" on its chat channel".into(),
+    ));
+    timeline.sort();
+    for (t, what) in &timeline {
+        writeln!(out, "{:>5} ms  {what}", t.as_millis())?;
+    }
+    // ANCHOR: chat_send
+    let now = room.sim.now();
+    let (host, chat) = (room.clients[0].host, room.clients[0].chat);
+    let chat = chat.ok_or("p1 has no chat channel")?;
+    room.sim
+        .machine_mut::<PeerConnection>(host)
+        .send_text(now, chat, "hello, room")?;
+    // ANCHOR_END: chat_send
+    room.run(Duration::from_millis(300))?;
+    for (k, c) in room.clients.iter().enumerate() {
+        writeln!(out, "p{}'s chat channel received:", k + 1)?;
+        for (t, text) in &c.chat_in {
+            writeln!(out, "  {:>5} ms  {text}", t.as_millis())?;
+        }
+    }
     Ok(())
 }

@@ -713,7 +713,7 @@ fn example_10_mesh_measures_the_upload_growing_with_the_call() {
 mod ex10_sfu;
 
 #[test]
-fn example_10_sfu_uploads_once_repairs_starts_joiners_from_the_cache_and_switches_layers() {
+fn example_10_sfu_uploads_once_repairs_joins_instantly_switches_layers_and_finds_the_speaker() {
     let mut buf = Vec::new();
     ex10_sfu::run(&mut buf).expect("example 10_sfu runs");
     let out = String::from_utf8(buf).expect("UTF-8 output");
@@ -725,6 +725,9 @@ fn example_10_sfu_uploads_once_repairs_starts_joiners_from_the_cache_and_switche
         // The 300 kbit/s subscriber on the low layers, the others on the
         // high ones.
         "20.0 s  hhh    hhh    hhh    lll",
+        "the SFU: p1 is the active speaker",
+        "the SFU: p2 is the active speaker",
+        r#"{"from":"p1","text":"hello, room","type":"chat"}"#,
     ] {
         assert!(out.contains(want), "no {want:?} in:\n{out}");
     }
@@ -740,7 +743,7 @@ fn example_10_sfu_uploads_once_repairs_starts_joiners_from_the_cache_and_switche
             p.push('\n');
         }
     }
-    assert_eq!(parts.len(), 4, "{out}");
+    assert_eq!(parts.len(), 5, "{out}");
     for (i, part) in parts.iter().enumerate() {
         check_transcript(
             &format!("10_sfu_{}.txt", i + 1),
