@@ -73,7 +73,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 
 /// Runs a mesh of `n` participants; returns the number of peer
 /// connections and the mean upload and download per participant, Mbit/s.
-fn mesh(n: usize) -> Result<(usize, f64, f64), Box<dyn Error>> {
+pub fn mesh(n: usize) -> Result<(usize, f64, f64), Box<dyn Error>> {
     let mut sim = Sim::new(10 + n as u64);
     let mut rng = StdRng::seed_from_u64(n as u64);
     let start = sim.now();

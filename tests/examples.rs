@@ -707,3 +707,57 @@ fn example_10_mesh_measures_the_upload_growing_with_the_call() {
         );
     }
 }
+
+#[path = "../examples/10_sfu.rs"]
+#[allow(dead_code)]
+mod ex10_sfu;
+
+#[test]
+fn example_10_sfu_uploads_once_repairs_joins_instantly_switches_layers_and_finds_the_speaker() {
+    let mut buf = Vec::new();
+    ex10_sfu::run(&mut buf).expect("example 10_sfu runs");
+    let out = String::from_utf8(buf).expect("UTF-8 output");
+    for want in [
+        "           5         6.10 Mbit/s        1.53 Mbit/s",
+        "NACKs the SFU passed on to publishers:  0",
+        "NACKs each publisher received:          [0, 0, 0]",
+        "PLIs to publishers",
+        // The 300 kbit/s subscriber on the low layers, the others on the
+        // high ones.
+        "20.0 s  hhh    hhh    hhh    lll",
+        "the SFU: p1 is the active speaker",
+        "the SFU: p2 is the active speaker",
+        r#"{"from":"p1","text":"hello, room","type":"chat"}"#,
+    ] {
+        assert!(out.contains(want), "no {want:?} in:\n{out}");
+    }
+    // Virtual time and fixed seeds: the same output every run. The
+    // chapter includes each part at its step: one file per `== N.` part.
+    let mut parts: Vec<String> = Vec::new();
+    for line in out.lines() {
+        if line.starts_with("== ") || parts.is_empty() {
+            parts.push(String::new());
+        }
+        if let Some(p) = parts.last_mut() {
+            p.push_str(line);
+            p.push('\n');
+        }
+    }
+    assert_eq!(parts.len(), 5, "{out}");
+    for (i, part) in parts.iter().enumerate() {
+        check_transcript(
+            &format!("10_sfu_{}.txt", i + 1),
+            part.trim_end_matches('\n'),
+        );
+    }
+
+    if let Some(bin) = built_example("10_sfu") {
+        eprintln!("running {}", bin.display());
+        let (ok, stdout, stderr) = run_bounded(&bin, Duration::from_secs(120));
+        assert!(ok, "{} failed:\n{stdout}\n{stderr}", bin.display());
+        assert!(
+            stdout.contains("NACKs the SFU passed on to publishers:  0"),
+            "the binary printed:\n{stdout}\n{stderr}"
+        );
+    }
+}

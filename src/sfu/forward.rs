@@ -53,6 +53,7 @@ impl Rewriter {
         self.source.map(|(s, _)| s)
     }
 
+    // ANCHOR: switch_to
     /// Starts forwarding from `ssrc`, whose next packet has `seq` and
     /// `timestamp` (a keyframe's first packet): the offsets are chosen so
     /// that it follows the last packet sent by one sequence number and by
@@ -73,7 +74,9 @@ impl Rewriter {
             }
         }
     }
+    // ANCHOR_END: switch_to
 
+    // ANCHOR: map
     /// The outgoing `(sequence number, timestamp)` of a packet of the
     /// current source, or `None` to drop it (another source, or older than
     /// the switch).
@@ -94,6 +97,7 @@ impl Rewriter {
         }
         Some(out)
     }
+    // ANCHOR_END: map
 
     /// A packet of the current source that is not forwarded (an SVC layer
     /// the subscriber does not decode): the packets after it move down by
@@ -173,6 +177,7 @@ impl KeyframeCache {
         }
     }
 
+    // ANCHOR: cache_push
     /// Records one packet of the layer; `keyframe_start` when it begins a
     /// keyframe (the cache restarts there).
     pub fn push(&mut self, packet: &[u8], keyframe_start: bool) {
@@ -191,6 +196,7 @@ impl KeyframeCache {
         // Reuse the buffer of the oldest packet dropped earlier, if any.
         self.packets.push_back(packet.to_vec());
     }
+    // ANCHOR_END: cache_push
 
     /// Whether the cache holds a keyframe and what followed it.
     pub fn is_ready(&self) -> bool {
@@ -237,6 +243,7 @@ impl KeyframeThrottle {
         }
     }
 
+    // ANCHOR: throttle
     /// Someone wants a keyframe: `true` if a request goes out now.
     pub fn request(&mut self, now: Instant) -> bool {
         if self
@@ -250,6 +257,7 @@ impl KeyframeThrottle {
         self.pending = false;
         true
     }
+    // ANCHOR_END: throttle
 
     /// A keyframe arrived: requests waiting for one are satisfied.
     pub fn on_keyframe(&mut self) {
@@ -334,6 +342,7 @@ impl RateMeter {
     }
 }
 
+// ANCHOR: choose_layer
 /// Which simulcast layer a subscriber should get: the best whose rate fits
 /// in `estimate` with some headroom, the lowest if none does; `layers` are
 /// `(index, bitrate)` of the active layers. An upward move needs 15 %
@@ -374,6 +383,7 @@ pub fn choose_layer(
         .map(|(i, _)| *i)
         .or(Some(lowest))
 }
+// ANCHOR_END: choose_layer
 
 #[cfg(test)]
 mod tests {

@@ -1062,6 +1062,7 @@ impl Sfu {
             }
             _ => false,
         };
+        // ANCHOR: audio_level
         if t.kind == MediaKind::Audio
             && let Some(level) = rtp
                 .extensions()
@@ -1072,6 +1073,7 @@ impl Sfu {
             // RFC 6464 §3: the low 7 bits are the level in -dBov.
             t.level = t.level * 0.8 + f32::from(level & 0x7f) * 0.2;
         }
+        // ANCHOR_END: audio_level
         let layer = &mut t.layers[li];
         layer.ssrc = Some(rtp.ssrc());
         layer.rate.on_packet(now, packet.len());
@@ -1160,6 +1162,7 @@ impl Sfu {
             else {
                 continue;
             };
+            // ANCHOR: forward
             // The layer this subscriber should get.
             if kind == MediaKind::Video {
                 let target = choose_layer(&active, estimate, d.current);
@@ -1250,6 +1253,7 @@ impl Sfu {
                     self.transmit_queue.push_back(m);
                 }
             }
+            // ANCHOR_END: forward
         }
         want_keyframe.sort_unstable();
         want_keyframe.dedup();
@@ -1320,6 +1324,7 @@ impl Sfu {
             let Some(first) = packets.first().and_then(|b| RtpPacket::new_checked(b).ok()) else {
                 continue;
             };
+            // ANCHOR: instant_join
             d.rewriter
                 .switch_to(now, ssrc, first.sequence_number(), first.timestamp());
             let track = d.track;
@@ -1333,6 +1338,7 @@ impl Sfu {
                     sent += 1;
                 }
             }
+            // ANCHOR_END: instant_join
             if sent > 0 {
                 d.current = Some(li);
                 d.target = Some(li);
@@ -1382,6 +1388,7 @@ impl Sfu {
         self.request_keyframe(now, publisher, mid, li);
     }
 
+    // ANCHOR: nack_unanswered
     /// A subscriber NACKed packets its send history no longer holds (or
     /// never had: the SFU lost them too): ask the publisher, in its own
     /// numbering.
@@ -1414,6 +1421,7 @@ impl Sfu {
             self.stats.nacks_to_publishers += 1;
         }
     }
+    // ANCHOR_END: nack_unanswered
 
     fn on_data(&mut self, now: Instant, id: ParticipantId, e: datachannel::Event) {
         match e {
@@ -1428,6 +1436,7 @@ impl Sfu {
                     }
                 }
             }
+            // ANCHOR: chat
             datachannel::Event::Message {
                 channel,
                 message: Message::Text(text),
@@ -1443,6 +1452,7 @@ impl Sfu {
                 let room = p.room.clone();
                 self.broadcast(now, &room, Some(id), &msg);
             }
+            // ANCHOR_END: chat
             _ => {}
         }
     }
@@ -1585,6 +1595,7 @@ impl Sfu {
         self.next_speaker = Some(now + self.config.speaker_interval);
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();
         for room in rooms {
+            // ANCHOR: speaker
             let loudest = self
                 .room_members(&room)
                 .into_iter()
@@ -1601,6 +1612,7 @@ impl Sfu {
                 })
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .map(|(m, _)| m);
+            // ANCHOR_END: speaker
             let Some(r) = self.rooms.get_mut(&room) else {
                 continue;
             };
@@ -1618,6 +1630,7 @@ impl Sfu {
         }
     }
 
+    // ANCHOR: route
     /// The participant a datagram from `source` belongs to.
     fn route(&self, source: SocketAddr, datagram: &[u8]) -> Option<ParticipantId> {
         if let Some(&id) = self.routes.get(&source) {
@@ -1630,6 +1643,7 @@ impl Sfu {
         let ours = user.split(':').next()?;
         self.by_ufrag.get(ours).copied()
     }
+    // ANCHOR_END: route
 }
 
 /// Queues a signaling message for a participant's page.

@@ -126,6 +126,7 @@ impl WhipBackend {
     }
 }
 
+// ANCHOR: whip_backend
 impl Backend for WhipBackend {
     fn publish(
         &self,
@@ -144,6 +145,7 @@ impl Backend for WhipBackend {
     ) -> BoxFuture<'_, Result<String, WhipError>> {
         Box::pin(self.create(resource, Role::Viewer, room, offer))
     }
+    // ANCHOR_END: whip_backend
 
     fn patch(
         &self,

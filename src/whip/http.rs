@@ -389,6 +389,7 @@ impl Endpoint {
                 self.config.max_body
             )));
         }
+        // ANCHOR: whip_routes
         match route {
             Route::Room(kind, room) => self.create(kind, room, req),
             Route::Resource(kind, resource) => {
@@ -401,6 +402,7 @@ impl Endpoint {
                 self.patch(resource, session, req)
             }
         }
+        // ANCHOR_END: whip_routes
     }
 
     fn authorize(&self, req: &Request<'_>) -> Result<(), Response> {
