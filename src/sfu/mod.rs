@@ -1537,7 +1537,9 @@ impl Sfu {
             return;
         }
         self.next_probe = Some(now + PROBE_INTERVAL);
-        let ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        // In id order: the probes' order must not depend on hashing.
+        let mut ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
+        ids.sort_unstable();
         for id in ids {
             let Some(s) = self.participants.get(&id) else {
                 continue;
