@@ -266,6 +266,10 @@ impl Server {
             None => app,
         };
         let service = TowerToHyperService::new(app);
+        // A flood of TCP connections meets a cap, not only the OS's limits:
+        // one past it is closed at once. (A WebSocket leaves the count when
+        // upgraded; the SFU's own participant limit bounds those.)
+        let places = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_HTTP_CONNECTIONS));
         tokio::pin!(stop);
         loop {
             tokio::select! {
@@ -275,8 +279,14 @@ impl Server {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
+                    let Ok(place) = places.clone().try_acquire_owned() else {
+                        tracing::debug!("sfu: {MAX_HTTP_CONNECTIONS} HTTP connections already; closed a new one");
+                        drop(stream);
+                        continue;
+                    };
                     let service = service.clone();
                     tokio::spawn(async move {
+                        let _place = place;
                         let mut h = http1::Builder::new();
                         h.timer(TokioTimer::new())
                             .header_read_timeout(Duration::from_secs(10));
@@ -292,6 +302,10 @@ impl Server {
         Ok(())
     }
 }
+
+/// The most HTTP connections served at once (WebSockets once upgraded
+/// are not counted: the SFU's participant limit bounds them).
+const MAX_HTTP_CONNECTIONS: usize = 1024;
 
 /// The task that owns the SFU: datagrams, timers and commands.
 async fn media_task(mut driver: Driver<Sfu>, mut rx: mpsc::Receiver<Command>) {
