@@ -1083,6 +1083,16 @@ impl Session {
             }
             out.push(c);
         }
+        // JSEP §5.2.2: a subsequent offer keeps the codecs the last answer
+        // agreed, in its order, ahead of the others. A browser sends the
+        // first codec of the description it answers, so an SFU's re-offer
+        // in its own order would switch a page from VP9 to VP8.
+        out.sort_by_key(|c| {
+            previous
+                .iter()
+                .position(|p| p.payload_type == c.payload_type)
+                .unwrap_or(usize::MAX)
+        });
         out
     }
 

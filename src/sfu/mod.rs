@@ -113,9 +113,8 @@ pub struct Config {
     /// negotiates the descriptor, and a single-stream video track whose
     /// packets carry it is forwarded per subscriber at the decode target
     /// its estimate carries. Off by default: the forwarding is unit-tested,
-    /// but no browser has yet been made to publish SVC to it here
-    /// (Chromium kept sending VP8 `L1T2` although asked for VP9/AV1
-    /// `L3T3_KEY`; see `tests/sfu_browser.rs`).
+    /// but what it forwards of Chromium's AV1 `L3T3_KEY` does not decode
+    /// yet (see `tests/sfu_browser.rs`).
     pub scalable_video: bool,
 }
 

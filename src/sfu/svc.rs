@@ -24,6 +24,11 @@ use crate::rtp::dd::{DdReader, Dti};
 
 /// The most decode targets followed (a structure has at most 32).
 const MAX_TARGETS: usize = 32;
+/// The most spatial layers followed.
+const MAX_SPATIAL: usize = 8;
+/// A spatial layer with no frame for this long is taken as not sent (the
+/// publisher's encoder turned it off for its own uplink).
+const SPATIAL_ACTIVE: Duration = Duration::from_millis(500);
 
 /// What one packet's descriptor says, for the forwarding decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +39,9 @@ pub struct SvcFrame {
     pub end_of_frame: bool,
     /// The frame's spatial id.
     pub spatial_id: u8,
+    /// The highest spatial id the publisher sends now (a frame of it
+    /// within the last half second).
+    pub top_spatial: u8,
     /// The frame's DTI per decode target.
     pub dtis: Vec<Dti>,
 }
@@ -46,6 +54,8 @@ pub struct SvcTrack {
     rates: Vec<RateMeter>,
     /// Per decode target, its highest spatial and temporal id.
     layers: Vec<(u8, u8)>,
+    /// When a frame of each spatial layer was last seen.
+    spatial_seen: [Option<Instant>; MAX_SPATIAL],
 }
 
 impl SvcTrack {
@@ -71,10 +81,19 @@ impl SvcTrack {
                 rate.on_packet(now, len);
             }
         }
+        if let Some(seen) = self.spatial_seen.get_mut(usize::from(f.spatial_id)) {
+            *seen = Some(now);
+        }
+        let top_spatial = self
+            .spatial_seen
+            .iter()
+            .rposition(|t| t.is_some_and(|t| now.saturating_duration_since(t) <= SPATIAL_ACTIVE))
+            .unwrap_or(0) as u8;
         Some(SvcFrame {
             start_of_frame: d.start_of_frame,
             end_of_frame: d.end_of_frame,
             spatial_id: f.spatial_id,
+            top_spatial,
             dtis: f.dtis,
         })
     }
@@ -147,7 +166,9 @@ impl SvcDown {
         match frame.dtis.get(cur) {
             Some(Dti::NotPresent) | None => (switched, SvcForward::Drop),
             Some(_) => {
-                let top = layers.get(cur).map_or(0, |l| l.0);
+                // The temporal unit ends with the target's top spatial
+                // layer, or the top one the publisher still sends.
+                let top = layers.get(cur).map_or(0, |l| l.0).min(frame.top_spatial);
                 let marker = frame.end_of_frame && frame.spatial_id >= top;
                 (switched, SvcForward::Send { marker })
             }
@@ -259,10 +280,12 @@ mod tests {
             got_low,
             [Send { marker: true }, Drop, Send { marker: true }, Drop]
         );
+        // The first S0 frame ends the temporal unit as far as anyone
+        // knows (no S1 seen yet); once S1 comes, S1 ends it.
         assert_eq!(
             got_high,
             [
-                Send { marker: false },
+                Send { marker: true },
                 Send { marker: true },
                 Send { marker: false },
                 Send { marker: true }
