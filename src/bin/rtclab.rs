@@ -469,6 +469,10 @@ struct SfuArgs {
     /// (`Authorization: Bearer TOKEN`); without it they need none.
     #[arg(long)]
     token: Option<String>,
+    /// Capture every datagram of the SFU to this pcapng file, with each
+    /// participant's DTLS key log inside (`rtclab xray FILE`, Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<std::path::PathBuf>,
 }
 
 async fn sfu(args: SfuArgs) -> Result<(), String> {
@@ -482,7 +486,7 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     sfu.max_participants = args.max_participants.max(1);
     sfu.max_publisher_bitrate = args.max_publisher_kbps.saturating_mul(1000);
     sfu.keyframe_cache = !args.no_keyframe_cache;
-    let server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
+    let mut server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
         listen: args.listen,
         udp: args.udp,
         sfu,
@@ -491,6 +495,9 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("cannot listen on {} / {}: {e}", args.listen, args.udp))?;
+    if let Some(path) = &args.pcap {
+        server.set_capture(rtclab::capture::Capture::create(path).map_err(|e| e.to_string())?);
+    }
     let http = server.http_addr();
     println!(
         "rtclab sfu on http://{http}/sfu/?room=NAME (media on UDP {})",

@@ -64,6 +64,8 @@ pub struct Server {
     http: TcpListener,
     udp: UdpSocket,
     config: Config,
+    /// `rtclab sfu --pcap` (see [`Server::set_capture`]).
+    capture: Option<crate::capture::Capture>,
 }
 
 enum Command {
@@ -209,7 +211,19 @@ impl Server {
         let udp = UdpSocket::bind(config.udp).await?;
         let bound = udp.local_addr()?;
         config.sfu.host_candidates = vec![bound];
-        Ok(Server { http, udp, config })
+        Ok(Server {
+            http,
+            udp,
+            config,
+            capture: None,
+        })
+    }
+
+    /// Captures every datagram of the SFU's socket into `sink` (`rtclab
+    /// sfu --pcap`), with each participant's DTLS key log line in a
+    /// Decryption Secrets Block once its connection is up.
+    pub fn set_capture(&mut self, sink: crate::capture::Capture) {
+        self.capture = Some(sink);
     }
 
     /// The HTTP address.
@@ -227,7 +241,12 @@ impl Server {
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let Server { http, udp, config } = self;
+        let Server {
+            http,
+            udp,
+            config,
+            capture,
+        } = self;
         let (commands, rx) = mpsc::channel(1024);
         let whip = config.whip.map(|token| {
             let backend = WhipBackend {
@@ -244,7 +263,10 @@ impl Server {
             reports: config.reports,
         };
         let sfu = Sfu::new(config.sfu, rand::SeedableRng::from_os_rng());
-        let driver = Driver::from_sockets(sfu, vec![udp])?;
+        let mut driver = Driver::from_sockets(sfu, vec![udp])?;
+        if let Some(c) = capture {
+            driver.set_capture(c, |_, _| {});
+        }
         let media = tokio::spawn(media_task(driver, rx));
         let app = Router::new()
             .route(
@@ -387,7 +409,10 @@ fn deliver(
                 driver.machine_mut().leave(Instant::now(), participant);
             }
         }
-        Event::Connected(id) => tracing::info!(participant = %id, "sfu: connected"),
+        Event::Connected(id) => {
+            tracing::info!(participant = %id, "sfu: connected");
+            record_key_log(driver, id);
+        }
         Event::Left(id) => {
             tracing::info!(participant = %id, "sfu: left");
             outboxes.remove(&id);
@@ -397,6 +422,36 @@ fn deliver(
         } => tracing::info!(%participant, ?kind, "sfu: publishes"),
         Event::ActiveSpeaker { room, participant } => {
             tracing::debug!(%room, %participant, "sfu: active speaker")
+        }
+    }
+}
+
+/// A participant's DTLS key log line, once connected: into the capture
+/// (`--pcap`) and appended to `$SSLKEYLOGFILE`, as browsers do.
+fn record_key_log(driver: &mut Driver<Sfu>, id: ParticipantId) {
+    let key_log_file = std::env::var_os("SSLKEYLOGFILE");
+    if key_log_file.is_none() && driver.capture_mut().is_none() {
+        return;
+    }
+    let Some(line) = driver
+        .machine()
+        .peer(id)
+        .and_then(crate::peer::live::key_log_line)
+    else {
+        return;
+    };
+    if let Some(c) = driver.capture_mut() {
+        c.key_log_line(&line);
+    }
+    if let Some(path) = key_log_file {
+        use std::io::Write as _;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{}", line.trim_end()));
+        if let Err(e) = written {
+            tracing::warn!(path = %std::path::Path::new(&path).display(), error = %e, "SSLKEYLOGFILE not written");
         }
     }
 }
