@@ -473,6 +473,10 @@ struct SfuArgs {
     /// participant's DTLS key log inside (`rtclab xray FILE`, Wireshark).
     #[arg(long, value_name = "FILE")]
     pcap: Option<std::path::PathBuf>,
+    /// Keep the SFU's capture in memory (at most MIB mebibytes) so that
+    /// each page can download its own packets and DTLS secrets.
+    #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "64")]
+    xray: Option<usize>,
 }
 
 async fn sfu(args: SfuArgs) -> Result<(), String> {
@@ -496,7 +500,12 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot listen on {} / {}: {e}", args.listen, args.udp))?;
     if let Some(path) = &args.pcap {
-        server.set_capture(rtclab::capture::Capture::create(path).map_err(|e| e.to_string())?);
+        let file = std::fs::File::create(path)
+            .map_err(|e| format!("capture file {}: {e}", path.display()))?;
+        server.set_capture_file(file);
+    }
+    if let Some(mib) = args.xray {
+        server.set_downloads(mib.max(1) << 20);
     }
     let http = server.http_addr();
     println!(

@@ -349,6 +349,48 @@ impl Drop for Capture {
     }
 }
 
+/// One participant's share of a server's capture `file`: the packets whose
+/// UDP source or destination is in `addresses` (the plaintext interface's
+/// by IP address), after a DSB of `key_log` only, so that one person's
+/// download holds neither other people's packets nor their secrets.
+pub fn extract(
+    file: &[u8],
+    addresses: &[SocketAddr],
+    key_log: &[String],
+) -> Result<Vec<u8>, pcapng::Error> {
+    let cap = pcapng::read(file)?;
+    let mut out = Vec::new();
+    Writer::section(&mut out);
+    for line in key_log {
+        Writer::secrets(&mut out, &format!("{}\n", line.trim_end()));
+    }
+    let mut ids: HashMap<usize, u32> = HashMap::new();
+    for p in &cap.packets {
+        let Some(iface) = cap.interfaces.get(p.interface) else {
+            continue;
+        };
+        let Some(u) = pcapng::udp(iface.link_type, p.data) else {
+            continue;
+        };
+        let plaintext = iface.name == PLAINTEXT_INTERFACE;
+        let ours = |a: SocketAddr| {
+            addresses
+                .iter()
+                .any(|x| *x == a || (plaintext && x.ip() == a.ip()))
+        };
+        if !ours(u.source) && !ours(u.destination) {
+            continue;
+        }
+        let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        let id = *ids.entry(p.interface).or_insert_with(|| {
+            Writer::interface(&mut out, &iface.name, &iface.description);
+            next
+        });
+        Writer::packet(&mut out, id, p.time, p.direction, p.data);
+    }
+    Ok(out)
+}
+
 /// A capture's output kept in memory and shared with whoever hands it
 /// over (the demo's "download capture"): whole blocks only, up to a limit
 /// past which further writes are dropped (the file so far stays valid).
@@ -514,5 +556,29 @@ mod tests {
         assert_eq!(cap.packets[1].direction, Some(Direction::Inbound));
         let u = pcapng::udp(101, cap.packets[2].data).unwrap();
         assert_eq!(u.destination.port(), PLAINTEXT_RTP_PORT);
+    }
+
+    #[test]
+    fn a_participants_share_of_a_capture() {
+        let start = Instant::now();
+        let mut c = Capture::in_memory(start, Duration::ZERO);
+        let sfu: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let (p1, p2): (SocketAddr, SocketAddr) = (
+            "198.51.100.1:6000".parse().unwrap(),
+            "198.51.100.2:6000".parse().unwrap(),
+        );
+        c.key_log_line("CLIENT_RANDOM p1 secret");
+        c.key_log_line("CLIENT_RANDOM p2 secret");
+        c.datagram(start, Direction::Inbound, sfu, p1, b"from p1");
+        c.datagram(start, Direction::Outbound, sfu, p2, b"to p2");
+        c.datagram(start, Direction::Outbound, sfu, p1, b"to p1");
+        let all = c.take_bytes();
+        let mine = extract(&all, &[p1], &["CLIENT_RANDOM p1 secret".into()]).unwrap();
+        let cap = pcapng::read(&mine).unwrap();
+        assert_eq!(cap.key_log, "CLIENT_RANDOM p1 secret\n");
+        assert_eq!(cap.packets.len(), 2);
+        let last = pcapng::udp(101, cap.packets[1].data).unwrap();
+        assert_eq!((last.destination, last.payload), (p1, &b"to p1"[..]));
+        assert!(extract(b"junk", &[p1], &[]).is_err());
     }
 }
