@@ -15,7 +15,7 @@
 //! | `answer` | `sdp` | SFU (to the page's offer) and page (to the SFU's) |
 //! | `candidate` | `candidate` (`candidate:…`; empty = end) | both |
 //! | `limit` | `kbps` (absent: no limit) | page: the most it wants to receive |
-//! | `welcome` | `id` (`pN`: the stream id of this participant's media elsewhere) | SFU |
+//! | `welcome` | `id` (`pN`: the stream id of this participant's media elsewhere); `capture` (with `--xray`: the URL of this participant's own pcapng) | SFU |
 //! | `joined`, `left` | `id` | SFU |
 //! | `error` | `message` | SFU |
 
