@@ -172,7 +172,7 @@ impl Live {
         if second <= self.second {
             return;
         }
-        let end = Duration::from_secs(self.second + 1);
+        let end = Duration::from_secs(self.second.saturating_add(1));
         for out in [false, true] {
             let s = std::mem::take(if out {
                 &mut self.rtp_out
