@@ -47,12 +47,19 @@ fn rust_log_trace_reads_like_the_xray() {
         xray_call::capture();
     });
     let text = String::from_utf8(log.0.lock().unwrap().clone()).expect("UTF-8");
+    // `RTCLAB_SHOW_TRACE=1 cargo test --test tracing_layers -- --nocapture`
+    // prints the call's SCTP lines, to read.
+    if std::env::var_os("RTCLAB_SHOW_TRACE").is_some() {
+        for l in text.lines().filter(|l| l.contains("sctp")).take(40) {
+            eprintln!("{l}");
+        }
+    }
     for needle in [
         // SCTP: the handshake chunks, inside the association's span.
         "sctp{tag=",
-        "direction=\"out\" vtag=0 chunk=Init(",
-        "chunk=InitAck(",
-        "chunk=CookieEcho(",
+        "direction=\"out\" vtag=0 chunk=\"INIT\" initiate_tag=",
+        "chunk=\"INIT ACK\"",
+        "chunk=\"COOKIE ECHO\" bytes=",
         "chunk=CookieAck",
         "SCTP association established",
         // DCEP's OPEN (PPID 50) and a text message (PPID 51) as DATA.

@@ -145,6 +145,41 @@ pub(crate) fn trace(direction: &'static str, packet: &[u8]) {
             continue;
         }
         match raw.parse() {
+            // The bulky ones (a cookie, heartbeat info) summed up.
+            Ok(Chunk::Init(i) | Chunk::InitAck(i)) => tracing::trace!(
+                direction,
+                vtag,
+                chunk = if raw.typ == super::chunk::kind::INIT {
+                    "INIT"
+                } else {
+                    "INIT ACK"
+                },
+                initiate_tag = i.initiate_tag,
+                a_rwnd = i.a_rwnd,
+                streams_out = i.outbound_streams,
+                streams_in = i.max_inbound_streams,
+                initial_tsn = i.initial_tsn,
+                params = i.params.len(),
+                "SCTP chunk"
+            ),
+            Ok(Chunk::CookieEcho(c)) => {
+                tracing::trace!(
+                    direction,
+                    vtag,
+                    chunk = "COOKIE ECHO",
+                    bytes = c.len(),
+                    "SCTP chunk"
+                );
+            }
+            Ok(Chunk::Heartbeat(h) | Chunk::HeartbeatAck(h)) => {
+                tracing::trace!(
+                    direction,
+                    vtag,
+                    typ = raw.typ,
+                    bytes = h.len(),
+                    "SCTP HEARTBEAT (ACK)"
+                );
+            }
             Ok(c) => tracing::trace!(direction, vtag, chunk = ?c, "SCTP chunk"),
             Err(e) => tracing::trace!(direction, vtag, typ = raw.typ, %e, "SCTP chunk undecodable"),
         }
