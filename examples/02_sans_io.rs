@@ -9,6 +9,10 @@
 //!
 //! Run it with `cargo run --example 02_sans_io`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -47,6 +51,8 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let t0 = Instant::now();
     let mut now = t0;
     let mut trace = Trace { out, t0 };
+    // `--pcap FILE`: the client's view (its lost first request too).
+    let mut capture = pcap::Hand::new(client_addr);
 
     // Randomness comes from an RNG we seed, so every run prints the same.
     let mut rng = StdRng::seed_from_u64(2);
@@ -68,6 +74,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     // Step 1: drain the client. Its first request is lost on the way.
     for t in drain_transmits(&mut client) {
         let what = describe(&t.contents);
+        capture.sent(now, t.destination, &t.contents);
         trace.at(now, &format!("client → {}: {what}", t.destination))?;
         trace.at(now, "network: dropped it")?;
     }
@@ -86,6 +93,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let mut responses = Vec::new();
     for t in drain_transmits(&mut client) {
         let what = describe(&t.contents);
+        capture.sent(now, t.destination, &t.contents);
         trace.at(now, &format!("client → {}: {what}", t.destination))?;
         // The NAT rewrites the source: the server sees the public address.
         trace.at(
@@ -125,6 +133,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             contents: &t.contents,
         };
         client.handle_receive(now, datagram);
+        capture.received(now, from, &t.contents);
         trace.at(now, &format!("client ← {from}: {what}"))?;
     }
     // ANCHOR_END: respond
@@ -152,6 +161,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         &format!("client: poll_timeout() = {timer:?}, nothing left to do"),
     )?;
     // ANCHOR_END: events
+    capture.save()?;
     Ok(())
 }
 

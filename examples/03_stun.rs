@@ -11,6 +11,10 @@
 //!
 //! Run it with `cargo run --example 03_stun`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::error::Error;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -222,6 +226,14 @@ async fn query_our_server(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     // An RFC 5780 server: primary 127.0.0.1:P1, alternate 127.0.0.2:P2, and
     // the two crossed addresses, four sockets in all.
     let mut server = bind_server().await?;
+    // `--pcap FILE`: every datagram of the server's four sockets.
+    if let Some(path) = pcap::requested() {
+        server.set_capture(rtclab::capture::Capture::create(&path)?, |_, _| {});
+        eprintln!(
+            "capturing to {} (open it with `rtclab xray` or Wireshark)",
+            path.display()
+        );
+    }
     let addrs = server.local_addrs();
     let primary = addrs[0];
     tokio::spawn(async move {

@@ -9,6 +9,10 @@
 //!
 //! Run it with `cargo run --example 05_dtls`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -56,6 +60,8 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     // ANCHOR_END: setup
 
     writeln!(out, "== the flights ==")?;
+    // `--pcap FILE`: the client's view, with its key log line.
+    let mut capture = pcap::Hand::new(client_addr);
     let mut flight = 0;
     let mut last_sender = "";
     let mut connected: Vec<(&str, Box<Connected>)> = Vec::new();
@@ -70,6 +76,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                 writeln!(out, "flight {flight}: client → server")?;
             }
             describe(out, &t.contents)?;
+            capture.sent(now, server_addr, &t.contents);
             let d = Receive {
                 source: client_addr,
                 destination: server_addr,
@@ -85,6 +92,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                 writeln!(out, "flight {flight}: server → client")?;
             }
             describe(out, &t.contents)?;
+            capture.received(now, server_addr, &t.contents);
             let d = Receive {
                 source: server_addr,
                 destination: client_addr,
@@ -107,6 +115,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     }
     // ANCHOR_END: pump
 
+    capture.key_log(client.key_log_line());
     writeln!(out)?;
     writeln!(out, "== what both sides agreed on ==")?;
     if connected.len() != 2 {
@@ -148,11 +157,13 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     writeln!(out, "client → server")?;
     while let Some(t) = client.poll_transmit() {
         describe(out, &t.contents)?;
+        capture.sent(now, server_addr, &t.contents);
         server.handle_receive(now, receive(client_addr, server_addr, &t.contents));
     }
     writeln!(out, "server → client")?;
     while let Some(t) = server.poll_transmit() {
         describe(out, &t.contents)?;
+        capture.received(now, server_addr, &t.contents);
         client.handle_receive(now, receive(server_addr, client_addr, &t.contents));
     }
     for (name, e) in [("client", &mut client), ("server", &mut server)] {
@@ -162,6 +173,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             }
         }
     }
+    capture.save()?;
     Ok(())
 }
 

@@ -13,6 +13,10 @@
 //!
 //! Run it with `cargo run --example 08_browser_offer`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::error::Error;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -115,10 +119,16 @@ fn answer(
             other => writeln!(out, "event: {other:?}")?,
         }
     }
+    // `--pcap FILE`: the first datagrams of the answer to Chromium.
+    let mut capture = pcap::Hand::new(local);
     while let Some(t) = pc.poll_transmit() {
         writeln!(out, "→ {}: {}", t.destination, describe(&t.contents))?;
+        capture.sent(now, t.destination, &t.contents);
     }
     // ANCHOR_END: first_datagrams
+    if seed == 1 {
+        capture.save()?;
+    }
     Ok(())
 }
 

@@ -24,6 +24,10 @@
 //!
 //! Run it with `cargo run --example 09_photo`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::collections::VecDeque;
 use std::error::Error;
 use std::io::Write;
@@ -510,6 +514,9 @@ fn photo(out: &mut dyn Write, loss: f64, verbose: bool) -> Result<(), Box<dyn Er
     let (addr_a, addr_b): (SocketAddr, SocketAddr) =
         ("192.0.2.1:5000".parse()?, "198.51.100.1:5000".parse()?);
     let mut sim = Sim::new(9);
+    if loss > 0.0 {
+        pcap::start(&mut sim); // `--pcap FILE`: A's side of the lossy run
+    }
     let a = sim.add_host(Peer::new(Role::Client, 93, addr_b), &[addr_a]);
     let b = sim.add_host(Peer::new(Role::Server, 94, addr_a), &[addr_b]);
     // ANCHOR: link
@@ -670,5 +677,8 @@ fn photo(out: &mut dyn Write, loss: f64, verbose: bool) -> Result<(), Box<dyn Er
             "DIFFERENT"
         }
     )?;
+    if loss > 0.0 {
+        pcap::save(&mut sim, a, &[])?;
+    }
     Ok(())
 }

@@ -9,6 +9,10 @@
 //!
 //! Run it with `cargo run --example 10_mesh`.
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 use std::collections::HashMap;
 use std::error::Error;
 use std::io::Write;
@@ -75,6 +79,9 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 /// connections and the mean upload and download per participant, Mbit/s.
 pub fn mesh(n: usize) -> Result<(usize, f64, f64), Box<dyn Error>> {
     let mut sim = Sim::new(10 + n as u64);
+    if n == 2 {
+        pcap::start(&mut sim); // `--pcap FILE`: participant 0's call in the mesh of two
+    }
     let mut rng = StdRng::seed_from_u64(n as u64);
     let start = sim.now();
     let mut ends: Vec<End> = Vec::new();
@@ -189,6 +196,10 @@ pub fn mesh(n: usize) -> Result<(usize, f64, f64), Box<dyn Error>> {
         down[e.participant] += s.bytes_delivered - b.bytes_delivered;
     }
     let mbit = |v: &[u64]| v.iter().sum::<u64>() as f64 * 8.0 / secs / 1e6 / n as f64;
+    if n == 2 {
+        let keys = pcap::key_log(&sim, ends[0].host);
+        pcap::save(&mut sim, ends[0].host, &keys)?;
+    }
     Ok((pairs, mbit(&up), mbit(&down)))
 }
 

@@ -2085,4 +2085,29 @@ pub fn capture_xray(data: &[u8]) {
     }
     let lines = xray::decode(&cap);
     let _ = xray::render(&lines, &xray::Filter::default());
+    // The demo's live panel: the same datagrams decoded one at a time with
+    // every field, thinned per second, its queue bounded.
+    let mut live = crate::capture::live::Live::new(crate::capture::live::Config::default());
+    live.key_log(&cap.key_log);
+    for (i, p) in cap.packets.iter().enumerate() {
+        let iface = &cap.interfaces[p.interface];
+        if let Some(u) = pcapng::udp(iface.link_type, p.data) {
+            live.datagram(&xray::Datagram {
+                time: p.time,
+                packet: i + 1,
+                source: u.source,
+                destination: u.destination,
+                direction: p.direction,
+                plaintext: iface.name == crate::capture::PLAINTEXT_INTERFACE,
+                payload: u.payload,
+            });
+        }
+    }
+    let shown = live.take(std::time::Duration::MAX);
+    assert!(shown.len() <= crate::capture::live::Config::default().max_pending);
+    assert!(
+        shown
+            .iter()
+            .all(|l| l.fields.len() <= 2048 + '…'.len_utf8())
+    );
 }

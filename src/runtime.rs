@@ -871,6 +871,12 @@ impl<M: Machine> Driver<M> {
         self.capture.take().map(|t| t.sink)
     }
 
+    /// The capture being written, if any (to flush it, or to read its live
+    /// ladder).
+    pub fn capture_mut(&mut self) -> Option<&mut crate::capture::Capture> {
+        self.capture.as_mut().map(|t| &mut t.sink)
+    }
+
     /// The local address a datagram from `source` leaves from.
     fn local_for(&self, source: Option<SocketAddr>) -> SocketAddr {
         let bound = self.sockets.get(self.socket_index(source)).map(|(a, _)| *a);

@@ -70,6 +70,9 @@ const SIDEWAYS: &[(&str, &str)] = &[
     // the runtime's driver, as an application does; the machine itself
     // (src/sfu/mod.rs) imports no runtime.
     ("sfu", "runtime"),
+    // …and gives that driver its capture sink (`rtclab sfu --pcap`,
+    // `--xray`: the pages' downloads), as `runtime` does.
+    ("sfu", "capture"),
     // `rtclab sfu` serves WHIP and WHEP with `whip`'s endpoint, its
     // participants as the backend.
     ("sfu", "whip"),

@@ -69,7 +69,7 @@ fn two_rtclab_peers_send_each_other_a_mib_through_signaling() {
         let send = dir.join(format!("from-{i}.bin"));
         std::fs::write(&send, data).expect("write");
         let save = dir.join(format!("inbox-{i}"));
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "peer",
             "--server",
             &format!("ws://{addr}"),
@@ -88,7 +88,26 @@ fn two_rtclab_peers_send_each_other_a_mib_through_signaling() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let p = Peer::start(&format!("peer-{i}"), &PathBuf::from(BIN), &args);
+        // Peer 0 captures its call (--pcap); peer 1 writes its DTLS key
+        // log where $SSLKEYLOGFILE says, as browsers do.
+        let key_log = dir.join("keys.log").display().to_string();
+        let env: &[(&str, &str)] = if i == 0 {
+            args.extend([
+                "--pcap".into(),
+                dir.join("peer-0.pcapng").display().to_string(),
+            ]);
+            &[]
+        } else {
+            &[("SSLKEYLOGFILE", key_log.as_str())]
+        };
+        let p = Peer::start_in(
+            &format!("peer-{i}"),
+            &PathBuf::from(BIN),
+            &args,
+            None,
+            env,
+            false,
+        );
         if i == 0 {
             // The first creates the room (and will offer).
             assert!(p.wait_for_output("created room files", Duration::from_secs(10)));
@@ -121,6 +140,24 @@ fn two_rtclab_peers_send_each_other_a_mib_through_signaling() {
     }
     assert!(a.contains("we offer"), "{a}");
     assert!(b.contains("answer sent"), "{b}");
+    // Peer 1's key log: one CLIENT_RANDOM line, as NSS writes them.
+    let keys = std::fs::read_to_string(dir.join("keys.log")).expect("$SSLKEYLOGFILE written");
+    assert!(keys.starts_with("CLIENT_RANDOM "), "{keys}");
+    // Peer 0's capture, read by `rtclab xray`: decrypted down to DCEP.
+    let out = std::process::Command::new(BIN)
+        .args(["xray", "--layer", "dtls,dcep"])
+        .arg(dir.join("peer-0.pcapng"))
+        .output()
+        .expect("rtclab xray");
+    let ladder = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{ladder}");
+    for needle in [
+        "Handshake: ClientHello",
+        "Finished (decrypted)",
+        "DATA_CHANNEL_OPEN label \"file\"",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -149,6 +149,17 @@ fn examples_write_their_capture_with_pcap() {
         ("06_data_channels", " gap ", false),
         // SRTP with keys of its own (no DTLS): the clear headers.
         ("04_media", "(SRTP, ", false),
+        // Datagrams moved by hand: the client's view.
+        ("02_sans_io", "STUN  Binding Request", false),
+        ("05_dtls", "ApplicationData (decrypted, ", true),
+        // Real UDP on loopback: the STUN server's four sockets.
+        ("03_stun", "STUN  Binding Request", false),
+        // The photo's lossy run, SCTP straight over UDP.
+        ("09_photo", " gap ", false),
+        // The answer to Chromium's offer: its first ICE checks.
+        ("08_browser_offer", "STUN  Binding Request", false),
+        // The mesh of two: video between two PeerConnections.
+        ("10_mesh", "(SRTP, ", true),
     ] {
         let Some(bin) = built_example(example) else {
             eprintln!("note: example {example} not built (run the whole `cargo test`); not run");

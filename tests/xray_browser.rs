@@ -143,3 +143,147 @@ async fn chromium_call_capture_decrypts_in_tshark() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `GET path` from the demo: the status line and the body.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await.expect("read");
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&all[..end]).into_owned();
+    (head, all[end + 4..].to_vec())
+}
+
+/// The demo page's live x-ray panel (issue 18 §3): Chromium calls the Rust
+/// peer with its fake camera, chat and photo; the panel (read from the
+/// page's DOM) shows the DTLS handshake of the call, SCTP, DCEP and RTP
+/// lines; its "download capture" link hands over a pcapng that rtclab's
+/// x-ray and tshark (with no key file) read decrypted.
+#[tokio::test]
+async fn chromium_demo_xray_panel_and_download() {
+    let Some(bin) = common::require_binary("tshark", "tshark") else {
+        return;
+    };
+    let Some(openssl) = common::require_binary("openssl", "openssl") else {
+        return;
+    };
+    let (reports, mut reported) = mpsc::channel(8);
+    let mut config = Config::new("127.0.0.1:0".parse().unwrap());
+    config.reports = Some(reports);
+    let demo = Demo::bind(config).await.expect("bind");
+    let addr = demo.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(demo.run_until(async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/demo/?autotest=1&limit=40");
+    let Some(mut browser) = launch(BrowserKind::Chromium, &url) else {
+        let _ = stop.send(());
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
+            Ok(Some(body)) => {
+                let v: Value = serde_json::from_str(&body).expect("a JSON report");
+                if v["type"] == "result" {
+                    break v;
+                }
+            }
+            _ => {
+                let exited = browser.process.wait_exit(Duration::ZERO);
+                assert!(
+                    exited.is_none() && tokio::time::Instant::now() < deadline,
+                    "no result from the page within 60 s (exited: {exited:?})"
+                );
+            }
+        }
+    };
+    assert_eq!(report["ok"], true, "{report:#}");
+    let xray = &report["xray"];
+    let shown: Vec<&str> = xray["dtlsShown"]
+        .as_array()
+        .expect("the panel's DTLS lines")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for needle in [
+        "Handshake: ClientHello",
+        "Handshake: ServerHello",
+        "Finished (decrypted)",
+    ] {
+        assert!(
+            shown.iter().any(|l| l.contains(needle)),
+            "the panel shows no {needle:?}: {shown:#?}"
+        );
+    }
+    for layer in ["STUN", "DTLS", "SCTP", "DCEP", "RTP", "RTCP"] {
+        assert!(
+            xray["layers"][layer].as_u64().unwrap_or(0) > 0,
+            "no {layer} line in the panel: {xray:#}"
+        );
+    }
+
+    // The download, while the call goes on.
+    let path = xray["capture"].as_str().expect("the capture's URL");
+    let (head, bytes) = http_get(addr, path).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("application/x-pcapng"), "{head}");
+    let (missing, _) = http_get(addr, "/demo/capture/0123.pcapng").await;
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    drop(browser);
+    let _ = stop.send(());
+    task.await.expect("task").expect("run");
+
+    let ladder = rtclab::capture::xray::xray(&bytes, &Default::default()).expect("ladder");
+    for needle in [
+        "ClientHello",
+        "Finished (decrypted)",
+        "DATA_CHANNEL_OPEN label \"chat\"",
+        "text \"echo: hello rust\"",
+        "VP8",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    let dir = std::env::temp_dir().join(format!("rtclab-xray-panel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("download.pcapng");
+    std::fs::write(&file, &bytes).expect("write");
+    let cap = pcapng::read(&bytes).expect("pcapng");
+    let port = cap
+        .packets
+        .iter()
+        .filter(|p| p.direction == Some(Direction::Outbound))
+        .find_map(|p| pcapng::udp(cap.interfaces[p.interface].link_type, p.data))
+        .expect("an outbound datagram")
+        .source
+        .port();
+    let sctp = sctp_over_dtls(&openssl, &dir, port);
+    let dcep = tshark(
+        &bin,
+        &file,
+        &[
+            "-o",
+            &sctp,
+            "-Y",
+            "rtcdc",
+            "-T",
+            "fields",
+            "-e",
+            "rtcdc.message_type",
+            "-e",
+            "rtcdc.label",
+        ],
+    );
+    assert!(
+        dcep.lines().any(|l| l == "3\tchat"),
+        "no DATA_CHANNEL_OPEN \"chat\" in the download:\n{dcep}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -76,3 +76,74 @@ pub fn save_records(
     );
     Ok(())
 }
+
+/// A capture of datagrams an example moves by hand (no simulator): one
+/// side's view, in memory until [`Hand::save`]; nothing unless `--pcap
+/// FILE` is on the command line.
+pub struct Hand {
+    capture: Option<rtclab::capture::Capture>,
+    local: std::net::SocketAddr,
+}
+
+impl Hand {
+    /// The view of the side at `local`.
+    pub fn new(local: std::net::SocketAddr) -> Hand {
+        Hand {
+            capture: requested().map(|_| {
+                rtclab::capture::Capture::in_memory(
+                    std::time::Instant::now(),
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default(),
+                )
+            }),
+            local,
+        }
+    }
+
+    /// A datagram `local` sent to `remote`.
+    pub fn sent(&mut self, now: std::time::Instant, remote: std::net::SocketAddr, data: &[u8]) {
+        if let Some(c) = &mut self.capture {
+            c.datagram(
+                now,
+                rtclab::capture::Direction::Outbound,
+                self.local,
+                remote,
+                data,
+            );
+        }
+    }
+
+    /// A datagram `local` received from `remote`.
+    pub fn received(&mut self, now: std::time::Instant, remote: std::net::SocketAddr, data: &[u8]) {
+        if let Some(c) = &mut self.capture {
+            c.datagram(
+                now,
+                rtclab::capture::Direction::Inbound,
+                self.local,
+                remote,
+                data,
+            );
+        }
+    }
+
+    /// A TLS key log line (DTLS's secrets), if there is one.
+    pub fn key_log(&mut self, line: Option<String>) {
+        if let (Some(c), Some(l)) = (&mut self.capture, line) {
+            c.key_log_line(&l);
+        }
+    }
+
+    /// Writes the capture to the `--pcap` file.
+    pub fn save(self) -> std::io::Result<()> {
+        let (Some(mut c), Some(path)) = (self.capture, requested()) else {
+            return Ok(());
+        };
+        std::fs::write(&path, c.take_bytes())?;
+        eprintln!(
+            "capture written to {} (open it with `rtclab xray` or Wireshark)",
+            path.display()
+        );
+        Ok(())
+    }
+}

@@ -469,6 +469,14 @@ struct SfuArgs {
     /// (`Authorization: Bearer TOKEN`); without it they need none.
     #[arg(long)]
     token: Option<String>,
+    /// Capture every datagram of the SFU to this pcapng file, with each
+    /// participant's DTLS key log inside (`rtclab xray FILE`, Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<std::path::PathBuf>,
+    /// Keep the SFU's capture in memory (at most MIB mebibytes) so that
+    /// each page can download its own packets and DTLS secrets.
+    #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "64")]
+    xray: Option<usize>,
 }
 
 async fn sfu(args: SfuArgs) -> Result<(), String> {
@@ -482,7 +490,7 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     sfu.max_participants = args.max_participants.max(1);
     sfu.max_publisher_bitrate = args.max_publisher_kbps.saturating_mul(1000);
     sfu.keyframe_cache = !args.no_keyframe_cache;
-    let server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
+    let mut server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
         listen: args.listen,
         udp: args.udp,
         sfu,
@@ -491,6 +499,14 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     })
     .await
     .map_err(|e| format!("cannot listen on {} / {}: {e}", args.listen, args.udp))?;
+    if let Some(path) = &args.pcap {
+        let file = std::fs::File::create(path)
+            .map_err(|e| format!("capture file {}: {e}", path.display()))?;
+        server.set_capture_file(file);
+    }
+    if let Some(mib) = args.xray {
+        server.set_downloads(mib.max(1) << 20);
+    }
     let http = server.http_addr();
     println!(
         "rtclab sfu on http://{http}/sfu/?room=NAME (media on UDP {})",

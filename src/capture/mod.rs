@@ -32,6 +32,7 @@
 //!
 //! A driver with no capture set pays one `Option` check per datagram.
 
+pub mod live;
 pub mod pcapng;
 pub mod xray;
 
@@ -73,6 +74,8 @@ pub struct Capture {
     ip_id: u16,
     error: Option<io::Error>,
     scratch: Vec<u8>,
+    /// The x-ray panel's feed, if asked for ([`Capture::set_live`]).
+    live: Option<Box<live::Live>>,
 }
 
 impl fmt::Debug for Capture {
@@ -130,7 +133,28 @@ impl Capture {
             ip_id: 0,
             error: None,
             scratch: Vec::new(),
+            live: None,
         }
+    }
+
+    /// Also decodes every packet as it is captured, for a live ladder
+    /// ([`Capture::take_live`]; see [`live`]); `None` stops it.
+    pub fn set_live(&mut self, config: Option<live::Config>) {
+        self.live = config.map(|c| {
+            let mut l = live::Live::new(c);
+            for s in &self.secrets {
+                l.key_log(s);
+            }
+            Box::new(l)
+        });
+    }
+
+    /// The live ladder's lines decoded since the last call (none without
+    /// [`Capture::set_live`]); `now` closes the seconds before it (their
+    /// RTP summaries).
+    pub fn take_live(&mut self, now: Instant) -> Vec<xray::Line> {
+        let t = now.saturating_duration_since(self.start);
+        self.live.as_mut().map_or_else(Vec::new, |l| l.take(t))
     }
 
     /// How many packets were captured.
@@ -256,6 +280,17 @@ impl Capture {
         }
         Writer::packet(&mut self.buf, iface, time, Some(direction), &self.scratch);
         self.packets += 1;
+        if let Some(l) = self.live.as_mut() {
+            l.datagram(&xray::Datagram {
+                time: time.saturating_sub(self.epoch),
+                packet: usize::try_from(self.packets).unwrap_or(usize::MAX),
+                source: src,
+                destination: dst,
+                direction: Some(direction),
+                plaintext: Some(iface) == self.plaintext_interface,
+                payload: contents,
+            });
+        }
         if self.buf.len() >= FLUSH_AT {
             self.write_out();
         }
@@ -269,6 +304,9 @@ impl Capture {
             return;
         }
         self.secrets.insert(line.to_string());
+        if let Some(l) = self.live.as_mut() {
+            l.key_log(line);
+        }
         Writer::secrets(&mut self.buf, &format!("{line}\n"));
     }
 
@@ -308,6 +346,114 @@ impl Capture {
 impl Drop for Capture {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+/// One participant's share of a server's capture `file`: the packets whose
+/// UDP source or destination is in `addresses` (the plaintext interface's
+/// by IP address), after a DSB of `key_log` only, so that one person's
+/// download holds neither other people's packets nor their secrets.
+pub fn extract(
+    file: &[u8],
+    addresses: &[SocketAddr],
+    key_log: &[String],
+) -> Result<Vec<u8>, pcapng::Error> {
+    let cap = pcapng::read(file)?;
+    let mut out = Vec::new();
+    Writer::section(&mut out);
+    for line in key_log {
+        Writer::secrets(&mut out, &format!("{}\n", line.trim_end()));
+    }
+    let mut ids: HashMap<usize, u32> = HashMap::new();
+    for p in &cap.packets {
+        let Some(iface) = cap.interfaces.get(p.interface) else {
+            continue;
+        };
+        let Some(u) = pcapng::udp(iface.link_type, p.data) else {
+            continue;
+        };
+        let plaintext = iface.name == PLAINTEXT_INTERFACE;
+        let ours = |a: SocketAddr| {
+            addresses
+                .iter()
+                .any(|x| *x == a || (plaintext && x.ip() == a.ip()))
+        };
+        if !ours(u.source) && !ours(u.destination) {
+            continue;
+        }
+        let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        let id = *ids.entry(p.interface).or_insert_with(|| {
+            Writer::interface(&mut out, &iface.name, &iface.description);
+            next
+        });
+        Writer::packet(&mut out, id, p.time, p.direction, p.data);
+    }
+    Ok(out)
+}
+
+/// A capture's output kept in memory and shared with whoever hands it
+/// over (the demo's "download capture"): whole blocks only, up to a limit
+/// past which further writes are dropped (the file so far stays valid).
+#[derive(Clone, Debug, Default)]
+pub struct SharedBuffer(std::sync::Arc<std::sync::Mutex<SharedInner>>);
+
+#[derive(Debug, Default)]
+struct SharedInner {
+    bytes: Vec<u8>,
+    limit: usize,
+    full: bool,
+}
+
+impl SharedBuffer {
+    /// An empty buffer that keeps at most `limit` bytes.
+    pub fn new(limit: usize) -> SharedBuffer {
+        SharedBuffer(std::sync::Arc::new(std::sync::Mutex::new(SharedInner {
+            bytes: Vec::new(),
+            limit,
+            full: false,
+        })))
+    }
+
+    /// A copy of what was written so far, and whether the limit cut it.
+    pub fn snapshot(&self) -> (Vec<u8>, bool) {
+        match self.0.lock() {
+            Ok(i) => (i.bytes.clone(), i.full),
+            Err(_) => (Vec::new(), true),
+        }
+    }
+}
+
+impl Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Ok(mut i) = self.0.lock() {
+            if i.full || i.bytes.len() + buf.len() > i.limit {
+                i.full = true;
+            } else {
+                i.bytes.extend_from_slice(buf);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes to both: a capture kept in memory and written to a file.
+#[derive(Debug)]
+pub struct Tee<A, B>(pub A, pub B);
+
+impl<A: Write, B: Write> Write for Tee<A, B> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_all(buf)?;
+        self.1.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()?;
+        self.1.flush()
     }
 }
 
@@ -410,5 +556,29 @@ mod tests {
         assert_eq!(cap.packets[1].direction, Some(Direction::Inbound));
         let u = pcapng::udp(101, cap.packets[2].data).unwrap();
         assert_eq!(u.destination.port(), PLAINTEXT_RTP_PORT);
+    }
+
+    #[test]
+    fn a_participants_share_of_a_capture() {
+        let start = Instant::now();
+        let mut c = Capture::in_memory(start, Duration::ZERO);
+        let sfu: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let (p1, p2): (SocketAddr, SocketAddr) = (
+            "198.51.100.1:6000".parse().unwrap(),
+            "198.51.100.2:6000".parse().unwrap(),
+        );
+        c.key_log_line("CLIENT_RANDOM p1 secret");
+        c.key_log_line("CLIENT_RANDOM p2 secret");
+        c.datagram(start, Direction::Inbound, sfu, p1, b"from p1");
+        c.datagram(start, Direction::Outbound, sfu, p2, b"to p2");
+        c.datagram(start, Direction::Outbound, sfu, p1, b"to p1");
+        let all = c.take_bytes();
+        let mine = extract(&all, &[p1], &["CLIENT_RANDOM p1 secret".into()]).unwrap();
+        let cap = pcapng::read(&mine).unwrap();
+        assert_eq!(cap.key_log, "CLIENT_RANDOM p1 secret\n");
+        assert_eq!(cap.packets.len(), 2);
+        let last = pcapng::udp(101, cap.packets[1].data).unwrap();
+        assert_eq!((last.destination, last.payload), (p1, &b"to p1"[..]));
+        assert!(extract(b"junk", &[p1], &[]).is_err());
     }
 }

@@ -22,7 +22,7 @@
 //! SCTP straight over UDP (no DTLS) is decoded when its checksum holds.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -93,10 +93,15 @@ pub struct Line {
     pub destination: SocketAddr,
     /// Decrypted SRTP from the plaintext interface.
     pub plaintext: bool,
+    /// Sent or received by the capturing host, if the capture says.
+    pub direction: Option<Direction>,
     /// The layer.
     pub layer: Layer,
     /// What it says.
     pub text: String,
+    /// Every field of what was decoded, one `name: value` a line (filled
+    /// by a [`Ladder::with_fields`] only; empty otherwise).
+    pub fields: String,
 }
 
 /// What to show.
@@ -167,8 +172,8 @@ fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
 
 /// Decodes every packet of `capture` into ladder lines (unfiltered).
 pub fn decode(capture: &Capture<'_>) -> Vec<Line> {
-    let secrets = master_secrets(&capture.key_log);
-    let mut sessions: HashMap<(SocketAddr, SocketAddr), Session> = HashMap::new();
+    let mut ladder = Ladder::new();
+    ladder.key_log(&capture.key_log);
     let start = capture
         .packets
         .iter()
@@ -184,36 +189,119 @@ pub fn decode(capture: &Capture<'_>) -> Vec<Line> {
             continue;
         };
         let plaintext = iface.name == PLAINTEXT_INTERFACE;
-        let mut d = Decoder {
-            lines: &mut lines,
+        let datagram = Datagram {
             time: p.time.saturating_sub(start),
             packet: i + 1,
             source: udp.source,
             destination: udp.destination,
+            direction: p.direction,
             plaintext,
-            direction: None,
+            payload: udp.payload,
         };
-        if plaintext {
-            match udp.destination.port() {
-                PLAINTEXT_RTP_PORT => d.rtp(udp.payload, false),
-                PLAINTEXT_RTCP_PORT => d.rtcp(udp.payload, false),
-                _ => d.push(Layer::Other, format!("{} bytes", udp.payload.len())),
+        ladder.packet(&datagram, &mut lines);
+    }
+    lines
+}
+
+/// One UDP datagram to decode (see [`Ladder::packet`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    /// Since the capture's start.
+    pub time: Duration,
+    /// Its number in the capture (from 1).
+    pub packet: usize,
+    /// Sender.
+    pub source: SocketAddr,
+    /// Receiver.
+    pub destination: SocketAddr,
+    /// Sent or received by the capturing host, if known.
+    pub direction: Option<Direction>,
+    /// From the `srtp-plaintext` interface: decrypted RTP on port
+    /// [`PLAINTEXT_RTP_PORT`], RTCP on [`PLAINTEXT_RTCP_PORT`].
+    pub plaintext: bool,
+    /// The UDP payload.
+    pub payload: &'a [u8],
+}
+
+/// The decoder as a machine fed one datagram at a time: it keeps the key
+/// log and each DTLS session's state (randoms, suite, keys) between
+/// packets, so a live capture is decoded as it grows (the demo's x-ray
+/// panel) exactly as a file is by [`decode`].
+#[derive(Default)]
+pub struct Ladder {
+    secrets: HashMap<[u8; 32], [u8; 48]>,
+    sessions: HashMap<(SocketAddr, SocketAddr), Session>,
+    /// Fill [`Line::fields`].
+    fields: bool,
+}
+
+impl fmt::Debug for Ladder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ladder")
+            .field("secrets", &self.secrets.len())
+            .field("sessions", &self.sessions.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most DTLS sessions a [`Ladder`] follows (one per local address; a
+/// capture of garbage from many addresses cannot grow it beyond this).
+const MAX_SESSIONS: usize = 256;
+
+impl Ladder {
+    /// A decoder with no secrets yet.
+    pub fn new() -> Ladder {
+        Ladder::default()
+    }
+
+    /// A decoder that also fills each line's [`Line::fields`] (every field
+    /// of the decoded header or message, for a panel that expands a line).
+    pub fn with_fields() -> Ladder {
+        Ladder {
+            fields: true,
+            ..Ladder::default()
+        }
+    }
+
+    /// Learns the `CLIENT_RANDOM` lines of a key log text.
+    pub fn key_log(&mut self, text: &str) {
+        self.secrets.extend(master_secrets(text));
+    }
+
+    /// Decodes one datagram, appending its lines to `out`.
+    pub fn packet(&mut self, d: &Datagram<'_>, out: &mut Vec<Line>) {
+        let mut dec = Decoder {
+            lines: out,
+            time: d.time,
+            packet: d.packet,
+            source: d.source,
+            destination: d.destination,
+            plaintext: d.plaintext,
+            direction: d.direction,
+            fields: self.fields,
+        };
+        if d.plaintext {
+            match d.destination.port() {
+                PLAINTEXT_RTP_PORT => dec.rtp(d.payload, false),
+                PLAINTEXT_RTCP_PORT => dec.rtcp(d.payload, false),
+                _ => dec.push(Layer::Other, format!("{} bytes", d.payload.len())),
             }
-            continue;
+            return;
         }
         // One DTLS association per local address, whatever remote address
         // ICE uses at the moment (a capture with directions knows which
         // side is local; else the address pair keys it).
-        let k = match p.direction {
-            Some(Direction::Outbound) => (udp.source, udp.source),
-            Some(Direction::Inbound) => (udp.destination, udp.destination),
-            None => key(udp.source, udp.destination),
+        let k = match d.direction {
+            Some(Direction::Outbound) => (d.source, d.source),
+            Some(Direction::Inbound) => (d.destination, d.destination),
+            None => key(d.source, d.destination),
         };
-        d.direction = p.direction;
-        let session = sessions.entry(k).or_default();
-        d.datagram(udp.payload, session, &secrets);
+        if !self.sessions.contains_key(&k) && self.sessions.len() >= MAX_SESSIONS {
+            self.sessions.clear();
+        }
+        let session = self.sessions.entry(k).or_default();
+        dec.datagram(d.payload, session, &self.secrets);
     }
-    lines
 }
 
 struct Decoder<'l> {
@@ -224,18 +312,42 @@ struct Decoder<'l> {
     destination: SocketAddr,
     plaintext: bool,
     direction: Option<Direction>,
+    fields: bool,
 }
+
+/// Most characters of one line's fields.
+const MAX_FIELDS: usize = 2048;
 
 impl Decoder<'_> {
     fn push(&mut self, layer: Layer, text: String) {
+        self.push_fields(layer, text, |_| {});
+    }
+
+    /// A line whose fields `fields` writes (called only when a panel
+    /// wants them: the CLI's ladder pays nothing).
+    fn push_fields(&mut self, layer: Layer, text: String, fields: impl FnOnce(&mut String)) {
+        let mut f = String::new();
+        if self.fields {
+            fields(&mut f);
+            if f.len() > MAX_FIELDS {
+                let mut end = MAX_FIELDS;
+                while !f.is_char_boundary(end) {
+                    end -= 1;
+                }
+                f.truncate(end);
+                f.push('…');
+            }
+        }
         self.lines.push(Line {
             time: self.time,
             packet: self.packet,
             source: self.source,
             destination: self.destination,
             plaintext: self.plaintext,
+            direction: self.direction,
             layer,
             text,
+            fields: f,
         });
     }
 
@@ -318,7 +430,25 @@ impl Decoder<'_> {
                 _ => {}
             }
         }
-        self.push(Layer::Stun, t);
+        self.push_fields(Layer::Stun, t, |f| {
+            let _ = writeln!(
+                f,
+                "class: {:?}\nmethod: 0x{:03x}",
+                m.class(),
+                m.method().value()
+            );
+            let _ = writeln!(f, "transaction id: {}", hex(&tid.0));
+            for a in m.attributes() {
+                match Attribute::decode(a.typ, a.value, &tid) {
+                    Ok(at) => {
+                        let _ = writeln!(f, "attribute 0x{:04x}: {at:?}", a.typ);
+                    }
+                    Err(_) => {
+                        let _ = writeln!(f, "attribute 0x{:04x}: {}", a.typ, hex(a.value));
+                    }
+                }
+            }
+        });
     }
 
     fn dtls(&mut self, b: &[u8], s: &mut Session, secrets: &HashMap<[u8; 32], [u8; 48]>) {
@@ -338,11 +468,18 @@ impl Decoder<'_> {
             };
             let h = r.header;
             let head = format!("epoch {} seq {}", h.epoch, h.sequence);
+            let record_fields = |f: &mut String| {
+                let _ = write!(f, "record: {h:#?}");
+            };
             if h.epoch == 0 {
                 match h.content_type {
                     ContentType::Handshake => {
                         let name = self.hello(r.fragment, s);
-                        self.push(Layer::Dtls, format!("{head} Handshake: {name}"));
+                        self.push_fields(
+                            Layer::Dtls,
+                            format!("{head} Handshake: {name}"),
+                            record_fields,
+                        );
                     }
                     ContentType::ChangeCipherSpec => {
                         self.push(Layer::Dtls, format!("{head} ChangeCipherSpec"));
@@ -384,12 +521,17 @@ impl Decoder<'_> {
             match h.content_type {
                 ContentType::Handshake => {
                     let name = handshake_name(plain.first().copied().unwrap_or(255));
-                    self.push(Layer::Dtls, format!("{head} Handshake: {name} (decrypted)"));
+                    self.push_fields(
+                        Layer::Dtls,
+                        format!("{head} Handshake: {name} (decrypted)"),
+                        record_fields,
+                    );
                 }
                 ContentType::ApplicationData => {
-                    self.push(
+                    self.push_fields(
                         Layer::Dtls,
                         format!("{head} ApplicationData (decrypted, {} bytes)", plain.len()),
+                        record_fields,
                     );
                     self.sctp(&plain);
                 }
@@ -497,7 +639,22 @@ impl Decoder<'_> {
                         d.ppid,
                         d.payload.len()
                     );
-                    self.push(Layer::Sctp, line);
+                    self.push_fields(Layer::Sctp, line, |f| {
+                        let _ = write!(
+                            f,
+                            "type: DATA (0)\nflags: 0x{:02x} (U={} B={} E={})\nTSN: {}\nstream: {}\nSSN: {}\nPPID: {}\npayload: {} bytes\nfirst bytes: {}",
+                            d.flags,
+                            d.flags >> 2 & 1,
+                            d.flags >> 1 & 1,
+                            d.flags & 1,
+                            d.tsn,
+                            d.stream,
+                            d.ssn,
+                            d.ppid,
+                            d.payload.len(),
+                            hex(&d.payload[..d.payload.len().min(32)])
+                        );
+                    });
                     self.user_message(d.ppid, d.payload);
                     continue;
                 }
@@ -526,7 +683,9 @@ impl Decoder<'_> {
                     s.chars().take(80).collect()
                 }
             };
-            self.push(Layer::Sctp, t);
+            self.push_fields(Layer::Sctp, t, |f| {
+                let _ = write!(f, "{c:#?}");
+            });
         }
     }
 
@@ -534,7 +693,11 @@ impl Decoder<'_> {
     fn user_message(&mut self, ppid: u32, payload: &[u8]) {
         let t = match ppid {
             50 => match crate::datachannel::dcep::DcepMessage::decode(payload) {
-                Ok(m) => m.to_string(),
+                Ok(m) => {
+                    return self.push_fields(Layer::Dcep, m.to_string(), |f| {
+                        let _ = write!(f, "PPID: 50 (DCEP)\n{m:#?}");
+                    });
+                }
                 Err(e) => format!("bad DCEP: {e}"),
             },
             51 => {
@@ -556,6 +719,7 @@ impl Decoder<'_> {
             Ok(x) => x,
             Err(e) => return self.push(Layer::Rtp, format!("undecodable RTP: {e}")),
         };
+        let mut vp8 = None;
         let mut t = format!(
             "PT {} SSRC 0x{:08x} seq {} ts {}{}",
             h.payload_type,
@@ -570,6 +734,7 @@ impl Decoder<'_> {
             let _ = write!(t, ", {} bytes", payload.len());
             // A VP8 descriptor, if this payload has the shape of one.
             if let Ok((d, n)) = crate::rtp::vp8::Vp8Descriptor::parse(payload) {
+                vp8 = self.fields.then(|| format!("{d:#?}"));
                 let key = d.start_of_partition
                     && d.partition_id == 0
                     && payload.get(n).is_some_and(|x| x & 1 == 0);
@@ -584,7 +749,13 @@ impl Decoder<'_> {
                 );
             }
         }
-        self.push(Layer::Rtp, t);
+        let len = payload.len();
+        self.push_fields(Layer::Rtp, t, |f| {
+            let _ = write!(f, "{h:#?}\npayload: {len} bytes");
+            if let Some(d) = vp8 {
+                let _ = write!(f, "\nVP8 payload descriptor (if VP8): {d}");
+            }
+        });
     }
 
     fn rtcp(&mut self, b: &[u8], srtcp: bool) {
@@ -617,6 +788,7 @@ impl Decoder<'_> {
             Err(e) => return self.push(Layer::Rtcp, format!("undecodable RTCP: {e}")),
         };
         for p in packets {
+            let fields = self.fields.then(|| format!("{p:#?}"));
             let t = match p {
                 RtcpPacket::SenderReport(s) => {
                     format!("SR SSRC 0x{:08x} rtp ts {}", s.ssrc, s.rtp_time)
@@ -634,7 +806,11 @@ impl Decoder<'_> {
                 RtcpPacket::Remb(r) => format!("REMB {} bit/s", r.bitrate),
                 RtcpPacket::Unknown(_) => "unknown RTCP".to_string(),
             };
-            self.push(Layer::Rtcp, t);
+            self.push_fields(Layer::Rtcp, t, |f| {
+                if let Some(x) = fields {
+                    f.push_str(&x);
+                }
+            });
         }
     }
 }
@@ -657,6 +833,14 @@ fn derive(
     let c = RecordProtection::new(suite, &kb.client_write_key, &kb.client_write_iv).ok()?;
     let sv = RecordProtection::new(suite, &kb.server_write_key, &kb.server_write_iv).ok()?;
     Some((c, sv))
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * b.len());
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
 }
 
 fn handshake_name(t: u8) -> &'static str {
@@ -827,8 +1011,10 @@ mod tests {
             source: if packet % 2 == 0 { a } else { b },
             destination: if packet % 2 == 0 { b } else { a },
             plaintext,
+            direction: None,
             layer,
             text: text.to_string(),
+            fields: String::new(),
         };
         let lines = [
             line(1, Layer::Dtls, "epoch 1 ApplicationData", false),

@@ -47,6 +47,7 @@
 //! | `offer-request` | `video` (bool, default true) | a client that only answers: the Rust peer offers a VP8 track and the `chat` and `photo` channels |
 //! | `candidate` | `candidate` (`candidate:…`, empty = end), `sdpMid`, `sdpMLineIndex` | both |
 //! | `stats` | the live panel (see `session.rs`) | Rust, each second |
+//! | `xray` | `capture` (the download's URL), `lines` (the ladder, see `xray.rs`) | Rust, every 250 ms while packets flow |
 //! | `error` | `message` | Rust, when its peer fails |
 //!
 //! [`Demo::run_until`] stops on a signal (Ctrl-C): every session closes its
@@ -54,6 +55,7 @@
 //! closes every WebSocket.
 
 mod session;
+mod xray;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -110,6 +112,12 @@ pub struct Config {
     /// (`rtclab demo --pcap FILE`): session N writes `FILE` with `-N`
     /// before its extension (`call.pcapng` → `call-1.pcapng`).
     pub pcap: Option<std::path::PathBuf>,
+    /// The page's live x-ray panel: each Rust peer captures its call in
+    /// memory (at most this many bytes; default 32 MiB), streams the
+    /// decoded ladder to its page, and serves the capture so far at
+    /// `/demo/capture/TOKEN.pcapng` (`TOKEN`: random, told only to the
+    /// page). `0`: no panel.
+    pub xray_bytes: usize,
 }
 
 impl Default for Config {
@@ -121,6 +129,7 @@ impl Default for Config {
             reports: None,
             pages: Vec::new(),
             pcap: None,
+            xray_bytes: 32 << 20,
         }
     }
 }
@@ -138,6 +147,7 @@ impl Config {
 /// The demo server, bound, not yet running.
 pub struct Demo {
     server: Server,
+    captures: xray::Captures,
     invites: mpsc::Receiver<String>,
     config: Config,
     addr: SocketAddr,
@@ -156,8 +166,10 @@ impl Demo {
     /// Binds the HTTP listener.
     pub async fn bind(config: Config) -> std::io::Result<Demo> {
         let (tx, invites) = mpsc::channel(256);
+        let captures = xray::Captures::default();
         let mut sc = signaling::Config {
             report_to: Some(tx),
+            routes: Some(xray::routes(captures.clone())),
             ..Default::default()
         };
         sc.pages.extend_from_slice(PAGES);
@@ -175,6 +187,7 @@ impl Demo {
         let addr = server.local_addr()?;
         Ok(Demo {
             server,
+            captures,
             invites,
             config,
             addr,
@@ -194,6 +207,7 @@ impl Demo {
     ) -> std::io::Result<Summary> {
         let Demo {
             server,
+            captures,
             mut invites,
             config,
             addr,
@@ -246,8 +260,10 @@ impl Demo {
                     let live = live.clone();
                     let stop = stop_rx.clone();
                     let pcap = config.pcap.as_deref().map(|p| numbered(p, summary.sessions));
+                    let xray = (config.xray_bytes > 0)
+                        .then(|| xray::Recording::new(&captures, config.xray_bytes));
                     sessions.spawn(async move {
-                        session::run(member, room, udp_ip, pcap, stop).await;
+                        session::run(member, room, udp_ip, pcap, xray, stop).await;
                         live.fetch_sub(1, Ordering::AcqRel);
                     });
                 }

@@ -17,6 +17,8 @@ use crate::signaling::{ClientId, ClientMessage, Member, ServerMessage};
 const OFFER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The live panel's period.
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// The x-ray panel's period.
+const XRAY_EVERY: Duration = Duration::from_millis(250);
 /// The largest photo the Rust peer takes.
 const MAX_PHOTO: usize = 16 << 20;
 
@@ -51,6 +53,8 @@ struct Session {
     udp_ip: IpAddr,
     /// Where the peer's capture goes (`--pcap`).
     pcap: Option<std::path::PathBuf>,
+    /// The x-ray panel's capture, if the panel is on.
+    xray: Option<super::xray::Recording>,
     /// Our video track (reflecting the camera), when the offer had one.
     track: Option<TrackId>,
     /// Whether the page was told that sending the video back failed.
@@ -76,6 +80,7 @@ pub(super) async fn run(
     room: String,
     udp_ip: IpAddr,
     pcap: Option<std::path::PathBuf>,
+    xray: Option<super::xray::Recording>,
     mut stop: watch::Receiver<bool>,
 ) {
     member.send(ClientMessage::CreateOrJoin { room: room.clone() });
@@ -86,6 +91,7 @@ pub(super) async fn run(
         peer: None,
         udp_ip,
         pcap,
+        xray,
         track: None,
         send_failure_shown: false,
         camera_mid: None,
@@ -101,6 +107,8 @@ pub(super) async fn run(
     tracing::info!(%room, "demo: a Rust peer joins");
     let mut tick = tokio::time::interval(STATS_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut xray_tick = tokio::time::interval(XRAY_EVERY);
+    xray_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let peer = &mut s.peer;
         let peer_event = async move {
@@ -132,6 +140,7 @@ pub(super) async fn run(
                 }
                 s.send_stats();
             }
+            _ = xray_tick.tick() => s.send_xray(),
         }
         if s.failed.is_some() && s.peer.is_none() {
             break;
@@ -283,11 +292,17 @@ impl Session {
         let mut peer = LivePeer::bind(config, SocketAddr::new(self.udp_ip, 0))
             .await
             .map_err(|e| format!("cannot bind a UDP port: {e}"))?;
-        if let Some(path) = &self.pcap {
-            match crate::capture::Capture::create(path) {
-                Ok(sink) => peer.set_capture(sink),
-                Err(e) => tracing::warn!(error = %e, "demo: no capture"),
-            }
+        let file = self.pcap.as_ref().and_then(|path| {
+            std::fs::File::create(path)
+                .inspect_err(|e| {
+                    tracing::warn!(path = %path.display(), error = %e, "demo: no capture file");
+                })
+                .ok()
+        });
+        match (&self.xray, file) {
+            (Some(x), file) => peer.set_capture(x.capture(file)),
+            (None, Some(f)) => peer.set_capture(crate::capture::Capture::new(f)),
+            (None, None) => {}
         }
         Ok(peer)
     }
@@ -527,6 +542,23 @@ impl Session {
             "ms": photo.started.elapsed().as_millis() as u64,
         });
         self.send_text(id, &reply.to_string());
+    }
+
+    /// The x-ray panel: the ladder decoded since the last time, and the
+    /// capture's download (flushed first, so that it holds those packets).
+    fn send_xray(&mut self) {
+        let (Some(x), Some(p)) = (self.xray.as_ref(), self.peer.as_mut()) else {
+            return;
+        };
+        let Some(c) = p.capture_mut() else { return };
+        let lines = c.take_live(Instant::now());
+        if lines.is_empty() {
+            return;
+        }
+        let _ = c.flush();
+        for m in super::xray::messages(x, &lines) {
+            self.signal(m);
+        }
     }
 
     /// The live panel: each layer's state and counters, as the Rust side

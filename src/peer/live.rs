@@ -553,6 +553,11 @@ impl LivePeer {
         self.driver.take_capture()
     }
 
+    /// The capture being written, if any.
+    pub fn capture_mut(&mut self) -> Option<&mut Capture> {
+        self.driver.capture_mut()
+    }
+
     /// Appends the DTLS key log line to `$SSLKEYLOGFILE` once it exists, as
     /// browsers do (NSS key log format), so Wireshark can decrypt a capture
     /// taken elsewhere (tcpdump, dumpcap).

@@ -209,6 +209,15 @@ impl SendStream {
 
     fn on_written(&mut self, now: Instant, packet: &[u8], payload: usize) -> Result<(), RtpError> {
         let p = RtpPacket::new_checked(packet)?;
+        tracing::trace!(
+            ssrc = p.ssrc(),
+            pt = p.payload_type(),
+            seq = p.sequence_number(),
+            ts = p.timestamp(),
+            marker = p.marker(),
+            bytes = payload,
+            "RTP sent"
+        );
         if let Some(rtx) = self.rtx.as_mut() {
             rtx.history.store(packet)?;
         }
@@ -237,6 +246,7 @@ impl SendStream {
         nack: &Nack,
         mut send: impl FnMut(&mut Vec<u8>) -> bool,
     ) -> usize {
+        tracing::trace!(media_ssrc = nack.media_ssrc, pairs = ?nack.pairs, "RTCP NACK received");
         self.stats.nack_count += 1;
         self.stats.nacked_packets += nack.lost().count() as u64;
         let Some(rtx) = self.rtx.as_mut() else {
@@ -499,6 +509,15 @@ impl<D: Depacketizer> ReceiveStream<D> {
     /// feeds the NACK generator and the frame assembler. `None`: refused.
     pub fn receive(&mut self, now: Instant, packet: &RtpPacket<'_>) -> Option<Received> {
         let pt = packet.payload_type();
+        tracing::trace!(
+            ssrc = packet.ssrc(),
+            pt,
+            seq = packet.sequence_number(),
+            ts = packet.timestamp(),
+            marker = packet.marker(),
+            bytes = packet.payload().len(),
+            "RTP received"
+        );
         if let Some(&(_, media_pt)) = self.rtx_types.iter().find(|(r, _)| *r == pt) {
             let mut buf = std::mem::take(&mut self.rebuilt);
             buf.clear();
@@ -563,6 +582,7 @@ impl<D: Depacketizer> ReceiveStream<D> {
         {
             self.stats.nack_count += 1;
             self.stats.nacked_packets += nack.lost().count() as u64;
+            tracing::trace!(media_ssrc = media, pairs = ?nack.pairs, "RTCP NACK sent");
             send(RtcpPacket::Nack(nack));
         }
         let Some(a) = self.assembler.as_mut() else {
@@ -574,6 +594,7 @@ impl<D: Depacketizer> ReceiveStream<D> {
                 n.clear();
             }
             if let Some(pli) = self.pli(sender_ssrc) {
+                tracing::trace!(media_ssrc = media, "RTCP PLI sent: a frame waited too long");
                 send(RtcpPacket::Pli(pli));
             }
         }

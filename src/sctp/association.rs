@@ -645,6 +645,7 @@ impl Association {
     }
 
     fn enter_closed(&mut self) {
+        tracing::debug!(from = ?self.state, "SCTP association closed");
         self.state = State::Closed;
         self.timers.stop_all();
         self.send_queue.clear();
@@ -676,6 +677,7 @@ impl Association {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let _span = self.span().entered();
         self.touch(now);
         self.burst_left = self.burst_left.max(self.config.max_burst);
         // Each in turn, checked as its turn comes: a handler may stop or
@@ -878,11 +880,14 @@ impl Association {
     /// Handles one received SCTP packet. Malformed packets are dropped; a
     /// protocol violation aborts the association with an event.
     pub fn handle_packet(&mut self, now: Instant, pkt: &[u8]) {
+        let _span = self.span().entered();
         self.touch(now);
         self.add_burst_credit(self.config.max_burst);
-        if packet::verify(pkt).is_err() {
+        if let Err(e) = packet::verify(pkt) {
+            tracing::trace!(%e, "SCTP packet dropped");
             return;
         }
+        packet::trace("in", pkt);
         let Ok(header) = CommonHeader::parse(pkt) else {
             return;
         };
@@ -1312,6 +1317,7 @@ impl Association {
         }
         if !self.connected_reported {
             self.connected_reported = true;
+            tracing::debug!(peer_tag = self.peer_tag, "SCTP association established");
             self.events.push_back(Event::Connected);
         }
     }
@@ -2326,9 +2332,11 @@ impl Association {
     /// first), so that a caller can reuse one buffer. Returns whether a
     /// packet was written.
     pub fn poll_transmit_into(&mut self, out: &mut Vec<u8>) -> bool {
+        let _span = self.span().entered();
         out.clear();
         if let Some(p) = self.packets.pop_front() {
             out.extend_from_slice(&p);
+            packet::trace("out", out);
             return true;
         }
         if self.state == State::Closed || self.peer_tag == 0 {
@@ -2391,7 +2399,14 @@ impl Association {
         }
         packet::finish(out);
         self.stats.packets += 1;
+        packet::trace("out", out);
         true
+    }
+
+    /// The association's `tracing` span (`sctp`, with its verification
+    /// tag and state); free when the level is off.
+    fn span(&self) -> tracing::Span {
+        tracing::debug_span!("sctp", tag = self.local_tag, state = ?self.state)
     }
 
     /// Fills the rest of the packet with DATA: retransmissions first

@@ -267,17 +267,29 @@ impl SessionDescription {
     /// Parses a whole description. Lines end in CRLF or LF (RFC 8866 §5
     /// lets a parser accept a bare LF); the last line ending may be missing.
     pub fn parse(input: &[u8]) -> Result<SessionDescription, SdpError> {
-        Parser::parse(input)
+        let _span = tracing::debug_span!("sdp", bytes = input.len()).entered();
+        tracing::trace!(text = %String::from_utf8_lossy(input), "SDP to parse");
+        let parsed = Parser::parse(input);
+        match &parsed {
+            Ok(d) => tracing::debug!(media = d.media.len(), "SDP parsed"),
+            Err(e) => tracing::debug!(%e, "SDP refused"),
+        }
+        parsed
     }
 
     /// Parses a description given as text.
     pub fn parse_str(input: &str) -> Result<SessionDescription, SdpError> {
-        Parser::parse(input.as_bytes())
+        Self::parse(input.as_bytes())
     }
 
     /// Appends the description to `out`, every line ending in CRLF.
     pub fn write(&self, out: &mut Vec<u8>) {
+        let start = out.len();
         out.extend_from_slice(self.to_string().as_bytes());
+        tracing::trace!(
+            text = %String::from_utf8_lossy(&out[start..]),
+            "SDP written"
+        );
     }
 }
 

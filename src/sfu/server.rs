@@ -15,7 +15,7 @@
 //! | `answer` | `sdp` | SFU (to the page's offer) and page (to the SFU's) |
 //! | `candidate` | `candidate` (`candidate:…`; empty = end) | both |
 //! | `limit` | `kbps` (absent: no limit) | page: the most it wants to receive |
-//! | `welcome` | `id` (`pN`: the stream id of this participant's media elsewhere) | SFU |
+//! | `welcome` | `id` (`pN`: the stream id of this participant's media elsewhere); `capture` (with `--xray`: the URL of this participant's own pcapng) | SFU |
 //! | `joined`, `left` | `id` | SFU |
 //! | `error` | `message` | SFU |
 
@@ -64,6 +64,10 @@ pub struct Server {
     http: TcpListener,
     udp: UdpSocket,
     config: Config,
+    /// `rtclab sfu --pcap` (see [`Server::set_capture_file`]).
+    capture_file: Option<std::fs::File>,
+    /// `rtclab sfu --xray` (see [`Server::set_downloads`]).
+    downloads: Option<usize>,
 }
 
 enum Command {
@@ -193,6 +197,7 @@ impl Backend for WhipBackend {
 struct Shared {
     commands: mpsc::Sender<Command>,
     reports: Option<mpsc::Sender<String>>,
+    downloads: Option<std::sync::Arc<Downloads>>,
 }
 
 /// The page, compiled in.
@@ -211,7 +216,29 @@ impl Server {
         let udp = UdpSocket::bind(config.udp).await?;
         let bound = udp.local_addr()?;
         config.sfu.host_candidates = vec![bound];
-        Ok(Server { http, udp, config })
+        Ok(Server {
+            http,
+            udp,
+            config,
+            capture_file: None,
+            downloads: None,
+        })
+    }
+
+    /// Captures every datagram of the SFU's socket into `file` as pcapng
+    /// (`rtclab sfu --pcap`), with each participant's DTLS key log line in
+    /// a Decryption Secrets Block once its connection is up.
+    pub fn set_capture_file(&mut self, file: std::fs::File) {
+        self.capture_file = Some(file);
+    }
+
+    /// Keeps the SFU's capture in memory (at most `limit` bytes: later
+    /// packets are not kept) so that each page can download its own share
+    /// (`rtclab sfu --xray`): the `welcome` message then carries `capture`,
+    /// a URL with a random token, serving that participant's packets and
+    /// DTLS key log line only ([`crate::capture::extract`]).
+    pub fn set_downloads(&mut self, limit: usize) {
+        self.downloads = Some(limit);
     }
 
     /// The HTTP address.
@@ -229,7 +256,15 @@ impl Server {
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let Server { http, udp, config } = self;
+        let Server {
+            http,
+            udp,
+            config,
+            capture_file,
+            downloads,
+        } = self;
+        let downloads = downloads.map(|limit| std::sync::Arc::new(Downloads::new(limit)));
+        let capture = capture_sink(capture_file, downloads.as_deref());
         let (commands, rx) = mpsc::channel(1024);
         let whip = config.whip.map(|token| {
             let backend = WhipBackend {
@@ -244,10 +279,14 @@ impl Server {
         let shared = Shared {
             commands,
             reports: config.reports,
+            downloads: downloads.clone(),
         };
         let sfu = Sfu::new(config.sfu, rand::SeedableRng::from_os_rng());
-        let driver = Driver::from_sockets(sfu, vec![udp])?;
-        let media = tokio::spawn(media_task(driver, rx));
+        let mut driver = Driver::from_sockets(sfu, vec![udp])?;
+        if let Some(c) = capture {
+            driver.set_capture(c, |_, _| {});
+        }
+        let media = tokio::spawn(media_task(driver, rx, downloads));
         let app = Router::new()
             .route(
                 "/sfu/",
@@ -259,6 +298,7 @@ impl Server {
             )
             .route("/sfu/ws", get(websocket))
             .route("/sfu/report", post(report))
+            .route("/sfu/capture/{file}", get(download))
             .route("/", get(|| async { axum::response::Redirect::to("/sfu/") }))
             .with_state(shared);
         let app = match whip {
@@ -308,12 +348,23 @@ impl Server {
 const MAX_HTTP_CONNECTIONS: usize = 1024;
 
 /// The task that owns the SFU: datagrams, timers and commands.
-async fn media_task(mut driver: Driver<Sfu>, mut rx: mpsc::Receiver<Command>) {
+async fn media_task(
+    mut driver: Driver<Sfu>,
+    mut rx: mpsc::Receiver<Command>,
+    downloads: Option<std::sync::Arc<Downloads>>,
+) {
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<ServerSignal>> = HashMap::new();
+    // The pages' downloads read what the capture flushed: once a second.
+    let mut flush = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
+            _ = flush.tick(), if downloads.is_some() => {
+                if let Some(c) = driver.capture_mut() {
+                    let _ = c.flush();
+                }
+            }
             e = driver.next_event() => match e {
-                Ok(e) => deliver(&mut driver, &mut outboxes, e),
+                Ok(e) => deliver(&mut driver, &mut outboxes, downloads.as_deref(), e),
                 Err(e) => {
                     tracing::warn!("sfu: UDP: {e}");
                     return;
@@ -355,7 +406,7 @@ async fn media_task(mut driver: Driver<Sfu>, mut rx: mpsc::Receiver<Command>) {
                 }
                 // What the command produced.
                 while let Some(e) = driver.machine_mut().poll_event() {
-                    deliver(&mut driver, &mut outboxes, e);
+                    deliver(&mut driver, &mut outboxes, downloads.as_deref(), e);
                 }
             }
         }
@@ -387,6 +438,7 @@ fn whip_session(
 fn deliver(
     driver: &mut Driver<Sfu>,
     outboxes: &mut HashMap<ParticipantId, mpsc::Sender<ServerSignal>>,
+    downloads: Option<&Downloads>,
     e: Event,
 ) {
     match e {
@@ -403,7 +455,10 @@ fn deliver(
                 driver.machine_mut().leave(Instant::now(), participant);
             }
         }
-        Event::Connected(id) => tracing::info!(participant = %id, "sfu: connected"),
+        Event::Connected(id) => {
+            tracing::info!(participant = %id, "sfu: connected");
+            record_key_log(driver, id, downloads);
+        }
         Event::Left(id) => {
             tracing::info!(participant = %id, "sfu: left");
             outboxes.remove(&id);
@@ -414,6 +469,153 @@ fn deliver(
         Event::ActiveSpeaker { room, participant } => {
             tracing::debug!(%room, %participant, "sfu: active speaker")
         }
+    }
+}
+
+/// A participant's DTLS key log line, once connected: into the capture
+/// (`--pcap`) and appended to `$SSLKEYLOGFILE`, as browsers do.
+fn record_key_log(driver: &mut Driver<Sfu>, id: ParticipantId, downloads: Option<&Downloads>) {
+    let key_log_file = std::env::var_os("SSLKEYLOGFILE");
+    if key_log_file.is_none() && driver.capture_mut().is_none() {
+        return;
+    }
+    let pc = driver.machine().peer(id);
+    let line = pc.and_then(crate::peer::live::key_log_line);
+    if let Some(d) = downloads {
+        let remote = pc
+            .and_then(|pc| pc.transport())
+            .and_then(|t| t.selected_pair())
+            .and_then(|(_, r)| r.socket_addr());
+        d.connected(id, remote, line.clone());
+    }
+    let Some(line) = line else {
+        return;
+    };
+    if let Some(c) = driver.capture_mut() {
+        c.key_log_line(&line);
+    }
+    if let Some(path) = key_log_file {
+        use std::io::Write as _;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{}", line.trim_end()));
+        if let Err(e) = written {
+            tracing::warn!(path = %std::path::Path::new(&path).display(), error = %e, "SSLKEYLOGFILE not written");
+        }
+    }
+}
+
+/// The SFU's capture in memory and who may download which share of it
+/// (see [`Server::set_downloads`]).
+struct Downloads {
+    buffer: crate::capture::SharedBuffer,
+    /// Token → participant.
+    tokens: std::sync::Mutex<HashMap<String, ParticipantId>>,
+    /// A connected participant's remote address and key log line.
+    connected: std::sync::Mutex<HashMap<ParticipantId, Share>>,
+}
+
+/// A participant's remote addresses and DTLS key log line.
+type Share = (Vec<SocketAddr>, Option<String>);
+
+impl Downloads {
+    fn new(limit: usize) -> Downloads {
+        Downloads {
+            buffer: crate::capture::SharedBuffer::new(limit),
+            tokens: Default::default(),
+            connected: Default::default(),
+        }
+    }
+
+    /// A fresh token for `id`'s page: the URL of its download.
+    fn register(&self, id: ParticipantId) -> String {
+        let token = format!("{:032x}", rand::random::<u128>());
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(token.clone(), id);
+        }
+        format!("/sfu/capture/{token}.pcapng")
+    }
+
+    fn connected(&self, id: ParticipantId, remote: Option<SocketAddr>, key_log: Option<String>) {
+        if let Ok(mut c) = self.connected.lock() {
+            c.insert(id, (remote.into_iter().collect(), key_log));
+        }
+    }
+
+    fn forget(&self, id: ParticipantId) {
+        if let Ok(mut t) = self.tokens.lock() {
+            t.retain(|_, p| *p != id);
+        }
+        if let Ok(mut c) = self.connected.lock() {
+            c.remove(&id);
+        }
+    }
+
+    /// The pcapng of the participant whose token is `token`.
+    fn share(&self, token: &str) -> Result<Vec<u8>, (StatusCode, &'static str)> {
+        let id = self
+            .tokens
+            .lock()
+            .ok()
+            .and_then(|t| t.get(token).copied())
+            .ok_or((StatusCode::NOT_FOUND, "no such capture\n"))?;
+        let (addresses, key_log) = self
+            .connected
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&id).cloned())
+            .ok_or((StatusCode::NOT_FOUND, "not connected yet\n"))?;
+        let (all, _) = self.buffer.snapshot();
+        let key_log: Vec<String> = key_log.into_iter().collect();
+        crate::capture::extract(&all, &addresses, &key_log)
+            .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "capture unreadable\n"))
+    }
+}
+
+/// The driver's capture: into the `--pcap` file, into memory for the
+/// pages' downloads, or both.
+fn capture_sink(
+    file: Option<std::fs::File>,
+    downloads: Option<&Downloads>,
+) -> Option<crate::capture::Capture> {
+    use crate::capture::{Capture, Tee};
+    Some(match (file, downloads) {
+        (Some(f), Some(d)) => Capture::new(Tee(d.buffer.clone(), f)),
+        (Some(f), None) => Capture::new(f),
+        (None, Some(d)) => Capture::new(d.buffer.clone()),
+        (None, None) => return None,
+    })
+}
+
+/// `GET /sfu/capture/TOKEN.pcapng`: the page's own share of the capture.
+async fn download(
+    State(shared): State<Shared>,
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> Response {
+    let Some(d) = &shared.downloads else {
+        return (
+            StatusCode::NOT_FOUND,
+            "captures are off (rtclab sfu --xray)\n",
+        )
+            .into_response();
+    };
+    let token = file.strip_suffix(".pcapng").unwrap_or(&file);
+    match d.share(token) {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "application/x-pcapng"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"rtclab-sfu.pcapng\"",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -485,11 +687,18 @@ async fn connection(mut socket: WebSocket, shared: Shared, room: String) {
         }
         Err(_) => return,
     };
-    let welcome = json!({"type": "welcome", "id": id.to_string()}).to_string();
+    let mut welcome = json!({"type": "welcome", "id": id.to_string()});
+    if let Some(d) = &shared.downloads {
+        welcome["capture"] = json!(d.register(id));
+    }
+    let welcome = welcome.to_string();
     if socket.send(WsMessage::Text(welcome.into())).await.is_ok() {
         let _ = relay(&mut socket, &shared, id, &mut inbox).await;
     }
     let _ = shared.commands.send(Command::Leave(id)).await;
+    if let Some(d) = &shared.downloads {
+        d.forget(id);
+    }
 }
 
 async fn relay(

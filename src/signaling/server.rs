@@ -87,6 +87,9 @@ pub struct Config {
     /// WHIP and WHEP (`/whip/…`, `/whep/…`) around a backend, if set;
     /// `None` (the default): not served.
     pub whip: Option<crate::whip::server::Mount>,
+    /// More routes merged into the server's (the demo's capture
+    /// downloads); `None` (the default): none.
+    pub routes: Option<Router>,
 }
 
 impl Default for Config {
@@ -104,6 +107,7 @@ impl Default for Config {
             pages: PAGES.to_vec(),
             report_to: None,
             whip: None,
+            routes: None,
         }
     }
 }
@@ -445,6 +449,10 @@ impl Server {
             .with_state(shared.clone());
         let app = match &shared.config.whip {
             Some(whip) => app.merge(whip.router()),
+            None => app,
+        };
+        let app = match &shared.config.routes {
+            Some(routes) => app.merge(routes.clone()),
             None => app,
         };
         let service = TowerToHyperService::new(app);

@@ -237,6 +237,13 @@ impl SrtpContext {
         buf.reserve(self.rtp.tag_len());
         self.rtp.protect_rtp(buf, header.len, header.ssrc, index)?;
         stream.sent_highest = Some(stream.sent_highest.map_or(index, |h| h.max(index)));
+        tracing::trace!(
+            ssrc = header.ssrc,
+            seq = header.seq,
+            roc = index >> 16,
+            bytes = buf.len(),
+            "SRTP protect"
+        );
         Ok(())
     }
 
@@ -255,7 +262,10 @@ impl SrtpContext {
         let header = RtpHeader::parse(&buf[..buf.len() - tag_len])?;
         let ssrc = header.ssrc;
         let rtp = &self.rtp;
-        let auth_failed = |index| Error::AuthenticationFailed { ssrc, index };
+        let auth_failed = |index| {
+            tracing::debug!(ssrc, index, "SRTP authentication failed");
+            Error::AuthenticationFailed { ssrc, index }
+        };
         if let Some(stream) = self.streams.get_mut(&ssrc) {
             let index = match stream.rtp_window.highest() {
                 None => u64::from(header.seq),
@@ -271,6 +281,7 @@ impl SrtpContext {
                 .map_err(|()| auth_failed(index))?;
             // Authenticated: only now may the ROC and window move.
             stream.rtp_window.accept(index);
+            tracing::trace!(ssrc, seq = header.seq, roc = index >> 16, "SRTP unprotect");
             return Ok(());
         }
         // A new SSRC: its first packet sets ROC 0 and s_l = SEQ.
@@ -285,6 +296,7 @@ impl SrtpContext {
         let mut stream = Stream::new(&self.config);
         stream.rtp_window.accept(index);
         self.streams.insert(ssrc, stream);
+        tracing::debug!(ssrc, seq = header.seq, "SRTP: a new stream");
         Ok(())
     }
 
@@ -311,6 +323,7 @@ impl SrtpContext {
         buf.reserve(self.rtcp.tag_len() + 4);
         self.rtcp.protect_rtcp(buf, ssrc, index, encrypt)?;
         stream.next_rtcp_index = index + 1;
+        tracing::trace!(ssrc, index, encrypt, bytes = buf.len(), "SRTCP protect");
         Ok(())
     }
 
@@ -337,7 +350,10 @@ impl SrtpContext {
         let trailer = u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
         let index = u64::from(trailer & !E_BIT);
         let rtcp = &self.rtcp;
-        let auth_failed = || Error::AuthenticationFailed { ssrc, index };
+        let auth_failed = || {
+            tracing::debug!(ssrc, index, "SRTCP authentication failed");
+            Error::AuthenticationFailed { ssrc, index }
+        };
         if let Some(stream) = self.streams.get_mut(&ssrc) {
             stream
                 .rtcp_window
@@ -346,6 +362,7 @@ impl SrtpContext {
             rtcp.unprotect_rtcp(buf, ssrc, trailer)
                 .map_err(|()| auth_failed())?;
             stream.rtcp_window.accept(index);
+            tracing::trace!(ssrc, index, "SRTCP unprotect");
             return Ok(());
         }
         if self.streams.len() >= self.config.max_streams {

@@ -221,6 +221,8 @@ async function onSignal(d) {
       if (remoteSet) await flushCandidates();
     } else if (d.type === 'stats') {
       showRustStats(d);
+    } else if (d.type === 'xray') {
+      showXray(d);
     } else if (d.type === 'error') {
       banner('The Rust peer reports: ' + d.message, true);
     }
@@ -568,6 +570,53 @@ function browserView(transport, pair, inbound, outbound, byId) {
 
 setInterval(() => { pollBrowserStats().catch(() => {}); }, 1000);
 
+// ---- the x-ray panel -----------------------------------------------------------
+// The Rust peer streams its capture's ladder ({"type":"xray","lines":[…]}),
+// rate-limited on its side; each line expands to its decoded fields.
+
+const XRAY_MAX_LINES = 3000;
+const xrayState = { lines: 0, dtls: [], layers: {}, capture: null, truncated: false };
+
+function showXray(d) {
+  $('xray').hidden = false;
+  if (d.capture) {
+    xrayState.capture = d.capture;
+    $('xray-download').href = d.capture;
+  }
+  xrayState.truncated = !!d.truncated;
+  const ladder = $('xray-ladder');
+  const atEnd = ladder.scrollTop + ladder.clientHeight >= ladder.scrollHeight - 30;
+  for (const l of d.lines || []) {
+    const line = document.createElement('details');
+    line.className = 'xray-line ' + l.layer + (l.plain ? ' plain' : '');
+    const sum = document.createElement('summary');
+    const span = (cls, text) => {
+      const s = document.createElement('span');
+      s.className = cls;
+      s.textContent = text;
+      sum.appendChild(s);
+    };
+    span('t', l.t.toFixed(3));
+    span('dir', l.dir === 'in' ? 'browser → rust' : l.dir === 'out' ? 'rust → browser' : '');
+    span('layer', l.layer);
+    span('text', l.text);
+    line.appendChild(sum);
+    const pre = document.createElement('pre');
+    pre.textContent = (l.n ? 'packet ' + l.n + '  ' : '') + l.from + ' → ' + l.to
+      + (l.plain ? '  (decrypted SRTP, srtp-plaintext interface)' : '')
+      + (l.fields ? '\n' + l.fields : '');
+    line.appendChild(pre);
+    ladder.appendChild(line);
+    xrayState.lines++;
+    xrayState.layers[l.layer] = (xrayState.layers[l.layer] || 0) + 1;
+    if (l.layer === 'DTLS' && xrayState.dtls.length < 40) xrayState.dtls.push(l.text);
+  }
+  while (ladder.childElementCount > XRAY_MAX_LINES) ladder.firstElementChild.remove();
+  $('xray-count').textContent = xrayState.lines + ' lines'
+    + (xrayState.truncated ? ' (the capture reached its size limit: later packets are not in the download)' : '');
+  if ($('xray-follow').checked && atEnd) ladder.scrollTop = ladder.scrollHeight;
+}
+
 // ---- the automatic test (?autotest=1) ----------------------------------------
 
 window.addEventListener('error', (e) => result.errors.push('error: ' + e.message));
@@ -591,6 +640,9 @@ function maybeFinish(force) {
     finished = true;
     result.ok = all;
     result.checked = need;
+    // What the x-ray panel shows (read from the page itself).
+    const shown = [...document.querySelectorAll('#xray-ladder .xray-line.DTLS summary .text')];
+    result.xray = { ...xrayState, dtlsShown: shown.slice(0, 40).map((e) => e.textContent) };
     fetch('/report', { method: 'POST', body: JSON.stringify({ type: 'result', room, ...result }) });
   }
 }

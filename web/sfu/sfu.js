@@ -92,12 +92,25 @@ $('send').onsubmit = (e) => {
   }
 };
 
+// With `rtclab sfu --xray`: a link to this participant's own packets and
+// DTLS secrets (pcapng: `rtclab xray FILE`, Wireshark).
+function showCapture(url) {
+  if (!url) return;
+  const a = document.createElement('a');
+  a.id = 'capture';
+  a.href = url;
+  a.download = `rtclab-sfu-${me}.pcapng`;
+  a.textContent = 'download my capture';
+  $('invite').parentElement.after(' · ', a);
+}
+
 ws.onmessage = async (e) => {
   const m = JSON.parse(e.data);
   switch (m.type) {
     case 'welcome':
       me = m.id;
       status(`joined as ${me}`);
+      showCapture(m.capture);
       // ?maxkbps=N: receive at most N kbit/s (the SFU picks lower layers).
       if (params.has('maxkbps')) send({ type: 'limit', kbps: Number(params.get('maxkbps')) });
       break;

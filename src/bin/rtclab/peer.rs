@@ -121,6 +121,12 @@ pub struct PeerArgs {
     /// after the offer or answer (waiting for a peer to join has no limit).
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     connect_timeout: u64,
+    /// Capture every datagram of the call to this pcapng file, with the
+    /// DTLS secrets inside and the decrypted RTP/RTCP on a second
+    /// interface (open it with `rtclab xray FILE` or Wireshark).
+    /// `$SSLKEYLOGFILE` is honoured either way.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
 }
 
 /// A file being sent.
@@ -605,10 +611,15 @@ impl Session {
         if self.args.relay_only {
             config.ice_transport_policy = IceTransportPolicy::Relay;
         }
-        let peer = LivePeer::bind(config, self.args.udp)
+        let mut peer = LivePeer::bind(config, self.args.udp)
             .await
             .map_err(|e| format!("cannot bind UDP: {e}"))?;
         say(format!("udp: bound {}", peer.local_addr()));
+        if let Some(path) = &self.args.pcap {
+            let sink = rtclab::capture::Capture::create(path).map_err(|e| e.to_string())?;
+            peer.set_capture(sink);
+            say(format!("capture: writing {}", path.display()));
+        }
         Ok(peer)
     }
 
