@@ -210,3 +210,90 @@ fn the_books_sequence_diagram_is_xrays_output() {
         path.display()
     );
 }
+
+#[path = "../examples/01_hello.rs"]
+#[allow(dead_code)]
+mod ex01;
+#[path = "../examples/05_peer_connection.rs"]
+#[allow(dead_code)]
+mod ex05_pc;
+
+/// An example's `run`: its whole output goes to the writer.
+type Run = fn(&mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>>;
+
+/// Runs an example in-process with its `--pcap` capture asked for (the
+/// example's `pcap::capture_to`), and returns the capture's bytes.
+fn example_capture(name: &str, capture_to: fn(Option<PathBuf>), run: Run) -> Vec<u8> {
+    let file =
+        std::env::temp_dir().join(format!("rtclab-book-{name}-{}.pcapng", std::process::id()));
+    capture_to(Some(file.clone()));
+    let mut out = Vec::new();
+    let ran = run(&mut out);
+    capture_to(None);
+    ran.unwrap_or_else(|e| panic!("example {name} runs: {e}"));
+    let bytes = std::fs::read(&file).expect("the example's capture");
+    let _ = std::fs::remove_file(&file);
+    bytes
+}
+
+/// Compares `actual` with a file of the book (`chapters/src/…`), or
+/// rewrites it under `RTCLAB_BLESS=1`.
+fn book_file(path: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, actual).expect("write the book's file");
+        return;
+    }
+    let book = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        actual,
+        book,
+        "{} is not what `rtclab xray` prints for its capture (RTCLAB_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+/// Chapters 1 and 5 show their example's call as `rtclab xray` prints it
+/// (and chapter 1 as the SVG `--svg` draws): the examples run in the
+/// simulator from fixed seeds, so the ladder of
+/// `cargo run --example NN -- --pcap FILE` is the same every run, and is
+/// compared here with the files the chapters include.
+#[test]
+fn the_books_example_ladders_are_xrays_output() {
+    use rtclab::capture::{pcapng, xray as x};
+
+    let hello = example_capture("01_hello", ex01::pcap::capture_to, ex01::run);
+    let ladder = xray(&hello, &Filter::default()).expect("ladder");
+    for needle in [
+        "STUN  Binding Request",
+        "Handshake: Finished (decrypted)",
+        "SCTP  COOKIE ACK",
+        "DCEP  DATA_CHANNEL_OPEN label \"hello\"",
+        "DCEP  text \"hello, world\"",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-01_hello.txt", &ladder);
+    let capture = pcapng::read(&hello).expect("capture");
+    let svg = x::svg(&x::decode(&capture), &Filter::default());
+    assert_eq!(svg.matches("class=\"lifeline\"").count(), 2);
+    book_file("chapters/src/img/xray-01_hello.svg", &svg);
+
+    let pc = example_capture(
+        "05_peer_connection",
+        ex05_pc::pcap::capture_to,
+        ex05_pc::run,
+    );
+    let ladder = xray(&pc, &Filter::default()).expect("ladder");
+    for needle in [
+        "ServerHello",
+        "Finished (decrypted)",
+        "DATA_CHANNEL_OPEN label \"chat\"",
+        "text \"hello from A\"",
+        // The keyframe, as SRTP: the header in clear, the payload not.
+        "ts 0 M (SRTP, ",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-05_peer_connection.txt", &ladder);
+}
