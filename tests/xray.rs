@@ -297,3 +297,35 @@ fn the_books_example_ladders_are_xrays_output() {
     }
     book_file("chapters/src/output/xray-05_peer_connection.txt", &ladder);
 }
+
+/// Chapter 8b shows the start of a real call, headless Chromium calling the
+/// demo's Rust peer, as `rtclab xray` prints it and as its SVG: the
+/// capture is checked in (`tests/fixtures/xray/chromium_call.pcapng`,
+/// written by tests/xray_browser.rs under `RTCLAB_BLESS=1`: the Rust
+/// peer's packets up to its first echo, SRTP left out, the key log
+/// inside), so the ladder is the same every run.
+#[test]
+fn the_books_chromium_call_is_xrays_output() {
+    use rtclab::capture::{pcapng, xray as x};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xray/chromium_call.pcapng");
+    let file = std::fs::read(&path).expect("the checked-in capture");
+    let ladder = xray(&file, &Filter::default()).expect("ladder");
+    for needle in [
+        "Handshake: ClientHello",
+        "Handshake: Finished (decrypted)",
+        "SCTP  INIT ",
+        "DATA_CHANNEL_OPEN label \"chat\"",
+        "text \"echo: hello rust\"",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-chromium_call.txt", &ladder);
+    let capture = pcapng::read(&file).expect("capture");
+    let filter = Filter {
+        layers: vec![Layer::Dtls, Layer::Sctp, Layer::Dcep],
+        ..Filter::default()
+    };
+    let svg = x::svg(&x::decode(&capture), &filter);
+    book_file("chapters/src/img/xray-chromium-call.svg", &svg);
+}
