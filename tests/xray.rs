@@ -217,6 +217,9 @@ mod ex01;
 #[path = "../examples/05_peer_connection.rs"]
 #[allow(dead_code)]
 mod ex05_pc;
+#[path = "../examples/06_data_channels.rs"]
+#[allow(dead_code)]
+mod ex06;
 
 /// An example's `run`: its whole output goes to the writer.
 type Run = fn(&mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>>;
@@ -253,8 +256,8 @@ fn book_file(path: &str, actual: &str) {
     );
 }
 
-/// Chapters 1 and 5 show their example's call as `rtclab xray` prints it
-/// (and chapter 1 as the SVG `--svg` draws): the examples run in the
+/// Chapters 1, 5 and 6 show their example's call as `rtclab xray` prints
+/// it (and chapter 1 as the SVG `--svg` draws): the examples run in the
 /// simulator from fixed seeds, so the ladder of
 /// `cargo run --example NN -- --pcap FILE` is the same every run, and is
 /// compared here with the files the chapters include.
@@ -296,6 +299,23 @@ fn the_books_example_ladders_are_xrays_output() {
         assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
     }
     book_file("chapters/src/output/xray-05_peer_connection.txt", &ladder);
+
+    // Chapter 6: the first 50 ms of its example's part 2, the four channels
+    // opened, each DCEP OPEN with its channel type and reliability.
+    let dc = example_capture("06_data_channels", ex06::pcap::capture_to, ex06::run);
+    let opens = Filter {
+        to: Some(Duration::from_millis(50)),
+        ..Filter::default()
+    };
+    let ladder = xray(&dc, &opens).expect("ladder");
+    for needle in [
+        "unordered, max 0 retransmissions",
+        "ordered, lifetime 150 ms",
+        "DCEP  DATA_CHANNEL_ACK",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-06_data_channels.txt", &ladder);
 }
 
 /// Chapter 8b shows the start of a real call, headless Chromium calling the
