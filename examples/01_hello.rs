@@ -12,7 +12,7 @@
 
 #[path = "common/pcap.rs"]
 #[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
-mod pcap;
+pub mod pcap;
 
 use std::error::Error;
 use std::io::Write;

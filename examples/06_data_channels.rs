@@ -18,7 +18,7 @@
 
 #[path = "common/pcap.rs"]
 #[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
-mod pcap;
+pub mod pcap;
 
 use std::collections::VecDeque;
 use std::error::Error;

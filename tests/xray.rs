@@ -221,3 +221,142 @@ fn the_books_sequence_diagram_is_xrays_output() {
         path.display()
     );
 }
+
+#[path = "../examples/01_hello.rs"]
+#[allow(dead_code)]
+mod ex01;
+#[path = "../examples/05_peer_connection.rs"]
+#[allow(dead_code)]
+mod ex05_pc;
+#[path = "../examples/06_data_channels.rs"]
+#[allow(dead_code)]
+mod ex06;
+
+/// An example's `run`: its whole output goes to the writer.
+type Run = fn(&mut dyn std::io::Write) -> Result<(), Box<dyn std::error::Error>>;
+
+/// Runs an example in-process with its `--pcap` capture asked for (the
+/// example's `pcap::capture_to`), and returns the capture's bytes.
+fn example_capture(name: &str, capture_to: fn(Option<PathBuf>), run: Run) -> Vec<u8> {
+    let file =
+        std::env::temp_dir().join(format!("rtclab-book-{name}-{}.pcapng", std::process::id()));
+    capture_to(Some(file.clone()));
+    let mut out = Vec::new();
+    let ran = run(&mut out);
+    capture_to(None);
+    ran.unwrap_or_else(|e| panic!("example {name} runs: {e}"));
+    let bytes = std::fs::read(&file).expect("the example's capture");
+    let _ = std::fs::remove_file(&file);
+    bytes
+}
+
+/// Compares `actual` with a file of the book (`chapters/src/…`), or
+/// rewrites it under `RTCLAB_BLESS=1`.
+fn book_file(path: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, actual).expect("write the book's file");
+        return;
+    }
+    let book = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        actual,
+        book,
+        "{} is not what `rtclab xray` prints for its capture (RTCLAB_BLESS=1 rewrites it)",
+        path.display()
+    );
+}
+
+/// Chapters 1, 5 and 6 show their example's call as `rtclab xray` prints
+/// it (and chapter 1 as the SVG `--svg` draws): the examples run in the
+/// simulator from fixed seeds, so the ladder of
+/// `cargo run --example NN -- --pcap FILE` is the same every run, and is
+/// compared here with the files the chapters include.
+#[test]
+fn the_books_example_ladders_are_xrays_output() {
+    use rtclab::capture::{pcapng, xray as x};
+
+    let hello = example_capture("01_hello", ex01::pcap::capture_to, ex01::run);
+    let ladder = xray(&hello, &Filter::default()).expect("ladder");
+    for needle in [
+        "STUN  Binding Request",
+        "Handshake: Finished (decrypted)",
+        "SCTP  COOKIE ACK",
+        "DCEP  DATA_CHANNEL_OPEN label \"hello\"",
+        "DCEP  text \"hello, world\"",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-01_hello.txt", &ladder);
+    let capture = pcapng::read(&hello).expect("capture");
+    let svg = x::svg(&x::decode(&capture), &Filter::default());
+    assert_eq!(svg.matches("class=\"lifeline\"").count(), 2);
+    book_file("chapters/src/img/xray-01_hello.svg", &svg);
+
+    let pc = example_capture(
+        "05_peer_connection",
+        ex05_pc::pcap::capture_to,
+        ex05_pc::run,
+    );
+    let ladder = xray(&pc, &Filter::default()).expect("ladder");
+    for needle in [
+        "ServerHello",
+        "Finished (decrypted)",
+        "DATA_CHANNEL_OPEN label \"chat\"",
+        "text \"hello from A\"",
+        // The keyframe, as SRTP: the header in clear, the payload not.
+        "ts 0 M (SRTP, ",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-05_peer_connection.txt", &ladder);
+
+    // Chapter 6: the first 50 ms of its example's part 2, the four channels
+    // opened, each DCEP OPEN with its channel type and reliability.
+    let dc = example_capture("06_data_channels", ex06::pcap::capture_to, ex06::run);
+    let opens = Filter {
+        to: Some(Duration::from_millis(50)),
+        ..Filter::default()
+    };
+    let ladder = xray(&dc, &opens).expect("ladder");
+    for needle in [
+        "unordered, max 0 retransmissions",
+        "ordered, lifetime 150 ms",
+        "DCEP  DATA_CHANNEL_ACK",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-06_data_channels.txt", &ladder);
+}
+
+/// Chapter 8b shows the start of a real call, headless Chromium calling the
+/// demo's Rust peer, as `rtclab xray` prints it and as its SVG: the
+/// capture is checked in (`tests/fixtures/xray/chromium_call.pcapng`,
+/// written by tests/xray_browser.rs under `RTCLAB_BLESS=1`: the Rust
+/// peer's packets up to its first echo, SRTP left out, the key log
+/// inside), so the ladder is the same every run.
+#[test]
+fn the_books_chromium_call_is_xrays_output() {
+    use rtclab::capture::{pcapng, xray as x};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/xray/chromium_call.pcapng");
+    let file = std::fs::read(&path).expect("the checked-in capture");
+    let ladder = xray(&file, &Filter::default()).expect("ladder");
+    for needle in [
+        "Handshake: ClientHello",
+        "Handshake: Finished (decrypted)",
+        "SCTP  INIT ",
+        "DATA_CHANNEL_OPEN label \"chat\"",
+        "text \"echo: hello rust\"",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    book_file("chapters/src/output/xray-chromium_call.txt", &ladder);
+    let capture = pcapng::read(&file).expect("capture");
+    let filter = Filter {
+        layers: vec![Layer::Dtls, Layer::Sctp, Layer::Dcep],
+        ..Filter::default()
+    };
+    let svg = x::svg(&x::decode(&capture), &filter);
+    book_file("chapters/src/img/xray-chromium-call.svg", &svg);
+}

@@ -19,6 +19,36 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tshark::{hex, sctp_over_dtls, tshark};
 
+/// The start of a real call for the book: the network interface's packets
+/// up to the one that carries the Rust peer's first echo on "chat", SRTP
+/// and SRTCP left out (first byte 128 to 191, RFC 7983), with the key log.
+/// Small enough to check in, and `rtclab xray` reads the same ladder from
+/// it every time.
+fn book_excerpt(cap: &pcapng::Capture<'_>) -> Vec<u8> {
+    use rtclab::capture::xray;
+    let echo = xray::decode(cap)
+        .into_iter()
+        .find(|l| l.text.contains("text \"echo: hello rust\""))
+        .expect("the echo is in the ladder")
+        .packet;
+    let mut out = Vec::new();
+    pcapng::Writer::section(&mut out);
+    let network = &cap.interfaces[0];
+    assert_eq!(network.link_type, pcapng::LINKTYPE_RAW);
+    pcapng::Writer::interface(&mut out, &network.name, &network.description);
+    pcapng::Writer::secrets(&mut out, &cap.key_log);
+    for p in cap.packets.iter().take(echo) {
+        let Some(udp) = pcapng::udp(network.link_type, p.data) else {
+            continue;
+        };
+        let media = matches!(udp.payload.first(), Some(128..=191));
+        if p.interface == 0 && !media {
+            pcapng::Writer::packet(&mut out, 0, p.time, p.direction, p.data);
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn chromium_call_capture_decrypts_in_tshark() {
     let Some(bin) = common::require_binary("tshark", "tshark") else {
@@ -140,6 +170,14 @@ async fn chromium_call_capture_decrypts_in_tshark() {
         "text \"echo: hello rust\"",
     ] {
         assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+    // Chapter 8b shows this call: `RTCLAB_BLESS=1` keeps its start as the
+    // book's capture, from which tests/xray.rs draws the chapter's ladder.
+    if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/xray/chromium_call.pcapng");
+        std::fs::write(&path, book_excerpt(&cap)).expect("write the book's capture");
+        eprintln!("wrote {}", path.display());
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,16 +9,35 @@
 //!
 //! The examples call [`start`] on their simulator and [`save`] at the end;
 //! both do nothing unless `--pcap FILE` is on the command line (so the tests
-//! that run the examples in-process are unaffected).
+//! that run the examples in-process are unaffected), or a test that runs an
+//! example in-process asked for its capture with [`capture_to`].
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 
 use rtclab::peer::{PeerConnection, live};
 use rtclab::sim::{CaptureRecord, HostId, Sim};
 
-/// The FILE of `--pcap FILE` on the command line.
+thread_local! {
+    /// The capture file a test asked for on this thread (see [`capture_to`]).
+    static CAPTURE_TO: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
+}
+
+/// Makes the examples run on this thread write their capture to `file`,
+/// as `--pcap FILE` would (`None`: back to the command line). For tests
+/// that call an example's `run` in-process: the book's x-ray ladders are
+/// drawn from these captures and checked in `tests/xray.rs`. A
+/// thread-local, so tests running side by side do not see each other's.
+pub fn capture_to(file: Option<PathBuf>) {
+    CAPTURE_TO.with(|c| *c.borrow_mut() = file);
+}
+
+/// The FILE of `--pcap FILE` on the command line (or of [`capture_to`]).
 pub fn requested() -> Option<PathBuf> {
+    if let Some(file) = CAPTURE_TO.with(|c| c.borrow().clone()) {
+        return Some(file);
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--pcap" {

@@ -231,6 +231,7 @@ impl Session {
     }
 
     /// The page's offer and candidates.
+    // ANCHOR: on_data
     async fn on_data(&mut self, data: &Value) {
         match data.get("type").and_then(Value::as_str) {
             Some("offer") => {
@@ -286,6 +287,7 @@ impl Session {
             _ => {}
         }
     }
+    // ANCHOR_END: on_data
 
     async fn bind(&self) -> Result<LivePeer, String> {
         let config = LivePeer::config().map_err(|e| format!("certificate: {e}"))?;
@@ -367,6 +369,7 @@ impl Session {
 
     fn on_peer(&mut self, e: PeerEvent) {
         match e {
+            // ANCHOR: trickle_out
             PeerEvent::LocalCandidate(c) => self.signal(json!({
                 "type": "candidate",
                 "candidate": c.to_string(),
@@ -377,6 +380,7 @@ impl Session {
                 "type": "candidate", "candidate": "",
                 "sdpMid": self.first_mid, "sdpMLineIndex": 0,
             })),
+            // ANCHOR_END: trickle_out
             PeerEvent::ConnectionState(state) => {
                 tracing::info!(?state, "demo: connection state");
                 self.send_stats();
