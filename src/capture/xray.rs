@@ -620,7 +620,7 @@ impl Decoder<'_> {
                 Chunk::CookieEcho(c) => format!("COOKIE ECHO ({} bytes)", c.len()),
                 Chunk::CookieAck => "COOKIE ACK".to_string(),
                 Chunk::Data(d) => {
-                    let flags = match d.flags & 0x07 {
+                    let flags = match d.flags & 0x03 {
                         0x03 => "",
                         0x02 => " first fragment",
                         0x01 => " last fragment",
