@@ -266,10 +266,13 @@ impl CipherSuite {
     /// All DTLS 1.2 suites, most preferred first: a client offers them all,
     /// a server picks only among those its certificate can sign for
     /// ([`Self::authentication`]; rtclab's is ECDSA).
-    pub const ALL: [CipherSuite; 3] = [
+    pub const ALL: [CipherSuite; 6] = [
         CipherSuite::EcdheEcdsaAes128GcmSha256,
         CipherSuite::EcdheEcdsaAes256GcmSha384,
         CipherSuite::EcdheEcdsaChacha20Poly1305Sha256,
+        CipherSuite::EcdheRsaAes128GcmSha256,
+        CipherSuite::EcdheRsaAes256GcmSha384,
+        CipherSuite::EcdheRsaChacha20Poly1305Sha256,
     ];
 
     /// IANA code point.
