@@ -3,8 +3,8 @@
 //! channel to a peer, all relaying at once. `rtclab turn-server` with one
 //! thread and with one per core (SO_REUSEPORT shards, a client's address
 //! picking its shard), and coturn with its default threads (one relay
-//! thread per core), measured one after the other in the same run by the
-//! same generator.
+//! thread per core), all running at once and measured in turns (three
+//! rounds, the best rate and least CPU kept) by the same generator.
 //!
 //! Loopback gives the addresses: every one of 127.0.0.0/8 is local on
 //! Linux, so client `i` binds 127.1.x.y (its own IP, hence its own shard of
@@ -205,21 +205,18 @@ fn busy_threads(before: &[(u32, Duration)], after: &[(u32, Duration)]) -> usize 
         .count()
 }
 
-/// One server's figures: best rate of `runs`, least CPU per datagram, and
-/// the threads busy in that run.
+/// One server's figures: best rate of its runs, least CPU per datagram,
+/// and the threads busy in the best run.
+#[derive(Default)]
 struct Measured {
     pps: f64,
     cpu_ns: Option<f64>,
     busy: usize,
 }
 
-fn measure(addr: SocketAddr, pid: u32, load: &Load, runs: usize) -> Result<Measured, String> {
-    let mut m = Measured {
-        pps: 0.0,
-        cpu_ns: None,
-        busy: 0,
-    };
-    for _ in 0..runs {
+impl Measured {
+    /// One more run against the server at `addr` (process `pid`).
+    fn run(&mut self, addr: SocketAddr, pid: u32, load: &Load) -> Result<(), String> {
         let (cpu0, threads0) = (process_cpu(pid), thread_cpu(pid));
         let (n, elapsed) = run_load(addr, load)?;
         let (cpu1, threads1) = (process_cpu(pid), thread_cpu(pid));
@@ -227,16 +224,16 @@ fn measure(addr: SocketAddr, pid: u32, load: &Load, runs: usize) -> Result<Measu
         let cpu = cpu1
             .zip(cpu0)
             .map(|(a, b)| a.saturating_sub(b).as_nanos() as f64 / n.max(1) as f64);
-        if pps > m.pps {
-            m.pps = pps;
-            m.busy = busy_threads(&threads0, &threads1);
+        if pps > self.pps {
+            self.pps = pps;
+            self.busy = busy_threads(&threads0, &threads1);
         }
-        m.cpu_ns = match (m.cpu_ns, cpu) {
+        self.cpu_ns = match (self.cpu_ns, cpu) {
             (Some(x), Some(y)) => Some(x.min(y)),
             (x, y) => x.or(y),
         };
+        Ok(())
     }
-    Ok(m)
 }
 
 fn start_rtclab(port: u16, threads: usize) -> Result<Guard, String> {
@@ -308,20 +305,38 @@ pub fn speed() -> Result<Vec<Figure>, String> {
         Figure::new("turn.load.clients", load.clients as f64, "clients"),
         Figure::new("turn.load.cores", cores as f64, "cores"),
     ];
-    let mut rates = Vec::new();
+    // Every server up at once, then measured in turns, three rounds: a
+    // machine shared with other work slows each alike.
+    let mut servers: Vec<(String, Guard, SocketAddr)> = Vec::new();
     let mut configs: Vec<usize> = vec![1];
     if cores > 1 {
         configs.push(cores);
     }
     for threads in configs {
         let port = free_udp_port()?;
-        let server = start_rtclab(port, threads)?;
+        let guard = start_rtclab(port, threads)?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         if !wait_for_stun(addr, Duration::from_secs(5)) {
             return Err("rtclab turn-server did not answer".into());
         }
-        let m = measure(addr, server.0.id(), &load, 2)?;
-        let name = format!("turn.load.rtclab_{threads}t");
+        servers.push((format!("rtclab_{threads}t"), guard, addr));
+    }
+    let port = free_udp_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    match start_coturn(port) {
+        Some(c) if wait_for_stun(addr, Duration::from_secs(5)) => {
+            servers.push(("coturn".into(), c, addr));
+        }
+        _ => eprintln!("note: coturn (turnserver) not found or not answering: no comparison"),
+    }
+    let mut results: Vec<Measured> = servers.iter().map(|_| Measured::default()).collect();
+    for _ in 0..3 {
+        for ((_, guard, addr), m) in servers.iter().zip(&mut results) {
+            m.run(*addr, guard.0.id(), &load)?;
+        }
+    }
+    for ((name, _, _), m) in servers.iter().zip(&results) {
+        let name = format!("turn.load.{name}");
         figures.push(Figure::new(
             &format!("{name}_relay_pps"),
             m.pps,
@@ -339,47 +354,33 @@ pub fn speed() -> Result<Vec<Figure>, String> {
             m.busy as f64,
             "threads",
         ));
-        rates.push(m.pps);
     }
-    if let [one, many] = rates[..] {
+    let rate = |n: &str| {
+        servers
+            .iter()
+            .zip(&results)
+            .find(|((name, _, _), _)| name == n)
+            .map(|(_, m)| m.pps)
+    };
+    if let (Some(one), Some(many)) = (rate("rtclab_1t"), rate(&format!("rtclab_{cores}t"))) {
+        if cores > 1 {
+            figures.push(Figure::new(
+                "turn.load.rtclab_scaling",
+                many / one.max(1.0),
+                "x",
+            ));
+        }
+    }
+    if let Some(coturn) = rate("coturn") {
+        let best = results[..results.len() - 1]
+            .iter()
+            .map(|m| m.pps)
+            .fold(0.0, f64::max);
         figures.push(Figure::new(
-            "turn.load.rtclab_scaling",
-            many / one.max(1.0),
+            "turn.load.ratio_to_coturn",
+            best / coturn.max(1.0),
             "x",
         ));
-    }
-    let port = free_udp_port()?;
-    let coturn = start_coturn(port);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    match coturn {
-        Some(c) if wait_for_stun(addr, Duration::from_secs(5)) => {
-            let m = measure(addr, c.0.id(), &load, 2)?;
-            figures.push(Figure::new(
-                "turn.load.coturn_relay_pps",
-                m.pps,
-                "datagrams/s",
-            ));
-            if let Some(ns) = m.cpu_ns {
-                figures.push(Figure::new(
-                    "turn.load.coturn_cpu_ns_per_datagram",
-                    ns,
-                    "ns",
-                ));
-            }
-            figures.push(Figure::new(
-                "turn.load.coturn_threads_busy",
-                m.busy as f64,
-                "threads",
-            ));
-            if let Some(best) = rates.iter().copied().reduce(f64::max) {
-                figures.push(Figure::new(
-                    "turn.load.ratio_to_coturn",
-                    best / m.pps.max(1.0),
-                    "x",
-                ));
-            }
-        }
-        _ => eprintln!("note: coturn (turnserver) not found or not answering: no comparison"),
     }
     Ok(figures)
 }
