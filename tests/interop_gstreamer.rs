@@ -45,7 +45,7 @@ gi.require_version("GstWebRTC", "1.0")
 gi.require_version("GstSdp", "1.0")
 from gi.repository import Gst
 Gst.init(None)
-for name in ("webrtcbin", "nicesrc", "dtlssrtpenc", "sctpenc", "rtpvp8pay", "rtpvp8depay", "appsrc", "appsink"):
+for name in ("webrtcbin", "nicesrc", "dtlssrtpenc", "sctpenc", "rtpvp8pay", "rtpvp8depay", "h264parse", "rtph264pay", "rtph264depay", "appsrc", "appsink"):
     assert Gst.ElementFactory.find(name), name
 "#;
 
