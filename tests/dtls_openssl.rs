@@ -4,7 +4,9 @@
 //! cookies (`-listen`), a client-certificate request (`-verify`), one SRTP
 //! profile and one suite, completes a handshake, checks that both sides
 //! print the same SRTP keying material, and sends application data both
-//! ways. A missing `openssl` is a loud skip, or a failure when
+//! ways. The ECDHE_RSA cases give s_server an RSA-2048 certificate (the
+//! kind GStreamer's webrtcbin presents) and check its fingerprint as the
+//! SDP would. A missing `openssl` is a loud skip, or a failure when
 //! `RTCLAB_REQUIRE_INTEROP=1`.
 
 use std::io::{Read, Write};
@@ -13,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use rand::SeedableRng;
-use rtclab::dtls::cert::Certificate;
+use rtclab::dtls::cert::{Certificate, Fingerprint, HashAlgorithm};
 use rtclab::dtls::endpoint::{Config, Endpoint, Event};
 use rtclab::dtls::handshake::SrtpProfile;
 use rtclab::dtls::record::CipherSuite;
@@ -66,20 +68,44 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The RSA-2048 certificate and PKCS#8 key of the ECDHE_RSA cases (DER).
+const RSA_CERT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/dtls/rsa2048_cert.der"
+);
+const RSA_KEY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/dtls/rsa2048_key.pk8.der"
+);
+
 fn start_server(
     name: &str,
     cipher: &str,
     srtp: &str,
     keylen: usize,
     groups: &str,
+    rsa: bool,
 ) -> (Server, SocketAddr) {
     let dir = std::env::temp_dir().join(format!("rtclab-dtls-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-    let cert = Certificate::generate(&mut rng, SystemTime::now()).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.certificate_pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), cert.private_key_pem()).unwrap();
+    if rsa {
+        let pem = |der: &str, label: &str| {
+            let out = Command::new("openssl")
+                .args([label, "-inform", "DER", "-in", der])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "openssl {label}: {out:?}");
+            out.stdout
+        };
+        std::fs::write(dir.join("cert.pem"), pem(RSA_CERT, "x509")).unwrap();
+        std::fs::write(dir.join("key.pem"), pem(RSA_KEY, "pkey")).unwrap();
+    } else {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let cert = Certificate::generate(&mut rng, SystemTime::now()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.certificate_pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), cert.private_key_pem()).unwrap();
+    }
     let port = free_port();
     let out_path = dir.join("out.txt");
     let out = std::fs::File::create(&out_path).unwrap();
@@ -144,19 +170,48 @@ fn run_client_groups(
     keylen: usize,
     groups: &str,
 ) {
+    run_client_with(
+        &[suite],
+        suite,
+        cipher,
+        profile,
+        srtp,
+        keylen,
+        groups,
+        false,
+    );
+}
+
+/// A handshake offering `offered`, expecting `suite`; `rsa`: s_server has
+/// the RSA certificate, whose SHA-256 fingerprint the client then requires.
+#[allow(clippy::too_many_arguments)]
+fn run_client_with(
+    offered: &[CipherSuite],
+    suite: CipherSuite,
+    cipher: &str,
+    profile: SrtpProfile,
+    srtp: &str,
+    keylen: usize,
+    groups: &str,
+    rsa: bool,
+) {
     let (mut server, addr) = start_server(
-        &format!("{:04x}-{:04x}", suite.code(), profile.0),
+        &format!("{:04x}-{:04x}-{}", suite.code(), profile.0, offered.len()),
         cipher,
         srtp,
         keylen,
         groups,
+        rsa,
     );
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let local = sock.local_addr().unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let mut config = Config::new(Certificate::generate(&mut rng, SystemTime::now()).unwrap());
-    config.cipher_suites = vec![suite];
+    config.cipher_suites = offered.to_vec();
     config.srtp_profiles = vec![profile];
+    let expected_fp =
+        rsa.then(|| Fingerprint::of(HashAlgorithm::Sha256, &std::fs::read(RSA_CERT).unwrap()));
+    config.expected_fingerprint = expected_fp.clone();
     // s_server then sends a NewSessionTicket before its ChangeCipherSpec.
     config.offer_session_ticket = true;
     let mut ep = Endpoint::client(config, addr, 7, Instant::now());
@@ -174,6 +229,9 @@ fn run_client_groups(
                 Event::Connected(c) => {
                     assert_eq!(c.cipher_suite, suite);
                     assert_eq!(c.srtp_profile, Some(profile));
+                    if let Some(fp) = &expected_fp {
+                        assert_eq!(&c.peer_fingerprint, fp);
+                    }
                     keying = c.srtp_keying_material.clone();
                     ep.send(b"hello from rtclab\n").unwrap();
                 }
@@ -230,6 +288,62 @@ fn client_against_openssl_each_suite() {
             SrtpProfile::AES128_CM_HMAC_SHA1_80,
             "SRTP_AES128_CM_SHA1_80",
             60,
+        );
+    }
+}
+
+/// An RSA-certificate server (as GStreamer's webrtcbin is): each ECDHE_RSA
+/// suite, its ServerKeyExchange's RSA signature verified, the RSA
+/// certificate's fingerprint checked.
+#[test]
+fn client_against_openssl_rsa_server_each_suite() {
+    if !openssl_available() {
+        return;
+    }
+    for (suite, name) in [
+        (
+            CipherSuite::EcdheRsaAes128GcmSha256,
+            "ECDHE-RSA-AES128-GCM-SHA256",
+        ),
+        (
+            CipherSuite::EcdheRsaAes256GcmSha384,
+            "ECDHE-RSA-AES256-GCM-SHA384",
+        ),
+        (
+            CipherSuite::EcdheRsaChacha20Poly1305Sha256,
+            "ECDHE-RSA-CHACHA20-POLY1305",
+        ),
+    ] {
+        run_client_with(
+            &[suite],
+            suite,
+            name,
+            SrtpProfile::AES128_CM_HMAC_SHA1_80,
+            "SRTP_AES128_CM_SHA1_80",
+            60,
+            "X25519:P-256",
+            true,
+        );
+    }
+}
+
+/// Our default offer (every suite) against an RSA server with OpenSSL's
+/// default cipher list: it picks ECDHE-RSA-AES128-GCM over P-256 only too.
+#[test]
+fn client_default_suites_against_openssl_rsa_server() {
+    if !openssl_available() {
+        return;
+    }
+    for groups in ["X25519:P-256", "P-256"] {
+        run_client_with(
+            &CipherSuite::ALL,
+            CipherSuite::EcdheRsaAes128GcmSha256,
+            "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305",
+            SrtpProfile::AEAD_AES_128_GCM,
+            "SRTP_AEAD_AES_128_GCM",
+            56,
+            groups,
+            true,
         );
     }
 }

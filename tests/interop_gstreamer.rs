@@ -17,15 +17,17 @@
 //! interop_turn_server), and at its default 1400-byte payloads
 //! ([`relay_only_with_video_both_ways`]).
 //!
-//! rtclab is the DTLS server in every case: webrtcbin's certificate is
-//! RSA-2048 (GStreamer's dtls elements make one per process; setting another
-//! `pem` after the element is READY leaves its connection without the
-//! certificate-accepting handler), and rtclab's DTLS 1.2 client offers only
-//! ECDHE_ECDSA suites. As a server rtclab accepts the RSA client
-//! certificate (RSA_SIGN in its CertificateRequest).
+//! webrtcbin's certificate is RSA-2048 (GStreamer's dtls elements make one
+//! per process). rtclab is its DTLS client when it answers webrtcbin's
+//! offer `setup:active` (its default: [`data_channels_rtclab_dtls_client`],
+//! [`vp8_both_ways_rtclab_dtls_client`]), negotiating ECDHE_RSA and
+//! verifying the RSA signature and fingerprint; elsewhere rtclab is the
+//! server and accepts the RSA client certificate (RSA_SIGN in its
+//! CertificateRequest).
 //!
-//! Not covered: H.264 (Debian's plugins have openh264 but no H.264 clip is
-//! sent unchanged yet).
+//! H.264 both ways too (appsrc ! rtph264pay of the pre-encoded access units
+//! of tests/fixtures/media/h264-smpte-240x176.ivf, rtph264depay to whole
+//! access units), compared as their NAL units (harness `canonical`).
 
 #[path = "interop/harness.rs"]
 mod harness;
@@ -43,7 +45,7 @@ gi.require_version("GstWebRTC", "1.0")
 gi.require_version("GstSdp", "1.0")
 from gi.repository import Gst
 Gst.init(None)
-for name in ("webrtcbin", "nicesrc", "dtlssrtpenc", "sctpenc", "rtpvp8pay", "rtpvp8depay", "appsrc", "appsink"):
+for name in ("webrtcbin", "nicesrc", "dtlssrtpenc", "sctpenc", "rtpvp8pay", "rtpvp8depay", "h264parse", "rtph264pay", "rtph264depay", "appsrc", "appsink"):
     assert Gst.ElementFactory.find(name), name
 "#;
 
@@ -79,9 +81,8 @@ fn start() -> Option<Foreign> {
 
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// rtclab answers `setup:passive`, staying the DTLS server: webrtcbin's
-/// certificate is RSA-2048, and rtclab as a DTLS 1.2 client offers only
-/// ECDHE_ECDSA suites, so it cannot be webrtcbin's client yet.
+/// rtclab answers `setup:passive`: the DTLS server (an ECDSA certificate
+/// against webrtcbin's RSA one as the client).
 fn passive(case: Case) -> Case {
     Case {
         answer_passive: true,
@@ -115,6 +116,38 @@ async fn vp8_both_ways_gstreamer_offers() {
     let Some(f) = start() else { return };
     let out = harness::run("gstreamer", f, &passive(Case::video(false)), LIMIT).await;
     assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+#[tokio::test]
+async fn h264_both_ways_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &Case::h264(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+}
+
+/// H.264 both ways, webrtcbin offering (rtclab the DTLS client).
+#[tokio::test]
+async fn h264_both_ways_gstreamer_offers() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &Case::h264(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
+}
+
+/// webrtcbin offers `actpass`, rtclab answers `active`: rtclab is the DTLS
+/// client of webrtcbin's RSA certificate (ECDHE_RSA).
+#[tokio::test]
+async fn data_channels_rtclab_dtls_client() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &Case::data(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
+}
+
+/// VP8 both ways frame by frame, rtclab the DTLS client (ECDHE_RSA).
+#[tokio::test]
+async fn vp8_both_ways_rtclab_dtls_client() {
+    let Some(f) = start() else { return };
+    let out = harness::run("gstreamer", f, &Case::video(false), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Client));
 }
 
 /// Data channels and VP8 both ways, webrtcbin's RTP payloads held to

@@ -18,7 +18,7 @@ use rtclab::peer::{
     IceServer, IceTransportPolicy, PeerConfig, PeerConnection, PeerConnectionState, PeerError,
     PeerEvent, SdpType, TrackCodec,
 };
-use rtclab::sim::{FilteringBehavior, MappingBehavior, NatConfig, Sim};
+use rtclab::sim::{CaptureKind, FilteringBehavior, MappingBehavior, NatConfig, Sim};
 use rtclab::turn::{Server, ServerConfig};
 use sim_peers::{certificate, pump, vp8_frames};
 
@@ -121,6 +121,40 @@ fn a_relay_only_peer_behind_a_symmetric_nat_calls_through_turn() {
     assert_eq!(
         sim.machine::<PeerConnection>(ha).connection_state(),
         PeerConnectionState::Connected
+    );
+
+    // A hangs up: its last DTLS close_notify goes through the relay too,
+    // like everything before it; B never sees A's NAT address, and A sends
+    // nothing anywhere but to its TURN server.
+    sim.set_capture(true);
+    let now = sim.now();
+    sim.machine_mut::<PeerConnection>(ha).close(now);
+    sim.run_for_with(Duration::from_secs(2), |sim| {
+        pump(sim, hosts, &mut log);
+        false
+    });
+    let capture = sim.drain_capture();
+    let sent_by_a: Vec<_> = capture
+        .iter()
+        .filter(|r| r.host == ha && r.kind == CaptureKind::Sent)
+        .collect();
+    assert!(!sent_by_a.is_empty(), "A sent nothing at close");
+    for r in &sent_by_a {
+        assert_eq!(r.destination, listen, "A sent around its relay: {r}");
+    }
+    let to_b: Vec<_> = capture
+        .iter()
+        .filter(|r| r.host == hb && r.kind == CaptureKind::Delivered)
+        .collect();
+    for r in &to_b {
+        assert_eq!(r.source.ip(), listen.ip(), "B heard A directly: {r}");
+    }
+    // The close_notify (a DTLS record, RFC 7983 first byte 20..=63) reached
+    // B, relayed.
+    assert!(
+        to_b.iter()
+            .any(|r| r.contents.first().is_some_and(|b| (20..=63).contains(b))),
+        "no DTLS record reached B after A closed: {to_b:?}"
     );
 }
 

@@ -15,14 +15,14 @@ use ring::{agreement, digest, hmac};
 use super::Error;
 use super::cert::{Certificate, Fingerprint, HashAlgorithm, PublicKeyInfo, SignatureScheme};
 use super::handshake::{
-    Alert, AlertDescription, AlertLevel, CertificateMsg, CertificateRequest, ClientHello,
-    ClientKeyExchange, DigitallySigned, Extension, Handshake, HandshakeMessage, HandshakeType,
-    HelloVerifyRequest, Inserted, NamedGroup, Reassembler, ServerHello, ServerKeyExchange,
-    SrtpProfile, extension_type, fragments,
+    Alert, AlertDescription, AlertLevel, CLIENT_SIGNATURE_SCHEMES, CertificateMsg,
+    CertificateRequest, ClientHello, ClientKeyExchange, DigitallySigned, Extension, Handshake,
+    HandshakeMessage, HandshakeType, HelloVerifyRequest, Inserted, NamedGroup, Reassembler,
+    ServerHello, ServerKeyExchange, SrtpProfile, extension_type, fragments,
 };
 use super::prf::{MasterSecret, Sender, SrtpKeyingMaterial};
 use super::record::{
-    CipherSuite, ContentType, DTLS_1_2, Plaintext, RECORD_HEADER_LEN, RecordLayer,
+    Authentication, CipherSuite, ContentType, DTLS_1_2, Plaintext, RECORD_HEADER_LEN, RecordLayer,
     RecordProtection, records,
 };
 use crate::machine::{Machine, Receive, Transmit};
@@ -652,16 +652,7 @@ impl Endpoint {
         let mut extensions = vec![
             Extension::SupportedGroups(vec![NamedGroup::X25519, NamedGroup::SECP256R1]),
             Extension::EcPointFormats(vec![0]),
-            Extension::SignatureAlgorithms(vec![
-                SignatureScheme::ECDSA_SECP256R1_SHA256,
-                SignatureScheme::ECDSA_SECP384R1_SHA384,
-                SignatureScheme::RSA_PSS_RSAE_SHA256,
-                SignatureScheme::RSA_PSS_RSAE_SHA384,
-                SignatureScheme::RSA_PSS_RSAE_SHA512,
-                SignatureScheme::RSA_PKCS1_SHA256,
-                SignatureScheme::RSA_PKCS1_SHA384,
-                SignatureScheme::RSA_PKCS1_SHA512,
-            ]),
+            Extension::SignatureAlgorithms(CLIENT_SIGNATURE_SCHEMES.to_vec()),
             Extension::RenegotiationInfo(Vec::new()),
         ];
         if self.config.offer_extended_master_secret {
@@ -924,8 +915,13 @@ impl Endpoint {
             Error::Misuse("no server certificate"),
             AlertDescription::UNEXPECTED_MESSAGE,
         ))?;
+        let suite = self.params.as_ref().map(|p| p.suite).ok_or((
+            Error::Misuse("no ServerHello"),
+            AlertDescription::UNEXPECTED_MESSAGE,
+        ))?;
         self.server_share = Some(proof::VerifiedKeyShare::verify(
             cert,
+            suite,
             &self.client_random,
             &self.server_random,
             ske,
@@ -1134,6 +1130,8 @@ impl Endpoint {
             .cipher_suites
             .iter()
             .copied()
+            // Our certificate is ECDSA: ECDHE_RSA suites are the client's only.
+            .filter(|s| s.authentication() == Authentication::Ecdsa)
             .find(|s| ch.cipher_suites.contains(&s.code()))
             .ok_or((
                 Error::UnsupportedAlgorithm("no common cipher suite"),
@@ -1667,17 +1665,20 @@ mod proof {
     impl VerifiedKeyShare {
         pub(super) fn verify(
             cert: &AcceptedCertificate,
+            suite: CipherSuite,
             client_random: &[u8; 32],
             server_random: &[u8; 32],
             ske: &ServerKeyExchange,
         ) -> Result<Self, (Error, AlertDescription)> {
-            let mut signed = Vec::with_capacity(64 + ske.public_key.len() + 4);
-            signed.extend_from_slice(client_random);
-            signed.extend_from_slice(server_random);
-            signed.extend_from_slice(&ske.params());
-            cert.key
-                .verify(ske.signed.scheme, &signed, &ske.signed.signature)
-                .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
+            ske.verify(&cert.key, suite, client_random, server_random)
+                .map_err(|e| {
+                    let alert = match e {
+                        Error::BadSignature => AlertDescription::DECRYPT_ERROR,
+                        Error::UnsupportedAlgorithm(_) => AlertDescription::UNSUPPORTED_CERTIFICATE,
+                        _ => AlertDescription::ILLEGAL_PARAMETER,
+                    };
+                    (e, alert)
+                })?;
             Ok(VerifiedKeyShare {
                 group: ske.group,
                 public_key: ske.public_key.clone(),

@@ -23,8 +23,9 @@
 //! messages back together, within fixed memory bounds.
 
 use super::Error;
-use super::cert::SignatureScheme;
+use super::cert::{KeyAlgorithm, PublicKeyInfo, SignatureScheme};
 use super::codec::{Reader, put_u16, put_u24, put_vec};
+use super::record::{Authentication, CipherSuite};
 
 /// Bytes in a handshake fragment header.
 pub const HANDSHAKE_HEADER_LEN: usize = 12;
@@ -975,6 +976,60 @@ impl ServerKeyExchange {
             public_key: public_key.to_vec(),
             signed,
         })
+    }
+}
+
+/// The signature schemes a DTLS 1.2 client offers in signature_algorithms
+/// (RFC 5246 §7.4.1.4.1) and so accepts on the server's ServerKeyExchange:
+/// ECDSA for ECDHE_ECDSA servers, RSA PSS and PKCS#1 v1.5 for ECDHE_RSA
+/// ones (OpenSSL 3 signs with PSS when offered; RFC 8422 §5.4 lets a 1.2
+/// server use any pair the client listed).
+pub const CLIENT_SIGNATURE_SCHEMES: [SignatureScheme; 8] = [
+    SignatureScheme::ECDSA_SECP256R1_SHA256,
+    SignatureScheme::ECDSA_SECP384R1_SHA384,
+    SignatureScheme::RSA_PSS_RSAE_SHA256,
+    SignatureScheme::RSA_PSS_RSAE_SHA384,
+    SignatureScheme::RSA_PSS_RSAE_SHA512,
+    SignatureScheme::RSA_PKCS1_SHA256,
+    SignatureScheme::RSA_PKCS1_SHA384,
+    SignatureScheme::RSA_PKCS1_SHA512,
+];
+
+impl ServerKeyExchange {
+    /// The client's check of the server's ECDHE share: the server's
+    /// certificate key is the kind `suite` names (RFC 8422 §5.3: ECDSA for
+    /// ECDHE_ECDSA, RSA for ECDHE_RSA), the signature uses a scheme we
+    /// offered (RFC 5246 §7.4.1.4.1) of that kind, and it verifies over
+    /// `client_random + server_random + ServerECDHParams` (RFC 8422 §5.4,
+    /// RFC 5246 §7.4.3).
+    pub fn verify(
+        &self,
+        key: &PublicKeyInfo,
+        suite: CipherSuite,
+        client_random: &[u8; 32],
+        server_random: &[u8; 32],
+    ) -> Result<(), Error> {
+        let key_fits = match suite.authentication() {
+            Authentication::Ecdsa => key.algorithm != KeyAlgorithm::Rsa,
+            Authentication::Rsa => key.algorithm == KeyAlgorithm::Rsa,
+            Authentication::Any => false,
+        };
+        if !key_fits {
+            return Err(Error::UnsupportedAlgorithm(
+                "the server certificate's key does not fit the cipher suite (RFC 8422 §5.3)",
+            ));
+        }
+        if !CLIENT_SIGNATURE_SCHEMES.contains(&self.signed.scheme) {
+            return Err(Error::InvalidValue {
+                what: "ServerKeyExchange signature scheme not offered",
+                value: self.signed.scheme.0.into(),
+            });
+        }
+        let mut signed = Vec::with_capacity(64 + self.public_key.len() + 4);
+        signed.extend_from_slice(client_random);
+        signed.extend_from_slice(server_random);
+        signed.extend_from_slice(&self.params());
+        key.verify(self.signed.scheme, &signed, &self.signed.signature)
     }
 }
 

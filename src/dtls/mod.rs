@@ -61,7 +61,9 @@
 //!   verification for ECDSA P-256/P-384 and RSA PKCS#1 v1.5 / PSS.
 //! - [`record`]: record framing (RFC 6347 §4.1), AEAD protection for
 //!   TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 / _AES_256_GCM_SHA384 (RFC 5288
-//!   §3, RFC 5289) and _CHACHA20_POLY1305_SHA256 (RFC 7905 §2), the
+//!   §3, RFC 5289) and _CHACHA20_POLY1305_SHA256 (RFC 7905 §2), and the
+//!   same three with ECDHE_RSA (a client's only: a server with an RSA
+//!   certificate, GStreamer's; ours is always ECDSA), the
 //!   anti-replay window (RFC 6347 §4.1.2.6), silent discard of bad records
 //!   (§4.1.2.7).
 //! - [`handshake`]: handshake fragments, fragmentation and bounded

@@ -224,7 +224,11 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// The cipher suites rtclab negotiates (all ECDHE-ECDSA with an AEAD).
+/// The cipher suites rtclab negotiates: ECDHE with an AEAD, the server
+/// authenticated by ECDSA (ours, and most WebRTC stacks') or by RSA
+/// (GStreamer's and other OpenSSL-based stacks' RSA-2048 certificates,
+/// which rtclab meets as a DTLS 1.2 client only: our own certificate is
+/// always ECDSA P-256).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CipherSuite {
     /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (0xc02b, RFC 5289), preferred.
@@ -233,18 +237,42 @@ pub enum CipherSuite {
     EcdheEcdsaAes256GcmSha384,
     /// TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256 (0xcca9, RFC 7905).
     EcdheEcdsaChacha20Poly1305Sha256,
+    /// TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 (0xc02f, RFC 5289).
+    EcdheRsaAes128GcmSha256,
+    /// TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 (0xc030, RFC 5289).
+    EcdheRsaAes256GcmSha384,
+    /// TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 (0xcca8, RFC 7905).
+    EcdheRsaChacha20Poly1305Sha256,
     /// TLS_AES_128_GCM_SHA256 (0x1301, RFC 8446 §B.4): DTLS 1.3's suite,
     /// negotiated only by [`super::v13`] (never in [`CipherSuite::ALL`],
     /// whose suites 1.2 offers).
     Tls13Aes128GcmSha256,
 }
 
+/// How the server of a DTLS 1.2 suite proves its ECDHE share: the key type
+/// its certificate must carry and that signs its ServerKeyExchange (RFC 8422
+/// §2.1 ECDHE_ECDSA, §2.2 ECDHE_RSA; §5.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Authentication {
+    /// An ECDSA-capable certificate, ECDSA signatures.
+    Ecdsa,
+    /// An RSA certificate, RSA (PKCS#1 v1.5 or PSS) signatures.
+    Rsa,
+    /// DTLS 1.3: the suite does not fix it (RFC 8446 §4.4.2).
+    Any,
+}
+
 impl CipherSuite {
-    /// All suites, most preferred first.
-    pub const ALL: [CipherSuite; 3] = [
+    /// All DTLS 1.2 suites, most preferred first: a client offers them all,
+    /// a server picks only among those its certificate can sign for
+    /// ([`Self::authentication`]; rtclab's is ECDSA).
+    pub const ALL: [CipherSuite; 6] = [
         CipherSuite::EcdheEcdsaAes128GcmSha256,
         CipherSuite::EcdheEcdsaAes256GcmSha384,
         CipherSuite::EcdheEcdsaChacha20Poly1305Sha256,
+        CipherSuite::EcdheRsaAes128GcmSha256,
+        CipherSuite::EcdheRsaAes256GcmSha384,
+        CipherSuite::EcdheRsaChacha20Poly1305Sha256,
     ];
 
     /// IANA code point.
@@ -253,6 +281,9 @@ impl CipherSuite {
             CipherSuite::EcdheEcdsaAes128GcmSha256 => 0xc02b,
             CipherSuite::EcdheEcdsaAes256GcmSha384 => 0xc02c,
             CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => 0xcca9,
+            CipherSuite::EcdheRsaAes128GcmSha256 => 0xc02f,
+            CipherSuite::EcdheRsaAes256GcmSha384 => 0xc030,
+            CipherSuite::EcdheRsaChacha20Poly1305Sha256 => 0xcca8,
             CipherSuite::Tls13Aes128GcmSha256 => 0x1301,
         }
     }
@@ -265,6 +296,11 @@ impl CipherSuite {
             CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
             }
+            CipherSuite::EcdheRsaAes128GcmSha256 => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            CipherSuite::EcdheRsaAes256GcmSha384 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            CipherSuite::EcdheRsaChacha20Poly1305Sha256 => {
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+            }
             CipherSuite::Tls13Aes128GcmSha256 => "TLS_AES_128_GCM_SHA256",
         }
     }
@@ -274,10 +310,25 @@ impl CipherSuite {
         Self::ALL.into_iter().find(|s| s.code() == code)
     }
 
+    /// The server's certificate key and signature kind (RFC 8422 §2).
+    pub fn authentication(self) -> Authentication {
+        match self {
+            CipherSuite::EcdheEcdsaAes128GcmSha256
+            | CipherSuite::EcdheEcdsaAes256GcmSha384
+            | CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => Authentication::Ecdsa,
+            CipherSuite::EcdheRsaAes128GcmSha256
+            | CipherSuite::EcdheRsaAes256GcmSha384
+            | CipherSuite::EcdheRsaChacha20Poly1305Sha256 => Authentication::Rsa,
+            CipherSuite::Tls13Aes128GcmSha256 => Authentication::Any,
+        }
+    }
+
     /// The PRF hash (RFC 5289 §3.2, RFC 7905 §2).
     pub fn prf_hash(self) -> PrfHash {
         match self {
-            CipherSuite::EcdheEcdsaAes256GcmSha384 => PrfHash::Sha384,
+            CipherSuite::EcdheEcdsaAes256GcmSha384 | CipherSuite::EcdheRsaAes256GcmSha384 => {
+                PrfHash::Sha384
+            }
             _ => PrfHash::Sha256,
         }
     }
@@ -285,27 +336,31 @@ impl CipherSuite {
     /// AEAD key length in bytes.
     pub fn key_len(self) -> usize {
         match self {
-            CipherSuite::EcdheEcdsaAes128GcmSha256 | CipherSuite::Tls13Aes128GcmSha256 => 16,
+            CipherSuite::EcdheEcdsaAes128GcmSha256
+            | CipherSuite::EcdheRsaAes128GcmSha256
+            | CipherSuite::Tls13Aes128GcmSha256 => 16,
             _ => 32,
         }
+    }
+
+    fn is_chacha20(self) -> bool {
+        matches!(
+            self,
+            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256
+                | CipherSuite::EcdheRsaChacha20Poly1305Sha256
+        )
     }
 
     /// Length of the write IV from the key block: 4 for GCM (the salt, RFC
     /// 5288 §3), 12 for ChaCha20-Poly1305 (RFC 7905 §2).
     pub fn fixed_iv_len(self) -> usize {
-        match self {
-            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => 12,
-            _ => 4,
-        }
+        if self.is_chacha20() { 12 } else { 4 }
     }
 
     /// Bytes of explicit nonce carried in each record: 8 for GCM, 0 for
     /// ChaCha20-Poly1305.
     pub fn explicit_nonce_len(self) -> usize {
-        match self {
-            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => 0,
-            _ => 8,
-        }
+        if self.is_chacha20() { 0 } else { 8 }
     }
 
     /// Bytes a protected record adds to its plaintext (explicit nonce + tag).
@@ -315,11 +370,14 @@ impl CipherSuite {
 
     fn aead(self) -> &'static aead::Algorithm {
         match self {
-            CipherSuite::EcdheEcdsaAes128GcmSha256 | CipherSuite::Tls13Aes128GcmSha256 => {
-                &aead::AES_128_GCM
+            CipherSuite::EcdheEcdsaAes128GcmSha256
+            | CipherSuite::EcdheRsaAes128GcmSha256
+            | CipherSuite::Tls13Aes128GcmSha256 => &aead::AES_128_GCM,
+            CipherSuite::EcdheEcdsaAes256GcmSha384 | CipherSuite::EcdheRsaAes256GcmSha384 => {
+                &aead::AES_256_GCM
             }
-            CipherSuite::EcdheEcdsaAes256GcmSha384 => &aead::AES_256_GCM,
-            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => &aead::CHACHA20_POLY1305,
+            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256
+            | CipherSuite::EcdheRsaChacha20Poly1305Sha256 => &aead::CHACHA20_POLY1305,
         }
     }
 }
@@ -368,13 +426,12 @@ impl RecordProtection {
     /// IV XOR left-padded epoch · seq (RFC 7905 §2).
     fn nonce(&self, explicit: [u8; 8]) -> aead::Nonce {
         let mut n = self.iv;
-        match self.suite {
-            CipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
-                for (a, b) in n[4..].iter_mut().zip(explicit) {
-                    *a ^= b;
-                }
+        if self.suite.is_chacha20() {
+            for (a, b) in n[4..].iter_mut().zip(explicit) {
+                *a ^= b;
             }
-            _ => n[4..].copy_from_slice(&explicit),
+        } else {
+            n[4..].copy_from_slice(&explicit);
         }
         aead::Nonce::assume_unique_for_key(n)
     }

@@ -1286,12 +1286,33 @@ impl Transport {
     /// Frees everything: the last DTLS datagrams (an alert, close_notify)
     /// and whatever ICE had queued are kept to send; the agent, endpoint
     /// and keys are dropped, so no timer is left.
+    ///
+    /// When the selected pair is relayed, those last datagrams are wrapped
+    /// for the TURN allocation now (RFC 8656 §11, §12), while it is still
+    /// here: [`Self::pop_outbox`] would otherwise find no allocation and
+    /// hand them to the socket, which would send them from our own address
+    /// straight to the peer, revealing the address a relay-only policy
+    /// hides (W3C webrtc-pc §4.2.1 `iceTransportPolicy: "relay"`).
     fn teardown(&mut self) {
-        if let Some(mut live) = self.live.take() {
-            Self::flush_dtls(&mut live, &mut self.outbox);
-            while let Some(t) = live.ice.poll_transmit() {
-                self.transmits.push_back(t);
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        Self::flush_dtls(&mut live, &mut self.outbox);
+        if let Some(relayed) = live.ice.relayed_address() {
+            let mut kept = Outbox::default();
+            let mut buf = Vec::new();
+            while let Some(meta) = self.outbox.pop_into(&mut buf) {
+                if meta.source == Some(relayed) {
+                    let _ = live.ice.send(&buf);
+                } else {
+                    kept.push(meta, &buf);
+                }
+                buf.clear();
             }
+            self.outbox = kept;
+        }
+        while let Some(t) = live.ice.poll_transmit() {
+            self.transmits.push_back(t);
         }
     }
 

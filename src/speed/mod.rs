@@ -12,8 +12,10 @@
 //! and VP8 depacketize beside a plain copy of the same bytes), `ice` (time to
 //! a nominated pair on loopback UDP beside one UDP round trip), `turn`
 //! (120-byte ChannelData relayed per second by `rtclab turn-server` on
-//! loopback, beside coturn's, each server's CPU time per datagram, and the
-//! worst amplification of an unauthenticated request),
+//! loopback, beside coturn's, each server's CPU time per datagram; then
+//! many clients from many source addresses against `rtclab turn-server`
+//! with one thread and one per core and coturn with its default threads,
+//! [`turn_load`]; and the worst amplification of an unauthenticated request),
 //! `datachannel` (one reliable ordered SCTP stream in the simulator at 20 ms
 //! RTT on 1 Gbit/s, with and without 1% loss), `setup` (two PeerConnections
 //! on loopback, from create_offer to the first data-channel message).
@@ -33,6 +35,7 @@ pub mod rtp;
 pub mod sctp;
 pub mod sfu;
 pub mod srtp;
+pub mod turn_load;
 
 use std::hint::black_box;
 use std::net::{SocketAddr, UdpSocket};
@@ -105,6 +108,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             }
             "turn" => {
                 let mut f = turn()?;
+                f.extend(turn_load::speed()?);
                 f.extend(turn_amplification()?);
                 f
             }
@@ -634,11 +638,20 @@ pub fn turn_amplification() -> Result<Vec<Figure>, String> {
 /// Drives a TURN client by hand over a blocking socket until it has an
 /// allocation and a channel bound to `peer`; returns the socket and channel.
 fn turn_setup(server: SocketAddr, peer: SocketAddr) -> Result<(UdpSocket, u16), String> {
+    turn_setup_from(([127, 0, 0, 1], 0).into(), server, peer)
+}
+
+/// [`turn_setup`] from a socket bound to `bind`.
+fn turn_setup_from(
+    bind: SocketAddr,
+    server: SocketAddr,
+    peer: SocketAddr,
+) -> Result<(UdpSocket, u16), String> {
     use crate::machine::{Machine, Receive};
     use crate::turn::{Client, ClientConfig, ClientEvent};
     use rand::SeedableRng;
 
-    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let s = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
     let local = s.local_addr().map_err(|e| e.to_string())?;
     let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
     let mut config = ClientConfig::new(server, "speed", "speed");

@@ -4,8 +4,9 @@
 Signaling is JSON lines on stdin/stdout (tests/interop/harness.rs has the
 protocol); logs go to stderr. The peer echoes every data-channel message,
 creates the configured channels when it offers, sends the IVF clip's frames
-unchanged (appsrc ! rtpvp8pay), and reports the SHA-256 of every frame
-rtpvp8depay hands its appsink. ICE uses 127.0.0.1 only (libnice's
+unchanged (appsrc ! rtpvp8pay, or rtph264pay for H.264), and reports the
+SHA-256 of every frame the depayloader hands its appsink (H.264 access
+units in the harness's canonical form). ICE uses 127.0.0.1 only (libnice's
 add-local-ip-address).
 """
 
@@ -34,6 +35,41 @@ def out(msg):
 
 def log(*args):
     print("gst_peer:", *args, file=sys.stderr, flush=True)
+
+
+def canonical(codec, data):
+    """What is hashed (tests/interop/harness.rs `canonical`): an H.264
+    access unit as its NAL units without AUDs, each after 00 00 00 01."""
+    if codec != "H264":
+        return data
+    starts = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    result = b""
+    for k, s in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(data)
+        nal = data[s + 3:end].rstrip(b"\x00")
+        if not nal or nal[0] & 0x1F == 9:
+            continue
+        result += b"\x00\x00\x00\x01" + nal
+    return result
+
+
+# Per codec: appsrc caps, payloader, payload type, RTP caps, depayloader
+# (H.264: pre-encoded access units as they are, packetization-mode 1).
+CODECS = {
+    "VP8": ("video/x-vp8,width=%d,height=%d,framerate=30/1", "rtpvp8pay", 96,
+            "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000",
+            "rtpvp8depay"),
+    "H264": ("video/x-h264,stream-format=byte-stream,alignment=au,"
+             "width=%d,height=%d,framerate=30/1", "rtph264pay", 102,
+             "application/x-rtp,media=video,encoding-name=H264,payload=102,"
+             "clock-rate=90000,packetization-mode=(string)1,"
+             "profile-level-id=(string)42e01f",
+             "rtph264depay"),
+}
 
 
 def read_ivf(path):
@@ -83,27 +119,42 @@ class Peer:
         self.src = None
         self.sending = False
         if config.get("video"):
-            if config["video"] != "VP8":
+            if config["video"] not in CODECS:
                 raise SystemExit("codec %s not wired in this peer" % config["video"])
+            src_caps, pay_name, pt, rtp_caps, _ = CODECS[config["video"]]
             self.frames, width, height = read_ivf(config["clip"])
             src = Gst.ElementFactory.make("appsrc")
             src.set_property("is-live", True)
             src.set_property("format", Gst.Format.TIME)
             src.set_property("do-timestamp", True)
-            src.set_property("caps", Gst.Caps.from_string(
-                "video/x-vp8,width=%d,height=%d,framerate=30/1" % (width, height)))
-            pay = Gst.ElementFactory.make("rtpvp8pay")
-            pay.set_property("pt", 96)
+            src.set_property("caps", Gst.Caps.from_string(src_caps % (width, height)))
+            pay = Gst.ElementFactory.make(pay_name)
+            pay.set_property("pt", pt)
             if config.get("mtu"):
                 pay.set_property("mtu", config["mtu"])
             caps = Gst.ElementFactory.make("capsfilter")
+            # (Not the fmtp: rtph264pay derives profile-level-id from the
+            # clip's SPS; the offer's comes from the codec preferences.)
             caps.set_property("caps", Gst.Caps.from_string(
-                "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"))
-            for e in (src, pay, caps):
+                ",".join(rtp_caps.split(",")[:5])))
+            chain = [src, pay, caps]
+            if config["video"] == "H264":
+                # Fills in the profile and level rtph264pay checks against
+                # the negotiated profile-level-id; the bytes pass unchanged.
+                parse = Gst.ElementFactory.make("h264parse")
+                bytestream = Gst.ElementFactory.make("capsfilter")
+                bytestream.set_property("caps", Gst.Caps.from_string(
+                    "video/x-h264,stream-format=byte-stream,alignment=au"))
+                chain[1:1] = [parse, bytestream]
+            for e in chain:
                 self.pipe.add(e)
-            src.link(pay)
-            pay.link(caps)
+            for a, b in zip(chain, chain[1:]):
+                a.link(b)
             sink = w.request_pad_simple("sink_%u")
+            # The offer's codec from the start: rtph264pay sets its caps
+            # only from a first frame, which waits for the connection.
+            sink.get_property("transceiver").set_property(
+                "codec-preferences", Gst.Caps.from_string(rtp_caps))
             caps.get_static_pad("src").link(sink)
             self.src = src
         if config["role"] == "offer":
@@ -213,16 +264,25 @@ class Peer:
     def on_pad_added(self, _w, pad):
         if pad.direction != Gst.PadDirection.SRC:
             return
-        log("incoming stream", pad.get_current_caps())
-        depay = Gst.ElementFactory.make("rtpvp8depay")
+        caps = pad.get_current_caps()
+        log("incoming stream", caps)
+        name = caps.get_structure(0).get_string("encoding-name") if caps else None
+        self.codec_in = "H264" if name == "H264" else "VP8"
+        depay = Gst.ElementFactory.make(CODECS[self.codec_in][4])
+        # H.264: whole access units in byte-stream form, as rtclab sends.
+        filt = Gst.ElementFactory.make("capsfilter")
+        if self.codec_in == "H264":
+            filt.set_property("caps", Gst.Caps.from_string(
+                "video/x-h264,stream-format=byte-stream,alignment=au"))
         sink = Gst.ElementFactory.make("appsink")
         sink.set_property("emit-signals", True)
         sink.set_property("sync", False)
         sink.connect("new-sample", self.on_sample)
-        for e in (depay, sink):
+        for e in (depay, filt, sink):
             self.pipe.add(e)
             e.sync_state_with_parent()
-        depay.link(sink)
+        depay.link(filt)
+        filt.link(sink)
         pad.link(depay.get_static_pad("sink"))
 
     def on_sample(self, sink):
@@ -232,8 +292,9 @@ class Peer:
         if ok:
             data = bytes(info.data)
             buf.unmap(info)
-            out({"type": "frame", "codec": "VP8", "len": len(data),
-                 "sha256": hashlib.sha256(data).hexdigest()})
+            codec = getattr(self, "codec_in", "VP8")
+            out({"type": "frame", "codec": codec, "len": len(data),
+                 "sha256": hashlib.sha256(canonical(codec, data)).hexdigest()})
         return Gst.FlowReturn.OK
 
     # ---- data channels -----------------------------------------------

@@ -535,3 +535,125 @@ fn srtp_profile_names() {
     assert_eq!(SrtpProfile::from_name("SRTP_NULL_SHA1_80"), None);
     assert_eq!(SrtpProfile(0x9999).name(), None);
 }
+
+/// A 2048-bit RSA key (PKCS#8) and its self-signed certificate, made once
+/// with `openssl genpkey`/`openssl req -x509`: what an OpenSSL-based WebRTC
+/// stack (GStreamer's dtls elements) presents.
+const RSA_KEY: &[u8] = include_bytes!("../../../tests/fixtures/dtls/rsa2048_key.pk8.der");
+const RSA_CERT: &[u8] = include_bytes!("../../../tests/fixtures/dtls/rsa2048_cert.der");
+
+/// A ServerKeyExchange for an X25519 share signed by the fixture's RSA key
+/// with `scheme` (ring signs; we only ever verify RSA).
+fn rsa_signed_ske(scheme: SignatureScheme, cr: &[u8; 32], sr: &[u8; 32]) -> ServerKeyExchange {
+    use ring::signature as s;
+    let key = s::RsaKeyPair::from_pkcs8(RSA_KEY).expect("fixture RSA key");
+    let mut ske = ServerKeyExchange {
+        group: NamedGroup::X25519,
+        public_key: vec![0x42; 32],
+        signed: DigitallySigned {
+            scheme,
+            signature: Vec::new(),
+        },
+    };
+    let mut msg = cr.to_vec();
+    msg.extend_from_slice(sr);
+    msg.extend_from_slice(&ske.params());
+    let padding: &dyn s::RsaEncoding = match scheme {
+        SignatureScheme::RSA_PKCS1_SHA256 => &s::RSA_PKCS1_SHA256,
+        SignatureScheme::RSA_PKCS1_SHA384 => &s::RSA_PKCS1_SHA384,
+        SignatureScheme::RSA_PSS_RSAE_SHA256 => &s::RSA_PSS_SHA256,
+        SignatureScheme::RSA_PSS_RSAE_SHA512 => &s::RSA_PSS_SHA512,
+        _ => unreachable!("test schemes only"),
+    };
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(padding, &ring::rand::SystemRandom::new(), &msg, &mut sig)
+        .unwrap();
+    ske.signed.signature = sig;
+    ske
+}
+
+#[test]
+fn ecdhe_rsa_server_key_exchange_verifies_pkcs1_and_pss() {
+    let key = PublicKeyInfo::from_certificate(RSA_CERT).unwrap();
+    assert_eq!(key.algorithm, KeyAlgorithm::Rsa);
+    let (cr, sr) = ([1u8; 32], [2u8; 32]);
+    for scheme in [
+        SignatureScheme::RSA_PKCS1_SHA256,
+        SignatureScheme::RSA_PKCS1_SHA384,
+        SignatureScheme::RSA_PSS_RSAE_SHA256,
+        SignatureScheme::RSA_PSS_RSAE_SHA512,
+    ] {
+        let ske = rsa_signed_ske(scheme, &cr, &sr);
+        // Through the wire codec, as the client receives it.
+        let mut body = Vec::new();
+        ske.encode(&mut body);
+        let ske = ServerKeyExchange::parse(&body).unwrap();
+        for suite in [
+            CipherSuite::EcdheRsaAes128GcmSha256,
+            CipherSuite::EcdheRsaAes256GcmSha384,
+            CipherSuite::EcdheRsaChacha20Poly1305Sha256,
+        ] {
+            assert_eq!(ske.verify(&key, suite, &cr, &sr), Ok(()), "{scheme:?}");
+        }
+        // RFC 8422 §5.3: an RSA certificate cannot serve an ECDHE_ECDSA suite.
+        assert!(matches!(
+            ske.verify(&key, CipherSuite::EcdheEcdsaAes128GcmSha256, &cr, &sr),
+            Err(Error::UnsupportedAlgorithm(_))
+        ));
+        // The signature covers both randoms and the params.
+        assert_eq!(
+            ske.verify(&key, CipherSuite::EcdheRsaAes128GcmSha256, &sr, &cr),
+            Err(Error::BadSignature)
+        );
+        let mut other = ske.clone();
+        other.public_key[0] ^= 1;
+        assert_eq!(
+            other.verify(&key, CipherSuite::EcdheRsaAes128GcmSha256, &cr, &sr),
+            Err(Error::BadSignature)
+        );
+    }
+}
+
+#[test]
+fn ecdhe_server_key_exchange_refusals() {
+    let rsa = PublicKeyInfo::from_certificate(RSA_CERT).unwrap();
+    let (cr, sr) = ([3u8; 32], [4u8; 32]);
+    // A scheme the client did not offer (RFC 5246 §7.4.1.4.1): rsa_pkcs1_sha1.
+    let mut ske = rsa_signed_ske(SignatureScheme::RSA_PKCS1_SHA256, &cr, &sr);
+    ske.signed.scheme = SignatureScheme(0x0201);
+    assert!(matches!(
+        ske.verify(&rsa, CipherSuite::EcdheRsaAes128GcmSha256, &cr, &sr),
+        Err(Error::InvalidValue { .. })
+    ));
+    // An ECDSA scheme claimed over an RSA key.
+    ske.signed.scheme = SignatureScheme::ECDSA_SECP256R1_SHA256;
+    assert!(
+        ske.verify(&rsa, CipherSuite::EcdheRsaAes128GcmSha256, &cr, &sr)
+            .is_err()
+    );
+    // An ECDSA certificate cannot serve an ECDHE_RSA suite.
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+    let ours =
+        crate::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now()).unwrap();
+    let ecdsa = PublicKeyInfo::from_certificate(ours.der()).unwrap();
+    let mut ske = ServerKeyExchange {
+        group: NamedGroup::X25519,
+        public_key: vec![7; 32],
+        signed: DigitallySigned {
+            scheme: SignatureScheme::ECDSA_SECP256R1_SHA256,
+            signature: Vec::new(),
+        },
+    };
+    let mut msg = cr.to_vec();
+    msg.extend_from_slice(&sr);
+    msg.extend_from_slice(&ske.params());
+    ske.signed.signature = ours.sign(&msg).unwrap();
+    assert_eq!(
+        ske.verify(&ecdsa, CipherSuite::EcdheEcdsaAes128GcmSha256, &cr, &sr),
+        Ok(())
+    );
+    assert!(matches!(
+        ske.verify(&ecdsa, CipherSuite::EcdheRsaAes128GcmSha256, &cr, &sr),
+        Err(Error::UnsupportedAlgorithm(_))
+    ));
+}
