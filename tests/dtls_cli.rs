@@ -697,6 +697,23 @@ fn cli_dtls13_client_against_cli_dtls13_server() {
     for line in log.lines() {
         assert!(text.contains(line), "{line} not in the pcapng's DSB");
     }
+    // rtclab xray opens the protected records with those secrets: the
+    // encrypted handshake, the ACKs, the lines and close_notify.
+    let ladder = rtclab::capture::xray::xray(&file, &Default::default()).expect("pcapng");
+    for needle in [
+        "Handshake: ClientHello",
+        "Handshake: HelloRetryRequest",
+        "epoch 2 seq 0 (unified header 16-bit seq, length) Handshake: EncryptedExtensions (decrypted)",
+        "Handshake: CertificateVerify (decrypted)",
+        "Handshake: Finished (decrypted)",
+        "ACK [2/0 2/1 2/2] (decrypted)",
+        "\"ping13\\n\"",
+        "\"pong13\\n\"",
+        "Alert close_notify (decrypted)",
+    ] {
+        assert!(ladder.contains(needle), "{needle} not in:\n{ladder}");
+    }
+    assert!(!ladder.contains("encrypted,"), "{ladder}");
 }
 
 /// `--dtls auto` offers 1.3 and falls back to a 1.2-only server; `--dtls
