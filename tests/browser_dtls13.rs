@@ -68,6 +68,16 @@ async fn run(
     setup: Setup,
     max: Version,
 ) -> Option<(Value, Option<Version>, Option<NamedGroup>, Timing)> {
+    run_capturing(kind, setup, max, None).await
+}
+
+/// As [`run`], writing the Rust side's pcapng (key log inside) to `pcap`.
+async fn run_capturing(
+    kind: BrowserKind,
+    setup: Setup,
+    max: Version,
+    pcap: Option<&std::path::Path>,
+) -> Option<(Value, Option<Version>, Option<NamedGroup>, Timing)> {
     let _one_at_a_time = BROWSER.lock().await;
     let (reports, mut reported) = mpsc::channel(1024);
     let mut config = Config::default();
@@ -94,6 +104,14 @@ async fn run(
         c.transport = Some(t);
     })
     .await;
+    if let Some(path) = pcap {
+        let sink = rtclab::capture::Capture::create(path).expect("capture file");
+        rtc.driver.set_capture(sink, |pc, sink| {
+            if let Some(line) = rtclab::peer::live::key_log_line(pc) {
+                sink.key_log_line(&line);
+            }
+        });
+    }
     let url = format!("http://{addr}/test/datachannel.html?room={room}&case=kinds&offer=page");
     let mut browser = launch(kind, &url)?;
     let mut report: Option<Value> = None;
@@ -165,6 +183,9 @@ async fn run(
         .and_then(|d| d.key_share_group());
     drop(browser);
     handle.shutdown();
+    if let Some(mut c) = rtc.driver.take_capture() {
+        c.flush().expect("capture written");
+    }
     let (Some(a), Some(i), Some(b)) = (connecting, ice_connected, connected) else {
         panic!("connection states not seen: {connecting:?} {ice_connected:?} {connected:?}");
     };
@@ -262,5 +283,25 @@ async fn setup_time_dtls12_vs_dtls13() {
                 );
             }
         }
+    }
+}
+
+/// The book's trace (chapter 5b): `RTCLAB_BOOK_PCAP=DIR cargo test --test
+/// browser_dtls13 book_trace -- --ignored` writes DIR/chromium-dtls13.pcapng
+/// and DIR/chromium-dtls12.pcapng (Chromium offering, rtclab the DTLS
+/// server); `rtclab xray` prints them.
+#[tokio::test]
+#[ignore = "writes the book's captures; run on demand"]
+async fn book_trace() {
+    let dir =
+        std::path::PathBuf::from(std::env::var("RTCLAB_BOOK_PCAP").expect("RTCLAB_BOOK_PCAP"));
+    for (max, name) in [(Version::Dtls13, "dtls13"), (Version::Dtls12, "dtls12")] {
+        let path = dir.join(format!("chromium-{name}.pcapng"));
+        let Some((_, version, _, _)) =
+            run_capturing(BrowserKind::Chromium, Setup::Passive, max, Some(&path)).await
+        else {
+            return;
+        };
+        assert_eq!(version, Some(max));
     }
 }
