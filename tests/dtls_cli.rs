@@ -716,49 +716,44 @@ fn cli_dtls13_client_against_cli_dtls13_server() {
     assert!(!ladder.contains("encrypted,"), "{ladder}");
 }
 
+/// `rtclab dtls client --dtls VERSION` against `listen`.
+fn cli_client(listen: &str, version: &str) -> Peer {
+    Peer::start_in(
+        "rtclab dtls client",
+        &rtclab(),
+        &s(&["dtls", "client", listen, "--dtls", version]),
+        None,
+        &[],
+        true,
+    )
+}
+
+/// A client of `client` against a server of `server` connects in
+/// `expected`, then closes.
+fn versions_connect(client: &str, server: &str, expected: &str) {
+    let (mut server, listen) = cli_server(server);
+    let mut client = cli_client(&listen, client);
+    for p in [&mut client, &mut server] {
+        assert!(p.wait_for_output("Keying material:", WAIT), "no handshake");
+        assert_eq!(field(&p.output(), "Protocol:").as_deref(), Some(expected));
+    }
+    client.close_stdin();
+    assert!(client.wait_exit(WAIT).is_some_and(|s| s.success()));
+    assert!(server.wait_exit(WAIT).is_some_and(|s| s.success()));
+}
+
 /// `--dtls auto` offers 1.3 and falls back to a 1.2-only server; `--dtls
 /// 1.3` refuses to (the server's 1.2 answer ends the handshake).
 #[test]
 fn cli_dtls_versions_negotiate_or_refuse() {
-    let (mut server, listen) = cli_server("1.2");
-    let mut client = Peer::start_in(
-        "rtclab dtls client",
-        &rtclab(),
-        &s(&["dtls", "client", &listen, "--dtls", "auto"]),
-        None,
-        &[],
-        true,
-    );
-    assert!(
-        client.wait_for_output("Keying material:", WAIT),
-        "no handshake"
-    );
-    assert!(
-        server.wait_for_output("Keying material:", WAIT),
-        "no handshake"
-    );
-    assert_eq!(
-        field(&client.output(), "Protocol:").as_deref(),
-        Some("DTLSv1.2")
-    );
-    assert_eq!(
-        field(&server.output(), "Protocol:").as_deref(),
-        Some("DTLSv1.2")
-    );
-    client.close_stdin();
-    assert!(client.wait_exit(WAIT).is_some_and(|s| s.success()));
-    assert!(server.wait_exit(WAIT).is_some_and(|s| s.success()));
+    versions_connect("auto", "1.2", "DTLSv1.2");
+    versions_connect("auto", "1.3", "DTLSv1.3");
+    versions_connect("1.2", "auto", "DTLSv1.2");
+    versions_connect("auto", "auto", "DTLSv1.3");
 
     // A 1.3-only client and a 1.2-only server: no common version.
     let (server, listen) = cli_server("1.2");
-    let mut client = Peer::start_in(
-        "rtclab dtls client",
-        &rtclab(),
-        &s(&["dtls", "client", &listen, "--dtls", "1.3"]),
-        None,
-        &[],
-        true,
-    );
+    let mut client = cli_client(&listen, "1.3");
     let status = client.wait_exit(WAIT).expect("the client gives up");
     assert!(!status.success(), "{}", client.output());
     assert!(
@@ -767,30 +762,4 @@ fn cli_dtls_versions_negotiate_or_refuse() {
         client.output()
     );
     drop(server);
-
-    // An auto client and a 1.3-only server: 1.3.
-    let (mut server, listen) = cli_server("1.3");
-    let mut client = Peer::start_in(
-        "rtclab dtls client",
-        &rtclab(),
-        &s(&["dtls", "client", &listen, "--dtls", "auto"]),
-        None,
-        &[],
-        true,
-    );
-    assert!(
-        client.wait_for_output("Keying material:", WAIT),
-        "no handshake"
-    );
-    assert!(
-        server.wait_for_output("Keying material:", WAIT),
-        "no handshake"
-    );
-    assert_eq!(
-        field(&client.output(), "Protocol:").as_deref(),
-        Some("DTLSv1.3")
-    );
-    client.close_stdin();
-    assert!(client.wait_exit(WAIT).is_some_and(|s| s.success()));
-    assert!(server.wait_exit(WAIT).is_some_and(|s| s.success()));
 }

@@ -94,11 +94,13 @@
 //!   1.2 with a peer that answers 1.2 (downgrade sentinel checked); what
 //!   `peer::Transport` runs.
 //!
-//! Around it: `rtclab dtls client|server`, a small `openssl
-//! s_client/s_server` (handshake over UDP with the runtime's `Driver`; it
-//! prints the suite, SRTP profile, the peer's fingerprint and the keying
-//! material, carries stdin lines as application data, and appends
-//! [`endpoint::Endpoint::key_log_line`] to `SSLKEYLOGFILE`;
+//! Around it: `rtclab dtls client|server --dtls 1.2|1.3|auto`, a small
+//! `openssl s_client/s_server` (handshake over UDP with the runtime's
+//! `Driver`; it prints the version, suite, 1.3 key share, SRTP profile, the
+//! peer's fingerprint and the keying material, carries stdin lines as
+//! application data, and appends the key log (1.2's `CLIENT_RANDOM` line or
+//! 1.3's traffic secrets) to `SSLKEYLOGFILE`; `rtclab xray` decrypts both
+//! versions from a capture's key log;
 //! `tests/dtls_cli.rs` runs it against OpenSSL); handshakes in the
 //! [`crate::sim`] network under loss, reordering, duplication and a
 //! 300-byte MTU (`tests/sim_dtls.rs`); fuzz targets `dtls_record`,
