@@ -13,7 +13,7 @@
 //! state. A state that relies on a check can only be built from the value
 //! that check returns (`proof`): the client's flight 5 needs the server's
 //! ECDHE share as a `VerifiedKeyShare` (its signature checked by the
-//! [`AcceptedCertificate`], which hashes to the SDP's fingerprint); the
+//! `AcceptedCertificate`, which hashes to the SDP's fingerprint); the
 //! server's `ExpectFinished` holds the client's `ClientKeyProven`
 //! (CertificateVerify checked); and the connected state is built only from
 //! an `AuthenticatedPeer` and a `FinishedChecked`.
