@@ -6,7 +6,10 @@
 //!   `-keylogfile` for OpenSSL), stdin lines travel both ways;
 //! - `openssl s_client` against our CLI server, with certificates and keys
 //!   that OpenSSL wrote (our PEM/SEC1/PKCS#8 reader);
-//! - a wrong `--fingerprint` aborts with a clear error and an alert.
+//! - a wrong `--fingerprint` aborts with a clear error and an alert;
+//! - `--dtls 1.3` both sides (the hybrid key share, 1.3's key log lines in
+//!   `SSLKEYLOGFILE` and the pcapng), `--dtls auto` against 1.2 and 1.3
+//!   servers, `--dtls 1.3` refused by a 1.2 server.
 //!
 //! Every wait is bounded; a failure prints both sides' output (the `Peer`
 //! guard). A missing `openssl` is a loud skip, a failure with
@@ -578,4 +581,185 @@ fn bad_arguments_are_refused_clearly() {
         );
         assert!(out.contains(want), "{args:?}: no {want:?} in\n{out}");
     }
+}
+
+/// Starts `rtclab dtls server --dtls VERSION` on a free loopback port; its
+/// address.
+fn cli_server(version: &str) -> (Peer, String) {
+    let server = Peer::start_in(
+        "rtclab dtls server",
+        &rtclab(),
+        &s(&[
+            "dtls",
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--dtls",
+            version,
+        ]),
+        None,
+        &[],
+        true,
+    );
+    assert!(
+        server.wait_for_output("Listening on 127.0.0.1:", WAIT),
+        "our server did not start"
+    );
+    let listen = field(&server.output(), "Listening on").expect("listening line");
+    (server, listen)
+}
+
+/// `--dtls 1.3` both sides: DTLS 1.3 with the hybrid key share, the same
+/// SRTP keying material, lines both ways; `SSLKEYLOGFILE` gets 1.3's
+/// secrets (RFC 8446 §7.1's labels, NSS key log format) for the
+/// ClientHello's random, and the `--pcap` file carries them in its
+/// Decryption Secrets Block.
+#[test]
+fn cli_dtls13_client_against_cli_dtls13_server() {
+    let dir = TempDir::new("dtls13");
+    let keylog = dir.0.join("keys.log");
+    let pcap = dir.0.join("c.pcapng");
+    let (mut server, listen) = cli_server("1.3");
+    let mut client = Peer::start_in(
+        "rtclab dtls client",
+        &rtclab(),
+        &s(&[
+            "dtls",
+            "client",
+            &listen,
+            "--dtls",
+            "1.3",
+            "--pcap",
+            pcap.to_str().expect("UTF-8 temp path"),
+        ]),
+        None,
+        &[("SSLKEYLOGFILE", keylog.to_str().expect("UTF-8 temp path"))],
+        true,
+    );
+    assert!(
+        client.wait_for_output("Keying material:", WAIT),
+        "no handshake"
+    );
+    assert!(
+        server.wait_for_output("Keying material:", WAIT),
+        "no handshake"
+    );
+    let (c, sv) = (client.output(), server.output());
+    for out in [&c, &sv] {
+        assert_eq!(
+            field(out, "Protocol:").as_deref(),
+            Some("DTLSv1.3"),
+            "{out}"
+        );
+        assert_eq!(
+            field(out, "Key share:").as_deref(),
+            Some("X25519MLKEM768 (0x11ec)"),
+            "{out}"
+        );
+        assert_eq!(
+            field(out, "Cipher suite:").as_deref(),
+            Some("TLS_AES_128_GCM_SHA256 (0x1301)")
+        );
+    }
+    assert_eq!(
+        field(&c, "Keying material:"),
+        field(&sv, "Keying material:")
+    );
+    client.send_line("ping13");
+    assert!(server.wait_for_output("ping13", WAIT));
+    server.send_line("pong13");
+    assert!(client.wait_for_output("pong13", WAIT));
+    client.close_stdin();
+    assert!(client.wait_exit(WAIT).is_some_and(|s| s.success()));
+    assert!(server.wait_exit(WAIT).is_some_and(|s| s.success()));
+
+    let log = std::fs::read_to_string(&keylog).expect("SSLKEYLOGFILE written");
+    let mut randoms = std::collections::BTreeSet::new();
+    for label in [
+        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        "CLIENT_TRAFFIC_SECRET_0",
+        "SERVER_TRAFFIC_SECRET_0",
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("{label} ")))
+            .unwrap_or_else(|| panic!("no {label} in:\n{log}"));
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        assert_eq!(parts[1].len(), 64, "client random: {line}");
+        assert_eq!(parts[2].len(), 64, "SHA-256 secret: {line}");
+        randoms.insert(parts[1].to_string());
+    }
+    assert_eq!(randoms.len(), 1, "one ClientHello random:\n{log}");
+    let file = std::fs::read(&pcap).expect("the --pcap file");
+    let text = String::from_utf8_lossy(&file);
+    for line in log.lines() {
+        assert!(text.contains(line), "{line} not in the pcapng's DSB");
+    }
+    // rtclab xray opens the protected records with those secrets: the
+    // encrypted handshake, the ACKs, the lines and close_notify.
+    let ladder = rtclab::capture::xray::xray(&file, &Default::default()).expect("pcapng");
+    for needle in [
+        "Handshake: ClientHello",
+        "Handshake: HelloRetryRequest",
+        "epoch 2 seq 0 (unified header 16-bit seq, length) Handshake: EncryptedExtensions (decrypted)",
+        "Handshake: CertificateVerify (decrypted)",
+        "Handshake: Finished (decrypted)",
+        "ACK [2/0 2/1 2/2] (decrypted)",
+        "\"ping13\\n\"",
+        "\"pong13\\n\"",
+        "Alert close_notify (decrypted)",
+    ] {
+        assert!(ladder.contains(needle), "{needle} not in:\n{ladder}");
+    }
+    assert!(!ladder.contains("encrypted,"), "{ladder}");
+}
+
+/// `rtclab dtls client --dtls VERSION` against `listen`.
+fn cli_client(listen: &str, version: &str) -> Peer {
+    Peer::start_in(
+        "rtclab dtls client",
+        &rtclab(),
+        &s(&["dtls", "client", listen, "--dtls", version]),
+        None,
+        &[],
+        true,
+    )
+}
+
+/// A client of `client` against a server of `server` connects in
+/// `expected`, then closes.
+fn versions_connect(client: &str, server: &str, expected: &str) {
+    let (mut server, listen) = cli_server(server);
+    let mut client = cli_client(&listen, client);
+    for p in [&mut client, &mut server] {
+        assert!(p.wait_for_output("Keying material:", WAIT), "no handshake");
+        assert_eq!(field(&p.output(), "Protocol:").as_deref(), Some(expected));
+    }
+    client.close_stdin();
+    assert!(client.wait_exit(WAIT).is_some_and(|s| s.success()));
+    assert!(server.wait_exit(WAIT).is_some_and(|s| s.success()));
+}
+
+/// `--dtls auto` offers 1.3 and falls back to a 1.2-only server; `--dtls
+/// 1.3` refuses to (the server's 1.2 answer ends the handshake).
+#[test]
+fn cli_dtls_versions_negotiate_or_refuse() {
+    versions_connect("auto", "1.2", "DTLSv1.2");
+    versions_connect("auto", "1.3", "DTLSv1.3");
+    versions_connect("1.2", "auto", "DTLSv1.2");
+    versions_connect("auto", "auto", "DTLSv1.3");
+
+    // A 1.3-only client and a 1.2-only server: no common version.
+    let (server, listen) = cli_server("1.2");
+    let mut client = cli_client(&listen, "1.3");
+    let status = client.wait_exit(WAIT).expect("the client gives up");
+    assert!(!status.success(), "{}", client.output());
+    assert!(
+        client.output().contains("DTLS failed") || client.output().contains("fatal alert"),
+        "{}",
+        client.output()
+    );
+    drop(server);
 }

@@ -18,7 +18,9 @@
 //! RTCP on the wire are SRTP (shown as encrypted, with the clear header),
 //! and in clear on the `srtp-plaintext` interface rtclab's captures add
 //! (RTP header fields and the VP8 payload descriptor; RTCP packet types).
-//! TURN ChannelData and DTLS 1.3's encrypted records are named, not opened.
+//! DTLS 1.3's protected records (unified header) are opened from the key
+//! log's 1.3 secrets (`xray/dtls13.rs`). TURN ChannelData is named, not
+//! opened.
 //! SCTP straight over UDP (no DTLS) is decoded when its checksum holds.
 
 use std::collections::HashMap;
@@ -28,6 +30,8 @@ use std::time::Duration;
 
 use super::pcapng::{self, Capture, Direction};
 use super::{PLAINTEXT_INTERFACE, PLAINTEXT_RTCP_PORT, PLAINTEXT_RTP_PORT};
+
+mod dtls13;
 use crate::dtls::prf::MasterSecret;
 use crate::dtls::record::{self, CipherSuite, ContentType, RecordProtection};
 
@@ -134,6 +138,8 @@ struct Session {
     suite: Option<CipherSuite>,
     /// (client's, server's) record protection, once derivable.
     keys: Option<(RecordProtection, RecordProtection)>,
+    /// DTLS 1.3: keys per epoch, record numbers.
+    v13: dtls13::State13,
 }
 
 fn key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
@@ -230,6 +236,8 @@ pub struct Datagram<'a> {
 #[derive(Default)]
 pub struct Ladder {
     secrets: HashMap<[u8; 32], [u8; 48]>,
+    /// DTLS 1.3's traffic secrets by client random.
+    secrets13: dtls13::Secrets13,
     sessions: HashMap<(SocketAddr, SocketAddr), Session>,
     /// Fill [`Line::fields`].
     fields: bool,
@@ -266,6 +274,15 @@ impl Ladder {
     /// Learns the `CLIENT_RANDOM` lines of a key log text.
     pub fn key_log(&mut self, text: &str) {
         self.secrets.extend(master_secrets(text));
+        // 1.3 writes four lines per handshake; they may come apart.
+        for (random, new) in dtls13::secrets13(text) {
+            let slots = self.secrets13.entry(random).or_insert([None; 4]);
+            for (slot, secret) in slots.iter_mut().zip(new) {
+                if secret.is_some() {
+                    *slot = secret;
+                }
+            }
+        }
     }
 
     /// Decodes one datagram, appending its lines to `out`.
@@ -279,6 +296,7 @@ impl Ladder {
             plaintext: d.plaintext,
             direction: d.direction,
             fields: self.fields,
+            secrets13: &self.secrets13,
         };
         if d.plaintext {
             match d.destination.port() {
@@ -313,6 +331,7 @@ struct Decoder<'l> {
     plaintext: bool,
     direction: Option<Direction>,
     fields: bool,
+    secrets13: &'l dtls13::Secrets13,
 }
 
 /// Most characters of one line's fields.
@@ -452,14 +471,8 @@ impl Decoder<'_> {
     }
 
     fn dtls(&mut self, b: &[u8], s: &mut Session, secrets: &HashMap<[u8; 32], [u8; 48]>) {
-        if b.first().is_some_and(|x| x & 0xe0 == 0x20) {
-            return self.push(
-                Layer::Dtls,
-                format!(
-                    "DTLS 1.3 encrypted record (unified header), {} bytes",
-                    b.len()
-                ),
-            );
+        if dtls13::has_ciphertext(b) {
+            return self.dtls13(b, s);
         }
         for r in record::records(b) {
             let r = match r {
@@ -573,7 +586,15 @@ impl Decoder<'_> {
                 s.client_local = self.direction.map(|d| d == Direction::Outbound);
                 s.client_random = Some(r);
             }
-            if frag_off == 0 && typ == 2 {
+            if frag_off == 0
+                && typ == 2
+                && body.get(2..34)
+                    == Some(&crate::dtls::v13::messages::HELLO_RETRY_REQUEST_RANDOM[..])
+            {
+                // RFC 8446 §4.1.3: a HelloRetryRequest is a ServerHello with
+                // this random; the real one follows.
+                name = "HelloRetryRequest".to_string();
+            } else if frag_off == 0 && typ == 2 {
                 s.server_random = body.get(2..34).and_then(|r| r.try_into().ok());
                 let sid = usize::from(body.get(34).copied().unwrap_or(0));
                 s.suite = body
@@ -850,6 +871,7 @@ fn handshake_name(t: u8) -> &'static str {
         2 => "ServerHello",
         3 => "HelloVerifyRequest",
         4 => "NewSessionTicket",
+        8 => "EncryptedExtensions",
         11 => "Certificate",
         12 => "ServerKeyExchange",
         13 => "CertificateRequest",

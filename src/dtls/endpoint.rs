@@ -1,31 +1,47 @@
 //! The DTLS 1.2 handshake state machines, client and server, as one sans-IO
-//! [`Endpoint`] (RFC 6347 §4.2, RFC 5246 §7.3, RFC 8422, RFC 5764).
+//! [`Endpoint`] (RFC 6347 §4.2, RFC 5246 §7.3, RFC 8422, RFC 5764); and
+//! what both versions share: [`Config`], [`Event`], [`Connected`] and the
+//! accepted peer certificate every authentication proof starts from.
 //!
 //! The endpoint owns a [`RecordLayer`] and a [`Reassembler`], sends whole
-//! flights and retransmits them on a timer (RFC 6347 §4.2.4), and reports
-//! [`Event`]s. It never touches a socket or a clock.
+//! flights and retransmits them on a timer (RFC 6347 §4.2.4, `flight`),
+//! and reports [`Event`]s. It never touches a socket or a clock.
+//!
+//! The handshake is one type per "expecting X" state, in `client` and
+//! `server` (rustls's shape): each holds only what is known once it is
+//! reached, consumes itself on the message it expects and returns the next
+//! state. A state that relies on a check can only be built from the value
+//! that check returns (`proof`): the client's flight 5 needs the server's
+//! ECDHE share as a `VerifiedKeyShare` (its signature checked by the
+//! `AcceptedCertificate`, which hashes to the SDP's fingerprint); the
+//! server's `ExpectFinished` holds the client's `ClientKeyProven`
+//! (CertificateVerify checked); and the connected state is built only from
+//! an `AuthenticatedPeer` and a `FinishedChecked`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use ring::{agreement, digest, hmac};
+use ring::{agreement, digest};
 
 use super::Error;
-use super::cert::{Certificate, Fingerprint, HashAlgorithm, PublicKeyInfo, SignatureScheme};
+use super::cert::{Certificate, Fingerprint};
 use super::handshake::{
-    Alert, AlertDescription, AlertLevel, CLIENT_SIGNATURE_SCHEMES, CertificateMsg,
-    CertificateRequest, ClientHello, ClientKeyExchange, DigitallySigned, Extension, Handshake,
-    HandshakeMessage, HandshakeType, HelloVerifyRequest, Inserted, NamedGroup, Reassembler,
-    ServerHello, ServerKeyExchange, SrtpProfile, extension_type, fragments,
+    Alert, AlertDescription, AlertLevel, Handshake, HandshakeMessage, HandshakeType, Inserted,
+    NamedGroup, Reassembler, SrtpProfile, fragments,
 };
-use super::prf::{MasterSecret, Sender, SrtpKeyingMaterial};
-use super::record::{
-    Authentication, CipherSuite, ContentType, DTLS_1_2, Plaintext, RECORD_HEADER_LEN, RecordLayer,
-    RecordProtection, records,
-};
+use super::prf::{MasterSecret, SrtpKeyingMaterial};
+use super::record::{CipherSuite, ContentType, Plaintext, RecordLayer, RecordProtection, records};
 use crate::machine::{Machine, Receive, Transmit};
+
+pub(crate) use accepted::AcceptedCertificate;
+use flight::FlightItem;
+
+mod client;
+mod flight;
+mod proof;
+mod server;
 
 // ANCHOR: retransmit_timeout
 /// Initial retransmission timeout.
@@ -45,9 +61,6 @@ pub const MAX_RETRANSMIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Retransmissions of one flight before the handshake fails.
 pub const MAX_RETRANSMITS: u32 = 8;
 // ANCHOR_END: retransmit_timeout
-
-/// The session_ticket extension type (RFC 5077 §3.2).
-const SESSION_TICKET: u16 = 35;
 
 /// Configuration of an endpoint.
 #[derive(Debug)]
@@ -191,43 +204,76 @@ pub enum Event {
 /// [`crate::vocab`] (data channels take it too), named `Role` here.
 pub use crate::vocab::DtlsRole as Role;
 
-/// Where the handshake is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where the handshake is: one type per "expecting X" state (in `client`
+/// and `server`), each holding what is known once it is reached.
 enum State {
-    ClientWaitServerHello,
-    ClientWaitCertificate,
-    ClientWaitKeyExchange,
-    ClientWaitCertRequestOrDone,
-    ClientWaitDone,
-    ClientWaitFinished,
-    ServerWaitClientHello,
-    ServerWaitCertificate,
-    ServerWaitKeyExchange,
-    ServerWaitCertificateVerify,
-    ServerWaitFinished,
-    Connected,
+    ClientExpectServerHello(client::ExpectServerHello),
+    ClientExpectCertificate(Box<client::ExpectCertificate>),
+    ClientExpectServerKeyExchange(Box<client::ExpectServerKeyExchange>),
+    ClientExpectCertificateRequest(Box<client::ExpectCertificateRequest>),
+    ClientExpectServerHelloDone(Box<client::ExpectServerHelloDone>),
+    ClientExpectFinished(Box<client::ExpectFinished>),
+    ServerExpectClientHello,
+    ServerExpectCertificate(Box<server::ExpectCertificate>),
+    ServerExpectClientKeyExchange(Box<server::ExpectClientKeyExchange>),
+    ServerExpectCertificateVerify(Box<server::ExpectCertificateVerify>),
+    ServerExpectFinished(Box<server::ExpectFinished>),
+    Connected(Box<Established>),
     Closed,
     Failed,
+    /// While a message is being handled (the state is moved out).
+    Busy,
 }
 
-/// One record of a flight, kept to retransmit it.
-#[derive(Debug, Clone)]
-struct FlightItem {
-    /// Sent in the epoch before the current write epoch (ChangeCipherSpec
-    /// splits flights 5 and 6 across two epochs).
-    previous_epoch: bool,
-    content_type: ContentType,
-    /// A handshake message (fragmented at send time) or a raw payload.
-    message: Option<HandshakeMessage>,
-    payload: Vec<u8>,
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::ClientExpectServerHello(_) => "ClientExpectServerHello",
+            State::ClientExpectCertificate(_) => "ClientExpectCertificate",
+            State::ClientExpectServerKeyExchange(_) => "ClientExpectServerKeyExchange",
+            State::ClientExpectCertificateRequest(_) => "ClientExpectCertificateRequest",
+            State::ClientExpectServerHelloDone(_) => "ClientExpectServerHelloDone",
+            State::ClientExpectFinished(_) => "ClientExpectFinished",
+            State::ServerExpectClientHello => "ServerExpectClientHello",
+            State::ServerExpectCertificate(_) => "ServerExpectCertificate",
+            State::ServerExpectClientKeyExchange(_) => "ServerExpectClientKeyExchange",
+            State::ServerExpectCertificateVerify(_) => "ServerExpectCertificateVerify",
+            State::ServerExpectFinished(_) => "ServerExpectFinished",
+            State::Connected(_) => "Connected",
+            State::Closed => "Closed",
+            State::Failed => "Failed",
+            State::Busy => "Busy",
+        }
+    }
 }
 
-/// Negotiated parameters.
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failure: the error reported and the fatal alert sent.
+type Failure = (Error, AlertDescription);
+
+/// Parameters the hellos negotiated.
 #[derive(Debug, Clone)]
 struct Params {
     suite: CipherSuite,
     srtp_profile: Option<SrtpProfile>,
     ems: bool,
+    server_random: [u8; 32],
+}
+
+/// What both roles hold once the master secret exists.
+struct Keys {
+    params: Params,
+    master: MasterSecret,
+}
+
+/// The association after the handshake: whom it authenticated.
+struct Established {
+    peer: proof::AuthenticatedPeer,
 }
 
 /// A DTLS 1.2 endpoint for one peer.
@@ -246,23 +292,12 @@ pub struct Endpoint {
     transcript: Vec<u8>,
     next_send_seq: u16,
     client_random: [u8; 32],
-    server_random: [u8; 32],
-    cookie: Vec<u8>,
+    /// Server: the key of its stateless cookies (RFC 6347 §4.2.1).
     cookie_secret: [u8; 32],
-    params: Option<Params>,
-    /// The peer's certificate, once its fingerprint checked out.
-    peer_certificate: Option<proof::AcceptedCertificate>,
-    /// Client: the server's ECDHE share, once its signature verified.
-    server_share: Option<proof::VerifiedKeyShare>,
     /// Server, before a valid cookie: whose fragmented hello is being
     /// reassembled.
     hello_source: Option<SocketAddr>,
-    /// Server: the client's CertificateVerify, once it verified.
-    client_proven: Option<proof::ClientKeyProven>,
-    certificate_requested: bool,
-    server_ecdhe: Option<(NamedGroup, agreement::EphemeralPrivateKey)>,
-    pending_write: Option<RecordProtection>,
-    master: Option<MasterSecret>,
+    /// Our current flight, kept to retransmit it.
     flight: Vec<FlightItem>,
     /// First message_seq of the peer flight that answers ours.
     peer_flight_start: u16,
@@ -276,9 +311,8 @@ pub struct Endpoint {
     /// The fingerprint of a peer certificate refused because it did not
     /// match [`Config::expected_fingerprint`] (in that fingerprint's hash).
     rejected_fingerprint: Option<Fingerprint>,
-    /// Client: our ClientHello offered DTLS 1.3 (the downgrade sentinel
-    /// is checked).
-    offered_dtls13: bool,
+    /// The NSS key log line, once the master secret exists.
+    key_log: Option<String>,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -301,8 +335,10 @@ impl Endpoint {
     pub fn client(config: Config, peer: SocketAddr, rng_seed: u64, now: Instant) -> Self {
         let mut e = Self::new(Role::Client, config, Some(peer), rng_seed);
         e.rng.fill(&mut e.client_random);
-        e.state = State::ClientWaitServerHello;
-        e.send_client_hello(now);
+        match e.send_client_hello(now, Vec::new(), false) {
+            Ok(s) => e.state = State::ClientExpectServerHello(s),
+            Err((error, alert)) => e.fail(error, alert),
+        }
         e
     }
 
@@ -324,20 +360,14 @@ impl Endpoint {
     ) -> Self {
         let mut e = Self::new(Role::Client, config, Some(peer), rng_seed);
         e.client_random = client_random;
-        e.offered_dtls13 = true;
-        e.state = State::ClientWaitServerHello;
         e.records.set_write_sequence(records_sent);
         e.begin_flight();
         e.next_send_seq = hello.message_seq.wrapping_add(1);
         hello.encode_unfragmented(&mut e.transcript);
-        e.flight.push(FlightItem {
-            previous_epoch: false,
-            content_type: ContentType::Handshake,
-            message: Some(hello),
-            payload: Vec::new(),
-        });
+        e.flight.push(FlightItem::handshake(hello));
         e.retransmit_at = Some(now + e.retransmit_timeout);
         e.heard_from_peer = true;
+        e.state = State::ClientExpectServerHello(client::ExpectServerHello::offered_dtls13());
         e
     }
 
@@ -356,8 +386,8 @@ impl Endpoint {
             config,
             rng,
             state: match role {
-                Role::Client => State::ClientWaitServerHello,
-                Role::Server => State::ServerWaitClientHello,
+                Role::Client => State::Busy, // set by the constructor
+                Role::Server => State::ServerExpectClientHello,
             },
             peer,
             local: None,
@@ -366,18 +396,8 @@ impl Endpoint {
             transcript: Vec::new(),
             next_send_seq: 0,
             client_random: [0; 32],
-            server_random: [0; 32],
-            cookie: Vec::new(),
             cookie_secret,
-            params: None,
-            peer_certificate: None,
-            server_share: None,
             hello_source: None,
-            client_proven: None,
-            certificate_requested: false,
-            server_ecdhe: None,
-            pending_write: None,
-            master: None,
             flight: Vec::new(),
             peer_flight_start: 0,
             retransmit_at: None,
@@ -387,7 +407,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rejected_fingerprint: None,
-            offered_dtls13: false,
+            key_log: None,
         }
     }
 
@@ -429,8 +449,7 @@ impl Endpoint {
         let sent = self
             .retransmit_at
             .map(|at| at.checked_sub(self.retransmit_timeout).unwrap_or(at));
-        if self.role == Role::Client
-            && self.state == State::ClientWaitServerHello
+        if matches!(self.state, State::ClientExpectServerHello(_))
             && !self.heard_from_peer
             && sent.is_some_and(|t| now.saturating_duration_since(t) >= older_than)
         {
@@ -441,7 +460,15 @@ impl Endpoint {
 
     /// Whether the handshake completed and the association is open.
     pub fn is_connected(&self) -> bool {
-        self.state == State::Connected
+        matches!(self.state, State::Connected(_))
+    }
+
+    /// The peer's certificate (DER), once the handshake completed.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        match &self.state {
+            State::Connected(c) => Some(c.peer.certificate().der()),
+            _ => None,
+        }
     }
 
     /// The NSS key log line for this association, once the master secret
@@ -450,13 +477,7 @@ impl Endpoint {
     /// so Wireshark can decrypt a capture (the endpoint itself does no
     /// file I/O).
     pub fn key_log_line(&self) -> Option<String> {
-        let master = self.master.as_ref()?;
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-        Some(format!(
-            "CLIENT_RANDOM {} {}",
-            hex(&self.client_random),
-            hex(&master.0)
-        ))
+        self.key_log.clone()
     }
 
     /// After [`Event::Failed`] with [`Error::FingerprintMismatch`]: the
@@ -474,7 +495,7 @@ impl Endpoint {
 
     /// Sends application data (one record per call; at most 2^14 bytes).
     pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
-        if self.state != State::Connected {
+        if !self.is_connected() {
             return Err(Error::Misuse("send before the handshake completed"));
         }
         let mut out = Vec::with_capacity(data.len() + 64);
@@ -497,7 +518,7 @@ impl Endpoint {
     /// [`Machine::poll_transmit`] still holds (a handshake flight, an
     /// alert) should be sent first, to keep records in order.
     pub fn seal_application_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        if self.state != State::Connected {
+        if !self.is_connected() {
             return Err(Error::Misuse("send before the handshake completed"));
         }
         self.records.seal(ContentType::ApplicationData, data, out)
@@ -505,7 +526,7 @@ impl Endpoint {
 
     /// Sends close_notify and closes.
     pub fn close(&mut self) {
-        if self.state == State::Connected {
+        if self.is_connected() {
             let mut out = Vec::new();
             let mut alert = Vec::new();
             Alert::close_notify().encode(&mut alert);
@@ -555,437 +576,84 @@ impl Endpoint {
     }
 
     // -----------------------------------------------------------------------
-    // Flights.
+    // The handshake: each state consumes itself on the message it expects
+    // and returns the next.
 
-    /// Starts a new flight of ours; the peer's next flight starts with the
-    /// next message_seq we expect.
-    fn begin_flight(&mut self) {
-        self.flight.clear();
-        self.peer_flight_start = self.reassembler.next_seq();
-    }
-
-    /// Adds a handshake message to the current flight and to the transcript.
-    fn add_message(&mut self, msg: &Handshake) {
-        let message = msg.to_message(self.next_send_seq);
-        self.next_send_seq = self.next_send_seq.wrapping_add(1);
-        message.encode_unfragmented(&mut self.transcript);
-        self.flight.push(FlightItem {
-            previous_epoch: false,
-            content_type: ContentType::Handshake,
-            message: Some(message),
-            payload: Vec::new(),
-        });
-    }
-
-    fn add_change_cipher_spec(&mut self) {
-        self.flight.push(FlightItem {
-            previous_epoch: false,
-            content_type: ContentType::ChangeCipherSpec,
-            message: None,
-            payload: vec![1],
-        });
-    }
-
-    /// Packs the flight's records into datagrams of at most `mtu` bytes and
-    /// queues them; arms the retransmission timer when `expect_reply`.
-    fn send_flight(&mut self, now: Instant, expect_reply: bool) {
-        let mtu = self.config.mtu.max(RECORD_HEADER_LEN + 64);
-        let overhead = RECORD_HEADER_LEN + 8 + 16; // worst case: GCM
-        let mut datagrams: Vec<Vec<u8>> = Vec::new();
-        let mut current = Vec::new();
-        let items = self.flight.clone();
-        for item in &items {
-            let mut payloads = Vec::new();
-            match &item.message {
-                Some(m) => m.fragment(mtu - overhead, |f| {
-                    let mut p = Vec::new();
-                    f.encode(&mut p);
-                    payloads.push(p);
-                }),
-                None => payloads.push(item.payload.clone()),
-            }
-            for p in payloads {
-                if !current.is_empty() && current.len() + p.len() + overhead > mtu {
-                    datagrams.push(std::mem::take(&mut current));
-                }
-                let sealed = if item.previous_epoch {
-                    self.records
-                        .seal_previous_epoch(item.content_type, &p, &mut current)
-                } else {
-                    self.records.seal(item.content_type, &p, &mut current)
-                };
-                if let Err(e) = sealed {
-                    self.fail(e, AlertDescription::INTERNAL_ERROR);
-                    return;
-                }
-            }
-        }
-        if !current.is_empty() {
-            datagrams.push(current);
-        }
-        for d in datagrams {
-            self.push_datagram(d);
-        }
-        self.retransmit_at = expect_reply.then(|| now + self.retransmit_timeout);
-    }
-
-    /// After ChangeCipherSpec moved writing to epoch 1, the records sent
-    /// before it must be retransmitted in epoch 0.
-    fn mark_sent_items_previous_epoch(&mut self) {
-        for item in &mut self.flight {
-            item.previous_epoch = true;
-        }
-    }
-
-    fn retransmit(&mut self, now: Instant) {
-        if self.flight.is_empty() {
-            return;
-        }
-        let expect_reply = self.state != State::Connected;
-        self.send_flight(now, expect_reply);
-    }
-
-    // -----------------------------------------------------------------------
-    // Client.
-
-    fn client_hello(&self) -> ClientHello {
-        let mut extensions = vec![
-            Extension::SupportedGroups(vec![NamedGroup::X25519, NamedGroup::SECP256R1]),
-            Extension::EcPointFormats(vec![0]),
-            Extension::SignatureAlgorithms(CLIENT_SIGNATURE_SCHEMES.to_vec()),
-            Extension::RenegotiationInfo(Vec::new()),
-        ];
-        if self.config.offer_extended_master_secret {
-            extensions.push(Extension::ExtendedMasterSecret);
-        }
-        if self.config.offer_session_ticket {
-            extensions.push(Extension::Unknown {
-                typ: SESSION_TICKET,
-                data: Vec::new(),
-            });
-        }
-        if !self.config.srtp_profiles.is_empty() {
-            extensions.push(Extension::UseSrtp {
-                profiles: self.config.srtp_profiles.clone(),
-                mki: Vec::new(),
-            });
-        }
-        ClientHello {
-            version: DTLS_1_2,
-            random: self.client_random,
-            session_id: Vec::new(),
-            cookie: self.cookie.clone(),
-            cipher_suites: self.config.cipher_suites.iter().map(|s| s.code()).collect(),
-            compression_methods: vec![0],
-            extensions,
-        }
-    }
-
-    fn send_client_hello(&mut self, now: Instant) {
-        self.begin_flight();
-        // RFC 6347 §4.2.6: the transcript starts with the ClientHello that
-        // the server accepts; a HelloVerifyRequest resets it.
-        self.transcript.clear();
-        let hello = Handshake::ClientHello(self.client_hello());
-        self.add_message(&hello);
-        self.send_flight(now, true);
-    }
-
-    fn client_handle(
-        &mut self,
-        now: Instant,
-        msg: HandshakeMessage,
-    ) -> Result<(), (Error, AlertDescription)> {
+    fn handle_message(&mut self, now: Instant, msg: HandshakeMessage) -> Result<(), Failure> {
         let parsed = Handshake::parse(msg.msg_type, &msg.body)
             .map_err(|e| (e, AlertDescription::DECODE_ERROR))?;
-        let unexpected =
-            |what: &'static str| Err((Error::Misuse(what), AlertDescription::UNEXPECTED_MESSAGE));
-        match (self.state, parsed) {
-            (State::ClientWaitServerHello, Handshake::HelloVerifyRequest(hvr)) => {
-                if hvr.cookie.is_empty() {
-                    return Err((
-                        Error::InvalidValue {
-                            what: "HelloVerifyRequest cookie length",
-                            value: 0,
-                        },
-                        AlertDescription::ILLEGAL_PARAMETER,
-                    ));
-                }
-                self.cookie = hvr.cookie;
-                self.retransmits = 0;
-                self.retransmit_timeout = self.config.initial_retransmit_timeout;
-                self.send_client_hello(now);
-                Ok(())
-            }
-            (State::ClientWaitServerHello, Handshake::ServerHello(sh)) => {
-                self.client_on_server_hello(&msg, sh)
-            }
-            (State::ClientWaitCertificate, Handshake::Certificate(c)) => {
-                msg.encode_unfragmented(&mut self.transcript);
-                self.accept_peer_certificate(c)?;
-                self.state = State::ClientWaitKeyExchange;
-                Ok(())
-            }
-            (State::ClientWaitKeyExchange, Handshake::ServerKeyExchange(ske)) => {
-                self.client_on_server_key_exchange(&ske)?;
-                msg.encode_unfragmented(&mut self.transcript);
-                self.state = State::ClientWaitCertRequestOrDone;
-                Ok(())
-            }
-            (State::ClientWaitCertRequestOrDone, Handshake::CertificateRequest(cr)) => {
-                if !cr
-                    .signature_schemes
-                    .contains(&SignatureScheme::ECDSA_SECP256R1_SHA256)
-                    || !cr
-                        .certificate_types
-                        .contains(&CertificateRequest::ECDSA_SIGN)
-                {
-                    return Err((
-                        Error::UnsupportedAlgorithm(
-                            "server does not accept ECDSA P-256 client certificates",
-                        ),
-                        AlertDescription::HANDSHAKE_FAILURE,
-                    ));
-                }
-                msg.encode_unfragmented(&mut self.transcript);
-                self.certificate_requested = true;
-                self.state = State::ClientWaitDone;
-                Ok(())
-            }
-            (
-                State::ClientWaitCertRequestOrDone | State::ClientWaitDone,
-                Handshake::ServerHelloDone,
-            ) => {
-                msg.encode_unfragmented(&mut self.transcript);
-                self.client_send_flight5(now)
-            }
-            (State::ClientWaitFinished, Handshake::NewSessionTicket(_)) => {
-                // RFC 5077 §3.3: part of the transcript; we do not resume.
-                msg.encode_unfragmented(&mut self.transcript);
-                Ok(())
-            }
-            (State::ClientWaitFinished, Handshake::Finished(v)) => {
-                let (params, master) = self.keys()?;
-                let hash = sha(params.suite.prf_hash().digest_algorithm(), &self.transcript);
-                let expected = master.verify_data(params.suite.prf_hash(), Sender::Server, &hash);
-                if !ring_eq(&expected, &v) {
-                    return Err((Error::BadFinished, AlertDescription::DECRYPT_ERROR));
-                }
-                msg.encode_unfragmented(&mut self.transcript);
-                self.connected()?;
-                Ok(())
-            }
-            (_, Handshake::HelloRequest) => Ok(()), // renegotiation refused: ignored
-            _ => unexpected("unexpected handshake message for the client's state"),
+        if self.role == Role::Client && matches!(parsed, Handshake::HelloRequest) {
+            return Ok(()); // renegotiation refused: ignored
         }
-    }
-
-    fn client_on_server_hello(
-        &mut self,
-        msg: &HandshakeMessage,
-        sh: ServerHello,
-    ) -> Result<(), (Error, AlertDescription)> {
-        if sh.version != DTLS_1_2 {
-            return Err((
-                Error::InvalidValue {
-                    what: "server_version",
-                    value: sh.version.into(),
-                },
-                AlertDescription::PROTOCOL_VERSION,
-            ));
-        }
-        // RFC 8446 §4.1.3: a server that speaks 1.3 but answers 1.2 marks
-        // its random; seeing the mark after offering 1.3 means someone
-        // removed 1.3 from our hello.
-        if self.offered_dtls13 && super::v13::messages::has_downgrade_sentinel(&sh.random) {
-            return Err((
-                Error::InvalidValue {
-                    what: "ServerHello random with the DTLS 1.3 downgrade sentinel",
-                    value: 0,
-                },
-                AlertDescription::ILLEGAL_PARAMETER,
-            ));
-        }
-        let suite = CipherSuite::from_code(sh.cipher_suite)
-            .filter(|s| self.config.cipher_suites.contains(s))
-            .ok_or((
-                Error::InvalidValue {
-                    what: "cipher_suite not offered",
-                    value: sh.cipher_suite.into(),
-                },
-                AlertDescription::ILLEGAL_PARAMETER,
-            ))?;
-        if sh.compression_method != 0 {
-            return Err((
-                Error::InvalidValue {
-                    what: "compression_method",
-                    value: sh.compression_method.into(),
-                },
-                AlertDescription::ILLEGAL_PARAMETER,
-            ));
-        }
-        let mut srtp_profile = None;
-        let mut ems = false;
-        for e in &sh.extensions {
-            match e {
-                Extension::UseSrtp { profiles, .. } => {
-                    // RFC 5764 §4.1.1: exactly one profile, one we offered.
-                    match profiles.as_slice() {
-                        [p] if self.config.srtp_profiles.contains(p) => srtp_profile = Some(*p),
-                        _ => {
-                            return Err((
-                                Error::InvalidValue {
-                                    what: "use_srtp profile in ServerHello",
-                                    value: profiles.len() as u64,
-                                },
-                                AlertDescription::ILLEGAL_PARAMETER,
-                            ));
-                        }
-                    }
-                }
-                Extension::ExtendedMasterSecret => {
-                    // RFC 5246 §7.4.1.4: a server may only echo what we offered.
-                    if !self.config.offer_extended_master_secret {
-                        return Err((
-                            Error::Misuse("extended_master_secret not offered"),
-                            AlertDescription::UNSUPPORTED_EXTENSION,
-                        ));
-                    }
-                    ems = true
-                }
-                Extension::RenegotiationInfo(r) if !r.is_empty() => {
-                    return Err((
-                        Error::InvalidValue {
-                            what: "renegotiation_info length",
-                            value: r.len() as u64,
-                        },
-                        AlertDescription::HANDSHAKE_FAILURE,
-                    ));
-                }
-                _ => {}
-            }
-        }
-        self.server_random = sh.random;
-        self.params = Some(Params {
-            suite,
-            srtp_profile,
-            ems,
-        });
-        msg.encode_unfragmented(&mut self.transcript);
-        self.state = State::ClientWaitCertificate;
-        // The server's first flight is arriving: stop retransmitting ours.
-        self.retransmit_at = None;
+        let next = match std::mem::replace(&mut self.state, State::Busy) {
+            State::ClientExpectServerHello(s) => s.handle(self, now, &msg, parsed),
+            State::ClientExpectCertificate(s) => (*s).handle(self, &msg, parsed),
+            State::ClientExpectServerKeyExchange(s) => (*s).handle(self, &msg, parsed),
+            State::ClientExpectCertificateRequest(s) => (*s).handle(self, now, &msg, parsed),
+            State::ClientExpectServerHelloDone(s) => (*s).handle(self, now, &msg, parsed),
+            State::ClientExpectFinished(s) => (*s).handle(self, &msg, parsed),
+            State::ServerExpectCertificate(s) => (*s).handle(self, &msg, parsed),
+            State::ServerExpectClientKeyExchange(s) => (*s).handle(self, &msg, parsed),
+            State::ServerExpectCertificateVerify(s) => (*s).handle(self, &msg, parsed),
+            State::ServerExpectFinished(s) => (*s).handle(self, now, &msg, parsed),
+            State::ServerExpectClientHello
+            | State::Connected(_)
+            | State::Closed
+            | State::Failed
+            | State::Busy => Err(self.unexpected()),
+        }?;
+        self.state = next;
         Ok(())
     }
 
+    fn unexpected(&self) -> Failure {
+        let what = match self.role {
+            Role::Client => "unexpected handshake message for the client's state",
+            Role::Server => "unexpected handshake message for the server's state",
+        };
+        (Error::Misuse(what), AlertDescription::UNEXPECTED_MESSAGE)
+    }
+
+    /// Accepts the peer's Certificate message (RFC 5246 §7.4.2, §7.4.6) by
+    /// its fingerprint; a refused one is remembered for
+    /// [`Endpoint::rejected_fingerprint`].
     fn accept_peer_certificate(
         &mut self,
-        c: CertificateMsg,
-    ) -> Result<(), (Error, AlertDescription)> {
+        c: super::handshake::CertificateMsg,
+    ) -> Result<AcceptedCertificate, Failure> {
         let Some(der) = c.certificates.into_iter().next() else {
             return Err((
                 Error::BadCertificate("no certificate"),
                 AlertDescription::HANDSHAKE_FAILURE,
             ));
         };
-        if let Some(expected) = &self.config.expected_fingerprint {
-            let actual = Fingerprint::of(expected.algorithm, &der);
-            if actual != *expected {
-                self.rejected_fingerprint = Some(actual);
-            }
-        }
-        self.peer_certificate = Some(proof::AcceptedCertificate::check(
-            der,
-            self.config.expected_fingerprint.as_ref(),
-        )?);
-        Ok(())
-    }
-
-    fn client_on_server_key_exchange(
-        &mut self,
-        ske: &ServerKeyExchange,
-    ) -> Result<(), (Error, AlertDescription)> {
-        if ske.group != NamedGroup::X25519 && ske.group != NamedGroup::SECP256R1 {
-            return Err((
-                Error::UnsupportedAlgorithm("ECDHE group not offered"),
-                AlertDescription::ILLEGAL_PARAMETER,
-            ));
-        }
-        let cert = self.peer_certificate.as_ref().ok_or((
-            Error::Misuse("no server certificate"),
-            AlertDescription::UNEXPECTED_MESSAGE,
-        ))?;
-        let suite = self.params.as_ref().map(|p| p.suite).ok_or((
-            Error::Misuse("no ServerHello"),
-            AlertDescription::UNEXPECTED_MESSAGE,
-        ))?;
-        self.server_share = Some(proof::VerifiedKeyShare::verify(
-            cert,
-            suite,
-            &self.client_random,
-            &self.server_random,
-            ske,
-        )?);
-        Ok(())
-    }
-
-    fn keys(&self) -> Result<(Params, MasterSecret), (Error, AlertDescription)> {
-        match (&self.params, &self.master) {
-            (Some(p), Some(m)) => Ok((p.clone(), m.clone())),
-            _ => Err((
-                Error::Misuse("keys not derived yet"),
-                AlertDescription::UNEXPECTED_MESSAGE,
-            )),
-        }
-    }
-
-    /// ECDHE with an ephemeral key; returns (our public key, premaster).
-    fn ecdhe(
-        &mut self,
-        group: NamedGroup,
-        peer_public: &[u8],
-    ) -> Result<(Vec<u8>, Vec<u8>), (Error, AlertDescription)> {
-        let (alg, private, public) = ephemeral_key(group)?;
-        // RFC 8422 §5.10: the premaster secret is the shared x-coordinate
-        // (X25519: the shared secret), which is what ring returns.
-        let pms = agreement::agree_ephemeral(
-            private,
-            &agreement::UnparsedPublicKey::new(alg, peer_public),
-            |k| k.to_vec(),
+        AcceptedCertificate::check(der, self.config.expected_fingerprint.as_ref()).map_err(
+            |(e, a, got)| {
+                self.rejected_fingerprint = got;
+                (e, a)
+            },
         )
-        .map_err(|_| {
-            (
-                Error::InvalidValue {
-                    what: "peer ECDHE public key",
-                    value: peer_public.len() as u64,
-                },
-                AlertDescription::ILLEGAL_PARAMETER,
-            )
-        })?;
-        Ok((public, pms))
     }
 
     /// Derives the master secret (RFC 7627 §4 when negotiated, RFC 5246
-    /// §8.1 otherwise) from the transcript so far, and the traffic keys.
+    /// §8.1 otherwise) from the transcript so far, and the traffic keys:
+    /// (ours to write, the peer's to read).
     fn derive_keys(
         &mut self,
+        params: Params,
         pms: &[u8],
-    ) -> Result<(RecordProtection, RecordProtection), (Error, AlertDescription)> {
-        let params = self.params.clone().ok_or((
-            Error::Misuse("no parameters"),
-            AlertDescription::INTERNAL_ERROR,
-        ))?;
+    ) -> Result<(Keys, RecordProtection, RecordProtection), Failure> {
         let h = params.suite.prf_hash();
         let master = if params.ems {
             let session_hash = sha(h.digest_algorithm(), &self.transcript);
             MasterSecret::derive_extended(h, pms, &session_hash)
         } else {
-            MasterSecret::derive(h, pms, &self.client_random, &self.server_random)
+            MasterSecret::derive(h, pms, &self.client_random, &params.server_random)
         };
         let kb = master.key_block(
             h,
             &self.client_random,
-            &self.server_random,
+            &params.server_random,
             params.suite.key_len(),
             params.suite.fixed_iv_len(),
         );
@@ -994,422 +662,30 @@ impl Endpoint {
             .map_err(internal)?;
         let server = RecordProtection::new(params.suite, &kb.server_write_key, &kb.server_write_iv)
             .map_err(internal)?;
-        self.master = Some(master);
-        Ok(match self.role {
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        self.key_log = Some(format!(
+            "CLIENT_RANDOM {} {}",
+            hex(&self.client_random),
+            hex(&master.0)
+        ));
+        let (write, read) = match self.role {
             Role::Client => (client, server),
             Role::Server => (server, client),
-        })
-    }
-
-    fn client_send_flight5(&mut self, now: Instant) -> Result<(), (Error, AlertDescription)> {
-        let share = self.server_share.take().ok_or((
-            Error::Misuse("no ServerKeyExchange"),
-            AlertDescription::UNEXPECTED_MESSAGE,
-        ))?;
-        let (public, pms) = self.ecdhe(share.group(), share.public_key())?;
-        self.begin_flight();
-        if self.certificate_requested {
-            let cert = Handshake::Certificate(CertificateMsg {
-                certificates: vec![self.config.certificate.der().to_vec()],
-            });
-            self.add_message(&cert);
-        }
-        self.add_message(&Handshake::ClientKeyExchange(ClientKeyExchange {
-            public_key: public,
-        }));
-        let (write, read) = self.derive_keys(&pms)?;
-        if self.certificate_requested {
-            // RFC 5246 §7.4.8: signature over all handshake messages so far.
-            let sig = self
-                .config
-                .certificate
-                .sign(&self.transcript)
-                .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))?;
-            self.add_message(&Handshake::CertificateVerify(DigitallySigned {
-                scheme: SignatureScheme::ECDSA_SECP256R1_SHA256,
-                signature: sig,
-            }));
-        }
-        self.records.install_read(read);
-        let (params, master) = self.keys()?;
-        let h = params.suite.prf_hash();
-        let verify = master.verify_data(
-            h,
-            Sender::Client,
-            &sha(h.digest_algorithm(), &self.transcript),
-        );
-        self.send_with_finished(now, write, verify, true);
-        self.state = State::ClientWaitFinished;
-        Ok(())
-    }
-
-    /// Sends the flight so far plus ChangeCipherSpec in the current epoch,
-    /// switches writing to `write`, then sends Finished in the new epoch
-    /// (RFC 5246 §7.1). The whole flight is kept for retransmission.
-    fn send_with_finished(
-        &mut self,
-        now: Instant,
-        write: RecordProtection,
-        verify: [u8; 12],
-        expect_reply: bool,
-    ) {
-        self.add_change_cipher_spec();
-        self.send_flight(now, false);
-        self.records.install_write(write);
-        self.mark_sent_items_previous_epoch();
-        let before = std::mem::take(&mut self.flight);
-        self.add_message(&Handshake::Finished(verify));
-        self.send_flight(now, expect_reply);
-        let fin = std::mem::take(&mut self.flight);
-        self.flight = before;
-        self.flight.extend(fin);
-    }
-
-    // -----------------------------------------------------------------------
-    // Server.
-
-    fn cookie_for(&self, peer: SocketAddr, ch: &ClientHello) -> Vec<u8> {
-        // RFC 6347 §4.2.1: Cookie = HMAC(Secret, Client-IP, Client-Parameters).
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.cookie_secret);
-        let mut ctx = hmac::Context::with_key(&key);
-        ctx.update(peer.to_string().as_bytes());
-        ctx.update(&ch.random);
-        ctx.update(&ch.session_id);
-        for s in &ch.cipher_suites {
-            ctx.update(&s.to_be_bytes());
-        }
-        ctx.sign().as_ref()[..20].to_vec()
-    }
-
-    /// A ClientHello while waiting for one. Without a valid cookie the
-    /// answer is a HelloVerifyRequest and no state is kept.
-    fn server_on_client_hello(
-        &mut self,
-        now: Instant,
-        msg: &HandshakeMessage,
-        record_seq: u64,
-        source: SocketAddr,
-    ) -> Result<(), (Error, AlertDescription)> {
-        let ch = ClientHello::parse(&msg.body).map_err(|e| (e, AlertDescription::DECODE_ERROR))?;
-        if self.config.use_cookie {
-            let expected = self.cookie_for(source, &ch);
-            if !ring_eq(&ch.cookie, &expected) {
-                // Stateless: the HelloVerifyRequest reuses the ClientHello's
-                // message_seq and record sequence number (RFC 6347 §4.2.1).
-                let hvr = Handshake::HelloVerifyRequest(HelloVerifyRequest {
-                    version: DTLS_1_2,
-                    cookie: expected,
-                });
-                let m = hvr.to_message(msg.message_seq);
-                let mut body = Vec::new();
-                m.encode_unfragmented(&mut body);
-                let mut out = Vec::new();
-                super::record::Record {
-                    header: super::record::RecordHeader {
-                        content_type: ContentType::Handshake,
-                        version: DTLS_1_2,
-                        epoch: 0,
-                        sequence: record_seq,
-                        length: 0,
-                    },
-                    fragment: &body,
-                }
-                .encode(&mut out);
-                self.transmits.push_back(Transmit {
-                    source: self.local,
-                    destination: source,
-                    contents: out,
-                });
-                return Ok(());
-            }
-        }
-        self.peer = Some(source);
-        // Negotiate.
-        let suite = self
-            .config
-            .cipher_suites
-            .iter()
-            .copied()
-            // Our certificate is ECDSA: ECDHE_RSA suites are the client's only.
-            .filter(|s| s.authentication() == Authentication::Ecdsa)
-            .find(|s| ch.cipher_suites.contains(&s.code()))
-            .ok_or((
-                Error::UnsupportedAlgorithm("no common cipher suite"),
-                AlertDescription::HANDSHAKE_FAILURE,
-            ))?;
-        let mut group = None;
-        let mut srtp_profile = None;
-        let mut ems = false;
-        let mut reneg = ch.cipher_suites.contains(&0x00ff);
-        let mut ecdsa_ok = true;
-        for e in &ch.extensions {
-            match e {
-                Extension::SupportedGroups(groups) => {
-                    group = [NamedGroup::X25519, NamedGroup::SECP256R1]
-                        .into_iter()
-                        .find(|g| groups.contains(g));
-                }
-                Extension::UseSrtp { profiles, .. } => {
-                    srtp_profile = self
-                        .config
-                        .srtp_profiles
-                        .iter()
-                        .copied()
-                        .find(|p| profiles.contains(p));
-                }
-                Extension::ExtendedMasterSecret => ems = true,
-                Extension::RenegotiationInfo(r) => {
-                    if !r.is_empty() {
-                        return Err((
-                            Error::InvalidValue {
-                                what: "renegotiation_info length",
-                                value: r.len() as u64,
-                            },
-                            AlertDescription::HANDSHAKE_FAILURE,
-                        ));
-                    }
-                    reneg = true;
-                }
-                Extension::SignatureAlgorithms(s) => {
-                    ecdsa_ok = s.contains(&SignatureScheme::ECDSA_SECP256R1_SHA256)
-                }
-                _ => {}
-            }
-        }
-        // RFC 8422 §4: without supported_groups, P-256 may be assumed.
-        let group = if ch.extension(extension_type::SUPPORTED_GROUPS).is_none() {
-            Some(NamedGroup::SECP256R1)
-        } else {
-            group
-        }
-        .ok_or((
-            Error::UnsupportedAlgorithm("no common ECDHE group"),
-            AlertDescription::HANDSHAKE_FAILURE,
-        ))?;
-        if !ecdsa_ok {
-            return Err((
-                Error::UnsupportedAlgorithm("client does not accept ecdsa_secp256r1_sha256"),
-                AlertDescription::HANDSHAKE_FAILURE,
-            ));
-        }
-        self.client_random = ch.random;
-        self.rng.fill(&mut self.server_random);
-        if self.config.max_version >= Version::Dtls13 {
-            // RFC 8446 §4.1.3: a server able to do 1.3 that negotiates
-            // 1.2 says so in the last 8 bytes of its random.
-            self.server_random[24..].copy_from_slice(&super::v13::messages::DOWNGRADE_TO_1_2);
-        }
-        self.params = Some(Params {
-            suite,
-            srtp_profile,
-            ems,
-        });
-        // The handshake proper: the transcript starts with this ClientHello.
-        // Our message_seq restarts from the ClientHello's (0 without a
-        // cookie exchange; 1 after it, since our HelloVerifyRequest counted
-        // as 0: RFC 6347 §4.2.2), and our record sequence numbers continue
-        // after the HelloVerifyRequest's.
-        self.transcript.clear();
-        msg.encode_unfragmented(&mut self.transcript);
-        self.next_send_seq = msg.message_seq;
-        self.reassembler = Reassembler::with_next_seq(msg.message_seq.wrapping_add(1));
-        self.records.set_write_sequence(record_seq);
-        self.server_send_flight4(now, group, reneg)
-    }
-
-    fn server_send_flight4(
-        &mut self,
-        now: Instant,
-        group: NamedGroup,
-        reneg: bool,
-    ) -> Result<(), (Error, AlertDescription)> {
-        let params = self.params.clone().ok_or((
-            Error::Misuse("no parameters"),
-            AlertDescription::INTERNAL_ERROR,
-        ))?;
-        let mut extensions = Vec::new();
-        if reneg {
-            extensions.push(Extension::RenegotiationInfo(Vec::new()));
-        }
-        if params.ems {
-            extensions.push(Extension::ExtendedMasterSecret);
-        }
-        if let Some(p) = params.srtp_profile {
-            extensions.push(Extension::UseSrtp {
-                profiles: vec![p],
-                mki: Vec::new(),
-            });
-        }
-        extensions.push(Extension::EcPointFormats(vec![0]));
-        self.begin_flight();
-        self.add_message(&Handshake::ServerHello(ServerHello {
-            version: DTLS_1_2,
-            random: self.server_random,
-            session_id: Vec::new(),
-            cipher_suite: params.suite.code(),
-            compression_method: 0,
-            extensions,
-        }));
-        self.add_message(&Handshake::Certificate(CertificateMsg {
-            certificates: vec![self.config.certificate.der().to_vec()],
-        }));
-        // Our ephemeral key: generate now, keep the private half for the
-        // ClientKeyExchange.
-        let (_, private, public) = ephemeral_key(group)?;
-        let mut ske = ServerKeyExchange {
-            group,
-            public_key: public,
-            signed: DigitallySigned {
-                scheme: SignatureScheme::ECDSA_SECP256R1_SHA256,
-                signature: Vec::new(),
-            },
         };
-        let mut signed = Vec::new();
-        signed.extend_from_slice(&self.client_random);
-        signed.extend_from_slice(&self.server_random);
-        signed.extend_from_slice(&ske.params());
-        ske.signed.signature = self
-            .config
-            .certificate
-            .sign(&signed)
-            .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))?;
-        self.add_message(&Handshake::ServerKeyExchange(ske));
-        self.server_ecdhe = Some((group, private));
-        if self.config.require_client_certificate {
-            // RFC 5246 §7.4.4: ECDSA and RSA client certificates both
-            // verify (AcceptedCertificate's key checks either);
-            // GStreamer's webrtcbin makes an RSA-2048 one.
-            self.add_message(&Handshake::CertificateRequest(CertificateRequest {
-                certificate_types: vec![
-                    CertificateRequest::ECDSA_SIGN,
-                    CertificateRequest::RSA_SIGN,
-                ],
-                signature_schemes: vec![
-                    SignatureScheme::ECDSA_SECP256R1_SHA256,
-                    SignatureScheme::RSA_PSS_RSAE_SHA256,
-                    SignatureScheme::RSA_PKCS1_SHA256,
-                ],
-                authorities: Vec::new(),
-            }));
-        }
-        self.add_message(&Handshake::ServerHelloDone);
-        self.send_flight(now, true);
-        self.state = if self.config.require_client_certificate {
-            State::ServerWaitCertificate
-        } else {
-            State::ServerWaitKeyExchange
-        };
-        Ok(())
+        Ok((Keys { params, master }, write, read))
     }
 
-    fn server_handle(
+    /// Both roles: the handshake is done (the peer authenticated, its
+    /// Finished checked); exports the SRTP keys and reports it.
+    fn established(
         &mut self,
-        now: Instant,
-        msg: HandshakeMessage,
-    ) -> Result<(), (Error, AlertDescription)> {
-        let parsed = Handshake::parse(msg.msg_type, &msg.body)
-            .map_err(|e| (e, AlertDescription::DECODE_ERROR))?;
-        match (self.state, parsed) {
-            (State::ServerWaitCertificate, Handshake::Certificate(c)) => {
-                msg.encode_unfragmented(&mut self.transcript);
-                self.retransmit_at = None;
-                self.accept_peer_certificate(c)?;
-                self.state = State::ServerWaitKeyExchange;
-                Ok(())
-            }
-            (State::ServerWaitKeyExchange, Handshake::ClientKeyExchange(cke)) => {
-                self.retransmit_at = None;
-                let (group, private) = self.server_ecdhe.take().ok_or((
-                    Error::Misuse("no ECDHE key"),
-                    AlertDescription::INTERNAL_ERROR,
-                ))?;
-                let alg = if group == NamedGroup::X25519 {
-                    &agreement::X25519
-                } else {
-                    &agreement::ECDH_P256
-                };
-                let pms = agreement::agree_ephemeral(
-                    private,
-                    &agreement::UnparsedPublicKey::new(alg, &cke.public_key),
-                    |k| k.to_vec(),
-                )
-                .map_err(|_| {
-                    (
-                        Error::InvalidValue {
-                            what: "client ECDHE public key",
-                            value: cke.public_key.len() as u64,
-                        },
-                        AlertDescription::ILLEGAL_PARAMETER,
-                    )
-                })?;
-                msg.encode_unfragmented(&mut self.transcript);
-                let (write, read) = self.derive_keys(&pms)?;
-                self.records.install_read(read);
-                self.pending_write = Some(write);
-                self.state = if self.peer_certificate.is_some() {
-                    State::ServerWaitCertificateVerify
-                } else {
-                    State::ServerWaitFinished
-                };
-                Ok(())
-            }
-            (State::ServerWaitCertificateVerify, Handshake::CertificateVerify(cv)) => {
-                let cert = self.peer_certificate.as_ref().ok_or((
-                    Error::Misuse("no client certificate"),
-                    AlertDescription::UNEXPECTED_MESSAGE,
-                ))?;
-                self.client_proven =
-                    Some(proof::ClientKeyProven::verify(cert, &self.transcript, &cv)?);
-                msg.encode_unfragmented(&mut self.transcript);
-                self.state = State::ServerWaitFinished;
-                Ok(())
-            }
-            (State::ServerWaitFinished, Handshake::Finished(v)) => {
-                // A client that sent a certificate must have proven its key.
-                if self.peer_certificate.is_some() && self.client_proven.is_none() {
-                    return Err((
-                        Error::Misuse("Finished before CertificateVerify"),
-                        AlertDescription::UNEXPECTED_MESSAGE,
-                    ));
-                }
-                let (params, master) = self.keys()?;
-                let h = params.suite.prf_hash();
-                let hash = sha(h.digest_algorithm(), &self.transcript);
-                let expected = master.verify_data(h, Sender::Client, &hash);
-                if !ring_eq(&expected, &v) {
-                    return Err((Error::BadFinished, AlertDescription::DECRYPT_ERROR));
-                }
-                msg.encode_unfragmented(&mut self.transcript);
-                let write = self.pending_write.take().ok_or((
-                    Error::Misuse("no write keys"),
-                    AlertDescription::INTERNAL_ERROR,
-                ))?;
-                self.begin_flight();
-                let hash = sha(h.digest_algorithm(), &self.transcript);
-                let verify = master.verify_data(h, Sender::Server, &hash);
-                self.send_with_finished(now, write, verify, false);
-                self.connected()?;
-                Ok(())
-            }
-            (State::ServerWaitCertificate, Handshake::ClientKeyExchange(_)) => Err((
-                Error::BadCertificate("client sent no certificate"),
-                AlertDescription::HANDSHAKE_FAILURE,
-            )),
-            _ => Err((
-                Error::Misuse("unexpected handshake message for the server's state"),
-                AlertDescription::UNEXPECTED_MESSAGE,
-            )),
-        }
-    }
-
-    fn connected(&mut self) -> Result<(), (Error, AlertDescription)> {
-        let (params, master) = self.keys()?;
-        let peer = self.peer_certificate.as_ref().ok_or((
-            Error::BadCertificate("peer sent no certificate"),
-            AlertDescription::HANDSHAKE_FAILURE,
-        ))?;
-        let peer_certificate = peer.der().to_vec();
-        let peer_fingerprint = peer.fingerprint().clone();
+        keys: &Keys,
+        peer: proof::AuthenticatedPeer,
+        _finished: proof::FinishedChecked,
+    ) -> Result<State, Failure> {
+        let Keys { params, master } = keys;
+        let peer_certificate = peer.certificate().der().to_vec();
+        let peer_fingerprint = peer.certificate().fingerprint().clone();
         // ANCHOR: srtp_export
         let (material, keys) = match params
             .srtp_profile
@@ -1421,7 +697,7 @@ impl Endpoint {
                         params.suite.prf_hash(),
                         super::prf::DTLS_SRTP_EXPORTER_LABEL,
                         &self.client_random,
-                        &self.server_random,
+                        &params.server_random,
                         2 * (k + s),
                     )
                     .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))?;
@@ -1432,7 +708,6 @@ impl Endpoint {
             None => (None, None),
         };
         // ANCHOR_END: srtp_export
-        self.state = State::Connected;
         self.retransmit_at = None;
         if self.role == Role::Client {
             // The client's last flight is never retransmitted once the
@@ -1451,11 +726,14 @@ impl Endpoint {
             peer_certificate,
             extended_master_secret: params.ems,
         })));
-        Ok(())
+        Ok(State::Connected(Box::new(Established { peer })))
     }
 
-    // -----------------------------------------------------------------------
     // Receiving.
+
+    fn expecting_client_hello(&self) -> bool {
+        matches!(self.state, State::ServerExpectClientHello)
+    }
 
     fn receive(
         &mut self,
@@ -1468,7 +746,7 @@ impl Endpoint {
             return;
         }
         if let Some(peer) = self.peer {
-            if peer != source && self.state != State::ServerWaitClientHello {
+            if peer != source && !self.expecting_client_hello() {
                 return; // not our peer
             }
             self.heard_from_peer |= peer == source;
@@ -1499,7 +777,7 @@ impl Endpoint {
                     }
                     Some(Ok(record)) => record,
                 };
-                let opened = if self.state == State::ServerWaitClientHello {
+                let opened = if self.expecting_client_hello() {
                     scratch
                         .get_or_insert_with(RecordLayer::new)
                         .open_record(&record)
@@ -1519,7 +797,7 @@ impl Endpoint {
                         if is_fin != (p.epoch > 0) {
                             continue;
                         }
-                        if self.state == State::ServerWaitClientHello {
+                        if self.expecting_client_hello() {
                             if f.header.msg_type != HandshakeType::ClientHello {
                                 continue;
                             }
@@ -1561,11 +839,7 @@ impl Endpoint {
                         }
                     }
                     while let Some(m) = self.reassembler.pop() {
-                        let r = match self.role {
-                            Role::Client => self.client_handle(now, m),
-                            Role::Server => self.server_handle(now, m),
-                        };
-                        if let Err((e, a)) = r {
+                        if let Err((e, a)) = self.handle_message(now, m) {
                             self.fail(e, a);
                             return;
                         }
@@ -1593,7 +867,7 @@ impl Endpoint {
                     }
                 }
                 ContentType::ApplicationData => {
-                    if self.state == State::Connected && p.epoch > 0 {
+                    if self.is_connected() && p.epoch > 0 {
                         self.events.push_back(Event::ApplicationData(p.fragment));
                     }
                 }
@@ -1608,17 +882,23 @@ impl Endpoint {
     }
 }
 
-/// Values that exist only once a check ran (DESIGN §2): their fields are
-/// private to this module, so the endpoint cannot make one without running
-/// the check in its constructor.
-mod proof {
-    use super::*;
-
+/// The check both DTLS versions start peer authentication with, as a value
+/// only the check can make (DESIGN §2). WebRTC has no certificate
+/// authorities: the peer's certificate is trusted because it hashes to the
+/// fingerprint the signaling carried (RFC 8842 §5, RFC 8122 §5). The
+/// version-specific proofs (1.2's signed ServerKeyExchange and
+/// CertificateVerify in `proof`, 1.3's in [`super::v13::endpoint`]) take
+/// an [`AcceptedCertificate`] to be built.
+mod accepted {
+    use crate::dtls::Error;
+    use crate::dtls::cert::{Fingerprint, HashAlgorithm, PublicKeyInfo, SignatureScheme};
+    use crate::dtls::handshake::AlertDescription;
     /// The peer's certificate, accepted: it hashes to the fingerprint the
-    /// signaling gave (when one was configured, RFC 8842 §5) and its public
-    /// key is one we can verify.
+    /// signaling gave (when one was configured, RFC 8842 §5) and its public key
+    /// is one we can verify. Its fields are private to this module: only
+    /// [`AcceptedCertificate::check`] makes one.
     #[derive(Debug, Clone)]
-    pub(super) struct AcceptedCertificate {
+    pub(crate) struct AcceptedCertificate {
         der: Vec<u8>,
         key: PublicKeyInfo,
         fingerprint: Fingerprint,
@@ -1626,16 +906,22 @@ mod proof {
 
     impl AcceptedCertificate {
         // ANCHOR: fingerprint_check
-        pub(super) fn check(
+        /// Accepts `der` if it matches `expected` (when given) and carries a
+        /// key we verify. A mismatch also returns the fingerprint `der`
+        /// actually has (in the expected one's hash), so the caller can say
+        /// "expected X, got Y".
+        pub(crate) fn check(
             der: Vec<u8>,
             expected: Option<&Fingerprint>,
-        ) -> Result<Self, (Error, AlertDescription)> {
-            if let Some(fp) = expected {
-                fp.verify(&der)
-                    .map_err(|e| (e, AlertDescription::BAD_CERTIFICATE))?;
+        ) -> Result<Self, (Error, AlertDescription, Option<Fingerprint>)> {
+            if let Some(fp) = expected
+                && let Err(e) = fp.verify(&der)
+            {
+                let got = Fingerprint::of(fp.algorithm, &der);
+                return Err((e, AlertDescription::BAD_CERTIFICATE, Some(got)));
             }
             let key = PublicKeyInfo::from_certificate(&der)
-                .map_err(|e| (e, AlertDescription::UNSUPPORTED_CERTIFICATE))?;
+                .map_err(|e| (e, AlertDescription::UNSUPPORTED_CERTIFICATE, None))?;
             let fingerprint = Fingerprint::of(HashAlgorithm::Sha256, &der);
             Ok(AcceptedCertificate {
                 der,
@@ -1645,70 +931,30 @@ mod proof {
         }
         // ANCHOR_END: fingerprint_check
 
-        pub(super) fn der(&self) -> &[u8] {
+        /// The certificate (DER).
+        pub(crate) fn der(&self) -> &[u8] {
             &self.der
         }
 
-        pub(super) fn fingerprint(&self) -> &Fingerprint {
+        /// Its SHA-256 fingerprint.
+        pub(crate) fn fingerprint(&self) -> &Fingerprint {
             &self.fingerprint
         }
-    }
 
-    /// The server's ECDHE share, signed by the accepted certificate's key
-    /// over client_random + server_random + ServerECDHParams (RFC 8422 §5.4).
-    #[derive(Debug)]
-    pub(super) struct VerifiedKeyShare {
-        group: NamedGroup,
-        public_key: Vec<u8>,
-    }
-
-    impl VerifiedKeyShare {
-        pub(super) fn verify(
-            cert: &AcceptedCertificate,
-            suite: CipherSuite,
-            client_random: &[u8; 32],
-            server_random: &[u8; 32],
-            ske: &ServerKeyExchange,
-        ) -> Result<Self, (Error, AlertDescription)> {
-            ske.verify(&cert.key, suite, client_random, server_random)
-                .map_err(|e| {
-                    let alert = match e {
-                        Error::BadSignature => AlertDescription::DECRYPT_ERROR,
-                        Error::UnsupportedAlgorithm(_) => AlertDescription::UNSUPPORTED_CERTIFICATE,
-                        _ => AlertDescription::ILLEGAL_PARAMETER,
-                    };
-                    (e, alert)
-                })?;
-            Ok(VerifiedKeyShare {
-                group: ske.group,
-                public_key: ske.public_key.clone(),
-            })
+        /// Its public key.
+        pub(crate) fn key(&self) -> &PublicKeyInfo {
+            &self.key
         }
 
-        pub(super) fn group(&self) -> NamedGroup {
-            self.group
-        }
-
-        pub(super) fn public_key(&self) -> &[u8] {
-            &self.public_key
-        }
-    }
-
-    /// The client signed the transcript with its certificate's key
-    /// (CertificateVerify, RFC 5246 §7.4.8).
-    #[derive(Debug)]
-    pub(super) struct ClientKeyProven(());
-
-    impl ClientKeyProven {
-        pub(super) fn verify(
-            cert: &AcceptedCertificate,
-            transcript: &[u8],
-            cv: &DigitallySigned,
-        ) -> Result<Self, (Error, AlertDescription)> {
-            cert.key
-                .verify(cv.scheme, transcript, &cv.signature)
-                .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
-            Ok(ClientKeyProven(()))
+        /// Checks a signature by the certificate's key over `message` (what a
+        /// version-specific proof runs before it exists).
+        pub(crate) fn verify_signature(
+            &self,
+            scheme: SignatureScheme,
+            message: &[u8],
+            signature: &[u8],
+        ) -> Result<(), Error> {
+            self.key.verify(scheme, message, signature)
         }
     }
 }
@@ -1743,7 +989,7 @@ impl Machine for Endpoint {
         tracing::debug!(
             retransmits = self.retransmits,
             waited = ?self.retransmit_timeout,
-            state = ?self.state,
+            state = self.state.name(),
             "DTLS flight retransmitted"
         );
         self.retransmit_timeout = (self.retransmit_timeout * 2).min(MAX_RETRANSMIT_TIMEOUT);
@@ -1773,7 +1019,7 @@ fn ephemeral_key(
         agreement::EphemeralPrivateKey,
         Vec<u8>,
     ),
-    (Error, AlertDescription),
+    Failure,
 > {
     let alg = if group == NamedGroup::X25519 {
         &agreement::X25519

@@ -107,6 +107,25 @@ impl AutoEndpoint {
         Self::with(inner, Role::Server, rng_seed)
     }
 
+    /// A client offering DTLS 1.3 alone (no 1.2 in its ClientHello, no
+    /// fallback): a 1.2-only server refuses it (`rtclab dtls --dtls 1.3`).
+    pub fn client_dtls13_only(
+        config: Config,
+        peer: SocketAddr,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Self {
+        let e = Endpoint13::client(config, peer, rng_seed, now);
+        Self::with(Inner::V13(Box::new(e)), Role::Client, rng_seed)
+    }
+
+    /// A server answering DTLS 1.3 alone: a ClientHello without 1.3 in
+    /// supported_versions gets a protocol_version alert (RFC 8446 §4.2.1).
+    pub fn server_dtls13_only(config: Config, rng_seed: u64) -> Self {
+        let e = Endpoint13::server(config, rng_seed);
+        Self::with(Inner::V13(Box::new(e)), Role::Server, rng_seed)
+    }
+
     fn with(inner: Inner, role: Role, seed: u64) -> Self {
         AutoEndpoint {
             inner,

@@ -444,6 +444,17 @@ impl NamedGroup {
     pub const X25519: Self = NamedGroup(0x001d);
     /// X25519MLKEM768 (what Chromium and Firefox offer first for 1.3).
     pub const X25519_MLKEM768: Self = NamedGroup(0x11ec);
+
+    /// The IANA name, or `None` for a group we do not know.
+    pub fn name(self) -> Option<&'static str> {
+        Some(match self {
+            NamedGroup::SECP256R1 => "secp256r1",
+            NamedGroup::SECP384R1 => "secp384r1",
+            NamedGroup::X25519 => "x25519",
+            NamedGroup::X25519_MLKEM768 => "X25519MLKEM768",
+            _ => return None,
+        })
+    }
 }
 
 /// SRTPProtectionProfile (RFC 5764 §4.1.2, RFC 7714 §14.2).

@@ -72,15 +72,21 @@
 //!   (use_srtp RFC 5764 §4.1.1, extended_master_secret, renegotiation_info
 //!   RFC 5746, supported_groups and ec_point_formats RFC 8422 §5.1,
 //!   signature_algorithms, supported_versions), Alerts (RFC 5246 §7.2).
-//! - [`endpoint`]: the client and server state machines as one sans-IO
-//!   [`endpoint::Endpoint`] implementing [`crate::machine::Machine`]: flights
-//!   packed to the MTU and retransmitted on a doubling timer (RFC 6347
-//!   §4.2.4), stateless HelloVerifyRequest cookies (§4.2.1), ECDHE with
-//!   X25519 or P-256 (RFC 8422), ECDSA P-256 signatures both ways with
-//!   CertificateRequest / CertificateVerify (RFC 5246 §7.4.4, §7.4.8),
-//!   the SDP fingerprint check, Finished (§7.4.9), use_srtp and the SRTP
-//!   exporter, fatal alerts on failure, close_notify, records of the next
-//!   epoch buffered (bounded), the NSS key log line. Proven against
+//! - [`endpoint`]: the client and server state machines, one type per
+//!   "expecting X" state (`endpoint/client.rs`, `endpoint/server.rs`,
+//!   rustls's shape), under one sans-IO [`endpoint::Endpoint`]
+//!   implementing [`crate::machine::Machine`]: flights packed to the MTU
+//!   and retransmitted on a doubling timer (RFC 6347 §4.2.4,
+//!   `endpoint/flight.rs`), stateless HelloVerifyRequest cookies (§4.2.1),
+//!   ECDHE with X25519 or P-256 (RFC 8422), ECDSA P-256 signatures both
+//!   ways with CertificateRequest / CertificateVerify (RFC 5246 §7.4.4,
+//!   §7.4.8), the SDP fingerprint check, Finished (§7.4.9), use_srtp and
+//!   the SRTP exporter, fatal alerts on failure, close_notify, records of
+//!   the next epoch buffered (bounded), the NSS key log line. What a state
+//!   relies on (the fingerprint checked, the ServerKeyExchange signature
+//!   verified, CertificateVerify verified, Finished checked) is a proof
+//!   value (`endpoint/proof.rs`) that only the checking constructor makes
+//!   and that the next state needs to be built. Proven against
 //!   `openssl s_server` and `openssl s_client` (`tests/dtls_openssl.rs`).
 //! - [`crate::speed::dtls`]: the figures for `rtclab speed dtls`.
 //! - [`v13`]: DTLS 1.3 (RFC 9147): key schedule, record layer, messages,
@@ -90,11 +96,13 @@
 //!   1.2 with a peer that answers 1.2 (downgrade sentinel checked); what
 //!   `peer::Transport` runs.
 //!
-//! Around it: `rtclab dtls client|server`, a small `openssl
-//! s_client/s_server` (handshake over UDP with the runtime's `Driver`; it
-//! prints the suite, SRTP profile, the peer's fingerprint and the keying
-//! material, carries stdin lines as application data, and appends
-//! [`endpoint::Endpoint::key_log_line`] to `SSLKEYLOGFILE`;
+//! Around it: `rtclab dtls client|server --dtls 1.2|1.3|auto`, a small
+//! `openssl s_client/s_server` (handshake over UDP with the runtime's
+//! `Driver`; it prints the version, suite, 1.3 key share, SRTP profile, the
+//! peer's fingerprint and the keying material, carries stdin lines as
+//! application data, and appends the key log (1.2's `CLIENT_RANDOM` line or
+//! 1.3's traffic secrets) to `SSLKEYLOGFILE`; `rtclab xray` decrypts both
+//! versions from a capture's key log;
 //! `tests/dtls_cli.rs` runs it against OpenSSL); handshakes in the
 //! [`crate::sim`] network under loss, reordering, duplication and a
 //! 300-byte MTU (`tests/sim_dtls.rs`); fuzz targets `dtls_record`,
@@ -103,12 +111,8 @@
 //!
 //! ## Not yet here
 //!
-//! The handshake states are one enum, not one type per state; what a state
-//! relies on (fingerprint checked, ServerKeyExchange signature verified,
-//! CertificateVerify verified) is held as proof values that only the
-//! checking constructors can make. We sign only with
-//! ECDSA P-256 (RSA and P-384 peers are verified, not impersonated) and
-//! offer only X25519 and P-256 for ECDHE in 1.2. Renegotiation, session
+//! We sign only with ECDSA P-256 (RSA and P-384 peers are verified, not
+//! impersonated) and offer only X25519 and P-256 for ECDHE in 1.2. Renegotiation, session
 //! resumption, connection IDs and CBC suites are out of scope.
 
 pub mod cert;

@@ -1,8 +1,10 @@
 //! Measurements behind `rtclab speed dtls` (DESIGN §5): full handshakes per
 //! second with both endpoints in one process (DTLS 1.2, and DTLS 1.3 with
 //! the X25519 and the X25519MLKEM768 shares, all with their cookie round
-//! trip and mutual ECDSA P-256 authentication), and record seal + open of
-//! 1,200-byte records beside raw `ring` AES-128-GCM on the same buffers.
+//! trip and mutual ECDSA P-256 authentication), for both roles together
+//! and for each role alone (the CPU time of its own calls: what one core
+//! of a server, or of a client, does per second), and record seal + open
+//! of 1,200-byte records beside raw `ring` AES-128-GCM on the same buffers.
 //!
 //! These functions only measure and return numbers; printing the
 //! `NAME VALUE UNIT` lines is the CLI's job.
@@ -31,42 +33,81 @@ pub struct Figures {
     pub handshakes13_hybrid_per_s: f64,
     /// `dtls13.x25519.handshakes_per_s`: DTLS 1.3 with X25519 alone.
     pub handshakes13_x25519_per_s: f64,
+    /// `dtls.server.handshakes_per_s`, `dtls.client.…`: DTLS 1.2, each
+    /// role's own CPU time.
+    pub dtls12_roles: Roles,
+    /// `dtls13.server.handshakes_per_s`, `dtls13.client.…`: DTLS 1.3 with
+    /// X25519MLKEM768.
+    pub dtls13_hybrid_roles: Roles,
+    /// `dtls13.x25519.server.handshakes_per_s`, `….client.…`.
+    pub dtls13_x25519_roles: Roles,
     /// `dtls.record_1200_ns`: seal + open of one 1,200-byte record.
     pub record_1200_ns: f64,
     /// `ring.aes_128_gcm.seal_open_1200_ns`: the same with raw `ring`.
     pub ring_seal_open_1200_ns: f64,
 }
 
+/// Handshakes per second of one core, counting one role's CPU time only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Roles {
+    /// The server's.
+    pub server: f64,
+    /// The client's.
+    pub client: f64,
+}
+
+/// CPU time spent in each role's calls.
+#[derive(Debug, Default)]
+struct Spent {
+    client: Duration,
+    server: Duration,
+}
+
+/// Runs `f`, adding the thread CPU time it took to `to`.
+fn timed<T>(to: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let start = cpu_time::ThreadTime::now();
+    let r = f();
+    *to += start.elapsed();
+    r
+}
+
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
-/// One full handshake in memory (no loss); returns whether both connected.
-fn one_handshake(client: Config, server: Config, seed: u64) -> bool {
+/// One full handshake in memory (no loss); returns whether both connected,
+/// adding each role's CPU time to `spent`.
+fn one_handshake(client: Config, server: Config, seed: u64, spent: &mut Spent) -> bool {
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut c = Endpoint::client(client, sa, seed, now);
-    let mut s = Endpoint::server(server, seed ^ 1);
+    let mut c = timed(&mut spent.client, || {
+        Endpoint::client(client, sa, seed, now)
+    });
+    let mut s = timed(&mut spent.server, || Endpoint::server(server, seed ^ 1));
     for _ in 0..8 {
-        while let Some(t) = c.poll_transmit() {
-            s.handle_receive(
-                now,
-                Receive {
-                    source: ca,
-                    destination: sa,
-                    contents: &t.contents,
-                },
-            );
+        while let Some(t) = timed(&mut spent.client, || c.poll_transmit()) {
+            timed(&mut spent.server, || {
+                s.handle_receive(
+                    now,
+                    Receive {
+                        source: ca,
+                        destination: sa,
+                        contents: &t.contents,
+                    },
+                )
+            });
         }
-        while let Some(t) = s.poll_transmit() {
-            c.handle_receive(
-                now,
-                Receive {
-                    source: sa,
-                    destination: ca,
-                    contents: &t.contents,
-                },
-            );
+        while let Some(t) = timed(&mut spent.server, || s.poll_transmit()) {
+            timed(&mut spent.client, || {
+                c.handle_receive(
+                    now,
+                    Receive {
+                        source: sa,
+                        destination: ca,
+                        contents: &t.contents,
+                    },
+                )
+            });
         }
         if c.is_connected() && s.is_connected() {
             return true;
@@ -101,15 +142,26 @@ pub fn measure(budget: Duration) -> Figures {
         };
         let start = cpu_time::ThreadTime::now();
         let mut n = 0u64;
+        let mut spent = Spent::default();
         while start.elapsed() < budget {
-            assert!(one_handshake(config(0), config(1), n), "handshake failed");
+            assert!(
+                one_handshake(config(0), config(1), n, &mut spent),
+                "handshake failed"
+            );
             n += 1;
         }
-        n as f64 / start.elapsed().as_secs_f64()
+        let per_s = |d: Duration| n as f64 / d.as_secs_f64().max(1e-9);
+        let roles = Roles {
+            server: per_s(spent.server),
+            client: per_s(spent.client),
+        };
+        (per_s(start.elapsed()), roles)
     };
-    let handshakes_per_s = rate(Version::Dtls12, NamedGroup::X25519);
-    let handshakes13_hybrid_per_s = rate(Version::Dtls13, NamedGroup::X25519_MLKEM768);
-    let handshakes13_x25519_per_s = rate(Version::Dtls13, NamedGroup::X25519);
+    let (handshakes_per_s, dtls12_roles) = rate(Version::Dtls12, NamedGroup::X25519);
+    let (handshakes13_hybrid_per_s, dtls13_hybrid_roles) =
+        rate(Version::Dtls13, NamedGroup::X25519_MLKEM768);
+    let (handshakes13_x25519_per_s, dtls13_x25519_roles) =
+        rate(Version::Dtls13, NamedGroup::X25519);
 
     let suite = CipherSuite::EcdheEcdsaAes128GcmSha256;
     let p = RecordProtection::new(suite, &[7; 16], &[1, 2, 3, 4]).expect("key");
@@ -171,6 +223,9 @@ pub fn measure(budget: Duration) -> Figures {
         handshakes_per_s,
         handshakes13_hybrid_per_s,
         handshakes13_x25519_per_s,
+        dtls12_roles,
+        dtls13_hybrid_roles,
+        dtls13_x25519_roles,
         record_1200_ns,
         ring_seal_open_1200_ns,
     }
@@ -192,6 +247,14 @@ mod tests {
             "dtls13.x25519.handshakes_per_s {:.0} 1/s",
             f.handshakes13_x25519_per_s
         );
+        for (name, r) in [
+            ("dtls", f.dtls12_roles),
+            ("dtls13", f.dtls13_hybrid_roles),
+            ("dtls13.x25519", f.dtls13_x25519_roles),
+        ] {
+            println!("{name}.server.handshakes_per_s {:.0} 1/s", r.server);
+            println!("{name}.client.handshakes_per_s {:.0} 1/s", r.client);
+        }
         println!("dtls.record_1200_ns {:.0} ns", f.record_1200_ns);
         println!(
             "ring.aes_128_gcm.seal_open_1200_ns {:.0} ns",
@@ -205,5 +268,10 @@ mod tests {
         let f = super::measure(std::time::Duration::from_millis(20));
         assert!(f.handshakes_per_s > 0.0 && f.record_1200_ns > 0.0);
         assert!(f.handshakes13_hybrid_per_s > 0.0 && f.handshakes13_x25519_per_s > 0.0);
+        for r in [f.dtls12_roles, f.dtls13_hybrid_roles, f.dtls13_x25519_roles] {
+            // Each role alone takes less CPU than both together.
+            assert!(r.server > 0.0 && r.client > 0.0, "{r:?}");
+        }
+        assert!(f.dtls12_roles.server > f.handshakes_per_s);
     }
 }

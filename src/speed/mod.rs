@@ -242,6 +242,36 @@ pub fn dtls() -> Vec<Figure> {
             f.handshakes13_x25519_per_s,
             "handshakes/s",
         ),
+        Figure::new(
+            "dtls.server.handshakes_per_s",
+            f.dtls12_roles.server,
+            "handshakes/s",
+        ),
+        Figure::new(
+            "dtls.client.handshakes_per_s",
+            f.dtls12_roles.client,
+            "handshakes/s",
+        ),
+        Figure::new(
+            "dtls13.server.handshakes_per_s",
+            f.dtls13_hybrid_roles.server,
+            "handshakes/s",
+        ),
+        Figure::new(
+            "dtls13.client.handshakes_per_s",
+            f.dtls13_hybrid_roles.client,
+            "handshakes/s",
+        ),
+        Figure::new(
+            "dtls13.x25519.server.handshakes_per_s",
+            f.dtls13_x25519_roles.server,
+            "handshakes/s",
+        ),
+        Figure::new(
+            "dtls13.x25519.client.handshakes_per_s",
+            f.dtls13_x25519_roles.client,
+            "handshakes/s",
+        ),
         Figure::new("dtls.record_1200_ns", f.record_1200_ns, "ns"),
         Figure::new(
             "ring.aes_128_gcm.seal_open_1200_ns",

@@ -1,17 +1,19 @@
 //! `rtclab dtls server|client`: a small `openssl s_server/s_client` for
-//! learners. One DTLS 1.2 association over real UDP, driven by the tokio
-//! [`Driver`]; prints what was negotiated and the SRTP keying material, then
-//! carries stdin lines as application data until EOF and prints what arrives.
+//! learners. One DTLS association (1.2, 1.3, or either: `--dtls`) over real
+//! UDP, driven by the tokio [`Driver`]; prints what was negotiated and the
+//! SRTP keying material, then carries stdin lines as application data until
+//! EOF and prints what arrives.
 
 use std::io::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use rand::Rng;
 use rtclab::dtls::cert::{Certificate, Fingerprint};
-use rtclab::dtls::endpoint::{Config, Connected, Endpoint, Event};
+use rtclab::dtls::endpoint::{Config, Connected, Event, Version};
+use rtclab::dtls::endpoint_auto::AutoEndpoint as Endpoint;
 use rtclab::dtls::handshake::SrtpProfile;
 use rtclab::runtime::Driver;
 use tokio::sync::mpsc;
@@ -19,7 +21,7 @@ use tokio::sync::mpsc;
 /// `rtclab dtls …`.
 #[derive(Subcommand)]
 pub enum DtlsCommand {
-    /// Wait for one DTLS 1.2 client (e.g. `openssl s_client -dtls1_2`), then
+    /// Wait for one DTLS client (e.g. `openssl s_client -dtls1_2`), then
     /// exchange stdin lines with it.
     Server {
         /// The address to listen on, e.g. 127.0.0.1:4433 (port 0: any free port).
@@ -28,7 +30,7 @@ pub enum DtlsCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Connect to a DTLS 1.2 server (e.g. `openssl s_server -dtls1_2`), then
+    /// Connect to a DTLS server (e.g. `openssl s_server -dtls1_2`), then
     /// exchange stdin lines with it.
     Client {
         /// The server, `IP:PORT`.
@@ -38,9 +40,32 @@ pub enum DtlsCommand {
     },
 }
 
+/// Which DTLS versions to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DtlsVersion {
+    /// DTLS 1.2 only (RFC 6347).
+    #[value(name = "1.2")]
+    V12,
+    /// DTLS 1.3 only (RFC 9147): a client offers nothing else, a server
+    /// refuses a 1.2 ClientHello with a protocol_version alert.
+    #[value(name = "1.3")]
+    V13,
+    /// 1.3 when the peer speaks it, else 1.2 (what browsers do; the
+    /// downgrade sentinel is checked).
+    Auto,
+}
+
 /// Options both roles share.
 #[derive(Args)]
 pub struct Common {
+    /// The DTLS version: 1.2, 1.3, or auto (1.3 with a fallback to 1.2).
+    #[arg(
+        long = "dtls",
+        value_enum,
+        default_value = "1.2",
+        value_name = "VERSION"
+    )]
+    dtls: DtlsVersion,
     /// SRTP profiles to offer (client) or accept (server), preferred first,
     /// separated by `:` or `,`, in IANA or OpenSSL spelling
     /// (SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80); `none` for no
@@ -122,6 +147,9 @@ fn config(common: &Common) -> Result<Config, String> {
         return Err(format!("--mtu {} is too small (at least 200)", common.mtu));
     }
     config.mtu = common.mtu;
+    if common.dtls != DtlsVersion::V12 {
+        config.max_version = Version::Dtls13;
+    }
     Ok(config)
 }
 
@@ -131,7 +159,11 @@ pub async fn run(command: DtlsCommand) -> Result<(), String> {
         DtlsCommand::Server { listen, common } => {
             let config = config(&common)?;
             println!("Our fingerprint: {}", config.certificate.fingerprint());
-            let endpoint = Endpoint::server(config, rand::rng().random());
+            let seed = rand::rng().random();
+            let endpoint = match common.dtls {
+                DtlsVersion::V13 => Endpoint::server_dtls13_only(config, seed),
+                DtlsVersion::V12 | DtlsVersion::Auto => Endpoint::server(config, seed),
+            };
             let mut driver = Driver::bind(endpoint, &[listen])
                 .await
                 .map_err(|e| e.to_string())?;
@@ -153,7 +185,11 @@ pub async fn run(command: DtlsCommand) -> Result<(), String> {
             let socket = tokio::net::UdpSocket::bind(any)
                 .await
                 .map_err(|e| format!("cannot bind {any}: {e}"))?;
-            let endpoint = Endpoint::client(config, server, rand::rng().random(), Instant::now());
+            let (seed, now) = (rand::rng().random(), Instant::now());
+            let endpoint = match common.dtls {
+                DtlsVersion::V13 => Endpoint::client_dtls13_only(config, server, seed, now),
+                DtlsVersion::V12 | DtlsVersion::Auto => Endpoint::client(config, server, seed, now),
+            };
             let mut driver =
                 Driver::from_sockets(endpoint, vec![socket]).map_err(|e| e.to_string())?;
             start_capture(&mut driver, &common)?;
@@ -177,20 +213,32 @@ fn print_connected(peer: Option<SocketAddr>, c: &Connected) {
     if let Some(p) = peer {
         println!("Connected to {p}");
     }
-    println!("Protocol: DTLSv1.2");
+    match c.version {
+        Version::Dtls12 => println!("Protocol: DTLSv1.2"),
+        Version::Dtls13 => println!("Protocol: DTLSv1.3"),
+    }
+    if let Some(g) = c.key_share_group {
+        println!(
+            "Key share: {} (0x{:04x})",
+            g.name().unwrap_or("unknown"),
+            g.0
+        );
+    }
     println!(
         "Cipher suite: {} (0x{:04x})",
         c.cipher_suite.name(),
         c.cipher_suite.code()
     );
-    println!(
-        "Extended master secret: {}",
-        if c.extended_master_secret {
-            "yes"
-        } else {
-            "no"
-        }
-    );
+    if c.version == Version::Dtls12 {
+        println!(
+            "Extended master secret: {}",
+            if c.extended_master_secret {
+                "yes"
+            } else {
+                "no"
+            }
+        );
+    }
     match c.srtp_profile {
         Some(p) => println!(
             "SRTP profile: {} (0x{:04x})",
@@ -207,8 +255,9 @@ fn print_connected(peer: Option<SocketAddr>, c: &Connected) {
     flush_stdout();
 }
 
-/// Appends the NSS key log line to `$SSLKEYLOGFILE` (if set), so Wireshark
-/// can decrypt a capture of this association.
+/// Appends the NSS key log lines to `$SSLKEYLOGFILE` (if set), so Wireshark
+/// can decrypt a capture of this association: 1.2's CLIENT_RANDOM line, or
+/// 1.3's handshake and traffic secrets.
 fn write_key_log(endpoint: &Endpoint) -> Result<(), String> {
     let Some(path) = std::env::var_os("SSLKEYLOGFILE").filter(|p| !p.is_empty()) else {
         return Ok(());
@@ -223,7 +272,7 @@ fn write_key_log(endpoint: &Endpoint) -> Result<(), String> {
         .map_err(|e| format!("SSLKEYLOGFILE {}: {e}", Path::new(&path).display()))?;
     writeln!(f, "{line}")
         .map_err(|e| format!("SSLKEYLOGFILE {}: {e}", Path::new(&path).display()))?;
-    eprintln!("Key log line appended to {}", Path::new(&path).display());
+    eprintln!("Key log appended to {}", Path::new(&path).display());
     Ok(())
 }
 

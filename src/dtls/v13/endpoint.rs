@@ -1783,46 +1783,9 @@ impl Machine for Endpoint {
 /// Values that only a passed check can make.
 mod proof {
     use super::*;
-    use crate::dtls::cert::{HashAlgorithm, PublicKeyInfo};
 
-    /// The peer's certificate, accepted: it hashes to the fingerprint from
-    /// the signaling (RFC 8842 §5) and its key is one we verify.
-    #[derive(Debug)]
-    pub(super) struct AcceptedCertificate {
-        der: Vec<u8>,
-        key: PublicKeyInfo,
-        fingerprint: Fingerprint,
-    }
-
-    impl AcceptedCertificate {
-        pub(super) fn check(
-            der: Vec<u8>,
-            expected: Option<&Fingerprint>,
-        ) -> Result<Self, (Error, AlertDescription, Option<Fingerprint>)> {
-            if let Some(fp) = expected
-                && let Err(e) = fp.verify(&der)
-            {
-                let got = Fingerprint::of(fp.algorithm, &der);
-                return Err((e, AlertDescription::BAD_CERTIFICATE, Some(got)));
-            }
-            let key = PublicKeyInfo::from_certificate(&der)
-                .map_err(|e| (e, AlertDescription::UNSUPPORTED_CERTIFICATE, None))?;
-            let fingerprint = Fingerprint::of(HashAlgorithm::Sha256, &der);
-            Ok(AcceptedCertificate {
-                der,
-                key,
-                fingerprint,
-            })
-        }
-
-        pub(super) fn der(&self) -> &[u8] {
-            &self.der
-        }
-
-        pub(super) fn fingerprint(&self) -> &Fingerprint {
-            &self.fingerprint
-        }
-    }
+    /// Shared with 1.2: the certificate whose fingerprint checked out.
+    pub(super) use crate::dtls::endpoint::AcceptedCertificate;
 
     /// The accepted certificate's key signed the transcript
     /// (CertificateVerify, RFC 8446 §4.4.3).
@@ -1841,7 +1804,7 @@ mod proof {
                 return Err(Error::UnsupportedAlgorithm("CertificateVerify scheme"));
             }
             let content = m::CertificateVerify::signed_content(signer, transcript_hash);
-            cert.key.verify(cv.scheme, &content, &cv.signature)?;
+            cert.verify_signature(cv.scheme, &content, &cv.signature)?;
             Ok(VerifiedPeer(cert))
         }
 

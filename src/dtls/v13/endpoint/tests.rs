@@ -2,7 +2,8 @@
 //! handshake with mutual authentication and the hybrid share, the
 //! HelloRetryRequest paths (cookie, group), loss, reordering and
 //! duplication with ACKs and retransmissions, a 300-byte MTU, KeyUpdate,
-//! the SRTP exporter, a wrong fingerprint.
+//! the SRTP exporter, a wrong fingerprint, tampered and replayed records,
+//! a CertificateVerify or Finished that does not check out.
 
 use super::*;
 use crate::dtls::cert::{Certificate, HashAlgorithm};
@@ -369,4 +370,168 @@ fn a_12_answer_makes_the_client_fall_back() {
     let f = client.take_fallback().expect("fell back");
     assert_eq!(f.hello.msg_type, HandshakeType::ClientHello);
     assert!(client.take_fallback().is_none());
+}
+
+/// Delivers every queued datagram of `from` to `to`, through `tamper`.
+fn relay(
+    from: &mut Endpoint,
+    to: &mut Endpoint,
+    (src, dst): (SocketAddr, SocketAddr),
+    now: Instant,
+    tamper: &mut dyn FnMut(&mut Vec<u8>),
+) -> Vec<Vec<u8>> {
+    let mut sent = Vec::new();
+    while let Some(t) = from.poll_transmit() {
+        let mut d = t.contents;
+        sent.push(d.clone());
+        tamper(&mut d);
+        to.handle_receive(
+            now,
+            Receive {
+                source: src,
+                destination: dst,
+                contents: &d,
+            },
+        );
+    }
+    sent
+}
+
+/// RFC 9147 §4.5.2 / RFC 8446 §5.2: in 1.3 the CertificateVerify and
+/// Finished travel encrypted, so a byte changed on the path fails the
+/// record's AEAD and the record is dropped like a lost one (never read as
+/// a handshake message); the flight's retransmission then completes the
+/// handshake with the same keys on both sides.
+#[test]
+fn tampered_encrypted_handshake_records_are_dropped() {
+    let (cc, sc) = (config(31), config(32));
+    let mut now = Instant::now();
+    let (ca, sa) = (addr(1), addr(2));
+    let mut c = Endpoint::client(cc, sa, 3, now);
+    let mut s = Endpoint::server(sc, 4);
+    // Flip the last byte (the AEAD tag) of the first encrypted datagram
+    // each side sends (a unified header starts 0b001).
+    let mut flipped = [false, false];
+    for _ in 0..40 {
+        relay(&mut c, &mut s, (ca, sa), now, &mut |d| {
+            if !flipped[0] && d[0] & 0xe0 == 0x20 {
+                flipped[0] = true;
+                *d.last_mut().unwrap() ^= 1;
+            }
+        });
+        relay(&mut s, &mut c, (sa, ca), now, &mut |d| {
+            if !flipped[1] && contains_unified(d) {
+                flipped[1] = true;
+                *d.last_mut().unwrap() ^= 1;
+            }
+        });
+        if c.is_connected() && s.is_connected() {
+            break;
+        }
+        if let Some(t) = [c.poll_timeout(), s.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+        {
+            now = now.max(t);
+            c.handle_timeout(now);
+            s.handle_timeout(now);
+        }
+    }
+    assert!(flipped[0] && flipped[1]);
+    assert!(c.is_connected() && s.is_connected());
+    assert!(c.dropped_records() + s.dropped_records() >= 2);
+    let events = |e: &mut Endpoint| std::iter::from_fn(|| e.poll_event()).collect::<Vec<_>>();
+    let key = |ev: &[Event]| {
+        ev.iter().find_map(|e| match e {
+            Event::Connected(c) => c.srtp_keying_material.clone(),
+            _ => None,
+        })
+    };
+    let (ce, se) = (events(&mut c), events(&mut s));
+    assert!(!ce.iter().chain(&se).any(|e| matches!(e, Event::Failed(_))));
+    assert_eq!(key(&ce), key(&se));
+    assert!(key(&ce).is_some());
+}
+
+/// Whether a datagram holds a 1.3 encrypted record (unified header): the
+/// server's first flight starts with a plaintext ServerHello record.
+fn contains_unified(d: &[u8]) -> bool {
+    let mut at = 0;
+    while at < d.len() {
+        if d[at] & 0xe0 == 0x20 {
+            return true;
+        }
+        // DTLSPlaintext: 13-byte header, length at 11..13.
+        if at + 13 > d.len() {
+            return false;
+        }
+        at += 13 + usize::from(u16::from_be_bytes([d[at + 11], d[at + 12]]));
+    }
+    false
+}
+
+/// RFC 9147 §4.5.1: a replayed record (the same datagram again, now or
+/// later) is discarded by the replay window; the data arrives once.
+#[test]
+fn replayed_application_data_is_discarded() {
+    let (cc, sc) = (config(33), config(34));
+    let mut pair = Pair::new(cc, sc);
+    pair.run(Duration::from_secs(5));
+    assert!(pair.client.is_connected() && pair.server.is_connected());
+    pair.client.send(b"once").unwrap();
+    let datagram = pair.client.poll_transmit().unwrap().contents;
+    let dropped = pair.server.dropped_records();
+    for _ in 0..3 {
+        pair.server.handle_receive(
+            pair.now,
+            Receive {
+                source: addr(1),
+                destination: addr(2),
+                contents: &datagram,
+            },
+        );
+    }
+    let got: Vec<Event> = std::iter::from_fn(|| pair.server.poll_event()).collect();
+    assert_eq!(Pair::data(&got), [b"once".to_vec()]);
+    assert_eq!(pair.server.dropped_records(), dropped + 2);
+}
+
+/// The proofs refuse what a peer with the handshake keys (but not the
+/// certificate's private key) could send: a CertificateVerify whose
+/// signature does not verify (RFC 8446 §4.4.3), a Finished that does not
+/// match the transcript (§4.4.4).
+#[test]
+fn tampered_certificate_verify_and_finished_are_refused() {
+    let cert = config(35).certificate;
+    let accepted = proof::AcceptedCertificate::check(cert.der().to_vec(), None)
+        .map_err(|(e, ..)| e)
+        .unwrap();
+    let hash = ks::sha256(b"a transcript");
+    let content = m::CertificateVerify::signed_content(m::Signer::Client, &hash);
+    let mut cv = m::CertificateVerify {
+        scheme: SignatureScheme::ECDSA_SECP256R1_SHA256,
+        signature: cert.sign(&content).unwrap(),
+    };
+    let good = proof::VerifiedPeer::verify(accepted.clone(), m::Signer::Client, &hash, &cv);
+    assert!(good.is_ok());
+    // The server's context string instead of the client's (§4.4.3).
+    assert!(proof::VerifiedPeer::verify(accepted.clone(), m::Signer::Server, &hash, &cv).is_err());
+    let n = cv.signature.len();
+    cv.signature[n / 2] ^= 1;
+    assert!(proof::VerifiedPeer::verify(accepted, m::Signer::Client, &hash, &cv).is_err());
+
+    let base = Secret::from_bytes([7; 32]);
+    let mut transcript = Transcript::new();
+    transcript.add(HandshakeType::ClientHello, b"hello");
+    let key = ks::finished_key(P, &base);
+    let mut f = m::Finished {
+        verify_data: ks::verify_data(&key, &transcript.hash()),
+    };
+    assert!(proof::FinishedChecked::check(&base, &transcript, &f).is_ok());
+    f.verify_data[0] ^= 0x80;
+    assert!(matches!(
+        proof::FinishedChecked::check(&base, &transcript, &f),
+        Err(Error::BadFinished)
+    ));
 }
