@@ -87,6 +87,8 @@ pub struct CascadeStats {
     pub rtp_received: u64,
     /// RTP packets from a link on an m-line not announced (yet).
     pub rtp_unmapped: u64,
+    /// Copies from a link dropped (repairs that came twice, probe padding).
+    pub rtp_duplicates: u64,
     /// Keyframe requests (PLI) sent over links.
     pub keyframe_requests: u64,
     /// NACKs sent over links for what a local subscriber lost and this
@@ -108,12 +110,58 @@ struct Link {
     /// publisher here.
     remotes: HashMap<String, ParticipantId>,
     /// The link's m-lines we receive on → (remote publisher, its mid, layer).
-    incoming: HashMap<Mid, (ParticipantId, Mid, Option<Mid>)>,
+    incoming: HashMap<Mid, Incoming>,
     /// Local tracks on the link not announced yet.
     unannounced: Vec<(ParticipantId, Mid)>,
     /// Our tracks in the offer in flight, and those an answer accepted.
     offered: Vec<TrackId>,
     negotiated: Vec<TrackId>,
+}
+
+/// What one m-line of a link feeds.
+struct Incoming {
+    to: (ParticipantId, Mid, Option<Mid>),
+    seen: SeqWindow,
+}
+
+/// The sequence numbers received lately on one m-line of a link: a copy
+/// (the other node's retransmission of what arrived after all, or probe
+/// padding, which is RTX copies of the newest packet) is dropped here
+/// rather than forwarded to every subscriber.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SeqWindow {
+    highest: Option<u16>,
+    /// Bit `n`: `highest - n` was received.
+    bits: u128,
+}
+
+impl SeqWindow {
+    /// Whether `seq` is new (and now seen); one older than the window's
+    /// 128 packets is taken as new (a restarted stream).
+    pub fn accept(&mut self, seq: u16) -> bool {
+        let Some(h) = self.highest else {
+            self.highest = Some(seq);
+            self.bits = 1;
+            return true;
+        };
+        let ahead = seq.wrapping_sub(h) as i16;
+        if ahead > 0 {
+            let n = ahead as u32;
+            self.bits = if n >= 128 { 0 } else { self.bits << n };
+            self.bits |= 1;
+            self.highest = Some(seq);
+            return true;
+        }
+        let back = (-i32::from(ahead)) as u32;
+        if back >= 128 {
+            *self = SeqWindow::default();
+            return self.accept(seq);
+        }
+        let bit = 1u128 << back;
+        let new = self.bits & bit == 0;
+        self.bits |= bit;
+        new
+    }
 }
 
 /// Every link of the SFU.
@@ -220,14 +268,20 @@ impl Sfu {
         id: ParticipantId,
         mid: Mid,
         rid: Option<Mid>,
+        packet: &[u8],
     ) -> Option<(ParticipantId, Mid, Option<Mid>)> {
-        let Some(link) = self.cascades.links.get(&id) else {
+        let Some(link) = self.cascades.links.get_mut(&id) else {
             return Some((id, mid, rid));
         };
-        match link.incoming.get(&mid) {
-            Some(&x) => {
+        match link.incoming.get_mut(&mid) {
+            Some(x) => {
+                let seq = RtpPacket::new_checked(packet).ok()?.sequence_number();
+                if !x.seen.accept(seq) {
+                    self.cascades.stats.rtp_duplicates += 1;
+                    return None;
+                }
                 self.cascades.stats.rtp_received += 1;
-                Some(x)
+                Some(x.to)
             }
             None => {
                 self.cascades.stats.rtp_unmapped += 1;
@@ -378,7 +432,7 @@ impl Sfu {
             Role::Remote => {
                 for l in self.cascades.links.values_mut() {
                     l.remotes.retain(|_, r| *r != p.id);
-                    l.incoming.retain(|_, x| x.0 != p.id);
+                    l.incoming.retain(|_, x| x.to.0 != p.id);
                 }
             }
             Role::Page | Role::Publisher => {
@@ -524,7 +578,7 @@ impl Sfu {
         self.cascades.links.iter().find_map(|(lid, l)| {
             l.incoming
                 .iter()
-                .find(|(_, x)| **x == (remote, mid, rid))
+                .find(|(_, x)| x.to == (remote, mid, rid))
                 .map(|(m, _)| (*lid, *m))
         })
     }
@@ -694,7 +748,8 @@ impl Sfu {
                     .remote(lid, field("from")?)
                     .ok_or("an unknown publisher")?;
                 if let Some(l) = self.cascades.links.get_mut(&lid) {
-                    l.incoming.retain(|_, x| !(x.0 == remote && x.1 == mid));
+                    l.incoming
+                        .retain(|_, x| !(x.to.0 == remote && x.to.1 == mid));
                 }
                 self.on_track_ended(now, remote, mid.as_str());
                 Ok(())
@@ -831,7 +886,13 @@ impl Sfu {
         let room = p.room.clone();
         if let Some(l) = self.cascades.links.get_mut(&lid) {
             for (rid, link_mid) in &layers {
-                l.incoming.insert(*link_mid, (remote, mid, *rid));
+                l.incoming.insert(
+                    *link_mid,
+                    Incoming {
+                        to: (remote, mid, *rid),
+                        seen: SeqWindow::default(),
+                    },
+                );
             }
         }
         if let Some(p) = self.participants.get_mut(&lid) {
@@ -899,6 +960,42 @@ impl Link {
             unannounced: Vec::new(),
             offered: Vec::new(),
             negotiated: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeqWindow;
+    use proptest::prelude::*;
+
+    #[test]
+    fn copies_are_dropped_and_late_repairs_taken() {
+        let mut w = SeqWindow::default();
+        assert!(w.accept(65_534));
+        assert!(w.accept(1)); // across the wrap; 65_535 and 0 lost
+        assert!(!w.accept(1));
+        assert!(w.accept(65_535)); // the repair of a loss
+        assert!(!w.accept(65_535));
+        assert!(w.accept(0));
+        assert!(!w.accept(65_534));
+        // Far behind: a restarted stream, taken.
+        assert!(w.accept(30_000));
+        assert!(!w.accept(30_000));
+    }
+
+    proptest! {
+        /// Any order of any sequence numbers within the window: each is
+        /// new exactly once.
+        #[test]
+        fn each_number_is_new_once(start in any::<u16>(), offs in proptest::collection::vec(0u16..100, 1..300)) {
+            let mut w = SeqWindow::default();
+            w.accept(start.wrapping_add(100));
+            let mut seen = std::collections::HashSet::new();
+            seen.insert(100u16);
+            for o in offs {
+                prop_assert_eq!(w.accept(start.wrapping_add(o)), seen.insert(o));
+            }
         }
     }
 }

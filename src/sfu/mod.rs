@@ -546,7 +546,9 @@ impl Sfu {
             .map_err(|_| Error::Protocol("the certificate cannot be copied"))?;
         let mut config = PeerConfig::new(certificate, self.config.host_candidates.clone());
         config.capabilities.receive_simulcast = true;
-        config.pacing = self.config.pacing;
+        // A cascade link is not paced: it carries what publishers paced
+        // already, and an estimate starting low would queue a whole room.
+        config.pacing = self.config.pacing && role != Role::Cascade;
         config.ice_credentials = Some(Credentials {
             ufrag: ufrag.clone(),
             pwd,
@@ -1033,7 +1035,7 @@ impl Sfu {
         packet: &[u8],
     ) {
         // From a cascade link: the remote publisher's track and layer.
-        let Some((id, mid, rid)) = self.cascade_source(id, mid, rid) else {
+        let Some((id, mid, rid)) = self.cascade_source(id, mid, rid, packet) else {
             return;
         };
         self.stats.received += 1;
