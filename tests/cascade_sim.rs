@@ -40,6 +40,44 @@ struct Client {
     key_asked: bool,
 }
 
+/// An SFU and the time spent in it (its CPU cost, the simulator's apart).
+struct Timed {
+    sfu: Sfu,
+    busy: Duration,
+}
+
+impl rtclab::machine::Machine for Timed {
+    type Event = SfuEvent;
+    fn handle_receive(&mut self, now: std::time::Instant, d: rtclab::machine::Receive<'_>) {
+        let t = std::time::Instant::now();
+        self.sfu.handle_receive(now, d);
+        self.busy += t.elapsed();
+    }
+    fn handle_timeout(&mut self, now: std::time::Instant) {
+        let t = std::time::Instant::now();
+        self.sfu.handle_timeout(now);
+        self.busy += t.elapsed();
+    }
+    fn poll_transmit(&mut self) -> Option<rtclab::machine::Transmit> {
+        let t = std::time::Instant::now();
+        let r = self.sfu.poll_transmit();
+        self.busy += t.elapsed();
+        r
+    }
+    fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<rtclab::machine::TransmitMeta> {
+        let t = std::time::Instant::now();
+        let r = self.sfu.poll_transmit_into(buf);
+        self.busy += t.elapsed();
+        r
+    }
+    fn poll_event(&mut self) -> Option<SfuEvent> {
+        self.sfu.poll_event()
+    }
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.sfu.poll_timeout()
+    }
+}
+
 struct Net {
     sim: Sim,
     nodes: [HostId; 2],
@@ -68,6 +106,10 @@ impl Net {
         for (n, a) in NODES.iter().enumerate() {
             let config = Config::new(certificate(&mut rng), vec![a.parse().unwrap()]);
             let sfu = Sfu::new(config, StdRng::seed_from_u64(seed * 10 + n as u64));
+            let sfu = Timed {
+                sfu,
+                busy: Duration::ZERO,
+            };
             nodes.push(sim.add_host(sfu, &[a.parse().unwrap()]));
         }
         Net {
@@ -80,7 +122,11 @@ impl Net {
     }
 
     fn sfu(&mut self, node: usize) -> &mut Sfu {
-        self.sim.machine_mut::<Sfu>(self.nodes[node])
+        &mut self.sim.machine_mut::<Timed>(self.nodes[node]).sfu
+    }
+
+    fn busy(&mut self, node: usize) -> Duration {
+        self.sim.machine_mut::<Timed>(self.nodes[node]).busy
     }
 
     /// Node A opens the room's link to node B: the offer, the answer and
@@ -148,7 +194,7 @@ impl Net {
         for node in 0..2 {
             let signals: Vec<(ParticipantId, ServerSignal)> = self
                 .sim
-                .events::<Sfu>(self.nodes[node])
+                .events::<Timed>(self.nodes[node])
                 .into_iter()
                 .filter_map(|e| match e {
                     SfuEvent::Signal {
@@ -539,4 +585,33 @@ fn the_link_closing_removes_the_remote_publishers() {
     assert!(net.clients[s].left.contains(&remote));
     assert_eq!(net.sfu(1).room_members("room").len(), 1);
     assert!(net.sfu(1).cascade_links("room").is_empty());
+}
+
+/// The cost of a packet forwarded across the link against one forwarded
+/// on one node: one publisher and one subscriber, on the same node, then
+/// on two linked nodes; the SFUs' own time per packet the subscriber
+/// gets (the simulator's apart). Run in release for figures:
+/// `cargo test --release --test cascade_sim -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cross_node_forwarding_cost() {
+    let run = |cascade: bool| {
+        let mut net = Net::new(11);
+        net.link();
+        net.join(0, true);
+        net.join(usize::from(cascade), false);
+        net.run(Duration::from_secs(2), 60);
+        let (a0, b0) = (net.busy(0), net.busy(1));
+        let f0 = net.sfu(usize::from(cascade)).stats().forwarded;
+        net.run(Duration::from_secs(30), 60);
+        let busy = net.busy(0) - a0 + net.busy(1) - b0;
+        let packets = net.sfu(usize::from(cascade)).stats().forwarded - f0;
+        (busy.as_nanos() as f64 / packets as f64, packets)
+    };
+    let (local, n) = run(false);
+    let (cross, m) = run(true);
+    println!("sfu.cascade.local_forward_ns {local:.0} ns ({n} packets)");
+    println!("sfu.cascade.cross_node_forward_ns {cross:.0} ns ({m} packets)");
+    println!("sfu.cascade.link_overhead_ns {:.0} ns", cross - local);
+    assert!(n > 1000 && m > 1000);
 }
