@@ -66,7 +66,7 @@ use crate::datachannel::{ChannelId, ChannelInit};
 use crate::peer::{SdpType, SignalingState, TrackId};
 use crate::rtp::RtpPacket;
 use crate::rtp::codec::Codec;
-use crate::sdp::{MediaKind, Mid};
+use crate::sdp::Mid;
 use crate::sfu::{ClientSignal, KeyframeCache, KeyframeThrottle, RateMeter};
 
 /// The control channel's label.
@@ -77,6 +77,203 @@ const MAX_CONTROL: usize = 512 * 1024;
 /// Tracks one remote publisher may announce, and layers per track.
 const MAX_REMOTE_TRACKS: usize = 8;
 const MAX_LAYERS: usize = 4;
+
+/// A message of a link's control channel (JSON text, one per data-channel
+/// message; both nodes are rtclab, the format is ours):
+///
+/// | `type` | fields |
+/// |---|---|
+/// | `offer`, `answer` | `sdp` |
+/// | `publish` | `from` (`pN` of the sender), `mid`, `codec`, `fmtp`, `layers`: `[{rid, link}]` (the link's m-line of each layer) |
+/// | `unpublish` | `from`, `mid` |
+/// | `leave` | `from` |
+/// | `chat` | `from`, `text` |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Control {
+    /// A renegotiation offer.
+    Offer(String),
+    /// The answer to one.
+    Answer(String),
+    /// A publisher's track, and which m-lines of the link carry its layers.
+    Publish {
+        /// The publisher, as the sending node names it.
+        from: String,
+        /// Its track's mid (on the publisher's own connection).
+        mid: Mid,
+        /// The codec its packets carry.
+        codec: Codec,
+        /// Each layer: its rid (`None`: the only one) and the link's mid.
+        layers: Vec<(Option<Mid>, Mid)>,
+    },
+    /// A publisher's track ended.
+    Unpublish {
+        /// The publisher.
+        from: String,
+        /// The track.
+        mid: Mid,
+    },
+    /// A participant of the sending node left.
+    Leave {
+        /// Who.
+        from: String,
+    },
+    /// A chat message of a participant of the sending node.
+    Chat {
+        /// Who.
+        from: String,
+        /// What.
+        text: String,
+    },
+}
+
+/// Why a control message was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// Longer than a control message may be.
+    TooLong(usize),
+    /// Not a JSON object.
+    NotJson(String),
+    /// A field is missing or not a string.
+    Missing(&'static str),
+    /// A field's value is out of bounds.
+    Bad(&'static str),
+    /// An unknown `type`.
+    UnknownType(String),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::TooLong(n) => {
+                write!(f, "a control message of {n} bytes, over {MAX_CONTROL}")
+            }
+            ControlError::NotJson(e) => write!(f, "a control message is not JSON: {e}"),
+            ControlError::Missing(k) => write!(f, "a control message without \"{k}\""),
+            ControlError::Bad(k) => write!(f, "a control message with a bad \"{k}\""),
+            ControlError::UnknownType(t) => write!(f, "a control message of unknown type {t:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ControlError {}
+
+/// A participant id as a node names it: `pN`-like, at most 32 bytes.
+fn id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl Control {
+    /// Reads one message.
+    pub fn parse(text: &[u8]) -> Result<Control, ControlError> {
+        if text.len() > MAX_CONTROL {
+            return Err(ControlError::TooLong(text.len()));
+        }
+        let v: Value =
+            serde_json::from_slice(text).map_err(|e| ControlError::NotJson(e.to_string()))?;
+        let field = |k: &'static str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .ok_or(ControlError::Missing(k))
+        };
+        let from = || {
+            let f = field("from")?;
+            id_ok(f)
+                .then(|| f.to_string())
+                .ok_or(ControlError::Bad("from"))
+        };
+        let mid = || Mid::new(field("mid")?).ok_or(ControlError::Bad("mid"));
+        Ok(match field("type")? {
+            "offer" => Control::Offer(field("sdp")?.to_string()),
+            "answer" => Control::Answer(field("sdp")?.to_string()),
+            "publish" => {
+                let fmtp = match v.get("fmtp") {
+                    None | Some(Value::Null) => None,
+                    Some(f) => Some(f.as_str().ok_or(ControlError::Bad("fmtp"))?),
+                };
+                let codec =
+                    Codec::from_sdp(field("codec")?, fmtp).ok_or(ControlError::Bad("codec"))?;
+                let list = v
+                    .get("layers")
+                    .and_then(Value::as_array)
+                    .ok_or(ControlError::Missing("layers"))?;
+                if list.is_empty() || list.len() > MAX_LAYERS {
+                    return Err(ControlError::Bad("layers"));
+                }
+                let layers = list
+                    .iter()
+                    .map(|l| {
+                        let rid = match l.get("rid") {
+                            None | Some(Value::Null) => None,
+                            Some(r) => Some(
+                                r.as_str()
+                                    .and_then(Mid::new)
+                                    .ok_or(ControlError::Bad("rid"))?,
+                            ),
+                        };
+                        let link = l
+                            .get("link")
+                            .and_then(Value::as_str)
+                            .and_then(Mid::new)
+                            .ok_or(ControlError::Bad("link"))?;
+                        Ok((rid, link))
+                    })
+                    .collect::<Result<Vec<_>, ControlError>>()?;
+                Control::Publish {
+                    from: from()?,
+                    mid: mid()?,
+                    codec,
+                    layers,
+                }
+            }
+            "unpublish" => Control::Unpublish {
+                from: from()?,
+                mid: mid()?,
+            },
+            "leave" => Control::Leave { from: from()? },
+            "chat" => {
+                let text = field("text")?;
+                if text.len() > 16 * 1024 {
+                    return Err(ControlError::Bad("text"));
+                }
+                Control::Chat {
+                    from: from()?,
+                    text: text.to_string(),
+                }
+            }
+            t => return Err(ControlError::UnknownType(t.chars().take(32).collect())),
+        })
+    }
+
+    /// Writes it.
+    pub fn emit(&self) -> String {
+        match self {
+            Control::Offer(sdp) => json!({"type": "offer", "sdp": sdp}),
+            Control::Answer(sdp) => json!({"type": "answer", "sdp": sdp}),
+            Control::Publish { from, mid, codec, layers } => {
+                let layers: Vec<Value> = layers
+                    .iter()
+                    .map(|(rid, link)| json!({"rid": rid.as_ref().map(Mid::as_str), "link": link.as_str()}))
+                    .collect();
+                json!({
+                    "type": "publish",
+                    "from": from,
+                    "mid": mid.as_str(),
+                    "codec": codec.name(),
+                    "fmtp": codec.fmtp(),
+                    "layers": layers,
+                })
+            }
+            Control::Unpublish { from, mid } => json!({"type": "unpublish", "from": from, "mid": mid.as_str()}),
+            Control::Leave { from } => json!({"type": "leave", "from": from}),
+            Control::Chat { from, text } => json!({"type": "chat", "from": from, "text": text}),
+        }
+        .to_string()
+    }
+}
 
 /// Counters of the links, for tests and `rtclab speed sfu --cascade`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -406,8 +603,11 @@ impl Sfu {
         let Some(room) = self.participants.get(&publisher).map(|p| p.room.clone()) else {
             return;
         };
-        let msg = json!({"type": "unpublish", "from": publisher.to_string(), "mid": mid.as_str()})
-            .to_string();
+        let msg = Control::Unpublish {
+            from: publisher.to_string(),
+            mid,
+        }
+        .emit();
         for lid in self.cascade_links(&room) {
             if let Some(l) = self.cascades.links.get_mut(&lid) {
                 l.unannounced
@@ -436,7 +636,10 @@ impl Sfu {
                 }
             }
             Role::Page | Role::Publisher => {
-                let msg = json!({"type": "leave", "from": p.id.to_string()}).to_string();
+                let msg = Control::Leave {
+                    from: p.id.to_string(),
+                }
+                .emit();
                 for lid in self.cascade_links(&p.room) {
                     if let Some(l) = self.cascades.links.get_mut(&lid) {
                         l.unannounced.retain(|(x, _)| *x != p.id);
@@ -459,7 +662,11 @@ impl Sfu {
         if self.cascades.links.is_empty() || !self.is_local(from) {
             return;
         }
-        let msg = json!({"type": "chat", "from": from.to_string(), "text": text}).to_string();
+        let msg = Control::Chat {
+            from: from.to_string(),
+            text: text.to_string(),
+        }
+        .emit();
         for lid in self.cascade_links(room) {
             self.send_control(now, lid, &msg);
         }
@@ -546,7 +753,7 @@ impl Sfu {
                 .map(|()| o)
         }) {
             Ok(o) => {
-                let msg = json!({"type": "offer", "sdp": o}).to_string();
+                let msg = Control::Offer(o).emit();
                 let _ = p.pc.send_text(now, ch, &msg);
                 p.down.retain(|d| !d.removed);
                 self.cascades.stats.offers += 1;
@@ -684,26 +891,21 @@ impl Sfu {
             if !ready {
                 continue;
             }
-            let layers: Vec<Value> = slots
+            let layers: Vec<(Option<Mid>, Mid)> = slots
                 .iter()
                 .filter_map(|d| {
-                    let li = d.current?;
-                    let rid = t.layers.get(li)?.rid;
-                    let link_mid = s.pc.track_mid(d.track)?;
-                    Some(json!({"rid": rid.as_ref().map(Mid::as_str), "link": link_mid}))
+                    let rid = t.layers.get(d.current?)?.rid;
+                    Some((rid, Mid::new(s.pc.track_mid(d.track)?)?))
                 })
                 .collect();
             msgs.push(
-                json!({
-                    "type": "publish",
-                    "from": publisher.to_string(),
-                    "mid": mid.as_str(),
-                    "kind": if t.kind == MediaKind::Audio { "audio" } else { "video" },
-                    "codec": codec.name(),
-                    "fmtp": codec.fmtp(),
-                    "layers": layers,
-                })
-                .to_string(),
+                Control::Publish {
+                    from: publisher.to_string(),
+                    mid,
+                    codec,
+                    layers,
+                }
+                .emit(),
             );
             done.push((publisher, mid));
         }
@@ -717,23 +919,14 @@ impl Sfu {
 
     /// One control message from the other node.
     fn on_control(&mut self, now: Instant, lid: ParticipantId, text: &str) -> Result<(), String> {
-        if text.len() > MAX_CONTROL {
-            return Err(format!("{} bytes, over {MAX_CONTROL}", text.len()));
-        }
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("missing \"{k}\""))
-        };
-        match field("type")? {
-            "offer" => self.on_link_offer(now, lid, field("sdp")?),
-            "answer" => {
+        match Control::parse(text.as_bytes()).map_err(|e| e.to_string())? {
+            Control::Offer(sdp) => self.on_link_offer(now, lid, &sdp),
+            Control::Answer(sdp) => {
                 let p = self.participants.get_mut(&lid).ok_or("no link")?;
                 if p.pc.signaling_state() != SignalingState::HaveLocalOffer {
                     return Err("an answer without an offer".into());
                 }
-                p.pc.set_remote_description(now, SdpType::Answer, field("sdp")?)
+                p.pc.set_remote_description(now, SdpType::Answer, &sdp)
                     .map_err(|e| e.to_string())?;
                 if let Some(l) = self.cascades.links.get_mut(&lid) {
                     let offered = std::mem::take(&mut l.offered);
@@ -741,12 +934,14 @@ impl Sfu {
                 }
                 Ok(())
             }
-            "publish" => self.on_link_publish(now, lid, &v),
-            "unpublish" => {
-                let mid = Mid::new(field("mid")?).ok_or("a bad mid")?;
-                let remote = self
-                    .remote(lid, field("from")?)
-                    .ok_or("an unknown publisher")?;
+            Control::Publish {
+                from,
+                mid,
+                codec,
+                layers,
+            } => self.on_link_publish(now, lid, &from, mid, codec, &layers),
+            Control::Unpublish { from, mid } => {
+                let remote = self.remote(lid, &from).ok_or("an unknown publisher")?;
                 if let Some(l) = self.cascades.links.get_mut(&lid) {
                     l.incoming
                         .retain(|_, x| !(x.to.0 == remote && x.to.1 == mid));
@@ -754,24 +949,19 @@ impl Sfu {
                 self.on_track_ended(now, remote, mid.as_str());
                 Ok(())
             }
-            "leave" => {
-                let from = field("from")?;
+            Control::Leave { from } => {
                 let remote = self
                     .cascades
                     .links
                     .get_mut(&lid)
-                    .and_then(|l| l.remotes.remove(from));
+                    .and_then(|l| l.remotes.remove(&from));
                 if let Some(r) = remote {
                     self.leave(now, r);
                 }
                 Ok(())
             }
-            "chat" => {
-                let text = field("text")?;
-                if text.len() > 16 * 1024 {
-                    return Err("a chat message over 16 KB".into());
-                }
-                let from = self.remote_or_join(now, lid, field("from")?)?;
+            Control::Chat { from, text } => {
+                let from = self.remote_or_join(now, lid, &from)?;
                 let room = self
                     .cascades
                     .links
@@ -783,7 +973,6 @@ impl Sfu {
                 self.broadcast(now, &room, Some(from), &msg);
                 Ok(())
             }
-            t => Err(format!("unknown type {t:?}")),
         }
     }
 
@@ -816,7 +1005,7 @@ impl Sfu {
         if let Some(l) = self.cascades.links.get_mut(&lid) {
             l.offered.clear();
         }
-        let msg = json!({"type": "answer", "sdp": answer}).to_string();
+        let msg = Control::Answer(answer).emit();
         self.send_control(now, lid, &msg);
         Ok(())
     }
@@ -828,36 +1017,12 @@ impl Sfu {
         &mut self,
         now: Instant,
         lid: ParticipantId,
-        v: &Value,
+        from: &str,
+        mid: Mid,
+        codec: Codec,
+        layers: &[(Option<Mid>, Mid)],
     ) -> Result<(), String> {
-        let s = |k: &str| v.get(k).and_then(Value::as_str);
-        let from = s("from").ok_or("missing \"from\"")?;
-        let mid = s("mid").and_then(Mid::new).ok_or("a bad mid")?;
-        let codec = Codec::from_sdp(s("codec").ok_or("missing \"codec\"")?, s("fmtp"))
-            .ok_or("an unknown codec")?;
         let kind = codec.kind();
-        let layers: Vec<(Option<Mid>, Mid)> = v
-            .get("layers")
-            .and_then(Value::as_array)
-            .ok_or("missing \"layers\"")?
-            .iter()
-            .take(MAX_LAYERS + 1)
-            .map(|l| {
-                let rid = match l.get("rid") {
-                    None | Some(Value::Null) => None,
-                    Some(r) => Some(r.as_str().and_then(Mid::new).ok_or("a bad rid")?),
-                };
-                let link = l
-                    .get("link")
-                    .and_then(Value::as_str)
-                    .and_then(Mid::new)
-                    .ok_or("a bad link mid")?;
-                Ok((rid, link))
-            })
-            .collect::<Result<_, &str>>()?;
-        if layers.is_empty() || layers.len() > MAX_LAYERS {
-            return Err(format!("{} layers", layers.len()));
-        }
         let remote = self.remote_or_join(now, lid, from)?;
         let Some(p) = self.participants.get_mut(&remote) else {
             return Err("the remote publisher is gone".into());
@@ -885,7 +1050,7 @@ impl Sfu {
         });
         let room = p.room.clone();
         if let Some(l) = self.cascades.links.get_mut(&lid) {
-            for (rid, link_mid) in &layers {
+            for (rid, link_mid) in layers {
                 l.incoming.insert(
                     *link_mid,
                     Incoming {
@@ -896,7 +1061,7 @@ impl Sfu {
             }
         }
         if let Some(p) = self.participants.get_mut(&lid) {
-            for (_, link_mid) in &layers {
+            for (_, link_mid) in layers {
                 let _ = p.pc.set_rtp_mode(link_mid.as_str(), true);
             }
         }
@@ -930,7 +1095,7 @@ impl Sfu {
         if let Some(r) = self.remote(lid, from) {
             return Ok(r);
         }
-        if from.is_empty() || from.len() > 32 {
+        if !id_ok(from) {
             return Err("a bad participant id".into());
         }
         let room = self
@@ -966,7 +1131,7 @@ impl Link {
 
 #[cfg(test)]
 mod tests {
-    use super::SeqWindow;
+    use super::{Codec, Control, Mid, SeqWindow};
     use proptest::prelude::*;
 
     #[test]
@@ -984,7 +1149,54 @@ mod tests {
         assert!(!w.accept(30_000));
     }
 
+    fn mid() -> impl Strategy<Value = Mid> {
+        "[a-z0-9]{1,16}".prop_map(|m| Mid::new(&m).expect("a mid"))
+    }
+
+    fn control() -> impl Strategy<Value = Control> {
+        let from = "[A-Za-z0-9._-]{1,32}";
+        let codec = proptest::sample::select(Codec::ALL.to_vec());
+        prop_oneof![
+            ".{0,200}".prop_map(Control::Offer),
+            ".{0,200}".prop_map(Control::Answer),
+            (
+                from,
+                mid(),
+                codec,
+                proptest::collection::vec((proptest::option::of(mid()), mid()), 1..=4)
+            )
+                .prop_map(|(from, mid, codec, layers)| Control::Publish {
+                    from,
+                    mid,
+                    codec,
+                    layers
+                }),
+            (from, mid()).prop_map(|(from, mid)| Control::Unpublish { from, mid }),
+            from.prop_map(|from| Control::Leave { from }),
+            (from, ".{0,100}").prop_map(|(from, text)| Control::Chat { from, text }),
+        ]
+    }
+
+    #[test]
+    fn bad_control_messages_say_why() {
+        let e = |t: &str| Control::parse(t.as_bytes()).unwrap_err().to_string();
+        assert!(e("{").contains("not JSON"));
+        assert!(e(r#"{"type":"offer"}"#).contains("\"sdp\""));
+        assert!(e(r#"{"type":"bye"}"#).contains("unknown type"));
+        assert!(e(r#"{"type":"leave","from":"p 1"}"#).contains("\"from\""));
+        let no_layers = r#"{"type":"publish","from":"p1","mid":"0","codec":"VP8","layers":[]}"#;
+        assert!(e(no_layers).contains("\"layers\""));
+        let bad_codec = r#"{"type":"publish","from":"p1","mid":"0","codec":"MP4V","layers":[]}"#;
+        assert!(e(bad_codec).contains("\"codec\""));
+    }
+
     proptest! {
+        /// Every control message written reads back the same.
+        #[test]
+        fn control_round_trips(c in control()) {
+            prop_assert_eq!(Control::parse(c.emit().as_bytes()), Ok(c));
+        }
+
         /// Any order of any sequence numbers within the window: each is
         /// new exactly once.
         #[test]
