@@ -759,6 +759,9 @@ impl Sfu {
                 self.cascades.stats.offers += 1;
                 if let Some(l) = self.cascades.links.get_mut(&id) {
                     l.offered = offered;
+                    // Removed tracks are forgotten (bounded by the live ones).
+                    l.negotiated
+                        .retain(|t| p.down.iter().any(|d| d.track == *t));
                 }
             }
             Err(e) => tracing::debug!(link = %id, error = %e, "sfu: cannot offer on a link"),
