@@ -85,6 +85,8 @@ struct Net {
     links: [Option<ParticipantId>; 2],
     clients: Vec<Client>,
     rng: StdRng,
+    /// The smallest frame sent (bytes).
+    frame: usize,
 }
 
 fn client_addr(i: usize) -> SocketAddr {
@@ -118,6 +120,7 @@ impl Net {
             links: [None, None],
             clients: Vec::new(),
             rng,
+            frame: 1200,
         }
     }
 
@@ -281,6 +284,7 @@ impl Net {
     /// keyframe every `gop` frames, or when asked).
     fn run(&mut self, d: Duration, gop: u32) {
         let end = self.sim.now() + d;
+        let size = self.frame;
         while self.sim.now() < end {
             self.sim.run_for(FRAME);
             self.pump();
@@ -294,7 +298,7 @@ impl Net {
                     continue;
                 }
                 let key = c.sent % gop == 0 || std::mem::take(&mut c.key_asked);
-                let mut frame = vec![0x5a; 1200 + (c.sent as usize % 7) * 300];
+                let mut frame = vec![0x5a; size + (c.sent as usize % 7) * 300];
                 frame[0] = if key { 0x10 } else { 0x11 };
                 if pc.send_frame(now, track, 3000 * c.sent, &frame).is_ok() {
                     c.sent += 1;
@@ -595,8 +599,11 @@ fn the_link_closing_removes_the_remote_publishers() {
 #[test]
 #[ignore]
 fn cross_node_forwarding_cost() {
+    // Frames of ~10 packets (2.5 Mbit/s): the per-second work (RTCP,
+    // timers, estimates) spread over many packets.
     let run = |cascade: bool| {
         let mut net = Net::new(11);
+        net.frame = 11_000;
         net.link();
         net.join(0, true);
         net.join(usize::from(cascade), false);
@@ -608,8 +615,14 @@ fn cross_node_forwarding_cost() {
         let packets = net.sfu(usize::from(cascade)).stats().forwarded - f0;
         (busy.as_nanos() as f64 / packets as f64, packets)
     };
-    let (local, n) = run(false);
-    let (cross, m) = run(true);
+    // The least of three rounds each (the machine is shared).
+    let (mut local, mut cross, mut n, mut m) = (f64::MAX, f64::MAX, 0, 0);
+    for _ in 0..3 {
+        let (l, a) = run(false);
+        let (c, b) = run(true);
+        (local, n) = (local.min(l), a);
+        (cross, m) = (cross.min(c), b);
+    }
     println!("sfu.cascade.local_forward_ns {local:.0} ns ({n} packets)");
     println!("sfu.cascade.cross_node_forward_ns {cross:.0} ns ({m} packets)");
     println!("sfu.cascade.link_overhead_ns {:.0} ns", cross - local);
