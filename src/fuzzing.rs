@@ -2012,6 +2012,21 @@ pub fn whip_sdpfrag(data: &[u8]) {
     }
 }
 
+/// The harness of the `sfu_cascade_control` target: a message of an SFU
+/// cascade link's control channel (written by the other node) read, and
+/// what reads written and read again to the same value.
+pub fn sfu_cascade_control(data: &[u8]) {
+    use crate::sfu::cascade::Control;
+    if let Ok(c) = Control::parse(data) {
+        let text = c.emit();
+        assert_eq!(
+            Control::parse(text.as_bytes()),
+            Ok(c),
+            "a written control message reads to another value"
+        );
+    }
+}
+
 /// The harness of the `peer_set` target: the USERNAME reader a
 /// `peer::PeerSet` routes new 5-tuples by agrees with the STUN codec on
 /// every Binding request the codec reads.

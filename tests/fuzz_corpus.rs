@@ -44,6 +44,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
     ("bwe_feedback", rtclab::fuzzing::bwe_feedback),
     ("whip_sdpfrag", rtclab::fuzzing::whip_sdpfrag),
+    ("sfu_cascade_control", rtclab::fuzzing::sfu_cascade_control),
     ("peer_set", rtclab::fuzzing::peer_set),
     ("http_response", rtclab::fuzzing::http_response),
     ("capture_xray", rtclab::fuzzing::capture_xray),

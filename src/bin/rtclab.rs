@@ -477,6 +477,10 @@ struct SfuArgs {
     /// each page can download its own packets and DTLS secrets.
     #[arg(long, value_name = "MIB", num_args = 0..=1, default_missing_value = "64")]
     xray: Option<usize>,
+    /// Cascade ROOM with the `rtclab sfu` at URL (`ROOM=http://HOST:PORT`,
+    /// repeatable; the same --token): one room spanning both nodes.
+    #[arg(long, value_name = "ROOM=URL")]
+    cascade: Vec<String>,
 }
 
 async fn sfu(args: SfuArgs) -> Result<(), String> {
@@ -516,6 +520,22 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     println!(
         "  WHIP: POST http://{http}/whip/ROOM, WHEP: POST http://{http}/whep/ROOM (RFC 9725)."
     );
+    for c in &args.cascade {
+        let (room, url) = c
+            .split_once('=')
+            .ok_or_else(|| format!("--cascade {c}: ROOM=URL"))?;
+        // The other node may start after this one: a few tries.
+        let (room, url, h) = (room.to_string(), url.to_string(), server.handle());
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                match h.cascade(&room, &url).await {
+                    Ok(id) => return println!("  cascade: room {room} linked to {url} ({id})"),
+                    Err(e) => eprintln!("  cascade: room {room} to {url}: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+    }
     server
         .run_until(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -46,6 +46,7 @@
 //! answers; from then on only the SFU offers, each time tracks come or go,
 //! so two offers never cross (no glare: the page never offers again).
 
+pub mod cascade;
 pub mod forward;
 pub mod server;
 pub mod svc;
@@ -256,6 +257,11 @@ pub enum Role {
     /// offers (its offer's `recvonly` m-lines take one video and one
     /// audio track), with no renegotiation after.
     Viewer,
+    /// A link to another SFU node of the room ([`cascade`]): sends this
+    /// node's publishers there once, receives that node's.
+    Cascade,
+    /// A publisher of another node, fed through a [`Role::Cascade`] link.
+    Remote,
 }
 
 /// Counters, for tests and `rtclab speed sfu`.
@@ -368,6 +374,7 @@ pub struct Sfu {
     scratch: Vec<u8>,
     next_speaker: Option<Instant>,
     next_probe: Option<Instant>,
+    cascades: cascade::Links,
 }
 
 struct Room {
@@ -406,6 +413,7 @@ impl Sfu {
             scratch: Vec::with_capacity(1500),
             next_speaker: None,
             next_probe: None,
+            cascades: cascade::Links::default(),
         }
     }
 
@@ -526,9 +534,9 @@ impl Sfu {
         let publishing = |m: &ParticipantId| {
             self.participants
                 .get(m)
-                .is_some_and(|p| p.role != Role::Viewer)
+                .is_some_and(|p| matches!(p.role, Role::Page | Role::Publisher))
         };
-        if role != Role::Viewer
+        if matches!(role, Role::Page | Role::Publisher)
             && self.rooms.get(room).is_some_and(|r| {
                 r.members.iter().filter(|m| publishing(m)).count() >= self.config.max_room_size
             })
@@ -561,7 +569,9 @@ impl Sfu {
                 .extensions
                 .push(crate::sdp::codec::uri::DEPENDENCY_DESCRIPTOR.into());
         }
-        config.pacing = self.config.pacing;
+        // A cascade link is not paced: it carries what publishers paced
+        // already, and an estimate starting low would queue a whole room.
+        config.pacing = self.config.pacing && role != Role::Cascade;
         config.ice_credentials = Some(Credentials {
             ufrag: ufrag.clone(),
             pwd,
@@ -576,6 +586,11 @@ impl Sfu {
             })
             .members;
         for &other in members.iter() {
+            // A cascade link is no one's tile.
+            let link = |m| self.participants.get(m).map(|p: &Participant| p.role);
+            if role == Role::Cascade || link(&other) == Some(Role::Cascade) {
+                continue;
+            }
             push_signal(&mut self.events, other, ServerSignal::Joined(id));
             push_signal(&mut self.events, id, ServerSignal::Joined(other));
         }
@@ -635,7 +650,9 @@ impl Sfu {
                 self.rooms.remove(&p.room);
             }
             for m in members {
-                push_signal(&mut self.events, m, ServerSignal::Left(id));
+                if p.role != Role::Cascade {
+                    push_signal(&mut self.events, m, ServerSignal::Left(id));
+                }
                 if let Some(s) = self.participants.get_mut(&m) {
                     let mut changed = false;
                     for d in s
@@ -655,6 +672,7 @@ impl Sfu {
             }
         }
         self.events.push_back(Event::Left(id));
+        self.cascade_left(now, &p);
         self.process(now);
     }
 
@@ -798,7 +816,8 @@ impl Sfu {
         // offer takes (it cannot renegotiate).
         let allowed = match s.role {
             Role::Page => true,
-            Role::Publisher => false,
+            // A link takes every layer (cascade::Links), a remote publisher nothing.
+            Role::Publisher | Role::Cascade | Role::Remote => false,
             Role::Viewer => s.pc.signaling_state() == SignalingState::HaveRemoteOffer,
         };
         if !allowed
@@ -945,6 +964,9 @@ impl Sfu {
     /// A track of the publisher's offer has media: publish it in RTP mode
     /// and add it to every other member's connection.
     fn on_track(&mut self, _now: Instant, id: ParticipantId, mid: &str, kind: MediaKind) {
+        if self.cascade_track(id, mid) {
+            return;
+        }
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
@@ -998,6 +1020,7 @@ impl Sfu {
                 }
             }
         }
+        self.cascade_publish(_now, id, key);
     }
 
     fn on_track_ended(&mut self, now: Instant, id: ParticipantId, mid: &str) {
@@ -1009,6 +1032,7 @@ impl Sfu {
         };
         p.published.retain(|t| t.mid != key);
         let room = p.room.clone();
+        self.cascade_unpublish(now, id, key);
         for m in self.room_members(&room) {
             if let Some(s) = self.participants.get_mut(&m) {
                 for d in s
@@ -1035,6 +1059,10 @@ impl Sfu {
         rid: Option<Mid>,
         packet: &[u8],
     ) {
+        // From a cascade link: the remote publisher's track and layer.
+        let Some((id, mid, rid)) = self.cascade_source(id, mid, rid, packet) else {
+            return;
+        };
         self.stats.received += 1;
         let Ok(rtp) = RtpPacket::new_checked(packet) else {
             return;
@@ -1141,6 +1169,9 @@ impl Sfu {
             let Some(s) = self.participants.get_mut(&m) else {
                 continue;
             };
+            if s.role == Role::Cascade {
+                continue;
+            }
             // The link's estimate (or the page's cap), shared evenly by
             // the video tracks it receives.
             let videos = s
@@ -1254,6 +1285,7 @@ impl Sfu {
             }
             // ANCHOR_END: forward
         }
+        self.cascade_forward(now, id, &room, mid, li, packet);
         want_keyframe.sort_unstable();
         want_keyframe.dedup();
         for li in want_keyframe {
@@ -1367,7 +1399,9 @@ impl Sfu {
         };
         if layer.throttle.request(now) {
             let rid = layer.rid;
-            if p.pc.request_keyframe_layer(&mid, rid.as_deref()).is_ok() {
+            if p.role == Role::Remote {
+                self.cascade_keyframe(publisher, mid, rid);
+            } else if p.pc.request_keyframe_layer(&mid, rid.as_deref()).is_ok() {
                 self.stats.keyframe_requests += 1;
             }
         }
@@ -1416,7 +1450,9 @@ impl Sfu {
                 .and_then(|t| t.layers.get(li))
                 .and_then(|l| l.rid)
         });
-        if p.pc.send_nack_layer(&mid, rid.as_deref(), &source).is_ok() {
+        if p.role == Role::Remote {
+            self.cascade_nack(publisher, mid, rid, &source);
+        } else if p.pc.send_nack_layer(&mid, rid.as_deref(), &source).is_ok() {
             self.stats.nacks_to_publishers += 1;
         }
     }
@@ -1434,12 +1470,16 @@ impl Sfu {
                         p.chat = Some(ch);
                     }
                 }
+                self.cascade_open(now, id, ch);
             }
             // ANCHOR: chat
             datachannel::Event::Message {
                 channel,
                 message: Message::Text(text),
             } => {
+                if self.cascade_message(now, id, channel, &text) {
+                    return;
+                }
                 let Some(p) = self.participants.get(&id) else {
                     return;
                 };
@@ -1450,6 +1490,7 @@ impl Sfu {
                     .to_string();
                 let room = p.room.clone();
                 self.broadcast(now, &room, Some(id), &msg);
+                self.cascade_chat(now, &room, id, &text);
             }
             // ANCHOR_END: chat
             _ => {}
@@ -1474,6 +1515,9 @@ impl Sfu {
 
     /// Offers to `id` if tracks changed and no offer is in flight.
     fn maybe_offer(&mut self, now: Instant, id: ParticipantId) {
+        if self.cascade_renegotiate(now, id) {
+            return;
+        }
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
@@ -1513,15 +1557,21 @@ impl Sfu {
                 let _ = p.pc.send_remb(cap);
             }
         }
+        let mut remote = Vec::new();
         for t in &mut p.published {
             for l in &mut t.layers {
                 if l.throttle.handle_timeout(now) {
                     let rid = l.rid;
-                    if p.pc.request_keyframe_layer(&t.mid, rid.as_deref()).is_ok() {
+                    if p.role == Role::Remote {
+                        remote.push((t.mid, rid));
+                    } else if p.pc.request_keyframe_layer(&t.mid, rid.as_deref()).is_ok() {
                         self.stats.keyframe_requests += 1;
                     }
                 }
             }
+        }
+        for (mid, rid) in remote {
+            self.cascade_keyframe(id, mid, rid);
         }
     }
 

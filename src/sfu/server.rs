@@ -18,6 +18,13 @@
 //! | `welcome` | `id` (`pN`: the stream id of this participant's media elsewhere); `capture` (with `--xray`: the URL of this participant's own pcapng) | SFU |
 //! | `joined`, `left` | `id` | SFU |
 //! | `error` | `message` | SFU |
+//!
+//! Cascading (issue 21, [`super::cascade`]): `POST /cascade/ROOM` with an
+//! SDP offer (`application/sdp`, the `--token` bearer if one is set) opens
+//! a link of ROOM from another node, answered `201 Created` with the
+//! answer and this node's host candidate, as WHIP is (RFC 9725 §4.2);
+//! [`Handle::cascade`] (and `rtclab sfu --cascade ROOM=URL`) opens one to
+//! another node.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -26,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -68,6 +75,16 @@ pub struct Server {
     capture_file: Option<std::fs::File>,
     /// `rtclab sfu --xray` (see [`Server::set_downloads`]).
     downloads: Option<usize>,
+    commands: mpsc::Sender<Command>,
+    rx: mpsc::Receiver<Command>,
+}
+
+/// Commands to a running (or soon running) [`Server`] from elsewhere:
+/// what the bus's room placement calls.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    token: Option<String>,
 }
 
 enum Command {
@@ -78,6 +95,19 @@ enum Command {
     },
     Signal(ParticipantId, ClientSignal),
     Leave(ParticipantId),
+    /// Another node opens a cascade link of `room` with its offer.
+    CascadeAccept {
+        room: String,
+        offer: String,
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// The SFU's counters and its links'.
+    Stats(oneshot::Sender<(super::Stats, super::cascade::CascadeStats)>),
+    /// Opens a cascade link of `room`: its id and offer back.
+    CascadeDial {
+        room: String,
+        reply: oneshot::Sender<Result<(ParticipantId, String), String>>,
+    },
     /// A WHIP publisher or WHEP viewer with its offer: the answer back.
     Whip {
         role: Role,
@@ -198,6 +228,8 @@ struct Shared {
     commands: mpsc::Sender<Command>,
     reports: Option<mpsc::Sender<String>>,
     downloads: Option<std::sync::Arc<Downloads>>,
+    /// The bearer token `POST /cascade/ROOM` must carry (WHIP's).
+    token: Option<String>,
 }
 
 /// The page, compiled in.
@@ -216,12 +248,15 @@ impl Server {
         let udp = UdpSocket::bind(config.udp).await?;
         let bound = udp.local_addr()?;
         config.sfu.host_candidates = vec![bound];
+        let (commands, rx) = mpsc::channel(1024);
         Ok(Server {
             http,
             udp,
             config,
             capture_file: None,
             downloads: None,
+            commands,
+            rx,
         })
     }
 
@@ -239,6 +274,26 @@ impl Server {
     /// DTLS key log line only ([`crate::capture::extract`]).
     pub fn set_downloads(&mut self, limit: usize) {
         self.downloads = Some(limit);
+    }
+
+    /// A handle to give commands to the server once it runs.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            commands: self.commands.clone(),
+            token: self.config.whip.clone().flatten(),
+        }
+    }
+
+    /// Opens a cascade link of `room` to the `rtclab sfu` at `url`
+    /// (`http://HOST:PORT`): the future completes once the other node
+    /// answered (it may be spawned before [`Server::run_until`]).
+    pub fn cascade(
+        &self,
+        room: &str,
+        url: &str,
+    ) -> impl std::future::Future<Output = Result<ParticipantId, String>> + Send + 'static {
+        let (h, room, url) = (self.handle(), room.to_string(), url.to_string());
+        async move { h.cascade(&room, &url).await }
     }
 
     /// The HTTP address.
@@ -262,10 +317,12 @@ impl Server {
             config,
             capture_file,
             downloads,
+            commands,
+            rx,
         } = self;
         let downloads = downloads.map(|limit| std::sync::Arc::new(Downloads::new(limit)));
         let capture = capture_sink(capture_file, downloads.as_deref());
-        let (commands, rx) = mpsc::channel(1024);
+        let token = config.whip.clone().flatten();
         let whip = config.whip.map(|token| {
             let backend = WhipBackend {
                 commands: commands.clone(),
@@ -280,6 +337,7 @@ impl Server {
             commands,
             reports: config.reports,
             downloads: downloads.clone(),
+            token,
         };
         let sfu = Sfu::new(config.sfu, rand::SeedableRng::from_os_rng());
         let mut driver = Driver::from_sockets(sfu, vec![udp])?;
@@ -299,6 +357,7 @@ impl Server {
             .route("/sfu/ws", get(websocket))
             .route("/sfu/report", post(report))
             .route("/sfu/capture/{file}", get(download))
+            .route("/cascade/{room}", post(cascade_accept))
             .route("/", get(|| async { axum::response::Redirect::to("/sfu/") }))
             .with_state(shared);
         let app = match whip {
@@ -392,6 +451,20 @@ async fn media_task(
                     Command::Leave(id) => {
                         sfu.leave(now, id);
                         outboxes.remove(&id);
+                    }
+                    Command::CascadeAccept { room, offer, reply } => {
+                        let host = sfu.host_candidate();
+                        let r = sfu.accept_cascade(now, &room, offer).map(|(_, answer)| {
+                            let lines: Vec<String> = host.into_iter().collect();
+                            answer_with_candidates(&answer, &lines, true)
+                        });
+                        let _ = reply.send(r.map_err(|e| e.to_string()));
+                    }
+                    Command::Stats(reply) => {
+                        let _ = reply.send((sfu.stats(), sfu.cascade_stats()));
+                    }
+                    Command::CascadeDial { room, reply } => {
+                        let _ = reply.send(sfu.dial_cascade(now, &room).map_err(|e| e.to_string()));
                     }
                     Command::Whip { role, room, offer, reply } => {
                         let host = sfu.host_candidate();
@@ -617,6 +690,190 @@ async fn download(
             .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `POST /cascade/ROOM`: another node opens a link of ROOM.
+async fn cascade_accept(
+    State(shared): State<Shared>,
+    Path(room): Path<String>,
+    headers: axum::http::HeaderMap,
+    offer: String,
+) -> Response {
+    if let Some(t) = &shared.token {
+        // RFC 6750 §2.1: "Bearer", one space, the token.
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
+            });
+        if given.is_none_or(|g| !same_secret(g.as_bytes(), t.as_bytes())) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"rtclab\"")],
+                "a link needs the node's bearer token\n",
+            )
+                .into_response();
+        }
+    }
+    if !room_name(&room) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a room name is 1 to 64 of [A-Za-z0-9._-]\n",
+        )
+            .into_response();
+    }
+    let is_sdp = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/sdp"));
+    if !is_sdp {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "an SDP offer: application/sdp\n",
+        )
+            .into_response();
+    }
+    let (reply, answer) = oneshot::channel();
+    let sent = shared
+        .commands
+        .send(Command::CascadeAccept { room, offer, reply })
+        .await;
+    match (sent, answer.await) {
+        (Ok(()), Ok(Ok(answer))) => (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/sdp")],
+            answer,
+        )
+            .into_response(),
+        (Ok(()), Ok(Err(e))) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "the SFU stopped\n").into_response(),
+    }
+}
+
+/// Compares secrets in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A room name: 1 to 64 of `[A-Za-z0-9._-]` (no percent-decoding needed).
+fn room_name(room: &str) -> bool {
+    !room.is_empty()
+        && room.len() <= 64
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl Handle {
+    /// The SFU's counters and its cascade links' (`None`: it stopped).
+    pub async fn stats(&self) -> Option<(super::Stats, super::cascade::CascadeStats)> {
+        let (reply, stats) = oneshot::channel();
+        self.commands.send(Command::Stats(reply)).await.ok()?;
+        stats.await.ok()
+    }
+
+    /// Opens a cascade link of `room` to the `rtclab sfu` at `url`
+    /// (`http://HOST:PORT`, this node's bearer token sent along): the
+    /// link's participant id once the other node answered.
+    pub async fn cascade(&self, room: &str, url: &str) -> Result<ParticipantId, String> {
+        if !room_name(room) {
+            return Err(format!("{room:?} is no room name"));
+        }
+        let (reply, offer) = oneshot::channel();
+        self.commands
+            .send(Command::CascadeDial {
+                room: room.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| "the SFU stopped".to_string())?;
+        let (id, offer) = offer.await.map_err(|_| "the SFU stopped".to_string())??;
+        let path = format!("/cascade/{room}");
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            post_sdp(url, &path, self.token.as_deref(), &offer),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("POST {url}{path}: no answer in 10 s")));
+        let answer = match answer {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = self.commands.send(Command::Leave(id)).await;
+                return Err(e);
+            }
+        };
+        self.commands
+            .send(Command::Signal(id, ClientSignal::Answer(answer)))
+            .await
+            .map_err(|_| "the SFU stopped".to_string())?;
+        Ok(id)
+    }
+}
+
+/// The largest answer read from another node.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// `POST url+path` with an SDP offer (HTTP/1.1, one request per
+/// connection): the `201 Created` answer's body.
+async fn post_sdp(
+    url: &str,
+    path: &str,
+    token: Option<&str>,
+    offer: &str,
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let err = |e: std::io::Error| format!("POST {url}{path}: {e}");
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
+    let (host, prefix) = match rest.find('/') {
+        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+        None => (rest, ""),
+    };
+    let mut s = tokio::net::TcpStream::connect(host).await.map_err(err)?;
+    let mut req = format!(
+        "POST {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+        offer.len()
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(offer);
+    s.write_all(req.as_bytes()).await.map_err(err)?;
+    let mut raw = Vec::new();
+    (&mut s)
+        .take(MAX_ANSWER as u64)
+        .read_to_end(&mut raw)
+        .await
+        .map_err(err)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("POST {url}{path}: a response without a header end"))?;
+    let status = head.split(' ').nth(1).unwrap_or("");
+    if status != "201" {
+        return Err(format!(
+            "POST {url}{path}: {} {}",
+            head.lines().next().unwrap_or(""),
+            body.trim()
+        ));
+    }
+    // A body framed by Content-Length (axum's) or by the connection's end.
+    let len = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    });
+    Ok(match len {
+        Some(n) => body.get(..n).unwrap_or(body).to_string(),
+        None => body.to_string(),
+    })
 }
 
 async fn report(State(shared): State<Shared>, body: String) -> StatusCode {
