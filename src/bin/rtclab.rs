@@ -125,6 +125,13 @@ enum Command {
         /// (ulimit -n) less 128 if that is lower.
         #[arg(long, default_value_t = rtclab::signaling::default_tcp_cap())]
         max_connections: usize,
+        /// Share rooms with other nodes over this bus: redis://HOST:PORT
+        /// (default: this process alone).
+        #[arg(long)]
+        bus: Option<String>,
+        /// This node's name on the bus (unique among the nodes).
+        #[arg(long, default_value = "node1")]
+        node: String,
     },
     /// A Rust peer as a process: joins a room of `rtclab signaling`, offers
     /// or answers as the room decides, then echoes data channels, sends and
@@ -219,7 +226,9 @@ fn main() -> ExitCode {
                 room_size,
                 max_message,
                 max_connections,
-            } => signaling(listen, room_size, max_message, max_connections).await,
+                bus,
+                node,
+            } => signaling(listen, room_size, max_message, max_connections, bus, node).await,
             Command::Peer(args) => peer::run(args).await,
             Command::Speed {
                 layers,
@@ -749,6 +758,8 @@ async fn signaling(
     room_size: usize,
     max_message: usize,
     max_connections: usize,
+    bus: Option<String>,
+    node: String,
 ) -> Result<(), String> {
     if room_size == 0 {
         return Err("--room-size must be at least 1".into());
@@ -759,6 +770,17 @@ async fn signaling(
     let mut config = rtclab::signaling::Config::with_room_size(room_size);
     config.rooms.max_message_bytes = max_message;
     config.max_tcp_connections = max_connections;
+    if let Some(url) = &bus {
+        if !rtclab::bus::valid_token(&node) || node.contains('@') {
+            return Err(format!("--node {node:?}: 1 to 64 of A-Z a-z 0-9 - _ ."));
+        }
+        let bus = rtclab::bus::connect(Some(url)).map_err(|e| e.to_string())?;
+        config.bus = Some(rtclab::signaling::BusNode {
+            bus,
+            node: node.clone(),
+        });
+        println!("node {node} on the bus {url}");
+    }
     let server = rtclab::signaling::Server::bind(listen, config)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

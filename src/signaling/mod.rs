@@ -87,6 +87,7 @@
 //! Left out: authentication, TLS (put a reverse proxy in front, or use it
 //! on a trusted network), persistence, and more than one server process.
 
+pub mod cluster;
 pub mod message;
 pub mod room;
 pub mod server;
@@ -94,5 +95,5 @@ pub mod web;
 
 pub use message::{ClientMessage, Data, ErrorCode, ServerMessage};
 pub use room::{ClientId, Outgoing, Rooms, validate_room_name};
-pub use server::{Config, Handle, Member, Server, default_tcp_cap};
+pub use server::{BusNode, Config, Handle, Member, Server, default_tcp_cap};
 pub use web::{PAGES, Page};
