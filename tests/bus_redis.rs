@@ -416,3 +416,323 @@ async fn a_room_survives_a_redis_restart() {
     let mut z = client(addr_a).await;
     assert_eq!(join(&mut z, "r").await["type"], "full");
 }
+
+// ---- SFU room placement -------------------------------------------------
+
+use rtclab::peer::{LivePeer, PeerEvent};
+use rtclab::sdp::MediaKind;
+use rtclab::sfu::placement::{self, Placement};
+use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
+
+/// An in-process `rtclab sfu` node on the bus, on a thread of its own.
+fn sfu_node(url: &str, name: &str) -> (SocketAddr, Arc<Placement>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = url.to_string();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            use rand::SeedableRng;
+            let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+            let cert =
+                rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
+                    .expect("certificate");
+            let server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                udp: "127.0.0.1:0".parse().unwrap(),
+                sfu: rtclab::sfu::Config::new(cert, Vec::new()),
+                reports: None,
+                whip: Some(None),
+            })
+            .await
+            .expect("bind");
+            let http = server.http_addr();
+            let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(&url).expect("bus"));
+            let p = Placement::new(placement::Config::new(
+                bus,
+                &name,
+                &format!("http://{http}"),
+                100,
+            ));
+            tx.send((http, p.clone())).expect("send");
+            let _ = server
+                .with_placement(p)
+                .run_until(std::future::pending())
+                .await;
+        });
+    });
+    rx.recv().expect("the SFU started")
+}
+
+/// `(status, Location)` of a request.
+fn probe(http: SocketAddr, method: &str, path: &str) -> (u16, Option<String>) {
+    let r = http_request(
+        http,
+        method,
+        path,
+        &[("Content-Type", "application/sdp")],
+        b"v=0\r\n",
+        WAIT,
+    )
+    .expect("HTTP");
+    (r.status, r.header("location").map(str::to_string))
+}
+
+/// Publishes VP8 by WHIP at `http` into `room`, retrying while the room
+/// is moving (503); `(publisher, its video track, resource)`.
+fn publish(
+    rt: &tokio::runtime::Runtime,
+    http: SocketAddr,
+    room: &str,
+) -> (LivePeer, rtclab::peer::TrackId, String) {
+    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut live = rt
+            .block_on(LivePeer::bind(LivePeer::config().expect("cert"), lo))
+            .expect("bind");
+        let video = live.add_track(MediaKind::Video).expect("track");
+        let mut peer = GenPeer::new(live);
+        match Whip::at(http).publish(room, &mut peer) {
+            Ok(leg) => return (peer.live, video, leg.resource),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "WHIP publish at {http}: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+fn play(rt: &tokio::runtime::Runtime, http: SocketAddr, room: &str) -> (LivePeer, String) {
+    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut live = rt
+            .block_on(LivePeer::bind(LivePeer::config().expect("cert"), lo))
+            .expect("bind");
+        receive_only(&mut live).expect("recvonly");
+        let mut peer = GenPeer::new(live);
+        match Whip::at(http).subscribe(room, &[], &mut peer) {
+            Ok(leg) => return (peer.live, leg.resource),
+            Err(e) => {
+                assert!(Instant::now() < deadline, "WHEP play at {http}: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Sends frames for `for_` (and then until the viewer decoded `want`, at
+/// most 15 s); the frames the viewer decoded.
+fn call(
+    rt: &tokio::runtime::Runtime,
+    p: &mut LivePeer,
+    video: rtclab::peer::TrackId,
+    viewer: Option<&mut LivePeer>,
+    n: &mut u32,
+    for_: Duration,
+    want: usize,
+) -> usize {
+    rt.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(33));
+        let mut frames = 0usize;
+        let start = Instant::now();
+        let mut viewer = viewer;
+        let _ = tokio::time::timeout(Duration::from_secs(15) + for_, async {
+            while start.elapsed() < for_ || frames < want {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let mut f = Vec::new();
+                        vp8_frame(&mut f, 3000, *n % 30 == 0, *n);
+                        let _ = p.send_frame(video, *n * 3000, &f);
+                        *n += 1;
+                    }
+                    e = p.next_event() => { e.expect("io"); }
+                    e = async { match viewer.as_mut() { Some(v) => v.next_event().await, None => std::future::pending().await } } => {
+                        if let PeerEvent::Frame { .. } = e.expect("io") { frames += 1; }
+                    }
+                }
+            }
+        })
+        .await;
+        frames
+    })
+}
+
+/// Two SFU nodes: a room opens on the less loaded one, a participant who
+/// reaches the other is redirected (page 307, WebSocket `redirect`, WHIP
+/// 307); the owner is killed with SIGKILL mid-call and the participants,
+/// retrying at the node they entered by, are back on the other node within
+/// the TTL and a few seconds; Redis restarted under that call does not
+/// interrupt it; nothing is left in Redis afterwards.
+#[test]
+fn sfu_rooms_are_placed_and_move_when_their_node_dies() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (b, pb) = sfu_node(&redis.url(), "b");
+    // b carries two participants elsewhere: a (none) is the less loaded.
+    let _ballast = (pb.seat("ballast"), pb.seat("ballast"));
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = SocketAddr::from(([127, 0, 0, 1], port));
+    let args: Vec<String> = [
+        "sfu",
+        "--listen",
+        &a.to_string(),
+        "--udp",
+        "127.0.0.1:0",
+        "--bus",
+        &redis.url(),
+        "--node",
+        "a",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut node_a = common::Peer::start("rtclab-sfu-a", &rtclab_bin(), &args);
+    assert!(
+        node_a.wait_for_output("rtclab sfu on", WAIT),
+        "{}",
+        node_a.output()
+    );
+    // Both on the bus, with their loads.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = rt.block_on(pb.nodes()).unwrap_or_default();
+        if nodes.contains_key("a") && nodes.get("b").is_some_and(|i| i.load == 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let to_a = format!("http://{a}");
+    // The participant reaching b is sent to a, however it comes.
+    let (status, location) = probe(b, "GET", "/sfu/?room=r");
+    assert_eq!(
+        (status, location.as_deref()),
+        (307, Some(format!("{to_a}/sfu/?room=r").as_str()))
+    );
+    let (status, location) = probe(b, "POST", "/whip/r");
+    assert_eq!(
+        (status, location.as_deref()),
+        (307, Some(format!("{to_a}/whip/r").as_str()))
+    );
+    let redirect = rt.block_on(async {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{b}/sfu/ws?room=r"))
+            .await
+            .expect("ws");
+        recv(&mut ws).await
+    });
+    assert_eq!(
+        redirect,
+        json!({"type": "redirect", "url": format!("{to_a}/sfu/?room=r")})
+    );
+    // The call, on a.
+    let (mut p, video, _) = publish(&rt, a, "r");
+    let mut n = 0;
+    call(
+        &rt,
+        &mut p,
+        video,
+        None,
+        &mut n,
+        Duration::from_millis(500),
+        0,
+    );
+    let (mut v, _) = play(&rt, a, "r");
+    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    assert!(got >= 10, "frames on a: {got}");
+    // a dies; the participants start again at b (where they entered).
+    let killed = Instant::now();
+    node_a.kill();
+    let (mut p, video, res_p) = publish(&rt, b, "r");
+    let republished = killed.elapsed();
+    call(
+        &rt,
+        &mut p,
+        video,
+        None,
+        &mut n,
+        Duration::from_millis(300),
+        0,
+    );
+    let (mut v, res_v) = play(&rt, b, "r");
+    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    let failover = killed.elapsed();
+    assert!(got >= 10, "frames on b: {got}");
+    println!("bus.sfu_failover_publish_ms {} ms", republished.as_millis());
+    println!("bus.sfu_failover_decoding_ms {} ms", failover.as_millis());
+    assert!(failover < Duration::from_secs(12), "{failover:?}");
+    let owner = rt.block_on(async {
+        let probe = RedisBus::open(&redis.url()).unwrap();
+        probe.get(&placement::owner_key("r")).await.unwrap()
+    });
+    assert_eq!(owner.as_deref(), Some("b"));
+    // Redis restarts (empty) under the call: frames keep coming, and b
+    // claims its room again.
+    redis.restart(Duration::from_millis(300));
+    let during = call(
+        &rt,
+        &mut p,
+        video,
+        Some(&mut v),
+        &mut n,
+        Duration::from_secs(3),
+        0,
+    );
+    assert!(during >= 45, "frames through a Redis restart: {during}");
+    let _inside = rt.enter();
+    let probe_bus = RedisBus::open(&redis.url()).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while rt
+        .block_on(probe_bus.get(&placement::owner_key("r")))
+        .ok()
+        .flatten()
+        .as_deref()
+        != Some("b")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "room not re-claimed after the Redis restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Everyone leaves: the room's claim goes; a's node key is long gone.
+    for res in [res_p, res_v] {
+        let r = http_request(b, "DELETE", &res, &[], b"", WAIT).expect("DELETE");
+        assert_eq!(r.status, 200);
+    }
+    drop(_ballast);
+    let left = rt.block_on(async {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut keys = probe_bus
+                .keys("rtclab:sfu:owner:")
+                .await
+                .unwrap_or_default();
+            keys.extend(
+                probe_bus
+                    .keys("rtclab:sfu:node:a")
+                    .await
+                    .unwrap_or_default(),
+            );
+            if keys.is_empty() || Instant::now() > deadline {
+                return keys;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -478,6 +478,18 @@ struct SfuArgs {
     /// (`Authorization: Bearer TOKEN`); without it they need none.
     #[arg(long)]
     token: Option<String>,
+    /// Share rooms with other SFU nodes over this bus: redis://HOST:PORT.
+    /// Each room lives on one node (the least loaded when it opens);
+    /// participants who reach another node are sent there.
+    #[arg(long)]
+    bus: Option<String>,
+    /// This node's name on the bus (unique among the nodes).
+    #[arg(long, default_value = "sfu1")]
+    node: String,
+    /// The address participants reach this node at (default: the
+    /// --listen address).
+    #[arg(long)]
+    public_ip: Option<std::net::IpAddr>,
 }
 
 async fn sfu(args: SfuArgs) -> Result<(), String> {
@@ -501,6 +513,28 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot listen on {} / {}: {e}", args.listen, args.udp))?;
     let http = server.http_addr();
+    let server = match &args.bus {
+        None => server,
+        Some(url) => {
+            if !rtclab::bus::valid_token(&args.node) || args.node.contains('@') {
+                return Err(format!(
+                    "--node {:?}: 1 to 64 of A-Z a-z 0-9 - _ .",
+                    args.node
+                ));
+            }
+            let bus = rtclab::bus::connect(Some(url)).map_err(|e| e.to_string())?;
+            let ip = args.public_ip.unwrap_or(http.ip());
+            let me = format!("http://{}", SocketAddr::new(ip, http.port()));
+            let config = rtclab::sfu::placement::Config::new(
+                bus,
+                &args.node,
+                &me,
+                args.max_participants.max(1),
+            );
+            println!("node {} on the bus {url}, reached at {me}", args.node);
+            server.with_placement(rtclab::sfu::placement::Placement::new(config))
+        }
+    };
     println!(
         "rtclab sfu on http://{http}/sfu/?room=NAME (media on UDP {})",
         server.udp_addr()

@@ -47,6 +47,7 @@
 //! so two offers never cross (no glare: the page never offers again).
 
 pub mod forward;
+pub mod placement;
 pub mod server;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};

@@ -37,6 +37,9 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::Arc;
+
+use super::placement::{Decision, Placement, Seat};
 use super::{ClientSignal, Config as SfuConfig, Event, ParticipantId, Role, ServerSignal, Sfu};
 use crate::machine::Machine;
 use crate::runtime::Driver;
@@ -64,6 +67,7 @@ pub struct Server {
     http: TcpListener,
     udp: UdpSocket,
     config: Config,
+    placement: Option<Arc<Placement>>,
 }
 
 enum Command {
@@ -88,6 +92,9 @@ enum Command {
 struct WhipBackend {
     commands: mpsc::Sender<Command>,
     sessions: std::sync::Mutex<HashMap<ResourceId, ParticipantId>>,
+    /// The sessions' seats in their rooms (placement across nodes).
+    seats: std::sync::Mutex<HashMap<ResourceId, Seat>>,
+    placement: Option<Arc<Placement>>,
 }
 
 impl WhipBackend {
@@ -99,6 +106,7 @@ impl WhipBackend {
         offer: String,
     ) -> Result<String, WhipError> {
         let (reply, answer) = oneshot::channel();
+        let room_of_seat = room.clone();
         self.commands
             .send(Command::Whip {
                 role,
@@ -111,6 +119,9 @@ impl WhipBackend {
         let (id, answer) = answer
             .await
             .map_err(|_| WhipError::Internal("the SFU stopped".into()))??;
+        if let (Some(p), Ok(mut seats)) = (&self.placement, self.seats.lock()) {
+            seats.insert(resource.clone(), p.seat(&room_of_seat));
+        }
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(resource, id);
         }
@@ -181,6 +192,9 @@ impl Backend for WhipBackend {
                 .ok()
                 .and_then(|mut s| s.remove(&resource))
                 .ok_or(WhipError::NotFound)?;
+            if let Ok(mut seats) = self.seats.lock() {
+                seats.remove(&resource);
+            }
             let _ = self.commands.send(Command::Leave(id)).await;
             Ok(())
         })
@@ -191,6 +205,7 @@ impl Backend for WhipBackend {
 struct Shared {
     commands: mpsc::Sender<Command>,
     reports: Option<mpsc::Sender<String>>,
+    placement: Option<Arc<Placement>>,
 }
 
 /// The page, compiled in.
@@ -209,7 +224,19 @@ impl Server {
         let udp = UdpSocket::bind(config.udp).await?;
         let bound = udp.local_addr()?;
         config.sfu.host_candidates = vec![bound];
-        Ok(Server { http, udp, config })
+        Ok(Server {
+            http,
+            udp,
+            config,
+            placement: None,
+        })
+    }
+
+    /// Shares rooms with other nodes: each room on one node, participants
+    /// sent to it (see [`super::placement`]).
+    pub fn with_placement(mut self, placement: Arc<Placement>) -> Server {
+        self.placement = Some(placement);
+        self
     }
 
     /// The HTTP address.
@@ -227,12 +254,19 @@ impl Server {
         self,
         stop: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let Server { http, udp, config } = self;
+        let Server {
+            http,
+            udp,
+            config,
+            placement,
+        } = self;
         let (commands, rx) = mpsc::channel(1024);
         let whip = config.whip.map(|token| {
             let backend = WhipBackend {
                 commands: commands.clone(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
+                seats: std::sync::Mutex::new(HashMap::new()),
+                placement: placement.clone(),
             };
             crate::whip::server::Mount::new(
                 crate::whip::Config::with_token(token),
@@ -242,15 +276,19 @@ impl Server {
         let shared = Shared {
             commands,
             reports: config.reports,
+            placement: placement.clone(),
         };
+        let (placed_stop, placed_stopped) = oneshot::channel::<()>();
+        let placed = placement.clone().map(|p| {
+            tokio::spawn(p.run(async move {
+                let _ = placed_stopped.await;
+            }))
+        });
         let sfu = Sfu::new(config.sfu, rand::SeedableRng::from_os_rng());
         let driver = Driver::from_sockets(sfu, vec![udp])?;
         let media = tokio::spawn(media_task(driver, rx));
         let app = Router::new()
-            .route(
-                "/sfu/",
-                get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }),
-            )
+            .route("/sfu/", get(page))
             .route(
                 "/sfu/sfu.js",
                 get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }),
@@ -258,9 +296,12 @@ impl Server {
             .route("/sfu/ws", get(websocket))
             .route("/sfu/report", post(report))
             .route("/", get(|| async { axum::response::Redirect::to("/sfu/") }))
-            .with_state(shared);
+            .with_state(shared.clone());
         let app = match whip {
-            Some(m) => app.merge(m.router()),
+            Some(m) => app.merge(m.router().layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                whip_placement,
+            ))),
             None => app,
         };
         let service = TowerToHyperService::new(app);
@@ -287,6 +328,10 @@ impl Server {
             }
         }
         media.abort();
+        let _ = placed_stop.send(());
+        if let Some(t) = placed {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
         Ok(())
     }
 }
@@ -411,6 +456,70 @@ async fn report(State(shared): State<Shared>, body: String) -> StatusCode {
     }
 }
 
+/// The page; with placement, `307` to the room's owner when it is another
+/// node.
+async fn page(State(shared): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    if let (Some(p), Some(room)) = (&shared.placement, room_param(q.as_deref())) {
+        match p.place(&room).await {
+            Decision::Here => {}
+            Decision::Redirect(url) => {
+                let to = format!("{url}/sfu/?{}", q.as_deref().unwrap_or(""));
+                return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response();
+            }
+            Decision::Retry(after) => return retry(after),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+fn retry(after: Duration) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, after.as_secs().max(1).to_string())],
+        "the room's node is moving; retry\n",
+    )
+        .into_response()
+}
+
+/// `room=NAME` of a query, if present and valid.
+fn room_param(q: Option<&str>) -> Option<String> {
+    let room = q?.split('&').find_map(|kv| kv.strip_prefix("room="))?;
+    crate::signaling::validate_room_name(room).ok()?;
+    Some(room.to_string())
+}
+
+/// WHIP/WHEP `POST /whip/ROOM` and `/whep/ROOM` with placement: `307` to
+/// the room's owner when it is another node (RFC 9725 §4.5 lets a WHIP
+/// endpoint redirect with 307), `503` while the owner's claim runs out.
+async fn whip_placement(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let room = request
+        .uri()
+        .path()
+        .strip_prefix("/whip/")
+        .or_else(|| request.uri().path().strip_prefix("/whep/"))
+        .filter(|r| !r.contains('/'))
+        .map(str::to_string);
+    if let (Some(p), Some(room), true) = (
+        &shared.placement,
+        room,
+        request.method() == axum::http::Method::POST,
+    ) {
+        match p.place(&room).await {
+            Decision::Here => {}
+            Decision::Redirect(url) => {
+                let to = format!("{url}{}", request.uri());
+                return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response();
+            }
+            Decision::Retry(after) => return retry(after),
+        }
+    }
+    next.run(request).await
+}
+
 async fn websocket(
     State(shared): State<Shared>,
     RawQuery(q): RawQuery,
@@ -436,9 +545,29 @@ async fn websocket(
         )
             .into_response();
     }
+    let mut seat = None;
+    if let Some(p) = &shared.placement {
+        match p.place(&room).await {
+            Decision::Here => seat = Some(p.seat(&room)),
+            Decision::Redirect(url) => {
+                // A browser does not follow a redirect of a WebSocket
+                // handshake: the page hears where to go, and goes.
+                let to = format!("{url}/sfu/?{}", q.as_deref().unwrap_or(""));
+                return upgrade.on_upgrade(move |mut socket| async move {
+                    let m = json!({"type": "redirect", "url": to}).to_string();
+                    let _ = socket.send(WsMessage::Text(m.into())).await;
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                });
+            }
+            Decision::Retry(after) => return retry(after),
+        }
+    }
     upgrade
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| connection(socket, shared, room))
+        .on_upgrade(move |socket| async move {
+            connection(socket, shared, room).await;
+            drop(seat);
+        })
 }
 
 /// One page: join, relay signaling both ways, leave when it closes.
