@@ -353,7 +353,7 @@ async fn a_killed_signaling_node_releases_its_members() {
     let took = killed.elapsed();
     assert_eq!(bye["id"], xid);
     println!("bus.signaling_failover_ms {} ms", took.as_millis());
-    assert!(took < Duration::from_secs(6), "bye after {took:?}");
+    assert!(took < Duration::from_secs(8), "bye after {took:?}");
     // The place is free again.
     let mut z = client(addr_b).await;
     assert_eq!(join(&mut z, "r").await["type"], "joined");

@@ -144,7 +144,7 @@ enum Command {
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp,
-        /// setup, datachannel (default: all); `sfu` only when named.
+        /// setup, datachannel (default: all); `sfu` and `bus` only when named.
         layers: Vec<String>,
         /// sfu: drive Janus's VideoRoom (Debian's `janus`).
         #[arg(long)]

@@ -501,6 +501,9 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: Arc<watch::Sender<bool>>,
+    /// The cluster's bus operations, queued from the start (members may
+    /// join before [`Server::run`] begins), for the bus task.
+    ops: Option<mpsc::Receiver<Op>>,
 }
 
 /// A handle on a running (or about to run) [`Server`]: add Rust members, stop
@@ -515,13 +518,20 @@ impl Server {
     /// Binds `addr` (port 0: a free port).
     pub async fn bind(addr: SocketAddr, config: Config) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
+        let (ops_tx, ops_rx) = match &config.bus {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(OPS_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             hub: Mutex::new(Hub {
                 rooms: match &config.bus {
                     None => Logic::One(Rooms::new(config.rooms.clone())),
                     Some(b) => Logic::Many(Cluster::new(config.rooms.clone(), &b.node)),
                 },
-                ops: None,
+                ops: ops_tx,
                 outboxes: HashMap::new(),
                 closed: false,
             }),
@@ -534,6 +544,7 @@ impl Server {
             listener,
             shared,
             stop: Arc::new(stop),
+            ops: ops_rx,
         })
     }
 
@@ -572,6 +583,7 @@ impl Server {
             listener,
             shared,
             stop,
+            ops,
         } = self;
         let mut stopped = stop.subscribe();
         let trigger = async move {
@@ -591,9 +603,7 @@ impl Server {
             None => app,
         };
         let service = TowerToHyperService::new(app);
-        let bus_task = shared.config.bus.clone().map(|b| {
-            let (tx, rx) = mpsc::channel(OPS_QUEUE);
-            shared.hub().ops = Some(tx);
+        let bus_task = shared.config.bus.clone().zip(ops).map(|(b, rx)| {
             let (stop, stopped) = tokio::sync::oneshot::channel();
             (stop, tokio::spawn(bus_task(shared.clone(), b, rx, stopped)))
         });
@@ -659,6 +669,10 @@ impl Server {
     }
 }
 
+/// Heartbeats in a row a node's liveness key must be missing before its
+/// members are removed.
+const DEAD_AFTER: u32 = 2;
+
 /// Bus operations waiting for the bus task, at most.
 const OPS_QUEUE: usize = 4096;
 
@@ -682,6 +696,11 @@ async fn bus_task(
     let mut beat = tokio::time::interval(bus::HEARTBEAT);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stopping = false;
+    // Say this node is alive before it admits anyone.
+    if let Err(e) = bus.put(&alive, "1", bus::NODE_TTL).await {
+        tracing::warn!("signaling: the bus: {e}");
+    }
+    let mut missing = HashMap::new();
     loop {
         tokio::select! {
             biased;
@@ -695,11 +714,14 @@ async fn bus_task(
                 }
                 Some(bus::Event::Reconnected) => {
                     let _ = bus.put(&alive, "1", bus::NODE_TTL).await;
+                    // The bus restarted empty: the other nodes put their
+                    // keys back within a heartbeat; start counting afresh.
+                    missing.clear();
                     shared.with_cluster(Cluster::handle_reconnected);
                 }
                 None => break,
             },
-            _ = beat.tick(), if !stopping => heartbeat(&shared, bus.as_ref(), &node.node, &alive).await,
+            _ = beat.tick(), if !stopping => heartbeat(&shared, bus.as_ref(), &node.node, &alive, &mut missing).await,
             _ = &mut stop, if !stopping => stopping = true,
             () = tokio::time::sleep(Duration::from_millis(200)), if stopping => break,
         }
@@ -768,8 +790,16 @@ async fn run_op(shared: &Shared, bus: &dyn Bus, op: Op) {
 }
 
 /// Says this node is alive, keeps its rooms' lists alive, and removes the
-/// members of nodes whose liveness key is gone.
-async fn heartbeat(shared: &Shared, bus: &dyn Bus, node: &str, alive: &str) {
+/// members of nodes whose liveness key has been gone at [`DEAD_AFTER`]
+/// heartbeats in a row (`missing` counts them): one absence may be a node
+/// that has not yet put its key back after the bus restarted.
+async fn heartbeat(
+    shared: &Shared,
+    bus: &dyn Bus,
+    node: &str,
+    alive: &str,
+    missing: &mut HashMap<String, u32>,
+) {
     if let Err(e) = bus.put(alive, "1", bus::NODE_TTL).await {
         tracing::debug!("signaling: heartbeat: {e}");
         return;
@@ -780,6 +810,7 @@ async fn heartbeat(shared: &Shared, bus: &dyn Bus, node: &str, alive: &str) {
     };
     let mut known: HashMap<String, bool> = HashMap::new();
     known.insert(node.to_string(), true);
+    let mut seen_missing = std::collections::HashSet::new();
     for (room, remote) in rooms {
         let key = cluster::room_key(&room);
         let _ = bus.touch(&key, bus::ROOM_TTL).await;
@@ -787,7 +818,17 @@ async fn heartbeat(shared: &Shared, bus: &dyn Bus, node: &str, alive: &str) {
             let live = match known.get(&n) {
                 Some(l) => *l,
                 None => {
-                    let l = !matches!(bus.get(&cluster::node_key(&n)).await, Ok(None));
+                    let present = !matches!(bus.get(&cluster::node_key(&n)).await, Ok(None));
+                    let l = if present {
+                        missing.remove(&n);
+                        true
+                    } else {
+                        let count = missing.entry(n.clone()).or_insert(0);
+                        if seen_missing.insert(n.clone()) {
+                            *count += 1;
+                        }
+                        *count < DEAD_AFTER
+                    };
                     known.insert(n.clone(), l);
                     l
                 }
