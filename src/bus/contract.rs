@@ -33,6 +33,15 @@ pub async fn check(a: &dyn Bus, b: &dyn Bus, prefix: &str) {
         next_message(&mut events).await,
         (ch.clone(), "hello".into())
     );
+    let batch: Vec<(String, String)> = (0..5).map(|i| (ch.clone(), format!("m{i}"))).collect();
+    b.publish_batch(&batch).await.expect("publish a batch");
+    for i in 0..5 {
+        assert_eq!(
+            next_message(&mut events).await.1,
+            format!("m{i}"),
+            "in order"
+        );
+    }
 
     // Claims: one holder at a time; only the holder refreshes or releases;
     // the key goes when its time runs out.

@@ -315,6 +315,29 @@ impl Bus for RedisBus {
         Box::pin(async move { self.run::<i64>(Op::Cmd(cmd)).await.map(|_| ()) })
     }
 
+    fn publish_batch<'a>(
+        &'a self,
+        messages: &'a [(String, String)],
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let mut pipe = redis::pipe();
+        for (channel, payload) in messages {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        Box::pin(async move {
+            let mut c = self.conn().await?;
+            let r: Result<(), RedisError> = pipe.query_async(&mut c).await;
+            r.map_err(|e| {
+                let err = unavailable(e);
+                if matches!(err, Error::Unavailable(_))
+                    && let Ok(mut slot) = self.conn.try_lock()
+                {
+                    *slot = None;
+                }
+                err
+            })
+        })
+    }
+
     fn subscribe(&self, channel: &str) -> BoxFuture<'_, Result<(), Error>> {
         let ch = channel.to_string();
         Box::pin(self.control(move |r| Control::Subscribe(ch, r)))

@@ -706,7 +706,31 @@ async fn bus_task(
             biased;
             op = ops.recv() => {
                 let Some(op) = op else { break };
-                run_op(&shared, bus.as_ref(), op).await;
+                // Relays queued one after another go in one round trip
+                // (in order); anything else ends the batch and runs after.
+                let mut batch = Vec::new();
+                let mut next = Some(op);
+                loop {
+                    match next.take() {
+                        Some(Op::Publish { client, channel, payload }) => {
+                            batch.push((client, channel, payload));
+                            if batch.len() >= PUBLISH_BATCH {
+                                break;
+                            }
+                            next = ops.try_recv().ok();
+                        }
+                        other => {
+                            next = other;
+                            break;
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    publish(&shared, bus.as_ref(), batch).await;
+                }
+                if let Some(op) = next {
+                    run_op(&shared, bus.as_ref(), op).await;
+                }
             }
             e = events.recv() => match e {
                 Some(bus::Event::Message { channel, payload }) => {
@@ -733,6 +757,26 @@ async fn bus_task(
         run_op(&shared, bus.as_ref(), op).await;
     }
     let _ = bus.release(&alive, "1").await;
+}
+
+/// Relays published at once, at most.
+const PUBLISH_BATCH: usize = 256;
+
+/// Publishes relayed messages in one round trip; if the bus is away, each
+/// sender hears `unavailable`.
+async fn publish(shared: &Shared, bus: &dyn Bus, batch: Vec<(ClientId, String, String)>) {
+    let messages: Vec<(String, String)> = batch
+        .iter()
+        .map(|(_, c, p)| (c.clone(), p.clone()))
+        .collect();
+    if let Err(e) = bus.publish_batch(&messages).await {
+        let reason = e.to_string();
+        shared.with_cluster(|c| {
+            for (client, _, _) in &batch {
+                c.handle_publish_failed(*client, &reason);
+            }
+        });
+    }
 }
 
 async fn run_op(shared: &Shared, bus: &dyn Bus, op: Op) {
