@@ -84,8 +84,12 @@
 //!   for routing and WebSocket (`GET /ws`), the example pages at `/` and `/NN_name/` (from [`web`]),
 //!   and in-process members ([`Handle::member`]) for a Rust peer.
 //!
+//! - [`cluster`]: the same rooms shared by several server processes over
+//!   a [`Bus`](crate::bus::Bus) (`rtclab signaling --bus redis://…`),
+//!   sans-IO like [`room`].
+//!
 //! Left out: authentication, TLS (put a reverse proxy in front, or use it
-//! on a trusted network), persistence, and more than one server process.
+//! on a trusted network), and persistence.
 
 pub mod cluster;
 pub mod message;
