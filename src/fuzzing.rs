@@ -2126,3 +2126,81 @@ pub fn capture_xray(data: &[u8]) {
             .all(|l| l.fields.len() <= 2048 + '…'.len_utf8())
     );
 }
+
+/// The harness of the `signaling_cluster` target: one node's share of rooms
+/// across nodes ([`crate::signaling::cluster::Cluster`]) fed by frames
+/// separated by zero bytes, each from a client or from the bus (as if
+/// another node, or a corrupt Redis, had published it): whatever arrives,
+/// no panic, messages go only to connected clients, a relayed payload is
+/// never larger than a client may send, and the bus announcements
+/// ([`crate::bus::Announce`]) parse without growing past their bound.
+pub fn signaling_cluster(data: &[u8]) {
+    use crate::signaling::cluster::{Cluster, Op, room_channel};
+    use crate::signaling::room::Config;
+    use crate::signaling::{ClientId, ServerMessage};
+
+    let config = Config {
+        room_size: 3,
+        max_message_bytes: 256,
+        max_rooms: 8,
+    };
+    let mut node = Cluster::new(config, "a");
+    let mut clients: Vec<ClientId> = (0..4).map(|_| node.connect()).collect();
+    let mut pending: Vec<(ClientId, String)> = Vec::new();
+    for frame in data.split(|&b| b == 0).take(256) {
+        let Some((&head, rest)) = frame.split_first() else {
+            continue;
+        };
+        let who = usize::from(head & 3);
+        let c = clients[who];
+        let text = String::from_utf8_lossy(rest);
+        if let Some(crate::bus::Announce::Join { before, .. }) = crate::bus::Announce::parse(&text)
+        {
+            assert!(before.len() <= crate::bus::MAX_MEMBERS);
+        }
+        match (head >> 2) & 3 {
+            0 => node.handle_text(c, &text),
+            1 => {
+                // `ROOM\nPAYLOAD` published on the room's channel.
+                let (room, payload) = text.split_once('\n').unwrap_or(("r", &text));
+                node.handle_bus(&room_channel(room), payload);
+            }
+            2 => {
+                node.disconnect(c);
+                clients[who] = node.connect();
+            }
+            _ => {
+                // The bus answers the oldest join: admitted (the
+                // announcement is this frame's text, on that room's
+                // channel), full, or unreachable.
+                if !pending.is_empty() {
+                    let (client, room) = pending.remove(0);
+                    match head >> 4 {
+                        0 => node.handle_join_result(client, &room, Ok(false)),
+                        1 => node.handle_join_result(client, &room, Err("gone".into())),
+                        _ => {
+                            node.handle_join_result(client, &room, Ok(true));
+                            node.handle_bus(&room_channel(&room), &text);
+                        }
+                    }
+                }
+            }
+        }
+        if head & 0x40 != 0 {
+            node.handle_reconnected();
+        }
+        while let Some(op) = node.poll_op() {
+            if let Op::Join { client, room, .. } = op {
+                pending.push((client, room));
+            }
+        }
+        pending.truncate(64);
+        while let Some(out) = node.poll_output() {
+            assert!(clients.contains(&out.to), "a message to a gone client");
+            if let ServerMessage::Message { data, .. } = &out.message {
+                assert!(data.len() <= 256 + 256, "relayed more than a message holds");
+            }
+        }
+        assert!(node.room_count() <= 8);
+    }
+}

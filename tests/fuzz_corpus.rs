@@ -42,6 +42,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("sctp_packet", rtclab::fuzzing::sctp_packet),
     ("sctp_association", rtclab::fuzzing::sctp_association),
     ("signaling_rooms", rtclab::fuzzing::signaling_rooms),
+    ("signaling_cluster", rtclab::fuzzing::signaling_cluster),
     ("bwe_feedback", rtclab::fuzzing::bwe_feedback),
     ("whip_sdpfrag", rtclab::fuzzing::whip_sdpfrag),
     ("sfu_cascade_control", rtclab::fuzzing::sfu_cascade_control),

@@ -39,7 +39,7 @@ const TIERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("peer", &["peer"]),
-    ("app", &["demo", "signaling", "sfu", "whip"]),
+    ("app", &["demo", "signaling", "sfu", "whip", "bus"]),
     // `capture` writes and reads what crosses a socket (pcapng, the
     // simulator's captures, and `rtclab xray`'s decoding with every
     // protocol's parser), for the runtime, the simulator and the tools.
@@ -76,6 +76,13 @@ const SIDEWAYS: &[(&str, &str)] = &[
     // `rtclab sfu` serves WHIP and WHEP with `whip`'s endpoint, its
     // participants as the backend.
     ("sfu", "whip"),
+    // Signaling rooms and SFU room placement across nodes go through the
+    // bus (src/bus: in-process, or Redis), which imports nothing of ours.
+    ("signaling", "bus"),
+    ("sfu", "bus"),
+    // The SFU's rooms are the codelab's rooms: one rule for a room's name
+    // (`signaling::validate_room_name`), on the page and in placement.
+    ("sfu", "signaling"),
     ("runtime", "*"),
     ("sim", "*"),
     ("speed", "*"),

@@ -125,6 +125,13 @@ enum Command {
         /// (ulimit -n) less 128 if that is lower.
         #[arg(long, default_value_t = rtclab::signaling::default_tcp_cap())]
         max_connections: usize,
+        /// Share rooms with other nodes over this bus: redis://HOST:PORT
+        /// (default: this process alone).
+        #[arg(long)]
+        bus: Option<String>,
+        /// This node's name on the bus (unique among the nodes).
+        #[arg(long, default_value = "node1")]
+        node: String,
     },
     /// A Rust peer as a process: joins a room of `rtclab signaling`, offers
     /// or answers as the room decides, then echoes data channels, sends and
@@ -137,7 +144,7 @@ enum Command {
     /// Measure each layer on this machine (like `openssl speed`).
     Speed {
         /// Layers to measure: stun, stun-server, turn, ice, dtls, srtp, rtp,
-        /// setup, datachannel (default: all); `sfu` only when named.
+        /// setup, datachannel (default: all); `sfu` and `bus` only when named.
         layers: Vec<String>,
         /// sfu: drive Janus's VideoRoom (Debian's `janus`).
         #[arg(long)]
@@ -219,7 +226,9 @@ fn main() -> ExitCode {
                 room_size,
                 max_message,
                 max_connections,
-            } => signaling(listen, room_size, max_message, max_connections).await,
+                bus,
+                node,
+            } => signaling(listen, room_size, max_message, max_connections, bus, node).await,
             Command::Peer(args) => peer::run(args).await,
             Command::Speed {
                 layers,
@@ -481,6 +490,18 @@ struct SfuArgs {
     /// repeatable; the same --token): one room spanning both nodes.
     #[arg(long, value_name = "ROOM=URL")]
     cascade: Vec<String>,
+    /// Share rooms with other SFU nodes over this bus: redis://HOST:PORT.
+    /// Each room lives on one node (the least loaded when it opens);
+    /// participants who reach another node are sent there.
+    #[arg(long)]
+    bus: Option<String>,
+    /// This node's name on the bus (unique among the nodes).
+    #[arg(long, default_value = "sfu1")]
+    node: String,
+    /// The address participants reach this node at (default: the
+    /// --listen address).
+    #[arg(long)]
+    public_ip: Option<std::net::IpAddr>,
 }
 
 async fn sfu(args: SfuArgs) -> Result<(), String> {
@@ -512,6 +533,28 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
         server.set_downloads(mib.max(1) << 20);
     }
     let http = server.http_addr();
+    let server = match &args.bus {
+        None => server,
+        Some(url) => {
+            if !rtclab::bus::valid_token(&args.node) || args.node.contains('@') {
+                return Err(format!(
+                    "--node {:?}: 1 to 64 of A-Z a-z 0-9 - _ .",
+                    args.node
+                ));
+            }
+            let bus = rtclab::bus::connect(Some(url)).map_err(|e| e.to_string())?;
+            let ip = args.public_ip.unwrap_or(http.ip());
+            let me = format!("http://{}", SocketAddr::new(ip, http.port()));
+            let config = rtclab::sfu::placement::Config::new(
+                bus,
+                &args.node,
+                &me,
+                args.max_participants.max(1),
+            );
+            println!("node {} on the bus {url}, reached at {me}", args.node);
+            server.with_placement(rtclab::sfu::placement::Placement::new(config))
+        }
+    };
     println!(
         "rtclab sfu on http://{http}/sfu/?room=NAME (media on UDP {})",
         server.udp_addr()
@@ -785,6 +828,8 @@ async fn signaling(
     room_size: usize,
     max_message: usize,
     max_connections: usize,
+    bus: Option<String>,
+    node: String,
 ) -> Result<(), String> {
     if room_size == 0 {
         return Err("--room-size must be at least 1".into());
@@ -795,6 +840,17 @@ async fn signaling(
     let mut config = rtclab::signaling::Config::with_room_size(room_size);
     config.rooms.max_message_bytes = max_message;
     config.max_tcp_connections = max_connections;
+    if let Some(url) = &bus {
+        if !rtclab::bus::valid_token(&node) || node.contains('@') {
+            return Err(format!("--node {node:?}: 1 to 64 of A-Z a-z 0-9 - _ ."));
+        }
+        let bus = rtclab::bus::connect(Some(url)).map_err(|e| e.to_string())?;
+        config.bus = Some(rtclab::signaling::BusNode {
+            bus,
+            node: node.clone(),
+        });
+        println!("node {node} on the bus {url}");
+    }
     let server = rtclab::signaling::Server::bind(listen, config)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -48,6 +48,7 @@
 
 pub mod cascade;
 pub mod forward;
+pub mod placement;
 pub mod server;
 pub mod svc;
 

@@ -44,6 +44,9 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 
+use std::sync::Arc;
+
+use super::placement::{Decision, Placement, Seat};
 use super::{ClientSignal, Config as SfuConfig, Event, ParticipantId, Role, ServerSignal, Sfu};
 use crate::machine::Machine;
 use crate::runtime::Driver;
@@ -77,6 +80,7 @@ pub struct Server {
     downloads: Option<usize>,
     commands: mpsc::Sender<Command>,
     rx: mpsc::Receiver<Command>,
+    placement: Option<Arc<Placement>>,
 }
 
 /// Commands to a running (or soon running) [`Server`] from elsewhere:
@@ -122,6 +126,9 @@ enum Command {
 struct WhipBackend {
     commands: mpsc::Sender<Command>,
     sessions: std::sync::Mutex<HashMap<ResourceId, ParticipantId>>,
+    /// The sessions' seats in their rooms (placement across nodes).
+    seats: std::sync::Mutex<HashMap<ResourceId, Seat>>,
+    placement: Option<Arc<Placement>>,
 }
 
 impl WhipBackend {
@@ -133,6 +140,7 @@ impl WhipBackend {
         offer: String,
     ) -> Result<String, WhipError> {
         let (reply, answer) = oneshot::channel();
+        let room_of_seat = room.clone();
         self.commands
             .send(Command::Whip {
                 role,
@@ -145,6 +153,9 @@ impl WhipBackend {
         let (id, answer) = answer
             .await
             .map_err(|_| WhipError::Internal("the SFU stopped".into()))??;
+        if let (Some(p), Ok(mut seats)) = (&self.placement, self.seats.lock()) {
+            seats.insert(resource.clone(), p.seat(&room_of_seat));
+        }
         if let Ok(mut s) = self.sessions.lock() {
             s.insert(resource, id);
         }
@@ -217,6 +228,9 @@ impl Backend for WhipBackend {
                 .ok()
                 .and_then(|mut s| s.remove(&resource))
                 .ok_or(WhipError::NotFound)?;
+            if let Ok(mut seats) = self.seats.lock() {
+                seats.remove(&resource);
+            }
             let _ = self.commands.send(Command::Leave(id)).await;
             Ok(())
         })
@@ -230,6 +244,7 @@ struct Shared {
     downloads: Option<std::sync::Arc<Downloads>>,
     /// The bearer token `POST /cascade/ROOM` must carry (WHIP's).
     token: Option<String>,
+    placement: Option<Arc<Placement>>,
 }
 
 /// The page, compiled in.
@@ -257,6 +272,7 @@ impl Server {
             downloads: None,
             commands,
             rx,
+            placement: None,
         })
     }
 
@@ -296,6 +312,13 @@ impl Server {
         async move { h.cascade(&room, &url).await }
     }
 
+    /// Shares rooms with other nodes: each room on one node, participants
+    /// sent to it (see [`super::placement`]).
+    pub fn with_placement(mut self, placement: Arc<Placement>) -> Server {
+        self.placement = Some(placement);
+        self
+    }
+
     /// The HTTP address.
     pub fn http_addr(&self) -> SocketAddr {
         self.http.local_addr().expect("bound")
@@ -319,6 +342,7 @@ impl Server {
             downloads,
             commands,
             rx,
+            placement,
         } = self;
         let downloads = downloads.map(|limit| std::sync::Arc::new(Downloads::new(limit)));
         let capture = capture_sink(capture_file, downloads.as_deref());
@@ -327,6 +351,8 @@ impl Server {
             let backend = WhipBackend {
                 commands: commands.clone(),
                 sessions: std::sync::Mutex::new(HashMap::new()),
+                seats: std::sync::Mutex::new(HashMap::new()),
+                placement: placement.clone(),
             };
             crate::whip::server::Mount::new(
                 crate::whip::Config::with_token(token),
@@ -338,7 +364,14 @@ impl Server {
             reports: config.reports,
             downloads: downloads.clone(),
             token,
+            placement: placement.clone(),
         };
+        let (placed_stop, placed_stopped) = oneshot::channel::<()>();
+        let placed = placement.clone().map(|p| {
+            tokio::spawn(p.run(async move {
+                let _ = placed_stopped.await;
+            }))
+        });
         let sfu = Sfu::new(config.sfu, rand::SeedableRng::from_os_rng());
         let mut driver = Driver::from_sockets(sfu, vec![udp])?;
         if let Some(c) = capture {
@@ -346,10 +379,7 @@ impl Server {
         }
         let media = tokio::spawn(media_task(driver, rx, downloads));
         let app = Router::new()
-            .route(
-                "/sfu/",
-                get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE) }),
-            )
+            .route("/sfu/", get(page))
             .route(
                 "/sfu/sfu.js",
                 get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }),
@@ -359,9 +389,12 @@ impl Server {
             .route("/sfu/capture/{file}", get(download))
             .route("/cascade/{room}", post(cascade_accept))
             .route("/", get(|| async { axum::response::Redirect::to("/sfu/") }))
-            .with_state(shared);
+            .with_state(shared.clone());
         let app = match whip {
-            Some(m) => app.merge(m.router()),
+            Some(m) => app.merge(m.router().layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                whip_placement,
+            ))),
             None => app,
         };
         let service = TowerToHyperService::new(app);
@@ -398,6 +431,10 @@ impl Server {
             }
         }
         media.abort();
+        let _ = placed_stop.send(());
+        if let Some(t) = placed {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
         Ok(())
     }
 }
@@ -886,6 +923,70 @@ async fn report(State(shared): State<Shared>, body: String) -> StatusCode {
     }
 }
 
+/// The page; with placement, `307` to the room's owner when it is another
+/// node.
+async fn page(State(shared): State<Shared>, RawQuery(q): RawQuery) -> Response {
+    if let (Some(p), Some(room)) = (&shared.placement, room_param(q.as_deref())) {
+        match p.place(&room).await {
+            Decision::Here => {}
+            Decision::Redirect(url) => {
+                let to = format!("{url}/sfu/?{}", q.as_deref().unwrap_or(""));
+                return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response();
+            }
+            Decision::Retry(after) => return retry(after),
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+fn retry(after: Duration) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, after.as_secs().max(1).to_string())],
+        "the room's node is moving; retry\n",
+    )
+        .into_response()
+}
+
+/// `room=NAME` of a query, if present and valid.
+fn room_param(q: Option<&str>) -> Option<String> {
+    let room = q?.split('&').find_map(|kv| kv.strip_prefix("room="))?;
+    crate::signaling::validate_room_name(room).ok()?;
+    Some(room.to_string())
+}
+
+/// WHIP/WHEP `POST /whip/ROOM` and `/whep/ROOM` with placement: `307` to
+/// the room's owner when it is another node (RFC 9725 §4.5 lets a WHIP
+/// endpoint redirect with 307), `503` while the owner's claim runs out.
+async fn whip_placement(
+    State(shared): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let room = request
+        .uri()
+        .path()
+        .strip_prefix("/whip/")
+        .or_else(|| request.uri().path().strip_prefix("/whep/"))
+        .filter(|r| !r.contains('/'))
+        .map(str::to_string);
+    if let (Some(p), Some(room), true) = (
+        &shared.placement,
+        room,
+        request.method() == axum::http::Method::POST,
+    ) {
+        match p.place(&room).await {
+            Decision::Here => {}
+            Decision::Redirect(url) => {
+                let to = format!("{url}{}", request.uri());
+                return (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]).into_response();
+            }
+            Decision::Retry(after) => return retry(after),
+        }
+    }
+    next.run(request).await
+}
+
 async fn websocket(
     State(shared): State<Shared>,
     RawQuery(q): RawQuery,
@@ -911,9 +1012,29 @@ async fn websocket(
         )
             .into_response();
     }
+    let mut seat = None;
+    if let Some(p) = &shared.placement {
+        match p.place(&room).await {
+            Decision::Here => seat = Some(p.seat(&room)),
+            Decision::Redirect(url) => {
+                // A browser does not follow a redirect of a WebSocket
+                // handshake: the page hears where to go, and goes.
+                let to = format!("{url}/sfu/?{}", q.as_deref().unwrap_or(""));
+                return upgrade.on_upgrade(move |mut socket| async move {
+                    let m = json!({"type": "redirect", "url": to}).to_string();
+                    let _ = socket.send(WsMessage::Text(m.into())).await;
+                    let _ = socket.send(WsMessage::Close(None)).await;
+                });
+            }
+            Decision::Retry(after) => return retry(after),
+        }
+    }
     upgrade
         .max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| connection(socket, shared, room))
+        .on_upgrade(move |socket| async move {
+            connection(socket, shared, room).await;
+            drop(seat);
+        })
 }
 
 /// One page: join, relay signaling both ways, leave when it closes.

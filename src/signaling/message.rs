@@ -349,6 +349,10 @@ pub enum ErrorCode {
     /// reads slower than the sender sends); `reason` names it. Try again
     /// later.
     Busy,
+    /// The bus between signaling nodes (`rtclab signaling --bus`) is
+    /// unreachable, so the room's other nodes could not be asked; nothing
+    /// changed. Try again in a few seconds (the node reconnects by itself).
+    Unavailable,
 }
 
 impl ServerMessage {

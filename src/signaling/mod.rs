@@ -84,9 +84,14 @@
 //!   for routing and WebSocket (`GET /ws`), the example pages at `/` and `/NN_name/` (from [`web`]),
 //!   and in-process members ([`Handle::member`]) for a Rust peer.
 //!
+//! - [`cluster`]: the same rooms shared by several server processes over
+//!   a [`Bus`](crate::bus::Bus) (`rtclab signaling --bus redis://…`),
+//!   sans-IO like [`room`].
+//!
 //! Left out: authentication, TLS (put a reverse proxy in front, or use it
-//! on a trusted network), persistence, and more than one server process.
+//! on a trusted network), and persistence.
 
+pub mod cluster;
 pub mod message;
 pub mod room;
 pub mod server;
@@ -94,5 +99,5 @@ pub mod web;
 
 pub use message::{ClientMessage, Data, ErrorCode, ServerMessage};
 pub use room::{ClientId, Outgoing, Rooms, validate_room_name};
-pub use server::{Config, Handle, Member, Server, default_tcp_cap};
+pub use server::{BusNode, Config, Handle, Member, Server, default_tcp_cap};
 pub use web::{PAGES, Page};

@@ -32,9 +32,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
+use super::cluster::{self, Cluster, Op};
 use super::message::{ClientMessage, ErrorCode, ServerMessage};
 use super::room::{self, ClientId, Rooms};
 use super::web::{PAGES, Page};
+use crate::bus::{self, Bus};
 
 /// What a [`Server`] allows and serves.
 #[derive(Clone, Debug)]
@@ -90,6 +92,25 @@ pub struct Config {
     /// More routes merged into the server's (the demo's capture
     /// downloads); `None` (the default): none.
     pub routes: Option<Router>,
+    /// Share rooms with other nodes over this bus (see
+    /// [`super::cluster`]); `None` (the default): this process alone.
+    pub bus: Option<BusNode>,
+}
+
+/// This node on a bus shared with other signaling nodes.
+#[derive(Clone)]
+pub struct BusNode {
+    /// The bus.
+    pub bus: Arc<dyn Bus>,
+    /// This node's name, unique among the nodes (1 to 64 of `A-Z a-z 0-9
+    /// - _ .`).
+    pub node: String,
+}
+
+impl std::fmt::Debug for BusNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BusNode({})", self.node)
+    }
 }
 
 impl Default for Config {
@@ -108,6 +129,7 @@ impl Default for Config {
             report_to: None,
             whip: None,
             routes: None,
+            bus: None,
         }
     }
 }
@@ -163,8 +185,74 @@ const CONTROL_HEADROOM_BYTES: usize = 8 * 1024;
 /// The same in messages, beyond [`Config::outbox`].
 const CONTROL_HEADROOM_COUNT: usize = 16;
 
+/// The rooms of this process alone, or its share of rooms across nodes.
+enum Logic {
+    One(Rooms),
+    Many(Cluster),
+}
+
+impl Logic {
+    fn connect(&mut self) -> ClientId {
+        match self {
+            Logic::One(r) => r.connect(),
+            Logic::Many(c) => c.connect(),
+        }
+    }
+
+    fn disconnect(&mut self, id: ClientId) {
+        match self {
+            Logic::One(r) => r.disconnect(id),
+            Logic::Many(c) => c.disconnect(id),
+        }
+    }
+
+    fn handle_text(&mut self, id: ClientId, text: &str) {
+        match self {
+            Logic::One(r) => r.handle_text(id, text),
+            Logic::Many(c) => c.handle_text(id, text),
+        }
+    }
+
+    fn handle_binary(&mut self, id: ClientId, len: usize) {
+        match self {
+            Logic::One(r) => r.handle_binary(id, len),
+            Logic::Many(c) => c.handle_binary(id, len),
+        }
+    }
+
+    fn handle_message(&mut self, id: ClientId, m: ClientMessage) {
+        match self {
+            Logic::One(r) => r.handle_message(id, m),
+            Logic::Many(c) => c.handle_message(id, m),
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<room::Outgoing> {
+        match self {
+            Logic::One(r) => r.poll_output(),
+            Logic::Many(c) => c.poll_output(),
+        }
+    }
+
+    fn client_count(&self) -> usize {
+        match self {
+            Logic::One(r) => r.client_count(),
+            Logic::Many(c) => c.client_count(),
+        }
+    }
+
+    fn room_count(&self) -> usize {
+        match self {
+            Logic::One(r) => r.room_count(),
+            Logic::Many(c) => c.room_count(),
+        }
+    }
+}
+
 struct Hub {
-    rooms: Rooms,
+    rooms: Logic,
+    /// What the cluster asked of the bus, for the bus task.
+    ops: Option<mpsc::Sender<Op>>,
     outboxes: HashMap<ClientId, Outbox>,
     closed: bool,
 }
@@ -247,11 +335,22 @@ impl Shared {
         Some((id, rx, bytes))
     }
 
-    /// Runs `f` on the rooms, then delivers what they output.
-    fn with_rooms(&self, f: impl FnOnce(&mut Rooms)) {
+    /// Runs `f` on the rooms, then delivers what they output (and hands
+    /// what they ask of the bus to the bus task).
+    fn with_rooms(&self, f: impl FnOnce(&mut Logic)) {
         let mut hub = self.hub();
         f(&mut hub.rooms);
         hub.dispatch(&self.config, &self.queued);
+    }
+
+    /// Runs `f` on the cluster (if this node has one), then as
+    /// [`Shared::with_rooms`].
+    fn with_cluster(&self, f: impl FnOnce(&mut Cluster)) {
+        self.with_rooms(|l| {
+            if let Logic::Many(c) = l {
+                f(c)
+            }
+        });
     }
 }
 
@@ -265,6 +364,46 @@ impl Hub {
     /// bound; a client whose outbox overflows even that is not reading at
     /// all, and is disconnected.
     fn dispatch(&mut self, limits: &Config, total: &Arc<AtomicUsize>) {
+        self.deliver(limits, total);
+        if self.hand_ops() {
+            self.deliver(limits, total);
+        }
+    }
+
+    /// Hands the cluster's bus operations to the bus task, in order. The
+    /// queue is bounded: a relayed message that does not fit is refused
+    /// (`unavailable` to its sender); the others (joins, leaves: one per
+    /// client action) wait on a task of their own.
+    fn hand_ops(&mut self) -> bool {
+        let Logic::Many(cluster) = &mut self.rooms else {
+            return false;
+        };
+        let mut refused = Vec::new();
+        while let Some(op) = cluster.poll_op() {
+            let Some(tx) = &self.ops else {
+                continue;
+            };
+            match tx.try_send(op) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(Op::Publish { client, .. })) => {
+                    refused.push(client);
+                }
+                Err(mpsc::error::TrySendError::Full(op)) => {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(op).await;
+                    });
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        for &client in &refused {
+            cluster.handle_publish_failed(client, "the bus queue is full");
+        }
+        !refused.is_empty()
+    }
+
+    fn deliver(&mut self, limits: &Config, total: &Arc<AtomicUsize>) {
         let mut busy = VecDeque::new();
         loop {
             let mut slow = Vec::new();
@@ -366,6 +505,9 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     stop: Arc<watch::Sender<bool>>,
+    /// The cluster's bus operations, queued from the start (members may
+    /// join before [`Server::run`] begins), for the bus task.
+    ops: Option<mpsc::Receiver<Op>>,
 }
 
 /// A handle on a running (or about to run) [`Server`]: add Rust members, stop
@@ -380,9 +522,20 @@ impl Server {
     /// Binds `addr` (port 0: a free port).
     pub async fn bind(addr: SocketAddr, config: Config) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
+        let (ops_tx, ops_rx) = match &config.bus {
+            Some(_) => {
+                let (tx, rx) = mpsc::channel(OPS_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
         let shared = Arc::new(Shared {
             hub: Mutex::new(Hub {
-                rooms: Rooms::new(config.rooms.clone()),
+                rooms: match &config.bus {
+                    None => Logic::One(Rooms::new(config.rooms.clone())),
+                    Some(b) => Logic::Many(Cluster::new(config.rooms.clone(), &b.node)),
+                },
+                ops: ops_tx,
                 outboxes: HashMap::new(),
                 closed: false,
             }),
@@ -395,6 +548,7 @@ impl Server {
             listener,
             shared,
             stop: Arc::new(stop),
+            ops: ops_rx,
         })
     }
 
@@ -433,6 +587,7 @@ impl Server {
             listener,
             shared,
             stop,
+            ops,
         } = self;
         let mut stopped = stop.subscribe();
         let trigger = async move {
@@ -456,6 +611,10 @@ impl Server {
             None => app,
         };
         let service = TowerToHyperService::new(app);
+        let bus_task = shared.config.bus.clone().zip(ops).map(|(b, rx)| {
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            (stop, tokio::spawn(bus_task(shared.clone(), b, rx, stopped)))
+        });
         let cap = shared.config.max_tcp_connections.max(1);
         let places = Arc::new(Semaphore::new(cap));
         let (closing, closing_rx) = watch::channel(false);
@@ -508,7 +667,231 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // The members' leaves are on the bus's queue: done before the
+        // node says goodbye.
+        if let Some((stop, task)) = bus_task {
+            let _ = stop.send(());
+            let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
         Ok(())
+    }
+}
+
+/// Heartbeats in a row a node's liveness key must be missing before its
+/// members are removed.
+const DEAD_AFTER: u32 = 2;
+
+/// Bus operations waiting for the bus task, at most.
+const OPS_QUEUE: usize = 4096;
+
+/// This node's work on the bus: runs the cluster's operations in order,
+/// brings the bus's messages to the cluster, and every
+/// [`bus::HEARTBEAT`] says this node is alive, refreshes its rooms' lists
+/// and removes the members of nodes that died. On `stop`, finishes what is
+/// queued and deletes its liveness key.
+async fn bus_task(
+    shared: Arc<Shared>,
+    node: BusNode,
+    mut ops: mpsc::Receiver<Op>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let bus = node.bus.clone();
+    let Some(mut events) = bus.take_events() else {
+        tracing::warn!("signaling: the bus's events were taken already");
+        return;
+    };
+    let alive = cluster::node_key(&node.node);
+    let mut beat = tokio::time::interval(bus::HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = false;
+    // Say this node is alive before it admits anyone.
+    if let Err(e) = bus.put(&alive, "1", bus::NODE_TTL).await {
+        tracing::warn!("signaling: the bus: {e}");
+    }
+    let mut missing = HashMap::new();
+    loop {
+        tokio::select! {
+            biased;
+            op = ops.recv() => {
+                let Some(op) = op else { break };
+                // Relays queued one after another go in one round trip
+                // (in order); anything else ends the batch and runs after.
+                let mut batch = Vec::new();
+                let mut next = Some(op);
+                loop {
+                    match next.take() {
+                        Some(Op::Publish { client, channel, payload }) => {
+                            batch.push((client, channel, payload));
+                            if batch.len() >= PUBLISH_BATCH {
+                                break;
+                            }
+                            next = ops.try_recv().ok();
+                        }
+                        other => {
+                            next = other;
+                            break;
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    publish(&shared, bus.as_ref(), batch).await;
+                }
+                if let Some(op) = next {
+                    run_op(&shared, bus.as_ref(), op).await;
+                }
+            }
+            e = events.recv() => match e {
+                Some(bus::Event::Message { channel, payload }) => {
+                    shared.with_cluster(|c| c.handle_bus(&channel, &payload));
+                }
+                Some(bus::Event::Reconnected) => {
+                    let _ = bus.put(&alive, "1", bus::NODE_TTL).await;
+                    // The bus restarted empty: the other nodes put their
+                    // keys back within a heartbeat; start counting afresh.
+                    missing.clear();
+                    shared.with_cluster(Cluster::handle_reconnected);
+                }
+                None => break,
+            },
+            _ = beat.tick(), if !stopping => heartbeat(&shared, bus.as_ref(), &node.node, &alive, &mut missing).await,
+            _ = &mut stop, if !stopping => stopping = true,
+            () = tokio::time::sleep(Duration::from_millis(200)), if stopping => break,
+        }
+        if stopping && ops.is_empty() {
+            break;
+        }
+    }
+    while let Ok(op) = ops.try_recv() {
+        run_op(&shared, bus.as_ref(), op).await;
+    }
+    let _ = bus.release(&alive, "1").await;
+}
+
+/// Relays published at once, at most.
+const PUBLISH_BATCH: usize = 256;
+
+/// Publishes relayed messages in one round trip; if the bus is away, each
+/// sender hears `unavailable`.
+async fn publish(shared: &Shared, bus: &dyn Bus, batch: Vec<(ClientId, String, String)>) {
+    let messages: Vec<(String, String)> = batch
+        .iter()
+        .map(|(_, c, p)| (c.clone(), p.clone()))
+        .collect();
+    if let Err(e) = bus.publish_batch(&messages).await {
+        let reason = e.to_string();
+        shared.with_cluster(|c| {
+            for (client, _, _) in &batch {
+                c.handle_publish_failed(*client, &reason);
+            }
+        });
+    }
+}
+
+async fn run_op(shared: &Shared, bus: &dyn Bus, op: Op) {
+    match op {
+        Op::Subscribe { channel } => {
+            if let Err(e) = bus.subscribe(&channel).await {
+                tracing::debug!("signaling: subscribe {channel}: {e}");
+            }
+        }
+        Op::Unsubscribe { channel } => {
+            if let Err(e) = bus.unsubscribe(&channel).await {
+                tracing::debug!("signaling: unsubscribe {channel}: {e}");
+            }
+        }
+        Op::Join {
+            client,
+            room,
+            key,
+            member,
+            cap,
+            channel,
+        } => {
+            let r = bus
+                .join_capped(&key, &member, cap, bus::ROOM_TTL, &channel)
+                .await
+                .map(|before| before.is_some())
+                .map_err(|e| e.to_string());
+            shared.with_cluster(|c| c.handle_join_result(client, &room, r));
+        }
+        Op::Leave {
+            key,
+            member,
+            channel,
+        } => {
+            if let Err(e) = bus.leave(&key, &member, &channel).await {
+                tracing::debug!("signaling: leave {key} {member}: {e}");
+            }
+        }
+        Op::Publish {
+            client,
+            channel,
+            payload,
+        } => {
+            if let Err(e) = bus.publish(&channel, &payload).await {
+                let reason = e.to_string();
+                shared.with_cluster(|c| c.handle_publish_failed(client, &reason));
+            }
+        }
+        Op::Restore { key, member } => {
+            if let Err(e) = bus.restore(&key, &member, bus::ROOM_TTL).await {
+                tracing::debug!("signaling: restore {key} {member}: {e}");
+            }
+        }
+    }
+}
+
+/// Says this node is alive, keeps its rooms' lists alive, and removes the
+/// members of nodes whose liveness key has been gone at [`DEAD_AFTER`]
+/// heartbeats in a row (`missing` counts them): one absence may be a node
+/// that has not yet put its key back after the bus restarted.
+async fn heartbeat(
+    shared: &Shared,
+    bus: &dyn Bus,
+    node: &str,
+    alive: &str,
+    missing: &mut HashMap<String, u32>,
+) {
+    if let Err(e) = bus.put(alive, "1", bus::NODE_TTL).await {
+        tracing::debug!("signaling: heartbeat: {e}");
+        return;
+    }
+    let rooms = match &shared.hub().rooms {
+        Logic::Many(c) => c.rooms(),
+        Logic::One(_) => return,
+    };
+    let mut known: HashMap<String, bool> = HashMap::new();
+    known.insert(node.to_string(), true);
+    let mut seen_missing = std::collections::HashSet::new();
+    for (room, remote) in rooms {
+        let key = cluster::room_key(&room);
+        let _ = bus.touch(&key, bus::ROOM_TTL).await;
+        for (member, n) in remote {
+            let live = match known.get(&n) {
+                Some(l) => *l,
+                None => {
+                    let present = !matches!(bus.get(&cluster::node_key(&n)).await, Ok(None));
+                    let l = if present {
+                        missing.remove(&n);
+                        true
+                    } else {
+                        let count = missing.entry(n.clone()).or_insert(0);
+                        if seen_missing.insert(n.clone()) {
+                            *count += 1;
+                        }
+                        *count < DEAD_AFTER
+                    };
+                    known.insert(n.clone(), l);
+                    l
+                }
+            };
+            if !live {
+                tracing::info!(%room, %member, node = %n, "signaling: node gone, member removed");
+                let _ = bus
+                    .leave(&key, &member, &cluster::room_channel(&room))
+                    .await;
+            }
+        }
     }
 }
 

@@ -28,6 +28,7 @@
 //! `sfu` runs only when named: a load generator against Janus's VideoRoom
 //! and `rtclab sfu` ([`sfu`]).
 
+pub mod bus;
 pub mod dtls;
 pub mod ice;
 pub mod peer;
@@ -120,6 +121,7 @@ pub fn run(layers: &[String]) -> Result<(), String> {
             "media" => from_tuples(crate::speed::peer::media()),
             "datachannel" => datachannel(),
             "sfu" => crate::speed::sfu::speed()?,
+            "bus" => crate::speed::bus::speed()?,
             other => {
                 return Err(format!(
                     "unknown layer {other:?}; known: {}",

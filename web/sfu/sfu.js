@@ -19,6 +19,30 @@ const invite = `${location.origin}/sfu/?room=${encodeURIComponent(room)}`;
 $('invite').textContent = invite;
 $('invite').href = invite;
 
+// Several SFU nodes (rtclab sfu --bus): each room lives on one node. A node
+// that does not own the room sends this page to the one that does
+// ({"type":"redirect"}); if the node dies, the page starts again from where
+// it entered (`entry`, the load balancer's address) after a back-off, and
+// publishes afresh on whichever node then owns the room.
+const entry = params.get('entry') || location.origin;
+const attempt = Number(params.get('retry') || 0);
+let leaving = false;
+function go(base, retry) {
+  const q = new URLSearchParams(location.search);
+  q.set('room', room);
+  q.set('entry', entry);
+  if (retry) q.set('retry', String(retry)); else q.delete('retry');
+  leaving = true;
+  location.replace(`${base}/sfu/?${q}`);
+}
+function again(why) {
+  if (leaving) return;
+  leaving = true;
+  const delay = Math.min(500 * 2 ** attempt, 8000);
+  status(`${why}; retrying in ${delay} ms`);
+  setTimeout(() => { leaving = false; go(entry, attempt + 1); }, delay);
+}
+
 const pc = new RTCPeerConnection();
 const chat = pc.createDataChannel('chat');
 const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/sfu/ws?room=${encodeURIComponent(room)}`);
@@ -72,7 +96,10 @@ pc.ontrack = (e) => {
   stream.onremovetrack = () => { if (stream.getTracks().length === 0) drop(stream.id); };
 };
 pc.onicecandidate = (e) => send({ type: 'candidate', candidate: e.candidate ? e.candidate.candidate : '' });
-pc.onconnectionstatechange = () => status(pc.connectionState);
+pc.onconnectionstatechange = () => {
+  status(pc.connectionState);
+  if (pc.connectionState === 'failed') again('media connection failed');
+};
 
 chat.onmessage = (e) => {
   let m;
@@ -124,8 +151,10 @@ ws.onmessage = async (e) => {
     case 'joined': log(`${m.id} joined`); break;
     case 'left': log(`${m.id} left`); drop(m.id); break;
     case 'error': log(`error: ${m.message}`); status(`error: ${m.message}`); break;
+    case 'redirect': go(new URL(m.url).origin, attempt); break;
   }
 };
+ws.onclose = () => again('signaling closed');
 
 async function start() {
   const stream = await navigator.mediaDevices.getUserMedia({
