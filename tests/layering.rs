@@ -86,26 +86,6 @@ const SIDEWAYS: &[(&str, &str)] = &[
 /// fixes it (issue 22). This list may only shrink.
 const TO_FIX: &[(&str, &str, &str)] = &[
     (
-        "sdp",
-        "dtls",
-        "sdp::Fingerprint / DtlsRole duplicate dtls's: one fingerprint and one role type in a leaf module",
-    ),
-    (
-        "sdp",
-        "ice",
-        "sdp parses a=candidate into ice::Candidate: the candidate line's type belongs in a leaf module (or sdp keeps the text)",
-    ),
-    (
-        "sdp",
-        "rtp",
-        "sdp's codec negotiation uses rtp's codec table: one codec vocabulary in a leaf module",
-    ),
-    (
-        "rtp",
-        "sdp",
-        "rtp::codec takes sdp::{MediaKind, Feedback}: one codec vocabulary in a leaf module",
-    ),
-    (
         "peer",
         "runtime",
         "peer::live (LivePeer) drives a PeerConnection over tokio: it moves to the runtime tier",
