@@ -1686,7 +1686,10 @@ impl Machine for Agent {
                 consider(self.next_consent);
                 consider(self.last_consent.map(|t| t + self.config.consent_timeout));
                 if self.state == ConnectionState::Connected {
-                    consider(self.last_consent.map(|t| t + self.config.disconnected_after));
+                    consider(
+                        self.last_consent
+                            .map(|t| t + self.config.disconnected_after),
+                    );
                 }
             } else {
                 if let Some(s) = self.checking_since {
