@@ -366,7 +366,7 @@ pub enum Error {
     /// Packetizing failed.
     Rtp(RtpError),
     /// A candidate line did not parse.
-    Candidate(String),
+    Candidate(crate::ice::CandidateError),
     /// The call does not fit the state (e.g. an answer without an offer).
     Misuse(&'static str),
     /// Closed.
@@ -395,7 +395,20 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Sdp(e) => Some(e),
+            Error::Negotiation(e) => Some(e),
+            Error::Transport(e) => Some(e),
+            Error::DataChannel(e) => Some(e),
+            Error::Rtp(e) => Some(e),
+            Error::Candidate(e) => Some(e),
+            Error::IceServer(e) => Some(e),
+            Error::Misuse(_) | Error::Closed | Error::Congested => None,
+        }
+    }
+}
 
 impl From<SdpError> for Error {
     fn from(e: SdpError) -> Self {

@@ -146,9 +146,7 @@ impl PeerConnection {
     pub fn add_ice_candidate(&mut self, now: Instant, candidate: &str) -> Result<(), Error> {
         let line = candidate.trim();
         let line = line.strip_prefix("a=").unwrap_or(line);
-        let c: Candidate = line
-            .parse()
-            .map_err(|e: crate::ice::CandidateError| Error::Candidate(e.to_string()))?;
+        let c: Candidate = line.parse().map_err(Error::Candidate)?;
         if self.negotiated.is_none() && self.remote_offer.is_none() {
             if self.early_candidates.len() >= MAX_EARLY_CANDIDATES {
                 return Err(Error::Misuse("too many candidates before the description"));
