@@ -34,14 +34,48 @@
 //! shared sans-IO contract) and [`speed`] (the benchmarks behind `rtclab
 //! speed`).
 //!
-//! Who may import whom (DESIGN §1; `tests/layering.rs` fails on any other
-//! edge): leaf vocabulary ([`machine`], [`vocab`]) → the protocol modules,
-//! each importing only what sits under it in the tree above → [`peer`] → the
-//! app tier ([`demo`], [`signaling`]) → the drivers ([`runtime`], the only
-//! I/O; [`sim`]; [`speed`], the benchmarks; [`fuzzing`], the fuzz
-//! harnesses). Benchmarks, fuzz harnesses and simulator adapters never live
-//! inside a protocol module.
+//! ## Where things go: the tiers
 //!
+//! Who may import whom (DESIGN §1; `tests/layering.rs` reads every
+//! `crate::` path in `src/` and fails on an edge this map does not allow):
+//!
+//! ```text
+//!  drivers    runtime (the only sockets, clock, OS randomness; LivePeer,
+//!             the OS's interfaces) · capture · sim · speed · fuzzing
+//!                 ▲ may import everything below (and one another)
+//!  app        demo · signaling · sfu · whip   (the demo's and the
+//!             SFU's servers also use runtime and capture: they run peers
+//!             on sockets and record them)
+//!                 ▲
+//!  peer       PeerConnection, its transport, PeerSet
+//!                 ▲
+//!  protocol   stun ← turn ← ice · dtls · srtp ← rtp · sctp ← datachannel ·
+//!             sdp   (sans-IO; sideways only down the tree above)
+//!                 ▲
+//!  leaf       machine (the sans-IO contract) · vocab (DtlsRole,
+//!             Fingerprint, Candidate, Mid, MediaKind, the codec registry)
+//! ```
+//!
+//! A new feature goes:
+//!
+//! - a protocol rule, message or state: into its layer's module, sans-IO,
+//!   with the RFC section in its doc comment and a test beside it;
+//! - a type two protocols both speak (SDP and DTLS, SDP and ICE): into
+//!   [`vocab`], which imports nothing from the crate, never one protocol
+//!   importing its sibling;
+//! - gluing layers on one 5-tuple: into [`peer`];
+//! - something a user runs: into the app tier, with a subcommand in
+//!   `src/bin/rtclab/`;
+//! - sockets, threads, the clock, getifaddrs: into [`runtime`];
+//! - a benchmark: `src/speed/` (one file per layer); a fuzz harness:
+//!   [`fuzzing`]; a simulator adapter: [`sim`]; never inside a protocol
+//!   module.
+//!
+//! Time and randomness come in from the caller: `now: Instant` on every
+//! input; a machine that draws random values over its life owns a seeded
+//! `StdRng` the caller gives it (reproducible in the simulator), and a
+//! one-shot draw (a packetizer's first picture id) takes `&mut impl Rng`.
+
 //! ## The sans-IO contract
 //!
 //! Every state machine is a plain struct driven through the [`machine::Machine`]

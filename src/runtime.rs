@@ -12,6 +12,10 @@
 //! }
 //! ```
 //!
+//! What runs on it here: [`LivePeer`] ([`live`]: a `PeerConnection` on one
+//! UDP socket, with its host candidates from [`interfaces`], the OS's
+//! addresses) and the TURN server ([`turn_server`]).
+//!
 //! A machine with several local addresses (the RFC 5780 STUN server has four)
 //! gets one socket per address; a [`Transmit`] whose `source` is `None` goes
 //! out of the first.
@@ -925,7 +929,11 @@ impl<M: Machine> Driver<M> {
     }
 }
 
+pub mod interfaces;
+pub mod live;
 pub mod turn_server;
+
+pub use live::LivePeer;
 
 /// The local address of each datagram on a wildcard socket (Linux
 /// `IP_PKTINFO`, `IPV6_RECVPKTINFO`; RFC 3542 §6 for IPv6), and the source

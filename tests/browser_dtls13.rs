@@ -107,7 +107,7 @@ async fn run_capturing(
     if let Some(path) = pcap {
         let sink = rtclab::capture::Capture::create(path).expect("capture file");
         rtc.driver.set_capture(sink, |pc, sink| {
-            if let Some(line) = rtclab::peer::live::key_log_line(pc) {
+            if let Some(line) = rtclab::runtime::live::key_log_line(pc) {
                 sink.key_log_line(&line);
             }
         });

@@ -27,7 +27,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::browser::{Browser, BrowserKind, launch};
-use rtclab::peer::{LivePeer, PeerEvent, TrackCodec, TrackId};
+use rtclab::peer::{PeerEvent, TrackCodec, TrackId};
+use rtclab::runtime::LivePeer;
 use rtclab::signaling::{ClientId, ClientMessage, Config, Member, Page, Server, ServerMessage};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;

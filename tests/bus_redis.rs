@@ -419,7 +419,8 @@ async fn a_room_survives_a_redis_restart() {
 
 // ---- SFU room placement -------------------------------------------------
 
-use rtclab::peer::{LivePeer, PeerEvent};
+use rtclab::peer::PeerEvent;
+use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::sfu::placement::{self, Placement};
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};

@@ -1,5 +1,5 @@
 //! aiortc (Python: aioice, OpenSSL DTLS through pyOpenSSL, its own SCTP,
-//! libvpx through PyAV) against a Rust [`rtclab::peer::LivePeer`]:
+//! libvpx through PyAV) against a Rust [`rtclab::runtime::LivePeer`]:
 //! tests/interop/aiortc_peer.py runs in the venv `scripts/test` makes
 //! (`target/interop-venv`, or `RTCLAB_AIORTC_PYTHON`), signaling as JSON
 //! lines on its stdin/stdout (tests/interop/harness.rs).

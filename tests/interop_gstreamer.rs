@@ -1,6 +1,6 @@
 //! GStreamer's webrtcbin (libnice ICE, OpenSSL DTLS, usrsctp; Debian's
 //! `gstreamer1.0-plugins-bad` 1.22 with `gstreamer1.0-nice`) against a Rust
-//! [`rtclab::peer::LivePeer`]: tests/interop/gst_peer.py drives it through
+//! [`rtclab::runtime::LivePeer`]: tests/interop/gst_peer.py drives it through
 //! python3-gi (Debian's `/usr/bin/python3`, where `python3-gi` installs),
 //! signaling as JSON lines on its stdin/stdout (tests/interop/harness.rs).
 //!

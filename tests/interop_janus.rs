@@ -13,7 +13,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rtclab::peer::{LivePeer, PeerEvent};
+use rtclab::peer::PeerEvent;
+use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::speed::sfu::{GenPeer, Janus, SfuUnderTest, vp8_frame};
 

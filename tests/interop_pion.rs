@@ -1,6 +1,6 @@
 //! pion v3 (Go: pion/ice, pion/dtls, pion/sctp, pion/srtp; Debian's
 //! `golang-github-pion-webrtc.v3-dev`, 3.1.56 on bookworm) against a Rust
-//! [`rtclab::peer::LivePeer`]. tests/interop/pion/main.go is built at test
+//! [`rtclab::runtime::LivePeer`]. tests/interop/pion/main.go is built at test
 //! time in GOPATH mode (`GO111MODULE=off`, Debian's sources in
 //! `/usr/share/gocode`, nothing downloaded) into `target/pion-peer`, and
 //! signals as JSON lines on its stdin/stdout (tests/interop/harness.rs).

@@ -302,7 +302,8 @@ async fn a_relay_only_rust_peer_calls_through_coturn_over_tcp() {
 async fn relay_only_call(turn_a: &str, turn_b: Option<&str>) {
     use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
     use rtclab::ice::CandidateKind;
-    use rtclab::peer::{IceServer, IceTransportPolicy, LivePeer, PeerEvent};
+    use rtclab::peer::{IceServer, IceTransportPolicy, PeerEvent};
+    use rtclab::runtime::LivePeer;
 
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let relay_config = |url: &str| {

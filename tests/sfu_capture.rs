@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::Peer;
-use rtclab::peer::LivePeer;
+use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, vp8_frame};
 

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::SeedableRng;
-use rtclab::peer::{LivePeer, PeerEvent};
+use rtclab::peer::PeerEvent;
+use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::sfu::server::{Config, Server};
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};

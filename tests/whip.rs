@@ -28,7 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
-use rtclab::peer::{LivePeer, PeerConnectionState, PeerEvent};
+use rtclab::peer::{PeerConnectionState, PeerEvent};
+use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::signaling::{Config as SignalingConfig, Server};
 use rtclab::whip::server::Mount;

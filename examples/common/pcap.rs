@@ -16,7 +16,8 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 
-use rtclab::peer::{PeerConnection, live};
+use rtclab::peer::PeerConnection;
+use rtclab::runtime::live;
 use rtclab::sim::{CaptureRecord, HostId, Sim};
 
 thread_local! {

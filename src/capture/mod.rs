@@ -3,7 +3,7 @@
 //!
 //! A [`Capture`] is the sink a driver feeds: the runtime's
 //! [`Driver::set_capture`](crate::runtime::Driver::set_capture) (so
-//! [`LivePeer::set_capture`](crate::peer::LivePeer::set_capture), `rtclab
+//! [`LivePeer::set_capture`](crate::runtime::LivePeer::set_capture), `rtclab
 //! demo --pcap`, `rtclab dtls --pcap`) and the simulator's records
 //! ([`sim_pcapng`]). It writes:
 //!

@@ -2,7 +2,7 @@
 //!
 //! The demo is one process: the signaling server of [`crate::signaling`]
 //! (HTTP + WebSocket), the demo's web page (`web/demo/`, compiled in), and
-//! one Rust peer ([`crate::peer::LivePeer`]) per browser visitor, each on
+//! one Rust peer ([`crate::runtime::LivePeer`]) per browser visitor, each on
 //! its own UDP port.
 //!
 //! ```text

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use crate::peer::{LivePeer, PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use crate::peer::{PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use crate::runtime::LivePeer;
 use crate::sdp::{Direction, MediaKind, SessionDescription};
 use crate::signaling::{ClientId, ClientMessage, Member, ServerMessage};
 

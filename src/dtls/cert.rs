@@ -35,7 +35,6 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ring::digest;
 use ring::rand::SystemRandom;
 use ring::signature::{self, EcdsaKeyPair, KeyPair};
 
@@ -424,109 +423,17 @@ pub fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>, Error> {
 // ---------------------------------------------------------------------------
 // Fingerprints (RFC 8122 §5, RFC 4572 §5).
 
-/// A hash function a fingerprint may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HashAlgorithm {
-    /// `sha-1` (still allowed for verifying a peer's fingerprint).
-    Sha1,
-    /// `sha-256`, what we generate.
-    Sha256,
-    /// `sha-384`.
-    Sha384,
-    /// `sha-512`.
-    Sha512,
-}
-
-impl HashAlgorithm {
-    /// The SDP token (RFC 8122 §5: the IANA "Hash Function Textual Names").
-    pub fn name(self) -> &'static str {
-        match self {
-            HashAlgorithm::Sha1 => "sha-1",
-            HashAlgorithm::Sha256 => "sha-256",
-            HashAlgorithm::Sha384 => "sha-384",
-            HashAlgorithm::Sha512 => "sha-512",
-        }
-    }
-
-    fn digest(self) -> &'static digest::Algorithm {
-        match self {
-            HashAlgorithm::Sha1 => &digest::SHA1_FOR_LEGACY_USE_ONLY,
-            HashAlgorithm::Sha256 => &digest::SHA256,
-            HashAlgorithm::Sha384 => &digest::SHA384,
-            HashAlgorithm::Sha512 => &digest::SHA512,
-        }
-    }
-}
-
-/// A certificate fingerprint as carried in `a=fingerprint:` (RFC 8122 §5):
-/// `sha-256 AB:CD:…`, the hash of the DER certificate in upper-case hex pairs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Fingerprint {
-    /// The hash function.
-    pub algorithm: HashAlgorithm,
-    /// The digest bytes.
-    pub value: Vec<u8>,
-}
+pub use crate::vocab::fingerprint::{Fingerprint, FingerprintError, HashAlgorithm};
 
 impl Fingerprint {
-    /// Hashes a DER certificate.
-    pub fn of(algorithm: HashAlgorithm, certificate_der: &[u8]) -> Self {
-        Fingerprint {
-            algorithm,
-            value: digest::digest(algorithm.digest(), certificate_der)
-                .as_ref()
-                .to_vec(),
-        }
-    }
-
-    /// Parses `sha-256 AB:CD:…` (the value of `a=fingerprint:`). The hash
-    /// name is case-insensitive (RFC 8122 §5 says "case-insensitive" for the
-    /// token), and so are the hex digits.
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let text = text.trim();
-        let (name, hex) = text
-            .split_once(' ')
-            .ok_or(Error::Misuse("fingerprint needs `ALGORITHM HEX:HEX:…`"))?;
-        let algorithm = match name.to_ascii_lowercase().as_str() {
-            "sha-1" => HashAlgorithm::Sha1,
-            "sha-256" => HashAlgorithm::Sha256,
-            "sha-384" => HashAlgorithm::Sha384,
-            "sha-512" => HashAlgorithm::Sha512,
-            _ => return Err(Error::UnsupportedAlgorithm("fingerprint hash function")),
-        };
-        let mut value = Vec::new();
-        for pair in hex.trim().split(':') {
-            let b = pair.as_bytes();
-            if b.len() != 2 {
-                return Err(Error::Misuse("fingerprint bytes must be two hex digits"));
-            }
-            let byte = u8::from_str_radix(pair, 16)
-                .map_err(|_| Error::Misuse("fingerprint has a non-hex digit"))?;
-            value.push(byte);
-        }
-        if value.len() != algorithm.digest().output_len() {
-            return Err(Error::Misuse("fingerprint length does not match its hash"));
-        }
-        Ok(Fingerprint { algorithm, value })
-    }
-
-    /// Checks that `certificate_der` hashes to this fingerprint.
+    /// Checks that `certificate_der` hashes to this fingerprint (RFC 8842
+    /// §5: the handshake goes on only if it does).
     pub fn verify(&self, certificate_der: &[u8]) -> Result<(), Error> {
-        if Fingerprint::of(self.algorithm, certificate_der) == *self {
+        if self.matches(certificate_der) {
             Ok(())
         } else {
             Err(Error::FingerprintMismatch)
         }
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.algorithm.name())?;
-        for (i, b) in self.value.iter().enumerate() {
-            write!(f, "{}{b:02X}", if i == 0 { ' ' } else { ':' })?;
-        }
-        Ok(())
     }
 }
 

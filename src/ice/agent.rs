@@ -354,7 +354,9 @@ pub struct Agent {
     first_valid: Option<Instant>,
     checking_since: Option<Instant>,
     end_of_remote: bool,
-    last_consent: Instant,
+    /// When the selected pair last had consent (RFC 7675 §5.1); `None`
+    /// before a pair is selected (a sans-IO machine reads no clock).
+    last_consent: Option<Instant>,
     next_consent: Option<Instant>,
 }
 
@@ -394,7 +396,7 @@ impl Agent {
             checking_since: None,
             end_of_remote: false,
             // Replaced when a pair is selected.
-            last_consent: Instant::now(),
+            last_consent: None,
             next_consent: None,
         }
     }
@@ -1263,7 +1265,7 @@ impl Agent {
                         && self.symmetric(pair, &resp)
                         && self.selected == Some(pair)
                     {
-                        self.last_consent = now;
+                        self.last_consent = Some(now);
                         if self.state == ConnectionState::Disconnected {
                             self.set_state(ConnectionState::Connected);
                         }
@@ -1512,7 +1514,7 @@ impl Agent {
                 .socket_addr()
                 .unwrap_or(self.local[p.local].base),
         ));
-        self.last_consent = now;
+        self.last_consent = Some(now);
         self.schedule_consent(now);
         if let Some((l, r)) = self.selected_pair() {
             let e = IceEvent::SelectedPair {
@@ -1584,7 +1586,11 @@ impl Agent {
         if self.state == ConnectionState::Failed {
             return;
         }
-        let silent = now.saturating_duration_since(self.last_consent);
+        // Set with the selected pair (RFC 7675 §5.1: consent starts when
+        // the pair is chosen).
+        let silent = self
+            .last_consent
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
         if silent >= self.config.consent_timeout {
             self.selected = None;
             self.path = None;
@@ -1678,9 +1684,12 @@ impl Machine for Agent {
         if self.state != ConnectionState::Failed {
             if self.selected.is_some() {
                 consider(self.next_consent);
-                consider(Some(self.last_consent + self.config.consent_timeout));
+                consider(self.last_consent.map(|t| t + self.config.consent_timeout));
                 if self.state == ConnectionState::Connected {
-                    consider(Some(self.last_consent + self.config.disconnected_after));
+                    consider(
+                        self.last_consent
+                            .map(|t| t + self.config.disconnected_after),
+                    );
                 }
             } else {
                 if let Some(s) = self.checking_since {

@@ -62,10 +62,10 @@
 //!   peer-reflexive candidates, pairs and transactions.
 //! - [`transport::IceTransport`]: the agent with its TURN allocation
 //!   (relayed candidates end to end, RFC 8656 §7, §9, §11, §12).
-//! - [`interfaces`]: the machine's addresses for host candidates from the
-//!   OS (`getifaddrs`), without loopback (unless asked), link-local,
-//!   site-local and down interfaces (§5.1.1.1); the caller binds a socket on
-//!   each and passes it to [`Agent::add_local_host`].
+//! - The machine's addresses for host candidates come from the OS
+//!   (`getifaddrs`, §5.1.1.1) in the runtime tier
+//!   ([`crate::runtime::interfaces`]); the caller binds a socket on each and
+//!   passes it to [`Agent::add_local_host`].
 //! - Data: [`Agent::send`] sends over the selected pair; datagrams that are
 //!   not STUN (RFC 7983) from a remote candidate's address come up as
 //!   [`IceEvent::Data`].
@@ -102,7 +102,6 @@
 
 pub mod agent;
 pub mod candidate;
-pub mod interfaces;
 pub mod transport;
 
 pub use agent::{

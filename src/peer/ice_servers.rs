@@ -6,7 +6,7 @@
 //! resolve names, so the host must be an IP address (an IPv6 one in
 //! brackets): resolve names before building the configuration. rtclab's
 //! TURN client reaches its server over UDP or, with `?transport=tcp`, over
-//! a TCP connection that [`super::LivePeer`] opens (RFC 8656 §3.1); the
+//! a TCP connection that [`LivePeer`](crate::runtime::LivePeer) opens (RFC 8656 §3.1); the
 //! relay to peers is UDP either way. `turns:` (TLS) is refused with an
 //! error that says so.
 

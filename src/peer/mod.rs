@@ -165,7 +165,6 @@
 mod connection;
 mod demux;
 pub mod ice_servers;
-pub mod live;
 pub mod set;
 mod stats;
 mod transport;
@@ -180,7 +179,6 @@ pub use set::{PeerKey, PeerSet};
 pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats};
 
 pub use demux::{PacketKind, classify};
-pub use live::LivePeer;
 pub use transport::{
     Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, Plaintext, State, Stats,
     Transport, verify_fingerprint,

@@ -193,7 +193,9 @@ pub struct Association {
     state: State,
     /// The first instant the association was given: cookie timestamps count from it.
     epoch: Option<Instant>,
-    now: Instant,
+    /// The last instant the association was given (`None` before the
+    /// first input: a sans-IO machine reads no clock, DESIGN §2).
+    now: Option<Instant>,
     cookie_key: hmac::Key,
 
     local_tag: u32,
@@ -294,7 +296,6 @@ impl Association {
     ) -> Association {
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
-        let now = Instant::now();
         let mtu = config.mtu.max(HEADER_LEN + DATA_HEADER_LEN + 4);
         let config = Config { mtu, ..config };
         Association {
@@ -302,7 +303,7 @@ impl Association {
             rng,
             state: State::Closed,
             epoch: None,
-            now,
+            now: None,
             local_tag: 0,
             peer_tag: 0,
             local_initial_tsn: 0,
@@ -425,7 +426,7 @@ impl Association {
 
     /// Notes the current time (and the epoch, the first time).
     fn touch(&mut self, now: Instant) {
-        self.now = now;
+        self.now = Some(now);
         if self.epoch.is_none() {
             self.epoch = Some(now);
         }
@@ -1150,7 +1151,7 @@ impl Association {
         let mut unrecognized = Vec::new();
         let (peer_forward_tsn, peer_reconfig) = peer_features(&init.params, &mut unrecognized);
         let cookie = Cookie {
-            created_ms: self.elapsed_ms(self.now),
+            created_ms: self.now.map_or(0, |now| self.elapsed_ms(now)),
             local_tag: tag,
             local_tsn: tsn,
             peer_tag: init.initiate_tag,
@@ -1999,8 +2000,10 @@ impl Association {
         self.advanced_peer_ack = adv;
         if lt(self.cum_ack, adv) {
             self.forward_tsn_pending = true;
-            if !self.timers.is_running(Timer::T3) {
-                self.timers.set(Timer::T3, self.now + self.rtt.rto());
+            if !self.timers.is_running(Timer::T3)
+                && let Some(now) = self.now
+            {
+                self.timers.set(Timer::T3, now + self.rtt.rto());
             }
         } else {
             self.forward_tsn_pending = false;
@@ -2343,6 +2346,10 @@ impl Association {
             self.control.clear();
             return false;
         }
+        // Not closed: some input gave the association its time.
+        let Some(now) = self.now else {
+            return false;
+        };
         let mtu = self.config.mtu;
         out.reserve(mtu);
         CommonHeader {
@@ -2351,7 +2358,6 @@ impl Association {
             verification_tag: self.peer_tag,
         }
         .write(out);
-        let now = self.now;
         // Control chunks first (§6.10: control before DATA).
         while let Some(c) = self.control.front() {
             if out.len() + c.len() > mtu && out.len() > HEADER_LEN {

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use crate::ice::Candidate;
+use crate::vocab::Candidate;
 
 use super::MAX_LIST;
 
@@ -136,13 +136,13 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// The DTLS module's fingerprint (for certificate checks), if the hash
     /// function is one it knows.
-    pub fn to_dtls(&self) -> Option<crate::dtls::cert::Fingerprint> {
-        crate::dtls::cert::Fingerprint::parse(&self.to_string()).ok()
+    pub fn to_dtls(&self) -> Option<crate::vocab::Fingerprint> {
+        crate::vocab::Fingerprint::parse(&self.to_string()).ok()
     }
 }
 
-impl From<&crate::dtls::cert::Fingerprint> for Fingerprint {
-    fn from(f: &crate::dtls::cert::Fingerprint) -> Fingerprint {
+impl From<&crate::vocab::Fingerprint> for Fingerprint {
+    fn from(f: &crate::vocab::Fingerprint) -> Fingerprint {
         Fingerprint {
             algorithm: f.algorithm.name().to_string(),
             value: f.value.clone(),

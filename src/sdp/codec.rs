@@ -3,6 +3,8 @@
 //! the H.264 rules of RFC 6184 §8.2.2); H.264 `profile-level-id`.
 
 use super::attribute::split_params;
+use super::negotiate::NegotiatedCodec;
+use crate::vocab::codec::{Codec as Registered, MediaKind};
 
 /// Header-extension URIs rtclab knows (RFC 8285 §5).
 pub mod uri {
@@ -26,36 +28,7 @@ pub mod uri {
         "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01";
 }
 
-/// One `a=rtcp-fb` type and parameter: `nack`, `nack pli`, `ccm fir`,
-/// `goog-remb`, `transport-cc`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Feedback {
-    /// The type.
-    pub kind: String,
-    /// The parameter.
-    pub param: Option<String>,
-}
-
-impl Feedback {
-    /// `kind` with an optional parameter.
-    pub fn new(kind: &str, param: Option<&str>) -> Feedback {
-        Feedback {
-            kind: kind.to_string(),
-            param: param.map(str::to_string),
-        }
-    }
-
-    /// What WebRTC video uses: NACK, PLI, FIR, REMB, transport-cc.
-    pub fn video() -> Vec<Feedback> {
-        vec![
-            Feedback::new("goog-remb", None),
-            Feedback::new("transport-cc", None),
-            Feedback::new("ccm", Some("fir")),
-            Feedback::new("nack", None),
-            Feedback::new("nack", Some("pli")),
-        ]
-    }
-}
+pub use crate::vocab::codec::Feedback;
 
 /// A codec a side can receive (and send), as written in its description.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +336,43 @@ pub(crate) fn static_payload_type(pt: u8) -> Option<(&'static str, u32, Option<u
         13 => ("CN", 8000, None),
         _ => return None,
     })
+}
+
+/// The registry's codecs as descriptions write them.
+impl Registered {
+    /// The codec as our descriptions write it, with our payload types.
+    pub fn sdp(self) -> Codec {
+        let (payload_type, rtx) = self.payload_types();
+        Codec {
+            payload_type,
+            name: self.name().into(),
+            clock_rate: self.clock_rate(),
+            channels: self.channels(),
+            fmtp: self.fmtp().map(str::to_string),
+            feedback: self.feedback(),
+            rtx_payload_type: rtx.filter(|_| self.has_rtx()),
+        }
+    }
+
+    /// Every codec of `kind`, in preference order, as our descriptions
+    /// write them.
+    pub fn sdp_codecs(kind: MediaKind) -> Vec<Codec> {
+        Registered::ALL
+            .iter()
+            .filter(|c| c.kind() == kind)
+            .map(|c| c.sdp())
+            .collect()
+    }
+
+    /// The codec a negotiated encoding name (and fmtp) stands for, if we can
+    /// packetize it. H.264 only in packetization-mode 1 (RFC 6184 §6.3: mode
+    /// 0 cannot carry NAL units above the MTU, mode 2 is interleaved); VP9
+    /// only profile 0 (RFC 9628 §6: `profile-id` absent means 0); AV1 only
+    /// profile 0 (AV1 RTP §7.2: `profile` absent means 0).
+    pub fn from_negotiated(c: &NegotiatedCodec) -> Option<Registered> {
+        let fmtp = c.remote_fmtp.as_deref().or(c.local_fmtp.as_deref());
+        Registered::from_sdp(&c.name, fmtp)
+    }
 }
 
 #[cfg(test)]

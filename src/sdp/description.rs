@@ -9,7 +9,7 @@ use super::attribute::{
 };
 use super::error::SdpError;
 use super::{MAX_ATTRIBUTES, MAX_LINE_LEN, MAX_LINES, MAX_LIST, MAX_MEDIA, MAX_SDP_LEN};
-use crate::ice::Candidate;
+use crate::vocab::Candidate;
 
 /// `o=<username> <sess-id> <sess-version> <nettype> <addrtype> <address>`
 /// (RFC 8866 §5.2).

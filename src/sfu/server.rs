@@ -590,7 +590,7 @@ fn record_key_log(driver: &mut Driver<Sfu>, id: ParticipantId, downloads: Option
         return;
     }
     let pc = driver.machine().peer(id);
-    let line = pc.and_then(crate::peer::live::key_log_line);
+    let line = pc.and_then(crate::runtime::live::key_log_line);
     if let Some(d) = downloads {
         let remote = pc
             .and_then(|pc| pc.transport())

@@ -882,7 +882,7 @@ use crate::runtime::batch;
 const GENERATOR_SLOT: usize = 2048;
 
 /// `datachannel.mb_per_s`: what an application gets, two `PeerConnection`s
-/// over [`LivePeer`](crate::peer::LivePeer) on loopback, 16 KiB messages,
+/// over [`LivePeer`](crate::runtime::LivePeer) on loopback, 16 KiB messages,
 /// `bufferedAmount` kept between 512 KiB and 1 MiB (see
 /// [`crate::speed::peer::datachannel_on_loopback`]), with each side's CPU;
 /// then the SCTP figures of [`crate::speed::sctp`], whose

@@ -11,7 +11,7 @@
 //! handshakes are lost; `setup.sim_5pct_loss_p50_ms` beside it).
 //!
 //! `peer.idle_bytes`: the heap bytes one idle, connected peer holds as an
-//! application has it: a [`LivePeer`](crate::peer::LivePeer) on a loopback UDP
+//! application has it: a [`LivePeer`](crate::runtime::LivePeer) on a loopback UDP
 //! socket (ICE, DTLS, SCTP with a data channel open, its certificate, and
 //! its driver: buffers, queues, the tokio registration of its socket),
 //! measured over 200 peers (100 connected pairs, each left to settle for
@@ -257,8 +257,8 @@ async fn live_sender(
     size: usize,
 ) -> Result<(f64, (u64, f64, f64)), String> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let config = crate::peer::LivePeer::config().map_err(string_err)?;
-    let mut a = crate::peer::LivePeer::bind(config, loopback)
+    let config = crate::runtime::LivePeer::config().map_err(string_err)?;
+    let mut a = crate::runtime::LivePeer::bind(config, loopback)
         .await
         .map_err(string_err)?;
     let ch = a
@@ -316,8 +316,8 @@ async fn live_sender(
 /// reports.
 async fn live_receiver(to: Tx, mut from: Rx, total: u64) -> Result<(), String> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
-    let config = crate::peer::LivePeer::config().map_err(string_err)?;
-    let mut b = crate::peer::LivePeer::bind(config, loopback)
+    let config = crate::runtime::LivePeer::config().map_err(string_err)?;
+    let mut b = crate::runtime::LivePeer::bind(config, loopback)
         .await
         .map_err(string_err)?;
     let mut got = 0u64;
@@ -374,7 +374,7 @@ fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Resul
 }
 
 /// `bytes` in messages of `size` bytes on one reliable ordered data
-/// channel between two [`LivePeer`](crate::peer::LivePeer)s on loopback, each on
+/// channel between two [`LivePeer`](crate::runtime::LivePeer)s on loopback, each on
 /// its own thread and tokio runtime: the path an application takes
 /// (`PeerConnection`, its transport, the runtime's driver), with
 /// `bufferedAmount` flow control ([`HIGH_WATER`], [`LOW_WATER`]).
@@ -662,14 +662,14 @@ const LIVE_IDLE_PAIRS: usize = 100;
 /// enough to release their buffers (100 ms, see [`crate::runtime`]).
 const SETTLE: Duration = Duration::from_millis(500);
 
-/// One pair of [`LivePeer`](crate::peer::LivePeer)s on loopback, connected with
+/// One pair of [`LivePeer`](crate::runtime::LivePeer)s on loopback, connected with
 /// a data channel open and one message delivered, then run for
 /// [`SETTLE`].
-async fn live_pair() -> Result<(crate::peer::LivePeer, crate::peer::LivePeer), String> {
+async fn live_pair() -> Result<(crate::runtime::LivePeer, crate::runtime::LivePeer), String> {
     let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
     let bind = || async {
-        let config = crate::peer::LivePeer::config().map_err(string_err)?;
-        crate::peer::LivePeer::bind(config, loopback)
+        let config = crate::runtime::LivePeer::config().map_err(string_err)?;
+        crate::runtime::LivePeer::bind(config, loopback)
             .await
             .map_err(string_err)
     };
@@ -712,7 +712,7 @@ async fn live_pair() -> Result<(crate::peer::LivePeer, crate::peer::LivePeer), S
     }
 }
 
-/// Heap bytes per idle connected [`LivePeer`](crate::peer::LivePeer), driver
+/// Heap bytes per idle connected [`LivePeer`](crate::runtime::LivePeer), driver
 /// included, over `pairs` pairs set up 20 at a time on one tokio runtime
 /// (which stays up, holding their sockets' registrations, while counted);
 /// `None` without a heap counter or if a pair fails.

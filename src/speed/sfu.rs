@@ -53,8 +53,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::machine::Machine;
-use crate::peer::{LivePeer, PeerConnectionState, PeerEvent, TrackId};
+use crate::peer::{PeerConnectionState, PeerEvent, TrackId};
 use crate::rtp::RtpPacket;
+use crate::runtime::LivePeer;
 use crate::sdp::MediaKind;
 use crate::speed::Figure;
 
@@ -344,11 +345,11 @@ pub struct Janus {
 /// sends to 127.0.0.1 (a martian), so both sides use this one; the traffic
 /// still never leaves the host (it crosses `lo`).
 fn janus_ip() -> Result<IpAddr, String> {
-    let options = crate::ice::interfaces::HostOptions {
+    let options = crate::runtime::interfaces::HostOptions {
         loopback: false,
         ipv4_only: true,
     };
-    crate::ice::interfaces::host_addresses(options)
+    crate::runtime::interfaces::host_addresses(options)
         .map_err(|e| format!("the host's addresses: {e}"))?
         .into_iter()
         .next()

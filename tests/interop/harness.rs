@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::endpoint::Role as DtlsRole;
-use rtclab::peer::{LivePeer, PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use rtclab::peer::{PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use rtclab::runtime::LivePeer;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 

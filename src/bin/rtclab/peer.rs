@@ -48,9 +48,10 @@ use futures_util::{SinkExt, StreamExt};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::ice::ConnectionState as IceState;
 use rtclab::peer::{
-    IceServer, IceTransportPolicy, LivePeer, PeerConnectionState, PeerEvent, TrackCodec, TrackId,
+    IceServer, IceTransportPolicy, PeerConnectionState, PeerEvent, TrackCodec, TrackId,
 };
 use rtclab::rtp::ivf::{IvfHeader, IvfReader, IvfWriter};
+use rtclab::runtime::LivePeer;
 use rtclab::sdp::{MediaKind, SessionDescription};
 use rtclab::signaling::{ClientId, ClientMessage, ServerMessage};
 use serde_json::{Value, json};

@@ -44,7 +44,8 @@
 //!
 //! ```
 //! use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
-//! use rtclab::peer::{LivePeer, PeerEvent};
+//! use rtclab::peer::PeerEvent;
+//! use rtclab::runtime::LivePeer;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -91,15 +92,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use super::connection::{
-    Config as PeerConfig, Error as PeerError, Event as PeerEvent, PeerConnection, SdpType, TrackId,
-};
+use super::Driver;
+use super::interfaces::{HostOptions, host_addresses};
 use crate::capture::{Capture, Direction};
 use crate::datachannel::{ChannelId, ChannelInit};
 use crate::dtls::cert::Certificate;
-use crate::ice::interfaces::{HostOptions, host_addresses};
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
-use crate::runtime::Driver;
+use crate::peer::{PeerConfig, PeerConnection, PeerError, PeerEvent, SdpType, TrackId};
 use crate::sdp::MediaKind;
 use crate::turn::{Framer, ServerTransport};
 
