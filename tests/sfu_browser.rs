@@ -118,6 +118,26 @@ fn open(kind: BrowserKind, url: &str, room: &str) -> Option<Browser> {
     launch(kind, &format!("{url}?room={room}&autotest=1"))
 }
 
+/// The capped page's name and the other's, once both report (told apart
+/// by the cap in the capped page's reports, not by join order).
+fn names(r: &Reports) -> Option<(String, String)> {
+    let capped = r
+        .last
+        .iter()
+        .find(|(_, v)| v["maxkbps"].as_u64().is_some())?
+        .0;
+    let free = r.last.keys().find(|k| *k != capped)?;
+    Some((capped.clone(), free.clone()))
+}
+
+/// The width page `me` sees of `other`'s video.
+fn width(r: &Reports, me: &str, other: &str) -> u64 {
+    r.last
+        .get(me)
+        .and_then(|v| v["streams"][other]["width"].as_u64())
+        .unwrap_or(0)
+}
+
 fn dump(r: &Reports, browsers: &mut [Browser]) -> String {
     let mut s = format!("reports: {:#?}\n", r.last);
     for b in browsers {
@@ -209,23 +229,6 @@ async fn each_subscriber_gets_the_layer_its_limit_carries() {
         return;
     };
     let mut browsers = vec![a, b];
-    // The capped page's name and the other's, once both report.
-    let names = |r: &Reports| -> Option<(String, String)> {
-        let capped = r
-            .last
-            .iter()
-            .find(|(_, v)| v["maxkbps"].as_u64().is_some())?
-            .0;
-        let free = r.last.keys().find(|k| *k != capped)?;
-        Some((capped.clone(), free.clone()))
-    };
-    // The width page `me` sees of `other`'s video.
-    let width = |r: &Reports, me: &str, other: &str| -> u64 {
-        r.last
-            .get(me)
-            .and_then(|v| v["streams"][other]["width"].as_u64())
-            .unwrap_or(0)
-    };
     // Whether `me` sends a layer above the lowest.
     let sends_high = |r: &Reports, me: &str| -> bool {
         r.last.get(me).is_some_and(|v| {
@@ -374,21 +377,6 @@ async fn scalable_video_each_subscriber_gets_the_decode_target_it_carries() {
         return;
     };
     let mut browsers = vec![a, b];
-    let names = |r: &Reports| -> Option<(String, String)> {
-        let capped = r
-            .last
-            .iter()
-            .find(|(_, v)| v["maxkbps"].as_u64().is_some())?
-            .0;
-        let free = r.last.keys().find(|k| *k != capped)?;
-        Some((capped.clone(), free.clone()))
-    };
-    let width = |r: &Reports, me: &str, other: &str| -> u64 {
-        r.last
-            .get(me)
-            .and_then(|v| v["streams"][other]["width"].as_u64())
-            .unwrap_or(0)
-    };
     let scalable = |r: &Reports, me: &str| -> bool {
         r.last.get(me).is_some_and(|v| {
             v["outbound"].as_array().is_some_and(|a| {
