@@ -4,48 +4,17 @@
 //! play the room from B by WHEP and decode its frames; the link carried
 //! each published packet once (B's three viewers did not triple it).
 
+#[path = "common/sfu_server.rs"]
+mod sfu_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rand::SeedableRng;
 use rtclab::peer::PeerEvent;
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
-use rtclab::sfu::server::{Config, Handle, Server};
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
-
-/// A server on loopback in a thread of its own: its HTTP address and a
-/// handle.
-fn start_sfu(token: Option<&str>) -> (SocketAddr, Handle) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let token = token.map(str::to_string);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-            let cert =
-                rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
-                    .expect("certificate");
-            let server = Server::bind(Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                udp: "127.0.0.1:0".parse().unwrap(),
-                sfu: rtclab::sfu::Config::new(cert, Vec::new()),
-                reports: None,
-                whip: Some(token),
-            })
-            .await
-            .expect("bind");
-            tx.send((server.http_addr(), server.handle()))
-                .expect("send");
-            let _ = server.run_until(std::future::pending()).await;
-        });
-    });
-    rx.recv().expect("the SFU started")
-}
+use sfu_server::start_sfu;
 
 #[test]
 fn a_publisher_on_one_node_plays_on_the_other_and_crosses_once() {

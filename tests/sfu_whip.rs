@@ -4,48 +4,21 @@
 //! `DELETE` ends a session and a second `DELETE` is 404. The WHIP/WHEP
 //! client is `rtclab speed sfu`'s (the one it drives Janus and rtclab with).
 
+#[path = "common/sfu_server.rs"]
+mod sfu_server;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rand::SeedableRng;
 use rtclab::peer::PeerEvent;
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
-use rtclab::sfu::server::{Config, Server};
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
-
-fn start_sfu() -> SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-            let cert =
-                rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
-                    .expect("certificate");
-            let server = Server::bind(Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                udp: "127.0.0.1:0".parse().unwrap(),
-                sfu: rtclab::sfu::Config::new(cert, Vec::new()),
-                reports: None,
-                whip: Some(None),
-            })
-            .await
-            .expect("bind");
-            tx.send(server.http_addr()).expect("send");
-            let _ = server.run_until(std::future::pending()).await;
-        });
-    });
-    rx.recv().expect("the SFU started")
-}
+use sfu_server::start_sfu;
 
 #[test]
 fn whip_publishes_into_a_room_and_whep_plays_it() {
-    let http = start_sfu();
+    let (http, _) = start_sfu(None);
     let mut whip = Whip::at(http);
     let room = whip.create_room(1).expect("room");
     let rt = tokio::runtime::Builder::new_current_thread()
