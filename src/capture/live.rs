@@ -143,6 +143,10 @@ impl Live {
                 }
             }
             Layer::Rtcp if !l.plaintext => {}
+            // A channel's OPEN and ACK are rare and the point of the
+            // panel: never thinned away by a busy second (the pending
+            // queue still bounds them).
+            Layer::Dcep => self.emit(l),
             layer => {
                 if self.shown < self.config.lines_per_second {
                     self.shown += 1;
