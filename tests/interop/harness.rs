@@ -567,6 +567,14 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         .iter()
         .map(|(_, f)| sha256_hex(&canonical(codec_name, f)))
         .collect();
+    // The tail after the clip is its first frame again (`split_tail`).
+    assert!(
+        clip_hashes
+            .iter()
+            .skip(1)
+            .all(|h| Some(h) != clip_hashes.first()),
+        "the clip's first frame must be unlike the others"
+    );
     let channels: Vec<Value> = if case.channels {
         CHANNELS
             .iter()
@@ -659,9 +667,12 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
             } else {
                 clip.len()
             };
+            // The foreign side released every frame it will once one of
+            // the tail's came out (jitter buffers give frames in order).
+            let (clip_out, tail_out) = split_tail(&frames_out, &clip_hashes);
             let video_done = case.video.is_none()
                 || ((frames_in.len() >= need || !case.foreign_sends_video)
-                    && frames_out.len() >= need);
+                    && (clip_out.len() >= need || tail_out));
             if channels_done && video_done {
                 break;
             }
@@ -708,6 +719,13 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                         "frame" => {
                             if let Some(c) = v["codec"].as_str() {
                                 assert!(c.eq_ignore_ascii_case(codec_name), "{name} received {c}, not {codec_name}");
+                            }
+                            // A frame the far side says it assembled without
+                            // its first packet (aiortc, when the stream's
+                            // first packet is lost) counts as lost.
+                            if v["partial"].as_bool() == Some(true) {
+                                eprintln!("{name} assembled a frame without its start: {v}");
+                                continue;
                             }
                             frames_out.push(v["sha256"].as_str().unwrap_or("").to_string());
                         }
@@ -821,24 +839,28 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                         let base = clip.first().map_or(0, |f| f.0);
                         let now = t0.elapsed().saturating_sub(Duration::from_millis(300));
                         let now = (now.as_micros() as u64 * 9 / 100) as u32;
-                        // After the clip, its first frame once more: a
-                        // receiver that knows a frame is whole only when
-                        // the next one starts (aiortc's jitter buffer)
-                        // then gives up the clip's last frame too.
-                        let step = clip.len().saturating_sub(1).max(1) as u32;
-                        let end = clip.last().map_or(0, |f| f.0 - base) + (clip.last().map_or(0, |f| f.0 - base) / step);
-                        while sent_frames <= clip.len() && !clip.is_empty() {
-                            let (ts, data) = if sent_frames < clip.len() {
-                                (clip[sent_frames].0 - base, &clip[sent_frames].1)
-                            } else {
-                                (end, &clip[0].1)
+                        // After the clip, a tail: its first frame again at
+                        // the clip's frame rate until the far side is done,
+                        // as a live source would go on. aiortc 1.16's
+                        // jitter buffer knows a frame is whole only when
+                        // the next one starts, and gives out at most one
+                        // frame per packet it receives (jitterbuffer.py
+                        // `_remove_frame`): after a hole that a
+                        // retransmission filled late, the frames behind it
+                        // come out only as more packets arrive.
+                        let last = clip.last().map_or(0, |f| f.0 - base);
+                        let step = last / clip.len().saturating_sub(1).max(1) as u32;
+                        while !clip.is_empty() {
+                            let (ts, data) = match clip.get(sent_frames) {
+                                Some((ts, data)) => (ts - base, data),
+                                None => (last + step * (sent_frames + 1 - clip.len()) as u32, &clip[0].1),
                             };
                             if ts > now {
                                 break;
                             }
                             peer.send_frame(track, 0x1000 + ts, data).expect("send_frame");
                             sent_frames += 1;
-                            if sent_frames > clip.len() {
+                            if sent_frames == clip.len() + 1 {
                                 sent_all_at = Some(Instant::now());
                             }
                         }
@@ -927,15 +949,18 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                 clip_positions(&frames_in, &clip_hashes)
             );
         }
-        // The clip's first frame, sent once more after the clip, may close it.
-        let mut to_foreign = &frames_out[..];
-        if to_foreign.len() > 1 && to_foreign.last() == clip_hashes.first() {
-            to_foreign = &to_foreign[..to_foreign.len() - 1];
-        }
+        let (to_foreign, _) = split_tail(&frames_out, &clip_hashes);
         assert!(
             in_order(to_foreign, &clip_hashes),
             "frames to {name} differ from the clip: {:?}",
             clip_positions(to_foreign, &clip_hashes)
+        );
+        let need = (clip.len() * case.min_percent).div_ceil(100);
+        assert!(
+            to_foreign.len() >= need,
+            "{name} released {} of the clip's {} frames, fewer than {need}",
+            to_foreign.len(),
+            clip.len()
         );
     }
     // `RTCLAB_SAVE_SDP=DIR`: keep the foreign side's description (how the
@@ -955,7 +980,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         std::fs::write(&path, &out.foreign_sdp).expect("save SDP");
     }
     out.frames_from_foreign = frames_in.len();
-    out.frames_to_foreign = frames_out.len();
+    out.frames_to_foreign = split_tail(&frames_out, &clip_hashes).0.len();
     out.elapsed = started.elapsed();
     peer.close().await;
     foreign.stop();
@@ -965,6 +990,20 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
     );
     drop(turn);
     out
+}
+
+/// The frames of `got` before the clip's tail (its first frame again, sent
+/// after the clip), and whether any of the tail came.
+fn split_tail<'a>(got: &'a [String], clip: &[String]) -> (&'a [String], bool) {
+    let tail = got
+        .iter()
+        .skip(1)
+        .position(|h| Some(h) == clip.first())
+        .map(|p| p + 1);
+    match tail {
+        Some(at) => (&got[..at], true),
+        None => (got, false),
+    }
 }
 
 /// Where each hash of `got` is in `clip` (`None`: not a clip frame).
