@@ -422,8 +422,34 @@ pub struct TurnServer {
 }
 
 impl TurnServer {
+    /// Starts it on a free port (UDP only: the foreign peers use UDP
+    /// TURN, and the same port on TCP may be another socket's; it once
+    /// was, and the server exited "Address already in use"). A port taken
+    /// between our look and its bind is tried again with another.
     pub fn start() -> TurnServer {
-        let port = free_udp_port();
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut server = TurnServer::spawn(free_udp_port());
+            let addr: SocketAddr = ([127, 0, 0, 1], server.port).into();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut exited = false;
+            while !exited && Instant::now() < deadline {
+                if wait_for_stun(addr, Duration::from_millis(200)) {
+                    return server;
+                }
+                exited = server.child.try_wait().ok().flatten().is_some();
+            }
+            let output = server.output();
+            assert!(
+                exited && output.contains("in use") && tries < 5,
+                "rtclab turn-server did not answer on {addr}:\n{output}"
+            );
+            eprintln!("rtclab turn-server: {addr} taken, another port");
+        }
+    }
+
+    fn spawn(port: u16) -> TurnServer {
         let log = std::env::temp_dir().join(format!(
             "rtclab-turn-{}-{}.log",
             std::process::id(),
@@ -441,20 +467,14 @@ impl TurnServer {
                 "--user",
                 "alice:secret",
                 "--allow-loopback-peers",
+                "--no-tcp",
             ])
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .expect("start rtclab turn-server");
-        let server = TurnServer { child, port, log };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        assert!(
-            wait_for_stun(addr, Duration::from_secs(10)),
-            "rtclab turn-server did not answer on {addr}:\n{}",
-            server.output()
-        );
-        server
+        TurnServer { child, port, log }
     }
 
     pub fn output(&self) -> String {
