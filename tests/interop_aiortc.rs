@@ -22,7 +22,9 @@
 //!   for; at least 90% must come, in the clip's order: see the harness's
 //!   `Case::min_percent`).
 //! - relay only: aiortc with `iceTransportPolicy: relay` through
-//!   `rtclab turn-server`; only
+//!   `rtclab turn-server`, one call with the data channels and 1 MiB, one
+//!   with VP8 both ways (not both in one call: see
+//!   [`relay_only_vp8_both_ways_through_rtclab_turn_server`]); only
 //!   aiortc's side is relayed (the server relays to the Rust peer's host
 //!   candidate, `--allow-loopback-peers`).
 //!
