@@ -422,15 +422,21 @@ pub struct TurnServer {
 }
 
 impl TurnServer {
-    /// Starts it on a free port (UDP only: the foreign peers use UDP
-    /// TURN, and the same port on TCP may be another socket's; it once
-    /// was, and the server exited "Address already in use"). A port taken
-    /// between our look and its bind is tried again with another.
+    /// Starts it on a free port, UDP only: the foreign peers use UDP TURN,
+    /// and the same port on TCP may be another socket's (any connection's
+    /// local port; it once was, and the server exited "Address already in
+    /// use").
     pub fn start() -> TurnServer {
+        TurnServer::start_with(&["--no-tcp"])
+    }
+
+    /// Starts it on a free port with `extra` arguments. A port taken
+    /// before the server binds it is tried again with another.
+    pub fn start_with(extra: &[&str]) -> TurnServer {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut server = TurnServer::spawn(free_udp_port());
+            let mut server = TurnServer::spawn(free_udp_port(), extra);
             let addr: SocketAddr = ([127, 0, 0, 1], server.port).into();
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut exited = false;
@@ -449,7 +455,7 @@ impl TurnServer {
         }
     }
 
-    fn spawn(port: u16) -> TurnServer {
+    fn spawn(port: u16, extra: &[&str]) -> TurnServer {
         let log = std::env::temp_dir().join(format!(
             "rtclab-turn-{}-{}.log",
             std::process::id(),
@@ -467,8 +473,8 @@ impl TurnServer {
                 "--user",
                 "alice:secret",
                 "--allow-loopback-peers",
-                "--no-tcp",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
