@@ -26,7 +26,8 @@
 //!   with VP8 both ways (not both in one call: see
 //!   [`relay_only_vp8_both_ways_through_rtclab_turn_server`]); only
 //!   aiortc's side is relayed (the server relays to the Rust peer's host
-//!   candidate, `--allow-loopback-peers`).
+//!   candidate, `--allow-loopback-peers`); and rtclab offering with both
+//!   sides relayed (relay to relay, [`relay_to_relay_rtclab_offers`]).
 //!
 //! - H.264 both ways, both offer directions, with and without the clip's
 //!   AUDs; from tests/fixtures/media/h264-smpte-240x176.ivf (40 access
@@ -206,4 +207,20 @@ async fn relay_only(f: Foreign, case: &Case) {
         "aiortc signaled {:?}",
         out.foreign_candidate_types
     );
+}
+
+/// Relay to relay, rtclab offering: both sides relay-only through one
+/// `rtclab turn-server` (each permitted to the other's relayed address on
+/// the same server), data channels and 1 MiB.
+#[tokio::test]
+async fn relay_to_relay_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let case = Case {
+        bulk_bytes: 1 << 20,
+        turn: true,
+        rtclab_relayed: true,
+        ..Case::data(true)
+    };
+    let out = harness::run("aiortc", f, &case, LIMIT).await;
+    harness::assert_relayed(&out);
 }

@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::endpoint::Role as DtlsRole;
-use rtclab::peer::{PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use rtclab::peer::{
+    IceServer, IceTransportPolicy, PeerConnectionState, PeerEvent, TrackCodec, TrackId,
+};
 use rtclab::runtime::LivePeer;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -181,6 +183,8 @@ pub struct Case {
     pub clip: PathBuf,
     /// The foreign side relay-only through `rtclab turn-server`.
     pub turn: bool,
+    /// rtclab relay-only too, through the same server (relay to relay).
+    pub rtclab_relayed: bool,
     /// Percent of the clip's frames each side must receive. A busy loopback
     /// (CI's two cores, shared) drops a datagram now and then, and a frame
     /// whose packet is lost and not resent is gone; every frame that does
@@ -207,6 +211,7 @@ impl Case {
             video: None,
             clip: PathBuf::from(CLIP),
             turn: false,
+            rtclab_relayed: false,
             min_percent: 90,
             large_message: 64 << 10,
             answer_passive: false,
@@ -232,6 +237,7 @@ impl Case {
             video: Some("VP8"),
             clip: PathBuf::from(CLIP),
             turn: false,
+            rtclab_relayed: false,
             min_percent: 90,
             large_message: 64 << 10,
             answer_passive: false,
@@ -256,6 +262,8 @@ pub struct Outcome {
     /// The foreign side's candidates as it signaled them (in its SDP or
     /// trickled): their `typ`s.
     pub foreign_candidate_types: Vec<String>,
+    /// Ours as we signaled them.
+    pub our_candidate_types: Vec<String>,
 }
 
 /// Whether interop is mandatory (CI sets `RTCLAB_REQUIRE_INTEROP=1`).
@@ -626,6 +634,15 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
 
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let mut config = LivePeer::config().expect("cert");
+    if case.rtclab_relayed {
+        let t = turn.as_ref().expect("rtclab_relayed needs turn");
+        config.ice_servers = vec![IceServer::turn(
+            &format!("turn:127.0.0.1:{}", t.port),
+            "alice",
+            "secret",
+        )];
+        config.ice_transport_policy = IceTransportPolicy::Relay;
+    }
     if case.answer_passive {
         // RFC 8842 §5.3: the answerer may take either role.
         config.answer_setup = rtclab::sdp::Setup::Passive;
@@ -664,6 +681,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         let offer = peer.offer().expect("offer");
         first_mid = first_mid_of(&offer);
         out.our_sdp = offer.clone();
+        out.our_candidate_types.extend(candidate_types(&offer));
         foreign.send(&json!({"type": "offer", "sdp": offer}));
     }
 
@@ -719,6 +737,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             }
                             let answer = peer.answer(&sdp).unwrap_or_else(|e| panic!("{name}'s offer refused: {e}"));
                             out.our_sdp = answer.clone();
+                            out.our_candidate_types.extend(candidate_types(&answer));
                             foreign.send(&json!({"type": "answer", "sdp": answer}));
                         }
                         "answer" => {
@@ -761,6 +780,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                 }
                 e = peer.next_event() => match e.expect("udp") {
                     PeerEvent::LocalCandidate(c) => {
+                        out.our_candidate_types.extend(candidate_types(&c.to_string()));
                         foreign.send(&json!({"type": "candidate", "candidate": c.to_string(),
                             "sdpMid": first_mid, "sdpMLineIndex": 0}));
                     }
@@ -1057,6 +1077,19 @@ fn first_mid_of(sdp: &str) -> String {
         .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
         .unwrap_or("0")
         .to_string()
+}
+
+/// Both sides signaled relayed candidates only (and some).
+pub fn assert_relayed(out: &Outcome) {
+    for (who, types) in [
+        ("the foreign side", &out.foreign_candidate_types),
+        ("rtclab", &out.our_candidate_types),
+    ] {
+        assert!(
+            !types.is_empty() && types.iter().all(|t| t == "relay"),
+            "{who} signaled {types:?}"
+        );
+    }
 }
 
 /// The `typ` of every candidate in `text` (an SDP or one candidate line).
