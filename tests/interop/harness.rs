@@ -189,7 +189,9 @@ pub struct Case {
     /// (CI's two cores, shared) drops a datagram now and then, and a frame
     /// whose packet is lost and not resent is gone; every frame that does
     /// arrive must be the clip's, in order. All frames are waited for until
-    /// 1.5 s after rtclab sent its last.
+    /// 1.5 s after rtclab sent the clip's last, or until the far side gives
+    /// out a frame of the tail rtclab sends after the clip (then it gave
+    /// out every frame it will).
     pub min_percent: usize,
     /// The size of the "64 KiB" message on `ordered`.
     pub large_message: usize,
