@@ -272,6 +272,8 @@ async def main():
 
         @channel.on("message")
         def on_message(message):
+            if channel.label not in ("bulk", "ordered"):
+                log("echo on", channel.label, len(message), "bytes")
             channel.send(message)
 
         if channel.readyState == "open":
