@@ -878,7 +878,7 @@ impl Transport {
             return true;
         }
         if classify(datagram) == PacketKind::Stun
-            && let Ok(m) = Message::decode(datagram)
+            && let Ok(m) = Message::parse(datagram)
         {
             if let Ok(Some(u)) = m.username() {
                 let ours = u.split_once(':').map_or(u, |(l, _)| l);

@@ -230,7 +230,7 @@ impl Default for Config {
     /// 9260's 1 s minimum is far too slow for interactive data; going below
     /// the peer's 200 ms delayed SACK is safe because the last DATA chunk
     /// before we go quiet carries the I bit, so its SACK is never held
-    /// back, see `write_data_chunks`), `rto_max` 10 s (a peer silent for
+    /// back, see `emit_data_chunks`), `rto_max` 10 s (a peer silent for
     /// that long is as good as gone for a call; RFC 9260 says 60 s).
     fn default() -> Self {
         Config {

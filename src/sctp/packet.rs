@@ -43,7 +43,7 @@ impl CommonHeader {
     }
 
     /// Appends the header with a zero checksum; [`finish`] fills it in.
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.source_port.to_be_bytes());
         out.extend_from_slice(&self.destination_port.to_be_bytes());
         out.extend_from_slice(&self.verification_tag.to_be_bytes());
@@ -251,11 +251,11 @@ impl<'a> Packet<'a> {
     }
 
     /// Appends the packet with its checksum.
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        self.header.write(out);
+        self.header.emit(out);
         for c in &self.chunks {
-            c.write(out);
+            c.emit(out);
         }
         finish(&mut out[start..]);
     }
@@ -263,7 +263,7 @@ impl<'a> Packet<'a> {
     /// The encoded packet.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        self.write(&mut v);
+        self.emit(&mut v);
         v
     }
 }
