@@ -263,9 +263,9 @@ pub enum Error {
         /// What was being read.
         what: &'static str,
         /// Bytes needed.
-        need: usize,
+        needed: usize,
         /// Bytes there.
-        have: usize,
+        got: usize,
     },
     /// A length field is impossible.
     BadLength {
@@ -315,8 +315,8 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Truncated { what, need, have } => {
-                write!(f, "{what} truncated: need {need} bytes, have {have}")
+            Error::Truncated { what, needed, got } => {
+                write!(f, "{what} truncated: need {needed} bytes, have {got}")
             }
             Error::BadLength {
                 what,

@@ -31,8 +31,8 @@ impl CommonHeader {
         if packet.len() < HEADER_LEN {
             return Err(Error::Truncated {
                 what: "common header",
-                need: HEADER_LEN,
-                have: packet.len(),
+                needed: HEADER_LEN,
+                got: packet.len(),
             });
         }
         Ok(CommonHeader {
@@ -77,8 +77,8 @@ pub fn verify(packet: &[u8]) -> Result<(), Error> {
     if packet.len() < HEADER_LEN {
         return Err(Error::Truncated {
             what: "common header",
-            need: HEADER_LEN,
-            have: packet.len(),
+            needed: HEADER_LEN,
+            got: packet.len(),
         });
     }
     let have = u32::from_le_bytes([packet[8], packet[9], packet[10], packet[11]]);
@@ -201,8 +201,8 @@ pub fn chunks(packet: &[u8]) -> impl Iterator<Item = Result<RawChunk<'_>, Error>
             failed = true;
             return Some(Err(Error::Truncated {
                 what: "chunk header",
-                need: pos + 4,
-                have: packet.len(),
+                needed: pos + 4,
+                got: packet.len(),
             }));
         }
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;

@@ -39,8 +39,8 @@ impl<'a> Reader<'a> {
         if self.remaining() < n {
             return Err(Error::Truncated {
                 what: self.what,
-                need: self.pos + n,
-                have: self.buf.len(),
+                needed: self.pos + n,
+                got: self.buf.len(),
             });
         }
         let s = &self.buf[self.pos..self.pos + n];
@@ -88,8 +88,8 @@ pub(crate) fn tlvs<'a>(
             failed = true;
             return Some(Err(Error::Truncated {
                 what,
-                need: pos + 4,
-                have: buf.len(),
+                needed: pos + 4,
+                got: buf.len(),
             }));
         }
         let typ = u16::from_be_bytes([rest[0], rest[1]]);

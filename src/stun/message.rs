@@ -246,6 +246,7 @@ impl<'a> Message<'a> {
                 what: "header",
                 offset: 0,
                 needed: HEADER_LEN,
+                got: buf.len(),
             });
         }
         // RFC 8489 §5: "The most significant 2 bits of every STUN message MUST be zeroes."
@@ -265,6 +266,7 @@ impl<'a> Message<'a> {
                 what: "message body",
                 offset: HEADER_LEN,
                 needed: length,
+                got: buf.len() - HEADER_LEN,
             });
         }
         if buf.len() > HEADER_LEN + length {
@@ -292,6 +294,7 @@ impl<'a> Message<'a> {
                     what: "attribute header",
                     offset: off,
                     needed: 4,
+                    got: buf.len() - off,
                 });
             }
             let t = u16::from_be_bytes([buf[off], buf[off + 1]]);
@@ -302,6 +305,7 @@ impl<'a> Message<'a> {
                     what: attributes::attribute_name(t),
                     offset: off,
                     needed: 4 + padded,
+                    got: buf.len() - off,
                 });
             }
             if m.fingerprint.is_none() {

@@ -58,16 +58,18 @@ pub fn is_channel_data(buf: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChannelDataError {
-    /// Fewer than the 4 header bytes.
-    TooShort,
     /// The channel number is outside 0x4000–0x4FFF.
     BadChannel(u16),
-    /// The datagram holds fewer bytes than `Length` says.
+    /// Fewer than the 4 header bytes (`what` is `"header"`), or fewer bytes
+    /// after the header than `Length` says (`"data"`).
     Truncated {
-        /// What the length field claims.
-        length: usize,
-        /// What is there after the header.
-        available: usize,
+        /// What was being read.
+        what: &'static str,
+        /// Bytes needed: 4 for the header, else what the length field claims
+        /// (with padding, in a stream).
+        needed: usize,
+        /// Bytes there (after the header, for the data).
+        got: usize,
     },
     /// A UDP datagram holds more than the message and its (at most 3 bytes
     /// of) padding.
@@ -79,14 +81,12 @@ pub enum ChannelDataError {
 impl fmt::Display for ChannelDataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChannelDataError::TooShort => write!(f, "ChannelData shorter than its 4-byte header"),
             ChannelDataError::BadChannel(c) => {
                 write!(f, "ChannelData channel 0x{c:04x} outside 0x4000-0x4FFF")
             }
-            ChannelDataError::Truncated { length, available } => write!(
-                f,
-                "ChannelData length {length} but only {available} bytes follow the header"
-            ),
+            ChannelDataError::Truncated { what, needed, got } => {
+                write!(f, "ChannelData {what} needs {needed} bytes, {got} there")
+            }
             ChannelDataError::TooLong => {
                 write!(f, "ChannelData datagram longer than its padded length")
             }
@@ -123,7 +123,11 @@ impl<'a> ChannelData<'a> {
 
     fn parse_range(buf: &'a [u8], max: u16) -> Result<Self, ChannelDataError> {
         if buf.len() < 4 {
-            return Err(ChannelDataError::TooShort);
+            return Err(ChannelDataError::Truncated {
+                what: "header",
+                needed: 4,
+                got: buf.len(),
+            });
         }
         let channel = u16::from_be_bytes([buf[0], buf[1]]);
         if !(MIN_CHANNEL..=max).contains(&channel) {
@@ -132,7 +136,11 @@ impl<'a> ChannelData<'a> {
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         let available = buf.len() - 4;
         if available < length {
-            return Err(ChannelDataError::Truncated { length, available });
+            return Err(ChannelDataError::Truncated {
+                what: "data",
+                needed: length,
+                got: available,
+            });
         }
         if available > length + crate::stun::attributes::padding(length) {
             return Err(ChannelDataError::TooLong);
@@ -147,7 +155,11 @@ impl<'a> ChannelData<'a> {
     /// returns it and the number of bytes it used, padding included.
     pub fn parse_stream(buf: &'a [u8]) -> Result<(Self, usize), ChannelDataError> {
         if buf.len() < 4 {
-            return Err(ChannelDataError::TooShort);
+            return Err(ChannelDataError::Truncated {
+                what: "header",
+                needed: 4,
+                got: buf.len(),
+            });
         }
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         let used = 4 + length + crate::stun::attributes::padding(length);
@@ -155,8 +167,9 @@ impl<'a> ChannelData<'a> {
         let cd = Self::parse(&buf[..end])?;
         if buf.len() < used {
             return Err(ChannelDataError::Truncated {
-                length: used - 4,
-                available: buf.len() - 4,
+                what: "data",
+                needed: used - 4,
+                got: buf.len() - 4,
             });
         }
         Ok((cd, used))
@@ -231,8 +244,9 @@ mod tests {
         assert_eq!(
             ChannelData::parse(b"\x40\x00\x00\x05hell"),
             Err(ChannelDataError::Truncated {
-                length: 5,
-                available: 4
+                what: "data",
+                needed: 5,
+                got: 4
             })
         );
         assert_eq!(
