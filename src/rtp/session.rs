@@ -117,7 +117,14 @@ impl fmt::Display for SessionError {
     }
 }
 
-impl std::error::Error for SessionError {}
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SessionError::Rtp(e) => Some(e),
+            SessionError::Srtp(e) => Some(e),
+        }
+    }
+}
 
 impl From<Error> for SessionError {
     fn from(e: Error) -> Self {
