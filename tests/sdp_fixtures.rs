@@ -38,7 +38,7 @@ fn every_fixture_round_trips_byte_for_byte() {
         let input = fixture(name);
         let sd = SessionDescription::parse(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut out = Vec::new();
-        sd.write(&mut out);
+        sd.emit(&mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
             String::from_utf8_lossy(&input),
@@ -166,7 +166,7 @@ fn written_without_trailing_whitespace(name: &str) {
     let input = fixture(name);
     let sd = SessionDescription::parse(&input).unwrap();
     let mut out = Vec::new();
-    sd.write(&mut out);
+    sd.emit(&mut out);
     let expected: Vec<u8> = String::from_utf8(input)
         .unwrap()
         .split("\r\n")

@@ -1690,7 +1690,7 @@ impl Sfu {
         }
         // A new address: only a STUN Binding request naming one of our
         // ufrags (RFC 8445 §7.2.2: USERNAME is "ours:theirs").
-        let m = crate::stun::Message::decode(datagram).ok()?;
+        let m = crate::stun::Message::parse(datagram).ok()?;
         let user = m.username().ok()??;
         let ours = user.split(':').next()?;
         self.by_ufrag.get(ours).copied()
