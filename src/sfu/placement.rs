@@ -29,10 +29,23 @@
 //! arrive anywhere gets a live node. After Redis restarts (empty), each node
 //! puts its key back and re-claims its rooms on the next heartbeat.
 //!
-//! When the owner is full ([`Config::capacity`]), a room could span nodes
-//! by cascading (issue 21 part B, `src/sfu/cascade.rs`): [`Cascade`] is the
-//! hook; until it is merged, no [`Cascade`] is set and a full owner's
-//! participants are refused as before.
+//! When the owner is full ([`Config::capacity`]), the room spans nodes by
+//! cascading ([`super::cascade`]):
+//!
+//! - a participant reaching another node (not full itself) is served
+//!   there, and that node links the room to the owner ([`Cascade`], the
+//!   server's [`super::server::Handle`], which reuses the link for the
+//!   room's next newcomers there);
+//! - a participant reaching the full owner is sent to the least loaded
+//!   node that is not full (the same choice on every node), which does
+//!   the above.
+//!
+//! Every cascaded node links to the owner: the room's links form a star
+//! around it (see [`super::cascade`] for why a star). A cascaded node's
+//! seats keep the room's claim from lapsing: if the owner dies or its own
+//! participants all leave, a cascaded node takes the room over at its
+//! next heartbeat. Nothing of a cascade is on the bus: the links are
+//! between the nodes' HTTP endpoints.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -78,7 +91,8 @@ pub enum Decision {
 
 /// The hook for a room that outgrows its owner: make this node a cascade
 /// of the room owned at `owner_url`, so that a participant can be served
-/// here (part B of issue 21). Not implemented by this module.
+/// here. [`super::server::Handle`] is one ([`super::server::Server::with_placement`]
+/// sets it).
 pub trait Cascade: Send + Sync {
     /// Opens (or reuses) this node's cascade of `room` from the owner.
     fn cascade(&self, room: &str, owner_url: &str) -> BoxFuture<'_, Result<(), String>>;
@@ -116,6 +130,8 @@ impl Config {
 /// One SFU node's placement. Cheap to share (`Arc`).
 pub struct Placement {
     config: Config,
+    /// [`Config::cascade`], or the one the server set.
+    cascade: std::sync::OnceLock<Arc<dyn Cascade>>,
     /// Participants here, per room.
     seats: Mutex<BTreeMap<String, usize>>,
 }
@@ -163,10 +179,20 @@ impl Drop for Seat {
 impl Placement {
     /// A node's placement; [`Placement::run`] keeps it on the bus.
     pub fn new(config: Config) -> Arc<Placement> {
+        let cascade = std::sync::OnceLock::new();
+        if let Some(c) = &config.cascade {
+            let _ = cascade.set(c.clone());
+        }
         Arc::new(Placement {
             config,
+            cascade,
             seats: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Sets the [`Cascade`] hook if none is set yet (`false`: one was).
+    pub fn set_cascade(&self, cascade: Arc<dyn Cascade>) -> bool {
+        self.cascade.set(cascade).is_ok()
     }
 
     /// This node's name.
@@ -225,12 +251,20 @@ impl Placement {
             let nodes = self.nodes().await?;
             if let Some(owner) = bus.get(&key).await? {
                 if owner == self.config.node {
-                    return Ok(Decision::Here);
+                    // Full: to a node with room, which cascades.
+                    let full = self.config.capacity > 0 && self.load() >= self.config.capacity;
+                    let elsewhere = least_loaded(&nodes, Some(&self.config.node));
+                    return Ok(match elsewhere {
+                        Some((_, url)) if full && self.cascade.get().is_some() => {
+                            Decision::Redirect(url)
+                        }
+                        _ => Decision::Here,
+                    });
                 }
                 return Ok(match nodes.get(&owner) {
                     Some(info) => {
                         let full = info.capacity > 0 && info.load >= info.capacity;
-                        match (&self.config.cascade, full) {
+                        match (self.cascade.get(), full) {
                             (Some(c), true) => match c.cascade(room, &info.url).await {
                                 Ok(()) => Decision::Here,
                                 Err(e) => {
@@ -245,16 +279,7 @@ impl Placement {
                     None => Decision::Retry(Duration::from_secs(1)),
                 });
             }
-            let mut candidates: Vec<(usize, &String, &NodeInfo)> = nodes
-                .iter()
-                .filter(|(_, i)| i.capacity == 0 || i.load < i.capacity)
-                .map(|(n, i)| (i.load, n, i))
-                .collect();
-            candidates.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
-            let chosen = candidates
-                .first()
-                .map(|(_, n, i)| ((*n).clone(), i.url.clone()));
-            match chosen {
+            match least_loaded(&nodes, None) {
                 Some((name, url)) if name != self.config.node => {
                     return Ok(Decision::Redirect(url));
                 }
@@ -288,7 +313,8 @@ impl Placement {
             if !bus.refresh(&key, &self.config.node, NODE_TTL).await?
                 && !bus.claim(&key, &self.config.node, NODE_TTL).await?
             {
-                tracing::warn!(%room, "sfu placement: another node owns a room with participants here");
+                // A room cascaded here from its owner (or a race lost).
+                tracing::debug!(%room, "sfu placement: another node owns a room with participants here");
             }
         }
         Ok(())
@@ -333,6 +359,20 @@ impl Placement {
             let _ = self.config.bus.release(&node, &v).await;
         }
     }
+}
+
+/// The live node with the fewest participants that is not full (ties:
+/// the smallest name, so that every node picks the same), but `except`:
+/// its name and URL.
+fn least_loaded(
+    nodes: &BTreeMap<String, NodeInfo>,
+    except: Option<&str>,
+) -> Option<(String, String)> {
+    nodes
+        .iter()
+        .filter(|(n, i)| (i.capacity == 0 || i.load < i.capacity) && Some(n.as_str()) != except)
+        .min_by(|x, y| (x.1.load, x.0).cmp(&(y.1.load, y.0)))
+        .map(|(n, i)| (n.clone(), i.url.clone()))
 }
 
 #[cfg(test)]
@@ -421,5 +461,10 @@ mod tests {
         a.heartbeat().await.unwrap();
         b.heartbeat().await.unwrap();
         assert_eq!(b.place("r").await, Decision::Here, "cascaded");
+        // The full owner sends a newcomer to b (which cascades), once it
+        // has a hook; without one it keeps it (and its SFU refuses it).
+        assert_eq!(a.place("r").await, Decision::Here);
+        a.set_cascade(Arc::new(Always));
+        assert_eq!(a.place("r").await, Decision::Redirect("http://b".into()));
     }
 }
