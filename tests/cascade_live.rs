@@ -7,7 +7,9 @@
 #[path = "common/sfu_server.rs"]
 mod sfu_server;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rtclab::peer::PeerEvent;
@@ -527,4 +529,118 @@ fn candidates_carry_the_public_ip() {
     });
     assert!(!seen.is_empty(), "the page got no host candidate");
     assert!(seen.iter().all(|a| a == public), "the page's: {seen:?}");
+}
+
+/// A one-to-one NAT in front of an SFU node, on loopback: what reaches
+/// `public` goes to `private` (from a port of the NAT's own per client,
+/// as the private side of a real NAT sees a client's mapped address), and
+/// the replies come back from `public`. The datagrams it carried in each
+/// direction.
+fn nat_1_1(public: SocketAddr, private: SocketAddr) -> Arc<[std::sync::atomic::AtomicU64; 2]> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let c = counts.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let outside = Arc::new(tokio::net::UdpSocket::bind(public).await.expect("public"));
+            tx.send(()).expect("ready");
+            let mut inside: HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> = HashMap::new();
+            let mut buf = vec![0u8; 2048];
+            loop {
+                let Ok((n, client)) = outside.recv_from(&mut buf).await else {
+                    return;
+                };
+                let up = match inside.get(&client) {
+                    Some(u) => u.clone(),
+                    None => {
+                        let u = Arc::new(
+                            tokio::net::UdpSocket::bind("127.0.0.1:0")
+                                .await
+                                .expect("inside"),
+                        );
+                        inside.insert(client, u.clone());
+                        let (u2, out, c2) = (u.clone(), outside.clone(), c.clone());
+                        tokio::spawn(async move {
+                            let mut b = vec![0u8; 2048];
+                            while let Ok(n) = u2.recv(&mut b).await {
+                                c2[1].fetch_add(1, Ordering::Relaxed);
+                                let _ = out.send_to(&b[..n], client).await;
+                            }
+                        });
+                        u
+                    }
+                };
+                c[0].fetch_add(1, Ordering::Relaxed);
+                let _ = up.send_to(&buf[..n], private).await;
+            }
+        });
+    });
+    rx.recv().expect("the NAT started");
+    counts
+}
+
+/// `--public-ip` through a one-to-one NAT: the node's socket is on
+/// 127.0.0.1, the NAT's public side on 127.0.0.2 (same port), and the
+/// publisher sends no candidate of its own, so the only way in is the
+/// address the answer advertises; its media reaches the SFU.
+#[test]
+fn a_publisher_reaches_a_node_behind_a_nat_by_its_public_ip() {
+    use std::sync::atomic::Ordering;
+    let (http, node) = start_sfu_at(None, Some("127.0.0.2".parse().unwrap()));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut live = bind(&rt);
+    let video = live.add_track(MediaKind::Video).expect("track");
+    let offer = live.offer().expect("offer");
+    // Our candidates are never signaled: the SFU learns our (mapped)
+    // address from our checks alone.
+    while rtclab::machine::Machine::poll_event(live.connection_mut()).is_some() {}
+    let r = http_request(
+        http,
+        "POST",
+        "/whip/nat",
+        &[("Content-Type", "application/sdp")],
+        offer.as_bytes(),
+        Duration::from_secs(5),
+    )
+    .expect("POST");
+    assert_eq!(r.status, 201);
+    let answer = String::from_utf8(r.body).expect("utf-8");
+    let public: SocketAddr = answer
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.trim().split(' ').collect();
+            (l.starts_with("a=candidate:") && f.len() > 7 && f[7] == "host")
+                .then(|| format!("{}:{}", f[4], f[5]).parse().ok())?
+        })
+        .expect("a host candidate");
+    assert_eq!(public.ip().to_string(), "127.0.0.2", "{answer}");
+    let private = SocketAddr::from(([127, 0, 0, 1], public.port()));
+    let counts = nat_1_1(public, private);
+    live.accept_answer(&answer).expect("answer");
+    let mut n = 0;
+    publish_until(
+        &rt,
+        &mut live,
+        video,
+        &mut n,
+        "media through the NAT",
+        || {
+            rt.block_on(node.stats())
+                .is_some_and(|(s, _)| s.received >= 30)
+        },
+    );
+    let (inbound, outbound) = (
+        counts[0].load(Ordering::Relaxed),
+        counts[1].load(Ordering::Relaxed),
+    );
+    eprintln!("through the NAT: {inbound} datagrams in, {outbound} out");
+    assert!(inbound > 30 && outbound > 0, "{inbound} {outbound}");
 }
