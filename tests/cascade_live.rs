@@ -22,10 +22,7 @@ use sfu_server::{start_sfu, start_sfu_at};
 fn a_publisher_on_one_node_plays_on_the_other_and_crosses_once() {
     let (http_a, node_a) = start_sfu(None);
     let (http_b, node_b) = start_sfu(None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let room = "cascaded";
     rt.block_on(node_a.cascade(room, &format!("http://{http_b}")))
         .expect("A links the room to B");
@@ -167,10 +164,7 @@ fn the_cascade_endpoint_refuses_what_it_should() {
         post(&[auth, ("Content-Type", "application/sdp")], "/cascade/r"),
         400
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let url = format!("http://{}", dead.local_addr().expect("addr"));
     drop(dead);
@@ -225,6 +219,13 @@ fn run(
         .await;
         frames
     })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn bind(rt: &tokio::runtime::Runtime) -> LivePeer {
@@ -302,10 +303,7 @@ fn three_nodes_in_a_star_forward_each_track_once_per_link() {
     let (http_a, node_a) = start_sfu(None);
     let (http_b, node_b) = start_sfu(None);
     let (http_c, node_c) = start_sfu(None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let room = "star";
     let hub = format!("http://{http_a}");
     rt.block_on(node_b.cascade(room, &hub))
@@ -362,10 +360,7 @@ fn three_nodes_in_a_star_forward_each_track_once_per_link() {
 fn a_link_closes_on_both_nodes_when_its_room_empties() {
     let (http_a, node_a) = start_sfu(None);
     let (http_b, node_b) = start_sfu(None);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let to_b = format!("http://{http_b}");
     let closed = || node_a.cascades().is_empty() && node_b.accepted_cascades() == 0;
     // A DELETE of the resource closes the link on both nodes.
@@ -502,10 +497,7 @@ fn candidates_carry_the_public_ip() {
         );
     }
     // The page: its answer and trickled candidates.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let seen = rt.block_on(async {
         let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/sfu/ws?room=nat"))
             .await
@@ -592,10 +584,7 @@ fn nat_1_1(public: SocketAddr, private: SocketAddr) -> Arc<[std::sync::atomic::A
 fn a_publisher_reaches_a_node_behind_a_nat_by_its_public_ip() {
     use std::sync::atomic::Ordering;
     let (http, node) = start_sfu_at(None, Some("127.0.0.2".parse().unwrap()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let mut live = bind(&rt);
     let video = live.add_track(MediaKind::Video).expect("track");
     let offer = live.offer().expect("offer");

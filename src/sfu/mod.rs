@@ -509,6 +509,16 @@ impl Sfu {
         public_ip::signaled(&self.config, text)
     }
 
+    /// [`Sfu::advertised`] of a signal's SDP or candidate.
+    fn advertised_signal(&self, signal: ServerSignal) -> ServerSignal {
+        match signal {
+            ServerSignal::Answer(s) => ServerSignal::Answer(self.advertised(s)),
+            ServerSignal::Offer(s) => ServerSignal::Offer(self.advertised(s)),
+            ServerSignal::Candidate(s) => ServerSignal::Candidate(self.advertised(s)),
+            other => other,
+        }
+    }
+
     /// Caps what `subscriber` receives at `bitrate` bits per second (or
     /// lifts the cap with `None`): simulcast layers are chosen within
     /// `min(estimate, cap)`, as if its link were that slow.
@@ -1822,24 +1832,10 @@ impl Machine for Sfu {
         match self.events.pop_front()? {
             Event::Signal {
                 participant,
-                signal: ServerSignal::Answer(s),
+                signal,
             } => Some(Event::Signal {
                 participant,
-                signal: ServerSignal::Answer(self.advertised(s)),
-            }),
-            Event::Signal {
-                participant,
-                signal: ServerSignal::Offer(s),
-            } => Some(Event::Signal {
-                participant,
-                signal: ServerSignal::Offer(self.advertised(s)),
-            }),
-            Event::Signal {
-                participant,
-                signal: ServerSignal::Candidate(s),
-            } => Some(Event::Signal {
-                participant,
-                signal: ServerSignal::Candidate(self.advertised(s)),
+                signal: self.advertised_signal(signal),
             }),
             e => Some(e),
         }
