@@ -38,7 +38,8 @@
 //!   room's next newcomers there);
 //! - a participant reaching the full owner is sent to the least loaded
 //!   node that is not full (the same choice on every node), which does
-//!   the above.
+//!   the above; if that node cannot link to the owner, the participant
+//!   hears "retry" (`503`) rather than being sent back and forth.
 //!
 //! Every cascaded node links to the owner: the room's links form a star
 //! around it (see [`super::cascade`] for why a star). A cascaded node's
@@ -267,9 +268,11 @@ impl Placement {
                         match (self.cascade.get(), full) {
                             (Some(c), true) => match c.cascade(room, &info.url).await {
                                 Ok(()) => Decision::Here,
+                                // Not to the full owner, which would send
+                                // the participant back here: later.
                                 Err(e) => {
                                     tracing::warn!(%room, "sfu cascade: {e}");
-                                    Decision::Redirect(info.url.clone())
+                                    Decision::Retry(Duration::from_secs(1))
                                 }
                             },
                             _ => Decision::Redirect(info.url.clone()),
