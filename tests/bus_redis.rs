@@ -767,3 +767,121 @@ fn a_full_owner_cascades_its_newcomers_to_another_node() {
     let left = rt.block_on(empty(&probe_bus, "rtclab:sfu:owner:", WAIT));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// The owner of a cascaded room dies (SIGKILL): the cascaded node drops
+/// its link to it as soon as its node key runs out (not when the link's
+/// ICE consent would, 30 s later), takes the room over, and the
+/// publisher, starting again there, is played there.
+#[test]
+fn a_cascaded_room_goes_on_when_its_owner_dies() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (b, pb, hb) = sfu_node(&redis.url(), "b", 4);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = SocketAddr::from(([127, 0, 0, 1], port));
+    let args: Vec<String> = [
+        "sfu",
+        "--listen",
+        &a.to_string(),
+        "--udp",
+        "127.0.0.1:0",
+        "--bus",
+        &redis.url(),
+        "--node",
+        "a",
+        "--max-participants",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut node_a = common::Peer::start("rtclab-sfu-a", &rtclab_bin(), &args);
+    assert!(
+        node_a.wait_for_output("rtclab sfu on", WAIT),
+        "{}",
+        node_a.output()
+    );
+    let loads = |want_a: usize| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let nodes = rt.block_on(pb.nodes()).unwrap_or_default();
+            if nodes.get("a").is_some_and(|i| i.load == want_a) && nodes.contains_key("b") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    loads(0);
+    let room = "phoenix";
+    let (mut p, video, _) = publish(&rt, a, room);
+    loads(1);
+    assert_eq!(probe(b, "GET", &format!("/sfu/?room={room}")).0, 200);
+    assert_eq!(hb.cascades().len(), 1, "b linked the room to a");
+    let mut n = 0;
+    let received = || {
+        rt.block_on(hb.stats())
+            .is_some_and(|(_, c)| c.rtp_received > 0)
+    };
+    let deadline = Instant::now() + WAIT;
+    while !received() {
+        assert!(Instant::now() < deadline, "b receives a's publisher");
+        call(
+            &rt,
+            &mut p,
+            video,
+            None,
+            &mut n,
+            Duration::from_millis(200),
+            0,
+        );
+    }
+    let (mut v, _) = play(&rt, b, room);
+    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    assert!(got >= 10, "frames on b through the link: {got}");
+    drop(v);
+    // a dies.
+    let killed = Instant::now();
+    node_a.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hb.cascades().is_empty() {
+        assert!(Instant::now() < deadline, "b still links to the dead a");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dropped = killed.elapsed();
+    // The publisher starts again where it can: b, which took the room.
+    let (mut p, video, _) = publish(&rt, b, room);
+    call(
+        &rt,
+        &mut p,
+        video,
+        None,
+        &mut n,
+        Duration::from_millis(300),
+        0,
+    );
+    let (mut v, _) = play(&rt, b, room);
+    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    let failover = killed.elapsed();
+    assert!(got >= 10, "frames on b after a died: {got}");
+    let owner = rt.block_on(async {
+        let probe = RedisBus::open(&redis.url()).unwrap();
+        probe.get(&placement::owner_key(room)).await.unwrap()
+    });
+    assert_eq!(owner.as_deref(), Some("b"));
+    println!("bus.sfu_cascade_link_dropped_ms {} ms", dropped.as_millis());
+    println!(
+        "bus.sfu_cascade_failover_decoding_ms {} ms",
+        failover.as_millis()
+    );
+    assert!(dropped < Duration::from_secs(6), "{dropped:?}");
+}

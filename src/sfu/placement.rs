@@ -97,6 +97,14 @@ pub enum Decision {
 pub trait Cascade: Send + Sync {
     /// Opens (or reuses) this node's cascade of `room` from the owner.
     fn cascade(&self, room: &str, owner_url: &str) -> BoxFuture<'_, Result<(), String>>;
+
+    /// The nodes (base URLs) this node's links of `room` go to.
+    fn linked(&self, _room: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Closes this node's link of `room` to the node at `url`.
+    fn unlink(&self, _room: &str, _url: &str) {}
 }
 
 /// How a node takes part in placement.
@@ -313,12 +321,57 @@ impl Placement {
         let rooms: Vec<String> = self.seats().keys().cloned().collect();
         for room in rooms {
             let key = owner_key(&room);
-            if !bus.refresh(&key, &self.config.node, NODE_TTL).await?
-                && !bus.claim(&key, &self.config.node, NODE_TTL).await?
-            {
+            let owned = bus.refresh(&key, &self.config.node, NODE_TTL).await?
+                || bus.claim(&key, &self.config.node, NODE_TTL).await?;
+            if !owned {
                 // A room cascaded here from its owner (or a race lost).
                 tracing::debug!(%room, "sfu placement: another node owns a room with participants here");
             }
+            self.follow_owner(&room, owned).await?;
+        }
+        Ok(())
+    }
+
+    /// A room cascaded here keeps its link to the room's owner, and only
+    /// to it: a link to a node that died (its key ran out) or that is no
+    /// longer the owner closes at once, rather than when the link's ICE
+    /// consent runs out (30 s, RFC 7675 §5.1), and the room links to the
+    /// new owner; a node that took the room over keeps no link of its
+    /// own to the old one. The links stay a star around the owner.
+    async fn follow_owner(&self, room: &str, owned: bool) -> Result<(), bus::Error> {
+        let Some(hook) = self.cascade.get() else {
+            return Ok(());
+        };
+        let linked = hook.linked(room);
+        if linked.is_empty() {
+            return Ok(());
+        }
+        let owner_url = if owned {
+            None
+        } else {
+            match self.config.bus.get(&owner_key(room)).await? {
+                Some(owner) => self.nodes().await?.get(&owner).map(|i| i.url.clone()),
+                None => None,
+            }
+        };
+        let mut unlinked = false;
+        for url in &linked {
+            if Some(url) != owner_url.as_ref() {
+                tracing::info!(%room, %url, "sfu placement: the room's link to a node that is no longer its owner closes");
+                hook.unlink(room, url);
+                unlinked = true;
+            }
+        }
+        if let Some(url) = owner_url
+            && unlinked
+            && !linked.contains(&url)
+        {
+            let (hook, room) = (hook.clone(), room.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = hook.cascade(&room, &url).await {
+                    tracing::warn!(%room, %url, "sfu cascade to the new owner: {e}");
+                }
+            });
         }
         Ok(())
     }

@@ -1010,6 +1010,29 @@ impl super::placement::Cascade for Handle {
         let (room, url) = (room.to_string(), owner_url.to_string());
         Box::pin(async move { Handle::cascade(self, &room, &url).await.map(|_| ()) })
     }
+
+    fn linked(&self, room: &str) -> Vec<String> {
+        self.cascades()
+            .into_iter()
+            .filter(|(r, _, _)| r == room)
+            .map(|(_, url, _)| url)
+            .collect()
+    }
+
+    fn unlink(&self, room: &str, url: &str) {
+        let key = (room.to_string(), url.trim_end_matches('/').to_string());
+        let id = self
+            .book
+            .dialed
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&key).map(|(id, _)| *id));
+        if let Some(id) = id {
+            // The SFU closes it; its Left removes it from the book and
+            // DELETEs its resource (a dead node's DELETE fails, no matter).
+            let _ = self.commands.try_send(Command::Leave(id));
+        }
+    }
 }
 
 /// The largest answer read from another node.
