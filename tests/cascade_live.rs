@@ -211,7 +211,7 @@ fn run(
                     }
                     e = p.next_event() => { e.expect("io"); }
                     (e, i) = any_viewer => {
-                        if let PeerEvent::Frame { .. } = e.expect("io") { frames[i] += 1; }
+                        if let peer::Event::Frame { .. } = e.expect("io") { frames[i] += 1; }
                     }
                 }
             }
@@ -433,7 +433,7 @@ fn candidates_carry_the_public_ip() {
     use futures_util::{SinkExt, StreamExt};
     use rand::SeedableRng;
     use rtclab::datachannel::ChannelInit;
-    use rtclab::peer::{PeerConfig, PeerConnection, SdpType, TrackCodec};
+    use rtclab::peer::{Config as PeerConfig, PeerConnection, SdpType, TrackCodec};
     use tokio_tungstenite::tungstenite::Message;
     let public = "192.0.2.7";
     let (http, _) = start_sfu_at(None, Some(public.parse().unwrap()));
