@@ -29,9 +29,11 @@
 //!   several layers; each subscriber gets the best whose measured rate fits
 //!   its bandwidth estimate (transport-cc feedback, [`crate::rtp::bwe`]),
 //!   switching only at a keyframe of the new layer ([`choose_layer`]).
-//! - **Repair at the SFU**: a subscriber's NACK is answered from that
-//!   subscriber's own send history (RTX, RFC 4588) on its link; only what
-//!   the SFU itself lost is NACKed to the publisher, by the SFU's receiver.
+//! - **Repair at the SFU**: a subscriber's NACK is answered on its link
+//!   (RTX, RFC 4588) from the publisher layer's packet cache, one per
+//!   published stream for all its subscribers (a history per subscriber
+//!   and track was most of a subscriber's memory); only what the SFU
+//!   itself lost is NACKed to the publisher.
 //! - **Keyframe requests aggregated** ([`KeyframeThrottle`]): many joiners
 //!   or layer switches make one PLI per publisher layer per interval.
 //! - **Instant join** ([`KeyframeCache`]): a new subscriber starts from the
@@ -59,7 +61,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-pub use forward::{KeyframeCache, KeyframeThrottle, RateMeter, Rewriter, choose_layer};
+pub use forward::{KeyframeCache, KeyframeThrottle, Origin, RateMeter, Rewriter, choose_layer};
 use svc::{SvcDown, SvcForward, SvcTrack};
 
 use crate::datachannel::{self, ChannelId, Message};
@@ -71,6 +73,7 @@ use crate::peer::{
     RTP_MODE_DEPENDENCY_DESCRIPTOR, SdpType, SignalingState, TrackId,
 };
 use crate::rtp::codec::{AnyDepacketizer, Codec};
+use crate::rtp::nack::SendHistory;
 use crate::rtp::{Depacketizer, RtpPacket};
 use crate::sdp::{MediaKind, Mid};
 
@@ -294,7 +297,24 @@ struct PubLayer {
     ssrc: Option<u32>,
     rate: RateMeter,
     cache: KeyframeCache,
+    /// The layer's latest packets, as received (video): what answers every
+    /// subscriber's NACKs ([`Sfu::on_nack_unanswered`]).
+    repair: SendHistory,
     throttle: KeyframeThrottle,
+}
+
+impl PubLayer {
+    /// A layer not heard yet; at most one keyframe request per `interval`.
+    fn new(rid: Option<Mid>, interval: Duration) -> PubLayer {
+        PubLayer {
+            rid,
+            ssrc: None,
+            rate: RateMeter::default(),
+            cache: KeyframeCache::new(CACHE_PACKETS, CACHE_BYTES),
+            repair: SendHistory::new(REPAIR_PACKETS),
+            throttle: KeyframeThrottle::new(interval),
+        }
+    }
 }
 
 /// A track a participant publishes.
@@ -324,6 +344,10 @@ struct Down {
     target: Option<usize>,
     /// The decode target forwarded, on an SVC track.
     svc: SvcDown,
+    /// The subscriber's connection keeps this track's packets for RTX
+    /// itself (an SVC track: thinned per subscriber, its numbering is not
+    /// the layer cache's).
+    own_history: bool,
     /// Removed from the subscriber's connection: no more packets.
     removed: bool,
 }
@@ -390,6 +414,11 @@ const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
 /// The keyframe cache's bounds per layer.
 const CACHE_PACKETS: usize = 1024;
 const CACHE_BYTES: usize = 2 << 20;
+/// Packets of each published video layer kept to repair subscribers'
+/// losses: a receiver NACKs a hole for about a second before it gives the
+/// frame up, and 512 packets are that second at up to 5 Mbit/s (the
+/// history a sender keeps by default, `peer::Config::rtx_history`).
+const REPAIR_PACKETS: usize = 512;
 /// How often subscribers' links are probed for a higher layer.
 const PROBE_INTERVAL: Duration = Duration::from_secs(3);
 /// Events of a participant's connection handled per input, at most.
@@ -573,6 +602,9 @@ impl Sfu {
         // A cascade link is not paced: it carries what publishers paced
         // already, and an estimate starting low would queue a whole room.
         config.pacing = self.config.pacing && role != Role::Cascade;
+        // Subscribers' losses are repaired from the publishers' layer
+        // caches, not from a history per subscriber and track.
+        config.rtx_history = 1;
         config.ice_credentials = Some(Credentials {
             ufrag: ufrag.clone(),
             pwd,
@@ -841,6 +873,7 @@ impl Sfu {
                     current: None,
                     target: None,
                     svc: SvcDown::default(),
+                    own_history: false,
                     removed: false,
                 });
                 s.needs_offer = true;
@@ -936,7 +969,7 @@ impl Sfu {
                 PeerEvent::NackUnanswered {
                     track,
                     sequence_numbers,
-                } => self.on_nack_unanswered(id, track, &sequence_numbers),
+                } => self.on_nack_unanswered(now, id, track, &sequence_numbers),
                 PeerEvent::BandwidthEstimate { bitrate } => p.estimate = Some(bitrate),
                 PeerEvent::ConnectionState(PeerConnectionState::Connected) if !p.connected => {
                     p.connected = true;
@@ -990,13 +1023,7 @@ impl Sfu {
         };
         let layers = rids
             .into_iter()
-            .map(|rid| PubLayer {
-                rid,
-                ssrc: None,
-                rate: RateMeter::default(),
-                cache: KeyframeCache::new(CACHE_PACKETS, CACHE_BYTES),
-                throttle: KeyframeThrottle::new(self.config.keyframe_interval),
-            })
+            .map(|rid| PubLayer::new(rid, self.config.keyframe_interval))
             .collect();
         p.published.push(Published {
             mid: key,
@@ -1145,6 +1172,9 @@ impl Sfu {
         if cache_on && t.kind == MediaKind::Video && t.svc.is_none() {
             layer.cache.push(packet, keyframe);
         }
+        if t.kind == MediaKind::Video && t.svc.is_none() {
+            let _ = layer.repair.store(packet);
+        }
         // The active layers' rates, for the chooser.
         let active: Vec<(usize, u64)> = t
             .layers
@@ -1257,6 +1287,13 @@ impl Sfu {
                 }
                 if d.svc.wants_keyframe() {
                     want_keyframe.push(li);
+                }
+                if !d.own_history {
+                    // Thinned per subscriber: the layer cache's numbering
+                    // is not this stream's, so its connection keeps what
+                    // it sent for RTX.
+                    d.own_history = true;
+                    let _ = s.pc.set_rtx_history(d.track, REPAIR_PACKETS);
                 }
                 match forward {
                     SvcForward::Drop => {
@@ -1423,38 +1460,79 @@ impl Sfu {
     }
 
     // ANCHOR: nack_unanswered
-    /// A subscriber NACKed packets its send history no longer holds (or
-    /// never had: the SFU lost them too): ask the publisher, in its own
-    /// numbering.
-    fn on_nack_unanswered(&mut self, id: ParticipantId, track: TrackId, seqs: &[u16]) {
+    /// A subscriber NACKed packets its connection does not keep: each is
+    /// sent again from the publisher layer's cache, rewritten as it was
+    /// sent (RTX on the subscriber's link); what the cache does not hold
+    /// (the SFU lost it too, or it is older than the cache) is asked of the
+    /// publisher, in its own numbering.
+    fn on_nack_unanswered(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        track: TrackId,
+        seqs: &[u16],
+    ) {
         let Some(s) = self.participants.get(&id) else {
             return;
         };
         let Some(d) = s.down.iter().find(|d| d.track == track) else {
             return;
         };
-        let source: Vec<u16> = seqs
-            .iter()
-            .filter_map(|&q| d.rewriter.source_seq(q))
-            .collect();
-        let (publisher, mid, li) = (d.publisher, d.mid, d.current);
-        if source.is_empty() {
-            return;
+        let (publisher, mid, rewriter) = (d.publisher, d.mid, d.rewriter.clone());
+        // The publisher's layers that must be asked: `(layer, its seqs)`.
+        let mut ask: Vec<(usize, Vec<u16>)> = Vec::new();
+        for &q in seqs {
+            let Some(origin) = rewriter.locate(q) else {
+                continue;
+            };
+            let Some(t) = self
+                .participants
+                .get(&publisher)
+                .and_then(|p| p.published.iter().find(|t| t.mid == mid))
+            else {
+                return;
+            };
+            let Some(li) = t.layers.iter().position(|l| l.ssrc == Some(origin.ssrc)) else {
+                continue;
+            };
+            if let Some(cached) = t.layers[li].repair.get(origin.seq) {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(cached);
+                if let Ok(mut p) = crate::rtp::RtpPacketMut::new_checked(&mut self.scratch) {
+                    let ts = p.as_packet().timestamp();
+                    p.set_sequence_number(q);
+                    p.set_timestamp(ts.wrapping_add(origin.ts_offset));
+                    if let Some(s) = self.participants.get_mut(&id)
+                        && s.pc.resend_rtp(now, track, &self.scratch).is_ok()
+                    {
+                        if !s.queued {
+                            s.queued = true;
+                            self.transmit_queue.push_back(id);
+                        }
+                        continue;
+                    }
+                }
+            }
+            match ask.iter_mut().find(|(l, _)| *l == li) {
+                Some((_, v)) => v.push(origin.seq),
+                None => ask.push((li, vec![origin.seq])),
+            }
         }
-        let Some(p) = self.participants.get_mut(&publisher) else {
-            return;
-        };
-        let rid = li.and_then(|li| {
-            p.published
+        for (li, source) in ask {
+            let Some(p) = self.participants.get_mut(&publisher) else {
+                return;
+            };
+            let rid = p
+                .published
                 .iter()
                 .find(|t| t.mid == mid)
                 .and_then(|t| t.layers.get(li))
-                .and_then(|l| l.rid)
-        });
-        if p.role == Role::Remote {
-            self.cascade_nack(publisher, mid, rid, &source);
-        } else if p.pc.send_nack_layer(&mid, rid.as_deref(), &source).is_ok() {
-            self.stats.nacks_to_publishers += 1;
+                .and_then(|l| l.rid);
+            if p.role == Role::Remote {
+                self.cascade_nack(publisher, mid, rid, &source);
+            } else if p.pc.send_nack_layer(&mid, rid.as_deref(), &source).is_ok() {
+                self.stats.nacks_to_publishers += 1;
+            }
         }
     }
     // ANCHOR_END: nack_unanswered
