@@ -17,10 +17,12 @@
 //!
 //! [`Sfu`] is sans-IO like every machine of rtclab ([`crate::machine::Machine`]):
 //! every participant is a [`PeerConnection`] in RTP mode, and all of them
-//! share one UDP socket. A datagram from an address the SFU has sent to is
-//! routed by its 5-tuple; one from a new address must be a STUN Binding
-//! request, routed by the first half of its USERNAME (`our-ufrag:theirs`,
-//! RFC 8445 §7.2.2), since the SFU chose each participant's ufrag.
+//! share one UDP socket. Datagrams are routed as [`crate::peer::PeerSet`]
+//! routes them, by the same table ([`Router`]): a STUN Binding request by
+//! the first half of its USERNAME (`our-ufrag:theirs`, RFC 8445 §7.2.2),
+//! since the SFU chose each participant's ufrag; anything else by a
+//! 5-tuple learned for the participant once its ICE agent holds the
+//! remote address.
 //!
 //! What the forwarding does, each piece in [`forward`]:
 //! - **Rewriting** ([`Rewriter`]): each subscriber gets its own continuous
@@ -68,6 +70,7 @@ use crate::datachannel::{self, ChannelId, Message};
 use crate::dtls::cert::Certificate;
 use crate::ice::Credentials;
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
+use crate::peer::set::{Hosted, Router, Routes};
 use crate::peer::{
     PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent,
     RTP_MODE_DEPENDENCY_DESCRIPTOR, SdpType, SignalingState, TrackId,
@@ -357,9 +360,8 @@ struct Participant {
     role: Role,
     room: String,
     pc: PeerConnection,
-    ufrag: String,
-    /// Remote addresses the SFU sent to for this participant (its routes).
-    routes: Vec<SocketAddr>,
+    /// Its ufrag and 5-tuples in the SFU's [`Router`].
+    routes: Routes,
     /// The page's offer was answered: the SFU may offer from now on.
     answered: bool,
     /// Tracks came or went since the last offer.
@@ -385,10 +387,12 @@ pub struct Sfu {
     config: Config,
     rng: StdRng,
     next_id: u64,
-    participants: HashMap<ParticipantId, Participant>,
+    /// Boxed: a participant (its connection) is kilobytes, and a map
+    /// keeps up to twice its entries' room inline as it grows.
+    participants: HashMap<ParticipantId, Box<Participant>>,
     rooms: HashMap<String, Room>,
-    by_ufrag: HashMap<String, ParticipantId>,
-    routes: HashMap<SocketAddr, ParticipantId>,
+    /// Which participant a datagram is for.
+    router: Router<ParticipantId>,
     timers: BTreeSet<(Instant, ParticipantId)>,
     transmit_queue: VecDeque<ParticipantId>,
     /// Participants with events to handle.
@@ -407,8 +411,6 @@ struct Room {
     speaker: Option<ParticipantId>,
 }
 
-/// At most this many remote addresses are remembered per participant.
-const MAX_ROUTES: usize = 8;
 /// A layer silent this long is not offered to subscribers.
 const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
 /// The keyframe cache's bounds per layer.
@@ -433,8 +435,7 @@ impl Sfu {
             next_id: 1,
             participants: HashMap::new(),
             rooms: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            routes: HashMap::new(),
+            router: Router::new(),
             timers: BTreeSet::new(),
             transmit_queue: VecDeque::new(),
             dirty: Vec::new(),
@@ -577,7 +578,7 @@ impl Sfu {
         self.next_id += 1;
         let ufrag = loop {
             let u = format!("{:08x}", self.rng.next_u32());
-            if !self.by_ufrag.contains_key(&u) {
+            if !self.router.has_ufrag(&u) {
                 break u;
             }
         };
@@ -620,7 +621,7 @@ impl Sfu {
             .members;
         for &other in members.iter() {
             // A cascade link is no one's tile.
-            let link = |m| self.participants.get(m).map(|p: &Participant| p.role);
+            let link = |m| self.participants.get(m).map(|p| p.role);
             if role == Role::Cascade || link(&other) == Some(Role::Cascade) {
                 continue;
             }
@@ -628,16 +629,16 @@ impl Sfu {
             push_signal(&mut self.events, id, ServerSignal::Joined(other));
         }
         members.push(id);
-        self.by_ufrag.insert(ufrag.clone(), id);
+        let mut routes = Routes::default();
+        self.router.set_ufrag(id, &mut routes, Some(&ufrag));
         self.participants.insert(
             id,
-            Participant {
+            Box::new(Participant {
                 id,
                 role,
                 room: room.to_string(),
                 pc,
-                ufrag,
-                routes: Vec::new(),
+                routes,
                 answered: false,
                 needs_offer: false,
                 published: Vec::new(),
@@ -649,7 +650,7 @@ impl Sfu {
                 queued: false,
                 deadline: None,
                 next_remb: None,
-            },
+            }),
         );
         self.touch(now, id);
         Ok(id)
@@ -664,12 +665,7 @@ impl Sfu {
         p.pc.close(now);
         // Its last datagrams (DTLS close_notify) are lost with it: the
         // peer also learns from the signaling and from consent.
-        self.by_ufrag.remove(&p.ufrag);
-        for a in &p.routes {
-            if self.routes.get(a) == Some(&id) {
-                self.routes.remove(a);
-            }
-        }
+        self.router.remove(id, &p.routes);
         if let Some(d) = p.deadline {
             self.timers.remove(&(d, id));
         }
@@ -1759,21 +1755,6 @@ impl Sfu {
             }
         }
     }
-
-    // ANCHOR: route
-    /// The participant a datagram from `source` belongs to.
-    fn route(&self, source: SocketAddr, datagram: &[u8]) -> Option<ParticipantId> {
-        if let Some(&id) = self.routes.get(&source) {
-            return Some(id);
-        }
-        // A new address: only a STUN Binding request naming one of our
-        // ufrags (RFC 8445 §7.2.2: USERNAME is "ours:theirs").
-        let m = crate::stun::Message::decode(datagram).ok()?;
-        let user = m.username().ok()??;
-        let ours = user.split(':').next()?;
-        self.by_ufrag.get(ours).copied()
-    }
-    // ANCHOR_END: route
 }
 
 /// Queues a signaling message for a participant's page.
@@ -1791,13 +1772,20 @@ impl Machine for Sfu {
     type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
-        let Some(id) = self.route(datagram.source, datagram.contents) else {
+        // ANCHOR: route
+        let Some((id, by_ufrag)) = self.router.route(&datagram) else {
             self.stats.dropped_unknown += 1;
             return;
         };
         if let Some(p) = self.participants.get_mut(&id) {
             p.pc.handle_receive(now, datagram);
+            if by_ufrag {
+                let pc = &p.pc;
+                self.router
+                    .on_received(id, &mut p.routes, &datagram, |a| pc.knows_remote(a));
+            }
         }
+        // ANCHOR_END: route
         self.touch(now, id);
         self.process(now);
     }
@@ -1839,17 +1827,11 @@ impl Machine for Sfu {
                 Some(meta) => {
                     // Learn the route: datagrams from there are this
                     // participant's.
-                    let to = meta.destination;
-                    if !p.routes.contains(&to) {
-                        if p.routes.len() >= MAX_ROUTES {
-                            let old = p.routes.remove(0);
-                            if self.routes.get(&old) == Some(&id) {
-                                self.routes.remove(&old);
-                            }
-                        }
-                        p.routes.push(to);
-                        self.routes.insert(to, id);
-                    }
+                    let pc = &p.pc;
+                    self.router
+                        .on_sent(id, &mut p.routes, meta.source, meta.destination, |a| {
+                            pc.knows_remote(a)
+                        });
                     // Round robin: back of the queue, still queued.
                     self.transmit_queue.push_back(id);
                     return Some(meta);
