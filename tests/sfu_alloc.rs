@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::machine::{Machine, Receive, Transmit, TransmitMeta};
-use rtclab::peer::{PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackId};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackId};
 use rtclab::sdp::MediaKind;
 use rtclab::sfu::{
     ClientSignal, Config, Event as SfuEvent, ParticipantId, Role, ServerSignal, Sfu,
@@ -183,7 +183,7 @@ impl Bench {
         };
         let now = b.sim.now();
         let mut pc = PeerConnection::new(
-            PeerConfig::new(certificate(&mut b.rng), vec![client_addr(0)]),
+            peer::Config::new(certificate(&mut b.rng), vec![client_addr(0)]),
             StdRng::seed_from_u64(100),
         );
         let video = pc.add_track(MediaKind::Video).expect("video");
@@ -224,7 +224,7 @@ impl Bench {
         let i = self.clients.len();
         let now = self.sim.now();
         let mut pc = PeerConnection::new(
-            PeerConfig::new(certificate(&mut self.rng), vec![client_addr(i)]),
+            peer::Config::new(certificate(&mut self.rng), vec![client_addr(i)]),
             StdRng::seed_from_u64(100 + i as u64),
         );
         for kind in [MediaKind::Audio, MediaKind::Video] {
@@ -258,7 +258,7 @@ impl Bench {
             let (host, id) = self.clients[k];
             for e in self.sim.events::<PeerConnection>(host) {
                 match e {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         let _ = as_sfu(|| {
                             self.sfu().handle_signal(
                                 now,
@@ -267,7 +267,7 @@ impl Bench {
                             )
                         });
                     }
-                    PeerEvent::KeyframeRequested(_) => key = true,
+                    peer::Event::KeyframeRequested(_) => key = true,
                     _ => {}
                 }
             }
