@@ -307,8 +307,9 @@ fn chat_is_relayed_to_the_room() {
     );
 }
 
-/// 5 % loss on one subscriber's link: its losses are repaired from the
-/// SFU's history on that link; the publishers see no NACK for them.
+/// 5 % loss on one subscriber's link: its losses are repaired on that link
+/// from the SFU's cache of each publisher's stream (one for all its
+/// subscribers); the publishers see no NACK for them.
 #[test]
 fn a_lossy_subscriber_is_repaired_by_the_sfu() {
     let mut room = Room::new(3);

@@ -150,31 +150,232 @@ pub struct Stats {
     pub deadline_reads: u64,
 }
 
-struct Slot<P> {
-    peer: P,
+/// A 5-tuple: the remote address and our local one.
+type Tuple = (SocketAddr, SocketAddr);
+
+/// The routing table of many peers on one socket (see the [module
+/// doc](self)): which peer a datagram is for, by the ufrag of a STUN
+/// check or by a 5-tuple learned for the peer. [`PeerSet`] keeps one for
+/// its peers; a host that keeps its peers itself (the SFU, whose
+/// participants hold more than a connection) keeps one beside them, with
+/// each peer's [`Routes`], and tells it what each peer received and sent.
+/// Keys are the host's names for its peers.
+#[derive(Debug)]
+pub struct Router<K> {
+    by_tuple: HashMap<Tuple, K>,
+    by_ufrag: HashMap<String, K>,
+    stats: Stats,
+}
+
+/// What a [`Router`] knows of one peer, kept beside the peer: the ufrag it
+/// is indexed under, its 5-tuples.
+#[derive(Debug, Default)]
+pub struct Routes {
     /// The ufrag this peer is indexed under.
     ufrag: Option<String>,
-    /// 5-tuples (remote, local) learned for this peer, oldest first (some
-    /// may have been taken over by another peer since).
-    tuples: VecDeque<(SocketAddr, SocketAddr)>,
+    /// 5-tuples learned for this peer, oldest first (some may have been
+    /// taken over by another peer since).
+    tuples: VecDeque<Tuple>,
+    /// The last 5-tuple it sent on (learning is skipped when unchanged).
+    last_sent: Option<Tuple>,
+}
+
+impl<K> Default for Router<K> {
+    fn default() -> Self {
+        Router {
+            by_tuple: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            stats: Stats::default(),
+        }
+    }
+}
+
+impl<K: Copy + Eq> Router<K> {
+    /// An empty table.
+    pub fn new() -> Self {
+        Router::default()
+    }
+
+    /// The routing counters (`deadline_reads` is a [`PeerSet`]'s own).
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// How many 5-tuples the table holds (at most [`MAX_TUPLES_PER_PEER`]
+    /// per peer).
+    pub fn tuple_count(&self) -> usize {
+        self.by_tuple.len()
+    }
+
+    /// Whether a peer is indexed under `ufrag`.
+    pub fn has_ufrag(&self, ufrag: &str) -> bool {
+        self.by_ufrag.contains_key(ufrag)
+    }
+
+    /// The peer `d` is for, and whether it was found by the ufrag of a STUN
+    /// check (then pass it to [`Router::on_received`] once the peer has
+    /// read it); `None`: dropped, and counted.
+    pub fn route(&mut self, d: &Receive<'_>) -> Option<(K, bool)> {
+        let stats = &mut self.stats;
+        let known = self.by_tuple.get(&(d.source, d.destination)).copied();
+        if classify(d.contents) == PacketKind::Stun {
+            match binding_request_ufrag(d.contents) {
+                Some(ufrag) => {
+                    if let Some(&k) = self.by_ufrag.get(ufrag) {
+                        stats.routed_by_ufrag += 1;
+                        return Some((k, known != Some(k)));
+                    }
+                    if known.is_none() {
+                        stats.dropped_unknown_ufrag += 1;
+                        return None;
+                    }
+                }
+                None if known.is_none() => {
+                    if is_stun_request(d.contents) {
+                        stats.dropped_malformed_stun += 1;
+                    } else {
+                        stats.dropped_unknown_tuple += 1;
+                    }
+                    return None;
+                }
+                None => {}
+            }
+        }
+        match known {
+            Some(k) => {
+                stats.routed_by_tuple += 1;
+                Some((k, false))
+            }
+            None => {
+                stats.dropped_unknown_tuple += 1;
+                None
+            }
+        }
+    }
+
+    /// After peer `key` read `d`, routed to it by ufrag: its 5-tuple is
+    /// learned (taken over from another peer if need be) if the peer's
+    /// ICE agent now holds the source (`knows_remote`, [`Hosted`]).
+    pub fn on_received(
+        &mut self,
+        key: K,
+        routes: &mut Routes,
+        d: &Receive<'_>,
+        knows_remote: impl FnOnce(SocketAddr) -> bool,
+    ) {
+        self.learn(key, routes, (d.destination, d.source), true, knows_remote);
+    }
+
+    /// Peer `key` sent a datagram from `source` (our address, if the
+    /// transmit names it) to `destination`: that 5-tuple is learned, unless
+    /// another peer has it, if the peer's ICE agent holds `destination`.
+    pub fn on_sent(
+        &mut self,
+        key: K,
+        routes: &mut Routes,
+        source: Option<SocketAddr>,
+        destination: SocketAddr,
+        knows_remote: impl FnOnce(SocketAddr) -> bool,
+    ) {
+        let Some(local) = source else {
+            return;
+        };
+        if routes.last_sent != Some((local, destination)) {
+            routes.last_sent = Some((local, destination));
+            self.learn(key, routes, (local, destination), false, knows_remote);
+        }
+    }
+
+    /// Indexes peer `key` under `ufrag` (its local ICE ufrag), or under
+    /// none; a ufrag another peer has stays that peer's (counted).
+    pub fn set_ufrag(&mut self, key: K, routes: &mut Routes, ufrag: Option<&str>) {
+        if ufrag == routes.ufrag.as_deref() {
+            return;
+        }
+        if let Some(old) = routes.ufrag.take()
+            && self.by_ufrag.get(&old) == Some(&key)
+        {
+            self.by_ufrag.remove(&old);
+        }
+        if let Some(u) = ufrag {
+            match self.by_ufrag.get(u) {
+                Some(&other) if other != key => self.stats.ufrag_collisions += 1,
+                _ => {
+                    self.by_ufrag.insert(u.to_string(), key);
+                }
+            }
+            routes.ufrag = Some(u.to_string());
+        }
+    }
+
+    /// Forgets peer `key`: its 5-tuples and its ufrag.
+    pub fn remove(&mut self, key: K, routes: &Routes) {
+        for t in &routes.tuples {
+            if self.by_tuple.get(t) == Some(&key) {
+                self.by_tuple.remove(t);
+            }
+        }
+        if let Some(u) = &routes.ufrag
+            && self.by_ufrag.get(u) == Some(&key)
+        {
+            self.by_ufrag.remove(u);
+        }
+    }
+
+    /// Learns `(local, remote)` for `key` if `knows_remote(remote)`;
+    /// `take_over`: even if another peer has it.
+    fn learn(
+        &mut self,
+        key: K,
+        routes: &mut Routes,
+        (local, remote): (SocketAddr, SocketAddr),
+        take_over: bool,
+        knows_remote: impl FnOnce(SocketAddr) -> bool,
+    ) {
+        let tuple = (remote, local);
+        match self.by_tuple.get(&tuple) {
+            Some(&k) if k == key => return,
+            Some(_) if !take_over => return,
+            _ => {}
+        }
+        if !knows_remote(remote) {
+            return;
+        }
+        self.by_tuple.insert(tuple, key);
+        self.stats.tuples_learned += 1;
+        routes.tuples.retain(|t| *t != tuple);
+        routes.tuples.push_back(tuple);
+        while routes.tuples.len() > MAX_TUPLES_PER_PEER {
+            if let Some(old) = routes.tuples.pop_front()
+                && self.by_tuple.get(&old) == Some(&key)
+            {
+                self.by_tuple.remove(&old);
+                self.stats.tuples_evicted += 1;
+            }
+        }
+    }
+}
+
+struct Slot<P> {
+    peer: P,
+    /// Its ufrag and 5-tuples in the router.
+    routes: Routes,
     /// Its deadline as the heap knows it.
     deadline: Option<Instant>,
     /// Whether it is in the output queue.
     queued: bool,
-    /// The last 5-tuple it sent on (learning is skipped when unchanged).
-    last_sent: Option<(SocketAddr, SocketAddr)>,
 }
 
 /// Everything but the peers, so that a [`PeerMut`] can hold a peer and the
 /// bookkeeping at once.
 struct Index<E> {
     next_key: u64,
-    by_tuple: HashMap<(SocketAddr, SocketAddr), PeerKey>,
-    by_ufrag: HashMap<String, PeerKey>,
+    router: Router<PeerKey>,
     timers: BinaryHeap<Reverse<(Instant, PeerKey)>>,
     output: VecDeque<PeerKey>,
     events: VecDeque<(PeerKey, E)>,
-    stats: Stats,
+    /// How many times the set asked a peer for its deadline.
+    deadline_reads: u64,
 }
 
 /// Many peers on one socket (see the [module doc](self)). A [`Machine`]:
@@ -195,8 +396,8 @@ impl<P: Hosted> fmt::Debug for PeerSet<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerSet")
             .field("peers", &self.peers.len())
-            .field("tuples", &self.index.by_tuple.len())
-            .field("stats", &self.index.stats)
+            .field("tuples", &self.index.router.tuple_count())
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -208,12 +409,11 @@ impl<P: Hosted> PeerSet<P> {
             peers: HashMap::new(),
             index: Index {
                 next_key: 0,
-                by_tuple: HashMap::new(),
-                by_ufrag: HashMap::new(),
+                router: Router::new(),
                 timers: BinaryHeap::new(),
                 output: VecDeque::new(),
                 events: VecDeque::new(),
-                stats: Stats::default(),
+                deadline_reads: 0,
             },
         }
     }
@@ -225,11 +425,9 @@ impl<P: Hosted> PeerSet<P> {
         self.index.next_key += 1;
         let slot = self.peers.entry(key).or_insert(Slot {
             peer,
-            ufrag: None,
-            tuples: VecDeque::new(),
+            routes: Routes::default(),
             deadline: None,
             queued: false,
-            last_sent: None,
         });
         self.index.touched(key, slot);
         self.index.settle(&self.peers);
@@ -240,16 +438,7 @@ impl<P: Hosted> PeerSet<P> {
     /// stay in the set's queue (they were already drained from it).
     pub fn remove(&mut self, key: PeerKey) -> Option<P> {
         let slot = self.peers.remove(&key)?;
-        for t in &slot.tuples {
-            if self.index.by_tuple.get(t) == Some(&key) {
-                self.index.by_tuple.remove(t);
-            }
-        }
-        if let Some(u) = &slot.ufrag
-            && self.index.by_ufrag.get(u) == Some(&key)
-        {
-            self.index.by_ufrag.remove(u);
-        }
+        self.index.router.remove(key, &slot.routes);
         // Its heap entry and output-queue entry go stale and are skipped.
         self.index.settle(&self.peers);
         Some(slot.peer)
@@ -288,53 +477,16 @@ impl<P: Hosted> PeerSet<P> {
 
     /// The routing counters.
     pub fn stats(&self) -> Stats {
-        self.index.stats
+        Stats {
+            deadline_reads: self.index.deadline_reads,
+            ..self.index.router.stats()
+        }
     }
 
     /// How many 5-tuples the routing table holds (at most
     /// [`MAX_TUPLES_PER_PEER`] per peer).
     pub fn tuple_count(&self) -> usize {
-        self.index.by_tuple.len()
-    }
-
-    /// The peer a datagram would go to, and whether it was found by ufrag.
-    fn route(&mut self, d: &Receive<'_>) -> Option<(PeerKey, bool)> {
-        let stats = &mut self.index.stats;
-        let tuple = (d.source, d.destination);
-        let known = self.index.by_tuple.get(&tuple).copied();
-        if classify(d.contents) == PacketKind::Stun {
-            match binding_request_ufrag(d.contents) {
-                Some(ufrag) => {
-                    if let Some(&k) = self.index.by_ufrag.get(ufrag) {
-                        stats.routed_by_ufrag += 1;
-                        return Some((k, known != Some(k)));
-                    }
-                    if known.is_none() {
-                        stats.dropped_unknown_ufrag += 1;
-                        return None;
-                    }
-                }
-                None if known.is_none() => {
-                    if is_stun_request(d.contents) {
-                        stats.dropped_malformed_stun += 1;
-                    } else {
-                        stats.dropped_unknown_tuple += 1;
-                    }
-                    return None;
-                }
-                None => {}
-            }
-        }
-        match known {
-            Some(k) => {
-                stats.routed_by_tuple += 1;
-                Some((k, false))
-            }
-            None => {
-                stats.dropped_unknown_tuple += 1;
-                None
-            }
-        }
+        self.index.router.tuple_count()
     }
 }
 
@@ -358,7 +510,8 @@ impl<E> Index<E> {
         while let Some(e) = slot.peer.poll_event() {
             self.events.push_back((key, e));
         }
-        self.reindex_ufrag(key, slot);
+        self.router
+            .set_ufrag(key, &mut slot.routes, slot.peer.local_ufrag());
         self.refresh_deadline(key, slot);
         if !slot.queued {
             slot.queued = true;
@@ -366,29 +519,8 @@ impl<E> Index<E> {
         }
     }
 
-    fn reindex_ufrag<P: Hosted>(&mut self, key: PeerKey, slot: &mut Slot<P>) {
-        let now = slot.peer.local_ufrag();
-        if now == slot.ufrag.as_deref() {
-            return;
-        }
-        if let Some(old) = slot.ufrag.take()
-            && self.by_ufrag.get(&old) == Some(&key)
-        {
-            self.by_ufrag.remove(&old);
-        }
-        if let Some(u) = now {
-            match self.by_ufrag.get(u) {
-                Some(&other) if other != key => self.stats.ufrag_collisions += 1,
-                _ => {
-                    self.by_ufrag.insert(u.to_string(), key);
-                }
-            }
-            slot.ufrag = Some(u.to_string());
-        }
-    }
-
     fn refresh_deadline<P: Hosted>(&mut self, key: PeerKey, slot: &mut Slot<P>) {
-        self.stats.deadline_reads += 1;
+        self.deadline_reads += 1;
         let d = slot.peer.poll_timeout();
         if d != slot.deadline {
             slot.deadline = d;
@@ -413,37 +545,6 @@ impl<E> Index<E> {
                 break;
             }
             self.timers.pop();
-        }
-    }
-
-    /// Learns `tuple` for `key` if its ICE agent knows the remote address;
-    /// `take_over`: even if another peer has it.
-    fn learn<P: Hosted>(
-        &mut self,
-        key: PeerKey,
-        slot: &mut Slot<P>,
-        tuple: (SocketAddr, SocketAddr),
-        take_over: bool,
-    ) {
-        match self.by_tuple.get(&tuple) {
-            Some(&k) if k == key => return,
-            Some(_) if !take_over => return,
-            _ => {}
-        }
-        if !slot.peer.knows_remote(tuple.0) {
-            return;
-        }
-        self.by_tuple.insert(tuple, key);
-        self.stats.tuples_learned += 1;
-        slot.tuples.retain(|t| *t != tuple);
-        slot.tuples.push_back(tuple);
-        while slot.tuples.len() > MAX_TUPLES_PER_PEER {
-            if let Some(old) = slot.tuples.pop_front()
-                && self.by_tuple.get(&old) == Some(&key)
-            {
-                self.by_tuple.remove(&old);
-                self.stats.tuples_evicted += 1;
-            }
         }
     }
 }
@@ -497,7 +598,7 @@ impl<P: Hosted> Machine for PeerSet<P> {
     type Event = (PeerKey, P::Event);
 
     fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
-        let Some((key, by_ufrag)) = self.route(&d) else {
+        let Some((key, by_ufrag)) = self.index.router.route(&d) else {
             return;
         };
         let Some(slot) = self.peers.get_mut(&key) else {
@@ -505,7 +606,10 @@ impl<P: Hosted> Machine for PeerSet<P> {
         };
         slot.peer.handle_receive(now, d);
         if by_ufrag {
-            self.index.learn(key, slot, (d.source, d.destination), true);
+            let peer = &slot.peer;
+            self.index
+                .router
+                .on_received(key, &mut slot.routes, &d, |a| peer.knows_remote(a));
         }
         self.index.touched(key, slot);
         self.index.settle(&self.peers);
@@ -538,13 +642,12 @@ impl<P: Hosted> Machine for PeerSet<P> {
         loop {
             let (key, slot) = next_output(&mut self.peers, &mut self.index.output)?;
             if let Some(t) = slot.peer.poll_transmit() {
-                if let Some(local) = t.source {
-                    let tuple = (t.destination, local);
-                    if slot.last_sent != Some(tuple) {
-                        slot.last_sent = Some(tuple);
-                        self.index.learn(key, slot, tuple, false);
-                    }
-                }
+                let peer = &slot.peer;
+                self.index
+                    .router
+                    .on_sent(key, &mut slot.routes, t.source, t.destination, |a| {
+                        peer.knows_remote(a)
+                    });
                 self.index.output.push_back(key);
                 return Some(t);
             }
@@ -556,13 +659,12 @@ impl<P: Hosted> Machine for PeerSet<P> {
         loop {
             let (key, slot) = next_output(&mut self.peers, &mut self.index.output)?;
             if let Some(m) = slot.peer.poll_transmit_into(buf) {
-                if let Some(local) = m.source {
-                    let tuple = (m.destination, local);
-                    if slot.last_sent != Some(tuple) {
-                        slot.last_sent = Some(tuple);
-                        self.index.learn(key, slot, tuple, false);
-                    }
-                }
+                let peer = &slot.peer;
+                self.index
+                    .router
+                    .on_sent(key, &mut slot.routes, m.source, m.destination, |a| {
+                        peer.knows_remote(a)
+                    });
                 self.index.output.push_back(key);
                 return Some(m);
             }

@@ -261,7 +261,15 @@ pub struct RtxSender {
     pub rtx_payload_type: u8,
     /// The RTX stream's next sequence number.
     pub rtx_seq: u16,
+    /// Packets resent from outside the history ([`RtxSender::resend_at`]):
+    /// `(sequence number, when)` in slot `seq mod RECENT_RESENDS`, made at
+    /// the first such resend.
+    recent: Vec<(u16, Option<Instant>)>,
 }
+
+/// How many of the latest packets resent from outside the history
+/// [`RtxSender::resend_at`] remembers, to send each once per interval.
+const RECENT_RESENDS: usize = 64;
 
 impl RtxSender {
     /// A sender keeping `capacity` packets; start `rtx_seq` at a random value.
@@ -271,7 +279,63 @@ impl RtxSender {
             rtx_ssrc,
             rtx_payload_type,
             rtx_seq,
+            recent: Vec::new(),
         }
+    }
+
+    /// Keeps at most `capacity` packets from now on (the packets kept go
+    /// when it changes).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        if self.history.capacity != capacity.max(1) {
+            self.history = SendHistory::new(capacity);
+        }
+    }
+
+    /// The RTX packet for `original`, a packet the caller kept itself
+    /// rather than the history (a forwarder's cache per source), written
+    /// into `buf` and handed to `send`, unless the same sequence number
+    /// was resent less than `min_interval` before `now` (as
+    /// [`RtxSender::on_nack_at`] spaces the history's packets). Whether it
+    /// was handed over.
+    pub fn resend_at(
+        &mut self,
+        original: &[u8],
+        now: Instant,
+        min_interval: Duration,
+        buf: &mut Vec<u8>,
+        send: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let Ok(p) = RtpPacket::new_checked(original) else {
+            return false;
+        };
+        let seq = p.sequence_number();
+        if self.recent.is_empty() {
+            self.recent = vec![(0, None); RECENT_RESENDS];
+        }
+        let slot = &mut self.recent[usize::from(seq) % RECENT_RESENDS];
+        if slot.0 == seq
+            && slot
+                .1
+                .is_some_and(|t| now.saturating_duration_since(t) < min_interval)
+        {
+            return false;
+        }
+        buf.clear();
+        if emit_rtx(
+            original,
+            self.rtx_ssrc,
+            self.rtx_payload_type,
+            self.rtx_seq,
+            buf,
+        )
+        .is_err()
+        {
+            return false;
+        }
+        *slot = (seq, Some(now));
+        self.rtx_seq = self.rtx_seq.wrapping_add(1);
+        send(buf);
+        true
     }
 
     /// The RTX packets answering a NACK (packets no longer kept are skipped).
@@ -404,6 +468,42 @@ mod tests {
     use super::*;
     use crate::rtp::RtpHeader;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_packet_kept_outside_the_history_is_resent_once_per_interval() {
+        let t0 = Instant::now();
+        let mut rtx = RtxSender::new(1, 9, 97, 500);
+        let mut original = Vec::new();
+        crate::rtp::emit_rtp_packet(
+            crate::rtp::HeaderFields {
+                marker: true,
+                payload_type: 96,
+                sequence_number: 4242,
+                timestamp: 7,
+                ssrc: 1,
+            },
+            &[],
+            false,
+            &[1, 2, 3],
+            &mut original,
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut sent = Vec::new();
+        let gap = Duration::from_millis(100);
+        assert!(rtx.resend_at(&original, t0, gap, &mut buf, |p| sent.push(p.clone())));
+        // Asked again within the interval: not sent; after it: sent.
+        assert!(!rtx.resend_at(&original, t0 + gap / 2, gap, &mut buf, |_| panic!()));
+        assert!(rtx.resend_at(&original, t0 + gap, gap, &mut buf, |p| sent.push(p.clone())));
+        assert_eq!(sent.len(), 2);
+        let mut back = Vec::new();
+        assert_eq!(parse_rtx(&sent[1], 1, 96, &mut back), Ok(4242));
+        assert_eq!(back, original);
+        let r = RtpPacket::new_checked(&sent[1]).unwrap();
+        assert_eq!((r.ssrc(), r.sequence_number()), (9, 501));
+        // Garbage is not sent.
+        assert!(!rtx.resend_at(&[1, 2], t0, gap, &mut buf, |_| panic!()));
+    }
 
     #[test]
     fn nack_generator_retries_and_gives_up() {

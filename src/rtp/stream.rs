@@ -249,14 +249,10 @@ impl SendStream {
         tracing::trace!(media_ssrc = nack.media_ssrc, pairs = ?nack.pairs, "RTCP NACK received");
         self.stats.nack_count += 1;
         self.stats.nacked_packets += nack.lost().count() as u64;
+        let spacing = self.rtx_spacing();
         let Some(rtx) = self.rtx.as_mut() else {
             return 0;
         };
-        let spacing = self
-            .stats
-            .round_trip_time
-            .unwrap_or(DEFAULT_RTX_SPACING)
-            .clamp(MIN_RTX_SPACING, MAX_RTX_SPACING);
         let (mut packets, mut bytes) = (0, 0);
         rtx.on_nack_at(nack, now, spacing, &mut self.rtx_buf, |p| {
             let payload = RtpPacket::new_checked(p).map_or(0, |r| r.payload().len());
@@ -270,6 +266,50 @@ impl SendStream {
         packets as usize
     }
     // ANCHOR_END: on_nack
+
+    /// Resends on the RTX stream (RFC 4588 §4) `original`, a packet of this
+    /// stream as it was sent, kept by the caller rather than the history
+    /// (an SFU keeps one cache per source for all its receivers), spaced
+    /// as [`SendStream::on_nack`] spaces the history's. `send` protects it
+    /// in place and says whether it went out. Whether it did.
+    pub fn resend(
+        &mut self,
+        now: Instant,
+        original: &[u8],
+        send: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> bool {
+        let spacing = self.rtx_spacing();
+        let Some(rtx) = self.rtx.as_mut() else {
+            return false;
+        };
+        let mut sent = false;
+        rtx.resend_at(original, now, spacing, &mut self.rtx_buf, |p| {
+            sent = send(p);
+        });
+        if sent {
+            let payload = RtpPacket::new_checked(original).map_or(0, |r| r.payload().len());
+            self.stats.retransmitted_packets_sent += 1;
+            self.stats.retransmitted_bytes_sent += payload as u64;
+        }
+        sent
+    }
+
+    /// Keeps at most `packets` for RTX from now on (what was kept goes if
+    /// it changes); nothing without RTX.
+    pub fn set_rtx_history(&mut self, packets: usize) {
+        if let Some(rtx) = self.rtx.as_mut() {
+            rtx.set_capacity(packets);
+        }
+    }
+
+    /// How far apart two retransmissions of one packet go: about a round
+    /// trip, as the receiver reports measure it.
+    fn rtx_spacing(&self) -> Duration {
+        self.stats
+            .round_trip_time
+            .unwrap_or(DEFAULT_RTX_SPACING)
+            .clamp(MIN_RTX_SPACING, MAX_RTX_SPACING)
+    }
 
     /// The sequence numbers `nack` asks for that the history no longer
     /// holds (all of them without RTX).

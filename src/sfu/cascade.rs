@@ -72,7 +72,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use super::{CACHE_BYTES, CACHE_PACKETS, Down, Error};
+use super::{Down, Error};
 use super::{Event, Participant, ParticipantId, PubLayer, Published, Role, Sfu, forward::Rewriter};
 use crate::datachannel::{ChannelId, ChannelInit};
 use crate::machine::{Machine, Transmit, TransmitMeta};
@@ -80,7 +80,7 @@ use crate::peer::{SdpType, SignalingState, TrackId};
 use crate::rtp::RtpPacket;
 use crate::rtp::codec::Codec;
 use crate::sdp::Mid;
-use crate::sfu::{ClientSignal, KeyframeCache, KeyframeThrottle, RateMeter};
+use crate::sfu::ClientSignal;
 
 /// The control channel's label.
 pub const CONTROL_LABEL: &str = "cascade";
@@ -940,6 +940,7 @@ impl Sfu {
                     current: Some(li),
                     target: Some(li),
                     svc: super::SvcDown::default(),
+                    own_history: false,
                     removed: false,
                 }),
                 Err(e) => {
@@ -1142,13 +1143,7 @@ impl Sfu {
             codec: Some(codec),
             layers: layers
                 .iter()
-                .map(|(rid, _)| PubLayer {
-                    rid: *rid,
-                    ssrc: None,
-                    rate: RateMeter::default(),
-                    cache: KeyframeCache::new(CACHE_PACKETS, CACHE_BYTES),
-                    throttle: KeyframeThrottle::new(interval),
-                })
+                .map(|(rid, _)| PubLayer::new(*rid, interval))
                 .collect(),
             depacketizer: Some(codec.depacketizer()),
             svc: None,

@@ -28,6 +28,35 @@ pub struct Rewriter {
     ts_offset: u32,
     /// The highest sequence number and its timestamp sent, and when.
     last: Option<(u16, u32, Instant)>,
+    /// The outgoing number from which the current offsets are exact:
+    /// after a [`Rewriter::skip`], packets sent before it were numbered
+    /// with another offset.
+    exact_from: Option<u16>,
+    /// The source before the last switch, to repair what it sent.
+    previous: Option<Previous>,
+}
+
+/// A source the stream was switched away from, as it was numbered.
+#[derive(Debug, Clone, Copy)]
+struct Previous {
+    ssrc: u32,
+    first: u16,
+    seq_offset: u16,
+    ts_offset: u32,
+    exact_from: Option<u16>,
+    /// The last outgoing number it had.
+    last: u16,
+}
+
+/// Where an outgoing packet came from ([`Rewriter::locate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    /// The source's SSRC.
+    pub ssrc: u32,
+    /// The packet's sequence number in the source.
+    pub seq: u16,
+    /// What was added to the source's timestamp.
+    pub ts_offset: u32,
 }
 
 impl Rewriter {
@@ -39,6 +68,8 @@ impl Rewriter {
             seq_offset: 0,
             ts_offset: 0,
             last: None,
+            exact_from: None,
+            previous: None,
         }
     }
 
@@ -59,6 +90,18 @@ impl Rewriter {
     /// that it follows the last packet sent by one sequence number and by
     /// the time elapsed since (at least one tick).
     pub fn switch_to(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32) {
+        self.previous = self
+            .source
+            .zip(self.last)
+            .map(|((ssrc, first), (last, _, _))| Previous {
+                ssrc,
+                first,
+                seq_offset: self.seq_offset,
+                ts_offset: self.ts_offset,
+                exact_from: self.exact_from,
+                last,
+            });
+        self.exact_from = None;
         self.source = Some((ssrc, seq));
         match self.last {
             None => {
@@ -117,15 +160,48 @@ impl Rewriter {
             .is_none_or(|(s, _, _)| (out.wrapping_sub(s) as i16) > 0);
         if newer {
             self.seq_offset = self.seq_offset.wrapping_sub(1);
+            // The packets after it take its number: from there on the
+            // new offset is the one they were sent with.
+            self.exact_from = Some(out);
         }
     }
 
     /// The source sequence number of an outgoing one, if it was sent from
     /// the current source (to pass a subscriber's NACK on).
     pub fn source_seq(&self, out_seq: u16) -> Option<u16> {
-        let (_, first) = self.source?;
+        let (ssrc, _) = self.source?;
+        self.locate(out_seq)
+            .filter(|o| o.ssrc == ssrc)
+            .map(|o| o.seq)
+    }
+
+    /// Where the packet sent as `out_seq` came from, if that is known for
+    /// sure: from the current source or the one before the last switch,
+    /// numbered with the offsets in force now (not before a
+    /// [`Rewriter::skip`] moved them). What repairs a subscriber's loss
+    /// from a cache of the source's packets.
+    pub fn locate(&self, out_seq: u16) -> Option<Origin> {
+        let after = |a: u16, b: u16| (a.wrapping_sub(b) as i16) >= 0;
+        let (ssrc, first) = self.source?;
+        let (last, _, _) = self.last?;
         let seq = out_seq.wrapping_sub(self.seq_offset);
-        ((seq.wrapping_sub(first) as i16) >= 0).then_some(seq)
+        if after(seq, first) {
+            // Sent from the current source, or never sent yet.
+            let exact = self.exact_from.is_none_or(|e| after(out_seq, e));
+            return (exact && after(last, out_seq)).then_some(Origin {
+                ssrc,
+                seq,
+                ts_offset: self.ts_offset,
+            });
+        }
+        let p = self.previous?;
+        let seq = out_seq.wrapping_sub(p.seq_offset);
+        let exact = p.exact_from.is_none_or(|e| after(out_seq, e));
+        (exact && after(seq, p.first) && after(p.last, out_seq)).then_some(Origin {
+            ssrc: p.ssrc,
+            seq,
+            ts_offset: p.ts_offset,
+        })
     }
 
     /// Rewrites the packet in `buf` (sequence number and timestamp) for
@@ -454,6 +530,48 @@ mod tests {
         // A NACK for an outgoing number maps back to the source.
         assert_eq!(r.source_seq(1003), Some(60_001));
         assert_eq!(r.source_seq(1001), None);
+    }
+
+    #[test]
+    fn locate_finds_the_source_of_a_packet_sent_before_or_after_a_switch() {
+        let t0 = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        assert_eq!(r.locate(5), None);
+        r.switch_to(t0, 1, 1000, 5000);
+        for q in 1000..1010 {
+            r.map(t0, 1, q, 5000);
+        }
+        let o = |ssrc, seq, ts_offset| {
+            Some(Origin {
+                ssrc,
+                seq,
+                ts_offset,
+            })
+        };
+        assert_eq!(r.locate(1004), o(1, 1004, 0));
+        // Not sent yet; before the stream began.
+        assert_eq!(r.locate(1010), None);
+        assert_eq!(r.locate(999), None);
+        let t1 = t0 + Duration::from_millis(100);
+        r.switch_to(t1, 2, 60_000, 4_000_000_000);
+        for q in 60_000..60_005 {
+            r.map(t1, 2, q, 4_000_000_000);
+        }
+        let ts = 5000u32.wrapping_add(9000).wrapping_sub(4_000_000_000);
+        assert_eq!(r.locate(1011), o(2, 60_001, ts));
+        // Sent from the first source before the switch.
+        assert_eq!(r.locate(1004), o(1, 1004, 0));
+        assert_eq!(r.locate(999), None);
+        // A skip makes what went before it unknown (numbered otherwise).
+        r.skip(2, 60_005);
+        r.map(t1, 2, 60_006, 0);
+        assert_eq!(r.locate(1015), o(2, 60_006, ts));
+        assert_eq!(r.locate(1013), None);
+        assert_eq!(r.source_seq(1013), None);
+        assert_eq!(r.source_seq(1015), Some(60_006));
+        // Two switches on: the first source is forgotten.
+        r.switch_to(t1, 3, 7, 7);
+        assert_eq!(r.locate(1004), None);
     }
 
     #[test]

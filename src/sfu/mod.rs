@@ -17,10 +17,12 @@
 //!
 //! [`Sfu`] is sans-IO like every machine of rtclab ([`crate::machine::Machine`]):
 //! every participant is a [`PeerConnection`] in RTP mode, and all of them
-//! share one UDP socket. A datagram from an address the SFU has sent to is
-//! routed by its 5-tuple; one from a new address must be a STUN Binding
-//! request, routed by the first half of its USERNAME (`our-ufrag:theirs`,
-//! RFC 8445 §7.2.2), since the SFU chose each participant's ufrag.
+//! share one UDP socket. Datagrams are routed as [`crate::peer::PeerSet`]
+//! routes them, by the same table ([`Router`]): a STUN Binding request by
+//! the first half of its USERNAME (`our-ufrag:theirs`, RFC 8445 §7.2.2),
+//! since the SFU chose each participant's ufrag; anything else by a
+//! 5-tuple learned for the participant once its ICE agent holds the
+//! remote address.
 //!
 //! What the forwarding does, each piece in [`forward`]:
 //! - **Rewriting** ([`Rewriter`]): each subscriber gets its own continuous
@@ -29,9 +31,11 @@
 //!   several layers; each subscriber gets the best whose measured rate fits
 //!   its bandwidth estimate (transport-cc feedback, [`crate::rtp::bwe`]),
 //!   switching only at a keyframe of the new layer ([`choose_layer`]).
-//! - **Repair at the SFU**: a subscriber's NACK is answered from that
-//!   subscriber's own send history (RTX, RFC 4588) on its link; only what
-//!   the SFU itself lost is NACKed to the publisher, by the SFU's receiver.
+//! - **Repair at the SFU**: a subscriber's NACK is answered on its link
+//!   (RTX, RFC 4588) from the publisher layer's packet cache, one per
+//!   published stream for all its subscribers (a history per subscriber
+//!   and track was most of a subscriber's memory); only what the SFU
+//!   itself lost is NACKed to the publisher.
 //! - **Keyframe requests aggregated** ([`KeyframeThrottle`]): many joiners
 //!   or layer switches make one PLI per publisher layer per interval.
 //! - **Instant join** ([`KeyframeCache`]): a new subscriber starts from the
@@ -60,18 +64,20 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-pub use forward::{KeyframeCache, KeyframeThrottle, RateMeter, Rewriter, choose_layer};
+pub use forward::{KeyframeCache, KeyframeThrottle, Origin, RateMeter, Rewriter, choose_layer};
 use svc::{SvcDown, SvcForward, SvcTrack};
 
 use crate::datachannel::{self, ChannelId, Message};
 use crate::dtls::cert::Certificate;
 use crate::ice::Credentials;
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
+use crate::peer::set::{Hosted, Router, Routes};
 use crate::peer::{
     self, PeerConnection, PeerConnectionState, RTP_MODE_DEPENDENCY_DESCRIPTOR, SdpType,
     SignalingState, TrackId,
 };
 use crate::rtp::codec::{AnyDepacketizer, Codec};
+use crate::rtp::nack::SendHistory;
 use crate::rtp::{Depacketizer, RtpPacket};
 use crate::sdp::{MediaKind, Mid};
 
@@ -300,7 +306,24 @@ struct PubLayer {
     ssrc: Option<u32>,
     rate: RateMeter,
     cache: KeyframeCache,
+    /// The layer's latest packets, as received (video): what answers every
+    /// subscriber's NACKs ([`Sfu::on_nack_unanswered`]).
+    repair: SendHistory,
     throttle: KeyframeThrottle,
+}
+
+impl PubLayer {
+    /// A layer not heard yet; at most one keyframe request per `interval`.
+    fn new(rid: Option<Mid>, interval: Duration) -> PubLayer {
+        PubLayer {
+            rid,
+            ssrc: None,
+            rate: RateMeter::default(),
+            cache: KeyframeCache::new(CACHE_PACKETS, CACHE_BYTES),
+            repair: SendHistory::new(REPAIR_PACKETS),
+            throttle: KeyframeThrottle::new(interval),
+        }
+    }
 }
 
 /// A track a participant publishes.
@@ -330,6 +353,10 @@ struct Down {
     target: Option<usize>,
     /// The decode target forwarded, on an SVC track.
     svc: SvcDown,
+    /// The subscriber's connection keeps this track's packets for RTX
+    /// itself (an SVC track: thinned per subscriber, its numbering is not
+    /// the layer cache's).
+    own_history: bool,
     /// Removed from the subscriber's connection: no more packets.
     removed: bool,
 }
@@ -339,9 +366,8 @@ struct Participant {
     role: Role,
     room: String,
     pc: PeerConnection,
-    ufrag: String,
-    /// Remote addresses the SFU sent to for this participant (its routes).
-    routes: Vec<SocketAddr>,
+    /// Its ufrag and 5-tuples in the SFU's [`Router`].
+    routes: Routes,
     /// The page's offer was answered: the SFU may offer from now on.
     answered: bool,
     /// Tracks came or went since the last offer.
@@ -367,10 +393,12 @@ pub struct Sfu {
     config: Config,
     rng: StdRng,
     next_id: u64,
-    participants: HashMap<ParticipantId, Participant>,
+    /// Boxed: a participant (its connection) is kilobytes, and a map
+    /// keeps up to twice its entries' room inline as it grows.
+    participants: HashMap<ParticipantId, Box<Participant>>,
     rooms: HashMap<String, Room>,
-    by_ufrag: HashMap<String, ParticipantId>,
-    routes: HashMap<SocketAddr, ParticipantId>,
+    /// Which participant a datagram is for.
+    router: Router<ParticipantId>,
     timers: BTreeSet<(Instant, ParticipantId)>,
     transmit_queue: VecDeque<ParticipantId>,
     /// Participants with events to handle.
@@ -389,13 +417,16 @@ struct Room {
     speaker: Option<ParticipantId>,
 }
 
-/// At most this many remote addresses are remembered per participant.
-const MAX_ROUTES: usize = 8;
 /// A layer silent this long is not offered to subscribers.
 const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
 /// The keyframe cache's bounds per layer.
 const CACHE_PACKETS: usize = 1024;
 const CACHE_BYTES: usize = 2 << 20;
+/// Packets of each published video layer kept to repair subscribers'
+/// losses: a receiver NACKs a hole for about a second before it gives the
+/// frame up, and 512 packets are that second at up to 5 Mbit/s (the
+/// history a sender keeps by default, `peer::Config::rtx_history`).
+const REPAIR_PACKETS: usize = 512;
 /// How often subscribers' links are probed for a higher layer.
 const PROBE_INTERVAL: Duration = Duration::from_secs(3);
 /// Events of a participant's connection handled per input, at most.
@@ -410,8 +441,7 @@ impl Sfu {
             next_id: 1,
             participants: HashMap::new(),
             rooms: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            routes: HashMap::new(),
+            router: Router::new(),
             timers: BTreeSet::new(),
             transmit_queue: VecDeque::new(),
             dirty: Vec::new(),
@@ -584,7 +614,7 @@ impl Sfu {
         self.next_id += 1;
         let ufrag = loop {
             let u = format!("{:08x}", self.rng.next_u32());
-            if !self.by_ufrag.contains_key(&u) {
+            if !self.router.has_ufrag(&u) {
                 break u;
             }
         };
@@ -609,6 +639,9 @@ impl Sfu {
         // A cascade link is not paced: it carries what publishers paced
         // already, and an estimate starting low would queue a whole room.
         config.pacing = self.config.pacing && role != Role::Cascade;
+        // Subscribers' losses are repaired from the publishers' layer
+        // caches, not from a history per subscriber and track.
+        config.rtx_history = 1;
         config.ice_credentials = Some(Credentials {
             ufrag: ufrag.clone(),
             pwd,
@@ -624,7 +657,7 @@ impl Sfu {
             .members;
         for &other in members.iter() {
             // A cascade link is no one's tile.
-            let link = |m| self.participants.get(m).map(|p: &Participant| p.role);
+            let link = |m| self.participants.get(m).map(|p| p.role);
             if role == Role::Cascade || link(&other) == Some(Role::Cascade) {
                 continue;
             }
@@ -632,16 +665,16 @@ impl Sfu {
             push_signal(&mut self.events, id, ServerSignal::Joined(other));
         }
         members.push(id);
-        self.by_ufrag.insert(ufrag.clone(), id);
+        let mut routes = Routes::default();
+        self.router.set_ufrag(id, &mut routes, Some(&ufrag));
         self.participants.insert(
             id,
-            Participant {
+            Box::new(Participant {
                 id,
                 role,
                 room: room.to_string(),
                 pc,
-                ufrag,
-                routes: Vec::new(),
+                routes,
                 answered: false,
                 needs_offer: false,
                 published: Vec::new(),
@@ -653,7 +686,7 @@ impl Sfu {
                 queued: false,
                 deadline: None,
                 next_remb: None,
-            },
+            }),
         );
         self.touch(now, id);
         Ok(id)
@@ -669,12 +702,7 @@ impl Sfu {
         self.cascade_parting(&mut p);
         // Its last datagrams (DTLS close_notify) are lost with it: the
         // peer also learns from the signaling and from consent.
-        self.by_ufrag.remove(&p.ufrag);
-        for a in &p.routes {
-            if self.routes.get(a) == Some(&id) {
-                self.routes.remove(a);
-            }
-        }
+        self.router.remove(id, &p.routes);
         if let Some(d) = p.deadline {
             self.timers.remove(&(d, id));
         }
@@ -878,6 +906,7 @@ impl Sfu {
                     current: None,
                     target: None,
                     svc: SvcDown::default(),
+                    own_history: false,
                     removed: false,
                 });
                 s.needs_offer = true;
@@ -973,7 +1002,7 @@ impl Sfu {
                 peer::Event::NackUnanswered {
                     track,
                     sequence_numbers,
-                } => self.on_nack_unanswered(id, track, &sequence_numbers),
+                } => self.on_nack_unanswered(now, id, track, &sequence_numbers),
                 peer::Event::BandwidthEstimate { bitrate } => p.estimate = Some(bitrate),
                 peer::Event::ConnectionState(PeerConnectionState::Connected) if !p.connected => {
                     p.connected = true;
@@ -1027,13 +1056,7 @@ impl Sfu {
         };
         let layers = rids
             .into_iter()
-            .map(|rid| PubLayer {
-                rid,
-                ssrc: None,
-                rate: RateMeter::default(),
-                cache: KeyframeCache::new(CACHE_PACKETS, CACHE_BYTES),
-                throttle: KeyframeThrottle::new(self.config.keyframe_interval),
-            })
+            .map(|rid| PubLayer::new(rid, self.config.keyframe_interval))
             .collect();
         p.published.push(Published {
             mid: key,
@@ -1182,6 +1205,9 @@ impl Sfu {
         if cache_on && t.kind == MediaKind::Video && t.svc.is_none() {
             layer.cache.push(packet, keyframe);
         }
+        if t.kind == MediaKind::Video && t.svc.is_none() {
+            let _ = layer.repair.store(packet);
+        }
         // The active layers' rates, for the chooser.
         let active: Vec<(usize, u64)> = t
             .layers
@@ -1294,6 +1320,13 @@ impl Sfu {
                 }
                 if d.svc.wants_keyframe() {
                     want_keyframe.push(li);
+                }
+                if !d.own_history {
+                    // Thinned per subscriber: the layer cache's numbering
+                    // is not this stream's, so its connection keeps what
+                    // it sent for RTX.
+                    d.own_history = true;
+                    let _ = s.pc.set_rtx_history(d.track, REPAIR_PACKETS);
                 }
                 match forward {
                     SvcForward::Drop => {
@@ -1460,38 +1493,79 @@ impl Sfu {
     }
 
     // ANCHOR: nack_unanswered
-    /// A subscriber NACKed packets its send history no longer holds (or
-    /// never had: the SFU lost them too): ask the publisher, in its own
-    /// numbering.
-    fn on_nack_unanswered(&mut self, id: ParticipantId, track: TrackId, seqs: &[u16]) {
+    /// A subscriber NACKed packets its connection does not keep: each is
+    /// sent again from the publisher layer's cache, rewritten as it was
+    /// sent (RTX on the subscriber's link); what the cache does not hold
+    /// (the SFU lost it too, or it is older than the cache) is asked of the
+    /// publisher, in its own numbering.
+    fn on_nack_unanswered(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        track: TrackId,
+        seqs: &[u16],
+    ) {
         let Some(s) = self.participants.get(&id) else {
             return;
         };
         let Some(d) = s.down.iter().find(|d| d.track == track) else {
             return;
         };
-        let source: Vec<u16> = seqs
-            .iter()
-            .filter_map(|&q| d.rewriter.source_seq(q))
-            .collect();
-        let (publisher, mid, li) = (d.publisher, d.mid, d.current);
-        if source.is_empty() {
-            return;
+        let (publisher, mid, rewriter) = (d.publisher, d.mid, d.rewriter.clone());
+        // The publisher's layers that must be asked: `(layer, its seqs)`.
+        let mut ask: Vec<(usize, Vec<u16>)> = Vec::new();
+        for &q in seqs {
+            let Some(origin) = rewriter.locate(q) else {
+                continue;
+            };
+            let Some(t) = self
+                .participants
+                .get(&publisher)
+                .and_then(|p| p.published.iter().find(|t| t.mid == mid))
+            else {
+                return;
+            };
+            let Some(li) = t.layers.iter().position(|l| l.ssrc == Some(origin.ssrc)) else {
+                continue;
+            };
+            if let Some(cached) = t.layers[li].repair.get(origin.seq) {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(cached);
+                if let Ok(mut p) = crate::rtp::RtpPacketMut::new_checked(&mut self.scratch) {
+                    let ts = p.as_packet().timestamp();
+                    p.set_sequence_number(q);
+                    p.set_timestamp(ts.wrapping_add(origin.ts_offset));
+                    if let Some(s) = self.participants.get_mut(&id)
+                        && s.pc.resend_rtp(now, track, &self.scratch).is_ok()
+                    {
+                        if !s.queued {
+                            s.queued = true;
+                            self.transmit_queue.push_back(id);
+                        }
+                        continue;
+                    }
+                }
+            }
+            match ask.iter_mut().find(|(l, _)| *l == li) {
+                Some((_, v)) => v.push(origin.seq),
+                None => ask.push((li, vec![origin.seq])),
+            }
         }
-        let Some(p) = self.participants.get_mut(&publisher) else {
-            return;
-        };
-        let rid = li.and_then(|li| {
-            p.published
+        for (li, source) in ask {
+            let Some(p) = self.participants.get_mut(&publisher) else {
+                return;
+            };
+            let rid = p
+                .published
                 .iter()
                 .find(|t| t.mid == mid)
                 .and_then(|t| t.layers.get(li))
-                .and_then(|l| l.rid)
-        });
-        if p.role == Role::Remote {
-            self.cascade_nack(publisher, mid, rid, &source);
-        } else if p.pc.send_nack_layer(&mid, rid.as_deref(), &source).is_ok() {
-            self.stats.nacks_to_publishers += 1;
+                .and_then(|l| l.rid);
+            if p.role == Role::Remote {
+                self.cascade_nack(publisher, mid, rid, &source);
+            } else if p.pc.send_nack_layer(&mid, rid.as_deref(), &source).is_ok() {
+                self.stats.nacks_to_publishers += 1;
+            }
         }
     }
     // ANCHOR_END: nack_unanswered
@@ -1718,21 +1792,6 @@ impl Sfu {
             }
         }
     }
-
-    // ANCHOR: route
-    /// The participant a datagram from `source` belongs to.
-    fn route(&self, source: SocketAddr, datagram: &[u8]) -> Option<ParticipantId> {
-        if let Some(&id) = self.routes.get(&source) {
-            return Some(id);
-        }
-        // A new address: only a STUN Binding request naming one of our
-        // ufrags (RFC 8445 §7.2.2: USERNAME is "ours:theirs").
-        let m = crate::stun::Message::parse(datagram).ok()?;
-        let user = m.username().ok()??;
-        let ours = user.split(':').next()?;
-        self.by_ufrag.get(ours).copied()
-    }
-    // ANCHOR_END: route
 }
 
 /// A participant of this node's own (a page, a WHIP publisher, a WHEP
@@ -1756,13 +1815,20 @@ impl Machine for Sfu {
     type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
-        let Some(id) = self.route(datagram.source, datagram.contents) else {
+        // ANCHOR: route
+        let Some((id, by_ufrag)) = self.router.route(&datagram) else {
             self.stats.dropped_unknown += 1;
             return;
         };
         if let Some(p) = self.participants.get_mut(&id) {
             p.pc.handle_receive(now, datagram);
+            if by_ufrag {
+                let pc = &p.pc;
+                self.router
+                    .on_received(id, &mut p.routes, &datagram, |a| pc.knows_remote(a));
+            }
         }
+        // ANCHOR_END: route
         self.touch(now, id);
         self.process(now);
     }
@@ -1807,17 +1873,11 @@ impl Machine for Sfu {
                 Some(meta) => {
                     // Learn the route: datagrams from there are this
                     // participant's.
-                    let to = meta.destination;
-                    if !p.routes.contains(&to) {
-                        if p.routes.len() >= MAX_ROUTES {
-                            let old = p.routes.remove(0);
-                            if self.routes.get(&old) == Some(&id) {
-                                self.routes.remove(&old);
-                            }
-                        }
-                        p.routes.push(to);
-                        self.routes.insert(to, id);
-                    }
+                    let pc = &p.pc;
+                    self.router
+                        .on_sent(id, &mut p.routes, meta.source, meta.destination, |a| {
+                            pc.knows_remote(a)
+                        });
                     // Round robin: back of the queue, still queued.
                     self.transmit_queue.push_back(id);
                     return Some(meta);

@@ -174,6 +174,12 @@ pub struct Config {
     /// W3C `iceTransportPolicy`: with [`IceTransportPolicy::Relay`] only
     /// the relayed candidate is signaled and used.
     pub ice_transport_policy: IceTransportPolicy,
+    /// Packets each video sender keeps for RTX (RFC 4588): 512 by default,
+    /// a second at up to 5 Mbit/s. A forwarder that keeps one cache per
+    /// source for all its receivers (the SFU) sets 1 and answers
+    /// [`Event::NackUnanswered`] with [`PeerConnection::resend_rtp`]; the
+    /// one packet kept is what bandwidth probes send as padding.
+    pub rtx_history: usize,
 }
 
 impl Config {
@@ -197,6 +203,7 @@ impl Config {
             pacing: false,
             ice_servers: Vec::new(),
             ice_transport_policy: IceTransportPolicy::All,
+            rtx_history: RTX_HISTORY,
         }
     }
 }
@@ -627,6 +634,8 @@ pub struct PeerConnection {
     pacer: Option<Pacer<(Option<u8>, Vec<u8>)>>,
     /// Buffers of paced packets, reused.
     pace_pool: Vec<Vec<u8>>,
+    /// Packets a video sender keeps for RTX ([`Config::rtx_history`]).
+    rtx_history: usize,
     events: VecDeque<Event>,
 }
 
@@ -717,6 +726,7 @@ impl PeerConnection {
                 .pacing
                 .then(|| Pacer::new(PacerConfig::default(), BweConfig::default().start)),
             pace_pool: Vec::new(),
+            rtx_history: config.rtx_history,
             events: VecDeque::new(),
         }
     }

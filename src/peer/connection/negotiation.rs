@@ -357,7 +357,7 @@ impl PeerConnection {
                         // change in a renegotiation; the history stays.
                         if let (Some(pt), Some(rtx_ssrc)) = (c.rtx_payload_type, s.rtx_ssrc) {
                             let first = self.rng.random();
-                            s.stream.set_rtx(rtx_ssrc, pt, RTX_HISTORY, first);
+                            s.stream.set_rtx(rtx_ssrc, pt, self.rtx_history, first);
                         }
                     }
                 }

@@ -320,46 +320,11 @@ impl PeerConnection {
     pub fn send_rtp(&mut self, now: Instant, track: TrackId, packet: &[u8]) -> Result<(), Error> {
         let (t, s) = sending(&mut self.transport, &mut self.senders, track)?;
         let p = RtpPacket::new_checked(packet)?;
-        // The elements, rewritten, on the stack: at most 16 are kept. The
-        // mid and the transport-wide sequence number are ours.
-        let mut elements: [(u8, &[u8]); 16] = [(0, &[]); 16];
-        let mut n = 0;
-        if let Some(mid) = s.mid_ext.zip(s.mid.as_deref()) {
-            elements[0] = (mid.0, mid.1.as_bytes());
-            n = 1;
-        }
-        if let (Some(id), Some(rid)) = (s.rid_ext(), s.rid.as_deref()) {
-            elements[n] = (id, rid.as_bytes());
-            n += 1;
-        }
         let tcc = self.twcc_send_seq.to_be_bytes();
-        if let Some(id) = s.tcc_id() {
-            elements[n] = (id, &tcc);
-            n += 1;
+        if s.tcc_id().is_some() {
             self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
         }
-        for e in p.extensions().map_while(Result::ok) {
-            if matches!(
-                e.id,
-                CANONICAL_MID | CANONICAL_TRANSPORT_CC | CANONICAL_RID | CANONICAL_REPAIRED_RID
-            ) || n == elements.len()
-            {
-                continue;
-            }
-            if let Some(&(_, id)) = s.ext_out.iter().find(|(c, _)| *c == e.id) {
-                elements[n] = (id, e.data);
-                n += 1;
-            }
-        }
-        self.packet.clear();
-        let fields = HeaderFields {
-            marker: p.marker(),
-            payload_type: s.stream.payload_type(),
-            sequence_number: p.sequence_number(),
-            timestamp: p.timestamp(),
-            ssrc: s.stream.ssrc(),
-        };
-        emit_rtp_packet(fields, &elements[..n], true, p.payload(), &mut self.packet)?;
+        write_forwarded(s, &p, &tcc, &mut self.packet)?;
         s.stream.record_packet(now, &self.packet)?;
         t.send_rtp(&self.packet)?;
         if s.tcc_id().is_some() {
@@ -368,6 +333,54 @@ impl PeerConnection {
                 .on_packet_sent(now, seq, self.packet.len() + SRTP_OVERHEAD, None);
         }
         self.media_stats.rtp_sent += 1;
+        Ok(())
+    }
+
+    /// RTP mode, repairing: sends again, on `track`'s RTX stream (RFC 4588
+    /// §4), a packet sent earlier with [`PeerConnection::send_rtp`] that
+    /// the caller kept itself, given as it was given then (a forwarder
+    /// answers [`Event::NackUnanswered`] from one cache per source rather
+    /// than a history per receiver, [`Config::rtx_history`]). Its header is
+    /// rewritten as `send_rtp` rewrites it, with a transport-wide sequence
+    /// number of its own. `Ok(false)`: not sent, because the track has no
+    /// RTX stream or sent this sequence number again less than a round
+    /// trip ago (one copy per request that could have been answered, as
+    /// for the history's own packets).
+    pub fn resend_rtp(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        packet: &[u8],
+    ) -> Result<bool, Error> {
+        let (t, s) = sending(&mut self.transport, &mut self.senders, track)?;
+        let p = RtpPacket::new_checked(packet)?;
+        // The transport-wide number is stamped as it leaves (a copy that
+        // does not leave takes none: a hole would read as a loss).
+        write_forwarded(s, &p, &[0, 0], &mut self.packet)?;
+        let (tcc_id, seq, bwe) = (s.tcc_id(), &mut self.twcc_send_seq, &mut self.bwe);
+        let sent = s.stream.resend(now, &self.packet, |out| {
+            let numbered = stamp_tcc(out, tcc_id, seq);
+            let size = out.len() + SRTP_OVERHEAD;
+            let ok = t.send_rtp(out).is_ok();
+            if let (true, Some(n)) = (ok, numbered) {
+                bwe.on_packet_sent(now, n, size, None);
+            }
+            ok
+        });
+        self.media_stats.rtx_sent += u64::from(sent);
+        Ok(sent)
+    }
+
+    /// Keeps `packets` of `track` for RTX from now on, whatever
+    /// [`Config::rtx_history`] says (what was kept goes if it changes): a
+    /// forwarder whose cache cannot answer for one of its tracks (scalable
+    /// video, whose layers it thins per receiver) gives that one a history.
+    pub fn set_rtx_history(&mut self, track: TrackId, packets: usize) -> Result<(), Error> {
+        let s = self
+            .senders
+            .get_mut(track.0)
+            .ok_or(Error::Misuse("no such track"))?;
+        s.stream.set_rtx_history(packets);
         Ok(())
     }
 
@@ -526,4 +539,53 @@ impl PeerConnection {
             }
         }
     }
+}
+
+/// Writes the RTP mode packet `p` into `out` as `track` sends it
+/// ([`PeerConnection::send_rtp`]): the track's SSRC and payload type, its
+/// mid (and rid) elements, `tcc` as the transport-wide sequence number,
+/// the other elements under their negotiated ids (at most 16 are kept).
+fn write_forwarded(
+    s: &Sender,
+    p: &RtpPacket<'_>,
+    tcc: &[u8; 2],
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let mut elements: [(u8, &[u8]); 16] = [(0, &[]); 16];
+    let mut n = 0;
+    if let Some(mid) = s.mid_ext.zip(s.mid.as_deref()) {
+        elements[0] = (mid.0, mid.1.as_bytes());
+        n = 1;
+    }
+    if let (Some(id), Some(rid)) = (s.rid_ext(), s.rid.as_deref()) {
+        elements[n] = (id, rid.as_bytes());
+        n += 1;
+    }
+    if let Some(id) = s.tcc_id() {
+        elements[n] = (id, tcc);
+        n += 1;
+    }
+    for e in p.extensions().map_while(Result::ok) {
+        if matches!(
+            e.id,
+            CANONICAL_MID | CANONICAL_TRANSPORT_CC | CANONICAL_RID | CANONICAL_REPAIRED_RID
+        ) || n == elements.len()
+        {
+            continue;
+        }
+        if let Some(&(_, id)) = s.ext_out.iter().find(|(c, _)| *c == e.id) {
+            elements[n] = (id, e.data);
+            n += 1;
+        }
+    }
+    out.clear();
+    let fields = HeaderFields {
+        marker: p.marker(),
+        payload_type: s.stream.payload_type(),
+        sequence_number: p.sequence_number(),
+        timestamp: p.timestamp(),
+        ssrc: s.stream.ssrc(),
+    };
+    emit_rtp_packet(fields, &elements[..n], true, p.payload(), out)?;
+    Ok(())
 }

@@ -36,8 +36,9 @@
 //!
 //! Every part is sans-IO: the caller passes `now`, the sent packets, the
 //! feedback, and reads [`SendSideBwe::estimate`] or drains
-//! [`SendSideBwe::poll_event`]. Memory is bounded (a ring of the last
-//! [`Config::history`] sent packets; every window is capped), and no
+//! [`SendSideBwe::poll_event`]. Memory is bounded (a ring of the packets
+//! sent in the last [`MAX_FEEDBACK_DELAY`], at most [`Config::history`];
+//! every window is capped), and no
 //! feedback — for unknown, old or future sequence numbers, with absurd
 //! arrival times or wrapped counters — panics (`fuzzing::bwe_feedback`).
 //!
@@ -215,14 +216,25 @@ pub enum Event {
     Probe(ProbeCluster),
 }
 
+/// A sent packet awaiting feedback: 24 bytes (one is kept per packet of
+/// the last [`MAX_FEEDBACK_DELAY`]).
 #[derive(Debug, Clone, Copy)]
 struct SentPacket {
     send_us: i64,
-    size: usize,
-    probe: Option<(u32, usize)>,
+    size: u32,
+    /// The probe cluster's id and its `min_packets`, if `probed`.
+    probe_id: u32,
+    probe_min: u16,
+    probed: bool,
     acked: bool,
     reported_lost: bool,
 }
+
+/// Feedback about a packet sent longer ago than this is ignored: its
+/// record is dropped (transport-cc feedback goes every 50–100 ms, so it
+/// is this late only if lost; a ring of every packet of several seconds
+/// is most of a sender's memory at a few hundred packets a second).
+pub const MAX_FEEDBACK_DELAY: Duration = Duration::from_secs(3);
 
 /// The send-side bandwidth estimator: the public face of this module.
 #[derive(Debug, Clone)]
@@ -411,16 +423,26 @@ impl SendSideBwe {
             self.asked
                 .iter()
                 .find(|(i, _)| *i == id)
-                .map(|&(i, n)| (i, n))
+                .map(|&(i, n)| (i, u16::try_from(n).unwrap_or(u16::MAX)))
         });
         self.history[idx] = Some(SentPacket {
             send_us,
-            size: size_bytes,
-            probe,
+            size: u32::try_from(size_bytes).unwrap_or(u32::MAX),
+            probe_id: probe.map_or(0, |p| p.0),
+            probe_min: probe.map_or(0, |p| p.1),
+            probed: probe.is_some(),
             acked: false,
             reported_lost: false,
         });
-        while self.history.len() > cap {
+        // The oldest go past the cap, or once feedback about them is too
+        // late to count (gaps in the numbering with them).
+        let horizon = send_us.saturating_sub(MAX_FEEDBACK_DELAY.as_micros() as i64);
+        while self.history.len() > cap
+            || self
+                .history
+                .front()
+                .is_some_and(|p| p.is_none_or(|p| p.send_us < horizon))
+        {
             self.history.pop_front();
             self.first_ext += 1;
         }
@@ -478,12 +500,12 @@ impl SendSideBwe {
                     let t = PacketTiming {
                         send_us: p.send_us,
                         arrival_us,
-                        size: p.size,
+                        size: p.size as usize,
                     };
-                    if let Some((id, min_packets)) = p.probe {
+                    if p.probed {
                         self.probe_estimator.on_packet(
-                            id,
-                            min_packets,
+                            p.probe_id,
+                            usize::from(p.probe_min),
                             t.send_us,
                             arrival_us,
                             t.size,

@@ -120,6 +120,30 @@ fn hostile_feedback_is_ignored_without_panicking() {
     assert!(bwe.history_len() <= 100);
 }
 
+/// A sender whose feedback never comes keeps the packets of the last
+/// `MAX_FEEDBACK_DELAY` only, not `Config::history` of them; each record
+/// is small; feedback within the delay still matches.
+#[test]
+fn the_history_holds_what_feedback_can_still_be_about() {
+    assert!(std::mem::size_of::<Option<SentPacket>>() <= 24);
+    let t0 = Instant::now();
+    let mut bwe = SendSideBwe::new(Config::default());
+    // 200 packets a second for 20 s.
+    for k in 0..4000u64 {
+        bwe.on_packet_sent(ms(t0, k * 5), k as u16, 1200, None);
+    }
+    let per_delay = (MAX_FEEDBACK_DELAY.as_millis() / 5) as usize;
+    assert!(
+        (per_delay..=per_delay + 1).contains(&bwe.history_len()),
+        "{}",
+        bwe.history_len()
+    );
+    // The last 100 packets are acknowledged: they match.
+    let arrivals: Vec<Option<i64>> = (0..100).map(|i| Some(i * 5000)).collect();
+    bwe.on_feedback(ms(t0, 20_000), &fb(3900, &arrivals));
+    assert!(bwe.rtt_us.is_some());
+}
+
 #[test]
 fn a_report_block_with_heavy_loss_lowers_the_estimate() {
     let t0 = Instant::now();
