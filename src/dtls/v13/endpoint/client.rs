@@ -19,9 +19,10 @@ use super::super::key_schedule::{self as ks, EarlySecret};
 use super::super::key_share::ClientShare;
 use super::super::messages::{self as m, Handshake, ServerHelloKind};
 use super::super::transcript::Transcript;
-use super::proof::{AcceptedCertificate, FinishedChecked, VerifiedPeer};
+use super::proof::{AcceptedCertificate, VerifiedPeer};
 use super::{
-    Endpoint, Failure, Fallback, GROUPS, HandshakeKeys, P, SIGNATURE_SCHEMES, State, unexpected,
+    Endpoint, Failure, Fallback, GROUPS, HandshakeKeys, P, Role, SIGNATURE_SCHEMES, State,
+    unexpected,
 };
 use crate::dtls::Error;
 use crate::dtls::cert::SignatureScheme;
@@ -323,17 +324,9 @@ impl ExpectCertificateVerify {
         msg: &HandshakeMessage,
         parsed: Handshake,
     ) -> Result<State, Failure> {
-        let Handshake::CertificateVerify(cv) = parsed else {
-            return Err(unexpected("expected CertificateVerify"));
-        };
-        let peer = VerifiedPeer::verify(
-            self.cert,
-            m::Signer::Server,
-            &self.keys.transcript.hash(),
-            &cv,
-        )
-        .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
-        self.keys.transcript.add_message(msg);
+        let peer = self
+            .keys
+            .certificate_verify(self.cert, m::Signer::Server, msg, parsed)?;
         Ok(State::ClientExpectFinished(Box::new(ExpectFinished {
             keys: self.keys,
             requested: self.requested,
@@ -359,13 +352,8 @@ impl ExpectFinished {
         msg: &HandshakeMessage,
         parsed: Handshake,
     ) -> Result<State, Failure> {
-        let Handshake::Finished(f) = parsed else {
-            return Err(unexpected("expected Finished"));
-        };
         let mut k = self.keys;
-        let checked = FinishedChecked::check(&k.traffic.server, &k.transcript, &f)
-            .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
-        k.transcript.add_message(msg);
+        let checked = k.finished(Role::Server, msg, parsed)?;
         let master = k.secret.master_secret();
         let app = master.application_secrets(&k.transcript.hash());
         // Flight 3, in epoch 2 (RFC 8446 §4.4).

@@ -98,6 +98,49 @@ struct HandshakeKeys {
     group: NamedGroup,
 }
 
+impl HandshakeKeys {
+    /// The peer's CertificateVerify, over the transcript so far and signed
+    /// by `cert`'s key as `signer` (RFC 8446 §4.4.3), then taken into the
+    /// transcript.
+    fn certificate_verify(
+        &mut self,
+        cert: proof::AcceptedCertificate,
+        signer: m::Signer,
+        msg: &HandshakeMessage,
+        parsed: Handshake,
+    ) -> Result<proof::VerifiedPeer, Failure> {
+        let Handshake::CertificateVerify(cv) = parsed else {
+            return Err(unexpected("expected CertificateVerify"));
+        };
+        let peer = proof::VerifiedPeer::verify(cert, signer, &self.transcript.hash(), &cv)
+            .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
+        self.transcript.add_message(msg);
+        Ok(peer)
+    }
+
+    /// The Finished of the peer in role `from`, under the finished key of
+    /// its handshake traffic secret (RFC 8446 §4.4.4), then taken into the
+    /// transcript.
+    fn finished(
+        &mut self,
+        from: Role,
+        msg: &HandshakeMessage,
+        parsed: Handshake,
+    ) -> Result<proof::FinishedChecked, Failure> {
+        let Handshake::Finished(f) = parsed else {
+            return Err(unexpected("expected Finished"));
+        };
+        let base_key = match from {
+            Role::Client => &self.traffic.client,
+            Role::Server => &self.traffic.server,
+        };
+        let checked = proof::FinishedChecked::check(base_key, &self.transcript, &f)
+            .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
+        self.transcript.add_message(msg);
+        Ok(checked)
+    }
+}
+
 /// Client, after a 1.2 answer, for the caller to hand over to the 1.2
 /// machine.
 #[derive(Debug, Clone)]

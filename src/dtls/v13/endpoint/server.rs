@@ -22,8 +22,10 @@ use super::super::key_share;
 use super::super::messages::{self as m, Handshake, ServerHelloKind};
 use super::super::record::RecordLayer;
 use super::super::transcript::Transcript;
-use super::proof::{AcceptedCertificate, FinishedChecked, VerifiedPeer};
-use super::{Endpoint, Failure, GROUPS, HandshakeKeys, P, SIGNATURE_SCHEMES, State, unexpected};
+use super::proof::{AcceptedCertificate, VerifiedPeer};
+use super::{
+    Endpoint, Failure, GROUPS, HandshakeKeys, P, Role, SIGNATURE_SCHEMES, State, unexpected,
+};
 use crate::dtls::Error;
 use crate::dtls::cert::SignatureScheme;
 use crate::dtls::handshake::{
@@ -414,17 +416,9 @@ impl ExpectCertificateVerify {
         msg: &HandshakeMessage,
         parsed: Handshake,
     ) -> Result<State, Failure> {
-        let Handshake::CertificateVerify(cv) = parsed else {
-            return Err(unexpected("handshake message out of order"));
-        };
-        let peer = VerifiedPeer::verify(
-            self.cert,
-            m::Signer::Client,
-            &self.keys.transcript.hash(),
-            &cv,
-        )
-        .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
-        self.keys.transcript.add_message(msg);
+        let peer = self
+            .keys
+            .certificate_verify(self.cert, m::Signer::Client, msg, parsed)?;
         Ok(State::ServerExpectFinished(Box::new(ExpectFinished {
             keys: self.keys,
             app: self.app,
@@ -448,13 +442,8 @@ impl ExpectFinished {
         msg: &HandshakeMessage,
         parsed: Handshake,
     ) -> Result<State, Failure> {
-        let Handshake::Finished(f) = parsed else {
-            return Err(unexpected("handshake message out of order"));
-        };
         let mut k = self.keys;
-        let checked = FinishedChecked::check(&k.traffic.client, &k.transcript, &f)
-            .map_err(|e| (e, AlertDescription::DECRYPT_ERROR))?;
-        k.transcript.add_message(msg);
+        let checked = k.finished(Role::Client, msg, parsed)?;
         e.install(3, &self.app.traffic.client, &self.app.traffic.server)?;
         // Our flight is done; acknowledge the client's (RFC 9147 §7: the
         // server's last flight is an ACK).
