@@ -87,8 +87,8 @@ impl Endpoint {
         }
     }
 
-    /// The cookie's MAC, under this server's secret, over the client's
-    /// address and the cookie's head.
+    /// The key of this server's cookie MACs (HMAC-SHA256 under a secret
+    /// of its own).
     fn cookie_key(&self) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &self.cookie_secret)
     }
@@ -229,8 +229,8 @@ fn send_hello_retry(
     let hrr = hello_retry(selected, cookie).to_message(0);
     let mut frag = Vec::new();
     hrr.encode_unfragmented(&mut frag);
-    // The record number answers the hello's (RFC 9147 §5.1 lets a
-    // stateless server echo it).
+    // RFC 9147 §5.1: the HelloRetryRequest takes the ClientHello's record
+    // sequence number (so repeated ones never duplicate a number).
     let mut scratch = RecordLayer::new();
     scratch.advance_write_sequence(record_sequence);
     let mut out = Vec::new();
