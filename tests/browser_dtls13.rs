@@ -46,7 +46,7 @@ use rtclab::dtls::endpoint::Version;
 use rtclab::dtls::handshake::NamedGroup;
 use rtclab::ice::ConnectionState as IceState;
 use rtclab::peer::{
-    Config as TransportConfig, IceRole, PeerConnectionState, PeerEvent, TrackCodec,
+    self, IceRole, PeerConnectionState, TrackCodec, transport::Config as TransportConfig,
 };
 use rtclab::sdp::Setup;
 use rtclab::signaling::{Config, Page, Server};
@@ -200,27 +200,27 @@ async fn run_capturing(
     let failure = loop {
         tokio::select! {
             e = rtc.next() => match e {
-                Ok(PeerEvent::ConnectionState(PeerConnectionState::Failed)) => {
+                Ok(peer::Event::ConnectionState(PeerConnectionState::Failed)) => {
                     break Some("connection failed".to_string());
                 }
-                Ok(PeerEvent::ConnectionState(PeerConnectionState::Connecting)) => {
+                Ok(peer::Event::ConnectionState(PeerConnectionState::Connecting)) => {
                     connecting.get_or_insert_with(Instant::now);
                 }
-                Ok(PeerEvent::ConnectionState(PeerConnectionState::Connected)) => {
+                Ok(peer::Event::ConnectionState(PeerConnectionState::Connected)) => {
                     connected.get_or_insert_with(Instant::now);
                 }
-                Ok(PeerEvent::IceConnectionState(IceState::Connected)) => {
+                Ok(peer::Event::IceConnectionState(IceState::Connected)) => {
                     ice_connected.get_or_insert_with(Instant::now);
                 }
-                Ok(PeerEvent::DataChannel(DcEvent::Message { channel, message })) => {
+                Ok(peer::Event::DataChannel(DcEvent::Message { channel, message })) => {
                     let now = Instant::now();
                     let _ = match message {
                         Message::Text(t) => rtc.pc().send_text(now, channel, &t),
                         Message::Binary(b) => rtc.pc().send_binary(now, channel, &b),
                     };
                 }
-                Ok(PeerEvent::Track { mid, .. }) => camera_mid = Some(mid),
-                Ok(PeerEvent::Frame { mid, frame }) if Some(&mid) == camera_mid.as_ref() => {
+                Ok(peer::Event::Track { mid, .. }) => camera_mid = Some(mid),
+                Ok(peer::Event::Frame { mid, frame }) if Some(&mid) == camera_mid.as_ref() => {
                     frames_received += 1;
                     keyframes_received += u64::from(frame.keyframe);
                     // Back to the page on our track, with the camera's timing.
@@ -230,7 +230,7 @@ async fn run_capturing(
                         break Some(format!("send_frame: {e}"));
                     }
                 }
-                Ok(PeerEvent::KeyframeRequested(_)) => {
+                Ok(peer::Event::KeyframeRequested(_)) => {
                     // No encoder here: ask the camera's (PLI).
                     if let Some(mid) = camera_mid.clone() {
                         let _ = rtc.pc().request_keyframe(&mid);
