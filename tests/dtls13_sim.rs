@@ -2,10 +2,11 @@
 //! [`AutoEndpoint`] with `max_version` 1.3 on both ends: handshakes with
 //! the X25519MLKEM768 share complete under 30% loss with reordering and
 //! duplication, through a 300-byte MTU (the hybrid ClientHello and
-//! ServerHello in many fragments), with the server's ACKs lost, and fall
-//! back to 1.2 against a 1.2 server over the same lossy path. Virtual
-//! time, fixed seeds (the key shares and ECDSA nonces come from the
-//! system, so outcomes are checked, not timelines).
+//! ServerHello in many fragments), when the client's final flight is lost,
+//! when the server's ACK of it is lost, and fall back to 1.2 against a 1.2
+//! server over the same lossy path. Virtual time, fixed seeds (the key
+//! shares and ECDSA nonces come from the system, so outcomes are checked,
+//! not timelines).
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -15,7 +16,8 @@ use rtclab::dtls::cert::Certificate;
 use rtclab::dtls::endpoint::{Config, Event, Version};
 use rtclab::dtls::endpoint_auto::AutoEndpoint;
 use rtclab::dtls::handshake::NamedGroup;
-use rtclab::sim::{HostId, LinkConfig, Sim};
+use rtclab::machine::Machine;
+use rtclab::sim::{CaptureKind, HostId, LinkConfig, Sim};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")
@@ -138,4 +140,111 @@ fn fallback_to_12_over_a_lossy_path() {
         assert!(run.handshake(Duration::from_secs(60)), "seed {seed}");
         run.check(Version::Dtls12);
     }
+}
+
+/// A link that loses everything.
+fn cut() -> LinkConfig {
+    LinkConfig {
+        loss: 1.0,
+        ..LinkConfig::default()
+    }
+}
+
+impl Run {
+    fn connected(&self, host: HostId) -> bool {
+        self.sim.machine::<AutoEndpoint>(host).is_connected()
+    }
+
+    /// Runs until `host` is connected; the other may not be yet.
+    fn until_connected(&mut self, host: HostId) {
+        assert!(
+            self.sim.run_for_with(Duration::from_secs(5), |sim| sim
+                .machine::<AutoEndpoint>(host)
+                .is_connected()),
+            "{} never connected",
+            self.sim.name(host)
+        );
+    }
+
+    /// Datagrams from `source` the links dropped.
+    fn dropped_from(&mut self, source: &str) -> usize {
+        self.sim
+            .drain_capture()
+            .iter()
+            .filter(|r| r.source == addr(source) && matches!(r.kind, CaptureKind::Dropped(_)))
+            .count()
+    }
+
+    /// The client's retransmission timer is off: its flight was
+    /// acknowledged (RFC 9147 §7) and nothing else is pending.
+    fn client_quiet(&mut self) -> bool {
+        let c = self.client;
+        self.sim.run_for(Duration::from_millis(100));
+        self.sim.machine::<AutoEndpoint>(c).poll_timeout().is_none()
+    }
+}
+
+/// The client's final flight (Certificate, CertificateVerify, Finished in
+/// epoch 2) is lost: the client is connected, the server is not. With no
+/// ACK for it, the client's timer resends the flight (RFC 9147 §5.8); the
+/// server connects and acknowledges it, and the client's timer stops.
+#[test]
+fn dtls13_lost_final_flight_is_recovered() {
+    let mut run = Run::new(3, 1200, Version::Dtls13, LinkConfig::default());
+    run.sim.set_capture(true);
+    let (client, server) = (run.client, run.server);
+    run.until_connected(client);
+    // Flight 3 is on the client's uplink: cut the server's downlink before
+    // it gets there.
+    run.sim.set_downlink(server, cut());
+    run.sim.run_for(Duration::from_millis(50));
+    assert!(!run.connected(server), "the final flight was not lost");
+    let lost_at = run.sim.elapsed();
+    run.sim.set_downlink(server, LinkConfig::default());
+    assert!(run.handshake(Duration::from_secs(10)), "never recovered");
+    let took = run.sim.elapsed() - lost_at;
+    // One retransmission timeout (250 ms, less the 50 ms cut) and a
+    // one-way trip, roughly.
+    assert!(took < Duration::from_secs(1), "recovery took {took:?}");
+    assert!(
+        run.dropped_from(CLIENT) >= 1,
+        "nothing of the client's dropped"
+    );
+    assert!(run.client_quiet(), "the client still retransmits");
+    run.check(Version::Dtls13);
+}
+
+/// The server's ACK of the client's final flight is lost: both are
+/// connected, but the client still holds its flight. Its timer resends it;
+/// the server, connected, sees records it had and acknowledges them again
+/// (RFC 9147 §7.1); the client's timer stops. The same, twice in a row.
+#[test]
+fn dtls13_lost_acks_are_recovered() {
+    let mut run = Run::new(4, 1200, Version::Dtls13, LinkConfig::default());
+    run.sim.set_capture(true);
+    let (client, server) = (run.client, run.server);
+    run.until_connected(server);
+    // The ACK is on the server's uplink: cut the client's downlink for
+    // the first retransmission's ACK too.
+    run.sim.set_downlink(client, cut());
+    run.sim.run_for(Duration::from_millis(400));
+    assert!(
+        run.sim
+            .machine::<AutoEndpoint>(client)
+            .poll_timeout()
+            .is_some(),
+        "the client's flight was acknowledged: no ACK was lost"
+    );
+    run.sim.set_downlink(client, LinkConfig::default());
+    let c = run.client;
+    assert!(
+        run.sim.run_for_with(Duration::from_secs(10), |sim| sim
+            .machine::<AutoEndpoint>(c)
+            .poll_timeout()
+            .is_none()),
+        "the client never got an ACK"
+    );
+    assert!(run.dropped_from(SERVER) >= 2, "fewer than two ACKs dropped");
+    assert!(run.connected(client) && run.connected(server));
+    run.check(Version::Dtls13);
 }

@@ -41,7 +41,9 @@ function report(result) {
     .then((stats) => {
       stats.forEach((t) => {
         if (t.type === 'transport' && t.tlsVersion) {
-          result.dtls = { tlsVersion: t.tlsVersion, cipher: t.dtlsCipher, state: t.dtlsState };
+          // `transport` is the whole entry: a browser that names the key
+          // exchange group (the spec's tlsGroup) shows it there.
+          result.dtls = { tlsVersion: t.tlsVersion, cipher: t.dtlsCipher, state: t.dtlsState, transport: t };
         }
       });
     })

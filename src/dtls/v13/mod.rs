@@ -64,9 +64,10 @@
 //!   (`tests.rs`): the script the state machine follows.
 //! - [`endpoint`]: the handshake state machines, client and server, as one
 //!   sans-IO [`endpoint::Endpoint`] implementing [`crate::machine::Machine`]:
-//!   one state per expected message, holding only what is known there,
-//!   with the certificate, CertificateVerify and Finished checks as proof
-//!   values the next state requires; ClientHello with a share of each
+//!   one type per expected message (`endpoint/client.rs`, `server.rs`),
+//!   holding only what is known there, with the certificate,
+//!   CertificateVerify and Finished checks as proof values the next
+//!   state's constructor requires (`proof.rs`); ClientHello with a share of each
 //!   configured group (X25519MLKEM768 and X25519 by default), stateless
 //!   HelloRetryRequest cookies and group retries (RFC 9147 §5.1, RFC 8446
 //!   §4.1.4), EncryptedExtensions with use_srtp, mutual ECDSA P-256
@@ -80,8 +81,9 @@
 //!   ([`crate::dtls::endpoint_auto::AutoEndpoint`] does the hand-over).
 //!   Tested in memory (loss, reordering, duplication, 300-byte MTU, lost
 //!   ACKs, KeyUpdate, wrong fingerprint), in the simulator
-//!   (`tests/dtls13_sim.rs`) and against Chromium and Firefox in both roles
-//!   (`tests/browser_dtls13.rs`).
+//!   (`tests/dtls13_sim.rs`), against Chromium and Firefox in both roles
+//!   with data channels and video (`tests/browser_dtls13.rs`) and against
+//!   dimpl, a third DTLS 1.3 implementation (`tests/dtls13_dimpl.rs`).
 //!
 //! ## Not yet here
 //!

@@ -139,9 +139,13 @@ async function report() {
   const inbound = [];
   const outbound = [];
   const codecs = {};
+  let dtls = null;
   try {
     const stats = await pc.getStats();
     stats.forEach((s) => { if (s.type === 'codec') codecs[s.id] = s.mimeType; });
+    // The transport's DTLS version ("FEFC" is 1.3), suite and the rest of
+    // the entry (tests/browser_dtls13.rs reads it).
+    stats.forEach((s) => { if (s.type === 'transport' && s.tlsVersion) dtls = { tlsVersion: s.tlsVersion, cipher: s.dtlsCipher, transport: s }; });
     stats.forEach((s) => {
       if (s.type === 'inbound-rtp') {
         inbound.push({
@@ -168,7 +172,7 @@ async function report() {
   }
   const body = JSON.stringify({
     seq: seq++, case: CASE, codec: CODEC,
-    state: pc ? pc.connectionState : 'none', inbound, outbound, log: lines,
+    state: pc ? pc.connectionState : 'none', inbound, outbound, dtls, log: lines,
   });
   fetch('/report', { method: 'POST', body }).catch(() => {});
 }
