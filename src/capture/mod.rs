@@ -28,7 +28,10 @@
 //! `srtp-plaintext`: each decrypted RTP packet as a UDP datagram between
 //! the same IP addresses on port [`PLAINTEXT_RTP_PORT`] (5004), RTCP on
 //! [`PLAINTEXT_RTCP_PORT`] (5005). Decode them with
-//! `tshark -d udp.port==5004,rtp -d udp.port==5005,rtcp`.
+//! `tshark -d udp.port==5004,rtp -d udp.port==5005,rtcp`. A server's
+//! capture (the SFU's, [`Capture::plaintext_to`]) keeps the remote end's
+//! real port, so that participants behind one IP address stay apart; the
+//! local end's port still says RTP or RTCP.
 //!
 //! A driver with no capture set pays one `Option` check per datagram.
 
@@ -76,6 +79,8 @@ pub struct Capture {
     scratch: Vec<u8>,
     /// The x-ray panel's feed, if asked for ([`Capture::set_live`]).
     live: Option<Box<live::Live>>,
+    /// A server's panels, one per participant ([`Capture::set_feeds`]).
+    feeds: Option<Box<live::Feeds>>,
 }
 
 impl fmt::Debug for Capture {
@@ -134,6 +139,7 @@ impl Capture {
             error: None,
             scratch: Vec::new(),
             live: None,
+            feeds: None,
         }
     }
 
@@ -155,6 +161,23 @@ impl Capture {
     pub fn take_live(&mut self, now: Instant) -> Vec<xray::Line> {
         let t = now.saturating_duration_since(self.start);
         self.live.as_mut().map_or_else(Vec::new, |l| l.take(t))
+    }
+
+    /// Also keeps every packet for per-participant live ladders (a
+    /// server's pages, see [`live::Feeds`]); `None` stops it.
+    pub fn set_feeds(&mut self, config: Option<live::Config>) {
+        self.feeds = config.map(|c| Box::new(live::Feeds::new(c)));
+    }
+
+    /// The per-participant ladders, if set ([`Capture::set_feeds`]).
+    pub fn feeds_mut(&mut self) -> Option<&mut live::Feeds> {
+        self.feeds.as_deref_mut()
+    }
+
+    /// The capture's time of `now` (since it started), as its live
+    /// ladders count it.
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.start)
     }
 
     /// How many packets were captured.
@@ -234,6 +257,40 @@ impl Capture {
         rtcp: bool,
         packet: &[u8],
     ) {
+        let port = plaintext_port(rtcp);
+        let remote = SocketAddr::new(remote, port);
+        self.plaintext_between(time, direction, local, remote, rtcp, packet);
+    }
+
+    /// As [`Capture::plaintext`], but the remote end keeps its real
+    /// address (IP and port): a server's capture, where many participants
+    /// may share one IP address (a NAT, loopback), so that each one's
+    /// decrypted media can be told apart ([`extract`], the SFU's live
+    /// panels). The local end is on the RTP or RTCP port as ever, which
+    /// is what tells them apart (`tshark -d udp.port==5004,rtp` matches
+    /// either end).
+    pub fn plaintext_to(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        local: IpAddr,
+        remote: SocketAddr,
+        rtcp: bool,
+        packet: &[u8],
+    ) {
+        let t = self.time(now);
+        self.plaintext_between(t, direction, local, remote, rtcp, packet);
+    }
+
+    fn plaintext_between(
+        &mut self,
+        time: Duration,
+        direction: Direction,
+        local: IpAddr,
+        remote: SocketAddr,
+        rtcp: bool,
+        packet: &[u8],
+    ) {
         let iface = match self.plaintext_interface {
             Some(i) => i,
             None => {
@@ -248,13 +305,8 @@ impl Capture {
                 i
             }
         };
-        let port = if rtcp {
-            PLAINTEXT_RTCP_PORT
-        } else {
-            PLAINTEXT_RTP_PORT
-        };
-        let (l, r) = (SocketAddr::new(local, port), SocketAddr::new(remote, port));
-        self.write_udp(iface, time, direction, l, r, packet);
+        let local = SocketAddr::new(local, plaintext_port(rtcp));
+        self.write_udp(iface, time, direction, local, remote, packet);
     }
 
     fn write_udp(
@@ -280,8 +332,8 @@ impl Capture {
         }
         Writer::packet(&mut self.buf, iface, time, Some(direction), &self.scratch);
         self.packets += 1;
-        if let Some(l) = self.live.as_mut() {
-            l.datagram(&xray::Datagram {
+        if self.live.is_some() || self.feeds.is_some() {
+            let d = xray::Datagram {
                 time: time.saturating_sub(self.epoch),
                 packet: usize::try_from(self.packets).unwrap_or(usize::MAX),
                 source: src,
@@ -289,7 +341,13 @@ impl Capture {
                 direction: Some(direction),
                 plaintext: Some(iface) == self.plaintext_interface,
                 payload: contents,
-            });
+            };
+            if let Some(l) = self.live.as_mut() {
+                l.datagram(&d);
+            }
+            if let Some(f) = self.feeds.as_mut() {
+                f.datagram(&d);
+            }
         }
         if self.buf.len() >= FLUSH_AT {
             self.write_out();
@@ -350,9 +408,11 @@ impl Drop for Capture {
 }
 
 /// One participant's share of a server's capture `file`: the packets whose
-/// UDP source or destination is in `addresses` (the plaintext interface's
-/// by IP address), after a DSB of `key_log` only, so that one person's
-/// download holds neither other people's packets nor their secrets.
+/// UDP source or destination is in `addresses` (on the plaintext
+/// interface too: a server writes the remote end of decrypted media with
+/// its real address, [`Capture::plaintext_to`]), after a DSB of `key_log`
+/// only, so that one person's download holds neither other people's
+/// packets nor their secrets, even when they share an IP address.
 pub fn extract(
     file: &[u8],
     addresses: &[SocketAddr],
@@ -372,12 +432,7 @@ pub fn extract(
         let Some(u) = pcapng::udp(iface.link_type, p.data) else {
             continue;
         };
-        let plaintext = iface.name == PLAINTEXT_INTERFACE;
-        let ours = |a: SocketAddr| {
-            addresses
-                .iter()
-                .any(|x| *x == a || (plaintext && x.ip() == a.ip()))
-        };
+        let ours = |a: SocketAddr| addresses.contains(&a);
         if !ours(u.source) && !ours(u.destination) {
             continue;
         }
@@ -454,6 +509,15 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()?;
         self.1.flush()
+    }
+}
+
+/// The local port of decrypted RTP or RTCP on the plaintext interface.
+fn plaintext_port(rtcp: bool) -> u16 {
+    if rtcp {
+        PLAINTEXT_RTCP_PORT
+    } else {
+        PLAINTEXT_RTP_PORT
     }
 }
 
@@ -572,13 +636,28 @@ mod tests {
         c.datagram(start, Direction::Inbound, sfu, p1, b"from p1");
         c.datagram(start, Direction::Outbound, sfu, p2, b"to p2");
         c.datagram(start, Direction::Outbound, sfu, p1, b"to p1");
+        // Decrypted media of both, who share an IP address.
+        let p3: SocketAddr = "198.51.100.1:7000".parse().unwrap();
+        c.plaintext_to(start, Direction::Inbound, sfu.ip(), p1, false, b"rtp of p1");
+        c.plaintext_to(
+            start,
+            Direction::Outbound,
+            sfu.ip(),
+            p3,
+            true,
+            b"rtcp to p3",
+        );
         let all = c.take_bytes();
         let mine = extract(&all, &[p1], &["CLIENT_RANDOM p1 secret".into()]).unwrap();
         let cap = pcapng::read(&mine).unwrap();
         assert_eq!(cap.key_log, "CLIENT_RANDOM p1 secret\n");
-        assert_eq!(cap.packets.len(), 2);
+        assert_eq!(cap.packets.len(), 3);
         let last = pcapng::udp(101, cap.packets[1].data).unwrap();
         assert_eq!((last.destination, last.payload), (p1, &b"to p1"[..]));
+        let plain = pcapng::udp(101, cap.packets[2].data).unwrap();
+        assert_eq!(cap.interfaces[1].name, PLAINTEXT_INTERFACE);
+        assert_eq!((plain.source, plain.payload), (p1, &b"rtp of p1"[..]));
+        assert_eq!(plain.destination.port(), PLAINTEXT_RTP_PORT);
         assert!(extract(b"junk", &[p1], &[]).is_err());
     }
 }

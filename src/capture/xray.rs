@@ -299,10 +299,20 @@ impl Ladder {
             secrets13: &self.secrets13,
         };
         if d.plaintext {
-            match d.destination.port() {
-                PLAINTEXT_RTP_PORT => dec.rtp(d.payload, false),
-                PLAINTEXT_RTCP_PORT => dec.rtcp(d.payload, false),
-                _ => dec.push(Layer::Other, format!("{} bytes", d.payload.len())),
+            // The local end's port says which (a server's capture keeps
+            // the remote end's real one); without a direction, either end.
+            let ports = match d.direction {
+                Some(Direction::Outbound) => [d.source.port(), d.source.port()],
+                Some(Direction::Inbound) => [d.destination.port(), d.destination.port()],
+                None => [d.destination.port(), d.source.port()],
+            };
+            match ports
+                .into_iter()
+                .find(|p| [PLAINTEXT_RTP_PORT, PLAINTEXT_RTCP_PORT].contains(p))
+            {
+                Some(PLAINTEXT_RTP_PORT) => dec.rtp(d.payload, false),
+                Some(_) => dec.rtcp(d.payload, false),
+                None => dec.push(Layer::Other, format!("{} bytes", d.payload.len())),
             }
             return;
         }
