@@ -26,6 +26,7 @@ use rtclab::ice::{Agent, AgentConfig, Candidate, ConnectionState, IceEvent};
 use rtclab::machine::{Machine, Receive};
 
 #[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
 mod pcap;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

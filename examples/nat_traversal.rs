@@ -32,6 +32,7 @@ use rtclab::sim::{CaptureKind, Echo, FilteringBehavior, HostId, MappingBehavior,
 use rtclab::stun::{BindingServer, ServerConfig};
 
 #[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
 pub mod pcap;
 
 const STUN: &str = "198.51.100.1:3478";

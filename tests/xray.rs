@@ -162,6 +162,12 @@ fn examples_write_their_capture_with_pcap() {
         ("10_mesh", "(SRTP, ", true),
         // The SFU's lossy subscriber: its SRTP and the feedback.
         ("10_sfu", "RTPFB (PT 205)", true),
+        // Signaling over TCP: the upgrade, then the JSON of each frame.
+        (
+            "07_signaling",
+            "WebSocket text masked {\"type\":\"create or join\"",
+            false,
+        ),
         // Two processes on loopback: the controlling side's checks, the
         // nominating one, the answers.
         ("ice_pair", "ICE-CONTROLLING USE-CANDIDATE", false),

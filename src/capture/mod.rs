@@ -354,6 +354,94 @@ impl Capture {
         }
     }
 
+    /// A TCP connection `local` opened to `remote` (signaling, say): its
+    /// handshake (SYN, SYN-ACK, ACK) is written, and the flow numbers the
+    /// bytes that follow ([`Capture::tcp_data`]) as TCP would (RFC 9293
+    /// §3.4), so that Wireshark follows the stream (HTTP, WebSocket) and
+    /// `rtclab xray` reads it.
+    pub fn tcp_open(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) -> TcpFlow {
+        let mut flow = TcpFlow {
+            local,
+            remote,
+            next_out: 1_000,
+            next_in: 50_000,
+        };
+        let t = self.time(now);
+        let (out, inb) = (Direction::Outbound, Direction::Inbound);
+        self.tcp_segment(t, &flow, out, flow.next_out, 0, TCP_SYN, &[]);
+        let ack = flow.next_out.wrapping_add(1);
+        self.tcp_segment(t, &flow, inb, flow.next_in, ack, TCP_SYN | TCP_ACK, &[]);
+        flow.next_out = flow.next_out.wrapping_add(1);
+        flow.next_in = flow.next_in.wrapping_add(1);
+        self.tcp_segment(t, &flow, out, flow.next_out, flow.next_in, TCP_ACK, &[]);
+        flow
+    }
+
+    /// Bytes of `flow` sent (outbound) or received, as segments of at
+    /// most 16 KiB.
+    pub fn tcp_data(
+        &mut self,
+        now: Instant,
+        flow: &mut TcpFlow,
+        direction: Direction,
+        data: &[u8],
+    ) {
+        let t = self.time(now);
+        for chunk in data.chunks(16 * 1024) {
+            let (seq, ack) = flow.numbers(direction);
+            self.tcp_segment(t, flow, direction, seq, ack, TCP_PSH | TCP_ACK, chunk);
+            flow.advance(direction, chunk.len());
+        }
+    }
+
+    /// The end of one direction of `flow` (a FIN from its sender).
+    pub fn tcp_close(&mut self, now: Instant, flow: &mut TcpFlow, direction: Direction) {
+        let t = self.time(now);
+        let (seq, ack) = flow.numbers(direction);
+        self.tcp_segment(t, flow, direction, seq, ack, TCP_FIN | TCP_ACK, &[]);
+        flow.advance(direction, 1);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_segment(
+        &mut self,
+        time: Duration,
+        flow: &TcpFlow,
+        direction: Direction,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        data: &[u8],
+    ) {
+        let (src, dst) = match direction {
+            Direction::Outbound => (flow.local, flow.remote),
+            Direction::Inbound => (flow.remote, flow.local),
+        };
+        let (src, dst) = same_family(src, dst);
+        // RFC 9293 §3.1: ports, sequence and acknowledgment numbers, data
+        // offset (5 words), flags, window, checksum (filled in below),
+        // urgent pointer.
+        let mut seg = Vec::with_capacity(20 + data.len());
+        seg.extend_from_slice(&src.port().to_be_bytes());
+        seg.extend_from_slice(&dst.port().to_be_bytes());
+        seg.extend_from_slice(&seq.to_be_bytes());
+        seg.extend_from_slice(&ack.to_be_bytes());
+        seg.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        seg.extend_from_slice(data);
+        self.scratch.clear();
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let (s, d, id) = (src.ip(), dst.ip(), self.ip_id);
+        if !crate::sim::ip_transport_packet(s, d, 6, &mut seg, 16, id, &mut self.scratch) {
+            return;
+        }
+        let iface = self.interface(flow.local.ip());
+        Writer::packet(&mut self.buf, iface, time, Some(direction), &self.scratch);
+        self.packets += 1;
+        if self.buf.len() >= FLUSH_AT {
+            self.write_out();
+        }
+    }
+
     /// Records a TLS key log line (`CLIENT_RANDOM …`, or a DTLS 1.3 secret)
     /// in a Decryption Secrets Block, once per distinct line.
     pub fn key_log_line(&mut self, line: &str) {
@@ -512,6 +600,40 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
     }
 }
 
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+
+/// One TCP connection in a capture ([`Capture::tcp_open`]): its ends and
+/// the next sequence number of each direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpFlow {
+    local: SocketAddr,
+    remote: SocketAddr,
+    next_out: u32,
+    next_in: u32,
+}
+
+impl TcpFlow {
+    /// The sequence and acknowledgment numbers of the next segment sent in
+    /// `direction`.
+    fn numbers(&self, direction: Direction) -> (u32, u32) {
+        match direction {
+            Direction::Outbound => (self.next_out, self.next_in),
+            Direction::Inbound => (self.next_in, self.next_out),
+        }
+    }
+
+    fn advance(&mut self, direction: Direction, n: usize) {
+        let n = n as u32; // sequence numbers wrap (RFC 9293 §3.4)
+        match direction {
+            Direction::Outbound => self.next_out = self.next_out.wrapping_add(n),
+            Direction::Inbound => self.next_in = self.next_in.wrapping_add(n),
+        }
+    }
+}
+
 /// The local port of decrypted RTP or RTCP on the plaintext interface.
 fn plaintext_port(rtcp: bool) -> u16 {
     if rtcp {
@@ -620,6 +742,51 @@ mod tests {
         assert_eq!(cap.packets[1].direction, Some(Direction::Inbound));
         let u = pcapng::udp(101, cap.packets[2].data).unwrap();
         assert_eq!(u.destination.port(), PLAINTEXT_RTP_PORT);
+    }
+
+    #[test]
+    fn tcp_flows_read_back_as_segments() {
+        let start = Instant::now();
+        let mut c = Capture::in_memory(start, Duration::ZERO);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+        );
+        let mut flow = c.tcp_open(start, a, b);
+        c.tcp_data(
+            start,
+            &mut flow,
+            Direction::Outbound,
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        c.tcp_data(
+            start,
+            &mut flow,
+            Direction::Inbound,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        );
+        c.tcp_close(start, &mut flow, Direction::Outbound);
+        let bytes = c.take_bytes();
+        let cap = pcapng::read(&bytes).unwrap();
+        let segs: Vec<pcapng::Tcp<'_>> = cap
+            .packets
+            .iter()
+            .map(|p| pcapng::tcp(101, p.data).unwrap())
+            .collect();
+        let flags: Vec<u8> = segs.iter().map(|s| s.flags).collect();
+        assert_eq!(flags, [0x02, 0x12, 0x10, 0x18, 0x18, 0x11]);
+        assert_eq!(
+            (segs[3].source, segs[3].seq, segs[3].ack),
+            (a, 1001, 50_001)
+        );
+        assert_eq!(
+            (segs[4].source, segs[4].seq, segs[4].ack),
+            (b, 50_001, 1019)
+        );
+        assert_eq!(segs[4].payload, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(segs[5].seq, 1019);
+        let ladder = xray::xray(&bytes, &xray::Filter::default()).unwrap();
+        assert!(ladder.contains("TCP   HTTP GET / HTTP/1.1"), "{ladder}");
     }
 
     #[test]
