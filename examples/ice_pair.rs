@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rtclab::ice::{Agent, AgentConfig, Candidate, ConnectionState, IceEvent};
+use rtclab::ice::{self, Agent, Candidate, ConnectionState};
 use rtclab::machine::{Machine, Receive};
 
 #[path = "common/pcap.rs"]
@@ -90,9 +90,9 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
     socket.set_read_timeout(Some(Duration::from_millis(2)))?;
     let local = socket.local_addr()?;
     let mut capture = pcap::Hand::new(local);
-    let config = AgentConfig {
+    let config = ice::Config {
         controlling,
-        ..AgentConfig::default()
+        ..ice::Config::default()
     };
     let seed = u64::from(std::process::id());
     let mut agent = Agent::new(config, StdRng::seed_from_u64(seed));
@@ -102,7 +102,7 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
     let creds = agent.local_credentials().clone();
     let mut text = format!("ice-ufrag {}\nice-pwd {}\n", creds.ufrag, creds.pwd);
     while let Some(e) = agent.poll_event() {
-        if let IceEvent::LocalCandidate(c) = e {
+        if let ice::Event::LocalCandidate(c) = e {
             text.push_str(&format!("{c}\n"));
         }
     }
@@ -143,10 +143,10 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
         }
         while let Some(e) = agent.poll_event() {
             match e {
-                IceEvent::SelectedPair { local, remote } => {
+                ice::Event::SelectedPair { local, remote } => {
                     println!("{me}: selected {local} <-> {remote}");
                 }
-                IceEvent::Data { data, .. } => {
+                ice::Event::Data { data, .. } => {
                     println!("{me}: received {:?}", String::from_utf8_lossy(&data[1..]));
                     // Linger a little so the peer's last checks get answers.
                     let until = Instant::now() + Duration::from_millis(100);
@@ -156,7 +156,7 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
                     capture.save()?;
                     return Ok(());
                 }
-                IceEvent::Failed(why) => return Err(format!("{me}: ICE failed: {why}").into()),
+                ice::Event::Failed(why) => return Err(format!("{me}: ICE failed: {why}").into()),
                 _ => {}
             }
         }

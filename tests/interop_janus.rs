@@ -13,7 +13,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rtclab::peer::PeerEvent;
+use rtclab::peer;
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::speed::sfu::{GenPeer, Janus, SfuUnderTest, vp8_frame};
@@ -49,6 +49,7 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
     let room = janus.create_room(1).expect("room");
     let leg = janus.publish(&room, &mut publisher).expect("publish");
     let feed = leg.feed.expect("feed id");
+    let janus_answer = publisher.remote().to_string();
     let started = Instant::now();
     let mut p = publisher.live;
     // VideoRoom takes subscribers of a feed once its publisher is up
@@ -57,10 +58,10 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 match p.next_event().await.expect("publisher io") {
-                    PeerEvent::ConnectionState(rtclab::peer::PeerConnectionState::Connected) => {
+                    peer::Event::ConnectionState(rtclab::peer::PeerConnectionState::Connected) => {
                         break;
                     }
-                    PeerEvent::Error(e) => panic!("publisher: {e}"),
+                    peer::Event::Error(e) => panic!("publisher: {e}"),
                     _ => {}
                 }
             }
@@ -98,19 +99,19 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
                         sent.push(f);
                     }
                     e = p.next_event() => {
-                        if let PeerEvent::Error(e) = e.expect("publisher io") {
+                        if let peer::Event::Error(e) = e.expect("publisher io") {
                             panic!("publisher: {e}");
                         }
                     }
                     e = s.next_event() => match e.expect("subscriber io") {
-                        PeerEvent::Frame { mid, frame } => {
+                        peer::Event::Frame { mid, frame } => {
                             if offer_kind(&offer, &mid) == Some(MediaKind::Audio) {
                                 audio_frames += 1;
                             } else {
                                 got.push(frame.data);
                             }
                         }
-                        PeerEvent::Error(e) => panic!("subscriber: {e}"),
+                        peer::Event::Error(e) => panic!("subscriber: {e}"),
                         _ => {}
                     },
                 }
@@ -135,6 +136,13 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
         0,
         "the subscriber's first frame is a keyframe"
     );
+    // `RTCLAB_SAVE_SDP=DIR`: keep Janus's answer to the publisher and its
+    // offer to the subscriber (tests/fixtures/sdp/janus_*.sdp).
+    if let Some(dir) = std::env::var_os("RTCLAB_SAVE_SDP") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::write(dir.join("janus_answer.sdp"), &janus_answer).expect("save SDP");
+        std::fs::write(dir.join("janus_offer.sdp"), &offer).expect("save SDP");
+    }
 }
 
 /// The kind of the m-line `mid` in an SDP.

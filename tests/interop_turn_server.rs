@@ -5,37 +5,21 @@
 //! 127.0.0.1 only, bounded timeouts.
 
 mod common;
+#[path = "interop/harness.rs"]
+mod harness;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Peer, free_udp_port, require_binary, run_bounded, wait_for_stun};
+use common::{Peer, free_udp_port, require_binary, run_bounded};
+use harness::TurnServer;
 
-fn start_ours(port: u16, extra: &[&str]) -> Peer {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_rtclab"));
-    let args: Vec<String> = [
-        "turn-server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--realm",
-        "rtclab",
-        "--user",
-        "alice:secret",
-        "--allow-loopback-peers",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
-    let peer = Peer::start("rtclab-turn-server", &bin, &args);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    assert!(
-        wait_for_stun(addr, Duration::from_secs(10)),
-        "our TURN server did not answer on {addr}:\n{}",
-        peer.output()
-    );
-    peer
+/// `rtclab turn-server` on a free port of 127.0.0.1 (UDP and TCP), and
+/// the port.
+fn start_ours(extra: &[&str]) -> (TurnServer, u16) {
+    let server = TurnServer::start_with(extra);
+    let port = server.port;
+    (server, port)
 }
 
 fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
@@ -45,8 +29,7 @@ fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
     let Some(peer_bin) = require_binary("turnutils_peer", "coturn") else {
         return;
     };
-    let port = free_udp_port(false);
-    let server = start_ours(port, server_extra);
+    let (server, port) = start_ours(server_extra);
     let peer_port = free_udp_port(false);
     let _peer = Peer::start(
         "turnutils_peer",
@@ -161,7 +144,7 @@ impl Side {
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let local = socket.local_addr().unwrap();
-        let mut config = rtclab::turn::ClientConfig::new(server, "alice", "secret");
+        let mut config = rtclab::turn::client::Config::new(server, "alice", "secret");
         config.local = Some(local);
         let client = rtclab::turn::Client::new(config, rand::rngs::StdRng::seed_from_u64(seed));
         Side {
@@ -172,7 +155,7 @@ impl Side {
     }
 
     /// Runs the client until an event, within 5 s.
-    fn event(&mut self) -> rtclab::turn::ClientEvent {
+    fn event(&mut self) -> rtclab::turn::client::Event {
         use rtclab::machine::{Machine, Receive};
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 2048];
@@ -209,7 +192,7 @@ impl Side {
     fn allocate(&mut self) -> SocketAddr {
         self.client.allocate(std::time::Instant::now()).unwrap();
         match self.event() {
-            rtclab::turn::ClientEvent::Allocated { relayed, .. } => relayed,
+            rtclab::turn::client::Event::Allocated { relayed, .. } => relayed,
             e => panic!("{e:?}"),
         }
     }
@@ -221,8 +204,7 @@ impl Side {
 /// two `Server`s that know nothing of each other's allocations.
 #[test]
 fn relay_to_relay_across_threads() {
-    let port = free_udp_port(false);
-    let server = start_ours(port, &["--threads", "2"]);
+    let (server, port) = start_ours(&["--threads", "2"]);
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut a = Side::new("127.0.0.1", listen, 1);
     let mut b = Side::new("127.0.0.2", listen, 2);
@@ -232,7 +214,7 @@ fn relay_to_relay_across_threads() {
             .create_permission(std::time::Instant::now(), peer)
             .unwrap();
         match side.event() {
-            rtclab::turn::ClientEvent::PermissionCreated(ip) => assert_eq!(ip, peer.ip()),
+            rtclab::turn::client::Event::PermissionCreated(ip) => assert_eq!(ip, peer.ip()),
             e => panic!("{e:?}\n--- server ---\n{}", server.output()),
         }
     }
@@ -241,7 +223,7 @@ fn relay_to_relay_across_threads() {
         .unwrap();
     a.flush();
     match b.event() {
-        rtclab::turn::ClientEvent::Data { peer, data } => {
+        rtclab::turn::client::Event::Data { peer, data } => {
             assert_eq!((peer, data.as_slice()), (ra, &b"over the relays"[..]));
         }
         e => panic!("{e:?}\n--- server ---\n{}", server.output()),
@@ -254,8 +236,7 @@ fn relay_to_relay_across_threads() {
 /// the relay, and a message goes each way.
 #[tokio::test]
 async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server() {
-    let port = free_udp_port(false);
-    let _server = start_ours(port, &[]);
+    let (_server, port) = start_ours(&[]);
     relay_only_call(&format!("turn:127.0.0.1:{port}"), None).await;
 }
 
@@ -265,8 +246,7 @@ async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server() {
 /// UDP to the same server (relay to relay).
 #[tokio::test]
 async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server_over_tcp() {
-    let port = free_udp_port(false);
-    let _server = start_ours(port, &[]);
+    let (_server, port) = start_ours(&[]);
     relay_only_call(
         &format!("turn:127.0.0.1:{port}?transport=tcp"),
         Some(&format!("turn:127.0.0.1:{port}")),
@@ -302,7 +282,7 @@ async fn a_relay_only_rust_peer_calls_through_coturn_over_tcp() {
 async fn relay_only_call(turn_a: &str, turn_b: Option<&str>) {
     use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
     use rtclab::ice::CandidateKind;
-    use rtclab::peer::{IceServer, IceTransportPolicy, PeerEvent};
+    use rtclab::peer::{self, IceServer, IceTransportPolicy};
     use rtclab::runtime::LivePeer;
 
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -336,26 +316,26 @@ async fn relay_only_call(turn_a: &str, turn_b: Option<&str>) {
         while got.is_none() || reply.is_none() {
             tokio::select! {
                 e = a.next_event() => match e.expect("io a") {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         kinds.push(c.kind);
                         b.add_ice_candidate(&c.to_string()).expect("cand");
                     }
-                    PeerEvent::GatheringComplete => b.add_end_of_candidates(),
-                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat => {
+                    peer::Event::GatheringComplete => b.add_end_of_candidates(),
+                    peer::Event::DataChannel(DcEvent::Open(id)) if id == chat => {
                         a.send_text(chat, "via the relay").expect("text");
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => reply = Some(message),
-                    PeerEvent::Error(e) => panic!("a: {e}"),
+                    peer::Event::DataChannel(DcEvent::Message { message, .. }) => reply = Some(message),
+                    peer::Event::Error(e) => panic!("a: {e}"),
                     _ => {}
                 },
                 e = b.next_event() => match e.expect("io b") {
-                    PeerEvent::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
-                    PeerEvent::GatheringComplete => a.add_end_of_candidates(),
-                    PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                    peer::Event::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
+                    peer::Event::GatheringComplete => a.add_end_of_candidates(),
+                    peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                         b.send_text(channel, "back").expect("reply");
                         got = Some(message);
                     }
-                    PeerEvent::Error(e) => panic!("b: {e}"),
+                    peer::Event::Error(e) => panic!("b: {e}"),
                     _ => {}
                 },
             }
