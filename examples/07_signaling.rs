@@ -9,7 +9,9 @@
 //!
 //! Run it with `cargo run --example 07_signaling`; for the browser side,
 //! run `cargo run -- signaling` and open http://127.0.0.1:8080/07_signaling/
-//! in two tabs.
+//! in two tabs. `-- --pcap FILE` writes the clients' TCP connections (the
+//! HTTP upgrade and every WebSocket frame) for `rtclab xray FILE` or
+//! Wireshark.
 
 use std::error::Error;
 use std::io::Write;
@@ -19,8 +21,12 @@ use futures_util::{SinkExt, StreamExt};
 use rtclab::signaling::{ClientMessage, Config, Server};
 use serde_json::json;
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+pub mod pcap;
 
 fn main() -> Result<(), Box<dyn Error>> {
     run(&mut std::io::stdout())
@@ -31,19 +37,25 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(scene(out))
+    runtime.block_on(scene(out))?;
+    pcap::save_tcp()?;
+    Ok(())
 }
 
 // ANCHOR: client
 /// A WebSocket client that prints every frame it sends and receives.
 struct Client {
     name: &'static str,
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<pcap::Recorded<TcpStream>>,
 }
 
 impl Client {
     async fn connect(name: &'static str, url: &str) -> Result<Client, Box<dyn Error>> {
-        let (ws, _response) = tokio_tungstenite::connect_async(url).await?;
+        // TCP to the server (captured with `--pcap`), then the WebSocket
+        // handshake over it.
+        let host = url.strip_prefix("ws://").and_then(|r| r.split('/').next());
+        let tcp = pcap::tcp_connect(host.ok_or("a ws:// URL")?).await?;
+        let (ws, _response) = tokio_tungstenite::client_async(url, tcp).await?;
         Ok(Client { name, ws })
     }
 

@@ -10,6 +10,9 @@
 //!
 //! Each side writes `DIR/<role>.txt`: `ice-ufrag`, `ice-pwd`, its
 //! `candidate:` lines and `end-of-candidates`, then waits for the other's.
+//!
+//! `-- --pcap FILE` writes the controlling side's datagrams (its checks,
+//! the answers, the two messages) for `rtclab xray FILE` or Wireshark.
 
 use std::io;
 use std::net::UdpSocket;
@@ -22,12 +25,25 @@ use rand::rngs::StdRng;
 use rtclab::ice::{self, Agent, Candidate, ConnectionState};
 use rtclab::machine::{Machine, Receive};
 
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+mod pcap;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--pcap FILE` is read by `pcap`, wherever it is.
+    let mut args: Vec<String> = Vec::new();
+    let mut all = std::env::args().skip(1);
+    while let Some(a) = all.next() {
+        if a == "--pcap" {
+            all.next();
+        } else if !a.starts_with("--pcap=") {
+            args.push(a);
+        }
+    }
     match args.as_slice() {
         [role, dir] => run_side(role == "controlling", Path::new(dir)),
         [] => run_both(),
-        _ => Err("usage: ice_pair [controlling|controlled DIR]".into()),
+        _ => Err("usage: ice_pair [controlling|controlled DIR] [--pcap FILE]".into()),
     }
 }
 
@@ -38,7 +54,13 @@ fn run_both() -> Result<(), Box<dyn std::error::Error>> {
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for role in ["controlling", "controlled"] {
-        children.push(Command::new(&exe).arg(role).arg(&dir).spawn()?);
+        let mut c = Command::new(&exe);
+        c.arg(role).arg(&dir);
+        // The controlling side writes the capture.
+        if let (Some(file), "controlling") = (pcap::requested(), role) {
+            c.arg("--pcap").arg(file);
+        }
+        children.push(c.spawn()?);
     }
     let mut ok = true;
     for mut c in children {
@@ -67,6 +89,7 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     socket.set_read_timeout(Some(Duration::from_millis(2)))?;
     let local = socket.local_addr()?;
+    let mut capture = pcap::Hand::new(local);
     let config = ice::Config {
         controlling,
         ..ice::Config::default()
@@ -115,6 +138,7 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
             agent.handle_timeout(now);
         }
         while let Some(t) = agent.poll_transmit() {
+            capture.sent(now, t.destination, &t.contents);
             socket.send_to(&t.contents, t.destination)?;
         }
         while let Some(e) = agent.poll_event() {
@@ -127,8 +151,9 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
                     // Linger a little so the peer's last checks get answers.
                     let until = Instant::now() + Duration::from_millis(100);
                     while Instant::now() < until {
-                        pump(&mut agent, &socket, local, &mut buf)?;
+                        pump(&mut agent, &socket, local, &mut buf, &mut capture)?;
                     }
+                    capture.save()?;
                     return Ok(());
                 }
                 ice::Event::Failed(why) => return Err(format!("{me}: ICE failed: {why}").into()),
@@ -145,7 +170,7 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
         if start.elapsed() > Duration::from_secs(10) {
             return Err(format!("{me}: no connection within 10 s").into());
         }
-        pump(&mut agent, &socket, local, &mut buf)?;
+        pump(&mut agent, &socket, local, &mut buf, &mut capture)?;
     }
 }
 
@@ -155,16 +180,19 @@ fn pump(
     socket: &UdpSocket,
     local: std::net::SocketAddr,
     buf: &mut [u8],
+    capture: &mut pcap::Hand,
 ) -> io::Result<()> {
     let now = Instant::now();
     if agent.poll_timeout().is_some_and(|t| t <= now) {
         agent.handle_timeout(now);
     }
     while let Some(t) = agent.poll_transmit() {
+        capture.sent(now, t.destination, &t.contents);
         socket.send_to(&t.contents, t.destination)?;
     }
     match socket.recv_from(buf) {
         Ok((n, from)) => {
+            capture.received(Instant::now(), from, &buf[..n]);
             agent.handle_receive(
                 Instant::now(),
                 Receive {

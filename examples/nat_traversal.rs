@@ -11,7 +11,9 @@
 //! prints which path won.
 //!
 //! Everything runs at virtual time with fixed seeds: the output is the same
-//! on every run. Run it with `cargo run --example nat_traversal`.
+//! on every run. Run it with `cargo run --example nat_traversal`
+//! (`-- --pcap FILE` writes part 2's run as A sees it, its NAT's inside:
+//! the STUN and TURN exchanges and the checks, for `rtclab xray FILE`).
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -28,6 +30,10 @@ use rtclab::ice::{
 use rtclab::machine::Transmit;
 use rtclab::sim::{CaptureKind, Echo, FilteringBehavior, HostId, MappingBehavior, NatConfig, Sim};
 use rtclab::stun::{self, BindingServer};
+
+#[path = "common/pcap.rs"]
+#[allow(clippy::duplicate_mod)] // tests/examples.rs includes several examples
+pub mod pcap;
 
 const STUN: &str = "198.51.100.1:3478";
 const TURN: &str = "198.51.100.2:3478";
@@ -271,9 +277,13 @@ fn add_peer(sim: &mut Sim, nat: Nat, n: u8, controlling: bool, turn: bool) -> Ho
 // ANCHOR_END: peer
 
 /// A STUN server, a TURN server (if `turn`) and two peers: A controlling
-/// behind `a`, B controlled behind `b`.
-fn network(a: Nat, b: Nat, turn: bool, seed: u64) -> (Sim, [HostId; 2]) {
+/// behind `a`, B controlled behind `b`; `capture`: from the start, if
+/// `--pcap` asked for it.
+fn network(a: Nat, b: Nat, turn: bool, seed: u64, capture: bool) -> (Sim, [HostId; 2]) {
     let mut sim = Sim::new(seed);
+    if capture {
+        pcap::start(&mut sim);
+    }
     let stun = BindingServer::new(stun::server::Config::new(addr(STUN))).expect("a STUN server");
     let locals = stun.local_addrs().to_vec();
     sim.add_host(stun, &locals);
@@ -353,7 +363,7 @@ fn done(sim: &Sim, peers: [HostId; 2], out: &Outcome) -> bool {
 }
 
 fn connect(a: Nat, b: Nat, turn: bool, seed: u64) -> Outcome {
-    let (mut sim, peers) = network(a, b, turn, seed);
+    let (mut sim, peers) = network(a, b, turn, seed, false);
     start(&mut sim, peers);
     let mut out = Outcome::default();
     sim.run_for_with(Duration::from_secs(90), |sim| {
@@ -404,7 +414,7 @@ pub fn check_list(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         a.short(),
         b.short()
     )?;
-    let (mut sim, peers) = network(a, b, true, 8);
+    let (mut sim, peers) = network(a, b, true, 8, true);
     // Gathering: host, server-reflexive (STUN), relayed (TURN) candidates
     // trickle to the other side while the offer and answer travel.
     let mut o = Outcome::default();
@@ -480,6 +490,7 @@ pub fn check_list(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
         None => writeln!(out, "no pair selected: {:?}", o.failed)?,
     }
     writeln!(out)?;
+    pcap::save(&mut sim, peers[0], &[])?;
     Ok(())
 }
 

@@ -1,10 +1,13 @@
 //! `rtclab sfu --pcap FILE` with `$SSLKEYLOGFILE`: a Rust peer publishes
 //! VP8 over WHIP for two seconds; after Ctrl-C (SIGINT) the capture holds
 //! the call (STUN, the DTLS handshake decrypted with the key log inside,
-//! SRTP) as `rtclab xray` reads it, and the key log file has the
+//! SRTP, and the SRTP decrypted on the `srtp-plaintext` interface) as
+//! `rtclab xray` and tshark read it, and the key log file has the
 //! participant's line.
 
 mod common;
+#[path = "common/tshark.rs"]
+mod tshark;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,6 +115,43 @@ fn rtclab_sfu_captures_a_whip_call() {
     ] {
         assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
     }
+    // The publisher's VP8 as the SFU decrypted it: RTP headers and VP8
+    // payload descriptors, and the SFU's RTCP feedback to it.
+    let plain: Vec<&str> = ladder.lines().filter(|l| l.contains(" ⇢ ")).collect();
+    assert!(
+        plain
+            .iter()
+            .any(|l| l.contains("RTP ") && l.contains(" VP8 ")),
+        "no decrypted VP8 in:\n{ladder}"
+    );
+    assert!(
+        plain.iter().any(|l| l.contains("RTCP ")),
+        "no decrypted RTCP in:\n{ladder}"
+    );
+    if let Some(bin) = common::require_binary("tshark", "tshark") {
+        let rtp = tshark::tshark(
+            &bin,
+            &pcap,
+            &[
+                "-d",
+                "udp.port==5004,rtp",
+                "-d",
+                "udp.port==5005,rtcp",
+                "-Y",
+                "rtp && frame.interface_name == \"srtp-plaintext\"",
+                "-T",
+                "fields",
+                "-e",
+                "rtp.p_type",
+                "-e",
+                "rtp.seq",
+            ],
+        );
+        assert!(
+            rtp.lines().filter(|l| l.starts_with("96\t")).count() >= 30,
+            "tshark shows no decrypted RTP of payload type 96:\n{rtp}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -214,11 +254,18 @@ async fn a_sfu_page_downloads_its_own_capture() {
     for needle in ["Handshake: ClientHello", "Finished (decrypted)", "(SRTP, "] {
         assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
     }
-    let local = peer.local_addr();
+    // Its VP8 as the SFU decrypted it, on the plaintext interface.
     assert!(
         ladder
             .lines()
-            .all(|l| !l.contains(" → ") || l.contains(&local.to_string())),
+            .any(|l| l.contains(" ⇢ ") && l.contains(" VP8 ")),
+        "no decrypted VP8 in the share:\n{ladder}"
+    );
+    let local = peer.local_addr().to_string();
+    assert!(
+        ladder
+            .lines()
+            .all(|l| !(l.contains(" → ") || l.contains(" ⇢ ")) || l.contains(&local)),
         "another address in the share:\n{ladder}"
     );
 }

@@ -160,6 +160,20 @@ fn examples_write_their_capture_with_pcap() {
         ("08_browser_offer", "STUN  Binding Request", false),
         // The mesh of two: video between two PeerConnections.
         ("10_mesh", "(SRTP, ", true),
+        // The SFU's lossy subscriber: its SRTP and the feedback.
+        ("10_sfu", "RTPFB (PT 205)", true),
+        // Signaling over TCP: the upgrade, then the JSON of each frame.
+        (
+            "07_signaling",
+            "WebSocket text masked {\"type\":\"create or join\"",
+            false,
+        ),
+        // Two processes on loopback: the controlling side's checks, the
+        // nominating one, the answers.
+        ("ice_pair", "ICE-CONTROLLING USE-CANDIDATE", false),
+        // Part 2's run behind a NAT, with TURN: the allocation, the
+        // checks, the relayed ones in Send indications.
+        ("nat_traversal", "STUN  Allocate Request", false),
     ] {
         let Some(bin) = built_example(example) else {
             eprintln!("note: example {example} not built (run the whole `cargo test`); not run");

@@ -325,3 +325,99 @@ async fn chromium_demo_xray_panel_and_download() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The SFU page's live x-ray panel (issue 18 §3, "the SFU page gets the
+/// same per participant"): `rtclab sfu --xray` (Server::set_downloads)
+/// while headless Chromium joins a room with its fake camera and its
+/// "chat" channel; the page's panel (read from its DOM, in its reports)
+/// shows its own connection's DTLS handshake decrypted, and STUN, SCTP,
+/// DCEP, RTP and RTCP lines; its download is this participant's pcapng,
+/// which `rtclab xray` reads with the decrypted VP8 on the plaintext
+/// interface.
+#[tokio::test]
+async fn chromium_sfu_xray_panel_and_download() {
+    use rtclab::sfu::server::{Config as SfuServer, Server};
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
+    let cert = rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
+        .expect("certificate");
+    let (reports, mut reported) = mpsc::channel(64);
+    let mut server = Server::bind(SfuServer {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        udp: "127.0.0.1:0".parse().unwrap(),
+        sfu: rtclab::sfu::Config::new(cert, Vec::new()),
+        reports: Some(reports),
+        whip: None,
+    })
+    .await
+    .expect("bind");
+    server.set_downloads(32 << 20);
+    let addr = server.http_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run_until(async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}/sfu/?room=xray&autotest=1");
+    let Some(mut browser) = launch(BrowserKind::Chromium, &url) else {
+        let _ = stop.send(());
+        return;
+    };
+    let layers = ["STUN", "DTLS", "SCTP", "DCEP", "RTP", "RTCP"];
+    let dtls = [
+        "Handshake: ClientHello",
+        "Handshake: ServerHello",
+        "Finished (decrypted)",
+    ];
+    let done = |v: &Value| {
+        let x = &v["xray"];
+        let shown: Vec<&str> = x["dtlsShown"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        layers
+            .iter()
+            .all(|l| x["layers"][*l].as_u64().unwrap_or(0) > 0)
+            && dtls.iter().all(|n| shown.iter().any(|l| l.contains(n)))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+    let mut last = Value::Null;
+    while !done(&last) {
+        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
+            Ok(Some(body)) => last = serde_json::from_str(&body).expect("a JSON report"),
+            _ => {
+                let exited = browser.process.wait_exit(Duration::ZERO);
+                assert!(
+                    exited.is_none() && tokio::time::Instant::now() < deadline,
+                    "the panel did not show the call within 45 s (exited: {exited:?}); last report:\n{last:#}"
+                );
+            }
+        }
+    }
+    assert_eq!(last["connection"], "connected", "{last:#}");
+
+    // The page's download: its own share of the SFU's capture.
+    let path = last["xray"]["capture"]
+        .as_str()
+        .expect("the capture's URL")
+        .to_string();
+    assert!(path.starts_with("/sfu/capture/"), "{path}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (head, bytes) = http_get(addr, &path).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("application/x-pcapng"), "{head}");
+    drop(browser);
+    let _ = stop.send(());
+    task.await.expect("task").expect("run");
+
+    let cap = pcapng::read(&bytes).expect("pcapng");
+    assert_eq!(cap.key_log.lines().count(), 1, "{}", cap.key_log);
+    let ladder = rtclab::capture::xray::xray(&bytes, &Default::default()).expect("ladder");
+    for needle in [
+        "ClientHello",
+        "Finished (decrypted)",
+        "DATA_CHANNEL_OPEN label \"chat\"",
+        // The page's camera, decrypted on the plaintext interface.
+        "VP8",
+    ] {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+}

@@ -97,6 +97,14 @@ pub fn save_records(
     Ok(())
 }
 
+/// A capture in memory, timestamped by the wall clock.
+fn in_memory() -> rtclab::capture::Capture {
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    rtclab::capture::Capture::in_memory(std::time::Instant::now(), epoch)
+}
+
 /// A capture of datagrams an example moves by hand (no simulator): one
 /// side's view, in memory until [`Hand::save`]; nothing unless `--pcap
 /// FILE` is on the command line.
@@ -109,14 +117,7 @@ impl Hand {
     /// The view of the side at `local`.
     pub fn new(local: std::net::SocketAddr) -> Hand {
         Hand {
-            capture: requested().map(|_| {
-                rtclab::capture::Capture::in_memory(
-                    std::time::Instant::now(),
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap_or_default(),
-                )
-            }),
+            capture: requested().map(|_| in_memory()),
             local,
         }
     }
@@ -165,5 +166,123 @@ impl Hand {
             path.display()
         );
         Ok(())
+    }
+}
+
+/// The capture of the TCP connections an example opens with
+/// [`tcp_connect`] (its signaling), while `--pcap` asked for one.
+static TCP: std::sync::Mutex<Option<rtclab::capture::Capture>> = std::sync::Mutex::new(None);
+
+/// Connects to `addr` (`HOST:PORT`) over TCP; with `--pcap`, every byte
+/// both ways is captured (HTTP, WebSocket) until [`save_tcp`].
+pub async fn tcp_connect(addr: &str) -> std::io::Result<Recorded<tokio::net::TcpStream>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let flow = match requested() {
+        Some(_) => {
+            let (local, remote) = (stream.local_addr()?, stream.peer_addr()?);
+            let mut tcp = TCP.lock().map_err(|_| std::io::Error::other("poisoned"))?;
+            let c = tcp.get_or_insert_with(in_memory);
+            Some(c.tcp_open(std::time::Instant::now(), local, remote))
+        }
+        None => None,
+    };
+    Ok(Recorded {
+        inner: stream,
+        flow,
+        ended: false,
+    })
+}
+
+/// Writes what [`tcp_connect`]'s connections carried to the `--pcap` file.
+pub fn save_tcp() -> std::io::Result<()> {
+    let Some(path) = requested() else {
+        return Ok(());
+    };
+    let taken = TCP.lock().ok().and_then(|mut t| t.take());
+    let Some(mut c) = taken else {
+        return Ok(());
+    };
+    std::fs::write(&path, c.take_bytes())?;
+    eprintln!(
+        "capture written to {} (open it with `rtclab xray` or Wireshark)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// A TCP stream whose bytes go into the example's capture (see
+/// [`tcp_connect`]).
+pub struct Recorded<S> {
+    inner: S,
+    flow: Option<rtclab::capture::TcpFlow>,
+    /// The other side's FIN is in the capture.
+    ended: bool,
+}
+
+impl<S> Recorded<S> {
+    fn record(&mut self, direction: rtclab::capture::Direction, data: Option<&[u8]>) {
+        let (Some(flow), Ok(mut tcp)) = (self.flow.as_mut(), TCP.lock()) else {
+            return;
+        };
+        let Some(c) = tcp.as_mut() else { return };
+        let now = std::time::Instant::now();
+        match data {
+            Some(d) => c.tcp_data(now, flow, direction, d),
+            None => c.tcp_close(now, flow, direction),
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Recorded<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let (before, room) = (buf.filled().len(), buf.remaining() > 0);
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = r {
+            let got = buf.filled()[before..].to_vec();
+            if !got.is_empty() {
+                self.record(rtclab::capture::Direction::Inbound, Some(&got));
+            } else if room && !self.ended {
+                // Nothing read with room to read: the other side's FIN.
+                self.ended = true;
+                self.record(rtclab::capture::Direction::Inbound, None);
+            }
+        }
+        r
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Recorded<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = r {
+            self.record(rtclab::capture::Direction::Outbound, buf.get(..n));
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
+        if let std::task::Poll::Ready(Ok(())) = r {
+            self.record(rtclab::capture::Direction::Outbound, None);
+        }
+        r
     }
 }

@@ -28,7 +28,10 @@
 //! `srtp-plaintext`: each decrypted RTP packet as a UDP datagram between
 //! the same IP addresses on port [`PLAINTEXT_RTP_PORT`] (5004), RTCP on
 //! [`PLAINTEXT_RTCP_PORT`] (5005). Decode them with
-//! `tshark -d udp.port==5004,rtp -d udp.port==5005,rtcp`.
+//! `tshark -d udp.port==5004,rtp -d udp.port==5005,rtcp`. A server's
+//! capture (the SFU's, [`Capture::plaintext_to`]) keeps the remote end's
+//! real port, so that participants behind one IP address stay apart; the
+//! local end's port still says RTP or RTCP.
 //!
 //! A driver with no capture set pays one `Option` check per datagram.
 
@@ -76,6 +79,8 @@ pub struct Capture {
     scratch: Vec<u8>,
     /// The x-ray panel's feed, if asked for ([`Capture::set_live`]).
     live: Option<Box<live::Live>>,
+    /// A server's panels, one per participant ([`Capture::set_feeds`]).
+    feeds: Option<Box<live::Feeds>>,
 }
 
 impl fmt::Debug for Capture {
@@ -134,6 +139,7 @@ impl Capture {
             error: None,
             scratch: Vec::new(),
             live: None,
+            feeds: None,
         }
     }
 
@@ -155,6 +161,23 @@ impl Capture {
     pub fn take_live(&mut self, now: Instant) -> Vec<xray::Line> {
         let t = now.saturating_duration_since(self.start);
         self.live.as_mut().map_or_else(Vec::new, |l| l.take(t))
+    }
+
+    /// Also keeps every packet for per-participant live ladders (a
+    /// server's pages, see [`live::Feeds`]); `None` stops it.
+    pub fn set_feeds(&mut self, config: Option<live::Config>) {
+        self.feeds = config.map(|c| Box::new(live::Feeds::new(c)));
+    }
+
+    /// The per-participant ladders, if set ([`Capture::set_feeds`]).
+    pub fn feeds_mut(&mut self) -> Option<&mut live::Feeds> {
+        self.feeds.as_deref_mut()
+    }
+
+    /// The capture's time of `now` (since it started), as its live
+    /// ladders count it.
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.start)
     }
 
     /// How many packets were captured.
@@ -234,6 +257,40 @@ impl Capture {
         rtcp: bool,
         packet: &[u8],
     ) {
+        let port = plaintext_port(rtcp);
+        let remote = SocketAddr::new(remote, port);
+        self.plaintext_between(time, direction, local, remote, rtcp, packet);
+    }
+
+    /// As [`Capture::plaintext`], but the remote end keeps its real
+    /// address (IP and port): a server's capture, where many participants
+    /// may share one IP address (a NAT, loopback), so that each one's
+    /// decrypted media can be told apart ([`extract`], the SFU's live
+    /// panels). The local end is on the RTP or RTCP port as ever, which
+    /// is what tells them apart (`tshark -d udp.port==5004,rtp` matches
+    /// either end).
+    pub fn plaintext_to(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        local: IpAddr,
+        remote: SocketAddr,
+        rtcp: bool,
+        packet: &[u8],
+    ) {
+        let t = self.time(now);
+        self.plaintext_between(t, direction, local, remote, rtcp, packet);
+    }
+
+    fn plaintext_between(
+        &mut self,
+        time: Duration,
+        direction: Direction,
+        local: IpAddr,
+        remote: SocketAddr,
+        rtcp: bool,
+        packet: &[u8],
+    ) {
         let iface = match self.plaintext_interface {
             Some(i) => i,
             None => {
@@ -248,13 +305,8 @@ impl Capture {
                 i
             }
         };
-        let port = if rtcp {
-            PLAINTEXT_RTCP_PORT
-        } else {
-            PLAINTEXT_RTP_PORT
-        };
-        let (l, r) = (SocketAddr::new(local, port), SocketAddr::new(remote, port));
-        self.write_udp(iface, time, direction, l, r, packet);
+        let local = SocketAddr::new(local, plaintext_port(rtcp));
+        self.write_udp(iface, time, direction, local, remote, packet);
     }
 
     fn write_udp(
@@ -280,8 +332,8 @@ impl Capture {
         }
         Writer::packet(&mut self.buf, iface, time, Some(direction), &self.scratch);
         self.packets += 1;
-        if let Some(l) = self.live.as_mut() {
-            l.datagram(&xray::Datagram {
+        if self.live.is_some() || self.feeds.is_some() {
+            let d = xray::Datagram {
                 time: time.saturating_sub(self.epoch),
                 packet: usize::try_from(self.packets).unwrap_or(usize::MAX),
                 source: src,
@@ -289,8 +341,102 @@ impl Capture {
                 direction: Some(direction),
                 plaintext: Some(iface) == self.plaintext_interface,
                 payload: contents,
-            });
+            };
+            if let Some(l) = self.live.as_mut() {
+                l.datagram(&d);
+            }
+            if let Some(f) = self.feeds.as_mut() {
+                f.datagram(&d);
+            }
         }
+        if self.buf.len() >= FLUSH_AT {
+            self.write_out();
+        }
+    }
+
+    /// A TCP connection `local` opened to `remote` (signaling, say): its
+    /// handshake (SYN, SYN-ACK, ACK) is written, and the flow numbers the
+    /// bytes that follow ([`Capture::tcp_data`]) as TCP would (RFC 9293
+    /// §3.4), so that Wireshark follows the stream (HTTP, WebSocket) and
+    /// `rtclab xray` reads it.
+    pub fn tcp_open(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) -> TcpFlow {
+        let mut flow = TcpFlow {
+            local,
+            remote,
+            next_out: 1_000,
+            next_in: 50_000,
+        };
+        let t = self.time(now);
+        let (out, inb) = (Direction::Outbound, Direction::Inbound);
+        self.tcp_segment(t, &flow, out, flow.next_out, 0, TCP_SYN, &[]);
+        let ack = flow.next_out.wrapping_add(1);
+        self.tcp_segment(t, &flow, inb, flow.next_in, ack, TCP_SYN | TCP_ACK, &[]);
+        flow.next_out = flow.next_out.wrapping_add(1);
+        flow.next_in = flow.next_in.wrapping_add(1);
+        self.tcp_segment(t, &flow, out, flow.next_out, flow.next_in, TCP_ACK, &[]);
+        flow
+    }
+
+    /// Bytes of `flow` sent (outbound) or received, as segments of at
+    /// most 16 KiB.
+    pub fn tcp_data(
+        &mut self,
+        now: Instant,
+        flow: &mut TcpFlow,
+        direction: Direction,
+        data: &[u8],
+    ) {
+        let t = self.time(now);
+        for chunk in data.chunks(16 * 1024) {
+            let (seq, ack) = flow.numbers(direction);
+            self.tcp_segment(t, flow, direction, seq, ack, TCP_PSH | TCP_ACK, chunk);
+            flow.advance(direction, chunk.len());
+        }
+    }
+
+    /// The end of one direction of `flow` (a FIN from its sender).
+    pub fn tcp_close(&mut self, now: Instant, flow: &mut TcpFlow, direction: Direction) {
+        let t = self.time(now);
+        let (seq, ack) = flow.numbers(direction);
+        self.tcp_segment(t, flow, direction, seq, ack, TCP_FIN | TCP_ACK, &[]);
+        flow.advance(direction, 1);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn tcp_segment(
+        &mut self,
+        time: Duration,
+        flow: &TcpFlow,
+        direction: Direction,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        data: &[u8],
+    ) {
+        let (src, dst) = match direction {
+            Direction::Outbound => (flow.local, flow.remote),
+            Direction::Inbound => (flow.remote, flow.local),
+        };
+        let (src, dst) = same_family(src, dst);
+        // RFC 9293 §3.1: ports, sequence and acknowledgment numbers, data
+        // offset (5 words), flags, window, checksum (filled in below),
+        // urgent pointer.
+        let mut seg = Vec::with_capacity(20 + data.len());
+        seg.extend_from_slice(&src.port().to_be_bytes());
+        seg.extend_from_slice(&dst.port().to_be_bytes());
+        seg.extend_from_slice(&seq.to_be_bytes());
+        seg.extend_from_slice(&ack.to_be_bytes());
+        seg.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        seg.extend_from_slice(data);
+        self.scratch.clear();
+        self.ip_id = self.ip_id.wrapping_add(1);
+        let (s, d, id) = (src.ip(), dst.ip(), self.ip_id);
+        if !crate::sim::ip_transport_packet(s, d, 6, &mut seg, 16, id, &mut self.scratch) {
+            return;
+        }
+        let iface = self.interface(flow.local.ip());
+        Writer::packet(&mut self.buf, iface, time, Some(direction), &self.scratch);
+        self.packets += 1;
         if self.buf.len() >= FLUSH_AT {
             self.write_out();
         }
@@ -350,9 +496,11 @@ impl Drop for Capture {
 }
 
 /// One participant's share of a server's capture `file`: the packets whose
-/// UDP source or destination is in `addresses` (the plaintext interface's
-/// by IP address), after a DSB of `key_log` only, so that one person's
-/// download holds neither other people's packets nor their secrets.
+/// UDP source or destination is in `addresses` (on the plaintext
+/// interface too: a server writes the remote end of decrypted media with
+/// its real address, [`Capture::plaintext_to`]), after a DSB of `key_log`
+/// only, so that one person's download holds neither other people's
+/// packets nor their secrets, even when they share an IP address.
 pub fn extract(
     file: &[u8],
     addresses: &[SocketAddr],
@@ -372,12 +520,7 @@ pub fn extract(
         let Some(u) = pcapng::udp(iface.link_type, p.data) else {
             continue;
         };
-        let plaintext = iface.name == PLAINTEXT_INTERFACE;
-        let ours = |a: SocketAddr| {
-            addresses
-                .iter()
-                .any(|x| *x == a || (plaintext && x.ip() == a.ip()))
-        };
+        let ours = |a: SocketAddr| addresses.contains(&a);
         if !ours(u.source) && !ours(u.destination) {
             continue;
         }
@@ -454,6 +597,49 @@ impl<A: Write, B: Write> Write for Tee<A, B> {
     fn flush(&mut self) -> io::Result<()> {
         self.0.flush()?;
         self.1.flush()
+    }
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_SYN: u8 = 0x02;
+const TCP_PSH: u8 = 0x08;
+const TCP_ACK: u8 = 0x10;
+
+/// One TCP connection in a capture ([`Capture::tcp_open`]): its ends and
+/// the next sequence number of each direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpFlow {
+    local: SocketAddr,
+    remote: SocketAddr,
+    next_out: u32,
+    next_in: u32,
+}
+
+impl TcpFlow {
+    /// The sequence and acknowledgment numbers of the next segment sent in
+    /// `direction`.
+    fn numbers(&self, direction: Direction) -> (u32, u32) {
+        match direction {
+            Direction::Outbound => (self.next_out, self.next_in),
+            Direction::Inbound => (self.next_in, self.next_out),
+        }
+    }
+
+    fn advance(&mut self, direction: Direction, n: usize) {
+        let n = n as u32; // sequence numbers wrap (RFC 9293 §3.4)
+        match direction {
+            Direction::Outbound => self.next_out = self.next_out.wrapping_add(n),
+            Direction::Inbound => self.next_in = self.next_in.wrapping_add(n),
+        }
+    }
+}
+
+/// The local port of decrypted RTP or RTCP on the plaintext interface.
+fn plaintext_port(rtcp: bool) -> u16 {
+    if rtcp {
+        PLAINTEXT_RTCP_PORT
+    } else {
+        PLAINTEXT_RTP_PORT
     }
 }
 
@@ -559,6 +745,51 @@ mod tests {
     }
 
     #[test]
+    fn tcp_flows_read_back_as_segments() {
+        let start = Instant::now();
+        let mut c = Capture::in_memory(start, Duration::ZERO);
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:40000".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+        );
+        let mut flow = c.tcp_open(start, a, b);
+        c.tcp_data(
+            start,
+            &mut flow,
+            Direction::Outbound,
+            b"GET / HTTP/1.1\r\n\r\n",
+        );
+        c.tcp_data(
+            start,
+            &mut flow,
+            Direction::Inbound,
+            b"HTTP/1.1 200 OK\r\n\r\n",
+        );
+        c.tcp_close(start, &mut flow, Direction::Outbound);
+        let bytes = c.take_bytes();
+        let cap = pcapng::read(&bytes).unwrap();
+        let segs: Vec<pcapng::Tcp<'_>> = cap
+            .packets
+            .iter()
+            .map(|p| pcapng::tcp(101, p.data).unwrap())
+            .collect();
+        let flags: Vec<u8> = segs.iter().map(|s| s.flags).collect();
+        assert_eq!(flags, [0x02, 0x12, 0x10, 0x18, 0x18, 0x11]);
+        assert_eq!(
+            (segs[3].source, segs[3].seq, segs[3].ack),
+            (a, 1001, 50_001)
+        );
+        assert_eq!(
+            (segs[4].source, segs[4].seq, segs[4].ack),
+            (b, 50_001, 1019)
+        );
+        assert_eq!(segs[4].payload, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(segs[5].seq, 1019);
+        let ladder = xray::xray(&bytes, &xray::Filter::default()).unwrap();
+        assert!(ladder.contains("TCP   HTTP GET / HTTP/1.1"), "{ladder}");
+    }
+
+    #[test]
     fn a_participants_share_of_a_capture() {
         let start = Instant::now();
         let mut c = Capture::in_memory(start, Duration::ZERO);
@@ -572,13 +803,28 @@ mod tests {
         c.datagram(start, Direction::Inbound, sfu, p1, b"from p1");
         c.datagram(start, Direction::Outbound, sfu, p2, b"to p2");
         c.datagram(start, Direction::Outbound, sfu, p1, b"to p1");
+        // Decrypted media of both, who share an IP address.
+        let p3: SocketAddr = "198.51.100.1:7000".parse().unwrap();
+        c.plaintext_to(start, Direction::Inbound, sfu.ip(), p1, false, b"rtp of p1");
+        c.plaintext_to(
+            start,
+            Direction::Outbound,
+            sfu.ip(),
+            p3,
+            true,
+            b"rtcp to p3",
+        );
         let all = c.take_bytes();
         let mine = extract(&all, &[p1], &["CLIENT_RANDOM p1 secret".into()]).unwrap();
         let cap = pcapng::read(&mine).unwrap();
         assert_eq!(cap.key_log, "CLIENT_RANDOM p1 secret\n");
-        assert_eq!(cap.packets.len(), 2);
+        assert_eq!(cap.packets.len(), 3);
         let last = pcapng::udp(101, cap.packets[1].data).unwrap();
         assert_eq!((last.destination, last.payload), (p1, &b"to p1"[..]));
+        let plain = pcapng::udp(101, cap.packets[2].data).unwrap();
+        assert_eq!(cap.interfaces[1].name, PLAINTEXT_INTERFACE);
+        assert_eq!((plain.source, plain.payload), (p1, &b"rtp of p1"[..]));
+        assert_eq!(plain.destination.port(), PLAINTEXT_RTP_PORT);
         assert!(extract(b"junk", &[p1], &[]).is_err());
     }
 }

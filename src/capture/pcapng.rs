@@ -489,6 +489,62 @@ pub struct Udp<'a> {
 /// The UDP datagram in a frame of `link_type`, if it holds one (not a
 /// fragment, not another protocol).
 pub fn udp(link_type: u16, frame: &[u8]) -> Option<Udp<'_>> {
+    let (source, destination, udp) = transport(link_type, frame, 17)?;
+    let sport = u16::from_be_bytes(udp.get(0..2)?.try_into().ok()?);
+    let dport = u16::from_be_bytes(udp.get(2..4)?.try_into().ok()?);
+    let len = usize::from(u16::from_be_bytes(udp.get(4..6)?.try_into().ok()?));
+    let end = len.clamp(8, udp.len().max(8));
+    Some(Udp {
+        source: SocketAddr::new(source, sport),
+        destination: SocketAddr::new(destination, dport),
+        payload: udp.get(8..end)?,
+    })
+}
+
+/// A TCP segment found inside a captured frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tcp<'a> {
+    /// Source address and port.
+    pub source: SocketAddr,
+    /// Destination address and port.
+    pub destination: SocketAddr,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number.
+    pub ack: u32,
+    /// The flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
+    pub flags: u8,
+    /// The segment's data.
+    pub payload: &'a [u8],
+}
+
+/// The TCP segment in a frame of `link_type`, if it holds one (RFC 9293
+/// §3.1: the data starts after the data offset's 32-bit words).
+pub fn tcp(link_type: u16, frame: &[u8]) -> Option<Tcp<'_>> {
+    let (source, destination, tcp) = transport(link_type, frame, 6)?;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(tcp.get(at..at + 4)?.try_into().ok()?))
+    };
+    let sport = u16::from_be_bytes(tcp.get(0..2)?.try_into().ok()?);
+    let dport = u16::from_be_bytes(tcp.get(2..4)?.try_into().ok()?);
+    let offset = usize::from(tcp.get(12)? >> 4) * 4;
+    if offset < 20 {
+        return None;
+    }
+    Some(Tcp {
+        source: SocketAddr::new(source, sport),
+        destination: SocketAddr::new(destination, dport),
+        seq: word(4)?,
+        ack: word(8)?,
+        flags: *tcp.get(13)?,
+        payload: tcp.get(offset..)?,
+    })
+}
+
+/// The addresses and transport bytes (as long as the IP header says, at
+/// most what was captured) of an unfragmented IP packet of `protocol` in
+/// a frame of `link_type`.
+fn transport(link_type: u16, frame: &[u8], protocol: u8) -> Option<(IpAddr, IpAddr, &[u8])> {
     let ip = match link_type {
         101 | 228 | 229 => frame,
         // Ethernet: skip VLAN tags to the EtherType of IPv4/IPv6.
@@ -508,45 +564,43 @@ pub fn udp(link_type: u16, frame: &[u8]) -> Option<Udp<'_>> {
         0 => frame.get(4..)?,    // BSD loopback: 4-byte family
         _ => return None,
     };
-    let (source, destination, udp) = match ip.first()? >> 4 {
+    let length = |at: usize| -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes(
+            ip.get(at..at + 2)?.try_into().ok()?,
+        )))
+    };
+    match ip.first()? >> 4 {
         4 => {
             let ihl = usize::from(ip[0] & 0x0f) * 4;
             let frag = u16::from_be_bytes(ip.get(6..8)?.try_into().ok()?);
-            if ip.get(9) != Some(&17) || ihl < 20 || frag & 0x3fff != 0 {
+            if ip.get(9) != Some(&protocol) || ihl < 20 || frag & 0x3fff != 0 {
                 return None;
             }
             let s: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             let d: [u8; 4] = ip.get(16..20)?.try_into().ok()?;
-            (
+            let end = length(2)?.clamp(ihl, ip.len().max(ihl));
+            Some((
                 IpAddr::V4(Ipv4Addr::from(s)),
                 IpAddr::V4(Ipv4Addr::from(d)),
-                ip.get(ihl..)?,
-            )
+                ip.get(ihl..end)?,
+            ))
         }
         6 => {
             // Extension headers are not followed: WebRTC's UDP has none.
-            if ip.get(6) != Some(&17) {
+            if ip.get(6) != Some(&protocol) {
                 return None;
             }
             let s: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             let d: [u8; 16] = ip.get(24..40)?.try_into().ok()?;
-            (
+            let end = (length(4)? + 40).min(ip.len().max(40));
+            Some((
                 IpAddr::V6(Ipv6Addr::from(s)),
                 IpAddr::V6(Ipv6Addr::from(d)),
-                ip.get(40..)?,
-            )
+                ip.get(40..end)?,
+            ))
         }
-        _ => return None,
-    };
-    let sport = u16::from_be_bytes(udp.get(0..2)?.try_into().ok()?);
-    let dport = u16::from_be_bytes(udp.get(2..4)?.try_into().ok()?);
-    let len = usize::from(u16::from_be_bytes(udp.get(4..6)?.try_into().ok()?));
-    let end = len.clamp(8, udp.len().max(8));
-    Some(Udp {
-        source: SocketAddr::new(source, sport),
-        destination: SocketAddr::new(destination, dport),
-        payload: udp.get(8..end)?,
-    })
+        _ => None,
+    }
 }
 
 #[cfg(test)]

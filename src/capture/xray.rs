@@ -22,6 +22,8 @@
 //! log's 1.3 secrets (`xray/dtls13.rs`). TURN ChannelData is named, not
 //! opened.
 //! SCTP straight over UDP (no DTLS) is decoded when its checksum holds.
+//! TCP (signaling: `07_signaling -- --pcap`) is reassembled per direction
+//! and read as HTTP heads, then WebSocket frames (`xray/tcp.rs`).
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
@@ -32,6 +34,7 @@ use super::pcapng::{self, Capture, Direction};
 use super::{PLAINTEXT_INTERFACE, PLAINTEXT_RTCP_PORT, PLAINTEXT_RTP_PORT};
 
 mod dtls13;
+mod tcp;
 use crate::dtls::prf::MasterSecret;
 use crate::dtls::record::{self, CipherSuite, ContentType, RecordProtection};
 
@@ -50,6 +53,8 @@ pub enum Layer {
     Rtp,
     /// RTCP (SRTCP on the wire, or decrypted).
     Rtcp,
+    /// TCP, and the HTTP and WebSocket it carries (signaling).
+    Tcp,
     /// Anything else.
     Other,
 }
@@ -64,6 +69,7 @@ impl Layer {
             Layer::Dcep => "DCEP",
             Layer::Rtp => "RTP",
             Layer::Rtcp => "RTCP",
+            Layer::Tcp => "TCP",
             Layer::Other => "UDP",
         }
     }
@@ -78,6 +84,7 @@ impl Layer {
             "dcep" | "dc" | "datachannel" => Layer::Dcep,
             "rtp" => Layer::Rtp,
             "rtcp" => Layer::Rtcp,
+            "tcp" | "http" | "websocket" | "ws" => Layer::Tcp,
             "udp" | "other" => Layer::Other,
             _ => return None,
         })
@@ -191,12 +198,16 @@ pub fn decode(capture: &Capture<'_>) -> Vec<Line> {
         let Some(iface) = capture.interfaces.get(p.interface) else {
             continue;
         };
+        let time = p.time.saturating_sub(start);
         let Some(udp) = pcapng::udp(iface.link_type, p.data) else {
+            if let Some(tcp) = pcapng::tcp(iface.link_type, p.data) {
+                ladder.segment(time, i + 1, &tcp, p.direction, &mut lines);
+            }
             continue;
         };
         let plaintext = iface.name == PLAINTEXT_INTERFACE;
         let datagram = Datagram {
-            time: p.time.saturating_sub(start),
+            time,
             packet: i + 1,
             source: udp.source,
             destination: udp.destination,
@@ -241,6 +252,8 @@ pub struct Ladder {
     sessions: HashMap<(SocketAddr, SocketAddr), Session>,
     /// Fill [`Line::fields`].
     fields: bool,
+    /// TCP connections (signaling).
+    tcp: tcp::Streams,
 }
 
 impl fmt::Debug for Ladder {
@@ -285,6 +298,31 @@ impl Ladder {
         }
     }
 
+    /// Decodes one TCP segment (HTTP and WebSocket signaling, see
+    /// `xray/tcp.rs`), appending its lines to `out`.
+    pub fn segment(
+        &mut self,
+        time: Duration,
+        packet: usize,
+        segment: &pcapng::Tcp<'_>,
+        direction: Option<Direction>,
+        out: &mut Vec<Line>,
+    ) {
+        let mut texts = Vec::new();
+        self.tcp.segment(segment, &mut texts);
+        out.extend(texts.into_iter().map(|text| Line {
+            time,
+            packet,
+            source: segment.source,
+            destination: segment.destination,
+            plaintext: false,
+            direction,
+            layer: Layer::Tcp,
+            text,
+            fields: String::new(),
+        }));
+    }
+
     /// Decodes one datagram, appending its lines to `out`.
     pub fn packet(&mut self, d: &Datagram<'_>, out: &mut Vec<Line>) {
         let mut dec = Decoder {
@@ -299,10 +337,20 @@ impl Ladder {
             secrets13: &self.secrets13,
         };
         if d.plaintext {
-            match d.destination.port() {
-                PLAINTEXT_RTP_PORT => dec.rtp(d.payload, false),
-                PLAINTEXT_RTCP_PORT => dec.rtcp(d.payload, false),
-                _ => dec.push(Layer::Other, format!("{} bytes", d.payload.len())),
+            // The local end's port says which (a server's capture keeps
+            // the remote end's real one); without a direction, either end.
+            let ports = match d.direction {
+                Some(Direction::Outbound) => [d.source.port(), d.source.port()],
+                Some(Direction::Inbound) => [d.destination.port(), d.destination.port()],
+                None => [d.destination.port(), d.source.port()],
+            };
+            match ports
+                .into_iter()
+                .find(|p| [PLAINTEXT_RTP_PORT, PLAINTEXT_RTCP_PORT].contains(p))
+            {
+                Some(PLAINTEXT_RTP_PORT) => dec.rtp(d.payload, false),
+                Some(_) => dec.rtcp(d.payload, false),
+                None => dec.push(Layer::Other, format!("{} bytes", d.payload.len())),
             }
             return;
         }
@@ -984,6 +1032,7 @@ pub fn svg(lines: &[Line], filter: &Filter) -> String {
             Layer::Sctp => "#1f5fa8",
             Layer::Dcep => "#0a7d32",
             Layer::Rtp | Layer::Rtcp => "#8a2be2",
+            Layer::Tcp => "#555",
             Layer::Other => "#000",
         };
         let dash = if l.plaintext {

@@ -86,6 +86,16 @@ pub const PAGES: &[Page] = &[
         body: include_bytes!("../../web/demo/demo.css"),
     },
     Page {
+        path: "/demo/xray.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: crate::capture::live::PANEL_SCRIPT.as_bytes(),
+    },
+    Page {
+        path: "/demo/xray.css",
+        content_type: "text/css; charset=utf-8",
+        body: crate::capture::live::PANEL_STYLE.as_bytes(),
+    },
+    Page {
         path: "/demo/bench.html",
         content_type: "text/html; charset=utf-8",
         body: include_bytes!("../../web/demo/bench.html"),

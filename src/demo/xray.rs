@@ -3,10 +3,9 @@
 //! sent to the page as `xray` messages, and `GET /demo/capture/TOKEN.pcapng`
 //! handing over the capture so far.
 //!
-//! An `xray` message: `{"type":"xray","capture":URL,"truncated":bool,
-//! "lines":[LINE…]}`, a LINE being `{"t":seconds,"n":packet,"dir":"in"|"out"|"",
-//! "from":addr,"to":addr,"layer":"DTLS","text":…,"fields":…,"plain":bool}`
-//! (`plain`: decrypted SRTP; `fields`: `name: value` lines to expand).
+//! The `xray` messages are [`crate::capture::live::messages`]'s; the page
+//! draws them with the panel the SFU's page shares
+//! ([`crate::capture::live::PANEL_SCRIPT`]).
 //!
 //! The token is 128 random bits, told only to the session's page over its
 //! signaling: the capture holds the call's DTLS secrets and decrypted
@@ -21,15 +20,10 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::capture::pcapng::Direction;
 use crate::capture::xray::Line;
 use crate::capture::{Capture, SharedBuffer, Tee};
-
-/// Most bytes of one `xray` signaling message (the rooms relay at most
-/// 64 KiB).
-const MAX_MESSAGE: usize = 40 * 1024;
 
 /// The captures being served, by token.
 #[derive(Clone, Default, Debug)]
@@ -117,57 +111,17 @@ impl Drop for Recording {
     }
 }
 
-/// A ladder line as the page reads it.
-fn line_json(l: &Line) -> Value {
-    let dir = match l.direction {
-        Some(Direction::Inbound) => "in",
-        Some(Direction::Outbound) => "out",
-        None => "",
-    };
-    json!({
-        "t": (l.time.as_secs_f64() * 1000.0).round() / 1000.0,
-        "n": l.packet,
-        "dir": dir,
-        "from": l.source.to_string(),
-        "to": l.destination.to_string(),
-        "layer": l.layer.name(),
-        "text": l.text,
-        "fields": l.fields,
-        "plain": l.plaintext,
-    })
-}
-
-/// `lines` as `xray` messages of at most [`MAX_MESSAGE`] bytes each.
+/// `lines` as `xray` messages for the session's page (see
+/// [`crate::capture::live::messages`]).
 pub(super) fn messages(recording: &Recording, lines: &[Line]) -> Vec<Value> {
-    let head = |lines: Vec<Value>| {
-        json!({
-            "type": "xray",
-            "capture": recording.url(),
-            "truncated": recording.truncated(),
-            "lines": lines,
-        })
-    };
-    let mut out = Vec::new();
-    let (mut batch, mut size) = (Vec::new(), 0);
-    for l in lines {
-        let v = line_json(l);
-        let n = v.to_string().len();
-        if size + n > MAX_MESSAGE && !batch.is_empty() {
-            out.push(head(std::mem::take(&mut batch)));
-            size = 0;
-        }
-        size += n;
-        batch.push(v);
-    }
-    if !batch.is_empty() || out.is_empty() {
-        out.push(head(batch));
-    }
-    out
+    crate::capture::live::messages(&recording.url(), recording.truncated(), lines)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::live::MAX_MESSAGE;
+    use crate::capture::pcapng::Direction;
     use crate::capture::xray::Layer;
     use std::time::Duration;
 

@@ -482,6 +482,18 @@ impl Sfu {
         self.participants.get(&id).map(|p| &p.pc)
     }
 
+    /// Every participant's connection, to change (a capture's hook turns
+    /// on their plaintext taps, `rtclab sfu --pcap`).
+    pub fn peers_mut(&mut self) -> impl Iterator<Item = (ParticipantId, &mut PeerConnection)> {
+        self.participants.iter_mut().map(|(id, p)| (*id, &mut p.pc))
+    }
+
+    /// The participant whose datagrams come from `remote`, as far as the
+    /// SFU's demultiplexer has learned it (its routes).
+    pub fn participant_at(&self, remote: SocketAddr) -> Option<ParticipantId> {
+        self.routes.get(&remote).copied()
+    }
+
     /// The simulcast layer index each of `subscriber`'s video tracks
     /// forwards now: `(publisher, layer rid)`.
     pub fn forwarded_layers(

@@ -416,7 +416,7 @@ impl Server {
         let sfu = Sfu::new(config.sfu, rand::SeedableRng::from_os_rng());
         let mut driver = Driver::from_sockets(sfu, vec![udp])?;
         if let Some(c) = capture {
-            driver.set_capture(c, |_, _| {});
+            driver.set_capture(c, capture_hook);
         }
         let media = tokio::spawn(media_task(driver, rx, downloads, book));
         let app = Router::new()
@@ -424,6 +424,20 @@ impl Server {
             .route(
                 "/sfu/sfu.js",
                 get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], SCRIPT) }),
+            )
+            .route(
+                "/sfu/xray.js",
+                get(|| async {
+                    let js = crate::capture::live::PANEL_SCRIPT;
+                    ([(header::CONTENT_TYPE, "text/javascript")], js)
+                }),
+            )
+            .route(
+                "/sfu/xray.css",
+                get(|| async {
+                    let css = crate::capture::live::PANEL_STYLE;
+                    ([(header::CONTENT_TYPE, "text/css")], css)
+                }),
             )
             .route("/sfu/ws", get(websocket))
             .route("/sfu/report", post(report))
@@ -496,11 +510,16 @@ async fn media_task(
     book: Arc<LinkBook>,
 ) {
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<ServerSignal>> = HashMap::new();
-    // The pages' downloads read what the capture flushed: once a second.
-    let mut flush = tokio::time::interval(Duration::from_secs(1));
+    // The pages' panels and downloads: their ladders four times a
+    // second, and what the capture flushed.
+    let mut flush = tokio::time::interval(XRAY_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = flush.tick(), if downloads.is_some() => {
+                if let Some(d) = downloads.as_deref() {
+                    d.panels(&mut driver);
+                }
                 if let Some(c) = driver.capture_mut() {
                     let _ = c.flush();
                 }
@@ -675,14 +694,54 @@ fn record_key_log(driver: &mut Driver<Sfu>, id: ParticipantId, downloads: Option
     }
 }
 
+/// How often the pages' x-ray panels get their new lines.
+const XRAY_EVERY: Duration = Duration::from_millis(250);
+/// `xray` messages waiting for one page's WebSocket, at most (a page that
+/// does not keep up misses lines; the download has them all).
+const XRAY_OUTBOX: usize = 16;
+
+/// The SFU's capture hook (`--pcap`, `--xray`): each participant's
+/// decrypted RTP and RTCP onto the capture's plaintext interface, with
+/// the remote end's real address so that participants sharing an IP
+/// address stay apart ([`crate::capture::Capture::plaintext_to`]). Key
+/// log lines go in when a participant connects ([`record_key_log`]).
+fn capture_hook(sfu: &mut Sfu, sink: &mut crate::capture::Capture) {
+    let now = Instant::now();
+    for (_, pc) in sfu.peers_mut() {
+        let Some(t) = pc.transport_mut() else {
+            continue;
+        };
+        t.set_plaintext_tap(true);
+        while let Some(p) = t.poll_plaintext() {
+            let dir = if p.outbound {
+                crate::capture::Direction::Outbound
+            } else {
+                crate::capture::Direction::Inbound
+            };
+            sink.plaintext_to(now, dir, p.local.ip(), p.remote, p.rtcp, &p.packet);
+        }
+    }
+}
+
 /// The SFU's capture in memory and who may download which share of it
-/// (see [`Server::set_downloads`]).
+/// (see [`Server::set_downloads`]), and the pages' live panels.
 struct Downloads {
     buffer: crate::capture::SharedBuffer,
     /// Token → participant.
     tokens: std::sync::Mutex<HashMap<String, ParticipantId>>,
     /// A connected participant's remote address and key log line.
     connected: std::sync::Mutex<HashMap<ParticipantId, Share>>,
+    /// Each page's panel: its download's URL and where its `xray`
+    /// messages go.
+    panels: std::sync::Mutex<HashMap<ParticipantId, Panel>>,
+}
+
+/// A page's x-ray panel.
+struct Panel {
+    url: String,
+    outbox: mpsc::Sender<Value>,
+    /// Its DTLS key log line was handed to its ladder.
+    keyed: bool,
 }
 
 /// A participant's remote addresses and DTLS key log line.
@@ -694,16 +753,91 @@ impl Downloads {
             buffer: crate::capture::SharedBuffer::new(limit),
             tokens: Default::default(),
             connected: Default::default(),
+            panels: Default::default(),
         }
     }
 
-    /// A fresh token for `id`'s page: the URL of its download.
-    fn register(&self, id: ParticipantId) -> String {
+    /// A fresh token for `id`'s page: the URL of its download, and its
+    /// panel's `xray` messages.
+    fn register(&self, id: ParticipantId) -> (String, mpsc::Receiver<Value>) {
         let token = format!("{:032x}", rand::random::<u128>());
         if let Ok(mut t) = self.tokens.lock() {
             t.insert(token.clone(), id);
         }
-        format!("/sfu/capture/{token}.pcapng")
+        let url = format!("/sfu/capture/{token}.pcapng");
+        let (outbox, rx) = mpsc::channel(XRAY_OUTBOX);
+        if let Ok(mut p) = self.panels.lock() {
+            let keyed = false;
+            let panel = Panel {
+                url: url.clone(),
+                outbox,
+                keyed,
+            };
+            p.insert(id, panel);
+        }
+        (url, rx)
+    }
+
+    /// The panels' turn (in the media task): the capture's per-page
+    /// ladders follow the pages that come and go, get each page's key log
+    /// line once it exists, learn whose datagrams are whose from the SFU's
+    /// routes, and each page gets the lines decoded since last time.
+    fn panels(&self, driver: &mut Driver<Sfu>) {
+        let Ok(mut panels) = self.panels.lock() else {
+            return;
+        };
+        let mut keys = Vec::new();
+        for (id, panel) in panels.iter_mut() {
+            if !panel.keyed
+                && let Some(line) = driver
+                    .machine()
+                    .peer(*id)
+                    .and_then(crate::runtime::live::key_log_line)
+            {
+                panel.keyed = true;
+                keys.push((*id, line));
+            }
+        }
+        let unrouted = match driver.capture_mut().and_then(|c| c.feeds_mut()) {
+            Some(f) => f.unrouted(),
+            None => return,
+        };
+        let owners: HashMap<SocketAddr, u64> = unrouted
+            .into_iter()
+            .filter_map(|a| Some((a, driver.machine().participant_at(a)?.0)))
+            .collect();
+        let Some(capture) = driver.capture_mut() else {
+            return;
+        };
+        let truncated = self.buffer.snapshot().1;
+        let now = capture.elapsed(Instant::now());
+        let Some(feeds) = capture.feeds_mut() else {
+            return;
+        };
+        let gone: Vec<u64> = feeds
+            .watched()
+            .filter(|k| !panels.contains_key(&ParticipantId(*k)))
+            .collect();
+        for k in gone {
+            feeds.forget(k);
+        }
+        for id in panels.keys() {
+            feeds.watch(id.0);
+        }
+        for (id, line) in keys {
+            feeds.key_log(id.0, &line);
+        }
+        feeds.route(now, |a| owners.get(&a).copied());
+        for (id, panel) in panels.iter() {
+            let lines = feeds.take(id.0, now);
+            if lines.is_empty() {
+                continue;
+            }
+            for m in crate::capture::live::messages(&panel.url, truncated, &lines) {
+                // A page that does not keep up misses lines.
+                let _ = panel.outbox.try_send(m);
+            }
+        }
     }
 
     fn connected(&self, id: ParticipantId, remote: Option<SocketAddr>, key_log: Option<String>) {
@@ -715,6 +849,9 @@ impl Downloads {
     fn forget(&self, id: ParticipantId) {
         if let Ok(mut t) = self.tokens.lock() {
             t.retain(|_, p| *p != id);
+        }
+        if let Ok(mut p) = self.panels.lock() {
+            p.remove(&id);
         }
         if let Ok(mut c) = self.connected.lock() {
             c.remove(&id);
@@ -749,12 +886,17 @@ fn capture_sink(
     downloads: Option<&Downloads>,
 ) -> Option<crate::capture::Capture> {
     use crate::capture::{Capture, Tee};
-    Some(match (file, downloads) {
+    let mut c = match (file, downloads) {
         (Some(f), Some(d)) => Capture::new(Tee(d.buffer.clone(), f)),
         (Some(f), None) => Capture::new(f),
         (None, Some(d)) => Capture::new(d.buffer.clone()),
         (None, None) => return None,
-    })
+    };
+    if downloads.is_some() {
+        // The pages' panels (`--xray`).
+        c.set_feeds(Some(crate::capture::live::Config::default()));
+    }
+    Some(c)
 }
 
 /// `GET /sfu/capture/TOKEN.pcapng`: the page's own share of the capture.
@@ -1284,12 +1426,15 @@ async fn connection(mut socket: WebSocket, shared: Shared, room: String) {
         Err(_) => return,
     };
     let mut welcome = json!({"type": "welcome", "id": id.to_string()});
+    let mut xray = None;
     if let Some(d) = &shared.downloads {
-        welcome["capture"] = json!(d.register(id));
+        let (url, panel) = d.register(id);
+        welcome["capture"] = json!(url);
+        xray = Some(panel);
     }
     let welcome = welcome.to_string();
     if socket.send(WsMessage::Text(welcome.into())).await.is_ok() {
-        let _ = relay(&mut socket, &shared, id, &mut inbox).await;
+        let _ = relay(&mut socket, &shared, id, &mut inbox, xray).await;
     }
     let _ = shared.commands.send(Command::Leave(id)).await;
     if let Some(d) = &shared.downloads {
@@ -1302,9 +1447,15 @@ async fn relay(
     shared: &Shared,
     id: ParticipantId,
     inbox: &mut mpsc::Receiver<ServerSignal>,
+    mut xray: Option<mpsc::Receiver<Value>>,
 ) -> ControlFlow<()> {
     loop {
         tokio::select! {
+            Some(m) = async { xray.as_mut()?.recv().await }, if xray.is_some() => {
+                if socket.send(WsMessage::Text(m.to_string().into())).await.is_err() {
+                    return ControlFlow::Break(());
+                }
+            }
             m = socket.recv() => {
                 let text = match m {
                     Some(Ok(WsMessage::Text(t))) => t,

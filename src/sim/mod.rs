@@ -164,5 +164,5 @@ pub use network::{
     CaptureKind, CaptureRecord, DEFAULT_CAPTURE_LIMIT, DEFAULT_SPIN_LIMIT, DropReason, HostId,
     MIN_STEP, NatId, Sim, Stats,
 };
-pub(crate) use pcap::ip_udp_packet;
 pub use pcap::write_pcap;
+pub(crate) use pcap::{ip_transport_packet, ip_udp_packet};

@@ -104,29 +104,53 @@ pub(crate) fn ip_udp_packet(
     udp.extend_from_slice(&src.port().to_be_bytes());
     udp.extend_from_slice(&dst.port().to_be_bytes());
     udp.extend_from_slice(&udp_len.to_be_bytes());
-    udp.extend_from_slice(&[0, 0]); // checksum, filled below
+    udp.extend_from_slice(&[0, 0]); // checksum, filled in by ip_transport_packet
     udp.extend_from_slice(payload);
-    match (src.ip(), dst.ip()) {
+    ip_transport_packet(src.ip(), dst.ip(), UDP, &mut udp, 6, id, out)
+}
+
+/// Appends to `out` the IPv4 or IPv6 packet (identification `id`) of
+/// transport `protocol` (17 UDP, 6 TCP) holding `segment`, after filling
+/// in the segment's checksum (the 16 bits at `checksum_at`, zero on entry)
+/// over the pseudo-header (RFC 768; RFC 9293 §3.1; RFC 8200 §8.1); false
+/// (nothing written) if the families differ or it does not fit.
+pub(crate) fn ip_transport_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    segment: &mut [u8],
+    checksum_at: usize,
+    id: u16,
+    out: &mut Vec<u8>,
+) -> bool {
+    let Ok(len) = u16::try_from(segment.len()) else {
+        return false;
+    };
+    if segment.len() < checksum_at + 2 {
+        return false;
+    }
+    let checksum = |acc: u32| match fold(acc) {
+        0 if protocol == UDP => 0xffff, // zero means "no checksum" in UDP
+        c => c,
+    };
+    match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let Ok(total) = u16::try_from(usize::from(udp_len) + 20) else {
+            let Ok(total) = u16::try_from(usize::from(len) + 20) else {
                 return false;
             };
-            // RFC 768: pseudo-header of source, destination, protocol, length.
+            // Pseudo-header: source, destination, protocol, length.
             let mut acc = sum16(0, &s.octets());
             acc = sum16(acc, &d.octets());
-            acc += u32::from(UDP) + u32::from(udp_len);
-            let ck = match fold(sum16(acc, &udp)) {
-                0 => 0xffff, // zero means "no checksum" in IPv4 UDP
-                c => c,
-            };
-            udp[6..8].copy_from_slice(&ck.to_be_bytes());
+            acc += u32::from(protocol) + u32::from(len);
+            let ck = checksum(sum16(acc, segment));
+            segment[checksum_at..checksum_at + 2].copy_from_slice(&ck.to_be_bytes());
             let mut ip = [0u8; 20];
             ip[0] = 0x45; // version 4, 5 words of header
             ip[2..4].copy_from_slice(&total.to_be_bytes());
             ip[4..6].copy_from_slice(&id.to_be_bytes());
             ip[6] = 0x40; // Don't Fragment
             ip[8] = 64; // TTL
-            ip[9] = UDP;
+            ip[9] = protocol;
             ip[12..16].copy_from_slice(&s.octets());
             ip[16..20].copy_from_slice(&d.octets());
             let ck = fold(sum16(0, &ip));
@@ -134,15 +158,12 @@ pub(crate) fn ip_udp_packet(
             out.extend_from_slice(&ip);
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            let ck = match fold(v6_pseudo(s, d, udp_len, &udp)) {
-                0 => 0xffff,
-                c => c,
-            };
-            udp[6..8].copy_from_slice(&ck.to_be_bytes());
+            let ck = checksum(v6_pseudo(s, d, protocol, len, segment));
+            segment[checksum_at..checksum_at + 2].copy_from_slice(&ck.to_be_bytes());
             let mut ip = [0u8; 40];
             ip[0] = 0x60; // version 6
-            ip[4..6].copy_from_slice(&udp_len.to_be_bytes());
-            ip[6] = UDP;
+            ip[4..6].copy_from_slice(&len.to_be_bytes());
+            ip[6] = protocol;
             ip[7] = 64; // hop limit
             ip[8..24].copy_from_slice(&s.octets());
             ip[24..40].copy_from_slice(&d.octets());
@@ -150,16 +171,16 @@ pub(crate) fn ip_udp_packet(
         }
         _ => return false,
     }
-    out.extend_from_slice(&udp);
+    out.extend_from_slice(segment);
     true
 }
 
-/// RFC 8200 §8.1: the IPv6 pseudo-header sum plus the UDP datagram.
-fn v6_pseudo(s: Ipv6Addr, d: Ipv6Addr, udp_len: u16, udp: &[u8]) -> u32 {
+/// RFC 8200 §8.1: the IPv6 pseudo-header sum plus the segment.
+fn v6_pseudo(s: Ipv6Addr, d: Ipv6Addr, protocol: u8, len: u16, segment: &[u8]) -> u32 {
     let mut acc = sum16(0, &s.octets());
     acc = sum16(acc, &d.octets());
-    acc += u32::from(udp_len) + u32::from(UDP);
-    sum16(acc, udp)
+    acc += u32::from(len) + u32::from(protocol);
+    sum16(acc, segment)
 }
 
 #[cfg(test)]
@@ -217,7 +238,7 @@ mod tests {
         let s: [u8; 16] = ip[8..24].try_into().expect("16 bytes");
         let d: [u8; 16] = ip[24..40].try_into().expect("16 bytes");
         let udp = &ip[40..];
-        let sum = v6_pseudo(s.into(), d.into(), udp.len() as u16, udp);
+        let sum = v6_pseudo(s.into(), d.into(), UDP, udp.len() as u16, udp);
         assert_eq!(fold(sum), 0, "UDP checksum over IPv6");
         assert_eq!(rec.len(), 16 + len, "nothing after the last record");
     }

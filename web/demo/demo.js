@@ -571,51 +571,13 @@ function browserView(transport, pair, inbound, outbound, byId) {
 setInterval(() => { pollBrowserStats().catch(() => {}); }, 1000);
 
 // ---- the x-ray panel -----------------------------------------------------------
-// The Rust peer streams its capture's ladder ({"type":"xray","lines":[…]}),
-// rate-limited on its side; each line expands to its decoded fields.
+// The Rust peer streams its capture's ladder ({"type":"xray","lines":[…]});
+// the panel is web/xray/panel.js, shared with the SFU's page.
 
-const XRAY_MAX_LINES = 3000;
-const xrayState = { lines: 0, dtls: [], layers: {}, capture: null, truncated: false };
-
-function showXray(d) {
-  $('xray').hidden = false;
-  if (d.capture) {
-    xrayState.capture = d.capture;
-    $('xray-download').href = d.capture;
-  }
-  xrayState.truncated = !!d.truncated;
-  const ladder = $('xray-ladder');
-  const atEnd = ladder.scrollTop + ladder.clientHeight >= ladder.scrollHeight - 30;
-  for (const l of d.lines || []) {
-    const line = document.createElement('details');
-    line.className = 'xray-line ' + l.layer + (l.plain ? ' plain' : '');
-    const sum = document.createElement('summary');
-    const span = (cls, text) => {
-      const s = document.createElement('span');
-      s.className = cls;
-      s.textContent = text;
-      sum.appendChild(s);
-    };
-    span('t', l.t.toFixed(3));
-    span('dir', l.dir === 'in' ? 'browser → rust' : l.dir === 'out' ? 'rust → browser' : '');
-    span('layer', l.layer);
-    span('text', l.text);
-    line.appendChild(sum);
-    const pre = document.createElement('pre');
-    pre.textContent = (l.n ? 'packet ' + l.n + '  ' : '') + l.from + ' → ' + l.to
-      + (l.plain ? '  (decrypted SRTP, srtp-plaintext interface)' : '')
-      + (l.fields ? '\n' + l.fields : '');
-    line.appendChild(pre);
-    ladder.appendChild(line);
-    xrayState.lines++;
-    xrayState.layers[l.layer] = (xrayState.layers[l.layer] || 0) + 1;
-    if (l.layer === 'DTLS' && xrayState.dtls.length < 40) xrayState.dtls.push(l.text);
-  }
-  while (ladder.childElementCount > XRAY_MAX_LINES) ladder.firstElementChild.remove();
-  $('xray-count').textContent = xrayState.lines + ' lines'
-    + (xrayState.truncated ? ' (the capture reached its size limit: later packets are not in the download)' : '');
-  if ($('xray-follow').checked && atEnd) ladder.scrollTop = ladder.scrollHeight;
-}
+const xray = XrayPanel($('xray'), {
+  who: 'the Rust peer', in: 'browser → rust', out: 'rust → browser', file: 'rtclab-demo.pcapng',
+});
+const showXray = (d) => xray.show(d);
 
 // ---- the automatic test (?autotest=1) ----------------------------------------
 
@@ -641,8 +603,7 @@ function maybeFinish(force) {
     result.ok = all;
     result.checked = need;
     // What the x-ray panel shows (read from the page itself).
-    const shown = [...document.querySelectorAll('#xray-ladder .xray-line.DTLS summary .text')];
-    result.xray = { ...xrayState, dtlsShown: shown.slice(0, 40).map((e) => e.textContent) };
+    result.xray = { ...xray.state, dtlsShown: xray.dtlsShown() };
     fetch('/report', { method: 'POST', body: JSON.stringify({ type: 'result', room, ...result }) });
   }
 }

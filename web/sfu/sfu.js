@@ -119,16 +119,17 @@ $('send').onsubmit = (e) => {
   }
 };
 
-// With `rtclab sfu --xray`: a link to this participant's own packets and
+// With `rtclab sfu --xray`: the packet x-ray of this page's own connection
+// to the SFU, as the SFU captured and decoded it (web/xray/panel.js, the
+// demo's panel), with a download of this participant's own packets and
 // DTLS secrets (pcapng: `rtclab xray FILE`, Wireshark).
+const xray = XrayPanel($('xray'), {
+  who: 'the SFU', in: 'you → sfu', out: 'sfu → you', file: 'rtclab-sfu.pcapng',
+});
 function showCapture(url) {
   if (!url) return;
-  const a = document.createElement('a');
-  a.id = 'capture';
-  a.href = url;
-  a.download = `rtclab-sfu-${me}.pcapng`;
-  a.textContent = 'download my capture';
-  $('invite').parentElement.after(' · ', a);
+  $('xray-download').download = `rtclab-sfu-${me}.pcapng`;
+  xray.show({ capture: url, lines: [] });
 }
 
 ws.onmessage = async (e) => {
@@ -152,6 +153,7 @@ ws.onmessage = async (e) => {
     case 'left': log(`${m.id} left`); drop(m.id); break;
     case 'error': log(`error: ${m.message}`); status(`error: ${m.message}`); break;
     case 'redirect': go(new URL(m.url).origin, attempt); break;
+    case 'xray': xray.show(m); break;
   }
 };
 ws.onclose = () => again('signaling closed');
@@ -215,7 +217,8 @@ async function report() {
     streams[id] = { width: v.videoWidth, height: v.videoHeight, playing: v.currentTime > 0, firstFrame: firstFrame.get(id) ?? null };
   }
   const maxkbps = params.has('maxkbps') ? Number(params.get('maxkbps')) : null;
-  return { type: 'report', me, maxkbps, connection: pc.connectionState, inbound, outbound, remote, uplink, streams, sentLayers, chat: $('log').textContent };
+  const panel = { ...xray.state, dtlsShown: xray.dtlsShown() };
+  return { type: 'report', me, maxkbps, connection: pc.connectionState, inbound, outbound, remote, uplink, streams, sentLayers, chat: $('log').textContent, xray: panel };
 }
 window.sfuReport = report;
 

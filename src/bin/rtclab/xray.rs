@@ -14,7 +14,7 @@ pub struct XrayArgs {
     /// The capture: rtclab's pcapng (with its key log it decrypts DTLS),
     /// tshark's or dumpcap's pcapng, or a classic pcap.
     file: PathBuf,
-    /// Only these layers, comma-separated: stun, dtls, sctp, dcep, rtp, rtcp.
+    /// Only these layers, comma-separated: stun, dtls, sctp, dcep, rtp, rtcp, tcp.
     #[arg(long, value_delimiter = ',')]
     layer: Vec<String>,
     /// Only packets from this many seconds after the first one.
@@ -39,8 +39,9 @@ pub fn run(args: XrayArgs) -> Result<(), String> {
         .layer
         .iter()
         .map(|l| {
-            Layer::parse(l)
-                .ok_or_else(|| format!("unknown layer {l:?} (stun, dtls, sctp, dcep, rtp, rtcp)"))
+            Layer::parse(l).ok_or_else(|| {
+                format!("unknown layer {l:?} (stun, dtls, sctp, dcep, rtp, rtcp, tcp)")
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let filter = Filter {
