@@ -207,6 +207,16 @@ impl<K: Copy + Eq> Router<K> {
         self.by_tuple.len()
     }
 
+    /// The peer a 5-tuple with this remote address belongs to, whatever
+    /// the local end (a linear scan: for captures and diagnostics, not the
+    /// per-datagram path).
+    pub fn peer_at(&self, remote: SocketAddr) -> Option<K> {
+        self.by_tuple
+            .iter()
+            .find(|((r, _), _)| *r == remote)
+            .map(|(_, &k)| k)
+    }
+
     /// Whether a peer is indexed under `ufrag`.
     pub fn has_ufrag(&self, ufrag: &str) -> bool {
         self.by_ufrag.contains_key(ufrag)

@@ -491,7 +491,7 @@ impl Sfu {
     /// The participant whose datagrams come from `remote`, as far as the
     /// SFU's demultiplexer has learned it (its routes).
     pub fn participant_at(&self, remote: SocketAddr) -> Option<ParticipantId> {
-        self.routes.get(&remote).copied()
+        self.router.peer_at(remote)
     }
 
     /// The simulcast layer index each of `subscriber`'s video tracks
