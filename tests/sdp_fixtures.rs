@@ -1,5 +1,5 @@
-//! The real offers and answers of Chromium, Firefox, aiortc, pion and
-//! GStreamer's webrtcbin
+//! The real offers and answers of Chromium, Firefox, aiortc, pion,
+//! GStreamer's webrtcbin and Janus
 //! (tests/fixtures/sdp/: the browsers' and the first aiortc offer copied
 //! from shared/fixtures, the others saved by tests/interop_*.rs with
 //! `RTCLAB_SAVE_SDP=DIR`) parse, and write back byte for byte (pion's with
@@ -28,6 +28,8 @@ const ALL: &[&str] = &[
     "firefox_offer_datachannel_only.sdp",
     "gstreamer_answer.sdp",
     "gstreamer_offer.sdp",
+    "janus_answer.sdp",
+    "janus_offer.sdp",
 ];
 
 #[test]
