@@ -471,6 +471,9 @@ fn sans_io_modules_read_no_clock() {
             }
         }
     }
-    assert!(scanned > 50, "scanned only {scanned} files: is the scan broken?");
+    assert!(
+        scanned > 50,
+        "scanned only {scanned} files: is the scan broken?"
+    );
     assert!(found.is_empty(), "clocks read:\n{}", found.join("\n"));
 }
