@@ -328,7 +328,9 @@ fn print_report(out: &mut dyn Write, r: &NatReport) -> Result<(), Box<dyn Error>
     if let Some(s) = &r.software {
         writeln!(out, "Server software: {s}")?;
     }
-    if let Some(m) = r.mapping {
+    if r.direct {
+        writeln!(out, "Mapping behaviour: no NAT (direct mapping)")?;
+    } else if let Some(m) = r.mapping {
         writeln!(out, "Mapping behaviour: {m}")?;
     }
     if let Some(f) = r.filtering {

@@ -432,3 +432,48 @@ fn the_map_allows_down_and_refuses_up_and_sideways() {
     assert_eq!(allowed("runtime", "peer"), Ok(true));
     assert!(allowed("nowhere", "sctp").is_err());
 }
+
+/// DESIGN §2: a sans-IO machine is handed the time, it never reads a clock.
+/// No `Instant::now()` or `SystemTime::now()` in the leaf, protocol and
+/// peer tiers (outside `#[cfg(test)]` items): the runtime, the simulator
+/// and the benchmarks pass `now` in.
+#[test]
+fn sans_io_modules_read_no_clock() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("src");
+    let sans_io: BTreeSet<&str> = TIERS
+        .iter()
+        .filter(|(tier, _)| matches!(*tier, "leaf" | "protocol" | "peer"))
+        .flat_map(|(_, modules)| modules.iter().copied())
+        .collect();
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for f in files {
+        let Some(module) = top_module(&src, &f) else {
+            continue;
+        };
+        if !sans_io.contains(module.as_str()) {
+            continue;
+        }
+        if f.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        scanned += 1;
+        let text = std::fs::read_to_string(&f).expect("read a source file");
+        let code = without_test_items(&strip(&text)).replace(char::is_whitespace, "");
+        for clock in ["Instant::now()", "SystemTime::now()"] {
+            if code.contains(clock) {
+                let place = f.strip_prefix(root).unwrap_or(&f).display().to_string();
+                found.push(format!("{place}: {clock} in a sans-IO module"));
+            }
+        }
+    }
+    assert!(
+        scanned > 50,
+        "scanned only {scanned} files: is the scan broken?"
+    );
+    assert!(found.is_empty(), "clocks read:\n{}", found.join("\n"));
+}

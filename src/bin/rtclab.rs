@@ -340,7 +340,9 @@ async fn stun_client(server: &str, mode: Mode, local: Option<SocketAddr>) -> Res
     if let Some(s) = &report.software {
         println!("Server software: {s}");
     }
-    if let Some(m) = report.mapping {
+    if report.direct {
+        println!("Mapping behaviour: no NAT (direct mapping)");
+    } else if let Some(m) = report.mapping {
         println!("Mapping behaviour: {m}");
     }
     if let Some(f) = report.filtering {

@@ -30,31 +30,7 @@ use rand::rngs::StdRng;
 
 use super::DropReason;
 
-/// Mapping behaviour, RFC 4787 §4.1: when does an outbound packet reuse an
-/// existing mapping?
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum MappingBehavior {
-    /// The same mapping for every destination (REQ-1 says a NAT MUST behave
-    /// this way).
-    EndpointIndependent,
-    /// The same mapping for destinations with the same IP address.
-    AddressDependent,
-    /// A new mapping for each destination IP address and port (the classic
-    /// "symmetric NAT").
-    AddressAndPortDependent,
-}
-
-/// Filtering behaviour, RFC 4787 §5: which inbound packets does a mapping let
-/// through?
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FilteringBehavior {
-    /// Any external endpoint may send to the mapping.
-    EndpointIndependent,
-    /// Only IP addresses the internal endpoint has sent to (any port).
-    AddressDependent,
-    /// Only IP addresses and ports the internal endpoint has sent to.
-    AddressAndPortDependent,
-}
+pub use crate::vocab::nat::{FilteringBehavior, MappingBehavior};
 
 /// Configuration of one NAT box.
 ///

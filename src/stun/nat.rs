@@ -39,51 +39,7 @@ use super::attributes::{Attribute, attr};
 use super::client::{self, Client, Response, TransactionError};
 use super::message::{MessageEncoder, MessageType, TransactionId};
 use crate::machine::{Machine, Receive, Transmit};
-
-/// RFC 4787 §4.1 mapping behaviour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MappingBehavior {
-    /// The mapped address is our own: no NAT on the path.
-    NoNat,
-    /// Endpoint-independent mapping.
-    EndpointIndependent,
-    /// Address-dependent mapping.
-    AddressDependent,
-    /// Address-and-port-dependent mapping.
-    AddressAndPortDependent,
-}
-
-/// RFC 4787 §5 filtering behaviour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FilteringBehavior {
-    /// Endpoint-independent filtering.
-    EndpointIndependent,
-    /// Address-dependent filtering.
-    AddressDependent,
-    /// Address-and-port-dependent filtering.
-    AddressAndPortDependent,
-}
-
-impl fmt::Display for MappingBehavior {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MappingBehavior::NoNat => "no NAT (direct mapping)",
-            MappingBehavior::EndpointIndependent => "endpoint-independent mapping",
-            MappingBehavior::AddressDependent => "address-dependent mapping",
-            MappingBehavior::AddressAndPortDependent => "address-and-port-dependent mapping",
-        })
-    }
-}
-
-impl fmt::Display for FilteringBehavior {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FilteringBehavior::EndpointIndependent => "endpoint-independent filtering",
-            FilteringBehavior::AddressDependent => "address-dependent filtering",
-            FilteringBehavior::AddressAndPortDependent => "address-and-port-dependent filtering",
-        })
-    }
-}
+pub use crate::vocab::nat::{FilteringBehavior, MappingBehavior};
 
 /// Which tests to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +65,9 @@ pub struct NatReport {
     pub other_address: Option<SocketAddr>,
     /// The server's SOFTWARE, if sent.
     pub software: Option<String>,
+    /// The mapped address is our own: no NAT on the path (RFC 5780 §4.3).
+    /// `mapping` is then endpoint-independent, untested further.
+    pub direct: bool,
     /// The mapping behaviour, if tested.
     pub mapping: Option<MappingBehavior>,
     /// The filtering behaviour, if tested.
@@ -299,7 +258,8 @@ impl<R: Rng> NatDiscovery<R> {
             return;
         };
         if Some(report.mapped) == self.local {
-            report.mapping = Some(MappingBehavior::NoNat);
+            report.direct = true;
+            report.mapping = Some(MappingBehavior::EndpointIndependent);
             let r = report.clone();
             return self.finish(Ok(r));
         }
@@ -327,6 +287,7 @@ impl<R: Rng> NatDiscovery<R> {
                     mapped,
                     other_address: other,
                     software,
+                    direct: false,
                     mapping: None,
                     filtering: None,
                 });

@@ -12,17 +12,21 @@
 //! - [`mid`]: an m-line's id as a `Copy` value (SDP names it, RTP carries
 //!   it, `peer` routes by it);
 //! - [`codec`]: media kinds, RTCP feedback tokens and the codec registry
-//!   (SDP offers it, RTP packetizes by it).
+//!   (SDP offers it, RTP packetizes by it);
+//! - [`nat`]: RFC 4787's mapping and filtering behaviours (STUN discovery
+//!   reports them, the simulator's NAT behaves by them).
 
 pub mod candidate;
 pub mod codec;
 pub mod fingerprint;
 pub mod mid;
+pub mod nat;
 
 pub use candidate::{Candidate, CandidateError, CandidateKind};
 pub use codec::{Feedback, MediaKind};
 pub use fingerprint::{Fingerprint, FingerprintError, HashAlgorithm};
 pub use mid::Mid;
+pub use nat::{FilteringBehavior, MappingBehavior};
 
 /// Which side of the DTLS handshake an endpoint takes (RFC 5763 §5: the
 /// SDP `a=setup` answer decides it). DTLS runs the handshake by it; data
