@@ -1127,11 +1127,12 @@ impl Sfu {
             t.svc = Some(SvcTrack::new());
         }
         let svc = match (t.svc.as_mut(), descriptor) {
-            (Some(track), Some(d)) => match track.on_packet(now, d.data, packet.len()) {
+            (Some(track), Some(d)) => match track.on_packet(now, &rtp, d.data) {
                 Some(frame) => Some((
                     frame,
                     track.target_rates(now, LAYER_ACTIVE),
                     track.layers().to_vec(),
+                    track.protected_by().to_vec(),
                 )),
                 // Unreadable, or before the first structure: not forwarded.
                 None => {
@@ -1247,15 +1248,15 @@ impl Sfu {
             // frame outside it is dropped, and the marker ends the
             // temporal unit of the target's top spatial layer.
             let mut marker = None;
-            if let Some((frame, rates, layers)) = &svc {
-                let target = choose_layer(rates, estimate, d.svc.current);
-                let (switched, forward) = d.svc.on_packet(frame, target, layers);
+            if let Some((frame, rates, layers, chains)) = &svc {
+                let target = d.svc.choose(now, rates, layers, estimate);
+                let (switched, forward) = d.svc.on_packet(now, frame, target, layers, chains);
                 if switched {
                     tracing::debug!(subscriber = %m, publisher = %id, target = ?d.svc.current,
                         estimate = ?estimate, rates = ?rates, "sfu: decode target switch");
                     self.stats.layer_switches += 1;
                 }
-                if d.svc.wants_keyframe() {
+                if d.svc.wants_keyframe(layers) {
                     want_keyframe.push(li);
                 }
                 match forward {
