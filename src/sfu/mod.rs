@@ -113,10 +113,11 @@ pub struct Config {
     pub pacing: bool,
     /// Scalable video by the Dependency Descriptor ([`svc`]): the SFU
     /// negotiates the descriptor, and a single-stream video track whose
-    /// packets carry it is forwarded per subscriber at the decode target
-    /// its estimate carries. Off by default: the forwarding is unit-tested,
-    /// but what it forwards of Chromium's AV1 `L3T3_KEY` does not decode
-    /// yet (see `tests/sfu_browser.rs`).
+    /// packets carry it with several decode targets is forwarded per
+    /// subscriber at the decode target its estimate carries (Chromium's
+    /// AV1 `L3T3_KEY`, `tests/sfu_browser.rs`). On by default: simulcast
+    /// tracks and single-layer streams (with or without the descriptor)
+    /// are forwarded as without it.
     pub scalable_video: bool,
 }
 
@@ -134,7 +135,7 @@ impl Config {
             keyframe_interval: Duration::from_millis(300),
             speaker_interval: Duration::from_millis(500),
             pacing: true,
-            scalable_video: false,
+            scalable_video: true,
         }
     }
 }
@@ -1113,9 +1114,11 @@ impl Sfu {
             layer.throttle.on_keyframe();
         }
         // Scalable video: the frame as its descriptor tells it (a track
-        // becomes SVC at its first descriptor; the keyframe cache is not
-        // used for it, as it would hold every layer: a joiner asks for a
-        // keyframe, which is every decode target's switch point).
+        // is read as SVC from its first descriptor, and forwarded as SVC
+        // once a structure with several decode targets came; the
+        // keyframe cache is not used then, as it would hold every layer:
+        // a joiner asks for a keyframe, every decode target's switch
+        // point).
         let descriptor = (t.kind == MediaKind::Video)
             .then(|| {
                 rtp.extensions()
@@ -1128,13 +1131,22 @@ impl Sfu {
         }
         let svc = match (t.svc.as_mut(), descriptor) {
             (Some(track), Some(d)) => match track.on_packet(now, &rtp, d.data) {
+                // One decode target (a single-layer stream that carries
+                // the descriptor anyway): nothing to select, forwarded as
+                // any other track, from the keyframe cache.
+                Some(_) if track.layers().len() <= 1 => None,
                 Some(frame) => Some((
                     frame,
                     track.target_rates(now, LAYER_ACTIVE),
                     track.layers().to_vec(),
                     track.protected_by().to_vec(),
                 )),
-                // Unreadable, or before the first structure: not forwarded.
+                // Before the first structure: forwarded as a plain
+                // track (no subscriber starts before a keyframe, which
+                // brings the structure; a descriptor never read does not
+                // cost the track).
+                None if !track.has_structure() => None,
+                // Unreadable after it: not forwarded.
                 None => {
                     tracing::debug!(participant = %id, descriptor = ?d.data, "sfu: unreadable dependency descriptor");
                     return;
@@ -1143,7 +1155,7 @@ impl Sfu {
             _ => None,
         };
         let layer = &mut t.layers[li];
-        if cache_on && t.kind == MediaKind::Video && t.svc.is_none() {
+        if cache_on && t.kind == MediaKind::Video && svc.is_none() {
             layer.cache.push(packet, keyframe);
         }
         // The active layers' rates, for the chooser.

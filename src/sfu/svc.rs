@@ -142,6 +142,12 @@ impl SvcTrack {
             .collect()
     }
 
+    /// Whether a template structure has come (before it, no descriptor
+    /// can be read).
+    pub fn has_structure(&self) -> bool {
+        self.reader.structure().is_some()
+    }
+
     /// The highest spatial and temporal id of each decode target.
     pub fn layers(&self) -> &[(u8, u8)] {
         &self.layers
