@@ -25,7 +25,7 @@ use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message as DcMessage};
 use rtclab::dtls::cert::Certificate;
 use rtclab::dtls::handshake::{HandshakeType, ServerHello, fragments};
 use rtclab::dtls::record::{CipherSuite, ContentType, records};
-use rtclab::peer::{PacketKind, PeerConfig, PeerConnection, PeerEvent, SdpType, classify};
+use rtclab::peer::{self, PacketKind, PeerConnection, SdpType, classify};
 use rtclab::sim::{CaptureKind, LinkConfig, Sim};
 use rtclab::stun::{Class, Message, attr};
 
@@ -115,11 +115,11 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let cert_a = Certificate::generate(&mut rng, SystemTime::now())?;
     let cert_b = Certificate::generate(&mut rng, SystemTime::now())?;
     let mut a = PeerConnection::new(
-        PeerConfig::new(cert_a, vec![a_addr]),
+        peer::Config::new(cert_a, vec![a_addr]),
         StdRng::seed_from_u64(2),
     );
     let mut b = PeerConnection::new(
-        PeerConfig::new(cert_b, vec![b_addr]),
+        peer::Config::new(cert_b, vec![b_addr]),
         StdRng::seed_from_u64(3),
     );
     // pc.createDataChannel("hello"), then the offer/answer exchange that a
@@ -185,29 +185,29 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             // ANCHOR: events
             for e in sim.events::<PeerConnection>(hosts[side]) {
                 let line = match e {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         // Trickle: hand the candidate to the other side.
                         let peer = sim.machine_mut::<PeerConnection>(hosts[1 - side]);
                         let _ = peer.add_ice_candidate(now, &c.to_string());
                         format!("ICE   candidate {c}")
                     }
-                    PeerEvent::GatheringComplete => {
+                    peer::Event::GatheringComplete => {
                         let peer = sim.machine_mut::<PeerConnection>(hosts[1 - side]);
                         peer.add_end_of_candidates(now);
                         continue;
                     }
-                    PeerEvent::IceConnectionState(s) => format!("ICE   state {s:?}"),
-                    PeerEvent::ConnectionState(s) => format!("peer  connection state {s:?}"),
-                    PeerEvent::DataChannel(DcEvent::Open(_)) => {
+                    peer::Event::IceConnectionState(s) => format!("ICE   state {s:?}"),
+                    peer::Event::ConnectionState(s) => format!("peer  connection state {s:?}"),
+                    peer::Event::DataChannel(DcEvent::Open(_)) => {
                         "data channel \"hello\" open".to_string()
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => {
+                    peer::Event::DataChannel(DcEvent::Message { message, .. }) => {
                         if let DcMessage::Text(t) = &message {
                             got = Some(t.clone());
                         }
                         format!("data channel message: {message:?}")
                     }
-                    PeerEvent::SignalingState(_) => continue,
+                    peer::Event::SignalingState(_) => continue,
                     other => format!("{other:?}"),
                 };
                 let _ = writeln!(out, "{ms:>4} ms  {}  {line}", names[side]);

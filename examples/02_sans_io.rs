@@ -23,8 +23,7 @@ use rand::rngs::StdRng;
 use rtclab::machine::{Machine, Receive, Transmit};
 use rtclab::stun::attributes::attribute_name;
 use rtclab::stun::{
-    BindingServer, Client, ClientConfig, ClientEvent, Message, MessageEncoder, MessageType, Method,
-    ServerConfig, TransactionId,
+    self, BindingServer, Client, Message, MessageEncoder, MessageType, Method, TransactionId,
 };
 
 // ANCHOR: addresses
@@ -57,8 +56,8 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     // Randomness comes from an RNG we seed, so every run prints the same.
     let mut rng = StdRng::seed_from_u64(2);
 
-    let mut client = Client::new(ClientConfig::default()); // RTO 500 ms, Rc 7, Rm 16
-    let mut server = BindingServer::new(ServerConfig::new(server_addr))?;
+    let mut client = Client::new(stun::client::Config::default()); // RTO 500 ms, Rc 7, Rm 16
+    let mut server = BindingServer::new(stun::server::Config::new(server_addr))?;
 
     // A Binding request: a 20-byte header and one FINGERPRINT attribute.
     let tid = TransactionId::random(&mut rng);
@@ -140,7 +139,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
 
     // ANCHOR: events
     // Step 4: drain the client's events. The transaction is over.
-    while let Some(ClientEvent::Completed { id, result }) = client.poll_event() {
+    while let Some(stun::client::Event::Completed { id, result }) = client.poll_event() {
         match result {
             Ok(response) => {
                 let msg = response.message()?;

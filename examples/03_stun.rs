@@ -26,8 +26,8 @@ use rtclab::machine::{Machine, Receive, Transmit};
 use rtclab::runtime::Driver;
 use rtclab::stun::attributes::attribute_name;
 use rtclab::stun::{
-    Attribute, BindingServer, DiscoveryMode, IntegrityKey, MAGIC_COOKIE, Message, Method,
-    NatDiscovery, NatReport, ServerConfig, attr,
+    self, Attribute, BindingServer, DiscoveryMode, IntegrityKey, MAGIC_COOKIE, Message, Method,
+    NatDiscovery, NatReport, attr,
 };
 
 // ANCHOR: sample_request
@@ -271,7 +271,7 @@ async fn bind_server() -> Result<Driver<BindingServer>, Box<dyn Error>> {
         if p1 == p2 {
             continue;
         }
-        let mut config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], p1)));
+        let mut config = stun::server::Config::new(SocketAddr::from(([127, 0, 0, 1], p1)));
         config.alternate = Some(SocketAddr::from(([127, 0, 0, 2], p2)));
         // SOFTWARE is off by default (smaller answers); the example shows it.
         config.software = Some(rtclab::stun::server::SOFTWARE.to_string());

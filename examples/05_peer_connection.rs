@@ -23,7 +23,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelInit, Event as DcEvent};
 use rtclab::dtls::cert::Certificate;
-use rtclab::peer::{PeerConfig, PeerConnection, PeerEvent, SdpType};
+use rtclab::peer::{self, PeerConnection, SdpType};
 use rtclab::sdp::MediaKind;
 use rtclab::sim::{LinkConfig, Sim};
 
@@ -63,8 +63,14 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let (a_addr, b_addr): (SocketAddr, SocketAddr) = (A.parse()?, B.parse()?);
 
     // ANCHOR: offer_answer
-    let mut a = PeerConnection::new(PeerConfig::new(ca, vec![a_addr]), StdRng::seed_from_u64(1));
-    let mut b = PeerConnection::new(PeerConfig::new(cb, vec![b_addr]), StdRng::seed_from_u64(2));
+    let mut a = PeerConnection::new(
+        peer::Config::new(ca, vec![a_addr]),
+        StdRng::seed_from_u64(1),
+    );
+    let mut b = PeerConnection::new(
+        peer::Config::new(cb, vec![b_addr]),
+        StdRng::seed_from_u64(2),
+    );
     let a_video = a.add_track(MediaKind::Video)?;
     a.add_track(MediaKind::Audio)?;
     let chat = a.create_data_channel(ChannelInit::new("chat"))?;
@@ -115,22 +121,22 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
             for e in sim.events::<PeerConnection>(hosts[side]) {
                 // ANCHOR: trickle
                 let line = match &e {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         let peer = sim.machine_mut::<PeerConnection>(hosts[1 - side]);
                         let _ = peer.add_ice_candidate(now, &c.to_string());
                         format!("local candidate {c} → signaled to the peer")
                     }
-                    PeerEvent::GatheringComplete => {
+                    peer::Event::GatheringComplete => {
                         let peer = sim.machine_mut::<PeerConnection>(hosts[1 - side]);
                         peer.add_end_of_candidates(now);
                         "gathering complete → end-of-candidates".to_string()
                     }
                     // ANCHOR_END: trickle
-                    PeerEvent::SignalingState(s) => format!("signaling state {s:?}"),
-                    PeerEvent::IceConnectionState(s) => format!("ICE connection state {s:?}"),
-                    PeerEvent::ConnectionState(s) => format!("connection state {s:?}"),
-                    PeerEvent::Track { mid, kind } => format!("track: mid {mid}, {kind:?}"),
-                    PeerEvent::Frame { mid, frame } => {
+                    peer::Event::SignalingState(s) => format!("signaling state {s:?}"),
+                    peer::Event::IceConnectionState(s) => format!("ICE connection state {s:?}"),
+                    peer::Event::ConnectionState(s) => format!("connection state {s:?}"),
+                    peer::Event::Track { mid, kind } => format!("track: mid {mid}, {kind:?}"),
+                    peer::Event::Frame { mid, frame } => {
                         if side == 1 {
                             b_got.0 = true;
                         }
@@ -140,7 +146,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                             frame.keyframe
                         )
                     }
-                    PeerEvent::DataChannel(DcEvent::Open(id)) => {
+                    peer::Event::DataChannel(DcEvent::Open(id)) => {
                         let pc = sim.machine::<PeerConnection>(hosts[side]);
                         let label = pc
                             .data_channels()
@@ -149,7 +155,7 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
                             .unwrap_or_default();
                         format!("data channel {label:?} open")
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => {
+                    peer::Event::DataChannel(DcEvent::Message { message, .. }) => {
                         if side == 1 {
                             b_got.1 = true;
                         }

@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::dtls::cert::Certificate;
 use rtclab::machine::Machine;
-use rtclab::peer::{PeerConfig, PeerConnection, PeerEvent, SdpType};
+use rtclab::peer::{self, PeerConnection, SdpType};
 use rtclab::sdp::DtlsRole;
 use rtclab::stun::{Attribute, Class, Message};
 
@@ -65,7 +65,7 @@ fn answer(
     let local: SocketAddr = "127.0.0.1:50000".parse()?;
     // ANCHOR: answer
     let mut pc = PeerConnection::new(
-        PeerConfig::new(cert, vec![local]),
+        peer::Config::new(cert, vec![local]),
         StdRng::seed_from_u64(seed),
     );
     pc.set_remote_description(now, SdpType::Offer, offer)?;
@@ -112,10 +112,10 @@ fn answer(
     writeln!(out, "-- events and the first datagrams we send")?;
     while let Some(e) = pc.poll_event() {
         match e {
-            PeerEvent::LocalCandidate(c) => {
+            peer::Event::LocalCandidate(c) => {
                 writeln!(out, "event: candidate to trickle to the browser: {c}")?
             }
-            PeerEvent::GatheringComplete => writeln!(out, "event: gathering complete")?,
+            peer::Event::GatheringComplete => writeln!(out, "event: gathering complete")?,
             other => writeln!(out, "event: {other:?}")?,
         }
     }

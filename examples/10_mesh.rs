@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::dtls::cert::Certificate;
-use rtclab::peer::{PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackId};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackId};
 use rtclab::sdp::MediaKind;
 use rtclab::sim::{HostId, Sim};
 
@@ -96,14 +96,14 @@ pub fn mesh(n: usize) -> Result<(usize, f64, f64), Box<dyn Error>> {
             };
             let (ai, aj) = (addr(i, j), addr(j, i));
             let mut pi = PeerConnection::new(
-                PeerConfig::new(
+                peer::Config::new(
                     Certificate::generate(&mut rng, SystemTime::now())?,
                     vec![ai],
                 ),
                 StdRng::seed_from_u64(rng_seed(i, j)),
             );
             let mut pj = PeerConnection::new(
-                PeerConfig::new(
+                peer::Config::new(
                     Certificate::generate(&mut rng, SystemTime::now())?,
                     vec![aj],
                 ),
@@ -141,12 +141,12 @@ pub fn mesh(n: usize) -> Result<(usize, f64, f64), Box<dyn Error>> {
             for ev in sim.events::<PeerConnection>(e.host) {
                 let to = partner[&e.host];
                 match ev {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         let _ = sim
                             .machine_mut::<PeerConnection>(to)
                             .add_ice_candidate(now, &c.to_string());
                     }
-                    PeerEvent::GatheringComplete => {
+                    peer::Event::GatheringComplete => {
                         sim.machine_mut::<PeerConnection>(to)
                             .add_end_of_candidates(now);
                     }

@@ -38,9 +38,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::cert::Certificate;
-use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
-};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackCodec, TrackId};
 use rtclab::rtp::{HeaderFields, write_rtp_packet};
 use rtclab::sfu::{ClientSignal, Config, Event as SfuEvent, ParticipantId, ServerSignal, Sfu};
 use rtclab::sim::{HostId, LinkConfig, Sim};
@@ -164,7 +162,7 @@ impl Room {
         let i = self.clients.len();
         let now = self.sim.now();
         let mut pc = PeerConnection::new(
-            PeerConfig::new(
+            peer::Config::new(
                 Certificate::generate(&mut self.rng, SystemTime::now())?,
                 vec![client_addr(i)],
             ),
@@ -257,26 +255,26 @@ impl Room {
             for e in self.sim.events::<PeerConnection>(host) {
                 let c = &mut self.clients[k];
                 match e {
-                    PeerEvent::LocalCandidate(cand) => {
+                    peer::Event::LocalCandidate(cand) => {
                         self.sim.machine_mut::<Sfu>(self.sfu).handle_signal(
                             now,
                             id,
                             ClientSignal::Candidate(cand.to_string()),
                         )?;
                     }
-                    PeerEvent::ConnectionState(PeerConnectionState::Connected) => {
+                    peer::Event::ConnectionState(PeerConnectionState::Connected) => {
                         c.connected.get_or_insert(elapsed);
                     }
-                    PeerEvent::Frame { mid, .. } => {
+                    peer::Event::Frame { mid, .. } => {
                         c.frames.entry(mid).or_insert((0, elapsed)).0 += 1;
                     }
                     // The SFU asks for a keyframe: the encoder makes the
                     // next frame one.
-                    PeerEvent::DataChannel(DcEvent::Message {
+                    peer::Event::DataChannel(DcEvent::Message {
                         message: Message::Text(t),
                         ..
                     }) => c.chat_in.push((elapsed, t)),
-                    PeerEvent::KeyframeRequested(track) => {
+                    peer::Event::KeyframeRequested(track) => {
                         if let Some(l) = c.layers.iter().position(|(t, _)| *t == track) {
                             c.key_due[l] = true;
                         }

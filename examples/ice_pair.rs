@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rtclab::ice::{Agent, AgentConfig, Candidate, ConnectionState, IceEvent};
+use rtclab::ice::{self, Agent, Candidate, ConnectionState};
 use rtclab::machine::{Machine, Receive};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -67,9 +67,9 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
     let socket = UdpSocket::bind("127.0.0.1:0")?;
     socket.set_read_timeout(Some(Duration::from_millis(2)))?;
     let local = socket.local_addr()?;
-    let config = AgentConfig {
+    let config = ice::Config {
         controlling,
-        ..AgentConfig::default()
+        ..ice::Config::default()
     };
     let seed = u64::from(std::process::id());
     let mut agent = Agent::new(config, StdRng::seed_from_u64(seed));
@@ -79,7 +79,7 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
     let creds = agent.local_credentials().clone();
     let mut text = format!("ice-ufrag {}\nice-pwd {}\n", creds.ufrag, creds.pwd);
     while let Some(e) = agent.poll_event() {
-        if let IceEvent::LocalCandidate(c) = e {
+        if let ice::Event::LocalCandidate(c) = e {
             text.push_str(&format!("{c}\n"));
         }
     }
@@ -119,10 +119,10 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
         }
         while let Some(e) = agent.poll_event() {
             match e {
-                IceEvent::SelectedPair { local, remote } => {
+                ice::Event::SelectedPair { local, remote } => {
                     println!("{me}: selected {local} <-> {remote}");
                 }
-                IceEvent::Data { data, .. } => {
+                ice::Event::Data { data, .. } => {
                     println!("{me}: received {:?}", String::from_utf8_lossy(&data[1..]));
                     // Linger a little so the peer's last checks get answers.
                     let until = Instant::now() + Duration::from_millis(100);
@@ -131,7 +131,7 @@ fn run_side(controlling: bool, dir: &Path) -> Result<(), Box<dyn std::error::Err
                     }
                     return Ok(());
                 }
-                IceEvent::Failed(why) => return Err(format!("{me}: ICE failed: {why}").into()),
+                ice::Event::Failed(why) => return Err(format!("{me}: ICE failed: {why}").into()),
                 _ => {}
             }
         }

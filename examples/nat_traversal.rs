@@ -22,12 +22,12 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::ice::{
-    AgentConfig, CandidateKind, CandidatePair, ConnectionState, FailureReason, IceEvent,
-    IceTransport, PairState, TransportConfig,
+    self, CandidateKind, CandidatePair, ConnectionState, FailureReason, IceTransport, PairState,
+    TransportConfig,
 };
 use rtclab::machine::Transmit;
 use rtclab::sim::{CaptureKind, Echo, FilteringBehavior, HostId, MappingBehavior, NatConfig, Sim};
-use rtclab::stun::{BindingServer, ServerConfig};
+use rtclab::stun::{self, BindingServer};
 
 const STUN: &str = "198.51.100.1:3478";
 const TURN: &str = "198.51.100.2:3478";
@@ -242,12 +242,12 @@ impl Nat {
 /// addresses.
 fn add_peer(sim: &mut Sim, nat: Nat, n: u8, controlling: bool, turn: bool) -> HostId {
     let config = TransportConfig {
-        agent: AgentConfig {
+        agent: ice::Config {
             controlling,
             stun_server: Some(addr(STUN)),
-            ..AgentConfig::default()
+            ..ice::Config::default()
         },
-        turn: turn.then(|| rtclab::turn::ClientConfig::new(addr(TURN), "alice", "secret")),
+        turn: turn.then(|| rtclab::turn::client::Config::new(addr(TURN), "alice", "secret")),
     };
     let mut peer = IceTransport::new(config, StdRng::seed_from_u64(u64::from(n)));
     match nat {
@@ -274,7 +274,7 @@ fn add_peer(sim: &mut Sim, nat: Nat, n: u8, controlling: bool, turn: bool) -> Ho
 /// behind `a`, B controlled behind `b`.
 fn network(a: Nat, b: Nat, turn: bool, seed: u64) -> (Sim, [HostId; 2]) {
     let mut sim = Sim::new(seed);
-    let stun = BindingServer::new(ServerConfig::new(addr(STUN))).expect("a STUN server");
+    let stun = BindingServer::new(stun::server::Config::new(addr(STUN))).expect("a STUN server");
     let locals = stun.local_addrs().to_vec();
     sim.add_host(stun, &locals);
     if turn {
@@ -283,7 +283,7 @@ fn network(a: Nat, b: Nat, turn: bool, seed: u64) -> (Sim, [HostId; 2]) {
         let relays = (0..8)
             .map(|i| SocketAddr::new(listen.ip(), 50000 + i))
             .collect();
-        let mut config = rtclab::turn::ServerConfig::new(listen, relays, "rtclab");
+        let mut config = rtclab::turn::server::Config::new(listen, relays, "rtclab");
         config.users.push(("alice".into(), "secret".into()));
         let server = rtclab::turn::Server::new(config, sim.now(), &mut sim.rng(77));
         let locals = server.local_addrs().to_vec();
@@ -312,15 +312,15 @@ fn signal(sim: &mut Sim, peers: [HostId; 2], out: &mut Outcome) {
         for event in sim.events::<IceTransport>(peers[side]) {
             let other = sim.machine_mut::<IceTransport>(peers[1 - side]);
             match event {
-                IceEvent::LocalCandidate(c) => {
+                ice::Event::LocalCandidate(c) => {
                     let line = c.to_string();
                     let _ = other.add_remote_candidate(now, line.parse().expect("ours parse"));
                 }
-                IceEvent::GatheringComplete => other.end_of_remote_candidates(now),
-                IceEvent::SelectedPair { local, remote } if side == 0 => {
+                ice::Event::GatheringComplete => other.end_of_remote_candidates(now),
+                ice::Event::SelectedPair { local, remote } if side == 0 => {
                     out.selected = Some((local.kind, remote.kind));
                 }
-                IceEvent::Failed(reason) => out.failed = Some(reason),
+                ice::Event::Failed(reason) => out.failed = Some(reason),
                 _ => {}
             }
         }

@@ -14,8 +14,7 @@ use std::time::Instant;
 
 use crate::machine::{Machine, Receive};
 use crate::stun::{
-    Attribute, BindingServer, Client, ClientConfig, IntegrityKey, Message, ServerConfig,
-    server::MAX_RESPONSE_LEN,
+    self, Attribute, BindingServer, Client, IntegrityKey, Message, server::MAX_RESPONSE_LEN,
 };
 
 /// The harness of the `stun_message` target: decode, read every attribute,
@@ -49,7 +48,7 @@ pub fn stun_message(data: &[u8]) {
         }
     }
     let primary: SocketAddr = ([192, 0, 2, 1], 3478).into();
-    let mut cfg = ServerConfig::new(primary);
+    let mut cfg = stun::server::Config::new(primary);
     cfg.alternate = Some(([192, 0, 2, 2], 3479).into());
     if let Ok(mut server) = BindingServer::new(cfg) {
         let now = Instant::now();
@@ -73,7 +72,7 @@ pub fn stun_message(data: &[u8]) {
             assert!(Message::decode(&t.contents).is_ok(), "server sent garbage");
         }
     }
-    let mut client = Client::new(ClientConfig::default());
+    let mut client = Client::new(stun::client::Config::default());
     client.handle_response(
         Instant::now(),
         Receive {
@@ -493,7 +492,7 @@ pub fn ice_agent(data: &[u8]) {
     let local: SocketAddr = "10.0.0.1:1000".parse().expect("literal");
     let peer: SocketAddr = "10.0.0.2:2000".parse().expect("literal");
     let mut agent = crate::ice::Agent::new(
-        crate::ice::AgentConfig::default(),
+        crate::ice::Config::default(),
         rand::rngs::StdRng::seed_from_u64(1),
     );
     let _ = agent.add_local_host(now, local);
@@ -529,7 +528,7 @@ pub fn ice_agent(data: &[u8]) {
 /// server with on-demand relay ports (its binds answered, every other one
 /// refused) whose TCP answers go only to the sender.
 pub fn turn_stream(data: &[u8]) {
-    use crate::turn::{self, Framer, ServerEvent, stream::MAX_MESSAGE};
+    use crate::turn::{self, Framer, stream::MAX_MESSAGE};
     use rand::SeedableRng;
 
     let Some((&size, stream)) = data.split_first() else {
@@ -538,7 +537,7 @@ pub fn turn_stream(data: &[u8]) {
     let read = usize::from(size) + 1;
     let listen: SocketAddr = ([192, 0, 2, 1], 3478).into();
     let sender: SocketAddr = ([203, 0, 113, 1], 5000).into();
-    let mut config = turn::ServerConfig::new(listen, Vec::new(), "fuzz");
+    let mut config = turn::server::Config::new(listen, Vec::new(), "fuzz");
     config.relay_ports = Some(turn::RelayPorts {
         ip: listen.ip(),
         min: 50000,
@@ -578,7 +577,7 @@ pub fn turn_stream(data: &[u8]) {
             );
             let mut flip = false;
             while let Some(e) = server.poll_event() {
-                if let ServerEvent::BindRelay(a) = e {
+                if let turn::server::Event::BindRelay(a) = e {
                     flip = !flip;
                     server.relay_bound(now, a, flip);
                 }
@@ -642,7 +641,7 @@ pub fn turn_message(data: &[u8]) {
     let listen: SocketAddr = ([192, 0, 2, 1], 3478).into();
     let relay: SocketAddr = ([192, 0, 2, 1], 50000).into();
     let sender: SocketAddr = ([203, 0, 113, 1], 5000).into();
-    let mut config = turn::ServerConfig::new(listen, vec![relay], "fuzz");
+    let mut config = turn::server::Config::new(listen, vec![relay], "fuzz");
     config.users.push(("u".into(), "p".into()));
     let now = Instant::now();
     let mut server = turn::Server::new(config, now, &mut rand::rngs::StdRng::seed_from_u64(0));
@@ -684,7 +683,7 @@ pub fn turn_message(data: &[u8]) {
     // runtime hands them: sent to one of the host's addresses (`listen`).
     // It answers as many, from that address (RFC 8489 §6.3.1.2), not from
     // the wildcard nor as if a peer had sent them to a relay.
-    let mut config = turn::ServerConfig::new(([0, 0, 0, 0], 3478).into(), vec![relay], "fuzz");
+    let mut config = turn::server::Config::new(([0, 0, 0, 0], 3478).into(), vec![relay], "fuzz");
     config.users.push(("u".into(), "p".into()));
     let mut wildcard = turn::Server::new(config, now, &mut rand::rngs::StdRng::seed_from_u64(0));
     wildcard.handle_receive(
@@ -710,7 +709,7 @@ pub fn turn_message(data: &[u8]) {
     );
 
     let mut client = turn::Client::new(
-        turn::ClientConfig::new(listen, "u", "p"),
+        turn::client::Config::new(listen, "u", "p"),
         rand::rngs::StdRng::seed_from_u64(0),
     );
     let _ = client.allocate(now);
@@ -793,10 +792,10 @@ fn peer_fuzz_transport(
     mode: u8,
     now: Instant,
 ) -> Option<(crate::peer::Transport, crate::srtp::ProtectionProfile)> {
-    use crate::peer::{Config as PeerConfig, DtlsRole, IceRole, Transport};
+    use crate::peer::{DtlsRole, IceRole, Transport, transport::Config as TransportConfig};
     let certificate = fuzz_certificate()?;
     let fingerprint = certificate.fingerprint();
-    let mut config = PeerConfig::new(IceRole::Controlled, certificate);
+    let mut config = TransportConfig::new(IceRole::Controlled, certificate);
     config.host_candidates = vec![SocketAddr::from(PEER_FUZZ_LOCAL)];
     config.remote_credentials = Some(crate::ice::Credentials {
         ufrag: "fuzz".into(),
@@ -897,7 +896,7 @@ pub fn answer_first_check(
 /// candidate's before its check) never reaches a layer; after `close` no
 /// timer is left.
 pub fn peer_transport(data: &[u8]) {
-    use crate::peer::Event as PeerEvent;
+    use crate::peer::transport::Event as TransportEvent;
     let Some((&mode, mut rest)) = data.split_first() else {
         return;
     };
@@ -913,7 +912,7 @@ pub fn peer_transport(data: &[u8]) {
         while t.poll_transmit().is_some() {}
         while let Some(e) = t.poll_event() {
             assert!(
-                !matches!(e, PeerEvent::Connected(_)),
+                !matches!(e, TransportEvent::Connected(_)),
                 "connected without a handshake"
             );
         }
@@ -956,10 +955,10 @@ pub fn peer_transport(data: &[u8]) {
         }
         while let Some(e) = t.poll_event() {
             match e {
-                PeerEvent::Rtp(p) | PeerEvent::Rtcp(p) => {
+                TransportEvent::Rtp(p) | TransportEvent::Rtcp(p) => {
                     assert!(p.len() <= datagram.len(), "media grew")
                 }
-                PeerEvent::Connected(_) => panic!("connected without a handshake"),
+                TransportEvent::Connected(_) => panic!("connected without a handshake"),
                 _ => {}
             }
         }
@@ -1250,7 +1249,7 @@ pub fn peer_connection_input(offer: &[u8], datagrams: &[(u8, Vec<u8>)]) -> Vec<u
 /// datagrams from the offer's candidate address or a stranger, with timer
 /// ticks. Invariants: no panic; after `close` no timer is left.
 pub fn peer_connection(data: &[u8]) {
-    use crate::peer::{PeerConfig, PeerConnection, SdpType};
+    use crate::peer::{self, PeerConnection, SdpType};
     use crate::sdp::MediaKind;
     if data.len() < 2 {
         return;
@@ -1266,7 +1265,7 @@ pub fn peer_connection(data: &[u8]) {
     let stranger = SocketAddr::from(([203, 0, 113, 9], 4000));
     let mut now = Instant::now();
     let mut pc = PeerConnection::new(
-        PeerConfig::new(certificate, vec![local]),
+        peer::Config::new(certificate, vec![local]),
         rand::rngs::StdRng::seed_from_u64(PEER_FUZZ_SEED),
     );
     let _ = pc.add_track(MediaKind::Video);
@@ -1319,7 +1318,7 @@ pub fn peer_connection(data: &[u8]) {
 /// address, followed by a trickled candidate, an ICE-looking datagram, a
 /// DTLS-looking one and an SRTP-looking one.
 pub fn peer_connection_seed_inputs() -> Vec<Vec<u8>> {
-    use crate::peer::{PeerConfig, PeerConnection};
+    use crate::peer::{self, PeerConnection};
     use crate::sdp::MediaKind;
     let Some(certificate) = fuzz_certificate() else {
         return Vec::new();
@@ -1327,7 +1326,7 @@ pub fn peer_connection_seed_inputs() -> Vec<Vec<u8>> {
     let now = Instant::now();
     let remote = SocketAddr::from(PEER_FUZZ_REMOTE);
     let mut offerer = PeerConnection::new(
-        PeerConfig::new(certificate, vec![remote]),
+        peer::Config::new(certificate, vec![remote]),
         rand::rngs::StdRng::seed_from_u64(1),
     );
     let _ = offerer.add_track(MediaKind::Video);
@@ -2007,7 +2006,7 @@ pub fn whip_sdpfrag(data: &[u8]) {
     if let Step::Call(call) = e.request(&req) {
         let _ = e.complete(
             call,
-            Outcome::Failed(crate::whip::WhipError::BadSdp("x".into())),
+            Outcome::Failed(crate::whip::Error::BadSdp("x".into())),
         );
     }
 }

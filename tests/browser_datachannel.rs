@@ -26,7 +26,7 @@ use common::rtc::RtcPeer;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use rtclab::peer::{DtlsRole, PeerConnectionState, PeerEvent};
+use rtclab::peer::{self, DtlsRole, PeerConnectionState};
 use rtclab::sdp::Setup;
 use rtclab::signaling::{Config, Page, Server};
 use serde_json::Value;
@@ -112,36 +112,36 @@ struct Responder {
 }
 
 impl Responder {
-    fn on_event(&mut self, rtc: &mut RtcPeer, e: PeerEvent) {
+    fn on_event(&mut self, rtc: &mut RtcPeer, e: peer::Event) {
         let now = Instant::now();
         match e {
-            PeerEvent::ConnectionState(PeerConnectionState::Failed) => {
+            peer::Event::ConnectionState(PeerConnectionState::Failed) => {
                 self.failed = Some("connection failed".into());
             }
-            PeerEvent::Error(e) => self.failed = Some(format!("error event: {e}")),
-            PeerEvent::DataChannel(DcEvent::Open(id)) => {
+            peer::Event::Error(e) => self.failed = Some(format!("error event: {e}")),
+            peer::Event::DataChannel(DcEvent::Open(id)) => {
                 self.open_at.get_or_insert(now);
                 if let Some(c) = rtc.pc().data_channels().and_then(|d| d.channel(id)) {
                     self.labels.insert(id, c.label().to_string());
                 }
             }
-            PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+            peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                 self.on_message(rtc, channel, message);
             }
-            PeerEvent::DataChannel(DcEvent::Closing(id)) => {
+            peer::Event::DataChannel(DcEvent::Closing(id)) => {
                 self.closing
                     .push(self.labels.get(&id).cloned().unwrap_or_default());
             }
-            PeerEvent::DataChannel(DcEvent::Closed(id)) => {
+            peer::Event::DataChannel(DcEvent::Closed(id)) => {
                 self.closed
                     .push(self.labels.get(&id).cloned().unwrap_or_default());
             }
-            PeerEvent::DataChannel(DcEvent::BufferedAmountLow(id))
+            peer::Event::DataChannel(DcEvent::BufferedAmountLow(id))
                 if self.down_channel == Some(id) =>
             {
                 self.send_down(rtc, id);
             }
-            PeerEvent::DataChannel(DcEvent::Error { channel, error }) => {
+            peer::Event::DataChannel(DcEvent::Error { channel, error }) => {
                 self.failed = Some(format!("data channel error on {channel:?}: {error}"));
             }
             _ => {}

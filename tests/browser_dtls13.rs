@@ -27,7 +27,7 @@ use rtclab::datachannel::{Event as DcEvent, Message};
 use rtclab::dtls::endpoint::Version;
 use rtclab::dtls::handshake::NamedGroup;
 use rtclab::ice::ConnectionState as IceState;
-use rtclab::peer::{Config as TransportConfig, IceRole, PeerConnectionState, PeerEvent};
+use rtclab::peer::{self, IceRole, PeerConnectionState, transport::Config as TransportConfig};
 use rtclab::sdp::Setup;
 use rtclab::signaling::{Config, Page, Server};
 use serde_json::Value;
@@ -121,19 +121,19 @@ async fn run_capturing(
     let failure = loop {
         tokio::select! {
             e = rtc.next() => match e {
-                Ok(PeerEvent::ConnectionState(PeerConnectionState::Failed)) => {
+                Ok(peer::Event::ConnectionState(PeerConnectionState::Failed)) => {
                     break Some("connection failed".to_string());
                 }
-                Ok(PeerEvent::ConnectionState(PeerConnectionState::Connecting)) => {
+                Ok(peer::Event::ConnectionState(PeerConnectionState::Connecting)) => {
                     connecting.get_or_insert_with(std::time::Instant::now);
                 }
-                Ok(PeerEvent::ConnectionState(PeerConnectionState::Connected)) => {
+                Ok(peer::Event::ConnectionState(PeerConnectionState::Connected)) => {
                     connected.get_or_insert_with(std::time::Instant::now);
                 }
-                Ok(PeerEvent::IceConnectionState(IceState::Connected)) => {
+                Ok(peer::Event::IceConnectionState(IceState::Connected)) => {
                     ice_connected.get_or_insert_with(std::time::Instant::now);
                 }
-                Ok(PeerEvent::DataChannel(DcEvent::Message { channel, message })) => {
+                Ok(peer::Event::DataChannel(DcEvent::Message { channel, message })) => {
                     let now = std::time::Instant::now();
                     let _ = match message {
                         Message::Text(t) => rtc.pc().send_text(now, channel, &t),

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::browser::{Browser, BrowserKind, launch};
-use rtclab::peer::{PeerEvent, TrackCodec, TrackId};
+use rtclab::peer::{self, TrackCodec, TrackId};
 use rtclab::runtime::LivePeer;
 use rtclab::signaling::{ClientId, ClientMessage, Config, Member, Page, Server, ServerMessage};
 use serde_json::{Value, json};
@@ -43,7 +43,7 @@ const CASE_LIMIT: Duration = Duration::from_secs(60);
 /// One step of a case: what happened next.
 enum Step {
     /// The peer said something (candidates are already signaled).
-    Peer(PeerEvent),
+    Peer(peer::Event),
     /// The page offered (first offer or a renegotiation); the case answers
     /// with [`Run::answer`] after adding its tracks.
     Offer(String),
@@ -215,12 +215,12 @@ impl Run {
             };
             tokio::select! {
                 e = peer_event => match e {
-                    Ok(PeerEvent::LocalCandidate(c)) => self.signal(json!({
+                    Ok(peer::Event::LocalCandidate(c)) => self.signal(json!({
                         "type": "candidate", "candidate": c.to_string(),
                         "sdpMid": self.first_mid, "sdpMLineIndex": 0,
                     })),
-                    Ok(PeerEvent::GatheringComplete) => {}
-                    Ok(PeerEvent::Error(e)) => self.fail(&format!("peer error: {e}")),
+                    Ok(peer::Event::GatheringComplete) => {}
+                    Ok(peer::Event::Error(e)) => self.fail(&format!("peer error: {e}")),
                     Ok(e) => return Step::Peer(e),
                     Err(e) => self.fail(&format!("UDP: {e}")),
                 },
@@ -307,7 +307,7 @@ async fn camera_to_rust(kind: BrowserKind, codec: TrackCodec, want: usize) -> Op
             Step::Offer(sdp) => {
                 run.answer(&sdp, &[]).await;
             }
-            Step::Peer(PeerEvent::Frame { frame, .. }) => {
+            Step::Peer(peer::Event::Frame { frame, .. }) => {
                 // Frames before the first keyframe cannot be decoded: the
                 // file starts at a keyframe.
                 if got.frames.is_empty() && !frame.keyframe {
@@ -639,13 +639,13 @@ async fn clip_to_browser(kind: BrowserKind) {
     loop {
         match run.step().await {
             Step::Offer(sdp) => track = run.answer(&sdp, &[TrackCodec::Vp8]).await.first().copied(),
-            Step::Peer(PeerEvent::ConnectionState(
+            Step::Peer(peer::Event::ConnectionState(
                 rtclab::peer::PeerConnectionState::Connected,
             )) => {
                 sending = true;
                 player = ClipPlayer::new(CLIP);
             }
-            Step::Peer(PeerEvent::KeyframeRequested(_)) => player.restart(),
+            Step::Peer(peer::Event::KeyframeRequested(_)) => player.restart(),
             Step::Tick if sending => {
                 let track = track.expect("our track");
                 for (ts, frame) in player.due() {
@@ -731,8 +731,8 @@ async fn reflect(kind: BrowserKind, codec: TrackCodec) {
     loop {
         match run.step().await {
             Step::Offer(sdp) => track = run.answer(&sdp, &[codec]).await.first().copied(),
-            Step::Peer(PeerEvent::Track { mid, .. }) => camera_mid = Some(mid),
-            Step::Peer(PeerEvent::Frame { mid, frame }) if Some(&mid) == camera_mid.as_ref() => {
+            Step::Peer(peer::Event::Track { mid, .. }) => camera_mid = Some(mid),
+            Step::Peer(peer::Event::Frame { mid, frame }) if Some(&mid) == camera_mid.as_ref() => {
                 if frame.keyframe {
                     if !keyframe_structure_ok(codec, &frame.data) {
                         let head = &frame.data[..frame.data.len().min(32)];
@@ -749,7 +749,7 @@ async fn reflect(kind: BrowserKind, codec: TrackCodec) {
                 }
                 reflected += 1;
             }
-            Step::Peer(PeerEvent::KeyframeRequested(_)) => {
+            Step::Peer(peer::Event::KeyframeRequested(_)) => {
                 // No encoder here: ask the camera's encoder (PLI).
                 if let Some(mid) = camera_mid.clone() {
                     let _ = run.peer().request_keyframe(&mid);
@@ -840,8 +840,8 @@ async fn opus_both_ways(kind: BrowserKind) {
             Step::Offer(sdp) => {
                 track = run.answer(&sdp, &[TrackCodec::Opus]).await.first().copied()
             }
-            Step::Peer(PeerEvent::Track { mid, .. }) => mic_mid = Some(mid),
-            Step::Peer(PeerEvent::Frame { mid, frame }) if Some(&mid) == mic_mid.as_ref() => {
+            Step::Peer(peer::Event::Track { mid, .. }) => mic_mid = Some(mid),
+            Step::Peer(peer::Event::Frame { mid, frame }) if Some(&mid) == mic_mid.as_ref() => {
                 if !opus_toc_valid(&frame.data) {
                     run.fail(&format!(
                         "an invalid Opus packet: {:02x?}",
@@ -903,7 +903,7 @@ async fn renegotiation(kind: BrowserKind) {
                 offers += 1;
                 run.answer(&sdp, &[]).await;
             }
-            Step::Peer(PeerEvent::Frame { mid, frame }) => {
+            Step::Peer(peer::Event::Frame { mid, frame }) => {
                 let first = run.first_mid.clone();
                 *frames.entry(mid.clone()).or_default() += 1;
                 if !asked && frames.get(&first).copied().unwrap_or(0) >= 10 {
@@ -935,7 +935,7 @@ async fn renegotiation(kind: BrowserKind) {
                     let _ = run.peer().send_frame(t, frame.timestamp, &frame.data);
                 }
             }
-            Step::Peer(PeerEvent::KeyframeRequested(_)) => {
+            Step::Peer(peer::Event::KeyframeRequested(_)) => {
                 let first = run.first_mid.clone();
                 let _ = run.peer().request_keyframe(&first);
             }
@@ -984,7 +984,8 @@ async fn photo(kind: BrowserKind) {
             Step::Offer(sdp) => {
                 run.answer(&sdp, &[]).await;
             }
-            Step::Peer(PeerEvent::DataChannel(DcEvent::Message { message, .. })) => match message {
+            Step::Peer(peer::Event::DataChannel(DcEvent::Message { message, .. })) => match message
+            {
                 Message::Text(t) => header = serde_json::from_str(&t).ok(),
                 Message::Binary(b) => {
                     chunks += 1;

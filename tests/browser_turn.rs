@@ -19,7 +19,7 @@ use common::browser::{BrowserKind, launch};
 use common::rtc::RtcPeer;
 use common::{Peer, free_udp_port, wait_for_stun};
 use rtclab::datachannel::{Event as DcEvent, Message};
-use rtclab::peer::PeerEvent;
+use rtclab::peer;
 use rtclab::signaling::{Config, Page, Server};
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -100,7 +100,7 @@ async fn relay_only(transport: &str) -> Option<Value> {
     let failure = loop {
         tokio::select! {
             e = rtc.next() => match e {
-                Ok(PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) })) => {
+                Ok(peer::Event::DataChannel(DcEvent::Message { channel, message: Message::Text(t) })) => {
                     let now = std::time::Instant::now();
                     let r = rtc.pc().send_text(now, channel, &format!("echo: {t}"))
                         .and_then(|()| rtc.pc().send_text(now, channel, "hello from rust"));
@@ -109,7 +109,7 @@ async fn relay_only(transport: &str) -> Option<Value> {
                     }
                     page_message = Some(t);
                 }
-                Ok(PeerEvent::Error(e)) => break Some(format!("Rust side: error event: {e}")),
+                Ok(peer::Event::Error(e)) => break Some(format!("Rust side: error event: {e}")),
                 Ok(_) => {}
                 Err(e) => break Some(format!("Rust side: {e}")),
             },

@@ -419,7 +419,7 @@ async fn a_room_survives_a_redis_restart() {
 
 // ---- SFU room placement -------------------------------------------------
 
-use rtclab::peer::PeerEvent;
+use rtclab::peer;
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::sfu::placement::{self, Placement};
@@ -554,7 +554,7 @@ fn call(
                     }
                     e = p.next_event() => { e.expect("io"); }
                     e = async { match viewer.as_mut() { Some(v) => v.next_event().await, None => std::future::pending().await } } => {
-                        if let PeerEvent::Frame { .. } = e.expect("io") { frames += 1; }
+                        if let peer::Event::Frame { .. } = e.expect("io") { frames += 1; }
                     }
                 }
             }

@@ -14,9 +14,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
-};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackCodec, TrackId};
 use rtclab::sfu::{ClientSignal, Config, Event as SfuEvent, ParticipantId, ServerSignal, Sfu};
 use rtclab::sim::{HostId, LinkConfig, Sim};
 use sim_peers::certificate;
@@ -159,7 +157,7 @@ impl Net {
         let now = self.sim.now();
         let cert = certificate(&mut self.rng);
         let mut pc = PeerConnection::new(
-            PeerConfig::new(cert, vec![client_addr(i)]),
+            peer::Config::new(cert, vec![client_addr(i)]),
             StdRng::seed_from_u64(100 + i as u64),
         );
         let track = publish.then(|| pc.add_track_with_codec(TrackCodec::Vp8).unwrap());
@@ -259,18 +257,18 @@ impl Net {
             );
             for e in self.sim.events::<PeerConnection>(host) {
                 match e {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         self.sfu(node)
                             .handle_signal(now, id, ClientSignal::Candidate(c.to_string()))
                             .unwrap();
                     }
-                    PeerEvent::Frame { mid, .. } => {
+                    peer::Event::Frame { mid, .. } => {
                         let c = &mut self.clients[k];
                         *c.frames.entry(mid).or_default() += 1;
                         c.first_frame.get_or_insert(now - started);
                     }
-                    PeerEvent::KeyframeRequested(_) => self.clients[k].key_asked = true,
-                    PeerEvent::DataChannel(DcEvent::Message {
+                    peer::Event::KeyframeRequested(_) => self.clients[k].key_asked = true,
+                    peer::Event::DataChannel(DcEvent::Message {
                         message: Message::Text(t),
                         ..
                     }) => self.clients[k].chat_in.push(t),

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
 use rtclab::demo::{Config, Demo, Summary};
-use rtclab::peer::{PeerConnectionState, PeerEvent, TrackCodec};
+use rtclab::peer::{self, PeerConnectionState, TrackCodec};
 use rtclab::runtime::LivePeer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -298,13 +298,13 @@ async fn visit_as(video: Option<TrackCodec>, mode: Mode) {
                     }
                 }
                 e = peer.next_event() => match e.expect("io") {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         let msg = json!({"type": "message", "data": {"type": "candidate",
                             "candidate": c.to_string(), "sdpMid": "0", "sdpMLineIndex": 0}});
                         ws.send(WsMessage::text(msg.to_string())).await.expect("ws");
                     }
-                    PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
-                    PeerEvent::DataChannel(DcEvent::Open(id)) => {
+                    peer::Event::ConnectionState(PeerConnectionState::Connected) => connected = true,
+                    peer::Event::DataChannel(DcEvent::Open(id)) => {
                         let label = peer.connection().data_channels()
                             .and_then(|dc| dc.channel(id)).map(|c| c.label().to_string());
                         if label.as_deref() == Some("chat") {
@@ -319,21 +319,21 @@ async fn visit_as(video: Option<TrackCodec>, mode: Mode) {
                             }
                         }
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) }) => {
+                    peer::Event::DataChannel(DcEvent::Message { channel, message: Message::Text(t) }) => {
                         if Some(channel) == chat {
                             seen.chat.push(t);
                         } else if Some(channel) == photo_ch {
                             seen.photo_ack = Some(serde_json::from_str(&t).expect("ack json"));
                         }
                     }
-                    PeerEvent::Frame { frame, .. } => {
+                    peer::Event::Frame { frame, .. } => {
                         if frames_sent.contains(&frame.data) {
                             seen.frames_back += 1;
                         } else {
                             seen.frames_wrong += 1;
                         }
                     }
-                    PeerEvent::Error(e) => panic!("client peer failed: {e}"),
+                    peer::Event::Error(e) => panic!("client peer failed: {e}"),
                     _ => {}
                 },
                 _ = ticker.tick() => {
@@ -414,7 +414,7 @@ async fn visit_as(video: Option<TrackCodec>, mode: Mode) {
                     _ => seen.bye = true,
                 },
                 e = peer.next_event() => {
-                    if let Ok(PeerEvent::ConnectionState(PeerConnectionState::Closed)) = e {
+                    if let Ok(peer::Event::ConnectionState(PeerConnectionState::Closed)) = e {
                         seen.closed = true;
                     }
                 }

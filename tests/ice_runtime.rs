@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rtclab::ice::{Agent, AgentConfig, Candidate, CandidateKind, ConnectionState, IceEvent};
+use rtclab::ice::{self, Agent, Candidate, CandidateKind, ConnectionState};
 use rtclab::machine::Machine;
 use rtclab::runtime::Driver;
 
@@ -21,9 +21,9 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 async fn agent_on_loopback(controlling: bool, seed: u64) -> io::Result<Driver<Agent>> {
     let agent = Agent::new(
-        AgentConfig {
+        ice::Config {
             controlling,
-            ..AgentConfig::default()
+            ..ice::Config::default()
         },
         StdRng::seed_from_u64(seed),
     );
@@ -39,7 +39,7 @@ async fn agent_on_loopback(controlling: bool, seed: u64) -> io::Result<Driver<Ag
 fn local_candidates(d: &mut Driver<Agent>) -> Vec<Candidate> {
     let mut v = Vec::new();
     while let Some(e) = d.machine_mut().poll_event() {
-        if let IceEvent::LocalCandidate(c) = e {
+        if let ice::Event::LocalCandidate(c) = e {
             v.push(c);
         }
     }
@@ -61,7 +61,7 @@ async fn run_side(mut d: Driver<Agent>, payload: &'static [u8]) -> io::Result<Ou
     let mut received = None;
     loop {
         match d.next_event().await? {
-            IceEvent::SelectedPair { local, remote } => {
+            ice::Event::SelectedPair { local, remote } => {
                 let addr = remote
                     .socket_addr()
                     .ok_or_else(|| io::Error::other("selected remote has no IP address"))?;
@@ -72,8 +72,8 @@ async fn run_side(mut d: Driver<Agent>, payload: &'static [u8]) -> io::Result<Ou
                 // Out now: the loop may end before it flushes again.
                 d.flush().await?;
             }
-            IceEvent::Data { data, .. } => received = Some(data),
-            IceEvent::Failed(why) => return Err(io::Error::other(why.to_string())),
+            ice::Event::Data { data, .. } => received = Some(data),
+            ice::Event::Failed(why) => return Err(io::Error::other(why.to_string())),
             _ => {}
         }
         if let (Some((remote, local_kind)), Some(received)) = (selected, received.clone()) {

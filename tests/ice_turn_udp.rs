@@ -12,11 +12,10 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::ice::{
-    AgentConfig, CandidateKind, ConnectionState, IceEvent, IceTransport, RelayStatus,
-    TransportConfig,
+    self, CandidateKind, ConnectionState, IceTransport, RelayStatus, TransportConfig,
 };
 use rtclab::runtime::Driver;
-use rtclab::turn::{ClientConfig, Server, ServerConfig};
+use rtclab::turn::{self, Server};
 use tokio::net::UdpSocket;
 
 async fn bind(ip: &str) -> (UdpSocket, SocketAddr) {
@@ -36,7 +35,7 @@ async fn turn_server(ip: &str, seed: u64) -> SocketAddr {
         sockets.push(s);
         relays.push(a);
     }
-    let mut config = ServerConfig::new(listen, relays, "rtclab");
+    let mut config = turn::server::Config::new(listen, relays, "rtclab");
     config.users.push(("alice".into(), "secret".into()));
     // Every peer here is on a loopback address.
     config.allow_loopback_peers = true;
@@ -66,11 +65,11 @@ fn relayed_pair_over_loopback_udp() {
         ] {
             let (sock, a) = bind(ip).await;
             let config = TransportConfig {
-                agent: AgentConfig {
+                agent: ice::Config {
                     controlling,
-                    ..AgentConfig::default()
+                    ..ice::Config::default()
                 },
-                turn: Some(ClientConfig::new(server, "alice", "secret")),
+                turn: Some(turn::client::Config::new(server, "alice", "secret")),
             };
             let mut t = IceTransport::new(config, StdRng::seed_from_u64(u64::from(controlling)));
             t.add_local_host(Instant::now(), a).expect("host");
@@ -103,15 +102,15 @@ fn relayed_pair_over_loopback_udp() {
                 };
                 match event {
                     // Signaling passes only the relayed candidates.
-                    IceEvent::LocalCandidate(c) if c.kind == CandidateKind::Relayed => {
+                    ice::Event::LocalCandidate(c) if c.kind == CandidateKind::Relayed => {
                         other.add_remote_candidate(now, c).expect("candidate");
                     }
-                    IceEvent::GatheringComplete => other.end_of_remote_candidates(now),
-                    IceEvent::SelectedPair { local, remote } => {
+                    ice::Event::GatheringComplete => other.end_of_remote_candidates(now),
+                    ice::Event::SelectedPair { local, remote } => {
                         selected[side] = Some((local.kind, remote.kind));
                     }
-                    IceEvent::Data { data: d, .. } => data[side].push(d),
-                    IceEvent::Failed(r) => panic!("side {side} failed: {r}"),
+                    ice::Event::Data { data: d, .. } => data[side].push(d),
+                    ice::Event::Failed(r) => panic!("side {side} failed: {r}"),
                     _ => {}
                 }
                 let connected = [&a, &b]

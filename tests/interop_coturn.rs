@@ -12,8 +12,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::runtime::Driver;
 use rtclab::stun::{
-    BindingServer, DiscoveryMode, FilteringBehavior, MappingBehavior, NatDiscovery, NatReport,
-    ServerConfig,
+    self, BindingServer, DiscoveryMode, FilteringBehavior, MappingBehavior, NatDiscovery, NatReport,
 };
 
 /// Starts coturn as a STUN server on 127.0.0.1:port and, for RFC 5780, on
@@ -99,7 +98,7 @@ impl OurServer {
             .enable_all()
             .build()
             .expect("runtime");
-        let mut config = ServerConfig::new(primary);
+        let mut config = stun::server::Config::new(primary);
         config.alternate = alternate;
         let server = BindingServer::new(config).expect("config");
         let addrs = server.local_addrs().to_vec();

@@ -13,7 +13,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rtclab::peer::PeerEvent;
+use rtclab::peer;
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::speed::sfu::{GenPeer, Janus, SfuUnderTest, vp8_frame};
@@ -57,10 +57,10 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
         tokio::time::timeout(Duration::from_secs(10), async {
             loop {
                 match p.next_event().await.expect("publisher io") {
-                    PeerEvent::ConnectionState(rtclab::peer::PeerConnectionState::Connected) => {
+                    peer::Event::ConnectionState(rtclab::peer::PeerConnectionState::Connected) => {
                         break;
                     }
-                    PeerEvent::Error(e) => panic!("publisher: {e}"),
+                    peer::Event::Error(e) => panic!("publisher: {e}"),
                     _ => {}
                 }
             }
@@ -98,19 +98,19 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
                         sent.push(f);
                     }
                     e = p.next_event() => {
-                        if let PeerEvent::Error(e) = e.expect("publisher io") {
+                        if let peer::Event::Error(e) = e.expect("publisher io") {
                             panic!("publisher: {e}");
                         }
                     }
                     e = s.next_event() => match e.expect("subscriber io") {
-                        PeerEvent::Frame { mid, frame } => {
+                        peer::Event::Frame { mid, frame } => {
                             if offer_kind(&offer, &mid) == Some(MediaKind::Audio) {
                                 audio_frames += 1;
                             } else {
                                 got.push(frame.data);
                             }
                         }
-                        PeerEvent::Error(e) => panic!("subscriber: {e}"),
+                        peer::Event::Error(e) => panic!("subscriber: {e}"),
                         _ => {}
                     },
                 }

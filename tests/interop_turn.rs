@@ -11,7 +11,7 @@ use common::{Peer, free_udp_port};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::runtime::Driver;
-use rtclab::turn::{Client, ClientConfig, ClientEvent};
+use rtclab::turn::{self, Client};
 use tokio::net::UdpSocket;
 
 /// coturn as a TURN server with long-term credentials, relaying to loopback
@@ -32,7 +32,7 @@ fn start_coturn(port: u16) -> Option<Peer> {
     )
 }
 
-async fn event(driver: &mut Driver<Client>) -> ClientEvent {
+async fn event(driver: &mut Driver<Client>) -> turn::client::Event {
     tokio::time::timeout(Duration::from_secs(10), driver.next_event())
         .await
         .expect("a TURN event within 10 s")
@@ -65,7 +65,7 @@ async fn exchange(driver: &mut Driver<Client>, peer: &UdpSocket, relayed: Socket
         .await
         .expect("peer send");
     match event(driver).await {
-        ClientEvent::Data { peer: p, data } => {
+        turn::client::Event::Data { peer: p, data } => {
             assert_eq!(p, peer_addr);
             assert_eq!(data, back.as_bytes());
         }
@@ -86,7 +86,7 @@ fn our_client_relays_through_coturn_by_indications_and_channels() {
     rt.block_on(async {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let server: SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut config = ClientConfig::new(server, "alice", "secret");
+        let mut config = turn::client::Config::new(server, "alice", "secret");
         config.local = Some(socket.local_addr().expect("local"));
         let client = Client::new(config, StdRng::seed_from_u64(7));
         let mut driver = Driver::from_sockets(client, vec![socket]).expect("driver");
@@ -95,7 +95,7 @@ fn our_client_relays_through_coturn_by_indications_and_channels() {
             .allocate(Instant::now())
             .expect("allocate");
         let relayed = match event(&mut driver).await {
-            ClientEvent::Allocated {
+            turn::client::Event::Allocated {
                 relayed, mapped, ..
             } => {
                 assert_eq!(mapped, driver.local_addrs().first().copied());
@@ -112,7 +112,7 @@ fn our_client_relays_through_coturn_by_indications_and_channels() {
             .send_to(Instant::now(), peer_addr, b"first")
             .expect("send_to");
         match event(&mut driver).await {
-            ClientEvent::PermissionCreated(ip) => assert_eq!(ip, peer_addr.ip()),
+            turn::client::Event::PermissionCreated(ip) => assert_eq!(ip, peer_addr.ip()),
             e => panic!("expected a permission, got {e:?}\n{}", coturn.output()),
         }
         driver.flush().await.expect("flush");
@@ -128,7 +128,7 @@ fn our_client_relays_through_coturn_by_indications_and_channels() {
             .bind_channel(Instant::now(), peer_addr)
             .expect("bind");
         match event(&mut driver).await {
-            ClientEvent::ChannelBound {
+            turn::client::Event::ChannelBound {
                 peer: p,
                 channel: c,
             } => {
@@ -143,7 +143,7 @@ fn our_client_relays_through_coturn_by_indications_and_channels() {
         // 3. Release.
         driver.machine_mut().close(Instant::now()).expect("close");
         match event(&mut driver).await {
-            ClientEvent::Closed => {}
+            turn::client::Event::Closed => {}
             e => panic!("expected closed, got {e:?}\n{}", coturn.output()),
         }
     });
@@ -163,7 +163,7 @@ fn coturn_refuses_a_wrong_password() {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let server: SocketAddr = ([127, 0, 0, 1], port).into();
         let client = Client::new(
-            ClientConfig::new(server, "alice", "wrong"),
+            turn::client::Config::new(server, "alice", "wrong"),
             StdRng::seed_from_u64(8),
         );
         let mut driver = Driver::from_sockets(client, vec![socket]).expect("driver");
@@ -172,7 +172,9 @@ fn coturn_refuses_a_wrong_password() {
             .allocate(Instant::now())
             .expect("allocate");
         match event(&mut driver).await {
-            ClientEvent::AllocationFailed(e) => assert!(e.to_string().contains("401"), "{e}"),
+            turn::client::Event::AllocationFailed(e) => {
+                assert!(e.to_string().contains("401"), "{e}")
+            }
             e => panic!("expected a failure, got {e:?}"),
         }
     });

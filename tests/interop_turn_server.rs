@@ -161,7 +161,7 @@ impl Side {
             .set_read_timeout(Some(Duration::from_millis(20)))
             .unwrap();
         let local = socket.local_addr().unwrap();
-        let mut config = rtclab::turn::ClientConfig::new(server, "alice", "secret");
+        let mut config = rtclab::turn::client::Config::new(server, "alice", "secret");
         config.local = Some(local);
         let client = rtclab::turn::Client::new(config, rand::rngs::StdRng::seed_from_u64(seed));
         Side {
@@ -172,7 +172,7 @@ impl Side {
     }
 
     /// Runs the client until an event, within 5 s.
-    fn event(&mut self) -> rtclab::turn::ClientEvent {
+    fn event(&mut self) -> rtclab::turn::client::Event {
         use rtclab::machine::{Machine, Receive};
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut buf = [0u8; 2048];
@@ -209,7 +209,7 @@ impl Side {
     fn allocate(&mut self) -> SocketAddr {
         self.client.allocate(std::time::Instant::now()).unwrap();
         match self.event() {
-            rtclab::turn::ClientEvent::Allocated { relayed, .. } => relayed,
+            rtclab::turn::client::Event::Allocated { relayed, .. } => relayed,
             e => panic!("{e:?}"),
         }
     }
@@ -232,7 +232,7 @@ fn relay_to_relay_across_threads() {
             .create_permission(std::time::Instant::now(), peer)
             .unwrap();
         match side.event() {
-            rtclab::turn::ClientEvent::PermissionCreated(ip) => assert_eq!(ip, peer.ip()),
+            rtclab::turn::client::Event::PermissionCreated(ip) => assert_eq!(ip, peer.ip()),
             e => panic!("{e:?}\n--- server ---\n{}", server.output()),
         }
     }
@@ -241,7 +241,7 @@ fn relay_to_relay_across_threads() {
         .unwrap();
     a.flush();
     match b.event() {
-        rtclab::turn::ClientEvent::Data { peer, data } => {
+        rtclab::turn::client::Event::Data { peer, data } => {
             assert_eq!((peer, data.as_slice()), (ra, &b"over the relays"[..]));
         }
         e => panic!("{e:?}\n--- server ---\n{}", server.output()),
@@ -302,7 +302,7 @@ async fn a_relay_only_rust_peer_calls_through_coturn_over_tcp() {
 async fn relay_only_call(turn_a: &str, turn_b: Option<&str>) {
     use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
     use rtclab::ice::CandidateKind;
-    use rtclab::peer::{IceServer, IceTransportPolicy, PeerEvent};
+    use rtclab::peer::{self, IceServer, IceTransportPolicy};
     use rtclab::runtime::LivePeer;
 
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -336,26 +336,26 @@ async fn relay_only_call(turn_a: &str, turn_b: Option<&str>) {
         while got.is_none() || reply.is_none() {
             tokio::select! {
                 e = a.next_event() => match e.expect("io a") {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         kinds.push(c.kind);
                         b.add_ice_candidate(&c.to_string()).expect("cand");
                     }
-                    PeerEvent::GatheringComplete => b.add_end_of_candidates(),
-                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat => {
+                    peer::Event::GatheringComplete => b.add_end_of_candidates(),
+                    peer::Event::DataChannel(DcEvent::Open(id)) if id == chat => {
                         a.send_text(chat, "via the relay").expect("text");
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => reply = Some(message),
-                    PeerEvent::Error(e) => panic!("a: {e}"),
+                    peer::Event::DataChannel(DcEvent::Message { message, .. }) => reply = Some(message),
+                    peer::Event::Error(e) => panic!("a: {e}"),
                     _ => {}
                 },
                 e = b.next_event() => match e.expect("io b") {
-                    PeerEvent::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
-                    PeerEvent::GatheringComplete => a.add_end_of_candidates(),
-                    PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                    peer::Event::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
+                    peer::Event::GatheringComplete => a.add_end_of_candidates(),
+                    peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                         b.send_text(channel, "back").expect("reply");
                         got = Some(message);
                     }
-                    PeerEvent::Error(e) => panic!("b: {e}"),
+                    peer::Event::Error(e) => panic!("b: {e}"),
                     _ => {}
                 },
             }

@@ -32,7 +32,7 @@ use common::{Peer, interop_required, run_bounded};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::runtime::Driver;
-use rtclab::turn::{Client, ClientConfig, ClientEvent};
+use rtclab::turn::{self, Client};
 
 const SERVER_FIRST: &str = "10.201.0.1";
 const SERVER_SECOND: &str = "10.201.0.2";
@@ -417,13 +417,13 @@ fn turn_server_on_wildcard_answers_from_the_address_asked() {
         let socket = tokio::net::UdpSocket::from_std(client_socket).expect("tokio socket");
         let to: SocketAddr = format!("{SERVER_SECOND}:{PORT}").parse().expect("addr");
         let client = Client::new(
-            ClientConfig::new(to, "alice", "secret"),
+            turn::client::Config::new(to, "alice", "secret"),
             StdRng::seed_from_u64(7),
         );
         let mut d = Driver::from_sockets(client, vec![socket]).expect("driver");
         d.machine_mut().allocate(Instant::now()).expect("allocate");
         let allocated = next(&mut d).await?;
-        let ClientEvent::Allocated {
+        let turn::client::Event::Allocated {
             relayed, mapped, ..
         } = allocated
         else {
@@ -441,7 +441,7 @@ fn turn_server_on_wildcard_answers_from_the_address_asked() {
         while events.len() < 2 {
             events.push(next(&mut d).await?);
         }
-        let want = ClientEvent::Data {
+        let want = turn::client::Event::Data {
             peer: peer_addr,
             data: b"through the relay".to_vec(),
         };
@@ -462,7 +462,7 @@ fn turn_server_on_wildcard_answers_from_the_address_asked() {
     drop(lab);
 }
 
-async fn next(d: &mut Driver<Client>) -> Result<ClientEvent, String> {
+async fn next(d: &mut Driver<Client>) -> Result<turn::client::Event, String> {
     match tokio::time::timeout(Duration::from_secs(5), d.next_event()).await {
         Ok(Ok(e)) => Ok(e),
         Ok(Err(e)) => Err(format!("io: {e}")),

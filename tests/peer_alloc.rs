@@ -12,7 +12,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::dtls::cert::Certificate;
 use rtclab::machine::{Machine, Receive};
-use rtclab::peer::{Config, DtlsRole, Event, IceRole, State, Transport};
+use rtclab::peer::transport::{Config, Event};
+use rtclab::peer::{DtlsRole, IceRole, State, Transport};
 use rtclab::sim::Sim;
 
 #[path = "common/counting_alloc.rs"]

@@ -11,9 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::cert::Certificate;
-use rtclab::peer::{
-    DtlsRole, PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackId,
-};
+use rtclab::peer::{self, DtlsRole, PeerConnection, PeerConnectionState, SdpType, TrackId};
 use rtclab::runtime::Driver;
 use rtclab::sdp::{MediaKind, Setup};
 use tokio::net::UdpSocket;
@@ -35,27 +33,27 @@ struct Seen {
     failed: Option<String>,
 }
 
-fn on_event(side: &mut Seen, other: &mut PeerConnection, e: PeerEvent) {
+fn on_event(side: &mut Seen, other: &mut PeerConnection, e: peer::Event) {
     let now = Instant::now();
     match e {
-        PeerEvent::LocalCandidate(c) => other
+        peer::Event::LocalCandidate(c) => other
             .add_ice_candidate(now, &c.to_string())
             .expect("candidate"),
-        PeerEvent::GatheringComplete => other.add_end_of_candidates(now),
-        PeerEvent::ConnectionState(PeerConnectionState::Connected) => side.connected = true,
-        PeerEvent::ConnectionState(PeerConnectionState::Failed) => {
+        peer::Event::GatheringComplete => other.add_end_of_candidates(now),
+        peer::Event::ConnectionState(PeerConnectionState::Connected) => side.connected = true,
+        peer::Event::ConnectionState(PeerConnectionState::Failed) => {
             side.failed.get_or_insert_with(|| "failed".into());
         }
-        PeerEvent::Error(e) => side.failed = Some(e.to_string()),
-        PeerEvent::Frame { frame, .. } => side.frames.push(frame.data),
-        PeerEvent::DataChannel(DcEvent::Open(id)) => side.open.push(id),
-        PeerEvent::DataChannel(DcEvent::Message { message, .. }) => side.messages.push(message),
+        peer::Event::Error(e) => side.failed = Some(e.to_string()),
+        peer::Event::Frame { frame, .. } => side.frames.push(frame.data),
+        peer::Event::DataChannel(DcEvent::Open(id)) => side.open.push(id),
+        peer::Event::DataChannel(DcEvent::Message { message, .. }) => side.messages.push(message),
         _ => {}
     }
 }
 
 fn peer(cert: Certificate, addr: SocketAddr, setup: Setup, seed: u64) -> PeerConnection {
-    let mut config = PeerConfig::new(cert, vec![addr]);
+    let mut config = peer::Config::new(cert, vec![addr]);
     config.answer_setup = setup;
     PeerConnection::new(config, StdRng::seed_from_u64(seed))
 }

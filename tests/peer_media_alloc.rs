@@ -29,9 +29,7 @@ use counting_alloc::allocations;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::machine::{Machine, Receive};
-use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
-};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackCodec, TrackId};
 use rtclab::sim::Sim;
 use sim_peers::{A, B, addr, certificate, pump};
 
@@ -41,8 +39,14 @@ fn connected() -> (Sim, [rtclab::sim::HostId; 2], TrackId, String) {
     let (ca, cb) = (certificate(&mut rng), certificate(&mut rng));
     let mut sim = Sim::new(5);
     let now = sim.now();
-    let mut a = PeerConnection::new(PeerConfig::new(ca, vec![addr(A)]), StdRng::seed_from_u64(6));
-    let mut b = PeerConnection::new(PeerConfig::new(cb, vec![addr(B)]), StdRng::seed_from_u64(7));
+    let mut a = PeerConnection::new(
+        peer::Config::new(ca, vec![addr(A)]),
+        StdRng::seed_from_u64(6),
+    );
+    let mut b = PeerConnection::new(
+        peer::Config::new(cb, vec![addr(B)]),
+        StdRng::seed_from_u64(7),
+    );
     let track = a.add_track_with_codec(TrackCodec::Vp8).expect("track");
     let offer = a.create_offer(now).expect("offer");
     a.set_local_description(now, SdpType::Offer, &offer)
@@ -115,11 +119,11 @@ fn rounds(
         }
         while let Some(e) = b.poll_event() {
             match e {
-                PeerEvent::Frame { frame, .. } => {
+                peer::Event::Frame { frame, .. } => {
                     frames += 1;
                     drop(frame);
                 }
-                PeerEvent::Rtp { packet, .. } => {
+                peer::Event::Rtp { packet, .. } => {
                     packets += 1;
                     b.recycle_rtp(packet);
                 }

@@ -32,7 +32,7 @@ use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::cert::Certificate;
 use rtclab::machine::{Machine, Receive};
-use rtclab::peer::{PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
@@ -119,8 +119,14 @@ fn connected() -> (
     let mut rng = StdRng::seed_from_u64(7);
     let ca = Certificate::generate(&mut rng, SystemTime::now()).expect("cert");
     let cb = Certificate::generate(&mut rng, SystemTime::now()).expect("cert");
-    let mut a = PeerConnection::new(PeerConfig::new(ca, vec![addr(A)]), StdRng::seed_from_u64(1));
-    let mut b = PeerConnection::new(PeerConfig::new(cb, vec![addr(B)]), StdRng::seed_from_u64(2));
+    let mut a = PeerConnection::new(
+        peer::Config::new(ca, vec![addr(A)]),
+        StdRng::seed_from_u64(1),
+    );
+    let mut b = PeerConnection::new(
+        peer::Config::new(cb, vec![addr(B)]),
+        StdRng::seed_from_u64(2),
+    );
     let mut now = Instant::now();
     let ch = a
         .create_data_channel(ChannelInit::new("bulk"))
@@ -150,12 +156,12 @@ fn connected() -> (
             };
             while let Some(e) = this.poll_event() {
                 match e {
-                    PeerEvent::LocalCandidate(c) => other
+                    peer::Event::LocalCandidate(c) => other
                         .add_ice_candidate(now, &c.to_string())
                         .expect("candidate"),
-                    PeerEvent::GatheringComplete => other.add_end_of_candidates(now),
-                    PeerEvent::DataChannel(DcEvent::Open(_)) if side == 0 => open_a = true,
-                    PeerEvent::DataChannel(DcEvent::Open(_)) => open_b = true,
+                    peer::Event::GatheringComplete => other.add_end_of_candidates(now),
+                    peer::Event::DataChannel(DcEvent::Open(_)) if side == 0 => open_a = true,
+                    peer::Event::DataChannel(DcEvent::Open(_)) => open_b = true,
                     _ => {}
                 }
             }
@@ -197,7 +203,7 @@ fn data_channel_messages_allocate_only_the_message() {
         let start = allocations();
         out_a.deliver(now, addr(A), &mut b);
         while let Some(e) = b.poll_event() {
-            if let PeerEvent::DataChannel(DcEvent::Message { message, .. }) = e {
+            if let peer::Event::DataChannel(DcEvent::Message { message, .. }) = e {
                 assert!(matches!(&message, Message::Binary(d) if *d == msg));
                 count.messages += 1;
             }

@@ -20,9 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::machine::{Machine, Receive, Transmit};
-use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, PeerKey, PeerSet, SdpType,
-};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, PeerKey, PeerSet, SdpType};
 use rtclab::sim::{HostId, Sim};
 use sim_peers::{addr, certificate};
 
@@ -57,7 +55,7 @@ fn room(n: usize, seed: u64) -> Room {
     let mut channels = Vec::new();
     for i in 0..n {
         let mut client = PeerConnection::new(
-            PeerConfig::new(certificate(&mut rng), vec![client_addr(i)]),
+            peer::Config::new(certificate(&mut rng), vec![client_addr(i)]),
             StdRng::seed_from_u64(rng.random()),
         );
         channels.push(
@@ -70,7 +68,7 @@ fn room(n: usize, seed: u64) -> Room {
             .set_local_description(now, SdpType::Offer, &offer)
             .expect("local offer");
         let mut server = PeerConnection::new(
-            PeerConfig::new(certificate(&mut rng), vec![addr(SERVER)]),
+            peer::Config::new(certificate(&mut rng), vec![addr(SERVER)]),
             StdRng::seed_from_u64(rng.random()),
         );
         server
@@ -114,14 +112,14 @@ fn pump(sim: &mut Sim, r: &mut RoomState<'_>) {
             continue;
         };
         match e {
-            PeerEvent::LocalCandidate(c) => sim
+            peer::Event::LocalCandidate(c) => sim
                 .machine_mut::<PeerConnection>(r.clients[i])
                 .add_ice_candidate(now, &format!("a={c}"))
                 .expect("candidate"),
-            PeerEvent::GatheringComplete => sim
+            peer::Event::GatheringComplete => sim
                 .machine_mut::<PeerConnection>(r.clients[i])
                 .add_end_of_candidates(now),
-            PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+            peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                 let set = sim.machine_mut::<PeerSet>(r.server);
                 if let Some(mut pc) = set.get_mut(key) {
                     let sent = match &message {
@@ -138,21 +136,23 @@ fn pump(sim: &mut Sim, r: &mut RoomState<'_>) {
     for (i, &h) in r.clients.iter().enumerate() {
         for e in sim.events::<PeerConnection>(h) {
             match e {
-                PeerEvent::LocalCandidate(c) => {
+                peer::Event::LocalCandidate(c) => {
                     let set = sim.machine_mut::<PeerSet>(r.server);
                     if let Some(mut pc) = set.get_mut(r.keys[i]) {
                         pc.add_ice_candidate(now, &format!("a={c}"))
                             .expect("candidate");
                     }
                 }
-                PeerEvent::GatheringComplete => {
+                peer::Event::GatheringComplete => {
                     let set = sim.machine_mut::<PeerSet>(r.server);
                     if let Some(mut pc) = set.get_mut(r.keys[i]) {
                         pc.add_end_of_candidates(now);
                     }
                 }
-                PeerEvent::DataChannel(DcEvent::Open(_)) => r.open[i] = true,
-                PeerEvent::DataChannel(DcEvent::Message { message, .. }) => r.got[i].push(message),
+                peer::Event::DataChannel(DcEvent::Open(_)) => r.open[i] = true,
+                peer::Event::DataChannel(DcEvent::Message { message, .. }) => {
+                    r.got[i].push(message)
+                }
                 _ => {}
             }
         }
@@ -271,7 +271,7 @@ fn twenty_peers_on_one_address_echo_and_one_leaves() {
     assert!(r.set().stats().dropped_unknown_tuple > dropped_before);
     // Its key is not reused.
     let pc = PeerConnection::new(
-        PeerConfig::new(
+        peer::Config::new(
             certificate(&mut StdRng::seed_from_u64(1)),
             vec![addr(SERVER)],
         ),
@@ -429,7 +429,7 @@ async fn driver_runs_a_peer_set_on_one_socket() {
         let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
         let a = sock.local_addr().expect("addr");
         let mut c = PeerConnection::new(
-            PeerConfig::new(certificate(&mut rng), vec![a]),
+            peer::Config::new(certificate(&mut rng), vec![a]),
             StdRng::seed_from_u64(rng.random()),
         );
         let ch = c.create_data_channel(ChannelInit::new("echo")).expect("dc");
@@ -437,7 +437,7 @@ async fn driver_runs_a_peer_set_on_one_socket() {
         c.set_local_description(now, SdpType::Offer, &offer)
             .expect("local");
         let mut s = PeerConnection::new(
-            PeerConfig::new(certificate(&mut rng), vec![server_addr]),
+            peer::Config::new(certificate(&mut rng), vec![server_addr]),
             StdRng::seed_from_u64(rng.random()),
         );
         s.set_remote_description(now, SdpType::Offer, &offer)
@@ -470,12 +470,12 @@ async fn driver_runs_a_peer_set_on_one_socket() {
             let i = keys.iter().position(|&k| k == key).expect("a key of ours");
             let now = Instant::now();
             match e {
-                PeerEvent::LocalCandidate(c) => clients[i]
+                peer::Event::LocalCandidate(c) => clients[i]
                     .0
                     .machine_mut()
                     .add_ice_candidate(now, &format!("a={c}"))
                     .expect("candidate"),
-                PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                     if let (Some(mut pc), Message::Text(t)) =
                         (server.machine_mut().get_mut(key), message)
                     {
@@ -489,13 +489,13 @@ async fn driver_runs_a_peer_set_on_one_socket() {
             if let Ok(e) = tokio::time::timeout(Duration::from_millis(1), d.next_event()).await {
                 let now = Instant::now();
                 match e.expect("client socket") {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         if let Some(mut pc) = server.machine_mut().get_mut(keys[i]) {
                             pc.add_ice_candidate(now, &format!("a={c}"))
                                 .expect("candidate");
                         }
                     }
-                    PeerEvent::DataChannel(DcEvent::Open(_)) if !sent[i] => {
+                    peer::Event::DataChannel(DcEvent::Open(_)) if !sent[i] => {
                         sent[i] = true;
                         for j in 0..3 {
                             d.machine_mut()
@@ -503,7 +503,7 @@ async fn driver_runs_a_peer_set_on_one_socket() {
                                 .expect("send");
                         }
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => {
+                    peer::Event::DataChannel(DcEvent::Message { message, .. }) => {
                         got[i].push(message)
                     }
                     _ => {}

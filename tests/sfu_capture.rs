@@ -122,7 +122,7 @@ fn rtclab_sfu_captures_a_whip_call() {
 #[tokio::test]
 async fn a_sfu_page_downloads_its_own_capture() {
     use futures_util::{SinkExt, StreamExt};
-    use rtclab::peer::{PeerConnectionState, PeerEvent};
+    use rtclab::peer::{self, PeerConnectionState};
     use rtclab::sfu::server::{Config, Server};
     use serde_json::{Value, json};
     use tokio_tungstenite::tungstenite::Message;
@@ -187,10 +187,10 @@ async fn a_sfu_page_downloads_its_own_capture() {
                 }
             }
             e = peer.next_event() => match e.expect("io") {
-                PeerEvent::LocalCandidate(c) => {
+                peer::Event::LocalCandidate(c) => {
                     ws.send(text(json!({"type": "candidate", "candidate": c.to_string()}))).await.expect("send");
                 }
-                PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
+                peer::Event::ConnectionState(PeerConnectionState::Connected) => connected = true,
                 _ => {}
             },
             _ = tick.tick(), if connected => {

@@ -12,9 +12,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType, TrackCodec, TrackId,
-};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackCodec, TrackId};
 use rtclab::sfu::{
     ClientSignal, Config, Event as SfuEvent, ParticipantId, Role, ServerSignal, Sfu,
 };
@@ -82,7 +80,7 @@ impl Room {
         let now = self.sim.now();
         let cert = certificate(&mut self.rng);
         let mut pc = PeerConnection::new(
-            PeerConfig::new(cert, vec![client_addr(i)]),
+            peer::Config::new(cert, vec![client_addr(i)]),
             StdRng::seed_from_u64(100 + i as u64),
         );
         let tracks = if rids.is_empty() {
@@ -161,23 +159,23 @@ impl Room {
             let id = self.clients[k].id;
             for e in self.sim.events::<PeerConnection>(host) {
                 match e {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         self.sfu()
                             .handle_signal(now, id, ClientSignal::Candidate(c.to_string()))
                             .unwrap();
                     }
-                    PeerEvent::KeyframeRequested(track) => {
+                    peer::Event::KeyframeRequested(track) => {
                         let c = &mut self.clients[k];
                         if let Some(l) = c.tracks.iter().position(|t| *t == track) {
                             c.key_wanted[l] = true;
                         }
                     }
-                    PeerEvent::Frame { mid, .. } => {
+                    peer::Event::Frame { mid, .. } => {
                         let c = &mut self.clients[k];
                         *c.frames.entry(mid).or_default() += 1;
                         c.first_frame.get_or_insert(now - started);
                     }
-                    PeerEvent::DataChannel(DcEvent::Message {
+                    peer::Event::DataChannel(DcEvent::Message {
                         message: Message::Text(t),
                         ..
                     }) => self.clients[k].chat_in.push(t),

@@ -10,7 +10,7 @@ mod sfu_server;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rtclab::peer::PeerEvent;
+use rtclab::peer;
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
@@ -83,10 +83,10 @@ fn whip_publishes_into_a_room_and_whep_plays_it() {
                     }
                     e = p.next_event() => { e.expect("io"); }
                     e = a.next_event() => {
-                        if let PeerEvent::Frame { .. } = e.expect("io") { frames[0] += 1; }
+                        if let peer::Event::Frame { .. } = e.expect("io") { frames[0] += 1; }
                     }
                     e = b.next_event() => {
-                        if let PeerEvent::Frame { .. } = e.expect("io") { frames[1] += 1; }
+                        if let peer::Event::Frame { .. } = e.expect("io") { frames[1] += 1; }
                     }
                 }
             }

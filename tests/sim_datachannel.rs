@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::datachannel::{
-    ChannelId, ChannelInit, Connection, ConnectionConfig, DataChannelError, Event, Message,
+    self, ChannelId, ChannelInit, Connection, ConnectionConfig, Event, Message,
 };
 use rtclab::dtls::endpoint::Role;
 use rtclab::machine::{Machine, Receive, Transmit};
@@ -184,7 +184,7 @@ impl Run {
         ok
     }
 
-    fn send(&mut self, on_a: bool, id: ChannelId, m: &Message) -> Result<(), DataChannelError> {
+    fn send(&mut self, on_a: bool, id: ChannelId, m: &Message) -> Result<(), datachannel::Error> {
         let now = self.sim.now();
         let p = if on_a { self.pa() } else { self.pb() };
         match m {
@@ -503,7 +503,7 @@ fn messages_from_zero_bytes_to_the_maximum_size_on(dtls: bool) {
     let too_big = run.send(true, id, &Message::Binary(vec![0; max + 1]));
     assert_eq!(
         too_big,
-        Err(DataChannelError::MessageTooLarge { size: max + 1, max })
+        Err(datachannel::Error::MessageTooLarge { size: max + 1, max })
     );
     let b = opened(&run.eb)[0];
     let n = sent.len();
@@ -667,7 +667,7 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
         eb.extend(sim.events::<rtclab::sim::sctp::SimHost>(b));
         false
     });
-    let errors: Vec<DataChannelError> = ea
+    let errors: Vec<datachannel::Error> = ea
         .iter()
         .filter_map(|e| match e {
             Event::Error { error, .. } => Some(error.clone()),
@@ -675,10 +675,16 @@ fn bad_dcep_open_is_an_error_not_a_panic() {
         })
         .collect();
     assert_eq!(errors.len(), 4, "{ea:?}");
-    assert!(matches!(errors[0], DataChannelError::BadLength { .. }));
-    assert_eq!(errors[1], DataChannelError::WrongStreamParity { stream: 2 });
-    assert_eq!(errors[2], DataChannelError::InvalidUtf8 { field: "label" });
-    assert_eq!(errors[3], DataChannelError::UnknownChannelType(0x7f));
+    assert!(matches!(errors[0], datachannel::Error::BadLength { .. }));
+    assert_eq!(
+        errors[1],
+        datachannel::Error::WrongStreamParity { stream: 2 }
+    );
+    assert_eq!(
+        errors[2],
+        datachannel::Error::InvalidUtf8 { field: "label" }
+    );
+    assert_eq!(errors[3], datachannel::Error::UnknownChannelType(0x7f));
     // The good channel opened and its message arrived.
     let good = opened(&ea);
     assert_eq!(good.len(), 1);

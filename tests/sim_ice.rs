@@ -12,14 +12,13 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::ice::{
-    Agent, AgentConfig, CandidateKind, ConnectionState, FailureReason, IceEvent, IceTransport,
-    RelayStatus, TransportConfig,
+    self, Agent, CandidateKind, ConnectionState, FailureReason, IceTransport, RelayStatus,
+    TransportConfig,
 };
 use rtclab::machine::{Machine, Receive, Transmit};
 use rtclab::sim::{self, HostId, LinkConfig, NatConfig, Sim};
 use rtclab::stun::{
-    Attribute, BindingServer, IntegrityKey, MessageEncoder, MessageType, ServerConfig,
-    TransactionId,
+    self, Attribute, BindingServer, IntegrityKey, MessageEncoder, MessageType, TransactionId,
 };
 
 fn addr(s: &str) -> SocketAddr {
@@ -90,12 +89,12 @@ struct Peer {
 
 fn add_peer(sim: &mut Sim, nat: Nat, n: u8, controlling: bool, seed: u64, turn: bool) -> Peer {
     let config = TransportConfig {
-        agent: AgentConfig {
+        agent: ice::Config {
             controlling,
             stun_server: Some(addr(STUN)),
-            ..AgentConfig::default()
+            ..ice::Config::default()
         },
-        turn: turn.then(|| rtclab::turn::ClientConfig::new(addr(TURN), "alice", "secret")),
+        turn: turn.then(|| rtclab::turn::client::Config::new(addr(TURN), "alice", "secret")),
     };
     let mut t = IceTransport::new(config, StdRng::seed_from_u64(seed));
     let host = match nat {
@@ -119,7 +118,7 @@ fn add_peer(sim: &mut Sim, nat: Nat, n: u8, controlling: bool, seed: u64, turn: 
 }
 
 fn add_stun(sim: &mut Sim) {
-    let server = BindingServer::new(ServerConfig::new(addr(STUN))).expect("server");
+    let server = BindingServer::new(stun::server::Config::new(addr(STUN))).expect("server");
     let locals = server.local_addrs().to_vec();
     sim.add_host(server, &locals);
 }
@@ -130,7 +129,7 @@ fn add_turn(sim: &mut Sim) -> HostId {
     let relays = (0..8)
         .map(|i| SocketAddr::new(listen.ip(), 50000 + i))
         .collect();
-    let mut config = rtclab::turn::ServerConfig::new(listen, relays, "rtclab");
+    let mut config = rtclab::turn::server::Config::new(listen, relays, "rtclab");
     config.users.push(("alice".into(), "secret".into()));
     let server = rtclab::turn::Server::new(config, sim.now(), &mut sim.rng(77));
     let locals = server.local_addrs().to_vec();
@@ -162,25 +161,25 @@ fn pump(sim: &mut Sim, hosts: [HostId; 2], out: &mut Outcome) {
         let now = sim.now();
         for e in events {
             match e {
-                IceEvent::LocalCandidate(c) => {
+                ice::Event::LocalCandidate(c) => {
                     // Signaling is a text channel: send the SDP line.
                     let line = c.to_string();
                     let c = line.parse().expect("our own candidate parses");
                     let _ = transport(sim, hosts[1 - side]).add_remote_candidate(now, c);
                 }
-                IceEvent::GatheringComplete => {
+                ice::Event::GatheringComplete => {
                     transport(sim, hosts[1 - side]).end_of_remote_candidates(now);
                 }
-                IceEvent::SelectedPair { local, remote } => {
+                ice::Event::SelectedPair { local, remote } => {
                     out.selected[side] = Some((local.kind, remote.kind));
                 }
-                IceEvent::Failed(r) => {
+                ice::Event::Failed(r) => {
                     if r == FailureReason::ConsentLost {
                         out.consent_lost[side] = true;
                     }
                     out.failed[side] = Some(r);
                 }
-                IceEvent::Data { data, .. } => out.data[side].push(data),
+                ice::Event::Data { data, .. } => out.data[side].push(data),
                 _ => {}
             }
         }
@@ -574,7 +573,7 @@ fn flood_of_checks_keeps_state_bounded() {
     let flooded = sim.machine::<Flooder>(f).sent;
     assert!(flooded > 10_000, "{flooded}");
     let b = agent(&sim, hosts[1]);
-    let config = AgentConfig::default();
+    let config = ice::Config::default();
     assert!(b.remote_candidates().len() <= config.max_remote_candidates);
     assert!(b.pairs().len() <= config.max_pairs);
     assert!(b.transactions_in_flight() <= config.checks.max_transactions);

@@ -14,10 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::machine::{Machine, Receive};
-use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, SignalingState,
-    TrackId,
-};
+use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, SignalingState, TrackId};
 use rtclab::sdp::MediaKind;
 use rtclab::sim::{HostId, LinkConfig, Sim};
 use sim_peers::{A, B, addr, certificate, pump, vp8_frames};
@@ -25,7 +22,7 @@ use sim_peers::{A, B, addr, certificate, pump, vp8_frames};
 struct Pair {
     sim: Sim,
     hosts: [HostId; 2],
-    log: [Vec<PeerEvent>; 2],
+    log: [Vec<peer::Event>; 2],
     /// A's tracks [video, audio], B's tracks [video, audio].
     tracks: [[TrackId; 2]; 2],
     /// A's channels: reliable, unordered, maxRetransmits 0.
@@ -44,11 +41,11 @@ fn pair_on(seed: u64, link: LinkConfig, tamper: impl FnOnce(String) -> String) -
     let mut sim = Sim::new(seed);
     let now = sim.now();
     let mut a = PeerConnection::new(
-        PeerConfig::new(ca, vec![addr(A)]),
+        peer::Config::new(ca, vec![addr(A)]),
         StdRng::seed_from_u64(seed * 2 + 1),
     );
     let mut b = PeerConnection::new(
-        PeerConfig::new(cb, vec![addr(B)]),
+        peer::Config::new(cb, vec![addr(B)]),
         StdRng::seed_from_u64(seed * 2 + 2),
     );
     let ta = [
@@ -114,7 +111,7 @@ impl Pair {
             .map(|h| self.sim.machine::<PeerConnection>(h).connection_state())
     }
 
-    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[Vec<PeerEvent>; 2]) -> bool) {
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[Vec<peer::Event>; 2]) -> bool) {
         let hosts = self.hosts;
         let log = &mut self.log;
         self.sim.run_for_with(limit, |sim| {
@@ -129,7 +126,7 @@ impl Pair {
         self.run_until(Duration::from_secs(5), |log| {
             log.iter().all(|l| {
                 l.iter()
-                    .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Open(_))))
+                    .filter(|e| matches!(e, peer::Event::DataChannel(DcEvent::Open(_))))
                     .count()
                     == 3
             })
@@ -149,7 +146,7 @@ impl Pair {
         self.log[side]
             .iter()
             .filter_map(|e| match e {
-                PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                     Some((*channel, message.clone()))
                 }
                 _ => None,
@@ -177,14 +174,14 @@ fn offer_answer_trickle_connect_media_and_data_both_ways() {
         let kinds: Vec<MediaKind> = p.log[side]
             .iter()
             .filter_map(|e| match e {
-                PeerEvent::Track { kind, .. } => Some(*kind),
+                peer::Event::Track { kind, .. } => Some(*kind),
                 _ => None,
             })
             .collect();
         assert_eq!(kinds, [MediaKind::Video, MediaKind::Audio], "side {side}");
         assert!(p.log[side].iter().any(|e| matches!(
             e,
-            PeerEvent::ConnectionState(PeerConnectionState::Connected)
+            peer::Event::ConnectionState(PeerConnectionState::Connected)
         )));
     }
     // The answerer took `a=setup:active`: it is the DTLS client.
@@ -229,7 +226,7 @@ fn offer_answer_trickle_connect_media_and_data_both_ways() {
     let asks: Vec<TrackId> = p.log[0]
         .iter()
         .filter_map(|e| match e {
-            PeerEvent::KeyframeRequested(t) => Some(*t),
+            peer::Event::KeyframeRequested(t) => Some(*t),
             _ => None,
         })
         .collect();
@@ -306,14 +303,14 @@ fn wrong_fingerprint_fails_the_connection_with_a_clear_error() {
     let err = p.log[0]
         .iter()
         .find_map(|e| match e {
-            PeerEvent::Error(e) => Some(e.clone()),
+            peer::Event::Error(e) => Some(e.clone()),
             _ => None,
         })
         .expect("an error event");
     assert!(
         matches!(
             err,
-            PeerError::Transport(rtclab::peer::Error::FingerprintMismatch { .. })
+            peer::Error::Transport(rtclab::peer::transport::Error::FingerprintMismatch { .. })
         ),
         "{err}"
     );
@@ -322,7 +319,7 @@ fn wrong_fingerprint_fails_the_connection_with_a_clear_error() {
     for side in 0..2 {
         assert!(!p.log[side].iter().any(|e| matches!(
             e,
-            PeerEvent::Frame { .. } | PeerEvent::DataChannel(DcEvent::Message { .. })
+            peer::Event::Frame { .. } | peer::Event::DataChannel(DcEvent::Message { .. })
         )));
     }
 }
@@ -332,7 +329,7 @@ fn garbage_datagrams_never_panic() {
     // A peer with nothing negotiated takes garbage.
     let mut rng = StdRng::seed_from_u64(3);
     let mut lone = PeerConnection::new(
-        PeerConfig::new(certificate(&mut rng), vec![addr(A)]),
+        peer::Config::new(certificate(&mut rng), vec![addr(A)]),
         StdRng::seed_from_u64(3),
     );
     let now = Sim::new(3).now();
@@ -430,7 +427,7 @@ fn renegotiation_adds_a_track_and_a_channel_mid_call() {
     assert!(
         p.log[1]
             .iter()
-            .any(|e| matches!(e, PeerEvent::Track { mid: m, .. } if *m == mid)),
+            .any(|e| matches!(e, peer::Event::Track { mid: m, .. } if *m == mid)),
         "no track event for {mid}"
     );
     let frames = vp8_frames(5, 9);

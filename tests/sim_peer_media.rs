@@ -14,8 +14,7 @@ use rand::{Rng, SeedableRng};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::machine::Machine;
 use rtclab::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent, SdpType, SignalingState,
-    TrackCodec, TrackId,
+    self, PeerConnection, PeerConnectionState, SdpType, SignalingState, TrackCodec, TrackId,
 };
 use rtclab::sdp::Codec;
 use rtclab::sim::{HostId, LinkConfig, Sim};
@@ -24,7 +23,7 @@ use sim_peers::{A, B, addr, certificate, pump, vp8_frames};
 struct Pair {
     sim: Sim,
     hosts: [HostId; 2],
-    log: [Vec<PeerEvent>; 2],
+    log: [Vec<peer::Event>; 2],
     /// Each side's tracks, in the order `codecs` gave them.
     tracks: [Vec<TrackId>; 2],
     /// A's channels.
@@ -38,7 +37,7 @@ fn pair(
     link: LinkConfig,
     codecs: [&[TrackCodec]; 2],
     channels: usize,
-    config_b: impl FnOnce(&mut PeerConfig),
+    config_b: impl FnOnce(&mut peer::Config),
 ) -> Pair {
     pair_with(seed, link, codecs, channels, |_| {}, config_b)
 }
@@ -49,17 +48,17 @@ fn pair_with(
     link: LinkConfig,
     codecs: [&[TrackCodec]; 2],
     channels: usize,
-    config_a: impl FnOnce(&mut PeerConfig),
-    config_b: impl FnOnce(&mut PeerConfig),
+    config_a: impl FnOnce(&mut peer::Config),
+    config_b: impl FnOnce(&mut peer::Config),
 ) -> Pair {
     let mut rng = StdRng::seed_from_u64(seed);
     let (ca, cb) = (certificate(&mut rng), certificate(&mut rng));
     let mut sim = Sim::new(seed);
     let now = sim.now();
-    let mut cfg_a = PeerConfig::new(ca, vec![addr(A)]);
+    let mut cfg_a = peer::Config::new(ca, vec![addr(A)]);
     config_a(&mut cfg_a);
     let mut a = PeerConnection::new(cfg_a, StdRng::seed_from_u64(seed * 2 + 1));
-    let mut cfg_b = PeerConfig::new(cb, vec![addr(B)]);
+    let mut cfg_b = peer::Config::new(cb, vec![addr(B)]);
     config_b(&mut cfg_b);
     let mut b = PeerConnection::new(cfg_b, StdRng::seed_from_u64(seed * 2 + 2));
     let tracks = [
@@ -110,7 +109,7 @@ impl Pair {
             .map(|h| self.sim.machine::<PeerConnection>(h).connection_state())
     }
 
-    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[Vec<PeerEvent>; 2]) -> bool) {
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&[Vec<peer::Event>; 2]) -> bool) {
         let hosts = self.hosts;
         let log = &mut self.log;
         self.sim.run_for_with(limit, |sim| {
@@ -125,13 +124,13 @@ impl Pair {
         self.run_until(Duration::from_secs(5), |log| {
             log.iter().all(|l| {
                 l.iter()
-                    .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Open(_))))
+                    .filter(|e| matches!(e, peer::Event::DataChannel(DcEvent::Open(_))))
                     .count()
                     == n
                     && l.iter().any(|e| {
                         matches!(
                             e,
-                            PeerEvent::ConnectionState(PeerConnectionState::Connected)
+                            peer::Event::ConnectionState(PeerConnectionState::Connected)
                         )
                     })
             })
@@ -166,7 +165,7 @@ impl Pair {
         self.log[side]
             .iter()
             .filter_map(|e| match e {
-                PeerEvent::DataChannel(DcEvent::Message { message, .. }) => Some(message.clone()),
+                peer::Event::DataChannel(DcEvent::Message { message, .. }) => Some(message.clone()),
                 _ => None,
             })
             .collect()
@@ -353,9 +352,9 @@ fn renegotiation_removes_a_track_and_the_data_channels_mid_call() {
     let ch0 = p.channels[0];
     p.pc(0).close_data_channel(now, ch0);
     p.run(Duration::from_millis(200));
-    let closed = |log: &[PeerEvent]| {
+    let closed = |log: &[peer::Event]| {
         log.iter()
-            .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Closed(_))))
+            .filter(|e| matches!(e, peer::Event::DataChannel(DcEvent::Closed(_))))
             .count()
     };
     assert_eq!((closed(&p.log[0]), closed(&p.log[1])), (1, 1));
@@ -401,10 +400,10 @@ fn renegotiation_removes_a_track_and_the_data_channels_mid_call() {
         .expect("remote answer");
     p.run(Duration::from_millis(300));
     // B's receiver of A's video ended; the other streams did not.
-    let ended = |log: &[PeerEvent]| -> Vec<String> {
+    let ended = |log: &[peer::Event]| -> Vec<String> {
         log.iter()
             .filter_map(|e| match e {
-                PeerEvent::TrackEnded { mid } => Some(mid.clone()),
+                peer::Event::TrackEnded { mid } => Some(mid.clone()),
                 _ => None,
             })
             .collect()
@@ -453,7 +452,7 @@ fn renegotiation_removes_a_track_and_the_data_channels_mid_call() {
     p.run_until(Duration::from_secs(2), |log| {
         log[1]
             .iter()
-            .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Open(_))))
+            .filter(|e| matches!(e, peer::Event::DataChannel(DcEvent::Open(_))))
             .count()
             == 3
     });
@@ -549,7 +548,7 @@ fn consent_loss_fails_the_connection_and_frees_everything() {
     p.run_until(Duration::from_secs(60), |log| {
         log[0]
             .iter()
-            .any(|e| matches!(e, PeerEvent::ConnectionState(PeerConnectionState::Failed)))
+            .any(|e| matches!(e, peer::Event::ConnectionState(PeerConnectionState::Failed)))
     });
     let took = p.sim.now() - started;
     assert_eq!(p.states()[0], PeerConnectionState::Failed, "{:?}", p.log[0]);
@@ -562,7 +561,7 @@ fn consent_loss_fails_the_connection_and_frees_everything() {
     let states: Vec<PeerConnectionState> = p.log[0]
         .iter()
         .filter_map(|e| match e {
-            PeerEvent::ConnectionState(s) => Some(*s),
+            peer::Event::ConnectionState(s) => Some(*s),
             _ => None,
         })
         .collect();
@@ -577,11 +576,11 @@ fn consent_loss_fails_the_connection_and_frees_everything() {
     let err = p.log[0]
         .iter()
         .find_map(|e| match e {
-            PeerEvent::Error(e) => Some(e.clone()),
+            peer::Event::Error(e) => Some(e.clone()),
             _ => None,
         })
         .expect("an error event");
-    assert!(matches!(err, PeerError::Transport(_)), "{err:?}");
+    assert!(matches!(err, peer::Error::Transport(_)), "{err:?}");
     assert!(err.to_string().contains("consent"), "{err}");
     // Nothing is left running: no timer, no SCTP, no media state.
     let m = p.sim.machine_mut::<PeerConnection>(a);
@@ -645,7 +644,7 @@ fn rollback_cancels_a_pending_offer_on_either_side() {
     assert!(
         !p.log[1][mark..]
             .iter()
-            .any(|e| matches!(e, PeerEvent::Track { .. })),
+            .any(|e| matches!(e, peer::Event::Track { .. })),
         "a rolled-back offer adds nothing"
     );
     // A rolls back too, and a complete exchange then carries the track.
@@ -730,7 +729,7 @@ fn local_ice_credentials_are_configurable() {
 
     // Too short a password: refused with a clear error.
     let mut rng = StdRng::seed_from_u64(18);
-    let mut config = PeerConfig::new(certificate(&mut rng), vec![addr(A)]);
+    let mut config = peer::Config::new(certificate(&mut rng), vec![addr(A)]);
     config.ice_credentials = Some(rtclab::ice::Credentials {
         ufrag: "rtcl".into(),
         pwd: "short".into(),
@@ -741,7 +740,7 @@ fn local_ice_credentials_are_configurable() {
     assert!(err.to_string().contains("RFC 8839"), "{err}");
 }
 
-/// RTP mode: B takes A's video as RTP packets ([`PeerEvent::Rtp`]) and
+/// RTP mode: B takes A's video as RTP packets ([`peer::Event::Rtp`]) and
 /// sends each back on its own track with `send_rtp`, as an SFU forwards;
 /// A assembles the frames it gets back. Under 5% loss each way, both legs
 /// repair loss on their own (B NACKs A and answers A's NACKs from its own
@@ -771,7 +770,7 @@ fn rtp_mode_forwards_packets_back_and_both_legs_repair_loss() {
             pump(sim, hosts, log);
             let now = sim.now();
             for e in log[1].iter_mut() {
-                if let PeerEvent::Rtp { mid, packet, .. } = e {
+                if let peer::Event::Rtp { mid, packet, .. } = e {
                     assert_eq!(*mid, mid_a.as_str());
                     let packet = std::mem::take(packet);
                     let b = sim.machine_mut::<PeerConnection>(hosts[1]);
@@ -780,7 +779,7 @@ fn rtp_mode_forwards_packets_back_and_both_legs_repair_loss() {
                     forwarded += 1;
                 }
             }
-            log[1].retain(|e| !matches!(e, PeerEvent::Rtp { .. }));
+            log[1].retain(|e| !matches!(e, peer::Event::Rtp { .. }));
             false
         });
     };
@@ -859,7 +858,7 @@ fn removing_data_channels_loses_nothing_queued_and_bye_ends_a_track() {
     assert!(
         p.log[1]
             .iter()
-            .any(|e| matches!(e, PeerEvent::TrackEnded { mid: m } if *m == mid)),
+            .any(|e| matches!(e, peer::Event::TrackEnded { mid: m } if *m == mid)),
         "the BYE ended B's receiver"
     );
     p.renegotiate(0);
@@ -868,9 +867,9 @@ fn removing_data_channels_loses_nothing_queued_and_bye_ends_a_track() {
         p.messages(1).contains(&Message::Binary(big)),
         "the queued message arrived whole"
     );
-    let closed = |log: &[PeerEvent]| {
+    let closed = |log: &[peer::Event]| {
         log.iter()
-            .filter(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Closed(_))))
+            .filter(|e| matches!(e, peer::Event::DataChannel(DcEvent::Closed(_))))
             .count()
     };
     assert_eq!((closed(&p.log[0]), closed(&p.log[1])), (2, 2));
@@ -1063,7 +1062,7 @@ fn estimate_over_a_bottleneck(pacing: bool) -> Vec<u64> {
         let size = (rate / 8 / 30).max(500) as usize;
         let frame = vec![(i % 251) as u8 | 1; size];
         match p.pc(0).send_frame(now, ta, 3000 * i as u32, &frame) {
-            Ok(_) | Err(PeerError::Congested) => {}
+            Ok(_) | Err(peer::Error::Congested) => {}
             Err(e) => panic!("send: {e}"),
         }
         p.run(Duration::from_millis(33));
@@ -1073,7 +1072,7 @@ fn estimate_over_a_bottleneck(pacing: bool) -> Vec<u64> {
     }
     let events = p.log[0]
         .iter()
-        .filter(|e| matches!(e, PeerEvent::BandwidthEstimate { .. }))
+        .filter(|e| matches!(e, peer::Event::BandwidthEstimate { .. }))
         .count();
     assert!(events > 5, "{events} estimate events");
     assert!(
@@ -1088,11 +1087,11 @@ fn estimate_over_a_bottleneck(pacing: bool) -> Vec<u64> {
 
 /// A peer without transport-cc (only `goog-remb`): A then stamps
 /// abs-send-time, B estimates on its side and sends REMB, which A reports
-/// as `PeerEvent::Remb`; over a 1 Mbit/s bottleneck the REMB comes down
+/// as `peer::Event::Remb`; over a 1 Mbit/s bottleneck the REMB comes down
 /// near the link when A sends 2 Mbit/s.
 #[test]
 fn a_remb_only_peer_gets_remb_from_our_receiver() {
-    let no_tcc = |c: &mut PeerConfig| {
+    let no_tcc = |c: &mut peer::Config| {
         let uri = rtclab::sdp::codec::uri::TRANSPORT_CC;
         for m in [&mut c.capabilities.audio, &mut c.capabilities.video] {
             m.extensions.retain(|u| u != uri);
@@ -1125,7 +1124,7 @@ fn a_remb_only_peer_gets_remb_from_our_receiver() {
     let rembs: Vec<u64> = p.log[0]
         .iter()
         .filter_map(|e| match e {
-            PeerEvent::Remb { bitrate } => Some(*bitrate),
+            peer::Event::Remb { bitrate } => Some(*bitrate),
             _ => None,
         })
         .collect();
@@ -1137,7 +1136,7 @@ fn a_remb_only_peer_gets_remb_from_our_receiver() {
 
 /// Feedback as API calls and events, what a forwarder relays between its
 /// legs: a NACK the history cannot answer becomes
-/// `PeerEvent::NackUnanswered`; a FIR asks for a keyframe; a REMB carries
+/// `peer::Event::NackUnanswered`; a FIR asks for a keyframe; a REMB carries
 /// a bitrate.
 #[test]
 fn feedback_calls_reach_the_sender_as_events() {
@@ -1157,15 +1156,15 @@ fn feedback_calls_reach_the_sender_as_events() {
     let log = &p.log[0];
     assert!(log.iter().any(|e| matches!(
         e,
-        PeerEvent::NackUnanswered { track, sequence_numbers } if *track == ta && *sequence_numbers == far
+        peer::Event::NackUnanswered { track, sequence_numbers } if *track == ta && *sequence_numbers == far
     )), "{log:?}");
     assert!(
         log.iter()
-            .any(|e| matches!(e, PeerEvent::KeyframeRequested(t) if *t == ta))
+            .any(|e| matches!(e, peer::Event::KeyframeRequested(t) if *t == ta))
     );
     assert!(
         log.iter()
-            .any(|e| matches!(e, PeerEvent::Remb { bitrate: 500_000 }))
+            .any(|e| matches!(e, peer::Event::Remb { bitrate: 500_000 }))
     );
     assert_eq!(p.pc(0).stats().outbound(ta).expect("out").fir_count, 1);
     assert!(p.pc(1).send_nack("nope", &far).is_err());

@@ -15,11 +15,10 @@ use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
 use rtclab::ice::CandidateKind;
 use rtclab::peer::{
-    IceServer, IceTransportPolicy, PeerConfig, PeerConnection, PeerConnectionState, PeerError,
-    PeerEvent, SdpType, TrackCodec,
+    self, IceServer, IceTransportPolicy, PeerConnection, PeerConnectionState, SdpType, TrackCodec,
 };
 use rtclab::sim::{CaptureKind, FilteringBehavior, MappingBehavior, NatConfig, Sim};
-use rtclab::turn::{Server, ServerConfig};
+use rtclab::turn::{self, Server};
 use sim_peers::{certificate, pump, vp8_frames};
 
 fn addr(s: &str) -> SocketAddr {
@@ -35,7 +34,7 @@ fn a_relay_only_peer_behind_a_symmetric_nat_calls_through_turn() {
     let relays: Vec<SocketAddr> = (0..4)
         .map(|i| SocketAddr::new(listen.ip(), 50000 + i))
         .collect();
-    let mut sc = ServerConfig::new(listen, relays, "rtclab");
+    let mut sc = turn::server::Config::new(listen, relays, "rtclab");
     sc.users.push(("alice".into(), "secret".into()));
     let server = Server::new(sc, sim.now(), &mut StdRng::seed_from_u64(1));
     let locals = server.local_addrs().to_vec();
@@ -45,11 +44,14 @@ fn a_relay_only_peer_behind_a_symmetric_nat_calls_through_turn() {
     let (ca, cb) = (certificate(&mut rng), certificate(&mut rng));
     let a_local = addr("10.0.0.2:5000");
     let b_addr = addr("192.0.2.50:6000");
-    let mut config_a = PeerConfig::new(ca, vec![a_local]);
+    let mut config_a = peer::Config::new(ca, vec![a_local]);
     config_a.ice_servers = vec![IceServer::turn(&format!("turn:{TURN}"), "alice", "secret")];
     config_a.ice_transport_policy = IceTransportPolicy::Relay;
     let mut a = PeerConnection::new(config_a, StdRng::seed_from_u64(2));
-    let mut b = PeerConnection::new(PeerConfig::new(cb, vec![b_addr]), StdRng::seed_from_u64(3));
+    let mut b = PeerConnection::new(
+        peer::Config::new(cb, vec![b_addr]),
+        StdRng::seed_from_u64(3),
+    );
     let track = a.add_track_with_codec(TrackCodec::Vp8).expect("track");
     let ch = a
         .create_data_channel(ChannelInit::new("relayed"))
@@ -83,7 +85,7 @@ fn a_relay_only_peer_behind_a_symmetric_nat_calls_through_turn() {
         pump(sim, hosts, &mut log);
         log[1]
             .iter()
-            .any(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Open(_))))
+            .any(|e| matches!(e, peer::Event::DataChannel(DcEvent::Open(_))))
     });
     assert!(connected, "A: {:?}\nB: {:?}", log[0], log[1]);
     // A's side of the selected pair is its relayed candidate.
@@ -115,7 +117,7 @@ fn a_relay_only_peer_behind_a_symmetric_nat_calls_through_turn() {
     });
     assert!(log[1].iter().any(|e| matches!(
         e,
-        PeerEvent::DataChannel(DcEvent::Message { message: Message::Text(t), .. }) if t == "through the relay"
+        peer::Event::DataChannel(DcEvent::Message { message: Message::Text(t), .. }) if t == "through the relay"
     )));
     assert_eq!(sim_peers::frames(&log[1], &mid), frames);
     assert_eq!(
@@ -161,12 +163,12 @@ fn a_relay_only_peer_behind_a_symmetric_nat_calls_through_turn() {
 #[test]
 fn a_relay_policy_without_a_turn_server_is_refused() {
     let mut rng = StdRng::seed_from_u64(32);
-    let mut config = PeerConfig::new(certificate(&mut rng), vec![addr("10.0.0.2:5000")]);
+    let mut config = peer::Config::new(certificate(&mut rng), vec![addr("10.0.0.2:5000")]);
     config.ice_transport_policy = IceTransportPolicy::Relay;
     let mut pc = PeerConnection::new(config, StdRng::seed_from_u64(1));
     let err = pc.create_offer(Sim::new(1).now()).expect_err("no TURN");
-    assert!(matches!(err, PeerError::Misuse(_)), "{err}");
-    let mut config = PeerConfig::new(certificate(&mut rng), vec![addr("10.0.0.2:5000")]);
+    assert!(matches!(err, peer::Error::Misuse(_)), "{err}");
+    let mut config = peer::Config::new(certificate(&mut rng), vec![addr("10.0.0.2:5000")]);
     config.ice_servers = vec![IceServer::turn("turn:example.org", "u", "p")];
     let mut pc = PeerConnection::new(config, StdRng::seed_from_u64(1));
     let err = pc.create_offer(Sim::new(1).now()).expect_err("a name");

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use rtclab::sim::{self, LinkConfig, NatConfig, Sim};
 use rtclab::stun::{
-    BindingServer, Client, ClientConfig, ClientEvent, DiscoveryMode, FilteringBehavior,
-    MappingBehavior, MessageEncoder, MessageType, NatDiscovery, NatReport, ServerConfig,
-    TransactionId,
+    self, BindingServer, Client, DiscoveryMode, FilteringBehavior, MappingBehavior, MessageEncoder,
+    MessageType, NatDiscovery, NatReport, TransactionId,
 };
 
 fn ip(s: &str) -> IpAddr {
@@ -24,7 +23,7 @@ fn addr(s: &str) -> SocketAddr {
 /// 198.51.100.2:3479 (four sockets).
 fn add_server(sim: &mut Sim) -> SocketAddr {
     let primary = addr("198.51.100.1:3478");
-    let mut config = ServerConfig::new(primary);
+    let mut config = stun::server::Config::new(primary);
     config.alternate = Some(addr("198.51.100.2:3479"));
     let server = BindingServer::new(config).expect("server config");
     let locals = server.local_addrs().to_vec();
@@ -191,7 +190,7 @@ fn transactions_complete_under_30_percent_loss() {
     let mut hosts = Vec::new();
     for i in 0..CLIENTS {
         let local: SocketAddr = (ip(&format!("10.0.{}.{}", i / 200, i % 200 + 2)), 4000).into();
-        let mut client = Client::new(ClientConfig::default());
+        let mut client = Client::new(stun::client::Config::default());
         let mut req = Vec::new();
         MessageEncoder::new(
             &mut req,
@@ -215,7 +214,7 @@ fn transactions_complete_under_30_percent_loss() {
     for &h in &hosts {
         let events = sim.events::<Client>(h);
         assert_eq!(events.len(), 1, "one outcome per transaction");
-        let ClientEvent::Completed { result, .. } = &events[0];
+        let stun::client::Event::Completed { result, .. } = &events[0];
         match result {
             Ok(resp) => {
                 let m = resp.message().expect("decodes");

@@ -9,14 +9,18 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::runtime::Driver;
 use rtclab::sim::{Echo, FilteringBehavior, LinkConfig, MappingBehavior, NatConfig, Sim};
-use rtclab::turn::{Client, ClientConfig, ClientEvent, Server, ServerConfig};
+use rtclab::turn::{self, Client, Server};
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("addr")
 }
 
-fn server_config(listen: SocketAddr, relays: Vec<SocketAddr>, loopback: bool) -> ServerConfig {
-    let mut c = ServerConfig::new(listen, relays, "rtclab");
+fn server_config(
+    listen: SocketAddr,
+    relays: Vec<SocketAddr>,
+    loopback: bool,
+) -> turn::server::Config {
+    let mut c = turn::server::Config::new(listen, relays, "rtclab");
     c.users.push(("alice".into(), "secret".into()));
     c.allow_loopback_peers = loopback;
     c
@@ -26,8 +30,8 @@ fn wait_for(
     sim: &mut Sim,
     host: rtclab::sim::HostId,
     limit: Duration,
-    mut f: impl FnMut(&ClientEvent) -> bool,
-) -> Vec<ClientEvent> {
+    mut f: impl FnMut(&turn::client::Event) -> bool,
+) -> Vec<turn::client::Event> {
     let mut seen = Vec::new();
     let ok = sim.run_for_with(limit, |sim| {
         let new = sim.events::<Client>(host);
@@ -59,7 +63,7 @@ fn client_and_server_in_the_simulator_behind_a_symmetric_nat_with_loss() {
     nat.mapping = MappingBehavior::AddressAndPortDependent;
     nat.filtering = FilteringBehavior::AddressAndPortDependent;
     let nat = sim.add_nat(nat);
-    let mut config = ClientConfig::new(listen, "alice", "secret");
+    let mut config = turn::client::Config::new(listen, "alice", "secret");
     config.stun.rto = Duration::from_millis(100);
     let client = Client::new(config, sim.rng(5));
     let host = sim.add_host_behind(nat, client, &[addr("10.0.0.2:5000")]);
@@ -76,10 +80,10 @@ fn client_and_server_in_the_simulator_behind_a_symmetric_nat_with_loss() {
         .allocate(now)
         .expect("allocate");
     let ev = wait_for(&mut sim, host, Duration::from_secs(30), |e| {
-        matches!(e, ClientEvent::Allocated { .. })
+        matches!(e, turn::client::Event::Allocated { .. })
     });
     let mapped = ev.iter().find_map(|e| match e {
-        ClientEvent::Allocated { mapped, .. } => *mapped,
+        turn::client::Event::Allocated { mapped, .. } => *mapped,
         _ => None,
     });
     assert_eq!(
@@ -106,7 +110,7 @@ fn client_and_server_in_the_simulator_behind_a_symmetric_nat_with_loss() {
             .send_to(now, peer, msg.as_bytes());
         sim.run_for(Duration::from_millis(200));
         for e in sim.events::<Client>(host) {
-            if let ClientEvent::Data { peer: p, data } = e {
+            if let turn::client::Event::Data { peer: p, data } = e {
                 assert_eq!(p, peer);
                 assert!(data.starts_with(b"msg "));
                 echoed += 1;
@@ -128,7 +132,7 @@ fn client_and_server_in_the_simulator_behind_a_symmetric_nat_with_loss() {
         .send_to(now, peer, b"later")
         .expect("still allocated");
     wait_for(&mut sim, host, Duration::from_secs(10), |e| {
-        matches!(e, ClientEvent::Data { .. })
+        matches!(e, turn::client::Event::Data { .. })
     });
 }
 
@@ -169,22 +173,25 @@ fn client_and_server_over_loopback_udp() {
             .await
             .expect("bind");
         let client = Client::new(
-            ClientConfig::new(listen, "alice", "secret"),
+            turn::client::Config::new(listen, "alice", "secret"),
             StdRng::seed_from_u64(3),
         );
         let mut d = Driver::from_sockets(client, vec![sock]).expect("driver");
         d.machine_mut().allocate(Instant::now()).expect("allocate");
-        assert!(matches!(next(&mut d).await, ClientEvent::Allocated { .. }));
+        assert!(matches!(
+            next(&mut d).await,
+            turn::client::Event::Allocated { .. }
+        ));
         d.machine_mut()
             .send_to(Instant::now(), peer_addr, b"one")
             .expect("send");
         assert_eq!(
             next(&mut d).await,
-            ClientEvent::PermissionCreated(peer_addr.ip())
+            turn::client::Event::PermissionCreated(peer_addr.ip())
         );
         assert_eq!(
             next(&mut d).await,
-            ClientEvent::Data {
+            turn::client::Event::Data {
                 peer: peer_addr,
                 data: b"one".to_vec()
             }
@@ -195,7 +202,7 @@ fn client_and_server_over_loopback_udp() {
             .expect("bind");
         assert_eq!(
             next(&mut d).await,
-            ClientEvent::ChannelBound {
+            turn::client::Event::ChannelBound {
                 peer: peer_addr,
                 channel: ch
             }
@@ -206,18 +213,18 @@ fn client_and_server_over_loopback_udp() {
                 .expect("send");
             assert_eq!(
                 next(&mut d).await,
-                ClientEvent::Data {
+                turn::client::Event::Data {
                     peer: peer_addr,
                     data: i.to_be_bytes().to_vec()
                 }
             );
         }
         d.machine_mut().close(Instant::now()).expect("close");
-        assert_eq!(next(&mut d).await, ClientEvent::Closed);
+        assert_eq!(next(&mut d).await, turn::client::Event::Closed);
     });
 }
 
-async fn next(d: &mut Driver<Client>) -> ClientEvent {
+async fn next(d: &mut Driver<Client>) -> turn::client::Event {
     tokio::time::timeout(Duration::from_secs(5), d.next_event())
         .await
         .expect("event in time")

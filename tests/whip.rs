@@ -28,14 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
-use rtclab::peer::{PeerConnectionState, PeerEvent};
+use rtclab::peer::{self, PeerConnectionState};
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::signaling::{Config as SignalingConfig, Server};
 use rtclab::whip::server::Mount;
-use rtclab::whip::{
-    Backend, BoxFuture, Config, ResourceId, SdpFrag, WhipError, answer_with_candidates,
-};
+use rtclab::whip::{self, Backend, BoxFuture, Config, ResourceId, SdpFrag, answer_with_candidates};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -93,25 +91,25 @@ impl TestBackend {
         resource: ResourceId,
         offer: String,
         play: bool,
-    ) -> Result<String, WhipError> {
+    ) -> Result<String, whip::Error> {
         if self.full.load(Ordering::Relaxed) {
-            return Err(WhipError::Full { retry_after: 3 });
+            return Err(whip::Error::Full { retry_after: 3 });
         }
-        let config = LivePeer::config().map_err(|e| WhipError::Internal(e.to_string()))?;
+        let config = LivePeer::config().map_err(|e| whip::Error::Internal(e.to_string()))?;
         let mut peer = LivePeer::bind(config, "127.0.0.1:0".parse().expect("addr"))
             .await
-            .map_err(|e| WhipError::Internal(e.to_string()))?;
+            .map_err(|e| whip::Error::Internal(e.to_string()))?;
         let track = if play {
             Some(
                 peer.add_track(MediaKind::Video)
-                    .map_err(|e| WhipError::Internal(e.to_string()))?,
+                    .map_err(|e| whip::Error::Internal(e.to_string()))?,
             )
         } else {
             None
         };
         let answer = peer
             .answer(&offer)
-            .map_err(|e| WhipError::BadSdp(e.to_string()))?;
+            .map_err(|e| whip::Error::BadSdp(e.to_string()))?;
         let port = peer.local_addr().port();
         let answer = answer_with_candidates(
             &answer,
@@ -150,11 +148,11 @@ impl TestBackend {
                         }
                     }
                     e = peer.next_event() => match e {
-                        Ok(PeerEvent::ConnectionState(PeerConnectionState::Connected)) => connected = true,
-                        Ok(PeerEvent::Frame { .. }) => {
+                        Ok(peer::Event::ConnectionState(PeerConnectionState::Connected)) => connected = true,
+                        Ok(peer::Event::Frame { .. }) => {
                             counts.frames_in.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) })) => {
+                        Ok(peer::Event::DataChannel(DcEvent::Message { channel, message: Message::Text(t) })) => {
                             if peer.send_text(channel, &t).is_ok() {
                                 counts.echoed.fetch_add(1, Ordering::Relaxed);
                             }
@@ -175,7 +173,7 @@ impl Backend for TestBackend {
         resource: ResourceId,
         _room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>> {
+    ) -> BoxFuture<'_, Result<String, whip::Error>> {
         Box::pin(self.session(resource, offer, false))
     }
 
@@ -184,7 +182,7 @@ impl Backend for TestBackend {
         resource: ResourceId,
         _room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>> {
+    ) -> BoxFuture<'_, Result<String, whip::Error>> {
         Box::pin(self.session(resource, offer, true))
     }
 
@@ -193,13 +191,13 @@ impl Backend for TestBackend {
         resource: ResourceId,
         frag: SdpFrag,
         restart: bool,
-    ) -> BoxFuture<'_, Result<Option<SdpFrag>, WhipError>> {
+    ) -> BoxFuture<'_, Result<Option<SdpFrag>, whip::Error>> {
         Box::pin(async move {
             if restart {
-                return Err(WhipError::Unsupported("ICE restart"));
+                return Err(whip::Error::Unsupported("ICE restart"));
             }
             let sessions = self.sessions.lock().expect("lock");
-            let tx = sessions.get(&resource).ok_or(WhipError::NotFound)?;
+            let tx = sessions.get(&resource).ok_or(whip::Error::NotFound)?;
             for (_, c) in frag.candidates() {
                 let _ = tx.send(Cmd::Candidate(format!("a={c}")));
             }
@@ -210,14 +208,14 @@ impl Backend for TestBackend {
         })
     }
 
-    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), WhipError>> {
+    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), whip::Error>> {
         Box::pin(async move {
             let tx = self
                 .sessions
                 .lock()
                 .expect("lock")
                 .remove(&resource)
-                .ok_or(WhipError::NotFound)?;
+                .ok_or(whip::Error::NotFound)?;
             let _ = tx.send(Cmd::Close);
             Ok(())
         })
@@ -394,17 +392,17 @@ async fn whip_publish_trickle_echo_and_delete() {
         );
         tokio::select! {
             e = client.next_event() => match e.expect("socket") {
-                PeerEvent::LocalCandidate(c) => {
+                peer::Event::LocalCandidate(c) => {
                     let line = format!("candidate:{}", c.to_string().trim_start_matches("candidate:"));
                     assert_eq!(trickle(addr, &location, &etag, &line).await, 204);
                 }
-                PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
-                PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat => {
+                peer::Event::ConnectionState(PeerConnectionState::Connected) => connected = true,
+                peer::Event::DataChannel(DcEvent::Open(id)) if id == chat => {
                     for i in 0..3 {
                         client.send_text(chat, &format!("hello {i}")).expect("send");
                     }
                 }
-                PeerEvent::DataChannel(DcEvent::Message { message, .. }) => echoes.push(message),
+                peer::Event::DataChannel(DcEvent::Message { message, .. }) => echoes.push(message),
                 _ => {}
             },
             _ = tick.tick(), if connected => {
@@ -503,7 +501,7 @@ async fn whep_plays_a_vp8_stream_to_a_recvonly_offer() {
                 )
             })
             .expect("socket");
-        if let PeerEvent::Frame { frame, .. } = e {
+        if let peer::Event::Frame { frame, .. } = e {
             frames.push(frame.data);
         }
     }
@@ -694,7 +692,7 @@ enum SetCmd {
         resource: ResourceId,
         offer: String,
         play: bool,
-        reply: tokio::sync::oneshot::Sender<Result<String, WhipError>>,
+        reply: tokio::sync::oneshot::Sender<Result<String, whip::Error>>,
     },
     Candidate(ResourceId, String),
     End(ResourceId),
@@ -714,7 +712,7 @@ struct SetBackend {
 impl SetBackend {
     async fn start() -> SetBackend {
         use rand::SeedableRng;
-        use rtclab::peer::{PeerConfig, PeerConnection, PeerKey, PeerSet, SdpType};
+        use rtclab::peer::{self, PeerConnection, PeerKey, PeerSet, SdpType};
         let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -745,7 +743,7 @@ impl SetBackend {
                                 )
                                 .expect("certificate");
                                 let mut pc = PeerConnection::new(
-                                    PeerConfig::new(cert, vec![local]),
+                                    peer::Config::new(cert, vec![local]),
                                     rand::rngs::StdRng::seed_from_u64(rand::Rng::random(&mut rng)),
                                 );
                                 let track = if play {
@@ -762,7 +760,7 @@ impl SetBackend {
                                 let answer = match answer {
                                     Ok(a) => a,
                                     Err(e) => {
-                                        let _ = reply.send(Err(WhipError::BadSdp(e.to_string())));
+                                        let _ = reply.send(Err(whip::Error::BadSdp(e.to_string())));
                                         continue;
                                     }
                                 };
@@ -821,15 +819,15 @@ impl SetBackend {
                     e = driver.next_event() => {
                         let Ok((key, e)) = e else { return };
                         match e {
-                            PeerEvent::ConnectionState(PeerConnectionState::Connected) => {
+                            peer::Event::ConnectionState(PeerConnectionState::Connected) => {
                                 if let Some(p) = players.get_mut(&key) {
                                     p.2 = true;
                                 }
                             }
-                            PeerEvent::Frame { .. } => {
+                            peer::Event::Frame { .. } => {
                                 c.frames_in.fetch_add(1, Ordering::Relaxed);
                             }
-                            PeerEvent::DataChannel(DcEvent::Message { channel, message: Message::Text(t) }) => {
+                            peer::Event::DataChannel(DcEvent::Message { channel, message: Message::Text(t) }) => {
                                 if let Some(mut pc) = driver.machine_mut().get_mut(key) {
                                     let _ = pc.send_text(std::time::Instant::now(), channel, &t);
                                     c.echoed.fetch_add(1, Ordering::Relaxed);
@@ -849,7 +847,7 @@ impl SetBackend {
         resource: ResourceId,
         offer: String,
         play: bool,
-    ) -> Result<String, WhipError> {
+    ) -> Result<String, whip::Error> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         self.tx
             .send(SetCmd::Create {
@@ -858,10 +856,10 @@ impl SetBackend {
                 play,
                 reply,
             })
-            .map_err(|_| WhipError::Internal("the peer set stopped".into()))?;
+            .map_err(|_| whip::Error::Internal("the peer set stopped".into()))?;
         answer
             .await
-            .map_err(|_| WhipError::Internal("the peer set stopped".into()))?
+            .map_err(|_| whip::Error::Internal("the peer set stopped".into()))?
     }
 }
 
@@ -871,7 +869,7 @@ impl Backend for SetBackend {
         resource: ResourceId,
         _room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>> {
+    ) -> BoxFuture<'_, Result<String, whip::Error>> {
         Box::pin(self.create(resource, offer, false))
     }
 
@@ -880,7 +878,7 @@ impl Backend for SetBackend {
         resource: ResourceId,
         _room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>> {
+    ) -> BoxFuture<'_, Result<String, whip::Error>> {
         Box::pin(self.create(resource, offer, true))
     }
 
@@ -889,10 +887,10 @@ impl Backend for SetBackend {
         resource: ResourceId,
         frag: SdpFrag,
         restart: bool,
-    ) -> BoxFuture<'_, Result<Option<SdpFrag>, WhipError>> {
+    ) -> BoxFuture<'_, Result<Option<SdpFrag>, whip::Error>> {
         Box::pin(async move {
             if restart {
-                return Err(WhipError::Unsupported("ICE restart"));
+                return Err(whip::Error::Unsupported("ICE restart"));
             }
             for (_, c) in frag.candidates() {
                 let _ = self
@@ -906,13 +904,13 @@ impl Backend for SetBackend {
         })
     }
 
-    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), WhipError>> {
+    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), whip::Error>> {
         Box::pin(async move {
             let (reply, found) = tokio::sync::oneshot::channel();
             let _ = self.tx.send(SetCmd::Delete(resource, reply));
             match found.await {
                 Ok(true) => Ok(()),
-                _ => Err(WhipError::NotFound),
+                _ => Err(whip::Error::NotFound),
             }
         })
     }

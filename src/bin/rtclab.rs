@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::runtime::Driver;
-use rtclab::stun::{BindingServer, DiscoveryMode, NatDiscovery, ServerConfig};
+use rtclab::stun::{self, BindingServer, DiscoveryMode, NatDiscovery};
 
 #[derive(Parser)]
 #[command(
@@ -360,7 +360,7 @@ async fn stun_server(
         // named; a wildcard primary would answer from wherever it was asked.
         return Err("with --alt, give --listen a specific IP (not 0.0.0.0 or [::])".into());
     }
-    let mut config = ServerConfig::new(listen);
+    let mut config = stun::server::Config::new(listen);
     config.alternate = alt;
     if software {
         config.software = Some(rtclab::stun::server::SOFTWARE.to_string());
@@ -698,7 +698,7 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
         pool.push(s.local_addr().map_err(|e| e.to_string())?);
         sockets.push(s);
     }
-    let mut config = rtclab::turn::ServerConfig::new(listen, pool, &realm);
+    let mut config = rtclab::turn::server::Config::new(listen, pool, &realm);
     if flags.relays.is_none() {
         config.relay_ports = Some(rtclab::turn::RelayPorts {
             ip: relay_ip,
@@ -729,7 +729,7 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
     }
     config.denied_peer_ips.extend(flags.denied_peer_ips);
     config.allowed_peer_ips = flags.allowed_peer_ips;
-    let make_server = |config: rtclab::turn::ServerConfig| {
+    let make_server = |config: rtclab::turn::server::Config| {
         let now = std::time::Instant::now();
         let mut server = rtclab::turn::Server::new(config, now, &mut StdRng::from_os_rng());
         let unix = std::time::SystemTime::now()

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 
-use super::DataChannelError;
+use super::Error;
 use super::manager::{
     Channel, ChannelId, ChannelInit, ChannelManager, Config as ManagerConfig, Event, Output,
     Reliability,
@@ -146,7 +146,7 @@ impl Connection {
 
     /// `createDataChannel`: opens at once if the association is up, else
     /// when it comes up.
-    pub fn create_channel(&mut self, init: ChannelInit) -> Result<ChannelId, DataChannelError> {
+    pub fn create_channel(&mut self, init: ChannelInit) -> Result<ChannelId, Error> {
         let id = self.channels.create_channel(init)?;
         if let Some(now) = self.now {
             self.pump(now);
@@ -155,12 +155,7 @@ impl Connection {
     }
 
     /// Sends a text message.
-    pub fn send_text(
-        &mut self,
-        now: Instant,
-        id: ChannelId,
-        text: &str,
-    ) -> Result<(), DataChannelError> {
+    pub fn send_text(&mut self, now: Instant, id: ChannelId, text: &str) -> Result<(), Error> {
         self.check_room(text.len())?;
         self.channels.send_text(id, text)?;
         self.pump(now);
@@ -168,12 +163,7 @@ impl Connection {
     }
 
     /// Sends a binary message.
-    pub fn send_binary(
-        &mut self,
-        now: Instant,
-        id: ChannelId,
-        data: &[u8],
-    ) -> Result<(), DataChannelError> {
+    pub fn send_binary(&mut self, now: Instant, id: ChannelId, data: &[u8]) -> Result<(), Error> {
         self.check_room(data.len())?;
         self.channels.send_binary(id, data)?;
         self.pump(now);
@@ -182,10 +172,10 @@ impl Connection {
 
     /// SCTP's send buffer is bounded; refuse here rather than have SCTP
     /// refuse a message the manager already counted.
-    fn check_room(&self, len: usize) -> Result<(), DataChannelError> {
+    fn check_room(&self, len: usize) -> Result<(), Error> {
         let cfg = self.association.config();
         if self.association.total_buffered() + len.max(1) > cfg.send_buffer {
-            return Err(DataChannelError::Transport(format!(
+            return Err(Error::Transport(format!(
                 "send buffer full ({} of {} bytes queued)",
                 self.association.total_buffered(),
                 cfg.send_buffer
@@ -312,7 +302,7 @@ impl Connection {
                             let channel = self.channels.channel_on_stream(m.stream).map(|c| c.id());
                             self.events.push_back(Event::Error {
                                 channel,
-                                error: DataChannelError::Transport(e.to_string()),
+                                error: Error::Transport(e.to_string()),
                             });
                         }
                     }
@@ -320,7 +310,7 @@ impl Connection {
                         if let Err(e) = self.association.reset_streams(now, &streams) {
                             self.events.push_back(Event::Error {
                                 channel: None,
-                                error: DataChannelError::Transport(e.to_string()),
+                                error: Error::Transport(e.to_string()),
                             });
                         }
                     }

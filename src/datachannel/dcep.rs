@@ -28,7 +28,7 @@
 
 use std::fmt;
 
-use super::DataChannelError;
+use super::Error;
 
 /// RFC 8832 §8.2.1: the DCEP message type of DATA_CHANNEL_ACK.
 pub const MESSAGE_TYPE_ACK: u8 = 0x02;
@@ -187,9 +187,9 @@ impl DcepMessage {
     /// Strict: an OPEN whose lengths do not add up exactly, an unknown
     /// message or channel type, or a label or protocol that is not UTF-8 is
     /// refused (RFC 8832 §6: an OPEN that "is not well formed" is rejected).
-    pub fn decode(buf: &[u8]) -> Result<DcepMessage, DataChannelError> {
+    pub fn decode(buf: &[u8]) -> Result<DcepMessage, Error> {
         let Some(&typ) = buf.first() else {
-            return Err(DataChannelError::Truncated {
+            return Err(Error::Truncated {
                 what: "DCEP message type",
                 needed: 1,
                 got: 0,
@@ -202,7 +202,7 @@ impl DcepMessage {
             // channel (tests/interop_pion.rs).
             MESSAGE_TYPE_ACK => Ok(DcepMessage::Ack),
             MESSAGE_TYPE_OPEN => DataChannelOpen::decode(buf).map(DcepMessage::Open),
-            other => Err(DataChannelError::UnknownMessageType(other)),
+            other => Err(Error::UnknownMessageType(other)),
         }
     }
 
@@ -224,23 +224,22 @@ impl DcepMessage {
 
 // ANCHOR: decode_open
 impl DataChannelOpen {
-    fn decode(buf: &[u8]) -> Result<DataChannelOpen, DataChannelError> {
+    fn decode(buf: &[u8]) -> Result<DataChannelOpen, Error> {
         if buf.len() < OPEN_HEADER_LEN {
-            return Err(DataChannelError::Truncated {
+            return Err(Error::Truncated {
                 what: "DATA_CHANNEL_OPEN header",
                 needed: OPEN_HEADER_LEN,
                 got: buf.len(),
             });
         }
-        let channel_type =
-            ChannelType::from_u8(buf[1]).ok_or(DataChannelError::UnknownChannelType(buf[1]))?;
+        let channel_type = ChannelType::from_u8(buf[1]).ok_or(Error::UnknownChannelType(buf[1]))?;
         let priority = u16::from_be_bytes([buf[2], buf[3]]);
         let reliability_parameter = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
         let label_len = usize::from(u16::from_be_bytes([buf[8], buf[9]]));
         let protocol_len = usize::from(u16::from_be_bytes([buf[10], buf[11]]));
         let expected = OPEN_HEADER_LEN + label_len + protocol_len;
         if buf.len() != expected {
-            return Err(DataChannelError::BadLength {
+            return Err(Error::BadLength {
                 what: "DATA_CHANNEL_OPEN (12 + label length + protocol length)",
                 expected,
                 got: buf.len(),
@@ -248,9 +247,9 @@ impl DataChannelOpen {
         }
         let label_end = OPEN_HEADER_LEN + label_len;
         let label = std::str::from_utf8(&buf[OPEN_HEADER_LEN..label_end])
-            .map_err(|_| DataChannelError::InvalidUtf8 { field: "label" })?;
+            .map_err(|_| Error::InvalidUtf8 { field: "label" })?;
         let protocol = std::str::from_utf8(&buf[label_end..])
-            .map_err(|_| DataChannelError::InvalidUtf8 { field: "protocol" })?;
+            .map_err(|_| Error::InvalidUtf8 { field: "protocol" })?;
         Ok(DataChannelOpen {
             channel_type,
             priority,
@@ -368,34 +367,34 @@ mod tests {
     fn malformed_messages_are_typed_errors() {
         assert!(matches!(
             DcepMessage::decode(&[]),
-            Err(DataChannelError::Truncated { .. })
+            Err(Error::Truncated { .. })
         ));
         assert_eq!(
             DcepMessage::decode(&[0x01]),
-            Err(DataChannelError::UnknownMessageType(1))
+            Err(Error::UnknownMessageType(1))
         );
         // pion's padded ACK reads as an ACK.
         assert_eq!(DcepMessage::decode(&[0x02, 0, 0, 0]), Ok(DcepMessage::Ack));
         assert!(matches!(
             DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 5]),
-            Err(DataChannelError::Truncated { .. })
+            Err(Error::Truncated { .. })
         ));
         // Label length past the end.
         assert!(matches!(
             DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 5, 0, 0, b'a']),
-            Err(DataChannelError::BadLength { expected: 17, .. })
+            Err(Error::BadLength { expected: 17, .. })
         ));
         assert_eq!(
             DcepMessage::decode(&[0x03, 0x03, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-            Err(DataChannelError::UnknownChannelType(3))
+            Err(Error::UnknownChannelType(3))
         );
         assert_eq!(
             DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xff]),
-            Err(DataChannelError::InvalidUtf8 { field: "label" })
+            Err(Error::InvalidUtf8 { field: "label" })
         );
         assert_eq!(
             DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xc3]),
-            Err(DataChannelError::InvalidUtf8 { field: "protocol" })
+            Err(Error::InvalidUtf8 { field: "protocol" })
         );
     }
 

@@ -12,7 +12,7 @@ use std::fmt;
 /// returned by the API call. The last group comes from the transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum DataChannelError {
+pub enum Error {
     /// A DCEP message ends before a field it needs.
     Truncated {
         /// What was being read.
@@ -107,9 +107,9 @@ pub enum DataChannelError {
     Transport(String),
 }
 
-impl fmt::Display for DataChannelError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use DataChannelError as E;
+        use Error as E;
         match self {
             E::Truncated { what, needed, got } => {
                 write!(f, "DCEP {what} needs {needed} bytes, the message has {got}")
@@ -167,4 +167,4 @@ impl fmt::Display for DataChannelError {
     }
 }
 
-impl std::error::Error for DataChannelError {}
+impl std::error::Error for Error {}

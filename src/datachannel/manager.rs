@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use super::DataChannelError;
+use super::Error;
 use super::dcep::{ChannelType, DataChannelOpen, DcepMessage, Ppid, ReliabilityKind, priority};
 use crate::vocab::DtlsRole as Role;
 
@@ -168,7 +168,7 @@ pub enum Event {
         /// The channel concerned, if any.
         channel: Option<ChannelId>,
         /// What.
-        error: DataChannelError,
+        error: Error,
     },
     /// `buffered_amount` fell from above the channel's low threshold to at
     /// or below it (W3C `bufferedamountlow`).
@@ -400,10 +400,10 @@ impl ChannelManager {
 
     /// `createDataChannel`: a new channel. It opens (event
     /// [`Event::Open`]) once the association is up.
-    pub fn create_channel(&mut self, init: ChannelInit) -> Result<ChannelId, DataChannelError> {
+    pub fn create_channel(&mut self, init: ChannelInit) -> Result<ChannelId, Error> {
         let reliability = match (init.max_retransmits, init.max_packet_life_time) {
             (Some(_), Some(_)) => {
-                return Err(DataChannelError::InvalidInit(
+                return Err(Error::InvalidInit(
                     "maxRetransmits and maxPacketLifeTime are mutually exclusive",
                 ));
             }
@@ -412,23 +412,17 @@ impl ChannelManager {
             (None, None) => Reliability::Reliable,
         };
         if init.label.len() > usize::from(u16::MAX) {
-            return Err(DataChannelError::InvalidInit(
-                "label longer than 65535 bytes",
-            ));
+            return Err(Error::InvalidInit("label longer than 65535 bytes"));
         }
         if init.protocol.len() > usize::from(u16::MAX) {
-            return Err(DataChannelError::InvalidInit(
-                "protocol longer than 65535 bytes",
-            ));
+            return Err(Error::InvalidInit("protocol longer than 65535 bytes"));
         }
         if let Some(s) = init.negotiated {
             if s > MAX_STREAM_ID || s >= self.config.max_streams {
-                return Err(DataChannelError::InvalidInit(
-                    "negotiated id above the stream limit",
-                ));
+                return Err(Error::InvalidInit("negotiated id above the stream limit"));
             }
             if self.streams.contains_key(&s) {
-                return Err(DataChannelError::IdInUse { stream: s });
+                return Err(Error::IdInUse { stream: s });
             }
         }
         let stream = match (init.negotiated, self.config.role) {
@@ -469,46 +463,38 @@ impl ChannelManager {
     }
 
     /// Sends a text message (PPID 51; 56 with one zero byte when empty).
-    pub fn send_text(&mut self, id: ChannelId, text: &str) -> Result<(), DataChannelError> {
+    pub fn send_text(&mut self, id: ChannelId, text: &str) -> Result<(), Error> {
         self.send_inner(id, text.as_bytes(), true)
     }
 
     /// Sends a binary message (PPID 53; 57 with one zero byte when empty).
-    pub fn send_binary(&mut self, id: ChannelId, data: &[u8]) -> Result<(), DataChannelError> {
+    pub fn send_binary(&mut self, id: ChannelId, data: &[u8]) -> Result<(), Error> {
         self.send_inner(id, data, false)
     }
 
     /// Sends a [`Message`].
-    pub fn send(&mut self, id: ChannelId, message: &Message) -> Result<(), DataChannelError> {
+    pub fn send(&mut self, id: ChannelId, message: &Message) -> Result<(), Error> {
         match message {
             Message::Text(s) => self.send_text(id, s),
             Message::Binary(b) => self.send_binary(id, b),
         }
     }
 
-    fn send_inner(
-        &mut self,
-        id: ChannelId,
-        data: &[u8],
-        text: bool,
-    ) -> Result<(), DataChannelError> {
+    fn send_inner(&mut self, id: ChannelId, data: &[u8], text: bool) -> Result<(), Error> {
         let max = self.config.max_message_size;
-        let c = self
-            .channels
-            .get_mut(&id)
-            .ok_or(DataChannelError::UnknownChannel)?;
+        let c = self.channels.get_mut(&id).ok_or(Error::UnknownChannel)?;
         if c.state != ReadyState::Open {
-            return Err(DataChannelError::NotOpen { state: c.state });
+            return Err(Error::NotOpen { state: c.state });
         }
         if data.len() > max {
-            return Err(DataChannelError::MessageTooLarge {
+            return Err(Error::MessageTooLarge {
                 size: data.len(),
                 max,
             });
         }
         // An open channel always has a stream (open_local checks).
         let Some(stream) = c.stream else {
-            return Err(DataChannelError::NotOpen { state: c.state });
+            return Err(Error::NotOpen { state: c.state });
         };
         // ANCHOR: send_rules
         // RFC 8831 §6.6: SCTP cannot send an empty user message; an empty
@@ -639,7 +625,7 @@ impl ChannelManager {
             Ppid::String => match String::from_utf8(data) {
                 Ok(s) => Message::Text(s),
                 Err(_) => {
-                    self.error(Some(id), DataChannelError::TextNotUtf8 { stream });
+                    self.error(Some(id), Error::TextNotUtf8 { stream });
                     return;
                 }
             },
@@ -653,7 +639,7 @@ impl ChannelManager {
                 if c.partial.len() + data.len() > max {
                     let size = c.partial.len() + data.len();
                     c.partial = Vec::new();
-                    self.error(Some(id), DataChannelError::MessageTooLarge { size, max });
+                    self.error(Some(id), Error::MessageTooLarge { size, max });
                 } else {
                     c.partial.extend_from_slice(&data);
                 }
@@ -661,7 +647,7 @@ impl ChannelManager {
             }
             Ppid::Dcep => return, // handled above
             Ppid::Other(p) => {
-                self.error(Some(id), DataChannelError::UnknownPpid { stream, ppid: p });
+                self.error(Some(id), Error::UnknownPpid { stream, ppid: p });
                 return;
             }
         };
@@ -671,7 +657,7 @@ impl ChannelManager {
             let mut whole = std::mem::take(&mut c.partial);
             if whole.len() + message.len() > max {
                 let size = whole.len() + message.len();
-                self.error(Some(id), DataChannelError::MessageTooLarge { size, max });
+                self.error(Some(id), Error::MessageTooLarge { size, max });
                 return;
             }
             match message {
@@ -684,7 +670,7 @@ impl ChannelManager {
                     match String::from_utf8(whole) {
                         Ok(s) => Message::Text(s),
                         Err(_) => {
-                            self.error(Some(id), DataChannelError::TextNotUtf8 { stream });
+                            self.error(Some(id), Error::TextNotUtf8 { stream });
                             return;
                         }
                     }
@@ -721,7 +707,7 @@ impl ChannelManager {
         if existing.is_some() {
             // RFC 8832 §6: an OPEN on a used stream is refused by closing
             // "the corresponding data channel".
-            self.error(existing, DataChannelError::StreamInUse { stream });
+            self.error(existing, Error::StreamInUse { stream });
             if let Some(id) = existing {
                 self.close(id);
             }
@@ -737,7 +723,7 @@ impl ChannelManager {
         };
         if ours {
             self.refuse(stream);
-            self.error(None, DataChannelError::WrongStreamParity { stream });
+            self.error(None, Error::WrongStreamParity { stream });
             return;
         }
         // ANCHOR_END: parity
@@ -748,7 +734,7 @@ impl ChannelManager {
             self.refuse(stream);
             self.error(
                 None,
-                DataChannelError::StreamOutOfRange {
+                Error::StreamOutOfRange {
                     stream,
                     max_streams: self.config.max_streams,
                 },
@@ -814,7 +800,7 @@ impl ChannelManager {
                     c.state = ReadyState::Closing;
                     if refused {
                         // RFC 8832 §6: a reset with no ACK is the peer's "no".
-                        self.error(Some(id), DataChannelError::OpenRefused { stream });
+                        self.error(Some(id), Error::OpenRefused { stream });
                     }
                     self.events.push_back(Event::Closing(id));
                     self.reset_outgoing(id);
@@ -877,10 +863,7 @@ impl ChannelManager {
     pub fn handle_transport_aborted(&mut self, reason: &str) {
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
         for id in ids {
-            self.error(
-                Some(id),
-                DataChannelError::TransportAborted(reason.to_owned()),
-            );
+            self.error(Some(id), Error::TransportAborted(reason.to_owned()));
             self.finish(id);
         }
         self.connected = false;
@@ -889,7 +872,7 @@ impl ChannelManager {
     // ---- internals --------------------------------------------------------
 
     /// Lowest free stream id of our parity (RFC 8832 §6).
-    fn free_stream(&self, role: Role) -> Result<u16, DataChannelError> {
+    fn free_stream(&self, role: Role) -> Result<u16, Error> {
         let first = match role {
             Role::Client => 0u32,
             Role::Server => 1,
@@ -904,7 +887,7 @@ impl ChannelManager {
             }
             s += 2;
         }
-        Err(DataChannelError::NoStreamAvailable)
+        Err(Error::NoStreamAvailable)
     }
 
     fn assign_stream_or_fail(&mut self, id: ChannelId) {
@@ -937,7 +920,7 @@ impl ChannelManager {
             // Still no role: the DTLS role must be set before SCTP connects.
             self.error(
                 Some(id),
-                DataChannelError::InvalidInit("no DTLS role: cannot pick a stream id"),
+                Error::InvalidInit("no DTLS role: cannot pick a stream id"),
             );
             self.finish(id);
             return;
@@ -1029,7 +1012,7 @@ impl ChannelManager {
         }
     }
 
-    fn error(&mut self, channel: Option<ChannelId>, error: DataChannelError) {
+    fn error(&mut self, channel: Option<ChannelId>, error: Error) {
         tracing::debug!(?channel, %error, "data channel error");
         self.events.push_back(Event::Error { channel, error });
     }

@@ -55,7 +55,7 @@ mod manager;
 pub use connection::{Connection, ConnectionConfig};
 
 pub use dcep::{DcepMessage, Ppid};
-pub use error::DataChannelError;
+pub use error::Error;
 pub use manager::{
     Channel, ChannelId, ChannelInit, ChannelManager, Config, DEFAULT_MAX_MESSAGE_SIZE, Event,
     MAX_STREAM_ID, Message, OutgoingMessage, Output, ReadyState, Reliability,

@@ -211,7 +211,7 @@ fn channels_made_before_the_role_is_known_get_ids_later() {
     assert_eq!(m.channel(c).unwrap().ready_state(), ReadyState::Connecting);
     assert!(matches!(
         m.send_text(c, "x"),
-        Err(DataChannelError::NotOpen {
+        Err(Error::NotOpen {
             state: ReadyState::Connecting
         })
     ));
@@ -236,10 +236,7 @@ fn negotiated_channels_send_no_dcep() {
     let a = p.a.create_channel(init.clone()).unwrap();
     let b = p.b.create_channel(init.clone()).unwrap();
     // Any parity is fine for a negotiated id; the same id twice is not.
-    assert_eq!(
-        p.a.create_channel(init),
-        Err(DataChannelError::IdInUse { stream: 7 })
-    );
+    assert_eq!(p.a.create_channel(init), Err(Error::IdInUse { stream: 7 }));
     p.a.handle_connected();
     p.b.handle_connected();
     assert_eq!(opened(&events(&mut p.a)), [a]);
@@ -308,7 +305,7 @@ fn max_message_size_is_enforced_with_a_clear_error() {
     let err = p.a.send_binary(a, &[0; 1001]).unwrap_err();
     assert_eq!(
         err,
-        DataChannelError::MessageTooLarge {
+        Error::MessageTooLarge {
             size: 1001,
             max: 1000
         }
@@ -441,7 +438,7 @@ fn open_on_our_parity_is_refused_without_ack() {
         events(&mut b),
         [Event::Error {
             channel: None,
-            error: DataChannelError::WrongStreamParity { stream: 3 }
+            error: Error::WrongStreamParity { stream: 3 }
         }]
     );
     // A message on that stream afterwards is dropped.
@@ -463,7 +460,7 @@ fn malformed_open_is_refused_without_panic() {
         events(&mut b)[..],
         [Event::Error {
             channel: None,
-            error: DataChannelError::BadLength { .. }
+            error: Error::BadLength { .. }
         }]
     ));
     // Unknown channel type 0x05.
@@ -472,7 +469,7 @@ fn malformed_open_is_refused_without_panic() {
     assert!(matches!(
         events(&mut b)[..],
         [Event::Error {
-            error: DataChannelError::UnknownChannelType(5),
+            error: Error::UnknownChannelType(5),
             ..
         }]
     ));
@@ -495,7 +492,7 @@ fn open_on_a_used_stream_closes_that_channel() {
         eb[0],
         Event::Error {
             channel: Some(b),
-            error: DataChannelError::StreamInUse { stream: 0 }
+            error: Error::StreamInUse { stream: 0 }
         }
     );
     assert_eq!(eb.last(), Some(&Event::Closed(b)));
@@ -520,7 +517,7 @@ fn a_reset_without_ack_means_the_peer_refused() {
         [
             Event::Error {
                 channel: Some(c),
-                error: DataChannelError::OpenRefused { stream: 0 }
+                error: Error::OpenRefused { stream: 0 }
             },
             Event::Closing(c),
             Event::Closed(c)
@@ -591,14 +588,14 @@ fn stream_ids_run_out_cleanly() {
     }
     assert_eq!(
         m.create_channel(ChannelInit::new("x")),
-        Err(DataChannelError::NoStreamAvailable)
+        Err(Error::NoStreamAvailable)
     );
     assert!(matches!(
         m.create_channel(ChannelInit {
             negotiated: Some(6),
             ..ChannelInit::default()
         }),
-        Err(DataChannelError::InvalidInit(_))
+        Err(Error::InvalidInit(_))
     ));
     assert!(matches!(
         m.create_channel(ChannelInit {
@@ -606,7 +603,7 @@ fn stream_ids_run_out_cleanly() {
             max_packet_life_time: Some(1),
             ..ChannelInit::default()
         }),
-        Err(DataChannelError::InvalidInit(_))
+        Err(Error::InvalidInit(_))
     ));
 }
 
@@ -645,7 +642,7 @@ fn transport_abort_closes_everything_with_an_error() {
         [
             Event::Error {
                 channel: Some(a),
-                error: DataChannelError::TransportAborted("peer said so".into())
+                error: Error::TransportAborted("peer said so".into())
             },
             Event::Closed(a)
         ]
@@ -686,12 +683,12 @@ fn deprecated_partial_messages_are_reassembled_up_to_the_cap() {
     assert_eq!(
         errors,
         [
-            DataChannelError::MessageTooLarge { size: 16, max: 10 },
-            DataChannelError::UnknownPpid {
+            Error::MessageTooLarge { size: 16, max: 10 },
+            Error::UnknownPpid {
                 stream: 0,
                 ppid: 99
             },
-            DataChannelError::TextNotUtf8 { stream: 0 }
+            Error::TextNotUtf8 { stream: 0 }
         ]
     );
 }
@@ -804,7 +801,7 @@ fn open_beyond_max_streams_is_refused() {
             events(&mut b),
             [Event::Error {
                 channel: None,
-                error: DataChannelError::StreamOutOfRange {
+                error: Error::StreamOutOfRange {
                     stream,
                     max_streams: 16
                 }

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
-use crate::peer::{PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use crate::peer::{self, PeerConnectionState, TrackCodec, TrackId};
 use crate::runtime::LivePeer;
 use crate::sdp::{Direction, MediaKind, SessionDescription};
 use crate::signaling::{ClientId, ClientMessage, Member, ServerMessage};
@@ -368,34 +368,34 @@ impl Session {
         Ok(())
     }
 
-    fn on_peer(&mut self, e: PeerEvent) {
+    fn on_peer(&mut self, e: peer::Event) {
         match e {
             // ANCHOR: trickle_out
-            PeerEvent::LocalCandidate(c) => self.signal(json!({
+            peer::Event::LocalCandidate(c) => self.signal(json!({
                 "type": "candidate",
                 "candidate": c.to_string(),
                 "sdpMid": self.first_mid,
                 "sdpMLineIndex": 0,
             })),
-            PeerEvent::GatheringComplete => self.signal(json!({
+            peer::Event::GatheringComplete => self.signal(json!({
                 "type": "candidate", "candidate": "",
                 "sdpMid": self.first_mid, "sdpMLineIndex": 0,
             })),
             // ANCHOR_END: trickle_out
-            PeerEvent::ConnectionState(state) => {
+            peer::Event::ConnectionState(state) => {
                 tracing::info!(?state, "demo: connection state");
                 self.send_stats();
                 if state == PeerConnectionState::Failed && self.failed.is_none() {
                     self.fail("the connection failed (ICE or DTLS)".into());
                 }
             }
-            PeerEvent::Track {
+            peer::Event::Track {
                 mid,
                 kind: MediaKind::Video,
             } => {
                 self.camera_mid = Some(mid);
             }
-            PeerEvent::Frame { mid, frame } => {
+            peer::Event::Frame { mid, frame } => {
                 self.counts.frames_in += 1;
                 if Some(&mid) != self.camera_mid.as_ref() {
                     return;
@@ -417,7 +417,7 @@ impl Session {
                     }
                 }
             }
-            PeerEvent::KeyframeRequested(_) => {
+            peer::Event::KeyframeRequested(_) => {
                 // We have no encoder: the browser's decoder wants a
                 // keyframe, so ask the camera's encoder for one.
                 if let (Some(mid), Some(p)) = (self.camera_mid.clone(), self.peer.as_mut())
@@ -426,12 +426,12 @@ impl Session {
                     self.keyframe_requests += 1;
                 }
             }
-            PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+            peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                 self.counts.dc_messages_in += 1;
                 self.counts.dc_bytes_in += message.len() as u64;
                 self.on_message(channel, message);
             }
-            PeerEvent::DataChannel(DcEvent::Open(id))
+            peer::Event::DataChannel(DcEvent::Open(id))
                 if self.label(id).as_deref() == Some("chat") =>
             {
                 self.send_text(
@@ -439,7 +439,7 @@ impl Session {
                     "Hello from the Rust peer! I echo what you write; try /help.",
                 );
             }
-            PeerEvent::Error(e) if self.failed.is_none() => self.fail(e.to_string()),
+            peer::Event::Error(e) if self.failed.is_none() => self.fail(e.to_string()),
             _ => {}
         }
     }

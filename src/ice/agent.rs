@@ -13,8 +13,8 @@ use super::candidate::{Candidate, CandidateKind, foundation, priority, type_pref
 use crate::machine::{Machine, Receive, Transmit};
 use crate::stun::attributes::error_code;
 use crate::stun::{
-    Attribute, Class, Client, ClientConfig, ClientEvent, ErrorCode, IntegrityKey, Message,
-    MessageEncoder, MessageType, Method, TransactionError, TransactionId, attr, is_stun,
+    self, Attribute, Class, Client, ErrorCode, IntegrityKey, Message, MessageEncoder, MessageType,
+    Method, TransactionError, TransactionId, attr, is_stun,
 };
 
 /// A username fragment and password (RFC 8445 §5.3; RFC 8839 §5.4: ufrag ≥ 4
@@ -56,9 +56,9 @@ impl Credentials {
     }
 }
 
-/// Tunables; [`AgentConfig::default`] follows the RFCs.
+/// Tunables; [`Config::default`] follows the RFCs.
 #[derive(Debug, Clone)]
-pub struct AgentConfig {
+pub struct Config {
     /// Start as the controlling agent (the offerer, RFC 8445 §6.1.1).
     pub controlling: bool,
     /// A STUN server for server-reflexive candidates.
@@ -68,9 +68,9 @@ pub struct AgentConfig {
     /// Retransmission of connectivity checks (RFC 8445 §14.3: RTO ≥ 500 ms
     /// here; 7 transmissions, the last waited for 4 RTO: a check fails after
     /// 33.5 s).
-    pub checks: ClientConfig,
+    pub checks: stun::client::Config,
     /// Retransmission of Binding requests to the STUN server while gathering.
-    pub gathering: ClientConfig,
+    pub gathering: stun::client::Config,
     /// How long the controlling agent waits, after its first valid pair, for
     /// checks on pairs of higher priority before nominating.
     pub nomination_delay: Duration,
@@ -102,19 +102,19 @@ pub struct AgentConfig {
     pub relay_only: bool,
 }
 
-impl Default for AgentConfig {
+impl Default for Config {
     fn default() -> Self {
-        AgentConfig {
+        Config {
             controlling: true,
             stun_server: None,
             ta: Duration::from_millis(50),
-            checks: ClientConfig {
+            checks: stun::client::Config {
                 rto: Duration::from_millis(500),
                 rc: 7,
                 rm: 4,
                 max_transactions: 256,
             },
-            gathering: ClientConfig {
+            gathering: stun::client::Config {
                 rto: Duration::from_millis(500),
                 rc: 4,
                 rm: 4,
@@ -160,7 +160,7 @@ pub enum FailureReason {
     },
     /// There was never a pair to check (no usable remote candidate).
     NoPairs,
-    /// No pair was selected within [`AgentConfig::checking_timeout`].
+    /// No pair was selected within [`Config::checking_timeout`].
     Timeout,
     /// RFC 7675: the peer stopped answering consent checks.
     ConsentLost,
@@ -184,7 +184,7 @@ impl fmt::Display for FailureReason {
 
 /// What the agent reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IceEvent {
+pub enum Event {
     /// A local candidate to signal to the peer (trickle).
     LocalCandidate(Candidate),
     /// No more local candidates are being gathered for now.
@@ -204,7 +204,7 @@ pub enum IceEvent {
     /// handshake here rather than waiting for the nomination, which costs
     /// the controlling side one more round trip and, when that check is
     /// lost, a retransmission timeout; libwebrtc does the same. Reported
-    /// once; [`IceEvent::SelectedPair`] follows, maybe naming another pair.
+    /// once; [`Event::SelectedPair`] follows, maybe naming another pair.
     ValidPair {
         /// The local candidate (host, srflx, prflx or relay).
         local: Candidate,
@@ -233,26 +233,26 @@ pub enum IceEvent {
 /// API misuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum IceError {
+pub enum Error {
     /// No pair is selected yet.
     NotConnected,
-    /// A cap of [`AgentConfig`] was reached.
+    /// A cap of [`Config`] was reached.
     TooManyCandidates,
     /// The candidate cannot be used (not UDP, not an IP, wrong component).
     Unusable(&'static str),
 }
 
-impl fmt::Display for IceError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            IceError::NotConnected => f.write_str("no selected candidate pair yet"),
-            IceError::TooManyCandidates => f.write_str("candidate limit reached"),
-            IceError::Unusable(why) => write!(f, "unusable candidate: {why}"),
+            Error::NotConnected => f.write_str("no selected candidate pair yet"),
+            Error::TooManyCandidates => f.write_str("candidate limit reached"),
+            Error::Unusable(why) => write!(f, "unusable candidate: {why}"),
         }
     }
 }
 
-impl std::error::Error for IceError {}
+impl std::error::Error for Error {}
 
 /// RFC 8445 §6.1.2.6 pair states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +322,7 @@ const MAX_EVENTS: usize = 4096;
 /// A full ICE agent for one component (RTP/RTCP muxed, BUNDLE: component 1).
 #[derive(Debug)]
 pub struct Agent {
-    config: AgentConfig,
+    config: Config,
     rng: StdRng,
     controlling: bool,
     tie_breaker: u64,
@@ -341,7 +341,7 @@ pub struct Agent {
     gathering_pending: usize,
     gathering_reported: bool,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<IceEvent>,
+    events: VecDeque<Event>,
     state: ConnectionState,
     failure: Option<FailureReason>,
     selected: Option<usize>,
@@ -362,7 +362,7 @@ pub struct Agent {
 
 impl Agent {
     /// A new agent with random credentials and tie-breaker from `rng`.
-    pub fn new(config: AgentConfig, mut rng: StdRng) -> Agent {
+    pub fn new(config: Config, mut rng: StdRng) -> Agent {
         let local_creds = Credentials::random(&mut rng);
         let tie_breaker = rng.random();
         Agent {
@@ -451,7 +451,7 @@ impl Agent {
     }
 
     /// Tells the agent that the caller is gathering a candidate it will add
-    /// later (a TURN allocation in flight): [`IceEvent::GatheringComplete`]
+    /// later (a TURN allocation in flight): [`Event::GatheringComplete`]
     /// waits, and the agent does not fail for lack of pairs, until the
     /// matching [`Agent::end_external_gathering`].
     pub fn begin_external_gathering(&mut self) {
@@ -523,8 +523,8 @@ impl Agent {
         }
     }
 
-    fn push_event(&mut self, e: IceEvent) {
-        if self.events.len() < MAX_EVENTS || !matches!(e, IceEvent::Data { .. }) {
+    fn push_event(&mut self, e: Event) {
+        if self.events.len() < MAX_EVENTS || !matches!(e, Event::Data { .. }) {
             self.events.push_back(e);
         }
     }
@@ -533,27 +533,23 @@ impl Agent {
         if self.state != s {
             tracing::debug!(?s, "ICE state");
             self.state = s;
-            self.push_event(IceEvent::StateChange(s));
+            self.push_event(Event::StateChange(s));
         }
     }
 
     /// Adds a host candidate: a local socket address (RFC 8445 §5.1.1.1).
     /// Starts server-reflexive gathering from it when a STUN server is
     /// configured. Returns the candidate (also reported as an event).
-    pub fn add_local_host(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-    ) -> Result<Candidate, IceError> {
+    pub fn add_local_host(&mut self, now: Instant, addr: SocketAddr) -> Result<Candidate, Error> {
         if self.local.len() >= 16 {
-            return Err(IceError::TooManyCandidates);
+            return Err(Error::TooManyCandidates);
         }
         if self
             .local
             .iter()
             .any(|l| l.base == addr && l.candidate.kind == CandidateKind::Host)
         {
-            return Err(IceError::Unusable("host candidate already added"));
+            return Err(Error::Unusable("host candidate already added"));
         }
         let hosts = self
             .local
@@ -602,9 +598,9 @@ impl Agent {
         relayed: SocketAddr,
         mapped: SocketAddr,
         server: SocketAddr,
-    ) -> Result<Candidate, IceError> {
+    ) -> Result<Candidate, Error> {
         if self.local.len() >= 16 {
-            return Err(IceError::TooManyCandidates);
+            return Err(Error::TooManyCandidates);
         }
         let c = Candidate::new(
             foundation(CandidateKind::Relayed, mapped.ip(), Some(server), "udp"),
@@ -628,7 +624,7 @@ impl Agent {
             base,
         });
         if signaled {
-            self.push_event(IceEvent::LocalCandidate(c));
+            self.push_event(Event::LocalCandidate(c));
         }
         if pairable {
             for r in 0..self.remote.len() {
@@ -641,23 +637,21 @@ impl Agent {
     fn maybe_gathering_complete(&mut self) {
         if self.gathering_pending == 0 && !self.gathering_reported {
             self.gathering_reported = true;
-            self.push_event(IceEvent::GatheringComplete);
+            self.push_event(Event::GatheringComplete);
         }
     }
 
     /// Adds a remote candidate (trickled at any time, RFC 8838 §11). Non-UDP
     /// candidates and mDNS names are refused.
-    pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), IceError> {
+    pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), Error> {
         if !c.is_udp() {
-            return Err(IceError::Unusable("not UDP"));
+            return Err(Error::Unusable("not UDP"));
         }
         if c.component != 1 {
-            return Err(IceError::Unusable(
-                "component other than 1 (rtcp-mux assumed)",
-            ));
+            return Err(Error::Unusable("component other than 1 (rtcp-mux assumed)"));
         }
         let Some(addr) = c.socket_addr() else {
-            return Err(IceError::Unusable(
+            return Err(Error::Unusable(
                 "address is not an IP (mDNS names are not resolved)",
             ));
         };
@@ -677,7 +671,7 @@ impl Agent {
             return Ok(());
         }
         if self.remote.len() >= self.config.max_remote_candidates {
-            return Err(IceError::TooManyCandidates);
+            return Err(Error::TooManyCandidates);
         }
         let r = self.remote.len();
         self.remote.push(c);
@@ -717,7 +711,7 @@ impl Agent {
 
     /// Whether local candidates of `kind` form pairs (RFC 8445 §6.1.2.2:
     /// host and relayed ones; server-reflexive ones are their bases'),
-    /// relayed only under [`AgentConfig::relay_only`].
+    /// relayed only under [`Config::relay_only`].
     fn pairable(&self, kind: CandidateKind) -> bool {
         match kind {
             CandidateKind::Host => !self.config.relay_only,
@@ -775,10 +769,10 @@ impl Agent {
     }
 
     /// Sends `data` over the selected pair.
-    pub fn send(&mut self, data: &[u8]) -> Result<(), IceError> {
-        let (base, remote) = self.path.ok_or(IceError::NotConnected)?;
+    pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
+        let (base, remote) = self.path.ok_or(Error::NotConnected)?;
         if self.state == ConnectionState::Failed {
-            return Err(IceError::NotConnected);
+            return Err(Error::NotConnected);
         }
         self.transmits.push_back(Transmit {
             source: Some(base),
@@ -829,7 +823,7 @@ impl Agent {
         self.next_consent = None;
         self.failure = None;
         for l in self.local.clone() {
-            self.push_event(IceEvent::LocalCandidate(l.candidate));
+            self.push_event(Event::LocalCandidate(l.candidate));
         }
         self.set_state(ConnectionState::Checking);
         self.local_creds.clone()
@@ -1199,13 +1193,13 @@ impl Agent {
         tracing::debug!(controlling, "ICE role switch");
         self.controlling = controlling;
         self.recompute_priorities();
-        self.push_event(IceEvent::RoleChanged { controlling });
+        self.push_event(Event::RoleChanged { controlling });
     }
 
     // ---- responses -------------------------------------------------
 
     fn drain_clients(&mut self, now: Instant) {
-        while let Some(ClientEvent::Completed { id, result }) = self.gather.poll_event() {
+        while let Some(stun::client::Event::Completed { id, result }) = self.gather.poll_event() {
             let Some(pos) = self.purposes.iter().position(|(t, _)| *t == id) else {
                 continue;
             };
@@ -1245,7 +1239,7 @@ impl Agent {
                 self.maybe_gathering_complete();
             }
         }
-        while let Some(ClientEvent::Completed { id, result }) = self.checks.poll_event() {
+        while let Some(stun::client::Event::Completed { id, result }) = self.checks.poll_event() {
             let Some(pos) = self.purposes.iter().position(|(t, _)| *t == id) else {
                 continue;
             };
@@ -1396,7 +1390,7 @@ impl Agent {
 
     /// Regular nomination (RFC 8445 §8.1.1): the controlling agent picks the
     /// best valid pair, once no better pair can still succeed (or after
-    /// [`AgentConfig::nomination_delay`]), and checks it again with
+    /// [`Config::nomination_delay`]), and checks it again with
     /// USE-CANDIDATE.
     fn maybe_nominate(&mut self, now: Instant) {
         if !self.controlling || self.selected.is_some() || self.nominating.is_some() {
@@ -1430,7 +1424,7 @@ impl Agent {
     }
 
     /// Before any pair is selected, sends data over the best valid pair
-    /// (RFC 8445 §12.1, see [`IceEvent::ValidPair`]); the W3C state is then
+    /// (RFC 8445 §12.1, see [`Event::ValidPair`]); the W3C state is then
     /// `connected` ("found a usable connection … still checking"). Only
     /// for the first path: after an ICE restart data stays on the old
     /// selected pair until a new one is selected.
@@ -1447,7 +1441,7 @@ impl Agent {
         };
         let local = p.valid_local.unwrap_or(p.local);
         self.path = Some((self.local[p.local].base, remote));
-        let e = IceEvent::ValidPair {
+        let e = Event::ValidPair {
             local: self.local[local].candidate.clone(),
             remote: self.remote[p.remote].clone(),
             rtt,
@@ -1517,7 +1511,7 @@ impl Agent {
         self.last_consent = Some(now);
         self.schedule_consent(now);
         if let Some((l, r)) = self.selected_pair() {
-            let e = IceEvent::SelectedPair {
+            let e = Event::SelectedPair {
                 local: l.clone(),
                 remote: r.clone(),
             };
@@ -1541,7 +1535,7 @@ impl Agent {
         self.failure = Some(reason.clone());
         self.next_check = None;
         self.next_consent = None;
-        self.push_event(IceEvent::Failed(reason));
+        self.push_event(Event::Failed(reason));
         self.set_state(ConnectionState::Failed);
     }
 
@@ -1609,7 +1603,7 @@ impl Agent {
 }
 
 impl Machine for Agent {
-    type Event = IceEvent;
+    type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
         if is_stun(d.contents) {
@@ -1637,7 +1631,7 @@ impl Machine for Agent {
                 .iter()
                 .any(|r| r.socket_addr() == Some(d.source))
         {
-            self.push_event(IceEvent::Data {
+            self.push_event(Event::Data {
                 source: d.source,
                 data: d.contents.to_vec(),
             });
@@ -1663,7 +1657,7 @@ impl Machine for Agent {
             .or_else(|| self.gather.poll_transmit())
     }
 
-    fn poll_event(&mut self) -> Option<IceEvent> {
+    fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
@@ -1730,9 +1724,9 @@ mod tests {
         let now = Instant::now();
         let mk = |c, seed| {
             Agent::new(
-                AgentConfig {
+                Config {
                     controlling: c,
-                    ..AgentConfig::default()
+                    ..Config::default()
                 },
                 StdRng::seed_from_u64(seed),
             )
@@ -1806,14 +1800,14 @@ mod tests {
                         };
                         while let Some(e) = src.poll_event() {
                             match e {
-                                IceEvent::LocalCandidate(c) => {
+                                Event::LocalCandidate(c) => {
                                     let _ = dst.add_remote_candidate(self.now, c);
                                     moved = true;
                                 }
-                                IceEvent::Data { data, .. } => {
+                                Event::Data { data, .. } => {
                                     self.data[usize::from(!from_a)].push(data)
                                 }
-                                IceEvent::ValidPair { .. } => {
+                                Event::ValidPair { .. } => {
                                     self.valid_pairs[usize::from(!from_a)] += 1
                                 }
                                 _ => {}
@@ -2158,7 +2152,7 @@ mod tests {
     #[test]
     fn remote_candidates_are_capped() {
         let mut p = agents(true, false);
-        let cap = AgentConfig::default().max_remote_candidates;
+        let cap = Config::default().max_remote_candidates;
         for i in 0..cap + 10 {
             let c = Candidate::new(
                 format!("f{i}"),
@@ -2175,7 +2169,7 @@ mod tests {
         let mdns = Candidate::parse("candidate:1 1 udp 1 x.local 9 typ host").unwrap();
         assert!(matches!(
             p.a.add_remote_candidate(p.now, mdns),
-            Err(IceError::Unusable(_))
+            Err(Error::Unusable(_))
         ));
     }
 

@@ -68,7 +68,7 @@
 //!   passes it to [`Agent::add_local_host`].
 //! - Data: [`Agent::send`] sends over the selected pair; datagrams that are
 //!   not STUN (RFC 7983) from a remote candidate's address come up as
-//!   [`IceEvent::Data`].
+//!   [`Event::Data`].
 //!
 //! ## Relayed candidates: the choice made
 //!
@@ -98,15 +98,15 @@
 //! response still counts), the `Completed` checklist state, and nominating a
 //! better pair after one was selected (so a selected relayed pair stays;
 //! before settling for a relay the controlling agent waits
-//! [`AgentConfig::relay_nomination_delay`] for a direct pair).
+//! [`Config::relay_nomination_delay`] for a direct pair).
 
 pub mod agent;
 pub mod candidate;
 pub mod transport;
 
 pub use agent::{
-    Agent, AgentConfig, CandidatePair, ConnectionState, Credentials, FailureReason, IceError,
-    IceEvent, LocalCandidate, PairState,
+    Agent, CandidatePair, Config, ConnectionState, Credentials, Error, Event, FailureReason,
+    LocalCandidate, PairState,
 };
 pub use candidate::{Address, Candidate, CandidateError, CandidateKind};
 pub use transport::{IceTransport, RelayStats, RelayStatus, TransportConfig};

@@ -2,7 +2,7 @@
 //! that gives it a relayed candidate, as one sans-IO machine.
 //!
 //! ```text
-//!            API (candidates, credentials, send)          IceEvent
+//!            API (candidates, credentials, send)          Event
 //!                         │                                   ▲
 //!   ┌─────────────────────▼───────────────────────────────────┴──────┐
 //!   │ IceTransport                                                    │
@@ -23,7 +23,7 @@
 //! What it does about TURN (RFC 8656):
 //!
 //! - allocates from the first host candidate of the server's address family,
-//!   and holds back [`IceEvent::GatheringComplete`] until the allocation
+//!   and holds back [`Event::GatheringComplete`] until the allocation
 //!   succeeded (the relayed candidate is announced) or failed;
 //! - installs a permission (§9) for the IP of every remote candidate, so
 //!   that the peer's checks to our relayed address are let through, not only
@@ -45,10 +45,10 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::agent::{Agent, AgentConfig, Credentials, IceError, IceEvent};
+use super::agent::{Agent, Config, Credentials, Error, Event};
 use super::candidate::Candidate;
 use crate::machine::{Machine, Receive, Transmit};
-use crate::turn::{self, ClientEvent, TurnError};
+use crate::turn::{self};
 
 /// Most peer IPs the transport asks permissions for (the TURN client keeps
 /// at most 256).
@@ -58,10 +58,10 @@ const MAX_PERMITTED: usize = 128;
 #[derive(Debug, Clone, Default)]
 pub struct TransportConfig {
     /// The ICE agent's configuration (role, STUN server, timers, caps).
-    pub agent: AgentConfig,
+    pub agent: Config,
     /// A TURN server and credentials, for a relayed candidate. Its `local`
     /// is filled in with the host candidate the allocation is made from.
-    pub turn: Option<turn::ClientConfig>,
+    pub turn: Option<turn::client::Config>,
 }
 
 /// Where the relayed candidate stands.
@@ -82,7 +82,7 @@ pub enum RelayStatus {
     /// The allocation failed, expired, or was released.
     Closed {
         /// Why, if it failed.
-        error: Option<TurnError>,
+        error: Option<turn::Error>,
     },
 }
 
@@ -108,11 +108,11 @@ pub struct RelayStats {
 #[derive(Debug)]
 pub struct IceTransport {
     agent: Agent,
-    turn_config: Option<turn::ClientConfig>,
+    turn_config: Option<turn::client::Config>,
     turn: Option<turn::Client>,
     turn_rng: Option<StdRng>,
     relayed: Option<SocketAddr>,
-    relay_error: Option<TurnError>,
+    relay_error: Option<turn::Error>,
     /// Peer IPs we asked a permission for (and that were not refused).
     permitted: HashSet<IpAddr>,
     /// Peer IPs the server refused a permission for (403: its own
@@ -197,11 +197,7 @@ impl IceTransport {
     /// Adds a host candidate ([`Agent::add_local_host`]). The first one of
     /// the TURN server's address family also starts the allocation (RFC 8656
     /// §7.1), from that socket.
-    pub fn add_local_host(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-    ) -> Result<Candidate, IceError> {
+    pub fn add_local_host(&mut self, now: Instant, addr: SocketAddr) -> Result<Candidate, Error> {
         self.now = Some(now);
         let start_turn = self.turn.is_none()
             && self
@@ -246,7 +242,7 @@ impl IceTransport {
 
     /// Adds a remote candidate ([`Agent::add_remote_candidate`]) and, once
     /// allocated, a TURN permission for its IP.
-    pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), IceError> {
+    pub fn add_remote_candidate(&mut self, now: Instant, c: Candidate) -> Result<(), Error> {
         self.now = Some(now);
         let r = self.agent.add_remote_candidate(now, c);
         self.sync(now);
@@ -262,7 +258,7 @@ impl IceTransport {
 
     /// Sends `data` over the selected pair ([`Agent::send`]), through the
     /// relay when the pair's local candidate is the relayed one.
-    pub fn send(&mut self, data: &[u8]) -> Result<(), IceError> {
+    pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
         self.agent.send(data)
     }
 
@@ -342,7 +338,7 @@ impl IceTransport {
             };
             let Some(e) = turn.poll_event() else { return };
             match e {
-                ClientEvent::Allocated {
+                turn::client::Event::Allocated {
                     relayed, mapped, ..
                 } => {
                     let server = turn.server();
@@ -356,13 +352,13 @@ impl IceTransport {
                     }
                     self.agent.end_external_gathering(now);
                 }
-                ClientEvent::AllocationFailed(e) => {
+                turn::client::Event::AllocationFailed(e) => {
                     tracing::debug!(error = %e, "TURN allocation failed");
                     self.relay_error = Some(e);
                     self.agent.end_external_gathering(now);
                 }
                 // ANCHOR: route_in
-                ClientEvent::Data { peer, data } => {
+                turn::client::Event::Data { peer, data } => {
                     let permitted =
                         self.permitted.contains(&peer.ip()) || turn.has_permission(peer.ip());
                     match self.relayed {
@@ -384,24 +380,24 @@ impl IceTransport {
                     }
                 }
                 // ANCHOR_END: route_in
-                ClientEvent::ChannelBindFailed { peer, error } => {
+                turn::client::Event::ChannelBindFailed { peer, error } => {
                     tracing::debug!(%peer, %error, "TURN ChannelBind failed");
                     if self.channel_for == Some(peer) {
                         self.channel_for = None;
                     }
                 }
-                ClientEvent::PermissionFailed { peer, error } => {
+                turn::client::Event::PermissionFailed { peer, error } => {
                     tracing::debug!(%peer, %error, "TURN permission failed");
                     self.permitted.remove(&peer);
                     // 403: the server will not relay to that IP (its own
                     // addresses, say); not asked again. Other failures
                     // (a timeout) are asked again on the next sync.
-                    let forbidden = matches!(error, TurnError::ErrorResponse { code: 403, .. });
+                    let forbidden = matches!(error, turn::Error::ErrorResponse { code: 403, .. });
                     if forbidden && self.refused.len() < MAX_PERMITTED {
                         self.refused.insert(peer);
                     }
                 }
-                ClientEvent::Closed => {
+                turn::client::Event::Closed => {
                     // `relayed` stays: what the agent still sends from the
                     // relayed candidate is dropped, not sent from a socket.
                     tracing::debug!("TURN allocation closed");
@@ -436,7 +432,7 @@ impl IceTransport {
 }
 
 impl Machine for IceTransport {
-    type Event = IceEvent;
+    type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
         self.now = Some(now);
@@ -476,7 +472,7 @@ impl Machine for IceTransport {
     }
     // ANCHOR_END: route_out
 
-    fn poll_event(&mut self) -> Option<IceEvent> {
+    fn poll_event(&mut self) -> Option<Event> {
         self.agent.poll_event()
     }
 
@@ -501,8 +497,8 @@ mod tests {
 
     fn transport(now: Instant) -> IceTransport {
         let config = TransportConfig {
-            agent: AgentConfig::default(),
-            turn: Some(turn::ClientConfig::new(
+            agent: Config::default(),
+            turn: Some(turn::client::Config::new(
                 addr("198.51.100.2:3478"),
                 "alice",
                 "secret",
@@ -529,7 +525,7 @@ mod tests {
         for _ in 0..100 {
             while t.poll_transmit().is_some() {}
             while let Some(e) = t.poll_event() {
-                if e == IceEvent::GatheringComplete {
+                if e == Event::GatheringComplete {
                     complete_at = Some(now);
                 }
             }

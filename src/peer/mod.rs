@@ -35,7 +35,7 @@
 //! a second, asking for a keyframe instead. [`MediaStats`] counts it all.
 //!
 //! RTCP reports (RFC 3550 §6): while connected, a compound packet goes out
-//! every [`PeerConfig::rtcp_interval`] (1 s, randomised ×[0.5, 1.5] per
+//! every [`Config::rtcp_interval`] (1 s, randomised ×[0.5, 1.5] per
 //! §6.3.1): an SR for each track that sent since the last one (report
 //! blocks for what we receive in the first), else an RR, then SDES with
 //! our CNAME. All SSRCs share the one RTCP stream of the bundled 5-tuple
@@ -51,7 +51,7 @@
 //! depacketize whatever negotiated payload type arrives.
 //! [`PeerConnection::remove_track`] takes effect with the next offer/answer
 //! (and an RTCP BYE ends the peer's receiver at once,
-//! [`PeerEvent::TrackEnded`]); [`PeerConnection::remove_data_channels`]
+//! [`Event::TrackEnded`]); [`PeerConnection::remove_data_channels`]
 //! closes every channel at once, gracefully, and rejects the m-line in the
 //! next offer. Consent loss (RFC 7675) fails the connection and frees it: no
 //! timer is left.
@@ -59,7 +59,7 @@
 //! [`SdpType::Rollback`] cancels a pending offer (JSEP §4.1.10.2); an offer
 //! that arrives while ours is pending rolls ours back (glare: the W3C
 //! implicit rollback the polite peer relies on). Local ICE credentials can
-//! be chosen ([`PeerConfig::ice_credentials`]).
+//! be chosen ([`Config::ice_credentials`]).
 //!
 //! Not yet in `PeerConnection`: simulcast, congestion control (REMB and
 //! transport-cc are negotiated, not acted on), ICE restart through the JSEP
@@ -141,12 +141,12 @@
 //! same parts chapter 4's `rtp::session` machines are made of. A track
 //! sends frames ([`PeerConnection::send_frame`]) or, in RTP mode, packets
 //! ([`PeerConnection::send_rtp`]); a receiver gives frames
-//! ([`PeerEvent::Frame`]) or, in RTP mode
-//! ([`PeerConnection::set_rtp_mode`]), packets ([`PeerEvent::Rtp`]), whose
+//! ([`Event::Frame`]) or, in RTP mode
+//! ([`PeerConnection::set_rtp_mode`]), packets ([`Event::Rtp`]), whose
 //! header extensions carry the ids of [`RTP_MODE_EXTENSIONS`] so that a
 //! packet received on one connection can be sent on another unchanged.
 //! An RTCP BYE from the peer ends its track; a REMB becomes
-//! [`PeerEvent::Remb`].
+//! [`Event::Remb`].
 //!
 //! ## Left out (for now)
 //!
@@ -155,11 +155,11 @@
 //!
 //! ## ICE servers
 //!
-//! [`PeerConfig::ice_servers`] takes STUN and TURN URLs as the W3C
+//! [`Config::ice_servers`] takes STUN and TURN URLs as the W3C
 //! `iceServers` does; a TURN server gives a relayed candidate through the
 //! ICE transport's TURN client, and datagrams of a relayed pair go out as
 //! Send indications or ChannelData. With
-//! [`PeerConfig::ice_transport_policy`] `Relay`, only the relayed candidate
+//! [`Config::ice_transport_policy`] `Relay`, only the relayed candidate
 //! is signaled and used.
 
 mod connection;
@@ -167,12 +167,12 @@ mod demux;
 pub mod ice_servers;
 pub mod set;
 mod stats;
-mod transport;
+pub mod transport;
 
 pub use connection::{
-    Config as PeerConfig, Error as PeerError, Event as PeerEvent, HANDSHAKE_RTO, MediaStats,
-    PeerConnection, PeerConnectionState, RTP_MODE_DEPENDENCY_DESCRIPTOR, RTP_MODE_EXTENSIONS,
-    SdpType, SignalingState, TrackCodec, TrackId,
+    Config, Error, Event, HANDSHAKE_RTO, MediaStats, PeerConnection, PeerConnectionState,
+    RTP_MODE_DEPENDENCY_DESCRIPTOR, RTP_MODE_EXTENSIONS, SdpType, SignalingState, TrackCodec,
+    TrackId,
 };
 pub use ice_servers::{IceServer, IceTransportPolicy};
 pub use set::{PeerKey, PeerSet};
@@ -180,6 +180,6 @@ pub use stats::{DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport
 
 pub use demux::{PacketKind, classify};
 pub use transport::{
-    Config, Connected, DtlsRole, Error, Event, ICE_CHECK_RTO, IceRole, Plaintext, State, Stats,
-    Transport, verify_fingerprint,
+    Connected, DtlsRole, ICE_CHECK_RTO, IceRole, Plaintext, State, Stats, Transport,
+    verify_fingerprint,
 };

@@ -74,7 +74,7 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
-use super::connection::{Event as PeerEvent, PeerConnection};
+use super::connection::{Event, PeerConnection};
 use super::demux::{PacketKind, classify};
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
 
@@ -580,7 +580,7 @@ impl<P: Hosted> Machine for PeerSet<P> {
 }
 
 /// An event of a [`PeerSet`] of [`PeerConnection`]s.
-pub type SetEvent = (PeerKey, PeerEvent);
+pub type SetEvent = (PeerKey, Event);
 
 /// Whether `d` is a STUN request (RFC 8489 §5: class bits C1 C0 = 00).
 fn is_stun_request(d: &[u8]) -> bool {

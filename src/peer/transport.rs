@@ -16,9 +16,7 @@ use crate::dtls::endpoint::{self, Event as DtlsEvent};
 use crate::dtls::endpoint_auto::AutoEndpoint as Endpoint;
 use crate::dtls::handshake::{Alert, SrtpProfile};
 use crate::ice::transport::{IceTransport, TransportConfig as IceTransportConfig};
-use crate::ice::{
-    Agent, AgentConfig, Candidate, ConnectionState, Credentials, FailureReason, IceError, IceEvent,
-};
+use crate::ice::{self, Agent, Candidate, ConnectionState, Credentials, FailureReason};
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
 use crate::srtp::{self, MasterKey, ProtectionProfile, SrtpContext};
 use crate::stun::{Class, Message};
@@ -155,7 +153,7 @@ pub struct Config {
     pub stun_server: Option<SocketAddr>,
     /// ICE tunables (its `controlling` and `stun_server` are taken from the
     /// fields above).
-    pub ice: AgentConfig,
+    pub ice: ice::Config,
     /// SRTP tunables (replay window, SSRC bound).
     pub srtp: srtp::Config,
     /// Largest DTLS datagram we send.
@@ -170,7 +168,7 @@ pub struct Config {
     pub local_credentials: Option<Credentials>,
     /// A TURN server and credentials, for a relayed candidate (RFC 8656,
     /// through [`IceTransport`]); `ice.relay_only` keeps to it.
-    pub turn: Option<turn::ClientConfig>,
+    pub turn: Option<turn::client::Config>,
 }
 
 /// Initial retransmission timeout of ICE connectivity checks here.
@@ -188,7 +186,7 @@ impl Config {
     /// Defaults around a role and a certificate: every SRTP profile, MTU
     /// 1200, RFC timers for ICE except [`ICE_CHECK_RTO`].
     pub fn new(ice_role: IceRole, certificate: Certificate) -> Self {
-        let mut ice = AgentConfig::default();
+        let mut ice = ice::Config::default();
         ice.checks.rto = ICE_CHECK_RTO;
         Config {
             ice_role,
@@ -276,7 +274,7 @@ pub enum Error {
     /// ICE failed: no pair worked, or consent was lost (RFC 7675).
     Ice(FailureReason),
     /// A candidate was refused (unusable, or a cap reached).
-    Candidate(IceError),
+    Candidate(ice::Error),
     /// The DTLS handshake failed.
     Dtls(DtlsError),
     /// The peer sent a fatal DTLS alert.
@@ -585,7 +583,7 @@ impl Transport {
     /// `rng` seeds the ICE agent (credentials, tie-breaker, transaction ids)
     /// and the DTLS endpoint.
     pub fn new(config: Config, now: Instant, mut rng: StdRng) -> Result<Transport, Error> {
-        let ice_config = AgentConfig {
+        let ice_config = ice::Config {
             controlling: config.ice_role == IceRole::Controlling,
             stun_server: config.stun_server,
             ..config.ice
@@ -1066,28 +1064,30 @@ impl Transport {
     fn drain_ice(&mut self, now: Instant) {
         while let Some(e) = self.live.as_mut().and_then(|l| l.ice.poll_event()) {
             match e {
-                IceEvent::LocalCandidate(c) => self.push_event(Event::LocalCandidate(c)),
-                IceEvent::GatheringComplete => self.push_event(Event::GatheringComplete),
-                IceEvent::StateChange(s) => {
+                ice::Event::LocalCandidate(c) => self.push_event(Event::LocalCandidate(c)),
+                ice::Event::GatheringComplete => self.push_event(Event::GatheringComplete),
+                ice::Event::StateChange(s) => {
                     if s == ConnectionState::Checking && self.state == State::New {
                         self.state = State::Checking;
                     }
                     self.push_event(Event::IceStateChanged(s));
                 }
-                IceEvent::ValidPair { local, remote, rtt } => {
+                ice::Event::ValidPair { local, remote, rtt } => {
                     if let Some(live) = self.live.as_mut() {
                         live.valid_rtt = Some(rtt);
                     }
                     self.use_pair(now, local, remote, false)
                 }
-                IceEvent::SelectedPair { local, remote } => self.use_pair(now, local, remote, true),
-                IceEvent::Failed(reason) => self.fail(Error::Ice(reason)),
-                IceEvent::RoleChanged { controlling } => {
+                ice::Event::SelectedPair { local, remote } => {
+                    self.use_pair(now, local, remote, true)
+                }
+                ice::Event::Failed(reason) => self.fail(Error::Ice(reason)),
+                ice::Event::RoleChanged { controlling } => {
                     tracing::debug!(controlling, "ICE role switched after a conflict");
                 }
                 // A datagram relayed by the TURN server from the peer
                 // (only STUN reaches the agent from sockets).
-                IceEvent::Data { source, data } => {
+                ice::Event::Data { source, data } => {
                     let relayed = self.live.as_ref().and_then(|l| l.ice.relayed_address());
                     if let Some(relayed) = relayed {
                         self.demux(
@@ -1482,7 +1482,7 @@ impl Machine for Transport {
     /// the TURN server sends (its answers, and the peer's datagrams it
     /// relays in Data indications or ChannelData, RFC 8656 §11, §12) goes
     /// to the ICE transport, which hands the relayed datagrams back as
-    /// [`IceEvent::Data`] (then demultiplexed as if they had arrived on the
+    /// [`ice::Event::Data`] (then demultiplexed as if they had arrived on the
     /// relayed address).
     fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
         let Some(live) = self.live.as_mut() else {

@@ -23,7 +23,7 @@
 //! the same back: a temporal delimiter first, then each OBU with its size
 //! field restored.
 
-use super::RtpError;
+use super::Error;
 use super::payload::{Depacketizer, Packetizer};
 
 /// OBU type: sequence header (AV1 §6.2.2 table).
@@ -56,7 +56,7 @@ const FORBIDDEN: u8 = 0x80;
 
 /// Reads an unsigned LEB128 value (AV1 §4.10.5: at most 8 bytes, value below
 /// 2^32); returns it and the bytes it took.
-pub fn read_leb128(buf: &[u8]) -> Result<(u32, usize), RtpError> {
+pub fn read_leb128(buf: &[u8]) -> Result<(u32, usize), Error> {
     let mut value: u64 = 0;
     for i in 0..8 {
         let Some(&b) = buf.get(i) else {
@@ -66,10 +66,10 @@ pub fn read_leb128(buf: &[u8]) -> Result<(u32, usize), RtpError> {
         if b & 0x80 == 0 {
             return u32::try_from(value)
                 .map(|v| (v, i + 1))
-                .map_err(|_| RtpError::BadPayload("AV1 LEB128 value of 2^32 or more"));
+                .map_err(|_| Error::BadPayload("AV1 LEB128 value of 2^32 or more"));
         }
     }
-    Err(RtpError::BadPayload("AV1 LEB128 value longer than 8 bytes"))
+    Err(Error::BadPayload("AV1 LEB128 value longer than 8 bytes"))
 }
 
 /// Appends `v` as unsigned LEB128, in the fewest bytes.
@@ -110,9 +110,9 @@ impl Obu<'_> {
     }
 
     /// Appends the OBU with its size field (the low-overhead format).
-    pub fn write_sized(&self, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn write_sized(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let size = u32::try_from(self.payload.len())
-            .map_err(|_| RtpError::Invalid("AV1 OBU of 4 GiB or more"))?;
+            .map_err(|_| Error::Invalid("AV1 OBU of 4 GiB or more"))?;
         out.push(self.header | HAS_SIZE);
         out.extend(self.extension);
         write_leb128(size, out);
@@ -134,11 +134,11 @@ impl<'a> ObuReader<'a> {
         ObuReader { rest: data }
     }
 
-    fn next_obu(&mut self) -> Result<Obu<'a>, RtpError> {
+    fn next_obu(&mut self) -> Result<Obu<'a>, Error> {
         let data = self.rest;
         let header = data[0];
         if header & FORBIDDEN != 0 {
-            return Err(RtpError::BadPayload("AV1 OBU forbidden bit set"));
+            return Err(Error::BadPayload("AV1 OBU forbidden bit set"));
         }
         let mut pos = 1;
         let extension = if header & HAS_EXTENSION != 0 {
@@ -179,7 +179,7 @@ impl<'a> ObuReader<'a> {
 }
 
 impl<'a> Iterator for ObuReader<'a> {
-    type Item = Result<Obu<'a>, RtpError>;
+    type Item = Result<Obu<'a>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
@@ -262,14 +262,9 @@ impl Packetizer for Av1Packetizer {
     /// with others while they fit and fragmented across packets (Z/Y)
     /// when not. N is set on the first packet when the unit holds a
     /// sequence header (a new coded video sequence, §4.4).
-    fn packetize(
-        &mut self,
-        frame: &[u8],
-        mtu: usize,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), RtpError> {
+    fn packetize(&mut self, frame: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) -> Result<(), Error> {
         if mtu < 3 {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "MTU too small for the AV1 aggregation header, a length and one byte",
             ));
         }
@@ -277,7 +272,7 @@ impl Packetizer for Av1Packetizer {
         self.ends.clear();
         let mut new_sequence = false;
         for obu in ObuReader::new(frame) {
-            let obu = obu.map_err(|_| RtpError::Invalid("malformed AV1 temporal unit"))?;
+            let obu = obu.map_err(|_| Error::Invalid("malformed AV1 temporal unit"))?;
             match obu.obu_type() {
                 OBU_TEMPORAL_DELIMITER | OBU_TILE_LIST => continue,
                 OBU_SEQUENCE_HEADER => new_sequence = true,
@@ -289,9 +284,7 @@ impl Packetizer for Av1Packetizer {
             self.ends.push(self.elements.len());
         }
         if self.ends.is_empty() {
-            return Err(RtpError::Invalid(
-                "AV1 temporal unit without an OBU to send",
-            ));
+            return Err(Error::Invalid("AV1 temporal unit without an OBU to send"));
         }
         let budget = mtu - 1;
         let first = out.len();
@@ -354,12 +347,12 @@ impl Av1Depacketizer {
 }
 
 /// Appends one whole OBU element to `frame` with its size field.
-fn write_element(obu: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
+fn write_element(obu: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
     let Some(&header) = obu.first() else {
-        return Err(RtpError::BadPayload("empty AV1 OBU element"));
+        return Err(Error::BadPayload("empty AV1 OBU element"));
     };
     if header & FORBIDDEN != 0 {
-        return Err(RtpError::BadPayload("AV1 OBU forbidden bit set"));
+        return Err(Error::BadPayload("AV1 OBU forbidden bit set"));
     }
     let hdr_len = if header & HAS_EXTENSION != 0 { 2 } else { 1 };
     if obu.len() < hdr_len {
@@ -374,7 +367,7 @@ fn write_element(obu: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
         // must agree with the element.
         let (size, n) = read_leb128(&obu[hdr_len..])?;
         if hdr_len + n + size as usize != obu.len() {
-            return Err(RtpError::BadPayload(
+            return Err(Error::BadPayload(
                 "AV1 OBU size field disagrees with its element length",
             ));
         }
@@ -394,7 +387,7 @@ impl Depacketizer for Av1Depacketizer {
     /// Appends the OBUs of `payload` to `frame`, each with its size field;
     /// a temporal delimiter first when `frame` is empty. An OBU fragmented
     /// across packets (Y, then Z) is held until its last fragment.
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
+    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
         let Some((&agg, mut rest)) = payload.split_first() else {
             return Err(super::truncated("AV1 aggregation header", 1, 0));
         };
@@ -404,14 +397,14 @@ impl Depacketizer for Av1Depacketizer {
         if z != self.continues {
             self.pending.clear();
             self.continues = false;
-            return Err(RtpError::BadPayload(if z {
+            return Err(Error::BadPayload(if z {
                 "AV1 packet continues an OBU that never started"
             } else {
                 "AV1 OBU fragment not continued by the next packet"
             }));
         }
         if rest.is_empty() {
-            return Err(RtpError::BadPayload("AV1 payload without an OBU element"));
+            return Err(Error::BadPayload("AV1 payload without an OBU element"));
         }
         if frame.is_empty() {
             frame.extend_from_slice(&TEMPORAL_DELIMITER);
@@ -436,9 +429,7 @@ impl Depacketizer for Av1Depacketizer {
                 e
             };
             if w != 0 && i < w && rest.is_empty() {
-                return Err(RtpError::BadPayload(
-                    "AV1 payload with fewer elements than W",
-                ));
+                return Err(Error::BadPayload("AV1 payload with fewer elements than W"));
             }
             let last = rest.is_empty();
             let continued = i == 1 && z;

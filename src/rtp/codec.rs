@@ -11,7 +11,7 @@
 
 use rand::Rng;
 
-use super::RtpError;
+use super::Error;
 use super::av1::{Av1Depacketizer, Av1Packetizer};
 use super::h264::{H264Depacketizer, H264Packetizer};
 use super::opus::{OpusDepacketizer, OpusPacketizer};
@@ -65,12 +65,7 @@ pub enum AnyPacketizer {
 }
 
 impl Packetizer for AnyPacketizer {
-    fn packetize(
-        &mut self,
-        frame: &[u8],
-        mtu: usize,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), RtpError> {
+    fn packetize(&mut self, frame: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) -> Result<(), Error> {
         match self {
             AnyPacketizer::Vp8(p) => p.packetize(frame, mtu, out),
             AnyPacketizer::H264(p) => p.packetize(frame, mtu, out),
@@ -85,7 +80,7 @@ impl Packetizer for AnyPacketizer {
         frame: &[u8],
         mtu: usize,
         out: &mut Payloads,
-    ) -> Result<(), RtpError> {
+    ) -> Result<(), Error> {
         match self {
             AnyPacketizer::Vp8(p) => p.packetize_into(frame, mtu, out),
             AnyPacketizer::H264(p) => p.packetize_into(frame, mtu, out),
@@ -135,7 +130,7 @@ impl AnyDepacketizer {
 }
 
 impl Depacketizer for AnyDepacketizer {
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
+    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
         self.inner_mut().depacketize(payload, frame)
     }
     fn reset(&mut self) {

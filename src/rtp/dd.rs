@@ -24,7 +24,7 @@
 //! keeps it). The bit reader never reads past its input and every count is
 //! bounded by the bits there (templates by 64).
 
-use super::RtpError;
+use super::Error;
 
 /// The extension's URI (AV1 RTP §A.9).
 pub const URI: &str =
@@ -35,8 +35,8 @@ pub const MAX_TEMPLATES: usize = 64;
 /// The most decode targets (`dt_cnt_minus_one` is 5 bits).
 pub const MAX_DECODE_TARGETS: usize = 32;
 
-fn bad(what: &'static str) -> RtpError {
-    RtpError::BadExtension(what)
+fn bad(what: &'static str) -> Error {
+    Error::BadExtension(what)
 }
 
 /// A decode target indication (AV1 RTP §A.8.3, table A.1): how a frame
@@ -132,9 +132,9 @@ impl Structure {
         self.templates.get(index)
     }
 
-    fn check(&self) -> Result<(), RtpError> {
+    fn check(&self) -> Result<(), Error> {
         let dts = usize::from(self.decode_targets);
-        let bad = RtpError::Invalid;
+        let bad = Error::Invalid;
         if self.template_id_offset >= 64 {
             return Err(bad("DD template_id_offset is 6 bits"));
         }
@@ -188,7 +188,7 @@ impl Structure {
         Ok(())
     }
 
-    fn read(r: &mut BitReader<'_>) -> Result<Structure, RtpError> {
+    fn read(r: &mut BitReader<'_>) -> Result<Structure, Error> {
         let template_id_offset = r.bits(6)? as u8;
         let dts = r.bits(5)? as usize + 1;
         // template_layers()
@@ -371,7 +371,7 @@ impl DependencyDescriptor {
     /// with `latest` the last structure seen on the stream (needed to size
     /// the custom fields and the active-targets mask when the descriptor
     /// carries no structure of its own).
-    pub fn parse(data: &[u8], latest: Option<&Structure>) -> Result<Self, RtpError> {
+    pub fn parse(data: &[u8], latest: Option<&Structure>) -> Result<Self, Error> {
         if data.len() < 3 {
             return Err(super::truncated("dependency descriptor", 3, data.len()));
         }
@@ -442,9 +442,9 @@ impl DependencyDescriptor {
     /// Appends the descriptor's bytes: three when it has only the mandatory
     /// fields, else the extended fields too, zero-padded to a byte.
     /// `latest` sizes the custom fields when it carries no structure.
-    pub fn emit(&self, latest: Option<&Structure>, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn emit(&self, latest: Option<&Structure>, out: &mut Vec<u8>) -> Result<(), Error> {
         if self.template_id >= 64 {
-            return Err(RtpError::Invalid("DD template id is 6 bits"));
+            return Err(Error::Invalid("DD template id is 6 bits"));
         }
         let mut w = BitWriter::default();
         w.put(1, self.start_of_frame.into());
@@ -461,9 +461,7 @@ impl DependencyDescriptor {
                 || self.custom_dtis.is_some()
                 || self.custom_chains.is_some();
             if needs && s.is_none() {
-                return Err(RtpError::Invalid(
-                    "DD custom fields need a template structure",
-                ));
+                return Err(Error::Invalid("DD custom fields need a template structure"));
             }
             w.put(1, self.structure.is_some().into());
             w.put(1, self.active_decode_targets.is_some().into());
@@ -475,7 +473,7 @@ impl DependencyDescriptor {
             }
             if let Some(mask) = self.active_decode_targets {
                 if dts < 32 && mask >> dts != 0 {
-                    return Err(RtpError::Invalid(
+                    return Err(Error::Invalid(
                         "DD active decode targets beyond the decode target count",
                     ));
                 }
@@ -483,7 +481,7 @@ impl DependencyDescriptor {
             }
             if let Some(v) = &self.custom_dtis {
                 if v.len() != usize::from(dts) {
-                    return Err(RtpError::Invalid("DD custom DTIs: one per decode target"));
+                    return Err(Error::Invalid("DD custom DTIs: one per decode target"));
                 }
                 for d in v {
                     w.put(2, *d as u32);
@@ -496,7 +494,7 @@ impl DependencyDescriptor {
                         0..=0xf => 1,
                         0x10..=0xff => 2,
                         0x100..=0xfff => 3,
-                        _ => return Err(RtpError::Invalid("DD frame diff must be 1..=4096")),
+                        _ => return Err(Error::Invalid("DD frame diff must be 1..=4096")),
                     };
                     w.put(2, size);
                     w.put(4 * size, m);
@@ -505,7 +503,7 @@ impl DependencyDescriptor {
             }
             if let Some(v) = &self.custom_chains {
                 if v.len() != usize::from(chains) {
-                    return Err(RtpError::Invalid("DD custom chain diffs: one per chain"));
+                    return Err(Error::Invalid("DD custom chain diffs: one per chain"));
                 }
                 for &c in v {
                     w.put(8, c.into());
@@ -519,7 +517,7 @@ impl DependencyDescriptor {
     /// The frame this descriptor describes: its template (named by id in
     /// the descriptor's structure, else `latest`) with the custom fields
     /// applied (§A.8.2 `frame_dependency_definition`).
-    pub fn frame(&self, latest: Option<&Structure>) -> Result<FrameDependency, RtpError> {
+    pub fn frame(&self, latest: Option<&Structure>) -> Result<FrameDependency, Error> {
         let s = self
             .structure_with(latest)
             .ok_or(bad("DD frame without a template structure"))?;
@@ -579,10 +577,7 @@ impl DdReader {
     /// Parses one descriptor and resolves its frame; a structure it carries
     /// replaces the kept one (and makes every decode target active), a
     /// mask it carries replaces the active decode targets.
-    pub fn read(
-        &mut self,
-        data: &[u8],
-    ) -> Result<(DependencyDescriptor, FrameDependency), RtpError> {
+    pub fn read(&mut self, data: &[u8]) -> Result<(DependencyDescriptor, FrameDependency), Error> {
         let d = DependencyDescriptor::parse(data, self.structure.as_ref())?;
         // The frame is resolved against the structure it carries, if any.
         let f = d.frame(self.structure.as_ref())?;
@@ -615,7 +610,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// `f(n)`, n at most 32.
-    fn bits(&mut self, n: u32) -> Result<u32, RtpError> {
+    fn bits(&mut self, n: u32) -> Result<u32, Error> {
         let n = n as usize;
         if n > 32 || self.pos + n > self.data.len() * 8 {
             return Err(super::truncated(
@@ -634,7 +629,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// `ns(n)`: a value in 0..n in the fewest bits.
-    fn ns(&mut self, n: u32) -> Result<u32, RtpError> {
+    fn ns(&mut self, n: u32) -> Result<u32, Error> {
         let w = u32::BITS - n.leading_zeros();
         if w == 0 {
             return Ok(0);

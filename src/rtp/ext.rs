@@ -17,7 +17,7 @@
 //! switch per packet, so a writer picks the one-byte form when every element fits
 //! it and the two-byte form otherwise.
 
-use super::RtpError;
+use super::Error;
 
 /// RFC 8285 §4.2: the profile word that announces one-byte elements.
 pub const ONE_BYTE_PROFILE: u16 = 0xBEDE;
@@ -103,7 +103,7 @@ impl<'a> ExtensionIter<'a> {
 }
 
 impl<'a> Iterator for ExtensionIter<'a> {
-    type Item = Result<ExtensionElement<'a>, RtpError>;
+    type Item = Result<ExtensionElement<'a>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -133,16 +133,14 @@ impl<'a> Iterator for ExtensionIter<'a> {
                 ExtensionForm::TwoByte { .. } => {
                     let Some(&len) = rest.get(1) else {
                         self.done = true;
-                        return Some(Err(RtpError::BadExtension(
-                            "two-byte element without length",
-                        )));
+                        return Some(Err(Error::BadExtension("two-byte element without length")));
                     };
                     (first, len as usize, 2)
                 }
             };
             let Some(data) = rest.get(hdr..hdr + len) else {
                 self.done = true;
-                return Some(Err(RtpError::BadExtension(
+                return Some(Err(Error::BadExtension(
                     "element runs past the extension block",
                 )));
             };
@@ -182,9 +180,9 @@ impl Extensions {
     }
 
     /// Collects the elements of a block (`profile`, `data`) from a packet.
-    pub fn parse(profile: u16, data: &[u8]) -> Result<Extensions, RtpError> {
+    pub fn parse(profile: u16, data: &[u8]) -> Result<Extensions, Error> {
         let form = ExtensionForm::from_profile(profile)
-            .ok_or(RtpError::BadExtension("profile is not an RFC 8285 one"))?;
+            .ok_or(Error::BadExtension("profile is not an RFC 8285 one"))?;
         let mut out = Extensions::new();
         for e in ExtensionIter::new(form, data) {
             let e = e?;
@@ -196,7 +194,7 @@ impl Extensions {
     /// The form a writer uses: one-byte when every element fits it (id 1..=14,
     /// 1..=16 bytes), else two-byte if `allow_two_byte` (the two-byte form was
     /// negotiated or `a=extmap-allow-mixed` is on, RFC 8285 §4.1.1, §6).
-    pub fn form(&self, allow_two_byte: bool) -> Result<ExtensionForm, RtpError> {
+    pub fn form(&self, allow_two_byte: bool) -> Result<ExtensionForm, Error> {
         let one_byte_ok = self
             .elements
             .iter()
@@ -205,7 +203,7 @@ impl Extensions {
             return Ok(ExtensionForm::OneByte);
         }
         if !allow_two_byte {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "extension needs the two-byte form (id > 14 or length 0 or > 16) but it is not allowed",
             ));
         }
@@ -214,7 +212,7 @@ impl Extensions {
             .iter()
             .any(|(id, d)| *id == 0 || d.len() > 255)
         {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "extension id 0 or element longer than 255 bytes",
             ));
         }
@@ -223,7 +221,7 @@ impl Extensions {
 
     /// Writes the block's profile word and padded data (without the length
     /// word): returns `(profile, data)` ready for [`super::RtpHeader`].
-    pub fn encode(&self, allow_two_byte: bool) -> Result<(u16, Vec<u8>), RtpError> {
+    pub fn encode(&self, allow_two_byte: bool) -> Result<(u16, Vec<u8>), Error> {
         let form = self.form(allow_two_byte)?;
         let mut data = Vec::new();
         for (id, d) in &self.elements {
@@ -250,18 +248,18 @@ pub fn write_extension_block(
     elements: &[(u8, &[u8])],
     allow_two_byte: bool,
     out: &mut Vec<u8>,
-) -> Result<ExtensionForm, RtpError> {
+) -> Result<ExtensionForm, Error> {
     let one_byte_ok = elements
         .iter()
         .all(|(id, d)| (1..=14).contains(id) && (1..=16).contains(&d.len()));
     let form = if one_byte_ok {
         ExtensionForm::OneByte
     } else if !allow_two_byte {
-        return Err(RtpError::Invalid(
+        return Err(Error::Invalid(
             "extension needs the two-byte form (id > 14 or length 0 or > 16) but it is not allowed",
         ));
     } else if elements.iter().any(|(id, d)| *id == 0 || d.len() > 255) {
-        return Err(RtpError::Invalid(
+        return Err(Error::Invalid(
             "extension id 0 or element longer than 255 bytes",
         ));
     } else {
@@ -283,7 +281,7 @@ pub fn write_extension_block(
     let words = (out.len() - start - 4) / 4;
     let Ok(words) = u16::try_from(words) else {
         out.truncate(start);
-        return Err(RtpError::Invalid("extension block longer than 65535 words"));
+        return Err(Error::Invalid("extension block longer than 65535 words"));
     };
     out[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
     Ok(form)
@@ -385,7 +383,7 @@ mod tests {
     fn overlong_element_is_an_error() {
         let data = [0x13, 0x00];
         let mut it = ExtensionIter::new(ExtensionForm::OneByte, &data);
-        assert!(matches!(it.next(), Some(Err(RtpError::BadExtension(_)))));
+        assert!(matches!(it.next(), Some(Err(Error::BadExtension(_)))));
         assert_eq!(it.next(), None);
     }
 

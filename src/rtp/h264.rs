@@ -18,7 +18,7 @@
 //! writes Annex-B with 4-byte start codes. STAP-B, MTAP and FU-B (interleaved
 //! mode 2) are refused.
 
-use super::RtpError;
+use super::Error;
 use super::payload::{Depacketizer, Packetizer};
 
 /// RFC 6184 §5.4 / H.264 Table 7-1 NAL unit types used here.
@@ -183,18 +183,13 @@ fn flush_stap(stap: &mut Vec<&[u8]>, out: &mut Vec<Vec<u8>>) {
 // ANCHOR_END: stap_a
 
 impl Packetizer for H264Packetizer {
-    fn packetize(
-        &mut self,
-        frame: &[u8],
-        mtu: usize,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), RtpError> {
+    fn packetize(&mut self, frame: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) -> Result<(), Error> {
         if mtu < 3 {
-            return Err(RtpError::Invalid("MTU too small for an FU-A fragment"));
+            return Err(Error::Invalid("MTU too small for an FU-A fragment"));
         }
         let nals: Vec<&[u8]> = split_annex_b(frame).collect();
         if nals.is_empty() {
-            return Err(RtpError::Invalid("empty H.264 access unit"));
+            return Err(Error::Invalid("empty H.264 access unit"));
         }
         let has = |t: u8| nals.iter().any(|n| n[0] & 0x1F == t);
         // Remember parameter sets; resend them before an IDR that lacks them.
@@ -284,9 +279,9 @@ fn nal_starts_picture(nal: &[u8]) -> bool {
 }
 
 impl Depacketizer for H264Depacketizer {
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
+    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
         let Some(&hdr) = payload.first() else {
-            return Err(RtpError::BadPayload("empty H.264 payload"));
+            return Err(Error::BadPayload("empty H.264 payload"));
         };
         match hdr & 0x1F {
             1..=23 => {
@@ -298,15 +293,15 @@ impl Depacketizer for H264Depacketizer {
                 self.in_fu = false;
                 let mut rest = &payload[1..];
                 if rest.is_empty() {
-                    return Err(RtpError::BadPayload("empty STAP-A"));
+                    return Err(Error::BadPayload("empty STAP-A"));
                 }
                 while !rest.is_empty() {
                     if rest.len() < 2 {
-                        return Err(RtpError::BadPayload("STAP-A size field truncated"));
+                        return Err(Error::BadPayload("STAP-A size field truncated"));
                     }
                     let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
                     if n == 0 || rest.len() < 2 + n {
-                        return Err(RtpError::BadPayload("STAP-A NAL size zero or past the end"));
+                        return Err(Error::BadPayload("STAP-A NAL size zero or past the end"));
                     }
                     frame.extend_from_slice(&START_CODE);
                     frame.extend_from_slice(&rest[2..2 + n]);
@@ -315,20 +310,20 @@ impl Depacketizer for H264Depacketizer {
             }
             nal_type::FU_A => {
                 let Some(&fu) = payload.get(1) else {
-                    return Err(RtpError::BadPayload("FU-A without FU header"));
+                    return Err(Error::BadPayload("FU-A without FU header"));
                 };
                 let (start, end) = (fu & 0x80 != 0, fu & 0x40 != 0);
                 if start {
                     frame.extend_from_slice(&START_CODE);
                     frame.push((hdr & 0xE0) | (fu & 0x1F));
                 } else if !self.in_fu {
-                    return Err(RtpError::BadPayload("FU-A continuation without its start"));
+                    return Err(Error::BadPayload("FU-A continuation without its start"));
                 }
                 frame.extend_from_slice(&payload[2..]);
                 self.in_fu = !end;
             }
             _ => {
-                return Err(RtpError::BadPayload(
+                return Err(Error::BadPayload(
                     "H.264 NAL type not allowed in packetization-mode 1",
                 ));
             }
@@ -438,7 +433,7 @@ impl AnnexBWriter {
     /// codes, as [`H264Depacketizer`] and [`AnnexBReader`] give it); each
     /// NAL unit is written again behind a 4-byte start code. An access unit
     /// without any NAL unit is refused.
-    pub fn write_access_unit(&mut self, au: &[u8]) -> Result<(), RtpError> {
+    pub fn write_access_unit(&mut self, au: &[u8]) -> Result<(), Error> {
         self.write_nal_units(split_annex_b(au))
     }
 
@@ -448,18 +443,18 @@ impl AnnexBWriter {
     pub fn write_nal_units<'a>(
         &mut self,
         nals: impl IntoIterator<Item = &'a [u8]>,
-    ) -> Result<(), RtpError> {
+    ) -> Result<(), Error> {
         let start = self.out.len();
         let mut n = 0;
         for nal in nals {
             match nal.first() {
                 None => {
                     self.out.truncate(start);
-                    return Err(RtpError::Invalid("empty NAL unit"));
+                    return Err(Error::Invalid("empty NAL unit"));
                 }
                 Some(h) if h & 0x80 != 0 => {
                     self.out.truncate(start);
-                    return Err(RtpError::Invalid("NAL unit with forbidden_zero_bit set"));
+                    return Err(Error::Invalid("NAL unit with forbidden_zero_bit set"));
                 }
                 Some(_) => {}
             }
@@ -468,7 +463,7 @@ impl AnnexBWriter {
             n += 1;
         }
         if n == 0 {
-            return Err(RtpError::Invalid("access unit without NAL units"));
+            return Err(Error::Invalid("access unit without NAL units"));
         }
         self.access_units += 1;
         Ok(())

@@ -11,7 +11,7 @@
 //! 24  frame count (u32), unused (u32)
 //! ```
 
-use super::{RtpError, truncated};
+use super::{Error, truncated};
 
 /// The IVF file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +50,8 @@ impl IvfHeader {
 }
 
 /// Appends one frame (12-byte frame header and data).
-pub fn write_frame(timestamp: u64, frame: &[u8], out: &mut Vec<u8>) -> Result<(), RtpError> {
-    let len = u32::try_from(frame.len()).map_err(|_| RtpError::Invalid("IVF frame over 4 GiB"))?;
+pub fn write_frame(timestamp: u64, frame: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    let len = u32::try_from(frame.len()).map_err(|_| Error::Invalid("IVF frame over 4 GiB"))?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&timestamp.to_le_bytes());
     out.extend_from_slice(frame);
@@ -66,18 +66,18 @@ pub struct IvfReader<'a> {
 
 impl<'a> IvfReader<'a> {
     /// Checks the file header; frames follow from [`Iterator::next`].
-    pub fn new(file: &'a [u8]) -> Result<(IvfHeader, IvfReader<'a>), RtpError> {
+    pub fn new(file: &'a [u8]) -> Result<(IvfHeader, IvfReader<'a>), Error> {
         if file.len() < HEADER_LEN {
             return Err(truncated("IVF header", HEADER_LEN, file.len()));
         }
         if &file[..4] != b"DKIF" {
-            return Err(RtpError::BadPayload("IVF signature is not DKIF"));
+            return Err(Error::BadPayload("IVF signature is not DKIF"));
         }
         let u16le = |i: usize| u16::from_le_bytes([file[i], file[i + 1]]);
         let u32le = |i: usize| u32::from_le_bytes([file[i], file[i + 1], file[i + 2], file[i + 3]]);
         let header_len = u16le(6) as usize;
         if header_len < HEADER_LEN || file.len() < header_len {
-            return Err(RtpError::BadPayload(
+            return Err(Error::BadPayload(
                 "IVF header length below 32 or past the end",
             ));
         }
@@ -100,7 +100,7 @@ impl<'a> IvfReader<'a> {
 
 impl<'a> Iterator for IvfReader<'a> {
     /// `(timestamp, frame)`, or an error for a truncated frame (then the end).
-    type Item = Result<(u64, &'a [u8]), RtpError>;
+    type Item = Result<(u64, &'a [u8]), Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
@@ -152,9 +152,9 @@ impl IvfWriter {
     }
 
     /// Appends one frame with its presentation timestamp (in time-base units).
-    pub fn write_frame(&mut self, timestamp: u64, frame: &[u8]) -> Result<(), RtpError> {
+    pub fn write_frame(&mut self, timestamp: u64, frame: &[u8]) -> Result<(), Error> {
         if self.frames == u32::MAX {
-            return Err(RtpError::Invalid("IVF frame count overflows 32 bits"));
+            return Err(Error::Invalid("IVF frame count overflows 32 bits"));
         }
         write_frame(timestamp, frame, &mut self.out)?;
         self.frames += 1;

@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::RtpError;
+use super::Error;
 use super::payload::Depacketizer;
 use super::seq::SeqUnwrapper;
 
@@ -266,7 +266,7 @@ impl<D: Depacketizer> FrameAssembler<D> {
                 s += 1;
             };
             let mut data = Vec::with_capacity(size + 16);
-            let mut result: Result<(), RtpError> = Ok(());
+            let mut result: Result<(), Error> = Ok(());
             self.depacketizer.reset();
             for seq in start..=end {
                 if let Some(slot) = self.packets.remove(&seq) {

@@ -124,7 +124,7 @@
 //!     assembler.insert_packet(&RtpPacket::new_checked(pkt)?);
 //! }
 //! assert_eq!(assembler.pop_frame().map(|f| f.data), Some(frame));
-//! # Ok::<(), rtclab::rtp::RtpError>(())
+//! # Ok::<(), rtclab::rtp::Error>(())
 //! ```
 //!
 //! ## What is left out
@@ -174,7 +174,7 @@ use std::fmt;
 /// What went wrong parsing or writing RTP, RTCP or a payload format.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RtpError {
+pub enum Error {
     /// The input ended before a field: `what` needed `needed` bytes, `got` were left.
     Truncated {
         /// The structure being read.
@@ -204,32 +204,32 @@ pub enum RtpError {
     Invalid(&'static str),
 }
 
-impl fmt::Display for RtpError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RtpError::Truncated { what, needed, got } => {
+            Error::Truncated { what, needed, got } => {
                 write!(f, "{what} truncated: needed {needed} bytes, got {got}")
             }
-            RtpError::BadVersion(v) => write!(f, "RTP/RTCP version {v}, expected 2"),
-            RtpError::BadPadding { count, available } => {
+            Error::BadVersion(v) => write!(f, "RTP/RTCP version {v}, expected 2"),
+            Error::BadPadding { count, available } => {
                 write!(
                     f,
                     "padding count {count} invalid with {available} bytes after the header"
                 )
             }
-            RtpError::BadExtension(m) => write!(f, "bad RTP header extension: {m}"),
-            RtpError::BadRtcp(m) => write!(f, "bad RTCP packet: {m}"),
-            RtpError::BadPayload(m) => write!(f, "bad RTP payload: {m}"),
-            RtpError::Invalid(m) => write!(f, "invalid use: {m}"),
+            Error::BadExtension(m) => write!(f, "bad RTP header extension: {m}"),
+            Error::BadRtcp(m) => write!(f, "bad RTCP packet: {m}"),
+            Error::BadPayload(m) => write!(f, "bad RTP payload: {m}"),
+            Error::Invalid(m) => write!(f, "invalid use: {m}"),
         }
     }
 }
 
-impl std::error::Error for RtpError {}
+impl std::error::Error for Error {}
 
 /// A shorthand for the `Truncated` error.
-pub(crate) fn truncated(what: &'static str, needed: usize, got: usize) -> RtpError {
-    RtpError::Truncated { what, needed, got }
+pub(crate) fn truncated(what: &'static str, needed: usize, got: usize) -> Error {
+    Error::Truncated { what, needed, got }
 }
 
 /// A bounds-checked big-endian reader over a byte slice.
@@ -253,7 +253,7 @@ impl<'a> Reader<'a> {
         &self.buf[self.pos..]
     }
 
-    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], RtpError> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if self.remaining() < n {
             return Err(truncated(self.what, self.pos + n, self.buf.len()));
         }
@@ -262,21 +262,21 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
-    pub(crate) fn u8(&mut self) -> Result<u8, RtpError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, Error> {
         Ok(self.bytes(1)?[0])
     }
 
-    pub(crate) fn u16(&mut self) -> Result<u16, RtpError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, Error> {
         let b = self.bytes(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
-    pub(crate) fn u24(&mut self) -> Result<u32, RtpError> {
+    pub(crate) fn u24(&mut self) -> Result<u32, Error> {
         let b = self.bytes(3)?;
         Ok(u32::from_be_bytes([0, b[0], b[1], b[2]]))
     }
 
-    pub(crate) fn u32(&mut self) -> Result<u32, RtpError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, Error> {
         let b = self.bytes(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::packet::{RtpPacket, RtpPacketMut};
 use super::rtcp::Nack;
 use super::seq::SeqUnwrapper;
-use super::{RtpError, truncated};
+use super::{Error, truncated};
 
 #[derive(Debug, Clone, Copy)]
 struct Missing {
@@ -203,7 +203,7 @@ impl SendHistory {
     }
 
     /// Remembers a packet just sent (a whole RTP packet, before SRTP).
-    pub fn store(&mut self, packet: &[u8]) -> Result<(), RtpError> {
+    pub fn store(&mut self, packet: &[u8]) -> Result<(), Error> {
         let seq = RtpPacket::new_checked(packet)?.sequence_number();
         let ext = self.unwrapper.unwrap(seq);
         let i = (ext % self.capacity as u64) as usize;
@@ -365,7 +365,7 @@ pub fn encode_rtx(
     rtx_pt: u8,
     rtx_seq: u16,
     out: &mut Vec<u8>,
-) -> Result<(), RtpError> {
+) -> Result<(), Error> {
     let p = RtpPacket::new_checked(original)?;
     let start = out.len();
     out.extend_from_slice(&original[..p.header_len()]);
@@ -386,7 +386,7 @@ pub fn decode_rtx(
     ssrc: u32,
     payload_type: u8,
     out: &mut Vec<u8>,
-) -> Result<u16, RtpError> {
+) -> Result<u16, Error> {
     let p = RtpPacket::new_checked(rtx)?;
     let payload = p.payload();
     if payload.len() < 2 {

@@ -13,7 +13,7 @@
 //! Ogg Opus stream starts with an `OpusHead` page (RFC 7845 §5.1), then
 //! `OpusTags` (§5.2), then audio.
 
-use super::{RtpError, truncated};
+use super::{Error, truncated};
 
 /// RFC 3533 §6: the Ogg page CRC.
 const OGG_CRC: crc::Algorithm<u32> = crc::Algorithm {
@@ -56,13 +56,13 @@ impl OpusHead {
         out.push(0);
     }
 
-    fn parse(p: &[u8]) -> Result<OpusHead, RtpError> {
+    fn parse(p: &[u8]) -> Result<OpusHead, Error> {
         if p.len() < 19 || &p[..8] != b"OpusHead" {
-            return Err(RtpError::BadPayload("first Ogg packet is not an OpusHead"));
+            return Err(Error::BadPayload("first Ogg packet is not an OpusHead"));
         }
         // RFC 7845 §5.1: a major version other than 0 is incompatible.
         if p[8] >> 4 != 0 {
-            return Err(RtpError::BadPayload("unsupported OpusHead version"));
+            return Err(Error::BadPayload("unsupported OpusHead version"));
         }
         Ok(OpusHead {
             channels: p[9],
@@ -135,15 +135,10 @@ impl OggOpusWriter {
 
     /// Appends one Opus packet of `samples` 48 kHz samples per channel
     /// (960 for 20 ms); `last` marks the end of the stream.
-    pub fn write_packet(
-        &mut self,
-        packet: &[u8],
-        samples: u32,
-        last: bool,
-    ) -> Result<(), RtpError> {
+    pub fn write_packet(&mut self, packet: &[u8], samples: u32, last: bool) -> Result<(), Error> {
         // One packet per page keeps the lacing table within 255 entries.
         if packet.len() > 254 * 255 {
-            return Err(RtpError::Invalid("Opus packet too large for one Ogg page"));
+            return Err(Error::Invalid("Opus packet too large for one Ogg page"));
         }
         self.granule += samples as u64;
         let flags = if last { FLAG_EOS } else { 0 };
@@ -179,12 +174,12 @@ pub struct OggPage<'a> {
 
 /// Parses the page at the start of `buf` and checks its CRC; returns it and
 /// its total length.
-pub fn parse_page(buf: &[u8]) -> Result<(OggPage<'_>, usize), RtpError> {
+pub fn parse_page(buf: &[u8]) -> Result<(OggPage<'_>, usize), Error> {
     if buf.len() < 27 {
         return Err(truncated("Ogg page header", 27, buf.len()));
     }
     if &buf[..4] != b"OggS" || buf[4] != 0 {
-        return Err(RtpError::BadPayload(
+        return Err(Error::BadPayload(
             "not an Ogg page (capture pattern or version)",
         ));
     }
@@ -204,7 +199,7 @@ pub fn parse_page(buf: &[u8]) -> Result<(OggPage<'_>, usize), RtpError> {
     digest.update(&[0; 4]);
     digest.update(&buf[26..len]);
     if digest.finalize() != stored {
-        return Err(RtpError::BadPayload("Ogg page CRC mismatch"));
+        return Err(Error::BadPayload("Ogg page CRC mismatch"));
     }
     let u64le = |i: usize| {
         u64::from_le_bytes([
@@ -250,7 +245,7 @@ const MAX_PACKET: usize = 1 << 20;
 impl<'a> OggOpusReader<'a> {
     /// Reads the `OpusHead` and skips `OpusTags`; audio packets follow from
     /// [`Iterator::next`].
-    pub fn new(file: &'a [u8]) -> Result<(OpusHead, OggOpusReader<'a>), RtpError> {
+    pub fn new(file: &'a [u8]) -> Result<(OpusHead, OggOpusReader<'a>), Error> {
         let mut r = OggOpusReader {
             rest: file,
             partial: Vec::new(),
@@ -264,14 +259,14 @@ impl<'a> OggOpusReader<'a> {
         match r.next() {
             Some(Ok(p)) if p.starts_with(b"OpusTags") => {}
             Some(Err(e)) => return Err(e),
-            _ => return Err(RtpError::BadPayload("second Ogg packet is not OpusTags")),
+            _ => return Err(Error::BadPayload("second Ogg packet is not OpusTags")),
         }
         Ok((head, r))
     }
 }
 
 impl Iterator for OggOpusReader<'_> {
-    type Item = Result<Vec<u8>, RtpError>;
+    type Item = Result<Vec<u8>, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -299,7 +294,7 @@ impl Iterator for OggOpusReader<'_> {
                 at += s as usize;
                 if self.partial.len() > MAX_PACKET {
                     self.done = true;
-                    return Some(Err(RtpError::BadPayload("Ogg packet over 1 MiB")));
+                    return Some(Err(Error::BadPayload("Ogg packet over 1 MiB")));
                 }
                 if s < 255 {
                     self.ready.push_back(std::mem::take(&mut self.partial));
@@ -333,7 +328,7 @@ mod tests {
         let last = f.len() - 1;
         f[last] ^= 1;
         let (_, r) = OggOpusReader::new(&f).unwrap();
-        assert!(matches!(r.last(), Some(Err(RtpError::BadPayload(_)))));
+        assert!(matches!(r.last(), Some(Err(Error::BadPayload(_)))));
         let (h, r) = OggOpusReader::new(&w.out).unwrap();
         assert_eq!(h, head);
         assert_eq!(

@@ -1,7 +1,7 @@
 //! Opus payload format (RFC 7587): exactly one Opus packet per RTP payload
 //! (§4.2), no payload header; the RTP clock is always 48 kHz (§4.1).
 
-use super::RtpError;
+use super::Error;
 use super::payload::{Depacketizer, Packetizer, Payloads};
 
 /// RFC 7587 §4.1: the RTP timestamp always counts 48 kHz samples.
@@ -18,12 +18,12 @@ impl Packetizer for OpusPacketizer {
         frame: &[u8],
         mtu: usize,
         out: &mut Payloads,
-    ) -> Result<(), RtpError> {
+    ) -> Result<(), Error> {
         if frame.is_empty() {
-            return Err(RtpError::Invalid("empty Opus packet"));
+            return Err(Error::Invalid("empty Opus packet"));
         }
         if frame.len() > mtu {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "Opus packet larger than the MTU (cannot be fragmented)",
             ));
         }
@@ -37,9 +37,9 @@ impl Packetizer for OpusPacketizer {
 pub struct OpusDepacketizer;
 
 impl Depacketizer for OpusDepacketizer {
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
+    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
         if payload.is_empty() {
-            return Err(RtpError::BadPayload("empty Opus payload"));
+            return Err(Error::BadPayload("empty Opus payload"));
         }
         frame.extend_from_slice(payload);
         Ok(())

@@ -2,7 +2,7 @@
 //! (RFC 3550 §5.1, §5.3.1).
 
 use super::ext::{ExtensionForm, ExtensionIter, Extensions};
-use super::{RtpError, truncated};
+use super::{Error, truncated};
 
 /// RFC 3550 §5.1: the fixed header is 12 bytes.
 pub const FIXED_HEADER_LEN: usize = 12;
@@ -29,13 +29,13 @@ impl<'a> RtpPacket<'a> {
     /// byte counts the padding octets including itself, so it must be at least 1
     /// and no more than what follows the header.
     #[inline]
-    pub fn new_checked(buf: &'a [u8]) -> Result<Self, RtpError> {
+    pub fn new_checked(buf: &'a [u8]) -> Result<Self, Error> {
         if buf.len() < FIXED_HEADER_LEN {
             return Err(truncated("RTP fixed header", FIXED_HEADER_LEN, buf.len()));
         }
         let b0 = buf[0];
         if b0 >> 6 != 2 {
-            return Err(RtpError::BadVersion(b0 >> 6));
+            return Err(Error::BadVersion(b0 >> 6));
         }
         let mut start = FIXED_HEADER_LEN + 4 * (b0 & 0x0F) as usize;
         if b0 & 0x10 != 0 {
@@ -53,7 +53,7 @@ impl<'a> RtpPacket<'a> {
             let count = buf[end - 1];
             let available = end - start;
             if count == 0 || count as usize > available {
-                return Err(RtpError::BadPadding { count, available });
+                return Err(Error::BadPadding { count, available });
             }
             end -= count as usize;
         }
@@ -190,7 +190,7 @@ pub struct RtpPacketMut<'a> {
 
 impl<'a> RtpPacketMut<'a> {
     /// Checks `buf` as an RTP packet (the rules of [`RtpPacket::new_checked`]).
-    pub fn new_checked(buf: &'a mut [u8]) -> Result<Self, RtpError> {
+    pub fn new_checked(buf: &'a mut [u8]) -> Result<Self, Error> {
         let p = RtpPacket::new_checked(buf)?;
         let (payload_start, payload_end) = (p.payload_start, p.payload_end);
         Ok(RtpPacketMut {
@@ -344,9 +344,9 @@ pub fn write_rtp_packet(
     allow_two_byte: bool,
     payload: &[u8],
     out: &mut Vec<u8>,
-) -> Result<(), RtpError> {
+) -> Result<(), Error> {
     if fields.payload_type > 127 {
-        return Err(RtpError::Invalid("payload type above 127"));
+        return Err(Error::Invalid("payload type above 127"));
     }
     let start = out.len();
     out.push(0x80 | ((!extensions.is_empty()) as u8) << 4);
@@ -400,18 +400,14 @@ impl RtpHeader {
     }
 
     /// Parses a packet and returns its header, payload and padding length.
-    pub fn parse(buf: &[u8]) -> Result<(RtpHeader, &[u8], usize), RtpError> {
+    pub fn parse(buf: &[u8]) -> Result<(RtpHeader, &[u8], usize), Error> {
         let p = RtpPacket::new_checked(buf)?;
         Ok((RtpHeader::from_packet(&p), p.payload(), p.padding_len()))
     }
 
     /// Sets the extension block from RFC 8285 elements (`allow_two_byte`: see
     /// [`Extensions::form`]); no elements clears it.
-    pub fn set_extensions(
-        &mut self,
-        ext: &Extensions,
-        allow_two_byte: bool,
-    ) -> Result<(), RtpError> {
+    pub fn set_extensions(&mut self, ext: &Extensions, allow_two_byte: bool) -> Result<(), Error> {
         if ext.elements.is_empty() {
             self.extension = None;
         } else {
@@ -421,7 +417,7 @@ impl RtpHeader {
     }
 
     /// The RFC 8285 elements of the extension block.
-    pub fn extensions(&self) -> Result<Extensions, RtpError> {
+    pub fn extensions(&self) -> Result<Extensions, Error> {
         match &self.extension {
             None => Ok(Extensions::new()),
             Some((profile, data)) => Extensions::parse(*profile, data),
@@ -440,16 +436,16 @@ impl RtpHeader {
         false
     }
 
-    fn check(&self) -> Result<(), RtpError> {
+    fn check(&self) -> Result<(), Error> {
         if self.csrcs.len() > 15 {
-            return Err(RtpError::Invalid("more than 15 CSRCs"));
+            return Err(Error::Invalid("more than 15 CSRCs"));
         }
         if self.payload_type > 127 {
-            return Err(RtpError::Invalid("payload type above 127"));
+            return Err(Error::Invalid("payload type above 127"));
         }
         if let Some((_, d)) = &self.extension {
             if d.len() % 4 != 0 || d.len() / 4 > u16::MAX as usize {
-                return Err(RtpError::Invalid(
+                return Err(Error::Invalid(
                     "extension data not a multiple of 4 bytes or too long",
                 ));
             }
@@ -458,7 +454,7 @@ impl RtpHeader {
     }
 
     // ANCHOR: write_header
-    fn write_with_padding_bit(&self, padding: bool, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    fn write_with_padding_bit(&self, padding: bool, out: &mut Vec<u8>) -> Result<(), Error> {
         self.check()?;
         let b0 = 0x80
             | (padding as u8) << 5
@@ -482,7 +478,7 @@ impl RtpHeader {
     // ANCHOR_END: write_header
 
     /// Appends the header (no padding bit) to `out`.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         self.write_with_padding_bit(false, out)
     }
 
@@ -493,7 +489,7 @@ impl RtpHeader {
         payload: &[u8],
         padding: u8,
         out: &mut Vec<u8>,
-    ) -> Result<(), RtpError> {
+    ) -> Result<(), Error> {
         self.write_with_padding_bit(padding > 0, out)?;
         out.extend_from_slice(payload);
         if padding > 0 {
@@ -555,12 +551,12 @@ mod tests {
         out[last] = 0;
         assert!(matches!(
             RtpPacket::new_checked(&out),
-            Err(RtpError::BadPadding { .. })
+            Err(Error::BadPadding { .. })
         ));
         out[last] = 9;
         assert!(matches!(
             RtpPacket::new_checked(&out),
-            Err(RtpError::BadPadding { .. })
+            Err(Error::BadPadding { .. })
         ));
         out[last] = 8;
         assert_eq!(RtpPacket::new_checked(&out).unwrap().payload(), b"");
@@ -573,18 +569,18 @@ mod tests {
         b[0] = 0x8F;
         assert!(matches!(
             RtpPacket::new_checked(&b[..20]),
-            Err(RtpError::Truncated { .. })
+            Err(Error::Truncated { .. })
         ));
         // Extension length larger than the packet.
         let mut b = CHROMIUM_LIKE;
         b[15] = 0xFF;
         assert!(matches!(
             RtpPacket::new_checked(&b),
-            Err(RtpError::Truncated { .. })
+            Err(Error::Truncated { .. })
         ));
         let mut b = CHROMIUM_LIKE;
         b[0] = 0x40;
-        assert_eq!(RtpPacket::new_checked(&b), Err(RtpError::BadVersion(1)));
+        assert_eq!(RtpPacket::new_checked(&b), Err(Error::BadVersion(1)));
     }
 
     #[test]

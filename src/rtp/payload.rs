@@ -2,7 +2,7 @@
 //! frame into payloads no larger than the MTU budget, and a depacketizer that
 //! glues payloads back into the frame.
 
-use super::RtpError;
+use super::Error;
 
 /// Cuts encoded frames into RTP payloads.
 ///
@@ -14,12 +14,7 @@ pub trait Packetizer {
     /// Splits one frame into payloads of at most `mtu` bytes each (the payload
     /// budget: the path MTU minus IP/UDP/RTP/SRTP overhead), appending them to
     /// `out` in sending order. The last one gets the RTP marker bit.
-    fn packetize(
-        &mut self,
-        frame: &[u8],
-        mtu: usize,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), RtpError> {
+    fn packetize(&mut self, frame: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) -> Result<(), Error> {
         let mut p = Payloads::default();
         self.packetize_into(frame, mtu, &mut p)?;
         out.extend(p.iter().map(<[u8]>::to_vec));
@@ -32,7 +27,7 @@ pub trait Packetizer {
         frame: &[u8],
         mtu: usize,
         out: &mut Payloads,
-    ) -> Result<(), RtpError> {
+    ) -> Result<(), Error> {
         let mut v = Vec::new();
         self.packetize(frame, mtu, &mut v)?;
         for p in &v {
@@ -68,8 +63,8 @@ impl Payloads {
     /// it must only append).
     pub fn push_with(
         &mut self,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), RtpError>,
-    ) -> Result<(), RtpError> {
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let start = self.data.len();
         if let Err(e) = write(&mut self.data) {
             self.data.truncate(start);
@@ -102,7 +97,7 @@ impl Payloads {
 pub trait Depacketizer {
     /// Appends the media data carried by `payload` to `frame`. Called for each
     /// packet of one frame in sequence order, after [`Depacketizer::reset`].
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError>;
+    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), Error>;
 
     /// Forgets any state carried between packets (call at each frame start).
     fn reset(&mut self) {}

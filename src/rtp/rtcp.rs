@@ -22,7 +22,7 @@
 //! [`RtcpPacket::Unknown`], kept whole so it can be skipped or written back.
 
 use super::twcc::TransportCc;
-use super::{Reader, RtpError, truncated};
+use super::{Error, Reader, truncated};
 
 /// RFC 3550 §6.4.1: sender report.
 pub const PT_SR: u8 = 200;
@@ -59,7 +59,7 @@ pub struct ReportBlock {
 }
 
 impl ReportBlock {
-    fn parse(r: &mut Reader<'_>) -> Result<ReportBlock, RtpError> {
+    fn parse(r: &mut Reader<'_>) -> Result<ReportBlock, Error> {
         let ssrc = r.u32()?;
         let fraction_lost = r.u8()?;
         let lost = r.u24()?;
@@ -304,7 +304,7 @@ impl<'a> RtcpIter<'a> {
 }
 
 impl Iterator for RtcpIter<'_> {
-    type Item = Result<RtcpPacket, RtpError>;
+    type Item = Result<RtcpPacket, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done || self.buf.is_empty() {
@@ -327,12 +327,12 @@ impl Iterator for RtcpIter<'_> {
 type Split<'a> = (u8, u8, &'a [u8], &'a [u8]);
 
 /// Splits off the first packet.
-fn split_packet(buf: &[u8]) -> Result<Split<'_>, RtpError> {
+fn split_packet(buf: &[u8]) -> Result<Split<'_>, Error> {
     if buf.len() < 4 {
         return Err(truncated("RTCP header", 4, buf.len()));
     }
     if buf[0] >> 6 != 2 {
-        return Err(RtpError::BadVersion(buf[0] >> 6));
+        return Err(Error::BadVersion(buf[0] >> 6));
     }
     let len = 4 * (u16::from_be_bytes([buf[2], buf[3]]) as usize + 1);
     if buf.len() < len {
@@ -343,7 +343,7 @@ fn split_packet(buf: &[u8]) -> Result<Split<'_>, RtpError> {
         // RFC 3550 §6.4.1: the last octet counts the padding, itself included.
         let count = buf[len - 1];
         if count == 0 || count as usize > body.len() {
-            return Err(RtpError::BadPadding {
+            return Err(Error::BadPadding {
                 count,
                 available: body.len(),
             });
@@ -367,7 +367,7 @@ impl RtcpPacket {
     /// lets a datagram hold other packets alone when `a=rtcp-rsize` was agreed.
     /// Unknown packet types come back as [`RtcpPacket::Unknown`] for the caller
     /// to skip.
-    pub fn parse_compound(buf: &[u8], reduced_size: bool) -> Result<Vec<RtcpPacket>, RtpError> {
+    pub fn parse_compound(buf: &[u8], reduced_size: bool) -> Result<Vec<RtcpPacket>, Error> {
         let mut out = Vec::new();
         for p in RtcpIter::new(buf) {
             out.push(p?);
@@ -376,7 +376,7 @@ impl RtcpPacket {
             None => Err(truncated("RTCP compound packet", 4, 0)),
             Some(RtcpPacket::SenderReport(_) | RtcpPacket::ReceiverReport(_)) => Ok(out),
             Some(_) if reduced_size => Ok(out),
-            Some(_) => Err(RtpError::BadRtcp(
+            Some(_) => Err(Error::BadRtcp(
                 "compound packet does not start with SR or RR",
             )),
         }
@@ -384,12 +384,12 @@ impl RtcpPacket {
 
     /// Parses exactly one packet from the start of `buf` (any trailing bytes are
     /// ignored).
-    pub fn parse(buf: &[u8]) -> Result<RtcpPacket, RtpError> {
+    pub fn parse(buf: &[u8]) -> Result<RtcpPacket, Error> {
         let (count, pt, body, _) = split_packet(buf)?;
         RtcpPacket::parse_body(count, pt, body)
     }
 
-    fn parse_body(count: u8, pt: u8, body: &[u8]) -> Result<RtcpPacket, RtpError> {
+    fn parse_body(count: u8, pt: u8, body: &[u8]) -> Result<RtcpPacket, Error> {
         let mut r = Reader::new("RTCP body", body);
         Ok(match pt {
             PT_SR => {
@@ -512,13 +512,13 @@ impl RtcpPacket {
     }
 
     /// Appends this packet (header, body, zero padding to 32 bits) to `out`.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let start = out.len();
         out.extend_from_slice(&[0x80, 0, 0, 0]);
         let (count, pt) = self.write_body(out).inspect_err(|_| out.truncate(start))?;
         if count > 31 {
             out.truncate(start);
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "more than 31 report blocks, chunks or sources",
             ));
         }
@@ -528,7 +528,7 @@ impl RtcpPacket {
         let words = (out.len() - start) / 4 - 1;
         if words > u16::MAX as usize {
             out.truncate(start);
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "RTCP packet longer than the length field allows",
             ));
         }
@@ -539,14 +539,14 @@ impl RtcpPacket {
     }
 
     /// Writes several packets back to back as one compound datagram.
-    pub fn write_compound(packets: &[RtcpPacket], out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn write_compound(packets: &[RtcpPacket], out: &mut Vec<u8>) -> Result<(), Error> {
         for p in packets {
             p.write(out)?;
         }
         Ok(())
     }
 
-    fn write_body(&self, out: &mut Vec<u8>) -> Result<(u8, u8), RtpError> {
+    fn write_body(&self, out: &mut Vec<u8>) -> Result<(u8, u8), Error> {
         let put = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_be_bytes());
         Ok(match self {
             RtcpPacket::SenderReport(sr) => {
@@ -573,9 +573,7 @@ impl RtcpPacket {
                     put(out, c.ssrc);
                     for (t, v) in &c.items {
                         if *t == 0 || v.len() > 255 {
-                            return Err(RtpError::Invalid(
-                                "SDES item type 0 or value over 255 bytes",
-                            ));
+                            return Err(Error::Invalid("SDES item type 0 or value over 255 bytes"));
                         }
                         out.push(*t);
                         out.push(v.len() as u8);
@@ -594,7 +592,7 @@ impl RtcpPacket {
                 b.sources.iter().for_each(|s| put(out, *s));
                 if let Some(reason) = &b.reason {
                     if reason.len() > 255 {
-                        return Err(RtpError::Invalid("BYE reason over 255 bytes"));
+                        return Err(Error::Invalid("BYE reason over 255 bytes"));
                     }
                     out.push(reason.len() as u8);
                     out.extend_from_slice(reason);
@@ -603,7 +601,7 @@ impl RtcpPacket {
             }
             RtcpPacket::App(a) => {
                 if a.subtype > 31 {
-                    return Err(RtpError::Invalid("APP subtype above 31"));
+                    return Err(Error::Invalid("APP subtype above 31"));
                 }
                 put(out, a.ssrc);
                 out.extend_from_slice(&a.name);
@@ -642,7 +640,7 @@ impl RtcpPacket {
             }
             RtcpPacket::Remb(r) => {
                 if r.ssrcs.len() > 255 {
-                    return Err(RtpError::Invalid("REMB with more than 255 SSRCs"));
+                    return Err(Error::Invalid("REMB with more than 255 SSRCs"));
                 }
                 put(out, r.sender_ssrc);
                 put(out, 0);
@@ -659,7 +657,7 @@ impl RtcpPacket {
             }
             RtcpPacket::Unknown(u) => {
                 if u.count > 31 {
-                    return Err(RtpError::Invalid("count above 31"));
+                    return Err(Error::Invalid("count above 31"));
                 }
                 out.extend_from_slice(&u.body);
                 (u.count, u.packet_type)
@@ -668,14 +666,14 @@ impl RtcpPacket {
     }
 }
 
-fn check_words(data: &[u8]) -> Result<(), RtpError> {
+fn check_words(data: &[u8]) -> Result<(), Error> {
     if data.len() % 4 != 0 {
-        return Err(RtpError::Invalid("data not a multiple of 4 bytes"));
+        return Err(Error::Invalid("data not a multiple of 4 bytes"));
     }
     Ok(())
 }
 
-fn parse_reports(r: &mut Reader<'_>, count: u8) -> Result<Vec<ReportBlock>, RtpError> {
+fn parse_reports(r: &mut Reader<'_>, count: u8) -> Result<Vec<ReportBlock>, Error> {
     let mut v = Vec::with_capacity(count as usize);
     for _ in 0..count {
         v.push(ReportBlock::parse(r)?);
@@ -683,7 +681,7 @@ fn parse_reports(r: &mut Reader<'_>, count: u8) -> Result<Vec<ReportBlock>, RtpE
     Ok(v)
 }
 
-fn parse_sdes(r: &mut Reader<'_>, count: u8) -> Result<Sdes, RtpError> {
+fn parse_sdes(r: &mut Reader<'_>, count: u8) -> Result<Sdes, Error> {
     let mut chunks = Vec::new();
     for _ in 0..count {
         let before = r.remaining();

@@ -41,7 +41,7 @@ use super::payload::{Depacketizer, Packetizer, Payloads};
 use super::rtcp::{ReceiverReport, RtcpPacket, is_rtcp};
 use super::stats::{ntp_compact, ntp_from_unix, rtt_from_report};
 use super::stream::{ReceiveStream, Received, SendStream};
-use super::{RtpError, RtpPacket};
+use super::{Error, RtpPacket};
 
 /// What both ends of one stream agree on (in WebRTC, through SDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl StreamConfig {
 #[non_exhaustive]
 pub enum SessionError {
     /// The frame could not be packetized or written.
-    Rtp(RtpError),
+    Rtp(Error),
     /// SRTP refused to protect (e.g. the index space ran out).
     Srtp(srtp::Error),
 }
@@ -119,8 +119,8 @@ impl fmt::Display for SessionError {
 
 impl std::error::Error for SessionError {}
 
-impl From<RtpError> for SessionError {
-    fn from(e: RtpError) -> Self {
+impl From<Error> for SessionError {
+    fn from(e: Error) -> Self {
         SessionError::Rtp(e)
     }
 }

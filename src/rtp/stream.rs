@@ -29,7 +29,7 @@ use super::packet::{HeaderFields, write_rtp_packet};
 use super::payload::Depacketizer;
 use super::rtcp::{Nack, Pli, ReportBlock, RtcpPacket, SenderReport};
 use super::stats::{ReceiverStats, SenderStats, rtt_from_report};
-use super::{RtpError, RtpPacket};
+use super::{Error, RtpPacket};
 
 /// The spacing of two retransmissions of one packet before the first
 /// receiver report gives an RTT, and its bounds after.
@@ -183,7 +183,7 @@ impl SendStream {
         extensions: &[(u8, &[u8])],
         payload: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(), RtpError> {
+    ) -> Result<(), Error> {
         let start = out.len();
         let fields = HeaderFields {
             marker,
@@ -201,13 +201,13 @@ impl SendStream {
     /// Records a packet the caller wrote itself (RTP mode: its sequence
     /// number and timestamp are the caller's; the next
     /// [`SendStream::write_packet`] continues after its sequence number).
-    pub fn record_packet(&mut self, now: Instant, packet: &[u8]) -> Result<(), RtpError> {
+    pub fn record_packet(&mut self, now: Instant, packet: &[u8]) -> Result<(), Error> {
         let p = RtpPacket::new_checked(packet)?;
         self.seq = p.sequence_number().wrapping_add(1);
         self.on_written(now, packet, p.payload().len())
     }
 
-    fn on_written(&mut self, now: Instant, packet: &[u8], payload: usize) -> Result<(), RtpError> {
+    fn on_written(&mut self, now: Instant, packet: &[u8], payload: usize) -> Result<(), Error> {
         let p = RtpPacket::new_checked(packet)?;
         tracing::trace!(
             ssrc = p.ssrc(),

@@ -19,7 +19,7 @@
 //! Statuses are packed in 16-bit chunks: run length (`0|S S|run:13`) or status
 //! vector (`1|0|14 one-bit symbols` or `1|1|7 two-bit symbols`).
 
-use super::{Reader, RtpError};
+use super::{Error, Reader};
 
 /// One packet's entry in the feedback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +66,7 @@ pub const REFERENCE_TICK_US: i64 = 64_000;
 
 impl TransportCc {
     /// Parses the feedback control information after the two SSRCs.
-    pub fn parse_fci(
-        sender_ssrc: u32,
-        media_ssrc: u32,
-        fci: &[u8],
-    ) -> Result<TransportCc, RtpError> {
+    pub fn parse_fci(sender_ssrc: u32, media_ssrc: u32, fci: &[u8]) -> Result<TransportCc, Error> {
         let mut r = Reader::new("transport-cc feedback", fci);
         let base_seq = r.u16()?;
         let count = r.u16()? as usize;
@@ -102,7 +98,7 @@ impl TransportCc {
                 0 => PacketStatus::NotReceived,
                 1 => PacketStatus::Small(r.u8()?),
                 2 => PacketStatus::Large(r.u16()? as i16),
-                _ => return Err(RtpError::BadRtcp("transport-cc: reserved status symbol 3")),
+                _ => return Err(Error::BadRtcp("transport-cc: reserved status symbol 3")),
             });
         }
         Ok(TransportCc {
@@ -116,14 +112,12 @@ impl TransportCc {
     }
 
     /// Appends the feedback control information (chunks, deltas, padding to 32 bits).
-    pub fn write_fci(&self, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn write_fci(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         if self.packets.len() > u16::MAX as usize {
-            return Err(RtpError::Invalid(
-                "transport-cc with more than 65535 statuses",
-            ));
+            return Err(Error::Invalid("transport-cc with more than 65535 statuses"));
         }
         if !(-0x80_0000..=0x7F_FFFF).contains(&self.reference_time) {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "transport-cc reference time outside 24 bits",
             ));
         }
@@ -183,11 +177,11 @@ impl TransportCc {
         base_seq: u16,
         fb_pkt_count: u8,
         arrivals: &[Option<i64>],
-    ) -> Result<TransportCc, RtpError> {
+    ) -> Result<TransportCc, Error> {
         let first = arrivals.iter().flatten().next().copied().unwrap_or(0);
         let reference_time = first.div_euclid(REFERENCE_TICK_US);
         if !(-0x80_0000..=0x7F_FFFF).contains(&reference_time) {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "transport-cc reference time outside 24 bits",
             ));
         }
@@ -204,7 +198,7 @@ impl TransportCc {
                     } else if (i16::MIN as i64..=i16::MAX as i64).contains(&ticks) {
                         PacketStatus::Large(ticks as i16)
                     } else {
-                        return Err(RtpError::Invalid("transport-cc delta does not fit 16 bits"));
+                        return Err(Error::Invalid("transport-cc delta does not fit 16 bits"));
                     }
                 }
             });

@@ -23,7 +23,7 @@
 //! A frame begins with the packet that has S=1 and PID=0; its first payload byte
 //! is the VP8 payload header (§4.3), whose low bit P is 0 for a keyframe.
 
-use super::RtpError;
+use super::Error;
 use super::payload::{Depacketizer, Packetizer, Payloads};
 
 /// The picture id, in its 7-bit or 15-bit form (RFC 7741 §4.2, M bit).
@@ -67,8 +67,8 @@ pub struct Vp8Descriptor {
 impl Vp8Descriptor {
     /// Parses a descriptor; returns it and its length in bytes.
     #[inline]
-    pub fn parse(p: &[u8]) -> Result<(Vp8Descriptor, usize), RtpError> {
-        let short = || RtpError::Truncated {
+    pub fn parse(p: &[u8]) -> Result<(Vp8Descriptor, usize), Error> {
+        let short = || Error::Truncated {
             what: "VP8 payload descriptor",
             needed: 2,
             got: p.len(),
@@ -114,9 +114,9 @@ impl Vp8Descriptor {
     }
 
     /// Appends the descriptor to `out`.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         if self.partition_id > 7 {
-            return Err(RtpError::Invalid("VP8 partition id above 7"));
+            return Err(Error::Invalid("VP8 partition id above 7"));
         }
         let x = self.picture_id.is_some()
             || self.tl0_pic_idx.is_some()
@@ -142,7 +142,7 @@ impl Vp8Descriptor {
             Some(PictureId::Fifteen(v)) if v < 0x8000 => {
                 out.extend_from_slice(&(0x8000 | v).to_be_bytes())
             }
-            Some(_) => return Err(RtpError::Invalid("VP8 picture id too large for its form")),
+            Some(_) => return Err(Error::Invalid("VP8 picture id too large for its form")),
             None => {}
         }
         if let Some(t) = self.tl0_pic_idx {
@@ -151,7 +151,7 @@ impl Vp8Descriptor {
         if self.tid.is_some() || self.key_idx.is_some() {
             let (tid, y) = self.tid.unwrap_or((0, false));
             if tid > 3 || self.key_idx.is_some_and(|k| k > 31) {
-                return Err(RtpError::Invalid("VP8 TID above 3 or KEYIDX above 31"));
+                return Err(Error::Invalid("VP8 TID above 3 or KEYIDX above 31"));
             }
             out.push(tid << 6 | (y as u8) << 5 | self.key_idx.unwrap_or(0));
         }
@@ -194,13 +194,13 @@ impl Packetizer for Vp8Packetizer {
         frame: &[u8],
         mtu: usize,
         out: &mut Payloads,
-    ) -> Result<(), RtpError> {
+    ) -> Result<(), Error> {
         const DESC_LEN: usize = 4;
         if frame.is_empty() {
-            return Err(RtpError::Invalid("empty VP8 frame"));
+            return Err(Error::Invalid("empty VP8 frame"));
         }
         if mtu <= DESC_LEN {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "MTU too small for the VP8 descriptor and one byte",
             ));
         }
@@ -230,11 +230,11 @@ pub struct Vp8Depacketizer;
 
 impl Depacketizer for Vp8Depacketizer {
     #[inline]
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
+    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
         let (_, n) = Vp8Descriptor::parse(payload)?;
         let data = &payload[n..];
         if data.is_empty() {
-            return Err(RtpError::BadPayload(
+            return Err(Error::BadPayload(
                 "VP8 payload without data after the descriptor",
             ));
         }

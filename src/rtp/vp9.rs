@@ -19,7 +19,7 @@
 //! picture id, sets P from the VP9 frame header's frame_type, and marks the
 //! first and last packet of each frame with B and E.
 
-use super::RtpError;
+use super::Error;
 use super::payload::{Depacketizer, Packetizer};
 use super::vp8::PictureId;
 
@@ -48,8 +48,8 @@ pub struct Vp9Descriptor {
     pub ss: Option<Vec<u8>>,
 }
 
-fn short(got: usize) -> RtpError {
-    RtpError::Truncated {
+fn short(got: usize) -> Error {
+    Error::Truncated {
         what: "VP9 payload descriptor",
         needed: got + 1,
         got,
@@ -57,7 +57,7 @@ fn short(got: usize) -> RtpError {
 }
 
 /// The length of a scalability structure at the start of `p` (RFC 9628 §4.2.1).
-fn ss_len(p: &[u8]) -> Result<usize, RtpError> {
+fn ss_len(p: &[u8]) -> Result<usize, Error> {
     let &b = p.first().ok_or(short(0))?;
     let n_s = (b >> 5) as usize + 1;
     let mut n = 1;
@@ -80,7 +80,7 @@ fn ss_len(p: &[u8]) -> Result<usize, RtpError> {
 
 impl Vp9Descriptor {
     /// Parses a descriptor; returns it and its length.
-    pub fn parse(p: &[u8]) -> Result<(Vp9Descriptor, usize), RtpError> {
+    pub fn parse(p: &[u8]) -> Result<(Vp9Descriptor, usize), Error> {
         let &b0 = p.first().ok_or(short(0))?;
         let mut d = Vp9Descriptor {
             inter_picture: b0 & 0x40 != 0,
@@ -91,7 +91,7 @@ impl Vp9Descriptor {
             ..Default::default()
         };
         let mut n = 1;
-        let byte = |n: &mut usize| -> Result<u8, RtpError> {
+        let byte = |n: &mut usize| -> Result<u8, Error> {
             let b = *p.get(*n).ok_or(short(*n))?;
             *n += 1;
             Ok(b)
@@ -119,9 +119,7 @@ impl Vp9Descriptor {
                     break;
                 }
                 if d.p_diffs.len() == 3 {
-                    return Err(RtpError::BadPayload(
-                        "VP9 descriptor with more than 3 P_DIFFs",
-                    ));
+                    return Err(Error::BadPayload("VP9 descriptor with more than 3 P_DIFFs"));
                 }
             }
         }
@@ -134,7 +132,7 @@ impl Vp9Descriptor {
     }
 
     /// Appends the descriptor.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), RtpError> {
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let l = self.layer.is_some();
         out.push(
             (self.picture_id.is_some() as u8) << 7
@@ -151,12 +149,12 @@ impl Vp9Descriptor {
             Some(PictureId::Fifteen(v)) if v < 0x8000 => {
                 out.extend_from_slice(&(0x8000 | v).to_be_bytes())
             }
-            Some(_) => return Err(RtpError::Invalid("VP9 picture id too large for its form")),
+            Some(_) => return Err(Error::Invalid("VP9 picture id too large for its form")),
             None => {}
         }
         if let Some((tid, u, sid, dd)) = self.layer {
             if tid > 7 || sid > 7 {
-                return Err(RtpError::Invalid("VP9 TID or SID above 7"));
+                return Err(Error::Invalid("VP9 TID or SID above 7"));
             }
             out.push(tid << 5 | (u as u8) << 4 | sid << 1 | dd as u8);
             if !self.flexible {
@@ -168,7 +166,7 @@ impl Vp9Descriptor {
                 || self.p_diffs.len() > 3
                 || self.p_diffs.iter().any(|&p| p > 127)
             {
-                return Err(RtpError::Invalid(
+                return Err(Error::Invalid(
                     "VP9 flexible mode needs 1..=3 P_DIFFs below 128",
                 ));
             }
@@ -178,7 +176,7 @@ impl Vp9Descriptor {
         }
         if let Some(ss) = &self.ss {
             if ss_len(ss) != Ok(ss.len()) {
-                return Err(RtpError::Invalid("VP9 scalability structure malformed"));
+                return Err(Error::Invalid("VP9 scalability structure malformed"));
             }
             out.extend_from_slice(ss);
         }
@@ -220,18 +218,13 @@ impl Vp9Packetizer {
 }
 
 impl Packetizer for Vp9Packetizer {
-    fn packetize(
-        &mut self,
-        frame: &[u8],
-        mtu: usize,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<(), RtpError> {
+    fn packetize(&mut self, frame: &[u8], mtu: usize, out: &mut Vec<Vec<u8>>) -> Result<(), Error> {
         const DESC_LEN: usize = 3;
         if frame.is_empty() {
-            return Err(RtpError::Invalid("empty VP9 frame"));
+            return Err(Error::Invalid("empty VP9 frame"));
         }
         if mtu <= DESC_LEN {
-            return Err(RtpError::Invalid(
+            return Err(Error::Invalid(
                 "MTU too small for the VP9 descriptor and one byte",
             ));
         }
@@ -260,10 +253,10 @@ impl Packetizer for Vp9Packetizer {
 pub struct Vp9Depacketizer;
 
 impl Depacketizer for Vp9Depacketizer {
-    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), RtpError> {
+    fn depacketize(&mut self, payload: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
         let (_, n) = Vp9Descriptor::parse(payload)?;
         if n >= payload.len() {
-            return Err(RtpError::BadPayload(
+            return Err(Error::BadPayload(
                 "VP9 payload without data after the descriptor",
             ));
         }

@@ -44,7 +44,7 @@
 //!
 //! ```
 //! use rtclab::datachannel::{ChannelInit, Event as DcEvent, Message};
-//! use rtclab::peer::PeerEvent;
+//! use rtclab::peer;
 //! use rtclab::runtime::LivePeer;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -60,13 +60,13 @@
 //!     tokio::select! {
 //!         e = alice.next_event() => match e? {
 //!             // Trickle ICE: hand each candidate to the other side.
-//!             PeerEvent::LocalCandidate(c) => bob.add_ice_candidate(&c.to_string())?,
-//!             PeerEvent::DataChannel(DcEvent::Open(id)) => alice.send_text(id, "hello")?,
+//!             peer::Event::LocalCandidate(c) => bob.add_ice_candidate(&c.to_string())?,
+//!             peer::Event::DataChannel(DcEvent::Open(id)) => alice.send_text(id, "hello")?,
 //!             _ => {}
 //!         },
 //!         e = bob.next_event() => match e? {
-//!             PeerEvent::LocalCandidate(c) => alice.add_ice_candidate(&c.to_string())?,
-//!             PeerEvent::DataChannel(DcEvent::Message { message, .. }) => {
+//!             peer::Event::LocalCandidate(c) => alice.add_ice_candidate(&c.to_string())?,
+//!             peer::Event::DataChannel(DcEvent::Message { message, .. }) => {
 //!                 assert_eq!(message, Message::Text("hello".into()));
 //!                 break;
 //!             }
@@ -98,7 +98,7 @@ use crate::capture::{Capture, Direction};
 use crate::datachannel::{ChannelId, ChannelInit};
 use crate::dtls::cert::Certificate;
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
-use crate::peer::{PeerConfig, PeerConnection, PeerError, PeerEvent, SdpType, TrackId};
+use crate::peer::{self, PeerConnection, SdpType, TrackId};
 use crate::sdp::MediaKind;
 use crate::turn::{Framer, ServerTransport};
 
@@ -143,7 +143,7 @@ impl Routed {
 }
 
 impl Machine for Routed {
-    type Event = PeerEvent;
+    type Event = peer::Event;
 
     fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
         self.pc.handle_receive(now, d);
@@ -173,7 +173,7 @@ impl Machine for Routed {
         }
     }
 
-    fn poll_event(&mut self) -> Option<PeerEvent> {
+    fn poll_event(&mut self) -> Option<peer::Event> {
         self.pc.poll_event()
     }
 
@@ -201,10 +201,10 @@ impl LivePeer {
     /// WebRTC defaults around a fresh self-signed certificate (ECDSA P-256,
     /// valid 30 days); the host candidates are filled in by
     /// [`LivePeer::bind`].
-    pub fn config() -> Result<PeerConfig, crate::dtls::Error> {
+    pub fn config() -> Result<peer::Config, crate::dtls::Error> {
         let mut rng = StdRng::from_os_rng();
         let cert = Certificate::generate(&mut rng, SystemTime::now())?;
-        Ok(PeerConfig::new(cert, Vec::new()))
+        Ok(peer::Config::new(cert, Vec::new()))
     }
 
     /// Binds a UDP socket on `addr` (port 0: a free port) and makes the
@@ -215,14 +215,14 @@ impl LivePeer {
     /// non-loopback address of the machine's interfaces (of that family),
     /// with the bound port. A given candidate with port 0 gets the bound
     /// port.
-    pub async fn bind(config: PeerConfig, addr: SocketAddr) -> io::Result<LivePeer> {
+    pub async fn bind(config: peer::Config, addr: SocketAddr) -> io::Result<LivePeer> {
         LivePeer::bind_with_rng(config, addr, StdRng::from_os_rng()).await
     }
 
     /// As [`LivePeer::bind`], with a caller-seeded RNG (ICE credentials,
     /// SSRCs, DTLS and SCTP randomness): reproducible runs.
     pub async fn bind_with_rng(
-        mut config: PeerConfig,
+        mut config: peer::Config,
         addr: SocketAddr,
         rng: StdRng,
     ) -> io::Result<LivePeer> {
@@ -322,40 +322,40 @@ impl LivePeer {
 
     /// `addTrack`: a VP8 (video) or Opus (audio) sender, signaled by the
     /// next offer or answer.
-    pub fn add_track(&mut self, kind: MediaKind) -> Result<TrackId, PeerError> {
+    pub fn add_track(&mut self, kind: MediaKind) -> Result<TrackId, peer::Error> {
         self.connection_mut().add_track(kind)
     }
 
     /// `createDataChannel`; it opens with a `DataChannel(Open(id))` event.
-    pub fn create_data_channel(&mut self, init: ChannelInit) -> Result<ChannelId, PeerError> {
+    pub fn create_data_channel(&mut self, init: ChannelInit) -> Result<ChannelId, peer::Error> {
         self.connection_mut().create_data_channel(init)
     }
 
     /// `createOffer`: our offer as SDP text.
-    pub fn create_offer(&mut self) -> Result<String, PeerError> {
+    pub fn create_offer(&mut self) -> Result<String, peer::Error> {
         self.connection_mut().create_offer(Instant::now())
     }
 
     /// `createAnswer`: our answer to the remote offer as SDP text.
-    pub fn create_answer(&mut self) -> Result<String, PeerError> {
+    pub fn create_answer(&mut self) -> Result<String, peer::Error> {
         self.connection_mut().create_answer()
     }
 
     /// `setLocalDescription`.
-    pub fn set_local_description(&mut self, kind: SdpType, sdp: &str) -> Result<(), PeerError> {
+    pub fn set_local_description(&mut self, kind: SdpType, sdp: &str) -> Result<(), peer::Error> {
         self.connection_mut()
             .set_local_description(Instant::now(), kind, sdp)
     }
 
     /// `setRemoteDescription`.
-    pub fn set_remote_description(&mut self, kind: SdpType, sdp: &str) -> Result<(), PeerError> {
+    pub fn set_remote_description(&mut self, kind: SdpType, sdp: &str) -> Result<(), peer::Error> {
         self.connection_mut()
             .set_remote_description(Instant::now(), kind, sdp)
     }
 
     /// The offerer's step: `create_offer` then `set_local_description`;
     /// returns the offer to signal.
-    pub fn offer(&mut self) -> Result<String, PeerError> {
+    pub fn offer(&mut self) -> Result<String, peer::Error> {
         let offer = self.create_offer()?;
         self.set_local_description(SdpType::Offer, &offer)?;
         Ok(offer)
@@ -364,7 +364,7 @@ impl LivePeer {
     /// The answerer's step: `set_remote_description(offer)`,
     /// `create_answer`, `set_local_description`; returns the answer to
     /// signal.
-    pub fn answer(&mut self, offer: &str) -> Result<String, PeerError> {
+    pub fn answer(&mut self, offer: &str) -> Result<String, peer::Error> {
         self.set_remote_description(SdpType::Offer, offer)?;
         let answer = self.create_answer()?;
         self.set_local_description(SdpType::Answer, &answer)?;
@@ -372,13 +372,13 @@ impl LivePeer {
     }
 
     /// The offerer's last step: `set_remote_description(answer)`.
-    pub fn accept_answer(&mut self, answer: &str) -> Result<(), PeerError> {
+    pub fn accept_answer(&mut self, answer: &str) -> Result<(), peer::Error> {
         self.set_remote_description(SdpType::Answer, answer)
     }
 
     /// `addIceCandidate`: a trickled candidate line (`candidate:…`, with or
     /// without `a=`).
-    pub fn add_ice_candidate(&mut self, candidate: &str) -> Result<(), PeerError> {
+    pub fn add_ice_candidate(&mut self, candidate: &str) -> Result<(), peer::Error> {
         self.connection_mut()
             .add_ice_candidate(Instant::now(), candidate)
     }
@@ -397,24 +397,24 @@ impl LivePeer {
         track: TrackId,
         timestamp: u32,
         frame: &[u8],
-    ) -> Result<usize, PeerError> {
+    ) -> Result<usize, peer::Error> {
         self.connection_mut()
             .send_frame(Instant::now(), track, timestamp, frame)
     }
 
     /// Asks the peer for a keyframe on the m-line `mid` it sends (PLI).
-    pub fn request_keyframe(&mut self, mid: &str) -> Result<(), PeerError> {
+    pub fn request_keyframe(&mut self, mid: &str) -> Result<(), peer::Error> {
         self.connection_mut().request_keyframe(mid)
     }
 
     /// Sends a text message on a data channel.
-    pub fn send_text(&mut self, channel: ChannelId, text: &str) -> Result<(), PeerError> {
+    pub fn send_text(&mut self, channel: ChannelId, text: &str) -> Result<(), peer::Error> {
         self.connection_mut()
             .send_text(Instant::now(), channel, text)
     }
 
     /// Sends a binary message on a data channel.
-    pub fn send_binary(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), PeerError> {
+    pub fn send_binary(&mut self, channel: ChannelId, data: &[u8]) -> Result<(), peer::Error> {
         self.connection_mut()
             .send_binary(Instant::now(), channel, data)
     }
@@ -429,7 +429,7 @@ impl LivePeer {
 
     /// Sends what is queued, then reads the socket and fires timers until
     /// the connection has an event. Cancel-safe (see the module doc).
-    pub async fn next_event(&mut self) -> io::Result<PeerEvent> {
+    pub async fn next_event(&mut self) -> io::Result<peer::Event> {
         let e = self.next_event_routed().await;
         if self.key_log_file.is_some() {
             self.append_key_log();
@@ -439,7 +439,7 @@ impl LivePeer {
 
     /// [`LivePeer::next_event`] without the key log: the driver's events,
     /// with the TURN server's TCP stream served alongside.
-    async fn next_event_routed(&mut self) -> io::Result<PeerEvent> {
+    async fn next_event_routed(&mut self) -> io::Result<peer::Event> {
         loop {
             let Some(t) = self.tcp.as_mut().filter(|t| !t.closed) else {
                 return self.driver.next_event().await;
@@ -647,26 +647,26 @@ mod tests {
             while got_frame.is_none() || got_message.is_none() || got_reply.is_none() {
                 tokio::select! {
                     e = a.next_event() => match e.expect("io a") {
-                        PeerEvent::LocalCandidate(c) => b.add_ice_candidate(&c.to_string()).expect("cand"),
-                        PeerEvent::GatheringComplete => b.add_end_of_candidates(),
-                        PeerEvent::DataChannel(DcEvent::Open(id)) if id == chat && !sent => {
+                        peer::Event::LocalCandidate(c) => b.add_ice_candidate(&c.to_string()).expect("cand"),
+                        peer::Event::GatheringComplete => b.add_end_of_candidates(),
+                        peer::Event::DataChannel(DcEvent::Open(id)) if id == chat && !sent => {
                             sent = true;
                             a.send_text(chat, "hello from a").expect("text");
                             a.send_frame(video, 9000, &frame).expect("frame");
                         }
-                        PeerEvent::DataChannel(DcEvent::Message { message, .. }) => got_reply = Some(message),
-                        PeerEvent::Error(e) => panic!("a: {e}"),
+                        peer::Event::DataChannel(DcEvent::Message { message, .. }) => got_reply = Some(message),
+                        peer::Event::Error(e) => panic!("a: {e}"),
                         _ => {}
                     },
                     e = b.next_event() => match e.expect("io b") {
-                        PeerEvent::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
-                        PeerEvent::GatheringComplete => a.add_end_of_candidates(),
-                        PeerEvent::Frame { frame, .. } => got_frame = Some(frame),
-                        PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                        peer::Event::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).expect("cand"),
+                        peer::Event::GatheringComplete => a.add_end_of_candidates(),
+                        peer::Event::Frame { frame, .. } => got_frame = Some(frame),
+                        peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                             b.send_binary(channel, b"reply").expect("reply");
                             got_message = Some(message);
                         }
-                        PeerEvent::Error(e) => panic!("b: {e}"),
+                        peer::Event::Error(e) => panic!("b: {e}"),
                         _ => {}
                     },
                 }
@@ -703,7 +703,7 @@ mod tests {
         // B hears the close_notify.
         let closed = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
-                if let PeerEvent::ConnectionState(PeerConnectionState::Closed) =
+                if let peer::Event::ConnectionState(PeerConnectionState::Closed) =
                     b.next_event().await.expect("io b")
                 {
                     break;

@@ -3,7 +3,7 @@
 //!
 //! One task owns the server and every UDP socket (the listening one and one
 //! per allocation, bound when the server asks with
-//! [`ServerEvent::BindRelay`], closed on [`ServerEvent::CloseRelay`]), and
+//! [`turn::server::Event::BindRelay`], closed on [`turn::server::Event::CloseRelay`]), and
 //! relays through [`Driver`]'s fast path (batched on Linux). Each TCP
 //! connection (RFC 8656 §3.1) gets a small task that cuts its stream into
 //! messages with [`turn::Framer`] and passes them to the owner; answers and
@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use super::{Driver, is_icmp_error, readable, sleep_until};
 use crate::machine::{Machine, Receive};
-use crate::turn::{self, ServerEvent, Transport};
+use crate::turn::{self, Transport};
 
 /// A TCP connection without an allocation is closed after this long
 /// without a whole message.
@@ -114,11 +114,11 @@ pub async fn serve_with_idle(
             while let Some(e) = driver.machine.poll_event() {
                 busy = true;
                 match e {
-                    ServerEvent::BindRelay(a) => {
+                    turn::server::Event::BindRelay(a) => {
                         let ok = driver.add_relay(a);
                         driver.machine.relay_bound(Instant::now(), a, ok);
                     }
-                    ServerEvent::CloseRelay(a) => driver.remove_relay(a),
+                    turn::server::Event::CloseRelay(a) => driver.remove_relay(a),
                 }
             }
             while let Some(t) = driver.machine.poll_stream_transmit() {
@@ -452,7 +452,7 @@ mod tests {
         let listen = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(listen).await.unwrap();
         let relay = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let mut config = turn::ServerConfig::new(listen, vec![relay.local_addr().unwrap()], "t");
+        let mut config = turn::server::Config::new(listen, vec![relay.local_addr().unwrap()], "t");
         config.users.push(("u".into(), "p".into()));
         let server = turn::Server::new(
             config,
@@ -528,11 +528,11 @@ mod tests {
     /// bound again at once.
     #[tokio::test]
     async fn closing_the_connection_frees_the_allocation() {
-        use crate::turn::{Client, ClientConfig, ClientEvent};
+        use crate::turn::{self, Client};
         let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let listen = udp.local_addr().unwrap();
         let tcp = TcpListener::bind(listen).await.unwrap();
-        let mut config = turn::ServerConfig::new(listen, Vec::new(), "t");
+        let mut config = turn::server::Config::new(listen, Vec::new(), "t");
         config.relay_ports = Some(turn::RelayPorts {
             ip: listen.ip(),
             min: 40000,
@@ -549,7 +549,7 @@ mod tests {
         let mut stream = TcpStream::connect(listen).await.unwrap();
         let local = stream.local_addr().unwrap();
         let mut client = Client::new(
-            ClientConfig::new(listen, "u", "p"),
+            turn::client::Config::new(listen, "u", "p"),
             rand::rngs::StdRng::seed_from_u64(2),
         );
         client.allocate(Instant::now()).unwrap();
@@ -561,7 +561,7 @@ mod tests {
             }
             if let Some(e) = client.poll_event() {
                 match e {
-                    ClientEvent::Allocated { relayed, .. } => break relayed,
+                    turn::client::Event::Allocated { relayed, .. } => break relayed,
                     e => panic!("{e:?}"),
                 }
             }

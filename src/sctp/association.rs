@@ -21,7 +21,7 @@ use super::reset::{ResponseOutcome, StreamReset};
 use super::rto::RttEstimator;
 use super::send_queue::{Pending, SendQueue};
 use super::timer::{Timer, Timers};
-use super::{Config, Event, Reliability, SctpError, SendOptions, State};
+use super::{Config, Error, Event, Reliability, SendOptions, State};
 
 /// Control chunks and whole packets waiting to go out are capped, so that no
 /// input (an INIT flood, a stream of HEARTBEATs) grows memory without bound.
@@ -494,30 +494,30 @@ impl Association {
         ppid: u32,
         data: &[u8],
         options: SendOptions,
-    ) -> Result<(), SctpError> {
+    ) -> Result<(), Error> {
         self.touch(now);
         match self.state {
             State::CookieWait | State::CookieEchoed | State::Established => {}
-            s => return Err(SctpError::InvalidState(s)),
+            s => return Err(Error::InvalidState(s)),
         }
         if data.is_empty() {
-            return Err(SctpError::EmptyMessage);
+            return Err(Error::EmptyMessage);
         }
         if data.len() > self.config.max_message_size {
-            return Err(SctpError::MessageTooLarge {
+            return Err(Error::MessageTooLarge {
                 size: data.len(),
                 max: self.config.max_message_size,
             });
         }
         if stream >= self.out_streams {
-            return Err(SctpError::InvalidStream(stream));
+            return Err(Error::InvalidStream(stream));
         }
         if self.total_buffered + data.len() > self.config.send_buffer {
-            return Err(SctpError::BufferFull);
+            return Err(Error::BufferFull);
         }
         let st = self.out.entry(stream).or_default();
         if st.resetting {
-            return Err(SctpError::StreamResetting(stream));
+            return Err(Error::StreamResetting(stream));
         }
         let (max_rtx, expires) = match options.reliability {
             Reliability::Reliable => (None, None),
@@ -573,17 +573,17 @@ impl Association {
     /// Resets our outgoing `streams` (RFC 6525 §5.1.2; closing a data
     /// channel, RFC 8831 §6.7). Data already queued on them is sent first;
     /// `send` on them fails until [`Event::OutgoingStreamsReset`].
-    pub fn reset_streams(&mut self, now: Instant, streams: &[u16]) -> Result<(), SctpError> {
+    pub fn reset_streams(&mut self, now: Instant, streams: &[u16]) -> Result<(), Error> {
         self.touch(now);
         if self.state != State::Established {
-            return Err(SctpError::InvalidState(self.state));
+            return Err(Error::InvalidState(self.state));
         }
         if !self.peer_reconfig {
-            return Err(SctpError::ResetNotSupported);
+            return Err(Error::ResetNotSupported);
         }
         for &s in streams {
             if s >= self.out_streams {
-                return Err(SctpError::InvalidStream(s));
+                return Err(Error::InvalidStream(s));
             }
         }
         for &s in streams {

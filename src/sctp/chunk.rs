@@ -13,7 +13,7 @@
 //! The length counts the 4-byte header and the value, not the padding to a
 //! multiple of four that follows.
 
-use super::SctpError;
+use super::Error;
 use super::param::{
     ErrorCause, HEARTBEAT_INFO, Param, ReConfigParam, Reader, pad4, tlvs, write_tlv,
 };
@@ -260,9 +260,9 @@ pub enum Chunk<'a> {
     },
 }
 
-fn exact(what: &'static str, value: &[u8], len: usize) -> Result<(), SctpError> {
+fn exact(what: &'static str, value: &[u8], len: usize) -> Result<(), Error> {
     if value.len() != len {
-        return Err(SctpError::BadLength {
+        return Err(Error::BadLength {
             what,
             offset: 0,
             length: value.len() + 4,
@@ -274,7 +274,7 @@ fn exact(what: &'static str, value: &[u8], len: usize) -> Result<(), SctpError> 
 impl<'a> Chunk<'a> {
     /// Parses one chunk from its type, flags and value (the bytes after the
     /// 4-byte chunk header, without padding).
-    pub fn parse(typ: u8, flags: u8, value: &'a [u8]) -> Result<Chunk<'a>, SctpError> {
+    pub fn parse(typ: u8, flags: u8, value: &'a [u8]) -> Result<Chunk<'a>, Error> {
         let mut r = Reader::new(value, "chunk");
         Ok(match typ {
             kind::DATA => {
@@ -339,7 +339,7 @@ impl<'a> Chunk<'a> {
                 let ngaps = r.u16()? as usize;
                 let ndups = r.u16()? as usize;
                 if r.remaining() != ngaps * 4 + ndups * 4 {
-                    return Err(SctpError::BadLength {
+                    return Err(Error::BadLength {
                         what: "SACK",
                         offset: 0,
                         length: value.len() + 4,
@@ -371,7 +371,7 @@ impl<'a> Chunk<'a> {
                         info = Some(v.to_vec());
                     }
                 }
-                let info = info.ok_or(SctpError::MissingParameter {
+                let info = info.ok_or(Error::MissingParameter {
                     chunk: "HEARTBEAT",
                     param: "Heartbeat Info",
                 })?;
@@ -411,7 +411,7 @@ impl<'a> Chunk<'a> {
                 r.what = "FORWARD TSN";
                 let new_cum_tsn = r.u32()?;
                 if r.remaining() % 4 != 0 {
-                    return Err(SctpError::BadLength {
+                    return Err(Error::BadLength {
                         what: "FORWARD TSN",
                         offset: 0,
                         length: value.len() + 4,
@@ -430,7 +430,7 @@ impl<'a> Chunk<'a> {
                 r.what = "I-FORWARD-TSN";
                 let new_cum_tsn = r.u32()?;
                 if r.remaining() % 8 != 0 {
-                    return Err(SctpError::BadLength {
+                    return Err(Error::BadLength {
                         what: "I-FORWARD-TSN",
                         offset: 0,
                         length: value.len() + 4,

@@ -198,7 +198,7 @@ pub struct Config {
     /// Keep it above `max_message_size`: a message is delivered only whole.
     pub receive_window: u32,
     /// Most bytes `send` may queue (unsent plus unacknowledged) before it
-    /// returns [`SctpError::BufferFull`].
+    /// returns [`Error::BufferFull`].
     pub send_buffer: usize,
     /// Initial RTO.
     pub rto_initial: Duration,
@@ -257,7 +257,7 @@ impl Default for Config {
 /// Errors of the SCTP layer: malformed input from the network, and API misuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SctpError {
+pub enum Error {
     /// Input ended early.
     Truncated {
         /// What was being read.
@@ -312,43 +312,43 @@ pub enum SctpError {
     ResetNotSupported,
 }
 
-impl fmt::Display for SctpError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SctpError::Truncated { what, need, have } => {
+            Error::Truncated { what, need, have } => {
                 write!(f, "{what} truncated: need {need} bytes, have {have}")
             }
-            SctpError::BadLength {
+            Error::BadLength {
                 what,
                 offset,
                 length,
             } => write!(f, "{what} at offset {offset} has bad length {length}"),
-            SctpError::BadChecksum { have, want } => write!(
+            Error::BadChecksum { have, want } => write!(
                 f,
                 "bad CRC32c: packet says {have:#010x}, computed {want:#010x}"
             ),
-            SctpError::MissingParameter { chunk, param } => {
+            Error::MissingParameter { chunk, param } => {
                 write!(f, "{chunk} lacks mandatory {param}")
             }
-            SctpError::InvalidState(s) => write!(f, "not allowed in state {s:?}"),
-            SctpError::MessageTooLarge { size, max } => {
+            Error::InvalidState(s) => write!(f, "not allowed in state {s:?}"),
+            Error::MessageTooLarge { size, max } => {
                 write!(f, "message of {size} bytes exceeds max message size {max}")
             }
-            SctpError::EmptyMessage => write!(f, "SCTP cannot send an empty message"),
-            SctpError::InvalidStream(s) => write!(
+            Error::EmptyMessage => write!(f, "SCTP cannot send an empty message"),
+            Error::InvalidStream(s) => write!(
                 f,
                 "stream {s} is not an outbound stream of this association"
             ),
-            SctpError::StreamResetting(s) => write!(f, "stream {s} is being reset"),
-            SctpError::BufferFull => write!(f, "send buffer full"),
-            SctpError::ResetNotSupported => {
+            Error::StreamResetting(s) => write!(f, "stream {s} is being reset"),
+            Error::BufferFull => write!(f, "send buffer full"),
+            Error::ResetNotSupported => {
                 write!(f, "peer does not support stream reset (RE-CONFIG)")
             }
         }
     }
 }
 
-impl std::error::Error for SctpError {}
+impl std::error::Error for Error {}
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The SCTP packet: common header, CRC32c, and the walk over its chunks
 //! (RFC 9260 §3.1, §6.8, appendix A).
 
-use super::SctpError;
+use super::Error;
 use super::chunk::Chunk;
 
 /// Size of the common header.
@@ -27,9 +27,9 @@ pub struct CommonHeader {
 
 impl CommonHeader {
     /// Parses the header of `packet` (checksum not verified).
-    pub fn parse(packet: &[u8]) -> Result<CommonHeader, SctpError> {
+    pub fn parse(packet: &[u8]) -> Result<CommonHeader, Error> {
         if packet.len() < HEADER_LEN {
-            return Err(SctpError::Truncated {
+            return Err(Error::Truncated {
                 what: "common header",
                 need: HEADER_LEN,
                 have: packet.len(),
@@ -73,9 +73,9 @@ pub fn finish(packet: &mut [u8]) {
 }
 
 /// Checks the CRC32c of a packet.
-pub fn verify(packet: &[u8]) -> Result<(), SctpError> {
+pub fn verify(packet: &[u8]) -> Result<(), Error> {
     if packet.len() < HEADER_LEN {
-        return Err(SctpError::Truncated {
+        return Err(Error::Truncated {
             what: "common header",
             need: HEADER_LEN,
             have: packet.len(),
@@ -84,7 +84,7 @@ pub fn verify(packet: &[u8]) -> Result<(), SctpError> {
     let have = u32::from_le_bytes([packet[8], packet[9], packet[10], packet[11]]);
     let want = checksum(packet);
     if have != want {
-        return Err(SctpError::BadChecksum { have, want });
+        return Err(Error::BadChecksum { have, want });
     }
     Ok(())
 }
@@ -105,7 +105,7 @@ pub struct RawChunk<'a> {
 
 impl<'a> RawChunk<'a> {
     /// Decodes the chunk.
-    pub fn parse(&self) -> Result<Chunk<'a>, SctpError> {
+    pub fn parse(&self) -> Result<Chunk<'a>, Error> {
         Chunk::parse(self.typ, self.flags, self.value)
     }
 }
@@ -189,7 +189,7 @@ pub(crate) fn trace(direction: &'static str, packet: &[u8]) {
 /// Walks the chunks after the common header. A chunk shorter than 4 bytes or
 /// longer than what is left ends the walk with an error (RFC 9260 §3.2); the
 /// last chunk may omit its padding.
-pub fn chunks(packet: &[u8]) -> impl Iterator<Item = Result<RawChunk<'_>, SctpError>> + '_ {
+pub fn chunks(packet: &[u8]) -> impl Iterator<Item = Result<RawChunk<'_>, Error>> + '_ {
     let mut pos = HEADER_LEN.min(packet.len());
     let mut failed = false;
     std::iter::from_fn(move || {
@@ -199,7 +199,7 @@ pub fn chunks(packet: &[u8]) -> impl Iterator<Item = Result<RawChunk<'_>, SctpEr
         let rest = &packet[pos..];
         if rest.len() < 4 {
             failed = true;
-            return Some(Err(SctpError::Truncated {
+            return Some(Err(Error::Truncated {
                 what: "chunk header",
                 need: pos + 4,
                 have: packet.len(),
@@ -208,7 +208,7 @@ pub fn chunks(packet: &[u8]) -> impl Iterator<Item = Result<RawChunk<'_>, SctpEr
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
         if len < 4 || len > rest.len() {
             failed = true;
-            return Some(Err(SctpError::BadLength {
+            return Some(Err(Error::BadLength {
                 what: "chunk",
                 offset: pos,
                 length: len,
@@ -237,7 +237,7 @@ pub struct Packet<'a> {
 
 impl<'a> Packet<'a> {
     /// Verifies the checksum and decodes every chunk.
-    pub fn parse(packet: &'a [u8]) -> Result<Packet<'a>, SctpError> {
+    pub fn parse(packet: &'a [u8]) -> Result<Packet<'a>, Error> {
         verify(packet)?;
         let header = CommonHeader::parse(packet)?;
         let mut out = Vec::new();

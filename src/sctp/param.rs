@@ -1,7 +1,7 @@
 //! Variable-length parameters of INIT, INIT ACK and RE-CONFIG (RFC 9260 §3.2.1,
 //! RFC 3758 §3.1, RFC 5061 §4.2.7, RFC 6525 §4), and error causes (RFC 9260 §3.3.10).
 
-use super::SctpError;
+use super::Error;
 
 /// RFC 9260 §3.3.3: State Cookie.
 pub const STATE_COOKIE: u16 = 7;
@@ -35,9 +35,9 @@ impl<'a> Reader<'a> {
     pub(crate) fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
-    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], SctpError> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], Error> {
         if self.remaining() < n {
-            return Err(SctpError::Truncated {
+            return Err(Error::Truncated {
                 what: self.what,
                 need: self.pos + n,
                 have: self.buf.len(),
@@ -47,11 +47,11 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Ok(s)
     }
-    pub(crate) fn u16(&mut self) -> Result<u16, SctpError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, Error> {
         let b = self.bytes(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    pub(crate) fn u32(&mut self) -> Result<u32, SctpError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, Error> {
         let b = self.bytes(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
@@ -76,7 +76,7 @@ pub(crate) fn pad4(out: &mut Vec<u8>) {
 pub(crate) fn tlvs<'a>(
     buf: &'a [u8],
     what: &'static str,
-) -> impl Iterator<Item = Result<(u16, &'a [u8]), SctpError>> + 'a {
+) -> impl Iterator<Item = Result<(u16, &'a [u8]), Error>> + 'a {
     let mut pos = 0usize;
     let mut failed = false;
     std::iter::from_fn(move || {
@@ -86,7 +86,7 @@ pub(crate) fn tlvs<'a>(
         let rest = &buf[pos..];
         if rest.len() < 4 {
             failed = true;
-            return Some(Err(SctpError::Truncated {
+            return Some(Err(Error::Truncated {
                 what,
                 need: pos + 4,
                 have: buf.len(),
@@ -96,7 +96,7 @@ pub(crate) fn tlvs<'a>(
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
         if len < 4 || len > rest.len() {
             failed = true;
-            return Some(Err(SctpError::BadLength {
+            return Some(Err(Error::BadLength {
                 what,
                 offset: pos,
                 length: len,
@@ -141,13 +141,13 @@ pub enum Param {
 
 impl Param {
     /// Parses one parameter from its type and value.
-    pub fn parse(typ: u16, value: &[u8]) -> Result<Param, SctpError> {
+    pub fn parse(typ: u16, value: &[u8]) -> Result<Param, Error> {
         Ok(match typ {
             STATE_COOKIE => Param::StateCookie(value.to_vec()),
             SUPPORTED_EXTENSIONS => Param::SupportedExtensions(value.to_vec()),
             FORWARD_TSN_SUPPORTED => {
                 if !value.is_empty() {
-                    return Err(SctpError::BadLength {
+                    return Err(Error::BadLength {
                         what: "Forward-TSN-Supported",
                         offset: 0,
                         length: value.len() + 4,
@@ -210,7 +210,7 @@ impl ErrorCause {
     pub const PROTOCOL_VIOLATION: u16 = 13;
 
     /// Parses the causes of an ABORT or ERROR chunk.
-    pub fn parse_all(buf: &[u8]) -> Result<Vec<ErrorCause>, SctpError> {
+    pub fn parse_all(buf: &[u8]) -> Result<Vec<ErrorCause>, Error> {
         tlvs(buf, "error cause")
             .map(|r| {
                 r.map(|(code, info)| ErrorCause {
@@ -304,12 +304,12 @@ impl ReConfigParam {
     pub const RESULT_IN_PROGRESS: u32 = 6;
 
     /// Parses one parameter from its type and value.
-    pub fn parse(typ: u16, value: &[u8]) -> Result<ReConfigParam, SctpError> {
+    pub fn parse(typ: u16, value: &[u8]) -> Result<ReConfigParam, Error> {
         let mut r = Reader::new(value, "RE-CONFIG parameter");
-        let streams = |r: &mut Reader<'_>| -> Result<Vec<u16>, SctpError> {
+        let streams = |r: &mut Reader<'_>| -> Result<Vec<u16>, Error> {
             let rest = r.rest();
             if rest.len() % 2 != 0 {
-                return Err(SctpError::BadLength {
+                return Err(Error::BadLength {
                     what: "reset stream list",
                     offset: 0,
                     length: rest.len(),
@@ -340,7 +340,7 @@ impl ReConfigParam {
                     None
                 };
                 if r.remaining() != 0 {
-                    return Err(SctpError::BadLength {
+                    return Err(Error::BadLength {
                         what: "Re-configuration Response",
                         offset: 0,
                         length: value.len() + 4,

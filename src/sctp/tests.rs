@@ -41,10 +41,7 @@ fn packet_round_trip_and_checksum() {
     assert_eq!(v.len() % 4, 0);
     assert_eq!(Packet::parse(&v).unwrap(), p);
     v[20] ^= 1;
-    assert!(matches!(
-        Packet::parse(&v),
-        Err(SctpError::BadChecksum { .. })
-    ));
+    assert!(matches!(Packet::parse(&v), Err(Error::BadChecksum { .. })));
 }
 
 #[test]
@@ -58,7 +55,7 @@ fn chunk_length_past_packet_is_rejected() {
     packet::finish(&mut v);
     assert!(matches!(
         Packet::parse(&v),
-        Err(SctpError::BadLength {
+        Err(Error::BadLength {
             what: "chunk",
             offset: 12,
             length: 200
@@ -457,11 +454,11 @@ fn large_messages_fragment_and_reassemble() {
             &vec![0; 256 * 1024 + 1],
             SendOptions::default()
         ),
-        Err(SctpError::MessageTooLarge { .. })
+        Err(Error::MessageTooLarge { .. })
     ));
     assert_eq!(
         p.a.send(p.now, 0, 53, &[], SendOptions::default()),
-        Err(SctpError::EmptyMessage)
+        Err(Error::EmptyMessage)
     );
     p.run(Duration::from_secs(5));
     let got = messages(Pair::events(&mut p.b));
@@ -684,7 +681,7 @@ fn stream_reset_both_ways() {
     p.a.reset_streams(p.now, &[4]).unwrap();
     assert_eq!(
         p.a.send(p.now, 4, 51, b"more", SendOptions::default()),
-        Err(SctpError::StreamResetting(4))
+        Err(Error::StreamResetting(4))
     );
     p.run(Duration::from_secs(2));
     let evb = Pair::events(&mut p.b);

@@ -7,7 +7,7 @@ use super::attribute::{
     Attribute, Direction, Extmap, Fingerprint, Fmtp, Group, RtcpFb, RtpMap, Setup, SsrcAttribute,
     SsrcGroup,
 };
-use super::error::SdpError;
+use super::error::Error;
 use super::{MAX_ATTRIBUTES, MAX_LINE_LEN, MAX_LINES, MAX_LIST, MAX_MEDIA, MAX_SDP_LEN};
 use crate::vocab::Candidate;
 
@@ -266,7 +266,7 @@ impl SessionDescription {
 
     /// Parses a whole description. Lines end in CRLF or LF (RFC 8866 §5
     /// lets a parser accept a bare LF); the last line ending may be missing.
-    pub fn parse(input: &[u8]) -> Result<SessionDescription, SdpError> {
+    pub fn parse(input: &[u8]) -> Result<SessionDescription, Error> {
         let _span = tracing::debug_span!("sdp", bytes = input.len()).entered();
         tracing::trace!(text = %String::from_utf8_lossy(input), "SDP to parse");
         let parsed = Parser::parse(input);
@@ -278,7 +278,7 @@ impl SessionDescription {
     }
 
     /// Parses a description given as text.
-    pub fn parse_str(input: &str) -> Result<SessionDescription, SdpError> {
+    pub fn parse_str(input: &str) -> Result<SessionDescription, Error> {
         Self::parse(input.as_bytes())
     }
 
@@ -498,12 +498,12 @@ fn split_ws(s: &str) -> Vec<&str> {
 }
 
 impl Parser {
-    fn parse(input: &[u8]) -> Result<SessionDescription, SdpError> {
+    fn parse(input: &[u8]) -> Result<SessionDescription, Error> {
         if input.len() > MAX_SDP_LEN {
-            return Err(SdpError::TooLong(input.len()));
+            return Err(Error::TooLong(input.len()));
         }
         if input.is_empty() {
-            return Err(SdpError::Empty);
+            return Err(Error::Empty);
         }
         let mut p = Parser {
             line: 0,
@@ -541,7 +541,7 @@ impl Parser {
             rest = next;
             p.line += 1;
             if p.line > MAX_LINES {
-                return Err(SdpError::TooMany {
+                return Err(Error::TooMany {
                     line: p.line,
                     what: "lines",
                     max: MAX_LINES,
@@ -557,28 +557,28 @@ impl Parser {
                 }
             }
             if raw.len() > MAX_LINE_LEN {
-                return Err(SdpError::TooMany {
+                return Err(Error::TooMany {
                     line: p.line,
                     what: "bytes in a line",
                     max: MAX_LINE_LEN,
                 });
             }
             if raw.contains(&b'\r') || raw.contains(&0) {
-                return Err(SdpError::BadText { line: p.line });
+                return Err(Error::BadText { line: p.line });
             }
-            let line = std::str::from_utf8(raw).map_err(|_| SdpError::BadText { line: p.line })?;
+            let line = std::str::from_utf8(raw).map_err(|_| Error::BadText { line: p.line })?;
             p.line_of(&mut sd, line)?;
         }
         p.finish(&sd)?;
         Ok(sd)
     }
 
-    fn malformed(&self, expected: &'static str, found: &str) -> SdpError {
-        SdpError::malformed(self.line, expected, found)
+    fn malformed(&self, expected: &'static str, found: &str) -> Error {
+        Error::malformed(self.line, expected, found)
     }
 
-    fn unexpected(&self, found: char, expected: &'static str) -> SdpError {
-        SdpError::Unexpected {
+    fn unexpected(&self, found: char, expected: &'static str) -> Error {
+        Error::Unexpected {
             line: self.line,
             found,
             expected,
@@ -586,7 +586,7 @@ impl Parser {
     }
 
     /// Moves to `to` if the order allows it.
-    fn advance(&mut self, to: Pos, found: char, repeatable: bool) -> Result<(), SdpError> {
+    fn advance(&mut self, to: Pos, found: char, repeatable: bool) -> Result<(), Error> {
         let ok = if repeatable {
             self.pos <= to
         } else {
@@ -615,7 +615,7 @@ impl Parser {
         }
     }
 
-    fn line_of(&mut self, sd: &mut SessionDescription, line: &str) -> Result<(), SdpError> {
+    fn line_of(&mut self, sd: &mut SessionDescription, line: &str) -> Result<(), Error> {
         let b = line.as_bytes();
         if b.len() < 2 || b[1] != b'=' || !b[0].is_ascii_lowercase() {
             return Err(self.malformed("a <letter>=<value> line", line));
@@ -829,7 +829,7 @@ impl Parser {
 
     /// An `a=` line's attribute; `None` for a malformed optional one, which
     /// is skipped with a debug log ([`Attribute::is_mandatory`]).
-    fn attribute(&self, value: &str, line: &str) -> Result<Option<Attribute>, SdpError> {
+    fn attribute(&self, value: &str, line: &str) -> Result<Option<Attribute>, Error> {
         match Attribute::parse(value) {
             Ok(a) => Ok(Some(a)),
             Err(expected) => {
@@ -848,7 +848,7 @@ impl Parser {
         }
     }
 
-    fn cap(&self, len: usize, max: usize, what: &'static str) -> Result<(), SdpError> {
+    fn cap(&self, len: usize, max: usize, what: &'static str) -> Result<(), Error> {
         if len >= max {
             Err(self.too_many(what, max))
         } else {
@@ -856,27 +856,24 @@ impl Parser {
         }
     }
 
-    fn too_many(&self, what: &'static str, max: usize) -> SdpError {
-        SdpError::TooMany {
+    fn too_many(&self, what: &'static str, max: usize) -> Error {
+        Error::TooMany {
             line: self.line,
             what,
             max,
         }
     }
 
-    fn media<'a>(
-        &self,
-        sd: &'a mut SessionDescription,
-    ) -> Result<&'a mut MediaDescription, SdpError> {
+    fn media<'a>(&self, sd: &'a mut SessionDescription) -> Result<&'a mut MediaDescription, Error> {
         let line = self.line;
-        sd.media.last_mut().ok_or(SdpError::Unexpected {
+        sd.media.last_mut().ok_or(Error::Unexpected {
             line,
             found: 'm',
             expected: "an m= line first",
         })
     }
 
-    fn connection(&self, value: &str, line: &str) -> Result<Connection, SdpError> {
+    fn connection(&self, value: &str, line: &str) -> Result<Connection, Error> {
         let t = split_ws(value);
         if t.len() != 3 {
             return Err(self.malformed("c=<nettype> <addrtype> <address>", line));
@@ -888,7 +885,7 @@ impl Parser {
         })
     }
 
-    fn media_line(&self, value: &str, line: &str) -> Result<MediaDescription, SdpError> {
+    fn media_line(&self, value: &str, line: &str) -> Result<MediaDescription, Error> {
         let what = "m=<media> <port>[/<count>] <proto> <fmt> …";
         let t = split_ws(value);
         if t.len() < 4 {
@@ -926,7 +923,7 @@ impl Parser {
         })
     }
 
-    fn finish(&mut self, sd: &SessionDescription) -> Result<(), SdpError> {
+    fn finish(&mut self, sd: &SessionDescription) -> Result<(), Error> {
         self.line += 1;
         if self.pos < Pos::T || sd.timings.is_empty() {
             return Err(self.unexpected('\0', self.expected()));

@@ -8,7 +8,7 @@ use std::fmt;
 /// signaling server or a learner can point at the culprit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SdpError {
+pub enum Error {
     /// The input is longer than [`MAX_SDP_LEN`](super::MAX_SDP_LEN).
     TooLong(usize),
     /// The input is empty.
@@ -50,9 +50,9 @@ pub enum SdpError {
     },
 }
 
-impl SdpError {
-    pub(crate) fn malformed(line: usize, expected: &'static str, found: &str) -> SdpError {
-        SdpError::Malformed {
+impl Error {
+    pub(crate) fn malformed(line: usize, expected: &'static str, found: &str) -> Error {
+        Error::Malformed {
             line,
             expected,
             found: found.chars().take(80).collect(),
@@ -62,41 +62,41 @@ impl SdpError {
     /// The 1-based line number the error is about, if any.
     pub fn line(&self) -> Option<usize> {
         match self {
-            SdpError::TooMany { line, .. }
-            | SdpError::BadText { line }
-            | SdpError::Malformed { line, .. }
-            | SdpError::Unexpected { line, .. } => Some(*line),
-            SdpError::TooLong(_) | SdpError::Empty => None,
+            Error::TooMany { line, .. }
+            | Error::BadText { line }
+            | Error::Malformed { line, .. }
+            | Error::Unexpected { line, .. } => Some(*line),
+            Error::TooLong(_) | Error::Empty => None,
         }
     }
 }
 
-impl fmt::Display for SdpError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SdpError::TooLong(n) => write!(
+            Error::TooLong(n) => write!(
                 f,
                 "session description of {n} bytes (max {})",
                 super::MAX_SDP_LEN
             ),
-            SdpError::Empty => f.write_str("empty session description"),
-            SdpError::TooMany { line, what, max } => {
+            Error::Empty => f.write_str("empty session description"),
+            Error::TooMany { line, what, max } => {
                 write!(f, "line {line}: more than {max} {what}")
             }
-            SdpError::BadText { line } => {
+            Error::BadText { line } => {
                 write!(f, "line {line}: not UTF-8 text, or a NUL or CR inside")
             }
-            SdpError::Malformed {
+            Error::Malformed {
                 line,
                 expected,
                 found,
             } => write!(f, "line {line}: expected {expected}, found {found:?}"),
-            SdpError::Unexpected {
+            Error::Unexpected {
                 line,
                 found: '\0',
                 expected,
             } => write!(f, "line {line}: description ended; expected {expected}"),
-            SdpError::Unexpected {
+            Error::Unexpected {
                 line,
                 found,
                 expected,
@@ -108,4 +108,4 @@ impl fmt::Display for SdpError {
     }
 }
 
-impl std::error::Error for SdpError {}
+impl std::error::Error for Error {}

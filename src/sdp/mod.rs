@@ -64,7 +64,7 @@
 //!   four directions. Any other attribute is kept as written, in order. The
 //!   browsers' descriptions in `tests/fixtures/sdp/` are written back byte
 //!   for byte.
-//! - Errors ([`SdpError`]) name the line number and what was expected
+//! - Errors ([`Error`]) name the line number and what was expected
 //!   (malformed optional attributes are skipped instead, see below).
 //!   Hostile input is bounded: [`MAX_SDP_LEN`] bytes, [`MAX_LINES`] lines,
 //!   [`MAX_MEDIA`] media sections, [`MAX_ATTRIBUTES`] attributes per level,
@@ -154,7 +154,7 @@ pub use codec::{Codec, Feedback, H264Profile, ProfileLevelId};
 pub use description::{
     Bandwidth, Connection, MediaDescription, Origin, SessionDescription, Timing,
 };
-pub use error::SdpError;
+pub use error::Error;
 pub use mid::Mid;
 pub use negotiate::{
     Capabilities, DataChannelCapabilities, DtlsRole, LocalSender, MediaCapabilities, MediaKind,

@@ -7,7 +7,7 @@ use crate::vocab::{Candidate, CandidateKind};
 
 const MINIMAL: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
 
-fn parse(s: &str) -> Result<SessionDescription, SdpError> {
+fn parse(s: &str) -> Result<SessionDescription, Error> {
     SessionDescription::parse_str(s)
 }
 
@@ -83,7 +83,7 @@ fn errors_name_the_line_and_what_was_expected() {
     assert!(
         matches!(
             e,
-            SdpError::Unexpected {
+            Error::Unexpected {
                 line: 5,
                 found: 'c',
                 ..
@@ -93,7 +93,7 @@ fn errors_name_the_line_and_what_was_expected() {
     );
 
     let e = parse(&format!("{MINIMAL}m=audio 9 RTP/AVP\r\n")).unwrap_err();
-    assert!(matches!(e, SdpError::Malformed { line: 5, .. }), "{e}");
+    assert!(matches!(e, Error::Malformed { line: 5, .. }), "{e}");
 
     let e = parse(&format!("{MINIMAL}x\r\n")).unwrap_err();
     assert!(e.to_string().contains("<letter>=<value>"), "{e}");
@@ -108,7 +108,7 @@ fn errors_name_the_line_and_what_was_expected() {
     assert!(e.to_string().contains("expected v=0"), "{e}");
 
     let e = SessionDescription::parse(b"v=0\r\no=- 1 2 IN IP4 \xff\r\n").unwrap_err();
-    assert_eq!(e, SdpError::BadText { line: 2 });
+    assert_eq!(e, Error::BadText { line: 2 });
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn caps_hold() {
     let big = vec![b'a'; MAX_SDP_LEN + 1];
     assert_eq!(
         SessionDescription::parse(&big),
-        Err(SdpError::TooLong(MAX_SDP_LEN + 1))
+        Err(Error::TooLong(MAX_SDP_LEN + 1))
     );
     let mut many = MINIMAL.to_string();
     for _ in 0..=MAX_MEDIA {
@@ -124,7 +124,7 @@ fn caps_hold() {
     }
     assert!(matches!(
         parse(&many),
-        Err(SdpError::TooMany {
+        Err(Error::TooMany {
             what: "media sections",
             ..
         })
@@ -133,7 +133,7 @@ fn caps_hold() {
     for _ in 0..=MAX_ATTRIBUTES {
         attrs.push_str("a=x\r\n");
     }
-    assert!(matches!(parse(&attrs), Err(SdpError::TooMany { .. })));
+    assert!(matches!(parse(&attrs), Err(Error::TooMany { .. })));
     let section = format!(
         "m=audio 9 RTP/AVP 0\r\n{}",
         "a=x\r\n".repeat(MAX_ATTRIBUTES - 1)
@@ -144,7 +144,7 @@ fn caps_hold() {
     );
     assert!(matches!(
         parse(&lines),
-        Err(SdpError::TooMany { what: "lines", .. })
+        Err(Error::TooMany { what: "lines", .. })
     ));
     let formats = format!(
         "{MINIMAL}m=audio 9 RTP/AVP{}\r\n",
@@ -152,7 +152,7 @@ fn caps_hold() {
     );
     assert!(matches!(
         parse(&formats),
-        Err(SdpError::TooMany {
+        Err(Error::TooMany {
             what: "formats",
             ..
         })
@@ -644,7 +644,7 @@ fn trailing_whitespace_on_attribute_lines_is_accepted() {
     // A CR inside a line is still refused.
     assert_eq!(
         parse(&format!("{MINIMAL}a=rtcp-fb:96 nack\rpli\r\n")),
-        Err(SdpError::BadText { line: 5 })
+        Err(Error::BadText { line: 5 })
     );
 }
 
@@ -686,7 +686,7 @@ fn malformed_optional_attributes_are_skipped() {
     // A skipped line still has to be where a= may be (RFC 8866 §5 order).
     let e = parse("v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\na=rtcp-fb:abc nack\r\nt=0 0\r\n")
         .unwrap_err();
-    assert!(matches!(e, SdpError::Unexpected { line: 4, .. }), "{e}");
+    assert!(matches!(e, Error::Unexpected { line: 4, .. }), "{e}");
 }
 
 #[test]
@@ -723,6 +723,6 @@ fn malformed_mandatory_attributes_still_fail() {
     }
     // A bad m= line too.
     let e = parse(&format!("{MINIMAL}m=video x UDP/TLS/RTP/SAVPF 96\r\n")).unwrap_err();
-    assert!(matches!(e, SdpError::Malformed { line: 5, .. }), "{e}");
+    assert!(matches!(e, Error::Malformed { line: 5, .. }), "{e}");
     assert!(e.to_string().contains("m=<media>"), "{e}");
 }

@@ -67,8 +67,8 @@ use crate::dtls::cert::Certificate;
 use crate::ice::Credentials;
 use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
 use crate::peer::{
-    PeerConfig, PeerConnection, PeerConnectionState, PeerError, PeerEvent,
-    RTP_MODE_DEPENDENCY_DESCRIPTOR, SdpType, SignalingState, TrackId,
+    self, PeerConnection, PeerConnectionState, RTP_MODE_DEPENDENCY_DESCRIPTOR, SdpType,
+    SignalingState, TrackId,
 };
 use crate::rtp::codec::{AnyDepacketizer, Codec};
 use crate::rtp::{Depacketizer, RtpPacket};
@@ -107,7 +107,7 @@ pub struct Config {
     /// How often the active speaker is chosen.
     pub speaker_interval: Duration,
     /// Pace each subscriber's media and probe its link at the start
-    /// ([`PeerConfig::pacing`]): without probes a subscriber's estimate
+    /// ([`peer::Config::pacing`]): without probes a subscriber's estimate
     /// climbs from what the lowest layer sends by 8 % a second, and a
     /// high layer would take minutes to reach.
     pub pacing: bool,
@@ -216,7 +216,7 @@ pub enum Error {
     /// A signal out of turn (e.g. a second offer).
     Protocol(&'static str),
     /// The participant's connection refused it (bad SDP, …).
-    Peer(PeerError),
+    Peer(peer::Error),
 }
 
 impl std::fmt::Display for Error {
@@ -240,8 +240,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<PeerError> for Error {
-    fn from(e: PeerError) -> Error {
+impl From<peer::Error> for Error {
+    fn from(e: peer::Error) -> Error {
         Error::Peer(e)
     }
 }
@@ -561,7 +561,7 @@ impl Sfu {
             .certificate
             .try_clone()
             .map_err(|_| Error::Protocol("the certificate cannot be copied"))?;
-        let mut config = PeerConfig::new(certificate, self.config.host_candidates.clone());
+        let mut config = peer::Config::new(certificate, self.config.host_candidates.clone());
         config.capabilities.receive_simulcast = true;
         // Scalable video is forwarded by its Dependency Descriptor.
         if self.config.scalable_video {
@@ -922,29 +922,29 @@ impl Sfu {
                 return;
             };
             match e {
-                PeerEvent::Rtp { mid, rid, packet } => {
+                peer::Event::Rtp { mid, rid, packet } => {
                     self.on_rtp(now, id, mid, rid, &packet);
                     if let Some(p) = self.participants.get_mut(&id) {
                         p.pc.recycle_rtp(packet);
                     }
                 }
-                PeerEvent::LocalCandidate(c) => {
+                peer::Event::LocalCandidate(c) => {
                     push_signal(&mut self.events, id, ServerSignal::Candidate(c.to_string()));
                 }
-                PeerEvent::Track { mid, kind } => self.on_track(now, id, &mid, kind),
-                PeerEvent::TrackEnded { mid } => self.on_track_ended(now, id, &mid),
-                PeerEvent::KeyframeRequested(track) => self.on_keyframe_request(now, id, track),
-                PeerEvent::NackUnanswered {
+                peer::Event::Track { mid, kind } => self.on_track(now, id, &mid, kind),
+                peer::Event::TrackEnded { mid } => self.on_track_ended(now, id, &mid),
+                peer::Event::KeyframeRequested(track) => self.on_keyframe_request(now, id, track),
+                peer::Event::NackUnanswered {
                     track,
                     sequence_numbers,
                 } => self.on_nack_unanswered(id, track, &sequence_numbers),
-                PeerEvent::BandwidthEstimate { bitrate } => p.estimate = Some(bitrate),
-                PeerEvent::ConnectionState(PeerConnectionState::Connected) if !p.connected => {
+                peer::Event::BandwidthEstimate { bitrate } => p.estimate = Some(bitrate),
+                peer::Event::ConnectionState(PeerConnectionState::Connected) if !p.connected => {
                     p.connected = true;
                     p.next_remb = Some(now);
                     self.events.push_back(Event::Connected(id));
                 }
-                PeerEvent::ConnectionState(
+                peer::Event::ConnectionState(
                     PeerConnectionState::Failed | PeerConnectionState::Closed,
                 ) => {
                     push_signal(
@@ -955,7 +955,7 @@ impl Sfu {
                     self.leave(now, id);
                     return;
                 }
-                PeerEvent::DataChannel(e) => self.on_data(now, id, e),
+                peer::Event::DataChannel(e) => self.on_data(now, id, e),
                 _ => {}
             }
         }

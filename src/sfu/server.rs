@@ -50,7 +50,7 @@ use super::placement::{Decision, Placement, Seat};
 use super::{ClientSignal, Config as SfuConfig, Event, ParticipantId, Role, ServerSignal, Sfu};
 use crate::machine::Machine;
 use crate::runtime::Driver;
-use crate::whip::{Backend, BoxFuture, ResourceId, SdpFrag, WhipError, answer_with_candidates};
+use crate::whip::{self, Backend, BoxFuture, ResourceId, SdpFrag, answer_with_candidates};
 
 /// How `rtclab sfu` runs.
 #[derive(Debug)]
@@ -117,7 +117,7 @@ enum Command {
         role: Role,
         room: String,
         offer: String,
-        reply: oneshot::Sender<Result<(ParticipantId, String), WhipError>>,
+        reply: oneshot::Sender<Result<(ParticipantId, String), whip::Error>>,
     },
 }
 
@@ -138,7 +138,7 @@ impl WhipBackend {
         role: Role,
         room: String,
         offer: String,
-    ) -> Result<String, WhipError> {
+    ) -> Result<String, whip::Error> {
         let (reply, answer) = oneshot::channel();
         let room_of_seat = room.clone();
         self.commands
@@ -149,10 +149,10 @@ impl WhipBackend {
                 reply,
             })
             .await
-            .map_err(|_| WhipError::Internal("the SFU stopped".into()))?;
+            .map_err(|_| whip::Error::Internal("the SFU stopped".into()))?;
         let (id, answer) = answer
             .await
-            .map_err(|_| WhipError::Internal("the SFU stopped".into()))??;
+            .map_err(|_| whip::Error::Internal("the SFU stopped".into()))??;
         if let (Some(p), Ok(mut seats)) = (&self.placement, self.seats.lock()) {
             seats.insert(resource.clone(), p.seat(&room_of_seat));
         }
@@ -162,12 +162,12 @@ impl WhipBackend {
         Ok(answer)
     }
 
-    fn session(&self, resource: &ResourceId) -> Result<ParticipantId, WhipError> {
+    fn session(&self, resource: &ResourceId) -> Result<ParticipantId, whip::Error> {
         self.sessions
             .lock()
             .ok()
             .and_then(|s| s.get(resource).copied())
-            .ok_or(WhipError::NotFound)
+            .ok_or(whip::Error::NotFound)
     }
 }
 
@@ -178,7 +178,7 @@ impl Backend for WhipBackend {
         resource: ResourceId,
         room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>> {
+    ) -> BoxFuture<'_, Result<String, whip::Error>> {
         Box::pin(self.create(resource, Role::Publisher, room, offer))
     }
 
@@ -187,7 +187,7 @@ impl Backend for WhipBackend {
         resource: ResourceId,
         room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>> {
+    ) -> BoxFuture<'_, Result<String, whip::Error>> {
         Box::pin(self.create(resource, Role::Viewer, room, offer))
     }
     // ANCHOR_END: whip_backend
@@ -197,11 +197,11 @@ impl Backend for WhipBackend {
         resource: ResourceId,
         frag: SdpFrag,
         restart: bool,
-    ) -> BoxFuture<'_, Result<Option<SdpFrag>, WhipError>> {
+    ) -> BoxFuture<'_, Result<Option<SdpFrag>, whip::Error>> {
         Box::pin(async move {
             // PeerConnection has no ICE restart yet: RFC 9725 §4.3.1's 422.
             if restart {
-                return Err(WhipError::Unsupported("ICE restart"));
+                return Err(whip::Error::Unsupported("ICE restart"));
             }
             let id = self.session(&resource)?;
             for (_, c) in frag.candidates() {
@@ -220,14 +220,14 @@ impl Backend for WhipBackend {
         })
     }
 
-    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), WhipError>> {
+    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), whip::Error>> {
         Box::pin(async move {
             let id = self
                 .sessions
                 .lock()
                 .ok()
                 .and_then(|mut s| s.remove(&resource))
-                .ok_or(WhipError::NotFound)?;
+                .ok_or(whip::Error::NotFound)?;
             if let Ok(mut seats) = self.seats.lock() {
                 seats.remove(&resource);
             }
@@ -531,18 +531,18 @@ fn whip_session(
     role: Role,
     room: &str,
     offer: String,
-) -> Result<(ParticipantId, String), WhipError> {
+) -> Result<(ParticipantId, String), whip::Error> {
     let id = sfu.join_as(now, room, role).map_err(|e| match e {
-        super::Error::RoomFull | super::Error::Full => WhipError::Full { retry_after: 5 },
-        e => WhipError::Internal(e.to_string()),
+        super::Error::RoomFull | super::Error::Full => whip::Error::Full { retry_after: 5 },
+        e => whip::Error::Internal(e.to_string()),
     })?;
     if let Err(e) = sfu.handle_signal(now, id, ClientSignal::Offer(offer)) {
         sfu.leave(now, id);
-        return Err(WhipError::BadSdp(e.to_string()));
+        return Err(whip::Error::BadSdp(e.to_string()));
     }
     sfu.take_answer(id)
         .map(|a| (id, a))
-        .ok_or_else(|| WhipError::Internal("no answer".into()))
+        .ok_or_else(|| whip::Error::Internal("no answer".into()))
 }
 
 fn deliver(

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::machine::{Machine, Receive, Transmit};
-use crate::sctp::{Association, Event, SctpError, SendOptions};
+use crate::sctp::{self, Association, Event, SendOptions};
 
 /// Keeps a stream busy with numbered messages whose bytes can be checked.
 #[derive(Debug, Clone)]
@@ -71,7 +71,7 @@ impl BulkSender {
             Self::fill(&mut self.buf, self.sent, self.message_size);
             match a.send(now, self.stream, self.ppid, &self.buf, self.options) {
                 Ok(()) => self.sent += 1,
-                Err(SctpError::BufferFull) | Err(_) => break,
+                Err(sctp::Error::BufferFull) | Err(_) => break,
             }
         }
     }

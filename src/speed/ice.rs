@@ -21,7 +21,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio::sync::oneshot;
 
-use crate::ice::{Agent, AgentConfig, IceEvent};
+use crate::ice::{self, Agent};
 use crate::machine::Machine;
 use crate::runtime::Driver;
 
@@ -47,10 +47,10 @@ pub fn connect_on_loopback(seed: u64, ta: Duration) -> io::Result<Duration> {
 
 async fn bind_agent(controlling: bool, seed: u64, ta: Duration) -> io::Result<Driver<Agent>> {
     let agent = Agent::new(
-        AgentConfig {
+        ice::Config {
             controlling,
             ta,
-            ..AgentConfig::default()
+            ..ice::Config::default()
         },
         StdRng::seed_from_u64(seed),
     );
@@ -68,8 +68,8 @@ async fn drive(mut d: Driver<Agent>, start: Instant, done: oneshot::Sender<io::R
     let mut done = Some(done);
     loop {
         let r = match d.next_event().await {
-            Ok(IceEvent::SelectedPair { .. }) => Ok(start.elapsed()),
-            Ok(IceEvent::Failed(why)) => Err(io::Error::other(why.to_string())),
+            Ok(ice::Event::SelectedPair { .. }) => Ok(start.elapsed()),
+            Ok(ice::Event::Failed(why)) => Err(io::Error::other(why.to_string())),
             Ok(_) => continue,
             Err(e) => Err(e),
         };
@@ -96,7 +96,7 @@ async fn connect(seed: u64, ta: Duration) -> io::Result<Duration> {
     let mut cands = [Vec::new(), Vec::new()];
     for (i, d) in agents.iter_mut().enumerate() {
         while let Some(e) = d.machine_mut().poll_event() {
-            if let IceEvent::LocalCandidate(c) = e {
+            if let ice::Event::LocalCandidate(c) = e {
                 cands[i].push(c);
             }
         }

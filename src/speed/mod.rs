@@ -554,13 +554,13 @@ fn with_worst(prefix: &str, mut figures: Vec<Figure>) -> Vec<Figure> {
 /// server in its default configuration, as `rtclab stun-server` runs it;
 /// `rfc5780` with `--alt`).
 pub fn stun_server_amplification() -> Result<Vec<Figure>, String> {
-    use crate::stun::{BindingServer, Method, ServerConfig};
+    use crate::stun::{self, BindingServer, Method};
     let primary: SocketAddr = ([192, 0, 2, 1], 3478).into();
     let v4: SocketAddr = ([203, 0, 113, 5], 61000).into();
     let v6: SocketAddr = "[2001:db8::5]:61000".parse().map_err(|_| "address")?;
     let v6_primary: SocketAddr = "[2001:db8::1]:3478".parse().map_err(|_| "address")?;
     let server = |p: SocketAddr, alt: Option<SocketAddr>| {
-        let mut c = ServerConfig::new(p);
+        let mut c = stun::server::Config::new(p);
         c.alternate = alt;
         BindingServer::new(c).map_err(|e| e.to_string())
     };
@@ -618,12 +618,12 @@ pub fn stun_server_amplification() -> Result<Vec<Figure>, String> {
 /// realm "rtclab" as `rtclab turn-server` has by default).
 pub fn turn_amplification() -> Result<Vec<Figure>, String> {
     use crate::stun::Method;
-    use crate::turn::{Server, ServerConfig};
+    use crate::turn::{self, Server};
     use rand::SeedableRng;
     let listen: SocketAddr = ([192, 0, 2, 1], 3478).into();
     let relay: SocketAddr = ([192, 0, 2, 1], 50000).into();
     let from: SocketAddr = ([203, 0, 113, 5], 61000).into();
-    let mut config = ServerConfig::new(listen, vec![relay], "rtclab");
+    let mut config = turn::server::Config::new(listen, vec![relay], "rtclab");
     config.users.push(("u".into(), "p".into()));
     let mut s = Server::new(
         config,
@@ -680,13 +680,13 @@ fn turn_setup_from(
     peer: SocketAddr,
 ) -> Result<(UdpSocket, u16), String> {
     use crate::machine::{Machine, Receive};
-    use crate::turn::{Client, ClientConfig, ClientEvent};
+    use crate::turn::{self, Client};
     use rand::SeedableRng;
 
     let s = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
     let local = s.local_addr().map_err(|e| e.to_string())?;
     let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
-    let mut config = ClientConfig::new(server, "speed", "speed");
+    let mut config = turn::client::Config::new(server, "speed", "speed");
     config.local = Some(local);
     let mut client = Client::new(config, rand::rngs::StdRng::seed_from_u64(1));
     client.allocate(Instant::now()).map_err(|e| e.to_string())?;
@@ -699,16 +699,18 @@ fn turn_setup_from(
         }
         while let Some(e) = client.poll_event() {
             match e {
-                ClientEvent::Allocated { .. } => {
+                turn::client::Event::Allocated { .. } => {
                     channel = Some(
                         client
                             .bind_channel(Instant::now(), peer)
                             .map_err(|e| e.to_string())?,
                     );
                 }
-                ClientEvent::ChannelBound { channel: c, .. } => return Ok((s, c)),
-                ClientEvent::AllocationFailed(e) => return Err(format!("TURN allocation: {e}")),
-                ClientEvent::ChannelBindFailed { error, .. } => {
+                turn::client::Event::ChannelBound { channel: c, .. } => return Ok((s, c)),
+                turn::client::Event::AllocationFailed(e) => {
+                    return Err(format!("TURN allocation: {e}"));
+                }
+                turn::client::Event::ChannelBindFailed { error, .. } => {
                     return Err(format!("TURN channel bind: {error}"));
                 }
                 _ => {}

@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use crate::datachannel::{ChannelInit, Event as DcEvent};
 use crate::dtls::cert::Certificate;
 use crate::machine::{Machine, Receive};
-use crate::peer::{PeerConfig, PeerConnection, PeerConnectionState, PeerEvent, SdpType};
+use crate::peer::{self, PeerConnection, PeerConnectionState, SdpType};
 use crate::runtime::Driver;
 use crate::sim::{LinkConfig, Sim};
 
@@ -49,8 +49,8 @@ fn peer(seed: u64) -> io::Result<(PeerConnection, tokio::net::UdpSocket, SocketA
     socket.set_nonblocking(true)?;
     let addr = socket.local_addr()?;
     let socket = tokio::net::UdpSocket::from_std(socket)?;
-    let mut config = PeerConfig::new(cert, vec![addr]);
-    let mut transport = crate::peer::Config::new(
+    let mut config = peer::Config::new(cert, vec![addr]);
+    let mut transport = crate::peer::transport::Config::new(
         crate::peer::IceRole::Controlling,
         Certificate::generate(&mut rng, SystemTime::now())
             .map_err(|e| io::Error::other(e.to_string()))?,
@@ -69,7 +69,7 @@ async fn setup_once(seed: u64) -> io::Result<Duration> {
     let (mut a, sa, _) = peer(seed * 2 + 1)?;
     let (mut b, sb, _) = peer(seed * 2 + 2)?;
     let start = Instant::now();
-    let err = |e: crate::peer::PeerError| io::Error::other(e.to_string());
+    let err = |e: crate::peer::Error| io::Error::other(e.to_string());
     let ch = a
         .create_data_channel(ChannelInit::new("speed"))
         .map_err(err)?;
@@ -98,17 +98,17 @@ async fn setup_once(seed: u64) -> io::Result<Duration> {
                 (db.machine_mut(), da.machine_mut())
             };
             match e {
-                PeerEvent::LocalCandidate(c) => {
+                peer::Event::LocalCandidate(c) => {
                     other.add_ice_candidate(now, &c.to_string()).map_err(err)?
                 }
-                PeerEvent::GatheringComplete => other.add_end_of_candidates(now),
-                PeerEvent::DataChannel(DcEvent::Open(id)) if side == 0 && id == ch => {
+                peer::Event::GatheringComplete => other.add_end_of_candidates(now),
+                peer::Event::DataChannel(DcEvent::Open(id)) if side == 0 && id == ch => {
                     this.send_text(now, ch, "first").map_err(err)?
                 }
-                PeerEvent::DataChannel(DcEvent::Message { .. }) if side == 1 => {
+                peer::Event::DataChannel(DcEvent::Message { .. }) if side == 1 => {
                     return Ok::<Duration, io::Error>(start.elapsed());
                 }
-                PeerEvent::Error(e) => return Err(err(e)),
+                peer::Event::Error(e) => return Err(err(e)),
                 _ => {}
             }
         }
@@ -232,15 +232,15 @@ fn string_err(e: impl std::fmt::Display) -> String {
 }
 
 /// Trickle and end-of-candidates from our peer's event to the other side.
-fn signal_event(e: &PeerEvent, to: &Tx) -> Result<(), String> {
+fn signal_event(e: &peer::Event, to: &Tx) -> Result<(), String> {
     match e {
-        PeerEvent::LocalCandidate(c) => {
+        peer::Event::LocalCandidate(c) => {
             let _ = to.send(Signal::Candidate(c.to_string()));
         }
-        PeerEvent::GatheringComplete => {
+        peer::Event::GatheringComplete => {
             let _ = to.send(Signal::EndOfCandidates);
         }
-        PeerEvent::Error(e) => return Err(e.to_string()),
+        peer::Event::Error(e) => return Err(e.to_string()),
         _ => {}
     }
     Ok(())
@@ -286,12 +286,12 @@ async fn live_sender(
                 let e = e.map_err(string_err)?;
                 signal_event(&e, &to)?;
                 match e {
-                    PeerEvent::DataChannel(DcEvent::Open(id)) if id == ch => {
+                    peer::Event::DataChannel(DcEvent::Open(id)) if id == ch => {
                         open = true;
                         a.connection_mut().set_buffered_amount_low_threshold(ch, LOW_WATER);
                         cpu = Some(cpu_time::ThreadTime::now());
                     }
-                    PeerEvent::DataChannel(DcEvent::BufferedAmountLow(id)) if id == ch => {
+                    peer::Event::DataChannel(DcEvent::BufferedAmountLow(id)) if id == ch => {
                         paused = false;
                     }
                     _ => {}
@@ -328,10 +328,10 @@ async fn live_receiver(to: Tx, mut from: Rx, total: u64) -> Result<(), String> {
                 let e = e.map_err(string_err)?;
                 signal_event(&e, &to)?;
                 match e {
-                    PeerEvent::DataChannel(DcEvent::Open(_)) => {
+                    peer::Event::DataChannel(DcEvent::Open(_)) => {
                         start = Some((Instant::now(), cpu_time::ThreadTime::now()));
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { message, .. }) => {
+                    peer::Event::DataChannel(DcEvent::Message { message, .. }) => {
                         got += message.len() as u64;
                         if got >= total {
                             let (wall, cpu) = start.map_or((f64::NAN, 0.0), |(t, c)| {
@@ -422,11 +422,11 @@ fn offer_answer(
 )> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut a = PeerConnection::new(
-        PeerConfig::new(certificate(&mut rng)?, vec![addrs[0]]),
+        peer::Config::new(certificate(&mut rng)?, vec![addrs[0]]),
         StdRng::seed_from_u64(rng.random()),
     );
     let mut b = PeerConnection::new(
-        PeerConfig::new(certificate(&mut rng)?, vec![addrs[1]]),
+        peer::Config::new(certificate(&mut rng)?, vec![addrs[1]]),
         StdRng::seed_from_u64(rng.random()),
     );
     let ch = a.create_data_channel(ChannelInit::new("speed")).ok()?;
@@ -465,11 +465,11 @@ enum Act {
 }
 
 /// Notes what `e` means for the run and what signaling must do with it.
-fn act(e: PeerEvent, ch: Option<crate::datachannel::ChannelId>, seen: &mut Seen) -> Act {
+fn act(e: peer::Event, ch: Option<crate::datachannel::ChannelId>, seen: &mut Seen) -> Act {
     match e {
-        PeerEvent::LocalCandidate(c) => Act::Candidate(c.to_string()),
-        PeerEvent::GatheringComplete => Act::EndOfCandidates,
-        PeerEvent::DataChannel(DcEvent::Open(id)) => {
+        peer::Event::LocalCandidate(c) => Act::Candidate(c.to_string()),
+        peer::Event::GatheringComplete => Act::EndOfCandidates,
+        peer::Event::DataChannel(DcEvent::Open(id)) => {
             seen.open = true;
             if ch == Some(id) {
                 Act::SendFirst
@@ -477,11 +477,11 @@ fn act(e: PeerEvent, ch: Option<crate::datachannel::ChannelId>, seen: &mut Seen)
                 Act::Nothing
             }
         }
-        PeerEvent::DataChannel(DcEvent::Message { .. }) => {
+        peer::Event::DataChannel(DcEvent::Message { .. }) => {
             seen.message = true;
             Act::Nothing
         }
-        PeerEvent::ConnectionState(PeerConnectionState::Failed) => {
+        peer::Event::ConnectionState(PeerConnectionState::Failed) => {
             seen.failed = true;
             Act::Nothing
         }
@@ -691,20 +691,20 @@ async fn live_pair() -> Result<(crate::runtime::LivePeer, crate::runtime::LivePe
         };
         tokio::select! {
             e = a.next_event() => match e.map_err(string_err)? {
-                PeerEvent::LocalCandidate(c) => b.add_ice_candidate(&c.to_string()).map_err(string_err)?,
-                PeerEvent::GatheringComplete => b.add_end_of_candidates(),
-                PeerEvent::DataChannel(DcEvent::Open(id)) if id == ch => a.send_text(ch, "first").map_err(string_err)?,
-                PeerEvent::Error(e) => return Err(e.to_string()),
+                peer::Event::LocalCandidate(c) => b.add_ice_candidate(&c.to_string()).map_err(string_err)?,
+                peer::Event::GatheringComplete => b.add_end_of_candidates(),
+                peer::Event::DataChannel(DcEvent::Open(id)) if id == ch => a.send_text(ch, "first").map_err(string_err)?,
+                peer::Event::Error(e) => return Err(e.to_string()),
                 _ => {}
             },
             e = b.next_event() => match e.map_err(string_err)? {
-                PeerEvent::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).map_err(string_err)?,
-                PeerEvent::GatheringComplete => a.add_end_of_candidates(),
-                PeerEvent::DataChannel(DcEvent::Message { .. }) if !delivered => {
+                peer::Event::LocalCandidate(c) => a.add_ice_candidate(&c.to_string()).map_err(string_err)?,
+                peer::Event::GatheringComplete => a.add_end_of_candidates(),
+                peer::Event::DataChannel(DcEvent::Message { .. }) if !delivered => {
                     delivered = true;
                     settled_at = Some(tokio::time::Instant::now() + SETTLE);
                 }
-                PeerEvent::Error(e) => return Err(e.to_string()),
+                peer::Event::Error(e) => return Err(e.to_string()),
                 _ => {}
             },
             _ = settle => return Ok((a, b)),
@@ -848,7 +848,7 @@ pub fn media() -> Vec<(String, f64, &'static str)> {
     for chunk in datagrams.chunks(3) {
         deliver(&mut b, chunk, now);
         while let Some(e) = b.poll_event() {
-            frames += u64::from(matches!(e, PeerEvent::Frame { .. }));
+            frames += u64::from(matches!(e, peer::Event::Frame { .. }));
         }
         while b.poll_transmit().is_some() {}
     }
@@ -862,7 +862,7 @@ pub fn media() -> Vec<(String, f64, &'static str)> {
     for chunk in datagrams.chunks(3) {
         deliver(&mut b, chunk, now);
         while let Some(e) = b.poll_event() {
-            if let PeerEvent::Rtp { packet, .. } = e {
+            if let peer::Event::Rtp { packet, .. } = e {
                 forwarded += u64::from(b.send_rtp(now, tb, &packet).is_ok());
                 b.recycle_rtp(packet);
             }

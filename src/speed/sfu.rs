@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::machine::Machine;
-use crate::peer::{PeerConnectionState, PeerEvent, TrackId};
+use crate::peer::{self, PeerConnectionState, TrackId};
 use crate::rtp::RtpPacket;
 use crate::runtime::LivePeer;
 use crate::sdp::MediaKind;
@@ -991,7 +991,7 @@ impl GenPeer {
 
     fn collect(&mut self) {
         while let Some(e) = self.live.connection_mut().poll_event() {
-            if let PeerEvent::LocalCandidate(c) = e {
+            if let peer::Event::LocalCandidate(c) = e {
                 self.candidates.push(c.to_string());
             }
         }
@@ -1146,7 +1146,7 @@ async fn run_subscriber(
         tokio::select! {
             _ = stop.changed() => break,
             e = live.next_event() => match e {
-                Ok(PeerEvent::Rtp { mid, packet, .. }) => {
+                Ok(peer::Event::Rtp { mid, packet, .. }) => {
                     let kind = mids
                         .iter()
                         .find(|(m, _)| m.as_str() == &*mid)
@@ -1158,7 +1158,7 @@ async fn run_subscriber(
                     }
                     live.connection_mut().recycle_rtp(packet);
                 }
-                Ok(PeerEvent::ConnectionState(
+                Ok(peer::Event::ConnectionState(
                     PeerConnectionState::Failed | PeerConnectionState::Closed,
                 ))
                 | Err(_) => {
@@ -1263,11 +1263,11 @@ async fn run_publisher(
                 audio_n = audio_n.wrapping_add(1);
             }
             e = live.next_event() => match e {
-                Ok(PeerEvent::ConnectionState(PeerConnectionState::Connected)) => {
+                Ok(peer::Event::ConnectionState(PeerConnectionState::Connected)) => {
                     c.connected.store(true, Ordering::Relaxed);
                 }
-                Ok(PeerEvent::KeyframeRequested(t)) if t == video => key = true,
-                Ok(PeerEvent::ConnectionState(
+                Ok(peer::Event::KeyframeRequested(t)) if t == video => key = true,
+                Ok(peer::Event::ConnectionState(
                     PeerConnectionState::Failed | PeerConnectionState::Closed,
                 ))
                 | Err(_) => {
@@ -2029,8 +2029,8 @@ mod tests {
                             n += 1;
                         }
                         e = live.next_event() => match e.expect("io") {
-                            PeerEvent::ConnectionState(PeerConnectionState::Connected) => connected = true,
-                            PeerEvent::Frame { .. } if !whep => {
+                            peer::Event::ConnectionState(PeerConnectionState::Connected) => connected = true,
+                            peer::Event::Frame { .. } if !whep => {
                                 let _ = got.send(path.clone());
                                 return;
                             }
@@ -2098,7 +2098,7 @@ mod tests {
                         }
                         e = p.next_event() => { e.expect("io"); }
                         e = s.next_event() => {
-                            if let PeerEvent::Frame { .. } = e.expect("io") {
+                            if let peer::Event::Frame { .. } = e.expect("io") {
                                 played = true;
                             }
                         }

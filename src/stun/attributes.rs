@@ -19,7 +19,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use super::error::StunError;
+use super::error::Error;
 use super::message::{MAGIC_COOKIE, TransactionId};
 
 /// Attribute type codes (IANA "STUN Attributes" registry).
@@ -685,8 +685,8 @@ fn xor_address(a: SocketAddr, tid: &TransactionId) -> SocketAddr {
 // ANCHOR_END: xor_address
 
 /// Maps a per-attribute decode failure to the message-level error.
-pub(crate) fn bad_attribute(typ: u16, offset: usize, reason: &'static str) -> StunError {
-    StunError::BadAttribute {
+pub(crate) fn bad_attribute(typ: u16, offset: usize, reason: &'static str) -> Error {
+    Error::BadAttribute {
         typ,
         offset,
         reason,

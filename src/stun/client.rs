@@ -22,14 +22,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::attributes::error_code;
-use super::error::StunError;
+use super::error::Error;
 use super::integrity::IntegrityKey;
 use super::message::{Class, Message, TransactionId};
 use crate::machine::{Machine, Receive, Transmit};
 
 /// Retransmission parameters (RFC 8489 §6.2.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientConfig {
+pub struct Config {
     /// The initial retransmission timeout. RFC 8489: "SHOULD be greater than
     /// 500 ms" on the open Internet; ICE and tests may use less.
     pub rto: Duration,
@@ -42,9 +42,9 @@ pub struct ClientConfig {
 }
 
 // ANCHOR: rfc_defaults
-impl Default for ClientConfig {
+impl Default for Config {
     fn default() -> Self {
-        ClientConfig {
+        Config {
             rto: Duration::from_millis(500),
             rc: 7,
             rm: 16,
@@ -54,7 +54,7 @@ impl Default for ClientConfig {
 }
 // ANCHOR_END: rfc_defaults
 
-impl ClientConfig {
+impl Config {
     /// When a transaction started at 0 gives up if nothing answers.
     pub fn timeout(&self) -> Duration {
         // Transmissions at 0, RTO, 3 RTO, …, (2^(Rc-1) - 1) RTO, then Rm × RTO.
@@ -76,7 +76,7 @@ pub struct Response {
 
 impl Response {
     /// The response decoded (it decoded once already, so this succeeds).
-    pub fn message(&self) -> Result<Message<'_>, StunError> {
+    pub fn message(&self) -> Result<Message<'_>, Error> {
         Message::decode(&self.bytes)
     }
 }
@@ -123,7 +123,7 @@ impl std::error::Error for TransactionError {}
 
 /// What the client reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
+pub enum Event {
     /// A transaction ended.
     Completed {
         /// Which one.
@@ -151,15 +151,15 @@ struct Transaction {
 /// schedule.
 #[derive(Debug)]
 pub struct Client {
-    config: ClientConfig,
+    config: Config,
     transactions: Vec<Transaction>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<ClientEvent>,
+    events: VecDeque<Event>,
 }
 
 impl Client {
     /// A client with the given retransmission parameters.
-    pub fn new(config: ClientConfig) -> Self {
+    pub fn new(config: Config) -> Self {
         Client {
             config,
             transactions: Vec::new(),
@@ -169,7 +169,7 @@ impl Client {
     }
 
     /// The configuration.
-    pub fn config(&self) -> &ClientConfig {
+    pub fn config(&self) -> &Config {
         &self.config
     }
 
@@ -183,18 +183,18 @@ impl Client {
         destination: SocketAddr,
         source: Option<SocketAddr>,
         key: Option<IntegrityKey>,
-    ) -> Result<TransactionId, StunError> {
+    ) -> Result<TransactionId, Error> {
         let msg = Message::decode(&request)?;
         if msg.class() != Class::Request {
-            return Err(StunError::Encode("a client transaction needs a request"));
+            return Err(Error::Encode("a client transaction needs a request"));
         }
         let id = msg.transaction_id();
         let method = msg.method();
         if self.transactions.iter().any(|t| t.id == id) {
-            return Err(StunError::Encode("transaction id already in use"));
+            return Err(Error::Encode("transaction id already in use"));
         }
         if self.transactions.len() >= self.config.max_transactions {
-            return Err(StunError::Encode("too many transactions in flight"));
+            return Err(Error::Encode("too many transactions in flight"));
         }
         tracing::debug!(%id, %destination, "STUN request");
         self.transmits.push_back(Transmit {
@@ -299,13 +299,13 @@ impl Client {
         };
         tracing::debug!(%id, ok = result.is_ok(), "STUN transaction completed");
         self.transactions.swap_remove(pos);
-        self.events.push_back(ClientEvent::Completed { id, result });
+        self.events.push_back(Event::Completed { id, result });
         true
     }
 }
 
 impl Machine for Client {
-    type Event = ClientEvent;
+    type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
         self.handle_response(now, datagram);
@@ -325,7 +325,7 @@ impl Machine for Client {
                 // RFC 8489 §6.2.1: Rm × RTO after the last transmission, give up.
                 let tx = self.transactions.swap_remove(i);
                 tracing::debug!(id = %tx.id, "STUN transaction timed out");
-                self.events.push_back(ClientEvent::Completed {
+                self.events.push_back(Event::Completed {
                     id: tx.id,
                     result: Err(TransactionError::Timeout {
                         destination: tx.destination,
@@ -357,7 +357,7 @@ impl Machine for Client {
         self.transmits.pop_front()
     }
 
-    fn poll_event(&mut self) -> Option<ClientEvent> {
+    fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 

@@ -10,7 +10,7 @@ use std::fmt;
 /// cannot carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum StunError {
+pub enum Error {
     /// The buffer ends before `needed` bytes were available at `offset`.
     Truncated {
         /// What was being read.
@@ -41,10 +41,10 @@ pub enum StunError {
     Encode(&'static str),
 }
 
-impl fmt::Display for StunError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StunError::Truncated {
+            Error::Truncated {
                 what,
                 offset,
                 needed,
@@ -52,8 +52,8 @@ impl fmt::Display for StunError {
                 f,
                 "STUN {what} at offset {offset} needs {needed} bytes past the end of the message"
             ),
-            StunError::BadHeader(why) => write!(f, "not a STUN header: {why}"),
-            StunError::BadAttribute {
+            Error::BadHeader(why) => write!(f, "not a STUN header: {why}"),
+            Error::BadAttribute {
                 typ,
                 offset,
                 reason,
@@ -62,12 +62,12 @@ impl fmt::Display for StunError {
                 "STUN attribute {} (0x{typ:04x}) at offset {offset}: {reason}",
                 super::attributes::attribute_name(*typ)
             ),
-            StunError::IntegrityMismatch => write!(f, "STUN MESSAGE-INTEGRITY does not match"),
-            StunError::IntegrityMissing => write!(f, "STUN MESSAGE-INTEGRITY is missing"),
-            StunError::FingerprintMismatch => write!(f, "STUN FINGERPRINT does not match"),
-            StunError::Encode(why) => write!(f, "cannot encode STUN message: {why}"),
+            Error::IntegrityMismatch => write!(f, "STUN MESSAGE-INTEGRITY does not match"),
+            Error::IntegrityMissing => write!(f, "STUN MESSAGE-INTEGRITY is missing"),
+            Error::FingerprintMismatch => write!(f, "STUN FINGERPRINT does not match"),
+            Error::Encode(why) => write!(f, "cannot encode STUN message: {why}"),
         }
     }
 }
 
-impl std::error::Error for StunError {}
+impl std::error::Error for Error {}

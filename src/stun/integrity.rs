@@ -19,7 +19,7 @@ use md5::{Digest, Md5};
 use sha1::Sha1;
 
 use super::attributes::PasswordAlgorithm;
-use super::error::StunError;
+use super::error::Error;
 use super::message::HEADER_LEN;
 
 /// RFC 8489 §14.7: the value FINGERPRINT's CRC is XORed with ("STUN").
@@ -67,7 +67,7 @@ impl IntegrityKey {
         realm: &str,
         password: &str,
         algorithm: PasswordAlgorithm,
-    ) -> Result<Self, StunError> {
+    ) -> Result<Self, Error> {
         let input = [
             username.as_bytes(),
             b":",
@@ -90,7 +90,7 @@ impl IntegrityKey {
                 }
                 Ok(Self::from_bytes(h.finish().as_ref()))
             }
-            PasswordAlgorithm::Other(_) => Err(StunError::Encode("unknown password algorithm")),
+            PasswordAlgorithm::Other(_) => Err(Error::Encode("unknown password algorithm")),
         }
     }
 
@@ -143,14 +143,13 @@ pub(crate) fn verify_sha1(
     at: usize,
     tag: &[u8],
     key: &IntegrityKey,
-) -> Result<(), StunError> {
+) -> Result<(), Error> {
     let header = header_with_length(msg, at + 24 - HEADER_LEN);
     let mut mac = key.sha1.clone();
     mac.update(&header);
     mac.update(&msg[HEADER_LEN..at]);
     // `verify_slice` compares in constant time (the `subtle` crate).
-    mac.verify_slice(tag)
-        .map_err(|_| StunError::IntegrityMismatch)
+    mac.verify_slice(tag).map_err(|_| Error::IntegrityMismatch)
 }
 
 /// RFC 8489 §14.6: as MESSAGE-INTEGRITY with HMAC-SHA256; a truncated tag is
@@ -160,7 +159,7 @@ pub(crate) fn verify_sha256(
     at: usize,
     tag: &[u8],
     key: &IntegrityKey,
-) -> Result<(), StunError> {
+) -> Result<(), Error> {
     let header = header_with_length(msg, at + 4 + tag.len() - HEADER_LEN);
     let mut ctx = ring::hmac::Context::with_key(&key.sha256);
     ctx.update(&header);
@@ -170,7 +169,7 @@ pub(crate) fn verify_sha256(
     // constant time.
     match full.as_ref().get(..tag.len()) {
         Some(prefix) if constant_time_eq(prefix, tag) => Ok(()),
-        _ => Err(StunError::IntegrityMismatch),
+        _ => Err(Error::IntegrityMismatch),
     }
 }
 

@@ -31,7 +31,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use super::attributes::{self, Attribute, attr, bad_attribute, padding};
-use super::error::StunError;
+use super::error::Error;
 use super::integrity::{self, IntegrityKey};
 
 // ANCHOR: magic_cookie
@@ -240,9 +240,9 @@ pub fn is_stun(buf: &[u8]) -> bool {
 
 impl<'a> Message<'a> {
     /// Decodes a message that fills the whole datagram `buf`.
-    pub fn decode(buf: &'a [u8]) -> Result<Message<'a>, StunError> {
+    pub fn decode(buf: &'a [u8]) -> Result<Message<'a>, Error> {
         if buf.len() < HEADER_LEN {
-            return Err(StunError::Truncated {
+            return Err(Error::Truncated {
                 what: "header",
                 offset: 0,
                 needed: HEADER_LEN,
@@ -250,27 +250,25 @@ impl<'a> Message<'a> {
         }
         // RFC 8489 §5: "The most significant 2 bits of every STUN message MUST be zeroes."
         if buf[0] & 0xC0 != 0 {
-            return Err(StunError::BadHeader("the two top bits are not zero"));
+            return Err(Error::BadHeader("the two top bits are not zero"));
         }
         if buf[4..8] != MAGIC_COOKIE.to_be_bytes() {
-            return Err(StunError::BadHeader("wrong magic cookie"));
+            return Err(Error::BadHeader("wrong magic cookie"));
         }
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         // RFC 8489 §5: the length excludes the header and is a multiple of 4.
         if length % 4 != 0 {
-            return Err(StunError::BadHeader(
-                "message length is not a multiple of 4",
-            ));
+            return Err(Error::BadHeader("message length is not a multiple of 4"));
         }
         if buf.len() < HEADER_LEN + length {
-            return Err(StunError::Truncated {
+            return Err(Error::Truncated {
                 what: "message body",
                 offset: HEADER_LEN,
                 needed: length,
             });
         }
         if buf.len() > HEADER_LEN + length {
-            return Err(StunError::BadHeader(
+            return Err(Error::BadHeader(
                 "datagram is longer than the message length says",
             ));
         }
@@ -290,7 +288,7 @@ impl<'a> Message<'a> {
         let mut off = HEADER_LEN;
         while off < buf.len() {
             if buf.len() - off < 4 {
-                return Err(StunError::Truncated {
+                return Err(Error::Truncated {
                     what: "attribute header",
                     offset: off,
                     needed: 4,
@@ -300,7 +298,7 @@ impl<'a> Message<'a> {
             let len = usize::from(u16::from_be_bytes([buf[off + 2], buf[off + 3]]));
             let padded = len + padding(len);
             if buf.len() - off - 4 < padded {
-                return Err(StunError::Truncated {
+                return Err(Error::Truncated {
                     what: attributes::attribute_name(t),
                     offset: off,
                     needed: 4 + padded,
@@ -384,7 +382,7 @@ impl<'a> Message<'a> {
     }
 
     /// The first attribute of type `typ`, decoded; `Ok(None)` when absent.
-    pub fn attribute(&self, typ: u16) -> Result<Option<Attribute<'a>>, StunError> {
+    pub fn attribute(&self, typ: u16) -> Result<Option<Attribute<'a>>, Error> {
         match self.get(typ) {
             None => Ok(None),
             Some(a) => Attribute::decode(a.typ, a.value, &self.tid)
@@ -395,7 +393,7 @@ impl<'a> Message<'a> {
 
     /// Every attribute decoded; the first malformed one is an error. A server
     /// calls this before answering, so that it answers nothing malformed.
-    pub fn validate(&self) -> Result<(), StunError> {
+    pub fn validate(&self) -> Result<(), Error> {
         for a in self.attributes() {
             Attribute::decode(a.typ, a.value, &self.tid)
                 .map_err(|reason| bad_attribute(a.typ, a.offset, reason))?;
@@ -415,17 +413,17 @@ impl<'a> Message<'a> {
     }
 
     /// XOR-MAPPED-ADDRESS, if present.
-    pub fn xor_mapped_address(&self) -> Result<Option<SocketAddr>, StunError> {
+    pub fn xor_mapped_address(&self) -> Result<Option<SocketAddr>, Error> {
         self.address(attr::XOR_MAPPED_ADDRESS)
     }
 
     /// MAPPED-ADDRESS, if present (old servers send only this one).
-    pub fn mapped_address(&self) -> Result<Option<SocketAddr>, StunError> {
+    pub fn mapped_address(&self) -> Result<Option<SocketAddr>, Error> {
         self.address(attr::MAPPED_ADDRESS)
     }
 
     /// Any of the address attributes, decoded.
-    pub fn address(&self, typ: u16) -> Result<Option<SocketAddr>, StunError> {
+    pub fn address(&self, typ: u16) -> Result<Option<SocketAddr>, Error> {
         Ok(match self.attribute(typ)? {
             Some(
                 Attribute::MappedAddress(a)
@@ -446,7 +444,7 @@ impl<'a> Message<'a> {
     }
 
     /// USERNAME, if present.
-    pub fn username(&self) -> Result<Option<&'a str>, StunError> {
+    pub fn username(&self) -> Result<Option<&'a str>, Error> {
         Ok(match self.attribute(attr::USERNAME)? {
             Some(Attribute::Username(u)) => Some(u),
             _ => None,
@@ -454,7 +452,7 @@ impl<'a> Message<'a> {
     }
 
     /// ERROR-CODE, if present.
-    pub fn error_code(&self) -> Result<Option<attributes::ErrorCode<'a>>, StunError> {
+    pub fn error_code(&self) -> Result<Option<attributes::ErrorCode<'a>>, Error> {
         Ok(match self.attribute(attr::ERROR_CODE)? {
             Some(Attribute::ErrorCode(e)) => Some(e),
             _ => None,
@@ -473,7 +471,7 @@ impl<'a> Message<'a> {
 
     /// Checks MESSAGE-INTEGRITY-SHA256 if present, else MESSAGE-INTEGRITY
     /// (RFC 8489 §9.1.3: prefer the stronger one when both are there).
-    pub fn verify_integrity(&self, key: &IntegrityKey) -> Result<(), StunError> {
+    pub fn verify_integrity(&self, key: &IntegrityKey) -> Result<(), Error> {
         if let Some(o) = self.integrity_sha256 {
             let o = usize::from(o);
             let len = usize::from(u16::from_be_bytes([self.raw[o + 2], self.raw[o + 3]]));
@@ -484,12 +482,12 @@ impl<'a> Message<'a> {
             let tag = &self.raw[o + 4..o + 24];
             integrity::verify_sha1(self.raw, o, tag, key)
         } else {
-            Err(StunError::IntegrityMissing)
+            Err(Error::IntegrityMissing)
         }
     }
 
     /// Checks FINGERPRINT; `Ok(false)` when the message has none.
-    pub fn verify_fingerprint(&self) -> Result<bool, StunError> {
+    pub fn verify_fingerprint(&self) -> Result<bool, Error> {
         match self.fingerprint {
             None => Ok(false),
             Some(o) => {
@@ -503,7 +501,7 @@ impl<'a> Message<'a> {
                 if integrity::fingerprint(self.raw, o) == want {
                     Ok(true)
                 } else {
-                    Err(StunError::FingerprintMismatch)
+                    Err(Error::FingerprintMismatch)
                 }
             }
         }
@@ -582,7 +580,7 @@ pub struct MessageEncoder<'b> {
     start: usize,
     tid: TransactionId,
     pad_byte: u8,
-    error: Option<StunError>,
+    error: Option<Error>,
 }
 
 impl<'b> MessageEncoder<'b> {
@@ -621,7 +619,7 @@ impl<'b> MessageEncoder<'b> {
             }
             Err(_) => {
                 self.error
-                    .get_or_insert(StunError::Encode("message longer than 65535 bytes"));
+                    .get_or_insert(Error::Encode("message longer than 65535 bytes"));
             }
         }
     }
@@ -653,7 +651,7 @@ impl<'b> MessageEncoder<'b> {
             Ok(l) => self.out[hdr + 2..hdr + 4].copy_from_slice(&l.to_be_bytes()),
             Err(_) => {
                 self.error
-                    .get_or_insert(StunError::Encode("attribute value longer than 65535 bytes"));
+                    .get_or_insert(Error::Encode("attribute value longer than 65535 bytes"));
             }
         }
         let pad = padding(len);
@@ -702,7 +700,7 @@ impl<'b> MessageEncoder<'b> {
     }
 
     /// Ends the message: its length in bytes, or the first error met.
-    pub fn finish(&mut self) -> Result<usize, StunError> {
+    pub fn finish(&mut self) -> Result<usize, Error> {
         match self.error.take() {
             Some(e) => {
                 self.out.truncate(self.start);

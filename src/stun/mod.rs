@@ -51,8 +51,8 @@ pub mod nat;
 pub mod server;
 
 pub use attributes::{Attribute, ErrorCode, PasswordAlgorithm, attr};
-pub use client::{Client, ClientConfig, ClientEvent, Response, TransactionError};
-pub use error::StunError;
+pub use client::{Client, Response, TransactionError};
+pub use error::Error;
 pub use integrity::IntegrityKey;
 pub use message::{
     Class, HEADER_LEN, MAGIC_COOKIE, Message, MessageEncoder, MessageType, Method, RawAttribute,
@@ -61,7 +61,7 @@ pub use message::{
 pub use nat::{
     DiscoveryError, DiscoveryMode, FilteringBehavior, MappingBehavior, NatDiscovery, NatReport,
 };
-pub use server::{BindingServer, ServerConfig};
+pub use server::BindingServer;
 
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use super::attributes::{Attribute, attr};
-use super::client::{Client, ClientConfig, ClientEvent, Response, TransactionError};
+use super::client::{self, Client, Response, TransactionError};
 use super::message::{MessageEncoder, MessageType, TransactionId};
 use crate::machine::{Machine, Receive, Transmit};
 
@@ -184,8 +184,8 @@ impl<R: Rng> fmt::Debug for NatDiscovery<R> {
 impl<R: Rng> NatDiscovery<R> {
     /// The retransmission schedule used for the tests: 200 ms RTO, 5 sends,
     /// give up 1.6 s after the last, so a test that expects silence costs 4.6 s.
-    pub fn default_config() -> ClientConfig {
-        ClientConfig {
+    pub fn default_config() -> client::Config {
+        client::Config {
             rto: Duration::from_millis(200),
             rc: 5,
             rm: 8,
@@ -213,7 +213,7 @@ impl<R: Rng> NatDiscovery<R> {
         local: Option<SocketAddr>,
         mode: DiscoveryMode,
         rng: R,
-        config: ClientConfig,
+        config: client::Config,
     ) -> Self {
         let mut d = NatDiscovery {
             client: Client::new(config),
@@ -408,7 +408,7 @@ impl<R: Rng> NatDiscovery<R> {
     }
 
     fn drain_client(&mut self, now: Instant) {
-        while let Some(ClientEvent::Completed { id, result }) = self.client.poll_event() {
+        while let Some(client::Event::Completed { id, result }) = self.client.poll_event() {
             if Some(id) == self.pending {
                 self.pending = None;
                 self.on_result(now, result);

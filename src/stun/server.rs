@@ -54,7 +54,7 @@ pub const SOFTWARE: &str = concat!("rtclab ", env!("CARGO_PKG_VERSION"));
 
 /// How the server is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
+pub struct Config {
     /// The primary address A1:P1.
     pub primary: SocketAddr,
     /// The alternate address A2:P2 (a different IP and a different port). With
@@ -69,10 +69,10 @@ pub struct ServerConfig {
     pub allow_response_port: bool,
 }
 
-impl ServerConfig {
+impl Config {
     /// A plain Binding server on `primary`.
     pub fn new(primary: SocketAddr) -> Self {
-        ServerConfig {
+        Config {
             primary,
             alternate: None,
             software: None,
@@ -95,7 +95,7 @@ pub struct ServerStats {
 /// The Binding server. It never emits events; it only answers.
 #[derive(Debug)]
 pub struct BindingServer {
-    config: ServerConfig,
+    config: Config,
     locals: Vec<SocketAddr>,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
@@ -115,7 +115,7 @@ impl std::error::Error for ConfigError {}
 
 impl BindingServer {
     /// A server; checks that an alternate address differs in IP and in port.
-    pub fn new(mut config: ServerConfig) -> Result<Self, ConfigError> {
+    pub fn new(mut config: Config) -> Result<Self, ConfigError> {
         let p = config.primary;
         let locals = match config.alternate {
             None => vec![p],

@@ -78,7 +78,7 @@ fn rfc5769_sample_request_decodes_and_verifies() {
     assert_eq!(m.verify_fingerprint(), Ok(true));
     assert_eq!(
         m.verify_integrity(&IntegrityKey::short_term("wrong")),
-        Err(StunError::IntegrityMismatch)
+        Err(Error::IntegrityMismatch)
     );
 }
 
@@ -207,20 +207,20 @@ fn malformed_headers_are_rejected_with_reasons() {
     let good = hex(SAMPLE_REQUEST);
     assert!(matches!(
         Message::decode(&good[..19]),
-        Err(StunError::Truncated { .. })
+        Err(Error::Truncated { .. })
     ));
     assert!(matches!(
         Message::decode(&good[..good.len() - 4]),
-        Err(StunError::Truncated { .. })
+        Err(Error::Truncated { .. })
     ));
     let mut b = good.clone();
     b[0] |= 0x80;
-    assert!(matches!(Message::decode(&b), Err(StunError::BadHeader(_))));
+    assert!(matches!(Message::decode(&b), Err(Error::BadHeader(_))));
     let mut b = good.clone();
     b[5] ^= 1;
     assert_eq!(
         Message::decode(&b),
-        Err(StunError::BadHeader("wrong magic cookie"))
+        Err(Error::BadHeader("wrong magic cookie"))
     );
     let mut b = good.clone();
     b[3] += 2;
@@ -233,7 +233,7 @@ fn malformed_headers_are_rejected_with_reasons() {
     b[22] = 0x01;
     assert!(matches!(
         Message::decode(&b),
-        Err(StunError::Truncated { offset: 20, .. })
+        Err(Error::Truncated { offset: 20, .. })
     ));
 }
 
@@ -273,10 +273,7 @@ fn integrity_sha256_and_truncation() {
     m.verify_integrity(&key).unwrap();
     assert_eq!(m.verify_fingerprint(), Ok(true));
     let other = IntegrityKey::short_term("x");
-    assert_eq!(
-        m.verify_integrity(&other),
-        Err(StunError::IntegrityMismatch)
-    );
+    assert_eq!(m.verify_integrity(&other), Err(Error::IntegrityMismatch));
 
     // A truncated (16-byte) MESSAGE-INTEGRITY-SHA256 verifies too.
     let mut out = Vec::new();
@@ -295,7 +292,7 @@ fn integrity_sha256_and_truncation() {
     bad[n - 1] ^= 1;
     assert_eq!(
         Message::decode(&bad).unwrap().verify_integrity(&key),
-        Err(StunError::IntegrityMismatch)
+        Err(Error::IntegrityMismatch)
     );
 }
 
@@ -376,7 +373,7 @@ fn addr(s: &str) -> SocketAddr {
 #[test]
 fn client_retransmits_on_the_rfc_schedule_and_times_out_at_39_5_s() {
     let t0 = Instant::now();
-    let mut c = Client::new(ClientConfig::default());
+    let mut c = Client::new(client::Config::default());
     let tid = TransactionId([1; 12]);
     c.start(t0, binding_request(tid), addr("192.0.2.1:3478"), None, None)
         .unwrap();
@@ -386,7 +383,7 @@ fn client_retransmits_on_the_rfc_schedule_and_times_out_at_39_5_s() {
         while c.poll_transmit().is_some() {
             sends.push(now.duration_since(t0).as_millis());
         }
-        if let Some(ClientEvent::Completed { result, .. }) = c.poll_event() {
+        if let Some(client::Event::Completed { result, .. }) = c.poll_event() {
             assert!(matches!(result, Err(TransactionError::Timeout { .. })));
             break;
         }
@@ -396,7 +393,7 @@ fn client_retransmits_on_the_rfc_schedule_and_times_out_at_39_5_s() {
     assert_eq!(sends, vec![0, 500, 1500, 3500, 7500, 15500, 31500]);
     assert_eq!(now.duration_since(t0), Duration::from_millis(39500));
     assert_eq!(
-        ClientConfig::default().timeout(),
+        client::Config::default().timeout(),
         Duration::from_millis(39500)
     );
     assert_eq!(c.pending(), 0);
@@ -419,7 +416,7 @@ fn client_matches_by_transaction_id_and_checks_integrity() {
     let server = addr("192.0.2.1:3478");
     let local = addr("10.0.0.1:5000");
     let key = IntegrityKey::short_term("secret");
-    let mut c = Client::new(ClientConfig::default());
+    let mut c = Client::new(client::Config::default());
     let tid = TransactionId([2; 12]);
     c.start(t0, binding_request(tid), server, None, Some(key.clone()))
         .unwrap();
@@ -452,7 +449,7 @@ fn client_matches_by_transaction_id_and_checks_integrity() {
     // The right one completes it.
     assert!(c.handle_response(t0, rx(&success_for(tid, mapped, Some(&key)), server, local)));
     match c.poll_event() {
-        Some(ClientEvent::Completed { id, result: Ok(r) }) => {
+        Some(client::Event::Completed { id, result: Ok(r) }) => {
             assert_eq!(id, tid);
             assert_eq!(
                 r.message().unwrap().xor_mapped_address().unwrap(),
@@ -468,7 +465,7 @@ fn client_matches_by_transaction_id_and_checks_integrity() {
 fn client_surfaces_error_responses() {
     let t0 = Instant::now();
     let server = addr("192.0.2.1:3478");
-    let mut c = Client::new(ClientConfig::default());
+    let mut c = Client::new(client::Config::default());
     let tid = TransactionId([4; 12]);
     c.start(t0, binding_request(tid), server, None, None)
         .unwrap();
@@ -489,7 +486,7 @@ fn client_surfaces_error_responses() {
         },
     );
     match c.poll_event() {
-        Some(ClientEvent::Completed {
+        Some(client::Event::Completed {
             result: Err(TransactionError::ErrorResponse { code, reason, .. }),
             ..
         }) => {
@@ -522,7 +519,7 @@ fn ask(
 #[test]
 fn server_answers_binding_with_xor_mapped_software_fingerprint() {
     let primary = addr("192.0.2.1:3478");
-    let mut cfg = ServerConfig::new(primary);
+    let mut cfg = server::Config::new(primary);
     assert_eq!(cfg.software, None, "SOFTWARE is off by default");
     cfg.software = Some(server::SOFTWARE.to_string());
     let mut s = BindingServer::new(cfg).unwrap();
@@ -548,7 +545,7 @@ fn server_answers_binding_with_xor_mapped_software_fingerprint() {
 #[test]
 fn server_answers_420_for_unknown_required_and_ignores_optional() {
     let primary = addr("192.0.2.1:3478");
-    let mut s = BindingServer::new(ServerConfig::new(primary)).unwrap();
+    let mut s = BindingServer::new(server::Config::new(primary)).unwrap();
     let client = addr("203.0.113.5:61000");
     let tid = TransactionId([6; 12]);
     let mut req = Vec::new();
@@ -590,7 +587,7 @@ fn server_answers_420_for_unknown_required_and_ignores_optional() {
 #[test]
 fn server_answers_nothing_malformed_and_no_indications() {
     let primary = addr("192.0.2.1:3478");
-    let mut s = BindingServer::new(ServerConfig::new(primary)).unwrap();
+    let mut s = BindingServer::new(server::Config::new(primary)).unwrap();
     let client = addr("203.0.113.5:61000");
     let good = binding_request(TransactionId([8; 12]));
     // Bad fingerprint.
@@ -629,7 +626,7 @@ fn server_answers_nothing_malformed_and_no_indications() {
 fn server_rfc5780_change_request_and_response_port() {
     let primary = addr("192.0.2.1:3478");
     let alternate = addr("192.0.2.2:3479");
-    let mut cfg = ServerConfig::new(primary);
+    let mut cfg = server::Config::new(primary);
     cfg.alternate = Some(alternate);
     let mut s = BindingServer::new(cfg).unwrap();
     assert_eq!(
@@ -680,7 +677,7 @@ fn server_rfc5780_change_request_and_response_port() {
     assert_eq!(out[0].destination, addr("203.0.113.5:7000"));
 
     // Bad configurations.
-    let mut cfg = ServerConfig::new(primary);
+    let mut cfg = server::Config::new(primary);
     cfg.alternate = Some(addr("192.0.2.1:3479"));
     assert!(BindingServer::new(cfg).is_err());
 }
@@ -688,7 +685,7 @@ fn server_rfc5780_change_request_and_response_port() {
 #[test]
 fn server_never_amplifies() {
     let primary = addr("[2001:db8::1]:3478");
-    let mut cfg = ServerConfig::new(primary);
+    let mut cfg = server::Config::new(primary);
     cfg.alternate = Some(addr("[2001:db8::2]:3479"));
     cfg.software = Some("x".repeat(1000));
     let mut s = BindingServer::new(cfg).unwrap();
@@ -715,7 +712,7 @@ fn server_never_amplifies() {
 fn server_refuses_padding_with_response_port() {
     // RFC 5780 §6.1, §7.5: PADDING and RESPONSE-PORT together get a 400.
     let primary = addr("192.0.2.1:3478");
-    let mut s = BindingServer::new(ServerConfig::new(primary)).unwrap();
+    let mut s = BindingServer::new(server::Config::new(primary)).unwrap();
     let client = addr("203.0.113.5:61000");
     let mut req = Vec::new();
     MessageEncoder::new(
@@ -907,7 +904,7 @@ pub(crate) fn poke(bytes: &[u8]) {
 #[test]
 fn server_answers_stay_small() {
     let primary = addr("192.0.2.1:3478");
-    let mut s = BindingServer::new(ServerConfig::new(primary)).unwrap();
+    let mut s = BindingServer::new(server::Config::new(primary)).unwrap();
     let v4 = addr("203.0.113.5:61000");
     let v6 = addr("[2001:db8::5]:61000");
     let tid = TransactionId([7; 12]);

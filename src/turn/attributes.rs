@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::stun::attributes::{decode_xor_address, encode_xor_address};
-use crate::stun::{Message, MessageEncoder, StunError, TransactionId, attr};
+use crate::stun::{self, Message, MessageEncoder, TransactionId, attr};
 
 /// RFC 8656 §18.8 / §14.7: the protocol number for UDP in REQUESTED-TRANSPORT.
 pub const PROTOCOL_UDP: u8 = 17;
@@ -200,12 +200,12 @@ impl<'a> TurnAttribute<'a> {
 }
 
 /// The first attribute of TURN type `typ` in `msg`, typed; `Ok(None)` when absent.
-pub fn get<'a>(msg: &Message<'a>, typ: u16) -> Result<Option<TurnAttribute<'a>>, StunError> {
+pub fn get<'a>(msg: &Message<'a>, typ: u16) -> Result<Option<TurnAttribute<'a>>, stun::Error> {
     match msg.get(typ) {
         None => Ok(None),
         Some(a) => TurnAttribute::decode(a.typ, a.value, &msg.transaction_id())
             .map(Some)
-            .map_err(|reason| StunError::BadAttribute {
+            .map_err(|reason| stun::Error::BadAttribute {
                 typ: a.typ,
                 offset: a.offset,
                 reason,
@@ -215,12 +215,12 @@ pub fn get<'a>(msg: &Message<'a>, typ: u16) -> Result<Option<TurnAttribute<'a>>,
 
 /// Every XOR-PEER-ADDRESS of a message, in order (CreatePermission may carry
 /// several, RFC 8656 §9.1); the first malformed one is an error.
-pub fn peer_addresses(msg: &Message<'_>) -> Result<Vec<SocketAddr>, StunError> {
+pub fn peer_addresses(msg: &Message<'_>) -> Result<Vec<SocketAddr>, stun::Error> {
     let tid = msg.transaction_id();
     msg.attributes()
         .filter(|a| a.typ == attr::XOR_PEER_ADDRESS)
         .map(|a| {
-            decode_xor_address(a.value, &tid).map_err(|reason| StunError::BadAttribute {
+            decode_xor_address(a.value, &tid).map_err(|reason| stun::Error::BadAttribute {
                 typ: a.typ,
                 offset: a.offset,
                 reason,

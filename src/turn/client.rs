@@ -38,7 +38,7 @@ use crate::machine::{Machine, Receive, Transmit};
 use crate::stun::attributes::error_code;
 use crate::stun::{
     self, Attribute, Class, IntegrityKey, Message, MessageEncoder, MessageType, Method,
-    PasswordAlgorithm, StunError, TransactionError, TransactionId, attr,
+    PasswordAlgorithm, TransactionError, TransactionId, attr,
 };
 
 /// RFC 8656 §9: a permission lasts 300 s; refresh it after 240.
@@ -54,7 +54,7 @@ const MAX_AUTH_RETRIES: u8 = 2;
 
 /// How the client is set up.
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub struct Config {
     /// The TURN server.
     pub server: SocketAddr,
     /// The local address to send from (`None`: the driver's first socket).
@@ -67,12 +67,12 @@ pub struct ClientConfig {
     /// shorten it; 600 s is its default).
     pub lifetime: Duration,
     /// Retransmission parameters of the requests.
-    pub stun: stun::ClientConfig,
+    pub stun: stun::client::Config,
     /// SOFTWARE to send, if any.
     pub software: Option<String>,
     /// How the client reaches the server: UDP datagrams, or one TCP
     /// connection the runtime opens (RFC 8656 §3.1). The client still
-    /// emits one [`Transmit`] per message to [`ClientConfig::server`];
+    /// emits one [`Transmit`] per message to [`Config::server`];
     /// over TCP the runtime writes them back to back on the stream and
     /// cuts what it reads into messages with [`super::stream::Framer`].
     pub transport: ServerTransport,
@@ -90,27 +90,27 @@ pub enum ServerTransport {
     Tcp,
 }
 
-impl ClientConfig {
+impl Config {
     /// A configuration with RFC defaults.
     pub fn new(server: SocketAddr, username: &str, password: &str) -> Self {
-        ClientConfig {
+        Config {
             server,
             local: None,
             username: username.to_string(),
             password: password.to_string(),
             lifetime: Duration::from_secs(600),
-            stun: stun::ClientConfig::default(),
+            stun: stun::client::Config::default(),
             software: Some(concat!("rtclab ", env!("CARGO_PKG_VERSION")).to_string()),
             transport: ServerTransport::Udp,
         }
     }
 
-    /// As [`ClientConfig::new`], over a TCP connection to the server:
+    /// As [`Config::new`], over a TCP connection to the server:
     /// ChannelData padded to 4 bytes (RFC 8656 §12.5), and requests sent
     /// once and given up after Ti = 39.5 s (RFC 8489 §6.2.2: a reliable
     /// transport is not retransmitted on).
     pub fn tcp(server: SocketAddr, username: &str, password: &str) -> Self {
-        let mut c = ClientConfig::new(server, username, password);
+        let mut c = Config::new(server, username, password);
         c.transport = ServerTransport::Tcp;
         c.stun.rc = 1;
         // Ti = 39.5 s = 79 × the default 500 ms RTO.
@@ -122,7 +122,7 @@ impl ClientConfig {
 /// What can go wrong with a TURN operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum TurnError {
+pub enum Error {
     /// The server never answered.
     Timeout,
     /// The server answered with an error (401 wrong credentials, 403
@@ -147,36 +147,36 @@ pub enum TurnError {
     Encode(String),
 }
 
-impl fmt::Display for TurnError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TurnError::Timeout => write!(f, "the TURN server did not answer"),
-            TurnError::ErrorResponse { code, reason } => {
+            Error::Timeout => write!(f, "the TURN server did not answer"),
+            Error::ErrorResponse { code, reason } => {
                 write!(f, "TURN error response {code} {reason}")
             }
-            TurnError::Malformed(w) => write!(f, "malformed TURN response: {w}"),
-            TurnError::NotAllocated => write!(f, "no TURN allocation"),
-            TurnError::FamilyMismatch => {
+            Error::Malformed(w) => write!(f, "malformed TURN response: {w}"),
+            Error::NotAllocated => write!(f, "no TURN allocation"),
+            Error::FamilyMismatch => {
                 write!(f, "peer address family differs from the relayed address")
             }
-            TurnError::QueueFull => write!(f, "too many datagrams waiting for a permission"),
-            TurnError::NoChannel => write!(f, "no free channel number"),
-            TurnError::Encode(e) => write!(f, "cannot build TURN message: {e}"),
+            Error::QueueFull => write!(f, "too many datagrams waiting for a permission"),
+            Error::NoChannel => write!(f, "no free channel number"),
+            Error::Encode(e) => write!(f, "cannot build TURN message: {e}"),
         }
     }
 }
 
-impl std::error::Error for TurnError {}
+impl std::error::Error for Error {}
 
-impl From<StunError> for TurnError {
-    fn from(e: StunError) -> Self {
-        TurnError::Encode(e.to_string())
+impl From<stun::Error> for Error {
+    fn from(e: stun::Error) -> Self {
+        Error::Encode(e.to_string())
     }
 }
 
 /// What the client reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
+pub enum Event {
     /// The allocation exists.
     Allocated {
         /// The relayed transport address peers send to.
@@ -187,14 +187,14 @@ pub enum ClientEvent {
         lifetime: Duration,
     },
     /// The Allocate request failed; the client is done.
-    AllocationFailed(TurnError),
+    AllocationFailed(Error),
     /// A Refresh succeeded.
     Refreshed {
         /// The new lifetime.
         lifetime: Duration,
     },
     /// A Refresh failed; the allocation will expire.
-    RefreshFailed(TurnError),
+    RefreshFailed(Error),
     /// A permission for a peer IP is installed (or was refreshed).
     PermissionCreated(IpAddr),
     /// A CreatePermission failed (403: the server refuses that peer).
@@ -202,7 +202,7 @@ pub enum ClientEvent {
         /// The peer IP.
         peer: IpAddr,
         /// Why.
-        error: TurnError,
+        error: Error,
     },
     /// A channel is bound to a peer (or was refreshed).
     ChannelBound {
@@ -216,7 +216,7 @@ pub enum ClientEvent {
         /// The peer.
         peer: SocketAddr,
         /// Why.
-        error: TurnError,
+        error: Error,
     },
     /// Data from a peer, through the relay.
     Data {
@@ -283,7 +283,7 @@ struct Channel {
 /// The TURN client: one allocation, its permissions and channels.
 #[derive(Debug)]
 pub struct Client {
-    config: ClientConfig,
+    config: Config,
     rng: StdRng,
     stun: stun::Client,
     state: State,
@@ -300,12 +300,12 @@ pub struct Client {
     next_channel: u16,
     pending: HashMap<TransactionId, Pending>,
     transmits: VecDeque<Transmit>,
-    events: VecDeque<ClientEvent>,
+    events: VecDeque<Event>,
 }
 
 impl Client {
     /// A client; nothing is sent until [`Client::allocate`].
-    pub fn new(config: ClientConfig, rng: StdRng) -> Self {
+    pub fn new(config: Config, rng: StdRng) -> Self {
         let stun = stun::Client::new(config.stun);
         Client {
             config,
@@ -363,16 +363,16 @@ impl Client {
     }
 
     /// Sends the Allocate request (RFC 8656 §7.1).
-    pub fn allocate(&mut self, now: Instant) -> Result<(), TurnError> {
+    pub fn allocate(&mut self, now: Instant) -> Result<(), Error> {
         if self.state != State::Idle {
-            return Err(TurnError::Encode("already allocating or allocated".into()));
+            return Err(Error::Encode("already allocating or allocated".into()));
         }
         self.state = State::Allocating;
         self.request(now, Request::Allocate, 0)
     }
 
     /// Releases the allocation: a Refresh with LIFETIME 0 (RFC 8656 §7.4).
-    pub fn close(&mut self, now: Instant) -> Result<(), TurnError> {
+    pub fn close(&mut self, now: Instant) -> Result<(), Error> {
         match self.state {
             State::Allocated => {
                 self.state = State::Closing;
@@ -381,7 +381,7 @@ impl Client {
             State::Closing | State::Closed => Ok(()),
             State::Idle | State::Allocating => {
                 self.state = State::Closed;
-                self.events.push_back(ClientEvent::Closed);
+                self.events.push_back(Event::Closed);
                 Ok(())
             }
         }
@@ -389,11 +389,11 @@ impl Client {
 
     /// Asks for a permission for `peer`'s IP (RFC 8656 §9); it is kept
     /// refreshed until the client closes.
-    pub fn create_permission(&mut self, now: Instant, peer: SocketAddr) -> Result<(), TurnError> {
+    pub fn create_permission(&mut self, now: Instant, peer: SocketAddr) -> Result<(), Error> {
         self.check_peer(peer)?;
         if !self.permissions.contains_key(&peer.ip()) {
             if self.permissions.len() >= MAX_PERMISSIONS {
-                return Err(TurnError::QueueFull);
+                return Err(Error::QueueFull);
             }
             self.permissions.insert(
                 peer.ip(),
@@ -418,15 +418,15 @@ impl Client {
     }
 
     /// Binds a channel to `peer` (RFC 8656 §12.1) and returns its number;
-    /// data to `peer` goes as ChannelData once [`ClientEvent::ChannelBound`]
+    /// data to `peer` goes as ChannelData once [`Event::ChannelBound`]
     /// arrives.
-    pub fn bind_channel(&mut self, now: Instant, peer: SocketAddr) -> Result<u16, TurnError> {
+    pub fn bind_channel(&mut self, now: Instant, peer: SocketAddr) -> Result<u16, Error> {
         self.check_peer(peer)?;
         if let Some(c) = self.channels.iter().find(|c| c.peer == peer) {
             return Ok(c.number);
         }
         if self.next_channel > MAX_CHANNEL {
-            return Err(TurnError::NoChannel);
+            return Err(Error::NoChannel);
         }
         let number = self.next_channel;
         self.next_channel += 1;
@@ -451,12 +451,7 @@ impl Client {
     /// Sends `data` to `peer` through the relay: as ChannelData on a bound
     /// channel, else as a Send indication (RFC 8656 §11) once a permission
     /// exists; until then it waits (a permission is requested).
-    pub fn send_to(
-        &mut self,
-        now: Instant,
-        peer: SocketAddr,
-        data: &[u8],
-    ) -> Result<(), TurnError> {
+    pub fn send_to(&mut self, now: Instant, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
         self.check_peer(peer)?;
         if let Some(ch) = self.channel(peer) {
             let mut out = Vec::with_capacity(4 + data.len() + 3);
@@ -467,7 +462,7 @@ impl Client {
                 ServerTransport::Udp => cd.encode(&mut out),
                 ServerTransport::Tcp => cd.encode_padded(&mut out),
             }
-            .map_err(|e| TurnError::Encode(e.to_string()))?;
+            .map_err(|e| Error::Encode(e.to_string()))?;
             self.transmit(out);
             return Ok(());
         }
@@ -480,18 +475,18 @@ impl Client {
             .get_mut(&peer.ip())
             .expect("create_permission inserted it");
         if p.queue.len() >= MAX_QUEUED {
-            return Err(TurnError::QueueFull);
+            return Err(Error::QueueFull);
         }
         p.queue.push_back((peer, data.to_vec()));
         Ok(())
     }
 
-    fn check_peer(&self, peer: SocketAddr) -> Result<(), TurnError> {
+    fn check_peer(&self, peer: SocketAddr) -> Result<(), Error> {
         if self.state != State::Allocated {
-            return Err(TurnError::NotAllocated);
+            return Err(Error::NotAllocated);
         }
         match self.relayed {
-            Some(r) if r.is_ipv4() != peer.is_ipv4() => Err(TurnError::FamilyMismatch),
+            Some(r) if r.is_ipv4() != peer.is_ipv4() => Err(Error::FamilyMismatch),
             _ => Ok(()),
         }
     }
@@ -506,7 +501,7 @@ impl Client {
 
     /// RFC 8656 §11.1: a Send indication with XOR-PEER-ADDRESS and DATA (no
     /// integrity: indications cannot be authenticated).
-    fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), TurnError> {
+    fn send_indication(&mut self, peer: SocketAddr, data: &[u8]) -> Result<(), Error> {
         let tid = TransactionId::random(&mut self.rng);
         let mut out = Vec::with_capacity(36 + data.len() + 3);
         let mut enc = MessageEncoder::new(
@@ -521,7 +516,7 @@ impl Client {
         Ok(())
     }
 
-    fn request(&mut self, now: Instant, request: Request, retries: u8) -> Result<(), TurnError> {
+    fn request(&mut self, now: Instant, request: Request, retries: u8) -> Result<(), Error> {
         let tid = TransactionId::random(&mut self.rng);
         let method = match request {
             Request::Allocate => Method::ALLOCATE,
@@ -583,14 +578,14 @@ impl Client {
     }
 
     fn drain_stun(&mut self, now: Instant) {
-        while let Some(stun::ClientEvent::Completed { id, result }) = self.stun.poll_event() {
+        while let Some(stun::client::Event::Completed { id, result }) = self.stun.poll_event() {
             let Some(p) = self.pending.remove(&id) else {
                 continue;
             };
             match result {
                 Ok(resp) => match Message::decode(&resp.bytes) {
                     Ok(msg) => self.on_success(now, p.request, &msg),
-                    Err(e) => self.on_failure(p.request, TurnError::Encode(e.to_string())),
+                    Err(e) => self.on_failure(p.request, Error::Encode(e.to_string())),
                 },
                 Err(TransactionError::ErrorResponse {
                     code,
@@ -602,12 +597,10 @@ impl Client {
                             self.on_failure(p.request, e);
                         }
                     } else {
-                        self.on_failure(p.request, TurnError::ErrorResponse { code, reason });
+                        self.on_failure(p.request, Error::ErrorResponse { code, reason });
                     }
                 }
-                Err(TransactionError::Timeout { .. }) => {
-                    self.on_failure(p.request, TurnError::Timeout)
-                }
+                Err(TransactionError::Timeout { .. }) => self.on_failure(p.request, Error::Timeout),
             }
         }
     }
@@ -663,7 +656,7 @@ impl Client {
                     _ => {
                         self.state = State::Closed;
                         self.events
-                            .push_back(ClientEvent::AllocationFailed(TurnError::Malformed(
+                            .push_back(Event::AllocationFailed(Error::Malformed(
                                 "Allocate success without XOR-RELAYED-ADDRESS",
                             )));
                         return;
@@ -675,7 +668,7 @@ impl Client {
                 self.state = State::Allocated;
                 self.set_lifetime(now, lifetime);
                 tracing::debug!(%relayed, ?lifetime, "TURN allocation");
-                self.events.push_back(ClientEvent::Allocated {
+                self.events.push_back(Event::Allocated {
                     relayed,
                     mapped: self.mapped,
                     lifetime,
@@ -686,12 +679,11 @@ impl Client {
                 self.refreshing = false;
                 let lifetime = turn_attr::lifetime(msg).unwrap_or(self.config.lifetime);
                 self.set_lifetime(now, lifetime);
-                self.events.push_back(ClientEvent::Refreshed { lifetime });
+                self.events.push_back(Event::Refreshed { lifetime });
             }
             Request::CreatePermission { peer } => {
                 self.install_permission(now, peer);
-                self.events
-                    .push_back(ClientEvent::PermissionCreated(peer.ip()));
+                self.events.push_back(Event::PermissionCreated(peer.ip()));
             }
             Request::ChannelBind { channel, peer } => {
                 // RFC 8656 §12.2: a ChannelBind also installs or refreshes
@@ -704,8 +696,7 @@ impl Client {
                     c.requested = false;
                     c.refresh_at = now + CHANNEL_REFRESH;
                 }
-                self.events
-                    .push_back(ClientEvent::ChannelBound { peer, channel });
+                self.events.push_back(Event::ChannelBound { peer, channel });
             }
         }
     }
@@ -733,25 +724,25 @@ impl Client {
         }
     }
 
-    fn on_failure(&mut self, request: Request, error: TurnError) {
+    fn on_failure(&mut self, request: Request, error: Error) {
         tracing::debug!(?request, %error, "TURN request failed");
         match request {
             Request::Allocate => {
                 self.state = State::Closed;
-                self.events.push_back(ClientEvent::AllocationFailed(error));
+                self.events.push_back(Event::AllocationFailed(error));
             }
             // Closing: whatever the answer (437 if it is gone already), we are done.
             Request::Refresh { lifetime: 0 } => self.closed(),
             Request::Refresh { .. } => {
                 self.refreshing = false;
-                self.events.push_back(ClientEvent::RefreshFailed(error));
+                self.events.push_back(Event::RefreshFailed(error));
             }
             Request::CreatePermission { peer } => {
                 // A refused refresh is not retried (it would be at once, in
                 // a loop): the permission is forgotten and lapses on the
                 // server.
                 self.permissions.remove(&peer.ip());
-                self.events.push_back(ClientEvent::PermissionFailed {
+                self.events.push_back(Event::PermissionFailed {
                     peer: peer.ip(),
                     error,
                 });
@@ -765,7 +756,7 @@ impl Client {
                     }
                 }
                 self.events
-                    .push_back(ClientEvent::ChannelBindFailed { peer, error });
+                    .push_back(Event::ChannelBindFailed { peer, error });
             }
         }
     }
@@ -776,7 +767,7 @@ impl Client {
         self.channels.clear();
         self.expires = None;
         self.refresh_at = None;
-        self.events.push_back(ClientEvent::Closed);
+        self.events.push_back(Event::Closed);
     }
 
     /// RFC 8656 §7.1 leaves when to refresh to the client; a minute before
@@ -792,7 +783,7 @@ impl Client {
     }
 
     fn on_data(&mut self, peer: SocketAddr, data: &[u8]) {
-        self.events.push_back(ClientEvent::Data {
+        self.events.push_back(Event::Data {
             peer,
             data: data.to_vec(),
         });
@@ -840,7 +831,7 @@ impl Client {
 }
 
 impl Machine for Client {
-    type Event = ClientEvent;
+    type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
         self.handle(now, datagram);
@@ -862,7 +853,7 @@ impl Machine for Client {
             let secs = u32::try_from(self.config.lifetime.as_secs()).unwrap_or(u32::MAX);
             if let Err(e) = self.request(now, Request::Refresh { lifetime: secs }, 0) {
                 self.refreshing = false;
-                self.events.push_back(ClientEvent::RefreshFailed(e));
+                self.events.push_back(Event::RefreshFailed(e));
             }
         }
         let due: Vec<(IpAddr, SocketAddr)> = self
@@ -877,7 +868,7 @@ impl Machine for Client {
             }
             if let Err(e) = self.request(now, Request::CreatePermission { peer }, 0) {
                 self.events
-                    .push_back(ClientEvent::PermissionFailed { peer: ip, error: e });
+                    .push_back(Event::PermissionFailed { peer: ip, error: e });
             }
         }
         let due: Vec<(u16, SocketAddr)> = self
@@ -892,7 +883,7 @@ impl Machine for Client {
         for (channel, peer) in due {
             if let Err(e) = self.request(now, Request::ChannelBind { channel, peer }, 0) {
                 self.events
-                    .push_back(ClientEvent::ChannelBindFailed { peer, error: e });
+                    .push_back(Event::ChannelBindFailed { peer, error: e });
             }
         }
     }
@@ -903,7 +894,7 @@ impl Machine for Client {
             .or_else(|| self.stun.poll_transmit())
     }
 
-    fn poll_event(&mut self) -> Option<ClientEvent> {
+    fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
@@ -945,7 +936,7 @@ mod tests {
 
     fn client(now: Instant) -> Client {
         let mut c = Client::new(
-            ClientConfig::new(SERVER.parse().unwrap(), "alice", "secret"),
+            Config::new(SERVER.parse().unwrap(), "alice", "secret"),
             StdRng::seed_from_u64(1),
         );
         c.allocate(now).unwrap();
@@ -1035,7 +1026,7 @@ mod tests {
         feed(&mut c, now, &ok);
         assert_eq!(
             c.poll_event(),
-            Some(ClientEvent::Allocated {
+            Some(Event::Allocated {
                 relayed,
                 mapped: Some(LOCAL.parse().unwrap()),
                 lifetime: Duration::from_secs(600)
@@ -1077,7 +1068,7 @@ mod tests {
         );
         assert!(matches!(
             c.poll_event(),
-            Some(ClientEvent::AllocationFailed(TurnError::ErrorResponse {
+            Some(Event::AllocationFailed(Error::ErrorResponse {
                 code: 401,
                 ..
             }))
@@ -1108,7 +1099,7 @@ mod tests {
         let now = Instant::now();
         let server: SocketAddr = SERVER.parse().unwrap();
         let mut c = Client::new(
-            ClientConfig::tcp(server, "alice", "secret"),
+            Config::tcp(server, "alice", "secret"),
             StdRng::seed_from_u64(1),
         );
         c.allocate(now).unwrap();
@@ -1125,12 +1116,12 @@ mod tests {
         assert_eq!(t - now, Duration::from_millis(39_500));
         assert_eq!(
             c.poll_event(),
-            Some(ClientEvent::AllocationFailed(TurnError::Timeout))
+            Some(Event::AllocationFailed(Error::Timeout))
         );
 
         // Allocated, a channel bound: the ChannelData goes padded.
         let mut c = Client::new(
-            ClientConfig::tcp(server, "alice", "secret"),
+            Config::tcp(server, "alice", "secret"),
             StdRng::seed_from_u64(2),
         );
         c.allocate(now).unwrap();
@@ -1150,10 +1141,7 @@ mod tests {
                 TurnAttribute::Lifetime(600).encode(enc);
             }),
         );
-        assert!(matches!(
-            c.poll_event(),
-            Some(ClientEvent::Allocated { .. })
-        ));
+        assert!(matches!(c.poll_event(), Some(Event::Allocated { .. })));
         let peer: SocketAddr = "198.51.100.7:9000".parse().unwrap();
         let ch = c.bind_channel(now, peer).unwrap();
         let m = c.poll_transmit().unwrap();
@@ -1172,7 +1160,7 @@ mod tests {
         assert_eq!(&cd.contents[4..9], b"hello");
         // Over UDP the same goes unpadded.
         assert_eq!(
-            ClientConfig::new(server, "a", "b").transport,
+            Config::new(server, "a", "b").transport,
             ServerTransport::Udp
         );
     }

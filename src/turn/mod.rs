@@ -63,7 +63,7 @@ pub mod throttle;
 
 pub use attributes::{AddressFamily, TurnAttribute};
 pub use channel_data::{ChannelData, ChannelDataError};
-pub use client::{Client, ClientConfig, ClientEvent, ServerTransport, State, TurnError};
+pub use client::{Client, Error, ServerTransport, State};
 pub use peer_policy::{IpRange, RangeError};
-pub use server::{RelayPorts, Route, Server, ServerConfig, ServerEvent, ServerStats, Transport};
+pub use server::{RelayPorts, Route, Server, ServerStats, Transport};
 pub use stream::{FrameError, Framer};

@@ -4,19 +4,19 @@
 //! ## Relayed sockets
 //!
 //! A sans-IO machine cannot open sockets, so the server asks its caller.
-//! With [`ServerConfig::relay_ports`] (what `rtclab turn-server` uses, as
+//! With [`Config::relay_ports`] (what `rtclab turn-server` uses, as
 //! coturn's `min-port`/`max-port`), an Allocate picks a free port of the
 //! range from a random point (RFC 6056 §3.1), emits
-//! [`ServerEvent::BindRelay`] and waits; the caller binds the socket and
+//! [`Event::BindRelay`] and waits; the caller binds the socket and
 //! answers [`Server::relay_bound`], and the Allocate is handled again with
 //! the socket in hand (a port another program holds is skipped, 508 after
 //! 8 tries). An allocation's end emits
-//! [`ServerEvent::CloseRelay`]. EVEN-PORT gets an even port; its R bit
+//! [`Event::CloseRelay`]. EVEN-PORT gets an even port; its R bit
 //! binds the next port too and reserves it for [`RESERVATION_LIFETIME`]
 //! under a RESERVATION-TOKEN that one later Allocate redeems (RFC 8656
 //! §7.2, §18.7, §18.10: an RTP/RTCP pair, what coturn's `turnutils_uclient`
 //! asks by default). Without `relay_ports`, a fixed pool bound at start
-//! ([`ServerConfig::relays`]) serves as before: simulations and tests use
+//! ([`Config::relays`]) serves as before: simulations and tests use
 //! it, and an empty pool answers 508.
 //!
 //! ## Clients over TCP
@@ -43,8 +43,8 @@
 //! - 437 for a request on a 5-tuple without allocation (or Allocate on one
 //!   that has one), 441 when the username is not the allocation's, 442 for
 //!   a REQUESTED-TRANSPORT other than UDP, 440 for an IPv6 relay, 486 past
-//!   the per-user quota ([`ServerConfig::quota_per_user`], none by default),
-//!   508 when no relay port is free, past [`ServerConfig::total_quota`], or
+//!   the per-user quota ([`Config::quota_per_user`], none by default),
+//!   508 when no relay port is free, past [`Config::total_quota`], or
 //!   for an unknown or expired RESERVATION-TOKEN, 420 for unknown
 //!   comprehension-required attributes, 400 for malformed requests;
 //! - permissions last 300 s (§9) except that a bound channel keeps its
@@ -52,10 +52,10 @@
 //!   channels, never permissions), channels 600 s (§12), allocations at most
 //!   [`MAX_LIFETIME`];
 //! - no datagram is relayed to or from a peer without a permission, and a
-//!   peer in [`ServerConfig::denied_peer_ips`] (by default link-local with
+//!   peer in [`Config::denied_peer_ips`] (by default link-local with
 //!   the cloud metadata address 169.254.169.254, 0/8, multicast, broadcast,
 //!   unspecified; see [`peer_policy`] for the choice beside coturn's) gets
-//!   403 unless in [`ServerConfig::allowed_peer_ips`]; so does a peer on
+//!   403 unless in [`Config::allowed_peer_ips`]; so does a peer on
 //!   loopback or one of the server's own IPs unless `allow_loopback_peers`
 //!   (like coturn's `--allow-loopback-peers`), and the server's listening
 //!   socket always. The relayed addresses of this server are peers like any
@@ -71,7 +71,7 @@
 //! ERROR-CODE, REALM and NONCE (24 characters) only; PASSWORD-ALGORITHMS
 //! is not sent because only MD5 keys are offered (it is required only with
 //! the SHA-256 algorithm); SOFTWARE is off unless configured
-//! ([`ServerConfig::software`], `turn-server --software`); and FINGERPRINT
+//! ([`Config::software`], `turn-server --software`); and FINGERPRINT
 //! comes back only when the request had one. A 20-byte Allocate gets an
 //! 84-byte 401 with the realm "rtclab" (4.2×, was 116 bytes, 5.8×), a
 //! 20-byte Binding 32 bytes (1.6×). Reason phrases stay (RFC 8489 §14.8 allows any;
@@ -158,17 +158,17 @@ const MAX_LISTEN_ADDRS_SEEN: usize = 32;
 
 /// How the server is set up.
 #[derive(Debug, Clone)]
-pub struct ServerConfig {
+pub struct Config {
     /// Where clients reach it.
     pub listen: SocketAddr,
     /// The pool of relayed transport addresses (bound by the caller), when
-    /// [`ServerConfig::relay_ports`] is `None`.
+    /// [`Config::relay_ports`] is `None`.
     pub relays: Vec<SocketAddr>,
     /// Relay sockets opened on demand, one per allocation, on ports of a
     /// range (as coturn's `min-port`/`max-port`): the server asks its
-    /// caller to bind each ([`ServerEvent::BindRelay`]) and to close it
-    /// when the allocation ends ([`ServerEvent::CloseRelay`]). When set,
-    /// [`ServerConfig::relays`] is not used.
+    /// caller to bind each ([`Event::BindRelay`]) and to close it
+    /// when the allocation ends ([`Event::CloseRelay`]). When set,
+    /// [`Config::relays`] is not used.
     pub relay_ports: Option<RelayPorts>,
     /// The realm of the long-term credentials.
     pub realm: String,
@@ -206,10 +206,10 @@ pub struct ServerConfig {
     pub software: Option<String>,
 }
 
-impl ServerConfig {
+impl Config {
     /// A configuration for one user.
     pub fn new(listen: SocketAddr, relays: Vec<SocketAddr>, realm: &str) -> Self {
-        ServerConfig {
+        Config {
             listen,
             relays,
             relay_ports: None,
@@ -238,9 +238,9 @@ pub struct RelayPorts {
 }
 
 /// What the server asks of its caller (the runtime) with on-demand relay
-/// ports ([`ServerConfig::relay_ports`]).
+/// ports ([`Config::relay_ports`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerEvent {
+pub enum Event {
     /// Bind a UDP socket on this address, then tell the server how it went
     /// with [`Server::relay_bound`]; datagrams arriving on it go to
     /// [`Machine::handle_receive`] as any other.
@@ -348,7 +348,7 @@ pub struct Route {
 /// The TURN server. It emits no events; see [`Server::stats`].
 #[derive(Debug)]
 pub struct Server {
-    config: ServerConfig,
+    config: Config,
     keys: HashMap<String, IntegrityKey>,
     secret: IntegrityKey,
     epoch: Instant,
@@ -381,7 +381,7 @@ pub struct Server {
     /// RFC 8656 §7.2: ports reserved by EVEN-PORT's R bit, in expiry
     /// order (all live [`RESERVATION_LIFETIME`]): (expiry, token, address).
     reservations: VecDeque<(Instant, [u8; 8], SocketAddr)>,
-    events: VecDeque<ServerEvent>,
+    events: VecDeque<Event>,
     /// Port choice and reservation tokens.
     rng: StdRng,
     /// By client address (the 5-tuple: UDP, the one listening address).
@@ -403,7 +403,7 @@ pub struct Server {
     stats: ServerStats,
     /// Sources failing authentication, to slow password guessing.
     throttle: AuthThrottle,
-    /// [`ServerConfig::auth_secret`] as an HMAC key.
+    /// [`Config::auth_secret`] as an HMAC key.
     auth_secret: Option<IntegrityKey>,
     /// The Unix time, in seconds, at `epoch` (see [`Server::set_unix_time`]).
     unix_at_epoch: Option<u64>,
@@ -416,7 +416,7 @@ struct Auth {
 
 impl Server {
     /// A server; `now` starts its clock (nonces), `rng` its nonce secret.
-    pub fn new(config: ServerConfig, now: Instant, rng: &mut StdRng) -> Self {
+    pub fn new(config: Config, now: Instant, rng: &mut StdRng) -> Self {
         let keys = config
             .users
             .iter()
@@ -474,7 +474,7 @@ impl Server {
 
     /// Tells the server the wall-clock time (`unix_secs` since 1970 at
     /// `now`), which the expiry of ephemeral usernames is compared with
-    /// ([`ServerConfig::auth_secret`]); a sans-IO machine reads no clock,
+    /// ([`Config::auth_secret`]); a sans-IO machine reads no clock,
     /// so the runtime calls this once at start (monotonic time carries it
     /// on). Without it, every ephemeral username is refused.
     pub fn set_unix_time(&mut self, now: Instant, unix_secs: u64) {
@@ -1077,7 +1077,7 @@ impl Server {
                     }
                     for &a in &addrs {
                         self.binding.push(a);
-                        self.events.push_back(ServerEvent::BindRelay(a));
+                        self.events.push_back(Event::BindRelay(a));
                     }
                     self.pending.push(Pending {
                         transport: self.transport,
@@ -1220,13 +1220,13 @@ impl Server {
     /// to the pool, or its socket closed.
     fn release_relay(&mut self, relay: SocketAddr) {
         if self.config.relay_ports.is_some() {
-            self.events.push_back(ServerEvent::CloseRelay(relay));
+            self.events.push_back(Event::CloseRelay(relay));
         } else {
             self.pool_free.push(relay);
         }
     }
 
-    /// The caller's answer to [`ServerEvent::BindRelay`]: whether the
+    /// The caller's answer to [`Event::BindRelay`]: whether the
     /// socket on `relay` is bound. The Allocates waiting for it go on (a
     /// failed port is skipped and another tried, 8 times at
     /// most, then 508).
@@ -1234,7 +1234,7 @@ impl Server {
         let Some(i) = self.binding.iter().position(|&a| a == relay) else {
             // Not asked (or answered twice): a bound socket we do not want.
             if bound {
-                self.events.push_back(ServerEvent::CloseRelay(relay));
+                self.events.push_back(Event::CloseRelay(relay));
             }
             return;
         };
@@ -1279,8 +1279,7 @@ impl Server {
             .iter()
             .partition(|a| pending.iter().any(|p| p.asked.contains(a)));
         self.spare = keep;
-        self.events
-            .extend(close.into_iter().map(ServerEvent::CloseRelay));
+        self.events.extend(close.into_iter().map(Event::CloseRelay));
     }
 
     fn refresh(&mut self, now: Instant, d: Receive<'_>, msg: &Message<'_>, auth: Auth) {
@@ -1767,7 +1766,7 @@ fn granted_lifetime(msg: &Message<'_>) -> Duration {
 }
 
 impl Machine for Server {
-    type Event = ServerEvent;
+    type Event = Event;
 
     fn handle_receive(&mut self, now: Instant, datagram: Receive<'_>) {
         self.handle(now, datagram);
@@ -1796,7 +1795,7 @@ impl Machine for Server {
         self.transmits.pop_front()
     }
 
-    fn poll_event(&mut self) -> Option<ServerEvent> {
+    fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
@@ -1815,7 +1814,7 @@ impl Machine for Server {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::turn::client::{Client, ClientConfig, ClientEvent};
+    use crate::turn::client::{self, Client};
     use rand::SeedableRng;
 
     const LISTEN: &str = "198.51.100.1:3478";
@@ -1826,7 +1825,7 @@ mod tests {
         let relays = (0..4)
             .map(|i| SocketAddr::new("198.51.100.1".parse().unwrap(), 50000 + i))
             .collect();
-        let mut c = ServerConfig::new(LISTEN.parse().unwrap(), relays, "rtclab");
+        let mut c = Config::new(LISTEN.parse().unwrap(), relays, "rtclab");
         c.users.push(("alice".into(), "secret".into()));
         c.users.push(("bob".into(), "pw".into()));
         c.quota_per_user = quota;
@@ -1841,7 +1840,7 @@ mod tests {
 
     fn client(user: &str, pw: &str) -> Client {
         Client::new(
-            ClientConfig::new(LISTEN.parse().unwrap(), user, pw),
+            client::Config::new(LISTEN.parse().unwrap(), user, pw),
             // A fresh seed per client: two clients with one seed would send
             // the same transaction ids (a retransmission, to the server).
             StdRng::seed_from_u64(SEED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
@@ -1854,7 +1853,7 @@ mod tests {
         pw: &str,
         from: SocketAddr,
         now: Instant,
-    ) -> (Client, Option<ClientEvent>) {
+    ) -> (Client, Option<client::Event>) {
         let mut c = client(user, pw);
         c.allocate(now).unwrap();
         pump(s, &mut c, from, now);
@@ -1862,18 +1861,18 @@ mod tests {
         (c, e)
     }
 
-    fn code(e: Option<ClientEvent>) -> u16 {
+    fn code(e: Option<client::Event>) -> u16 {
         match e {
-            Some(ClientEvent::AllocationFailed(crate::turn::TurnError::ErrorResponse {
+            Some(client::Event::AllocationFailed(crate::turn::Error::ErrorResponse {
                 code,
                 ..
             }))
-            | Some(ClientEvent::PermissionFailed {
-                error: crate::turn::TurnError::ErrorResponse { code, .. },
+            | Some(client::Event::PermissionFailed {
+                error: crate::turn::Error::ErrorResponse { code, .. },
                 ..
             })
-            | Some(ClientEvent::ChannelBindFailed {
-                error: crate::turn::TurnError::ErrorResponse { code, .. },
+            | Some(client::Event::ChannelBindFailed {
+                error: crate::turn::Error::ErrorResponse { code, .. },
                 ..
             }) => code,
             e => panic!("expected an error response, got {e:?}"),
@@ -1886,7 +1885,7 @@ mod tests {
         let mut s = server(now, 10, false);
         let from: SocketAddr = CLIENT.parse().unwrap();
         let (mut c, e) = allocate(&mut s, "alice", "secret", from, now);
-        let Some(ClientEvent::Allocated {
+        let Some(client::Event::Allocated {
             relayed, mapped, ..
         }) = e
         else {
@@ -1910,7 +1909,7 @@ mod tests {
         assert_eq!(s.stats().to_peer, 1);
         assert_eq!(
             c.poll_event(),
-            Some(ClientEvent::PermissionCreated(peer.ip()))
+            Some(client::Event::PermissionCreated(peer.ip()))
         );
         s.handle_receive(
             now,
@@ -1923,7 +1922,7 @@ mod tests {
         pump(&mut s, &mut c, from, now);
         assert_eq!(
             c.poll_event(),
-            Some(ClientEvent::Data {
+            Some(client::Event::Data {
                 peer,
                 data: b"back".to_vec()
             })
@@ -1933,7 +1932,7 @@ mod tests {
         pump(&mut s, &mut c, from, now);
         assert_eq!(
             c.poll_event(),
-            Some(ClientEvent::ChannelBound { peer, channel: ch })
+            Some(client::Event::ChannelBound { peer, channel: ch })
         );
         s.handle_receive(
             now,
@@ -1977,19 +1976,19 @@ mod tests {
     fn wildcard_listen_answers_and_relays_from_the_address_asked() {
         let now = Instant::now();
         let relay: SocketAddr = "198.51.100.1:50000".parse().unwrap();
-        let mut config = ServerConfig::new("0.0.0.0:3478".parse().unwrap(), vec![relay], "rtclab");
+        let mut config = Config::new("0.0.0.0:3478".parse().unwrap(), vec![relay], "rtclab");
         config.users.push(("alice".into(), "secret".into()));
         let mut s = Server::new(config, now, &mut StdRng::seed_from_u64(3));
         let second: SocketAddr = "198.51.100.2:3478".parse().unwrap();
         let mut c = Client::new(
-            ClientConfig::new(second, "alice", "secret"),
+            client::Config::new(second, "alice", "secret"),
             StdRng::seed_from_u64(4),
         );
         c.allocate(now).unwrap();
         let from: SocketAddr = CLIENT.parse().unwrap();
         pump(&mut s, &mut c, from, now);
         assert!(
-            matches!(c.poll_event(), Some(ClientEvent::Allocated { relayed, .. }) if relayed == relay)
+            matches!(c.poll_event(), Some(client::Event::Allocated { relayed, .. }) if relayed == relay)
         );
         let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
         c.send_to(now, peer, b"hello").unwrap();
@@ -2019,7 +2018,7 @@ mod tests {
         // 401: unknown user.
         assert_eq!(code(allocate(&mut s, "mallory", "x", from, now).1), 401);
         let (mut c, e) = allocate(&mut s, "alice", "secret", from, now);
-        assert!(matches!(e, Some(ClientEvent::Allocated { .. })));
+        assert!(matches!(e, Some(client::Event::Allocated { .. })));
         // 437: a second Allocate on the same 5-tuple.
         assert_eq!(code(allocate(&mut s, "alice", "secret", from, now).1), 437);
         // 486: alice's quota is 1.
@@ -2028,7 +2027,7 @@ mod tests {
         // 441: bob on alice's allocation (bob allocates elsewhere, then his
         // client sends a CreatePermission from alice's address).
         let (mut b, e) = allocate(&mut s, "bob", "pw", other, now);
-        assert!(matches!(e, Some(ClientEvent::Allocated { .. })));
+        assert!(matches!(e, Some(client::Event::Allocated { .. })));
         b.create_permission(now, "192.0.2.1:1".parse().unwrap())
             .unwrap();
         pump(&mut s, &mut b, from, now);
@@ -2164,7 +2163,7 @@ mod tests {
         let mut s = server(t0, 10, false);
         let from: SocketAddr = CLIENT.parse().unwrap();
         let (_c, e) = allocate(&mut s, "alice", "secret", from, t0);
-        let Some(ClientEvent::Allocated { relayed, .. }) = e else {
+        let Some(client::Event::Allocated { relayed, .. }) = e else {
             panic!("{e:?}")
         };
         // Only the allocation's deadline so far.
@@ -2226,8 +2225,8 @@ mod tests {
         let mut s = server(now, 10, false);
         let fa: SocketAddr = CLIENT.parse().unwrap();
         let fb: SocketAddr = "203.0.113.6:40001".parse().unwrap();
-        let relayed = |e: Option<ClientEvent>| match e {
-            Some(ClientEvent::Allocated { relayed, .. }) => relayed,
+        let relayed = |e: Option<client::Event>| match e {
+            Some(client::Event::Allocated { relayed, .. }) => relayed,
             e => panic!("{e:?}"),
         };
         let (mut a, ea) = allocate(&mut s, "alice", "secret", fa, now);
@@ -2238,7 +2237,7 @@ mod tests {
             pump(&mut s, c, from, now);
             assert_eq!(
                 c.poll_event(),
-                Some(ClientEvent::PermissionCreated(peer.ip()))
+                Some(client::Event::PermissionCreated(peer.ip()))
             );
         }
         a.send_to(now, rb, b"to bob").unwrap();
@@ -2269,7 +2268,7 @@ mod tests {
         b.handle_receive(now, d);
         assert_eq!(
             b.poll_event(),
-            Some(ClientEvent::Data {
+            Some(client::Event::Data {
                 peer: ra,
                 data: b"to bob".to_vec()
             })
@@ -2279,7 +2278,7 @@ mod tests {
         pump(&mut s, &mut a, fa, now);
         assert!(matches!(
             a.poll_event(),
-            Some(ClientEvent::PermissionFailed { .. })
+            Some(client::Event::PermissionFailed { .. })
         ));
     }
 
@@ -2293,7 +2292,7 @@ mod tests {
         let mut s = server(t0, 10, false);
         let from: SocketAddr = CLIENT.parse().unwrap();
         let (_c, e) = allocate(&mut s, "alice", "secret", from, t0);
-        let Some(ClientEvent::Allocated { relayed, .. }) = e else {
+        let Some(client::Event::Allocated { relayed, .. }) = e else {
             panic!("{e:?}")
         };
         let bound: SocketAddr = "192.0.2.77:7000".parse().unwrap();
@@ -2360,7 +2359,7 @@ mod tests {
         let mut s = server(now, 10, false);
         let from: SocketAddr = CLIENT.parse().unwrap();
         let (mut c, e) = allocate(&mut s, "alice", "secret", from, now);
-        let Some(ClientEvent::Allocated { relayed, .. }) = e else {
+        let Some(client::Event::Allocated { relayed, .. }) = e else {
             panic!("{e:?}")
         };
         let peer: SocketAddr = "192.0.2.77:7000".parse().unwrap();
@@ -2436,7 +2435,7 @@ mod tests {
         pump(&mut s, &mut c, from, now);
         assert!(matches!(
             c.poll_event(),
-            Some(ClientEvent::PermissionCreated(_))
+            Some(client::Event::PermissionCreated(_))
         ));
         // Never the server's listening socket, even then.
         c.create_permission(now, LISTEN.parse().unwrap()).unwrap();
@@ -2511,7 +2510,7 @@ mod tests {
         let sent = pump_recording(&mut s, &mut c, from, now);
         assert!(matches!(
             c.poll_event(),
-            Some(ClientEvent::Allocated { .. })
+            Some(client::Event::Allocated { .. })
         ));
         let captured = sent
             .iter()
@@ -2528,7 +2527,7 @@ mod tests {
         // The user's own second allocation (quota 2) still succeeds.
         let other: SocketAddr = "203.0.113.5:42000".parse().unwrap();
         let (_, e) = allocate(&mut s, "alice", "secret", other, now);
-        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        assert!(matches!(e, Some(client::Event::Allocated { .. })), "{e:?}");
         assert_eq!(s.allocations(), 2);
     }
     /// On a wildcard listening address the server does not know its own
@@ -2750,7 +2749,9 @@ mod tests {
         pump(&mut s, &mut c, from, t0);
         assert_eq!(
             c.poll_event(),
-            Some(ClientEvent::PermissionCreated("192.0.2.1".parse().unwrap()))
+            Some(client::Event::PermissionCreated(
+                "192.0.2.1".parse().unwrap()
+            ))
         );
     }
     /// The answers an unauthenticated sender gets, for the smallest request
@@ -2816,11 +2817,11 @@ mod tests {
     }
 
     /// A server with `relays` relay addresses and alice's credential.
-    fn server_with(now: Instant, relays: u16, edit: impl FnOnce(&mut ServerConfig)) -> Server {
+    fn server_with(now: Instant, relays: u16, edit: impl FnOnce(&mut Config)) -> Server {
         let relays = (0..relays)
             .map(|i| SocketAddr::new("198.51.100.1".parse().unwrap(), 50000 + i))
             .collect();
-        let mut c = ServerConfig::new(LISTEN.parse().unwrap(), relays, "rtclab");
+        let mut c = Config::new(LISTEN.parse().unwrap(), relays, "rtclab");
         c.users.push(("alice".into(), "secret".into()));
         edit(&mut c);
         Server::new(c, now, &mut StdRng::seed_from_u64(3))
@@ -2837,7 +2838,7 @@ mod tests {
             let from = SocketAddr::new("203.0.113.5".parse().unwrap(), 40000 + i);
             let (_, e) = allocate(&mut s, "alice", "secret", from, now);
             assert!(
-                matches!(e, Some(ClientEvent::Allocated { .. })),
+                matches!(e, Some(client::Event::Allocated { .. })),
                 "{i}: {e:?}"
             );
         }
@@ -2855,12 +2856,12 @@ mod tests {
         let at = |port| SocketAddr::new("203.0.113.5".parse().unwrap(), port);
         for port in [1, 2] {
             let (_, e) = allocate(&mut s, "alice", "secret", at(port), now);
-            assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+            assert!(matches!(e, Some(client::Event::Allocated { .. })), "{e:?}");
         }
         // The user's quota: 486 (RFC 8656 §7.2).
         assert_eq!(code(allocate(&mut s, "alice", "secret", at(3), now).1), 486);
         let (_, e) = allocate(&mut s, "bob", "pw", at(4), now);
-        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        assert!(matches!(e, Some(client::Event::Allocated { .. })), "{e:?}");
         // The total: 508, the server is full.
         assert_eq!(code(allocate(&mut s, "bob", "pw", at(5), now).1), 508);
     }
@@ -2906,13 +2907,13 @@ mod tests {
         assert_eq!(code(allocate(&mut s, user, password, at(1), t0).1), 401);
         s.set_unix_time(t0, 4102444800 - 60);
         let (_, e) = allocate(&mut s, user, password, at(2), t0);
-        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        assert!(matches!(e, Some(client::Event::Allocated { .. })), "{e:?}");
         // A wrong password, a name without expiry: 401.
         assert_eq!(code(allocate(&mut s, user, "x", at(3), t0).1), 401);
         assert_eq!(code(allocate(&mut s, "alice2", password, at(4), t0).1), 401);
         // Static users still work beside the secret.
         let (_, e) = allocate(&mut s, "alice", "secret", at(5), t0);
-        assert!(matches!(e, Some(ClientEvent::Allocated { .. })), "{e:?}");
+        assert!(matches!(e, Some(client::Event::Allocated { .. })), "{e:?}");
         // Once the expiry has passed: 401, and no strike against the source.
         let later = t0 + Duration::from_secs(61);
         for _ in 0..2 * throttle::FAILURES_ALLOWED {
@@ -2952,11 +2953,11 @@ mod tests {
 
     /// Answers every BindRelay (refusing the ports in `refuse`), and
     /// returns the events seen.
-    fn answer_binds(s: &mut Server, now: Instant, refuse: &[u16]) -> Vec<ServerEvent> {
+    fn answer_binds(s: &mut Server, now: Instant, refuse: &[u16]) -> Vec<Event> {
         let mut seen = Vec::new();
         while let Some(e) = s.poll_event() {
             seen.push(e);
-            if let ServerEvent::BindRelay(a) = e {
+            if let Event::BindRelay(a) = e {
                 s.relay_bound(now, a, !refuse.contains(&a.port()));
             }
         }
@@ -2973,7 +2974,7 @@ mod tests {
         transport: Transport,
         msg: &[u8],
         refuse: &[u16],
-    ) -> (u16, Option<SocketAddr>, Option<[u8; 8]>, Vec<ServerEvent>) {
+    ) -> (u16, Option<SocketAddr>, Option<[u8; 8]>, Vec<Event>) {
         let d = Receive {
             source: from,
             destination: LISTEN.parse().unwrap(),
@@ -3020,7 +3021,7 @@ mod tests {
             let (code, relayed, _, events) = exchange(&mut s, now, at(i), Transport::Udp, &m, &[]);
             assert_eq!(code, 0);
             let relayed = relayed.unwrap();
-            assert_eq!(events, vec![ServerEvent::BindRelay(relayed)]);
+            assert_eq!(events, vec![Event::BindRelay(relayed)]);
             assert!((50000..=50003).contains(&relayed.port()));
             relays.push(relayed);
         }
@@ -3033,11 +3034,7 @@ mod tests {
         s.handle_timeout(now + DEFAULT_LIFETIME);
         let closed = answer_binds(&mut s, now, &[]);
         assert_eq!(closed.len(), 4);
-        assert!(
-            closed
-                .iter()
-                .all(|e| matches!(e, ServerEvent::CloseRelay(_)))
-        );
+        assert!(closed.iter().all(|e| matches!(e, Event::CloseRelay(_))));
         assert_eq!(s.allocations(), 0);
         // Three ports held by another program: the fourth is found.
         let later = now + DEFAULT_LIFETIME;
@@ -3058,11 +3055,7 @@ mod tests {
         let all = [50000, 50001, 50002, 50003];
         let (code, _, _, events) = exchange(&mut s, now, at(1), Transport::Udp, &m, &all);
         assert_eq!(code, 508);
-        assert!(
-            events
-                .iter()
-                .all(|e| matches!(e, ServerEvent::BindRelay(_)))
-        );
+        assert!(events.iter().all(|e| matches!(e, Event::BindRelay(_))));
         assert!(s.spare.is_empty() && s.binding.is_empty() && s.pending.is_empty());
     }
 
@@ -3082,10 +3075,7 @@ mod tests {
         let next = SocketAddr::new(relayed.ip(), relayed.port() + 1);
         assert_eq!(
             events,
-            vec![
-                ServerEvent::BindRelay(relayed),
-                ServerEvent::BindRelay(next)
-            ]
+            vec![Event::BindRelay(relayed), Event::BindRelay(next)]
         );
         let token = token.expect("a RESERVATION-TOKEN");
         // The token with EVEN-PORT: 400.
@@ -3116,7 +3106,7 @@ mod tests {
         let next = SocketAddr::new(relayed.unwrap().ip(), relayed.unwrap().port() + 1);
         assert_eq!(s.poll_timeout(), Some(now + RESERVATION_LIFETIME));
         s.handle_timeout(now + RESERVATION_LIFETIME);
-        assert_eq!(s.poll_event(), Some(ServerEvent::CloseRelay(next)));
+        assert_eq!(s.poll_event(), Some(Event::CloseRelay(next)));
         let rtcp = [TurnAttribute::ReservationToken(token.unwrap())];
         let m = allocate_ext(&mut s, now, at(2), Transport::Udp, &rtcp, 2);
         let t = now + RESERVATION_LIFETIME;

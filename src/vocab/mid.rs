@@ -5,7 +5,7 @@ use std::fmt;
 use std::ops::Deref;
 
 /// A media id held inline: copying or comparing one allocates nothing, so
-/// it can label every packet of [`crate::peer::Event::Rtp`].
+/// it can label every packet of [`crate::peer::transport::Event::Rtp`].
 ///
 /// At most [`Mid::MAX_LEN`] bytes: the RTP mid extension holds 16 in its
 /// one-byte form (RFC 8285 §4.2), and browsers use one to three digits.

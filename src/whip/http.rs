@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 
 use super::sdpfrag::{self, SdpFrag};
-use super::{Kind, ResourceId, WhipError};
+use super::{Error, Kind, ResourceId};
 
 /// The media type of WHIP/WHEP offers and answers.
 pub const SDP: &str = "application/sdp";
@@ -202,7 +202,7 @@ pub enum Outcome {
     /// `Delete` done.
     Deleted,
     /// Refused.
-    Failed(WhipError),
+    Failed(Error),
 }
 
 /// What [`Endpoint::request`] decided.
@@ -532,10 +532,7 @@ impl Endpoint {
                 r.body = answer.into_bytes();
                 r
             }
-            (
-                Call::Delete { resource },
-                Outcome::Deleted | Outcome::Failed(WhipError::NotFound),
-            ) => {
+            (Call::Delete { resource }, Outcome::Deleted | Outcome::Failed(Error::NotFound)) => {
                 self.sessions.remove(&resource);
                 Response::new(200)
             }
@@ -565,7 +562,7 @@ impl Endpoint {
             (Call::Patch { restart: true, .. }, Outcome::Patched(None)) => {
                 Response::new(500).text("the backend restarted ICE but gave no fragment")
             }
-            (Call::Patch { resource, .. }, Outcome::Failed(WhipError::NotFound))
+            (Call::Patch { resource, .. }, Outcome::Failed(Error::NotFound))
             | (Call::Delete { resource }, Outcome::Failed(_)) => {
                 // The backend lost it: so do we.
                 self.sessions.remove(&resource);
@@ -580,15 +577,15 @@ impl Endpoint {
     }
 }
 
-fn failed(e: WhipError) -> Response {
+fn failed(e: Error) -> Response {
     match e {
-        WhipError::BadSdp(why) => Response::new(400).text(format!("bad SDP: {why}")),
-        WhipError::NotFound => Response::new(404).text("not found"),
-        WhipError::Full { retry_after } => Response::new(503)
+        Error::BadSdp(why) => Response::new(400).text(format!("bad SDP: {why}")),
+        Error::NotFound => Response::new(404).text("not found"),
+        Error::Full { retry_after } => Response::new(503)
             .header("Retry-After", retry_after.to_string())
             .text("at capacity"),
-        WhipError::Unsupported(what) => Response::new(422).text(format!("not supported: {what}")),
-        WhipError::Internal(why) => Response::new(500).text(why),
+        Error::Unsupported(what) => Response::new(422).text(format!("not supported: {what}")),
+        Error::Internal(why) => Response::new(500).text(why),
     }
 }
 
@@ -712,12 +709,12 @@ mod tests {
         let Step::Call(call) = e.request(&req("POST", "/whip/a", Some(SDP), OFFER)) else {
             panic!()
         };
-        let r = e.complete(call, Outcome::Failed(WhipError::Full { retry_after: 7 }));
+        let r = e.complete(call, Outcome::Failed(Error::Full { retry_after: 7 }));
         assert_eq!((r.status, r.get("Retry-After")), (503, Some("7")));
         let Step::Call(call) = e.request(&req("POST", "/whip/a", Some(SDP), OFFER)) else {
             panic!()
         };
-        let r = e.complete(call, Outcome::Failed(WhipError::BadSdp("no m-line".into())));
+        let r = e.complete(call, Outcome::Failed(Error::BadSdp("no m-line".into())));
         assert_eq!(r.status, 400);
         assert_eq!(e.sessions(), 0);
     }
@@ -805,7 +802,7 @@ mod tests {
         p.if_match = Some(&etag);
         assert_eq!(respond(e.request(&p)).status, 412);
         // A backend without restart: 422.
-        let r = e.complete(call, Outcome::Failed(WhipError::Unsupported("ICE restart")));
+        let r = e.complete(call, Outcome::Failed(Error::Unsupported("ICE restart")));
         assert_eq!(r.status, 422);
         // DELETE: 200, then 404.
         let Step::Call(call) = e.request(&req("DELETE", &loc, None, b"")) else {

@@ -98,7 +98,7 @@ impl fmt::Display for ResourceId {
 /// RFC 9110) names for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum WhipError {
+pub enum Error {
     /// The offer (or fragment) is not SDP the backend can use: 400.
     BadSdp(String),
     /// No such room to play, or the resource is gone: 404.
@@ -116,21 +116,21 @@ pub enum WhipError {
     Internal(String),
 }
 
-impl fmt::Display for WhipError {
+impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WhipError::BadSdp(why) => write!(f, "bad SDP: {why}"),
-            WhipError::NotFound => f.write_str("not found"),
-            WhipError::Full { retry_after } => {
+            Error::BadSdp(why) => write!(f, "bad SDP: {why}"),
+            Error::NotFound => f.write_str("not found"),
+            Error::Full { retry_after } => {
                 write!(f, "at capacity, try again in {retry_after} s")
             }
-            WhipError::Unsupported(what) => write!(f, "not supported: {what}"),
-            WhipError::Internal(why) => write!(f, "internal error: {why}"),
+            Error::Unsupported(what) => write!(f, "not supported: {what}"),
+            Error::Internal(why) => write!(f, "internal error: {why}"),
         }
     }
 }
 
-impl std::error::Error for WhipError {}
+impl std::error::Error for Error {}
 
 /// A future a [`Backend`] returns (it may await the SFU's task).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -146,7 +146,7 @@ pub trait Backend: Send + Sync + 'static {
         resource: ResourceId,
         room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>>;
+    ) -> BoxFuture<'_, Result<String, Error>>;
 
     /// WHEP: a session playing `room` to the client (whose offer is
     /// `recvonly`); returns the SDP answer.
@@ -155,7 +155,7 @@ pub trait Backend: Send + Sync + 'static {
         resource: ResourceId,
         room: String,
         offer: String,
-    ) -> BoxFuture<'_, Result<String, WhipError>>;
+    ) -> BoxFuture<'_, Result<String, Error>>;
 
     /// PATCH: trickled candidates (`restart` false; the fragment's
     /// `a=candidate` and `a=end-of-candidates` lines), or an ICE restart
@@ -166,10 +166,10 @@ pub trait Backend: Send + Sync + 'static {
         resource: ResourceId,
         frag: SdpFrag,
         restart: bool,
-    ) -> BoxFuture<'_, Result<Option<SdpFrag>, WhipError>>;
+    ) -> BoxFuture<'_, Result<Option<SdpFrag>, Error>>;
 
     /// DELETE: ends the session.
-    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), WhipError>>;
+    fn delete(&self, resource: ResourceId) -> BoxFuture<'_, Result<(), Error>>;
 }
 
 /// `answer` with `candidates` (values of `a=candidate:` lines, without

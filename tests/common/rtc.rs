@@ -12,7 +12,7 @@
 //!
 //! [`RtcPeer::next`] does the signaling by itself (answers an offer, offers
 //! when the room is ready if [`RtcPeer::offer_when_ready`], trickles
-//! candidates both ways) and hands the test every other `PeerEvent`.
+//! candidates both ways) and hands the test every other `peer::Event`.
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::dtls::cert::Certificate;
-use rtclab::peer::{PeerConfig, PeerConnection, PeerEvent, SdpType};
+use rtclab::peer::{self, PeerConnection, SdpType};
 use rtclab::runtime::Driver;
 use rtclab::signaling::{ClientId, ClientMessage, Handle, Member, ServerMessage};
 use serde_json::{Value, json};
@@ -46,13 +46,13 @@ impl RtcPeer {
         handle: &Handle,
         room: &str,
         seed: u64,
-        configure: impl FnOnce(&mut PeerConfig),
+        configure: impl FnOnce(&mut peer::Config),
     ) -> RtcPeer {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind UDP");
         let addr: SocketAddr = socket.local_addr().expect("local addr");
         let mut rng = StdRng::seed_from_u64(seed);
         let cert = Certificate::generate(&mut rng, SystemTime::now()).expect("certificate");
-        let mut config = PeerConfig::new(cert, vec![addr]);
+        let mut config = peer::Config::new(cert, vec![addr]);
         configure(&mut config);
         let pc = PeerConnection::new(config, StdRng::seed_from_u64(seed + 1));
         let driver = Driver::from_sockets(pc, vec![socket]).expect("driver");
@@ -89,22 +89,22 @@ impl RtcPeer {
 
     /// The next event the test should see; signaling and candidates are
     /// handled here. An error is a signaling or SDP failure (fatal).
-    pub async fn next(&mut self) -> Result<PeerEvent, String> {
+    pub async fn next(&mut self) -> Result<peer::Event, String> {
         loop {
             tokio::select! {
                 e = self.driver.next_event() => {
                     let e = e.map_err(|e| format!("socket: {e}"))?;
                     match e {
-                        PeerEvent::LocalCandidate(c) => {
+                        peer::Event::LocalCandidate(c) => {
                             let line = format!("candidate:{}", c.to_string().trim_start_matches("candidate:"));
                             self.signal(json!({"type": "candidate", "candidate": line,
                                 "sdpMid": "0", "sdpMLineIndex": 0}));
                         }
-                        PeerEvent::GatheringComplete => {
+                        peer::Event::GatheringComplete => {
                             self.signal(json!({"type": "end-of-candidates"}));
                         }
                         e => {
-                            if !matches!(e, PeerEvent::DataChannel(rtclab::datachannel::Event::Message { .. })) {
+                            if !matches!(e, peer::Event::DataChannel(rtclab::datachannel::Event::Message { .. })) {
                                 let short: String = format!("{e:?}").chars().take(160).collect();
                                 self.note(format!("event {short}"));
                             }

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rtclab::dtls::cert::Certificate;
-use rtclab::peer::{PeerConnection, PeerEvent};
+use rtclab::peer::{self, PeerConnection};
 use rtclab::sim::{HostId, Sim};
 
 /// A's address (the offerer).
@@ -28,16 +28,16 @@ pub fn certificate(rng: &mut StdRng) -> Certificate {
 }
 
 /// Trickles candidates through "signaling" as text; keeps other events.
-pub fn pump(sim: &mut Sim, hosts: [HostId; 2], log: &mut [Vec<PeerEvent>; 2]) {
+pub fn pump(sim: &mut Sim, hosts: [HostId; 2], log: &mut [Vec<peer::Event>; 2]) {
     for side in 0..2 {
         let now = sim.now();
         for e in sim.events::<PeerConnection>(hosts[side]) {
             let other = sim.machine_mut::<PeerConnection>(hosts[1 - side]);
             match e {
-                PeerEvent::LocalCandidate(c) => other
+                peer::Event::LocalCandidate(c) => other
                     .add_ice_candidate(now, &format!("a={c}"))
                     .expect("candidate"),
-                PeerEvent::GatheringComplete => other.add_end_of_candidates(now),
+                peer::Event::GatheringComplete => other.add_end_of_candidates(now),
                 e => log[side].push(e),
             }
         }
@@ -45,10 +45,10 @@ pub fn pump(sim: &mut Sim, hosts: [HostId; 2], log: &mut [Vec<PeerEvent>; 2]) {
 }
 
 /// The frames `log` received on the m-line `mid`, in order.
-pub fn frames(log: &[PeerEvent], mid: &str) -> Vec<Vec<u8>> {
+pub fn frames(log: &[peer::Event], mid: &str) -> Vec<Vec<u8>> {
     log.iter()
         .filter_map(|e| match e {
-            PeerEvent::Frame { mid: m, frame } if m == mid => Some(frame.data.clone()),
+            peer::Event::Frame { mid: m, frame } if m == mid => Some(frame.data.clone()),
             _ => None,
         })
         .collect()

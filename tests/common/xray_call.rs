@@ -15,7 +15,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rtclab::capture::sim_pcapng;
 use rtclab::datachannel::{ChannelInit, Event as DcEvent};
-use rtclab::peer::{PeerConfig, PeerConnection, PeerEvent, Plaintext, SdpType};
+use rtclab::peer::{self, PeerConnection, Plaintext, SdpType};
 use rtclab::runtime::live;
 use rtclab::sdp::MediaKind;
 use rtclab::sim::Sim;
@@ -35,11 +35,11 @@ pub fn capture() -> Vec<u8> {
     let mut sim = Sim::new(seed);
     let now = sim.now();
     let mut a = PeerConnection::new(
-        PeerConfig::new(ca, vec![addr(A)]),
+        peer::Config::new(ca, vec![addr(A)]),
         StdRng::seed_from_u64(seed * 2 + 1),
     );
     let mut b = PeerConnection::new(
-        PeerConfig::new(cb, vec![addr(B)]),
+        peer::Config::new(cb, vec![addr(B)]),
         StdRng::seed_from_u64(seed * 2 + 2),
     );
     let video = a.add_track(MediaKind::Video).expect("video");
@@ -82,7 +82,7 @@ pub fn capture() -> Vec<u8> {
         }
         let open = log[0]
             .iter()
-            .any(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Open(id)) if *id == chat));
+            .any(|e| matches!(e, peer::Event::DataChannel(DcEvent::Open(id)) if *id == chat));
         if open && !sent {
             sent = true;
             for m in MESSAGES {
@@ -96,7 +96,7 @@ pub fn capture() -> Vec<u8> {
         let got: Vec<_> = log[1]
             .iter()
             .filter_map(|e| match e {
-                PeerEvent::DataChannel(DcEvent::Message { channel, .. }) => Some(*channel),
+                peer::Event::DataChannel(DcEvent::Message { channel, .. }) => Some(*channel),
                 _ => None,
             })
             .collect();
@@ -107,11 +107,11 @@ pub fn capture() -> Vec<u8> {
         }
         let frames_in = log[1]
             .iter()
-            .filter(|e| matches!(e, PeerEvent::Frame { .. }))
+            .filter(|e| matches!(e, peer::Event::Frame { .. }))
             .count();
         let reply_in = log[0]
             .iter()
-            .any(|e| matches!(e, PeerEvent::DataChannel(DcEvent::Message { .. })));
+            .any(|e| matches!(e, peer::Event::DataChannel(DcEvent::Message { .. })));
         frames_in == frames.len() && reply_in
     });
     // Let the last SACKs and RTCP reports go.

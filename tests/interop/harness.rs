@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::endpoint::Role as DtlsRole;
-use rtclab::peer::{PeerConnectionState, PeerEvent, TrackCodec, TrackId};
+use rtclab::peer::{self, PeerConnectionState, TrackCodec, TrackId};
 use rtclab::runtime::LivePeer;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -716,30 +716,30 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                     }
                 }
                 e = peer.next_event() => match e.expect("udp") {
-                    PeerEvent::LocalCandidate(c) => {
+                    peer::Event::LocalCandidate(c) => {
                         foreign.send(&json!({"type": "candidate", "candidate": c.to_string(),
                             "sdpMid": first_mid, "sdpMLineIndex": 0}));
                     }
-                    PeerEvent::GatheringComplete => {
+                    peer::Event::GatheringComplete => {
                         foreign.send(&json!({"type": "candidate", "candidate": "",
                             "sdpMid": first_mid, "sdpMLineIndex": 0}));
                     }
-                    PeerEvent::ConnectionState(s) => {
+                    peer::Event::ConnectionState(s) => {
                         if s == PeerConnectionState::Connected && connected_at.is_none() {
                             connected_at = Some(Instant::now());
                             out.dtls_role = peer.connection().transport().and_then(|t| t.dtls_role());
                         }
                         assert!(s != PeerConnectionState::Failed, "the connection to {name} failed");
                     }
-                    PeerEvent::Track { mid, .. } => video_mid = Some(mid),
-                    PeerEvent::Frame { mid, frame } => {
+                    peer::Event::Track { mid, .. } => video_mid = Some(mid),
+                    peer::Event::Frame { mid, frame } => {
                         if video_mid.is_none() {
                             video_mid = Some(mid);
                         }
                         frames_in.push(sha256_hex(&canonical(codec_name, &frame.data)));
                     }
-                    PeerEvent::KeyframeRequested(_) => {}
-                    PeerEvent::DataChannel(DcEvent::Open(id)) => {
+                    peer::Event::KeyframeRequested(_) => {}
+                    peer::Event::DataChannel(DcEvent::Open(id)) => {
                         let (spec, incoming) = {
                             let dc = peer.connection().data_channels().expect("channels");
                             let ch = dc.channel(id).expect("open channel");
@@ -782,7 +782,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             }
                         }
                     }
-                    PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+                    peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                         let check = checks.get_mut(&channel).expect("a channel of ours");
                         let spec = check.spec.expect("spec");
                         if spec.label == "bulk" && !check.pending.contains(&message) {
@@ -806,8 +806,8 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                         check.pending.remove(at);
                         check.echoed += 1;
                     }
-                    PeerEvent::DataChannel(DcEvent::Error { error, .. }) => panic!("data channel error: {error}"),
-                    PeerEvent::Error(e) => panic!("rtclab: {e}"),
+                    peer::Event::DataChannel(DcEvent::Error { error, .. }) => panic!("data channel error: {error}"),
+                    peer::Event::Error(e) => panic!("rtclab: {e}"),
                     _ => {}
                 },
                 _ = tick.tick() => {

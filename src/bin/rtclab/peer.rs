@@ -47,9 +47,7 @@ use clap::Args;
 use futures_util::{SinkExt, StreamExt};
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::ice::ConnectionState as IceState;
-use rtclab::peer::{
-    IceServer, IceTransportPolicy, PeerConnectionState, PeerEvent, TrackCodec, TrackId,
-};
+use rtclab::peer::{self, IceServer, IceTransportPolicy, PeerConnectionState, TrackCodec, TrackId};
 use rtclab::rtp::ivf::{IvfHeader, IvfReader, IvfWriter};
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::{MediaKind, SessionDescription};
@@ -695,20 +693,20 @@ impl Session {
         Some(dc.channel(id)?.label().to_string())
     }
 
-    fn on_peer(&mut self, e: PeerEvent) {
+    fn on_peer(&mut self, e: peer::Event) {
         match e {
-            PeerEvent::LocalCandidate(c) => {
+            peer::Event::LocalCandidate(c) => {
                 say(format!("ice: gathered {} {}:{}", c.kind, c.address, c.port));
                 let mid = self.first_mid.clone();
                 self.signal(json!({"type": "candidate", "candidate": c.to_string(),
                     "sdpMid": mid, "sdpMLineIndex": 0}));
             }
-            PeerEvent::GatheringComplete => {
+            peer::Event::GatheringComplete => {
                 let mid = self.first_mid.clone();
                 self.signal(json!({"type": "candidate", "candidate": "",
                     "sdpMid": mid, "sdpMLineIndex": 0}));
             }
-            PeerEvent::IceConnectionState(state) => {
+            peer::Event::IceConnectionState(state) => {
                 say(format!("ice: {}", format!("{state:?}").to_lowercase()));
                 if state == IceState::Connected && !self.printed_pair {
                     self.print_pair();
@@ -717,7 +715,7 @@ impl Session {
                     self.fail("ICE failed: no candidate pair works".into());
                 }
             }
-            PeerEvent::ConnectionState(state) => match state {
+            peer::Event::ConnectionState(state) => match state {
                 PeerConnectionState::Connected => self.print_dtls(),
                 PeerConnectionState::Failed => self.fail("the connection failed".into()),
                 PeerConnectionState::Closed => {
@@ -726,7 +724,7 @@ impl Session {
                 }
                 _ => {}
             },
-            PeerEvent::Track { mid, kind } => {
+            peer::Event::Track { mid, kind } => {
                 say(format!("media: the peer sends {kind:?} on mid {mid}"));
                 if let Some(r) = self.record.as_mut()
                     && kind == MediaKind::Video
@@ -735,7 +733,7 @@ impl Session {
                     r.mid = Some(mid);
                 }
             }
-            PeerEvent::Frame { mid, frame } => {
+            peer::Event::Frame { mid, frame } => {
                 let codec = self.remote_codec(&mid);
                 if let Some(r) = self.record.as_mut()
                     && r.mid.as_deref() == Some(&mid)
@@ -746,7 +744,7 @@ impl Session {
                     }
                 }
             }
-            PeerEvent::DataChannel(DcEvent::Open(id)) => {
+            peer::Event::DataChannel(DcEvent::Open(id)) => {
                 if !self.sctp_up {
                     self.sctp_up = true;
                     say("sctp: association established".into());
@@ -765,12 +763,12 @@ impl Session {
                     say("video: sending".into());
                 }
             }
-            PeerEvent::DataChannel(DcEvent::BufferedAmountLow(id))
+            peer::Event::DataChannel(DcEvent::BufferedAmountLow(id))
                 if self.outgoing.as_ref().and_then(|o| o.channel) == Some(id) =>
             {
                 self.pump_file();
             }
-            PeerEvent::DataChannel(DcEvent::Message { channel, message }) => {
+            peer::Event::DataChannel(DcEvent::Message { channel, message }) => {
                 if self.label(channel).as_deref() == Some(FILE_LABEL) {
                     self.on_file_message(channel, message);
                 } else if let Some(p) = self.peer.as_mut() {
@@ -784,7 +782,7 @@ impl Session {
                     }
                 }
             }
-            PeerEvent::Error(e) => eprintln!("peer: {e}"),
+            peer::Event::Error(e) => eprintln!("peer: {e}"),
             _ => {}
         }
     }

@@ -76,7 +76,7 @@ impl PeerConnection {
             return Ok(id);
         }
         if init.max_retransmits.is_some() && init.max_packet_life_time.is_some() {
-            return Err(Error::DataChannel(DataChannelError::InvalidInit(
+            return Err(Error::DataChannel(datachannel::Error::InvalidInit(
                 "maxRetransmits and maxPacketLifeTime are mutually exclusive",
             )));
         }
@@ -102,7 +102,7 @@ impl PeerConnection {
     pub(super) fn send_message(
         &mut self,
         len: usize,
-        send: impl FnOnce(&mut datachannel::Connection) -> Result<(), DataChannelError>,
+        send: impl FnOnce(&mut datachannel::Connection) -> Result<(), datachannel::Error>,
     ) -> Result<(), Error> {
         let d = self
             .data

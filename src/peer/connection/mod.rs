@@ -15,7 +15,7 @@ use super::stats::{
     DataChannelStats, InboundRtpStats, OutboundRtpStats, StatsReport, TransportStats,
 };
 use super::transport::{self, Config as TransportConfig, DtlsRole, IceRole, Transport};
-use crate::datachannel::{self, ChannelId, ChannelInit, ConnectionConfig, DataChannelError};
+use crate::datachannel::{self, ChannelId, ChannelInit, ConnectionConfig};
 use crate::dtls::cert::Certificate;
 use crate::ice::{Candidate, ConnectionState, Credentials};
 use crate::machine::{Machine, Receive, Transmit};
@@ -31,10 +31,10 @@ use crate::rtp::rtcp::{
 use crate::rtp::stats::{ntp_compact, ntp_from_unix};
 use crate::rtp::stream::{ReceiveStream, Received, SendStream};
 use crate::rtp::twcc::TwccRecorder;
-use crate::rtp::{HeaderFields, RtpError, RtpPacket, RtpPacketMut, write_rtp_packet};
+use crate::rtp::{self, HeaderFields, RtpPacket, RtpPacketMut, write_rtp_packet};
 use crate::sdp::{
     self, Capabilities, Direction, LocalSender, MediaKind, Mid, Negotiated, NegotiationError,
-    SdpError, Session, SessionDescription, TransceiverId, TransportParams,
+    Session, SessionDescription, TransceiverId, TransportParams,
 };
 
 mod data;
@@ -118,8 +118,8 @@ const TWCC_INTERVAL: Duration = Duration::from_millis(50);
 /// 100 ms is RFC 6298's floor for a retransmission timer, the initial
 /// value RFC 9147 §5.8.2 recommends for DTLS 1.3, and five round trips of
 /// a 20 ms path; on a slower path it costs a few early duplicates of
-/// small handshake packets, which every layer tolerates. `PeerConfig::transport`
-/// and `PeerConfig::sctp` take other values.
+/// small handshake packets, which every layer tolerates. `Config::transport`
+/// and `Config::sctp` take other values.
 pub const HANDSHAKE_RTO: Duration = Duration::from_millis(100);
 
 /// How a [`PeerConnection`] is set up.
@@ -356,15 +356,15 @@ pub enum Event {
 #[non_exhaustive]
 pub enum Error {
     /// A description did not parse.
-    Sdp(SdpError),
+    Sdp(sdp::Error),
     /// Offer/answer rules were broken.
     Negotiation(NegotiationError),
     /// The transport failed (ICE, DTLS, fingerprint mismatch, SRTP).
     Transport(transport::Error),
     /// A data-channel call failed.
-    DataChannel(DataChannelError),
+    DataChannel(datachannel::Error),
     /// Packetizing failed.
-    Rtp(RtpError),
+    Rtp(rtp::Error),
     /// A candidate line did not parse.
     Candidate(crate::ice::CandidateError),
     /// The call does not fit the state (e.g. an answer without an offer).
@@ -410,8 +410,8 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<SdpError> for Error {
-    fn from(e: SdpError) -> Self {
+impl From<sdp::Error> for Error {
+    fn from(e: sdp::Error) -> Self {
         Error::Sdp(e)
     }
 }
@@ -425,13 +425,13 @@ impl From<transport::Error> for Error {
         Error::Transport(e)
     }
 }
-impl From<DataChannelError> for Error {
-    fn from(e: DataChannelError) -> Self {
+impl From<datachannel::Error> for Error {
+    fn from(e: datachannel::Error) -> Self {
         Error::DataChannel(e)
     }
 }
-impl From<RtpError> for Error {
-    fn from(e: RtpError) -> Self {
+impl From<rtp::Error> for Error {
+    fn from(e: rtp::Error) -> Self {
         Error::Rtp(e)
     }
 }

@@ -199,10 +199,10 @@ impl PeerConnection {
         if let Some((server, user, pass)) = servers.turn {
             config.turn = Some(match servers.turn_transport {
                 crate::turn::ServerTransport::Udp => {
-                    crate::turn::ClientConfig::new(server, &user, &pass)
+                    crate::turn::client::Config::new(server, &user, &pass)
                 }
                 crate::turn::ServerTransport::Tcp => {
-                    crate::turn::ClientConfig::tcp(server, &user, &pass)
+                    crate::turn::client::Config::tcp(server, &user, &pass)
                 }
             });
         }
