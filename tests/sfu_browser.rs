@@ -89,8 +89,7 @@ async fn start_config(
     let (reports, rx) = mpsc::channel(256);
     let mut sfu = rtclab::sfu::Config::new(cert, Vec::new());
     sfu.keyframe_cache = keyframe_cache;
-    // On by default (the other tests run with it); the SVC test says so.
-    sfu.scalable_video |= scalable_video;
+    sfu.scalable_video = scalable_video;
     let server = Server::bind(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp: "127.0.0.1:0".parse().unwrap(),

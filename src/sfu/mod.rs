@@ -115,9 +115,12 @@ pub struct Config {
     /// negotiates the descriptor, and a single-stream video track whose
     /// packets carry it with several decode targets is forwarded per
     /// subscriber at the decode target its estimate carries (Chromium's
-    /// AV1 `L3T3_KEY`, `tests/sfu_browser.rs`). On by default: simulcast
-    /// tracks and single-layer streams (with or without the descriptor)
-    /// are forwarded as without it.
+    /// AV1 `L3T3_KEY`, `tests/sfu_browser.rs`); simulcast tracks and
+    /// single-layer streams (with or without the descriptor) are
+    /// forwarded as without it. Off by default for now: with it on, the
+    /// browser tests pass, but the simulcast one failed in 2 of 4 runs
+    /// under load (the publishers' top layer off, a known flake whose
+    /// rate without it was not measured on the same machine).
     pub scalable_video: bool,
 }
 
@@ -135,7 +138,7 @@ impl Config {
             keyframe_interval: Duration::from_millis(300),
             speaker_interval: Duration::from_millis(500),
             pacing: true,
-            scalable_video: true,
+            scalable_video: false,
         }
     }
 }
