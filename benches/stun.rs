@@ -21,11 +21,11 @@ fn stun(c: &mut Criterion) {
         })
     });
     c.bench_function("stun/decode", |b| {
-        b.iter(|| black_box(Message::decode(black_box(&msg)).is_ok()))
+        b.iter(|| black_box(Message::parse(black_box(&msg)).is_ok()))
     });
     c.bench_function("stun/decode_verify", |b| {
         b.iter(|| {
-            let m = Message::decode(black_box(&msg)).expect("decodes");
+            let m = Message::parse(black_box(&msg)).expect("decodes");
             black_box(m.verify_integrity(&key).is_ok() && m.verify_fingerprint() == Ok(true))
         })
     });

@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 /// itself uses: the first byte decides (RFC 7983).
 fn layer(datagram: &[u8]) -> String {
     match classify(datagram) {
-        PacketKind::Stun => match Message::decode(datagram) {
+        PacketKind::Stun => match Message::parse(datagram) {
             Ok(m) => {
                 let what = match m.class() {
                     Class::Request if m.get(attr::USE_CANDIDATE).is_some() => {

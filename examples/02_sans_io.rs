@@ -196,7 +196,7 @@ fn secs(t0: Instant, t: Instant) -> String {
 
 /// One line about a STUN message: class, method, size and attributes.
 fn describe(bytes: &[u8]) -> String {
-    let m = match Message::decode(bytes) {
+    let m = match Message::parse(bytes) {
         Ok(m) => m,
         Err(e) => return format!("{} bytes, not STUN: {e}", bytes.len()),
     };

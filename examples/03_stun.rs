@@ -77,7 +77,7 @@ pub fn walk_sample_request(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     writeln!(out, "== RFC 5769 §2.1 sample request, byte by byte ==")?;
     let bytes = hex(SAMPLE_REQUEST);
     // ANCHOR: decode
-    let msg = Message::decode(&bytes)?;
+    let msg = Message::parse(&bytes)?;
     // ANCHOR_END: decode
     writeln!(out, "offset  bytes                          meaning")?;
     row(
@@ -174,7 +174,7 @@ pub fn unxor_sample_response(out: &mut dyn Write) -> Result<(), Box<dyn Error>> 
         "== RFC 5769 §2.2 sample response: XOR-MAPPED-ADDRESS by hand =="
     )?;
     let bytes = hex(SAMPLE_IPV4_RESPONSE);
-    let msg = Message::decode(&bytes)?;
+    let msg = Message::parse(&bytes)?;
     let a = msg
         .get(attr::XOR_MAPPED_ADDRESS)
         .ok_or("no XOR-MAPPED-ADDRESS")?;
@@ -396,7 +396,7 @@ impl<M: Machine> Machine for Tap<M> {
 
 /// A STUN message in one line: its type and its attributes, decoded.
 fn describe(bytes: &[u8]) -> String {
-    let m = match Message::decode(bytes) {
+    let m = match Message::parse(bytes) {
         Ok(m) => m,
         Err(e) => return format!("not STUN: {e}"),
     };

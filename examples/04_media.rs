@@ -133,7 +133,7 @@ fn one_frame_by_hand(frame: &[u8], out: &mut dyn Write) -> Result<(), Box<dyn Er
             ..Default::default()
         };
         let mut packet = Vec::with_capacity(12 + payload.len() + 16);
-        header.write_packet(payload, 0, &mut packet)?;
+        header.emit_packet(payload, 0, &mut packet)?;
         packets.push(packet);
     }
     // ANCHOR_END: packetize

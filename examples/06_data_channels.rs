@@ -68,7 +68,7 @@ fn describe(packet: &[u8]) -> Vec<String> {
             Chunk::CookieAck => "COOKIE ACK".to_string(),
             Chunk::Data(d) => {
                 let what = match d.ppid {
-                    50 => match DcepMessage::decode(d.payload) {
+                    50 => match DcepMessage::parse(d.payload) {
                         Ok(m) => m.to_string(),
                         Err(e) => format!("bad DCEP: {e}"),
                     },

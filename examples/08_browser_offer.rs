@@ -134,7 +134,7 @@ fn answer(
 
 /// A STUN check, its attributes named.
 fn describe(datagram: &[u8]) -> String {
-    let Ok(m) = Message::decode(datagram) else {
+    let Ok(m) = Message::parse(datagram) else {
         return format!("{} bytes, not STUN", datagram.len());
     };
     let class = match m.class() {
@@ -146,7 +146,7 @@ fn describe(datagram: &[u8]) -> String {
     let tid = m.transaction_id();
     let attrs: Vec<String> = m
         .attributes()
-        .map(|a| match Attribute::decode(a.typ, a.value, &tid) {
+        .map(|a| match Attribute::parse(a.typ, a.value, &tid) {
             Ok(Attribute::MessageIntegrity(_)) => "MESSAGE-INTEGRITY".to_string(),
             Ok(Attribute::Fingerprint(_)) => "FINGERPRINT".to_string(),
             Ok(Attribute::IceControlled(_)) => "ICE-CONTROLLED".to_string(),

@@ -39,7 +39,7 @@ use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::cert::Certificate;
 use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackCodec, TrackId};
-use rtclab::rtp::{HeaderFields, write_rtp_packet};
+use rtclab::rtp::{HeaderFields, emit_rtp_packet};
 use rtclab::sfu::{ClientSignal, Config, Event as SfuEvent, ParticipantId, ServerSignal, Sfu};
 use rtclab::sim::{HostId, LinkConfig, Sim};
 
@@ -326,7 +326,7 @@ impl Room {
                         ssrc: 0,
                     };
                     let level = [0x80 | c.level];
-                    write_rtp_packet(fields, &[(4, &level)], false, &[0xfc; 80], &mut packet)?;
+                    emit_rtp_packet(fields, &[(4, &level)], false, &[0xfc; 80], &mut packet)?;
                     let _ = pc.send_rtp(now, mic, &packet);
                 }
                 // ANCHOR_END: audio_level

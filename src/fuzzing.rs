@@ -21,7 +21,7 @@ use crate::stun::{
 /// verify, re-encode what decoded, and feed a Binding server and a client.
 pub fn stun_message(data: &[u8]) {
     let _ = crate::stun::is_stun(data);
-    if let Ok(m) = Message::decode(data) {
+    if let Ok(m) = Message::parse(data) {
         let tid = m.transaction_id();
         let _ = format!("{m:?}");
         let _ = m.validate();
@@ -30,13 +30,13 @@ pub fn stun_message(data: &[u8]) {
         let _ = m.unknown_comprehension_required(|_| false).count();
         for a in m.attributes() {
             assert!(a.offset + 4 + a.value.len() <= data.len());
-            if let Ok(attr) = Attribute::decode(a.typ, a.value, &tid) {
+            if let Ok(attr) = Attribute::parse(a.typ, a.value, &tid) {
                 // What decoded re-encodes to the same value, except for
                 // attributes that normalise (the reserved bits of
                 // ERROR-CODE, CHANGE-REQUEST and RESPONSE-PORT).
                 let mut v = Vec::new();
-                attr.encode_value(&tid, &mut v);
-                if let Ok(again) = Attribute::decode(a.typ, &v, &tid) {
+                attr.emit_value(&tid, &mut v);
+                if let Ok(again) = Attribute::parse(a.typ, &v, &tid) {
                     assert_eq!(again, attr, "attribute 0x{:04x} does not round-trip", a.typ);
                 } else {
                     panic!("re-encoded attribute 0x{:04x} does not decode", a.typ);
@@ -69,7 +69,7 @@ pub fn stun_message(data: &[u8]) {
                 "{} bytes answered",
                 t.contents.len()
             );
-            assert!(Message::decode(&t.contents).is_ok(), "server sent garbage");
+            assert!(Message::parse(&t.contents).is_ok(), "server sent garbage");
         }
     }
     let mut client = Client::new(stun::client::Config::default());
@@ -609,14 +609,14 @@ pub fn turn_message(data: &[u8]) {
     use crate::turn::{self, ChannelData, TurnAttribute};
     use rand::SeedableRng;
 
-    if let Ok(m) = Message::decode(data) {
+    if let Ok(m) = Message::parse(data) {
         let tid = m.transaction_id();
         for a in m.attributes() {
-            if let Ok(t) = TurnAttribute::decode(a.typ, a.value, &tid) {
+            if let Ok(t) = TurnAttribute::parse(a.typ, a.value, &tid) {
                 let mut v = Vec::new();
-                t.encode_value(&tid, &mut v);
+                t.emit_value(&tid, &mut v);
                 assert_eq!(
-                    TurnAttribute::decode(a.typ, &v, &tid),
+                    TurnAttribute::parse(a.typ, &v, &tid),
                     Ok(t),
                     "TURN attribute 0x{:04x} does not round-trip",
                     a.typ
@@ -625,16 +625,16 @@ pub fn turn_message(data: &[u8]) {
         }
         let _ = turn::attributes::peer_addresses(&m);
     }
-    for cd in [ChannelData::decode(data), ChannelData::decode_rfc5766(data)]
+    for cd in [ChannelData::parse(data), ChannelData::parse_rfc5766(data)]
         .into_iter()
         .flatten()
     {
         assert!(cd.data.len() + 4 <= data.len());
         let mut out = Vec::new();
-        cd.encode(&mut out).expect("a decoded channel encodes");
-        assert_eq!(ChannelData::decode_rfc5766(&out), Ok(cd));
+        cd.emit(&mut out).expect("a decoded channel encodes");
+        assert_eq!(ChannelData::parse_rfc5766(&out), Ok(cd));
     }
-    if let Ok((cd, used)) = ChannelData::decode_stream(data) {
+    if let Ok((cd, used)) = ChannelData::parse_stream(data) {
         assert!(used <= data.len() && cd.data.len() + 4 <= used);
     }
 
@@ -666,7 +666,7 @@ pub fn turn_message(data: &[u8]) {
             Some(listen),
             "the server relayed without an allocation"
         );
-        assert!(Message::decode(&t.contents).is_ok(), "server sent garbage");
+        assert!(Message::parse(&t.contents).is_ok(), "server sent garbage");
         // No amplification: whatever the request, a stranger's answer is
         // small (a 401/438 with REALM and NONCE, or a 420 listing 16
         // attributes, is the largest).
@@ -855,7 +855,7 @@ pub fn answer_first_check(
     let mut at = now;
     for _ in 0..200 {
         while let Some(tx) = t.poll_transmit() {
-            let Ok(m) = Message::decode(&tx.contents) else {
+            let Ok(m) = Message::parse(&tx.contents) else {
                 continue;
             };
             if tx.destination != remote || m.class() != Class::Request {
@@ -1071,11 +1071,11 @@ pub fn sdp(data: &[u8]) {
         return;
     };
     let mut text = Vec::new();
-    sd.write(&mut text);
+    sd.emit(&mut text);
     let back = SessionDescription::parse(&text).expect("our own output parses");
     assert_eq!(back, sd, "written description parses to another value");
     let mut again = Vec::new();
-    back.write(&mut again);
+    back.emit(&mut again);
     assert_eq!(again, text, "writing is not a fixed point");
     let mut padded = Vec::with_capacity(text.len() * 2);
     for line in text.split_inclusive(|b| *b == b'\n') {
@@ -1157,7 +1157,7 @@ pub fn dcep(data: &[u8]) {
     use crate::datachannel::{ChannelInit, ChannelManager, Config, DcepMessage, Output};
     use crate::dtls::endpoint::Role;
 
-    if let Ok(m) = DcepMessage::decode(data) {
+    if let Ok(m) = DcepMessage::parse(data) {
         let _ = m.to_string();
         // An ACK may come padded (pion): only its type byte is written back.
         let whole = if m == DcepMessage::Ack {
@@ -1442,7 +1442,7 @@ pub fn sctp_association(data: &[u8]) {
             destination_port: 5000,
             verification_tag: tag,
         }
-        .write(&mut p);
+        .emit(&mut p);
         p.extend_from_slice(body);
         packet::finish(&mut p);
         a.handle_packet(now, &p);
@@ -2031,7 +2031,7 @@ pub fn sfu_cascade_control(data: &[u8]) {
 /// every Binding request the codec reads.
 pub fn peer_set(data: &[u8]) {
     let ours = crate::peer::set::binding_request_ufrag(data);
-    if let Ok(m) = Message::decode(data)
+    if let Ok(m) = Message::parse(data)
         && m.message_type() == crate::stun::MessageType::BINDING_REQUEST
         && let Ok(Some(user)) = m.username()
         && let Some((lfrag, _)) = user.split_once(':')

@@ -8,7 +8,9 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use common::redis::Redis;
+
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,87 +26,6 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A `redis-server` of this test's own.
-pub struct Redis {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    proc: Option<common::Peer>,
-}
-
-impl Redis {
-    /// Starts one, or `None` (a loud skip; a failure under
-    /// `RTCLAB_REQUIRE_INTEROP=1`) when Redis is not installed.
-    pub fn start() -> Option<Redis> {
-        let bin = common::require_binary("redis-server", "redis-server")?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = std::env::temp_dir().join(format!("rtclab-redis-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut r = Redis {
-            bin,
-            dir,
-            port,
-            proc: None,
-        };
-        r.up();
-        Some(r)
-    }
-
-    fn up(&mut self) {
-        let args: Vec<String> = [
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            self.dir.to_str().expect("utf-8 path"),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let p = common::Peer::start("redis-server", &self.bin, &args);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start:\n{}",
-                p.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.proc = Some(p);
-    }
-
-    /// Kills it (SIGKILL: everything in memory is lost) and starts it again
-    /// on the same port after `pause`.
-    pub fn restart(&mut self, pause: Duration) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill();
-        }
-        std::thread::sleep(pause);
-        self.up();
-    }
-
-    /// `redis://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.proc = None;
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 async fn node(
     bus: Arc<dyn Bus>,
@@ -425,8 +346,13 @@ use rtclab::sdp::MediaKind;
 use rtclab::sfu::placement::{self, Placement};
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
 
-/// An in-process `rtclab sfu` node on the bus, on a thread of its own.
-fn sfu_node(url: &str, name: &str) -> (SocketAddr, Arc<Placement>) {
+/// An in-process `rtclab sfu` node on the bus, on a thread of its own,
+/// taking `capacity` participants: its HTTP address, placement and handle.
+fn sfu_node(
+    url: &str,
+    name: &str,
+    capacity: usize,
+) -> (SocketAddr, Arc<Placement>, rtclab::sfu::server::Handle) {
     let (tx, rx) = std::sync::mpsc::channel();
     let url = url.to_string();
     let name = name.to_string();
@@ -457,9 +383,9 @@ fn sfu_node(url: &str, name: &str) -> (SocketAddr, Arc<Placement>) {
                 bus,
                 &name,
                 &format!("http://{http}"),
-                100,
+                capacity,
             ));
-            tx.send((http, p.clone())).expect("send");
+            tx.send((http, p.clone(), server.handle())).expect("send");
             let _ = server
                 .with_placement(p)
                 .run_until(std::future::pending())
@@ -579,7 +505,7 @@ fn sfu_rooms_are_placed_and_move_when_their_node_dies() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (b, pb) = sfu_node(&redis.url(), "b");
+    let (b, pb, _) = sfu_node(&redis.url(), "b", 100);
     // b carries two participants elsewhere: a (none) is the less loaded.
     let _ballast = (pb.seat("ballast"), pb.seat("ballast"));
     let port = TcpListener::bind("127.0.0.1:0")
@@ -736,4 +662,226 @@ fn sfu_rooms_are_placed_and_move_when_their_node_dies() {
         }
     });
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// A room outgrows its owner: node a takes one participant, so a viewer
+/// who reaches b is served on b, which links the room to a (the page's
+/// `GET` and the WHEP `POST` are answered there, not redirected); a
+/// second viewer on b reuses that link; a newcomer reaching the full a is
+/// sent to b. When b's viewers leave, the link closes on both nodes; when
+/// the publisher leaves, nothing of the room is left in Redis.
+#[test]
+fn a_full_owner_cascades_its_newcomers_to_another_node() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (a, pa, ha) = sfu_node(&redis.url(), "a", 1);
+    let (b, _, hb) = sfu_node(&redis.url(), "b", 4);
+    let on_bus = |load_a: usize| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let nodes = rt.block_on(pa.nodes()).unwrap_or_default();
+            if nodes.get("a").is_some_and(|i| i.load == load_a) && nodes.contains_key("b") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    on_bus(0);
+    // Both empty: the room opens on a (the smaller name), which is then
+    // full.
+    let (mut p, video, res_p) = publish(&rt, a, "big");
+    on_bus(1);
+    // A page reaching b is served there: b links the room to a.
+    let (status, location) = probe(b, "GET", "/sfu/?room=big");
+    assert_eq!((status, location), (200, None), "served on b");
+    assert_eq!(hb.cascades().len(), 1, "b linked the room to a");
+    let mut n = 0;
+    let deadline = Instant::now() + WAIT;
+    let received = || {
+        rt.block_on(hb.stats())
+            .is_some_and(|(_, c)| c.rtp_received > 0)
+    };
+    while !received() {
+        assert!(Instant::now() < deadline, "b receives a's publisher");
+        call(
+            &rt,
+            &mut p,
+            video,
+            None,
+            &mut n,
+            Duration::from_millis(200),
+            0,
+        );
+    }
+    let (mut v1, res_v1) = play(&rt, b, "big");
+    let got = call(
+        &rt,
+        &mut p,
+        video,
+        Some(&mut v1),
+        &mut n,
+        Duration::ZERO,
+        10,
+    );
+    assert!(got >= 10, "frames on b through the link: {got}");
+    let (mut v2, res_v2) = play(&rt, b, "big");
+    let got = call(
+        &rt,
+        &mut p,
+        video,
+        Some(&mut v2),
+        &mut n,
+        Duration::ZERO,
+        10,
+    );
+    assert!(got >= 10, "frames on b's second viewer: {got}");
+    assert_eq!(hb.cascades().len(), 1, "one link for both viewers");
+    assert_eq!(ha.accepted_cascades(), 1);
+    // A newcomer reaching the full owner goes to b.
+    let (status, location) = probe(a, "GET", "/sfu/?room=big");
+    assert_eq!(
+        (status, location.as_deref()),
+        (307, Some(format!("http://{b}/sfu/?room=big").as_str()))
+    );
+    // b's viewers leave: the link closes on both nodes.
+    for res in [&res_v1, &res_v2] {
+        let r = http_request(b, "DELETE", res, &[], b"", WAIT).expect("DELETE");
+        assert_eq!(r.status, 200);
+    }
+    let deadline = Instant::now() + WAIT;
+    while !(hb.cascades().is_empty() && ha.accepted_cascades() == 0) {
+        assert!(Instant::now() < deadline, "the link closed on both nodes");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The publisher leaves: nothing of the room stays in Redis.
+    let r = http_request(a, "DELETE", &res_p, &[], b"", WAIT).expect("DELETE");
+    assert_eq!(r.status, 200);
+    let _inside = rt.enter();
+    let probe_bus = RedisBus::open(&redis.url()).unwrap();
+    let left = rt.block_on(empty(&probe_bus, "rtclab:sfu:owner:", WAIT));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// The owner of a cascaded room dies (SIGKILL): the cascaded node drops
+/// its link to it as soon as its node key runs out (not when the link's
+/// ICE consent would, 30 s later), takes the room over, and the
+/// publisher, starting again there, is played there.
+#[test]
+fn a_cascaded_room_goes_on_when_its_owner_dies() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (b, pb, hb) = sfu_node(&redis.url(), "b", 4);
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = SocketAddr::from(([127, 0, 0, 1], port));
+    let args: Vec<String> = [
+        "sfu",
+        "--listen",
+        &a.to_string(),
+        "--udp",
+        "127.0.0.1:0",
+        "--bus",
+        &redis.url(),
+        "--node",
+        "a",
+        "--max-participants",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut node_a = common::Peer::start("rtclab-sfu-a", &rtclab_bin(), &args);
+    assert!(
+        node_a.wait_for_output("rtclab sfu on", WAIT),
+        "{}",
+        node_a.output()
+    );
+    let loads = |want_a: usize| {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let nodes = rt.block_on(pb.nodes()).unwrap_or_default();
+            if nodes.get("a").is_some_and(|i| i.load == want_a) && nodes.contains_key("b") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    loads(0);
+    let room = "phoenix";
+    let (mut p, video, _) = publish(&rt, a, room);
+    loads(1);
+    assert_eq!(probe(b, "GET", &format!("/sfu/?room={room}")).0, 200);
+    assert_eq!(hb.cascades().len(), 1, "b linked the room to a");
+    let mut n = 0;
+    let received = || {
+        rt.block_on(hb.stats())
+            .is_some_and(|(_, c)| c.rtp_received > 0)
+    };
+    let deadline = Instant::now() + WAIT;
+    while !received() {
+        assert!(Instant::now() < deadline, "b receives a's publisher");
+        call(
+            &rt,
+            &mut p,
+            video,
+            None,
+            &mut n,
+            Duration::from_millis(200),
+            0,
+        );
+    }
+    let (mut v, _) = play(&rt, b, room);
+    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    assert!(got >= 10, "frames on b through the link: {got}");
+    drop(v);
+    // a dies.
+    let killed = Instant::now();
+    node_a.kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !hb.cascades().is_empty() {
+        assert!(Instant::now() < deadline, "b still links to the dead a");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let dropped = killed.elapsed();
+    // The publisher starts again where it can: b, which took the room.
+    let (mut p, video, _) = publish(&rt, b, room);
+    call(
+        &rt,
+        &mut p,
+        video,
+        None,
+        &mut n,
+        Duration::from_millis(300),
+        0,
+    );
+    let (mut v, _) = play(&rt, b, room);
+    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    let failover = killed.elapsed();
+    assert!(got >= 10, "frames on b after a died: {got}");
+    let owner = rt.block_on(async {
+        let probe = RedisBus::open(&redis.url()).unwrap();
+        probe.get(&placement::owner_key(room)).await.unwrap()
+    });
+    assert_eq!(owner.as_deref(), Some("b"));
+    println!("bus.sfu_cascade_link_dropped_ms {} ms", dropped.as_millis());
+    println!(
+        "bus.sfu_cascade_failover_decoding_ms {} ms",
+        failover.as_millis()
+    );
+    assert!(dropped < Duration::from_secs(6), "{dropped:?}");
 }

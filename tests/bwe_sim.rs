@@ -192,7 +192,7 @@ impl Machine for Receiver {
             self.next_feedback += FEEDBACK_INTERVAL;
             if let Some(fb) = self.recorder.poll_feedback(1, 2) {
                 let mut contents = Vec::new();
-                RtcpPacket::TransportCc(fb).write(&mut contents).unwrap();
+                RtcpPacket::TransportCc(fb).emit(&mut contents).unwrap();
                 self.out.push_back(Transmit {
                     source: None,
                     destination: self.destination,
@@ -671,7 +671,7 @@ impl RembReceiver {
     fn maybe_send(&mut self, now: Instant) {
         if let Some(remb) = self.estimator.poll_remb(now) {
             let mut contents = Vec::new();
-            RtcpPacket::Remb(remb).write(&mut contents).unwrap();
+            RtcpPacket::Remb(remb).emit(&mut contents).unwrap();
             self.out.push_back(Transmit {
                 source: None,
                 destination: SENDER.parse().unwrap(),

@@ -22,15 +22,18 @@
 //!   for; at least 90% must come, in the clip's order: see the harness's
 //!   `Case::min_percent`).
 //! - relay only: aiortc with `iceTransportPolicy: relay` through
-//!   `rtclab turn-server`; only
+//!   `rtclab turn-server`, one call with the data channels and 1 MiB, one
+//!   with VP8 both ways (not both in one call: see
+//!   [`relay_only_vp8_both_ways_through_rtclab_turn_server`]); only
 //!   aiortc's side is relayed (the server relays to the Rust peer's host
-//!   candidate, `--allow-loopback-peers`).
+//!   candidate, `--allow-loopback-peers`); and rtclab offering with both
+//!   sides relayed (relay to relay, [`relay_to_relay_rtclab_offers`]).
 //!
-//! - H.264 from rtclab to aiortc, both offer directions, and both ways
-//!   with and without the clip's AUDs ([`h264_both_ways_aiortc_offers`]); from
-//!   tests/fixtures/media/h264-smpte-240x176.ivf (40 access units), aiortc
-//!   held to H.264 by its codec preferences; access units compared as
-//!   their NAL units (harness `canonical`: AUDs dropped, 4-byte start codes).
+//! - H.264 both ways, both offer directions, with and without the clip's
+//!   AUDs; from tests/fixtures/media/h264-smpte-240x176.ivf (40 access
+//!   units), aiortc held to H.264 by its codec preferences; access units
+//!   compared as their NAL units (harness `canonical`: AUDs dropped, 4-byte
+//!   start codes).
 
 #[path = "interop/harness.rs"]
 mod harness;
@@ -105,47 +108,50 @@ async fn vp8_both_ways_aiortc_offers() {
     assert_eq!(out.dtls_role, Some(Role::Client));
 }
 
-/// rtclab's H.264 to aiortc, rtclab offering (aiortc held to H.264 by its
-/// codec preferences; it receives and decodes all 40 access units).
+/// H.264 both ways, rtclab offering (aiortc answers `setup:active`, so
+/// rtclab is the DTLS server): every access unit each side receives is the
+/// clip's, in order. aiortc answers with its packetizer's habits whoever
+/// offers (STAP-A of AUD, SPS, PPS before each IDR): until rtclab found a
+/// keyframe's SPS behind that AUD (src/rtp/h264.rs `is_keyframe`), nothing
+/// from aiortc assembled into a frame here either.
 #[tokio::test]
-async fn h264_to_aiortc_rtclab_offers() {
+async fn h264_both_ways_rtclab_offers() {
     let Some(f) = start() else { return };
-    let case = Case {
-        foreign_sends_video: false,
-        ..Case::h264(true)
-    };
-    let out = harness::run("aiortc", f, &case, LIMIT).await;
-    assert!(out.frames_to_foreign >= 36, "{out:?}");
+    let out = harness::run("aiortc", f, &Case::h264(true), LIMIT).await;
+    assert_eq!(out.dtls_role, Some(Role::Server));
+    assert!(
+        out.foreign_sdp.contains("packetization-mode=1"),
+        "{}",
+        out.foreign_sdp
+    );
 }
 
-/// rtclab's H.264 to aiortc, aiortc offering.
+/// H.264 both ways, rtclab offering, from the clip without its AUDs.
 #[tokio::test]
-async fn h264_to_aiortc_aiortc_offers() {
-    let Some(f) = start() else { return };
-    let case = Case {
-        foreign_sends_video: false,
-        ..Case::h264(false)
-    };
-    let out = harness::run("aiortc", f, &case, LIMIT).await;
-    assert!(out.frames_to_foreign >= 36, "{out:?}");
+async fn h264_both_ways_without_auds_rtclab_offers() {
+    let out = h264_without_auds(true).await;
+    assert!(out.is_none_or(|o| o.dtls_role == Some(Role::Server)));
 }
 
 /// H.264 both ways, aiortc offering, from the clip without its AUDs: see
 /// [`h264_both_ways_aiortc_offers`].
 #[tokio::test]
 async fn h264_both_ways_without_auds_aiortc_offers() {
-    let Some(f) = start() else { return };
+    let out = h264_without_auds(false).await;
+    assert!(out.is_none_or(|o| o.dtls_role == Some(Role::Client)));
+}
+
+/// One H.264 call both ways from [`harness::h264_clip_without_auds`].
+async fn h264_without_auds(rtclab_offers: bool) -> Option<harness::Outcome> {
+    let f = start()?;
     let clip = harness::h264_clip_without_auds();
     let case = Case {
         clip: clip.clone(),
-        ..Case::h264(false)
+        ..Case::h264(rtclab_offers)
     };
     let out = harness::run("aiortc", f, &case, LIMIT).await;
     let _ = std::fs::remove_file(clip);
-    assert!(
-        out.frames_from_foreign >= 36 && out.frames_to_foreign >= 36,
-        "{out:?}"
-    );
+    Some(out)
 }
 
 /// aiortc's H.264 as it sends it: STAP-A with AUD, SPS and PPS, FU-A
@@ -159,18 +165,62 @@ async fn h264_both_ways_aiortc_offers() {
     assert_eq!(out.dtls_role, Some(Role::Client));
 }
 
+/// Relay only, data: aiortc with `iceTransportPolicy: relay` through
+/// `rtclab turn-server`, every channel and 1 MiB echoed.
 #[tokio::test]
-async fn relay_only_through_rtclab_turn_server() {
+async fn relay_only_data_through_rtclab_turn_server() {
     let Some(f) = start() else { return };
-    let mut case = Case::data(false);
-    case.video = Some("VP8");
-    case.bulk_bytes = 1 << 20;
-    case.turn = true;
-    let out = harness::run("aiortc", f, &case, LIMIT).await;
+    let case = Case {
+        bulk_bytes: 1 << 20,
+        turn: true,
+        ..Case::data(false)
+    };
+    relay_only(f, &case).await;
+}
+
+/// Relay only, VP8 both ways frame by frame. Not in the same call as the
+/// bulk transfer, which overflows aiortc's UDP receive buffer (Python
+/// reads the relayed datagrams slower than the server forwards a full SCTP
+/// window; `ss -uam` shows the drops on aiortc's TURN socket) and so
+/// drops video packets and their retransmissions too. aiortc 1.16 cannot
+/// get over a lost retransmission: it NACKs a packet only when a new gap
+/// appears (rtcrtpreceiver.py `NackGenerator.add`), and its jitter buffer
+/// holds every later frame behind the hole until 512 packets have passed.
+/// Both together failed 12 of 24 calls run three at a time: 9 waited for
+/// packets after a late retransmission (fixed by the harness's tail), 3
+/// for a retransmission dropped in aiortc's socket buffer.
+#[tokio::test]
+async fn relay_only_vp8_both_ways_through_rtclab_turn_server() {
+    let Some(f) = start() else { return };
+    let case = Case {
+        turn: true,
+        ..Case::video(false)
+    };
+    relay_only(f, &case).await;
+}
+
+async fn relay_only(f: Foreign, case: &Case) {
+    let out = harness::run("aiortc", f, case, LIMIT).await;
     assert!(
         !out.foreign_candidate_types.is_empty()
             && out.foreign_candidate_types.iter().all(|t| t == "relay"),
         "aiortc signaled {:?}",
         out.foreign_candidate_types
     );
+}
+
+/// Relay to relay, rtclab offering: both sides relay-only through one
+/// `rtclab turn-server` (each permitted to the other's relayed address on
+/// the same server), data channels and 1 MiB.
+#[tokio::test]
+async fn relay_to_relay_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let case = Case {
+        bulk_bytes: 1 << 20,
+        turn: true,
+        rtclab_relayed: true,
+        ..Case::data(true)
+    };
+    let out = harness::run("aiortc", f, &case, LIMIT).await;
+    harness::assert_relayed(&out);
 }

@@ -13,9 +13,9 @@
 //! (rtclab answering `setup:passive`: see [`passive`]); and webrtcbin
 //! relay-only (`turn-server`, `ice-transport-policy=relay`) through
 //! `rtclab turn-server` with data channels and VP8 at 1200-byte payloads,
-//! only its side relayed (the Rust peer can be relayed too, see
-//! interop_turn_server), and at its default 1400-byte payloads
-//! ([`relay_only_with_video_both_ways`]).
+//! only its side relayed, and at its default 1400-byte payloads
+//! ([`relay_only_with_video_both_ways`]); and rtclab offering with both
+//! sides relayed (relay to relay, [`relay_to_relay_rtclab_offers`]).
 //!
 //! webrtcbin's certificate is RSA-2048 (GStreamer's dtls elements make one
 //! per process). rtclab is its DTLS client when it answers webrtcbin's
@@ -186,4 +186,19 @@ async fn relay_only(f: Foreign, case: &Case) {
         "webrtcbin signaled {:?}",
         out.foreign_candidate_types
     );
+}
+
+/// Relay to relay, rtclab offering: both sides relay-only through one
+/// `rtclab turn-server`, data channels and 1 MiB.
+#[tokio::test]
+async fn relay_to_relay_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let case = Case {
+        bulk_bytes: 1 << 20,
+        turn: true,
+        rtclab_relayed: true,
+        ..Case::data(true)
+    };
+    let out = harness::run("gstreamer", f, &case, LIMIT).await;
+    harness::assert_relayed(&out);
 }

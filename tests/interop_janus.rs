@@ -49,6 +49,7 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
     let room = janus.create_room(1).expect("room");
     let leg = janus.publish(&room, &mut publisher).expect("publish");
     let feed = leg.feed.expect("feed id");
+    let janus_answer = publisher.remote().to_string();
     let started = Instant::now();
     let mut p = publisher.live;
     // VideoRoom takes subscribers of a feed once its publisher is up
@@ -135,6 +136,13 @@ fn rust_publisher_to_janus_videoroom_to_rust_subscriber() {
         0,
         "the subscriber's first frame is a keyframe"
     );
+    // `RTCLAB_SAVE_SDP=DIR`: keep Janus's answer to the publisher and its
+    // offer to the subscriber (tests/fixtures/sdp/janus_*.sdp).
+    if let Some(dir) = std::env::var_os("RTCLAB_SAVE_SDP") {
+        let dir = std::path::Path::new(&dir);
+        std::fs::write(dir.join("janus_answer.sdp"), &janus_answer).expect("save SDP");
+        std::fs::write(dir.join("janus_offer.sdp"), &offer).expect("save SDP");
+    }
 }
 
 /// The kind of the m-line `mid` in an SDP.

@@ -18,8 +18,9 @@
 //! ways frame by frame (pion's sample builder on its side), with rtclab
 //! offering (pion answers `setup:active`: rtclab is the DTLS server) and
 //! pion offering (rtclab is the DTLS client); and pion relay-only
-//! (`ICETransportPolicyRelay`) through `rtclab turn-server`, only pion's
-//! side relayed (a relay-only Rust peer is tested in interop_turn_server).
+//! (`ICETransportPolicyRelay`) through `rtclab turn-server`, pion
+//! offering with only its side relayed, and rtclab offering with both
+//! relayed (relay to relay, [`relay_to_relay_rtclab_offers`]).
 //!
 //! H.264 both ways too (pion registering only H.264, 42e01f, as PT 112),
 //! from tests/fixtures/media/h264-smpte-240x176.ivf, access units compared
@@ -162,4 +163,19 @@ async fn relay_only_through_rtclab_turn_server() {
         "pion signaled {:?}",
         out.foreign_candidate_types
     );
+}
+
+/// Relay to relay, rtclab offering: both sides relay-only through one
+/// `rtclab turn-server`, data channels and 1 MiB.
+#[tokio::test]
+async fn relay_to_relay_rtclab_offers() {
+    let Some(f) = start() else { return };
+    let case = Case {
+        bulk_bytes: 1 << 20,
+        turn: true,
+        rtclab_relayed: true,
+        ..data(true)
+    };
+    let out = harness::run("pion", f, &case, LIMIT).await;
+    harness::assert_relayed(&out);
 }

@@ -5,37 +5,21 @@
 //! 127.0.0.1 only, bounded timeouts.
 
 mod common;
+#[path = "interop/harness.rs"]
+mod harness;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Peer, free_udp_port, require_binary, run_bounded, wait_for_stun};
+use common::{Peer, free_udp_port, require_binary, run_bounded};
+use harness::TurnServer;
 
-fn start_ours(port: u16, extra: &[&str]) -> Peer {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_rtclab"));
-    let args: Vec<String> = [
-        "turn-server",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--realm",
-        "rtclab",
-        "--user",
-        "alice:secret",
-        "--allow-loopback-peers",
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| s.to_string())
-    .collect();
-    let peer = Peer::start("rtclab-turn-server", &bin, &args);
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    assert!(
-        wait_for_stun(addr, Duration::from_secs(10)),
-        "our TURN server did not answer on {addr}:\n{}",
-        peer.output()
-    );
-    peer
+/// `rtclab turn-server` on a free port of 127.0.0.1 (UDP and TCP), and
+/// the port.
+fn start_ours(extra: &[&str]) -> (TurnServer, u16) {
+    let server = TurnServer::start_with(extra);
+    let port = server.port;
+    (server, port)
 }
 
 fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
@@ -45,8 +29,7 @@ fn uclient_run(clients: u32, extra: &[&str], server_extra: &[&str]) {
     let Some(peer_bin) = require_binary("turnutils_peer", "coturn") else {
         return;
     };
-    let port = free_udp_port(false);
-    let server = start_ours(port, server_extra);
+    let (server, port) = start_ours(server_extra);
     let peer_port = free_udp_port(false);
     let _peer = Peer::start(
         "turnutils_peer",
@@ -221,8 +204,7 @@ impl Side {
 /// two `Server`s that know nothing of each other's allocations.
 #[test]
 fn relay_to_relay_across_threads() {
-    let port = free_udp_port(false);
-    let server = start_ours(port, &["--threads", "2"]);
+    let (server, port) = start_ours(&["--threads", "2"]);
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let mut a = Side::new("127.0.0.1", listen, 1);
     let mut b = Side::new("127.0.0.2", listen, 2);
@@ -254,8 +236,7 @@ fn relay_to_relay_across_threads() {
 /// the relay, and a message goes each way.
 #[tokio::test]
 async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server() {
-    let port = free_udp_port(false);
-    let _server = start_ours(port, &[]);
+    let (_server, port) = start_ours(&[]);
     relay_only_call(&format!("turn:127.0.0.1:{port}"), None).await;
 }
 
@@ -265,8 +246,7 @@ async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server() {
 /// UDP to the same server (relay to relay).
 #[tokio::test]
 async fn a_relay_only_rust_peer_calls_through_rtclab_turn_server_over_tcp() {
-    let port = free_udp_port(false);
-    let _server = start_ours(port, &[]);
+    let (_server, port) = start_ours(&[]);
     relay_only_call(
         &format!("turn:127.0.0.1:{port}?transport=tcp"),
         Some(&format!("turn:127.0.0.1:{port}")),

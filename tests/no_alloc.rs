@@ -16,7 +16,7 @@ fn stun_decode_verify_and_encode_do_not_allocate() {
     let msg = buf.clone();
 
     let n = allocations_in(|| {
-        let m = Message::decode(&msg).expect("decodes");
+        let m = Message::parse(&msg).expect("decodes");
         assert!(m.username().expect("valid").is_some());
         m.verify_integrity(&key).expect("integrity");
         assert_eq!(m.verify_fingerprint(), Ok(true));

@@ -31,7 +31,7 @@ fn rtp(ssrc: u32, seq: u16, payload: &[u8]) -> Vec<u8> {
         ..RtpHeader::default()
     };
     let mut p = Vec::new();
-    h.write_packet(payload, 0, &mut p).expect("write");
+    h.emit_packet(payload, 0, &mut p).expect("write");
     p
 }
 

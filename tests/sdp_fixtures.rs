@@ -1,5 +1,5 @@
-//! The real offers and answers of Chromium, Firefox, aiortc, pion and
-//! GStreamer's webrtcbin
+//! The real offers and answers of Chromium, Firefox, aiortc, pion,
+//! GStreamer's webrtcbin and Janus
 //! (tests/fixtures/sdp/: the browsers' and the first aiortc offer copied
 //! from shared/fixtures, the others saved by tests/interop_*.rs with
 //! `RTCLAB_SAVE_SDP=DIR`) parse, and write back byte for byte (pion's with
@@ -28,6 +28,8 @@ const ALL: &[&str] = &[
     "firefox_offer_datachannel_only.sdp",
     "gstreamer_answer.sdp",
     "gstreamer_offer.sdp",
+    "janus_answer.sdp",
+    "janus_offer.sdp",
 ];
 
 #[test]
@@ -36,7 +38,7 @@ fn every_fixture_round_trips_byte_for_byte() {
         let input = fixture(name);
         let sd = SessionDescription::parse(&input).unwrap_or_else(|e| panic!("{name}: {e}"));
         let mut out = Vec::new();
-        sd.write(&mut out);
+        sd.emit(&mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
             String::from_utf8_lossy(&input),
@@ -164,7 +166,7 @@ fn written_without_trailing_whitespace(name: &str) {
     let input = fixture(name);
     let sd = SessionDescription::parse(&input).unwrap();
     let mut out = Vec::new();
-    sd.write(&mut out);
+    sd.emit(&mut out);
     let expected: Vec<u8> = String::from_utf8(input)
         .unwrap()
         .split("\r\n")

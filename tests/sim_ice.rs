@@ -781,7 +781,7 @@ fn bogus_turn_data_is_dropped_without_state_growth() {
                 channel: 0x4000 + (n % 0x1000) as u16,
                 data: &check,
             }
-            .encode(&mut contents)
+            .emit(&mut contents)
             .expect("channel data");
         } else {
             let mut enc = MessageEncoder::new(
@@ -792,8 +792,8 @@ fn bogus_turn_data_is_dropped_without_state_growth() {
                 ),
                 TransactionId(tid),
             );
-            TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
-            TurnAttribute::Data(&check).encode(&mut enc);
+            TurnAttribute::XorPeerAddress(peer).emit(&mut enc);
+            TurnAttribute::Data(&check).emit(&mut enc);
             enc.finish().expect("data indication");
         }
         spoofed.push_back(Transmit {

@@ -237,7 +237,7 @@ fn vp8_packets(ssrc: u32, frames: usize, seed: u64) -> Vec<Vec<u8>> {
             };
             seq = seq.wrapping_add(1);
             let mut packet = Vec::new();
-            h.write_packet(&p, 0, &mut packet).expect("write");
+            h.emit_packet(&p, 0, &mut packet).expect("write");
             out.push(packet);
         }
     }

@@ -499,7 +499,9 @@ struct SfuArgs {
     #[arg(long, default_value = "sfu1")]
     node: String,
     /// The address participants reach this node at (default: the
-    /// --listen address).
+    /// --listen address): in the bus's redirects, and in the ICE
+    /// candidates of participants and cascade links, for a node behind a
+    /// one-to-one NAT (the socket keeps its own address).
     #[arg(long)]
     public_ip: Option<std::net::IpAddr>,
 }
@@ -515,6 +517,7 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     sfu.max_participants = args.max_participants.max(1);
     sfu.max_publisher_bitrate = args.max_publisher_kbps.saturating_mul(1000);
     sfu.keyframe_cache = !args.no_keyframe_cache;
+    sfu.public_ip = args.public_ip;
     let mut server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
         listen: args.listen,
         udp: args.udp,

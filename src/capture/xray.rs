@@ -403,7 +403,7 @@ impl Decoder<'_> {
 
     fn stun(&mut self, b: &[u8]) {
         use crate::stun::{Attribute, Message};
-        let m = match Message::decode(b) {
+        let m = match Message::parse(b) {
             Ok(m) => m,
             Err(e) => return self.push(Layer::Stun, format!("undecodable STUN: {e}")),
         };
@@ -427,7 +427,7 @@ impl Decoder<'_> {
                 .collect::<String>()
         );
         for a in m.attributes() {
-            let Ok(at) = Attribute::decode(a.typ, a.value, &tid) else {
+            let Ok(at) = Attribute::parse(a.typ, a.value, &tid) else {
                 continue;
             };
             match at {
@@ -458,7 +458,7 @@ impl Decoder<'_> {
             );
             let _ = writeln!(f, "transaction id: {}", hex(&tid.0));
             for a in m.attributes() {
-                match Attribute::decode(a.typ, a.value, &tid) {
+                match Attribute::parse(a.typ, a.value, &tid) {
                     Ok(at) => {
                         let _ = writeln!(f, "attribute 0x{:04x}: {at:?}", a.typ);
                     }
@@ -713,7 +713,7 @@ impl Decoder<'_> {
     /// RFC 8831 §8 PPIDs: DCEP (50), text (51, 56 empty), binary (53, 57).
     fn user_message(&mut self, ppid: u32, payload: &[u8]) {
         let t = match ppid {
-            50 => match crate::datachannel::dcep::DcepMessage::decode(payload) {
+            50 => match crate::datachannel::dcep::DcepMessage::parse(payload) {
                 Ok(m) => {
                     return self.push_fields(Layer::Dcep, m.to_string(), |f| {
                         let _ = write!(f, "PPID: 50 (DCEP)\n{m:#?}");

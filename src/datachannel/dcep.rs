@@ -187,7 +187,7 @@ impl DcepMessage {
     /// Strict: an OPEN whose lengths do not add up exactly, an unknown
     /// message or channel type, or a label or protocol that is not UTF-8 is
     /// refused (RFC 8832 §6: an OPEN that "is not well formed" is rejected).
-    pub fn decode(buf: &[u8]) -> Result<DcepMessage, Error> {
+    pub fn parse(buf: &[u8]) -> Result<DcepMessage, Error> {
         let Some(&typ) = buf.first() else {
             return Err(Error::Truncated {
                 what: "DCEP message type",
@@ -201,30 +201,30 @@ impl DcepMessage {
             // bytes after the type are ignored rather than failing the
             // channel (tests/interop_pion.rs).
             MESSAGE_TYPE_ACK => Ok(DcepMessage::Ack),
-            MESSAGE_TYPE_OPEN => DataChannelOpen::decode(buf).map(DcepMessage::Open),
+            MESSAGE_TYPE_OPEN => DataChannelOpen::parse(buf).map(DcepMessage::Open),
             other => Err(Error::UnknownMessageType(other)),
         }
     }
 
     /// Appends the message to `out`.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         match self {
             DcepMessage::Ack => out.push(MESSAGE_TYPE_ACK),
-            DcepMessage::Open(open) => open.encode(out),
+            DcepMessage::Open(open) => open.emit(out),
         }
     }
 
     /// The message as a new buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        self.encode(&mut v);
+        self.emit(&mut v);
         v
     }
 }
 
 // ANCHOR: decode_open
 impl DataChannelOpen {
-    fn decode(buf: &[u8]) -> Result<DataChannelOpen, Error> {
+    fn parse(buf: &[u8]) -> Result<DataChannelOpen, Error> {
         if buf.len() < OPEN_HEADER_LEN {
             return Err(Error::Truncated {
                 what: "DATA_CHANNEL_OPEN header",
@@ -264,7 +264,7 @@ impl DataChannelOpen {
     /// bytes cannot be expressed; the channel manager refuses them before
     /// they get here, and this encoder truncates them (at a character
     /// boundary) rather than write a wrong length.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let label = truncate_utf8(&self.label, usize::from(u16::MAX));
         let protocol = truncate_utf8(&self.protocol, usize::from(u16::MAX));
         out.reserve(OPEN_HEADER_LEN + label.len() + protocol.len());
@@ -347,8 +347,8 @@ mod tests {
                 0x03, 0x81, 0x01, 0x00, 0, 0, 0, 3, 0, 4, 0, 1, b'c', b'h', b'a', b't', b'x'
             ]
         );
-        assert_eq!(DcepMessage::decode(&bytes), Ok(DcepMessage::Open(open)));
-        assert_eq!(DcepMessage::decode(&[0x02]), Ok(DcepMessage::Ack));
+        assert_eq!(DcepMessage::parse(&bytes), Ok(DcepMessage::Open(open)));
+        assert_eq!(DcepMessage::parse(&[0x02]), Ok(DcepMessage::Ack));
     }
 
     #[test]
@@ -366,34 +366,34 @@ mod tests {
     #[test]
     fn malformed_messages_are_typed_errors() {
         assert!(matches!(
-            DcepMessage::decode(&[]),
+            DcepMessage::parse(&[]),
             Err(Error::Truncated { .. })
         ));
         assert_eq!(
-            DcepMessage::decode(&[0x01]),
+            DcepMessage::parse(&[0x01]),
             Err(Error::UnknownMessageType(1))
         );
         // pion's padded ACK reads as an ACK.
-        assert_eq!(DcepMessage::decode(&[0x02, 0, 0, 0]), Ok(DcepMessage::Ack));
+        assert_eq!(DcepMessage::parse(&[0x02, 0, 0, 0]), Ok(DcepMessage::Ack));
         assert!(matches!(
-            DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 5]),
+            DcepMessage::parse(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 5]),
             Err(Error::Truncated { .. })
         ));
         // Label length past the end.
         assert!(matches!(
-            DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 5, 0, 0, b'a']),
+            DcepMessage::parse(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 5, 0, 0, b'a']),
             Err(Error::BadLength { expected: 17, .. })
         ));
         assert_eq!(
-            DcepMessage::decode(&[0x03, 0x03, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            DcepMessage::parse(&[0x03, 0x03, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
             Err(Error::UnknownChannelType(3))
         );
         assert_eq!(
-            DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xff]),
+            DcepMessage::parse(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0xff]),
             Err(Error::InvalidUtf8 { field: "label" })
         );
         assert_eq!(
-            DcepMessage::decode(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xc3]),
+            DcepMessage::parse(&[0x03, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xc3]),
             Err(Error::InvalidUtf8 { field: "protocol" })
         );
     }
@@ -416,7 +416,7 @@ mod tests {
             protocol: String::new(),
         };
         let bytes = DcepMessage::Open(open).to_vec();
-        let Ok(DcepMessage::Open(back)) = DcepMessage::decode(&bytes) else {
+        let Ok(DcepMessage::Open(back)) = DcepMessage::parse(&bytes) else {
             panic!("does not decode");
         };
         assert_eq!(back.label.len(), 65_534);
@@ -444,12 +444,12 @@ mod tests {
         fn dcep_round_trips(open in arb_open(), ack in any::<bool>()) {
             let m = if ack { DcepMessage::Ack } else { DcepMessage::Open(open) };
             let bytes = m.to_vec();
-            prop_assert_eq!(DcepMessage::decode(&bytes), Ok(m));
+            prop_assert_eq!(DcepMessage::parse(&bytes), Ok(m));
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
-            if let Ok(m) = DcepMessage::decode(&bytes) {
+            if let Ok(m) = DcepMessage::parse(&bytes) {
                 // What parses re-encodes to the same bytes (the codec is
                 // strict), except an ACK's padding (pion pads it), dropped.
                 if matches!(m, DcepMessage::Ack) {
@@ -465,7 +465,7 @@ mod tests {
         fn open_prefixes_never_panic(open in arb_open(), cut in any::<prop::sample::Index>()) {
             let bytes = DcepMessage::Open(open).to_vec();
             let cut = cut.index(bytes.len());
-            prop_assert!(DcepMessage::decode(&bytes[..cut]).is_err());
+            prop_assert!(DcepMessage::parse(&bytes[..cut]).is_err());
         }
     }
 }

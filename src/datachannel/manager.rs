@@ -685,7 +685,7 @@ impl ChannelManager {
 
     fn handle_dcep(&mut self, stream: u16, data: &[u8]) {
         let existing = self.streams.get(&stream).copied();
-        match DcepMessage::decode(data) {
+        match DcepMessage::parse(data) {
             Ok(DcepMessage::Ack) => match existing.and_then(|id| self.channels.get_mut(&id)) {
                 Some(c) => c.acked = true,
                 None => tracing::debug!(stream, "DATA_CHANNEL_ACK for no channel: ignored"),

@@ -129,7 +129,7 @@ fn open_ack_handshake_creates_the_channel_on_the_other_side() {
     assert_eq!(open.ppid, Ppid::Dcep);
     assert!(!open.unordered);
     assert_eq!(
-        DcepMessage::decode(&open.data).unwrap(),
+        DcepMessage::parse(&open.data).unwrap(),
         DcepMessage::Open(DataChannelOpen {
             channel_type: ChannelType {
                 reliability: ReliabilityKind::PartialRexmit,

@@ -4,7 +4,7 @@
 //! (`tests/fuzz_corpus.rs`). Each panics only on a real bug.
 
 use crate::rtp::h264::{AnnexBReader, H264Depacketizer};
-use crate::rtp::nack::decode_rtx;
+use crate::rtp::nack::parse_rtx;
 use crate::rtp::opus::OpusDepacketizer;
 use crate::rtp::packet::{RtpHeader, RtpPacket};
 use crate::rtp::payload::{Depacketizer, Packetizer};
@@ -31,13 +31,13 @@ pub fn rtp_packet(data: &[u8]) {
         let h = RtpHeader::from_packet(&p);
         let _ = h.extensions();
         let mut out = Vec::new();
-        h.write_packet(p.payload(), p.padding_len().min(255) as u8, &mut out)
+        h.emit_packet(p.payload(), p.padding_len().min(255) as u8, &mut out)
             .expect("a parsed header writes");
         let (h2, payload2, _) = RtpHeader::parse(&out).expect("a written packet parses");
         assert_eq!(h2, h);
         assert_eq!(payload2, p.payload());
     }
-    let _ = decode_rtx(data, 1, 96, &mut Vec::new());
+    let _ = parse_rtx(data, 1, 96, &mut Vec::new());
     // The mutable view: any remap and any setter keep the packet valid and
     // its length, and the view reads what was set.
     let mut buf = data.to_vec();
@@ -90,7 +90,7 @@ pub fn rtp_streams(data: &[u8]) {
             rx.receive(now, &p);
             // The sender writes one packet per input and keeps it for RTX.
             out.clear();
-            tx.write_packet(now, n as u32, true, &[(1, b"0")], p.payload(), &mut out)
+            tx.emit_packet(now, n as u32, true, &[(1, b"0")], p.payload(), &mut out)
                 .expect("a packet writes");
         }
         for r in RtcpIter::new(chunk).flatten() {
@@ -106,7 +106,7 @@ pub fn rtp_streams(data: &[u8]) {
         }
         rx.feedback(now, 1, |p| {
             let mut b = Vec::new();
-            p.write(&mut b).expect("feedback writes");
+            p.emit(&mut b).expect("feedback writes");
         });
         while let Some(f) = rx.pop_frame() {
             assert!(f.data.len() <= 64 * 1500);
@@ -121,12 +121,12 @@ pub fn rtcp_compound(data: &[u8]) {
     let _ = RtcpPacket::parse_compound(data, true);
     for p in RtcpIter::new(data).flatten() {
         let mut b1 = Vec::new();
-        if p.write(&mut b1).is_err() {
+        if p.emit(&mut b1).is_err() {
             continue;
         }
         let p2 = RtcpPacket::parse(&b1).expect("a written packet parses");
         let mut b2 = Vec::new();
-        p2.write(&mut b2).expect("a parsed packet writes");
+        p2.emit(&mut b2).expect("a parsed packet writes");
         assert_eq!(b1, b2, "RTCP write is not stable for {p:?}");
         if let RtcpPacket::Nack(n) = &p {
             let _ = n.lost().count();
@@ -195,7 +195,7 @@ pub fn h264_depacketize(data: &[u8]) {
 pub fn vp9_depacketize(data: &[u8]) {
     if let Ok((d, n)) = crate::rtp::vp9::Vp9Descriptor::parse(data) {
         let mut out = Vec::new();
-        d.write(&mut out).expect("a parsed VP9 descriptor writes");
+        d.emit(&mut out).expect("a parsed VP9 descriptor writes");
         assert_eq!(
             crate::rtp::vp9::Vp9Descriptor::parse(&out),
             Ok((d, out.len()))
@@ -291,7 +291,7 @@ mod tests {
         };
         h.set_extensions(&e, true).unwrap();
         let mut b = Vec::new();
-        h.write_packet(b"opus", 4, &mut b).unwrap();
+        h.emit_packet(b"opus", 4, &mut b).unwrap();
         put("rtp_packet", "csrc_padding_two_byte_ext", &b);
         // RTCP: one compound with every type.
         let mut b = Vec::new();
@@ -348,7 +348,7 @@ mod tests {
                 data: vec![1, 2, 3, 4],
             }),
         ];
-        RtcpPacket::write_compound(&all, &mut b).unwrap();
+        RtcpPacket::emit_compound(&all, &mut b).unwrap();
         put("rtcp_compound", "every_type", &b);
         let mut b = Vec::new();
         RtcpPacket::SenderReport(SenderReport {
@@ -356,7 +356,7 @@ mod tests {
             ntp_time: 1 << 40,
             ..Default::default()
         })
-        .write(&mut b)
+        .emit(&mut b)
         .unwrap();
         put("rtcp_compound", "sender_report", &b);
         // Payload streams: length-prefixed payloads.

@@ -1038,7 +1038,7 @@ impl Agent {
         let mut peer_priority = None;
         let mut use_candidate = false;
         for a in msg.attributes() {
-            match Attribute::decode(a.typ, a.value, &tid) {
+            match Attribute::parse(a.typ, a.value, &tid) {
                 Ok(Attribute::IceControlling(t)) => theirs_controlling = Some(t),
                 Ok(Attribute::IceControlled(t)) => theirs_controlled = Some(t),
                 Ok(Attribute::Priority(p)) => peer_priority = Some(p),
@@ -1607,7 +1607,7 @@ impl Machine for Agent {
 
     fn handle_receive(&mut self, now: Instant, d: Receive<'_>) {
         if is_stun(d.contents) {
-            let Ok(msg) = Message::decode(d.contents) else {
+            let Ok(msg) = Message::parse(d.contents) else {
                 return;
             };
             match msg.class() {
@@ -1779,7 +1779,7 @@ mod tests {
                                 .iter()
                                 .any(|l| l.base == t.destination);
                             let lost = self.lose_nominations
-                                && Message::decode(&t.contents).is_ok_and(|m| {
+                                && Message::parse(&t.contents).is_ok_and(|m| {
                                     m.attribute(attr::USE_CANDIDATE).is_ok_and(|a| a.is_some())
                                 });
                             if dest_local && !lost {
@@ -1860,7 +1860,7 @@ mod tests {
         p.a.handle_timeout(p.now);
         let t = p.a.poll_transmit().expect("a check right away");
         assert_eq!(t.source, Some(addr("10.0.0.1:1000")));
-        let m = Message::decode(&t.contents).unwrap();
+        let m = Message::parse(&t.contents).unwrap();
         assert_eq!(m.message_type(), MessageType::BINDING_REQUEST);
         let want = format!(
             "{}:{}",
@@ -1904,7 +1904,7 @@ mod tests {
         let mut now = p.now;
         for _ in 0..20 {
             while let Some(t) = p.a.poll_transmit() {
-                if Message::decode(&t.contents)
+                if Message::parse(&t.contents)
                     .is_ok_and(|m| m.attribute(attr::PRIORITY).is_ok_and(|a| a.is_some()))
                 {
                     times.push((now, t.destination));
@@ -1950,7 +1950,7 @@ mod tests {
             .wire
             .iter()
             .filter(|(_, a, _)| *a)
-            .filter_map(|(t, _, b)| Some((*t, Message::decode(b).ok()?)))
+            .filter_map(|(t, _, b)| Some((*t, Message::parse(b).ok()?)))
             .filter(|(_, m)| m.message_type() == MessageType::BINDING_REQUEST)
             .collect();
         let first = from_a.first().expect("a check from A").0;
@@ -2105,7 +2105,7 @@ mod tests {
                 },
             );
             let t = p.b.poll_transmit().expect("an error response");
-            let m = Message::decode(&t.contents).unwrap();
+            let m = Message::parse(&t.contents).unwrap();
             assert_eq!(m.class(), Class::Error);
             assert_eq!(m.error_code().unwrap().unwrap().code, code);
         }
@@ -2122,7 +2122,7 @@ mod tests {
             },
         );
         let t = p.b.poll_transmit().unwrap();
-        let m = Message::decode(&t.contents).unwrap();
+        let m = Message::parse(&t.contents).unwrap();
         assert_eq!(m.class(), Class::Success);
         assert_eq!(m.xor_mapped_address().unwrap(), Some(addr("192.0.2.9:9")));
         assert_eq!(

@@ -718,7 +718,7 @@ mod tests {
     fn ufrag_of_a_real_binding_request() {
         let m = check("srvfrag1:clientfr");
         assert_eq!(binding_request_ufrag(&m), Some("srvfrag1"));
-        assert!(Message::decode(&m).is_ok());
+        assert!(Message::parse(&m).is_ok());
         // A response is not routed by ufrag.
         let mut resp = m.clone();
         resp[0] = 0x01;

@@ -348,7 +348,16 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Candidate(e) => Some(e),
+            Error::Dtls(e) => Some(e),
+            Error::Srtp(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Counters of the receive and send paths.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -878,7 +887,7 @@ impl Transport {
             return true;
         }
         if classify(datagram) == PacketKind::Stun
-            && let Ok(m) = Message::decode(datagram)
+            && let Ok(m) = Message::parse(datagram)
         {
             if let Ok(Some(u)) = m.username() {
                 let ours = u.split_once(':').map_or(u, |(l, _)| l);

@@ -73,7 +73,7 @@ pub fn read_leb128(buf: &[u8]) -> Result<(u32, usize), Error> {
 }
 
 /// Appends `v` as unsigned LEB128, in the fewest bytes.
-pub fn write_leb128(mut v: u32, out: &mut Vec<u8>) {
+pub fn emit_leb128(mut v: u32, out: &mut Vec<u8>) {
     loop {
         let b = (v & 0x7f) as u8;
         v >>= 7;
@@ -110,12 +110,12 @@ impl Obu<'_> {
     }
 
     /// Appends the OBU with its size field (the low-overhead format).
-    pub fn write_sized(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn emit_sized(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let size = u32::try_from(self.payload.len())
             .map_err(|_| Error::Invalid("AV1 OBU of 4 GiB or more"))?;
         out.push(self.header | HAS_SIZE);
         out.extend(self.extension);
-        write_leb128(size, out);
+        emit_leb128(size, out);
         out.extend_from_slice(self.payload);
         Ok(())
     }
@@ -245,7 +245,7 @@ fn flush(b: &mut Building<'_>, y: bool, n: bool, out: &mut Vec<Vec<u8>>) {
     for (i, part) in b.parts.iter().enumerate() {
         if w == 0 || i + 1 < count {
             // Element lengths are below the MTU, far below 2^32.
-            write_leb128(part.len() as u32, &mut p);
+            emit_leb128(part.len() as u32, &mut p);
         }
         p.extend_from_slice(part);
     }
@@ -347,7 +347,7 @@ impl Av1Depacketizer {
 }
 
 /// Appends one whole OBU element to `frame` with its size field.
-fn write_element(obu: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
+fn emit_element(obu: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
     let Some(&header) = obu.first() else {
         return Err(Error::BadPayload("empty AV1 OBU element"));
     };
@@ -380,7 +380,7 @@ fn write_element(obu: &[u8], frame: &mut Vec<u8>) -> Result<(), Error> {
         extension: (hdr_len == 2).then(|| obu[1]),
         payload,
     }
-    .write_sized(frame)
+    .emit_sized(frame)
 }
 
 impl Depacketizer for Av1Depacketizer {
@@ -442,12 +442,12 @@ impl Depacketizer for Av1Depacketizer {
                 self.continues = true;
             } else if continued {
                 self.pending.extend_from_slice(element);
-                let r = write_element(&self.pending, frame);
+                let r = emit_element(&self.pending, frame);
                 self.pending.clear();
                 self.continues = false;
                 r?;
             } else {
-                write_element(element, frame)?;
+                emit_element(element, frame)?;
             }
         }
         Ok(())
@@ -482,7 +482,7 @@ mod tests {
     fn leb128_round_trips_and_bounds() {
         for v in [0u32, 1, 127, 128, 300, 16_383, 16_384, u32::MAX] {
             let mut b = Vec::new();
-            write_leb128(v, &mut b);
+            emit_leb128(v, &mut b);
             assert_eq!(b.len(), leb128_len(v as usize));
             assert_eq!(read_leb128(&b), Ok((v, b.len())));
         }
@@ -634,10 +634,10 @@ mod tests {
                     tu.extend(obu.extension);
                     tu.extend_from_slice(payload);
                 } else {
-                    obu.write_sized(&mut tu).unwrap();
+                    obu.emit_sized(&mut tu).unwrap();
                 }
                 if *t != OBU_TEMPORAL_DELIMITER && *t != OBU_TILE_LIST {
-                    obu.write_sized(&mut want).unwrap();
+                    obu.emit_sized(&mut want).unwrap();
                     new_sequence |= *t == OBU_SEQUENCE_HEADER;
                 }
             }

@@ -263,7 +263,7 @@ impl Structure {
         })
     }
 
-    fn write(&self, w: &mut BitWriter) {
+    fn emit(&self, w: &mut BitWriter) {
         w.put(6, self.template_id_offset.into());
         w.put(5, u32::from(self.decode_targets) - 1);
         for (i, t) in self.templates.iter().enumerate() {
@@ -469,7 +469,7 @@ impl DependencyDescriptor {
             w.put(1, self.custom_fdiffs.is_some().into());
             w.put(1, self.custom_chains.is_some().into());
             if let Some(s) = &self.structure {
-                s.write(&mut w);
+                s.emit(&mut w);
             }
             if let Some(mask) = self.active_decode_targets {
                 if dts < 32 && mask >> dts != 0 {

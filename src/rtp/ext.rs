@@ -152,7 +152,7 @@ impl<'a> Iterator for ExtensionIter<'a> {
 
 /// An owned list of extension elements, for building packets.
 ///
-/// The elements are kept in order; [`Extensions::encode`] picks the form.
+/// The elements are kept in order; [`Extensions::emit`] picks the form.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extensions {
     /// `(id, data)` pairs in wire order.
@@ -221,7 +221,7 @@ impl Extensions {
 
     /// Writes the block's profile word and padded data (without the length
     /// word): returns `(profile, data)` ready for [`super::RtpHeader`].
-    pub fn encode(&self, allow_two_byte: bool) -> Result<(u16, Vec<u8>), Error> {
+    pub fn emit(&self, allow_two_byte: bool) -> Result<(u16, Vec<u8>), Error> {
         let form = self.form(allow_two_byte)?;
         let mut data = Vec::new();
         for (id, d) in &self.elements {
@@ -244,7 +244,7 @@ impl Extensions {
 /// appended to `out` with no allocation of its own. The form is chosen as
 /// [`Extensions::form`] does: one-byte when every element has an id 1–14
 /// and 1–16 bytes (RFC 8285 §4.2), else two-byte if allowed (§4.3).
-pub fn write_extension_block(
+pub fn emit_extension_block(
     elements: &[(u8, &[u8])],
     allow_two_byte: bool,
     out: &mut Vec<u8>,
@@ -392,13 +392,13 @@ mod tests {
         let mut e = Extensions::new();
         e.push(3, &[0, 1]);
         assert_eq!(e.form(false), Ok(ExtensionForm::OneByte));
-        let (p, d) = e.encode(false).unwrap();
+        let (p, d) = e.emit(false).unwrap();
         assert_eq!(p, 0xBEDE);
         assert_eq!(d, vec![0x31, 0, 1, 0]);
         // A mid longer than 16 bytes or an id above 14 needs the two-byte form.
         e.push(20, b"a-long-mid-value-here");
         assert!(e.form(false).is_err());
-        let (p, d) = e.encode(true).unwrap();
+        let (p, d) = e.emit(true).unwrap();
         assert_eq!(p, 0x1000);
         assert_eq!(Extensions::parse(p, &d).unwrap(), e);
     }
@@ -423,7 +423,7 @@ mod tests {
         #[test]
         fn round_trip(elements in any::<bool>().prop_flat_map(arb_elements)) {
             let e = Extensions { elements };
-            let (p, d) = e.encode(true).unwrap();
+            let (p, d) = e.emit(true).unwrap();
             prop_assert_eq!(d.len() % 4, 0);
             prop_assert_eq!(Extensions::parse(p, &d).unwrap(), e);
         }

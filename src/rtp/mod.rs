@@ -38,7 +38,7 @@
 //!   checked zero-copy view ([`RtpPacket`]), a mutable one that rewrites
 //!   SSRC, sequence number, timestamp and extension ids in place
 //!   ([`RtpPacketMut`], what a forwarder needs), an owned header
-//!   ([`RtpHeader`]) and an allocation-free writer ([`write_rtp_packet`]).
+//!   ([`RtpHeader`]) and an allocation-free writer ([`emit_rtp_packet`]).
 //! - [`ext`]: header extensions, one-byte and two-byte forms (RFC 8285 §4.2,
 //!   §4.3), and the choice between them when `extmap-allow-mixed` is negotiated
 //!   (§4.1.1, §6).
@@ -115,7 +115,7 @@
 //!         ..Default::default()
 //!     };
 //!     let mut pkt = Vec::new();
-//!     header.write_packet(p, 0, &mut pkt)?;
+//!     header.emit_packet(p, 0, &mut pkt)?;
 //!     packets.push(pkt);
 //! }
 //! // Receiver: check each packet, hand it to the assembler in any order.
@@ -164,7 +164,7 @@ pub mod vp9;
 
 pub use ext::{ExtensionForm, Extensions};
 pub use jitter::{Frame, FrameAssembler};
-pub use packet::{HeaderFields, RtpHeader, RtpPacket, RtpPacketMut, write_rtp_packet};
+pub use packet::{HeaderFields, RtpHeader, RtpPacket, RtpPacketMut, emit_rtp_packet};
 pub use payload::{Depacketizer, Packetizer, Payloads};
 pub use rtcp::{RtcpIter, RtcpPacket};
 pub use seq::{SeqNo, SeqUnwrapper, TimestampUnwrapper};

@@ -297,7 +297,7 @@ impl RtxSender {
                 continue;
             };
             buf.clear();
-            if encode_rtx(
+            if emit_rtx(
                 orig,
                 self.rtx_ssrc,
                 self.rtx_payload_type,
@@ -338,7 +338,7 @@ impl RtxSender {
                 continue;
             };
             buf.clear();
-            if encode_rtx(
+            if emit_rtx(
                 orig,
                 self.rtx_ssrc,
                 self.rtx_payload_type,
@@ -359,7 +359,7 @@ impl RtxSender {
 /// Writes the RTX packet for `original` (RFC 4588 §4): same header fields
 /// except SSRC, payload type and sequence number; the payload is the original
 /// sequence number (OSN) then the original payload; padding is not copied.
-pub fn encode_rtx(
+pub fn emit_rtx(
     original: &[u8],
     rtx_ssrc: u32,
     rtx_pt: u8,
@@ -381,12 +381,7 @@ pub fn encode_rtx(
 
 /// Rebuilds the original packet from an RTX packet (RFC 4588 §4), given the
 /// original stream's SSRC and payload type (from `a=ssrc-group:FID` and `apt`).
-pub fn decode_rtx(
-    rtx: &[u8],
-    ssrc: u32,
-    payload_type: u8,
-    out: &mut Vec<u8>,
-) -> Result<u16, Error> {
+pub fn parse_rtx(rtx: &[u8], ssrc: u32, payload_type: u8, out: &mut Vec<u8>) -> Result<u16, Error> {
     let p = RtpPacket::new_checked(rtx)?;
     let payload = p.payload();
     if payload.len() < 2 {
@@ -508,7 +503,7 @@ mod tests {
                 ..Default::default()
             };
             let mut p = Vec::new();
-            h.write_packet(&[seq as u8; 20], 3, &mut p).unwrap();
+            h.emit_packet(&[seq as u8; 20], 3, &mut p).unwrap();
             tx.history.store(&p).unwrap();
             sent.push(p);
         }
@@ -522,7 +517,7 @@ mod tests {
         );
         assert_eq!(&r.payload()[..2], &[0, 13]);
         let mut orig = Vec::new();
-        assert_eq!(decode_rtx(&rtx[1], 0xAAAA, 96, &mut orig).unwrap(), 15);
+        assert_eq!(parse_rtx(&rtx[1], 0xAAAA, 96, &mut orig).unwrap(), 15);
         // The original minus its padding.
         let o = RtpPacket::new_checked(&sent[5]).unwrap();
         let d = RtpPacket::new_checked(&orig).unwrap();
@@ -533,7 +528,7 @@ mod tests {
     proptest! {
         #[test]
         fn rtx_decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..40)) {
-            let _ = decode_rtx(&data, 1, 96, &mut Vec::new());
+            let _ = parse_rtx(&data, 1, 96, &mut Vec::new());
         }
 
         #[test]

@@ -317,7 +317,7 @@ impl<'a> RtpPacketMut<'a> {
     }
 }
 
-/// The fields of a header written by [`write_rtp_packet`]: no CSRCs and no
+/// The fields of a header written by [`emit_rtp_packet`]: no CSRCs and no
 /// owned parts, so writing one allocates nothing beyond the output buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeaderFields {
@@ -336,9 +336,9 @@ pub struct HeaderFields {
 /// Appends a whole packet to `out`: the fixed header from `fields`, the RFC
 /// 8285 elements `extensions` (`(id, data)`, one-byte form when every element
 /// fits it, else two-byte when `allow_two_byte`: see
-/// [`super::ext::write_extension_block`]) and the payload. The hot path of
+/// [`super::ext::emit_extension_block`]) and the payload. The hot path of
 /// every sender: nothing is allocated once `out` has grown to a packet.
-pub fn write_rtp_packet(
+pub fn emit_rtp_packet(
     fields: HeaderFields,
     extensions: &[(u8, &[u8])],
     allow_two_byte: bool,
@@ -355,7 +355,7 @@ pub fn write_rtp_packet(
     out.extend_from_slice(&fields.timestamp.to_be_bytes());
     out.extend_from_slice(&fields.ssrc.to_be_bytes());
     if !extensions.is_empty()
-        && let Err(e) = super::ext::write_extension_block(extensions, allow_two_byte, out)
+        && let Err(e) = super::ext::emit_extension_block(extensions, allow_two_byte, out)
     {
         out.truncate(start);
         return Err(e);
@@ -411,7 +411,7 @@ impl RtpHeader {
         if ext.elements.is_empty() {
             self.extension = None;
         } else {
-            self.extension = Some(ext.encode(allow_two_byte)?);
+            self.extension = Some(ext.emit(allow_two_byte)?);
         }
         Ok(())
     }
@@ -454,7 +454,7 @@ impl RtpHeader {
     }
 
     // ANCHOR: write_header
-    fn write_with_padding_bit(&self, padding: bool, out: &mut Vec<u8>) -> Result<(), Error> {
+    fn emit_with_padding_bit(&self, padding: bool, out: &mut Vec<u8>) -> Result<(), Error> {
         self.check()?;
         let b0 = 0x80
             | (padding as u8) << 5
@@ -478,19 +478,14 @@ impl RtpHeader {
     // ANCHOR_END: write_header
 
     /// Appends the header (no padding bit) to `out`.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
-        self.write_with_padding_bit(false, out)
+    pub fn emit(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.emit_with_padding_bit(false, out)
     }
 
     /// Appends a whole packet: header, payload and `padding` bytes of padding
     /// (RFC 3550 §5.1: zeros, the last one holding the count; 0 means no P bit).
-    pub fn write_packet(
-        &self,
-        payload: &[u8],
-        padding: u8,
-        out: &mut Vec<u8>,
-    ) -> Result<(), Error> {
-        self.write_with_padding_bit(padding > 0, out)?;
+    pub fn emit_packet(&self, payload: &[u8], padding: u8, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.emit_with_padding_bit(padding > 0, out)?;
         out.extend_from_slice(payload);
         if padding > 0 {
             out.resize(out.len() + padding as usize - 1, 0);
@@ -531,7 +526,7 @@ mod tests {
         assert_eq!(p.payload(), &CHROMIUM_LIKE[24..]);
         let (h, payload, pad) = RtpHeader::parse(&CHROMIUM_LIKE).unwrap();
         let mut out = Vec::new();
-        h.write_packet(payload, pad as u8, &mut out).unwrap();
+        h.emit_packet(payload, pad as u8, &mut out).unwrap();
         assert_eq!(out, CHROMIUM_LIKE);
     }
 
@@ -542,7 +537,7 @@ mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        h.write_packet(b"abc", 5, &mut out).unwrap();
+        h.emit_packet(b"abc", 5, &mut out).unwrap();
         let p = RtpPacket::new_checked(&out).unwrap();
         assert_eq!(p.payload(), b"abc");
         assert_eq!(p.padding_len(), 5);
@@ -598,7 +593,7 @@ mod tests {
         assert!(h.set_extensions(&ext, false).is_err());
         h.set_extensions(&ext, true).unwrap();
         let mut out = Vec::new();
-        h.write_packet(b"payload", 0, &mut out).unwrap();
+        h.emit_packet(b"payload", 0, &mut out).unwrap();
         assert_eq!(out.len(), h.len() + 7);
         let p = RtpPacket::new_checked(&out).unwrap();
         assert_eq!(p.csrcs().collect::<Vec<_>>(), vec![7, 8, 9]);
@@ -640,7 +635,7 @@ mod tests {
             payload_type: 96,
             ..Default::default()
         };
-        write_rtp_packet(fields, &[(1, b"0"), (3, &[0, 7])], false, b"x", &mut buf).unwrap();
+        emit_rtp_packet(fields, &[(1, b"0"), (3, &[0, 7])], false, b"x", &mut buf).unwrap();
         let mut m = RtpPacketMut::new_checked(&mut buf).unwrap();
         m.extension_element_mut(3).unwrap().copy_from_slice(&[1, 2]);
         assert!(m.extension_element_mut(4).is_none());
@@ -675,7 +670,7 @@ mod tests {
             };
             let refs: Vec<(u8, &[u8])> = elements.iter().map(|(i, d)| (*i, d.as_slice())).collect();
             let mut buf = Vec::new();
-            write_rtp_packet(fields, &refs, false, &payload, &mut buf).unwrap();
+            emit_rtp_packet(fields, &refs, false, &payload, &mut buf).unwrap();
             let p = RtpPacket::new_checked(&buf).unwrap();
             prop_assert_eq!(p.payload(), payload.as_slice());
             let read: Vec<(u8, Vec<u8>)> = p
@@ -730,7 +725,7 @@ mod tests {
         #[test]
         fn round_trip(h in arb_header(), payload in proptest::collection::vec(any::<u8>(), 0..100), padding in any::<u8>()) {
             let mut out = Vec::new();
-            h.write_packet(&payload, padding, &mut out).unwrap();
+            h.emit_packet(&payload, padding, &mut out).unwrap();
             let (h2, p2, pad2) = RtpHeader::parse(&out).unwrap();
             prop_assert_eq!(h2, h);
             prop_assert_eq!(p2, &payload[..]);

@@ -76,7 +76,7 @@ impl ReportBlock {
         })
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.ssrc.to_be_bytes());
         // Clamp to the 24-bit signed range (RFC 3550 §6.4.1).
         let lost = self.cumulative_lost.clamp(-0x80_0000, 0x7F_FFFF) as u32 & 0xFF_FFFF;
@@ -512,10 +512,10 @@ impl RtcpPacket {
     }
 
     /// Appends this packet (header, body, zero padding to 32 bits) to `out`.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn emit(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let start = out.len();
         out.extend_from_slice(&[0x80, 0, 0, 0]);
-        let (count, pt) = self.write_body(out).inspect_err(|_| out.truncate(start))?;
+        let (count, pt) = self.emit_body(out).inspect_err(|_| out.truncate(start))?;
         if count > 31 {
             out.truncate(start);
             return Err(Error::Invalid(
@@ -539,14 +539,14 @@ impl RtcpPacket {
     }
 
     /// Writes several packets back to back as one compound datagram.
-    pub fn write_compound(packets: &[RtcpPacket], out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn emit_compound(packets: &[RtcpPacket], out: &mut Vec<u8>) -> Result<(), Error> {
         for p in packets {
-            p.write(out)?;
+            p.emit(out)?;
         }
         Ok(())
     }
 
-    fn write_body(&self, out: &mut Vec<u8>) -> Result<(u8, u8), Error> {
+    fn emit_body(&self, out: &mut Vec<u8>) -> Result<(u8, u8), Error> {
         let put = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_be_bytes());
         Ok(match self {
             RtcpPacket::SenderReport(sr) => {
@@ -555,14 +555,14 @@ impl RtcpPacket {
                 put(out, sr.rtp_time);
                 put(out, sr.packet_count);
                 put(out, sr.octet_count);
-                sr.reports.iter().for_each(|b| b.write(out));
+                sr.reports.iter().for_each(|b| b.emit(out));
                 check_words(&sr.profile_extension)?;
                 out.extend_from_slice(&sr.profile_extension);
                 (sr.reports.len().min(32) as u8, PT_SR)
             }
             RtcpPacket::ReceiverReport(rr) => {
                 put(out, rr.ssrc);
-                rr.reports.iter().for_each(|b| b.write(out));
+                rr.reports.iter().for_each(|b| b.emit(out));
                 check_words(&rr.profile_extension)?;
                 out.extend_from_slice(&rr.profile_extension);
                 (rr.reports.len().min(32) as u8, PT_RR)
@@ -621,7 +621,7 @@ impl RtcpPacket {
             RtcpPacket::TransportCc(t) => {
                 put(out, t.sender_ssrc);
                 put(out, t.media_ssrc);
-                t.write_fci(out)?;
+                t.emit_fci(out)?;
                 (15, PT_RTPFB)
             }
             RtcpPacket::Pli(p) => {
@@ -737,7 +737,7 @@ mod tests {
             }],
         });
         let mut out = Vec::new();
-        RtcpPacket::write_compound(&[sr.clone(), sdes.clone()], &mut out).unwrap();
+        RtcpPacket::emit_compound(&[sr.clone(), sdes.clone()], &mut out).unwrap();
         assert_eq!(&out[..4], &[0x81, 200, 0, 12]);
         // SDES: header, ssrc, item(2+4) + null + padding to 12 bytes.
         assert_eq!(&out[52..56], &[0x81, 202, 0, 3]);
@@ -755,7 +755,7 @@ mod tests {
             media_ssrc: 2,
         });
         let mut out = Vec::new();
-        pli.write(&mut out).unwrap();
+        pli.emit(&mut out).unwrap();
         assert_eq!(out, [0x81, 206, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2]);
         assert!(RtcpPacket::parse_compound(&out, false).is_err());
         assert_eq!(
@@ -788,7 +788,7 @@ mod tests {
             ssrcs: vec![5],
         });
         let mut out = Vec::new();
-        r.write(&mut out).unwrap();
+        r.emit(&mut out).unwrap();
         // 1_000_000 = 250_000 << 2.
         assert_eq!(&out[12..20], b"REMB\x01\x0B\xD0\x90");
         assert_eq!(RtcpPacket::parse(&out).unwrap(), r);
@@ -812,7 +812,7 @@ mod tests {
             RtcpPacket::Remb(r.clone())
         );
         let mut out = Vec::new();
-        RtcpPacket::Remb(r).write(&mut out).unwrap();
+        RtcpPacket::Remb(r).emit(&mut out).unwrap();
         assert_eq!(out, chrome);
     }
 
@@ -961,7 +961,7 @@ mod tests {
         #[test]
         fn round_trip(packets in proptest::collection::vec(arb_rtcp(), 1..5)) {
             let mut out = Vec::new();
-            RtcpPacket::write_compound(&packets, &mut out).unwrap();
+            RtcpPacket::emit_compound(&packets, &mut out).unwrap();
             prop_assert_eq!(out.len() % 4, 0);
             prop_assert_eq!(RtcpPacket::parse_compound(&out, true).unwrap(), packets);
         }
@@ -981,7 +981,7 @@ mod tests {
             cut in any::<proptest::sample::Index>(),
         ) {
             let mut out = Vec::new();
-            RtcpPacket::write_compound(&packets, &mut out).unwrap();
+            RtcpPacket::emit_compound(&packets, &mut out).unwrap();
             for (i, v) in flips {
                 let i = i.index(out.len());
                 out[i] = v;

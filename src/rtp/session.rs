@@ -117,7 +117,14 @@ impl fmt::Display for SessionError {
     }
 }
 
-impl std::error::Error for SessionError {}
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SessionError::Rtp(e) => Some(e),
+            SessionError::Srtp(e) => Some(e),
+        }
+    }
+}
 
 impl From<Error> for SessionError {
     fn from(e: Error) -> Self {
@@ -260,7 +267,7 @@ impl<P: Packetizer> MediaSender<P> {
             // RFC 3550 §5.1: the marker ends the frame. The stream numbers
             // the packet and keeps it in the clear for RTX.
             self.stream
-                .write_packet(now, timestamp, i + 1 == n, &[], payload, &mut packet)?;
+                .emit_packet(now, timestamp, i + 1 == n, &[], payload, &mut packet)?;
             self.srtp.protect_rtp(&mut packet)?;
             self.stats.packets += 1;
             self.transmits.push_back(Transmit {
@@ -379,7 +386,7 @@ impl<P: Packetizer> Machine for MediaSender<P> {
         };
         let mut buf = Vec::new();
         // Our RTCP is protected with our own key, like our RTP.
-        if RtcpPacket::SenderReport(sr).write(&mut buf).is_ok()
+        if RtcpPacket::SenderReport(sr).emit(&mut buf).is_ok()
             && self.srtp.protect_rtcp(&mut buf).is_ok()
         {
             self.stats.reports += 1;
@@ -474,7 +481,7 @@ impl<D: Depacketizer> MediaReceiver<D> {
 
     fn send_rtcp(&mut self, packet: RtcpPacket) {
         let mut buf = Vec::new();
-        if packet.write(&mut buf).is_ok() && self.srtcp.protect_rtcp(&mut buf).is_ok() {
+        if packet.emit(&mut buf).is_ok() && self.srtcp.protect_rtcp(&mut buf).is_ok() {
             self.transmits.push_back(Transmit {
                 source: None,
                 destination: self.remote,

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  SendStream                                   ReceiveStream
-//!  write_packet(ts, marker, exts, payload)      receive(packet)
+//!  emit_packet(ts, marker, exts, payload)      receive(packet)
 //!   │ sequence number (RFC 3550 §5.1)             │ RTX → original (RFC 4588 §4)
 //!   │ clear copy kept for RTX (SendHistory)       │ loss and jitter (RFC 3550 A.3, A.8)
 //!   │ SR counts (§6.4.1)                          │ NACK generator (RFC 4585 §6.2.1)
@@ -24,8 +24,8 @@
 use std::time::{Duration, Instant};
 
 use super::jitter::{Frame, FrameAssembler};
-use super::nack::{NackGenerator, RtxSender, decode_rtx, encode_rtx};
-use super::packet::{HeaderFields, write_rtp_packet};
+use super::nack::{NackGenerator, RtxSender, emit_rtx, parse_rtx};
+use super::packet::{HeaderFields, emit_rtp_packet};
 use super::payload::Depacketizer;
 use super::rtcp::{Nack, Pli, ReportBlock, RtcpPacket, SenderReport};
 use super::stats::{ReceiverStats, SenderStats, rtt_from_report};
@@ -175,7 +175,7 @@ impl SendStream {
     /// frame, RFC 3550 §5.1), the extension elements `extensions` (`(id,
     /// data)`, RFC 8285) and `payload`. A clear copy is kept for RTX: the
     /// caller protects `out` with SRTP afterwards.
-    pub fn write_packet(
+    pub fn emit_packet(
         &mut self,
         now: Instant,
         timestamp: u32,
@@ -192,7 +192,7 @@ impl SendStream {
             timestamp,
             ssrc: self.ssrc,
         };
-        write_rtp_packet(fields, extensions, self.allow_two_byte, payload, out)?;
+        emit_rtp_packet(fields, extensions, self.allow_two_byte, payload, out)?;
         self.seq = self.seq.wrapping_add(1);
         self.on_written(now, &out[start..], payload.len())
     }
@@ -200,7 +200,7 @@ impl SendStream {
 
     /// Records a packet the caller wrote itself (RTP mode: its sequence
     /// number and timestamp are the caller's; the next
-    /// [`SendStream::write_packet`] continues after its sequence number).
+    /// [`SendStream::emit_packet`] continues after its sequence number).
     pub fn record_packet(&mut self, now: Instant, packet: &[u8]) -> Result<(), Error> {
         let p = RtpPacket::new_checked(packet)?;
         self.seq = p.sequence_number().wrapping_add(1);
@@ -283,7 +283,7 @@ impl SendStream {
 
     /// Writes into `out` an RTX copy of the newest packet still kept (RFC
     /// 4588 §4), as padding for a bandwidth probe; false if there is none.
-    pub fn write_padding_rtx(&mut self, out: &mut Vec<u8>) -> bool {
+    pub fn emit_padding_rtx(&mut self, out: &mut Vec<u8>) -> bool {
         let newest = self.seq.wrapping_sub(1);
         let Some(rtx) = self.rtx.as_mut() else {
             return false;
@@ -291,7 +291,7 @@ impl SendStream {
         let Some(original) = rtx.history.get(newest) else {
             return false;
         };
-        if encode_rtx(
+        if emit_rtx(
             original,
             rtx.rtx_ssrc,
             rtx.rtx_payload_type,
@@ -522,7 +522,7 @@ impl<D: Depacketizer> ReceiveStream<D> {
             let mut buf = std::mem::take(&mut self.rebuilt);
             buf.clear();
             let ok = self.ssrc.is_some_and(|media_ssrc| {
-                decode_rtx(packet.as_bytes(), media_ssrc, media_pt, &mut buf).is_ok()
+                parse_rtx(packet.as_bytes(), media_ssrc, media_pt, &mut buf).is_ok()
             });
             let result = match RtpPacket::new_checked(&buf) {
                 Ok(original) if ok => {
@@ -677,7 +677,7 @@ mod tests {
             .enumerate()
             .map(|(i, p)| {
                 let mut out = Vec::new();
-                tx.write_packet(now, ts, i + 1 == n, &[(1, b"0")], p, &mut out)
+                tx.emit_packet(now, ts, i + 1 == n, &[(1, b"0")], p, &mut out)
                     .unwrap();
                 out
             })
@@ -765,7 +765,7 @@ mod tests {
         // A forwarded packet: rewritten in place, then recorded.
         let mut p = Vec::new();
         SendStream::new(55, 100, 90_000, 4242)
-            .write_packet(now, 9, true, &[(3, b"ab")], b"xyz", &mut p)
+            .emit_packet(now, 9, true, &[(3, b"ab")], b"xyz", &mut p)
             .unwrap();
         let mut m = RtpPacketMut::new_checked(&mut p).unwrap();
         m.set_ssrc(1);

@@ -112,7 +112,7 @@ impl TransportCc {
     }
 
     /// Appends the feedback control information (chunks, deltas, padding to 32 bits).
-    pub fn write_fci(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn emit_fci(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         if self.packets.len() > u16::MAX as usize {
             return Err(Error::Invalid("transport-cc with more than 65535 statuses"));
         }
@@ -379,7 +379,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let mut out = Vec::new();
-        t.write_fci(&mut out).unwrap();
+        t.emit_fci(&mut out).unwrap();
         assert_eq!(&out[..8], &[0xFF, 0xFA, 0, 23, 0xFF, 0xFF, 0xFE, 9]);
         assert_eq!(&out[8..10], &(0x2000u16 | 20).to_be_bytes());
         assert_eq!(&out[10..12], &0b1110_0001_0000_0000u16.to_be_bytes());
@@ -522,7 +522,7 @@ pub(crate) mod tests {
             packets: vec![Small(0x94)],
         };
         let mut out = Vec::new();
-        RtcpPacket::TransportCc(one).write(&mut out).unwrap();
+        RtcpPacket::TransportCc(one).emit(&mut out).unwrap();
         let chrome = [
             0xaf, 0xcd, 0x00, 0x05, 0xfa, 0x17, 0xfa, 0x17, 0x43, 0x03, 0x2f, 0xa0, 0x00, 0x99,
             0x00, 0x01, 0x3d, 0xe8, 0x02, 0x17, 0x20, 0x01, 0x94, 0x01,
@@ -543,7 +543,7 @@ pub(crate) mod tests {
         #[test]
         fn round_trip(t in arb_twcc()) {
             let mut out = Vec::new();
-            t.write_fci(&mut out).unwrap();
+            t.emit_fci(&mut out).unwrap();
             prop_assert_eq!(out.len() % 4, 0);
             prop_assert_eq!(TransportCc::parse_fci(t.sender_ssrc, t.media_ssrc, &out).unwrap(), t);
         }
@@ -561,7 +561,7 @@ pub(crate) mod tests {
                 if i % 17 == 0 {
                     if let Some(fb) = r.poll_feedback(1, 2) {
                         let mut out = Vec::new();
-                        fb.write_fci(&mut out).unwrap();
+                        fb.emit_fci(&mut out).unwrap();
                         prop_assert_eq!(TransportCc::parse_fci(1, 2, &out).unwrap(), fb);
                     }
                 }

@@ -114,7 +114,7 @@ impl Vp8Descriptor {
     }
 
     /// Appends the descriptor to `out`.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn emit(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         if self.partition_id > 7 {
             return Err(Error::Invalid("VP8 partition id above 7"));
         }
@@ -212,7 +212,7 @@ impl Packetizer for Vp8Packetizer {
         };
         for chunk in frame.chunks(mtu - DESC_LEN) {
             out.push_with(|p| {
-                desc.write(p)?;
+                desc.emit(p)?;
                 p.extend_from_slice(chunk);
                 Ok(())
             })?;
@@ -339,7 +339,7 @@ mod tests {
         #[test]
         fn descriptor_round_trip(d in arb_desc()) {
             let mut out = Vec::new();
-            d.write(&mut out).unwrap();
+            d.emit(&mut out).unwrap();
             prop_assert_eq!(Vp8Descriptor::parse(&out).unwrap(), (d, out.len()));
         }
 

@@ -132,7 +132,7 @@ impl Vp9Descriptor {
     }
 
     /// Appends the descriptor.
-    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+    pub fn emit(&self, out: &mut Vec<u8>) -> Result<(), Error> {
         let l = self.layer.is_some();
         out.push(
             (self.picture_id.is_some() as u8) << 7
@@ -239,7 +239,7 @@ impl Packetizer for Vp9Packetizer {
             d.start_of_frame = i == 0;
             d.end_of_frame = i == last;
             let mut p = Vec::with_capacity(DESC_LEN + c.len());
-            d.write(&mut p)?;
+            d.emit(&mut p)?;
             p.extend_from_slice(c);
             out.push(p);
         }
@@ -302,7 +302,7 @@ mod tests {
         assert!(d.start_of_frame && !d.inter_picture);
         assert_eq!(d.ss.as_deref(), Some(&p[5..13]));
         let mut out = Vec::new();
-        d.write(&mut out).unwrap();
+        d.emit(&mut out).unwrap();
         assert_eq!(out, &p[..13]);
         assert!(Vp9Descriptor::parse(&p[..8]).is_err());
     }
@@ -367,7 +367,7 @@ mod tests {
         #[test]
         fn descriptor_round_trip(d in arb_desc()) {
             let mut out = Vec::new();
-            d.write(&mut out).unwrap();
+            d.emit(&mut out).unwrap();
             prop_assert_eq!(Vp9Descriptor::parse(&out).unwrap(), (d, out.len()));
         }
 

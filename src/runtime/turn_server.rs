@@ -483,7 +483,7 @@ mod tests {
         c.write_all(&req[7..]).await.unwrap();
         let mut answer = [0u8; 32];
         c.read_exact(&mut answer).await.unwrap();
-        let m = crate::stun::Message::decode(&answer).unwrap();
+        let m = crate::stun::Message::parse(&answer).unwrap();
         assert_eq!(m.class(), crate::stun::Class::Success);
         assert_eq!(m.transaction_id(), crate::stun::TransactionId([5; 12]));
     }

@@ -166,7 +166,7 @@ struct AckScan {
     htna_seq: u64,
 }
 
-/// What [`Association::write_data_chunks`] put in the packet so far.
+/// What [`Association::emit_data_chunks`] put in the packet so far.
 #[derive(Debug, Default)]
 struct DataWritten {
     /// Any DATA chunk, new or retransmitted.
@@ -469,7 +469,7 @@ impl Association {
             params: self.our_init_params(),
         };
         self.init_chunk.clear();
-        Chunk::Init(init).write(&mut self.init_chunk);
+        Chunk::Init(init).emit(&mut self.init_chunk);
         self.state = State::CookieWait;
         self.init_retransmits = 0;
         self.rtt.restart();
@@ -633,7 +633,7 @@ impl Association {
                     info: reason.as_bytes().to_vec(),
                 }],
             }
-            .write(&mut c);
+            .emit(&mut c);
             let tag = self.peer_tag;
             self.enter_closed();
             self.queue_packet(tag, &c);
@@ -744,7 +744,7 @@ impl Association {
             self.queue_packet(0, &c);
         } else {
             let mut c = Vec::new();
-            Chunk::CookieEcho(self.cookie.clone()).write(&mut c);
+            Chunk::CookieEcho(self.cookie.clone()).emit(&mut c);
             self.queue_control(c);
         }
     }
@@ -827,7 +827,7 @@ impl Association {
         info.extend_from_slice(&self.elapsed_ms(now).to_be_bytes());
         info.extend_from_slice(&nonce.to_be_bytes());
         let mut c = Vec::new();
-        Chunk::Heartbeat(info).write(&mut c);
+        Chunk::Heartbeat(info).emit(&mut c);
         self.queue_control(c);
         self.timers
             .set(Timer::Heartbeat, now + interval + self.rtt.rto());
@@ -864,7 +864,7 @@ impl Association {
             destination_port: self.config.remote_port,
             verification_tag: vtag,
         }
-        .write(&mut p);
+        .emit(&mut p);
         p.extend_from_slice(chunks);
         packet::finish(&mut p);
         self.packets.push_back(p);
@@ -872,7 +872,7 @@ impl Association {
 
     fn queue_packet_t(&mut self, vtag: u32, chunk: Chunk<'_>) {
         let mut c = Vec::new();
-        chunk.write(&mut c);
+        chunk.emit(&mut c);
         self.queue_packet(vtag, &c);
     }
 
@@ -1054,7 +1054,7 @@ impl Association {
             Chunk::Sack(sack) => self.on_sack(now, &sack),
             Chunk::Heartbeat(info) => {
                 let mut c = Vec::new();
-                Chunk::HeartbeatAck(info).write(&mut c);
+                Chunk::HeartbeatAck(info).emit(&mut c);
                 self.queue_control(c);
             }
             Chunk::HeartbeatAck(info) => {
@@ -1125,7 +1125,7 @@ impl Association {
                         code: ErrorCause::UNRECOGNIZED_CHUNK,
                         info: pkt[offset..offset + len].to_vec(),
                     }])
-                    .write(&mut c);
+                    .emit(&mut c);
                     if self.state != State::Closed {
                         self.queue_control(c);
                     }
@@ -1202,7 +1202,7 @@ impl Association {
         self.init_retransmits = 0;
         self.timers.set(Timer::T1, now + self.rtt.rto());
         let mut c = Vec::new();
-        Chunk::CookieEcho(self.cookie.clone()).write(&mut c);
+        Chunk::CookieEcho(self.cookie.clone()).emit(&mut c);
         self.queue_control(c);
     }
 
@@ -1285,7 +1285,7 @@ impl Association {
                 // Case D in ESTABLISHED: our COOKIE ACK was lost; send it again.
                 if c.local_tag == self.local_tag && c.peer_tag == self.peer_tag {
                     let mut a = Vec::new();
-                    Chunk::CookieAck.write(&mut a);
+                    Chunk::CookieAck.emit(&mut a);
                     self.queue_control(a);
                     return true;
                 }
@@ -1301,7 +1301,7 @@ impl Association {
         self.peer_reconfig = c.peer_reconfig;
         self.init_receiver(c.peer_tsn);
         let mut a = Vec::new();
-        Chunk::CookieAck.write(&mut a);
+        Chunk::CookieAck.emit(&mut a);
         self.queue_control(a);
         self.establish(now);
         true
@@ -1361,7 +1361,7 @@ impl Association {
             info.extend_from_slice(&d.stream.to_be_bytes());
             info.extend_from_slice(&[0, 0]);
             let mut c = Vec::new();
-            Chunk::Error(vec![ErrorCause { code: 1, info }]).write(&mut c);
+            Chunk::Error(vec![ErrorCause { code: 1, info }]).emit(&mut c);
             self.queue_control(c);
         } else {
             self.take_data(now, t, d);
@@ -1633,9 +1633,9 @@ impl Association {
     }
 
     /// Writes a SACK for the current receive state (RFC 9260 §6.2, §3.3.4).
-    fn write_sack(&mut self, out: &mut Vec<u8>, room: usize) {
+    fn emit_sack(&mut self, out: &mut Vec<u8>, room: usize) {
         let a_rwnd = self.a_rwnd();
-        self.rx.write_sack(out, room, a_rwnd);
+        self.rx.emit_sack(out, room, a_rwnd);
         self.sack_now = false;
         self.timers.stop(Timer::DelayedSack);
         self.data_packets_unacked = 0;
@@ -2072,7 +2072,7 @@ impl Association {
         self.advance_peer_ack_point();
     }
 
-    fn write_forward_tsn(&mut self, out: &mut Vec<u8>) {
+    fn emit_forward_tsn(&mut self, out: &mut Vec<u8>) {
         let mut streams: Vec<(u16, u16)> = Vec::new();
         for s in &self.inflight {
             if !le(s.tsn, self.advanced_peer_ack) {
@@ -2093,7 +2093,7 @@ impl Association {
             new_cum_tsn: self.advanced_peer_ack,
             streams,
         })
-        .write(out);
+        .emit(out);
     }
 
     // ---------------------------------------------------------------- stream reset
@@ -2125,7 +2125,7 @@ impl Association {
             return;
         };
         let mut c = Vec::new();
-        Chunk::ReConfig(vec![p]).write(&mut c);
+        Chunk::ReConfig(vec![p]).emit(&mut c);
         self.queue_control(c);
         self.timers.set(Timer::Reconfig, now + self.rtt.rto());
     }
@@ -2217,7 +2217,7 @@ impl Association {
                 result,
                 next_tsns: None,
             }])
-            .write(&mut c);
+            .emit(&mut c);
             self.queue_control(c);
         }
         self.try_send_reset(now);
@@ -2262,7 +2262,7 @@ impl Association {
             result: ReConfigParam::RESULT_PERFORMED,
             next_tsns: None,
         }])
-        .write(&mut c);
+        .emit(&mut c);
         self.queue_control(c);
     }
 
@@ -2309,7 +2309,7 @@ impl Association {
         Chunk::Shutdown {
             cum_tsn_ack: self.rx.cum() as u32,
         }
-        .write(&mut c);
+        .emit(&mut c);
         self.queue_control(c);
         self.timers.set(Timer::T2, now + self.rtt.rto());
     }
@@ -2318,7 +2318,7 @@ impl Association {
         self.state = State::ShutdownAckSent;
         self.timers.stop(Timer::T3);
         let mut c = Vec::new();
-        Chunk::ShutdownAck.write(&mut c);
+        Chunk::ShutdownAck.emit(&mut c);
         self.queue_control(c);
         self.timers.set(Timer::T2, now + self.rtt.rto());
     }
@@ -2357,7 +2357,7 @@ impl Association {
             destination_port: self.config.remote_port,
             verification_tag: self.peer_tag,
         }
-        .write(out);
+        .emit(out);
         // Control chunks first (§6.10: control before DATA).
         while let Some(c) = self.control.front() {
             if out.len() + c.len() > mtu && out.len() > HEADER_LEN {
@@ -2388,16 +2388,16 @@ impl Association {
                 let will_send_data =
                     data_state && (!self.rtx_queue.is_empty() || !self.send_queue.is_empty());
                 if self.sack_now || will_send_data {
-                    self.write_sack(out, room);
+                    self.emit_sack(out, room);
                 }
             }
         }
         if self.forward_tsn_pending && out.len() + 8 + 4 * 16 <= mtu {
             self.forward_tsn_pending = false;
-            self.write_forward_tsn(out);
+            self.emit_forward_tsn(out);
         }
         if data_state {
-            self.write_data_chunks(out, now);
+            self.emit_data_chunks(out, now);
         }
         if out.len() == HEADER_LEN {
             out.clear();
@@ -2418,11 +2418,11 @@ impl Association {
     /// Fills the rest of the packet with DATA: retransmissions first
     /// (§6.1 / §7.2.4), then new data within the windows, then the I bit
     /// on the last chunk when a SACK must come before more can go.
-    fn write_data_chunks(&mut self, out: &mut Vec<u8>, now: Instant) {
+    fn emit_data_chunks(&mut self, out: &mut Vec<u8>, now: Instant) {
         let mut w = DataWritten::default();
-        self.write_retransmissions(out, now, &mut w);
+        self.emit_retransmissions(out, now, &mut w);
         if self.rtx_queue.is_empty() && self.burst_left > 0 {
-            self.write_new_data(out, now, &mut w);
+            self.emit_new_data(out, now, &mut w);
         }
         self.flag_last_chunk(out, now, &w);
         if w.wrote_data && !self.timers.is_running(Timer::T3) {
@@ -2435,7 +2435,7 @@ impl Association {
 
     /// Chunks marked for retransmission, oldest first, within cwnd (or
     /// one packet regardless of it after a fast retransmit).
-    fn write_retransmissions(&mut self, out: &mut Vec<u8>, now: Instant, w: &mut DataWritten) {
+    fn emit_retransmissions(&mut self, out: &mut Vec<u8>, now: Instant, w: &mut DataWritten) {
         let mtu = self.config.mtu;
         while let Some(&tsn) = self.rtx_queue.front() {
             let Some(i) = self.index_of(tsn) else {
@@ -2475,7 +2475,7 @@ impl Association {
             s.in_flight = true;
             self.flight_size += len;
             w.last_chunk = Some(out.len());
-            super::chunk::write_data(out, s.flags, s.tsn, s.stream, s.ssn, s.ppid, &s.data);
+            super::chunk::emit_data(out, s.flags, s.tsn, s.stream, s.ssn, s.ppid, &s.data);
             if self.rtt_probe.is_some_and(|(p, _)| p == s.tsn) {
                 self.rtt_probe = None;
             }
@@ -2489,7 +2489,7 @@ impl Association {
     /// New data from the send queue, a TSN each, within cwnd and the
     /// peer's window: at most one packet of it per call, counted against
     /// Max.Burst.
-    fn write_new_data(&mut self, out: &mut Vec<u8>, now: Instant, w: &mut DataWritten) {
+    fn emit_new_data(&mut self, out: &mut Vec<u8>, now: Instant, w: &mut DataWritten) {
         let mtu = self.config.mtu;
         let mut new_data = false;
         while let Some(p) = self.send_queue.peek() {
@@ -2535,7 +2535,7 @@ impl Association {
                 self.current_ssn
             };
             w.last_chunk = Some(out.len());
-            super::chunk::write_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
+            super::chunk::emit_data(out, p.flags, tsn, p.stream, ssn, p.ppid, &p.data);
             self.flight_size += len;
             self.peer_rwnd = self.peer_rwnd.saturating_sub(len as u32);
             w.last_new_tsn = Some(tsn);
@@ -2638,7 +2638,7 @@ fn peer_features(params: &[Param], unrecognized: &mut Vec<Vec<u8>>) -> (bool, bo
             Param::Unknown { typ, value } => {
                 if typ & 0x4000 != 0 && unrecognized.len() < 8 {
                     let mut raw = Vec::new();
-                    p.write(&mut raw);
+                    p.emit(&mut raw);
                     let _ = value;
                     unrecognized.push(raw);
                 }

@@ -15,7 +15,7 @@
 
 use super::Error;
 use super::param::{
-    ErrorCause, HEARTBEAT_INFO, Param, ReConfigParam, Reader, pad4, tlvs, write_tlv,
+    ErrorCause, HEARTBEAT_INFO, Param, ReConfigParam, Reader, emit_tlv, pad4, tlvs,
 };
 
 /// Chunk type numbers.
@@ -91,8 +91,8 @@ pub struct Data<'a> {
 impl Data<'_> {
     /// Appends the chunk header for a payload of `len` bytes; the caller
     /// appends the payload and the padding (the send path copies straight
-    /// from its queue, see [`write_data`]).
-    pub fn write_header(
+    /// from its queue, see [`emit_data`]).
+    pub fn emit_header(
         out: &mut Vec<u8>,
         flags: u8,
         tsn: u32,
@@ -112,7 +112,7 @@ impl Data<'_> {
 }
 
 /// Appends a whole DATA chunk with padding.
-pub fn write_data(
+pub fn emit_data(
     out: &mut Vec<u8>,
     flags: u8,
     tsn: u32,
@@ -121,7 +121,7 @@ pub fn write_data(
     ppid: u32,
     payload: &[u8],
 ) {
-    Data::write_header(out, flags, tsn, stream, ssn, ppid, payload.len());
+    Data::emit_header(out, flags, tsn, stream, ssn, ppid, payload.len());
     out.extend_from_slice(payload);
     pad4(out);
 }
@@ -484,9 +484,9 @@ impl<'a> Chunk<'a> {
     }
 
     /// Appends the chunk (header, value, padding).
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         if let Chunk::Data(d) = self {
-            write_data(out, d.flags, d.tsn, d.stream, d.ssn, d.ppid, d.payload);
+            emit_data(out, d.flags, d.tsn, d.stream, d.ssn, d.ppid, d.payload);
             return;
         }
         let start = out.len();
@@ -516,16 +516,16 @@ impl<'a> Chunk<'a> {
                 out.extend_from_slice(&i.max_inbound_streams.to_be_bytes());
                 out.extend_from_slice(&i.initial_tsn.to_be_bytes());
                 for p in &i.params {
-                    p.write(out);
+                    p.emit(out);
                 }
             }
-            Chunk::Sack(s) => write_sack_body(out, s.cum_tsn_ack, s.a_rwnd, &s.gaps, &s.dups),
+            Chunk::Sack(s) => emit_sack_body(out, s.cum_tsn_ack, s.a_rwnd, &s.gaps, &s.dups),
             Chunk::Heartbeat(info) | Chunk::HeartbeatAck(info) => {
-                write_tlv(out, HEARTBEAT_INFO, info)
+                emit_tlv(out, HEARTBEAT_INFO, info)
             }
             Chunk::Abort { causes, .. } | Chunk::Error(causes) => {
                 for c in causes {
-                    c.write(out);
+                    c.emit(out);
                 }
             }
             Chunk::Shutdown { cum_tsn_ack } => out.extend_from_slice(&cum_tsn_ack.to_be_bytes()),
@@ -548,13 +548,13 @@ impl<'a> Chunk<'a> {
             }
             Chunk::ReConfig(params) => {
                 for p in params {
-                    p.write(out);
+                    p.emit(out);
                 }
             }
             Chunk::Unknown { value, .. } => out.extend_from_slice(value),
         }
         // RFC 9260 §3.2: the length counts inner padding but not the last
-        // parameter's nor the chunk's own, which `write_tlv` leaves to here.
+        // parameter's nor the chunk's own, which `emit_tlv` leaves to here.
         let len = out.len() - start;
         out[start + 2..start + 4].copy_from_slice(&(len as u16).to_be_bytes());
         pad4(out);
@@ -563,13 +563,13 @@ impl<'a> Chunk<'a> {
     /// The encoded length including padding.
     pub fn encoded_len(&self) -> usize {
         let mut v = Vec::new();
-        self.write(&mut v);
+        self.emit(&mut v);
         v.len()
     }
 }
 
 /// Appends a SACK chunk from its parts (the send path, without building a [`Sack`]).
-pub fn write_sack(
+pub fn emit_sack(
     out: &mut Vec<u8>,
     cum_tsn_ack: u32,
     a_rwnd: u32,
@@ -579,10 +579,10 @@ pub fn write_sack(
     out.push(kind::SACK);
     out.push(0);
     out.extend_from_slice(&((16 + 4 * gaps.len() + 4 * dups.len()) as u16).to_be_bytes());
-    write_sack_body(out, cum_tsn_ack, a_rwnd, gaps, dups);
+    emit_sack_body(out, cum_tsn_ack, a_rwnd, gaps, dups);
 }
 
-fn write_sack_body(
+fn emit_sack_body(
     out: &mut Vec<u8>,
     cum_tsn_ack: u32,
     a_rwnd: u32,

@@ -230,7 +230,7 @@ impl Default for Config {
     /// 9260's 1 s minimum is far too slow for interactive data; going below
     /// the peer's 200 ms delayed SACK is safe because the last DATA chunk
     /// before we go quiet carries the I bit, so its SACK is never held
-    /// back, see `write_data_chunks`), `rto_max` 10 s (a peer silent for
+    /// back, see `emit_data_chunks`), `rto_max` 10 s (a peer silent for
     /// that long is as good as gone for a call; RFC 9260 says 60 s).
     fn default() -> Self {
         Config {
@@ -263,9 +263,9 @@ pub enum Error {
         /// What was being read.
         what: &'static str,
         /// Bytes needed.
-        need: usize,
+        needed: usize,
         /// Bytes there.
-        have: usize,
+        got: usize,
     },
     /// A length field is impossible.
     BadLength {
@@ -315,8 +315,8 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Truncated { what, need, have } => {
-                write!(f, "{what} truncated: need {need} bytes, have {have}")
+            Error::Truncated { what, needed, got } => {
+                write!(f, "{what} truncated: need {needed} bytes, have {got}")
             }
             Error::BadLength {
                 what,

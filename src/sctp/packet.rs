@@ -31,8 +31,8 @@ impl CommonHeader {
         if packet.len() < HEADER_LEN {
             return Err(Error::Truncated {
                 what: "common header",
-                need: HEADER_LEN,
-                have: packet.len(),
+                needed: HEADER_LEN,
+                got: packet.len(),
             });
         }
         Ok(CommonHeader {
@@ -43,7 +43,7 @@ impl CommonHeader {
     }
 
     /// Appends the header with a zero checksum; [`finish`] fills it in.
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.source_port.to_be_bytes());
         out.extend_from_slice(&self.destination_port.to_be_bytes());
         out.extend_from_slice(&self.verification_tag.to_be_bytes());
@@ -77,8 +77,8 @@ pub fn verify(packet: &[u8]) -> Result<(), Error> {
     if packet.len() < HEADER_LEN {
         return Err(Error::Truncated {
             what: "common header",
-            need: HEADER_LEN,
-            have: packet.len(),
+            needed: HEADER_LEN,
+            got: packet.len(),
         });
     }
     let have = u32::from_le_bytes([packet[8], packet[9], packet[10], packet[11]]);
@@ -201,8 +201,8 @@ pub fn chunks(packet: &[u8]) -> impl Iterator<Item = Result<RawChunk<'_>, Error>
             failed = true;
             return Some(Err(Error::Truncated {
                 what: "chunk header",
-                need: pos + 4,
-                have: packet.len(),
+                needed: pos + 4,
+                got: packet.len(),
             }));
         }
         let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
@@ -251,11 +251,11 @@ impl<'a> Packet<'a> {
     }
 
     /// Appends the packet with its checksum.
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let start = out.len();
-        self.header.write(out);
+        self.header.emit(out);
         for c in &self.chunks {
-            c.write(out);
+            c.emit(out);
         }
         finish(&mut out[start..]);
     }
@@ -263,7 +263,7 @@ impl<'a> Packet<'a> {
     /// The encoded packet.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        self.write(&mut v);
+        self.emit(&mut v);
         v
     }
 }

@@ -39,8 +39,8 @@ impl<'a> Reader<'a> {
         if self.remaining() < n {
             return Err(Error::Truncated {
                 what: self.what,
-                need: self.pos + n,
-                have: self.buf.len(),
+                needed: self.pos + n,
+                got: self.buf.len(),
             });
         }
         let s = &self.buf[self.pos..self.pos + n];
@@ -88,8 +88,8 @@ pub(crate) fn tlvs<'a>(
             failed = true;
             return Some(Err(Error::Truncated {
                 what,
-                need: pos + 4,
-                have: buf.len(),
+                needed: pos + 4,
+                got: buf.len(),
             }));
         }
         let typ = u16::from_be_bytes([rest[0], rest[1]]);
@@ -111,7 +111,7 @@ pub(crate) fn tlvs<'a>(
 /// Writes one TLV. It first pads what came before to a 4-byte boundary and
 /// leaves its own padding to whatever follows: RFC 9260 §3.2 counts the
 /// padding of every parameter in the chunk length except the last one's.
-pub(crate) fn write_tlv(out: &mut Vec<u8>, typ: u16, value: &[u8]) {
+pub(crate) fn emit_tlv(out: &mut Vec<u8>, typ: u16, value: &[u8]) {
     pad4(out);
     out.extend_from_slice(&typ.to_be_bytes());
     out.extend_from_slice(&((value.len() + 4) as u16).to_be_bytes());
@@ -174,14 +174,14 @@ impl Param {
         }
     }
 
-    /// Appends the parameter (padding what precedes it, see `write_tlv`).
-    pub fn write(&self, out: &mut Vec<u8>) {
+    /// Appends the parameter (padding what precedes it, see `emit_tlv`).
+    pub fn emit(&self, out: &mut Vec<u8>) {
         match self {
             Param::StateCookie(v)
             | Param::SupportedExtensions(v)
-            | Param::UnrecognizedParameter(v) => write_tlv(out, self.typ(), v),
-            Param::ForwardTsnSupported => write_tlv(out, FORWARD_TSN_SUPPORTED, &[]),
-            Param::Unknown { typ, value } => write_tlv(out, *typ, value),
+            | Param::UnrecognizedParameter(v) => emit_tlv(out, self.typ(), v),
+            Param::ForwardTsnSupported => emit_tlv(out, FORWARD_TSN_SUPPORTED, &[]),
+            Param::Unknown { typ, value } => emit_tlv(out, *typ, value),
         }
     }
 }
@@ -222,8 +222,8 @@ impl ErrorCause {
     }
 
     /// Appends the cause (padding what precedes it).
-    pub fn write(&self, out: &mut Vec<u8>) {
-        write_tlv(out, self.code, &self.info);
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        emit_tlv(out, self.code, &self.info);
     }
 
     /// A readable description.
@@ -359,8 +359,8 @@ impl ReConfigParam {
         })
     }
 
-    /// Appends the parameter (padding what precedes it, see `write_tlv`).
-    pub fn write(&self, out: &mut Vec<u8>) {
+    /// Appends the parameter (padding what precedes it, see `emit_tlv`).
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let mut v = Vec::with_capacity(16);
         let typ = match self {
             ReConfigParam::OutgoingResetRequest {
@@ -405,6 +405,6 @@ impl ReConfigParam {
                 *typ
             }
         };
-        write_tlv(out, typ, &v);
+        emit_tlv(out, typ, &v);
     }
 }

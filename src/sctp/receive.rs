@@ -157,7 +157,7 @@ impl ReceiveTracker {
     /// Appends a SACK chunk (§3.3.4) for what was received, advertising
     /// `a_rwnd`, in at most `room` bytes (gap blocks that do not fit are
     /// left out, the lowest kept), and forgets the duplicates it reported.
-    pub fn write_sack(&mut self, out: &mut Vec<u8>, room: usize, a_rwnd: u32) {
+    pub fn emit_sack(&mut self, out: &mut Vec<u8>, room: usize, a_rwnd: u32) {
         let cum = self.cum as u32;
         let max_gaps = ((room.saturating_sub(16 + 4 * self.dups.len())) / 4).min(MAX_GAP_BLOCKS);
         let start = out.len();
@@ -197,7 +197,7 @@ mod tests {
 
     fn sack_of(r: &mut ReceiveTracker, room: usize) -> Sack {
         let mut out = Vec::new();
-        r.write_sack(&mut out, room, 1000);
+        r.emit_sack(&mut out, room, 1000);
         let len = u16::from_be_bytes([out[2], out[3]]) as usize;
         assert_eq!(len, out.len());
         match Chunk::parse(out[0], out[1], &out[4..]) {

@@ -74,7 +74,7 @@ fn init_length_excludes_last_parameter_padding() {
         params: vec![Param::SupportedExtensions(vec![0x82, 0xC0])],
     });
     let mut v = Vec::new();
-    c.write(&mut v);
+    c.emit(&mut v);
     // 4 header + 16 fixed + 4 TLV header + 2 value = 26; padded to 28 on the wire.
     assert_eq!(u16::from_be_bytes([v[2], v[3]]), 26);
     assert_eq!(v.len(), 28);

@@ -283,7 +283,7 @@ impl SessionDescription {
     }
 
     /// Appends the description to `out`, every line ending in CRLF.
-    pub fn write(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(self.to_string().as_bytes());
         tracing::trace!(

@@ -13,12 +13,18 @@
 //!   bob ◄────────────┤ ◄══ carol's layers, once each ═══  │◄─camera─ carol
 //! ```
 //!
-//! - **Sending** (this node's publishers only): every layer of every track
-//!   published by a *local* participant ([`Role::Page`], [`Role::Publisher`])
-//!   is a track of the link of its own, fed like a subscriber's but with
-//!   no layer choice: each packet crosses once, however many subscribers
-//!   the other node has. What came over a link is never sent on a link
-//!   (no loops, and a full mesh of links for three or more nodes).
+//! - **Sending**: every layer of every track published in the room is a
+//!   track of each link of its own, fed like a subscriber's but with no
+//!   layer choice: each packet crosses once, however many subscribers the
+//!   other node has. What came over a link goes on to the room's *other*
+//!   links, never back: the links of a room must form a tree (no loops,
+//!   each track once per link). Placement makes it a star: a node that
+//!   takes a room's newcomer while the owner is full links to the owner
+//!   ([`super::placement`]), so a room of three nodes is the owner and two
+//!   leaves, and a leaf's track crosses twice (leaf → owner → leaf) rather
+//!   than once over a full mesh's direct link: the price of one link per
+//!   node instead of one per pair, and of a topology every node derives
+//!   from the owner key alone.
 //! - **Receiving**: a publisher of the other node appears here as a
 //!   participant of its own, [`Role::Remote`], whose tracks are fed by
 //!   the link's packets; local subscribers get it as any publisher
@@ -51,11 +57,17 @@
 //! publisher is `pN` of this node (the control messages name it by the
 //! other node's id, mapped here).
 //!
-//! Left out: links between more than the two nodes of a pair relay
-//! nothing further (each node must link to every other node of the room);
-//! a link does not pick layers by its bandwidth (every layer crosses).
+//! Teardown: when the last participant of a node's own leaves a room and
+//! the room has one link there (a leaf; or a hub left with one), the link
+//! closes: its DTLS close_notify tells the other node at once, and the
+//! server `DELETE`s the link's resource when it opened it
+//! ([`super::server`]).
+//!
+//! Left out: a link does not pick layers by its bandwidth (every layer
+//! crosses); links configured by hand (`--cascade`) into a cycle would
+//! loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use serde_json::{Value, json};
@@ -63,6 +75,7 @@ use serde_json::{Value, json};
 use super::{CACHE_BYTES, CACHE_PACKETS, Down, Error};
 use super::{Event, Participant, ParticipantId, PubLayer, Published, Role, Sfu, forward::Rewriter};
 use crate::datachannel::{ChannelId, ChannelInit};
+use crate::machine::{Machine, Transmit, TransmitMeta};
 use crate::peer::{SdpType, SignalingState, TrackId};
 use crate::rtp::RtpPacket;
 use crate::rtp::codec::Codec;
@@ -365,8 +378,15 @@ impl SeqWindow {
 #[derive(Default)]
 pub(super) struct Links {
     links: HashMap<ParticipantId, Link>,
+    /// Each remote publisher's link.
+    fed_by: HashMap<ParticipantId, ParticipantId>,
+    /// The last datagrams of links closed (DTLS close_notify), to send.
+    parting: VecDeque<Transmit>,
     stats: CascadeStats,
 }
+
+/// The last datagrams kept of one closed link.
+const MAX_PARTING: usize = 16;
 
 impl Sfu {
     /// Opens a link of `room` to another node: the offer to send it
@@ -392,7 +412,7 @@ impl Sfu {
                 self.cascades.links.insert(id, Link::new(room, true));
                 self.touch(now, id);
                 self.process(now);
-                Ok((id, o))
+                Ok((id, self.advertised(o)))
             }
             Some(Err(e)) => {
                 self.leave(now, id);
@@ -510,15 +530,18 @@ impl Sfu {
         li: usize,
         packet: &[u8],
     ) {
-        if self.cascades.links.is_empty() || !self.is_local(publisher) {
+        if self.cascades.links.is_empty() {
             return;
         }
+        let Some(from) = self.origin(publisher) else {
+            return;
+        };
         let Ok(rtp) = RtpPacket::new_checked(packet) else {
             return;
         };
         let (ssrc, seq, ts) = (rtp.ssrc(), rtp.sequence_number(), rtp.timestamp());
         for (&lid, link) in &self.cascades.links {
-            if link.room != room {
+            if link.room != room || from == Some(lid) {
                 continue;
             }
             let Some(s) = self.participants.get_mut(&lid) else {
@@ -581,25 +604,34 @@ impl Sfu {
         }
     }
 
-    /// A local publisher published `mid`: onto every link of its room.
+    /// A publisher published `mid`: onto every link of its room but the
+    /// one it came by.
     pub(super) fn cascade_publish(&mut self, now: Instant, publisher: ParticipantId, mid: Mid) {
-        if self.cascades.links.is_empty() || !self.is_local(publisher) {
+        if self.cascades.links.is_empty() {
             return;
         }
+        let Some(from) = self.origin(publisher) else {
+            return;
+        };
         let Some(room) = self.participants.get(&publisher).map(|p| p.room.clone()) else {
             return;
         };
         for lid in self.cascade_links(&room) {
-            self.add_slots(now, lid, publisher, mid);
+            if from != Some(lid) {
+                self.add_slots(now, lid, publisher, mid);
+            }
         }
     }
 
     /// A local publisher's track ended: the other nodes drop it (the
     /// SFU removed the link's tracks with everyone's).
     pub(super) fn cascade_unpublish(&mut self, now: Instant, publisher: ParticipantId, mid: Mid) {
-        if self.cascades.links.is_empty() || !self.is_local(publisher) {
+        if self.cascades.links.is_empty() {
             return;
         }
+        let Some(from) = self.origin(publisher) else {
+            return;
+        };
         let Some(room) = self.participants.get(&publisher).map(|p| p.room.clone()) else {
             return;
         };
@@ -609,6 +641,9 @@ impl Sfu {
         }
         .emit();
         for lid in self.cascade_links(&room) {
+            if from == Some(lid) {
+                continue;
+            }
             if let Some(l) = self.cascades.links.get_mut(&lid) {
                 l.unannounced
                     .retain(|(p, m)| !(*p == publisher && *m == mid));
@@ -618,37 +653,93 @@ impl Sfu {
     }
 
     /// Someone left (already out of the SFU's tables): a link takes its
-    /// remote publishers with it; a local participant is gone from the
-    /// other nodes too.
+    /// remote publishers with it; a publisher, local or relayed, is gone
+    /// from the other nodes too. Then the room's links may close
+    /// ([`Sfu::prune_links`]).
     pub(super) fn cascade_left(&mut self, now: Instant, p: &Participant) {
-        match p.role {
+        let from = match p.role {
             Role::Cascade => {
                 if let Some(link) = self.cascades.links.remove(&p.id) {
                     for (_, r) in link.remotes {
                         self.leave(now, r);
                     }
                 }
+                self.prune_links(now, &p.room);
+                return;
             }
             Role::Remote => {
                 for l in self.cascades.links.values_mut() {
                     l.remotes.retain(|_, r| *r != p.id);
                     l.incoming.retain(|_, x| x.to.0 != p.id);
                 }
+                self.cascades.fed_by.remove(&p.id)
             }
-            Role::Page | Role::Publisher => {
-                let msg = Control::Leave {
-                    from: p.id.to_string(),
+            Role::Page | Role::Publisher | Role::Viewer => None,
+        };
+        let links = self.cascade_links(&p.room);
+        if links.is_empty() {
+            return;
+        }
+        if p.role != Role::Viewer {
+            let msg = Control::Leave {
+                from: p.id.to_string(),
+            }
+            .emit();
+            for &lid in &links {
+                if let Some(l) = self.cascades.links.get_mut(&lid) {
+                    l.unannounced.retain(|(x, _)| *x != p.id);
                 }
-                .emit();
-                for lid in self.cascade_links(&p.room) {
-                    if let Some(l) = self.cascades.links.get_mut(&lid) {
-                        l.unannounced.retain(|(x, _)| *x != p.id);
-                    }
+                if from != Some(lid) {
                     self.send_control(now, lid, &msg);
                 }
             }
-            Role::Viewer => {}
         }
+        if super::local_role(p.role) {
+            self.prune_links(now, &p.room);
+        }
+    }
+
+    /// A room with no participant of this node's own left and at most one
+    /// link has nothing to forward: its link closes (the other node sees
+    /// the DTLS close_notify at once; the server `DELETE`s a link it
+    /// opened). A node with two links or more stays on as their relay
+    /// (the hub of a star whose own participants left), until all but
+    /// one of them closed.
+    fn prune_links(&mut self, now: Instant, room: &str) {
+        let links = self.cascade_links(room);
+        let locals = self.room_members(room).into_iter().any(|m| {
+            self.participants
+                .get(&m)
+                .is_some_and(|x| super::local_role(x.role))
+        });
+        if locals || links.len() > 1 {
+            return;
+        }
+        for lid in links {
+            self.leave(now, lid);
+        }
+    }
+
+    /// A link leaving: its last datagrams (DTLS close_notify, which tells
+    /// the other node at once) are kept to send.
+    pub(super) fn cascade_parting(&mut self, p: &mut Participant) {
+        if p.role != Role::Cascade {
+            return;
+        }
+        for _ in 0..MAX_PARTING {
+            let Some(t) = p.pc.poll_transmit() else {
+                break;
+            };
+            self.cascades.parting.push_back(t);
+        }
+    }
+
+    /// The next of the closed links' last datagrams.
+    pub(super) fn cascade_poll_parting(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        let t = self.cascades.parting.pop_front()?;
+        // Appended, as poll_transmit_into's contract asks.
+        buf.extend_from_slice(&t.contents);
+        Some(t.meta())
     }
 
     /// A local participant's chat message: to the room's other nodes.
@@ -659,16 +750,21 @@ impl Sfu {
         from: ParticipantId,
         text: &str,
     ) {
-        if self.cascades.links.is_empty() || !self.is_local(from) {
+        if self.cascades.links.is_empty() {
             return;
         }
+        let Some(origin) = self.origin(from) else {
+            return;
+        };
         let msg = Control::Chat {
             from: from.to_string(),
             text: text.to_string(),
         }
         .emit();
         for lid in self.cascade_links(room) {
-            self.send_control(now, lid, &msg);
+            if origin != Some(lid) {
+                self.send_control(now, lid, &msg);
+            }
         }
     }
 
@@ -693,7 +789,7 @@ impl Sfu {
         let tracks: Vec<(ParticipantId, Mid)> = self
             .room_members(&room)
             .into_iter()
-            .filter(|m| self.is_local(*m))
+            .filter(|m| self.origin(*m).is_some_and(|from| from != Some(id)))
             .filter_map(|m| self.participants.get(&m))
             .flat_map(|p| p.published.iter().map(move |t| (p.id, t.mid)))
             .collect();
@@ -753,7 +849,7 @@ impl Sfu {
                 .map(|()| o)
         }) {
             Ok(o) => {
-                let msg = Control::Offer(o).emit();
+                let msg = Control::Offer(super::public_ip::signaled(&self.config, o)).emit();
                 let _ = p.pc.send_text(now, ch, &msg);
                 p.down.retain(|d| !d.removed);
                 self.cascades.stats.offers += 1;
@@ -771,11 +867,15 @@ impl Sfu {
 
     // ---- the link's inside ---------------------------------------------------
 
-    /// Publishes by a participant of this node (not fed by a link).
-    fn is_local(&self, id: ParticipantId) -> bool {
-        self.participants
-            .get(&id)
-            .is_some_and(|p| matches!(p.role, Role::Page | Role::Publisher))
+    /// Where a publisher's media comes from: `Some(None)`, this node (a
+    /// page, a WHIP publisher); `Some(Some(link))`, a remote publisher fed
+    /// by `link`; `None`: it publishes nothing (a viewer, a link).
+    fn origin(&self, id: ParticipantId) -> Option<Option<ParticipantId>> {
+        match self.participants.get(&id)?.role {
+            Role::Page | Role::Publisher => Some(None),
+            Role::Remote => Some(self.cascades.fed_by.get(&id).copied()),
+            Role::Viewer | Role::Cascade => None,
+        }
     }
 
     /// The link feeding `remote`'s layer, and the link's m-line for it.
@@ -975,6 +1075,7 @@ impl Sfu {
                 let msg =
                     json!({"type": "chat", "from": from.to_string(), "text": text}).to_string();
                 self.broadcast(now, &room, Some(from), &msg);
+                self.cascade_chat(now, &room, from, &text);
                 Ok(())
             }
         }
@@ -1009,7 +1110,7 @@ impl Sfu {
         if let Some(l) = self.cascades.links.get_mut(&lid) {
             l.offered.clear();
         }
-        let msg = Control::Answer(answer).emit();
+        let msg = Control::Answer(self.advertised(answer)).emit();
         self.send_control(now, lid, &msg);
         Ok(())
     }
@@ -1081,6 +1182,8 @@ impl Sfu {
                 self.touch(now, m);
             }
         }
+        // On to the room's other links (a star's hub relays).
+        self.cascade_publish(now, remote, mid);
         Ok(())
     }
 
@@ -1115,6 +1218,7 @@ impl Sfu {
         if let Some(l) = self.cascades.links.get_mut(&lid) {
             l.remotes.insert(from.to_string(), r);
         }
+        self.cascades.fed_by.insert(r, lid);
         Ok(r)
     }
 }

@@ -406,11 +406,11 @@ mod tests {
         r.skip(8, 105);
         assert_eq!(r.map(now, 7, 105, 0), Some((103, 0)));
     }
-    use crate::rtp::{HeaderFields, RtpPacket, write_rtp_packet};
+    use crate::rtp::{HeaderFields, RtpPacket, emit_rtp_packet};
 
     fn packet(ssrc: u32, seq: u16, ts: u32) -> Vec<u8> {
         let mut buf = Vec::new();
-        write_rtp_packet(
+        emit_rtp_packet(
             HeaderFields {
                 marker: false,
                 payload_type: 96,

@@ -49,6 +49,7 @@
 pub mod cascade;
 pub mod forward;
 pub mod placement;
+pub mod public_ip;
 pub mod server;
 pub mod svc;
 
@@ -122,6 +123,10 @@ pub struct Config {
     /// under load (the publishers' top layer off, a known flake whose
     /// rate without it was not measured on the same machine).
     pub scalable_video: bool,
+    /// The address the host candidate is signaled with, when the socket's
+    /// own is behind a one-to-one NAT (`rtclab sfu --public-ip`,
+    /// [`public_ip`]); `None`: the socket's.
+    pub public_ip: Option<std::net::IpAddr>,
 }
 
 impl Config {
@@ -139,6 +144,7 @@ impl Config {
             speaker_interval: Duration::from_millis(500),
             pacing: true,
             scalable_video: false,
+            public_ip: None,
         }
     }
 }
@@ -485,7 +491,7 @@ impl Sfu {
             Some(Event::Signal {
                 signal: ServerSignal::Answer(a),
                 ..
-            }) => Some(a),
+            }) => Some(self.advertised(a)),
             _ => None,
         }
     }
@@ -496,9 +502,25 @@ impl Sfu {
         let a = self.config.host_candidates.first()?;
         Some(format!(
             "candidate:1 1 udp 2130706431 {} {} typ host",
-            a.ip(),
+            self.config.public_ip.unwrap_or(a.ip()),
             a.port()
         ))
+    }
+
+    /// An SDP or candidate as signaled: with [`Config::public_ip`], the
+    /// host candidate's address is the public one ([`public_ip`]).
+    pub(crate) fn advertised(&self, text: String) -> String {
+        public_ip::signaled(&self.config, text)
+    }
+
+    /// [`Sfu::advertised`] of a signal's SDP or candidate.
+    fn advertised_signal(&self, signal: ServerSignal) -> ServerSignal {
+        match signal {
+            ServerSignal::Answer(s) => ServerSignal::Answer(self.advertised(s)),
+            ServerSignal::Offer(s) => ServerSignal::Offer(self.advertised(s)),
+            ServerSignal::Candidate(s) => ServerSignal::Candidate(self.advertised(s)),
+            other => other,
+        }
     }
 
     /// Caps what `subscriber` receives at `bitrate` bits per second (or
@@ -531,7 +553,21 @@ impl Sfu {
         room: &str,
         role: Role,
     ) -> Result<ParticipantId, Error> {
-        if self.participants.len() >= self.config.max_participants {
+        // Cascade links and the remote publishers they feed are bounded
+        // apart (as many again, at least 16), so that a full node still
+        // takes the links of the rooms it shares with others.
+        let local = |p: &Participant| !matches!(p.role, Role::Cascade | Role::Remote);
+        let full = if local_role(role) {
+            self.participants.values().filter(|p| local(p)).count() >= self.config.max_participants
+        } else {
+            self.participants.len()
+                >= self
+                    .config
+                    .max_participants
+                    .saturating_mul(2)
+                    .max(self.config.max_participants + 16)
+        };
+        if full {
             return Err(Error::Full);
         }
         // The room size counts those who publish (pages and WHIP); WHEP
@@ -634,6 +670,7 @@ impl Sfu {
             return;
         };
         p.pc.close(now);
+        self.cascade_parting(&mut p);
         // Its last datagrams (DTLS close_notify) are lost with it: the
         // peer also learns from the signaling and from consent.
         self.by_ufrag.remove(&p.ufrag);
@@ -1706,12 +1743,18 @@ impl Sfu {
         }
         // A new address: only a STUN Binding request naming one of our
         // ufrags (RFC 8445 §7.2.2: USERNAME is "ours:theirs").
-        let m = crate::stun::Message::decode(datagram).ok()?;
+        let m = crate::stun::Message::parse(datagram).ok()?;
         let user = m.username().ok()??;
         let ours = user.split(':').next()?;
         self.by_ufrag.get(ours).copied()
     }
     // ANCHOR_END: route
+}
+
+/// A participant of this node's own (a page, a WHIP publisher, a WHEP
+/// viewer), not a cascade link or what one feeds.
+fn local_role(role: Role) -> bool {
+    matches!(role, Role::Page | Role::Publisher | Role::Viewer)
 }
 
 /// Queues a signaling message for a participant's page.
@@ -1769,6 +1812,9 @@ impl Machine for Sfu {
     }
 
     fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        if let Some(meta) = self.cascade_poll_parting(buf) {
+            return Some(meta);
+        }
         while let Some(id) = self.transmit_queue.pop_front() {
             let Some(p) = self.participants.get_mut(&id) else {
                 continue;
@@ -1799,7 +1845,16 @@ impl Machine for Sfu {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        match self.events.pop_front()? {
+            Event::Signal {
+                participant,
+                signal,
+            } => Some(Event::Signal {
+                participant,
+                signal: self.advertised_signal(signal),
+            }),
+            e => Some(e),
+        }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

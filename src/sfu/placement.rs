@@ -29,10 +29,24 @@
 //! arrive anywhere gets a live node. After Redis restarts (empty), each node
 //! puts its key back and re-claims its rooms on the next heartbeat.
 //!
-//! When the owner is full ([`Config::capacity`]), a room could span nodes
-//! by cascading (issue 21 part B, `src/sfu/cascade.rs`): [`Cascade`] is the
-//! hook; until it is merged, no [`Cascade`] is set and a full owner's
-//! participants are refused as before.
+//! When the owner is full ([`Config::capacity`]), the room spans nodes by
+//! cascading ([`super::cascade`]):
+//!
+//! - a participant reaching another node (not full itself) is served
+//!   there, and that node links the room to the owner ([`Cascade`], the
+//!   server's [`super::server::Handle`], which reuses the link for the
+//!   room's next newcomers there);
+//! - a participant reaching the full owner is sent to the least loaded
+//!   node that is not full (the same choice on every node), which does
+//!   the above; if that node cannot link to the owner, the participant
+//!   hears "retry" (`503`) rather than being sent back and forth.
+//!
+//! Every cascaded node links to the owner: the room's links form a star
+//! around it (see [`super::cascade`] for why a star). A cascaded node's
+//! seats keep the room's claim from lapsing: if the owner dies or its own
+//! participants all leave, a cascaded node takes the room over at its
+//! next heartbeat. Nothing of a cascade is on the bus: the links are
+//! between the nodes' HTTP endpoints.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -78,10 +92,19 @@ pub enum Decision {
 
 /// The hook for a room that outgrows its owner: make this node a cascade
 /// of the room owned at `owner_url`, so that a participant can be served
-/// here (part B of issue 21). Not implemented by this module.
+/// here. [`super::server::Handle`] is one ([`super::server::Server::with_placement`]
+/// sets it).
 pub trait Cascade: Send + Sync {
     /// Opens (or reuses) this node's cascade of `room` from the owner.
     fn cascade(&self, room: &str, owner_url: &str) -> BoxFuture<'_, Result<(), String>>;
+
+    /// The nodes (base URLs) this node's links of `room` go to.
+    fn linked(&self, _room: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Closes this node's link of `room` to the node at `url`.
+    fn unlink(&self, _room: &str, _url: &str) {}
 }
 
 /// How a node takes part in placement.
@@ -116,6 +139,8 @@ impl Config {
 /// One SFU node's placement. Cheap to share (`Arc`).
 pub struct Placement {
     config: Config,
+    /// [`Config::cascade`], or the one the server set.
+    cascade: std::sync::OnceLock<Arc<dyn Cascade>>,
     /// Participants here, per room.
     seats: Mutex<BTreeMap<String, usize>>,
 }
@@ -163,10 +188,20 @@ impl Drop for Seat {
 impl Placement {
     /// A node's placement; [`Placement::run`] keeps it on the bus.
     pub fn new(config: Config) -> Arc<Placement> {
+        let cascade = std::sync::OnceLock::new();
+        if let Some(c) = &config.cascade {
+            let _ = cascade.set(c.clone());
+        }
         Arc::new(Placement {
             config,
+            cascade,
             seats: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Sets the [`Cascade`] hook if none is set yet (`false`: one was).
+    pub fn set_cascade(&self, cascade: Arc<dyn Cascade>) -> bool {
+        self.cascade.set(cascade).is_ok()
     }
 
     /// This node's name.
@@ -225,17 +260,27 @@ impl Placement {
             let nodes = self.nodes().await?;
             if let Some(owner) = bus.get(&key).await? {
                 if owner == self.config.node {
-                    return Ok(Decision::Here);
+                    // Full: to a node with room, which cascades.
+                    let full = self.config.capacity > 0 && self.load() >= self.config.capacity;
+                    let elsewhere = least_loaded(&nodes, Some(&self.config.node));
+                    return Ok(match elsewhere {
+                        Some((_, url)) if full && self.cascade.get().is_some() => {
+                            Decision::Redirect(url)
+                        }
+                        _ => Decision::Here,
+                    });
                 }
                 return Ok(match nodes.get(&owner) {
                     Some(info) => {
                         let full = info.capacity > 0 && info.load >= info.capacity;
-                        match (&self.config.cascade, full) {
+                        match (self.cascade.get(), full) {
                             (Some(c), true) => match c.cascade(room, &info.url).await {
                                 Ok(()) => Decision::Here,
+                                // Not to the full owner, which would send
+                                // the participant back here: later.
                                 Err(e) => {
                                     tracing::warn!(%room, "sfu cascade: {e}");
-                                    Decision::Redirect(info.url.clone())
+                                    Decision::Retry(Duration::from_secs(1))
                                 }
                             },
                             _ => Decision::Redirect(info.url.clone()),
@@ -245,16 +290,7 @@ impl Placement {
                     None => Decision::Retry(Duration::from_secs(1)),
                 });
             }
-            let mut candidates: Vec<(usize, &String, &NodeInfo)> = nodes
-                .iter()
-                .filter(|(_, i)| i.capacity == 0 || i.load < i.capacity)
-                .map(|(n, i)| (i.load, n, i))
-                .collect();
-            candidates.sort_by(|x, y| (x.0, x.1).cmp(&(y.0, y.1)));
-            let chosen = candidates
-                .first()
-                .map(|(_, n, i)| ((*n).clone(), i.url.clone()));
-            match chosen {
+            match least_loaded(&nodes, None) {
                 Some((name, url)) if name != self.config.node => {
                     return Ok(Decision::Redirect(url));
                 }
@@ -285,11 +321,57 @@ impl Placement {
         let rooms: Vec<String> = self.seats().keys().cloned().collect();
         for room in rooms {
             let key = owner_key(&room);
-            if !bus.refresh(&key, &self.config.node, NODE_TTL).await?
-                && !bus.claim(&key, &self.config.node, NODE_TTL).await?
-            {
-                tracing::warn!(%room, "sfu placement: another node owns a room with participants here");
+            let owned = bus.refresh(&key, &self.config.node, NODE_TTL).await?
+                || bus.claim(&key, &self.config.node, NODE_TTL).await?;
+            if !owned {
+                // A room cascaded here from its owner (or a race lost).
+                tracing::debug!(%room, "sfu placement: another node owns a room with participants here");
             }
+            self.follow_owner(&room, owned).await?;
+        }
+        Ok(())
+    }
+
+    /// A room cascaded here keeps its link to the room's owner, and only
+    /// to it: a link to a node that died (its key ran out) or that is no
+    /// longer the owner closes at once, rather than when the link's ICE
+    /// consent runs out (30 s, RFC 7675 §5.1), and the room links to the
+    /// new owner; a node that took the room over keeps no link of its
+    /// own to the old one. The links stay a star around the owner.
+    async fn follow_owner(&self, room: &str, owned: bool) -> Result<(), bus::Error> {
+        let Some(hook) = self.cascade.get() else {
+            return Ok(());
+        };
+        let linked = hook.linked(room);
+        if linked.is_empty() {
+            return Ok(());
+        }
+        let owner_url = if owned {
+            None
+        } else {
+            match self.config.bus.get(&owner_key(room)).await? {
+                Some(owner) => self.nodes().await?.get(&owner).map(|i| i.url.clone()),
+                None => None,
+            }
+        };
+        let mut unlinked = false;
+        for url in &linked {
+            if Some(url) != owner_url.as_ref() {
+                tracing::info!(%room, %url, "sfu placement: the room's link to a node that is no longer its owner closes");
+                hook.unlink(room, url);
+                unlinked = true;
+            }
+        }
+        if let Some(url) = owner_url
+            && unlinked
+            && !linked.contains(&url)
+        {
+            let (hook, room) = (hook.clone(), room.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = hook.cascade(&room, &url).await {
+                    tracing::warn!(%room, %url, "sfu cascade to the new owner: {e}");
+                }
+            });
         }
         Ok(())
     }
@@ -333,6 +415,20 @@ impl Placement {
             let _ = self.config.bus.release(&node, &v).await;
         }
     }
+}
+
+/// The live node with the fewest participants that is not full (ties:
+/// the smallest name, so that every node picks the same), but `except`:
+/// its name and URL.
+fn least_loaded(
+    nodes: &BTreeMap<String, NodeInfo>,
+    except: Option<&str>,
+) -> Option<(String, String)> {
+    nodes
+        .iter()
+        .filter(|(n, i)| (i.capacity == 0 || i.load < i.capacity) && Some(n.as_str()) != except)
+        .min_by(|x, y| (x.1.load, x.0).cmp(&(y.1.load, y.0)))
+        .map(|(n, i)| (n.clone(), i.url.clone()))
 }
 
 #[cfg(test)]
@@ -421,5 +517,10 @@ mod tests {
         a.heartbeat().await.unwrap();
         b.heartbeat().await.unwrap();
         assert_eq!(b.place("r").await, Decision::Here, "cascaded");
+        // The full owner sends a newcomer to b (which cascades), once it
+        // has a hook; without one it keeps it (and its SFU refuses it).
+        assert_eq!(a.place("r").await, Decision::Here);
+        a.set_cascade(Arc::new(Always));
+        assert_eq!(a.place("r").await, Decision::Redirect("http://b".into()));
     }
 }

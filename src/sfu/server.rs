@@ -22,9 +22,15 @@
 //! Cascading (issue 21, [`super::cascade`]): `POST /cascade/ROOM` with an
 //! SDP offer (`application/sdp`, the `--token` bearer if one is set) opens
 //! a link of ROOM from another node, answered `201 Created` with the
-//! answer and this node's host candidate, as WHIP is (RFC 9725 §4.2);
-//! [`Handle::cascade`] (and `rtclab sfu --cascade ROOM=URL`) opens one to
-//! another node.
+//! answer, this node's host candidate and the link's resource in
+//! `Location`, as WHIP is (RFC 9725 §4.2); a `DELETE` of that resource
+//! closes the link (as it ends a WHIP session). [`Handle::cascade`] (and
+//! `rtclab sfu --cascade ROOM=URL`) opens one to another node, or gives
+//! back the one already open for that room and node; the node `DELETE`s
+//! it when the SFU closes it (its room's last participant here left,
+//! [`super::cascade`]). With room placement, a node that takes a newcomer
+//! of a room whose owner is full opens the link to the owner itself
+//! ([`super::placement::Cascade`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -81,6 +87,7 @@ pub struct Server {
     commands: mpsc::Sender<Command>,
     rx: mpsc::Receiver<Command>,
     placement: Option<Arc<Placement>>,
+    book: Arc<LinkBook>,
 }
 
 /// Commands to a running (or soon running) [`Server`] from elsewhere:
@@ -89,6 +96,32 @@ pub struct Server {
 pub struct Handle {
     commands: mpsc::Sender<Command>,
     token: Option<String>,
+    book: Arc<LinkBook>,
+}
+
+/// The cascade links of a server, by how they were opened.
+#[derive(Default)]
+struct LinkBook {
+    /// Opened here: (room, other node's URL) → the link and its resource
+    /// there (`http://HOST:PORT/cascade/ROOM/ID`).
+    dialed: std::sync::Mutex<HashMap<(String, String), (ParticipantId, String)>>,
+    /// Opened by another node: resource id → the link.
+    accepted: std::sync::Mutex<HashMap<String, ParticipantId>>,
+    /// One link opened at a time, so that two newcomers of a room open one.
+    dialing: tokio::sync::Mutex<()>,
+}
+
+impl LinkBook {
+    /// A link left the SFU: its resource at the other node, if it was
+    /// opened here (to `DELETE`).
+    fn gone(&self, id: ParticipantId) -> Option<String> {
+        if let Ok(mut a) = self.accepted.lock() {
+            a.retain(|_, l| *l != id);
+        }
+        let mut d = self.dialed.lock().ok()?;
+        let key = d.iter().find(|(_, (l, _))| *l == id)?.0.clone();
+        d.remove(&key).map(|(_, resource)| resource)
+    }
 }
 
 enum Command {
@@ -103,7 +136,7 @@ enum Command {
     CascadeAccept {
         room: String,
         offer: String,
-        reply: oneshot::Sender<Result<String, String>>,
+        reply: oneshot::Sender<Result<(ParticipantId, String), String>>,
     },
     /// The SFU's counters and its links'.
     Stats(oneshot::Sender<(super::Stats, super::cascade::CascadeStats)>),
@@ -245,6 +278,7 @@ struct Shared {
     /// The bearer token `POST /cascade/ROOM` must carry (WHIP's).
     token: Option<String>,
     placement: Option<Arc<Placement>>,
+    book: Arc<LinkBook>,
 }
 
 /// The page, compiled in.
@@ -273,6 +307,7 @@ impl Server {
             commands,
             rx,
             placement: None,
+            book: Arc::default(),
         })
     }
 
@@ -297,6 +332,7 @@ impl Server {
         Handle {
             commands: self.commands.clone(),
             token: self.config.whip.clone().flatten(),
+            book: self.book.clone(),
         }
     }
 
@@ -313,8 +349,11 @@ impl Server {
     }
 
     /// Shares rooms with other nodes: each room on one node, participants
-    /// sent to it (see [`super::placement`]).
+    /// sent to it (see [`super::placement`]); a room whose owner is full
+    /// goes on here, cascaded with the owner (this server's [`Handle`] is
+    /// the placement's [`super::placement::Cascade`]).
     pub fn with_placement(mut self, placement: Arc<Placement>) -> Server {
+        placement.set_cascade(Arc::new(self.handle()));
         self.placement = Some(placement);
         self
     }
@@ -343,6 +382,7 @@ impl Server {
             commands,
             rx,
             placement,
+            book,
         } = self;
         let downloads = downloads.map(|limit| std::sync::Arc::new(Downloads::new(limit)));
         let capture = capture_sink(capture_file, downloads.as_deref());
@@ -365,6 +405,7 @@ impl Server {
             downloads: downloads.clone(),
             token,
             placement: placement.clone(),
+            book: book.clone(),
         };
         let (placed_stop, placed_stopped) = oneshot::channel::<()>();
         let placed = placement.clone().map(|p| {
@@ -377,7 +418,7 @@ impl Server {
         if let Some(c) = capture {
             driver.set_capture(c, |_, _| {});
         }
-        let media = tokio::spawn(media_task(driver, rx, downloads));
+        let media = tokio::spawn(media_task(driver, rx, downloads, book));
         let app = Router::new()
             .route("/sfu/", get(page))
             .route(
@@ -388,6 +429,10 @@ impl Server {
             .route("/sfu/report", post(report))
             .route("/sfu/capture/{file}", get(download))
             .route("/cascade/{room}", post(cascade_accept))
+            .route(
+                "/cascade/{room}/{link}",
+                axum::routing::delete(cascade_delete),
+            )
             .route("/", get(|| async { axum::response::Redirect::to("/sfu/") }))
             .with_state(shared.clone());
         let app = match whip {
@@ -448,6 +493,7 @@ async fn media_task(
     mut driver: Driver<Sfu>,
     mut rx: mpsc::Receiver<Command>,
     downloads: Option<std::sync::Arc<Downloads>>,
+    book: Arc<LinkBook>,
 ) {
     let mut outboxes: HashMap<ParticipantId, mpsc::Sender<ServerSignal>> = HashMap::new();
     // The pages' downloads read what the capture flushed: once a second.
@@ -460,7 +506,7 @@ async fn media_task(
                 }
             }
             e = driver.next_event() => match e {
-                Ok(e) => deliver(&mut driver, &mut outboxes, downloads.as_deref(), e),
+                Ok(e) => deliver(&mut driver, &mut outboxes, downloads.as_deref(), &book, e),
                 Err(e) => {
                     tracing::warn!("sfu: UDP: {e}");
                     return;
@@ -491,9 +537,9 @@ async fn media_task(
                     }
                     Command::CascadeAccept { room, offer, reply } => {
                         let host = sfu.host_candidate();
-                        let r = sfu.accept_cascade(now, &room, offer).map(|(_, answer)| {
+                        let r = sfu.accept_cascade(now, &room, offer).map(|(id, answer)| {
                             let lines: Vec<String> = host.into_iter().collect();
-                            answer_with_candidates(&answer, &lines, true)
+                            (id, answer_with_candidates(&answer, &lines, true))
                         });
                         let _ = reply.send(r.map_err(|e| e.to_string()));
                     }
@@ -516,7 +562,7 @@ async fn media_task(
                 }
                 // What the command produced.
                 while let Some(e) = driver.machine_mut().poll_event() {
-                    deliver(&mut driver, &mut outboxes, downloads.as_deref(), e);
+                    deliver(&mut driver, &mut outboxes, downloads.as_deref(), &book, e);
                 }
             }
         }
@@ -549,6 +595,7 @@ fn deliver(
     driver: &mut Driver<Sfu>,
     outboxes: &mut HashMap<ParticipantId, mpsc::Sender<ServerSignal>>,
     downloads: Option<&Downloads>,
+    book: &LinkBook,
     e: Event,
 ) {
     match e {
@@ -572,6 +619,17 @@ fn deliver(
         Event::Left(id) => {
             tracing::info!(participant = %id, "sfu: left");
             outboxes.remove(&id);
+            // A link opened here: its resource at the other node goes too
+            // (the other node may have learned it from close_notify first:
+            // then 404, no matter).
+            if let Some(resource) = book.gone(id) {
+                tracing::info!(link = %id, %resource, "sfu: cascade link closed");
+                tokio::spawn(async move {
+                    if let Err(e) = http_delete(&resource).await {
+                        tracing::debug!(%resource, "sfu: cascade DELETE: {e}");
+                    }
+                });
+            }
         }
         Event::Published {
             participant, kind, ..
@@ -736,24 +794,8 @@ async fn cascade_accept(
     headers: axum::http::HeaderMap,
     offer: String,
 ) -> Response {
-    if let Some(t) = &shared.token {
-        // RFC 6750 §2.1: "Bearer", one space, the token.
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.get(..7)
-                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
-                    .map(|_| &v[7..])
-            });
-        if given.is_none_or(|g| !same_secret(g.as_bytes(), t.as_bytes())) {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer realm=\"rtclab\"")],
-                "a link needs the node's bearer token\n",
-            )
-                .into_response();
-        }
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
     }
     if !room_name(&room) {
         return (
@@ -774,20 +816,85 @@ async fn cascade_accept(
             .into_response();
     }
     let (reply, answer) = oneshot::channel();
+    let room_of_link = room.clone();
     let sent = shared
         .commands
         .send(Command::CascadeAccept { room, offer, reply })
         .await;
     match (sent, answer.await) {
-        (Ok(()), Ok(Ok(answer))) => (
-            StatusCode::CREATED,
-            [(header::CONTENT_TYPE, "application/sdp")],
-            answer,
-        )
-            .into_response(),
+        (Ok(()), Ok(Ok((id, answer)))) => {
+            // A random resource id (RFC 9725 §4.2: the Location of the
+            // session), not the guessable participant id.
+            let resource = format!("{:032x}", rand::random::<u128>());
+            if let Ok(mut a) = shared.book.accepted.lock() {
+                a.insert(resource.clone(), id);
+            }
+            (
+                StatusCode::CREATED,
+                [
+                    (header::CONTENT_TYPE, "application/sdp".to_string()),
+                    (
+                        header::LOCATION,
+                        format!("/cascade/{room_of_link}/{resource}"),
+                    ),
+                ],
+                answer,
+            )
+                .into_response()
+        }
         (Ok(()), Ok(Err(e))) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "the SFU stopped\n").into_response(),
     }
+}
+
+/// `DELETE /cascade/ROOM/ID`: the node that opened the link closes it.
+async fn cascade_delete(
+    State(shared): State<Shared>,
+    Path((_room, link)): Path<(String, String)>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Some(refused) = unauthorized(&shared, &headers) {
+        return refused;
+    }
+    let id = shared
+        .book
+        .accepted
+        .lock()
+        .ok()
+        .and_then(|mut a| a.remove(&link));
+    match id {
+        Some(id) => {
+            let _ = shared.commands.send(Command::Leave(id)).await;
+            StatusCode::OK.into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such link\n").into_response(),
+    }
+}
+
+/// The `--token` check of the cascade endpoints: `Some(401)` when the
+/// request does not carry it.
+fn unauthorized(shared: &Shared, headers: &axum::http::HeaderMap) -> Option<Response> {
+    let t = shared.token.as_ref()?;
+    // RFC 6750 §2.1: "Bearer", one space, the token.
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .map(|_| &v[7..])
+        });
+    if given.is_some_and(|g| same_secret(g.as_bytes(), t.as_bytes())) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"rtclab\"")],
+            "a link needs the node's bearer token\n",
+        )
+            .into_response(),
+    )
 }
 
 /// Compares secrets in time independent of where they differ.
@@ -819,6 +926,18 @@ impl Handle {
         if !room_name(room) {
             return Err(format!("{room:?} is no room name"));
         }
+        let url = url.trim_end_matches('/');
+        let key = (room.to_string(), url.to_string());
+        let _one_at_a_time = self.book.dialing.lock().await;
+        if let Some((id, _)) = self
+            .book
+            .dialed
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&key).cloned())
+        {
+            return Ok(id);
+        }
         let (reply, offer) = oneshot::channel();
         self.commands
             .send(Command::CascadeDial {
@@ -835,18 +954,84 @@ impl Handle {
         )
         .await
         .unwrap_or_else(|_| Err(format!("POST {url}{path}: no answer in 10 s")));
-        let answer = match answer {
+        let (answer, location) = match answer {
             Ok(a) => a,
             Err(e) => {
                 let _ = self.commands.send(Command::Leave(id)).await;
                 return Err(e);
             }
         };
+        // Known before the answer is applied: a link that fails at once
+        // still finds its resource to DELETE.
+        let resource = match location {
+            Some(l) if l.starts_with('/') => format!("{url}{l}"),
+            Some(l) => l,
+            None => String::new(),
+        };
+        if let Ok(mut d) = self.book.dialed.lock() {
+            d.insert(key, (id, resource));
+        }
         self.commands
             .send(Command::Signal(id, ClientSignal::Answer(answer)))
             .await
             .map_err(|_| "the SFU stopped".to_string())?;
         Ok(id)
+    }
+
+    /// The cascade links this server opened and has open: `(room, the
+    /// other node's URL, the link's resource there)`, sorted.
+    pub fn cascades(&self) -> Vec<(String, String, String)> {
+        let mut v: Vec<(String, String, String)> = self
+            .book
+            .dialed
+            .lock()
+            .map(|d| {
+                d.iter()
+                    .map(|((r, u), (_, res))| (r.clone(), u.clone(), res.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// How many links other nodes opened here are open.
+    pub fn accepted_cascades(&self) -> usize {
+        self.book.accepted.lock().map(|a| a.len()).unwrap_or(0)
+    }
+}
+
+impl super::placement::Cascade for Handle {
+    fn cascade(
+        &self,
+        room: &str,
+        owner_url: &str,
+    ) -> crate::bus::BoxFuture<'_, Result<(), String>> {
+        let (room, url) = (room.to_string(), owner_url.to_string());
+        Box::pin(async move { Handle::cascade(self, &room, &url).await.map(|_| ()) })
+    }
+
+    fn linked(&self, room: &str) -> Vec<String> {
+        self.cascades()
+            .into_iter()
+            .filter(|(r, _, _)| r == room)
+            .map(|(_, url, _)| url)
+            .collect()
+    }
+
+    fn unlink(&self, room: &str, url: &str) {
+        let key = (room.to_string(), url.trim_end_matches('/').to_string());
+        let id = self
+            .book
+            .dialed
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&key).map(|(id, _)| *id));
+        if let Some(id) = id {
+            // The SFU closes it; its Left removes it from the book and
+            // DELETEs its resource (a dead node's DELETE fails, no matter).
+            let _ = self.commands.try_send(Command::Leave(id));
+        }
     }
 }
 
@@ -854,13 +1039,13 @@ impl Handle {
 const MAX_ANSWER: usize = 1 << 20;
 
 /// `POST url+path` with an SDP offer (HTTP/1.1, one request per
-/// connection): the `201 Created` answer's body.
+/// connection): the `201 Created` answer's body and its `Location`.
 async fn post_sdp(
     url: &str,
     path: &str,
     token: Option<&str>,
     offer: &str,
-) -> Result<String, String> {
+) -> Result<(String, Option<String>), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let err = |e: std::io::Error| format!("POST {url}{path}: {e}");
     let rest = url
@@ -901,16 +1086,49 @@ async fn post_sdp(
         ));
     }
     // A body framed by Content-Length (axum's) or by the connection's end.
-    let len = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())?
-    });
-    Ok(match len {
+    let header_value = |name: &str| {
+        head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    };
+    let len = header_value("content-length").and_then(|v| v.parse::<usize>().ok());
+    let body = match len {
         Some(n) => body.get(..n).unwrap_or(body).to_string(),
         None => body.to_string(),
-    })
+    };
+    Ok((body, header_value("location")))
+}
+
+/// `DELETE` of a link's resource (`http://HOST:PORT/cascade/ROOM/ID`) at
+/// the node that accepted it; its status line.
+async fn http_delete(resource: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let err = |e: std::io::Error| format!("DELETE {resource}: {e}");
+    let rest = resource
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{resource}: only http:// URLs"))?;
+    let (host, path) = rest
+        .find('/')
+        .map(|i| (&rest[..i], &rest[i..]))
+        .ok_or_else(|| format!("{resource}: no path"))?;
+    let connect = tokio::net::TcpStream::connect(host);
+    let mut s = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| format!("DELETE {resource}: no connection in 5 s"))?
+        .map_err(err)?;
+    let req = format!(
+        "DELETE {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.map_err(err)?;
+    let mut raw = Vec::new();
+    let mut taken = (&mut s).take(4096);
+    let read = taken.read_to_end(&mut raw);
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    let text = String::from_utf8_lossy(&raw);
+    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 async fn report(State(shared): State<Shared>, body: String) -> StatusCode {

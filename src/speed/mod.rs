@@ -194,11 +194,11 @@ pub fn stun() -> Vec<Figure> {
         black_box(&buf);
     });
     let decode = time_ns(|| {
-        let m = Message::decode(black_box(&msg)).ok();
+        let m = Message::parse(black_box(&msg)).ok();
         black_box(m);
     });
     let decode_verify = time_ns(|| {
-        let ok = Message::decode(black_box(&msg)).is_ok_and(|m| {
+        let ok = Message::parse(black_box(&msg)).is_ok_and(|m| {
             m.verify_integrity(&key).is_ok()
                 && m.verify_fingerprint() == Ok(true)
                 && m.get(attr::USERNAME).is_some()
@@ -328,7 +328,7 @@ fn wait_for_stun(addr: SocketAddr, within: Duration) -> bool {
     while Instant::now() < deadline {
         let _ = s.send_to(&req, addr);
         if let Ok((n, _)) = s.recv_from(&mut buf) {
-            if Message::decode(&buf[..n]).is_ok() {
+            if Message::parse(&buf[..n]).is_ok() {
                 return true;
             }
         }
@@ -524,7 +524,7 @@ fn amplification<M: crate::machine::Machine>(
     let answer = machine
         .poll_transmit()
         .ok_or_else(|| format!("{name}: no answer"))?;
-    let got = Message::decode(&answer.contents)
+    let got = Message::parse(&answer.contents)
         .ok()
         .and_then(|m| m.error_code().ok())
         .map(|e| e.map_or(0, |e| e.code));
@@ -763,7 +763,7 @@ fn turn_load_counted(
                 channel,
                 data: &[0x5a; 120],
             }
-            .encode(&mut msg)
+            .emit(&mut msg)
             .map_err(|e| e.to_string())?;
             let started = Instant::now();
             let echoed = load_loop(&s, server, &msg, started + duration, window);

@@ -54,7 +54,7 @@ pub fn sample_packets(frames: usize) -> Vec<Vec<u8>> {
                 continue;
             }
             let mut pkt = Vec::with_capacity(h.len() + p.len());
-            if h.write_packet(p, 0, &mut pkt).is_ok() {
+            if h.emit_packet(p, 0, &mut pkt).is_ok() {
                 out.push(pkt);
             }
             seq = seq.wrapping_add(1);

@@ -2146,7 +2146,7 @@ mod tests {
             payload.push(if key { 0x00 } else { 0x01 });
             payload.extend_from_slice(&[0; 20]);
             let mut out = Vec::new();
-            crate::rtp::write_rtp_packet(
+            crate::rtp::emit_rtp_packet(
                 crate::rtp::HeaderFields {
                     marker,
                     payload_type: 96,

@@ -130,7 +130,7 @@ fn generator(
                 channel,
                 data: &[0x5a; 120],
             }
-            .encode(&mut msg)
+            .emit(&mut msg)
             .map_err(|e| e.to_string())?;
             tasks.spawn(async move {
                 let mut buf = [0u8; 2048];

@@ -19,7 +19,7 @@ pub(crate) struct RtpHeader {
 impl RtpHeader {
     /// Parses just enough of an RTP header; the full parser lives in `rtp`.
     pub(crate) fn parse(packet: &[u8]) -> Result<RtpHeader, Error> {
-        let too_short = |needed| Error::TooShort {
+        let too_short = |needed| Error::Truncated {
             what: "RTP header",
             needed,
             got: packet.len(),
@@ -55,7 +55,7 @@ impl RtpHeader {
 /// uses for its IV (RFC 3711 §3.4).
 fn rtcp_ssrc(packet: &[u8]) -> Result<u32, Error> {
     if packet.len() < 8 {
-        return Err(Error::TooShort {
+        return Err(Error::Truncated {
             what: "RTCP header",
             needed: 8,
             got: packet.len(),
@@ -253,7 +253,7 @@ impl SrtpContext {
     pub fn unprotect_rtp(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         let tag_len = self.rtp.tag_len();
         if buf.len() < 12 + tag_len {
-            return Err(Error::TooShort {
+            return Err(Error::Truncated {
                 what: "SRTP packet",
                 needed: 12 + tag_len,
                 got: buf.len(),
@@ -334,7 +334,7 @@ impl SrtpContext {
         let tag_len = self.rtcp.tag_len();
         let needed = 8 + 4 + tag_len;
         if buf.len() < needed {
-            return Err(Error::TooShort {
+            return Err(Error::Truncated {
                 what: "SRTCP packet",
                 needed,
                 got: buf.len(),

@@ -387,7 +387,7 @@ impl Default for Config {
 #[non_exhaustive]
 pub enum Error {
     /// The packet is shorter than its headers, CSRCs, extension or tag say.
-    TooShort {
+    Truncated {
         /// What did not fit (`"RTP header"`, `"SRTCP trailer"`, …).
         what: &'static str,
         /// Bytes needed.
@@ -471,7 +471,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::TooShort { what, needed, got } => {
+            Error::Truncated { what, needed, got } => {
                 write!(f, "SRTP: {what} needs {needed} bytes, packet has {got}")
             }
             Error::BadVersion(v) => write!(f, "SRTP: version {v}, expected 2"),

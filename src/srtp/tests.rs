@@ -490,7 +490,7 @@ fn short_and_malformed_packets_are_typed_errors() {
     let (mut tx, mut rx) = pair(ProtectionProfile::Aes128CmHmacSha1_80, Config::default());
     assert!(matches!(
         tx.protect_rtp(&mut vec![0x80; 11]),
-        Err(Error::TooShort { .. })
+        Err(Error::Truncated { .. })
     ));
     assert_eq!(
         tx.protect_rtp(&mut vec![0x40; 12]),
@@ -499,22 +499,22 @@ fn short_and_malformed_packets_are_typed_errors() {
     // CC = 15 needs 72 header bytes.
     assert!(matches!(
         tx.protect_rtp(&mut vec![0x8f; 40]),
-        Err(Error::TooShort { needed: 72, .. })
+        Err(Error::Truncated { needed: 72, .. })
     ));
     // X set and an extension longer than the packet.
     let mut p = rtp_packet(1, 1, &[0xbe, 0xde, 0xff, 0xff]);
     p[0] |= 0x10;
     assert!(matches!(
         tx.protect_rtp(&mut p),
-        Err(Error::TooShort { .. })
+        Err(Error::Truncated { .. })
     ));
     assert!(matches!(
         rx.unprotect_rtp(&mut vec![0x80; 21]),
-        Err(Error::TooShort { .. })
+        Err(Error::Truncated { .. })
     ));
     assert!(matches!(
         rx.unprotect_rtcp(&mut vec![0x80; 21]),
-        Err(Error::TooShort { .. })
+        Err(Error::Truncated { .. })
     ));
     assert_eq!(rx.stream_count(), 0);
 }

@@ -226,7 +226,7 @@ impl<'a> PasswordAlgorithms<'a> {
     }
 
     /// Writes the value for a list of entries.
-    pub fn encode(entries: &[(PasswordAlgorithm, &[u8])], out: &mut Vec<u8>) {
+    pub fn emit(entries: &[(PasswordAlgorithm, &[u8])], out: &mut Vec<u8>) {
         for (alg, params) in entries {
             out.extend_from_slice(&alg.code().to_be_bytes());
             out.extend_from_slice(&(params.len() as u16).to_be_bytes());
@@ -427,11 +427,11 @@ impl<'a> Attribute<'a> {
 
     /// Decodes the value of an attribute of type `typ`. `tid` is the message's
     /// transaction id (the XOR-address attributes need it).
-    pub fn decode(typ: u16, value: &'a [u8], tid: &TransactionId) -> Result<Self, &'static str> {
+    pub fn parse(typ: u16, value: &'a [u8], tid: &TransactionId) -> Result<Self, &'static str> {
         use attr::*;
         Ok(match typ {
-            MAPPED_ADDRESS => Attribute::MappedAddress(decode_address(value)?),
-            XOR_MAPPED_ADDRESS => Attribute::XorMappedAddress(decode_xor_address(value, tid)?),
+            MAPPED_ADDRESS => Attribute::MappedAddress(parse_address(value)?),
+            XOR_MAPPED_ADDRESS => Attribute::XorMappedAddress(parse_xor_address(value, tid)?),
             USERNAME => Attribute::Username(utf8(value, 509)?),
             USERHASH => {
                 Attribute::UserHash(value.try_into().map_err(|_| "USERHASH is not 32 bytes")?)
@@ -451,7 +451,7 @@ impl<'a> Attribute<'a> {
                 Attribute::MessageIntegritySha256(value)
             }
             FINGERPRINT => Attribute::Fingerprint(be_u32(value, "FINGERPRINT is not 4 bytes")?),
-            ERROR_CODE => Attribute::ErrorCode(decode_error_code(value)?),
+            ERROR_CODE => Attribute::ErrorCode(parse_error_code(value)?),
             REALM => Attribute::Realm(utf8(value, 763)?),
             NONCE => Attribute::Nonce(utf8(value, 763)?),
             PASSWORD_ALGORITHMS => Attribute::PasswordAlgorithms(PasswordAlgorithms::parse(value)?),
@@ -469,7 +469,7 @@ impl<'a> Attribute<'a> {
                 Attribute::UnknownAttributes(UnknownAttributes { raw: value })
             }
             SOFTWARE => Attribute::Software(utf8(value, 763)?),
-            ALTERNATE_SERVER => Attribute::AlternateServer(decode_address(value)?),
+            ALTERNATE_SERVER => Attribute::AlternateServer(parse_address(value)?),
             ALTERNATE_DOMAIN => Attribute::AlternateDomain(utf8(value, 255)?),
             PRIORITY => Attribute::Priority(be_u32(value, "PRIORITY is not 4 bytes")?),
             USE_CANDIDATE => {
@@ -491,8 +491,8 @@ impl<'a> Attribute<'a> {
                     change_port: v & 0x2 != 0,
                 }
             }
-            RESPONSE_ORIGIN => Attribute::ResponseOrigin(decode_address(value)?),
-            OTHER_ADDRESS => Attribute::OtherAddress(decode_address(value)?),
+            RESPONSE_ORIGIN => Attribute::ResponseOrigin(parse_address(value)?),
+            OTHER_ADDRESS => Attribute::OtherAddress(parse_address(value)?),
             RESPONSE_PORT => {
                 // RFC 5780 §7.5: a 16-bit port followed by 16 bits of padding.
                 let v = be_u32(value, "RESPONSE-PORT is not 4 bytes")?;
@@ -504,13 +504,13 @@ impl<'a> Attribute<'a> {
     }
 
     /// Appends the attribute's value (without header or padding) to `out`.
-    pub fn encode_value(&self, tid: &TransactionId, out: &mut Vec<u8>) {
+    pub fn emit_value(&self, tid: &TransactionId, out: &mut Vec<u8>) {
         match *self {
             Attribute::MappedAddress(a)
             | Attribute::AlternateServer(a)
             | Attribute::ResponseOrigin(a)
-            | Attribute::OtherAddress(a) => encode_address(a, out),
-            Attribute::XorMappedAddress(a) => encode_xor_address(a, tid, out),
+            | Attribute::OtherAddress(a) => emit_address(a, out),
+            Attribute::XorMappedAddress(a) => emit_xor_address(a, tid, out),
             Attribute::Username(s)
             | Attribute::Realm(s)
             | Attribute::Nonce(s)
@@ -522,10 +522,10 @@ impl<'a> Attribute<'a> {
             Attribute::Fingerprint(v) | Attribute::Priority(v) => {
                 out.extend_from_slice(&v.to_be_bytes())
             }
-            Attribute::ErrorCode(e) => encode_error_code(e, out),
+            Attribute::ErrorCode(e) => emit_error_code(e, out),
             Attribute::PasswordAlgorithms(p) => out.extend_from_slice(p.raw),
             Attribute::PasswordAlgorithm(alg, params) => {
-                PasswordAlgorithms::encode(&[(alg, params)], out)
+                PasswordAlgorithms::emit(&[(alg, params)], out)
             }
             Attribute::UnknownAttributes(u) => out.extend_from_slice(u.raw),
             Attribute::UseCandidate => {}
@@ -550,7 +550,7 @@ impl<'a> Attribute<'a> {
 }
 
 /// Builds an UNKNOWN-ATTRIBUTES value from a list of types.
-pub fn encode_unknown_attributes(types: &[u16], out: &mut Vec<u8>) {
+pub fn emit_unknown_attributes(types: &[u16], out: &mut Vec<u8>) {
     for t in types {
         out.extend_from_slice(&t.to_be_bytes());
     }
@@ -585,7 +585,7 @@ fn be_u64(value: &[u8], err: &'static str) -> Result<u64, &'static str> {
 
 /// RFC 8489 §14.8: 21 reserved bits, a 3-bit class (3..=6), an 8-bit number
 /// (0..=99), then the reason phrase.
-fn decode_error_code(value: &[u8]) -> Result<ErrorCode<'_>, &'static str> {
+fn parse_error_code(value: &[u8]) -> Result<ErrorCode<'_>, &'static str> {
     if value.len() < 4 {
         return Err("ERROR-CODE shorter than 4 bytes");
     }
@@ -601,13 +601,13 @@ fn decode_error_code(value: &[u8]) -> Result<ErrorCode<'_>, &'static str> {
     })
 }
 
-fn encode_error_code(e: ErrorCode<'_>, out: &mut Vec<u8>) {
+fn emit_error_code(e: ErrorCode<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 0, (e.code / 100) as u8 & 0x07, (e.code % 100) as u8]);
     out.extend_from_slice(e.reason.as_bytes());
 }
 
 /// RFC 8489 §14.1: 8 reserved bits, family (0x01 IPv4, 0x02 IPv6), port, address.
-pub fn decode_address(value: &[u8]) -> Result<SocketAddr, &'static str> {
+pub fn parse_address(value: &[u8]) -> Result<SocketAddr, &'static str> {
     if value.len() < 4 {
         return Err("address shorter than 4 bytes");
     }
@@ -626,7 +626,7 @@ pub fn decode_address(value: &[u8]) -> Result<SocketAddr, &'static str> {
 }
 
 /// Writes a plain address value.
-pub fn encode_address(a: SocketAddr, out: &mut Vec<u8>) {
+pub fn emit_address(a: SocketAddr, out: &mut Vec<u8>) {
     match a.ip() {
         IpAddr::V4(ip) => {
             out.extend_from_slice(&[0, 0x01]);
@@ -653,14 +653,14 @@ fn xor_key(tid: &TransactionId) -> [u8; 16] {
 
 /// RFC 8489 §14.2: the port is XORed with the top 16 bits of the magic cookie,
 /// an IPv4 address with the cookie, an IPv6 address with cookie ‖ transaction id.
-pub fn decode_xor_address(value: &[u8], tid: &TransactionId) -> Result<SocketAddr, &'static str> {
-    let a = decode_address(value)?;
+pub fn parse_xor_address(value: &[u8], tid: &TransactionId) -> Result<SocketAddr, &'static str> {
+    let a = parse_address(value)?;
     Ok(xor_address(a, tid))
 }
 
 /// Writes an XORed address value.
-pub fn encode_xor_address(a: SocketAddr, tid: &TransactionId, out: &mut Vec<u8>) {
-    encode_address(xor_address(a, tid), out)
+pub fn emit_xor_address(a: SocketAddr, tid: &TransactionId, out: &mut Vec<u8>) {
+    emit_address(xor_address(a, tid), out)
 }
 
 /// XOR is its own inverse: the same function encodes and decodes.

@@ -77,7 +77,7 @@ pub struct Response {
 impl Response {
     /// The response decoded (it decoded once already, so this succeeds).
     pub fn message(&self) -> Result<Message<'_>, Error> {
-        Message::decode(&self.bytes)
+        Message::parse(&self.bytes)
     }
 }
 
@@ -184,7 +184,7 @@ impl Client {
         source: Option<SocketAddr>,
         key: Option<IntegrityKey>,
     ) -> Result<TransactionId, Error> {
-        let msg = Message::decode(&request)?;
+        let msg = Message::parse(&request)?;
         if msg.class() != Class::Request {
             return Err(Error::Encode("a client transaction needs a request"));
         }
@@ -245,7 +245,7 @@ impl Client {
     /// `false` if it is not ours, so a caller multiplexing several protocols
     /// can pass it on.
     pub fn handle_response(&mut self, _now: Instant, d: Receive<'_>) -> bool {
-        let Ok(msg) = Message::decode(d.contents) else {
+        let Ok(msg) = Message::parse(d.contents) else {
             return false;
         };
         if !matches!(msg.class(), Class::Success | Class::Error) {

@@ -17,8 +17,10 @@ pub enum Error {
         what: &'static str,
         /// Where it started.
         offset: usize,
-        /// How many bytes it needed.
+        /// How many bytes it needed from `offset`.
         needed: usize,
+        /// How many there were from `offset`.
+        got: usize,
     },
     /// The 20-byte header is not a STUN header (top bits, cookie, length).
     BadHeader(&'static str),
@@ -48,9 +50,10 @@ impl fmt::Display for Error {
                 what,
                 offset,
                 needed,
+                got,
             } => write!(
                 f,
-                "STUN {what} at offset {offset} needs {needed} bytes past the end of the message"
+                "STUN {what} at offset {offset} needs {needed} bytes, {got} left"
             ),
             Error::BadHeader(why) => write!(f, "not a STUN header: {why}"),
             Error::BadAttribute {

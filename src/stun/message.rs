@@ -194,7 +194,7 @@ pub struct RawAttribute<'a> {
 
 /// A decoded STUN message: a checked view over the bytes, allocation-free.
 ///
-/// [`Message::decode`] checks the header and that every attribute's TLV framing
+/// [`Message::parse`] checks the header and that every attribute's TLV framing
 /// fits; it does not interpret values (that happens when an attribute is
 /// read) and it does not check integrity (that needs a key:
 /// [`Message::verify_integrity`]).
@@ -221,7 +221,7 @@ impl fmt::Debug for Message<'_> {
             .field("tid", &self.tid);
         let attrs: Vec<_> = self
             .attributes()
-            .map(|a| match Attribute::decode(a.typ, a.value, &self.tid) {
+            .map(|a| match Attribute::parse(a.typ, a.value, &self.tid) {
                 Ok(v) => format!("{v:?}"),
                 Err(e) => format!("{}: {e}", attributes::attribute_name(a.typ)),
             })
@@ -232,7 +232,7 @@ impl fmt::Debug for Message<'_> {
 
 // ANCHOR: is_stun
 /// True when `buf` starts like a STUN message (RFC 7983 demultiplexing plus the
-/// magic cookie): a cheap test before [`Message::decode`].
+/// magic cookie): a cheap test before [`Message::parse`].
 pub fn is_stun(buf: &[u8]) -> bool {
     buf.len() >= HEADER_LEN && buf[0] & 0xC0 == 0 && buf[4..8] == MAGIC_COOKIE.to_be_bytes()
 }
@@ -240,12 +240,13 @@ pub fn is_stun(buf: &[u8]) -> bool {
 
 impl<'a> Message<'a> {
     /// Decodes a message that fills the whole datagram `buf`.
-    pub fn decode(buf: &'a [u8]) -> Result<Message<'a>, Error> {
+    pub fn parse(buf: &'a [u8]) -> Result<Message<'a>, Error> {
         if buf.len() < HEADER_LEN {
             return Err(Error::Truncated {
                 what: "header",
                 offset: 0,
                 needed: HEADER_LEN,
+                got: buf.len(),
             });
         }
         // RFC 8489 §5: "The most significant 2 bits of every STUN message MUST be zeroes."
@@ -265,6 +266,7 @@ impl<'a> Message<'a> {
                 what: "message body",
                 offset: HEADER_LEN,
                 needed: length,
+                got: buf.len() - HEADER_LEN,
             });
         }
         if buf.len() > HEADER_LEN + length {
@@ -292,6 +294,7 @@ impl<'a> Message<'a> {
                     what: "attribute header",
                     offset: off,
                     needed: 4,
+                    got: buf.len() - off,
                 });
             }
             let t = u16::from_be_bytes([buf[off], buf[off + 1]]);
@@ -302,6 +305,7 @@ impl<'a> Message<'a> {
                     what: attributes::attribute_name(t),
                     offset: off,
                     needed: 4 + padded,
+                    got: buf.len() - off,
                 });
             }
             if m.fingerprint.is_none() {
@@ -385,7 +389,7 @@ impl<'a> Message<'a> {
     pub fn attribute(&self, typ: u16) -> Result<Option<Attribute<'a>>, Error> {
         match self.get(typ) {
             None => Ok(None),
-            Some(a) => Attribute::decode(a.typ, a.value, &self.tid)
+            Some(a) => Attribute::parse(a.typ, a.value, &self.tid)
                 .map(Some)
                 .map_err(|reason| bad_attribute(a.typ, a.offset, reason)),
         }
@@ -395,7 +399,7 @@ impl<'a> Message<'a> {
     /// calls this before answering, so that it answers nothing malformed.
     pub fn validate(&self) -> Result<(), Error> {
         for a in self.attributes() {
-            Attribute::decode(a.typ, a.value, &self.tid)
+            Attribute::parse(a.typ, a.value, &self.tid)
                 .map_err(|reason| bad_attribute(a.typ, a.offset, reason))?;
         }
         Ok(())
@@ -435,7 +439,7 @@ impl<'a> Message<'a> {
             Some(Attribute::Other { value, .. }) => {
                 // The TURN XOR-*-ADDRESS attributes share XOR-MAPPED-ADDRESS's format.
                 Some(
-                    attributes::decode_xor_address(value, &self.tid)
+                    attributes::parse_xor_address(value, &self.tid)
                         .map_err(|r| bad_attribute(typ, 0, r))?,
                 )
             }
@@ -537,7 +541,7 @@ impl<'a> Iterator for Attributes<'a> {
             let typ = u16::from_be_bytes([b[off], b[off + 1]]);
             let len = usize::from(u16::from_be_bytes([b[off + 2], b[off + 3]]));
             let end = off + 4 + len;
-            // Framing was checked by `Message::decode`; stay safe anyway.
+            // Framing was checked by `Message::parse`; stay safe anyway.
             let value = b.get(off + 4..end)?;
             self.off = (end + padding(len)).min(b.len());
             let counts = match (self.phase, typ) {
@@ -632,7 +636,7 @@ impl<'b> MessageEncoder<'b> {
     pub fn attribute(&mut self, a: &Attribute<'_>) -> &mut Self {
         let typ = a.typ();
         let tid = self.tid;
-        self.with_value(typ, |out| a.encode_value(&tid, out))
+        self.with_value(typ, |out| a.emit_value(&tid, out))
     }
 
     /// Appends an attribute whose value is `value`.

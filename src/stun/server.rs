@@ -213,7 +213,7 @@ impl BindingServer {
 
     /// Answers one datagram (or drops it). The answer, if any, is queued.
     pub fn handle(&mut self, d: Receive<'_>) {
-        let Ok(msg) = Message::decode(d.contents) else {
+        let Ok(msg) = Message::parse(d.contents) else {
             self.stats.dropped += 1;
             return;
         };
@@ -322,7 +322,7 @@ impl BindingServer {
             reason: error_code::reason(code),
         }));
         if let Some(types) = unknown {
-            attributes::encode_unknown_attributes(types, &mut list);
+            attributes::emit_unknown_attributes(types, &mut list);
             enc.raw_attribute(attr::UNKNOWN_ATTRIBUTES, &list);
         }
         if let Some(s) = &self.config.software {

@@ -57,7 +57,7 @@ const VECTOR_TID: [u8; 12] = [
 #[test]
 fn rfc5769_sample_request_decodes_and_verifies() {
     let bytes = hex(SAMPLE_REQUEST);
-    let m = Message::decode(&bytes).unwrap();
+    let m = Message::parse(&bytes).unwrap();
     assert_eq!(m.message_type(), MessageType::BINDING_REQUEST);
     assert_eq!(m.transaction_id(), TransactionId(VECTOR_TID));
     assert_eq!(
@@ -105,7 +105,7 @@ fn rfc5769_sample_request_encodes_byte_for_byte() {
 
 fn check_response_vector(vector: &str, mapped: SocketAddr) {
     let bytes = hex(vector);
-    let m = Message::decode(&bytes).unwrap();
+    let m = Message::parse(&bytes).unwrap();
     assert_eq!(m.message_type(), MessageType::BINDING_SUCCESS);
     assert_eq!(m.xor_mapped_address().unwrap(), Some(mapped));
     assert_eq!(
@@ -153,7 +153,7 @@ fn rfc5769_ipv6_response_both_directions() {
 #[test]
 fn rfc5769_long_term_request_both_directions() {
     let bytes = hex(SAMPLE_LONG_TERM_REQUEST);
-    let m = Message::decode(&bytes).unwrap();
+    let m = Message::parse(&bytes).unwrap();
     let username = "\u{30DE}\u{30C8}\u{30EA}\u{30C3}\u{30AF}\u{30B9}";
     assert_eq!(m.username().unwrap(), Some(username));
     assert_eq!(
@@ -206,33 +206,33 @@ fn message_type_interleaving() {
 fn malformed_headers_are_rejected_with_reasons() {
     let good = hex(SAMPLE_REQUEST);
     assert!(matches!(
-        Message::decode(&good[..19]),
+        Message::parse(&good[..19]),
         Err(Error::Truncated { .. })
     ));
     assert!(matches!(
-        Message::decode(&good[..good.len() - 4]),
+        Message::parse(&good[..good.len() - 4]),
         Err(Error::Truncated { .. })
     ));
     let mut b = good.clone();
     b[0] |= 0x80;
-    assert!(matches!(Message::decode(&b), Err(Error::BadHeader(_))));
+    assert!(matches!(Message::parse(&b), Err(Error::BadHeader(_))));
     let mut b = good.clone();
     b[5] ^= 1;
     assert_eq!(
-        Message::decode(&b),
+        Message::parse(&b),
         Err(Error::BadHeader("wrong magic cookie"))
     );
     let mut b = good.clone();
     b[3] += 2;
-    assert!(Message::decode(&b).is_err());
+    assert!(Message::parse(&b).is_err());
     let mut b = good.clone();
     b.extend_from_slice(&[0, 0, 0, 0]);
-    assert!(Message::decode(&b).is_err());
+    assert!(Message::parse(&b).is_err());
     // An attribute whose length overruns the message.
     let mut b = good.clone();
     b[22] = 0x01;
     assert!(matches!(
-        Message::decode(&b),
+        Message::parse(&b),
         Err(Error::Truncated { offset: 20, .. })
     ));
 }
@@ -250,7 +250,7 @@ fn attributes_after_integrity_are_ignored() {
     out.extend_from_slice(&[0x80, 0x22, 0, 4, b'e', b'v', b'i', b'l']);
     let len = (out.len() - 20) as u16;
     out[2..4].copy_from_slice(&len.to_be_bytes());
-    let m = Message::decode(&out).unwrap();
+    let m = Message::parse(&out).unwrap();
     assert_eq!(m.attribute(attr::SOFTWARE).unwrap(), None);
     m.verify_integrity(&key).unwrap();
     let types: Vec<u16> = m.attributes().map(|a| a.typ).collect();
@@ -269,7 +269,7 @@ fn integrity_sha256_and_truncation() {
         .fingerprint()
         .finish()
         .unwrap();
-    let m = Message::decode(&out).unwrap();
+    let m = Message::parse(&out).unwrap();
     m.verify_integrity(&key).unwrap();
     assert_eq!(m.verify_fingerprint(), Ok(true));
     let other = IntegrityKey::short_term("x");
@@ -285,13 +285,13 @@ fn integrity_sha256_and_truncation() {
     let full = key.hmac_sha256(&out);
     out.extend_from_slice(&[0x00, 0x1C, 0, 16]);
     out.extend_from_slice(&full[..16]);
-    let m = Message::decode(&out).unwrap();
+    let m = Message::parse(&out).unwrap();
     m.verify_integrity(&key).unwrap();
     let mut bad = out.clone();
     let n = bad.len();
     bad[n - 1] ^= 1;
     assert_eq!(
-        Message::decode(&bad).unwrap().verify_integrity(&key),
+        Message::parse(&bad).unwrap().verify_integrity(&key),
         Err(Error::IntegrityMismatch)
     );
 }
@@ -303,7 +303,7 @@ fn flipped_bits_fail_integrity_or_fingerprint() {
     for i in 20..bytes.len() - 8 {
         let mut b = bytes.clone();
         b[i] ^= 0x01;
-        if let Ok(m) = Message::decode(&b) {
+        if let Ok(m) = Message::parse(&b) {
             assert!(
                 m.verify_integrity(&key).is_err() || m.verify_fingerprint().is_err(),
                 "flip at {i} went unnoticed"
@@ -315,7 +315,7 @@ fn flipped_bits_fail_integrity_or_fingerprint() {
 #[test]
 fn password_algorithms_and_userhash() {
     let mut v = Vec::new();
-    attributes::PasswordAlgorithms::encode(
+    attributes::PasswordAlgorithms::emit(
         &[
             (PasswordAlgorithm::Sha256, &[]),
             (PasswordAlgorithm::Md5, &[]),
@@ -323,7 +323,7 @@ fn password_algorithms_and_userhash() {
         &mut v,
     );
     let tid = TransactionId([1; 12]);
-    let a = Attribute::decode(attr::PASSWORD_ALGORITHMS, &v, &tid).unwrap();
+    let a = Attribute::parse(attr::PASSWORD_ALGORITHMS, &v, &tid).unwrap();
     let Attribute::PasswordAlgorithms(list) = a else {
         panic!("wrong type")
     };
@@ -333,7 +333,7 @@ fn password_algorithms_and_userhash() {
         vec![PasswordAlgorithm::Sha256, PasswordAlgorithm::Md5]
     );
     // Lying parameter length.
-    assert!(Attribute::decode(attr::PASSWORD_ALGORITHMS, &[0, 1, 0, 9, 0, 0], &tid).is_err());
+    assert!(Attribute::parse(attr::PASSWORD_ALGORITHMS, &[0, 1, 0, 9, 0, 0], &tid).is_err());
     // USERHASH is SHA-256("user:realm").
     let h = integrity::userhash("user", "realm");
     let d = ring::digest::digest(&ring::digest::SHA256, b"user:realm");
@@ -348,11 +348,11 @@ fn error_code_grammar() {
         code: 420,
         reason: "Unknown Attribute",
     })
-    .encode_value(&tid, &mut v);
+    .emit_value(&tid, &mut v);
     assert_eq!(&v[..4], &[0, 0, 4, 20]);
-    assert!(Attribute::decode(attr::ERROR_CODE, &[0, 0, 2, 0], &tid).is_err());
-    assert!(Attribute::decode(attr::ERROR_CODE, &[0, 0, 4, 100], &tid).is_err());
-    assert!(Attribute::decode(attr::ERROR_CODE, &[0, 0, 4], &tid).is_err());
+    assert!(Attribute::parse(attr::ERROR_CODE, &[0, 0, 2, 0], &tid).is_err());
+    assert!(Attribute::parse(attr::ERROR_CODE, &[0, 0, 4, 100], &tid).is_err());
+    assert!(Attribute::parse(attr::ERROR_CODE, &[0, 0, 4], &tid).is_err());
 }
 
 // ---- client transactions -------------------------------------------------
@@ -529,7 +529,7 @@ fn server_answers_binding_with_xor_mapped_software_fingerprint() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].destination, client);
     assert_eq!(out[0].source, Some(primary));
-    let m = Message::decode(&out[0].contents).unwrap();
+    let m = Message::parse(&out[0].contents).unwrap();
     assert_eq!(m.message_type(), MessageType::BINDING_SUCCESS);
     assert_eq!(m.transaction_id(), TransactionId([5; 12]));
     assert_eq!(m.xor_mapped_address().unwrap(), Some(client));
@@ -559,7 +559,7 @@ fn server_answers_420_for_unknown_required_and_ignores_optional() {
         .finish()
         .unwrap();
     let out = ask(&mut s, &req, client, primary);
-    let m = Message::decode(&out[0].contents).unwrap();
+    let m = Message::parse(&out[0].contents).unwrap();
     assert_eq!(m.message_type(), MessageType::BINDING_ERROR);
     assert_eq!(m.error_code().unwrap().unwrap().code, 420);
     let Some(Attribute::UnknownAttributes(list)) = m.attribute(attr::UNKNOWN_ATTRIBUTES).unwrap()
@@ -579,7 +579,7 @@ fn server_answers_420_for_unknown_required_and_ignores_optional() {
         .unwrap();
     let out = ask(&mut s, &req, client, primary);
     assert_eq!(
-        Message::decode(&out[0].contents).unwrap().class(),
+        Message::parse(&out[0].contents).unwrap().class(),
         Class::Success
     );
 }
@@ -659,7 +659,7 @@ fn server_rfc5780_change_request_and_response_port() {
         .unwrap();
         let out = ask(&mut s, &req, client, primary);
         assert_eq!(out[0].source, Some(from));
-        let m = Message::decode(&out[0].contents).unwrap();
+        let m = Message::parse(&out[0].contents).unwrap();
         assert_eq!(m.address(attr::RESPONSE_ORIGIN).unwrap(), Some(from));
         assert_eq!(m.mapped_address().unwrap(), Some(client));
         assert_eq!(m.address(attr::OTHER_ADDRESS).unwrap(), Some(alternate));
@@ -730,7 +730,7 @@ fn server_refuses_padding_with_response_port() {
         out[0].destination, client,
         "the error goes to the real source"
     );
-    let m = Message::decode(&out[0].contents).unwrap();
+    let m = Message::parse(&out[0].contents).unwrap();
     assert_eq!(m.error_code().unwrap().unwrap().code, 400);
 }
 
@@ -815,7 +815,7 @@ fn with_attribute<T>(o: &Owned, scratch: &mut Vec<u8>, f: impl FnOnce(Attribute<
         Owned::Hash(h) => Attribute::UserHash(h),
         Owned::Algorithm(a, p) => Attribute::PasswordAlgorithm(PasswordAlgorithm::from_code(*a), p),
         Owned::Unknown(list) => {
-            attributes::encode_unknown_attributes(list, scratch);
+            attributes::emit_unknown_attributes(list, scratch);
             Attribute::UnknownAttributes(attributes::unknown_attributes(scratch).unwrap())
         }
         Owned::Other(t, v) => Attribute::Other { typ: *t, value: v },
@@ -830,8 +830,8 @@ proptest! {
         let mut scratch = Vec::new();
         with_attribute(&o, &mut scratch, |a| {
             let mut v = Vec::new();
-            a.encode_value(&tid, &mut v);
-            let back = Attribute::decode(a.typ(), &v, &tid).unwrap();
+            a.emit_value(&tid, &mut v);
+            let back = Attribute::parse(a.typ(), &v, &tid).unwrap();
             prop_assert_eq!(back, a);
             Ok(())
         })?;
@@ -860,14 +860,14 @@ proptest! {
         if sha256 { enc.message_integrity_sha256(&key); }
         if fingerprint { enc.fingerprint(); }
         enc.finish().unwrap();
-        let m = Message::decode(&out).unwrap();
+        let m = Message::parse(&out).unwrap();
         prop_assert_eq!(m.message_type(), typ);
         prop_assert_eq!(m.transaction_id(), tid);
         let mut got = m.attributes();
         let mut scratch = Vec::new();
         for o in &attrs {
             let raw = got.next().unwrap();
-            let decoded = Attribute::decode(raw.typ, raw.value, &tid).unwrap();
+            let decoded = Attribute::parse(raw.typ, raw.value, &tid).unwrap();
             with_attribute(o, &mut scratch, |a| { prop_assert_eq!(decoded, a); Ok(()) })?;
             scratch.clear();
         }

@@ -20,7 +20,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::stun::attributes::{decode_xor_address, encode_xor_address};
+use crate::stun::attributes::{emit_xor_address, parse_xor_address};
 use crate::stun::{self, Message, MessageEncoder, TransactionId, attr};
 
 /// RFC 8656 §18.8 / §14.7: the protocol number for UDP in REQUESTED-TRANSPORT.
@@ -122,7 +122,7 @@ impl<'a> TurnAttribute<'a> {
 
     /// Decodes the value of a TURN attribute of type `typ`; `Err` for a
     /// malformed value or a type that is not a TURN attribute.
-    pub fn decode(typ: u16, value: &'a [u8], tid: &TransactionId) -> Result<Self, &'static str> {
+    pub fn parse(typ: u16, value: &'a [u8], tid: &TransactionId) -> Result<Self, &'static str> {
         Ok(match typ {
             attr::CHANNEL_NUMBER => {
                 let b = four(value, "CHANNEL-NUMBER is not 4 bytes")?;
@@ -131,12 +131,10 @@ impl<'a> TurnAttribute<'a> {
             attr::LIFETIME => {
                 TurnAttribute::Lifetime(u32::from_be_bytes(four(value, "LIFETIME is not 4 bytes")?))
             }
-            attr::XOR_PEER_ADDRESS => {
-                TurnAttribute::XorPeerAddress(decode_xor_address(value, tid)?)
-            }
+            attr::XOR_PEER_ADDRESS => TurnAttribute::XorPeerAddress(parse_xor_address(value, tid)?),
             attr::DATA => TurnAttribute::Data(value),
             attr::XOR_RELAYED_ADDRESS => {
-                TurnAttribute::XorRelayedAddress(decode_xor_address(value, tid)?)
+                TurnAttribute::XorRelayedAddress(parse_xor_address(value, tid)?)
             }
             attr::REQUESTED_ADDRESS_FAMILY => {
                 let b = four(value, "REQUESTED-ADDRESS-FAMILY is not 4 bytes")?;
@@ -173,7 +171,7 @@ impl<'a> TurnAttribute<'a> {
     }
 
     /// Appends the value (without header or padding) to `out`.
-    pub fn encode_value(&self, tid: &TransactionId, out: &mut Vec<u8>) {
+    pub fn emit_value(&self, tid: &TransactionId, out: &mut Vec<u8>) {
         match *self {
             TurnAttribute::ChannelNumber(c) => {
                 out.extend_from_slice(&c.to_be_bytes());
@@ -181,7 +179,7 @@ impl<'a> TurnAttribute<'a> {
             }
             TurnAttribute::Lifetime(s) => out.extend_from_slice(&s.to_be_bytes()),
             TurnAttribute::XorPeerAddress(a) | TurnAttribute::XorRelayedAddress(a) => {
-                encode_xor_address(a, tid, out)
+                emit_xor_address(a, tid, out)
             }
             TurnAttribute::Data(d) => out.extend_from_slice(d),
             TurnAttribute::RequestedAddressFamily(f) => out.extend_from_slice(&[f.code(), 0, 0, 0]),
@@ -193,9 +191,9 @@ impl<'a> TurnAttribute<'a> {
     }
 
     /// Appends the attribute to a message being built.
-    pub fn encode(&self, enc: &mut MessageEncoder<'_>) {
+    pub fn emit(&self, enc: &mut MessageEncoder<'_>) {
         let tid = enc.transaction_id();
-        enc.with_value(self.typ(), |out| self.encode_value(&tid, out));
+        enc.with_value(self.typ(), |out| self.emit_value(&tid, out));
     }
 }
 
@@ -203,7 +201,7 @@ impl<'a> TurnAttribute<'a> {
 pub fn get<'a>(msg: &Message<'a>, typ: u16) -> Result<Option<TurnAttribute<'a>>, stun::Error> {
     match msg.get(typ) {
         None => Ok(None),
-        Some(a) => TurnAttribute::decode(a.typ, a.value, &msg.transaction_id())
+        Some(a) => TurnAttribute::parse(a.typ, a.value, &msg.transaction_id())
             .map(Some)
             .map_err(|reason| stun::Error::BadAttribute {
                 typ: a.typ,
@@ -220,7 +218,7 @@ pub fn peer_addresses(msg: &Message<'_>) -> Result<Vec<SocketAddr>, stun::Error>
     msg.attributes()
         .filter(|a| a.typ == attr::XOR_PEER_ADDRESS)
         .map(|a| {
-            decode_xor_address(a.value, &tid).map_err(|reason| stun::Error::BadAttribute {
+            parse_xor_address(a.value, &tid).map_err(|reason| stun::Error::BadAttribute {
                 typ: a.typ,
                 offset: a.offset,
                 reason,
@@ -305,10 +303,10 @@ mod tests {
             let mut enc = MessageEncoder::new(
                 &mut out, MessageType::new(Class::Request, Method::ALLOCATE), tid);
             for a in &attrs {
-                a.encode(&mut enc);
+                a.emit(&mut enc);
             }
             enc.finish().unwrap();
-            let msg = Message::decode(&out).unwrap();
+            let msg = Message::parse(&out).unwrap();
             for a in &attrs {
                 prop_assert_eq!(get(&msg, a.typ()).unwrap(), Some(*a));
             }
@@ -317,10 +315,10 @@ mod tests {
         #[test]
         fn arbitrary_values_never_panic(typ in 0u16..0x30, value in proptest::collection::vec(any::<u8>(), 0..40)) {
             let tid = TransactionId([7; 12]);
-            if let Ok(a) = TurnAttribute::decode(typ, &value, &tid) {
+            if let Ok(a) = TurnAttribute::parse(typ, &value, &tid) {
                 let mut v = Vec::new();
-                a.encode_value(&tid, &mut v);
-                prop_assert_eq!(TurnAttribute::decode(typ, &v, &tid).unwrap(), a);
+                a.emit_value(&tid, &mut v);
+                prop_assert_eq!(TurnAttribute::parse(typ, &v, &tid).unwrap(), a);
             }
         }
     }
@@ -337,10 +335,10 @@ mod tests {
             MessageType::new(Class::Indication, Method::SEND),
             tid,
         );
-        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
-        TurnAttribute::XorPeerAddress("[2001:db8::1]:9".parse().unwrap()).encode(&mut enc);
+        TurnAttribute::XorPeerAddress(peer).emit(&mut enc);
+        TurnAttribute::XorPeerAddress("[2001:db8::1]:9".parse().unwrap()).emit(&mut enc);
         enc.finish().unwrap();
-        let msg = Message::decode(&out).unwrap();
+        let msg = Message::parse(&out).unwrap();
         assert_eq!(msg.address(attr::XOR_PEER_ADDRESS).unwrap(), Some(peer));
         assert_eq!(peer_addresses(&msg).unwrap().len(), 2);
         // On the wire the port is XORed with 0x2112: 4000 ^ 0x2112 = 0x2EB2.
@@ -350,12 +348,10 @@ mod tests {
     #[test]
     fn malformed_values_are_refused() {
         let tid = TransactionId([0; 12]);
-        assert!(TurnAttribute::decode(attr::LIFETIME, &[0, 0, 1], &tid).is_err());
-        assert!(TurnAttribute::decode(attr::EVEN_PORT, &[0, 0], &tid).is_err());
-        assert!(TurnAttribute::decode(attr::DONT_FRAGMENT, &[0], &tid).is_err());
-        assert!(
-            TurnAttribute::decode(attr::REQUESTED_ADDRESS_FAMILY, &[3, 0, 0, 0], &tid).is_err()
-        );
-        assert!(TurnAttribute::decode(attr::USERNAME, b"x", &tid).is_err());
+        assert!(TurnAttribute::parse(attr::LIFETIME, &[0, 0, 1], &tid).is_err());
+        assert!(TurnAttribute::parse(attr::EVEN_PORT, &[0, 0], &tid).is_err());
+        assert!(TurnAttribute::parse(attr::DONT_FRAGMENT, &[0], &tid).is_err());
+        assert!(TurnAttribute::parse(attr::REQUESTED_ADDRESS_FAMILY, &[3, 0, 0, 0], &tid).is_err());
+        assert!(TurnAttribute::parse(attr::USERNAME, b"x", &tid).is_err());
     }
 }

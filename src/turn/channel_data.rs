@@ -58,16 +58,18 @@ pub fn is_channel_data(buf: &[u8]) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ChannelDataError {
-    /// Fewer than the 4 header bytes.
-    TooShort,
     /// The channel number is outside 0x4000–0x4FFF.
     BadChannel(u16),
-    /// The datagram holds fewer bytes than `Length` says.
+    /// Fewer than the 4 header bytes (`what` is `"header"`), or fewer bytes
+    /// after the header than `Length` says (`"data"`).
     Truncated {
-        /// What the length field claims.
-        length: usize,
-        /// What is there after the header.
-        available: usize,
+        /// What was being read.
+        what: &'static str,
+        /// Bytes needed: 4 for the header, else what the length field claims
+        /// (with padding, in a stream).
+        needed: usize,
+        /// Bytes there (after the header, for the data).
+        got: usize,
     },
     /// A UDP datagram holds more than the message and its (at most 3 bytes
     /// of) padding.
@@ -79,14 +81,12 @@ pub enum ChannelDataError {
 impl fmt::Display for ChannelDataError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ChannelDataError::TooShort => write!(f, "ChannelData shorter than its 4-byte header"),
             ChannelDataError::BadChannel(c) => {
                 write!(f, "ChannelData channel 0x{c:04x} outside 0x4000-0x4FFF")
             }
-            ChannelDataError::Truncated { length, available } => write!(
-                f,
-                "ChannelData length {length} but only {available} bytes follow the header"
-            ),
+            ChannelDataError::Truncated { what, needed, got } => {
+                write!(f, "ChannelData {what} needs {needed} bytes, {got} there")
+            }
             ChannelDataError::TooLong => {
                 write!(f, "ChannelData datagram longer than its padded length")
             }
@@ -112,18 +112,22 @@ impl<'a> ChannelData<'a> {
     /// Decodes a ChannelData message received in one UDP datagram (RFC 8656
     /// §12.6): at least `4 + Length` bytes; up to 3 bytes of padding after
     /// the data are accepted and ignored, anything more is refused.
-    pub fn decode(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
-        Self::decode_range(buf, MAX_CHANNEL)
+    pub fn parse(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
+        Self::parse_range(buf, MAX_CHANNEL)
     }
 
-    /// As [`ChannelData::decode`], accepting RFC 5766's channels up to 0x7FFF.
-    pub fn decode_rfc5766(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
-        Self::decode_range(buf, MAX_CHANNEL_RFC5766)
+    /// As [`ChannelData::parse`], accepting RFC 5766's channels up to 0x7FFF.
+    pub fn parse_rfc5766(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
+        Self::parse_range(buf, MAX_CHANNEL_RFC5766)
     }
 
-    fn decode_range(buf: &'a [u8], max: u16) -> Result<Self, ChannelDataError> {
+    fn parse_range(buf: &'a [u8], max: u16) -> Result<Self, ChannelDataError> {
         if buf.len() < 4 {
-            return Err(ChannelDataError::TooShort);
+            return Err(ChannelDataError::Truncated {
+                what: "header",
+                needed: 4,
+                got: buf.len(),
+            });
         }
         let channel = u16::from_be_bytes([buf[0], buf[1]]);
         if !(MIN_CHANNEL..=max).contains(&channel) {
@@ -132,7 +136,11 @@ impl<'a> ChannelData<'a> {
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         let available = buf.len() - 4;
         if available < length {
-            return Err(ChannelDataError::Truncated { length, available });
+            return Err(ChannelDataError::Truncated {
+                what: "data",
+                needed: length,
+                got: available,
+            });
         }
         if available > length + crate::stun::attributes::padding(length) {
             return Err(ChannelDataError::TooLong);
@@ -145,37 +153,42 @@ impl<'a> ChannelData<'a> {
 
     /// Decodes the first ChannelData message of a stream buffer (TCP/TLS):
     /// returns it and the number of bytes it used, padding included.
-    pub fn decode_stream(buf: &'a [u8]) -> Result<(Self, usize), ChannelDataError> {
+    pub fn parse_stream(buf: &'a [u8]) -> Result<(Self, usize), ChannelDataError> {
         if buf.len() < 4 {
-            return Err(ChannelDataError::TooShort);
+            return Err(ChannelDataError::Truncated {
+                what: "header",
+                needed: 4,
+                got: buf.len(),
+            });
         }
         let length = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
         let used = 4 + length + crate::stun::attributes::padding(length);
         let end = used.min(buf.len());
-        let cd = Self::decode(&buf[..end])?;
+        let cd = Self::parse(&buf[..end])?;
         if buf.len() < used {
             return Err(ChannelDataError::Truncated {
-                length: used - 4,
-                available: buf.len() - 4,
+                what: "data",
+                needed: used - 4,
+                got: buf.len() - 4,
             });
         }
         Ok((cd, used))
     }
 
     /// Appends the message, unpadded (UDP, RFC 8656 §12.5).
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<usize, ChannelDataError> {
-        self.encode_with(out, false)
+    pub fn emit(&self, out: &mut Vec<u8>) -> Result<usize, ChannelDataError> {
+        self.emit_with(out, false)
     }
 
     /// Appends the message padded to a multiple of 4 bytes (TCP/TLS, and
     /// allowed over UDP).
-    pub fn encode_padded(&self, out: &mut Vec<u8>) -> Result<usize, ChannelDataError> {
-        self.encode_with(out, true)
+    pub fn emit_padded(&self, out: &mut Vec<u8>) -> Result<usize, ChannelDataError> {
+        self.emit_with(out, true)
     }
 
     /// Writing accepts RFC 5766's range too (0x4000–0x7FFF), so that a
     /// server can answer an older client on the channel it bound.
-    fn encode_with(&self, out: &mut Vec<u8>, pad: bool) -> Result<usize, ChannelDataError> {
+    fn emit_with(&self, out: &mut Vec<u8>, pad: bool) -> Result<usize, ChannelDataError> {
         let len = u16::try_from(self.data.len())
             .map_err(|_| ChannelDataError::DataTooLong(self.data.len()))?;
         if !is_valid_channel_rfc5766(self.channel) {
@@ -205,7 +218,7 @@ mod tests {
             channel: 0x4001,
             data: b"hello",
         }
-        .encode(&mut out)
+        .emit(&mut out)
         .unwrap();
         assert_eq!(out, b"\x40\x01\x00\x05hello");
         out.clear();
@@ -213,7 +226,7 @@ mod tests {
             channel: 0x4001,
             data: b"hello",
         }
-        .encode_padded(&mut out)
+        .emit_padded(&mut out)
         .unwrap();
         assert_eq!(out, b"\x40\x01\x00\x05hello\0\0\0");
     }
@@ -225,41 +238,42 @@ mod tests {
             &b"\x40\x00\x00\x05hello"[..],
             &b"\x40\x00\x00\x05hello\0\0\0"[..],
         ] {
-            let cd = ChannelData::decode(buf).unwrap();
+            let cd = ChannelData::parse(buf).unwrap();
             assert_eq!(cd.data, b"hello");
         }
         assert_eq!(
-            ChannelData::decode(b"\x40\x00\x00\x05hell"),
+            ChannelData::parse(b"\x40\x00\x00\x05hell"),
             Err(ChannelDataError::Truncated {
-                length: 5,
-                available: 4
+                what: "data",
+                needed: 5,
+                got: 4
             })
         );
         assert_eq!(
-            ChannelData::decode(b"\x40\x00\x00\x05hello\0\0\0\0"),
+            ChannelData::parse(b"\x40\x00\x00\x05hello\0\0\0\0"),
             Err(ChannelDataError::TooLong)
         );
         assert_eq!(
-            ChannelData::decode(b"\x50\x00\x00\x00"),
+            ChannelData::parse(b"\x50\x00\x00\x00"),
             Err(ChannelDataError::BadChannel(0x5000))
         );
-        assert!(ChannelData::decode_rfc5766(b"\x7f\xff\x00\x00").is_ok());
-        assert!(ChannelData::decode_rfc5766(b"\x80\x00\x00\x00").is_err());
+        assert!(ChannelData::parse_rfc5766(b"\x7f\xff\x00\x00").is_ok());
+        assert!(ChannelData::parse_rfc5766(b"\x80\x00\x00\x00").is_err());
         // A server answers an RFC 5766 client on its channel.
         let mut out = Vec::new();
         ChannelData {
             channel: 0x7FFF,
             data: b"x",
         }
-        .encode(&mut out)
+        .emit(&mut out)
         .unwrap();
-        assert_eq!(ChannelData::decode_rfc5766(&out).unwrap().channel, 0x7FFF);
+        assert_eq!(ChannelData::parse_rfc5766(&out).unwrap().channel, 0x7FFF);
         assert_eq!(
             ChannelData {
                 channel: 0x3FFF,
                 data: b""
             }
-            .encode(&mut Vec::new()),
+            .emit(&mut Vec::new()),
             Err(ChannelDataError::BadChannel(0x3FFF))
         );
     }
@@ -271,19 +285,19 @@ mod tests {
             channel: 0x4000,
             data: b"abc",
         }
-        .encode_padded(&mut out)
+        .emit_padded(&mut out)
         .unwrap();
         ChannelData {
             channel: 0x4FFF,
             data: b"defgh",
         }
-        .encode_padded(&mut out)
+        .emit_padded(&mut out)
         .unwrap();
-        let (a, n) = ChannelData::decode_stream(&out).unwrap();
+        let (a, n) = ChannelData::parse_stream(&out).unwrap();
         assert_eq!((a.channel, a.data, n), (0x4000, &b"abc"[..], 8));
-        let (b, m) = ChannelData::decode_stream(&out[n..]).unwrap();
+        let (b, m) = ChannelData::parse_stream(&out[n..]).unwrap();
         assert_eq!((b.channel, b.data, m), (0x4FFF, &b"defgh"[..], 12));
-        assert!(ChannelData::decode_stream(&out[..7]).is_err());
+        assert!(ChannelData::parse_stream(&out[..7]).is_err());
     }
 
     proptest! {
@@ -291,19 +305,19 @@ mod tests {
         fn round_trip(channel in MIN_CHANNEL..=MAX_CHANNEL, data in proptest::collection::vec(any::<u8>(), 0..1500), pad in any::<bool>()) {
             let mut out = Vec::new();
             let cd = ChannelData { channel, data: &data };
-            let n = if pad { cd.encode_padded(&mut out) } else { cd.encode(&mut out) }.unwrap();
+            let n = if pad { cd.emit_padded(&mut out) } else { cd.emit(&mut out) }.unwrap();
             prop_assert_eq!(n, out.len());
             prop_assert_eq!(out.len() % 4 == 0 || !pad, true);
             prop_assert!(is_channel_data(&out));
-            prop_assert_eq!(ChannelData::decode(&out).unwrap(), cd);
+            prop_assert_eq!(ChannelData::parse(&out).unwrap(), cd);
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..64)) {
-            if let Ok(cd) = ChannelData::decode(&buf) {
+            if let Ok(cd) = ChannelData::parse(&buf) {
                 prop_assert!(4 + cd.data.len() <= buf.len());
             }
-            if let Ok((cd, n)) = ChannelData::decode_stream(&buf) {
+            if let Ok((cd, n)) = ChannelData::parse_stream(&buf) {
                 prop_assert!(n <= buf.len() && cd.data.len() + 4 <= n);
             }
         }

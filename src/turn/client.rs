@@ -459,8 +459,8 @@ impl Client {
             // RFC 8656 §12.5: over a stream the next message starts on
             // a 4-byte boundary; over UDP the padding may be left out.
             match self.config.transport {
-                ServerTransport::Udp => cd.encode(&mut out),
-                ServerTransport::Tcp => cd.encode_padded(&mut out),
+                ServerTransport::Udp => cd.emit(&mut out),
+                ServerTransport::Tcp => cd.emit_padded(&mut out),
             }
             .map_err(|e| Error::Encode(e.to_string()))?;
             self.transmit(out);
@@ -509,8 +509,8 @@ impl Client {
             MessageType::new(Class::Indication, Method::SEND),
             tid,
         );
-        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
-        TurnAttribute::Data(data).encode(&mut enc);
+        TurnAttribute::XorPeerAddress(peer).emit(&mut enc);
+        TurnAttribute::Data(data).emit(&mut enc);
         enc.finish()?;
         self.transmit(out);
         Ok(())
@@ -529,17 +529,17 @@ impl Client {
         match request {
             Request::Allocate => {
                 // RFC 8656 §7.1: REQUESTED-TRANSPORT is mandatory (UDP).
-                TurnAttribute::RequestedTransport(PROTOCOL_UDP).encode(&mut enc);
+                TurnAttribute::RequestedTransport(PROTOCOL_UDP).emit(&mut enc);
                 let secs = u32::try_from(self.config.lifetime.as_secs()).unwrap_or(u32::MAX);
-                TurnAttribute::Lifetime(secs).encode(&mut enc);
+                TurnAttribute::Lifetime(secs).emit(&mut enc);
             }
-            Request::Refresh { lifetime } => TurnAttribute::Lifetime(lifetime).encode(&mut enc),
+            Request::Refresh { lifetime } => TurnAttribute::Lifetime(lifetime).emit(&mut enc),
             Request::CreatePermission { peer } => {
-                TurnAttribute::XorPeerAddress(peer).encode(&mut enc)
+                TurnAttribute::XorPeerAddress(peer).emit(&mut enc)
             }
             Request::ChannelBind { channel, peer } => {
-                TurnAttribute::ChannelNumber(channel).encode(&mut enc);
-                TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
+                TurnAttribute::ChannelNumber(channel).emit(&mut enc);
+                TurnAttribute::XorPeerAddress(peer).emit(&mut enc);
             }
         }
         if let Some(s) = &self.config.software {
@@ -583,7 +583,7 @@ impl Client {
                 continue;
             };
             match result {
-                Ok(resp) => match Message::decode(&resp.bytes) {
+                Ok(resp) => match Message::parse(&resp.bytes) {
                     Ok(msg) => self.on_success(now, p.request, &msg),
                     Err(e) => self.on_failure(p.request, Error::Encode(e.to_string())),
                 },
@@ -616,7 +616,7 @@ impl Client {
         if !retry {
             return false;
         }
-        let Ok(msg) = Message::decode(response) else {
+        let Ok(msg) = Message::parse(response) else {
             return false;
         };
         let nonce = match msg.attribute(attr::NONCE) {
@@ -801,7 +801,7 @@ impl Client {
             // server sends ChannelData only once it bound the channel, so
             // such data proves the binding (its answer may be lost, or
             // still on its way), and the number names our peer.
-            if let Ok(cd) = ChannelData::decode(d.contents) {
+            if let Ok(cd) = ChannelData::parse(d.contents) {
                 let peer = self
                     .channels
                     .iter()
@@ -813,7 +813,7 @@ impl Client {
             }
             return true;
         }
-        let Ok(msg) = Message::decode(d.contents) else {
+        let Ok(msg) = Message::parse(d.contents) else {
             return false;
         };
         if msg.class() == Class::Indication && msg.method() == Method::DATA {
@@ -980,7 +980,7 @@ mod tests {
         let now = Instant::now();
         let mut c = client(now);
         let first = c.poll_transmit().unwrap();
-        let m = Message::decode(&first.contents).unwrap();
+        let m = Message::parse(&first.contents).unwrap();
         assert_eq!(m.method(), Method::ALLOCATE);
         assert!(
             !m.has_integrity(),
@@ -993,7 +993,7 @@ mod tests {
         feed(&mut c, now, &error(&m, 401, "n1"));
 
         let second = c.poll_transmit().unwrap();
-        let m2 = Message::decode(&second.contents).unwrap();
+        let m2 = Message::parse(&second.contents).unwrap();
         assert_ne!(m2.transaction_id(), m.transaction_id());
         m2.verify_integrity(&key()).unwrap();
         assert_eq!(m2.username().unwrap(), Some("alice"));
@@ -1004,7 +1004,7 @@ mod tests {
         feed(&mut c, now, &error(&m2, 438, "n2"));
 
         let third = c.poll_transmit().unwrap();
-        let m3 = Message::decode(&third.contents).unwrap();
+        let m3 = Message::parse(&third.contents).unwrap();
         m3.verify_integrity(&key()).unwrap();
         assert_eq!(
             m3.attribute(attr::NONCE).unwrap(),
@@ -1018,8 +1018,8 @@ mod tests {
             MessageType::new(Class::Success, Method::ALLOCATE),
             m3.transaction_id(),
         );
-        TurnAttribute::XorRelayedAddress(relayed).encode(&mut enc);
-        TurnAttribute::Lifetime(600).encode(&mut enc);
+        TurnAttribute::XorRelayedAddress(relayed).emit(&mut enc);
+        TurnAttribute::Lifetime(600).emit(&mut enc);
         enc.attribute(&Attribute::XorMappedAddress(LOCAL.parse().unwrap()));
         enc.message_integrity(&key());
         enc.finish().unwrap();
@@ -1036,7 +1036,7 @@ mod tests {
         assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(540)));
         c.handle_timeout(now + Duration::from_secs(540));
         let refresh = c.poll_transmit().unwrap();
-        let r = Message::decode(&refresh.contents).unwrap();
+        let r = Message::parse(&refresh.contents).unwrap();
         assert_eq!(r.method(), Method::REFRESH);
         r.verify_integrity(&key()).unwrap();
 
@@ -1044,7 +1044,7 @@ mod tests {
         let peer: SocketAddr = "198.51.100.7:9000".parse().unwrap();
         c.send_to(now, peer, b"hi").unwrap();
         let cp = c.poll_transmit().unwrap();
-        let cp = Message::decode(&cp.contents).unwrap();
+        let cp = Message::parse(&cp.contents).unwrap();
         assert_eq!(cp.method(), Method::CREATE_PERMISSION);
         assert_eq!(turn_attr::peer_address(&cp), Some(peer));
         assert!(c.poll_transmit().is_none());
@@ -1058,13 +1058,13 @@ mod tests {
         feed(
             &mut c,
             now,
-            &error(&Message::decode(&m.contents).unwrap(), 401, "n"),
+            &error(&Message::parse(&m.contents).unwrap(), 401, "n"),
         );
         let m = c.poll_transmit().unwrap();
         feed(
             &mut c,
             now,
-            &error(&Message::decode(&m.contents).unwrap(), 401, "n"),
+            &error(&Message::parse(&m.contents).unwrap(), 401, "n"),
         );
         assert!(matches!(
             c.poll_event(),
@@ -1129,16 +1129,16 @@ mod tests {
         feed(
             &mut c,
             now,
-            &error(&Message::decode(&m.contents).unwrap(), 401, "n"),
+            &error(&Message::parse(&m.contents).unwrap(), 401, "n"),
         );
         let m = c.poll_transmit().unwrap();
         let relayed: SocketAddr = "192.0.2.1:50000".parse().unwrap();
         feed(
             &mut c,
             now,
-            &success(&Message::decode(&m.contents).unwrap(), |enc| {
-                TurnAttribute::XorRelayedAddress(relayed).encode(enc);
-                TurnAttribute::Lifetime(600).encode(enc);
+            &success(&Message::parse(&m.contents).unwrap(), |enc| {
+                TurnAttribute::XorRelayedAddress(relayed).emit(enc);
+                TurnAttribute::Lifetime(600).emit(enc);
             }),
         );
         assert!(matches!(c.poll_event(), Some(Event::Allocated { .. })));
@@ -1148,7 +1148,7 @@ mod tests {
         feed(
             &mut c,
             now,
-            &success(&Message::decode(&m.contents).unwrap(), |_| {}),
+            &success(&Message::parse(&m.contents).unwrap(), |_| {}),
         );
         while c.poll_event().is_some() {}
         assert_eq!(c.channel(peer), Some(ch));

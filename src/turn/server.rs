@@ -797,7 +797,7 @@ impl Server {
         d: Receive<'_>,
         out: &mut Vec<u8>,
     ) -> Option<Route> {
-        let Ok(msg) = Message::decode(d.contents) else {
+        let Ok(msg) = Message::parse(d.contents) else {
             self.stats.dropped += 1;
             return None;
         };
@@ -1103,11 +1103,11 @@ impl Server {
         }
         let mut out = Vec::with_capacity(128);
         let mut enc = self.success(&mut out, msg);
-        TurnAttribute::XorRelayedAddress(relay).encode(&mut enc);
-        TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
+        TurnAttribute::XorRelayedAddress(relay).emit(&mut enc);
+        TurnAttribute::Lifetime(lifetime.as_secs() as u32).emit(&mut enc);
         if let Some(t) = token {
             // RFC 8656 §7.2: the token of the reserved next port (§18.10).
-            TurnAttribute::ReservationToken(t).encode(&mut enc);
+            TurnAttribute::ReservationToken(t).emit(&mut enc);
         }
         enc.attribute(&Attribute::XorMappedAddress(d.source));
         enc.message_integrity(&auth.key);
@@ -1299,7 +1299,7 @@ impl Server {
         };
         let mut out = Vec::with_capacity(64);
         let mut enc = self.success(&mut out, msg);
-        TurnAttribute::Lifetime(lifetime.as_secs() as u32).encode(&mut enc);
+        TurnAttribute::Lifetime(lifetime.as_secs() as u32).emit(&mut enc);
         enc.message_integrity(&auth.key);
         fingerprint_if_asked(&mut enc, msg);
         if enc.finish().is_ok() {
@@ -1447,7 +1447,7 @@ impl Server {
             reason: error_code::reason(code),
         }));
         if let Some(types) = unknown {
-            attributes::encode_unknown_attributes(types, &mut list);
+            attributes::emit_unknown_attributes(types, &mut list);
             enc.raw_attribute(attr::UNKNOWN_ATTRIBUTES, &list);
         }
         if code == error_code::UNAUTHENTICATED || code == error_code::STALE_NONCE {
@@ -1513,7 +1513,7 @@ impl Server {
         d: Receive<'_>,
         out: &mut Vec<u8>,
     ) -> Option<Route> {
-        let Ok(cd) = ChannelData::decode_rfc5766(d.contents) else {
+        let Ok(cd) = ChannelData::parse_rfc5766(d.contents) else {
             self.stats.dropped += 1;
             tracing::debug!(from = %d.source, "malformed ChannelData dropped");
             return None;
@@ -1579,8 +1579,8 @@ impl Server {
                 };
                 // RFC 8656 §12.5: over TCP, padded to a multiple of 4.
                 let written = match transport {
-                    Transport::Udp => cd.encode(out),
-                    Transport::Tcp => cd.encode_padded(out),
+                    Transport::Udp => cd.emit(out),
+                    Transport::Tcp => cd.emit_padded(out),
                 };
                 if written.is_err() {
                     self.stats.dropped += 1;
@@ -1599,8 +1599,8 @@ impl Server {
                     MessageType::new(Class::Indication, Method::DATA),
                     TransactionId(tid),
                 );
-                TurnAttribute::XorPeerAddress(d.source).encode(&mut enc);
-                TurnAttribute::Data(d.contents).encode(&mut enc);
+                TurnAttribute::XorPeerAddress(d.source).emit(&mut enc);
+                TurnAttribute::Data(d.contents).emit(&mut enc);
                 if enc.finish().is_err() {
                     self.stats.dropped += 1;
                     return None;
@@ -1944,7 +1944,7 @@ mod tests {
         );
         let t = s.poll_transmit().unwrap();
         assert_eq!(
-            ChannelData::decode(&t.contents).unwrap(),
+            ChannelData::parse(&t.contents).unwrap(),
             ChannelData {
                 channel: ch,
                 data: b"chan"
@@ -2062,7 +2062,7 @@ mod tests {
             },
         );
         let t = s.poll_transmit().expect("an answer");
-        let m = Message::decode(&t.contents).unwrap();
+        let m = Message::parse(&t.contents).unwrap();
         assert!(
             !t.contents.is_empty()
                 && turn_attr::get(&m, attr::XOR_RELAYED_ADDRESS)
@@ -2081,7 +2081,7 @@ mod tests {
             MessageType::new(Class::Request, Method::ALLOCATE),
             TransactionId([5; 12]),
         );
-        TurnAttribute::RequestedTransport(transport).encode(&mut enc);
+        TurnAttribute::RequestedTransport(transport).emit(&mut enc);
         let n = nonce
             .map(str::to_string)
             .unwrap_or_else(|| s.nonce(now, CLIENT.parse().unwrap(), LISTEN.parse().unwrap()));
@@ -2138,7 +2138,7 @@ mod tests {
             TransactionId([tid; 12]),
         );
         for a in attributes {
-            a.encode(&mut enc);
+            a.emit(&mut enc);
         }
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
@@ -2370,7 +2370,7 @@ mod tests {
             channel: ch,
             data: &[7; 120],
         }
-        .encode(&mut frame)
+        .emit(&mut frame)
         .unwrap();
         let listen: SocketAddr = LISTEN.parse().unwrap();
         let mut out = Vec::with_capacity(2048);
@@ -2410,7 +2410,7 @@ mod tests {
                 })
             );
             assert_eq!(
-                ChannelData::decode(&out).unwrap(),
+                ChannelData::parse(&out).unwrap(),
                 ChannelData {
                     channel: ch,
                     data: &[9; 120]
@@ -2496,7 +2496,7 @@ mod tests {
         );
         let t = s.poll_transmit().expect("an answer");
         assert!(s.poll_transmit().is_none());
-        let m = Message::decode(&t.contents).unwrap();
+        let m = Message::parse(&t.contents).unwrap();
         m.error_code().unwrap().map_or(0, |e| e.code)
     }
 
@@ -2515,7 +2515,7 @@ mod tests {
         let captured = sent
             .iter()
             .rev()
-            .find(|m| Message::decode(m).is_ok_and(|m| m.has_integrity()))
+            .find(|m| Message::parse(m).is_ok_and(|m| m.has_integrity()))
             .expect("an authenticated Allocate");
         // An eavesdropper replays it byte for byte from 11 new source ports.
         for port in 41001..41012 {
@@ -2647,7 +2647,7 @@ mod tests {
             MessageType::new(Class::Request, Method::ALLOCATE),
             TransactionId([tid; 12]),
         );
-        TurnAttribute::RequestedTransport(PROTOCOL_UDP).encode(&mut enc);
+        TurnAttribute::RequestedTransport(PROTOCOL_UDP).emit(&mut enc);
         let n = s.nonce(now, from, LISTEN.parse().unwrap());
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
@@ -2669,7 +2669,7 @@ mod tests {
             },
         );
         let t = s.poll_transmit()?;
-        let m = Message::decode(&t.contents).unwrap();
+        let m = Message::parse(&t.contents).unwrap();
         Some(m.error_code().unwrap().map_or(0, |e| e.code))
     }
 
@@ -2784,7 +2784,7 @@ mod tests {
                 },
             );
             let t = s.poll_transmit().expect("an answer");
-            let m = Message::decode(&t.contents).unwrap();
+            let m = Message::parse(&t.contents).unwrap();
             (
                 m.error_code().unwrap().map_or(0, |e| e.code),
                 t.contents.len(),
@@ -2991,7 +2991,7 @@ mod tests {
         }
         .expect("an answer");
         assert_eq!(t.destination, from);
-        let m = Message::decode(&t.contents).unwrap();
+        let m = Message::parse(&t.contents).unwrap();
         let code = m.error_code().unwrap().map_or(0, |e| e.code);
         let relayed = match turn_attr::get(&m, attr::XOR_RELAYED_ADDRESS) {
             Ok(Some(TurnAttribute::XorRelayedAddress(a))) => Some(a),
@@ -3147,8 +3147,8 @@ mod tests {
             MessageType::new(Class::Request, Method::CHANNEL_BIND),
             TransactionId([4; 12]),
         );
-        TurnAttribute::ChannelNumber(0x4001).encode(&mut enc);
-        TurnAttribute::XorPeerAddress(peer).encode(&mut enc);
+        TurnAttribute::ChannelNumber(0x4001).emit(&mut enc);
+        TurnAttribute::XorPeerAddress(peer).emit(&mut enc);
         enc.attribute(&Attribute::Username("alice"));
         enc.attribute(&Attribute::Realm("rtclab"));
         enc.attribute(&Attribute::Nonce(&n));
@@ -3207,7 +3207,7 @@ mod tests {
                 MessageType::new(Class::Request, Method::CREATE_PERMISSION),
                 TransactionId([tid; 12]),
             );
-            TurnAttribute::XorPeerAddress(peer.parse().unwrap()).encode(&mut enc);
+            TurnAttribute::XorPeerAddress(peer.parse().unwrap()).emit(&mut enc);
             let n = s.nonce(now, at(1), LISTEN.parse().unwrap());
             enc.attribute(&Attribute::Username("alice"));
             enc.attribute(&Attribute::Realm("rtclab"));

@@ -179,9 +179,7 @@ mod tests {
 
     fn channel_data(channel: u16, data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        ChannelData { channel, data }
-            .encode_padded(&mut out)
-            .unwrap();
+        ChannelData { channel, data }.emit_padded(&mut out).unwrap();
         out
     }
 

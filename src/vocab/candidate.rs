@@ -431,7 +431,7 @@ impl Candidate {
     }
 
     /// Appends `candidate:…` (without `a=` or a line ending) to `out`.
-    pub fn write(&self, out: &mut String) {
+    pub fn emit(&self, out: &mut String) {
         use fmt::Write;
         // Writing to a String cannot fail.
         let _ = write!(out, "{self}");

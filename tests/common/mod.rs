@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod redis;
 pub mod rtc;
 
 use std::io::Write;

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::dtls::endpoint::Role as DtlsRole;
-use rtclab::peer::{self, PeerConnectionState, TrackCodec, TrackId};
+use rtclab::peer::{self, IceServer, IceTransportPolicy, PeerConnectionState, TrackCodec, TrackId};
 use rtclab::runtime::LivePeer;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -181,11 +181,15 @@ pub struct Case {
     pub clip: PathBuf,
     /// The foreign side relay-only through `rtclab turn-server`.
     pub turn: bool,
+    /// rtclab relay-only too, through the same server (relay to relay).
+    pub rtclab_relayed: bool,
     /// Percent of the clip's frames each side must receive. A busy loopback
     /// (CI's two cores, shared) drops a datagram now and then, and a frame
     /// whose packet is lost and not resent is gone; every frame that does
     /// arrive must be the clip's, in order. All frames are waited for until
-    /// 1.5 s after rtclab sent its last.
+    /// 1.5 s after rtclab sent the clip's last, or until the far side gives
+    /// out a frame of the tail rtclab sends after the clip (then it gave
+    /// out every frame it will).
     pub min_percent: usize,
     /// The size of the "64 KiB" message on `ordered`.
     pub large_message: usize,
@@ -207,6 +211,7 @@ impl Case {
             video: None,
             clip: PathBuf::from(CLIP),
             turn: false,
+            rtclab_relayed: false,
             min_percent: 90,
             large_message: 64 << 10,
             answer_passive: false,
@@ -232,6 +237,7 @@ impl Case {
             video: Some("VP8"),
             clip: PathBuf::from(CLIP),
             turn: false,
+            rtclab_relayed: false,
             min_percent: 90,
             large_message: 64 << 10,
             answer_passive: false,
@@ -256,6 +262,8 @@ pub struct Outcome {
     /// The foreign side's candidates as it signaled them (in its SDP or
     /// trickled): their `typ`s.
     pub foreign_candidate_types: Vec<String>,
+    /// Ours as we signaled them.
+    pub our_candidate_types: Vec<String>,
 }
 
 /// Whether interop is mandatory (CI sets `RTCLAB_REQUIRE_INTEROP=1`).
@@ -422,8 +430,40 @@ pub struct TurnServer {
 }
 
 impl TurnServer {
+    /// Starts it on a free port, UDP only: the foreign peers use UDP TURN,
+    /// and the same port on TCP may be another socket's (any connection's
+    /// local port; it once was, and the server exited "Address already in
+    /// use").
     pub fn start() -> TurnServer {
-        let port = free_udp_port();
+        TurnServer::start_with(&["--no-tcp"])
+    }
+
+    /// Starts it on a free port with `extra` arguments. A port taken
+    /// before the server binds it is tried again with another.
+    pub fn start_with(extra: &[&str]) -> TurnServer {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut server = TurnServer::spawn(free_udp_port(), extra);
+            let addr: SocketAddr = ([127, 0, 0, 1], server.port).into();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut exited = false;
+            while !exited && Instant::now() < deadline {
+                if wait_for_stun(addr, Duration::from_millis(200)) {
+                    return server;
+                }
+                exited = server.child.try_wait().ok().flatten().is_some();
+            }
+            let output = server.output();
+            assert!(
+                exited && output.contains("in use") && tries < 5,
+                "rtclab turn-server did not answer on {addr}:\n{output}"
+            );
+            eprintln!("rtclab turn-server: {addr} taken, another port");
+        }
+    }
+
+    fn spawn(port: u16, extra: &[&str]) -> TurnServer {
         let log = std::env::temp_dir().join(format!(
             "rtclab-turn-{}-{}.log",
             std::process::id(),
@@ -442,19 +482,13 @@ impl TurnServer {
                 "alice:secret",
                 "--allow-loopback-peers",
             ])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .expect("start rtclab turn-server");
-        let server = TurnServer { child, port, log };
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        assert!(
-            wait_for_stun(addr, Duration::from_secs(10)),
-            "rtclab turn-server did not answer on {addr}:\n{}",
-            server.output()
-        );
-        server
+        TurnServer { child, port, log }
     }
 
     pub fn output(&self) -> String {
@@ -549,6 +583,10 @@ struct ChannelCheck {
     sent: bool,
     /// Echoes received.
     echoed: usize,
+    /// On a partially reliable channel: when the last messages went, and
+    /// how many more were sent since (see `run`'s tick).
+    last_sent: Option<Instant>,
+    resent: usize,
 }
 
 /// Runs one call of `case` against the foreign peer started by `start`
@@ -567,6 +605,14 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         .iter()
         .map(|(_, f)| sha256_hex(&canonical(codec_name, f)))
         .collect();
+    // The tail after the clip is its first frame again (`split_tail`).
+    assert!(
+        clip_hashes
+            .iter()
+            .skip(1)
+            .all(|h| Some(h) != clip_hashes.first()),
+        "the clip's first frame must be unlike the others"
+    );
     let channels: Vec<Value> = if case.channels {
         CHANNELS
             .iter()
@@ -592,6 +638,15 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
 
     let lo: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let mut config = LivePeer::config().expect("cert");
+    if case.rtclab_relayed {
+        let t = turn.as_ref().expect("rtclab_relayed needs turn");
+        config.ice_servers = vec![IceServer::turn(
+            &format!("turn:127.0.0.1:{}", t.port),
+            "alice",
+            "secret",
+        )];
+        config.ice_transport_policy = IceTransportPolicy::Relay;
+    }
     if case.answer_passive {
         // RFC 8842 §5.3: the answerer may take either role.
         config.answer_setup = rtclab::sdp::Setup::Passive;
@@ -630,6 +685,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         let offer = peer.offer().expect("offer");
         first_mid = first_mid_of(&offer);
         out.our_sdp = offer.clone();
+        out.our_candidate_types.extend(candidate_types(&offer));
         foreign.send(&json!({"type": "offer", "sdp": offer}));
     }
 
@@ -659,9 +715,12 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
             } else {
                 clip.len()
             };
+            // The foreign side released every frame it will once one of
+            // the tail's came out (jitter buffers give frames in order).
+            let (clip_out, tail_out) = split_tail(&frames_out, &clip_hashes);
             let video_done = case.video.is_none()
                 || ((frames_in.len() >= need || !case.foreign_sends_video)
-                    && frames_out.len() >= need);
+                    && (clip_out.len() >= need || tail_out));
             if channels_done && video_done {
                 break;
             }
@@ -682,6 +741,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             }
                             let answer = peer.answer(&sdp).unwrap_or_else(|e| panic!("{name}'s offer refused: {e}"));
                             out.our_sdp = answer.clone();
+                            out.our_candidate_types.extend(candidate_types(&answer));
                             foreign.send(&json!({"type": "answer", "sdp": answer}));
                         }
                         "answer" => {
@@ -709,6 +769,13 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             if let Some(c) = v["codec"].as_str() {
                                 assert!(c.eq_ignore_ascii_case(codec_name), "{name} received {c}, not {codec_name}");
                             }
+                            // A frame the far side says it assembled without
+                            // its first packet (aiortc, when the stream's
+                            // first packet is lost) counts as lost.
+                            if v["partial"].as_bool() == Some(true) {
+                                eprintln!("{name} assembled a frame without its start: {v}");
+                                continue;
+                            }
                             frames_out.push(v["sha256"].as_str().unwrap_or("").to_string());
                         }
                         "error" => panic!("{name} failed: {v}"),
@@ -717,6 +784,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                 }
                 e = peer.next_event() => match e.expect("udp") {
                     peer::Event::LocalCandidate(c) => {
+                        out.our_candidate_types.extend(candidate_types(&c.to_string()));
                         foreign.send(&json!({"type": "candidate", "candidate": c.to_string(),
                             "sdpMid": first_mid, "sdpMLineIndex": 0}));
                     }
@@ -774,6 +842,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                             }
                         }
                         check.pending = msgs;
+                        check.last_sent = Some(Instant::now());
                         if spec.label == "bulk" {
                             let data = payload(case.bulk_bytes, 3);
                             check.bulk_sent_hash = sha256_hex(&data);
@@ -800,9 +869,15 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                         let Some(at) = at else {
                             panic!("{}: unexpected echo ({} bytes)", spec.label, message.len());
                         };
-                        if spec.ordered {
+                        if spec.ordered && spec.partial() {
+                            // Ordered but partially reliable: what was sent
+                            // before this echo and not echoed is abandoned
+                            // (it can no longer come, in order).
+                            check.pending.drain(..at);
+                        } else if spec.ordered {
                             assert_eq!(at, 0, "{}: echoes out of order", spec.label);
                         }
+                        let at = if spec.ordered { 0 } else { at };
                         check.pending.remove(at);
                         check.echoed += 1;
                     }
@@ -821,27 +896,51 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                         let base = clip.first().map_or(0, |f| f.0);
                         let now = t0.elapsed().saturating_sub(Duration::from_millis(300));
                         let now = (now.as_micros() as u64 * 9 / 100) as u32;
-                        // After the clip, its first frame once more: a
-                        // receiver that knows a frame is whole only when
-                        // the next one starts (aiortc's jitter buffer)
-                        // then gives up the clip's last frame too.
-                        let step = clip.len().saturating_sub(1).max(1) as u32;
-                        let end = clip.last().map_or(0, |f| f.0 - base) + (clip.last().map_or(0, |f| f.0 - base) / step);
-                        while sent_frames <= clip.len() && !clip.is_empty() {
-                            let (ts, data) = if sent_frames < clip.len() {
-                                (clip[sent_frames].0 - base, &clip[sent_frames].1)
-                            } else {
-                                (end, &clip[0].1)
+                        // After the clip, a tail: its first frame again at
+                        // the clip's frame rate until the far side is done,
+                        // as a live source would go on. aiortc 1.16's
+                        // jitter buffer knows a frame is whole only when
+                        // the next one starts, and gives out at most one
+                        // frame per packet it receives (jitterbuffer.py
+                        // `_remove_frame`): after a hole that a
+                        // retransmission filled late, the frames behind it
+                        // come out only as more packets arrive.
+                        let last = clip.last().map_or(0, |f| f.0 - base);
+                        let step = last / clip.len().saturating_sub(1).max(1) as u32;
+                        while !clip.is_empty() {
+                            let (ts, data) = match clip.get(sent_frames) {
+                                Some((ts, data)) => (ts - base, data),
+                                None => (last + step * (sent_frames + 1 - clip.len()) as u32, &clip[0].1),
                             };
                             if ts > now {
                                 break;
                             }
                             peer.send_frame(track, 0x1000 + ts, data).expect("send_frame");
                             sent_frames += 1;
-                            if sent_frames > clip.len() {
+                            if sent_frames == clip.len() + 1 {
                                 sent_all_at = Some(Instant::now());
                             }
                         }
+                    }
+                    // A partially reliable channel with no echo yet gets
+                    // one more message each second (up to 20). Its first
+                    // ones, sent with the bulk transfer, may all expire
+                    // in our send queue behind a retransmission timeout
+                    // when the loaded loopback drops a packet (the
+                    // lifetime counts from `send`, RFC 3758 §3.5 A3): on
+                    // two suites run at once, all 8 of `lifetime`'s did.
+                    for (&id, check) in checks.iter_mut() {
+                        let Some(spec) = check.spec.filter(|s| s.partial()) else { continue };
+                        if check.echoed > 0 || check.resent >= 20
+                            || check.last_sent.is_none_or(|t| t.elapsed() < Duration::from_secs(1))
+                        {
+                            continue;
+                        }
+                        check.resent += 1;
+                        check.last_sent = Some(Instant::now());
+                        let text = format!("{} again #{}", spec.label, check.resent);
+                        peer.send_text(id, &text).expect("send");
+                        check.pending.push(Message::Text(text));
                     }
                     // The channels' options as the foreign side sees them.
                     for check in checks.values_mut() {
@@ -927,15 +1026,18 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
                 clip_positions(&frames_in, &clip_hashes)
             );
         }
-        // The clip's first frame, sent once more after the clip, may close it.
-        let mut to_foreign = &frames_out[..];
-        if to_foreign.len() > 1 && to_foreign.last() == clip_hashes.first() {
-            to_foreign = &to_foreign[..to_foreign.len() - 1];
-        }
+        let (to_foreign, _) = split_tail(&frames_out, &clip_hashes);
         assert!(
             in_order(to_foreign, &clip_hashes),
             "frames to {name} differ from the clip: {:?}",
             clip_positions(to_foreign, &clip_hashes)
+        );
+        let need = (clip.len() * case.min_percent).div_ceil(100);
+        assert!(
+            to_foreign.len() >= need,
+            "{name} released {} of the clip's {} frames, fewer than {need}",
+            to_foreign.len(),
+            clip.len()
         );
     }
     // `RTCLAB_SAVE_SDP=DIR`: keep the foreign side's description (how the
@@ -955,7 +1057,7 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
         std::fs::write(&path, &out.foreign_sdp).expect("save SDP");
     }
     out.frames_from_foreign = frames_in.len();
-    out.frames_to_foreign = frames_out.len();
+    out.frames_to_foreign = split_tail(&frames_out, &clip_hashes).0.len();
     out.elapsed = started.elapsed();
     peer.close().await;
     foreign.stop();
@@ -965,6 +1067,20 @@ pub async fn run(name: &str, mut foreign: Foreign, case: &Case, limit: Duration)
     );
     drop(turn);
     out
+}
+
+/// The frames of `got` before the clip's tail (its first frame again, sent
+/// after the clip), and whether any of the tail came.
+fn split_tail<'a>(got: &'a [String], clip: &[String]) -> (&'a [String], bool) {
+    let tail = got
+        .iter()
+        .skip(1)
+        .position(|h| Some(h) == clip.first())
+        .map(|p| p + 1);
+    match tail {
+        Some(at) => (&got[..at], true),
+        None => (got, false),
+    }
 }
 
 /// Where each hash of `got` is in `clip` (`None`: not a clip frame).
@@ -992,6 +1108,19 @@ fn first_mid_of(sdp: &str) -> String {
         .find_map(|l| l.trim_end().strip_prefix("a=mid:"))
         .unwrap_or("0")
         .to_string()
+}
+
+/// Both sides signaled relayed candidates only (and some).
+pub fn assert_relayed(out: &Outcome) {
+    for (who, types) in [
+        ("the foreign side", &out.foreign_candidate_types),
+        ("rtclab", &out.our_candidate_types),
+    ] {
+        assert!(
+            !types.is_empty() && types.iter().all(|t| t == "relay"),
+            "{who} signaled {types:?}"
+        );
+    }
 }
 
 /// The `typ` of every candidate in `text` (an SDP or one candidate line).

@@ -31,7 +31,7 @@ use crate::rtp::rtcp::{
 use crate::rtp::stats::{ntp_compact, ntp_from_unix};
 use crate::rtp::stream::{ReceiveStream, Received, SendStream};
 use crate::rtp::twcc::TwccRecorder;
-use crate::rtp::{self, HeaderFields, RtpPacket, RtpPacketMut, write_rtp_packet};
+use crate::rtp::{self, HeaderFields, RtpPacket, RtpPacketMut, emit_rtp_packet};
 use crate::sdp::{
     self, Capabilities, Direction, LocalSender, MediaKind, Mid, Negotiated, NegotiationError,
     Session, SessionDescription, TransceiverId, TransportParams,
@@ -977,7 +977,7 @@ impl Machine for PeerConnection {
             ) {
                 // RFC 5506: feedback alone, without a report in front.
                 self.packet.clear();
-                if RtcpPacket::TransportCc(fb).write(&mut self.packet).is_ok()
+                if RtcpPacket::TransportCc(fb).emit(&mut self.packet).is_ok()
                     && t.send_rtcp(&self.packet).is_ok()
                 {
                     self.media_stats.twcc_feedback_sent += 1;

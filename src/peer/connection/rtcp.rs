@@ -67,7 +67,7 @@ impl PeerConnection {
             .as_mut()
             .ok_or(Error::Misuse("not connected"))?;
         self.packet.clear();
-        p.write(&mut self.packet)?;
+        p.emit(&mut self.packet)?;
         t.send_rtcp(&self.packet)?;
         Ok(())
     }
@@ -288,7 +288,7 @@ impl PeerConnection {
         };
         if let Some(remb) = r.poll_remb(now) {
             self.packet.clear();
-            if RtcpPacket::Remb(remb).write(&mut self.packet).is_ok() {
+            if RtcpPacket::Remb(remb).emit(&mut self.packet).is_ok() {
                 let _ = t.send_rtcp(&self.packet);
             }
         }
@@ -389,7 +389,7 @@ impl PeerConnection {
             return;
         };
         self.packet.clear();
-        if RtcpPacket::write_compound(packets, &mut self.packet).is_ok() {
+        if RtcpPacket::emit_compound(packets, &mut self.packet).is_ok() {
             // Lost if not connected: reports are periodic anyway.
             let _ = t.send_rtcp(&self.packet);
         }
@@ -561,7 +561,7 @@ impl PeerConnection {
         if let Some(t) = self.transport.as_mut() {
             for p in rtcp.drain(..) {
                 self.packet.clear();
-                if p.write(&mut self.packet).is_ok() && t.send_rtcp(&self.packet).is_ok() {
+                if p.emit(&mut self.packet).is_ok() && t.send_rtcp(&self.packet).is_ok() {
                     match p {
                         RtcpPacket::Nack(_) => self.media_stats.nacks_sent += 1,
                         _ => self.media_stats.plis_sent += 1,

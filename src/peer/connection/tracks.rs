@@ -263,7 +263,7 @@ impl PeerConnection {
             if let Some(pacer) = self.pacer.as_mut() {
                 let mut buf = self.pace_pool.pop().unwrap_or_default();
                 buf.clear();
-                s.stream.write_packet(
+                s.stream.emit_packet(
                     now,
                     timestamp,
                     i + 1 == n,
@@ -284,7 +284,7 @@ impl PeerConnection {
             }
             self.packet.clear();
             // RFC 3550 §5.1: the marker ends the frame.
-            s.stream.write_packet(
+            s.stream.emit_packet(
                 now,
                 timestamp,
                 i + 1 == n,
@@ -359,7 +359,7 @@ impl PeerConnection {
             timestamp: p.timestamp(),
             ssrc: s.stream.ssrc(),
         };
-        write_rtp_packet(fields, &elements[..n], true, p.payload(), &mut self.packet)?;
+        emit_rtp_packet(fields, &elements[..n], true, p.payload(), &mut self.packet)?;
         s.stream.record_packet(now, &self.packet)?;
         t.send_rtp(&self.packet)?;
         if s.tcc_id().is_some() {
@@ -472,7 +472,7 @@ impl PeerConnection {
                     let mut sent = 0;
                     while sent < size {
                         self.packet.clear();
-                        if !s.stream.write_padding_rtx(&mut self.packet) {
+                        if !s.stream.emit_padding_rtx(&mut self.packet) {
                             break;
                         }
                         let seq = stamp_tcc(&mut self.packet, tcc_id, &mut self.twcc_send_seq);

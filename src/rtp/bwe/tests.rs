@@ -230,7 +230,7 @@ proptest! {
             let body = match fci {
                 Some(f) => {
                     let mut out = Vec::new();
-                    f.write_fci(&mut out).unwrap();
+                    f.emit_fci(&mut out).unwrap();
                     out.truncate(255);
                     out
                 }
