@@ -351,7 +351,7 @@ mod tests {
     use super::*;
     use crate::rtp::dd::tests::{Captured, chromium_l3t3_key};
     use crate::rtp::dd::{DependencyDescriptor, FrameTemplate, Structure};
-    use crate::rtp::{HeaderFields, write_rtp_packet};
+    use crate::rtp::{HeaderFields, emit_rtp_packet};
 
     /// An RTP packet of `len` bytes with this header.
     fn rtp(seq: u16, timestamp: u32, marker: bool, len: usize) -> Vec<u8> {
@@ -363,7 +363,7 @@ mod tests {
             ssrc: 1,
         };
         let mut out = Vec::new();
-        write_rtp_packet(
+        emit_rtp_packet(
             fields,
             &[],
             false,
