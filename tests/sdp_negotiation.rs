@@ -911,3 +911,17 @@ fn simulcast_refused_leaves_one_stream() {
     let n = publisher.set_remote_answer(&answer).unwrap();
     assert!(n.media[0].send_rids.is_empty());
 }
+
+/// RFC 8285 §6: once the peer offered `a=extmap-allow-mixed`, our
+/// re-offers keep it (Chromium answering a re-offer without it stops
+/// sending two-byte elements, and with them the dependency descriptor's
+/// template structure); a first offer of ours does not make it up.
+#[test]
+fn a_re_offer_keeps_extmap_allow_mixed_the_peer_offered() {
+    let mut a = peer("aaaa", 1, 1);
+    assert!(!a.create_offer().unwrap().has(&Attribute::ExtmapAllowMixed));
+    let mut b = peer("bbbb", 2, 2);
+    let (answer, _) = b.create_answer(&fixture("chromium_offer.sdp")).unwrap();
+    assert!(answer.has(&Attribute::ExtmapAllowMixed));
+    assert!(b.create_offer().unwrap().has(&Attribute::ExtmapAllowMixed));
+}

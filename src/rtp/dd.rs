@@ -544,10 +544,14 @@ impl DependencyDescriptor {
     }
 }
 
-/// Reads a stream's descriptors, keeping the latest template structure.
+/// Reads a stream's descriptors, keeping the latest template structure
+/// and the active decode targets.
 #[derive(Debug, Clone, Default)]
 pub struct DdReader {
     structure: Option<Structure>,
+    /// `active_decode_targets_bitmask` as last set (§A.8.2: every target
+    /// of a new structure, until a descriptor sends the mask).
+    active: u32,
 }
 
 impl DdReader {
@@ -561,16 +565,36 @@ impl DdReader {
         self.structure.as_ref()
     }
 
+    /// The decode targets the sender says are available now, bit `i` for
+    /// decode target `i` (§A.8.2 `active_decode_targets_bitmask`: a target
+    /// left out may miss frames it needs, the sender having turned its
+    /// layer off). Every target of the structure until a descriptor says
+    /// otherwise; 0 before any structure.
+    pub fn active_decode_targets(&self) -> u32 {
+        self.active
+    }
+
     /// Parses one descriptor and resolves its frame; a structure it carries
-    /// replaces the kept one.
+    /// replaces the kept one (and makes every decode target active), a
+    /// mask it carries replaces the active decode targets.
     pub fn read(&mut self, data: &[u8]) -> Result<(DependencyDescriptor, FrameDependency), Error> {
         let d = DependencyDescriptor::parse(data, self.structure.as_ref())?;
+        // The frame is resolved against the structure it carries, if any.
         let f = d.frame(self.structure.as_ref())?;
         if let Some(s) = &d.structure {
             self.structure = Some(s.clone());
+            self.active = all_targets(s.decode_targets);
+        }
+        if let Some(mask) = d.active_decode_targets {
+            self.active = mask;
         }
         Ok((d, f))
     }
+}
+
+/// The mask with every one of `n` decode targets (`n` at most 32).
+fn all_targets(n: u8) -> u32 {
+    u32::MAX >> (32 - u32::from(n.clamp(1, 32)))
 }
 
 /// Reads bits high to low (§A.8.2 `f(n)`); never past its input.
@@ -661,7 +685,7 @@ impl BitWriter {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use Dti::{Discardable as D, NotPresent as N, Switch as S};
     use proptest::prelude::*;
@@ -829,6 +853,181 @@ mod tests {
             custom_chains: None,
         };
         assert!(d.emit(None, &mut Vec::new()).is_err());
+    }
+
+    /// One packet of the captured Chromium stream
+    /// (`tests/fixtures/rtp/dd_chromium_av1_l3t3_key.txt`).
+    pub(crate) struct Captured {
+        pub seq: u16,
+        pub timestamp: u32,
+        pub marker: bool,
+        pub len: usize,
+        pub descriptor: Vec<u8>,
+    }
+
+    /// Chromium 156's AV1 `L3T3_KEY` descriptors, as it sent them to the
+    /// SFU in the browser test.
+    pub(crate) fn chromium_l3t3_key() -> Vec<Captured> {
+        include_str!("../../tests/fixtures/rtp/dd_chromium_av1_l3t3_key.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                let hex = f[4];
+                Captured {
+                    seq: f[0].parse().unwrap(),
+                    timestamp: f[1].parse().unwrap(),
+                    marker: f[2] == "1",
+                    len: f[3].parse().unwrap(),
+                    descriptor: (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// The structure Chromium sends with every AV1 `L3T3_KEY` key frame,
+    /// read against §A.8.2: nine decode targets (spatial id × 3 + temporal
+    /// id), fifteen templates (per spatial layer: T0 key/delta, T1, T2
+    /// twice), one chain per spatial layer protecting its three targets,
+    /// and the three sizes of a 1280×720 camera.
+    #[test]
+    fn chromium_l3t3_key_structure() {
+        let packets = chromium_l3t3_key();
+        let d = DependencyDescriptor::parse(&packets[0].descriptor, None).unwrap();
+        let s = d
+            .structure
+            .as_ref()
+            .expect("the key frame carries the structure");
+        assert_eq!(
+            (d.start_of_frame, d.template_id, d.frame_number),
+            (true, 0, 1)
+        );
+        assert_eq!(s.template_id_offset, 0);
+        assert_eq!(s.decode_targets, 9);
+        let ids: Vec<(u8, u8)> = s
+            .templates
+            .iter()
+            .map(|t| (t.spatial_id, t.temporal_id))
+            .collect();
+        let per_layer = |sid| [(sid, 0), (sid, 0), (sid, 1), (sid, 2), (sid, 2)];
+        assert_eq!(ids, [per_layer(0), per_layer(1), per_layer(2)].concat());
+        let dt: Vec<(u8, u8)> = (0..3).flat_map(|s| (0..3).map(move |t| (s, t))).collect();
+        assert_eq!(s.decode_target_layers(), dt);
+        assert_eq!(s.chains, 3);
+        assert_eq!(s.protected_by, [0, 0, 0, 1, 1, 1, 2, 2, 2]);
+        assert_eq!(
+            s.resolutions,
+            Some(vec![(320, 180), (640, 360), (1280, 720)])
+        );
+        // The key frame (template 0) is every target's switch point and
+        // starts every chain; the S0 delta frame at T0 (template 1) is a
+        // switch point of the S0 targets only, and refers to the frame
+        // 12 before (the previous T0 of a 4-frame T0-T2-T1-T2 cycle of
+        // three spatial layers): the `_KEY` mode's spatial layers depend
+        // on each other only at key frames.
+        let key = &s.templates[0];
+        assert_eq!(key.dtis, [S; 9]);
+        assert!(key.fdiffs.is_empty());
+        assert_eq!(key.chain_fdiffs, [0, 0, 0]);
+        let t1 = &s.templates[1];
+        assert_eq!(t1.dtis, [S, S, S, N, N, N, N, N, N]);
+        assert_eq!(t1.fdiffs, [12]);
+        // S0T1: discardable for 15 fps, a switch point for 30 fps.
+        assert_eq!(s.templates[2].dtis, [N, D, S, N, N, N, N, N, N]);
+        // The S1 key frame's second layer refers to the S0 key frame.
+        assert_eq!(s.templates[5].dtis, [N, N, N, S, S, S, S, S, S]);
+        assert_eq!(s.templates[5].fdiffs, [1]);
+        // Round trip: what we write is what Chromium wrote (bar the
+        // padding bits).
+        let mut b = Vec::new();
+        d.emit(None, &mut b).unwrap();
+        assert_eq!(b, packets[0].descriptor);
+    }
+
+    /// Every frame of the capture read against the spec's meaning: frame
+    /// numbers one apart, a frame refers only to frames of each target it
+    /// belongs to (and never to one discardable for it), each chain's
+    /// previous frame was sent, the marker closes each temporal unit,
+    /// spatial ids rise within one, and the active decode targets follow
+    /// the layers Chromium's encoder sends as its rate ramps up and down
+    /// (S0+S1, all three, S0 alone, S0+S1, all three).
+    #[test]
+    fn chromium_l3t3_key_frames_mean_what_the_spec_says() {
+        let packets = chromium_l3t3_key();
+        let mut r = DdReader::new();
+        // frame number -> (spatial id, DTIs)
+        let mut frames: std::collections::HashMap<u16, (u8, Vec<Dti>)> = Default::default();
+        let mut last_frame: Option<u16> = None;
+        let mut masks = Vec::new();
+        let mut top_spatial_per_unit = std::collections::BTreeMap::new();
+        for (i, p) in packets.iter().enumerate() {
+            let (d, f) = r.read(&p.descriptor).unwrap();
+            if masks.last() != Some(&r.active_decode_targets()) {
+                masks.push(r.active_decode_targets());
+            }
+            let next = packets.get(i + 1);
+            // The marker ends a temporal unit (the next packet has another
+            // timestamp) and a frame.
+            assert_eq!(
+                p.marker,
+                next.is_none_or(|n| n.timestamp != p.timestamp),
+                "{}",
+                p.seq
+            );
+            if p.marker {
+                assert!(d.end_of_frame, "{}", p.seq);
+            }
+            let top = top_spatial_per_unit
+                .entry(p.timestamp)
+                .or_insert(f.spatial_id);
+            assert!(
+                f.spatial_id >= *top,
+                "spatial ids rise in a unit: {}",
+                p.seq
+            );
+            *top = f.spatial_id;
+            if !d.start_of_frame {
+                assert_eq!(last_frame, Some(d.frame_number));
+                continue;
+            }
+            if let Some(l) = last_frame {
+                assert_eq!(d.frame_number, l.wrapping_add(1), "{}", p.seq);
+            }
+            last_frame = Some(d.frame_number);
+            for &fd in &f.fdiffs {
+                let (sid, dtis) = &frames[&d.frame_number.wrapping_sub(fd)];
+                assert!(*sid <= f.spatial_id);
+                for (t, dti) in f.dtis.iter().enumerate() {
+                    if *dti != Dti::NotPresent {
+                        assert!(
+                            !matches!(dtis[t], Dti::NotPresent | Dti::Discardable),
+                            "frame {} refers to {fd} before, not kept for target {t}",
+                            d.frame_number
+                        );
+                    }
+                }
+            }
+            for &c in &f.chain_fdiffs {
+                if c > 0 {
+                    assert!(frames.contains_key(&d.frame_number.wrapping_sub(c.into())));
+                }
+            }
+            frames.insert(d.frame_number, (f.spatial_id, f.dtis));
+        }
+        assert_eq!(
+            masks,
+            [
+                0b000_111_111,
+                0b111_111_111,
+                0b000_000_111,
+                0b000_111_111,
+                0b111_111_111
+            ]
+        );
+        assert_eq!(frames.len(), 55);
     }
 
     fn dti() -> impl Strategy<Value = Dti> {

@@ -200,13 +200,13 @@ async function report() {
   stats.forEach((s) => {
     if (s.type === 'inbound-rtp' && s.kind === 'video') {
       const t = [...pc.getReceivers()].find((r) => r.track && r.track.id === s.trackIdentifier);
-      inbound.push({ mid: s.mid, framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0 });
+      inbound.push({ mid: s.mid, framesDecoded: s.framesDecoded || 0, frameWidth: s.frameWidth || 0, framesPerSecond: s.framesPerSecond || 0, bytesReceived: s.bytesReceived || 0 });
       void t;
     }
     if (s.type === 'inbound-rtp' && s.kind === 'audio') inbound.push({ mid: s.mid, audio: true, samples: s.totalSamplesReceived || 0 });
     if (s.type === 'outbound-rtp' && s.kind === 'video' && (s.packetsSent || 0) > 0) {
       sentLayers += 1;
-      outbound.push({ rid: s.rid, frameWidth: s.frameWidth || 0, limitation: s.qualityLimitationReason, targetBitrate: s.targetBitrate || 0, active: s.active, scalabilityMode: s.scalabilityMode || null, codecId: s.codecId || null });
+      outbound.push({ rid: s.rid, frameWidth: s.frameWidth || 0, limitation: s.qualityLimitationReason, targetBitrate: s.targetBitrate || 0, active: s.active, scalabilityMode: s.scalabilityMode || null, codecId: s.codecId || null, bytesSent: s.bytesSent || 0 });
     }
     if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) uplink = s.availableOutgoingBitrate;
     if (s.type === 'remote-inbound-rtp' && s.kind === 'video') remote.push({ ssrc: s.ssrc, fractionLost: s.fractionLost, packetsLost: s.packetsLost, rtt: s.roundTripTime });

@@ -409,7 +409,15 @@ impl Session {
             }
             media.push(m);
         }
-        let sd = self.description(origin, &bundle, media, false);
+        // RFC 8285 §6: a re-offer keeps `a=extmap-allow-mixed` once the
+        // peer has offered it (we read both header forms): a browser that
+        // answered with it dropped would lose its large elements, the
+        // dependency descriptor's template structure among them.
+        let allow_mixed = self
+            .remote
+            .as_ref()
+            .is_some_and(|r| r.has(&Attribute::ExtmapAllowMixed));
+        let sd = self.description(origin, &bundle, media, allow_mixed);
         self.pending_offer = Some((sd.clone(), sections));
         self.local = Some(sd.clone());
         Ok(sd)
