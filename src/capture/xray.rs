@@ -149,6 +149,12 @@ struct Session {
     v13: dtls13::State13,
 }
 
+/// A DTLS record (RFC 7983 §7: first byte 20..=63) that is not a
+/// handshake record (content type 22): what a session goes on with.
+fn is_dtls_after_handshake(b: &[u8]) -> bool {
+    matches!(b.first(), Some(&t) if (20..=63).contains(&t) && t != 22)
+}
+
 fn key(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
     if a <= b { (a, b) } else { (b, a) }
 }
@@ -265,7 +271,7 @@ impl fmt::Debug for Ladder {
     }
 }
 
-/// Most DTLS sessions a [`Ladder`] follows (one per local address; a
+/// Most DTLS sessions a [`Ladder`] follows (one per address pair; a
 /// capture of garbage from many addresses cannot grow it beyond this).
 const MAX_SESSIONS: usize = 256;
 
@@ -354,14 +360,34 @@ impl Ladder {
             }
             return;
         }
-        // One DTLS association per local address, whatever remote address
-        // ICE uses at the moment (a capture with directions knows which
-        // side is local; else the address pair keys it).
+        // One DTLS association per (local, remote) pair: an SFU's capture
+        // holds every participant's on one local address. ICE may move a
+        // call to another remote address after its handshake: a record
+        // that is not a handshake, on a pair whose session has seen no
+        // hello, continues the one session of that local address if it has
+        // exactly one (a capture with directions knows which side is local;
+        // else the address pair keys it).
         let k = match d.direction {
-            Some(Direction::Outbound) => (d.source, d.source),
-            Some(Direction::Inbound) => (d.destination, d.destination),
+            Some(Direction::Outbound) => (d.source, d.destination),
+            Some(Direction::Inbound) => (d.destination, d.source),
             None => key(d.source, d.destination),
         };
+        let fresh = self
+            .sessions
+            .get(&k)
+            .is_none_or(|s| s.client_random.is_none());
+        if fresh && d.direction.is_some() && is_dtls_after_handshake(d.payload) {
+            let mut same_local = self
+                .sessions
+                .iter()
+                .filter(|(o, s)| o.0 == k.0 && **o != k && s.client_random.is_some())
+                .map(|(o, _)| *o);
+            if let (Some(old), None) = (same_local.next(), same_local.next()) {
+                if let Some(s) = self.sessions.remove(&old) {
+                    self.sessions.insert(k, s);
+                }
+            }
+        }
         if !self.sessions.contains_key(&k) && self.sessions.len() >= MAX_SESSIONS {
             self.sessions.clear();
         }
@@ -1103,6 +1129,64 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(svg(&lines, &only_stun).matches("class=\"msg\"").count(), 1);
+    }
+
+    /// An SFU's capture: two participants' handshakes on one local address
+    /// are two sessions; a call ICE moved to another remote address after
+    /// its handshake goes on with its session, unless that is ambiguous.
+    #[test]
+    fn sessions_are_kept_per_address_pair() {
+        let sfu: SocketAddr = "192.0.2.1:3478".parse().unwrap();
+        let a: SocketAddr = "198.51.100.2:6000".parse().unwrap();
+        let a2: SocketAddr = "198.51.100.2:6001".parse().unwrap();
+        let b: SocketAddr = "203.0.113.3:7000".parse().unwrap();
+        let hello = |random: u8| {
+            let body_len = 40u8;
+            let mut r = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12 + body_len];
+            r.extend([1, 0, 0, body_len, 0, 0, 0, 0, 0, 0, 0, body_len]);
+            r.extend([0xfe, 0xfd]);
+            r.extend([random; 32]);
+            r.extend([0; 6]);
+            r
+        };
+        let app_data = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4];
+        let mut ladder = Ladder::new();
+        let mut out = Vec::new();
+        let mut feed = |ladder: &mut Ladder, from: SocketAddr, payload: &[u8]| {
+            let d = Datagram {
+                time: Duration::ZERO,
+                packet: 1,
+                source: from,
+                destination: sfu,
+                direction: Some(Direction::Inbound),
+                plaintext: false,
+                payload,
+            };
+            ladder.packet(&d, &mut out);
+        };
+        let random_at = |ladder: &Ladder, remote| {
+            ladder
+                .sessions
+                .get(&(sfu, remote))
+                .and_then(|s| s.client_random)
+        };
+        feed(&mut ladder, a, &hello(0xaa));
+        feed(&mut ladder, a2, &app_data);
+        assert_eq!(random_at(&ladder, a2), Some([0xaa; 32]), "moved with ICE");
+        feed(&mut ladder, b, &hello(0xbb));
+        assert_eq!(random_at(&ladder, b), Some([0xbb; 32]));
+        assert_eq!(
+            random_at(&ladder, a2),
+            Some([0xaa; 32]),
+            "not reset by b's hello"
+        );
+        feed(&mut ladder, a, &app_data);
+        assert_eq!(
+            random_at(&ladder, a),
+            None,
+            "two sessions here: ambiguous, none moved"
+        );
+        assert_eq!(random_at(&ladder, a2), Some([0xaa; 32]));
     }
 
     #[test]
