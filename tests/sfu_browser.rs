@@ -375,6 +375,12 @@ async fn a_late_joiner_first_frame_with_and_without_the_cache() {
 /// target) and less than half of what the other publishes, the uncapped
 /// page more than the capped one; both decode.
 ///
+/// The pages need only have published two spatial layers (640 px) at
+/// some point, not three at once: Chromium's encoder drops its top layer
+/// while its own estimate ramps, and on CI's two loaded cores one page's
+/// stayed at 640 px for a minute (limitation "bandwidth", estimate 700
+/// kbit/s), so requiring 1280 px on both tested Chromium's ramp, not us.
+///
 /// The check is on bytes, not on the width seen: in `_KEY` modes the
 /// spatial layers depend on each other only at key frames, so a decode
 /// target of S2 carries S2's frames alone, and Chromium's AV1 encoder
@@ -407,19 +413,24 @@ async fn scalable_video_each_subscriber_gets_the_decode_target_it_carries() {
         return;
     };
     let mut browsers = vec![a, b];
-    let scalable = |r: &Reports, me: &str| -> bool {
-        r.last.get(me).is_some_and(|v| {
-            v["outbound"].as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|o| o["scalabilityMode"] == "L3T3_KEY" && o["frameWidth"] == 1280)
-            })
-        })
-    };
+    // Widest L3T3_KEY frame each page has reported publishing so far.
+    let mut widest: HashMap<String, u64> = HashMap::new();
     let ok = reports
         .wait(Duration::from_secs(60), |r| {
+            for (me, v) in &r.last {
+                let w = v["outbound"].as_array().into_iter().flatten();
+                let w = w
+                    .filter(|o| o["scalabilityMode"] == "L3T3_KEY")
+                    .filter_map(|o| o["frameWidth"].as_u64())
+                    .max()
+                    .unwrap_or(0);
+                let seen = widest.entry(me.clone()).or_default();
+                *seen = (*seen).max(w);
+            }
             names(r).is_some_and(|(capped, free)| {
-                scalable(r, &capped)
-                    && scalable(r, &free)
+                [&capped, &free]
+                    .iter()
+                    .all(|me| widest.get(*me).is_some_and(|w| *w >= 640))
                     && r.decoding(&capped, DECODING) == 1
                     && r.decoding(&free, DECODING) == 1
             })
@@ -427,7 +438,8 @@ async fn scalable_video_each_subscriber_gets_the_decode_target_it_carries() {
         .await;
     assert!(
         ok,
-        "both publish L3T3_KEY at 1280 px and decode the other:\n{}",
+        "both publish L3T3_KEY with at least two spatial layers (640 px) and decode the other \
+         (widest seen: {widest:?}):\n{}",
         dump(&reports, &mut browsers)
     );
     // Per page: video bytes received, frames decoded, video bytes sent.
