@@ -1,9 +1,13 @@
 //! `rtclab sfu`'s server on loopback for the tests that talk to it over
-//! real sockets (WHIP/WHEP, cascades).
+//! real sockets (WHIP/WHEP, cascades, rooms placed over a bus).
+#![allow(dead_code)] // not every test that includes this file uses all of it
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use rand::SeedableRng;
+use rtclab::bus::{Bus, RedisBus};
+use rtclab::sfu::placement::{self, Placement};
 use rtclab::sfu::server::{Config, Handle, Server};
 
 /// A server on loopback in a thread of its own: its HTTP address and a
@@ -12,13 +16,40 @@ pub fn start_sfu(token: Option<&str>) -> (SocketAddr, Handle) {
     start_sfu_at(token, None)
 }
 
-#[allow(dead_code)] // not every test that includes this file uses it
 /// [`start_sfu`] behind a one-to-one NAT to `public_ip`
 /// (`rtclab sfu --public-ip`), when given.
 pub fn start_sfu_at(
     token: Option<&str>,
     public_ip: Option<std::net::IpAddr>,
 ) -> (SocketAddr, Handle) {
+    let (http, handle, ()) = spawn(token, public_ip, |server| (server, ()));
+    (http, handle)
+}
+
+/// An `rtclab sfu --bus URL --node NAME` node taking `capacity`
+/// participants, in this process: its HTTP address, placement and handle.
+pub fn start_sfu_node(
+    url: &str,
+    name: &str,
+    capacity: usize,
+) -> (SocketAddr, Handle, Arc<Placement>) {
+    let (url, name) = (url.to_string(), name.to_string());
+    spawn(None, None, move |server| {
+        let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(&url).expect("bus"));
+        let http = format!("http://{}", server.http_addr());
+        let p = Placement::new(placement::Config::new(bus, &name, &http, capacity));
+        (server.with_placement(p.clone()), p)
+    })
+}
+
+/// The server (WHIP on, with `token`), set up by `setup` on its runtime
+/// and run there in a thread of its own: its HTTP address, a handle and
+/// what `setup` returned.
+fn spawn<T: Send + 'static>(
+    token: Option<&str>,
+    public_ip: Option<std::net::IpAddr>,
+    setup: impl FnOnce(Server) -> (Server, T) + Send + 'static,
+) -> (SocketAddr, Handle, T) {
     let (tx, rx) = std::sync::mpsc::channel();
     let token = token.map(str::to_string);
     std::thread::spawn(move || {
@@ -43,8 +74,9 @@ pub fn start_sfu_at(
             })
             .await
             .expect("bind");
-            tx.send((server.http_addr(), server.handle()))
-                .expect("send");
+            let (http, handle) = (server.http_addr(), server.handle());
+            let (server, made) = setup(server);
+            tx.send((http, handle, made)).expect("send");
             let _ = server.run_until(std::future::pending()).await;
         });
     });
