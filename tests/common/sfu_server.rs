@@ -22,7 +22,12 @@ pub fn start_sfu_at(
     token: Option<&str>,
     public_ip: Option<std::net::IpAddr>,
 ) -> (SocketAddr, Handle) {
-    let (http, handle, ()) = spawn(token, public_ip, |server| (server, ()));
+    let token = token.map(str::to_string);
+    let configure = move |c: &mut Config| {
+        c.whip = Some(token);
+        c.sfu.public_ip = public_ip;
+    };
+    let (http, handle, ()) = start_sfu_with(configure, |server| (server, ()));
     (http, handle)
 }
 
@@ -34,24 +39,25 @@ pub fn start_sfu_node(
     capacity: usize,
 ) -> (SocketAddr, Handle, Arc<Placement>) {
     let (url, name) = (url.to_string(), name.to_string());
-    spawn(None, None, move |server| {
-        let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(&url).expect("bus"));
-        let http = format!("http://{}", server.http_addr());
-        let p = Placement::new(placement::Config::new(bus, &name, &http, capacity));
-        (server.with_placement(p.clone()), p)
-    })
+    start_sfu_with(
+        |_| {},
+        move |server| {
+            let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(&url).expect("bus"));
+            let http = format!("http://{}", server.http_addr());
+            let p = Placement::new(placement::Config::new(bus, &name, &http, capacity));
+            (server.with_placement(p.clone()), p)
+        },
+    )
 }
 
-/// The server (WHIP on, with `token`), set up by `setup` on its runtime
-/// and run there in a thread of its own: its HTTP address, a handle and
-/// what `setup` returned.
-fn spawn<T: Send + 'static>(
-    token: Option<&str>,
-    public_ip: Option<std::net::IpAddr>,
+/// A server on loopback (WHIP on, no token; `configure` changes that),
+/// set up by `setup` on its runtime and run there in a thread of its own:
+/// its HTTP address, a handle and what `setup` returned.
+pub fn start_sfu_with<T: Send + 'static>(
+    configure: impl FnOnce(&mut Config) + Send + 'static,
     setup: impl FnOnce(Server) -> (Server, T) + Send + 'static,
 ) -> (SocketAddr, Handle, T) {
     let (tx, rx) = std::sync::mpsc::channel();
-    let token = token.map(str::to_string);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -63,17 +69,15 @@ fn spawn<T: Send + 'static>(
             let cert =
                 rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
                     .expect("certificate");
-            let mut sfu = rtclab::sfu::Config::new(cert, Vec::new());
-            sfu.public_ip = public_ip;
-            let server = Server::bind(Config {
+            let mut config = Config {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 udp: "127.0.0.1:0".parse().unwrap(),
-                sfu,
+                sfu: rtclab::sfu::Config::new(cert, Vec::new()),
                 reports: None,
-                whip: Some(token),
-            })
-            .await
-            .expect("bind");
+                whip: Some(None),
+            };
+            configure(&mut config);
+            let server = Server::bind(config).await.expect("bind");
             let (http, handle) = (server.http_addr(), server.handle());
             let (server, made) = setup(server);
             tx.send((http, handle, made)).expect("send");
