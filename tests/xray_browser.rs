@@ -12,7 +12,7 @@ mod sfu_server;
 #[path = "common/tshark.rs"]
 mod tshark;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::browser::{BrowserKind, launch};
@@ -22,7 +22,7 @@ use rtclab::capture::pcapng::{self, Direction};
 use rtclab::demo::Config;
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tshark::{hex, sctp_over_dtls, tshark};
+use tshark::{dcep, sctp_over_dtls, texts};
 
 /// The port of the capture's first outbound datagram: the capturing
 /// peer's.
@@ -36,16 +36,14 @@ fn local_port(cap: &pcapng::Capture<'_>) -> u16 {
         .port()
 }
 
-/// tshark's DCEP messages in `file` (its SCTP read over DTLS with the
-/// `sctp` option), one `TYPE\tLABEL` a line.
-fn dcep(bin: &Path, file: &Path, sctp: &str) -> String {
-    let fields = ["-e", "rtcdc.message_type", "-e", "rtcdc.label"];
-    tshark(
-        bin,
-        file,
-        &[&["-o", sctp, "-Y", "rtcdc", "-T", "fields"][..], &fields].concat(),
-    )
-}
+/// What the ladder of a call with the demo's Rust peer shows: the DTLS
+/// handshake, decrypted, and the page's "chat" channel and its echo.
+const CHAT_CALL: [&str; 4] = [
+    "ClientHello",
+    "Finished (decrypted)",
+    "DATA_CHANNEL_OPEN label \"chat\"",
+    "text \"echo: hello rust\"",
+];
 
 /// `rtclab xray`'s ladder of a capture has every one of `needles`.
 fn assert_ladder_has(bytes: &[u8], needles: &[&str]) {
@@ -125,38 +123,14 @@ async fn chromium_call_capture_decrypts_in_tshark() {
         dcep.lines().any(|l| l == "3\tchat"),
         "no DATA_CHANNEL_OPEN \"chat\":\n{dcep}"
     );
-    let texts = tshark(
-        &bin,
-        &file,
-        &[
-            "-o",
-            &sctp,
-            "-o",
-            "sctp.ulp_dissection:FALSE",
-            "-Y",
-            "sctp.data_payload_proto_id == 51",
-            "-T",
-            "fields",
-            "-e",
-            "data.data",
-        ],
-    );
-    let texts: Vec<String> = texts
-        .lines()
-        .map(|h| String::from_utf8_lossy(&hex(h)).into_owned())
+    let texts: Vec<String> = texts(&bin, &file, &sctp)
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
         .collect();
     assert!(texts.iter().any(|t| t == "echo: hello rust"), "{texts:?}");
 
     // rtclab's own x-ray of the same file.
-    assert_ladder_has(
-        &bytes,
-        &[
-            "ClientHello",
-            "Finished (decrypted)",
-            "DATA_CHANNEL_OPEN label \"chat\"",
-            "text \"echo: hello rust\"",
-        ],
-    );
+    assert_ladder_has(&bytes, &CHAT_CALL);
     // Chapter 8b shows this call: `RTCLAB_BLESS=1` keeps its start as the
     // book's capture, from which tests/xray.rs draws the chapter's ladder.
     if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
@@ -219,16 +193,7 @@ async fn chromium_demo_xray_panel_and_download() {
     drop(browser);
     demo.stop().await;
 
-    assert_ladder_has(
-        &bytes,
-        &[
-            "ClientHello",
-            "Finished (decrypted)",
-            "DATA_CHANNEL_OPEN label \"chat\"",
-            "text \"echo: hello rust\"",
-            "VP8",
-        ],
-    );
+    assert_ladder_has(&bytes, &[&CHAT_CALL[..], &["VP8"]].concat());
     let dir = temp_dir("xray-panel");
     let file = dir.join("download.pcapng");
     std::fs::write(&file, &bytes).expect("write");
@@ -302,14 +267,6 @@ async fn chromium_sfu_xray_panel_and_download() {
 
     let cap = pcapng::read(&bytes).expect("pcapng");
     assert_eq!(cap.key_log.lines().count(), 1, "{}", cap.key_log);
-    assert_ladder_has(
-        &bytes,
-        &[
-            "ClientHello",
-            "Finished (decrypted)",
-            "DATA_CHANNEL_OPEN label \"chat\"",
-            // The page's camera, decrypted on the plaintext interface.
-            "VP8",
-        ],
-    );
+    // The page's camera, decrypted on the plaintext interface.
+    assert_ladder_has(&bytes, &[&CHAT_CALL[..3], &["VP8"]].concat());
 }
