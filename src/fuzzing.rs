@@ -2143,7 +2143,7 @@ pub fn signaling_cluster(data: &[u8]) {
         max_message_bytes: 256,
         max_rooms: 8,
     };
-    let mut node = Cluster::new(config, "a");
+    let mut node = Cluster::for_node(config, "a");
     let mut clients: Vec<ClientId> = (0..4).map(|_| node.connect()).collect();
     let mut pending: Vec<(ClientId, String)> = Vec::new();
     for frame in data.split(|&b| b == 0).take(256) {

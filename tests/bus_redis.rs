@@ -7,11 +7,12 @@
 //! Redis afterwards. Every wait is bounded.
 
 mod common;
+#[path = "common/sfu_server.rs"]
+mod sfu_server;
 
 use common::redis::Redis;
 
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,22 +28,57 @@ type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn node(
-    bus: Arc<dyn Bus>,
-    name: &str,
-    room_size: usize,
-) -> (SocketAddr, Handle, JoinHandle<std::io::Result<()>>) {
-    let mut config = Config::with_room_size(room_size);
-    config.bus = Some(BusNode {
-        bus,
-        node: name.to_string(),
-    });
-    let server = Server::bind("127.0.0.1:0".parse().unwrap(), config)
-        .await
-        .expect("bind");
-    let addr = server.local_addr().expect("addr");
-    let handle = server.handle();
-    (addr, handle, tokio::spawn(server.run()))
+/// An in-process signaling node on a bus; shut down when dropped.
+struct Node {
+    addr: SocketAddr,
+    handle: Handle,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Node {
+    /// Node `name` on `bus`, with rooms of `room_size`.
+    async fn start(bus: Arc<dyn Bus>, name: &str, room_size: usize) -> Node {
+        let mut config = Config::with_room_size(room_size);
+        config.bus = Some(BusNode {
+            bus,
+            node: name.to_string(),
+        });
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), config)
+            .await
+            .expect("bind");
+        Node {
+            addr: server.local_addr().expect("addr"),
+            handle: server.handle(),
+            task: Some(tokio::spawn(server.run())),
+        }
+    }
+
+    /// A new WebSocket client of this node.
+    async fn client(&self) -> Ws {
+        client(self.addr).await
+    }
+
+    /// Shuts it down and waits (at most [`WAIT`]) until it has stopped.
+    async fn stop(mut self) {
+        self.handle.shutdown();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(WAIT, task).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+    }
+}
+
+/// Nodes "a" on `a` and "b" on `b`, with rooms of `room_size`.
+async fn two_nodes(a: Arc<dyn Bus>, b: Arc<dyn Bus>, room_size: usize) -> (Node, Node) {
+    (
+        Node::start(a, "a", room_size).await,
+        Node::start(b, "b", room_size).await,
+    )
 }
 
 async fn client(addr: SocketAddr) -> Ws {
@@ -103,10 +139,9 @@ async fn empty(bus: &dyn Bus, prefix: &str, within: Duration) -> Vec<String> {
 
 /// Two nodes, one room: the same messages as on one node.
 async fn two_nodes_share_a_room(a: Arc<dyn Bus>, b: Arc<dyn Bus>, probe: Arc<dyn Bus>) {
-    let (addr_a, ha, ta) = node(a, "a", 2).await;
-    let (addr_b, hb, tb) = node(b, "b", 2).await;
-    let mut x = client(addr_a).await;
-    let mut y = client(addr_b).await;
+    let (a, b) = two_nodes(a, b, 2).await;
+    let mut x = a.client().await;
+    let mut y = b.client().await;
     let created = join(&mut x, "r1").await;
     assert_eq!(created["type"], "created", "{created}");
     let xid = created["id"].clone();
@@ -146,8 +181,8 @@ async fn two_nodes_share_a_room(a: Arc<dyn Bus>, b: Arc<dyn Bus>, probe: Arc<dyn
     send(&mut y, json!({"type": "create or join", "room": "r2"})).await;
     assert_eq!(recv(&mut y).await["code"], "already-in-room");
     // A third member, on either node, finds the room full.
-    for addr in [addr_a, addr_b] {
-        let mut z = client(addr).await;
+    for node in [&a, &b] {
+        let mut z = node.client().await;
         assert_eq!(
             join(&mut z, "r1").await,
             json!({"type": "full", "room": "r1"})
@@ -168,10 +203,7 @@ async fn two_nodes_share_a_room(a: Arc<dyn Bus>, b: Arc<dyn Bus>, probe: Arc<dyn
     // when they stop.
     let rooms = empty(probe.as_ref(), "rtclab:sig:room:", WAIT).await;
     assert!(rooms.is_empty(), "left behind: {rooms:?}");
-    ha.shutdown();
-    hb.shutdown();
-    let _ = tokio::time::timeout(WAIT, ta).await;
-    let _ = tokio::time::timeout(WAIT, tb).await;
+    tokio::join!(a.stop(), b.stop());
     let left = empty(probe.as_ref(), "rtclab:", WAIT).await;
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -179,11 +211,10 @@ async fn two_nodes_share_a_room(a: Arc<dyn Bus>, b: Arc<dyn Bus>, probe: Arc<dyn
 /// Ten members join one room of four at once, five through each node:
 /// exactly four get in.
 async fn a_full_room_is_decided_once(a: Arc<dyn Bus>, b: Arc<dyn Bus>) {
-    let (addr_a, _ha, _ta) = node(a, "a", 4).await;
-    let (addr_b, _hb, _tb) = node(b, "b", 4).await;
+    let (a, b) = two_nodes(a, b, 4).await;
     let mut all = Vec::new();
     for i in 0..10 {
-        all.push(client(if i % 2 == 0 { addr_a } else { addr_b }).await);
+        all.push(if i % 2 == 0 { &a } else { &b }.client().await);
     }
     for ws in &mut all {
         send(ws, json!({"type": "create or join", "room": "race"})).await;
@@ -224,13 +255,8 @@ async fn redis_keeps_the_bus_contract() {
 #[tokio::test]
 async fn signaling_nodes_share_rooms_over_redis() {
     let Some(redis) = Redis::start() else { return };
-    let bus = |r: &Redis| -> Arc<dyn Bus> { Arc::new(RedisBus::open(&r.url()).unwrap()) };
-    two_nodes_share_a_room(bus(&redis), bus(&redis), bus(&redis)).await;
-    a_full_room_is_decided_once(bus(&redis), bus(&redis)).await;
-}
-
-fn rtclab_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rtclab"))
+    two_nodes_share_a_room(redis.bus(), redis.bus(), redis.bus()).await;
+    a_full_room_is_decided_once(redis.bus(), redis.bus()).await;
 }
 
 /// A node killed with SIGKILL: its members leave the room (the others hear
@@ -238,33 +264,11 @@ fn rtclab_bin() -> PathBuf {
 #[tokio::test]
 async fn a_killed_signaling_node_releases_its_members() {
     let Some(redis) = Redis::start() else { return };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let args: Vec<String> = [
-        "signaling",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--bus",
-        &redis.url(),
-        "--node",
-        "doomed",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut doomed = common::Peer::start("rtclab-signaling", &rtclab_bin(), &args);
-    assert!(
-        doomed.wait_for_output("rtclab signaling on", WAIT),
-        "{}",
-        doomed.output()
-    );
-    let probe: Arc<dyn Bus> = Arc::new(RedisBus::open(&redis.url()).unwrap());
-    let (addr_b, _hb, _tb) = node(Arc::new(RedisBus::open(&redis.url()).unwrap()), "b", 2).await;
-    let mut x = client(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let mut y = client(addr_b).await;
+    let (addr, mut doomed) = redis.rtclab_node("signaling", "doomed", &[]);
+    let probe = redis.bus();
+    let b = Node::start(redis.bus(), "b", 2).await;
+    let mut x = client(addr).await;
+    let mut y = b.client().await;
     let xid = join(&mut x, "r").await["id"].clone();
     assert_eq!(join(&mut y, "r").await["type"], "joined");
     recv_type(&mut y, "ready").await;
@@ -276,7 +280,7 @@ async fn a_killed_signaling_node_releases_its_members() {
     println!("bus.signaling_failover_ms {} ms", took.as_millis());
     assert!(took < Duration::from_secs(8), "bye after {took:?}");
     // The place is free again.
-    let mut z = client(addr_b).await;
+    let mut z = b.client().await;
     assert_eq!(join(&mut z, "r").await["type"], "joined");
     drop((x, y, z));
     let rooms = empty(probe.as_ref(), "rtclab:sig:room:", WAIT).await;
@@ -293,17 +297,16 @@ async fn a_room_survives_a_redis_restart() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let (addr_a, _ha, _ta) = node(Arc::new(RedisBus::open(&redis.url()).unwrap()), "a", 2).await;
-    let (addr_b, _hb, _tb) = node(Arc::new(RedisBus::open(&redis.url()).unwrap()), "b", 2).await;
-    let mut x = client(addr_a).await;
-    let mut y = client(addr_b).await;
+    let (a, b) = two_nodes(redis.bus(), redis.bus(), 2).await;
+    let mut x = a.client().await;
+    let mut y = b.client().await;
     let xid = join(&mut x, "r").await["id"].clone();
     join(&mut y, "r").await;
     recv_type(&mut y, "ready").await;
     recv_type(&mut x, "ready").await;
     redis.restart(Duration::from_millis(500));
     let back = Instant::now();
-    let probe = RedisBus::open(&redis.url()).unwrap();
+    let probe = redis.bus();
     // Relayed again once both nodes are back on Redis.
     let mut n = 0;
     let took = loop {
@@ -334,65 +337,71 @@ async fn a_room_survives_a_redis_restart() {
         assert!(Instant::now() < deadline, "members after restart: {m:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let mut z = client(addr_a).await;
+    let mut z = a.client().await;
     assert_eq!(join(&mut z, "r").await["type"], "full");
 }
 
 // ---- SFU room placement -------------------------------------------------
 
-use rtclab::peer;
+use rtclab::peer::{self, TrackId};
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::sfu::placement::{self, Placement};
-use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
+use rtclab::sfu::server::Handle as SfuHandle;
+use rtclab::speed::sfu::{GenPeer, Leg, SfuUnderTest, Whip, http_request, receive_only, vp8_frame};
+use sfu_server::start_sfu_node;
+use tokio::runtime::Runtime;
 
-/// An in-process `rtclab sfu` node on the bus, on a thread of its own,
-/// taking `capacity` participants: its HTTP address, placement and handle.
-fn sfu_node(
-    url: &str,
-    name: &str,
-    capacity: usize,
-) -> (SocketAddr, Arc<Placement>, rtclab::sfu::server::Handle) {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let url = url.to_string();
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            use rand::SeedableRng;
-            let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-            let cert =
-                rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
-                    .expect("certificate");
-            let server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                udp: "127.0.0.1:0".parse().unwrap(),
-                sfu: rtclab::sfu::Config::new(cert, Vec::new()),
-                reports: None,
-                whip: Some(None),
-            })
-            .await
-            .expect("bind");
-            let http = server.http_addr();
-            let bus: Arc<dyn Bus> = Arc::new(RedisBus::open(&url).expect("bus"));
-            let p = Placement::new(placement::Config::new(
-                bus,
-                &name,
-                &format!("http://{http}"),
-                capacity,
-            ));
-            tx.send((http, p.clone(), server.handle())).expect("send");
-            let _ = server
-                .with_placement(p)
-                .run_until(std::future::pending())
-                .await;
-        });
-    });
-    rx.recv().expect("the SFU started")
+/// The test's own runtime (the SFU nodes run on theirs).
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A bus client of `redis`, opened on `rt`.
+fn bus_on(rt: &Runtime, redis: &Redis) -> Arc<dyn Bus> {
+    let _inside = rt.enter();
+    redis.bus()
+}
+
+/// The node that owns `room`, as the bus says.
+fn owner(rt: &Runtime, bus: &dyn Bus, room: &str) -> Option<String> {
+    rt.block_on(bus.get(&placement::owner_key(room))).unwrap()
+}
+
+/// Waits until `p` sees nodes a and b on the bus, carrying `load_a` and
+/// `load_b` participants when those are given.
+fn wait_loads(rt: &Runtime, p: &Placement, load_a: Option<usize>, load_b: Option<usize>) {
+    let carries = |info: Option<&placement::NodeInfo>, load: Option<usize>| {
+        info.is_some_and(|i| load.is_none_or(|l| i.load == l))
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let nodes = rt.block_on(p.nodes()).unwrap_or_default();
+        if carries(nodes.get("a"), load_a) && carries(nodes.get("b"), load_b) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Polls `done` every 50 ms; fails with `what` if it does not hold within
+/// `within`.
+fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the node behind `h` has received RTP over a cascade link.
+fn receives(rt: &Runtime, h: &SfuHandle) -> bool {
+    rt.block_on(h.stats())
+        .is_some_and(|(_, c)| c.rtp_received > 0)
 }
 
 /// `(status, Location)` of a request.
@@ -409,85 +418,126 @@ fn probe(http: SocketAddr, method: &str, path: &str) -> (u16, Option<String>) {
     (r.status, r.header("location").map(str::to_string))
 }
 
-/// Publishes VP8 by WHIP at `http` into `room`, retrying while the room
-/// is moving (503); `(publisher, its video track, resource)`.
-fn publish(
-    rt: &tokio::runtime::Runtime,
+/// Ends a WHIP or WHEP leg by its resource.
+fn delete(http: SocketAddr, resource: &str) {
+    let r = http_request(http, "DELETE", resource, &[], b"", WAIT).expect("DELETE");
+    assert_eq!(r.status, 200);
+}
+
+/// A loopback peer set up by `setup`, negotiated by `ask` (WHIP or WHEP at
+/// `http`), again with a new peer every 200 ms while that fails (the room
+/// is moving: 503), at most 15 s: the peer, what `setup` returned and the
+/// leg's resource.
+fn leg<T>(
+    rt: &Runtime,
     http: SocketAddr,
-    room: &str,
-) -> (LivePeer, rtclab::peer::TrackId, String) {
+    setup: impl Fn(&mut LivePeer) -> T,
+    ask: impl Fn(&mut Whip, &mut GenPeer) -> Result<Leg, String>,
+) -> (LivePeer, T, String) {
     let lo = SocketAddr::from(([127, 0, 0, 1], 0));
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let mut live = rt
             .block_on(LivePeer::bind(LivePeer::config().expect("cert"), lo))
             .expect("bind");
-        let video = live.add_track(MediaKind::Video).expect("track");
+        let made = setup(&mut live);
         let mut peer = GenPeer::new(live);
-        match Whip::at(http).publish(room, &mut peer) {
-            Ok(leg) => return (peer.live, video, leg.resource),
+        match ask(&mut Whip::at(http), &mut peer) {
+            Ok(leg) => return (peer.live, made, leg.resource),
             Err(e) => {
-                assert!(Instant::now() < deadline, "WHIP publish at {http}: {e}");
+                assert!(Instant::now() < deadline, "WHIP/WHEP at {http}: {e}");
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
     }
 }
 
-fn play(rt: &tokio::runtime::Runtime, http: SocketAddr, room: &str) -> (LivePeer, String) {
-    let lo = SocketAddr::from(([127, 0, 0, 1], 0));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut live = rt
-            .block_on(LivePeer::bind(LivePeer::config().expect("cert"), lo))
-            .expect("bind");
-        receive_only(&mut live).expect("recvonly");
-        let mut peer = GenPeer::new(live);
-        match Whip::at(http).subscribe(room, &[], &mut peer) {
-            Ok(leg) => return (peer.live, leg.resource),
-            Err(e) => {
-                assert!(Instant::now() < deadline, "WHEP play at {http}: {e}");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
+/// A VP8 publisher by WHIP, and the frames it has sent.
+struct Publisher {
+    live: LivePeer,
+    video: TrackId,
+    resource: String,
+    n: u32,
+}
+
+/// Publishes VP8 by WHIP at `http` into `room` (retried while the room is
+/// moving).
+fn publish(rt: &Runtime, http: SocketAddr, room: &str) -> Publisher {
+    let video = |l: &mut LivePeer| l.add_track(MediaKind::Video).expect("track");
+    let (live, video, resource) = leg(rt, http, video, |w, p| w.publish(room, p));
+    Publisher {
+        live,
+        video,
+        resource,
+        n: 0,
     }
 }
 
-/// Sends frames for `for_` (and then until the viewer decoded `want`, at
-/// most 15 s); the frames the viewer decoded.
-fn call(
-    rt: &tokio::runtime::Runtime,
-    p: &mut LivePeer,
-    video: rtclab::peer::TrackId,
-    viewer: Option<&mut LivePeer>,
-    n: &mut u32,
-    for_: Duration,
-    want: usize,
-) -> usize {
-    rt.block_on(async {
-        let mut tick = tokio::time::interval(Duration::from_millis(33));
-        let mut frames = 0usize;
-        let start = Instant::now();
-        let mut viewer = viewer;
-        let _ = tokio::time::timeout(Duration::from_secs(15) + for_, async {
-            while start.elapsed() < for_ || frames < want {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let mut f = Vec::new();
-                        vp8_frame(&mut f, 3000, *n % 30 == 0, *n);
-                        let _ = p.send_frame(video, *n * 3000, &f);
-                        *n += 1;
-                    }
-                    e = p.next_event() => { e.expect("io"); }
-                    e = async { match viewer.as_mut() { Some(v) => v.next_event().await, None => std::future::pending().await } } => {
-                        if let peer::Event::Frame { .. } = e.expect("io") { frames += 1; }
+/// Plays `room` by WHEP at `http` (retried while the room is moving): the
+/// viewer and its resource.
+fn play(rt: &Runtime, http: SocketAddr, room: &str) -> (LivePeer, String) {
+    let recv_only = |l: &mut LivePeer| receive_only(l).expect("recvonly");
+    let (live, (), resource) = leg(rt, http, recv_only, |w, p| w.subscribe(room, &[], p));
+    (live, resource)
+}
+
+impl Publisher {
+    /// Sends frames for `for_` (and then until the viewer decoded `want`,
+    /// at most 15 s); the frames the viewer decoded.
+    fn send(
+        &mut self,
+        rt: &Runtime,
+        viewer: Option<&mut LivePeer>,
+        for_: Duration,
+        want: usize,
+    ) -> usize {
+        let Publisher { live, video, n, .. } = self;
+        rt.block_on(async {
+            let mut tick = tokio::time::interval(Duration::from_millis(33));
+            let mut frames = 0usize;
+            let start = Instant::now();
+            let mut viewer = viewer;
+            let _ = tokio::time::timeout(Duration::from_secs(15) + for_, async {
+                while start.elapsed() < for_ || frames < want {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let mut f = Vec::new();
+                            vp8_frame(&mut f, 3000, *n % 30 == 0, *n);
+                            let _ = live.send_frame(*video, *n * 3000, &f);
+                            *n += 1;
+                        }
+                        e = live.next_event() => { e.expect("io"); }
+                        e = async { match viewer.as_mut() { Some(v) => v.next_event().await, None => std::future::pending().await } } => {
+                            if let peer::Event::Frame { .. } = e.expect("io") { frames += 1; }
+                        }
                     }
                 }
-            }
+            })
+            .await;
+            frames
         })
-        .await;
-        frames
-    })
+    }
+
+    /// Sends frames for `for_`, with no one watching.
+    fn send_for(&mut self, rt: &Runtime, for_: Duration) {
+        self.send(rt, None, for_, 0);
+    }
+
+    /// Sends until `viewer` decoded ten frames (at most 15 s): how many it
+    /// decoded.
+    fn ten_frames_to(&mut self, rt: &Runtime, viewer: &mut LivePeer) -> usize {
+        self.send(rt, Some(viewer), Duration::ZERO, 10)
+    }
+
+    /// Sends 200 ms at a time until `done`; fails with `what` after
+    /// [`WAIT`].
+    fn send_until(&mut self, rt: &Runtime, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            self.send_for(rt, Duration::from_millis(200));
+        }
+    }
 }
 
 /// Two SFU nodes: a room opens on the less loaded one, a participant who
@@ -501,49 +551,13 @@ fn sfu_rooms_are_placed_and_move_when_their_node_dies() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (b, pb, _) = sfu_node(&redis.url(), "b", 100);
+    let rt = runtime();
+    let (b, _, pb) = start_sfu_node(&redis.url(), "b", 100);
     // b carries two participants elsewhere: a (none) is the less loaded.
     let _ballast = (pb.seat("ballast"), pb.seat("ballast"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let a = SocketAddr::from(([127, 0, 0, 1], port));
-    let args: Vec<String> = [
-        "sfu",
-        "--listen",
-        &a.to_string(),
-        "--udp",
-        "127.0.0.1:0",
-        "--bus",
-        &redis.url(),
-        "--node",
-        "a",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut node_a = common::Peer::start("rtclab-sfu-a", &rtclab_bin(), &args);
-    assert!(
-        node_a.wait_for_output("rtclab sfu on", WAIT),
-        "{}",
-        node_a.output()
-    );
+    let (a, mut node_a) = redis.rtclab_node("sfu", "a", &["--udp", "127.0.0.1:0"]);
     // Both on the bus, with their loads.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let nodes = rt.block_on(pb.nodes()).unwrap_or_default();
-        if nodes.contains_key("a") && nodes.get("b").is_some_and(|i| i.load == 2) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_loads(&rt, &pb, None, Some(2));
     let to_a = format!("http://{a}");
     // The participant reaching b is sent to a, however it comes.
     let (status, location) = probe(b, "GET", "/sfu/?room=r");
@@ -567,101 +581,49 @@ fn sfu_rooms_are_placed_and_move_when_their_node_dies() {
         json!({"type": "redirect", "url": format!("{to_a}/sfu/?room=r")})
     );
     // The call, on a.
-    let (mut p, video, _) = publish(&rt, a, "r");
-    let mut n = 0;
-    call(
-        &rt,
-        &mut p,
-        video,
-        None,
-        &mut n,
-        Duration::from_millis(500),
-        0,
-    );
+    let mut p = publish(&rt, a, "r");
+    p.send_for(&rt, Duration::from_millis(500));
     let (mut v, _) = play(&rt, a, "r");
-    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    let got = p.ten_frames_to(&rt, &mut v);
     assert!(got >= 10, "frames on a: {got}");
     // a dies; the participants start again at b (where they entered).
     let killed = Instant::now();
     node_a.kill();
-    let (mut p, video, res_p) = publish(&rt, b, "r");
+    let mut p = Publisher {
+        n: p.n,
+        ..publish(&rt, b, "r")
+    };
     let republished = killed.elapsed();
-    call(
-        &rt,
-        &mut p,
-        video,
-        None,
-        &mut n,
-        Duration::from_millis(300),
-        0,
-    );
+    p.send_for(&rt, Duration::from_millis(300));
     let (mut v, res_v) = play(&rt, b, "r");
-    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    let got = p.ten_frames_to(&rt, &mut v);
     let failover = killed.elapsed();
     assert!(got >= 10, "frames on b: {got}");
     println!("bus.sfu_failover_publish_ms {} ms", republished.as_millis());
     println!("bus.sfu_failover_decoding_ms {} ms", failover.as_millis());
     assert!(failover < Duration::from_secs(12), "{failover:?}");
-    let owner = rt.block_on(async {
-        let probe = RedisBus::open(&redis.url()).unwrap();
-        probe.get(&placement::owner_key("r")).await.unwrap()
-    });
-    assert_eq!(owner.as_deref(), Some("b"));
+    assert_eq!(
+        owner(&rt, bus_on(&rt, &redis).as_ref(), "r").as_deref(),
+        Some("b")
+    );
     // Redis restarts (empty) under the call: frames keep coming, and b
     // claims its room again.
     redis.restart(Duration::from_millis(300));
-    let during = call(
-        &rt,
-        &mut p,
-        video,
-        Some(&mut v),
-        &mut n,
-        Duration::from_secs(3),
-        0,
-    );
+    let during = p.send(&rt, Some(&mut v), Duration::from_secs(3), 0);
     assert!(during >= 45, "frames through a Redis restart: {during}");
-    let _inside = rt.enter();
-    let probe_bus = RedisBus::open(&redis.url()).unwrap();
-    let deadline = Instant::now() + WAIT;
-    while rt
-        .block_on(probe_bus.get(&placement::owner_key("r")))
-        .ok()
-        .flatten()
-        .as_deref()
-        != Some("b")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "room not re-claimed after the Redis restart"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let probe_bus = bus_on(&rt, &redis);
+    wait_until(WAIT, "room not re-claimed after the Redis restart", || {
+        owner(&rt, probe_bus.as_ref(), "r").as_deref() == Some("b")
+    });
     // Everyone leaves: the room's claim goes; a's node key is long gone.
-    for res in [res_p, res_v] {
-        let r = http_request(b, "DELETE", &res, &[], b"", WAIT).expect("DELETE");
-        assert_eq!(r.status, 200);
+    for res in [&p.resource, &res_v] {
+        delete(b, res);
     }
     drop(_ballast);
-    let left = rt.block_on(async {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let mut keys = probe_bus
-                .keys("rtclab:sfu:owner:")
-                .await
-                .unwrap_or_default();
-            keys.extend(
-                probe_bus
-                    .keys("rtclab:sfu:node:a")
-                    .await
-                    .unwrap_or_default(),
-            );
-            if keys.is_empty() || Instant::now() > deadline {
-                return keys;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    });
-    assert!(left.is_empty(), "left behind: {left:?}");
+    for prefix in ["rtclab:sfu:owner:", "rtclab:sfu:node:a"] {
+        let left = rt.block_on(empty(probe_bus.as_ref(), prefix, WAIT));
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
 }
 
 /// A room outgrows its owner: node a takes one participant, so a viewer
@@ -675,71 +637,24 @@ fn a_full_owner_cascades_its_newcomers_to_another_node() {
     let Some(redis) = Redis::start() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (a, pa, ha) = sfu_node(&redis.url(), "a", 1);
-    let (b, _, hb) = sfu_node(&redis.url(), "b", 4);
-    let on_bus = |load_a: usize| {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let nodes = rt.block_on(pa.nodes()).unwrap_or_default();
-            if nodes.get("a").is_some_and(|i| i.load == load_a) && nodes.contains_key("b") {
-                return;
-            }
-            assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    on_bus(0);
+    let rt = runtime();
+    let (a, ha, pa) = start_sfu_node(&redis.url(), "a", 1);
+    let (b, hb, _) = start_sfu_node(&redis.url(), "b", 4);
+    wait_loads(&rt, &pa, Some(0), None);
     // Both empty: the room opens on a (the smaller name), which is then
     // full.
-    let (mut p, video, res_p) = publish(&rt, a, "big");
-    on_bus(1);
+    let mut p = publish(&rt, a, "big");
+    wait_loads(&rt, &pa, Some(1), None);
     // A page reaching b is served there: b links the room to a.
     let (status, location) = probe(b, "GET", "/sfu/?room=big");
     assert_eq!((status, location), (200, None), "served on b");
     assert_eq!(hb.cascades().len(), 1, "b linked the room to a");
-    let mut n = 0;
-    let deadline = Instant::now() + WAIT;
-    let received = || {
-        rt.block_on(hb.stats())
-            .is_some_and(|(_, c)| c.rtp_received > 0)
-    };
-    while !received() {
-        assert!(Instant::now() < deadline, "b receives a's publisher");
-        call(
-            &rt,
-            &mut p,
-            video,
-            None,
-            &mut n,
-            Duration::from_millis(200),
-            0,
-        );
-    }
+    p.send_until(&rt, "b receives a's publisher", || receives(&rt, &hb));
     let (mut v1, res_v1) = play(&rt, b, "big");
-    let got = call(
-        &rt,
-        &mut p,
-        video,
-        Some(&mut v1),
-        &mut n,
-        Duration::ZERO,
-        10,
-    );
+    let got = p.ten_frames_to(&rt, &mut v1);
     assert!(got >= 10, "frames on b through the link: {got}");
     let (mut v2, res_v2) = play(&rt, b, "big");
-    let got = call(
-        &rt,
-        &mut p,
-        video,
-        Some(&mut v2),
-        &mut n,
-        Duration::ZERO,
-        10,
-    );
+    let got = p.ten_frames_to(&rt, &mut v2);
     assert!(got >= 10, "frames on b's second viewer: {got}");
     assert_eq!(hb.cascades().len(), 1, "one link for both viewers");
     assert_eq!(ha.accepted_cascades(), 1);
@@ -751,20 +666,15 @@ fn a_full_owner_cascades_its_newcomers_to_another_node() {
     );
     // b's viewers leave: the link closes on both nodes.
     for res in [&res_v1, &res_v2] {
-        let r = http_request(b, "DELETE", res, &[], b"", WAIT).expect("DELETE");
-        assert_eq!(r.status, 200);
+        delete(b, res);
     }
-    let deadline = Instant::now() + WAIT;
-    while !(hb.cascades().is_empty() && ha.accepted_cascades() == 0) {
-        assert!(Instant::now() < deadline, "the link closed on both nodes");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(WAIT, "the link closed on both nodes", || {
+        hb.cascades().is_empty() && ha.accepted_cascades() == 0
+    });
     // The publisher leaves: nothing of the room stays in Redis.
-    let r = http_request(a, "DELETE", &res_p, &[], b"", WAIT).expect("DELETE");
-    assert_eq!(r.status, 200);
-    let _inside = rt.enter();
-    let probe_bus = RedisBus::open(&redis.url()).unwrap();
-    let left = rt.block_on(empty(&probe_bus, "rtclab:sfu:owner:", WAIT));
+    delete(a, &p.resource);
+    let probe_bus = bus_on(&rt, &redis);
+    let left = rt.block_on(empty(probe_bus.as_ref(), "rtclab:sfu:owner:", WAIT));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
@@ -777,107 +687,42 @@ fn a_cascaded_room_goes_on_when_its_owner_dies() {
     let Some(redis) = Redis::start() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (b, pb, hb) = sfu_node(&redis.url(), "b", 4);
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let a = SocketAddr::from(([127, 0, 0, 1], port));
-    let args: Vec<String> = [
-        "sfu",
-        "--listen",
-        &a.to_string(),
-        "--udp",
-        "127.0.0.1:0",
-        "--bus",
-        &redis.url(),
-        "--node",
-        "a",
-        "--max-participants",
-        "1",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut node_a = common::Peer::start("rtclab-sfu-a", &rtclab_bin(), &args);
-    assert!(
-        node_a.wait_for_output("rtclab sfu on", WAIT),
-        "{}",
-        node_a.output()
-    );
-    let loads = |want_a: usize| {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let nodes = rt.block_on(pb.nodes()).unwrap_or_default();
-            if nodes.get("a").is_some_and(|i| i.load == want_a) && nodes.contains_key("b") {
-                return;
-            }
-            assert!(Instant::now() < deadline, "nodes on the bus: {nodes:?}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    loads(0);
+    let rt = runtime();
+    let (b, hb, pb) = start_sfu_node(&redis.url(), "b", 4);
+    let extra = ["--udp", "127.0.0.1:0", "--max-participants", "1"];
+    let (a, mut node_a) = redis.rtclab_node("sfu", "a", &extra);
+    wait_loads(&rt, &pb, Some(0), None);
     let room = "phoenix";
-    let (mut p, video, _) = publish(&rt, a, room);
-    loads(1);
+    let mut p = publish(&rt, a, room);
+    wait_loads(&rt, &pb, Some(1), None);
     assert_eq!(probe(b, "GET", &format!("/sfu/?room={room}")).0, 200);
     assert_eq!(hb.cascades().len(), 1, "b linked the room to a");
-    let mut n = 0;
-    let received = || {
-        rt.block_on(hb.stats())
-            .is_some_and(|(_, c)| c.rtp_received > 0)
-    };
-    let deadline = Instant::now() + WAIT;
-    while !received() {
-        assert!(Instant::now() < deadline, "b receives a's publisher");
-        call(
-            &rt,
-            &mut p,
-            video,
-            None,
-            &mut n,
-            Duration::from_millis(200),
-            0,
-        );
-    }
+    p.send_until(&rt, "b receives a's publisher", || receives(&rt, &hb));
     let (mut v, _) = play(&rt, b, room);
-    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    let got = p.ten_frames_to(&rt, &mut v);
     assert!(got >= 10, "frames on b through the link: {got}");
     drop(v);
     // a dies.
     let killed = Instant::now();
     node_a.kill();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !hb.cascades().is_empty() {
-        assert!(Instant::now() < deadline, "b still links to the dead a");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(WAIT, "b still links to the dead a", || {
+        hb.cascades().is_empty()
+    });
     let dropped = killed.elapsed();
     // The publisher starts again where it can: b, which took the room.
-    let (mut p, video, _) = publish(&rt, b, room);
-    call(
-        &rt,
-        &mut p,
-        video,
-        None,
-        &mut n,
-        Duration::from_millis(300),
-        0,
-    );
+    let mut p = Publisher {
+        n: p.n,
+        ..publish(&rt, b, room)
+    };
+    p.send_for(&rt, Duration::from_millis(300));
     let (mut v, _) = play(&rt, b, room);
-    let got = call(&rt, &mut p, video, Some(&mut v), &mut n, Duration::ZERO, 10);
+    let got = p.ten_frames_to(&rt, &mut v);
     let failover = killed.elapsed();
     assert!(got >= 10, "frames on b after a died: {got}");
-    let owner = rt.block_on(async {
-        let probe = RedisBus::open(&redis.url()).unwrap();
-        probe.get(&placement::owner_key(room)).await.unwrap()
-    });
-    assert_eq!(owner.as_deref(), Some("b"));
+    assert_eq!(
+        owner(&rt, bus_on(&rt, &redis).as_ref(), room).as_deref(),
+        Some("b")
+    );
     println!("bus.sfu_cascade_link_dropped_ms {} ms", dropped.as_millis());
     println!(
         "bus.sfu_cascade_failover_decoding_ms {} ms",

@@ -11,46 +11,16 @@ mod common;
 use std::time::Duration;
 
 use common::browser::{BrowserKind, launch};
-use rtclab::demo::{Config, Demo};
+use common::demo::DemoServer;
+use rtclab::demo::Config;
 use rtclab::signaling::Page;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
 
 async fn autotest(kind: BrowserKind, query: &str) -> Option<Value> {
-    let (reports, mut reported) = mpsc::channel(8);
-    let mut config = Config::new("127.0.0.1:0".parse().unwrap());
-    config.reports = Some(reports);
-    let demo = Demo::bind(config).await.expect("bind");
-    let addr = demo.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(demo.run_until(async {
-        let _ = stopped.await;
-    }));
-    let url = format!("http://{addr}/demo/?autotest=1&limit=40{query}");
-    let mut browser = launch(kind, &url)?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let report = loop {
-        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
-            Ok(Some(body)) => {
-                let v: Value = serde_json::from_str(&body).expect("a JSON report");
-                if v["type"] == "result" {
-                    break v;
-                }
-            }
-            _ => {
-                let exited = browser.process.wait_exit(Duration::ZERO);
-                assert!(
-                    exited.is_none() && tokio::time::Instant::now() < deadline,
-                    "no result from the {kind:?} page within 60 s (exited: {exited:?})"
-                );
-            }
-        }
-    };
-    eprintln!("{kind:?} page reported: {report}");
-    assert_eq!(report["ok"], true, "{report:#}");
+    let mut demo = DemoServer::on_loopback().await;
+    let (browser, report) = demo.autotest(kind, query).await?;
     drop(browser);
-    let _ = stop.send(());
-    let summary = task.await.expect("task").expect("run");
+    let summary = demo.stop().await;
     assert_eq!(summary.sessions, 1);
     Some(report)
 }
@@ -141,48 +111,32 @@ const TWO_TABS: &str = r#"<!doctype html>
 /// the demo's signaling (browser to browser; no Rust peer in the media).
 #[tokio::test]
 async fn two_chromium_tabs_call_each_other() {
-    let (reports, mut reported) = mpsc::channel(8);
     let mut config = Config::new("127.0.0.1:0".parse().unwrap());
-    config.reports = Some(reports);
     config.pages.push(Page {
         path: "/test/tabs.html",
         content_type: "text/html; charset=utf-8",
         body: TWO_TABS.as_bytes(),
     });
-    let demo = Demo::bind(config).await.expect("bind");
-    let addr = demo.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(demo.run_until(async {
-        let _ = stopped.await;
-    }));
-    let Some(mut browser) = launch(
-        BrowserKind::Chromium,
-        &format!("http://{addr}/test/tabs.html"),
-    ) else {
+    let mut demo = DemoServer::start(config).await;
+    let url = format!("http://{}/test/tabs.html", demo.addr);
+    let Some(mut browser) = launch(BrowserKind::Chromium, &url) else {
         return;
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut got = Vec::new();
-    while got.len() < 2 {
-        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
-            Ok(Some(body)) => got.push(serde_json::from_str::<Value>(&body).expect("JSON")),
-            _ => {
-                let exited = browser.process.wait_exit(Duration::ZERO);
-                assert!(
-                    exited.is_none() && tokio::time::Instant::now() < deadline,
-                    "{} of 2 tabs reported within 60 s: {got:?}",
-                    got.len()
-                );
-            }
-        }
-    }
+    let mut both = |r: &Value| {
+        got.push(r.clone());
+        got.len() == 2
+    };
+    let limit = Duration::from_secs(60);
+    browser
+        .report(&mut demo.reported, limit, "second tab's report", &mut both)
+        .await;
     drop(browser);
     for r in &got {
         assert_eq!(r["mode"], "call", "{r:#}");
         assert_eq!(r["ok"], true, "{r:#}");
         assert_eq!(r["chatEcho"], "hello rust", "{r:#}");
     }
-    let _ = stop.send(());
-    let summary = task.await.expect("task").expect("run");
+    let summary = demo.stop().await;
     assert_eq!(summary.sessions, 0, "no Rust peer in a tab-to-tab call");
 }

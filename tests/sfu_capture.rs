@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::Peer;
+use common::{Peer, http_get};
 use rtclab::runtime::LivePeer;
 use rtclab::sdp::MediaKind;
 use rtclab::speed::sfu::{GenPeer, SfuUnderTest, Whip, vp8_frame};
@@ -268,22 +268,4 @@ async fn a_sfu_page_downloads_its_own_capture() {
             .all(|l| !(l.contains(" → ") || l.contains(" ⇢ ")) || l.contains(&local)),
         "another address in the share:\n{ladder}"
     );
-}
-
-/// `GET path`: the status line and headers, and the body.
-async fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).await.expect("read");
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    (
-        String::from_utf8_lossy(&all[..end]).into_owned(),
-        all[end + 4..].to_vec(),
-    )
 }

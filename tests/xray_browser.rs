@@ -7,17 +7,58 @@
 //! `RTCLAB_REQUIRE_INTEROP=1`).
 
 mod common;
+#[path = "common/sfu_server.rs"]
+mod sfu_server;
 #[path = "common/tshark.rs"]
 mod tshark;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::browser::{BrowserKind, launch};
+use common::demo::DemoServer;
+use common::http_get;
 use rtclab::capture::pcapng::{self, Direction};
-use rtclab::demo::{Config, Demo};
+use rtclab::demo::Config;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
-use tshark::{hex, sctp_over_dtls, tshark};
+use tokio::sync::mpsc;
+use tshark::{dcep, sctp_over_dtls, texts};
+
+/// The port of the capture's first outbound datagram: the capturing
+/// peer's.
+fn local_port(cap: &pcapng::Capture<'_>) -> u16 {
+    cap.packets
+        .iter()
+        .filter(|p| p.direction == Some(Direction::Outbound))
+        .find_map(|p| pcapng::udp(cap.interfaces[p.interface].link_type, p.data))
+        .expect("an outbound datagram")
+        .source
+        .port()
+}
+
+/// What the ladder of a call with the demo's Rust peer shows: the DTLS
+/// handshake, decrypted, and the page's "chat" channel and its echo.
+const CHAT_CALL: [&str; 4] = [
+    "ClientHello",
+    "Finished (decrypted)",
+    "DATA_CHANNEL_OPEN label \"chat\"",
+    "text \"echo: hello rust\"",
+];
+
+/// `rtclab xray`'s ladder of a capture has every one of `needles`.
+fn assert_ladder_has(bytes: &[u8], needles: &[&str]) {
+    let ladder = rtclab::capture::xray::xray(bytes, &Default::default()).expect("ladder");
+    for needle in needles {
+        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
+    }
+}
+
+/// A temporary directory of this test's own.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rtclab-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
 
 /// The start of a real call for the book: the network interface's packets
 /// up to the one that carries the Rust peer's first echo on "chat", SRTP
@@ -57,45 +98,16 @@ async fn chromium_call_capture_decrypts_in_tshark() {
     let Some(openssl) = common::require_binary("openssl", "openssl") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("rtclab-xray-browser-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let (reports, mut reported) = mpsc::channel(8);
+    let dir = temp_dir("xray-browser");
     let mut config = Config::new("127.0.0.1:0".parse().unwrap());
-    config.reports = Some(reports);
     config.pcap = Some(dir.join("chromium.pcapng"));
-    let demo = Demo::bind(config).await.expect("bind");
-    let addr = demo.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(demo.run_until(async {
-        let _ = stopped.await;
-    }));
-    let url = format!("http://{addr}/demo/?autotest=1&limit=40&nocam=1&need=chat,photo");
-    let Some(mut browser) = launch(BrowserKind::Chromium, &url) else {
-        let _ = stop.send(());
+    let mut demo = DemoServer::start(config).await;
+    let query = "&nocam=1&need=chat,photo";
+    let Some((browser, _)) = demo.autotest(BrowserKind::Chromium, query).await else {
         return;
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let report = loop {
-        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
-            Ok(Some(body)) => {
-                let v: Value = serde_json::from_str(&body).expect("a JSON report");
-                if v["type"] == "result" {
-                    break v;
-                }
-            }
-            _ => {
-                let exited = browser.process.wait_exit(Duration::ZERO);
-                assert!(
-                    exited.is_none() && tokio::time::Instant::now() < deadline,
-                    "no result from the page within 60 s (exited: {exited:?})"
-                );
-            }
-        }
-    };
-    assert_eq!(report["ok"], true, "{report:#}");
     drop(browser);
-    let _ = stop.send(());
-    task.await.expect("task").expect("run");
+    demo.stop().await;
 
     // The Rust peer's capture (session 1), flushed when the peer ended.
     let file = dir.join("chromium-1.pcapng");
@@ -105,72 +117,20 @@ async fn chromium_call_capture_decrypts_in_tshark() {
         cap.key_log.starts_with("CLIENT_RANDOM "),
         "no key log in the capture"
     );
-    let port = cap
-        .packets
-        .iter()
-        .filter(|p| p.direction == Some(Direction::Outbound))
-        .find_map(|p| pcapng::udp(cap.interfaces[p.interface].link_type, p.data))
-        .expect("an outbound datagram")
-        .source
-        .port();
-    let sctp = sctp_over_dtls(&openssl, &dir, port);
-    let sctp = ["-o", sctp.as_str()];
-    let dcep = tshark(
-        &bin,
-        &file,
-        &[
-            &sctp[..],
-            &[
-                "-Y",
-                "rtcdc",
-                "-T",
-                "fields",
-                "-e",
-                "rtcdc.message_type",
-                "-e",
-                "rtcdc.label",
-            ],
-        ]
-        .concat(),
-    );
+    let sctp = sctp_over_dtls(&openssl, &dir, local_port(&cap));
+    let dcep = dcep(&bin, &file, &sctp);
     assert!(
         dcep.lines().any(|l| l == "3\tchat"),
         "no DATA_CHANNEL_OPEN \"chat\":\n{dcep}"
     );
-    let texts = tshark(
-        &bin,
-        &file,
-        &[
-            &sctp[..],
-            &[
-                "-o",
-                "sctp.ulp_dissection:FALSE",
-                "-Y",
-                "sctp.data_payload_proto_id == 51",
-                "-T",
-                "fields",
-                "-e",
-                "data.data",
-            ],
-        ]
-        .concat(),
-    );
-    let texts: Vec<String> = texts
-        .lines()
-        .map(|h| String::from_utf8_lossy(&hex(h)).into_owned())
+    let texts: Vec<String> = texts(&bin, &file, &sctp)
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
         .collect();
     assert!(texts.iter().any(|t| t == "echo: hello rust"), "{texts:?}");
 
     // rtclab's own x-ray of the same file.
-    let ladder = rtclab::capture::xray::xray(&bytes, &Default::default()).expect("ladder");
-    for needle in [
-        "ClientHello",
-        "Finished (decrypted)",
-        "DATA_CHANNEL_OPEN label \"chat\"",
-        "text \"echo: hello rust\"",
-    ] {
-        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
-    }
+    assert_ladder_has(&bytes, &CHAT_CALL);
     // Chapter 8b shows this call: `RTCLAB_BLESS=1` keeps its start as the
     // book's capture, from which tests/xray.rs draws the chapter's ladder.
     if std::env::var("RTCLAB_BLESS").is_ok_and(|v| v == "1") {
@@ -180,22 +140,6 @@ async fn chromium_call_capture_decrypts_in_tshark() {
         eprintln!("wrote {}", path.display());
     }
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// `GET path` from the demo: the status line and the body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (String, Vec<u8>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).await.expect("read");
-    let end = all
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&all[..end]).into_owned();
-    (head, all[end + 4..].to_vec())
 }
 
 /// The demo page's live x-ray panel (issue 18 §3): Chromium calls the Rust
@@ -211,39 +155,10 @@ async fn chromium_demo_xray_panel_and_download() {
     let Some(openssl) = common::require_binary("openssl", "openssl") else {
         return;
     };
-    let (reports, mut reported) = mpsc::channel(8);
-    let mut config = Config::new("127.0.0.1:0".parse().unwrap());
-    config.reports = Some(reports);
-    let demo = Demo::bind(config).await.expect("bind");
-    let addr = demo.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(demo.run_until(async {
-        let _ = stopped.await;
-    }));
-    let url = format!("http://{addr}/demo/?autotest=1&limit=40");
-    let Some(mut browser) = launch(BrowserKind::Chromium, &url) else {
-        let _ = stop.send(());
+    let mut demo = DemoServer::on_loopback().await;
+    let Some((browser, report)) = demo.autotest(BrowserKind::Chromium, "").await else {
         return;
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let report = loop {
-        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
-            Ok(Some(body)) => {
-                let v: Value = serde_json::from_str(&body).expect("a JSON report");
-                if v["type"] == "result" {
-                    break v;
-                }
-            }
-            _ => {
-                let exited = browser.process.wait_exit(Duration::ZERO);
-                assert!(
-                    exited.is_none() && tokio::time::Instant::now() < deadline,
-                    "no result from the page within 60 s (exited: {exited:?})"
-                );
-            }
-        }
-    };
-    assert_eq!(report["ok"], true, "{report:#}");
     let xray = &report["xray"];
     let shown: Vec<&str> = xray["dtlsShown"]
         .as_array()
@@ -270,55 +185,21 @@ async fn chromium_demo_xray_panel_and_download() {
 
     // The download, while the call goes on.
     let path = xray["capture"].as_str().expect("the capture's URL");
-    let (head, bytes) = http_get(addr, path).await;
+    let (head, bytes) = http_get(demo.addr, path).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("application/x-pcapng"), "{head}");
-    let (missing, _) = http_get(addr, "/demo/capture/0123.pcapng").await;
+    let (missing, _) = http_get(demo.addr, "/demo/capture/0123.pcapng").await;
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
     drop(browser);
-    let _ = stop.send(());
-    task.await.expect("task").expect("run");
+    demo.stop().await;
 
-    let ladder = rtclab::capture::xray::xray(&bytes, &Default::default()).expect("ladder");
-    for needle in [
-        "ClientHello",
-        "Finished (decrypted)",
-        "DATA_CHANNEL_OPEN label \"chat\"",
-        "text \"echo: hello rust\"",
-        "VP8",
-    ] {
-        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
-    }
-    let dir = std::env::temp_dir().join(format!("rtclab-xray-panel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    assert_ladder_has(&bytes, &[&CHAT_CALL[..], &["VP8"]].concat());
+    let dir = temp_dir("xray-panel");
     let file = dir.join("download.pcapng");
     std::fs::write(&file, &bytes).expect("write");
     let cap = pcapng::read(&bytes).expect("pcapng");
-    let port = cap
-        .packets
-        .iter()
-        .filter(|p| p.direction == Some(Direction::Outbound))
-        .find_map(|p| pcapng::udp(cap.interfaces[p.interface].link_type, p.data))
-        .expect("an outbound datagram")
-        .source
-        .port();
-    let sctp = sctp_over_dtls(&openssl, &dir, port);
-    let dcep = tshark(
-        &bin,
-        &file,
-        &[
-            "-o",
-            &sctp,
-            "-Y",
-            "rtcdc",
-            "-T",
-            "fields",
-            "-e",
-            "rtcdc.message_type",
-            "-e",
-            "rtcdc.label",
-        ],
-    );
+    let sctp = sctp_over_dtls(&openssl, &dir, local_port(&cap));
+    let dcep = dcep(&bin, &file, &sctp);
     assert!(
         dcep.lines().any(|l| l == "3\tchat"),
         "no DATA_CHANNEL_OPEN \"chat\" in the download:\n{dcep}"
@@ -336,29 +217,17 @@ async fn chromium_demo_xray_panel_and_download() {
 /// interface.
 #[tokio::test]
 async fn chromium_sfu_xray_panel_and_download() {
-    use rtclab::sfu::server::{Config as SfuServer, Server};
-    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
-    let cert = rtclab::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now())
-        .expect("certificate");
     let (reports, mut reported) = mpsc::channel(64);
-    let mut server = Server::bind(SfuServer {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        udp: "127.0.0.1:0".parse().unwrap(),
-        sfu: rtclab::sfu::Config::new(cert, Vec::new()),
-        reports: Some(reports),
-        whip: None,
-    })
-    .await
-    .expect("bind");
-    server.set_downloads(32 << 20);
-    let addr = server.http_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run_until(async {
-        let _ = stopped.await;
-    }));
+    let configure = |c: &mut rtclab::sfu::server::Config| {
+        c.reports = Some(reports);
+        c.whip = None;
+    };
+    let (addr, _, ()) = sfu_server::start_sfu_with(configure, |mut server| {
+        server.set_downloads(32 << 20);
+        (server, ())
+    });
     let url = format!("http://{addr}/sfu/?room=xray&autotest=1");
     let Some(mut browser) = launch(BrowserKind::Chromium, &url) else {
-        let _ = stop.send(());
         return;
     };
     let layers = ["STUN", "DTLS", "SCTP", "DCEP", "RTP", "RTCP"];
@@ -378,20 +247,10 @@ async fn chromium_sfu_xray_panel_and_download() {
             .all(|l| x["layers"][*l].as_u64().unwrap_or(0) > 0)
             && dtls.iter().all(|n| shown.iter().any(|l| l.contains(n)))
     };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
-    let mut last = Value::Null;
-    while !done(&last) {
-        match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
-            Ok(Some(body)) => last = serde_json::from_str(&body).expect("a JSON report"),
-            _ => {
-                let exited = browser.process.wait_exit(Duration::ZERO);
-                assert!(
-                    exited.is_none() && tokio::time::Instant::now() < deadline,
-                    "the panel did not show the call within 45 s (exited: {exited:?}); last report:\n{last:#}"
-                );
-            }
-        }
-    }
+    let what = "panel showing the call";
+    let last = browser
+        .report(&mut reported, Duration::from_secs(45), what, done)
+        .await;
     assert_eq!(last["connection"], "connected", "{last:#}");
 
     // The page's download: its own share of the SFU's capture.
@@ -405,19 +264,9 @@ async fn chromium_sfu_xray_panel_and_download() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.contains("application/x-pcapng"), "{head}");
     drop(browser);
-    let _ = stop.send(());
-    task.await.expect("task").expect("run");
 
     let cap = pcapng::read(&bytes).expect("pcapng");
     assert_eq!(cap.key_log.lines().count(), 1, "{}", cap.key_log);
-    let ladder = rtclab::capture::xray::xray(&bytes, &Default::default()).expect("ladder");
-    for needle in [
-        "ClientHello",
-        "Finished (decrypted)",
-        "DATA_CHANNEL_OPEN label \"chat\"",
-        // The page's camera, decrypted on the plaintext interface.
-        "VP8",
-    ] {
-        assert!(ladder.contains(needle), "{needle:?} not in:\n{ladder}");
-    }
+    // The page's camera, decrypted on the plaintext interface.
+    assert_ladder_has(&bytes, &[&CHAT_CALL[..3], &["VP8"]].concat());
 }

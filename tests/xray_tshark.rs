@@ -20,7 +20,7 @@ mod tshark;
 #[path = "common/xray_call.rs"]
 mod xray_call;
 
-use tshark::{hex, sctp_over_dtls, tshark};
+use tshark::{dcep, sctp_over_dtls, texts, tshark};
 
 #[test]
 fn tshark_decrypts_a_simulated_call_from_the_pcapng_alone() {
@@ -34,27 +34,9 @@ fn tshark_decrypts_a_simulated_call_from_the_pcapng_alone() {
     let file = dir.join("sim-call.pcapng");
     std::fs::write(&file, xray_call::capture()).expect("write capture");
     let sctp = sctp_over_dtls(&openssl, &dir, 5000);
-    let sctp = ["-o", sctp.as_str()];
 
     // DCEP: the OPEN with the label, then the ACK.
-    let dcep = tshark(
-        &bin,
-        &file,
-        &[
-            &sctp[..],
-            &[
-                "-Y",
-                "rtcdc",
-                "-T",
-                "fields",
-                "-e",
-                "rtcdc.message_type",
-                "-e",
-                "rtcdc.label",
-            ],
-        ]
-        .concat(),
-    );
+    let dcep = dcep(&bin, &file, &sctp);
     let lines: Vec<&str> = dcep.lines().collect();
     assert!(
         lines.contains(&format!("3\t{}", xray_call::LABEL).as_str()),
@@ -65,27 +47,9 @@ fn tshark_decrypts_a_simulated_call_from_the_pcapng_alone() {
 
     // Every text message (PPID 51), decrypted.
     // (The payload shows as data with upper-layer dissection off.)
-    let texts = tshark(
-        &bin,
-        &file,
-        &[
-            &sctp[..],
-            &[
-                "-o",
-                "sctp.ulp_dissection:FALSE",
-                "-Y",
-                "sctp.data_payload_proto_id == 51",
-                "-T",
-                "fields",
-                "-e",
-                "data.data",
-            ],
-        ]
-        .concat(),
-    );
-    let got: Vec<String> = texts
-        .lines()
-        .map(|h| String::from_utf8(hex(h)).expect("utf-8 message"))
+    let got: Vec<String> = texts(&bin, &file, &sctp)
+        .into_iter()
+        .map(|t| String::from_utf8(t).expect("utf-8 message"))
         .collect();
     for m in xray_call::MESSAGES {
         assert!(got.iter().any(|g| g == m), "message {m:?} not in {got:?}");

@@ -1,6 +1,7 @@
 //! Rooms shared by several signaling nodes over a [`Bus`](crate::bus::Bus),
-//! sans-IO: the same messages, rules and limits as [`super::Rooms`], with
-//! the room's membership kept on the bus.
+//! sans-IO: [`super::Rooms`] itself (the same messages, rules and limits)
+//! with the [`OnBus`] transport, which keeps each room's membership on the
+//! bus.
 //!
 //! [`Cluster`] is one node's part. It never waits for the bus: what must
 //! happen there comes out of [`Cluster::poll_op`] as an [`Op`] (join a
@@ -34,8 +35,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::message::{ClientMessage, Data, ErrorCode, ServerMessage};
-use super::room::{ClientId, Config, Outgoing, validate_room_name};
+use super::message::{Data, ErrorCode};
+use super::room::{ClientId, Config, Rooms, Transport};
 use crate::bus::Announce;
 
 /// What the server must do on the bus for a [`Cluster`], in order.
@@ -151,153 +152,112 @@ struct Relayed<'a> {
     data: &'a RawValue,
 }
 
-#[derive(Debug, Default)]
-struct Local {
-    /// The room it is in.
-    room: Option<String>,
-    /// The room it asked to join, until the bus answers.
-    joining: Option<String>,
+/// The [`Transport`] of rooms kept on a bus: each step becomes an [`Op`]
+/// for the server to run there.
+#[derive(Debug)]
+pub struct OnBus {
+    node: String,
+    /// The node of each member of each room this node follows, as the bus
+    /// announced them.
+    nodes: BTreeMap<String, BTreeMap<ClientId, String>>,
+    ops: VecDeque<Op>,
+}
+
+impl Transport for OnBus {
+    fn join(&mut self, client: ClientId, room: &str, _: &[ClientId], cap: usize) -> Option<bool> {
+        self.ops.push_back(Op::Join {
+            client,
+            key: room_key(room),
+            member: member(client, &self.node),
+            cap,
+            channel: room_channel(room),
+            room: room.to_string(),
+        });
+        None
+    }
+
+    fn leave(&mut self, client: ClientId, room: &str) -> bool {
+        self.ops.push_back(Op::Leave {
+            key: room_key(room),
+            member: member(client, &self.node),
+            channel: room_channel(room),
+        });
+        false
+    }
+
+    fn relay(&mut self, client: ClientId, room: &str, to: Option<ClientId>, data: &Data) -> bool {
+        let payload = match to {
+            Some(t) => format!(
+                r#"{{"from":{},"to":{},"data":{}}}"#,
+                client.0,
+                t.0,
+                data.get()
+            ),
+            None => format!(r#"{{"from":{},"data":{}}}"#, client.0, data.get()),
+        };
+        self.ops.push_back(Op::Publish {
+            client,
+            channel: room_channel(room),
+            payload,
+        });
+        false
+    }
+
+    fn follow(&mut self, room: &str) {
+        self.ops.push_back(Op::Subscribe {
+            channel: room_channel(room),
+        });
+    }
+
+    fn unfollow(&mut self, room: &str) {
+        self.nodes.remove(room);
+        self.ops.push_back(Op::Unsubscribe {
+            channel: room_channel(room),
+        });
+    }
 }
 
 /// One signaling node's share of rooms that span nodes. See the [module
 /// doc](self).
-#[derive(Debug)]
-pub struct Cluster {
-    config: Config,
-    node: String,
-    next_id: u64,
-    clients: BTreeMap<ClientId, Local>,
-    /// The members of each room this node has a member in (or is joining),
-    /// in join order, as the bus announced them.
-    rooms: BTreeMap<String, Vec<(ClientId, String)>>,
-    /// Local members (joined or joining) per room.
-    interest: BTreeMap<String, usize>,
-    output: VecDeque<Outgoing>,
-    ops: VecDeque<Op>,
-}
+pub type Cluster = Rooms<OnBus>;
 
 impl Cluster {
     /// Node `node`'s part (its name must pass [`crate::bus::valid_token`]
-    /// without `@`; the server checks it).
-    pub fn new(config: Config, node: &str) -> Cluster {
-        Cluster {
-            config,
+    /// without `@`; the server checks it). Its client ids are unique
+    /// across nodes.
+    pub fn for_node(config: Config, node: &str) -> Cluster {
+        let bus = OnBus {
             node: node.to_string(),
-            next_id: id_base(node) + 1,
-            clients: BTreeMap::new(),
-            rooms: BTreeMap::new(),
-            interest: BTreeMap::new(),
-            output: VecDeque::new(),
+            nodes: BTreeMap::new(),
             ops: VecDeque::new(),
-        }
-    }
-
-    /// The limits in force.
-    pub fn config(&self) -> &Config {
-        &self.config
+        };
+        Rooms::with_transport(config, id_base(node) + 1, bus)
     }
 
     /// This node's name.
     pub fn node(&self) -> &str {
-        &self.node
-    }
-
-    /// A new client; its id is unique across nodes.
-    pub fn connect(&mut self) -> ClientId {
-        let id = ClientId(self.next_id);
-        self.next_id += 1;
-        self.clients.insert(id, Local::default());
-        id
-    }
-
-    /// The client went away: it leaves its room (the others hear `bye`
-    /// when the bus announces it).
-    pub fn disconnect(&mut self, client: ClientId) {
-        self.leave(client);
-        self.clients.remove(&client);
-    }
-
-    /// Text from a client, as [`super::Rooms::handle_text`].
-    pub fn handle_text(&mut self, client: ClientId, text: &str) {
-        if !self.clients.contains_key(&client) {
-            return;
-        }
-        if text.len() > self.config.max_message_bytes {
-            let limit = self.config.max_message_bytes;
-            let reason = format!("the message is {} bytes; at most {limit}", text.len());
-            self.error(client, ErrorCode::TooLarge, reason);
-            return;
-        }
-        match serde_json::from_str::<ClientMessage>(text) {
-            Ok(m) => self.handle_message(client, m),
-            Err(e) => self.error(
-                client,
-                ErrorCode::Malformed,
-                format!("not a signaling message: {e}"),
-            ),
-        }
-    }
-
-    /// A binary frame: an error, as on one node.
-    pub fn handle_binary(&mut self, client: ClientId, len: usize) {
-        if self.clients.contains_key(&client) {
-            let reason = format!("a binary frame of {len} bytes; messages are JSON text");
-            self.error(client, ErrorCode::Malformed, reason);
-        }
-    }
-
-    /// A parsed message from a client.
-    pub fn handle_message(&mut self, client: ClientId, message: ClientMessage) {
-        if !self.clients.contains_key(&client) {
-            return;
-        }
-        match message {
-            ClientMessage::CreateOrJoin { room } => self.create_or_join(client, room),
-            ClientMessage::Message { to, data } => self.relay(client, to, data),
-            ClientMessage::Bye {} => {
-                if !self.leave(client) {
-                    self.error(client, ErrorCode::NotInRoom, "bye: not in a room".into());
-                }
-            }
-        }
-    }
-
-    /// The next message for a local client.
-    pub fn poll_output(&mut self) -> Option<Outgoing> {
-        self.output.pop_front()
+        &self.transport.node
     }
 
     /// The next thing to do on the bus.
     pub fn poll_op(&mut self) -> Option<Op> {
-        self.ops.pop_front()
-    }
-
-    /// The room `client` is in.
-    pub fn room_of(&self, client: ClientId) -> Option<&str> {
-        self.clients.get(&client)?.room.as_deref()
-    }
-
-    /// How many rooms have members on this node.
-    pub fn room_count(&self) -> usize {
-        self.interest.len()
-    }
-
-    /// How many clients are connected to this node.
-    pub fn client_count(&self) -> usize {
-        self.clients.len()
+        self.transport.ops.pop_front()
     }
 
     /// Every room with members here, with its members on other nodes as
     /// `(member, node)`: the server refreshes these rooms' lists on the
     /// bus and removes the members whose node is dead.
     pub fn rooms(&self) -> Vec<(String, Vec<(String, String)>)> {
+        let no_nodes = BTreeMap::new();
         self.rooms
             .iter()
             .map(|(room, ms)| {
+                let nodes = self.transport.nodes.get(room).unwrap_or(&no_nodes);
                 let remote = ms
                     .iter()
-                    .filter(|(_, n)| *n != self.node)
-                    .map(|(id, n)| (member(*id, n), n.clone()))
+                    .filter_map(|id| Some((*id, nodes.get(id)?)))
+                    .filter(|(_, n)| *n != self.node())
+                    .map(|(id, n)| (member(id, n), n.clone()))
                     .collect();
                 (room.clone(), remote)
             })
@@ -312,30 +272,10 @@ impl Cluster {
         room: &str,
         result: Result<bool, String>,
     ) {
-        let admitted = matches!(result, Ok(true));
-        if admitted {
-            return;
-        }
-        let Some(local) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if local.joining.as_deref() != Some(room) {
-            return;
-        }
-        local.joining = None;
-        self.lose_interest(room);
         match result {
-            Ok(_) => self.send(
-                client,
-                ServerMessage::Full {
-                    room: room.to_string(),
-                },
-            ),
-            Err(e) => self.error(
-                client,
-                ErrorCode::Unavailable,
-                format!("create or join: {e}"),
-            ),
+            Ok(true) => {}
+            Ok(false) => self.not_admitted(client, room, None),
+            Err(e) => self.not_admitted(client, room, Some(e)),
         }
     }
 
@@ -349,11 +289,11 @@ impl Cluster {
 
     /// The bus came back, maybe empty: put this node's members back.
     pub fn handle_reconnected(&mut self) {
-        for (id, local) in &self.clients {
-            if let Some(room) = &local.room {
-                self.ops.push_back(Op::Restore {
+        for (id, room) in &self.clients {
+            if let Some(room) = room {
+                self.transport.ops.push_back(Op::Restore {
                     key: room_key(room),
-                    member: member(*id, &self.node),
+                    member: member(*id, &self.transport.node),
                 });
             }
         }
@@ -371,7 +311,14 @@ impl Cluster {
         if let Some(a) = Announce::parse(payload) {
             match a {
                 Announce::Join { member, before } => self.announced_join(&room, &member, &before),
-                Announce::Leave { member } => self.announced_leave(&room, &member),
+                Announce::Leave { member } => {
+                    if let Some((id, _)) = parse_member(&member) {
+                        self.left(&room, id);
+                        if let Some(nodes) = self.transport.nodes.get_mut(&room) {
+                            nodes.remove(&id);
+                        }
+                    }
+                }
             }
             return;
         }
@@ -383,236 +330,20 @@ impl Cluster {
         let Ok(r) = serde_json::from_str::<Relayed>(payload) else {
             return;
         };
-        let data = Data::from(r.data.to_owned());
-        let recipients: Vec<ClientId> = self
-            .clients
-            .iter()
-            .filter(|(id, l)| {
-                **id != r.from
-                    && l.room.as_deref() == Some(room.as_str())
-                    && r.to.is_none_or(|t| t == **id)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for to in recipients {
-            let data = data.clone();
-            self.send(to, ServerMessage::Message { from: r.from, data });
-        }
+        self.deliver(&room, r.from, r.to, Data::from(r.data.to_owned()));
     }
 
     fn announced_join(&mut self, room: &str, who: &str, before: &[String]) {
         let Some((id, node)) = parse_member(who) else {
             return;
         };
-        let node = node.to_string();
-        let joining_here = node == self.node
-            && self
-                .clients
-                .get(&id)
-                .is_some_and(|l| l.joining.as_deref() == Some(room));
-        if !joining_here && !self.rooms.contains_key(room) {
-            // Not ours to follow yet (our own join comes later).
-            return;
+        let mut all: Vec<(ClientId, &str)> =
+            before.iter().filter_map(|m| parse_member(m)).collect();
+        let ids = all.iter().map(|(i, _)| *i).collect();
+        if self.entered(room, id, node == self.node(), ids) {
+            all.push((id, node));
+            let nodes = all.iter().map(|(i, n)| (*i, n.to_string())).collect();
+            self.transport.nodes.insert(room.to_string(), nodes);
         }
-        let before: Vec<(ClientId, String)> = before
-            .iter()
-            .filter_map(|m| parse_member(m).map(|(i, n)| (i, n.to_string())))
-            .collect();
-        let ids: Vec<ClientId> = before.iter().map(|(i, _)| *i).collect();
-        let locals_before: Vec<ClientId> = ids
-            .iter()
-            .copied()
-            .filter(|i| self.is_local_in(*i, room))
-            .collect();
-        for &m in &locals_before {
-            let join = ServerMessage::Join {
-                room: room.to_string(),
-                id,
-            };
-            self.send(m, join);
-        }
-        if joining_here {
-            if let Some(l) = self.clients.get_mut(&id) {
-                l.joining = None;
-                l.room = Some(room.to_string());
-            }
-            let m = if ids.is_empty() {
-                ServerMessage::Created {
-                    room: room.to_string(),
-                    id,
-                }
-            } else {
-                ServerMessage::Joined {
-                    room: room.to_string(),
-                    id,
-                    members: ids.clone(),
-                }
-            };
-            self.send(id, m);
-        }
-        let mut all = before;
-        all.push((id, node));
-        if all.len() >= 2 {
-            let members: Vec<ClientId> = all.iter().map(|(i, _)| *i).collect();
-            for &m in &members {
-                if self.is_local_in(m, room) {
-                    let ready = ServerMessage::Ready {
-                        room: room.to_string(),
-                        members: members.clone(),
-                    };
-                    self.send(m, ready);
-                }
-            }
-        }
-        self.rooms.insert(room.to_string(), all);
-    }
-
-    fn announced_leave(&mut self, room: &str, who: &str) {
-        let Some((id, _)) = parse_member(who) else {
-            return;
-        };
-        let Some(members) = self.rooms.get_mut(room) else {
-            return;
-        };
-        members.retain(|(m, _)| *m != id);
-        let others: Vec<ClientId> = members.iter().map(|(m, _)| *m).collect();
-        for m in others {
-            if self.is_local_in(m, room) {
-                let bye = ServerMessage::Bye {
-                    room: room.to_string(),
-                    id,
-                };
-                self.send(m, bye);
-            }
-        }
-        // A member of this node removed by another (it thought this node
-        // dead): it is out of the room.
-        if let Some(l) = self.clients.get_mut(&id)
-            && l.room.as_deref() == Some(room)
-        {
-            l.room = None;
-            self.lose_interest(room);
-        }
-    }
-
-    fn is_local_in(&self, id: ClientId, room: &str) -> bool {
-        self.clients
-            .get(&id)
-            .is_some_and(|l| l.room.as_deref() == Some(room))
-    }
-
-    fn send(&mut self, to: ClientId, message: ServerMessage) {
-        self.output.push_back(Outgoing { to, message });
-    }
-
-    fn error(&mut self, to: ClientId, code: ErrorCode, reason: String) {
-        self.send(to, ServerMessage::Error { code, reason });
-    }
-
-    fn gain_interest(&mut self, room: &str) {
-        let n = self.interest.entry(room.to_string()).or_insert(0);
-        *n += 1;
-        if *n == 1 {
-            self.ops.push_back(Op::Subscribe {
-                channel: room_channel(room),
-            });
-        }
-    }
-
-    fn lose_interest(&mut self, room: &str) {
-        let Some(n) = self.interest.get_mut(room) else {
-            return;
-        };
-        *n -= 1;
-        if *n == 0 {
-            self.interest.remove(room);
-            self.rooms.remove(room);
-            self.ops.push_back(Op::Unsubscribe {
-                channel: room_channel(room),
-            });
-        }
-    }
-
-    fn create_or_join(&mut self, client: ClientId, room: String) {
-        if let Err(reason) = validate_room_name(&room) {
-            self.error(client, ErrorCode::BadRoom, reason);
-            return;
-        }
-        let Some(local) = self.clients.get(&client) else {
-            return;
-        };
-        if let Some(current) = local.room.as_ref().or(local.joining.as_ref()) {
-            let reason = format!("already in room {current:?}; send bye first");
-            self.error(client, ErrorCode::AlreadyInRoom, reason);
-            return;
-        }
-        if !self.interest.contains_key(&room) && self.interest.len() >= self.config.max_rooms {
-            let reason = format!("the server has {} rooms already", self.interest.len());
-            self.error(client, ErrorCode::TooManyRooms, reason);
-            return;
-        }
-        if let Some(l) = self.clients.get_mut(&client) {
-            l.joining = Some(room.clone());
-        }
-        self.gain_interest(&room);
-        self.ops.push_back(Op::Join {
-            client,
-            key: room_key(&room),
-            member: member(client, &self.node),
-            cap: self.config.room_size,
-            channel: room_channel(&room),
-            room,
-        });
-    }
-
-    fn relay(&mut self, client: ClientId, to: Option<ClientId>, data: Data) {
-        let Some(room) = self.clients.get(&client).and_then(|l| l.room.clone()) else {
-            let reason = "message: join a room first".into();
-            self.error(client, ErrorCode::NotInRoom, reason);
-            return;
-        };
-        if let Some(t) = to {
-            let member = self
-                .rooms
-                .get(&room)
-                .is_some_and(|ms| ms.iter().any(|(m, _)| *m == t));
-            if t == client || !member {
-                let reason = format!("message: {t} is not another member of this room");
-                self.error(client, ErrorCode::NoSuchMember, reason);
-                return;
-            }
-        }
-        let payload = match to {
-            Some(t) => format!(
-                r#"{{"from":{},"to":{},"data":{}}}"#,
-                client.0,
-                t.0,
-                data.get()
-            ),
-            None => format!(r#"{{"from":{},"data":{}}}"#, client.0, data.get()),
-        };
-        self.ops.push_back(Op::Publish {
-            client,
-            channel: room_channel(&room),
-            payload,
-        });
-    }
-
-    /// Takes `client` out of its room (or the room it is joining); false
-    /// if it was in none.
-    fn leave(&mut self, client: ClientId) -> bool {
-        let Some(l) = self.clients.get_mut(&client) else {
-            return false;
-        };
-        let Some(room) = l.room.take().or_else(|| l.joining.take()) else {
-            return false;
-        };
-        self.ops.push_back(Op::Leave {
-            key: room_key(&room),
-            member: member(client, &self.node),
-            channel: room_channel(&room),
-        });
-        self.lose_interest(&room);
-        true
     }
 }

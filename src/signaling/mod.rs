@@ -77,7 +77,8 @@
 //! ## Layout
 //!
 //! - [`room`]: the rooms, sans-IO ([`Rooms`]): text in, `(recipient,
-//!   message)` out; every rule is a unit test there.
+//!   message)` out; every rule is a unit test there. Where the members are
+//!   kept is its [`Transport`](room::Transport): this process by default.
 //! - [`message`]: the JSON messages ([`ClientMessage`], [`ServerMessage`])
 //!   with serde.
 //! - [`server`]: the tokio server ([`Server`]): hyper for HTTP/1.1, axum
@@ -85,8 +86,8 @@
 //!   and in-process members ([`Handle::member`]) for a Rust peer.
 //!
 //! - [`cluster`]: the same rooms shared by several server processes over
-//!   a [`Bus`](crate::bus::Bus) (`rtclab signaling --bus redis://…`),
-//!   sans-IO like [`room`].
+//!   a [`Bus`](crate::bus::Bus) (`rtclab signaling --bus redis://…`):
+//!   [`Rooms`] with the bus as its transport.
 //!
 //! Left out: authentication, TLS (put a reverse proxy in front, or use it
 //! on a trusted network), and persistence.

@@ -86,28 +86,94 @@ pub struct Outgoing {
     pub message: ServerMessage,
 }
 
+/// Where a room's members are kept and how a step reaches them: in this
+/// process alone ([`Local`], the default), or on a bus that several nodes
+/// share ([`OnBus`](super::cluster::OnBus)). [`Rooms`] holds every rule
+/// (who may enter, who hears what); a transport only says whether a step
+/// is decided here and now, or later by the bus, which then calls back
+/// into [`Rooms`].
+pub trait Transport {
+    /// `client` asks to enter `room`, which holds `members` as far as this
+    /// node knows (at most `cap`): `Some(admitted)` when decided now,
+    /// `None` when the bus decides.
+    fn join(
+        &mut self,
+        client: ClientId,
+        room: &str,
+        members: &[ClientId],
+        cap: usize,
+    ) -> Option<bool>;
+    /// `client` leaves `room`: whether the others hear it now, rather than
+    /// when the bus announces it.
+    fn leave(&mut self, client: ClientId, room: &str) -> bool;
+    /// `data` from `client` to member `to`, or to every other member of
+    /// `room`: whether it is delivered now, rather than when the bus
+    /// carries it back.
+    fn relay(&mut self, client: ClientId, room: &str, to: Option<ClientId>, data: &Data) -> bool;
+    /// This node has a member in `room` now (or one asking to enter), and
+    /// had none.
+    fn follow(&mut self, _room: &str) {}
+    /// This node's last member of `room` left it.
+    fn unfollow(&mut self, _room: &str) {}
+}
+
+/// Rooms in this process alone: every step is decided at once.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Local;
+
+impl Transport for Local {
+    fn join(&mut self, _: ClientId, _: &str, members: &[ClientId], cap: usize) -> Option<bool> {
+        Some(members.is_empty() || members.len() < cap)
+    }
+
+    fn leave(&mut self, _: ClientId, _: &str) -> bool {
+        true
+    }
+
+    fn relay(&mut self, _: ClientId, _: &str, _: Option<ClientId>, _: &Data) -> bool {
+        true
+    }
+}
+
 /// All rooms of one server, sans-IO. See the [module doc](super) for the
-/// messages and the rules.
+/// messages and the rules. With a [`Transport`] other than [`Local`], this
+/// node's share of rooms that span nodes ([`super::cluster::Cluster`]).
 #[derive(Debug)]
-pub struct Rooms {
-    config: Config,
+pub struct Rooms<T = Local> {
+    pub(super) config: Config,
     next_id: u64,
     /// Every connected client, and the room it is in, if any.
-    clients: BTreeMap<ClientId, Option<String>>,
-    /// Every non-empty room and its members, in join order.
-    rooms: BTreeMap<String, Vec<ClientId>>,
+    pub(super) clients: BTreeMap<ClientId, Option<String>>,
+    /// The room a client asked to enter, until the transport answers.
+    pub(super) joining: BTreeMap<ClientId, String>,
+    /// Every room with a member here, and its members (here and, over a
+    /// bus, elsewhere), in join order.
+    pub(super) rooms: BTreeMap<String, Vec<ClientId>>,
+    /// The members here (in, or asking to enter) of each room.
+    pub(super) interest: BTreeMap<String, usize>,
     output: VecDeque<Outgoing>,
+    pub(super) transport: T,
 }
 
 impl Rooms {
     /// No clients, no rooms.
     pub fn new(config: Config) -> Self {
+        Rooms::with_transport(config, 1, Local)
+    }
+}
+
+impl<T: Transport> Rooms<T> {
+    /// No clients, no rooms; client ids start at `first_id`.
+    pub(super) fn with_transport(config: Config, first_id: u64, transport: T) -> Self {
         Rooms {
             config,
-            next_id: 1,
+            next_id: first_id,
             clients: BTreeMap::new(),
+            joining: BTreeMap::new(),
             rooms: BTreeMap::new(),
+            interest: BTreeMap::new(),
             output: VecDeque::new(),
+            transport,
         }
     }
 
@@ -197,9 +263,9 @@ impl Rooms {
         self.rooms.get(room).map_or(&[], Vec::as_slice)
     }
 
-    /// How many rooms have members.
+    /// How many rooms have members here.
     pub fn room_count(&self) -> usize {
-        self.rooms.len()
+        self.interest.len()
     }
 
     /// How many clients are connected.
@@ -211,116 +277,238 @@ impl Rooms {
         self.output.push_back(Outgoing { to, message });
     }
 
-    fn error(&mut self, to: ClientId, code: ErrorCode, reason: String) {
+    pub(super) fn error(&mut self, to: ClientId, code: ErrorCode, reason: String) {
         self.send(to, ServerMessage::Error { code, reason });
+    }
+
+    /// Whether `id` is a client here, in `room`.
+    fn is_here_in(&self, id: ClientId, room: &str) -> bool {
+        self.room_of(id) == Some(room)
     }
 
     // The codelab's server, step 7: the first client creates the room; a
     // later one is announced to the others (`join`), told `joined`, and then
-    // every member hears `ready`; past the size limit, `full`.
+    // every member hears `ready`; past the size limit, `full`. In this
+    // process the transport admits at once; over a bus, the bus decides,
+    // and every node tells its own members when it announces the entry.
     // ANCHOR: create_or_join
     fn create_or_join(&mut self, client: ClientId, room: String) {
         if let Err(reason) = validate_room_name(&room) {
             self.error(client, ErrorCode::BadRoom, reason);
             return;
         }
-        if let Some(Some(current)) = self.clients.get(&client) {
+        if let Some(current) = self
+            .room_of(client)
+            .or(self.joining.get(&client).map(String::as_str))
+        {
             let reason = format!("already in room {current:?}; send bye first");
             self.error(client, ErrorCode::AlreadyInRoom, reason);
             return;
         }
-        let members = self.rooms.get(&room).cloned().unwrap_or_default();
-        if members.is_empty() {
-            if self.rooms.len() >= self.config.max_rooms {
-                let reason = format!("the server has {} rooms already", self.rooms.len());
-                self.error(client, ErrorCode::TooManyRooms, reason);
-                return;
+        if !self.interest.contains_key(&room) && self.interest.len() >= self.config.max_rooms {
+            let reason = format!("the server has {} rooms already", self.interest.len());
+            self.error(client, ErrorCode::TooManyRooms, reason);
+            return;
+        }
+        self.joining.insert(client, room.clone());
+        self.gain_interest(&room);
+        let members = self.members(&room).to_vec();
+        match self
+            .transport
+            .join(client, &room, &members, self.config.room_size)
+        {
+            Some(true) => {
+                self.entered(&room, client, true, members);
             }
-            self.rooms.insert(room.clone(), vec![client]);
-            self.clients.insert(client, Some(room.clone()));
-            self.send(client, ServerMessage::Created { room, id: client });
-            return;
+            Some(false) => self.not_admitted(client, &room, None),
+            None => {}
         }
-        if members.len() >= self.config.room_size {
-            self.send(client, ServerMessage::Full { room });
-            return;
+    }
+
+    /// `id` (a client here if `here`) entered `room` after `before`, as
+    /// this process decided or the bus announced: the members here hear
+    /// `join`, the newcomer `created` or `joined`, and, with two or more,
+    /// everyone here `ready`. False if this node does not follow the room.
+    pub(super) fn entered(
+        &mut self,
+        room: &str,
+        id: ClientId,
+        here: bool,
+        before: Vec<ClientId>,
+    ) -> bool {
+        let newcomer_here = here && self.joining.get(&id).is_some_and(|r| r == room);
+        if !newcomer_here && !self.rooms.contains_key(room) {
+            // Not ours to follow yet (our own join comes later).
+            return false;
         }
-        for &m in &members {
-            let join = ServerMessage::Join {
-                room: room.clone(),
-                id: client,
+        for &m in &before {
+            if self.is_here_in(m, room) {
+                let join = ServerMessage::Join {
+                    room: room.to_string(),
+                    id,
+                };
+                self.send(m, join);
+            }
+        }
+        if newcomer_here {
+            self.joining.remove(&id);
+            self.clients.insert(id, Some(room.to_string()));
+            let m = if before.is_empty() {
+                ServerMessage::Created {
+                    room: room.to_string(),
+                    id,
+                }
+            } else {
+                ServerMessage::Joined {
+                    room: room.to_string(),
+                    id,
+                    members: before.clone(),
+                }
             };
-            self.send(m, join);
+            self.send(id, m);
         }
-        let joined = ServerMessage::Joined {
-            room: room.clone(),
-            id: client,
-            members: members.clone(),
-        };
-        self.send(client, joined);
-        let mut all = members;
-        all.push(client);
-        for &m in &all {
-            let ready = ServerMessage::Ready {
-                room: room.clone(),
-                members: all.clone(),
-            };
-            self.send(m, ready);
+        let mut all = before;
+        all.push(id);
+        if all.len() >= 2 {
+            for &m in &all {
+                if self.is_here_in(m, room) {
+                    let ready = ServerMessage::Ready {
+                        room: room.to_string(),
+                        members: all.clone(),
+                    };
+                    self.send(m, ready);
+                }
+            }
         }
-        self.rooms.insert(room.clone(), all);
-        self.clients.insert(client, Some(room));
+        self.rooms.insert(room.to_string(), all);
+        true
     }
     // ANCHOR_END: create_or_join
+
+    /// `client` did not enter `room`: it is `full`, or the bus was
+    /// `unreachable`. Ignored unless `client` is still asking for `room`.
+    pub(super) fn not_admitted(
+        &mut self,
+        client: ClientId,
+        room: &str,
+        unreachable: Option<String>,
+    ) {
+        if self.joining.get(&client).is_none_or(|r| r != room) {
+            return;
+        }
+        self.joining.remove(&client);
+        self.lose_interest(room);
+        match unreachable {
+            None => self.send(
+                client,
+                ServerMessage::Full {
+                    room: room.to_string(),
+                },
+            ),
+            Some(e) => self.error(
+                client,
+                ErrorCode::Unavailable,
+                format!("create or join: {e}"),
+            ),
+        }
+    }
 
     // ANCHOR: relay
     // Unlike the codelab (which broadcasts to every socket), a message goes
     // to the other members of the sender's room only, or to one of them.
     fn relay(&mut self, client: ClientId, to: Option<ClientId>, data: Data) {
-        let Some(Some(room)) = self.clients.get(&client) else {
+        let Some(room) = self.room_of(client).map(str::to_string) else {
             let reason = "message: join a room first".into();
             self.error(client, ErrorCode::NotInRoom, reason);
             return;
         };
-        let members = self.members(room).to_vec();
-        let recipients: Vec<ClientId> = match to {
-            Some(t) if t == client || !members.contains(&t) => {
-                let reason = format!("message: {t} is not another member of this room");
-                self.error(client, ErrorCode::NoSuchMember, reason);
-                return;
-            }
-            Some(t) => vec![t],
-            None => members.into_iter().filter(|&m| m != client).collect(),
-        };
+        if let Some(t) = to
+            && (t == client || !self.members(&room).contains(&t))
+        {
+            let reason = format!("message: {t} is not another member of this room");
+            self.error(client, ErrorCode::NoSuchMember, reason);
+            return;
+        }
+        if self.transport.relay(client, &room, to, &data) {
+            self.deliver(&room, client, to, data);
+        }
+    }
+
+    /// `data` from `from` reaches member `to`, or every other member of
+    /// `room`, that is a client here.
+    pub(super) fn deliver(&mut self, room: &str, from: ClientId, to: Option<ClientId>, data: Data) {
+        let recipients: Vec<ClientId> = self
+            .members(room)
+            .iter()
+            .copied()
+            .filter(|&m| m != from && to.is_none_or(|t| t == m) && self.is_here_in(m, room))
+            .collect();
         // The recipients share one copy of the text.
         for m in recipients {
             let data = data.clone();
-            self.send(m, ServerMessage::Message { from: client, data });
+            self.send(m, ServerMessage::Message { from, data });
         }
     }
     // ANCHOR_END: relay
 
-    /// Takes `client` out of its room and tells the others `bye`; false if it
-    /// was in none.
+    /// Takes `client` out of its room (or the room it is asking to enter);
+    /// false if it was in none.
     fn leave(&mut self, client: ClientId) -> bool {
         let Some(slot) = self.clients.get_mut(&client) else {
             return false;
         };
-        let Some(room) = slot.take() else {
+        let Some(room) = slot.take().or_else(|| self.joining.remove(&client)) else {
             return false;
         };
-        let mut others = self.rooms.remove(&room).unwrap_or_default();
-        others.retain(|&m| m != client);
-        for &m in &others {
-            let bye = ServerMessage::Bye {
-                room: room.clone(),
-                id: client,
-            };
-            self.send(m, bye);
+        if self.transport.leave(client, &room) {
+            self.left(&room, client);
         }
-        if !others.is_empty() {
-            self.rooms.insert(room, others);
-        }
+        self.lose_interest(&room);
         true
+    }
+
+    /// `id` left `room`, as this process decided or the bus announced: the
+    /// other members here hear `bye`. A client here that another node
+    /// removed (it thought this one dead) is out of the room.
+    pub(super) fn left(&mut self, room: &str, id: ClientId) {
+        let Some(members) = self.rooms.get_mut(room) else {
+            return;
+        };
+        members.retain(|&m| m != id);
+        let others = members.clone();
+        for m in others {
+            if self.is_here_in(m, room) {
+                let bye = ServerMessage::Bye {
+                    room: room.to_string(),
+                    id,
+                };
+                self.send(m, bye);
+            }
+        }
+        if self.is_here_in(id, room) {
+            self.clients.insert(id, None);
+            self.lose_interest(room);
+        }
+    }
+
+    fn gain_interest(&mut self, room: &str) {
+        let n = self.interest.entry(room.to_string()).or_insert(0);
+        *n += 1;
+        if *n == 1 {
+            self.transport.follow(room);
+        }
+    }
+
+    fn lose_interest(&mut self, room: &str) {
+        let Some(n) = self.interest.get_mut(room) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.interest.remove(room);
+            self.rooms.remove(room);
+            self.transport.unfollow(room);
+        }
     }
 }
 

@@ -533,7 +533,7 @@ impl Server {
             hub: Mutex::new(Hub {
                 rooms: match &config.bus {
                     None => Logic::One(Rooms::new(config.rooms.clone())),
-                    Some(b) => Logic::Many(Cluster::new(config.rooms.clone(), &b.node)),
+                    Some(b) => Logic::Many(Cluster::for_node(config.rooms.clone(), &b.node)),
                 },
                 ops: ops_tx,
                 outboxes: HashMap::new(),

@@ -5,6 +5,10 @@
 //! fails (it is a [`Peer`]).
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::{Peer, require_binary};
 
@@ -44,6 +48,40 @@ pub struct Browser {
     /// The process (killed on drop; its output printed if the test panics).
     pub process: Peer,
     profile: PathBuf,
+}
+
+impl Browser {
+    /// The first of its page's reports (JSON bodies the server hands over
+    /// on `reported`) for which `done` holds. Fails, saying `what` was
+    /// awaited and the last report, when the browser exits or `limit`
+    /// passes first.
+    pub async fn report(
+        &mut self,
+        reported: &mut mpsc::Receiver<String>,
+        limit: Duration,
+        what: &str,
+        mut done: impl FnMut(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = Value::Null;
+        loop {
+            match tokio::time::timeout(Duration::from_millis(500), reported.recv()).await {
+                Ok(Some(body)) => {
+                    last = serde_json::from_str(&body).expect("a JSON report");
+                    if done(&last) {
+                        return last;
+                    }
+                }
+                _ => {
+                    let exited = self.process.wait_exit(Duration::ZERO);
+                    assert!(
+                        exited.is_none() && tokio::time::Instant::now() < deadline,
+                        "no {what} from the page within {limit:?} (exited: {exited:?}); last report:\n{last:#}"
+                    );
+                }
+            }
+        }
+    }
 }
 
 impl Drop for Browser {

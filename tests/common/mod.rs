@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod demo;
 pub mod redis;
 pub mod rtc;
 
@@ -168,6 +169,23 @@ impl Drop for Peer {
         }
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// `GET path` over HTTP/1.1 (the connection closed after it): the status
+/// line and headers, and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).await.expect("read");
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&all[..end]).into_owned();
+    (head, all[end + 4..].to_vec())
 }
 
 fn rand_suffix() -> u64 {

@@ -37,6 +37,33 @@ pub fn sctp_over_dtls(openssl: &std::path::Path, dir: &std::path::Path, port: u1
     format!("dtls.keys_list:0.0.0.0,{port},sctp,{}", key.display())
 }
 
+/// The DCEP messages in `file`, its SCTP read over DTLS with the `-o`
+/// preference `sctp` ([`sctp_over_dtls`]): one `TYPE\tLABEL` a line.
+pub fn dcep(bin: &std::path::Path, file: &std::path::Path, sctp: &str) -> String {
+    let fields = ["-e", "rtcdc.message_type", "-e", "rtcdc.label"];
+    let args = [&["-o", sctp, "-Y", "rtcdc", "-T", "fields"][..], &fields].concat();
+    tshark(bin, file, &args)
+}
+
+/// The payloads of every text message (PPID 51) in `file`, decrypted as in
+/// [`dcep`] (they show as data with upper-layer dissection off).
+pub fn texts(bin: &std::path::Path, file: &std::path::Path, sctp: &str) -> Vec<Vec<u8>> {
+    let args = [
+        "-o",
+        sctp,
+        "-o",
+        "sctp.ulp_dissection:FALSE",
+        "-Y",
+        "sctp.data_payload_proto_id == 51",
+        "-T",
+        "fields",
+        "-e",
+        "data.data",
+    ];
+    tshark(bin, file, &args).lines().map(hex).collect()
+}
+
+/// A hex field (`0a1b…`) as bytes.
 pub fn hex(s: &str) -> Vec<u8> {
     let s = s.trim();
     (0..s.len() / 2)
