@@ -55,8 +55,8 @@ pub fn run(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     server_config.expected_fingerprint = Some(client_fingerprint);
 
     // `a=setup:active` makes the DTLS client, `a=setup:passive` the server.
-    let mut client = Endpoint::client(client_config, server_addr, 1, now);
-    let mut server = Endpoint::server(server_config, 2);
+    let mut client = Endpoint::client(client_config, server_addr, StdRng::seed_from_u64(1), now);
+    let mut server = Endpoint::server(server_config, StdRng::seed_from_u64(2));
     // ANCHOR_END: setup
 
     writeln!(out, "== the flights ==")?;

@@ -295,7 +295,7 @@ fn network(a: Nat, b: Nat, turn: bool, seed: u64, capture: bool) -> (Sim, [HostI
             .collect();
         let mut config = rtclab::turn::server::Config::new(listen, relays, "rtclab");
         config.users.push(("alice".into(), "secret".into()));
-        let server = rtclab::turn::Server::new(config, sim.now(), &mut sim.rng(77));
+        let server = rtclab::turn::Server::new(config, sim.now(), sim.rng(77));
         let locals = server.local_addrs().to_vec();
         sim.add_host(server, &locals);
         // ANCHOR_END: turn_server

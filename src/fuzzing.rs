@@ -9,7 +9,7 @@ pub mod rtp;
 
 use std::net::SocketAddr;
 
-use rand::SeedableRng;
+use rand::{SeedableRng, rngs::StdRng};
 use std::time::Instant;
 
 use crate::machine::{Machine, Receive};
@@ -249,7 +249,7 @@ fn fuzz_certificate() -> Option<Certificate> {
     static PEM: OnceLock<Option<(String, String)>> = OnceLock::new();
     let (c, k) = PEM
         .get_or_init(|| {
-            let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+            let mut rng = StdRng::seed_from_u64(3);
             let c = Certificate::generate(&mut rng, std::time::SystemTime::now()).ok()?;
             Some((c.certificate_pem(), c.private_key_pem()))
         })
@@ -294,9 +294,14 @@ pub fn dtls_endpoint(data: &[u8]) {
     };
     let client_role = role & 1 == 1;
     let mut endpoint = if client_role {
-        Endpoint::client(config, server_addr, DTLS_FUZZ_CLIENT_SEED, now)
+        Endpoint::client(
+            config,
+            server_addr,
+            StdRng::seed_from_u64(DTLS_FUZZ_CLIENT_SEED),
+            now,
+        )
     } else {
-        Endpoint::server(config, DTLS_FUZZ_SERVER_SEED)
+        Endpoint::server(config, StdRng::seed_from_u64(DTLS_FUZZ_SERVER_SEED))
     };
     let (from, to) = if client_role {
         (server_addr, client_addr)
@@ -379,9 +384,14 @@ pub fn dtls13_endpoint(data: &[u8]) {
     config.dtls13_key_shares = vec![crate::dtls::handshake::NamedGroup::X25519];
     let client_role = role & 1 == 1;
     let mut endpoint = if client_role {
-        AutoEndpoint::client(config, server_addr, DTLS_FUZZ_CLIENT_SEED, now)
+        AutoEndpoint::client(
+            config,
+            server_addr,
+            StdRng::seed_from_u64(DTLS_FUZZ_CLIENT_SEED),
+            now,
+        )
     } else {
-        AutoEndpoint::server(config, DTLS_FUZZ_SERVER_SEED)
+        AutoEndpoint::server(config, StdRng::seed_from_u64(DTLS_FUZZ_SERVER_SEED))
     };
     let (from, to) = if client_role {
         (server_addr, client_addr)
@@ -405,8 +415,13 @@ pub fn dtls_seed_inputs() -> Vec<(&'static str, Vec<u8>)> {
     let (Some(cc), Some(sc)) = (fuzz_config(1200), fuzz_config(1200)) else {
         return Vec::new();
     };
-    let mut client = Endpoint::client(cc, server_addr, DTLS_FUZZ_CLIENT_SEED, now);
-    let mut server = Endpoint::server(sc, DTLS_FUZZ_SERVER_SEED);
+    let mut client = Endpoint::client(
+        cc,
+        server_addr,
+        StdRng::seed_from_u64(DTLS_FUZZ_CLIENT_SEED),
+        now,
+    );
+    let mut server = Endpoint::server(sc, StdRng::seed_from_u64(DTLS_FUZZ_SERVER_SEED));
     let mut to_server: Vec<Vec<u8>> = Vec::new();
     let mut to_client: Vec<Vec<u8>> = Vec::new();
     for _ in 0..16 {
@@ -491,10 +506,7 @@ pub fn ice_agent(data: &[u8]) {
     let now = Instant::now();
     let local: SocketAddr = "10.0.0.1:1000".parse().expect("literal");
     let peer: SocketAddr = "10.0.0.2:2000".parse().expect("literal");
-    let mut agent = crate::ice::Agent::new(
-        crate::ice::Config::default(),
-        rand::rngs::StdRng::seed_from_u64(1),
-    );
+    let mut agent = crate::ice::Agent::new(crate::ice::Config::default(), StdRng::seed_from_u64(1));
     let _ = agent.add_local_host(now, local);
     agent.set_remote_credentials(now, "fuzz", "fuzzfuzzfuzzfuzzfuzzfuzz");
     let mut forced = data.to_vec();
@@ -545,7 +557,7 @@ pub fn turn_stream(data: &[u8]) {
     });
     config.users.push(("u".into(), "p".into()));
     let now = Instant::now();
-    let mut server = turn::Server::new(config, now, &mut rand::rngs::StdRng::seed_from_u64(0));
+    let mut server = turn::Server::new(config, now, StdRng::seed_from_u64(0));
     let mut framer = Framer::new();
     let mut ok = true;
     for chunk in stream.chunks(read) {
@@ -644,7 +656,7 @@ pub fn turn_message(data: &[u8]) {
     let mut config = turn::server::Config::new(listen, vec![relay], "fuzz");
     config.users.push(("u".into(), "p".into()));
     let now = Instant::now();
-    let mut server = turn::Server::new(config, now, &mut rand::rngs::StdRng::seed_from_u64(0));
+    let mut server = turn::Server::new(config, now, StdRng::seed_from_u64(0));
     for to in [listen, relay] {
         server.handle_receive(
             now,
@@ -685,7 +697,7 @@ pub fn turn_message(data: &[u8]) {
     // the wildcard nor as if a peer had sent them to a relay.
     let mut config = turn::server::Config::new(([0, 0, 0, 0], 3478).into(), vec![relay], "fuzz");
     config.users.push(("u".into(), "p".into()));
-    let mut wildcard = turn::Server::new(config, now, &mut rand::rngs::StdRng::seed_from_u64(0));
+    let mut wildcard = turn::Server::new(config, now, StdRng::seed_from_u64(0));
     wildcard.handle_receive(
         now,
         Receive {
@@ -710,7 +722,7 @@ pub fn turn_message(data: &[u8]) {
 
     let mut client = turn::Client::new(
         turn::client::Config::new(listen, "u", "p"),
-        rand::rngs::StdRng::seed_from_u64(0),
+        StdRng::seed_from_u64(0),
     );
     let _ = client.allocate(now);
     client.handle_receive(
@@ -808,12 +820,7 @@ fn peer_fuzz_transport(
     };
     config.dtls_role = Some(role);
     config.remote_fingerprints = vec![fingerprint];
-    let mut t = Transport::new(
-        config,
-        now,
-        rand::rngs::StdRng::seed_from_u64(PEER_FUZZ_SEED),
-    )
-    .ok()?;
+    let mut t = Transport::new(config, now, StdRng::seed_from_u64(PEER_FUZZ_SEED)).ok()?;
     let remote = SocketAddr::from(PEER_FUZZ_REMOTE);
     let c = crate::ice::Candidate::parse(&format!(
         "candidate:1 1 udp 2130706431 {} {} typ host",
@@ -989,7 +996,7 @@ pub fn peer_transport_seed_inputs() -> Vec<Vec<u8>> {
     if let Some((t, _)) = peer_fuzz_transport(0, now) {
         let creds = t.local_credentials().clone();
         let mut check = Vec::new();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut rng = StdRng::seed_from_u64(1);
         let ok = MessageEncoder::new(
             &mut check,
             MessageType::BINDING_REQUEST,
@@ -1012,7 +1019,7 @@ pub fn peer_transport_seed_inputs() -> Vec<Vec<u8>> {
         let mut client = Endpoint::client(
             config,
             SocketAddr::from(PEER_FUZZ_LOCAL),
-            DTLS_FUZZ_CLIENT_SEED,
+            StdRng::seed_from_u64(DTLS_FUZZ_CLIENT_SEED),
             now,
         );
         let hello: Vec<(u8, Vec<u8>)> =
@@ -1266,7 +1273,7 @@ pub fn peer_connection(data: &[u8]) {
     let mut now = Instant::now();
     let mut pc = PeerConnection::new(
         peer::Config::new(certificate, vec![local]),
-        rand::rngs::StdRng::seed_from_u64(PEER_FUZZ_SEED),
+        StdRng::seed_from_u64(PEER_FUZZ_SEED),
     );
     let _ = pc.add_track(MediaKind::Video);
     let _ = pc.create_data_channel(crate::datachannel::ChannelInit::new("fuzz"));
@@ -1327,7 +1334,7 @@ pub fn peer_connection_seed_inputs() -> Vec<Vec<u8>> {
     let remote = SocketAddr::from(PEER_FUZZ_REMOTE);
     let mut offerer = PeerConnection::new(
         peer::Config::new(certificate, vec![remote]),
-        rand::rngs::StdRng::seed_from_u64(1),
+        StdRng::seed_from_u64(1),
     );
     let _ = offerer.add_track(MediaKind::Video);
     let _ = offerer.add_track(MediaKind::Audio);
@@ -1397,8 +1404,8 @@ fn sctp_established(
         receive_window,
         ..Config::default()
     };
-    let mut a = Association::new(cfg.clone(), rand::rngs::StdRng::seed_from_u64(1));
-    let mut b = Association::new(cfg, rand::rngs::StdRng::seed_from_u64(2));
+    let mut a = Association::new(cfg.clone(), StdRng::seed_from_u64(1));
+    let mut b = Association::new(cfg, StdRng::seed_from_u64(2));
     let now = Instant::now();
     a.connect(now);
     let mut tag = 0;
@@ -1956,7 +1963,7 @@ pub fn whip_sdpfrag(data: &[u8]) {
         let back = crate::whip::SdpFrag::parse(text.as_bytes()).expect("our own output parses");
         assert_eq!(back, f, "written fragment parses to another value");
     }
-    let mut e = Endpoint::new(Config::default(), rand::rngs::StdRng::seed_from_u64(0));
+    let mut e = Endpoint::new(Config::default(), StdRng::seed_from_u64(0));
     let offer = b"v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\n";
     let post = |body: &'static [u8]| Request {
         method: "POST",

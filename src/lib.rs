@@ -72,9 +72,18 @@
 //!   module.
 //!
 //! Time and randomness come in from the caller: `now: Instant` on every
-//! input; a machine that draws random values over its life owns a seeded
-//! `StdRng` the caller gives it (reproducible in the simulator), and a
-//! one-shot draw (a packetizer's first picture id) takes `&mut impl Rng`.
+//! input, and one rule for randomness. **A state machine that draws
+//! randomness over its life owns an `StdRng` its caller passes in by value**
+//! (so a test seeds it: `dtls::endpoint::Endpoint::client(config, peer, rng,
+//! now)`, `ice::Agent::new`, `sctp::Association`, `turn::Server::new`,
+//! `Sfu::new`); **a function that draws once takes `&mut (impl Rng +
+//! ?Sized)`** (`stun::TransactionId::random`, `ice::Credentials::random`,
+//! `Certificate::generate`, a packetizer's first picture id). Only the
+//! drivers and binaries make an RNG from the OS (`StdRng::from_os_rng()`);
+//! `tests/layering.rs` refuses OS randomness in the sans-IO tiers. A `u64`
+//! seed for a whole scenario (the simulator's `Sim::new(seed)`, the fuzz
+//! harnesses', a synthetic clip's content) is not a machine's RNG: the
+//! scenario derives its machines' `StdRng`s from it.
 
 //! ## The sans-IO contract
 //!

@@ -292,7 +292,7 @@ fn rtclab_client(seed: u64, groups: &[NamedGroup], mtu: usize) -> (Call, Fingerp
     let mut config = our_config(seed + 1, &their_fp, mtu);
     config.dtls13_key_shares = groups.to_vec();
     let our_fp = config.certificate.fingerprint();
-    let ours = AutoEndpoint::client(config, addr(THEIRS), seed, now);
+    let ours = AutoEndpoint::client(config, addr(THEIRS), StdRng::seed_from_u64(seed), now);
     let theirs = Dtls::new_13(their_config(mtu), cert, now);
     (Call::new(ours, theirs, now), their_fp, our_fp)
 }
@@ -303,7 +303,7 @@ fn rtclab_server(seed: u64, auto: bool, mtu: usize) -> (Call, Fingerprint, Finge
     let (cert, their_fp) = their_certificate(seed);
     let config = our_config(seed + 1, &their_fp, mtu);
     let our_fp = config.certificate.fingerprint();
-    let ours = AutoEndpoint::server(config, seed);
+    let ours = AutoEndpoint::server(config, StdRng::seed_from_u64(seed));
     let mut theirs = if auto {
         Dtls::new_auto(their_config(mtu), cert, now)
     } else {
@@ -403,7 +403,7 @@ fn rtclab_client_falls_back_to_12_with_dimpl() {
     let (cert, their_fp) = their_certificate(5);
     let config = our_config(6, &their_fp, 1200);
     let our_fp = config.certificate.fingerprint();
-    let ours = AutoEndpoint::client(config, addr(THEIRS), 5, now);
+    let ours = AutoEndpoint::client(config, addr(THEIRS), StdRng::seed_from_u64(5), now);
     let theirs = Dtls::new_12(their_config(1200), cert, now);
     let mut call = Call::new(ours, theirs, now);
     call.handshake();

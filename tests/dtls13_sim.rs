@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use rand::SeedableRng;
+use rand::{SeedableRng, rngs::StdRng};
 use rtclab::dtls::cert::Certificate;
 use rtclab::dtls::endpoint::{Config, Event, Version};
 use rtclab::dtls::endpoint_auto::AutoEndpoint;
@@ -27,7 +27,7 @@ const CLIENT: &str = "192.0.2.1:5000";
 const SERVER: &str = "198.51.100.1:4433";
 
 fn config(seed: u64, mtu: usize, max: Version) -> Config {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut c = Config::new(Certificate::generate(&mut rng, SystemTime::now()).expect("cert"));
     c.mtu = mtu;
     c.max_version = max;
@@ -46,9 +46,17 @@ impl Run {
         let server_cfg = config(2, mtu, server_max);
         let mut client_cfg = config(1, mtu, Version::Dtls13);
         client_cfg.expected_fingerprint = Some(server_cfg.certificate.fingerprint());
-        let server = sim.add_host(AutoEndpoint::server(server_cfg, seed), &[addr(SERVER)]);
+        let server = sim.add_host(
+            AutoEndpoint::server(server_cfg, StdRng::seed_from_u64(seed)),
+            &[addr(SERVER)],
+        );
         let client = sim.add_host(
-            AutoEndpoint::client(client_cfg, addr(SERVER), seed + 1, sim.now()),
+            AutoEndpoint::client(
+                client_cfg,
+                addr(SERVER),
+                StdRng::seed_from_u64(seed + 1),
+                sim.now(),
+            ),
             &[addr(CLIENT)],
         );
         sim.set_link(client, link);

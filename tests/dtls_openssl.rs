@@ -14,7 +14,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::SeedableRng;
+use rand::{SeedableRng, rngs::StdRng};
 use rtclab::dtls::cert::{Certificate, Fingerprint, HashAlgorithm};
 use rtclab::dtls::endpoint::{Config, Endpoint, Event};
 use rtclab::dtls::handshake::SrtpProfile;
@@ -101,7 +101,7 @@ fn start_server(
         std::fs::write(dir.join("cert.pem"), pem(RSA_CERT, "x509")).unwrap();
         std::fs::write(dir.join("key.pem"), pem(RSA_KEY, "pkey")).unwrap();
     } else {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut rng = StdRng::seed_from_u64(9);
         let cert = Certificate::generate(&mut rng, SystemTime::now()).unwrap();
         std::fs::write(dir.join("cert.pem"), cert.certificate_pem()).unwrap();
         std::fs::write(dir.join("key.pem"), cert.private_key_pem()).unwrap();
@@ -205,7 +205,7 @@ fn run_client_with(
     );
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     let local = sock.local_addr().unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut rng = StdRng::seed_from_u64(3);
     let mut config = Config::new(Certificate::generate(&mut rng, SystemTime::now()).unwrap());
     config.cipher_suites = offered.to_vec();
     config.srtp_profiles = vec![profile];
@@ -214,7 +214,7 @@ fn run_client_with(
     config.expected_fingerprint = expected_fp.clone();
     // s_server then sends a NewSessionTicket before its ChangeCipherSpec.
     config.offer_session_ticket = true;
-    let mut ep = Endpoint::client(config, addr, 7, Instant::now());
+    let mut ep = Endpoint::client(config, addr, StdRng::seed_from_u64(7), Instant::now());
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 2048];
     let mut keying = None;
@@ -410,7 +410,7 @@ fn run_server_groups(
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut rng = StdRng::seed_from_u64(5);
     let client_cert = Certificate::generate(&mut rng, SystemTime::now()).unwrap();
     std::fs::write(dir.join("cert.pem"), client_cert.certificate_pem()).unwrap();
     std::fs::write(dir.join("key.pem"), client_cert.private_key_pem()).unwrap();
@@ -420,7 +420,7 @@ fn run_server_groups(
     config.cipher_suites = vec![suite];
     config.srtp_profiles = vec![profile];
     config.expected_fingerprint = Some(client_cert.fingerprint());
-    let mut ep = Endpoint::server(config, 11);
+    let mut ep = Endpoint::server(config, StdRng::seed_from_u64(11));
     let out_path = dir.join("out.txt");
     let out = std::fs::File::create(&out_path).unwrap();
     let child = Command::new("openssl")

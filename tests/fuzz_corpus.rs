@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use rand::{SeedableRng, rngs::StdRng};
 use rtclab::fuzzing::rtp;
 
 /// A fuzz harness: takes arbitrary bytes, panics only on a bug.
@@ -146,7 +147,7 @@ fn dtls_endpoint_seeds_reach_deep_states() {
         out
     };
     let config = || {
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(4);
+        let mut rng = StdRng::seed_from_u64(4);
         Config::new(Certificate::generate(&mut rng, std::time::SystemTime::now()).unwrap())
     };
     let (client, server) = (
@@ -162,9 +163,14 @@ fn dtls_endpoint_seeds_reach_deep_states() {
             .expect("a seed")
             .1;
         let mut ep = if client_role {
-            Endpoint::client(config(), server, DTLS_FUZZ_CLIENT_SEED, now)
+            Endpoint::client(
+                config(),
+                server,
+                StdRng::seed_from_u64(DTLS_FUZZ_CLIENT_SEED),
+                now,
+            )
         } else {
-            Endpoint::server(config(), DTLS_FUZZ_SERVER_SEED)
+            Endpoint::server(config(), StdRng::seed_from_u64(DTLS_FUZZ_SERVER_SEED))
         };
         let mut sent = Vec::new();
         for d in unframe(input) {

@@ -39,7 +39,7 @@ async fn turn_server(ip: &str, seed: u64) -> SocketAddr {
     config.users.push(("alice".into(), "secret".into()));
     // Every peer here is on a loopback address.
     config.allow_loopback_peers = true;
-    let server = Server::new(config, Instant::now(), &mut StdRng::seed_from_u64(seed));
+    let server = Server::new(config, Instant::now(), StdRng::seed_from_u64(seed));
     let mut server = Driver::from_sockets(server, sockets).expect("server driver");
     tokio::spawn(async move {
         let _ = server.serve().await;

@@ -433,12 +433,11 @@ fn the_map_allows_down_and_refuses_up_and_sideways() {
     assert!(allowed("nowhere", "sctp").is_err());
 }
 
-/// DESIGN §2: a sans-IO machine is handed the time, it never reads a clock.
-/// No `Instant::now()` or `SystemTime::now()` in the leaf, protocol and
-/// peer tiers (outside `#[cfg(test)]` items): the runtime, the simulator
-/// and the benchmarks pass `now` in.
-#[test]
-fn sans_io_modules_read_no_clock() {
+/// The code of every file of the leaf, protocol and peer tiers (the
+/// sans-IO ones), as `(path, code)`: comments, strings and
+/// `#[cfg(test)]` items blanked (`tests.rs` files skipped), whitespace
+/// removed so that `Instant :: now ()` reads as `Instant::now()`.
+fn sans_io_code() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let src = root.join("src");
     let sans_io: BTreeSet<&str> = TIERS
@@ -449,8 +448,7 @@ fn sans_io_modules_read_no_clock() {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     files.sort();
-    let mut found = Vec::new();
-    let mut scanned = 0;
+    let mut out = Vec::new();
     for f in files {
         let Some(module) = top_module(&src, &f) else {
             continue;
@@ -461,19 +459,65 @@ fn sans_io_modules_read_no_clock() {
         if f.file_name().is_some_and(|n| n == "tests.rs") {
             continue;
         }
-        scanned += 1;
         let text = std::fs::read_to_string(&f).expect("read a source file");
         let code = without_test_items(&strip(&text)).replace(char::is_whitespace, "");
-        for clock in ["Instant::now()", "SystemTime::now()"] {
-            if code.contains(clock) {
-                let place = f.strip_prefix(root).unwrap_or(&f).display().to_string();
-                found.push(format!("{place}: {clock} in a sans-IO module"));
+        let place = f.strip_prefix(root).unwrap_or(&f).display().to_string();
+        out.push((place, code));
+    }
+    assert!(
+        out.len() > 50,
+        "scanned only {} files: is the scan broken?",
+        out.len()
+    );
+    out
+}
+
+/// The places in the sans-IO tiers' code that name any of `needles`.
+fn sans_io_uses(needles: &[&str], what: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (place, code) in sans_io_code() {
+        for needle in needles {
+            if code.contains(needle) {
+                found.push(format!("{place}: {needle} ({what}) in a sans-IO module"));
             }
         }
     }
-    assert!(
-        scanned > 50,
-        "scanned only {scanned} files: is the scan broken?"
-    );
+    found
+}
+
+/// DESIGN §2: a sans-IO machine is handed the time, it never reads a clock.
+/// No `Instant::now()` or `SystemTime::now()` in the leaf, protocol and
+/// peer tiers (outside `#[cfg(test)]` items): the runtime, the simulator
+/// and the benchmarks pass `now` in.
+#[test]
+fn sans_io_modules_read_no_clock() {
+    let found = sans_io_uses(&["Instant::now()", "SystemTime::now()"], "a clock");
     assert!(found.is_empty(), "clocks read:\n{}", found.join("\n"));
+}
+
+/// DESIGN §2 and the rule in `src/lib.rs`: randomness is passed in (an
+/// `StdRng` by value to a machine, `&mut impl Rng` to a one-shot
+/// function), so the sans-IO tiers never seed from the OS themselves: no
+/// thread RNG, no `OsRng`, no `from_os_rng`/`from_entropy` outside
+/// `#[cfg(test)]` items. (ring's `SystemRandom`, which ring's key
+/// generation and signing accept alone, is outside this rule: those draws
+/// are secrets no test needs to repeat, `src/dtls/cert.rs` says why.)
+#[test]
+fn sans_io_modules_make_no_os_randomness() {
+    let found = sans_io_uses(
+        &[
+            "thread_rng",
+            "rand::rng()",
+            "rand::random",
+            "OsRng",
+            "from_os_rng",
+            "from_entropy",
+        ],
+        "OS randomness",
+    );
+    assert!(
+        found.is_empty(),
+        "randomness not passed in:\n{}",
+        found.join("\n")
+    );
 }

@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use rand::SeedableRng;
+use rand::{SeedableRng, rngs::StdRng};
 use rtclab::dtls::cert::Certificate;
 use rtclab::dtls::endpoint::{Config, Endpoint, Event};
 use rtclab::dtls::handshake::SrtpProfile;
@@ -35,7 +35,7 @@ struct Certs {
 
 impl Certs {
     fn new() -> Self {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut rng = StdRng::seed_from_u64(1);
         let mut pem = || {
             let c = Certificate::generate(&mut rng, SystemTime::now()).expect("certificate");
             (c.certificate_pem(), c.private_key_pem())
@@ -71,9 +71,17 @@ impl Run {
                 .expect("PEM")
                 .fingerprint(),
         );
-        let server = sim.add_host(Endpoint::server(server_cfg, seed), &[addr(SERVER)]);
+        let server = sim.add_host(
+            Endpoint::server(server_cfg, StdRng::seed_from_u64(seed)),
+            &[addr(SERVER)],
+        );
         let client = sim.add_host(
-            Endpoint::client(client_cfg, addr(SERVER), seed + 1, sim.now()),
+            Endpoint::client(
+                client_cfg,
+                addr(SERVER),
+                StdRng::seed_from_u64(seed + 1),
+                sim.now(),
+            ),
             &[addr(CLIENT)],
         );
         sim.set_link(client, link);
@@ -301,7 +309,7 @@ fn srtp_profile_is_the_servers_first_choice_among_the_offered() {
         SrtpProfile::AES128_CM_HMAC_SHA1_80,
         SrtpProfile::AEAD_AES_128_GCM,
     ];
-    *run.sim.machine_mut::<Endpoint>(run.server) = Endpoint::server(cfg, 9);
+    *run.sim.machine_mut::<Endpoint>(run.server) = Endpoint::server(cfg, StdRng::seed_from_u64(9));
     assert!(run.handshake(Duration::from_secs(5)));
     let profile = run
         .sim

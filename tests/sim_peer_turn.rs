@@ -36,7 +36,7 @@ fn a_relay_only_peer_behind_a_symmetric_nat_calls_through_turn() {
         .collect();
     let mut sc = turn::server::Config::new(listen, relays, "rtclab");
     sc.users.push(("alice".into(), "secret".into()));
-    let server = Server::new(sc, sim.now(), &mut StdRng::seed_from_u64(1));
+    let server = Server::new(sc, sim.now(), StdRng::seed_from_u64(1));
     let locals = server.local_addrs().to_vec();
     sim.add_host(server, &locals);
 

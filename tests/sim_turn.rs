@@ -53,7 +53,7 @@ fn client_and_server_in_the_simulator_behind_a_symmetric_nat_with_loss() {
     let server = Server::new(
         server_config(listen, relays, false),
         sim.now(),
-        &mut StdRng::seed_from_u64(1),
+        StdRng::seed_from_u64(1),
     );
     let locals = server.local_addrs().to_vec();
     sim.add_host(server, &locals);
@@ -153,7 +153,7 @@ fn client_and_server_over_loopback_udp() {
         let server = Server::new(
             server_config(listen, vec![relay.local_addr().expect("addr")], true),
             Instant::now(),
-            &mut StdRng::seed_from_u64(2),
+            StdRng::seed_from_u64(2),
         );
         let mut sdriver = Driver::from_sockets(server, vec![main, relay]).expect("driver");
         tokio::spawn(async move {

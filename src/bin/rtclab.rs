@@ -736,7 +736,7 @@ async fn turn_server(flags: TurnArgs) -> Result<(), String> {
     config.allowed_peer_ips = flags.allowed_peer_ips;
     let make_server = |config: rtclab::turn::server::Config| {
         let now = std::time::Instant::now();
-        let mut server = rtclab::turn::Server::new(config, now, &mut StdRng::from_os_rng());
+        let mut server = rtclab::turn::Server::new(config, now, StdRng::from_os_rng());
         let unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

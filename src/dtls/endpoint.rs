@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{Rng, rngs::StdRng};
 use ring::{agreement, digest};
 
 use super::Error;
@@ -331,9 +331,10 @@ fn sha(hash: &'static digest::Algorithm, data: &[u8]) -> Vec<u8> {
 
 impl Endpoint {
     /// A client; its ClientHello to `peer` is queued at once (drain
-    /// [`Machine::poll_transmit`]).
-    pub fn client(config: Config, peer: SocketAddr, rng_seed: u64, now: Instant) -> Self {
-        let mut e = Self::new(Role::Client, config, Some(peer), rng_seed);
+    /// [`Machine::poll_transmit`]). `rng` draws its randoms and cookie
+    /// secret (seed it for a reproducible handshake).
+    pub fn client(config: Config, peer: SocketAddr, rng: StdRng, now: Instant) -> Self {
+        let mut e = Self::new(Role::Client, config, Some(peer), rng);
         e.rng.fill(&mut e.client_random);
         match e.send_client_hello(now, Vec::new(), false) {
             Ok(s) => e.state = State::ClientExpectServerHello(s),
@@ -352,13 +353,13 @@ impl Endpoint {
     pub fn client_after_hello(
         config: Config,
         peer: SocketAddr,
-        rng_seed: u64,
+        rng: StdRng,
         now: Instant,
         client_random: [u8; 32],
         hello: HandshakeMessage,
         records_sent: u64,
     ) -> Self {
-        let mut e = Self::new(Role::Client, config, Some(peer), rng_seed);
+        let mut e = Self::new(Role::Client, config, Some(peer), rng);
         e.client_random = client_random;
         e.records.set_write_sequence(records_sent);
         e.begin_flight();
@@ -371,13 +372,13 @@ impl Endpoint {
         e
     }
 
-    /// A server that answers the first ClientHello it receives.
-    pub fn server(config: Config, rng_seed: u64) -> Self {
-        Self::new(Role::Server, config, None, rng_seed)
+    /// A server that answers the first ClientHello it receives; `rng` as
+    /// for [`Endpoint::client`].
+    pub fn server(config: Config, rng: StdRng) -> Self {
+        Self::new(Role::Server, config, None, rng)
     }
 
-    fn new(role: Role, config: Config, peer: Option<SocketAddr>, rng_seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(rng_seed);
+    fn new(role: Role, config: Config, peer: Option<SocketAddr>, mut rng: StdRng) -> Self {
         let mut cookie_secret = [0u8; 32];
         rng.fill(&mut cookie_secret);
         let retransmit_timeout = config.initial_retransmit_timeout;

@@ -22,6 +22,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+
 use super::Error;
 use super::cert::Fingerprint;
 use super::endpoint::{Config, Endpoint as Endpoint12, Event, Role, Version};
@@ -49,7 +51,7 @@ enum Inner {
 
 struct Undecided {
     config: Config,
-    seed: u64,
+    rng: StdRng,
     held: Vec<Held>,
     reassembler: Reassembler,
     source: Option<SocketAddr>,
@@ -59,7 +61,6 @@ struct Undecided {
 pub struct AutoEndpoint {
     inner: Inner,
     role: Role,
-    seed: u64,
     /// Client on 1.3 before the server answered: what it received, to be
     /// read again by the 1.2 machine after a fallback.
     held: Vec<Held>,
@@ -79,58 +80,55 @@ impl std::fmt::Debug for AutoEndpoint {
 }
 
 impl AutoEndpoint {
-    /// A client; its ClientHello to `peer` is queued at once.
-    pub fn client(config: Config, peer: SocketAddr, rng_seed: u64, now: Instant) -> Self {
+    /// A client; its ClientHello to `peer` is queued at once. `rng` goes
+    /// to the machine that runs (after a fallback, the 1.3 machine hands
+    /// it on to the 1.2 one).
+    pub fn client(config: Config, peer: SocketAddr, rng: StdRng, now: Instant) -> Self {
         let inner = if config.max_version >= Version::Dtls13 {
             Inner::V13(Box::new(Endpoint13::client_offering(
-                config, peer, rng_seed, now, true,
+                config, peer, rng, now, true,
             )))
         } else {
-            Inner::V12(Box::new(Endpoint12::client(config, peer, rng_seed, now)))
+            Inner::V12(Box::new(Endpoint12::client(config, peer, rng, now)))
         };
-        Self::with(inner, Role::Client, rng_seed)
+        Self::with(inner, Role::Client)
     }
 
-    /// A server for the first ClientHello it receives.
-    pub fn server(config: Config, rng_seed: u64) -> Self {
+    /// A server for the first ClientHello it receives; `rng` goes to the
+    /// machine of the version that ClientHello picks.
+    pub fn server(config: Config, rng: StdRng) -> Self {
         let inner = if config.max_version >= Version::Dtls13 {
             Inner::Undecided(Box::new(Undecided {
                 config,
-                seed: rng_seed,
+                rng,
                 held: Vec::new(),
                 reassembler: Reassembler::new(),
                 source: None,
             }))
         } else {
-            Inner::V12(Box::new(Endpoint12::server(config, rng_seed)))
+            Inner::V12(Box::new(Endpoint12::server(config, rng)))
         };
-        Self::with(inner, Role::Server, rng_seed)
+        Self::with(inner, Role::Server)
     }
 
     /// A client offering DTLS 1.3 alone (no 1.2 in its ClientHello, no
     /// fallback): a 1.2-only server refuses it (`rtclab dtls --dtls 1.3`).
-    pub fn client_dtls13_only(
-        config: Config,
-        peer: SocketAddr,
-        rng_seed: u64,
-        now: Instant,
-    ) -> Self {
-        let e = Endpoint13::client(config, peer, rng_seed, now);
-        Self::with(Inner::V13(Box::new(e)), Role::Client, rng_seed)
+    pub fn client_dtls13_only(config: Config, peer: SocketAddr, rng: StdRng, now: Instant) -> Self {
+        let e = Endpoint13::client(config, peer, rng, now);
+        Self::with(Inner::V13(Box::new(e)), Role::Client)
     }
 
     /// A server answering DTLS 1.3 alone: a ClientHello without 1.3 in
     /// supported_versions gets a protocol_version alert (RFC 8446 §4.2.1).
-    pub fn server_dtls13_only(config: Config, rng_seed: u64) -> Self {
-        let e = Endpoint13::server(config, rng_seed);
-        Self::with(Inner::V13(Box::new(e)), Role::Server, rng_seed)
+    pub fn server_dtls13_only(config: Config, rng: StdRng) -> Self {
+        let e = Endpoint13::server(config, rng);
+        Self::with(Inner::V13(Box::new(e)), Role::Server)
     }
 
-    fn with(inner: Inner, role: Role, seed: u64) -> Self {
+    fn with(inner: Inner, role: Role) -> Self {
         AutoEndpoint {
             inner,
             role,
-            seed,
             held: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -292,11 +290,11 @@ impl AutoEndpoint {
         let Inner::V13(e) = std::mem::replace(&mut self.inner, Inner::Switching) else {
             return;
         };
-        let config = e.into_config();
+        let (config, rng) = e.into_parts();
         let mut e12 = Endpoint12::client_after_hello(
             config,
             peer,
-            self.seed,
+            rng,
             now,
             fallback.client_random,
             fallback.hello,
@@ -369,11 +367,11 @@ impl AutoEndpoint {
             "DTLS server: version chosen by the ClientHello"
         );
         self.inner = if offers_13 {
-            let mut e = Endpoint13::server(u.config, u.seed);
+            let mut e = Endpoint13::server(u.config, u.rng);
             replay(&mut e, now, &u.held);
             Inner::V13(Box::new(e))
         } else {
-            let mut e = Endpoint12::server(u.config, u.seed);
+            let mut e = Endpoint12::server(u.config, u.rng);
             replay(&mut e, now, &u.held);
             Inner::V12(Box::new(e))
         };

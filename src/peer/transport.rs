@@ -491,7 +491,8 @@ pub struct Transport {
     /// Ours, until the DTLS endpoint takes it.
     certificate: Option<Certificate>,
     local_fingerprint: Fingerprint,
-    dtls_seed: u64,
+    /// The DTLS endpoint's random generator, until the endpoint takes it.
+    dtls_rng: Option<StdRng>,
     local_credentials: Credentials,
     state: State,
     live: Option<Live>,
@@ -630,7 +631,7 @@ impl Transport {
             stun_server: config.stun_server,
             local_fingerprint: config.certificate.fingerprint(),
             certificate: Some(config.certificate),
-            dtls_seed: rng.random(),
+            dtls_rng: Some(StdRng::seed_from_u64(rng.random())),
             local_credentials,
             state: State::New,
             live: Some(Live {
@@ -985,7 +986,7 @@ impl Transport {
         if role == DtlsRole::Client && peer.is_none() {
             return;
         }
-        let Some(certificate) = self.certificate.take() else {
+        let (Some(certificate), Some(rng)) = (self.certificate.take(), self.dtls_rng.take()) else {
             return;
         };
         let mut config = endpoint::Config::new(certificate);
@@ -1006,8 +1007,8 @@ impl Transport {
             .collect();
         config.mtu = self.mtu;
         let endpoint = match (role, peer) {
-            (DtlsRole::Client, Some(peer)) => Endpoint::client(config, peer, self.dtls_seed, now),
-            _ => Endpoint::server(config, self.dtls_seed),
+            (DtlsRole::Client, Some(peer)) => Endpoint::client(config, peer, rng, now),
+            _ => Endpoint::server(config, rng),
         };
         tracing::debug!(?role, ?peer, "DTLS endpoint started");
         live.dtls = Some(endpoint);

@@ -454,11 +454,8 @@ mod tests {
         let relay = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let mut config = turn::server::Config::new(listen, vec![relay.local_addr().unwrap()], "t");
         config.users.push(("u".into(), "p".into()));
-        let server = turn::Server::new(
-            config,
-            Instant::now(),
-            &mut rand::rngs::StdRng::seed_from_u64(1),
-        );
+        let server =
+            turn::Server::new(config, Instant::now(), rand::rngs::StdRng::seed_from_u64(1));
         tokio::spawn(serve_with_idle(server, vec![udp, relay], Some(tcp), idle));
         listen
     }
@@ -539,11 +536,8 @@ mod tests {
             max: 60000,
         });
         config.users.push(("u".into(), "p".into()));
-        let server = turn::Server::new(
-            config,
-            Instant::now(),
-            &mut rand::rngs::StdRng::seed_from_u64(1),
-        );
+        let server =
+            turn::Server::new(config, Instant::now(), rand::rngs::StdRng::seed_from_u64(1));
         tokio::spawn(serve(server, vec![udp], Some(tcp)));
 
         let mut stream = TcpStream::connect(listen).await.unwrap();

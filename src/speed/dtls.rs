@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::SeedableRng;
+use rand::{SeedableRng, rngs::StdRng};
 use ring::aead;
 
 use crate::dtls::cert::Certificate;
@@ -91,9 +91,11 @@ fn one_handshake<const TIMED: bool>(
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
     let mut c = timed::<TIMED, _>(&mut spent.client, || {
-        Endpoint::client(client, sa, seed, now)
+        Endpoint::client(client, sa, StdRng::seed_from_u64(seed), now)
     });
-    let mut s = timed::<TIMED, _>(&mut spent.server, || Endpoint::server(server, seed ^ 1));
+    let mut s = timed::<TIMED, _>(&mut spent.server, || {
+        Endpoint::server(server, StdRng::seed_from_u64(seed ^ 1))
+    });
     for _ in 0..8 {
         while let Some(t) = timed::<TIMED, _>(&mut spent.client, || c.poll_transmit()) {
             timed::<TIMED, _>(&mut spent.server, || {
@@ -128,7 +130,7 @@ fn one_handshake<const TIMED: bool>(
 
 /// Runs each measurement for about `budget`.
 pub fn measure(budget: Duration) -> Figures {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut rng = StdRng::seed_from_u64(1);
     let now = SystemTime::now();
     let certs: Vec<(Vec<u8>, Vec<u8>)> = (0..2)
         .map(|_| {

@@ -625,11 +625,7 @@ pub fn turn_amplification() -> Result<Vec<Figure>, String> {
     let from: SocketAddr = ([203, 0, 113, 5], 61000).into();
     let mut config = turn::server::Config::new(listen, vec![relay], "rtclab");
     config.users.push(("u".into(), "p".into()));
-    let mut s = Server::new(
-        config,
-        Instant::now(),
-        &mut rand::rngs::StdRng::seed_from_u64(1),
-    );
+    let mut s = Server::new(config, Instant::now(), rand::rngs::StdRng::seed_from_u64(1));
     let allocate = bare_request(Method::ALLOCATE, &[], false, false)?;
     let binding = bare_request(Method::BINDING, &[], false, false)?;
     let other = bare_request(Method::SEND, &[], false, false)?;

@@ -382,10 +382,22 @@ pub fn loopback(bytes: u64, size: usize, mtu: usize) -> Result<Loopback, String>
     };
     let mut a = side(
         sa,
-        Endpoint::client(DtlsConfig::new(cert(&mut rng)?), ab, 1, now),
+        Endpoint::client(
+            DtlsConfig::new(cert(&mut rng)?),
+            ab,
+            rand::rngs::StdRng::seed_from_u64(1),
+            now,
+        ),
         1,
     );
-    let mut b = side(sb, Endpoint::server(DtlsConfig::new(cert(&mut rng)?), 2), 2);
+    let mut b = side(
+        sb,
+        Endpoint::server(
+            DtlsConfig::new(cert(&mut rng)?),
+            rand::rngs::StdRng::seed_from_u64(2),
+        ),
+        2,
+    );
     let count = bytes / size as u64;
     let deadline = now + Duration::from_secs(120);
     // Bit 0: A established; bit 1: B established.

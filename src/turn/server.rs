@@ -415,8 +415,9 @@ struct Auth {
 }
 
 impl Server {
-    /// A server; `now` starts its clock (nonces), `rng` its nonce secret.
-    pub fn new(config: Config, now: Instant, rng: &mut StdRng) -> Self {
+    /// A server; `now` starts its clock (nonces); `rng` draws its nonce
+    /// secret, then relay ports and reservation tokens over its life.
+    pub fn new(config: Config, now: Instant, mut rng: StdRng) -> Self {
         let keys = config
             .users
             .iter()
@@ -453,7 +454,7 @@ impl Server {
             attempt: 0,
             reservations: VecDeque::new(),
             events: VecDeque::new(),
-            rng: rand::SeedableRng::from_rng(rng),
+            rng,
             by_client: HashMap::new(),
             transport: Transport::Udp,
             stream_transmits: VecDeque::new(),
@@ -1830,7 +1831,7 @@ mod tests {
         c.users.push(("bob".into(), "pw".into()));
         c.quota_per_user = quota;
         c.allow_loopback_peers = loopback;
-        Server::new(c, now, &mut StdRng::seed_from_u64(3))
+        Server::new(c, now, StdRng::seed_from_u64(3))
     }
 
     /// Runs a client and the server against each other by hand until quiet.
@@ -1978,7 +1979,7 @@ mod tests {
         let relay: SocketAddr = "198.51.100.1:50000".parse().unwrap();
         let mut config = Config::new("0.0.0.0:3478".parse().unwrap(), vec![relay], "rtclab");
         config.users.push(("alice".into(), "secret".into()));
-        let mut s = Server::new(config, now, &mut StdRng::seed_from_u64(3));
+        let mut s = Server::new(config, now, StdRng::seed_from_u64(3));
         let second: SocketAddr = "198.51.100.2:3478".parse().unwrap();
         let mut c = Client::new(
             client::Config::new(second, "alice", "secret"),
@@ -2824,7 +2825,7 @@ mod tests {
         let mut c = Config::new(LISTEN.parse().unwrap(), relays, "rtclab");
         c.users.push(("alice".into(), "secret".into()));
         edit(&mut c);
-        Server::new(c, now, &mut StdRng::seed_from_u64(3))
+        Server::new(c, now, StdRng::seed_from_u64(3))
     }
 
     /// The default quota is per username and unlimited (coturn's too): the

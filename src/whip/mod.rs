@@ -71,7 +71,7 @@ pub struct ResourceId(String);
 
 impl ResourceId {
     /// A fresh random id.
-    pub fn random(rng: &mut impl rand::Rng) -> ResourceId {
+    pub fn random(rng: &mut (impl rand::Rng + ?Sized)) -> ResourceId {
         let n: u128 = rng.random();
         ResourceId(format!("{n:032x}"))
     }

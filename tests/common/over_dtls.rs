@@ -48,7 +48,7 @@ impl<M: Machine> OverDtls<M> {
     ) -> Self {
         OverDtls {
             inner,
-            dtls: Endpoint::client(config(seed), remote, seed, now),
+            dtls: Endpoint::client(config(seed), remote, StdRng::seed_from_u64(seed), now),
             local,
             remote,
             send_errors: 0,
@@ -59,7 +59,7 @@ impl<M: Machine> OverDtls<M> {
     pub fn server(inner: M, local: SocketAddr, remote: SocketAddr, seed: u64) -> Self {
         OverDtls {
             inner,
-            dtls: Endpoint::server(config(seed), seed),
+            dtls: Endpoint::server(config(seed), StdRng::seed_from_u64(seed)),
             local,
             remote,
             send_errors: 0,

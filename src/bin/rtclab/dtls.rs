@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use clap::{Args, Subcommand, ValueEnum};
-use rand::Rng;
+use rand::{SeedableRng, rngs::StdRng};
 use rtclab::dtls::cert::{Certificate, Fingerprint};
 use rtclab::dtls::endpoint::{Config, Connected, Event, Version};
 use rtclab::dtls::endpoint_auto::AutoEndpoint as Endpoint;
@@ -159,10 +159,10 @@ pub async fn run(command: DtlsCommand) -> Result<(), String> {
         DtlsCommand::Server { listen, common } => {
             let config = config(&common)?;
             println!("Our fingerprint: {}", config.certificate.fingerprint());
-            let seed = rand::rng().random();
+            let rng = StdRng::from_os_rng();
             let endpoint = match common.dtls {
-                DtlsVersion::V13 => Endpoint::server_dtls13_only(config, seed),
-                DtlsVersion::V12 | DtlsVersion::Auto => Endpoint::server(config, seed),
+                DtlsVersion::V13 => Endpoint::server_dtls13_only(config, rng),
+                DtlsVersion::V12 | DtlsVersion::Auto => Endpoint::server(config, rng),
             };
             let mut driver = Driver::bind(endpoint, &[listen])
                 .await
@@ -185,10 +185,10 @@ pub async fn run(command: DtlsCommand) -> Result<(), String> {
             let socket = tokio::net::UdpSocket::bind(any)
                 .await
                 .map_err(|e| format!("cannot bind {any}: {e}"))?;
-            let (seed, now) = (rand::rng().random(), Instant::now());
+            let (rng, now) = (StdRng::from_os_rng(), Instant::now());
             let endpoint = match common.dtls {
-                DtlsVersion::V13 => Endpoint::client_dtls13_only(config, server, seed, now),
-                DtlsVersion::V12 | DtlsVersion::Auto => Endpoint::client(config, server, seed, now),
+                DtlsVersion::V13 => Endpoint::client_dtls13_only(config, server, rng, now),
+                DtlsVersion::V12 | DtlsVersion::Auto => Endpoint::client(config, server, rng, now),
             };
             let mut driver =
                 Driver::from_sockets(endpoint, vec![socket]).map_err(|e| e.to_string())?;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::dtls::handshake::{ClientHello, Extension, extension_type};
 use crate::dtls::record::{Authentication, DTLS_1_2};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use std::time::SystemTime;
 
 fn addr(port: u16) -> SocketAddr {
@@ -25,8 +25,8 @@ impl Pair {
     fn new(client: Config, server: Config) -> Self {
         let now = Instant::now();
         Pair {
-            client: Endpoint::client(client, addr(2), 1, now),
-            server: Endpoint::server(server, 2),
+            client: Endpoint::client(client, addr(2), StdRng::seed_from_u64(1), now),
+            server: Endpoint::server(server, StdRng::seed_from_u64(2)),
             now,
             client_events: Vec::new(),
             server_events: Vec::new(),
@@ -252,10 +252,10 @@ fn small_mtu_fragments_flights() {
 
 #[test]
 fn server_keeps_no_state_for_cookieless_hellos() {
-    let mut s = Endpoint::server(config(2), 2);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     let now = Instant::now();
     for i in 0..1000u16 {
-        let mut c = Endpoint::client(config(1), addr(2), u64::from(i), now);
+        let mut c = Endpoint::client(config(1), addr(2), StdRng::seed_from_u64(u64::from(i)), now);
         let t = c.poll_transmit().unwrap();
         s.handle_receive(
             now,
@@ -298,8 +298,8 @@ fn drain(e: &mut Endpoint) -> Vec<Vec<u8>> {
 fn whole_flight_in_one_datagram() {
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut c = Endpoint::client(config(1), sa, 1, now);
-    let mut s = Endpoint::server(config(2), 2);
+    let mut c = Endpoint::client(config(1), sa, StdRng::seed_from_u64(1), now);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     for d in drain(&mut c) {
         deliver(&mut s, ca, sa, now, &d); // ClientHello
     }
@@ -328,8 +328,8 @@ fn whole_flight_in_one_datagram() {
 fn lost_final_flight_is_resent() {
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut c = Endpoint::client(config(1), sa, 1, now);
-    let mut s = Endpoint::server(config(2), 2);
+    let mut c = Endpoint::client(config(1), sa, StdRng::seed_from_u64(1), now);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     for _ in 0..2 {
         // ClientHello → HelloVerifyRequest, ClientHello → flight 4.
         for d in drain(&mut c) {
@@ -386,7 +386,7 @@ fn browser_hello_gets_a_dtls12_answer(body: &[u8]) {
     use crate::dtls::handshake::{HandshakeFragment, HandshakeHeader};
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut s = Endpoint::server(config(2), 2);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     let body = body.to_vec();
     let send_hello = |s: &mut Endpoint, body: &[u8], seq: u16, rec: u64| {
         let cut = body.len() * 5 / 6;
@@ -572,8 +572,8 @@ fn downgraded_suite_detected_by_certificate_verify() {
     let now = Instant::now();
     let mut sc = config(2);
     sc.use_cookie = false;
-    let mut c = Endpoint::client(config(1), addr(2), 1, now);
-    let mut s = Endpoint::server(sc, 2);
+    let mut c = Endpoint::client(config(1), addr(2), StdRng::seed_from_u64(1), now);
+    let mut s = Endpoint::server(sc, StdRng::seed_from_u64(2));
     let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
         rewrite(d, HandshakeType::ClientHello, &downgrade_suites)
     });
@@ -596,8 +596,8 @@ fn downgraded_suite_detected_by_finished() {
     let mut sc = config(2);
     sc.use_cookie = false;
     sc.require_client_certificate = false;
-    let mut c = Endpoint::client(cc, addr(2), 1, now);
-    let mut s = Endpoint::server(sc, 2);
+    let mut c = Endpoint::client(cc, addr(2), StdRng::seed_from_u64(1), now);
+    let mut s = Endpoint::server(sc, StdRng::seed_from_u64(2));
     let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
         rewrite(d, HandshakeType::ClientHello, &downgrade_suites)
     });
@@ -624,8 +624,8 @@ fn downgraded_suite_with_ems_never_connects() {
     let mut sc = config(2);
     sc.use_cookie = false;
     sc.require_client_certificate = false;
-    let mut c = Endpoint::client(config(1), addr(2), 1, now);
-    let mut s = Endpoint::server(sc, 2);
+    let mut c = Endpoint::client(config(1), addr(2), StdRng::seed_from_u64(1), now);
+    let mut s = Endpoint::server(sc, StdRng::seed_from_u64(2));
     let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
         rewrite(d, HandshakeType::ClientHello, &downgrade_suites)
     });
@@ -643,8 +643,8 @@ fn downgraded_suite_with_ems_never_connects() {
 #[test]
 fn bad_certificate_verify_rejected() {
     let now = Instant::now();
-    let mut c = Endpoint::client(config(1), addr(2), 1, now);
-    let mut s = Endpoint::server(config(2), 2);
+    let mut c = Endpoint::client(config(1), addr(2), StdRng::seed_from_u64(1), now);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     let (ce, se) = run_tampered(&mut c, &mut s, &|d| {
         rewrite(d, HandshakeType::CertificateVerify, &|b: &mut Vec<u8>| {
             let last = b.len() - 1;
@@ -669,7 +669,7 @@ fn bad_certificate_verify_rejected() {
 fn unexpected_message_alerts() {
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut c = Endpoint::client(config(1), sa, 1, now);
+    let mut c = Endpoint::client(config(1), sa, StdRng::seed_from_u64(1), now);
     drain(&mut c);
     // A ServerHelloDone where a ServerHello (or HVR) must come.
     let mut payload = Vec::new();
@@ -708,8 +708,8 @@ mod receive_path {
     fn recorded() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         let now = Instant::now();
         let (ca, sa) = (addr(1), addr(2));
-        let mut c = Endpoint::client(config(1), sa, 1, now);
-        let mut s = Endpoint::server(config(2), 2);
+        let mut c = Endpoint::client(config(1), sa, StdRng::seed_from_u64(1), now);
+        let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
         let (mut from_c, mut from_s) = (Vec::new(), Vec::new());
         for _ in 0..4 {
             for d in drain(&mut c) {
@@ -740,8 +740,8 @@ mod receive_path {
             let (from_c, from_s) = recorded();
             let now = Instant::now();
             let (ca, sa) = (addr(1), addr(2));
-            let mut c = Endpoint::client(config(3), sa, 1, now);
-            let mut s = Endpoint::server(config(4), 2);
+            let mut c = Endpoint::client(config(3), sa, StdRng::seed_from_u64(1), now);
+            let mut s = Endpoint::server(config(4), StdRng::seed_from_u64(2));
             deliver(&mut s, ca, sa, now, &junk);
             deliver(&mut c, sa, ca, now, &junk);
             for (to_server, which, at, byte) in picks {
@@ -771,8 +771,8 @@ mod receive_path {
 fn finished_before_its_flight_is_buffered() {
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut c = Endpoint::client(config(1), sa, 1, now);
-    let mut s = Endpoint::server(config(2), 2);
+    let mut c = Endpoint::client(config(1), sa, StdRng::seed_from_u64(1), now);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     for _ in 0..2 {
         for d in drain(&mut c) {
             deliver(&mut s, ca, sa, now, &d);
@@ -796,7 +796,7 @@ fn finished_before_its_flight_is_buffered() {
 fn malformed_hello_from_stranger_is_dropped() {
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut s = Endpoint::server(config(2), 2);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     let mut payload = Vec::new();
     HandshakeMessage {
         msg_type: HandshakeType::ClientHello,
@@ -819,7 +819,7 @@ fn malformed_hello_from_stranger_is_dropped() {
     deliver(&mut s, addr(66), sa, now, &d);
     assert!(drain(&mut s).is_empty());
     assert!(s.poll_event().is_none());
-    let mut c = Endpoint::client(config(1), sa, 1, now);
+    let mut c = Endpoint::client(config(1), sa, StdRng::seed_from_u64(1), now);
     for _ in 0..4 {
         for d in drain(&mut c) {
             deliver(&mut s, ca, sa, now, &d);
@@ -872,7 +872,7 @@ fn set_peer_follows_a_moved_peer() {
 fn unanswered_client_hello_is_resent_on_selection() {
     let now = Instant::now();
     let (ca, sa) = (addr(1), addr(2));
-    let mut c = Endpoint::client(config(1), sa, 1, now);
+    let mut c = Endpoint::client(config(1), sa, StdRng::seed_from_u64(1), now);
     let hello = drain(&mut c);
     assert_eq!(hello.len(), 1);
     let rtt = Duration::from_millis(20);
@@ -890,7 +890,7 @@ fn unanswered_client_hello_is_resent_on_selection() {
         Some(later + c.config.initial_retransmit_timeout)
     );
     // Answered (HelloVerifyRequest): nothing more.
-    let mut s = Endpoint::server(config(2), 2);
+    let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));
     deliver(&mut s, ca, sa, later, &again[0]);
     for d in drain(&mut s) {
         deliver(&mut c, sa, ca, later, &d);

@@ -78,8 +78,8 @@ fn connected(events: &[Event]) -> Option<&Connected> {
 
 fn versions(client: Version, server: Version) -> (Option<Version>, Option<Version>) {
     let now = Instant::now();
-    let mut c = AutoEndpoint::client(config(1, client), addr(2), 1, now);
-    let mut s = AutoEndpoint::server(config(2, server), 2);
+    let mut c = AutoEndpoint::client(config(1, client), addr(2), StdRng::seed_from_u64(1), now);
+    let mut s = AutoEndpoint::server(config(2, server), StdRng::seed_from_u64(2));
     let (ce, se) = run(&mut c, &mut s);
     let (cc, sc) = (connected(&ce), connected(&se));
     if let (Some(a), Some(b)) = (cc, sc) {
@@ -104,10 +104,15 @@ fn a_12_server_makes_the_13_client_fall_back() {
 #[test]
 fn a_12_server_without_cookie_makes_the_13_client_fall_back() {
     let now = Instant::now();
-    let mut c = AutoEndpoint::client(config(1, Version::Dtls13), addr(2), 1, now);
+    let mut c = AutoEndpoint::client(
+        config(1, Version::Dtls13),
+        addr(2),
+        StdRng::seed_from_u64(1),
+        now,
+    );
     let mut sc = config(2, Version::Dtls12);
     sc.use_cookie = false;
-    let mut s = AutoEndpoint::server(sc, 2);
+    let mut s = AutoEndpoint::server(sc, StdRng::seed_from_u64(2));
     let (ce, se) = run(&mut c, &mut s);
     assert_eq!(connected(&ce).map(|c| c.version), Some(Version::Dtls12));
     assert_eq!(connected(&se).map(|c| c.version), Some(Version::Dtls12));
@@ -139,8 +144,13 @@ fn the_downgrade_sentinel_is_refused() {
     // 1.3 out of the hello): its random carries DOWNGRD\x01, and the
     // client that offered 1.3 refuses it (RFC 8446 §4.1.3).
     let now = Instant::now();
-    let mut c = AutoEndpoint::client(config(1, Version::Dtls13), addr(2), 1, now);
-    let mut s = Endpoint12::server(config(2, Version::Dtls13), 2);
+    let mut c = AutoEndpoint::client(
+        config(1, Version::Dtls13),
+        addr(2),
+        StdRng::seed_from_u64(1),
+        now,
+    );
+    let mut s = Endpoint12::server(config(2, Version::Dtls13), StdRng::seed_from_u64(2));
     let (ce, _) = run(&mut c, &mut s);
     assert!(connected(&ce).is_none());
     assert!(ce.iter().any(|e| matches!(

@@ -29,7 +29,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{Rng, rngs::StdRng};
 
 use super::key_schedule::{
     self as ks, HandshakeSecret, LabelPrefix, Secret, TrafficKeys, TrafficSecrets,
@@ -281,8 +281,8 @@ impl std::fmt::Debug for Endpoint {
 impl Endpoint {
     /// A client offering DTLS 1.3 only; its ClientHello to `peer` is queued
     /// at once.
-    pub fn client(config: Config, peer: SocketAddr, rng_seed: u64, now: Instant) -> Self {
-        Self::client_offering(config, peer, rng_seed, now, false)
+    pub fn client(config: Config, peer: SocketAddr, rng: StdRng, now: Instant) -> Self {
+        Self::client_offering(config, peer, rng, now, false)
     }
 
     /// A client; with `offer_dtls12` its ClientHello also offers DTLS 1.2
@@ -291,11 +291,11 @@ impl Endpoint {
     pub fn client_offering(
         config: Config,
         peer: SocketAddr,
-        rng_seed: u64,
+        rng: StdRng,
         now: Instant,
         offer_dtls12: bool,
     ) -> Self {
-        let mut e = Self::new(Role::Client, config, Some(peer), rng_seed);
+        let mut e = Self::new(Role::Client, config, Some(peer), rng);
         e.offer_dtls12 = offer_dtls12;
         e.rng.fill(&mut e.client_random);
         match client::ExpectServerHello::first(&mut e) {
@@ -313,12 +313,11 @@ impl Endpoint {
 
     /// A server that answers the first ClientHello it receives (with a
     /// HelloRetryRequest cookie first when [`Config::use_cookie`]).
-    pub fn server(config: Config, rng_seed: u64) -> Self {
-        Self::new(Role::Server, config, None, rng_seed)
+    pub fn server(config: Config, rng: StdRng) -> Self {
+        Self::new(Role::Server, config, None, rng)
     }
 
-    fn new(role: Role, config: Config, peer: Option<SocketAddr>, rng_seed: u64) -> Self {
-        let mut rng = StdRng::seed_from_u64(rng_seed ^ 0x1313_1313);
+    fn new(role: Role, config: Config, peer: Option<SocketAddr>, mut rng: StdRng) -> Self {
         let mut cookie_secret = [0u8; 32];
         rng.fill(&mut cookie_secret);
         let retransmit_timeout = config.initial_retransmit_timeout;
@@ -399,9 +398,10 @@ impl Endpoint {
         }
     }
 
-    /// The configuration back (for the 1.2 machine after a fallback).
-    pub fn into_config(self) -> Config {
-        self.config
+    /// The configuration and the random generator back, for the 1.2
+    /// machine that goes on after a fallback.
+    pub fn into_parts(self) -> (Config, StdRng) {
+        (self.config, self.rng)
     }
 
     /// Gives back an application data buffer (nothing reused yet in 1.3).
