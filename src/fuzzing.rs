@@ -152,7 +152,7 @@ pub fn dtls_record(data: &[u8]) {
         let Ok(r) = r else { break };
         // A record that framed re-encodes to the same bytes.
         let mut out = Vec::new();
-        r.encode(&mut out);
+        r.emit(&mut out);
         assert_eq!(out.len(), 13 + r.fragment.len());
         assert_eq!(out[13..], *r.fragment);
         framed += out.len();
@@ -222,7 +222,7 @@ pub fn dtls_handshake(data: &[u8]) {
 
 fn round_trip(h: &Handshake) {
     let mut body = Vec::new();
-    h.encode_body(&mut body);
+    h.emit_body(&mut body);
     match Handshake::parse(h.msg_type(), &body) {
         Ok(again) => assert_eq!(&again, h, "handshake message does not round-trip"),
         Err(e) => panic!("re-encoded {:?} does not parse: {e}", h.msg_type()),
@@ -1835,7 +1835,7 @@ pub fn dtls13_handshake(data: &[u8]) {
     use crate::dtls::v13::messages::{Ack, Handshake as H13};
     let round_trip = |m: &H13| {
         let mut body = Vec::new();
-        m.encode_body(&mut body);
+        m.emit_body(&mut body);
         match H13::parse(m.msg_type(), &body) {
             Ok(again) => assert_eq!(&again, m, "1.3 handshake message does not round-trip"),
             Err(e) => panic!("re-encoded 1.3 {:?} does not parse: {e}", m.msg_type()),
@@ -1858,7 +1858,7 @@ pub fn dtls13_handshake(data: &[u8]) {
     }
     if let Ok(ack) = Ack::parse(data) {
         let mut again = Vec::new();
-        ack.encode(&mut again);
+        ack.emit(&mut again);
         assert_eq!(again, data, "an ACK does not re-encode to its bytes");
     }
 }
@@ -1930,14 +1930,14 @@ pub fn dtls13_handshake_seeds() -> Vec<Vec<u8>> {
     let mut fragmented = Vec::new();
     H13::ClientHello(ch)
         .to_message(0)
-        .fragment(1000, |f| f.encode(&mut fragmented));
+        .fragment(1000, |f| f.emit(&mut fragmented));
     seeds.push(fragmented);
     for (i, msg) in messages.iter().enumerate() {
         let mut b = Vec::new();
-        msg.to_message(i as u16).encode_unfragmented(&mut b);
+        msg.to_message(i as u16).emit_unfragmented(&mut b);
         seeds.push(b);
         let mut typed = vec![msg.msg_type().to_u8()];
-        msg.encode_body(&mut typed);
+        msg.emit_body(&mut typed);
         seeds.push(typed);
     }
     let mut ack = Vec::new();
@@ -1947,7 +1947,7 @@ pub fn dtls13_handshake_seeds() -> Vec<Vec<u8>> {
             sequence: 1,
         }],
     }
-    .encode(&mut ack);
+    .emit(&mut ack);
     seeds.push(ack);
     seeds
 }

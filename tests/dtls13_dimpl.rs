@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use dimpl::{Dtls, DtlsCertificate, Output};
 use rand::{Rng, SeedableRng, rngs::StdRng};
-use rtclab::dtls::cert::{Certificate, Fingerprint, HashAlgorithm, pem_decode};
+use rtclab::dtls::cert::{Certificate, Fingerprint, HashAlgorithm, parse_pem};
 use rtclab::dtls::endpoint::{Config, Connected, Event, Version};
 use rtclab::dtls::endpoint_auto::AutoEndpoint;
 use rtclab::dtls::handshake::{NamedGroup, SrtpProfile};
@@ -44,7 +44,7 @@ fn addr(s: &str) -> SocketAddr {
 fn their_certificate(seed: u64) -> (DtlsCertificate, Fingerprint) {
     let mut rng = StdRng::seed_from_u64(seed);
     let c = Certificate::generate(&mut rng, SystemTime::now()).expect("certificate");
-    let key = pem_decode(&c.private_key_pem(), "PRIVATE KEY").expect("PKCS#8");
+    let key = parse_pem(&c.private_key_pem(), "PRIVATE KEY").expect("PKCS#8");
     let fp = c.fingerprint();
     (
         DtlsCertificate {

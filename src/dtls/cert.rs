@@ -71,15 +71,15 @@ const OID_RSASSA_PSS: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 
 /// Appends a tag, a definite length and the contents written by `body`.
-fn der_write<F: FnOnce(&mut Vec<u8>)>(out: &mut Vec<u8>, tag: u8, body: F) {
+fn der_emit<F: FnOnce(&mut Vec<u8>)>(out: &mut Vec<u8>, tag: u8, body: F) {
     let mut contents = Vec::new();
     body(&mut contents);
-    der_write_bytes(out, tag, &contents);
+    der_emit_bytes(out, tag, &contents);
 }
 
 /// Appends a tag, a definite length in its shortest form (X.690 §10.1) and
 /// `contents`.
-fn der_write_bytes(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
+fn der_emit_bytes(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
     out.push(tag);
     let len = contents.len();
     if len < 0x80 {
@@ -95,10 +95,10 @@ fn der_write_bytes(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
 
 /// A non-negative INTEGER from big-endian magnitude bytes: leading zeros
 /// removed, one 0x00 put back when the top bit is set (X.690 §8.3).
-fn der_write_unsigned(out: &mut Vec<u8>, magnitude: &[u8]) {
+fn der_emit_unsigned(out: &mut Vec<u8>, magnitude: &[u8]) {
     let skip = magnitude.iter().take_while(|b| **b == 0).count();
     let m = &magnitude[skip..];
-    der_write(out, TAG_INTEGER, |o| {
+    der_emit(out, TAG_INTEGER, |o| {
         if m.first().is_none_or(|b| b & 0x80 != 0) {
             o.push(0);
         }
@@ -106,12 +106,12 @@ fn der_write_unsigned(out: &mut Vec<u8>, magnitude: &[u8]) {
     });
 }
 
-fn der_write_name(out: &mut Vec<u8>, common_name: &str) {
-    der_write(out, TAG_SEQUENCE, |o| {
-        der_write(o, TAG_SET, |o| {
-            der_write(o, TAG_SEQUENCE, |o| {
-                der_write_bytes(o, TAG_OID, OID_COMMON_NAME);
-                der_write_bytes(o, TAG_UTF8_STRING, common_name.as_bytes());
+fn der_emit_name(out: &mut Vec<u8>, common_name: &str) {
+    der_emit(out, TAG_SEQUENCE, |o| {
+        der_emit(o, TAG_SET, |o| {
+            der_emit(o, TAG_SEQUENCE, |o| {
+                der_emit_bytes(o, TAG_OID, OID_COMMON_NAME);
+                der_emit_bytes(o, TAG_UTF8_STRING, common_name.as_bytes());
             })
         })
     });
@@ -119,14 +119,14 @@ fn der_write_name(out: &mut Vec<u8>, common_name: &str) {
 
 /// RFC 5280 §4.1.2.5: UTCTime `YYMMDDHHMMSSZ` for 1950–2049,
 /// GeneralizedTime `YYYYMMDDHHMMSSZ` from 2050 on.
-fn der_write_time(out: &mut Vec<u8>, unix: u64) {
+fn der_emit_time(out: &mut Vec<u8>, unix: u64) {
     let (y, mo, d, h, mi, s) = civil_from_unix(unix);
     if y < 2050 {
         let t = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z", y % 100);
-        der_write_bytes(out, TAG_UTC_TIME, t.as_bytes());
+        der_emit_bytes(out, TAG_UTC_TIME, t.as_bytes());
     } else {
         let t = format!("{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}Z");
-        der_write_bytes(out, TAG_GENERALIZED_TIME, t.as_bytes());
+        der_emit_bytes(out, TAG_GENERALIZED_TIME, t.as_bytes());
     }
 }
 
@@ -195,24 +195,24 @@ impl Certificate {
         serial[0] |= 0x01; // and never zero
 
         let mut tbs = Vec::new();
-        der_write(&mut tbs, TAG_SEQUENCE, |o| {
-            der_write(o, TAG_CONTEXT_0, |o| der_write_bytes(o, TAG_INTEGER, &[2]));
-            der_write_unsigned(o, &serial);
-            der_write(o, TAG_SEQUENCE, |o| {
-                der_write_bytes(o, TAG_OID, OID_ECDSA_SHA256)
+        der_emit(&mut tbs, TAG_SEQUENCE, |o| {
+            der_emit(o, TAG_CONTEXT_0, |o| der_emit_bytes(o, TAG_INTEGER, &[2]));
+            der_emit_unsigned(o, &serial);
+            der_emit(o, TAG_SEQUENCE, |o| {
+                der_emit_bytes(o, TAG_OID, OID_ECDSA_SHA256)
             });
-            der_write_name(o, "rtclab");
-            der_write(o, TAG_SEQUENCE, |o| {
-                der_write_time(o, unix.saturating_sub(VALID_BEFORE_NOW_S));
-                der_write_time(o, unix.saturating_add(VALID_AFTER_NOW_S));
+            der_emit_name(o, "rtclab");
+            der_emit(o, TAG_SEQUENCE, |o| {
+                der_emit_time(o, unix.saturating_sub(VALID_BEFORE_NOW_S));
+                der_emit_time(o, unix.saturating_add(VALID_AFTER_NOW_S));
             });
-            der_write_name(o, "rtclab");
-            der_write(o, TAG_SEQUENCE, |o| {
-                der_write(o, TAG_SEQUENCE, |o| {
-                    der_write_bytes(o, TAG_OID, OID_EC_PUBLIC_KEY);
-                    der_write_bytes(o, TAG_OID, OID_P256);
+            der_emit_name(o, "rtclab");
+            der_emit(o, TAG_SEQUENCE, |o| {
+                der_emit(o, TAG_SEQUENCE, |o| {
+                    der_emit_bytes(o, TAG_OID, OID_EC_PUBLIC_KEY);
+                    der_emit_bytes(o, TAG_OID, OID_P256);
                 });
-                der_write(o, TAG_BIT_STRING, |o| {
+                der_emit(o, TAG_BIT_STRING, |o| {
                     o.push(0); // no unused bits
                     o.extend_from_slice(key_pair.public_key().as_ref());
                 });
@@ -222,12 +222,12 @@ impl Certificate {
             .sign(&sys, &tbs)
             .map_err(|_| Error::Crypto("ECDSA signing"))?;
         let mut der = Vec::new();
-        der_write(&mut der, TAG_SEQUENCE, |o| {
+        der_emit(&mut der, TAG_SEQUENCE, |o| {
             o.extend_from_slice(&tbs);
-            der_write(o, TAG_SEQUENCE, |o| {
-                der_write_bytes(o, TAG_OID, OID_ECDSA_SHA256)
+            der_emit(o, TAG_SEQUENCE, |o| {
+                der_emit_bytes(o, TAG_OID, OID_ECDSA_SHA256)
             });
-            der_write(o, TAG_BIT_STRING, |o| {
+            der_emit(o, TAG_BIT_STRING, |o| {
                 o.push(0);
                 o.extend_from_slice(sig.as_ref());
             });
@@ -240,7 +240,7 @@ impl Certificate {
     }
 
     /// Loads a certificate and its P-256 PKCS#8 private key (e.g. from
-    /// `--cert`/`--key` PEM files, via [`pem_decode`]). Fails if the key does
+    /// `--cert`/`--key` PEM files, via [`parse_pem`]). Fails if the key does
     /// not match the certificate.
     pub fn from_der(der: Vec<u8>, pkcs8: Vec<u8>) -> Result<Self, Error> {
         let key_pair = EcdsaKeyPair::from_pkcs8(
@@ -249,7 +249,7 @@ impl Certificate {
             &SystemRandom::new(),
         )
         .map_err(|_| Error::UnsupportedAlgorithm("private key is not PKCS#8 ECDSA P-256"))?;
-        let spki = PublicKeyInfo::from_certificate(&der)?;
+        let spki = PublicKeyInfo::parse_certificate(&der)?;
         if spki.key != key_pair.public_key().as_ref() {
             return Err(Error::Misuse("private key does not match the certificate"));
         }
@@ -274,11 +274,11 @@ impl Certificate {
     /// RFC 5915 §3, what `openssl ecparam -genkey` writes), which is wrapped
     /// into PKCS#8 here for `ring`.
     pub fn from_pem(certificate_pem: &str, key_pem: &str) -> Result<Self, Error> {
-        let der = pem_decode(certificate_pem, "CERTIFICATE")?;
+        let der = parse_pem(certificate_pem, "CERTIFICATE")?;
         let pkcs8 = if key_pem.contains("-----BEGIN EC PRIVATE KEY-----") {
-            sec1_to_pkcs8(&pem_decode(key_pem, "EC PRIVATE KEY")?)
+            sec1_to_pkcs8(&parse_pem(key_pem, "EC PRIVATE KEY")?)
         } else if key_pem.contains("-----BEGIN PRIVATE KEY-----") {
-            pem_decode(key_pem, "PRIVATE KEY")?
+            parse_pem(key_pem, "PRIVATE KEY")?
         } else {
             return Err(Error::UnsupportedAlgorithm(
                 "key PEM has neither `PRIVATE KEY` (PKCS#8) nor `EC PRIVATE KEY` (SEC1)",
@@ -294,12 +294,12 @@ impl Certificate {
 
     /// The certificate as PEM (`-----BEGIN CERTIFICATE-----`).
     pub fn certificate_pem(&self) -> String {
-        pem_encode("CERTIFICATE", &self.der)
+        emit_pem("CERTIFICATE", &self.der)
     }
 
     /// The private key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
     pub fn private_key_pem(&self) -> String {
-        pem_encode("PRIVATE KEY", &self.pkcs8)
+        emit_pem("PRIVATE KEY", &self.pkcs8)
     }
 
     /// The SHA-256 fingerprint for `a=fingerprint` (RFC 8122 §5).
@@ -324,13 +324,13 @@ impl Certificate {
 fn sec1_to_pkcs8(ec_private_key: &[u8]) -> Vec<u8> {
     const TAG_OCTET_STRING: u8 = 0x04;
     let mut out = Vec::with_capacity(ec_private_key.len() + 32);
-    der_write(&mut out, TAG_SEQUENCE, |o| {
-        der_write_bytes(o, TAG_INTEGER, &[0]);
-        der_write(o, TAG_SEQUENCE, |o| {
-            der_write_bytes(o, TAG_OID, OID_EC_PUBLIC_KEY);
-            der_write_bytes(o, TAG_OID, OID_P256);
+    der_emit(&mut out, TAG_SEQUENCE, |o| {
+        der_emit_bytes(o, TAG_INTEGER, &[0]);
+        der_emit(o, TAG_SEQUENCE, |o| {
+            der_emit_bytes(o, TAG_OID, OID_EC_PUBLIC_KEY);
+            der_emit_bytes(o, TAG_OID, OID_P256);
         });
-        der_write_bytes(o, TAG_OCTET_STRING, ec_private_key);
+        der_emit_bytes(o, TAG_OCTET_STRING, ec_private_key);
     });
     out
 }
@@ -340,7 +340,7 @@ fn sec1_to_pkcs8(ec_private_key: &[u8]) -> Vec<u8> {
 
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn base64_encode(data: &[u8]) -> String {
+fn emit_base64(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
         let b = [
@@ -360,7 +360,7 @@ fn base64_encode(data: &[u8]) -> String {
     out
 }
 
-fn base64_decode(text: &str) -> Result<Vec<u8>, Error> {
+fn parse_base64(text: &str) -> Result<Vec<u8>, Error> {
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
     let mut acc = 0u32;
     let mut bits = 0;
@@ -393,8 +393,8 @@ fn base64_decode(text: &str) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64_encode(der);
+fn emit_pem(label: &str, der: &[u8]) -> String {
+    let b64 = emit_base64(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in b64.as_bytes().chunks(64) {
         // base64 output is ASCII.
@@ -405,9 +405,9 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-/// Decodes the first PEM block labelled `label` (e.g. "CERTIFICATE",
+/// Parses the first PEM block labelled `label` (e.g. "CERTIFICATE",
 /// "PRIVATE KEY") in `text` to DER.
-pub fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>, Error> {
+pub fn parse_pem(text: &str, label: &str) -> Result<Vec<u8>, Error> {
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");
     let start = text
@@ -417,7 +417,7 @@ pub fn pem_decode(text: &str, label: &str) -> Result<Vec<u8>, Error> {
     let stop = text[start..]
         .find(&end)
         .ok_or(Error::BadCertificate("PEM END line not found"))?;
-    base64_decode(&text[start..start + stop])
+    parse_base64(&text[start..start + stop])
 }
 
 // ---------------------------------------------------------------------------
@@ -456,7 +456,7 @@ impl<'a> Der<'a> {
 
     /// Reads one TLV with a single-byte tag and a definite length of at most
     /// 4 bytes; returns (tag, contents).
-    fn read_any(&mut self) -> Result<(u8, &'a [u8]), Error> {
+    fn parse_any(&mut self) -> Result<(u8, &'a [u8]), Error> {
         let [tag, first, ..] = *self.buf else {
             return Err(Error::BadCertificate("truncated DER header"));
         };
@@ -488,8 +488,8 @@ impl<'a> Der<'a> {
         Ok((tag, contents))
     }
 
-    fn read(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8], Error> {
-        let (t, contents) = self.read_any()?;
+    fn parse(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8], Error> {
+        let (t, contents) = self.parse_any()?;
         if t != tag {
             return Err(Error::BadCertificate(what));
         }
@@ -546,38 +546,38 @@ impl PublicKeyInfo {
     /// Walks a DER certificate to its SubjectPublicKeyInfo (RFC 5280 §4.1,
     /// RFC 5480 §2, RFC 3279 §2.3.1). Nothing else is checked: in WebRTC the
     /// fingerprint is the trust anchor.
-    pub fn from_certificate(der: &[u8]) -> Result<Self, Error> {
+    pub fn parse_certificate(der: &[u8]) -> Result<Self, Error> {
         let mut outer = Der::new(der);
-        let cert = outer.read(TAG_SEQUENCE, "Certificate is not a SEQUENCE")?;
+        let cert = outer.parse(TAG_SEQUENCE, "Certificate is not a SEQUENCE")?;
         let mut cert = Der::new(cert);
-        let tbs = cert.read(TAG_SEQUENCE, "tbsCertificate is not a SEQUENCE")?;
+        let tbs = cert.parse(TAG_SEQUENCE, "tbsCertificate is not a SEQUENCE")?;
         let mut tbs = Der::new(tbs);
         if tbs.peek_tag() == Some(TAG_CONTEXT_0) {
-            tbs.read_any()?; // version
+            tbs.parse_any()?; // version
         }
-        tbs.read(TAG_INTEGER, "serialNumber is not an INTEGER")?;
-        tbs.read(TAG_SEQUENCE, "signature is not a SEQUENCE")?;
-        tbs.read(TAG_SEQUENCE, "issuer is not a SEQUENCE")?;
-        tbs.read(TAG_SEQUENCE, "validity is not a SEQUENCE")?;
-        tbs.read(TAG_SEQUENCE, "subject is not a SEQUENCE")?;
-        let spki = tbs.read(TAG_SEQUENCE, "subjectPublicKeyInfo is not a SEQUENCE")?;
-        Self::from_spki(spki)
+        tbs.parse(TAG_INTEGER, "serialNumber is not an INTEGER")?;
+        tbs.parse(TAG_SEQUENCE, "signature is not a SEQUENCE")?;
+        tbs.parse(TAG_SEQUENCE, "issuer is not a SEQUENCE")?;
+        tbs.parse(TAG_SEQUENCE, "validity is not a SEQUENCE")?;
+        tbs.parse(TAG_SEQUENCE, "subject is not a SEQUENCE")?;
+        let spki = tbs.parse(TAG_SEQUENCE, "subjectPublicKeyInfo is not a SEQUENCE")?;
+        Self::parse_spki(spki)
     }
 
     /// Parses the contents of a SubjectPublicKeyInfo SEQUENCE.
-    fn from_spki(spki: &[u8]) -> Result<Self, Error> {
+    fn parse_spki(spki: &[u8]) -> Result<Self, Error> {
         let mut spki = Der::new(spki);
-        let alg = spki.read(TAG_SEQUENCE, "AlgorithmIdentifier is not a SEQUENCE")?;
-        let bits = spki.read(TAG_BIT_STRING, "subjectPublicKey is not a BIT STRING")?;
+        let alg = spki.parse(TAG_SEQUENCE, "AlgorithmIdentifier is not a SEQUENCE")?;
+        let bits = spki.parse(TAG_BIT_STRING, "subjectPublicKey is not a BIT STRING")?;
         let key = match bits {
             [0, key @ ..] => key,
             _ => return Err(Error::BadCertificate("subjectPublicKey has unused bits")),
         };
         let mut alg = Der::new(alg);
-        let oid = alg.read(TAG_OID, "algorithm is not an OID")?;
+        let oid = alg.parse(TAG_OID, "algorithm is not an OID")?;
         let algorithm = if oid == OID_EC_PUBLIC_KEY {
             // RFC 5480 §2.1.1: parameters are a namedCurve OID.
-            let curve = alg.read(TAG_OID, "EC parameters are not a named curve")?;
+            let curve = alg.parse(TAG_OID, "EC parameters are not a named curve")?;
             if curve == OID_P256 {
                 KeyAlgorithm::EcdsaP256
             } else if curve == OID_P384 {
@@ -590,7 +590,7 @@ impl PublicKeyInfo {
         } else if oid == OID_RSA_ENCRYPTION {
             // RFC 3279 §2.3.1: parameters NULL (tolerate absent).
             if alg.peek_tag().is_some() {
-                alg.read(TAG_NULL, "rsaEncryption parameters are not NULL")?;
+                alg.parse(TAG_NULL, "rsaEncryption parameters are not NULL")?;
             }
             KeyAlgorithm::Rsa
         } else if oid == OID_RSASSA_PSS {
@@ -762,36 +762,36 @@ mod tests {
         // 2050-01-01T00:00:00Z switches to GeneralizedTime.
         assert_eq!(civil_from_unix(2_524_608_000), (2050, 1, 1, 0, 0, 0));
         let mut v = Vec::new();
-        der_write_time(&mut v, 2_524_608_000);
+        der_emit_time(&mut v, 2_524_608_000);
         assert_eq!(v, b"\x18\x0f20500101000000Z");
         v.clear();
-        der_write_time(&mut v, 1_795_644_000);
+        der_emit_time(&mut v, 1_795_644_000);
         assert_eq!(v, b"\x17\x0d261125220000Z");
     }
 
     #[test]
     fn der_lengths_and_integers() {
         let mut v = Vec::new();
-        der_write_bytes(&mut v, 4, &[0; 200]);
+        der_emit_bytes(&mut v, 4, &[0; 200]);
         assert_eq!(&v[..3], &[4, 0x81, 200]);
         v.clear();
-        der_write_bytes(&mut v, 4, &[0; 300]);
+        der_emit_bytes(&mut v, 4, &[0; 300]);
         assert_eq!(&v[..4], &[4, 0x82, 1, 44]);
         v.clear();
-        der_write_unsigned(&mut v, &[0, 0, 0x80]);
+        der_emit_unsigned(&mut v, &[0, 0, 0x80]);
         assert_eq!(v, [2, 2, 0, 0x80]);
         v.clear();
-        der_write_unsigned(&mut v, &[0, 0x7f]);
+        der_emit_unsigned(&mut v, &[0, 0x7f]);
         assert_eq!(v, [2, 1, 0x7f]);
         v.clear();
-        der_write_unsigned(&mut v, &[0]);
+        der_emit_unsigned(&mut v, &[0]);
         assert_eq!(v, [2, 1, 0]);
     }
 
     #[test]
     fn our_certificate_reads_back_and_signs() {
         let c = cert();
-        let spki = PublicKeyInfo::from_certificate(c.der()).unwrap();
+        let spki = PublicKeyInfo::parse_certificate(c.der()).unwrap();
         assert_eq!(spki.algorithm, KeyAlgorithm::EcdsaP256);
         assert_eq!(spki.key.len(), 65);
         let sig = c.sign(b"hello").unwrap();
@@ -806,8 +806,8 @@ mod tests {
                 .is_err()
         );
         // PEM round trip and reload.
-        let der = pem_decode(&c.certificate_pem(), "CERTIFICATE").unwrap();
-        let key = pem_decode(&c.private_key_pem(), "PRIVATE KEY").unwrap();
+        let der = parse_pem(&c.certificate_pem(), "CERTIFICATE").unwrap();
+        let key = parse_pem(&c.private_key_pem(), "PRIVATE KEY").unwrap();
         assert_eq!(der, c.der());
         let again = Certificate::from_der(der, key).unwrap();
         assert_eq!(again.fingerprint(), c.fingerprint());
@@ -954,8 +954,8 @@ mod tests {
             args.extend_from_slice(&["-keyout", &key, "-out", &pem]);
             openssl(&args, &dir.0);
             let text = std::fs::read_to_string(dir.path(&pem)).unwrap();
-            let der = pem_decode(&text, "CERTIFICATE").unwrap();
-            let spki = PublicKeyInfo::from_certificate(&der).unwrap();
+            let der = parse_pem(&text, "CERTIFICATE").unwrap();
+            let spki = PublicKeyInfo::parse_certificate(&der).unwrap();
             assert_eq!(spki.algorithm, *alg, "{name}");
             let fp = openssl(
                 &["x509", "-in", &pem, "-noout", "-fingerprint", "-sha256"],
@@ -985,16 +985,16 @@ mod tests {
     fn base64_round_trip_edges() {
         for n in 0..10 {
             let data: Vec<u8> = (0..n as u8).collect();
-            assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
+            assert_eq!(parse_base64(&emit_base64(&data)).unwrap(), data);
         }
-        assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(emit_base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(emit_base64(b"fo"), "Zm8=");
     }
 
     proptest! {
         #[test]
         fn der_reader_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let _ = PublicKeyInfo::from_certificate(&bytes);
+            let _ = PublicKeyInfo::parse_certificate(&bytes);
         }
 
         #[test]
@@ -1003,13 +1003,13 @@ mod tests {
             let mut der = c.der().to_vec();
             let i = index % der.len();
             der[i] = byte;
-            let _ = PublicKeyInfo::from_certificate(&der);
-            let _ = PublicKeyInfo::from_certificate(&der[..i]);
+            let _ = PublicKeyInfo::parse_certificate(&der);
+            let _ = PublicKeyInfo::parse_certificate(&der[..i]);
         }
 
         #[test]
         fn base64_round_trip(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-            prop_assert_eq!(base64_decode(&base64_encode(&data)).unwrap(), data);
+            prop_assert_eq!(parse_base64(&emit_base64(&data)).unwrap(), data);
         }
 
         #[test]

@@ -33,7 +33,7 @@ impl<'a> Reader<'a> {
                 what,
                 offset: self.pos,
                 needed: n,
-                available: self.remaining(),
+                got: self.remaining(),
             });
         }
         let out = &self.buf[self.pos..self.pos + n];

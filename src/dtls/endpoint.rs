@@ -364,7 +364,7 @@ impl Endpoint {
         e.records.set_write_sequence(records_sent);
         e.begin_flight();
         e.next_send_seq = hello.message_seq.wrapping_add(1);
-        hello.encode_unfragmented(&mut e.transcript);
+        hello.emit_unfragmented(&mut e.transcript);
         e.flight.push(FlightItem::handshake(hello));
         e.retransmit_at = Some(now + e.retransmit_timeout);
         e.heard_from_peer = true;
@@ -530,7 +530,7 @@ impl Endpoint {
         if self.is_connected() {
             let mut out = Vec::new();
             let mut alert = Vec::new();
-            Alert::close_notify().encode(&mut alert);
+            Alert::close_notify().emit(&mut alert);
             if self
                 .records
                 .seal(ContentType::Alert, &alert, &mut out)
@@ -561,7 +561,7 @@ impl Endpoint {
             return;
         }
         let mut payload = Vec::new();
-        Alert::fatal(alert).encode(&mut payload);
+        Alert::fatal(alert).emit(&mut payload);
         let mut out = Vec::new();
         if self
             .records
@@ -921,7 +921,7 @@ mod accepted {
                 let got = Fingerprint::of(fp.algorithm, &der);
                 return Err((e, AlertDescription::BAD_CERTIFICATE, Some(got)));
             }
-            let key = PublicKeyInfo::from_certificate(&der)
+            let key = PublicKeyInfo::parse_certificate(&der)
                 .map_err(|e| (e, AlertDescription::UNSUPPORTED_CERTIFICATE, None))?;
             let fingerprint = Fingerprint::of(HashAlgorithm::Sha256, &der);
             Ok(AcceptedCertificate {

@@ -15,8 +15,8 @@ pub enum Error {
         offset: usize,
         /// Bytes the field needs.
         needed: usize,
-        /// Bytes that were left.
-        available: usize,
+        /// Bytes that were left from `offset`.
+        got: usize,
     },
     /// A structure had bytes left over after its last field.
     TrailingBytes {
@@ -80,10 +80,10 @@ impl fmt::Display for Error {
                 what,
                 offset,
                 needed,
-                available,
+                got,
             } => write!(
                 f,
-                "truncated {what} at offset {offset}: needs {needed} bytes, {available} left"
+                "truncated {what} at offset {offset}: needs {needed} bytes, {got} left"
             ),
             Error::TrailingBytes {
                 what,

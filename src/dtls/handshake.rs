@@ -133,7 +133,7 @@ pub struct HandshakeHeader {
 
 impl HandshakeHeader {
     /// Writes the 12 header bytes.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.push(self.msg_type.to_u8());
         put_u24(out, self.length);
         put_u16(out, self.message_seq);
@@ -153,8 +153,8 @@ pub struct HandshakeFragment<'a> {
 
 impl<'a> HandshakeFragment<'a> {
     /// Writes header and body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        self.header.encode(out);
+    pub fn emit(&self, out: &mut Vec<u8>) {
+        self.header.emit(out);
         out.extend_from_slice(self.body);
     }
 
@@ -237,7 +237,7 @@ impl HandshakeMessage {
     /// Writes the message as a single fragment (offset 0, fragment_length =
     /// length). This is also the form the transcript hash covers (RFC 6347
     /// §4.2.6: the hash is over messages as if unfragmented).
-    pub fn encode_unfragmented(&self, out: &mut Vec<u8>) {
+    pub fn emit_unfragmented(&self, out: &mut Vec<u8>) {
         let len = self.body.len() as u32;
         HandshakeHeader {
             msg_type: self.msg_type,
@@ -246,7 +246,7 @@ impl HandshakeMessage {
             fragment_offset: 0,
             fragment_length: len,
         }
-        .encode(out);
+        .emit(out);
         out.extend_from_slice(&self.body);
     }
 
@@ -588,7 +588,7 @@ impl Extension {
         }
     }
 
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn emit(&self, out: &mut Vec<u8>) {
         put_u16(out, self.typ());
         put_vec(out, 2, |o| match self {
             Extension::SupportedGroups(g) => put_vec(o, 2, |o| {
@@ -690,9 +690,9 @@ fn parse_extensions(r: &mut Reader<'_>, side: HelloSide) -> Result<Vec<Extension
     Ok(out)
 }
 
-fn encode_extensions(extensions: &[Extension], out: &mut Vec<u8>) {
+fn emit_extensions(extensions: &[Extension], out: &mut Vec<u8>) {
     if !extensions.is_empty() {
-        put_vec(out, 2, |o| extensions.iter().for_each(|e| e.encode(o)));
+        put_vec(out, 2, |o| extensions.iter().for_each(|e| e.emit(o)));
     }
 }
 
@@ -724,14 +724,14 @@ pub struct ClientHello {
 
 impl ClientHello {
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_u16(out, self.version);
         out.extend_from_slice(&self.random);
         put_vec(out, 1, |o| o.extend_from_slice(&self.session_id));
         put_vec(out, 1, |o| o.extend_from_slice(&self.cookie));
         u16_vec(out, 2, self.cipher_suites.iter().copied());
         put_vec(out, 1, |o| o.extend_from_slice(&self.compression_methods));
-        encode_extensions(&self.extensions, out);
+        emit_extensions(&self.extensions, out);
     }
 
     /// Parses a whole body.
@@ -793,7 +793,7 @@ pub struct HelloVerifyRequest {
 
 impl HelloVerifyRequest {
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_u16(out, self.version);
         put_vec(out, 1, |o| o.extend_from_slice(&self.cookie));
     }
@@ -827,13 +827,13 @@ pub struct ServerHello {
 
 impl ServerHello {
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_u16(out, self.version);
         out.extend_from_slice(&self.random);
         put_vec(out, 1, |o| o.extend_from_slice(&self.session_id));
         put_u16(out, self.cipher_suite);
         out.push(self.compression_method);
-        encode_extensions(&self.extensions, out);
+        emit_extensions(&self.extensions, out);
     }
 
     /// Parses a whole body.
@@ -878,7 +878,7 @@ pub struct CertificateMsg {
 
 impl CertificateMsg {
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_vec(out, 3, |o| {
             for c in &self.certificates {
                 put_vec(o, 3, |o| o.extend_from_slice(c));
@@ -916,7 +916,7 @@ pub struct DigitallySigned {
 }
 
 impl DigitallySigned {
-    fn encode(&self, out: &mut Vec<u8>) {
+    fn emit(&self, out: &mut Vec<u8>) {
         put_u16(out, self.scheme.0);
         put_vec(out, 2, |o| o.extend_from_slice(&self.signature));
     }
@@ -957,9 +957,9 @@ impl ServerKeyExchange {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.params());
-        self.signed.encode(out);
+        self.signed.emit(out);
     }
 
     /// Parses a whole body.
@@ -1062,7 +1062,7 @@ impl CertificateRequest {
     pub const RSA_SIGN: u8 = 1;
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_vec(out, 1, |o| o.extend_from_slice(&self.certificate_types));
         u16_vec(out, 2, self.signature_schemes.iter().map(|s| s.0));
         put_vec(out, 2, |o| {
@@ -1107,7 +1107,7 @@ pub struct ClientKeyExchange {
 
 impl ClientKeyExchange {
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_vec(out, 1, |o| o.extend_from_slice(&self.public_key));
     }
 
@@ -1140,7 +1140,7 @@ pub struct NewSessionTicket {
 
 impl NewSessionTicket {
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.lifetime_hint.to_be_bytes());
         put_vec(out, 2, |o| o.extend_from_slice(&self.ticket));
     }
@@ -1210,18 +1210,18 @@ impl Handshake {
     }
 
     /// Appends the body (no handshake header).
-    pub fn encode_body(&self, out: &mut Vec<u8>) {
+    pub fn emit_body(&self, out: &mut Vec<u8>) {
         match self {
             Handshake::HelloRequest | Handshake::ServerHelloDone => {}
-            Handshake::ClientHello(m) => m.encode(out),
-            Handshake::ServerHello(m) => m.encode(out),
-            Handshake::HelloVerifyRequest(m) => m.encode(out),
-            Handshake::NewSessionTicket(m) => m.encode(out),
-            Handshake::Certificate(m) => m.encode(out),
-            Handshake::ServerKeyExchange(m) => m.encode(out),
-            Handshake::CertificateRequest(m) => m.encode(out),
-            Handshake::CertificateVerify(m) => m.encode(out),
-            Handshake::ClientKeyExchange(m) => m.encode(out),
+            Handshake::ClientHello(m) => m.emit(out),
+            Handshake::ServerHello(m) => m.emit(out),
+            Handshake::HelloVerifyRequest(m) => m.emit(out),
+            Handshake::NewSessionTicket(m) => m.emit(out),
+            Handshake::Certificate(m) => m.emit(out),
+            Handshake::ServerKeyExchange(m) => m.emit(out),
+            Handshake::CertificateRequest(m) => m.emit(out),
+            Handshake::CertificateVerify(m) => m.emit(out),
+            Handshake::ClientKeyExchange(m) => m.emit(out),
             Handshake::Finished(v) => out.extend_from_slice(v),
         }
     }
@@ -1229,7 +1229,7 @@ impl Handshake {
     /// Wraps the body in a [`HandshakeMessage`] with this message_seq.
     pub fn to_message(&self, message_seq: u16) -> HandshakeMessage {
         let mut body = Vec::new();
-        self.encode_body(&mut body);
+        self.emit_body(&mut body);
         HandshakeMessage {
             msg_type: self.msg_type(),
             message_seq,
@@ -1404,7 +1404,7 @@ impl Alert {
     }
 
     /// The two payload bytes.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.push(self.level.to_u8());
         out.push(self.description.0);
     }

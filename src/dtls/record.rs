@@ -107,7 +107,7 @@ pub struct RecordHeader {
 
 impl RecordHeader {
     /// Writes the 13 header bytes.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_bytes());
     }
 
@@ -181,10 +181,10 @@ pub struct Record<'a> {
 impl<'a> Record<'a> {
     /// Writes header and fragment (the header's length is taken from the
     /// fragment).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let mut h = self.header;
         h.length = self.fragment.len() as u16;
-        h.encode(out);
+        h.emit(out);
         out.extend_from_slice(self.fragment);
     }
 }
@@ -468,7 +468,7 @@ impl RecordProtection {
         // One reservation for header, nonce, body and tag: no reallocation
         // on the hot path when the caller reuses `out`.
         out.reserve(RECORD_HEADER_LEN + plaintext.len() + self.suite.overhead());
-        header.encode(out);
+        header.emit(out);
         let explicit = header.epoch_seq();
         if self.suite.explicit_nonce_len() == 8 {
             out.extend_from_slice(&explicit);
@@ -890,7 +890,7 @@ fn seal_with(
                 },
                 fragment: plaintext,
             }
-            .encode(out);
+            .emit(out);
             Ok(())
         }
     }
@@ -939,7 +939,7 @@ mod tests {
                 },
                 fragment: body,
             }
-            .encode(&mut d);
+            .emit(&mut d);
         }
         let recs: Vec<_> = records(&d).map(|r| r.unwrap()).collect();
         assert_eq!(recs.len(), 3);
@@ -1201,7 +1201,7 @@ mod tests {
             let header = RecordHeader { content_type: ContentType::from_u8(ct), version: v, epoch,
                                         sequence: seq, length: data.len() as u16 };
             let mut out = Vec::new();
-            Record { header, fragment: &data }.encode(&mut out);
+            Record { header, fragment: &data }.emit(&mut out);
             let rec = records(&out).next().unwrap().unwrap();
             prop_assert_eq!(rec, Record { header, fragment: &data });
         }

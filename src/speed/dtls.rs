@@ -135,7 +135,7 @@ pub fn measure(budget: Duration) -> Figures {
     let certs: Vec<(Vec<u8>, Vec<u8>)> = (0..2)
         .map(|_| {
             let c = Certificate::generate(&mut rng, now).expect("key generation");
-            let key = crate::dtls::cert::pem_decode(&c.private_key_pem(), "PRIVATE KEY")
+            let key = crate::dtls::cert::parse_pem(&c.private_key_pem(), "PRIVATE KEY")
                 .expect("our own PEM");
             (c.der().to_vec(), key)
         })

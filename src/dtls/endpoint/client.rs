@@ -73,7 +73,7 @@ impl ExpectServerHello {
             }
             Handshake::ServerHello(sh) => {
                 let params = self.on_server_hello(e, sh)?;
-                msg.encode_unfragmented(&mut e.transcript);
+                msg.emit_unfragmented(&mut e.transcript);
                 // The server's first flight is arriving: stop retransmitting
                 // ours.
                 e.retransmit_at = None;
@@ -190,7 +190,7 @@ impl ExpectCertificate {
         let Handshake::Certificate(c) = parsed else {
             return Err(e.unexpected());
         };
-        msg.encode_unfragmented(&mut e.transcript);
+        msg.emit_unfragmented(&mut e.transcript);
         let cert = e.accept_peer_certificate(c)?;
         Ok(State::ClientExpectServerKeyExchange(Box::new(
             ExpectServerKeyExchange {
@@ -231,7 +231,7 @@ impl ExpectServerKeyExchange {
             &self.params.server_random,
             &ske,
         )?;
-        msg.encode_unfragmented(&mut e.transcript);
+        msg.emit_unfragmented(&mut e.transcript);
         Ok(State::ClientExpectCertificateRequest(Box::new(
             ExpectCertificateRequest {
                 params: self.params,
@@ -273,7 +273,7 @@ impl ExpectCertificateRequest {
                         AlertDescription::HANDSHAKE_FAILURE,
                     ));
                 }
-                msg.encode_unfragmented(&mut e.transcript);
+                msg.emit_unfragmented(&mut e.transcript);
                 Ok(State::ClientExpectServerHelloDone(Box::new(
                     ExpectServerHelloDone {
                         params: self.params,
@@ -283,7 +283,7 @@ impl ExpectCertificateRequest {
                 )))
             }
             Handshake::ServerHelloDone => {
-                msg.encode_unfragmented(&mut e.transcript);
+                msg.emit_unfragmented(&mut e.transcript);
                 e.send_flight5(now, self.params, self.cert, self.share, false)
             }
             _ => Err(e.unexpected()),
@@ -309,7 +309,7 @@ impl ExpectServerHelloDone {
         let Handshake::ServerHelloDone = parsed else {
             return Err(e.unexpected());
         };
-        msg.encode_unfragmented(&mut e.transcript);
+        msg.emit_unfragmented(&mut e.transcript);
         e.send_flight5(now, self.params, self.cert, self.share, true)
     }
 }
@@ -331,13 +331,13 @@ impl ExpectFinished {
         match parsed {
             Handshake::NewSessionTicket(_) => {
                 // RFC 5077 §3.3: part of the transcript; we do not resume.
-                msg.encode_unfragmented(&mut e.transcript);
+                msg.emit_unfragmented(&mut e.transcript);
                 Ok(State::ClientExpectFinished(Box::new(self)))
             }
             Handshake::Finished(v) => {
                 let checked =
                     FinishedChecked::check(&self.keys, Sender::Server, &e.transcript, &v)?;
-                msg.encode_unfragmented(&mut e.transcript);
+                msg.emit_unfragmented(&mut e.transcript);
                 e.established(&self.keys, self.server, checked)
             }
             _ => Err(e.unexpected()),

@@ -46,7 +46,7 @@ impl Endpoint {
     pub(super) fn add_message(&mut self, msg: &Handshake) {
         let message = msg.to_message(self.next_send_seq);
         self.next_send_seq = self.next_send_seq.wrapping_add(1);
-        message.encode_unfragmented(&mut self.transcript);
+        message.emit_unfragmented(&mut self.transcript);
         self.flight.push(FlightItem::handshake(message));
     }
 
@@ -72,7 +72,7 @@ impl Endpoint {
             match &item.message {
                 Some(m) => m.fragment(mtu - overhead, |f| {
                     let mut p = Vec::new();
-                    f.encode(&mut p);
+                    f.emit(&mut p);
                     payloads.push(p);
                 }),
                 None => payloads.push(item.payload.clone()),

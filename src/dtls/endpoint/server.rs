@@ -53,7 +53,7 @@ impl ExpectCertificate {
     ) -> Result<State, Failure> {
         match parsed {
             Handshake::Certificate(c) => {
-                msg.encode_unfragmented(&mut e.transcript);
+                msg.emit_unfragmented(&mut e.transcript);
                 e.retransmit_at = None;
                 let cert = e.accept_peer_certificate(c)?;
                 Ok(State::ServerExpectClientKeyExchange(Box::new(
@@ -111,7 +111,7 @@ impl ExpectClientKeyExchange {
                 AlertDescription::ILLEGAL_PARAMETER,
             )
         })?;
-        msg.encode_unfragmented(&mut e.transcript);
+        msg.emit_unfragmented(&mut e.transcript);
         let (keys, write, read) = e.derive_keys(self.params, &pms)?;
         e.records.install_read(read);
         Ok(match self.client {
@@ -148,7 +148,7 @@ impl ExpectCertificateVerify {
             return Err(e.unexpected());
         };
         let proven = ClientKeyProven::verify(self.cert, &e.transcript, &cv)?;
-        msg.encode_unfragmented(&mut e.transcript);
+        msg.emit_unfragmented(&mut e.transcript);
         Ok(State::ServerExpectFinished(Box::new(ExpectFinished {
             keys: self.keys,
             write: self.write,
@@ -183,7 +183,7 @@ impl ExpectFinished {
                 AlertDescription::HANDSHAKE_FAILURE,
             ));
         };
-        msg.encode_unfragmented(&mut e.transcript);
+        msg.emit_unfragmented(&mut e.transcript);
         e.begin_flight();
         let h = self.keys.params.suite.prf_hash();
         let hash = sha(h.digest_algorithm(), &e.transcript);
@@ -229,7 +229,7 @@ impl Endpoint {
                 });
                 let m = hvr.to_message(msg.message_seq);
                 let mut body = Vec::new();
-                m.encode_unfragmented(&mut body);
+                m.emit_unfragmented(&mut body);
                 let mut out = Vec::new();
                 crate::dtls::record::Record {
                     header: crate::dtls::record::RecordHeader {
@@ -241,7 +241,7 @@ impl Endpoint {
                     },
                     fragment: &body,
                 }
-                .encode(&mut out);
+                .emit(&mut out);
                 self.transmits.push_back(Transmit {
                     source: self.local,
                     destination: source,
@@ -339,7 +339,7 @@ impl Endpoint {
         // as 0: RFC 6347 §4.2.2), and our record sequence numbers continue
         // after the HelloVerifyRequest's.
         self.transcript.clear();
-        msg.encode_unfragmented(&mut self.transcript);
+        msg.emit_unfragmented(&mut self.transcript);
         self.next_send_seq = msg.message_seq;
         self.reassembler = Reassembler::with_next_seq(msg.message_seq.wrapping_add(1));
         self.records.set_write_sequence(record_seq);

@@ -402,7 +402,7 @@ fn browser_hello_gets_a_dtls12_answer(body: &[u8]) {
                 },
                 body: &body[a..b],
             }
-            .encode(&mut frag);
+            .emit(&mut frag);
             let mut d = Vec::new();
             crate::dtls::record::Record {
                 header: crate::dtls::record::RecordHeader {
@@ -414,7 +414,7 @@ fn browser_hello_gets_a_dtls12_answer(body: &[u8]) {
                 },
                 fragment: &frag,
             }
-            .encode(&mut d);
+            .emit(&mut d);
             deliver(s, ca, sa, now, &d);
         }
     };
@@ -435,7 +435,7 @@ fn browser_hello_gets_a_dtls12_answer(body: &[u8]) {
     let mut ch = ClientHello::parse(&body).unwrap();
     ch.cookie = h.cookie;
     let mut body2 = Vec::new();
-    ch.encode(&mut body2);
+    ch.emit(&mut body2);
     send_hello(&mut s, &body2, 1, 2);
     let flight4 = drain(&mut s);
     assert!(!flight4.is_empty());
@@ -486,7 +486,7 @@ fn rewrite(datagram: &[u8], msg_type: HandshakeType, f: &dyn Fn(&mut Vec<u8>)) -
     for r in records(datagram) {
         let r = r.unwrap();
         if r.header.epoch != 0 || r.header.content_type != ContentType::Handshake {
-            r.encode(&mut out);
+            r.emit(&mut out);
             continue;
         }
         let mut payload = Vec::new();
@@ -504,16 +504,16 @@ fn rewrite(datagram: &[u8], msg_type: HandshakeType, f: &dyn Fn(&mut Vec<u8>)) -
                     message_seq: frag.header.message_seq,
                     body,
                 }
-                .encode_unfragmented(&mut payload);
+                .emit_unfragmented(&mut payload);
             } else {
-                frag.encode(&mut payload);
+                frag.emit(&mut payload);
             }
         }
         crate::dtls::record::Record {
             header: r.header,
             fragment: &payload,
         }
-        .encode(&mut out);
+        .emit(&mut out);
     }
     out
 }
@@ -561,7 +561,7 @@ fn downgrade_suites(body: &mut Vec<u8>) {
     let mut ch = ClientHello::parse(body).unwrap();
     ch.cipher_suites = vec![CipherSuite::EcdheEcdsaChacha20Poly1305Sha256.code()];
     body.clear();
-    ch.encode(body);
+    ch.emit(body);
 }
 
 /// An attacker strips the preferred suites from the ClientHello. With
@@ -675,7 +675,7 @@ fn unexpected_message_alerts() {
     let mut payload = Vec::new();
     Handshake::ServerHelloDone
         .to_message(0)
-        .encode_unfragmented(&mut payload);
+        .emit_unfragmented(&mut payload);
     let mut d = Vec::new();
     crate::dtls::record::Record {
         header: crate::dtls::record::RecordHeader {
@@ -687,7 +687,7 @@ fn unexpected_message_alerts() {
         },
         fragment: &payload,
     }
-    .encode(&mut d);
+    .emit(&mut d);
     deliver(&mut c, sa, ca, now, &d);
     let events: Vec<_> = std::iter::from_fn(|| c.poll_event()).collect();
     assert!(
@@ -803,7 +803,7 @@ fn malformed_hello_from_stranger_is_dropped() {
         message_seq: 0,
         body: vec![0xfe, 0xfd, 1],
     }
-    .encode_unfragmented(&mut payload);
+    .emit_unfragmented(&mut payload);
     let mut d = Vec::new();
     crate::dtls::record::Record {
         header: crate::dtls::record::RecordHeader {
@@ -815,7 +815,7 @@ fn malformed_hello_from_stranger_is_dropped() {
         },
         fragment: &payload,
     }
-    .encode(&mut d);
+    .emit(&mut d);
     deliver(&mut s, addr(66), sa, now, &d);
     assert!(drain(&mut s).is_empty());
     assert!(s.poll_event().is_none());

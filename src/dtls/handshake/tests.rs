@@ -100,7 +100,7 @@ fn firefox_client_hello_parses() {
         Some(&Extension::SupportedVersions(vec![0xfefc, 0xfefd, 0x0303]))
     );
     let mut again = Vec::new();
-    ch.encode(&mut again);
+    ch.emit(&mut again);
     assert_eq!(again, body);
 }
 
@@ -121,7 +121,7 @@ fn chromium_datagrams() -> [Vec<u8>; 2] {
             },
             body: &body[start..end],
         }
-        .encode(&mut frag);
+        .emit(&mut frag);
         out[i].extend(hex("16 feff 0000"));
         out[i].extend(&(i as u64).to_be_bytes()[2..]);
         out[i].extend((frag.len() as u16).to_be_bytes());
@@ -210,7 +210,7 @@ fn chromium_client_hello_reassembles_and_parses() {
     ));
     // Written again, byte for byte.
     let mut again = Vec::new();
-    ch.encode(&mut again);
+    ch.emit(&mut again);
     assert_eq!(again, msg.body);
 }
 
@@ -221,7 +221,7 @@ fn fragmenting_to_an_mtu() {
     let mut frags = Vec::new();
     msg.fragment(200, |f| {
         let mut v = Vec::new();
-        f.encode(&mut v);
+        f.emit(&mut v);
         assert!(v.len() <= 200);
         frags.push(v);
     });
@@ -297,16 +297,16 @@ fn reassembler_bounds() {
 fn fragment_header_checks() {
     // offset + length beyond the message.
     let mut v = Vec::new();
-    frag(0, 3, 2, b"ab").encode(&mut v);
+    frag(0, 3, 2, b"ab").emit(&mut v);
     assert!(fragments(&v).next().unwrap().is_err());
     // Message too large.
     v.clear();
-    frag(0, MAX_HANDSHAKE_LEN as u32 + 1, 0, b"ab").encode(&mut v);
+    frag(0, MAX_HANDSHAKE_LEN as u32 + 1, 0, b"ab").emit(&mut v);
     assert!(fragments(&v).next().unwrap().is_err());
     // Two fragments in one record.
     v.clear();
-    frag(0, 2, 0, b"ab").encode(&mut v);
-    frag(1, 1, 0, b"c").encode(&mut v);
+    frag(0, 2, 0, b"ab").emit(&mut v);
+    frag(1, 1, 0, b"c").emit(&mut v);
     assert_eq!(fragments(&v).count(), 2);
 }
 
@@ -315,7 +315,7 @@ fn duplicate_extensions_and_bad_lists_rejected() {
     let mut ch = ClientHello::parse(&chromium_client_hello_body()).unwrap();
     ch.extensions.push(Extension::ExtendedMasterSecret);
     let mut v = Vec::new();
-    ch.encode(&mut v);
+    ch.emit(&mut v);
     assert!(ClientHello::parse(&v).is_err());
     // Odd-length supported_groups.
     assert!(Extension::parse(10, &hex("0003 001d00"), HelloSide::Client).is_err());
@@ -327,13 +327,13 @@ fn duplicate_extensions_and_bad_lists_rejected() {
 fn alerts() {
     let a = Alert::fatal(AlertDescription::HANDSHAKE_FAILURE);
     let mut v = Vec::new();
-    a.encode(&mut v);
+    a.emit(&mut v);
     assert_eq!(v, [2, 40]);
     assert_eq!(Alert::parse(&v).unwrap(), a);
     assert!(Alert::parse(&[2]).is_err());
     assert!(Alert::parse(&[2, 0, 0]).is_err());
     let mut v = Vec::new();
-    Alert::close_notify().encode(&mut v);
+    Alert::close_notify().emit(&mut v);
     assert_eq!(v, [1, 0]);
 }
 
@@ -464,7 +464,7 @@ proptest! {
         let mut frags = Vec::new();
         msg.fragment(mtu, |f| {
             let mut v = Vec::new();
-            f.encode(&mut v);
+            f.emit(&mut v);
             frags.push(v);
         });
         for f in &frags {
@@ -574,7 +574,7 @@ fn rsa_signed_ske(scheme: SignatureScheme, cr: &[u8; 32], sr: &[u8; 32]) -> Serv
 
 #[test]
 fn ecdhe_rsa_server_key_exchange_verifies_pkcs1_and_pss() {
-    let key = PublicKeyInfo::from_certificate(RSA_CERT).unwrap();
+    let key = PublicKeyInfo::parse_certificate(RSA_CERT).unwrap();
     assert_eq!(key.algorithm, KeyAlgorithm::Rsa);
     let (cr, sr) = ([1u8; 32], [2u8; 32]);
     for scheme in [
@@ -586,7 +586,7 @@ fn ecdhe_rsa_server_key_exchange_verifies_pkcs1_and_pss() {
         let ske = rsa_signed_ske(scheme, &cr, &sr);
         // Through the wire codec, as the client receives it.
         let mut body = Vec::new();
-        ske.encode(&mut body);
+        ske.emit(&mut body);
         let ske = ServerKeyExchange::parse(&body).unwrap();
         for suite in [
             CipherSuite::EcdheRsaAes128GcmSha256,
@@ -616,7 +616,7 @@ fn ecdhe_rsa_server_key_exchange_verifies_pkcs1_and_pss() {
 
 #[test]
 fn ecdhe_server_key_exchange_refusals() {
-    let rsa = PublicKeyInfo::from_certificate(RSA_CERT).unwrap();
+    let rsa = PublicKeyInfo::parse_certificate(RSA_CERT).unwrap();
     let (cr, sr) = ([3u8; 32], [4u8; 32]);
     // A scheme the client did not offer (RFC 5246 §7.4.1.4.1): rsa_pkcs1_sha1.
     let mut ske = rsa_signed_ske(SignatureScheme::RSA_PKCS1_SHA256, &cr, &sr);
@@ -635,7 +635,7 @@ fn ecdhe_server_key_exchange_refusals() {
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(5);
     let ours =
         crate::dtls::cert::Certificate::generate(&mut rng, std::time::SystemTime::now()).unwrap();
-    let ecdsa = PublicKeyInfo::from_certificate(ours.der()).unwrap();
+    let ecdsa = PublicKeyInfo::parse_certificate(ours.der()).unwrap();
     let mut ske = ServerKeyExchange {
         group: NamedGroup::X25519,
         public_key: vec![7; 32],

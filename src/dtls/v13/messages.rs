@@ -108,7 +108,7 @@ impl KeyShareEntry {
         })
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
+    fn emit(&self, out: &mut Vec<u8>) {
         put_u16(out, self.group.0);
         put_vec(out, 2, |o| o.extend_from_slice(&self.key_exchange));
     }
@@ -145,7 +145,7 @@ fn parse_extension_block(r: &mut Reader<'_>, side: HelloSide) -> Result<Vec<Exte
 }
 
 fn put_extension_block(out: &mut Vec<u8>, extensions: &[Extension]) {
-    put_vec(out, 2, |o| extensions.iter().for_each(|e| e.encode(o)));
+    put_vec(out, 2, |o| extensions.iter().for_each(|e| e.emit(o)));
 }
 
 /// The typed extensions of a 1.3 message, sorted out of a parsed list; what
@@ -342,7 +342,7 @@ impl ClientHello {
         }
         if let Some(shares) = &self.key_shares {
             e.push(key_share_extension(|o| {
-                put_vec(o, 2, |o| shares.iter().for_each(|k| k.encode(o)));
+                put_vec(o, 2, |o| shares.iter().for_each(|k| k.emit(o)));
             }));
         }
         if let Some(u) = &self.use_srtp {
@@ -359,7 +359,7 @@ impl ClientHello {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         hs::ClientHello {
             version: self.legacy_version,
             random: self.random,
@@ -369,7 +369,7 @@ impl ClientHello {
             compression_methods: vec![0],
             extensions: self.extensions(),
         }
-        .encode(out);
+        .emit(out);
     }
 }
 
@@ -506,12 +506,12 @@ impl ServerHelloKind {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let (random, session_id, cipher_suite, mut extensions, other) = match self {
             ServerHelloKind::ServerHello(m) => {
                 let mut e = vec![Extension::SelectedVersion(m.selected_version)];
                 if let Some(k) = &m.key_share {
-                    e.push(key_share_extension(|o| k.encode(o)));
+                    e.push(key_share_extension(|o| k.emit(o)));
                 }
                 (
                     m.random,
@@ -547,7 +547,7 @@ impl ServerHelloKind {
             compression_method: 0,
             extensions,
         }
-        .encode(out);
+        .emit(out);
     }
 }
 
@@ -592,7 +592,7 @@ impl EncryptedExtensions {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         let mut e = Vec::with_capacity(2 + self.other.len());
         if !self.supported_groups.is_empty() {
             e.push(Extension::SupportedGroups(self.supported_groups.clone()));
@@ -652,7 +652,7 @@ impl CertificateRequest {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_vec(out, 1, |o| o.extend_from_slice(&self.context));
         let mut e = vec![Extension::SignatureAlgorithms(
             self.signature_algorithms.clone(),
@@ -709,7 +709,7 @@ impl Certificate {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_vec(out, 1, |o| o.extend_from_slice(&self.context));
         put_vec(out, 3, |o| {
             for e in &self.entries {
@@ -766,7 +766,7 @@ impl CertificateVerify {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_u16(out, self.scheme.0);
         put_vec(out, 2, |o| o.extend_from_slice(&self.signature));
     }
@@ -789,7 +789,7 @@ impl Finished {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.verify_data);
     }
 }
@@ -820,7 +820,7 @@ impl KeyUpdate {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.push(match self {
             KeyUpdate::NotRequested => 0,
             KeyUpdate::Requested => 1,
@@ -870,7 +870,7 @@ impl NewSessionTicket {
     }
 
     /// Appends the body.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.lifetime.to_be_bytes());
         out.extend_from_slice(&self.age_add.to_be_bytes());
         put_vec(out, 1, |o| o.extend_from_slice(&self.nonce));
@@ -919,17 +919,17 @@ impl Handshake {
     }
 
     /// Appends the body (no handshake header).
-    pub fn encode_body(&self, out: &mut Vec<u8>) {
+    pub fn emit_body(&self, out: &mut Vec<u8>) {
         match self {
-            Handshake::ClientHello(m) => m.encode(out),
-            Handshake::ServerHello(m) => m.encode(out),
-            Handshake::NewSessionTicket(m) => m.encode(out),
-            Handshake::EncryptedExtensions(m) => m.encode(out),
-            Handshake::Certificate(m) => m.encode(out),
-            Handshake::CertificateRequest(m) => m.encode(out),
-            Handshake::CertificateVerify(m) => m.encode(out),
-            Handshake::Finished(m) => m.encode(out),
-            Handshake::KeyUpdate(m) => m.encode(out),
+            Handshake::ClientHello(m) => m.emit(out),
+            Handshake::ServerHello(m) => m.emit(out),
+            Handshake::NewSessionTicket(m) => m.emit(out),
+            Handshake::EncryptedExtensions(m) => m.emit(out),
+            Handshake::Certificate(m) => m.emit(out),
+            Handshake::CertificateRequest(m) => m.emit(out),
+            Handshake::CertificateVerify(m) => m.emit(out),
+            Handshake::Finished(m) => m.emit(out),
+            Handshake::KeyUpdate(m) => m.emit(out),
         }
     }
 
@@ -937,7 +937,7 @@ impl Handshake {
     /// for DTLS 1.2's fragmentation (RFC 9147 §5.2 keeps it).
     pub fn to_message(&self, message_seq: u16) -> HandshakeMessage {
         let mut body = Vec::new();
-        self.encode_body(&mut body);
+        self.emit_body(&mut body);
         HandshakeMessage {
             msg_type: self.msg_type(),
             message_seq,
@@ -1029,7 +1029,7 @@ impl Ack {
 
     /// Appends the content. Writes at most [`Ack::MAX_RECORDS`] numbers (the
     /// first ones); an ACK may always name fewer records than it could.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub fn emit(&self, out: &mut Vec<u8>) {
         put_vec(out, 2, |o| {
             for n in self.records.iter().take(Self::MAX_RECORDS) {
                 o.extend_from_slice(&n.epoch.to_be_bytes());

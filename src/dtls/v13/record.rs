@@ -194,7 +194,7 @@ impl UnifiedHeader {
                 what: "unified header",
                 offset: 0,
                 needed: 1,
-                available: 0,
+                got: 0,
             });
         };
         if !Self::is_ciphertext(flags) {
@@ -225,7 +225,7 @@ impl UnifiedHeader {
                 what: "unified header",
                 offset: 0,
                 needed: header_len,
-                available: buf.len(),
+                got: buf.len(),
             });
         }
         let sequence_bits = match form.seq_len {
@@ -241,7 +241,7 @@ impl UnifiedHeader {
                     what: "encrypted record",
                     offset: header_len,
                     needed: length.into(),
-                    available: rest,
+                    got: rest,
                 });
             }
             length
@@ -924,7 +924,7 @@ impl RecordLayer {
                     sequence: number.sequence,
                     length,
                 }
-                .encode(out);
+                .emit(out);
                 out.extend_from_slice(content);
             }
             Some(p) => p.seal(number, form, content_type, content, padding, out)?,

@@ -48,7 +48,7 @@ impl Side {
         let mut fragments = Vec::new();
         message.fragment(MTU - 64, |f| {
             let mut b = Vec::new();
-            f.encode(&mut b);
+            f.emit(&mut b);
             fragments.push(b);
         });
         fragments
@@ -281,7 +281,7 @@ fn a_whole_handshake_from_the_pieces() {
             }
             Handshake::Certificate(c) => {
                 server_key =
-                    Some(PublicKeyInfo::from_certificate(&c.entries[0].cert_data).unwrap());
+                    Some(PublicKeyInfo::parse_certificate(&c.entries[0].cert_data).unwrap());
             }
             Handshake::CertificateVerify(v) => {
                 let content = m::CertificateVerify::signed_content(m::Signer::Server, &ct.hash());
@@ -331,7 +331,7 @@ fn a_whole_handshake_from_the_pieces() {
         match parse(msg) {
             Handshake::Certificate(c) => {
                 client_key =
-                    Some(PublicKeyInfo::from_certificate(&c.entries[0].cert_data).unwrap());
+                    Some(PublicKeyInfo::parse_certificate(&c.entries[0].cert_data).unwrap());
             }
             Handshake::CertificateVerify(v) => {
                 let content = m::CertificateVerify::signed_content(m::Signer::Client, &st.hash());
@@ -358,7 +358,7 @@ fn a_whole_handshake_from_the_pieces() {
     m::Ack {
         records: std::mem::take(&mut server.to_ack),
     }
-    .encode(&mut ack);
+    .emit(&mut ack);
     let mut d = Vec::new();
     server
         .records
@@ -391,7 +391,7 @@ fn a_whole_handshake_from_the_pieces() {
     let mut d = Vec::new();
     let message = Handshake::KeyUpdate(m::KeyUpdate::NotRequested).to_message(client.send_seq);
     let mut frag = Vec::new();
-    message.encode_unfragmented(&mut frag);
+    message.emit_unfragmented(&mut frag);
     client
         .records
         .seal(ContentType::Handshake, &frag, 0, &mut d)

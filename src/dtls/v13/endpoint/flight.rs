@@ -149,7 +149,7 @@ impl Endpoint {
                         },
                         body: &msg.body[at..at + take],
                     }
-                    .encode(&mut frag);
+                    .emit(&mut frag);
                     match self
                         .records
                         .seal_in(epoch, ContentType::Handshake, &frag, 0, &mut d)
@@ -204,7 +204,7 @@ impl Endpoint {
             return;
         }
         let mut body = Vec::new();
-        m::Ack { records }.encode(&mut body);
+        m::Ack { records }.emit(&mut body);
         let mut out = Vec::new();
         if self
             .records

@@ -503,7 +503,7 @@ impl Endpoint {
     pub fn close(&mut self) {
         if self.is_connected() {
             let mut alert = Vec::new();
-            Alert::close_notify().encode(&mut alert);
+            Alert::close_notify().emit(&mut alert);
             let mut out = Vec::new();
             if self
                 .records
@@ -537,7 +537,7 @@ impl Endpoint {
         }
         tracing::debug!(%error, state = self.state.name(), "DTLS 1.3 handshake failed");
         let mut payload = Vec::new();
-        Alert::fatal(alert).encode(&mut payload);
+        Alert::fatal(alert).emit(&mut payload);
         let mut out = Vec::new();
         if self
             .records

@@ -228,7 +228,7 @@ fn send_hello_retry(
     cookie.extend_from_slice(mac.as_ref());
     let hrr = hello_retry(selected, cookie).to_message(0);
     let mut frag = Vec::new();
-    hrr.encode_unfragmented(&mut frag);
+    hrr.emit_unfragmented(&mut frag);
     // RFC 9147 §5.1: the HelloRetryRequest takes the ClientHello's record
     // sequence number (so repeated ones never duplicate a number).
     let mut scratch = RecordLayer::new();

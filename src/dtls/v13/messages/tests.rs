@@ -89,7 +89,7 @@ fn rfc8448_server_hello() {
     // Our order (supported_versions first) differs from the trace's, so
     // compare by parsing again.
     let mut again = Vec::new();
-    ServerHelloKind::ServerHello(sh.clone()).encode(&mut again);
+    ServerHelloKind::ServerHello(sh.clone()).emit(&mut again);
     assert_eq!(
         ServerHelloKind::parse(&again).unwrap(),
         ServerHelloKind::ServerHello(sh)
@@ -128,7 +128,7 @@ fn rfc8448_encrypted_extensions_certificate_and_verify() {
         ]
     );
     let mut again = Vec::new();
-    ee.encode(&mut again);
+    ee.emit(&mut again);
     assert_eq!(again, body(&ee_msg));
 
     let cert_msg = rfc8448("Certificate");
@@ -138,7 +138,7 @@ fn rfc8448_encrypted_extensions_certificate_and_verify() {
     assert_eq!(cert.entries[0].cert_data.len(), 432);
     assert!(cert.entries[0].extensions.is_empty());
     let mut again = Vec::new();
-    cert.encode(&mut again);
+    cert.emit(&mut again);
     assert_eq!(again, body(&cert_msg));
 
     // CertificateVerify: RSA-PSS over 64 spaces, the server context string,
@@ -158,13 +158,13 @@ fn rfc8448_encrypted_extensions_certificate_and_verify() {
     ]);
     let content = CertificateVerify::signed_content(Signer::Server, &hash);
     assert_eq!(content.len(), 64 + 33 + 1 + 32);
-    let key = PublicKeyInfo::from_certificate(&cert.entries[0].cert_data).unwrap();
+    let key = PublicKeyInfo::parse_certificate(&cert.entries[0].cert_data).unwrap();
     assert_eq!(
         key.verify(cv.scheme, &content, &cv.signature),
         Err(crate::dtls::Error::BadSignature)
     );
     let mut again = Vec::new();
-    cv.encode(&mut again);
+    cv.emit(&mut again);
     assert_eq!(again, body(&cv_msg));
 }
 
@@ -244,7 +244,7 @@ fn browser_client_hellos() {
                 .contains(&SignatureScheme::ECDSA_SECP256R1_SHA256)
         );
         let mut again = Vec::new();
-        ch.encode(&mut again);
+        ch.emit(&mut again);
         assert_eq!(ClientHello::parse(&again).unwrap(), ch, "{name}");
         // The same bytes as a typed message.
         let m = Handshake::parse(HandshakeType::ClientHello, &body).unwrap();
@@ -279,9 +279,9 @@ fn certificate_verify_signed_content() {
             .unwrap(),
     };
     let mut b = Vec::new();
-    cv.encode(&mut b);
+    cv.emit(&mut b);
     let cv = CertificateVerify::parse(&b).unwrap();
-    let key = PublicKeyInfo::from_certificate(cert.der()).unwrap();
+    let key = PublicKeyInfo::parse_certificate(cert.der()).unwrap();
     key.verify(
         cv.scheme,
         &CertificateVerify::signed_content(Signer::Client, &hash),
@@ -310,7 +310,7 @@ fn hello_retry_request() {
         other: vec![],
     };
     let mut b = Vec::new();
-    ServerHelloKind::HelloRetryRequest(hrr.clone()).encode(&mut b);
+    ServerHelloKind::HelloRetryRequest(hrr.clone()).emit(&mut b);
     assert_eq!(&b[2..34], &HELLO_RETRY_REQUEST_RANDOM);
     assert_eq!(
         Handshake::parse(HandshakeType::ServerHello, &b).unwrap(),
@@ -341,7 +341,7 @@ fn ack_wire_format() {
         ],
     };
     let mut b = Vec::new();
-    ack.encode(&mut b);
+    ack.emit(&mut b);
     assert_eq!(
         b,
         hex("0020 0000000000000002 0000000000000005 0000000000000003 0000010203040506")
@@ -360,7 +360,7 @@ fn refusals() {
     let first = ch.key_shares.as_ref().unwrap()[0].clone();
     ch.key_shares.as_mut().unwrap().push(first);
     let mut b = Vec::new();
-    ch.encode(&mut b);
+    ch.emit(&mut b);
     assert!(ClientHello::parse(&b).is_err());
     // CertificateRequest must carry signature_algorithms.
     assert!(CertificateRequest::parse(&[0, 0, 0]).is_err());
@@ -381,13 +381,13 @@ fn refusals() {
         data: vec![0, 0],
     });
     let mut b = Vec::new();
-    ch.encode(&mut b);
+    ch.emit(&mut b);
     assert!(ClientHello::parse(&b).is_err());
     // Compression other than exactly [null].
     let mut hs12 = hs::ClientHello::parse(&chromium_client_hello_body()).unwrap();
     hs12.compression_methods = vec![0, 1];
     let mut b = Vec::new();
-    hs12.encode(&mut b);
+    hs12.emit(&mut b);
     assert!(ClientHello::parse(&b).is_err());
     // A NewSessionTicket is parsed, with its extensions.
     let nst = NewSessionTicket {
@@ -401,7 +401,7 @@ fn refusals() {
         }],
     };
     let mut b = Vec::new();
-    nst.encode(&mut b);
+    nst.emit(&mut b);
     assert_eq!(NewSessionTicket::parse(&b).unwrap(), nst);
     assert!(NewSessionTicket::parse(&b[..b.len() - 1]).is_err());
 }
@@ -656,7 +656,7 @@ proptest! {
         prop_assert_eq!(parsed.as_ref(), Ok(&m));
 
         let mut wire = Vec::new();
-        msg.fragment(max_fragment, |f| f.encode(&mut wire));
+        msg.fragment(max_fragment, |f| f.emit(&mut wire));
         let mut r = hs::Reassembler::with_next_seq(seq);
         for f in hs::fragments(&wire) {
             let f = f.unwrap();
@@ -673,7 +673,7 @@ proptest! {
     )) {
         let ack = Ack { records };
         let mut b = Vec::new();
-        ack.encode(&mut b);
+        ack.emit(&mut b);
         prop_assert_eq!(Ack::parse(&b), Ok(ack));
     }
 
@@ -683,7 +683,7 @@ proptest! {
     fn parsers_never_panic(t in any::<u8>(), data in bytes(0, 300)) {
         if let Ok(m) = Handshake::parse(HandshakeType::from_u8(t), &data) {
             let mut b = Vec::new();
-            m.encode_body(&mut b);
+            m.emit_body(&mut b);
             prop_assert_eq!(Handshake::parse(m.msg_type(), &b), Ok(m));
         }
         let _ = Ack::parse(&data);
@@ -773,7 +773,7 @@ fn captured_browser_client_hellos() {
         );
         assert_eq!(ch.cookie, None);
         let mut again = Vec::new();
-        ch.encode(&mut again);
+        ch.emit(&mut again);
         assert_eq!(ClientHello::parse(&again).unwrap(), ch);
 
         // The browser's ML-KEM-768 encapsulation key passes FIPS 203's
