@@ -27,9 +27,10 @@ use ring::{agreement, digest};
 
 use super::Error;
 use super::cert::{Certificate, Fingerprint};
+use super::core::{Core, Failure, PeerAlert};
 use super::handshake::{
-    Alert, AlertDescription, AlertLevel, Handshake, HandshakeMessage, HandshakeType, Inserted,
-    NamedGroup, Reassembler, SrtpProfile, fragments,
+    Alert, AlertDescription, Handshake, HandshakeMessage, HandshakeType, Inserted, NamedGroup,
+    Reassembler, SrtpProfile, fragments,
 };
 use super::prf::{MasterSecret, SrtpKeyingMaterial};
 use super::record::{CipherSuite, ContentType, Plaintext, RecordLayer, RecordProtection, records};
@@ -253,9 +254,6 @@ impl std::fmt::Debug for State {
     }
 }
 
-/// A failure: the error reported and the fatal alert sent.
-type Failure = (Error, AlertDescription);
-
 /// Parameters the hellos negotiated.
 #[derive(Debug, Clone)]
 struct Params {
@@ -278,39 +276,18 @@ struct Established {
 
 /// A DTLS 1.2 endpoint for one peer.
 pub struct Endpoint {
-    role: Role,
-    config: Config,
-    rng: StdRng,
+    /// What 1.3 has too: the peer, randomness, the record layer, the
+    /// timer, the queues (`dtls/core.rs`).
+    core: Core<RecordLayer>,
     state: State,
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    records: RecordLayer,
-    reassembler: Reassembler,
     /// Unfragmented handshake messages so far (RFC 5246 §7.4.9's
     /// handshake_messages; RFC 6347 §4.2.6 leaves out the first ClientHello
     /// and HelloVerifyRequest).
     transcript: Vec<u8>,
-    next_send_seq: u16,
-    client_random: [u8; 32],
-    /// Server: the key of its stateless cookies (RFC 6347 §4.2.1).
-    cookie_secret: [u8; 32],
-    /// Server, before a valid cookie: whose fragmented hello is being
-    /// reassembled.
-    hello_source: Option<SocketAddr>,
     /// Our current flight, kept to retransmit it.
     flight: Vec<FlightItem>,
     /// First message_seq of the peer flight that answers ours.
     peer_flight_start: u16,
-    retransmit_at: Option<Instant>,
-    retransmit_timeout: Duration,
-    retransmits: u32,
-    /// A datagram came from the peer (a client knows its path works).
-    heard_from_peer: bool,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
-    /// The fingerprint of a peer certificate refused because it did not
-    /// match [`Config::expected_fingerprint`] (in that fingerprint's hash).
-    rejected_fingerprint: Option<Fingerprint>,
     /// The NSS key log line, once the master secret exists.
     key_log: Option<String>,
 }
@@ -318,9 +295,9 @@ pub struct Endpoint {
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
-            .field("role", &self.role)
+            .field("role", &self.core.role)
             .field("state", &self.state)
-            .field("peer", &self.peer)
+            .field("peer", &self.core.peer)
             .finish_non_exhaustive()
     }
 }
@@ -335,7 +312,7 @@ impl Endpoint {
     /// secret (seed it for a reproducible handshake).
     pub fn client(config: Config, peer: SocketAddr, rng: StdRng, now: Instant) -> Self {
         let mut e = Self::new(Role::Client, config, Some(peer), rng);
-        e.rng.fill(&mut e.client_random);
+        e.core.rng.fill(&mut e.core.client_random);
         match e.send_client_hello(now, Vec::new(), false) {
             Ok(s) => e.state = State::ClientExpectServerHello(s),
             Err((error, alert)) => e.fail(error, alert),
@@ -360,14 +337,14 @@ impl Endpoint {
         records_sent: u64,
     ) -> Self {
         let mut e = Self::new(Role::Client, config, Some(peer), rng);
-        e.client_random = client_random;
-        e.records.set_write_sequence(records_sent);
+        e.core.client_random = client_random;
+        e.core.records.set_write_sequence(records_sent);
         e.begin_flight();
-        e.next_send_seq = hello.message_seq.wrapping_add(1);
+        e.core.next_send_seq = hello.message_seq.wrapping_add(1);
         hello.emit_unfragmented(&mut e.transcript);
         e.flight.push(FlightItem::handshake(hello));
-        e.retransmit_at = Some(now + e.retransmit_timeout);
-        e.heard_from_peer = true;
+        e.core.retransmit_at = Some(now + e.core.retransmit_timeout);
+        e.core.heard_from_peer = true;
         e.state = State::ClientExpectServerHello(client::ExpectServerHello::offered_dtls13());
         e
     }
@@ -378,49 +355,29 @@ impl Endpoint {
         Self::new(Role::Server, config, None, rng)
     }
 
-    fn new(role: Role, config: Config, peer: Option<SocketAddr>, mut rng: StdRng) -> Self {
-        let mut cookie_secret = [0u8; 32];
-        rng.fill(&mut cookie_secret);
-        let retransmit_timeout = config.initial_retransmit_timeout;
+    fn new(role: Role, config: Config, peer: Option<SocketAddr>, rng: StdRng) -> Self {
         Endpoint {
-            role,
-            config,
-            rng,
+            core: Core::new(role, config, peer, RecordLayer::new(), rng),
             state: match role {
                 Role::Client => State::Busy, // set by the constructor
                 Role::Server => State::ServerExpectClientHello,
             },
-            peer,
-            local: None,
-            records: RecordLayer::new(),
-            reassembler: Reassembler::new(),
             transcript: Vec::new(),
-            next_send_seq: 0,
-            client_random: [0; 32],
-            cookie_secret,
-            hello_source: None,
             flight: Vec::new(),
             peer_flight_start: 0,
-            retransmit_at: None,
-            retransmit_timeout,
-            retransmits: 0,
-            heard_from_peer: false,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            rejected_fingerprint: None,
             key_log: None,
         }
     }
 
     /// The role.
     pub fn role(&self) -> Role {
-        self.role
+        self.core.role
     }
 
     /// The peer: the address given to [`Endpoint::client`], or for a server
     /// the client whose ClientHello carried a valid cookie (`None` before).
     pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+        self.core.peer
     }
 
     /// The peer now sends from (and is sent to at) `peer`. DTLS binds
@@ -433,9 +390,7 @@ impl Endpoint {
     /// moves. Ignored before the peer is known (a server waiting for its
     /// ClientHello).
     pub fn set_peer(&mut self, peer: SocketAddr) {
-        if self.peer.is_some() {
-            self.peer = Some(peer);
-        }
+        self.core.set_peer(peer);
     }
 
     /// The path to the peer changed before it answered our first flight
@@ -447,12 +402,8 @@ impl Endpoint {
     /// lost to it, and waiting for the timer cost 100 ms per call. Does
     /// nothing once the peer has been heard from, or in any other state.
     pub fn resend_unanswered_client_hello(&mut self, now: Instant, older_than: Duration) {
-        let sent = self
-            .retransmit_at
-            .map(|at| at.checked_sub(self.retransmit_timeout).unwrap_or(at));
         if matches!(self.state, State::ClientExpectServerHello(_))
-            && !self.heard_from_peer
-            && sent.is_some_and(|t| now.saturating_duration_since(t) >= older_than)
+            && self.core.unanswered_since(now, older_than)
         {
             tracing::debug!("DTLS ClientHello resent on the selected pair");
             self.retransmit(now);
@@ -486,30 +437,23 @@ impl Endpoint {
     /// hash of [`Config::expected_fingerprint`], so that the caller can say
     /// "expected X, got Y".
     pub fn rejected_fingerprint(&self) -> Option<&Fingerprint> {
-        self.rejected_fingerprint.as_ref()
+        self.core.rejected_fingerprint.as_ref()
     }
 
     /// Records dropped by the record layer (bad, replayed, unknown epoch).
     pub fn dropped_records(&self) -> u64 {
-        self.records.dropped()
+        self.core.records.dropped()
     }
 
     /// Sends application data (one record per call; at most 2^14 bytes).
     pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
-        if !self.is_connected() {
-            return Err(Error::Misuse("send before the handshake completed"));
-        }
-        let mut out = Vec::with_capacity(data.len() + 64);
-        self.records
-            .seal(ContentType::ApplicationData, data, &mut out)?;
-        self.push_datagram(out);
-        Ok(())
+        self.core.send(self.is_connected(), data)
     }
 
     /// Gives back the buffer of an [`Event::ApplicationData`] the caller
     /// is done with, to carry a later record (no allocation per record).
     pub fn recycle(&mut self, buf: Vec<u8>) {
-        self.records.recycle(buf);
+        self.core.records.recycle(buf);
     }
 
     /// As [`Endpoint::send`], but the record is appended to `out` instead of
@@ -519,38 +463,17 @@ impl Endpoint {
     /// [`Machine::poll_transmit`] still holds (a handshake flight, an
     /// alert) should be sent first, to keep records in order.
     pub fn seal_application_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        if !self.is_connected() {
-            return Err(Error::Misuse("send before the handshake completed"));
-        }
-        self.records.seal(ContentType::ApplicationData, data, out)
+        self.core
+            .seal_application_data(self.is_connected(), data, out)
     }
 
     /// Sends close_notify and closes.
     pub fn close(&mut self) {
         if self.is_connected() {
-            let mut out = Vec::new();
-            let mut alert = Vec::new();
-            Alert::close_notify().emit(&mut alert);
-            if self
-                .records
-                .seal(ContentType::Alert, &alert, &mut out)
-                .is_ok()
-            {
-                self.push_datagram(out);
-            }
+            self.core.send_alert(Alert::close_notify());
         }
         self.state = State::Closed;
-        self.retransmit_at = None;
-    }
-
-    fn push_datagram(&mut self, contents: Vec<u8>) {
-        if let Some(destination) = self.peer {
-            self.transmits.push_back(Transmit {
-                source: self.local,
-                destination,
-                contents,
-            });
-        }
+        self.core.retransmit_at = None;
     }
 
     // -----------------------------------------------------------------------
@@ -560,20 +483,9 @@ impl Endpoint {
         if matches!(self.state, State::Failed | State::Closed) {
             return;
         }
-        let mut payload = Vec::new();
-        Alert::fatal(alert).emit(&mut payload);
-        let mut out = Vec::new();
-        if self
-            .records
-            .seal(ContentType::Alert, &payload, &mut out)
-            .is_ok()
-        {
-            self.push_datagram(out);
-        }
+        self.core.fail(error, alert);
         self.state = State::Failed;
-        self.retransmit_at = None;
         self.flight.clear();
-        self.events.push_back(Event::Failed(error));
     }
 
     // -----------------------------------------------------------------------
@@ -583,7 +495,7 @@ impl Endpoint {
     fn handle_message(&mut self, now: Instant, msg: HandshakeMessage) -> Result<(), Failure> {
         let parsed = Handshake::parse(msg.msg_type, &msg.body)
             .map_err(|e| (e, AlertDescription::DECODE_ERROR))?;
-        if self.role == Role::Client && matches!(parsed, Handshake::HelloRequest) {
+        if self.core.role == Role::Client && matches!(parsed, Handshake::HelloRequest) {
             return Ok(()); // renegotiation refused: ignored
         }
         let next = match std::mem::replace(&mut self.state, State::Busy) {
@@ -608,7 +520,7 @@ impl Endpoint {
     }
 
     fn unexpected(&self) -> Failure {
-        let what = match self.role {
+        let what = match self.core.role {
             Role::Client => "unexpected handshake message for the client's state",
             Role::Server => "unexpected handshake message for the server's state",
         };
@@ -628,12 +540,7 @@ impl Endpoint {
                 AlertDescription::HANDSHAKE_FAILURE,
             ));
         };
-        AcceptedCertificate::check(der, self.config.expected_fingerprint.as_ref()).map_err(
-            |(e, a, got)| {
-                self.rejected_fingerprint = got;
-                (e, a)
-            },
-        )
+        self.core.accept_certificate(der)
     }
 
     /// Derives the master secret (RFC 7627 §4 when negotiated, RFC 5246
@@ -649,11 +556,11 @@ impl Endpoint {
             let session_hash = sha(h.digest_algorithm(), &self.transcript);
             MasterSecret::derive_extended(h, pms, &session_hash)
         } else {
-            MasterSecret::derive(h, pms, &self.client_random, &params.server_random)
+            MasterSecret::derive(h, pms, &self.core.client_random, &params.server_random)
         };
         let kb = master.key_block(
             h,
-            &self.client_random,
+            &self.core.client_random,
             &params.server_random,
             params.suite.key_len(),
             params.suite.fixed_iv_len(),
@@ -666,10 +573,10 @@ impl Endpoint {
         let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         self.key_log = Some(format!(
             "CLIENT_RANDOM {} {}",
-            hex(&self.client_random),
+            hex(&self.core.client_random),
             hex(&master.0)
         ));
-        let (write, read) = match self.role {
+        let (write, read) = match self.core.role {
             Role::Client => (client, server),
             Role::Server => (server, client),
         };
@@ -697,7 +604,7 @@ impl Endpoint {
                     .export_keying_material(
                         params.suite.prf_hash(),
                         super::prf::DTLS_SRTP_EXPORTER_LABEL,
-                        &self.client_random,
+                        &self.core.client_random,
                         &params.server_random,
                         2 * (k + s),
                     )
@@ -709,24 +616,26 @@ impl Endpoint {
             None => (None, None),
         };
         // ANCHOR_END: srtp_export
-        self.retransmit_at = None;
-        if self.role == Role::Client {
+        self.core.retransmit_at = None;
+        if self.core.role == Role::Client {
             // The client's last flight is never retransmitted once the
             // server's Finished arrived; the server keeps its own to answer
             // a retransmitted client flight (RFC 6347 §4.2.4).
             self.flight.clear();
         }
-        self.events.push_back(Event::Connected(Box::new(Connected {
-            version: Version::Dtls12,
-            key_share_group: None,
-            cipher_suite: params.suite,
-            srtp_profile: params.srtp_profile,
-            srtp_keying_material: material,
-            srtp_keys: keys,
-            peer_fingerprint,
-            peer_certificate,
-            extended_master_secret: params.ems,
-        })));
+        self.core
+            .events
+            .push_back(Event::Connected(Box::new(Connected {
+                version: Version::Dtls12,
+                key_share_group: None,
+                cipher_suite: params.suite,
+                srtp_profile: params.srtp_profile,
+                srtp_keying_material: material,
+                srtp_keys: keys,
+                peer_fingerprint,
+                peer_certificate,
+                extended_master_secret: params.ems,
+            })));
         Ok(State::Connected(Box::new(Established { peer })))
     }
 
@@ -743,16 +652,13 @@ impl Endpoint {
         destination: SocketAddr,
         datagram: &[u8],
     ) {
-        if matches!(self.state, State::Failed | State::Closed) {
+        if matches!(self.state, State::Failed | State::Closed)
+            || !self
+                .core
+                .accepts(source, destination, self.expecting_client_hello())
+        {
             return;
         }
-        if let Some(peer) = self.peer {
-            if peer != source && !self.expecting_client_hello() {
-                return; // not our peer
-            }
-            self.heard_from_peer |= peer == source;
-        }
-        self.local.get_or_insert(destination);
         // Pre-cookie server: record-layer replay state must not be kept for
         // strangers; use a throw-away record layer (made only then: the
         // data path allocates nothing per datagram for it).
@@ -766,14 +672,14 @@ impl Endpoint {
             // datagram's records, one at a time: a ClientKeyExchange early
             // in a datagram yields the keys that open the Finished later in
             // it.
-            self.records.take_unlocked(&mut unlocked);
+            self.core.records.take_unlocked(&mut unlocked);
             let p = if let Some(p) = unlocked.pop_front() {
                 p
             } else {
                 let record = match framed.next() {
                     None => break,
                     Some(Err(_)) => {
-                        self.records.count_dropped();
+                        self.core.records.count_dropped();
                         break;
                     }
                     Some(Ok(record)) => record,
@@ -783,7 +689,7 @@ impl Endpoint {
                         .get_or_insert_with(RecordLayer::new)
                         .open_record(&record)
                 } else {
-                    self.records.open_record(&record)
+                    self.core.records.open_record(&record)
                 };
                 let Some(p) = opened else { continue };
                 p
@@ -806,15 +712,16 @@ impl Endpoint {
                             // a time, restarted when another source or
                             // message_seq shows up: strangers cannot mix
                             // their fragments into someone else's hello.
-                            if self.reassembler.next_seq() != f.header.message_seq
-                                || self.hello_source != Some(source)
+                            if self.core.reassembler.next_seq() != f.header.message_seq
+                                || self.core.hello_source != Some(source)
                             {
-                                self.reassembler = Reassembler::with_next_seq(f.header.message_seq);
-                                self.hello_source = Some(source);
+                                self.core.reassembler =
+                                    Reassembler::with_next_seq(f.header.message_seq);
+                                self.core.hello_source = Some(source);
                             }
-                            self.reassembler.insert(&f);
-                            if let Some(m) = self.reassembler.pop() {
-                                self.reassembler = Reassembler::new();
+                            self.core.reassembler.insert(&f);
+                            if let Some(m) = self.core.reassembler.pop() {
+                                self.core.reassembler = Reassembler::new();
                                 if let Err((e, a)) =
                                     self.server_on_client_hello(now, &m, p.sequence, source)
                                 {
@@ -822,7 +729,7 @@ impl Endpoint {
                                     // bad hello is dropped without state, or
                                     // any stranger could kill the endpoint;
                                     // after it, the handshake fails.
-                                    if self.peer.is_some() {
+                                    if self.core.peer.is_some() {
                                         self.fail(e, a);
                                         return;
                                     }
@@ -833,13 +740,13 @@ impl Endpoint {
                         // RFC 6347 §4.2.4: a message from the peer's
                         // previous flight means it lost our last flight.
                         // (Duplicates within its current flight do not.)
-                        if self.reassembler.insert(&f) == Inserted::Old
+                        if self.core.reassembler.insert(&f) == Inserted::Old
                             && f.header.message_seq < self.peer_flight_start
                         {
                             retransmit = true;
                         }
                     }
-                    while let Some(m) = self.reassembler.pop() {
+                    while let Some(m) = self.core.reassembler.pop() {
                         if let Err((e, a)) = self.handle_message(now, m) {
                             self.fail(e, a);
                             return;
@@ -850,26 +757,24 @@ impl Endpoint {
                     // Keys are installed when derived; CCS itself carries
                     // nothing we need (RFC 5246 §7.1).
                 }
-                ContentType::Alert => {
-                    let Ok(alert) = Alert::parse(&p.fragment) else {
-                        continue;
-                    };
-                    if alert.description == AlertDescription::CLOSE_NOTIFY {
+                ContentType::Alert => match self.core.on_alert(&p.fragment) {
+                    PeerAlert::CloseNotify => {
                         // RFC 5246 §7.2.1: answer with our own close_notify.
                         self.close();
-                        self.events.push_back(Event::Closed);
+                        self.core.events.push_back(Event::Closed);
                         return;
                     }
-                    if alert.level != AlertLevel::Warning {
+                    PeerAlert::Fatal => {
                         self.state = State::Failed;
-                        self.retransmit_at = None;
-                        self.events.push_back(Event::PeerAlert(alert));
                         return;
                     }
-                }
+                    PeerAlert::Ignored => {}
+                },
                 ContentType::ApplicationData => {
                     if self.is_connected() && p.epoch > 0 {
-                        self.events.push_back(Event::ApplicationData(p.fragment));
+                        self.core
+                            .events
+                            .push_back(Event::ApplicationData(p.fragment));
                     }
                 }
                 ContentType::Other(_) => {}
@@ -978,35 +883,23 @@ impl Machine for Endpoint {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        let Some(at) = self.retransmit_at else { return };
-        if now < at {
-            return;
+        match self.core.timer(now, self.state.name()) {
+            Ok(true) => self.retransmit(now),
+            Ok(false) => {}
+            Err((error, alert)) => self.fail(error, alert),
         }
-        if self.retransmits >= MAX_RETRANSMITS {
-            self.fail(Error::HandshakeTimeout, AlertDescription::HANDSHAKE_FAILURE);
-            return;
-        }
-        self.retransmits += 1;
-        tracing::debug!(
-            retransmits = self.retransmits,
-            waited = ?self.retransmit_timeout,
-            state = self.state.name(),
-            "DTLS flight retransmitted"
-        );
-        self.retransmit_timeout = (self.retransmit_timeout * 2).min(MAX_RETRANSMIT_TIMEOUT);
-        self.retransmit(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.core.transmits.pop_front()
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.core.events.pop_front()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.retransmit_at
+        self.core.retransmit_at
     }
 }
 

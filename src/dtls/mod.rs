@@ -95,6 +95,13 @@
 //!   1.3 offered with [`endpoint::Config::max_version`], falling back to
 //!   1.2 with a peer that answers 1.2 (downgrade sentinel checked); what
 //!   `peer::Transport` runs.
+//! - `core` (crate-private): the scaffolding both endpoints are built on,
+//!   so that 1.2 and 1.3 differ only in their handshake states, record
+//!   layers and flights: the peer and its path, the caller's RNG, message
+//!   numbering and reassembly, the retransmission timer, the transmit and
+//!   event queues, sending records and alerts, failing with a fatal
+//!   alert, the fingerprint check of the peer's certificate, the peer's
+//!   alerts.
 //!
 //! Around it: `rtclab dtls client|server --dtls 1.2|1.3|auto`, a small
 //! `openssl s_client/s_server` (handshake over UDP with the runtime's
@@ -117,6 +124,7 @@
 
 pub mod cert;
 mod codec;
+mod core;
 pub mod endpoint;
 pub mod endpoint_auto;
 mod error;

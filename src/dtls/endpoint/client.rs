@@ -66,8 +66,8 @@ impl ExpectServerHello {
                         AlertDescription::ILLEGAL_PARAMETER,
                     ));
                 }
-                e.retransmits = 0;
-                e.retransmit_timeout = e.config.initial_retransmit_timeout;
+                e.core.retransmits = 0;
+                e.core.retransmit_timeout = e.core.config.initial_retransmit_timeout;
                 let next = e.send_client_hello(now, hvr.cookie, self.offered_dtls13)?;
                 Ok(State::ClientExpectServerHello(next))
             }
@@ -76,7 +76,7 @@ impl ExpectServerHello {
                 msg.emit_unfragmented(&mut e.transcript);
                 // The server's first flight is arriving: stop retransmitting
                 // ours.
-                e.retransmit_at = None;
+                e.core.retransmit_at = None;
                 Ok(State::ClientExpectCertificate(Box::new(
                     ExpectCertificate { params },
                 )))
@@ -108,7 +108,7 @@ impl ExpectServerHello {
             ));
         }
         let suite = CipherSuite::from_code(sh.cipher_suite)
-            .filter(|s| e.config.cipher_suites.contains(s))
+            .filter(|s| e.core.config.cipher_suites.contains(s))
             .ok_or((
                 Error::InvalidValue {
                     what: "cipher_suite not offered",
@@ -132,7 +132,7 @@ impl ExpectServerHello {
                 Extension::UseSrtp { profiles, .. } => {
                     // RFC 5764 §4.1.1: exactly one profile, one we offered.
                     match profiles.as_slice() {
-                        [p] if e.config.srtp_profiles.contains(p) => srtp_profile = Some(*p),
+                        [p] if e.core.config.srtp_profiles.contains(p) => srtp_profile = Some(*p),
                         _ => {
                             return Err((
                                 Error::InvalidValue {
@@ -146,7 +146,7 @@ impl ExpectServerHello {
                 }
                 Extension::ExtendedMasterSecret => {
                     // RFC 5246 §7.4.1.4: a server may only echo what we offered.
-                    if !e.config.offer_extended_master_secret {
+                    if !e.core.config.offer_extended_master_secret {
                         return Err((
                             Error::Misuse("extended_master_secret not offered"),
                             AlertDescription::UNSUPPORTED_EXTENSION,
@@ -227,7 +227,7 @@ impl ExpectServerKeyExchange {
         let share = VerifiedKeyShare::verify(
             &self.cert,
             self.params.suite,
-            &e.client_random,
+            &e.core.client_random,
             &self.params.server_random,
             &ske,
         )?;
@@ -353,27 +353,33 @@ impl Endpoint {
             Extension::SignatureAlgorithms(CLIENT_SIGNATURE_SCHEMES.to_vec()),
             Extension::RenegotiationInfo(Vec::new()),
         ];
-        if self.config.offer_extended_master_secret {
+        if self.core.config.offer_extended_master_secret {
             extensions.push(Extension::ExtendedMasterSecret);
         }
-        if self.config.offer_session_ticket {
+        if self.core.config.offer_session_ticket {
             extensions.push(Extension::Unknown {
                 typ: SESSION_TICKET,
                 data: Vec::new(),
             });
         }
-        if !self.config.srtp_profiles.is_empty() {
+        if !self.core.config.srtp_profiles.is_empty() {
             extensions.push(Extension::UseSrtp {
-                profiles: self.config.srtp_profiles.clone(),
+                profiles: self.core.config.srtp_profiles.clone(),
                 mki: Vec::new(),
             });
         }
         ClientHello {
             version: DTLS_1_2,
-            random: self.client_random,
+            random: self.core.client_random,
             session_id: Vec::new(),
             cookie,
-            cipher_suites: self.config.cipher_suites.iter().map(|s| s.code()).collect(),
+            cipher_suites: self
+                .core
+                .config
+                .cipher_suites
+                .iter()
+                .map(|s| s.code())
+                .collect(),
             compression_methods: vec![0],
             extensions,
         }
@@ -429,7 +435,7 @@ impl Endpoint {
         self.begin_flight();
         if certificate_requested {
             let cert = Handshake::Certificate(CertificateMsg {
-                certificates: vec![self.config.certificate.der().to_vec()],
+                certificates: vec![self.core.config.certificate.der().to_vec()],
             });
             self.add_message(&cert);
         }
@@ -440,6 +446,7 @@ impl Endpoint {
         if certificate_requested {
             // RFC 5246 §7.4.8: signature over all handshake messages so far.
             let sig = self
+                .core
                 .config
                 .certificate
                 .sign(&self.transcript)
@@ -449,7 +456,7 @@ impl Endpoint {
                 signature: sig,
             }));
         }
-        self.records.install_read(read);
+        self.core.records.install_read(read);
         let h = keys.params.suite.prf_hash();
         let verify = keys.master.verify_data(
             h,

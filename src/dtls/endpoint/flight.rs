@@ -39,13 +39,13 @@ impl Endpoint {
     /// next message_seq we expect.
     pub(super) fn begin_flight(&mut self) {
         self.flight.clear();
-        self.peer_flight_start = self.reassembler.next_seq();
+        self.peer_flight_start = self.core.reassembler.next_seq();
     }
 
     /// Adds a handshake message to the current flight and to the transcript.
     pub(super) fn add_message(&mut self, msg: &Handshake) {
-        let message = msg.to_message(self.next_send_seq);
-        self.next_send_seq = self.next_send_seq.wrapping_add(1);
+        let message = msg.to_message(self.core.next_send_seq);
+        self.core.next_send_seq = self.core.next_send_seq.wrapping_add(1);
         message.emit_unfragmented(&mut self.transcript);
         self.flight.push(FlightItem::handshake(message));
     }
@@ -62,7 +62,7 @@ impl Endpoint {
     /// Packs the flight's records into datagrams of at most `mtu` bytes and
     /// queues them; arms the retransmission timer when `expect_reply`.
     pub(super) fn send_flight(&mut self, now: Instant, expect_reply: bool) -> Result<(), Error> {
-        let mtu = self.config.mtu.max(RECORD_HEADER_LEN + 64);
+        let mtu = self.core.config.mtu.max(RECORD_HEADER_LEN + 64);
         let overhead = RECORD_HEADER_LEN + 8 + 16; // worst case: GCM
         let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut current = Vec::new();
@@ -82,10 +82,13 @@ impl Endpoint {
                     datagrams.push(std::mem::take(&mut current));
                 }
                 if item.previous_epoch {
-                    self.records
+                    self.core
+                        .records
                         .seal_previous_epoch(item.content_type, &p, &mut current)?;
                 } else {
-                    self.records.seal(item.content_type, &p, &mut current)?;
+                    self.core
+                        .records
+                        .seal(item.content_type, &p, &mut current)?;
                 }
             }
         }
@@ -93,9 +96,9 @@ impl Endpoint {
             datagrams.push(current);
         }
         for d in datagrams {
-            self.push_datagram(d);
+            self.core.push_datagram(d);
         }
-        self.retransmit_at = expect_reply.then(|| now + self.retransmit_timeout);
+        self.core.retransmit_at = expect_reply.then(|| now + self.core.retransmit_timeout);
         Ok(())
     }
 
@@ -133,7 +136,7 @@ impl Endpoint {
     ) -> Result<(), Failure> {
         self.add_change_cipher_spec();
         self.send_handshake_flight(now, false)?;
-        self.records.install_write(write);
+        self.core.records.install_write(write);
         for item in &mut self.flight {
             item.previous_epoch = true;
         }

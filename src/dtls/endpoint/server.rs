@@ -54,7 +54,7 @@ impl ExpectCertificate {
         match parsed {
             Handshake::Certificate(c) => {
                 msg.emit_unfragmented(&mut e.transcript);
-                e.retransmit_at = None;
+                e.core.retransmit_at = None;
                 let cert = e.accept_peer_certificate(c)?;
                 Ok(State::ServerExpectClientKeyExchange(Box::new(
                     ExpectClientKeyExchange {
@@ -91,7 +91,7 @@ impl ExpectClientKeyExchange {
         let Handshake::ClientKeyExchange(cke) = parsed else {
             return Err(e.unexpected());
         };
-        e.retransmit_at = None;
+        e.core.retransmit_at = None;
         let alg = if self.ecdhe.group == NamedGroup::X25519 {
             &agreement::X25519
         } else {
@@ -113,7 +113,7 @@ impl ExpectClientKeyExchange {
         })?;
         msg.emit_unfragmented(&mut e.transcript);
         let (keys, write, read) = e.derive_keys(self.params, &pms)?;
-        e.records.install_read(read);
+        e.core.records.install_read(read);
         Ok(match self.client {
             Some(cert) => State::ServerExpectCertificateVerify(Box::new(ExpectCertificateVerify {
                 keys,
@@ -196,7 +196,7 @@ impl ExpectFinished {
 impl Endpoint {
     fn cookie_for(&self, peer: SocketAddr, ch: &ClientHello) -> Vec<u8> {
         // RFC 6347 §4.2.1: Cookie = HMAC(Secret, Client-IP, Client-Parameters).
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.cookie_secret);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.core.cookie_secret);
         let mut ctx = hmac::Context::with_key(&key);
         ctx.update(peer.to_string().as_bytes());
         ctx.update(&ch.random);
@@ -218,7 +218,7 @@ impl Endpoint {
         source: SocketAddr,
     ) -> Result<(), Failure> {
         let ch = ClientHello::parse(&msg.body).map_err(|e| (e, AlertDescription::DECODE_ERROR))?;
-        if self.config.use_cookie {
+        if self.core.config.use_cookie {
             let expected = self.cookie_for(source, &ch);
             if !ring_eq(&ch.cookie, &expected) {
                 // Stateless: the HelloVerifyRequest reuses the ClientHello's
@@ -242,17 +242,18 @@ impl Endpoint {
                     fragment: &body,
                 }
                 .emit(&mut out);
-                self.transmits.push_back(Transmit {
-                    source: self.local,
+                self.core.transmits.push_back(Transmit {
+                    source: self.core.local,
                     destination: source,
                     contents: out,
                 });
                 return Ok(());
             }
         }
-        self.peer = Some(source);
+        self.core.peer = Some(source);
         // Negotiate.
         let suite = self
+            .core
             .config
             .cipher_suites
             .iter()
@@ -278,6 +279,7 @@ impl Endpoint {
                 }
                 Extension::UseSrtp { profiles, .. } => {
                     srtp_profile = self
+                        .core
                         .config
                         .srtp_profiles
                         .iter()
@@ -319,10 +321,10 @@ impl Endpoint {
                 AlertDescription::HANDSHAKE_FAILURE,
             ));
         }
-        self.client_random = ch.random;
+        self.core.client_random = ch.random;
         let mut server_random = [0u8; 32];
-        rand::Rng::fill(&mut self.rng, &mut server_random);
-        if self.config.max_version >= Version::Dtls13 {
+        rand::Rng::fill(&mut self.core.rng, &mut server_random);
+        if self.core.config.max_version >= Version::Dtls13 {
             // RFC 8446 §4.1.3: a server able to do 1.3 that negotiates
             // 1.2 says so in the last 8 bytes of its random.
             server_random[24..].copy_from_slice(&crate::dtls::v13::messages::DOWNGRADE_TO_1_2);
@@ -340,9 +342,9 @@ impl Endpoint {
         // after the HelloVerifyRequest's.
         self.transcript.clear();
         msg.emit_unfragmented(&mut self.transcript);
-        self.next_send_seq = msg.message_seq;
-        self.reassembler = Reassembler::with_next_seq(msg.message_seq.wrapping_add(1));
-        self.records.set_write_sequence(record_seq);
+        self.core.next_send_seq = msg.message_seq;
+        self.core.reassembler = Reassembler::with_next_seq(msg.message_seq.wrapping_add(1));
+        self.core.records.set_write_sequence(record_seq);
         self.state = self.send_flight4(now, params, group, reneg)?;
         Ok(())
     }
@@ -380,7 +382,7 @@ impl Endpoint {
             extensions,
         }));
         self.add_message(&Handshake::Certificate(CertificateMsg {
-            certificates: vec![self.config.certificate.der().to_vec()],
+            certificates: vec![self.core.config.certificate.der().to_vec()],
         }));
         // Our ephemeral key: generate now, keep the private half for the
         // ClientKeyExchange.
@@ -394,17 +396,18 @@ impl Endpoint {
             },
         };
         let mut signed = Vec::new();
-        signed.extend_from_slice(&self.client_random);
+        signed.extend_from_slice(&self.core.client_random);
         signed.extend_from_slice(&params.server_random);
         signed.extend_from_slice(&ske.params());
         ske.signed.signature = self
+            .core
             .config
             .certificate
             .sign(&signed)
             .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))?;
         self.add_message(&Handshake::ServerKeyExchange(ske));
         let ecdhe = Ecdhe { group, private };
-        if self.config.require_client_certificate {
+        if self.core.config.require_client_certificate {
             // RFC 5246 §7.4.4: ECDSA and RSA client certificates both
             // verify (AcceptedCertificate's key checks either);
             // GStreamer's webrtcbin makes an RSA-2048 one.
@@ -423,7 +426,7 @@ impl Endpoint {
         }
         self.add_message(&Handshake::ServerHelloDone);
         self.send_handshake_flight(now, true)?;
-        Ok(if self.config.require_client_certificate {
+        Ok(if self.core.config.require_client_certificate {
             State::ServerExpectCertificate(Box::new(ExpectCertificate { params, ecdhe }))
         } else {
             State::ServerExpectClientKeyExchange(Box::new(ExpectClientKeyExchange {

@@ -268,7 +268,7 @@ fn server_keeps_no_state_for_cookieless_hellos() {
         let hvr = s.poll_transmit().unwrap();
         assert_eq!(hvr.destination, addr(10_000 + i));
     }
-    assert!(s.peer.is_none());
+    assert!(s.core.peer.is_none());
     assert!(s.transcript.is_empty());
     assert!(matches!(s.state, State::ServerExpectClientHello));
 }
@@ -359,7 +359,7 @@ fn lost_final_flight_is_resent() {
     }
     assert!(c.is_connected());
     // Backoff: the next timer would have been twice as long.
-    assert_eq!(c.retransmit_timeout, INITIAL_RETRANSMIT_TIMEOUT * 2);
+    assert_eq!(c.core.retransmit_timeout, INITIAL_RETRANSMIT_TIMEOUT * 2);
 }
 
 /// Chromium's ClientHello (rebuilt from the fixture: DTLS 1.3 and 1.2
@@ -887,7 +887,7 @@ fn unanswered_client_hello_is_resent_on_selection() {
     assert_eq!(again[0][13..], hello[0][13..], "same handshake message");
     assert_eq!(
         c.poll_timeout(),
-        Some(later + c.config.initial_retransmit_timeout)
+        Some(later + c.core.config.initial_retransmit_timeout)
     );
     // Answered (HelloVerifyRequest): nothing more.
     let mut s = Endpoint::server(config(2), StdRng::seed_from_u64(2));

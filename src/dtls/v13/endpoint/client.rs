@@ -47,9 +47,9 @@ impl ExpectServerHello {
     /// flight 1 (the caller sends it).
     pub(super) fn first(e: &mut Endpoint) -> Result<Self, Failure> {
         let mut shares = Vec::new();
-        for g in &e.config.dtls13_key_shares {
+        for g in &e.core.config.dtls13_key_shares {
             shares.push(
-                ClientShare::generate(*g, &mut e.rng)
+                ClientShare::generate(*g, &mut e.core.rng)
                     .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))?,
             );
         }
@@ -136,7 +136,7 @@ impl ExpectServerHello {
                 e.install(2, &traffic.server, &traffic.client)?;
                 // The ClientHello is answered: flight 1 is done.
                 e.begin_flight();
-                e.retransmit_at = None;
+                e.core.retransmit_at = None;
                 e.group = Some(ks_entry.group);
                 Ok(State::ClientExpectEncryptedExtensions(Box::new(
                     ExpectEncryptedExtensions {
@@ -185,7 +185,7 @@ impl ExpectServerHello {
                 ));
             }
             shares = vec![
-                ClientShare::generate(g, &mut e.rng)
+                ClientShare::generate(g, &mut e.core.rng)
                     .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))?,
             ];
         } else if hrr.cookie.is_none() {
@@ -206,11 +206,11 @@ impl ExpectServerHello {
     /// The server answered 1.2: the 1.2 machine continues from our hello.
     fn fall_back(self, e: &mut Endpoint) -> State {
         e.flight.clear();
-        e.retransmit_at = None;
+        e.core.retransmit_at = None;
         tracing::debug!("DTLS server answered 1.2: falling back");
         State::FellBack(Box::new(Fallback {
             hello: self.hello_message,
-            client_random: e.client_random,
+            client_random: e.core.client_random,
         }))
     }
 }
@@ -235,7 +235,7 @@ impl ExpectEncryptedExtensions {
         if let Some(u) = ee.use_srtp {
             // RFC 5764 §4.1.1: the server picks one profile we offered.
             match u.profiles.as_slice() {
-                [p] if e.config.srtp_profiles.contains(p) => {
+                [p] if e.core.config.srtp_profiles.contains(p) => {
                     self.keys.srtp_profile = Some(*p);
                 }
                 _ => {
@@ -390,7 +390,7 @@ fn client_hello(e: &Endpoint, shares: &[ClientShare], cookie: Option<Vec<u8>>) -
     let mut schemes = SIGNATURE_SCHEMES.to_vec();
     let mut other = Vec::new();
     if e.offer_dtls12 {
-        suites.extend(e.config.cipher_suites.iter().map(|s| s.code()));
+        suites.extend(e.core.config.cipher_suites.iter().map(|s| s.code()));
         versions.push(m::DTLS_1_2);
         schemes.extend([
             SignatureScheme::RSA_PKCS1_SHA256,
@@ -399,13 +399,13 @@ fn client_hello(e: &Endpoint, shares: &[ClientShare], cookie: Option<Vec<u8>>) -
         ]);
         other.push(Extension::EcPointFormats(vec![0]));
         other.push(Extension::RenegotiationInfo(Vec::new()));
-        if e.config.offer_extended_master_secret {
+        if e.core.config.offer_extended_master_secret {
             other.push(Extension::ExtendedMasterSecret);
         }
     }
     m::ClientHello {
         legacy_version: m::DTLS_1_2,
-        random: e.client_random,
+        random: e.core.client_random,
         legacy_session_id: vec![],
         legacy_cookie: vec![],
         cipher_suites: suites,
@@ -421,8 +421,8 @@ fn client_hello(e: &Endpoint, shares: &[ClientShare], cookie: Option<Vec<u8>>) -
                 })
                 .collect(),
         ),
-        use_srtp: (!e.config.srtp_profiles.is_empty()).then(|| m::UseSrtp {
-            profiles: e.config.srtp_profiles.clone(),
+        use_srtp: (!e.core.config.srtp_profiles.is_empty()).then(|| m::UseSrtp {
+            profiles: e.core.config.srtp_profiles.clone(),
             mki: vec![],
         }),
         cookie,

@@ -97,8 +97,8 @@ impl Endpoint {
         epoch: u64,
         transcript: Option<&mut Transcript>,
     ) {
-        let message = msg.to_message(self.next_send_seq);
-        self.next_send_seq = self.next_send_seq.wrapping_add(1);
+        let message = msg.to_message(self.core.next_send_seq);
+        self.core.next_send_seq = self.core.next_send_seq.wrapping_add(1);
         if let Some(t) = transcript {
             t.add_message(&message);
         }
@@ -116,7 +116,7 @@ impl Endpoint {
     /// (so that an ACK names exactly what arrived), and arms the
     /// retransmission timer (RFC 9147 §5.8).
     pub(super) fn send_flight(&mut self, now: Instant) {
-        let mtu = self.config.mtu.max(200);
+        let mtu = self.core.config.mtu.max(200);
         let mut datagrams: Vec<Vec<u8>> = Vec::new();
         let mut d: Vec<u8> = Vec::new();
         let mut frag = Vec::new();
@@ -151,6 +151,7 @@ impl Endpoint {
                     }
                     .emit(&mut frag);
                     match self
+                        .core
                         .records
                         .seal_in(epoch, ContentType::Handshake, &frag, 0, &mut d)
                     {
@@ -171,20 +172,20 @@ impl Endpoint {
             datagrams.push(d);
         }
         for d in datagrams {
-            self.push_datagram(d);
+            self.core.push_datagram(d);
         }
-        self.retransmit_at = if self.flight.is_empty() {
+        self.core.retransmit_at = if self.flight.is_empty() {
             None
         } else {
-            Some(now + self.retransmit_timeout)
+            Some(now + self.core.retransmit_timeout)
         };
     }
 
     /// A new flight starts: the previous one is implicitly acknowledged.
     pub(super) fn begin_flight(&mut self) {
         self.flight.clear();
-        self.retransmits = 0;
-        self.retransmit_timeout = self.config.initial_retransmit_timeout;
+        self.core.retransmits = 0;
+        self.core.retransmit_timeout = self.core.config.initial_retransmit_timeout;
     }
 
     /// Sends an ACK of the peer's records received so far (RFC 9147 §7),
@@ -198,7 +199,7 @@ impl Endpoint {
         records.sort_unstable_by_key(|r| (r.epoch, r.sequence));
         records.dedup();
         // Only epochs at or below the one we write in may be named.
-        let epoch = self.records.write_epoch();
+        let epoch = self.core.records.write_epoch();
         records.retain(|r| r.epoch <= epoch);
         if records.is_empty() {
             return;
@@ -207,11 +208,12 @@ impl Endpoint {
         m::Ack { records }.emit(&mut body);
         let mut out = Vec::new();
         if self
+            .core
             .records
             .seal(ContentType::Other(CONTENT_TYPE_ACK), &body, 0, &mut out)
             .is_ok()
         {
-            self.push_datagram(out);
+            self.core.push_datagram(out);
         }
     }
 
@@ -233,19 +235,19 @@ impl Endpoint {
                 .iter()
                 .any(|f| f.message.msg_type == m::msg_type::KEY_UPDATE);
             self.flight.clear();
-            self.retransmit_at = None;
-            self.retransmits = 0;
-            self.retransmit_timeout = self.config.initial_retransmit_timeout;
+            self.core.retransmit_at = None;
+            self.core.retransmits = 0;
+            self.core.retransmit_timeout = self.core.config.initial_retransmit_timeout;
             if let State::Connected(c) = &mut self.state {
                 // The client's Finished flight is acknowledged: the keys of
                 // epoch 2 may go.
-                self.records.drop_old_write_epochs();
+                self.core.records.drop_old_write_epochs();
                 if was_update && c.update_pending {
                     c.update_pending = false;
                     c.write_secret = ks::next_traffic_secret(P, &c.write_secret);
                     c.write_epoch += 1;
                     let keys = TrafficKeys::derive(P, &c.write_secret);
-                    let _ = self.records.install_write(c.write_epoch, &keys);
+                    let _ = self.core.records.install_write(c.write_epoch, &keys);
                 }
             }
         }

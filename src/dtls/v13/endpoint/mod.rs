@@ -39,13 +39,11 @@ use super::record::{CONTENT_TYPE_ACK, Received, RecordLayer, RecordNumber};
 use super::transcript::Transcript;
 use crate::dtls::Error;
 use crate::dtls::cert::{Fingerprint, SignatureScheme};
-use crate::dtls::endpoint::{
-    Config, Connected, Event, MAX_RETRANSMIT_TIMEOUT, MAX_RETRANSMITS, Role, Version,
-    srtp_key_salt_len,
-};
+use crate::dtls::core::{Core, Failure, PeerAlert};
+use crate::dtls::endpoint::{Config, Connected, Event, Role, Version, srtp_key_salt_len};
 use crate::dtls::handshake::{
-    Alert, AlertDescription, AlertLevel, HandshakeMessage, HandshakeType, Inserted, NamedGroup,
-    Reassembler, SrtpProfile, fragments,
+    Alert, AlertDescription, HandshakeMessage, HandshakeType, Inserted, NamedGroup, SrtpProfile,
+    fragments,
 };
 use crate::dtls::prf::SrtpKeyingMaterial;
 use crate::dtls::record::{CipherSuite, ContentType};
@@ -85,8 +83,6 @@ const SIGNATURE_SCHEMES: [SignatureScheme; 5] = [
 /// Records of the peer's flight held before an ACK is sent for a partial
 /// flight.
 const MAX_TO_ACK: usize = 64;
-
-type Failure = (Error, AlertDescription);
 
 /// What both roles know once the handshake keys exist.
 #[derive(Debug)]
@@ -236,44 +232,27 @@ struct Established {
 
 /// A DTLS 1.3 endpoint for one peer.
 pub struct Endpoint {
-    role: Role,
-    config: Config,
+    /// What 1.2 has too: the peer, randomness, the record layer, the
+    /// timer, the queues (`dtls/core.rs`).
+    core: Core<RecordLayer>,
     /// Client: offer 1.2 beside 1.3 (and fall back to it).
     offer_dtls12: bool,
-    rng: StdRng,
     state: State,
-    peer: Option<SocketAddr>,
-    local: Option<SocketAddr>,
-    records: RecordLayer,
-    reassembler: Reassembler,
-    next_send_seq: u16,
-    client_random: [u8; 32],
-    cookie_secret: [u8; 32],
     flight: Vec<FlightMessage>,
     /// Records of the peer's current flight (and of post-handshake
     /// messages) to acknowledge.
     to_ack: Vec<RecordNumber>,
     ack_at: Option<Instant>,
-    retransmit_at: Option<Instant>,
-    retransmit_timeout: Duration,
-    retransmits: u32,
-    heard_from_peer: bool,
-    transmits: VecDeque<Transmit>,
-    events: VecDeque<Event>,
-    rejected_fingerprint: Option<Fingerprint>,
     /// The key share group of the handshake.
     group: Option<NamedGroup>,
-    /// Server, before an answer: whose fragmented hello is being
-    /// reassembled.
-    hello_source: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint13")
-            .field("role", &self.role)
+            .field("role", &self.core.role)
             .field("state", &self.state.name())
-            .field("peer", &self.peer)
+            .field("peer", &self.core.peer)
             .finish_non_exhaustive()
     }
 }
@@ -297,7 +276,7 @@ impl Endpoint {
     ) -> Self {
         let mut e = Self::new(Role::Client, config, Some(peer), rng);
         e.offer_dtls12 = offer_dtls12;
-        e.rng.fill(&mut e.client_random);
+        e.core.rng.fill(&mut e.core.client_random);
         match client::ExpectServerHello::first(&mut e) {
             Ok(state) => {
                 e.state = State::ClientExpectServerHello(Box::new(state));
@@ -305,7 +284,7 @@ impl Endpoint {
             }
             Err((err, _)) => {
                 e.state = State::Failed;
-                e.events.push_back(Event::Failed(err));
+                e.core.events.push_back(Event::Failed(err));
             }
         }
         e
@@ -317,56 +296,34 @@ impl Endpoint {
         Self::new(Role::Server, config, None, rng)
     }
 
-    fn new(role: Role, config: Config, peer: Option<SocketAddr>, mut rng: StdRng) -> Self {
-        let mut cookie_secret = [0u8; 32];
-        rng.fill(&mut cookie_secret);
-        let retransmit_timeout = config.initial_retransmit_timeout;
+    fn new(role: Role, config: Config, peer: Option<SocketAddr>, rng: StdRng) -> Self {
         Endpoint {
-            role,
-            config,
+            core: Core::new(role, config, peer, RecordLayer::new(), rng),
             offer_dtls12: false,
-            rng,
             state: match role {
                 Role::Client => State::Failed,
                 Role::Server => State::ServerExpectClientHello,
             },
-            peer,
-            local: None,
-            records: RecordLayer::new(),
-            reassembler: Reassembler::new(),
-            next_send_seq: 0,
-            client_random: [0; 32],
-            cookie_secret,
             flight: Vec::new(),
             to_ack: Vec::new(),
             ack_at: None,
-            retransmit_at: None,
-            retransmit_timeout,
-            retransmits: 0,
-            heard_from_peer: false,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            rejected_fingerprint: None,
             group: None,
-            hello_source: None,
         }
     }
 
     /// The role.
     pub fn role(&self) -> Role {
-        self.role
+        self.core.role
     }
 
     /// The peer (a server's: the client whose hello it answered).
     pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+        self.core.peer
     }
 
     /// The peer now sends from `peer` (see the 1.2 endpoint's `set_peer`).
     pub fn set_peer(&mut self, peer: SocketAddr) {
-        if self.peer.is_some() {
-            self.peer = Some(peer);
-        }
+        self.core.set_peer(peer);
     }
 
     /// Whether the handshake completed.
@@ -391,8 +348,8 @@ impl Endpoint {
     /// Epoch-0 records written so far (the 1.2 machine that takes over
     /// after a fallback continues after them).
     pub fn epoch0_records_sent(&self) -> u64 {
-        if self.records.write_epoch() == 0 {
-            self.records.next_write_number().sequence
+        if self.core.records.write_epoch() == 0 {
+            self.core.records.next_write_number().sequence
         } else {
             0
         }
@@ -401,7 +358,7 @@ impl Endpoint {
     /// The configuration and the random generator back, for the 1.2
     /// machine that goes on after a fallback.
     pub fn into_parts(self) -> (Config, StdRng) {
-        (self.config, self.rng)
+        (self.core.config, self.core.rng)
     }
 
     /// Gives back an application data buffer (nothing reused yet in 1.3).
@@ -429,12 +386,8 @@ impl Endpoint {
     /// A client that offered 1.3 and has had no answer yet resends its
     /// ClientHello now (see the 1.2 endpoint's method of the same name).
     pub fn resend_unanswered_client_hello(&mut self, now: Instant, older_than: Duration) {
-        let sent = self
-            .retransmit_at
-            .map(|at| at.checked_sub(self.retransmit_timeout).unwrap_or(at));
         if matches!(self.state, State::ClientExpectServerHello(_))
-            && !self.heard_from_peer
-            && sent.is_some_and(|t| now.saturating_duration_since(t) >= older_than)
+            && self.core.unanswered_since(now, older_than)
         {
             self.send_flight(now);
         }
@@ -452,31 +405,24 @@ impl Endpoint {
     /// The fingerprint of a refused peer certificate (after
     /// [`Error::FingerprintMismatch`]).
     pub fn rejected_fingerprint(&self) -> Option<&Fingerprint> {
-        self.rejected_fingerprint.as_ref()
+        self.core.rejected_fingerprint.as_ref()
     }
 
     /// Records dropped by the record layer.
     pub fn dropped_records(&self) -> u64 {
-        self.records.dropped()
+        self.core.records.dropped()
     }
 
     /// Sends application data (one record; at most 2^14 bytes).
     pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
-        let mut out = Vec::with_capacity(data.len() + 32);
-        self.seal_application_data(data, &mut out)?;
-        self.push_datagram(out);
-        Ok(())
+        self.core.send(self.is_connected(), data)
     }
 
     /// Appends one application data record to `out` (a datagram the
     /// caller sends).
     pub fn seal_application_data(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        if !self.is_connected() {
-            return Err(Error::Misuse("send before the handshake completed"));
-        }
-        self.records
-            .seal(ContentType::ApplicationData, data, 0, out)
-            .map(|_| ())
+        self.core
+            .seal_application_data(self.is_connected(), data, out)
     }
 
     /// Asks for new sending keys (RFC 8446 §4.6.3, RFC 9147 §8): sends a
@@ -493,7 +439,7 @@ impl Endpoint {
             m::KeyUpdate::NotRequested
         };
         self.flight.clear();
-        let epoch = self.records.write_epoch();
+        let epoch = self.core.records.write_epoch();
         self.queue(Handshake::KeyUpdate(update), epoch, None);
         self.send_flight(now);
         Ok(())
@@ -502,64 +448,36 @@ impl Endpoint {
     /// Sends close_notify and closes.
     pub fn close(&mut self) {
         if self.is_connected() {
-            let mut alert = Vec::new();
-            Alert::close_notify().emit(&mut alert);
-            let mut out = Vec::new();
-            if self
-                .records
-                .seal(ContentType::Alert, &alert, 0, &mut out)
-                .is_ok()
-            {
-                self.push_datagram(out);
-            }
+            self.core.send_alert(Alert::close_notify());
         }
         self.state = State::Closed;
-        self.retransmit_at = None;
+        self.core.retransmit_at = None;
         self.ack_at = None;
     }
 
     // -----------------------------------------------------------------------
     // Sending.
 
-    fn push_datagram(&mut self, contents: Vec<u8>) {
-        if let Some(destination) = self.peer {
-            self.transmits.push_back(Transmit {
-                source: self.local,
-                destination,
-                contents,
-            });
-        }
-    }
-
     fn fail(&mut self, error: Error, alert: AlertDescription) {
         if matches!(self.state, State::Failed | State::Closed) {
             return;
         }
         tracing::debug!(%error, state = self.state.name(), "DTLS 1.3 handshake failed");
-        let mut payload = Vec::new();
-        Alert::fatal(alert).emit(&mut payload);
-        let mut out = Vec::new();
-        if self
-            .records
-            .seal(ContentType::Alert, &payload, 0, &mut out)
-            .is_ok()
-        {
-            self.push_datagram(out);
-        }
+        self.core.fail(error, alert);
         self.state = State::Failed;
-        self.retransmit_at = None;
         self.ack_at = None;
         self.flight.clear();
-        self.events.push_back(Event::Failed(error));
     }
 
     /// Installs the keys of `epoch`, reading with `read` and writing with
     /// `write`.
     fn install(&mut self, epoch: u64, read: &Secret, write: &Secret) -> Result<(), Failure> {
-        self.records
+        self.core
+            .records
             .install_read(epoch, &TrafficKeys::derive(P, read))
             .and_then(|_| {
-                self.records
+                self.core
+                    .records
                     .install_write(epoch, &TrafficKeys::derive(P, write))
             })
             .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))
@@ -569,7 +487,7 @@ impl Endpoint {
         &mut self,
         c: m::Certificate,
     ) -> Result<proof::AcceptedCertificate, Failure> {
-        if !c.context.is_empty() && self.role == Role::Client {
+        if !c.context.is_empty() && self.core.role == Role::Client {
             return Err((
                 Error::InvalidValue {
                     what: "server Certificate request context (must be empty)",
@@ -584,21 +502,14 @@ impl Endpoint {
                 AlertDescription::CERTIFICATE_REQUIRED,
             ));
         };
-        proof::AcceptedCertificate::check(
-            first.cert_data,
-            self.config.expected_fingerprint.as_ref(),
-        )
-        .map_err(|(e, a, got)| {
-            self.rejected_fingerprint = got;
-            (e, a)
-        })
+        self.core.accept_certificate(first.cert_data)
     }
 
     fn own_certificate(&self) -> Handshake {
         Handshake::Certificate(m::Certificate {
             context: vec![],
             entries: vec![m::CertificateEntry {
-                cert_data: self.config.certificate.der().to_vec(),
+                cert_data: self.core.config.certificate.der().to_vec(),
                 extensions: vec![],
             }],
         })
@@ -611,6 +522,7 @@ impl Endpoint {
     ) -> Result<Handshake, Failure> {
         let content = m::CertificateVerify::signed_content(signer, &transcript.hash());
         let signature = self
+            .core
             .config
             .certificate
             .sign(&content)
@@ -645,24 +557,26 @@ impl Endpoint {
             }
             None => (None, None),
         };
-        self.events.push_back(Event::Connected(Box::new(Connected {
-            cipher_suite: CipherSuite::Tls13Aes128GcmSha256,
-            version: Version::Dtls13,
-            key_share_group: Some(k.group),
-            srtp_profile: k.srtp_profile,
-            srtp_keying_material: material,
-            srtp_keys: keys,
-            peer_certificate: peer.certificate().der().to_vec(),
-            peer_fingerprint: peer.certificate().fingerprint().clone(),
-            extended_master_secret: true,
-        })));
-        let key_log = ks::key_log_lines(&self.client_random, &k.traffic, &app);
-        let (read_secret, write_secret) = match self.role {
+        self.core
+            .events
+            .push_back(Event::Connected(Box::new(Connected {
+                cipher_suite: CipherSuite::Tls13Aes128GcmSha256,
+                version: Version::Dtls13,
+                key_share_group: Some(k.group),
+                srtp_profile: k.srtp_profile,
+                srtp_keying_material: material,
+                srtp_keys: keys,
+                peer_certificate: peer.certificate().der().to_vec(),
+                peer_fingerprint: peer.certificate().fingerprint().clone(),
+                extended_master_secret: true,
+            })));
+        let key_log = ks::key_log_lines(&self.core.client_random, &k.traffic, &app);
+        let (read_secret, write_secret) = match self.core.role {
             Role::Client => (app.traffic.server.clone(), app.traffic.client.clone()),
             Role::Server => (app.traffic.client.clone(), app.traffic.server.clone()),
         };
         // Epoch 0 is over both ways (RFC 9147 §6.1).
-        self.records.close_plaintext();
+        self.core.records.close_plaintext();
         Ok(State::Connected(Box::new(Established {
             peer,
             read_secret,
@@ -684,25 +598,20 @@ impl Endpoint {
         destination: SocketAddr,
         datagram: &[u8],
     ) {
+        let expecting_hello = matches!(self.state, State::ServerExpectClientHello);
         if matches!(
             self.state,
             State::Failed | State::Closed | State::FellBack(_)
-        ) {
+        ) || !self.core.accepts(source, destination, expecting_hello)
+        {
             return;
         }
-        if let Some(peer) = self.peer {
-            if peer != source && !matches!(self.state, State::ServerExpectClientHello) {
-                return;
-            }
-            self.heard_from_peer |= peer == source;
-        }
-        self.local.get_or_insert(destination);
-        if matches!(self.state, State::ServerExpectClientHello) {
+        if expecting_hello {
             self.receive_client_hello(now, source, datagram);
             return;
         }
         let mut got = Vec::new();
-        self.records.receive(datagram, &mut got);
+        self.core.records.receive(datagram, &mut got);
         self.process(now, got);
     }
 
@@ -716,7 +625,7 @@ impl Endpoint {
                     let mut took = false;
                     for f in fragments(&r.fragment) {
                         let Ok(f) = f else { break };
-                        match self.reassembler.insert(&f) {
+                        match self.core.reassembler.insert(&f) {
                             Inserted::Old => peer_retransmitted = true,
                             Inserted::Buffered => took = true,
                             Inserted::Dropped => {}
@@ -728,7 +637,7 @@ impl Endpoint {
                         }
                         new_handshake_records |= took;
                     }
-                    while let Some(msg) = self.reassembler.pop() {
+                    while let Some(msg) = self.core.reassembler.pop() {
                         let epoch_before = self.state.read_epoch();
                         if let Err((e, a)) = self.handle_message(now, &msg, r.number.epoch) {
                             self.fail(e, a);
@@ -740,7 +649,7 @@ impl Endpoint {
                         // New read keys: records held for them now open.
                         if self.state.read_epoch() != epoch_before {
                             let mut unlocked = Vec::new();
-                            self.records.take_unlocked(&mut unlocked);
+                            self.core.records.take_unlocked(&mut unlocked);
                             queue.extend(unlocked);
                         }
                     }
@@ -752,27 +661,25 @@ impl Endpoint {
                 }
                 // RFC 9147 §6.1: application data only in epoch 3 and up.
                 ContentType::ApplicationData if self.is_connected() && r.number.epoch >= 3 => {
-                    self.events.push_back(Event::ApplicationData(r.fragment));
+                    self.core
+                        .events
+                        .push_back(Event::ApplicationData(r.fragment));
                 }
-                ContentType::Alert => {
-                    let Ok(alert) = Alert::parse(&r.fragment) else {
-                        continue;
-                    };
-                    if alert.description == AlertDescription::CLOSE_NOTIFY {
+                ContentType::Alert => match self.core.on_alert(&r.fragment) {
+                    PeerAlert::CloseNotify => {
                         self.state = State::Closed;
-                        self.retransmit_at = None;
+                        self.core.retransmit_at = None;
                         self.ack_at = None;
-                        self.events.push_back(Event::Closed);
+                        self.core.events.push_back(Event::Closed);
                         return;
                     }
-                    if alert.level != AlertLevel::Warning {
+                    PeerAlert::Fatal => {
                         self.state = State::Failed;
-                        self.retransmit_at = None;
                         self.ack_at = None;
-                        self.events.push_back(Event::PeerAlert(alert));
                         return;
                     }
-                }
+                    PeerAlert::Ignored => {}
+                },
                 _ => {}
             }
         }
@@ -790,11 +697,11 @@ impl Endpoint {
                 // (RFC 9147 §7.1: the client sends it only once it has
                 // our whole flight).
                 self.flight.clear();
-                self.retransmit_at = None;
+                self.core.retransmit_at = None;
             }
             // Part of the peer's flight is here: acknowledge it soon so
             // that only the rest is resent (RFC 9147 §7.1).
-            let delay = self.config.initial_retransmit_timeout / 4;
+            let delay = self.core.config.initial_retransmit_timeout / 4;
             self.ack_at.get_or_insert(now + delay);
         }
     }
@@ -869,7 +776,8 @@ impl Endpoint {
             Handshake::KeyUpdate(u) => {
                 c.read_secret = ks::next_traffic_secret(P, &c.read_secret);
                 c.read_epoch += 1;
-                self.records
+                self.core
+                    .records
                     .install_read(c.read_epoch, &TrafficKeys::derive(P, &c.read_secret))
                     .map_err(|e| (e, AlertDescription::INTERNAL_ERROR))?;
                 self.send_ack();
@@ -877,7 +785,7 @@ impl Endpoint {
                 if u == m::KeyUpdate::Requested && !c.update_pending {
                     c.update_pending = true;
                     self.flight.clear();
-                    let epoch = self.records.write_epoch();
+                    let epoch = self.core.records.write_epoch();
                     self.queue(
                         Handshake::KeyUpdate(m::KeyUpdate::NotRequested),
                         epoch,
@@ -918,34 +826,23 @@ impl Machine for Endpoint {
         if self.ack_at.is_some_and(|at| now >= at) {
             self.send_ack();
         }
-        let Some(at) = self.retransmit_at else { return };
-        if now < at {
-            return;
+        match self.core.timer(now, self.state.name()) {
+            Ok(true) => self.send_flight(now),
+            Ok(false) => {}
+            Err((error, alert)) => self.fail(error, alert),
         }
-        if self.retransmits >= MAX_RETRANSMITS {
-            self.fail(Error::HandshakeTimeout, AlertDescription::HANDSHAKE_FAILURE);
-            return;
-        }
-        self.retransmits += 1;
-        self.retransmit_timeout = (self.retransmit_timeout * 2).min(MAX_RETRANSMIT_TIMEOUT);
-        tracing::debug!(
-            retransmits = self.retransmits,
-            state = self.state.name(),
-            "DTLS 1.3 flight retransmitted"
-        );
-        self.send_flight(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.core.transmits.pop_front()
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.core.events.pop_front()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        match (self.retransmit_at, self.ack_at) {
+        match (self.core.retransmit_at, self.ack_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -59,21 +59,21 @@ impl Endpoint {
                 if f.header.msg_type != HandshakeType::ClientHello {
                     continue;
                 }
-                if self.reassembler.next_seq() != f.header.message_seq
-                    || self.hello_source != Some(source)
+                if self.core.reassembler.next_seq() != f.header.message_seq
+                    || self.core.hello_source != Some(source)
                 {
-                    self.reassembler = Reassembler::with_next_seq(f.header.message_seq);
-                    self.hello_source = Some(source);
+                    self.core.reassembler = Reassembler::with_next_seq(f.header.message_seq);
+                    self.core.hello_source = Some(source);
                 }
-                self.reassembler.insert(&f);
-                if let Some(msg) = self.reassembler.pop() {
-                    self.reassembler = Reassembler::new();
+                self.core.reassembler.insert(&f);
+                if let Some(msg) = self.core.reassembler.pop() {
+                    self.core.reassembler = Reassembler::new();
                     match on_client_hello(self, now, &msg, source, r.number.sequence) {
                         Ok(Some(state)) => {
                             // Mark the hello's records as seen on the real
                             // record layer, so replays of it are dropped.
                             let mut seen = Vec::new();
-                            self.records.receive(datagram, &mut seen);
+                            self.core.records.receive(datagram, &mut seen);
                             self.state = state;
                             return;
                         }
@@ -90,7 +90,7 @@ impl Endpoint {
     /// The key of this server's cookie MACs (HMAC-SHA256 under a secret
     /// of its own).
     fn cookie_key(&self) -> hmac::Key {
-        hmac::Key::new(hmac::HMAC_SHA256, &self.cookie_secret)
+        hmac::Key::new(hmac::HMAC_SHA256, &self.core.cookie_secret)
     }
 }
 
@@ -130,6 +130,7 @@ fn on_client_hello(
     let ch = m::ClientHello::parse(&msg.body).map_err(|e| (e, AlertDescription::DECODE_ERROR))?;
     check_client_hello(&ch)?;
     let prefs: Vec<NamedGroup> = e
+        .core
         .config
         .dtls13_key_shares
         .iter()
@@ -140,7 +141,7 @@ fn on_client_hello(
     let transcript = match &ch.cookie {
         None => {
             let group_needed = share.is_none();
-            if !group_needed && !e.config.use_cookie {
+            if !group_needed && !e.core.config.use_cookie {
                 Transcript::new()
             } else {
                 let selected = if group_needed {
@@ -164,7 +165,7 @@ fn on_client_hello(
             let transcript = check_cookie(e, cookie, source)?;
             // RFC 9147 §5.2: after a HelloRetryRequest (message_seq 0)
             // the ServerHello is the server's message 1.
-            e.next_send_seq = 1;
+            e.core.next_send_seq = 1;
             transcript
         }
     };
@@ -238,8 +239,8 @@ fn send_hello_retry(
         .seal(ContentType::Handshake, &frag, 0, &mut out)
         .is_ok()
     {
-        e.transmits.push_back(Transmit {
-            source: e.local,
+        e.core.transmits.push_back(Transmit {
+            source: e.core.local,
             destination: source,
             contents: out,
         });
@@ -293,17 +294,19 @@ fn answer(
     // From here on the client proved its address (or we skip cookies).
     // Our records continue above the number a stateless
     // HelloRetryRequest may have used.
-    e.records.advance_write_sequence(record_sequence);
-    e.peer = Some(source);
-    e.client_random = ch.random;
-    e.reassembler = Reassembler::with_next_seq(msg.message_seq.wrapping_add(1));
+    e.core.records.advance_write_sequence(record_sequence);
+    e.core.peer = Some(source);
+    e.core.client_random = ch.random;
+    e.core.reassembler = Reassembler::with_next_seq(msg.message_seq.wrapping_add(1));
     transcript.add_message(msg);
-    let (public, shared) = key_share::server_share(share.group, &share.key_exchange, &mut e.rng)
-        .map_err(|e| (e, AlertDescription::ILLEGAL_PARAMETER))?;
+    let (public, shared) =
+        key_share::server_share(share.group, &share.key_exchange, &mut e.core.rng)
+            .map_err(|e| (e, AlertDescription::ILLEGAL_PARAMETER))?;
     let mut random = [0u8; 32];
-    e.rng.fill(&mut random);
+    e.core.rng.fill(&mut random);
     let srtp_profile = ch.use_srtp.as_ref().and_then(|u| {
-        e.config
+        e.core
+            .config
             .srtp_profiles
             .iter()
             .find(|p| u.profiles.contains(p))
@@ -334,7 +337,7 @@ fn answer(
         other: vec![],
     });
     e.queue(ee, 2, Some(&mut transcript));
-    if e.config.require_client_certificate {
+    if e.core.config.require_client_certificate {
         let cr = Handshake::CertificateRequest(m::CertificateRequest {
             context: vec![],
             signature_algorithms: SIGNATURE_SCHEMES.to_vec(),
@@ -386,7 +389,7 @@ impl ExpectCertificate {
         let Handshake::Certificate(c) = parsed else {
             return Err(unexpected("handshake message out of order"));
         };
-        if !e.config.require_client_certificate {
+        if !e.core.config.require_client_certificate {
             return Err(unexpected("Certificate not requested"));
         }
         let cert = e.accept_certificate(c)?;
@@ -448,7 +451,7 @@ impl ExpectFinished {
         // Our flight is done; acknowledge the client's (RFC 9147 §7: the
         // server's last flight is an ACK).
         e.flight.clear();
-        e.retransmit_at = None;
+        e.core.retransmit_at = None;
         e.send_ack();
         e.established(&k, self.peer, checked, self.app)
     }

@@ -299,8 +299,8 @@ fn key_update_both_ways() {
     pair.client.update_keys(now, true).unwrap();
     pair.run(Duration::from_secs(5));
     // Both write epochs moved to 4.
-    assert_eq!(pair.client.records.write_epoch(), 4);
-    assert_eq!(pair.server.records.write_epoch(), 4);
+    assert_eq!(pair.client.core.records.write_epoch(), 4);
+    assert_eq!(pair.server.core.records.write_epoch(), 4);
     pair.client.send(b"epoch 4").unwrap();
     pair.server.send(b"epoch 4 too").unwrap();
     pair.run(Duration::from_secs(1));
