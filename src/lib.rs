@@ -78,9 +78,11 @@
 //! now)`, `ice::Agent::new`, `sctp::Association`, `turn::Server::new`,
 //! `Sfu::new`); **a function that draws once takes `&mut (impl Rng +
 //! ?Sized)`** (`stun::TransactionId::random`, `ice::Credentials::random`,
-//! `Certificate::generate`, a packetizer's first picture id). Only the
-//! drivers and binaries make an RNG from the OS (`StdRng::from_os_rng()`);
-//! `tests/layering.rs` refuses OS randomness in the sans-IO tiers. A `u64`
+//! `Certificate::generate`, a packetizer's first picture id). Only code
+//! that owns the I/O (the runtime, the app tier's servers, the binaries)
+//! seeds from the OS (`StdRng::from_os_rng()`); `tests/layering.rs` refuses
+//! OS randomness in the sans-IO tiers (ring's key generation and signing,
+//! which take no other source, are the one exception). A `u64`
 //! seed for a whole scenario (the simulator's `Sim::new(seed)`, the fuzz
 //! harnesses', a synthetic clip's content) is not a machine's RNG: the
 //! scenario derives its machines' `StdRng`s from it.

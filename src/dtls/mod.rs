@@ -88,7 +88,8 @@
 //!   value (`endpoint/proof.rs`) that only the checking constructor makes
 //!   and that the next state needs to be built. Proven against
 //!   `openssl s_server` and `openssl s_client` (`tests/dtls_openssl.rs`).
-//! - [`crate::speed::dtls`]: the figures for `rtclab speed dtls`.
+//! - [`crate::speed::dtls`](mod@crate::speed::dtls): the figures for
+//!   `rtclab speed dtls`.
 //! - [`v13`]: DTLS 1.3 (RFC 9147): key schedule, record layer, messages,
 //!   key shares (X25519MLKEM768 too) and the handshake state machines.
 //! - [`endpoint_auto`]: one endpoint for both versions: 1.2 by default,
