@@ -193,6 +193,12 @@ pub fn h264_depacketize(data: &[u8]) {
 /// VP9 payloads through the depacketizer and the frame assembler, and the
 /// descriptor's write-back.
 pub fn vp9_depacketize(data: &[u8]) {
+    if let Ok(h) = crate::rtp::vp9::Vp9Header::parse(data) {
+        assert!(h.len <= data.len());
+        if let Some(s) = h.ss {
+            let _ = (s.resolution(0), s.group().count(), s.temporal_layers());
+        }
+    }
     if let Ok((d, n)) = crate::rtp::vp9::Vp9Descriptor::parse(data) {
         let mut out = Vec::new();
         d.emit(&mut out).expect("a parsed VP9 descriptor writes");
