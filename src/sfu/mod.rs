@@ -1260,7 +1260,7 @@ impl Sfu {
             t.vp9 = Some(Vp9Track::new());
         }
         let svc = match (t.svc.as_mut(), descriptor, t.vp9.as_mut()) {
-            (_, None, Some(track)) => match track.on_packet(now, &rtp) {
+            (None, None, Some(track)) => match track.on_packet(now, &rtp) {
                 // One spatial and temporal layer: forwarded as any track.
                 Some(_) if track.layers().len() <= 1 => None,
                 Some(frame) => Some(Scalable::Vp9(
@@ -1300,7 +1300,9 @@ impl Sfu {
         if cache_on && t.kind == MediaKind::Video && svc.is_none() {
             layer.cache.push(packet, keyframe);
         }
-        if t.kind == MediaKind::Video && t.svc.is_none() && t.vp9.is_none() {
+        // What is forwarded plainly (single-layer tracks too, whether or
+        // not they carry a descriptor) is repaired from the layer's cache.
+        if t.kind == MediaKind::Video && svc.is_none() {
             let _ = layer.repair.store(packet);
         }
         // The active layers' rates, for the chooser.
