@@ -289,18 +289,17 @@ impl Vp9Down {
         if !frame.in_target(cur) {
             return (switched, SvcForward::Drop);
         }
+        // Every packet of a frame carries its references: the first one
+        // that comes decides (the frame's first may be lost and come late).
         let sid = usize::from(frame.spatial_id);
-        if frame.start_of_frame {
-            // Every packet of a frame says the same: decide at its first.
+        if !self.sent[sid].contains(frame.picture_id) {
             if !self.decodable(frame) {
-                if frame.spatial_id == cur.0 {
+                if frame.spatial_id == cur.0 && frame.start_of_frame {
                     self.stuck = true;
                 }
                 return (switched, SvcForward::Drop);
             }
             self.sent[sid].insert(frame.picture_id);
-        } else if !self.sent[sid].contains(frame.picture_id) {
-            return (switched, SvcForward::Drop);
         }
         let marker = frame.marker || (frame.end_of_frame && frame.spatial_id >= cur.0);
         (switched, SvcForward::Send { marker })
@@ -659,6 +658,41 @@ mod tests {
             asked |= late.wants_keyframe();
         }
         assert!(asked && late.current.is_none());
+    }
+
+    /// A frame whose first packet the SFU lost still goes out (its other
+    /// packets carry the same references), and so does that first packet
+    /// when it comes late (a retransmission).
+    #[test]
+    fn a_frame_goes_out_without_its_first_packet() {
+        let packets = chromium_vp9_l3t3_key();
+        let mut track = Vp9Track::new();
+        let mut down = Vp9Down::default();
+        let now = Instant::now();
+        let mut run = |p: &Captured| {
+            let bytes = rtp(p);
+            let f = track
+                .on_packet(now, &RtpPacket::new_checked(&bytes).unwrap())
+                .unwrap();
+            let layers = track.layers().to_vec();
+            let want = layers.iter().position(|l| *l == (2, 2)).or(Some(0));
+            down.on_packet(now, &f, want, &layers).1
+        };
+        // 7986 begins the S2 frame of key picture 28468; it is lost.
+        let lost = packets.iter().position(|p| p.seq == 7986).unwrap();
+        for (i, p) in packets.iter().enumerate().take(lost + 9) {
+            if i == lost {
+                continue;
+            }
+            let fwd = run(p);
+            if i > lost {
+                assert!(matches!(fwd, SvcForward::Send { .. }), "{}", p.seq);
+            }
+        }
+        assert!(matches!(
+            run(&packets[lost]),
+            SvcForward::Send { marker: false }
+        ));
     }
 
     /// The frames a receiver assembles from what one subscriber got, per
