@@ -67,17 +67,20 @@ async fn start() -> (String, Reports, oneshot::Sender<()>) {
 
 /// The server, with scalable video on.
 async fn start_scalable() -> (String, Reports, oneshot::Sender<()>) {
-    start_config(true, true).await
+    start_config(true, true, None).await
 }
 
 /// The server, with the keyframe cache on or off.
 async fn start_with(keyframe_cache: bool) -> (String, Reports, oneshot::Sender<()>) {
-    start_config(keyframe_cache, false).await
+    start_config(keyframe_cache, false, None).await
 }
 
+/// The server; `capture`: its socket captured there
+/// ([`Server::set_capture_file`]).
 async fn start_config(
     keyframe_cache: bool,
     scalable_video: bool,
+    capture: Option<std::fs::File>,
 ) -> (String, Reports, oneshot::Sender<()>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -90,7 +93,7 @@ async fn start_config(
     let mut sfu = rtclab::sfu::Config::new(cert, Vec::new());
     sfu.keyframe_cache = keyframe_cache;
     sfu.scalable_video = scalable_video;
-    let server = Server::bind(Config {
+    let mut server = Server::bind(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         udp: "127.0.0.1:0".parse().unwrap(),
         sfu,
@@ -99,6 +102,9 @@ async fn start_config(
     })
     .await
     .expect("bind");
+    if let Some(file) = capture {
+        server.set_capture_file(file);
+    }
     let url = format!("http://{}/sfu/", server.http_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run_until(async {
@@ -380,6 +386,11 @@ async fn a_late_joiner_first_frame_with_and_without_the_cache() {
 /// while its own estimate ramps, and on CI's two loaded cores one page's
 /// stayed at 640 px for a minute (limitation "bandwidth", estimate 700
 /// kbit/s), so requiring 1280 px on both tested Chromium's ramp, not us.
+/// Chromium then reports the mode it sends (`L2T3_KEY`), which counts.
+/// In 11 full runs of this file on a loaded machine (load 15-20), VP9
+/// failed this wait twice with a page at `L1T3`, 320 px for the whole
+/// minute (limitation "bandwidth", uplink estimate 270-290 kbit/s), both
+/// pages decoding: the publisher's ramp again.
 ///
 /// The check is on bytes, not on the width seen: in `_KEY` modes the
 /// spatial layers depend on each other only at key frames, so a decode
@@ -390,23 +401,39 @@ async fn a_late_joiner_first_frame_with_and_without_the_cache() {
 ///
 /// It needs the SFU's re-offers to keep `a=extmap-allow-mixed` (without
 /// it Chromium cannot send the descriptor's template structure, which
-/// takes two-byte elements, and turns the descriptor off). With VP9
-/// Chromium sends no descriptor at all (its layers are in the VP9 payload
-/// descriptor, which the SFU does not read): not tested here.
+/// takes two-byte elements, and turns the descriptor off).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scalable_video_each_subscriber_gets_the_decode_target_it_carries() {
+    scalable_video("AV1", "").await;
+}
+
+/// The same with VP9 `L3T3_KEY` without the Dependency Descriptor (the
+/// pages stop it, `?dd=0`: Chromium 156 sends it for VP9 too when it is
+/// negotiated, and the SFU then forwards by it): the layers are read from
+/// the VP9 payload descriptor (flexible mode, layer indices in every
+/// packet, [`rtclab::sfu::vp9svc`]); the same byte-rate checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalable_vp9_each_subscriber_gets_the_layers_it_carries() {
+    scalable_video("VP9", "&dd=0").await;
+}
+
+/// Two Chromium publish `codec` in `L3T3_KEY` (`extra`: more of the
+/// pages' query), one capped at 100 kbit/s (see
+/// [`scalable_video_each_subscriber_gets_the_decode_target_it_carries`]).
+async fn scalable_video(codec: &str, extra: &str) {
     const CAP_KBPS: f64 = 100.0;
     let (url, mut reports, stop) = start_scalable().await;
+    let room = format!("svc-{codec}");
     let Some(a) = launch(
         BrowserKind::Chromium,
-        &format!("{url}?room=svc&autotest=1&codec=AV1&svc=L3T3_KEY"),
+        &format!("{url}?room={room}&autotest=1&codec={codec}&svc=L3T3_KEY{extra}"),
     ) else {
         return;
     };
     let Some(b) = launch(
         BrowserKind::Chromium,
         &format!(
-            "{url}?room=svc&autotest=1&codec=AV1&svc=L3T3_KEY&maxkbps={}",
+            "{url}?room={room}&autotest=1&codec={codec}&svc=L3T3_KEY{extra}&maxkbps={}",
             CAP_KBPS as u64
         ),
     ) else {
@@ -420,7 +447,13 @@ async fn scalable_video_each_subscriber_gets_the_decode_target_it_carries() {
             for (me, v) in &r.last {
                 let w = v["outbound"].as_array().into_iter().flatten();
                 let w = w
-                    .filter(|o| o["scalabilityMode"] == "L3T3_KEY")
+                    // Chromium reports the mode it sends now: `L2T3_KEY`
+                    // with its top layer off, `L1T3` with one layer left.
+                    .filter(|o| {
+                        o["scalabilityMode"]
+                            .as_str()
+                            .is_some_and(|m| m.starts_with("L3") || m.starts_with("L2"))
+                    })
                     .filter_map(|o| o["frameWidth"].as_u64())
                     .max()
                     .unwrap_or(0);
@@ -496,8 +529,78 @@ async fn scalable_video_each_subscriber_gets_the_decode_target_it_carries() {
     );
     let ([c_rx, c_fps, f_tx], [f_rx, f_fps, c_tx], c_w, f_w) = windows[windows.len() - 1];
     eprintln!(
-        "SVC: {free} (uncapped) receives {capped}'s {c_tx:.0} kbit/s as {f_rx:.0} kbit/s, {f_w} px, {f_fps:.0} fps; \
+        "SVC {codec}: {free} (uncapped) receives {capped}'s {c_tx:.0} kbit/s as {f_rx:.0} kbit/s, {f_w} px, {f_fps:.0} fps; \
          {capped} ({CAP_KBPS} kbit/s) receives {free}'s {f_tx:.0} kbit/s as {c_rx:.0} kbit/s, {c_w} px, {c_fps:.0} fps"
     );
     let _ = stop.send(());
+}
+
+/// Not a check: how `tests/fixtures/rtp/vp9_chromium_l3t3_key.txt` was
+/// made. One Chromium publishes VP9 `L3T3_KEY` to the SFU, which captures
+/// its socket with the SRTP decrypted ([`Server::set_capture_file`]);
+/// the publisher's video packets (the SSRC with the most RTP packets
+/// inbound on `srtp-plaintext`) are written to `$RTCLAB_VP9_CAPTURE` as
+/// `seq timestamp marker payload-hex` lines. Run by hand:
+/// `RTCLAB_VP9_CAPTURE=/tmp/vp9.txt cargo test --test sfu_browser -- --ignored capture_vp9`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "writes a fixture; run by hand"]
+async fn capture_vp9_svc_publisher() {
+    use rtclab::capture::pcapng;
+    let Ok(out) = std::env::var("RTCLAB_VP9_CAPTURE") else {
+        return;
+    };
+    let pcap = std::env::temp_dir().join(format!("rtclab-vp9-{}.pcapng", std::process::id()));
+    let file = std::fs::File::create(&pcap).expect("pcap");
+    let (url, mut reports, stop) = start_config(true, true, Some(file)).await;
+    let Some(a) = launch(
+        BrowserKind::Chromium,
+        &format!("{url}?room=cap&autotest=1&codec=VP9&svc=L3T3_KEY"),
+    ) else {
+        return;
+    };
+    let secs: u64 = std::env::var("RTCLAB_VP9_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    reports.drain_for(Duration::from_secs(secs)).await;
+    eprintln!("{:#?}", reports.last);
+    drop(a);
+    let _ = stop.send(());
+    // The capture is flushed once a second, and when the server stops.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let data = std::fs::read(&pcap).expect("read pcap");
+    let cap = pcapng::read(&data).expect("pcapng");
+    let mut by_ssrc: HashMap<u32, Vec<Vec<u8>>> = HashMap::new();
+    for p in &cap.packets {
+        let iface = &cap.interfaces[p.interface];
+        if iface.name != "srtp-plaintext" || p.direction != Some(pcapng::Direction::Inbound) {
+            continue;
+        }
+        let Some(udp) = pcapng::udp(iface.link_type, p.data) else {
+            continue;
+        };
+        if let Ok(rtp) = rtclab::rtp::RtpPacket::new_checked(udp.payload)
+            && !(200..=206).contains(&(udp.payload[1] & 0x7f | 0x80))
+        {
+            by_ssrc
+                .entry(rtp.ssrc())
+                .or_default()
+                .push(udp.payload.to_vec());
+        }
+    }
+    let video = by_ssrc.values().max_by_key(|v| v.len()).expect("some RTP");
+    let mut text = String::new();
+    for p in video {
+        let rtp = rtclab::rtp::RtpPacket::new_checked(p).unwrap();
+        let hex: String = rtp.payload().iter().map(|b| format!("{b:02x}")).collect();
+        text.push_str(&format!(
+            "{} {} {} {} {hex}\n",
+            rtp.sequence_number(),
+            rtp.timestamp(),
+            u8::from(rtp.marker()),
+            rtp.payload_type()
+        ));
+    }
+    std::fs::write(&out, text).expect("write");
+    let _ = std::fs::remove_file(&pcap);
 }

@@ -193,6 +193,12 @@ pub fn h264_depacketize(data: &[u8]) {
 /// VP9 payloads through the depacketizer and the frame assembler, and the
 /// descriptor's write-back.
 pub fn vp9_depacketize(data: &[u8]) {
+    if let Ok(h) = crate::rtp::vp9::Vp9Header::parse(data) {
+        assert!(h.len <= data.len());
+        if let Some(s) = h.ss {
+            let _ = (s.resolution(0), s.group().count(), s.temporal_layers());
+        }
+    }
     if let Ok((d, n)) = crate::rtp::vp9::Vp9Descriptor::parse(data) {
         let mut out = Vec::new();
         d.emit(&mut out).expect("a parsed VP9 descriptor writes");
@@ -393,6 +399,19 @@ mod tests {
             0xAA, 0x81, 0x02, 0x20, 0x07, 0x18, 0x02, 0x80, 0x01, 0xE0, 0x01, 0x04, 0x01, 0xEE,
         ];
         put("vp9_depacketize", "descriptor_with_ss", &desc);
+        // Chromium's VP9 L3T3_KEY (flexible mode): a key picture's first
+        // descriptor with its three-layer structure, and a delta frame's
+        // with one P_DIFF (tests/fixtures/rtp/vp9_chromium_l3t3_key.txt).
+        let desc = [
+            0xBA, 0xEF, 0x2E, 0x10, 0x50, 0x01, 0x40, 0x00, 0xB4, 0x02, 0x80, 0x01, 0x68, 0x05,
+            0x00, 0x02, 0xD0, 0x82, 0x49,
+        ];
+        put("vp9_depacketize", "chromium_flexible_ss", &desc);
+        put(
+            "vp9_depacketize",
+            "chromium_flexible_delta",
+            &[0xF9, 0xEF, 0x38, 0x12, 0x08, 0x87],
+        );
         // AV1: a keyframe unit (delimiter, sequence header, a frame OBU cut
         // over three packets), framed as payloads, and as a temporal unit.
         let mut tu = vec![0x12, 0x00, 0x0a, 0x03, 0, 0, 0x40, 0x32, 0xfa, 0x01];

@@ -57,7 +57,8 @@
 //!   §4.2 descriptor with 7/15-bit picture id, §4.3 keyframe bit), [`h264`]
 //!   (RFC 6184 §5.6 single NAL, §5.7.1 STAP-A, §5.8 FU-A, packetization-mode 1,
 //!   Annex-B in and out), [`opus`] (RFC 7587 §4.2), [`vp9`] (RFC 9628 §4.2,
-//!   one spatial layer sent, layers and scalability structure parsed) and
+//!   one spatial layer sent; the whole descriptor read in place by
+//!   [`vp9::Vp9Header`]: layer indices, P_DIFFs, scalability structure) and
 //!   [`av1`] (the AOMedia AV1 RTP payload format v1.0 §4.4–§5: aggregation
 //!   header, OBU elements, fragmentation; temporal units in and out in the
 //!   low-overhead format). Every packetizer keeps each payload within the MTU

@@ -940,6 +940,7 @@ impl Sfu {
                     current: Some(li),
                     target: Some(li),
                     svc: super::SvcDown::default(),
+                    vp9: Default::default(),
                     own_history: false,
                     removed: false,
                 }),
@@ -1147,6 +1148,7 @@ impl Sfu {
                 .collect(),
             depacketizer: Some(codec.depacketizer()),
             svc: None,
+            vp9: None,
             level: 127.0,
         });
         let room = p.room.clone();

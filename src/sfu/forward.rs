@@ -17,35 +17,175 @@ use crate::rtp::RtpPacketMut;
 ///
 /// Within one source the offsets stay put: a packet the SFU lost keeps its
 /// hole in the numbering, so the subscriber NACKs it, and a late
-/// retransmission fills that hole.
+/// retransmission fills that hole. A packet taken out (an SVC layer the
+/// subscriber does not decode, [`Rewriter::skip`]) moves the ones after
+/// it down by one; which packets of the last [`NUMBERING_WINDOW`] were
+/// taken out is remembered, so that a packet arriving late still gets the
+/// number it had a right to, and a subscriber's NACK maps back to the
+/// source packet that had (or was to have) that number.
 #[derive(Debug, Clone)]
 pub struct Rewriter {
     clock_rate: u32,
-    /// The current source's SSRC and the first sequence number taken from
-    /// it (older packets of it are dropped: they belong before the switch).
-    source: Option<(u32, u16)>,
-    seq_offset: u16,
-    ts_offset: u32,
+    /// The source forwarded now.
+    current: Option<Numbering>,
     /// The highest sequence number and its timestamp sent, and when.
     last: Option<(u16, u32, Instant)>,
-    /// The outgoing number from which the current offsets are exact:
-    /// after a [`Rewriter::skip`], packets sent before it were numbered
-    /// with another offset.
-    exact_from: Option<u16>,
     /// The source before the last switch, to repair what it sent.
-    previous: Option<Previous>,
+    previous: Option<Numbering>,
 }
 
-/// A source the stream was switched away from, as it was numbered.
+/// How many source packets back (from the newest) the numbering of a
+/// source is known: a late packet or a NACK older than this is dropped.
+/// A power of two, so that the ring of bits stays aligned over the
+/// sequence number's wrap.
+pub const NUMBERING_WINDOW: u16 = 1024;
+const WORDS: usize = NUMBERING_WINDOW as usize / 64;
+
+/// One bit per source sequence number of the window (by `seq % window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SeqBits([u64; WORDS]);
+
+impl SeqBits {
+    fn index(seq: u16) -> (usize, u32) {
+        let i = seq % NUMBERING_WINDOW;
+        (usize::from(i / 64), u32::from(i % 64))
+    }
+    fn get(&self, seq: u16) -> bool {
+        let (w, b) = Self::index(seq);
+        self.0[w] >> b & 1 == 1
+    }
+    fn set(&mut self, seq: u16, on: bool) {
+        let (w, b) = Self::index(seq);
+        if on {
+            self.0[w] |= 1 << b;
+        } else {
+            self.0[w] &= !(1 << b);
+        }
+    }
+}
+
+/// How one source's packets were numbered.
 #[derive(Debug, Clone, Copy)]
-struct Previous {
+struct Numbering {
     ssrc: u32,
+    /// The oldest source sequence number still forwarded: the first one
+    /// taken at the switch, later the oldest of the window.
     first: u16,
+    /// The newest source sequence number seen (mapped or skipped).
+    top: Option<u16>,
+    /// A packet newer than `top` goes out as `seq + seq_offset`.
     seq_offset: u16,
     ts_offset: u32,
-    exact_from: Option<u16>,
-    /// The last outgoing number it had.
-    last: u16,
+    /// The outgoing number of the source's first packet, until the
+    /// window has moved past it (the previous source's packets, numbered
+    /// before it, are then older than the window too).
+    start_out: Option<u16>,
+    /// The highest outgoing number mapped from it.
+    last_out: Option<u16>,
+    /// Packets skipped when they were the newest: they took no number.
+    unnumbered: SeqBits,
+    /// Packets skipped late: their number stays a hole for good.
+    withheld: SeqBits,
+}
+
+/// `a` is `b` or after it, in sequence number space (RFC 3550 §A.1).
+fn at_or_after(a: u16, b: u16) -> bool {
+    (a.wrapping_sub(b) as i16) >= 0
+}
+
+impl Numbering {
+    fn new(ssrc: u32, first: u16, seq_offset: u16, ts_offset: u32) -> Numbering {
+        Numbering {
+            ssrc,
+            first,
+            top: None,
+            seq_offset,
+            ts_offset,
+            start_out: Some(first.wrapping_add(seq_offset)),
+            last_out: None,
+            unnumbered: SeqBits([0; WORDS]),
+            withheld: SeqBits([0; WORDS]),
+        }
+    }
+
+    /// Where `seq` stands: `Some(true)` newer than every packet seen,
+    /// `Some(false)` within the window, `None` before the switch or the
+    /// window.
+    fn classify(&self, seq: u16) -> Option<bool> {
+        if !at_or_after(seq, self.first) {
+            return None;
+        }
+        match self.top {
+            None => Some(true),
+            Some(top) if !at_or_after(top, seq) => Some(true),
+            Some(top) => (top.wrapping_sub(seq) < NUMBERING_WINDOW).then_some(false),
+        }
+    }
+
+    /// `seq` is the newest now: the window moves up to it.
+    fn advance(&mut self, seq: u16) {
+        let from = self.top.unwrap_or(seq.wrapping_sub(NUMBERING_WINDOW));
+        let n = seq.wrapping_sub(from).min(NUMBERING_WINDOW);
+        for k in 0..n {
+            let q = seq.wrapping_sub(k);
+            self.unnumbered.set(q, false);
+            self.withheld.set(q, false);
+        }
+        self.top = Some(seq);
+        if seq.wrapping_sub(self.first) >= NUMBERING_WINDOW {
+            self.first = seq.wrapping_sub(NUMBERING_WINDOW - 1);
+            self.start_out = None;
+        }
+    }
+
+    /// The outgoing number of a packet within the window that took one:
+    /// each packet after it that took none moved the offset down since.
+    fn number_of_late(&self, seq: u16) -> Option<u16> {
+        let top = self.top?;
+        if self.unnumbered.get(seq) {
+            return None;
+        }
+        let back = top.wrapping_sub(seq);
+        let later_unnumbered = (0..back)
+            .filter(|&k| self.unnumbered.get(top.wrapping_sub(k)))
+            .count() as u16;
+        Some(
+            seq.wrapping_add(self.seq_offset)
+                .wrapping_add(later_unnumbered),
+        )
+    }
+
+    /// Whether `out` is at or after the source's first outgoing number.
+    fn numbered(&self, out: u16) -> bool {
+        self.start_out.is_none_or(|s| at_or_after(out, s))
+    }
+
+    /// The source packet numbered `out`, walking down from the newest.
+    fn source_of(&self, out: u16) -> Option<u16> {
+        let top = self.top?;
+        if !self.last_out.is_some_and(|l| at_or_after(l, out)) || !self.numbered(out) {
+            return None;
+        }
+        let span = top.wrapping_sub(self.first).min(NUMBERING_WINDOW - 1);
+        let mut later_unnumbered = 0u16;
+        for back in 0..=span {
+            let seq = top.wrapping_sub(back);
+            if self.unnumbered.get(seq) {
+                later_unnumbered += 1;
+                continue;
+            }
+            let n = seq
+                .wrapping_add(self.seq_offset)
+                .wrapping_add(later_unnumbered);
+            if n == out {
+                return (!self.withheld.get(seq)).then_some(seq);
+            }
+            if !at_or_after(n, out) {
+                return None;
+            }
+        }
+        None
+    }
 }
 
 /// Where an outgoing packet came from ([`Rewriter::locate`]).
@@ -64,11 +204,8 @@ impl Rewriter {
     pub fn new(clock_rate: u32) -> Rewriter {
         Rewriter {
             clock_rate: clock_rate.max(1),
-            source: None,
-            seq_offset: 0,
-            ts_offset: 0,
+            current: None,
             last: None,
-            exact_from: None,
             previous: None,
         }
     }
@@ -81,7 +218,7 @@ impl Rewriter {
 
     /// The SSRC forwarded now.
     pub fn source(&self) -> Option<u32> {
-        self.source.map(|(s, _)| s)
+        self.current.as_ref().map(|c| c.ssrc)
     }
 
     // ANCHOR: switch_to
@@ -90,48 +227,45 @@ impl Rewriter {
     /// that it follows the last packet sent by one sequence number and by
     /// the time elapsed since (at least one tick).
     pub fn switch_to(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32) {
-        self.previous = self
-            .source
-            .zip(self.last)
-            .map(|((ssrc, first), (last, _, _))| Previous {
-                ssrc,
-                first,
-                seq_offset: self.seq_offset,
-                ts_offset: self.ts_offset,
-                exact_from: self.exact_from,
-                last,
-            });
-        self.exact_from = None;
-        self.source = Some((ssrc, seq));
-        match self.last {
-            None => {
-                self.seq_offset = 0;
-                self.ts_offset = 0;
-            }
+        let (seq_offset, ts_offset) = match self.last {
+            None => (0, 0),
             Some((last_seq, last_ts, at)) => {
                 let elapsed = now.saturating_duration_since(at);
                 let ticks = (elapsed.as_micros() * u128::from(self.clock_rate) / 1_000_000)
                     .clamp(1, u128::from(u32::MAX / 2)) as u32;
-                self.seq_offset = last_seq.wrapping_add(1).wrapping_sub(seq);
-                self.ts_offset = last_ts.wrapping_add(ticks).wrapping_sub(timestamp);
+                (
+                    last_seq.wrapping_add(1).wrapping_sub(seq),
+                    last_ts.wrapping_add(ticks).wrapping_sub(timestamp),
+                )
             }
+        };
+        let old = self
+            .current
+            .replace(Numbering::new(ssrc, seq, seq_offset, ts_offset));
+        if let Some(old) = old.filter(|o| o.last_out.is_some()) {
+            self.previous = Some(old);
         }
     }
     // ANCHOR_END: switch_to
 
     // ANCHOR: map
     /// The outgoing `(sequence number, timestamp)` of a packet of the
-    /// current source, or `None` to drop it (another source, or older than
-    /// the switch).
+    /// current source, or `None` to drop it (another source, older than
+    /// the switch, or one that took no number).
     pub fn map(&mut self, now: Instant, ssrc: u32, seq: u16, timestamp: u32) -> Option<(u16, u32)> {
-        let (src, first) = self.source?;
-        if src != ssrc || (seq.wrapping_sub(first) as i16) < 0 {
-            return None;
+        let c = self.current.as_mut().filter(|c| c.ssrc == ssrc)?;
+        let out = match c.classify(seq)? {
+            true => {
+                c.advance(seq);
+                seq.wrapping_add(c.seq_offset)
+            }
+            // Late: the number its place kept.
+            false => c.number_of_late(seq)?,
+        };
+        let out = (out, timestamp.wrapping_add(c.ts_offset));
+        if c.last_out.is_none_or(|l| !at_or_after(l, out.0)) {
+            c.last_out = Some(out.0);
         }
-        let out = (
-            seq.wrapping_add(self.seq_offset),
-            timestamp.wrapping_add(self.ts_offset),
-        );
         let newer = self
             .last
             .is_none_or(|(s, _, _)| (out.0.wrapping_sub(s) as i16) > 0);
@@ -145,62 +279,51 @@ impl Rewriter {
     /// A packet of the current source that is not forwarded (an SVC layer
     /// the subscriber does not decode): the packets after it move down by
     /// one, so the subscriber sees no hole to NACK. Only a packet newer
-    /// than every one mapped so far can be taken out; a late one that is
-    /// skipped is simply not sent (its number stays a hole).
+    /// than every one seen can be taken out; a late one that is skipped
+    /// is simply not sent (its number stays a hole, and a NACK for it
+    /// finds nothing to send).
     pub fn skip(&mut self, ssrc: u32, seq: u16) {
-        let Some((src, first)) = self.source else {
+        let Some(c) = self.current.as_mut().filter(|c| c.ssrc == ssrc) else {
             return;
         };
-        if src != ssrc || (seq.wrapping_sub(first) as i16) < 0 {
-            return;
-        }
-        let out = seq.wrapping_add(self.seq_offset);
-        let newer = self
-            .last
-            .is_none_or(|(s, _, _)| (out.wrapping_sub(s) as i16) > 0);
-        if newer {
-            self.seq_offset = self.seq_offset.wrapping_sub(1);
-            // The packets after it take its number: from there on the
-            // new offset is the one they were sent with.
-            self.exact_from = Some(out);
+        match c.classify(seq) {
+            Some(true) => {
+                c.advance(seq);
+                c.unnumbered.set(seq, true);
+                c.seq_offset = c.seq_offset.wrapping_sub(1);
+            }
+            Some(false) if !c.unnumbered.get(seq) => c.withheld.set(seq, true),
+            _ => {}
         }
     }
 
     /// The source sequence number of an outgoing one, if it was sent from
     /// the current source (to pass a subscriber's NACK on).
     pub fn source_seq(&self, out_seq: u16) -> Option<u16> {
-        let (ssrc, _) = self.source?;
+        let ssrc = self.source()?;
         self.locate(out_seq)
             .filter(|o| o.ssrc == ssrc)
             .map(|o| o.seq)
     }
 
-    /// Where the packet sent as `out_seq` came from, if that is known for
-    /// sure: from the current source or the one before the last switch,
-    /// numbered with the offsets in force now (not before a
-    /// [`Rewriter::skip`] moved them). What repairs a subscriber's loss
-    /// from a cache of the source's packets.
+    /// Where the packet sent as `out_seq` came from: from the current
+    /// source or the one before the last switch, within the last
+    /// [`NUMBERING_WINDOW`] packets of its source. A number the SFU never
+    /// got the packet for (a hole the subscriber NACKs) names the source
+    /// packet that was to fill it; a number left a hole on purpose (a
+    /// packet skipped late) names none. What repairs a subscriber's loss
+    /// from a cache of the source's packets, or asks the publisher.
     pub fn locate(&self, out_seq: u16) -> Option<Origin> {
-        let after = |a: u16, b: u16| (a.wrapping_sub(b) as i16) >= 0;
-        let (ssrc, first) = self.source?;
-        let (last, _, _) = self.last?;
-        let seq = out_seq.wrapping_sub(self.seq_offset);
-        if after(seq, first) {
-            // Sent from the current source, or never sent yet.
-            let exact = self.exact_from.is_none_or(|e| after(out_seq, e));
-            return (exact && after(last, out_seq)).then_some(Origin {
-                ssrc,
-                seq,
-                ts_offset: self.ts_offset,
-            });
-        }
-        let p = self.previous?;
-        let seq = out_seq.wrapping_sub(p.seq_offset);
-        let exact = p.exact_from.is_none_or(|e| after(out_seq, e));
-        (exact && after(seq, p.first) && after(p.last, out_seq)).then_some(Origin {
-            ssrc: p.ssrc,
+        let c = self.current.as_ref()?;
+        let n = if c.numbered(out_seq) {
+            c
+        } else {
+            self.previous.as_ref()?
+        };
+        n.source_of(out_seq).map(|seq| Origin {
+            ssrc: n.ssrc,
             seq,
-            ts_offset: p.ts_offset,
+            ts_offset: n.ts_offset,
         })
     }
 
@@ -562,16 +685,84 @@ mod tests {
         // Sent from the first source before the switch.
         assert_eq!(r.locate(1004), o(1, 1004, 0));
         assert_eq!(r.locate(999), None);
-        // A skip makes what went before it unknown (numbered otherwise).
+        // A skip moves what follows it down by one; what went before it
+        // keeps its number.
         r.skip(2, 60_005);
         r.map(t1, 2, 60_006, 0);
         assert_eq!(r.locate(1015), o(2, 60_006, ts));
-        assert_eq!(r.locate(1013), None);
-        assert_eq!(r.source_seq(1013), None);
+        assert_eq!(r.locate(1013), o(2, 60_003, ts));
+        assert_eq!(r.source_seq(1013), Some(60_003));
         assert_eq!(r.source_seq(1015), Some(60_006));
         // Two switches on: the first source is forgotten.
         r.switch_to(t1, 3, 7, 7);
         assert_eq!(r.locate(1004), None);
+    }
+
+    /// A subscriber's NACK for a number of a stream thinned by skips
+    /// (SVC) names the source packet that had that number, or that was to
+    /// have it (the SFU lost it: asked of the publisher), and nothing for
+    /// a number left a hole on purpose; a packet arriving late, after
+    /// later ones were skipped, gets the number its place kept, not one
+    /// already sent.
+    #[test]
+    fn nacks_and_late_packets_map_back_across_skips() {
+        let now = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        r.switch_to(now, 7, 100, 0);
+        let o = |seq| {
+            Some(Origin {
+                ssrc: 7,
+                seq,
+                ts_offset: 0,
+            })
+        };
+        assert_eq!(r.map(now, 7, 100, 0), Some((100, 0)));
+        // 101 is late, 102 skipped, 103 sent: 101's number is 101.
+        r.skip(7, 102);
+        assert_eq!(r.map(now, 7, 103, 0), Some((102, 0)));
+        assert_eq!(r.locate(101), o(101), "the SFU's loss, to ask for");
+        assert_eq!(r.map(now, 7, 101, 0), Some((101, 0)), "not 100 again");
+        assert_eq!(r.locate(102), o(103));
+        // 104 lost by the SFU, 105 skipped, 106 sent: the hole at 103 is
+        // 104's, not the skipped 105's.
+        r.skip(7, 105);
+        assert_eq!(r.map(now, 7, 106, 0), Some((104, 0)));
+        assert_eq!(r.locate(103), o(104));
+        assert_eq!(r.locate(104), o(106));
+        // 108 sent before 107, which comes late and is skipped: its
+        // number stays a hole, and a NACK for it names nothing.
+        assert_eq!(r.map(now, 7, 108, 0), Some((106, 0)));
+        r.skip(7, 107);
+        assert_eq!(r.locate(105), None);
+        assert_eq!(r.locate(106), o(108));
+        // Not sent yet.
+        assert_eq!(r.locate(107), None);
+        // A long run of skips between two packets sent.
+        for q in 109..400 {
+            r.skip(7, q);
+        }
+        assert_eq!(r.map(now, 7, 400, 0), Some((107, 0)));
+        assert_eq!(r.locate(107), o(400));
+        assert_eq!(r.locate(106), o(108));
+    }
+
+    /// The numbering holds past half the sequence space from the switch
+    /// (a source's packets are compared with the window, not with where
+    /// the stream began).
+    #[test]
+    fn a_long_stream_keeps_flowing() {
+        let now = Instant::now();
+        let mut r = Rewriter::new(48_000);
+        r.switch_to(now, 1, 0, 0);
+        for k in 0..70_000u32 {
+            let q = k as u16;
+            assert_eq!(r.map(now, 1, q, k), Some((q, k)), "packet {k}");
+            if k % 1000 == 999 {
+                assert_eq!(r.source_seq(q.wrapping_sub(3)), Some(q.wrapping_sub(3)));
+            }
+        }
+        // Far older than the window: dropped, and not located.
+        assert_eq!(r.map(now, 1, 70_000u32.wrapping_sub(5000) as u16, 0), None);
     }
 
     #[test]

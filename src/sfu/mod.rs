@@ -56,6 +56,7 @@ pub mod placement;
 pub mod public_ip;
 pub mod server;
 pub mod svc;
+pub mod vp9svc;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -65,7 +66,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
 pub use forward::{KeyframeCache, KeyframeThrottle, Origin, RateMeter, Rewriter, choose_layer};
-use svc::{SvcDown, SvcForward, SvcTrack};
+use svc::{SvcDown, SvcForward, SvcFrame, SvcTrack};
+use vp9svc::{Vp9Down, Vp9Frame, Vp9Track};
 
 use crate::datachannel::{self, ChannelId, Message};
 use crate::dtls::cert::Certificate;
@@ -122,7 +124,9 @@ pub struct Config {
     /// negotiates the descriptor, and a single-stream video track whose
     /// packets carry it with several decode targets is forwarded per
     /// subscriber at the decode target its estimate carries (Chromium's
-    /// AV1 `L3T3_KEY`, `tests/sfu_browser.rs`); simulcast tracks and
+    /// AV1 `L3T3_KEY`, `tests/sfu_browser.rs`); a VP9 track without the
+    /// descriptor is forwarded so by its VP9 payload descriptor's layers
+    /// ([`vp9svc`]) when they are several; simulcast tracks and
     /// single-layer streams (with or without the descriptor) are
     /// forwarded as without it. Off by default for now: with it on, the
     /// browser tests pass, but the simulcast one failed in 2 of 4 runs
@@ -341,6 +345,9 @@ struct Published {
     /// Scalable video: the track's packets carry the Dependency Descriptor
     /// (made at the first that does); each subscriber gets a decode target.
     svc: Option<SvcTrack>,
+    /// Scalable VP9 without the descriptor: its layers read from the VP9
+    /// payload descriptor ([`vp9svc`]).
+    vp9: Option<Vp9Track>,
     /// RFC 6464 level, smoothed, in -dBov (0 loudest, 127 silence).
     level: f32,
 }
@@ -357,12 +364,47 @@ struct Down {
     target: Option<usize>,
     /// The decode target forwarded, on an SVC track.
     svc: SvcDown,
+    /// The layers forwarded, on a VP9 SVC track.
+    vp9: Vp9Down,
     /// The subscriber's connection keeps this track's packets for RTX
     /// itself (an SVC track: thinned per subscriber, its numbering is not
     /// the layer cache's).
     own_history: bool,
     /// Removed from the subscriber's connection: no more packets.
     removed: bool,
+}
+
+/// One packet of a scalable track, as read for the forwarding: its frame,
+/// the active decode targets' rates, and each target's layers (and, by
+/// the Dependency Descriptor, the chain protecting each target).
+enum Scalable {
+    Dd(SvcFrame, Vec<(usize, u64)>, Vec<(u8, u8)>, Vec<u8>),
+    Vp9(Vp9Frame, Vec<(usize, u64)>, Vec<(u8, u8)>),
+}
+
+impl Scalable {
+    /// The subscriber's choice of target for its `estimate`, and what to
+    /// do with the packet: whether its target switched, what to do, and
+    /// whether it waits for a key frame.
+    fn forward(
+        &self,
+        now: Instant,
+        d: &mut Down,
+        estimate: Option<u64>,
+    ) -> (bool, SvcForward, bool) {
+        match self {
+            Scalable::Dd(frame, rates, layers, chains) => {
+                let target = d.svc.choose(now, rates, layers, estimate);
+                let (switched, forward) = d.svc.on_packet(now, frame, target, layers, chains);
+                (switched, forward, d.svc.wants_keyframe(layers))
+            }
+            Scalable::Vp9(frame, rates, layers) => {
+                let target = d.vp9.choose(now, rates, layers, estimate);
+                let (switched, forward) = d.vp9.on_packet(now, frame, target, layers);
+                (switched, forward, d.vp9.wants_keyframe())
+            }
+        }
+    }
 }
 
 struct Participant {
@@ -922,6 +964,7 @@ impl Sfu {
                     current: None,
                     target: None,
                     svc: SvcDown::default(),
+                    vp9: Vp9Down::default(),
                     own_history: false,
                     removed: false,
                 });
@@ -1081,6 +1124,7 @@ impl Sfu {
             layers,
             depacketizer: codec.map(Codec::depacketizer),
             svc: None,
+            vp9: None,
             level: 127.0,
         });
         self.events.push_back(Event::Published {
@@ -1204,13 +1248,36 @@ impl Sfu {
         if scalable && descriptor.is_some() && t.svc.is_none() && t.layers.len() == 1 {
             t.svc = Some(SvcTrack::new());
         }
-        let svc = match (t.svc.as_mut(), descriptor) {
-            (Some(track), Some(d)) => match track.on_packet(now, &rtp, d.data) {
+        // VP9 SVC without the descriptor: the layers the VP9 payload
+        // descriptor says (a track with layer indices).
+        if scalable
+            && descriptor.is_none()
+            && t.codec == Some(Codec::Vp9)
+            && t.vp9.is_none()
+            && t.svc.is_none()
+            && t.layers.len() == 1
+        {
+            t.vp9 = Some(Vp9Track::new());
+        }
+        let svc = match (t.svc.as_mut(), descriptor, t.vp9.as_mut()) {
+            (None, None, Some(track)) => match track.on_packet(now, &rtp) {
+                // One spatial and temporal layer: forwarded as any track.
+                Some(_) if track.layers().len() <= 1 => None,
+                Some(frame) => Some(Scalable::Vp9(
+                    frame,
+                    track.target_rates(now, LAYER_ACTIVE),
+                    track.layers().to_vec(),
+                )),
+                None if track.layers().len() <= 1 => None,
+                // Unfollowable once the track is scalable: not forwarded.
+                None => return,
+            },
+            (Some(track), Some(d), _) => match track.on_packet(now, &rtp, d.data) {
                 // One decode target (a single-layer stream that carries
                 // the descriptor anyway): nothing to select, forwarded as
                 // any other track, from the keyframe cache.
                 Some(_) if track.layers().len() <= 1 => None,
-                Some(frame) => Some((
+                Some(frame) => Some(Scalable::Dd(
                     frame,
                     track.target_rates(now, LAYER_ACTIVE),
                     track.layers().to_vec(),
@@ -1233,7 +1300,9 @@ impl Sfu {
         if cache_on && t.kind == MediaKind::Video && svc.is_none() {
             layer.cache.push(packet, keyframe);
         }
-        if t.kind == MediaKind::Video && t.svc.is_none() {
+        // What is forwarded plainly (single-layer tracks too, whether or
+        // not they carry a descriptor) is repaired from the layer's cache.
+        if t.kind == MediaKind::Video && svc.is_none() {
             let _ = layer.repair.store(packet);
         }
         // The active layers' rates, for the chooser.
@@ -1338,15 +1407,14 @@ impl Sfu {
             // frame outside it is dropped, and the marker ends the
             // temporal unit of the target's top spatial layer.
             let mut marker = None;
-            if let Some((frame, rates, layers, chains)) = &svc {
-                let target = d.svc.choose(now, rates, layers, estimate);
-                let (switched, forward) = d.svc.on_packet(now, frame, target, layers, chains);
+            if let Some(scalable) = &svc {
+                let (switched, forward, wants_keyframe) = scalable.forward(now, d, estimate);
                 if switched {
-                    tracing::debug!(subscriber = %m, publisher = %id, target = ?d.svc.current,
-                        estimate = ?estimate, rates = ?rates, "sfu: decode target switch");
+                    tracing::debug!(subscriber = %m, publisher = %id, svc = ?d.svc.current,
+                        vp9 = ?d.vp9.current, estimate = ?estimate, "sfu: decode target switch");
                     self.stats.layer_switches += 1;
                 }
-                if d.svc.wants_keyframe(layers) {
+                if wants_keyframe {
                     want_keyframe.push(li);
                 }
                 if !d.own_history {

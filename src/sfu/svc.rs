@@ -70,14 +70,94 @@ pub struct SvcFrame {
 #[derive(Debug, Default)]
 pub struct SvcTrack {
     reader: DdReader,
-    rates: Vec<RateMeter>,
+    rates: TargetRates,
     /// Per decode target, its highest spatial and temporal id.
     layers: Vec<(u8, u8)>,
     /// Per decode target, the chain that protects it (empty: no chains).
     protected_by: Vec<u8>,
+}
+
+/// The measured rate of each decode target of a scalable track (the
+/// bytes of the packets in it), the Dependency Descriptor's or VP9's
+/// ([`super::vp9svc`]).
+#[derive(Debug, Default)]
+pub struct TargetRates {
+    rates: Vec<RateMeter>,
     /// The highest sequence number seen: older packets (retransmissions,
     /// a sender's probes) are forwarded but not counted in the rates.
     highest_seq: Option<u16>,
+}
+
+impl TargetRates {
+    /// Follows `n` decode targets (those already measured keep their
+    /// rate).
+    pub fn resize(&mut self, n: usize) {
+        self.rates
+            .resize_with(n.min(MAX_TARGETS), RateMeter::default);
+    }
+
+    /// Counts a packet into the rate of every decode target `in_target`
+    /// says it belongs to, unless it is older than one counted before.
+    pub fn count(&mut self, now: Instant, rtp: &RtpPacket<'_>, in_target: impl Fn(usize) -> bool) {
+        let seq = rtp.sequence_number();
+        if self
+            .highest_seq
+            .is_some_and(|h| (seq.wrapping_sub(h) as i16) <= 0)
+        {
+            return;
+        }
+        self.highest_seq = Some(seq);
+        let len = rtp.as_bytes().len();
+        for (i, rate) in self.rates.iter_mut().enumerate() {
+            if in_target(i) {
+                rate.on_packet(now, len);
+            }
+        }
+    }
+
+    /// The targets `active` says the publisher sends and that had
+    /// packets within `within`, with their rates.
+    pub fn active(
+        &self,
+        now: Instant,
+        within: Duration,
+        active: impl Fn(usize) -> bool,
+    ) -> Vec<(usize, u64)> {
+        self.rates
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| active(*i) && r.active(now, within))
+            .map(|(i, r)| (i, r.bitrate()))
+            .collect()
+    }
+}
+
+/// The decode target for a subscriber's `estimate`: [`choose_layer`] over
+/// the active targets' rates, except that a move up to a higher spatial
+/// layer waits [`SPATIAL_UP_HOLD`] after a move down (`down_at`).
+pub fn choose_target(
+    now: Instant,
+    current: Option<usize>,
+    down_at: Option<Instant>,
+    rates: &[(usize, u64)],
+    layers: &[(u8, u8)],
+    estimate: Option<u64>,
+) -> Option<usize> {
+    let spatial = |i: usize| layers.get(i).map_or(0, |l| l.0);
+    let target = choose_layer(rates, estimate, current);
+    match (current, target, down_at) {
+        (Some(c), Some(t), Some(at))
+            if spatial(t) > spatial(c) && now.saturating_duration_since(at) < SPATIAL_UP_HOLD =>
+        {
+            let lower: Vec<(usize, u64)> = rates
+                .iter()
+                .copied()
+                .filter(|&(i, _)| spatial(i) <= spatial(c))
+                .collect();
+            choose_layer(&lower, estimate, current).or(Some(c))
+        }
+        _ => target,
+    }
 }
 
 impl SvcTrack {
@@ -101,22 +181,11 @@ impl SvcTrack {
             self.layers = s.decode_target_layers();
             self.layers.truncate(MAX_TARGETS);
             self.protected_by = s.protected_by.clone();
-            self.rates
-                .resize_with(self.layers.len(), RateMeter::default);
+            self.rates.resize(self.layers.len());
         }
-        let seq = rtp.sequence_number();
-        if self
-            .highest_seq
-            .is_none_or(|h| (seq.wrapping_sub(h) as i16) > 0)
-        {
-            self.highest_seq = Some(seq);
-            let len = rtp.as_bytes().len();
-            for (rate, dti) in self.rates.iter_mut().zip(&f.dtis) {
-                if *dti != Dti::NotPresent {
-                    rate.on_packet(now, len);
-                }
-            }
-        }
+        self.rates.count(now, rtp, |i| {
+            f.dtis.get(i).is_some_and(|d| *d != Dti::NotPresent)
+        });
         Some(SvcFrame {
             start_of_frame: d.start_of_frame,
             end_of_frame: d.end_of_frame,
@@ -134,12 +203,7 @@ impl SvcTrack {
     /// rates, for [`SvcDown::choose`].
     pub fn target_rates(&self, now: Instant, within: Duration) -> Vec<(usize, u64)> {
         let active = self.reader.active_decode_targets();
-        self.rates
-            .iter()
-            .enumerate()
-            .filter(|(i, r)| active >> i & 1 == 1 && r.active(now, within))
-            .map(|(i, r)| (i, r.bitrate()))
-            .collect()
+        self.rates.active(now, within, |i| active >> i & 1 == 1)
     }
 
     /// Whether a template structure has come (before it, no descriptor
@@ -159,24 +223,31 @@ impl SvcTrack {
     }
 }
 
-/// The frame numbers forwarded lately: a window of the last 128 below
-/// the highest (older ones count as not forwarded, which only makes a
-/// switch wait for a key frame).
+/// The frame numbers (or VP9 picture ids) forwarded lately: a window of
+/// the last 128 below the highest (older ones count as not forwarded,
+/// which only makes a switch wait for a key frame). The numbers count
+/// modulo 2^`BITS` (16 for the descriptor's frame numbers, 15 for VP9's
+/// picture ids).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct FrameWindow {
+pub(super) struct FrameWindow<const BITS: u32> {
     top: Option<u16>,
     /// Bit `i`: frame `top - i` was forwarded.
     bits: u128,
 }
 
-impl FrameWindow {
-    fn insert(&mut self, n: u16) {
+impl<const BITS: u32> FrameWindow<BITS> {
+    /// `a - b` modulo 2^BITS, as a signed difference.
+    fn diff(a: u16, b: u16) -> i16 {
+        ((a.wrapping_sub(b) << (16 - BITS)) as i16) >> (16 - BITS)
+    }
+
+    pub(super) fn insert(&mut self, n: u16) {
         let Some(top) = self.top else {
             self.top = Some(n);
             self.bits = 1;
             return;
         };
-        let ahead = n.wrapping_sub(top) as i16;
+        let ahead = Self::diff(n, top);
         if ahead > 0 {
             let ahead = u32::from(ahead.unsigned_abs());
             self.bits = self.bits.checked_shl(ahead).unwrap_or(0) | 1;
@@ -186,9 +257,9 @@ impl FrameWindow {
         }
     }
 
-    fn contains(&self, n: u16) -> bool {
+    pub(super) fn contains(&self, n: u16) -> bool {
         self.top.is_some_and(|top| {
-            let back = top.wrapping_sub(n) as i16;
+            let back = Self::diff(top, n);
             (0..128).contains(&back) && self.bits >> back & 1 == 1
         })
     }
@@ -204,7 +275,7 @@ pub struct SvcDown {
     /// The target wanted.
     pub target: Option<usize>,
     /// The frames forwarded (their first packet).
-    sent: FrameWindow,
+    sent: FrameWindow<16>,
     /// The timestamp of the last temporal unit a marker closed.
     closed_unit: Option<u32>,
     /// When the subscriber last moved down a spatial layer.
@@ -235,22 +306,7 @@ impl SvcDown {
         layers: &[(u8, u8)],
         estimate: Option<u64>,
     ) -> Option<usize> {
-        let spatial = |i: usize| layers.get(i).map_or(0, |l| l.0);
-        let target = choose_layer(rates, estimate, self.current);
-        match (self.current, target, self.down_at) {
-            (Some(c), Some(t), Some(at))
-                if spatial(t) > spatial(c)
-                    && now.saturating_duration_since(at) < SPATIAL_UP_HOLD =>
-            {
-                let lower: Vec<(usize, u64)> = rates
-                    .iter()
-                    .copied()
-                    .filter(|&(i, _)| spatial(i) <= spatial(c))
-                    .collect();
-                choose_layer(&lower, estimate, self.current).or(Some(c))
-            }
-            _ => target,
-        }
+        choose_target(now, self.current, self.down_at, rates, layers, estimate)
     }
 
     /// Takes the target the chooser picked; at a frame that is a safe

@@ -8,7 +8,8 @@ const params = new URLSearchParams(location.search);
 const room = params.get('room') || 'lobby';
 const autotest = params.has('autotest');
 // ?svc=L3T3_KEY: one scalable stream instead of simulcast (the SFU picks
-// a decode target per subscriber from the Dependency Descriptor);
+// a decode target per subscriber from the Dependency Descriptor, or for
+// VP9 from the VP9 payload descriptor);
 // ?codec=AV1 (or VP9) sends that codec.
 const svc = params.get('svc');
 const codec = params.get('codec');
@@ -182,6 +183,14 @@ async function start() {
       const all = RTCRtpReceiver.getCapabilities('video').codecs;
       const wanted = all.filter((c) => c.mimeType.toLowerCase() === `video/${codec.toLowerCase()}`);
       if (wanted.length) t.setCodecPreferences([...wanted, ...all.filter((c) => !wanted.includes(c))]);
+    }
+    // ?dd=0: the Dependency Descriptor is not negotiated on the camera's
+    // stream (Chromium then describes VP9 layers only in the VP9 payload
+    // descriptor, which the SFU reads too).
+    if (params.get('dd') === '0' && t.setHeaderExtensionsToNegotiate) {
+      const dd = 'https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension';
+      t.setHeaderExtensionsToNegotiate(t.getHeaderExtensionsToNegotiate()
+        .map((e) => (e.uri === dd ? { ...e, direction: 'stopped' } : e)));
     }
   }
   if (audio) pc.addTransceiver(audio, { direction: 'sendonly', streams: [stream] });
