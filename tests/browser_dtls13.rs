@@ -423,6 +423,14 @@ async fn firefox_still_dtls12_when_told_rust_as_dtls_server() {
     dtls12(BrowserKind::Firefox, Setup::Passive).await;
 }
 
+/// Calls per case: `RTCLAB_SETUP_RUNS`, or `default`.
+fn setup_runs(default: usize) -> usize {
+    std::env::var("RTCLAB_SETUP_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `cargo test --test browser_dtls13 setup_time -- --ignored --nocapture`:
 /// the median set-up time over `RTCLAB_SETUP_RUNS` (default 3) calls per
 /// browser, role and version (loopback, so this is CPU and protocol round
@@ -433,10 +441,7 @@ async fn firefox_still_dtls12_when_told_rust_as_dtls_server() {
 #[tokio::test]
 #[ignore = "a measurement, not a test; run on demand"]
 async fn setup_time_dtls12_vs_dtls13() {
-    let runs: usize = std::env::var("RTCLAB_SETUP_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs = setup_runs(3);
     let ms = |d: &Duration| d.as_secs_f64() * 1e3;
     let median = |v: &[Duration]| {
         let mut v = v.to_vec();
@@ -484,10 +489,7 @@ async fn setup_time_dtls12_vs_dtls13() {
 #[ignore = "writes captures; run on demand"]
 async fn firefox_trace() {
     let dir = std::path::PathBuf::from(std::env::var("RTCLAB_FF_PCAP").expect("RTCLAB_FF_PCAP"));
-    let runs: usize = std::env::var("RTCLAB_SETUP_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let runs = setup_runs(1);
     for n in 0..runs {
         for (setup, role) in [(Setup::Passive, "server"), (Setup::Active, "client")] {
             for (max, name) in [(Version::Dtls13, "dtls13"), (Version::Dtls12, "dtls12")] {
