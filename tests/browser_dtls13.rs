@@ -423,42 +423,88 @@ async fn firefox_still_dtls12_when_told_rust_as_dtls_server() {
     dtls12(BrowserKind::Firefox, Setup::Passive).await;
 }
 
+/// Calls per case: `RTCLAB_SETUP_RUNS`, or `default`.
+fn setup_runs(default: usize) -> usize {
+    std::env::var("RTCLAB_SETUP_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// `cargo test --test browser_dtls13 setup_time -- --ignored --nocapture`:
 /// the median set-up time over `RTCLAB_SETUP_RUNS` (default 3) calls per
 /// browser, role and version (loopback, so this is CPU and protocol round
-/// trips, not network delay).
+/// trips, not network delay). The two versions alternate call by call, so
+/// that a change in the machine's load falls on both alike; each line gives
+/// the samples too, since ICE alone varies by tens of milliseconds from
+/// call to call (which of the browser's candidates gets checked first).
 #[tokio::test]
 #[ignore = "a measurement, not a test; run on demand"]
 async fn setup_time_dtls12_vs_dtls13() {
-    let runs: usize = std::env::var("RTCLAB_SETUP_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let median = |mut v: Vec<Duration>| {
+    let runs = setup_runs(3);
+    let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+    let median = |v: &[Duration]| {
+        let mut v = v.to_vec();
         v.sort();
-        v[v.len() / 2]
+        ms(&v[v.len() / 2])
     };
     for kind in [BrowserKind::Chromium, BrowserKind::Firefox] {
         for setup in [Setup::Passive, Setup::Active] {
-            for max in [Version::Dtls12, Version::Dtls13] {
-                let mut total = Vec::new();
-                let mut dtls = Vec::new();
-                for _ in 0..runs {
-                    let Some(o) = run(kind, Call::Data, setup, max).await else {
+            let versions = [Version::Dtls12, Version::Dtls13];
+            let mut timings: [Vec<Timing>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..runs {
+                for (max, t) in versions.iter().zip(&mut timings) {
+                    let Some(o) = run(kind, Call::Data, setup, *max).await else {
                         return;
                     };
-                    assert_eq!(o.version, Some(max));
-                    total.push(o.timing.setup);
-                    dtls.push(o.timing.after_ice);
+                    assert_eq!(o.version, Some(*max));
+                    t.push(o.timing);
                 }
-                let role = match setup {
-                    Setup::Passive => "rtclab DTLS server",
-                    _ => "rtclab DTLS client",
-                };
+            }
+            let role = match setup {
+                Setup::Passive => "rtclab DTLS server",
+                _ => "rtclab DTLS client",
+            };
+            for (max, t) in versions.iter().zip(&timings) {
+                let total: Vec<Duration> = t.iter().map(|t| t.setup).collect();
+                let dtls: Vec<Duration> = t.iter().map(|t| t.after_ice).collect();
+                let samples: Vec<String> = total.iter().map(|d| format!("{:.0}", ms(d))).collect();
                 println!(
-                    "setup {kind:?} {role} {max:?}: {:.1} ms (ICE connected to connected {:.1} ms), median of {runs}",
-                    median(total).as_secs_f64() * 1e3,
-                    median(dtls).as_secs_f64() * 1e3,
+                    "setup {kind:?} {role} {max:?}: {:.1} ms (ICE connected to connected {:.1} ms), median of {runs}; samples {}",
+                    median(&total),
+                    median(&dtls),
+                    samples.join(" "),
+                );
+            }
+        }
+    }
+}
+
+/// Firefox's calls captured, for reading the DTLS 1.3 timeline:
+/// `RTCLAB_FF_PCAP=DIR cargo test --test browser_dtls13 firefox_trace --
+/// --ignored --nocapture` writes DIR/firefox-{server,client}-dtls1{3,2}-N.pcapng
+/// (rtclab the DTLS server, then client; N counts `RTCLAB_SETUP_RUNS`,
+/// default 1) and prints each call's set-up time; `rtclab xray` prints them.
+#[tokio::test]
+#[ignore = "writes captures; run on demand"]
+async fn firefox_trace() {
+    let dir = std::path::PathBuf::from(std::env::var("RTCLAB_FF_PCAP").expect("RTCLAB_FF_PCAP"));
+    let runs = setup_runs(1);
+    for n in 0..runs {
+        for (setup, role) in [(Setup::Passive, "server"), (Setup::Active, "client")] {
+            for (max, name) in [(Version::Dtls13, "dtls13"), (Version::Dtls12, "dtls12")] {
+                let path = dir.join(format!("firefox-{role}-{name}-{n}.pcapng"));
+                let Some(o) =
+                    run_capturing(BrowserKind::Firefox, Call::Data, setup, max, Some(&path)).await
+                else {
+                    return;
+                };
+                assert_eq!(o.version, Some(max));
+                println!(
+                    "{}: {:.1} ms (after ICE {:.1} ms)",
+                    path.display(),
+                    o.timing.setup.as_secs_f64() * 1e3,
+                    o.timing.after_ice.as_secs_f64() * 1e3
                 );
             }
         }

@@ -1423,6 +1423,16 @@ impl Transport {
 }
 
 impl Transport {
+    /// What ICE (and the transport itself) has to send, appended to `buf`.
+    fn poll_ice_transmit(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        let t = match self.transmits.pop_front() {
+            Some(t) => t,
+            None => self.live.as_mut()?.ice.poll_transmit()?,
+        };
+        buf.extend_from_slice(&t.contents);
+        Some(t.meta())
+    }
+
     /// The next datagram of the outbox, appended to `buf`. One whose source
     /// is our relayed address (the selected pair runs through the TURN
     /// allocation) goes to the ICE transport instead, which wraps it in a
@@ -1524,34 +1534,34 @@ impl Machine for Transport {
         self.drain_dtls(now);
     }
 
+    /// ICE's own datagrams go first (see `poll_transmit_into`).
     fn poll_transmit(&mut self) -> Option<Transmit> {
         let mut contents = Vec::new();
-        if let Some(meta) = self.pop_outbox(&mut contents) {
-            return Some(Transmit {
-                source: meta.source,
-                destination: meta.destination,
-                contents,
-            });
-        }
-        if let Some(t) = self.transmits.pop_front() {
-            return Some(t);
-        }
-        self.live.as_mut()?.ice.poll_transmit()
+        let meta = self.poll_transmit_into(&mut contents)?;
+        Some(Transmit {
+            source: meta.source,
+            destination: meta.destination,
+            contents,
+        })
     }
 
-    /// DTLS records and SRTP packets come from the reused outbox (no
-    /// allocation); ICE's own checks (a few a second) through its
-    /// `poll_transmit`.
+    /// ICE's own checks and answers (a few a second) first, through its
+    /// `poll_transmit`; then DTLS records and SRTP packets from the reused
+    /// outbox (no allocation). The order matters when a nominating check
+    /// selects the pair and DTLS answers at once (a ClientHello resent on
+    /// selection): the controlling agent takes the pair as nominated only
+    /// once our success response reaches it (RFC 8445 §7.2.5.3.4), and
+    /// Firefox drops DTLS that arrives before (which then waited for our
+    /// 100 ms retransmission).
     fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
+        if let Some(meta) = self.poll_ice_transmit(buf) {
+            return Some(meta);
+        }
         if let Some(meta) = self.pop_outbox(buf) {
             return Some(meta);
         }
-        let t = match self.transmits.pop_front() {
-            Some(t) => t,
-            None => self.live.as_mut()?.ice.poll_transmit()?,
-        };
-        buf.extend_from_slice(&t.contents);
-        Some(t.meta())
+        // The outbox's relayed datagrams went to ICE to be wrapped.
+        self.poll_ice_transmit(buf)
     }
 
     fn poll_event(&mut self) -> Option<Event> {
@@ -1782,5 +1792,69 @@ mod tests {
         assert!(events.contains(&Event::Closed));
         feed(&mut t, REMOTE, &[0x80, 96, 0, 1]);
         assert_eq!(t.stats().dropped_after_close, 1);
+    }
+
+    /// A nominating check that selects the pair is answered before the
+    /// DTLS it sets off: here a controlled DTLS client's ClientHello,
+    /// unanswered over the pair validated before nomination, is resent on
+    /// selection, and must reach the controlling agent after our success
+    /// response, since that agent uses the pair only once the response
+    /// arrives (RFC 8445 §7.2.5.3.4; Firefox drops DTLS before, and waited
+    /// for our 100 ms retransmission).
+    #[test]
+    fn nomination_answered_before_the_dtls_it_sets_off_rfc_8445() {
+        use crate::stun::{Attribute, IntegrityKey, MessageEncoder, MessageType, TransactionId};
+        let now = Instant::now();
+        let c = cert(1);
+        let mut config = Config::new(IceRole::Controlled, cert(2));
+        config.host_candidates = vec![LOCAL.parse().unwrap()];
+        config.dtls_role = Some(DtlsRole::Client);
+        config.remote_fingerprints = vec![c.fingerprint()];
+        let mut t = Transport::new(config, now, StdRng::seed_from_u64(1)).unwrap();
+        let cand = Candidate::parse("candidate:1 1 udp 2130706431 10.0.0.2 2000 typ host").unwrap();
+        t.add_remote_candidate(now, cand).unwrap();
+        validate_remote(&mut t, now);
+        // The ClientHello goes out over the valid pair; nobody answers.
+        let first: Vec<Transmit> = std::iter::from_fn(|| t.poll_transmit()).collect();
+        assert!(
+            first
+                .iter()
+                .any(|d| classify(&d.contents) == PacketKind::Dtls)
+        );
+        // The controlling peer nominates the pair 20 ms later.
+        let later = now + Duration::from_millis(20);
+        let ours = t.local_credentials().clone();
+        let mut check = Vec::new();
+        MessageEncoder::new(
+            &mut check,
+            MessageType::BINDING_REQUEST,
+            TransactionId([7; 12]),
+        )
+        .attribute(&Attribute::Username(&format!("{}:peer", ours.ufrag)))
+        .attribute(&Attribute::Priority(1_853_620_479))
+        .attribute(&Attribute::IceControlling(1))
+        .attribute(&Attribute::UseCandidate)
+        .message_integrity(&IntegrityKey::short_term(&ours.pwd))
+        .fingerprint()
+        .finish()
+        .unwrap();
+        t.handle_receive(
+            later,
+            Receive {
+                source: REMOTE.parse().unwrap(),
+                destination: LOCAL.parse().unwrap(),
+                contents: &check,
+            },
+        );
+        let kinds: Vec<PacketKind> = std::iter::from_fn(|| t.poll_transmit())
+            .map(|d| classify(&d.contents))
+            .collect();
+        let dtls = kinds.iter().position(|k| *k == PacketKind::Dtls);
+        let stun = kinds.iter().position(|k| *k == PacketKind::Stun);
+        assert!(
+            dtls.is_some(),
+            "the ClientHello is resent on selection: {kinds:?}"
+        );
+        assert!(stun < dtls, "the success response goes first: {kinds:?}");
     }
 }

@@ -214,6 +214,28 @@ fn handshake_without_cookie_and_x25519_only() {
 }
 
 #[test]
+fn a_share_already_sent_is_taken_over_a_preferred_group() {
+    // RFC 8446 §4.2.8: a server that can use a share the client sent does
+    // not ask for another. The server prefers P-256, the client (as the
+    // browsers do) sends X25519MLKEM768 and X25519 shares only: one round
+    // trip, no HelloRetryRequest.
+    let cc = config(11);
+    let mut sc = config(12);
+    sc.use_cookie = false;
+    sc.dtls13_key_shares = vec![NamedGroup::SECP256R1];
+    let (cder, sder) = (cc.certificate.der().to_vec(), sc.certificate.der().to_vec());
+    let mut pair = Pair::new(cc, sc);
+    pair.run(Duration::from_secs(5));
+    assert_agree(&pair, &cder, &sder);
+    assert_eq!(
+        pair.server.key_share_group(),
+        Some(NamedGroup::X25519_MLKEM768)
+    );
+    // ClientHello (2 datagrams), the server's flight (2), the client's, ACK.
+    assert_eq!(pair.delivered, 6);
+}
+
+#[test]
 fn hello_retry_request_for_a_group() {
     // No share at all: the server asks for its preferred group (RFC 8446
     // §4.1.4) and for a cookie in the same HelloRetryRequest.
