@@ -476,6 +476,12 @@ struct SfuArgs {
     /// Turn the keyframe cache (instant join) off.
     #[arg(long)]
     no_keyframe_cache: bool,
+    /// Forward scalable video (AV1 or VP9 with one encoding in several
+    /// layers, e.g. the page's `?codec=AV1&svc=L3T3_KEY`) per subscriber
+    /// by decode target, read from the Dependency Descriptor or VP9's
+    /// payload descriptor (`sfu::Config::scalable_video`).
+    #[arg(long)]
+    scalable_video: bool,
     /// The bearer token WHIP and WHEP requests must carry
     /// (`Authorization: Bearer TOKEN`); without it they need none.
     #[arg(long)]
@@ -519,6 +525,7 @@ async fn sfu(args: SfuArgs) -> Result<(), String> {
     sfu.max_participants = args.max_participants.max(1);
     sfu.max_publisher_bitrate = args.max_publisher_kbps.saturating_mul(1000);
     sfu.keyframe_cache = !args.no_keyframe_cache;
+    sfu.scalable_video = args.scalable_video;
     sfu.public_ip = args.public_ip;
     let mut server = rtclab::sfu::server::Server::bind(rtclab::sfu::server::Config {
         listen: args.listen,
