@@ -175,11 +175,10 @@ impl Connection {
     fn check_room(&self, len: usize) -> Result<(), Error> {
         let cfg = self.association.config();
         if self.association.total_buffered() + len.max(1) > cfg.send_buffer {
-            return Err(Error::Transport(format!(
-                "send buffer full ({} of {} bytes queued)",
-                self.association.total_buffered(),
-                cfg.send_buffer
-            )));
+            return Err(Error::SendBufferFull {
+                queued: self.association.total_buffered(),
+                limit: cfg.send_buffer,
+            });
         }
         Ok(())
     }
@@ -302,7 +301,7 @@ impl Connection {
                             let channel = self.channels.channel_on_stream(m.stream).map(|c| c.id());
                             self.events.push_back(Event::Error {
                                 channel,
-                                error: Error::Transport(e.to_string()),
+                                error: Error::Transport(e),
                             });
                         }
                     }
@@ -310,7 +309,7 @@ impl Connection {
                         if let Err(e) = self.association.reset_streams(now, &streams) {
                             self.events.push_back(Event::Error {
                                 channel: None,
-                                error: Error::Transport(e.to_string()),
+                                error: Error::Transport(e),
                             });
                         }
                     }

@@ -103,8 +103,16 @@ pub enum Error {
     },
     /// The SCTP association was aborted.
     TransportAborted(String),
+    /// SCTP's send buffer cannot take the message: `queued` bytes wait
+    /// of the `limit` the association was configured with.
+    SendBufferFull {
+        /// Bytes already queued.
+        queued: usize,
+        /// `sctp::Config::send_buffer`.
+        limit: usize,
+    },
     /// The SCTP association refused an operation.
-    Transport(String),
+    Transport(crate::sctp::Error),
 }
 
 impl fmt::Display for Error {
@@ -162,9 +170,19 @@ impl fmt::Display for Error {
                 "the peer refused the channel on stream {stream} (reset without ACK)"
             ),
             E::TransportAborted(reason) => write!(f, "the SCTP association aborted: {reason}"),
-            E::Transport(why) => write!(f, "SCTP: {why}"),
+            E::SendBufferFull { queued, limit } => {
+                write!(f, "send buffer full ({queued} of {limit} bytes queued)")
+            }
+            E::Transport(e) => write!(f, "SCTP: {e}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Transport(e) => Some(e),
+            _ => None,
+        }
+    }
+}
