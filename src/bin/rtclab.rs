@@ -189,10 +189,18 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The SFU's media task keeps its thread busy while datagrams keep
+    // coming, and tokio makes a busy task yield only every 128 socket
+    // reads: on one thread, a loaded SFU answered WHIP/WHEP and page
+    // requests seconds late (a POST after over 10 s at 368 subscribers on
+    // a crowded core). With worker threads, HTTP and WebSockets run beside
+    // it. Every other command is one machine and keeps one thread.
+    let mut builder = if matches!(cli.command, Command::Sfu(_)) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
