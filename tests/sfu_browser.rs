@@ -222,18 +222,41 @@ async fn three_browsers_see_each_other_then_one_leaves_and_one_joins_late() {
 /// the SFU's offers keeping `a=simulcast:recv`, it does within seconds).
 /// The pages are told apart by the cap their reports carry, not by join
 /// order (which the SFU's names follow).
+///
+/// Chromium's encoder decides which layers it sends: on a loaded machine
+/// it has kept its top layer off for the whole minute while its middle
+/// layer measured under the cap, so the SFU rightly sent the capped page
+/// that middle layer, the other's top one then (1 run of 3 in one CI
+/// session). The scenario runs once more, with fresh browsers and SFU,
+/// before it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_layer_its_limit_carries() {
+    let mut failure = String::new();
+    for attempt in 1..=2 {
+        match simulcast_layers_by_limit().await {
+            None => return,
+            Some(Ok(line)) => {
+                eprintln!("{line}");
+                return;
+            }
+            Some(Err(e)) => {
+                eprintln!("simulcast attempt {attempt} failed");
+                failure = e;
+            }
+        }
+    }
+    panic!("{failure}");
+}
+
+/// One run of [`each_subscriber_gets_the_layer_its_limit_carries`]: `None`
+/// without Chromium, else what it saw.
+async fn simulcast_layers_by_limit() -> Option<Result<String, String>> {
     let (url, mut reports, stop) = start().await;
-    let Some(a) = open(BrowserKind::Chromium, &url, "layers") else {
-        return;
-    };
-    let Some(b) = launch(
+    let a = open(BrowserKind::Chromium, &url, "layers")?;
+    let b = launch(
         BrowserKind::Chromium,
         &format!("{url}?room=layers&autotest=1&maxkbps=100"),
-    ) else {
-        return;
-    };
+    )?;
     let mut browsers = vec![a, b];
     // Whether `me` sends a layer above the lowest.
     let sends_high = |r: &Reports, me: &str| -> bool {
@@ -277,18 +300,24 @@ async fn each_subscriber_gets_the_layer_its_limit_carries() {
                 && width(r, &free, &capped) > 320
         })
         .await;
-    assert!(
-        ok,
-        "the capped page below the other's top layer, and the other above the capped one's lowest:\n{}",
-        dump(&reports, &mut browsers)
-    );
+    if !ok {
+        let failure = format!(
+            "the capped page below the other's top layer, and the other above the capped one's lowest:\n{}",
+            dump(&reports, &mut browsers)
+        );
+        drop(browsers);
+        let _ = stop.send(());
+        return Some(Err(failure));
+    }
     let (capped, free) = names(&reports).unwrap();
-    eprintln!(
+    let line = format!(
         "{free} (uncapped) sees {capped} at {} px wide, {capped} (100 kbit/s) sees {free} at {}",
         width(&reports, &free, &capped),
         width(&reports, &capped, &free)
     );
+    drop(browsers);
     let _ = stop.send(());
+    Some(Ok(line))
 }
 
 /// Instant join, measured in the browser: a Chromium publishes for a few
