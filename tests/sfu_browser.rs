@@ -224,11 +224,12 @@ async fn three_browsers_see_each_other_then_one_leaves_and_one_joins_late() {
 /// order (which the SFU's names follow).
 ///
 /// Chromium's encoder decides which layers it sends: on a loaded machine
-/// it has kept its top layer off for the whole minute while its middle
-/// layer measured under the cap, so the SFU rightly sent the capped page
-/// that middle layer, the other's top one then (1 run of 3 in one CI
-/// session). The scenario runs once more, with fresh browsers and SFU,
-/// before it fails.
+/// it has kept its top layer off for the whole minute and the capped page
+/// got the middle layer, the other's top one then (1 run of 3 in one CI
+/// session; the SFU picks by each layer's measured rate, and layers that
+/// Chromium limits for bandwidth can measure in any order; the rates of
+/// that run were not recorded). The scenario runs once more, with fresh
+/// browsers and SFU, before it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_layer_its_limit_carries() {
     let mut failure = String::new();
