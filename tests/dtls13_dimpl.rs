@@ -365,9 +365,13 @@ fn dimpl_auto_client_rtclab_server_picks_dtls13() {
 
 /// 20% loss and reordering both ways, a 600-byte MTU: the two
 /// implementations' ACKs and retransmissions (RFC 9147 §5.8, §7) must
-/// understand each other. Both roles, a few seeds.
+/// understand each other. Both roles, a few seeds. The wire's losses
+/// follow our seed but dimpl draws its own randomness, so one call may by
+/// chance lose nothing (about 1 in 10 at ten datagrams): the test asks
+/// that the calls together lost some.
 #[test]
 fn lossy_reordering_path_both_roles() {
+    let mut lost = 0;
     for seed in 10..14 {
         for we_are_client in [true, false] {
             let (mut call, their_fp, our_fp) = if we_are_client {
@@ -383,7 +387,7 @@ fn lossy_reordering_path_both_roles() {
             call.loss = 0.2;
             call.reorder = true;
             call.handshake();
-            assert!(call.lost > 0, "seed {seed}: the wire lost nothing");
+            lost += call.lost;
             let group = call.connected().key_share_group;
             call.loss = 0.0;
             call.check(Version::Dtls13, group, (&their_fp, &our_fp));
@@ -393,6 +397,7 @@ fn lossy_reordering_path_both_roles() {
             );
         }
     }
+    assert!(lost > 0, "the wire lost nothing in eight calls");
 }
 
 /// Our client offers 1.3 and 1.2; dimpl told to speak 1.2 only answers
