@@ -4,8 +4,12 @@
 
 pub mod browser;
 pub mod demo;
+mod ports;
 pub mod redis;
 pub mod rtc;
+
+#[allow(unused_imports)]
+pub use ports::free_udp_port;
 
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
@@ -191,21 +195,6 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(Instant::now())
-}
-
-/// A UDP port free on 127.0.0.1 (and, if `pair`, the next one too).
-pub fn free_udp_port(pair: bool) -> u16 {
-    for _ in 0..200 {
-        let s = UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let port = s.local_addr().expect("local addr").port();
-        if port == u16::MAX {
-            continue;
-        }
-        if !pair || UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free UDP port pair found");
 }
 
 /// Waits until a STUN server answers a Binding request at `addr`.

@@ -414,11 +414,10 @@ fn rand_suffix() -> u64 {
     RandomState::new().hash_one(Instant::now())
 }
 
-/// A UDP port free on 127.0.0.1.
-pub fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    s.local_addr().expect("local addr").port()
-}
+// Some test files load this harness and tests/common both.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/ports.rs"]
+mod ports;
 
 /// `rtclab turn-server` on 127.0.0.1 (user `alice:secret`, loopback peers
 /// allowed: the Rust peer is on 127.0.0.1), started as
@@ -444,7 +443,7 @@ impl TurnServer {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut server = TurnServer::spawn(free_udp_port(), extra);
+            let mut server = TurnServer::spawn(ports::free_udp_port(false), extra);
             let addr: SocketAddr = ([127, 0, 0, 1], server.port).into();
             let deadline = Instant::now() + Duration::from_secs(10);
             let mut exited = false;
