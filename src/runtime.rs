@@ -226,6 +226,11 @@ pub struct Driver<M> {
     /// Batched reads and writes for the fast path, made on first use.
     #[cfg(target_os = "linux")]
     batch: Option<Box<batch::Batch>>,
+    /// Datagrams of the general loop that share no GSO run with their
+    /// neighbours (a forwarder's, one per receiver), gathered to leave in
+    /// one `sendmmsg`; made on first use.
+    #[cfg(target_os = "linux")]
+    singles: Option<Box<batch::Batch>>,
     /// The packet capture, if one is set ([`Driver::set_capture`]).
     capture: Option<Box<CaptureTap<M>>>,
 }
@@ -327,6 +332,8 @@ impl<M: Machine> Driver<M> {
             next_socket: 0,
             #[cfg(target_os = "linux")]
             batch: None,
+            #[cfg(target_os = "linux")]
+            singles: None,
             capture: None,
         })
     }
@@ -461,6 +468,7 @@ impl<M: Machine> Driver<M> {
         if self.run.is_some() {
             self.send_run().await;
         }
+        self.send_singles().await;
         if drained <= 1 && self.tx.capacity() > TX_IDLE_CAPACITY {
             self.tx = Vec::new();
         } else if drained > 1 {
@@ -632,6 +640,9 @@ impl<M: Machine> Driver<M> {
         let end = self.tx.len() - self.next.map_or(0, |(_, len)| len);
         let to = run.meta.destination;
         if run.count > 1 && self.gso {
+            // What waits to leave singly goes first: a destination's
+            // datagrams keep their order.
+            self.send_singles().await;
             match self.send_gso(&run, end).await {
                 Ok(()) => {}
                 Err(e) if batch::gso_refused(&e) => {
@@ -641,8 +652,11 @@ impl<M: Machine> Driver<M> {
                 }
                 Err(e) => tracing::warn!(destination = %to, error = %e, "UDP send failed"),
             }
-        } else {
+        } else if !self.gather_single(&run, end) {
             self.send_singly(&run, end).await;
+        }
+        if self.singles_full() {
+            self.send_singles().await;
         }
         self.tx.drain(..end);
         self.run = None;
@@ -653,6 +667,50 @@ impl<M: Machine> Driver<M> {
                 count: 1,
                 closed: false,
             });
+        }
+    }
+
+    /// Gathers a run of one datagram to leave with others in one
+    /// `sendmmsg` ([`Driver::send_singles`]); false where there is no
+    /// such call (the caller sends it at once).
+    fn gather_single(&mut self, run: &Run, end: usize) -> bool {
+        #[cfg(target_os = "linux")]
+        if run.count == 1 && end > 0 {
+            let i = self.socket_index(run.meta.source);
+            let source = self.pktinfo_source(i, run.meta.source);
+            let b = self
+                .singles
+                .get_or_insert_with(|| Box::new(batch::Batch::for_sending()));
+            b.push_out_from(i, source, run.meta.destination, &self.tx[..end]);
+            return true;
+        }
+        let _ = (run, end);
+        false
+    }
+
+    /// Whether a `sendmmsg`'s worth of datagrams is gathered.
+    fn singles_full(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self
+            .singles
+            .as_ref()
+            .is_some_and(|b| b.queued() >= batch::N);
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
+    /// Sends the gathered datagrams (one `sendmmsg` per source socket and
+    /// address; one by one from where the kernel stops taking them). A
+    /// flush cancelled while a full socket buffer holds this up loses
+    /// what was gathered, as the full buffer would have.
+    async fn send_singles(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(mut b) = self.singles.take() {
+            if b.queued() > 0 {
+                self.send_batch(&mut b).await;
+                b.clear_out();
+            }
+            self.singles = Some(b);
         }
     }
 
@@ -1279,6 +1337,16 @@ pub(crate) mod batch {
             Batch::with_slot(SLOT, false)
         }
 
+        /// For sending only (no receive slots).
+        pub fn for_sending() -> Batch {
+            Batch::with_slot(0, false)
+        }
+
+        /// How many datagrams are queued to send.
+        pub fn queued(&self) -> usize {
+            self.outs.len()
+        }
+
         /// For a blocking socket of a load generator (`rtclab speed`):
         /// receive slots of `slot` bytes (a longer datagram is cut), reads
         /// that wait for the first datagram (up to the socket's read
@@ -1428,10 +1496,9 @@ pub(crate) mod batch {
             self.outs.get(k)?.1
         }
 
-        /// Sends queued datagrams `start..end` (one source socket) in one
-        /// call; how many the kernel took (all of them when it succeeds: a
-        /// short count is not reported through `nix`, and UDP drops on a
-        /// full buffer anyway).
+        /// Sends queued datagrams `start..end` (one source socket), [`N`]
+        /// per call; how many the kernel took (fewer than asked when it
+        /// refused one: `sendmmsg(2)` stops there).
         pub fn send(
             &mut self,
             socket: &impl AsRawFd,
@@ -1475,7 +1542,16 @@ pub(crate) mod batch {
                         MsgFlags::MSG_DONTWAIT
                     },
                 ) {
-                    Ok(_) => sent = chunk_end - start,
+                    // The kernel stops at a datagram it refuses (an
+                    // unreachable destination): the caller sends from
+                    // there one by one, and learns which.
+                    Ok(results) => {
+                        let took = results.count();
+                        sent += took;
+                        if took < chunk_end - chunk_start {
+                            return Ok(sent);
+                        }
+                    }
                     Err(e) if sent > 0 => {
                         tracing::debug!(error = %e, "sendmmsg stopped part way");
                         return Ok(sent);
@@ -1647,6 +1723,81 @@ mod tests {
             // The kernel took the runs: GSO was not given up on.
             assert_eq!(d.gso, gso && cfg!(target_os = "linux"));
         }
+    }
+
+    /// On each datagram (a count, one byte), that many rounds of one
+    /// numbered datagram to each of its destinations in turn: a
+    /// forwarder's pattern, no two neighbours to the same address.
+    struct Fanout {
+        to: Vec<SocketAddr>,
+        queue: std::collections::VecDeque<Transmit>,
+    }
+
+    impl Machine for Fanout {
+        type Event = ();
+
+        fn handle_receive(&mut self, _now: Instant, d: Receive<'_>) {
+            for round in 0..u32::from(d.contents[0]) {
+                for &to in &self.to {
+                    self.queue.push_back(Transmit {
+                        source: None,
+                        destination: to,
+                        contents: round.to_be_bytes().to_vec(),
+                    });
+                }
+            }
+        }
+
+        fn handle_timeout(&mut self, _now: Instant) {}
+
+        fn poll_transmit(&mut self) -> Option<Transmit> {
+            self.queue.pop_front()
+        }
+
+        fn poll_event(&mut self) -> Option<()> {
+            None
+        }
+
+        fn poll_timeout(&self) -> Option<Instant> {
+            None
+        }
+    }
+
+    /// Datagrams to many destinations leave gathered (`sendmmsg` on
+    /// Linux, more than one call's worth), each destination's in order;
+    /// a destination the kernel refuses in the middle (an IPv6 address
+    /// from an IPv4 socket) costs its own datagrams only.
+    #[tokio::test]
+    async fn datagrams_to_many_destinations_arrive_in_order_past_a_refused_one() {
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let mut clients = Vec::new();
+        for _ in 0..3 {
+            clients.push(UdpSocket::bind(loopback).await.unwrap());
+        }
+        let mut to: Vec<SocketAddr> = clients.iter().map(|c| c.local_addr().unwrap()).collect();
+        to.insert(1, "[::1]:9".parse().unwrap());
+        let fanout = Fanout {
+            to,
+            queue: Default::default(),
+        };
+        let mut d = Driver::bind(fanout, &[loopback]).await.unwrap();
+        let server = d.local_addrs()[0];
+        let task = tokio::spawn(async move { d.serve().await });
+        let rounds = 40u32;
+        clients[0].send_to(&[rounds as u8], server).await.unwrap();
+        for c in &clients {
+            let mut buf = [0u8; 16];
+            for round in 0..rounds {
+                let (n, from) =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), c.recv_from(&mut buf))
+                        .await
+                        .expect("a datagram in time")
+                        .unwrap();
+                assert_eq!(from, server);
+                assert_eq!(&buf[..n], &round.to_be_bytes(), "in order, none lost");
+            }
+        }
+        task.abort();
     }
 
     /// Answers every datagram with the local address it arrived on (as
