@@ -17,7 +17,7 @@ use crate::dtls::endpoint_auto::AutoEndpoint as Endpoint;
 use crate::dtls::handshake::{Alert, SrtpProfile};
 use crate::ice::transport::{IceTransport, TransportConfig as IceTransportConfig};
 use crate::ice::{self, Agent, Candidate, ConnectionState, Credentials, FailureReason};
-use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
+use crate::machine::{Machine, Outbox, Receive, Transmit, TransmitMeta};
 use crate::srtp::{self, MasterKey, ProtectionProfile, SrtpContext};
 use crate::stun::{Class, Message};
 use crate::turn;
@@ -42,81 +42,6 @@ const MAX_PENDING_OUT: usize = 16;
 const MEDIA_POOL: usize = 64;
 /// The capacity of a media buffer: any datagram of a 1500-byte MTU.
 const MEDIA_BUF: usize = 1500;
-
-/// Datagrams waiting to be sent, back to back in one reused buffer: after
-/// the buffer has grown to a burst's size, queuing and draining a datagram
-/// allocate nothing ([`Machine::poll_transmit_into`] copies it out). The
-/// buffer is released after a timer period in which nothing was queued.
-#[derive(Debug, Default)]
-struct Outbox {
-    bytes: Vec<u8>,
-    /// Each datagram's addresses and length, oldest first; the oldest
-    /// starts at `head`.
-    items: VecDeque<(TransmitMeta, usize)>,
-    head: usize,
-    /// Something was queued since the last [`Outbox::trim`].
-    used: bool,
-}
-
-impl Outbox {
-    /// Queues the bytes `write` appends as one datagram (nothing when it
-    /// fails or writes nothing).
-    fn push_with<E>(
-        &mut self,
-        meta: TransmitMeta,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-    ) -> Result<(), E> {
-        if self.items.is_empty() {
-            self.bytes.clear();
-            self.head = 0;
-        } else if self.head > 1 << 16 && 2 * self.head > self.bytes.len() {
-            // Drained from the front while filled at the back: move the
-            // rest down rather than grow forever.
-            self.bytes.drain(..self.head);
-            self.head = 0;
-        }
-        let start = self.bytes.len();
-        if let Err(e) = write(&mut self.bytes) {
-            self.bytes.truncate(start);
-            return Err(e);
-        }
-        let len = self.bytes.len() - start;
-        if len > 0 {
-            self.items.push_back((meta, len));
-            self.used = true;
-        }
-        Ok(())
-    }
-
-    fn push(&mut self, meta: TransmitMeta, datagram: &[u8]) {
-        let _ = self.push_with(meta, |b| {
-            b.extend_from_slice(datagram);
-            Ok::<(), ()>(())
-        });
-    }
-
-    /// The oldest datagram, appended to `buf`.
-    fn pop_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
-        let (meta, len) = self.items.pop_front()?;
-        let start = self.head;
-        self.head += len;
-        buf.extend_from_slice(&self.bytes[start..self.head]);
-        if self.items.is_empty() {
-            self.bytes.clear();
-            self.head = 0;
-        }
-        Some(meta)
-    }
-
-    /// Releases the buffer if nothing was queued since the last call.
-    fn trim(&mut self) {
-        if self.items.is_empty() && !self.used {
-            self.bytes = Vec::new();
-            self.items = VecDeque::new();
-        }
-        self.used = false;
-    }
-}
 
 /// The ICE role (RFC 8445 §6.1.1: the offerer is controlling).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -805,6 +730,23 @@ impl Transport {
     /// ([`Machine::poll_transmit_into`] takes it out; `poll_transmit`
     /// allocates the datagram it hands over).
     pub fn send_rtp(&mut self, packet: &[u8]) -> Result<(), Error> {
+        let mut datagram = std::mem::take(&mut self.scratch);
+        datagram.clear();
+        datagram.extend_from_slice(packet);
+        let r = self.protect_rtp(&mut datagram);
+        if let Ok(meta) = r {
+            self.outbox.push(meta, &datagram);
+        }
+        self.scratch = datagram;
+        r.map(drop)
+    }
+
+    /// Protects the plain RTP packet in `packet` with SRTP, in place, and
+    /// returns the addresses it goes between, for a caller that sends it
+    /// itself rather than through [`Transport::send_rtp`]'s queue (a
+    /// forwarder gathering many connections' datagrams in one buffer). It
+    /// counts as sent: the packet must leave.
+    pub fn protect_rtp(&mut self, packet: &mut Vec<u8>) -> Result<TransmitMeta, Error> {
         if classify(packet) != PacketKind::Rtp {
             return Err(Error::NotRtp);
         }
@@ -812,16 +754,17 @@ impl Transport {
         let meta = Self::path(live).ok_or(Error::NotConnected);
         let srtp = srtp_contexts(&mut live.srtp, self.srtp_config)?;
         let meta = meta?;
-        self.scratch.clear();
-        self.scratch.extend_from_slice(packet);
         Self::tap(&mut self.plaintext, true, false, meta, packet);
-        srtp.tx
-            .protect_rtp(&mut self.scratch)
-            .map_err(Error::Srtp)?;
-        self.outbox.push(meta, &self.scratch);
+        srtp.tx.protect_rtp(packet).map_err(Error::Srtp)?;
         self.quiet = false;
         self.stats.rtp_sent += 1;
-        Ok(())
+        Ok(meta)
+    }
+
+    /// Queues a datagram `protect_rtp` made, to leave through
+    /// [`Machine::poll_transmit_into`] like the transport's own.
+    pub(crate) fn queue_protected(&mut self, meta: TransmitMeta, datagram: &[u8]) {
+        self.outbox.push(meta, datagram);
     }
 
     /// Protects one (compound) RTCP packet with SRTCP and sends it.
@@ -1581,59 +1524,7 @@ impl Machine for Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use std::time::SystemTime;
-
-    proptest! {
-        /// The outbox hands out exactly what was queued, in order, with
-        /// its addresses, whatever the interleaving of pushes, pops and
-        /// timers (including the compaction of a buffer drained from the
-        /// front while filled at the back).
-        #[test]
-        fn outbox_keeps_datagrams_and_order(
-            ops in proptest::collection::vec((0u8..4, 0usize..3000), 0..400)
-        ) {
-            let mut outbox = Outbox::default();
-            let mut model = VecDeque::new();
-            let mut n = 0u32;
-            let mut buf = Vec::new();
-            for (op, len) in ops {
-                match op {
-                    0 | 1 => {
-                        n += 1;
-                        let meta = TransmitMeta {
-                            source: None,
-                            destination: SocketAddr::from(([10, 0, 0, 1], n as u16)),
-                        };
-                        let d: Vec<u8> = (0..len).map(|i| (i as u32 ^ n) as u8).collect();
-                        outbox.push(meta, &d);
-                        if !d.is_empty() {
-                            model.push_back((meta, d));
-                        }
-                    }
-                    2 => {
-                        buf.clear();
-                        buf.push(0xee);
-                        let got = outbox.pop_into(&mut buf);
-                        let want = model.pop_front();
-                        prop_assert_eq!(got, want.as_ref().map(|(m, _)| *m));
-                        let mut expected = vec![0xee];
-                        if let Some((_, d)) = want {
-                            expected.extend_from_slice(&d);
-                        }
-                        prop_assert_eq!(&buf, &expected);
-                    }
-                    _ => outbox.trim(),
-                }
-            }
-            while let Some((m, d)) = model.pop_front() {
-                buf.clear();
-                prop_assert_eq!(outbox.pop_into(&mut buf), Some(m));
-                prop_assert_eq!(&buf, &d);
-            }
-            prop_assert_eq!(outbox.pop_into(&mut buf), None);
-        }
-    }
 
     fn cert(seed: u64) -> Certificate {
         Certificate::generate(&mut StdRng::seed_from_u64(seed), SystemTime::now()).unwrap()

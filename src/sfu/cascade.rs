@@ -560,12 +560,11 @@ impl Sfu {
             if !d.rewriter.rewrite(now, &mut self.scratch) {
                 continue;
             }
-            if s.pc.send_rtp(now, d.track, &self.scratch).is_ok() {
+            if let Ok(meta) =
+                s.pc.send_rtp_into(now, d.track, &self.scratch, &mut self.datagram)
+            {
+                self.forwarded.push(meta, &self.datagram);
                 self.cascades.stats.rtp_sent += 1;
-                if !s.queued {
-                    s.queued = true;
-                    self.transmit_queue.push_back(lid);
-                }
             }
         }
     }

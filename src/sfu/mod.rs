@@ -72,7 +72,7 @@ use vp9svc::{Vp9Down, Vp9Frame, Vp9Track};
 use crate::datachannel::{self, ChannelId, Message};
 use crate::dtls::cert::Certificate;
 use crate::ice::Credentials;
-use crate::machine::{Machine, Receive, Transmit, TransmitMeta};
+use crate::machine::{Machine, Outbox, Receive, Transmit, TransmitMeta};
 use crate::peer::set::{Hosted, Router, Routes};
 use crate::peer::{
     self, PeerConnection, PeerConnectionState, RTP_MODE_DEPENDENCY_DESCRIPTOR, SdpType,
@@ -454,6 +454,14 @@ pub struct Sfu {
     stats: Stats,
     /// A scratch buffer for the copy each subscriber gets.
     scratch: Vec<u8>,
+    /// The SRTP datagram made of it ([`PeerConnection::send_rtp_into`]).
+    datagram: Vec<u8>,
+    /// Forwarded datagrams, every subscriber's in one buffer, sent before
+    /// what the connections queue themselves: written where the previous
+    /// subscriber's copy was written, rather than into a queue of each
+    /// connection's own, whose memory a packet for hundreds of subscribers
+    /// would visit cold once each.
+    forwarded: Outbox,
     next_speaker: Option<Instant>,
     next_probe: Option<Instant>,
     cascades: cascade::Links,
@@ -495,6 +503,8 @@ impl Sfu {
             events: VecDeque::new(),
             stats: Stats::default(),
             scratch: Vec::with_capacity(1500),
+            datagram: Vec::with_capacity(1500),
+            forwarded: Outbox::default(),
             next_speaker: None,
             next_probe: None,
             cascades: cascade::Links::default(),
@@ -798,6 +808,10 @@ impl Sfu {
         }
         self.events.push_back(Event::Left(id));
         self.cascade_left(now, &p);
+        if self.participants.is_empty() {
+            // Nobody to send to: what is left goes, and so does the buffer.
+            self.forwarded = Outbox::default();
+        }
         self.process(now);
     }
 
@@ -1319,6 +1333,10 @@ impl Sfu {
         let ssrc = rtp.ssrc();
         let (seq, ts) = (rtp.sequence_number(), rtp.timestamp());
         let mut want_keyframe: Vec<usize> = Vec::new();
+        // A subscriber that can receive and has no stream of this track
+        // yet: the cache may start it, below (looked for here, where every
+        // subscriber is visited anyway, not in a second pass per packet).
+        let mut unstarted = false;
         let members = self
             .rooms
             .get(&room)
@@ -1354,6 +1372,7 @@ impl Sfu {
             else {
                 continue;
             };
+            unstarted |= d.current.is_none() && s.connected;
             // ANCHOR: forward
             // The layer this subscriber should get.
             if kind == MediaKind::Video {
@@ -1444,12 +1463,11 @@ impl Sfu {
                 p.set_marker(marker);
             }
             let track = d.track;
-            if s.pc.send_rtp(now, track, &self.scratch).is_ok() {
+            if let Ok(meta) =
+                s.pc.send_rtp_into(now, track, &self.scratch, &mut self.datagram)
+            {
+                self.forwarded.push(meta, &self.datagram);
                 self.stats.forwarded += 1;
-                if !s.queued {
-                    s.queued = true;
-                    self.transmit_queue.push_back(m);
-                }
             }
             // ANCHOR_END: forward
         }
@@ -1461,7 +1479,7 @@ impl Sfu {
         }
         // A subscriber whose stream has not started yet starts from the
         // cache, if it holds a keyframe (instant join).
-        if cache_on && kind == MediaKind::Video {
+        if cache_on && kind == MediaKind::Video && unstarted {
             self.start_from_cache(now, id, mid);
         }
     }
@@ -1531,9 +1549,14 @@ impl Sfu {
             for b in &packets {
                 self.scratch.clear();
                 self.scratch.extend_from_slice(b);
-                if d.rewriter.rewrite(now, &mut self.scratch)
-                    && s.pc.send_rtp(now, track, &self.scratch).is_ok()
+                if !d.rewriter.rewrite(now, &mut self.scratch) {
+                    continue;
+                }
+                // Into the queue live packets take: they must not pass.
+                if let Ok(meta) =
+                    s.pc.send_rtp_into(now, track, &self.scratch, &mut self.datagram)
                 {
+                    self.forwarded.push(meta, &self.datagram);
                     sent += 1;
                 }
             }
@@ -1543,10 +1566,6 @@ impl Sfu {
                 d.target = Some(li);
                 self.stats.instant_joins += 1;
                 self.stats.forwarded += sent;
-                if !s.queued {
-                    s.queued = true;
-                    self.transmit_queue.push_back(m);
-                }
             } else {
                 // Not sendable yet: start over at the next packet.
                 d.rewriter.reset();
@@ -1795,6 +1814,8 @@ impl Sfu {
             return;
         }
         self.next_probe = Some(now + PROBE_INTERVAL);
+        // The forwarding buffer goes if nothing was forwarded since.
+        self.forwarded.trim();
         // In id order: the probes' order must not depend on hashing.
         let mut ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
         ids.sort_unstable();
@@ -1960,6 +1981,12 @@ impl Machine for Sfu {
 
     fn poll_transmit_into(&mut self, buf: &mut Vec<u8>) -> Option<TransmitMeta> {
         if let Some(meta) = self.cascade_poll_parting(buf) {
+            return Some(meta);
+        }
+        // Media on a selected pair: the connectivity checks that selected
+        // it went through the connection's queue below, and taught the
+        // router its route.
+        if let Some(meta) = self.forwarded.pop_into(buf) {
             return Some(meta);
         }
         while let Some(id) = self.transmit_queue.pop_front() {

@@ -3,6 +3,7 @@
 //! the bandwidth estimate it follows.
 
 use super::*;
+use crate::machine::TransmitMeta;
 
 impl PeerConnection {
     /// `addTrack`: a sending transceiver of `kind` (VP8 for video, Opus for
@@ -318,22 +319,46 @@ impl PeerConnection {
     ///
     /// [`RtpPacketMut`]: crate::rtp::RtpPacketMut
     pub fn send_rtp(&mut self, now: Instant, track: TrackId, packet: &[u8]) -> Result<(), Error> {
+        let mut datagram = std::mem::take(&mut self.packet);
+        let r = self.send_rtp_into(now, track, packet, &mut datagram);
+        if let (Ok(meta), Some(t)) = (&r, self.transport.as_mut()) {
+            t.queue_protected(*meta, &datagram);
+        }
+        self.packet = datagram;
+        r.map(drop)
+    }
+
+    /// As [`PeerConnection::send_rtp`], but the SRTP datagram is written
+    /// into `datagram` (its contents replaced) and its addresses returned,
+    /// for the caller to send: a forwarder sending one packet to many
+    /// connections gathers their datagrams in one buffer of its own
+    /// instead of each connection's queue (the copy each subscriber gets
+    /// is then written once, where the next one is written too). The
+    /// packet counts as sent: the caller must send it.
+    pub fn send_rtp_into(
+        &mut self,
+        now: Instant,
+        track: TrackId,
+        packet: &[u8],
+        datagram: &mut Vec<u8>,
+    ) -> Result<TransmitMeta, Error> {
         let (t, s) = sending(&mut self.transport, &mut self.senders, track)?;
         let p = RtpPacket::new_checked(packet)?;
         let tcc = self.twcc_send_seq.to_be_bytes();
         if s.tcc_id().is_some() {
             self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
         }
-        write_forwarded(s, &p, &tcc, &mut self.packet)?;
-        s.stream.record_packet(now, &self.packet)?;
-        t.send_rtp(&self.packet)?;
+        write_forwarded(s, &p, &tcc, datagram)?;
+        s.stream.record_packet(now, datagram)?;
+        let plain_len = datagram.len();
+        let meta = t.protect_rtp(datagram)?;
         if s.tcc_id().is_some() {
             let seq = u16::from_be_bytes(tcc);
             self.bwe
-                .on_packet_sent(now, seq, self.packet.len() + SRTP_OVERHEAD, None);
+                .on_packet_sent(now, seq, plain_len + SRTP_OVERHEAD, None);
         }
         self.media_stats.rtp_sent += 1;
-        Ok(())
+        Ok(meta)
     }
 
     /// RTP mode, repairing: sends again, on `track`'s RTX stream (RFC 4588
