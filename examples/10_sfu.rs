@@ -443,7 +443,7 @@ fn lossy_subscriber(out: &mut dyn Write) -> Result<(), Box<dyn Error>> {
     let sent: Vec<u32> = room.clients[..lossy].iter().map(|c| c.sent).collect();
     writeln!(
         out,
-        "frames it decoded of each publisher:    {got:?} of {sent:?} sent (the last on its way)"
+        "frames it decoded of each publisher:    {got:?} of {sent:?} sent (the last still on their way)"
     )?;
     // ANCHOR: lossy_counters
     let inbound = &room.peer(lossy).stats().inbound;

@@ -190,7 +190,18 @@ pub struct SendHistory {
     /// `(extended sequence number, packet, last retransmitted)`;
     /// `u64::MAX` marks an empty slot.
     slots: Vec<(u64, Vec<u8>, Option<Instant>)>,
+    /// The extended sequence number of the packet stored last
+    /// (`u64::MAX`: none yet).
+    last: u64,
 }
+
+/// A history of one packet is a forwarder's ([`crate::peer::Config::rtx_history`]):
+/// its receivers' NACKs are answered from the forwarder's own cache, and
+/// the one packet is kept as padding for bandwidth probes, which any
+/// recent packet serves. It is refreshed once per this many packets
+/// rather than copied for each: a forwarder sends every packet to
+/// hundreds of receivers, and each copy wrote a cold buffer.
+const ONE_SLOT_REFRESH: u64 = 64;
 
 impl SendHistory {
     /// A history keeping at most `capacity` packets.
@@ -199,6 +210,7 @@ impl SendHistory {
             capacity: capacity.max(1),
             unwrapper: SeqUnwrapper::new(),
             slots: Vec::new(),
+            last: u64::MAX,
         }
     }
 
@@ -206,6 +218,14 @@ impl SendHistory {
     pub fn store(&mut self, packet: &[u8]) -> Result<(), Error> {
         let seq = RtpPacket::new_checked(packet)?.sequence_number();
         let ext = self.unwrapper.unwrap(seq);
+        if self.capacity == 1
+            && self.last != u64::MAX
+            && ext > self.last
+            && ext - self.last < ONE_SLOT_REFRESH
+        {
+            return Ok(());
+        }
+        self.last = ext;
         let i = (ext % self.capacity as u64) as usize;
         while self.slots.len() <= i {
             // Room for any packet of a 1500-byte path: a slot never grows
@@ -237,6 +257,17 @@ impl SendHistory {
         }
         *resent = Some(now);
         Some(p.as_slice())
+    }
+
+    /// The packet stored last, if still kept (it always is: nothing
+    /// stored after it took its slot): with a full history the newest
+    /// sent, with a one-packet history one of the last
+    /// [`ONE_SLOT_REFRESH`].
+    pub fn newest(&self) -> Option<&[u8]> {
+        let (n, p, _) = self
+            .slots
+            .get((self.last % self.capacity as u64) as usize)?;
+        (*n == self.last).then_some(p.as_slice())
     }
 
     /// Packets kept.
@@ -587,6 +618,43 @@ mod tests {
             g.poll_nack(Instant::now()),
             (29990..30000).collect::<Vec<u16>>()
         );
+    }
+
+    /// A full history's newest is the packet sent last; a one-packet
+    /// history (a forwarder's probe padding) copies one packet in
+    /// [`ONE_SLOT_REFRESH`], across the sequence number's wrap too.
+    #[test]
+    fn a_one_packet_history_is_refreshed_not_copied_each_time() {
+        let packet = |seq: u16| {
+            let h = RtpHeader {
+                payload_type: 96,
+                sequence_number: seq,
+                ssrc: 0xAAAA,
+                ..Default::default()
+            };
+            let mut p = Vec::new();
+            h.emit_packet(&[seq as u8; 20], 0, &mut p).unwrap();
+            p
+        };
+        let seq_of = |p: &[u8]| RtpPacket::new_checked(p).unwrap().sequence_number();
+        let mut full = SendHistory::new(8);
+        let mut one = SendHistory::new(1);
+        assert_eq!(one.newest(), None);
+        let mut stored = 0;
+        let start = 65_500u16;
+        for k in 0..200u16 {
+            let seq = start.wrapping_add(k);
+            full.store(&packet(seq)).unwrap();
+            let before = one.newest().map(seq_of);
+            one.store(&packet(seq)).unwrap();
+            let after = one.newest().map(seq_of);
+            stored += usize::from(after != before);
+            assert_eq!(full.newest().map(seq_of), Some(seq));
+            let age = seq.wrapping_sub(after.unwrap());
+            assert!(u64::from(age) < ONE_SLOT_REFRESH, "{age} packets old");
+        }
+        assert_eq!(stored, 200usize.div_ceil(ONE_SLOT_REFRESH as usize));
+        assert_eq!(one.len(), 1);
     }
 
     #[test]

@@ -321,14 +321,13 @@ impl SendStream {
         })
     }
 
-    /// Writes into `out` an RTX copy of the newest packet still kept (RFC
-    /// 4588 §4), as padding for a bandwidth probe; false if there is none.
+    /// Writes into `out` an RTX copy of the newest packet kept (RFC 4588
+    /// §4), as padding for a bandwidth probe; false if there is none.
     pub fn emit_padding_rtx(&mut self, out: &mut Vec<u8>) -> bool {
-        let newest = self.seq.wrapping_sub(1);
         let Some(rtx) = self.rtx.as_mut() else {
             return false;
         };
-        let Some(original) = rtx.history.get(newest) else {
+        let Some(original) = rtx.history.newest() else {
             return false;
         };
         if emit_rtx(

@@ -178,7 +178,8 @@ pub struct Config {
     /// a second at up to 5 Mbit/s. A forwarder that keeps one cache per
     /// source for all its receivers (the SFU) sets 1 and answers
     /// [`Event::NackUnanswered`] with [`PeerConnection::resend_rtp`]; the
-    /// one packet kept is what bandwidth probes send as padding.
+    /// one packet kept (one of the last 64 sent: it is not copied for
+    /// each) is what bandwidth probes send as padding.
     pub rtx_history: usize,
 }
 
