@@ -289,6 +289,10 @@ pub trait SfuUnderTest {
     fn peer_ip(&self) -> IpAddr {
         IpAddr::from([127, 0, 0, 1])
     }
+    /// Ends the sessions made so far, so that a later scenario finds the
+    /// SFU's participant limit free (else they would hold it until their
+    /// consent ran out).
+    fn end_sessions(&mut self) {}
     /// Stops it.
     fn stop(&mut self);
 }
@@ -933,7 +937,7 @@ impl SfuUnderTest for Whip {
         self.child.as_ref().map(Child::id)
     }
 
-    fn stop(&mut self) {
+    fn end_sessions(&mut self) {
         if let (Some(http), Some(_)) = (self.http, &self.child) {
             // RFC 9725 §4.2: DELETE ends a session (best effort).
             for r in std::mem::take(&mut self.resources) {
@@ -947,6 +951,10 @@ impl SfuUnderTest for Whip {
                 let _ = http_request(http, "DELETE", &path, &[], &[], Duration::from_secs(1));
             }
         }
+    }
+
+    fn stop(&mut self) {
+        self.end_sessions();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -1703,6 +1711,7 @@ pub fn drive(
             report.nominal_pps = per_frame * FPS as f64 + 1.0 / AUDIO_INTERVAL.as_secs_f64();
         }
         g.finish();
+        sfu.end_sessions();
         // Rooms of four.
         if rooms > 0 {
             let mut g = Generator::new()?;
