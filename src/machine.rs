@@ -132,6 +132,9 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// The most bytes a queue in use keeps between bursts.
+    const KEEP: usize = 1 << 20;
+
     /// Queues the bytes `write` appends as one datagram (nothing when it
     /// fails or writes nothing).
     pub(crate) fn push_with<E>(
@@ -181,9 +184,12 @@ impl Outbox {
         Some(meta)
     }
 
-    /// Releases the buffer if nothing was queued since the last call.
+    /// Releases the buffer if nothing was queued since the last call, or
+    /// if it is empty and a burst grew it past [`Outbox::KEEP`] (a
+    /// forwarder's instant joins, say): a busy queue keeps what its usual
+    /// traffic needs, not its largest burst.
     pub(crate) fn trim(&mut self) {
-        if self.items.is_empty() && !self.used {
+        if self.items.is_empty() && (!self.used || self.bytes.capacity() > Self::KEEP) {
             self.bytes = Vec::new();
             self.items = VecDeque::new();
         }
