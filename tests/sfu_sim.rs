@@ -373,6 +373,39 @@ fn a_late_joiner_starts_from_the_cache() {
     );
 }
 
+/// A wave of late joiners after a long stretch without keyframes (a
+/// browser sends them only when asked): each starts at once from the
+/// cache, and the second one replayed from that keyframe asks each
+/// publisher for a fresh one (one request per publisher, throttled), so
+/// that the cache shortens instead of each joiner being sent all of it.
+#[test]
+fn a_wave_of_joiners_refreshes_a_long_cache() {
+    let mut room = Room::new(6);
+    room.join(clean());
+    room.join(clean());
+    // About 9 s of a long GOP: over 256 packets cached per publisher.
+    room.run(Duration::from_secs(9), 1_000);
+    let before = room.sfu().stats();
+    let joiners: Vec<usize> = (0..3).map(|_| room.join(clean())).collect();
+    let joined = room.sim.elapsed();
+    room.run(Duration::from_secs(2), 1_000);
+    let after = room.sfu().stats();
+    for &j in &joiners {
+        let first = room.clients[j].first_frame.expect("a frame");
+        assert!(
+            first - joined < Duration::from_millis(700),
+            "first frame {:?} after joining",
+            first - joined
+        );
+    }
+    assert!(after.instant_joins >= before.instant_joins + 6, "{after:?}");
+    assert_eq!(
+        after.keyframe_requests - before.keyframe_requests,
+        2,
+        "one fresh keyframe per publisher: {after:?}"
+    );
+}
+
 /// Someone leaves: the others' tracks of them end, the room goes on.
 #[test]
 fn leaving_ends_the_tracks_for_the_others() {

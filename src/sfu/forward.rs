@@ -362,6 +362,8 @@ pub struct KeyframeCache {
     max_bytes: usize,
     /// The cache starts at a keyframe's first packet.
     valid: bool,
+    /// Joiners started from this keyframe so far.
+    replays: u32,
 }
 
 impl KeyframeCache {
@@ -372,6 +374,7 @@ impl KeyframeCache {
             bytes: 0,
             max_packets,
             max_bytes,
+            replays: 0,
             valid: false,
         }
     }
@@ -412,11 +415,29 @@ impl KeyframeCache {
         self.bytes
     }
 
+    /// Counts a joiner started from the cache; how many were before it,
+    /// from the same keyframe.
+    pub fn count_replay(&mut self) -> u32 {
+        self.replays += 1;
+        self.replays - 1
+    }
+
+    /// The packets held.
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// True if it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
     /// Forgets everything until the next keyframe.
     pub fn clear(&mut self) {
         self.packets.clear();
         self.bytes = 0;
         self.valid = false;
+        self.replays = 0;
     }
 }
 

@@ -477,6 +477,15 @@ const LAYER_ACTIVE: Duration = Duration::from_millis(1500);
 /// The keyframe cache's bounds per layer.
 const CACHE_PACKETS: usize = 1024;
 const CACHE_BYTES: usize = 2 << 20;
+/// The second joiner replayed from one keyframe, when the cache holds more
+/// than this many packets (about two seconds of 1 Mbit/s video), also asks
+/// the publisher for a keyframe (throttled like every request): it still
+/// starts at once, and the joiners after it replay from the new keyframe,
+/// not the whole cache. A browser's keyframes come only when asked, so a
+/// cache grows to its bound (1,024 packets, about 1.2 MB), and a wave of
+/// joiners (a meeting's start) was each sent all of it. A single late
+/// joiner costs the publisher no keyframe.
+const REPLAY_REFRESH: usize = 256;
 /// Packets of each published video layer kept to repair subscribers'
 /// losses: a receiver NACKs a hole for about a second before it gives the
 /// frame up, and 512 packets are that second at up to 5 Mbit/s (the
@@ -1488,6 +1497,8 @@ impl Sfu {
     /// whose connection can send, get the cached keyframe and what
     /// followed, rewritten, at once.
     fn start_from_cache(&mut self, now: Instant, publisher: ParticipantId, mid: Mid) {
+        // The layers replayed, one entry per joiner.
+        let mut replayed: Vec<usize> = Vec::new();
         let Some(room) = self.participants.get(&publisher).map(|p| p.room.clone()) else {
             return;
         };
@@ -1566,9 +1577,22 @@ impl Sfu {
                 d.target = Some(li);
                 self.stats.instant_joins += 1;
                 self.stats.forwarded += sent;
+                replayed.push(li);
             } else {
                 // Not sendable yet: start over at the next packet.
                 d.rewriter.reset();
+            }
+        }
+        for li in replayed {
+            let layer = self
+                .participants
+                .get_mut(&publisher)
+                .and_then(|p| p.published.iter_mut().find(|t| t.mid == mid))
+                .and_then(|t| t.layers.get_mut(li));
+            let Some(layer) = layer else { continue };
+            let before = layer.cache.count_replay();
+            if before == 1 && layer.cache.len() > REPLAY_REFRESH {
+                self.request_keyframe(now, publisher, mid, li);
             }
         }
     }
