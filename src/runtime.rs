@@ -653,6 +653,9 @@ impl<M: Machine> Driver<M> {
                 Err(e) => tracing::warn!(destination = %to, error = %e, "UDP send failed"),
             }
         } else if !self.gather_single(&run, end) {
+            // Not gathered (an empty datagram; or no sendmmsg): after
+            // what was, in order.
+            self.send_singles().await;
             self.send_singly(&run, end).await;
         }
         if self.singles_full() {
