@@ -560,10 +560,7 @@ impl Sfu {
             if !d.rewriter.rewrite(now, &mut self.scratch) {
                 continue;
             }
-            if let Ok(meta) =
-                s.pc.send_rtp_into(now, d.track, &self.scratch, &mut self.datagram)
-            {
-                self.forwarded.push(meta, &self.datagram);
+            if self.forwarded.send(&mut s.pc, now, d.track, &self.scratch) {
                 self.cascades.stats.rtp_sent += 1;
             }
         }

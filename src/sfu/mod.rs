@@ -454,17 +454,43 @@ pub struct Sfu {
     stats: Stats,
     /// A scratch buffer for the copy each subscriber gets.
     scratch: Vec<u8>,
-    /// The SRTP datagram made of it ([`PeerConnection::send_rtp_into`]).
-    datagram: Vec<u8>,
-    /// Forwarded datagrams, every subscriber's in one buffer, sent before
-    /// what the connections queue themselves: written where the previous
-    /// subscriber's copy was written, rather than into a queue of each
-    /// connection's own, whose memory a packet for hundreds of subscribers
-    /// would visit cold once each.
-    forwarded: Outbox,
+    /// Forwarded media, every subscriber's copy in one queue.
+    forwarded: Forwarded,
     next_speaker: Option<Instant>,
     next_probe: Option<Instant>,
     cascades: cascade::Links,
+}
+
+/// Forwarded media: every subscriber's SRTP copy in one queue, sent
+/// before what the connections queue themselves. Each copy is written
+/// where the previous subscriber's was, rather than into a queue of each
+/// connection's own, whose memory a packet for hundreds of subscribers
+/// would visit cold once each. Live packets, instant joins' replays and
+/// cascade links all go through it, so none passes another.
+#[derive(Default)]
+struct Forwarded {
+    /// The datagram [`PeerConnection::send_rtp_into`] makes.
+    datagram: Vec<u8>,
+    queue: Outbox,
+}
+
+impl Forwarded {
+    /// Sends `packet` on `pc`'s `track` through the queue; whether it went.
+    fn send(
+        &mut self,
+        pc: &mut PeerConnection,
+        now: Instant,
+        track: TrackId,
+        packet: &[u8],
+    ) -> bool {
+        match pc.send_rtp_into(now, track, packet, &mut self.datagram) {
+            Ok(meta) => {
+                self.queue.push(meta, &self.datagram);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 struct Room {
@@ -512,8 +538,7 @@ impl Sfu {
             events: VecDeque::new(),
             stats: Stats::default(),
             scratch: Vec::with_capacity(1500),
-            datagram: Vec::with_capacity(1500),
-            forwarded: Outbox::default(),
+            forwarded: Forwarded::default(),
             next_speaker: None,
             next_probe: None,
             cascades: cascade::Links::default(),
@@ -819,7 +844,7 @@ impl Sfu {
         self.cascade_left(now, &p);
         if self.participants.is_empty() {
             // Nobody to send to: what is left goes, and so does the buffer.
-            self.forwarded = Outbox::default();
+            self.forwarded = Forwarded::default();
         }
         self.process(now);
     }
@@ -1472,10 +1497,7 @@ impl Sfu {
                 p.set_marker(marker);
             }
             let track = d.track;
-            if let Ok(meta) =
-                s.pc.send_rtp_into(now, track, &self.scratch, &mut self.datagram)
-            {
-                self.forwarded.push(meta, &self.datagram);
+            if self.forwarded.send(&mut s.pc, now, track, &self.scratch) {
                 self.stats.forwarded += 1;
             }
             // ANCHOR_END: forward
@@ -1564,10 +1586,7 @@ impl Sfu {
                     continue;
                 }
                 // Into the queue live packets take: they must not pass.
-                if let Ok(meta) =
-                    s.pc.send_rtp_into(now, track, &self.scratch, &mut self.datagram)
-                {
-                    self.forwarded.push(meta, &self.datagram);
+                if self.forwarded.send(&mut s.pc, now, track, &self.scratch) {
                     sent += 1;
                 }
             }
@@ -1839,7 +1858,7 @@ impl Sfu {
         }
         self.next_probe = Some(now + PROBE_INTERVAL);
         // The forwarding buffer goes if nothing was forwarded since.
-        self.forwarded.trim();
+        self.forwarded.queue.trim();
         // In id order: the probes' order must not depend on hashing.
         let mut ids: Vec<ParticipantId> = self.participants.keys().copied().collect();
         ids.sort_unstable();
@@ -2010,7 +2029,7 @@ impl Machine for Sfu {
         // Media on a selected pair: the connectivity checks that selected
         // it went through the connection's queue below, and taught the
         // router its route.
-        if let Some(meta) = self.forwarded.pop_into(buf) {
+        if let Some(meta) = self.forwarded.queue.pop_into(buf) {
             return Some(meta);
         }
         while let Some(id) = self.transmit_queue.pop_front() {
