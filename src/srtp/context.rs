@@ -70,11 +70,9 @@ fn rtcp_ssrc(packet: &[u8]) -> Result<u32, Error> {
     ]))
 }
 
-/// State kept per SSRC.
+/// State kept per SSRC (the RTP sending side's is in [`SentIndices`]).
 #[derive(Debug)]
 struct Stream {
-    /// Highest SRTP index protected (sender side), for the ROC.
-    sent_highest: Option<u64>,
     /// Next SRTCP index to send.
     next_rtcp_index: u32,
     /// Received SRTP indices; its highest is `ROC * 2^16 + s_l`.
@@ -86,7 +84,6 @@ struct Stream {
 impl Stream {
     fn new(config: &Config) -> Self {
         Stream {
-            sent_highest: None,
             next_rtcp_index: 0,
             rtp_window: ReplayWindow::new(config.replay_window),
             rtcp_window: ReplayWindow::new(config.replay_window),
@@ -116,6 +113,56 @@ impl Hasher for SsrcHasher {
 
 type Streams = HashMap<u32, Stream, BuildHasherDefault<SsrcHasher>>;
 
+/// How many sending SSRCs [`SentIndices`] keeps inline: a connection's
+/// audio, video and its retransmissions.
+const SENT_INLINE: usize = 4;
+
+/// The highest SRTP index protected per SSRC, from which the sender's ROC
+/// comes (RFC 3711 §3.3.1): the first [`SENT_INLINE`] SSRCs inline, any
+/// more in a map. A forwarder protects each packet for hundreds of
+/// contexts in turn, each cold in the cache; a map's probe costs three
+/// cache misses a packet there, the inline slots none beyond the context's
+/// own.
+#[derive(Debug, Default)]
+struct SentIndices {
+    inline: [(u32, u64); SENT_INLINE],
+    len: usize,
+    more: HashMap<u32, u64, BuildHasherDefault<SsrcHasher>>,
+}
+
+impl SentIndices {
+    fn get_mut(&mut self, ssrc: u32) -> Option<&mut u64> {
+        match self.inline[..self.len].iter_mut().find(|(s, _)| *s == ssrc) {
+            Some((_, highest)) => Some(highest),
+            None => self.more.get_mut(&ssrc),
+        }
+    }
+
+    fn get(&self, ssrc: u32) -> Option<u64> {
+        match self.inline[..self.len].iter().find(|(s, _)| *s == ssrc) {
+            Some(&(_, highest)) => Some(highest),
+            None => self.more.get(&ssrc).copied(),
+        }
+    }
+
+    /// A new SSRC (not already kept).
+    fn insert(&mut self, ssrc: u32, highest: u64) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => {
+                *slot = (ssrc, highest);
+                self.len += 1;
+            }
+            None => {
+                self.more.insert(ssrc, highest);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len + self.more.len()
+    }
+}
+
 /// One sender's SRTP and SRTCP session keys, and the state of every SSRC they
 /// protect: the rollover counter, the SRTCP index and the replay windows.
 ///
@@ -129,6 +176,8 @@ pub struct SrtpContext {
     config: Config,
     rtp: Transform,
     rtcp: Transform,
+    /// The RTP sending side, per SSRC.
+    sent: SentIndices,
     streams: Streams,
 }
 
@@ -174,6 +223,7 @@ impl SrtpContext {
             config,
             rtp,
             rtcp,
+            sent: SentIndices::default(),
             streams: Streams::default(),
         }
     }
@@ -183,7 +233,8 @@ impl SrtpContext {
         self.profile
     }
 
-    /// How many SSRCs the context keeps state for.
+    /// How many SSRCs the context keeps state for, besides the highest
+    /// index it protected of each SSRC it sent RTP on.
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
@@ -197,7 +248,7 @@ impl SrtpContext {
 
     /// The rollover counter of `ssrc` on the sending side.
     pub fn sent_roc(&self, ssrc: u32) -> Option<u32> {
-        let highest = self.streams.get(&ssrc)?.sent_highest?;
+        let highest = self.sent.get(ssrc)?;
         Some((highest >> 16) as u32)
     }
 
@@ -225,18 +276,22 @@ impl SrtpContext {
     /// sequence number wraps.
     pub fn protect_rtp(&mut self, buf: &mut Vec<u8>) -> Result<(), Error> {
         let header = RtpHeader::parse(buf)?;
-        let stream = match self.streams.get_mut(&header.ssrc) {
-            Some(stream) => stream,
-            None => Self::stream_mut(&mut self.streams, &self.config, header.ssrc)?,
-        };
-        let index = match stream.sent_highest {
-            None => u64::from(header.seq),
+        let index = match self.sent.get(header.ssrc) {
             Some(highest) => estimate_index(highest, header.seq)
                 .ok_or(Error::IndexExhausted { ssrc: header.ssrc })?,
+            None if self.sent.len() >= self.config.max_streams => {
+                return Err(Error::TooManyStreams {
+                    limit: self.config.max_streams,
+                });
+            }
+            None => u64::from(header.seq),
         };
         buf.reserve(self.rtp.tag_len());
         self.rtp.protect_rtp(buf, header.len, header.ssrc, index)?;
-        stream.sent_highest = Some(stream.sent_highest.map_or(index, |h| h.max(index)));
+        match self.sent.get_mut(header.ssrc) {
+            Some(highest) => *highest = (*highest).max(index),
+            None => self.sent.insert(header.ssrc, index),
+        }
         tracing::trace!(
             ssrc = header.ssrc,
             seq = header.seq,

@@ -406,6 +406,43 @@ fn rollover_counter_advances_across_the_wrap() {
     }
 }
 
+/// The sending side keeps its first SSRCs inline and the rest in a map:
+/// each keeps its own rollover counter either way, and the limit counts both.
+#[test]
+fn many_sending_ssrcs_keep_their_own_rollover_counters() {
+    let (mut tx, mut rx) = pair(
+        ProtectionProfile::AeadAes128Gcm,
+        Config::default().with_max_streams(9),
+    );
+    let ssrcs: Vec<u32> = (1..=9).collect();
+    // Odd SSRCs cross the wrap, even ones stay in ROC 0; interleaved.
+    for step in 0..12u16 {
+        for &ssrc in &ssrcs {
+            let seq = if ssrc % 2 == 1 {
+                65530u16.wrapping_add(step)
+            } else {
+                100 + step
+            };
+            let plain = rtp_packet(ssrc, seq, &[ssrc as u8; 20]);
+            let mut buf = plain.clone();
+            tx.protect_rtp(&mut buf).unwrap();
+            rx.unprotect_rtp(&mut buf).unwrap();
+            assert_eq!(buf, plain, "ssrc {ssrc} step {step}");
+        }
+    }
+    for &ssrc in &ssrcs {
+        let roc = u32::from(ssrc % 2 == 1);
+        assert_eq!(tx.sent_roc(ssrc), Some(roc), "ssrc {ssrc}");
+        assert_eq!(rx.received_roc(ssrc), Some(roc), "ssrc {ssrc}");
+    }
+    let mut p = rtp_packet(10, 1, b"abc");
+    assert_eq!(
+        tx.protect_rtp(&mut p),
+        Err(Error::TooManyStreams { limit: 9 })
+    );
+    assert_eq!(tx.sent_roc(10), None);
+}
+
 #[test]
 fn replay_window_and_too_old() {
     let (mut tx, mut rx) = pair(ProtectionProfile::Aes128CmHmacSha1_80, Config::default());
