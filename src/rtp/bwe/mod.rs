@@ -245,6 +245,12 @@ pub struct SendSideBwe {
     /// Slot `i` holds extended sequence number `first_ext + i`.
     history: VecDeque<Option<SentPacket>>,
     first_ext: u64,
+    /// The newest packet's send time: records older than it by
+    /// [`MAX_FEEDBACK_DELAY`] are not matched, though they wait for the
+    /// next trim ([`AGE_TRIM_EVERY`]).
+    newest_send_us: i64,
+    /// Packets sent since the history was last trimmed by age.
+    since_trim: u8,
     inter_arrival: InterArrival,
     trendline: Trendline,
     detector: OveruseDetector,
@@ -263,6 +269,11 @@ pub struct SendSideBwe {
 
 /// Events kept when nobody drains them.
 const MAX_EVENTS: usize = 32;
+/// The history's records too old for feedback go once per this many
+/// packets sent, not at each: the ring's oldest end was a cold cache line
+/// read per packet (a forwarder sends for hundreds of connections in
+/// turn), and this way it is a few lines read together.
+const AGE_TRIM_EVERY: u8 = 16;
 
 impl SendSideBwe {
     /// An estimator at `config.start` (a `min` above `max` is taken as both
@@ -275,6 +286,8 @@ impl SendSideBwe {
             unwrapper: SeqUnwrapper::new(),
             history: VecDeque::new(),
             first_ext: 0,
+            newest_send_us: 0,
+            since_trim: 0,
             inter_arrival: InterArrival::new(),
             trendline: Trendline::new(),
             detector: OveruseDetector::new(),
@@ -434,18 +447,33 @@ impl SendSideBwe {
             acked: false,
             reported_lost: false,
         });
+        self.newest_send_us = self.newest_send_us.max(send_us);
         // The oldest go past the cap, or once feedback about them is too
-        // late to count (gaps in the numbering with them).
-        let horizon = send_us.saturating_sub(MAX_FEEDBACK_DELAY.as_micros() as i64);
+        // late to count (gaps in the numbering with them): those by age
+        // every AGE_TRIM_EVERY packets.
+        self.since_trim = self.since_trim.saturating_add(1);
+        let by_age = self.since_trim >= AGE_TRIM_EVERY;
+        if by_age {
+            self.since_trim = 0;
+        }
+        let horizon = self.horizon_us();
         while self.history.len() > cap
-            || self
-                .history
-                .front()
-                .is_some_and(|p| p.is_none_or(|p| p.send_us < horizon))
+            || (by_age
+                && self
+                    .history
+                    .front()
+                    .is_some_and(|p| p.is_none_or(|p| p.send_us < horizon)))
         {
             self.history.pop_front();
             self.first_ext += 1;
         }
+    }
+
+    /// Packets sent before this are past feedback (see
+    /// [`MAX_FEEDBACK_DELAY`]).
+    fn horizon_us(&self) -> i64 {
+        self.newest_send_us
+            .saturating_sub(MAX_FEEDBACK_DELAY.as_micros() as i64)
     }
 
     /// Where `seq` lives in the ring, if it is remembered.
@@ -475,12 +503,13 @@ impl SendSideBwe {
         // reported lost (already counted once).
         let (mut lost, mut received, mut recovered) = (0u64, 0u64, 0u64);
         let mut newest_send: Option<i64> = None;
+        let horizon = self.horizon_us();
         for (seq, arrival) in feedback.arrivals() {
             let Some(i) = self.slot(seq) else { continue };
             let Some(p) = self.history[i].as_mut() else {
                 continue;
             };
-            if p.acked {
+            if p.acked || p.send_us < horizon {
                 continue;
             }
             match arrival {

@@ -134,7 +134,7 @@ fn the_history_holds_what_feedback_can_still_be_about() {
     }
     let per_delay = (MAX_FEEDBACK_DELAY.as_millis() / 5) as usize;
     assert!(
-        (per_delay..=per_delay + 1).contains(&bwe.history_len()),
+        (per_delay..=per_delay + usize::from(AGE_TRIM_EVERY)).contains(&bwe.history_len()),
         "{}",
         bwe.history_len()
     );
@@ -142,6 +142,26 @@ fn the_history_holds_what_feedback_can_still_be_about() {
     let arrivals: Vec<Option<i64>> = (0..100).map(|i| Some(i * 5000)).collect();
     bwe.on_feedback(ms(t0, 20_000), &fb(3900, &arrivals));
     assert!(bwe.rtt_us.is_some());
+}
+
+/// Records past [`MAX_FEEDBACK_DELAY`] are trimmed a few packets late, but
+/// feedback about them does not match meanwhile.
+#[test]
+fn feedback_about_packets_past_the_delay_does_not_match() {
+    let t0 = Instant::now();
+    let mut bwe = SendSideBwe::new(Config::default());
+    let per_delay = MAX_FEEDBACK_DELAY.as_millis() as u64 / 5;
+    // One packet past the delay, its record still held (the next trim is
+    // AGE_TRIM_EVERY packets away).
+    let sent = per_delay + 2;
+    for k in 0..sent {
+        bwe.on_packet_sent(ms(t0, k * 5), k as u16, 1200, None);
+    }
+    assert_eq!(bwe.history_len() as u64, sent, "not trimmed yet");
+    bwe.on_feedback(ms(t0, sent * 5), &fb(0, &[Some(0)]));
+    assert!(bwe.rtt_us.is_none(), "a stale record matched");
+    bwe.on_feedback(ms(t0, sent * 5), &fb(2, &[Some(0)]));
+    assert!(bwe.rtt_us.is_some(), "a record within the delay matches");
 }
 
 #[test]
