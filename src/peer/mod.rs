@@ -171,8 +171,8 @@ pub mod transport;
 
 pub use connection::{
     Config, Error, Event, HANDSHAKE_RTO, MediaStats, PeerConnection, PeerConnectionState,
-    RTP_MODE_DEPENDENCY_DESCRIPTOR, RTP_MODE_EXTENSIONS, SdpType, SignalingState, TrackCodec,
-    TrackId,
+    RTP_MODE_DEPENDENCY_DESCRIPTOR, RTP_MODE_EXTENSIONS, Renumber, SdpType, SignalingState,
+    TrackCodec, TrackId,
 };
 pub use ice_servers::{IceServer, IceTransportPolicy};
 pub use set::{PeerKey, PeerSet};

@@ -555,12 +555,13 @@ impl Sfu {
             if d.rewriter.source() != Some(ssrc) {
                 d.rewriter.switch_to(now, ssrc, seq, ts);
             }
-            self.scratch.clear();
-            self.scratch.extend_from_slice(packet);
-            if !d.rewriter.rewrite(now, &mut self.scratch) {
+            let Some(renumber) = d.rewriter.renumber(now, &rtp) else {
                 continue;
-            }
-            if self.forwarded.send(&mut s.pc, now, d.track, &self.scratch) {
+            };
+            if self
+                .forwarded
+                .send(&mut s.pc, now, d.track, packet, renumber)
+            {
                 self.cascades.stats.rtp_sent += 1;
             }
         }

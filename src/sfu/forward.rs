@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::rtp::RtpPacketMut;
+use crate::peer::Renumber;
+use crate::rtp::RtpPacket;
 
 /// Keeps one outgoing stream continuous while its source changes (another
 /// simulcast layer, another publisher's track on a recycled slot): every
@@ -327,24 +328,19 @@ impl Rewriter {
         })
     }
 
-    /// Rewrites the packet in `buf` (sequence number and timestamp) for
-    /// this stream; `false` if it is to be dropped.
-    pub fn rewrite(&mut self, now: Instant, buf: &mut [u8]) -> bool {
-        let Ok(mut p) = RtpPacketMut::new_checked(buf) else {
-            return false;
-        };
-        let (ssrc, seq, ts) = {
-            let r = p.as_packet();
-            (r.ssrc(), r.sequence_number(), r.timestamp())
-        };
-        match self.map(now, ssrc, seq, ts) {
-            Some((s, t)) => {
-                p.set_sequence_number(s);
-                p.set_timestamp(t);
-                true
-            }
-            None => false,
-        }
+    /// The packet's sequence number and timestamp in this stream, for
+    /// [`PeerConnection::send_rtp_into`] to write as it writes the header
+    /// (no copy of the packet is rewritten first); `None` to drop it.
+    ///
+    /// [`PeerConnection::send_rtp_into`]: crate::peer::PeerConnection::send_rtp_into
+    pub fn renumber(&mut self, now: Instant, p: &RtpPacket<'_>) -> Option<Renumber> {
+        let (sequence_number, timestamp) =
+            self.map(now, p.ssrc(), p.sequence_number(), p.timestamp())?;
+        Some(Renumber {
+            sequence_number,
+            timestamp,
+            marker: None,
+        })
     }
 }
 
@@ -795,10 +791,10 @@ mod tests {
         r.switch_to(t0, 2, 10, 10);
         // At least one tick later even with no time elapsed.
         assert_eq!(r.map(t0, 2, 10, 10), Some((0, 0)));
-        let mut buf = packet(2, 11, 970);
-        assert!(r.rewrite(t0, &mut buf));
+        let buf = packet(2, 11, 970);
         let p = RtpPacket::new_checked(&buf).unwrap();
-        assert_eq!((p.sequence_number(), p.timestamp()), (1, 960));
+        let n = r.renumber(t0, &p).unwrap();
+        assert_eq!((n.sequence_number, n.timestamp, n.marker), (1, 960, None));
     }
 
     #[test]

@@ -75,7 +75,7 @@ use crate::ice::Credentials;
 use crate::machine::{Machine, Outbox, Receive, Transmit, TransmitMeta};
 use crate::peer::set::{Hosted, Router, Routes};
 use crate::peer::{
-    self, PeerConnection, PeerConnectionState, RTP_MODE_DEPENDENCY_DESCRIPTOR, SdpType,
+    self, PeerConnection, PeerConnectionState, RTP_MODE_DEPENDENCY_DESCRIPTOR, Renumber, SdpType,
     SignalingState, TrackId,
 };
 use crate::rtp::codec::{AnyDepacketizer, Codec};
@@ -452,7 +452,7 @@ pub struct Sfu {
     dirty: Vec<ParticipantId>,
     events: VecDeque<Event>,
     stats: Stats,
-    /// A scratch buffer for the copy each subscriber gets.
+    /// A scratch buffer for a repaired packet, renumbered.
     scratch: Vec<u8>,
     /// Forwarded media, every subscriber's copy in one queue.
     forwarded: Forwarded,
@@ -475,15 +475,17 @@ struct Forwarded {
 }
 
 impl Forwarded {
-    /// Sends `packet` on `pc`'s `track` through the queue; whether it went.
+    /// Sends `packet` on `pc`'s `track`, renumbered for the subscriber's
+    /// stream, through the queue; whether it went.
     fn send(
         &mut self,
         pc: &mut PeerConnection,
         now: Instant,
         track: TrackId,
         packet: &[u8],
+        renumber: Renumber,
     ) -> bool {
-        match pc.send_rtp_into(now, track, packet, &mut self.datagram) {
+        match pc.send_rtp_into(now, track, packet, Some(renumber), &mut self.datagram) {
             Ok(meta) => {
                 self.queue.push(meta, &self.datagram);
                 true
@@ -1486,18 +1488,14 @@ impl Sfu {
                     SvcForward::Send { marker: m } => marker = Some(m),
                 }
             }
-            self.scratch.clear();
-            self.scratch.extend_from_slice(packet);
-            if !d.rewriter.rewrite(now, &mut self.scratch) {
+            // The new numbering goes into the header as the subscriber's
+            // connection writes it.
+            let Some(renumber) = d.rewriter.renumber(now, &rtp) else {
                 continue;
-            }
-            if let Some(marker) = marker
-                && let Ok(mut p) = crate::rtp::RtpPacketMut::new_checked(&mut self.scratch)
-            {
-                p.set_marker(marker);
-            }
+            };
+            let renumber = Renumber { marker, ..renumber };
             let track = d.track;
-            if self.forwarded.send(&mut s.pc, now, track, &self.scratch) {
+            if self.forwarded.send(&mut s.pc, now, track, packet, renumber) {
                 self.stats.forwarded += 1;
             }
             // ANCHOR_END: forward
@@ -1580,13 +1578,14 @@ impl Sfu {
             let track = d.track;
             let mut sent = 0;
             for b in &packets {
-                self.scratch.clear();
-                self.scratch.extend_from_slice(b);
-                if !d.rewriter.rewrite(now, &mut self.scratch) {
+                let Some(renumber) = RtpPacket::new_checked(b)
+                    .ok()
+                    .and_then(|p| d.rewriter.renumber(now, &p))
+                else {
                     continue;
-                }
+                };
                 // Into the queue live packets take: they must not pass.
-                if self.forwarded.send(&mut s.pc, now, track, &self.scratch) {
+                if self.forwarded.send(&mut s.pc, now, track, b, renumber) {
                     sent += 1;
                 }
             }

@@ -447,6 +447,7 @@ impl From<rtp::Error> for Error {
 /// The codec a track sends with ([`PeerConnection::add_track_with_codec`]):
 /// the registry's [`Codec`](crate::rtp::codec::Codec).
 pub use crate::rtp::codec::Codec as TrackCodec;
+pub use tracks::Renumber;
 
 /// One of our tracks.
 #[derive(Debug)]
@@ -465,7 +466,7 @@ struct Sender {
     /// negotiated id)` (see [`RTP_MODE_EXTENSIONS`]).
     mid: Option<String>,
     mid_ext: Option<u8>,
-    ext_out: Vec<(u8, u8)>,
+    ext_out: ExtIds,
     /// `remove_track` was called: nothing is sent any more.
     removed: bool,
     packetizer: AnyPacketizer,
@@ -487,10 +488,7 @@ impl Sender {
 
     /// The id negotiated on the track's m-line for a canonical extension.
     fn ext_id(&self, canonical: u8) -> Option<u8> {
-        self.ext_out
-            .iter()
-            .find(|(c, _)| *c == canonical)
-            .map(|(_, id)| *id)
+        self.ext_out.get(canonical)
     }
 
     /// The id of the rid element this layer's packets carry (the rid
@@ -945,6 +943,35 @@ fn stamp_tcc(buf: &mut [u8], tcc_id: Option<u8>, next: &mut u16) -> Option<u16> 
 
 /// The extension ids of an m-line (`(negotiated id, uri)`) that have a
 /// canonical id in [`RTP_MODE_EXTENSIONS`]: `(negotiated, canonical)`.
+/// The ids negotiated on a sending m-line, by canonical id
+/// ([`RTP_MODE_EXTENSIONS`]): held inline in the sender, as every packet
+/// sent looks them up (a forwarder's, for each of hundreds of connections
+/// in turn, where a list on the heap is one more cache miss each).
+#[derive(Debug, Clone, Copy, Default)]
+struct ExtIds([u8; RTP_MODE_EXTENSIONS.len() + 1]);
+
+impl ExtIds {
+    /// From `(negotiated id, canonical id)` pairs ([`ext_map`]). Id 0 is
+    /// none (RFC 8285 §4.2 reserves it).
+    fn new(pairs: impl Iterator<Item = (u8, u8)>) -> ExtIds {
+        let mut ids = ExtIds::default();
+        for (id, canonical) in pairs {
+            if let Some(slot) = ids.0.get_mut(usize::from(canonical)) {
+                *slot = id;
+            }
+        }
+        ids
+    }
+
+    /// The negotiated id of a canonical extension, if negotiated.
+    fn get(&self, canonical: u8) -> Option<u8> {
+        self.0
+            .get(usize::from(canonical))
+            .copied()
+            .filter(|&id| id != 0)
+    }
+}
+
 fn ext_map(extensions: &[(u16, String)]) -> impl Iterator<Item = (u8, u8)> + '_ {
     extensions.iter().filter_map(|(id, uri)| {
         let id = u8::try_from(*id).ok()?;

@@ -329,9 +329,7 @@ impl PeerConnection {
                 if tmid.as_deref() == Some(mid.as_str()) {
                     s.mid = Some(mid.clone());
                     s.mid_ext = mid_ext;
-                    s.ext_out = ext_map(&m.extensions)
-                        .map(|(id, canonical)| (canonical, id))
-                        .collect();
+                    s.ext_out = ExtIds::new(ext_map(&m.extensions));
                     // Simulcast (RFC 8853 §5.2): the layers the answer
                     // took send with their rid; without simulcast agreed,
                     // the first layer sends alone, as a plain stream.

@@ -156,7 +156,7 @@ impl PeerConnection {
                 negotiated: false,
                 mid: None,
                 mid_ext: None,
-                ext_out: Vec::new(),
+                ext_out: ExtIds::default(),
                 removed: false,
                 packetizer,
                 codec_name: None,
@@ -228,10 +228,7 @@ impl PeerConnection {
         let tcc_id = s.tcc_id();
         // Sent only without transport-cc, as libwebrtc does.
         let ast_id = s
-            .ext_out
-            .iter()
-            .find(|(c, _)| *c == CANONICAL_ABS_SEND_TIME)
-            .map(|(_, id)| *id)
+            .ext_id(CANONICAL_ABS_SEND_TIME)
             .filter(|_| tcc_id.is_none());
         for (i, payload) in self.payloads.iter().enumerate() {
             // RFC 8843 §15: the mid header extension lets the receiver
@@ -308,7 +305,8 @@ impl PeerConnection {
     /// RTP mode, sending: one RTP packet on `track`, as a forwarder sends
     /// what it received ([`Event::Rtp`]). The packet's marker, sequence
     /// number, timestamp and payload are kept (a forwarder that switches
-    /// sources keeps them continuous with [`RtpPacketMut`]'s setters first);
+    /// sources keeps them continuous with [`RtpPacketMut`]'s setters first,
+    /// or gives [`PeerConnection::send_rtp_into`] its [`Renumber`]);
     /// the SSRC and payload type become the track's; its extension
     /// elements, in the canonical ids of [`RTP_MODE_EXTENSIONS`], are
     /// rewritten to the ids negotiated on the track's m-line (those not
@@ -320,7 +318,7 @@ impl PeerConnection {
     /// [`RtpPacketMut`]: crate::rtp::RtpPacketMut
     pub fn send_rtp(&mut self, now: Instant, track: TrackId, packet: &[u8]) -> Result<(), Error> {
         let mut datagram = std::mem::take(&mut self.packet);
-        let r = self.send_rtp_into(now, track, packet, &mut datagram);
+        let r = self.send_rtp_into(now, track, packet, None, &mut datagram);
         if let (Ok(meta), Some(t)) = (&r, self.transport.as_mut()) {
             t.queue_protected(*meta, &datagram);
         }
@@ -335,11 +333,17 @@ impl PeerConnection {
     /// instead of each connection's queue (the copy each subscriber gets
     /// is then written once, where the next one is written too). The
     /// packet counts as sent: the caller must send it.
+    ///
+    /// `renumber`, if given, replaces the packet's sequence number,
+    /// timestamp and marker as the header is written: a forwarder's
+    /// rewrite for this subscriber, without a copy of the packet to
+    /// rewrite first.
     pub fn send_rtp_into(
         &mut self,
         now: Instant,
         track: TrackId,
         packet: &[u8],
+        renumber: Option<Renumber>,
         datagram: &mut Vec<u8>,
     ) -> Result<TransmitMeta, Error> {
         let (t, s) = sending(&mut self.transport, &mut self.senders, track)?;
@@ -348,7 +352,7 @@ impl PeerConnection {
         if s.tcc_id().is_some() {
             self.twcc_send_seq = self.twcc_send_seq.wrapping_add(1);
         }
-        write_forwarded(s, &p, &tcc, datagram)?;
+        write_forwarded(s, &p, &tcc, renumber, datagram)?;
         s.stream.record_packet(now, datagram)?;
         let plain_len = datagram.len();
         let meta = t.protect_rtp(datagram)?;
@@ -381,7 +385,7 @@ impl PeerConnection {
         let p = RtpPacket::new_checked(packet)?;
         // The transport-wide number is stamped as it leaves (a copy that
         // does not leave takes none: a hole would read as a loss).
-        write_forwarded(s, &p, &[0, 0], &mut self.packet)?;
+        write_forwarded(s, &p, &[0, 0], None, &mut self.packet)?;
         let (tcc_id, seq, bwe) = (s.tcc_id(), &mut self.twcc_send_seq, &mut self.bwe);
         let sent = s.stream.resend(now, &self.packet, |out| {
             let numbered = stamp_tcc(out, tcc_id, seq);
@@ -566,14 +570,30 @@ impl PeerConnection {
     }
 }
 
+/// A forwarder's numbering of a packet it sends on
+/// ([`PeerConnection::send_rtp_into`]): its sequence number and timestamp
+/// in the subscriber's stream, and its marker if that changes (a thinned
+/// scalable stream ends its frames on a lower layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renumber {
+    /// The sequence number sent.
+    pub sequence_number: u16,
+    /// The timestamp sent.
+    pub timestamp: u32,
+    /// The marker sent; `None` keeps the packet's.
+    pub marker: Option<bool>,
+}
+
 /// Writes the RTP mode packet `p` into `out` as `track` sends it
 /// ([`PeerConnection::send_rtp`]): the track's SSRC and payload type, its
 /// mid (and rid) elements, `tcc` as the transport-wide sequence number,
-/// the other elements under their negotiated ids (at most 16 are kept).
+/// the other elements under their negotiated ids (at most 16 are kept);
+/// renumbered if `renumber` says.
 fn write_forwarded(
     s: &Sender,
     p: &RtpPacket<'_>,
     tcc: &[u8; 2],
+    renumber: Option<Renumber>,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let mut elements: [(u8, &[u8]); 16] = [(0, &[]); 16];
@@ -598,17 +618,17 @@ fn write_forwarded(
         {
             continue;
         }
-        if let Some(&(_, id)) = s.ext_out.iter().find(|(c, _)| *c == e.id) {
+        if let Some(id) = s.ext_id(e.id) {
             elements[n] = (id, e.data);
             n += 1;
         }
     }
     out.clear();
     let fields = HeaderFields {
-        marker: p.marker(),
+        marker: renumber.and_then(|r| r.marker).unwrap_or(p.marker()),
         payload_type: s.stream.payload_type(),
-        sequence_number: p.sequence_number(),
-        timestamp: p.timestamp(),
+        sequence_number: renumber.map_or(p.sequence_number(), |r| r.sequence_number),
+        timestamp: renumber.map_or(p.timestamp(), |r| r.timestamp),
         ssrc: s.stream.ssrc(),
     };
     emit_rtp_packet(fields, &elements[..n], true, p.payload(), out)?;
