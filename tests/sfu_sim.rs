@@ -50,10 +50,15 @@ fn client_addr(i: usize) -> SocketAddr {
 
 impl Room {
     fn new(seed: u64) -> Room {
+        Room::with_config(seed, |_| {})
+    }
+
+    fn with_config(seed: u64, configure: impl FnOnce(&mut Config)) -> Room {
         let mut rng = StdRng::seed_from_u64(seed);
         let mut sim = Sim::new(seed);
         let mut config = Config::new(certificate(&mut rng), vec![SFU.parse().unwrap()]);
         config.max_room_size = 8;
+        configure(&mut config);
         let sfu = Sfu::new(config, StdRng::seed_from_u64(seed + 1));
         let sfu = sim.add_host(sfu, &[SFU.parse().unwrap()]);
         Room {
@@ -403,6 +408,42 @@ fn a_wave_of_joiners_refreshes_a_long_cache() {
         after.keyframe_requests - before.keyframe_requests,
         2,
         "one fresh keyframe per publisher: {after:?}"
+    );
+}
+
+/// A wave of joiners against a replay budget of one cache: each packet
+/// starts one joiner from the cache and the others wait for the packets
+/// after (by then, the refreshed keyframe starts them); every one of them
+/// soon has both publishers' video.
+#[test]
+fn a_wave_of_joiners_is_started_within_the_replay_budget() {
+    let mut room = Room::with_config(6, |c| c.replay_budget = 1);
+    room.join(clean());
+    room.join(clean());
+    room.run(Duration::from_secs(9), 1_000);
+    let before = room.sfu().stats();
+    let joiners: Vec<usize> = (0..5).map(|_| room.join(clean())).collect();
+    let joined = room.sim.elapsed();
+    room.run(Duration::from_secs(2), 1_000);
+    let after = room.sfu().stats();
+    for &j in &joiners {
+        let first = room.clients[j].first_frame.expect("a frame");
+        assert!(
+            first - joined < Duration::from_millis(900),
+            "first frame {:?} after joining",
+            first - joined
+        );
+        let c = &room.clients[j];
+        assert!(
+            c.frames.len() >= 2 && c.frames.values().all(|&n| n > 10),
+            "both publishers' video: {:?}",
+            c.frames
+        );
+    }
+    assert!(after.instant_joins >= before.instant_joins + 2, "{after:?}");
+    assert!(
+        after.instant_joins_deferred > before.instant_joins_deferred,
+        "the budget put some off: {after:?}"
     );
 }
 

@@ -111,6 +111,12 @@ pub struct Config {
     /// Instant join from the keyframe cache (else a joiner waits for a PLI
     /// round trip and the next keyframe).
     pub keyframe_cache: bool,
+    /// Packets replayed from keyframe caches per packet forwarded, at
+    /// most: a wave of joiners (a meeting's start, a hundred viewers at
+    /// once) starts a few per packet and the rest at the packets after
+    /// (a video packet comes every 8 ms at 1 Mbit/s). One joiner is
+    /// always started, whatever its cache holds.
+    pub replay_budget: usize,
     /// At most one keyframe request per publisher layer per interval.
     pub keyframe_interval: Duration,
     /// How often the active speaker is chosen.
@@ -151,6 +157,7 @@ impl Config {
             max_participants: 500,
             max_publisher_bitrate: 5_000_000,
             keyframe_cache: true,
+            replay_budget: REPLAY_BUDGET,
             keyframe_interval: Duration::from_millis(300),
             speaker_interval: Duration::from_millis(500),
             pacing: true,
@@ -300,6 +307,9 @@ pub struct Stats {
     pub nacks_to_publishers: u64,
     /// Subscribers started from the keyframe cache.
     pub instant_joins: u64,
+    /// Times a waiting subscriber's start from the cache was put off to a
+    /// later packet by [`Config::replay_budget`].
+    pub instant_joins_deferred: u64,
     /// Simulcast layer switches.
     pub layer_switches: u64,
     /// Datagrams dropped: from an unknown address and not a STUN request
@@ -514,6 +524,12 @@ const CACHE_BYTES: usize = 2 << 20;
 /// joiners (a meeting's start) was each sent all of it. A single late
 /// joiner costs the publisher no keyframe.
 const REPLAY_REFRESH: usize = 256;
+/// [`Config::replay_budget`]'s default: two whole caches. Without a
+/// budget, `rtclab speed sfu`'s step from 400 to 492 subscribers had the
+/// SFU replay a long cache (1,024 packets) to each of 92 joiners at one
+/// packet: 110 MB queued at once, which its socket could not take (56 %
+/// loss, 12 joins unanswered, 378 MB of memory).
+const REPLAY_BUDGET: usize = 2 * CACHE_PACKETS;
 /// Packets of each published video layer kept to repair subscribers'
 /// losses: a receiver NACKs a hole for about a second before it gives the
 /// frame up, and 512 packets are that second at up to 5 Mbit/s (the
@@ -1519,6 +1535,8 @@ impl Sfu {
     fn start_from_cache(&mut self, now: Instant, publisher: ParticipantId, mid: Mid) {
         // The layers replayed, one entry per joiner.
         let mut replayed: Vec<usize> = Vec::new();
+        // Packets replayed so far, against the budget.
+        let mut spent = 0usize;
         let Some(room) = self.participants.get(&publisher).map(|p| p.room.clone()) else {
             return;
         };
@@ -1555,6 +1573,12 @@ impl Sfu {
             else {
                 continue;
             };
+            // Past the budget, a joiner waits for the next packet (it is
+            // still waiting then, so this comes back to it).
+            if spent > 0 && spent + layer.cache.len() > self.config.replay_budget {
+                self.stats.instant_joins_deferred += 1;
+                continue;
+            }
             let packets: Vec<Vec<u8>> = layer.cache.packets().map(<[u8]>::to_vec).collect();
             let Some(ssrc) = layer.ssrc else {
                 continue;
@@ -1595,6 +1619,7 @@ impl Sfu {
                 d.target = Some(li);
                 self.stats.instant_joins += 1;
                 self.stats.forwarded += sent;
+                spent += packets.len();
                 replayed.push(li);
             } else {
                 // Not sendable yet: start over at the next packet.
