@@ -1568,6 +1568,16 @@ impl Generator {
 }
 
 /// Pins this process's threads to `core` (`taskset -a -p`); best effort.
+/// The cores this process may use, as read the first time: before
+/// [`pin_self`], which narrows what `available_parallelism` reports to one.
+/// (Read again after the first SFU's run, it said 1, so the second SFU of a
+/// run, `rtclab sfu` after Janus, was started unpinned and shared the
+/// generator's core.)
+fn machine_cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 fn pin_self(core: usize) {
     if let Some(taskset) = find_on_path("taskset") {
         let _ = Command::new(taskset)
@@ -1650,8 +1660,7 @@ pub fn drive(
     rooms: usize,
     window: Duration,
 ) -> Result<Report, String> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pin = cores >= 2;
+    let pin = machine_cores() >= 2;
     sfu.start(pin.then_some(0))?;
     let mut report = Report {
         name: sfu.name(),
@@ -1854,6 +1863,8 @@ impl Report {
 /// `rtclab speed sfu`: the figures of every SFU it could run, and the
 /// side-by-side table and ratios when there are two.
 pub fn speed() -> Result<Vec<Figure>, String> {
+    // Read while the process may still use every core.
+    machine_cores();
     let o = OPTIONS.get().cloned().unwrap_or_default();
     let steps = if o.subscribers.is_empty() {
         STEPS.to_vec()
