@@ -316,6 +316,8 @@ impl Pair {
                 }
                 if !self.lose() {
                     self.b.handle_packet(self.now, &p);
+                } else if std::env::var("SCTP_TRACE").is_ok() {
+                    eprintln!("  (lost)");
                 }
             }
             while let Some(p) = self.b.poll_transmit() {
@@ -326,6 +328,8 @@ impl Pair {
                 }
                 if !self.lose() {
                     self.a.handle_packet(self.now, &p);
+                } else if std::env::var("SCTP_TRACE").is_ok() {
+                    eprintln!("  (lost)");
                 }
             }
             if moved {
@@ -880,9 +884,16 @@ fn last_sack_cum(b: &mut Association) -> Option<u32> {
 }
 
 fn small_window_pair(window: u32) -> Pair {
+    small_window_pair_with(window, Config::default().max_retransmits)
+}
+
+/// As [`small_window_pair`], giving up after `max_retransmits` timeouts
+/// in a row.
+fn small_window_pair_with(window: u32, max_retransmits: u32) -> Pair {
     let mut p = Pair::new(Config {
         receive_window: window,
         heartbeat_interval: None,
+        max_retransmits,
         ..Config::default()
     });
     p.a.connect(p.now);
@@ -1143,7 +1154,13 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let window = 8 * 1024;
-        let mut p = small_window_pair(window);
+        // At a quarter lost each way, a retransmission and its SACK both
+        // get through with probability 9/16, so ten timeouts in a row
+        // (Association.Max.Retrans, RFC 9260 §8.1) end the association
+        // now and then: the seed in proptest-regressions lost the SACK six
+        // times running, and the association was rightly given up. This
+        // test is about recovery, not that limit.
+        let mut p = small_window_pair_with(window, 40);
         p.drop_every = drop_every;
         p.lcg = seed;
         let body = |i: usize, len: usize| -> Vec<u8> {
