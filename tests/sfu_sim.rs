@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rtclab::datachannel::{ChannelId, ChannelInit, Event as DcEvent, Message};
 use rtclab::peer::{self, PeerConnection, PeerConnectionState, SdpType, TrackCodec, TrackId};
 use rtclab::sfu::{
-    ClientSignal, Config, Event as SfuEvent, ParticipantId, Role, ServerSignal, Sfu,
+    ClientSignal, Config, Event as SfuEvent, ParticipantId, Role, ServerSignal, Sfu, Stats,
 };
 use rtclab::sim::{HostId, LinkConfig, Sim};
 use sim_peers::certificate;
@@ -378,31 +378,39 @@ fn a_late_joiner_starts_from_the_cache() {
     );
 }
 
-/// A wave of late joiners after a long stretch without keyframes (a
-/// browser sends them only when asked): each starts at once from the
-/// cache, and the second one replayed from that keyframe asks each
-/// publisher for a fresh one (one request per publisher, throttled), so
-/// that the cache shortens instead of each joiner being sent all of it.
-#[test]
-fn a_wave_of_joiners_refreshes_a_long_cache() {
-    let mut room = Room::new(6);
+/// Two publishers for 9 s of one long GOP (a browser sends keyframes only
+/// when asked: over 256 packets cached per publisher), then `n` joiners
+/// at once and 2 s more; each joiner's first frame comes within `within`
+/// of joining. The SFU's counters before the joiners and after, and the
+/// joiners.
+fn join_a_wave(room: &mut Room, n: usize, within: Duration) -> (Stats, Stats, Vec<usize>) {
     room.join(clean());
     room.join(clean());
-    // About 9 s of a long GOP: over 256 packets cached per publisher.
     room.run(Duration::from_secs(9), 1_000);
     let before = room.sfu().stats();
-    let joiners: Vec<usize> = (0..3).map(|_| room.join(clean())).collect();
+    let joiners: Vec<usize> = (0..n).map(|_| room.join(clean())).collect();
     let joined = room.sim.elapsed();
     room.run(Duration::from_secs(2), 1_000);
-    let after = room.sfu().stats();
     for &j in &joiners {
         let first = room.clients[j].first_frame.expect("a frame");
         assert!(
-            first - joined < Duration::from_millis(700),
+            first - joined < within,
             "first frame {:?} after joining",
             first - joined
         );
     }
+    (before, room.sfu().stats(), joiners)
+}
+
+/// A wave of late joiners after a long stretch without keyframes: each
+/// starts at once from the cache, and the second one replayed from that
+/// keyframe asks each publisher for a fresh one (one request per
+/// publisher, throttled), so that the cache shortens instead of each
+/// joiner being sent all of it.
+#[test]
+fn a_wave_of_joiners_refreshes_a_long_cache() {
+    let mut room = Room::new(6);
+    let (before, after, _) = join_a_wave(&mut room, 3, Duration::from_millis(700));
     assert!(after.instant_joins >= before.instant_joins + 6, "{after:?}");
     assert_eq!(
         after.keyframe_requests - before.keyframe_requests,
@@ -418,21 +426,8 @@ fn a_wave_of_joiners_refreshes_a_long_cache() {
 #[test]
 fn a_wave_of_joiners_is_started_within_the_replay_budget() {
     let mut room = Room::with_config(6, |c| c.replay_budget = 1);
-    room.join(clean());
-    room.join(clean());
-    room.run(Duration::from_secs(9), 1_000);
-    let before = room.sfu().stats();
-    let joiners: Vec<usize> = (0..5).map(|_| room.join(clean())).collect();
-    let joined = room.sim.elapsed();
-    room.run(Duration::from_secs(2), 1_000);
-    let after = room.sfu().stats();
+    let (before, after, joiners) = join_a_wave(&mut room, 5, Duration::from_millis(900));
     for &j in &joiners {
-        let first = room.clients[j].first_frame.expect("a frame");
-        assert!(
-            first - joined < Duration::from_millis(900),
-            "first frame {:?} after joining",
-            first - joined
-        );
         let c = &room.clients[j];
         assert!(
             c.frames.len() >= 2 && c.frames.values().all(|&n| n > 10),
