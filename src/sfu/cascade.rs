@@ -525,7 +525,6 @@ impl Sfu {
         &mut self,
         now: Instant,
         publisher: ParticipantId,
-        room: &str,
         mid: Mid,
         li: usize,
         packet: &[u8],
@@ -533,6 +532,9 @@ impl Sfu {
         if self.cascades.links.is_empty() {
             return;
         }
+        let Some(room) = self.participants.get(&publisher).map(|p| p.room.clone()) else {
+            return;
+        };
         let Some(from) = self.origin(publisher) else {
             return;
         };

@@ -464,6 +464,10 @@ pub struct Sfu {
     stats: Stats,
     /// A scratch buffer for a repaired packet, renumbered.
     scratch: Vec<u8>,
+    /// Scratch for [`Sfu::on_rtp`]: the publisher's room's members, and
+    /// its track's active layers with their rates.
+    members: Vec<ParticipantId>,
+    active_layers: Vec<(usize, u64)>,
     /// Forwarded media, every subscriber's copy in one queue.
     forwarded: Forwarded,
     next_speaker: Option<Instant>,
@@ -559,6 +563,8 @@ impl Sfu {
             events: VecDeque::new(),
             stats: Stats::default(),
             scratch: Vec::with_capacity(1500),
+            members: Vec::new(),
+            active_layers: Vec::new(),
             forwarded: Forwarded::default(),
             next_speaker: None,
             next_probe: None,
@@ -1264,7 +1270,14 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        let room = p.room.clone();
+        // The room's members, into buffers kept for this: cloning the
+        // member list and the room's name for each packet was most of the
+        // allocator's work in rooms of four.
+        let mut members = std::mem::take(&mut self.members);
+        members.clear();
+        if let Some(r) = self.rooms.get(&p.room) {
+            members.extend_from_slice(&r.members);
+        }
         let Some(t) = p.published.iter_mut().find(|t| t.mid == mid) else {
             return;
         };
@@ -1376,13 +1389,15 @@ impl Sfu {
             let _ = layer.repair.store(packet);
         }
         // The active layers' rates, for the chooser.
-        let active: Vec<(usize, u64)> = t
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.rate.active(now, LAYER_ACTIVE))
-            .map(|(i, l)| (i, l.rate.bitrate()))
-            .collect();
+        let mut active = std::mem::take(&mut self.active_layers);
+        active.clear();
+        active.extend(
+            t.layers
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.rate.active(now, LAYER_ACTIVE))
+                .map(|(i, l)| (i, l.rate.bitrate())),
+        );
         let kind = t.kind;
         let cache_ready = t.layers[li].cache.is_ready();
         let ssrc = rtp.ssrc();
@@ -1392,12 +1407,7 @@ impl Sfu {
         // yet: the cache may start it, below (looked for here, where every
         // subscriber is visited anyway, not in a second pass per packet).
         let mut unstarted = false;
-        let members = self
-            .rooms
-            .get(&room)
-            .map(|r| r.members.clone())
-            .unwrap_or_default();
-        for m in members {
+        for &m in &members {
             if m == id {
                 continue;
             }
@@ -1519,7 +1529,9 @@ impl Sfu {
             }
             // ANCHOR_END: forward
         }
-        self.cascade_forward(now, id, &room, mid, li, packet);
+        self.members = members;
+        self.active_layers = active;
+        self.cascade_forward(now, id, mid, li, packet);
         want_keyframe.sort_unstable();
         want_keyframe.dedup();
         for li in want_keyframe {
